@@ -1,0 +1,157 @@
+// The cheque book: one persistent actor holding every cheque's escrow. A cheque is funded by an ordinary
+// transfer from its creator's wallet (to the pseudo-user "cheque:<hash>"), and paid out by an ordinary
+// transfer with an id derived from the cheque, so each leg takes effect once. Only an HMAC of the claim
+// code is stored: a leaked journal does not leak claimable codes.
+import type { PersistentBehaviour, Reply } from "./runtime.ts";
+import { refuse, type Refusal } from "../domain/refusals.ts";
+
+export interface ChequeRecord {
+  creator: string;
+  amount: bigint;
+  expiresAt: number;
+  status: "awaiting_funds" | "open" | "claimed" | "revoked";
+  /** Who receives the payout (claimant or, after a revoke, the creator) and whether they acknowledged it. */
+  payee?: string;
+  paid?: boolean;
+}
+
+export interface ChequeState {
+  cheques: Record<string, ChequeRecord>;
+}
+
+export type ChequeEvent =
+  | { t: "created"; hash: string; creator: string; amount: string; expiresAt: number }
+  | { t: "funded"; hash: string }
+  | { t: "claimed"; hash: string; by: string }
+  | { t: "revoked"; hash: string }
+  | { t: "paid"; hash: string };
+
+export type ChequeCommand =
+  | { type: "create"; hash: string; creator: string; amount: bigint; expiresAt: number; reply: Reply<{ ok: true } | Refusal> }
+  | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
+  | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
+  | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
+  | { type: "paid"; hash: string; reply: Reply<{ ok: true } | Refusal> }
+  /** Re-sends every payout not yet acknowledged (after a restart). */
+  | { type: "resume"; reply: Reply<{ resent: number }> }
+  | { type: "state"; reply: Reply<ChequeState> };
+
+export const CHEQUE_JOURNAL_KEY = "cheques";
+export const chequeUserKey = (hash: string) => `cheque:${hash}`;
+/** The transfer id of a cheque's payout: derived, so a re-sent payout is credited once. */
+export const chequePayoutId = (hash: string) => `chq:${hash}`;
+
+export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
+  const c = s.cheques[e.hash];
+  switch (e.t) {
+    case "created":
+      return { cheques: { ...s.cheques, [e.hash]: { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds" } } };
+    case "funded":
+      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "open" } } };
+    case "claimed":
+      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "claimed", payee: e.by, paid: false } } };
+    case "revoked":
+      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "revoked", payee: c!.creator, paid: false } } };
+    case "paid":
+      return { cheques: { ...s.cheques, [e.hash]: { ...c!, paid: true } } };
+  }
+}
+
+/** Money held for open cheques (and for payouts not yet acknowledged): part of the engine's liabilities. */
+export function escrowOf(s: ChequeState): bigint {
+  let sum = 0n;
+  for (const c of Object.values(s.cheques)) if (c.status === "open" || ((c.status === "claimed" || c.status === "revoked") && !c.paid)) sum += c.amount;
+  return sum;
+}
+
+export interface ChequeHooks {
+  /** Deliver a cheque's payout as a transfer from the cheque to the payee (the wallet dedupes by id). */
+  pay(hash: string, payee: string, amount: bigint): void;
+}
+
+export function chequeBehaviour(hooks: ChequeHooks): PersistentBehaviour<ChequeState, ChequeCommand, ChequeEvent> {
+  return {
+    key: CHEQUE_JOURNAL_KEY,
+    initial: () => ({ cheques: {} }),
+    evolve: evolveCheques,
+    snapshotEvery: 200,
+    async handle(s, cmd, persist) {
+      const commit = async (e: ChequeEvent) => {
+        await persist([e]);
+        return evolveCheques(s, e);
+      };
+      const c = "hash" in cmd ? s.cheques[cmd.hash] : undefined;
+      switch (cmd.type) {
+        case "state":
+          cmd.reply(s);
+          return s;
+        case "create": {
+          if (c) {
+            cmd.reply(c.creator === cmd.creator ? { ok: true } : refuse("duplicate", "That cheque code is taken; try again."));
+            return s;
+          }
+          const next = await commit({ t: "created", hash: cmd.hash, creator: cmd.creator, amount: cmd.amount.toString(), expiresAt: cmd.expiresAt });
+          cmd.reply({ ok: true });
+          return next;
+        }
+        case "fund": {
+          if (!c || c.amount !== cmd.amount || c.creator !== cmd.from) {
+            // Money arrived for a cheque we do not know as such: refuse, the sender's transfer stays unacknowledged.
+            cmd.reply(refuse("not_found", "No such cheque awaiting these funds."));
+            return s;
+          }
+          if (c.status !== "awaiting_funds") {
+            cmd.reply({ ok: true });
+            return s;
+          }
+          const next = await commit({ t: "funded", hash: cmd.hash });
+          cmd.reply({ ok: true });
+          return next;
+        }
+        case "claim": {
+          if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
+          if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
+          if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was revoked by its creator."));
+          if (c.creator === cmd.by) return answer(s, cmd.reply, refuse("not_allowed", "You cannot claim your own cheque; use /cheque revoke to take it back."));
+          if (cmd.now > c.expiresAt) return answer(s, cmd.reply, refuse("expired", "This cheque has expired."));
+          const next = await commit({ t: "claimed", hash: cmd.hash, by: cmd.by });
+          cmd.reply({ amount: c.amount });
+          hooks.pay(cmd.hash, cmd.by, c.amount);
+          return next;
+        }
+        case "revoke": {
+          if (!c || c.creator !== cmd.by) return answer(s, cmd.reply, refuse("not_found", "You have no such cheque."));
+          if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
+          if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was already revoked."));
+          if (c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque was never funded."));
+          const next = await commit({ t: "revoked", hash: cmd.hash });
+          cmd.reply({ amount: c.amount });
+          hooks.pay(cmd.hash, c.creator, c.amount);
+          return next;
+        }
+        case "paid": {
+          if (!c || c.paid !== false) return answer(s, cmd.reply, { ok: true as const });
+          const next = await commit({ t: "paid", hash: cmd.hash });
+          cmd.reply({ ok: true });
+          return next;
+        }
+        case "resume": {
+          let resent = 0;
+          for (const [hash, x] of Object.entries(s.cheques)) {
+            if (x.paid === false && x.payee) {
+              hooks.pay(hash, x.payee, x.amount);
+              resent++;
+            }
+          }
+          cmd.reply({ resent });
+          return s;
+        }
+      }
+    },
+  };
+}
+
+function answer<R>(s: ChequeState, reply: Reply<R>, r: R): ChequeState {
+  reply(r);
+  return s;
+}

@@ -1,0 +1,64 @@
+// The payout actor's protocol. One payout per withdrawal id; payouts that arrive within the batch window
+// go out together as one transaction (a "batch"). Event fields are the durable format.
+import type { Reply } from "./runtime.ts";
+import type { Refusal } from "../domain/refusals.ts";
+
+export type PayoutStatus = "queued" | "signed" | "broadcast" | "confirmed" | "stuck";
+
+export interface Payout {
+  userKey: string;
+  address: string;
+  amount: bigint;
+  quotedFee: bigint;
+  status: PayoutStatus;
+  batch?: string;
+  /** This payout's share of its batch's fee (≤ quotedFee). */
+  fee?: bigint;
+  at: number;
+}
+
+export interface Batch {
+  ids: string[];
+  hex: string;
+  txid: string;
+  fee: bigint;
+  /** Sum of the quoted fees: what the batch saves is quoted − fee. */
+  quoted: bigint;
+  status: "signed" | "broadcast" | "confirmed" | "stuck";
+  /** Earlier txids of this batch, replaced by fee bumps. */
+  replaced: string[];
+  at: number;
+  reason?: string;
+}
+
+export interface PayoutState {
+  payouts: Record<string, Payout>;
+  batches: Record<string, Batch>;
+  seq: number;
+}
+
+export type PayoutEvent =
+  | { t: "queued"; id: string; userKey: string; address: string; amount: string; quotedFee: string; at: number }
+  | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number }
+  | { t: "broadcast"; batch: string; at: number }
+  | { t: "confirmed"; batch: string; at: number }
+  | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
+  | { t: "stuck"; batch: string; reason: string; at: number };
+
+export interface PayoutSummary {
+  id: string;
+  status: PayoutStatus;
+  txid?: string;
+  fee?: bigint;
+}
+
+export type PayoutCommand =
+  /** A durable reservation to pay; idempotent per id (a repeat re-announces the current status). */
+  | { type: "submit"; id: string; userKey: string; address: string; amount: bigint; quotedFee: bigint; reply: Reply<PayoutSummary | Refusal> }
+  /** Builds, signs, records and broadcasts whatever is queued. */
+  | { type: "flush"; reply: Reply<{ batches: number } | Refusal> }
+  /** Rebroadcasts signed/broadcast batches and checks confirmations (after a block or a restart). */
+  | { type: "sync"; reply: Reply<{ confirmed: number; rebroadcast: number } | Refusal> }
+  /** Operator: RBF a stuck batch; the replacement's txid replaces the old one. */
+  | { type: "bump"; batch: string; feeRateSatVb: bigint; reply: Reply<{ txid: string; fee: bigint } | Refusal> }
+  | { type: "state"; reply: Reply<PayoutState> };

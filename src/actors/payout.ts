@@ -1,0 +1,294 @@
+// The payout actor: turns reserved withdrawals into signed transactions, exactly once whatever crashes.
+// Pipeline per batch: walletcreatefundedpsbt → walletprocesspsbt → finalizepsbt → testmempoolaccept →
+// journal the signed tx and its txid → sendrawtransaction → journal "broadcast" → follow confirmations.
+// After a restart, signed and broadcast batches are rebroadcast (the same bytes: paying twice is impossible)
+// before anything new is built. Never sendtoaddress/sendmany: a retry after a timeout could pay twice.
+import type { Logger } from "../log.ts";
+import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
+import { refuse, type Refusal } from "../domain/refusals.ts";
+import type { PersistentBehaviour } from "./runtime.ts";
+import type { Batch, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary } from "./payout.messages.ts";
+
+export * from "./payout.messages.ts";
+
+/** The RPC calls the payout actor makes, through the node actor's mailbox. */
+export interface PayoutNode {
+  call<T = unknown>(method: string, params: unknown[]): Promise<T>;
+}
+
+export interface PayoutHooks {
+  /** Tell the owning wallet; the wallet dedupes, so repeats are harmless. */
+  broadcast(userKey: string, id: string, txid: string): void;
+  settled(userKey: string, id: string, txid: string, fee: bigint): void;
+  /** Operators must look: a batch could not be broadcast or funded. */
+  alert(reason: string, detail: Record<string, unknown>): void;
+  /** A batch went out: how much the users were quoted and what it cost. */
+  batchSent?(info: { batch: string; outputs: number; fee: bigint; quoted: bigint }): void;
+}
+
+export interface PayoutOptions {
+  node: PayoutNode;
+  hooks: PayoutHooks;
+  log: Logger;
+  confirmations: number;
+  maxOutputsPerBatch: number;
+  feeRate: () => Promise<bigint>;
+  now?: () => number;
+  /** Test hook: called at each pipeline step; throwing simulates a crash at that point. */
+  step?: (name: "funded" | "signed" | "recorded" | "sent") => void;
+}
+
+export const PAYOUT_JOURNAL_KEY = "payouts";
+
+export function emptyPayouts(): PayoutState {
+  return { payouts: {}, batches: {}, seq: 0 };
+}
+
+/** Pure: applies one event. */
+export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
+  switch (e.t) {
+    case "queued": {
+      const p: Payout = { userKey: e.userKey, address: e.address, amount: BigInt(e.amount), quotedFee: BigInt(e.quotedFee), status: "queued", at: e.at };
+      return { ...s, payouts: { ...s.payouts, [e.id]: p } };
+    }
+    case "signed": {
+      const payouts = { ...s.payouts };
+      let quoted = 0n;
+      e.ids.forEach((id, i) => {
+        const p = payouts[id]!;
+        quoted += p.quotedFee;
+        payouts[id] = { ...p, status: "signed", batch: e.batch, fee: BigInt(e.shares[i]!) };
+      });
+      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at };
+      return { ...s, seq: s.seq + 1, payouts, batches: { ...s.batches, [e.batch]: b } };
+    }
+    case "broadcast":
+    case "confirmed":
+    case "stuck": {
+      const b = s.batches[e.batch]!;
+      const status = e.t === "broadcast" ? "broadcast" : e.t === "confirmed" ? "confirmed" : "stuck";
+      const payouts = { ...s.payouts };
+      for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
+      return { ...s, payouts, batches: { ...s.batches, [e.batch]: { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) } } };
+    }
+    case "replaced": {
+      const b = s.batches[e.batch]!;
+      const payouts = { ...s.payouts };
+      b.ids.forEach((id, i) => (payouts[id] = { ...payouts[id]!, fee: BigInt(e.shares[i]!), status: "signed" }));
+      return { ...s, payouts, batches: { ...s.batches, [e.batch]: { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] } } };
+    }
+  }
+}
+
+/**
+ * Splits a batch's fee into per-output shares: equal parts (the remainder to the first outputs), each capped
+ * at what that user was quoted. Whatever the caps cut is paid by the service, never by another user.
+ */
+export function feeShares(fee: bigint, quoted: bigint[]): bigint[] {
+  const n = BigInt(quoted.length);
+  const base = fee / n;
+  let rest = fee % n;
+  return quoted.map((q) => {
+    let share = base;
+    if (rest > 0n) {
+      share += 1n;
+      rest -= 1n;
+    }
+    return share > q ? q : share;
+  });
+}
+
+interface RpcError {
+  code?: number;
+  message?: string;
+}
+
+export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutState, PayoutCommand, PayoutEvent> {
+  const now = o.now ?? Date.now;
+  const step = o.step ?? (() => undefined);
+  return {
+    key: PAYOUT_JOURNAL_KEY,
+    initial: emptyPayouts,
+    evolve: evolvePayouts,
+    snapshotEvery: 200,
+    async handle(state, cmd, persist) {
+      let s = state;
+      const commit = async (events: PayoutEvent[]) => {
+        await persist(events);
+        s = events.reduce(evolvePayouts, s);
+      };
+      switch (cmd.type) {
+        case "state":
+          cmd.reply(s);
+          return s;
+        case "submit": {
+          const known = s.payouts[cmd.id];
+          if (!known) {
+            await commit([{ t: "queued", id: cmd.id, userKey: cmd.userKey, address: cmd.address, amount: cmd.amount.toString(), quotedFee: cmd.quotedFee.toString(), at: now() }]);
+          } else {
+            reannounce(cmd.id, known, s, o);
+          }
+          cmd.reply(summary(cmd.id, s));
+          return s;
+        }
+        case "flush": {
+          try {
+            const batches = await flush(() => s, commit, o, now, step);
+            cmd.reply({ batches });
+          } catch (e) {
+            cmd.reply(refuse("node_unavailable", `payouts could not be built now: ${(e as Error).message}`));
+          }
+          return s;
+        }
+        case "sync": {
+          try {
+            cmd.reply(await sync(() => s, commit, o, now));
+          } catch (e) {
+            cmd.reply(refuse("node_unavailable", `payouts could not be checked now: ${(e as Error).message}`));
+          }
+          return s;
+        }
+        case "bump": {
+          try {
+            cmd.reply(await bump(cmd.batch, cmd.feeRateSatVb, () => s, commit, o, now));
+          } catch (e) {
+            cmd.reply(refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
+          }
+          return s;
+        }
+      }
+    },
+  };
+}
+
+function summary(id: string, s: PayoutState): PayoutSummary {
+  const p = s.payouts[id]!;
+  const b = p.batch ? s.batches[p.batch] : undefined;
+  return { id, status: p.status, ...(b ? { txid: b.txid } : {}), ...(p.fee !== undefined ? { fee: p.fee } : {}) };
+}
+
+/** A wallet re-submitted a payout we already know: tell it where it stands (its earlier message may be lost). */
+function reannounce(id: string, p: Payout, s: PayoutState, o: PayoutOptions): void {
+  const b = p.batch ? s.batches[p.batch] : undefined;
+  if (!b) return;
+  if (b.status === "broadcast") o.hooks.broadcast(p.userKey, id, b.txid);
+  if (b.status === "confirmed") o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
+}
+
+async function flush(
+  get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>,
+): Promise<number> {
+  // Anything signed but not yet broadcast goes out first: those coins are spoken for.
+  await rebroadcastAll(get, commit, o, now);
+  let built = 0;
+  for (;;) {
+    const queued = Object.entries(get().payouts).filter(([, p]) => p.status === "queued").sort((a, b) => a[1].at - b[1].at);
+    if (queued.length === 0) return built;
+    // One output per address per transaction: bitcoind refuses duplicated addresses.
+    const seen = new Set<string>();
+    const pick = queued.filter(([, p]) => (seen.has(p.address) ? false : (seen.add(p.address), true))).slice(0, o.maxOutputsPerBatch);
+    const rate = await o.feeRate();
+    const outputs = pick.map(([, p]) => ({ [p.address]: satsToBtcString(p.amount) }));
+    const funded = await o.node.call<{ psbt: string; fee: number; changepos: number }>("walletcreatefundedpsbt", [
+      // No lockUnspents: this actor is the only spender and works one batch at a time, and locks that
+      // outlive a crash would strand coins. Signed-but-unsent batches are rebroadcast before any new build.
+      [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
+    ]);
+    step("funded");
+    const processed = await o.node.call<{ psbt: string; complete: boolean }>("walletprocesspsbt", [funded.psbt, true, "ALL", true]);
+    const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
+    if (!final.complete || !final.hex) throw new Error("the node could not sign the payout transaction (is the wallet locked?)");
+    const accept = await o.node.call<Array<{ txid: string; allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[final.hex]]);
+    const verdict = accept[0]!;
+    step("signed");
+    const fee = btcNumberToSats(funded.fee);
+    const ids = pick.map(([id]) => id);
+    const shares = feeShares(fee, pick.map(([, p]) => p.quotedFee));
+    const batch = `b${get().seq + 1}`;
+    // Journal the signed bytes and txid BEFORE broadcasting: after a crash we rebroadcast these, never re-sign.
+    await commit([{ t: "signed", batch, ids, hex: final.hex, txid: verdict.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
+    step("recorded");
+    if (!verdict.allowed) {
+      await markStuck(batch, `the node's mempool refuses it: ${verdict["reject-reason"] ?? "unknown reason"}`, get, commit, o, now);
+    } else {
+      await broadcast(batch, get, commit, o, now);
+      step("sent");
+    }
+    const quoted = pick.reduce((sum, [, p]) => sum + p.quotedFee, 0n);
+    o.hooks.batchSent?.({ batch, outputs: ids.length, fee, quoted });
+    o.log.info({ batch, outputs: ids.length, fee: fee.toString(), saved: (quoted - fee).toString() }, "payout batch signed");
+    built++;
+  }
+}
+
+async function broadcast(batch: string, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<boolean> {
+  const b = get().batches[batch]!;
+  try {
+    await o.node.call("sendrawtransaction", [b.hex]);
+  } catch (e) {
+    const err = e as RpcError;
+    // -27: already in the chain (or its outputs are already in the UTXO set): it went out before. Success.
+    if (err.code !== -27) {
+      if (err.code === -25 || err.code === -26) {
+        await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}`, get, commit, o, now);
+        return false;
+      }
+      throw e;
+    }
+  }
+  if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
+  for (const id of b.ids) o.hooks.broadcast(get().payouts[id]!.userKey, id, b.txid);
+  return true;
+}
+
+async function markStuck(batch: string, reason: string, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
+  if (get().batches[batch]?.status !== "stuck") await commit([{ t: "stuck", batch, reason, at: now() }]);
+  o.hooks.alert("payout batch stuck", { batch, reason });
+}
+
+async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<number> {
+  let n = 0;
+  for (const [batch, b] of Object.entries(get().batches)) {
+    if (b.status === "signed" || b.status === "broadcast") {
+      if (await broadcast(batch, get, commit, o, now)) n++;
+    }
+  }
+  return n;
+}
+
+async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
+  const rebroadcast = await rebroadcastAll(get, commit, o, now);
+  let confirmed = 0;
+  for (const [batch, b] of Object.entries(get().batches)) {
+    if (b.status !== "broadcast") continue;
+    const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
+    if (tx.confirmations >= o.confirmations) {
+      await commit([{ t: "confirmed", batch, at: now() }]);
+      confirmed++;
+      for (const id of b.ids) {
+        const p = get().payouts[id]!;
+        o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
+      }
+    } else if (tx.confirmations < 0 && !tx.replaced_by_txid) {
+      o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
+    }
+  }
+  return { confirmed, rebroadcast };
+}
+
+async function bump(batch: string, feeRate: bigint, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<{ txid: string; fee: bigint } | Refusal> {
+  const b = get().batches[batch];
+  if (!b) return refuse("not_found", `No payout batch ${batch}.`);
+  if (b.status === "confirmed") return refuse("not_allowed", `Batch ${batch} is already confirmed; there is nothing to bump.`);
+  // psbtbumpfee gives an unsigned replacement, so the replacement is journalled before it is broadcast.
+  const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
+  const processed = await o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]);
+  const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
+  if (!final.complete || !final.hex) throw new Error("the node could not sign the replacement");
+  const decoded = await o.node.call<{ txid: string }>("decoderawtransaction", [final.hex]);
+  const fee = btcNumberToSats(bumped.fee);
+  const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
+  await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
+  await broadcast(batch, get, commit, o, now);
+  return { txid: decoded.txid, fee };
+}

@@ -1,0 +1,229 @@
+// The wallet registry: the only way to reach a wallet. It spawns a wallet actor on first use, passivates it
+// when idle or when too many are resident (LRU), bounds in-flight commands per wallet, and owns
+// supervision: a crash answers the crashing command, replays the wallet from its journal, and a wallet
+// that keeps crashing is stopped and reported instead of looping. Wallet refs never leave this file, so
+// nothing can send to a passivated actor (nact would drop the message silently).
+import type { Logger } from "../log.ts";
+import { refuse, type Refusal } from "../domain/refusals.ts";
+import { ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
+import { walletBehaviour, type WalletHooks } from "./wallet.actor.ts";
+import type { WalletCommand, WalletCommandType } from "./wallet.messages.ts";
+
+type CommandOf<T extends WalletCommandType> = Extract<WalletCommand, { type: T }>;
+/** The fields of a command besides its type and reply channel. */
+export type ArgsOf<T extends WalletCommandType> = Omit<CommandOf<T>, "type" | "reply">;
+/** What a command's reply channel carries. */
+export type AnswerOf<T extends WalletCommandType> = CommandOf<T>["reply"] extends Reply<infer R> ? R : never;
+
+export interface RegistryOptions {
+  system: ActorSystem;
+  hooks: WalletHooks;
+  log: Logger;
+  idleMs: number;
+  maxResident: number;
+  maxInFlight: number;
+  askTimeoutMs: number;
+  crashBudget: number;
+  crashWindowMs: number;
+  historyLimit: number;
+  snapshotEvery: number;
+  now?: () => number;
+}
+
+interface Entry {
+  ref: Ref<WalletCommand>;
+  inFlight: number;
+  lastUsed: number;
+  /** Replies of commands sent and not yet answered, so a stop can answer them instead of dropping them. */
+  pending: Set<Reply<never>>;
+}
+
+export interface RegistryStats {
+  resident: number;
+  inFlight: number;
+  activations: number;
+  passivations: number;
+  crashes: number;
+  stoppedAfterCrashes: number;
+  refusedBusy: number;
+}
+
+/** A message constructor: the registry supplies the reply channel. */
+export type WalletMessage<R> = (reply: Reply<R>) => WalletCommand;
+
+export class WalletRegistry {
+  readonly #o: RegistryOptions;
+  /** Insertion order is recency: a touched entry is moved to the end, so the first entries are the LRU. */
+  readonly #entries = new Map<string, Entry>();
+  readonly #crashes = new Map<string, number[]>();
+  readonly #failedUntil = new Map<string, number>();
+  readonly #sweep: NodeJS.Timeout;
+  #generation = 0;
+  #closed = false;
+  readonly stats: RegistryStats = { resident: 0, inFlight: 0, activations: 0, passivations: 0, crashes: 0, stoppedAfterCrashes: 0, refusedBusy: 0 };
+
+  constructor(o: RegistryOptions) {
+    this.#o = o;
+    this.#sweep = setInterval(() => this.passivateIdle(), Math.max(10, Math.min(o.idleMs, 1000)));
+    this.#sweep.unref();
+  }
+
+  /** Sends a typed command to a wallet and waits for its answer (or a refusal). */
+  send<T extends WalletCommandType>(userKey: string, type: T, args: ArgsOf<T>, timeoutMs?: number): Promise<AnswerOf<T> | Refusal> {
+    return this.ask<AnswerOf<T>>(userKey, (reply) => ({ ...args, type, reply }) as unknown as WalletCommand, timeoutMs);
+  }
+
+  /** Sends a command to a wallet (activating it if needed) and waits for its answer. */
+  ask<R>(userKey: string, make: WalletMessage<R>, timeoutMs = this.#o.askTimeoutMs): Promise<R | Refusal> {
+    if (this.#closed) return Promise.resolve(refuse("busy", "The engine is shutting down; try again in a minute."));
+    const failed = this.#failedUntil.get(userKey);
+    if (failed !== undefined) {
+      if (this.#now() < failed) {
+        return Promise.resolve(refuse("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
+      }
+      this.#failedUntil.delete(userKey);
+    }
+    const entry = this.#activate(userKey);
+    if (entry.inFlight >= this.#o.maxInFlight) {
+      this.stats.refusedBusy++;
+      return Promise.resolve(refuse("busy", "Too many requests at once for this wallet; try again in a moment."));
+    }
+    entry.inFlight++;
+    this.stats.inFlight++;
+    entry.lastUsed = this.#now();
+    return this.#o.system
+      .ask<WalletCommand, R>(entry.ref, (reply) => {
+        const tracked: Reply<R> = (r) => {
+          entry.pending.delete(tracked as Reply<never>);
+          reply(r);
+        };
+        entry.pending.add(tracked as Reply<never>);
+        return make(tracked);
+      }, timeoutMs)
+      .catch((e: unknown) => {
+        if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
+        throw e;
+      })
+      .finally(() => {
+        entry.inFlight--;
+        this.stats.inFlight--;
+        entry.lastUsed = this.#now();
+      });
+  }
+
+  isResident(userKey: string): boolean {
+    return this.#entries.has(userKey);
+  }
+
+  get resident(): number {
+    return this.#entries.size;
+  }
+
+  /** Mailbox depth per resident wallet (in-flight commands), deepest first, for operators. */
+  busiest(limit = 20): Array<{ userKey: string; inFlight: number }> {
+    return [...this.#entries].map(([userKey, e]) => ({ userKey, inFlight: e.inFlight })).filter((x) => x.inFlight > 0)
+      .sort((a, b) => b.inFlight - a.inFlight).slice(0, limit);
+  }
+
+  /** Passivates wallets idle for longer than idleMs (oldest first; stops at the first recent one). */
+  passivateIdle(now = this.#now()): number {
+    let n = 0;
+    for (const [userKey, e] of this.#entries) {
+      if (now - e.lastUsed < this.#o.idleMs) break;
+      if (e.inFlight === 0) {
+        this.#passivate(userKey, e);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Passivates every idle wallet now (tests, shutdown). */
+  passivateAll(): void {
+    for (const [userKey, e] of this.#entries) if (e.inFlight === 0) this.#passivate(userKey, e);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    for (const [userKey, e] of this.#entries) this.#stop(userKey, e, "The engine is shutting down; nothing was moved. Try again in a minute.");
+  }
+
+  #activate(userKey: string): Entry {
+    const found = this.#entries.get(userKey);
+    if (found) {
+      // Move to the end: most recently used.
+      this.#entries.delete(userKey);
+      this.#entries.set(userKey, found);
+      return found;
+    }
+    const o = this.#o;
+    const ref = o.system.spawnPersistent(
+      `w${++this.#generation}`,
+      walletBehaviour(userKey, { historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log }),
+      { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
+    );
+    const entry: Entry = { ref, inFlight: 0, lastUsed: this.#now(), pending: new Set() };
+    this.#entries.set(userKey, entry);
+    this.stats.activations++;
+    this.stats.resident = this.#entries.size;
+    // First message after activation: re-send whatever the wallet's outbox still holds.
+    void this.send(userKey, "resume", {}).catch(() => undefined);
+    this.#evictOverflow();
+    return entry;
+  }
+
+  #evictOverflow(): void {
+    if (this.#entries.size <= this.#o.maxResident) return;
+    for (const [userKey, e] of this.#entries) {
+      if (this.#entries.size <= this.#o.maxResident) break;
+      if (e.inFlight === 0) this.#passivate(userKey, e);
+    }
+  }
+
+  #passivate(userKey: string, e: Entry): void {
+    this.#entries.delete(userKey);
+    this.#o.system.stop(e.ref);
+    this.stats.passivations++;
+    this.stats.resident = this.#entries.size;
+  }
+
+  #stop(userKey: string, e: Entry, why: string): void {
+    this.#entries.delete(userKey);
+    this.#o.system.stop(e.ref);
+    for (const reply of [...e.pending]) (reply as Reply<Refusal>)(refuse("internal", why));
+    e.pending.clear();
+    this.stats.resident = this.#entries.size;
+  }
+
+  #onCrash(userKey: string, message: WalletCommand | undefined, error: unknown): "reset" | "stop" {
+    this.stats.crashes++;
+    const now = this.#now();
+    const recent = (this.#crashes.get(userKey) ?? []).filter((t) => now - t < this.#o.crashWindowMs);
+    recent.push(now);
+    this.#crashes.set(userKey, recent);
+    // The crashing command is answered, never dropped: its effects were not journalled.
+    if (message) (message.reply as Reply<Refusal>)(refuse("internal", "Something went wrong; nothing was moved. Please try again."));
+    const entry = this.#entries.get(userKey);
+    if (recent.length > this.#o.crashBudget) {
+      this.stats.stoppedAfterCrashes++;
+      this.#o.log.error({ userKey, crashes: recent.length, err: error }, "wallet stopped after repeated crashes; operator attention needed");
+      this.#failedUntil.set(userKey, now + this.#o.crashWindowMs);
+      if (entry) {
+        // nact stops the actor itself on "stop"; answer what was queued behind the crash.
+        this.#entries.delete(userKey);
+        this.stats.resident = this.#entries.size;
+        queueMicrotask(() => {
+          for (const reply of [...entry.pending]) (reply as Reply<Refusal>)(refuse("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
+        });
+      }
+      return "stop";
+    }
+    this.#o.log.warn({ userKey, err: error }, "wallet crashed; replaying it from its journal");
+    return "reset";
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+}

@@ -1,0 +1,232 @@
+// The one typed facade over nact: spawn, tell, ask and persistent actors. No other file imports nact.
+// It closes nact's known holes (NOTES.md): replies travel in a closure carried by the message, never
+// through nact's random temporary ids; persistent actors journal exactly one event batch per command
+// and replay from the journal on any failure; supervision is always explicit.
+import nact from "nact";
+
+const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = nact as unknown as NactModule;
+
+/** An opaque, typed address of an actor that accepts messages of type M. */
+export interface Ref<M> {
+  readonly name: string;
+  /** Phantom field: makes Ref<A> and Ref<B> distinct types. Never set at run time. */
+  readonly __messages?: (m: M) => void;
+}
+
+/** A reply channel carried inside a message. Calling it more than once is ignored. */
+export type Reply<R> = (result: R) => void;
+
+export class AskTimeout extends Error {
+  readonly code = "ask_timeout";
+  constructor(target: string, ms: number) {
+    super(`${target} did not answer within ${ms} ms`);
+  }
+}
+
+export class ActorStopped extends Error {
+  readonly code = "actor_stopped";
+  constructor(target: string) {
+    super(`${target} is not running`);
+  }
+}
+
+/** What a persistence engine must offer nact (our Journal implements it). */
+export interface PersistenceEngine {
+  events(key: string, offset: number, limit?: number, tags?: string[]): {
+    reduce<T>(f: (acc: T, ev: PersistedEventLike, index: number) => T, init: T): Promise<T> | T;
+  };
+  latestSnapshot(key: string): Promise<PersistedSnapshotLike | undefined>;
+  takeSnapshot(snapshot: PersistedSnapshotLike): Promise<unknown>;
+  persist(event: PersistedEventLike): Promise<unknown>;
+}
+export interface PersistedEventLike {
+  data: unknown;
+  sequenceNumber: number;
+  key: string;
+  tags: string[];
+  createdAt: number;
+  isDeleted: boolean;
+}
+export interface PersistedSnapshotLike {
+  data: unknown;
+  sequenceNumber: number;
+  key: string;
+  createdAt: number;
+}
+
+/** Why an actor crashed, handed to the owner's crash handler; `message` may carry a reply to fail. */
+export interface CrashReport<M> {
+  name: string;
+  message: M | undefined;
+  error: unknown;
+}
+
+/** One journal record: the events of one command, and an optional view the journal may project. */
+export interface JournalRecord<E> {
+  e: E[];
+  v?: unknown;
+}
+
+export interface PersistentBehaviour<S, M, E> {
+  /** Journal key; stable across restarts. */
+  key: string;
+  initial: () => S;
+  /** Pure: applies one journalled event. Used live and on replay. */
+  evolve: (state: S, event: E) => S;
+  /**
+   * Handles one live message and returns the next state. To change state durably it calls
+   * `persist(events, view)` — each call is one atomic journal record — before answering anyone. A command
+   * whose events must stand or fall together persists them in one call.
+   */
+  handle: (state: S, msg: M, persist: (events: E[], view?: unknown) => Promise<void>) => S | Promise<S>;
+  /** Take a snapshot of the state every N journalled commands (the journal's codec handles bigint). */
+  snapshotEvery?: number;
+}
+
+export interface CrashPolicy<M> {
+  /** Called on every crash; return "reset" to replay from the journal, "stop" to stop for good. */
+  onCrash: (report: CrashReport<M>) => "reset" | "stop";
+}
+
+/** An actor system: a thin owner of one nact system. */
+export class ActorSystem {
+  readonly #system: NactRef;
+  #stopped = false;
+
+  constructor(persistence?: PersistenceEngine) {
+    this.#system = persistence ? start(configurePersistence(persistence)) : start();
+  }
+
+  /** A stateful in-memory actor. Crashes follow `policy` (default: resume with the state before the crash). */
+  spawn<S, M>(
+    name: string,
+    initial: S,
+    handle: (state: S, msg: M) => S | Promise<S>,
+    policy?: CrashPolicy<M>,
+  ): Ref<M> {
+    let ref: Ref<M>;
+    const inner = spawn(this.#system, (state: S, msg: M) => handle(state, msg), name, {
+      initialState: initial,
+      onCrash: (msg: M, error: unknown, ctx: NactSupervisionCtx) => {
+        const decision = policy?.onCrash({ name, message: msg, error }) ?? "resume";
+        if (decision === "stop") markStopped(ref);
+        return decision === "reset" ? ctx.reset : decision === "stop" ? ctx.stop : ctx.resume;
+      },
+    });
+    ref = wrap<M>(inner, name);
+    return ref;
+  }
+
+  /**
+   * A persistent actor: live messages go to `handle`; the journal holds event batches (E[]) that
+   * `evolve` folds on replay. A failed persist or a throw resets the actor from its journal; the
+   * mailbox is kept, the crashing message is reported to `policy` so its caller gets an answer.
+   */
+  spawnPersistent<S, M, E>(name: string, behaviour: PersistentBehaviour<S, M, E>, policy: CrashPolicy<M>): Ref<M> {
+    const { evolve, handle, initial } = behaviour;
+    let replaying = false;
+    const f = async (state: S | undefined, msg: M | JournalRecord<E>, ctx: NactPersistentCtx): Promise<S> => {
+      const current = state ?? initial();
+      replaying = ctx.recovering === true;
+      if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
+      const persist = async (events: E[], view?: unknown): Promise<void> => {
+        if (events.length === 0) return;
+        const record: JournalRecord<E> = view === undefined ? { e: events } : { e: events, v: view };
+        await ctx.persist(record);
+      };
+      return handle(current, msg as M, persist);
+    };
+    let ref: Ref<M>;
+    const inner = spawnPersistent(this.#system, f, behaviour.key, name, {
+      snapshotEvery: behaviour.snapshotEvery,
+      onCrash: (msg: M | JournalRecord<E> | undefined, error: unknown, ctx: NactSupervisionCtx) => {
+        // A crash during replay carries a journal record, not a live message.
+        const live = replaying ? undefined : (msg as M | undefined);
+        if (policy.onCrash({ name, message: live, error }) === "reset") return ctx.reset;
+        markStopped(ref);
+        return ctx.stop;
+      },
+    });
+    ref = wrap<M>(inner, name);
+    return ref;
+  }
+
+  /** Delivers a message; throws ActorStopped instead of nact's silent drop when the actor is gone. */
+  tell<M>(ref: Ref<M>, msg: M): void {
+    dispatch(unwrap(ref), msg);
+  }
+
+  isRunning<M>(ref: Ref<M>): boolean {
+    return refs.has(ref);
+  }
+
+  /**
+   * Request/response without nact's temporary references: the reply closure travels in the message,
+   * so two concurrent asks can never receive each other's answers.
+   */
+  ask<M, R>(ref: Ref<M>, make: (reply: Reply<R>) => M, timeoutMs: number): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        reject(new AskTimeout(ref.name, timeoutMs));
+      }, timeoutMs);
+      const reply: Reply<R> = (result) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      this.tell(ref, make(reply));
+    });
+  }
+
+  stop<M>(ref: Ref<M>): void {
+    const inner = refs.get(ref);
+    if (!inner) return;
+    markStopped(ref);
+    stop(inner);
+  }
+
+  shutdown(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    stop(this.#system);
+  }
+}
+
+// --- nact's untyped surface, described once ---
+type NactRef = object;
+interface NactSupervisionCtx {
+  reset: symbol;
+  stop: symbol;
+  resume: symbol;
+}
+interface NactPersistentCtx {
+  recovering?: boolean;
+  persist: (event: unknown, tags?: string[]) => Promise<void>;
+}
+interface NactModule {
+  start(...extensions: unknown[]): NactRef;
+  configurePersistence(engine: PersistenceEngine): unknown;
+  spawn(parent: NactRef, f: (...a: never[]) => unknown, name: string, props: object): NactRef;
+  spawnPersistent(parent: NactRef, f: (...a: never[]) => unknown, key: string, name: string, props: object): NactRef;
+  dispatch(ref: NactRef, msg: unknown): void;
+  stop(ref: NactRef): void;
+}
+
+const refs = new WeakMap<object, NactRef>();
+function wrap<M>(ref: NactRef, name: string): Ref<M> {
+  const r: Ref<M> = Object.freeze({ name });
+  refs.set(r, ref);
+  return r;
+}
+function markStopped<M>(ref: Ref<M> | undefined): void {
+  if (ref) refs.delete(ref);
+}
+function unwrap<M>(ref: Ref<M>): NactRef {
+  const inner = refs.get(ref);
+  if (!inner) throw new ActorStopped(ref.name);
+  return inner;
+}

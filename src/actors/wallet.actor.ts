@@ -1,0 +1,84 @@
+// Runs the wallet's pure decide/evolve inside a persistent actor: decide, check invariants, journal one
+// record, answer, then hand notices and outbox work to the hooks (never during replay).
+import type { Logger } from "../log.ts";
+import type { PersistentBehaviour } from "./runtime.ts";
+import {
+  checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf,
+  type WalletCommand, type WalletEvent, type WalletNotice, type WalletState, type Withdrawal,
+} from "./wallet.ts";
+
+/** What a wallet tells the rest of the engine once its events are durable. */
+export interface WalletHooks {
+  notice(userKey: string, notice: WalletNotice, chatHandle: string | undefined): void;
+  /** A debit is durable: deliver the credit to the receiver (at least once; the receiver dedupes). */
+  deliverTransfer(from: string, id: string, to: string, amount: bigint): void;
+  /** A reservation is durable: the payout side must pay it exactly once (it dedupes by id). */
+  submitWithdrawal(userKey: string, id: string, withdrawal: Withdrawal): void;
+}
+
+/** The view projected beside each journal record: balance parts and whether an outbox is pending. */
+export interface WalletView {
+  a: bigint;
+  p: bigint;
+  r: bigint;
+  /** true while transfers await acknowledgement or withdrawals await settlement. */
+  o: boolean;
+}
+
+export function viewOf(s: WalletState): WalletView {
+  const open = Object.values(s.withdrawals).some((w) => w.status === "reserved" || w.status === "broadcast");
+  return { a: s.available, p: s.pending, r: s.reserved, o: open || Object.keys(s.outgoing).length > 0 };
+}
+
+export interface WalletOptions {
+  historyLimit: number;
+  snapshotEvery: number;
+  hooks: WalletHooks;
+  log: Logger;
+  now?: () => number;
+}
+
+export const walletJournalKey = (userKey: string) => `wallet:${userKey}`;
+
+export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBehaviour<WalletState, WalletCommand, WalletEvent> {
+  const now = o.now ?? Date.now;
+  return {
+    key: walletJournalKey(userKey),
+    initial: () => emptyWallet(userKey),
+    evolve: (s, e) => evolve(s, e, o.historyLimit),
+    snapshotEvery: o.snapshotEvery,
+    async handle(state, cmd, persist) {
+      const decision = decide(state, cmd as WalletCommand, { now: now(), historyLimit: o.historyLimit });
+      if (isRefusal(decision)) {
+        (cmd.reply as (r: unknown) => void)(decision);
+        return state;
+      }
+      const after = decision.events.reduce((s, e) => evolve(s, e, o.historyLimit), state);
+      const broken = checkInvariants(after);
+      // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
+      if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
+      await persist(decision.events, viewOf(after));
+      (cmd.reply as (r: unknown) => void)(decision.answer(after));
+      afterCommit(userKey, state, after, decision.events, cmd, o);
+      return after;
+    },
+  };
+}
+
+function afterCommit(userKey: string, before: WalletState, after: WalletState, events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
+  let s = before;
+  for (const e of events) {
+    const n = noticeOf(s, e);
+    if (n) o.hooks.notice(userKey, n, after.chatHandle);
+    if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
+    if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
+    if (e.t === "deposit_reversed") o.log.error({ userKey, outpoint: e.outpoint }, "confirmed deposit left the chain; wallet frozen for operator review");
+    s = evolve(s, e, o.historyLimit);
+  }
+  if (cmd.type === "resume") {
+    for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);
+    for (const [id, w] of Object.entries(after.withdrawals)) {
+      if (w.status === "reserved" || w.status === "broadcast") o.hooks.submitWithdrawal(userKey, id, w);
+    }
+  }
+}

@@ -1,0 +1,141 @@
+// The wallet actor's protocol: commands it accepts, events it journals, the state they build.
+// Event names and fields are the durable format: change them only with a migration.
+import type { Reply } from "./runtime.ts";
+import type { Refusal } from "../domain/refusals.ts";
+
+export type Answer<T> = T | Refusal;
+
+export interface Deposit {
+  txid: string;
+  vout: number;
+  address: string;
+  amount: bigint;
+  status: "pending" | "confirmed" | "dropped" | "reversed";
+  seenAt: number;
+  confirmedAt?: number;
+}
+
+export interface Withdrawal {
+  address: string;
+  amount: bigint;
+  /** Fee quoted and reserved; the user is never charged more. */
+  quotedFee: bigint;
+  status: "reserved" | "broadcast" | "sent" | "released";
+  txid?: string;
+  /** Fee actually charged once settled (this user's share of the batch's fee). */
+  fee?: bigint;
+  at: number;
+}
+
+export interface OutgoingTransfer {
+  to: string;
+  amount: bigint;
+  at: number;
+}
+
+export interface HistoryEntry {
+  at: number;
+  kind: "deposit" | "withdrawal" | "transfer_in" | "transfer_out" | "adjustment";
+  /** Signed change to the user's total (available + pending + reserved); fees included for withdrawals. */
+  amount: bigint;
+  ref: string;
+  status: string;
+  counterparty?: string;
+}
+
+export interface WalletState {
+  userKey: string;
+  opened: boolean;
+  openedAt?: number;
+  chatHandle?: string;
+  frozen?: { reason: string; by: string; at: number };
+  available: bigint;
+  pending: bigint;
+  reserved: bigint;
+  addresses: string[];
+  deposits: Record<string, Deposit>;
+  withdrawals: Record<string, Withdrawal>;
+  /** Transfers debited here whose credit the receiver has not acknowledged yet: re-sent after a restart. */
+  outgoing: Record<string, OutgoingTransfer>;
+  /** Transfer ids credited here, so a re-sent credit is applied once. */
+  incoming: Record<string, 1>;
+  history: HistoryEntry[];
+  historyTotal: number;
+  day: { date: string; withdrawn: bigint };
+}
+
+export type WalletEvent =
+  | { t: "opened"; at: number; chatHandle?: string }
+  | { t: "handle_set"; chatHandle: string }
+  | { t: "address_added"; address: string; at: number }
+  | { t: "deposit_seen"; outpoint: string; txid: string; vout: number; address: string; amount: string; at: number }
+  | { t: "deposit_confirmed"; outpoint: string; at: number }
+  | { t: "deposit_dropped"; outpoint: string; at: number }
+  | { t: "deposit_reversed"; outpoint: string; at: number }
+  | { t: "withdrawal_reserved"; id: string; address: string; amount: string; fee: string; at: number }
+  | { t: "withdrawal_broadcast"; id: string; txid: string; at: number }
+  | { t: "withdrawal_settled"; id: string; txid: string; fee: string; at: number }
+  | { t: "withdrawal_released"; id: string; reason: string; at: number }
+  | { t: "transfer_sent"; id: string; to: string; amount: string; at: number }
+  | { t: "transfer_acked"; id: string }
+  | { t: "transfer_received"; id: string; from: string; amount: string; at: number }
+  | { t: "frozen"; reason: string; by: string; at: number }
+  | { t: "unfrozen"; by: string; at: number };
+
+export interface BalanceView {
+  available: bigint;
+  pending: bigint;
+  reserved: bigint;
+}
+
+export interface DepositNotice {
+  txid: string;
+  vout: number;
+  address: string;
+  amount: bigint;
+  confirmations: number;
+}
+
+export interface WithdrawalRequest {
+  id: string;
+  address: string;
+  amount: bigint;
+  fee: bigint;
+  dustLimit: bigint;
+  dailyLimit: bigint;
+}
+
+/** What the wallet says after a change, for notifications. */
+export type WalletNotice =
+  | { kind: "deposit_seen"; amount: bigint; txid: string }
+  | { kind: "deposit_confirmed"; amount: bigint; txid: string }
+  | { kind: "deposit_dropped"; amount: bigint; txid: string }
+  | { kind: "withdrawal_broadcast"; id: string; amount: bigint; txid: string }
+  | { kind: "withdrawal_sent"; id: string; amount: bigint; fee: bigint; txid: string }
+  | { kind: "withdrawal_released"; id: string; amount: bigint; reason: string }
+  | { kind: "transfer_received"; id: string; amount: bigint; from: string };
+
+export type WalletCommand =
+  | { type: "open"; chatHandle?: string; reply: Reply<Answer<{ created: boolean; balance: BalanceView }>> }
+  | { type: "balance"; reply: Reply<Answer<BalanceView & { frozen?: string }>> }
+  | { type: "history"; page: number; pageSize: number; reply: Reply<Answer<{ entries: HistoryEntry[]; page: number; pages: number; total: number }>> }
+  | { type: "state"; reply: Reply<WalletState> }
+  | { type: "current_address"; reply: Reply<Answer<{ address?: string }>> }
+  | { type: "add_address"; address: string; reply: Reply<Answer<{ address: string }>> }
+  | { type: "deposit"; deposit: DepositNotice; target: number; reply: Reply<Answer<{ status: Deposit["status"] }>> }
+  | { type: "deposit_removed"; outpoint: string; reply: Reply<Answer<{ status: Deposit["status"] | "unknown" }>> }
+  | { type: "reserve_withdrawal"; request: WithdrawalRequest; reply: Reply<Answer<{ withdrawal: Withdrawal; repeated: boolean; balance: BalanceView }>> }
+  | { type: "withdrawal_broadcast"; id: string; txid: string; reply: Reply<Answer<{ ok: true }>> }
+  | { type: "withdrawal_settled"; id: string; txid: string; fee: bigint; reply: Reply<Answer<{ ok: true }>> }
+  | { type: "withdrawal_released"; id: string; reason: string; reply: Reply<Answer<{ ok: true }>> }
+  | { type: "send_transfer"; id: string; to: string; amount: bigint; maxAmount: bigint; reply: Reply<Answer<{ repeated: boolean; balance: BalanceView }>> }
+  | { type: "receive_transfer"; id: string; from: string; amount: bigint; reply: Reply<Answer<{ repeated: boolean }>> }
+  | { type: "transfer_acked"; id: string; reply: Reply<Answer<{ ok: true }>> }
+  | { type: "freeze"; reason: string; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
+  | { type: "unfreeze"; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
+  /** After activation: re-send unacknowledged transfers and unsettled withdrawals (the wallet's outbox). */
+  | { type: "resume"; reply: Reply<Answer<{ transfers: number; withdrawals: number }>> }
+  /** Test and chaos hook: makes the handler throw, to exercise supervision. */
+  | { type: "crash"; reply: Reply<Answer<never>> };
+
+export type WalletCommandType = WalletCommand["type"];

@@ -1,0 +1,334 @@
+// The wallet actor: one per user key. `decide` (pure, no I/O) turns a command into events or a refusal;
+// `evolve` (pure) applies one event. The actor persists the events of one command as one journal record,
+// then answers — so an answered command is durable, and a repeated id is answered from the state.
+import { refuse, type Refusal, isRefusal } from "../domain/refusals.ts";
+import { describeAmount } from "../domain/money.ts";
+import type {
+  Answer, BalanceView, Deposit, HistoryEntry, WalletCommand, WalletEvent, WalletNotice, WalletState, Withdrawal,
+} from "./wallet.messages.ts";
+
+export * from "./wallet.messages.ts";
+
+export interface DecideContext {
+  now: number;
+  historyLimit: number;
+}
+
+/** A decision: the events to journal, and how to answer once they are applied. */
+export interface Decision<R> {
+  events: WalletEvent[];
+  answer: (after: WalletState) => R;
+}
+
+export function emptyWallet(userKey: string): WalletState {
+  return {
+    userKey, opened: false, available: 0n, pending: 0n, reserved: 0n, addresses: [], deposits: {}, withdrawals: {},
+    outgoing: {}, incoming: {}, history: [], historyTotal: 0, day: { date: "", withdrawn: 0n },
+  };
+}
+
+export const balanceOf = (s: WalletState): BalanceView => ({ available: s.available, pending: s.pending, reserved: s.reserved });
+
+const outpointOf = (txid: string, vout: number) => `${txid}:${vout}`;
+const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [], answer });
+
+/**
+ * Decides what a command does. Never reads the clock or the disk: `ctx` carries the time. The answer's
+ * type is the one the command's `reply` expects.
+ */
+export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): Decision<unknown> | Refusal {
+  const at = ctx.now;
+  if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "crash") {
+    // Transfers may reach a user who has not opened yet (a tip): it opens the wallet implicitly below.
+    return refuse("not_found", "You have no wallet yet. Send /start to create one.");
+  }
+  switch (cmd.type) {
+    case "open": {
+      if (s.opened) {
+        const events: WalletEvent[] = cmd.chatHandle && cmd.chatHandle !== s.chatHandle ? [{ t: "handle_set", chatHandle: cmd.chatHandle }] : [];
+        return { events, answer: (a) => ({ created: false, balance: balanceOf(a) }) };
+      }
+      return { events: [{ t: "opened", at, ...(cmd.chatHandle ? { chatHandle: cmd.chatHandle } : {}) }], answer: (a) => ({ created: true, balance: balanceOf(a) }) };
+    }
+    case "balance":
+      return noChange((a) => ({ ...balanceOf(a), ...(a.frozen ? { frozen: a.frozen.reason } : {}) }));
+    case "history": {
+      const size = Math.min(Math.max(1, Math.floor(cmd.pageSize) || 10), 50);
+      return noChange((a) => {
+        const newestFirst = [...a.history].reverse();
+        const pages = Math.max(1, Math.ceil(newestFirst.length / size));
+        const page = Math.min(Math.max(0, Math.floor(cmd.page) || 0), pages - 1);
+        return { entries: newestFirst.slice(page * size, page * size + size), page, pages, total: a.historyTotal };
+      });
+    }
+    case "state":
+      return noChange((a) => a);
+    case "resume":
+      return noChange((a) => ({ transfers: Object.keys(a.outgoing).length, withdrawals: Object.values(a.withdrawals).filter((w) => w.status === "reserved" || w.status === "broadcast").length }));
+    case "crash":
+      throw new Error("crash requested");
+    case "current_address": {
+      // The newest address is reused until a deposit arrives on it, so /deposit does not burn addresses.
+      const last = s.addresses.at(-1);
+      const used = last !== undefined && Object.values(s.deposits).some((d) => d.address === last);
+      return noChange(() => (last && !used ? { address: last } : {}));
+    }
+    case "add_address":
+      if (s.addresses.includes(cmd.address)) return noChange(() => ({ address: cmd.address }));
+      return { events: [{ t: "address_added", address: cmd.address, at }], answer: () => ({ address: cmd.address }) };
+    case "deposit":
+      return decideDeposit(s, cmd, at);
+    case "deposit_removed": {
+      const d = s.deposits[cmd.outpoint];
+      if (!d) return noChange(() => ({ status: "unknown" as const }));
+      if (d.status === "pending") return { events: [{ t: "deposit_dropped", outpoint: cmd.outpoint, at }], answer: () => ({ status: "dropped" as const }) };
+      if (d.status === "confirmed") {
+        // Deeper than the confirmation target: never silently taken back; the wallet freezes for review.
+        return { events: [{ t: "deposit_reversed", outpoint: cmd.outpoint, at }], answer: () => ({ status: "reversed" as const }) };
+      }
+      return noChange(() => ({ status: d.status }));
+    }
+    case "reserve_withdrawal":
+      return decideWithdrawal(s, cmd.request, at);
+    case "withdrawal_broadcast": {
+      const w = s.withdrawals[cmd.id];
+      if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
+      if (w.status !== "reserved" && w.status !== "broadcast") return noChange(() => ({ ok: true as const }));
+      if (w.status === "broadcast" && w.txid === cmd.txid) return noChange(() => ({ ok: true as const }));
+      return { events: [{ t: "withdrawal_broadcast", id: cmd.id, txid: cmd.txid, at }], answer: () => ({ ok: true as const }) };
+    }
+    case "withdrawal_settled": {
+      const w = s.withdrawals[cmd.id];
+      if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
+      if (w.status === "sent" || w.status === "released") return noChange(() => ({ ok: true as const }));
+      if (cmd.fee < 0n) return refuse("bad_input", "A settled fee cannot be negative.");
+      // Never charge more than quoted, whatever the batch finally paid.
+      const fee = cmd.fee > w.quotedFee ? w.quotedFee : cmd.fee;
+      return { events: [{ t: "withdrawal_settled", id: cmd.id, txid: cmd.txid, fee: fee.toString(), at }], answer: () => ({ ok: true as const }) };
+    }
+    case "withdrawal_released": {
+      const w = s.withdrawals[cmd.id];
+      if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
+      if (w.status !== "reserved") return noChange(() => ({ ok: true as const }));
+      return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
+    }
+    case "send_transfer":
+      return decideSend(s, cmd, at);
+    case "receive_transfer": {
+      if (s.incoming[cmd.id]) return noChange(() => ({ repeated: true }));
+      if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
+      const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
+      events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
+      return { events, answer: () => ({ repeated: false }) };
+    }
+    case "transfer_acked":
+      if (!s.outgoing[cmd.id]) return noChange(() => ({ ok: true as const }));
+      return { events: [{ t: "transfer_acked", id: cmd.id }], answer: () => ({ ok: true as const }) };
+    case "freeze":
+      if (s.frozen) return noChange(() => ({ frozen: true }));
+      return { events: [{ t: "frozen", reason: cmd.reason, by: cmd.by, at }], answer: () => ({ frozen: true }) };
+    case "unfreeze":
+      if (!s.frozen) return noChange(() => ({ frozen: false }));
+      return { events: [{ t: "unfrozen", by: cmd.by, at }], answer: () => ({ frozen: false }) };
+  }
+}
+
+function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "deposit" }>, at: number): Decision<unknown> | Refusal {
+  const { txid, vout, address, amount, confirmations } = cmd.deposit;
+  if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
+  const outpoint = outpointOf(txid, vout);
+  const known = s.deposits[outpoint];
+  const events: WalletEvent[] = [];
+  // A dropped deposit that comes back (re-mined after a reorg) is pending again.
+  if (!known || known.status === "dropped") {
+    events.push({ t: "deposit_seen", outpoint, txid, vout, address, amount: amount.toString(), at });
+  } else if (known.amount !== amount) {
+    return refuse("bad_input", `Deposit ${outpoint} was seen with a different amount; refusing to change it.`);
+  }
+  const status = known && known.status !== "dropped" ? known.status : "pending";
+  if (status === "pending" && confirmations >= cmd.target) events.push({ t: "deposit_confirmed", outpoint, at });
+  return { events, answer: (a) => ({ status: a.deposits[outpoint]!.status }) };
+}
+
+function decideWithdrawal(s: WalletState, r: { id: string; address: string; amount: bigint; fee: bigint; dustLimit: bigint; dailyLimit: bigint }, at: number): Decision<unknown> | Refusal {
+  const existing = s.withdrawals[r.id];
+  if (existing) return noChange((a) => ({ withdrawal: a.withdrawals[r.id]!, repeated: true, balance: balanceOf(a) }));
+  if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
+  if (r.amount <= r.dustLimit) return refuse("below_dust", `The amount must be more than ${describeAmount(r.dustLimit)} (the network's dust limit).`);
+  if (r.fee < 0n) return refuse("bad_input", "The fee cannot be negative.");
+  const total = r.amount + r.fee;
+  if (total > s.available) {
+    return refuse("insufficient_funds", `Not enough available: ${describeAmount(r.amount)} plus a fee of ${describeAmount(r.fee)} is more than your ${describeAmount(s.available)}.`);
+  }
+  const today = dayOf(at);
+  const usedToday = s.day.date === today ? s.day.withdrawn : 0n;
+  if (usedToday + r.amount > r.dailyLimit) {
+    const left = r.dailyLimit > usedToday ? r.dailyLimit - usedToday : 0n;
+    return refuse("over_limit", `That is over your daily withdrawal limit; you can still withdraw ${describeAmount(left)} today.`);
+  }
+  return {
+    events: [{ t: "withdrawal_reserved", id: r.id, address: r.address, amount: r.amount.toString(), fee: r.fee.toString(), at }],
+    answer: (a) => ({ withdrawal: a.withdrawals[r.id]!, repeated: false, balance: balanceOf(a) }),
+  };
+}
+
+function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_transfer" }>, at: number): Decision<unknown> | Refusal {
+  const repeated = s.outgoing[cmd.id] !== undefined || s.history.some((h) => h.ref === cmd.id && h.kind === "transfer_out");
+  if (repeated) return noChange((a) => ({ repeated: true, balance: balanceOf(a) }));
+  if (cmd.to === s.userKey) return refuse("self_transfer", "You cannot send to yourself.");
+  if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; sending is paused. Contact support.");
+  if (cmd.amount <= 0n) return refuse("bad_amount", "The amount must be more than zero.");
+  if (cmd.amount > cmd.maxAmount) return refuse("over_limit", `A single transfer can move at most ${describeAmount(cmd.maxAmount)}.`);
+  if (cmd.amount > s.available) return refuse("insufficient_funds", `Not enough available: you have ${describeAmount(s.available)}.`);
+  return {
+    events: [{ t: "transfer_sent", id: cmd.id, to: cmd.to, amount: cmd.amount.toString(), at }],
+    answer: (a) => ({ repeated: false, balance: balanceOf(a) }),
+  };
+}
+
+/** Applies one event. Pure; the same code runs live and on replay. */
+export function evolve(s: WalletState, e: WalletEvent, historyLimit = 1000): WalletState {
+  switch (e.t) {
+    case "opened":
+      return { ...s, opened: true, openedAt: e.at, ...(e.chatHandle ? { chatHandle: e.chatHandle } : {}) };
+    case "handle_set":
+      return { ...s, chatHandle: e.chatHandle };
+    case "address_added":
+      return { ...s, addresses: [...s.addresses, e.address] };
+    case "deposit_seen": {
+      const amount = BigInt(e.amount);
+      const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at };
+      return record({ ...s, pending: s.pending + amount, deposits: { ...s.deposits, [e.outpoint]: d } },
+        { at: e.at, kind: "deposit", amount, ref: e.outpoint, status: "pending" }, historyLimit);
+    }
+    case "deposit_confirmed": {
+      const d = s.deposits[e.outpoint]!;
+      return restatus({ ...s, pending: s.pending - d.amount, available: s.available + d.amount,
+        deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "confirmed", confirmedAt: e.at } } }, e.outpoint, "confirmed");
+    }
+    case "deposit_dropped": {
+      const d = s.deposits[e.outpoint]!;
+      return restatus({ ...s, pending: s.pending - d.amount, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "dropped" } } }, e.outpoint, "dropped");
+    }
+    case "deposit_reversed": {
+      const d = s.deposits[e.outpoint]!;
+      return restatus({ ...s, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "reversed" } },
+        frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } },
+        e.outpoint, "reversed");
+    }
+    case "withdrawal_reserved": {
+      const amount = BigInt(e.amount), fee = BigInt(e.fee);
+      const today = dayOf(e.at);
+      const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", at: e.at };
+      return record({
+        ...s, available: s.available - amount - fee, reserved: s.reserved + amount + fee,
+        withdrawals: { ...s.withdrawals, [e.id]: w },
+        day: { date: today, withdrawn: (s.day.date === today ? s.day.withdrawn : 0n) + amount },
+      }, { at: e.at, kind: "withdrawal", amount: -(amount + fee), ref: e.id, status: "reserved" }, historyLimit);
+    }
+    case "withdrawal_broadcast": {
+      const w = s.withdrawals[e.id]!;
+      return restatus({ ...s, withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "broadcast", txid: e.txid } } }, e.id, "broadcast");
+    }
+    case "withdrawal_settled": {
+      const w = s.withdrawals[e.id]!;
+      const fee = BigInt(e.fee);
+      const refund = w.quotedFee - fee;
+      const next = { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund,
+        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "sent" as const, txid: e.txid, fee } } };
+      return restatus(next, e.id, "sent", -(w.amount + fee));
+    }
+    case "withdrawal_released": {
+      const w = s.withdrawals[e.id]!;
+      const today = s.day.date === dayOf(w.at) ? { date: s.day.date, withdrawn: s.day.withdrawn - w.amount } : s.day;
+      return restatus({ ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
+        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "released" } } }, e.id, "released", 0n);
+    }
+    case "transfer_sent": {
+      const amount = BigInt(e.amount);
+      return record({ ...s, available: s.available - amount, outgoing: { ...s.outgoing, [e.id]: { to: e.to, amount, at: e.at } } },
+        { at: e.at, kind: "transfer_out", amount: -amount, ref: e.id, status: "sent", counterparty: e.to }, historyLimit);
+    }
+    case "transfer_acked": {
+      const { [e.id]: _done, ...outgoing } = s.outgoing;
+      return { ...s, outgoing };
+    }
+    case "transfer_received": {
+      const amount = BigInt(e.amount);
+      return record({ ...s, available: s.available + amount, incoming: { ...s.incoming, [e.id]: 1 } },
+        { at: e.at, kind: "transfer_in", amount, ref: e.id, status: "received", counterparty: e.from }, historyLimit);
+    }
+    case "frozen":
+      return { ...s, frozen: { reason: e.reason, by: e.by, at: e.at } };
+    case "unfrozen": {
+      const { frozen: _f, ...rest } = s;
+      return rest;
+    }
+  }
+}
+
+function record(s: WalletState, entry: HistoryEntry, limit: number): WalletState {
+  const history = s.history.length >= limit ? [...s.history.slice(s.history.length - limit + 1), entry] : [...s.history, entry];
+  return { ...s, history, historyTotal: s.historyTotal + 1 };
+}
+
+/** Updates the status (and optionally the amount) of the newest history entry with this ref. */
+function restatus(s: WalletState, ref: string, status: string, amount?: bigint): WalletState {
+  for (let i = s.history.length - 1; i >= 0; i--) {
+    if (s.history[i]!.ref === ref) {
+      const history = s.history.slice();
+      history[i] = { ...history[i]!, status, ...(amount !== undefined ? { amount } : {}) };
+      return { ...s, history };
+    }
+  }
+  return s;
+}
+
+/** What a person should be told about an event, if anything. */
+export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | undefined {
+  switch (e.t) {
+    case "deposit_seen":
+      return { kind: "deposit_seen", amount: BigInt(e.amount), txid: e.txid };
+    case "deposit_confirmed": {
+      const d = before.deposits[e.outpoint];
+      return d && { kind: "deposit_confirmed", amount: d.amount, txid: d.txid };
+    }
+    case "deposit_dropped": {
+      const d = before.deposits[e.outpoint];
+      return d && { kind: "deposit_dropped", amount: d.amount, txid: d.txid };
+    }
+    case "withdrawal_broadcast": {
+      const w = before.withdrawals[e.id];
+      return w && { kind: "withdrawal_broadcast", id: e.id, amount: w.amount, txid: e.txid };
+    }
+    case "withdrawal_settled": {
+      const w = before.withdrawals[e.id];
+      return w && { kind: "withdrawal_sent", id: e.id, amount: w.amount, fee: BigInt(e.fee), txid: e.txid };
+    }
+    case "withdrawal_released": {
+      const w = before.withdrawals[e.id];
+      return w && { kind: "withdrawal_released", id: e.id, amount: w.amount + w.quotedFee, reason: e.reason };
+    }
+    case "transfer_received":
+      return { kind: "transfer_received", id: e.id, amount: BigInt(e.amount), from: e.from };
+    default:
+      return undefined;
+  }
+}
+
+/** Invariants every state must hold; checked after each command and on replay in tests. */
+export function checkInvariants(s: WalletState): string | undefined {
+  if (s.available < 0n) return `available is negative (${s.available})`;
+  if (s.pending < 0n) return `pending is negative (${s.pending})`;
+  if (s.reserved < 0n) return `reserved is negative (${s.reserved})`;
+  let pending = 0n, reserved = 0n;
+  for (const d of Object.values(s.deposits)) if (d.status === "pending") pending += d.amount;
+  for (const w of Object.values(s.withdrawals)) if (w.status === "reserved" || w.status === "broadcast") reserved += w.amount + w.quotedFee;
+  if (pending !== s.pending) return `pending ${s.pending} differs from the pending deposits ${pending}`;
+  if (reserved !== s.reserved) return `reserved ${s.reserved} differs from the open withdrawals ${reserved}`;
+  return undefined;
+}
+
+export type { Answer, Refusal };
+export { isRefusal };

@@ -1,0 +1,91 @@
+// The `runigun` command line: one entry point for operators, testers and newcomers.
+// Each subcommand loads only what it needs; unfinished ones say so plainly instead of pretending.
+import { parseArgs } from "node:util";
+
+const HELP = `runigun — a custodial Bitcoin wallet engine used from Telegram
+
+Usage: runigun <command> [options]
+
+Commands:
+  start                 All-in-one: engine + Telegram edge (or, with no bot token, a local chat
+                        in this terminal) + admin edge; on regtest it starts its own bitcoind.
+  engine                Split shape: the engine alone (actors, admin edge, internal TLS API).
+  bot                   Split shape: the Telegram edge alone, reaching the engine over TLS.
+  simulate FILE...      Run YAML scenario scripts against a fresh regtest node and engine.
+  keys generate         Write a new master key file (0600) for the encrypted store.
+  keys pepper           Write a new identity pepper file (0600) for the Telegram id KDF.
+  keys rotate           Add a new master key and re-encrypt the whole store under it (resumable).
+  keys operator add NAME
+                        Provision an operator: client certificate + key, TOTP secret and QR code.
+  backup                Take an online, verified snapshot of the store.
+  restore ARCHIVE [SEGMENTS_DIR]
+                        Restore a snapshot (+ journal segments) into an empty data directory.
+  help                  This text.
+
+Options:
+  --network NAME        regtest (default), signet or mainnet (same as RUNIGUN_NETWORK)
+  --data-dir PATH       where the encrypted store lives (same as RUNIGUN_DATA_DIR)
+  --out PATH            for keys: where to write the file
+
+Configuration: config/default.json, config/<network>.json, then RUNIGUN_* environment variables.
+Secrets only from the environment: RUNIGUN_MASTER_KEY_FILE, RUNIGUN_PEPPER_FILE, RUNIGUN_TELEGRAM_TOKEN…
+See README.md.`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        network: { type: "string" },
+        "data-dir": { type: "string" },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\nRun "runigun help" for usage.\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command = "help", ...rest] = positionals;
+  if (values.network) process.env.RUNIGUN_NETWORK = values.network;
+  if (values["data-dir"]) process.env.RUNIGUN_DATA_DIR = values["data-dir"];
+  if (values.help || command === "help") {
+    process.stdout.write(HELP + "\n");
+    return 0;
+  }
+  try {
+    switch (command) {
+      case "start":
+        return await (await import("./app.ts")).runAllInOne();
+      case "keys":
+        return await (await import("./keys-cli.ts")).runKeys(rest, { out: values.out });
+      case "simulate":
+        return await (await import("./app.ts")).runSimulate(rest);
+      case "engine":
+      case "bot":
+        return notYet(command, "the split deployment (issue 7: admin edge and split deployment)");
+      case "backup":
+      case "restore":
+        return notYet(command, "backups and restore (issue 10: business continuity)");
+      default:
+        process.stderr.write(`Unknown command "${command}". Run "runigun help" for the list.\n`);
+        return 2;
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    // Configuration and key errors are the operator's to fix: print the message, not a stack.
+    if (err.code === "config_invalid" || err.name === "StoreError" || err.code === "setup") {
+      process.stderr.write(`runigun ${command}: ${err.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+function notYet(command: string, what: string): number {
+  process.stderr.write(`runigun ${command}: not built yet — it arrives with ${what}. Nothing was done.\n`);
+  return 3;
+}

@@ -1,0 +1,286 @@
+// Configuration: config/default.json, then config/<network>.json, then RUNIGUN_* environment variables,
+// then programmatic overrides; validated once at start with messages that name the bad key.
+// Secrets never come from the JSON files: only from the environment or from files named there.
+import { readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+const Int = (min: number, max = Number.MAX_SAFE_INTEGER) => Type.Integer({ minimum: min, maximum: max });
+const Sats = Type.String({ pattern: "^[0-9]{1,16}$", description: "satoshis as a decimal string" });
+
+export const ConfigSchema = Type.Object(
+  {
+    network: Type.Union([Type.Literal("regtest"), Type.Literal("signet"), Type.Literal("mainnet")]),
+    dataDir: Type.String({ minLength: 1 }),
+    log: Type.Object({ level: Type.Union(["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l))) }),
+    store: Type.Object({ sync: Type.Boolean() }),
+    identity: Type.Object({
+      timeCost: Int(1, 20),
+      memoryKiB: Int(8, 4 * 1024 * 1024),
+      parallelism: Int(1, 16),
+      cacheSize: Int(0, 10_000_000),
+    }),
+    wallet: Type.Object({
+      snapshotEvery: Int(1, 1_000_000),
+      idleMs: Int(10),
+      maxResident: Int(1),
+      maxInFlight: Int(1, 100_000),
+      historyLimit: Int(10, 1_000_000),
+      askTimeoutMs: Int(10),
+      crashBudget: Int(1, 1000),
+      crashWindowMs: Int(1),
+    }),
+    node: Type.Object({
+      managed: Type.Boolean(),
+      rpcUrl: Type.String(),
+      rpcUser: Type.String(),
+      wallet: Type.String({ pattern: "^[A-Za-z0-9_-]{1,64}$" }),
+      timeoutMs: Int(100),
+      maxQueue: Int(1),
+      batchMax: Int(1, 10_000),
+      retries: Int(0, 20),
+      addressPoolSize: Int(0, 100_000),
+      extraArgs: Type.Array(Type.String()),
+    }),
+    deposits: Type.Object({ confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String() }),
+    withdrawals: Type.Object({
+      dustSats: Sats,
+      dailyLimitSats: Sats,
+      confTarget: Int(1, 1008),
+      fallbackFeeRateSatVb: Int(1, 100_000),
+      maxFeeRateSatVb: Int(1, 100_000),
+      batchWindowMs: Int(0, 600_000),
+      maxOutputsPerBatch: Int(1, 1000),
+    }),
+    transfers: Type.Object({ chequeTtlSec: Int(60), maxTransferSats: Sats }),
+    telegram: Type.Object({
+      apiRoot: Type.String({ pattern: "^https?://" }),
+      mode: Type.Union([Type.Literal("polling"), Type.Literal("webhook")]),
+      webhookHost: Type.String(),
+      webhookPort: Int(0, 65535),
+      commandsPerMinute: Int(1, 10_000),
+    }),
+    admin: Type.Object({ enabled: Type.Boolean(), host: Type.String(), port: Int(0, 65535), vpnCidrs: Type.Array(Type.String()) }),
+    internal: Type.Object({ host: Type.String(), port: Int(0, 65535) }),
+    backup: Type.Object({ dir: Type.String(), segmentIntervalMs: Int(1) }),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigFile = Static<typeof ConfigSchema>;
+
+/** Secrets: only from the environment or files it names, never from config/*.json. */
+export interface Secrets {
+  masterKeyFile?: string;
+  masterKey?: string;
+  pepperFile?: string;
+  pepper?: string;
+  telegramToken?: string;
+  telegramWebhookSecret?: string;
+  rpcPassword?: string;
+}
+
+export interface Config extends ConfigFile {
+  secrets: Secrets;
+  /** Absolute path of dataDir. */
+  dataPath: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = "config_invalid";
+}
+
+const SECRET_ENV: Record<string, keyof Secrets> = {
+  RUNIGUN_MASTER_KEY_FILE: "masterKeyFile",
+  RUNIGUN_MASTER_KEY: "masterKey",
+  RUNIGUN_PEPPER_FILE: "pepperFile",
+  RUNIGUN_PEPPER: "pepper",
+  RUNIGUN_TELEGRAM_TOKEN: "telegramToken",
+  RUNIGUN_TELEGRAM_WEBHOOK_SECRET: "telegramWebhookSecret",
+  RUNIGUN_NODE_RPC_PASSWORD: "rpcPassword",
+};
+/** Variables that steer loading itself. */
+const LOADER_ENV = new Set(["RUNIGUN_NETWORK", "RUNIGUN_CONFIG_DIR"]);
+
+export const defaultConfigDir = resolve(dirname(fileURLToPath(import.meta.url)), "..", "config");
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  configDir?: string;
+  /** Applied last (tests, scripted scenarios). */
+  overrides?: DeepPartial<ConfigFile>;
+  cwd?: string;
+}
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const dir = opts.configDir ?? env.RUNIGUN_CONFIG_DIR ?? defaultConfigDir;
+  const base = readJson(join(dir, "default.json"));
+  const network = String(opts.overrides?.network ?? env.RUNIGUN_NETWORK ?? (base as { network?: string }).network ?? "regtest");
+  if (!["regtest", "signet", "mainnet"].includes(network)) {
+    throw new ConfigError(`network: "${network}" is not one of regtest, signet, mainnet (set RUNIGUN_NETWORK)`);
+  }
+  let merged = merge(base, readJson(join(dir, `${network}.json`)));
+  merged = merge(merged, envOverrides(base, env));
+  merged = merge(merged, (opts.overrides ?? {}) as Json);
+  (merged as Record<string, Json>).network = network;
+  const file = validate(merged);
+  checkBindAddresses(file);
+  const secrets = readSecrets(env);
+  return Object.freeze({ ...file, secrets, dataPath: resolve(opts.cwd ?? process.cwd(), file.dataDir) });
+}
+
+function validate(value: Json): ConfigFile {
+  if (Value.Check(ConfigSchema, value)) return value;
+  const first = [...Value.Errors(ConfigSchema, value)][0];
+  const key = (first?.path ?? "").replace(/^\//, "").replaceAll("/", ".") || "(root)";
+  const what = first?.message ?? "invalid";
+  const secretHint = /secret|token|pepper|masterKey|password/i.test(key)
+    ? " — secrets are not read from config files; use the RUNIGUN_* environment variables"
+    : "";
+  throw new ConfigError(`config key ${key}: ${what} (env ${envName(key.split("."))})${secretHint}`);
+}
+
+/** The admin edge must stay reachable only from loopback or the configured VPN ranges. */
+function checkBindAddresses(c: ConfigFile): void {
+  const allowed = (host: string) => isLoopback(host) || c.admin.vpnCidrs.some((cidr) => inCidr(host, cidr));
+  for (const cidr of c.admin.vpnCidrs) {
+    if (!parseCidr(cidr)) throw new ConfigError(`config key admin.vpnCidrs: "${cidr}" is not an IPv4 CIDR like 10.8.0.0/24`);
+  }
+  if (!allowed(c.admin.host)) {
+    throw new ConfigError(
+      `config key admin.host: ${c.admin.host} is not a loopback or VPN address; the admin edge never listens publicly (add the VPN range to admin.vpnCidrs)`,
+    );
+  }
+  if (!allowed(c.internal.host)) {
+    throw new ConfigError(`config key internal.host: ${c.internal.host} is not a local address; the engine has no public interface`);
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === "::1" || host === "localhost") return true;
+  return isIP(host) === 4 && host.startsWith("127.");
+}
+
+function parseCidr(cidr: string): [number, number] | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
+  if (!m || isIP(m[1]!) !== 4 || Number(m[2]) > 32) return undefined;
+  return [ipv4(m[1]!), Number(m[2])];
+}
+function ipv4(ip: string): number {
+  return ip.split(".").reduce((acc, part) => (acc << 8) + Number(part), 0) >>> 0;
+}
+function inCidr(host: string, cidr: string): boolean {
+  const parsed = parseCidr(cidr);
+  if (!parsed || isIP(host) !== 4) return false;
+  const [net, bits] = parsed;
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return ((ipv4(host) & mask) >>> 0) === ((net & mask) >>> 0);
+}
+
+/** RUNIGUN_<SECTION>_<KEY>: e.g. deposits.confirmations → RUNIGUN_DEPOSITS_CONFIRMATIONS. */
+export function envName(path: string[]): string {
+  return "RUNIGUN_" + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()).join("_");
+}
+
+function envOverrides(base: Json, env: NodeJS.ProcessEnv): Json {
+  const known = new Map<string, { path: string[]; sample: Json }>();
+  const walk = (node: Json, path: string[]) => {
+    if (node && typeof node === "object" && !Array.isArray(node)) {
+      for (const [k, v] of Object.entries(node)) walk(v, [...path, k]);
+    } else known.set(envName(path), { path, sample: node });
+  };
+  walk(base, []);
+  const out: Record<string, Json> = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith("RUNIGUN_") || raw === undefined) continue;
+    if (name in SECRET_ENV || LOADER_ENV.has(name)) continue;
+    const entry = known.get(name);
+    if (!entry) {
+      throw new ConfigError(`environment variable ${name} is not a RunIGun setting (see README "Configuration" for the list)`);
+    }
+    let cursor = out;
+    entry.path.slice(0, -1).forEach((p) => (cursor = (cursor[p] ??= {}) as Record<string, Json>));
+    cursor[entry.path.at(-1)!] = coerce(raw, entry.sample, name);
+  }
+  return out;
+}
+
+function coerce(raw: string, sample: Json, name: string): Json {
+  if (typeof sample === "number") {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
+    return Number(raw);
+  }
+  if (typeof sample === "boolean") {
+    if (!["true", "false", "1", "0"].includes(raw)) throw new ConfigError(`${name}: "${raw}" is not true or false`);
+    return raw === "true" || raw === "1";
+  }
+  if (Array.isArray(sample)) return raw.split(",").map((s) => s.trim()).filter(Boolean);
+  return raw;
+}
+
+function readSecrets(env: NodeJS.ProcessEnv): Secrets {
+  const s: Secrets = {};
+  for (const [name, key] of Object.entries(SECRET_ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== "") s[key] = v;
+  }
+  // Token and RPC password may also come from files, like the master key.
+  for (const [name, key] of [
+    ["RUNIGUN_TELEGRAM_TOKEN_FILE", "telegramToken"],
+    ["RUNIGUN_NODE_RPC_PASSWORD_FILE", "rpcPassword"],
+    ["RUNIGUN_TELEGRAM_WEBHOOK_SECRET_FILE", "telegramWebhookSecret"],
+  ] as const) {
+    const file = env[name];
+    if (file) s[key] = readSecretFile(file, name);
+  }
+  return s;
+}
+
+/** Reads a secret file, refusing one that other users can read. */
+export function readSecretFile(path: string, what: string): string {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch {
+    throw new ConfigError(`${what}: cannot read ${path} (does it exist?)`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new ConfigError(`${what}: ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); run chmod 600 ${path}`);
+  }
+  return readFileSync(path, "utf8").trim();
+}
+
+function readJson(path: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new ConfigError(`cannot read config file ${path}`);
+  }
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function merge(a: Json, b: Json): Json {
+  if (!isObj(a) || !isObj(b)) return b === undefined ? a : b;
+  const out: Record<string, Json> = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = k in out ? merge(out[k]!, v) : v;
+  return out;
+}
+const isObj = (v: Json): v is { [k: string]: Json } => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Money settings as bigint, so callers never touch the decimal strings. */
+export function sats(value: string): bigint {
+  return BigInt(value);
+}
+

@@ -1,0 +1,42 @@
+// The one registry of refusal codes. A refusal is a value, not an exception: actors return it, and each
+// edge renders it in its own words (the `message` here is the default, written for a person).
+export const REFUSAL_CODES = [
+  "bad_amount",
+  "bad_address",
+  "wrong_network",
+  "insufficient_funds",
+  "below_dust",
+  "over_limit",
+  "frozen",
+  "not_found",
+  "unknown_command",
+  "bad_input",
+  "duplicate",
+  "self_transfer",
+  "expired",
+  "already_claimed",
+  "revoked",
+  "not_allowed",
+  "stale",
+  "busy",
+  "node_unavailable",
+  "draining",
+  "paused",
+  "internal",
+] as const;
+
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
+export interface Refusal {
+  readonly refused: true;
+  readonly code: RefusalCode;
+  readonly message: string;
+}
+
+export function refuse(code: RefusalCode, message: string): Refusal {
+  return { refused: true, code, message };
+}
+
+export function isRefusal(v: unknown): v is Refusal {
+  return typeof v === "object" && v !== null && (v as { refused?: unknown }).refused === true;
+}

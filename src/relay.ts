@@ -1,0 +1,244 @@
+// The relay: the engine side of the edges' contract (relay.types.ts). It turns a user's request into
+// wallet commands through the registry, asks the node actor for what only the chain knows (addresses,
+// fees, address checks) and fans notifications out to the edges. It holds no balance of its own.
+import { randomBytes } from "node:crypto";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { parseAmount } from "./domain/money.ts";
+import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
+import type { WalletRegistry } from "./actors/registry.ts";
+import type {
+  Cheque, ConfirmedWithdrawal, HistoryPage, Notification, Relay, Result, WithdrawalQuote,
+} from "./relay.types.ts";
+
+/** What the relay needs from the chain side (the node actor implements it). */
+export interface ChainPort {
+  takeDepositAddress(userKey: string): Promise<string>;
+  /** Network and checksum check, then bitcoind's own validateaddress. */
+  checkWithdrawalAddress(address: string): Promise<true | Refusal>;
+  /** sat/vB for the configured confirmation target. */
+  feeRate(): Promise<bigint>;
+}
+
+/** Where a handed-out address is recorded so deposits find their owner. */
+export interface AddressIndexPort {
+  record(address: string, userKey: string): Promise<void>;
+}
+
+/** Cheques live in their own actors (money-out issue); the relay only forwards. */
+export interface ChequePort {
+  create(userKey: string, id: string, amount: bigint): Promise<Result<Cheque>>;
+  claim(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
+  revoke(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
+}
+
+export interface RelayOptions {
+  config: Config;
+  log: Logger;
+  registry: WalletRegistry;
+  chain: ChainPort;
+  addresses: AddressIndexPort;
+  cheques?: ChequePort;
+  /** Drain mode: no new wallets or deposit addresses; money can still go out. */
+  isDraining?: () => boolean;
+  now?: () => number;
+  quoteTtlMs?: number;
+}
+
+/**
+ * vbytes one P2WPKH withdrawal adds to a transaction when it goes out alone: overhead, two inputs,
+ * the destination and a change output. The quote covers this worst common case; in a batch the
+ * user's share is smaller and only the share is charged.
+ */
+export const SOLO_WITHDRAWAL_VBYTES = 11n + 2n * 68n + 43n + 31n;
+
+interface QuoteRecord extends WithdrawalQuote {
+  userKey: string;
+}
+
+export class EngineRelay implements Relay {
+  readonly #o: RelayOptions;
+  readonly #quotes = new Map<string, QuoteRecord>();
+  readonly #listeners = new Set<(n: Notification) => void>();
+  readonly #sweep: NodeJS.Timeout;
+
+  constructor(o: RelayOptions) {
+    this.#o = o;
+    this.#sweep = setInterval(() => this.#expireQuotes(), 60_000);
+    this.#sweep.unref();
+  }
+
+  info() {
+    return { network: this.#o.config.network, confirmations: this.#o.config.deposits.confirmations, draining: this.#draining() };
+  }
+
+  async start(userKey: string, chatHandle?: string) {
+    if (this.#draining()) {
+      const b = await this.balance(userKey);
+      if (isRefusal(b)) return refuse("draining", "This service is winding down and takes no new wallets. Existing users can still withdraw.");
+    }
+    return this.#o.registry.send(userKey, "open", chatHandle ? { chatHandle } : {});
+  }
+
+  balance(userKey: string) {
+    return this.#o.registry.send(userKey, "balance", {});
+  }
+
+  history(userKey: string, page: number, pageSize = 5): Promise<Result<HistoryPage>> {
+    return this.#o.registry.send(userKey, "history", { page, pageSize });
+  }
+
+  async depositAddress(userKey: string): Promise<Result<{ address: string }>> {
+    if (this.#draining()) return refuse("draining", "This service is winding down: deposits are closed. You can still withdraw with /withdraw.");
+    const current = await this.#o.registry.send(userKey, "current_address", {});
+    if (isRefusal(current)) return current;
+    if (current.address) return { address: current.address };
+    let address: string;
+    try {
+      address = await this.#o.chain.takeDepositAddress(userKey);
+    } catch (e) {
+      this.#o.log.warn({ userKey, err: e }, "no deposit address available");
+      return refuse("node_unavailable", "Deposit addresses are unavailable right now; try again in a minute.");
+    }
+    // Index first: a deposit to an address must always find its owner, even if the wallet write fails.
+    await this.#o.addresses.record(address, userKey);
+    return this.#o.registry.send(userKey, "add_address", { address });
+  }
+
+  async quoteWithdrawal(userKey: string, addressText: string, amountText: string): Promise<Result<WithdrawalQuote>> {
+    const address = addressText.trim();
+    if (address.length === 0 || address.length > 100) return refuse("bad_address", "That is not a Bitcoin address.");
+    const amount = parseAmount(amountText);
+    if (isRefusal(amount)) return amount;
+    const balance = await this.balance(userKey);
+    if (isRefusal(balance)) return balance;
+    if (balance.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
+    const checked = await this.#o.chain.checkWithdrawalAddress(address);
+    if (checked !== true) return checked;
+    let rate: bigint;
+    try {
+      rate = await this.#o.chain.feeRate();
+    } catch {
+      return refuse("node_unavailable", "Fees cannot be estimated right now; try again in a minute.");
+    }
+    const fee = rate * SOLO_WITHDRAWAL_VBYTES;
+    const dust = BigInt(this.#o.config.withdrawals.dustSats);
+    if (amount <= dust) return refuse("below_dust", `The amount must be more than ${dust} sats (the network's dust limit).`);
+    if (amount + fee > balance.available) {
+      return refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
+    }
+    const quote: QuoteRecord = {
+      id: `wd_${randomBytes(12).toString("base64url")}`, userKey, address, amount, fee, total: amount + fee, feeRateSatVb: rate,
+      expiresAt: this.#now() + (this.#o.quoteTtlMs ?? 5 * 60_000),
+    };
+    this.#quotes.set(quote.id, quote);
+    const { userKey: _owner, ...pub } = quote;
+    return pub;
+  }
+
+  async confirmWithdrawal(userKey: string, quoteId: string): Promise<Result<ConfirmedWithdrawal>> {
+    const q = this.#quotes.get(quoteId);
+    if (!q) {
+      // Not in memory (expired, or the engine restarted): maybe it was confirmed already.
+      const known = await this.#knownWithdrawal(userKey, quoteId);
+      return known ?? refuse("stale", "This quote has expired. Send /withdraw again for a fresh one.");
+    }
+    if (q.userKey !== userKey) return refuse("not_allowed", "This button belongs to someone else's withdrawal.");
+    if (q.expiresAt < this.#now()) {
+      this.#quotes.delete(quoteId);
+      return refuse("stale", "This quote has expired. Send /withdraw again for a fresh one.");
+    }
+    const w = this.#o.config.withdrawals;
+    const r = await this.#o.registry.send(userKey, "reserve_withdrawal", {
+      request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: BigInt(w.dustSats), dailyLimit: BigInt(w.dailyLimitSats) },
+    });
+    if (isRefusal(r)) return r;
+    return { id: q.id, repeated: r.repeated, amount: r.withdrawal.amount, fee: r.withdrawal.quotedFee, status: r.withdrawal.status, ...(r.withdrawal.txid ? { txid: r.withdrawal.txid } : {}), balance: r.balance };
+  }
+
+  async cancelQuote(userKey: string, quoteId: string): Promise<Result<{ cancelled: boolean }>> {
+    const q = this.#quotes.get(quoteId);
+    if (!q) {
+      const known = await this.#knownWithdrawal(userKey, quoteId);
+      if (known && !isRefusal(known)) return refuse("not_allowed", "This withdrawal was already confirmed; it cannot be cancelled here.");
+      return { cancelled: false };
+    }
+    if (q.userKey !== userKey) return refuse("not_allowed", "This button belongs to someone else's withdrawal.");
+    this.#quotes.delete(quoteId);
+    return { cancelled: true };
+  }
+
+  async transfer(userKey: string, id: string, toUserKey: string, amountText: string) {
+    const amount = parseAmount(amountText);
+    if (isRefusal(amount)) return amount;
+    if (!/^[\w:.-]{1,128}$/.test(id)) return refuse("bad_input", "A transfer needs a valid id.");
+    return this.#o.registry.send(userKey, "send_transfer", { id, to: toUserKey, amount, maxAmount: BigInt(this.#o.config.transfers.maxTransferSats) });
+  }
+
+  async createCheque(userKey: string, id: string, amountText: string): Promise<Result<Cheque>> {
+    const amount = parseAmount(amountText);
+    if (isRefusal(amount)) return amount;
+    if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    return this.#o.cheques.create(userKey, id, amount);
+  }
+
+  async claimCheque(userKey: string, code: string) {
+    if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    return this.#withBalance(userKey, await this.#o.cheques.claim(userKey, code));
+  }
+
+  async revokeCheque(userKey: string, code: string) {
+    if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    return this.#withBalance(userKey, await this.#o.cheques.revoke(userKey, code));
+  }
+
+  onNotification(listener: (n: Notification) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Called by the wallets' notice hook. A failing listener never blocks the others. */
+  notify(n: Notification): void {
+    for (const l of this.#listeners) {
+      try {
+        l(n);
+      } catch (e) {
+        this.#o.log.warn({ err: e }, "notification listener failed");
+      }
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    this.#listeners.clear();
+  }
+
+  async #withBalance(userKey: string, r: Result<{ amount: bigint }>) {
+    if (isRefusal(r)) return r;
+    const balance = await this.balance(userKey);
+    if (isRefusal(balance)) return balance;
+    return { amount: r.amount, balance };
+  }
+
+  async #knownWithdrawal(userKey: string, id: string): Promise<Result<ConfirmedWithdrawal> | undefined> {
+    const state = await this.#o.registry.send(userKey, "state", {});
+    if (isRefusal(state)) return undefined;
+    const w = state.withdrawals[id];
+    if (!w) return undefined;
+    return { id, repeated: true, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}),
+      balance: { available: state.available, pending: state.pending, reserved: state.reserved } };
+  }
+
+  #expireQuotes(): void {
+    const now = this.#now();
+    for (const [id, q] of this.#quotes) if (q.expiresAt < now) this.#quotes.delete(id);
+  }
+
+  #draining(): boolean {
+    return this.#o.isDraining?.() ?? false;
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+}

@@ -1,0 +1,73 @@
+// The relay's contract: what every edge (Telegram, local chat, script, the split-mode TLS client) may ask
+// of the engine, in user terms. Edges parse, authenticate and render; every rule lives behind this line.
+// Amount and address arguments are the user's raw text: the engine parses and validates them.
+import type { Refusal } from "./domain/refusals.ts";
+import type { BalanceView, HistoryEntry, WalletNotice } from "./actors/wallet.messages.ts";
+
+export type { Refusal, BalanceView, HistoryEntry, WalletNotice };
+export type Result<T> = T | Refusal;
+
+export interface WithdrawalQuote {
+  /** Also the withdrawal id once confirmed: a second confirm of the same quote does nothing. */
+  id: string;
+  address: string;
+  amount: bigint;
+  fee: bigint;
+  total: bigint;
+  feeRateSatVb: bigint;
+  expiresAt: number;
+}
+
+export interface ConfirmedWithdrawal {
+  id: string;
+  /** true when this quote had already been confirmed: nothing new happened. */
+  repeated: boolean;
+  amount: bigint;
+  fee: bigint;
+  status: "reserved" | "broadcast" | "sent" | "released";
+  txid?: string;
+  balance: BalanceView;
+}
+
+export interface Cheque {
+  code: string;
+  amount: bigint;
+  expiresAt: number;
+}
+
+export interface HistoryPage {
+  entries: HistoryEntry[];
+  page: number;
+  pages: number;
+  total: number;
+}
+
+/** A notification for one user, addressed by the sealed chat handle the edge gave at /start. */
+export interface Notification {
+  userKey: string;
+  chatHandle: string | undefined;
+  notice: WalletNotice;
+}
+
+export interface Relay {
+  /** Creates the wallet if needed and remembers the (sealed) chat handle for notifications. */
+  start(userKey: string, chatHandle?: string): Promise<Result<{ created: boolean; balance: BalanceView }>>;
+  balance(userKey: string): Promise<Result<BalanceView & { frozen?: string }>>;
+  history(userKey: string, page: number, pageSize?: number): Promise<Result<HistoryPage>>;
+  /** A bech32 deposit address of this user's (reused until something arrives on it). */
+  depositAddress(userKey: string): Promise<Result<{ address: string }>>;
+  /** Validates address and amount, quotes the fee. Nothing is reserved until confirm. */
+  quoteWithdrawal(userKey: string, address: string, amount: string): Promise<Result<WithdrawalQuote>>;
+  /** Reserves amount + fee under the quote id and hands it to the payout side. Idempotent per quote. */
+  confirmWithdrawal(userKey: string, quoteId: string): Promise<Result<ConfirmedWithdrawal>>;
+  cancelQuote(userKey: string, quoteId: string): Promise<Result<{ cancelled: boolean }>>;
+  /** Off-chain transfer to another user key; `id` makes it take effect once (e.g. the Telegram update id). */
+  transfer(userKey: string, id: string, toUserKey: string, amount: string): Promise<Result<{ repeated: boolean; balance: BalanceView }>>;
+  createCheque(userKey: string, id: string, amount: string): Promise<Result<Cheque>>;
+  claimCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
+  revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
+  /** Subscribes to notifications; returns an unsubscribe function. */
+  onNotification(listener: (n: Notification) => void): () => void;
+  /** Facts an edge may show (network name, confirmation target…). */
+  info(): { network: string; confirmations: number; draining: boolean };
+}

@@ -1,0 +1,139 @@
+// decide/evolve are pure: these tests drive them directly, without actors or disks.
+import t from "tap";
+import { decide, evolve, emptyWallet, checkInvariants, isRefusal, type WalletCommand, type WalletState } from "../../src/actors/wallet.ts";
+
+const ctx = { now: Date.parse("2026-11-24T12:00:00Z"), historyLimit: 5 };
+const noop = () => undefined;
+/** A command without its reply channel (distributes over the union). */
+type Cmd = WalletCommand extends infer C ? (C extends WalletCommand ? Omit<C, "reply"> : never) : never;
+
+/** Applies a command the way the actor does; returns the new state and the answer (or the refusal). */
+function run(s: WalletState, cmd: Cmd, now = ctx.now): { s: WalletState; answer: unknown } {
+  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { ...ctx, now });
+  if (isRefusal(d)) return { s, answer: d };
+  const after = d.events.reduce((x, e) => evolve(x, e, ctx.historyLimit), s);
+  const broken = checkInvariants(after);
+  if (broken) throw new Error(broken);
+  return { s: after, answer: d.answer(after) };
+}
+
+function opened(): WalletState {
+  return run(emptyWallet("u_test"), { type: "open" }).s;
+}
+
+function funded(sats: bigint): WalletState {
+  let s = opened();
+  s = run(s, { type: "deposit", deposit: { txid: "aa".repeat(32), vout: 0, address: "bcrt1qx", amount: sats, confirmations: 1 }, target: 1 }).s;
+  return s;
+}
+
+t.test("a wallet must be opened first, and opening twice does not reset it", async (t) => {
+  const r = run(emptyWallet("u"), { type: "balance" });
+  t.match(r.answer, { refused: true, code: "not_found" });
+  let s = funded(1000n);
+  s = run(s, { type: "open" }).s;
+  t.equal(s.available, 1000n);
+});
+
+t.test("deposit: pending until the target, then available, once per outpoint", async (t) => {
+  let s = opened();
+  const dep = { txid: "bb".repeat(32), vout: 1, address: "bcrt1qy", amount: 5000n, confirmations: 0 };
+  s = run(s, { type: "deposit", deposit: dep, target: 2 }).s;
+  t.same([s.pending, s.available], [5000n, 0n]);
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 2 }).s;
+  t.same([s.pending, s.available], [5000n, 0n], "below target: still pending, not counted twice");
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 2 }, target: 2 }).s;
+  t.same([s.pending, s.available], [0n, 5000n]);
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 3 }, target: 2 }).s;
+  t.same([s.pending, s.available], [0n, 5000n], "seen again after confirmation: no double credit");
+  const other = run(s, { type: "deposit", deposit: { ...dep, amount: 1n, confirmations: 3 }, target: 2 });
+  t.match(other.answer, { refused: true }, "the same outpoint with another amount is refused");
+  s = run(s, { type: "deposit", deposit: { ...dep, vout: 2, confirmations: 5 }, target: 2 }).s;
+  t.equal(s.available, 10000n, "another output of the same tx is another deposit");
+});
+
+t.test("reorg: a pending deposit leaves; a confirmed one freezes the wallet for review", async (t) => {
+  let s = opened();
+  const dep = { txid: "cc".repeat(32), vout: 0, address: "a", amount: 700n, confirmations: 0 };
+  s = run(s, { type: "deposit", deposit: dep, target: 1 }).s;
+  s = run(s, { type: "deposit_removed", outpoint: `${dep.txid}:0` }).s;
+  t.same([s.pending, s.available], [0n, 0n]);
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 1 }).s;
+  t.equal(s.available, 700n, "re-mined after the reorg: credited once");
+  s = run(s, { type: "deposit_removed", outpoint: `${dep.txid}:0` }).s;
+  t.ok(s.frozen, "frozen");
+  t.equal(s.available, 700n, "not silently taken back");
+});
+
+t.test("withdrawal: reserve, refusals, settle with a fee share never above the quote", async (t) => {
+  let s = funded(100_000n);
+  const req = { id: "w1", address: "bcrt1qdest", amount: 50_000n, fee: 1_000n, dustLimit: 546n, dailyLimit: 80_000n };
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 500n } }).answer, { code: "below_dust" });
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 99_500n } }).answer, { code: "insufficient_funds" });
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 90_000n } }).answer, { code: "over_limit" });
+  s = run(s, { type: "reserve_withdrawal", request: req }).s;
+  t.same([s.available, s.reserved], [49_000n, 51_000n]);
+  const again = run(s, { type: "reserve_withdrawal", request: req });
+  t.match(again.answer, { repeated: true });
+  t.equal(again.s.available, 49_000n, "a repeated id changes nothing");
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, id: "w2", amount: 40_000n } }).answer, { code: "over_limit" }, "daily limit counts the first");
+  s = run(s, { type: "withdrawal_broadcast", id: "w1", txid: "dd".repeat(32) }).s;
+  s = run(s, { type: "withdrawal_settled", id: "w1", txid: "dd".repeat(32), fee: 5_000n }).s;
+  t.same([s.available, s.reserved], [49_000n, 0n], "charged the quote at most");
+  let s2 = run(funded(100_000n), { type: "reserve_withdrawal", request: req }).s;
+  s2 = run(s2, { type: "withdrawal_settled", id: "w1", txid: "ee".repeat(32), fee: 400n }).s;
+  t.equal(s2.available, 49_600n, "a smaller actual fee share is refunded");
+  let s3 = run(funded(100_000n), { type: "reserve_withdrawal", request: req }).s;
+  s3 = run(s3, { type: "withdrawal_released", id: "w1", reason: "rejected" }).s;
+  t.same([s3.available, s3.reserved], [100_000n, 0n], "a released reservation returns everything");
+});
+
+t.test("frozen wallets refuse money out but keep receiving", async (t) => {
+  let s = funded(10_000n);
+  s = run(s, { type: "freeze", reason: "review", by: "op" }).s;
+  t.match(run(s, { type: "reserve_withdrawal", request: { id: "w", address: "x", amount: 1000n, fee: 10n, dustLimit: 546n, dailyLimit: 10n ** 9n } }).answer, { code: "frozen" });
+  t.match(run(s, { type: "send_transfer", id: "t", to: "u_other", amount: 10n, maxAmount: 10n ** 9n }).answer, { code: "frozen" });
+  s = run(s, { type: "receive_transfer", id: "t2", from: "u_other", amount: 5n }).s;
+  t.equal(s.available, 10_005n);
+  s = run(s, { type: "unfreeze", by: "op" }).s;
+  t.notOk(s.frozen);
+});
+
+t.test("transfers: debit once per id, credit once per id, outbox until acknowledged", async (t) => {
+  let a = funded(1_000n);
+  t.match(run(a, { type: "send_transfer", id: "t1", to: "u_test", amount: 1n, maxAmount: 100n }).answer, { code: "self_transfer" });
+  t.match(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 2_000n, maxAmount: 10_000n }).answer, { code: "insufficient_funds" });
+  t.match(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 500n }).answer, { code: "over_limit" });
+  a = run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }).s;
+  a = run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }).s;
+  t.equal(a.available, 400n, "debited once");
+  t.ok(a.outgoing.t1);
+  a = run(a, { type: "transfer_acked", id: "t1" }).s;
+  t.notOk(a.outgoing.t1);
+  a = run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }).s;
+  t.equal(a.available, 400n, "still once after the acknowledgement");
+  let b = emptyWallet("u_b");
+  b = run(b, { type: "receive_transfer", id: "t1", from: "u_test", amount: 600n }).s;
+  b = run(b, { type: "receive_transfer", id: "t1", from: "u_test", amount: 600n }).s;
+  t.equal(b.available, 600n, "credited once; the wallet opened implicitly");
+  t.ok(b.opened);
+});
+
+t.test("history is bounded and paged newest first", async (t) => {
+  let s = opened();
+  for (let i = 0; i < 8; i++) s = run(s, { type: "receive_transfer", id: `t${i}`, from: "x", amount: BigInt(i + 1) }).s;
+  t.equal(s.history.length, 5, "bounded by historyLimit");
+  t.equal(s.historyTotal, 8);
+  const page = run(s, { type: "history", page: 0, pageSize: 2 }).answer as { entries: { ref: string }[]; pages: number };
+  t.same(page.entries.map((e) => e.ref), ["t7", "t6"]);
+  t.equal(page.pages, 3);
+});
+
+t.test("addresses: the newest unused address is reused", async (t) => {
+  let s = opened();
+  t.same(run(s, { type: "current_address" }).answer, {});
+  s = run(s, { type: "add_address", address: "bcrt1qa" }).s;
+  t.same(run(s, { type: "current_address" }).answer, { address: "bcrt1qa" });
+  s = run(s, { type: "deposit", deposit: { txid: "ff".repeat(32), vout: 0, address: "bcrt1qa", amount: 10n, confirmations: 0 }, target: 1 }).s;
+  t.same(run(s, { type: "current_address" }).answer, {}, "used: a new one is needed");
+});
