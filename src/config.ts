@@ -5,25 +5,27 @@ import { readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Type, type Static } from "@sinclair/typebox";
+import { Type, type Static, type TProperties } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 
 const Int = (min: number, max = Number.MAX_SAFE_INTEGER) => Type.Integer({ minimum: min, maximum: max });
+/** Objects refuse unknown keys, so a typo or a secret pasted into a config file is caught by name. */
+const Obj = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false });
 const Sats = Type.String({ pattern: "^[0-9]{1,16}$", description: "satoshis as a decimal string" });
 
-export const ConfigSchema = Type.Object(
+export const ConfigSchema = Obj(
   {
     network: Type.Union([Type.Literal("regtest"), Type.Literal("signet"), Type.Literal("mainnet")]),
     dataDir: Type.String({ minLength: 1 }),
-    log: Type.Object({ level: Type.Union(["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l))) }),
-    store: Type.Object({ sync: Type.Boolean() }),
-    identity: Type.Object({
+    log: Obj({ level: Type.Union(["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l))) }),
+    store: Obj({ sync: Type.Boolean() }),
+    identity: Obj({
       timeCost: Int(1, 20),
       memoryKiB: Int(8, 4 * 1024 * 1024),
       parallelism: Int(1, 16),
       cacheSize: Int(0, 10_000_000),
     }),
-    wallet: Type.Object({
+    wallet: Obj({
       snapshotEvery: Int(1, 1_000_000),
       idleMs: Int(10),
       maxResident: Int(1),
@@ -33,7 +35,7 @@ export const ConfigSchema = Type.Object(
       crashBudget: Int(1, 1000),
       crashWindowMs: Int(1),
     }),
-    node: Type.Object({
+    node: Obj({
       managed: Type.Boolean(),
       rpcUrl: Type.String(),
       rpcUser: Type.String(),
@@ -45,8 +47,8 @@ export const ConfigSchema = Type.Object(
       addressPoolSize: Int(0, 100_000),
       extraArgs: Type.Array(Type.String()),
     }),
-    deposits: Type.Object({ confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String() }),
-    withdrawals: Type.Object({
+    deposits: Obj({ confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String() }),
+    withdrawals: Obj({
       dustSats: Sats,
       dailyLimitSats: Sats,
       confTarget: Int(1, 1008),
@@ -55,19 +57,18 @@ export const ConfigSchema = Type.Object(
       batchWindowMs: Int(0, 600_000),
       maxOutputsPerBatch: Int(1, 1000),
     }),
-    transfers: Type.Object({ chequeTtlSec: Int(60), maxTransferSats: Sats }),
-    telegram: Type.Object({
+    transfers: Obj({ chequeTtlSec: Int(60), maxTransferSats: Sats }),
+    telegram: Obj({
       apiRoot: Type.String({ pattern: "^https?://" }),
       mode: Type.Union([Type.Literal("polling"), Type.Literal("webhook")]),
       webhookHost: Type.String(),
       webhookPort: Int(0, 65535),
       commandsPerMinute: Int(1, 10_000),
     }),
-    admin: Type.Object({ enabled: Type.Boolean(), host: Type.String(), port: Int(0, 65535), vpnCidrs: Type.Array(Type.String()) }),
-    internal: Type.Object({ host: Type.String(), port: Int(0, 65535) }),
-    backup: Type.Object({ dir: Type.String(), segmentIntervalMs: Int(1) }),
+    admin: Obj({ enabled: Type.Boolean(), host: Type.String(), port: Int(0, 65535), vpnCidrs: Type.Array(Type.String()) }),
+    internal: Obj({ host: Type.String(), port: Int(0, 65535) }),
+    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1) }),
   },
-  { additionalProperties: false },
 );
 
 export type ConfigFile = Static<typeof ConfigSchema>;
@@ -103,7 +104,9 @@ const SECRET_ENV: Record<string, keyof Secrets> = {
   RUNIGUN_NODE_RPC_PASSWORD: "rpcPassword",
 };
 /** Variables that steer loading itself. */
-const LOADER_ENV = new Set(["RUNIGUN_NETWORK", "RUNIGUN_CONFIG_DIR"]);
+const LOADER_ENV = new Set([
+  "RUNIGUN_NETWORK", "RUNIGUN_CONFIG_DIR", "RUNIGUN_TELEGRAM_TOKEN_FILE", "RUNIGUN_NODE_RPC_PASSWORD_FILE", "RUNIGUN_TELEGRAM_WEBHOOK_SECRET_FILE",
+]);
 
 export const defaultConfigDir = resolve(dirname(fileURLToPath(import.meta.url)), "..", "config");
 

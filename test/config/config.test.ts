@@ -1,0 +1,46 @@
+import t from "tap";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig, envName, defaultConfigDir } from "../../src/config.ts";
+
+t.test("defaults load, the network file applies, env overrides by documented names", async (t) => {
+  const c = loadConfig({ env: {} });
+  t.equal(c.network, "regtest");
+  t.equal(c.deposits.confirmations, 1);
+  const main = loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } });
+  t.equal(main.deposits.confirmations, 3, "mainnet waits for 3 confirmations");
+  const o = loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "6", RUNIGUN_TELEGRAM_API_ROOT: "http://127.0.0.1:9", RUNIGUN_STORE_SYNC: "false" } });
+  t.equal(o.deposits.confirmations, 6);
+  t.equal(o.telegram.apiRoot, "http://127.0.0.1:9");
+  t.equal(o.store.sync, false);
+  t.equal(envName(["telegram", "apiRoot"]), "RUNIGUN_TELEGRAM_API_ROOT");
+});
+
+t.test("bad values are refused with the key's name", async (t) => {
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "zero" } }), /RUNIGUN_DEPOSITS_CONFIRMATIONS/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "0" } }), /deposits\.confirmations/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "testnet3" } }), /network/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSIT_CONFIRMATIONS: "2" } }), /not a RunIGun setting/, "typos do not pass silently");
+  t.throws(() => loadConfig({ env: {}, overrides: { withdrawals: { dustSats: "-5" } } }), /withdrawals\.dustSats/);
+});
+
+t.test("the admin edge may only bind to loopback or a configured VPN range", async (t) => {
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "0.0.0.0" } }), { code: "config_invalid" });
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "8.8.8.8" } }), /admin\.host/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "10.8.0.5", RUNIGUN_ADMIN_VPN_CIDRS: "10.9.0.0/24" } }), /admin\.host/);
+  t.equal(loadConfig({ env: { RUNIGUN_ADMIN_HOST: "10.8.0.5", RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/24" } }).admin.host, "10.8.0.5");
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/99" } }), /vpnCidrs/);
+});
+
+t.test("secrets come only from the environment and from private files", async (t) => {
+  const dir = t.testdir({ "default.json": readFileSync(join(defaultConfigDir, "default.json"), "utf8") });
+  const tokenFile = join(dir, "token");
+  writeFileSync(tokenFile, "123:abc\n");
+  chmodSync(tokenFile, 0o644);
+  t.throws(() => loadConfig({ env: { RUNIGUN_TELEGRAM_TOKEN_FILE: tokenFile } }), /chmod 600/);
+  chmodSync(tokenFile, 0o600);
+  t.equal(loadConfig({ env: { RUNIGUN_TELEGRAM_TOKEN_FILE: tokenFile } }).secrets.telegramToken, "123:abc");
+  t.equal(loadConfig({ env: { RUNIGUN_PEPPER: "p" } }).secrets.pepper, "p");
+  writeFileSync(join(dir, "regtest.json"), JSON.stringify({ telegram: { token: "leak" } }));
+  t.throws(() => loadConfig({ env: {}, configDir: dir }), /secrets are not read from config files/);
+});
