@@ -84,8 +84,11 @@ export interface PersistentBehaviour<S, M, E> {
 }
 
 export interface CrashPolicy<M> {
-  /** Called on every crash; return "reset" to replay from the journal, "stop" to stop for good. */
-  onCrash: (report: CrashReport<M>) => "reset" | "stop";
+  /**
+   * Called on every crash. "reset" restarts from the initial state (persistent actors: replay the journal),
+   * "stop" stops for good, "resume" (in-memory actors only) carries on with the state before the crash.
+   */
+  onCrash: (report: CrashReport<M>) => "reset" | "stop" | "resume";
 }
 
 /** An actor system: a thin owner of one nact system. */

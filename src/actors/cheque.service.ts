@@ -1,0 +1,102 @@
+// Cheques seen from the relay: create (escrow funded by a transfer from the creator), claim, revoke.
+// The claim code is derived from the creator's command id, so a repeated /cheque command yields the same
+// cheque instead of a second, unfunded one; only an HMAC of the code is ever stored.
+import type { Logger } from "../log.ts";
+import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
+import type { Cheque } from "../relay.types.ts";
+import type { ChequePort } from "../relay.ts";
+import type { ActorSystem, Ref } from "./runtime.ts";
+import type { WalletRegistry } from "./registry.ts";
+import type { TransferSink } from "./transfers.ts";
+import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeCommand, type ChequeState } from "./cheques.ts";
+
+export interface ChequeServiceOptions {
+  system: ActorSystem;
+  registry: WalletRegistry;
+  log: Logger;
+  ttlSec: number;
+  maxAmount: bigint;
+  /** HMAC under a key derived from the master key: codes and their hashes. */
+  mac: (purpose: string, data: string) => string;
+  now?: () => number;
+}
+
+const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
+
+export class ChequeService implements ChequePort, TransferSink {
+  readonly #o: ChequeServiceOptions;
+  readonly #ref: Ref<ChequeCommand>;
+
+  constructor(o: ChequeServiceOptions) {
+    this.#o = o;
+    const log = o.log.child({ actor: "cheques" });
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => void this.#pay(hash, payee, amount) }), {
+      onCrash: (r) => {
+        log.error({ err: r.error }, "cheque book crashed; replaying its journal");
+        (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
+        return "reset";
+      },
+    });
+  }
+
+  async create(userKey: string, id: string, amount: bigint): Promise<Cheque | Refusal> {
+    if (amount > this.#o.maxAmount) return refuse("over_limit", "That is more than a single cheque may carry.");
+    const code = this.#o.mac("cheque-code", `${userKey}\u0000${id}`).slice(0, 22);
+    const hash = this.#hash(code);
+    const expiresAt = this.#now() + this.#o.ttlSec * 1000;
+    const created = await this.#ask<{ ok: true } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, amount, expiresAt, reply }));
+    if (isRefusal(created)) return created;
+    const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount, maxAmount: this.#o.maxAmount });
+    if (isRefusal(funded)) return funded;
+    return { code, amount, expiresAt };
+  }
+
+  async claim(userKey: string, code: string) {
+    if (!CODE_RE.test(code)) return refuse("not_found", "That is not a cheque code.");
+    return this.#ask<{ amount: bigint } | Refusal>((reply) => ({ type: "claim", hash: this.#hash(code), by: userKey, now: this.#now(), reply }));
+  }
+
+  async revoke(userKey: string, code: string) {
+    if (!CODE_RE.test(code)) return refuse("not_found", "That is not a cheque code.");
+    return this.#ask<{ amount: bigint } | Refusal>((reply) => ({ type: "revoke", hash: this.#hash(code), by: userKey, reply }));
+  }
+
+  /** TransferSink: funding transfers addressed to "cheque:<hash>". */
+  accepts(to: string): boolean {
+    return to.startsWith("cheque:");
+  }
+
+  receive(from: string, _id: string, to: string, amount: bigint) {
+    return this.#ask<{ ok: true } | Refusal>((reply) => ({ type: "fund", hash: to.slice("cheque:".length), from, amount, reply }));
+  }
+
+  /** Re-sends payouts of claimed or revoked cheques that were not acknowledged before a restart. */
+  resume() {
+    return this.#ask<{ resent: number }>((reply) => ({ type: "resume", reply }));
+  }
+
+  async escrow(): Promise<bigint> {
+    return escrowOf(await this.#ask<ChequeState>((reply) => ({ type: "state", reply })));
+  }
+
+  async #pay(hash: string, payee: string, amount: bigint): Promise<void> {
+    const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount });
+    if (isRefusal(r)) {
+      this.#o.log.warn({ code: r.code }, "cheque payout not credited yet; it will be re-sent");
+      return;
+    }
+    await this.#ask((reply) => ({ type: "paid", hash, reply }));
+  }
+
+  #hash(code: string): string {
+    return this.#o.mac("cheque-hash", code).slice(0, 32);
+  }
+
+  #ask<R>(make: (reply: (r: R) => void) => ChequeCommand): Promise<R> {
+    return this.#o.system.ask<ChequeCommand, R>(this.#ref, make as never, 10_000);
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+}

@@ -1,0 +1,108 @@
+// Drives the payout actor: submits reserved withdrawals, flushes them in batches after the batch window,
+// and syncs (rebroadcast + confirmations) after every block. Pausing stops new batches, never tracking.
+import type { Logger } from "../log.ts";
+import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
+import type { ActorSystem, Ref } from "./runtime.ts";
+import { payoutBehaviour, type PayoutCommand, type PayoutOptions, type PayoutState, type PayoutSummary } from "./payout.ts";
+import type { Withdrawal } from "./wallet.messages.ts";
+
+export interface PayoutServiceOptions extends PayoutOptions {
+  system: ActorSystem;
+  batchWindowMs: number;
+  askTimeoutMs?: number;
+}
+
+export class PayoutService {
+  readonly #o: PayoutServiceOptions;
+  readonly #ref: Ref<PayoutCommand>;
+  #timer: NodeJS.Timeout | undefined;
+  #paused: string | undefined;
+  readonly stats = { batches: 0, outputs: 0, feePaid: 0n, feeQuoted: 0n, crashes: 0 };
+  readonly #log: Logger;
+
+  constructor(o: PayoutServiceOptions) {
+    this.#o = o;
+    this.#log = o.log.child({ actor: "payouts" });
+    const hooks = o.hooks;
+    this.#ref = o.system.spawnPersistent("payouts", payoutBehaviour({
+      ...o,
+      log: this.#log,
+      hooks: {
+        ...hooks,
+        batchSent: (b) => {
+          this.stats.batches++;
+          this.stats.outputs += b.outputs;
+          this.stats.feePaid += b.fee;
+          this.stats.feeQuoted += b.quoted;
+          hooks.batchSent?.(b);
+        },
+      },
+    }), {
+      onCrash: (r) => {
+        this.stats.crashes++;
+        this.#log.error({ err: r.error }, "payout actor crashed; replaying its journal");
+        const reply = (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply;
+        reply?.(refuse("internal", "The payout step failed; nothing was sent twice. It will be retried."));
+        return "reset";
+      },
+    });
+  }
+
+  /** A reservation is durable in the wallet: record it here (idempotent), then batch it. */
+  async submit(userKey: string, id: string, w: Withdrawal): Promise<PayoutSummary | Refusal> {
+    const r = await this.#ask<PayoutSummary | Refusal>((reply) => ({ type: "submit", id, userKey, address: w.address, amount: w.amount, quotedFee: w.quotedFee, reply }));
+    if (!isRefusal(r) && r.status === "queued") this.#schedule();
+    return r;
+  }
+
+  /** Builds and broadcasts what is queued now (also what the batch timer calls). */
+  async flush(): Promise<{ batches: number } | Refusal> {
+    if (this.#paused) return refuse("paused", `Payouts are paused: ${this.#paused}`);
+    return this.#ask((reply) => ({ type: "flush", reply }), 120_000);
+  }
+
+  /** After a block or a restart: rebroadcast what is pending, settle what is confirmed. */
+  sync(): Promise<{ confirmed: number; rebroadcast: number } | Refusal> {
+    return this.#ask((reply) => ({ type: "sync", reply }), 120_000);
+  }
+
+  bump(batch: string, feeRateSatVb: bigint): Promise<{ txid: string; fee: bigint } | Refusal> {
+    return this.#ask((reply) => ({ type: "bump", batch, feeRateSatVb, reply }), 120_000);
+  }
+
+  state(): Promise<PayoutState> {
+    return this.#ask((reply) => ({ type: "state", reply }));
+  }
+
+  pause(reason: string): void {
+    this.#paused = reason;
+  }
+
+  resume(): void {
+    this.#paused = undefined;
+    this.#schedule();
+  }
+
+  get paused(): string | undefined {
+    return this.#paused;
+  }
+
+  close(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#paused) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush().then((r) => {
+        if (isRefusal(r) && r.code !== "paused") this.#log.warn({ code: r.code, why: r.message }, "payout flush failed; retrying at the next block");
+      });
+    }, this.#o.batchWindowMs);
+  }
+
+  #ask<R>(make: (reply: (r: R) => void) => PayoutCommand, timeoutMs = this.#o.askTimeoutMs ?? 30_000): Promise<R> {
+    return this.#o.system.ask<PayoutCommand, R>(this.#ref, make, timeoutMs);
+  }
+}
