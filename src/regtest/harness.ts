@@ -1,0 +1,211 @@
+// Runs isolated regtest bitcoinds for tests, benchmarks and `npm start`: a temp datadir, free loopback
+// ports, an `engine` descriptor wallet and an `outside` wallet that plays the miner and the external party.
+// This is the test's own JSON-RPC (fetch), not the engine's: only the node actor talks to bitcoind for the engine.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { resolveBitcoind } from "./bitcoind.ts";
+
+export interface RegtestOptions {
+  /** Use (and keep) this datadir instead of a fresh temp one. */
+  dataDir?: string;
+  keepDataDir?: boolean;
+  extraArgs?: string[];
+  walletName?: string;
+  log?: (msg: string) => void;
+  /** Ports to reuse (a restart of the same node); chosen at run time otherwise. */
+  rpcPort?: number;
+  p2pPort?: number;
+}
+
+export class RpcError extends Error {
+  constructor(readonly code: number, message: string, readonly method: string) {
+    super(`${method}: ${message} (${code})`);
+  }
+}
+
+const BTC_AMOUNT = /^\d{1,8}(\.\d{1,8})?$/;
+const running = new Set<ChildProcess>();
+let exitHook = false;
+
+/** Kills every node this process started (last resort on exit; tests call stop()). */
+export function stopAllRegtest(): void {
+  for (const c of running) c.kill("SIGKILL");
+  running.clear();
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export class RegtestNode {
+  readonly walletName: string;
+  readonly user = "runigun";
+  readonly password = randomBytes(16).toString("hex");
+  #child: ChildProcess | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  #outsideAddr: string | undefined;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly rpcPort: number,
+    readonly p2pPort: number,
+    private readonly o: RegtestOptions,
+  ) {
+    this.walletName = o.walletName ?? "engine";
+  }
+
+  static async start(o: RegtestOptions = {}): Promise<RegtestNode> {
+    const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "runigun-regtest-"));
+    mkdirSync(dataDir, { recursive: true });
+    const node = new RegtestNode(dataDir, o.rpcPort ?? (await freePort()), o.p2pPort ?? (await freePort()), o);
+    await node.#launch();
+    await node.#ensureWallet(node.walletName);
+    await node.#ensureWallet("outside");
+    return node;
+  }
+
+  get rpcUrl(): string {
+    return `http://127.0.0.1:${this.rpcPort}`;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  async rpc<T = unknown>(method: string, params: unknown[] = [], wallet: string | null = null): Promise<T> {
+    const url = wallet ? `${this.rpcUrl}/wallet/${encodeURIComponent(wallet)}` : this.rpcUrl;
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Basic ${Buffer.from(`${this.user}:${this.password}`).toString("base64")}` },
+      body: JSON.stringify({ jsonrpc: "1.0", id: 1, method, params }),
+    });
+    const body = (await res.json().catch(() => undefined)) as { result?: T; error?: { code: number; message: string } } | undefined;
+    if (!body) throw new RpcError(res.status, `HTTP ${res.status}`, method);
+    if (body.error) throw new RpcError(body.error.code, body.error.message, method);
+    return body.result as T;
+  }
+
+  async outsideAddress(): Promise<string> {
+    return this.rpc<string>("getnewaddress", ["", "bech32"], "outside");
+  }
+
+  async mine(blocks: number, toAddress?: string): Promise<string[]> {
+    const addr = toAddress ?? (this.#outsideAddr ??= await this.outsideAddress());
+    return this.rpc<string[]>("generatetoaddress", [blocks, addr]);
+  }
+
+  /** Mines 101 blocks to the outside wallet once, so it has spendable coins. */
+  async ensureMatureCoins(): Promise<void> {
+    const b = await this.rpc<{ mine: { trusted: number } }>("getbalances", [], "outside");
+    if (b.mine.trusted < 50) await this.mine(101);
+  }
+
+  /**
+   * The outside party pays an address. `btc` is decimal text; sendtoaddress is fine here because this is the
+   * test's external payer, not the engine. Number(text) is exact for 8-decimal amounts, validated first.
+   */
+  async fund(address: string, btc: string): Promise<string> {
+    if (!BTC_AMOUNT.test(btc)) throw new Error(`fund: "${btc}" is not a BTC amount with at most 8 decimals`);
+    await this.ensureMatureCoins();
+    return this.rpc<string>("sendtoaddress", [address, Number(btc)], "outside");
+  }
+
+  async stop(): Promise<void> {
+    if (this.running) {
+      await this.rpc("stop").catch(() => undefined);
+      const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 20_000).unref());
+      if ((await Promise.race([this.#exited.then(() => "done" as const), timeout])) === "timeout") this.#child?.kill("SIGKILL");
+      await this.#exited;
+    }
+    if (!this.o.keepDataDir && !this.o.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /**
+   * Forces bitcoind to write its chainstate and block index (gettxoutsetinfo flushes them). Without it, a
+   * SIGKILL can roll the node back to its last flush — a real crash does that too.
+   */
+  async flush(): Promise<void> {
+    await this.rpc("gettxoutsetinfo", ["none"]);
+  }
+
+  /** SIGKILL, keeping the datadir: a crash of the node. */
+  async kill(): Promise<void> {
+    this.#child?.kill("SIGKILL");
+    await this.#exited;
+  }
+
+  async restart(): Promise<void> {
+    if (this.running) await this.kill();
+    await this.#launch();
+    for (const w of [this.walletName, "outside"]) await this.#ensureWallet(w);
+  }
+
+  async #launch(): Promise<void> {
+    const cmd = resolveBitcoind();
+    const args = [
+      ...cmd.bitcoind.slice(1),
+      "-regtest", `-datadir=${this.dataDir}`, "-server=1", "-listen=1", `-bind=127.0.0.1:${this.p2pPort}`, "-discover=0", "-dnsseed=0",
+      `-rpcport=${this.rpcPort}`, "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", `-rpcuser=${this.user}`, `-rpcpassword=${this.password}`,
+      "-fallbackfee=0.0002", "-addresstype=bech32", "-changetype=bech32", "-unsafesqlitesync=1", "-printtoconsole=0",
+      "-txindex=0", "-rpcworkqueue=256", "-rpcthreads=8", "-debuglogfile=debug.log",
+      ...(this.o.extraArgs ?? []),
+    ];
+    const child = spawn(cmd.bitcoind[0]!, args, { stdio: "ignore" });
+    this.#child = child;
+    running.add(child);
+    if (!exitHook) {
+      exitHook = true;
+      process.on("exit", stopAllRegtest);
+    }
+    this.#exited = new Promise((resolve) => child.once("exit", () => (running.delete(child), resolve())));
+    const spawnError = new Promise<never>((_, reject) => child.once("error", reject));
+    const deadline = Date.now() + 60_000;
+    // bitcoind has no readiness signal: poll its RPC (bounded) until it answers, or report why it died.
+    for (;;) {
+      if (!this.running) throw new Error(`bitcoind exited during start-up: ${this.#debugTail()}`);
+      try {
+        await Promise.race([this.rpc("getblockchaininfo"), spawnError]);
+        return;
+      } catch (e) {
+        if (e instanceof RpcError && e.code !== -28 && e.code !== 401 && e.code !== 503) throw e;
+        if (Date.now() > deadline) throw new Error(`bitcoind did not answer RPC within 60 s: ${this.#debugTail()}`);
+        if ((e as { code?: string }).code === "ENOENT") throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  async #ensureWallet(name: string): Promise<void> {
+    const loaded = await this.rpc<string[]>("listwallets");
+    if (loaded.includes(name)) return;
+    try {
+      await this.rpc("loadwallet", [name]);
+    } catch (e) {
+      if (!(e instanceof RpcError) || (e.code !== -18 && e.code !== -4)) throw e;
+      await this.rpc("createwallet", [name, false, false, "", false, true]);
+    }
+  }
+
+  #debugTail(): string {
+    const f = join(this.dataDir, "regtest", "debug.log");
+    if (!existsSync(f)) return "(no debug.log)";
+    return readFileSync(f, "utf8").trim().split("\n").slice(-5).join(" | ");
+  }
+}
+
+export const startRegtest = (o?: RegtestOptions) => RegtestNode.start(o);
