@@ -1,0 +1,194 @@
+// The encrypted store: LevelDB (classic-level through `level`) where every value is an AES-256-GCM envelope
+// bound to its namespace and key. Record keys are `ns \0 key`; keys that would reveal something (addresses,
+// outpoints, cheque codes) go through `mac()` first, an HMAC under a random index key kept sealed in the store.
+import { createHmac, randomBytes } from "node:crypto";
+import { Level } from "level";
+import { decode, encode } from "./codec.ts";
+import { keyIdOf, open as openEnvelope, seal } from "./envelope.ts";
+import { StoreError } from "./errors.ts";
+import type { KeyRing } from "./keyring.ts";
+
+export const META = "_meta";
+const NS_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
+const SEP = "\u0000";
+const CANARY = "runigun-store-canary-v1";
+
+export type StoreOp =
+  | { type: "put"; ns: string; key: string; value: unknown }
+  | { type: "del"; ns: string; key: string };
+
+/** A write as it goes to disk (sealed), for listeners such as continuous backup. */
+export interface RawOp {
+  type: "put" | "del";
+  key: string;
+  value?: Buffer;
+}
+
+export interface Range {
+  gt?: string;
+  gte?: string;
+  lt?: string;
+  lte?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface StoreOptions {
+  path: string;
+  keyring: KeyRing;
+  /** fsync every write (default). Turning it off trades durability for speed; tests and benches only. */
+  sync?: boolean;
+}
+
+export class EncryptedStore {
+  readonly db: Level<string, Uint8Array>;
+  readonly keyring: KeyRing;
+  readonly sync: boolean;
+  #indexKey: Buffer = Buffer.alloc(0);
+  readonly #macKeys = new Map<string, Buffer>();
+
+  private constructor(o: StoreOptions) {
+    this.db = new Level<string, Uint8Array>(o.path, { keyEncoding: "utf8", valueEncoding: "view" });
+    this.keyring = o.keyring;
+    this.sync = o.sync ?? true;
+  }
+
+  /** Opens (or creates) a store; a wrong master key is refused here, before anything is read or written. */
+  static async open(o: StoreOptions): Promise<EncryptedStore> {
+    const s = new EncryptedStore(o);
+    await s.db.open();
+    try {
+      await s.#checkCanary();
+    } catch (e) {
+      await s.db.close();
+      throw e;
+    }
+    return s;
+  }
+
+  static recordKey(ns: string, key: string): string {
+    if (!NS_RE.test(ns)) throw new StoreError("bad_input", `invalid namespace "${ns}"`);
+    if (key.length === 0 || key.length > 512) throw new StoreError("bad_input", `a record key in "${ns}" must be 1 to 512 characters`);
+    return ns + SEP + key;
+  }
+
+  /** Seals a value for a record: exposed for the journal's batches. */
+  sealValue(ns: string, key: string, value: unknown): Buffer {
+    return seal(this.keyring.dataKey("store"), this.keyring.current, ns, key, encode(value));
+  }
+
+  openValue<T>(ns: string, key: string, sealed: Uint8Array): T {
+    const keyId = keyIdOf(sealed, ns);
+    return decode<T>(openEnvelope(this.keyring.dataKey("store", keyId), ns, key, sealed));
+  }
+
+  async get<T>(ns: string, key: string): Promise<T | undefined> {
+    const raw = await this.db.get(EncryptedStore.recordKey(ns, key));
+    return raw === undefined ? undefined : this.openValue<T>(ns, key, raw);
+  }
+
+  put(ns: string, key: string, value: unknown): Promise<void> {
+    return this.batch([{ type: "put", ns, key, value }]);
+  }
+
+  del(ns: string, key: string): Promise<void> {
+    return this.batch([{ type: "del", ns, key }]);
+  }
+
+  /** Atomic: all or nothing, one fsync. */
+  async batch(ops: StoreOp[]): Promise<void> {
+    await this.writeRaw(this.sealOps(ops));
+  }
+
+  sealOps(ops: StoreOp[]): RawOp[] {
+    return ops.map((op) => {
+      const key = EncryptedStore.recordKey(op.ns, op.key);
+      return op.type === "put" ? { type: "put", key, value: this.sealValue(op.ns, op.key, op.value) } : { type: "del", key };
+    });
+  }
+
+  async writeRaw(ops: RawOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.db.batch(ops.map((o) => (o.type === "put" ? { type: "put" as const, key: o.key, value: o.value! } : { type: "del" as const, key: o.key })), { sync: this.sync });
+  }
+
+  /** Decrypted records of one namespace, in key order. */
+  async *iterate<T>(ns: string, range: Range = {}): AsyncGenerator<[string, T]> {
+    const prefix = EncryptedStore.recordKey(ns, "x").slice(0, -1);
+    for await (const [k, v] of this.db.iterator(this.#bounds(prefix, range))) {
+      const key = k.slice(prefix.length);
+      yield [key, this.openValue<T>(ns, key, v)];
+    }
+  }
+
+  /** Keys of one namespace without decrypting anything. */
+  async *keys(ns: string, range: Range = {}): AsyncGenerator<string> {
+    const prefix = EncryptedStore.recordKey(ns, "x").slice(0, -1);
+    for await (const k of this.db.keys(this.#bounds(prefix, range))) yield k.slice(prefix.length);
+  }
+
+  /**
+   * A stable pseudonym for something private (an address, an outpoint, a cheque code): HMAC-SHA256 under the
+   * store's index key and the purpose, base64url. The same input always maps to the same record key.
+   */
+  mac(purpose: string, data: string): string {
+    let k = this.#macKeys.get(purpose);
+    if (!k) {
+      k = createHmac("sha256", this.#indexKey).update(`purpose:${purpose}`).digest();
+      this.#macKeys.set(purpose, k);
+    }
+    return createHmac("sha256", k).update(data).digest("base64url");
+  }
+
+  /** Drops old table files so deleted or re-encrypted values leave the disk (NOTES: LevelDB keeps them). */
+  async compact(): Promise<void> {
+    // `level` resolves to classic-level on Node, which has compactRange; its union type does not say so.
+    await (this.db as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange("", "\uffff");
+  }
+
+  async close(): Promise<void> {
+    if (this.db.status === "open") await this.db.close();
+  }
+
+  #bounds(prefix: string, r: Range) {
+    const o: { gt?: string; gte?: string; lt?: string; lte?: string; reverse?: boolean; limit?: number } = {};
+    if (r.gt !== undefined) o.gt = prefix + r.gt;
+    else if (r.gte !== undefined) o.gte = prefix + r.gte;
+    else o.gte = prefix;
+    if (r.lt !== undefined) o.lt = prefix + r.lt;
+    else if (r.lte !== undefined) o.lte = prefix + r.lte;
+    else o.lt = prefix.slice(0, -1) + String.fromCharCode(SEP.charCodeAt(0) + 1);
+    if (r.reverse) o.reverse = true;
+    if (r.limit !== undefined) o.limit = r.limit;
+    return o;
+  }
+
+  async #checkCanary(): Promise<void> {
+    const key = EncryptedStore.recordKey(META, "canary");
+    const raw = await this.db.get(key);
+    if (raw === undefined) {
+      const existing = await this.db.keys({ limit: 1 }).all();
+      if (existing.length > 0) throw new StoreError("bad_format", "this directory holds a LevelDB that is not a RunIGun store (no canary record); refusing to write into it");
+      this.#indexKey = randomBytes(32);
+      await this.batch([
+        { type: "put", ns: META, key: "canary", value: CANARY },
+        { type: "put", ns: META, key: "index-key", value: this.#indexKey.toString("base64") },
+      ]);
+      return;
+    }
+    const keyId = keyIdOf(raw, META);
+    if (!this.keyring.has(keyId)) {
+      throw new StoreError("unknown_key_id", `this store was sealed under master key ${keyId}, which the given key ring does not have — check RUNIGUN_MASTER_KEY_FILE`);
+    }
+    let canary: string;
+    try {
+      canary = this.openValue<string>(META, "canary", raw);
+    } catch {
+      throw new StoreError("wrong_key", `the master key does not open this store (key id ${keyId}) — check RUNIGUN_MASTER_KEY_FILE`);
+    }
+    if (canary !== CANARY) throw new StoreError("tampered", "the store's canary record holds an unexpected value");
+    const index = await this.get<string>(META, "index-key");
+    if (!index) throw new StoreError("tampered", "the store's index key record is missing");
+    this.#indexKey = Buffer.from(index, "base64");
+  }
+}

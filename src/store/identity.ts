@@ -1,0 +1,99 @@
+// Identity: Telegram user id → user key by argon2id keyed with a secret pepper (never in the database).
+// Derivations run in worker threads; a bounded LRU keyed by an HMAC of the id (not the id itself) makes a
+// busy user pay the cost once without a raw id sitting in the heap as a cache key.
+import { createHmac } from "node:crypto";
+import { Worker } from "node:worker_threads";
+import { StoreError } from "./errors.ts";
+
+export interface KdfParams {
+  /** argon2id time cost (iterations). */
+  timeCost: number;
+  /** argon2id memory in KiB. */
+  memoryKiB: number;
+  parallelism: number;
+}
+
+export interface IdentityOptions extends KdfParams {
+  pepper: string | Uint8Array;
+  cacheSize: number;
+  workers?: number;
+}
+
+const SALT = Buffer.from("runigun/telegram-user-key/v1");
+const ID_RE = /^[1-9][0-9]{0,15}$/;
+
+export class Identity {
+  readonly #o: IdentityOptions;
+  readonly #pepper: Buffer;
+  readonly #cacheMac: Buffer;
+  readonly #cache = new Map<string, string>();
+  readonly #workers: Worker[] = [];
+  readonly #pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
+  #next = 0;
+  #seq = 0;
+  readonly stats = { derivations: 0, hits: 0 };
+
+  constructor(o: IdentityOptions) {
+    const pepper = typeof o.pepper === "string" ? Buffer.from(o.pepper, "utf8") : Buffer.from(o.pepper);
+    if (pepper.length < 16) throw new StoreError("bad_input", "the identity pepper must be at least 16 bytes (use `runigun keys pepper`)");
+    this.#o = o;
+    this.#pepper = pepper;
+    this.#cacheMac = createHmac("sha256", pepper).update("runigun/identity-cache").digest();
+    const n = Math.max(1, o.workers ?? 1);
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(new URL("./kdf-worker.mjs", import.meta.url));
+      w.on("message", (m: { id: number; out?: Uint8Array; error?: string }) => {
+        const p = this.#pending.get(m.id);
+        if (!p) return;
+        this.#pending.delete(m.id);
+        // Idle workers must not keep the process alive; busy ones must.
+        if (this.#pending.size === 0) for (const x of this.#workers) x.unref();
+        if (m.out) p.resolve(m.out);
+        else p.reject(new Error(`identity derivation failed: ${m.error}`));
+      });
+      w.on("error", (e) => {
+        for (const p of this.#pending.values()) p.reject(e);
+        this.#pending.clear();
+      });
+      w.unref();
+      this.#workers.push(w);
+    }
+  }
+
+  /** The user key of a Telegram user id: `u_` + 22 base64url characters (128 bits). */
+  async userKey(telegramUserId: string | number | bigint): Promise<string> {
+    const id = String(telegramUserId);
+    if (!ID_RE.test(id) || BigInt(id) > 2n ** 53n) throw new StoreError("bad_input", "a Telegram user id is a positive whole number");
+    const cacheKey = createHmac("sha256", this.#cacheMac).update(id).digest("base64url");
+    const hit = this.#cache.get(cacheKey);
+    if (hit) {
+      this.stats.hits++;
+      this.#cache.delete(cacheKey);
+      this.#cache.set(cacheKey, hit);
+      return hit;
+    }
+    const out = await this.#derive(id);
+    const key = `u_${Buffer.from(out).toString("base64url")}`;
+    this.stats.derivations++;
+    if (this.#o.cacheSize > 0) {
+      this.#cache.set(cacheKey, key);
+      if (this.#cache.size > this.#o.cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+    }
+    return key;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+    this.#cache.clear();
+  }
+
+  #derive(id: string): Promise<Uint8Array> {
+    const reqId = ++this.#seq;
+    const w = this.#workers[this.#next++ % this.#workers.length]!;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(reqId, { resolve, reject });
+      w.ref();
+      w.postMessage({ id: reqId, input: Buffer.from(id), pepper: this.#pepper, salt: SALT, t: this.#o.timeCost, m: this.#o.memoryKiB, p: this.#o.parallelism });
+    });
+  }
+}

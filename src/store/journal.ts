@@ -1,0 +1,188 @@
+// The journal: nact's persistence engine on the encrypted store. Events are keyed by persistence key and a
+// zero-padded sequence number, so replay is an ordered range scan. Writes that arrive while a batch is being
+// written (or in the same tick) share the next batch: one fsync for many wallets (group commit). A sequence
+// gap is refused (nact leaves one after a failed persist; the actor must replay instead of resuming).
+import type { Logger } from "../log.ts";
+import { EncryptedStore, type RawOp, type StoreOp } from "./db.ts";
+import { StoreError } from "./errors.ts";
+
+const EVENTS = "journal";
+const SNAPSHOTS = "snapshot";
+const SEP = "\u0001";
+const pad = (n: number) => n.toString().padStart(12, "0");
+
+/** nact's event and snapshot shapes (see nact/lib/persistence/persistence-engine.js). */
+export interface JournalEvent {
+  data: unknown;
+  sequenceNumber: number;
+  key: string;
+  tags: string[];
+  createdAt: number;
+  isDeleted: boolean;
+}
+export interface JournalSnapshot {
+  data: unknown;
+  sequenceNumber: number;
+  key: string;
+  createdAt: number;
+}
+
+/** Extra records written atomically with an event (e.g. a balance projection). */
+export type Projection = (key: string, data: unknown) => StoreOp[];
+
+export interface JournalOptions {
+  project?: Projection;
+  log?: Pick<Logger, "warn" | "error">;
+}
+
+export interface JournalStats {
+  batches: number;
+  events: number;
+  snapshots: number;
+  snapshotFailures: number;
+  lastCommitMs: number;
+  maxBatch: number;
+}
+
+interface Pending {
+  ops: RawOp[];
+  /** Sequence numbers this entry claims, to release them if the batch fails. */
+  claims: Array<[string, number]>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export class Journal {
+  readonly store: EncryptedStore;
+  readonly stats: JournalStats = { batches: 0, events: 0, snapshots: 0, snapshotFailures: 0, lastCommitMs: 0, maxBatch: 0 };
+  readonly #o: JournalOptions;
+  readonly #last = new Map<string, number>();
+  #queue: Pending[] = [];
+  #writing = false;
+  #scheduled = false;
+  readonly #listeners = new Set<(ops: RawOp[]) => void>();
+
+  constructor(store: EncryptedStore, o: JournalOptions = {}) {
+    this.store = store;
+    this.#o = o;
+  }
+
+  /** Called with the sealed operations of every durable batch (continuous backup ships them). */
+  onCommit(listener: (ops: RawOp[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** nact: the events of `key` with sequence number > offset, as something with an async `reduce`. */
+  events(key: string, offset = 0) {
+    return {
+      reduce: async <T>(f: (acc: T, ev: JournalEvent, index: number) => T, init: T): Promise<T> => {
+        const evs = await this.readEvents(key, offset);
+        return evs.reduce(f, init);
+      },
+    };
+  }
+
+  async readEvents(key: string, offset = 0): Promise<JournalEvent[]> {
+    const out: JournalEvent[] = [];
+    let expected = offset + 1;
+    for await (const [k, v] of this.store.iterate<{ d: unknown; t: number; g?: string[] }>(EVENTS, { gt: key + SEP + pad(offset), lt: key + SEP + "~" })) {
+      const seq = Number(k.slice(key.length + 1));
+      if (seq !== expected) throw new StoreError("sequence_gap", `journal ${key} jumps from ${expected - 1} to ${seq}; restore it from a backup`);
+      expected++;
+      out.push({ data: v.d, sequenceNumber: seq, key, tags: v.g ?? [], createdAt: v.t, isDeleted: false });
+    }
+    return out;
+  }
+
+  async lastSequence(key: string): Promise<number> {
+    const cached = this.#last.get(key);
+    if (cached !== undefined) return cached;
+    let last = 0;
+    for await (const k of this.store.keys(EVENTS, { gt: key + SEP, lt: key + SEP + "~", reverse: true, limit: 1 })) last = Number(k.slice(key.length + 1));
+    // Someone may have claimed a number while we read the disk: keep the larger.
+    const now = this.#last.get(key);
+    if (now !== undefined) return now;
+    this.#last.set(key, last);
+    return last;
+  }
+
+  async latestSnapshot(key: string): Promise<JournalSnapshot | undefined> {
+    const s = await this.store.get<{ d: unknown; s: number; t: number }>(SNAPSHOTS, key);
+    return s && { data: s.d, sequenceNumber: s.s, key, createdAt: s.t };
+  }
+
+  /** nact: persists one event; resolves once it is durable. Refuses anything but last + 1. */
+  async persist(ev: JournalEvent): Promise<void> {
+    const last = await this.lastSequence(ev.key);
+    if (ev.sequenceNumber !== last + 1) {
+      // The actor's counter is ahead of the disk (an earlier persist failed): make it replay.
+      throw new StoreError("sequence_gap", `journal ${ev.key}: event ${ev.sequenceNumber} does not follow ${last}; the actor must replay`);
+    }
+    this.#last.set(ev.key, ev.sequenceNumber);
+    const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: ev.data, t: ev.createdAt, g: ev.tags } : { d: ev.data, t: ev.createdAt } }];
+    if (this.#o.project) ops.push(...this.#o.project(ev.key, ev.data));
+    return this.#enqueue(this.store.sealOps(ops), [[ev.key, ev.sequenceNumber]]);
+  }
+
+  /** nact: snapshots are fire-and-forget upstream; here a failure is logged and counted, never silent. */
+  async takeSnapshot(s: JournalSnapshot): Promise<void> {
+    try {
+      await this.#enqueue(this.store.sealOps([{ type: "put", ns: SNAPSHOTS, key: s.key, value: { d: s.data, s: s.sequenceNumber, t: s.createdAt } }]), []);
+      this.stats.snapshots++;
+    } catch (e) {
+      this.stats.snapshotFailures++;
+      this.#o.log?.error({ err: e, key: s.key }, "snapshot failed; replay will be longer until the next one");
+    }
+  }
+
+  /** Resolves when everything queued so far is durable. */
+  async flushed(): Promise<void> {
+    if (this.#queue.length === 0 && !this.#writing) return;
+    await this.#enqueue([], []);
+  }
+
+  #enqueue(ops: RawOp[], claims: Array<[string, number]>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ops, claims, resolve, reject });
+      if (!this.#writing && !this.#scheduled) {
+        this.#scheduled = true;
+        // Wait for the rest of this tick's writers: they join the same batch.
+        setImmediate(() => void this.#drain());
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#scheduled = false;
+    if (this.#writing) return;
+    this.#writing = true;
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      const ops = batch.flatMap((p) => p.ops);
+      const started = performance.now();
+      try {
+        await this.store.writeRaw(ops);
+      } catch (e) {
+        // Nothing of this batch is on disk: release the claimed numbers so the actors' replays see the truth.
+        for (const p of batch) for (const [k] of p.claims) this.#last.delete(k);
+        for (const p of batch) p.reject(e);
+        continue;
+      }
+      this.stats.lastCommitMs = performance.now() - started;
+      this.stats.batches++;
+      this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
+      for (const p of batch) this.stats.events += p.claims.length;
+      for (const l of this.#listeners) {
+        try {
+          l(ops);
+        } catch (e) {
+          this.#o.log?.error({ err: e }, "commit listener failed");
+        }
+      }
+      for (const p of batch) p.resolve();
+    }
+    this.#writing = false;
+  }
+}

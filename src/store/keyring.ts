@@ -1,0 +1,113 @@
+// The master key ring: one or more 32-byte master keys by id, one of them current. Data keys are derived
+// per purpose with HKDF, so the master key itself never encrypts anything. Loaded from a 0600 file or
+// from the environment; written atomically (temp file + rename).
+import { hkdfSync, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { StoreError } from "./errors.ts";
+
+export type KeyPurpose = "store" | "audit" | "backup" | "handle";
+
+interface KeyFile {
+  format: "runigun-keyring-1";
+  current: number;
+  keys: Record<string, string>;
+}
+
+export class KeyRing {
+  readonly #masters = new Map<number, Buffer>();
+  readonly #derived = new Map<string, Buffer>();
+  readonly current: number;
+
+  constructor(keys: Map<number, Uint8Array>, current: number) {
+    if (!keys.has(current)) throw new StoreError("missing_key", `the key ring has no key ${current} although it is marked current`);
+    for (const [id, k] of keys) {
+      if (k.length !== 32) throw new StoreError("bad_format", `master key ${id} is ${k.length} bytes; it must be 32`);
+      if (!Number.isInteger(id) || id < 1 || id > 0xffffffff) throw new StoreError("bad_format", `key id ${id} must be a whole number from 1`);
+      this.#masters.set(id, Buffer.from(k));
+    }
+    this.current = current;
+  }
+
+  get ids(): number[] {
+    return [...this.#masters.keys()].sort((a, b) => a - b);
+  }
+
+  has(id: number): boolean {
+    return this.#masters.has(id);
+  }
+
+  /** The data key for a purpose under master key `id` (default: current). */
+  dataKey(purpose: KeyPurpose, id = this.current): Buffer {
+    const cacheKey = `${id}:${purpose}`;
+    let k = this.#derived.get(cacheKey);
+    if (!k) {
+      const master = this.#masters.get(id);
+      if (!master) throw new StoreError("unknown_key_id", `data was sealed under master key ${id}, which is not in the key ring; add it back to RUNIGUN_MASTER_KEY_FILE`);
+      k = Buffer.from(hkdfSync("sha256", master, "runigun-keyring-v1", `runigun/${purpose}`, 32));
+      this.#derived.set(cacheKey, k);
+    }
+    return k;
+  }
+
+  /** Parses a key ring: the JSON file format, or a bare 32-byte key as hex/base64 (key id 1). */
+  static parse(text: string, source: string): KeyRing {
+    const trimmed = text.trim();
+    if (trimmed.startsWith("{")) {
+      let f: KeyFile;
+      try {
+        f = JSON.parse(trimmed) as KeyFile;
+      } catch {
+        throw new StoreError("bad_format", `${source} is not valid JSON`);
+      }
+      if (f.format !== "runigun-keyring-1" || typeof f.keys !== "object") throw new StoreError("bad_format", `${source} is not a RunIGun key ring`);
+      const keys = new Map(Object.entries(f.keys).map(([id, b64]) => [Number(id), Buffer.from(b64, "base64")] as const));
+      return new KeyRing(keys, f.current);
+    }
+    const raw = /^[0-9a-f]{64}$/i.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64");
+    if (raw.length !== 32) throw new StoreError("bad_format", `${source} does not hold a 32-byte key (hex or base64)`);
+    return new KeyRing(new Map([[1, raw]]), 1);
+  }
+
+  toJSON(): KeyFile {
+    return { format: "runigun-keyring-1", current: this.current, keys: Object.fromEntries([...this.#masters].map(([id, k]) => [String(id), k.toString("base64")])) };
+  }
+
+  /** A ring with one more key, which becomes current (for rotation). */
+  withNewKey(): KeyRing {
+    const next = Math.max(...this.ids) + 1;
+    const keys = new Map<number, Uint8Array>(this.#masters);
+    keys.set(next, randomBytes(32));
+    return new KeyRing(keys, next);
+  }
+}
+
+/** Reads a key ring from a file, refusing one that others can read. */
+export function loadKeyRingFile(path: string): KeyRing {
+  if (!existsSync(path)) throw new StoreError("missing_key", `master key file ${path} does not exist; create one with "runigun keys generate --out ${path}"`);
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new StoreError("key_file_permissions", `master key file ${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 ${path}`);
+  }
+  return KeyRing.parse(readFileSync(path, "utf8"), path);
+}
+
+export function loadKeyRing(opts: { file?: string; value?: string }): KeyRing {
+  if (opts.file) return loadKeyRingFile(opts.file);
+  if (opts.value) return KeyRing.parse(opts.value, "RUNIGUN_MASTER_KEY");
+  throw new StoreError("missing_key", "no master key: set RUNIGUN_MASTER_KEY_FILE (see `runigun keys generate`) or RUNIGUN_MASTER_KEY");
+}
+
+/** Writes a key ring atomically with mode 0600. */
+export function writeKeyRingFile(path: string, ring: KeyRing): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(ring.toJSON(), null, 2) + "\n", { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+export function generateKeyRingFile(path: string): KeyRing {
+  if (existsSync(path)) throw new StoreError("bad_input", `${path} already exists; refusing to overwrite a master key`);
+  const ring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
+  writeKeyRingFile(path, ring);
+  return ring;
+}

@@ -1,0 +1,45 @@
+// Identity: keyed argon2id in worker threads, cached by an HMAC of the id.
+import t from "tap";
+import { Identity } from "../../src/store/identity.ts";
+import { openHandle, sealHandle } from "../../src/store/sealed.ts";
+
+const params = { timeCost: 2, memoryKiB: 8192, parallelism: 1, cacheSize: 100 };
+
+t.test("same id, same key; another pepper, another key; the format is compact", async (t) => {
+  const a = new Identity({ ...params, pepper: "pepper-one-0123456789" });
+  const b = new Identity({ ...params, pepper: "pepper-two-0123456789" });
+  t.teardown(async () => (await a.close(), await b.close()));
+  const k1 = await a.userKey(123456789);
+  t.match(k1, /^u_[A-Za-z0-9_-]{22}$/);
+  t.equal(await a.userKey("123456789"), k1, "number and string ids agree");
+  t.not(await b.userKey(123456789), k1);
+  t.not(await a.userKey(123456790), k1);
+  await t.rejects(a.userKey("-5"), { code: "bad_input" });
+  await t.rejects(a.userKey("12ab"), { code: "bad_input" });
+  t.throws(() => new Identity({ ...params, pepper: "short" }), /at least 16 bytes/);
+});
+
+t.test("a cached lookup is at least 100x faster, and derivation does not block the event loop", async (t) => {
+  const id = new Identity({ ...params, memoryKiB: 19456, pepper: "pepper-three-0123456789" });
+  t.teardown(() => id.close());
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  let start = performance.now();
+  const key = await id.userKey(42);
+  const cold = performance.now() - start;
+  clearInterval(timer);
+  t.ok(ticks > 5, `the event loop ticked ${ticks} times during a ${cold.toFixed(0)} ms derivation`);
+  start = performance.now();
+  for (let i = 0; i < 1000; i++) await id.userKey(42);
+  const warm = (performance.now() - start) / 1000;
+  t.equal(await id.userKey(42), key);
+  t.ok(cold / warm >= 100, `cold ${cold.toFixed(1)} ms vs cached ${(warm * 1000).toFixed(1)} µs`);
+});
+
+t.test("chat handles are sealed with the edge's key", async (t) => {
+  const key = Buffer.alloc(32, 9);
+  const sealed = sealHandle(key, { chatId: 5550001234 });
+  t.notMatch(sealed, /5550001234/);
+  t.same(openHandle(key, sealed), { chatId: 5550001234 });
+  t.throws(() => openHandle(Buffer.alloc(32, 1), sealed), { code: "tampered" });
+});

@@ -1,0 +1,134 @@
+// The encrypted store on a real LevelDB in a temp dir: sealing, binding, tamper detection, keys, rotation.
+import t from "tap";
+import { createCipheriv } from "node:crypto";
+import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { open, seal } from "../../src/store/envelope.ts";
+import { KeyRing, generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
+import { rotateStore } from "../../src/store/rotate.ts";
+
+const vectors = JSON.parse(readFileSync(new URL("./envelope.vectors.json", import.meta.url), "utf8")) as {
+  vectors: Array<{ key: string; keyId: number; ns: string; rk: string; nonce: string; plaintext: string; sealed: string }>;
+};
+
+function ring(): KeyRing {
+  return new KeyRing(new Map([[1, Buffer.alloc(32, 7)]]), 1);
+}
+
+/** Every byte LevelDB wrote, for plaintext searches. */
+function diskBytes(dir: string): Buffer {
+  return Buffer.concat(readdirSync(dir).map((f) => readFileSync(join(dir, f))));
+}
+
+t.test("envelope vectors: the documented layout, checked against node:crypto directly", async (t) => {
+  for (const v of vectors.vectors) {
+    const key = Buffer.from(v.key, "hex");
+    t.equal(seal(key, v.keyId, v.ns, v.rk, Buffer.from(v.plaintext), Buffer.from(v.nonce, "hex")).toString("hex"), v.sealed);
+    t.equal(open(key, v.ns, v.rk, Buffer.from(v.sealed, "hex")).toString(), v.plaintext);
+    // Independent construction of the same bytes from the format description.
+    const ns = Buffer.from(v.ns), rk = Buffer.from(v.rk);
+    const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+    const aad = Buffer.concat([Buffer.from("runigun\0", "latin1"), u32(ns.length), ns, u32(rk.length), rk, Buffer.from([1]), u32(v.keyId)]);
+    const c = createCipheriv("aes-256-gcm", key, Buffer.from(v.nonce, "hex"));
+    c.setAAD(aad);
+    const ct = Buffer.concat([c.update(Buffer.from(v.plaintext)), c.final()]);
+    t.equal(Buffer.concat([Buffer.from([1]), u32(v.keyId), Buffer.from(v.nonce, "hex"), ct, c.getAuthTag()]).toString("hex"), v.sealed, `${v.ns}/${v.rk}`);
+  }
+});
+
+t.test("round trip, bigint values, ordered iteration", async (t) => {
+  const dir = t.testdir();
+  const s = await EncryptedStore.open({ path: dir, keyring: ring() });
+  t.teardown(() => s.close());
+  await s.put("wallet", "u_a", { available: 123n, list: [1n, "x"], nested: { n: 2n ** 70n } });
+  t.same(await s.get("wallet", "u_a"), { available: 123n, list: [1n, "x"], nested: { n: 2n ** 70n } });
+  t.equal(await s.get("wallet", "missing"), undefined);
+  await s.batch([{ type: "put", ns: "n", key: "b", value: 2 }, { type: "put", ns: "n", key: "a", value: 1 }, { type: "put", ns: "o", key: "a", value: 9 }]);
+  const seen: Array<[string, number]> = [];
+  for await (const e of s.iterate<number>("n")) seen.push(e);
+  t.same(seen, [["a", 1], ["b", 2]], "one namespace, in key order");
+  await s.del("n", "a");
+  t.equal(await s.get("n", "a"), undefined);
+  t.throws(() => EncryptedStore.recordKey("Bad NS", "k"), { code: "bad_input" });
+});
+
+t.test("a value moved to another key, or a flipped byte anywhere, is refused by name", async (t) => {
+  const dir = t.testdir();
+  const s = await EncryptedStore.open({ path: dir, keyring: ring() });
+  t.teardown(() => s.close());
+  await s.put("wallet", "u_a", { available: 5n });
+  const raw = (await s.db.get(EncryptedStore.recordKey("wallet", "u_a")))!;
+  await s.db.put(EncryptedStore.recordKey("wallet", "u_b"), raw);
+  await t.rejects(s.get("wallet", "u_b"), { code: "tampered", message: /"wallet"/ }, "AAD binds the record key");
+  for (const i of [0, 1, 5, 10, 17, raw.length - 20, raw.length - 1]) {
+    const bad = Buffer.from(raw);
+    bad[i]! ^= 0x01;
+    await s.db.put(EncryptedStore.recordKey("wallet", "u_a"), bad);
+    await t.rejects(s.get("wallet", "u_a"), { name: "StoreError" }, `byte ${i} flipped`);
+  }
+  await s.db.put(EncryptedStore.recordKey("wallet", "u_a"), raw.subarray(0, 10));
+  await t.rejects(s.get("wallet", "u_a"), { code: "bad_format" }, "truncated");
+});
+
+t.test("a wrong master key refuses to open the store; key files must be 0600", async (t) => {
+  const dir = t.testdir({ db: {} });
+  const s = await EncryptedStore.open({ path: join(dir, "db"), keyring: ring() });
+  await s.put("x", "k", 1);
+  await s.close();
+  const other = new KeyRing(new Map([[1, Buffer.alloc(32, 8)]]), 1);
+  await t.rejects(EncryptedStore.open({ path: join(dir, "db"), keyring: other }), { code: "wrong_key", message: /RUNIGUN_MASTER_KEY_FILE/ });
+  const unknown = new KeyRing(new Map([[2, Buffer.alloc(32, 7)]]), 2);
+  await t.rejects(EncryptedStore.open({ path: join(dir, "db"), keyring: unknown }), { code: "unknown_key_id" });
+  const file = join(dir, "master.key");
+  generateKeyRingFile(file);
+  t.equal(loadKeyRingFile(file).current, 1);
+  t.throws(() => generateKeyRingFile(file), /refusing to overwrite/);
+  chmodSync(file, 0o644);
+  t.throws(() => loadKeyRingFile(file), { code: "key_file_permissions", message: /chmod 600/ });
+  t.throws(() => loadKeyRingFile(join(dir, "nope")), { code: "missing_key" });
+  writeFileSync(join(dir, "junk"), "not a key", { mode: 0o600 });
+  t.throws(() => loadKeyRingFile(join(dir, "junk")), { code: "bad_format" });
+});
+
+t.test("rotation interrupted midway resumes after a restart and leaves nothing under the old key", async (t) => {
+  const dir = t.testdir({ db: {} });
+  const file = join(dir, "master.key");
+  const first = generateKeyRingFile(file);
+  let s = await EncryptedStore.open({ path: join(dir, "db"), keyring: first });
+  const ops = Array.from({ length: 2500 }, (_, i) => ({ type: "put" as const, ns: "wallet", key: `u_${String(i).padStart(5, "0")}`, value: { n: BigInt(i) } }));
+  await s.batch(ops);
+  await s.close();
+  const second = first.withNewKey();
+  writeKeyRingFile(file, second);
+  s = await EncryptedStore.open({ path: join(dir, "db"), keyring: loadKeyRingFile(file) });
+  let batches = 0;
+  await t.rejects(rotateStore(s, { batchSize: 500, onBatch: () => { if (++batches === 2) throw new Error("power cut"); } }), /power cut/);
+  await s.close();
+  s = await EncryptedStore.open({ path: join(dir, "db"), keyring: loadKeyRingFile(file) });
+  t.teardown(() => s.close());
+  const done = await rotateStore(s, { batchSize: 500 });
+  t.ok(done.done);
+  t.ok(done.rotated <= 1502, `resumed from its cursor: ${done.rotated} records left to rotate, not all 2,502`);
+  let old = 0, total = 0;
+  for await (const v of s.db.values()) {
+    total++;
+    if (Buffer.from(v).readUInt32BE(1) !== 2) old++;
+  }
+  t.equal(old, 0, `all ${total} records are under key 2`);
+  t.same(await s.get("wallet", "u_02499"), { n: 2499n });
+});
+
+t.test("nothing private in the bytes on disk", async (t) => {
+  const dir = t.testdir();
+  const s = await EncryptedStore.open({ path: dir, keyring: ring() });
+  const marker = "PLAINTEXT-MARKER-7f3a9c";
+  const telegramId = "5550001234";
+  const address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+  await s.put("notes", "n1", { marker, telegramId });
+  await s.put("addr", s.mac("address", address), { userKey: "u_x" });
+  await s.close();
+  const bytes = diskBytes(dir);
+  t.ok(bytes.length > 0);
+  for (const secret of [marker, telegramId, address]) t.equal(bytes.indexOf(secret), -1, `${secret.slice(0, 12)}… not on disk`);
+});
