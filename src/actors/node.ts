@@ -1,0 +1,328 @@
+// The node actor: the one door to bitcoind and the only importer of its RPC client. Callers enqueue typed
+// calls into a bounded mailbox; one nact actor drains it — a single call, or everything queued (up to
+// batchMax) as one JSON-RPC batch — one round trip at a time. Only allowlisted methods pass; only calls
+// that are safe to repeat are retried; while bitcoind is away the state is `unavailable`, calls wait
+// (bounded) and resume when it answers again. Reads of engine state never come here.
+import BitcoinCore from "bitcoin-core";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { btcNumberToSats } from "../domain/money.ts";
+import type { ActorSystem, Ref } from "./runtime.ts";
+
+export type NodeState = "starting" | "ready" | "unavailable";
+
+/** Methods the engine may call, and whether repeating one after an unclear failure is harmless. */
+const ALLOWED: Record<string, { safe: boolean }> = {
+  getblockchaininfo: { safe: true }, getblockcount: { safe: true }, getblockhash: { safe: true }, getblockheader: { safe: true },
+  getbalances: { safe: true }, getwalletinfo: { safe: true }, listwallets: { safe: true }, listsinceblock: { safe: true },
+  gettransaction: { safe: true }, validateaddress: { safe: true }, getaddressinfo: { safe: true }, estimatesmartfee: { safe: true },
+  decoderawtransaction: { safe: true }, decodepsbt: { safe: true }, testmempoolaccept: { safe: true }, getmempoolentry: { safe: true },
+  listunspent: { safe: true }, listdescriptors: { safe: true },
+  // A repeated getnewaddress only skips an address; a repeated sendrawtransaction of the same signed bytes
+  // cannot pay twice; setlabel is idempotent.
+  getnewaddress: { safe: true }, sendrawtransaction: { safe: true }, setlabel: { safe: true },
+  createwallet: { safe: false }, loadwallet: { safe: false },
+  walletcreatefundedpsbt: { safe: false }, walletprocesspsbt: { safe: false }, finalizepsbt: { safe: true },
+  psbtbumpfee: { safe: false }, lockunspent: { safe: false },
+  walletpassphrase: { safe: false }, walletlock: { safe: true }, encryptwallet: { safe: false }, backupwallet: { safe: false },
+};
+
+export class NodeError extends Error {
+  constructor(readonly code: number | string, message: string, readonly method: string) {
+    super(message);
+  }
+}
+
+export class NodeUnavailable extends Error {
+  readonly code = "node_unavailable";
+}
+
+interface Call {
+  method: string;
+  params: unknown[];
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  deadline: number;
+  attempts: number;
+}
+
+export interface NodeOptions {
+  config: Config;
+  log: Logger;
+  system: ActorSystem;
+  rpc: { url: string; user: string; password: string };
+  /** How long a call may wait for bitcoind to come back before it fails (default 60 s). */
+  maxWaitMs?: number;
+}
+
+export interface NodeStats {
+  state: NodeState;
+  queue: number;
+  calls: number;
+  batches: number;
+  roundTrips: number;
+  errors: number;
+  retries: number;
+  unavailableSince?: number;
+  lastError?: string;
+  addressPool: number;
+}
+
+type RpcClient = { command(...args: unknown[]): Promise<unknown> };
+
+export class NodeGateway {
+  readonly #o: NodeOptions;
+  readonly #client: RpcClient;
+  readonly #log: Logger;
+  readonly #ref: Ref<{ drain: true }>;
+  #queue: Call[] = [];
+  #draining = false;
+  #state: NodeState = "starting";
+  #pool: string[] = [];
+  #refilling: Promise<void> | undefined;
+  #backoff = 100;
+  #closed = false;
+  readonly stats: Omit<NodeStats, "state" | "queue" | "addressPool"> = { calls: 0, batches: 0, roundTrips: 0, errors: 0, retries: 0 };
+
+  constructor(o: NodeOptions) {
+    this.#o = o;
+    this.#log = o.log;
+    const Client = BitcoinCore as unknown as new (opts: object) => RpcClient;
+    this.#client = new Client({
+      host: o.rpc.url, username: o.rpc.user, password: o.rpc.password, wallet: o.config.node.wallet,
+      timeout: o.config.node.timeoutMs, logger: silentRpcLogger,
+    });
+    this.#ref = o.system.spawn<null, { drain: true }>("node", null, async (s) => {
+      await this.#drainOnce();
+      return s;
+    }, { onCrash: (r) => (this.#log.error({ err: r.error }, "node actor crashed; resuming"), "resume") });
+  }
+
+  get state(): NodeState {
+    return this.#state;
+  }
+
+  snapshot(): NodeStats {
+    return { ...this.stats, state: this.#state, queue: this.#queue.length, addressPool: this.#pool.length };
+  }
+
+  /** Loads or creates the engine's descriptor wallet, then fills the address pool. */
+  async start(): Promise<void> {
+    const name = this.#o.config.node.wallet;
+    const loaded = await this.call<string[]>("listwallets", []);
+    if (!loaded.includes(name)) {
+      try {
+        await this.call("loadwallet", [name]);
+      } catch (e) {
+        const code = (e as NodeError).code;
+        if (code !== -18 && code !== -4) throw e;
+        await this.call("createwallet", [name, false, false, "", false, true]);
+        this.#log.info({ wallet: name }, "created the engine's descriptor wallet");
+      }
+    }
+    void this.#refill();
+  }
+
+  async stop(): Promise<void> {
+    this.#closed = true;
+    for (const c of this.#queue.splice(0)) c.reject(new NodeUnavailable("the engine is shutting down"));
+  }
+
+  /** Any allowlisted RPC, through the mailbox. */
+  call<T = unknown>(method: string, params: unknown[] = []): Promise<T> {
+    if (!ALLOWED[method]) return Promise.reject(new NodeError("not_allowed", `${method} is not an RPC the engine may call`, method));
+    if (this.#closed) return Promise.reject(new NodeUnavailable("the engine is shutting down"));
+    if (this.#queue.length >= this.#o.config.node.maxQueue) {
+      return Promise.reject(new NodeUnavailable(`the node's queue is full (${this.#queue.length} calls waiting); try again shortly`));
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ method, params, resolve: resolve as (v: unknown) => void, reject, deadline: Date.now() + (this.#o.maxWaitMs ?? 60_000), attempts: 0 });
+      this.stats.calls++;
+      this.#kick();
+    });
+  }
+
+  rawCall<T = unknown>(method: string, params: unknown[]): Promise<T> {
+    return this.call<T>(method, params);
+  }
+
+  // --- typed calls ---
+
+  blockchainInfo() {
+    return this.call<{ chain: string; blocks: number; bestblockhash: string; mediantime: number; initialblockdownload: boolean }>("getblockchaininfo");
+  }
+
+  async balances(): Promise<{ trusted: bigint; untrustedPending: bigint; immature: bigint }> {
+    const b = await this.call<{ mine: { trusted: number; untrusted_pending: number; immature: number } }>("getbalances");
+    return { trusted: btcNumberToSats(b.mine.trusted), untrustedPending: btcNumberToSats(b.mine.untrusted_pending), immature: btcNumberToSats(b.mine.immature) };
+  }
+
+  /** n fresh bech32 addresses; queued together, they go out as one batch. */
+  newAddresses(n: number, label: string): Promise<string[]> {
+    return Promise.all(Array.from({ length: n }, () => this.call<string>("getnewaddress", [label, "bech32"])));
+  }
+
+  /** A deposit address from the pool (refilled in the background), labelled with the user key. */
+  async takeDepositAddress(userKey: string): Promise<string> {
+    if (this.#pool.length === 0) await this.#refill();
+    const address = this.#pool.shift();
+    if (!address) throw new NodeUnavailable("no deposit address could be made");
+    if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
+    this.call("setlabel", [address, userKey]).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address"));
+    return address;
+  }
+
+  validateAddress(address: string) {
+    return this.call<{ isvalid: boolean; address?: string; iswitness?: boolean; error?: string }>("validateaddress", [address]);
+  }
+
+  listSinceBlock(blockhash: string | undefined, targetConfirmations: number) {
+    return this.call<ListSinceBlock>("listsinceblock", [blockhash ?? "", targetConfirmations, false, true]);
+  }
+
+  /** sat/vB for the target; regtest has no estimate, so the configured fallback applies (and says so). */
+  async estimateFeeRate(confTarget: number): Promise<bigint> {
+    const w = this.#o.config.withdrawals;
+    const r = await this.call<{ feerate?: number; errors?: string[] }>("estimatesmartfee", [confTarget]);
+    if (r.feerate === undefined) return BigInt(w.fallbackFeeRateSatVb);
+    // BTC/kvB → sat/vB, rounded up so a quote never undershoots.
+    const satPerVb = (btcNumberToSats(r.feerate) + 999n) / 1000n;
+    const max = BigInt(w.maxFeeRateSatVb);
+    return satPerVb < 1n ? 1n : satPerVb > max ? max : satPerVb;
+  }
+
+  getTransaction(txid: string) {
+    return this.call<{ confirmations: number; blockhash?: string; replaced_by_txid?: string; walletconflicts?: string[] }>("gettransaction", [txid]);
+  }
+
+  blockHash(height: number) {
+    return this.call<string>("getblockhash", [height]);
+  }
+
+  // --- the mailbox ---
+
+  #kick(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#o.system.tell(this.#ref, { drain: true });
+  }
+
+  async #drainOnce(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        this.#expire();
+        if (this.#queue.length === 0) break;
+        if (this.#state === "unavailable") {
+          await new Promise((r) => setTimeout(r, this.#backoff));
+          this.#backoff = Math.min(this.#backoff * 2, 5000);
+          this.#expire();
+          if (this.#queue.length === 0) break;
+        }
+        const batch = this.#queue.splice(0, this.#o.config.node.batchMax);
+        await this.#send(batch);
+      }
+    } finally {
+      this.#draining = false;
+      if (this.#queue.length > 0 && !this.#closed) this.#kick();
+    }
+  }
+
+  async #send(batch: Call[]): Promise<void> {
+    this.stats.roundTrips++;
+    if (batch.length > 1) this.stats.batches++;
+    let results: unknown[];
+    try {
+      const request = batch.length === 1
+        ? this.#client.command(batch[0]!.method, ...batch[0]!.params).then((r) => [r])
+        : this.#client.command(batch.map((c) => ({ method: c.method, parameters: c.params }))) as Promise<unknown[]>;
+      results = await withTimeout(request, this.#o.config.node.timeoutMs + 1000);
+    } catch (e) {
+      // The whole round trip failed: bitcoind unreachable, or it timed out.
+      this.#transportFailure(batch, e);
+      return;
+    }
+    if (this.#state !== "ready") this.#markReady();
+    batch.forEach((c, i) => {
+      const r = results[i];
+      if (r instanceof Error) {
+        const code = (r as { code?: number }).code;
+        // -28: still warming up; safe calls wait and go again.
+        if (code === -28 && ALLOWED[c.method]!.safe) return this.#retry(c);
+        this.stats.errors++;
+        c.reject(new NodeError(code ?? "rpc", r.message, c.method));
+      } else c.resolve(r);
+    });
+  }
+
+  #transportFailure(batch: Call[], e: unknown): void {
+    const code = (e as { code?: string }).code ?? "";
+    const refused = ["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOSTUNREACH"].includes(code) || /ECONNREFUSED|socket hang up/.test(String(e));
+    const status = (e as { code?: number }).code;
+    this.stats.errors++;
+    this.stats.lastError = String((e as Error).message ?? e);
+    if (refused || status === 503 || status === 401) this.#markUnavailable();
+    for (const c of batch) {
+      // A refused connection never reached bitcoind: any call may go again. A timeout is ambiguous: only safe ones.
+      // A refused call waits for bitcoind until its deadline; a timed-out safe call gets `retries` more tries.
+      if (refused || (ALLOWED[c.method]!.safe && c.attempts < this.#o.config.node.retries)) this.#retry(c);
+      else c.reject(new NodeError(code || "transport", `${c.method} failed: ${this.stats.lastError}`, c.method));
+    }
+  }
+
+  #retry(c: Call): void {
+    c.attempts++;
+    this.stats.retries++;
+    this.#queue.push(c);
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    const keep: Call[] = [];
+    for (const c of this.#queue) {
+      if (c.deadline < now) c.reject(new NodeUnavailable(`bitcoind did not answer ${c.method} in time (it is ${this.#state})`));
+      else keep.push(c);
+    }
+    this.#queue = keep;
+  }
+
+  #markUnavailable(): void {
+    if (this.#state === "unavailable") return;
+    this.#state = "unavailable";
+    this.stats.unavailableSince = Date.now();
+    this.#log.error({ lastError: this.stats.lastError }, "bitcoind is unavailable; money-moving work waits for it");
+  }
+
+  #markReady(): void {
+    const was = this.#state;
+    this.#state = "ready";
+    this.#backoff = 100;
+    delete this.stats.unavailableSince;
+    if (was === "unavailable") this.#log.info("bitcoind is back");
+  }
+
+  #refill(): Promise<void> {
+    if (this.#refilling) return this.#refilling;
+    const want = Math.max(1, this.#o.config.node.addressPoolSize - this.#pool.length);
+    this.#refilling = this.newAddresses(want, "pool")
+      .then((addrs) => void this.#pool.push(...addrs))
+      .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
+      .finally(() => (this.#refilling = undefined));
+    return this.#refilling;
+  }
+}
+
+export interface ListSinceBlock {
+  transactions: Array<{ address?: string; category: string; amount: number; vout: number; txid: string; confirmations: number; blockhash?: string; blockheight?: number; label?: string; abandoned?: boolean }>;
+  removed?: Array<{ address?: string; category: string; amount: number; vout: number; txid: string; confirmations: number }>;
+  lastblock: string;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(Object.assign(new Error(`timed out after ${ms} ms`), { code: "ETIMEDOUT" })), ms);
+    p.then((v) => (clearTimeout(t), resolve(v)), (e: unknown) => (clearTimeout(t), reject(e)));
+  });
+}
+
+/** The client logs every request through debugnyan; ours stay in pino (and never log credentials). */
+const silentRpcLogger = { debug() {}, info() {}, warn() {}, error() {}, child() { return silentRpcLogger; } };
