@@ -1,0 +1,286 @@
+// The deposit watcher: follows the chain from a persisted cursor with `listsinceblock`, tells each owning
+// wallet about deposits (pending, then confirmed at the target) and about deposits a reorg removed. The
+// cursor trails the tip by target−1 blocks, so a deposit is listed again until it is confirmed; it is
+// saved only after every wallet has answered, so a crash replays a scan (wallets dedupe by outpoint)
+// and never skips one. Addresses map to owners through an index whose record keys are HMACs.
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { btcNumberToSats } from "../domain/money.ts";
+import { isRefusal } from "../domain/refusals.ts";
+import type { EncryptedStore } from "../store/db.ts";
+import type { WalletRegistry } from "./registry.ts";
+import type { NodeGateway } from "./node.ts";
+
+export interface DepositRecord {
+  userKey: string;
+  txid: string;
+  vout: number;
+  amount: bigint;
+  status: "pending" | "confirmed" | "dropped" | "reversed" | "ignored_dust";
+  confirmations: number;
+  seenAt: number;
+}
+
+export interface WatcherOptions {
+  config: Config;
+  log: Logger;
+  node: NodeGateway;
+  registry: WalletRegistry;
+  store: EncryptedStore;
+  mac?: (purpose: string, data: string) => string;
+  /** After each scan that saw a new tip (payouts and the watchdog hook in here). */
+  onBlock?: (height: number) => void;
+}
+
+interface Cursor {
+  hash: string;
+  height: number;
+}
+
+const NS_ADDR = "addr";
+const NS_DEPOSITS = "deposits";
+const NS_WATCHER = "watcher";
+/** Deposits credited as pending and not yet confirmed or dropped: checked one by one on every scan. */
+const NS_OPEN = "deposit_open";
+
+interface OpenDeposit {
+  owner: string;
+  txid: string;
+  vout: number;
+  address: string;
+  amount: bigint;
+}
+
+export class DepositWatcher {
+  readonly #o: WatcherOptions;
+  readonly #owners = new Map<string, string | null>();
+  readonly #known = new Map<string, string>();
+  readonly #open = new Map<string, OpenDeposit>();
+  #cursor: Cursor | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #scanning: Promise<void> | undefined;
+  #again = false;
+  #tip = -1;
+  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, lastScanMs: 0, height: -1 };
+
+  constructor(o: WatcherOptions) {
+    this.#o = o;
+  }
+
+  get cursor(): Cursor | undefined {
+    return this.#cursor;
+  }
+
+  async start(): Promise<void> {
+    this.#cursor = await this.#o.store.get<Cursor>(NS_WATCHER, "cursor");
+    for await (const [, d] of this.#o.store.iterate<OpenDeposit>(NS_OPEN)) this.#open.set(`${d.txid}:${d.vout}`, d);
+    if (!this.#cursor) {
+      // A new engine has issued no addresses yet: start at the tip, never rescan from genesis.
+      const info = await this.#o.node.blockchainInfo().catch(() => undefined);
+      if (info) await this.#saveCursor({ hash: info.bestblockhash, height: info.blocks });
+    }
+    this.#schedule();
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Scan now; resolves when a full scan that started after this call has finished. */
+  async poke(): Promise<void> {
+    if (this.#scanning) {
+      this.#again = true;
+      await this.#scanning;
+    }
+    if (!this.#scanning) this.#scanning = this.#scan().finally(() => (this.#scanning = undefined));
+    await this.#scanning;
+  }
+
+  /** Re-runs the scan from a height (operators): wallets dedupe what they already have. */
+  async rescanFrom(height: number): Promise<void> {
+    const hash = await this.#o.node.blockHash(Math.max(0, height - 1));
+    await this.#saveCursor({ hash, height: height - 1 });
+    this.#known.clear();
+    await this.poke();
+  }
+
+  async recordOwner(address: string, userKey: string): Promise<void> {
+    await this.#o.store.put(NS_ADDR, this.#mac("address", address), { userKey });
+    this.#owners.set(address, userKey);
+  }
+
+  async ownerOf(address: string): Promise<string | undefined> {
+    const cached = this.#owners.get(address);
+    if (cached !== undefined) return cached ?? undefined;
+    const rec = await this.#o.store.get<{ userKey: string }>(NS_ADDR, this.#mac("address", address));
+    if (this.#owners.size > 200_000) this.#owners.clear();
+    this.#owners.set(address, rec?.userKey ?? null);
+    return rec?.userKey;
+  }
+
+  async listDeposits(status?: DepositRecord["status"], limit = 100): Promise<DepositRecord[]> {
+    const out: DepositRecord[] = [];
+    for await (const [, d] of this.#o.store.iterate<DepositRecord>(NS_DEPOSITS)) {
+      if (!status || d.status === status) out.push(d);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  #schedule(): void {
+    this.stop();
+    this.#timer = setTimeout(() => {
+      void this.poke().finally(() => this.#schedule());
+    }, this.#o.config.deposits.pollMs);
+    this.#timer.unref();
+  }
+
+  async #scan(): Promise<void> {
+    do {
+      this.#again = false;
+      const started = performance.now();
+      try {
+        await this.#scanOnce();
+      } catch (e) {
+        this.stats.failedScans++;
+        this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
+        return;
+      } finally {
+        this.stats.lastScanMs = performance.now() - started;
+      }
+    } while (this.#again);
+  }
+
+  async #scanOnce(): Promise<void> {
+    const { node, registry } = this.#o;
+    const target = this.#o.config.deposits.confirmations;
+    const dust = BigInt(this.#o.config.withdrawals.dustSats);
+    const info = await node.blockchainInfo();
+    const r = await node.listSinceBlock(this.#cursor?.hash, target);
+    this.stats.scans++;
+    let complete = true;
+    const work: Promise<void>[] = [];
+    const listed = new Set<string>();
+    for (const tx of r.transactions) {
+      if (tx.category !== "receive" || !tx.address) continue;
+      const outpoint = `${tx.txid}:${tx.vout}`;
+      work.push((async () => {
+        const owner = await this.ownerOf(tx.address!);
+        if (!owner) {
+          this.stats.unrelated++;
+          return;
+        }
+        const amount = btcNumberToSats(tx.amount);
+        if (tx.confirmations < 0) {
+          // Conflicted (double-spent or replaced): it is not coming.
+          if (!(await this.#removed(owner, outpoint, tx.txid, tx.vout, amount, tx.confirmations))) complete = false;
+          return;
+        }
+        if (amount < dust) {
+          if (this.#known.get(outpoint) !== "ignored_dust") {
+            this.stats.ignoredDust++;
+            this.#o.log.warn({ userKey: owner, sats: amount.toString() }, "deposit below the dust limit not credited");
+            await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: "ignored_dust", confirmations: tx.confirmations, seenAt: Date.now() });
+          }
+          return;
+        }
+        const res = await registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target });
+        if (isRefusal(res)) {
+          complete = false;
+          this.#o.log.warn({ userKey: owner, code: res.code }, "a wallet did not take a deposit yet; the scan repeats");
+          return;
+        }
+        const before = this.#known.get(outpoint);
+        listed.add(outpoint);
+        await this.#track(outpoint, { owner, txid: tx.txid, vout: tx.vout, address: tx.address!, amount }, res.status);
+        if (before !== res.status) {
+          if (res.status === "pending" && before === undefined) this.stats.credited++;
+          if (res.status === "confirmed") this.stats.confirmed++;
+          await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: res.status, confirmations: tx.confirmations, seenAt: Date.now() });
+        }
+      })());
+    }
+    for (const tx of r.removed ?? []) {
+      if (tx.category !== "receive" || !tx.address) continue;
+      work.push((async () => {
+        const owner = await this.ownerOf(tx.address!);
+        if (owner && !(await this.#removed(owner, `${tx.txid}:${tx.vout}`, tx.txid, tx.vout, btcNumberToSats(tx.amount), tx.confirmations))) complete = false;
+      })());
+    }
+    await Promise.all(work);
+    // listsinceblock does not list every way a deposit can vanish (a double spend confirmed after the cursor,
+    // an RBF replacement in the mempool): every open deposit it did not list is asked about directly.
+    await Promise.all([...this.#open].filter(([op]) => !listed.has(op)).map(async ([outpoint, d]) => {
+      if (!(await this.#checkOpen(outpoint, d, target))) complete = false;
+    }));
+    if (!complete) return;
+    if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
+    this.stats.height = info.blocks;
+    if (info.blocks !== this.#tip) {
+      this.#tip = info.blocks;
+      this.#o.onBlock?.(info.blocks);
+    }
+  }
+
+  async #checkOpen(outpoint: string, d: OpenDeposit, target: number): Promise<boolean> {
+    let tx: { confirmations: number; in_mempool?: boolean } | undefined;
+    try {
+      tx = await this.#o.node.call<{ confirmations: number; in_mempool?: boolean }>("gettransaction", [d.txid]);
+    } catch (e) {
+      if ((e as { code?: number }).code !== -5) return false;
+    }
+    const gone = !tx || tx.confirmations < 0 || (tx.confirmations === 0 && tx.in_mempool === false);
+    if (gone) return this.#removed(d.owner, outpoint, d.txid, d.vout, d.amount, tx?.confirmations ?? 0);
+    if (tx!.confirmations < target) return true;
+    const res = await this.#o.registry.send(d.owner, "deposit", { deposit: { txid: d.txid, vout: d.vout, address: d.address, amount: d.amount, confirmations: tx!.confirmations }, target });
+    if (isRefusal(res)) return false;
+    await this.#track(outpoint, d, res.status);
+    return true;
+  }
+
+  /** Keeps the open-deposit set (memory and disk) in step with the wallet's answer. */
+  async #track(outpoint: string, d: OpenDeposit, status: string): Promise<void> {
+    const key = this.#mac("outpoint", outpoint);
+    if (status === "pending") {
+      if (!this.#open.has(outpoint)) {
+        await this.#o.store.put(NS_OPEN, key, d);
+        this.#open.set(outpoint, d);
+      }
+    } else if (this.#open.delete(outpoint)) {
+      await this.#o.store.del(NS_OPEN, key);
+    }
+  }
+
+  /** A deposit left the chain or was double-spent. Returns false if the wallet did not answer. */
+  async #removed(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, confirmations: number): Promise<boolean> {
+    if (this.#known.get(outpoint) === "dropped" || this.#known.get(outpoint) === "reversed") return true;
+    const res = await this.#o.registry.send(owner, "deposit_removed", { outpoint });
+    if (isRefusal(res)) return false;
+    if (res.status === "unknown") return true;
+    const open = this.#open.get(outpoint);
+    if (open) await this.#track(outpoint, open, res.status);
+    if (res.status === "dropped") this.stats.dropped++;
+    if (res.status === "reversed") {
+      this.stats.deepReorgs++;
+      this.#o.log.error({ userKey: owner, outpoint }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review");
+    }
+    await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: res.status, confirmations, seenAt: Date.now() });
+    return true;
+  }
+
+  async #record(outpoint: string, d: DepositRecord): Promise<void> {
+    this.#known.set(outpoint, d.status);
+    if (this.#known.size > 200_000) this.#known.clear();
+    await this.#o.store.put(NS_DEPOSITS, this.#mac("outpoint", outpoint), d);
+  }
+
+  async #saveCursor(c: Cursor): Promise<void> {
+    await this.#o.store.put(NS_WATCHER, "cursor", c);
+    this.#cursor = c;
+  }
+
+  #mac(purpose: string, data: string): string {
+    return (this.#o.mac ?? ((p, d) => this.#o.store.mac(p, d)))(purpose, data);
+  }
+}

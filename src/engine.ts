@@ -1,0 +1,165 @@
+// The engine: assembles the actor system on the encrypted journal, the wallet registry, the node actor,
+// the deposit watcher, payouts, cheques and the relay — and starts them in the order that keeps money
+// safe: journals replayed, unfinished work (outboxes, signed payouts) resumed, then the chain followed.
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
+import { ActorSystem } from "./actors/runtime.ts";
+import { WalletRegistry } from "./actors/registry.ts";
+import { TransferCourier } from "./actors/transfers.ts";
+import { PayoutService } from "./actors/payout.service.ts";
+import { ChequeService } from "./actors/cheque.service.ts";
+import { EngineRelay } from "./relay.ts";
+import type { WalletView } from "./actors/wallet.actor.ts";
+import type { EngineStorage } from "./storage.ts";
+import { NodeGateway } from "./actors/node.ts";
+import { DepositWatcher } from "./actors/deposit-watcher.ts";
+import { checkAddressFor } from "./domain/address.ts";
+
+export interface EngineOptions {
+  config: Config;
+  log: Logger;
+  storage: EngineStorage;
+  rpc: { url: string; user: string; password: string };
+  now?: () => number;
+}
+
+export interface Liabilities {
+  available: bigint;
+  pending: bigint;
+  reserved: bigint;
+  escrow: bigint;
+  wallets: number;
+}
+
+export class Engine {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly storage: EngineStorage;
+  readonly system: ActorSystem;
+  readonly registry: WalletRegistry;
+  readonly node: NodeGateway;
+  readonly watcher: DepositWatcher;
+  readonly payouts: PayoutService;
+  readonly cheques: ChequeService;
+  readonly courier: TransferCourier;
+  readonly relay: EngineRelay;
+  #closed = false;
+
+  private constructor(o: EngineOptions) {
+    const { config, log, storage } = o;
+    this.config = config;
+    this.log = log;
+    this.storage = storage;
+    this.system = new ActorSystem(storage.journal);
+    const w = config.wallet;
+    let relay!: EngineRelay;
+    this.registry = new WalletRegistry({
+      system: this.system,
+      log: log.child({ actor: "wallet" }),
+      idleMs: w.idleMs, maxResident: w.maxResident, maxInFlight: w.maxInFlight, askTimeoutMs: w.askTimeoutMs,
+      crashBudget: w.crashBudget, crashWindowMs: w.crashWindowMs, historyLimit: w.historyLimit, snapshotEvery: w.snapshotEvery,
+      hooks: {
+        notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
+        deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
+        submitWithdrawal: (userKey, id, withdrawal) => {
+          void this.payouts.submit(userKey, id, withdrawal).then((r) => {
+            if (isRefusal(r)) log.warn({ userKey, id, code: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
+          });
+        },
+      },
+    });
+    this.node = new NodeGateway({ config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc });
+    this.cheques = new ChequeService({
+      system: this.system, registry: this.registry, log, ttlSec: config.transfers.chequeTtlSec,
+      maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
+    });
+    this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });
+    this.payouts = new PayoutService({
+      system: this.system,
+      log,
+      node: { call: (method, params) => this.node.rawCall(method, params) },
+      confirmations: config.deposits.confirmations,
+      maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
+      batchWindowMs: config.withdrawals.batchWindowMs,
+      feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
+      hooks: {
+        broadcast: (userKey, id, txid) => void this.registry.send(userKey, "withdrawal_broadcast", { id, txid }),
+        settled: (userKey, id, txid, fee) => void this.registry.send(userKey, "withdrawal_settled", { id, txid, fee }),
+        alert: (reason, detail) => log.error({ ...detail, alert: true }, reason),
+      },
+    });
+    this.watcher = new DepositWatcher({
+      config, log: log.child({ actor: "deposits" }), node: this.node, registry: this.registry, store: storage.store, mac: storage.mac,
+      onBlock: () => void this.#afterBlock(),
+    });
+    relay = new EngineRelay({
+      config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques,
+      addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey) },
+      chain: {
+        takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
+        feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
+        checkWithdrawalAddress: async (address) => {
+          const local = checkAddressFor(config.network, address);
+          if (local !== true) return local;
+          const v = await this.node.validateAddress(address).catch(() => undefined);
+          if (!v) return refuse("node_unavailable", "Addresses cannot be checked right now; try again in a minute.");
+          return v.isvalid ? true : refuse("bad_address", "That address is not valid (its checksum or format is wrong).");
+        },
+      },
+      ...(o.now ? { now: o.now } : {}),
+    });
+    this.relay = relay;
+  }
+
+  static async start(o: EngineOptions): Promise<Engine> {
+    const e = new Engine(o);
+    await e.node.start();
+    // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
+    await e.#resumeOutboxes();
+    await e.cheques.resume();
+    const synced = await e.payouts.sync();
+    if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
+    await e.watcher.start();
+    return e;
+  }
+
+  /** Sums every wallet's balance parts from the projection written with each journal record. */
+  async liabilities(): Promise<Liabilities> {
+    const total: Liabilities = { available: 0n, pending: 0n, reserved: 0n, escrow: await this.cheques.escrow(), wallets: 0 };
+    for await (const [, v] of this.storage.store.iterate<WalletView>("balances", {})) {
+      total.available += v.a;
+      total.pending += v.p;
+      total.reserved += v.r;
+      total.wallets++;
+    }
+    return total;
+  }
+
+  async #resumeOutboxes(): Promise<void> {
+    const keys: string[] = [];
+    for await (const [userKey] of this.storage.store.iterate<true>("outbox", {})) keys.push(userKey);
+    await Promise.all(keys.map((k) => this.registry.send(k, "resume", {})));
+    if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
+  }
+
+  async #afterBlock(): Promise<void> {
+    const r = await this.payouts.sync();
+    if (isRefusal(r)) this.log.warn({ why: r.message }, "payout sync after block failed");
+    if (!this.payouts.paused) await this.payouts.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.watcher.stop();
+    this.payouts.close();
+    this.relay.close();
+    await this.courier.settled();
+    this.registry.close();
+    await this.node.stop();
+    this.system.shutdown();
+  }
+}
+
+export type { Refusal };

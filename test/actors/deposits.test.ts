@@ -1,0 +1,121 @@
+// From a deposit on chain to a balance the user can trust: real regtest bitcoind, real store, real actors.
+import t from "tap";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+
+async function user(te: TestEngine, name: string): Promise<{ key: string; address: string }> {
+  const key = `u_${name}`;
+  const opened = await te.engine.relay.start(key);
+  if (isRefusal(opened)) throw new Error(opened.message);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  return { key, address: a.address };
+}
+
+async function balance(te: TestEngine, key: string) {
+  const b = await te.engine.relay.balance(key);
+  if (isRefusal(b)) throw new Error(b.message);
+  return [b.available, b.pending, b.reserved];
+}
+
+t.test("deposit → pending → confirmed → available, exactly once, across restarts between steps", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const alice = await user(te, "alice");
+  t.match(alice.address, /^bcrt1q/);
+  t.same((await te.engine.relay.depositAddress(alice.key)) as object, { address: alice.address }, "an unused address is reused");
+  await te.node.fund(alice.address, "0.5");
+  await te.restart({ crash: true });
+  await te.poke();
+  t.same(await balance(te, alice.key), [0n, 50_000_000n, 0n], "pending after a crash before the first scan");
+  await te.restart();
+  await te.mine(1);
+  t.same(await balance(te, alice.key), [0n, 50_000_000n, 0n], "one confirmation of two: still pending");
+  await te.restart({ crash: true });
+  await te.mine(1);
+  t.same(await balance(te, alice.key), [50_000_000n, 0n, 0n], "confirmed at the target");
+  await te.restart();
+  await te.poke();
+  await te.mine(3);
+  t.same(await balance(te, alice.key), [50_000_000n, 0n, 0n], "never credited twice");
+  const h = await te.engine.relay.history(alice.key, 0);
+  t.ok(!isRefusal(h) && h.total === 1 && h.entries[0]!.status === "confirmed");
+  t.not((await te.engine.relay.depositAddress(alice.key) as { address: string }).address, alice.address, "a used address is not handed out again");
+});
+
+t.test("two deposits to one address, one tx paying two users, dust, and an unrelated wallet tx", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const a = await user(te, "a");
+  const b = await user(te, "b");
+  await te.node.fund(a.address, "0.1");
+  await te.node.fund(a.address, "0.2");
+  await te.node.rpc("send", [{ [a.address]: 0.01, [b.address]: 0.02 }], "outside");
+  await te.node.fund(b.address, "0.00000300");
+  const own = await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine");
+  await te.node.fund(own, "0.7");
+  await te.mine(1);
+  t.same(await balance(te, a.key), [31_000_000n, 0n, 0n], "0.1 + 0.2 + 0.01");
+  t.same(await balance(te, b.key), [2_000_000n, 0n, 0n], "0.02; the 300-sat dust is not credited");
+  t.equal(te.engine.watcher.stats.ignoredDust, 1);
+  t.ok(te.engine.watcher.stats.unrelated >= 1, "the unrelated wallet tx was skipped");
+  const liab = await te.engine.liabilities();
+  t.equal(liab.available, 33_000_000n, "the balance projection sums to the wallets");
+});
+
+/**
+ * The outside party double-spends one of its own unconfirmed payments: the same inputs, paid back to itself
+ * with a higher fee (a real RBF replacement, as an attacker or a wallet "cancel" would do).
+ */
+async function doubleSpend(te: TestEngine, txid: string): Promise<string> {
+  const tx = await te.node.rpc<{ hex: string; fee: number }>("gettransaction", [txid], "outside");
+  const decoded = await te.node.rpc<{ vin: Array<{ txid: string; vout: number }>; vout: Array<{ value: number }> }>("decoderawtransaction", [tx.hex]);
+  const inSats = decoded.vout.reduce((s, o) => s + Math.round(o.value * 1e8), 0) + Math.round(-tx.fee * 1e8);
+  const back = await te.node.outsideAddress();
+  const raw = await te.node.rpc<string>("createrawtransaction", [decoded.vin.map((i) => ({ txid: i.txid, vout: i.vout })), { [back]: (inSats - 100_000) / 1e8 }]);
+  const signed = await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "outside");
+  return te.node.rpc<string>("sendrawtransaction", [signed.hex]);
+}
+
+t.test("reorgs and double spends: a pending deposit leaves; a confirmed one that leaves freezes the wallet", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const c = await user(te, "c");
+  // A deposit one block deep (below the target of two) whose block is orphaned, then double-spent.
+  const first = await te.node.fund(c.address, "0.3");
+  await te.mine(1);
+  t.same(await balance(te, c.key), [0n, 30_000_000n, 0n], "pending at one confirmation");
+  await te.node.rpc("invalidateblock", [await te.node.rpc<string>("getbestblockhash")]);
+  await doubleSpend(te, first);
+  await te.mine(3);
+  t.same(await balance(te, c.key), [0n, 0n, 0n], "the pending deposit left the balance; nothing was credited");
+  t.equal(te.engine.watcher.stats.dropped, 1);
+  // A deposit past the target whose blocks are orphaned, then double-spent: a reorg deeper than the target.
+  const second = await te.node.fund(c.address, "0.2");
+  await te.mine(2);
+  t.same(await balance(te, c.key), [20_000_000n, 0n, 0n], "confirmed at the target");
+  const height = await te.node.rpc<number>("getblockcount");
+  await te.node.rpc("invalidateblock", [await te.node.rpc<string>("getblockhash", [height - 1])]);
+  await doubleSpend(te, second);
+  await te.mine(3);
+  const st = await te.engine.registry.send(c.key, "state", {});
+  t.ok(!isRefusal(st) && st.frozen, "frozen for operator review");
+  t.same(await balance(te, c.key), [20_000_000n, 0n, 0n], "not silently taken back: the books now show the hole");
+  t.equal(te.engine.watcher.stats.deepReorgs, 1, "reported to operators");
+});
+
+t.test("an RBF replacement that still pays the user is counted once", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const d = await user(te, "d");
+  const txid = await te.node.fund(d.address, "0.4");
+  await te.poke();
+  t.same(await balance(te, d.key), [0n, 40_000_000n, 0n]);
+  await te.node.rpc("bumpfee", [txid], "outside");
+  await te.mine(1);
+  t.same(await balance(te, d.key), [40_000_000n, 0n, 0n], "the replaced tx left, its replacement was credited: 0.4 once");
+});
