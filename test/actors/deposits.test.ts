@@ -119,3 +119,24 @@ t.test("an RBF replacement that still pays the user is counted once", async (t) 
   await te.mine(1);
   t.same(await balance(te, d.key), [40_000_000n, 0n, 0n], "the replaced tx left, its replacement was credited: 0.4 once");
 });
+
+t.test("bitcoind stopped mid-run and started again: the scan waits, resumes, and credits once", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const e = await user(te, "e");
+  await te.node.fund(e.address, "0.25");
+  await te.poke();
+  await te.node.mine(1);
+  await te.node.flush();
+  await te.node.kill();
+  const scan = te.poke();
+  t.same(await balance(te, e.key), [0n, 25_000_000n, 0n], "reads keep working while bitcoind is down");
+  await te.node.restart();
+  await scan;
+  await te.poke();
+  t.equal(te.engine.node.state, "ready", "the node actor is ready again");
+  t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "confirmed once after the node came back");
+  await te.mine(2);
+  t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "and not again");
+});

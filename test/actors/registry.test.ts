@@ -1,0 +1,103 @@
+// The registry on a real journal: passivation keeps state, residency is bounded, crashes replay the journal,
+// repeated crashes stop the wallet, and in-flight commands are bounded.
+import t from "tap";
+import { randomBytes } from "node:crypto";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { Journal } from "../../src/store/journal.ts";
+import { KeyRing } from "../../src/store/keyring.ts";
+import { ActorSystem } from "../../src/actors/runtime.ts";
+import { WalletRegistry, type RegistryOptions } from "../../src/actors/registry.ts";
+import { silentLogger } from "../../src/log.ts";
+import { walletProjection } from "../../src/storage.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+
+// A real collection before each heap reading, so the figure is retained memory, not garbage.
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+async function setup(t: { testdir(): string; teardown(fn: () => unknown): void }, o: Partial<RegistryOptions> = {}) {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+  const journal = new Journal(store, { project: walletProjection });
+  const system = new ActorSystem(journal);
+  const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
+  const registry = new WalletRegistry({
+    system, hooks, log: silentLogger, idleMs: 60_000, maxResident: 1_000_000, maxInFlight: 64, askTimeoutMs: 5000,
+    crashBudget: 3, crashWindowMs: 60_000, historyLimit: 100, snapshotEvery: 50, ...o,
+  });
+  t.teardown(async () => {
+    registry.close();
+    system.shutdown();
+    await journal.flushed();
+    await store.close();
+  });
+  return { store, journal, system, registry };
+}
+
+const credit = (r: WalletRegistry, key: string, id: string, amount: bigint) => r.send(key, "receive_transfer", { id, from: "u_src", amount });
+
+t.test("passivation and re-activation keep state", async (t) => {
+  const { registry } = await setup(t);
+  await registry.send("u_a", "open", {});
+  await credit(registry, "u_a", "t1", 500n);
+  t.ok(registry.isResident("u_a"));
+  registry.passivateAll();
+  t.notOk(registry.isResident("u_a"), "passivated");
+  const b = await registry.send("u_a", "balance", {});
+  t.ok(!isRefusal(b) && b.available === 500n, "re-activated from the journal with its balance");
+  t.equal(registry.stats.activations, 2);
+  await credit(registry, "u_a", "t1", 500n);
+  const again = await registry.send("u_a", "balance", {});
+  t.ok(!isRefusal(again) && again.available === 500n, "a repeated transfer id after re-activation is answered from the journal");
+});
+
+t.test("residency is bounded (LRU) and 10k passivated wallets leave memory bounded", async (t) => {
+  const { registry } = await setup(t, { maxResident: 500 });
+  const N = 10_000;
+  for (let i = 0; i < N; i += 500) {
+    await Promise.all(Array.from({ length: 500 }, (_, j) => registry.send(`u_${i + j}`, "open", {})));
+  }
+  t.ok(registry.resident <= 500, `at most 500 resident after ${N} activations (${registry.resident})`);
+  registry.passivateAll();
+  t.equal(registry.resident, 0);
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 2000; i++) await registry.send(`u_${i}`, "balance", {});
+  registry.passivateAll();
+  await new Promise((r) => setImmediate(r));
+  gc();
+  const growth = process.memoryUsage().heapUsed - heapBefore;
+  t.ok(growth < 2 * 1024 * 1024, `retained heap grew ${(growth / 1e3).toFixed(0)} KB after 2,000 activations and passivations`);
+  const b = await registry.send("u_9999", "balance", {});
+  t.ok(!isRefusal(b), "the LRU-evicted wallet still answers");
+});
+
+t.test("a wallet that throws is replayed from its journal; the crashing command gets an answer", async (t) => {
+  const { registry } = await setup(t);
+  await registry.send("u_c", "open", {});
+  await credit(registry, "u_c", "x1", 700n);
+  const crashed = await registry.send("u_c", "crash", {});
+  t.match(crashed, { refused: true, code: "internal", message: /nothing was moved/ }, "answered, not dropped");
+  const b = await registry.send("u_c", "balance", {});
+  t.ok(!isRefusal(b) && b.available === 700n, "nothing lost");
+  t.equal(registry.stats.crashes, 1);
+});
+
+t.test("a wallet that keeps crashing is stopped and reported, not looped", async (t) => {
+  const { registry } = await setup(t, { crashBudget: 2 });
+  await registry.send("u_d", "open", {});
+  for (let i = 0; i < 3; i++) await registry.send("u_d", "crash", {});
+  t.equal(registry.stats.stoppedAfterCrashes, 1);
+  t.match(await registry.send("u_d", "balance", {}), { refused: true, code: "internal", message: /operators have been told/ });
+});
+
+t.test("in-flight commands per wallet are bounded; the excess is refused early", async (t) => {
+  const { registry } = await setup(t, { maxInFlight: 8 });
+  await registry.send("u_e", "open", {});
+  const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => credit(registry, "u_e", `b${i}`, 1n)));
+  const busy = answers.filter((a) => isRefusal(a) && a.code === "busy").length;
+  t.ok(busy > 0, `${busy} of 40 refused as busy`);
+  const b = await registry.send("u_e", "balance", {});
+  t.ok(!isRefusal(b) && b.available === BigInt(40 - busy), "exactly the accepted ones took effect");
+});
