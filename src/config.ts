@@ -82,6 +82,9 @@ export interface Secrets {
   telegramToken?: string;
   telegramWebhookSecret?: string;
   rpcPassword?: string;
+  /** The Telegram edge's own key for sealing chat handles (hex, 32 bytes). */
+  edgeKeyFile?: string;
+  edgeKey?: string;
 }
 
 export interface Config extends ConfigFile {
@@ -102,6 +105,8 @@ const SECRET_ENV: Record<string, keyof Secrets> = {
   RUNIGUN_TELEGRAM_TOKEN: "telegramToken",
   RUNIGUN_TELEGRAM_WEBHOOK_SECRET: "telegramWebhookSecret",
   RUNIGUN_NODE_RPC_PASSWORD: "rpcPassword",
+  RUNIGUN_EDGE_KEY_FILE: "edgeKeyFile",
+  RUNIGUN_EDGE_KEY: "edgeKey",
 };
 /** Variables that steer loading itself. */
 const LOADER_ENV = new Set([

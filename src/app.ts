@@ -1,0 +1,117 @@
+// `runigun start`: the all-in-one shape. A regtest bitcoind when the node is managed, the engine, and the
+// Telegram edge — polling Telegram with a token, or the local chat in this terminal without one. Ctrl-C
+// (SIGINT/SIGTERM) stops everything it started, bitcoind included.
+import { join } from "node:path";
+import { pino } from "pino";
+import { loadConfig, type Config } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Engine } from "./engine.ts";
+import { openStorage, type EngineStorage } from "./storage.ts";
+import { loadSecrets, SetupError } from "./secrets.ts";
+import { Identity } from "./store/identity.ts";
+import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
+import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
+import { InProcessTelegram } from "./edges/chat/transport.ts";
+import { startLocalChat } from "./edges/chat/local-chat.ts";
+
+export interface Running {
+  config: Config;
+  engine: Engine;
+  node?: RegtestNode;
+  identity: Identity;
+  handleKey: Buffer;
+  stop(): Promise<void>;
+}
+
+/** Starts node (if managed), storage and engine. Used by `start`, `simulate` and the chaos harness. */
+export async function startEngine(config: Config, log: Logger): Promise<Running> {
+  const secrets = loadSecrets(config, log);
+  let node: RegtestNode | undefined;
+  let rpc: { url: string; user: string; password: string };
+  if (config.node.managed) {
+    if (config.network !== "regtest") throw new SetupError("node.managed starts a regtest node only; point node.rpcUrl at your own node for signet or mainnet");
+    node = await startRegtest({ dataDir: join(config.dataPath, "bitcoind"), keepDataDir: true, extraArgs: config.node.extraArgs });
+    rpc = { url: node.rpcUrl, user: node.user, password: node.password };
+  } else {
+    if (!config.node.rpcUrl || !config.secrets.rpcPassword) throw new SetupError("set node.rpcUrl (RUNIGUN_NODE_RPC_URL), node.rpcUser and RUNIGUN_NODE_RPC_PASSWORD(_FILE) to reach your bitcoind");
+    rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword };
+  }
+  let storage: EngineStorage | undefined;
+  try {
+    storage = await openStorage({ dataPath: config.dataPath, keyring: secrets.keyring, sync: config.store.sync, log });
+    const engine = await Engine.start({ config, log, storage, rpc });
+    const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+    const st = storage;
+    return {
+      config, engine, identity, handleKey: secrets.handleKey, ...(node ? { node } : {}),
+      async stop() {
+        await engine.close();
+        await st.close();
+        await identity.close();
+        await node?.stop();
+      },
+    };
+  } catch (e) {
+    await storage?.close().catch(() => undefined);
+    await node?.stop();
+    throw e;
+  }
+}
+
+export async function runAllInOne(): Promise<number> {
+  const config = loadConfig();
+  const token = config.secrets.telegramToken;
+  const out = process.stdout;
+  // With the local chat on this terminal, engine logs go to a file so they do not interleave with the chat.
+  const logFile = join(config.dataPath, "engine.log");
+  const log = token ? createLogger({ level: config.log.level }) : createLogger({ level: config.log.level, destination: pino.destination({ dest: logFile, mkdir: true, sync: false }) });
+  const app = await startEngine(config, log);
+  const telegram = token ? undefined : new InProcessTelegram();
+  const edge: TelegramEdge = buildTelegramEdge({
+    token: token ?? "0:local", config, relay: app.engine.relay, identity: app.identity, handleKey: app.handleKey, log,
+    ...(telegram ? { transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual" as const } : {}),
+  });
+  await edge.start();
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => {
+    out.write("\nstopping…\n");
+    await edge.stop();
+    await app.stop();
+    out.write("stopped (bitcoind included).\n");
+  })());
+  out.write([
+    `RunIGun on ${config.network}`,
+    `  data:        ${config.dataPath}`,
+    app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RunIGun)` : `  bitcoind:    ${config.node.rpcUrl}`,
+    token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
+    token ? "" : `  logs:        ${logFile}`,
+    `  admin edge:  not built yet (the admin edge issue); nothing listens on the network`,
+    "",
+  ].filter((l) => l !== "").join("\n") + "\n\n");
+  const signals = new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  if (telegram) {
+    const chat = startLocalChat({
+      bot: edge.bot, telegram, input: process.stdin, output: out,
+      ...(app.node ? { chain: { mine: async (n: number) => { await app.node!.mine(n); await app.engine.watcher.poke(); }, fund: (a: string, b: string) => app.node!.fund(a, b) } } : {}),
+    });
+    // :quit ends the run; so does the end of input on a terminal. Without a terminal, the engine keeps serving.
+    const quit = chat.done.then(() => {
+      if (process.stdin.isTTY) return;
+      return new Promise<void>(() => undefined);
+    });
+    await Promise.race([signals, quit]);
+    chat.close();
+  } else {
+    await signals;
+  }
+  await stop();
+  return 0;
+}
+
+export async function runSimulate(files: string[]): Promise<number> {
+  const { runScripts } = await import("./edges/script/runner.ts");
+  return runScripts(files, { output: process.stdout });
+}

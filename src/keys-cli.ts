@@ -1,0 +1,51 @@
+// `runigun keys …`: master key rings, peppers, rotation. Secrets are written 0600 and never printed.
+import { randomBytes } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
+import { loadConfig } from "./config.ts";
+import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
+import { EncryptedStore } from "./store/db.ts";
+import { rotateStore } from "./store/rotate.ts";
+import { SetupError } from "./secrets.ts";
+import { join } from "node:path";
+
+export async function runKeys(args: string[], opts: { out?: string | undefined }): Promise<number> {
+  const [what, ...rest] = args;
+  const say = (s: string) => process.stdout.write(s + "\n");
+  switch (what) {
+    case "generate": {
+      if (!opts.out) throw new SetupError("say where: runigun keys generate --out /path/to/master.key");
+      generateKeyRingFile(opts.out);
+      say(`wrote a new master key ring to ${opts.out} (mode 0600); point RUNIGUN_MASTER_KEY_FILE at it and back it up offline`);
+      return 0;
+    }
+    case "pepper": {
+      if (!opts.out) throw new SetupError("say where: runigun keys pepper --out /path/to/pepper");
+      if (existsSync(opts.out)) throw new SetupError(`${opts.out} exists; refusing to overwrite a secret (every user key depends on it)`);
+      writeFileSync(opts.out, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
+      say(`wrote a new 32-byte secret to ${opts.out} (mode 0600)`);
+      return 0;
+    }
+    case "rotate": {
+      const config = loadConfig();
+      const file = config.secrets.masterKeyFile ?? join(config.dataPath, "master.key");
+      const ring = loadKeyRingFile(file);
+      // Resumable: if the current key has not finished rotating everything, carry on with it.
+      const next = rest.includes("--resume") ? ring : ring.withNewKey();
+      if (next !== ring) writeKeyRingFile(file, next);
+      const store = await EncryptedStore.open({ path: join(config.dataPath, "store"), keyring: next });
+      try {
+        const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });
+        say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current. Keep the old key until your backups made before now have expired.`);
+      } finally {
+        await store.close();
+      }
+      return 0;
+    }
+    case "operator":
+      process.stderr.write("runigun keys operator: not built yet — it arrives with the admin edge issue. Nothing was done.\n");
+      return 3;
+    default:
+      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | operator add NAME\n");
+      return 2;
+  }
+}

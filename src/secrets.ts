@@ -1,0 +1,59 @@
+// Loads the engine's secrets (master key ring, identity pepper, the edge's handle key) from the files or
+// environment variables the configuration names. On regtest only, missing ones are created in the data
+// directory (0600) so `npm start` works on a fresh clone; elsewhere a missing secret stops the start.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "./config.ts";
+import { readSecretFile } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { generateKeyRingFile, loadKeyRing, type KeyRing } from "./store/keyring.ts";
+
+export interface EngineSecrets {
+  keyring: KeyRing;
+  pepper: Buffer;
+  handleKey: Buffer;
+}
+
+export class SetupError extends Error {
+  readonly code = "setup";
+}
+
+function hexSecret(name: string, file: string | undefined, value: string | undefined, bytes: number): Buffer | undefined {
+  const text = file ? readSecretFile(file, name) : value;
+  if (text === undefined) return undefined;
+  const buf = /^[0-9a-f]+$/i.test(text) ? Buffer.from(text, "hex") : Buffer.from(text, "utf8");
+  if (buf.length < bytes) throw new SetupError(`${name} must hold at least ${bytes} bytes (hex); make one with "runigun keys ${name === "pepper" ? "pepper" : "generate"}"`);
+  return buf;
+}
+
+function devFile(path: string, bytes: number, log: Logger, what: string): string {
+  if (!existsSync(path)) {
+    writeFileSync(path, randomBytes(bytes).toString("hex") + "\n", { mode: 0o600 });
+    log.warn({ path }, `created a ${what} for this regtest data directory (never do this on mainnet)`);
+  }
+  return path;
+}
+
+export function loadSecrets(config: Config, log: Logger): EngineSecrets {
+  const s = config.secrets;
+  const dev = config.network === "regtest";
+  mkdirSync(config.dataPath, { recursive: true, mode: 0o700 });
+  let keyFile = s.masterKeyFile;
+  if (!keyFile && !s.masterKey) {
+    if (!dev) throw new SetupError("no master key: set RUNIGUN_MASTER_KEY_FILE (create one with `runigun keys generate --out FILE`)");
+    keyFile = join(config.dataPath, "master.key");
+    if (!existsSync(keyFile)) {
+      generateKeyRingFile(keyFile);
+      log.warn({ path: keyFile }, "created a master key for this regtest data directory (never do this on mainnet)");
+    }
+  }
+  const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}) });
+  const pepperFile = s.pepperFile ?? (dev && !s.pepper ? devFile(join(config.dataPath, "pepper"), 32, log, "identity pepper") : undefined);
+  const pepper = hexSecret("pepper", pepperFile, s.pepper, 16);
+  if (!pepper) throw new SetupError("no identity pepper: set RUNIGUN_PEPPER_FILE (create one with `runigun keys pepper --out FILE`)");
+  const edgeFile = s.edgeKeyFile ?? (dev && !s.edgeKey ? devFile(join(config.dataPath, "edge.key"), 32, log, "edge handle key") : undefined);
+  const handleKey = hexSecret("edge key", edgeFile, s.edgeKey, 32);
+  if (!handleKey) throw new SetupError("no edge key: set RUNIGUN_EDGE_KEY_FILE (create one with `runigun keys pepper --out FILE`)");
+  return { keyring, pepper, handleKey: handleKey.subarray(0, 32) };
+}
