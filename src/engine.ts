@@ -91,7 +91,7 @@ export class Engine {
     });
     this.watcher = new DepositWatcher({
       config, log: log.child({ actor: "deposits" }), node: this.node, registry: this.registry, store: storage.store, mac: storage.mac,
-      onBlock: () => void this.#afterBlock(),
+      onBlock: () => void this.#afterBlock().catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block")),
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques,

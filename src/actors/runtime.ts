@@ -95,6 +95,8 @@ export interface CrashPolicy<M> {
 export class ActorSystem {
   readonly #system: NactRef;
   #stopped = false;
+  /** Asks waiting for an answer: a shutdown fails them at once instead of leaving them to time out. */
+  readonly #waiting = new Set<(e: Error) => void>();
 
   constructor(persistence?: PersistenceEngine) {
     this.#system = persistence ? start(configurePersistence(persistence)) : start();
@@ -170,18 +172,27 @@ export class ActorSystem {
   ask<M, R>(ref: Ref<M>, make: (reply: Reply<R>) => M, timeoutMs: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       let done = false;
-      const timer = setTimeout(() => {
+      const fail = (e: Error) => {
         if (done) return;
         done = true;
-        reject(new AskTimeout(ref.name, timeoutMs));
-      }, timeoutMs);
+        clearTimeout(timer);
+        this.#waiting.delete(fail);
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new AskTimeout(ref.name, timeoutMs)), timeoutMs);
       const reply: Reply<R> = (result) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        this.#waiting.delete(fail);
         resolve(result);
       };
-      this.tell(ref, make(reply));
+      this.#waiting.add(fail);
+      try {
+        this.tell(ref, make(reply));
+      } catch (e) {
+        fail(e as Error);
+      }
     });
   }
 
@@ -196,6 +207,7 @@ export class ActorSystem {
     if (this.#stopped) return;
     this.#stopped = true;
     stop(this.#system);
+    for (const fail of [...this.#waiting]) fail(new ActorStopped("the actor system"));
   }
 }
 

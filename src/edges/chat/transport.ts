@@ -26,6 +26,8 @@ interface Person {
 export class InProcessTelegram {
   readonly botInfo = LOCAL_BOT;
   readonly log: Outgoing[] = [];
+  /** How many messages the bot has sent in all (positions for `since`). */
+  sent = 0;
   #updateId = 1;
   #messageId = 1;
   #nextUser = 5_000_000_000;
@@ -127,8 +129,15 @@ export class InProcessTelegram {
     return id;
   }
 
+  /** What the bot sent from position `n` on (positions count every message ever sent). */
+  since(n: number): Outgoing[] {
+    const start = this.sent - this.log.length;
+    return this.log.slice(Math.max(0, n - start));
+  }
+
   #emit(o: Outgoing): void {
     this.log.push(o);
+    this.sent++;
     if (this.log.length > 5000) this.log.splice(0, 1000);
     for (const l of this.#listeners) l(o);
   }

@@ -106,6 +106,8 @@ export async function runScript(script: Script, output?: NodeJS.WritableStream):
     await edge.start();
   };
   const vars: Record<string, string> = {};
+  /** Per user: how far into the bot's output `notified:` has already looked, so old messages never match twice. */
+  const seenUpTo = new Map<number, number>();
   const sub = (s: string) => s.replace(/\$\{(\w+)\}/g, (_, k: string) => {
     if (!(k in vars)) throw new ScriptFailure(`\${${k}} is not captured yet`);
     return vars[k]!;
@@ -142,7 +144,9 @@ export async function runScript(script: Script, output?: NodeJS.WritableStream):
         if (!step.user) throw new ScriptFailure(`${where}\n    a step needs user:, chain: or restart:`);
         let text: string;
         if (step.notified !== undefined) {
-          text = await waitFor(telegram, telegram.chatOf(step.user), sub(step.notified), step.timeout_ms ?? 15_000, said);
+          const chat = telegram.chatOf(step.user);
+          text = await waitFor(telegram, chat, sub(step.notified), step.timeout_ms ?? 15_000, seenUpTo.get(chat) ?? 0);
+          seenUpTo.set(chat, telegram.sent);
         } else {
           const update = step.press !== undefined
             ? telegram.press(step.user, sub(step.press))
@@ -176,9 +180,13 @@ export async function runScript(script: Script, output?: NodeJS.WritableStream):
   }
 }
 
-/** Waits (bounded, event-driven) for a message to `chatId` matching `expect`, counting ones already received. */
-function waitFor(telegram: InProcessTelegram, chatId: number, expect: string, timeoutMs: number, already: Outgoing[]): Promise<string> {
-  const hit = [...telegram.log, ...already].reverse().find((m) => m.chatId === chatId && matches(expect, m.text));
+/**
+ * Waits (bounded, event-driven) for a notification to `chatId` matching `expect`: a new message (not an
+ * edit or a button answer) sent after position `from` of the bot's output.
+ */
+function waitFor(telegram: InProcessTelegram, chatId: number, expect: string, timeoutMs: number, from: number): Promise<string> {
+  const isHit = (m: Outgoing) => m.chatId === chatId && m.kind === "message" && matches(expect, m.text);
+  const hit = telegram.since(from).find(isHit);
   if (hit) return Promise.resolve(hit.text);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -186,7 +194,7 @@ function waitFor(telegram: InProcessTelegram, chatId: number, expect: string, ti
       reject(new ScriptFailure(`    no notification matching ${JSON.stringify(expect)} within ${timeoutMs} ms`));
     }, timeoutMs);
     const off = telegram.onOutgoing((m) => {
-      if (m.chatId === chatId && matches(expect, m.text)) {
+      if (isHit(m)) {
         clearTimeout(timer);
         off();
         resolve(m.text);
