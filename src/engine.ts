@@ -22,6 +22,8 @@ export interface EngineOptions {
   storage: EngineStorage;
   rpc: { url: string; user: string; password: string };
   now?: () => number;
+  /** Tests: called at each payout pipeline step; a crash test stops the engine there. */
+  payoutStep?: (step: "funded" | "signed" | "recorded" | "sent") => void;
 }
 
 export interface Liabilities {
@@ -63,9 +65,9 @@ export class Engine {
         notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
         submitWithdrawal: (userKey, id, withdrawal) => {
-          void this.payouts.submit(userKey, id, withdrawal).then((r) => {
+          this.payouts.submit(userKey, id, withdrawal).then((r) => {
             if (isRefusal(r)) log.warn({ userKey, id, code: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
-          });
+          }, (e: unknown) => log.warn({ userKey, id, err: e }, "payout not recorded yet; the wallet re-submits it on its next activation"));
         },
       },
     });
@@ -83,6 +85,7 @@ export class Engine {
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
       batchWindowMs: config.withdrawals.batchWindowMs,
       feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
+      ...(o.payoutStep ? { step: o.payoutStep } : {}),
       hooks: {
         broadcast: (userKey, id, txid) => void this.registry.send(userKey, "withdrawal_broadcast", { id, txid }),
         settled: (userKey, id, txid, fee) => void this.registry.send(userKey, "withdrawal_settled", { id, txid, fee }),
@@ -91,7 +94,7 @@ export class Engine {
     });
     this.watcher = new DepositWatcher({
       config, log: log.child({ actor: "deposits" }), node: this.node, registry: this.registry, store: storage.store, mac: storage.mac,
-      onBlock: () => void this.#afterBlock().catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block")),
+      onBlock: () => this.#afterBlock().catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block")),
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques,

@@ -30,7 +30,7 @@ export class ChequeService implements ChequePort, TransferSink {
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
     const log = o.log.child({ actor: "cheques" });
-    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => void this.#pay(hash, payee, amount) }), {
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start")) }), {
       onCrash: (r) => {
         log.error({ err: r.error }, "cheque book crashed; replaying its journal");
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));

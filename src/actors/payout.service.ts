@@ -96,9 +96,9 @@ export class PayoutService {
     if (this.#timer || this.#paused) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.flush().then((r) => {
+      this.flush().then((r) => {
         if (isRefusal(r) && r.code !== "paused") this.#log.warn({ code: r.code, why: r.message }, "payout flush failed; retrying at the next block");
-      });
+      }, (e: unknown) => this.#log.warn({ err: e }, "payout flush did not run; retrying at the next block"));
     }, this.#o.batchWindowMs);
   }
 

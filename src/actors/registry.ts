@@ -5,7 +5,7 @@
 // nothing can send to a passivated actor (nact would drop the message silently).
 import type { Logger } from "../log.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
-import { ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
+import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
 import { walletBehaviour, type WalletHooks } from "./wallet.actor.ts";
 import type { WalletCommand, WalletCommandType } from "./wallet.messages.ts";
 
@@ -102,6 +102,7 @@ export class WalletRegistry {
       }, timeoutMs)
       .catch((e: unknown) => {
         if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
+        if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; nothing was moved. Try again in a minute.");
         throw e;
       })
       .finally(() => {

@@ -26,10 +26,19 @@ export interface TestEngine {
   mine(n: number): Promise<void>;
   /** Stop the engine (gracefully, or abruptly without flushing anything) and start it again on the same data. */
   restart(opts?: { crash?: boolean }): Promise<void>;
+  /** The abrupt half of a crash restart: the engine dies where it stands (call `restart` later to boot). */
+  crash(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, opts: { node?: RegtestNode; log?: Logger } = {}): Promise<TestEngine> {
+export interface TestEngineOptions {
+  node?: RegtestNode;
+  log?: Logger;
+  /** Called at each payout pipeline step of whichever engine is running (tests crash it there). */
+  payoutStep?: (step: "funded" | "signed" | "recorded" | "sent") => void;
+}
+
+export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, opts: TestEngineOptions = {}): Promise<TestEngine> {
   const node = opts.node ?? (await startRegtest());
   const dataPath = mkdtempSync(join(tmpdir(), "runigun-engine-"));
   const config = loadConfig({
@@ -48,9 +57,13 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   const handleKey = randomBytes(32);
   let storage: EngineStorage;
   let engine: Engine;
+  let crashing: Promise<void> | undefined;
   const boot = async () => {
     storage = await openStorage({ dataPath, keyring, sync: false, log });
-    engine = await Engine.start({ config, log, storage, rpc: { url: node.rpcUrl, user: node.user, password: node.password } });
+    engine = await Engine.start({
+      config, log, storage, rpc: { url: node.rpcUrl, user: node.user, password: node.password },
+      ...(opts.payoutStep ? { payoutStep: opts.payoutStep } : {}),
+    });
     t.engine = engine;
   };
   const t: TestEngine = {
@@ -61,14 +74,22 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
       await node.mine(n);
       await t.engine.watcher.poke();
     },
-    async restart(o = {}) {
-      if (o.crash) {
-        // A crash: timers and actors die where they stand; only what reached the disk survives.
+    crash() {
+      // A crash: timers and actors die where they stand; only what reached the disk survives.
+      crashing ??= (async () => {
         engine.watcher.stop();
         engine.payouts.close();
         engine.registry.close();
         engine.system.shutdown();
+        await engine.node.stop();
         await storage.store.close();
+      })();
+      return crashing;
+    },
+    async restart(o = {}) {
+      if (o.crash || crashing) {
+        await t.crash();
+        crashing = undefined;
       } else {
         await engine.close();
         await storage.close();

@@ -1,0 +1,132 @@
+// Money out, on a real regtest node: a withdrawal end to end, a crash at every step of the payout pipeline,
+// and batching. The destination must be paid exactly once and the user debited exactly once.
+import t from "tap";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+import type { Relay } from "../../src/relay.types.ts";
+
+type Step = "funded" | "signed" | "recorded" | "sent";
+
+async function fundedUser(te: TestEngine, name: string, btc: string): Promise<string> {
+  const key = `u_${name}`;
+  await te.engine.relay.start(key);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+  return key;
+}
+
+async function withdraw(relay: Relay, key: string, address: string, amount: string) {
+  const q = await relay.quoteWithdrawal(key, address, amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  const c = await relay.confirmWithdrawal(key, q.id);
+  if (isRefusal(c)) throw new Error(c.message);
+  return { quote: q, confirmed: c };
+}
+
+/** What the outside wallet has received on an address, in sats, counting unconfirmed payments too. */
+async function received(te: TestEngine, address: string): Promise<bigint> {
+  const btc = await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside");
+  return BigInt(Math.round(btc * 1e8));
+}
+
+async function settle(te: TestEngine): Promise<void> {
+  await te.mine(1);
+  await te.engine.payouts.sync();
+}
+
+t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the chain pays exactly the amount", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "w", "1");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote, confirmed } = await withdraw(te.engine.relay, key, dest, "0.25");
+  t.equal(confirmed.repeated, false);
+  t.same([confirmed.balance.available, confirmed.balance.reserved], [100_000_000n - 25_000_000n - quote.fee, 25_000_000n + quote.fee], "reserved amount + quoted fee");
+  const again = await te.engine.relay.confirmWithdrawal(key, quote.id);
+  t.ok(!isRefusal(again) && again.repeated, "a second confirm of the same quote does nothing");
+  await te.engine.payouts.flush();
+  t.equal(await received(te, dest), 25_000_000n, "broadcast: the destination sees exactly the amount");
+  await settle(te);
+  const st = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  const w = st.withdrawals[quote.id]!;
+  t.equal(w.status, "sent");
+  t.ok(w.fee! > 0n && w.fee! <= quote.fee, `charged ${w.fee} sats of a ${quote.fee}-sat quote`);
+  t.same([st.available, st.reserved], [100_000_000n - 25_000_000n - w.fee!, 0n], "debited amount + actual fee, once");
+  t.equal(st.history.find((h) => h.ref === quote.id)?.amount, -(25_000_000n + w.fee!), "history shows what left");
+  const tx = await te.node.rpc<{ confirmations: number }>("gettransaction", [w.txid!], "engine");
+  t.ok(tx.confirmations >= 1, "on chain");
+  t.equal(await received(te, dest), 25_000_000n, "still exactly once");
+});
+
+for (const step of ["funded", "signed", "recorded", "sent"] as Step[]) {
+  t.test(`the engine crashes at "${step}" and restarts: paid exactly once, debited exactly once`, async (t) => {
+    let crashAt: Step | undefined;
+    let te!: TestEngine;
+    const hit = { n: 0 };
+    te = await startTestEngine({}, {
+      payoutStep: (s) => {
+        if (s !== crashAt) return;
+        crashAt = undefined;
+        hit.n++;
+        // Die here: nothing after this point of the pipeline happens in this life of the engine.
+        void te.crash();
+        throw new Error(`simulated crash at ${s}`);
+      },
+    });
+    t.teardown(() => te.stop());
+    await te.node.ensureMatureCoins();
+    const key = await fundedUser(te, `c_${step}`, "1");
+    await te.mine(1);
+    const dest = await te.node.outsideAddress();
+    crashAt = step;
+    const { quote } = await withdraw(te.engine.relay, key, dest, "0.1");
+    await te.engine.payouts.flush().catch(() => undefined);
+    t.equal(hit.n, 1, `crashed at ${step}`);
+    await te.restart();
+    await te.engine.payouts.flush();
+    await settle(te);
+    t.equal(await received(te, dest), 10_000_000n, "the destination was paid exactly once");
+    const st = await te.engine.registry.send(key, "state", {});
+    if (isRefusal(st)) throw new Error(st.message);
+    const w = st.withdrawals[quote.id]!;
+    t.equal(w.status, "sent");
+    t.same([st.available, st.reserved], [100_000_000n - 10_000_000n - w.fee!, 0n], "debited once");
+    const unspent = await te.node.rpc<Array<{ amount: number }>>("listunspent", [0], "engine");
+    const onNode = unspent.reduce((s, u) => s + BigInt(Math.round(u.amount * 1e8)), 0n);
+    t.equal(onNode, st.available, "the node holds exactly what the wallet says (the fee was paid once)");
+  });
+}
+
+t.test("ten withdrawals inside one batch window: one transaction, ten outputs, fees split within each quote", async (t) => {
+  const te = await startTestEngine({ withdrawals: { batchWindowMs: 60_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const users: string[] = [];
+  for (let i = 0; i < 10; i++) users.push(await fundedUser(te, `b${i}`, "0.5"));
+  await te.mine(1);
+  const quotes = [];
+  for (const u of users) quotes.push((await withdraw(te.engine.relay, u, await te.node.outsideAddress(), "0.1")).quote);
+  const r = await te.engine.payouts.flush();
+  t.same(r, { batches: 1 }, "one batch");
+  const state = await te.engine.payouts.state();
+  const batch = Object.values(state.batches)[0]!;
+  t.equal(batch.ids.length, 10);
+  const decoded = await te.node.rpc<{ vout: unknown[] }>("decoderawtransaction", [batch.hex]);
+  t.equal(decoded.vout.length, 11, "ten payouts and one change output");
+  const quoted = quotes.reduce((s, q) => s + q.fee, 0n);
+  t.ok(batch.fee < quoted, `the batch paid ${batch.fee} sats where ten single payouts were quoted ${quoted}: ${quoted - batch.fee} saved`);
+  await settle(te);
+  let charged = 0n;
+  for (const [i, u] of users.entries()) {
+    const st = await te.engine.registry.send(u, "state", {});
+    if (isRefusal(st)) throw new Error(st.message);
+    const w = st.withdrawals[quotes[i]!.id]!;
+    t.ok(w.status === "sent" && w.fee! <= quotes[i]!.fee, `user ${i} charged ${w.fee} ≤ quoted ${quotes[i]!.fee}`);
+    charged += w.fee!;
+  }
+  t.equal(charged, batch.fee, "the shares add up to the fee paid");
+});
