@@ -26,11 +26,12 @@ const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
 export class ChequeService implements ChequePort, TransferSink {
   readonly #o: ChequeServiceOptions;
   readonly #ref: Ref<ChequeCommand>;
+  readonly #paying = new Set<Promise<unknown>>();
 
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
     const log = o.log.child({ actor: "cheques" });
-    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start")) }), {
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start"))) }), {
       onCrash: (r) => {
         log.error({ err: r.error }, "cheque book crashed; replaying its journal");
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
@@ -75,8 +76,18 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#ask<{ resent: number }>((reply) => ({ type: "resume", reply }));
   }
 
+  /** Resolves when no cheque payout is being delivered (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.#paying.size > 0) await Promise.all([...this.#paying]);
+  }
+
   async escrow(): Promise<bigint> {
     return escrowOf(await this.#ask<ChequeState>((reply) => ({ type: "state", reply })));
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#paying.add(p);
+    void p.finally(() => this.#paying.delete(p));
   }
 
   async #pay(hash: string, payee: string, amount: bigint): Promise<void> {
