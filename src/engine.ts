@@ -15,6 +15,7 @@ import type { EngineStorage } from "./storage.ts";
 import { NodeGateway } from "./actors/node.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
+import { assessSolvency, type SolvencyReport } from "./actors/solvency.ts";
 
 export interface EngineOptions {
   config: Config;
@@ -137,6 +138,12 @@ export class Engine {
       total.wallets++;
     }
     return total;
+  }
+
+  /** Liabilities against the node wallet's balances (see solvency.ts). */
+  async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
+    const [liabilities, node, payouts] = await Promise.all([this.liabilities(), this.node.balances(), this.payouts.state()]);
+    return assessSolvency({ liabilities, node, payouts, toleranceSats });
   }
 
   async #resumeOutboxes(): Promise<void> {

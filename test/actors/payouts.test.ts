@@ -130,3 +130,56 @@ t.test("ten withdrawals inside one batch window: one transaction, ten outputs, f
   }
   t.equal(charged, batch.fee, "the shares add up to the fee paid");
 });
+
+t.test("solvency holds through deposits and a payout in flight; coins taken behind the engine's back show as a hole", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "s", "0.6");
+  await te.poke();
+  let r = await te.engine.solvency();
+  t.ok(r.ok, "a pending deposit is covered by the node's unconfirmed balance");
+  await te.mine(1);
+  const { quote } = await withdraw(te.engine.relay, key, await te.node.outsideAddress(), "0.2");
+  await te.engine.payouts.flush();
+  r = await te.engine.solvency();
+  t.ok(r.ok, `a broadcast payout is not a hole (in flight: ${r.liabilities.inFlightPayouts} sats)`);
+  t.ok(r.liabilities.inFlightPayouts >= 20_000_000n + 1n && r.liabilities.inFlightPayouts <= 20_000_000n + quote.fee);
+  await settle(te);
+  r = await te.engine.solvency();
+  t.ok(r.ok && r.liabilities.inFlightPayouts === 0n, "settled");
+  // Someone with the node's keys spends its coins outside the engine.
+  const node = await te.node.rpc<{ mine: { trusted: number } }>("getbalances", [], "engine");
+  await te.node.rpc("send", [{ [await te.node.outsideAddress()]: Math.floor(node.mine.trusted * 0.9 * 1e8) / 1e8 }], "engine");
+  r = await te.engine.solvency();
+  t.notOk(r.ok, "the hole is seen");
+  t.match(r.reason, /exceed/);
+});
+
+t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old one, paid once, never charged above the quote", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "rbf", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const before = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const bumped = await te.engine.payouts.bump(before[0], 60n);
+  if (isRefusal(bumped)) throw new Error(bumped.message);
+  t.not(bumped.txid, before[1].txid, "a new txid");
+  t.ok(bumped.fee > before[1].fee, `fee ${before[1].fee} → ${bumped.fee} sats`);
+  const after = (await te.engine.payouts.state()).batches[before[0]]!;
+  t.equal(after.txid, bumped.txid, "the record follows the replacement");
+  t.same(after.replaced, [before[1].txid]);
+  await settle(te);
+  t.equal(await received(te, dest), 5_000_000n, "paid once");
+  const st = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  const w = st.withdrawals[quote.id]!;
+  t.equal(w.txid, bumped.txid, "the wallet knows the txid that confirmed");
+  t.equal(w.status, "sent");
+  t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}; the service paid the rest of the bump`);
+  t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
+});

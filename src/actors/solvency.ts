@@ -1,0 +1,45 @@
+// Solvency: what the engine owes (every wallet's available + pending + reserved, plus cheque escrow) against
+// what the node's wallet holds. Reservations whose payout already left the node (signed or broadcast, not yet
+// settled in the wallet) are counted as paid, so a payout in flight does not look like a hole.
+import type { PayoutState } from "./payout.messages.ts";
+
+export interface SolvencyReport {
+  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; inFlightPayouts: bigint; total: bigint; wallets: number };
+  node: { trusted: bigint; untrustedPending: bigint; immature: bigint };
+  /** What must be covered by confirmed (or our own change) coins: available + reserved − in flight + escrow. */
+  firm: bigint;
+  surplus: bigint;
+  ok: boolean;
+  reason?: string;
+  checkedAt: number;
+}
+
+export interface SolvencyInputs {
+  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; wallets: number };
+  node: { trusted: bigint; untrustedPending: bigint; immature: bigint };
+  payouts: PayoutState;
+  toleranceSats?: bigint;
+  now?: number;
+}
+
+export function assessSolvency(i: SolvencyInputs): SolvencyReport {
+  let inFlight = 0n;
+  for (const p of Object.values(i.payouts.payouts)) {
+    if (p.status === "signed" || p.status === "broadcast") inFlight += p.amount + (p.fee ?? p.quotedFee);
+  }
+  const l = i.liabilities;
+  const firm = l.available + l.reserved - inFlight + l.escrow;
+  const total = firm + l.pending;
+  const tolerance = i.toleranceSats ?? 0n;
+  const surplus = i.node.trusted + i.node.untrustedPending - total;
+  let reason: string | undefined;
+  if (firm > i.node.trusted + tolerance) {
+    reason = `the wallets' firm balances (${firm} sats) exceed the node's trusted balance (${i.node.trusted} sats) by ${firm - i.node.trusted} sats`;
+  } else if (total > i.node.trusted + i.node.untrustedPending + tolerance) {
+    reason = `all liabilities (${total} sats) exceed everything the node holds (${i.node.trusted + i.node.untrustedPending} sats)`;
+  }
+  return {
+    liabilities: { ...l, inFlightPayouts: inFlight, total },
+    node: i.node, firm, surplus, ok: reason === undefined, ...(reason ? { reason } : {}), checkedAt: i.now ?? Date.now(),
+  };
+}
