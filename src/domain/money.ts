@@ -41,6 +41,9 @@ export function parseAmount(input: string): bigint | Refusal {
       return refuse("bad_amount", "Bitcoin has at most 8 decimal places (1 satoshi = 0.00000001 BTC).");
     }
   }
+  if (sats === undefined && /^\d{9,}(\.\d*)?(\s*(btc|₿|sats?|satoshis?))?$/.test(text)) {
+    return refuse("bad_amount", "That is more bitcoin than will ever exist.");
+  }
   if (sats === undefined) return refuse("bad_amount", "That is not an amount. Write it like 0.001 BTC or 100000 sats.");
   if (sats === 0n) return refuse("bad_amount", "The amount must be more than zero.");
   if (sats > MAX_SATS) return refuse("bad_amount", "That is more bitcoin than will ever exist.");
