@@ -1,0 +1,53 @@
+// The operators' audit log: append-only, in the encrypted store (sealed like everything else), numbered so it
+// reads in order. An entry is written before the action runs and its outcome after, so an action that
+// crashed midway still shows that it was attempted.
+import type { EncryptedStore } from "../../store/db.ts";
+
+export interface AuditEntry {
+  seq: number;
+  at: number;
+  operator: string;
+  action: string;
+  target: string;
+  reason: string;
+  outcome?: string;
+}
+
+const NS = "audit";
+const key = (seq: number) => String(seq).padStart(12, "0");
+
+export class AuditLog {
+  #next: number | undefined;
+  #chain = Promise.resolve();
+
+  constructor(private readonly store: EncryptedStore) {}
+
+  /** Appends an entry; entries are never overwritten. */
+  append(e: Omit<AuditEntry, "seq" | "at">): Promise<AuditEntry> {
+    const run = this.#chain.then(async () => {
+      if (this.#next === undefined) {
+        let last = 0;
+        for await (const k of this.store.keys(NS, { reverse: true, limit: 1 })) last = Number(k);
+        this.#next = last + 1;
+      }
+      const entry: AuditEntry = { ...e, seq: this.#next, at: Date.now() };
+      if ((await this.store.get(NS, key(entry.seq))) !== undefined) throw new Error(`audit entry ${entry.seq} exists; refusing to overwrite it`);
+      await this.store.put(NS, key(entry.seq), entry);
+      this.#next++;
+      return entry;
+    });
+    this.#chain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  /** Records how an appended action ended (a second record, so the first is never rewritten). */
+  outcome(entry: AuditEntry, outcome: string): Promise<AuditEntry> {
+    return this.append({ operator: entry.operator, action: `${entry.action}:outcome`, target: entry.target, reason: `#${entry.seq}`, outcome });
+  }
+
+  async list(limit = 100, before?: number): Promise<AuditEntry[]> {
+    const out: AuditEntry[] = [];
+    for await (const [, v] of this.store.iterate<AuditEntry>(NS, { reverse: true, limit, ...(before ? { lt: key(before) } : {}) })) out.push(v);
+    return out;
+  }
+}

@@ -1,0 +1,87 @@
+// The engine behind the admin edge: read views (bigints as decimal strings, chat handles removed) and the
+// operator actions, each a message to the actor that owns the state — the admin edge adds no rule.
+import type { Engine } from "../../engine.ts";
+import { isRefusal, refuse } from "../../domain/refusals.ts";
+import type { AdminPort, Json } from "./port.ts";
+
+/** bigint → decimal string, recursively; drops undefined. */
+export function toJson(v: unknown): Json {
+  if (typeof v === "bigint") return v.toString();
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v && typeof v === "object") {
+    const out: Record<string, Json> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toJson(x);
+    return out;
+  }
+  return (v ?? null) as Json;
+}
+
+export function enginePort(e: Engine): AdminPort {
+  return {
+    async health() {
+      return { ok: e.node.state === "ready", node: e.node.state, network: e.config.network };
+    },
+    async node() {
+      const info = await e.node.blockchainInfo().catch(() => undefined);
+      const balances = await e.node.balances().catch(() => undefined);
+      return toJson({ chain: info?.chain, tip: info?.blocks, tipHash: info?.bestblockhash, medianTime: info?.mediantime, balances, actor: e.node.snapshot(), watcher: { ...e.watcher.stats, cursor: e.watcher.cursor } });
+    },
+    actors() {
+      return toJson({ wallets: e.registry.stats, busiest: e.registry.busiest(), journal: e.storage.journal.stats, courier: e.courier.stats, payouts: e.payouts.stats });
+    },
+    async wallet(userKey, page) {
+      const st = await e.registry.send(userKey, "state", {});
+      if (isRefusal(st)) return st;
+      if (!st.opened) return refuse("not_found", `no wallet ${userKey}`);
+      const { chatHandle: _never, history, ...rest } = st;
+      const size = 20;
+      const newest = [...history].reverse();
+      return toJson({ ...rest, history: { page, pages: Math.max(1, Math.ceil(newest.length / size)), entries: newest.slice(page * size, page * size + size) } });
+    },
+    async solvency() {
+      return toJson({ ...(await e.solvency()), payoutsPaused: e.payouts.paused ?? null });
+    },
+    async deposits(status) {
+      return toJson({ deposits: await e.watcher.listDeposits(status as never) });
+    },
+    async payouts(status) {
+      const s = await e.payouts.state();
+      const batches = Object.entries(s.batches).filter(([, b]) => !status || b.status === status).map(([id, b]) => ({ id, ...b, hex: undefined }));
+      const payouts = Object.entries(s.payouts).filter(([, p]) => !status || p.status === status).map(([id, p]) => ({ id, ...p }));
+      return toJson({ batches, payouts });
+    },
+    async metrics() {
+      const r = e.registry.stats, j = e.storage.journal.stats, n = e.node.snapshot(), w = e.watcher.stats, p = e.payouts.stats;
+      const lines: Array<[string, string, number | bigint]> = [
+        ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
+        ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
+        ["runigun_wallets_stopped_after_crashes_total", "counter", r.stoppedAfterCrashes], ["runigun_wallet_commands_in_flight", "gauge", r.inFlight],
+        ["runigun_journal_batches_total", "counter", j.batches], ["runigun_journal_events_total", "counter", j.events],
+        ["runigun_journal_last_commit_ms", "gauge", j.lastCommitMs], ["runigun_journal_snapshot_failures_total", "counter", j.snapshotFailures],
+        ["runigun_node_ready", "gauge", n.state === "ready" ? 1 : 0], ["runigun_node_queue", "gauge", n.queue], ["runigun_node_calls_total", "counter", n.calls],
+        ["runigun_node_errors_total", "counter", n.errors], ["runigun_deposit_pool_addresses", "gauge", n.addressPool],
+        ["runigun_chain_height", "gauge", w.height], ["runigun_deposits_credited_total", "counter", w.credited], ["runigun_deposits_confirmed_total", "counter", w.confirmed],
+        ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_payout_batches_total", "counter", p.batches],
+        ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
+        ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+      ];
+      return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Number(v.toFixed(3)) : v}`).join("\n") + "\n";
+    },
+    async freeze(userKey, reason, operator) {
+      const r = await e.registry.send(userKey, "freeze", { reason, by: operator });
+      return isRefusal(r) ? r : toJson(r);
+    },
+    async unfreeze(userKey, operator) {
+      const r = await e.registry.send(userKey, "unfreeze", { by: operator });
+      return isRefusal(r) ? r : toJson(r);
+    },
+    async bumpPayout(batch, feeRate) {
+      const r = await e.payouts.bump(batch, feeRate);
+      return isRefusal(r) ? r : toJson(r);
+    },
+    async rescanFrom(height) {
+      await e.watcher.rescanFrom(height);
+      return toJson({ rescannedFrom: height, cursor: e.watcher.cursor });
+    },
+  };
+}

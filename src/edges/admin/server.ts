@@ -1,0 +1,191 @@
+// The admin edge: HTTPS on the VPN address only, two factors on every request — a client certificate from the
+// operators' CA (checked by TLS itself, then by fingerprint against the allowlist) and a one-time TOTP code.
+// One plugin per resource, JSON schemas on every route, OpenAPI at /openapi.json, and every operator action
+// written to the encrypted audit log before it runs.
+import type { TLSSocket } from "node:tls";
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from "fastify";
+import rateLimit from "@fastify/rate-limit";
+import { Type } from "@sinclair/typebox";
+import type { Config } from "../../config.ts";
+import { isLoopback } from "../../config.ts";
+import type { Logger } from "../../log.ts";
+import { isRefusal, type Refusal } from "../../domain/refusals.ts";
+import type { AuditLog } from "./audit.ts";
+import type { Operator, OperatorStore } from "./operators.ts";
+import type { AdminPort } from "./port.ts";
+
+export interface AdminOptions {
+  config: Config;
+  log: Logger;
+  tls: { key: string; cert: string; ca: string };
+  operators: OperatorStore;
+  audit: AuditLog;
+  port: AdminPort;
+  /** Requests per minute per operator. */
+  rateLimit?: number;
+  /** The clock TOTP steps are read from (tests move it; each code is good for one request). */
+  clock?: () => number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    operator?: Operator;
+  }
+}
+
+const UserKey = Type.String({ pattern: "^u_[A-Za-z0-9_-]{10,64}$" });
+const Reason = Type.String({ minLength: 3, maxLength: 500 });
+const AnyObject = Type.Object({}, { additionalProperties: true });
+const Status = Type.Optional(Type.String({ pattern: "^[a-z_]{1,20}$" }));
+
+function fingerprintOf(req: FastifyRequest): string | undefined {
+  const cert = (req.raw.socket as TLSSocket).getPeerCertificate?.();
+  return cert?.fingerprint256 ? cert.fingerprint256.replace(/:/g, "").toLowerCase() : undefined;
+}
+
+export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    https: { key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" },
+    bodyLimit: 16 * 1024,
+  });
+  const log = o.log.child({ edge: "admin" });
+  const routes: Array<{ method: string; url: string; schema?: unknown }> = [];
+  app.addHook("onRoute", (r) => {
+    for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url, schema: r.schema });
+  });
+
+  await app.register(rateLimit, {
+    max: o.rateLimit ?? 120,
+    timeWindow: 60_000,
+    keyGenerator: (req) => fingerprintOf(req) ?? req.ip,
+  });
+
+  // Both factors, on every request. TLS already refused anyone without a certificate from the operators' CA.
+  app.addHook("onRequest", async (req, reply) => {
+    const fp = fingerprintOf(req);
+    const op = fp ? await o.operators.get(fp) : undefined;
+    if (!op || op.revoked) {
+      log.warn({ fingerprint: fp?.slice(0, 16) }, "admin request with an unknown or revoked certificate");
+      return reply.code(401).send({ error: "this certificate is not (or no longer) an operator's" });
+    }
+    const why = await o.operators.checkTotp(op, req.headers["x-totp"] as string | undefined, (o.clock ?? Date.now)());
+    if (why) {
+      log.warn({ operator: op.name }, "admin request refused: TOTP");
+      return reply.code(401).send({ error: why });
+    }
+    req.operator = op;
+  });
+
+  const send = (r: unknown | Refusal) => (isRefusal(r) ? { error: r.message, code: r.code } : r);
+
+  const reads: FastifyPluginAsync = async (f) => {
+    f.get("/health", { schema: { response: { 200: AnyObject } } }, () => o.port.health());
+    f.get("/node", { schema: { response: { 200: AnyObject } } }, () => o.port.node());
+    f.get("/actors", { schema: { response: { 200: AnyObject } } }, () => o.port.actors());
+    f.get("/solvency", { schema: { response: { 200: AnyObject } } }, () => o.port.solvency());
+    f.get("/wallets/:userKey", {
+      schema: { params: Type.Object({ userKey: UserKey }), querystring: Type.Object({ page: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })) }) },
+    }, async (req, reply) => {
+      const { userKey } = req.params as { userKey: string };
+      const r = await o.port.wallet(userKey, (req.query as { page?: number }).page ?? 0);
+      if (isRefusal(r)) return reply.code(404).send(send(r));
+      return r;
+    });
+    f.get("/deposits", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.deposits((req.query as { status?: string }).status));
+    f.get("/payouts", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.payouts((req.query as { status?: string }).status));
+    f.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(await o.port.metrics()));
+    f.get("/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }) } },
+      async (req) => ({ entries: await o.audit.list((req.query as { limit?: number }).limit ?? 100) }));
+  };
+
+  /** Runs an operator action: audited first, then done, then its outcome audited. */
+  const act = async (req: FastifyRequest, action: string, target: string, reason: string, run: () => Promise<unknown>) => {
+    const entry = await o.audit.append({ operator: req.operator!.name, action, target, reason });
+    log.info({ operator: req.operator!.name, action, target }, "operator action");
+    try {
+      const r = await run();
+      await o.audit.outcome(entry, isRefusal(r) ? `refused: ${r.message}` : "done");
+      return r;
+    } catch (e) {
+      await o.audit.outcome(entry, `failed: ${(e as Error).message}`);
+      throw e;
+    }
+  };
+
+  const actions: FastifyPluginAsync = async (f) => {
+    f.post("/wallets/:userKey/freeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
+      async (req, reply) => {
+        const { userKey } = req.params as { userKey: string };
+        const { reason } = req.body as { reason: string };
+        const r = await act(req, "freeze", userKey, reason, () => o.port.freeze(userKey, reason, req.operator!.name));
+        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+      });
+    f.post("/wallets/:userKey/unfreeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
+      async (req, reply) => {
+        const { userKey } = req.params as { userKey: string };
+        const r = await act(req, "unfreeze", userKey, (req.body as { reason: string }).reason, () => o.port.unfreeze(userKey, req.operator!.name));
+        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+      });
+    f.post("/payouts/:batch/bump", {
+      schema: { params: Type.Object({ batch: Type.String({ pattern: "^b\\d{1,12}$" }) }), body: Type.Object({ feeRateSatVb: Type.Integer({ minimum: 1, maximum: 10_000 }), reason: Reason }, { additionalProperties: false }) },
+    }, async (req, reply) => {
+      const { batch } = req.params as { batch: string };
+      const body = req.body as { feeRateSatVb: number; reason: string };
+      const r = await act(req, "bump-fee", batch, body.reason, () => o.port.bumpPayout(batch, BigInt(body.feeRateSatVb)));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
+    f.post("/deposits/rescan", { schema: { body: Type.Object({ height: Type.Integer({ minimum: 0, maximum: 10_000_000 }), reason: Reason }, { additionalProperties: false }) } },
+      async (req, reply) => {
+        const body = req.body as { height: number; reason: string };
+        const r = await act(req, "rescan", String(body.height), body.reason, () => o.port.rescanFrom(body.height));
+        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+      });
+  };
+
+  await app.register(reads);
+  await app.register(actions);
+  app.get("/openapi.json", () => openApi(routes));
+  app.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, _req, reply) => {
+    if (err.validation) return reply.code(400).send({ error: `bad request: ${err.message}` });
+    if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
+    log.error({ err: err.message }, "admin request failed");
+    return reply.code(500).send({ error: "internal error; nothing was changed by this request" });
+  });
+  return app;
+}
+
+/** Listens on the configured VPN address only (validated in config; checked again here). */
+export async function listenAdmin(app: FastifyInstance, config: Config): Promise<number> {
+  const host = config.admin.host;
+  if (host === "0.0.0.0" || host === "::" || (!isLoopback(host) && config.admin.vpnCidrs.length === 0)) {
+    throw Object.assign(new Error(`admin.host ${host} is not a VPN or loopback address`), { code: "config_invalid" });
+  }
+  await app.listen({ host, port: config.admin.port });
+  return (app.server.address() as { port: number }).port;
+}
+
+function openApi(routes: Array<{ method: string; url: string; schema?: unknown }>) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:(\w+)/g, "{$1}");
+    const s = (r.schema ?? {}) as { params?: { properties?: Record<string, unknown> }; querystring?: { properties?: Record<string, unknown> }; body?: unknown };
+    const parameters = [
+      ...Object.entries(s.params?.properties ?? {}).map(([name, schema]) => ({ name, in: "path", required: true, schema })),
+      ...Object.entries(s.querystring?.properties ?? {}).map(([name, schema]) => ({ name, in: "query", schema })),
+      { name: "X-TOTP", in: "header", required: true, schema: { type: "string", pattern: "^\\d{6}$" } },
+    ];
+    (paths[path] ??= {})[r.method.toLowerCase()] = {
+      parameters,
+      ...(s.body ? { requestBody: { required: true, content: { "application/json": { schema: s.body } } } } : {}),
+      responses: { 200: { description: "ok" }, 401: { description: "missing or wrong second factor" } },
+    };
+  }
+  return {
+    openapi: "3.0.3",
+    info: { title: "RunIGun admin edge", version: "1" },
+    components: { securitySchemes: { clientCertificate: { type: "mutualTLS" }, totp: { type: "apiKey", in: "header", name: "X-TOTP" } } },
+    security: [{ clientCertificate: [], totp: [] }],
+    paths,
+  };
+}

@@ -1,0 +1,104 @@
+// The admin edge over real TLS on 127.0.0.1: both factors on every request, audited actions, and a freeze
+// that stops money going out. The engine behind it is the real one on a regtest node.
+import t from "tap";
+import { request } from "node:https";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { startTestEngine } from "../support/engine.ts";
+import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
+import { OperatorStore, addOperator, totpFor } from "../../src/edges/admin/operators.ts";
+import { AuditLog } from "../../src/edges/admin/audit.ts";
+import { createCA, ensurePki, issue, readPem, type Pem } from "../../src/tls/certs.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+
+interface Res { status: number; body: string }
+
+function call(port: number, ca: string, path: string, o: { client?: Pem; totp?: string; method?: string; body?: unknown } = {}): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const body = o.body === undefined ? undefined : JSON.stringify(o.body);
+    const req = request({
+      host: "127.0.0.1", port, path, method: o.method ?? "GET", ca, servername: "localhost",
+      ...(o.client ? { key: o.client.key, cert: o.client.cert } : {}),
+      headers: { ...(o.totp ? { "x-totp": o.totp } : {}), ...(body ? { "content-type": "application/json" } : {}) },
+    }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+t.test("admin edge: certificate and TOTP on every request; audited actions; a freeze stops withdrawals", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const pki = t.testdir();
+  await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const store = te.engine.storage.store;
+  const operators = new OperatorStore(store);
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  t.ok(readFileSync(join(alice.dir, "alice-totp.png")).subarray(1, 4).toString() === "PNG", "a QR code of the otpauth URI");
+  t.match(alice.uri, /^otpauth:\/\/totp\/RunIGun:alice\?/);
+  const audit = new AuditLog(store);
+  let now = Date.now();
+  const server = readPem(pki, "admin-server");
+  const app = await buildAdmin({ config: te.config, log: silentLogger, tls: { ...server, ca: readPem(pki, "operators-ca").cert }, operators, audit, port: enginePort(te.engine), clock: () => now });
+  const port = await listenAdmin(app, te.config);
+  t.teardown(() => app.close());
+  const ca = readPem(pki, "operators-ca").cert;
+  const cert = readPem(join(pki, "operators"), "alice");
+  const op = (await operators.get(alice.fingerprint))!;
+  /** A fresh code for the next 30-second step (each code is good once). */
+  const code = () => {
+    now += 30_000;
+    return totpFor(op).generate({ timestamp: now });
+  };
+
+  await t.rejects(call(port, ca, "/health"), "no client certificate: the TLS handshake is refused");
+  const stranger = await issue(await createCA("someone else"), { name: "mallory", kind: "client" });
+  await t.rejects(call(port, ca, "/health", { client: stranger, totp: code() }), "a certificate from another CA is refused by TLS");
+  t.equal((await call(port, ca, "/health", { client: cert })).status, 401, "certificate without TOTP");
+  t.equal((await call(port, ca, "/health", { client: cert, totp: "123456" })).status, 401, "wrong TOTP");
+  const good = code();
+  t.equal((await call(port, ca, "/health", { client: cert, totp: good })).status, 200, "both factors");
+  const replay = await call(port, ca, "/health", { client: cert, totp: good });
+  t.equal(replay.status, 401, "the same code again is refused");
+  t.match(replay.body, /already used/);
+
+  const userKey = "u_frozenwallet0001";
+  await te.engine.relay.start(userKey);
+  await te.engine.registry.send(userKey, "receive_transfer", { id: "seed", from: "u_bank", amount: 1_000_000n });
+  const frozen = await call(port, ca, `/wallets/${userKey}/freeze`, { client: cert, totp: code(), method: "POST", body: { reason: "suspicious login reported by the user" } });
+  t.equal(frozen.status, 200, frozen.body);
+  const q = await te.engine.relay.quoteWithdrawal(userKey, await te.node.outsideAddress(), "0.001");
+  t.ok(isRefusal(q) && q.code === "frozen" && /frozen by an operator/.test(q.message), "withdrawals are refused with a clear message");
+  const wallet = await call(port, ca, `/wallets/${userKey}`, { client: cert, totp: code() });
+  t.equal(wallet.status, 200);
+  t.match(JSON.parse(wallet.body), { frozen: { reason: "suspicious login reported by the user", by: "alice" }, available: "1000000" });
+  t.notMatch(wallet.body, /chatHandle/, "never a chat handle");
+  t.equal((await call(port, ca, "/wallets/not-a-key", { client: cert, totp: code() })).status, 400, "bad input is refused by the schema");
+  t.equal((await call(port, ca, `/wallets/${userKey}/freeze`, { client: cert, totp: code(), method: "POST", body: { reason: "x" } })).status, 400, "a reason is required");
+  const log = JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as { entries: Array<{ operator: string; action: string; reason: string; outcome?: string }> };
+  t.match(log.entries.find((e) => e.action === "freeze"), { operator: "alice", reason: "suspicious login reported by the user" });
+  t.match(log.entries.find((e) => e.action === "freeze:outcome"), { outcome: "done" });
+  const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };
+  t.ok(api.paths["/wallets/{userKey}/freeze"] && api.paths["/solvency"], "OpenAPI lists the routes");
+  const metrics = await call(port, ca, "/metrics", { client: cert, totp: code() });
+  t.match(metrics.body, /runigun_wallets_resident \d+/);
+  const solvency = JSON.parse((await call(port, ca, "/solvency", { client: cert, totp: code() })).body) as { ok: boolean };
+  t.equal(typeof solvency.ok, "boolean");
+  t.equal((await call(port, ca, "/node", { client: cert, totp: code() })).status, 200);
+
+  await operators.revoke("alice");
+  t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");
+
+  await te.engine.storage.journal.flushed();
+  const bytes = Buffer.concat(readdirSync(join(te.dataPath, "store")).map((f) => readFileSync(join(te.dataPath, "store", f))));
+  t.equal(bytes.indexOf("suspicious login reported"), -1, "the audit log is encrypted on disk");
+  t.equal(bytes.indexOf(op.totpSecret), -1, "so are the operators' TOTP secrets");
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "0.0.0.0" } }), /not a loopback or VPN address/, "a non-VPN bind is refused at config validation");
+});
