@@ -72,10 +72,12 @@ export async function runAllInOne(): Promise<number> {
     ...(telegram ? { transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual" as const } : {}),
   });
   await edge.start();
+  const admin = config.admin.enabled ? await (await import("./split.ts")).startAdmin(config, app.engine, log) : undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
     out.write("\nstopping…\n");
     await edge.stop();
+    await admin?.app.close();
     await app.stop();
     out.write("stopped (bitcoind included).\n");
   })());
@@ -85,7 +87,7 @@ export async function runAllInOne(): Promise<number> {
     app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RunIGun)` : `  bitcoind:    ${config.node.rpcUrl}`,
     token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
     token ? "" : `  logs:        ${logFile}`,
-    `  admin edge:  not built yet (the admin edge issue); nothing listens on the network`,
+    admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME\`)` : "  admin edge:  off",
     "",
   ].filter((l) => l !== "").join("\n") + "\n\n");
   const signals = new Promise<void>((resolve) => {

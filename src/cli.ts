@@ -17,6 +17,9 @@ Commands:
   keys rotate           Add a new master key and re-encrypt the whole store under it (resumable).
   keys operator add NAME
                         Provision an operator: client certificate + key, TOTP secret and QR code.
+  keys operator revoke NAME
+                        Refuse an operator from now on, whatever certificate they hold.
+  keys pki              Create the operators' CA, the internal CA and the engine's certificates.
   backup                Take an online, verified snapshot of the store.
   restore ARCHIVE [SEGMENTS_DIR]
                         Restore a snapshot (+ journal segments) into an empty data directory.
@@ -65,8 +68,9 @@ export async function main(argv: string[]): Promise<number> {
       case "simulate":
         return await (await import("./app.ts")).runSimulate(rest);
       case "engine":
+        return await (await import("./split.ts")).runEngineOnly();
       case "bot":
-        return notYet(command, "the split deployment (issue 7: admin edge and split deployment)");
+        return await (await import("./split.ts")).runBotOnly();
       case "backup":
       case "restore":
         return notYet(command, "backups and restore (issue 10: business continuity)");

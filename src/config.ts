@@ -17,6 +17,8 @@ export const ConfigSchema = Obj(
   {
     network: Type.Union([Type.Literal("regtest"), Type.Literal("signet"), Type.Literal("mainnet")]),
     dataDir: Type.String({ minLength: 1 }),
+    /** Certificates and keys of the two private CAs; empty means <dataDir>/pki. */
+    pkiDir: Type.String(),
     log: Obj({ level: Type.Union(["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l))) }),
     store: Obj({ sync: Type.Boolean() }),
     identity: Obj({
@@ -91,6 +93,8 @@ export interface Config extends ConfigFile {
   secrets: Secrets;
   /** Absolute path of dataDir. */
   dataPath: string;
+  /** Absolute path of the PKI directory. */
+  pkiPath: string;
 }
 
 export class ConfigError extends Error {
@@ -141,7 +145,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const file = validate(merged);
   checkBindAddresses(file);
   const secrets = readSecrets(env);
-  return Object.freeze({ ...file, secrets, dataPath: resolve(opts.cwd ?? process.cwd(), file.dataDir) });
+  const dataPath = resolve(opts.cwd ?? process.cwd(), file.dataDir);
+  return Object.freeze({ ...file, secrets, dataPath, pkiPath: file.pkiDir ? resolve(opts.cwd ?? process.cwd(), file.pkiDir) : join(dataPath, "pki") });
 }
 
 function validate(value: Json): ConfigFile {

@@ -7,6 +7,10 @@ import { EncryptedStore } from "./store/db.ts";
 import { rotateStore } from "./store/rotate.ts";
 import { SetupError } from "./secrets.ts";
 import { join } from "node:path";
+import { createLogger } from "./log.ts";
+import { loadSecrets } from "./secrets.ts";
+import { ensurePki } from "./tls/certs.ts";
+import { OperatorStore, addOperator } from "./edges/admin/operators.ts";
 
 export async function runKeys(args: string[], opts: { out?: string | undefined }): Promise<number> {
   const [what, ...rest] = args;
@@ -41,11 +45,35 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       }
       return 0;
     }
-    case "operator":
-      process.stderr.write("runigun keys operator: not built yet — it arrives with the admin edge issue. Nothing was done.\n");
-      return 3;
+    case "pki": {
+      const config = loadConfig();
+      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+      say(`certificates in ${config.pkiPath}: operators-ca, internal-ca, admin-server, internal-server, bot-client (keys 0600)`);
+      return 0;
+    }
+    case "operator": {
+      const [verb, name] = rest;
+      if ((verb !== "add" && verb !== "revoke") || !name) throw new SetupError("usage: runigun keys operator add|revoke NAME");
+      const config = loadConfig();
+      const secrets = loadSecrets(config, createLogger({ level: "warn" }));
+      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+      const store = await EncryptedStore.open({ path: join(config.dataPath, "store"), keyring: secrets.keyring });
+      try {
+        const operators = new OperatorStore(store);
+        if (verb === "revoke") {
+          say((await operators.revoke(name)) ? `operator ${name} revoked` : `no active operator ${name}`);
+          return 0;
+        }
+        const op = await addOperator({ pkiDir: config.pkiPath, store: operators, name });
+        say(`operator ${name}: certificate and key in ${op.dir} (${name}.crt, ${name}.key); TOTP QR code ${name}-totp.png, URI in ${name}.otpauth.`);
+        say(`certificate fingerprint (sha256): ${op.fingerprint}. Hand these over offline; every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
+      } finally {
+        await store.close();
+      }
+      return 0;
+    }
     default:
-      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | operator add NAME\n");
+      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|revoke NAME\n");
       return 2;
   }
 }

@@ -36,9 +36,9 @@ function devFile(path: string, bytes: number, log: Logger, what: string): string
 }
 
 export function loadSecrets(config: Config, log: Logger): EngineSecrets {
+  const { pepper, handleKey } = loadEdgeSecrets(config, log);
   const s = config.secrets;
   const dev = config.network === "regtest";
-  mkdirSync(config.dataPath, { recursive: true, mode: 0o700 });
   let keyFile = s.masterKeyFile;
   if (!keyFile && !s.masterKey) {
     if (!dev) throw new SetupError("no master key: set RUNIGUN_MASTER_KEY_FILE (create one with `runigun keys generate --out FILE`)");
@@ -49,11 +49,19 @@ export function loadSecrets(config: Config, log: Logger): EngineSecrets {
     }
   }
   const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}) });
+  return { keyring, pepper, handleKey };
+}
+
+/** The Telegram edge's own secrets (all the bot process needs in the split shape): pepper and handle key. */
+export function loadEdgeSecrets(config: Config, log: Logger): Omit<EngineSecrets, "keyring"> {
+  const s = config.secrets;
+  const dev = config.network === "regtest";
+  mkdirSync(config.dataPath, { recursive: true, mode: 0o700 });
   const pepperFile = s.pepperFile ?? (dev && !s.pepper ? devFile(join(config.dataPath, "pepper"), 32, log, "identity pepper") : undefined);
   const pepper = hexSecret("pepper", pepperFile, s.pepper, 16);
   if (!pepper) throw new SetupError("no identity pepper: set RUNIGUN_PEPPER_FILE (create one with `runigun keys pepper --out FILE`)");
   const edgeFile = s.edgeKeyFile ?? (dev && !s.edgeKey ? devFile(join(config.dataPath, "edge.key"), 32, log, "edge handle key") : undefined);
   const handleKey = hexSecret("edge key", edgeFile, s.edgeKey, 32);
   if (!handleKey) throw new SetupError("no edge key: set RUNIGUN_EDGE_KEY_FILE (create one with `runigun keys pepper --out FILE`)");
-  return { keyring, pepper, handleKey: handleKey.subarray(0, 32) };
+  return { pepper, handleKey: handleKey.subarray(0, 32) };
 }

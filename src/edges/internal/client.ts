@@ -1,0 +1,125 @@
+// RemoteRelay: the Relay interface over the internal API (mutual TLS), so the Telegram edge cannot tell whether
+// the engine is in its process or behind a local TLS link.
+import { Agent, request } from "node:https";
+import type { Logger } from "../../log.ts";
+import { refuse } from "../../domain/refusals.ts";
+import type { Notification, Relay } from "../../relay.types.ts";
+import { decode, encode } from "../../store/codec.ts";
+import type { RelayMethod } from "./protocol.ts";
+
+export interface RemoteRelayOptions {
+  url: string;
+  tls: { key: string; cert: string; ca: string };
+  log: Logger;
+  timeoutMs?: number;
+}
+
+export class RemoteRelay implements Relay {
+  readonly #o: RemoteRelayOptions;
+  readonly #agent: Agent;
+  readonly #listeners = new Set<(n: Notification) => void>();
+  #info: ReturnType<Relay["info"]> = { network: "unknown", confirmations: 1, draining: false };
+  #closed = false;
+  #stream: import("node:http").ClientRequest | undefined;
+
+  private constructor(o: RemoteRelayOptions) {
+    this.#o = o;
+    this.#agent = new Agent({ keepAlive: true, key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, servername: "localhost", maxSockets: 64 });
+  }
+
+  /** Connects: reads the engine's facts and opens the notification stream. */
+  static async connect(o: RemoteRelayOptions): Promise<RemoteRelay> {
+    const r = new RemoteRelay(o);
+    r.#info = (await r.#send("GET", "/relay/info")) as ReturnType<Relay["info"]>;
+    r.#listen();
+    return r;
+  }
+
+  info() {
+    return this.#info;
+  }
+
+  start(userKey: string, chatHandle?: string) { return this.#call("start", userKey, chatHandle); }
+  balance(userKey: string) { return this.#call("balance", userKey); }
+  history(userKey: string, page: number, pageSize?: number) { return this.#call("history", userKey, page, pageSize); }
+  depositAddress(userKey: string) { return this.#call("depositAddress", userKey); }
+  quoteWithdrawal(userKey: string, address: string, amount: string) { return this.#call("quoteWithdrawal", userKey, address, amount); }
+  confirmWithdrawal(userKey: string, quoteId: string) { return this.#call("confirmWithdrawal", userKey, quoteId); }
+  cancelQuote(userKey: string, quoteId: string) { return this.#call("cancelQuote", userKey, quoteId); }
+  transfer(userKey: string, id: string, to: string, amount: string) { return this.#call("transfer", userKey, id, to, amount); }
+  createCheque(userKey: string, id: string, amount: string) { return this.#call("createCheque", userKey, id, amount); }
+  claimCheque(userKey: string, code: string) { return this.#call("claimCheque", userKey, code); }
+  revokeCheque(userKey: string, code: string) { return this.#call("revokeCheque", userKey, code); }
+
+  onNotification(listener: (n: Notification) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#stream?.destroy();
+    this.#agent.destroy();
+  }
+
+  // The engine's answer, or a refusal that says the engine could not be reached (nothing was moved by us).
+  #call<M extends RelayMethod>(method: M, ...args: Parameters<Relay[M]>): ReturnType<Relay[M]> {
+    const list: unknown[] = [...args];
+    while (list.length && list[list.length - 1] === undefined) list.pop();
+    return this.#send("POST", `/relay/${method}`, { args: list }).catch((e: unknown) => {
+      this.#o.log.warn({ method, err: (e as Error).message }, "engine unreachable");
+      return refuse("node_unavailable", "The wallet service is unreachable right now; try again in a minute.");
+    }) as ReturnType<Relay[M]>;
+  }
+
+  #send(method: string, path: string, body?: unknown): Promise<unknown> {
+    const url = new URL(path, this.#o.url);
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method, agent: this.#agent, timeout: this.#o.timeoutMs ?? 30_000, headers: body === undefined ? {} : { "content-type": "application/json" } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const buf = Buffer.concat(chunks);
+          if (res.statusCode !== 200) return reject(new Error(`engine answered ${res.statusCode}: ${buf.toString("utf8").slice(0, 200)}`));
+          try {
+            resolve(decode<{ result: unknown }>(buf).result);
+          } catch (e) {
+            reject(e);
+          }
+        });
+      });
+      req.on("timeout", () => req.destroy(new Error("the engine did not answer in time")));
+      req.on("error", reject);
+      req.end(body === undefined ? undefined : encode(body));
+    });
+  }
+
+  #listen(delay = 200): void {
+    if (this.#closed) return;
+    const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream" } }, (res) => {
+      let buffer = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        buffer += chunk;
+        let i;
+        while ((i = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, i);
+          buffer = buffer.slice(i + 2);
+          const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          if (!data) continue;
+          const n = decode<Notification>(Buffer.from(data));
+          for (const l of this.#listeners) l(n);
+        }
+      });
+      res.on("end", () => this.#retry(delay));
+    });
+    req.on("error", () => this.#retry(delay));
+    req.end();
+    this.#stream = req;
+  }
+
+  #retry(delay: number): void {
+    if (this.#closed) return;
+    setTimeout(() => this.#listen(Math.min(delay * 2, 5000)), delay).unref();
+  }
+}

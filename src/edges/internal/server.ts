@@ -1,0 +1,69 @@
+// The internal API edge (split shape): the engine's relay over HTTPS with client certificates from the internal
+// CA, on a local address only. It relays; it decides nothing.
+import type { ServerResponse } from "node:http";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Config } from "../../config.ts";
+import { isLoopback } from "../../config.ts";
+import type { Logger } from "../../log.ts";
+import type { Relay } from "../../relay.types.ts";
+import { decode, encode } from "../../store/codec.ts";
+import { RELAY_METHODS, checkArgs, type RelayMethod } from "./protocol.ts";
+
+export interface InternalEdgeOptions {
+  relay: Relay;
+  log: Logger;
+  tls: { key: string; cert: string; ca: string };
+}
+
+export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, https: { key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, bodyLimit: 64 * 1024 });
+  const log = o.log.child({ edge: "internal" });
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
+    try {
+      done(null, decode(body as Buffer));
+    } catch {
+      done(Object.assign(new Error("the body is not valid JSON"), { statusCode: 400 }), undefined);
+    }
+  });
+  app.post("/relay/:method", async (req, reply) => {
+    const method = (req.params as { method: string }).method;
+    if (!Object.hasOwn(RELAY_METHODS, method)) return reply.code(404).send({ error: `no relay method ${method}` });
+    const args = (req.body as { args?: unknown } | undefined)?.args;
+    const why = checkArgs(method as RelayMethod, args);
+    if (why) return reply.code(400).send({ error: why });
+    const fn = o.relay[method as RelayMethod] as (...a: unknown[]) => Promise<unknown>;
+    const result = await fn.apply(o.relay, args as unknown[]);
+    return reply.type("application/json").send(encode({ result }));
+  });
+  app.get("/relay/info", async (_req, reply) => reply.type("application/json").send(encode({ result: o.relay.info() })));
+  const streams = new Set<ServerResponse>();
+  const off = o.relay.onNotification((n) => {
+    const line = `data: ${encode(n).toString("utf8")}\n\n`;
+    for (const s of streams) s.write(line);
+  });
+  app.get("/relay/notifications", (req, reply) => {
+    reply.hijack();
+    reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    reply.raw.write(": connected\n\n");
+    streams.add(reply.raw);
+    req.raw.on("close", () => streams.delete(reply.raw));
+  });
+  app.addHook("onClose", async () => {
+    off();
+    for (const s of streams) s.end();
+  });
+  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+    if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
+    log.error({ err: err.message }, "internal relay call failed");
+    return reply.code(500).send({ error: "the engine failed this request; nothing was moved" });
+  });
+  return app;
+}
+
+export async function listenInternal(app: FastifyInstance, config: Config): Promise<number> {
+  if (!isLoopback(config.internal.host) && !config.admin.vpnCidrs.length) {
+    throw Object.assign(new Error(`internal.host ${config.internal.host} is not a local address`), { code: "config_invalid" });
+  }
+  await app.listen({ host: config.internal.host, port: config.internal.port });
+  return (app.server.address() as { port: number }).port;
+}

@@ -1,0 +1,71 @@
+// The split shape and the admin edge's start-up: `runigun engine` (actors + admin edge + internal TLS API,
+// no other port) and `runigun bot` (the Telegram edge, reaching the engine only through that API).
+import type { FastifyInstance } from "fastify";
+import { loadConfig, type Config } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
+import type { Engine } from "./engine.ts";
+import { startEngine } from "./app.ts";
+import { ensurePki, readPem } from "./tls/certs.ts";
+import { buildAdmin, listenAdmin } from "./edges/admin/server.ts";
+import { enginePort } from "./edges/admin/engine-port.ts";
+import { OperatorStore } from "./edges/admin/operators.ts";
+import { AuditLog } from "./edges/admin/audit.ts";
+import { buildInternalEdge, listenInternal } from "./edges/internal/server.ts";
+import { RemoteRelay } from "./edges/internal/client.ts";
+import { buildTelegramEdge } from "./edges/telegram/bot.ts";
+import { Identity } from "./store/identity.ts";
+import { loadEdgeSecrets, SetupError } from "./secrets.ts";
+
+/** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
+export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
+  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+  const app = await buildAdmin({
+    config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },
+    operators: new OperatorStore(engine.storage.store), audit: new AuditLog(engine.storage.store), port: enginePort(engine),
+  });
+  return { app, port: await listenAdmin(app, config) };
+}
+
+const signals = () => new Promise<void>((resolve) => {
+  process.once("SIGINT", resolve);
+  process.once("SIGTERM", resolve);
+});
+
+export async function runEngineOnly(): Promise<number> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.log.level });
+  const app = await startEngine(config, log);
+  const admin = config.admin.enabled ? await startAdmin(config, app.engine, log) : undefined;
+  const internal = await buildInternalEdge({ relay: app.engine.relay, log, tls: { ...readPem(config.pkiPath, "internal-server"), ca: readPem(config.pkiPath, "internal-ca").cert } });
+  const port = await listenInternal(internal, config);
+  log.info({ internal: `${config.internal.host}:${port}`, admin: admin ? `${config.admin.host}:${admin.port}` : "off" }, "engine ready (split shape)");
+  process.stdout.write(`engine ready: internal API https://${config.internal.host}:${port} (client certificates from ${config.pkiPath}/internal-ca)${admin ? `, admin edge https://${config.admin.host}:${admin.port}` : ""}\n`);
+  await signals();
+  await internal.close();
+  await admin?.app.close();
+  await app.stop();
+  return 0;
+}
+
+export async function runBotOnly(): Promise<number> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.log.level });
+  const token = config.secrets.telegramToken;
+  if (!token) throw new SetupError("runigun bot needs RUNIGUN_TELEGRAM_TOKEN (the local chat runs with `runigun start`)");
+  if (!config.internal.port) throw new SetupError("set internal.port (RUNIGUN_INTERNAL_PORT) to the engine's internal API port");
+  // The edge's own secrets: the pepper that turns Telegram ids into user keys, and the chat-handle key.
+  const secrets = loadEdgeSecrets(config, log);
+  const relay = await RemoteRelay.connect({
+    url: `https://${config.internal.host}:${config.internal.port}`, log,
+    tls: { ...readPem(config.pkiPath, "bot-client"), ca: readPem(config.pkiPath, "internal-ca").cert },
+  });
+  const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+  const edge = buildTelegramEdge({ token, config, relay, identity, handleKey: secrets.handleKey, log });
+  await edge.start();
+  process.stdout.write(`bot ready: @${edge.bot.botInfo.username} → engine https://${config.internal.host}:${config.internal.port}\n`);
+  await signals();
+  await edge.stop();
+  relay.close();
+  await identity.close();
+  return 0;
+}
