@@ -36,7 +36,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       // Resumable: if the current key has not finished rotating everything, carry on with it.
       const next = rest.includes("--resume") ? ring : ring.withNewKey();
       if (next !== ring) writeKeyRingFile(file, next);
-      const store = await EncryptedStore.open({ path: join(config.dataPath, "store"), keyring: next });
+      const store = await openStoreForKeys(join(config.dataPath, "store"), next);
       try {
         const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });
         say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current. Keep the old key until your backups made before now have expired.`);
@@ -57,7 +57,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       const config = loadConfig();
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
       await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
-      const store = await EncryptedStore.open({ path: join(config.dataPath, "store"), keyring: secrets.keyring });
+      const store = await openStoreForKeys(join(config.dataPath, "store"), secrets.keyring);
       try {
         const operators = new OperatorStore(store);
         if (verb === "revoke") {
@@ -75,5 +75,18 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     default:
       process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|revoke NAME\n");
       return 2;
+  }
+}
+
+/** The store, or a plain answer when a running engine holds it (LevelDB allows one process). */
+async function openStoreForKeys(path: string, keyring: import("./store/keyring.ts").KeyRing): Promise<EncryptedStore> {
+  try {
+    return await EncryptedStore.open({ path, keyring });
+  } catch (e) {
+    const cause = String((e as { cause?: unknown }).cause ?? "");
+    if ((e as { code?: string }).code === "LEVEL_DATABASE_NOT_OPEN" && /lock/i.test(cause)) {
+      throw new SetupError(`the store at ${path} is in use by a running engine; stop it (Ctrl-C) and run this again`);
+    }
+    throw e;
   }
 }

@@ -168,6 +168,13 @@ export class RegtestNode {
     const child = spawn(cmd.bitcoind[0]!, args, { stdio: "ignore" });
     this.#child = child;
     running.add(child);
+    // A reaper outside this process: if we die in a way that runs no exit hook (SIGKILL, a test runner's
+    // timeout), it kills the bitcoind we started instead of leaving it behind. It ends with either of us.
+    if (child.pid) {
+      spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done; kill -0 ${child.pid} 2>/dev/null && kill -9 ${child.pid}`], {
+        detached: true, stdio: "ignore",
+      }).unref();
+    }
     if (!exitHook) {
       exitHook = true;
       process.on("exit", stopAllRegtest);
