@@ -1,0 +1,211 @@
+// npm run bench — the engine's figures, each beside a raw baseline measured in the same run, as a ratio.
+// Writes bench/results.json and prints a table. Bounded loops; no assertion on time anywhere.
+// BENCH_SCALE (default 1) scales the populations; BENCH_ONLY=read,write,… runs a subset.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Level } from "level";
+import { ActorSystem, type Reply } from "../src/actors/runtime.ts";
+import { WalletRegistry } from "../src/actors/registry.ts";
+import { EncryptedStore } from "../src/store/db.ts";
+import { Journal } from "../src/store/journal.ts";
+import { KeyRing } from "../src/store/keyring.ts";
+import { walletProjection } from "../src/storage.ts";
+import { silentLogger } from "../src/log.ts";
+import { startTestEngine } from "../test/support/engine.ts";
+import { BotApiStandIn } from "../test/support/bot-api.ts";
+import { buildTelegramEdge } from "../src/edges/telegram/bot.ts";
+import { fmt, percentile, table, writeResults } from "./lib/report.ts";
+
+const scale = Number(process.env.BENCH_SCALE ?? 1);
+const only = process.env.BENCH_ONLY?.split(",");
+const want = (k: string) => !only || only.includes(k);
+const root = join(new URL("..", import.meta.url).pathname, ".cache", "bench", `all-${process.pid}`);
+mkdirSync(root, { recursive: true });
+const results: Record<string, Record<string, number | string>> = {};
+const rows: Array<[string, string, string, string]> = [];
+const ring = () => new KeyRing(new Map([[1, randomBytes(32)]]), 1);
+const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
+
+const keyrings = new Map<string, KeyRing>();
+async function registryOn(dir: string, sync: boolean, o: Partial<ConstructorParameters<typeof WalletRegistry>[0]> = {}) {
+  if (!keyrings.has(dir)) keyrings.set(dir, ring());
+  const store = await EncryptedStore.open({ path: join(root, dir), keyring: keyrings.get(dir)!, sync });
+  const journal = new Journal(store, { project: walletProjection });
+  const system = new ActorSystem(journal);
+  const registry = new WalletRegistry({
+    system, hooks, log: silentLogger, idleMs: 3_600_000, maxResident: 10_000_000, maxInFlight: 1024, askTimeoutMs: 60_000,
+    crashBudget: 3, crashWindowMs: 60_000, historyLimit: 1000, snapshotEvery: 100, ...o,
+  });
+  return { store, journal, system, registry, async close() { registry.close(); system.shutdown(); await journal.flushed(); await store.close(); } };
+}
+
+/** Runs `n` operations with `concurrency` in flight; returns ops/s and latency percentiles (ms). */
+async function load(n: number, concurrency: number, op: (i: number) => Promise<unknown>) {
+  const lat: number[] = [];
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      const i = next++;
+      const t0 = performance.now();
+      await op(i);
+      lat.push(performance.now() - t0);
+    }
+  }));
+  const secs = (performance.now() - start) / 1000;
+  lat.sort((a, b) => a - b);
+  return { perS: n / secs, p50: percentile(lat, 50), p99: percentile(lat, 99) };
+}
+
+// 1. Read path: /balance through the registry to resident wallets, 10k users, 256 in flight.
+if (want("read")) {
+  const users = Math.round(10_000 * scale);
+  const r = await registryOn("read", false);
+  await Promise.all(Array.from({ length: users }, (_, i) => r.registry.send(`u_${i}`, "open", {})));
+  const N = users * 10;
+  const measured = await load(N, 256, (i) => r.registry.send(`u_${i % users}`, "balance", {}));
+  const bare = new ActorSystem();
+  type Q = { reply: Reply<number> };
+  const refs = Array.from({ length: 1000 }, (_, i) => bare.spawn<number, Q>(`b${i}`, 0, (s, m) => (m.reply(s), s)));
+  const base = await load(N, 256, (i) => bare.ask<Q, number>(refs[i % 1000]!, (reply) => ({ reply }), 5000));
+  bare.shutdown();
+  await r.close();
+  results.read = { msgs_per_s: Math.round(measured.perS), p50_ms: +measured.p50.toFixed(3), p99_ms: +measured.p99.toFixed(3), baseline_msgs_per_s: Math.round(base.perS), ratio: +(measured.perS / base.perS).toFixed(3) };
+  rows.push(["read: /balance via registry, 10k users, 256 in flight", `${fmt(measured.perS)}/s p50 ${measured.p50.toFixed(2)} ms p99 ${measured.p99.toFixed(2)} ms`, `${fmt(base.perS)}/s bare actor ask`, `${(measured.perS / base.perS).toFixed(2)} (goal ≥ 100k/s, p99 ≤ 1 ms)`]);
+}
+
+// 2. Durable write path: transfers persisted encrypted with group commit, fsync on.
+if (want("write")) {
+  const users = Math.round(1000 * scale);
+  const r = await registryOn("write", true);
+  await Promise.all(Array.from({ length: users }, (_, i) => r.registry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
+  const before = r.journal.stats.events;
+  const N = users * 20;
+  const measured = await load(N, 512, (i) => r.registry.send(`u_${i % users}`, "send_transfer", { id: `t${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n }));
+  const events = r.journal.stats.events - before;
+  await r.close();
+  const raw = new Level<string, Uint8Array>(join(root, "write-raw"), { keyEncoding: "utf8", valueEncoding: "view" });
+  const value = randomBytes(400);
+  const start = performance.now();
+  for (let i = 0; i < N; i += 100) await raw.batch(Array.from({ length: 100 }, (_, j) => ({ type: "put" as const, key: `k${i + j}`, value })), { sync: true });
+  const rawRate = N / ((performance.now() - start) / 1000);
+  await raw.close();
+  const eventsPerS = (events / N) * measured.perS;
+  results.write = { transfers_per_s: Math.round(measured.perS), journal_events_per_s: Math.round(eventsPerS), p99_ms: +measured.p99.toFixed(2), baseline_records_per_s: Math.round(rawRate), ratio: +(eventsPerS / rawRate).toFixed(3) };
+  rows.push(["write: transfers, encrypted journal, fsync, group commit", `${fmt(measured.perS)} transfers/s (p99 ${measured.p99.toFixed(1)} ms)`, `${fmt(rawRate)} records/s raw synced batches of 100`, `${(eventsPerS / rawRate).toFixed(2)} (goal ≥ 20k/s and ≥ 0.5)`]);
+}
+
+// 3. Cold activation: a passivated wallet with 1k history entries back to serving.
+if (want("activation")) {
+  const r = await registryOn("activation", false);
+  const wallets = 50;
+  for (let w = 0; w < wallets; w++) {
+    for (let i = 0; i < 1000; i++) await r.registry.send(`u_${w}`, "receive_transfer", { id: `h${i}`, from: "u_x", amount: 1n });
+  }
+  r.registry.passivateAll();
+  const lat: number[] = [];
+  for (let round = 0; round < 4; round++) {
+    for (let w = 0; w < wallets; w++) {
+      const t0 = performance.now();
+      await r.registry.send(`u_${w}`, "balance", {});
+      lat.push(performance.now() - t0);
+    }
+    r.registry.passivateAll();
+  }
+  const warm: number[] = [];
+  for (let w = 0; w < wallets * 4; w++) {
+    const t0 = performance.now();
+    await r.registry.send(`u_${w % wallets}`, "balance", {});
+    warm.push(performance.now() - t0);
+  }
+  await r.close();
+  lat.sort((a, b) => a - b);
+  warm.sort((a, b) => a - b);
+  results.activation = { p50_ms: +percentile(lat, 50).toFixed(3), p99_ms: +percentile(lat, 99).toFixed(3), baseline_resident_p50_ms: +percentile(warm, 50).toFixed(3), ratio: +(percentile(lat, 50) / percentile(warm, 50)).toFixed(1) };
+  rows.push(["activation: passivated wallet, 1k history entries", `p50 ${percentile(lat, 50).toFixed(2)} ms p99 ${percentile(lat, 99).toFixed(2)} ms`, `p50 ${percentile(warm, 50).toFixed(3)} ms resident`, `${(percentile(lat, 50) / percentile(warm, 50)).toFixed(0)}× (goal p99 ≤ 2 ms)`]);
+}
+
+// 4. Memory per resident idle wallet, and start-up with many registered users on disk.
+if (want("memory")) {
+  const { setFlagsFromString } = await import("node:v8");
+  const { runInNewContext } = await import("node:vm");
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const n = Math.round(100_000 * scale);
+  const r = await registryOn("memory", false);
+  gc();
+  const heap0 = process.memoryUsage().heapUsed, rss0 = process.memoryUsage().rss;
+  for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => r.registry.send(`u_${i + j}`, "open", {})));
+  await r.journal.flushed();
+  gc();
+  const heapPer = (process.memoryUsage().heapUsed - heap0) / n, rssPer = (process.memoryUsage().rss - rss0) / n;
+  r.registry.passivateAll();
+  await r.close();
+  // Start-up: open the store that now holds n users and start a registry on it (nothing is loaded eagerly).
+  const t0 = performance.now();
+  const again = await registryOn("memory", false);
+  await again.registry.send("u_1", "balance", {});
+  const startMs = performance.now() - t0;
+  await again.close();
+  const bare = new ActorSystem();
+  gc();
+  const b0 = process.memoryUsage().heapUsed;
+  const refs = Array.from({ length: 10_000 }, (_, i) => bare.spawn<number, { reply: Reply<number> }>(`m${i}`, 0, (s) => s));
+  gc();
+  const barePer = (process.memoryUsage().heapUsed - b0) / 10_000;
+  bare.shutdown();
+  results.memory = { wallets: n, heap_bytes_per_wallet: Math.round(heapPer), rss_bytes_per_wallet: Math.round(rssPer), start_ms_with_users_on_disk: Math.round(startMs), baseline_bare_actor_heap_bytes: Math.round(barePer), ratio: +(heapPer / barePer).toFixed(2) };
+  rows.push([`memory: ${fmt(n)} resident idle wallets`, `${fmt(heapPer)} B heap, ${fmt(rssPer)} B RSS each; start with them on disk ${fmt(startMs)} ms`, `${fmt(barePer)} B bare nact actor (${refs.length} spawned)`, `${(heapPer / barePer).toFixed(1)}× (goal ≤ 4 KB each, start ≤ 2 s)`]);
+}
+
+// 5 and 7 need a real bitcoind and a Bot API stand-in.
+if (want("addresses") || want("telegram")) {
+  const te = await startTestEngine({ node: { addressPoolSize: 200 } });
+  try {
+    if (want("addresses")) {
+      const n = Math.round(2000 * scale);
+      const t0 = performance.now();
+      await te.engine.node.newAddresses(n, "bench");
+      const actorRate = n / ((performance.now() - t0) / 1000);
+      const t1 = performance.now();
+      for (let i = 0; i < n; i += 200) await te.node.rpc("getblockcount").then(() => Promise.all(Array.from({ length: 200 }, () => te.node.rpc("getnewaddress", ["raw", "bech32"], "engine"))));
+      const rawRate = n / ((performance.now() - t1) / 1000);
+      await te.engine.relay.start("u_deposit");
+      const lat: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        await te.engine.registry.send("u_deposit", "add_address", { address: `bcrt1qused${i}` });
+        const t2 = performance.now();
+        await te.engine.node.takeDepositAddress("u_deposit");
+        lat.push(performance.now() - t2);
+      }
+      lat.sort((a, b) => a - b);
+      results.addresses = { addresses_per_s: Math.round(actorRate), baseline_raw_per_s: Math.round(rawRate), ratio: +(actorRate / rawRate).toFixed(2), deposit_from_pool_p50_ms: +percentile(lat, 50).toFixed(3), deposit_from_pool_p99_ms: +percentile(lat, 99).toFixed(3) };
+      rows.push(["node actor: getnewaddress through the mailbox", `${fmt(actorRate)}/s; pool p99 ${percentile(lat, 99).toFixed(2)} ms`, `${fmt(rawRate)}/s raw JSON-RPC, 200 concurrent`, `${(actorRate / rawRate).toFixed(2)} (goal ≥ 0.9; pool ≤ 5 ms)`]);
+    }
+    if (want("telegram")) {
+      const api = new BotApiStandIn();
+      await api.start();
+      const config = { ...te.config, telegram: { ...te.config.telegram, apiRoot: api.apiRoot, commandsPerMinute: 1_000_000 } };
+      const edge = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "manual" });
+      await edge.start();
+      const users = 200, N = Math.round(3000 * scale);
+      let id = 1;
+      const update = (u: number) => ({ update_id: id++, message: { message_id: id, date: 0, text: "/balance", entities: [{ type: "bot_command", offset: 0, length: 8 }], from: { id: 9000 + u, is_bot: false, first_name: "b" }, chat: { id: 9000 + u, type: "private", first_name: "b" } } });
+      for (let u = 0; u < users; u++) await te.engine.relay.start(await te.identity.userKey(9000 + u));
+      const measured = await load(N, 64, (i) => edge.bot.handleUpdate(update(i % users) as never));
+      await edge.stop();
+      await api.stop();
+      const goal = 30 * 100;
+      results.telegram = { updates_per_s: Math.round(measured.perS), p99_ms: +measured.p99.toFixed(2), baseline_telegram_limit_per_s: 30, ratio: +(measured.perS / 30).toFixed(1) };
+      rows.push(["telegram: /balance updates through grammY + relay + HTTP Bot API", `${fmt(measured.perS)} updates/s (p99 ${measured.p99.toFixed(1)} ms)`, "30 msgs/s Telegram's own limit", `${(measured.perS / 30).toFixed(0)}× (goal ≥ ${goal / 30}×)`]);
+    }
+  } finally {
+    await te.stop();
+  }
+}
+
+console.log(table(rows));
+writeResults(new URL("./results.json", import.meta.url).pathname, results);
+rmSync(root, { recursive: true, force: true });
+process.exit(0);
