@@ -24,8 +24,9 @@ export interface Running {
 }
 
 /** Starts node (if managed), storage and engine. Used by `start`, `simulate` and the chaos harness. */
-export async function startEngine(config: Config, log: Logger): Promise<Running> {
-  const secrets = loadSecrets(config, log);
+export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
+  const secrets = loadSecrets(cfg, log);
+  const config: Config = secrets.walletPassphrase ? { ...cfg, secrets: { ...cfg.secrets, walletPassphrase: secrets.walletPassphrase } } : cfg;
   let node: RegtestNode | undefined;
   let rpc: { url: string; user: string; password: string };
   if (config.node.managed) {

@@ -87,6 +87,8 @@ export interface Secrets {
   /** The Telegram edge's own key for sealing chat handles (hex, 32 bytes). */
   edgeKeyFile?: string;
   edgeKey?: string;
+  /** Passphrase of the engine's bitcoind wallet: it is encrypted with it and unlocked only to sign. */
+  walletPassphrase?: string;
 }
 
 export interface Config extends ConfigFile {
@@ -111,10 +113,12 @@ const SECRET_ENV: Record<string, keyof Secrets> = {
   RUNIGUN_NODE_RPC_PASSWORD: "rpcPassword",
   RUNIGUN_EDGE_KEY_FILE: "edgeKeyFile",
   RUNIGUN_EDGE_KEY: "edgeKey",
+  RUNIGUN_NODE_WALLET_PASSPHRASE: "walletPassphrase",
 };
 /** Variables that steer loading itself. */
 const LOADER_ENV = new Set([
   "RUNIGUN_NETWORK", "RUNIGUN_CONFIG_DIR", "RUNIGUN_TELEGRAM_TOKEN_FILE", "RUNIGUN_NODE_RPC_PASSWORD_FILE", "RUNIGUN_TELEGRAM_WEBHOOK_SECRET_FILE",
+  "RUNIGUN_NODE_WALLET_PASSPHRASE_FILE",
 ]);
 
 export const defaultConfigDir = resolve(dirname(fileURLToPath(import.meta.url)), "..", "config");
@@ -249,6 +253,7 @@ function readSecrets(env: NodeJS.ProcessEnv): Secrets {
     ["RUNIGUN_TELEGRAM_TOKEN_FILE", "telegramToken"],
     ["RUNIGUN_NODE_RPC_PASSWORD_FILE", "rpcPassword"],
     ["RUNIGUN_TELEGRAM_WEBHOOK_SECRET_FILE", "telegramWebhookSecret"],
+    ["RUNIGUN_NODE_WALLET_PASSPHRASE_FILE", "walletPassphrase"],
   ] as const) {
     const file = env[name];
     if (file) s[key] = readSecretFile(file, name);

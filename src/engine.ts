@@ -72,7 +72,10 @@ export class Engine {
         },
       },
     });
-    this.node = new NodeGateway({ config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc });
+    this.node = new NodeGateway({
+      config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc,
+      ...(config.secrets.walletPassphrase ? { walletPassphrase: config.secrets.walletPassphrase } : {}),
+    });
     this.cheques = new ChequeService({
       system: this.system, registry: this.registry, log, ttlSec: config.transfers.chequeTtlSec,
       maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
@@ -81,7 +84,7 @@ export class Engine {
     this.payouts = new PayoutService({
       system: this.system,
       log,
-      node: { call: (method, params) => this.node.rawCall(method, params) },
+      node: { call: (method, params) => this.node.rawCall(method, params), signing: (sign) => this.node.signing(sign) },
       confirmations: config.deposits.confirmations,
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
       batchWindowMs: config.withdrawals.batchWindowMs,

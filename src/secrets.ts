@@ -13,6 +13,8 @@ export interface EngineSecrets {
   keyring: KeyRing;
   pepper: Buffer;
   handleKey: Buffer;
+  /** The node wallet's passphrase (regtest: made once in the data directory). */
+  walletPassphrase?: string;
 }
 
 export class SetupError extends Error {
@@ -49,7 +51,9 @@ export function loadSecrets(config: Config, log: Logger): EngineSecrets {
     }
   }
   const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}) });
-  return { keyring, pepper, handleKey };
+  const passFile = dev && !s.walletPassphrase ? devFile(join(config.dataPath, "wallet.passphrase"), 24, log, "node wallet passphrase") : undefined;
+  const walletPassphrase = s.walletPassphrase ?? (passFile ? readSecretFile(passFile, "wallet passphrase") : undefined);
+  return { keyring, pepper, handleKey, ...(walletPassphrase ? { walletPassphrase } : {}) };
 }
 
 /** The Telegram edge's own secrets (all the bot process needs in the split shape): pepper and handle key. */

@@ -53,6 +53,8 @@ export interface NodeOptions {
   rpc: { url: string; user: string; password: string };
   /** How long a call may wait for bitcoind to come back before it fails (default 60 s). */
   maxWaitMs?: number;
+  /** The wallet's passphrase: the wallet is encrypted with it at start and unlocked only inside `signing`. */
+  walletPassphrase?: string;
 }
 
 export interface NodeStats {
@@ -120,6 +122,14 @@ export class NodeGateway {
         this.#log.info({ wallet: name }, "created the engine's descriptor wallet");
       }
     }
+    if (this.#o.walletPassphrase) {
+      const info = await this.call<{ unlocked_until?: number }>("getwalletinfo");
+      if (info.unlocked_until === undefined) {
+        // Not encrypted yet: encrypt it now; from here on its keys are only usable inside `signing`.
+        await this.call("encryptwallet", [this.#o.walletPassphrase]);
+        this.#log.warn({ wallet: name }, "encrypted the engine's wallet with the configured passphrase");
+      } else if (info.unlocked_until > 0) await this.call("walletlock");
+    }
     void this.#refill();
   }
 
@@ -143,7 +153,24 @@ export class NodeGateway {
   }
 
   rawCall<T = unknown>(method: string, params: unknown[]): Promise<T> {
+    if (method === "walletpassphrase" || method === "encryptwallet") {
+      return Promise.reject(new NodeError("not_allowed", `${method} is only used inside the node actor (see signing)`, method));
+    }
     return this.call<T>(method, params);
+  }
+
+  /**
+   * Runs `sign` with the wallet unlocked for a few seconds, and locks it again right after, whatever happens.
+   * Signing runs one at a time (the payout actor is serial), so the unlocked window is never shared.
+   */
+  async signing<T>(sign: () => Promise<T>): Promise<T> {
+    if (!this.#o.walletPassphrase) return sign();
+    await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
+    try {
+      return await sign();
+    } finally {
+      await this.call("walletlock").catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
+    }
   }
 
   // --- typed calls ---

@@ -14,6 +14,8 @@ export * from "./payout.messages.ts";
 /** The RPC calls the payout actor makes, through the node actor's mailbox. */
 export interface PayoutNode {
   call<T = unknown>(method: string, params: unknown[]): Promise<T>;
+  /** Runs the signing step with the node's wallet unlocked (and locked again after). */
+  signing<T>(sign: () => Promise<T>): Promise<T>;
 }
 
 export interface PayoutHooks {
@@ -195,7 +197,7 @@ async function flush(
       [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
     ]);
     step("funded");
-    const processed = await o.node.call<{ psbt: string; complete: boolean }>("walletprocesspsbt", [funded.psbt, true, "ALL", true]);
+    const processed = await o.node.signing(() => o.node.call<{ psbt: string; complete: boolean }>("walletprocesspsbt", [funded.psbt, true, "ALL", true]));
     const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
     if (!final.complete || !final.hex) throw new Error("the node could not sign the payout transaction (is the wallet locked?)");
     const accept = await o.node.call<Array<{ txid: string; allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[final.hex]]);
@@ -282,7 +284,7 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   if (b.status === "confirmed") return refuse("not_allowed", `Batch ${batch} is already confirmed; there is nothing to bump.`);
   // psbtbumpfee gives an unsigned replacement, so the replacement is journalled before it is broadcast.
   const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
-  const processed = await o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]);
+  const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]));
   const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
   if (!final.complete || !final.hex) throw new Error("the node could not sign the replacement");
   const decoded = await o.node.call<{ txid: string }>("decoderawtransaction", [final.hex]);

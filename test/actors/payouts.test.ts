@@ -185,3 +185,25 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}; the service paid the rest of the bump`);
   t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
 });
+
+t.test("the node's wallet is encrypted and locked except while signing; payouts still work after a restart", async (t) => {
+  const te = await startTestEngine({}, { walletPassphrase: "correct horse battery staple 7" });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const info = await te.node.rpc<{ unlocked_until?: number }>("getwalletinfo", [], "engine");
+  t.equal(info.unlocked_until, 0, "encrypted at start, and locked");
+  await t.rejects(te.engine.node.rawCall("walletpassphrase", ["x", 10]), { code: "not_allowed" }, "nothing outside the node actor can unlock it");
+  const key = await fundedUser(te, "locked", "0.3");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  await withdraw(te.engine.relay, key, dest, "0.01");
+  await te.engine.payouts.flush();
+  t.equal(await received(te, dest), 1_000_000n, "signed and sent");
+  t.equal((await te.node.rpc<{ unlocked_until: number }>("getwalletinfo", [], "engine")).unlocked_until, 0, "locked again right after signing");
+  await settle(te); // payouts fund from confirmed coins only (NOTES: minconf 1), so the change must confirm
+  await te.restart();
+  await withdraw(te.engine.relay, key, dest, "0.02");
+  await te.engine.payouts.flush();
+  t.equal(await received(te, dest), 3_000_000n, "a payout after a restart");
+  t.equal((await te.node.rpc<{ unlocked_until: number }>("getwalletinfo", [], "engine")).unlocked_until, 0, "and locked");
+});

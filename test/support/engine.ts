@@ -34,6 +34,8 @@ export interface TestEngine {
 export interface TestEngineOptions {
   node?: RegtestNode;
   log?: Logger;
+  /** Encrypt the node's engine wallet with this passphrase (unlocked only to sign). */
+  walletPassphrase?: string;
   /** Called at each payout pipeline step of whichever engine is running (tests crash it there). */
   payoutStep?: (step: "funded" | "signed" | "recorded" | "sent") => void;
 }
@@ -41,7 +43,7 @@ export interface TestEngineOptions {
 export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, opts: TestEngineOptions = {}): Promise<TestEngine> {
   const node = opts.node ?? (await startRegtest());
   const dataPath = mkdtempSync(join(tmpdir(), "runigun-engine-"));
-  const config = loadConfig({
+  const base = loadConfig({
     env: {},
     overrides: {
       ...overrides,
@@ -51,6 +53,7 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
     },
     cwd: dataPath,
   });
+  const config: Config = opts.walletPassphrase ? { ...base, secrets: { ...base.secrets, walletPassphrase: opts.walletPassphrase } } : base;
   const keyring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
   const log = opts.log ?? silentLogger;
   const identity = new Identity({ ...config.identity, pepper: randomBytes(32) });
