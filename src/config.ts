@@ -70,6 +70,8 @@ export const ConfigSchema = Obj(
     admin: Obj({ enabled: Type.Boolean(), host: Type.String(), port: Int(0, 65535), vpnCidrs: Type.Array(Type.String()) }),
     internal: Obj({ host: Type.String(), port: Int(0, 65535) }),
     backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1) }),
+    /** Payouts pause when liabilities exceed the node wallet by more than this. */
+    watchdog: Obj({ toleranceSats: Sats }),
   },
 );
 

@@ -48,6 +48,10 @@ export class Engine {
   readonly courier: TransferCourier;
   readonly relay: EngineRelay;
   #closed = false;
+  /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
+  #draining: { reason: string; at: number } | undefined;
+  /** The watchdog's last verdict, for operators. */
+  lastSolvency: SolvencyReport | undefined;
 
   private constructor(o: EngineOptions) {
     const { config, log, storage } = o;
@@ -88,11 +92,12 @@ export class Engine {
       confirmations: config.deposits.confirmations,
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
       batchWindowMs: config.withdrawals.batchWindowMs,
+      afterBatch: () => this.watchdog(),
       feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
       ...(o.payoutStep ? { step: o.payoutStep } : {}),
       hooks: {
         broadcast: (userKey, id, txid) => void this.registry.send(userKey, "withdrawal_broadcast", { id, txid }),
-        settled: (userKey, id, txid, fee) => void this.registry.send(userKey, "withdrawal_settled", { id, txid, fee }),
+        settled: (userKey, id, txid, fee) => this.registry.send(userKey, "withdrawal_settled", { id, txid, fee }),
         alert: (reason, detail) => log.error({ ...detail, alert: true }, reason),
       },
     });
@@ -101,7 +106,7 @@ export class Engine {
       onBlock: () => this.#afterBlock().catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block")),
     });
     relay = new EngineRelay({
-      config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques,
+      config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
       addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey) },
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
@@ -121,6 +126,10 @@ export class Engine {
 
   static async start(o: EngineOptions): Promise<Engine> {
     const e = new Engine(o);
+    // Switches that must survive a restart: a paused payout queue stays paused, drain mode stays on.
+    const paused = await e.storage.store.get<{ reason: string }>(ENGINE_NS, "payouts_paused");
+    if (paused) e.payouts.pause(paused.reason);
+    e.#draining = await e.storage.store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
     await e.node.start();
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
     await e.#resumeOutboxes();
@@ -159,7 +168,60 @@ export class Engine {
   async #afterBlock(): Promise<void> {
     const r = await this.payouts.sync();
     if (isRefusal(r)) this.log.warn({ why: r.message }, "payout sync after block failed");
+    await this.watchdog();
+    // flush() runs the watchdog again after any batch it sends.
     if (!this.payouts.paused) await this.payouts.flush();
+  }
+
+  /**
+   * The watchdog: compares the books with the node (after every block and every payout batch). A hole beyond
+   * the tolerance pauses payouts — persisted, so a restart does not resume them — and alerts operators. Deposits
+   * and reads keep working. Only an operator's `resumePayouts` lifts it, and only once the hole is covered.
+   */
+  async watchdog(): Promise<SolvencyReport | undefined> {
+    let report: SolvencyReport;
+    try {
+      report = await this.solvency(BigInt(this.config.watchdog.toleranceSats));
+    } catch (e) {
+      this.log.warn({ err: e }, "the watchdog could not compare the books with the node; it tries again after the next block");
+      return undefined;
+    }
+    this.lastSolvency = report;
+    if (!report.ok && !this.payouts.paused) {
+      const reason = `watchdog: ${report.reason}`;
+      await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });
+      this.payouts.pause(reason);
+      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString() }, "payouts paused: the books and the node wallet disagree");
+    }
+    return report;
+  }
+
+  /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
+  async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
+    const report = await this.solvency(BigInt(this.config.watchdog.toleranceSats));
+    this.lastSolvency = report;
+    if (!report.ok) return refuse("not_allowed", `Payouts stay paused: ${report.reason}. Cover the hole first.`);
+    await this.storage.store.del(ENGINE_NS, "payouts_paused");
+    this.payouts.resume();
+    this.log.warn({ operator }, "payouts resumed by an operator");
+    return { resumed: true };
+  }
+
+  /** Operator switch: drain mode on or off (persisted). */
+  async setDraining(on: boolean, reason: string, operator: string): Promise<{ draining: boolean }> {
+    if (on) {
+      this.#draining = { reason, at: Date.now() };
+      await this.storage.store.put(ENGINE_NS, "draining", this.#draining);
+    } else {
+      this.#draining = undefined;
+      await this.storage.store.del(ENGINE_NS, "draining");
+    }
+    this.log.warn({ operator, draining: on }, "drain mode changed");
+    return { draining: on };
+  }
+
+  get draining(): { reason: string; at: number } | undefined {
+    return this.#draining;
   }
 
   async close(): Promise<void> {
@@ -174,5 +236,8 @@ export class Engine {
     this.system.shutdown();
   }
 }
+
+/** Engine-wide switches in the store. */
+const ENGINE_NS = "engine";
 
 export type { Refusal };

@@ -31,10 +31,17 @@ export class ChequeService implements ChequePort, TransferSink {
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
     const log = o.log.child({ actor: "cheques" });
+    let crashes: number[] = [];
     this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start"))) }), {
       onCrash: (r) => {
-        log.error({ err: r.error }, "cheque book crashed; replaying its journal");
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
+        const now = Date.now();
+        crashes = [...crashes.filter((t) => now - t < 60_000), now];
+        if (crashes.length > 5) {
+          log.error({ alert: true, err: r.error }, "cheque book stopped after repeated crashes; it needs an operator and a restart");
+          return "stop";
+        }
+        log.error({ err: r.error }, "cheque book crashed; replaying its journal");
         return "reset";
       },
     });

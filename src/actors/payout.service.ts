@@ -10,6 +10,8 @@ export interface PayoutServiceOptions extends PayoutOptions {
   system: ActorSystem;
   batchWindowMs: number;
   askTimeoutMs?: number;
+  /** After every batch that went out (the watchdog checks the books). */
+  afterBatch?: () => Promise<unknown>;
 }
 
 export class PayoutService {
@@ -17,6 +19,7 @@ export class PayoutService {
   readonly #ref: Ref<PayoutCommand>;
   #timer: NodeJS.Timeout | undefined;
   #paused: string | undefined;
+  #crashTimes: number[] = [];
   readonly stats = { batches: 0, outputs: 0, feePaid: 0n, feeQuoted: 0n, crashes: 0 };
   readonly #log: Logger;
 
@@ -40,9 +43,16 @@ export class PayoutService {
     }), {
       onCrash: (r) => {
         this.stats.crashes++;
-        this.#log.error({ err: r.error }, "payout actor crashed; replaying its journal");
         const reply = (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply;
         reply?.(refuse("internal", "The payout step failed; nothing was sent twice. It will be retried."));
+        // A crash budget: replaying forever against a broken store or journal would only spin.
+        const now = Date.now();
+        this.#crashTimes = [...this.#crashTimes.filter((t) => now - t < 60_000), now];
+        if (this.#crashTimes.length > 5) {
+          this.#log.error({ alert: true, err: r.error }, "payout actor stopped after repeated crashes; payouts need an operator and a restart");
+          return "stop";
+        }
+        this.#log.error({ err: r.error }, "payout actor crashed; replaying its journal");
         return "reset";
       },
     });
@@ -58,7 +68,9 @@ export class PayoutService {
   /** Builds and broadcasts what is queued now (also what the batch timer calls). */
   async flush(): Promise<{ batches: number } | Refusal> {
     if (this.#paused) return refuse("paused", `Payouts are paused: ${this.#paused}`);
-    return this.#ask((reply) => ({ type: "flush", reply }), 120_000);
+    const r = await this.#ask<{ batches: number } | Refusal>((reply) => ({ type: "flush", reply }), 120_000);
+    if (!isRefusal(r) && r.batches > 0) await this.#o.afterBatch?.();
+    return r;
   }
 
   /** After a block or a restart: rebroadcast what is pending, settle what is confirmed. */

@@ -21,7 +21,8 @@ export interface PayoutNode {
 export interface PayoutHooks {
   /** Tell the owning wallet; the wallet dedupes, so repeats are harmless. */
   broadcast(userKey: string, id: string, txid: string): void;
-  settled(userKey: string, id: string, txid: string, fee: bigint): void;
+  /** May return a promise: `sync` waits for every wallet's settlement before it answers. */
+  settled(userKey: string, id: string, txid: string, fee: bigint): void | Promise<unknown>;
   /** Operators must look: a batch could not be broadcast or funded. */
   alert(reason: string, detail: Record<string, unknown>): void;
   /** A batch went out: how much the users were quoted and what it cost. */
@@ -261,6 +262,7 @@ async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[])
 async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
   const rebroadcast = await rebroadcastAll(get, commit, o, now);
   let confirmed = 0;
+  const settling: Array<void | Promise<unknown>> = [];
   for (const [batch, b] of Object.entries(get().batches)) {
     if (b.status !== "broadcast") continue;
     const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
@@ -269,12 +271,15 @@ async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promis
       confirmed++;
       for (const id of b.ids) {
         const p = get().payouts[id]!;
-        o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
+        settling.push(o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee));
       }
     } else if (tx.confirmations < 0 && !tx.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
   }
+  // Wallets never wait on this actor, so waiting for them here cannot deadlock; it closes the window in which a
+  // payout is confirmed here but still reserved in its wallet (the watchdog would see a phantom hole).
+  await Promise.all(settling);
   return { confirmed, rebroadcast };
 }
 

@@ -3,6 +3,7 @@
 // through nact's random temporary ids; persistent actors journal exactly one event batch per command
 // and replay from the journal on any failure; supervision is always explicit.
 import nact from "nact";
+import { refuse } from "../domain/refusals.ts";
 
 const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = nact as unknown as NactModule;
 
@@ -113,6 +114,8 @@ export class ActorSystem {
     const inner = spawn(this.#system, (state: S, msg: M) => handle(state, msg), name, {
       initialState: initial,
       onCrash: (msg: M, error: unknown, ctx: NactSupervisionCtx) => {
+        // A stopped actor (or one of a shut-down system) is never restarted: its dependencies are gone.
+        if (this.#stopped || !refs.has(ref)) return ctx.stop;
         const decision = policy?.onCrash({ name, message: msg, error }) ?? "resume";
         if (decision === "stop") markStopped(ref);
         return decision === "reset" ? ctx.reset : decision === "stop" ? ctx.stop : ctx.resume;
@@ -147,6 +150,10 @@ export class ActorSystem {
       onCrash: (msg: M | JournalRecord<E> | undefined, error: unknown, ctx: NactSupervisionCtx) => {
         // A crash during replay carries a journal record, not a live message.
         const live = replaying ? undefined : (msg as M | undefined);
+        if (this.#stopped || !refs.has(ref)) {
+          (live as { reply?: (r: unknown) => void } | undefined)?.reply?.(refuse("busy", "The engine is stopping; nothing was moved. Try again in a minute."));
+          return ctx.stop;
+        }
         if (policy.onCrash({ name, message: live, error }) === "reset") return ctx.reset;
         markStopped(ref);
         return ctx.stop;

@@ -19,7 +19,7 @@ export function toJson(v: unknown): Json {
 export function enginePort(e: Engine): AdminPort {
   return {
     async health() {
-      return { ok: e.node.state === "ready", node: e.node.state, network: e.config.network };
+      return { ok: e.node.state === "ready" && !e.payouts.paused, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null };
     },
     async node() {
       const info = await e.node.blockchainInfo().catch(() => undefined);
@@ -39,7 +39,7 @@ export function enginePort(e: Engine): AdminPort {
       return toJson({ ...rest, history: { page, pages: Math.max(1, Math.ceil(newest.length / size)), entries: newest.slice(page * size, page * size + size) } });
     },
     async solvency() {
-      return toJson({ ...(await e.solvency()), payoutsPaused: e.payouts.paused ?? null });
+      return toJson({ ...(await e.solvency(BigInt(e.config.watchdog.toleranceSats))), payoutsPaused: e.payouts.paused ?? null, draining: e.draining ?? null });
     },
     async deposits(status) {
       return toJson({ deposits: await e.watcher.listDeposits(status as never) });
@@ -78,6 +78,13 @@ export function enginePort(e: Engine): AdminPort {
     async bumpPayout(batch, feeRate) {
       const r = await e.payouts.bump(batch, feeRate);
       return isRefusal(r) ? r : toJson(r);
+    },
+    async resumePayouts(operator) {
+      const r = await e.resumePayouts(operator);
+      return isRefusal(r) ? r : toJson(r);
+    },
+    async setDraining(on, reason, operator) {
+      return toJson(await e.setDraining(on, reason, operator));
     },
     async rescanFrom(height) {
       await e.watcher.rescanFrom(height);

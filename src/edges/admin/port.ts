@@ -4,7 +4,7 @@ import type { Refusal } from "../../domain/refusals.ts";
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 export interface AdminPort {
-  health(): Promise<{ ok: boolean; node: string; network: string }>;
+  health(): Promise<Json>;
   node(): Promise<Json>;
   actors(): Json;
   wallet(userKey: string, page: number): Promise<Json | Refusal>;
@@ -16,4 +16,6 @@ export interface AdminPort {
   unfreeze(userKey: string, operator: string): Promise<Json | Refusal>;
   bumpPayout(batch: string, feeRateSatVb: bigint): Promise<Json | Refusal>;
   rescanFrom(height: number): Promise<Json | Refusal>;
+  resumePayouts(operator: string): Promise<Json | Refusal>;
+  setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
 }

@@ -135,6 +135,14 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const r = await act(req, "bump-fee", batch, body.reason, () => o.port.bumpPayout(batch, BigInt(body.feeRateSatVb)));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
+    f.post("/payouts/resume", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
+      const r = await act(req, "resume-payouts", "payouts", (req.body as { reason: string }).reason, () => o.port.resumePayouts(req.operator!.name));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
+    f.post("/drain", { schema: { body: Type.Object({ on: Type.Boolean(), reason: Reason }, { additionalProperties: false }) } }, async (req) => {
+      const body = req.body as { on: boolean; reason: string };
+      return act(req, body.on ? "drain-on" : "drain-off", "engine", body.reason, () => o.port.setDraining(body.on, body.reason, req.operator!.name));
+    });
     f.post("/deposits/rescan", { schema: { body: Type.Object({ height: Type.Integer({ minimum: 0, maximum: 10_000_000 }), reason: Reason }, { additionalProperties: false }) } },
       async (req, reply) => {
         const body = req.body as { height: number; reason: string };

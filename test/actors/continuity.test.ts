@@ -1,0 +1,64 @@
+// Continuity switches on a real regtest node: the watchdog pauses payouts when the books and the node wallet
+// disagree (and only an operator resumes them, once covered); drain mode closes the way in, not the way out.
+import t from "tap";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+
+async function funded(te: TestEngine, key: string, btc: string) {
+  await te.engine.relay.start(key);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+}
+
+async function withdraw(te: TestEngine, key: string, amount: string) {
+  const q = await te.engine.relay.quoteWithdrawal(key, await te.node.outsideAddress(), amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  return te.engine.relay.confirmWithdrawal(key, q.id);
+}
+
+t.test("watchdog: coins taken behind the engine's back pause payouts until an operator resumes after the hole is covered", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  await funded(te, "u_watch", "1");
+  await te.mine(1);
+  t.ok((await te.engine.watchdog())?.ok, "the books agree");
+  // Someone with access to bitcoind spends the engine's coins.
+  await te.node.rpc("send", [{ [await te.node.outsideAddress()]: 0.6 }], "engine");
+  await te.node.mine(1);
+  const report = await te.engine.watchdog();
+  t.notOk(report?.ok);
+  t.match(te.engine.payouts.paused, /watchdog: .*exceed/, "paused, with the reason");
+  const w = await withdraw(te, "u_watch", "0.1");
+  t.ok(!isRefusal(w) && w.status === "reserved", "a withdrawal is still accepted and reserved; it waits");
+  t.match(await te.engine.payouts.flush(), { code: "paused" }, "nothing goes out");
+  t.match(await te.engine.relay.balance("u_watch"), { available: 100_000_000n - 10_000_000n - (isRefusal(w) ? 0n : w.fee) }, "reads keep working");
+  await te.restart();
+  t.ok(te.engine.payouts.paused, "a restart does not resume payouts");
+  t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /Cover the hole/ }, "an operator cannot resume while the hole is open");
+  const addr = await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine");
+  await te.node.fund(addr, "0.7");
+  await te.node.mine(1);
+  t.same(await te.engine.resumePayouts("alice"), { resumed: true }, "covered: the operator resumes");
+  t.match(await te.engine.payouts.flush(), { batches: 1 }, "the waiting withdrawal goes out");
+});
+
+t.test("drain mode: no new wallets or deposit addresses, withdrawals keep working, and it survives a restart", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  await funded(te, "u_leaving", "0.5");
+  await te.mine(1);
+  await te.engine.setDraining(true, "service winding down", "alice");
+  await te.restart();
+  t.match(await te.engine.relay.depositAddress("u_leaving"), { code: "draining", message: /winding down.*withdraw/ });
+  t.match(await te.engine.relay.start("u_newcomer"), { code: "draining" }, "no new wallets");
+  t.match(await te.engine.relay.start("u_leaving"), { created: false }, "existing users still get in");
+  t.equal(te.engine.relay.info().draining, true);
+  const w = await withdraw(te, "u_leaving", "0.2");
+  t.ok(!isRefusal(w), "withdrawals work");
+  await te.engine.payouts.flush();
+  await te.engine.setDraining(false, "changed our minds", "alice");
+  t.ok(!isRefusal(await te.engine.relay.depositAddress("u_leaving")), "off again");
+});
