@@ -165,6 +165,8 @@ export class ActorSystem {
 
   /** Delivers a message; throws ActorStopped instead of nact's silent drop when the actor is gone. */
   tell<M>(ref: Ref<M>, msg: M): void {
+    // nact drops messages to a stopped system without a word: say so instead.
+    if (this.#stopped) throw new ActorStopped(ref.name);
     dispatch(unwrap(ref), msg);
   }
 

@@ -58,3 +58,14 @@ t.test("a crash follows the given policy and the crashing message is reported", 
   await crash;
   t.notOk(system.isRunning(fragile), "stopped by policy, and the facade knows it");
 });
+
+t.test("after a shutdown, asks fail at once instead of waiting for their timeout", async (t) => {
+  const system = new ActorSystem();
+  const a = system.spawn<null, Echo>("late", null, (s) => s);
+  const pending = system.ask<Echo, number>(a, (reply) => ({ n: 1, reply }), 60_000);
+  system.shutdown();
+  await t.rejects(pending, { code: "actor_stopped" }, "an ask in flight");
+  const started = Date.now();
+  await t.rejects(system.ask<Echo, number>(a, (reply) => ({ n: 2, reply }), 60_000), { code: "actor_stopped" }, "an ask made after");
+  t.ok(Date.now() - started < 1000, "at once");
+});
