@@ -4,6 +4,7 @@
 // and replay from the journal on any failure; supervision is always explicit.
 import nact from "nact";
 import { refuse } from "../domain/refusals.ts";
+import type { JournalEvent, JournalSnapshot } from "../store/journal.ts";
 
 const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = nact as unknown as NactModule;
 
@@ -40,20 +41,9 @@ export interface PersistenceEngine {
   takeSnapshot(snapshot: PersistedSnapshotLike): Promise<unknown>;
   persist(event: PersistedEventLike): Promise<unknown>;
 }
-export interface PersistedEventLike {
-  data: unknown;
-  sequenceNumber: number;
-  key: string;
-  tags: string[];
-  createdAt: number;
-  isDeleted: boolean;
-}
-export interface PersistedSnapshotLike {
-  data: unknown;
-  sequenceNumber: number;
-  key: string;
-  createdAt: number;
-}
+/** nact's event and snapshot shapes, declared once beside the journal that stores them. */
+export type PersistedEventLike = JournalEvent;
+export type PersistedSnapshotLike = JournalSnapshot;
 
 /** Why an actor crashed, handed to the owner's crash handler; `message` may carry a reply to fail. */
 export interface CrashReport<M> {

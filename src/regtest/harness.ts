@@ -116,13 +116,14 @@ export class RegtestNode {
   }
 
   /**
-   * The outside party pays an address. `btc` is decimal text; sendtoaddress is fine here because this is the
-   * test's external payer, not the engine. Number(text) is exact for 8-decimal amounts, validated first.
+   * The outside party (the test's external payer, not the engine) pays an address. `btc` is decimal text;
+   * Number(text) is exact for 8-decimal amounts, validated first.
    */
   async fund(address: string, btc: string): Promise<string> {
     if (!BTC_AMOUNT.test(btc)) throw new Error(`fund: "${btc}" is not a BTC amount with at most 8 decimals`);
     await this.ensureMatureCoins();
-    return this.rpc<string>("sendtoaddress", [address, Number(btc)], "outside");
+    const r = await this.rpc<{ txid: string; complete: boolean }>("send", [{ [address]: Number(btc) }], "outside");
+    return r.txid;
   }
 
   async stop(): Promise<void> {

@@ -65,7 +65,7 @@ export function enginePort(e: Engine): AdminPort {
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
       ];
-      return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Number(v.toFixed(3)) : v}`).join("\n") + "\n";
+      return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Math.round(v * 1000) / 1000 : v}`).join("\n") + "\n";
     },
     async freeze(userKey, reason, operator) {
       const r = await e.registry.send(userKey, "freeze", { reason, by: operator });
