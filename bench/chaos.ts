@@ -1,0 +1,221 @@
+// npm run chaos [-- --kills N] — crash injection. The engine runs as a child process (`runigun engine`) on a real
+// regtest node; a mixed workload from simulated users (deposits, transfers, withdrawals, cheques) reaches it
+// through its internal TLS API; the harness SIGKILLs it at random moments, and after each kill reads the
+// engine's own store (the process is dead, so the store is free) and checks the money invariants. Seeded by
+// CHAOS_SEED; prints one summary line. Exported for the CI test, which runs a short version.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startRegtest, freePort, type RegtestNode } from "../src/regtest/harness.ts";
+import { ensurePki, readPem } from "../src/tls/certs.ts";
+import { RemoteRelay } from "../src/edges/internal/client.ts";
+import { silentLogger } from "../src/log.ts";
+import { isRefusal } from "../src/domain/refusals.ts";
+import { EncryptedStore } from "../src/store/db.ts";
+import { Journal } from "../src/store/journal.ts";
+import { KeyRing } from "../src/store/keyring.ts";
+import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
+import { emptyPayouts, evolvePayouts, type PayoutEvent } from "../src/actors/payout.ts";
+import { escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
+import type { JournalRecord } from "../src/actors/runtime.ts";
+
+const bin = new URL("../bin/runigun.js", import.meta.url).pathname;
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+export interface ChaosResult {
+  seed: number;
+  kills: number;
+  acknowledged: number;
+  refused: number;
+  violations: string[];
+}
+
+export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
+  const log = o.log ?? (() => undefined);
+  const random = rng(o.seed);
+  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
+  const node: RegtestNode = await startRegtest();
+  const dir = mkdtempSync(join(tmpdir(), "runigun-chaos-"));
+  const pki = join(dir, "pki");
+  await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const masterKey = randomBytes(32).toString("hex");
+  const port = await freePort();
+  const env = {
+    ...process.env, NODE_ENV: "production", RUNIGUN_LOG_LEVEL: "error", RUNIGUN_DATA_DIR: join(dir, "data"), RUNIGUN_PKI_DIR: pki,
+    RUNIGUN_MASTER_KEY: masterKey, RUNIGUN_PEPPER: randomBytes(32).toString("hex"), RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
+    RUNIGUN_NODE_MANAGED: "false", RUNIGUN_NODE_RPC_URL: node.rpcUrl, RUNIGUN_NODE_RPC_USER: node.user, RUNIGUN_NODE_RPC_PASSWORD: node.password,
+    RUNIGUN_NODE_ADDRESS_POOL_SIZE: "20", RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_ADMIN_ENABLED: "false", RUNIGUN_DEPOSITS_POLL_MS: "100",
+    RUNIGUN_STORE_SYNC: "true",
+  };
+  let child: ChildProcess | undefined;
+  let relay: RemoteRelay | undefined;
+  const start = async () => {
+    child = spawn(process.execPath, [bin, "engine"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child!.stdout!.on("data", () => /engine ready/.test(out) && resolve());
+      child!.once("exit", (code) => reject(new Error(`the engine exited (${code}): ${out.slice(-400)}`)));
+    });
+    relay = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, log: silentLogger, tls: { ...readPem(pki, "bot-client"), ca: readPem(pki, "internal-ca").cert }, timeoutMs: 10_000 });
+  };
+  const kill = async () => {
+    relay?.close();
+    const c = child!;
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGKILL");
+      await new Promise((r) => c.once("exit", r));
+    }
+  };
+
+  const users = Array.from({ length: o.users ?? 12 }, (_, i) => `u_chaos${String(i).padStart(4, "0")}`);
+  const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
+  let acknowledged = 0, refused = 0;
+  const violations: string[] = [];
+  try {
+    await node.ensureMatureCoins();
+    await start();
+    // Everyone opens a wallet and gets a deposit.
+    const outputs: Record<string, number> = {};
+    for (const u of users) {
+      await relay!.start(u);
+      const a = await relay!.depositAddress(u);
+      if (isRefusal(a)) throw new Error(`no address: ${a.message}`);
+      outputs[a.address] = 0.05;
+    }
+    await node.rpc("send", [outputs], "outside");
+    await node.mine(1);
+    for (let k = 0; k < o.kills; k++) {
+      // A burst of work, killed at a random moment.
+      const burst = (async () => {
+        for (let i = 0; i < 40; i++) {
+          const u = pick(users);
+          const r = random();
+          try {
+            if (r < 0.55) {
+              const id = `c${o.seed}:${k}:${i}`;
+              const t = await relay!.transfer(u, id, pick(users), `${1 + Math.floor(random() * 20_000)} sats`);
+              if (isRefusal(t)) refused++;
+              else (acked.transfers.add(`${u}|${id}`), acknowledged++);
+            } else if (r < 0.75) {
+              const dest = await node.outsideAddress();
+              const q = await relay!.quoteWithdrawal(u, dest, `${20_000 + Math.floor(random() * 50_000)} sats`);
+              if (isRefusal(q)) { refused++; continue; }
+              const c = await relay!.confirmWithdrawal(u, q.id);
+              if (isRefusal(c)) refused++;
+              else (acked.withdrawals.set(q.id, { key: u, dest, amount: q.amount }), acknowledged++);
+            } else if (r < 0.85) {
+              const ch = await relay!.createCheque(u, `q${o.seed}:${k}:${i}`, "5000 sats");
+              if (isRefusal(ch)) refused++;
+              else {
+                acknowledged++;
+                const cl = await relay!.claimCheque(pick(users), ch.code);
+                if (isRefusal(cl)) refused++;
+              }
+            } else if (r < 0.95) {
+              const a = await relay!.depositAddress(u);
+              if (!isRefusal(a)) await node.fund(a.address, "0.001");
+            } else {
+              await node.mine(1);
+            }
+          } catch {
+            return; // the engine died under us: an unacknowledged command, nothing to expect
+          }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 20 + random() * 400));
+      await kill();
+      await burst;
+      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked)).map((v) => `kill ${k + 1}: ${v}`));
+      log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
+      await start();
+    }
+    // Let everything settle, then check once more with payouts confirmed.
+    await node.mine(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    await kill();
+    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true)).map((v) => `final: ${v}`));
+  } finally {
+    await kill().catch(() => undefined);
+    await node.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations };
+}
+
+/** Reads the dead engine's store and checks the invariants. */
+async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false): Promise<string[]> {
+  const problems: string[] = [];
+  const store = await EncryptedStore.open({ path, keyring: KeyRing.parse(masterKey, "chaos"), sync: false });
+  try {
+    const journal = new Journal(store);
+    const wallets = new Map<string, WalletState>();
+    const keys = new Set<string>();
+    for await (const k of store.keys("journal")) keys.add(k.slice(0, k.indexOf("\u0001")));
+    let payouts = emptyPayouts();
+    let cheques = { cheques: {} } as Parameters<typeof escrowOf>[0];
+    for (const key of keys) {
+      const records = await journal.readEvents(key);
+      if (key.startsWith("wallet:")) {
+        const userKey = key.slice(7);
+        let s = emptyWallet(userKey);
+        for (const r of records) for (const e of (r.data as JournalRecord<WalletEvent>).e) s = evolve(s, e);
+        const broken = checkInvariants(s);
+        if (broken) problems.push(`${userKey}: ${broken}`);
+        wallets.set(userKey, s);
+      } else if (key === "payouts") {
+        for (const r of records) payouts = (r.data as JournalRecord<PayoutEvent>).e.reduce(evolvePayouts, payouts);
+      } else if (key === "cheques") {
+        for (const r of records) cheques = (r.data as JournalRecord<ChequeEvent>).e.reduce(evolveCheques, cheques);
+      }
+    }
+    // No acknowledged command lost.
+    for (const t of acked.transfers) {
+      const [u, id] = t.split("|") as [string, string];
+      const w = wallets.get(u);
+      if (!w || !(w.outgoing[id] || w.history.some((h) => h.ref === id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
+    }
+    for (const [id, w] of acked.withdrawals) if (!wallets.get(w.key)?.withdrawals[id]) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
+    // Each payout on chain once: a destination never received more than its amount.
+    for (const [id, w] of acked.withdrawals) {
+      const got = BigInt(Math.round((await node.rpc<number>("getreceivedbyaddress", [w.dest, 0], "outside")) * 1e8));
+      if (got > w.amount) problems.push(`withdrawal ${id} paid ${got} sats for ${w.amount}`);
+      if (final && wallets.get(w.key)?.withdrawals[id]?.status === "sent" && got !== w.amount) problems.push(`withdrawal ${id} settled but the chain shows ${got}`);
+    }
+    // No satoshi created: what the books owe never exceeds what the node holds.
+    let owed = escrowOf(cheques);
+    let inFlight = 0n;
+    for (const p of Object.values(payouts.payouts)) if (p.status === "signed" || p.status === "broadcast") inFlight += p.amount + (p.fee ?? p.quotedFee);
+    for (const w of wallets.values()) {
+      owed += w.available + w.pending + w.reserved;
+      for (const t of Object.values(w.outgoing)) if (!t.to.startsWith("cheque:")) owed += t.amount; // debited, credit not yet applied
+    }
+    // Credits applied but not yet acknowledged appear in both: subtract those the receiver already has.
+    for (const w of wallets.values()) {
+      for (const [id, t] of Object.entries(w.outgoing)) if (wallets.get(t.to)?.incoming[id]) owed -= t.amount;
+    }
+    const b = await node.rpc<{ mine: { trusted: number; untrusted_pending: number } }>("getbalances", [], "engine");
+    const held = BigInt(Math.round(b.mine.trusted * 1e8)) + BigInt(Math.round(b.mine.untrusted_pending * 1e8));
+    if (owed - inFlight > held) problems.push(`the books owe ${owed - inFlight} sats but the node holds ${held}`);
+  } finally {
+    await store.close();
+  }
+  return problems;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const i = process.argv.indexOf("--kills");
+  const kills = i > 0 ? Number(process.argv[i + 1]) : 20;
+  const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
+  const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
+  for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations`);
+  process.exit(r.violations.length ? 1 : 0);
+}
