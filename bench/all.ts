@@ -159,8 +159,8 @@ if (want("memory")) {
   rows.push([`memory: ${fmt(n)} resident idle wallets`, `${fmt(heapPer)} B heap, ${fmt(rssPer)} B RSS each; start with them on disk ${fmt(startMs)} ms`, `${fmt(barePer)} B bare nact actor (${refs.length} spawned)`, `${(heapPer / barePer).toFixed(1)}× (goal ≤ 4 KB each, start ≤ 2 s)`]);
 }
 
-// 5 and 7 need a real bitcoind and a Bot API stand-in.
-if (want("addresses") || want("telegram")) {
+// 5, 6 and 7 need a real bitcoind (and 7 a Bot API stand-in).
+if (want("addresses") || want("telegram") || want("scan")) {
   const te = await startTestEngine({ node: { addressPoolSize: 200 } });
   try {
     if (want("addresses")) {
@@ -182,6 +182,34 @@ if (want("addresses") || want("telegram")) {
       lat.sort((a, b) => a - b);
       results.addresses = { addresses_per_s: Math.round(actorRate), baseline_raw_per_s: Math.round(rawRate), ratio: +(actorRate / rawRate).toFixed(2), deposit_from_pool_p50_ms: +percentile(lat, 50).toFixed(3), deposit_from_pool_p99_ms: +percentile(lat, 99).toFixed(3) };
       rows.push(["node actor: getnewaddress through the mailbox", `${fmt(actorRate)}/s; pool p99 ${percentile(lat, 99).toFixed(2)} ms`, `${fmt(rawRate)}/s raw JSON-RPC, 200 concurrent`, `${(actorRate / rawRate).toFixed(2)} (goal ≥ 0.9; pool ≤ 5 ms)`]);
+    }
+    if (want("scan")) {
+      // 100k user addresses in the owner index, then one block paying 1,000 of them.
+      const indexed = Math.round(100_000 * scale), deposits = Math.round(1000 * scale);
+      const owners = Array.from({ length: 100 }, (_, i) => `u_scan${i}`);
+      for (const u of owners) await te.engine.relay.start(u);
+      const real = await te.engine.node.newAddresses(deposits, "scan");
+      const ops = [];
+      for (let i = 0; i < indexed; i++) {
+        const address = i < deposits ? real[i]! : `bcrt1qfake${i}`;
+        ops.push({ type: "put" as const, ns: "addr", key: te.engine.storage.mac("address", address), value: { userKey: owners[i % owners.length]! } });
+        if (ops.length === 5000) await te.engine.storage.store.batch(ops.splice(0));
+      }
+      await te.engine.storage.store.batch(ops);
+      await te.node.ensureMatureCoins();
+      await te.engine.watcher.poke();
+      const cursor = te.engine.watcher.cursor!.hash;
+      await te.node.rpc("send", [Object.fromEntries(real.map((a) => [a, 0.001]))], "outside");
+      await te.node.mine(1);
+      const t0 = performance.now();
+      await te.node.rpc("listsinceblock", [cursor, 1, false, true], "engine");
+      const rawMs = performance.now() - t0;
+      const t1 = performance.now();
+      await te.engine.watcher.poke();
+      const scanMs = performance.now() - t1;
+      const credited = te.engine.watcher.stats.confirmed;
+      results.scan = { ms_per_block: Math.round(scanMs), deposits_per_block: deposits, indexed_addresses: indexed, credited, baseline_listsinceblock_ms: Math.round(rawMs), ratio: +(scanMs / rawMs).toFixed(1) };
+      rows.push([`scan: a block with ${fmt(deposits)} deposits, ${fmt(indexed)} indexed addresses`, `${fmt(scanMs)} ms per block (${fmt(credited)} credited)`, `${fmt(rawMs)} ms bare listsinceblock`, `${(scanMs / rawMs).toFixed(1)}×`]);
     }
     if (want("telegram")) {
       const api = new BotApiStandIn();
