@@ -50,6 +50,7 @@ export class Engine {
   #closed = false;
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
+  #blockWork: Promise<void> = Promise.resolve();
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
 
@@ -103,7 +104,10 @@ export class Engine {
     });
     this.watcher = new DepositWatcher({
       config, log: log.child({ actor: "deposits" }), node: this.node, registry: this.registry, store: storage.store, mac: storage.mac,
-      onBlock: () => this.#afterBlock().catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block")),
+      // One block's work at a time, in order; `blockWorkDone()` lets callers wait for it.
+      onBlock: () => {
+        this.#blockWork = this.#blockWork.then(() => this.#afterBlock()).catch((e: unknown) => log.warn({ err: e }, "after-block work failed; it runs again after the next block"));
+      },
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
@@ -150,6 +154,11 @@ export class Engine {
       total.wallets++;
     }
     return total;
+  }
+
+  /** Resolves when the work triggered by the blocks seen so far (payout sync, watchdog, flush) is done. */
+  blockWorkDone(): Promise<void> {
+    return this.#blockWork;
   }
 
   /** Liabilities against the node wallet's balances (see solvency.ts). */

@@ -91,6 +91,11 @@ export class WalletRegistry {
     entry.inFlight++;
     this.stats.inFlight++;
     entry.lastUsed = this.#now();
+    const settle = () => {
+      entry.inFlight--;
+      this.stats.inFlight--;
+      entry.lastUsed = this.#now();
+    };
     return this.#o.system
       .ask<WalletCommand, R>(entry.ref, (reply) => {
         const tracked: Reply<R> = (r) => {
@@ -100,16 +105,15 @@ export class WalletRegistry {
         entry.pending.add(tracked as Reply<never>);
         return make(tracked);
       }, timeoutMs)
-      .catch((e: unknown) => {
-        if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
-        if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; nothing was moved. Try again in a minute.");
-        throw e;
-      })
-      .finally(() => {
-        entry.inFlight--;
-        this.stats.inFlight--;
-        entry.lastUsed = this.#now();
-      });
+      .then(
+        (r) => (settle(), r),
+        (e: unknown) => {
+          settle();
+          if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
+          if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; nothing was moved. Try again in a minute.");
+          throw e;
+        },
+      );
   }
 
   isResident(userKey: string): boolean {

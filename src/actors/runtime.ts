@@ -86,8 +86,9 @@ export interface CrashPolicy<M> {
 export class ActorSystem {
   readonly #system: NactRef;
   #stopped = false;
-  /** Asks waiting for an answer: a shutdown fails them at once instead of leaving them to time out. */
-  readonly #waiting = new Set<(e: Error) => void>();
+  /** Asks waiting for an answer, by their fail function: the sweeper times them out, a shutdown fails them. */
+  readonly #waiting = new Map<(e: Error) => void, { deadline: number; name: string; timeoutMs: number }>();
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(persistence?: PersistenceEngine) {
     this.#system = persistence ? start(configurePersistence(persistence)) : start();
@@ -174,25 +175,39 @@ export class ActorSystem {
       const fail = (e: Error) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
         this.#waiting.delete(fail);
         reject(e);
       };
-      const timer = setTimeout(() => fail(new AskTimeout(ref.name, timeoutMs)), timeoutMs);
       const reply: Reply<R> = (result) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
         this.#waiting.delete(fail);
         resolve(result);
       };
-      this.#waiting.add(fail);
+      this.#waiting.set(fail, { deadline: Date.now() + timeoutMs, name: ref.name, timeoutMs });
+      this.#sweep();
       try {
         this.tell(ref, make(reply));
       } catch (e) {
         fail(e as Error);
       }
     });
+  }
+
+  /**
+   * One timer for every pending ask instead of one each (creating and clearing a timer per message costs more
+   * than the message): it ticks only while asks are pending, and fails those past their deadline.
+   */
+  #sweep(): void {
+    if (this.#sweeper) return;
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [fail, w] of this.#waiting) if (w.deadline <= now) fail(new AskTimeout(w.name, w.timeoutMs));
+      if (this.#waiting.size === 0) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+      }
+    }, 10);
   }
 
   stop<M>(ref: Ref<M>): void {
@@ -206,7 +221,7 @@ export class ActorSystem {
     if (this.#stopped) return;
     this.#stopped = true;
     stop(this.#system);
-    for (const fail of [...this.#waiting]) fail(new ActorStopped("the actor system"));
+    for (const fail of [...this.#waiting.keys()]) fail(new ActorStopped("the actor system"));
   }
 }
 

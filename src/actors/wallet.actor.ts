@@ -53,6 +53,12 @@ export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBe
         (cmd.reply as (r: unknown) => void)(decision);
         return state;
       }
+      if (decision.events.length === 0) {
+        // A read or a repeat: nothing to check, journal or announce (but a resume re-sends the outbox).
+        (cmd.reply as (r: unknown) => void)(decision.answer(state));
+        if (cmd.type === "resume") afterCommit(userKey, state, state, [], cmd, o);
+        return state;
+      }
       const after = decision.events.reduce((s, e) => evolve(s, e, o.historyLimit), state);
       const broken = checkInvariants(after);
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).

@@ -72,10 +72,13 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   const t: TestEngine = {
     engine: undefined as unknown as Engine,
     node, config, dataPath, identity, handleKey,
-    poke: () => t.engine.watcher.poke(),
+    async poke() {
+      await t.engine.watcher.poke();
+      await t.engine.blockWorkDone();
+    },
     async mine(n) {
       await node.mine(n);
-      await t.engine.watcher.poke();
+      await t.poke();
     },
     crash() {
       // A crash: timers and actors die where they stand; only what reached the disk survives.
