@@ -58,8 +58,8 @@ export class RegtestNode {
 
   private constructor(
     readonly dataDir: string,
-    readonly rpcPort: number,
-    readonly p2pPort: number,
+    public rpcPort: number,
+    public p2pPort: number,
     private readonly o: RegtestOptions,
   ) {
     this.walletName = o.walletName ?? "engine";
@@ -69,7 +69,17 @@ export class RegtestNode {
     const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "runigun-regtest-"));
     mkdirSync(dataDir, { recursive: true });
     const node = new RegtestNode(dataDir, o.rpcPort ?? (await freePort()), o.p2pPort ?? (await freePort()), o);
-    await node.#launch();
+    // A port found free can be taken by another process before bitcoind binds it: try again on fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await node.#launch();
+        break;
+      } catch (e) {
+        if (attempt >= 3 || o.rpcPort || o.p2pPort || !/exited during start-up/.test(String(e))) throw e;
+        node.rpcPort = await freePort();
+        node.p2pPort = await freePort();
+      }
+    }
     await node.#ensureWallet(node.walletName);
     await node.#ensureWallet("outside");
     return node;

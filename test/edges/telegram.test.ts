@@ -149,11 +149,13 @@ t.test("rate limit per user, and 429s from Telegram are retried", async (t) => {
 t.test("webhook mode checks Telegram's secret token", async (t) => {
   const api = new BotApiStandIn();
   await api.start();
+  t.teardown(() => api.stop());
   const te = await startTestEngine();
+  t.teardown(() => te.stop());
   const config = loadConfig({ env: {}, overrides: { telegram: { apiRoot: api.apiRoot, mode: "webhook", webhookHost: "127.0.0.1", webhookPort: 0 } } });
   const edge: TelegramEdge = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, webhookSecret: "s3cret-s3cret-s3cret" });
   const { webhookPort } = await edge.start();
-  t.teardown(async () => (await edge.stop(), await api.stop(), await te.stop()));
+  t.teardown(() => edge.stop());
   const post = (secret: string) => fetch(`http://127.0.0.1:${webhookPort}/`, {
     method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": secret }, body: JSON.stringify(text(ALICE, "/help")),
   });
