@@ -2,37 +2,16 @@
 // 127.0.0.1, and the real engine on a regtest node: the whole story, and every way a person can get it wrong.
 import t from "tap";
 import type { Update } from "grammy/types";
-import { BotApiStandIn } from "../support/bot-api.ts";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
+import { startTestEngine } from "../support/engine.ts";
 import { buildTelegramEdge, type TelegramEdge } from "../../src/edges/telegram/bot.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 
-let updateId = 1000;
-let messageId = 1;
 const ALICE = 7001, BOB = 7002, MALLORY = 7003, GROUP = -9001;
-const person = (id: number) => ({ id, is_bot: false, first_name: `p${id}` });
-
-function text(from: number, body: string, opts: { chat?: number; replyTo?: { from: number; id: number } } = {}): Update {
-  const chatId = opts.chat ?? from;
-  const cmd = /^\/\w+/.exec(body);
-  return {
-    update_id: updateId++,
-    message: {
-      message_id: messageId++, date: Math.floor(Date.now() / 1000), text: body, from: person(from),
-      chat: chatId < 0 ? { id: chatId, type: "group", title: "g" } : { id: chatId, type: "private", first_name: "x" },
-      ...(cmd ? { entities: [{ type: "bot_command", offset: 0, length: cmd[0].length }] } : {}),
-      ...(opts.replyTo ? { reply_to_message: { message_id: opts.replyTo.id, date: 0, chat: { id: chatId, type: "group", title: "g" }, from: person(opts.replyTo.from), text: "hi" } } : {}),
-    },
-  } as Update;
-}
-
-function press(from: number, data: string): Update {
-  return {
-    update_id: updateId++,
-    callback_query: { id: String(updateId), from: person(from), chat_instance: "c", data, message: { message_id: 1, date: 0, chat: { id: from, type: "private", first_name: "x" }, text: "" } },
-  } as Update;
-}
+const api0 = new BotApiStandIn(); // update builders only (ids are per instance; one builder keeps them unique)
+const text = (from: number, body: string, opts: Parameters<BotApiStandIn["message"]>[2] = {}): Update => api0.message(from, body, opts);
+const press = (from: number, data: string): Update => api0.press(from, data);
 
 async function setup(t: { teardown(f: () => unknown): void }, edgeConfig: Record<string, unknown> = {}) {
   const api = new BotApiStandIn();
@@ -40,21 +19,16 @@ async function setup(t: { teardown(f: () => unknown): void }, edgeConfig: Record
   t.teardown(() => api.stop());
   const te = await startTestEngine({ deposits: { confirmations: 1 } });
   t.teardown(() => te.stop());
-  const config = { ...te.config, telegram: { ...te.config.telegram, apiRoot: api.apiRoot, ...edgeConfig } };
-  const edge = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "polling" });
+  const config = { ...te.config, telegram: { ...te.config.telegram, ...edgeConfig } };
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "polling" });
   await edge.start();
   t.teardown(() => edge.stop());
   /** Sends an update and waits for the bot's answer to that chat (or a callback answer). */
-  const say = async (u: Update, match: (c: { method: string; params: Record<string, unknown> }) => boolean = () => true) => {
-    const since = api.calls.length;
-    const chat = u.message?.chat.id ?? u.callback_query?.from.id;
-    api.push(u);
-    return api.waitForCall((c) => (Number(c.params.chat_id) === chat || c.method === "answerCallbackQuery") && c.method !== "setMyCommands" && match(c), since);
-  };
+  const say = (u: Update, match?: (c: RecordedCall) => boolean) => api.exchange(u, match);
   return { api, te, edge, say };
 }
 
-const txt = (c: { params: Record<string, unknown> }) => String(c.params.text ?? c.params.caption ?? "");
+const txt = BotApiStandIn.text;
 
 t.test("the story through Telegram: start, deposit with QR, notifications, withdraw with buttons pressed twice", async (t) => {
   const { api, te, say } = await setup(t);
@@ -74,7 +48,7 @@ t.test("the story through Telegram: start, deposit with QR, notifications, withd
   const ext = await te.node.outsideAddress();
   const q = await say(text(ALICE, `/withdraw ${ext} 100k sats`));
   t.match(txt(q), /Network fee/);
-  const kb = (q.params.reply_markup as { inline_keyboard: Array<Array<{ text: string; callback_data: string }>> }).inline_keyboard[0]!;
+  const kb = BotApiStandIn.buttons(q);
   t.same(kb.map((b) => b.text), ["Confirm", "Cancel"]);
   const confirm = kb[0]!.callback_data;
   t.match(String((await say(press(MALLORY, confirm), (c) => c.method === "answerCallbackQuery")).params.text), /someone else's/, "another user's press is refused");
@@ -107,12 +81,21 @@ t.test("bad input: one clear line, nothing changes", async (t) => {
     ["/withdraw bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4 0.1", /mainnet address/],
     ["/withdraw 🙈🙈🙈🙈🙈🙈🙈🙈🙈🙈🙈 0.1", /not a Bitcoin address/],
     ["/withdraw bcrt1qw46h2at4w46h2at4w46h2at4w46h2at4zdn3gn 0.1", /Not enough/],
+    ["/withdraw bcrt1qw46h2at4w46h2at4w46h2at4w46h2at4zdn3gn 🙈", /not an amount/],
+    ["/withdraw bcrt1qw46h2at4w46h2at4w46h2at4w46h2at4zdn3gn 0.000000001", /8 decimal places/],
+    ["/cheque -5 sats", /negative/],
+    ["/start notarealchequecode", /does not exist|not a cheque/],
     ["x".repeat(4000), /too long/],
+    ["/withdraw " + "9".repeat(3990), /too long/],
   ];
   for (const [input, expected] of cases) {
     const reply = txt(await say(text(MALLORY, input)));
     t.match(reply, expected, input.slice(0, 40));
     t.notOk(reply.includes("\n\n\n"), "short");
+  }
+  for (const data of ["wd:ok:../../etc", "wd:ok:wd_" + "A".repeat(60), "hist:99999", "hist:-1", "\u0000", "wd:no:"]) {
+    const answer = await say(press(MALLORY, data), (c) => c.method === "answerCallbackQuery");
+    t.match(String(answer.params.text), /no longer valid/, `forged callback ${JSON.stringify(data)}`);
   }
   t.match(txt(await say(text(MALLORY, "/balance"))), /Available: 0\.0 BTC[\s\S]*Reserved: 0\.0 BTC/, "nothing moved");
 });
@@ -132,7 +115,26 @@ t.test("groups: only /tip as a reply; never a balance or an address", async (t) 
   await say(text(BOB, "/balance"));
   t.equal(api.textsTo(GROUP, mark).length, 0, "a redelivered update is ignored");
   t.match(txt(await say(text(BOB, "/balance"))), /Available: 0\.00001 BTC/, "credited once");
-  t.match(txt(await say(text(ALICE, "/tip 1 BTC", { chat: GROUP, replyTo: { from: BOB, id: 78 } }))), /Not enough/);
+  await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /You received 0\.00001 BTC/.test(txt(c)));
+  t.pass("the receiver is notified in private");
+  t.match(txt(await say(text(ALICE, "/tip 1 BTC", { chat: GROUP, replyTo: { from: BOB, id: 78 } }))), /Not enough available for that tip\.$/);
+  t.match(txt(await say(text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: ALICE, id: 79 } }))), /yourself/);
+  t.match(txt(await say(text(ALICE, "/tip lots", { chat: GROUP, replyTo: { from: BOB, id: 80 } }))), /not an amount/);
+  const anonymous = text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 82 } });
+  Object.assign(anonymous.message!, { sender_chat: { id: GROUP, type: "group", title: "g" } });
+  t.match(txt(await say(anonymous)), /anonymous admins and channels cannot tip/);
+  const inTopic = text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 55 } });
+  Object.assign(inTopic.message!, { is_topic_message: true, message_thread_id: 55 });
+  t.match(txt(await say(inTopic)), /Reply to someone's message/, "a topic's first message is not a receiver");
+  // Commands for other bots in the group are none of this bot's business; an edited /tip never pays;
+  // long chatter gets no lecture.
+  const quiet = api.calls.length;
+  api.push(text(ALICE, "/balance@some_other_bot", { chat: GROUP }));
+  api.push(api0.edited(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 81 } }));
+  api.push(text(BOB, "y".repeat(2000), { chat: GROUP }));
+  await say(text(BOB, "/balance"));
+  t.equal(api.textsTo(GROUP, quiet).length, 0, "no answer to another bot's command nor to an edit");
+  t.match(txt(await say(text(BOB, "/balance"))), /Available: 0\.00001 BTC/, "still credited once");
   t.notMatch(api.textsTo(GROUP).join("\n"), /Available|bcrt1/, "nothing private in the group");
 });
 

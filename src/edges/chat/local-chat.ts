@@ -2,38 +2,65 @@
 // the same grammY bot that serves Telegram; its answers print here, with inline buttons as numbered choices.
 // `:fund` and `:mine` drive the regtest chain so deposit → confirm → withdraw takes two minutes.
 import { createInterface } from "node:readline";
-import type { Bot } from "grammy";
-import type { InProcessTelegram, Outgoing } from "./transport.ts";
+import type { Bot, Context } from "grammy";
+import { InProcessTelegram, LOCAL_BOT, type Outgoing } from "./transport.ts";
+
+export interface LocalChain {
+  mine(n: number): Promise<unknown>;
+  /** An outside wallet pays `address` (BTC as decimal text); may return the txid. */
+  fund(address: string, btc: string): Promise<unknown>;
+}
 
 export interface LocalChatOptions {
-  bot: Bot<never> | Bot<any>;
-  telegram: InProcessTelegram;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the edge's bot, whatever its context flavour
+  bot: Bot<any>;
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
+  /**
+   * The in-process Telegram the bot was built with (`buildTelegramEdge({ transport: telegram.transformer })`).
+   * Without it, one is made and installed on `bot.api` as an API transformer, so nothing leaves the process.
+   */
+  telegram?: InProcessTelegram;
   /** The regtest chain, when there is one. */
-  chain?: { mine(n: number): Promise<void>; fund(address: string, btc: string): Promise<string> };
+  chain?: LocalChain;
+  /** The person typing: a name (default "you") and, optionally, their Telegram id. */
   user?: string;
+  userId?: number;
   onQuit?: () => void;
 }
 
-const HELP = `Type what you would send the bot: /start, /deposit, /balance, /withdraw <address> <amount>, /history, /help.
+export interface LocalChat {
+  telegram: InProcessTelegram;
+  close(): void;
+  /** Resolves when the input ends or the person types :quit. */
+  done: Promise<void>;
+  /** Resolves when every line typed so far has been handled (tests use it instead of sleeping). */
+  idle(): Promise<void>;
+}
+
+export const LOCAL_HELP = `Type what you would send the bot: /start, /deposit, /balance, /withdraw <address> <amount>, /history, /help.
 Buttons show as [1] [2]…: type the number to press one.
 :fund <address> <btc>   an outside wallet pays that address (regtest)
 :mine <n>               mine n blocks (regtest)
+:help                   this text
 :quit                   stop everything`;
 
-export function startLocalChat(o: LocalChatOptions): { close(): void; done: Promise<void> } {
+export function startLocalChat(o: LocalChatOptions): LocalChat {
+  const telegram = o.telegram ?? installInProcessTelegram(o.bot);
   const user = o.user ?? "you";
-  const chatId = o.telegram.chatOf(user);
+  const chatId = telegram.person(user, o.userId).id;
   const print = (s: string) => o.output.write(s.endsWith("\n") ? s : s + "\n");
-  let lastButtons: Outgoing | undefined;
-  const off = o.telegram.onOutgoing((m) => {
+  /** The message whose buttons the numbers press: set by the bot, cleared by the next thing typed. */
+  let choices: Outgoing | undefined;
+  const off = telegram.onOutgoing((m) => {
     if (m.chatId !== chatId) return;
     const prefix = m.kind === "answer" ? "  (bot) " : m.kind === "edit" ? "bot (edited)> " : "bot> ";
     print(prefix + m.text.split("\n").join("\n     "));
     if (m.buttons.length) {
-      lastButtons = m;
+      choices = m;
       print("     " + m.buttons.map((b, i) => `[${i + 1}] ${b.text}`).join("  "));
+    } else if (m.kind === "edit" && choices?.messageId === m.messageId) {
+      choices = undefined; // the buttons were taken away with the edit
     }
   });
   const rl = createInterface({ input: o.input, output: o.output, prompt: "you> ", terminal: false });
@@ -43,7 +70,26 @@ export function startLocalChat(o: LocalChatOptions): { close(): void; done: Prom
     off();
     resolve();
   }));
-  const send = async (line: string) => {
+
+  const chainCommand = async (text: string) => {
+    if (!o.chain) return print("(no regtest chain in this mode)");
+    const [cmd, a, b] = text.split(/\s+/);
+    if (cmd === ":mine") {
+      const n = Number(a ?? "1");
+      if (!Number.isInteger(n) || n < 1 || n > 1000) return print("usage: :mine <1..1000>");
+      await o.chain.mine(n);
+      return print(`(mined ${n} block${n === 1 ? "" : "s"})`);
+    }
+    if (!a || !b || !/^\d{1,8}(\.\d{1,8})?$/.test(b)) return print("usage: :fund <address> <btc>, e.g. :fund bcrt1q… 0.5");
+    try {
+      const txid = await o.chain.fund(a, b);
+      return print(`(sent ${b} BTC to ${a}${typeof txid === "string" ? `: ${txid}` : ""}; :mine 1 to confirm)`);
+    } catch (e) {
+      return print(`(could not fund: ${(e as Error).message})`);
+    }
+  };
+
+  const handle = async (line: string) => {
     const text = line.trim();
     if (!text) return;
     if (text === ":quit" || text === ":q") {
@@ -51,38 +97,33 @@ export function startLocalChat(o: LocalChatOptions): { close(): void; done: Prom
       o.onQuit?.();
       return;
     }
-    if (text === ":help") return print(HELP);
-    if (text.startsWith(":mine")) {
-      if (!o.chain) return print("(no regtest chain in this mode)");
-      const n = Number(text.split(/\s+/)[1] ?? "1");
-      if (!Number.isInteger(n) || n < 1 || n > 1000) return print("usage: :mine <1..1000>");
-      await o.chain.mine(n);
-      return print(`(mined ${n} block${n === 1 ? "" : "s"})`);
+    if (text === ":help") return print(LOCAL_HELP);
+    if (/^:(mine|fund)\b/.test(text)) return chainCommand(text);
+    if (text.startsWith(":")) return print(`(unknown: ${text.split(/\s/)[0]}; :help lists the local commands)`);
+    if (/^\d{1,2}$/.test(text) && choices) {
+      const n = Number(text);
+      if (n < 1 || n > choices.buttons.length) return print(`(choose 1 to ${choices.buttons.length})`);
+      return o.bot.handleUpdate(telegram.press(user, text, choices.messageId));
     }
-    if (text.startsWith(":fund")) {
-      if (!o.chain) return print("(no regtest chain in this mode)");
-      const [, address, btc] = text.split(/\s+/);
-      if (!address || !btc) return print("usage: :fund <address> <btc>");
-      try {
-        const txid = await o.chain.fund(address, btc);
-        return print(`(sent ${btc} BTC to ${address}: ${txid}; :mine 1 to confirm)`);
-      } catch (e) {
-        return print(`(could not fund: ${(e as Error).message})`);
-      }
-    }
-    if (/^\d{1,2}$/.test(text) && lastButtons) {
-      return o.bot.handleUpdate(o.telegram.press(user, text));
-    }
-    return o.bot.handleUpdate(o.telegram.message(user, text));
+    choices = undefined;
+    return o.bot.handleUpdate(telegram.message(user, text));
   };
+
   // One line at a time, in order, like a person typing.
   let queue = Promise.resolve();
   rl.on("line", (line) => {
-    queue = queue.then(() => send(line)).catch((e: unknown) => print(`(error: ${(e as Error).message})`)).then(() => {
+    queue = queue.then(() => handle(line)).catch((e: unknown) => print(`(error: ${(e as Error).message})`)).then(() => {
       if (!closed) rl.prompt();
     });
   });
-  print(HELP);
+  print(LOCAL_HELP);
   rl.prompt();
-  return { close: () => rl.close(), done };
+  return { telegram, close: () => rl.close(), done, idle: () => queue };
+}
+
+/** Answers every API call of `bot` in this process: the outermost transformer, so nothing reaches the network. */
+function installInProcessTelegram(bot: Bot<Context>): InProcessTelegram {
+  const telegram = new InProcessTelegram(bot.isInited() ? bot.botInfo : LOCAL_BOT);
+  bot.api.config.use(telegram.transformer);
+  return telegram;
 }

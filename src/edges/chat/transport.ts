@@ -24,7 +24,7 @@ interface Person {
 }
 
 export class InProcessTelegram {
-  readonly botInfo = LOCAL_BOT;
+  readonly botInfo: UserFromGetMe;
   readonly log: Outgoing[] = [];
   /** How many messages the bot has sent in all (positions for `since`). */
   sent = 0;
@@ -39,6 +39,10 @@ export class InProcessTelegram {
   /** Which chat each callback query came from, so its answer is shown there. */
   readonly #callbacks = new Map<string, number>();
 
+  constructor(botInfo: UserFromGetMe = LOCAL_BOT) {
+    this.botInfo = botInfo;
+  }
+
   /** The grammY transformer that answers every API call locally. */
   readonly transformer: Transformer = async (_prev, method, payload) => {
     const p = payload as Record<string, unknown>;
@@ -51,10 +55,11 @@ export class InProcessTelegram {
     return () => this.#listeners.delete(listener);
   }
 
-  person(name: string): Person {
+  /** The person called `name`, created on first use (with `id` as their Telegram id, if given). */
+  person(name: string, id?: number): Person {
     let p = this.#people.get(name);
     if (!p) {
-      p = { id: this.#nextUser++, name };
+      p = { id: id ?? this.#nextUser++, name };
       this.#people.set(name, p);
     }
     return p;
@@ -73,18 +78,22 @@ export class InProcessTelegram {
     const cmd = /^\/[A-Za-z0-9_]+(@\w+)?/.exec(text);
     if (cmd) (msg as { entities?: unknown }).entities = [{ type: "bot_command", offset: 0, length: cmd[0].length }];
     if (opts.group && opts.replyTo) {
-      const target = this.#lastInGroup.get(`${opts.group}/${opts.replyTo}`);
-      if (!target) throw new Error(`${opts.replyTo} has said nothing in ${opts.group} to reply to`);
+      // Replying to someone who said nothing the bot saw: in a group with privacy mode the bot does not see
+      // ordinary chatter, so a message of theirs is made up for the reply to point at.
+      const target = this.#lastInGroup.get(`${opts.group}/${opts.replyTo}`) ?? this.#chatter(opts.group, opts.replyTo);
       (msg as { reply_to_message?: Message }).reply_to_message = target;
     }
     if (opts.group) this.#lastInGroup.set(`${opts.group}/${user}`, msg);
     return { update_id: this.#updateId++, message: msg } as Update;
   }
 
-  /** A press of an inline button (by its label, or its 1-based number) on the newest message that has it. */
-  press(user: string, label: string): Update {
+  /**
+   * A press of an inline button (by its label, or its 1-based number) on the newest message that has it, or
+   * on message `messageId` when given.
+   */
+  press(user: string, label: string, messageId?: number): Update {
     const from = this.person(user);
-    const msg = [...this.log].reverse().find((o) => o.chatId === from.id && o.buttons.length > 0 && this.#button(o, label));
+    const msg = [...this.log].reverse().find((o) => o.chatId === from.id && o.buttons.length > 0 && (messageId === undefined || o.messageId === messageId) && this.#button(o, label));
     if (!msg) throw new Error(`no button "${label}" in ${user}'s chat`);
     const button = this.#button(msg, label)!;
     this.#callbacks.set(String(this.#updateId + 1), from.id);
@@ -113,6 +122,21 @@ export class InProcessTelegram {
 
   chatOf(user: string): number {
     return this.person(user).id;
+  }
+
+  /** The chat id of group `name` (created on first use). */
+  groupOf(name: string): number {
+    return this.#groupId(name);
+  }
+
+  #chatter(group: string, user: string): Message {
+    const from = this.person(user);
+    const msg = {
+      message_id: this.#messageId++, date: Math.floor(Date.now() / 1000), text: "…",
+      chat: { id: this.#groupId(group), type: "group", title: group }, from: { id: from.id, is_bot: false, first_name: from.name },
+    } as Message;
+    this.#lastInGroup.set(`${group}/${user}`, msg);
+    return msg;
   }
 
   #button(o: Outgoing, label: string) {
@@ -155,7 +179,7 @@ export class InProcessTelegram {
       }
       case "sendPhoto": {
         const id = this.#messageId++;
-        this.#emit({ chatId, messageId: id, kind: "photo", text: `[QR code image] ${String(p.caption ?? "")}`, buttons });
+        this.#emit({ chatId, messageId: id, kind: "photo", text: `[QR code image for ${String(p.caption ?? "")}]`, buttons });
         return { ...message(id, ""), photo: [] };
       }
       case "editMessageText": {

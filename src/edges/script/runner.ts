@@ -1,204 +1,249 @@
-// The script edge: YAML scenarios (docs/scripts.md) run against a fresh regtest node and engine, feeding real
-// Telegram updates through the same bot users talk to. The first failed expectation stops the script with
-// a readable account of what was sent, what was expected and what the bot said.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { parse } from "yaml";
-import { loadConfig, type ConfigFile, type DeepPartial } from "../../config.ts";
+// The script edge: YAML scenarios (docs/scripts.md) run against a fresh engine, feeding real Telegram updates
+// through the same bot users talk to, in process. The first failed expectation stops the script with a
+// readable account of what was sent, what was expected and what the bot said.
+import { readFileSync } from "node:fs";
+import type { Config } from "../../config.ts";
 import { silentLogger } from "../../log.ts";
-import { startEngine, type Running } from "../../app.ts";
-import { startRegtest, type RegtestNode } from "../../regtest/harness.ts";
+import type { Relay } from "../../relay.types.ts";
+import { openHandle } from "../../store/sealed.ts";
 import { buildTelegramEdge, type TelegramEdge } from "../telegram/bot.ts";
+import { isRefusalText, notice } from "../telegram/render.ts";
 import { InProcessTelegram, type Outgoing } from "../chat/transport.ts";
+import { matches, overridesOf, parseScript, type Script, type Step } from "./format.ts";
+import { regtestEngine, type MakeEngine, type ScriptEngineParts } from "./engine.ts";
 
-export interface Step {
-  user?: string;
-  says?: string;
-  press?: string;
-  notified?: string;
-  group?: string;
-  reply_to?: string;
-  expect?: string;
-  expect_not?: string;
-  expect_error?: string;
-  capture?: Record<string, string>;
-  chain?: { fund?: string; btc?: string; mine?: number; address?: string };
-  restart?: "engine";
-  timeout_ms?: number;
-}
+export { matches, parseScript, type Script, type Step } from "./format.ts";
+export { regtestEngine, type MakeEngine, type ScriptEngine, type ScriptEngineParts } from "./engine.ts";
 
-export interface Script {
-  name: string;
-  config?: Record<string, unknown>;
-  steps: Step[];
+export interface RunOptions {
+  /** Where ✓/✗ lines and failures go (default: stdout). */
+  output?: NodeJS.WritableStream;
+  /** A fresh engine per script (default: a fresh regtest node and engine). */
+  makeEngine?: MakeEngine;
 }
 
 export class ScriptFailure extends Error {}
 
-/** Lines that mark a refusal in the bot's words (see edges/telegram/render.ts). */
-const REFUSAL = /^(⚠️|💸|⛔|🧊|❓|⌛|⏳|🚪|⏸)/u;
+const NOTIFIED_TIMEOUT_MS = 15_000;
+/** The edge's settings when the engine does not say: Telegram's own limits, as users meet them. */
+const EDGE_DEFAULTS: Pick<Config, "telegram"> = {
+  telegram: { apiRoot: "https://api.telegram.org", mode: "polling", webhookHost: "127.0.0.1", webhookPort: 0, commandsPerMinute: 30 },
+};
 
-export function matches(expect: string, text: string): boolean {
-  const re = /^\/(.*)\/([a-z]*)$/s.exec(expect);
-  return re ? new RegExp(re[1]!, re[2]).test(text) : text.includes(expect);
-}
-
-/** Shorthands a script may use in `config:` besides full nested keys. */
-function overridesOf(c: Record<string, unknown> = {}): DeepPartial<ConfigFile> {
-  const { confirmations, batch_window_ms, ...rest } = c;
-  const o = rest as DeepPartial<ConfigFile>;
-  if (confirmations !== undefined) o.deposits = { ...o.deposits, confirmations: Number(confirmations) };
-  if (batch_window_ms !== undefined) o.withdrawals = { ...o.withdrawals, batchWindowMs: Number(batch_window_ms) };
-  return o;
-}
-
-export async function runScripts(files: string[], o: { output: NodeJS.WritableStream }): Promise<number> {
+/** Runs each file; prints one line per script and `N passed, N failed`. Returns the exit code. */
+export async function runScripts(files: string[], o: RunOptions = {}): Promise<number> {
+  const out = o.output ?? process.stdout;
   if (files.length === 0) {
-    o.output.write("usage: runigun simulate FILE.yaml [FILE.yaml …]\n");
+    out.write("usage: runigun simulate FILE.yaml [FILE.yaml …]\n");
     return 2;
   }
   let failed = 0;
   for (const file of files) {
     let script: Script;
     try {
-      script = parse(readFileSync(file, "utf8")) as Script;
-      if (!script || !Array.isArray(script.steps)) throw new Error("a script needs `name` and a list of `steps`");
+      script = parseScript(readFileSync(file, "utf8"));
     } catch (e) {
-      o.output.write(`✗ ${file}: cannot read it: ${(e as Error).message}\n`);
+      out.write(`✗ ${file}: ${(e as Error).message}\n`);
       failed++;
       continue;
     }
     const started = Date.now();
     try {
-      await runScript(script, o.output);
-      o.output.write(`✓ ${script.name ?? file} (${script.steps.length} steps, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+      await runScript(script, o);
+      out.write(`✓ ${script.name} (${script.steps.length} steps, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
     } catch (e) {
       failed++;
-      o.output.write(`✗ ${script.name ?? file}\n${(e as Error).message}\n`);
+      const detail = e instanceof ScriptFailure ? e.message : `    ${(e as Error).stack ?? String(e)}`;
+      out.write(`✗ ${script.name} (${file})\n${detail}\n`);
     }
   }
-  o.output.write(`${files.length - failed} passed, ${failed} failed\n`);
+  out.write(`${files.length - failed} passed, ${failed} failed\n`);
   return failed === 0 ? 0 : 1;
 }
 
-export async function runScript(script: Script, output?: NodeJS.WritableStream): Promise<void> {
-  const node: RegtestNode = await startRegtest();
-  const dataDir = mkdtempSync(join(tmpdir(), "runigun-script-"));
-  const fromScript = overridesOf(script.config);
-  const cfg = loadConfig({
-    env: { RUNIGUN_NODE_RPC_PASSWORD: node.password },
-    overrides: {
-      ...fromScript,
-      dataDir,
-      node: { ...fromScript.node, managed: false, rpcUrl: node.rpcUrl, rpcUser: node.user, addressPoolSize: 20 },
-      deposits: { pollMs: 60_000, ...fromScript.deposits },
-      identity: { timeCost: 1, memoryKiB: 1024 },
-      store: { sync: false },
-    },
-  });
+/** Runs one parsed script; throws a ScriptFailure at the first failed step. */
+export async function runScript(script: Script, o: RunOptions = {}): Promise<void> {
+  const engine = await (o.makeEngine ?? regtestEngine)(overridesOf(script.config));
   const telegram = new InProcessTelegram();
-  let app: Running | undefined;
+  const inbox = new Inbox(telegram);
   let edge: TelegramEdge | undefined;
-  const boot = async () => {
-    app = await startEngine(cfg, silentLogger);
-    edge = buildTelegramEdge({ token: "0:script", config: cfg, relay: app.engine.relay, identity: app.identity, handleKey: app.handleKey, log: silentLogger, transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual" });
+  const boot = async (p: ScriptEngineParts) => {
+    inbox.watch(p.relay, p.handleKey); // before the edge subscribes, so each notice is known before it is sent
+    edge = buildTelegramEdge({
+      token: "0:script", config: p.config ?? EDGE_DEFAULTS, relay: p.relay, identity: p.identity, handleKey: p.handleKey,
+      log: silentLogger, transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual",
+    });
     await edge.start();
   };
   const vars: Record<string, string> = {};
-  /** Per user: how far into the bot's output `notified:` has already looked, so old messages never match twice. */
-  const seenUpTo = new Map<number, number>();
-  const sub = (s: string) => s.replace(/\$\{(\w+)\}/g, (_, k: string) => {
-    if (!(k in vars)) throw new ScriptFailure(`\${${k}} is not captured yet`);
-    return vars[k]!;
-  });
   try {
-    await node.ensureMatureCoins();
-    await boot();
+    await boot(engine);
     for (const [i, step] of script.steps.entries()) {
       const where = `  step ${i + 1}: ${JSON.stringify(step)}`;
-      const said: Outgoing[] = [];
-      const off = telegram.onOutgoing((m) => said.push(m));
+      const sub = (s: string) => s.replace(/\$\{(\w+)\}/g, (_, k: string) => {
+        if (!(k in vars)) throw new ScriptFailure(`${where}\n    \${${k}} is not captured yet`);
+        return vars[k]!;
+      });
+      let sent = "";
       try {
         if (step.chain) {
           const c = step.chain;
-          if (c.address) vars[c.address] = await node.outsideAddress();
-          if (c.fund) await node.fund(sub(c.fund), String(c.btc ?? "0.1"));
-          if (c.mine) {
-            await node.mine(Number(c.mine));
-            await app!.engine.watcher.poke();
-          }
+          if (c.address) vars[c.address] = await engine.chain.address();
+          if (c.fund) await engine.chain.fund(sub(c.fund), sub(String(c.btc)));
+          if (c.mine) await engine.chain.mine(c.mine);
           continue;
         }
         if (step.restart) {
-          // The engine dies where it stands (nothing flushed on purpose) and starts again on the same data.
           await edge!.stop();
-          app!.engine.watcher.stop();
-          app!.engine.registry.close();
-          app!.engine.system.shutdown();
-          await app!.engine.storage.store.close();
-          await app!.identity.close();
-          await boot();
+          await boot(await engine.restart());
           continue;
         }
-        if (!step.user) throw new ScriptFailure(`${where}\n    a step needs user:, chain: or restart:`);
+        const user = step.user!;
         let text: string;
         if (step.notified !== undefined) {
-          const chat = telegram.chatOf(step.user);
-          text = await waitFor(telegram, chat, sub(step.notified), step.timeout_ms ?? 15_000, seenUpTo.get(chat) ?? 0);
-          seenUpTo.set(chat, telegram.sent);
+          sent = `(waiting for a notification to ${user})`;
+          text = await inbox.waitFor(telegram.chatOf(user), sub(step.notified), step.timeout_ms ?? NOTIFIED_TIMEOUT_MS);
         } else {
           const update = step.press !== undefined
-            ? telegram.press(step.user, sub(step.press))
-            : telegram.message(step.user, sub(step.says ?? ""), { ...(step.group ? { group: step.group } : {}), ...(step.reply_to ? { replyTo: step.reply_to } : {}) });
+            ? telegram.press(user, sub(step.press))
+            : telegram.message(user, sub(step.says!), { ...(step.group ? { group: step.group } : {}), ...(step.reply_to ? { replyTo: step.reply_to } : {}) });
+          sent = step.press !== undefined ? `${user} presses ${JSON.stringify(sub(step.press))}` : `${user}${step.group ? ` in ${step.group}` : ""} says ${JSON.stringify(update.message?.text)}`;
+          inbox.takeReplies();
           await edge!.bot.handleUpdate(update);
-          // Notifications triggered by this step arrive asynchronously; the step's own answers are already in.
-          const chat = step.group ? undefined : telegram.chatOf(step.user);
-          text = said.filter((m) => chat === undefined || m.chatId === chat || m.kind === "answer").map((m) => m.text).join("\n");
+          // The step's own answers are all in once handleUpdate returns; notices are set apart by the inbox.
+          const chat = step.group ? telegram.groupOf(step.group) : telegram.chatOf(user);
+          text = inbox.takeReplies().filter((m) => m.chatId === chat).map((m) => m.text).join("\n");
         }
-        const fail = (what: string) => {
-          throw new ScriptFailure(`${where}\n    expected ${what}\n    the bot said:\n${text.split("\n").map((l) => `      | ${l}`).join("\n") || "      (nothing)"}`);
-        };
-        if (step.expect !== undefined && !matches(sub(step.expect), text)) fail(`${JSON.stringify(step.expect)}`);
-        if (step.expect_not !== undefined && matches(sub(step.expect_not), text)) fail(`not ${JSON.stringify(step.expect_not)}`);
-        if (step.expect_error !== undefined && (!REFUSAL.test(text.trim()) || !matches(sub(step.expect_error), text))) fail(`a refusal with ${JSON.stringify(step.expect_error)}`);
-        for (const [name, pattern] of Object.entries(step.capture ?? {})) {
-          const m = new RegExp(pattern).exec(text);
-          if (!m) fail(`to capture ${name} with /${pattern}/`);
-          vars[name] = m![1] ?? m![0];
-        }
-        output?.write("");
-      } finally {
-        off();
+        check(step, text, sub, vars, `${where}\n    ${sent}`);
+      } catch (e) {
+        if (e instanceof ScriptFailure) throw e;
+        throw new ScriptFailure(`${where}${sent ? `\n    ${sent}` : ""}\n    ${(e as Error).message}`);
       }
     }
   } finally {
+    inbox.close();
     await edge?.stop().catch(() => undefined);
-    await app?.stop().catch(() => undefined);
-    await node.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await engine.stop();
   }
 }
 
+function check(step: Step, text: string, sub: (s: string) => string, vars: Record<string, string>, where: string): void {
+  const fail = (what: string, hint?: string) => {
+    const said = text.split("\n").map((l) => `      | ${l}`).join("\n");
+    throw new ScriptFailure(`${where}\n    expected ${what}\n    the bot said:\n${text ? said : "      (nothing)"}${hint ? `\n${hint}` : ""}`);
+  };
+  if (step.expect !== undefined) {
+    const expect = sub(step.expect);
+    if (!matches(expect, text)) fail(JSON.stringify(expect), closest(expect, text));
+  }
+  if (step.expect_not !== undefined) {
+    const expect = sub(step.expect_not);
+    if (matches(expect, text)) fail(`not ${JSON.stringify(expect)}`);
+  }
+  if (step.expect_error !== undefined) {
+    const expect = sub(step.expect_error);
+    if (!isRefusalText(text) || !matches(expect, text)) fail(`a refusal matching ${JSON.stringify(expect)}`);
+  }
+  for (const [name, pattern] of Object.entries(step.capture ?? {})) {
+    const m = new RegExp(sub(pattern)).exec(text);
+    if (!m) fail(`to capture ${name} with /${pattern}/`);
+    vars[name] = m![1] ?? m![0];
+  }
+}
+
+/** For a plain-text expectation: the bot's line that comes closest, as a two-line diff. */
+function closest(expect: string, text: string): string | undefined {
+  if (expect.startsWith("/") || !text) return undefined;
+  const common = (a: string, b: string) => {
+    let n = 0;
+    while (n < a.length && n < b.length && a[n] === b[n]) n++;
+    return n;
+  };
+  let best = "";
+  let score = 0;
+  for (const line of text.split("\n")) {
+    for (let start = 0; start < line.length; start++) {
+      const s = common(expect, line.slice(start));
+      if (s > score) [best, score] = [line.slice(start, start + 120), s];
+    }
+  }
+  return score >= 3 ? `    closest:\n      - ${expect}\n      + ${best}` : undefined;
+}
+
 /**
- * Waits (bounded, event-driven) for a notification to `chatId` matching `expect`: a new message (not an
- * edit or a button answer) sent after position `from` of the bot's output.
+ * Everything the bot sends, split in two: notifications (a message whose text is the rendering of a notice the
+ * relay just addressed to that chat) wait in a per-chat inbox for `notified:`; the rest are a step's replies.
  */
-function waitFor(telegram: InProcessTelegram, chatId: number, expect: string, timeoutMs: number, from: number): Promise<string> {
-  const isHit = (m: Outgoing) => m.chatId === chatId && m.kind === "message" && matches(expect, m.text);
-  const hit = telegram.since(from).find(isHit);
-  if (hit) return Promise.resolve(hit.text);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new ScriptFailure(`    no notification matching ${JSON.stringify(expect)} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = telegram.onOutgoing((m) => {
-      if (isHit(m)) {
-        clearTimeout(timer);
-        off();
-        resolve(m.text);
+class Inbox {
+  readonly #off: () => void;
+  #unwatch: (() => void) | undefined;
+  #announced: Array<{ chatId: number; text: string }> = [];
+  readonly #notices = new Map<number, Outgoing[]>();
+  #replies: Outgoing[] = [];
+  readonly #waiters = new Set<() => void>();
+
+  constructor(telegram: InProcessTelegram) {
+    this.#off = telegram.onOutgoing((m) => {
+      const i = m.kind === "message" ? this.#announced.findIndex((a) => a.chatId === m.chatId && a.text === m.text) : -1;
+      if (i < 0) {
+        this.#replies.push(m);
+        return;
+      }
+      this.#announced.splice(i, 1);
+      this.#notices.set(m.chatId, [...(this.#notices.get(m.chatId) ?? []), m]);
+      for (const w of this.#waiters) w();
+    });
+  }
+
+  watch(relay: Relay, handleKey: Uint8Array): void {
+    this.#unwatch?.();
+    this.#unwatch = relay.onNotification((n) => {
+      if (!n.chatHandle) return;
+      try {
+        const { chatId } = openHandle<{ chatId: number }>(handleKey, n.chatHandle);
+        this.#announced.push({ chatId, text: notice(n.notice) });
+        if (this.#announced.length > 10_000) this.#announced.shift();
+      } catch {
+        // Not a handle of this edge: the edge will not send it either.
       }
     });
-  });
+  }
+
+  takeReplies(): Outgoing[] {
+    const r = this.#replies;
+    this.#replies = [];
+    return r;
+  }
+
+  /** The first unread notification to `chatId` matching `expect` (already arrived, or within the timeout); marks it read. */
+  waitFor(chatId: number, expect: string, timeoutMs: number): Promise<string> {
+    const take = () => {
+      const list = this.#notices.get(chatId) ?? [];
+      const i = list.findIndex((m) => matches(expect, m.text));
+      return i < 0 ? undefined : list.splice(i, 1)[0]!.text;
+    };
+    const now = take();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const waiter = () => {
+        const hit = take();
+        if (hit === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(waiter);
+        resolve(hit);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        const unread = (this.#notices.get(chatId) ?? []).map((m) => m.text);
+        reject(new Error(`no notification matching ${JSON.stringify(expect)} within ${timeoutMs} ms` +
+          (unread.length ? `\n    unread notifications:\n${unread.map((t) => `      | ${t}`).join("\n")}` : "")));
+      }, timeoutMs);
+      this.#waiters.add(waiter);
+    });
+  }
+
+  close(): void {
+    this.#off();
+    this.#unwatch?.();
+  }
 }

@@ -2,32 +2,42 @@
 // (runner with per-chat order, 429 retries, outgoing throttling, per-user rate limit), one error boundary,
 // and notifications sent through the chat handle sealed at /start. Updates come by long polling, a
 // webhook, or — for the local chat, scripts and tests — straight into `bot.handleUpdate`.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import { Bot, webhookCallback, type Transformer } from "grammy";
+import { createHmac, randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import { Bot, Composer, GrammyError, HttpError, type Transformer } from "grammy";
 import type { UserFromGetMe } from "grammy/types";
 import { run, sequentialize, type RunnerHandle } from "@grammyjs/runner";
 import { autoRetry } from "@grammyjs/auto-retry";
 import { apiThrottler } from "@grammyjs/transformer-throttler";
 import { limit } from "@grammyjs/ratelimiter";
 import type { Config } from "../../config.ts";
-import { openHandle } from "../../store/sealed.ts";
-import * as say from "./render.ts";
-import type { EdgeContext, EdgeDeps } from "./context.ts";
-import { account } from "./features/account.ts";
-import { withdraw } from "./features/withdraw.ts";
-import { transfers } from "./features/transfers.ts";
+import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "./context.ts";
+import { forwardNotifications } from "./notifications.ts";
+import { listenForWebhooks } from "./webhook.ts";
+import { startFeature } from "./features/start.ts";
+import { depositFeature } from "./features/deposit.ts";
+import { balanceFeature } from "./features/balance.ts";
+import { historyFeature } from "./features/history.ts";
+import { withdrawFeature } from "./features/withdraw.ts";
+import { tipFeature } from "./features/tip.ts";
+import { chequeFeature } from "./features/cheque.ts";
 
 export interface TelegramEdgeOptions extends EdgeDeps {
   token: string;
-  config: Config;
+  /** Only `telegram` (and the webhook secret, if any) is read. */
+  config: Pick<Config, "telegram"> & { secrets?: { telegramWebhookSecret?: string } };
+  /** Bot API server (a local stand-in in tests). Default: config.telegram.apiRoot. */
+  apiRoot?: string;
   /** Known bot identity: skips getMe (local chat, scripts). */
   botInfo?: UserFromGetMe;
   /** "manual": updates are fed with bot.handleUpdate (local chat, scripts, tests). Default: config.telegram.mode. */
   mode?: "polling" | "webhook" | "manual";
+  /** Telegram's secret_token for webhook mode. Default: config.secrets.telegramWebhookSecret. */
   webhookSecret?: string;
   /** Innermost API transformer (the local chat's in-process Bot API). */
   transport?: Transformer;
+  /** How many recent update ids are remembered to drop redeliveries. */
+  dedupeWindow?: number;
 }
 
 export interface TelegramEdge {
@@ -43,112 +53,170 @@ export const COMMANDS = [
   { command: "history", description: "Your transactions" },
   { command: "withdraw", description: "Send bitcoin out: /withdraw <address> <amount>" },
   { command: "cheque", description: "A one-time claim link: /cheque <amount>" },
+  { command: "send", description: "How to send to someone" },
   { command: "help", description: "What I can do" },
 ];
+export const GROUP_COMMANDS = [{ command: "tip", description: "Reply to a message: /tip <amount>" }];
+
+export const SOMETHING_WRONG = "⚠️ Something went wrong; nothing was moved. Please try again.";
+/** When the failure came after the engine accepted a money command: saying "nothing was moved" would be false. */
+export const SOMETHING_WRONG_AFTER = "⚠️ Something went wrong showing the result, but your request went through. Check /balance.";
+const MAX_TEXT = 1000;
 
 export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   const log = o.log.child({ edge: "telegram" });
-  const bot = new Bot<EdgeContext>(o.token, { client: { apiRoot: o.config.telegram.apiRoot }, ...(o.botInfo ? { botInfo: o.botInfo } : {}) });
+  const bot = new Bot<EdgeContext>(o.token, {
+    client: { apiRoot: o.apiRoot ?? o.config.telegram.apiRoot },
+    ...(o.botInfo ? { botInfo: o.botInfo } : {}),
+  });
   if (o.transport) bot.api.config.use(o.transport);
   bot.api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
   const mode = o.mode ?? o.config.telegram.mode;
+  // Outgoing calls stay inside Telegram's limits (30/s overall, ~1/s per chat); in-process there is no limit.
   if (mode !== "manual") bot.api.config.use(apiThrottler());
 
-  // Telegram may deliver an update twice (after a polling restart or a webhook retry): drop repeats.
-  const seen = new Set<number>();
-  bot.use(async (ctx, next) => {
-    if (seen.has(ctx.update.update_id)) return;
-    seen.add(ctx.update.update_id);
-    if (seen.size > 50_000) seen.delete(seen.values().next().value!);
-    // Edited messages never move money (nor do anything else here).
-    if (ctx.update.edited_message || ctx.update.edited_channel_post) return;
-    await next();
-  });
-  bot.use(sequentialize((ctx) => ctx.chat?.id.toString()));
-  const keyCache = new WeakMap<object, Promise<string>>();
-  bot.use(async (ctx, next) => {
-    ctx.deps = o;
-    ctx.userKey = () => {
-      const from = ctx.from;
-      if (!from) return Promise.reject(new Error("an update without a sender"));
-      let k = keyCache.get(ctx.update);
-      if (!k) keyCache.set(ctx.update, (k = o.identity.userKey(from.id)));
-      return k;
-    };
-    await next();
-  });
+  bot.use(dedupe(o.dedupeWindow ?? 50_000));
+  // Per chat and per sender, in order: a user's commands never race each other (prefixes keep ids apart).
+  bot.use(sequentialize((ctx) => [ctx.chat && `c${ctx.chat.id}`, ctx.from && `u${ctx.from.id}`].filter((k): k is string => !!k)));
+  bot.use(edgeContext(o));
   // The limiter's keys are HMACs of the id under a per-process key: no raw id as a map key.
   const limiterKey = randomBytes(32);
   bot.use(limit<EdgeContext, never>({
     timeFrame: 60_000,
     limit: o.config.telegram.commandsPerMinute,
     keyGenerator: (ctx) => (ctx.from ? createHmac("sha256", limiterKey).update(String(ctx.from.id)).digest("base64url") : undefined),
-    onLimitExceeded: (ctx) => void ctx.reply("⏳ Too many requests; wait a minute and try again. Nothing was moved.").catch(() => undefined),
+    onLimitExceeded: (ctx) => void answer(ctx, "⏳ Too many requests; wait a minute and try again. Nothing was moved.").catch(() => undefined),
   }));
   bot.on("message:text", async (ctx, next) => {
-    if (ctx.msg.text.length > 1000) return ctx.reply("⚠️ That message is too long for me. Send one command at a time.");
-    return next();
+    if (ctx.msg.text.length <= MAX_TEXT) return next();
+    // Long chatter in a group is none of the bot's business; a long command or private message gets one line.
+    if (ctx.chat.type === "private" || ctx.msg.text.startsWith("/")) return ctx.reply("⚠️ That message is too long for me. Send one command at a time.");
   });
 
-  bot.use(account, withdraw, transfers);
+  bot.use(startFeature(), depositFeature(), balanceFeature(), historyFeature(), withdrawFeature(), tipFeature(), chequeFeature());
+  bot.use(fallbacks());
 
-  bot.chatType("private").on("message", (ctx) =>
-    ctx.reply(ctx.msg.text?.startsWith("/") ? "❓ I don't know that command. Send /help for the list." : "❓ I don't understand that. Send /help for what I can do."));
-  bot.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "This button is no longer valid." }));
-
+  // The one error boundary: the person gets one line, the log gets what failed without who or what was said.
   bot.catch(async (err) => {
-    log.error({ err: err.error instanceof Error ? err.error.message : String(err.error), update: err.ctx.update.update_id }, "update failed");
-    await err.ctx.reply("⚠️ Something went wrong; nothing was moved. Please try again.").catch(() => undefined);
+    const ctx = err.ctx;
+    log.error({ err: errorSummary(err.error), updateId: ctx.update.update_id, updateKind: updateKind(ctx) }, "update failed");
+    await answer(ctx, ctx.moved ? SOMETHING_WRONG_AFTER : SOMETHING_WRONG).catch(() => undefined);
   });
 
-  const unsubscribe = o.relay.onNotification((n) => {
-    if (!n.chatHandle) return;
-    let chatId: number;
-    try {
-      chatId = openHandle<{ chatId: number }>(o.handleKey, n.chatHandle).chatId;
-    } catch {
-      log.warn({ userKey: n.userKey }, "a chat handle did not open with this edge's key; notification skipped");
-      return;
-    }
-    bot.api.sendMessage(chatId, say.notice(n.notice)).catch((e: unknown) => log.warn({ userKey: n.userKey, err: (e as Error).message }, "notification not delivered"));
-  });
-
+  let unsubscribe: (() => void) | undefined;
   let runner: RunnerHandle | undefined;
   let server: Server | undefined;
   return {
     bot,
     async start() {
       await bot.init();
-      await bot.api.setMyCommands(COMMANDS).catch((e: unknown) => log.warn({ err: (e as Error).message }, "setMyCommands failed"));
+      await bot.api.setMyCommands(COMMANDS, { scope: { type: "all_private_chats" } })
+        .then(() => bot.api.setMyCommands(GROUP_COMMANDS, { scope: { type: "all_group_chats" } }))
+        .catch((e: unknown) => log.warn({ err: errorSummary(e) }, "setMyCommands failed"));
+      unsubscribe ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log });
       if (mode === "polling") {
+        // Edited messages are not even fetched: an edit never moves money (nor does anything else here).
         runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] } } });
         log.info({ bot: bot.botInfo.username }, "Telegram edge polling");
         return {};
       }
       if (mode === "webhook") {
-        const secret = o.webhookSecret ?? "";
+        const secret = o.webhookSecret ?? o.config.secrets?.telegramWebhookSecret ?? "";
         if (secret.length < 16) throw Object.assign(new Error("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)"), { code: "setup" });
-        const handle = webhookCallback(bot, "http");
-        const expected = Buffer.from(secret);
-        server = createServer((req, res) => {
-          const got = Buffer.from(String(req.headers["x-telegram-bot-api-secret-token"] ?? ""));
-          if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-            res.writeHead(401).end();
-            return;
-          }
-          void handle(req, res);
-        });
-        await new Promise<void>((r) => server!.listen(o.config.telegram.webhookPort, o.config.telegram.webhookHost, r));
-        const port = (server.address() as { port: number }).port;
-        log.info({ port }, "Telegram edge listening for webhooks");
-        return { webhookPort: port };
+        const listening = await listenForWebhooks(bot, { host: o.config.telegram.webhookHost, port: o.config.telegram.webhookPort, secret, log });
+        server = listening.server;
+        log.info({ port: listening.port }, "Telegram edge listening for webhooks");
+        return { webhookPort: listening.port };
       }
       return {};
     },
     async stop() {
-      unsubscribe();
+      unsubscribe?.();
+      unsubscribe = undefined;
       if (runner?.isRunning()) await runner.stop();
-      if (server) await new Promise((r) => server!.close(r));
+      if (server) {
+        server.closeAllConnections();
+        await new Promise((r) => server!.close(r));
+        server = undefined;
+      }
     },
+  };
+}
+
+/** Telegram may deliver an update twice (after a polling restart or a webhook retry): repeats are dropped. */
+function dedupe(window: number) {
+  const seen = new Set<number>();
+  return async (ctx: EdgeContext, next: () => Promise<void>) => {
+    const id = ctx.update.update_id;
+    if (seen.has(id)) return;
+    seen.add(id);
+    if (seen.size > window) seen.delete(seen.values().next().value!);
+    // Edited messages never move money (nor do anything else here).
+    if (ctx.update.edited_message || ctx.update.edited_channel_post) return;
+    await next();
+  };
+}
+
+/** The edge's additions to the context: deps, the sender's user key (derived at most once), command ids. */
+function edgeContext(o: EdgeDeps) {
+  const idKey = commandIdKey(o.handleKey);
+  return async (ctx: EdgeContext, next: () => Promise<void>) => {
+    ctx.deps = o;
+    ctx.moved = false;
+    let key: Promise<string> | undefined;
+    ctx.userKey = () => {
+      const from = ctx.from;
+      if (!from) return Promise.reject(new Error("an update without a sender"));
+      return (key ??= o.identity.userKey(from.id));
+    };
+    ctx.commandId = () => {
+      if (!ctx.chat || !ctx.msg) throw new Error("a money command without a message");
+      return deriveCommandId(idKey, ctx.chat.id, ctx.msg.message_id);
+    };
+    await next();
+  };
+}
+
+/** What nobody else answered: one line each, nothing changes. */
+function fallbacks(): Composer<EdgeContext> {
+  const c = new Composer<EdgeContext>();
+  c.chatType("private").on("message", (ctx) =>
+    ctx.reply(ctx.msg.text?.startsWith("/") ? "❓ I don't know that command. Send /help for the list." : "❓ I don't understand that. Send /help for what I can do."));
+  // In a group only commands meant for this bot get an answer: `/x@other_bot` belongs to another bot.
+  c.chatType(["group", "supergroup"]).on("message:entities:bot_command", (ctx) => {
+    const first = ctx.msg.entities.find((e) => e.type === "bot_command" && e.offset === 0);
+    const addressee = first ? ctx.msg.text.slice(0, first.length).split("@")[1] : undefined;
+    if (!first || (addressee && addressee.toLowerCase() !== ctx.me.username.toLowerCase())) return;
+    return ctx.reply("I only take /tip in groups (as a reply). Talk to me in a private chat for everything else.");
+  });
+  c.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "This button is no longer valid." }));
+  return c;
+}
+
+/** A button press is answered on the button; anything else in the chat. */
+async function answer(ctx: EdgeContext, text: string): Promise<unknown> {
+  if (ctx.callbackQuery) return ctx.answerCallbackQuery({ text, show_alert: true });
+  if (ctx.chat) return ctx.reply(text);
+  return undefined;
+}
+
+function updateKind(ctx: EdgeContext): string {
+  return Object.keys(ctx.update).find((k) => k !== "update_id") ?? "unknown";
+}
+
+/**
+ * Enough to diagnose, nothing personal: the error's kind, its code and where it was thrown. Messages are left
+ * out on purpose (an error may quote what the person typed, or an id).
+ */
+export function errorSummary(e: unknown): Record<string, unknown> {
+  if (e instanceof GrammyError) return { name: "GrammyError", method: e.method, code: e.error_code };
+  if (e instanceof HttpError) return { name: "HttpError", cause: (e.error as Error | undefined)?.name };
+  if (!(e instanceof Error)) return { name: typeof e };
+  const code = (e as { code?: unknown }).code;
+  const frame = /\(?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?/.exec(e.stack?.split("\n").slice(1).join("\n") ?? "")?.[1];
+  return {
+    name: e.name,
+    ...(typeof code === "string" && /^[\w.-]{1,40}$/.test(code) ? { code } : {}),
+    ...(frame ? { at: frame.replace(/^file:\/\//, "").replace(/^.*?\/(src|test|node_modules)\//, "$1/") } : {}),
   };
 }

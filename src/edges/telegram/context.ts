@@ -1,6 +1,7 @@
-// The Telegram edge's context: grammY's context plus the user's key, derived once per update from the
-// Telegram id by the keyed KDF. The raw id never leaves the edge and is never logged.
-import type { Context } from "grammy";
+// The Telegram edge's context: grammY's context plus the sender's user key (derived once per update from the
+// Telegram id by the keyed KDF) and money-command ids derived from the update. Raw ids never leave the edge.
+import { createHmac } from "node:crypto";
+import { GrammyError, type Context } from "grammy";
 import type { Relay } from "../../relay.types.ts";
 import type { Logger } from "../../log.ts";
 
@@ -13,8 +14,15 @@ export interface EdgeDeps {
 }
 
 export interface EdgeFlavor {
-  /** The sender's user key (throws if the update has no sender). */
+  /** The sender's user key (rejects if the update has no sender). */
   userKey(): Promise<string>;
+  /**
+   * An id for a money command, the same every time Telegram delivers this message (so a redelivered update
+   * cannot pay twice), and opaque: an HMAC of chat and message ids, never the raw ids themselves.
+   */
+  commandId(): string;
+  /** Set once the engine has accepted a money command in this update, so the error boundary tells the truth. */
+  moved: boolean;
   deps: EdgeDeps;
 }
 
@@ -24,4 +32,19 @@ export type EdgeContext = Context & EdgeFlavor;
 export function args(ctx: Context): string[] {
   const text = ctx.msg?.text ?? "";
   return text.split(/\s+/).slice(1).filter(Boolean);
+}
+
+/** The key command ids are derived with: bound to the edge's own secret, so ids are stable across restarts. */
+export function commandIdKey(handleKey: Uint8Array): Buffer {
+  return createHmac("sha256", handleKey).update("runigun/telegram/command-id/v1").digest();
+}
+
+export function deriveCommandId(key: Buffer, chatId: number, messageId: number): string {
+  return `tg_${createHmac("sha256", key).update(`${chatId}:${messageId}`).digest("base64url").slice(0, 32)}`;
+}
+
+/** Editing a message into the text it already has is refused by Telegram; for a repeated page press that is fine. */
+export function unlessNotModified(e: unknown): undefined {
+  if (e instanceof GrammyError && /message is not modified/i.test(e.description)) return undefined;
+  throw e;
 }

@@ -1,30 +1,64 @@
 // How the Telegram edge says things: short, plain, one line per refusal. No money rule lives here.
+// Every refusal code has the edge's own words; the engine's message adds specifics where it is safe to show.
 import { describeAmount, formatBtc, groupDigits } from "../../domain/money.ts";
 import type { RefusalCode } from "../../domain/refusals.ts";
-import type { BalanceView, HistoryEntry, HistoryPage, Refusal, WalletNotice, WithdrawalQuote } from "../../relay.types.ts";
+import type { BalanceView, Cheque, ConfirmedWithdrawal, HistoryEntry, HistoryPage, Refusal, WalletNotice, WithdrawalQuote } from "../../relay.types.ts";
 
-/** The edge's own words for each refusal; the engine's message adds the specifics. */
-const PREFIX: Partial<Record<RefusalCode, string>> = {
-  bad_amount: "⚠️",
-  bad_address: "⚠️",
-  wrong_network: "⚠️",
-  insufficient_funds: "💸",
-  below_dust: "⚠️",
-  over_limit: "⛔",
-  frozen: "🧊",
-  not_found: "❓",
-  unknown_command: "❓",
-  stale: "⌛",
-  expired: "⌛",
-  busy: "⏳",
-  node_unavailable: "⏳",
-  draining: "🚪",
-  paused: "⏸",
-  internal: "⚠️",
+/** The edge's words and mark for each refusal code (a Record, so a new code cannot go unrendered). */
+const WORDS: Record<RefusalCode, [mark: string, words: string]> = {
+  bad_amount: ["⚠️", "That is not an amount I can use. Write it like 0.001 BTC or 100000 sats."],
+  bad_address: ["⚠️", "That is not a Bitcoin address."],
+  wrong_network: ["⚠️", "That address belongs to another Bitcoin network."],
+  insufficient_funds: ["💸", "Not enough available for that."],
+  below_dust: ["⚠️", "That amount is too small to send on chain."],
+  over_limit: ["⛔", "That is over a limit."],
+  frozen: ["🧊", "This wallet is frozen; contact support."],
+  not_found: ["❓", "I can't find that."],
+  unknown_command: ["❓", "I don't know that command. Send /help for the list."],
+  bad_input: ["⚠️", "I can't use that."],
+  duplicate: ["⚠️", "That was already done."],
+  self_transfer: ["⚠️", "You cannot send to yourself."],
+  expired: ["⌛", "That has expired."],
+  already_claimed: ["⚠️", "That has already been claimed."],
+  revoked: ["⚠️", "That was revoked."],
+  not_allowed: ["⛔", "That is not allowed."],
+  stale: ["⌛", "That button has expired. Start again."],
+  busy: ["⏳", "Busy right now; nothing was moved. Try again in a moment."],
+  node_unavailable: ["⏳", "The Bitcoin node is unavailable; try again in a minute."],
+  draining: ["🚪", "This service is winding down."],
+  paused: ["⏸", "Withdrawals are paused for now; your money is safe."],
+  internal: ["⚠️", "Something went wrong; nothing was moved."],
+};
+
+/** Codes whose engine message may carry internals (an operator's reason, an RPC error): own words only. */
+const OWN_WORDS_ONLY = new Set<RefusalCode>(["internal", "paused"]);
+/** In a group only these engine messages are shown: they speak of the command, never of anyone's wallet. */
+const GROUP_SAFE = new Set<RefusalCode>(["bad_amount", "self_transfer", "over_limit"]);
+
+/** The marks a refusal line starts with (the script edge's `expect_error` looks for them). */
+export const REFUSAL_MARKS: readonly string[] = [...new Set(Object.values(WORDS).map(([m]) => m))];
+
+export function isRefusalText(text: string): boolean {
+  return REFUSAL_MARKS.some((m) => text.trimStart().startsWith(m));
+}
+
+/** One line, bounded: engine text never breaks the layout. */
+const oneLine = (s: string) => {
+  const line = s.replace(/\s+/g, " ").trim();
+  return line.length > 180 ? `${line.slice(0, 177)}…` : line;
 };
 
 export function refusal(r: Refusal): string {
-  return `${PREFIX[r.code] ?? "⚠️"} ${r.message}`;
+  const [mark, words] = WORDS[r.code] ?? WORDS.internal;
+  return `${mark} ${OWN_WORDS_ONLY.has(r.code) || !r.message ? words : oneLine(r.message)}`;
+}
+
+/** A refusal said in a group: never a balance, an address or the state of someone's wallet. */
+export function refusalInGroup(r: Refusal): string {
+  if (r.code === "insufficient_funds") return "💸 Not enough available for that tip.";
+  if (r.code === "not_found") return "❓ Open your wallet first: send me /start in a private chat.";
+  const [mark, words] = WORDS[r.code] ?? WORDS.internal;
+  return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }
 
 export const btc = (sats: bigint) => describeAmount(sats);
@@ -35,7 +69,7 @@ export function balance(b: BalanceView & { frozen?: string }): string {
     `Pending: ${btc(b.pending)}`,
     `Reserved: ${btc(b.reserved)}`,
   ];
-  if (b.frozen) lines.push(`🧊 Frozen by an operator: ${b.frozen}`);
+  if (b.frozen) lines.push(`🧊 Frozen by an operator: ${oneLine(b.frozen)}`);
   return lines.join("\n");
 }
 
@@ -60,6 +94,7 @@ export const HELP = [
   "/history — your transactions, newest first",
   "/withdraw <address> <amount> — amounts like 0.001, 0.001 BTC, 100000 sats, 100k sats",
   "/cheque <amount> — a claim link; /cheque revoke <code> takes it back",
+  "/send — how to send to someone",
   "In a group: reply to someone's message with /tip <amount>",
 ].join("\n");
 
@@ -77,6 +112,22 @@ export function quote(q: WithdrawalQuote): string {
     "",
     "Press Confirm to send. Nothing moves until you do.",
   ].join("\n");
+}
+
+export function confirmed(r: ConfirmedWithdrawal): string {
+  return `Withdrawal of ${btc(r.amount)} confirmed (fee at most ${btc(r.fee)}). It will be broadcast shortly; I will tell you.\n\n${balance(r.balance)}`;
+}
+
+export function cheque(c: Cheque, link: string): string {
+  return `🧾 Cheque for ${btc(c.amount)} — anyone can claim it once:\n${link}\n\nIt expires ${new Date(c.expiresAt).toISOString().slice(0, 10)}. Take it back with /cheque revoke ${c.code}`;
+}
+
+export function chequeClaimed(amount: bigint, b: BalanceView): string {
+  return `🎁 Cheque claimed: ${btc(amount)} is yours.\n\n${balance(b)}`;
+}
+
+export function chequeRevoked(amount: bigint, b: BalanceView): string {
+  return `↩️ Cheque revoked: ${btc(amount)} is back.\n\n${balance(b)}`;
 }
 
 function entry(e: HistoryEntry): string {

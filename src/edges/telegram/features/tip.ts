@@ -1,0 +1,41 @@
+// Money between users by Telegram identity: in groups only `/tip <amount>` as a reply (the receiver is the
+// replied-to message's author); in private chat /send and /tip explain how. A group never sees a balance
+// or an address, not even in a refusal.
+import { Composer } from "grammy";
+import { isRefusal } from "../../../domain/refusals.ts";
+import { parseAmount } from "../../../domain/money.ts";
+import * as say from "../render.ts";
+import { args, type EdgeContext } from "../context.ts";
+
+export function tipFeature(): Composer<EdgeContext> {
+  const feature = new Composer<EdgeContext>();
+  const group = feature.chatType(["group", "supergroup"]);
+  const dm = feature.chatType("private");
+
+  group.command("tip", async (ctx) => {
+    // An anonymous admin or a channel speaks as a bot account: their money would be someone else's.
+    if (ctx.msg.sender_chat || ctx.from.is_bot) return ctx.reply("Tip as yourself: anonymous admins and channels cannot tip.");
+    const reply = ctx.msg.reply_to_message;
+    // In a forum topic every message "replies" to the topic's first message: that is not a choice of receiver.
+    const topicStarter = ctx.msg.is_topic_message && reply?.message_id === ctx.msg.message_thread_id;
+    const target = topicStarter ? undefined : reply?.from;
+    if (!target) return ctx.reply("Reply to someone's message with /tip <amount> to tip them.");
+    if (target.is_bot || reply?.sender_chat) return ctx.reply("Only people can receive tips.");
+    const amount = args(ctx).join(" ");
+    if (!amount) return ctx.reply("How much? Reply with /tip 1000 sats, for example.");
+    // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
+    const shown = parseAmount(amount);
+    if (isRefusal(shown)) return ctx.reply(say.refusal(shown));
+    const { relay, identity } = ctx.deps;
+    const from = await ctx.userKey();
+    const to = await identity.userKey(target.id);
+    const r = await relay.transfer(from, ctx.commandId(), to, amount);
+    if (isRefusal(r)) return ctx.reply(say.refusalInGroup(r));
+    ctx.moved = true;
+    return ctx.reply(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`);
+  });
+
+  dm.command("send", (ctx) => ctx.reply("To send to someone, reply to their message in a group with /tip <amount>, or make a link with /cheque <amount>."));
+  dm.command("tip", (ctx) => ctx.reply("Tips work in groups: reply to someone's message there with /tip <amount>. Here, /cheque <amount> makes a link."));
+  return feature;
+}

@@ -1,0 +1,74 @@
+// The local chat driven through streams, as a newcomer would type it: the same grammY bot, its API calls
+// answered in process, buttons as numbers, and :fund / :mine moving a real regtest chain.
+import t from "tap";
+import { PassThrough } from "node:stream";
+import { startTestEngine } from "../support/engine.ts";
+import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
+import { startLocalChat } from "../../src/edges/chat/local-chat.ts";
+import { LOCAL_BOT } from "../../src/edges/chat/transport.ts";
+import { silentLogger } from "../../src/log.ts";
+
+t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const edge = buildTelegramEdge({
+    token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger,
+    botInfo: LOCAL_BOT, mode: "manual",
+  });
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let printed = "";
+  output.on("data", (d: Buffer) => (printed += d.toString()));
+  const chat = startLocalChat({
+    bot: edge.bot, input, output, userId: 424242,
+    chain: { mine: async (n) => (await te.mine(n), await te.engine.payouts.sync()), fund: (a, b) => te.node.fund(a, b) },
+  });
+  await edge.start(); // after the chat installed its in-process Telegram: setMyCommands stays local too
+  t.teardown(() => edge.stop());
+
+  /** Types a line (if any) and waits until everything printed since `from` matches `expect` (bounded, event-driven). */
+  const type = (line: string | undefined, expect: RegExp, timeoutMs = 20_000, from = printed.length) => {
+    if (line !== undefined) input.write(line + "\n");
+    return new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const m = expect.exec(printed.slice(from));
+        if (!m) return;
+        clearTimeout(timer);
+        output.off("data", check);
+        resolve(m[1] ?? m[0]);
+      };
+      const timer = setTimeout(() => {
+        output.off("data", check);
+        reject(new Error(`after ${JSON.stringify(line)}: no ${expect} in:\n${printed.slice(from)}`));
+      }, timeoutMs);
+      output.on("data", check);
+      check();
+    });
+  };
+
+  t.match(printed, /:fund <address> <btc>/, "the local commands are explained first");
+  await type("/start", /Your wallet is ready/);
+  const address = await type("/deposit", /\[QR code image for (bcrt1[0-9a-z]+)\]/);
+  await type("/deposit", /Send bitcoin to:\n\s*bcrt1/);
+  await type(`:fund ${address} 0.2`, /\(sent 0\.2 BTC to bcrt1/);
+  await type(":mine 1", /Deposit confirmed: 0\.2 BTC/);
+  await type("/balance", /Available: 0\.2 BTC/);
+  const ext = await te.node.outsideAddress();
+  await type(`/withdraw ${ext} 0.05`, /\[1\] Confirm {2}\[2\] Cancel/);
+  await type("3", /\(choose 1 to 2\)/);
+  await type("1", /\(bot\) Confirmed[\s\S]*bot \(edited\)> Withdrawal of 0\.05 BTC/);
+  await type("1", /don't understand/, 5_000); // the edit took the buttons away: "1" is just text now
+  // The payout is broadcast when the payout service next runs (at the latest after a block), then confirmed by one.
+  const mark = printed.length;
+  await type(":mine 1", /mined 1 block/);
+  await type(undefined, /📤 Withdrawal of 0\.05 BTC .* broadcast/, 20_000, mark);
+  await type(":mine 1", /✅ Withdrawal of 0\.05 BTC .*confirmed/, 20_000, mark);
+  await type(":mine lots", /usage: :mine/);
+  await type(":fund", /usage: :fund/);
+  await type(":bogus", /unknown: :bogus/);
+  await type(":help", /:quit/);
+  input.write(":quit\n");
+  await chat.done;
+  t.pass("quit ends the chat");
+});

@@ -1,0 +1,178 @@
+// More of the Telegram edge through the real grammY client and the Bot API stand-in: step-by-step withdrawal
+// and Cancel, history paging, cheque links, private-chat explanations (against the real engine); the error
+// boundary, its logs and notification delivery (against a tiny scripted relay, to make failures happen).
+import t from "tap";
+import { createHash, randomBytes } from "node:crypto";
+import { pino } from "pino";
+import type { Update } from "grammy/types";
+import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
+import { startTestEngine } from "../support/engine.ts";
+import { buildTelegramEdge, SOMETHING_WRONG, SOMETHING_WRONG_AFTER } from "../../src/edges/telegram/bot.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import { refuse } from "../../src/domain/refusals.ts";
+import { sealHandle } from "../../src/store/sealed.ts";
+import type { Notification, Relay } from "../../src/relay.types.ts";
+
+const ALICE = 7101, BOB = 7102, MALLORY = 7103;
+const txt = BotApiStandIn.text;
+const answerOf = (c: RecordedCall) => String(c.params.text ?? "");
+const isAnswer = (c: RecordedCall) => c.method === "answerCallbackQuery";
+
+async function withStandIn(t: { teardown(f: () => unknown): void }) {
+  const api = new BotApiStandIn();
+  await api.start();
+  t.teardown(() => api.stop());
+  return api;
+}
+
+t.test("with the real engine", async (t) => {
+  const api = await withStandIn(t);
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const edge = buildTelegramEdge({
+    token: api.token, apiRoot: api.apiRoot, config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey,
+    log: silentLogger, mode: "polling",
+  });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  const say = (u: Update, match?: (c: RecordedCall) => boolean) => api.exchange(u, match);
+  const dm = (from: number, body: string) => api.exchange(api.message(from, body)).then(txt);
+  for (const who of [ALICE, BOB, MALLORY]) await dm(who, "/start");
+  const alice = await te.identity.userKey(ALICE);
+  for (let i = 0; i < 12; i++) await te.engine.registry.send(alice, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 20_000n });
+  // Each credit is announced to Alice; let those arrive before replies are awaited.
+  const announced = new Set<RecordedCall>();
+  for (let i = 0; i < 12; i++) {
+    announced.add(await api.waitForCall((c) => !announced.has(c) && Number(c.params.chat_id) === ALICE && /You received/.test(txt(c))));
+  }
+
+  await t.test("/withdraw step by step, Cancel, and a quote cancelled cannot be confirmed", async (t) => {
+    const ext = await te.node.outsideAddress();
+    t.match(await dm(ALICE, "/withdraw"), /Which address/);
+    t.match(await dm(ALICE, ext), /How much/);
+    const q = await say(api.message(ALICE, "50k sats"));
+    t.match(txt(q), /Withdrawal quote[\s\S]*Network fee/);
+    const [confirm, cancel] = BotApiStandIn.buttons(q);
+    t.same([confirm?.text, cancel?.text], ["Confirm", "Cancel"]);
+    t.match(answerOf(await say(api.press(MALLORY, cancel!.callback_data), isAnswer)), /someone else's/, "another user cannot cancel it either");
+    const since = api.calls.length;
+    t.match(answerOf(await say(api.press(ALICE, cancel!.callback_data), isAnswer)), /Cancelled/);
+    t.match(txt(await api.waitForCall((c) => c.method === "editMessageText", since)), /cancelled\. Nothing was moved/);
+    t.match(answerOf(await say(api.press(ALICE, confirm!.callback_data), isAnswer)), /expired/, "Confirm after Cancel does nothing");
+    t.match(await dm(ALICE, "/balance"), /Available: 0\.0024 BTC[\s\S]*Reserved: 0\.0 BTC/, "nothing reserved");
+
+    t.match(await dm(ALICE, `/withdraw ${ext}`), /How much/);
+    t.match(await dm(ALICE, "/cancel"), /Withdrawal cancelled/);
+    t.match(await dm(ALICE, "0.001"), /don't understand/, "the conversation is over");
+    t.match(await dm(ALICE, "/cancel"), /Nothing to cancel/);
+    t.match(await dm(ALICE, "/withdraw"), /Which address/);
+    t.match(await dm(ALICE, "not-an-address"), /How much/);
+    t.match(await dm(ALICE, "0.001"), /^⚠️ .*(not a Bitcoin address|not valid)/);
+  });
+
+  await t.test("/history pages with small, checked buttons", async (t) => {
+    const first = await say(api.message(ALICE, "/history"));
+    t.match(txt(first), /History — page 1 of 3/);
+    t.same(BotApiStandIn.buttons(first).map((b) => [b.text, b.callback_data]), [["Older ▶", "hist:1"]]);
+    let since = api.calls.length;
+    await say(api.press(ALICE, "hist:1"), isAnswer);
+    const second = await api.waitForCall((c) => c.method === "editMessageText", since);
+    t.match(txt(second), /page 2 of 3/);
+    t.same(BotApiStandIn.buttons(second).map((b) => b.callback_data), ["hist:0", "hist:2"]);
+    since = api.calls.length;
+    await say(api.press(ALICE, "hist:9999"), isAnswer);
+    t.match(txt(await api.waitForCall((c) => c.method === "editMessageText", since)), /page 3 of 3/, "a page past the end shows the last one");
+    t.match(await dm(BOB, "/history"), /No transactions yet/);
+    // Two quick presses of the same page: Telegram refuses to edit a message into the same text. Not an error.
+    api.failNext("editMessageText", { error_code: 400, description: "Bad Request: message is not modified" });
+    since = api.calls.length;
+    await say(api.press(ALICE, "hist:2"), isAnswer);
+    await dm(ALICE, "/balance");
+    t.notMatch(api.calls.slice(since).map((c) => answerOf(c)).join("\n"), /went wrong/, "no error shown for an unchanged page");
+  });
+
+  await t.test("a cheque link is claimed once, through /start deep links", async (t) => {
+    const made = await dm(ALICE, "/cheque 10k sats");
+    const code = /https:\/\/t\.me\/runigun_test_bot\?start=([\w-]+)/.exec(made)?.[1];
+    t.ok(code, "a t.me link with the bot's username");
+    // The claim is also announced as money received: the two messages may arrive in either order.
+    t.match(txt(await say(api.message(BOB, `/start ${code}`), (c) => /Cheque claimed/.test(txt(c)))), /Cheque claimed: 0\.0001 BTC/);
+    await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /You received 0\.0001 BTC/.test(txt(c)));
+    t.match(await dm(MALLORY, `/start ${code}`), /already been claimed/);
+    t.match(await dm(ALICE, `/cheque revoke ${code}`), /already been claimed/);
+    t.match(await dm(ALICE, "/cheque revoke"), /Which cheque/);
+    t.match(await dm(ALICE, "/cheque"), /How much/);
+  });
+
+  await t.test("private chat explains what only works elsewhere; non-text gets one line", async (t) => {
+    t.match(await dm(ALICE, "/send"), /reply to their message in a group with \/tip .*\/cheque/);
+    t.match(await dm(ALICE, "/send 1000 sats"), /\/tip/);
+    t.match(await dm(ALICE, "/tip 1000 sats"), /groups/);
+    t.match(await dm(ALICE, "/help"), /\/withdraw[\s\S]*\/cheque[\s\S]*\/tip/);
+    const sticker = api.message(ALICE, "");
+    delete (sticker.message as { text?: string }).text;
+    (sticker.message as unknown as { sticker: unknown }).sticker = { file_id: "s", file_unique_id: "s", type: "regular", width: 1, height: 1, is_animated: false, is_video: false };
+    t.match(txt(await say(sticker)), /don't understand/);
+    const commands = api.calls.filter((c) => c.method === "setMyCommands").map((c) => (c.params.scope as { type: string }).type);
+    t.same(commands.sort(), ["all_group_chats", "all_private_chats"], "commands registered for private chats and for groups");
+  });
+});
+
+/** A relay whose every answer is scripted by the test; the rest refuse. */
+function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): void } {
+  const listeners = new Set<(n: Notification) => void>();
+  const no = async () => refuse("not_found", "no");
+  const base: Relay = {
+    start: async () => ({ created: true, balance: { available: 0n, pending: 0n, reserved: 0n } }),
+    balance: no, history: no, depositAddress: no, quoteWithdrawal: no, confirmWithdrawal: no, cancelQuote: no,
+    transfer: no, createCheque: no, claimCheque: no, revokeCheque: no,
+    onNotification: (l) => (listeners.add(l), () => listeners.delete(l)),
+    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
+  };
+  return { ...base, ...over, emit: (n) => listeners.forEach((l) => l(n)) };
+}
+
+t.test("the error boundary answers one line and logs nothing personal; notifications use the sealed handle", async (t) => {
+  const api = await withStandIn(t);
+  const lines: string[] = [];
+  const log = pino({ level: "debug" }, { write: (s: string) => void lines.push(s) });
+  const handleKey = randomBytes(32);
+  const WHO = 812345678;
+  const relay = scriptedRelay({
+    balance: async () => {
+      throw new Error(`wallet of ${WHO} exploded reading "/balance please"`);
+    },
+    confirmWithdrawal: async () => {
+      throw new Error("confirm exploded");
+    },
+    // Accepted by the engine, then the rendering fails: the person must not be told "nothing was moved".
+    createCheque: async () => ({ code: "abc", amount: 1000n, expiresAt: Number.NaN }),
+  });
+  const config = loadConfig({ env: {}, overrides: { telegram: { commandsPerMinute: 1000 } } });
+  const identity = { userKey: async (id: number) => `u_${createHash("sha256").update(String(id)).digest("hex").slice(0, 16)}` };
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay, identity, handleKey, log, mode: "polling" });
+  await edge.start();
+  t.teardown(() => edge.stop());
+
+  t.equal(txt(await api.exchange(api.message(WHO, "/balance please"))), SOMETHING_WRONG);
+  const pressed = await api.exchange(api.press(WHO, "wd:ok:wd_AAAAAAAAAAAA"), isAnswer);
+  t.equal(answerOf(pressed), SOMETHING_WRONG, "a failed button press is answered on the button");
+  t.equal(pressed.params.show_alert, true);
+  t.equal(txt(await api.exchange(api.message(WHO, "/cheque 1000 sats"))), SOMETHING_WRONG_AFTER, "after the engine accepted, it says so");
+
+  const since = api.calls.length;
+  relay.emit({ userKey: "u_x", chatHandle: sealHandle(randomBytes(32), { chatId: WHO }), notice: { kind: "transfer_received", id: "t1", amount: 5n, from: "u_y" } });
+  relay.emit({ userKey: "u_x", chatHandle: sealHandle(handleKey, { chatId: WHO }), notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } });
+  const sent = await api.waitForCall((c) => c.method === "sendMessage", since);
+  t.equal(Number(sent.params.chat_id), WHO, "delivered to the chat sealed in the handle");
+  t.match(txt(sent), /Deposit confirmed: 0\.0015 BTC \(150,000 sats\)/);
+  t.equal(api.calls.slice(since).filter((c) => c.method === "sendMessage").length, 1, "a handle sealed with another key is skipped");
+
+  const all = lines.join("");
+  t.match(all, /update failed/);
+  t.match(all, /a chat handle did not open/);
+  t.notMatch(all, new RegExp(String(WHO)), "no Telegram id in the logs");
+  t.notMatch(all, /please|\/balance|\/cheque/, "no message text in the logs");
+  t.notMatch(all, /TEST-TOKEN/, "no token in the logs");
+});
