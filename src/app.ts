@@ -13,6 +13,7 @@ import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
 import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
 import { InProcessTelegram } from "./edges/chat/transport.ts";
 import { startLocalChat } from "./edges/chat/local-chat.ts";
+import { serveControl } from "./backup/control.ts";
 
 export interface Running {
   config: Config;
@@ -43,9 +44,12 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     const engine = await Engine.start({ config, log, storage, rpc });
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
     const st = storage;
+    // `runigun backup` on this host reaches the running engine here.
+    const control = await serveControl(config.dataPath, { backup: (out) => engine.backup.snapshot(out), status: () => engine.backup.status() }, log);
     return {
       config, engine, identity, handleKey: secrets.handleKey, ...(node ? { node } : {}),
       async stop() {
+        await control.close();
         await engine.close();
         await st.close();
         await identity.close();

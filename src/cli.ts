@@ -20,7 +20,8 @@ Commands:
   keys operator revoke NAME
                         Refuse an operator from now on, whatever certificate they hold.
   keys pki              Create the operators' CA, the internal CA and the engine's certificates.
-  backup                Take an online, verified snapshot of the store.
+  backup [--out FILE]   Take an online snapshot of the store (and the node wallet) into one
+                        authenticated archive; asks the running engine, or reads the store if none runs.
   restore ARCHIVE [SEGMENTS_DIR]
                         Restore a snapshot (+ journal segments) into an empty data directory.
   help                  This text.
@@ -28,7 +29,7 @@ Commands:
 Options:
   --network NAME        regtest (default), signet or mainnet (same as RUNIGUN_NETWORK)
   --data-dir PATH       where the encrypted store lives (same as RUNIGUN_DATA_DIR)
-  --out PATH            for keys: where to write the file
+  --out PATH            for keys and backup: where to write the file
 
 Configuration: config/default.json, config/<network>.json, then RUNIGUN_* environment variables.
 Secrets only from the environment: RUNIGUN_MASTER_KEY_FILE, RUNIGUN_PEPPER_FILE, RUNIGUN_TELEGRAM_TOKEN…
@@ -72,8 +73,9 @@ export async function main(argv: string[]): Promise<number> {
       case "bot":
         return await (await import("./split.ts")).runBotOnly();
       case "backup":
+        return await (await import("./backup-cli.ts")).runBackup({ out: values.out });
       case "restore":
-        return notYet(command, "backups and restore (issue 10: business continuity)");
+        return await (await import("./backup-cli.ts")).runRestore(rest);
       default:
         process.stderr.write(`Unknown command "${command}". Run "runigun help" for the list.\n`);
         return 2;
@@ -81,15 +83,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     // Configuration and key errors are the operator's to fix: print the message, not a stack.
-    if (err.code === "config_invalid" || err.name === "StoreError" || err.code === "setup") {
+    if (err.code === "config_invalid" || err.name === "StoreError" || err.name === "BackupError" || err.code === "setup") {
       process.stderr.write(`runigun ${command}: ${err.message}\n`);
       return 1;
     }
     throw e;
   }
-}
-
-function notYet(command: string, what: string): number {
-  process.stderr.write(`runigun ${command}: not built yet — it arrives with ${what}. Nothing was done.\n`);
-  return 3;
 }

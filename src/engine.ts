@@ -12,10 +12,15 @@ import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
 import type { WalletView } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
+import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
 import { assessSolvency, type SolvencyReport } from "./actors/solvency.ts";
+import { BackupService } from "./backup/service.ts";
+import { reconcileAfterRestore, type Incident } from "./backup/reconcile.ts";
+import { RESTORED_KEY, type RestoredMark } from "./backup/restore.ts";
+import { META } from "./store/db.ts";
 
 export interface EngineOptions {
   config: Config;
@@ -47,6 +52,9 @@ export class Engine {
   readonly cheques: ChequeService;
   readonly courier: TransferCourier;
   readonly relay: EngineRelay;
+  readonly backup: BackupService;
+  /** What the reconciliation after a restore found and could not settle alone (until an operator resumes). */
+  restoreIncident: Incident | undefined;
   #closed = false;
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
@@ -126,14 +134,30 @@ export class Engine {
       ...(o.now ? { now: o.now } : {}),
     });
     this.relay = relay;
+    this.backup = new BackupService({
+      config, store: storage.store, log,
+      backupNodeWallet: async (path) => {
+        await this.node.rawCall("backupwallet", [path]);
+      },
+    });
   }
 
   static async start(o: EngineOptions): Promise<Engine> {
     const e = new Engine(o);
+    const store = e.storage.store;
+    // Continuous backup ships from the first write of this run on.
+    const { needsSnapshot } = await e.backup.start();
+    // A store just restored from a backup pays nothing until it has been compared with the chain.
+    const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
+    if (restored && !(await store.get(ENGINE_NS, "payouts_paused"))) {
+      await store.put(ENGINE_NS, "payouts_paused", { reason: RECONCILING, at: Date.now() });
+    }
     // Switches that must survive a restart: a paused payout queue stays paused, drain mode stays on.
-    const paused = await e.storage.store.get<{ reason: string }>(ENGINE_NS, "payouts_paused");
+    const paused = await store.get<{ reason: string }>(ENGINE_NS, "payouts_paused");
     if (paused) e.payouts.pause(paused.reason);
-    e.#draining = await e.storage.store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
+    e.#draining = await store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
+    e.restoreIncident = await store.get<Incident>(ENGINE_NS, "restore_incident");
+    const cursorAtRestore = restored ? await store.get<{ hash: string }>("watcher", "cursor") : undefined;
     await e.node.start();
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
     await e.#resumeOutboxes();
@@ -141,7 +165,43 @@ export class Engine {
     const synced = await e.payouts.sync();
     if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
     await e.watcher.start();
+    if (restored) await e.#reconcile(restored, cursorAtRestore?.hash);
+    if (needsSnapshot) {
+      e.backup.snapshot().catch((err: unknown) => e.log.error({ err: (err as Error).message, alert: true }, "the start-up backup snapshot failed; continuous backup is not restorable until one succeeds"));
+    }
     return e;
+  }
+
+  /**
+   * After a restore: find the deposits made since the backup (the watcher's restored cursor), then look for
+   * spends the restored books do not know. None: payouts resume. Some: wallets frozen, payouts stay paused
+   * with the reason, the incident is kept for operators.
+   */
+  async #reconcile(mark: RestoredMark, sinceBlock: string | undefined): Promise<void> {
+    const store = this.storage.store;
+    await this.watcher.poke();
+    const incident = await reconcileAfterRestore({
+      store, log: this.log,
+      listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
+      payouts: () => this.payouts.state(),
+      freeze: (userKey, reason) => this.registry.send(userKey, "freeze", { reason, by: "restore" }),
+    }, { sinceBlock, archive: mark.archive });
+    if (incident) {
+      const reason = `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen — review, then resume payouts`;
+      await store.batch([
+        { type: "put", ns: ENGINE_NS, key: "restore_incident", value: incident },
+        { type: "put", ns: ENGINE_NS, key: "payouts_paused", value: { reason, at: Date.now() } },
+        { type: "del", ns: META, key: RESTORED_KEY },
+      ]);
+      this.restoreIncident = incident;
+      this.payouts.pause(reason);
+      return;
+    }
+    const ops: StoreOp[] = [{ type: "del", ns: META, key: RESTORED_KEY }];
+    if (this.payouts.paused === RECONCILING) ops.push({ type: "del", ns: ENGINE_NS, key: "payouts_paused" });
+    await store.batch(ops);
+    if (this.payouts.paused === RECONCILING) this.payouts.resume();
+    this.log.info({ archivePosition: mark.archivePosition, position: mark.position }, "restored store reconciled with the chain: nothing unknown was spent; payouts resume");
   }
 
   /** Sums every wallet's balance parts from the projection written with each journal record. */
@@ -210,7 +270,8 @@ export class Engine {
     const report = await this.solvency(BigInt(this.config.watchdog.toleranceSats));
     this.lastSolvency = report;
     if (!report.ok) return refuse("not_allowed", `Payouts stay paused: ${report.reason}. Cover the hole first.`);
-    await this.storage.store.del(ENGINE_NS, "payouts_paused");
+    await this.storage.store.batch([{ type: "del", ns: ENGINE_NS, key: "payouts_paused" }, { type: "del", ns: ENGINE_NS, key: "restore_incident" }]);
+    this.restoreIncident = undefined;
     this.payouts.resume();
     this.log.warn({ operator }, "payouts resumed by an operator");
     return { resumed: true };
@@ -241,6 +302,9 @@ export class Engine {
     this.relay.close();
     await this.courier.settled();
     this.registry.close();
+    // Everything written so far reaches the backup disk before it closes (a snapshot in progress finishes).
+    await this.storage.journal.flushed();
+    await this.backup.close();
     await this.node.stop();
     this.system.shutdown();
   }
@@ -248,5 +312,6 @@ export class Engine {
 
 /** Engine-wide switches in the store. */
 const ENGINE_NS = "engine";
+const RECONCILING = "restored from a backup: reconciling with the chain before paying anything";
 
 export type { Refusal };

@@ -40,12 +40,30 @@ export interface StoreOptions {
   sync?: boolean;
 }
 
+/** Called after each durable write with its commit position and its sealed operations (continuous backup). */
+export type WriteListener = (position: number, ops: readonly RawOp[]) => void;
+
+/** The record holding the last commit position; written in every batch, so a snapshot knows where it stands. */
+export const POSITION_KEY = META + SEP + "position";
+
+interface QueuedWrite {
+  ops: RawOp[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 export class EncryptedStore {
   readonly db: Level<string, Uint8Array>;
   readonly keyring: KeyRing;
   readonly sync: boolean;
   #indexKey: Buffer = Buffer.alloc(0);
   readonly #macKeys = new Map<string, Buffer>();
+  /** One writer: batches queued while one is on its way to disk share the next (group commit for everyone). */
+  #queue: QueuedWrite[] = [];
+  #writing = false;
+  #idle: Promise<void> = Promise.resolve();
+  #position = 0;
+  readonly #listeners = new Set<WriteListener>();
 
   private constructor(o: StoreOptions) {
     this.db = new Level<string, Uint8Array>(o.path, { keyEncoding: "utf8", valueEncoding: "view" });
@@ -59,6 +77,8 @@ export class EncryptedStore {
     await s.db.open();
     try {
       await s.#checkCanary();
+      const pos = await s.db.get(POSITION_KEY);
+      if (pos !== undefined) s.#position = s.openValue<number>(META, "position", pos);
     } catch (e) {
       await s.db.close();
       throw e;
@@ -107,9 +127,54 @@ export class EncryptedStore {
     });
   }
 
-  async writeRaw(ops: RawOp[]): Promise<void> {
-    if (ops.length === 0) return;
-    await this.db.batch(ops.map((o) => (o.type === "put" ? { type: "put" as const, key: o.key, value: o.value! } : { type: "del" as const, key: o.key })), { sync: this.sync });
+  /**
+   * Writes sealed operations atomically. Writes are applied one batch at a time, in commit-position order;
+   * writes that arrive while one is on its way to disk are merged into the next batch (one fsync for all).
+   * Each batch also records its position, and listeners see exactly what reached the disk, in order.
+   */
+  writeRaw(ops: RawOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ops, resolve, reject });
+      if (!this.#writing) this.#idle = this.#drain();
+    });
+  }
+
+  /** The position of the last durable write (0 for a new store). */
+  get position(): number {
+    return this.#position;
+  }
+
+  onWrite(listener: WriteListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      const position = this.#position + 1;
+      const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
+      ops.push({ type: "put", key: POSITION_KEY, value: this.sealValue(META, "position", position) });
+      try {
+        await this.db.batch(ops.map((o) => (o.type === "put" ? { type: "put" as const, key: o.key, value: o.value! } : { type: "del" as const, key: o.key })), { sync: this.sync });
+      } catch (e) {
+        for (const w of batch) w.reject(e);
+        continue;
+      }
+      this.#position = position;
+      for (const l of this.#listeners) {
+        try {
+          l(position, ops);
+        } catch {
+          // A listener (backup shipping) must never fail a write that is already durable; it reports its own errors.
+        }
+      }
+      for (const w of batch) w.resolve();
+    }
+    this.#writing = false;
   }
 
   /** Decrypted records of one namespace, in key order. */
@@ -147,6 +212,7 @@ export class EncryptedStore {
   }
 
   async close(): Promise<void> {
+    await this.#idle;
     if (this.db.status === "open") await this.db.close();
   }
 

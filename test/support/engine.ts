@@ -50,6 +50,8 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
       node: { managed: false, addressPoolSize: 20, timeoutMs: 5000, ...overrides.node },
       deposits: { pollMs: 60_000, ...overrides.deposits },
       identity: { timeCost: 1, memoryKiB: 1024, ...overrides.identity },
+      // Backups only where a test asks for them (a backup directory of its own).
+      backup: { dir: "", ...overrides.backup },
     },
     cwd: dataPath,
   });
@@ -84,6 +86,7 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
       // A crash: timers and actors die where they stand; only what reached the disk survives.
       crashing ??= (async () => {
         engine.watcher.stop();
+        engine.backup.abandon();
         engine.payouts.close();
         engine.registry.close();
         engine.system.shutdown();

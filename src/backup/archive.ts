@@ -1,0 +1,263 @@
+// Snapshot archives: one file holding every record of the store as it stood at one instant (LevelDB's
+// iterator reads from an implicit snapshot, so the engine keeps serving while it is taken), an optional
+// sealed copy of the node's wallet file, and a manifest — authenticated as a whole.
+//
+// Layout:  header | frames | trailer
+//   header  "RUNIGUN-ARCHIVE\n" | version u8 | key id u32 | key check 8 | total length u64
+//   frames  0x01 record: u32 key length | key | u32 value length | sealed value (as stored)
+//           0x02 blob:   u16 name length | name | u32 length | sealed bytes
+//           0x03 manifest (last): u32 length | JSON
+//   trailer HMAC-SHA256(archive key, header | SHA-256(frames))
+// Values stay sealed under the store's keys, so an archive is as private as the store. It is written to a
+// temporary name, synced and renamed: a crash mid-backup leaves the previous archive whole.
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { open, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { EncryptedStore } from "../store/db.ts";
+import { META, POSITION_KEY } from "../store/db.ts";
+import { keyIdOf, open as openEnvelope, seal } from "../store/envelope.ts";
+import type { KeyRing } from "../store/keyring.ts";
+import { BackupError, FileReader, backupMacKey, keyCheck } from "./format.ts";
+
+const MAGIC = Buffer.from("RUNIGUN-ARCHIVE\n", "latin1");
+const VERSION = 1;
+const HEADER = MAGIC.length + 1 + 4 + 8 + 8;
+const TRAILER = 32;
+const REC = 1, BLOB = 2, MANIFEST = 3;
+const SEP = "\u0000";
+
+export interface Manifest {
+  format: "runigun-archive-1";
+  network: string;
+  createdAt: string;
+  /** The store's commit position the snapshot reflects: segments after it replay on top. */
+  position: number;
+  records: number;
+  /** Master key ids the records are sealed under (more than one during a key rotation). */
+  keyIds: number[];
+  /** The node wallet's `backupwallet` file, sealed in the archive, or why it is not. */
+  nodeWallet: { included: true; bytes: number } | { included: false; reason: string };
+}
+
+export interface ArchiveInfo {
+  path: string;
+  bytes: number;
+  manifest: Manifest;
+  ms: number;
+}
+
+export interface WriteArchiveOptions {
+  store: EncryptedStore;
+  path: string;
+  network: string;
+  nodeWallet?: { bytes: Buffer } | { absent: string };
+  /** Tests: called after each chunk written to the temporary file (a kill test stops here). */
+  onChunk?: (bytesSoFar: number) => void;
+}
+
+class ChunkWriter {
+  #parts: Buffer[] = [];
+  #size = 0;
+  written = 0;
+  readonly hash = createHash("sha256");
+  constructor(private readonly fh: import("node:fs/promises").FileHandle, private readonly onChunk?: (n: number) => void) {}
+  async push(b: Buffer): Promise<void> {
+    this.#parts.push(b);
+    this.#size += b.length;
+    if (this.#size >= 1 << 20) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.#size === 0) return;
+    const buf = Buffer.concat(this.#parts, this.#size);
+    this.#parts = [];
+    this.#size = 0;
+    this.hash.update(buf);
+    await this.fh.write(buf, 0, buf.length, HEADER + this.written);
+    this.written += buf.length;
+    this.onChunk?.(this.written);
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+/** Takes a consistent snapshot of the whole store into `path` (atomically: temp file, fsync, rename). */
+export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo> {
+  const started = performance.now();
+  const keyring = o.store.keyring;
+  const keyId = keyring.current;
+  const tmp = join(dirname(o.path), `.${basename(o.path)}.partial-${process.pid}`);
+  const fh = await open(tmp, "w", 0o600);
+  try {
+    const w = new ChunkWriter(fh, o.onChunk);
+    let records = 0;
+    let position = 0;
+    const keyIds = new Set<number>();
+    // The iterator reads from a snapshot taken now: writes that follow are not in this archive.
+    for await (const [k, v] of o.store.db.iterator()) {
+      const ns = k.slice(0, k.indexOf(SEP));
+      keyIds.add(keyIdOf(v, ns));
+      if (k === POSITION_KEY) position = o.store.openValue<number>(META, "position", v);
+      const kb = Buffer.from(k, "utf8");
+      await w.push(Buffer.concat([Buffer.from([REC]), u32(kb.length), kb, u32(v.length), Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
+      records++;
+    }
+    let nodeWallet: Manifest["nodeWallet"] = { included: false, reason: "not requested" };
+    if (o.nodeWallet && "bytes" in o.nodeWallet) {
+      const sealed = seal(keyring.dataKey("backup", keyId), keyId, "backup", "node-wallet", o.nodeWallet.bytes);
+      const name = Buffer.from("node-wallet", "utf8");
+      const nl = Buffer.allocUnsafe(2);
+      nl.writeUInt16BE(name.length);
+      await w.push(Buffer.concat([Buffer.from([BLOB]), nl, name, u32(sealed.length), sealed]));
+      nodeWallet = { included: true, bytes: o.nodeWallet.bytes.length };
+    } else if (o.nodeWallet) {
+      nodeWallet = { included: false, reason: o.nodeWallet.absent };
+    }
+    const manifest: Manifest = {
+      format: "runigun-archive-1", network: o.network, createdAt: new Date().toISOString(), position, records,
+      keyIds: [...keyIds].sort((a, b) => a - b), nodeWallet,
+    };
+    const mj = Buffer.from(JSON.stringify(manifest), "utf8");
+    await w.push(Buffer.concat([Buffer.from([MANIFEST]), u32(mj.length), mj]));
+    await w.flush();
+    const total = HEADER + w.written + TRAILER;
+    const header = Buffer.alloc(HEADER);
+    MAGIC.copy(header, 0);
+    header.writeUInt8(VERSION, MAGIC.length);
+    header.writeUInt32BE(keyId, MAGIC.length + 1);
+    keyCheck(keyring, keyId).copy(header, MAGIC.length + 5);
+    header.writeBigUInt64BE(BigInt(total), MAGIC.length + 13);
+    const mac = createHmac("sha256", backupMacKey(keyring, keyId, "archive")).update(header).update(w.hash.digest()).digest();
+    await fh.write(header, 0, HEADER, 0);
+    await fh.write(mac, 0, TRAILER, HEADER + w.written);
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, o.path);
+    await syncDir(dirname(o.path));
+    return { path: o.path, bytes: total, manifest, ms: performance.now() - started };
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, "r");
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/**
+ * Checks an archive end to end before anything is restored from it: its length, that it was sealed under a
+ * master key of this ring, and its authentication tag over every byte. Returns its manifest.
+ */
+export async function verifyArchive(path: string, keyring: KeyRing): Promise<Manifest> {
+  const size = (await stat(path).catch(() => {
+    throw new BackupError("bad_format", `no archive at ${path}`);
+  })).size;
+  const fh = await open(path, "r");
+  try {
+    if (size < HEADER + TRAILER) throw new BackupError("truncated", `${path} is only ${size} bytes: truncated, or not an archive`);
+    const header = Buffer.alloc(HEADER);
+    await fh.read(header, 0, HEADER, 0);
+    if (!header.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError("bad_format", `${path} is not a RunIGun archive`);
+    if (header.readUInt8(MAGIC.length) !== VERSION) throw new BackupError("bad_format", `${path} has archive format ${header.readUInt8(MAGIC.length)}; this version reads ${VERSION}`);
+    const keyId = header.readUInt32BE(MAGIC.length + 1);
+    const total = Number(header.readBigUInt64BE(MAGIC.length + 13));
+    if (size < total) throw new BackupError("truncated", `${path} is truncated: ${size} of ${total} bytes; use an intact copy`);
+    if (size > total) throw new BackupError("tampered", `${path} has ${size - total} bytes more than its header says; it was altered`);
+    if (!keyring.has(keyId)) throw new BackupError("foreign_key", `${path} was sealed under master key ${keyId}, which this key ring does not have; restore with the key ring that made it`);
+    if (!timingSafeEqual(header.subarray(MAGIC.length + 5, MAGIC.length + 13), keyCheck(keyring, keyId))) {
+      throw new BackupError("foreign_key", `${path} was sealed under another master key (with id ${keyId}); restore with the key ring that made it`);
+    }
+    const hash = createHash("sha256");
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let at = HEADER; at < total - TRAILER;) {
+      const n = Math.min(buf.length, total - TRAILER - at);
+      const { bytesRead } = await fh.read(buf, 0, n, at);
+      if (bytesRead === 0) throw new BackupError("truncated", `${path} ends early; use an intact copy`);
+      hash.update(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+    const tag = Buffer.alloc(TRAILER);
+    await fh.read(tag, 0, TRAILER, total - TRAILER);
+    const mac = createHmac("sha256", backupMacKey(keyring, keyId, "archive")).update(header).update(hash.digest()).digest();
+    if (!timingSafeEqual(tag, mac)) throw new BackupError("tampered", `${path} failed authentication: a byte was changed after it was written; use another copy`);
+    let manifest: Manifest | undefined;
+    let records = 0;
+    for await (const f of frames(fh, path, total)) {
+      if (f.kind === REC) records++;
+      else if (f.kind === MANIFEST) manifest = f.manifest;
+    }
+    if (!manifest) throw new BackupError("bad_format", `${path} has no manifest`);
+    if (manifest.records !== records) throw new BackupError("bad_format", `${path} holds ${records} records but its manifest says ${manifest.records}`);
+    for (const id of manifest.keyIds) {
+      if (!keyring.has(id)) throw new BackupError("foreign_key", `${path} holds records sealed under master key ${id}, which this key ring does not have`);
+    }
+    return manifest;
+  } finally {
+    await fh.close();
+  }
+}
+
+type Frame =
+  | { kind: 1; key: string; value: Buffer }
+  | { kind: 2; name: string; sealed: Buffer }
+  | { kind: 3; manifest: Manifest };
+
+async function* frames(fh: import("node:fs/promises").FileHandle, path: string, total: number): AsyncGenerator<Frame> {
+  const r = new FileReader(fh, path, HEADER);
+  const end = total - HEADER - TRAILER;
+  while (r.consumed < end) {
+    const kind = (await r.take(1))[0];
+    if (kind === REC) {
+      const key = (await r.take((await r.take(4)).readUInt32BE())).toString("utf8");
+      const value = Buffer.from(await r.take((await r.take(4)).readUInt32BE()));
+      yield { kind: REC, key, value };
+    } else if (kind === BLOB) {
+      const name = (await r.take((await r.take(2)).readUInt16BE())).toString("utf8");
+      const sealed = Buffer.from(await r.take((await r.take(4)).readUInt32BE()));
+      yield { kind: BLOB, name, sealed };
+    } else if (kind === MANIFEST) {
+      const manifest = JSON.parse((await r.take((await r.take(4)).readUInt32BE())).toString("utf8")) as Manifest;
+      yield { kind: MANIFEST, manifest };
+    } else {
+      throw new BackupError("bad_format", `${path} has an unknown frame kind ${kind}`);
+    }
+  }
+}
+
+/** Reads a verified archive: its records in batches, and the node wallet's file if it holds one. */
+export async function readArchive(path: string, keyring: KeyRing, onRecords: (batch: Array<{ key: string; value: Buffer }>) => Promise<void>): Promise<{ nodeWallet?: Buffer }> {
+  const total = (await stat(path)).size;
+  const fh = await open(path, "r");
+  const header = Buffer.alloc(HEADER);
+  await fh.read(header, 0, HEADER, 0);
+  const keyId = header.readUInt32BE(MAGIC.length + 1);
+  let batch: Array<{ key: string; value: Buffer }> = [];
+  let nodeWallet: Buffer | undefined;
+  try {
+    for await (const f of frames(fh, path, total)) {
+      if (f.kind === REC) {
+        batch.push({ key: f.key, value: f.value });
+        if (batch.length >= 1000) {
+          await onRecords(batch);
+          batch = [];
+        }
+      } else if (f.kind === BLOB && f.name === "node-wallet") {
+        nodeWallet = openEnvelope(keyring.dataKey("backup", keyId), "backup", "node-wallet", f.sealed);
+      }
+    }
+    if (batch.length) await onRecords(batch);
+  } finally {
+    await fh.close();
+  }
+  return nodeWallet ? { nodeWallet } : {};
+}

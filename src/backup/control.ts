@@ -1,0 +1,81 @@
+// The local control socket: how `runigun backup` on the engine's host asks the running engine for an online
+// snapshot (LevelDB lets one process hold the store). A Unix socket in the data directory, mode 0600 — a
+// file, not a network interface: only the engine's own user reaches it. One JSON line in, one out.
+import { chmodSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Server } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "../log.ts";
+
+export const controlSocketPath = (dataPath: string) => join(dataPath, "control.sock");
+
+export interface ControlHandlers {
+  backup(out?: string): Promise<unknown>;
+  status(): unknown;
+}
+
+export async function serveControl(dataPath: string, h: ControlHandlers, log: Logger): Promise<{ close(): Promise<void> }> {
+  const path = controlSocketPath(dataPath);
+  // A socket file left by an engine that died: this process holds the store's lock, so nobody listens on it.
+  rmSync(path, { force: true });
+  const server: Server = createServer((sock) => {
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      buf += d;
+      if (buf.length > 4096) return sock.destroy();
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      let req: { cmd?: string; out?: string };
+      try {
+        req = JSON.parse(buf.slice(0, nl)) as { cmd?: string; out?: string };
+      } catch {
+        return void sock.end(JSON.stringify({ ok: false, error: "one JSON object per line" }) + "\n");
+      }
+      const answer = (p: Promise<unknown>) => p.then(
+        (r) => sock.end(JSON.stringify({ ok: true, result: r }) + "\n"),
+        (e: unknown) => sock.end(JSON.stringify({ ok: false, error: (e as Error).message }) + "\n"),
+      );
+      if (req.cmd === "backup") void answer(h.backup(typeof req.out === "string" ? req.out : undefined));
+      else if (req.cmd === "status") void answer(Promise.resolve(h.status()));
+      else sock.end(JSON.stringify({ ok: false, error: `unknown command ${String(req.cmd)}` }) + "\n");
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  log.debug({ path }, "control socket listening");
+  return {
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Asks the running engine; undefined when no engine listens in this data directory. */
+export function askControl(dataPath: string, req: { cmd: string; out?: string }, timeoutMs = 30 * 60_000): Promise<{ ok: boolean; result?: unknown; error?: string } | undefined> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(controlSocketPath(dataPath));
+    let buf = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`the engine did not answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    sock.setEncoding("utf8");
+    sock.on("connect", () => sock.write(JSON.stringify(req) + "\n"));
+    sock.on("data", (d: string) => (buf += d));
+    sock.on("end", () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string });
+      } catch {
+        reject(new Error("the engine's answer was cut short"));
+      }
+    });
+    sock.on("error", (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (e.code === "ENOENT" || e.code === "ECONNREFUSED") resolve(undefined);
+      else reject(e);
+    });
+  });
+}

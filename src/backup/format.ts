@@ -1,0 +1,71 @@
+// Shared pieces of the backup formats (archives and journal segments): errors that name what is wrong and
+// what to do, the keys that authenticate them (derived from the master key ring's "backup" data key), and a
+// buffered file reader that tells a truncated file from a damaged one.
+import { createHmac } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
+import type { KeyRing } from "../store/keyring.ts";
+
+export type BackupErrorCode = "truncated" | "tampered" | "foreign_key" | "bad_format" | "not_empty" | "in_use" | "no_target" | "io";
+
+export class BackupError extends Error {
+  override readonly name = "BackupError";
+  constructor(readonly code: BackupErrorCode, message: string) {
+    super(message);
+  }
+}
+
+/** The MAC key for one backup format under master key `keyId` (domain-separated per format). */
+export function backupMacKey(keyring: KeyRing, keyId: number, purpose: "archive" | "segments"): Buffer {
+  return createHmac("sha256", keyring.dataKey("backup", keyId)).update(`runigun-${purpose}-mac-v1`).digest();
+}
+
+/** A key check value: tells "sealed under another master key" apart from "altered" before anything is read. */
+export function keyCheck(keyring: KeyRing, keyId: number): Buffer {
+  return createHmac("sha256", keyring.dataKey("backup", keyId)).update("runigun-backup-key-check-v1").digest().subarray(0, 8);
+}
+
+/** Reads a file through a buffer; `take` fails with "truncated" when the file ends early. */
+export class FileReader {
+  #buf = Buffer.alloc(0);
+  #pos = 0;
+  #filePos: number;
+  #eof = false;
+  /** Bytes consumed so far (from the start offset). */
+  consumed = 0;
+
+  constructor(private readonly fh: FileHandle, private readonly what: string, start = 0, private readonly chunk = 1 << 20) {
+    this.#filePos = start;
+  }
+
+  async take(n: number): Promise<Buffer> {
+    while (this.#buf.length - this.#pos < n) {
+      if (this.#eof) throw new BackupError("truncated", `${this.what} ends early (truncated copy?); use an intact copy`);
+      const b = Buffer.allocUnsafe(Math.max(this.chunk, n));
+      const { bytesRead } = await this.fh.read(b, 0, b.length, this.#filePos);
+      this.#filePos += bytesRead;
+      if (bytesRead === 0) this.#eof = true;
+      this.#buf = Buffer.concat([this.#buf.subarray(this.#pos), b.subarray(0, bytesRead)]);
+      this.#pos = 0;
+    }
+    const out = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.consumed += n;
+    return out;
+  }
+
+  /** True when nothing is left to read. */
+  async atEnd(): Promise<boolean> {
+    if (this.#buf.length - this.#pos > 0) return false;
+    if (this.#eof) return true;
+    const b = Buffer.allocUnsafe(this.chunk);
+    const { bytesRead } = await this.fh.read(b, 0, b.length, this.#filePos);
+    this.#filePos += bytesRead;
+    if (bytesRead === 0) {
+      this.#eof = true;
+      return true;
+    }
+    this.#buf = b.subarray(0, bytesRead);
+    this.#pos = 0;
+    return false;
+  }
+}

@@ -1,0 +1,86 @@
+// After a restore, before anything is paid: compare the restored books with the chain. Deposits made after
+// the backup are found again by the deposit watcher (its cursor came back with the store). Spends of the
+// engine's coins that the restored payout journal does not know — a payout made after the last backup —
+// cannot be matched to a withdrawal the books no longer hold, so they are never absorbed silently: the
+// wallets they may concern are frozen, payouts stay paused, and operators are told what and why.
+import type { Logger } from "../log.ts";
+import { btcNumberToSats, formatBtc } from "../domain/money.ts";
+import type { ListSinceBlock } from "../actors/node.ts";
+import type { PayoutState } from "../actors/payout.messages.ts";
+import type { WalletView } from "../actors/wallet.actor.ts";
+import type { EncryptedStore } from "../store/db.ts";
+
+export interface UnknownSpend {
+  txid: string;
+  confirmations: number;
+  outputs: Array<{ address: string; sats: string }>;
+}
+
+export interface Incident {
+  at: number;
+  archive: string;
+  unknownSpends: UnknownSpend[];
+  /** Wallets frozen because an unknown spend may have paid their money out. */
+  frozen: string[];
+}
+
+export interface ReconcileDeps {
+  store: EncryptedStore;
+  log: Logger;
+  /** Every transaction of the node wallet since the block (all of them when undefined). */
+  listSinceBlock: (hash: string | undefined) => Promise<ListSinceBlock>;
+  payouts: () => Promise<PayoutState>;
+  freeze: (userKey: string, reason: string) => Promise<unknown>;
+}
+
+/**
+ * Finds the node wallet's sends the restored payout journal does not know, and freezes the wallets they may
+ * concern: those with a queued payout to the same address and amount, and — for outputs no queued payout
+ * explains (the withdrawal itself came after the backup) — every wallet that held at least that amount.
+ */
+export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: string | undefined; archive: string }): Promise<Incident | undefined> {
+  const state = await d.payouts();
+  const known = new Set<string>();
+  for (const b of Object.values(state.batches)) {
+    known.add(b.txid);
+    for (const r of b.replaced) known.add(r);
+  }
+  const since = await d.listSinceBlock(o.sinceBlock);
+  const byTx = new Map<string, UnknownSpend>();
+  for (const t of since.transactions) {
+    if (t.category !== "send" || known.has(t.txid) || t.confirmations < 0 || t.abandoned) continue;
+    const u = byTx.get(t.txid) ?? { txid: t.txid, confirmations: t.confirmations, outputs: [] };
+    u.outputs.push({ address: t.address ?? "(no address)", sats: (-btcNumberToSats(t.amount)).toString() });
+    byTx.set(t.txid, u);
+  }
+  if (byTx.size === 0) return undefined;
+  const unknown = [...byTx.values()];
+
+  const concerned = new Set<string>();
+  const unexplained: bigint[] = [];
+  const queued = Object.values(state.payouts).filter((p) => p.status === "queued");
+  for (const u of unknown) {
+    for (const out of u.outputs) {
+      const sats = BigInt(out.sats);
+      const match = queued.filter((p) => p.address === out.address && p.amount === sats);
+      if (match.length) for (const p of match) concerned.add(p.userKey);
+      else unexplained.push(sats);
+    }
+  }
+  if (unexplained.length) {
+    const smallest = unexplained.reduce((a, b) => (b < a ? b : a));
+    for await (const [userKey, v] of d.store.iterate<WalletView>("balances")) {
+      if (v.a + v.r >= smallest) concerned.add(userKey);
+    }
+  }
+  const txids = unknown.map((u) => u.txid);
+  for (const userKey of concerned) {
+    await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
+  }
+  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned] };
+  d.log.error({
+    alert: true, txids, frozen: concerned.size,
+    sent: unknown.map((u) => formatBtc(u.outputs.reduce((n, x) => n + BigInt(x.sats), 0n))),
+  }, "after the restore: the node wallet spent coins the restored books do not know; wallets frozen and payouts paused for an operator");
+  return incident;
+}

@@ -1,0 +1,301 @@
+// Continuous backup: every durable store batch is appended, still sealed, to numbered segment files in the
+// backup directory (a second disk in production). Frames are buffered and written + fdatasync'ed once per
+// interval, so the write path never waits for the backup disk and a restore loses at most one interval.
+//
+// File:   "RUNIGUN-SEGMENT\n" | key id u32 | key check 8     named seg-<first position, 16 digits>.rgs
+// Frame:  u32 body length | body | HMAC-SHA256(segment key, body)
+// Body:   u64 position | u32 op count | ops: u8 type (1 put, 2 del) | u32 key length | key | [u32 length | value]
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { mkdirSync, readdirSync } from "node:fs";
+import { open, stat, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log.ts";
+import type { EncryptedStore, RawOp } from "../store/db.ts";
+import type { KeyRing } from "../store/keyring.ts";
+import { BackupError, FileReader, backupMacKey, keyCheck } from "./format.ts";
+
+const MAGIC = Buffer.from("RUNIGUN-SEGMENT\n", "latin1");
+const HEADER = MAGIC.length + 4 + 8;
+const NAME_RE = /^seg-(\d{16})\.rgs$/;
+const MAC = 32;
+
+export const segmentName = (firstPosition: number) => `seg-${String(firstPosition).padStart(16, "0")}.rgs`;
+
+export function listSegments(dir: string): Array<{ name: string; first: number }> {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name) => {
+    const m = NAME_RE.exec(name);
+    return m ? [{ name, first: Number(m[1]) }] : [];
+  }).sort((a, b) => a.first - b.first);
+}
+
+export function encodeFrame(macKey: Buffer, position: number, ops: readonly RawOp[]): Buffer {
+  let size = 8 + 4;
+  const keys = ops.map((o) => Buffer.from(o.key, "utf8"));
+  ops.forEach((o, i) => (size += 1 + 4 + keys[i]!.length + (o.type === "put" ? 4 + o.value!.length : 0)));
+  const out = Buffer.allocUnsafe(4 + size + MAC);
+  let at = out.writeUInt32BE(size, 0);
+  const bodyStart = at;
+  at = out.writeBigUInt64BE(BigInt(position), at);
+  at = out.writeUInt32BE(ops.length, at);
+  ops.forEach((o, i) => {
+    at = out.writeUInt8(o.type === "put" ? 1 : 2, at);
+    at = out.writeUInt32BE(keys[i]!.length, at);
+    at += keys[i]!.copy(out, at);
+    if (o.type === "put") {
+      at = out.writeUInt32BE(o.value!.length, at);
+      at += o.value!.copy(out, at);
+    }
+  });
+  createHmac("sha256", macKey).update(out.subarray(bodyStart, at)).digest().copy(out, at);
+  return out;
+}
+
+export interface SegmentFrame {
+  position: number;
+  ops: RawOp[];
+}
+
+/** Where reading stopped, and why, when it did not reach the end cleanly. */
+export interface SegmentsEnd {
+  last: number;
+  /** A torn last frame (the writer died mid-append) is normal; anything else is damage and is reported. */
+  stop?: { file: string; reason: string };
+}
+
+/**
+ * Reads every frame of the segments in `dir` in position order, checking each frame's MAC and that positions
+ * follow each other. Stops (without throwing) at a gap or a damaged frame and says where in `end.stop`.
+ */
+export async function readSegments(dir: string, keyring: KeyRing, after: number, onFrame: (f: SegmentFrame) => Promise<void>): Promise<SegmentsEnd> {
+  let last = after;
+  const files = listSegments(dir);
+  for (let i = 0; i < files.length; i++) {
+    const { name, first } = files[i]!;
+    const next = files[i + 1]?.first;
+    // A file wholly at or before `after` has nothing for us.
+    if (next !== undefined && next - 1 <= after) continue;
+    if (first > last + 1) return { last, stop: { file: name, reason: `positions ${last + 1}–${first - 1} are missing (a gap in continuous backup)` } };
+    const path = join(dir, name);
+    const fh = await open(path, "r");
+    try {
+      const size = (await fh.stat()).size;
+      const header = Buffer.alloc(HEADER);
+      await fh.read(header, 0, HEADER, 0);
+      if (size < HEADER || !header.subarray(0, MAGIC.length).equals(MAGIC)) return { last, stop: { file: name, reason: "not a segment file (bad header)" } };
+      const keyId = header.readUInt32BE(MAGIC.length);
+      if (!keyring.has(keyId) || !timingSafeEqual(header.subarray(MAGIC.length + 4, HEADER), keyCheck(keyring, keyId))) {
+        throw new BackupError("foreign_key", `segment ${name} was written under another master key (id ${keyId}); use the key ring that wrote it`);
+      }
+      const macKey = backupMacKey(keyring, keyId, "segments");
+      const r = new FileReader(fh, `segment ${name}`, HEADER);
+      while (!(await r.atEnd())) {
+        let frame: SegmentFrame;
+        try {
+          const len = (await r.take(4)).readUInt32BE();
+          const body = await r.take(len);
+          const mac = await r.take(MAC);
+          if (!timingSafeEqual(mac, createHmac("sha256", macKey).update(body).digest())) {
+            return { last, stop: { file: name, reason: `a frame after position ${last} failed authentication (damaged or altered)` } };
+          }
+          frame = decodeBody(body);
+        } catch (e) {
+          if (e instanceof BackupError && e.code === "truncated") {
+            // A torn tail in the last file is what a crash mid-append leaves; elsewhere it is damage.
+            return i === files.length - 1 ? { last } : { last, stop: { file: name, reason: `a frame after position ${last} is cut short` } };
+          }
+          throw e;
+        }
+        if (frame.position <= last) continue; // shipped twice (an earlier run's file overlaps): already applied
+        if (frame.position !== last + 1) return { last, stop: { file: name, reason: `positions ${last + 1}–${frame.position - 1} are missing (a gap in continuous backup)` } };
+        await onFrame(frame);
+        last = frame.position;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return { last };
+}
+
+function decodeBody(body: Buffer): SegmentFrame {
+  let at = 0;
+  const position = Number(body.readBigUInt64BE(at));
+  at += 8;
+  const n = body.readUInt32BE(at);
+  at += 4;
+  const ops: RawOp[] = [];
+  for (let i = 0; i < n; i++) {
+    const type = body.readUInt8(at++);
+    const kl = body.readUInt32BE(at);
+    at += 4;
+    const key = body.toString("utf8", at, at + kl);
+    at += kl;
+    if (type === 1) {
+      const vl = body.readUInt32BE(at);
+      at += 4;
+      ops.push({ type: "put", key, value: Buffer.from(body.subarray(at, at + vl)) });
+      at += vl;
+    } else {
+      ops.push({ type: "del", key });
+    }
+  }
+  return { position, ops };
+}
+
+/** The last position held by the segments in `dir` (0 if none), reading only the newest file. */
+export async function lastShipped(dir: string, keyring: KeyRing): Promise<number> {
+  const files = listSegments(dir);
+  const newest = files.at(-1);
+  if (!newest) return 0;
+  let last = newest.first - 1;
+  const end = await readSegments(dir, keyring, last, async (f) => {
+    last = f.position;
+  }).catch(() => ({ last }));
+  return Math.max(last, end.last);
+}
+
+export interface ShipperOptions {
+  dir: string;
+  keyring: KeyRing;
+  intervalMs: number;
+  log: Pick<Logger, "warn" | "error">;
+  /** Start a new file past this size. */
+  maxFileBytes?: number;
+  /** Frames kept in memory while the backup disk fails, before giving up on continuity (a snapshot heals it). */
+  maxBufferedBytes?: number;
+}
+
+/** Ships a store's durable batches to segment files. */
+export class SegmentShipper {
+  readonly #o: ShipperOptions;
+  readonly #macKey: Buffer;
+  readonly #keyId: number;
+  #frames: Buffer[] = [];
+  #bufferedBytes = 0;
+  #firstBuffered = 0;
+  #fh: FileHandle | undefined;
+  #fileBytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+  #detach: (() => void) | undefined;
+  /** The last position on the backup disk (fdatasync'ed). */
+  shipped = 0;
+  /** Positions lost to a failing backup disk since the last snapshot: a snapshot is needed to heal it. */
+  broken = false;
+  readonly stats = { frames: 0, bytes: 0, flushes: 0, failures: 0, lastFlushMs: 0 };
+
+  constructor(o: ShipperOptions) {
+    this.#o = o;
+    this.#keyId = o.keyring.current;
+    this.#macKey = backupMacKey(o.keyring, this.#keyId, "segments");
+    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Starts shipping the store's writes; returns the last position already on the backup disk. */
+  async attach(store: EncryptedStore): Promise<number> {
+    this.shipped = await lastShipped(this.#o.dir, this.#o.keyring);
+    this.#detach = store.onWrite((position, ops) => {
+      if (this.#frames.length === 0) this.#firstBuffered = position;
+      const f = encodeFrame(this.#macKey, position, ops);
+      this.#frames.push(f);
+      this.#bufferedBytes += f.length;
+      if (this.#bufferedBytes > (this.#o.maxBufferedBytes ?? 256 << 20)) {
+        // The backup disk has been failing for a while: drop the buffer rather than the engine's memory.
+        this.#frames = [];
+        this.#bufferedBytes = 0;
+        this.broken = true;
+        this.#o.log.error({ alert: true }, "continuous backup dropped frames (backup disk failing); a snapshot will restore continuity");
+      }
+    });
+    this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
+    this.#timer.unref();
+    return this.shipped;
+  }
+
+  /** Writes and syncs whatever is buffered (also what the timer calls). Serialized. */
+  flush(): Promise<void> {
+    this.#flushing = this.#flushing.then(() => this.#flushNow());
+    return this.#flushing;
+  }
+
+  async #flushNow(): Promise<void> {
+    if (this.#frames.length === 0) return;
+    const frames = this.#frames;
+    const first = this.#firstBuffered;
+    this.#frames = [];
+    this.#bufferedBytes = 0;
+    const started = performance.now();
+    try {
+      if (!this.#fh || this.#fileBytes > (this.#o.maxFileBytes ?? 64 << 20)) await this.#newFile(first);
+      const buf = Buffer.concat(frames);
+      await this.#fh!.write(buf);
+      await this.#fh!.datasync();
+      this.#fileBytes += buf.length;
+      this.stats.frames += frames.length;
+      this.stats.bytes += buf.length;
+      this.stats.flushes++;
+      this.stats.lastFlushMs = performance.now() - started;
+      this.shipped = first + frames.length - 1;
+    } catch (e) {
+      this.stats.failures++;
+      // Keep the frames for the next try, in order, ahead of anything that arrived meanwhile.
+      this.#frames = [...frames, ...this.#frames];
+      this.#firstBuffered = first;
+      this.#bufferedBytes += frames.reduce((n, f) => n + f.length, 0);
+      await this.#fh?.close().catch(() => undefined);
+      this.#fh = undefined;
+      this.#o.log.error({ err: (e as Error).message, alert: true }, "continuous backup could not write its segment; retrying");
+    }
+  }
+
+  async #newFile(first: number): Promise<void> {
+    await this.#fh?.close();
+    const path = join(this.#o.dir, segmentName(first));
+    const fh = await open(path, "a", 0o600);
+    const size = (await stat(path)).size;
+    if (size === 0) {
+      const header = Buffer.alloc(HEADER);
+      MAGIC.copy(header, 0);
+      header.writeUInt32BE(this.#keyId, MAGIC.length);
+      keyCheck(this.#o.keyring, this.#keyId).copy(header, MAGIC.length + 4);
+      await fh.write(header);
+    }
+    this.#fh = fh;
+    this.#fileBytes = Math.max(size, HEADER);
+    // The directory entry must survive a power cut too.
+    const d = await open(this.#o.dir, "r");
+    await d.sync().finally(() => d.close());
+  }
+
+  /** Starts the next frame in a new file (after a snapshot, so old files can be pruned whole). */
+  async rollover(): Promise<void> {
+    await this.flush();
+    await this.#fh?.close();
+    this.#fh = undefined;
+  }
+
+  /** A crash, for tests: stop where it stands; what is buffered is lost, as it would be. */
+  abandon(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#detach?.();
+    this.#frames = [];
+    void this.#fh?.close().catch(() => undefined);
+    this.#fh = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#detach?.();
+    await this.flush();
+    await this.#fh?.close();
+    this.#fh = undefined;
+  }
+}

@@ -1,0 +1,220 @@
+// The engine's backup duty: ship every durable batch to journal segments, take snapshot archives on a
+// schedule (and on demand: `runigun backup`, the admin edge), keep the newest few and the segments that
+// follow the oldest kept one, and tell operators how old the last good backup is.
+//
+//   <backup.dir>/segments/seg-<position>.rgs
+//   <backup.dir>/snapshots/runigun-<network>-<time>-p<position>.rga
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { EncryptedStore } from "../store/db.ts";
+import { writeArchive, type ArchiveInfo } from "./archive.ts";
+import { listSegments, SegmentShipper } from "./segments.ts";
+
+const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-p(\d+)\.rga$/;
+
+export interface BackupStatus {
+  enabled: boolean;
+  dir?: string;
+  lastGood?: { at: number; path: string; position: number; bytes: number };
+  /** Seconds since the last good snapshot; undefined when there is none. */
+  lastBackupAgeS?: number;
+  shippedPosition?: number;
+  storePosition: number;
+  /** Commits not yet on the backup disk (normally at most one interval's worth). */
+  shippingLag?: number;
+  shippingBroken?: boolean;
+  snapshotInProgress: boolean;
+}
+
+export interface BackupServiceOptions {
+  config: Config;
+  store: EncryptedStore;
+  log: Logger;
+  /** Writes the node wallet's backup to `path` (bitcoind's `backupwallet`), when there is a node to ask. */
+  backupNodeWallet?: (path: string) => Promise<void>;
+}
+
+export function snapshotName(network: string, at: Date, position: number): string {
+  return `runigun-${network}-${at.toISOString().replace(/[:.]/g, "-")}-p${position}.rga`;
+}
+
+export class BackupService {
+  readonly #o: BackupServiceOptions;
+  readonly #log: Logger;
+  readonly dir: string | undefined;
+  #shipper: SegmentShipper | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<ArchiveInfo> | undefined;
+  #lastGood: BackupStatus["lastGood"];
+  #closed = false;
+
+  constructor(o: BackupServiceOptions) {
+    this.#o = o;
+    this.#log = o.log.child({ part: "backup" });
+    this.dir = o.config.backup.dir ? o.config.backup.dir : undefined;
+  }
+
+  get segmentsDir(): string | undefined {
+    return this.dir && join(this.dir, "segments");
+  }
+
+  get snapshotsDir(): string | undefined {
+    return this.dir && join(this.dir, "snapshots");
+  }
+
+  /**
+   * Starts shipping before the engine writes anything of this run. Returns whether continuity is broken
+   * (commits that never reached the backup disk and that no snapshot covers): the caller then snapshots.
+   */
+  async start(): Promise<{ needsSnapshot: boolean }> {
+    if (!this.dir) return { needsSnapshot: false };
+    const cfg = this.#o.config.backup;
+    mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
+    this.#shipper = new SegmentShipper({ dir: this.segmentsDir!, keyring: this.#o.store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log });
+    const shipped = await this.#shipper.attach(this.#o.store);
+    const newest = this.#snapshots().at(-1);
+    if (newest) {
+      const s = await stat(join(this.snapshotsDir!, newest.name)).catch(() => undefined);
+      if (s) this.#lastGood = { at: s.mtimeMs, path: join(this.snapshotsDir!, newest.name), position: newest.position, bytes: s.size };
+    }
+    const covered = Math.max(shipped, newest?.position ?? 0);
+    const needsSnapshot = covered < this.#o.store.position;
+    if (needsSnapshot) this.#log.warn({ shipped, snapshot: newest?.position ?? 0, store: this.#o.store.position }, "continuous backup does not reach the store's position (first run, or a crash lost the last interval); taking a snapshot");
+    if (cfg.snapshotIntervalMs > 0) {
+      this.#timer = setInterval(() => {
+        this.snapshot().catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "scheduled backup failed; the previous one is still whole"));
+      }, cfg.snapshotIntervalMs);
+      this.#timer.unref();
+    }
+    return { needsSnapshot };
+  }
+
+  /** One snapshot at a time; a second caller gets the one in progress. */
+  snapshot(out?: string): Promise<ArchiveInfo> {
+    if (this.#closed) return Promise.reject(new Error("the engine is shutting down"));
+    if (this.#running && !out) return this.#running;
+    const run = (this.#running ?? Promise.resolve()).catch(() => undefined).then(() => this.#snapshotNow(out));
+    this.#running = run;
+    void run.finally(() => {
+      if (this.#running === run) this.#running = undefined;
+    }).catch(() => undefined);
+    return run;
+  }
+
+  async #snapshotNow(out?: string): Promise<ArchiveInfo> {
+    if (!out && !this.dir) throw Object.assign(new Error("no backup directory: set backup.dir (RUNIGUN_BACKUP_DIR) or give --out FILE"), { code: "setup" });
+    const network = this.#o.config.network;
+    const at = new Date();
+    const path = out ?? join(this.snapshotsDir!, snapshotName(network, at, this.#o.store.position));
+    const nodeWallet = await this.#nodeWallet(path);
+    // The name carries the position the snapshot will hold; read it from the manifest once written.
+    const info = await writeArchive({ store: this.#o.store, path, network, nodeWallet });
+    let final = info;
+    if (!out) {
+      const named = join(this.snapshotsDir!, snapshotName(network, at, info.manifest.position));
+      if (named !== path) {
+        const { rename } = await import("node:fs/promises");
+        await rename(path, named);
+        final = { ...info, path: named };
+      }
+      this.#lastGood = { at: Date.now(), path: final.path, position: info.manifest.position, bytes: info.bytes };
+      await this.#shipper?.rollover();
+      this.prune();
+    }
+    this.#log.info({ bytes: info.bytes, records: info.manifest.records, position: info.manifest.position, ms: Math.round(info.ms), nodeWallet: info.manifest.nodeWallet.included }, "backup snapshot written");
+    return final;
+  }
+
+  async #nodeWallet(archivePath: string): Promise<{ bytes: Buffer } | { absent: string } | undefined> {
+    if (!this.#o.config.backup.nodeWallet) return { absent: "backup.nodeWallet is off" };
+    if (!this.#o.backupNodeWallet) return { absent: "no node to ask (engine not running)" };
+    const tmp = `${archivePath}.node-wallet-${process.pid}.tmp`;
+    try {
+      await this.#o.backupNodeWallet(tmp);
+      return { bytes: await readFile(tmp) };
+    } catch (e) {
+      this.#log.warn({ err: (e as Error).message }, "the node wallet's backup could not be read (is bitcoind on another host?); the archive goes without it");
+      return { absent: `backupwallet failed: ${(e as Error).message}` };
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  #snapshots(): Array<{ name: string; position: number }> {
+    if (!this.snapshotsDir) return [];
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.snapshotsDir);
+    } catch {
+      return [];
+    }
+    return names.flatMap((name) => {
+      const m = SNAP_RE.exec(name);
+      return m ? [{ name, position: Number(m[1]) }] : [];
+    }).sort((a, b) => a.position - b.position || a.name.localeCompare(b.name));
+  }
+
+  /** Keeps the newest `backup.keep` snapshots and the segments after the oldest of them; drops stale partials. */
+  prune(): { snapshots: number; segments: number } {
+    if (!this.dir) return { snapshots: 0, segments: 0 };
+    const keep = this.#o.config.backup.keep;
+    const snaps = this.#snapshots();
+    const drop = snaps.slice(0, Math.max(0, snaps.length - keep));
+    for (const s of drop) rmSync(join(this.snapshotsDir!, s.name), { force: true });
+    for (const name of readdirSync(this.snapshotsDir!)) {
+      // Temporary files of a backup that died (kill -9): never a valid archive, never needed.
+      if (name.includes(".partial-") && !name.endsWith(`.partial-${process.pid}`)) rmSync(join(this.snapshotsDir!, name), { force: true });
+    }
+    const oldestKept = snaps[snaps.length - Math.min(keep, snaps.length)]?.position;
+    let segments = 0;
+    if (oldestKept !== undefined) {
+      const files = listSegments(this.segmentsDir!);
+      // A file is needed while any of its frames is after the oldest kept snapshot; the newest is being written.
+      for (let i = 0; i < files.length - 1; i++) {
+        if (files[i + 1]!.first - 1 <= oldestKept) {
+          rmSync(join(this.segmentsDir!, files[i]!.name), { force: true });
+          segments++;
+        }
+      }
+    }
+    return { snapshots: drop.length, segments };
+  }
+
+  status(): BackupStatus {
+    const s: BackupStatus = { enabled: this.dir !== undefined, storePosition: this.#o.store.position, snapshotInProgress: this.#running !== undefined };
+    if (this.dir) s.dir = this.dir;
+    if (this.#lastGood) {
+      s.lastGood = this.#lastGood;
+      s.lastBackupAgeS = Math.max(0, Math.round((Date.now() - this.#lastGood.at) / 1000));
+    }
+    if (this.#shipper) {
+      s.shippedPosition = this.#shipper.shipped;
+      s.shippingLag = Math.max(0, this.#o.store.position - this.#shipper.shipped);
+      s.shippingBroken = this.#shipper.broken;
+    }
+    return s;
+  }
+
+  /** Ships what is buffered now (tests, and a clean shutdown). */
+  async flush(): Promise<void> {
+    await this.#shipper?.flush();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running?.catch(() => undefined);
+    await this.#shipper?.close();
+  }
+
+  /** Tests: the abrupt half of a crash — stop shipping without flushing what is buffered. */
+  abandon(): void {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#shipper?.abandon();
+  }
+}
