@@ -67,9 +67,29 @@ export const ConfigSchema = Obj(
       webhookPort: Int(0, 65535),
       commandsPerMinute: Int(1, 10_000),
     }),
-    admin: Obj({ enabled: Type.Boolean(), host: Type.String(), port: Int(0, 65535), vpnCidrs: Type.Array(Type.String()) }),
+    admin: Obj({
+      enabled: Type.Boolean(),
+      host: Type.String(),
+      port: Int(0, 65535),
+      vpnCidrs: Type.Array(Type.String()),
+      /** The operator console (web page on the admin edge): FIDO2 security keys on top of the client certificate. */
+      console: Obj({
+        enabled: Type.Boolean(),
+        /** WebAuthn relying party id: a domain name the operators' browsers reach the admin edge by (not an IP). */
+        rpId: Type.String({ pattern: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$" }),
+        /** Origins the console is opened from (https://host[:port]); empty means https://<rpId>:<the admin port>. */
+        origins: Type.Array(Type.String({ pattern: "^https://[^/]+$" })),
+        sessionTtlMs: Int(60_000, 24 * 3600_000),
+        enrollTtlMs: Int(60_000, 30 * 24 * 3600_000),
+        userVerification: Type.Union([Type.Literal("required"), Type.Literal("preferred"), Type.Literal("discouraged")]),
+      }),
+    }),
     internal: Obj({ host: Type.String(), port: Int(0, 65535) }),
-    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1) }),
+    /**
+     * Continuous backup (journal segments) and scheduled snapshots into `dir` — a second disk in production;
+     * empty turns backups off. `snapshotIntervalMs` 0 means on demand only; `keep` snapshots are retained.
+     */
+    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1, 60_000), snapshotIntervalMs: Int(0), keep: Int(1, 1000), nodeWallet: Type.Boolean() }),
     /** Payouts pause when liabilities exceed the node wallet by more than this. */
     watchdog: Obj({ toleranceSats: Sats }),
   },
@@ -152,7 +172,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   checkBindAddresses(file);
   const secrets = readSecrets(env);
   const dataPath = resolve(opts.cwd ?? process.cwd(), file.dataDir);
-  return Object.freeze({ ...file, secrets, dataPath, pkiPath: file.pkiDir ? resolve(opts.cwd ?? process.cwd(), file.pkiDir) : join(dataPath, "pki") });
+  const backup = { ...file.backup, dir: file.backup.dir ? resolve(opts.cwd ?? process.cwd(), file.backup.dir) : "" };
+  return Object.freeze({ ...file, backup, secrets, dataPath, pkiPath: file.pkiDir ? resolve(opts.cwd ?? process.cwd(), file.pkiDir) : join(dataPath, "pki") });
 }
 
 function validate(value: Json): ConfigFile {

@@ -97,7 +97,7 @@ t.test("snapshot + segments restore the latest state; a torn tail is a normal en
   // A damaged frame in the middle: restored up to it, and said where and why.
   const file = join(segs, newest.name);
   const bytes = readFileSync(file);
-  bytes[bytes.length - 300] ^= 0x40;
+  bytes[bytes.length - 300]! ^= 0x40;
   writeFileSync(file, bytes);
   const damaged = await restoreArchive({ archive, segmentsDir: segs, dataPath: join(dir, "r3"), keyring: ring(), network: "regtest" });
   t.match(damaged.segments?.stop?.reason ?? "", /failed authentication/);
@@ -117,7 +117,7 @@ t.test("a flipped byte, a truncated archive, another master key: each refused wi
 
   const flipped = join(dir, "backups", "flipped.rga");
   const f = Buffer.from(good);
-  f[Math.floor(f.length / 2)] ^= 0x01;
+  f[Math.floor(f.length / 2)]! ^= 0x01;
   writeFileSync(flipped, f);
   await t.rejects(restoreArchive({ archive: flipped, dataPath: data, keyring: ring(), network: "regtest" }), { name: "BackupError", code: "tampered", message: /failed authentication/ });
   untouched();
