@@ -18,6 +18,8 @@ export interface TestEngine {
   node: RegtestNode;
   config: Config;
   dataPath: string;
+  /** The master key ring the store is sealed under (restore tests need it). */
+  keyring: KeyRing;
   identity: Identity;
   handleKey: Buffer;
   /** Scan the chain now and wait for it (instead of waiting for the poll timer). */
@@ -73,7 +75,7 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   };
   const t: TestEngine = {
     engine: undefined as unknown as Engine,
-    node, config, dataPath, identity, handleKey,
+    node, config, dataPath, keyring, identity, handleKey,
     async poke() {
       await t.engine.watcher.poke();
       await t.engine.blockWorkDone();
