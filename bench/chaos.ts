@@ -51,7 +51,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     RUNIGUN_MASTER_KEY: masterKey, RUNIGUN_PEPPER: randomBytes(32).toString("hex"), RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
     RUNIGUN_NODE_MANAGED: "false", RUNIGUN_NODE_RPC_URL: node.rpcUrl, RUNIGUN_NODE_RPC_USER: node.user, RUNIGUN_NODE_RPC_PASSWORD: node.password,
     RUNIGUN_NODE_ADDRESS_POOL_SIZE: "20", RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_ADMIN_ENABLED: "false", RUNIGUN_DEPOSITS_POLL_MS: "100",
-    RUNIGUN_STORE_SYNC: "true",
+    RUNIGUN_STORE_SYNC: "true", RUNIGUN_BACKUP_DIR: join(dir, "backup"), RUNIGUN_BACKUP_SEGMENT_INTERVAL_MS: "200",
   };
   let child: ChildProcess | undefined;
   let relay: RemoteRelay | undefined;
@@ -93,9 +93,13 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.rpc("send", [outputs], "outside");
     await node.mine(1);
     for (let k = 0; k < o.kills; k++) {
-      // A burst of work, killed at a random moment.
+      // A burst of work, killed at a random moment: while the command numbered `killAt` is in flight, after a
+      // random delay of up to 30 ms (a count rather than a wall-clock window, so a slow machine still does work).
+      const killAt = 2 + Math.floor(random() * 30);
+      let killing: Promise<void> | undefined;
       const burst = (async () => {
-        for (let i = 0; i < 40; i++) {
+        for (let i = 0; i < 40 && !killing; i++) {
+          if (i === killAt) killing = new Promise((r) => setTimeout(r, random() * 30)).then(kill);
           const u = pick(users);
           const r = random();
           try {
@@ -130,9 +134,8 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
           }
         }
       })();
-      await new Promise((r) => setTimeout(r, 20 + random() * 400));
-      await kill();
       await burst;
+      await (killing ?? kill());
       violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked)).map((v) => `kill ${k + 1}: ${v}`));
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();

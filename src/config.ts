@@ -172,7 +172,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   checkBindAddresses(file);
   const secrets = readSecrets(env);
   const dataPath = resolve(opts.cwd ?? process.cwd(), file.dataDir);
-  const backup = { ...file.backup, dir: file.backup.dir ? resolve(opts.cwd ?? process.cwd(), file.backup.dir) : "" };
+  // A relative backup directory lives under the data directory (regtest's default); production names another disk.
+  const backup = { ...file.backup, dir: file.backup.dir ? resolve(dataPath, file.backup.dir) : "" };
   return Object.freeze({ ...file, backup, secrets, dataPath, pkiPath: file.pkiDir ? resolve(opts.cwd ?? process.cwd(), file.pkiDir) : join(dataPath, "pki") });
 }
 

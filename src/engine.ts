@@ -59,6 +59,7 @@ export class Engine {
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
   #blockWork: Promise<void> = Promise.resolve();
+  #announcing: Promise<void> = Promise.resolve();
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
 
@@ -166,6 +167,8 @@ export class Engine {
     if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
     await e.watcher.start();
     if (restored) await e.#reconcile(restored, cursorAtRestore?.hash);
+    // Drain mode switched on before a restart that came before everyone was told: carry on telling.
+    if (e.#draining) e.#announcing = e.#announceDrain(e.#draining.at);
     if (needsSnapshot) {
       e.backup.snapshot().catch((err: unknown) => e.log.error({ err: (err as Error).message, alert: true }, "the start-up backup snapshot failed; continuous backup is not restorable until one succeeds"));
     }
@@ -280,14 +283,49 @@ export class Engine {
   /** Operator switch: drain mode on or off (persisted). */
   async setDraining(on: boolean, reason: string, operator: string): Promise<{ draining: boolean }> {
     if (on) {
+      if (this.#draining) return { draining: true };
       this.#draining = { reason, at: Date.now() };
       await this.storage.store.put(ENGINE_NS, "draining", this.#draining);
+      this.#announcing = this.#announceDrain(this.#draining.at);
     } else {
       this.#draining = undefined;
       await this.storage.store.del(ENGINE_NS, "draining");
     }
     this.log.warn({ operator, draining: on }, "drain mode changed");
     return { draining: on };
+  }
+
+  /** Resolves when every existing user has been told about drain mode (tests; the admin edge shows progress). */
+  drainAnnounced(): Promise<void> {
+    return this.#announcing;
+  }
+
+  /**
+   * Tells every existing user, once, that the service is winding down and how to take their money out. Each
+   * wallet records the announcement's id (told once, whatever the restarts); a cursor lets a restart carry on.
+   */
+  async #announceDrain(at: number): Promise<void> {
+    const id = `drain-${at}`;
+    const store = this.storage.store;
+    const saved = await store.get<{ id: string; after: string }>(ENGINE_NS, "drain_told");
+    let after = saved?.id === id ? saved.after : "";
+    let told = 0;
+    try {
+      for (;;) {
+        if (this.#closed || this.#draining?.at !== at) return;
+        const keys: string[] = [];
+        for await (const k of store.keys("balances", after ? { gt: after, limit: 64 } : { limit: 64 })) keys.push(k);
+        if (keys.length === 0) break;
+        const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
+        told += results.filter((r) => !isRefusal(r) && r.told).length;
+        after = keys.at(-1)!;
+        await store.put(ENGINE_NS, "drain_told", { id, after });
+      }
+      await store.put(ENGINE_NS, "drain_told", { id, after: "\uffff" });
+      this.log.info({ told }, "drain mode: existing users told");
+    } catch (e) {
+      if (!this.#closed) this.log.warn({ err: e }, "drain mode: telling users stopped; it carries on at the next start");
+    }
   }
 
   get draining(): { reason: string; at: number } | undefined {
@@ -312,6 +350,7 @@ export class Engine {
 
 /** Engine-wide switches in the store. */
 const ENGINE_NS = "engine";
+const DRAIN_TEXT = "This service is winding down: deposits are closed and no new wallets are opened. Your balance is safe — take it out with /withdraw.";
 const RECONCILING = "restored from a backup: reconciling with the chain before paying anything";
 
 export type { Refusal };

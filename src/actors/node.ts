@@ -264,6 +264,12 @@ export class NodeGateway {
         : this.#client.command(batch.map((c) => ({ method: c.method, parameters: c.params }))) as Promise<unknown[]>;
       results = await withTimeout(request, this.#o.config.node.timeoutMs + 1000);
     } catch (e) {
+      const rpcCode = (e as { code?: unknown }).code;
+      if (batch.length === 1 && typeof rpcCode === "number" && rpcCode < 0) {
+        // A single call's JSON-RPC error comes back as a rejection: bitcoind answered, the call failed.
+        this.#rpcError(batch[0]!, rpcCode, (e as Error).message);
+        return;
+      }
       // The whole round trip failed: bitcoind unreachable, or it timed out.
       this.#transportFailure(batch, e);
       return;
@@ -271,14 +277,22 @@ export class NodeGateway {
     if (this.#state !== "ready") this.#markReady();
     batch.forEach((c, i) => {
       const r = results[i];
-      if (r instanceof Error) {
-        const code = (r as { code?: number }).code;
-        // -28: still warming up; safe calls wait and go again.
-        if (code === -28 && ALLOWED[c.method]!.safe) return this.#retry(c);
-        this.stats.errors++;
-        c.reject(new NodeError(code ?? "rpc", r.message, c.method));
-      } else c.resolve(r);
+      if (r instanceof Error) this.#rpcError(c, (r as { code?: number }).code, r.message);
+      else c.resolve(r);
     });
+  }
+
+  #rpcError(c: Call, code: number | undefined, message: string): void {
+    if (code === -28) {
+      // Still warming up (after a restart): bitcoind ran nothing, so any call waits and goes again, with backoff.
+      this.stats.lastError = message;
+      this.#markUnavailable();
+      this.#retry(c);
+      return;
+    }
+    if (this.#state !== "ready") this.#markReady();
+    this.stats.errors++;
+    c.reject(new NodeError(code ?? "rpc", message, c.method));
   }
 
   #transportFailure(batch: Call[], e: unknown): void {

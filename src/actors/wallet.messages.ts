@@ -62,6 +62,8 @@ export interface WalletState {
   history: HistoryEntry[];
   historyTotal: number;
   day: { date: string; withdrawn: bigint };
+  /** Ids of the announcements this user has been told (the newest few), so each is told once. */
+  told?: string[];
 }
 
 export type WalletEvent =
@@ -80,7 +82,8 @@ export type WalletEvent =
   | { t: "transfer_acked"; id: string }
   | { t: "transfer_received"; id: string; from: string; amount: string; at: number }
   | { t: "frozen"; reason: string; by: string; at: number }
-  | { t: "unfrozen"; by: string; at: number };
+  | { t: "unfrozen"; by: string; at: number }
+  | { t: "told"; id: string; text: string; at: number };
 
 export interface BalanceView {
   available: bigint;
@@ -113,7 +116,8 @@ export type WalletNotice =
   | { kind: "withdrawal_broadcast"; id: string; amount: bigint; txid: string }
   | { kind: "withdrawal_sent"; id: string; amount: bigint; fee: bigint; txid: string }
   | { kind: "withdrawal_released"; id: string; amount: bigint; reason: string }
-  | { kind: "transfer_received"; id: string; amount: bigint; from: string };
+  | { kind: "transfer_received"; id: string; amount: bigint; from: string }
+  | { kind: "announcement"; id: string; text: string };
 
 export type WalletCommand =
   | { type: "open"; chatHandle?: string; reply: Reply<Answer<{ created: boolean; balance: BalanceView }>> }
@@ -133,6 +137,8 @@ export type WalletCommand =
   | { type: "transfer_acked"; id: string; reply: Reply<Answer<{ ok: true }>> }
   | { type: "freeze"; reason: string; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
   | { type: "unfreeze"; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
+  /** An operator's announcement (e.g. drain mode): told once per wallet, whatever the restarts. */
+  | { type: "announce"; id: string; text: string; reply: Reply<Answer<{ told: boolean }>> }
   /** After activation: re-send unacknowledged transfers and unsettled withdrawals (the wallet's outbox). */
   | { type: "resume"; reply: Reply<Answer<{ transfers: number; withdrawals: number }>> }
   /** Test and chaos hook: makes the handler throw, to exercise supervision. */

@@ -131,6 +131,9 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "unfreeze":
       if (!s.frozen) return noChange(() => ({ frozen: false }));
       return { events: [{ t: "unfrozen", by: cmd.by, at }], answer: () => ({ frozen: false }) };
+    case "announce":
+      if (!s.opened || s.told?.includes(cmd.id)) return noChange(() => ({ told: false }));
+      return { events: [{ t: "told", id: cmd.id, text: cmd.text, at }], answer: () => ({ told: true }) };
   }
 }
 
@@ -265,6 +268,8 @@ export function evolve(s: WalletState, e: WalletEvent, historyLimit = 1000): Wal
       const { frozen: _f, ...rest } = s;
       return rest;
     }
+    case "told":
+      return { ...s, told: [...(s.told ?? []).slice(-19), e.id] };
   }
 }
 
@@ -312,6 +317,8 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
     }
     case "transfer_received":
       return { kind: "transfer_received", id: e.id, amount: BigInt(e.amount), from: e.from };
+    case "told":
+      return { kind: "announcement", id: e.id, text: e.text };
     default:
       return undefined;
   }

@@ -50,8 +50,24 @@ t.test("drain mode: no new wallets or deposit addresses, withdrawals keep workin
   await te.node.ensureMatureCoins();
   await funded(te, "u_leaving", "0.5");
   await te.mine(1);
+  await funded(te, "u_staying", "0.1");
+  await te.mine(1);
+  const told: string[] = [];
+  const off = te.engine.relay.onNotification((n) => {
+    if (n.notice.kind === "announcement") told.push(n.userKey);
+  });
   await te.engine.setDraining(true, "service winding down", "alice");
+  await te.engine.drainAnnounced();
+  off();
+  t.same(told.sort(), ["u_leaving", "u_staying"], "every existing user is told");
+  await te.engine.setDraining(true, "again", "bob");
   await te.restart();
+  const after: string[] = [];
+  te.engine.relay.onNotification((n) => {
+    if (n.notice.kind === "announcement") after.push(n.userKey);
+  });
+  await te.engine.drainAnnounced();
+  t.same(after, [], "told once: neither switching it on again nor a restart tells anyone twice");
   t.match(await te.engine.relay.depositAddress("u_leaving"), { code: "draining", message: /winding down.*withdraw/ });
   t.match(await te.engine.relay.start("u_newcomer"), { code: "draining" }, "no new wallets");
   t.match(await te.engine.relay.start("u_leaving"), { created: false }, "existing users still get in");

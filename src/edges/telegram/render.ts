@@ -159,5 +159,7 @@ export function notice(n: WalletNotice): string {
       return `↩️ A withdrawal could not be sent; ${btc(n.amount)} is available again`;
     case "transfer_received":
       return `🎁 You received ${btc(n.amount)}`;
+    case "announcement":
+      return `📢 ${n.text}`;
   }
 }
