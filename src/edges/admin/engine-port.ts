@@ -2,7 +2,7 @@
 // operator actions, each a message to the actor that owns the state — the admin edge adds no rule.
 import type { Engine } from "../../engine.ts";
 import { isRefusal, refuse } from "../../domain/refusals.ts";
-import type { AdminPort, Json } from "./port.ts";
+import type { AdminPort, EngineSample, Json } from "./port.ts";
 
 /** bigint → decimal string, recursively; drops undefined. */
 export function toJson(v: unknown): Json {
@@ -16,7 +16,33 @@ export function toJson(v: unknown): Json {
   return (v ?? null) as Json;
 }
 
-export function enginePort(e: Engine): AdminPort {
+/**
+ * A bounded ring of engine samples (registry and journal counters), for the console's charts: the engine keeps
+ * counters, not history, so the port samples them on a timer (unref'd) and on every read.
+ */
+export class SampleRing {
+  readonly #items: EngineSample[] = [];
+  #lastBatches = -1;
+  constructor(private readonly e: Engine, readonly capacity = 1440) {}
+
+  take(now = Date.now()): void {
+    const r = this.e.registry.stats, j = this.e.storage.journal.stats;
+    const committed = j.batches !== this.#lastBatches && j.batches > 0;
+    this.#lastBatches = j.batches;
+    this.#items.push({ at: now, resident: r.resident, activations: r.activations, passivations: r.passivations, journalBatches: j.batches, commitMs: committed ? Math.round(j.lastCommitMs * 1000) / 1000 : null });
+    if (this.#items.length > this.capacity) this.#items.splice(0, this.#items.length - this.capacity);
+  }
+
+  get items(): EngineSample[] {
+    return [...this.#items];
+  }
+}
+
+export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number } = {}): AdminPort {
+  const sampleMs = o.sampleMs ?? 60_000;
+  const ring = new SampleRing(e, o.capacity);
+  ring.take();
+  setInterval(() => ring.take(), sampleMs).unref();
   return {
     async health() {
       return { ok: e.node.state === "ready" && !e.payouts.paused, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null };
@@ -85,6 +111,21 @@ export function enginePort(e: Engine): AdminPort {
     },
     async setDraining(on, reason, operator) {
       return toJson(await e.setDraining(on, reason, operator));
+    },
+    async tip() {
+      const info = (await e.node.blockchainInfo().catch(() => undefined)) as { blocks: number; bestblockhash: string; mediantime: number; time?: number } | undefined;
+      if (!info) return { height: null, hash: null, ageS: null, from: null };
+      const t = info.time ?? info.mediantime;
+      return { height: info.blocks, hash: info.bestblockhash, ageS: Math.max(0, Math.round(Date.now() / 1000 - t)), from: info.time !== undefined ? "block time" : "median time past" };
+    },
+    async series() {
+      ring.take();
+      const hour = 3600_000, now = Date.now(), first = Math.floor(now / hour) * hour - 23 * hour;
+      const hours = Array.from({ length: 24 }, (_, i) => ({ start: first + i * hour, deposits: 0, payouts: 0 }));
+      const bucket = (at: number) => hours[Math.floor((at - first) / hour)];
+      for (const d of await e.watcher.listDeposits(undefined, 100_000)) if (d.seenAt >= first) bucket(d.seenAt)!.deposits++;
+      for (const p of Object.values((await e.payouts.state()).payouts)) if (p.at >= first) bucket(p.at)!.payouts++;
+      return { hours, samples: ring.items, sampleMs };
     },
     async rescanFrom(height) {
       await e.watcher.rescanFrom(height);

@@ -1,6 +1,9 @@
 // Operators: who may use the admin edge. Each has a client certificate (its SHA-256 fingerprint is the
 // allowlist key, so a revoked operator is refused even with a CA-valid certificate) and a TOTP secret; the
-// last accepted time step is kept so a code can never be used twice. Stored in the encrypted store.
+// last accepted time step is kept so a code can never be used twice. For the console, an operator also holds
+// FIDO2 security keys (WebAuthn credentials), registered through a one-time enrollment link that expires; only
+// a hash of the link's token is stored. Stored in the encrypted store.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { join } from "node:path";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { Secret, TOTP } from "otpauth";
@@ -15,6 +18,22 @@ export interface Operator {
   lastStep: number;
   revoked?: boolean;
   addedAt: number;
+  /** FIDO2 security keys for the console (WebAuthn credentials). */
+  keys?: SecurityKey[];
+  /** A pending enrollment link: the SHA-256 of its token and when it stops working. */
+  enroll?: { tokenHash: string; expiresAt: number };
+}
+
+export interface SecurityKey {
+  /** The credential id, base64url. */
+  id: string;
+  /** The COSE public key, base64url. */
+  publicKey: string;
+  counter: number;
+  transports?: string[];
+  label: string;
+  addedAt: number;
+  lastUsedAt?: number;
 }
 
 const NS = "operators";
@@ -49,6 +68,53 @@ export class OperatorStore {
   }
 
   /**
+   * A fresh one-time enrollment token for the operator's security keys (any older link stops working). Only its
+   * hash is stored; the token itself goes into the link printed once for the operator.
+   */
+  async issueEnrollment(fp: string, o: { ttlMs: number; now?: number }): Promise<{ token: string; expiresAt: number }> {
+    const op = await this.get(fp);
+    if (!op || op.revoked) throw Object.assign(new Error("no such active operator"), { code: "setup" });
+    const token = randomBytes(32).toString("base64url");
+    const expiresAt = (o.now ?? Date.now()) + o.ttlMs;
+    await this.put({ ...op, enroll: { tokenHash: hashToken(token), expiresAt } });
+    return { token, expiresAt };
+  }
+
+  /** Why the enrollment token does not work for this operator, or undefined when it does (it is not consumed here). */
+  checkEnrollment(op: Operator, token: string | undefined, now = Date.now()): string | undefined {
+    if (!op.enroll || !token) return "this enrollment link is not valid (it was used already, or a newer one was issued)";
+    const a = Buffer.from(hashToken(token), "hex"), b = Buffer.from(op.enroll.tokenHash, "hex");
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return "this enrollment link is not valid (it was used already, or a newer one was issued)";
+    if (now > op.enroll.expiresAt) return "this enrollment link has expired; ask for a new one";
+    return undefined;
+  }
+
+  /** Adds a security key; `consumeEnrollment` makes the enrollment link useless from now on. */
+  async addKey(fp: string, key: SecurityKey, o: { consumeEnrollment?: boolean } = {}): Promise<Operator> {
+    const op = await this.get(fp);
+    if (!op || op.revoked) throw new Error("no such operator");
+    const next: Operator = { ...op, keys: [...(op.keys ?? []).filter((k) => k.id !== key.id), key] };
+    if (o.consumeEnrollment) delete next.enroll;
+    await this.put(next);
+    return next;
+  }
+
+  async removeKey(fp: string, id: string): Promise<Operator> {
+    const op = await this.get(fp);
+    if (!op) throw new Error("no such operator");
+    const next = { ...op, keys: (op.keys ?? []).filter((k) => k.id !== id) };
+    await this.put(next);
+    return next;
+  }
+
+  /** Records a key's new signature counter after a verified login. */
+  async touchKey(fp: string, id: string, counter: number, now = Date.now()): Promise<void> {
+    const op = await this.get(fp);
+    if (!op) return;
+    await this.put({ ...op, keys: (op.keys ?? []).map((k) => (k.id === id ? { ...k, counter, lastUsedAt: now } : k)) });
+  }
+
+  /**
    * Checks a TOTP code for the operator (RFC 6238, ±1 step) and consumes its time step: a code, or an older
    * one, is never accepted twice. Returns why not, or undefined when accepted.
    */
@@ -64,15 +130,20 @@ export class OperatorStore {
   }
 }
 
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
 export function totpFor(op: Pick<Operator, "name" | "totpSecret">): TOTP {
   return new TOTP({ issuer: "RunIGun", label: op.name, algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(op.totpSecret) });
 }
 
 /**
  * `runigun keys operator add NAME`: a client certificate from the operators' CA, a TOTP secret, its otpauth URI
- * and QR code, written under `<pkiDir>/operators/`, and the operator recorded in the store.
+ * and QR code, written under `<pkiDir>/operators/`, and the operator recorded in the store — with a one-time
+ * enrollment token for the console's security keys when `enrollTtlMs` is given.
  */
-export async function addOperator(o: { pkiDir: string; store: OperatorStore; name: string }): Promise<{ dir: string; uri: string; fingerprint: string }> {
+export async function addOperator(o: { pkiDir: string; store: OperatorStore; name: string; enrollTtlMs?: number; now?: number }): Promise<{ dir: string; uri: string; fingerprint: string; enrollment?: { token: string; expiresAt: number } }> {
   if (!NAME_RE.test(o.name)) throw Object.assign(new Error("an operator name is 2–32 lowercase letters, digits, - or _"), { code: "setup" });
   const ca = readPem(o.pkiDir, "operators-ca");
   const pem = await issue(ca, { name: o.name, kind: "client", years: 1 });
@@ -85,5 +156,7 @@ export async function addOperator(o: { pkiDir: string; store: OperatorStore; nam
   writeFileSync(join(dir, `${o.name}.otpauth`), uri + "\n", { mode: 0o600 });
   await QRCode.toFile(join(dir, `${o.name}-totp.png`), uri, { type: "png" });
   await o.store.put(op);
-  return { dir, uri, fingerprint: op.fingerprint };
+  if (o.enrollTtlMs === undefined) return { dir, uri, fingerprint: op.fingerprint };
+  const enrollment = await o.store.issueEnrollment(op.fingerprint, { ttlMs: o.enrollTtlMs, ...(o.now !== undefined ? { now: o.now } : {}) });
+  return { dir, uri, fingerprint: op.fingerprint, enrollment };
 }

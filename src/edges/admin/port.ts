@@ -18,4 +18,26 @@ export interface AdminPort {
   rescanFrom(height: number): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
+  /** The chain tip and its age in seconds (from the tip block's time, or the median time past without it). */
+  tip(): Promise<Json>;
+  /** Data for the console's charts: per-hour deposits and payouts, and the bounded ring of engine samples. */
+  series(): Promise<ChartSeries>;
+}
+
+export interface EngineSample {
+  at: number;
+  resident: number;
+  activations: number;
+  passivations: number;
+  journalBatches: number;
+  /** The last journal commit's latency when there was a commit since the previous sample, else null. */
+  commitMs: number | null;
+}
+
+export interface ChartSeries {
+  /** Hour buckets (start, ms since epoch), oldest first, over the last 24 hours. */
+  hours: Array<{ start: number; deposits: number; payouts: number }>;
+  /** Samples taken every `sampleMs` since the engine started (bounded: the oldest fall off). */
+  samples: EngineSample[];
+  sampleMs: number;
 }

@@ -1,7 +1,8 @@
 // The admin edge: HTTPS on the VPN address only, two factors on every request — a client certificate from the
 // operators' CA (checked by TLS itself, then by fingerprint against the allowlist) and a one-time TOTP code.
 // One plugin per resource, JSON schemas on every route, OpenAPI at /openapi.json, and every operator action
-// written to the encrypted audit log before it runs.
+// written to the encrypted audit log before it runs. The operator console (/console, console/) rides on the same
+// server and certificate check, with a FIDO2 security key instead of TOTP as its second factor.
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from "fastify";
 import rateLimit from "@fastify/rate-limit";
@@ -13,6 +14,7 @@ import { isRefusal, type Refusal } from "../../domain/refusals.ts";
 import type { AuditLog } from "./audit.ts";
 import type { Operator, OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
+import { consolePlugin } from "./console/index.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -25,7 +27,11 @@ export interface AdminOptions {
   rateLimit?: number;
   /** The clock TOTP steps are read from (tests move it; each code is good for one request). */
   clock?: () => number;
+  /** The console's clock (sessions, enrollment links); the wall clock unless a test sets it. */
+  consoleClock?: () => number;
 }
+
+const isConsolePath = (url: string) => url === "/console" || url.startsWith("/console/") || url.startsWith("/console?");
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -50,6 +56,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     bodyLimit: 16 * 1024,
   });
   const log = o.log.child({ edge: "admin" });
+  const consoleOn = o.config.admin.console.enabled;
   const routes: Array<{ method: string; url: string; schema?: unknown }> = [];
   app.addHook("onRoute", (r) => {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url, schema: r.schema });
@@ -69,12 +76,16 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       log.warn({ fingerprint: fp?.slice(0, 16) }, "admin request with an unknown or revoked certificate");
       return reply.code(401).send({ error: "this certificate is not (or no longer) an operator's" });
     }
+    req.operator = op;
+    // The console's second factor is a security key, checked by its own guard (console/index.ts); TOTP stays the
+    // API's. The certificate check above is the same for both.
+    if (consoleOn && isConsolePath(req.url)) return;
     const why = await o.operators.checkTotp(op, req.headers["x-totp"] as string | undefined, (o.clock ?? Date.now)());
     if (why) {
       log.warn({ operator: op.name }, "admin request refused: TOTP");
+      delete req.operator;
       return reply.code(401).send({ error: why });
     }
-    req.operator = op;
   });
 
   const send = (r: unknown | Refusal) => (isRefusal(r) ? { error: r.message, code: r.code } : r);
@@ -153,6 +164,15 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
 
   await app.register(reads);
   await app.register(actions);
+  if (consoleOn) {
+    const cfg = o.config.admin.console;
+    const origins = () => {
+      if (cfg.origins.length) return cfg.origins;
+      const port = (app.server.address() as { port?: number } | null)?.port;
+      return port ? [port === 443 ? `https://${cfg.rpId}` : `https://${cfg.rpId}:${port}`] : [];
+    };
+    await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, origins, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
+  }
   app.get("/openapi.json", () => openApi(routes));
   app.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, _req, reply) => {
     if (err.validation) return reply.code(400).send({ error: `bad request: ${err.message}` });

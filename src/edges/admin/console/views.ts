@@ -1,0 +1,187 @@
+// The console's pages: reads through the AdminPort (the same views the JSON API serves), and the one money
+// action an operator needs at 3 a.m., a stuck payout's fee bump, through the same audited `act` as the API,
+// with a reason and a confirmation step.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { Type } from "@sinclair/typebox";
+import { isRefusal } from "../../../domain/refusals.ts";
+import type { Json } from "../port.ts";
+import type { ConsoleContext } from "./index.ts";
+import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
+import { charts } from "./charts.ts";
+
+const USER_KEY = "^u_[A-Za-z0-9_-]{10,64}$";
+const BATCH = "^b\\d{1,12}$";
+const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
+const PAYOUT_STATUSES = ["queued", "signed", "broadcast", "confirmed", "stuck"];
+/** Batches an operator may try to bump (the payout actor decides whether it really can). */
+const BUMPABLE = new Set(["signed", "broadcast", "stuck"]);
+const Reason = Type.String({ minLength: 3, maxLength: 500 });
+const FeeRate = Type.String({ pattern: "^[0-9]{1,5}$" });
+
+type Row = { [k: string]: Json };
+const rows = (j: Json | undefined): Row[] => (Array.isArray(j) ? (j.filter((x) => x && typeof x === "object" && !Array.isArray(x)) as Row[]) : []);
+const short = (s: Json | undefined, n = 16) => (typeof s === "string" && s.length > n ? `${s.slice(0, n)}…` : (s ?? "—"));
+
+export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
+  const send = (req: FastifyRequest, reply: FastifyReply, title: string, pageName: string, body: Html, code = 200) =>
+    reply.code(code).type("text/html; charset=utf-8").send(page({ title, page: pageName, csrf: c.session(req)!.csrf, operator: req.operator!.name, nav: true, body }));
+
+  const filters = (base: string, statuses: string[], current: string | undefined) =>
+    html`<p class="filters">Status: ${[undefined, ...statuses].map((st) => html`<a href="${st ? `${base}?status=${st}` : base}"${new Html(st === current ? ' aria-current="true"' : "")}>${st ?? "all"}</a> `)}</p>`;
+
+  f.get("/console/", async (req, reply) => {
+    const [health, node, tip, solvency] = await Promise.all([c.port.health(), c.port.node(), c.port.tip(), c.port.solvency()]);
+    const actors = c.port.actors();
+    const paused = at(health, "payoutsPaused"), draining = at(health, "draining");
+    const l = (k: string) => at(solvency, "liabilities", k), n = (k: string) => at(solvency, "node", k);
+    const body = html`<section class="cards">
+<article><h2>Chain</h2>${facts([
+      ["Network", at(health, "network")], ["Tip height", at(tip, "height") ?? "unknown"],
+      ["Tip age", html`${age(at(tip, "ageS") ?? undefined)} <small>(${at(tip, "from") ?? "node unreachable"})</small>`],
+      ["Deposit scanner height", at(node, "watcher", "height")],
+    ])}</article>
+<article><h2>Node actor</h2>${facts([
+      ["State", badge(at(node, "actor", "state") === "ready", "ready", String(at(node, "actor", "state") ?? "unknown"))], ["Queue", at(node, "actor", "queue")],
+      ["Calls / errors", `${at(node, "actor", "calls") ?? 0} / ${at(node, "actor", "errors") ?? 0}`], ["Deposit address pool", at(node, "actor", "addressPool")],
+    ])}</article>
+<article><h2>Wallets</h2>${facts([
+      ["Resident", at(actors, "wallets", "resident")], ["Activations / passivations", `${at(actors, "wallets", "activations") ?? 0} / ${at(actors, "wallets", "passivations") ?? 0}`],
+      ["Commands in flight", at(actors, "wallets", "inFlight")], ["Journal batches", at(actors, "journal", "batches")],
+    ])}</article>
+<article><h2>Solvency</h2>${facts([
+      ["Status", badge(at(solvency, "ok") === true, "solvent", "HOLE")], ...(at(solvency, "reason") ? [["Why", at(solvency, "reason")] as [string, unknown]] : []),
+      ["Users' available", btc(l("available"))], ["Users' pending", btc(l("pending"))], ["Users' reserved", btc(l("reserved"))], ["Cheque escrow", btc(l("escrow"))],
+      ["Payouts in flight", btc(l("inFlightPayouts"))], ["Firm liabilities", btc(at(solvency, "firm"))],
+      ["Node trusted", btc(n("trusted"))], ["Node untrusted pending", btc(n("untrustedPending"))], ["Surplus", btc(at(solvency, "surplus"))],
+    ])}</article>
+<article><h2>Safety switches</h2>${facts([
+      ["Watchdog / payouts", paused ? html`<span class="badge bad">paused</span> ${paused}` : badge(true, "running", "")],
+      ["Drain mode", draining ? html`<span class="badge warn">on</span> ${draining}` : "off"],
+      ["Last backup", age(at(health, "lastBackupAgeS") ?? undefined)],
+    ])}</article></section>`;
+    return send(req, reply, "Overview", "overview", body);
+  });
+  f.get("/console", async (_req, reply) => reply.redirect("/console/", 303));
+
+  f.get("/console/wallets", {
+    schema: { querystring: Type.Object({ userKey: Type.Optional(Type.String({ maxLength: 80 })), page: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })) }) },
+  }, async (req, reply) => {
+    const q = req.query as { userKey?: string; page?: number };
+    const form = html`<form method="get" action="/console/wallets" class="lookup"><label>User key <input name="userKey" value="${q.userKey ?? ""}" pattern="${USER_KEY}" required placeholder="u_…"></label> <button type="submit">Look up</button></form>`;
+    if (!q.userKey) return send(req, reply, "Wallets", "wallets", form);
+    if (!new RegExp(USER_KEY).test(q.userKey)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">That is not a user key (u_ followed by 10–64 letters, digits, - or _).</p>`, 400);
+    const w = await c.port.wallet(q.userKey, q.page ?? 0);
+    if (isRefusal(w)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">${w.message}</p>`, 404);
+    const hist = at(w, "history");
+    const p = Number(at(hist, "page") ?? 0), pages = Number(at(hist, "pages") ?? 1);
+    const link = (n: number, label: string) => html`<a href="/console/wallets?userKey=${encodeURIComponent(q.userKey!)}&amp;page=${n}">${label}</a>`;
+    const frozen = at(w, "frozen");
+    const body = html`${form}<section class="cards"><article><h2>${q.userKey}</h2>${facts([
+      ["State", frozen ? html`<span class="badge bad">frozen</span> by ${at(frozen, "by")}: ${at(frozen, "reason")} (${when(at(frozen, "at"))})` : badge(true, "open", "")],
+      ["Opened", when(at(w, "openedAt"))], ["Available", btc(at(w, "available"))], ["Pending", btc(at(w, "pending"))], ["Reserved", btc(at(w, "reserved"))],
+      ["Withdrawn today", btc(at(w, "day", "withdrawn"))], ["Deposit addresses", (at(w, "addresses") as Json[] | undefined)?.length ?? 0],
+      ["History entries", at(w, "historyTotal")],
+    ])}</article></section>
+<h2>History (newest first)</h2>
+${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) => r.kind], ["Amount", (r) => btc(r.amount)], ["Status", (r) => r.status], ["Reference", (r) => short(r.ref, 24)], ["Counterparty", (r) => r.counterparty ?? ""]])}
+<p class="pager">Page ${p + 1} of ${pages} ${p > 0 ? link(p - 1, "← newer") : ""} ${p + 1 < pages ? link(p + 1, "older →") : ""}</p>`;
+    return send(req, reply, "Wallets", "wallets", body);
+  });
+
+  f.get("/console/deposits", { schema: { querystring: Type.Object({ status: Type.Optional(Type.Union(DEPOSIT_STATUSES.map((s) => Type.Literal(s)))) }) } }, async (req, reply) => {
+    const { status } = req.query as { status?: string };
+    const d = await c.port.deposits(status);
+    const body = html`${filters("/console/deposits", DEPOSIT_STATUSES, status)}${table(rows(at(d, "deposits")), [
+      ["Seen", (r) => when(r.seenAt)], ["User key", (r) => html`<a href="/console/wallets?userKey=${encodeURIComponent(String(r.userKey))}">${r.userKey}</a>`],
+      ["Outpoint", (r) => `${short(r.txid)}:${r.vout}`], ["Amount", (r) => btc(r.amount)], ["Status", (r) => r.status], ["Confirmations", (r) => r.confirmations],
+    ], "No deposits with this status.")}`;
+    return send(req, reply, "Deposits", "deposits", body);
+  });
+
+  f.get("/console/payouts", { schema: { querystring: Type.Object({ status: Type.Optional(Type.Union(PAYOUT_STATUSES.map((s) => Type.Literal(s)))) }) } }, async (req, reply) => {
+    const { status } = req.query as { status?: string };
+    const p = await c.port.payouts(status);
+    const body = html`${filters("/console/payouts", PAYOUT_STATUSES, status)}
+<h2>Batches (transactions)</h2>${table(rows(at(p, "batches")), [
+      ["Batch", (r) => r.id], ["Status", (r) => html`<span class="status-${r.status}">${r.status}</span>`], ["Txid", (r) => html`<code class="txid">${r.txid}</code>`],
+      ["Fee", (r) => btc(r.fee)], ["Payouts", (r) => (Array.isArray(r.ids) ? r.ids.length : 0)], ["Fee bumps", (r) => (Array.isArray(r.replaced) ? r.replaced.length : 0)],
+      ["Since", (r) => when(r.at)], ["Note", (r) => r.reason ?? ""],
+      ["", (r) => (BUMPABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/bump">Bump fee…</a>` : "")],
+    ], "No batches with this status.")}
+<h2>Payouts</h2>${table(rows(at(p, "payouts")), [
+      ["Id", (r) => short(r.id, 20)], ["User key", (r) => r.userKey], ["Address", (r) => short(r.address, 20)], ["Amount", (r) => btc(r.amount)],
+      ["Status", (r) => r.status], ["Batch", (r) => r.batch ?? ""], ["Fee share", (r) => btc(r.fee ?? r.quotedFee)], ["Queued", (r) => when(r.at)],
+    ], "No payouts with this status.")}`;
+    return send(req, reply, "Deposits and payouts: payouts", "payouts", body);
+  });
+
+  // The fee bump: a form, a review page that says exactly what will happen, and only then the action.
+  const findBatch = async (id: string): Promise<Row | undefined> => rows(at(await c.port.payouts(), "batches")).find((b) => b.id === id);
+  const BatchParams = Type.Object({ batch: Type.String({ pattern: BATCH }) });
+
+  f.get("/console/payouts/:batch/bump", { schema: { params: BatchParams } }, async (req, reply) => {
+    const { batch } = req.params as { batch: string };
+    const b = await findBatch(batch);
+    if (!b) return send(req, reply, "Bump a payout's fee", "payouts", html`<p class="error" role="alert">No batch ${batch}.</p>`, 404);
+    const csrf = c.session(req)!.csrf;
+    const body = html`${facts([["Batch", batch], ["Status", b.status], ["Txid", html`<code>${b.txid}</code>`], ["Current fee", btc(b.fee)], ["Payouts in it", Array.isArray(b.ids) ? b.ids.length : 0]])}
+<form method="post" action="/console/payouts/${batch}/bump/review" class="action"><input type="hidden" name="_csrf" value="${csrf}">
+<label>New fee rate (sat/vB) <input type="number" name="feeRateSatVb" min="1" max="10000" required></label>
+<label>Reason (goes into the audit log) <textarea name="reason" minlength="3" maxlength="500" required></textarea></label>
+<button type="submit">Review the fee bump</button></form>`;
+    return send(req, reply, `Bump the fee of ${batch}`, "payouts", body);
+  });
+
+  const BumpBody = Type.Object({ _csrf: Type.String(), feeRateSatVb: FeeRate, reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
+  const checkRate = (s: string) => {
+    const n = Number(s);
+    return Number.isInteger(n) && n >= 1 && n <= 10_000 ? n : undefined;
+  };
+
+  f.post("/console/payouts/:batch/bump/review", { schema: { params: BatchParams, body: BumpBody } }, async (req, reply) => {
+    const { batch } = req.params as { batch: string };
+    const body = req.body as { feeRateSatVb: string; reason: string };
+    const rate = checkRate(body.feeRateSatVb);
+    const b = await findBatch(batch);
+    if (!b || rate === undefined) return send(req, reply, `Bump the fee of ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : "A fee rate is 1 to 10000 sat/vB."}</p>`, 400);
+    const csrf = c.session(req)!.csrf;
+    const out = html`<p class="warn">Confirm: replace the transaction of <strong>${batch}</strong> (<code>${b.txid}</code>, fee ${btc(b.fee)}) by one paying <strong>${rate} sat/vB</strong>. The service pays the difference; users are never charged above their quotes.</p>
+${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
+<form method="post" action="/console/payouts/${batch}/bump" class="action"><input type="hidden" name="_csrf" value="${csrf}">
+<input type="hidden" name="feeRateSatVb" value="${rate}"><input type="hidden" name="reason" value="${body.reason}"><input type="hidden" name="confirm" value="yes">
+<button type="submit" class="danger">Confirm fee bump</button> <a href="/console/payouts">Cancel</a></form>`;
+    return send(req, reply, `Confirm the fee bump of ${batch}`, "payouts", out);
+  });
+
+  f.post("/console/payouts/:batch/bump", { schema: { params: BatchParams, body: BumpBody } }, async (req, reply) => {
+    const { batch } = req.params as { batch: string };
+    const body = req.body as { feeRateSatVb: string; reason: string; confirm?: string };
+    const rate = checkRate(body.feeRateSatVb);
+    if (body.confirm !== "yes" || rate === undefined) return send(req, reply, "Fee bump", "payouts", html`<p class="error" role="alert">Not confirmed: nothing was done. Review the fee bump first.</p>`, 400);
+    // The same action, audit entry and port method as POST /payouts/:batch/bump in the JSON API.
+    const r = await c.act(req, "bump-fee", batch, body.reason, () => c.port.bumpPayout(batch, BigInt(rate)));
+    if (isRefusal(r)) return send(req, reply, "Fee bump refused", "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
+    return send(req, reply, "Fee bumped", "payouts", html`<p class="ok" role="status">The fee of ${batch} was bumped: new transaction <code>${at(r as Json, "txid")}</code>, fee ${btc(at(r as Json, "fee"))}.</p><p><a href="/console/payouts">Back to payouts</a></p>`);
+  });
+
+  f.get("/console/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }) } }, async (req, reply) => {
+    const entries = await c.audit.list((req.query as { limit?: number }).limit ?? 100);
+    const body = table(entries, [
+      ["#", (e) => e.seq], ["When", (e) => when(e.at)], ["Operator", (e) => e.operator], ["Action", (e) => e.action], ["Target", (e) => e.target], ["Why", (e) => e.reason], ["Outcome", (e) => e.outcome ?? ""],
+    ], "The audit log is empty.");
+    return send(req, reply, "Audit log", "audit", body);
+  });
+
+  f.get("/console/charts", async (req, reply) => send(req, reply, "Charts", "charts", charts(await c.port.series())));
+
+  f.get("/console/keys", async (req, reply) => {
+    const s = c.session(req)!;
+    const keys = req.operator!.keys ?? [];
+    const body = html`${table(keys, [
+      ["Name", (k) => html`${k.label}${k.id === s.keyId ? html` <span class="badge ok">this session</span>` : ""}`], ["Added", (k) => when(k.addedAt)], ["Last used", (k) => when(k.lastUsedAt)],
+      ["Remove", (k) => (keys.length > 1 ? html`<form method="post" action="/console/keys/remove" class="inline"><input type="hidden" name="_csrf" value="${s.csrf}"><input type="hidden" name="id" value="${k.id}"><input name="reason" required minlength="3" placeholder="reason"> <button type="submit" class="danger">Remove</button></form>` : "your only key")],
+    ])}
+<h2>Add another security key</h2><form id="add-key-form"><label>Name <input id="key-label" required maxlength="60" value="spare key"></label> <button type="submit" id="add-key">Register another key</button></form><p id="status" role="status"></p>`;
+    return reply.type("text/html; charset=utf-8").send(page({ title: "Security keys", page: "keys", csrf: s.csrf, operator: req.operator!.name, nav: true, body, scripts: ["simplewebauthn-browser.js", "webauthn-pages.js"] }));
+  });
+}

@@ -1,0 +1,377 @@
+// The operator console in a real browser: Debian's chromium driven by playwright-core, the client certificate
+// presented by playwright (`clientCertificates`), FIDO2 security keys from DevTools' virtual authenticator, and
+// the real engine on a regtest node behind the admin edge. Screenshots of every page go to test-output/console/.
+import t from "tap";
+import { execFileSync } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import { request } from "node:https";
+import { mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type BrowserContext, type CDPSession, type Page } from "playwright-core";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
+import { OperatorStore, addOperator } from "../../src/edges/admin/operators.ts";
+import { AuditLog } from "../../src/edges/admin/audit.ts";
+import { ensurePki, readPem, type Pem } from "../../src/tls/certs.ts";
+import { silentLogger } from "../../src/log.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const SHOTS = join(repo, "test-output", "console");
+const COOKIE = "__Host-runigun-console";
+/** The little of the DOM the in-page functions use (the project's TypeScript has no DOM library). */
+interface Win {
+  document: { getElementById(id: string): { textContent: string | null } | null; querySelector(sel: string): { getAttribute(name: string): string | null } | null };
+  SimpleWebAuthnBrowser: { startAuthentication(o: { optionsJSON: unknown }): Promise<unknown> };
+}
+/**
+ * Runs in the page: the ceremony has finished, one way or the other (its status line no longer asks for a touch).
+ * Functions, not strings: the console's Content-Security-Policy forbids eval, for tests too.
+ */
+const SETTLED = () => {
+  const s = (globalThis as unknown as Win).document.getElementById("status")?.textContent ?? "";
+  return s !== "" && !/Touch your/.test(s);
+};
+
+interface Res { status: number; body: string }
+
+/** A request from outside the browser (an attacker's or a replayer's), over the same mutual TLS. */
+function call(port: number, ca: string, path: string, o: { client: Pem; method?: string; headers?: Record<string, string>; body?: string }): Promise<Res> {
+  return new Promise((res, rej) => {
+    const req = request({ host: "127.0.0.1", port, path, method: o.method ?? "GET", ca, servername: "localhost", key: o.client.key, cert: o.client.cert, headers: o.headers ?? {} }, (r) => {
+      let text = "";
+      r.on("data", (d: Buffer) => (text += d.toString()));
+      r.on("end", () => res({ status: r.statusCode ?? 0, body: text }));
+    });
+    req.on("error", rej);
+    req.end(o.body);
+  });
+}
+
+async function fundedUser(te: TestEngine, key: string, btc: string, chatHandle?: string): Promise<void> {
+  await te.engine.relay.start(key, chatHandle);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+}
+
+t.test("operator console: client certificate + FIDO2 key, pages, an audited fee bump, CSRF and origin checks", async (t) => {
+  const chromePath = execFileSync(process.execPath, [join(repo, "scripts", "provision-chromium.mjs")], { encoding: "utf8" }).trim();
+  mkdirSync(SHOTS, { recursive: true });
+
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const pki = t.testdir();
+  await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const store = te.engine.storage.store;
+  const operators = new OperatorStore(store);
+  const ttl = te.config.admin.console.enrollTtlMs;
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", enrollTtlMs: ttl });
+  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob", enrollTtlMs: ttl });
+  const audit = new AuditLog(store);
+  let skew = 0;
+  const app = await buildAdmin({
+    config: te.config, log: silentLogger, tls: { ...readPem(pki, "admin-server"), ca: readPem(pki, "operators-ca").cert },
+    operators, audit, port: enginePort(te.engine), rateLimit: 10_000, consoleClock: () => Date.now() + skew,
+  });
+  const port = await listenAdmin(app, te.config);
+  t.teardown(() => app.close());
+  const origin = `https://localhost:${port}`;
+  const ca = readPem(pki, "operators-ca").cert;
+  const certs = { alice: readPem(join(pki, "operators"), "alice"), bob: readPem(join(pki, "operators"), "bob") };
+
+  // Money to look at: a user with a deposit (and a sealed chat handle that must never show), and a payout in flight.
+  await te.node.ensureMatureCoins();
+  const userKey = "u_consolewallet01";
+  await fundedUser(te, userKey, "0.5", "sealed-chat-handle-must-not-show");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const q = await te.engine.relay.quoteWithdrawal(userKey, dest, "0.05");
+  if (isRefusal(q)) throw new Error(q.message);
+  const conf = await te.engine.relay.confirmWithdrawal(userKey, q.id);
+  if (isRefusal(conf)) throw new Error(conf.message);
+  await te.engine.payouts.flush();
+  const [batchId, batchBefore] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+
+  const browser = await chromium.launch({ executablePath: chromePath });
+  t.teardown(() => browser.close());
+
+  interface Seat { ctx: BrowserContext; page: Page; cdp: CDPSession; authenticator: string }
+  /** A browser context presenting an operator's certificate, with a virtual FIDO2 authenticator attached. */
+  const seat = async (who: keyof typeof certs): Promise<Seat> => {
+    const ctx = await browser.newContext({ clientCertificates: [{ origin, cert: Buffer.from(certs[who].cert), key: Buffer.from(certs[who].key) }], ignoreHTTPSErrors: true });
+    ctx.setDefaultTimeout(10_000);
+    const page = await ctx.newPage();
+    const cdp = await ctx.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: { protocol: "ctap2", transport: "usb", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+    });
+    return { ctx, page, cdp, authenticator: authenticatorId };
+  };
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  const status = (page: Page) => page.locator("#status").textContent();
+  const auditCount = async () => (await audit.list(500)).length;
+  /** Enrolls through the link and waits for the page to say so (or to refuse). */
+  const enroll = async (s: Seat, token: string) => {
+    await s.page.goto("about:blank"); // a fresh load: only the fragment would differ from the page already open
+    await s.page.goto(`${origin}/console/enroll#t=${token}`);
+    await s.page.click("#enroll");
+    await s.page.waitForFunction(SETTLED);
+    return status(s.page);
+  };
+  const login = async (s: Seat) => {
+    await s.page.goto(`${origin}/console/login`);
+    await Promise.all([s.page.waitForURL(`${origin}/console/`), s.page.click("#login")]);
+  };
+  /**
+   * Signs in the hard way, to see what the server says about a key the browser would not even offer: the options'
+   * allowed keys are replaced by the given credential before the authenticator is asked.
+   */
+  const forcedLogin = async (s: Seat, credentialId: string): Promise<{ status: number; error?: string }> => {
+    await s.page.goto(`${origin}/console/login`);
+    return s.page.evaluate(async (id) => {
+      const w = globalThis as unknown as Win;
+      const csrf = w.document.querySelector('meta[name="csrf-token"]')!.getAttribute("content")!;
+      const post = (u: string, b: unknown) => fetch(u, { method: "POST", headers: { "content-type": "application/json", "x-csrf-token": csrf }, body: JSON.stringify(b) });
+      const options = (await (await post("/console/login/options", {})).json()) as { allowCredentials: unknown[] };
+      options.allowCredentials = [{ id, type: "public-key" }];
+      const response = await w.SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: options });
+      const r = await post("/console/login/verify", { response });
+      return { status: r.status, error: ((await r.json()) as { error?: string }).error };
+    }, credentialId);
+  };
+  const credentials = async (s: Seat) =>
+    (await s.cdp.send("WebAuthn.getCredentials", { authenticatorId: s.authenticator })).credentials;
+  const b64url = (b64: string) => Buffer.from(b64, "base64").toString("base64url");
+
+  await t.test("without the client certificate the console does not load at all", async (t) => {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    t.teardown(() => ctx.close());
+    await t.rejects((await ctx.newPage()).goto(`${origin}/console/`), "the TLS handshake is refused");
+  });
+
+  const a = await seat("alice");
+  t.teardown(() => a.ctx.close());
+
+  await t.test("with the certificate but no security key, only the login page loads", async (t) => {
+    for (const path of ["/console/", "/console/payouts", "/console/audit", "/console/charts", "/console/wallets?userKey=u_consolewallet01"]) {
+      await a.page.goto(origin + path);
+      t.equal(a.page.url(), `${origin}/console/login`, `${path} → login`);
+    }
+    t.match(await a.page.textContent("main"), /No security key is registered for alice/);
+    await shot(a.page, "01-login-without-key");
+    const res = await a.page.goto(`${origin}/console/login`);
+    const csp = res!.headers()["content-security-policy"]!;
+    t.match(csp, /script-src 'self'/);
+    t.notMatch(csp, /unsafe-inline|unsafe-eval|https?:/, "no inline script, no outside source");
+    t.equal(res!.headers()["cache-control"], "no-store");
+    const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!;
+    t.match(ck, { httpOnly: true, secure: true, sameSite: "Strict", path: "/" }, "HttpOnly; Secure; SameSite=Strict");
+    t.equal((await call(port, ca, "/console/", { client: certs.alice, headers: { cookie: `${COOKIE}=${ck.value}` } })).status, 303, "a pre-login session opens nothing");
+  });
+
+  await t.test("an expired enrollment link, or another operator's, is refused", async (t) => {
+    const expired = await operators.issueEnrollment(alice.fingerprint, { ttlMs: ttl, now: Date.now() - ttl - 1000 });
+    t.match(await enroll(a, expired.token), /expired/);
+    await shot(a.page, "02-enroll-expired");
+    t.match(await enroll(a, bob.enrollment!.token), /not valid/, "bob's link does not work with alice's certificate");
+    t.same((await operators.get(alice.fingerprint))!.keys ?? [], [], "no key was registered");
+  });
+
+  let aliceKey1 = "";
+  await t.test("enrollment through a fresh link registers the key; the link works once", async (t) => {
+    const link = await operators.issueEnrollment(alice.fingerprint, { ttlMs: ttl });
+    t.match(await enroll(a, link.token), /Security key registered/);
+    t.equal(a.page.url(), `${origin}/console/enroll`, "the token is taken out of the address bar");
+    await shot(a.page, "03-enrolled");
+    const op = (await operators.get(alice.fingerprint))!;
+    t.equal(op.keys?.length, 1);
+    t.equal(op.enroll, undefined, "the link is consumed");
+    aliceKey1 = op.keys![0]!.id;
+    t.equal(aliceKey1, b64url((await credentials(a))[0]!.credentialId), "the authenticator's credential");
+    t.match(await enroll(a, link.token), /not valid/, "a second use is refused");
+    t.equal((await operators.get(alice.fingerprint))!.keys?.length, 1);
+  });
+
+  let replayBody = "";
+  await t.test("login with the security key opens the console; the session id changes", async (t) => {
+    const before = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    a.page.on("request", (r) => {
+      if (r.url().endsWith("/console/login/verify")) replayBody = r.postData() ?? "";
+    });
+    await login(a);
+    t.match(await a.page.textContent("main"), /Tip height/);
+    const after = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    t.not(after, before, "a new session id after login");
+    t.equal((await call(port, ca, "/console/", { client: certs.alice, headers: { cookie: `${COOKIE}=${before}` } })).status, 303, "the pre-login id is worth nothing");
+    t.equal((await call(port, ca, "/console/", { client: certs.bob, headers: { cookie: `${COOKIE}=${after}` } })).status, 303, "a session is bound to the certificate that opened it");
+    t.match((await audit.list(5)).find((e) => e.action === "console-login"), { operator: "alice" });
+  });
+
+  await t.test("a replayed assertion is refused", async (t) => {
+    t.ok(replayBody.includes("authenticatorData"), "captured a real assertion");
+    const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    const csrf = (await a.page.getAttribute('meta[name="csrf-token"]', "content"))!;
+    const headers = { cookie: `${COOKIE}=${ck}`, origin, "x-csrf-token": csrf, "content-type": "application/json" };
+    let r = await call(port, ca, "/console/login/verify", { client: certs.alice, method: "POST", headers, body: replayBody });
+    t.equal(r.status, 401, "no challenge pending");
+    r = await call(port, ca, "/console/login/options", { client: certs.alice, method: "POST", headers, body: "{}" });
+    t.equal(r.status, 200);
+    r = await call(port, ca, "/console/login/verify", { client: certs.alice, method: "POST", headers, body: replayBody });
+    t.equal(r.status, 401, "an old assertion does not answer a new challenge");
+    t.match(r.body, /did not verify/);
+  });
+
+  await t.test("every page renders with live data; screenshots for review", async (t) => {
+    await a.page.goto(`${origin}/console/`);
+    const overview = (await a.page.textContent("main"))!;
+    t.match(overview, /regtest/);
+    t.match(overview, /Last backup\s*never/, "no backup yet: never");
+    t.match(overview, /solvent/);
+    t.match(overview, /Resident/);
+    await shot(a.page, "04-overview");
+    await a.page.goto(`${origin}/console/wallets`);
+    await a.page.fill('input[name="userKey"]', userKey);
+    await Promise.all([a.page.waitForURL(/userKey=/), a.page.click('form.lookup button')]);
+    const wallet = (await a.page.content());
+    t.match(wallet, /0\.44\d{6} BTC/, "available after the withdrawal's reservation");
+    t.match(wallet, /withdrawal/);
+    t.notMatch(wallet, /sealed-chat-handle|chatHandle/, "never a chat handle");
+    await shot(a.page, "05-wallet");
+    await a.page.goto(`${origin}/console/deposits?status=confirmed`);
+    t.match(await a.page.textContent("main"), /0\.50000000 BTC/);
+    await shot(a.page, "06-deposits");
+    await a.page.goto(`${origin}/console/payouts`);
+    t.match(await a.page.textContent("main"), new RegExp(batchBefore.txid));
+    await shot(a.page, "07-payouts");
+    await a.page.goto(`${origin}/console/charts`);
+    t.equal(await a.page.locator("figure.chart svg").count(), 3, "three charts");
+    t.ok((await a.page.locator("#flows rect").count()) >= 2, "bars for the hour's deposit and payout");
+    t.match(await a.page.locator("#flows desc").textContent(), /deposits: 24 points, total 1/);
+    await shot(a.page, "08-charts");
+  });
+
+  await t.test("cross-site POSTs without the CSRF token or from another origin are refused; nothing changes", async (t) => {
+    const entries = await auditCount();
+    const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    const csrf = (await a.page.getAttribute('meta[name="csrf-token"]', "content"))!;
+    const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
+    const post = (headers: Record<string, string>, body: string) =>
+      call(port, ca, `/console/payouts/${batchId}/bump`, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
+    t.equal((await post({ origin }, form(""))).status, 403, "no CSRF token");
+    t.equal((await post({ origin }, form("&_csrf=wrong"))).status, 403, "a wrong CSRF token");
+    t.equal((await post({ origin: "https://evil.example" }, form(`&_csrf=${csrf}`))).status, 403, "another origin, even with the token");
+    t.equal((await post({}, form(`&_csrf=${csrf}`))).status, 403, "no origin at all");
+
+    // A real cross-site page in the same browser: a form that posts itself to the console.
+    const evil: Server = createServer((_req, res) => {
+      res.setHeader("content-type", "text/html");
+      res.end(`<form id="f" method="post" action="${origin}/console/payouts/${batchId}/bump"><input name="feeRateSatVb" value="90"><input name="reason" value="csrf attack"><input name="confirm" value="yes"></form><script>document.getElementById("f").submit()</script>`);
+    });
+    await new Promise<void>((r) => evil.listen(0, "127.0.0.1", r));
+    t.teardown(() => evil.close());
+    const evilUrl = `http://127.0.0.1:${(evil.address() as { port: number }).port}/`;
+    const attacked = await a.ctx.newPage();
+    const [resp] = await Promise.all([attacked.waitForResponse((r) => r.url().includes("/bump")), attacked.goto(evilUrl)]);
+    t.equal(resp.status(), 403, "the browser's cross-site form post is refused");
+    await attacked.close();
+
+    t.equal(await auditCount(), entries, "no action was even attempted");
+    const batch = (await te.engine.payouts.state()).batches[batchId]!;
+    t.equal(batch.txid, batchBefore.txid, "the payout is untouched");
+  });
+
+  await t.test("a fee bump from the console: reason, confirmation step, audited, shown after the next block", async (t) => {
+    await a.page.goto(`${origin}/console/payouts?status=broadcast`);
+    await a.page.click(`a[href="/console/payouts/${batchId}/bump"]`);
+    await a.page.fill('input[name="feeRateSatVb"]', "60");
+    await a.page.fill('textarea[name="reason"]', "stuck in the mempool at 3 a.m.");
+    await shot(a.page, "09-bump-form");
+    await a.page.click('button[type="submit"]:has-text("Review")');
+    t.match(await a.page.textContent("main"), /Confirm: replace the transaction/);
+    t.equal((await te.engine.payouts.state()).batches[batchId]!.txid, batchBefore.txid, "nothing happens before the confirmation");
+    await shot(a.page, "10-bump-confirm");
+    await a.page.click('button:has-text("Confirm fee bump")');
+    t.match(await a.page.textContent("main"), /was bumped/);
+    await shot(a.page, "11-bump-done");
+    const after = (await te.engine.payouts.state()).batches[batchId]!;
+    t.not(after.txid, batchBefore.txid, "a replacement transaction");
+    t.same(after.replaced, [batchBefore.txid]);
+    const log = await audit.list(10);
+    t.match(log.find((e) => e.action === "bump-fee"), { operator: "alice", target: batchId, reason: "stuck in the mempool at 3 a.m." });
+    t.match(log.find((e) => e.action === "bump-fee:outcome"), { outcome: "done" });
+
+    await te.mine(1);
+    await a.page.goto(`${origin}/console/payouts?status=confirmed`);
+    const text = (await a.page.textContent("main"))!;
+    t.match(text, new RegExp(after.txid), "the confirmed batch shows the replacement's txid");
+    t.notMatch(text, /No batches with this status/);
+    await shot(a.page, "12-payouts-confirmed");
+    await a.page.goto(`${origin}/console/audit`);
+    t.match(await a.page.textContent("main"), /bump-fee.*stuck in the mempool at 3 a\.m\./s);
+    await shot(a.page, "13-audit");
+  });
+
+  const b = await seat("bob");
+  t.teardown(() => b.ctx.close());
+
+  await t.test("a wrong key: bob's registered key does not open alice's console", async (t) => {
+    t.match(await enroll(b, bob.enrollment!.token), /Security key registered/);
+    const bobCred = (await credentials(b))[0]!;
+    const mallory = await seat("alice");
+    t.teardown(() => mallory.ctx.close());
+    await mallory.cdp.send("WebAuthn.addCredential", { authenticatorId: mallory.authenticator, credential: { ...bobCred } });
+    await mallory.page.goto(`${origin}/console/login`);
+    await mallory.page.click("#login");
+    await mallory.page.waitForFunction(SETTLED);
+    t.match(await status(mallory.page), /Sign-in refused/);
+    t.equal(mallory.page.url(), `${origin}/console/login`, "the browser finds no key for alice: still on the login page");
+    const forced = await forcedLogin(mallory, b64url(bobCred.credentialId));
+    t.same(forced, { status: 401, error: "this security key is not registered for alice" }, "the server refuses it too");
+    await mallory.page.goto(`${origin}/console/`);
+    t.equal(mallory.page.url(), `${origin}/console/login`);
+  });
+
+  await t.test("a second key is added; a removed key is refused from then on", async (t) => {
+    const first = (await credentials(a))[0]!;
+    // A second physical key: the first one is unplugged while the second is registered.
+    await a.cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: a.authenticator });
+    a.authenticator = (await a.cdp.send("WebAuthn.addVirtualAuthenticator", { options: { protocol: "ctap2", transport: "usb", hasResidentKey: true, hasUserVerification: true, isUserVerified: true } })).authenticatorId;
+    await a.page.goto(`${origin}/console/keys`);
+    await a.page.fill("#key-label", "spare key in the safe");
+    await Promise.all([a.page.waitForURL(`${origin}/console/keys`), a.page.click("#add-key")]);
+    await a.page.waitForSelector("text=spare key in the safe");
+    t.equal((await operators.get(alice.fingerprint))!.keys?.length, 2);
+    await shot(a.page, "14-keys");
+    // Remove the first key (the one this session signed in with): this session ends with it.
+    const row = a.page.locator("tr", { hasText: "security key" }).filter({ hasNotText: "spare" });
+    await row.locator('input[name="reason"]').fill("key lost on the train");
+    await Promise.all([a.page.waitForURL(`${origin}/console/login`), row.locator("button").click()]);
+    t.same((await operators.get(alice.fingerprint))!.keys!.map((k) => k.label), ["spare key in the safe"]);
+    t.match((await audit.list(5)).find((e) => e.action === "console-key-remove"), { operator: "alice", reason: "key lost on the train" });
+
+    const old = await seat("alice");
+    t.teardown(() => old.ctx.close());
+    await old.cdp.send("WebAuthn.addCredential", { authenticatorId: old.authenticator, credential: { ...first } });
+    t.same(await forcedLogin(old, aliceKey1), { status: 401, error: "this security key is not registered for alice" }, "the removed key is refused");
+    await login(a);
+    t.match(await a.page.textContent("main"), /Tip height/, "the spare key signs in");
+  });
+
+  await t.test("sessions are short, and logging out ends them", async (t) => {
+    skew = te.config.admin.console.sessionTtlMs + 1000;
+    await a.page.goto(`${origin}/console/payouts`);
+    t.equal(a.page.url(), `${origin}/console/login`, "an expired session opens nothing");
+    skew = 0;
+    await login(a);
+    const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    t.equal((await call(port, ca, "/health", { client: certs.alice, headers: { cookie: `${COOKIE}=${ck}` } })).status, 401, "the JSON API still wants TOTP: a console session is no second factor for it");
+    await Promise.all([a.page.waitForURL(`${origin}/console/login`), a.page.click('form.logout button')]);
+    await a.page.goto(`${origin}/console/audit`);
+    t.equal(a.page.url(), `${origin}/console/login`);
+  });
+
+});
