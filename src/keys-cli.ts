@@ -64,9 +64,17 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           say((await operators.revoke(name)) ? `operator ${name} revoked` : `no active operator ${name}`);
           return 0;
         }
-        const op = await addOperator({ pkiDir: config.pkiPath, store: operators, name });
+        const cons = config.admin.console;
+        const op = await addOperator({ pkiDir: config.pkiPath, store: operators, name, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) });
         say(`operator ${name}: certificate and key in ${op.dir} (${name}.crt, ${name}.key); TOTP QR code ${name}-totp.png, URI in ${name}.otpauth.`);
         say(`certificate fingerprint (sha256): ${op.fingerprint}. Hand these over offline; every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
+        if (op.enrollment) {
+          // The one-time link for the console's security keys; shown once, only its hash is stored.
+          const base = cons.origins[0] ?? (config.admin.port ? `https://${cons.rpId}:${config.admin.port}` : `https://${cons.rpId}:<admin port>`);
+          say(`operator console: register ${name}'s FIDO2 security key(s) at this one-time link (with the certificate installed in the browser), before ${new Date(op.enrollment.expiresAt).toISOString()}:`);
+          say(`  ${base}/console/enroll#t=${op.enrollment.token}`);
+          if (!cons.origins[0] && !config.admin.port) say(`  (<admin port> is the one the engine prints at start; set admin.port or admin.console.origins to make it fixed)`);
+        }
       } finally {
         await store.close();
       }
