@@ -92,6 +92,10 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const solvency = JSON.parse((await call(port, ca, "/solvency", { client: cert, totp: code() })).body) as { ok: boolean };
   t.equal(typeof solvency.ok, "boolean");
   t.equal((await call(port, ca, "/node", { client: cert, totp: code() })).status, 200);
+  const noBackup = await call(port, ca, "/backup", { client: cert, totp: code(), method: "POST", body: { reason: "before the upgrade" } });
+  t.equal(noBackup.status, 409, "a backup with backups off is refused");
+  t.match(noBackup.body, /backup\.dir/, "and says what to set");
+  t.match(metrics.body, /runigun_backup_enabled 0/);
 
   await operators.revoke("alice");
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");

@@ -45,7 +45,11 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   setInterval(() => ring.take(), sampleMs).unref();
   return {
     async health() {
-      return { ok: e.node.state === "ready" && !e.payouts.paused, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null };
+      const b = e.backup.status();
+      return toJson({
+        ok: e.node.state === "ready" && !e.payouts.paused, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
+      });
     },
     async node() {
       const info = await e.node.blockchainInfo().catch(() => undefined);
@@ -90,6 +94,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+        ...backupMetrics(e),
       ];
       return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Math.round(v * 1000) / 1000 : v}`).join("\n") + "\n";
     },
@@ -112,6 +117,11 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     async setDraining(on, reason, operator) {
       return toJson(await e.setDraining(on, reason, operator));
     },
+    async backup() {
+      if (!e.backup.dir) return refuse("not_allowed", "Backups are off: set backup.dir (RUNIGUN_BACKUP_DIR) and restart.");
+      const info = await e.backup.snapshot();
+      return toJson({ path: info.path, bytes: info.bytes, ms: Math.round(info.ms), manifest: info.manifest });
+    },
     async tip() {
       const info = (await e.node.blockchainInfo().catch(() => undefined)) as { blocks: number; bestblockhash: string; mediantime: number; time?: number } | undefined;
       if (!info) return { height: null, hash: null, ageS: null, from: null };
@@ -132,4 +142,17 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       return toJson({ rescannedFrom: height, cursor: e.watcher.cursor });
     },
   };
+}
+
+/** Continuous backup for alerting: age of the last good snapshot (−1: none yet), shipping lag, broken shipping. */
+function backupMetrics(e: Engine): Array<[string, string, number]> {
+  const b = e.backup.status();
+  if (!b.enabled) return [["runigun_backup_enabled", "gauge", 0]];
+  return [
+    ["runigun_backup_enabled", "gauge", 1],
+    ["runigun_backup_last_success_age_seconds", "gauge", b.lastBackupAgeS ?? -1],
+    ["runigun_backup_segment_lag_commits", "gauge", b.shippingLag ?? 0],
+    ["runigun_backup_segments_broken", "gauge", b.shippingBroken ? 1 : 0],
+    ["runigun_restore_incident", "gauge", e.restoreIncident ? 1 : 0],
+  ];
 }

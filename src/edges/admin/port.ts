@@ -18,6 +18,8 @@ export interface AdminPort {
   rescanFrom(height: number): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
+  /** Takes a snapshot archive now (into backup.dir/snapshots; the node wallet's backup included). */
+  backup(): Promise<Json | Refusal>;
   /** The chain tip and its age in seconds (from the tip block's time, or the median time past without it). */
   tip(): Promise<Json>;
   /** Data for the console's charts: per-hour deposits and payouts, and the bounded ring of engine samples. */

@@ -154,6 +154,10 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const body = req.body as { on: boolean; reason: string };
       return act(req, body.on ? "drain-on" : "drain-off", "engine", body.reason, () => o.port.setDraining(body.on, body.reason, req.operator!.name));
     });
+    f.post("/backup", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
+      const r = await act(req, "backup", "store", (req.body as { reason: string }).reason, () => o.port.backup());
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
     f.post("/deposits/rescan", { schema: { body: Type.Object({ height: Type.Integer({ minimum: 0, maximum: 10_000_000 }), reason: Reason }, { additionalProperties: false }) } },
       async (req, reply) => {
         const body = req.body as { height: number; reason: string };
