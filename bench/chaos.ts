@@ -5,7 +5,7 @@
 // CHAOS_SEED; prints one summary line. Exported for the CI test, which runs a short version.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startRegtest, freePort, type RegtestNode } from "../src/regtest/harness.ts";
@@ -13,7 +13,8 @@ import { ensurePki, readPem } from "../src/tls/certs.ts";
 import { RemoteRelay } from "../src/edges/internal/client.ts";
 import { silentLogger } from "../src/log.ts";
 import { isRefusal } from "../src/domain/refusals.ts";
-import { EncryptedStore } from "../src/store/db.ts";
+import { EncryptedStore, META, POSITION_KEY } from "../src/store/db.ts";
+import { restoreArchive } from "../src/backup/restore.ts";
 import { Journal } from "../src/store/journal.ts";
 import { KeyRing } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
@@ -34,6 +35,8 @@ export interface ChaosResult {
   acknowledged: number;
   refused: number;
   violations: string[];
+  /** Commits the backup (snapshot + segments) was behind the killed store at the final restore drill. */
+  restoreLag?: number;
 }
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
@@ -55,7 +58,18 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   };
   let child: ChildProcess | undefined;
   let relay: RemoteRelay | undefined;
-  const start = async () => {
+  const start = async (): Promise<void> => {
+    try {
+      await startOnce();
+    } catch (e) {
+      // Another process took the internal API's port while the engine was down: take a fresh one.
+      if (!/EADDRINUSE/.test((e as Error).message)) throw e;
+      env.RUNIGUN_INTERNAL_PORT = String(await freePort());
+      await startOnce();
+    }
+  };
+  const startOnce = async () => {
+    const port = Number(env.RUNIGUN_INTERNAL_PORT);
     child = spawn(process.execPath, [bin, "engine"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -78,6 +92,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   const users = Array.from({ length: o.users ?? 12 }, (_, i) => `u_chaos${String(i).padStart(4, "0")}`);
   const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
   let acknowledged = 0, refused = 0;
+  let restoreLag: number | undefined;
   const violations: string[] = [];
   try {
     await node.ensureMatureCoins();
@@ -145,12 +160,51 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await new Promise((r) => setTimeout(r, 1500));
     await kill();
     violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true)).map((v) => `final: ${v}`));
+    const drill = await restoreDrill(dir, masterKey, node, acked);
+    restoreLag = drill.lag;
+    violations.push(...drill.problems.map((v) => `restore drill: ${v}`));
   } finally {
     await kill().catch(() => undefined);
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations };
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, ...(restoreLag !== undefined ? { restoreLag } : {}) };
+}
+
+/**
+ * The restore drill after real SIGKILLs: the newest snapshot plus the journal segments, restored into a new data
+ * directory, must pass the same checks, and — the workload having settled before the last kill — hold the
+ * killed store's records. `lag` is how many commits the backup is behind (0 expected at rest).
+ */
+async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, acked: Parameters<typeof check>[3]): Promise<{ problems: string[]; lag: number }> {
+  const snapshots = readdirSync(join(dir, "backup", "snapshots")).filter((n) => n.endsWith(".rga")).sort();
+  const newest = snapshots.at(-1);
+  if (!newest) return { problems: ["no snapshot was ever taken"], lag: -1 };
+  const keyring = KeyRing.parse(masterKey, "chaos");
+  const r = await restoreArchive({ archive: join(dir, "backup", "snapshots", newest), segmentsDir: join(dir, "backup", "segments"), dataPath: join(dir, "restored"), keyring, network: "regtest" });
+  const problems: string[] = [];
+  if (r.segments?.stop) problems.push(`segments stopped early: ${r.segments.stop.file}: ${r.segments.stop.reason}`);
+  // Backups carry the sealed bytes themselves: a faithful restore is byte-identical, record by record.
+  const records = async (path: string) => {
+    const st = await EncryptedStore.open({ path, keyring, sync: false });
+    const m = new Map<string, string>();
+    let position = 0;
+    for await (const [k, v] of st.db.iterator()) {
+      if (k === POSITION_KEY) position = st.openValue<number>(META, "position", v);
+      else if (!k.startsWith(META + "\u0000")) m.set(k, Buffer.from(v).toString("hex"));
+    }
+    await st.close();
+    return { m, position };
+  };
+  const live = await records(join(dir, "data", "store"));
+  const restored = await records(join(dir, "restored", "store"));
+  const lag = live.position - (r.segments?.last ?? r.manifest.position);
+  if (lag === 0) {
+    const differ = [...new Set([...live.m.keys(), ...restored.m.keys()])].filter((k) => live.m.get(k) !== restored.m.get(k));
+    if (differ.length) problems.push(`${differ.length} records differ from the killed store (e.g. ${differ[0]!.split("\u0000")[0]})`);
+  }
+  problems.push(...(await check(join(dir, "restored", "store"), masterKey, node, acked, lag === 0)));
+  return { problems, lag };
 }
 
 /** Reads the dead engine's store and checks the invariants. */
@@ -225,6 +279,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store`);
   process.exit(r.violations.length ? 1 : 0);
 }
