@@ -16,7 +16,7 @@ import { isRefusal } from "../src/domain/refusals.ts";
 import { EncryptedStore, META, POSITION_KEY } from "../src/store/db.ts";
 import { restoreArchive } from "../src/backup/restore.ts";
 import { Journal } from "../src/store/journal.ts";
-import { KeyRing } from "../src/store/keyring.ts";
+import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
 import { emptyPayouts, evolvePayouts, type PayoutEvent } from "../src/actors/payout.ts";
 import { chequePayoutId, escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
@@ -37,6 +37,10 @@ export interface ChaosResult {
   violations: string[];
   /** Commits the backup (snapshot + segments) was behind the killed store at the final restore drill. */
   restoreLag?: number;
+  /** bitcoind SIGKILLed and restarted mid-workload. */
+  bitcoindKills: number;
+  /** The master key rotation killed part-way and resumed (once per run). */
+  rotation?: { interrupted: boolean; resumed: boolean };
 }
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
@@ -47,11 +51,13 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   const dir = mkdtempSync(join(tmpdir(), "runigun-chaos-"));
   const pki = join(dir, "pki");
   await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
-  const masterKey = randomBytes(32).toString("hex");
+  // A key ring file, so a key rotation (killed part-way, then resumed) can add a key to it.
+  const masterKey = join(dir, "master.key");
+  generateKeyRingFile(masterKey);
   const port = await freePort();
   const env = {
     ...process.env, NODE_ENV: "production", RUNIGUN_LOG_LEVEL: "error", RUNIGUN_DATA_DIR: join(dir, "data"), RUNIGUN_PKI_DIR: pki,
-    RUNIGUN_MASTER_KEY: masterKey, RUNIGUN_PEPPER: randomBytes(32).toString("hex"), RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
+    RUNIGUN_MASTER_KEY_FILE: masterKey, RUNIGUN_PEPPER: randomBytes(32).toString("hex"), RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
     RUNIGUN_NODE_MANAGED: "false", RUNIGUN_NODE_RPC_URL: node.rpcUrl, RUNIGUN_NODE_RPC_USER: node.user, RUNIGUN_NODE_RPC_PASSWORD: node.password,
     RUNIGUN_NODE_ADDRESS_POOL_SIZE: "20", RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_ADMIN_ENABLED: "false", RUNIGUN_DEPOSITS_POLL_MS: "100",
     RUNIGUN_STORE_SYNC: "true", RUNIGUN_BACKUP_DIR: join(dir, "backup"), RUNIGUN_BACKUP_SEGMENT_INTERVAL_MS: "200",
@@ -93,6 +99,10 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
+  let bitcoindKills = 0;
+  let rotation: ChaosResult["rotation"];
+  const bounceRound = Math.floor(o.kills / 3);
+  const rotateRound = Math.floor(o.kills / 2);
   const violations: string[] = [];
   try {
     await node.ensureMatureCoins();
@@ -112,8 +122,11 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       // random delay of up to 30 ms (a count rather than a wall-clock window, so a slow machine still does work).
       const killAt = 2 + Math.floor(random() * 30);
       let killing: Promise<void> | undefined;
+      // Once per run, bitcoind itself dies (SIGKILL, chain flushed, mempool lost) and comes back mid-burst.
+      let bounce: Promise<void> | undefined;
       const burst = (async () => {
         for (let i = 0; i < 40 && !killing; i++) {
+          if (k === bounceRound && i === 1) bounce = (async () => { await node.flush(); await node.kill(); await node.restart(); bitcoindKills++; })();
           if (i === killAt) killing = new Promise((r) => setTimeout(r, random() * 30)).then(kill);
           const u = pick(users);
           const r = random();
@@ -151,6 +164,8 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       })();
       await burst;
       await (killing ?? kill());
+      await bounce;
+      if (k === rotateRound) rotation = await rotateKilled(env, log);
       violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked)).map((v) => `kill ${k + 1}: ${v}`));
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();
@@ -168,7 +183,35 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, ...(restoreLag !== undefined ? { restoreLag } : {}) };
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+}
+
+/**
+ * A master key rotation (`runigun keys rotate`, engine stopped) SIGKILLed as soon as it reports its first
+ * durable batch, then finished with `--resume`. The next round's engine and checks run on the rotated store.
+ */
+async function rotateKilled(env: NodeJS.ProcessEnv, log: (s: string) => void): Promise<{ interrupted: boolean; resumed: boolean }> {
+  const run = (args: string[], killOnBatch: boolean) => new Promise<{ out: string; killed: boolean }>((resolve) => {
+    const c = spawn(process.execPath, [bin, "keys", "rotate", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let killed = false;
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (killOnBatch && !killed && /re-encrypted/.test(out) && !/complete/.test(out)) {
+        killed = true;
+        c.kill("SIGKILL");
+      }
+    };
+    c.stdout!.on("data", onData);
+    c.stderr!.on("data", onData);
+    c.once("exit", () => resolve({ out, killed }));
+  });
+  const first = await run([], true);
+  const interrupted = first.killed && !/complete/.test(first.out);
+  const second = await run(["--resume"], false);
+  const resumed = /rotation to key \d+ complete/.test(second.out);
+  log(`key rotation: ${interrupted ? "killed part-way" : "finished before the kill landed"}, resume ${resumed ? "completed" : `failed: ${second.out.slice(-300)}`}`);
+  return { interrupted, resumed };
 }
 
 /**
@@ -180,7 +223,7 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
   const snapshots = readdirSync(join(dir, "backup", "snapshots")).filter((n) => n.endsWith(".rga")).sort();
   const newest = snapshots.at(-1);
   if (!newest) return { problems: ["no snapshot was ever taken"], lag: -1 };
-  const keyring = KeyRing.parse(masterKey, "chaos");
+  const keyring = loadKeyRingFile(masterKey);
   const r = await restoreArchive({ archive: join(dir, "backup", "snapshots", newest), segmentsDir: join(dir, "backup", "segments"), dataPath: join(dir, "restored"), keyring, network: "regtest" });
   const problems: string[] = [];
   if (r.segments?.stop) problems.push(`segments stopped early: ${r.segments.stop.file}: ${r.segments.stop.reason}`);
@@ -210,7 +253,7 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
 /** Reads the dead engine's store and checks the invariants. */
 async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false): Promise<string[]> {
   const problems: string[] = [];
-  const store = await EncryptedStore.open({ path, keyring: KeyRing.parse(masterKey, "chaos"), sync: false });
+  const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
     const journal = new Journal(store);
     const wallets = new Map<string, WalletState>();
@@ -279,6 +322,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store; bitcoind killed ${r.bitcoindKills}×; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }

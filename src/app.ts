@@ -22,6 +22,8 @@ export interface Running {
   identity: Identity;
   handleKey: Buffer;
   stop(): Promise<void>;
+  /** A crash, for scripts and tests: timers and actors die where they stand; only what reached the disk survives. */
+  crash(): Promise<void>;
 }
 
 /** Starts node (if managed), storage and engine. Used by `start`, `simulate` and the chaos harness. */
@@ -45,9 +47,24 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
     const st = storage;
     // `runigun backup` on this host reaches the running engine here.
-    const control = await serveControl(config.dataPath, { backup: (out) => engine.backup.snapshot(out), status: () => engine.backup.status() }, log);
+    const control = await serveControl(config.dataPath, { backup: (out) => engine.backup.snapshot(out), status: () => engine.backup.status() }, log).catch((e: unknown) => {
+      // Not fatal: scheduled snapshots and the admin edge's /backup still work.
+      log.warn({ err: (e as Error).message }, "no control socket in the data directory: `runigun backup` cannot reach this engine (use the admin edge's /backup)");
+      return { close: async () => undefined };
+    });
     return {
       config, engine, identity, handleKey: secrets.handleKey, ...(node ? { node } : {}),
+      async crash() {
+        await control.close();
+        engine.watcher.stop();
+        engine.backup.abandon();
+        engine.payouts.close();
+        engine.registry.close();
+        engine.system.shutdown();
+        await engine.node.stop();
+        await st.store.close();
+        await identity.close();
+      },
       async stop() {
         await control.close();
         await engine.close();

@@ -45,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
         network: { type: "string" },
         "data-dir": { type: "string" },
         out: { type: "string" },
+        resume: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -65,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
       case "start":
         return await (await import("./app.ts")).runAllInOne();
       case "keys":
-        return await (await import("./keys-cli.ts")).runKeys(rest, { out: values.out });
+        return await (await import("./keys-cli.ts")).runKeys(values.resume ? [...rest, "--resume"] : rest, { out: values.out });
       case "simulate":
         return await (await import("./app.ts")).runSimulate(rest);
       case "engine":

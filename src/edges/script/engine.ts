@@ -50,6 +50,8 @@ export const regtestEngine: MakeEngine = async (overrides) => {
         deposits: { pollMs: 60_000, ...overrides.deposits },
         identity: { timeCost: 1, memoryKiB: 1024 },
         store: { sync: false },
+        // Scenarios are about conversations: no backup snapshots or segments (the backup tests cover those).
+        backup: { dir: "" },
       },
     });
     await node.ensureMatureCoins();
@@ -66,15 +68,8 @@ export const regtestEngine: MakeEngine = async (overrides) => {
         address: () => node.outsideAddress(),
       },
       async restart() {
-        const { engine, identity } = app!;
         // A crash: timers and actors die where they stand; only what reached the disk survives.
-        engine.watcher.stop();
-        engine.payouts.close();
-        engine.registry.close();
-        engine.system.shutdown();
-        await engine.node.stop();
-        await engine.storage.store.close();
-        await identity.close();
+        await app!.crash();
         app = undefined;
         app = await startEngine(config, silentLogger);
         return parts();
