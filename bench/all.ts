@@ -64,15 +64,22 @@ if (want("read")) {
   const r = await registryOn("read", false);
   await Promise.all(Array.from({ length: users }, (_, i) => r.registry.send(`u_${i}`, "open", {})));
   const N = users * 10;
-  const measured = await load(N, 256, (i) => r.registry.send(`u_${i % users}`, "balance", {}));
+  // What /balance runs (relay.balance → registry.read): the resident wallet's committed state, no message.
+  const measured = await load(N, 256, (i) => r.registry.read(`u_${i % users}`, "balance", {}));
+  // The same question through the wallet's mailbox (what a read cost before the read path, and still costs cold).
+  const mailbox = await load(N, 256, (i) => r.registry.send(`u_${i % users}`, "balance", {}));
   const bare = new ActorSystem();
   type Q = { reply: Reply<number> };
   const refs = Array.from({ length: 1000 }, (_, i) => bare.spawn<number, Q>(`b${i}`, 0, (s, m) => (m.reply(s), s)));
   const base = await load(N, 256, (i) => bare.ask<Q, number>(refs[i % 1000]!, (reply) => ({ reply }), 5000));
   bare.shutdown();
   await r.close();
-  results.read = { msgs_per_s: Math.round(measured.perS), p50_ms: +measured.p50.toFixed(3), p99_ms: +measured.p99.toFixed(3), baseline_msgs_per_s: Math.round(base.perS), ratio: +(measured.perS / base.perS).toFixed(3) };
-  rows.push(["read: /balance via registry, 10k users, 256 in flight", `${fmt(measured.perS)}/s p50 ${measured.p50.toFixed(2)} ms p99 ${measured.p99.toFixed(2)} ms`, `${fmt(base.perS)}/s bare actor ask`, `${(measured.perS / base.perS).toFixed(2)} (goal ≥ 100k/s, p99 ≤ 1 ms)`]);
+  results.read = {
+    msgs_per_s: Math.round(measured.perS), p50_ms: +measured.p50.toFixed(3), p99_ms: +measured.p99.toFixed(3), baseline_msgs_per_s: Math.round(base.perS), ratio: +(measured.perS / base.perS).toFixed(3),
+    mailbox_msgs_per_s: Math.round(mailbox.perS), mailbox_p99_ms: +mailbox.p99.toFixed(3),
+  };
+  rows.push(["read: /balance via the wallet's mailbox (same run)", `${fmt(mailbox.perS)}/s p50 ${mailbox.p50.toFixed(2)} ms p99 ${mailbox.p99.toFixed(2)} ms`, `${fmt(base.perS)}/s bare actor ask`, (mailbox.perS / base.perS).toFixed(2)]);
+  rows.push(["read: /balance (committed state), 10k users, 256 in flight", `${fmt(measured.perS)}/s p50 ${measured.p50.toFixed(2)} ms p99 ${measured.p99.toFixed(2)} ms`, `${fmt(base.perS)}/s bare actor ask`, `${(measured.perS / base.perS).toFixed(2)} (goal ≥ 100k/s, p99 ≤ 1 ms)`]);
 }
 
 // 2. Durable write path: transfers persisted encrypted with group commit, fsync on.

@@ -81,16 +81,16 @@ export class EngineRelay implements Relay {
   }
 
   balance(userKey: string) {
-    return this.#o.registry.send(userKey, "balance", {});
+    return this.#o.registry.read(userKey, "balance", {});
   }
 
   history(userKey: string, page: number, pageSize = 5): Promise<Result<HistoryPage>> {
-    return this.#o.registry.send(userKey, "history", { page, pageSize });
+    return this.#o.registry.read(userKey, "history", { page, pageSize });
   }
 
   async depositAddress(userKey: string): Promise<Result<{ address: string }>> {
     if (this.#draining()) return refuse("draining", "This service is winding down: deposits are closed. You can still withdraw with /withdraw.");
-    const current = await this.#o.registry.send(userKey, "current_address", {});
+    const current = await this.#o.registry.read(userKey, "current_address", {});
     if (isRefusal(current)) return current;
     if (current.address) return { address: current.address };
     let address: string;

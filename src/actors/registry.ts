@@ -4,10 +4,14 @@
 // that keeps crashing is stopped and reported instead of looping. Wallet refs never leave this file, so
 // nothing can send to a passivated actor (nact would drop the message silently).
 import type { Logger } from "../log.ts";
-import { refuse, type Refusal } from "../domain/refusals.ts";
+import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
 import { walletBehaviour, type WalletHooks } from "./wallet.actor.ts";
-import type { WalletCommand, WalletCommandType } from "./wallet.messages.ts";
+import type { WalletCommand, WalletCommandType, WalletState } from "./wallet.messages.ts";
+import { decide } from "./wallet.ts";
+
+/** Commands that only read: answered from the wallet's committed state when it is resident. */
+export type ReadCommandType = "balance" | "history" | "current_address";
 
 type CommandOf<T extends WalletCommandType> = Extract<WalletCommand, { type: T }>;
 /** The fields of a command besides its type and reply channel. */
@@ -36,6 +40,8 @@ interface Entry {
   lastUsed: number;
   /** Replies of commands sent and not yet answered, so a stop can answer them instead of dropping them. */
   pending: Set<Reply<never>>;
+  /** The wallet's last committed state (published by the actor), for reads without a message. */
+  state?: WalletState;
 }
 
 export interface RegistryStats {
@@ -46,6 +52,8 @@ export interface RegistryStats {
   crashes: number;
   stoppedAfterCrashes: number;
   refusedBusy: number;
+  /** Reads answered from committed state without a message. */
+  reads: number;
 }
 
 /** A message constructor: the registry supplies the reply channel. */
@@ -60,7 +68,7 @@ export class WalletRegistry {
   readonly #sweep: NodeJS.Timeout;
   #generation = 0;
   #closed = false;
-  readonly stats: RegistryStats = { resident: 0, inFlight: 0, activations: 0, passivations: 0, crashes: 0, stoppedAfterCrashes: 0, refusedBusy: 0 };
+  readonly stats: RegistryStats = { resident: 0, inFlight: 0, activations: 0, passivations: 0, crashes: 0, stoppedAfterCrashes: 0, refusedBusy: 0, reads: 0 };
 
   constructor(o: RegistryOptions) {
     this.#o = o;
@@ -71,6 +79,27 @@ export class WalletRegistry {
   /** Sends a typed command to a wallet and waits for its answer (or a refusal). */
   send<T extends WalletCommandType>(userKey: string, type: T, args: ArgsOf<T>, timeoutMs?: number): Promise<AnswerOf<T> | Refusal> {
     return this.ask<AnswerOf<T>>(userKey, (reply) => ({ ...args, type, reply }) as unknown as WalletCommand, timeoutMs);
+  }
+
+  /**
+   * A read (balance, history, current address): answered from the resident wallet's committed state — the
+   * state every acknowledged command has reached — with the same pure `decide` the actor runs, so the answer
+   * is the one a message would get, without the mailbox round trip. A wallet that is not resident (or still
+   * replaying) is asked as usual.
+   */
+  read<T extends ReadCommandType>(userKey: string, type: T, args: ArgsOf<T>): Promise<AnswerOf<T> | Refusal> {
+    const e = this.#closed ? undefined : this.#entries.get(userKey);
+    if (!e?.state) return this.send(userKey, type, args);
+    const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now(), historyLimit: this.#o.historyLimit });
+    if (isRefusal(d)) return Promise.resolve(d);
+    if (d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all: the actor decides
+    const answer = d.answer(e.state);
+    // Recency as for any use: a read keeps the wallet resident.
+    this.#entries.delete(userKey);
+    this.#entries.set(userKey, e);
+    e.lastUsed = this.#now();
+    this.stats.reads++;
+    return Promise.resolve(answer as AnswerOf<T>);
   }
 
   /** Sends a command to a wallet (activating it if needed) and waits for its answer. */
@@ -163,12 +192,18 @@ export class WalletRegistry {
       return found;
     }
     const o = this.#o;
+    let entry!: Entry;
     const ref = o.system.spawnPersistent(
       `w${++this.#generation}`,
-      walletBehaviour(userKey, { historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log }),
+      walletBehaviour(userKey, {
+        historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
+        publish: (s) => {
+          entry.state = s;
+        },
+      }),
       { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
     );
-    const entry: Entry = { ref, inFlight: 0, lastUsed: this.#now(), pending: new Set() };
+    entry = { ref, inFlight: 0, lastUsed: this.#now(), pending: new Set() };
     this.#entries.set(userKey, entry);
     this.stats.activations++;
     this.stats.resident = this.#entries.size;
@@ -210,6 +245,8 @@ export class WalletRegistry {
     // The crashing command is answered, never dropped: its effects were not journalled.
     if (message) (message.reply as Reply<Refusal>)(refuse("internal", "Something went wrong; nothing was moved. Please try again."));
     const entry = this.#entries.get(userKey);
+    // The actor replays its journal: until it handles a message again, reads go through it.
+    if (entry) delete entry.state;
     if (recent.length > this.#o.crashBudget) {
       this.stats.stoppedAfterCrashes++;
       this.#o.log.error({ userKey, crashes: recent.length, err: error }, "wallet stopped after repeated crashes; operator attention needed");

@@ -36,6 +36,11 @@ export interface WalletOptions {
   hooks: WalletHooks;
   log: Logger;
   now?: () => number;
+  /**
+   * Called with the wallet's committed state: when a message is handled (nothing is being persisted then) and
+   * after each persist, before the reply. The registry answers pure reads from it without a message.
+   */
+  publish?: (s: WalletState) => void;
 }
 
 export const walletJournalKey = (userKey: string) => `wallet:${userKey}`;
@@ -48,6 +53,7 @@ export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBe
     evolve: (s, e) => evolve(s, e, o.historyLimit),
     snapshotEvery: o.snapshotEvery,
     async handle(state, cmd, persist) {
+      o.publish?.(state);
       const decision = decide(state, cmd as WalletCommand, { now: now(), historyLimit: o.historyLimit });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
@@ -64,6 +70,7 @@ export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBe
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
       await persist(decision.events, viewOf(after));
+      o.publish?.(after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, state, after, decision.events, cmd, o);
       return after;

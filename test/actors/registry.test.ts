@@ -101,3 +101,29 @@ t.test("in-flight commands per wallet are bounded; the excess is refused early",
   const b = await registry.send("u_e", "balance", {});
   t.ok(!isRefusal(b) && b.available === BigInt(40 - busy), "exactly the accepted ones took effect");
 });
+
+t.test("reads are answered from the committed state: the same answers as the mailbox, without a message", async (t) => {
+  const { registry } = await setup(t);
+  const unopened = await registry.read("u_new", "balance", {});
+  t.ok(isRefusal(unopened), "a wallet that is not resident is asked (and activated): nobody opened it");
+  t.same(await registry.read("u_new", "balance", {}), unopened, "the same refusal from its committed state");
+  const viaMessages = registry.stats.reads;
+  await registry.send("u_r", "open", {});
+  await credit(registry, "u_r", "t1", 700n);
+  const read = await registry.read("u_r", "balance", {});
+  t.same(read, await registry.send("u_r", "balance", {}), "the same answer as a message");
+  t.equal(registry.stats.reads, viaMessages + 1, "answered without one");
+  // Every acknowledged command is visible to the next read.
+  for (let i = 0; i < 20; i++) {
+    await credit(registry, "u_r", `c${i}`, 1n);
+    t.match(await registry.read("u_r", "balance", {}), { available: 701n + BigInt(i) });
+  }
+  t.same(await registry.read("u_r", "history", { page: 0, pageSize: 5 }), await registry.send("u_r", "history", { page: 0, pageSize: 5 }));
+  await registry.send("u_r", "freeze", { reason: "review", by: "alice" });
+  t.match(await registry.read("u_r", "balance", {}), { frozen: "review" }, "a freeze is seen by the next read");
+  // A crash: the actor replays; until it handles a message, reads go through it (and get the replayed state).
+  await registry.send("u_r", "crash", {});
+  const before = registry.stats.reads;
+  t.match(await registry.read("u_r", "balance", {}), { available: 720n, frozen: "review" });
+  t.equal(registry.stats.reads, before, "after a crash the read went through the actor");
+});
