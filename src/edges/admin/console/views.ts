@@ -112,7 +112,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       ["Id", (r) => short(r.id, 20)], ["User key", (r) => r.userKey], ["Address", (r) => short(r.address, 20)], ["Amount", (r) => btc(r.amount)],
       ["Status", (r) => r.status], ["Batch", (r) => r.batch ?? ""], ["Fee share", (r) => btc(r.fee ?? r.quotedFee)], ["Queued", (r) => when(r.at)],
     ], "No payouts with this status.")}`;
-    return send(req, reply, "Deposits and payouts: payouts", "payouts", body);
+    return send(req, reply, "Payouts", "payouts", body);
   });
 
   // The fee bump: a form, a review page that says exactly what will happen, and only then the action.
