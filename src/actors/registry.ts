@@ -6,7 +6,7 @@
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
-import { walletBehaviour, type WalletHooks } from "./wallet.actor.ts";
+import { walletBehaviour, type WalletHooks, type WalletOptions } from "./wallet.actor.ts";
 import type { WalletCommand, WalletCommandType, WalletState } from "./wallet.messages.ts";
 import { decide } from "./wallet.ts";
 
@@ -39,7 +39,7 @@ interface Entry {
   inFlight: number;
   lastUsed: number;
   /** Replies of commands sent and not yet answered, so a stop can answer them instead of dropping them. */
-  pending: Set<Reply<never>>;
+  pending?: Set<Reply<never>>;
   /** The wallet's last committed state (published by the actor), for reads without a message. */
   state?: WalletState;
 }
@@ -70,8 +70,19 @@ export class WalletRegistry {
   #closed = false;
   readonly stats: RegistryStats = { resident: 0, inFlight: 0, activations: 0, passivations: 0, crashes: 0, stoppedAfterCrashes: 0, refusedBusy: 0, reads: 0 };
 
+  /** One options object for every wallet actor (per-wallet closures cost memory at 100k wallets). */
+  readonly #walletOptions: WalletOptions;
+
   constructor(o: RegistryOptions) {
     this.#o = o;
+    this.#walletOptions = {
+      historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
+      // Only the current actor of a wallet handles messages (a passivated one gets none), so the entry is its own.
+      publish: (userKey, s) => {
+        const e = this.#entries.get(userKey);
+        if (e) e.state = s;
+      },
+    };
     this.#sweep = setInterval(() => this.passivateIdle(), Math.max(10, Math.min(o.idleMs, 1000)));
     this.#sweep.unref();
   }
@@ -128,10 +139,12 @@ export class WalletRegistry {
     return this.#o.system
       .ask<WalletCommand, R>(entry.ref, (reply) => {
         const tracked: Reply<R> = (r) => {
-          entry.pending.delete(tracked as Reply<never>);
+          entry.pending?.delete(tracked as Reply<never>);
+          // Most wallets sit idle: keep no empty set around for them.
+          if (entry.pending?.size === 0) delete entry.pending;
           reply(r);
         };
-        entry.pending.add(tracked as Reply<never>);
+        (entry.pending ??= new Set()).add(tracked as Reply<never>);
         return make(tracked);
       }, timeoutMs)
       .then(
@@ -192,18 +205,12 @@ export class WalletRegistry {
       return found;
     }
     const o = this.#o;
-    let entry!: Entry;
     const ref = o.system.spawnPersistent(
       `w${++this.#generation}`,
-      walletBehaviour(userKey, {
-        historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
-        publish: (s) => {
-          entry.state = s;
-        },
-      }),
+      walletBehaviour(userKey, this.#walletOptions),
       { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
     );
-    entry = { ref, inFlight: 0, lastUsed: this.#now(), pending: new Set() };
+    const entry: Entry = { ref, inFlight: 0, lastUsed: this.#now() };
     this.#entries.set(userKey, entry);
     this.stats.activations++;
     this.stats.resident = this.#entries.size;
@@ -231,8 +238,8 @@ export class WalletRegistry {
   #stop(userKey: string, e: Entry, why: string): void {
     this.#entries.delete(userKey);
     this.#o.system.stop(e.ref);
-    for (const reply of [...e.pending]) (reply as Reply<Refusal>)(refuse("internal", why));
-    e.pending.clear();
+    for (const reply of [...(e.pending ?? [])]) (reply as Reply<Refusal>)(refuse("internal", why));
+    delete e.pending;
     this.stats.resident = this.#entries.size;
   }
 
@@ -256,7 +263,7 @@ export class WalletRegistry {
         this.#entries.delete(userKey);
         this.stats.resident = this.#entries.size;
         queueMicrotask(() => {
-          for (const reply of [...entry.pending]) (reply as Reply<Refusal>)(refuse("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
+          for (const reply of [...(entry.pending ?? [])]) (reply as Reply<Refusal>)(refuse("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
         });
       }
       return "stop";

@@ -61,7 +61,8 @@ export interface JournalRecord<E> {
 export interface PersistentBehaviour<S, M, E> {
   /** Journal key; stable across restarts. */
   key: string;
-  initial: () => S;
+  /** The state before any event; given the journal key (so one function can serve many actors). */
+  initial: (key: string) => S;
   /** Pure: applies one journalled event. Used live and on replay. */
   evolve: (state: S, event: E) => S;
   /**
@@ -125,7 +126,7 @@ export class ActorSystem {
     const { evolve, handle, initial } = behaviour;
     let replaying = false;
     const f = async (state: S | undefined, msg: M | JournalRecord<E>, ctx: NactPersistentCtx): Promise<S> => {
-      const current = state ?? initial();
+      const current = state ?? initial(behaviour.key);
       replaying = ctx.recovering === true;
       if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
       const persist = async (events: E[], view?: unknown): Promise<void> => {

@@ -40,20 +40,34 @@ export interface WalletOptions {
    * Called with the wallet's committed state: when a message is handled (nothing is being persisted then) and
    * after each persist, before the reply. The registry answers pure reads from it without a message.
    */
-  publish?: (s: WalletState) => void;
+  publish?: (userKey: string, s: WalletState) => void;
 }
 
-export const walletJournalKey = (userKey: string) => `wallet:${userKey}`;
+const WALLET_KEY_PREFIX = "wallet:";
+export const walletJournalKey = (userKey: string) => WALLET_KEY_PREFIX + userKey;
+
+/** The parts of a wallet's behaviour that do not depend on which wallet: built once per options object. */
+const shared = new WeakMap<WalletOptions, Omit<PersistentBehaviour<WalletState, WalletCommand, WalletEvent>, "key">>();
 
 export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBehaviour<WalletState, WalletCommand, WalletEvent> {
+  let common = shared.get(o);
+  if (!common) {
+    common = sharedBehaviour(o);
+    shared.set(o, common);
+  }
+  return { key: walletJournalKey(userKey), ...common };
+}
+
+function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState, WalletCommand, WalletEvent>, "key"> {
   const now = o.now ?? Date.now;
   return {
-    key: walletJournalKey(userKey),
-    initial: () => emptyWallet(userKey),
+    initial: (key) => emptyWallet(key.slice(WALLET_KEY_PREFIX.length)),
     evolve: (s, e) => evolve(s, e, o.historyLimit),
     snapshotEvery: o.snapshotEvery,
     async handle(state, cmd, persist) {
-      o.publish?.(state);
+      // The wallet's identity is in its state (from `initial`), so one handler serves every wallet.
+      const userKey = state.userKey;
+      o.publish?.(userKey, state);
       const decision = decide(state, cmd as WalletCommand, { now: now(), historyLimit: o.historyLimit });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
@@ -70,7 +84,7 @@ export function walletBehaviour(userKey: string, o: WalletOptions): PersistentBe
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
       await persist(decision.events, viewOf(after));
-      o.publish?.(after);
+      o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, state, after, decision.events, cmd, o);
       return after;

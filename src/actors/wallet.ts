@@ -20,10 +20,16 @@ export interface Decision<R> {
   answer: (after: WalletState) => R;
 }
 
+// Shared, frozen empties: evolve never mutates state (it copies), so every new wallet can point at the same
+// empty maps until its first deposit, transfer or withdrawal — a few hundred bytes per idle wallet.
+const NONE = Object.freeze({}) as Record<string, never>;
+const NO_LIST = Object.freeze([]) as unknown as never[];
+const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
+
 export function emptyWallet(userKey: string): WalletState {
   return {
-    userKey, opened: false, available: 0n, pending: 0n, reserved: 0n, addresses: [], deposits: {}, withdrawals: {},
-    outgoing: {}, incoming: {}, history: [], historyTotal: 0, day: { date: "", withdrawn: 0n },
+    userKey, opened: false, available: 0n, pending: 0n, reserved: 0n, addresses: NO_LIST, deposits: NONE, withdrawals: NONE,
+    outgoing: NONE, incoming: NONE, history: NO_LIST, historyTotal: 0, day: NO_DAY,
   };
 }
 
