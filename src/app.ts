@@ -110,6 +110,8 @@ export async function runAllInOne(): Promise<number> {
     token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
     token ? "" : `  logs:        ${logFile}`,
     admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME\`)` : "  admin edge:  off",
+    admin && config.admin.console.enabled ? `  console:     https://${config.admin.console.rpId}:${admin.port}/console/ (client certificate + FIDO2 security key)` : "",
+    config.backup.dir ? `  backups:     ${config.backup.dir} (segments every ${config.backup.segmentIntervalMs} ms; \`runigun backup\` for a snapshot now)` : "  backups:     off (set RUNIGUN_BACKUP_DIR)",
     "",
   ].filter((l) => l !== "").join("\n") + "\n\n");
   const signals = new Promise<void>((resolve) => {
