@@ -123,9 +123,10 @@ export async function runAllInOne(): Promise<number> {
       bot: edge.bot, telegram, input: process.stdin, output: out,
       ...(app.node ? { chain: { mine: async (n: number) => { await app.node!.mine(n); await app.engine.watcher.poke(); }, fund: (a: string, b: string) => app.node!.fund(a, b) } } : {}),
     });
-    // :quit ends the run; so does the end of input on a terminal. Without a terminal, the engine keeps serving.
-    const quit = chat.done.then(() => {
-      if (process.stdin.isTTY) return;
+    // :quit ends the run; so does the end of input on a terminal. Input piped in and ended without :quit leaves
+    // the engine serving (a service manager with no terminal must not stop it by closing stdin).
+    const quit = chat.done.then((why) => {
+      if (why === "quit" || process.stdin.isTTY) return;
       return new Promise<void>(() => undefined);
     });
     await Promise.race([signals, quit]);

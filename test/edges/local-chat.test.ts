@@ -69,6 +69,27 @@ t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
   await type(":bogus", /unknown: :bogus/);
   await type(":help", /:quit/);
   input.write(":quit\n");
-  await chat.done;
-  t.pass("quit ends the chat");
+  t.equal(await chat.done, "quit", "quit ends the chat (and the run: start ends on \"quit\" even without a terminal)");
+});
+
+t.test("piped input: every line is answered before the chat ends, and the end of input is not a :quit", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const edge = buildTelegramEdge({
+    token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger,
+    botInfo: LOCAL_BOT, mode: "manual",
+  });
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let printed = "";
+  output.on("data", (d: Buffer) => (printed += d.toString()));
+  const chat = startLocalChat({ bot: edge.bot, input, output, userId: 434343 });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  // All lines at once, then the end of input — as `printf '/start\n/balance\n' | npm start` does.
+  input.end("/start\n/balance\n/history\n");
+  t.equal(await chat.done, "eof", "the input ended (no :quit): start keeps the engine serving");
+  t.match(printed, /Welcome|wallet/i, "/start was answered");
+  t.match(printed, /0(\.0+)? BTC/, "/balance was answered");
+  t.match(printed, /No transactions yet/, "/history was answered, after the input had already ended");
 });

@@ -42,4 +42,7 @@ t.test("chat handles are sealed with the edge's key", async (t) => {
   t.notMatch(sealed, /5550001234/);
   t.same(openHandle(key, sealed), { chatId: 5550001234 });
   t.throws(() => openHandle(Buffer.alloc(32, 1), sealed), { code: "tampered" });
+  t.equal(sealHandle(key, { chatId: 5550001234 }), sealed, "the same handle seals to the same text (the engine sees \"unchanged\")");
+  t.not(sealHandle(key, { chatId: 5550001235 }), sealed, "another handle does not");
+  t.not(sealHandle(Buffer.alloc(32, 8), { chatId: 5550001234 }), sealed, "nor the same handle under another edge key");
 });

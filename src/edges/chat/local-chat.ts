@@ -32,8 +32,8 @@ export interface LocalChatOptions {
 export interface LocalChat {
   telegram: InProcessTelegram;
   close(): void;
-  /** Resolves when the input ends or the person types :quit. */
-  done: Promise<void>;
+  /** Resolves, once every line read has been answered, when the person types :quit or the input ends. */
+  done: Promise<"quit" | "eof">;
   /** Resolves when every line typed so far has been handled (tests use it instead of sleeping). */
   idle(): Promise<void>;
 }
@@ -65,10 +65,14 @@ export function startLocalChat(o: LocalChatOptions): LocalChat {
   });
   const rl = createInterface({ input: o.input, output: o.output, prompt: "you> ", terminal: false });
   let closed = false;
-  const done = new Promise<void>((resolve) => rl.on("close", () => {
+  let quit = false;
+  // The end of input (piped lines read to the end) comes before their answers: finish the queue first.
+  const done = new Promise<"quit" | "eof">((resolve) => rl.on("close", () => {
     closed = true;
-    off();
-    resolve();
+    void queue.then(() => {
+      off();
+      resolve(quit ? "quit" : "eof");
+    });
   }));
 
   const chainCommand = async (text: string) => {
@@ -93,6 +97,7 @@ export function startLocalChat(o: LocalChatOptions): LocalChat {
     const text = line.trim();
     if (!text) return;
     if (text === ":quit" || text === ":q") {
+      quit = true;
       rl.close();
       o.onQuit?.();
       return;
