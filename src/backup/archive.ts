@@ -17,7 +17,7 @@ import type { EncryptedStore } from "../store/db.ts";
 import { META, POSITION_KEY } from "../store/db.ts";
 import { keyIdOf, open as openEnvelope, seal } from "../store/envelope.ts";
 import type { KeyRing } from "../store/keyring.ts";
-import { BackupError, FileReader, backupMacKey, keyCheck } from "./format.ts";
+import { BackupError, backupMacKey, keyCheck } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-ARCHIVE\n", "latin1");
 const VERSION = 1;
@@ -55,25 +55,38 @@ export interface WriteArchiveOptions {
   onChunk?: (bytesSoFar: number) => void;
 }
 
+/** Packs frames into 1 MiB blocks (no allocation per record), hashes and writes them after the header. */
 class ChunkWriter {
-  #parts: Buffer[] = [];
-  #size = 0;
+  #buf = Buffer.allocUnsafe(1 << 20);
+  #at = 0;
   written = 0;
   readonly hash = createHash("sha256");
   constructor(private readonly fh: import("node:fs/promises").FileHandle, private readonly onChunk?: (n: number) => void) {}
-  async push(b: Buffer): Promise<void> {
-    this.#parts.push(b);
-    this.#size += b.length;
-    if (this.#size >= 1 << 20) await this.flush();
+
+  /** Room for `n` more bytes in the block (flushing it first if needed); returns the block and the offset. */
+  async reserve(n: number): Promise<[Buffer, number]> {
+    if (this.#at + n > this.#buf.length) {
+      await this.flush();
+      if (n > this.#buf.length) this.#buf = Buffer.allocUnsafe(n);
+    }
+    const at = this.#at;
+    this.#at += n;
+    return [this.#buf, at];
   }
+
+  async push(b: Buffer): Promise<void> {
+    const [buf, at] = await this.reserve(b.length);
+    b.copy(buf, at);
+  }
+
   async flush(): Promise<void> {
-    if (this.#size === 0) return;
-    const buf = Buffer.concat(this.#parts, this.#size);
-    this.#parts = [];
-    this.#size = 0;
-    this.hash.update(buf);
-    await this.fh.write(buf, 0, buf.length, HEADER + this.written);
-    this.written += buf.length;
+    if (this.#at === 0) return;
+    const block = this.#buf.subarray(0, this.#at);
+    this.hash.update(block);
+    await this.fh.write(block, 0, block.length, HEADER + this.written);
+    this.written += block.length;
+    this.#at = 0;
+    // The block may still be referenced by the write until it resolves (it has): reuse it.
     this.onChunk?.(this.written);
   }
 }
@@ -97,13 +110,25 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
     let position = 0;
     const keyIds = new Set<number>();
     // The iterator reads from a snapshot taken now: writes that follow are not in this archive.
-    for await (const [k, v] of o.store.db.iterator()) {
-      const ns = k.slice(0, k.indexOf(SEP));
-      keyIds.add(keyIdOf(v, ns));
-      if (k === POSITION_KEY) position = o.store.openValue<number>(META, "position", v);
-      const kb = Buffer.from(k, "utf8");
-      await w.push(Buffer.concat([Buffer.from([REC]), u32(kb.length), kb, u32(v.length), Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
-      records++;
+    const it = o.store.db.iterator();
+    try {
+      for (let entries = await it.nextv(1000); entries.length > 0; entries = await it.nextv(1000)) {
+        for (const [k, v] of entries) {
+          const ns = k.slice(0, k.indexOf(SEP));
+          keyIds.add(keyIdOf(v, ns));
+          if (k === POSITION_KEY) position = o.store.openValue<number>(META, "position", v);
+          const klen = Buffer.byteLength(k, "utf8");
+          const [buf, at] = await w.reserve(1 + 4 + klen + 4 + v.length);
+          buf[at] = REC;
+          buf.writeUInt32BE(klen, at + 1);
+          buf.write(k, at + 5, klen, "utf8");
+          buf.writeUInt32BE(v.length, at + 5 + klen);
+          buf.set(v, at + 9 + klen);
+          records++;
+        }
+      }
+    } finally {
+      await it.close();
     }
     let nodeWallet: Manifest["nodeWallet"] = { included: false, reason: "not requested" };
     if (o.nodeWallet && "bytes" in o.nodeWallet) {
@@ -192,9 +217,11 @@ export async function verifyArchive(path: string, keyring: KeyRing): Promise<Man
     if (!timingSafeEqual(tag, mac)) throw new BackupError("tampered", `${path} failed authentication: a byte was changed after it was written; use another copy`);
     let manifest: Manifest | undefined;
     let records = 0;
-    for await (const f of frames(fh, path, total)) {
-      if (f.kind === REC) records++;
-      else if (f.kind === MANIFEST) manifest = f.manifest;
+    for await (const block of frames(fh, path, total)) {
+      for (const f of block) {
+        if (f.kind === REC) records++;
+        else if (f.kind === MANIFEST) manifest = f.manifest;
+      }
     }
     if (!manifest) throw new BackupError("bad_format", `${path} has no manifest`);
     if (manifest.records !== records) throw new BackupError("bad_format", `${path} holds ${records} records but its manifest says ${manifest.records}`);
@@ -212,25 +239,62 @@ type Frame =
   | { kind: 2; name: string; sealed: Buffer }
   | { kind: 3; manifest: Manifest };
 
-async function* frames(fh: import("node:fs/promises").FileHandle, path: string, total: number): AsyncGenerator<Frame> {
-  const r = new FileReader(fh, path, HEADER);
-  const end = total - HEADER - TRAILER;
-  while (r.consumed < end) {
-    const kind = (await r.take(1))[0];
-    if (kind === REC) {
-      const key = (await r.take((await r.take(4)).readUInt32BE())).toString("utf8");
-      const value = Buffer.from(await r.take((await r.take(4)).readUInt32BE()));
-      yield { kind: REC, key, value };
-    } else if (kind === BLOB) {
-      const name = (await r.take((await r.take(2)).readUInt16BE())).toString("utf8");
-      const sealed = Buffer.from(await r.take((await r.take(4)).readUInt32BE()));
-      yield { kind: BLOB, name, sealed };
-    } else if (kind === MANIFEST) {
-      const manifest = JSON.parse((await r.take((await r.take(4)).readUInt32BE())).toString("utf8")) as Manifest;
-      yield { kind: MANIFEST, manifest };
-    } else {
-      throw new BackupError("bad_format", `${path} has an unknown frame kind ${kind}`);
+/**
+ * The frames of an archive, parsed synchronously from 4 MiB blocks (a frame cut by a block's end waits for
+ * the next block). Only for archives whose length and tag were checked: a frame running past the end is damage.
+ */
+async function* frames(fh: import("node:fs/promises").FileHandle, path: string, total: number): AsyncGenerator<Frame[]> {
+  const end = total - TRAILER;
+  let filePos = HEADER;
+  let carry = Buffer.alloc(0);
+  while (filePos < end || carry.length > 0) {
+    const want = Math.min(4 << 20, end - filePos);
+    let buf = carry;
+    if (want > 0) {
+      const block = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(block, 0, want, filePos);
+      filePos += bytesRead;
+      buf = carry.length ? Buffer.concat([carry, block.subarray(0, bytesRead)]) : block.subarray(0, bytesRead);
     }
+    const out: Frame[] = [];
+    let at = 0;
+    for (;;) {
+      const start = at;
+      const need = (n: number) => at + n <= buf.length;
+      if (!need(1)) break;
+      const kind = buf[at]!;
+      at += 1;
+      if (kind === REC) {
+        if (!need(4)) { at = start; break; }
+        const kl = buf.readUInt32BE(at);
+        if (!need(4 + kl + 4)) { at = start; break; }
+        const key = buf.toString("utf8", at + 4, at + 4 + kl);
+        const vl = buf.readUInt32BE(at + 4 + kl);
+        if (!need(8 + kl + vl)) { at = start; break; }
+        out.push({ kind: REC, key, value: Buffer.from(buf.subarray(at + 8 + kl, at + 8 + kl + vl)) });
+        at += 8 + kl + vl;
+      } else if (kind === BLOB) {
+        if (!need(2)) { at = start; break; }
+        const nl = buf.readUInt16BE(at);
+        if (!need(2 + nl + 4)) { at = start; break; }
+        const name = buf.toString("utf8", at + 2, at + 2 + nl);
+        const bl = buf.readUInt32BE(at + 2 + nl);
+        if (!need(6 + nl + bl)) { at = start; break; }
+        out.push({ kind: BLOB, name, sealed: Buffer.from(buf.subarray(at + 6 + nl, at + 6 + nl + bl)) });
+        at += 6 + nl + bl;
+      } else if (kind === MANIFEST) {
+        if (!need(4)) { at = start; break; }
+        const ml = buf.readUInt32BE(at);
+        if (!need(4 + ml)) { at = start; break; }
+        out.push({ kind: MANIFEST, manifest: JSON.parse(buf.toString("utf8", at + 4, at + 4 + ml)) as Manifest });
+        at += 4 + ml;
+      } else {
+        throw new BackupError("bad_format", `${path} has an unknown frame kind ${kind}`);
+      }
+    }
+    carry = buf.subarray(at);
+    if (out.length) yield out;
+    if (filePos >= end && carry.length > 0 && out.length === 0) throw new BackupError("bad_format", `${path} ends inside a frame`);
   }
 }
 
@@ -244,15 +308,17 @@ export async function readArchive(path: string, keyring: KeyRing, onRecords: (ba
   let batch: Array<{ key: string; value: Buffer }> = [];
   let nodeWallet: Buffer | undefined;
   try {
-    for await (const f of frames(fh, path, total)) {
-      if (f.kind === REC) {
-        batch.push({ key: f.key, value: f.value });
-        if (batch.length >= 1000) {
-          await onRecords(batch);
-          batch = [];
+    for await (const block of frames(fh, path, total)) {
+      for (const f of block) {
+        if (f.kind === REC) {
+          batch.push({ key: f.key, value: f.value });
+          if (batch.length >= 5000) {
+            await onRecords(batch);
+            batch = [];
+          }
+        } else if (f.kind === BLOB && f.name === "node-wallet") {
+          nodeWallet = openEnvelope(keyring.dataKey("backup", keyId), "backup", "node-wallet", f.sealed);
         }
-      } else if (f.kind === BLOB && f.name === "node-wallet") {
-        nodeWallet = openEnvelope(keyring.dataKey("backup", keyId), "backup", "node-wallet", f.sealed);
       }
     }
     if (batch.length) await onRecords(batch);
