@@ -25,13 +25,16 @@ const HEADER = MAGIC.length + 1 + 4 + 8 + 8;
 const TRAILER = 32;
 const REC = 1, BLOB = 2, MANIFEST = 3;
 const SEP = "\u0000";
+const TIMELINE_KEY = META + SEP + "timeline";
 
 export interface Manifest {
   format: "runigun-archive-1";
   network: string;
   createdAt: string;
-  /** The store's commit position the snapshot reflects: segments after it replay on top. */
+  /** The store's commit position the snapshot reflects: segments after it (of its timeline) replay on top. */
   position: number;
+  /** The store's history id: only segments of this timeline continue this snapshot. */
+  timeline: string;
   records: number;
   /** Master key ids the records are sealed under (more than one during a key rotation). */
   keyIds: number[];
@@ -108,6 +111,7 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
     const w = new ChunkWriter(fh, o.onChunk);
     let records = 0;
     let position = 0;
+    let timeline = "";
     const keyIds = new Set<number>();
     // The iterator reads from a snapshot taken now: writes that follow are not in this archive.
     const it = o.store.db.iterator();
@@ -117,6 +121,7 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
           const ns = k.slice(0, k.indexOf(SEP));
           keyIds.add(keyIdOf(v, ns));
           if (k === POSITION_KEY) position = o.store.openValue<number>(META, "position", v);
+          else if (k === TIMELINE_KEY) timeline = o.store.openValue<string>(META, "timeline", v);
           const klen = Buffer.byteLength(k, "utf8");
           const [buf, at] = await w.reserve(1 + 4 + klen + 4 + v.length);
           buf[at] = REC;
@@ -142,7 +147,7 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
       nodeWallet = { included: false, reason: o.nodeWallet.absent };
     }
     const manifest: Manifest = {
-      format: "runigun-archive-1", network: o.network, createdAt: new Date().toISOString(), position, records,
+      format: "runigun-archive-1", network: o.network, createdAt: new Date().toISOString(), position, timeline, records,
       keyIds: [...keyIds].sort((a, b) => a - b), nodeWallet,
     };
     const mj = Buffer.from(JSON.stringify(manifest), "utf8");

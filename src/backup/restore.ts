@@ -57,8 +57,8 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
         await raw.batch(batch.map((r) => ({ type: "put" as const, key: r.key, value: r.value })));
         records += batch.length;
       }));
-      if (o.segmentsDir) {
-        segments = await readSegments(o.segmentsDir, o.keyring, manifest.position, async (f) => {
+      if (o.segmentsDir && manifest.timeline) {
+        segments = await readSegments(o.segmentsDir, o.keyring, manifest.timeline, manifest.position, async (f) => {
           await raw.batch(f.ops.map((op) => (op.type === "put" ? { type: "put" as const, key: op.key, value: op.value! } : { type: "del" as const, key: op.key })));
           replayed++;
         });
@@ -74,6 +74,8 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
         ...(segments ? { segments } : {}),
       };
       await store.put(META, RESTORED_KEY, mark);
+      // From here on this store has a history of its own: its new segments must never be read as the old one's.
+      await store.newTimeline();
     } finally {
       await store.close();
     }

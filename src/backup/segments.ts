@@ -16,12 +16,13 @@ import { BackupError, FileReader, backupMacKey, keyCheck } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-SEGMENT\n", "latin1");
 const HEADER = MAGIC.length + 4 + 8;
-const NAME_RE = /^seg-(\d{16})\.rgs$/;
+const NAME_RE = /^seg-([0-9a-f]{12})-(\d{16})\.rgs$/;
 const MAC = 32;
 
-export const segmentName = (firstPosition: number) => `seg-${String(firstPosition).padStart(16, "0")}.rgs`;
+export const segmentName = (timeline: string, firstPosition: number) => `seg-${timeline}-${String(firstPosition).padStart(16, "0")}.rgs`;
 
-export function listSegments(dir: string): Array<{ name: string; first: number }> {
+/** The segment files of one timeline (a store's history; a restore starts a new one), in position order. */
+export function listSegments(dir: string, timeline?: string): Array<{ name: string; first: number; timeline: string }> {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -30,7 +31,7 @@ export function listSegments(dir: string): Array<{ name: string; first: number }
   }
   return names.flatMap((name) => {
     const m = NAME_RE.exec(name);
-    return m ? [{ name, first: Number(m[1]) }] : [];
+    return m && (timeline === undefined || m[1] === timeline) ? [{ name, first: Number(m[2]), timeline: m[1]! }] : [];
   }).sort((a, b) => a.first - b.first);
 }
 
@@ -72,9 +73,9 @@ export interface SegmentsEnd {
  * Reads every frame of the segments in `dir` in position order, checking each frame's MAC and that positions
  * follow each other. Stops (without throwing) at a gap or a damaged frame and says where in `end.stop`.
  */
-export async function readSegments(dir: string, keyring: KeyRing, after: number, onFrame: (f: SegmentFrame) => Promise<void>): Promise<SegmentsEnd> {
+export async function readSegments(dir: string, keyring: KeyRing, timeline: string, after: number, onFrame: (f: SegmentFrame) => Promise<void>): Promise<SegmentsEnd> {
   let last = after;
-  const files = listSegments(dir);
+  const files = listSegments(dir, timeline);
   for (let i = 0; i < files.length; i++) {
     const { name, first } = files[i]!;
     const next = files[i + 1]?.first;
@@ -148,13 +149,13 @@ function decodeBody(body: Buffer): SegmentFrame {
   return { position, ops };
 }
 
-/** The last position held by the segments in `dir` (0 if none), reading only the newest file. */
-export async function lastShipped(dir: string, keyring: KeyRing): Promise<number> {
-  const files = listSegments(dir);
+/** The last position held by the segments of a timeline in `dir` (0 if none), reading only the newest file. */
+export async function lastShipped(dir: string, keyring: KeyRing, timeline: string): Promise<number> {
+  const files = listSegments(dir, timeline);
   const newest = files.at(-1);
   if (!newest) return 0;
   let last = newest.first - 1;
-  const end = await readSegments(dir, keyring, last, async (f) => {
+  const end = await readSegments(dir, keyring, timeline, last, async (f) => {
     last = f.position;
   }).catch(() => ({ last }));
   return Math.max(last, end.last);
@@ -184,6 +185,7 @@ export class SegmentShipper {
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #detach: (() => void) | undefined;
+  #timeline = "";
   /** The last position on the backup disk (fdatasync'ed). */
   shipped = 0;
   /** Positions lost to a failing backup disk since the last snapshot: a snapshot is needed to heal it. */
@@ -199,7 +201,8 @@ export class SegmentShipper {
 
   /** Starts shipping the store's writes; returns the last position already on the backup disk. */
   async attach(store: EncryptedStore): Promise<number> {
-    this.shipped = await lastShipped(this.#o.dir, this.#o.keyring);
+    this.#timeline = store.timeline;
+    this.shipped = await lastShipped(this.#o.dir, this.#o.keyring, this.#timeline);
     this.#detach = store.onWrite((position, ops) => {
       if (this.#frames.length === 0) this.#firstBuffered = position;
       const f = encodeFrame(this.#macKey, position, ops);
@@ -256,7 +259,7 @@ export class SegmentShipper {
 
   async #newFile(first: number): Promise<void> {
     await this.#fh?.close();
-    const path = join(this.#o.dir, segmentName(first));
+    const path = join(this.#o.dir, segmentName(this.#timeline, first));
     const fh = await open(path, "a", 0o600);
     const size = (await stat(path)).size;
     if (size === 0) {

@@ -2,8 +2,9 @@
 // schedule (and on demand: `runigun backup`, the admin edge), keep the newest few and the segments that
 // follow the oldest kept one, and tell operators how old the last good backup is.
 //
-//   <backup.dir>/segments/seg-<position>.rgs
-//   <backup.dir>/snapshots/runigun-<network>-<time>-p<position>.rga
+//   <backup.dir>/segments/seg-<timeline>-<position>.rgs
+//   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
+// A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,7 +14,7 @@ import type { EncryptedStore } from "../store/db.ts";
 import { writeArchive, type ArchiveInfo } from "./archive.ts";
 import { listSegments, SegmentShipper } from "./segments.ts";
 
-const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-p(\d+)\.rga$/;
+const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-([0-9a-f]{12})-p(\d+)\.rga$/;
 
 export interface BackupStatus {
   enabled: boolean;
@@ -37,8 +38,8 @@ export interface BackupServiceOptions {
   backupNodeWallet?: (path: string) => Promise<void>;
 }
 
-export function snapshotName(network: string, at: Date, position: number): string {
-  return `runigun-${network}-${at.toISOString().replace(/[:.]/g, "-")}-p${position}.rga`;
+export function snapshotName(network: string, at: Date, timeline: string, position: number): string {
+  return `runigun-${network}-${at.toISOString().replace(/[:.]/g, "-")}-${timeline}-p${position}.rga`;
 }
 
 export class BackupService {
@@ -75,7 +76,7 @@ export class BackupService {
     mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
     this.#shipper = new SegmentShipper({ dir: this.segmentsDir!, keyring: this.#o.store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log });
     const shipped = await this.#shipper.attach(this.#o.store);
-    const newest = this.#snapshots().at(-1);
+    const newest = this.#snapshots().filter((x) => x.timeline === this.#o.store.timeline).at(-1);
     if (newest) {
       const s = await stat(join(this.snapshotsDir!, newest.name)).catch(() => undefined);
       if (s) this.#lastGood = { at: s.mtimeMs, path: join(this.snapshotsDir!, newest.name), position: newest.position, bytes: s.size };
@@ -108,13 +109,14 @@ export class BackupService {
     if (!out && !this.dir) throw Object.assign(new Error("no backup directory: set backup.dir (RUNIGUN_BACKUP_DIR) or give --out FILE"), { code: "setup" });
     const network = this.#o.config.network;
     const at = new Date();
-    const path = out ?? join(this.snapshotsDir!, snapshotName(network, at, this.#o.store.position));
+    const timeline = this.#o.store.timeline;
+    const path = out ?? join(this.snapshotsDir!, snapshotName(network, at, timeline, this.#o.store.position));
     const nodeWallet = await this.#nodeWallet(path);
     // The name carries the position the snapshot will hold; read it from the manifest once written.
     const info = await writeArchive({ store: this.#o.store, path, network, nodeWallet });
     let final = info;
     if (!out) {
-      const named = join(this.snapshotsDir!, snapshotName(network, at, info.manifest.position));
+      const named = join(this.snapshotsDir!, snapshotName(network, at, info.manifest.timeline, info.manifest.position));
       if (named !== path) {
         const { rename } = await import("node:fs/promises");
         await rename(path, named);
@@ -143,7 +145,8 @@ export class BackupService {
     }
   }
 
-  #snapshots(): Array<{ name: string; position: number }> {
+  /** Snapshots in the directory, oldest first (by time: the name starts with it). */
+  #snapshots(): Array<{ name: string; position: number; timeline: string }> {
     if (!this.snapshotsDir) return [];
     let names: string[] = [];
     try {
@@ -153,8 +156,8 @@ export class BackupService {
     }
     return names.flatMap((name) => {
       const m = SNAP_RE.exec(name);
-      return m ? [{ name, position: Number(m[1]) }] : [];
-    }).sort((a, b) => a.position - b.position || a.name.localeCompare(b.name));
+      return m ? [{ name, timeline: m[1]!, position: Number(m[2]) }] : [];
+    }).sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** Keeps the newest `backup.keep` snapshots and the segments after the oldest of them; drops stale partials. */
@@ -168,13 +171,19 @@ export class BackupService {
       // Temporary files of a backup that died (kill -9): never a valid archive, never needed.
       if (name.includes(".partial-") && !name.endsWith(`.partial-${process.pid}`)) rmSync(join(this.snapshotsDir!, name), { force: true });
     }
-    const oldestKept = snaps[snaps.length - Math.min(keep, snaps.length)]?.position;
+    const kept = snaps.slice(snaps.length - Math.min(keep, snaps.length));
     let segments = 0;
-    if (oldestKept !== undefined) {
-      const files = listSegments(this.segmentsDir!);
-      // A file is needed while any of its frames is after the oldest kept snapshot; the newest is being written.
-      for (let i = 0; i < files.length - 1; i++) {
-        if (files[i + 1]!.first - 1 <= oldestKept) {
+    // Per timeline: a file is needed while any of its frames is after the oldest kept snapshot of that timeline;
+    // a timeline no kept snapshot continues is not needed at all (except the one being written now).
+    const timelines = new Set(listSegments(this.segmentsDir!).map((f) => f.timeline));
+    for (const timeline of timelines) {
+      const files = listSegments(this.segmentsDir!, timeline);
+      const current = timeline === this.#o.store.timeline;
+      const oldestKept = kept.find((k) => k.timeline === timeline)?.position;
+      for (let i = 0; i < files.length; i++) {
+        const hasNext = i + 1 < files.length;
+        const unneeded = oldestKept === undefined ? !current : hasNext && files[i + 1]!.first - 1 <= oldestKept;
+        if (unneeded && (hasNext || !current)) {
           rmSync(join(this.segmentsDir!, files[i]!.name), { force: true });
           segments++;
         }

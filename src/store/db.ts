@@ -12,6 +12,7 @@ export const META = "_meta";
 const NS_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SEP = "\u0000";
 const CANARY = "runigun-store-canary-v1";
+const TIMELINE = "timeline";
 
 export type StoreOp =
   | { type: "put"; ns: string; key: string; value: unknown }
@@ -63,6 +64,7 @@ export class EncryptedStore {
   #writing = false;
   #idle: Promise<void> = Promise.resolve();
   #position = 0;
+  #timeline = "";
   readonly #listeners = new Set<WriteListener>();
 
   private constructor(o: StoreOptions) {
@@ -79,6 +81,9 @@ export class EncryptedStore {
       await s.#checkCanary();
       const pos = await s.db.get(POSITION_KEY);
       if (pos !== undefined) s.#position = s.openValue<number>(META, "position", pos);
+      const timeline = await s.get<string>(META, TIMELINE);
+      if (timeline) s.#timeline = timeline;
+      else await s.newTimeline();
     } catch (e) {
       await s.db.close();
       throw e;
@@ -138,6 +143,21 @@ export class EncryptedStore {
       this.#queue.push({ ops, resolve, reject });
       if (!this.#writing) this.#idle = this.#drain();
     });
+  }
+
+  /**
+   * The store's history id: commit positions are only comparable within one timeline. A restore starts a new
+   * one, so journal segments shipped after it never mix with segments of the history it replaced.
+   */
+  get timeline(): string {
+    return this.#timeline;
+  }
+
+  async newTimeline(): Promise<string> {
+    const t = randomBytes(6).toString("hex");
+    await this.put(META, TIMELINE, t);
+    this.#timeline = t;
+    return t;
   }
 
   /** The position of the last durable write (0 for a new store). */

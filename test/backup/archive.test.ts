@@ -25,12 +25,12 @@ async function fill(store: EncryptedStore, n: number, from = 0, size = 200): Pro
   }
 }
 
-/** Every record except the restore mark and the position (which restore moves on by one write). */
+/** Every record except the restore mark, the position and the timeline (a restore starts a new history). */
 async function contents(path: string): Promise<Map<string, string>> {
   const s = await EncryptedStore.open({ path, keyring: ring() });
   const out = new Map<string, string>();
   for await (const [k, v] of s.db.iterator()) {
-    if (k === POSITION_KEY || k === `${META}\u0000${RESTORED_KEY}`) continue;
+    if (k === POSITION_KEY || k === `${META}\u0000${RESTORED_KEY}` || k === `${META}\u0000timeline`) continue;
     const sep = k.indexOf("\u0000");
     out.set(k, JSON.stringify(s.openValue(k.slice(0, sep), k.slice(sep + 1), v), (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x)));
   }
@@ -57,7 +57,7 @@ t.test("a snapshot taken while writes go on restores to exactly the state it cap
   const r = await restoreArchive({ archive, dataPath: target, keyring: ring(), network: "regtest" });
   t.equal(r.records, info.manifest.records);
   const restored = await contents(join(target, "store"));
-  t.equal(restored.size, info.manifest.records - 1, "every record (position aside)");
+  t.equal(restored.size, info.manifest.records - 2, "every record (position and timeline aside)");
   // The restored store is a prefix of the writes: records 0..2999 all there, with their values.
   const s = await EncryptedStore.open({ path: join(target, "store"), keyring: ring() });
   t.same(await s.get("journal", "wallet:u_002999\u0001000000000001").then((v) => (v as { n: bigint }).n), 2999n);
@@ -167,4 +167,40 @@ t.test("kill -9 during a backup: the previous archive stays whole and restorable
   const r = await restoreArchive({ archive, dataPath: join(dir, "restored"), keyring: ring(), network: "regtest" });
   t.equal(r.records, first.manifest.records);
   t.ok(existsSync(join(dir, "restored", "store")));
+});
+
+t.test("a restore starts a new timeline: segments shipped after it never mix with the old history's", async (t) => {
+  const dir = t.testdir({ backups: {} });
+  const segs = join(dir, "backups", "segments");
+  // The first history: a snapshot, then more work that only the segments hold.
+  const s1 = await EncryptedStore.open({ path: join(dir, "one", "store"), keyring: ring() });
+  const ship1 = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
+  await ship1.attach(s1);
+  await fill(s1, 300);
+  const x1 = join(dir, "backups", "x1.rga");
+  await writeArchive({ store: s1, path: x1, network: "regtest" });
+  for (let i = 0; i < 30; i++) await s1.put("journal", `old-history:${i}`, { i });
+  await ship1.close();
+  await s1.close();
+
+  // Restored from the snapshot alone: a second history begins where the first snapshot stood.
+  await restoreArchive({ archive: x1, dataPath: join(dir, "two"), keyring: ring(), network: "regtest" });
+  const s2 = await EncryptedStore.open({ path: join(dir, "two", "store"), keyring: ring() });
+  const timelines = new Set(listSegments(segs).map((f) => f.timeline));
+  t.notOk(timelines.has(s2.timeline), "the restored store has a timeline of its own");
+  const ship2 = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
+  t.equal(await ship2.attach(s2), 0, "nothing of the old history counts as shipped for the new one");
+  const x2 = join(dir, "backups", "x2.rga");
+  await writeArchive({ store: s2, path: x2, network: "regtest" });
+  for (let i = 0; i < 10; i++) await s2.put("journal", `new-history:${i}`, { i });
+  await ship2.close();
+  await s2.close();
+  const expected = await contents(join(dir, "two", "store"));
+
+  // The second history's snapshot + segments: its own frames only, although the old ones use the same positions.
+  const r = await restoreArchive({ archive: x2, segmentsDir: segs, dataPath: join(dir, "three"), keyring: ring(), network: "regtest" });
+  t.equal(r.replayed, 10, "the ten batches of the new history");
+  const restored = await contents(join(dir, "three", "store"));
+  t.same(restored, expected, "equal to the second history's store");
+  t.notOk([...restored.keys()].some((k) => k.includes("old-history")), "nothing of the old history's later work");
 });
