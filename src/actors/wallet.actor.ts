@@ -94,13 +94,15 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
 
 function afterCommit(userKey: string, before: WalletState, after: WalletState, events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
   let s = before;
-  for (const e of events) {
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
     const n = noticeOf(s, e);
     if (n) o.hooks.notice(userKey, n, after.chatHandle);
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
     if (e.t === "deposit_reversed") o.log.error({ userKey, outpoint: e.outpoint }, "confirmed deposit left the chain; wallet frozen for operator review");
-    s = evolve(s, e, o.historyLimit);
+    // Notices read the state before each event; the last one needs no state after it (most commands have one event).
+    if (i < events.length - 1) s = evolve(s, e, o.historyLimit);
   }
   if (cmd.type === "resume") {
     for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);
