@@ -64,6 +64,9 @@ export const ConfigSchema = Obj(
       apiRoot: Type.String({ pattern: "^https?://" }),
       mode: Type.Union([Type.Literal("polling"), Type.Literal("webhook")]),
       webhookHost: Type.String(),
+      /** The public HTTPS URL Telegram posts to (the reverse proxy in front of webhookHost:webhookPort); when set,
+       * the edge registers it with setWebhook (and its secret token) at start. Empty: register it yourself. */
+      webhookUrl: Type.String({ pattern: "^(|https://[^\\s]+)$" }),
       webhookPort: Int(0, 65535),
       commandsPerMinute: Int(1, 10_000),
     }),

@@ -154,10 +154,13 @@ t.test("webhook mode checks Telegram's secret token", async (t) => {
   t.teardown(() => api.stop());
   const te = await startTestEngine();
   t.teardown(() => te.stop());
-  const config = loadConfig({ env: {}, overrides: { telegram: { apiRoot: api.apiRoot, mode: "webhook", webhookHost: "127.0.0.1", webhookPort: 0 } } });
+  const config = loadConfig({ env: {}, overrides: { telegram: { apiRoot: api.apiRoot, mode: "webhook", webhookHost: "127.0.0.1", webhookPort: 0, webhookUrl: "https://bot.example.org/tg" } } });
   const edge: TelegramEdge = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, webhookSecret: "s3cret-s3cret-s3cret" });
   const { webhookPort } = await edge.start();
   t.teardown(() => edge.stop());
+  const registered = api.calls.find((c) => c.method === "setWebhook");
+  t.match(registered?.params, { url: "https://bot.example.org/tg", secret_token: "s3cret-s3cret-s3cret" }, "the webhook is registered with Telegram, with its secret");
+  t.throws(() => loadConfig({ env: {}, overrides: { telegram: { webhookUrl: "http://insecure.example.org" } } }), /webhookUrl/, "only an https URL");
   const post = (secret: string) => fetch(`http://127.0.0.1:${webhookPort}/`, {
     method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": secret }, body: JSON.stringify(text(ALICE, "/help")),
   });

@@ -27,7 +27,7 @@ export class ScriptFailure extends Error {}
 const NOTIFIED_TIMEOUT_MS = 15_000;
 /** The edge's settings when the engine does not say: Telegram's own limits, as users meet them. */
 const EDGE_DEFAULTS: Pick<Config, "telegram"> = {
-  telegram: { apiRoot: "https://api.telegram.org", mode: "polling", webhookHost: "127.0.0.1", webhookPort: 0, commandsPerMinute: 30 },
+  telegram: { apiRoot: "https://api.telegram.org", mode: "polling", webhookHost: "127.0.0.1", webhookUrl: "", webhookPort: 0, commandsPerMinute: 30 },
 };
 
 /** Runs each file; prints one line per script and `N passed, N failed`. Returns the exit code. */

@@ -125,7 +125,14 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         if (secret.length < 16) throw Object.assign(new Error("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)"), { code: "setup" });
         const listening = await listenForWebhooks(bot, { host: o.config.telegram.webhookHost, port: o.config.telegram.webhookPort, secret, log });
         server = listening.server;
-        log.info({ port: listening.port }, "Telegram edge listening for webhooks");
+        const url = o.config.telegram.webhookUrl;
+        if (url) {
+          // Telegram learns where to post, with the secret it must send back on every update.
+          await bot.api.setWebhook(url, { secret_token: secret, allowed_updates: ["message", "callback_query"] });
+          log.info({ port: listening.port }, "Telegram edge listening for webhooks; webhook registered with Telegram");
+        } else {
+          log.info({ port: listening.port }, "Telegram edge listening for webhooks (telegram.webhookUrl is empty: register the webhook with Telegram yourself)");
+        }
         return { webhookPort: listening.port };
       }
       return {};
