@@ -107,8 +107,11 @@ export async function readSegments(dir: string, keyring: KeyRing, timeline: stri
           frame = decodeBody(body);
         } catch (e) {
           if (e instanceof BackupError && e.code === "truncated") {
-            // A torn tail in the last file is what a crash mid-append leaves; elsewhere it is damage.
-            return i === files.length - 1 ? { last } : { last, stop: { file: name, reason: `a frame after position ${last} is cut short` } };
+            // A torn tail is what a crash (or a failed write, retried in a new file) leaves mid-append: normal at
+            // the end, or when the next file takes over from here; anything else is damage.
+            if (i === files.length - 1) return { last };
+            if (next !== undefined && next <= last + 1) break;
+            return { last, stop: { file: name, reason: `a frame after position ${last} is cut short` } };
           }
           throw e;
         }

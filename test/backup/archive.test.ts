@@ -204,3 +204,24 @@ t.test("a restore starts a new timeline: segments shipped after it never mix wit
   t.same(restored, expected, "equal to the second history's store");
   t.notOk([...restored.keys()].some((k) => k.includes("old-history")), "nothing of the old history's later work");
 });
+
+t.test("a torn frame at the end of a file the next file takes over from (a write retried in a new file) is not damage", async (t) => {
+  const dir = t.testdir({ backups: {} });
+  const segs = join(dir, "backups", "segments");
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
+  const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
+  await shipper.attach(store);
+  const archive = join(dir, "backups", "a.rga");
+  await writeArchive({ store, path: archive, network: "regtest" });
+  await fill(store, 100);
+  await shipper.rollover();
+  await fill(store, 100, 100);
+  await shipper.close();
+  await store.close();
+  const files = listSegments(segs, store.timeline);
+  t.equal(files.length, 2);
+  appendFileSync(join(segs, files[0]!.name), Buffer.from([0, 0, 0, 200, 1, 2, 3])); // half a frame
+  const r = await restoreArchive({ archive, segmentsDir: segs, dataPath: join(dir, "r"), keyring: ring(), network: "regtest" });
+  t.notOk(r.segments?.stop, "the next file continues where the torn frame stopped");
+  t.same(await contents(join(dir, "r", "store")), await contents(join(dir, "store")));
+});
