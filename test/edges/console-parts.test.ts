@@ -4,6 +4,8 @@ import t from "tap";
 import { Sessions, sameToken } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
 import { chart, charts } from "../../src/edges/admin/console/charts.ts";
+import { confirmForm, incidentAlert, reasonForm } from "../../src/edges/admin/console/forms.ts";
+import { ACTIONS, fill } from "../../src/edges/admin/console/actions.ts";
 import { OperatorStore, hashToken, type Operator } from "../../src/edges/admin/operators.ts";
 
 t.test("html escapes every interpolation; btc formats exactly", async (t) => {
@@ -91,4 +93,46 @@ t.test("charts: SVG only, labelled, numbers escaped, bounded by the data", async
   t.match(all, /deposits: 24 points, total 3/);
   t.match(all, /activations: 1 points, total 5/, "activations are counted between samples");
   t.match(all, /commit latency: 1 points, total 2\.50/);
+});
+
+t.test("action forms: a required reason and the CSRF token, a confirmation that carries both, escaped", async (t) => {
+  const evil = `"><script>x</script>`;
+  const start = reasonForm({ action: "/console/backup", csrf: "tok", button: "Back up now…" }).text;
+  t.match(start, /<form method="post" action="\/console\/backup\/review"/, "the first step only leads to the review");
+  t.match(start, /<input type="hidden" name="_csrf" value="tok">/);
+  t.match(start, /<input name="reason" minlength="3" maxlength="500" required>/);
+  t.notMatch(start, /name="confirm"/, "the first step is never a confirmation");
+  const end = confirmForm({ action: "/console/drain/on", csrf: "tok", reason: evil, button: "Confirm", cancel: "/console/" }).text;
+  t.match(end, /action="\/console\/drain\/on"/);
+  t.match(end, /name="confirm" value="yes"/);
+  t.match(end, /name="_csrf" value="tok"/);
+  t.ok(end.includes(`name="reason" value="${esc(evil)}"`), "the reason travels on, escaped");
+  t.notMatch(end, /<script>/);
+  t.equal(fill("/console/wallets/:userKey/freeze", { userKey: "u_a b" }), "/console/wallets/u_a%20b/freeze");
+});
+
+t.test("every console action uses the JSON API's audit action and target", async (t) => {
+  const audited = ACTIONS.map((a) => [a.path, a.audit({ userKey: "u_k", mode: "on" }), a.path.includes(":mode") ? a.audit({ userKey: "u_k", mode: "off" }) : undefined]);
+  t.same(audited, [
+    ["/console/wallets/:userKey/freeze", { action: "freeze", target: "u_k" }, undefined],
+    ["/console/wallets/:userKey/unfreeze", { action: "unfreeze", target: "u_k" }, undefined],
+    ["/console/payouts/resume", { action: "resume-payouts", target: "payouts" }, undefined],
+    ["/console/drain/:mode", { action: "drain-on", target: "engine" }, { action: "drain-off", target: "engine" }],
+    ["/console/backup", { action: "backup", target: "store" }, undefined],
+  ]);
+});
+
+t.test("restore incident: a visible alert with the unknown spends and the frozen wallets' count; nothing without one", async (t) => {
+  t.equal(incidentAlert(null).text, "");
+  t.equal(incidentAlert(undefined).text, "");
+  const box = incidentAlert({ at: 0, archive: "<snap>", unknownSpends: [{ txid: "aa11", confirmations: 2, outputs: [] }, { txid: "bb22", confirmations: 1, outputs: [] }], frozen: ["u_one", "u_two", "u_three"] }).text;
+  t.match(box, /class="alert" role="alert"/);
+  t.match(box, /<strong>2 spend\(s\)<\/strong>/);
+  t.match(box, /<strong>3 wallet\(s\)<\/strong>/);
+  t.match(box, /aa11.*bb22/s);
+  t.match(box, /href="\/console\/wallets\?userKey=u_two"/);
+  t.match(box, /&lt;snap&gt;/, "escaped");
+  const many = incidentAlert({ unknownSpends: [], frozen: Array.from({ length: 60 }, (_, i) => `u_w${i}`) }).text;
+  t.match(many, /60 wallet\(s\)/);
+  t.match(many, /and 10 more/, "a long list is cut, the count is not");
 });

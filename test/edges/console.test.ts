@@ -254,34 +254,94 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await shot(a.page, "08-charts");
   });
 
+  /** The first step of a console action: the reason on the page that offers it, then its review page. */
+  const toReview = async (action: string, reason: string) => {
+    const form = a.page.locator(`form[action="${action}/review"]`);
+    await form.locator('input[name="reason"]').fill(reason);
+    await Promise.all([a.page.waitForURL(`${origin}${action}/review`), form.locator("button").click()]);
+    return (await a.page.textContent("main"))!;
+  };
+  /** The confirmation: the only step that runs the action. */
+  const confirm = async (action: string) => {
+    const url = `${origin}${action}`;
+    const [resp] = await Promise.all([
+      a.page.waitForResponse((r) => r.url() === url && r.request().method() === "POST"), a.page.waitForURL(url),
+      a.page.locator(`form[action="${action}"] button`).click(),
+    ]);
+    return { status: resp.status(), text: (await a.page.textContent("main"))! };
+  };
+  const isFrozen = async () => {
+    const bal = await te.engine.relay.balance(userKey);
+    if (isRefusal(bal)) throw new Error(bal.message);
+    return bal.frozen !== undefined;
+  };
+  /** A real browser POST of an action with the page's session and token, as an old tab would send it. */
+  const sameSitePost = async (path: string, body: string) => {
+    const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
+    const csrf = (await a.page.getAttribute('meta[name="csrf-token"]', "content"))!;
+    return call(port, ca, path, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, origin, "content-type": "application/x-www-form-urlencoded" }, body: `_csrf=${csrf}&${body}` });
+  };
+
   await t.test("cross-site POSTs without the CSRF token or from another origin are refused; nothing changes", async (t) => {
     const entries = await auditCount();
     const ck = (await a.ctx.cookies(origin)).find((c) => c.name === COOKIE)!.value;
     const csrf = (await a.page.getAttribute('meta[name="csrf-token"]', "content"))!;
     const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
-    const post = (headers: Record<string, string>, body: string) =>
-      call(port, ca, `/console/payouts/${batchId}/bump`, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
-    t.equal((await post({ origin }, form(""))).status, 403, "no CSRF token");
-    t.equal((await post({ origin }, form("&_csrf=wrong"))).status, 403, "a wrong CSRF token");
-    t.equal((await post({ origin: "https://evil.example" }, form(`&_csrf=${csrf}`))).status, 403, "another origin, even with the token");
-    t.equal((await post({}, form(`&_csrf=${csrf}`))).status, 403, "no origin at all");
+    // Every operator action of the console, and every confirmation page on the way to one.
+    const actions = [`/console/payouts/${batchId}/bump`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
+      "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
+    for (const path of [...actions, ...actions.map((p) => `${p}/review`)]) {
+      const post = (headers: Record<string, string>, body: string) =>
+        call(port, ca, path, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
+      t.equal((await post({ origin }, form(""))).status, 403, `${path}: no CSRF token`);
+      t.equal((await post({ origin }, form("&_csrf=wrong"))).status, 403, `${path}: a wrong CSRF token`);
+      t.equal((await post({ origin: "https://evil.example" }, form(`&_csrf=${csrf}`))).status, 403, `${path}: another origin, even with the token`);
+      t.equal((await post({}, form(`&_csrf=${csrf}`))).status, 403, `${path}: no origin at all`);
+    }
 
     // A real cross-site page in the same browser: a form that posts itself to the console.
-    const evil: Server = createServer((_req, res) => {
+    const evil: Server = createServer((req, res) => {
       res.setHeader("content-type", "text/html");
-      res.end(`<form id="f" method="post" action="${origin}/console/payouts/${batchId}/bump"><input name="feeRateSatVb" value="90"><input name="reason" value="csrf attack"><input name="confirm" value="yes"></form><script>document.getElementById("f").submit()</script>`);
+      const target = req.url === "/freeze" ? `${origin}/console/wallets/${userKey}/freeze` : req.url === "/drain" ? `${origin}/console/drain/on` : `${origin}/console/payouts/${batchId}/bump`;
+      res.end(`<form id="f" method="post" action="${target}"><input name="feeRateSatVb" value="90"><input name="reason" value="csrf attack"><input name="confirm" value="yes"></form><script>document.getElementById("f").submit()</script>`);
     });
     await new Promise<void>((r) => evil.listen(0, "127.0.0.1", r));
     t.teardown(() => evil.close());
     const evilUrl = `http://127.0.0.1:${(evil.address() as { port: number }).port}/`;
-    const attacked = await a.ctx.newPage();
-    const [resp] = await Promise.all([attacked.waitForResponse((r) => r.url().includes("/bump")), attacked.goto(evilUrl)]);
-    t.equal(resp.status(), 403, "the browser's cross-site form post is refused");
-    await attacked.close();
+    for (const [which, path] of [["", "/bump"], ["freeze", "/freeze"], ["drain", "/drain/on"]] as const) {
+      const attacked = await a.ctx.newPage();
+      const [resp] = await Promise.all([attacked.waitForResponse((r) => r.url().startsWith(origin) && r.url().endsWith(path)), attacked.goto(evilUrl + which)]);
+      t.equal(resp.status(), 403, `the browser's cross-site form post to …${path} is refused`);
+      await attacked.close();
+    }
 
     t.equal(await auditCount(), entries, "no action was even attempted");
     const batch = (await te.engine.payouts.state()).batches[batchId]!;
     t.equal(batch.txid, batchBefore.txid, "the payout is untouched");
+    const balance = await te.engine.relay.balance(userKey);
+    t.ok(!isRefusal(balance) && balance.frozen === undefined, "the wallet is not frozen");
+    t.equal(te.engine.draining, undefined, "drain mode is off");
+    t.equal(te.engine.payouts.paused, undefined, "payouts are not paused");
+  });
+
+  await t.test("resume payouts while they run: no button; an old tab's request changes nothing", async (t) => {
+    await a.page.goto(`${origin}/console/`);
+    t.equal(te.engine.payouts.paused, undefined, "payouts run");
+    t.equal(await a.page.locator('form[action="/console/payouts/resume/review"]').count(), 0, "no resume button while payouts run");
+    t.equal(await a.page.locator("#restore-incident").count(), 0, "no incident box without an incident");
+    // The review says so; the confirmed action is the engine's to judge (audited like the API's), and changes nothing.
+    let r = await sameSitePost("/console/payouts/resume/review", "reason=just+in+case");
+    t.equal(r.status, 200);
+    t.match(r.body, /Payouts are not paused: resuming changes nothing/);
+    r = await sameSitePost("/console/payouts/resume", "reason=just+in+case");
+    t.equal(r.status, 400, "without the confirmation step");
+    t.match(r.body, /Not confirmed: nothing was done/);
+    t.notOk((await audit.list(5)).some((e) => e.action === "resume-payouts"), "not even attempted");
+    r = await sameSitePost("/console/payouts/resume", "reason=just+in+case&confirm=yes");
+    t.equal(r.status, 200);
+    t.match(r.body, /Payouts are running/);
+    t.equal(te.engine.payouts.paused, undefined, "still running, nothing changed");
+    t.match((await audit.list(5)).find((e) => e.action === "resume-payouts"), { operator: "alice", target: "payouts", reason: "just in case" });
   });
 
   await t.test("a fee bump from the console: reason, confirmation step, audited, shown after the next block", async (t) => {
@@ -313,6 +373,118 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.goto(`${origin}/console/audit`);
     t.match(await a.page.textContent("main"), /bump-fee.*stuck in the mempool at 3 a\.m\./s);
     await shot(a.page, "13-audit");
+  });
+
+  await t.test("freeze and unfreeze from the wallet page: reason, confirmation, audited; withdrawals stop, then work again", async (t) => {
+    const dest2 = await te.node.outsideAddress();
+    const walletPage = `${origin}/console/wallets?userKey=${userKey}`;
+    const freeze = `/console/wallets/${userKey}/freeze`, unfreeze = `/console/wallets/${userKey}/unfreeze`;
+    await a.page.goto(walletPage);
+    t.equal(await a.page.locator(`form[action="${unfreeze}/review"]`).count(), 0, "an open wallet offers a freeze, not an unfreeze");
+    const review = await toReview(freeze, "user reports a stolen phone");
+    t.match(review, /Confirm: freeze the wallet u_consolewallet01/);
+    t.match(review, /user reports a stolen phone/);
+    await shot(a.page, "15-freeze-confirm");
+    t.notOk(await isFrozen(), "nothing happens before the confirmation");
+    const done = await confirm(freeze);
+    t.equal(done.status, 200);
+    t.match(done.text, /u_consolewallet01 is frozen/);
+    t.ok(await isFrozen());
+    t.match(await te.engine.relay.quoteWithdrawal(userKey, dest2, "0.001"), { code: "frozen" }, "a withdrawal quote is refused");
+    let log = await audit.list(10);
+    t.match(log.find((e) => e.action === "freeze"), { operator: "alice", target: userKey, reason: "user reports a stolen phone" });
+    t.match(log.find((e) => e.action === "freeze:outcome"), { outcome: "done" });
+    await a.page.goto(walletPage);
+    t.match(await a.page.textContent("main"), /frozen\s*by alice: user reports a stolen phone/);
+    t.equal(await a.page.locator(`form[action="${freeze}/review"]`).count(), 0, "a frozen wallet offers an unfreeze");
+    await shot(a.page, "16-wallet-frozen");
+    await a.page.goto(`${origin}/console/audit`);
+    t.match(await a.page.textContent("main"), /alice\s*freeze\s*u_consolewallet01\s*user reports a stolen phone/);
+
+    await a.page.goto(walletPage);
+    t.match(await toReview(unfreeze, "owner confirmed by video call"), /Confirm: unfreeze the wallet u_consolewallet01/);
+    t.ok(await isFrozen(), "still frozen before the confirmation");
+    const undone = await confirm(unfreeze);
+    t.equal(undone.status, 200);
+    t.match(undone.text, /u_consolewallet01 is open again/);
+    t.notOk(await isFrozen());
+    const q2 = await te.engine.relay.quoteWithdrawal(userKey, dest2, "0.001");
+    t.notOk(isRefusal(q2), "a withdrawal quote works again");
+    log = await audit.list(10);
+    t.match(log.find((e) => e.action === "unfreeze"), { operator: "alice", target: userKey, reason: "owner confirmed by video call" });
+    t.match(log.find((e) => e.action === "unfreeze:outcome"), { outcome: "done" });
+  });
+
+  await t.test("drain mode on and off from the overview", async (t) => {
+    await a.page.goto(`${origin}/console/`);
+    t.match(await toReview("/console/drain/on", "moving users to the new service"), /Confirm: switch drain mode on/);
+    t.equal(te.engine.draining, undefined, "nothing happens before the confirmation");
+    const on = await confirm("/console/drain/on");
+    t.equal(on.status, 200);
+    t.match(on.text, /Drain mode is on/);
+    t.equal(te.engine.draining?.reason, "moving users to the new service");
+    await te.engine.drainAnnounced();
+    await a.page.goto(`${origin}/console/`);
+    t.match(await a.page.textContent("main"), /Drain mode\s*on\s*moving users to the new service/);
+    await shot(a.page, "17-overview-draining");
+    t.match((await audit.list(10)).find((e) => e.action === "drain-on"), { operator: "alice", target: "engine", reason: "moving users to the new service" });
+
+    t.match(await toReview("/console/drain/off", "the move was called off"), /Confirm: switch drain mode off/);
+    t.ok(te.engine.draining, "still draining before the confirmation");
+    const off = await confirm("/console/drain/off");
+    t.match(off.text, /Drain mode is off/);
+    t.equal(te.engine.draining, undefined);
+    await a.page.goto(`${origin}/console/`);
+    t.match(await a.page.textContent("main"), /Drain mode\s*off/);
+    t.match((await audit.list(10)).find((e) => e.action === "drain-off"), { operator: "alice", target: "engine", reason: "the move was called off" });
+  });
+
+  await t.test("back up now, with backups off: the port's refusal is shown and audited", async (t) => {
+    await a.page.goto(`${origin}/console/`);
+    t.match(await toReview("/console/backup", "before the node upgrade"), /Confirm: write a snapshot archive/);
+    const r = await confirm("/console/backup");
+    t.equal(r.status, 409);
+    t.match(r.text, /Backups are off: set backup\.dir/);
+    await shot(a.page, "18-backup-refused");
+    t.match((await audit.list(10)).find((e) => e.action === "backup:outcome"), { outcome: /^refused: Backups are off/ });
+  });
+
+  await t.test("resume payouts: refused while the hole is open, with the refusal's message; a restore incident in plain sight", async (t) => {
+    // Coins spent behind the engine's back: the watchdog pauses payouts (it may have already: the fee bump above
+    // was paid from the service's side, and this engine has no surplus to pay it from). And the incident a restore's
+    // reconciliation leaves (test/backup/restore.test.ts makes a real one), as health() reports it.
+    await te.node.rpc("send", [{ [await te.node.outsideAddress()]: 0.2 }], "engine");
+    await te.mine(1);
+    t.match(te.engine.payouts.paused, /watchdog: /, "paused by the watchdog");
+    const unknownTxid = "ab".repeat(32);
+    te.engine.restoreIncident = { at: Date.now(), archive: "snapshot-0001.rgs", unknownSpends: [{ txid: unknownTxid, confirmations: 1, outputs: [] }], frozen: [userKey] };
+    await a.page.goto(`${origin}/console/`);
+    const box = (await a.page.locator("#restore-incident[role=alert]").textContent())!;
+    t.match(box, unknownTxid, "the unknown spend's txid");
+    t.match(box, /1 wallet\(s\)/, "the frozen wallets' count");
+    await shot(a.page, "19-overview-paused-incident");
+    t.match(await toReview("/console/payouts/resume", "node wallet checked, all good"), /Confirm: resume payouts, paused because: watchdog/);
+    const refused = await confirm("/console/payouts/resume");
+    t.equal(refused.status, 409);
+    t.match(refused.text, /Payouts stay paused: .*Cover the hole first\./);
+    await shot(a.page, "20-resume-refused");
+    t.match(te.engine.payouts.paused, /watchdog: /, "still paused");
+    t.ok(te.engine.restoreIncident, "the incident stays");
+    t.match((await audit.list(10)).find((e) => e.action === "resume-payouts:outcome"), { outcome: /^refused: Payouts stay paused/ });
+
+    // Covered: the resume goes through, and the incident is settled with it.
+    await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "0.3");
+    await te.mine(1);
+    await a.page.goto(`${origin}/console/`);
+    await toReview("/console/payouts/resume", "hole covered from the reserve");
+    const resumed = await confirm("/console/payouts/resume");
+    t.equal(resumed.status, 200);
+    t.match(resumed.text, /Payouts are running/);
+    t.equal(te.engine.payouts.paused, undefined);
+    t.equal(te.engine.restoreIncident, undefined);
+    await a.page.goto(`${origin}/console/`);
+    t.equal(await a.page.locator("#restore-incident").count(), 0, "the incident box is gone");
+    t.match((await audit.list(10)).find((e) => e.action === "resume-payouts"), { operator: "alice", reason: "hole covered from the reserve" });
   });
 
   const b = await seat("bob");

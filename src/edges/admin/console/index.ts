@@ -17,6 +17,7 @@ import type { AdminPort } from "../port.ts";
 import { COOKIE, Sessions, sameToken, type Session } from "./session.ts";
 import { authRoutes } from "./auth.ts";
 import { viewRoutes } from "./views.ts";
+import { actionRoutes } from "./actions.ts";
 import { esc } from "./html.ts";
 
 /** The admin edge's audited way of running an operator action (server.ts `act`). */
@@ -154,6 +155,7 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
 
   authRoutes(f, ctx);
   viewRoutes(f, ctx);
+  actionRoutes(f, ctx);
 
   f.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, req, reply) => {
     if (err.validation) return refuse(req, reply, 400, `bad request: ${err.message}`);

@@ -1,6 +1,6 @@
-// The console's pages: reads through the AdminPort (the same views the JSON API serves), and the one money
-// action an operator needs at 3 a.m., a stuck payout's fee bump, through the same audited `act` as the API,
-// with a reason and a confirmation step.
+// The console's pages: reads through the AdminPort (the same views the JSON API serves), and a stuck payout's
+// fee bump through the same audited `act` as the API, with a reason and a confirmation step. The other operator
+// actions (freeze, resume payouts, drain mode, backup now) are offered here and run in actions.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { isRefusal } from "../../../domain/refusals.ts";
@@ -8,8 +8,9 @@ import type { Json } from "../port.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
+import { incidentAlert, reasonForm } from "./forms.ts";
+import { USER_KEY } from "./actions.ts";
 
-const USER_KEY = "^u_[A-Za-z0-9_-]{10,64}$";
 const BATCH = "^b\\d{1,12}$";
 const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
 const PAYOUT_STATUSES = ["queued", "signed", "broadcast", "confirmed", "stuck"];
@@ -33,8 +34,9 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     const [health, node, tip, solvency] = await Promise.all([c.port.health(), c.port.node(), c.port.tip(), c.port.solvency()]);
     const actors = c.port.actors();
     const paused = at(health, "payoutsPaused"), draining = at(health, "draining");
+    const csrf = c.session(req)!.csrf;
     const l = (k: string) => at(solvency, "liabilities", k), n = (k: string) => at(solvency, "node", k);
-    const body = html`<section class="cards">
+    const body = html`${incidentAlert(at(health, "restoreIncident"))}<section class="cards">
 <article><h2>Chain</h2>${facts([
       ["Network", at(health, "network")], ["Tip height", at(tip, "height") ?? "unknown"],
       ["Tip age", html`${age(at(tip, "ageS") ?? undefined)} <small>(${at(tip, "from") ?? "node unreachable"})</small>`],
@@ -58,7 +60,10 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Watchdog / payouts", paused ? html`<span class="badge bad">paused</span> ${paused}` : badge(true, "running", "")],
       ["Drain mode", draining ? html`<span class="badge warn">on</span> ${draining}` : "off"],
       ["Last backup", age(at(health, "lastBackupAgeS") ?? undefined)],
-    ])}</article></section>`;
+    ])}
+${paused ? reasonForm({ action: "/console/payouts/resume", csrf, button: "Resume payouts…", label: "Reason to resume payouts" }) : ""}
+${reasonForm({ action: `/console/drain/${draining ? "off" : "on"}`, csrf, button: draining ? "Drain mode off…" : "Drain mode on…", label: `Reason to switch drain mode ${draining ? "off" : "on"}`, danger: !draining })}
+${reasonForm({ action: "/console/backup", csrf, button: "Back up now…", label: "Reason for a backup now" })}</article></section>`;
     return send(req, reply, "Overview", "overview", body);
   });
   f.get("/console", async (_req, reply) => reply.redirect("/console/", 303));
@@ -81,7 +86,10 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Opened", when(at(w, "openedAt"))], ["Available", btc(at(w, "available"))], ["Pending", btc(at(w, "pending"))], ["Reserved", btc(at(w, "reserved"))],
       ["Withdrawn today", btc(at(w, "day", "withdrawn"))], ["Deposit addresses", (at(w, "addresses") as Json[] | undefined)?.length ?? 0],
       ["History entries", at(w, "historyTotal")],
-    ])}</article></section>
+    ])}
+${frozen
+    ? reasonForm({ action: `/console/wallets/${encodeURIComponent(q.userKey)}/unfreeze`, csrf: c.session(req)!.csrf, button: "Unfreeze…", label: "Reason to unfreeze" })
+    : reasonForm({ action: `/console/wallets/${encodeURIComponent(q.userKey)}/freeze`, csrf: c.session(req)!.csrf, button: "Freeze…", label: "Reason to freeze", danger: true })}</article></section>
 <h2>History (newest first)</h2>
 ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) => r.kind], ["Amount", (r) => btc(r.amount)], ["Status", (r) => r.status], ["Reference", (r) => short(r.ref, 24)], ["Counterparty", (r) => r.counterparty ?? ""]])}
 <p class="pager">Page ${p + 1} of ${pages} ${p > 0 ? link(p - 1, "← newer") : ""} ${p + 1 < pages ? link(p + 1, "older →") : ""}</p>`;
