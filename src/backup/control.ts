@@ -1,12 +1,24 @@
 // The local control socket: how `runigun backup` on the engine's host asks the running engine for an online
 // snapshot (LevelDB lets one process hold the store). A Unix socket in the data directory, mode 0600 — a
 // file, not a network interface: only the engine's own user reaches it. One JSON line in, one out.
-import { chmodSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createConnection, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 
-export const controlSocketPath = (dataPath: string) => join(dataPath, "control.sock");
+/** Unix socket paths are limited to about 107 bytes; a longer data directory gets a private temp directory. */
+const MAX_SOCKET_PATH = 100;
+const POINTER = "control.sock.path";
+
+/** Where the running engine of this data directory listens (the pointer file wins when the path was too long). */
+export function controlSocketPath(dataPath: string): string {
+  try {
+    return readFileSync(join(dataPath, POINTER), "utf8").trim();
+  } catch {
+    return join(dataPath, "control.sock");
+  }
+}
 
 export interface ControlHandlers {
   backup(out?: string): Promise<unknown>;
@@ -14,9 +26,17 @@ export interface ControlHandlers {
 }
 
 export async function serveControl(dataPath: string, h: ControlHandlers, log: Logger): Promise<{ close(): Promise<void> }> {
-  const path = controlSocketPath(dataPath);
-  // A socket file left by an engine that died: this process holds the store's lock, so nobody listens on it.
+  // A socket or pointer left by an engine that died: this process holds the store's lock, so nobody listens there.
+  rmSync(join(dataPath, POINTER), { force: true });
+  let path = join(dataPath, "control.sock");
   rmSync(path, { force: true });
+  let privateDir: string | undefined;
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    // mkdtemp makes it 0700: nobody else can reach, replace or pre-create the socket inside.
+    privateDir = mkdtempSync(join(tmpdir(), "runigun-ctl-"));
+    path = join(privateDir, "s");
+    writeFileSync(join(dataPath, POINTER), path + "\n", { mode: 0o600 });
+  }
   const server: Server = createServer((sock) => {
     let buf = "";
     sock.setEncoding("utf8");
@@ -48,7 +68,13 @@ export async function serveControl(dataPath: string, h: ControlHandlers, log: Lo
   chmodSync(path, 0o600);
   log.debug({ path }, "control socket listening");
   return {
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => new Promise<void>((resolve) => server.close(() => {
+      if (privateDir) {
+        rmSync(join(dataPath, POINTER), { force: true });
+        rmSync(privateDir, { recursive: true, force: true });
+      }
+      resolve();
+    })),
   };
 }
 
