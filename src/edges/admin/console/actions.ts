@@ -13,7 +13,8 @@ import { Html, at, facts, html, page } from "./html.ts";
 import { confirmForm } from "./forms.ts";
 
 export const USER_KEY = "^u_[A-Za-z0-9_-]{10,64}$";
-const Reason = Type.String({ minLength: 3, maxLength: 500 });
+/** An operator action's reason: the JSON API's bounds (server.ts). */
+export const Reason = Type.String({ minLength: 3, maxLength: 500 });
 const ActionBody = Type.Object({ _csrf: Type.String(), reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
 
 type Params = Record<string, string>;

@@ -9,14 +9,13 @@ import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
 import { incidentAlert, reasonForm } from "./forms.ts";
-import { USER_KEY } from "./actions.ts";
+import { Reason, USER_KEY } from "./actions.ts";
 
 const BATCH = "^b\\d{1,12}$";
 const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
 const PAYOUT_STATUSES = ["queued", "signed", "broadcast", "confirmed", "stuck"];
 /** Batches an operator may try to bump (the payout actor decides whether it really can). */
 const BUMPABLE = new Set(["signed", "broadcast", "stuck"]);
-const Reason = Type.String({ minLength: 3, maxLength: 500 });
 const FeeRate = Type.String({ pattern: "^[0-9]{1,5}$" });
 
 type Row = { [k: string]: Json };
