@@ -47,7 +47,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "pki": {
       const config = loadConfig();
-      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
       say(`certificates in ${config.pkiPath}: operators-ca, internal-ca, admin-server, internal-server, bot-client (keys 0600)`);
       return 0;
     }
@@ -56,7 +56,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       if ((verb !== "add" && verb !== "revoke") || !name) throw new SetupError("usage: runigun keys operator add|revoke NAME");
       const config = loadConfig();
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
-      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
       const store = await openStoreForKeys(join(config.dataPath, "store"), secrets.keyring);
       try {
         const operators = new OperatorStore(store);

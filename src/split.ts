@@ -18,7 +18,7 @@ import { loadEdgeSecrets, SetupError } from "./secrets.ts";
 
 /** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
 export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
-  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host });
+  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
   const app = await buildAdmin({
     config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },
     operators: new OperatorStore(engine.storage.store), audit: new AuditLog(engine.storage.store), port: enginePort(engine),

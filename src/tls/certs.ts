@@ -84,13 +84,17 @@ export function readPem(dir: string, base: string): Pem {
  * The engine's PKI in `dir`: both CAs, the admin edge's and the internal API's server certificates, and the
  * bot's client certificate. Made once; later calls read what is there.
  */
-export async function ensurePki(dir: string, hosts: { admin: string; internal: string }): Promise<void> {
+/**
+ * The two private CAs and the engine's certificates, made once. `adminNames` are extra DNS names for the admin
+ * edge's certificate — the console's WebAuthn relying party id must be a name the browser reached it by.
+ */
+export async function ensurePki(dir: string, hosts: { admin: string; internal: string; adminNames?: string[] }): Promise<void> {
   const make = async (base: string, f: () => Promise<Pem>) => {
     if (!existsSync(join(dir, `${base}.crt`))) writePem(dir, base, await f());
   };
   await make("operators-ca", () => createCA("RunIGun operators CA"));
   await make("internal-ca", () => createCA("RunIGun internal CA"));
-  await make("admin-server", () => issue(readPem(dir, "operators-ca"), { name: "runigun-admin", kind: "server", hosts: [hosts.admin, "localhost"] }));
+  await make("admin-server", () => issue(readPem(dir, "operators-ca"), { name: "runigun-admin", kind: "server", hosts: [...new Set([hosts.admin, "localhost", ...(hosts.adminNames ?? [])])] }));
   await make("internal-server", () => issue(readPem(dir, "internal-ca"), { name: "runigun-engine", kind: "server", hosts: [hosts.internal, "localhost"] }));
   await make("bot-client", () => issue(readPem(dir, "internal-ca"), { name: "runigun-bot", kind: "client" }));
 }
