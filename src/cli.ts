@@ -17,6 +17,8 @@ Commands:
   keys rotate           Add a new master key and re-encrypt the whole store under it (resumable).
   keys operator add NAME
                         Provision an operator: client certificate + key, TOTP secret and QR code.
+  keys operator enroll NAME
+                        A new one-time link to register the operator's console security keys.
   keys operator revoke NAME
                         Refuse an operator from now on, whatever certificate they hold.
   keys pki              Create the operators' CA, the internal CA and the engine's certificates.

@@ -53,7 +53,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "operator": {
       const [verb, name] = rest;
-      if ((verb !== "add" && verb !== "revoke") || !name) throw new SetupError("usage: runigun keys operator add|revoke NAME");
+      if ((verb !== "add" && verb !== "revoke" && verb !== "enroll") || !name) throw new SetupError("usage: runigun keys operator add|enroll|revoke NAME");
       const config = loadConfig();
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
       await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
@@ -65,12 +65,23 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           return 0;
         }
         const cons = config.admin.console;
+        const linkBase = cons.origins[0] ?? (config.admin.port ? `https://${cons.rpId}:${config.admin.port}` : `https://${cons.rpId}:<admin port>`);
+        if (verb === "enroll") {
+          // A lost or new security key: a fresh one-time link (any older link stops working).
+          if (!cons.enabled) throw new SetupError("the operator console is off (admin.console.enabled); nothing to enroll for");
+          const found = (await operators.list()).find((o) => o.name === name && !o.revoked);
+          if (!found) throw new SetupError(`no active operator ${name}; add one with \`runigun keys operator add ${name}\``);
+          const e = await operators.issueEnrollment(found.fingerprint, { ttlMs: cons.enrollTtlMs });
+          say(`operator console: register ${name}'s FIDO2 security key(s) at this one-time link (with the certificate installed in the browser), before ${new Date(e.expiresAt).toISOString()}:`);
+          say(`  ${linkBase}/console/enroll#t=${e.token}`);
+          return 0;
+        }
         const op = await addOperator({ pkiDir: config.pkiPath, store: operators, name, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) });
         say(`operator ${name}: certificate and key in ${op.dir} (${name}.crt, ${name}.key); TOTP QR code ${name}-totp.png, URI in ${name}.otpauth.`);
         say(`certificate fingerprint (sha256): ${op.fingerprint}. Hand these over offline; every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
         if (op.enrollment) {
           // The one-time link for the console's security keys; shown once, only its hash is stored.
-          const base = cons.origins[0] ?? (config.admin.port ? `https://${cons.rpId}:${config.admin.port}` : `https://${cons.rpId}:<admin port>`);
+          const base = linkBase;
           say(`operator console: register ${name}'s FIDO2 security key(s) at this one-time link (with the certificate installed in the browser), before ${new Date(op.enrollment.expiresAt).toISOString()}:`);
           say(`  ${base}/console/enroll#t=${op.enrollment.token}`);
           if (!cons.origins[0] && !config.admin.port) say(`  (<admin port> is the one the engine prints at start; set admin.port or admin.console.origins to make it fixed)`);
@@ -81,7 +92,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       return 0;
     }
     default:
-      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|revoke NAME\n");
+      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|enroll|revoke NAME\n");
       return 2;
   }
 }

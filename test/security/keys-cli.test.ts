@@ -1,0 +1,44 @@
+// `runigun keys operator …` as an operator runs it: add prints the certificate and a one-time console link;
+// enroll issues a new link that replaces the old one; revoke refuses the operator; bad usage says what to type.
+import t from "tap";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { loadKeyRingFile } from "../../src/store/keyring.ts";
+import { OperatorStore } from "../../src/edges/admin/operators.ts";
+
+const bin = new URL("../../bin/runigun.js", import.meta.url).pathname;
+const runigun = (args: string[], env: Record<string, string>) => new Promise<{ code: number | null; out: string }>((resolve) => {
+  const c = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  c.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  c.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  c.on("exit", (code) => resolve({ code, out }));
+});
+
+t.test("keys operator add, enroll, revoke", async (t) => {
+  const dir = t.testdir();
+  const env = { RUNIGUN_NETWORK: "regtest", RUNIGUN_DATA_DIR: join(dir, "data"), RUNIGUN_LOG_LEVEL: "error", RUNIGUN_ADMIN_PORT: "8443" };
+  const add = await runigun(["keys", "operator", "add", "alice"], env);
+  t.equal(add.code, 0, add.out);
+  const first = /enroll#t=([A-Za-z0-9_-]+)/.exec(add.out)?.[1];
+  t.ok(first, "a one-time console link");
+  t.match(add.out, /https:\/\/localhost:8443\/console\/enroll#t=/);
+  const enroll = await runigun(["keys", "operator", "enroll", "alice"], env);
+  t.equal(enroll.code, 0, enroll.out);
+  const second = /enroll#t=([A-Za-z0-9_-]+)/.exec(enroll.out)?.[1];
+  t.ok(second && second !== first, "a new link");
+  const store = await EncryptedStore.open({ path: join(dir, "data", "store"), keyring: loadKeyRingFile(join(dir, "data", "master.key")) });
+  const ops = new OperatorStore(store);
+  const alice = (await ops.list()).find((o) => o.name === "alice")!;
+  t.match(ops.checkEnrollment(alice, first!, Date.now()), /not valid/, "the old link stopped working");
+  t.equal(ops.checkEnrollment(alice, second!, Date.now()), undefined, "the new one works");
+  await store.close();
+  const nobody = await runigun(["keys", "operator", "enroll", "bob"], env);
+  t.equal(nobody.code, 1);
+  t.match(nobody.out, /no active operator bob; add one with/);
+  t.equal((await runigun(["keys", "operator", "revoke", "alice"], env)).code, 0);
+  t.match((await runigun(["keys", "operator", "enroll", "alice"], env)).out, /no active operator alice/, "a revoked operator gets no link");
+  const usage = await runigun(["keys", "operator", "promote", "alice"], env);
+  t.match(usage.out, /usage: runigun keys operator add\|enroll\|revoke NAME/);
+});
