@@ -179,7 +179,8 @@ export class EncryptedStore {
       const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
       ops.push({ type: "put", key: POSITION_KEY, value: this.sealValue(META, "position", position) });
       try {
-        await this.db.batch(ops.map((o) => (o.type === "put" ? { type: "put" as const, key: o.key, value: o.value! } : { type: "del" as const, key: o.key })), { sync: this.sync });
+        // RawOp already has level's shape ({ type, key, value }): no copy per operation (level copies them itself).
+        await this.db.batch(ops as Array<{ type: "put"; key: string; value: Uint8Array }>, { sync: this.sync });
       } catch (e) {
         for (const w of batch) w.reject(e);
         continue;
