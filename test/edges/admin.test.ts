@@ -96,6 +96,11 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal(noBackup.status, 409, "a backup with backups off is refused");
   t.match(noBackup.body, /backup\.dir/, "and says what to set");
   t.match(metrics.body, /runigun_backup_enabled 0/);
+  // Found by the fuzzer: a rescan above the tip was a 500, and a reason of spaces was accepted.
+  const above = await call(port, ca, "/deposits/rescan", { client: cert, totp: code(), method: "POST", body: { reason: "missed deposits", height: 9_999_999 } });
+  t.equal(above.status, 409, "a rescan above the chain tip is refused");
+  t.match(above.body, /above the chain tip/);
+  t.equal((await call(port, ca, "/deposits/rescan", { client: cert, totp: code(), method: "POST", body: { reason: "   ", height: 0 } })).status, 400, "a reason must say something");
 
   await operators.revoke("alice");
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");

@@ -17,6 +17,8 @@ import { silentLogger } from "../../src/log.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 300);
+/** FUZZ_SEED replays a run fast-check reported (its "seed"). */
+const seed = process.env.FUZZ_SEED ? { seed: Number(process.env.FUZZ_SEED) } : {};
 
 function post(port: number, ca: string, client: Pem, totp: string, path: string, body: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -72,7 +74,7 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
     if (r.status >= 500) return false;
     if (r.status !== 200 && (await state()) !== before) return false; // a refusal changed something
     return r.body.length > 0;
-  }), { numRuns: runs });
+  }), { numRuns: runs, ...seed });
   t.ok([...statuses.keys()].every((s) => s < 500), `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`);
   t.ok((statuses.get(400) ?? 0) > runs / 4, "most random bodies are refused by the schemas");
 });
@@ -122,7 +124,7 @@ t.test("Bot API updates of any shape: handled or ignored, never a crash, never m
       if (!(e instanceof Error)) return false;
     }
     return true;
-  }), { numRuns: runs });
+  }), { numRuns: runs, ...seed });
   t.equal(before, 2_500_000n, "rich holds 0.025 BTC");
   t.equal(await liabilities(), before, "no satoshi moved by malformed updates");
   t.ok(threw < runs, `${threw} of ${runs} updates were refused by grammY itself; the rest were handled`);

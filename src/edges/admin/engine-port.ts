@@ -138,6 +138,9 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       return { hours, samples: ring.items, sampleMs };
     },
     async rescanFrom(height) {
+      const info = await e.node.blockchainInfo().catch(() => undefined);
+      if (!info) return refuse("node_unavailable", "bitcoind is not answering; rescan when it is back (see /node).");
+      if (height > info.blocks) return refuse("bad_input", `Height ${height} is above the chain tip (${info.blocks}); rescan from a height at or below it.`);
       await e.watcher.rescanFrom(height);
       return toJson({ rescannedFrom: height, cursor: e.watcher.cursor });
     },

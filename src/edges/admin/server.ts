@@ -40,7 +40,7 @@ declare module "fastify" {
 }
 
 const UserKey = Type.String({ pattern: "^u_[A-Za-z0-9_-]{10,64}$" });
-const Reason = Type.String({ minLength: 3, maxLength: 500 });
+const Reason = Type.String({ minLength: 3, maxLength: 500, pattern: "^\\s*\\S\\s*\\S\\s*\\S" }); // at least three visible characters (linear: no nested quantifier)
 const AnyObject = Type.Object({}, { additionalProperties: true });
 const Status = Type.Optional(Type.String({ pattern: "^[a-z_]{1,20}$" }));
 

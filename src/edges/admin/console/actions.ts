@@ -14,7 +14,7 @@ import { confirmForm } from "./forms.ts";
 
 export const USER_KEY = "^u_[A-Za-z0-9_-]{10,64}$";
 /** An operator action's reason: the JSON API's bounds (server.ts). */
-export const Reason = Type.String({ minLength: 3, maxLength: 500 });
+export const Reason = Type.String({ minLength: 3, maxLength: 500, pattern: "^\\s*\\S\\s*\\S\\s*\\S" }); // at least three visible characters (linear: no nested quantifier)
 const ActionBody = Type.Object({ _csrf: Type.String(), reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
 
 type Params = Record<string, string>;
