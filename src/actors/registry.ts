@@ -95,12 +95,14 @@ export class WalletRegistry {
   /**
    * A read (balance, history, current address): answered from the resident wallet's committed state — the
    * state every acknowledged command has reached — with the same pure `decide` the actor runs, so the answer
-   * is the one a message would get, without the mailbox round trip. A wallet that is not resident (or still
-   * replaying) is asked as usual.
+   * is the one a message would get, without the mailbox round trip. A wallet that is not resident, still
+   * replaying, or has commands in flight is asked as usual (reads stay ordered after what was sent before).
    */
   read<T extends ReadCommandType>(userKey: string, type: T, args: ArgsOf<T>): Promise<AnswerOf<T> | Refusal> {
     const e = this.#closed ? undefined : this.#entries.get(userKey);
-    if (!e?.state) return this.send(userKey, type, args);
+    // Only an idle wallet: a command already in its mailbox (a transfer's credit, a cheque's refund) must be seen
+    // by a read that comes after it, as the mailbox's order guarantees.
+    if (!e?.state || e.inFlight > 0) return this.send(userKey, type, args);
     const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now(), historyLimit: this.#o.historyLimit });
     if (isRefusal(d)) return Promise.resolve(d);
     if (d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all: the actor decides

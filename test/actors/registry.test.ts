@@ -119,11 +119,15 @@ t.test("reads are answered from the committed state: the same answers as the mai
     t.match(await registry.read("u_r", "balance", {}), { available: 701n + BigInt(i) });
   }
   t.same(await registry.read("u_r", "history", { page: 0, pageSize: 5 }), await registry.send("u_r", "history", { page: 0, pageSize: 5 }));
+  // A command already sent (not yet answered) is seen by a read that comes after it: the mailbox's order holds.
+  const credit2 = credit(registry, "u_r", "late", 5n);
+  t.match(await registry.read("u_r", "balance", {}), { available: 725n }, "the read waited behind the credit in flight");
+  await credit2;
   await registry.send("u_r", "freeze", { reason: "review", by: "alice" });
   t.match(await registry.read("u_r", "balance", {}), { frozen: "review" }, "a freeze is seen by the next read");
   // A crash: the actor replays; until it handles a message, reads go through it (and get the replayed state).
   await registry.send("u_r", "crash", {});
   const before = registry.stats.reads;
-  t.match(await registry.read("u_r", "balance", {}), { available: 720n, frozen: "review" });
+  t.match(await registry.read("u_r", "balance", {}), { available: 725n, frozen: "review" });
   t.equal(registry.stats.reads, before, "after a crash the read went through the actor");
 });
