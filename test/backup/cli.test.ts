@@ -82,9 +82,13 @@ t.test("runigun backup (online and offline) and runigun restore, with their refu
 
   // The restored store starts: it reconciles with the chain and serves the wallet as it was.
   const r2 = await startEngine(loadConfig({ env: env2 }), silentLogger);
-  t.teardown(() => r2.stop());
-  t.match(await r2.engine.relay.balance("u_cli_backup_user1"), { available: 12_345n });
-  // (The user's 12,345 sats came from a transfer, not the chain: the watchdog may pause payouts for that — not the restore.)
-  t.notMatch(r2.engine.payouts.paused ?? "", /restored from a backup/, "nothing unknown was spent: the restore's pause was lifted after reconciling");
-  t.notOk(r2.engine.restoreIncident, "no incident");
+  try {
+    t.match(await r2.engine.relay.balance("u_cli_backup_user1"), { available: 12_345n });
+    // (The user's 12,345 sats came from a transfer, not the chain: the watchdog may pause payouts for that — not the restore.)
+    t.notMatch(r2.engine.payouts.paused ?? "", /restored from a backup/, "nothing unknown was spent: the restore's pause was lifted after reconciling");
+    t.notOk(r2.engine.restoreIncident, "no incident");
+  } finally {
+    // Stopped here, not in a teardown: its start-up snapshot must finish before the test's directory is removed.
+    await r2.stop();
+  }
 });

@@ -3,7 +3,8 @@
 // agreeing. And the hard case: a payout made after the only backup is found on the chain at start, the
 // wallets it may concern are frozen, payouts stay paused, nothing is paid twice.
 import t from "tap";
-import { readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
@@ -37,9 +38,13 @@ async function sends(te: TestEngine): Promise<string[]> {
 }
 
 t.test("restore drill: snapshot mid-way + segments after it, kill -9, wipe, restore — every wallet as it was", async (t) => {
-  const backupDir = t.testdir();
+  const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
   const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
-  t.teardown(() => te.stop());
+  // One teardown, in this order: the engine (and its backup service) stops before its backup directory goes.
+  t.teardown(async () => {
+    await te.stop();
+    rmSync(backupDir, { recursive: true, force: true });
+  });
   await te.node.ensureMatureCoins();
   const users = ["u_drill_alice", "u_drill_bob", "u_drill_carol"];
   await funded(te, users[0]!, "1");
@@ -90,9 +95,13 @@ t.test("restore drill: snapshot mid-way + segments after it, kill -9, wipe, rest
 });
 
 t.test("restore without the later segments while a payout happened after the backup: found on chain, wallets frozen, nothing paid twice", async (t) => {
-  const backupDir = t.testdir();
+  const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
   const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
-  t.teardown(() => te.stop());
+  // One teardown, in this order: the engine (and its backup service) stops before its backup directory goes.
+  t.teardown(async () => {
+    await te.stop();
+    rmSync(backupDir, { recursive: true, force: true });
+  });
   await te.node.ensureMatureCoins();
   await funded(te, "u_rich", "1");
   await funded(te, "u_poor", "0.01");
