@@ -104,9 +104,9 @@ export async function runAllInOne(): Promise<number> {
     out.write("stopped (bitcoind included).\n");
   })());
   out.write([
-    `RunIGun on ${config.network}`,
+    `RuniGun on ${config.network}`,
     `  data:        ${config.dataPath}`,
-    app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RunIGun)` : `  bitcoind:    ${config.node.rpcUrl}`,
+    app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RuniGun)` : `  bitcoind:    ${config.node.rpcUrl}`,
     token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
     token ? "" : `  logs:        ${logFile}`,
     admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME\`)` : "  admin edge:  off",

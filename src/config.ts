@@ -247,7 +247,7 @@ function envOverrides(base: Json, env: NodeJS.ProcessEnv): Json {
     if (name in SECRET_ENV || LOADER_ENV.has(name)) continue;
     const entry = known.get(name);
     if (!entry) {
-      throw new ConfigError(`environment variable ${name} is not a RunIGun setting (see README "Configuration" for the list)`);
+      throw new ConfigError(`environment variable ${name} is not a RuniGun setting (see README "Configuration" for the list)`);
     }
     let cursor = out;
     entry.path.slice(0, -1).forEach((p) => (cursor = (cursor[p] ??= {}) as Record<string, Json>));

@@ -197,7 +197,7 @@ export async function verifyArchive(path: string, keyring: KeyRing): Promise<Man
     if (size < HEADER + TRAILER) throw new BackupError("truncated", `${path} is only ${size} bytes: truncated, or not an archive`);
     const header = Buffer.alloc(HEADER);
     await fh.read(header, 0, HEADER, 0);
-    if (!header.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError("bad_format", `${path} is not a RunIGun archive`);
+    if (!header.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError("bad_format", `${path} is not a RuniGun archive`);
     if (header.readUInt8(MAGIC.length) !== VERSION) throw new BackupError("bad_format", `${path} has archive format ${header.readUInt8(MAGIC.length)}; this version reads ${VERSION}`);
     const keyId = header.readUInt32BE(MAGIC.length + 1);
     const total = Number(header.readBigUInt64BE(MAGIC.length + 13));

@@ -255,7 +255,7 @@ export class EncryptedStore {
     const raw = await this.db.get(key);
     if (raw === undefined) {
       const existing = await this.db.keys({ limit: 1 }).all();
-      if (existing.length > 0) throw new StoreError("bad_format", "this directory holds a LevelDB that is not a RunIGun store (no canary record); refusing to write into it");
+      if (existing.length > 0) throw new StoreError("bad_format", "this directory holds a LevelDB that is not a RuniGun store (no canary record); refusing to write into it");
       this.#indexKey = randomBytes(32);
       await this.batch([
         { type: "put", ns: META, key: "canary", value: CANARY },

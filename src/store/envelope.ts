@@ -54,7 +54,7 @@ export function seal(dataKey: Uint8Array, keyId: number, ns: string, key: string
 /** The key id a sealed value was written under (for rotation and for picking the key). */
 export function keyIdOf(sealed: Uint8Array, ns: string): number {
   if (sealed.length < HEADER + TAG || sealed[0] !== ENVELOPE_VERSION) {
-    throw new StoreError("bad_format", `a record in "${ns}" is not a RunIGun envelope (truncated or of another format)`);
+    throw new StoreError("bad_format", `a record in "${ns}" is not a RuniGun envelope (truncated or of another format)`);
   }
   return Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength).readUInt32BE(1);
 }

@@ -59,7 +59,7 @@ export class KeyRing {
       } catch {
         throw new StoreError("bad_format", `${source} is not valid JSON`);
       }
-      if (f.format !== "runigun-keyring-1" || typeof f.keys !== "object") throw new StoreError("bad_format", `${source} is not a RunIGun key ring`);
+      if (f.format !== "runigun-keyring-1" || typeof f.keys !== "object") throw new StoreError("bad_format", `${source} is not a RuniGun key ring`);
       const keys = new Map(Object.entries(f.keys).map(([id, b64]) => [Number(id), Buffer.from(b64, "base64")] as const));
       return new KeyRing(keys, f.current);
     }

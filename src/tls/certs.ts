@@ -92,8 +92,8 @@ export async function ensurePki(dir: string, hosts: { admin: string; internal: s
   const make = async (base: string, f: () => Promise<Pem>) => {
     if (!existsSync(join(dir, `${base}.crt`))) writePem(dir, base, await f());
   };
-  await make("operators-ca", () => createCA("RunIGun operators CA"));
-  await make("internal-ca", () => createCA("RunIGun internal CA"));
+  await make("operators-ca", () => createCA("RuniGun operators CA"));
+  await make("internal-ca", () => createCA("RuniGun internal CA"));
   await make("admin-server", () => issue(readPem(dir, "operators-ca"), { name: "runigun-admin", kind: "server", hosts: [...new Set([hosts.admin, "localhost", ...(hosts.adminNames ?? [])])] }));
   await make("internal-server", () => issue(readPem(dir, "internal-ca"), { name: "runigun-engine", kind: "server", hosts: [hosts.internal, "localhost"] }));
   await make("bot-client", () => issue(readPem(dir, "internal-ca"), { name: "runigun-bot", kind: "client" }));

@@ -20,7 +20,7 @@ t.test("bad values are refused with the key's name", async (t) => {
   t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "zero" } }), /RUNIGUN_DEPOSITS_CONFIRMATIONS/);
   t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "0" } }), /deposits\.confirmations/);
   t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "testnet3" } }), /network/);
-  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSIT_CONFIRMATIONS: "2" } }), /not a RunIGun setting/, "typos do not pass silently");
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSIT_CONFIRMATIONS: "2" } }), /not a RuniGun setting/, "typos do not pass silently");
   t.throws(() => loadConfig({ env: {}, overrides: { withdrawals: { dustSats: "-5" } } }), /withdrawals\.dustSats/);
 });
 

@@ -42,7 +42,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const operators = new OperatorStore(store);
   const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
   t.ok(readFileSync(join(alice.dir, "alice-totp.png")).subarray(1, 4).toString() === "PNG", "a QR code of the otpauth URI");
-  t.match(alice.uri, /^otpauth:\/\/totp\/RunIGun:alice\?/);
+  t.match(alice.uri, /^otpauth:\/\/totp\/RuniGun:alice\?/);
   const audit = new AuditLog(store);
   let now = Date.now();
   const server = readPem(pki, "admin-server");

@@ -21,7 +21,7 @@ const person = (id: number) => ({ id, is_bot: false, first_name: `p${id}` });
 export class BotApiStandIn {
   readonly calls: RecordedCall[] = [];
   readonly botInfo = {
-    id: 4242, is_bot: true, first_name: "RunIGun", username: "runigun_test_bot", can_join_groups: true,
+    id: 4242, is_bot: true, first_name: "RuniGun", username: "runigun_test_bot", can_join_groups: true,
     can_read_all_group_messages: false, supports_inline_queries: false, can_connect_to_business: false, has_main_web_app: false,
   };
   readonly token = "4242:TEST-TOKEN";

@@ -135,7 +135,7 @@ export function hashToken(token: string): string {
 }
 
 export function totpFor(op: Pick<Operator, "name" | "totpSecret">): TOTP {
-  return new TOTP({ issuer: "RunIGun", label: op.name, algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(op.totpSecret) });
+  return new TOTP({ issuer: "RuniGun", label: op.name, algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(op.totpSecret) });
 }
 
 /**

@@ -215,7 +215,7 @@ function openApi(routes: Array<{ method: string; url: string; schema?: unknown }
   }
   return {
     openapi: "3.0.3",
-    info: { title: "RunIGun admin edge", version: "1" },
+    info: { title: "RuniGun admin edge", version: "1" },
     components: { securitySchemes: { clientCertificate: { type: "mutualTLS" }, totp: { type: "apiKey", in: "header", name: "X-TOTP" } } },
     security: [{ clientCertificate: [], totp: [] }],
     paths,

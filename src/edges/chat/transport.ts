@@ -13,7 +13,7 @@ export interface Outgoing {
 }
 
 export const LOCAL_BOT: UserFromGetMe = {
-  id: 100_000_001, is_bot: true, first_name: "RunIGun", username: "runigun_local_bot",
+  id: 100_000_001, is_bot: true, first_name: "RuniGun", username: "runigun_local_bot",
   can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false,
   can_connect_to_business: false, has_main_web_app: false, has_topics_enabled: false,
 } as UserFromGetMe;

@@ -20,7 +20,7 @@ const toTransports = (t: string[] | undefined) => t as AuthenticatorTransport[] 
 
 export function authRoutes(f: FastifyInstance, c: ConsoleContext): void {
   const cfg = c.config.admin.console;
-  const rp = { rpName: "RunIGun operator console", rpID: cfg.rpId };
+  const rp = { rpName: "RuniGun operator console", rpID: cfg.rpId };
   const requireUv = cfg.userVerification === "required";
   const op = (req: FastifyRequest) => req.operator!;
 

@@ -102,10 +102,10 @@ export function page(o: PageOptions): string {
   return `<!doctype html>
 ${html`<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="${o.csrf}">
-<title>${o.title} · RunIGun console</title><link rel="stylesheet" href="/console/static/console.css">
+<title>${o.title} · RuniGun console</title><link rel="stylesheet" href="/console/static/console.css">
 ${(o.scripts ?? []).map((s) => html`<script src="/console/static/${s}" defer></script>`)}
 </head><body data-page="${o.page}">
-<header><strong class="brand">RunIGun console</strong>${o.nav ? html`<nav>${NAV.map(([p, label]) => html`<a href="${href(p)}"${new Html(p === o.page ? ' aria-current="page"' : "")}>${label}</a>`)}</nav>
+<header><strong class="brand">RuniGun console</strong>${o.nav ? html`<nav>${NAV.map(([p, label]) => html`<a href="${href(p)}"${new Html(p === o.page ? ' aria-current="page"' : "")}>${label}</a>`)}</nav>
 <form method="post" action="/console/logout" class="logout"><input type="hidden" name="_csrf" value="${o.csrf}"><span>${o.operator}</span> <button type="submit">Log out</button></form>` : ""}</header>
 <main><h1>${o.title}</h1>
 ${o.body}

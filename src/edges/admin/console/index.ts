@@ -168,7 +168,7 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
 /** JSON for the console's script calls, a small page for form posts and page loads. */
 export function refuse(req: FastifyRequest, reply: FastifyReply, code: number, message: string): FastifyReply {
   if (wantsJson(req)) return reply.code(code).send({ error: message });
-  return reply.code(code).type("text/html; charset=utf-8").send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused · RunIGun console</title><link rel="stylesheet" href="/console/static/console.css"></head><body><main><h1>Refused</h1><p class="error" role="alert">${esc(message)}</p><p><a href="/console/">Back to the console</a></p></main></body></html>`);
+  return reply.code(code).type("text/html; charset=utf-8").send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused · RuniGun console</title><link rel="stylesheet" href="/console/static/console.css"></head><body><main><h1>Refused</h1><p class="error" role="alert">${esc(message)}</p><p><a href="/console/">Back to the console</a></p></main></body></html>`);
 }
 
 export function wantsJson(req: FastifyRequest): boolean {
