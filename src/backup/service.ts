@@ -6,7 +6,7 @@
 //   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
 // A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, rm, stat } from "node:fs/promises";
+import { readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -118,7 +118,6 @@ export class BackupService {
     if (!out) {
       const named = join(this.snapshotsDir!, snapshotName(network, at, info.manifest.timeline, info.manifest.position));
       if (named !== path) {
-        const { rename } = await import("node:fs/promises");
         await rename(path, named);
         final = { ...info, path: named };
       }
