@@ -56,12 +56,7 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
       config, engine, identity, handleKey: secrets.handleKey, ...(node ? { node } : {}),
       async crash() {
         await control.close();
-        engine.watcher.stop();
-        engine.backup.abandon();
-        engine.payouts.close();
-        engine.registry.close();
-        engine.system.shutdown();
-        await engine.node.stop();
+        await engine.halt();
         await st.store.close();
         await identity.close();
       },

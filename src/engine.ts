@@ -332,6 +332,20 @@ export class Engine {
     return this.#draining;
   }
 
+  /**
+   * A crash, for scripts and tests: timers and actors die where they stand, nothing is flushed or finished
+   * (unshipped backup frames are lost too); only what reached the disk survives. `close()` is the clean stop.
+   */
+  async halt(): Promise<void> {
+    this.#closed = true;
+    this.watcher.stop();
+    this.backup.abandon();
+    this.payouts.close();
+    this.registry.close();
+    this.system.shutdown();
+    await this.node.stop();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -87,12 +87,7 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
     crash() {
       // A crash: timers and actors die where they stand; only what reached the disk survives.
       crashing ??= (async () => {
-        engine.watcher.stop();
-        engine.backup.abandon();
-        engine.payouts.close();
-        engine.registry.close();
-        engine.system.shutdown();
-        await engine.node.stop();
+        await engine.halt();
         await storage.store.close();
       })();
       return crashing;
