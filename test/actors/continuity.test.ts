@@ -1,21 +1,11 @@
 // Continuity switches on a real regtest node: the watchdog pauses payouts when the books and the node wallet
 // disagree (and only an operator resumes them, once covered); drain mode closes the way in, not the way out.
 import t from "tap";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { fundedWallet, startTestEngine, withdrawToOutside } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 
-async function funded(te: TestEngine, key: string, btc: string) {
-  await te.engine.relay.start(key);
-  const a = await te.engine.relay.depositAddress(key);
-  if (isRefusal(a)) throw new Error(a.message);
-  await te.node.fund(a.address, btc);
-}
-
-async function withdraw(te: TestEngine, key: string, amount: string) {
-  const q = await te.engine.relay.quoteWithdrawal(key, await te.node.outsideAddress(), amount);
-  if (isRefusal(q)) throw new Error(q.message);
-  return te.engine.relay.confirmWithdrawal(key, q.id);
-}
+const funded = fundedWallet;
+const withdraw = withdrawToOutside;
 
 t.test("watchdog: coins taken behind the engine's back pause payouts until an operator resumes after the hole is covered", async (t) => {
   const te = await startTestEngine();

@@ -6,23 +6,28 @@ import t from "tap";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { fundedWallet, startTestEngine, withdrawToOutside, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { restoreArchive } from "../../src/backup/restore.ts";
 
-async function funded(te: TestEngine, key: string, btc: string) {
-  await te.engine.relay.start(key);
-  const a = await te.engine.relay.depositAddress(key);
-  if (isRefusal(a)) throw new Error(a.message);
-  await te.node.fund(a.address, btc);
-}
+const funded = fundedWallet;
 
 async function withdraw(te: TestEngine, key: string, amount: string) {
-  const q = await te.engine.relay.quoteWithdrawal(key, await te.node.outsideAddress(), amount);
-  if (isRefusal(q)) throw new Error(q.message);
-  const w = await te.engine.relay.confirmWithdrawal(key, q.id);
+  const w = await withdrawToOutside(te, key, amount);
   if (isRefusal(w)) throw new Error(w.message);
   return w;
+}
+
+/** A test engine that ships backups to a directory of its own; the engine stops before the directory goes. */
+async function backedUpEngine(t: { teardown(fn: () => unknown): void }): Promise<{ te: TestEngine; backupDir: string }> {
+  const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
+  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
+  t.teardown(async () => {
+    await te.stop();
+    rmSync(backupDir, { recursive: true, force: true });
+  });
+  await te.node.ensureMatureCoins();
+  return { te, backupDir };
 }
 
 async function wallets(te: TestEngine, keys: string[]) {
@@ -38,14 +43,7 @@ async function sends(te: TestEngine): Promise<string[]> {
 }
 
 t.test("restore drill: snapshot mid-way + segments after it, kill -9, wipe, restore — every wallet as it was", async (t) => {
-  const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
-  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
-  // One teardown, in this order: the engine (and its backup service) stops before its backup directory goes.
-  t.teardown(async () => {
-    await te.stop();
-    rmSync(backupDir, { recursive: true, force: true });
-  });
-  await te.node.ensureMatureCoins();
+  const { te, backupDir } = await backedUpEngine(t);
   const users = ["u_drill_alice", "u_drill_bob", "u_drill_carol"];
   await funded(te, users[0]!, "1");
   await funded(te, users[1]!, "0.5");
@@ -95,14 +93,7 @@ t.test("restore drill: snapshot mid-way + segments after it, kill -9, wipe, rest
 });
 
 t.test("restore without the later segments while a payout happened after the backup: found on chain, wallets frozen, nothing paid twice", async (t) => {
-  const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
-  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
-  // One teardown, in this order: the engine (and its backup service) stops before its backup directory goes.
-  t.teardown(async () => {
-    await te.stop();
-    rmSync(backupDir, { recursive: true, force: true });
-  });
-  await te.node.ensureMatureCoins();
+  const { te } = await backedUpEngine(t);
   await funded(te, "u_rich", "1");
   await funded(te, "u_poor", "0.01");
   await te.mine(1);

@@ -12,6 +12,7 @@ import { openStorage, type EngineStorage } from "../../src/storage.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { startRegtest, type RegtestNode } from "../../src/regtest/harness.ts";
 import { Identity } from "../../src/store/identity.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
 
 export interface TestEngine {
   engine: Engine;
@@ -112,4 +113,19 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   };
   await boot();
   return t;
+}
+
+/** Opens a wallet and pays its deposit address from the outside wallet (unconfirmed until a block is mined). */
+export async function fundedWallet(te: TestEngine, userKey: string, btc: string): Promise<void> {
+  await te.engine.relay.start(userKey);
+  const a = await te.engine.relay.depositAddress(userKey);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+}
+
+/** Quotes and confirms a withdrawal to the outside wallet; the confirmation's answer (it may be a refusal). */
+export async function withdrawToOutside(te: TestEngine, userKey: string, amount: string) {
+  const q = await te.engine.relay.quoteWithdrawal(userKey, await te.node.outsideAddress(), amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  return te.engine.relay.confirmWithdrawal(userKey, q.id);
 }
