@@ -60,17 +60,10 @@ export class Journal {
   #queue: Pending[] = [];
   #writing = false;
   #scheduled = false;
-  readonly #listeners = new Set<(ops: RawOp[]) => void>();
 
   constructor(store: EncryptedStore, o: JournalOptions = {}) {
     this.store = store;
     this.#o = o;
-  }
-
-  /** Called with the sealed operations of every durable batch (continuous backup ships them). */
-  onCommit(listener: (ops: RawOp[]) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
   }
 
   /** nact: the events of `key` with sequence number > offset, as something with an async `reduce`. */
@@ -174,13 +167,6 @@ export class Journal {
       this.stats.batches++;
       this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
       for (const p of batch) this.stats.events += p.claims.length;
-      for (const l of this.#listeners) {
-        try {
-          l(ops);
-        } catch (e) {
-          this.#o.log?.error({ err: e }, "commit listener failed");
-        }
-      }
       for (const p of batch) p.resolve();
     }
     this.#writing = false;
