@@ -51,7 +51,10 @@ export interface ArchiveInfo {
 
 export interface WriteArchiveOptions {
   store: EncryptedStore;
+  /** Where the archive goes; with `name`, only its directory counts and the name comes from the manifest. */
   path: string;
+  /** Names the archive after what it holds (e.g. its position), known only once it is written. */
+  name?: (m: Manifest) => string;
   network: string;
   nodeWallet?: { bytes: Buffer } | { absent: string };
   /** Tests: called after each chunk written to the temporary file (a kill test stops here). */
@@ -165,9 +168,10 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
     await fh.write(mac, 0, TRAILER, HEADER + w.written);
     await fh.sync();
     await fh.close();
-    await rename(tmp, o.path);
-    await syncDir(dirname(o.path));
-    return { path: o.path, bytes: total, manifest, ms: performance.now() - started };
+    const path = o.name ? join(dirname(o.path), o.name(manifest)) : o.path;
+    await rename(tmp, path);
+    await syncDir(dirname(path));
+    return { path, bytes: total, manifest, ms: performance.now() - started };
   } catch (e) {
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });

@@ -6,12 +6,12 @@
 //   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
 // A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, rename, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { EncryptedStore } from "../store/db.ts";
-import { writeArchive, type ArchiveInfo } from "./archive.ts";
+import { writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
 import { listSegments, SegmentShipper } from "./segments.ts";
 
 const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-([0-9a-f]{12})-p(\d+)\.rga$/;
@@ -109,24 +109,20 @@ export class BackupService {
     if (!out && !this.dir) throw Object.assign(new Error("no backup directory: set backup.dir (RUNIGUN_BACKUP_DIR) or give --out FILE"), { code: "setup" });
     const network = this.#o.config.network;
     const at = new Date();
-    const timeline = this.#o.store.timeline;
-    const path = out ?? join(this.snapshotsDir!, snapshotName(network, at, timeline, this.#o.store.position));
+    const path = out ?? join(this.snapshotsDir!, "snapshot.rga");
     const nodeWallet = await this.#nodeWallet(path);
-    // The name carries the position the snapshot will hold; read it from the manifest once written.
-    const info = await writeArchive({ store: this.#o.store, path, network, nodeWallet });
-    let final = info;
+    // A scheduled snapshot is named after the timeline and position it holds, read from its manifest.
+    const info = await writeArchive({
+      store: this.#o.store, path, network, nodeWallet,
+      ...(out ? {} : { name: (m: Manifest) => snapshotName(network, at, m.timeline, m.position) }),
+    });
     if (!out) {
-      const named = join(this.snapshotsDir!, snapshotName(network, at, info.manifest.timeline, info.manifest.position));
-      if (named !== path) {
-        await rename(path, named);
-        final = { ...info, path: named };
-      }
-      this.#lastGood = { at: Date.now(), path: final.path, position: info.manifest.position, bytes: info.bytes };
+      this.#lastGood = { at: Date.now(), path: info.path, position: info.manifest.position, bytes: info.bytes };
       await this.#shipper?.rollover();
       this.prune();
     }
     this.#log.info({ bytes: info.bytes, records: info.manifest.records, position: info.manifest.position, ms: Math.round(info.ms), nodeWallet: info.manifest.nodeWallet.included }, "backup snapshot written");
-    return final;
+    return info;
   }
 
   async #nodeWallet(archivePath: string): Promise<{ bytes: Buffer } | { absent: string } | undefined> {
