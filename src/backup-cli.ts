@@ -2,12 +2,11 @@
 // A backup asks the running engine (control socket) for an online snapshot that includes the node wallet;
 // with no engine running it opens the store itself (the node wallet is then left out, and says so).
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { loadSecrets, SetupError } from "./secrets.ts";
-import { EncryptedStore } from "./store/db.ts";
+import { openStoreForKeys } from "./keys-cli.ts";
 import { askControl } from "./backup/control.ts";
 import { BackupService } from "./backup/service.ts";
 import { restoreArchive } from "./backup/restore.ts";
@@ -38,15 +37,7 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
   const secrets = loadSecrets(config, createLogger({ level: "warn" }));
   const path = join(config.dataPath, "store");
   if (!existsSync(path)) throw new SetupError(`no store at ${path}: nothing to back up (check RUNIGUN_DATA_DIR)`);
-  let store: EncryptedStore;
-  try {
-    store = await EncryptedStore.open({ path, keyring: secrets.keyring });
-  } catch (e) {
-    if (/lock/i.test(String((e as { cause?: unknown }).cause ?? ""))) {
-      throw new SetupError(`the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
-    }
-    throw e;
-  }
+  const store = await openStoreForKeys(path, secrets.keyring, `the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
   try {
     const service = new BackupService({ config, store, log: createLogger({ level: "warn" }) });
     say(describe(await service.snapshot(out)));

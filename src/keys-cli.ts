@@ -98,14 +98,16 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
 }
 
 /** The store, or a plain answer when a running engine holds it (LevelDB allows one process). */
-async function openStoreForKeys(path: string, keyring: import("./store/keyring.ts").KeyRing): Promise<EncryptedStore> {
+export async function openStoreForKeys(
+  path: string,
+  keyring: import("./store/keyring.ts").KeyRing,
+  whenLocked = `the store at ${path} is in use by a running engine; stop it (Ctrl-C) and run this again`,
+): Promise<EncryptedStore> {
   try {
     return await EncryptedStore.open({ path, keyring });
   } catch (e) {
     const cause = String((e as { cause?: unknown }).cause ?? "");
-    if ((e as { code?: string }).code === "LEVEL_DATABASE_NOT_OPEN" && /lock/i.test(cause)) {
-      throw new SetupError(`the store at ${path} is in use by a running engine; stop it (Ctrl-C) and run this again`);
-    }
+    if ((e as { code?: string }).code === "LEVEL_DATABASE_NOT_OPEN" && /lock/i.test(cause)) throw new SetupError(whenLocked);
     throw e;
   }
 }
