@@ -1,10 +1,10 @@
 // The admin edge over real TLS on 127.0.0.1: both factors on every request, audited actions, and a freeze
 // that stops money going out. The engine behind it is the real one on a regtest node.
 import t from "tap";
-import { request } from "node:https";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { startTestEngine } from "../support/engine.ts";
+import { mtls, type Res } from "../support/https.ts";
 import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { OperatorStore, addOperator, totpFor } from "../../src/edges/admin/operators.ts";
@@ -14,22 +14,12 @@ import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 
-interface Res { status: number; body: string }
-
+/** An admin API request: JSON body, the TOTP header when given. */
 function call(port: number, ca: string, path: string, o: { client?: Pem; totp?: string; method?: string; body?: unknown } = {}): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const body = o.body === undefined ? undefined : JSON.stringify(o.body);
-    const req = request({
-      host: "127.0.0.1", port, path, method: o.method ?? "GET", ca, servername: "localhost",
-      ...(o.client ? { key: o.client.key, cert: o.client.cert } : {}),
-      headers: { ...(o.totp ? { "x-totp": o.totp } : {}), ...(body ? { "content-type": "application/json" } : {}) },
-    }, (res) => {
-      let text = "";
-      res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on("error", reject);
-    req.end(body);
+  const body = o.body === undefined ? undefined : JSON.stringify(o.body);
+  return mtls(port, ca, path, {
+    ...(o.client ? { client: o.client } : {}), ...(o.method ? { method: o.method } : {}), ...(body ? { body } : {}),
+    headers: { ...(o.totp ? { "x-totp": o.totp } : {}), ...(body ? { "content-type": "application/json" } : {}) },
   });
 }
 

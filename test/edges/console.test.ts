@@ -4,12 +4,12 @@
 import t from "tap";
 import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
-import { request } from "node:https";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type CDPSession, type Page } from "playwright-core";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { fundedWallet, startTestEngine } from "../support/engine.ts";
+import { mtls } from "../support/https.ts";
 import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { OperatorStore, addOperator } from "../../src/edges/admin/operators.ts";
@@ -35,27 +35,9 @@ const SETTLED = () => {
   return s !== "" && !/Touch your/.test(s);
 };
 
-interface Res { status: number; body: string }
-
 /** A request from outside the browser (an attacker's or a replayer's), over the same mutual TLS. */
-function call(port: number, ca: string, path: string, o: { client: Pem; method?: string; headers?: Record<string, string>; body?: string }): Promise<Res> {
-  return new Promise((res, rej) => {
-    const req = request({ host: "127.0.0.1", port, path, method: o.method ?? "GET", ca, servername: "localhost", key: o.client.key, cert: o.client.cert, headers: o.headers ?? {} }, (r) => {
-      let text = "";
-      r.on("data", (d: Buffer) => (text += d.toString()));
-      r.on("end", () => res({ status: r.statusCode ?? 0, body: text }));
-    });
-    req.on("error", rej);
-    req.end(o.body);
-  });
-}
+const call = (port: number, ca: string, path: string, o: { client: Pem; method?: string; headers?: Record<string, string>; body?: string }) => mtls(port, ca, path, o);
 
-async function fundedUser(te: TestEngine, key: string, btc: string, chatHandle?: string): Promise<void> {
-  await te.engine.relay.start(key, chatHandle);
-  const a = await te.engine.relay.depositAddress(key);
-  if (isRefusal(a)) throw new Error(a.message);
-  await te.node.fund(a.address, btc);
-}
 
 t.test("operator console: client certificate + FIDO2 key, pages, an audited fee bump, CSRF and origin checks", async (t) => {
   const chromePath = execFileSync(process.execPath, [join(repo, "scripts", "provision-chromium.mjs")], { encoding: "utf8" }).trim();
@@ -85,7 +67,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
   // Money to look at: a user with a deposit (and a sealed chat handle that must never show), and a payout in flight.
   await te.node.ensureMatureCoins();
   const userKey = "u_consolewallet01";
-  await fundedUser(te, userKey, "0.5", "sealed-chat-handle-must-not-show");
+  await fundedWallet(te, userKey, "0.5", "sealed-chat-handle-must-not-show");
   await te.mine(1);
   const dest = await te.node.outsideAddress();
   const q = await te.engine.relay.quoteWithdrawal(userKey, dest, "0.05");

@@ -3,9 +3,9 @@
 // gets a clear refusal or a valid answer — never a 500, never a crash, never a change on refusal.
 import t from "tap";
 import fc from "fast-check";
-import { request } from "node:https";
 import { join } from "node:path";
 import { startTestEngine } from "../support/engine.ts";
+import { mtls } from "../support/https.ts";
 import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { OperatorStore, addOperator, totpFor } from "../../src/edges/admin/operators.ts";
@@ -20,17 +20,8 @@ const runs = Number(process.env.FUZZ_RUNS ?? 300);
 /** FUZZ_SEED replays a run fast-check reported (its "seed"). */
 const seed = process.env.FUZZ_SEED ? { seed: Number(process.env.FUZZ_SEED) } : {};
 
-function post(port: number, ca: string, client: Pem, totp: string, path: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path, method: "POST", ca, servername: "localhost", key: client.key, cert: client.cert, headers: { "x-totp": totp, "content-type": "application/json" } }, (res) => {
-      let text = "";
-      res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = (port: number, ca: string, client: Pem, totp: string, path: string, body: string) =>
+  mtls(port, ca, path, { client, method: "POST", body, headers: { "x-totp": totp, "content-type": "application/json" } });
 
 t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 500, and a refusal changes nothing", async (t) => {
   const te = await startTestEngine();

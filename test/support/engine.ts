@@ -115,9 +115,9 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   return t;
 }
 
-/** Opens a wallet and pays its deposit address from the outside wallet (unconfirmed until a block is mined). */
-export async function fundedWallet(te: TestEngine, userKey: string, btc: string): Promise<void> {
-  await te.engine.relay.start(userKey);
+/** Opens a wallet (with a sealed chat handle for notices, if given) and pays its deposit address from the outside wallet (unconfirmed until a block is mined). */
+export async function fundedWallet(te: TestEngine, userKey: string, btc: string, chatHandle?: string): Promise<void> {
+  await te.engine.relay.start(userKey, chatHandle);
   const a = await te.engine.relay.depositAddress(userKey);
   if (isRefusal(a)) throw new Error(a.message);
   await te.node.fund(a.address, btc);
