@@ -1,7 +1,8 @@
 // The Telegram edge: one grammY bot with a composer per feature, grammY's own plugins for the plumbing
-// (runner with per-chat order, 429 retries, outgoing throttling, per-user rate limit), one error boundary,
-// and notifications sent through the chat handle sealed at /start. Updates come by long polling, a
-// webhook, or — for the local chat, scripts and tests — straight into `bot.handleUpdate`.
+// (runner with per-chat order, 429 retries, outgoing throttling, per-user rate limit), undici as its HTTP
+// client (http.ts), one error boundary, and notifications sent through the chat handle sealed at /start.
+// Updates come by long polling, a webhook, or — for the local chat, scripts and tests — straight into
+// `bot.handleUpdate`.
 import { createHmac, randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { Bot, Composer, GrammyError, HttpError, type Transformer } from "grammy";
@@ -14,6 +15,7 @@ import type { Config } from "../../config.ts";
 import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "./context.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { listenForWebhooks } from "./webhook.ts";
+import { botApiFetch } from "./http.ts";
 import { startFeature } from "./features/start.ts";
 import { depositFeature } from "./features/deposit.ts";
 import { balanceFeature } from "./features/balance.ts";
@@ -65,8 +67,9 @@ const MAX_TEXT = 1000;
 
 export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   const log = o.log.child({ edge: "telegram" });
+  const apiRoot = o.apiRoot ?? o.config.telegram.apiRoot;
   const bot = new Bot<EdgeContext>(o.token, {
-    client: { apiRoot: o.apiRoot ?? o.config.telegram.apiRoot },
+    client: { apiRoot, fetch: botApiFetch(apiRoot) },
     ...(o.botInfo ? { botInfo: o.botInfo } : {}),
   });
   if (o.transport) bot.api.config.use(o.transport);
