@@ -112,6 +112,16 @@ export class EncryptedStore {
     return raw === undefined ? undefined : this.openValue<T>(ns, key, raw);
   }
 
+  /**
+   * A read on the calling thread, for small lookups on a hot path (a transfer id in a wallet's index): LevelDB's
+   * bloom filters answer a miss from memory, and it skips the thread-pool round trip of `get`, which the
+   * fsyncs of group commit share. Not for scans or large values.
+   */
+  getSync<T>(ns: string, key: string): T | undefined {
+    const raw = this.db.getSync(EncryptedStore.recordKey(ns, key));
+    return raw === undefined ? undefined : this.openValue<T>(ns, key, raw);
+  }
+
   put(ns: string, key: string, value: unknown): Promise<void> {
     return this.batch([{ type: "put", ns, key, value }]);
   }
@@ -179,8 +189,7 @@ export class EncryptedStore {
       const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
       ops.push({ type: "put", key: POSITION_KEY, value: this.sealValue(META, "position", position) });
       try {
-        // RawOp already has level's shape ({ type, key, value }): no copy per operation (level copies them itself).
-        await this.db.batch(ops as Array<{ type: "put"; key: string; value: Uint8Array }>, { sync: this.sync });
+        await this.#write(ops);
       } catch (e) {
         for (const w of batch) w.reject(e);
         continue;
@@ -196,6 +205,25 @@ export class EncryptedStore {
       for (const w of batch) w.resolve();
     }
     this.#writing = false;
+  }
+
+  /**
+   * One atomic LevelDB write. A chained batch, not an array: abstract-level clones, validates and re-encodes each
+   * operation of an array batch in JavaScript (about 15 µs each, measured), where a chained batch hands each to
+   * the native WriteBatch at once (about 2 µs) — at thousands of operations per group commit, that is most of it.
+   */
+  async #write(ops: RawOp[]): Promise<void> {
+    const batch = this.db.batch();
+    try {
+      for (const op of ops) {
+        if (op.type === "put") batch.put(op.key, op.value!);
+        else batch.del(op.key);
+      }
+    } catch (e) {
+      await batch.close();
+      throw e;
+    }
+    await batch.write({ sync: this.sync });
   }
 
   /** Decrypted records of one namespace, in key order. */
