@@ -10,7 +10,7 @@ import { WalletRegistry } from "../src/actors/registry.ts";
 import { EncryptedStore } from "../src/store/db.ts";
 import { Journal } from "../src/store/journal.ts";
 import { KeyRing } from "../src/store/keyring.ts";
-import { walletProjection } from "../src/storage.ts";
+import { WalletRecords } from "../src/actors/wallet.records.ts";
 import { silentLogger } from "../src/log.ts";
 import { startTestEngine } from "../test/support/engine.ts";
 import { spawn } from "node:child_process";
@@ -31,11 +31,11 @@ const keyrings = new Map<string, KeyRing>();
 async function registryOn(dir: string, sync: boolean, o: Partial<ConstructorParameters<typeof WalletRegistry>[0]> = {}) {
   if (!keyrings.has(dir)) keyrings.set(dir, ring());
   const store = await EncryptedStore.open({ path: join(root, dir), keyring: keyrings.get(dir)!, sync });
-  const journal = new Journal(store, { project: walletProjection });
+  const journal = new Journal(store);
   const system = new ActorSystem(journal);
   const registry = new WalletRegistry({
     system, hooks, log: silentLogger, idleMs: 3_600_000, maxResident: 10_000_000, maxInFlight: 1024, askTimeoutMs: 60_000,
-    crashBudget: 3, crashWindowMs: 60_000, historyLimit: 1000, snapshotEvery: 100, ...o,
+    crashBudget: 3, crashWindowMs: 60_000, records: new WalletRecords(store, 1000), snapshotEvery: 100, ...o,
   });
   return { store, journal, system, registry, async close() { registry.close(); system.shutdown(); await journal.flushed(); await store.close(); } };
 }

@@ -15,6 +15,7 @@ import { silentLogger } from "../src/log.ts";
 import { isRefusal } from "../src/domain/refusals.ts";
 import { EncryptedStore, META, POSITION_KEY } from "../src/store/db.ts";
 import { restoreArchive } from "../src/backup/restore.ts";
+import { WalletRecords } from "../src/actors/wallet.records.ts";
 import { Journal } from "../src/store/journal.ts";
 import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
@@ -256,6 +257,8 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
     const journal = new Journal(store);
+    // The transfer index is what the engine relies on to apply a transfer id once: the checks read it too.
+    const records = new WalletRecords(store, 1000);
     const wallets = new Map<string, WalletState>();
     const keys = new Set<string>();
     for await (const k of store.keys("journal")) keys.add(k.slice(0, k.indexOf("\u0001")));
@@ -280,7 +283,7 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for (const t of acked.transfers) {
       const [u, id] = t.split("|") as [string, string];
       const w = wallets.get(u);
-      if (!w || !(w.outgoing[id] || w.history.some((h) => h.ref === id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
+      if (!w || !(w.outgoing[id] || records.seen(u, "out", id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
     }
     for (const [id, w] of acked.withdrawals) if (!wallets.get(w.key)?.withdrawals[id]) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
     // Each payout on chain once: a destination never received more than its amount.
@@ -293,19 +296,24 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     // journals after a kill (a debit whose credit is not acknowledged yet) must be counted exactly once.
     let owed = escrowOf(cheques);
     let inFlight = 0n;
-    for (const p of Object.values(payouts.payouts)) if (p.status === "signed" || p.status === "broadcast") inFlight += p.amount + (p.fee ?? p.quotedFee);
+    for (const [id, p] of Object.entries(payouts.payouts)) {
+      // Paid by the node and still reserved in the wallet: signed or broadcast, or confirmed with the wallet's
+      // settlement not journalled yet when the engine died (the payout book re-sends it at the next start).
+      const unsettled = p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "");
+      if (p.status === "signed" || p.status === "broadcast" || unsettled) inFlight += p.amount + (p.fee ?? p.quotedFee);
+    }
     for (const w of wallets.values()) {
       owed += w.available + w.pending + w.reserved;
       for (const [id, t] of Object.entries(w.outgoing)) {
         if (t.to.startsWith("cheque:")) {
           // Debited for a cheque the cheque book has not recorded as funded: the escrow does not count it yet.
           if (cheques.cheques[t.to.slice(7)]?.status === "awaiting_funds") owed += t.amount;
-        } else if (!wallets.get(t.to)?.incoming[id]) owed += t.amount; // credit not applied yet
+        } else if (!records.seen(t.to, "in", id)) owed += t.amount; // credit not applied yet
       }
     }
     // A cheque payout the payee already holds, whose "paid" the cheque book had not recorded: counted in the payee.
     for (const [hash, c] of Object.entries(cheques.cheques)) {
-      if (c.payee && c.paid === false && wallets.get(c.payee)?.incoming[chequePayoutId(hash)]) owed -= c.amount;
+      if (c.payee && c.paid === false && records.seen(c.payee, "in", chequePayoutId(hash))) owed -= c.amount;
     }
     const b = await node.rpc<{ mine: { trusted: number; untrusted_pending: number } }>("getbalances", [], "engine");
     const held = BigInt(Math.round(b.mine.trusted * 1e8)) + BigInt(Math.round(b.mine.untrusted_pending * 1e8));

@@ -10,7 +10,7 @@ import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
-import type { WalletView } from "./actors/wallet.actor.ts";
+import { upgradeWalletRecords, WalletRecords, type WalletView } from "./actors/wallet.records.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
@@ -75,7 +75,7 @@ export class Engine {
       system: this.system,
       log: log.child({ actor: "wallet" }),
       idleMs: w.idleMs, maxResident: w.maxResident, maxInFlight: w.maxInFlight, askTimeoutMs: w.askTimeoutMs,
-      crashBudget: w.crashBudget, crashWindowMs: w.crashWindowMs, historyLimit: w.historyLimit, snapshotEvery: w.snapshotEvery,
+      crashBudget: w.crashBudget, crashWindowMs: w.crashWindowMs, records: new WalletRecords(storage.store, w.historyLimit), snapshotEvery: w.snapshotEvery,
       hooks: {
         notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
@@ -148,6 +148,9 @@ export class Engine {
     const store = e.storage.store;
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
+    // A store from before format 2 gets its wallets' history and transfer index rebuilt from their journals, once.
+    const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records);
+    if (upgraded > 0) e.log.info({ wallets: upgraded }, "store upgraded to format 2: wallet history and transfer index rebuilt from the journals");
     // A store just restored from a backup pays nothing until it has been compared with the chain.
     const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
     if (restored && !(await store.get(ENGINE_NS, "payouts_paused"))) {

@@ -85,7 +85,7 @@ export class EngineRelay implements Relay {
   }
 
   history(userKey: string, page: number, pageSize = 5): Promise<Result<HistoryPage>> {
-    return this.#o.registry.read(userKey, "history", { page, pageSize });
+    return this.#o.registry.history(userKey, page, pageSize);
   }
 
   async depositAddress(userKey: string): Promise<Result<{ address: string }>> {

@@ -1,14 +1,12 @@
-// Opens the engine's storage: the key ring, the encrypted store and the journal, with the projection that
-// keeps each wallet's balance parts and outbox flag beside its journal — written in the same atomic batch,
-// so solvency sums and the start-up outbox scan never disagree with the journals.
+// Opens the engine's storage: the encrypted store and the journal on it. Wallets write their read model
+// (balances, outbox flag, history, transfer index: wallet.records.ts) in the same atomic batch as their
+// events, so solvency sums, the start-up outbox scan and /history never disagree with the journals.
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import type { Logger } from "./log.ts";
-import { EncryptedStore, type StoreOp } from "./store/db.ts";
+import { EncryptedStore } from "./store/db.ts";
 import { Journal } from "./store/journal.ts";
 import type { KeyRing } from "./store/keyring.ts";
-import type { JournalRecord } from "./actors/runtime.ts";
-import type { WalletView } from "./actors/wallet.actor.ts";
 
 export interface EngineStorage {
   store: EncryptedStore;
@@ -17,23 +15,10 @@ export interface EngineStorage {
   close(): Promise<void>;
 }
 
-const WALLET_PREFIX = "wallet:";
-
-export function walletProjection(key: string, data: unknown): StoreOp[] {
-  if (!key.startsWith(WALLET_PREFIX)) return [];
-  const view = (data as JournalRecord<unknown>).v as WalletView | undefined;
-  if (!view) return [];
-  const userKey = key.slice(WALLET_PREFIX.length);
-  return [
-    { type: "put", ns: "balances", key: userKey, value: view },
-    view.o ? { type: "put", ns: "outbox", key: userKey, value: true } : { type: "del", ns: "outbox", key: userKey },
-  ];
-}
-
 export async function openStorage(o: { dataPath: string; keyring: KeyRing; sync: boolean; log: Logger }): Promise<EngineStorage> {
   mkdirSync(o.dataPath, { recursive: true });
   const store = await EncryptedStore.open({ path: join(o.dataPath, "store"), keyring: o.keyring, sync: o.sync });
-  const journal = new Journal(store, { project: walletProjection, log: o.log.child({ part: "journal" }) });
+  const journal = new Journal(store, { log: o.log.child({ part: "journal" }) });
   return {
     store,
     journal,

@@ -9,6 +9,8 @@ import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./r
 import { walletBehaviour, type WalletHooks, type WalletOptions } from "./wallet.actor.ts";
 import type { WalletCommand, WalletCommandType, WalletState } from "./wallet.messages.ts";
 import { decide } from "./wallet.ts";
+import type { WalletRecords } from "./wallet.records.ts";
+import type { HistoryPage } from "../relay.types.ts";
 
 /** Commands that only read: answered from the wallet's committed state when it is resident. */
 export type ReadCommandType = "balance" | "history" | "current_address";
@@ -29,7 +31,8 @@ export interface RegistryOptions {
   askTimeoutMs: number;
   crashBudget: number;
   crashWindowMs: number;
-  historyLimit: number;
+  /** The wallets' records beside their journals (history, transfer index, balances). */
+  records: WalletRecords;
   snapshotEvery: number;
   now?: () => number;
 }
@@ -76,7 +79,7 @@ export class WalletRegistry {
   constructor(o: RegistryOptions) {
     this.#o = o;
     this.#walletOptions = {
-      historyLimit: o.historyLimit, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
+      records: o.records, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
       // Only the current actor of a wallet handles messages (a passivated one gets none), so the entry is its own.
       publish: (userKey, s) => {
         const e = this.#entries.get(userKey);
@@ -103,7 +106,7 @@ export class WalletRegistry {
     // Only an idle wallet: a command already in its mailbox (a transfer's credit, a cheque's refund) must be seen
     // by a read that comes after it, as the mailbox's order guarantees.
     if (!e?.state || e.inFlight > 0) return this.send(userKey, type, args);
-    const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now(), historyLimit: this.#o.historyLimit });
+    const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now() });
     if (isRefusal(d)) return Promise.resolve(d);
     if (d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all: the actor decides
     const answer = d.answer(e.state);
@@ -113,6 +116,16 @@ export class WalletRegistry {
     e.lastUsed = this.#now();
     this.stats.reads++;
     return Promise.resolve(answer as AnswerOf<T>);
+  }
+
+  /**
+   * A page of a wallet's history, newest first: the committed entry count comes from the wallet (as any read),
+   * the entries from its history records, which were durable before that count was published.
+   */
+  async history(userKey: string, page: number, pageSize: number): Promise<HistoryPage | Refusal> {
+    const t = await this.read(userKey, "history", {});
+    if (isRefusal(t)) return t;
+    return this.#o.records.page(userKey, t.total, page, pageSize);
   }
 
   /** Sends a command to a wallet (activating it if needed) and waits for its answer. */
@@ -158,6 +171,10 @@ export class WalletRegistry {
           throw e;
         },
       );
+  }
+
+  get records(): WalletRecords {
+    return this.#o.records;
   }
 
   isResident(userKey: string): boolean {

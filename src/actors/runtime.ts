@@ -4,7 +4,8 @@
 // and replay from the journal on any failure; supervision is always explicit.
 import nact from "nact";
 import { refuse } from "../domain/refusals.ts";
-import type { JournalEvent, JournalSnapshot } from "../store/journal.ts";
+import type { JournalEvent, JournalRecord, JournalSnapshot } from "../store/journal.ts";
+import type { StoreOp } from "../store/db.ts";
 
 const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = nact as unknown as NactModule;
 
@@ -52,11 +53,7 @@ export interface CrashReport<M> {
   error: unknown;
 }
 
-/** One journal record: the events of one command, and an optional view the journal may project. */
-export interface JournalRecord<E> {
-  e: E[];
-  v?: unknown;
-}
+export type { JournalRecord };
 
 export interface PersistentBehaviour<S, M, E> {
   /** Journal key; stable across restarts. */
@@ -67,10 +64,11 @@ export interface PersistentBehaviour<S, M, E> {
   evolve: (state: S, event: E) => S;
   /**
    * Handles one live message and returns the next state. To change state durably it calls
-   * `persist(events, view)` — each call is one atomic journal record — before answering anyone. A command
-   * whose events must stand or fall together persists them in one call.
+   * `persist(events, records)` — each call is one atomic journal record, with the store records (a read model)
+   * written in the same batch — before answering anyone. A command whose events must stand or fall together
+   * persists them in one call.
    */
-  handle: (state: S, msg: M, persist: (events: E[], view?: unknown) => Promise<void>) => S | Promise<S>;
+  handle: (state: S, msg: M, persist: (events: E[], records?: StoreOp[]) => Promise<void>) => S | Promise<S>;
   /** Take a snapshot of the state every N journalled commands (the journal's codec handles bigint). */
   snapshotEvery?: number;
 }
@@ -129,9 +127,9 @@ export class ActorSystem {
       const current = state ?? initial(behaviour.key);
       replaying = ctx.recovering === true;
       if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
-      const persist = async (events: E[], view?: unknown): Promise<void> => {
+      const persist = async (events: E[], records?: StoreOp[]): Promise<void> => {
         if (events.length === 0) return;
-        const record: JournalRecord<E> = view === undefined ? { e: events } : { e: events, v: view };
+        const record: JournalRecord<E> = records === undefined || records.length === 0 ? { e: events } : { e: events, r: records };
         await ctx.persist(record);
       };
       return handle(current, msg as M, persist);

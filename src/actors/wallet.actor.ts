@@ -2,6 +2,7 @@
 // record, answer, then hand notices and outbox work to the hooks (never during replay).
 import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
+import type { WalletRecords } from "./wallet.records.ts";
 import {
   checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf,
   type WalletCommand, type WalletEvent, type WalletNotice, type WalletState, type Withdrawal,
@@ -16,22 +17,9 @@ export interface WalletHooks {
   submitWithdrawal(userKey: string, id: string, withdrawal: Withdrawal): void;
 }
 
-/** The view projected beside each journal record: balance parts and whether an outbox is pending. */
-export interface WalletView {
-  a: bigint;
-  p: bigint;
-  r: bigint;
-  /** true while transfers await acknowledgement or withdrawals await settlement. */
-  o: boolean;
-}
-
-export function viewOf(s: WalletState): WalletView {
-  const open = Object.values(s.withdrawals).some((w) => w.status === "reserved" || w.status === "broadcast");
-  return { a: s.available, p: s.pending, r: s.reserved, o: open || Object.keys(s.outgoing).length > 0 };
-}
-
 export interface WalletOptions {
-  historyLimit: number;
+  /** The wallet's records beside its journal: history, transfer index, balance view. */
+  records: WalletRecords;
   snapshotEvery: number;
   hooks: WalletHooks;
   log: Logger;
@@ -62,13 +50,17 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
   const now = o.now ?? Date.now;
   return {
     initial: (key) => emptyWallet(key.slice(WALLET_KEY_PREFIX.length)),
-    evolve: (s, e) => evolve(s, e, o.historyLimit),
+    evolve,
     snapshotEvery: o.snapshotEvery,
     async handle(state, cmd, persist) {
       // The wallet's identity is in its state (from `initial`), so one handler serves every wallet.
       const userKey = state.userKey;
       o.publish?.(userKey, state);
-      const decision = decide(state, cmd as WalletCommand, { now: now(), historyLimit: o.historyLimit });
+      // A transfer's id is looked up in the wallet's index first: a repeat is answered, never applied twice.
+      const seen = cmd.type === "send_transfer" || cmd.type === "receive_transfer"
+        ? o.records.seen(userKey, cmd.type === "send_transfer" ? "out" : "in", cmd.id)
+        : undefined;
+      const decision = decide(state, cmd as WalletCommand, { now: now(), seen });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
         return state;
@@ -76,33 +68,34 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       if (decision.events.length === 0) {
         // A read or a repeat: nothing to check, journal or announce (but a resume re-sends the outbox).
         (cmd.reply as (r: unknown) => void)(decision.answer(state));
-        if (cmd.type === "resume") afterCommit(userKey, state, state, [], cmd, o);
+        if (cmd.type === "resume") afterCommit(userKey, [state], [], cmd, o);
         return state;
       }
-      const after = decision.events.reduce((s, e) => evolve(s, e, o.historyLimit), state);
+      const states: WalletState[] = [];
+      let after = state;
+      for (const e of decision.events) states.push(after = evolve(after, e));
       const broken = checkInvariants(after);
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
-      await persist(decision.events, viewOf(after));
+      await persist(decision.events, o.records.ops(state, decision.events, states));
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
-      afterCommit(userKey, state, after, decision.events, cmd, o);
+      afterCommit(userKey, [state, ...states], decision.events, cmd, o);
       return after;
     },
   };
 }
 
-function afterCommit(userKey: string, before: WalletState, after: WalletState, events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
-  let s = before;
+/** `states` are the state before the command, then after each of its events. */
+function afterCommit(userKey: string, states: WalletState[], events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
+  const after = states[states.length - 1]!;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    const n = noticeOf(s, e);
+    const n = noticeOf(states[i]!, e);
     if (n) o.hooks.notice(userKey, n, after.chatHandle);
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
     if (e.t === "deposit_reversed") o.log.error({ userKey, outpoint: e.outpoint }, "confirmed deposit left the chain; wallet frozen for operator review");
-    // Notices read the state before each event; the last one needs no state after it (most commands have one event).
-    if (i < events.length - 1) s = evolve(s, e, o.historyLimit);
   }
   if (cmd.type === "resume") {
     for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);

@@ -13,6 +13,8 @@ export interface Deposit {
   status: "pending" | "confirmed" | "dropped" | "reversed";
   seenAt: number;
   confirmedAt?: number;
+  /** The number of this deposit's entry in the wallet's history (its status is shown there). */
+  h: number;
 }
 
 export interface Withdrawal {
@@ -25,6 +27,8 @@ export interface Withdrawal {
   /** Fee actually charged once settled (this user's share of the batch's fee). */
   fee?: bigint;
   at: number;
+  /** The number of this withdrawal's entry in the wallet's history. */
+  h: number;
 }
 
 export interface OutgoingTransfer {
@@ -57,9 +61,11 @@ export interface WalletState {
   withdrawals: Record<string, Withdrawal>;
   /** Transfers debited here whose credit the receiver has not acknowledged yet: re-sent after a restart. */
   outgoing: Record<string, OutgoingTransfer>;
-  /** Transfer ids credited here, so a re-sent credit is applied once. */
-  incoming: Record<string, 1>;
-  history: HistoryEntry[];
+  /**
+   * How many history entries the wallet has made; entry n is the record `history/<userKey>\u0001<n>` (see
+   * wallet.records.ts). The entries, and the index of transfer ids that makes a re-sent transfer count once, are
+   * records written with the events — not state — so a long history costs neither memory nor activation time.
+   */
   historyTotal: number;
   day: { date: string; withdrawn: bigint };
   /** Ids of the announcements this user has been told (the newest few), so each is told once. */
@@ -122,7 +128,8 @@ export type WalletNotice =
 export type WalletCommand =
   | { type: "open"; chatHandle?: string; reply: Reply<Answer<{ created: boolean; balance: BalanceView }>> }
   | { type: "balance"; reply: Reply<Answer<BalanceView & { frozen?: string }>> }
-  | { type: "history"; page: number; pageSize: number; reply: Reply<Answer<{ entries: HistoryEntry[]; page: number; pages: number; total: number }>> }
+  /** How many history entries are committed (the relay reads the page itself: see WalletRecords.page). */
+  | { type: "history"; reply: Reply<Answer<{ total: number }>> }
   | { type: "state"; reply: Reply<WalletState> }
   | { type: "current_address"; reply: Reply<Answer<{ address?: string }>> }
   | { type: "add_address"; address: string; reply: Reply<Answer<{ address: string }>> }

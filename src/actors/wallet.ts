@@ -11,7 +11,11 @@ export * from "./wallet.messages.ts";
 
 export interface DecideContext {
   now: number;
-  historyLimit: number;
+  /**
+   * For send_transfer and receive_transfer: whether this wallet's transfer index already holds the command's id
+   * (looked up by the actor before deciding; see WalletRecords.seen). A repeated id is answered, never applied.
+   */
+  seen?: boolean;
 }
 
 /** A decision: the events to journal, and how to answer once they are applied. */
@@ -29,7 +33,7 @@ const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 export function emptyWallet(userKey: string): WalletState {
   return {
     userKey, opened: false, available: 0n, pending: 0n, reserved: 0n, addresses: NO_LIST, deposits: NONE, withdrawals: NONE,
-    outgoing: NONE, incoming: NONE, history: NO_LIST, historyTotal: 0, day: NO_DAY,
+    outgoing: NONE, historyTotal: 0, day: NO_DAY,
   };
 }
 
@@ -59,15 +63,8 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     }
     case "balance":
       return noChange((a) => ({ ...balanceOf(a), ...(a.frozen ? { frozen: a.frozen.reason } : {}) }));
-    case "history": {
-      const size = Math.min(Math.max(1, Math.floor(cmd.pageSize) || 10), 50);
-      return noChange((a) => {
-        const newestFirst = [...a.history].reverse();
-        const pages = Math.max(1, Math.ceil(newestFirst.length / size));
-        const page = Math.min(Math.max(0, Math.floor(cmd.page) || 0), pages - 1);
-        return { entries: newestFirst.slice(page * size, page * size + size), page, pages, total: a.historyTotal };
-      });
-    }
+    case "history":
+      return noChange((a) => ({ total: a.historyTotal }));
     case "state":
       return noChange((a) => a);
     case "resume":
@@ -120,9 +117,9 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
     }
     case "send_transfer":
-      return decideSend(s, cmd, at);
+      return decideSend(s, cmd, at, ctx.seen === true);
     case "receive_transfer": {
-      if (s.incoming[cmd.id]) return noChange(() => ({ repeated: true }));
+      if (ctx.seen) return noChange(() => ({ repeated: true }));
       if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
       const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
       events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
@@ -182,9 +179,8 @@ function decideWithdrawal(s: WalletState, r: { id: string; address: string; amou
   };
 }
 
-function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_transfer" }>, at: number): Decision<unknown> | Refusal {
-  const repeated = s.outgoing[cmd.id] !== undefined || s.history.some((h) => h.ref === cmd.id && h.kind === "transfer_out");
-  if (repeated) return noChange((a) => ({ repeated: true, balance: balanceOf(a) }));
+function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_transfer" }>, at: number, seen: boolean): Decision<unknown> | Refusal {
+  if (seen || s.outgoing[cmd.id] !== undefined) return noChange((a) => ({ repeated: true, balance: balanceOf(a) }));
   if (cmd.to === s.userKey) return refuse("self_transfer", "You cannot send to yourself.");
   if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; sending is paused. Contact support.");
   if (cmd.amount <= 0n) return refuse("bad_amount", "The amount must be more than zero.");
@@ -197,7 +193,7 @@ function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_tr
 }
 
 /** Applies one event. Pure; the same code runs live and on replay. */
-export function evolve(s: WalletState, e: WalletEvent, historyLimit = 1000): WalletState {
+export function evolve(s: WalletState, e: WalletEvent): WalletState {
   switch (e.t) {
     case "opened":
       return { ...s, opened: true, openedAt: e.at, ...(e.chatHandle ? { chatHandle: e.chatHandle } : {}) };
@@ -207,66 +203,62 @@ export function evolve(s: WalletState, e: WalletEvent, historyLimit = 1000): Wal
       return { ...s, addresses: [...s.addresses, e.address] };
     case "deposit_seen": {
       const amount = BigInt(e.amount);
-      const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at };
-      return record({ ...s, pending: s.pending + amount, deposits: { ...s.deposits, [e.outpoint]: d } },
-        { at: e.at, kind: "deposit", amount, ref: e.outpoint, status: "pending" }, historyLimit);
+      const h = s.historyTotal + 1;
+      const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, h };
+      return { ...s, pending: s.pending + amount, deposits: { ...s.deposits, [e.outpoint]: d }, historyTotal: h };
     }
     case "deposit_confirmed": {
       const d = s.deposits[e.outpoint]!;
-      return restatus({ ...s, pending: s.pending - d.amount, available: s.available + d.amount,
-        deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "confirmed", confirmedAt: e.at } } }, e.outpoint, "confirmed");
+      return { ...s, pending: s.pending - d.amount, available: s.available + d.amount,
+        deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "confirmed", confirmedAt: e.at } } };
     }
     case "deposit_dropped": {
       const d = s.deposits[e.outpoint]!;
-      return restatus({ ...s, pending: s.pending - d.amount, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "dropped" } } }, e.outpoint, "dropped");
+      return { ...s, pending: s.pending - d.amount, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "dropped" } } };
     }
     case "deposit_reversed": {
       const d = s.deposits[e.outpoint]!;
-      return restatus({ ...s, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "reversed" } },
-        frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } },
-        e.outpoint, "reversed");
+      return { ...s, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "reversed" } },
+        frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
     }
     case "withdrawal_reserved": {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);
       const today = dayOf(e.at);
-      const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", at: e.at };
-      return record({
+      const h = s.historyTotal + 1;
+      const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", at: e.at, h };
+      return {
         ...s, available: s.available - amount - fee, reserved: s.reserved + amount + fee,
-        withdrawals: { ...s.withdrawals, [e.id]: w },
+        withdrawals: { ...s.withdrawals, [e.id]: w }, historyTotal: h,
         day: { date: today, withdrawn: (s.day.date === today ? s.day.withdrawn : 0n) + amount },
-      }, { at: e.at, kind: "withdrawal", amount: -(amount + fee), ref: e.id, status: "reserved" }, historyLimit);
+      };
     }
     case "withdrawal_broadcast": {
       const w = s.withdrawals[e.id]!;
-      return restatus({ ...s, withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "broadcast", txid: e.txid } } }, e.id, "broadcast");
+      return { ...s, withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "broadcast", txid: e.txid } } };
     }
     case "withdrawal_settled": {
       const w = s.withdrawals[e.id]!;
       const fee = BigInt(e.fee);
       const refund = w.quotedFee - fee;
-      const next = { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund,
-        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "sent" as const, txid: e.txid, fee } } };
-      return restatus(next, e.id, "sent", -(w.amount + fee));
+      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund,
+        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "sent", txid: e.txid, fee } } };
     }
     case "withdrawal_released": {
       const w = s.withdrawals[e.id]!;
       const today = s.day.date === dayOf(w.at) ? { date: s.day.date, withdrawn: s.day.withdrawn - w.amount } : s.day;
-      return restatus({ ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
-        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "released" } } }, e.id, "released", 0n);
+      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
+        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "released" } } };
     }
     case "transfer_sent": {
       const amount = BigInt(e.amount);
-      return record({ ...s, available: s.available - amount, outgoing: { ...s.outgoing, [e.id]: { to: e.to, amount, at: e.at } } },
-        { at: e.at, kind: "transfer_out", amount: -amount, ref: e.id, status: "sent", counterparty: e.to }, historyLimit);
+      return { ...s, available: s.available - amount, outgoing: { ...s.outgoing, [e.id]: { to: e.to, amount, at: e.at } }, historyTotal: s.historyTotal + 1 };
     }
     case "transfer_acked": {
       const { [e.id]: _done, ...outgoing } = s.outgoing;
       return { ...s, outgoing };
     }
     case "transfer_received": {
-      const amount = BigInt(e.amount);
-      return record({ ...s, available: s.available + amount, incoming: { ...s.incoming, [e.id]: 1 } },
-        { at: e.at, kind: "transfer_in", amount, ref: e.id, status: "received", counterparty: e.from }, historyLimit);
+      return { ...s, available: s.available + BigInt(e.amount), historyTotal: s.historyTotal + 1 };
     }
     case "frozen":
       return { ...s, frozen: { reason: e.reason, by: e.by, at: e.at } };
@@ -279,21 +271,35 @@ export function evolve(s: WalletState, e: WalletEvent, historyLimit = 1000): Wal
   }
 }
 
-function record(s: WalletState, entry: HistoryEntry, limit: number): WalletState {
-  const history = s.history.length >= limit ? [...s.history.slice(s.history.length - limit + 1), entry] : [...s.history, entry];
-  return { ...s, history, historyTotal: s.historyTotal + 1 };
-}
-
-/** Updates the status (and optionally the amount) of the newest history entry with this ref. */
-function restatus(s: WalletState, ref: string, status: string, amount?: bigint): WalletState {
-  for (let i = s.history.length - 1; i >= 0; i--) {
-    if (s.history[i]!.ref === ref) {
-      const history = s.history.slice();
-      history[i] = { ...history[i]!, status, ...(amount !== undefined ? { amount } : {}) };
-      return { ...s, history };
+/**
+ * The history entry an event writes or rewrites, as [its number, the entry], read from the state after the event:
+ * a deposit's or a withdrawal's entry follows its record (status, and the fee once settled); a transfer adds one.
+ */
+export function historyEntryOf(after: WalletState, e: WalletEvent): [number, HistoryEntry] | undefined {
+  switch (e.t) {
+    case "deposit_seen":
+    case "deposit_confirmed":
+    case "deposit_dropped":
+    case "deposit_reversed": {
+      const d = after.deposits[e.outpoint]!;
+      return [d.h, { at: d.seenAt, kind: "deposit", amount: d.amount, ref: e.outpoint, status: d.status }];
     }
+    case "withdrawal_reserved":
+    case "withdrawal_broadcast":
+    case "withdrawal_settled":
+    case "withdrawal_released": {
+      const w = after.withdrawals[e.id]!;
+      // What left the user's total: the quote while open, the charged fee once sent, nothing once released.
+      const amount = w.status === "sent" ? -(w.amount + w.fee!) : w.status === "released" ? 0n : -(w.amount + w.quotedFee);
+      return [w.h, { at: w.at, kind: "withdrawal", amount, ref: e.id, status: w.status }];
+    }
+    case "transfer_sent":
+      return [after.historyTotal, { at: e.at, kind: "transfer_out", amount: -BigInt(e.amount), ref: e.id, status: "sent", counterparty: e.to }];
+    case "transfer_received":
+      return [after.historyTotal, { at: e.at, kind: "transfer_in", amount: BigInt(e.amount), ref: e.id, status: "received", counterparty: e.from }];
+    default:
+      return undefined;
   }
-  return s;
 }
 
 /** What a person should be told about an event, if anything. */

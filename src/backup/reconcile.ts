@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import { btcNumberToSats, formatBtc } from "../domain/money.ts";
 import type { ListSinceBlock } from "../actors/node.ts";
 import type { PayoutState } from "../actors/payout.messages.ts";
-import type { WalletView } from "../actors/wallet.actor.ts";
+import type { WalletView } from "../actors/wallet.records.ts";
 import type { EncryptedStore } from "../store/db.ts";
 
 export interface UnknownSpend {

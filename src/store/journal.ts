@@ -27,11 +27,16 @@ export interface JournalSnapshot {
   createdAt: number;
 }
 
-/** Extra records written atomically with an event (e.g. a balance projection). */
-export type Projection = (key: string, data: unknown) => StoreOp[];
+/**
+ * What a persistent actor journals per command: its events, and store records (a read model: balances, history)
+ * to write in the same atomic batch. The records are applied, not journalled: replay needs only the events.
+ */
+export interface JournalRecord<E> {
+  e: E[];
+  r?: StoreOp[];
+}
 
 export interface JournalOptions {
-  project?: Projection;
   log?: Pick<Logger, "warn" | "error">;
 }
 
@@ -113,15 +118,36 @@ export class Journal {
       throw new StoreError("sequence_gap", `journal ${ev.key}: event ${ev.sequenceNumber} does not follow ${last}; the actor must replay`);
     }
     this.#last.set(ev.key, ev.sequenceNumber);
-    const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: ev.data, t: ev.createdAt, g: ev.tags } : { d: ev.data, t: ev.createdAt } }];
-    if (this.#o.project) ops.push(...this.#o.project(ev.key, ev.data));
+    let data = ev.data, records: StoreOp[] | undefined;
+    if (data !== null && typeof data === "object" && "r" in data) {
+      ({ r: records, ...data } = data as JournalRecord<unknown>);
+    }
+    const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: data, t: ev.createdAt, g: ev.tags } : { d: data, t: ev.createdAt } }];
+    if (records) for (const op of records) ops.push(op);
     return this.#enqueue(this.store.sealOps(ops), [[ev.key, ev.sequenceNumber]]);
+  }
+
+  /** The record a snapshot is stored as, for writers that must put one in a batch of their own (an upgrade). */
+  static snapshotOp(s: JournalSnapshot): StoreOp {
+    return { type: "put", ns: SNAPSHOTS, key: s.key, value: { d: s.data, s: s.sequenceNumber, t: s.createdAt } };
+  }
+
+  /** The keys that have journal events, in order, reading one key per key (not every event). */
+  async *keys(prefix = ""): AsyncGenerator<string> {
+    let after = prefix;
+    for (;;) {
+      let next: string | undefined;
+      for await (const k of this.store.keys(EVENTS, { gte: after, lt: prefix + "\uffff", limit: 1 })) next = k.slice(0, k.indexOf(SEP));
+      if (next === undefined) return;
+      yield next;
+      after = next + SEP + "~";
+    }
   }
 
   /** nact: snapshots are fire-and-forget upstream; here a failure is logged and counted, never silent. */
   async takeSnapshot(s: JournalSnapshot): Promise<void> {
     try {
-      await this.#enqueue(this.store.sealOps([{ type: "put", ns: SNAPSHOTS, key: s.key, value: { d: s.data, s: s.sequenceNumber, t: s.createdAt } }]), []);
+      await this.#enqueue(this.store.sealOps([Journal.snapshotOp(s)]), []);
       this.stats.snapshots++;
     } catch (e) {
       this.stats.snapshotFailures++;

@@ -8,7 +8,7 @@ import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry, type RegistryOptions } from "../../src/actors/registry.ts";
 import { silentLogger } from "../../src/log.ts";
-import { walletProjection } from "../../src/storage.ts";
+import { WalletRecords } from "../../src/actors/wallet.records.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -19,12 +19,12 @@ const gc = runInNewContext("gc") as () => void;
 
 async function setup(t: { testdir(): string; teardown(fn: () => unknown): void }, o: Partial<RegistryOptions> = {}) {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
-  const journal = new Journal(store, { project: walletProjection });
+  const journal = new Journal(store);
   const system = new ActorSystem(journal);
   const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
   const registry = new WalletRegistry({
     system, hooks, log: silentLogger, idleMs: 60_000, maxResident: 1_000_000, maxInFlight: 64, askTimeoutMs: 5000,
-    crashBudget: 3, crashWindowMs: 60_000, historyLimit: 100, snapshotEvery: 50, ...o,
+    crashBudget: 3, crashWindowMs: 60_000, records: new WalletRecords(store, 100), snapshotEvery: 50, ...o,
   });
   t.teardown(async () => {
     registry.close();

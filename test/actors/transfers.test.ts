@@ -11,7 +11,7 @@ import { WalletRegistry } from "../../src/actors/registry.ts";
 import { TransferCourier } from "../../src/actors/transfers.ts";
 import { ChequeService } from "../../src/actors/cheque.service.ts";
 import { silentLogger } from "../../src/log.ts";
-import { walletProjection } from "../../src/storage.ts";
+import { WalletRecords } from "../../src/actors/wallet.records.ts";
 
 /** A small deterministic generator, so a failing run can be replayed with the same seed. */
 function rng(seed: number) {
@@ -81,14 +81,14 @@ t.test("1,000 random transfers among 50 users with crashes injected: the sum is 
 
 t.test("cheques: claimed once, never by the creator, not after expiry or revoke", async (t) => {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
-  const journal = new Journal(store, { project: walletProjection });
+  const journal = new Journal(store);
   const system = new ActorSystem(journal);
   let now = Date.parse("2026-11-24T12:00:00Z");
   let cheques!: ChequeService;
   let courier!: TransferCourier;
   const registry = new WalletRegistry({
     system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
-    historyLimit: 100, snapshotEvery: 50, now: () => now,
+    records: new WalletRecords(store, 100), snapshotEvery: 50, now: () => now,
     hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
   });
   cheques = new ChequeService({ system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), now: () => now });

@@ -2,16 +2,16 @@
 import t from "tap";
 import { decide, evolve, emptyWallet, checkInvariants, isRefusal, type WalletCommand, type WalletState } from "../../src/actors/wallet.ts";
 
-const ctx = { now: Date.parse("2026-11-24T12:00:00Z"), historyLimit: 5 };
+const ctx = { now: Date.parse("2026-11-24T12:00:00Z") };
 const noop = () => undefined;
 /** A command without its reply channel (distributes over the union). */
 type Cmd = WalletCommand extends infer C ? (C extends WalletCommand ? Omit<C, "reply"> : never) : never;
 
 /** Applies a command the way the actor does; returns the new state and the answer (or the refusal). */
-function run(s: WalletState, cmd: Cmd, now = ctx.now): { s: WalletState; answer: unknown } {
-  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { ...ctx, now });
+function run(s: WalletState, cmd: Cmd, now = ctx.now, seen?: boolean): { s: WalletState; answer: unknown } {
+  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, seen });
   if (isRefusal(d)) return { s, answer: d };
-  const after = d.events.reduce((x, e) => evolve(x, e, ctx.historyLimit), s);
+  const after = d.events.reduce((x, e) => evolve(x, e), s);
   const broken = checkInvariants(after);
   if (broken) throw new Error(broken);
   return { s: after, answer: d.answer(after) };
@@ -99,7 +99,7 @@ t.test("frozen wallets refuse money out but keep receiving", async (t) => {
   t.notOk(s.frozen);
 });
 
-t.test("transfers: debit once per id, credit once per id, outbox until acknowledged", async (t) => {
+t.test("transfers: debit once per id, credit once per id (the index says seen), outbox until acknowledged", async (t) => {
   let a = funded(1_000n);
   t.match(run(a, { type: "send_transfer", id: "t1", to: "u_test", amount: 1n, maxAmount: 100n }).answer, { code: "self_transfer" });
   t.match(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 2_000n, maxAmount: 10_000n }).answer, { code: "insufficient_funds" });
@@ -110,23 +110,27 @@ t.test("transfers: debit once per id, credit once per id, outbox until acknowled
   t.ok(a.outgoing.t1);
   a = run(a, { type: "transfer_acked", id: "t1" }).s;
   t.notOk(a.outgoing.t1);
-  a = run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }).s;
-  t.equal(a.available, 400n, "still once after the acknowledgement");
+  t.same(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }, ctx.now, true).answer, { repeated: true, balance: { available: 400n, pending: 0n, reserved: 0n } },
+    "after the acknowledgement the transfer index recognises the id");
+  t.equal(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }, ctx.now, true).s, a, "and nothing changes");
   let b = emptyWallet("u_b");
   b = run(b, { type: "receive_transfer", id: "t1", from: "u_test", amount: 600n }).s;
-  b = run(b, { type: "receive_transfer", id: "t1", from: "u_test", amount: 600n }).s;
-  t.equal(b.available, 600n, "credited once; the wallet opened implicitly");
+  t.equal(b.available, 600n, "credited; the wallet opened implicitly");
+  t.same(run(b, { type: "receive_transfer", id: "t1", from: "u_test", amount: 600n }, ctx.now, true), { s: b, answer: { repeated: true } }, "a re-sent credit is answered, not applied");
   t.ok(b.opened);
 });
 
-t.test("history is bounded and paged newest first", async (t) => {
-  let s = opened();
-  for (let i = 0; i < 8; i++) s = run(s, { type: "receive_transfer", id: `t${i}`, from: "x", amount: BigInt(i + 1) }).s;
-  t.equal(s.history.length, 5, "bounded by historyLimit");
-  t.equal(s.historyTotal, 8);
-  const page = run(s, { type: "history", page: 0, pageSize: 2 }).answer as { entries: { ref: string }[]; pages: number };
-  t.same(page.entries.map((e) => e.ref), ["t7", "t6"]);
-  t.equal(page.pages, 3);
+t.test("history: each deposit, withdrawal and transfer takes the next entry number; status changes keep theirs", async (t) => {
+  let s = funded(100_000n);
+  t.equal(s.historyTotal, 1);
+  t.equal(Object.values(s.deposits)[0]!.h, 1);
+  s = run(s, { type: "receive_transfer", id: "t0", from: "x", amount: 5n }).s;
+  s = run(s, { type: "reserve_withdrawal", request: { id: "w1", address: "bcrt1qd", amount: 10_000n, fee: 500n, dustLimit: 546n, dailyLimit: 10n ** 9n } }).s;
+  t.equal(s.withdrawals.w1!.h, 3);
+  s = run(s, { type: "withdrawal_settled", id: "w1", txid: "bb".repeat(32), fee: 300n }).s;
+  t.equal(s.withdrawals.w1!.h, 3, "settling rewrites entry 3");
+  t.equal(s.historyTotal, 3);
+  t.same(run(s, { type: "history" }).answer, { total: 3 }, "a history read answers the committed count");
 });
 
 t.test("addresses: the newest unused address is reused", async (t) => {

@@ -48,17 +48,18 @@ t.test("a sequence gap is refused; snapshots are stored and counted", async (t) 
   t.equal(j.stats.snapshots, 1);
 });
 
-t.test("a projection is written atomically with its event; commit listeners see sealed bytes", async (t) => {
+t.test("a record's store operations are written atomically with its event, and not journalled", async (t) => {
   const dir = t.testdir();
   const store = await EncryptedStore.open({ path: dir, keyring: ring() });
-  const j = new Journal(store, { project: (key, data) => [{ type: "put", ns: "balances", key, value: (data as { v: bigint }).v }] });
+  const j = new Journal(store);
   t.teardown(() => store.close());
   const shipped: number[] = [];
   // What continuous backup ships: the store's durable batches (less the commit position every batch records).
   store.onWrite((_position, ops) => shipped.push(ops.filter((o) => o.key !== POSITION_KEY).length));
-  await j.persist(ev("w", 1, { v: 42n }));
+  await j.persist(ev("w", 1, { e: ["x"], r: [{ type: "put", ns: "balances", key: "w", value: 42n }] }));
   t.equal(await store.get("balances", "w"), 42n);
-  t.same(shipped, [2], "event + projection in one batch");
+  t.same(shipped, [2], "event + its records in one batch");
+  t.same((await j.readEvents("w")).map((e) => e.data), [{ e: ["x"] }], "the journal keeps the events only");
 });
 
 type Cmd = { add: bigint; reply: Reply<bigint> } | { get: true; reply: Reply<bigint> };

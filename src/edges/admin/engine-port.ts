@@ -63,10 +63,9 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const st = await e.registry.send(userKey, "state", {});
       if (isRefusal(st)) return st;
       if (!st.opened) return refuse("not_found", `no wallet ${userKey}`);
-      const { chatHandle: _never, history, ...rest } = st;
-      const size = 20;
-      const newest = [...history].reverse();
-      return toJson({ ...rest, history: { page, pages: Math.max(1, Math.ceil(newest.length / size)), entries: newest.slice(page * size, page * size + size) } });
+      const { chatHandle: _never, ...rest } = st;
+      const history = await e.registry.records.page(userKey, st.historyTotal, page, 20);
+      return toJson({ ...rest, history });
     },
     async solvency() {
       return toJson({ ...(await e.solvency(BigInt(e.config.watchdog.toleranceSats))), payoutsPaused: e.payouts.paused ?? null, draining: e.draining ?? null });

@@ -1,0 +1,132 @@
+// The records a wallet writes beside its journal, in the same atomic batch as the events (the journal applies a
+// record's `r`): its balance parts and outbox flag (solvency sums, the start-up outbox scan, drain mode's list
+// of users), its history entries, and the index of transfer ids it has sent or received. History and index live
+// here rather than in the actor's state, so a wallet with a long history activates, snapshots and evolves as
+// fast as a new one, and a transfer id is recognised however old it is.
+import { META, type EncryptedStore, type StoreOp } from "../store/db.ts";
+import { Journal } from "../store/journal.ts";
+import type { JournalRecord } from "./runtime.ts";
+import { emptyWallet, evolve, historyEntryOf } from "./wallet.ts";
+import { walletJournalKey } from "./wallet.actor.ts";
+import type { HistoryEntry, WalletEvent, WalletState } from "./wallet.messages.ts";
+import type { HistoryPage } from "../relay.types.ts";
+
+/** The balance parts and outbox flag of a wallet, kept in `balances/<userKey>`. */
+export interface WalletView {
+  a: bigint;
+  p: bigint;
+  r: bigint;
+  /** true while transfers await acknowledgement or withdrawals await settlement. */
+  o: boolean;
+}
+
+
+const HISTORY = "history";
+const TRANSFERS = "xfer";
+const SEP = "\u0001";
+const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
+
+export function viewOf(s: WalletState): WalletView {
+  let open = Object.keys(s.outgoing).length > 0;
+  if (!open) for (const id in s.withdrawals) if (s.withdrawals[id]!.status === "reserved" || s.withdrawals[id]!.status === "broadcast") open = true;
+  return { a: s.available, p: s.pending, r: s.reserved, o: open };
+}
+
+export class WalletRecords {
+  readonly #store: EncryptedStore;
+  /** Entries kept per wallet: the newest `limit` (older ones are deleted as new ones arrive). */
+  readonly limit: number;
+
+  constructor(store: EncryptedStore, limit: number) {
+    this.#store = store;
+    this.limit = limit;
+  }
+
+  /** Whether this wallet has already sent (or received) a transfer with this id. */
+  seen(userKey: string, direction: "in" | "out", id: string): boolean {
+    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(userKey, direction, id)) !== undefined;
+  }
+
+  /**
+   * The store operations that go with one command's events: history entries written or rewritten, the transfer
+   * index, and the balance view — only when something in it changed (every wallet's first record writes it).
+   */
+  ops(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): StoreOp[] {
+    const userKey = before.userKey;
+    const ops: StoreOp[] = [];
+    let prev = before;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!, after = states[i]!;
+      const entry = historyEntryOf(after, e);
+      // An entry already trimmed away is not brought back by a late status change (a reorg months later).
+      if (entry && entry[0] > after.historyTotal - this.limit) ops.push({ type: "put", ns: HISTORY, key: seqKey(userKey, entry[0]), value: entry[1] });
+      // A new entry pushes the oldest kept one out.
+      if (after.historyTotal > prev.historyTotal && after.historyTotal > this.limit) ops.push({ type: "del", ns: HISTORY, key: seqKey(userKey, after.historyTotal - this.limit) });
+      if (e.t === "transfer_sent" || e.t === "transfer_received") {
+        ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(userKey, e.t === "transfer_sent" ? "out" : "in", e.id), value: after.historyTotal });
+      }
+      prev = after;
+    }
+    const last = states[states.length - 1] ?? before;
+    const was = viewOf(before), now = viewOf(last);
+    if (!before.opened || was.a !== now.a || was.p !== now.p || was.r !== now.r || was.o !== now.o) {
+      ops.push({ type: "put", ns: "balances", key: userKey, value: now });
+    }
+    if (was.o !== now.o) ops.push(now.o ? { type: "put", ns: "outbox", key: userKey, value: true } : { type: "del", ns: "outbox", key: userKey });
+    return ops;
+  }
+
+  /** One page of history, newest first, as of `total` committed entries (pages of 1 to 50 entries). */
+  async page(userKey: string, total: number, page: number, pageSize: number): Promise<HistoryPage> {
+    const size = Math.min(Math.max(1, Math.floor(pageSize) || 10), 50);
+    const kept = Math.min(total, this.limit);
+    const pages = Math.max(1, Math.ceil(kept / size));
+    const p = Math.min(Math.max(0, Math.floor(page) || 0), pages - 1);
+    const entries: HistoryEntry[] = [];
+    const hi = total - p * size, lo = Math.max(total - kept + 1, hi - size + 1);
+    if (hi >= lo && hi > 0) {
+      for await (const [, v] of this.#store.iterate<HistoryEntry>(HISTORY, { gte: seqKey(userKey, lo), lte: seqKey(userKey, hi), reverse: true })) entries.push(v);
+    }
+    return { entries, page: p, pages, total };
+  }
+
+  /** Transfer ids are private (they can name chats or cheques): the record key is a MAC of them. */
+  #transferKey(userKey: string, direction: "in" | "out", id: string): string {
+    return this.#store.mac("transfer", userKey + SEP + direction + SEP + id);
+  }
+}
+
+/** The store format these records belong to: 2 since history and the transfer index left the wallets' state. */
+const FORMAT = 2;
+
+/**
+ * Brings a store written before format 2 up to it, once (at the engine's start): each wallet's journal is replayed
+ * with today's `evolve`, its records are written from the replay, and its snapshot is replaced by the replayed
+ * state (an older snapshot holds the history inside). Repeatable after a crash: every write is a put of the same
+ * value. Returns how many wallets were upgraded.
+ */
+export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<number> {
+  const store = journal.store;
+  if (((await store.get<number>(META, "format")) ?? 0) >= FORMAT) return 0;
+  let wallets = 0;
+  const prefix = walletJournalKey("");
+  for await (const key of journal.keys(prefix)) {
+    const events = await journal.readEvents(key);
+    let state = emptyWallet(key.slice(prefix.length));
+    const ops: StoreOp[] = [];
+    for (const ev of events) {
+      const e = (ev.data as JournalRecord<never>).e;
+      const states = [];
+      let s = state;
+      for (const x of e) states.push((s = evolve(s, x)));
+      ops.push(...records.ops(state, e, states));
+      state = s;
+    }
+    const last = events.at(-1);
+    if (last) ops.push(Journal.snapshotOp({ key, sequenceNumber: last.sequenceNumber, data: state, createdAt: Date.now() }));
+    await store.batch(ops);
+    wallets++;
+  }
+  await store.put(META, "format", FORMAT);
+  return wallets;
+}

@@ -1,0 +1,134 @@
+// A wallet's records beside its journal, on a real store through the registry: history pages newest first and
+// keeps the newest `limit` entries, status changes rewrite their entry, and the transfer index makes an id count
+// once however old — after the acknowledgement, a passivation, and a restart.
+import t from "tap";
+import { randomBytes } from "node:crypto";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { Journal } from "../../src/store/journal.ts";
+import { KeyRing } from "../../src/store/keyring.ts";
+import { ActorSystem } from "../../src/actors/runtime.ts";
+import { WalletRegistry } from "../../src/actors/registry.ts";
+import { upgradeWalletRecords, WalletRecords } from "../../src/actors/wallet.records.ts";
+import { silentLogger } from "../../src/log.ts";
+import { isRefusal, type Refusal } from "../../src/domain/refusals.ts";
+
+const keyring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
+
+async function open(path: string, limit = 5) {
+  const store = await EncryptedStore.open({ path, keyring, sync: false });
+  const journal = new Journal(store);
+  const system = new ActorSystem(journal);
+  const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
+  const records = new WalletRecords(store, limit);
+  const registry = new WalletRegistry({
+    system, hooks, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000,
+    crashBudget: 3, crashWindowMs: 60_000, records, snapshotEvery: 3,
+  });
+  return {
+    store, registry, records,
+    async close() {
+      registry.close();
+      system.shutdown();
+      await journal.flushed();
+      await store.close();
+    },
+  };
+}
+
+const ok = <T>(r: T | Refusal): T => {
+  if (isRefusal(r)) throw new Error(r.message);
+  return r;
+};
+
+t.test("history pages newest first over the newest `limit` entries; older ones leave the disk", async (t) => {
+  const w = await open(t.testdir());
+  t.teardown(() => w.close());
+  for (let i = 1; i <= 8; i++) ok(await w.registry.send("u_a", "receive_transfer", { id: `t${i}`, from: "u_src", amount: BigInt(i) }));
+  const first = ok(await w.registry.history("u_a", 0, 2));
+  t.same(first.entries.map((e) => [e.ref, e.amount, e.kind, e.counterparty]), [["t8", 8n, "transfer_in", "u_src"], ["t7", 7n, "transfer_in", "u_src"]]);
+  t.same([first.page, first.pages, first.total], [0, 3, 8], "5 kept in pages of 2; 8 made");
+  t.same(ok(await w.registry.history("u_a", 2, 2)).entries.map((e) => e.ref), ["t4"], "the last page holds the oldest kept");
+  t.same(ok(await w.registry.history("u_a", 99, 2)).page, 2, "a page past the end shows the last one");
+  let stored = 0;
+  for await (const _ of w.store.keys("history")) stored++;
+  t.equal(stored, 5, "the trimmed entries are deleted");
+  t.match(await w.registry.history("u_nobody", 0, 5), { code: "not_found" }, "no wallet, no history");
+});
+
+t.test("a settled withdrawal rewrites its entry: one entry, its final status and amount", async (t) => {
+  const w = await open(t.testdir(), 100);
+  t.teardown(() => w.close());
+  ok(await w.registry.send("u_b", "receive_transfer", { id: "fund", from: "u_src", amount: 100_000n }));
+  ok(await w.registry.send("u_b", "reserve_withdrawal", { request: { id: "w1", address: "bcrt1qd", amount: 10_000n, fee: 500n, dustLimit: 546n, dailyLimit: 10n ** 9n } }));
+  t.same(ok(await w.registry.history("u_b", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]), [["w1", "reserved", -10_500n], ["fund", "received", 100_000n]]);
+  ok(await w.registry.send("u_b", "withdrawal_broadcast", { id: "w1", txid: "aa".repeat(32) }));
+  ok(await w.registry.send("u_b", "withdrawal_settled", { id: "w1", txid: "aa".repeat(32), fee: 300n }));
+  t.same(ok(await w.registry.history("u_b", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]), [["w1", "sent", -10_300n], ["fund", "received", 100_000n]]);
+});
+
+t.test("a transfer id counts once after its acknowledgement, a passivation and a restart; the index hides the ids", async (t) => {
+  const dir = t.testdir();
+  let w = await open(dir);
+  ok(await w.registry.send("u_c", "receive_transfer", { id: "fund", from: "u_src", amount: 10_000n }));
+  t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })).repeated, false);
+  ok(await w.registry.send("u_c", "transfer_acked", { id: "pay-1" }));
+  t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })), { repeated: true, balance: { available: 9_000n, pending: 0n, reserved: 0n } });
+  // More entries than the history keeps: the id is still known.
+  for (let i = 0; i < 10; i++) ok(await w.registry.send("u_c", "receive_transfer", { id: `x${i}`, from: "u_src", amount: 1n }));
+  w.registry.passivateAll();
+  t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })).repeated, true, "after a passivation");
+  t.same(ok(await w.registry.send("u_c", "receive_transfer", { id: "x0", from: "u_src", amount: 1n })).repeated, true, "a credit too");
+  await w.close();
+  w = await open(dir);
+  t.teardown(() => w.close());
+  t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })).repeated, true, "after a restart");
+  t.same(ok(await w.registry.read("u_c", "balance", {})), { available: 9_010n, pending: 0n, reserved: 0n }, "debited and credited once each");
+  t.ok(w.records.seen("u_c", "out", "pay-1"));
+  t.notOk(w.records.seen("u_d", "out", "pay-1"), "the index is per wallet and per direction");
+  for await (const k of w.store.keys("xfer")) t.notMatch(k, /pay-1|u_c/, "record keys are MACs, not ids");
+});
+
+t.test("balances and the outbox flag are written when they change, and for every new wallet", async (t) => {
+  const w = await open(t.testdir());
+  t.teardown(() => w.close());
+  ok(await w.registry.send("u_e", "open", {}));
+  t.same(await w.store.get("balances", "u_e"), { a: 0n, p: 0n, r: 0n, o: false }, "a new wallet is listed (drain mode tells every user)");
+  ok(await w.registry.send("u_e", "receive_transfer", { id: "f", from: "u_src", amount: 50n }));
+  ok(await w.registry.send("u_e", "send_transfer", { id: "s", to: "u_f", amount: 20n, maxAmount: 100n }));
+  t.same(await w.store.get("balances", "u_e"), { a: 30n, p: 0n, r: 0n, o: true });
+  t.equal(await w.store.get("outbox", "u_e"), true, "an unacknowledged transfer is in the outbox");
+  ok(await w.registry.send("u_e", "transfer_acked", { id: "s" }));
+  t.equal(await w.store.get("outbox", "u_e"), undefined, "and leaves it when acknowledged");
+  t.same(await w.store.get("balances", "u_e"), { a: 30n, p: 0n, r: 0n, o: false });
+});
+
+t.test("a store from before format 2 is upgraded once: history, index, balances and snapshots rebuilt from the journals", async (t) => {
+  const dir = t.testdir();
+  // What the engine wrote before: journal records of events only, and a snapshot with the history inside.
+  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
+  const journal = new Journal(store);
+  const at = 1_700_000_000_000;
+  const old = [
+    [{ t: "opened", at }, { t: "transfer_received", id: "in-1", from: "u_src", amount: "5000", at }],
+    [{ t: "deposit_seen", outpoint: "aa:0", txid: "aa", vout: 0, address: "bcrt1qa", amount: "20000", at }],
+    [{ t: "deposit_confirmed", outpoint: "aa:0", at }],
+    [{ t: "transfer_sent", id: "out-1", to: "u_dst", amount: "1000", at }],
+    [{ t: "transfer_acked", id: "out-1" }],
+  ];
+  for (let i = 0; i < old.length; i++) await journal.persist({ key: "wallet:u_old", sequenceNumber: i + 1, data: { e: old[i] }, tags: [], createdAt: at, isDeleted: false });
+  await journal.takeSnapshot({ key: "wallet:u_old", sequenceNumber: 3, data: { userKey: "u_old", opened: true, history: [{ ref: "in-1" }], incoming: { "in-1": 1 } }, createdAt: at });
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 1, "one wallet upgraded");
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 0, "and only once");
+  const snap = await journal.latestSnapshot("wallet:u_old");
+  t.equal(snap?.sequenceNumber, 5, "the snapshot is the replayed state");
+  t.notOk("history" in (snap!.data as object), "without the history inside");
+  await store.close();
+
+  const w = await open(dir, 100);
+  t.teardown(() => w.close());
+  t.same(ok(await w.registry.history("u_old", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]),
+    [["out-1", "sent", -1000n], ["aa:0", "confirmed", 20_000n], ["in-1", "received", 5000n]]);
+  t.same(ok(await w.registry.send("u_old", "send_transfer", { id: "out-1", to: "u_dst", amount: 1000n, maxAmount: 10n ** 9n })).repeated, true, "an acknowledged old transfer is still known");
+  t.same(ok(await w.registry.send("u_old", "receive_transfer", { id: "in-1", from: "u_src", amount: 5000n })).repeated, true, "an old credit too");
+  t.same(await w.store.get("balances", "u_old"), { a: 24_000n, p: 0n, r: 0n, o: false });
+});
