@@ -68,6 +68,8 @@ export class WalletRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #crashes = new Map<string, number[]>();
   readonly #failedUntil = new Map<string, number>();
+  /** Answers to reads, per committed state (read commands take no arguments). */
+  readonly #answers = new WeakMap<WalletState, Partial<Record<ReadCommandType, Promise<unknown>>>>();
   readonly #sweep: NodeJS.Timeout;
   #generation = 0;
   #closed = false;
@@ -106,16 +108,22 @@ export class WalletRegistry {
     // Only an idle wallet: a command already in its mailbox (a transfer's credit, a cheque's refund) must be seen
     // by a read that comes after it, as the mailbox's order guarantees.
     if (!e?.state || e.inFlight > 0) return this.send(userKey, type, args);
-    const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now() });
-    if (isRefusal(d)) return Promise.resolve(d);
-    if (d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all: the actor decides
-    const answer = d.answer(e.state);
+    // A committed state never changes, so neither do the answers to reads of it: each is decided once, frozen,
+    // and handed out as the same settled promise until the wallet commits again (no garbage per read).
+    let answers = this.#answers.get(e.state);
+    if (!answers) this.#answers.set(e.state, (answers = {}));
+    let answer = answers[type] as Promise<AnswerOf<T> | Refusal> | undefined;
+    if (!answer) {
+      const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now() });
+      if (!isRefusal(d) && d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all
+      answer = answers[type] = Promise.resolve(Object.freeze(isRefusal(d) ? d : d.answer(e.state)) as AnswerOf<T> | Refusal);
+    }
     // Recency as for any use: a read keeps the wallet resident.
     this.#entries.delete(userKey);
     this.#entries.set(userKey, e);
     e.lastUsed = this.#now();
     this.stats.reads++;
-    return Promise.resolve(answer as AnswerOf<T>);
+    return answer;
   }
 
   /**
