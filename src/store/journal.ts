@@ -82,6 +82,9 @@ export class Journal {
   }
 
   async readEvents(key: string, offset = 0): Promise<JournalEvent[]> {
+    // This process wrote the key's last event (or read it before): when that is the offset, there is nothing after
+    // it — an activation after a passivation reads no range at all.
+    if (this.#last.get(key) === offset) return [];
     const out: JournalEvent[] = [];
     let expected = offset + 1;
     for await (const [k, v] of this.store.iterate<{ d: unknown; t: number; g?: string[] }>(EVENTS, { gt: key + SEP + pad(offset), lt: key + SEP + "~" })) {
@@ -90,6 +93,8 @@ export class Journal {
       expected++;
       out.push({ data: v.d, sequenceNumber: seq, key, tags: v.g ?? [], createdAt: v.t, isDeleted: false });
     }
+    // The scan reached the end: its last number is the key's last (unless a persist claimed a newer one meanwhile).
+    if (!this.#last.has(key)) this.#last.set(key, expected - 1);
     return out;
   }
 
@@ -106,7 +111,8 @@ export class Journal {
   }
 
   async latestSnapshot(key: string): Promise<JournalSnapshot | undefined> {
-    const s = await this.store.get<{ d: unknown; s: number; t: number }>(SNAPSHOTS, key);
+    // Read on this thread: an activation must not queue behind group commit's fsyncs in the thread pool.
+    const s = this.store.getSync<{ d: unknown; s: number; t: number }>(SNAPSHOTS, key);
     return s && { data: s.d, sequenceNumber: s.s, key, createdAt: s.t };
   }
 
