@@ -43,7 +43,7 @@ t.test("nothing listening, or an aborted call: HttpError", async (t) => {
   await closed.stop();
   t.ok((await client(root).getMe().catch((err: unknown) => err)) instanceof HttpError);
   const controller = new AbortController();
-  const pending = client(api.apiRoot).getUpdates({ timeout: 5 }, controller.signal).catch((err: unknown) => err);
+  const pending = client(api.apiRoot).getUpdates({ timeout: 5 }, controller.signal as Parameters<Api["getUpdates"]>[1]).catch((err: unknown) => err);
   setTimeout(() => controller.abort(), 50);
   t.ok((await pending) instanceof HttpError, "the long poll is cut short");
 });
