@@ -24,6 +24,8 @@ export interface CourierOptions {
 export class TransferCourier {
   readonly #o: CourierOptions;
   readonly #inFlight = new Set<string>();
+  /** Acknowledgements waiting for their sender, per sender: while one is being journalled, the next ones gather. */
+  readonly #acks = new Map<string, { ids: string[]; done: Array<() => void> }>();
   readonly stats = { delivered: 0, refused: 0, deferred: 0 };
   #idle: Array<() => void> = [];
 
@@ -46,6 +48,36 @@ export class TransferCourier {
     return this.#inFlight.size === 0 ? Promise.resolve() : new Promise((r) => this.#idle.push(r));
   }
 
+  /**
+   * Acknowledges a delivered transfer to its sender. Acknowledgements that arrive while the sender is journalling
+   * one are sent together as the next command — one journal record for all of them, however busy the sender.
+   */
+  #ack(from: string, id: string): Promise<void> {
+    return new Promise((resolve) => {
+      const waiting = this.#acks.get(from);
+      if (waiting) {
+        waiting.ids.push(id);
+        waiting.done.push(resolve);
+        return;
+      }
+      const q = { ids: [id], done: [resolve] };
+      this.#acks.set(from, q);
+      void (async () => {
+        while (q.ids.length > 0) {
+          const ids = q.ids.splice(0), done = q.done.splice(0);
+          try {
+            const ack = await this.#o.registry.send(from, "transfer_acked", { ids });
+            if (isRefusal(ack)) this.#o.log.warn({ from, transfers: ids.length, code: ack.code }, "transfer acknowledgements not recorded; they will be re-sent");
+          } catch (e) {
+            this.#o.log.warn({ from, err: e }, "transfer acknowledgements failed; they will be re-sent");
+          }
+          for (const f of done) f();
+        }
+        this.#acks.delete(from);
+      })();
+    });
+  }
+
   async #run(from: string, id: string, to: string, amount: bigint): Promise<void> {
     const sink = this.#o.sinks?.find((s) => s.accepts(to));
     const attempts = (this.#o.retries ?? 3) + 1;
@@ -64,8 +96,7 @@ export class TransferCourier {
           this.#o.log.error({ from, to, id, code: r.code }, "transfer credit refused; it stays in the sender's outbox");
           return;
         }
-        const ack = await this.#o.registry.send(from, "transfer_acked", { id });
-        if (isRefusal(ack)) this.#o.log.warn({ from, id, code: ack.code }, "transfer acknowledgement not recorded; it will be re-sent");
+        await this.#ack(from, id);
         this.stats.delivered++;
         return;
       } catch (e) {

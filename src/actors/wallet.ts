@@ -125,9 +125,10 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
       return { events, answer: () => ({ repeated: false }) };
     }
-    case "transfer_acked":
-      if (!s.outgoing[cmd.id]) return noChange(() => ({ ok: true as const }));
-      return { events: [{ t: "transfer_acked", id: cmd.id }], answer: () => ({ ok: true as const }) };
+    case "transfer_acked": {
+      const ids = [...new Set(cmd.ids)].filter((id) => s.outgoing[id] !== undefined);
+      return { events: ids.map((id) => ({ t: "transfer_acked", id })), answer: () => ({ ok: true as const }) };
+    }
     case "freeze":
       if (s.frozen) return noChange(() => ({ frozen: true }));
       return { events: [{ t: "frozen", reason: cmd.reason, by: cmd.by, at }], answer: () => ({ frozen: true }) };

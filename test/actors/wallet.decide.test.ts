@@ -108,7 +108,7 @@ t.test("transfers: debit once per id, credit once per id (the index says seen), 
   a = run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }).s;
   t.equal(a.available, 400n, "debited once");
   t.ok(a.outgoing.t1);
-  a = run(a, { type: "transfer_acked", id: "t1" }).s;
+  a = run(a, { type: "transfer_acked", ids: ["t1"] }).s;
   t.notOk(a.outgoing.t1);
   t.same(run(a, { type: "send_transfer", id: "t1", to: "u_b", amount: 600n, maxAmount: 10_000n }, ctx.now, true).answer, { repeated: true, balance: { available: 400n, pending: 0n, reserved: 0n } },
     "after the acknowledgement the transfer index recognises the id");

@@ -71,7 +71,7 @@ t.test("a transfer id counts once after its acknowledgement, a passivation and a
   let w = await open(dir);
   ok(await w.registry.send("u_c", "receive_transfer", { id: "fund", from: "u_src", amount: 10_000n }));
   t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })).repeated, false);
-  ok(await w.registry.send("u_c", "transfer_acked", { id: "pay-1" }));
+  ok(await w.registry.send("u_c", "transfer_acked", { ids: ["pay-1"] }));
   t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })), { repeated: true, balance: { available: 9_000n, pending: 0n, reserved: 0n } });
   // More entries than the history keeps: the id is still known.
   for (let i = 0; i < 10; i++) ok(await w.registry.send("u_c", "receive_transfer", { id: `x${i}`, from: "u_src", amount: 1n }));
@@ -97,7 +97,7 @@ t.test("balances and the outbox flag are written when they change, and for every
   ok(await w.registry.send("u_e", "send_transfer", { id: "s", to: "u_f", amount: 20n, maxAmount: 100n }));
   t.same(await w.store.get("balances", "u_e"), { a: 30n, p: 0n, r: 0n, o: true });
   t.equal(await w.store.get("outbox", "u_e"), true, "an unacknowledged transfer is in the outbox");
-  ok(await w.registry.send("u_e", "transfer_acked", { id: "s" }));
+  ok(await w.registry.send("u_e", "transfer_acked", { ids: ["s"] }));
   t.equal(await w.store.get("outbox", "u_e"), undefined, "and leaves it when acknowledged");
   t.same(await w.store.get("balances", "u_e"), { a: 30n, p: 0n, r: 0n, o: false });
 });
