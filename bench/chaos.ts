@@ -102,6 +102,8 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   let restoreLag: number | undefined;
   let bitcoindKills = 0;
   let rotation: ChaosResult["rotation"];
+  /** Payouts confirmed on chain whose wallet had not settled them at the last kill (see check). */
+  const unsettled = new Set<string>();
   const bounceRound = Math.floor(o.kills / 3);
   const rotateRound = Math.floor(o.kills / 2);
   const violations: string[] = [];
@@ -167,7 +169,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       await (killing ?? kill());
       await bounce;
       if (k === rotateRound) rotation = await rotateKilled(env, log);
-      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked)).map((v) => `kill ${k + 1}: ${v}`));
+      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled)).map((v) => `kill ${k + 1}: ${v}`));
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();
     }
@@ -175,7 +177,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.mine(1);
     await new Promise((r) => setTimeout(r, 1500));
     await kill();
-    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true)).map((v) => `final: ${v}`));
+    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true, unsettled)).map((v) => `final: ${v}`));
     const drill = await restoreDrill(dir, masterKey, node, acked);
     restoreLag = drill.lag;
     violations.push(...drill.problems.map((v) => `restore drill: ${v}`));
@@ -252,7 +254,7 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
 }
 
 /** Reads the dead engine's store and checks the invariants. */
-async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false): Promise<string[]> {
+async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>): Promise<string[]> {
   const problems: string[] = [];
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
@@ -296,11 +298,18 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     // journals after a kill (a debit whose credit is not acknowledged yet) must be counted exactly once.
     let owed = escrowOf(cheques);
     let inFlight = 0n;
+    const confirmedUnsettled = new Set<string>();
     for (const [id, p] of Object.entries(payouts.payouts)) {
       // Paid by the node and still reserved in the wallet: signed or broadcast, or confirmed with the wallet's
       // settlement not journalled yet when the engine died (the payout book re-sends it at the next start).
-      const unsettled = p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "");
-      if (p.status === "signed" || p.status === "broadcast" || unsettled) inFlight += p.amount + (p.fee ?? p.quotedFee);
+      if (p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "")) confirmedUnsettled.add(id);
+      if (p.status === "signed" || p.status === "broadcast" || confirmedUnsettled.has(id)) inFlight += p.amount + (p.fee ?? p.quotedFee);
+    }
+    // ...and re-sent it is: one left over from the previous kill must be settled after the restart in between.
+    if (unsettled) {
+      for (const id of unsettled) if (confirmedUnsettled.has(id)) problems.push(`payout ${id} was confirmed before the last restart and its wallet has still not settled it`);
+      unsettled.clear();
+      for (const id of confirmedUnsettled) unsettled.add(id);
     }
     for (const w of wallets.values()) {
       owed += w.available + w.pending + w.reserved;
