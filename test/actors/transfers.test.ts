@@ -120,3 +120,36 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   if (!isRefusal(a) && !isRefusal(b)) t.same([a.available, b.available], [70_000n, 30_000n], "100,000 sats, still 100,000 sats");
   t.equal(await cheques.escrow(), 0n);
 });
+
+t.test("a busy sender's acknowledgements gather: fewer journal records than transfers, every transfer acknowledged once", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+  const journal = new Journal(store);
+  const system = new ActorSystem(journal);
+  let courier!: TransferCourier;
+  const registry = new WalletRegistry({
+    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 256, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
+    records: new WalletRecords(store, 100), snapshotEvery: 50,
+    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+  });
+  courier = new TransferCourier({ registry, log: silentLogger });
+  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  await registry.send("u_payer", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  const n = 100;
+  const sent = await Promise.all(Array.from({ length: n }, (_, i) => registry.send("u_payer", "send_transfer", { id: `p${i}`, to: `u_payee${i % 10}`, amount: 10n, maxAmount: 1000n })));
+  t.notOk(sent.some(isRefusal), "all debited");
+  await courier.settled();
+  t.equal(courier.stats.delivered, n);
+  const st = await registry.send("u_payer", "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  t.same(Object.keys(st.outgoing), [], "the outbox is empty: every transfer acknowledged");
+  const records = (await journal.readEvents("wallet:u_payer")).map((e) => (e.data as { e: Array<{ t: string }> }).e);
+  const acks = records.filter((e) => e[0]!.t === "transfer_acked");
+  t.equal(acks.flat().length, n, "one acknowledgement event per transfer");
+  t.ok(acks.length < n, `in ${acks.length} journal records`);
+  let total = 0n;
+  for (let i = 0; i < 10; i++) {
+    const b = await registry.read(`u_payee${i}`, "balance", {});
+    if (!isRefusal(b)) total += b.available;
+  }
+  t.equal(total, 1000n, "each credit applied once");
+});
