@@ -41,6 +41,8 @@ interface Entry {
   ref: Ref<WalletCommand>;
   inFlight: number;
   lastUsed: number;
+  /** When the entry last moved to the recent end of the LRU order (see #touch). */
+  movedAt: number;
   /** Replies of commands sent and not yet answered, so a stop can answer them instead of dropping them. */
   pending?: Set<Reply<never>>;
   /** The wallet's last committed state (published by the actor), for reads without a message. */
@@ -72,6 +74,7 @@ export class WalletRegistry {
   readonly #answers = new WeakMap<WalletState, Partial<Record<ReadCommandType, Promise<unknown>>>>();
   readonly #sweep: NodeJS.Timeout;
   #generation = 0;
+  readonly #recencyMs: number;
   #closed = false;
   readonly stats: RegistryStats = { resident: 0, inFlight: 0, activations: 0, passivations: 0, crashes: 0, stoppedAfterCrashes: 0, refusedBusy: 0, reads: 0 };
 
@@ -80,6 +83,7 @@ export class WalletRegistry {
 
   constructor(o: RegistryOptions) {
     this.#o = o;
+    this.#recencyMs = Math.min(1000, o.idleMs / 10);
     this.#walletOptions = {
       records: o.records, snapshotEvery: o.snapshotEvery, hooks: o.hooks, log: o.log,
       // Only the current actor of a wallet handles messages (a passivated one gets none), so the entry is its own.
@@ -119,9 +123,7 @@ export class WalletRegistry {
       answer = answers[type] = Promise.resolve(Object.freeze(isRefusal(d) ? d : d.answer(e.state)) as AnswerOf<T> | Refusal);
     }
     // Recency as for any use: a read keeps the wallet resident.
-    this.#entries.delete(userKey);
-    this.#entries.set(userKey, e);
-    e.lastUsed = this.#now();
+    this.#touch(userKey, e);
     this.stats.reads++;
     return answer;
   }
@@ -226,9 +228,7 @@ export class WalletRegistry {
   #activate(userKey: string): Entry {
     const found = this.#entries.get(userKey);
     if (found) {
-      // Move to the end: most recently used.
-      this.#entries.delete(userKey);
-      this.#entries.set(userKey, found);
+      this.#touch(userKey, found);
       return found;
     }
     const o = this.#o;
@@ -237,7 +237,8 @@ export class WalletRegistry {
       walletBehaviour(userKey, this.#walletOptions),
       { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
     );
-    const entry: Entry = { ref, inFlight: 0, lastUsed: this.#now() };
+    const now = this.#now();
+    const entry: Entry = { ref, inFlight: 0, lastUsed: now, movedAt: now };
     this.#entries.set(userKey, entry);
     this.stats.activations++;
     this.stats.resident = this.#entries.size;
@@ -245,6 +246,21 @@ export class WalletRegistry {
     void this.send(userKey, "resume", {}).catch(() => undefined);
     this.#evictOverflow();
     return entry;
+  }
+
+  /**
+   * Marks a use. The LRU order is the Map's insertion order; an entry moves to its end at most once per
+   * `#recencyMs` (a tenth of idleMs, at most a second): a delete and re-insert on every use made the Map rehash its
+   * table every few thousand reads, garbage that showed in the read path's tail. Passivation and eviction follow
+   * the order within that slack.
+   */
+  #touch(userKey: string, e: Entry): void {
+    const now = this.#now();
+    e.lastUsed = now;
+    if (now - e.movedAt < this.#recencyMs) return;
+    this.#entries.delete(userKey);
+    this.#entries.set(userKey, e);
+    e.movedAt = now;
   }
 
   #evictOverflow(): void {
