@@ -96,22 +96,43 @@ if (want("write")) {
   await Promise.all(Array.from({ length: users }, (_, i) => r.registry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
   const before = r.journal.stats.events;
   const N = users * 20;
+  // The size of every record the store writes in the measured run (journal events, balances, history, index,
+  // commit positions), kept as numbers so the bookkeeping does not weigh on the run: the baseline writes as many
+  // records of the same sizes raw.
+  const sizes: number[] = [];
+  let batches = 0;
+  const stopListening = r.store.onWrite((_position, ops) => {
+    batches++;
+    for (const op of ops) sizes.push(op.key.length, op.value?.length ?? 0);
+  });
   const t0 = performance.now();
   const debits = await load(N, 512, (i) => r.registry.send(`u_${i % users}`, "send_transfer", { id: `t${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n }));
   await courier.settled();
   const measured = { perS: N / ((performance.now() - t0) / 1000), p99: debits.p99 };
+  const secs = (performance.now() - t0) / 1000;
+  stopListening();
   const events = r.journal.stats.events - before;
   if (courier.stats.delivered !== N) throw new Error(`only ${courier.stats.delivered} of ${N} transfers were delivered`);
   await r.close();
+  // As many records of the same key and value sizes, written raw in synced batches of 100.
   const raw = new Level<string, Uint8Array>(join(root, "write-raw"), { keyEncoding: "utf8", valueEncoding: "view" });
-  const value = randomBytes(400);
+  await raw.open();
+  const records = sizes.length / 2;
+  const noise = randomBytes(4096);
   const start = performance.now();
-  for (let i = 0; i < N; i += 100) await raw.batch(Array.from({ length: 100 }, (_, j) => ({ type: "put" as const, key: `k${i + j}`, value })), { sync: true });
-  const rawRate = N / ((performance.now() - start) / 1000);
+  for (let i = 0; i < records; i += 100) {
+    const b = raw.batch();
+    for (let j = i; j < Math.min(records, i + 100); j++) b.put(String(j).padStart(sizes[2 * j]!, "k"), noise.subarray(0, sizes[2 * j + 1]!));
+    await b.write({ sync: true });
+  }
+  const rawSecs = (performance.now() - start) / 1000;
   await raw.close();
-  const eventsPerS = (events / N) * measured.perS;
-  results.write = { transfers_per_s: Math.round(measured.perS), journal_events_per_s: Math.round(eventsPerS), debit_p99_ms: +measured.p99.toFixed(2), baseline_records_per_s: Math.round(rawRate), ratio: +(eventsPerS / rawRate).toFixed(3) };
-  rows.push(["write: transfers (debit, credit, ack), encrypted, fsync, group commit", `${fmt(measured.perS)} transfers/s = ${fmt(eventsPerS)} journal records/s (debit p99 ${measured.p99.toFixed(1)} ms)`, `${fmt(rawRate)} records/s raw synced batches of 100`, `${(eventsPerS / rawRate).toFixed(2)} (goal ≥ 20k/s and ≥ 0.5)`]);
+  const eventsPerS = events / secs, rawEventsPerS = events / rawSecs;
+  results.write = {
+    transfers_per_s: Math.round(measured.perS), journal_events_per_s: Math.round(eventsPerS), store_records_per_s: Math.round(records / secs), debit_p99_ms: +measured.p99.toFixed(2),
+    store_batches: batches, baseline_records_per_s: Math.round(records / rawSecs), baseline_journal_events_per_s: Math.round(rawEventsPerS), ratio: +(eventsPerS / rawEventsPerS).toFixed(3),
+  };
+  rows.push(["write: transfers (debit, credit, ack), encrypted, fsync, group commit", `${fmt(measured.perS)} transfers/s = ${fmt(eventsPerS)} journal records/s, ${fmt(records / secs)} store records/s (debit p99 ${measured.p99.toFixed(1)} ms)`, `the same ${fmt(records)} records raw in synced batches of 100: ${fmt(records / rawSecs)}/s`, `${(eventsPerS / rawEventsPerS).toFixed(2)} (goal ≥ 20k/s and ≥ 0.5)`]);
 }
 
 // 3. Cold activation: a passivated wallet with 1k history entries back to serving.
