@@ -5,7 +5,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Level } from "level";
-import { EncryptedStore, META } from "../store/db.ts";
+import { EncryptedStore, META, writeBatch } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
 import { readArchive, verifyArchive, type Manifest } from "./archive.ts";
 import { BackupError } from "./format.ts";
@@ -54,12 +54,12 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
     await raw.open();
     try {
       ({ nodeWallet } = await readArchive(o.archive, o.keyring, async (batch) => {
-        await raw.batch(batch.map((r) => ({ type: "put" as const, key: r.key, value: r.value })));
+        await writeBatch(raw, batch.map((r) => ({ type: "put" as const, key: r.key, value: r.value })), false);
         records += batch.length;
       }));
       if (o.segmentsDir && manifest.timeline) {
         segments = await readSegments(o.segmentsDir, o.keyring, manifest.timeline, manifest.position, async (f) => {
-          await raw.batch(f.ops.map((op) => (op.type === "put" ? { type: "put" as const, key: op.key, value: op.value! } : { type: "del" as const, key: op.key })));
+          await writeBatch(raw, f.ops, false);
           replayed++;
         });
       }
