@@ -18,6 +18,12 @@ export type ReadCommandType = "balance" | "history" | "current_address";
 type CommandOf<T extends WalletCommandType> = Extract<WalletCommand, { type: T }>;
 /** The fields of a command besides its type and reply channel. */
 export type ArgsOf<T extends WalletCommandType> = Omit<CommandOf<T>, "type" | "reply">;
+/**
+ * Read answers are kept per committed state and command type, which is right only while read commands take no
+ * arguments: this fails to compile if one ever does.
+ */
+export type ReadsTakeNoArguments = AssertTrue<{ [K in ReadCommandType]: keyof ArgsOf<K> extends never ? true : false }[ReadCommandType]>;
+type AssertTrue<T extends true> = T;
 /** What a command's reply channel carries. */
 export type AnswerOf<T extends WalletCommandType> = CommandOf<T>["reply"] extends Reply<infer R> ? R : never;
 

@@ -20,15 +20,13 @@ export interface WalletView {
   o: boolean;
 }
 
-
 const HISTORY = "history";
 const TRANSFERS = "xfer";
 const SEP = "\u0001";
 const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 
 export function viewOf(s: WalletState): WalletView {
-  let open = Object.keys(s.outgoing).length > 0;
-  if (!open) for (const id in s.withdrawals) if (s.withdrawals[id]!.status === "reserved" || s.withdrawals[id]!.status === "broadcast") open = true;
+  const open = Object.keys(s.outgoing).length > 0 || Object.values(s.withdrawals).some((w) => w.status === "reserved" || w.status === "broadcast");
   return { a: s.available, p: s.pending, r: s.reserved, o: open };
 }
 

@@ -1,6 +1,7 @@
 // The wallet actor: one per user key. `decide` (pure, no I/O) turns a command into events or a refusal;
 // `evolve` (pure) applies one event. The actor persists the events of one command as one journal record,
-// then answers — so an answered command is durable, and a repeated id is answered from the state.
+// then answers — so an answered command is durable, and a repeated id is answered from the state (or, for a
+// transfer, from the wallet's transfer index: wallet.records.ts).
 import { refuse, type Refusal, isRefusal } from "../domain/refusals.ts";
 import { describeAmount } from "../domain/money.ts";
 import type {
