@@ -24,8 +24,19 @@ export interface CourierOptions {
 export class TransferCourier {
   readonly #o: CourierOptions;
   readonly #inFlight = new Set<string>();
-  /** Acknowledgements waiting for their sender, per sender: while one is being journalled, the next ones gather. */
-  readonly #acks = new Map<string, { ids: string[]; done: Array<() => void> }>();
+  /**
+   * Credits to one receiver, and acknowledgements to one sender, gather while a command for that wallet is being
+   * journalled and go together as the next: one journal record for many, however busy the wallet.
+   */
+  readonly #credit = gathered(async (to: string, transfers: Array<{ id: string; from: string; amount: bigint }>): Promise<Array<{ repeated: boolean } | Refusal>> => {
+    const r = await this.#o.registry.send(to, "receive_transfers", { transfers });
+    return isRefusal(r) ? transfers.map(() => r) : r.repeated.map((repeated) => ({ repeated }));
+  });
+  readonly #ack = gathered(async (from: string, ids: string[]) => {
+    const r = await this.#o.registry.send(from, "transfer_acked", { ids });
+    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, code: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
+    return ids.map(() => undefined);
+  });
   readonly stats = { delivered: 0, refused: 0, deferred: 0 };
   #idle: Array<() => void> = [];
 
@@ -48,36 +59,6 @@ export class TransferCourier {
     return this.#inFlight.size === 0 ? Promise.resolve() : new Promise((r) => this.#idle.push(r));
   }
 
-  /**
-   * Acknowledges a delivered transfer to its sender. Acknowledgements that arrive while the sender is journalling
-   * one are sent together as the next command — one journal record for all of them, however busy the sender.
-   */
-  #ack(from: string, id: string): Promise<void> {
-    return new Promise((resolve) => {
-      const waiting = this.#acks.get(from);
-      if (waiting) {
-        waiting.ids.push(id);
-        waiting.done.push(resolve);
-        return;
-      }
-      const q = { ids: [id], done: [resolve] };
-      this.#acks.set(from, q);
-      void (async () => {
-        while (q.ids.length > 0) {
-          const ids = q.ids.splice(0), done = q.done.splice(0);
-          try {
-            const ack = await this.#o.registry.send(from, "transfer_acked", { ids });
-            if (isRefusal(ack)) this.#o.log.warn({ from, transfers: ids.length, code: ack.code }, "transfer acknowledgements not recorded; they will be re-sent");
-          } catch (e) {
-            this.#o.log.warn({ from, err: e }, "transfer acknowledgements failed; they will be re-sent");
-          }
-          for (const f of done) f();
-        }
-        this.#acks.delete(from);
-      })();
-    });
-  }
-
   async #run(from: string, id: string, to: string, amount: bigint): Promise<void> {
     const sink = this.#o.sinks?.find((s) => s.accepts(to));
     const attempts = (this.#o.retries ?? 3) + 1;
@@ -85,7 +66,7 @@ export class TransferCourier {
       try {
         const r = sink
           ? await sink.receive(from, id, to, amount)
-          : await this.#o.registry.send(to, "receive_transfer", { id, from, amount });
+          : await this.#credit(to, { id, from, amount });
         if (isRefusal(r)) {
           if (r.code === "busy" && i + 1 < attempts) {
             await new Promise((res) => setTimeout(res, 50 * 2 ** i));
@@ -105,4 +86,33 @@ export class TransferCourier {
     }
     this.stats.deferred++;
   }
+}
+
+/**
+ * Per key, items that arrive while a call for that key is running wait and go together as the next call; each
+ * caller gets its own item's result (or the call's error).
+ */
+function gathered<I, R>(call: (key: string, items: I[]) => Promise<R[]>): (key: string, item: I) => Promise<R> {
+  const waiting = new Map<string, Array<{ item: I; resolve: (r: R) => void; reject: (e: unknown) => void }>>();
+  return (key, item) => new Promise<R>((resolve, reject) => {
+    const queued = waiting.get(key);
+    if (queued) {
+      queued.push({ item, resolve, reject });
+      return;
+    }
+    const queue = [{ item, resolve, reject }];
+    waiting.set(key, queue);
+    void (async () => {
+      while (queue.length > 0) {
+        const batch = queue.splice(0);
+        try {
+          const results = await call(key, batch.map((b) => b.item));
+          batch.forEach((b, i) => b.resolve(results[i]!));
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+      waiting.delete(key);
+    })();
+  });
 }

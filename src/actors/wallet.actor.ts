@@ -56,11 +56,8 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       // The wallet's identity is in its state (from `initial`), so one handler serves every wallet.
       const userKey = state.userKey;
       o.publish?.(userKey, state);
-      // A transfer's id is looked up in the wallet's index first: a repeat is answered, never applied twice.
-      const seen = cmd.type === "send_transfer" || cmd.type === "receive_transfer"
-        ? o.records.seen(userKey, cmd.type === "send_transfer" ? "out" : "in", cmd.id)
-        : undefined;
-      const decision = decide(state, cmd as WalletCommand, { now: now(), seen });
+      // Transfer ids are looked up in the wallet's index: a repeat is answered, never applied twice.
+      const decision = decide(state, cmd as WalletCommand, { now: now(), seen: (direction, id) => o.records.seen(userKey, direction, id) });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
         return state;

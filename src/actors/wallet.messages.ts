@@ -141,6 +141,8 @@ export type WalletCommand =
   | { type: "withdrawal_released"; id: string; reason: string; reply: Reply<Answer<{ ok: true }>> }
   | { type: "send_transfer"; id: string; to: string; amount: bigint; maxAmount: bigint; reply: Reply<Answer<{ repeated: boolean; balance: BalanceView }>> }
   | { type: "receive_transfer"; id: string; from: string; amount: bigint; reply: Reply<Answer<{ repeated: boolean }>> }
+  /** Credits gathered for one receiver: one journal record for all; `repeated[i]` answers transfers[i]. */
+  | { type: "receive_transfers"; transfers: Array<{ id: string; from: string; amount: bigint }>; reply: Reply<Answer<{ repeated: boolean[] }>> }
   /** The receivers have the credits of these transfers: they leave the outbox (one journal record for them all). */
   | { type: "transfer_acked"; ids: string[]; reply: Reply<Answer<{ ok: true }>> }
   | { type: "freeze"; reason: string; by: string; reply: Reply<Answer<{ frozen: boolean }>> }

@@ -13,10 +13,10 @@ export * from "./wallet.messages.ts";
 export interface DecideContext {
   now: number;
   /**
-   * For send_transfer and receive_transfer: whether this wallet's transfer index already holds the command's id
-   * (looked up by the actor before deciding; see WalletRecords.seen). A repeated id is answered, never applied.
+   * Whether this wallet's transfer index already holds a transfer id, sent ("out") or received ("in"): the actor
+   * passes its index (WalletRecords.seen); reads need none. A repeated id is answered, never applied.
    */
-  seen?: boolean;
+  seen?: (direction: "in" | "out", id: string) => boolean;
 }
 
 /** A decision: the events to journal, and how to answer once they are applied. */
@@ -50,7 +50,7 @@ const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [
  */
 export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): Decision<unknown> | Refusal {
   const at = ctx.now;
-  if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "crash") {
+  if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "receive_transfers" && cmd.type !== "crash") {
     // Transfers may reach a user who has not opened yet (a tip): it opens the wallet implicitly below.
     return refuse("not_found", "You have no wallet yet. Send /start to create one.");
   }
@@ -118,13 +118,28 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
     }
     case "send_transfer":
-      return decideSend(s, cmd, at, ctx.seen === true);
+      return decideSend(s, cmd, at, ctx.seen?.("out", cmd.id) === true);
     case "receive_transfer": {
-      if (ctx.seen) return noChange(() => ({ repeated: true }));
+      if (ctx.seen?.("in", cmd.id)) return noChange(() => ({ repeated: true }));
       if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
       const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
       events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
       return { events, answer: () => ({ repeated: false }) };
+    }
+    case "receive_transfers": {
+      // Several credits in one record (the courier gathers them for a busy receiver); each id counts once.
+      if (cmd.transfers.some((x) => x.amount <= 0n)) return refuse("bad_amount", "A transfer must move more than zero.");
+      const fresh = new Set<string>();
+      const repeated = cmd.transfers.map((x) => {
+        if (fresh.has(x.id) || ctx.seen?.("in", x.id)) return true;
+        fresh.add(x.id);
+        return false;
+      });
+      const events: WalletEvent[] = s.opened || fresh.size === 0 ? [] : [{ t: "opened", at }];
+      cmd.transfers.forEach((x, i) => {
+        if (!repeated[i]) events.push({ t: "transfer_received", id: x.id, from: x.from, amount: x.amount.toString(), at });
+      });
+      return { events, answer: () => ({ repeated }) };
     }
     case "transfer_acked": {
       const ids = [...new Set(cmd.ids)].filter((id) => s.outgoing[id] !== undefined);

@@ -153,3 +153,32 @@ t.test("a busy sender's acknowledgements gather: fewer journal records than tran
   }
   t.equal(total, 1000n, "each credit applied once");
 });
+
+t.test("credits to a busy receiver gather: many payers, fewer journal records, each credit applied once", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+  const journal = new Journal(store);
+  const system = new ActorSystem(journal);
+  let courier!: TransferCourier;
+  const registry = new WalletRegistry({
+    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 256, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
+    records: new WalletRecords(store, 100), snapshotEvery: 50,
+    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+  });
+  courier = new TransferCourier({ registry, log: silentLogger });
+  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const payers = Array.from({ length: 50 }, (_, i) => `u_payer${i}`);
+  await Promise.all(payers.map((p) => registry.send(p, "receive_transfer", { id: `seed-${p}`, from: "u_bank", amount: 1000n })));
+  const sent = await Promise.all(payers.flatMap((p) => [0, 1].map((k) => registry.send(p, "send_transfer", { id: `${p}-${k}`, to: "u_star", amount: 10n, maxAmount: 1000n }))));
+  t.notOk(sent.some(isRefusal), "all debited");
+  await courier.settled();
+  t.equal(courier.stats.delivered, 100);
+  const records = (await journal.readEvents("wallet:u_star")).map((e) => (e.data as { e: Array<{ t: string }> }).e);
+  const credits = records.filter((e) => e.some((x) => x.t === "transfer_received"));
+  t.equal(credits.flat().filter((x) => x.t === "transfer_received").length, 100, "one credit event per transfer");
+  t.ok(credits.length < 100, `in ${credits.length} journal records`);
+  t.same(await registry.read("u_star", "balance", {}), { available: 1000n, pending: 0n, reserved: 0n }, "each credit applied once");
+  // Re-sent (as after a restart, before the acknowledgements): answered as repeats, nothing credited again.
+  for (const p of payers) courier.deliver(p, `${p}-0`, "u_star", 10n);
+  await courier.settled();
+  t.same(await registry.read("u_star", "balance", {}), { available: 1000n, pending: 0n, reserved: 0n }, "re-sent credits change nothing");
+});

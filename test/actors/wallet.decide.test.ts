@@ -9,7 +9,7 @@ type Cmd = WalletCommand extends infer C ? (C extends WalletCommand ? Omit<C, "r
 
 /** Applies a command the way the actor does; returns the new state and the answer (or the refusal). */
 function run(s: WalletState, cmd: Cmd, now = ctx.now, seen?: boolean): { s: WalletState; answer: unknown } {
-  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, seen });
+  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, seen: () => seen === true });
   if (isRefusal(d)) return { s, answer: d };
   const after = d.events.reduce((x, e) => evolve(x, e), s);
   const broken = checkInvariants(after);
@@ -140,4 +140,16 @@ t.test("addresses: the newest unused address is reused", async (t) => {
   t.same(run(s, { type: "current_address" }).answer, { address: "bcrt1qa" });
   s = run(s, { type: "deposit", deposit: { txid: "ff".repeat(32), vout: 0, address: "bcrt1qa", amount: 10n, confirmations: 0 }, target: 1 }).s;
   t.same(run(s, { type: "current_address" }).answer, {}, "used: a new one is needed");
+});
+
+t.test("gathered credits: one record for many, each id once (in the index or twice in the batch), opening the wallet", async (t) => {
+  const s = emptyWallet("u_r");
+  const transfers = [{ id: "a", from: "u_1", amount: 5n }, { id: "b", from: "u_2", amount: 7n }, { id: "a", from: "u_1", amount: 5n }, { id: "old", from: "u_3", amount: 9n }];
+  const d = decide(s, { type: "receive_transfers", transfers, reply: noop }, { now: ctx.now, seen: (direction, id) => direction === "in" && id === "old" });
+  if (isRefusal(d)) throw new Error(d.message);
+  t.same(d.events.map((e) => e.t), ["opened", "transfer_received", "transfer_received"]);
+  const after = d.events.reduce((x, e) => evolve(x, e), s);
+  t.equal(after.available, 12n, "a and b, once each");
+  t.same(d.answer(after), { repeated: [false, false, true, true] });
+  t.match(decide(s, { type: "receive_transfers", transfers: [{ id: "z", from: "u_1", amount: 0n }], reply: noop }, { now: ctx.now }), { code: "bad_amount" }, "a zero credit refuses the whole command");
 });
