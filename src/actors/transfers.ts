@@ -89,10 +89,10 @@ export class TransferCourier {
 }
 
 /**
- * Per key, items that arrive while a call for that key is running wait and go together as the next call; each
- * caller gets its own item's result (or the call's error).
+ * Per key, items that arrive while a call for that key is running wait and go together as the next call (at most
+ * `most` per call, so one journal record stays small); each caller gets its own item's result (or the call's error).
  */
-function gathered<I, R>(call: (key: string, items: I[]) => Promise<R[]>): (key: string, item: I) => Promise<R> {
+export function gathered<I, R>(call: (key: string, items: I[]) => Promise<R[]>, most = 256): (key: string, item: I) => Promise<R> {
   const waiting = new Map<string, Array<{ item: I; resolve: (r: R) => void; reject: (e: unknown) => void }>>();
   return (key, item) => new Promise<R>((resolve, reject) => {
     const queued = waiting.get(key);
@@ -104,7 +104,7 @@ function gathered<I, R>(call: (key: string, items: I[]) => Promise<R[]>): (key: 
     waiting.set(key, queue);
     void (async () => {
       while (queue.length > 0) {
-        const batch = queue.splice(0);
+        const batch = queue.splice(0, most);
         try {
           const results = await call(key, batch.map((b) => b.item));
           batch.forEach((b, i) => b.resolve(results[i]!));

@@ -8,7 +8,7 @@ import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
-import { TransferCourier } from "../../src/actors/transfers.ts";
+import { TransferCourier, gathered } from "../../src/actors/transfers.ts";
 import { ChequeService } from "../../src/actors/cheque.service.ts";
 import { silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
@@ -181,4 +181,21 @@ t.test("credits to a busy receiver gather: many payers, fewer journal records, e
   for (const p of payers) courier.deliver(p, `${p}-0`, "u_star", 10n);
   await courier.settled();
   t.same(await registry.read("u_star", "balance", {}), { available: 1000n, pending: 0n, reserved: 0n }, "re-sent credits change nothing");
+});
+
+t.test("gathering: per key, what waits goes as the next call, at most `most` at a time, each caller with its own result", async (t) => {
+  const calls: Array<[string, number[]]> = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const add = gathered(async (key: string, items: number[]) => {
+    calls.push([key, items]);
+    if (calls.length === 1) await gate;
+    return items.map((x) => x * 10);
+  }, 3);
+  const first = add("a", 1);
+  const rest = [2, 3, 4, 5, 6, 7].map((x) => add("a", x));
+  const other = add("b", 9);
+  release();
+  t.same(await Promise.all([first, ...rest, other]), [10, 20, 30, 40, 50, 60, 70, 90]);
+  t.same(calls, [["a", [1]], ["b", [9]], ["a", [2, 3, 4]], ["a", [5, 6, 7]]], "one call at a time per key, three items at most");
 });
