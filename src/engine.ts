@@ -146,6 +146,12 @@ export class Engine {
   static async start(o: EngineOptions): Promise<Engine> {
     const e = new Engine(o);
     const store = e.storage.store;
+    // A write that does not reach the disk (a full disk, an I/O error) fails its commands — nothing of it is
+    // durable, and their callers are told so — and operators are told once, then again when writes succeed.
+    store.onWriteHealth((h) => {
+      if (h.failing) e.log.error({ alert: true, err: h.lastError?.message }, "the store cannot write (disk full or I/O error?): commands are refused, nothing is lost; free space or fix the disk — writes resume by themselves");
+      else e.log.warn({ failures: h.failures }, "the store writes again");
+    });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
     // A store from before format 2 gets its wallets' history and transfer index rebuilt from their journals, once.

@@ -44,6 +44,16 @@ export interface StoreOptions {
 /** Called after each durable write with its commit position and its sealed operations (continuous backup). */
 export type WriteListener = (position: number, ops: readonly RawOp[]) => void;
 
+/**
+ * Whether writes reach the disk: a failed batch (a full disk, an I/O error) leaves `failing` set until a batch
+ * succeeds again. Nothing of a failed batch is on disk; its writers got the error.
+ */
+export interface WriteHealth {
+  failing: boolean;
+  failures: number;
+  lastError?: { at: number; message: string };
+}
+
 /** The record holding the last commit position; written in every batch, so a snapshot knows where it stands. */
 export const POSITION_KEY = META + SEP + "position";
 
@@ -66,6 +76,8 @@ export class EncryptedStore {
   #position = 0;
   #timeline = "";
   readonly #listeners = new Set<WriteListener>();
+  readonly #failureListeners = new Set<(health: WriteHealth) => void>();
+  readonly writeHealth: WriteHealth = { failing: false, failures: 0 };
 
   private constructor(o: StoreOptions) {
     this.db = new Level<string, Uint8Array>(o.path, { keyEncoding: "utf8", valueEncoding: "view" });
@@ -180,6 +192,31 @@ export class EncryptedStore {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Called when writes start failing and when they succeed again (`writeHealth.failing` tells which). */
+  onWriteHealth(listener: (health: WriteHealth) => void): () => void {
+    this.#failureListeners.add(listener);
+    return () => this.#failureListeners.delete(listener);
+  }
+
+  #setFailing(e: unknown): void {
+    const h = this.writeHealth;
+    h.failures++;
+    h.lastError = { at: Date.now(), message: e instanceof Error ? e.message : String(e) };
+    if (h.failing) return;
+    h.failing = true;
+    this.#tellHealth();
+  }
+
+  #tellHealth(): void {
+    for (const l of this.#failureListeners) {
+      try {
+        l(this.writeHealth);
+      } catch {
+        // A listener (logging, alerting) must not stop the writer.
+      }
+    }
+  }
+
   async #drain(): Promise<void> {
     this.#writing = true;
     while (this.#queue.length > 0) {
@@ -191,8 +228,13 @@ export class EncryptedStore {
       try {
         await this.#write(ops);
       } catch (e) {
+        this.#setFailing(e);
         for (const w of batch) w.reject(e);
         continue;
+      }
+      if (this.writeHealth.failing) {
+        this.writeHealth.failing = false;
+        this.#tellHealth();
       }
       this.#position = position;
       for (const l of this.#listeners) {

@@ -4,7 +4,7 @@ import t from "tap";
 import { Sessions, sameToken } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
 import { chart, charts } from "../../src/edges/admin/console/charts.ts";
-import { confirmForm, incidentAlert, reasonForm } from "../../src/edges/admin/console/forms.ts";
+import { confirmForm, incidentAlert, reasonForm, storeAlert } from "../../src/edges/admin/console/forms.ts";
 import { ACTIONS, fill } from "../../src/edges/admin/console/actions.ts";
 import { OperatorStore, hashToken, type Operator } from "../../src/edges/admin/operators.ts";
 
@@ -135,4 +135,13 @@ t.test("restore incident: a visible alert with the unknown spends and the frozen
   const many = incidentAlert({ unknownSpends: [], frozen: Array.from({ length: 60 }, (_, i) => `u_w${i}`) }).text;
   t.match(many, /60 wallet\(s\)/);
   t.match(many, /and 10 more/, "a long list is cut, the count is not");
+});
+
+t.test("a store that cannot write: a visible alert with the error, escaped; nothing while it writes", async (t) => {
+  t.equal(storeAlert({ failing: false, failures: 3 }).text, "");
+  t.equal(storeAlert(undefined).text, "");
+  const box = storeAlert({ failing: true, failures: 2, lastError: { at: 0, message: "IO error: <disk> No space left on device" } }).text;
+  t.match(box, /class="alert" role="alert" id="store-failing"/);
+  t.match(box, /&lt;disk&gt; No space left on device/, "the error, escaped");
+  t.match(box, /2 failed write\(s\)/);
 });

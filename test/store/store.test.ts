@@ -132,3 +132,23 @@ t.test("nothing private in the bytes on disk", async (t) => {
   t.ok(bytes.length > 0);
   for (const secret of [marker, telegramId, address]) t.equal(bytes.indexOf(secret), -1, `${secret.slice(0, 12)}… not on disk`);
 });
+
+t.test("a batch that cannot reach the disk fails its writers, flags the store as failing once, and clears when writes work", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring() });
+  t.teardown(() => store.close());
+  const seen: boolean[] = [];
+  store.onWriteHealth((h) => seen.push(h.failing));
+  await store.put("t", "a", 1);
+  const position = store.position;
+  // The LevelDB underneath refuses every write (as a full disk does): closed under the store's feet.
+  await store.db.close();
+  await t.rejects(store.put("t", "b", 2), "the writer is told");
+  await t.rejects(store.put("t", "c", 3));
+  t.match(store.writeHealth, { failing: true, failures: 2, lastError: { message: /not open/ } });
+  t.equal(store.position, position, "no commit position for what did not reach the disk");
+  await store.db.open();
+  await store.put("t", "d", 4);
+  t.equal(store.writeHealth.failing, false, "writes work again");
+  t.same(seen, [true, false], "listeners hear it start failing once, and recover once");
+  t.same([await store.get("t", "b"), await store.get("t", "d")], [undefined, 4]);
+});

@@ -46,9 +46,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   return {
     async health() {
       const b = e.backup.status();
+      const store = e.storage.store.writeHealth;
       return toJson({
-        ok: e.node.state === "ready" && !e.payouts.paused, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
-        lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
+        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        store, lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
       });
     },
     async node() {
@@ -93,6 +94,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+        ["runigun_store_write_failing", "gauge", e.storage.store.writeHealth.failing ? 1 : 0], ["runigun_store_write_failures_total", "counter", e.storage.store.writeHealth.failures],
         ...backupMetrics(e),
       ];
       return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Math.round(v * 1000) / 1000 : v}`).join("\n") + "\n";

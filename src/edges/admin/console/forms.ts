@@ -26,6 +26,14 @@ const MAX_LISTED = 50;
  * What the reconciliation after a restore found and could not settle alone (health's `restoreIncident`): the
  * node wallet's spends the restored books do not know, and the wallets frozen because of them. Empty without one.
  */
+/** The store cannot write (health's `store`): every money command is refused until it can again. */
+export function storeAlert(store: Json | undefined): Html {
+  if (at(store, "failing") !== true) return html``;
+  return html`<section class="alert" role="alert" id="store-failing"><h2>The store cannot write</h2>
+<p>${String(at(store, "lastError", "message") ?? "an I/O error")}. Commands are refused (nothing of them is stored, their senders are told
+so); free disk space or fix the disk — writes resume by themselves. ${String(at(store, "failures") ?? 0)} failed write(s) so far.</p></section>`;
+}
+
 export function incidentAlert(incident: Json | undefined): Html {
   if (!incident || typeof incident !== "object" || Array.isArray(incident)) return html``;
   const spends = at(incident, "unknownSpends"), frozen = at(incident, "frozen");

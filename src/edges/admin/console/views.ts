@@ -8,7 +8,7 @@ import type { Json } from "../port.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
-import { incidentAlert, reasonForm } from "./forms.ts";
+import { incidentAlert, reasonForm, storeAlert } from "./forms.ts";
 import { Reason, USER_KEY } from "./actions.ts";
 
 const BATCH = "^b\\d{1,12}$";
@@ -35,7 +35,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     const paused = at(health, "payoutsPaused"), draining = at(health, "draining");
     const csrf = c.session(req)!.csrf;
     const l = (k: string) => at(solvency, "liabilities", k), n = (k: string) => at(solvency, "node", k);
-    const body = html`${incidentAlert(at(health, "restoreIncident"))}<section class="cards">
+    const body = html`${storeAlert(at(health, "store"))}${incidentAlert(at(health, "restoreIncident"))}<section class="cards">
 <article><h2>Chain</h2>${facts([
       ["Network", at(health, "network")], ["Tip height", at(tip, "height") ?? "unknown"],
       ["Tip age", html`${age(at(tip, "ageS") ?? undefined)} <small>(${at(tip, "from") ?? "node unreachable"})</small>`],
