@@ -149,8 +149,13 @@ export class Engine {
     // A write that does not reach the disk (a full disk, an I/O error) fails its commands — nothing of it is
     // durable, and their callers are told so — and operators are told once, then again when writes succeed.
     store.onWriteHealth((h) => {
-      if (h.failing) e.log.error({ alert: true, err: h.lastError?.message }, "the store cannot write (disk full or I/O error?): commands are refused, nothing is lost; free space or fix the disk — writes resume by themselves");
-      else e.log.warn({ failures: h.failures }, "the store writes again");
+      if (h.failing) {
+        e.log.error({ alert: true, err: h.lastError?.message }, "the store cannot write (disk full or I/O error?): commands are refused, nothing is lost; free space or fix the disk — writes resume by themselves");
+        return;
+      }
+      e.log.warn({ failures: h.failures }, "the store writes again; re-sending what waits in outboxes");
+      // Credits refused while the store failed wait in their senders' outboxes: send them now, not at the next start.
+      if (!e.#closed) void e.#resumeOutboxes().catch((err: unknown) => e.log.warn({ err }, "re-sending outboxes after the store recovered failed; they go at the next start"));
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
