@@ -121,7 +121,8 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.equal(await cheques.escrow(), 0n);
 });
 
-t.test("a busy sender's acknowledgements gather: fewer journal records than transfers, every transfer acknowledged once", async (t) => {
+/** Wallets on a real store, with the courier delivering their transfers. */
+async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }) {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
   const journal = new Journal(store);
   const system = new ActorSystem(journal);
@@ -133,6 +134,11 @@ t.test("a busy sender's acknowledgements gather: fewer journal records than tran
   });
   courier = new TransferCourier({ registry, log: silentLogger });
   t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  return { journal, registry, courier };
+}
+
+t.test("a busy sender's acknowledgements gather: fewer journal records than transfers, every transfer acknowledged once", async (t) => {
+  const { journal, registry, courier } = await courierOnDisk(t);
   await registry.send("u_payer", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
   const n = 100;
   const sent = await Promise.all(Array.from({ length: n }, (_, i) => registry.send("u_payer", "send_transfer", { id: `p${i}`, to: `u_payee${i % 10}`, amount: 10n, maxAmount: 1000n })));
@@ -155,17 +161,7 @@ t.test("a busy sender's acknowledgements gather: fewer journal records than tran
 });
 
 t.test("credits to a busy receiver gather: many payers, fewer journal records, each credit applied once", async (t) => {
-  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
-  const journal = new Journal(store);
-  const system = new ActorSystem(journal);
-  let courier!: TransferCourier;
-  const registry = new WalletRegistry({
-    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 256, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
-    records: new WalletRecords(store, 100), snapshotEvery: 50,
-    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
-  });
-  courier = new TransferCourier({ registry, log: silentLogger });
-  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const { journal, registry, courier } = await courierOnDisk(t);
   const payers = Array.from({ length: 50 }, (_, i) => `u_payer${i}`);
   await Promise.all(payers.map((p) => registry.send(p, "receive_transfer", { id: `seed-${p}`, from: "u_bank", amount: 1000n })));
   const sent = await Promise.all(payers.flatMap((p) => [0, 1].map((k) => registry.send(p, "send_transfer", { id: `${p}-${k}`, to: "u_star", amount: 10n, maxAmount: 1000n }))));
