@@ -76,7 +76,7 @@ export class EncryptedStore {
   #position = 0;
   #timeline = "";
   readonly #listeners = new Set<WriteListener>();
-  readonly #failureListeners = new Set<(health: WriteHealth) => void>();
+  readonly #healthListeners = new Set<(health: WriteHealth) => void>();
   readonly writeHealth: WriteHealth = { failing: false, failures: 0 };
 
   private constructor(o: StoreOptions) {
@@ -194,8 +194,8 @@ export class EncryptedStore {
 
   /** Called when writes start failing and when they succeed again (`writeHealth.failing` tells which). */
   onWriteHealth(listener: (health: WriteHealth) => void): () => void {
-    this.#failureListeners.add(listener);
-    return () => this.#failureListeners.delete(listener);
+    this.#healthListeners.add(listener);
+    return () => this.#healthListeners.delete(listener);
   }
 
   #setFailing(e: unknown): void {
@@ -208,7 +208,7 @@ export class EncryptedStore {
   }
 
   #tellHealth(): void {
-    for (const l of this.#failureListeners) {
+    for (const l of this.#healthListeners) {
       try {
         l(this.writeHealth);
       } catch {
@@ -226,7 +226,7 @@ export class EncryptedStore {
       const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
       ops.push({ type: "put", key: POSITION_KEY, value: this.sealValue(META, "position", position) });
       try {
-        await this.#write(ops);
+        await writeBatch(this.db, ops, this.sync);
       } catch (e) {
         this.#setFailing(e);
         for (const w of batch) w.reject(e);
@@ -247,10 +247,6 @@ export class EncryptedStore {
       for (const w of batch) w.resolve();
     }
     this.#writing = false;
-  }
-
-  async #write(ops: RawOp[]): Promise<void> {
-    await writeBatch(this.db, ops, this.sync);
   }
 
   /** Decrypted records of one namespace, in key order. */
