@@ -267,36 +267,33 @@ async function* frames(fh: import("node:fs/promises").FileHandle, path: string, 
     }
     const out: Frame[] = [];
     let at = 0;
+    // A field prefixed by its 2- or 4-byte length; undefined when the buffer ends inside it (the rest comes next read).
+    const field = (prefix: 2 | 4): Buffer | undefined => {
+      if (at + prefix > buf.length) return undefined;
+      const n = prefix === 2 ? buf.readUInt16BE(at) : buf.readUInt32BE(at);
+      if (at + prefix + n > buf.length) return undefined;
+      at += prefix + n;
+      return buf.subarray(at - n, at);
+    };
     for (;;) {
       const start = at;
-      const need = (n: number) => at + n <= buf.length;
-      if (!need(1)) break;
+      if (at + 1 > buf.length) break;
       const kind = buf[at]!;
       at += 1;
       if (kind === REC) {
-        if (!need(4)) { at = start; break; }
-        const kl = buf.readUInt32BE(at);
-        if (!need(4 + kl + 4)) { at = start; break; }
-        const key = buf.toString("utf8", at + 4, at + 4 + kl);
-        const vl = buf.readUInt32BE(at + 4 + kl);
-        if (!need(8 + kl + vl)) { at = start; break; }
-        out.push({ kind: REC, key, value: Buffer.from(buf.subarray(at + 8 + kl, at + 8 + kl + vl)) });
-        at += 8 + kl + vl;
+        const key = field(4);
+        const value = key && field(4);
+        if (!value) { at = start; break; }
+        out.push({ kind: REC, key: key.toString("utf8"), value: Buffer.from(value) });
       } else if (kind === BLOB) {
-        if (!need(2)) { at = start; break; }
-        const nl = buf.readUInt16BE(at);
-        if (!need(2 + nl + 4)) { at = start; break; }
-        const name = buf.toString("utf8", at + 2, at + 2 + nl);
-        const bl = buf.readUInt32BE(at + 2 + nl);
-        if (!need(6 + nl + bl)) { at = start; break; }
-        out.push({ kind: BLOB, name, sealed: Buffer.from(buf.subarray(at + 6 + nl, at + 6 + nl + bl)) });
-        at += 6 + nl + bl;
+        const name = field(2);
+        const sealed = name && field(4);
+        if (!sealed) { at = start; break; }
+        out.push({ kind: BLOB, name: name.toString("utf8"), sealed: Buffer.from(sealed) });
       } else if (kind === MANIFEST) {
-        if (!need(4)) { at = start; break; }
-        const ml = buf.readUInt32BE(at);
-        if (!need(4 + ml)) { at = start; break; }
-        out.push({ kind: MANIFEST, manifest: JSON.parse(buf.toString("utf8", at + 4, at + 4 + ml)) as Manifest });
-        at += 4 + ml;
+        const manifest = field(4);
+        if (!manifest) { at = start; break; }
+        out.push({ kind: MANIFEST, manifest: JSON.parse(manifest.toString("utf8")) as Manifest });
       } else {
         throw new BackupError("bad_format", `${path} has an unknown frame kind ${kind}`);
       }
