@@ -2,7 +2,7 @@
 // Online (a running engine answers on its control socket and puts the node wallet in the archive), offline (no
 // engine: the store is read directly), and restore's refusals with their exit codes and messages.
 import t from "tap";
-import { spawn } from "node:child_process";
+import { runigun } from "../support/cli.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -12,18 +12,6 @@ import { silentLogger } from "../../src/log.ts";
 import { startRegtest } from "../../src/regtest/harness.ts";
 import { generateKeyRingFile } from "../../src/store/keyring.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
-
-const bin = new URL("../../bin/runigun.js", import.meta.url).pathname;
-
-function runigun(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    c.on("exit", (code) => resolve({ code, out }));
-  });
-}
 
 t.test("runigun backup (online and offline) and runigun restore, with their refusals", async (t) => {
   const dir = t.testdir();

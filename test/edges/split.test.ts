@@ -13,8 +13,8 @@ import { ensurePki, readPem, createCA, issue } from "../../src/tls/certs.ts";
 import { freePort } from "../../src/regtest/harness.ts";
 import { silentLogger } from "../../src/log.ts";
 import { Identity } from "../../src/store/identity.ts";
+import { runigunBin } from "../support/cli.ts";
 
-const bin = new URL("../../bin/runigun.js", import.meta.url).pathname;
 let updateId = 1;
 const msg = (from: number, text: string): Update => ({
   update_id: updateId++,
@@ -54,7 +54,7 @@ t.test("split: bot process → TLS → engine; the deposit → withdraw story; k
   };
   let bot: ChildProcess | undefined;
   const startBot = async () => {
-    bot = spawn(process.execPath, [bin, "bot"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    bot = spawn(process.execPath, [runigunBin, "bot"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     bot.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     bot.stderr!.on("data", (d: Buffer) => (out += d.toString()));

@@ -1,20 +1,11 @@
 // `runigun keys operator …` as an operator runs it: add prints the certificate and a one-time console link;
 // enroll issues a new link that replaces the old one; revoke refuses the operator; bad usage says what to type.
 import t from "tap";
-import { spawn } from "node:child_process";
+import { runigun } from "../support/cli.ts";
 import { join } from "node:path";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { loadKeyRingFile } from "../../src/store/keyring.ts";
 import { OperatorStore } from "../../src/edges/admin/operators.ts";
-
-const bin = new URL("../../bin/runigun.js", import.meta.url).pathname;
-const runigun = (args: string[], env: Record<string, string>) => new Promise<{ code: number | null; out: string }>((resolve) => {
-  const c = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  c.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  c.stderr.on("data", (d: Buffer) => (out += d.toString()));
-  c.on("exit", (code) => resolve({ code, out }));
-});
 
 t.test("keys operator add, enroll, revoke", async (t) => {
   const dir = t.testdir();
