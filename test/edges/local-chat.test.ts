@@ -2,37 +2,42 @@
 // answered in process, buttons as numbers, and :fund / :mine moving a real regtest chain.
 import t from "tap";
 import { PassThrough } from "node:stream";
-import { startTestEngine } from "../support/engine.ts";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
 import { startLocalChat } from "../../src/edges/chat/local-chat.ts";
 import { LOCAL_BOT } from "../../src/edges/chat/transport.ts";
 import { silentLogger } from "../../src/log.ts";
 
-t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
-  const te = await startTestEngine();
-  t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
+/** The Telegram edge in manual mode, a local chat on streams in front of it, and what it has printed so far. */
+function chatOn(te: TestEngine, userId: number, chain?: Parameters<typeof startLocalChat>[0]["chain"]) {
   const edge = buildTelegramEdge({
     token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger,
     botInfo: LOCAL_BOT, mode: "manual",
   });
   const input = new PassThrough();
   const output = new PassThrough();
-  let printed = "";
-  output.on("data", (d: Buffer) => (printed += d.toString()));
-  const chat = startLocalChat({
-    bot: edge.bot, input, output, userId: 424242,
-    chain: { mine: async (n) => (await te.mine(n), await te.engine.payouts.sync()), fund: (a, b) => te.node.fund(a, b) },
+  const out = { text: "" };
+  output.on("data", (d: Buffer) => (out.text += d.toString()));
+  const chat = startLocalChat({ bot: edge.bot, input, output, userId, ...(chain ? { chain } : {}) });
+  return { edge, input, output, out, chat };
+}
+
+t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const { edge, input, output, out, chat } = chatOn(te, 424242, {
+    mine: async (n) => (await te.mine(n), await te.engine.payouts.sync()), fund: (a, b) => te.node.fund(a, b),
   });
   await edge.start(); // after the chat installed its in-process Telegram: setMyCommands stays local too
   t.teardown(() => edge.stop());
 
   /** Types a line (if any) and waits until everything printed since `from` matches `expect` (bounded, event-driven). */
-  const type = (line: string | undefined, expect: RegExp, timeoutMs = 20_000, from = printed.length) => {
+  const type = (line: string | undefined, expect: RegExp, timeoutMs = 20_000, from = out.text.length) => {
     if (line !== undefined) input.write(line + "\n");
     return new Promise<string>((resolve, reject) => {
       const check = () => {
-        const m = expect.exec(printed.slice(from));
+        const m = expect.exec(out.text.slice(from));
         if (!m) return;
         clearTimeout(timer);
         output.off("data", check);
@@ -40,14 +45,14 @@ t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
       };
       const timer = setTimeout(() => {
         output.off("data", check);
-        reject(new Error(`after ${JSON.stringify(line)}: no ${expect} in:\n${printed.slice(from)}`));
+        reject(new Error(`after ${JSON.stringify(line)}: no ${expect} in:\n${out.text.slice(from)}`));
       }, timeoutMs);
       output.on("data", check);
       check();
     });
   };
 
-  t.match(printed, /:fund <address> <btc>/, "the local commands are explained first");
+  t.match(out.text, /:fund <address> <btc>/, "the local commands are explained first");
   await type("/start", /Your wallet is ready/);
   const address = await type("/deposit", /\[QR code image for (bcrt1[0-9a-z]+)\]/);
   await type("/deposit", /Send bitcoin to:\n\s*bcrt1/);
@@ -60,7 +65,7 @@ t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
   await type("1", /\(bot\) Confirmed[\s\S]*bot \(edited\)> Withdrawal of 0\.05 BTC/);
   await type("1", /don't understand/, 5_000); // the edit took the buttons away: "1" is just text now
   // The payout is broadcast when the payout service next runs (at the latest after a block), then confirmed by one.
-  const mark = printed.length;
+  const mark = out.text.length;
   await type(":mine 1", /mined 1 block/);
   await type(undefined, /📤 Withdrawal of 0\.05 BTC .* broadcast/, 20_000, mark);
   await type(":mine 1", /✅ Withdrawal of 0\.05 BTC .*confirmed/, 20_000, mark);
@@ -75,21 +80,13 @@ t.test("deposit → confirm → withdraw in the terminal chat", async (t) => {
 t.test("piped input: every line is answered before the chat ends, and the end of input is not a :quit", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
-  const edge = buildTelegramEdge({
-    token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger,
-    botInfo: LOCAL_BOT, mode: "manual",
-  });
-  const input = new PassThrough();
-  const output = new PassThrough();
-  let printed = "";
-  output.on("data", (d: Buffer) => (printed += d.toString()));
-  const chat = startLocalChat({ bot: edge.bot, input, output, userId: 434343 });
+  const { edge, input, out, chat } = chatOn(te, 434343);
   await edge.start();
   t.teardown(() => edge.stop());
   // All lines at once, then the end of input — as `printf '/start\n/balance\n' | npm start` does.
   input.end("/start\n/balance\n/history\n");
   t.equal(await chat.done, "eof", "the input ended (no :quit): start keeps the engine serving");
-  t.match(printed, /Welcome|wallet/i, "/start was answered");
-  t.match(printed, /0(\.0+)? BTC/, "/balance was answered");
-  t.match(printed, /No transactions yet/, "/history was answered, after the input had already ended");
+  t.match(out.text, /Welcome|wallet/i, "/start was answered");
+  t.match(out.text, /0(\.0+)? BTC/, "/balance was answered");
+  t.match(out.text, /No transactions yet/, "/history was answered, after the input had already ended");
 });
