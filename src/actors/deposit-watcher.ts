@@ -61,7 +61,10 @@ export class DepositWatcher {
   #scanning: Promise<void> | undefined;
   #again = false;
   #tip = -1;
-  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, lastScanMs: 0, height: -1 };
+  #running = false;
+  /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
+  #setbacks = 0;
+  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
 
   constructor(o: WatcherOptions) {
     this.#o = o;
@@ -79,10 +82,12 @@ export class DepositWatcher {
       const info = await this.#o.node.blockchainInfo().catch(() => undefined);
       if (info) await this.#saveCursor({ hash: info.bestblockhash, height: info.blocks });
     }
+    this.#running = true;
     this.#schedule();
   }
 
   stop(): void {
+    this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
   }
@@ -128,11 +133,20 @@ export class DepositWatcher {
     return out;
   }
 
+  /**
+   * The next timed scan: after the poll interval, or — while scans fail or are left incomplete — after a
+   * short backoff (0.25 s, doubling, never longer than the poll), so a passing fault delays a deposit by
+   * about as long as the fault lasts, not by a poll interval.
+   */
   #schedule(): void {
-    this.stop();
+    if (!this.#running) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    const pollMs = this.#o.config.deposits.pollMs;
+    const delay = this.#setbacks === 0 ? pollMs : Math.min(pollMs, 250 * 2 ** Math.min(this.#setbacks - 1, 10));
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       void this.poke().finally(() => this.#schedule());
-    }, this.#o.config.deposits.pollMs);
+    }, delay);
     this.#timer.unref();
   }
 
@@ -140,19 +154,29 @@ export class DepositWatcher {
     do {
       this.#again = false;
       const started = performance.now();
+      let complete = false;
       try {
-        await this.#scanOnce();
+        complete = await this.#scanOnce();
+        if (!complete) this.stats.incompleteScans++;
       } catch (e) {
         this.stats.failedScans++;
         this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
-        return;
       } finally {
         this.stats.lastScanMs = performance.now() - started;
       }
+      if (!complete) {
+        this.#setbacks++;
+        // A timer set for the full poll would leave the deposits of this scan waiting that long: come back sooner.
+        if (this.#timer) this.#schedule();
+        return;
+      }
+      if (this.#setbacks > 0) this.#o.log.info({ setbacks: this.#setbacks }, "deposit scans complete again");
+      this.#setbacks = 0;
     } while (this.#again);
   }
 
-  async #scanOnce(): Promise<void> {
+  /** One pass; false when some wallet did not answer or the node failed a check (the cursor then stays). */
+  async #scanOnce(): Promise<boolean> {
     const { node, registry } = this.#o;
     const target = this.#o.config.deposits.confirmations;
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
@@ -214,13 +238,14 @@ export class DepositWatcher {
     await Promise.all([...this.#open].filter(([op]) => !listed.has(op)).map(async ([outpoint, d]) => {
       if (!(await this.#checkOpen(outpoint, d, target))) complete = false;
     }));
-    if (!complete) return;
+    if (!complete) return false;
     if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     this.stats.height = info.blocks;
     if (info.blocks !== this.#tip) {
       this.#tip = info.blocks;
       this.#o.onBlock?.(info.blocks);
     }
+    return true;
   }
 
   async #checkOpen(outpoint: string, d: OpenDeposit, target: number): Promise<boolean> {

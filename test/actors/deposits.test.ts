@@ -2,6 +2,7 @@
 import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
 
 async function user(te: TestEngine, name: string): Promise<{ key: string; address: string }> {
   const key = `u_${name}`;
@@ -139,4 +140,30 @@ t.test("bitcoind stopped mid-run and started again: the scan waits, resumes, and
   t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "confirmed once after the node came back");
   await te.mine(2);
   t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "and not again");
+});
+
+t.test("a scan that fails comes back soon, not a poll later: the deposit is credited once the wallet is back", { timeout: 120_000 }, async (t) => {
+  // A ten-minute poll: only the watcher's own retry can credit the deposit within this test's timeout.
+  const te = await startTestEngine({ deposits: { confirmations: 1, pollMs: 600_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const f = await user(te, "f");
+  const confirmed = new Promise<void>((resolve) => {
+    te.engine.relay.onNotification((n) => n.userKey === f.key && n.notice.kind === "deposit_confirmed" && resolve());
+  });
+  await te.node.fund(f.address, "0.125");
+  await te.node.mine(1);
+  // The engine's wallet is unloaded (an operator's slip, or bitcoind restarted without it): bitcoind answers every
+  // wallet call with an error at once.
+  await te.node.rpc("unloadwallet", ["engine"]);
+  await te.engine.watcher.poke();
+  t.equal(te.engine.watcher.stats.failedScans, 1, "the scan failed");
+  t.match(await enginePort(te.engine).metrics(), /runigun_deposit_scans_failed_total 1\n/, "operators can alert on it");
+  t.same(await balance(te, f.key), [0n, 0n, 0n], "nothing credited yet");
+  await te.node.rpc("loadwallet", ["engine"]);
+  await confirmed;
+  t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "credited by a retry nobody asked for");
+  t.equal(te.engine.watcher.stats.confirmed, 1);
+  await te.mine(1);
+  t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "and only once");
 });
