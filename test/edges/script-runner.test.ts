@@ -127,4 +127,12 @@ t.test("failures say where, what was sent, what was expected and what the bot sa
   t.match(out, /no button "Confirm" in zed's chat/);
   out = await run("  - { user: zed, says: /start }\n  - { user: zed, notified: \"confirmed\", timeout_ms: 300 }\n");
   t.match(out, /step 2: .*\n.*\n\s+no notification matching "confirmed" within 300 ms/);
+  t.notMatch(out, /the engine logged/, "nothing logged, nothing added");
+
+  // What the engine warned about comes with the failure: a missed notification usually has its reason there.
+  writeFileSync(file, "name: fails\nsteps:\n  - { user: zed, notified: \"confirmed\", timeout_ms: 50 }\n");
+  const logging: MakeEngine = async (o) => ({ ...(await make(o)), warnings: () => ["warn: deposit scan failed; it will run again — connect ECONNREFUSED"] });
+  const before = c.text().length;
+  t.equal(await runScripts([file], { output: c.out, makeEngine: logging }), 1);
+  t.match(c.text().slice(before), /within 50 ms\n\s+the engine logged:\n\s+\| warn: deposit scan failed; it will run again — connect ECONNREFUSED/);
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type Config, type ConfigFile, type DeepPartial } from "../../config.ts";
-import { silentLogger } from "../../log.ts";
+import { createLogger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { startEngine, type Running } from "../../app.ts";
 import { startRegtest } from "../../regtest/harness.ts";
@@ -30,6 +30,8 @@ export interface ScriptEngine extends ScriptEngineParts {
   };
   /** Kills the engine where it stands (nothing flushed on purpose) and starts it again on the same data. */
   restart(): Promise<ScriptEngineParts>;
+  /** The engine's latest warnings and errors, one line each, for a failed step's report. */
+  warnings?(): string[];
   stop(): Promise<void>;
 }
 
@@ -55,7 +57,9 @@ export const regtestEngine: MakeEngine = async (overrides) => {
       },
     });
     await node.ensureMatureCoins();
-    app = await startEngine(config, silentLogger);
+    const recent = new RecentLog();
+    const log = createLogger({ level: "warn", destination: recent });
+    app = await startEngine(config, log);
     const parts = (): ScriptEngineParts => ({ relay: app!.engine.relay, identity: app!.identity, handleKey: app!.handleKey, config });
     return {
       ...parts(),
@@ -71,9 +75,10 @@ export const regtestEngine: MakeEngine = async (overrides) => {
         // A crash: timers and actors die where they stand; only what reached the disk survives.
         await app!.crash();
         app = undefined;
-        app = await startEngine(config, silentLogger);
+        app = await startEngine(config, log);
         return parts();
       },
+      warnings: () => [...recent.lines],
       async stop() {
         await app?.stop().catch(() => undefined);
         await node.stop();
@@ -87,3 +92,21 @@ export const regtestEngine: MakeEngine = async (overrides) => {
     throw e;
   }
 };
+
+/** Keeps the last few log lines (already redacted by the logger) as short text: level, message, error. */
+class RecentLog {
+  readonly lines: string[] = [];
+
+  write(line: string): void {
+    let text = line.trim();
+    try {
+      const o = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string }; code?: string };
+      const level = (o.level ?? 0) >= 50 ? "error" : "warn";
+      text = `${level}: ${o.msg ?? ""}${o.code ? ` (${o.code})` : ""}${o.err?.message ? ` — ${o.err.message}` : ""}`;
+    } catch {
+      // Not JSON: keep the line as it is.
+    }
+    this.lines.push(text.slice(0, 300));
+    if (this.lines.length > 10) this.lines.shift();
+  }
+}

@@ -116,8 +116,10 @@ export async function runScript(script: Script, o: RunOptions = {}): Promise<voi
         }
         check(step, text, sub, vars, `${where}\n    ${sent}`);
       } catch (e) {
-        if (e instanceof ScriptFailure) throw e;
-        throw new ScriptFailure(`${where}${sent ? `\n    ${sent}` : ""}\n    ${(e as Error).message}`);
+        const logged = engine.warnings?.() ?? [];
+        const said = logged.length ? `\n    the engine logged:\n${logged.map((l) => `      | ${l}`).join("\n")}` : "";
+        if (e instanceof ScriptFailure) throw new ScriptFailure(e.message + said);
+        throw new ScriptFailure(`${where}${sent ? `\n    ${sent}` : ""}\n    ${(e as Error).message}${said}`);
       }
     }
   } finally {
