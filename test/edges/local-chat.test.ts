@@ -2,16 +2,15 @@
 // answered in process, buttons as numbers, and :fund / :mine moving a real regtest chain.
 import t from "tap";
 import { PassThrough } from "node:stream";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { startTestEngine, testLog, type TestEngine } from "../support/engine.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
 import { startLocalChat } from "../../src/edges/chat/local-chat.ts";
 import { LOCAL_BOT } from "../../src/edges/chat/transport.ts";
-import { silentLogger } from "../../src/log.ts";
 
 /** The Telegram edge in manual mode, a local chat on streams in front of it, and what it has printed so far. */
 function chatOn(te: TestEngine, userId: number, chain?: Parameters<typeof startLocalChat>[0]["chain"]) {
   const edge = buildTelegramEdge({
-    token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger,
+    token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: testLog(),
     botInfo: LOCAL_BOT, mode: "manual",
   });
   const input = new PassThrough();

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { loadConfig, type DeepPartial, type ConfigFile, type Config } from "../../src/config.ts";
-import { silentLogger, type Logger } from "../../src/log.ts";
+import { createLogger, silentLogger, type Logger } from "../../src/log.ts";
 import { Engine } from "../../src/engine.ts";
 import { openStorage, type EngineStorage } from "../../src/storage.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
@@ -60,7 +60,7 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   });
   const config: Config = opts.walletPassphrase ? { ...base, secrets: { ...base.secrets, walletPassphrase: opts.walletPassphrase } } : base;
   const keyring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
-  const log = opts.log ?? silentLogger;
+  const log = opts.log ?? testLog();
   const identity = new Identity({ ...config.identity, pepper: randomBytes(32) });
   const handleKey = randomBytes(32);
   let storage: EngineStorage;
@@ -113,6 +113,12 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   };
   await boot();
   return t;
+}
+
+/** Silent, unless RUNIGUN_TEST_LOG names a level (e.g. `RUNIGUN_TEST_LOG=warn npm test`): then JSON lines on stderr. */
+export function testLog(): Logger {
+  const level = process.env.RUNIGUN_TEST_LOG;
+  return level ? createLogger({ level, pretty: false, destination: process.stderr }) : silentLogger;
 }
 
 /** Opens a wallet (with a sealed chat handle for notices, if given) and pays its deposit address from the outside wallet (unconfirmed until a block is mined). */
