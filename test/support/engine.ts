@@ -115,9 +115,9 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
   return t;
 }
 
-/** Silent, unless RUNIGUN_TEST_LOG names a level (e.g. `RUNIGUN_TEST_LOG=warn npm test`): then JSON lines on stderr. */
+/** Silent, unless TEST_LOG_LEVEL names a level (e.g. `TEST_LOG_LEVEL=warn npm test`): then JSON lines on stderr. */
 export function testLog(): Logger {
-  const level = process.env.RUNIGUN_TEST_LOG;
+  const level = process.env.TEST_LOG_LEVEL;
   return level ? createLogger({ level, pretty: false, destination: process.stderr }) : silentLogger;
 }
 
