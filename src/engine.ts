@@ -81,7 +81,7 @@ export class Engine {
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
         submitWithdrawal: (userKey, id, withdrawal) => {
           this.payouts.submit(userKey, id, withdrawal).then((r) => {
-            if (isRefusal(r)) log.warn({ userKey, id, code: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
+            if (isRefusal(r)) log.warn({ userKey, id, refusal: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
           }, (e: unknown) => log.warn({ userKey, id, err: e }, "payout not recorded yet; the wallet re-submits it on its next activation"));
         },
       },

@@ -100,7 +100,7 @@ export class ChequeService implements ChequePort, TransferSink {
   async #pay(hash: string, payee: string, amount: bigint): Promise<void> {
     const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount });
     if (isRefusal(r)) {
-      this.#o.log.warn({ code: r.code }, "cheque payout not credited yet; it will be re-sent");
+      this.#o.log.warn({ refusal: r.code }, "cheque payout not credited yet; it will be re-sent");
       return;
     }
     await this.#ask((reply) => ({ type: "paid", hash, reply }));

@@ -212,7 +212,7 @@ export class DepositWatcher {
         const res = await registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target });
         if (isRefusal(res)) {
           complete = false;
-          this.#o.log.warn({ userKey: owner, code: res.code }, "a wallet did not take a deposit yet; the scan repeats");
+          this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit yet; the scan repeats");
           return;
         }
         const before = this.#known.get(outpoint);

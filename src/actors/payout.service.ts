@@ -109,7 +109,7 @@ export class PayoutService {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.flush().then((r) => {
-        if (isRefusal(r) && r.code !== "paused") this.#log.warn({ code: r.code, why: r.message }, "payout flush failed; retrying at the next block");
+        if (isRefusal(r) && r.code !== "paused") this.#log.warn({ refusal: r.code, why: r.message }, "payout flush failed; retrying at the next block");
       }, (e: unknown) => this.#log.warn({ err: e }, "payout flush did not run; retrying at the next block"));
     }, this.#o.batchWindowMs);
   }

@@ -34,7 +34,7 @@ export class TransferCourier {
   });
   readonly #ack = gathered(async (from: string, ids: string[]) => {
     const r = await this.#o.registry.send(from, "transfer_acked", { ids });
-    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, code: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
+    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, refusal: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
     return ids.map(() => undefined);
   });
   readonly stats = { delivered: 0, refused: 0, deferred: 0 };
@@ -74,7 +74,7 @@ export class TransferCourier {
           }
           // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
           this.stats.refused++;
-          this.#o.log.error({ from, to, id, code: r.code }, "transfer credit refused; it stays in the sender's outbox");
+          this.#o.log.error({ from, to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
           return;
         }
         await this.#ack(from, id);

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type Config, type ConfigFile, type DeepPartial } from "../../config.ts";
-import { createLogger } from "../../log.ts";
+import { createLogger, type Logger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { startEngine, type Running } from "../../app.ts";
 import { startRegtest } from "../../regtest/harness.ts";
@@ -17,6 +17,8 @@ export interface ScriptEngineParts {
   handleKey: Uint8Array;
   /** The edge's settings (rate limit…); default: the edge's built-in defaults. */
   config?: Pick<Config, "telegram">;
+  /** Where the edge logs (default: nowhere). */
+  log?: Logger;
 }
 
 export interface ScriptEngine extends ScriptEngineParts {
@@ -30,7 +32,7 @@ export interface ScriptEngine extends ScriptEngineParts {
   };
   /** Kills the engine where it stands (nothing flushed on purpose) and starts it again on the same data. */
   restart(): Promise<ScriptEngineParts>;
-  /** The engine's latest warnings and errors, one line each, for a failed step's report. */
+  /** The latest warnings and errors of the engine and its edge, one line each, for a failed step's report. */
   warnings?(): string[];
   stop(): Promise<void>;
 }
@@ -60,7 +62,7 @@ export const regtestEngine: MakeEngine = async (overrides) => {
     const recent = new RecentLog();
     const log = createLogger({ level: "warn", destination: recent });
     app = await startEngine(config, log);
-    const parts = (): ScriptEngineParts => ({ relay: app!.engine.relay, identity: app!.identity, handleKey: app!.handleKey, config });
+    const parts = (): ScriptEngineParts => ({ relay: app!.engine.relay, identity: app!.identity, handleKey: app!.handleKey, config, log });
     return {
       ...parts(),
       chain: {
@@ -100,9 +102,9 @@ class RecentLog {
   write(line: string): void {
     let text = line.trim();
     try {
-      const o = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string }; code?: string };
+      const o = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string }; refusal?: string };
       const level = (o.level ?? 0) >= 50 ? "error" : "warn";
-      text = `${level}: ${o.msg ?? ""}${o.code ? ` (${o.code})` : ""}${o.err?.message ? ` — ${o.err.message}` : ""}`;
+      text = `${level}: ${o.msg ?? ""}${o.refusal ? ` (${o.refusal})` : ""}${o.err?.message ? ` — ${o.err.message}` : ""}`;
     } catch {
       // Not JSON: keep the line as it is.
     }

@@ -71,7 +71,7 @@ export async function runScript(script: Script, o: RunOptions = {}): Promise<voi
     inbox.watch(p.relay, p.handleKey); // before the edge subscribes, so each notice is known before it is sent
     edge = buildTelegramEdge({
       token: "0:script", config: p.config ?? EDGE_DEFAULTS, relay: p.relay, identity: p.identity, handleKey: p.handleKey,
-      log: silentLogger, transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual",
+      log: p.log ?? silentLogger, transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual",
     });
     await edge.start();
   };

@@ -1,0 +1,36 @@
+// Privacy in logs: whatever the engine logs, the fields that can carry a secret or a person's identity are
+// censored at every level the redaction covers, while what operators need (refusal codes, errors) stays readable.
+import t from "tap";
+import { createLogger, REDACTED_FIELDS } from "../../src/log.ts";
+
+function capture() {
+  const lines: string[] = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(s) } });
+  return { log, text: () => lines.join("") };
+}
+
+t.test("every redacted field is censored at the first three levels of nesting", async (t) => {
+  const { log, text } = capture();
+  REDACTED_FIELDS.forEach((field, i) => {
+    const secret = `SECRET-${i}-${field}`;
+    log.warn({ [field]: secret, a: { [field]: `${secret}-1` }, b: { c: { [field]: `${secret}-2` } } }, "probe");
+  });
+  const out = text();
+  t.notMatch(out, /SECRET-/, "no value of a redacted field reaches the log");
+  t.equal(out.match(/\[redacted\]/g)?.length, REDACTED_FIELDS.length * 3);
+});
+
+t.test("the fields a telegram update or a chat would bring are among them", async (t) => {
+  for (const f of ["telegramId", "chatId", "from", "chat", "text", "token", "pepper", "masterKey", "chatHandle", "totp", "code"]) {
+    t.ok(REDACTED_FIELDS.includes(f), f);
+  }
+});
+
+t.test("refusal codes and error messages stay readable for operators", async (t) => {
+  const { log, text } = capture();
+  log.warn({ userKey: "u_1", refusal: "busy", err: new Error("connect ECONNREFUSED 127.0.0.1:18443") }, "a wallet did not take a deposit yet; the scan repeats");
+  const line = JSON.parse(text()) as { refusal: string; userKey: string; err: { message: string } };
+  t.equal(line.refusal, "busy");
+  t.equal(line.userKey, "u_1", "user keys are derived, not raw ids: they stay");
+  t.match(line.err.message, /ECONNREFUSED/);
+});
