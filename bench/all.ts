@@ -254,31 +254,59 @@ if (want("addresses") || want("telegram") || want("scan")) {
       rows.push([`scan: a block with ${fmt(deposits)} deposits, ${fmt(indexed)} indexed addresses`, `${fmt(scanMs)} ms per block (${fmt(credited)} credited)`, `${fmt(rawMs)} ms bare listsinceblock`, `${(scanMs / rawMs).toFixed(1)}×`]);
     }
     if (want("telegram")) {
-      // The stand-in runs in its own process, as Telegram's servers are not in ours.
-      const child = spawn(process.execPath, ["--import", "tsx", new URL("./lib/bot-api-process.ts", import.meta.url).pathname], { stdio: ["ignore", "pipe", "inherit"] });
-      const api = await new Promise<{ apiRoot: string; token: string }>((resolve, reject) => {
-        let out = "";
-        child.stdout!.on("data", (d: Buffer) => {
-          out += d.toString();
-          if (out.includes("\n")) resolve(JSON.parse(out) as { apiRoot: string; token: string });
-        });
-        child.once("exit", (code) => reject(new Error(`the Bot API stand-in exited (${code})`)));
+      // The stand-in runs in its own process, as Telegram's servers are not in ours; the bench talks to it on stdin.
+      const child = spawn(process.execPath, ["--import", "tsx", new URL("./lib/bot-api-process.ts", import.meta.url).pathname], { stdio: ["pipe", "pipe", "inherit"] });
+      const lines: string[] = [];
+      const waiting: Array<(line: string) => void> = [];
+      let buffered = "";
+      child.stdout!.on("data", (d: Buffer) => {
+        buffered += d.toString();
+        for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
+          const line = buffered.slice(0, i);
+          buffered = buffered.slice(i + 1);
+          const w = waiting.shift();
+          if (w) w(line);
+          else lines.push(line);
+        }
       });
-      const config = { ...te.config, telegram: { ...te.config.telegram, apiRoot: api.apiRoot, commandsPerMinute: 1_000_000 } };
-      const edge = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "manual" });
-      await edge.start();
+      const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`the Bot API stand-in exited (${code})`))));
+      const nextLine = () => Promise.race([exited, new Promise<string>((resolve) => (lines.length ? resolve(lines.shift()!) : waiting.push(resolve)))]);
+      const api = JSON.parse(await nextLine()) as { apiRoot: string; token: string };
       const users = 200, N = Math.round(3000 * scale);
+      for (let u = 0; u < users; u++) await te.engine.relay.start(await te.identity.userKey(9000 + u));
+      const config = { ...te.config, telegram: { ...te.config.telegram, apiRoot: api.apiRoot, commandsPerMinute: 1_000_000 } };
+
+      // As in production: grammY's runner long-polls getUpdates (batches of up to 100, up to 500 in flight), each
+      // update goes through the edge and the relay, and its answer is a sendMessage. Only the outgoing throttle is
+      // off: it would hold the edge to Telegram's 30/s, which is what this figure is measured against.
+      const polling = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "polling", throttle: false });
+      await polling.start();
+      const loadThroughRunner = async (n: number) => {
+        child.stdin!.write(JSON.stringify({ load: n, users, firstUser: 9000 }) + "\n");
+        return JSON.parse(await nextLine()) as { answered: number; ms: number; p50_ms: number; p99_ms: number };
+      };
+      await loadThroughRunner(N); // a warm-up round of the same size first (JIT, connection pool, the collector's sizing)
+      const runner = await loadThroughRunner(N);
+      await polling.stop();
+      const runnerPerS = runner.answered / (runner.ms / 1000);
+
+      // The same updates handed straight to bot.handleUpdate, 64 at a time (the local chat's and the scripts' path).
+      const direct = buildTelegramEdge({ token: api.token, config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: silentLogger, mode: "manual" });
+      await direct.start();
       let id = 1;
       const update = (u: number) => ({ update_id: id++, message: { message_id: id, date: 0, text: "/balance", entities: [{ type: "bot_command", offset: 0, length: 8 }], from: { id: 9000 + u, is_bot: false, first_name: "b" }, chat: { id: 9000 + u, type: "private", first_name: "b" } } });
-      for (let u = 0; u < users; u++) await te.engine.relay.start(await te.identity.userKey(9000 + u));
-      // Warm-up (JIT, connection pool), then the measured run.
-      await load(1000, 64, (i) => edge.bot.handleUpdate(update(i % users) as never));
-      const measured = await load(N, 64, (i) => edge.bot.handleUpdate(update(i % users) as never));
-      await edge.stop();
+      await load(N, 64, (i) => direct.bot.handleUpdate(update(i % users) as never));
+      const measured = await load(N, 64, (i) => direct.bot.handleUpdate(update(i % users) as never));
+      await direct.stop();
       child.kill("SIGTERM");
       const goal = 30 * 100;
-      results.telegram = { updates_per_s: Math.round(measured.perS), p99_ms: +measured.p99.toFixed(2), baseline_telegram_limit_per_s: 30, ratio: +(measured.perS / 30).toFixed(1) };
-      rows.push(["telegram: /balance updates through grammY + relay + HTTP Bot API", `${fmt(measured.perS)} updates/s (p99 ${measured.p99.toFixed(1)} ms)`, "30 msgs/s Telegram's own limit", `${(measured.perS / 30).toFixed(0)}× (goal ≥ ${goal / 30}×)`]);
+      results.telegram = {
+        updates_per_s: Math.round(runnerPerS), p50_ms: +runner.p50_ms.toFixed(2), p99_ms: +runner.p99_ms.toFixed(2), path: "grammY runner (long polling) + relay + HTTP Bot API",
+        direct_updates_per_s: Math.round(measured.perS), direct_p99_ms: +measured.p99.toFixed(2),
+        baseline_telegram_limit_per_s: 30, ratio: +(runnerPerS / 30).toFixed(1),
+      };
+      rows.push(["telegram: /balance updates through grammY's runner + relay + HTTP Bot API", `${fmt(runnerPerS)} updates/s (p99 ${runner.p99_ms.toFixed(1)} ms)`, "30 msgs/s Telegram's own limit", `${(runnerPerS / 30).toFixed(0)}× (goal ≥ ${goal / 30}×)`]);
+      rows.push(["telegram: the same, straight into bot.handleUpdate (64 in flight)", `${fmt(measured.perS)} updates/s (p99 ${measured.p99.toFixed(1)} ms)`, "30 msgs/s Telegram's own limit", `${(measured.perS / 30).toFixed(0)}×`]);
     }
   } finally {
     await te.stop();

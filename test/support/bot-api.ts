@@ -30,6 +30,9 @@ export class BotApiStandIn {
   #updates: Update[] = [];
   #pollers: Array<() => void> = [];
   #callWaiters: Array<{ match: (c: RecordedCall) => boolean; resolve: (c: RecordedCall) => void }> = [];
+  /** Told of every recorded call, and of every batch of updates handed to getUpdates (the bench measures with them). */
+  onCall: ((c: RecordedCall) => void) | undefined;
+  onServe: ((updates: Update[]) => void) | undefined;
   #fail = new Map<string, { times: number; error: { error_code: number; description: string; parameters?: Record<string, unknown> } }>();
   #messageId = 1;
   #updateId = 1000;
@@ -169,6 +172,7 @@ export class BotApiStandIn {
     if (method === "getUpdates") return this.#getUpdates(params, send);
     const call: RecordedCall = { method, params, ...(type.includes("multipart") ? { raw: body } : {}) };
     this.calls.push(call);
+    this.onCall?.(call);
     for (const w of [...this.#callWaiters]) {
       if (w.match(call)) {
         this.#callWaiters = this.#callWaiters.filter((x) => x !== w);
@@ -196,14 +200,18 @@ export class BotApiStandIn {
     // Telegram forgets updates below the offset: they were confirmed by the client.
     this.#updates = this.#updates.filter((u) => u.update_id >= offset);
     const limit = Math.min(100, Math.max(1, Number(params.limit ?? 100)));
-    if (this.#updates.length > 0) return send(200, { ok: true, result: this.#updates.slice(0, limit) });
+    const serve = (updates: Update[]) => {
+      this.onServe?.(updates);
+      send(200, { ok: true, result: updates });
+    };
+    if (this.#updates.length > 0) return serve(this.#updates.slice(0, limit));
     // Long poll: answer as soon as an update is pushed, or empty after a short hold.
     let done = false;
     const answer = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      send(200, { ok: true, result: this.#updates.filter((u) => u.update_id >= offset).slice(0, limit) });
+      serve(this.#updates.filter((u) => u.update_id >= offset).slice(0, limit));
     };
     const timer = setTimeout(answer, Math.min(1000, Number(params.timeout ?? 0) * 1000));
     this.#pollers.push(answer);

@@ -40,6 +40,8 @@ export interface TelegramEdgeOptions extends EdgeDeps {
   transport?: Transformer;
   /** How many recent update ids are remembered to drop redeliveries. */
   dedupeWindow?: number;
+  /** Keep outgoing calls within Telegram's limits (default: yes, except in "manual" mode). Off only for a stand-in. */
+  throttle?: boolean;
 }
 
 export interface TelegramEdge {
@@ -76,7 +78,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   bot.api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
   const mode = o.mode ?? o.config.telegram.mode;
   // Outgoing calls stay inside Telegram's limits (30/s overall, ~1/s per chat); in-process there is no limit.
-  if (mode !== "manual") bot.api.config.use(apiThrottler());
+  if (o.throttle ?? mode !== "manual") bot.api.config.use(apiThrottler());
 
   bot.use(dedupe(o.dedupeWindow ?? 50_000));
   // Per chat and per sender, in order: a user's commands never race each other (prefixes keep ids apart).
