@@ -283,7 +283,13 @@ if (want("addresses") || want("telegram") || want("scan")) {
       await polling.start();
       const loadThroughRunner = async (n: number) => {
         child.stdin!.write(JSON.stringify({ load: n, users, firstUser: 9000 }) + "\n");
-        return JSON.parse(await nextLine()) as { answered: number; ms: number; p50_ms: number; p99_ms: number };
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the bot did not answer all ${n} updates within 5 minutes`)), 300_000)));
+        try {
+          return JSON.parse(await Promise.race([nextLine(), late])) as { answered: number; ms: number; p50_ms: number; p99_ms: number };
+        } finally {
+          clearTimeout(timer);
+        }
       };
       await loadThroughRunner(N); // a warm-up round of the same size first (JIT, connection pool, the collector's sizing)
       const runner = await loadThroughRunner(N);
