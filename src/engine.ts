@@ -350,6 +350,11 @@ export class Engine {
    * A crash, for scripts and tests: timers and actors die where they stand, nothing is flushed or finished
    * (unshipped backup frames are lost too); only what reached the disk survives. `close()` is the clean stop.
    */
+  /** False once the engine is closing or halted (timers that sample it stop then). */
+  get running(): boolean {
+    return !this.#closed;
+  }
+
   async halt(): Promise<void> {
     this.#closed = true;
     this.watcher.stop();

@@ -18,7 +18,7 @@ export function toJson(v: unknown): Json {
 
 /**
  * A bounded ring of engine samples (registry and journal counters), for the console's charts: the engine keeps
- * counters, not history, so the port samples them on a timer (unref'd) and on every read.
+ * counters, not history, so the port samples them on a timer (unref'd, ended once the engine stops) and on every read.
  */
 export class SampleRing {
   readonly #items: EngineSample[] = [];
@@ -42,7 +42,8 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   const sampleMs = o.sampleMs ?? 60_000;
   const ring = new SampleRing(e, o.capacity);
   ring.take();
-  setInterval(() => ring.take(), sampleMs).unref();
+  const sampling = setInterval(() => (e.running ? ring.take() : clearInterval(sampling)), sampleMs);
+  sampling.unref();
   return {
     async health() {
       const b = e.backup.status();
