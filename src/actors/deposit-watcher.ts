@@ -136,43 +136,42 @@ export class DepositWatcher {
   /**
    * The next timed scan: after the poll interval, or — while scans fail or are left incomplete — after a
    * short backoff (0.25 s, doubling, never longer than the poll), so a passing fault delays a deposit by
-   * about as long as the fault lasts, not by a poll interval.
+   * about as long as the fault lasts, not by a poll interval. Set again at the end of every scan, however started.
    */
   #schedule(): void {
     if (!this.#running) return;
     if (this.#timer) clearTimeout(this.#timer);
     const pollMs = this.#o.config.deposits.pollMs;
     const delay = this.#setbacks === 0 ? pollMs : Math.min(pollMs, 250 * 2 ** Math.min(this.#setbacks - 1, 10));
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.poke().finally(() => this.#schedule());
-    }, delay);
+    this.#timer = setTimeout(() => void this.poke(), delay);
     this.#timer.unref();
   }
 
   async #scan(): Promise<void> {
-    do {
-      this.#again = false;
-      const started = performance.now();
-      let complete = false;
-      try {
-        complete = await this.#scanOnce();
-        if (!complete) this.stats.incompleteScans++;
-      } catch (e) {
-        this.stats.failedScans++;
-        this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
-      } finally {
-        this.stats.lastScanMs = performance.now() - started;
-      }
-      if (!complete) {
-        this.#setbacks++;
-        // A timer set for the full poll would leave the deposits of this scan waiting that long: come back sooner.
-        if (this.#timer) this.#schedule();
-        return;
-      }
-      if (this.#setbacks > 0) this.#o.log.info({ setbacks: this.#setbacks }, "deposit scans complete again");
-      this.#setbacks = 0;
-    } while (this.#again);
+    try {
+      do {
+        this.#again = false;
+        const started = performance.now();
+        let complete = false;
+        try {
+          complete = await this.#scanOnce();
+          if (!complete) this.stats.incompleteScans++;
+        } catch (e) {
+          this.stats.failedScans++;
+          this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
+        } finally {
+          this.stats.lastScanMs = performance.now() - started;
+        }
+        if (!complete) {
+          this.#setbacks++;
+          return;
+        }
+        if (this.#setbacks > 0) this.#o.log.info({ setbacks: this.#setbacks }, "deposit scans complete again");
+        this.#setbacks = 0;
+      } while (this.#again);
+    } finally {
+      this.#schedule();
+    }
   }
 
   /** One pass; false when some wallet did not answer or the node failed a check (the cursor then stays). */
