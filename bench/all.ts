@@ -15,6 +15,7 @@ import { WalletRecords } from "../src/actors/wallet.records.ts";
 import { silentLogger } from "../src/log.ts";
 import { startTestEngine } from "../test/support/engine.ts";
 import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { buildTelegramEdge } from "../src/edges/telegram/bot.ts";
 import { fmt, percentile, table, writeResults } from "./lib/report.ts";
 
@@ -256,21 +257,12 @@ if (want("addresses") || want("telegram") || want("scan")) {
     if (want("telegram")) {
       // The stand-in runs in its own process, as Telegram's servers are not in ours; the bench talks to it on stdin.
       const child = spawn(process.execPath, ["--import", "tsx", new URL("./lib/bot-api-process.ts", import.meta.url).pathname], { stdio: ["pipe", "pipe", "inherit"] });
-      const lines: string[] = [];
-      const waiting: Array<(line: string) => void> = [];
-      let buffered = "";
-      child.stdout!.on("data", (d: Buffer) => {
-        buffered += d.toString();
-        for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
-          const line = buffered.slice(0, i);
-          buffered = buffered.slice(i + 1);
-          const w = waiting.shift();
-          if (w) w(line);
-          else lines.push(line);
-        }
-      });
-      const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`the Bot API stand-in exited (${code})`))));
-      const nextLine = () => Promise.race([exited, new Promise<string>((resolve) => (lines.length ? resolve(lines.shift()!) : waiting.push(resolve)))]);
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+      const nextLine = async () => {
+        const next = await lines.next();
+        if (next.done) throw new Error(`the Bot API stand-in exited (${child.exitCode ?? child.signalCode})`);
+        return next.value;
+      };
       const api = JSON.parse(await nextLine()) as { apiRoot: string; token: string };
       const users = 200, N = Math.round(3000 * scale);
       for (let u = 0; u < users; u++) await te.engine.relay.start(await te.identity.userKey(9000 + u));
