@@ -256,7 +256,7 @@ if (want("addresses") || want("telegram") || want("scan")) {
     }
     if (want("telegram")) {
       // The stand-in runs in its own process, as Telegram's servers are not in ours; the bench talks to it on stdin.
-      const child = spawn(process.execPath, ["--import", "tsx", new URL("./lib/bot-api-process.ts", import.meta.url).pathname], { stdio: ["pipe", "pipe", "inherit"] });
+      const child = spawn(process.execPath, ["--import", new URL("../bin/ts-register.mjs", import.meta.url).pathname, new URL("./lib/bot-api-process.ts", import.meta.url).pathname], { stdio: ["pipe", "pipe", "inherit"] });
       const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
       const nextLine = async () => {
         const next = await lines.next();

@@ -1,8 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=64
-// The `runigun` command: loads the TypeScript sources through tsx (no build step to forget), then runs the CLI.
+// The `runigun` command: loads the TypeScript sources (bin/ts-register.mjs; no build step to forget), then runs the CLI.
 // The shebang gives V8 a 64 MB young generation (README, "Deployment shapes"); `node bin/runigun.js` needs the flag itself.
-import { register } from "tsx/esm/api";
+import "./ts-register.mjs";
 
-register();
 const { main } = await import("../src/cli.ts");
 process.exitCode = await main(process.argv.slice(2));
