@@ -2,12 +2,17 @@
 const BIG = "$n";
 
 export function encode(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value, (_k, v: unknown) => {
+  return Buffer.from(encodeText(value), "utf8");
+}
+
+/** The JSON text `encode` writes as UTF-8. */
+export function encodeText(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
     if (typeof v === "bigint") return { [BIG]: v.toString() };
     if (v === undefined || typeof v === "function" || typeof v === "symbol") return undefined;
     if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError(`cannot store the number ${v}`);
     return v;
-  }), "utf8");
+  });
 }
 
 /**

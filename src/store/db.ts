@@ -3,10 +3,11 @@
 // outpoints, cheque codes) go through `mac()` first, an HMAC under a random index key kept sealed in the store.
 import { createHmac, randomBytes } from "node:crypto";
 import { Level } from "level";
-import { decode, encode } from "./codec.ts";
+import { decode, encode, encodeText } from "./codec.ts";
 import { keyIdOf, open as openEnvelope, seal } from "./envelope.ts";
 import { StoreError } from "./errors.ts";
 import type { KeyRing } from "./keyring.ts";
+import { Sealer, type EncodedOp } from "./sealer.ts";
 
 export const META = "_meta";
 const NS_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -39,6 +40,8 @@ export interface StoreOptions {
   keyring: KeyRing;
   /** fsync every write (default). Turning it off trades durability for speed; tests and benches only. */
   sync?: boolean;
+  /** Batches of at least this many values are sealed on a worker thread (`sealEncoded`; default 64). */
+  sealInWorkerFrom?: number;
 }
 
 /** Called after each durable write with its commit position and its sealed operations (continuous backup). */
@@ -78,11 +81,13 @@ export class EncryptedStore {
   readonly #listeners = new Set<WriteListener>();
   readonly #healthListeners = new Set<(health: WriteHealth) => void>();
   readonly writeHealth: WriteHealth = { failing: false, failures: 0 };
+  readonly sealer: Sealer;
 
   private constructor(o: StoreOptions) {
     this.db = new Level<string, Uint8Array>(o.path, { keyEncoding: "utf8", valueEncoding: "view" });
     this.keyring = o.keyring;
     this.sync = o.sync ?? true;
+    this.sealer = new Sealer({ dataKey: o.keyring.dataKey("store"), keyId: o.keyring.current, workerFrom: o.sealInWorkerFrom });
   }
 
   /** Opens (or creates) a store; a wrong master key is refused here, before anything is read or written. */
@@ -152,6 +157,22 @@ export class EncryptedStore {
       const key = EncryptedStore.recordKey(op.ns, op.key);
       return op.type === "put" ? { type: "put", key, value: this.sealValue(op.ns, op.key, op.value) } : { type: "del", key };
     });
+  }
+
+  /**
+   * Checks and encodes operations now, on the caller's turn (a bad key or value fails this caller alone), for
+   * `sealEncoded` to seal later — the journal's group commits, sealed beside this thread.
+   */
+  encodeOps(ops: StoreOp[]): EncodedOp[] {
+    return ops.map((op) => {
+      const key = EncryptedStore.recordKey(op.ns, op.key);
+      return op.type === "put" ? { type: "put", key, text: encodeText(op.value) } : { type: "del", key };
+    });
+  }
+
+  /** Seals encoded operations under the current key, in order (large batches on the sealing worker). */
+  sealEncoded(ops: EncodedOp[]): Promise<RawOp[]> {
+    return this.sealer.seal(ops);
   }
 
   /**
@@ -284,6 +305,7 @@ export class EncryptedStore {
   }
 
   async close(): Promise<void> {
+    await this.sealer.close();
     await this.#idle;
     if (this.db.status === "open") await this.db.close();
   }

@@ -4,6 +4,7 @@
 // gap is refused (nact leaves one after a failed persist; the actor must replay instead of resuming).
 import type { Logger } from "../log.ts";
 import { EncryptedStore, type RawOp, type StoreOp } from "./db.ts";
+import type { EncodedOp } from "./sealer.ts";
 import { StoreError } from "./errors.ts";
 
 const EVENTS = "journal";
@@ -38,6 +39,8 @@ export interface JournalRecord<E> {
 
 export interface JournalOptions {
   log?: Pick<Logger, "warn" | "error">;
+  /** Queued store operations that start a batch at once, without waiting for the end of the turn (default 512). */
+  cutAt?: number;
 }
 
 export interface JournalStats {
@@ -50,7 +53,7 @@ export interface JournalStats {
 }
 
 interface Pending {
-  ops: RawOp[];
+  ops: EncodedOp[];
   /** Sequence numbers this entry claims, to release them if the batch fails. */
   claims: Array<[string, number]>;
   resolve: () => void;
@@ -63,12 +66,16 @@ export class Journal {
   readonly #o: JournalOptions;
   readonly #last = new Map<string, number>();
   #queue: Pending[] = [];
-  #writing = false;
+  #queuedOps = 0;
+  readonly #cutAt: number;
   #scheduled = false;
+  /** Settles once the last batch handed to the store has settled (it never rejects). */
+  #tail: Promise<void> = Promise.resolve();
 
   constructor(store: EncryptedStore, o: JournalOptions = {}) {
     this.store = store;
     this.#o = o;
+    this.#cutAt = o.cutAt ?? 512;
   }
 
   /** nact: the events of `key` with sequence number > offset, as something with an async `reduce`. */
@@ -118,19 +125,22 @@ export class Journal {
 
   /** nact: persists one event; resolves once it is durable. Refuses anything but last + 1. */
   async persist(ev: JournalEvent): Promise<void> {
-    const last = await this.lastSequence(ev.key);
+    // Known keys are queued before persist returns (no await on the way): a flushed() called after it covers it.
+    const last = this.#last.get(ev.key) ?? (await this.lastSequence(ev.key));
     if (ev.sequenceNumber !== last + 1) {
       // The actor's counter is ahead of the disk (an earlier persist failed): make it replay.
       throw new StoreError("sequence_gap", `journal ${ev.key}: event ${ev.sequenceNumber} does not follow ${last}; the actor must replay`);
     }
-    this.#last.set(ev.key, ev.sequenceNumber);
     let data = ev.data, records: StoreOp[] | undefined;
     if (data !== null && typeof data === "object" && "r" in data) {
       ({ r: records, ...data } = data as JournalRecord<unknown>);
     }
     const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: data, t: ev.createdAt, g: ev.tags } : { d: data, t: ev.createdAt } }];
     if (records) for (const op of records) ops.push(op);
-    return this.#enqueue(this.store.sealOps(ops), [[ev.key, ev.sequenceNumber]]);
+    // Encoded before the number is claimed: a record that cannot be stored fails here and claims nothing.
+    const encoded = this.store.encodeOps(ops);
+    this.#last.set(ev.key, ev.sequenceNumber);
+    return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]]);
   }
 
   /** The record a snapshot is stored as, for writers that must put one in a batch of their own (an upgrade). */
@@ -153,7 +163,7 @@ export class Journal {
   /** nact: snapshots are fire-and-forget upstream; here a failure is logged and counted, never silent. */
   async takeSnapshot(s: JournalSnapshot): Promise<void> {
     try {
-      await this.#enqueue(this.store.sealOps([Journal.snapshotOp(s)]), []);
+      await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), []);
       this.stats.snapshots++;
     } catch (e) {
       this.stats.snapshotFailures++;
@@ -161,46 +171,66 @@ export class Journal {
     }
   }
 
-  /** Resolves when everything queued so far is durable. */
+  /** Resolves when everything queued so far is durable (or has failed). */
   async flushed(): Promise<void> {
-    if (this.#queue.length === 0 && !this.#writing) return;
-    await this.#enqueue([], []);
+    if (this.#queue.length > 0) await this.#enqueue([], []).catch(() => undefined);
+    await this.#tail;
   }
 
-  #enqueue(ops: RawOp[], claims: Array<[string, number]>): Promise<void> {
+  #enqueue(ops: EncodedOp[], claims: Array<[string, number]>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ ops, claims, resolve, reject });
-      if (!this.#writing && !this.#scheduled) {
+      this.#queuedOps += ops.length;
+      if (this.#queuedOps >= this.#cutAt) {
+        // A burst (hundreds of wallets answering in one turn): start sealing this part while the rest is decided.
+        this.#cut();
+      } else if (!this.#scheduled) {
         this.#scheduled = true;
-        // Wait for the rest of this tick's writers: they join the same batch.
-        setImmediate(() => void this.#drain());
+        // Wait for the rest of this turn's writers: they join the same batch.
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#cut();
+        });
       }
     });
   }
 
-  async #drain(): Promise<void> {
-    this.#scheduled = false;
-    if (this.#writing) return;
-    this.#writing = true;
-    while (this.#queue.length > 0) {
-      const batch = this.#queue;
-      this.#queue = [];
-      const ops = batch.flatMap((p) => p.ops);
-      const started = performance.now();
-      try {
-        await this.store.writeRaw(ops);
-      } catch (e) {
-        // Nothing of this batch is on disk: release the claimed numbers so the actors' replays see the truth.
-        for (const p of batch) for (const [k] of p.claims) this.#last.delete(k);
-        for (const p of batch) p.reject(e);
-        continue;
-      }
-      this.stats.lastCommitMs = performance.now() - started;
-      this.stats.batches++;
-      this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
-      for (const p of batch) this.stats.events += p.claims.length;
-      for (const p of batch) p.resolve();
+  /**
+   * Hands what is queued to sealing (beside this thread when large: store.sealEncoded) and then to the store,
+   * without waiting for the batches before it to be durable: the store merges what queues behind a write into its
+   * next fsync. Batches reach the store in the order they were cut (the sealer answers in order). A key has one
+   * event in flight at most (an actor persists, then waits), so a batch that fails cannot leave a gap behind a
+   * later one.
+   */
+  #cut(): void {
+    if (this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#queuedOps = 0;
+    const started = performance.now();
+    let sealing: Promise<RawOp[]>;
+    try {
+      sealing = this.store.sealEncoded(batch.length === 1 ? batch[0]!.ops : batch.flatMap((p) => p.ops));
+    } catch (e) {
+      sealing = Promise.reject(e);
     }
-    this.#writing = false;
+    const before = this.#tail;
+    // Nothing to write (a flush marker alone): done when the batches before it are.
+    const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed) : before));
+    this.#tail = write.then(() => this.#committed(batch, started), (e: unknown) => this.#failed(batch, e));
+  }
+
+  #committed(batch: Pending[], started: number): void {
+    this.stats.lastCommitMs = performance.now() - started;
+    this.stats.batches++;
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
+    for (const p of batch) this.stats.events += p.claims.length;
+    for (const p of batch) p.resolve();
+  }
+
+  #failed(batch: Pending[], e: unknown): void {
+    // Nothing of this batch is on disk: release the claimed numbers so the actors' replays see the truth.
+    for (const p of batch) for (const [k] of p.claims) this.#last.delete(k);
+    for (const p of batch) p.reject(e);
   }
 }

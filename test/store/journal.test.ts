@@ -97,3 +97,46 @@ t.test("a nact persistent actor recovers from the journal after the system resta
   t.equal(await system.ask<Cmd, bigint>(ref, (reply) => ({ get: true, reply }), 5000), 7260n, "sum of 1..120 survived");
   t.ok(second.n < 120, `replayed ${second.n} events after the snapshot instead of 120`);
 });
+
+t.test("large turns are cut into batches sealed on the worker while the rest is decided: all durable, in order", async (t) => {
+  const dir = t.testdir();
+  let store = await EncryptedStore.open({ path: dir, keyring: ring(), sealInWorkerFrom: 4 });
+  let j = new Journal(store, { cutAt: 8 });
+  const positions: number[] = [];
+  store.onWrite((p) => positions.push(p));
+  await Promise.all(Array.from({ length: 200 }, async (_, k) => {
+    for (let seq = 1; seq <= 20; seq++) await j.persist(ev(`w${k}`, seq, { e: [{ k, seq }], r: [{ type: "put", ns: "balances", key: `w${k}`, value: BigInt(seq) }] }));
+  }));
+  t.equal(j.stats.events, 4000);
+  t.ok(store.sealer.stats.offThread > 0, `${store.sealer.stats.offThread} batches sealed off the thread`);
+  t.same(positions, positions.map((_, i) => positions[0]! + i), "the store's commits follow one another");
+  // Fired without waiting: flushed() resolves only once every one of them is durable.
+  let done = 0;
+  for (let k = 0; k < 200; k++) void j.persist(ev(`w${k}`, 21, { e: [{ k, seq: 21 }] })).then(() => done++);
+  await j.flushed();
+  t.equal(done, 200, "flushed() waited for every queued event");
+  await store.close();
+  store = await EncryptedStore.open({ path: dir, keyring: ring() });
+  j = new Journal(store);
+  t.teardown(() => store.close());
+  let ordered = true;
+  for (let k = 0; k < 200; k++) {
+    const evs = await j.readEvents(`w${k}`);
+    if (evs.length !== 21 || evs.some((e, i) => e.sequenceNumber !== i + 1 || (e.data as { e: Array<{ seq: number }> }).e[0]!.seq !== i + 1)) ordered = false;
+  }
+  t.ok(ordered, "every key replays 1..21 in order");
+  t.equal(await store.get("balances", "w7"), 20n, "each record written with its event");
+});
+
+t.test("a failed batch releases its sequence numbers: the same numbers are taken again, no gap", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring(), sealInWorkerFrom: 1 });
+  const j = new Journal(store, { cutAt: 4 });
+  t.teardown(() => store.close());
+  await Promise.all(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 1, "ok"))));
+  await store.db.close();
+  const failed = await Promise.allSettled(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 2, "lost"))));
+  t.ok(failed.every((r) => r.status === "rejected"), "every writer of the failed batches is told");
+  await store.db.open();
+  await Promise.all(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 2, "again"))));
+  t.same((await j.readEvents("k3")).map((e) => e.data), ["ok", "again"]);
+});

@@ -1,0 +1,149 @@
+// Seals the journal's group commits off the engine's thread. Encoding a value (JSON) needs the object and stays
+// with the writer; AES-GCM needs only bytes, and at hundreds of records per commit it was a sixth of a durable
+// command's CPU (bench/README.md, "write"). A batch of `workerFrom` values or more goes to one worker thread as
+// one message (plaintexts back to back, handed over without a copy) and comes back the same way; smaller batches
+// are sealed here, where a round trip would cost more than the sealing. Both run envelope-core.mjs.
+import { Worker } from "node:worker_threads";
+import { HEADER, seal, TAG } from "./envelope-core.mjs";
+import { StoreError } from "./errors.ts";
+
+/** A write with its value encoded (JSON text, sealed as UTF-8) and not yet sealed; `key` is the record key (`ns \0 key`). */
+export interface EncodedOp {
+  type: "put" | "del";
+  key: string;
+  text?: string;
+}
+
+/** The same write sealed, as it goes to disk. */
+export interface SealedOp {
+  type: "put" | "del";
+  key: string;
+  value?: Buffer;
+}
+
+export interface SealerOptions {
+  dataKey: Uint8Array;
+  keyId: number;
+  /** Batches with at least this many values are sealed by the worker (default 64). */
+  workerFrom?: number;
+}
+
+interface Request {
+  ops: EncodedOp[];
+  resolve: (ops: SealedOp[]) => void;
+  reject: (e: unknown) => void;
+}
+
+export class Sealer {
+  readonly #o: SealerOptions;
+  readonly #pending = new Map<number, Request>();
+  readonly #inFlight = new Set<Promise<SealedOp[]>>();
+  #worker: Worker | undefined;
+  #seq = 0;
+  #closed = false;
+  readonly stats = { inline: 0, offThread: 0 };
+
+  constructor(o: SealerOptions) {
+    this.#o = o;
+  }
+
+  /** Seals the values of `ops`, in order; deletes pass through. */
+  seal(ops: EncodedOp[]): Promise<SealedOp[]> {
+    let values = 0;
+    for (const op of ops) if (op.text !== undefined) values++;
+    // Small batches are sealed here unless the worker still has earlier ones: answers keep the order of requests.
+    if (this.#pending.size === 0 && (values < (this.#o.workerFrom ?? 64) || this.#closed)) {
+      this.stats.inline++;
+      try {
+        return Promise.resolve(ops.map((op) => (op.text !== undefined ? { type: op.type, key: op.key, value: this.#sealHere(op.key, Buffer.from(op.text, "utf8")) } : { type: op.type, key: op.key })));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    this.stats.offThread++;
+    // One message: the record keys as one string with their lengths, the values' UTF-8 back to back with theirs.
+    const keys: string[] = new Array(values);
+    const keyLengths = new Uint32Array(values);
+    const lengths = new Uint32Array(values);
+    let total = 0, n = 0;
+    for (const op of ops) {
+      if (op.text === undefined) continue;
+      keys[n] = op.key;
+      keyLengths[n] = op.key.length;
+      total += lengths[n] = Buffer.byteLength(op.text, "utf8");
+      n++;
+    }
+    // Its own ArrayBuffer (not Buffer's shared pool), so it can be handed to the worker without a copy.
+    const plain = Buffer.from(new ArrayBuffer(total));
+    let at = 0;
+    for (const op of ops) if (op.text !== undefined) at += plain.write(op.text, at, "utf8");
+    const sealed = new Promise<SealedOp[]>((resolve, reject) => {
+      const id = ++this.#seq;
+      this.#pending.set(id, { ops, resolve, reject });
+      const w = this.#start();
+      w.ref();
+      w.postMessage({ id, keys: keys.join(""), keyLengths, plain: plain.buffer, lengths }, [plain.buffer, keyLengths.buffer, lengths.buffer]);
+    });
+    this.#inFlight.add(sealed);
+    const done = () => void this.#inFlight.delete(sealed);
+    sealed.then(done, done);
+    return sealed;
+  }
+
+  /** Waits for the batches being sealed, then ends the worker. Later batches are sealed on the calling thread. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled(this.#inFlight);
+    const w = this.#worker;
+    this.#worker = undefined;
+    if (w) await w.terminate();
+  }
+
+  /** The worker thread while there is one (tests, diagnostics). */
+  get worker(): Worker | undefined {
+    return this.#worker;
+  }
+
+  #sealHere(recordKey: string, plain: Buffer): Buffer {
+    const sep = recordKey.indexOf("\u0000");
+    return seal(this.#o.dataKey, this.#o.keyId, recordKey.slice(0, sep), recordKey.slice(sep + 1), plain);
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(new URL("./seal-worker.mjs", import.meta.url), { workerData: { dataKey: Uint8Array.from(this.#o.dataKey), keyId: this.#o.keyId } });
+    w.on("message", (m: { id: number; sealed?: ArrayBuffer; lengths?: Uint32Array; error?: string }) => {
+      const r = this.#pending.get(m.id);
+      if (!r) return;
+      this.#pending.delete(m.id);
+      // An idle worker must not keep the process alive; a busy one must.
+      if (this.#pending.size === 0) w.unref();
+      if (!m.sealed) return r.reject(new StoreError("seal_failed", `sealing a batch failed: ${m.error}`));
+      const out: SealedOp[] = new Array(r.ops.length);
+      let at = 0, v = 0;
+      for (let i = 0; i < r.ops.length; i++) {
+        const op = r.ops[i]!;
+        if (op.text === undefined) {
+          out[i] = { type: op.type, key: op.key };
+          continue;
+        }
+        const n = HEADER + m.lengths![v++]! + TAG;
+        out[i] = { type: op.type, key: op.key, value: Buffer.from(m.sealed, at, n) };
+        at += n;
+      }
+      r.resolve(out);
+    });
+    const fail = (e: unknown) => {
+      if (this.#worker === w) this.#worker = undefined;
+      const error = e instanceof Error ? e : new StoreError("seal_failed", `the sealing worker stopped (${String(e)})`);
+      for (const r of this.#pending.values()) r.reject(error);
+      this.#pending.clear();
+    };
+    w.on("error", fail);
+    w.on("exit", (code) => {
+      if (this.#worker === w) fail(new StoreError("seal_failed", `the sealing worker exited with code ${code}`));
+    });
+    this.#worker = w;
+    return w;
+  }
+}
