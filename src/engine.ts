@@ -79,6 +79,7 @@ export class Engine {
       hooks: {
         notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
+        takeAcks: (userKey) => this.courier.takeAcks(userKey),
         submitWithdrawal: (userKey, id, withdrawal) => {
           this.payouts.submit(userKey, id, withdrawal).then((r) => {
             if (isRefusal(r)) log.warn({ userKey, id, refusal: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
@@ -346,19 +347,21 @@ export class Engine {
     return this.#draining;
   }
 
-  /**
-   * A crash, for scripts and tests: timers and actors die where they stand, nothing is flushed or finished
-   * (unshipped backup frames are lost too); only what reached the disk survives. `close()` is the clean stop.
-   */
   /** False once the engine is closing or halted (timers that sample it stop then). */
   get running(): boolean {
     return !this.#closed;
   }
 
+  /**
+   * A crash, for scripts and tests: timers and actors die where they stand, nothing is flushed or finished
+   * (unshipped backup frames and acknowledgements not journalled yet are lost too); only what reached the disk
+   * survives. `close()` is the clean stop.
+   */
   async halt(): Promise<void> {
     this.#closed = true;
     this.watcher.stop();
     this.backup.abandon();
+    this.courier.abandon();
     this.payouts.close();
     this.registry.close();
     this.system.shutdown();

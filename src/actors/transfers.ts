@@ -3,6 +3,9 @@
 // step is a tell-and-answer through the registry, never a query from inside a handler, so two wallets
 // paying each other at once cannot deadlock. Undelivered transfers stay in the sender's outbox and are
 // re-sent when the sender is next activated (the engine activates every wallet with an outbox at start).
+// An acknowledgement waits up to `ackDelayMs` for the sender's next journal record, which carries it (the wallet
+// takes it through `takeAcks`); only a sender that journals nothing meanwhile gets a record of its own. One lost
+// with a crash is harmless: the transfer is re-sent, the receiver answers "repeated", the sender is acknowledged.
 import type { Logger } from "../log.ts";
 import { isRefusal, type Refusal } from "../domain/refusals.ts";
 import type { WalletRegistry } from "./registry.ts";
@@ -19,44 +22,115 @@ export interface CourierOptions {
   sinks?: TransferSink[];
   /** Retries for a busy receiver before leaving the transfer in the outbox for the next activation. */
   retries?: number;
+  /** How long an acknowledgement waits for the sender's next record before it is sent on its own (default 250). */
+  ackDelayMs?: number;
 }
 
 export class TransferCourier {
   readonly #o: CourierOptions;
-  readonly #inFlight = new Set<string>();
+  readonly #inFlight = new Map<string, Promise<void>>();
   /**
-   * Credits to one receiver, and acknowledgements to one sender, gather while a command for that wallet is being
-   * journalled and go together as the next: one journal record for many, however busy the wallet.
+   * Credits to one receiver gather while a command for that wallet is being journalled and go together as the next:
+   * one journal record for many, however busy the wallet.
    */
   readonly #credit = gathered(async (to: string, transfers: Array<{ id: string; from: string; amount: bigint }>): Promise<Array<{ repeated: boolean } | Refusal>> => {
     const r = await this.#o.registry.send(to, "receive_transfers", { transfers });
     return isRefusal(r) ? transfers.map(() => r) : r.repeated.map((repeated) => ({ repeated }));
   });
-  readonly #ack = gathered(async (from: string, ids: string[]) => {
-    const r = await this.#o.registry.send(from, "transfer_acked", { ids });
-    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, refusal: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
-    return ids.map(() => undefined);
-  });
-  readonly stats = { delivered: 0, refused: 0, deferred: 0 };
+  readonly stats = { delivered: 0, refused: 0, deferred: 0, acksCarried: 0, acksSent: 0 };
   #idle: Array<() => void> = [];
+  /** Acknowledgements not journalled yet, per sender. */
+  readonly #acks = new Map<string, string[]>();
+  #ackTimer: NodeJS.Timeout | undefined;
+  /** Acknowledgement records being sent on their own. */
+  #acking = 0;
 
   constructor(o: CourierOptions) {
     this.#o = o;
   }
 
-  /** Fire and forget: the outbox makes delivery durable, this makes it prompt. */
-  deliver(from: string, id: string, to: string, amount: bigint): void {
-    if (this.#inFlight.has(id)) return;
-    this.#inFlight.add(id);
-    void this.#run(from, id, to, amount).finally(() => {
-      this.#inFlight.delete(id);
-      if (this.#inFlight.size === 0) for (const f of this.#idle.splice(0)) f();
-    });
+  /** The sender's acknowledgements waiting for a record: the wallet journals them with the one it is writing. */
+  takeAcks(from: string): string[] | undefined {
+    const ids = this.#acks.get(from);
+    if (!ids) return undefined;
+    this.#acks.delete(from);
+    this.stats.acksCarried += ids.length;
+    return ids;
   }
 
-  /** Resolves when no delivery is in flight (tests, shutdown). */
+  /**
+   * Fire and forget: the outbox makes delivery durable, this makes it prompt. The promise (never rejected) settles
+   * when this delivery is over: credited (its acknowledgement waiting for a record), refused, or left in the outbox.
+   */
+  deliver(from: string, id: string, to: string, amount: bigint): Promise<void> {
+    const running = this.#inFlight.get(id);
+    if (running) return running;
+    const delivery = this.#run(from, id, to, amount).finally(() => {
+      this.#inFlight.delete(id);
+      this.#maybeIdle();
+    });
+    this.#inFlight.set(id, delivery);
+    return delivery;
+  }
+
+  /**
+   * Drops the acknowledgements not journalled yet, as a crash would (they are re-sent with their transfers at the
+   * senders' next activation): for an engine that stops without settling.
+   */
+  abandon(): void {
+    if (this.#ackTimer) clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    this.#acks.clear();
+    this.#maybeIdle();
+  }
+
+  /** Resolves when no delivery is in flight and every acknowledgement is journalled (tests, shutdown). */
   settled(): Promise<void> {
-    return this.#inFlight.size === 0 ? Promise.resolve() : new Promise((r) => this.#idle.push(r));
+    this.#flushAcks();
+    return this.#busy() ? new Promise((r) => this.#idle.push(r)) : Promise.resolve();
+  }
+
+  #busy(): boolean {
+    return this.#inFlight.size > 0 || this.#acking > 0 || this.#acks.size > 0;
+  }
+
+  #maybeIdle(): void {
+    // Someone waits for settled(): acknowledgements that arrived meanwhile are not held back for a record.
+    if (this.#idle.length > 0 && this.#inFlight.size === 0 && this.#acks.size > 0) this.#flushAcks();
+    if (this.#busy()) return;
+    for (const f of this.#idle.splice(0)) f();
+  }
+
+  #acknowledge(from: string, id: string): void {
+    const ids = this.#acks.get(from);
+    if (ids) ids.push(id);
+    else this.#acks.set(from, [id]);
+    this.#ackTimer ??= setTimeout(() => {
+      this.#ackTimer = undefined;
+      this.#flushAcks();
+    }, this.#o.ackDelayMs ?? 250);
+  }
+
+  /** Sends every waiting acknowledgement as a record of its own (one per sender). */
+  #flushAcks(): void {
+    if (this.#ackTimer) clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    for (const [from, ids] of this.#acks) {
+      this.#acks.delete(from);
+      this.#acking++;
+      this.stats.acksSent += ids.length;
+      void this.#ack(from, ids).catch((e: unknown) => {
+        this.#o.log.warn({ from, transfers: ids.length, err: e }, "transfer acknowledgements not recorded; they will be re-sent");
+      }).finally(() => {
+        this.#acking--;
+        this.#maybeIdle();
+      });
+    }
+  }
+
+  async #ack(from: string, ids: string[]): Promise<void> {
+    const r = await this.#o.registry.send(from, "transfer_acked", { ids });
+    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, refusal: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
   }
 
   async #run(from: string, id: string, to: string, amount: bigint): Promise<void> {
@@ -77,7 +151,7 @@ export class TransferCourier {
           this.#o.log.error({ from, to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
           return;
         }
-        await this.#ack(from, id);
+        this.#acknowledge(from, id);
         this.stats.delivered++;
         return;
       } catch (e) {

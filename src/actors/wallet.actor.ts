@@ -15,6 +15,11 @@ export interface WalletHooks {
   deliverTransfer(from: string, id: string, to: string, amount: bigint): void;
   /** A reservation is durable: the payout side must pay it exactly once (it dedupes by id). */
   submitWithdrawal(userKey: string, id: string, withdrawal: Withdrawal): void;
+  /**
+   * Transfers of this wallet whose receivers have them, not journalled as acknowledged yet: the wallet journals
+   * them with the record it is writing (the courier sends them on their own when no record comes soon).
+   */
+  takeAcks?(userKey: string): string[] | undefined;
 }
 
 export interface WalletOptions {
@@ -68,19 +73,34 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
         if (cmd.type === "resume") afterCommit(userKey, [state], [], cmd, o);
         return state;
       }
+      const events = withAcks(state, decision.events, o.hooks.takeAcks?.(userKey));
       const states: WalletState[] = [];
       let after = state;
-      for (const e of decision.events) states.push(after = evolve(after, e));
+      for (const e of events) states.push(after = evolve(after, e));
       const broken = checkInvariants(after);
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
-      await persist(decision.events, o.records.ops(state, decision.events, states));
+      await persist(events, o.records.ops(state, events, states));
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
-      afterCommit(userKey, [state, ...states], decision.events, cmd, o);
+      afterCommit(userKey, [state, ...states], events, cmd, o);
       return after;
     },
   };
+}
+
+/** The decision's events, then acknowledgements of transfers still in the outbox that it does not acknowledge itself. */
+function withAcks(state: WalletState, events: WalletEvent[], acks: string[] | undefined): WalletEvent[] {
+  if (!acks) return events;
+  const out = [...events];
+  const done = new Set<string>();
+  for (const e of events) if (e.t === "transfer_acked") done.add(e.id);
+  for (const id of acks) {
+    if (done.has(id) || state.outgoing[id] === undefined) continue;
+    done.add(id);
+    out.push({ t: "transfer_acked", id });
+  }
+  return out;
 }
 
 /** `states` are the state before the command, then after each of its events. */

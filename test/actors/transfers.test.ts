@@ -121,21 +121,91 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.equal(await cheques.escrow(), 0n);
 });
 
-/** Wallets on a real store, with the courier delivering their transfers. */
-async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }) {
-  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+/**
+ * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
+ * journal waiting acknowledgements with their next record, as the engine wires them.
+ */
+async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }, o: { carry?: boolean; ackDelayMs?: number; dir?: string; keyring?: KeyRing } = {}) {
+  const keyring = o.keyring ?? new KeyRing(new Map([[1, randomBytes(32)]]), 1);
+  const store = await EncryptedStore.open({ path: o.dir ?? t.testdir(), keyring, sync: false });
   const journal = new Journal(store);
   const system = new ActorSystem(journal);
   let courier!: TransferCourier;
+  const deliveries: Array<Promise<void>> = [];
   const registry = new WalletRegistry({
     system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 256, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
     records: new WalletRecords(store, 100), snapshotEvery: 50,
-    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+    hooks: {
+      notice: () => undefined, submitWithdrawal: () => undefined,
+      deliverTransfer: (f, id, to, a) => void deliveries.push(courier.deliver(f, id, to, a)),
+      ...(o.carry ? { takeAcks: (f: string) => courier.takeAcks(f) } : {}),
+    },
   });
-  courier = new TransferCourier({ registry, log: silentLogger });
-  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
-  return { journal, registry, courier };
+  courier = new TransferCourier({ registry, log: silentLogger, ...(o.ackDelayMs !== undefined ? { ackDelayMs: o.ackDelayMs } : {}) });
+  let closed = false;
+  /** Stops everything without waiting for the courier (as a crash would, after the journal's last write). */
+  const crash = async () => {
+    if (closed) return;
+    closed = true;
+    courier.abandon();
+    registry.close();
+    system.shutdown();
+    await journal.flushed();
+    await store.close();
+  };
+  t.teardown(crash);
+  return { journal, registry, courier, deliveries, store, keyring, crash };
 }
+
+/** The events of each of a wallet's journal records, by type. */
+async function recordsOf(journal: Journal, userKey: string): Promise<string[][]> {
+  return (await journal.readEvents(`wallet:${userKey}`)).map((e) => (e.data as { e: Array<{ t: string; id?: string }> }).e.map((x) => `${x.t}${x.id ? ` ${x.id}` : ""}`));
+}
+
+t.test("an acknowledgement rides on the sender's next record; settled() sends the last one on its own", async (t) => {
+  const { journal, registry, courier, deliveries } = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000 });
+  await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+  await deliveries[0];
+  t.same(await registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "credited");
+  t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t2", to: "u_b", amount: 20n, maxAmount: 1000n })));
+  t.same(await recordsOf(journal, "u_a"), [["opened", "transfer_received seed"], ["transfer_sent t1"], ["transfer_sent t2", "transfer_acked t1"]],
+    "t1's acknowledgement is in t2's record, not a record of its own");
+  t.match(courier.stats, { acksCarried: 1, acksSent: 0 });
+  await courier.settled();
+  t.same((await recordsOf(journal, "u_a")).at(-1), ["transfer_acked t2"], "settled(): the last acknowledgement, on its own");
+  const st = await registry.send("u_a", "state", {});
+  t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the outbox is empty");
+  t.same(await registry.read("u_b", "balance", {}), { available: 30n, pending: 0n, reserved: 0n });
+});
+
+t.test("a sender that journals nothing more is acknowledged by a record of its own after ackDelayMs", async (t) => {
+  const { journal, registry, store } = await courierOnDisk(t, { carry: true, ackDelayMs: 20 });
+  await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  const acked = new Promise<void>((resolve) => store.onWrite((_p, ops) => {
+    if (ops.some((op) => op.key.startsWith("journal\u0000wallet:u_a\u0001") && op.key.endsWith("3"))) resolve();
+  }));
+  t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+  await acked;
+  t.same((await recordsOf(journal, "u_a")).at(-1), ["transfer_acked t1"], "journalled without settled() or another command");
+});
+
+t.test("acknowledgements lost with a crash: the transfer is re-sent at the next activation, credited once, then acknowledged", async (t) => {
+  const dir = t.testdir();
+  const first = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000, dir });
+  await first.registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  t.notOk(isRefusal(await first.registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+  await first.deliveries[0];
+  await first.crash();
+  const again = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000, dir, keyring: first.keyring });
+  const st = await again.registry.send("u_a", "state", {});
+  t.same(!isRefusal(st) && Object.keys(st.outgoing), ["t1"], "still in the outbox after the crash");
+  await again.courier.settled();
+  t.same(await again.registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "credited once");
+  const after = await again.registry.send("u_a", "state", {});
+  t.same(!isRefusal(after) && Object.keys(after.outgoing), [], "acknowledged after the re-send");
+  t.same((await recordsOf(again.journal, "u_b")).flat().filter((e) => e.startsWith("transfer_received")), ["transfer_received t1"]);
+});
 
 t.test("a busy sender's acknowledgements gather: fewer journal records than transfers, every transfer acknowledged once", async (t) => {
   const { journal, registry, courier } = await courierOnDisk(t);
