@@ -34,6 +34,7 @@ export class WalletRecords {
   readonly #store: EncryptedStore;
   /** Entries kept per wallet: the newest `limit` (older ones are deleted as new ones arrive). */
   readonly limit: number;
+  readonly #recent = new Map<string, string>();
 
   constructor(store: EncryptedStore, limit: number) {
     this.#store = store;
@@ -88,9 +89,18 @@ export class WalletRecords {
     return { entries, page: p, pages, total };
   }
 
-  /** Transfer ids are private (they can name chats or cheques): the record key is a MAC of them. */
+  /**
+   * Transfer ids are private (they can name chats or cheques): the record key is a MAC of them. A command looks its
+   * ids up (`seen`) and then writes them (`ops`): the last few MACs are kept so each is computed once.
+   */
   #transferKey(userKey: string, direction: "in" | "out", id: string): string {
-    return this.#store.mac("transfer", userKey + SEP + direction + SEP + id);
+    const input = userKey + SEP + direction + SEP + id;
+    let key = this.#recent.get(input);
+    if (key === undefined) {
+      if (this.#recent.size >= 256) this.#recent.clear();
+      this.#recent.set(input, (key = this.#store.mac("transfer", input)));
+    }
+    return key;
   }
 }
 
