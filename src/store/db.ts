@@ -40,7 +40,7 @@ export interface StoreOptions {
   keyring: KeyRing;
   /** fsync every write (default). Turning it off trades durability for speed; tests and benches only. */
   sync?: boolean;
-  /** Batches of at least this many values are sealed on a worker thread (`sealEncoded`; default 64). */
+  /** Batches of at least this many values, sealed while the thread is busy, go to a worker (`sealEncoded`; default 64). */
   sealInWorkerFrom?: number;
 }
 
@@ -170,9 +170,12 @@ export class EncryptedStore {
     });
   }
 
-  /** Seals encoded operations under the current key, in order (large batches on the sealing worker). */
-  sealEncoded(ops: EncodedOp[]): Promise<RawOp[]> {
-    return this.sealer.seal(ops);
+  /**
+   * Seals encoded operations under the current key, in order. `offThread`: the calling thread is busy, a large
+   * batch goes to the sealing worker (sealer.ts).
+   */
+  sealEncoded(ops: EncodedOp[], offThread = true): Promise<RawOp[]> {
+    return this.sealer.seal(ops, offThread);
   }
 
   /**

@@ -182,27 +182,27 @@ export class Journal {
       this.#queue.push({ ops, claims, resolve, reject });
       this.#queuedOps += ops.length;
       if (this.#queuedOps >= this.#cutAt) {
-        // A burst (hundreds of wallets answering in one turn): start sealing this part while the rest is decided.
-        this.#cut();
+        // A burst (hundreds of wallets answering in one turn): this part is sealed on the worker while the rest is decided.
+        this.#cut(true);
       } else if (!this.#scheduled) {
         this.#scheduled = true;
-        // Wait for the rest of this turn's writers: they join the same batch.
+        // Wait for the rest of this turn's writers: they join the same batch, sealed here (the turn is over).
         setImmediate(() => {
           this.#scheduled = false;
-          this.#cut();
+          this.#cut(false);
         });
       }
     });
   }
 
   /**
-   * Hands what is queued to sealing (beside this thread when large: store.sealEncoded) and then to the store,
+   * Hands what is queued to sealing (`busy`: on the worker, store.sealEncoded) and then to the store,
    * without waiting for the batches before it to be durable: the store merges what queues behind a write into its
    * next fsync. Batches reach the store in the order they were cut (the sealer answers in order). A key has one
    * event in flight at most (an actor persists, then waits), so a batch that fails cannot leave a gap behind a
    * later one.
    */
-  #cut(): void {
+  #cut(busy: boolean): void {
     if (this.#queue.length === 0) return;
     const batch = this.#queue;
     this.#queue = [];
@@ -210,7 +210,7 @@ export class Journal {
     const started = performance.now();
     let sealing: Promise<RawOp[]>;
     try {
-      sealing = this.store.sealEncoded(batch.length === 1 ? batch[0]!.ops : batch.flatMap((p) => p.ops));
+      sealing = this.store.sealEncoded(batch.length === 1 ? batch[0]!.ops : batch.flatMap((p) => p.ops), busy);
     } catch (e) {
       sealing = Promise.reject(e);
     }

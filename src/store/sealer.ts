@@ -1,8 +1,10 @@
-// Seals the journal's group commits off the engine's thread. Encoding a value (JSON) needs the object and stays
-// with the writer; AES-GCM needs only bytes, and at hundreds of records per commit it was a sixth of a durable
-// command's CPU (bench/README.md, "write"). A batch of `workerFrom` values or more goes to one worker thread as
-// one message (plaintexts back to back, handed over without a copy) and comes back the same way; smaller batches
-// are sealed here, where a round trip would cost more than the sealing. Both run envelope-core.mjs.
+// Seals the journal's group commits off the engine's thread while it is busy. Encoding a value (JSON) needs the
+// object and stays with the writer; AES-GCM needs only bytes, and at hundreds of records per commit it was a sixth
+// of a durable command's CPU (bench/README.md, "write"). A batch asked `offThread` with `workerFrom` values or more
+// goes to one worker thread as one message (plaintexts back to back, handed over without a copy) and comes back
+// the same way. Other batches are sealed here: when the thread has nothing else to do, the round trip only adds
+// latency (a block's deposits were credited at half the speed with every batch on the worker). Both run
+// envelope-core.mjs.
 import { Worker } from "node:worker_threads";
 import { HEADER, seal, TAG } from "./envelope-core.mjs";
 import { StoreError } from "./errors.ts";
@@ -47,12 +49,15 @@ export class Sealer {
     this.#o = o;
   }
 
-  /** Seals the values of `ops`, in order; deletes pass through. */
-  seal(ops: EncodedOp[]): Promise<SealedOp[]> {
+  /**
+   * Seals the values of `ops`, in order; deletes pass through. `offThread`: the caller's thread has more to do
+   * meanwhile, so a large batch goes to the worker.
+   */
+  seal(ops: EncodedOp[], offThread = true): Promise<SealedOp[]> {
     let values = 0;
     for (const op of ops) if (op.text !== undefined) values++;
-    // Small batches are sealed here unless the worker still has earlier ones: answers keep the order of requests.
-    if (this.#pending.size === 0 && (values < (this.#o.workerFrom ?? 64) || this.#closed)) {
+    // Sealed here unless the worker still has earlier batches: answers keep the order of requests.
+    if (this.#pending.size === 0 && (!offThread || values < (this.#o.workerFrom ?? 64) || this.#closed)) {
       this.stats.inline++;
       try {
         return Promise.resolve(ops.map((op) => (op.text !== undefined ? { type: op.type, key: op.key, value: this.#sealHere(op.key, Buffer.from(op.text, "utf8")) } : { type: op.type, key: op.key })));

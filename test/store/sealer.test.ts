@@ -34,6 +34,9 @@ t.test("batches sealed by the worker open with envelope.ts, in the order asked, 
   const small = ops("e", 5);
   check(t, small, await sealer.seal(small), 7);
   t.same(sealer.stats, { inline: 1, offThread: 4 }, "a small batch with nothing ahead of it is sealed here");
+  const idle = ops("f", 500);
+  check(t, idle, await sealer.seal(idle, false), 7);
+  t.same(sealer.stats, { inline: 2, offThread: 4 }, "a large batch from a thread with nothing else to do is sealed here");
   const nonces = new Set(sealed.flat().filter((s) => s.value).map((s) => s.value!.subarray(5, 17).toString("hex")));
   t.equal(nonces.size, sealed.flat().filter((s) => s.value).length, "no nonce twice");
 });
