@@ -7,6 +7,7 @@ import type { Logger } from "./log.ts";
 import { parseAmount } from "./domain/money.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
+import { own } from "./actors/wallet.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
@@ -223,7 +224,7 @@ export class EngineRelay implements Relay {
   async #knownWithdrawal(userKey: string, id: string): Promise<Result<ConfirmedWithdrawal> | undefined> {
     const state = await this.#o.registry.send(userKey, "state", {});
     if (isRefusal(state)) return undefined;
-    const w = state.withdrawals[id];
+    const w = own(state.withdrawals, id);
     if (!w) return undefined;
     return { id, repeated: true, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}),
       balance: { available: state.available, pending: state.pending, reserved: state.reserved } };

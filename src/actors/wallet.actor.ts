@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import type { WalletRecords } from "./wallet.records.ts";
 import {
-  checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf,
+  checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own,
   type WalletCommand, type WalletEvent, type WalletNotice, type WalletState, type Withdrawal,
 } from "./wallet.ts";
 
@@ -96,7 +96,7 @@ function withAcks(state: WalletState, events: WalletEvent[], acks: string[] | un
   const done = new Set<string>();
   for (const e of events) if (e.t === "transfer_acked") done.add(e.id);
   for (const id of acks) {
-    if (done.has(id) || state.outgoing[id] === undefined) continue;
+    if (done.has(id) || own(state.outgoing, id) === undefined) continue;
     done.add(id);
     out.push({ t: "transfer_acked", id });
   }

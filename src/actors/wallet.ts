@@ -27,7 +27,7 @@ export interface Decision<R> {
 
 // Shared, frozen empties: evolve never mutates state (it copies), so every new wallet can point at the same
 // empty maps until its first deposit, transfer or withdrawal — a few hundred bytes per idle wallet.
-const NONE = Object.freeze({}) as Record<string, never>;
+const NONE = Object.freeze(Object.create(null)) as Record<string, never>;
 const NO_LIST = Object.freeze([]) as unknown as never[];
 const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 
@@ -84,7 +84,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "deposit":
       return decideDeposit(s, cmd, at);
     case "deposit_removed": {
-      const d = s.deposits[cmd.outpoint];
+      const d = own(s.deposits, cmd.outpoint);
       if (!d) return noChange(() => ({ status: "unknown" as const }));
       if (d.status === "pending") return { events: [{ t: "deposit_dropped", outpoint: cmd.outpoint, at }], answer: () => ({ status: "dropped" as const }) };
       if (d.status === "confirmed") {
@@ -96,14 +96,14 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "reserve_withdrawal":
       return decideWithdrawal(s, cmd.request, at);
     case "withdrawal_broadcast": {
-      const w = s.withdrawals[cmd.id];
+      const w = own(s.withdrawals, cmd.id);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status !== "reserved" && w.status !== "broadcast") return noChange(() => ({ ok: true as const }));
       if (w.status === "broadcast" && w.txid === cmd.txid) return noChange(() => ({ ok: true as const }));
       return { events: [{ t: "withdrawal_broadcast", id: cmd.id, txid: cmd.txid, at }], answer: () => ({ ok: true as const }) };
     }
     case "withdrawal_settled": {
-      const w = s.withdrawals[cmd.id];
+      const w = own(s.withdrawals, cmd.id);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status === "sent" || w.status === "released") return noChange(() => ({ ok: true as const }));
       if (cmd.fee < 0n) return refuse("bad_input", "A settled fee cannot be negative.");
@@ -112,7 +112,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "withdrawal_settled", id: cmd.id, txid: cmd.txid, fee: fee.toString(), at }], answer: () => ({ ok: true as const }) };
     }
     case "withdrawal_released": {
-      const w = s.withdrawals[cmd.id];
+      const w = own(s.withdrawals, cmd.id);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status !== "reserved") return noChange(() => ({ ok: true as const }));
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
@@ -142,7 +142,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events, answer: () => ({ repeated }) };
     }
     case "transfer_acked": {
-      const ids = [...new Set(cmd.ids)].filter((id) => s.outgoing[id] !== undefined);
+      const ids = [...new Set(cmd.ids)].filter((id) => own(s.outgoing, id) !== undefined);
       return { events: ids.map((id) => ({ t: "transfer_acked", id })), answer: () => ({ ok: true as const }) };
     }
     case "freeze":
@@ -161,7 +161,7 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   const { txid, vout, address, amount, confirmations } = cmd.deposit;
   if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
   const outpoint = outpointOf(txid, vout);
-  const known = s.deposits[outpoint];
+  const known = own(s.deposits, outpoint);
   const events: WalletEvent[] = [];
   // A dropped deposit that comes back (re-mined after a reorg) is pending again.
   if (!known || known.status === "dropped") {
@@ -175,7 +175,7 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
 }
 
 function decideWithdrawal(s: WalletState, r: { id: string; address: string; amount: bigint; fee: bigint; dustLimit: bigint; dailyLimit: bigint }, at: number): Decision<unknown> | Refusal {
-  const existing = s.withdrawals[r.id];
+  const existing = own(s.withdrawals, r.id);
   if (existing) return noChange((a) => ({ withdrawal: a.withdrawals[r.id]!, repeated: true, balance: balanceOf(a) }));
   if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
   if (r.amount <= r.dustLimit) return refuse("below_dust", `The amount must be more than ${describeAmount(r.dustLimit)} (the network's dust limit).`);
@@ -197,7 +197,7 @@ function decideWithdrawal(s: WalletState, r: { id: string; address: string; amou
 }
 
 function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_transfer" }>, at: number, seen: boolean): Decision<unknown> | Refusal {
-  if (seen || s.outgoing[cmd.id] !== undefined) return noChange((a) => ({ repeated: true, balance: balanceOf(a) }));
+  if (seen || own(s.outgoing, cmd.id) !== undefined) return noChange((a) => ({ repeated: true, balance: balanceOf(a) }));
   if (cmd.to === s.userKey) return refuse("self_transfer", "You cannot send to yourself.");
   if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; sending is paused. Contact support.");
   if (cmd.amount <= 0n) return refuse("bad_amount", "The amount must be more than zero.");
@@ -207,6 +207,27 @@ function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_tr
     events: [{ t: "transfer_sent", id: cmd.id, to: cmd.to, amount: cmd.amount.toString(), at }],
     answer: (a) => ({ repeated: false, balance: balanceOf(a) }),
   };
+}
+
+/**
+ * The entry of a map keyed by ids, if it has one of its own: an id is whatever an edge sent, and "__proto__" or
+ * "toString" must not find Object.prototype's (a map read back from a snapshot has that prototype).
+ */
+export function own<T>(m: Readonly<Record<string, T>>, id: string): T | undefined {
+  return Object.hasOwn(m, id) ? m[id] : undefined;
+}
+
+/**
+ * A copy of a map keyed by ids (outpoints, withdrawal and transfer ids) with `key` set, or removed when `value` is
+ * undefined. The copy has no prototype, which puts it in V8's dictionary mode: an object literal gets a hidden class
+ * per set of keys, and ids never repeat, so every event made a new one (about 10 µs an event, and a growing
+ * transition tree). Without a prototype an id such as "__proto__" is an ordinary key too.
+ */
+function withKey<T>(m: Readonly<Record<string, T>>, key: string, value: NoInfer<T> | undefined): Record<string, T> {
+  const c = Object.create(null) as Record<string, T>;
+  for (const k in m) if (k !== key) c[k] = m[k]!;
+  if (value !== undefined) c[key] = value;
+  return c;
 }
 
 /** Applies one event. Pure; the same code runs live and on replay. */
@@ -222,20 +243,20 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       const amount = BigInt(e.amount);
       const h = s.historyTotal + 1;
       const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, h };
-      return { ...s, pending: s.pending + amount, deposits: { ...s.deposits, [e.outpoint]: d }, historyTotal: h };
+      return { ...s, pending: s.pending + amount, deposits: withKey(s.deposits, e.outpoint, d), historyTotal: h };
     }
     case "deposit_confirmed": {
       const d = s.deposits[e.outpoint]!;
       return { ...s, pending: s.pending - d.amount, available: s.available + d.amount,
-        deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "confirmed", confirmedAt: e.at } } };
+        deposits: withKey(s.deposits, e.outpoint, { ...d, status: "confirmed", confirmedAt: e.at }) };
     }
     case "deposit_dropped": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, pending: s.pending - d.amount, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "dropped" } } };
+      return { ...s, pending: s.pending - d.amount, deposits: withKey(s.deposits, e.outpoint, { ...d, status: "dropped" }) };
     }
     case "deposit_reversed": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, deposits: { ...s.deposits, [e.outpoint]: { ...d, status: "reversed" } },
+      return { ...s, deposits: withKey(s.deposits, e.outpoint, { ...d, status: "reversed" }),
         frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
     }
     case "withdrawal_reserved": {
@@ -245,35 +266,33 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", at: e.at, h };
       return {
         ...s, available: s.available - amount - fee, reserved: s.reserved + amount + fee,
-        withdrawals: { ...s.withdrawals, [e.id]: w }, historyTotal: h,
+        withdrawals: withKey(s.withdrawals, e.id, w), historyTotal: h,
         day: { date: today, withdrawn: (s.day.date === today ? s.day.withdrawn : 0n) + amount },
       };
     }
     case "withdrawal_broadcast": {
       const w = s.withdrawals[e.id]!;
-      return { ...s, withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "broadcast", txid: e.txid } } };
+      return { ...s, withdrawals: withKey(s.withdrawals, e.id, { ...w, status: "broadcast", txid: e.txid }) };
     }
     case "withdrawal_settled": {
       const w = s.withdrawals[e.id]!;
       const fee = BigInt(e.fee);
       const refund = w.quotedFee - fee;
       return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund,
-        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "sent", txid: e.txid, fee } } };
+        withdrawals: withKey(s.withdrawals, e.id, { ...w, status: "sent", txid: e.txid, fee }) };
     }
     case "withdrawal_released": {
       const w = s.withdrawals[e.id]!;
       const today = s.day.date === dayOf(w.at) ? { date: s.day.date, withdrawn: s.day.withdrawn - w.amount } : s.day;
       return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
-        withdrawals: { ...s.withdrawals, [e.id]: { ...w, status: "released" } } };
+        withdrawals: withKey(s.withdrawals, e.id, { ...w, status: "released" }) };
     }
     case "transfer_sent": {
       const amount = BigInt(e.amount);
-      return { ...s, available: s.available - amount, outgoing: { ...s.outgoing, [e.id]: { to: e.to, amount, at: e.at } }, historyTotal: s.historyTotal + 1 };
+      return { ...s, available: s.available - amount, outgoing: withKey(s.outgoing, e.id, { to: e.to, amount, at: e.at }), historyTotal: s.historyTotal + 1 };
     }
-    case "transfer_acked": {
-      const { [e.id]: _done, ...outgoing } = s.outgoing;
-      return { ...s, outgoing };
-    }
+    case "transfer_acked":
+      return { ...s, outgoing: withKey(s.outgoing, e.id, undefined) };
     case "transfer_received": {
       return { ...s, available: s.available + BigInt(e.amount), historyTotal: s.historyTotal + 1 };
     }

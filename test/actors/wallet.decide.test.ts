@@ -153,3 +153,20 @@ t.test("gathered credits: one record for many, each id once (in the index or twi
   t.same(d.answer(after), { repeated: [false, false, true, true] });
   t.match(decide(s, { type: "receive_transfers", transfers: [{ id: "z", from: "u_1", amount: 0n }], reply: noop }, { now: ctx.now }), { code: "bad_amount" }, "a zero credit refuses the whole command");
 });
+
+t.test("ids are ordinary keys of the wallet's maps, \"__proto__\" and \"constructor\" included; the maps are copied, never changed", async (t) => {
+  let a = funded(1_000n);
+  const before = a;
+  for (const id of ["__proto__", "constructor", "toString"]) a = run(a, { type: "send_transfer", id, to: "u_b", amount: 10n, maxAmount: 100n }).s;
+  t.same(Object.keys(a.outgoing).sort(), ["__proto__", "constructor", "toString"], "three transfers in the outbox");
+  t.equal(a.available, 970n);
+  t.equal(Object.getPrototypeOf(a.outgoing.__proto__!), Object.prototype, "the transfer is a plain record, not a prototype");
+  t.same(Object.keys(before.outgoing), [], "the state before is untouched");
+  const mid = a;
+  a = run(a, { type: "transfer_acked", ids: ["__proto__"] }).s;
+  t.same(Object.keys(a.outgoing).sort(), ["constructor", "toString"], "acknowledged: gone from this state");
+  t.same(Object.keys(mid.outgoing).length, 3, "still in the one before");
+  t.equal(({} as Record<string, unknown>).to, undefined, "nothing reached Object.prototype");
+  const r = run(a, { type: "deposit", deposit: { txid: "bb".repeat(32), vout: 1, address: "bcrt1qx", amount: 5n, confirmations: 0 }, target: 1 }).s;
+  t.equal(Object.keys(r.deposits).length, 2, "deposits are keyed the same way");
+});
