@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { transform } from "esbuild";
 
-const TS = /\.[cm]?ts$/;
+const TS = /\.m?ts$/;
 
 export async function load(url, context, nextLoad) {
   if (!url.startsWith("file:") || !TS.test(new URL(url).pathname)) return nextLoad(url, context);

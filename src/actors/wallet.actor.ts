@@ -73,6 +73,9 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
         if (cmd.type === "resume") afterCommit(userKey, [state], [], cmd, o);
         return state;
       }
+      // Acknowledgements taken here live in this record only; if it fails they are lost with it, harmlessly: their
+      // transfers stay in the outbox, which the engine re-sends when the store writes again (and at every activation),
+      // the receivers answer "repeated", and the courier acknowledges them again.
       const events = withAcks(state, decision.events, o.hooks.takeAcks?.(userKey));
       const states: WalletState[] = [];
       let after = state;
