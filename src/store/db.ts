@@ -149,14 +149,7 @@ export class EncryptedStore {
 
   /** Atomic: all or nothing, one fsync. */
   async batch(ops: StoreOp[]): Promise<void> {
-    await this.writeRaw(this.sealOps(ops));
-  }
-
-  sealOps(ops: StoreOp[]): RawOp[] {
-    return ops.map((op) => {
-      const key = EncryptedStore.recordKey(op.ns, op.key);
-      return op.type === "put" ? { type: "put", key, value: this.sealValue(op.ns, op.key, op.value) } : { type: "del", key };
-    });
+    await this.writeRaw(this.sealer.sealHere(this.encodeOps(ops)));
   }
 
   /**

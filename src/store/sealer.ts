@@ -58,9 +58,8 @@ export class Sealer {
     for (const op of ops) if (op.text !== undefined) values++;
     // Sealed here unless the worker still has earlier batches: answers keep the order of requests.
     if (this.#pending.size === 0 && (!offThread || values < (this.#o.workerFrom ?? 64) || this.#closed)) {
-      this.stats.inline++;
       try {
-        return Promise.resolve(ops.map((op) => (op.text !== undefined ? { type: op.type, key: op.key, value: this.#sealHere(op.key, Buffer.from(op.text, "utf8")) } : { type: op.type, key: op.key })));
+        return Promise.resolve(this.sealHere(ops));
       } catch (e) {
         return Promise.reject(e);
       }
@@ -109,9 +108,14 @@ export class Sealer {
     return this.#worker;
   }
 
-  #sealHere(recordKey: string, plain: Buffer): Buffer {
-    const sep = recordKey.indexOf("\u0000");
-    return seal(this.#o.dataKey, this.#o.keyId, recordKey.slice(0, sep), recordKey.slice(sep + 1), plain);
+  /** Seals on the calling thread, now (the store's own small batches, and what `seal` keeps here). */
+  sealHere(ops: EncodedOp[]): SealedOp[] {
+    this.stats.inline++;
+    return ops.map((op) => {
+      if (op.text === undefined) return { type: op.type, key: op.key };
+      const sep = op.key.indexOf("\u0000");
+      return { type: op.type, key: op.key, value: seal(this.#o.dataKey, this.#o.keyId, op.key.slice(0, sep), op.key.slice(sep + 1), Buffer.from(op.text, "utf8")) };
+    });
   }
 
   #start(): Worker {
