@@ -29,16 +29,17 @@ const rows: Array<[string, string, string, string]> = [];
 const ring = () => new KeyRing(new Map([[1, randomBytes(32)]]), 1);
 const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
 
+/** The registry settings of every bench: nothing passivated or refused for being busy during a run. */
+const registryDefaults = {
+  hooks, log: silentLogger, idleMs: 3_600_000, maxResident: 10_000_000, maxInFlight: 1024, askTimeoutMs: 60_000, crashBudget: 3, crashWindowMs: 60_000, snapshotEvery: 100,
+};
 const keyrings = new Map<string, KeyRing>();
 async function registryOn(dir: string, sync: boolean, o: Partial<ConstructorParameters<typeof WalletRegistry>[0]> = {}) {
   if (!keyrings.has(dir)) keyrings.set(dir, ring());
   const store = await EncryptedStore.open({ path: join(root, dir), keyring: keyrings.get(dir)!, sync });
   const journal = new Journal(store);
   const system = new ActorSystem(journal);
-  const registry = new WalletRegistry({
-    system, hooks, log: silentLogger, idleMs: 3_600_000, maxResident: 10_000_000, maxInFlight: 1024, askTimeoutMs: 60_000,
-    crashBudget: 3, crashWindowMs: 60_000, records: new WalletRecords(store, 1000), snapshotEvery: 100, ...o,
-  });
+  const registry = new WalletRegistry({ ...registryDefaults, system, records: new WalletRecords(store, 1000), ...o });
   return { store, journal, system, registry, async close() { registry.close(); system.shutdown(); await journal.flushed(); await store.close(); } };
 }
 
@@ -136,8 +137,7 @@ if (want("write")) {
   const bare = new ActorSystem(nothing);
   let bareCourier: TransferCourier | undefined;
   const bareRegistry = new WalletRegistry({
-    system: bare, log: silentLogger, idleMs: 3_600_000, maxResident: 10_000_000, maxInFlight: 1024, askTimeoutMs: 60_000, crashBudget: 3, crashWindowMs: 60_000, snapshotEvery: 100,
-    records: { seen: () => false, ops: () => [] } as unknown as WalletRecords,
+    ...registryDefaults, system: bare, records: { seen: () => false, ops: () => [] } as unknown as WalletRecords,
     hooks: { ...hooks, deliverTransfer: (from, id, to, amount) => bareCourier!.deliver(from, id, to, amount), takeAcks: (from) => bareCourier!.takeAcks(from) },
   });
   bareCourier = new TransferCourier({ registry: bareRegistry, log: silentLogger });
