@@ -71,6 +71,8 @@ export class Journal {
   #scheduled = false;
   /** Settles once the last batch handed to the store has settled (it never rejects). */
   #tail: Promise<void> = Promise.resolve();
+  /** Batches cut and not yet durable (or failed). */
+  #unsettled = 0;
 
   constructor(store: EncryptedStore, o: JournalOptions = {}) {
     this.store = store;
@@ -186,10 +188,12 @@ export class Journal {
         this.#cut(true);
       } else if (!this.#scheduled) {
         this.#scheduled = true;
-        // Wait for the rest of this turn's writers: they join the same batch, sealed here (the turn is over).
+        // Wait for the rest of this turn's writers: they join the same batch. While an earlier batch is still on its
+        // way to disk this one waits for that fsync anyway, so it is sealed on the worker meanwhile; otherwise here,
+        // at once (a chain of commits that each wait for the last gains nothing from a round trip to the worker).
         setImmediate(() => {
           this.#scheduled = false;
-          this.#cut(false);
+          this.#cut(this.#unsettled > 0);
         });
       }
     });
@@ -217,7 +221,8 @@ export class Journal {
     const before = this.#tail;
     // Nothing to write (a flush marker alone): done when the batches before it are.
     const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed) : before));
-    this.#tail = write.then(() => this.#committed(batch, started), (e: unknown) => this.#failed(batch, e));
+    this.#unsettled++;
+    this.#tail = write.then(() => this.#committed(batch, started), (e: unknown) => this.#failed(batch, e)).finally(() => void this.#unsettled--);
   }
 
   #committed(batch: Pending[], started: number): void {

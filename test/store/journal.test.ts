@@ -98,6 +98,33 @@ t.test("a nact persistent actor recovers from the journal after the system resta
   t.ok(second.n < 120, `replayed ${second.n} events after the snapshot instead of 120`);
 });
 
+t.test("a turn's batch is sealed on the thread when nothing is on its way to disk, on the worker while an earlier one is", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring(), sealInWorkerFrom: 2 });
+  t.teardown(() => store.close());
+  const j = new Journal(store);
+  const opened = store.sealer.stats.inline; // the store's own records, written when it was created
+  const sealed = () => ({ here: store.sealer.stats.inline - opened, worker: store.sealer.stats.offThread });
+  const record = (seq: number) => ev("w", seq, { e: [{ seq }], r: [{ type: "put", ns: "balances", key: "w", value: BigInt(seq) }] });
+  await j.persist(record(1));
+  t.same(sealed(), { here: 1, worker: 0 }, "nothing ahead of it: sealed here, no round trip");
+  // The next batch is held on its way to disk (the real store writes it once the gate opens).
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const writeRaw = store.writeRaw.bind(store);
+  store.writeRaw = async (ops) => (await gate, writeRaw(ops));
+  const second = j.persist(record(2));
+  await new Promise((r) => setImmediate(r)); // its turn is over: it has been cut and sealed
+  store.writeRaw = writeRaw;
+  t.same(sealed(), { here: 2, worker: 0 });
+  const third = j.persist(record(3));
+  await new Promise((r) => setImmediate(r));
+  t.same(sealed(), { here: 2, worker: 1 }, "behind a batch still on its way to disk: sealed on the worker");
+  open();
+  await Promise.all([second, third]);
+  t.same((await j.readEvents("w")).map((e) => e.sequenceNumber), [1, 2, 3], "all durable, in order");
+  t.equal(await store.get("balances", "w"), 3n);
+});
+
 t.test("large turns are cut into batches sealed on the worker while the rest is decided: all durable, in order", async (t) => {
   const dir = t.testdir();
   let store = await EncryptedStore.open({ path: dir, keyring: ring(), sealInWorkerFrom: 4 });
