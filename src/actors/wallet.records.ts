@@ -26,8 +26,17 @@ const SEP = "\u0001";
 const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 
 export function viewOf(s: WalletState): WalletView {
-  const open = Object.keys(s.outgoing).length > 0 || Object.values(s.withdrawals).some((w) => w.status === "reserved" || w.status === "broadcast");
-  return { a: s.available, p: s.pending, r: s.reserved, o: open };
+  return { a: s.available, p: s.pending, r: s.reserved, o: hasOpenWork(s) };
+}
+
+/** Transfers awaiting acknowledgement or withdrawals awaiting settlement (twice per command: no arrays made). */
+function hasOpenWork(s: WalletState): boolean {
+  for (const _ in s.outgoing) return true;
+  for (const id in s.withdrawals) {
+    const status = s.withdrawals[id]!.status;
+    if (status === "reserved" || status === "broadcast") return true;
+  }
+  return false;
 }
 
 export class WalletRecords {

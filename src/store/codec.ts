@@ -7,12 +7,15 @@ export function encode(value: unknown): Buffer {
 
 /** The JSON text `encode` writes as UTF-8. */
 export function encodeText(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (typeof v === "bigint") return { [BIG]: v.toString() };
-    if (v === undefined || typeof v === "function" || typeof v === "symbol") return undefined;
-    if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError(`cannot store the number ${v}`);
-    return v;
-  });
+  return JSON.stringify(value, replacer);
+}
+
+/** One function for every encode (a closure per call was garbage on the durable write path). */
+function replacer(_k: string, v: unknown): unknown {
+  if (typeof v === "bigint") return { [BIG]: v.toString() };
+  if (v === undefined || typeof v === "function" || typeof v === "symbol") return undefined;
+  if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError(`cannot store the number ${v}`);
+  return v;
 }
 
 /**

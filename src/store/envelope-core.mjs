@@ -23,14 +23,15 @@ function nonce() {
 
 /** Length-prefixed, so ("a","bc") and ("ab","c") can never share an AAD. */
 export function aadFor(ns, key, version, keyId) {
-  const nsB = Buffer.from(ns, "utf8");
-  const keyB = Buffer.from(key, "utf8");
-  const out = Buffer.allocUnsafe(8 + 4 + nsB.length + 4 + keyB.length + 1 + 4);
+  // Written straight into one buffer: no intermediate buffers per record (every seal and every open builds one).
+  const nsLength = Buffer.byteLength(ns, "utf8");
+  const keyLength = Buffer.byteLength(key, "utf8");
+  const out = Buffer.allocUnsafe(8 + 4 + nsLength + 4 + keyLength + 1 + 4);
   let o = out.write("runigun\u0000", 0, "latin1");
-  o = out.writeUInt32BE(nsB.length, o);
-  o += nsB.copy(out, o);
-  o = out.writeUInt32BE(keyB.length, o);
-  o += keyB.copy(out, o);
+  o = out.writeUInt32BE(nsLength, o);
+  o += out.write(ns, o, "utf8");
+  o = out.writeUInt32BE(keyLength, o);
+  o += out.write(key, o, "utf8");
   o = out.writeUInt8(version, o);
   out.writeUInt32BE(keyId, o);
   return out;
