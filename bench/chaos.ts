@@ -40,6 +40,8 @@ export interface ChaosResult {
   restoreLag?: number;
   /** bitcoind SIGKILLed and restarted mid-workload. */
   bitcoindKills: number;
+  /** Kills that found a payout signed or broadcast and not yet confirmed in the dead engine's store. */
+  killsDuringPayout: number;
   /** The master key rotation killed part-way and resumed (once per run). */
   rotation?: { interrupted: boolean; resumed: boolean };
 }
@@ -101,6 +103,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
   let bitcoindKills = 0;
+  let killsDuringPayout = 0;
   let rotation: ChaosResult["rotation"];
   /** Payouts confirmed on chain whose wallet had not settled them at the last kill (see check). */
   const unsettled = new Set<string>();
@@ -125,6 +128,9 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       // random delay of up to 30 ms (a count rather than a wall-clock window, so a slow machine still does work).
       const killAt = 2 + Math.floor(random() * 30);
       let killing: Promise<void> | undefined;
+      // Every fourth round the kill comes instead 0–10 ms after the first withdrawal acknowledged: while its payout is
+      // being signed and broadcast (withdrawals are paid at once, `withdrawals.batchWindowMs` 0).
+      const payoutRound = k % 4 === 1;
       // Once per run, bitcoind itself dies (SIGKILL, chain flushed, mempool lost) and comes back mid-burst.
       let bounce: Promise<void> | undefined;
       const burst = (async () => {
@@ -145,7 +151,11 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
               if (isRefusal(q)) { refused++; continue; }
               const c = await relay!.confirmWithdrawal(u, q.id);
               if (isRefusal(c)) refused++;
-              else (acked.withdrawals.set(q.id, { key: u, dest, amount: q.amount }), acknowledged++);
+              else {
+                acked.withdrawals.set(q.id, { key: u, dest, amount: q.amount });
+                acknowledged++;
+                if (payoutRound && !killing) killing = new Promise((r) => setTimeout(r, random() * 10)).then(kill);
+              }
             } else if (r < 0.85) {
               const ch = await relay!.createCheque(u, `q${o.seed}:${k}:${i}`, "5000 sats");
               if (isRefusal(ch)) refused++;
@@ -169,7 +179,9 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       await (killing ?? kill());
       await bounce;
       if (k === rotateRound) rotation = await rotateKilled(env, log);
-      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled)).map((v) => `kill ${k + 1}: ${v}`));
+      const inFlight = { payouts: 0 };
+      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled, inFlight)).map((v) => `kill ${k + 1}: ${v}`));
+      if (inFlight.payouts > 0) killsDuringPayout++;
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();
     }
@@ -186,7 +198,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
 }
 
 /**
@@ -253,8 +265,8 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
   return { problems, lag };
 }
 
-/** Reads the dead engine's store and checks the invariants. */
-async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>): Promise<string[]> {
+/** Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight. */
+async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number }): Promise<string[]> {
   const problems: string[] = [];
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
@@ -304,6 +316,7 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
       // settlement not journalled yet when the engine died (the payout book re-sends it at the next start).
       if (p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "")) confirmedUnsettled.add(id);
       if (p.status === "signed" || p.status === "broadcast" || confirmedUnsettled.has(id)) inFlight += p.amount + (p.fee ?? p.quotedFee);
+      if (found && (p.status === "signed" || p.status === "broadcast")) found.payouts++;
     }
     // ...and re-sent it is: one left over from the previous kill must be settled after the restart in between.
     if (unsettled) {
@@ -339,6 +352,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store; bitcoind killed ${r.bitcoindKills}×; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }

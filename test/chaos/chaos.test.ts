@@ -9,7 +9,7 @@ t.test("20 kills of the engine process: no invariant violated, no acknowledged c
   const seed = Number(process.env.CHAOS_SEED ?? 20261124);
   const r = await chaos({ kills: Number(process.env.CHAOS_KILLS ?? 20), seed });
   t.equal(r.kills, Number(process.env.CHAOS_KILLS ?? 20));
-  t.ok(r.acknowledged > 100, `seed ${seed}: ${r.acknowledged} acknowledged commands, ${r.refused} refusals`);
+  t.ok(r.acknowledged > 100, `seed ${seed}: ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.killsDuringPayout} kills with a payout signed or broadcast`);
   t.same(r.violations, [], "no violations (the restore drill's included)");
   t.ok(r.restoreLag !== undefined && r.restoreLag >= 0, `the restore drill ran: the backup was ${r.restoreLag} commits behind the killed store`);
 });
