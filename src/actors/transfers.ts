@@ -119,18 +119,23 @@ export class TransferCourier {
       this.#acks.delete(from);
       this.#acking++;
       this.stats.acksSent += ids.length;
-      void this.#ack(from, ids).catch((e: unknown) => {
-        this.#o.log.warn({ from, transfers: ids.length, err: e }, "transfer acknowledgements not recorded; they will be re-sent");
-      }).finally(() => {
+      void this.#ack(from, ids).finally(() => {
         this.#acking--;
         this.#maybeIdle();
       });
     }
   }
 
+  /** One acknowledgement record; one not recorded (refused or failed) is only logged: the outbox re-sends it. */
   async #ack(from: string, ids: string[]): Promise<void> {
-    const r = await this.#o.registry.send(from, "transfer_acked", { ids });
-    if (isRefusal(r)) this.#o.log.warn({ from, transfers: ids.length, refusal: r.code }, "transfer acknowledgements not recorded; they will be re-sent");
+    let why: { refusal: string } | { err: unknown } | undefined;
+    try {
+      const r = await this.#o.registry.send(from, "transfer_acked", { ids });
+      if (isRefusal(r)) why = { refusal: r.code };
+    } catch (e) {
+      why = { err: e };
+    }
+    if (why) this.#o.log.warn({ from, transfers: ids.length, ...why }, "transfer acknowledgements not recorded; they will be re-sent");
   }
 
   async #run(from: string, id: string, to: string, amount: bigint): Promise<void> {
