@@ -43,6 +43,17 @@ async function registryOn(dir: string, sync: boolean, o: Partial<ConstructorPara
   return { store, journal, system, registry, async close() { registry.close(); system.shutdown(); await journal.flushed(); await store.close(); } };
 }
 
+/** Hooks that wire wallets to a courier as the engine does: durable debits delivered, acknowledgements carried. */
+const courierHooks = (courier: () => TransferCourier) => ({
+  ...hooks, deliverTransfer: (from: string, id: string, to: string, amount: bigint) => courier().deliver(from, id, to, amount), takeAcks: (from: string) => courier().takeAcks(from),
+});
+/** Every user gets enough to send for the whole run. */
+const fundUsers = (registry: WalletRegistry, users: number) =>
+  Promise.all(Array.from({ length: users }, (_, i) => registry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
+/** The write figure's transfers: `n` of them, 512 in flight, user i → user 7i + 1. */
+const sendTransfers = (registry: WalletRegistry, users: number, n: number, round: string) =>
+  load(n, 512, (i) => registry.send(`u_${i % users}`, "send_transfer", { id: `${round}${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n }));
+
 /** Runs `n` operations with `concurrency` in flight; returns ops/s and latency percentiles (ms). */
 async function load(n: number, concurrency: number, op: (i: number) => Promise<unknown>) {
   // Preallocated: a growing array would be the run's own garbage, copied by the collector it is measuring.
@@ -94,9 +105,9 @@ if (want("read")) {
 if (want("write")) {
   const users = Math.round(1000 * scale);
   let courier: TransferCourier | undefined;
-  const r = await registryOn("write", true, { hooks: { ...hooks, deliverTransfer: (from, id, to, amount) => courier!.deliver(from, id, to, amount), takeAcks: (from) => courier!.takeAcks(from) } });
+  const r = await registryOn("write", true, { hooks: courierHooks(() => courier!) });
   courier = new TransferCourier({ registry: r.registry, log: silentLogger });
-  await Promise.all(Array.from({ length: users }, (_, i) => r.registry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
+  await fundUsers(r.registry, users);
   const before = r.journal.stats.events;
   const N = users * 20;
   // The size of every record the store writes in the measured run (journal events, balances, history, index,
@@ -109,7 +120,7 @@ if (want("write")) {
     for (const op of ops) sizes.push(op.key.length, op.value?.length ?? 0);
   });
   const t0 = performance.now();
-  const debits = await load(N, 512, (i) => r.registry.send(`u_${i % users}`, "send_transfer", { id: `t${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n }));
+  const debits = await sendTransfers(r.registry, users, N, "t");
   await courier.settled();
   const measured = { perS: N / ((performance.now() - t0) / 1000), p99: debits.p99 };
   const secs = (performance.now() - t0) / 1000;
@@ -137,12 +148,11 @@ if (want("write")) {
   const bare = new ActorSystem(nothing);
   let bareCourier: TransferCourier | undefined;
   const bareRegistry = new WalletRegistry({
-    ...registryDefaults, system: bare, records: { seen: () => false, ops: () => [] } as unknown as WalletRecords,
-    hooks: { ...hooks, deliverTransfer: (from, id, to, amount) => bareCourier!.deliver(from, id, to, amount), takeAcks: (from) => bareCourier!.takeAcks(from) },
+    ...registryDefaults, system: bare, records: { seen: () => false, ops: () => [] } as unknown as WalletRecords, hooks: courierHooks(() => bareCourier!),
   });
   bareCourier = new TransferCourier({ registry: bareRegistry, log: silentLogger });
-  await Promise.all(Array.from({ length: users }, (_, i) => bareRegistry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
-  const transfers = (round: string) => load(N, 512, (i) => bareRegistry.send(`u_${i % users}`, "send_transfer", { id: `${round}${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n })).then(() => bareCourier!.settled());
+  await fundUsers(bareRegistry, users);
+  const transfers = (round: string) => sendTransfers(bareRegistry, users, N, round).then(() => bareCourier!.settled());
   await transfers("warm");
   const c0 = performance.now();
   await transfers("t");
