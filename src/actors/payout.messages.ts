@@ -14,6 +14,11 @@ export interface Payout {
   batch?: string;
   /** This payout's share of its batch's fee (≤ quotedFee). */
   fee?: bigint;
+  /**
+   * Confirmed, and its wallet has journalled the settlement (the reservation is gone). Until then the coins have
+   * left the node but are still reserved in the wallet: the watchdog counts such a payout as in flight.
+   */
+  walletSettled?: true;
   at: number;
 }
 
@@ -43,7 +48,9 @@ export type PayoutEvent =
   | { t: "broadcast"; batch: string; at: number }
   | { t: "confirmed"; batch: string; at: number }
   | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
-  | { t: "stuck"; batch: string; reason: string; at: number };
+  | { t: "stuck"; batch: string; reason: string; at: number }
+  /** These confirmed payouts' wallets answered that they have journalled the settlement. */
+  | { t: "wallet_settled"; ids: string[]; at: number };
 
 export interface PayoutSummary {
   id: string;
@@ -57,8 +64,11 @@ export type PayoutCommand =
   | { type: "submit"; id: string; userKey: string; address: string; amount: bigint; quotedFee: bigint; reply: Reply<PayoutSummary | Refusal> }
   /** Builds, signs, records and broadcasts whatever is queued. */
   | { type: "flush"; reply: Reply<{ batches: number } | Refusal> }
-  /** Rebroadcasts signed/broadcast batches and checks confirmations (after a block or a restart). */
-  | { type: "sync"; reply: Reply<{ confirmed: number; rebroadcast: number } | Refusal> }
+  /**
+   * Rebroadcasts signed/broadcast batches, checks confirmations, and tells the wallets of confirmed payouts they
+   * have not acknowledged yet (after a block or a restart).
+   */
+  | { type: "sync"; reply: Reply<{ confirmed: number; rebroadcast: number; settled: number } | Refusal> }
   /** Operator: RBF a stuck batch; the replacement's txid replaces the old one. */
   | { type: "bump"; batch: string; feeRateSatVb: bigint; reply: Reply<{ txid: string; fee: bigint } | Refusal> }
   | { type: "state"; reply: Reply<PayoutState> };

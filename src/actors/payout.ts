@@ -21,13 +21,19 @@ export interface PayoutNode {
 export interface PayoutHooks {
   /** Tell the owning wallet; the wallet dedupes, so repeats are harmless. */
   broadcast(userKey: string, id: string, txid: string): void;
-  /** May return a promise: `sync` waits for every wallet's settlement before it answers. */
-  settled(userKey: string, id: string, txid: string, fee: bigint): void | Promise<unknown>;
+  /**
+   * Tell the owning wallet the payout is settled. `sync` waits for the answer: true once the wallet has journalled
+   * the settlement (or had already), a refusal if it will not.
+   */
+  settled(userKey: string, id: string, txid: string, fee: bigint): Promise<true | Refusal>;
   /** Operators must look: a batch could not be broadcast or funded. */
   alert(reason: string, detail: Record<string, unknown>): void;
   /** A batch went out: how much the users were quoted and what it cost. */
   batchSent?(info: { batch: string; outputs: number; fee: bigint; quoted: bigint }): void;
 }
+
+/** The pipeline's steps, for tests that crash at each: a batch funded, signed, recorded, sent; sync's confirmations recorded. */
+export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed";
 
 export interface PayoutOptions {
   node: PayoutNode;
@@ -38,7 +44,7 @@ export interface PayoutOptions {
   feeRate: () => Promise<bigint>;
   now?: () => number;
   /** Test hook: called at each pipeline step; throwing simulates a crash at that point. */
-  step?: (name: "funded" | "signed" | "recorded" | "sent") => void;
+  step?: (name: PayoutStep) => void;
 }
 
 export const PAYOUT_JOURNAL_KEY = "payouts";
@@ -73,6 +79,11 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       const payouts = { ...s.payouts };
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
       return { ...s, payouts, batches: { ...s.batches, [e.batch]: { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) } } };
+    }
+    case "wallet_settled": {
+      const payouts = { ...s.payouts };
+      for (const id of e.ids) payouts[id] = { ...payouts[id]!, walletSettled: true };
+      return { ...s, payouts };
     }
     case "replaced": {
       const b = s.batches[e.batch]!;
@@ -145,7 +156,7 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         }
         case "sync": {
           try {
-            cmd.reply(await sync(() => s, commit, o, now));
+            cmd.reply(await sync(() => s, commit, o, now, step));
           } catch (e) {
             cmd.reply(refuse("node_unavailable", `payouts could not be checked now: ${(e as Error).message}`));
           }
@@ -170,12 +181,14 @@ function summary(id: string, s: PayoutState): PayoutSummary {
   return { id, status: p.status, ...(b ? { txid: b.txid } : {}), ...(p.fee !== undefined ? { fee: p.fee } : {}) };
 }
 
-/** A wallet re-submitted a payout we already know: tell it where it stands (its earlier message may be lost). */
+/**
+ * A wallet re-submitted a payout we already know: tell it where it stands (its earlier message may be lost). A
+ * confirmed payout its wallet has not acknowledged is left to `sync`, which runs at every start and block and
+ * records the acknowledgement.
+ */
 function reannounce(id: string, p: Payout, s: PayoutState, o: PayoutOptions): void {
   const b = p.batch ? s.batches[p.batch] : undefined;
-  if (!b) return;
-  if (b.status === "broadcast") o.hooks.broadcast(p.userKey, id, b.txid);
-  if (b.status === "confirmed") o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
+  if (b?.status === "broadcast") o.hooks.broadcast(p.userKey, id, b.txid);
 }
 
 async function flush(
@@ -259,28 +272,47 @@ async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[])
   return n;
 }
 
-async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
+async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
   const rebroadcast = await rebroadcastAll(get, commit, o, now);
   let confirmed = 0;
-  const settling: Array<void | Promise<unknown>> = [];
   for (const [batch, b] of Object.entries(get().batches)) {
     if (b.status !== "broadcast") continue;
     const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
     if (tx.confirmations >= o.confirmations) {
       await commit([{ t: "confirmed", batch, at: now() }]);
       confirmed++;
-      for (const id of b.ids) {
-        const p = get().payouts[id]!;
-        settling.push(o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee));
-      }
     } else if (tx.confirmations < 0 && !tx.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
   }
-  // Wallets never wait on this actor, so waiting for them here cannot deadlock; it closes the window in which a
-  // payout is confirmed here but still reserved in its wallet (the watchdog would see a phantom hole).
-  await Promise.all(settling);
-  return { confirmed, rebroadcast };
+  if (confirmed > 0) step("confirmed");
+  return { confirmed, rebroadcast, settled: await settleWallets(get, commit, o, now) };
+}
+
+/** Wallets told at once; more would activate a crowd of wallets together (after an upgrade, every old payout). */
+const SETTLE_CONCURRENCY = 64;
+
+/**
+ * Every confirmed payout whose wallet has not acknowledged its settlement — just confirmed, or confirmed before a
+ * crash that came before the wallet journalled it — is told to its wallet, and the acknowledgements are recorded.
+ * Wallets never wait on this actor, so waiting for them here cannot deadlock. A wallet that refuses keeps its
+ * payout counted in flight by the watchdog, and operators are told.
+ */
+async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<number> {
+  const open = Object.entries(get().payouts).filter(([, p]) => p.status === "confirmed" && !p.walletSettled);
+  let settled = 0;
+  for (let i = 0; i < open.length; i += SETTLE_CONCURRENCY) {
+    const chunk = open.slice(i, i + SETTLE_CONCURRENCY);
+    const answers = await Promise.all(chunk.map(([id, p]) => o.hooks.settled(p.userKey, id, get().batches[p.batch!]!.txid, p.fee ?? p.quotedFee)
+      .catch((e: unknown) => refuse("internal", (e as Error).message))));
+    const ids = chunk.filter((_, j) => answers[j] === true).map(([id]) => id);
+    answers.forEach((a, j) => {
+      if (a !== true) o.hooks.alert("a wallet did not settle a confirmed payout; it stays counted as in flight", { id: chunk[j]![0], refusal: a.code, why: a.message });
+    });
+    if (ids.length) await commit([{ t: "wallet_settled", ids, at: now() }]);
+    settled += ids.length;
+  }
+  return settled;
 }
 
 async function bump(batch: string, feeRate: bigint, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<{ txid: string; fee: bigint } | Refusal> {

@@ -1,6 +1,7 @@
 // Solvency: what the engine owes (every wallet's available + pending + reserved, plus cheque escrow) against
-// what the node's wallet holds. Reservations whose payout already left the node (signed or broadcast, not yet
-// settled in the wallet) are counted as paid, so a payout in flight does not look like a hole.
+// what the node's wallet holds. Reservations whose payout already left the node (signed, broadcast, or confirmed
+// with the wallet's settlement not acknowledged yet) are counted as paid, so a payout in flight does not look
+// like a hole.
 import type { PayoutState } from "./payout.messages.ts";
 
 export interface SolvencyReport {
@@ -25,7 +26,7 @@ export interface SolvencyInputs {
 export function assessSolvency(i: SolvencyInputs): SolvencyReport {
   let inFlight = 0n;
   for (const p of Object.values(i.payouts.payouts)) {
-    if (p.status === "signed" || p.status === "broadcast") inFlight += p.amount + (p.fee ?? p.quotedFee);
+    if (p.status === "signed" || p.status === "broadcast" || (p.status === "confirmed" && !p.walletSettled)) inFlight += p.amount + (p.fee ?? p.quotedFee);
   }
   const l = i.liabilities;
   const firm = l.available + l.reserved - inFlight + l.escrow;

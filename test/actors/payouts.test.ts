@@ -160,6 +160,75 @@ t.test("solvency holds through deposits and a payout in flight; coins taken behi
   t.match(r.reason, /exceed/);
 });
 
+t.test("a payout confirmed before its wallet is told is in flight, not a hole: the watchdog does not pause, the next sync settles it", async (t) => {
+  let failAt: "confirmed" | undefined;
+  const te = await startTestEngine({}, {
+    payoutStep: (s) => {
+      if (s !== failAt) return;
+      failAt = undefined;
+      throw new Error(`simulated failure at ${s}`);
+    },
+  });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "told_late", "0.5");
+  await te.mine(1);
+  const { quote } = await withdraw(te.engine.relay, key, await te.node.outsideAddress(), "0.1");
+  await te.engine.payouts.flush();
+  // The block's sync records the confirmation and fails before telling the wallet; the watchdog runs after it.
+  failAt = "confirmed";
+  await te.mine(1);
+  const p = (await te.engine.payouts.state()).payouts[quote.id]!;
+  t.same([p.status, p.walletSettled], ["confirmed", undefined], "confirmed in the payout book; the wallet has not acknowledged");
+  const st = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  t.equal(st.withdrawals[quote.id]!.status, "broadcast", "still reserved in the wallet");
+  t.equal(te.engine.payouts.paused, undefined, "the watchdog did not pause payouts");
+  t.ok(te.engine.lastSolvency?.ok, "its report is ok");
+  t.equal(te.engine.lastSolvency?.liabilities.inFlightPayouts, 10_000_000n + p.fee!, "the payout counts as in flight");
+  t.match(await te.engine.payouts.sync(), { confirmed: 0, settled: 1 }, "the next sync tells the wallet and records its answer");
+  t.equal((await te.engine.payouts.state()).payouts[quote.id]!.walletSettled, true);
+  const after = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(after)) throw new Error(after.message);
+  t.equal(after.withdrawals[quote.id]!.status, "sent");
+  const r = await te.engine.solvency();
+  t.ok(r.ok && r.liabilities.inFlightPayouts === 0n, "settled: nothing in flight, and the books agree");
+  t.match(await te.engine.payouts.sync(), { settled: 0 }, "told once");
+});
+
+t.test("the engine crashes after recording a confirmation and before the wallet journals the settlement: the restart settles it", async (t) => {
+  let crashAt: "confirmed" | undefined;
+  let te!: TestEngine;
+  te = await startTestEngine({}, {
+    payoutStep: (s) => {
+      if (s !== crashAt) return;
+      crashAt = undefined;
+      void te.crash();
+      throw new Error(`simulated crash at ${s}`);
+    },
+  });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "crash_settle", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.1");
+  await te.engine.payouts.flush();
+  await te.node.mine(1);
+  crashAt = "confirmed";
+  await te.engine.payouts.sync().catch(() => undefined);
+  await te.restart();
+  const p = (await te.engine.payouts.state()).payouts[quote.id]!;
+  t.same([p.status, p.walletSettled], ["confirmed", true], "the start-up sync told the wallet and recorded its answer");
+  const st = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  t.equal(st.withdrawals[quote.id]!.status, "sent");
+  t.same([st.available, st.reserved], [50_000_000n - 10_000_000n - p.fee!, 0n], "debited once");
+  t.ok((await te.engine.watchdog())?.ok, "the books agree");
+  t.equal(te.engine.payouts.paused, undefined);
+  t.equal(await received(te, dest), 10_000_000n, "paid once");
+});
+
 t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old one, paid once, never charged above the quote", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());

@@ -13,6 +13,7 @@ import { KeyRing } from "../../src/store/keyring.ts";
 import { startRegtest, type RegtestNode } from "../../src/regtest/harness.ts";
 import { Identity } from "../../src/store/identity.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
+import type { PayoutStep } from "../../src/actors/payout.ts";
 
 export interface TestEngine {
   engine: Engine;
@@ -40,7 +41,7 @@ export interface TestEngineOptions {
   /** Encrypt the node's engine wallet with this passphrase (unlocked only to sign). */
   walletPassphrase?: string;
   /** Called at each payout pipeline step of whichever engine is running (tests crash it there). */
-  payoutStep?: (step: "funded" | "signed" | "recorded" | "sent") => void;
+  payoutStep?: (step: PayoutStep) => void;
 }
 
 export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, opts: TestEngineOptions = {}): Promise<TestEngine> {
