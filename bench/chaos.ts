@@ -5,7 +5,7 @@
 // CHAOS_SEED; prints one summary line. Exported for the CI test, which runs a short version.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startRegtest, freePort, type RegtestNode } from "../src/regtest/harness.ts";
@@ -83,6 +83,8 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    if (process.env.CHAOS_ENGINE_LOG) child.stderr!.on("data", (d: Buffer) => appendFileSync(process.env.CHAOS_ENGINE_LOG!, d));
+    if (process.env.CHAOS_ENGINE_LOG) child.stdout!.on("data", (d: Buffer) => appendFileSync(process.env.CHAOS_ENGINE_LOG!, d));
     await new Promise<void>((resolve, reject) => {
       child!.stdout!.on("data", () => /engine ready/.test(out) && resolve());
       child!.once("exit", (code) => reject(new Error(`the engine exited (${code}): ${out.slice(-400)}`)));
@@ -337,6 +339,10 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for (const [hash, c] of Object.entries(cheques.cheques)) {
       if (c.payee && c.paid === false && records.seen(c.payee, "in", chequePayoutId(hash))) owed -= c.amount;
     }
+    // Liveness: nobody plays operator here, so nothing may have paused payouts (a pause lasts until an operator
+    // resumes them, and every later withdrawal would wait in the queue).
+    const paused = await store.get<{ reason: string }>("engine", "payouts_paused");
+    if (paused) problems.push(`payouts are paused (${paused.reason}); withdrawals queued: ${Object.values(payouts.payouts).filter((p) => p.status === "queued").length}`);
     const b = await node.rpc<{ mine: { trusted: number; untrusted_pending: number } }>("getbalances", [], "engine");
     const held = BigInt(Math.round(b.mine.trusted * 1e8)) + BigInt(Math.round(b.mine.untrusted_pending * 1e8));
     if (owed - inFlight > held) problems.push(`the books owe ${owed - inFlight} sats but the node holds ${held}`);
