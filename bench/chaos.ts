@@ -20,7 +20,7 @@ import { Journal } from "../src/store/journal.ts";
 import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
 import { emptyPayouts, evolvePayouts, type PayoutEvent } from "../src/actors/payout.ts";
-import { chequePayoutId, escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
+import { chequePayoutId, chequeUserKey, escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
 import type { JournalRecord } from "../src/actors/runtime.ts";
 
 const bin = new URL("../bin/runigun.js", import.meta.url).pathname;
@@ -299,7 +299,7 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for (const t of acked.transfers) {
       const [u, id] = t.split("|") as [string, string];
       const w = wallets.get(u);
-      if (!w || !(w.outgoing[id] || records.seen(u, "out", id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
+      if (!w || !(w.outgoing[id] || records.sent(u, id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
     }
     for (const [id, w] of acked.withdrawals) if (!wallets.get(w.key)?.withdrawals[id]) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
     // Each payout on chain once: a destination never received more than its amount.
@@ -332,12 +332,12 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
         if (t.to.startsWith("cheque:")) {
           // Debited for a cheque the cheque book has not recorded as funded: the escrow does not count it yet.
           if (cheques.cheques[t.to.slice(7)]?.status === "awaiting_funds") owed += t.amount;
-        } else if (!records.seen(t.to, "in", id)) owed += t.amount; // credit not applied yet
+        } else if (!records.received(t.to, w.userKey, id)) owed += t.amount; // credit not applied yet
       }
     }
     // A cheque payout the payee already holds, whose "paid" the cheque book had not recorded: counted in the payee.
     for (const [hash, c] of Object.entries(cheques.cheques)) {
-      if (c.payee && c.paid === false && records.seen(c.payee, "in", chequePayoutId(hash))) owed -= c.amount;
+      if (c.payee && c.paid === false && records.received(c.payee, chequeUserKey(hash), chequePayoutId(hash))) owed -= c.amount;
     }
     // Liveness: nobody plays operator here, so nothing may have paused payouts (a pause lasts until an operator
     // resumes them, and every later withdrawal would wait in the queue).

@@ -11,7 +11,7 @@ import { PayoutService } from "./actors/payout.service.ts";
 import type { PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
-import { upgradeWalletRecords, WalletRecords, type WalletView } from "./actors/wallet.records.ts";
+import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, type WalletView } from "./actors/wallet.records.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
@@ -164,9 +164,9 @@ export class Engine {
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
-    // A store from before format 2 gets its wallets' history and transfer index rebuilt from their journals, once.
+    // A store from before the current format gets its wallets' history and transfer index rebuilt from their journals, once.
     const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records);
-    if (upgraded > 0) e.log.info({ wallets: upgraded }, "store upgraded to format 2: wallet history and transfer index rebuilt from the journals");
+    if (upgraded > 0) e.log.info({ wallets: upgraded, format: STORE_FORMAT }, "store upgraded: wallet history and transfer index rebuilt from the journals");
     // A store just restored from a backup pays nothing until it has been compared with the chain.
     const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
     if (restored && !(await store.get(ENGINE_NS, "payouts_paused"))) {

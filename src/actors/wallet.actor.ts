@@ -62,7 +62,9 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       const userKey = state.userKey;
       o.publish?.(userKey, state);
       // Transfer ids are looked up in the wallet's index: a repeat is answered, never applied twice.
-      const decision = decide(state, cmd as WalletCommand, { now: now(), seen: (direction, id) => o.records.seen(userKey, direction, id) });
+      const decision = decide(state, cmd as WalletCommand, {
+        now: now(), sent: (id) => o.records.sent(userKey, id), received: (from, id) => o.records.received(userKey, from, id),
+      });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
         return state;

@@ -50,9 +50,14 @@ export class WalletRecords {
     this.limit = limit;
   }
 
-  /** Whether this wallet has already sent (or received) a transfer with this id. */
-  seen(userKey: string, direction: "in" | "out", id: string): boolean {
-    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(userKey, direction, id)) !== undefined;
+  /** Whether this wallet has already sent a transfer with this id. */
+  sent(userKey: string, id: string): boolean {
+    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(userKey + SEP + "out" + SEP + id)) !== undefined;
+  }
+
+  /** Whether this wallet has already been credited this sender's transfer with this id (ids are the sender's own). */
+  received(userKey: string, from: string, id: string): boolean {
+    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(inboundInput(userKey, from, id))) !== undefined;
   }
 
   /**
@@ -70,9 +75,8 @@ export class WalletRecords {
       if (entry && entry[0] > after.historyTotal - this.limit) ops.push({ type: "put", ns: HISTORY, key: seqKey(userKey, entry[0]), value: entry[1] });
       // A new entry pushes the oldest kept one out.
       if (after.historyTotal > prev.historyTotal && after.historyTotal > this.limit) ops.push({ type: "del", ns: HISTORY, key: seqKey(userKey, after.historyTotal - this.limit) });
-      if (e.t === "transfer_sent" || e.t === "transfer_received") {
-        ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(userKey, e.t === "transfer_sent" ? "out" : "in", e.id), value: after.historyTotal });
-      }
+      if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(userKey + SEP + "out" + SEP + e.id), value: after.historyTotal });
+      else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
       prev = after;
     }
     const last = states[states.length - 1] ?? before;
@@ -100,10 +104,9 @@ export class WalletRecords {
 
   /**
    * Transfer ids are private (they can name chats or cheques): the record key is a MAC of them. A command looks its
-   * ids up (`seen`) and then writes them (`ops`): the last few MACs are kept so each is computed once.
+   * ids up (`sent`, `received`) and then writes them (`ops`): the last few MACs are kept so each is computed once.
    */
-  #transferKey(userKey: string, direction: "in" | "out", id: string): string {
-    const input = userKey + SEP + direction + SEP + id;
+  #transferKey(input: string): string {
     let key = this.#recent.get(input);
     if (key === undefined) {
       if (this.#recent.size >= 256) this.#recent.clear();
@@ -113,29 +116,43 @@ export class WalletRecords {
   }
 }
 
-/** The store format these records belong to: 2 since history and the transfer index left the wallets' state. */
-const FORMAT = 2;
+/** A credit's index entry names its sender: two senders may use the same id, and each credit counts once. */
+function inboundInput(userKey: string, from: string, id: string): string {
+  return userKey + SEP + "in" + SEP + from + SEP + id;
+}
 
 /**
- * Brings a store written before format 2 up to it, once (at the engine's start): each wallet's journal is replayed
- * with today's `evolve`, its records are written from the replay, and its snapshot is replaced by the replayed
- * state (an older snapshot holds the history inside). Repeatable after a crash: every write is a put of the same
- * value. Returns how many wallets were upgraded.
+ * The store format these records belong to: 2 since history and the transfer index left the wallets' state; 3 since
+ * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone).
+ */
+export const STORE_FORMAT = 3;
+
+/**
+ * Brings a store written before the current format up to it, once (at the engine's start): each wallet's journal is
+ * replayed with today's `evolve`, its records are written from the replay, and its snapshot is replaced by the
+ * replayed state (a format-1 snapshot holds the history inside). A format-2 store's credit entries, keyed by id
+ * alone, are deleted. Repeatable after a crash: every write is a put of the same value or a delete. Returns how
+ * many wallets were upgraded.
  */
 export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<number> {
   const store = journal.store;
-  if (((await store.get<number>(META, "format")) ?? 0) >= FORMAT) return 0;
+  const format = (await store.get<number>(META, "format")) ?? 0;
+  if (format >= STORE_FORMAT) return 0;
   let wallets = 0;
   const prefix = walletJournalKey("");
   for await (const key of journal.keys(prefix)) {
     const events = await journal.readEvents(key);
-    let state = emptyWallet(key.slice(prefix.length));
+    const userKey = key.slice(prefix.length);
+    let state = emptyWallet(userKey);
     const ops: StoreOp[] = [];
     for (const ev of events) {
       const e = (ev.data as JournalRecord<never>).e;
       const states = [];
       let s = state;
-      for (const x of e) states.push((s = evolve(s, x)));
+      for (const x of e as WalletEvent[]) {
+        states.push((s = evolve(s, x)));
+        if (format === 2 && x.t === "transfer_received") ops.push({ type: "del", ns: TRANSFERS, key: store.mac("transfer", userKey + SEP + "in" + SEP + x.id) });
+      }
       ops.push(...records.ops(state, e, states));
       state = s;
     }
@@ -144,6 +161,6 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
     await store.batch(ops);
     wallets++;
   }
-  await store.put(META, "format", FORMAT);
+  await store.put(META, "format", STORE_FORMAT);
   return wallets;
 }

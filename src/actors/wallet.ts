@@ -13,10 +13,12 @@ export * from "./wallet.messages.ts";
 export interface DecideContext {
   now: number;
   /**
-   * Whether this wallet's transfer index already holds a transfer id, sent ("out") or received ("in"): the actor
-   * passes its index (WalletRecords.seen); reads need none. A repeated id is answered, never applied.
+   * Whether this wallet's transfer index already holds a transfer it sent with this id, or one it received from this
+   * sender with this id: the actor passes its index (WalletRecords); reads need none. A repeat is answered, never
+   * applied.
    */
-  seen?: (direction: "in" | "out", id: string) => boolean;
+  sent?: (id: string) => boolean;
+  received?: (from: string, id: string) => boolean;
 }
 
 /** A decision: the events to journal, and how to answer once they are applied. */
@@ -118,9 +120,9 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
     }
     case "send_transfer":
-      return decideSend(s, cmd, at, ctx.seen?.("out", cmd.id) === true);
+      return decideSend(s, cmd, at, ctx.sent?.(cmd.id) === true);
     case "receive_transfer": {
-      if (ctx.seen?.("in", cmd.id)) return noChange(() => ({ repeated: true }));
+      if (ctx.received?.(cmd.from, cmd.id)) return noChange(() => ({ repeated: true }));
       if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
       const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
       events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
@@ -131,8 +133,9 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       if (cmd.transfers.some((x) => x.amount <= 0n)) return refuse("bad_amount", "A transfer must move more than zero.");
       const fresh = new Set<string>();
       const repeated = cmd.transfers.map((x) => {
-        if (fresh.has(x.id) || ctx.seen?.("in", x.id)) return true;
-        fresh.add(x.id);
+        const both = x.from + "\u0000" + x.id;
+        if (fresh.has(both) || ctx.received?.(x.from, x.id)) return true;
+        fresh.add(both);
         return false;
       });
       const events: WalletEvent[] = s.opened || fresh.size === 0 ? [] : [{ t: "opened", at }];

@@ -9,7 +9,7 @@ type Cmd = WalletCommand extends infer C ? (C extends WalletCommand ? Omit<C, "r
 
 /** Applies a command the way the actor does; returns the new state and the answer (or the refusal). */
 function run(s: WalletState, cmd: Cmd, now = ctx.now, seen?: boolean): { s: WalletState; answer: unknown } {
-  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, seen: () => seen === true });
+  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, sent: () => seen === true, received: () => seen === true });
   if (isRefusal(d)) return { s, answer: d };
   const after = d.events.reduce((x, e) => evolve(x, e), s);
   const broken = checkInvariants(after);
@@ -145,12 +145,19 @@ t.test("addresses: the newest unused address is reused", async (t) => {
 t.test("gathered credits: one record for many, each id once (in the index or twice in the batch), opening the wallet", async (t) => {
   const s = emptyWallet("u_r");
   const transfers = [{ id: "a", from: "u_1", amount: 5n }, { id: "b", from: "u_2", amount: 7n }, { id: "a", from: "u_1", amount: 5n }, { id: "old", from: "u_3", amount: 9n }];
-  const d = decide(s, { type: "receive_transfers", transfers, reply: noop }, { now: ctx.now, seen: (direction, id) => direction === "in" && id === "old" });
+  const d = decide(s, { type: "receive_transfers", transfers, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" });
   if (isRefusal(d)) throw new Error(d.message);
   t.same(d.events.map((e) => e.t), ["opened", "transfer_received", "transfer_received"]);
   const after = d.events.reduce((x, e) => evolve(x, e), s);
   t.equal(after.available, 12n, "a and b, once each");
   t.same(d.answer(after), { repeated: [false, false, true, true] });
+  // An id is the sender's own: another sender's "a" (in the batch) or "old" (in the index) is another transfer.
+  const others = [{ id: "a", from: "u_1", amount: 5n }, { id: "a", from: "u_9", amount: 3n }, { id: "old", from: "u_9", amount: 2n }];
+  const o = decide(s, { type: "receive_transfers", transfers: others, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" });
+  if (isRefusal(o)) throw new Error(o.message);
+  t.same(o.answer(o.events.reduce((x, e) => evolve(x, e), s)), { repeated: [false, false, false] }, "the same id from two senders: two credits");
+  t.match(decide(s, { type: "receive_transfer", id: "old", from: "u_9", amount: 2n, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" }),
+    { events: [{ t: "opened", at: ctx.now }, { t: "transfer_received", id: "old", from: "u_9", amount: "2", at: ctx.now }] }, "one by one too");
   t.match(decide(s, { type: "receive_transfers", transfers: [{ id: "z", from: "u_1", amount: 0n }], reply: noop }, { now: ctx.now }), { code: "bad_amount" }, "a zero credit refuses the whole command");
 });
 

@@ -3,12 +3,12 @@
 // once however old — after the acknowledgement, a passivation, and a restart.
 import t from "tap";
 import { randomBytes } from "node:crypto";
-import { EncryptedStore } from "../../src/store/db.ts";
+import { EncryptedStore, META } from "../../src/store/db.ts";
 import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
-import { upgradeWalletRecords, WalletRecords } from "../../src/actors/wallet.records.ts";
+import { STORE_FORMAT, upgradeWalletRecords, WalletRecords } from "../../src/actors/wallet.records.ts";
 import { silentLogger } from "../../src/log.ts";
 import { isRefusal, type Refusal } from "../../src/domain/refusals.ts";
 
@@ -83,8 +83,13 @@ t.test("a transfer id counts once after its acknowledgement, a passivation and a
   t.teardown(() => w.close());
   t.same(ok(await w.registry.send("u_c", "send_transfer", { id: "pay-1", to: "u_d", amount: 1_000n, maxAmount: 10n ** 9n })).repeated, true, "after a restart");
   t.same(ok(await w.registry.read("u_c", "balance", {})), { available: 9_010n, pending: 0n, reserved: 0n }, "debited and credited once each");
-  t.ok(w.records.seen("u_c", "out", "pay-1"));
-  t.notOk(w.records.seen("u_d", "out", "pay-1"), "the index is per wallet and per direction");
+  t.ok(w.records.sent("u_c", "pay-1"));
+  t.notOk(w.records.sent("u_d", "pay-1"), "the index is per wallet and per direction");
+  t.ok(w.records.received("u_c", "u_src", "fund"), "a credit is indexed by its sender and id");
+  t.notOk(w.records.received("u_c", "u_other", "fund"), "another sender's id is another transfer");
+  t.same(ok(await w.registry.send("u_c", "receive_transfer", { id: "fund", from: "u_other", amount: 5n })).repeated, false, "so it is credited");
+  t.same(ok(await w.registry.send("u_c", "receive_transfer", { id: "fund", from: "u_src", amount: 10_000n })).repeated, true, "and the first sender's is still a repeat");
+  t.same(ok(await w.registry.read("u_c", "balance", {})), { available: 9_015n, pending: 0n, reserved: 0n });
   const keys = [];
   for await (const k of w.store.keys("xfer")) keys.push(k);
   t.ok(keys.length > 0 && keys.every((k) => /^[\w-]{43}$/.test(k) && !k.includes("pay-1")), "record keys are MACs (HMAC-SHA256, base64url), not ids");
@@ -133,4 +138,36 @@ t.test("a store from before format 2 is upgraded once: history, index, balances 
   t.same(ok(await w.registry.send("u_old", "send_transfer", { id: "out-1", to: "u_dst", amount: 1000n, maxAmount: 10n ** 9n })).repeated, true, "an acknowledged old transfer is still known");
   t.same(ok(await w.registry.send("u_old", "receive_transfer", { id: "in-1", from: "u_src", amount: 5000n })).repeated, true, "an old credit too");
   t.same(await w.store.get("balances", "u_old"), { a: 24_000n, p: 0n, r: 0n, o: false });
+});
+
+t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, the id-only entries deleted", async (t) => {
+  const dir = t.testdir();
+  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
+  const journal = new Journal(store);
+  const at = 1_700_000_000_000;
+  const events = [
+    [{ t: "opened", at }, { t: "transfer_received", id: "same", from: "u_one", amount: "700", at }],
+    [{ t: "transfer_sent", id: "out-1", to: "u_one", amount: "100", at }],
+  ];
+  for (let i = 0; i < events.length; i++) await journal.persist({ key: "wallet:u_two", sequenceNumber: i + 1, data: { e: events[i] }, tags: [], createdAt: at, isDeleted: false });
+  // What format 2 wrote beside the journal: its index keyed a credit by the receiver and the id alone.
+  const legacy = store.mac("transfer", "u_two\u0001in\u0001same");
+  await store.batch([
+    { type: "put", ns: "xfer", key: legacy, value: 1 },
+    { type: "put", ns: "xfer", key: store.mac("transfer", "u_two\u0001out\u0001out-1"), value: 2 },
+    { type: "put", ns: META, key: "format", value: 2 },
+  ]);
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 1, "one wallet upgraded");
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 0, "and only once");
+  t.equal(await store.get(META, "format"), STORE_FORMAT);
+  t.equal(await store.get("xfer", legacy), undefined, "the id-only entry is gone");
+  await store.close();
+
+  const w = await open(dir, 100);
+  t.teardown(() => w.close());
+  t.ok(w.records.received("u_two", "u_one", "same"), "the credit is known by its sender and id");
+  t.same(ok(await w.registry.send("u_two", "receive_transfer", { id: "same", from: "u_one", amount: 700n })).repeated, true, "its repeat is answered, not applied");
+  t.same(ok(await w.registry.send("u_two", "receive_transfer", { id: "same", from: "u_three", amount: 50n })).repeated, false, "another sender's transfer with that id is credited");
+  t.same(ok(await w.registry.send("u_two", "send_transfer", { id: "out-1", to: "u_one", amount: 100n, maxAmount: 10n ** 9n })).repeated, true, "a sent id is still known");
+  t.same(ok(await w.registry.read("u_two", "balance", {})), { available: 650n, pending: 0n, reserved: 0n });
 });
