@@ -91,6 +91,17 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     });
     relay = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, log: silentLogger, tls: { ...readPem(pki, "bot-client"), ca: readPem(pki, "internal-ca").cert }, timeoutMs: 10_000 });
   };
+  /** A clean stop (SIGTERM): the engine closes its store and ships the rest of its journal to the backup. */
+  const stop = async (): Promise<boolean> => {
+    relay?.close();
+    const c = child!;
+    if (c.exitCode !== null || c.signalCode !== null) return true;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill("SIGTERM");
+    const clean = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000).unref())]);
+    if (!clean) await kill();
+    return clean;
+  };
   const kill = async () => {
     relay?.close();
     const c = child!;
@@ -187,13 +198,16 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();
     }
-    // Let everything settle, then check once more with payouts confirmed.
-    await node.mine(1);
-    await new Promise((r) => setTimeout(r, 1500));
-    await kill();
+    // Liveness: every acknowledged withdrawal goes out and is settled in its wallet within a few blocks.
+    const reserved = await settleAll(relay!, users, node);
+    if (reserved.length) violations.push(`final: withdrawals still reserved after ${SETTLE_BLOCKS} blocks for ${reserved.length} users (e.g. ${reserved[0]})`);
+    // A clean stop, then the checks once more with payouts confirmed, and the restore drill: a clean stop ships
+    // everything, so the backup must hold the store's last commit.
+    if (!(await stop())) violations.push("final: the engine did not stop within 30 s of SIGTERM");
     violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true, unsettled)).map((v) => `final: ${v}`));
     const drill = await restoreDrill(dir, masterKey, node, acked);
     restoreLag = drill.lag;
+    if (drill.lag !== 0) violations.push(`restore drill: the backup is ${drill.lag} commits behind the store after a clean stop`);
     violations.push(...drill.problems.map((v) => `restore drill: ${v}`));
   } finally {
     await kill().catch(() => undefined);
@@ -201,6 +215,29 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     rmSync(dir, { recursive: true, force: true });
   }
   return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+}
+
+const SETTLE_BLOCKS = 6;
+
+/**
+ * Mines a block at a time until no user has anything reserved (every withdrawal broadcast, confirmed and settled in
+ * its wallet), reading the balances through the engine every 50 ms, at most 2 s per block. Returns who still has.
+ */
+async function settleAll(relay: RemoteRelay, users: string[], node: RegtestNode): Promise<string[]> {
+  let waiting: string[] = [];
+  for (let block = 0; block < SETTLE_BLOCKS; block++) {
+    await node.mine(1);
+    for (let poll = 0; poll < 40; poll++) {
+      waiting = [];
+      for (const u of users) {
+        const b = await relay.balance(u);
+        if (isRefusal(b) || b.reserved > 0n) waiting.push(u);
+      }
+      if (waiting.length === 0) return [];
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return waiting;
 }
 
 /**
@@ -232,9 +269,9 @@ async function rotateKilled(env: NodeJS.ProcessEnv, log: (s: string) => void): P
 }
 
 /**
- * The restore drill after real SIGKILLs: the newest snapshot plus the journal segments, restored into a new data
- * directory, must pass the same checks, and — the workload having settled before the last kill — hold the
- * killed store's records. `lag` is how many commits the backup is behind (0 expected at rest).
+ * The restore drill after the run's SIGKILLs and a final clean stop: the newest snapshot plus the journal segments,
+ * restored into a new data directory, must pass the same checks and hold the store's records byte for byte.
+ * `lag` is how many commits the backup is behind the store (the caller requires 0 after a clean stop).
  */
 async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, acked: Parameters<typeof check>[3]): Promise<{ problems: string[]; lag: number }> {
   const snapshots = readdirSync(join(dir, "backup", "snapshots")).filter((n) => n.endsWith(".rga")).sort();
@@ -358,6 +395,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the killed store; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }

@@ -1,6 +1,7 @@
 // The short crash-injection run in CI: 20 SIGKILLs of a real engine process under a mixed workload, the money
-// invariants checked from its store after every kill; at the end, the newest backup snapshot + journal segments
-// are restored and must pass the same checks (and match the killed store record for record when it had settled).
+// invariants checked from its store after every kill (payouts never left paused); at the end every withdrawal must
+// be paid and settled within a few blocks, and after a clean stop the newest backup snapshot + journal segments are
+// restored and must pass the same checks and match the store record for record.
 // `npm run chaos -- --kills 1000` is the long version.
 import t from "tap";
 import { chaos } from "../../bench/chaos.ts";
@@ -11,5 +12,5 @@ t.test("20 kills of the engine process: no invariant violated, no acknowledged c
   t.equal(r.kills, Number(process.env.CHAOS_KILLS ?? 20));
   t.ok(r.acknowledged > 100, `seed ${seed}: ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.killsDuringPayout} kills with a payout signed or broadcast`);
   t.same(r.violations, [], "no violations (the restore drill's included)");
-  t.ok(r.restoreLag !== undefined && r.restoreLag >= 0, `the restore drill ran: the backup was ${r.restoreLag} commits behind the killed store`);
+  t.equal(r.restoreLag, 0, "the restore drill ran, and the backup held the store's last commit");
 });
