@@ -74,7 +74,7 @@ export class PayoutService {
   }
 
   /** After a block or a restart: rebroadcast what is pending, settle what is confirmed. */
-  sync(): Promise<{ confirmed: number; rebroadcast: number } | Refusal> {
+  sync(): Promise<{ confirmed: number; rebroadcast: number; settled: number } | Refusal> {
     return this.#ask((reply) => ({ type: "sync", reply }), 120_000);
   }
 
