@@ -244,16 +244,17 @@ export class Engine {
   }
 
   /**
-   * Liabilities against the node wallet's balances (see solvency.ts). Read one after the other, in an order in which
-   * a payout moving on between two readings can only make the books look smaller, never larger: the node first (a
-   * payout broadcast after it counts as in flight while its coins still count as held), then the payout book, then
-   * the wallets (a settlement the book has recorded as acknowledged is already in its wallet's balance).
+   * Liabilities against the node wallet's balances (see solvency.ts), read while the payout book holds still (no
+   * payout is built, broadcast, confirmed or settled in a wallet meanwhile), the wallets before the node: a deposit
+   * reaches the node's balances before any wallet's, so one arriving between the two readings cannot look like a
+   * hole.
    */
   async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
-    const node = await this.node.balances();
-    const payouts = await this.payouts.state();
-    const liabilities = await this.liabilities();
-    return assessSolvency({ liabilities, node, payouts, toleranceSats });
+    return this.payouts.hold(async (payouts) => {
+      const liabilities = await this.liabilities();
+      const node = await this.node.balances();
+      return assessSolvency({ liabilities, node, payouts, toleranceSats });
+    });
   }
 
   async #resumeOutboxes(): Promise<void> {
@@ -276,10 +277,10 @@ export class Engine {
    * the tolerance pauses payouts — persisted, so a restart does not resume them — and alerts operators. Deposits
    * and reads keep working. Only an operator's `resumePayouts` lifts it, and only once the hole is covered.
    *
-   * The readings are not one atomic cut: sats on their way between two journals can be counted twice for a moment
-   * (a cheque's payee credited before the cheque book records it paid, a deposit credited between the node's
-   * reading and the wallets'). So a hole is read again, once the cheque payouts under way have landed, and only a
-   * hole seen both times pauses payouts: a real one does not go away by itself.
+   * A reading is not one atomic cut: sats on their way between two journals can be counted twice for a moment (a
+   * cheque's payee credited before the cheque book records it paid), and an unconfirmed deposit that leaves the
+   * node's mempool leaves its wallet only at the next scan. So a hole is read again, once the cheque payouts under
+   * way have landed, and only a hole seen both times pauses payouts: a real one does not go away by itself.
    */
   async watchdog(): Promise<SolvencyReport | undefined> {
     const read = async () => {

@@ -71,4 +71,6 @@ export type PayoutCommand =
   | { type: "sync"; reply: Reply<{ confirmed: number; rebroadcast: number; settled: number } | Refusal> }
   /** Operator: RBF a stuck batch; the replacement's txid replaces the old one. */
   | { type: "bump"; batch: string; feeRateSatVb: bigint; reply: Reply<{ txid: string; fee: bigint } | Refusal> }
-  | { type: "state"; reply: Reply<PayoutState> };
+  | { type: "state"; reply: Reply<PayoutState> }
+  /** Runs `read` with the payout book's state while holding it still: no payout moves until it is done. */
+  | { type: "hold"; read: (s: PayoutState) => Promise<unknown>; reply: Reply<{ value: unknown } | { error: unknown }> };

@@ -86,6 +86,16 @@ export class PayoutService {
     return this.#ask((reply) => ({ type: "state", reply }));
   }
 
+  /**
+   * Runs `read` with the payout book's state, and no payout moves (built, broadcast, confirmed, settled) until it
+   * is done: for readings that must agree with the book. `read` must not wait on this service.
+   */
+  async hold<T>(read: (s: PayoutState) => Promise<T>): Promise<T> {
+    const r = await this.#ask<{ value: unknown } | { error: unknown }>((reply) => ({ type: "hold", read, reply }), 120_000);
+    if ("error" in r) throw r.error;
+    return r.value as T;
+  }
+
   pause(reason: string): void {
     this.#paused = reason;
   }

@@ -135,6 +135,13 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         case "state":
           cmd.reply(s);
           return s;
+        case "hold":
+          try {
+            cmd.reply({ value: await cmd.read(s) });
+          } catch (error) {
+            cmd.reply({ error });
+          }
+          return s;
         case "submit": {
           const known = s.payouts[cmd.id];
           if (!known) {
