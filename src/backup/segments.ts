@@ -226,7 +226,12 @@ export class SegmentShipper {
 
   /** Writes and syncs whatever is buffered (also what the timer calls). Serialized. */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#flushNow());
+    return this.#inTurn(() => this.#flushNow());
+  }
+
+  /** Runs `step` after every flush or rollover asked before it: none of them touches the file while another does. */
+  #inTurn(step: () => Promise<void>): Promise<void> {
+    this.#flushing = this.#flushing.then(step, step);
     return this.#flushing;
   }
 
@@ -280,10 +285,17 @@ export class SegmentShipper {
   }
 
   /** Starts the next frame in a new file (after a snapshot, so old files can be pruned whole). */
-  async rollover(): Promise<void> {
-    await this.flush();
-    await this.#fh?.close();
+  rollover(): Promise<void> {
+    return this.#inTurn(async () => {
+      await this.#flushNow();
+      await this.#closeFile();
+    });
+  }
+
+  async #closeFile(): Promise<void> {
+    const fh = this.#fh;
     this.#fh = undefined;
+    await fh?.close();
   }
 
   /** A crash, for tests: stop where it stands; what is buffered is lost, as it would be. */
@@ -300,8 +312,9 @@ export class SegmentShipper {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#detach?.();
-    await this.flush();
-    await this.#fh?.close();
-    this.#fh = undefined;
+    await this.#inTurn(async () => {
+      await this.#flushNow();
+      await this.#closeFile();
+    });
   }
 }

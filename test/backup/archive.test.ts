@@ -225,3 +225,26 @@ t.test("a torn frame at the end of a file the next file takes over from (a write
   t.notOk(r.segments?.stop, "the next file continues where the torn frame stopped");
   t.same(await contents(join(dir, "r", "store")), await contents(join(dir, "store")));
 });
+
+t.test("a rollover and a flush asked at the same time take turns: no write lands on the file being closed", async (t) => {
+  const dir = t.testdir({ backups: {} });
+  const segs = join(dir, "backups", "segments");
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
+  const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
+  await shipper.attach(store);
+  const archive = join(dir, "backups", "a.rga");
+  await writeArchive({ store, path: archive, network: "regtest" });
+  for (let round = 0; round < 20; round++) {
+    await fill(store, 5, round * 10);
+    // The timer's flush can come while a snapshot's rollover is closing the file.
+    const rolled = shipper.rollover();
+    const flushed = fill(store, 5, round * 10 + 5).then(() => shipper.flush());
+    await Promise.all([rolled, flushed]);
+  }
+  await shipper.close();
+  await store.close();
+  t.equal(shipper.stats.failures, 0, "no write failed");
+  const r = await restoreArchive({ archive, segmentsDir: segs, dataPath: join(dir, "r"), keyring: ring(), network: "regtest" });
+  t.notOk(r.segments?.stop, "the segments reach the end");
+  t.same(await contents(join(dir, "r", "store")), await contents(join(dir, "store")));
+});
