@@ -205,14 +205,19 @@ t.test("a restore starts a new timeline: segments shipped after it never mix wit
   t.notOk([...restored.keys()].some((k) => k.includes("old-history")), "nothing of the old history's later work");
 });
 
-t.test("a torn frame at the end of a file the next file takes over from (a write retried in a new file) is not damage", async (t) => {
-  const dir = t.testdir({ backups: {} });
+/** A store whose writes ship to segments from an empty snapshot archive on: the backup side of a restore test. */
+async function shippingFromArchive(dir: string) {
   const segs = join(dir, "backups", "segments");
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
   const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
   await shipper.attach(store);
   const archive = join(dir, "backups", "a.rga");
   await writeArchive({ store, path: archive, network: "regtest" });
+  return { dir, segs, store, shipper, archive };
+}
+
+t.test("a torn frame at the end of a file the next file takes over from (a write retried in a new file) is not damage", async (t) => {
+  const { dir, segs, store, shipper, archive } = await shippingFromArchive(t.testdir({ backups: {} }));
   await fill(store, 100);
   await shipper.rollover();
   await fill(store, 100, 100);
@@ -227,13 +232,7 @@ t.test("a torn frame at the end of a file the next file takes over from (a write
 });
 
 t.test("a rollover and a flush asked at the same time take turns: no write lands on the file being closed", async (t) => {
-  const dir = t.testdir({ backups: {} });
-  const segs = join(dir, "backups", "segments");
-  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
-  const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
-  await shipper.attach(store);
-  const archive = join(dir, "backups", "a.rga");
-  await writeArchive({ store, path: archive, network: "regtest" });
+  const { dir, segs, store, shipper, archive } = await shippingFromArchive(t.testdir({ backups: {} }));
   for (let round = 0; round < 20; round++) {
     await fill(store, 5, round * 10);
     // The timer's flush can come while a snapshot's rollover is closing the file.
