@@ -52,7 +52,7 @@ export class WalletRecords {
 
   /** Whether this wallet has already sent a transfer with this id. */
   sent(userKey: string, id: string): boolean {
-    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(userKey + SEP + "out" + SEP + id)) !== undefined;
+    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(outboundInput(userKey, id))) !== undefined;
   }
 
   /** Whether this wallet has already been credited this sender's transfer with this id (ids are the sender's own). */
@@ -75,7 +75,7 @@ export class WalletRecords {
       if (entry && entry[0] > after.historyTotal - this.limit) ops.push({ type: "put", ns: HISTORY, key: seqKey(userKey, entry[0]), value: entry[1] });
       // A new entry pushes the oldest kept one out.
       if (after.historyTotal > prev.historyTotal && after.historyTotal > this.limit) ops.push({ type: "del", ns: HISTORY, key: seqKey(userKey, after.historyTotal - this.limit) });
-      if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(userKey + SEP + "out" + SEP + e.id), value: after.historyTotal });
+      if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)), value: after.historyTotal });
       else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
       prev = after;
     }
@@ -114,6 +114,10 @@ export class WalletRecords {
     }
     return key;
   }
+}
+
+function outboundInput(userKey: string, id: string): string {
+  return userKey + SEP + "out" + SEP + id;
 }
 
 /** A credit's index entry names its sender: two senders may use the same id, and each credit counts once. */

@@ -286,13 +286,11 @@ export class SegmentShipper {
 
   /** Starts the next frame in a new file (after a snapshot, so old files can be pruned whole). */
   rollover(): Promise<void> {
-    return this.#inTurn(async () => {
-      await this.#flushNow();
-      await this.#closeFile();
-    });
+    return this.#inTurn(() => this.#flushAndClose());
   }
 
-  async #closeFile(): Promise<void> {
+  async #flushAndClose(): Promise<void> {
+    await this.#flushNow();
     const fh = this.#fh;
     this.#fh = undefined;
     await fh?.close();
@@ -312,9 +310,6 @@ export class SegmentShipper {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#detach?.();
-    await this.#inTurn(async () => {
-      await this.#flushNow();
-      await this.#closeFile();
-    });
+    await this.#inTurn(() => this.#flushAndClose());
   }
 }
