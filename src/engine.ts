@@ -300,6 +300,7 @@ export class Engine {
     }
     if (!report) return undefined;
     this.lastSolvency = report;
+    if (report.warning) this.log.warn({ surplus: report.surplus.toString() }, `the watchdog: ${report.warning}`);
     if (!report.ok && !this.payouts.paused) {
       const reason = `watchdog: ${report.reason}`;
       await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });

@@ -10,8 +10,15 @@ export interface SolvencyReport {
   /** What must be covered by confirmed (or our own change) coins: available + reserved − in flight + escrow. */
   firm: bigint;
   surplus: bigint;
+  /** Whether the node covers the firm balances; `reason` says why not. Only this pauses payouts. */
   ok: boolean;
   reason?: string;
+  /**
+   * Pending deposits the node does not hold (unconfirmed, and gone from its mempool: replaced, or dropped with a
+   * restart) until the deposit watcher's next scan removes them. Nobody can spend a pending balance, so this is
+   * reported, not a reason to pause: else anyone could stop everyone's payouts by replacing their own deposit.
+   */
+  warning?: string;
   checkedAt: number;
 }
 
@@ -33,14 +40,14 @@ export function assessSolvency(i: SolvencyInputs): SolvencyReport {
   const total = firm + l.pending;
   const tolerance = i.toleranceSats ?? 0n;
   const surplus = i.node.trusted + i.node.untrustedPending - total;
-  let reason: string | undefined;
+  let reason: string | undefined, warning: string | undefined;
   if (firm > i.node.trusted + tolerance) {
     reason = `the wallets' firm balances (${firm} sats) exceed the node's trusted balance (${i.node.trusted} sats) by ${firm - i.node.trusted} sats`;
   } else if (total > i.node.trusted + i.node.untrustedPending + tolerance) {
-    reason = `all liabilities (${total} sats) exceed everything the node holds (${i.node.trusted + i.node.untrustedPending} sats)`;
+    warning = `all liabilities (${total} sats) exceed everything the node holds (${i.node.trusted + i.node.untrustedPending} sats): pending deposits the node no longer holds, until the deposit watcher drops them`;
   }
   return {
     liabilities: { ...l, inFlightPayouts: inFlight, total },
-    node: i.node, firm, surplus, ok: reason === undefined, ...(reason ? { reason } : {}), checkedAt: i.now ?? Date.now(),
+    node: i.node, firm, surplus, ok: reason === undefined, ...(reason ? { reason } : {}), ...(warning ? { warning } : {}), checkedAt: i.now ?? Date.now(),
   };
 }

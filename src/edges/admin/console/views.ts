@@ -51,6 +51,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     ])}</article>
 <article><h2>Solvency</h2>${facts([
       ["Status", badge(at(solvency, "ok") === true, "solvent", "HOLE")], ...(at(solvency, "reason") ? [["Why", at(solvency, "reason")] as [string, unknown]] : []),
+      ...(at(solvency, "warning") ? [["Warning", at(solvency, "warning")] as [string, unknown]] : []),
       ["Users' available", btc(l("available"))], ["Users' pending", btc(l("pending"))], ["Users' reserved", btc(l("reserved"))], ["Cheque escrow", btc(l("escrow"))],
       ["Payouts in flight", btc(l("inFlightPayouts"))], ["Firm liabilities", btc(at(solvency, "firm"))],
       ["Node trusted", btc(n("trusted"))], ["Node untrusted pending", btc(n("untrustedPending"))], ["Surplus", btc(at(solvency, "surplus"))],
