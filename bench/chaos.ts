@@ -356,6 +356,9 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
       if (p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "")) confirmedUnsettled.add(id);
       if (p.status === "signed" || p.status === "broadcast" || confirmedUnsettled.has(id)) inFlight += p.amount + (p.fee ?? p.quotedFee);
       if (found && (p.status === "signed" || p.status === "broadcast")) found.payouts++;
+      // The payout book records a wallet's settlement only once the wallet has journalled it.
+      const inWallet = wallets.get(p.userKey)?.withdrawals[id]?.status;
+      if (p.walletSettled && inWallet !== "sent") problems.push(`payout ${id} is recorded as settled in its wallet, whose journal has it ${inWallet ?? "missing"}`);
     }
     // ...and re-sent it is: one left over from the previous kill must be settled after the restart in between.
     if (unsettled) {
