@@ -8,7 +8,7 @@ import { ActorSystem } from "./actors/runtime.ts";
 import { WalletRegistry } from "./actors/registry.ts";
 import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
-import type { PayoutStep } from "./actors/payout.ts";
+import type { PayoutState, PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, type WalletView } from "./actors/wallet.records.ts";
@@ -244,17 +244,25 @@ export class Engine {
   }
 
   /**
-   * Liabilities against the node wallet's balances (see solvency.ts), read while the payout book holds still (no
-   * payout is built, broadcast, confirmed or settled in a wallet meanwhile), the wallets before the node: a deposit
+   * Liabilities against the node wallet's balances (see solvency.ts), taken while the payout book stands still (no
+   * payout built, broadcast, confirmed or settled in a wallet meanwhile), the wallets before the node: a deposit
    * reaches the node's balances before any wallet's, so one arriving between the two readings cannot look like a
-   * hole.
+   * hole. Summing the wallets takes a while (about a second per 100k here), so the book is not held for it: the
+   * reading is kept if the book is the same object before and after (its state is immutable), and taken again if
+   * not; after three tries it is taken holding the book.
    */
   async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
-    return this.payouts.hold(async (payouts) => {
+    const read = async (payouts: PayoutState) => {
       const liabilities = await this.liabilities();
       const node = await this.node.balances();
       return assessSolvency({ liabilities, node, payouts, toleranceSats });
-    });
+    };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const before = await this.payouts.state();
+      const report = await read(before);
+      if ((await this.payouts.state()) === before) return report;
+    }
+    return this.payouts.hold(read);
   }
 
   async #resumeOutboxes(): Promise<void> {
