@@ -184,6 +184,7 @@ export class Engine {
     await e.cheques.resume();
     const synced = await e.payouts.sync();
     if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
+    else if (synced.settled > 0) e.log.info({ payouts: synced.settled }, "confirmed payouts whose wallets had not acknowledged the settlement: told, and recorded");
     await e.watcher.start();
     if (restored) await e.#reconcile(restored, cursorAtRestore?.hash);
     // Drain mode switched on before a restart that came before everyone was told: carry on telling.
