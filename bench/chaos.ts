@@ -83,8 +83,8 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-    if (process.env.CHAOS_ENGINE_LOG) child.stderr!.on("data", (d: Buffer) => appendFileSync(process.env.CHAOS_ENGINE_LOG!, d));
-    if (process.env.CHAOS_ENGINE_LOG) child.stdout!.on("data", (d: Buffer) => appendFileSync(process.env.CHAOS_ENGINE_LOG!, d));
+    const engineLog = process.env.CHAOS_ENGINE_LOG;
+    if (engineLog) for (const s of [child.stdout!, child.stderr!]) s.on("data", (d: Buffer) => appendFileSync(engineLog, d));
     await new Promise<void>((resolve, reject) => {
       child!.stdout!.on("data", () => /engine ready/.test(out) && resolve());
       child!.once("exit", (code) => reject(new Error(`the engine exited (${code}): ${out.slice(-400)}`)));
