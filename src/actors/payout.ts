@@ -335,6 +335,8 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const fee = btcNumberToSats(bumped.fee);
   const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
   await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
-  await broadcast(batch, get, commit, o, now);
+  if (!(await broadcast(batch, get, commit, o, now))) {
+    return refuse("not_allowed", `The node refused the replacement (${get().batches[batch]?.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);
+  }
   return { txid: decoded.txid, fee };
 }
