@@ -15,7 +15,7 @@ import { silentLogger } from "../src/log.ts";
 import { isRefusal } from "../src/domain/refusals.ts";
 import { EncryptedStore, META, POSITION_KEY } from "../src/store/db.ts";
 import { restoreArchive } from "../src/backup/restore.ts";
-import { WalletRecords } from "../src/actors/wallet.records.ts";
+import { WalletRecords, walletSums } from "../src/actors/wallet.records.ts";
 import { Journal } from "../src/store/journal.ts";
 import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
@@ -304,6 +304,9 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
   return { problems, lag };
 }
 
+/** JSON.stringify's replacer for bigint amounts (in messages). */
+const big = (_k: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v);
+
 /** Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight. */
 async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number }): Promise<string[]> {
   const problems: string[] = [];
@@ -374,6 +377,18 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
           if (cheques.cheques[t.to.slice(7)]?.status === "awaiting_funds") owed += t.amount;
         } else if (!records.received(t.to, w.userKey, id)) owed += t.amount; // credit not applied yet
       }
+    }
+    // The running sums the watchdog reads are written in the same batches as the journals: always equal to them.
+    const replayed = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+    for (const w of wallets.values()) {
+      replayed.available += w.available;
+      replayed.pending += w.pending;
+      replayed.reserved += w.reserved;
+      if (w.opened) replayed.wallets++;
+    }
+    const sums = walletSums(store.sums);
+    if (Object.keys(replayed).some((k) => sums[k as keyof typeof sums] !== replayed[k as keyof typeof replayed])) {
+      problems.push(`the store's running sums (${JSON.stringify(sums, big)}) differ from the journals' (${JSON.stringify(replayed, big)})`);
     }
     // A cheque payout the payee already holds, whose "paid" the cheque book had not recorded: counted in the payee.
     for (const [hash, c] of Object.entries(cheques.cheques)) {

@@ -11,7 +11,7 @@ import { PayoutService } from "./actors/payout.service.ts";
 import type { PayoutState, PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
-import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, type WalletView } from "./actors/wallet.records.ts";
+import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
@@ -164,9 +164,9 @@ export class Engine {
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
-    // A store from before the current format gets its wallets' history and transfer index rebuilt from their journals, once.
+    // A store from before the current format is brought up to it once (wallet records rebuilt, running sums counted).
     const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records);
-    if (upgraded > 0) e.log.info({ wallets: upgraded, format: STORE_FORMAT }, "store upgraded: wallet history and transfer index rebuilt from the journals");
+    if (upgraded && upgraded.from > 0) e.log.info({ ...upgraded, format: STORE_FORMAT }, "store upgraded: wallet records rebuilt from the journals where needed, balances summed");
     // A store just restored from a backup pays nothing until it has been compared with the chain.
     const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
     if (restored && !(await store.get(ENGINE_NS, "payouts_paused"))) {
@@ -227,16 +227,14 @@ export class Engine {
     this.log.info({ archivePosition: mark.archivePosition, position: mark.position }, "restored store reconciled with the chain: nothing unknown was spent; payouts resume");
   }
 
-  /** Sums every wallet's balance parts from the projection written with each journal record. */
+  /**
+   * Every wallet's balance parts summed, as of the last durable write: the store's running sums (kept with each
+   * journal record, in the same batch), plus the cheques' escrow.
+   */
   async liabilities(): Promise<Liabilities> {
-    const total: Liabilities = { available: 0n, pending: 0n, reserved: 0n, escrow: await this.cheques.escrow(), wallets: 0 };
-    for await (const [, v] of this.storage.store.iterate<WalletView>("balances", {})) {
-      total.available += v.a;
-      total.pending += v.p;
-      total.reserved += v.r;
-      total.wallets++;
-    }
-    return total;
+    const escrow = await this.cheques.escrow();
+    const s = walletSums(this.storage.store.sums);
+    return { available: s.available, pending: s.pending, reserved: s.reserved, escrow, wallets: Number(s.wallets) };
   }
 
   /** Resolves when the work triggered by the blocks seen so far (payout sync, watchdog, flush) is done. */
@@ -245,25 +243,17 @@ export class Engine {
   }
 
   /**
-   * Liabilities against the node wallet's balances (see solvency.ts), taken while the payout book stands still (no
+   * Liabilities against the node wallet's balances (see solvency.ts), taken while the payout book holds still (no
    * payout built, broadcast, confirmed or settled in a wallet meanwhile), the wallets before the node: a deposit
    * reaches the node's balances before any wallet's, so one arriving between the two readings cannot look like a
-   * hole. Summing the wallets takes a while (about a second per 100k here), so the book is not held for it: the
-   * reading is kept if the book is the same object before and after (its state is immutable), and taken again if
-   * not; after three tries it is taken holding the book.
+   * hole. The wallets' part is the store's running sums, so holding the book costs one node call.
    */
   async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
-    const read = async (payouts: PayoutState) => {
+    return this.payouts.hold(async (payouts: PayoutState) => {
       const liabilities = await this.liabilities();
       const node = await this.node.balances();
       return assessSolvency({ liabilities, node, payouts, toleranceSats });
-    };
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const before = await this.payouts.state();
-      const report = await read(before);
-      if ((await this.payouts.state()) === before) return report;
-    }
-    return this.payouts.hold(read);
+    });
   }
 
   async #resumeOutboxes(): Promise<void> {

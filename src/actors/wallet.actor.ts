@@ -2,7 +2,7 @@
 // record, answer, then hand notices and outbox work to the hooks (never during replay).
 import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
-import type { WalletRecords } from "./wallet.records.ts";
+import { sumsDelta, type WalletRecords } from "./wallet.records.ts";
 import {
   checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own,
   type WalletCommand, type WalletEvent, type WalletNotice, type WalletState, type Withdrawal,
@@ -85,7 +85,7 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       const broken = checkInvariants(after);
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
-      await persist(events, o.records.ops(state, events, states));
+      await persist(events, o.records.ops(state, events, states), sumsDelta(state, after));
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, [state, ...states], events, cmd, o);

@@ -3,7 +3,7 @@
 // of users), its history entries, and the index of transfer ids it has sent or received. History and index live
 // here rather than in the actor's state, so a wallet with a long history activates, snapshots and evolves as
 // fast as a new one, and a transfer id is recognised however old it is.
-import { META, type EncryptedStore, type StoreOp } from "../store/db.ts";
+import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
 import type { JournalRecord } from "./runtime.ts";
 import { emptyWallet, evolve, historyEntryOf } from "./wallet.ts";
@@ -24,6 +24,29 @@ const HISTORY = "history";
 const TRANSFERS = "xfer";
 const SEP = "\u0001";
 const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
+
+/**
+ * The store's running sums over every wallet (db.ts, `Sums`): what the solvency watchdog reads instead of summing
+ * the balance views. `wallets` counts the opened ones.
+ */
+export interface WalletSums {
+  available: bigint;
+  pending: bigint;
+  reserved: bigint;
+  wallets: bigint;
+}
+
+/** What one command adds to the wallets' sums (undefined: nothing). */
+export function sumsDelta(before: WalletState, after: WalletState): Sums | undefined {
+  const opened = !before.opened && after.opened ? 1n : 0n;
+  if (opened === 0n && before.available === after.available && before.pending === after.pending && before.reserved === after.reserved) return undefined;
+  return { available: after.available - before.available, pending: after.pending - before.pending, reserved: after.reserved - before.reserved, wallets: opened };
+}
+
+/** The wallets' sums as the store holds them (parts never written are 0). */
+export function walletSums(s: Sums): WalletSums {
+  return { available: s.available ?? 0n, pending: s.pending ?? 0n, reserved: s.reserved ?? 0n, wallets: s.wallets ?? 0n };
+}
 
 export function viewOf(s: WalletState): WalletView {
   return { a: s.available, p: s.pending, r: s.reserved, o: hasOpenWork(s) };
@@ -127,21 +150,44 @@ function inboundInput(userKey: string, from: string, id: string): string {
 
 /**
  * The store format these records belong to: 2 since history and the transfer index left the wallets' state; 3 since
- * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone).
+ * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
+ * the wallets' running sums.
  */
-export const STORE_FORMAT = 3;
+export const STORE_FORMAT = 4;
+
+/** What an upgrade did: wallets whose journals were replayed, and balance views counted into the sums. */
+export interface UpgradeReport {
+  from: number;
+  replayed: number;
+  counted: number;
+}
 
 /**
- * Brings a store written before the current format up to it, once (at the engine's start): each wallet's journal is
- * replayed with today's `evolve`, its records are written from the replay, and its snapshot is replaced by the
- * replayed state (a format-1 snapshot holds the history inside). A format-2 store's credit entries, keyed by id
- * alone, are deleted. Repeatable after a crash: every write is a put of the same value or a delete. Returns how
- * many wallets were upgraded.
+ * Brings a store written before the current format up to it, once (at the engine's start, before any wallet
+ * writes). Before format 3, each wallet's journal is replayed with today's `evolve`, its records are written from
+ * the replay, and its snapshot is replaced by the replayed state (a format-1 snapshot holds the history inside);
+ * a format-2 store's credit entries, keyed by id alone, are deleted. Before format 4, the balance views are summed
+ * once into the store's running sums. Repeatable after a crash: every write is a put of the same value or a delete,
+ * and the sums are counted afresh. Undefined when the store is current.
  */
-export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<number> {
+export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<UpgradeReport | undefined> {
   const store = journal.store;
   const format = (await store.get<number>(META, "format")) ?? 0;
-  if (format >= STORE_FORMAT) return 0;
+  if (format >= STORE_FORMAT) return undefined;
+  const replayed = format < 3 ? await replayWallets(journal, records, format) : 0;
+  let available = 0n, pending = 0n, reserved = 0n, counted = 0;
+  for await (const [, v] of store.iterate<WalletView>("balances")) {
+    available += v.a;
+    pending += v.p;
+    reserved += v.r;
+    counted++;
+  }
+  await store.resetSums({ available, pending, reserved, wallets: BigInt(counted) }, [{ type: "put", ns: META, key: "format", value: STORE_FORMAT }]);
+  return { from: format, replayed, counted };
+}
+
+async function replayWallets(journal: Journal, records: WalletRecords, format: number): Promise<number> {
+  const store = journal.store;
   let wallets = 0;
   const prefix = walletJournalKey("");
   for await (const key of journal.keys(prefix)) {
@@ -165,6 +211,5 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
     await store.batch(ops);
     wallets++;
   }
-  await store.put(META, "format", STORE_FORMAT);
   return wallets;
 }

@@ -3,7 +3,7 @@
 // written (or in the same tick) share the next batch: one fsync for many wallets (group commit). A sequence
 // gap is refused (nact leaves one after a failed persist; the actor must replay instead of resuming).
 import type { Logger } from "../log.ts";
-import { EncryptedStore, type RawOp, type StoreOp } from "./db.ts";
+import { addSums, EncryptedStore, type RawOp, type StoreOp, type Sums } from "./db.ts";
 import type { EncodedOp } from "./sealer.ts";
 import { StoreError } from "./errors.ts";
 
@@ -30,11 +30,13 @@ export interface JournalSnapshot {
 
 /**
  * What a persistent actor journals per command: its events, and store records (a read model: balances, history)
- * to write in the same atomic batch. The records are applied, not journalled: replay needs only the events.
+ * to write in the same atomic batch, with what they add to the store's running sums. The records and sums are
+ * applied, not journalled: replay needs only the events.
  */
 export interface JournalRecord<E> {
   e: E[];
   r?: StoreOp[];
+  s?: Sums;
 }
 
 export interface JournalOptions {
@@ -54,6 +56,8 @@ export interface JournalStats {
 
 interface Pending {
   ops: EncodedOp[];
+  /** What the records add to the store's sums. */
+  add: Sums | undefined;
   /** Sequence numbers this entry claims, to release them if the batch fails. */
   claims: Array<[string, number]>;
   resolve: () => void;
@@ -133,16 +137,16 @@ export class Journal {
       // The actor's counter is ahead of the disk (an earlier persist failed): make it replay.
       throw new StoreError("sequence_gap", `journal ${ev.key}: event ${ev.sequenceNumber} does not follow ${last}; the actor must replay`);
     }
-    let data = ev.data, records: StoreOp[] | undefined;
-    if (data !== null && typeof data === "object" && "r" in data) {
-      ({ r: records, ...data } = data as JournalRecord<unknown>);
+    let data = ev.data, records: StoreOp[] | undefined, add: Sums | undefined;
+    if (data !== null && typeof data === "object" && ("r" in data || "s" in data)) {
+      ({ r: records, s: add, ...data } = data as JournalRecord<unknown>);
     }
     const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: data, t: ev.createdAt, g: ev.tags } : { d: data, t: ev.createdAt } }];
     if (records) for (const op of records) ops.push(op);
     // Encoded before the number is claimed: a record that cannot be stored fails here and claims nothing.
     const encoded = this.store.encodeOps(ops);
     this.#last.set(ev.key, ev.sequenceNumber);
-    return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]]);
+    return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]], add);
   }
 
   /** The record a snapshot is stored as, for writers that must put one in a batch of their own (an upgrade). */
@@ -165,7 +169,7 @@ export class Journal {
   /** nact: snapshots are fire-and-forget upstream; here a failure is logged and counted, never silent. */
   async takeSnapshot(s: JournalSnapshot): Promise<void> {
     try {
-      await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), []);
+      await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), [], undefined);
       this.stats.snapshots++;
     } catch (e) {
       this.stats.snapshotFailures++;
@@ -175,13 +179,13 @@ export class Journal {
 
   /** Resolves when everything queued so far is durable (or has failed). */
   async flushed(): Promise<void> {
-    if (this.#queue.length > 0) await this.#enqueue([], []).catch(() => undefined);
+    if (this.#queue.length > 0) await this.#enqueue([], [], undefined).catch(() => undefined);
     await this.#tail;
   }
 
-  #enqueue(ops: EncodedOp[], claims: Array<[string, number]>): Promise<void> {
+  #enqueue(ops: EncodedOp[], claims: Array<[string, number]>, add: Sums | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ops, claims, resolve, reject });
+      this.#queue.push({ ops, add, claims, resolve, reject });
       this.#queuedOps += ops.length;
       if (this.#queuedOps >= this.#cutAt) {
         // A burst (hundreds of wallets answering in one turn): this part is sealed on the worker while the rest is decided.
@@ -218,9 +222,11 @@ export class Journal {
     } catch (e) {
       sealing = Promise.reject(e);
     }
+    let add: Sums | undefined;
+    for (const p of batch) if (p.add) add = addSums(add ?? {}, p.add);
     const before = this.#tail;
     // Nothing to write (a flush marker alone): done when the batches before it are.
-    const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed) : before));
+    const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed, add) : before));
     this.#unsettled++;
     this.#tail = write.then(() => this.#committed(batch, started), (e: unknown) => this.#failed(batch, e)).finally(() => void this.#unsettled--);
   }

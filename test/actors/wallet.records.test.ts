@@ -8,7 +8,7 @@ import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
-import { STORE_FORMAT, upgradeWalletRecords, WalletRecords } from "../../src/actors/wallet.records.ts";
+import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums, type WalletView } from "../../src/actors/wallet.records.ts";
 import { silentLogger } from "../../src/log.ts";
 import { isRefusal, type Refusal } from "../../src/domain/refusals.ts";
 
@@ -124,8 +124,9 @@ t.test("a store from before format 2 is upgraded once: history, index, balances 
   ];
   for (let i = 0; i < old.length; i++) await journal.persist({ key: "wallet:u_old", sequenceNumber: i + 1, data: { e: old[i] }, tags: [], createdAt: at, isDeleted: false });
   await journal.takeSnapshot({ key: "wallet:u_old", sequenceNumber: 3, data: { userKey: "u_old", opened: true, history: [{ ref: "in-1" }], incoming: { "in-1": 1 } }, createdAt: at });
-  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 1, "one wallet upgraded");
-  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 0, "and only once");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1 }, "one wallet upgraded");
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
+  t.same(walletSums(store.sums), { available: 24_000n, pending: 0n, reserved: 0n, wallets: 1n }, "its balance counted into the sums");
   const snap = await journal.latestSnapshot("wallet:u_old");
   t.equal(snap?.sequenceNumber, 5, "the snapshot is the replayed state");
   t.notOk("history" in (snap!.data as object), "without the history inside");
@@ -157,8 +158,8 @@ t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, 
     { type: "put", ns: "xfer", key: store.mac("transfer", "u_two\u0001out\u0001out-1"), value: 2 },
     { type: "put", ns: META, key: "format", value: 2 },
   ]);
-  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 1, "one wallet upgraded");
-  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), 0, "and only once");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 2, replayed: 1, counted: 1 }, "one wallet upgraded");
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   t.equal(await store.get(META, "format"), STORE_FORMAT);
   t.equal(await store.get("xfer", legacy), undefined, "the id-only entry is gone");
   await store.close();
@@ -170,4 +171,40 @@ t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, 
   t.same(ok(await w.registry.send("u_two", "receive_transfer", { id: "same", from: "u_three", amount: 50n })).repeated, false, "another sender's transfer with that id is credited");
   t.same(ok(await w.registry.send("u_two", "send_transfer", { id: "out-1", to: "u_one", amount: 100n, maxAmount: 10n ** 9n })).repeated, true, "a sent id is still known");
   t.same(ok(await w.registry.read("u_two", "balance", {})), { available: 650n, pending: 0n, reserved: 0n });
+});
+
+/** The balance views summed one by one: what the running sums must always equal. */
+async function recount(store: EncryptedStore) {
+  const sum = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+  for await (const [, v] of store.iterate<WalletView>("balances")) {
+    sum.available += v.a;
+    sum.pending += v.p;
+    sum.reserved += v.r;
+    sum.wallets++;
+  }
+  return sum;
+}
+
+t.test("the store's running sums follow every wallet's balance, through a restart; a format-3 store has them counted once", async (t) => {
+  const dir = t.testdir();
+  let w = await open(dir, 100);
+  t.same(walletSums(w.store.sums), { available: 0n, pending: 0n, reserved: 0n, wallets: 0n });
+  ok(await w.registry.send("u_g", "open", {}));
+  ok(await w.registry.send("u_g", "receive_transfer", { id: "fund", from: "u_src", amount: 100_000n }));
+  await Promise.all([1, 2, 3].map((i) => w.registry.send("u_g", "send_transfer", { id: `s${i}`, to: `u_h${i}`, amount: 1_000n * BigInt(i), maxAmount: 10n ** 9n })));
+  await Promise.all([1, 2, 3].map((i) => w.registry.send(`u_h${i}`, "receive_transfer", { id: `s${i}`, from: "u_g", amount: 1_000n * BigInt(i) })));
+  ok(await w.registry.send("u_g", "reserve_withdrawal", { request: { id: "w1", address: "bcrt1qd", amount: 10_000n, fee: 500n, dustLimit: 546n, dailyLimit: 10n ** 9n } }));
+  t.same(walletSums(w.store.sums), { available: 100_000n - 6_000n - 10_500n + 6_000n, pending: 0n, reserved: 10_500n, wallets: 4n });
+  t.same(walletSums(w.store.sums), await recount(w.store), "equal to the views summed one by one");
+  ok(await w.registry.send("u_g", "withdrawal_settled", { id: "w1", txid: "aa".repeat(32), fee: 300n }));
+  t.match(await w.registry.send("u_g", "send_transfer", { id: "too-much", to: "u_h1", amount: 10n ** 8n, maxAmount: 10n ** 9n }), { code: "insufficient_funds" });
+  await w.close();
+  w = await open(dir, 100);
+  t.same(walletSums(w.store.sums), { available: 89_700n, pending: 0n, reserved: 0n, wallets: 4n }, "a settlement refunds the fee it did not use; a refusal adds nothing");
+  t.same(walletSums(w.store.sums), await recount(w.store), "still equal after a restart");
+  // A store of format 3 has no sums: the upgrade counts the views once.
+  await w.store.resetSums({}, [{ type: "put", ns: META, key: "format", value: 3 }]);
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4 }, "no journal replayed, four views counted");
+  t.same(walletSums(w.store.sums), await recount(w.store));
+  await w.close();
 });

@@ -152,3 +152,26 @@ t.test("a batch that cannot reach the disk fails its writers, flags the store as
   t.same(seen, [true, false], "listeners hear it start failing once, and recover once");
   t.same([await store.get("t", "b"), await store.get("t", "d")], [undefined, 4]);
 });
+
+t.test("running sums: kept with the writes that add to them, merged per batch, untouched by a failed batch, there after a reopen", async (t) => {
+  const path = t.testdir();
+  const key = ring();
+  const store = await EncryptedStore.open({ path, keyring: key });
+  t.same(store.sums, {}, "a new store has none");
+  const put = (k: string, v: unknown) => ({ type: "put" as const, key: EncryptedStore.recordKey("t", k), value: store.sealValue("t", k, v) });
+  // Two writes queued in one turn share a batch: the batch records their sum once.
+  await Promise.all([store.writeRaw([put("a", 1)], { x: 5n, y: -2n }), store.writeRaw([put("b", 2)], { x: 7n }), store.writeRaw([put("c", 3)])]);
+  t.same(store.sums, { x: 12n, y: -2n });
+  await store.put("t", "d", 4);
+  t.same(store.sums, { x: 12n, y: -2n }, "a write that adds nothing leaves them");
+  await store.db.close();
+  await t.rejects(store.writeRaw([put("e", 5)], { x: 100n }), "a write that cannot reach the disk…");
+  t.same(store.sums, { x: 12n, y: -2n }, "…adds nothing");
+  await store.db.open();
+  await store.resetSums({ x: 1n });
+  await store.writeRaw([put("f", 6)], { x: 2n, z: 3n });
+  await store.close();
+  const again = await EncryptedStore.open({ path, keyring: key });
+  t.teardown(() => again.close());
+  t.same(again.sums, { x: 3n, z: 3n }, "the last batch's sums are what a reopened store reads");
+});
