@@ -2,7 +2,7 @@
 // the deposit watcher, payouts, cheques and the relay — and starts them in the order that keeps money
 // safe: journals replayed, unfinished work (outboxes, signed payouts) resumed, then the chain followed.
 import type { Config } from "./config.ts";
-import type { Logger } from "./log.ts";
+import { alerter, type Logger } from "./log.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import { ActorSystem } from "./actors/runtime.ts";
 import { WalletRegistry } from "./actors/registry.ts";
@@ -113,7 +113,7 @@ export class Engine {
           const r = await this.registry.send(userKey, "withdrawal_settled", { id, txid, fee });
           return isRefusal(r) ? r : true;
         },
-        alert: (reason, detail) => log.error({ ...detail, alert: true }, reason),
+        alert: alerter(log),
       },
     });
     this.watcher = new DepositWatcher({

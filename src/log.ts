@@ -37,3 +37,28 @@ export function createLogger(opts: LogOptions = {}): Logger {
 
 /** A logger that writes nothing, for tests and library use. */
 export const silentLogger: Logger = pino({ level: "silent" });
+
+/**
+ * Alerts for conditions that stay true until an operator acts (a wallet refusing a settlement, a payout conflicted
+ * on chain) are raised again at every block. The first sighting is an `alert: true` error line; sightings within
+ * `repeatMs` after it are warn lines that count the repeats; a sighting later than that alerts again, as a
+ * reminder. Keyed by the reason and the detail (at most `max` keys are remembered, oldest forgotten first).
+ */
+export function alerter(log: Logger, o: { repeatMs?: number; max?: number; now?: () => number } = {}) {
+  const repeatMs = o.repeatMs ?? 3_600_000, max = o.max ?? 1000, now = o.now ?? Date.now;
+  const seen = new Map<string, { at: number; repeats: number }>();
+  return (reason: string, detail: Record<string, unknown>): void => {
+    const key = reason + "\u0000" + JSON.stringify(detail, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+    const t = now();
+    const last = seen.get(key);
+    if (last && t - last.at < repeatMs) {
+      last.repeats++;
+      log.warn({ ...detail, repeats: last.repeats }, `${reason} (still so; alerted ${Math.round((t - last.at) / 60_000)} min ago)`);
+      return;
+    }
+    seen.delete(key);
+    if (seen.size >= max) seen.delete(seen.keys().next().value!);
+    seen.set(key, { at: t, repeats: 0 });
+    log.error({ ...detail, alert: true, ...(last ? { repeats: last.repeats } : {}) }, reason);
+  };
+}

@@ -1,7 +1,7 @@
 // Privacy in logs: whatever the engine logs, the fields that can carry a secret or a person's identity are
 // censored at every level the redaction covers, while what operators need (refusal codes, errors) stays readable.
 import t from "tap";
-import { createLogger, REDACTED_FIELDS } from "../../src/log.ts";
+import { alerter, createLogger, REDACTED_FIELDS } from "../../src/log.ts";
 
 function capture() {
   const lines: string[] = [];
@@ -33,4 +33,23 @@ t.test("refusal codes and error messages stay readable for operators", async (t)
   t.equal(line.refusal, "busy");
   t.equal(line.userKey, "u_1", "user keys are derived, not raw ids: they stay");
   t.match(line.err.message, /ECONNREFUSED/);
+});
+
+t.test("an alert that stays true alerts once, then counts its repeats at warn level, then reminds after the interval", async (t) => {
+  const lines: Array<{ level: number; msg: string; alert?: boolean; repeats?: number; id?: string }> = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  let clock = 0;
+  const alert = alerter(log, { repeatMs: 60_000, max: 2, now: () => clock });
+  alert("a wallet did not settle", { id: "p1" });
+  clock = 10_000;
+  alert("a wallet did not settle", { id: "p1" });
+  alert("a wallet did not settle", { id: "p2" });
+  clock = 70_000;
+  alert("a wallet did not settle", { id: "p1" });
+  t.same(lines.map((l) => [l.level, l.id, l.alert ?? false, l.repeats ?? 0]), [
+    [50, "p1", true, 0], [40, "p1", false, 1], [50, "p2", true, 0], [50, "p1", true, 1],
+  ], "first: error with alert; a repeat: warn; another detail: its own alert; after the interval: a reminder counting the repeats");
+  alert("a third", { id: "p3" });
+  alert("a wallet did not settle", { id: "p2" });
+  t.same(lines.slice(-1).map((l) => [l.level, l.alert]), [[50, true]], "the oldest key is forgotten beyond `max`");
 });
