@@ -12,6 +12,7 @@ import type { PayoutState, PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
+import { walletJournalKey } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
@@ -204,10 +205,11 @@ export class Engine {
     const store = this.storage.store;
     await this.watcher.poke();
     const incident = await reconcileAfterRestore({
-      store, log: this.log,
+      log: this.log,
       listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
       payouts: () => this.payouts.state(),
       freeze: (userKey, reason) => this.registry.send(userKey, "freeze", { reason, by: "restore" }),
+      holdings: () => this.#holdings(),
     }, { sinceBlock, archive: mark.archive });
     if (incident) {
       const reason = `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen — review, then resume payouts`;
@@ -254,6 +256,39 @@ export class Engine {
       const node = await this.node.balances();
       return assessSolvency({ liabilities, node, payouts, toleranceSats });
     });
+  }
+
+  /**
+   * The user keys of every wallet that has journalled anything, in order; those after `after` when given. One
+   * LevelDB seek per wallet.
+   */
+  async *#walletKeys(after?: string): AsyncGenerator<string> {
+    const prefix = walletJournalKey("");
+    for await (const key of this.storage.journal.keys(prefix, after === undefined ? undefined : prefix + after)) yield key.slice(prefix.length);
+  }
+
+  /**
+   * What each wallet holds that a payout could take (available + reserved), read from the wallets themselves, 64 at
+   * a time (each is activated if it is not resident). A restore's reconciliation is its only reader: rare, and worth
+   * the minutes a million wallets take more than a balance record written with every command. Undefined: the
+   * wallet could not be read.
+   */
+  async *#holdings(): AsyncGenerator<[string, bigint | undefined]> {
+    let batch: string[] = [];
+    const read = async () => {
+      const answers = await Promise.all(batch.map((k) => this.registry.read(k, "balance", {})));
+      const out = batch.map((k, i): [string, bigint | undefined] => {
+        const b = answers[i]!;
+        return [k, isRefusal(b) ? undefined : b.available + b.reserved];
+      });
+      batch = [];
+      return out;
+    };
+    for await (const k of this.#walletKeys()) {
+      batch.push(k);
+      if (batch.length === 64) yield* await read();
+    }
+    if (batch.length) yield* await read();
   }
 
   async #resumeOutboxes(): Promise<void> {
@@ -355,7 +390,7 @@ export class Engine {
       for (;;) {
         if (this.#closed || this.#draining?.at !== at) return;
         const keys: string[] = [];
-        for await (const k of store.keys("balances", after ? { gt: after, limit: 64 } : { limit: 64 })) keys.push(k);
+        for await (const k of this.#walletKeys(after || undefined)) if (keys.push(k) === 64) break;
         if (keys.length === 0) break;
         const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
         told += results.filter((r) => !isRefusal(r) && r.told).length;

@@ -7,8 +7,6 @@ import type { Logger } from "../log.ts";
 import { btcNumberToSats, formatBtc } from "../domain/money.ts";
 import type { ListSinceBlock } from "../actors/node.ts";
 import type { PayoutState } from "../actors/payout.messages.ts";
-import type { WalletView } from "../actors/wallet.records.ts";
-import type { EncryptedStore } from "../store/db.ts";
 
 export interface UnknownSpend {
   txid: string;
@@ -25,12 +23,13 @@ export interface Incident {
 }
 
 export interface ReconcileDeps {
-  store: EncryptedStore;
   log: Logger;
   /** Every transaction of the node wallet since the block (all of them when undefined). */
   listSinceBlock: (hash: string | undefined) => Promise<ListSinceBlock>;
   payouts: () => Promise<PayoutState>;
   freeze: (userKey: string, reason: string) => Promise<unknown>;
+  /** Every wallet and what it holds that a payout could take (available + reserved; undefined: unknown). */
+  holdings: () => AsyncIterable<[userKey: string, sats: bigint | undefined]>;
 }
 
 /**
@@ -69,9 +68,8 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   }
   if (unexplained.length) {
     const smallest = unexplained.reduce((a, b) => (b < a ? b : a));
-    for await (const [userKey, v] of d.store.iterate<WalletView>("balances")) {
-      if (v.a + v.r >= smallest) concerned.add(userKey);
-    }
+    // A wallet that cannot be read is frozen too: it may hold that much.
+    for await (const [userKey, sats] of d.holdings()) if (sats === undefined || sats >= smallest) concerned.add(userKey);
   }
   const txids = unknown.map((u) => u.txid);
   for (const userKey of concerned) {

@@ -154,9 +154,12 @@ export class Journal {
     return { type: "put", ns: SNAPSHOTS, key: s.key, value: { d: s.data, s: s.sequenceNumber, t: s.createdAt } };
   }
 
-  /** The keys that have journal events, in order, reading one key per key (not every event). */
-  async *keys(prefix = ""): AsyncGenerator<string> {
-    let after = prefix;
+  /**
+   * The keys that have journal events, in order, reading one key per key (not every event); those after `from`
+   * when given (a cursor: the last key a caller handled).
+   */
+  async *keys(prefix = "", from?: string): AsyncGenerator<string> {
+    let after = from === undefined ? prefix : from + SEP + "~";
     for (;;) {
       let next: string | undefined;
       for await (const k of this.store.keys(EVENTS, { gte: after, lt: prefix + "\uffff", limit: 1 })) next = k.slice(0, k.indexOf(SEP));
