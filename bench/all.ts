@@ -148,7 +148,7 @@ if (want("write")) {
   const bare = new ActorSystem(nothing);
   let bareCourier: TransferCourier | undefined;
   const bareRegistry = new WalletRegistry({
-    ...registryDefaults, system: bare, records: { sent: () => false, received: () => false, ops: () => [] } as unknown as WalletRecords, hooks: courierHooks(() => bareCourier!),
+    ...registryDefaults, system: bare, records: { sent: () => false, received: () => false, forCommand: () => ({ ops: [], history: undefined }) } as unknown as WalletRecords, hooks: courierHooks(() => bareCourier!),
   });
   bareCourier = new TransferCourier({ registry: bareRegistry, log: silentLogger });
   await fundUsers(bareRegistry, users);

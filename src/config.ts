@@ -32,7 +32,8 @@ export const ConfigSchema = Obj(
       idleMs: Int(10),
       maxResident: Int(1),
       maxInFlight: Int(1, 100_000),
-      historyLimit: Int(10, 1_000_000),
+      // A history page is read from the wallet's journal back to its oldest entry: the deepest of 10k is ~10k records.
+      historyLimit: Int(10, 10_000),
       askTimeoutMs: Int(10),
       crashBudget: Int(1, 1000),
       crashWindowMs: Int(1),

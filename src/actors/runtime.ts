@@ -4,8 +4,7 @@
 // and replay from the journal on any failure; supervision is always explicit.
 import nact from "nact";
 import { refuse } from "../domain/refusals.ts";
-import type { JournalEvent, JournalRecord, JournalSnapshot } from "../store/journal.ts";
-import type { StoreOp, Sums } from "../store/db.ts";
+import type { JournalEvent, JournalExtras, JournalRecord, JournalSnapshot } from "../store/journal.ts";
 
 const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = nact as unknown as NactModule;
 
@@ -64,11 +63,12 @@ export interface PersistentBehaviour<S, M, E> {
   evolve: (state: S, event: E) => S;
   /**
    * Handles one live message and returns the next state. To change state durably it calls
-   * `persist(events, records, sums)` — each call is one atomic journal record, with the store records (a read
-   * model) and what they add to the store's running sums written in the same batch — before answering anyone. A
-   * command whose events must stand or fall together persists them in one call.
+   * `persist(events, extras)` — each call is one atomic journal record, with what `extras` brings (store records
+   * of a read model, what they add to the store's running sums, data kept beside the events: see JournalRecord)
+   * written in the same batch — before answering anyone. A command whose events must stand or fall together
+   * persists them in one call.
    */
-  handle: (state: S, msg: M, persist: (events: E[], records?: StoreOp[], sums?: Sums) => Promise<void>) => S | Promise<S>;
+  handle: (state: S, msg: M, persist: (events: E[], extras?: JournalExtras) => Promise<void>) => S | Promise<S>;
   /** Take a snapshot of the state every N journalled commands (the journal's codec handles bigint). */
   snapshotEvery?: number;
 }
@@ -127,11 +127,9 @@ export class ActorSystem {
       const current = state ?? initial(behaviour.key);
       replaying = ctx.recovering === true;
       if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
-      const persist = async (events: E[], records?: StoreOp[], sums?: Sums): Promise<void> => {
+      const persist = async (events: E[], extras?: JournalExtras): Promise<void> => {
         if (events.length === 0) return;
-        const record: JournalRecord<E> = records === undefined || records.length === 0 ? { e: events } : { e: events, r: records };
-        if (sums) record.s = sums;
-        await ctx.persist(record);
+        await ctx.persist(extras ? { ...extras, e: events } : { e: events });
       };
       return handle(current, msg as M, persist);
     };

@@ -85,7 +85,8 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       const broken = checkInvariants(after);
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
-      await persist(events, o.records.ops(state, events, states), sumsDelta(state, after));
+      const { ops, history } = o.records.forCommand(state, events, states);
+      await persist(events, { r: ops, s: sumsDelta(state, after), h: history });
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, [state, ...states], events, cmd, o);

@@ -1,10 +1,10 @@
-// The records a wallet writes beside its journal, in the same atomic batch as the events (the journal applies a
-// record's `r` and adds its `s` to the store's running sums): its outbox flag (the start-up outbox scan), its
-// history entries, and the index of transfer ids it has sent or received; and what its balance parts add to the
-// sums every wallet's balance is kept in (the solvency watchdog). History and index live here rather than in the
-// actor's state, so a wallet with a long history activates, snapshots and evolves as fast as a new one, and a
-// transfer id is recognised however old it is. Each record costs ~20 µs of CPU all told (encoding, sealing, the
-// disk, the collector), so a command writes only what someone reads.
+// What a wallet writes with its journal, in the same atomic batch as the events: records beside it (the journal
+// applies a record's `r`) — its outbox flag (the start-up outbox scan) and the index of transfer ids it has sent or
+// received; what its balance parts add to the store's running sums (`s`: the solvency watchdog); and the history
+// entries the command created or rewrote, kept in the journal record itself (`h`), where a history page reads them.
+// None of this is in the actor's state, so a wallet with a long history activates, snapshots and evolves as fast as
+// a new one, and a transfer id is recognised however old it is. Each record costs ~20 µs of CPU all told
+// (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry.
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
 import type { JournalRecord } from "./runtime.ts";
@@ -21,10 +21,19 @@ interface WalletView {
   o: boolean;
 }
 
+/** Format 5's history records, `history/<userKey>\u0001<entry number>` (format 6 deletes them). */
 const HISTORY = "history";
 const TRANSFERS = "xfer";
 const SEP = "\u0001";
-const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
+
+/** The history entries one command created or rewrote, by entry number (1 = the wallet's first). */
+export type HistoryChanges = Array<[number, HistoryEntry]>;
+
+/** What a wallet's journal record holds: its events, and the history entries they created or rewrote. */
+interface WalletRecordData {
+  e: WalletEvent[];
+  h?: HistoryChanges;
+}
 
 /**
  * The store's running sums over every wallet (db.ts, `Sums`): what the solvency watchdog reads instead of summing
@@ -61,7 +70,7 @@ export function hasOpenWork(s: WalletState): boolean {
 
 export class WalletRecords {
   readonly #store: EncryptedStore;
-  /** Entries kept per wallet: the newest `limit` (older ones are deleted as new ones arrive). */
+  /** Entries a history shows: the newest `limit`. */
   readonly limit: number;
   readonly #recent = new Map<string, string>();
 
@@ -81,46 +90,55 @@ export class WalletRecords {
   }
 
   /**
-   * The store operations that go with one command's events: history entries written or rewritten, the transfer
-   * index, and the outbox flag when it changes.
+   * What goes with one command's events: the store records (the transfer index, the outbox flag when it changes)
+   * and the history entries the events created or rewrote (undefined: none).
    */
-  ops(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): StoreOp[] {
+  forCommand(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): { ops: StoreOp[]; history: HistoryChanges | undefined } {
     const userKey = before.userKey;
     const ops: StoreOp[] = [];
-    let prev = before;
+    let history: HistoryChanges | undefined;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!, after = states[i]!;
       const entry = historyEntryOf(after, e);
-      // An entry already trimmed away is not brought back by a late status change (a reorg months later).
-      if (entry && entry[0] > after.historyTotal - this.limit) ops.push({ type: "put", ns: HISTORY, key: seqKey(userKey, entry[0]), value: entry[1] });
-      // A new entry pushes the oldest kept one out.
-      if (after.historyTotal > prev.historyTotal && after.historyTotal > this.limit) ops.push({ type: "del", ns: HISTORY, key: seqKey(userKey, after.historyTotal - this.limit) });
+      if (entry) (history ??= []).push(entry);
       if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)), value: after.historyTotal });
       else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
-      prev = after;
     }
     const was = hasOpenWork(before), now = hasOpenWork(states[states.length - 1] ?? before);
     if (was !== now) ops.push(now ? { type: "put", ns: "outbox", key: userKey, value: true } : { type: "del", ns: "outbox", key: userKey });
-    return ops;
+    return { ops, history };
   }
 
-  /** One page of history, newest first, as of `total` committed entries (pages of 1 to 50 entries). */
+  /**
+   * One page of history, newest first, as of `total` committed entries (pages of 1 to 50 entries). Read from the
+   * wallet's journal, newest record first: an entry's newest version (a deposit confirmed, a withdrawal settled)
+   * is met before the one that created it. A page costs one record per command back to its oldest entry: the
+   * first page a few, the last of 1,000 entries a few thousand (milliseconds).
+   */
   async page(userKey: string, total: number, page: number, pageSize: number): Promise<HistoryPage> {
     const size = Math.min(Math.max(1, Math.floor(pageSize) || 10), 50);
     const kept = Math.min(total, this.limit);
     const pages = Math.max(1, Math.ceil(kept / size));
     const p = Math.min(Math.max(0, Math.floor(page) || 0), pages - 1);
-    const entries: HistoryEntry[] = [];
     const hi = total - p * size, lo = Math.max(total - kept + 1, hi - size + 1);
+    const found = new Map<number, HistoryEntry>();
     if (hi >= lo && hi > 0) {
-      for await (const [, v] of this.#store.iterate<HistoryEntry>(HISTORY, { gte: seqKey(userKey, lo), lte: seqKey(userKey, hi), reverse: true })) entries.push(v);
+      for await (const data of Journal.backwards(this.#store, walletJournalKey(userKey))) {
+        for (const [n, entry] of (data as WalletRecordData).h ?? []) if (n >= lo && n <= hi && !found.has(n)) found.set(n, entry);
+        if (found.size === hi - lo + 1) break;
+      }
+    }
+    const entries: HistoryEntry[] = [];
+    for (let n = hi; n >= lo; n--) {
+      const entry = found.get(n);
+      if (entry) entries.push(entry);
     }
     return { entries, page: p, pages, total };
   }
 
   /**
    * Transfer ids are private (they can name chats or cheques): the record key is a MAC of them. A command looks its
-   * ids up (`sent`, `received`) and then writes them (`ops`): the last few MACs are kept so each is computed once.
+   * ids up (`sent`, `received`) and then writes them (`forCommand`): the last few MACs are kept so each is computed once.
    */
   #transferKey(input: string): string {
     let key = this.#recent.get(input);
@@ -144,9 +162,10 @@ function inboundInput(userKey: string, from: string, id: string): string {
 /**
  * The store format these records belong to: 2 since history and the transfer index left the wallets' state; 3 since
  * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
- * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did).
+ * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
+ * 6 since history entries ride in the journal records instead of records of their own.
  */
-export const STORE_FORMAT = 5;
+export const STORE_FORMAT = 6;
 
 /** What an upgrade did: wallets whose journals were replayed, wallets counted into the sums, records deleted. */
 export interface UpgradeReport {
@@ -160,46 +179,46 @@ const BALANCES = "balances";
 
 /**
  * Brings a store written before the current format up to it, once (at the engine's start, before any wallet
- * writes). Before format 3, each wallet's journal is replayed with today's `evolve`, its records are written from
- * the replay, and its snapshot is replaced by the replayed state (a format-1 snapshot holds the history inside);
- * a format-2 store's credit entries, keyed by id alone, are deleted. Before format 4, the running sums are counted
- * once: from the replayed states, or from format 3's balance records. Before format 5, those balance records are
- * deleted — after the sums are written with format 4, so a crash part-way never counts a half-deleted set.
- * Repeatable after a crash: every write is a put of the same value or a delete. Undefined when the store is current.
+ * writes). Before format 6, each wallet's journal is replayed with today's `evolve`, and each journal record that
+ * created or rewrote history entries is rewritten with them (`h`). Before format 3 the replay also writes the
+ * transfer index and outbox flag and replaces the snapshot with the replayed state (a format-1 snapshot holds the
+ * history inside), and a format-2 store's credit entries, keyed by id alone, are deleted. Before format 4 the
+ * running sums are counted from the replayed states (written with format 4, so an interrupted upgrade does not
+ * count them again). Then the records earlier formats kept and this one does not are deleted: balances (format 4),
+ * history entries (format 5). Repeatable after a crash: every write is a put of the same value or a delete.
+ * Undefined when the store is current.
  */
 export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<UpgradeReport | undefined> {
   const store = journal.store;
   const format = (await store.get<number>(META, "format")) ?? 0;
   if (format >= STORE_FORMAT) return undefined;
   const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0 };
+  const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+  report.replayed = await replayWallets(journal, records, format, (w) => {
+    if (!w.opened) return;
+    sums.available += w.available;
+    sums.pending += w.pending;
+    sums.reserved += w.reserved;
+    sums.wallets++;
+  });
   if (format < 4) {
-    const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
-    const add = (a: bigint, p: bigint, r: bigint) => {
-      sums.available += a;
-      sums.pending += p;
-      sums.reserved += r;
-      sums.wallets++;
-    };
-    if (format < 3) {
-      report.replayed = await replayWallets(journal, records, format, (w) => w.opened && add(w.available, w.pending, w.reserved));
-    } else {
-      for await (const [, v] of store.iterate<WalletView>(BALANCES)) add(v.a, v.p, v.r);
-    }
     report.counted = Number(sums.wallets);
     await store.resetSums(sums, [{ type: "put", ns: META, key: "format", value: 4 }]);
   }
-  for (;;) {
-    const ops: StoreOp[] = [];
-    for await (const key of store.keys(BALANCES, { limit: 1000 })) ops.push({ type: "del", ns: BALANCES, key });
-    if (ops.length === 0) break;
-    await store.batch(ops);
-    report.deleted += ops.length;
+  for (const ns of [BALANCES, HISTORY]) {
+    for (;;) {
+      const ops: StoreOp[] = [];
+      for await (const key of store.keys(ns, { limit: 1000 })) ops.push({ type: "del", ns, key });
+      if (ops.length === 0) break;
+      await store.batch(ops);
+      report.deleted += ops.length;
+    }
   }
   await store.put(META, "format", STORE_FORMAT);
   return report;
 }
 
-/** Replays every wallet's journal and rewrites its records and snapshot (see above); `replayed` sees each final state. */
+/** Replays every wallet's journal and rewrites what `format` lacks (see above); `replayed` sees each final state. */
 async function replayWallets(journal: Journal, records: WalletRecords, format: number, replayed: (w: WalletState) => void): Promise<number> {
   const store = journal.store;
   let wallets = 0;
@@ -210,19 +229,22 @@ async function replayWallets(journal: Journal, records: WalletRecords, format: n
     let state = emptyWallet(userKey);
     const ops: StoreOp[] = [];
     for (const ev of events) {
-      const e = (ev.data as JournalRecord<never>).e;
+      const data = ev.data as WalletRecordData;
       const states = [];
       let s = state;
-      for (const x of e as WalletEvent[]) {
+      for (const x of data.e) {
         states.push((s = evolve(s, x)));
         if (format === 2 && x.t === "transfer_received") ops.push({ type: "del", ns: TRANSFERS, key: store.mac("transfer", userKey + SEP + "in" + SEP + x.id) });
       }
-      ops.push(...records.ops(state, e, states));
+      const made = records.forCommand(state, data.e, states);
+      if (format < 3) ops.push(...made.ops);
+      if (made.history && !data.h) ops.push(Journal.eventOp(key, ev.sequenceNumber, { ...data, h: made.history }, ev.createdAt, ev.tags));
       state = s;
     }
     const last = events.at(-1);
-    if (last) ops.push(Journal.snapshotOp({ key, sequenceNumber: last.sequenceNumber, data: state, createdAt: Date.now() }));
-    await store.batch(ops);
+    if (last && format < 3) ops.push(Journal.snapshotOp({ key, sequenceNumber: last.sequenceNumber, data: state, createdAt: Date.now() }));
+    // A long journal is rewritten in several batches (each put stands alone).
+    for (let i = 0; i < ops.length; i += 1000) await store.batch(ops.slice(i, i + 1000));
     replayed(state);
     wallets++;
   }

@@ -29,15 +29,19 @@ export interface JournalSnapshot {
 }
 
 /**
- * What a persistent actor journals per command: its events, and store records (a read model: balances, history)
- * to write in the same atomic batch, with what they add to the store's running sums. The records and sums are
- * applied, not journalled: replay needs only the events.
+ * What a persistent actor journals per command: its events; store records (a read model) to write in the same
+ * atomic batch, and what they add to the store's running sums — applied, not journalled; and `h`, kept in the
+ * journal beside the events for readers of the journal (a wallet's history entries), never replayed.
  */
 export interface JournalRecord<E> {
   e: E[];
   r?: StoreOp[];
   s?: Sums;
+  h?: unknown;
 }
+
+/** What a command persists besides its events. */
+export type JournalExtras = Omit<JournalRecord<never>, "e">;
 
 export interface JournalOptions {
   log?: Pick<Logger, "warn" | "error">;
@@ -141,12 +145,25 @@ export class Journal {
     if (data !== null && typeof data === "object" && ("r" in data || "s" in data)) {
       ({ r: records, s: add, ...data } = data as JournalRecord<unknown>);
     }
-    const ops: StoreOp[] = [{ type: "put", ns: EVENTS, key: ev.key + SEP + pad(ev.sequenceNumber), value: ev.tags.length ? { d: data, t: ev.createdAt, g: ev.tags } : { d: data, t: ev.createdAt } }];
+    const ops: StoreOp[] = [Journal.eventOp(ev.key, ev.sequenceNumber, data, ev.createdAt, ev.tags)];
     if (records) for (const op of records) ops.push(op);
     // Encoded before the number is claimed: a record that cannot be stored fails here and claims nothing.
     const encoded = this.store.encodeOps(ops);
     this.#last.set(ev.key, ev.sequenceNumber);
     return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]], add);
+  }
+
+  /**
+   * The data of `key`'s journal records, newest first, as stored (`d`: for an actor, its `e` and `h`). A reader
+   * stops when it has what it wants; nothing is read ahead.
+   */
+  static async *backwards(store: EncryptedStore, key: string): AsyncGenerator<unknown> {
+    for await (const [, v] of store.iterate<{ d: unknown }>(EVENTS, { gt: key + SEP, lt: key + SEP + "~", reverse: true })) yield v.d;
+  }
+
+  /** The record an event is stored as (also for an upgrade rewriting a record with what later formats keep). */
+  static eventOp(key: string, sequenceNumber: number, data: unknown, createdAt: number, tags: readonly string[]): StoreOp {
+    return { type: "put", ns: EVENTS, key: key + SEP + pad(sequenceNumber), value: tags.length ? { d: data, t: createdAt, g: tags } : { d: data, t: createdAt } };
   }
 
   /** The record a snapshot is stored as, for writers that must put one in a batch of their own (an upgrade). */

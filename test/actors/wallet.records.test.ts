@@ -40,7 +40,7 @@ const ok = <T>(r: T | Refusal): T => {
   return r;
 };
 
-t.test("history pages newest first over the newest `limit` entries; older ones leave the disk", async (t) => {
+t.test("history pages newest first over the newest `limit` entries, read from the journal (no record per entry)", async (t) => {
   const w = await open(t.testdir());
   t.teardown(() => w.close());
   for (let i = 1; i <= 8; i++) ok(await w.registry.send("u_a", "receive_transfer", { id: `t${i}`, from: "u_src", amount: BigInt(i) }));
@@ -51,7 +51,7 @@ t.test("history pages newest first over the newest `limit` entries; older ones l
   t.same(ok(await w.registry.history("u_a", 99, 2)).page, 2, "a page past the end shows the last one");
   let stored = 0;
   for await (const _ of w.store.keys("history")) stored++;
-  t.equal(stored, 5, "the trimmed entries are deleted");
+  t.equal(stored, 0, "the entries ride in the journal records");
   t.match(await w.registry.history("u_nobody", 0, 5), { code: "not_found" }, "no wallet, no history");
 });
 
@@ -212,12 +212,46 @@ t.test("the store's running sums follow every wallet's balance, through a restar
     ...views.map((b, i) => ({ type: "put" as const, ns: "balances", key: users[i]!, value: { a: b.available, p: b.pending, r: b.reserved, o: false } })),
     { type: "put", ns: META, key: "format", value: 3 },
   ]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4, deleted: 4 }, "no journal replayed, four records counted and deleted");
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 4, counted: 4, deleted: 4 }, "four journals replayed (for their history entries), four wallets counted, four balance records deleted");
   t.same(walletSums(w.store.sums), balances);
   t.equal(await w.store.get(META, "format"), STORE_FORMAT);
   // Interrupted after the sums were written (format 4), before every record was deleted: the rest goes, the sums stay.
   await w.store.batch([{ type: "put", ns: "balances", key: "u_g", value: { a: 1n, p: 0n, r: 0n, o: false } }, { type: "put", ns: META, key: "format", value: 4 }]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 0, counted: 0, deleted: 1 });
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 4, counted: 0, deleted: 1 });
   t.same(walletSums(w.store.sums), balances, "not counted again");
   await w.close();
+});
+
+t.test("a format-5 store is upgraded once: history entries move into the journal records, the history records go", async (t) => {
+  const dir = t.testdir();
+  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
+  const journal = new Journal(store);
+  const at = 1_700_000_000_000;
+  const events = [
+    [{ t: "opened", at }, { t: "transfer_received", id: "in-1", from: "u_src", amount: "5000", at }],
+    [{ t: "withdrawal_reserved", id: "w1", address: "bcrt1qd", amount: "1000", fee: "200", at }],
+    [{ t: "transfer_sent", id: "out-1", to: "u_dst", amount: "700", at }],
+    [{ t: "withdrawal_broadcast", id: "w1", txid: "aa".repeat(32), at }],
+    [{ t: "withdrawal_settled", id: "w1", txid: "aa".repeat(32), fee: "150", at }],
+  ];
+  for (let i = 0; i < events.length; i++) await journal.persist({ key: "wallet:u_five", sequenceNumber: i + 1, data: { e: events[i] }, tags: [], createdAt: at, isDeleted: false });
+  // What format 5 wrote beside the journal: one record per entry, rewritten when its status changed.
+  const entry = (n: number, value: object) => ({ type: "put" as const, ns: "history", key: `u_five\u0001${String(n).padStart(12, "0")}`, value });
+  await store.resetSums({ available: 3950n, pending: 0n, reserved: 0n, wallets: 1n }, [
+    entry(1, { at, kind: "transfer_in", amount: 5000n, ref: "in-1", status: "received", counterparty: "u_src" }),
+    entry(2, { at, kind: "withdrawal", amount: -1150n, ref: "w1", status: "sent" }),
+    entry(3, { at, kind: "transfer_out", amount: -700n, ref: "out-1", status: "sent", counterparty: "u_dst" }),
+    { type: "put", ns: META, key: "format", value: 5 },
+  ]);
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 5, replayed: 1, counted: 0, deleted: 3 });
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
+  t.same(walletSums(store.sums), { available: 3950n, pending: 0n, reserved: 0n, wallets: 1n }, "the sums are not counted again");
+  await store.close();
+
+  const w = await open(dir, 100);
+  t.teardown(() => w.close());
+  t.same(ok(await w.registry.history("u_five", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]),
+    [["out-1", "sent", -700n], ["w1", "sent", -1150n], ["in-1", "received", 5000n]], "the same entries, each at its newest status");
+  t.same(ok(await w.registry.history("u_five", 1, 2)).entries.map((e) => e.ref), ["in-1"], "and paged the same way");
+  t.same(ok(await w.registry.read("u_five", "balance", {})), { available: 3150n, pending: 0n, reserved: 0n });
 });
