@@ -21,15 +21,25 @@ interface WalletView {
   o: boolean;
 }
 
-/** Format 5's history records, `history/<userKey>\u0001<entry number>` (format 6 deletes them). */
+/**
+ * Formats 2 to 5 kept history entries in records of their own, `history/<userKey>\u0001<entry number>`, kept up to
+ * date and trimmed to the newest `limit`. Format 6 leaves them in place for the wallets that have them: a page
+ * reads the journal back to the first record written before format 6 and the older entries from here.
+ */
 const HISTORY = "history";
+const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 const TRANSFERS = "xfer";
 const SEP = "\u0001";
 
 /** The history entries one command created or rewrote, by entry number (1 = the wallet's first). */
-export type HistoryChanges = Array<[number, HistoryEntry]>;
+export type HistoryChanges = ReadonlyArray<readonly [number, HistoryEntry]>;
+/** Most commands change no entry: one shared empty list (it is only ever encoded). */
+const NO_CHANGES: HistoryChanges = Object.freeze([]);
 
-/** What a wallet's journal record holds: its events, and the history entries they created or rewrote. */
+/**
+ * What a wallet's journal record holds: its events, and the history entries they created or rewrote — present in
+ * every record since format 6 (empty when none), which is how a reader tells the records from before it.
+ */
 interface WalletRecordData {
   e: WalletEvent[];
   h?: HistoryChanges;
@@ -91,16 +101,16 @@ export class WalletRecords {
 
   /**
    * What goes with one command's events: the store records (the transfer index, the outbox flag when it changes)
-   * and the history entries the events created or rewrote (undefined: none).
+   * and the history entries the events created or rewrote (often none: an empty list, journalled all the same).
    */
-  forCommand(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): { ops: StoreOp[]; history: HistoryChanges | undefined } {
+  forCommand(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): { ops: StoreOp[]; history: HistoryChanges } {
     const userKey = before.userKey;
     const ops: StoreOp[] = [];
-    let history: HistoryChanges | undefined;
+    let history = NO_CHANGES;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!, after = states[i]!;
       const entry = historyEntryOf(after, e);
-      if (entry) (history ??= []).push(entry);
+      if (entry) history = history === NO_CHANGES ? [entry] : [...history, entry];
       if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)), value: after.historyTotal });
       else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
     }
@@ -122,10 +132,25 @@ export class WalletRecords {
     const p = Math.min(Math.max(0, Math.floor(page) || 0), pages - 1);
     const hi = total - p * size, lo = Math.max(total - kept + 1, hi - size + 1);
     const found = new Map<number, HistoryEntry>();
+    const take = (h: HistoryChanges | undefined) => {
+      for (const [n, entry] of h ?? []) if (n >= lo && n <= hi && !found.has(n)) found.set(n, entry);
+      return found.size === hi - lo + 1;
+    };
     if (hi >= lo && hi > 0) {
+      let done = false, older = false;
       for await (const data of Journal.backwards(this.#store, walletJournalKey(userKey))) {
-        for (const [n, entry] of (data as WalletRecordData).h ?? []) if (n >= lo && n <= hi && !found.has(n)) found.set(n, entry);
-        if (found.size === hi - lo + 1) break;
+        const h = (data as WalletRecordData).h;
+        // A record from before format 6: the older entries are in their own records (newer versions came first).
+        if (!h) {
+          older = true;
+          break;
+        }
+        if ((done = take(h))) break;
+      }
+      if (!done && older) {
+        const rest: Array<[number, HistoryEntry]> = [];
+        for await (const [k, entry] of this.#store.iterate<HistoryEntry>(HISTORY, { gte: seqKey(userKey, lo), lte: seqKey(userKey, hi) })) rest.push([Number(k.slice(userKey.length + 1)), entry]);
+        take(rest);
       }
     }
     const entries: HistoryEntry[] = [];
@@ -163,7 +188,8 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * The store format these records belong to: 2 since history and the transfer index left the wallets' state; 3 since
  * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
  * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
- * 6 since history entries ride in the journal records instead of records of their own.
+ * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
+ * their own.
  */
 export const STORE_FORMAT = 6;
 
@@ -179,46 +205,56 @@ const BALANCES = "balances";
 
 /**
  * Brings a store written before the current format up to it, once (at the engine's start, before any wallet
- * writes). Before format 6, each wallet's journal is replayed with today's `evolve`, and each journal record that
- * created or rewrote history entries is rewritten with them (`h`). Before format 3 the replay also writes the
- * transfer index and outbox flag and replaces the snapshot with the replayed state (a format-1 snapshot holds the
- * history inside), and a format-2 store's credit entries, keyed by id alone, are deleted. Before format 4 the
- * running sums are counted from the replayed states (written with format 4, so an interrupted upgrade does not
- * count them again). Then the records earlier formats kept and this one does not are deleted: balances (format 4),
- * history entries (format 5). Repeatable after a crash: every write is a put of the same value or a delete.
- * Undefined when the store is current.
+ * writes). Before format 3, each wallet's journal is replayed with today's `evolve`: the transfer index and outbox
+ * flag are written from the replay, every journal record is rewritten with the history entries it created or
+ * changed (format 2's history records are then deleted), the snapshot is replaced by the replayed state (a
+ * format-1 snapshot holds the history inside), and a format-2 store's credit entries, keyed by id alone, are
+ * deleted. Before format 4 the running sums are counted, from the replayed states or from format 3's balance
+ * records, and written with format 4 (an interrupted upgrade does not count them twice). Before format 5 the
+ * balance records are deleted. Formats 3 to 5 keep their history records, which pages read below the journal
+ * records written since: nothing is replayed (a replay costs ~50 µs per journal record here). Repeatable after a
+ * crash: every write is a put of the same value or a delete. Undefined when the store is current.
  */
 export async function upgradeWalletRecords(journal: Journal, records: WalletRecords): Promise<UpgradeReport | undefined> {
   const store = journal.store;
   const format = (await store.get<number>(META, "format")) ?? 0;
   if (format >= STORE_FORMAT) return undefined;
   const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0 };
-  const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
-  report.replayed = await replayWallets(journal, records, format, (w) => {
-    if (!w.opened) return;
-    sums.available += w.available;
-    sums.pending += w.pending;
-    sums.reserved += w.reserved;
-    sums.wallets++;
-  });
   if (format < 4) {
+    const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+    const add = (a: bigint, p: bigint, r: bigint) => {
+      sums.available += a;
+      sums.pending += p;
+      sums.reserved += r;
+      sums.wallets++;
+    };
+    if (format < 3) report.replayed = await replayWallets(journal, records, format, (w) => w.opened && add(w.available, w.pending, w.reserved));
+    else for await (const [, v] of store.iterate<WalletView>(BALANCES)) add(v.a, v.p, v.r);
     report.counted = Number(sums.wallets);
     await store.resetSums(sums, [{ type: "put", ns: META, key: "format", value: 4 }]);
   }
-  for (const ns of [BALANCES, HISTORY]) {
-    for (;;) {
-      const ops: StoreOp[] = [];
-      for await (const key of store.keys(ns, { limit: 1000 })) ops.push({ type: "del", ns, key });
-      if (ops.length === 0) break;
-      await store.batch(ops);
-      report.deleted += ops.length;
-    }
-  }
+  if (format < 3) report.deleted += await deleteAll(store, HISTORY);
+  if (format < 5) report.deleted += await deleteAll(store, BALANCES);
   await store.put(META, "format", STORE_FORMAT);
   return report;
 }
 
-/** Replays every wallet's journal and rewrites what `format` lacks (see above); `replayed` sees each final state. */
+/** Deletes every record of a namespace, 1,000 to a batch, in one pass (a seek from the start would step over the deleted ones again). */
+async function deleteAll(store: EncryptedStore, ns: string): Promise<number> {
+  let ops: StoreOp[] = [], deleted = 0;
+  for await (const key of store.keys(ns)) {
+    ops.push({ type: "del", ns, key });
+    if (ops.length === 1000) {
+      await store.batch(ops);
+      deleted += ops.length;
+      ops = [];
+    }
+  }
+  if (ops.length) await store.batch(ops);
+  return deleted + ops.length;
+}
+
+/** Before format 3: replays every wallet's journal and rewrites what it lacks (see above); `replayed` sees each final state. */
 async function replayWallets(journal: Journal, records: WalletRecords, format: number, replayed: (w: WalletState) => void): Promise<number> {
   const store = journal.store;
   let wallets = 0;
@@ -237,12 +273,12 @@ async function replayWallets(journal: Journal, records: WalletRecords, format: n
         if (format === 2 && x.t === "transfer_received") ops.push({ type: "del", ns: TRANSFERS, key: store.mac("transfer", userKey + SEP + "in" + SEP + x.id) });
       }
       const made = records.forCommand(state, data.e, states);
-      if (format < 3) ops.push(...made.ops);
-      if (made.history && !data.h) ops.push(Journal.eventOp(key, ev.sequenceNumber, { ...data, h: made.history }, ev.createdAt, ev.tags));
+      ops.push(...made.ops);
+      if (!data.h) ops.push(Journal.eventOp(key, ev.sequenceNumber, { ...data, h: made.history }, ev.createdAt, ev.tags));
       state = s;
     }
     const last = events.at(-1);
-    if (last && format < 3) ops.push(Journal.snapshotOp({ key, sequenceNumber: last.sequenceNumber, data: state, createdAt: Date.now() }));
+    if (last) ops.push(Journal.snapshotOp({ key, sequenceNumber: last.sequenceNumber, data: state, createdAt: Date.now() }));
     // A long journal is rewritten in several batches (each put stands alone).
     for (let i = 0; i < ops.length; i += 1000) await store.batch(ops.slice(i, i + 1000));
     replayed(state);

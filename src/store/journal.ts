@@ -155,7 +155,7 @@ export class Journal {
 
   /**
    * The data of `key`'s journal records, newest first, as stored (`d`: for an actor, its `e` and `h`). A reader
-   * stops when it has what it wants; nothing is read ahead.
+   * stops when it has what it wants.
    */
   static async *backwards(store: EncryptedStore, key: string): AsyncGenerator<unknown> {
     for await (const [, v] of store.iterate<{ d: unknown }>(EVENTS, { gt: key + SEP, lt: key + SEP + "~", reverse: true })) yield v.d;
