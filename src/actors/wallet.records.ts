@@ -7,7 +7,6 @@
 // (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry.
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
-import type { JournalRecord } from "./runtime.ts";
 import { emptyWallet, evolve, historyEntryOf } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
 import type { HistoryEntry, WalletEvent, WalletState } from "./wallet.messages.ts";
@@ -27,9 +26,9 @@ interface WalletView {
  * reads the journal back to the first record written before format 6 and the older entries from here.
  */
 const HISTORY = "history";
-const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 const TRANSFERS = "xfer";
 const SEP = "\u0001";
+const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 
 /** The history entries one command created or rewrote, by entry number (1 = the wallet's first). */
 export type HistoryChanges = ReadonlyArray<readonly [number, HistoryEntry]>;
@@ -69,7 +68,7 @@ export function walletSums(s: Sums): WalletSums {
 }
 
 /** Transfers awaiting acknowledgement or withdrawals awaiting settlement (twice per command: no arrays made). */
-export function hasOpenWork(s: WalletState): boolean {
+function hasOpenWork(s: WalletState): boolean {
   for (const _ in s.outgoing) return true;
   for (const id in s.withdrawals) {
     const status = s.withdrawals[id]!.status;
