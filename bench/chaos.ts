@@ -372,10 +372,13 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for (const w of wallets.values()) {
       owed += w.available + w.pending + w.reserved;
       for (const [id, t] of Object.entries(w.outgoing)) {
-        if (t.to.startsWith("cheque:")) {
-          // Debited for a cheque the cheque book has not recorded as funded: the escrow does not count it yet.
-          if (cheques.cheques[t.to.slice(7)]?.status === "awaiting_funds") owed += t.amount;
-        } else if (!records.received(t.to, w.userKey, id)) owed += t.amount; // credit not applied yet
+        // Debited for a cheque the cheque book has not recorded as funded (the escrow does not count it yet), or for a
+        // user whose credit is not applied yet: in flight, counted here once.
+        const landed = t.to.startsWith("cheque:") ? cheques.cheques[t.to.slice(7)]?.status !== "awaiting_funds" : records.received(t.to, w.userKey, id);
+        if (landed) continue;
+        owed += t.amount;
+        // Liveness: a debit's credit is re-sent after every restart until it lands, so none is left at the end.
+        if (final) problems.push(`transfer ${id} from ${w.userKey} to ${t.to} was debited and never credited`);
       }
     }
     // The running sums the watchdog reads are written in the same batches as the journals: always equal to them.
