@@ -254,12 +254,12 @@ t.test("a format-5 store is upgraded at no cost: pages read its history records 
     [["out-1", "sent", -700n], ["w1", "sent", -1150n], ["in-1", "received", 5000n]], "the same entries, each at its newest status");
   t.same(ok(await w.registry.history("u_five", 1, 2)).entries.map((e) => e.ref), ["in-1"], "and paged the same way");
   t.same(ok(await w.registry.read("u_five", "balance", {})), { available: 3150n, pending: 0n, reserved: 0n });
-  // After the upgrade: new entries come from the journal, older ones from the base, a changed one at its newest.
+  // After the upgrade: new entries come from the journal, older ones from their records, a changed one at its newest.
   ok(await w.registry.send("u_five", "reserve_withdrawal", { request: { id: "w2", address: "bcrt1qd", amount: 1000n, fee: 100n, dustLimit: 546n, dailyLimit: 10n ** 9n } }));
   ok(await w.registry.send("u_five", "receive_transfer", { id: "in-2", from: "u_src", amount: 50n }));
   ok(await w.registry.send("u_five", "withdrawal_released", { id: "w2", reason: "test" }));
   t.same(ok(await w.registry.history("u_five", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]),
     [["in-2", "received", 50n], ["w2", "released", 0n], ["out-1", "sent", -700n], ["w1", "sent", -1150n], ["in-1", "received", 5000n]]);
-  t.same(ok(await w.registry.history("u_five", 0, 3)).entries.map((e) => e.ref), ["in-2", "w2", "out-1"], "a page across journal and base");
-  t.same(ok(await w.registry.history("u_five", 1, 3)).entries.map((e) => e.ref), ["w1", "in-1"], "a page from the base alone");
+  t.same(ok(await w.registry.history("u_five", 0, 3)).entries.map((e) => e.ref), ["in-2", "w2", "out-1"], "a page across the journal and the old records");
+  t.same(ok(await w.registry.history("u_five", 1, 3)).entries.map((e) => e.ref), ["w1", "in-1"], "a page from the old records alone");
 });
