@@ -35,6 +35,14 @@ async function open(path: string, limit = 5) {
   };
 }
 
+/** A store as an older engine left it: `events` journalled for `userKey`, one record each, events only. */
+async function oldStore(dir: string, userKey: string, events: object[][], at: number) {
+  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
+  const journal = new Journal(store);
+  for (let i = 0; i < events.length; i++) await journal.persist({ key: `wallet:${userKey}`, sequenceNumber: i + 1, data: { e: events[i] }, tags: [], createdAt: at, isDeleted: false });
+  return { store, journal };
+}
+
 const ok = <T>(r: T | Refusal): T => {
   if (isRefusal(r)) throw new Error(r.message);
   return r;
@@ -112,8 +120,6 @@ t.test("the outbox flag is written when it changes; no balance record per wallet
 t.test("a store from before format 2 is upgraded once: history, index, snapshots and sums rebuilt from the journals", async (t) => {
   const dir = t.testdir();
   // What the engine wrote before: journal records of events only, and a snapshot with the history inside.
-  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
-  const journal = new Journal(store);
   const at = 1_700_000_000_000;
   const old = [
     [{ t: "opened", at }, { t: "transfer_received", id: "in-1", from: "u_src", amount: "5000", at }],
@@ -122,7 +128,7 @@ t.test("a store from before format 2 is upgraded once: history, index, snapshots
     [{ t: "transfer_sent", id: "out-1", to: "u_dst", amount: "1000", at }],
     [{ t: "transfer_acked", id: "out-1" }],
   ];
-  for (let i = 0; i < old.length; i++) await journal.persist({ key: "wallet:u_old", sequenceNumber: i + 1, data: { e: old[i] }, tags: [], createdAt: at, isDeleted: false });
+  const { store, journal } = await oldStore(dir, "u_old", old, at);
   await journal.takeSnapshot({ key: "wallet:u_old", sequenceNumber: 3, data: { userKey: "u_old", opened: true, history: [{ ref: "in-1" }], incoming: { "in-1": 1 } }, createdAt: at });
   t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1, deleted: 0 }, "one wallet upgraded");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
@@ -143,14 +149,12 @@ t.test("a store from before format 2 is upgraded once: history, index, snapshots
 
 t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, the id-only entries deleted", async (t) => {
   const dir = t.testdir();
-  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
-  const journal = new Journal(store);
   const at = 1_700_000_000_000;
   const events = [
     [{ t: "opened", at }, { t: "transfer_received", id: "same", from: "u_one", amount: "700", at }],
     [{ t: "transfer_sent", id: "out-1", to: "u_one", amount: "100", at }],
   ];
-  for (let i = 0; i < events.length; i++) await journal.persist({ key: "wallet:u_two", sequenceNumber: i + 1, data: { e: events[i] }, tags: [], createdAt: at, isDeleted: false });
+  const { store, journal } = await oldStore(dir, "u_two", events, at);
   // What format 2 wrote beside the journal: its index keyed a credit by the receiver and the id alone.
   const legacy = store.mac("transfer", "u_two\u0001in\u0001same");
   await store.batch([
@@ -224,8 +228,6 @@ t.test("the store's running sums follow every wallet's balance, through a restar
 
 t.test("a format-5 store is upgraded at no cost: pages read its history records below the journal records written since", async (t) => {
   const dir = t.testdir();
-  const store = await EncryptedStore.open({ path: dir, keyring, sync: false });
-  const journal = new Journal(store);
   const at = 1_700_000_000_000;
   const events = [
     [{ t: "opened", at }, { t: "transfer_received", id: "in-1", from: "u_src", amount: "5000", at }],
@@ -234,7 +236,7 @@ t.test("a format-5 store is upgraded at no cost: pages read its history records 
     [{ t: "withdrawal_broadcast", id: "w1", txid: "aa".repeat(32), at }],
     [{ t: "withdrawal_settled", id: "w1", txid: "aa".repeat(32), fee: "150", at }],
   ];
-  for (let i = 0; i < events.length; i++) await journal.persist({ key: "wallet:u_five", sequenceNumber: i + 1, data: { e: events[i] }, tags: [], createdAt: at, isDeleted: false });
+  const { store, journal } = await oldStore(dir, "u_five", events, at);
   // What format 5 wrote beside the journal: one record per entry, rewritten when its status changed.
   const entry = (n: number, value: object) => ({ type: "put" as const, ns: "history", key: `u_five\u0001${String(n).padStart(12, "0")}`, value });
   await store.resetSums({ available: 3950n, pending: 0n, reserved: 0n, wallets: 1n }, [
