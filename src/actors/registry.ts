@@ -50,9 +50,9 @@ interface Entry {
   /** When the entry last moved to the recent end of the LRU order (see #touch). */
   movedAt: number;
   /** Replies of commands sent and not yet answered, so a stop can answer them instead of dropping them. */
-  pending?: Set<Reply<never>>;
+  pending: Set<Reply<never>> | undefined;
   /** The wallet's last committed state (published by the actor), for reads without a message. */
-  state?: WalletState;
+  state: WalletState | undefined;
 }
 
 export interface RegistryStats {
@@ -172,7 +172,7 @@ export class WalletRegistry {
         const tracked: Reply<R> = (r) => {
           entry.pending?.delete(tracked as Reply<never>);
           // Most wallets sit idle: keep no empty set around for them.
-          if (entry.pending?.size === 0) delete entry.pending;
+          if (entry.pending?.size === 0) entry.pending = undefined;
           reply(r);
         };
         (entry.pending ??= new Set()).add(tracked as Reply<never>);
@@ -244,7 +244,9 @@ export class WalletRegistry {
       { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
     );
     const now = this.#now();
-    const entry: Entry = { ref, inFlight: 0, lastUsed: now, movedAt: now };
+    // Every field from the start, and none ever deleted: a delete turns the object into a dictionary with a shape of
+    // its own, ~900 bytes more for each resident wallet.
+    const entry: Entry = { ref, inFlight: 0, lastUsed: now, movedAt: now, pending: undefined, state: undefined };
     this.#entries.set(userKey, entry);
     this.stats.activations++;
     this.stats.resident = this.#entries.size;
@@ -288,7 +290,7 @@ export class WalletRegistry {
     this.#entries.delete(userKey);
     this.#o.system.stop(e.ref);
     for (const reply of [...(e.pending ?? [])]) (reply as Reply<Refusal>)(refuse("internal", why));
-    delete e.pending;
+    e.pending = undefined;
     this.stats.resident = this.#entries.size;
   }
 
@@ -302,7 +304,7 @@ export class WalletRegistry {
     if (message) (message.reply as Reply<Refusal>)(refuse("internal", "Something went wrong; nothing was moved. Please try again."));
     const entry = this.#entries.get(userKey);
     // The actor replays its journal: until it handles a message again, reads go through it.
-    if (entry) delete entry.state;
+    if (entry) entry.state = undefined;
     if (recent.length > this.#o.crashBudget) {
       this.stats.stoppedAfterCrashes++;
       this.#o.log.error({ userKey, crashes: recent.length, err: error }, "wallet stopped after repeated crashes; operator attention needed");
