@@ -71,6 +71,8 @@ export interface PersistentBehaviour<S, M, E> {
   handle: (state: S, msg: M, persist: (events: E[], extras?: JournalExtras) => Promise<void>) => S | Promise<S>;
   /** Take a snapshot of the state every N journalled commands (the journal's codec handles bigint). */
   snapshotEvery?: number;
+  /** The state from a snapshot's data (which lost what JSON drops, such as fields set to undefined). */
+  restore?: (data: S) => S;
 }
 
 export interface CrashPolicy<M> {
@@ -136,6 +138,7 @@ export class ActorSystem {
     let ref: Ref<M>;
     const inner = spawnPersistent(this.#system, f, behaviour.key, name, {
       snapshotEvery: behaviour.snapshotEvery,
+      ...(behaviour.restore ? { snapshotDecoder: behaviour.restore } : {}),
       onCrash: (msg: M | JournalRecord<E> | undefined, error: unknown, ctx: NactSupervisionCtx) => {
         // A crash during replay carries a journal record, not a live message.
         const live = replaying ? undefined : (msg as M | undefined);

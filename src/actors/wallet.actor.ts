@@ -55,6 +55,8 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
   const now = o.now ?? Date.now;
   return {
     initial: (key) => emptyWallet(key.slice(WALLET_KEY_PREFIX.length)),
+    // Every field present again, as in a new wallet (see emptyWallet: it keeps the state's hidden class shared).
+    restore: (data) => ({ ...emptyWallet(data.userKey), ...data }),
     evolve,
     snapshotEvery: o.snapshotEvery,
     async handle(state, cmd, persist) {

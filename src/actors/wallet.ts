@@ -33,10 +33,15 @@ const NONE = Object.freeze(Object.create(null)) as Record<string, never>;
 const NO_LIST = Object.freeze([]) as unknown as never[];
 const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 
+/**
+ * Every field of the state, the optional ones as undefined: a spread that adds a field the source lacks
+ * (`{ ...s, openedAt }`) gives each object a hidden class of its own in V8 (~380 bytes per resident wallet), while
+ * one that only replaces fields shares the source's.
+ */
 export function emptyWallet(userKey: string): WalletState {
   return {
-    userKey, opened: false, available: 0n, pending: 0n, reserved: 0n, addresses: NO_LIST, deposits: NONE, withdrawals: NONE,
-    outgoing: NONE, historyTotal: 0, day: NO_DAY,
+    userKey, opened: false, openedAt: undefined, chatHandle: undefined, frozen: undefined, available: 0n, pending: 0n, reserved: 0n,
+    addresses: NO_LIST, deposits: NONE, withdrawals: NONE, outgoing: NONE, historyTotal: 0, day: NO_DAY, told: undefined,
   };
 }
 
