@@ -231,7 +231,19 @@ if (want("memory")) {
   await r.journal.flushed();
   gc();
   const heapPer = (process.memoryUsage().heapUsed - heap0) / n;
-  const youngGrowth = youngBytes() - young0, rssPer = (process.memoryUsage().rss - rss0 - youngGrowth) / n;
+  const youngGrowth = youngBytes() - young0, burstRssPer = (process.memoryUsage().rss - rss0 - youngGrowth) / n;
+  // Settled: the burst that opened them left old-space pages sparse (its garbage, promoted, then freed); the next
+  // full collection compacts them (here forced, as the first was), and V8 returns the freed pages from a background
+  // thread a moment later: RSS is read until it stops falling (at most 2 s).
+  gc();
+  let rss = process.memoryUsage().rss;
+  for (let i = 0; i < 40; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = process.memoryUsage().rss;
+    if (now >= rss && i >= 3) break;
+    rss = Math.min(rss, now);
+  }
+  const rssPer = (rss - rss0 - (youngBytes() - young0)) / n;
   r.registry.passivateAll();
   await r.close();
   // Start-up: open the store that now holds n users and start a registry on it (nothing is loaded eagerly).
@@ -247,8 +259,8 @@ if (want("memory")) {
   gc();
   const barePer = (process.memoryUsage().heapUsed - b0) / 10_000;
   bare.shutdown();
-  results.memory = { wallets: n, heap_bytes_per_wallet: Math.round(heapPer), rss_bytes_per_wallet: Math.round(rssPer), young_generation_growth_bytes: youngGrowth, start_ms_with_users_on_disk: Math.round(startMs), baseline_bare_actor_heap_bytes: Math.round(barePer), ratio: +(heapPer / barePer).toFixed(2) };
-  rows.push([`memory: ${fmt(n)} resident idle wallets`, `${fmt(heapPer)} B heap, ${fmt(rssPer)} B RSS each (young generation's growth, ${fmt(youngGrowth / 2 ** 20)} MB, not counted); start with them on disk ${fmt(startMs)} ms`, `${fmt(barePer)} B bare nact actor (${refs.length} spawned)`, `${(heapPer / barePer).toFixed(1)}× (goal ≤ 4 KB each, start ≤ 2 s)`]);
+  results.memory = { wallets: n, heap_bytes_per_wallet: Math.round(heapPer), rss_bytes_per_wallet: Math.round(rssPer), rss_bytes_per_wallet_right_after_burst: Math.round(burstRssPer), young_generation_growth_bytes: youngGrowth, start_ms_with_users_on_disk: Math.round(startMs), baseline_bare_actor_heap_bytes: Math.round(barePer), ratio: +(heapPer / barePer).toFixed(2) };
+  rows.push([`memory: ${fmt(n)} resident idle wallets`, `${fmt(heapPer)} B heap, ${fmt(rssPer)} B RSS each settled (${fmt(burstRssPer)} B right after the burst; young generation's growth, ${fmt(youngGrowth / 2 ** 20)} MB, not counted); start with them on disk ${fmt(startMs)} ms`, `${fmt(barePer)} B bare nact actor (${refs.length} spawned)`, `${(heapPer / barePer).toFixed(1)}× (goal ≤ 4 KB each, start ≤ 2 s)`]);
 }
 
 // 5, 6 and 7 need a real bitcoind (and 7 a Bot API stand-in).
