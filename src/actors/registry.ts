@@ -104,7 +104,9 @@ export class WalletRegistry {
 
   /** Sends a typed command to a wallet and waits for its answer (or a refusal). */
   send<T extends WalletCommandType>(userKey: string, type: T, args: ArgsOf<T>, timeoutMs?: number): Promise<AnswerOf<T> | Refusal> {
-    return this.ask<AnswerOf<T>>(userKey, (reply) => ({ ...args, type, reply }) as unknown as WalletCommand, timeoutMs);
+    // Not `{ ...args, type, reply }`: a spread that adds fields its source lacks gives each object a hidden class of its
+    // own in V8 (~2 µs, and every reader of the command megamorphic); assigning onto a literal follows shared ones.
+    return this.ask<AnswerOf<T>>(userKey, (reply) => Object.assign({ type, reply }, args) as unknown as WalletCommand, timeoutMs);
   }
 
   /**
@@ -124,7 +126,7 @@ export class WalletRegistry {
     if (!answers) this.#answers.set(e.state, (answers = {}));
     let answer = answers[type] as Promise<AnswerOf<T> | Refusal> | undefined;
     if (!answer) {
-      const d = decide(e.state, { ...args, type, reply: () => undefined } as unknown as WalletCommand, { now: this.#now() });
+      const d = decide(e.state, Object.assign({ type, reply: () => undefined }, args) as unknown as WalletCommand, { now: this.#now() });
       if (!isRefusal(d) && d.events.length > 0) return this.send(userKey, type, args); // not a pure read after all
       answer = answers[type] = Promise.resolve(Object.freeze(isRefusal(d) ? d : d.answer(e.state)) as AnswerOf<T> | Refusal);
     }

@@ -131,7 +131,8 @@ export class ActorSystem {
       if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
       const persist = async (events: E[], extras?: JournalExtras): Promise<void> => {
         if (events.length === 0) return;
-        await ctx.persist(extras ? { ...extras, e: events } : { e: events });
+        // A record of its own shape (a spread adding `e` would give every record a hidden class of its own).
+        await ctx.persist(extras ? { e: events, r: extras.r, s: extras.s, h: extras.h } : { e: events });
       };
       return handle(current, msg as M, persist);
     };

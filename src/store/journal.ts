@@ -143,7 +143,11 @@ export class Journal {
     }
     let data = ev.data, records: StoreOp[] | undefined, add: Sums | undefined;
     if (data !== null && typeof data === "object" && ("r" in data || "s" in data)) {
-      ({ r: records, s: add, ...data } = data as JournalRecord<unknown>);
+      // What is kept in the record: its events and `h` (a rest pattern here cost a runtime call per record).
+      const record = data as JournalRecord<unknown>;
+      records = record.r;
+      add = record.s;
+      data = record.h === undefined ? { e: record.e } : { e: record.e, h: record.h };
     }
     const ops: StoreOp[] = [Journal.eventOp(ev.key, ev.sequenceNumber, data, ev.createdAt, ev.tags)];
     if (records) for (const op of records) ops.push(op);
