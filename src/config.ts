@@ -59,6 +59,8 @@ export const ConfigSchema = Obj(
       maxFeeRateSatVb: Int(1, 100_000),
       batchWindowMs: Int(0, 600_000),
       maxOutputsPerBatch: Int(1, 1000),
+      /** Finished payouts the payout book keeps (the newest); older ones leave it, remembered in the store. */
+      retainFinishedPayouts: Int(1, 1_000_000),
     }),
     transfers: Obj({ chequeTtlSec: Int(60), maxTransferSats: Sats }),
     telegram: Obj({

@@ -8,7 +8,7 @@ import { ActorSystem } from "./actors/runtime.ts";
 import { WalletRegistry } from "./actors/registry.ts";
 import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
-import type { PayoutState, PayoutStep } from "./actors/payout.ts";
+import { FinishedPayouts, type PayoutState, type PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { EngineRelay } from "./relay.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
@@ -104,6 +104,8 @@ export class Engine {
       node: { call: (method, params) => this.node.rawCall(method, params), signing: (sign) => this.node.signing(sign) },
       confirmations: config.deposits.confirmations,
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
+      finished: new FinishedPayouts(storage.store),
+      retainFinished: config.withdrawals.retainFinishedPayouts,
       batchWindowMs: config.withdrawals.batchWindowMs,
       afterBatch: () => this.watchdog(),
       feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),

@@ -50,7 +50,12 @@ export type PayoutEvent =
   | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
   | { t: "stuck"; batch: string; reason: string; at: number }
   /** These confirmed payouts' wallets answered that they have journalled the settlement. */
-  | { t: "wallet_settled"; ids: string[]; at: number };
+  | { t: "wallet_settled"; ids: string[]; at: number }
+  /**
+   * Finished payouts (confirmed, their wallets settled) beyond the newest `retainFinished` leave the book, with the
+   * batches left with none; the record of each that stays in the store answers a late re-submission.
+   */
+  | { t: "pruned"; ids: string[]; batches: string[]; at: number };
 
 export interface PayoutSummary {
   id: string;

@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
+import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import type { Batch, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
@@ -35,8 +36,41 @@ export interface PayoutHooks {
 /** The pipeline's steps, for tests that crash at each: a batch funded, signed, recorded, sent; sync's confirmations recorded. */
 export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed";
 
+/**
+ * Payouts that left the book (see the "pruned" event): one store record each, keyed by an HMAC of its id, written
+ * in the same batch as the event. A wallet re-submitting one (its message was late) is told it is confirmed.
+ */
+export class FinishedPayouts {
+  static readonly NS = "paid";
+  readonly #store: EncryptedStore;
+
+  constructor(store: EncryptedStore) {
+    this.#store = store;
+  }
+
+  get(id: string): PayoutSummary | undefined {
+    const r = this.#store.getSync<{ txid: string; fee: bigint }>(FinishedPayouts.NS, this.#key(id));
+    return r && { id, status: "confirmed", txid: r.txid, fee: r.fee };
+  }
+
+  op(id: string, txid: string, fee: bigint): StoreOp {
+    return { type: "put", ns: FinishedPayouts.NS, key: this.#key(id), value: { txid, fee } };
+  }
+
+  #key(id: string): string {
+    return this.#store.mac("payout", id);
+  }
+}
+
 export interface PayoutOptions {
   node: PayoutNode;
+  /** Where pruned payouts are remembered. */
+  finished: FinishedPayouts;
+  /**
+   * Finished payouts the book keeps (the newest; what /payouts and the console show): more would make every event,
+   * which copies the book, and every snapshot of it grow with the service's whole past.
+   */
+  retainFinished: number;
   hooks: PayoutHooks;
   log: Logger;
   confirmations: number;
@@ -50,46 +84,73 @@ export interface PayoutOptions {
 export const PAYOUT_JOURNAL_KEY = "payouts";
 
 export function emptyPayouts(): PayoutState {
-  return { payouts: {}, batches: {}, seq: 0 };
+  return { payouts: idMap(), batches: idMap(), seq: 0 };
+}
+
+/**
+ * A copy of a map keyed by ids, without a prototype: V8 keeps it in dictionary mode. An object literal would get a
+ * hidden class per set of keys, and ids never repeat, so every event made one as large as the book. Without a
+ * prototype an id such as "__proto__" or "toString" is an ordinary key too.
+ */
+function idMap<T>(m?: Readonly<Record<string, T>>): Record<string, T> {
+  const c = Object.create(null) as Record<string, T>;
+  if (m) for (const k in m) c[k] = m[k]!;
+  return c;
 }
 
 /** Pure: applies one event. */
 export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
   switch (e.t) {
     case "queued": {
-      const p: Payout = { userKey: e.userKey, address: e.address, amount: BigInt(e.amount), quotedFee: BigInt(e.quotedFee), status: "queued", at: e.at };
-      return { ...s, payouts: { ...s.payouts, [e.id]: p } };
+      // Every field from the start (a spread adding one later gives each payout a hidden class of its own).
+      const p: Payout = {
+        userKey: e.userKey, address: e.address, amount: BigInt(e.amount), quotedFee: BigInt(e.quotedFee), status: "queued", batch: undefined, fee: undefined,
+        walletSettled: undefined, at: e.at,
+      };
+      const payouts = idMap(s.payouts);
+      payouts[e.id] = p;
+      return { ...s, payouts };
     }
     case "signed": {
-      const payouts = { ...s.payouts };
+      const payouts = idMap(s.payouts);
       let quoted = 0n;
       e.ids.forEach((id, i) => {
         const p = payouts[id]!;
         quoted += p.quotedFee;
         payouts[id] = { ...p, status: "signed", batch: e.batch, fee: BigInt(e.shares[i]!) };
       });
-      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at };
-      return { ...s, seq: s.seq + 1, payouts, batches: { ...s.batches, [e.batch]: b } };
+      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined };
+      const batches = idMap(s.batches);
+      batches[e.batch] = b;
+      return { ...s, seq: s.seq + 1, payouts, batches };
     }
     case "broadcast":
     case "confirmed":
     case "stuck": {
       const b = s.batches[e.batch]!;
       const status = e.t === "broadcast" ? "broadcast" : e.t === "confirmed" ? "confirmed" : "stuck";
-      const payouts = { ...s.payouts };
+      const payouts = idMap(s.payouts), batches = idMap(s.batches);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
-      return { ...s, payouts, batches: { ...s.batches, [e.batch]: { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) } } };
+      batches[e.batch] = { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) };
+      return { ...s, payouts, batches };
     }
     case "wallet_settled": {
-      const payouts = { ...s.payouts };
+      const payouts = idMap(s.payouts);
       for (const id of e.ids) payouts[id] = { ...payouts[id]!, walletSettled: true };
       return { ...s, payouts };
     }
+    case "pruned": {
+      const payouts = idMap(s.payouts), batches = idMap(s.batches);
+      for (const id of e.ids) delete payouts[id];
+      for (const b of e.batches) delete batches[b];
+      return { ...s, payouts, batches };
+    }
     case "replaced": {
       const b = s.batches[e.batch]!;
-      const payouts = { ...s.payouts };
+      const payouts = idMap(s.payouts), batches = idMap(s.batches);
       b.ids.forEach((id, i) => (payouts[id] = { ...payouts[id]!, fee: BigInt(e.shares[i]!), status: "signed" }));
-      return { ...s, payouts, batches: { ...s.batches, [e.batch]: { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] } } };
+      batches[e.batch] = { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] };
+      return { ...s, payouts, batches };
     }
   }
 }
@@ -112,6 +173,9 @@ export function feeShares(fee: bigint, quoted: bigint[]): bigint[] {
   });
 }
 
+/** Journals events (with store records written in the same batch) and moves the book on. */
+type Commit = (events: PayoutEvent[], records?: StoreOp[]) => Promise<void>;
+
 interface RpcError {
   code?: number;
   message?: string;
@@ -127,8 +191,8 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
     snapshotEvery: 200,
     async handle(state, cmd, persist) {
       let s = state;
-      const commit = async (events: PayoutEvent[]) => {
-        await persist(events);
+      const commit = async (events: PayoutEvent[], records?: StoreOp[]) => {
+        await persist(events, records ? { r: records } : undefined);
         s = events.reduce(evolvePayouts, s);
       };
       switch (cmd.type) {
@@ -145,6 +209,11 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         case "submit": {
           const known = s.payouts[cmd.id];
           if (!known) {
+            const finished = o.finished.get(cmd.id);
+            if (finished) {
+              cmd.reply(finished);
+              return s;
+            }
             await commit([{ t: "queued", id: cmd.id, userKey: cmd.userKey, address: cmd.address, amount: cmd.amount.toString(), quotedFee: cmd.quotedFee.toString(), at: now() }]);
           } else {
             reannounce(cmd.id, known, s, o);
@@ -279,7 +348,7 @@ async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[])
   return n;
 }
 
-async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
+async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
   const rebroadcast = await rebroadcastAll(get, commit, o, now);
   let confirmed = 0;
   for (const [batch, b] of Object.entries(get().batches)) {
@@ -293,7 +362,31 @@ async function sync(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promis
     }
   }
   if (confirmed > 0) step("confirmed");
-  return { confirmed, rebroadcast, settled: await settleWallets(get, commit, o, now) };
+  const settled = await settleWallets(get, commit, o, now);
+  await prune(get, commit, o, now);
+  return { confirmed, rebroadcast, settled };
+}
+
+/** At most this many payouts leave the book in one event (one journal record, one store batch). */
+const PRUNE_CHUNK = 1000;
+
+/**
+ * Finished payouts — confirmed, and their wallets have journalled the settlement, so nothing will ask about them
+ * but a late re-submission — beyond the newest `retainFinished` leave the book, oldest first, each remembered by
+ * a store record written in the same batch; so do the confirmed batches left with no payout.
+ */
+async function prune(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+  const finished = Object.entries(get().payouts).filter(([, p]) => p.status === "confirmed" && p.walletSettled).sort((a, b) => a[1].at - b[1].at);
+  const excess = finished.slice(0, Math.max(0, finished.length - o.retainFinished));
+  for (let i = 0; i < excess.length; i += PRUNE_CHUNK) {
+    const chunk = excess.slice(i, i + PRUNE_CHUNK);
+    const s = get();
+    const records = chunk.map(([id, p]) => o.finished.op(id, s.batches[p.batch!]!.txid, p.fee ?? p.quotedFee));
+    const leaving = new Set(chunk.map(([id]) => id));
+    const batches = [...new Set(chunk.map(([, p]) => p.batch!))]
+      .filter((b) => s.batches[b]!.status === "confirmed" && s.batches[b]!.ids.every((id) => leaving.has(id) || !s.payouts[id]));
+    await commit([{ t: "pruned", ids: chunk.map(([id]) => id), batches, at: now() }], records);
+  }
 }
 
 /** Wallets told at once; more would activate a crowd of wallets together (after an upgrade, every old payout). */

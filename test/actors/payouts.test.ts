@@ -278,3 +278,42 @@ t.test("the node's wallet is encrypted and locked except while signing; payouts 
   t.equal(await received(te, dest), 3_000_000n, "a payout after a restart");
   t.equal((await te.node.rpc<{ unlocked_until: number }>("getwalletinfo", [], "engine")).unlocked_until, 0, "and locked");
 });
+
+t.test("finished payouts beyond the retained number leave the book; a late re-submission of one is answered, never paid again", async (t) => {
+  const te = await startTestEngine({ withdrawals: { retainFinishedPayouts: 1 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "pruned", "1");
+  await te.mine(1);
+  const [dest1, dest2] = [await te.node.outsideAddress(), await te.node.outsideAddress()];
+  const first = (await withdraw(te.engine.relay, key, dest1, "0.1")).quote;
+  await te.engine.payouts.flush();
+  await settle(te);
+  t.ok((await te.engine.payouts.state()).payouts[first.id]?.walletSettled, "one finished payout: kept");
+  const second = (await withdraw(te.engine.relay, key, dest2, "0.2")).quote;
+  await te.engine.payouts.flush();
+  await settle(te);
+  const book = await te.engine.payouts.state();
+  t.same(Object.keys(book.payouts), [second.id], "the older finished payout left the book");
+  t.equal(Object.keys(book.batches).length, 1, "and so did its batch");
+  const st = await te.engine.registry.send(key, "state", {});
+  if (isRefusal(st)) throw new Error(st.message);
+  const w1 = st.withdrawals[first.id]!;
+  t.equal(w1.status, "sent");
+
+  // The wallet's own submission of that withdrawal, arriving late (a message from before its settlement).
+  const late = async () => {
+    const r = await te.engine.payouts.submit(key, first.id, { ...w1, status: "broadcast" });
+    t.same(r, { id: first.id, status: "confirmed", txid: w1.txid, fee: w1.fee }, "answered from the store's record");
+    t.notOk((await te.engine.payouts.state()).payouts[first.id], "not queued again");
+    t.same(await te.engine.payouts.flush(), { batches: 0 }, "nothing to pay");
+  };
+  await late();
+  await te.restart();
+  t.notOk((await te.engine.payouts.state()).payouts[first.id], "replayed after a restart: still out of the book");
+  await late();
+  t.equal(await received(te, dest1), 10_000_000n, "paid once");
+  t.equal(await received(te, dest2), 20_000_000n, "paid once");
+  const r = await te.engine.solvency();
+  t.ok(r.ok && r.liabilities.inFlightPayouts === 0n, "the books agree");
+});
