@@ -61,6 +61,8 @@ export class Engine {
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
   #blockWork: Promise<void> = Promise.resolve();
+  /** Payouts that left the payout book, remembered in the store. */
+  readonly #finishedPayouts: FinishedPayouts;
   #announcing: Promise<void> = Promise.resolve();
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
@@ -98,13 +100,14 @@ export class Engine {
       maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
     });
     this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });
+    this.#finishedPayouts = new FinishedPayouts(storage.store);
     this.payouts = new PayoutService({
       system: this.system,
       log,
       node: { call: (method, params) => this.node.rawCall(method, params), signing: (sign) => this.node.signing(sign) },
       confirmations: config.deposits.confirmations,
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,
-      finished: new FinishedPayouts(storage.store),
+      finished: this.#finishedPayouts,
       retainFinished: config.withdrawals.retainFinishedPayouts,
       batchWindowMs: config.withdrawals.batchWindowMs,
       afterBatch: () => this.watchdog(),
@@ -210,6 +213,7 @@ export class Engine {
       log: this.log,
       listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
       payouts: () => this.payouts.state(),
+      paidBy: (txid) => this.#finishedPayouts.paidBy(txid),
       freeze: (userKey, reason) => this.registry.send(userKey, "freeze", { reason, by: "restore" }),
       holdings: () => this.#holdings(),
     }, { sinceBlock, archive: mark.archive });

@@ -57,8 +57,22 @@ export class FinishedPayouts {
     return { type: "put", ns: FinishedPayouts.NS, key: this.#key(id), value: { txid, fee } };
   }
 
+  /** Whether this transaction is one of a batch that left the book (a restore's reconciliation asks). */
+  paidBy(txid: string): boolean {
+    return this.#store.getSync<true>(FinishedPayouts.NS, this.#txKey(txid)) !== undefined;
+  }
+
+  /** A pruned batch's transaction, and those its fee bumps replaced. */
+  txOps(b: Batch): StoreOp[] {
+    return [b.txid, ...b.replaced].map((txid) => ({ type: "put", ns: FinishedPayouts.NS, key: this.#txKey(txid), value: true }));
+  }
+
   #key(id: string): string {
     return this.#store.mac("payout", id);
+  }
+
+  #txKey(txid: string): string {
+    return this.#store.mac("payout-tx", txid);
   }
 }
 
@@ -385,6 +399,7 @@ async function prune(get: () => PayoutState, commit: Commit, o: PayoutOptions, n
     const leaving = new Set(chunk.map(([id]) => id));
     const batches = [...new Set(chunk.map(([, p]) => p.batch!))]
       .filter((b) => s.batches[b]!.status === "confirmed" && s.batches[b]!.ids.every((id) => leaving.has(id) || !s.payouts[id]));
+    for (const b of batches) records.push(...o.finished.txOps(s.batches[b]!));
     await commit([{ t: "pruned", ids: chunk.map(([id]) => id), batches, at: now() }], records);
   }
 }

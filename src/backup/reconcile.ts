@@ -27,6 +27,8 @@ export interface ReconcileDeps {
   /** Every transaction of the node wallet since the block (all of them when undefined). */
   listSinceBlock: (hash: string | undefined) => Promise<ListSinceBlock>;
   payouts: () => Promise<PayoutState>;
+  /** Whether a transaction paid a batch that has left the payout book (finished, pruned: see payout.ts). */
+  paidBy: (txid: string) => boolean;
   freeze: (userKey: string, reason: string) => Promise<unknown>;
   /** Every wallet and what it holds that a payout could take (available + reserved; undefined: unknown). */
   holdings: () => AsyncIterable<[userKey: string, sats: bigint | undefined]>;
@@ -47,7 +49,7 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   const since = await d.listSinceBlock(o.sinceBlock);
   const byTx = new Map<string, UnknownSpend>();
   for (const t of since.transactions) {
-    if (t.category !== "send" || known.has(t.txid) || t.confirmations < 0 || t.abandoned) continue;
+    if (t.category !== "send" || known.has(t.txid) || t.confirmations < 0 || t.abandoned || d.paidBy(t.txid)) continue;
     const u = byTx.get(t.txid) ?? { txid: t.txid, confirmations: t.confirmations, outputs: [] };
     u.outputs.push({ address: t.address ?? "(no address)", sats: (-btcNumberToSats(t.amount)).toString() });
     byTx.set(t.txid, u);

@@ -4,6 +4,9 @@ import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import type { Relay } from "../../src/relay.types.ts";
+import { FinishedPayouts } from "../../src/actors/payout.ts";
+import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
+import { silentLogger } from "../../src/log.ts";
 
 type Step = "funded" | "signed" | "recorded" | "sent";
 
@@ -316,4 +319,12 @@ t.test("finished payouts beyond the retained number leave the book; a late re-su
   t.equal(await received(te, dest2), 20_000_000n, "paid once");
   const r = await te.engine.solvency();
   t.ok(r.ok && r.liabilities.inFlightPayouts === 0n, "the books agree");
+  // A restore's reconciliation over the node wallet's whole history: the pruned batch's transaction is known.
+  const finished = new FinishedPayouts(te.engine.storage.store);
+  t.ok(finished.paidBy(w1.txid!), "the pruned batch's txid is remembered");
+  const incident = await reconcileAfterRestore({
+    log: silentLogger, listSinceBlock: (hash) => te.engine.node.listSinceBlock(hash, 1), payouts: () => te.engine.payouts.state(),
+    paidBy: (txid) => finished.paidBy(txid), freeze: async () => t.fail("nothing to freeze"), holdings: async function* () {},
+  }, { sinceBlock: undefined, archive: "test" });
+  t.equal(incident, undefined, "no unknown spend");
 });
