@@ -44,6 +44,9 @@ export interface ChaosResult {
   killsDuringPayout: number;
   /** The master key rotation killed part-way and resumed (once per run). */
   rotation?: { interrupted: boolean; resumed: boolean };
+  /** Acknowledged withdrawals, and the finished payouts that left the payout book (its retention is 5 here). */
+  withdrawals: number;
+  pruned: number;
 }
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
@@ -118,6 +121,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
+  const final = { payouts: 0, pruned: 0 };
   let bitcoindKills = 0;
   let killsDuringPayout = 0;
   let rotation: ChaosResult["rotation"];
@@ -195,7 +199,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       await (killing ?? kill());
       await bounce;
       if (k === rotateRound) rotation = await rotateKilled(env, log);
-      const inFlight = { payouts: 0 };
+      const inFlight = { payouts: 0, pruned: 0 };
       violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled, inFlight)).map((v) => `kill ${k + 1}: ${v}`));
       if (inFlight.payouts > 0) killsDuringPayout++;
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
@@ -207,7 +211,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     // A clean stop, then the checks once more with payouts confirmed, and the restore drill: a clean stop ships
     // everything, so the backup must hold the store's last commit.
     if (!(await stop())) violations.push("final: the engine did not stop within 30 s of SIGTERM");
-    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true, unsettled)).map((v) => `final: ${v}`));
+    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true, unsettled, final)).map((v) => `final: ${v}`));
     const drill = await restoreDrill(dir, masterKey, node, acked);
     restoreLag = drill.lag;
     if (drill.lag !== 0) violations.push(`restore drill: the backup is ${drill.lag} commits behind the store after a clean stop`);
@@ -217,7 +221,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, withdrawals: acked.withdrawals.size, pruned: final.pruned, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
 }
 
 const SETTLE_BLOCKS = 6;
@@ -310,8 +314,11 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
 /** JSON.stringify's replacer for bigint amounts (in messages). */
 const big = (_k: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v);
 
-/** Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight. */
-async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number }): Promise<string[]> {
+/**
+ * Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight,
+ * `found.pruned` those that had left the payout book.
+ */
+async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number; pruned: number }): Promise<string[]> {
   const problems: string[] = [];
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
@@ -333,7 +340,11 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
         if (broken) problems.push(`${userKey}: ${broken}`);
         wallets.set(userKey, s);
       } else if (key === "payouts") {
-        for (const r of records) payouts = (r.data as JournalRecord<PayoutEvent>).e.reduce(evolvePayouts, payouts);
+        for (const r of records) {
+          const events = (r.data as JournalRecord<PayoutEvent>).e;
+          for (const e of events) if (e.t === "pruned" && found) found.pruned += e.ids.length;
+          payouts = events.reduce(evolvePayouts, payouts);
+        }
       } else if (key === "cheques") {
         for (const r of records) cheques = (r.data as JournalRecord<ChequeEvent>).e.reduce(evolveCheques, cheques);
       }
@@ -419,6 +430,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands, ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book), ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }
