@@ -250,7 +250,8 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     case "deposit_seen": {
       const amount = BigInt(e.amount);
       const h = s.historyTotal + 1;
-      const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, h };
+      // Every field from the start, as for the state (see emptyWallet): the deposit stays in the state.
+      const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, confirmedAt: undefined, h };
       return { ...s, pending: s.pending + amount, deposits: withKey(s.deposits, e.outpoint, d), historyTotal: h };
     }
     case "deposit_confirmed": {
@@ -271,7 +272,7 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);
       const today = dayOf(e.at);
       const h = s.historyTotal + 1;
-      const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", at: e.at, h };
+      const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", txid: undefined, fee: undefined, at: e.at, h };
       return {
         ...s, available: s.available - amount - fee, reserved: s.reserved + amount + fee,
         withdrawals: withKey(s.withdrawals, e.id, w), historyTotal: h,
