@@ -67,9 +67,10 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     RUNIGUN_NODE_MANAGED: "false", RUNIGUN_NODE_RPC_URL: node.rpcUrl, RUNIGUN_NODE_RPC_USER: node.user, RUNIGUN_NODE_RPC_PASSWORD: node.password,
     RUNIGUN_NODE_ADDRESS_POOL_SIZE: "20", RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_ADMIN_ENABLED: "false", RUNIGUN_DEPOSITS_POLL_MS: "100",
     RUNIGUN_STORE_SYNC: "true", RUNIGUN_BACKUP_DIR: join(dir, "backup"), RUNIGUN_BACKUP_SEGMENT_INTERVAL_MS: "200",
-    // Finished payouts leave the payout book after five (10,000 in production): pruning runs under the kills too, and
-    // a pruned payout paid twice shows on chain (checked per withdrawal below).
-    RUNIGUN_WITHDRAWALS_RETAIN_FINISHED_PAYOUTS: "5",
+    // Finished payouts leave the payout book after five, finished cheques the cheque book after three (10,000 each in
+    // production): pruning runs under the kills too; a pruned payout paid twice shows on chain (checked per withdrawal
+    // below), a pruned cheque paid twice in the balances.
+    RUNIGUN_WITHDRAWALS_RETAIN_FINISHED_PAYOUTS: "5", RUNIGUN_TRANSFERS_RETAIN_FINISHED_CHEQUES: "3",
   };
   let child: ChildProcess | undefined;
   let relay: RemoteRelay | undefined;

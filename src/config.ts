@@ -62,7 +62,12 @@ export const ConfigSchema = Obj(
       /** Finished payouts the payout book keeps (the newest); older ones leave it, remembered in the store. */
       retainFinishedPayouts: Int(1, 1_000_000),
     }),
-    transfers: Obj({ chequeTtlSec: Int(60), maxTransferSats: Sats }),
+    transfers: Obj({
+      chequeTtlSec: Int(60),
+      maxTransferSats: Sats,
+      /** Finished cheques the cheque book keeps (the newest); older ones leave it, remembered in the store. */
+      retainFinishedCheques: Int(1, 1_000_000),
+    }),
     telegram: Obj({
       apiRoot: Type.String({ pattern: "^https?://" }),
       mode: Type.Union([Type.Literal("polling"), Type.Literal("webhook")]),

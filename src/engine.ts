@@ -10,6 +10,7 @@ import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
 import { FinishedPayouts, type PayoutState, type PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
+import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import { walletJournalKey } from "./actors/wallet.actor.ts";
@@ -98,6 +99,7 @@ export class Engine {
     this.cheques = new ChequeService({
       system: this.system, registry: this.registry, log, ttlSec: config.transfers.chequeTtlSec,
       maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
+      finished: new FinishedCheques(storage.store), retainFinished: config.transfers.retainFinishedCheques,
     });
     this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });
     this.#finishedPayouts = new FinishedPayouts(storage.store);

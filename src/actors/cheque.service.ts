@@ -8,9 +8,9 @@ import type { ChequePort } from "../relay.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
 import type { WalletRegistry } from "./registry.ts";
 import type { TransferSink } from "./transfers.ts";
-import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeCommand, type ChequeState } from "./cheques.ts";
+import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState } from "./cheques.ts";
 
-export interface ChequeServiceOptions {
+export interface ChequeServiceOptions extends ChequeBookOptions {
   system: ActorSystem;
   registry: WalletRegistry;
   log: Logger;
@@ -32,7 +32,7 @@ export class ChequeService implements ChequePort, TransferSink {
     this.#o = o;
     const log = o.log.child({ actor: "cheques" });
     let crashes: number[] = [];
-    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start"))) }), {
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start"))) }, o), {
       onCrash: (r) => {
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
         const now = Date.now();
@@ -89,7 +89,12 @@ export class ChequeService implements ChequePort, TransferSink {
   }
 
   async escrow(): Promise<bigint> {
-    return escrowOf(await this.#ask<ChequeState>((reply) => ({ type: "state", reply })));
+    return escrowOf(await this.state());
+  }
+
+  /** The cheque book as it stands (by hash of the code; no codes). */
+  state(): Promise<ChequeState> {
+    return this.#ask<ChequeState>((reply) => ({ type: "state", reply }));
   }
 
   #track(p: Promise<unknown>): void {

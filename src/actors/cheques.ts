@@ -4,6 +4,7 @@
 // code is stored: a leaked journal does not leak claimable codes.
 import type { PersistentBehaviour, Reply } from "./runtime.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
+import type { EncryptedStore, StoreOp } from "../store/db.ts";
 
 export interface ChequeRecord {
   creator: string;
@@ -24,7 +25,12 @@ export type ChequeEvent =
   | { t: "funded"; hash: string }
   | { t: "claimed"; hash: string; by: string }
   | { t: "revoked"; hash: string }
-  | { t: "paid"; hash: string };
+  | { t: "paid"; hash: string }
+  /**
+   * Finished cheques (paid out, to the claimant or back to the creator) beyond the newest `retainFinished` leave the
+   * book; the record of each that stays in the store answers whatever still names it.
+   */
+  | { t: "pruned"; hashes: string[] };
 
 export type ChequeCommand =
   | { type: "create"; hash: string; creator: string; amount: bigint; expiresAt: number; reply: Reply<{ ok: true } | Refusal> }
@@ -41,21 +47,71 @@ export const chequeUserKey = (hash: string) => `cheque:${hash}`;
 /** The transfer id of a cheque's payout: derived, so a re-sent payout is credited once. */
 export const chequePayoutId = (hash: string) => `chq:${hash}`;
 
+export const emptyCheques = (): ChequeState => ({ cheques: Object.create(null) as Record<string, ChequeRecord> });
+
+/**
+ * Pure: applies one event. The map of cheques is copied without a prototype (V8 keeps it in dictionary mode: as an
+ * object literal, every new hash gave it a hidden class as large as the book); a cheque has every field from the
+ * start (a spread adding `payee` later gives each one a hidden class of its own).
+ */
 export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
+  const cheques = emptyCheques().cheques;
+  for (const h in s.cheques) cheques[h] = s.cheques[h]!;
+  if (e.t === "pruned") {
+    for (const h of e.hashes) delete cheques[h];
+    return { cheques };
+  }
   const c = s.cheques[e.hash];
   switch (e.t) {
     case "created":
-      return { cheques: { ...s.cheques, [e.hash]: { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds" } } };
+      cheques[e.hash] = { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined };
+      break;
     case "funded":
-      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "open" } } };
+      cheques[e.hash] = { ...c!, status: "open" };
+      break;
     case "claimed":
-      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "claimed", payee: e.by, paid: false } } };
+      cheques[e.hash] = { ...c!, status: "claimed", payee: e.by, paid: false };
+      break;
     case "revoked":
-      return { cheques: { ...s.cheques, [e.hash]: { ...c!, status: "revoked", payee: c!.creator, paid: false } } };
+      cheques[e.hash] = { ...c!, status: "revoked", payee: c!.creator, paid: false };
+      break;
     case "paid":
-      return { cheques: { ...s.cheques, [e.hash]: { ...c!, paid: true } } };
+      cheques[e.hash] = { ...c!, paid: true };
+      break;
+  }
+  return { cheques };
+}
+
+/**
+ * Cheques that left the book (see the "pruned" event): one store record each, keyed by the cheque's hash (itself an
+ * HMAC of the code), written in the same batch as the event. The book answers from it as from the cheque itself: a
+ * claim or revoke of an old code, a re-sent funding transfer, a repeated /cheque command.
+ */
+export class FinishedCheques {
+  static readonly NS = "cheque-done";
+  readonly #store: EncryptedStore;
+
+  constructor(store: EncryptedStore) {
+    this.#store = store;
+  }
+
+  get(hash: string): ChequeRecord | undefined {
+    return this.#store.getSync<ChequeRecord>(FinishedCheques.NS, hash);
+  }
+
+  op(hash: string, c: ChequeRecord): StoreOp {
+    return { type: "put", ns: FinishedCheques.NS, key: hash, value: c };
   }
 }
+
+export interface ChequeBookOptions {
+  finished: FinishedCheques;
+  /** Finished cheques the book keeps (the newest); the rest leave it, remembered in the store. */
+  retainFinished: number;
+}
+
+/** At most this many cheques leave the book in one event. */
+const PRUNE_CHUNK = 1000;
 
 /** Money held for open cheques (and for payouts not yet acknowledged): part of the engine's liabilities. */
 export function escrowOf(s: ChequeState): bigint {
@@ -69,10 +125,10 @@ export interface ChequeHooks {
   pay(hash: string, payee: string, amount: bigint): void;
 }
 
-export function chequeBehaviour(hooks: ChequeHooks): PersistentBehaviour<ChequeState, ChequeCommand, ChequeEvent> {
+export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): PersistentBehaviour<ChequeState, ChequeCommand, ChequeEvent> {
   return {
     key: CHEQUE_JOURNAL_KEY,
-    initial: () => ({ cheques: {} }),
+    initial: emptyCheques,
     evolve: evolveCheques,
     snapshotEvery: 200,
     async handle(s, cmd, persist) {
@@ -80,7 +136,9 @@ export function chequeBehaviour(hooks: ChequeHooks): PersistentBehaviour<ChequeS
         await persist([e]);
         return evolveCheques(s, e);
       };
-      const c = "hash" in cmd ? s.cheques[cmd.hash] : undefined;
+      // A cheque that left the book is answered from its record: it is finished (paid), so every command below
+      // treats it as a claimed or revoked cheque, as before it left.
+      const c = "hash" in cmd ? (s.cheques[cmd.hash] ?? o.finished.get(cmd.hash)) : undefined;
       switch (cmd.type) {
         case "state":
           cmd.reply(s);
@@ -133,7 +191,7 @@ export function chequeBehaviour(hooks: ChequeHooks): PersistentBehaviour<ChequeS
           if (!c || c.paid !== false) return answer(s, cmd.reply, { ok: true as const });
           const next = await commit({ t: "paid", hash: cmd.hash });
           cmd.reply({ ok: true });
-          return next;
+          return prune(next, persist, o);
         }
         case "resume": {
           let resent = 0;
@@ -149,6 +207,20 @@ export function chequeBehaviour(hooks: ChequeHooks): PersistentBehaviour<ChequeS
       }
     },
   };
+}
+
+/** Finished cheques beyond the newest `retainFinished` (in the order they were created) leave the book. */
+async function prune(s: ChequeState, persist: (events: ChequeEvent[], extras?: { r: StoreOp[] }) => Promise<void>, o: ChequeBookOptions): Promise<ChequeState> {
+  const finished: string[] = [];
+  for (const h in s.cheques) if (s.cheques[h]!.paid === true) finished.push(h);
+  const excess = finished.slice(0, Math.max(0, finished.length - o.retainFinished));
+  for (let i = 0; i < excess.length; i += PRUNE_CHUNK) {
+    const hashes = excess.slice(i, i + PRUNE_CHUNK);
+    const e: ChequeEvent = { t: "pruned", hashes };
+    await persist([e], { r: hashes.map((h) => o.finished.op(h, s.cheques[h]!)) });
+    s = evolveCheques(s, e);
+  }
+  return s;
 }
 
 function answer<R>(s: ChequeState, reply: Reply<R>, r: R): ChequeState {

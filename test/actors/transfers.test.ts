@@ -10,6 +10,7 @@ import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
 import { TransferCourier, gathered } from "../../src/actors/transfers.ts";
 import { ChequeService } from "../../src/actors/cheque.service.ts";
+import { FinishedCheques } from "../../src/actors/cheques.ts";
 import { silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
 
@@ -91,7 +92,9 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
     records: new WalletRecords(store, 100), snapshotEvery: 50, now: () => now,
     hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
   });
-  cheques = new ChequeService({ system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), now: () => now });
+  // The book keeps one finished cheque: the first one paid leaves it when the second is paid.
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 1 };
+  cheques = new ChequeService({ system, registry, log: silentLogger, ...book });
   courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
   t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
   await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
@@ -105,6 +108,8 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.match(await cheques.claim("u_bob", made.code), { amount: 30_000n });
   t.match(await cheques.claim("u_carol", made.code), { code: "already_claimed" });
   t.match(await cheques.revoke("u_alice", made.code), { code: "already_claimed" });
+  await cheques.settled();
+  const [madeHash] = Object.keys((await cheques.state()).cheques);
   const late = await cheques.create("u_alice", "cmd2", 10_000n);
   if (isRefusal(late)) throw new Error(late.message);
   await courier.settled();
@@ -118,6 +123,24 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   const b = await registry.send("u_bob", "balance", {});
   t.ok(!isRefusal(a) && !isRefusal(b));
   if (!isRefusal(a) && !isRefusal(b)) t.same([a.available, b.available], [70_000n, 30_000n], "100,000 sats, still 100,000 sats");
+  t.equal(await cheques.escrow(), 0n);
+
+  // Both paid: the older finished cheque left the book, and is answered from its record as before.
+  const left = async (label: string, c: ChequeService) => {
+    t.same(Object.keys((await c.state()).cheques).includes(madeHash!), false, `${label}: the first cheque left the book`);
+    t.match(await c.claim("u_carol", made.code), { code: "already_claimed" }, `${label}: a claim of its code`);
+    t.match(await c.revoke("u_alice", made.code), { code: "already_claimed" }, `${label}: a revoke`);
+    t.match(await c.create("u_alice", "cmd1", 30_000n), { code: made.code, amount: 30_000n }, `${label}: the same /cheque command again: the same cheque, not a second one`);
+    t.same(await c.receive("u_alice", `chqfund:${madeHash}`, `cheque:${madeHash}`, 30_000n), { ok: true }, `${label}: a re-sent funding transfer is acknowledged`);
+  };
+  await left("live", cheques);
+  // Replayed from the journal by a new book on the same store.
+  const again = new ActorSystem(journal);
+  t.teardown(() => again.shutdown());
+  await left("replayed", new ChequeService({ system: again, registry, log: silentLogger, ...book }));
+  await courier.settled();
+  const a2 = await registry.send("u_alice", "balance", {});
+  if (!isRefusal(a2)) t.equal(a2.available, 70_000n, "nothing moved");
   t.equal(await cheques.escrow(), 0n);
 });
 
