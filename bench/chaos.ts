@@ -47,6 +47,8 @@ export interface ChaosResult {
   /** Acknowledged withdrawals, and the finished payouts that left the payout book (its retention is 5 here). */
   withdrawals: number;
   pruned: number;
+  /** Paid cheques that left the cheque book (its retention is 3 here). */
+  chequesPruned: number;
 }
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
@@ -122,7 +124,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
-  const final = { payouts: 0, pruned: 0 };
+  const final = { payouts: 0, pruned: 0, cheques: 0 };
   let bitcoindKills = 0;
   let killsDuringPayout = 0;
   let rotation: ChaosResult["rotation"];
@@ -200,7 +202,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       await (killing ?? kill());
       await bounce;
       if (k === rotateRound) rotation = await rotateKilled(env, log);
-      const inFlight = { payouts: 0, pruned: 0 };
+      const inFlight = { payouts: 0, pruned: 0, cheques: 0 };
       violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled, inFlight)).map((v) => `kill ${k + 1}: ${v}`));
       if (inFlight.payouts > 0) killsDuringPayout++;
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
@@ -222,7 +224,7 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, withdrawals: acked.withdrawals.size, pruned: final.pruned, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, withdrawals: acked.withdrawals.size, pruned: final.pruned, chequesPruned: final.cheques, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
 }
 
 const SETTLE_BLOCKS = 6;
@@ -317,9 +319,9 @@ const big = (_k: string, v: unknown) => (typeof v === "bigint" ? v.toString() : 
 
 /**
  * Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight,
- * `found.pruned` those that had left the payout book.
+ * `found.pruned` those that had left the payout book, `found.cheques` the cheques that had left the cheque book.
  */
-async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number; pruned: number }): Promise<string[]> {
+async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number; pruned: number; cheques: number }): Promise<string[]> {
   const problems: string[] = [];
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
@@ -347,7 +349,11 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
           payouts = events.reduce(evolvePayouts, payouts);
         }
       } else if (key === "cheques") {
-        for (const r of records) cheques = (r.data as JournalRecord<ChequeEvent>).e.reduce(evolveCheques, cheques);
+        for (const r of records) {
+          const events = (r.data as JournalRecord<ChequeEvent>).e;
+          for (const e of events) if (e.t === "pruned" && found) found.cheques += e.hashes.length;
+          cheques = events.reduce(evolveCheques, cheques);
+        }
       }
     }
     // No acknowledged command lost.
@@ -431,6 +437,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book), ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book, ${r.chequesPruned} paid cheques the cheque book), ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }

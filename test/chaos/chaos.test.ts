@@ -14,4 +14,5 @@ t.test("20 kills of the engine process: no invariant violated, no acknowledged c
   t.same(r.violations, [], "no violations (the restore drill's included)");
   t.equal(r.restoreLag, 0, "the restore drill ran, and the backup held the store's last commit");
   t.ok(r.pruned > 0, `${r.pruned} of ${r.withdrawals} withdrawals' payouts left the payout book under the kills (its retention is 5 here)`);
+  t.ok(r.chequesPruned > 0, `${r.chequesPruned} paid cheques left the cheque book under the kills (its retention is 3 here)`);
 });
