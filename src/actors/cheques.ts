@@ -129,6 +129,8 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
   return {
     key: CHEQUE_JOURNAL_KEY,
     initial: emptyCheques,
+    // A snapshot's map comes back from JSON with a prototype: a dictionary again, as evolve keeps it.
+    restore: (d) => ({ cheques: Object.assign(emptyCheques().cheques, d.cheques) }),
     evolve: evolveCheques,
     snapshotEvery: 200,
     async handle(s, cmd, persist) {

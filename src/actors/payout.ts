@@ -201,6 +201,8 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
   return {
     key: PAYOUT_JOURNAL_KEY,
     initial: emptyPayouts,
+    // A snapshot's maps come back from JSON with a prototype: dictionaries again, as evolve keeps them.
+    restore: (d) => ({ ...d, payouts: idMap(d.payouts), batches: idMap(d.batches) }),
     evolve: evolvePayouts,
     snapshotEvery: 200,
     async handle(state, cmd, persist) {
