@@ -247,7 +247,7 @@ export class WalletRegistry {
     );
     const now = this.#now();
     // Every field from the start, and none ever deleted: a delete turns the object into a dictionary with a shape of
-    // its own, ~900 bytes more for each resident wallet.
+    // its own (~400 bytes more for each resident wallet, in a heap snapshot of 10k wallets).
     const entry: Entry = { ref, inFlight: 0, lastUsed: now, movedAt: now, pending: undefined, state: undefined };
     this.#entries.set(userKey, entry);
     this.stats.activations++;

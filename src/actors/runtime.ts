@@ -11,7 +11,7 @@ const { start, spawn, spawnPersistent, dispatch, stop, configurePersistence } = 
 
 // nact builds a context for every message it hands an actor: a copy of the actor's children Map, then, for a
 // persistent actor, a spread that adds `persist` (and on replay `recovering`). A spread that adds a field its source
-// lacks gives every object a hidden class of its own in V8: a few µs and ~400 bytes of garbage per message. This
+// lacks gives every object a hidden class of its own in V8 (~2 µs each in a micro-benchmark, and garbage). This
 // context has every field from the start, so those spreads only replace fields and share one hidden class. Our actors
 // never spawn children (every actor here is the system's), so `children` is one empty Map, and no context leaves
 // this file: the handlers below read `persist` and `recovering`, the crash handlers `reset`, `stop` and `resume`.
