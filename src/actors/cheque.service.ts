@@ -52,11 +52,12 @@ export class ChequeService implements ChequePort, TransferSink {
     const code = this.#o.mac("cheque-code", `${userKey}\u0000${id}`).slice(0, 22);
     const hash = this.#hash(code);
     const expiresAt = this.#now() + this.#o.ttlSec * 1000;
-    const created = await this.#ask<{ ok: true } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, amount, expiresAt, reply }));
+    const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, amount, expiresAt, reply }));
     if (isRefusal(created)) return created;
     const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount, maxAmount: this.#o.maxAmount });
     if (isRefusal(funded)) return funded;
-    return { code, amount, expiresAt };
+    // The cheque as the book has it: a repeated command, a day later, gets the expiry it was made with.
+    return { code, amount: created.amount, expiresAt: created.expiresAt };
   }
 
   async claim(userKey: string, code: string) {

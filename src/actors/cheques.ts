@@ -33,7 +33,8 @@ export type ChequeEvent =
   | { t: "pruned"; hashes: string[] };
 
 export type ChequeCommand =
-  | { type: "create"; hash: string; creator: string; amount: bigint; expiresAt: number; reply: Reply<{ ok: true } | Refusal> }
+  /** Answers the cheque as it stands: as it was made, when the same command comes again later. */
+  | { type: "create"; hash: string; creator: string; amount: bigint; expiresAt: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
   | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
   | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
@@ -147,11 +148,11 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           return s;
         case "create": {
           if (c) {
-            cmd.reply(c.creator === cmd.creator ? { ok: true } : refuse("duplicate", "That cheque code is taken; try again."));
+            cmd.reply(c.creator === cmd.creator ? { amount: c.amount, expiresAt: c.expiresAt } : refuse("duplicate", "That cheque code is taken; try again."));
             return s;
           }
           const next = await commit({ t: "created", hash: cmd.hash, creator: cmd.creator, amount: cmd.amount.toString(), expiresAt: cmd.expiresAt });
-          cmd.reply({ ok: true });
+          cmd.reply({ amount: cmd.amount, expiresAt: cmd.expiresAt });
           return next;
         }
         case "fund": {
