@@ -5,6 +5,7 @@
 import type { PersistentBehaviour, Reply } from "./runtime.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
+import { idMap } from "./idmap.ts";
 
 export interface ChequeRecord {
   creator: string;
@@ -48,16 +49,14 @@ export const chequeUserKey = (hash: string) => `cheque:${hash}`;
 /** The transfer id of a cheque's payout: derived, so a re-sent payout is credited once. */
 export const chequePayoutId = (hash: string) => `chq:${hash}`;
 
-export const emptyCheques = (): ChequeState => ({ cheques: Object.create(null) as Record<string, ChequeRecord> });
+export const emptyCheques = (): ChequeState => ({ cheques: idMap() });
 
 /**
- * Pure: applies one event. The map of cheques is copied without a prototype (V8 keeps it in dictionary mode: as an
- * object literal, every new hash gave it a hidden class as large as the book); a cheque has every field from the
- * start (a spread adding `payee` later gives each one a hidden class of its own).
+ * Pure: applies one event. The map of cheques is copied as a dictionary (idmap.ts); a cheque has every field from
+ * the start (a spread adding `payee` later gives each one a hidden class of its own).
  */
 export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
-  const cheques = emptyCheques().cheques;
-  for (const h in s.cheques) cheques[h] = s.cheques[h]!;
+  const cheques = idMap(s.cheques);
   if (e.t === "pruned") {
     for (const h of e.hashes) delete cheques[h];
     return { cheques };
@@ -131,7 +130,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
     key: CHEQUE_JOURNAL_KEY,
     initial: emptyCheques,
     // A snapshot's map comes back from JSON with a prototype: a dictionary again, as evolve keeps it.
-    restore: (d) => ({ cheques: Object.assign(emptyCheques().cheques, d.cheques) }),
+    restore: (d) => ({ cheques: idMap(d.cheques) }),
     evolve: evolveCheques,
     snapshotEvery: 200,
     async handle(s, cmd, persist) {

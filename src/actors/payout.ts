@@ -8,6 +8,7 @@ import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
+import { idMap, withKey } from "./idmap.ts";
 import type { Batch, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
@@ -101,17 +102,6 @@ export function emptyPayouts(): PayoutState {
   return { payouts: idMap(), batches: idMap(), seq: 0 };
 }
 
-/**
- * A copy of a map keyed by ids, without a prototype: V8 keeps it in dictionary mode. An object literal would get a
- * hidden class per set of keys, and ids never repeat, so every event made one as large as the book. Without a
- * prototype an id such as "__proto__" or "toString" is an ordinary key too.
- */
-function idMap<T>(m?: Readonly<Record<string, T>>): Record<string, T> {
-  const c = Object.create(null) as Record<string, T>;
-  if (m) for (const k in m) c[k] = m[k]!;
-  return c;
-}
-
 /** Pure: applies one event. */
 export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
   switch (e.t) {
@@ -121,9 +111,7 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
         userKey: e.userKey, address: e.address, amount: BigInt(e.amount), quotedFee: BigInt(e.quotedFee), status: "queued", batch: undefined, fee: undefined,
         walletSettled: undefined, at: e.at,
       };
-      const payouts = idMap(s.payouts);
-      payouts[e.id] = p;
-      return { ...s, payouts };
+      return { ...s, payouts: withKey(s.payouts, e.id, p) };
     }
     case "signed": {
       const payouts = idMap(s.payouts);
@@ -134,19 +122,16 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
         payouts[id] = { ...p, status: "signed", batch: e.batch, fee: BigInt(e.shares[i]!) };
       });
       const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined };
-      const batches = idMap(s.batches);
-      batches[e.batch] = b;
-      return { ...s, seq: s.seq + 1, payouts, batches };
+      return { ...s, seq: s.seq + 1, payouts, batches: withKey(s.batches, e.batch, b) };
     }
     case "broadcast":
     case "confirmed":
     case "stuck": {
       const b = s.batches[e.batch]!;
       const status = e.t === "broadcast" ? "broadcast" : e.t === "confirmed" ? "confirmed" : "stuck";
-      const payouts = idMap(s.payouts), batches = idMap(s.batches);
+      const payouts = idMap(s.payouts);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
-      batches[e.batch] = { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) };
-      return { ...s, payouts, batches };
+      return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) }) };
     }
     case "wallet_settled": {
       const payouts = idMap(s.payouts);
@@ -161,10 +146,10 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
     }
     case "replaced": {
       const b = s.batches[e.batch]!;
-      const payouts = idMap(s.payouts), batches = idMap(s.batches);
+      const payouts = idMap(s.payouts);
       b.ids.forEach((id, i) => (payouts[id] = { ...payouts[id]!, fee: BigInt(e.shares[i]!), status: "signed" }));
-      batches[e.batch] = { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] };
-      return { ...s, payouts, batches };
+      const batch: Batch = { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] };
+      return { ...s, payouts, batches: withKey(s.batches, e.batch, batch) };
     }
   }
 }

@@ -4,6 +4,7 @@
 // transfer, from the wallet's transfer index: wallet.records.ts).
 import { refuse, type Refusal, isRefusal } from "../domain/refusals.ts";
 import { describeAmount } from "../domain/money.ts";
+import { withKey } from "./idmap.ts";
 import type {
   Answer, BalanceView, Deposit, HistoryEntry, WalletCommand, WalletEvent, WalletNotice, WalletState, Withdrawal,
 } from "./wallet.messages.ts";
@@ -223,19 +224,6 @@ function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_tr
  */
 export function own<T>(m: Readonly<Record<string, T>>, id: string): T | undefined {
   return Object.hasOwn(m, id) ? m[id] : undefined;
-}
-
-/**
- * A copy of a map keyed by ids (outpoints, withdrawal and transfer ids) with `key` set, or removed when `value` is
- * undefined. The copy has no prototype, which puts it in V8's dictionary mode: an object literal gets a hidden class
- * per set of keys, and ids never repeat, so every event made a new one (about 10 µs an event, and a growing
- * transition tree). Without a prototype an id such as "__proto__" is an ordinary key too.
- */
-function withKey<T>(m: Readonly<Record<string, T>>, key: string, value: NoInfer<T> | undefined): Record<string, T> {
-  const c = Object.create(null) as Record<string, T>;
-  for (const k in m) if (k !== key) c[k] = m[k]!;
-  if (value !== undefined) c[key] = value;
-  return c;
 }
 
 /** Applies one event. Pure; the same code runs live and on replay. */
