@@ -18,7 +18,7 @@ import { restoreArchive } from "../src/backup/restore.ts";
 import { WalletRecords, walletSums } from "../src/actors/wallet.records.ts";
 import { Journal } from "../src/store/journal.ts";
 import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
-import { emptyWallet, evolve, checkInvariants, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
+import { emptyWallet, evolve, checkInvariants, own, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
 import { emptyPayouts, evolvePayouts, type PayoutEvent } from "../src/actors/payout.ts";
 import { chequePayoutId, chequeUserKey, escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
 import type { JournalRecord } from "../src/actors/runtime.ts";
@@ -356,18 +356,20 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
         }
       }
     }
+    // A withdrawal, open in its wallet's state or finished in the wallet's records.
+    const withdrawalIn = (u: string, id: string) => own(wallets.get(u)?.withdrawals ?? {}, id) ?? records.withdrawal(u, id);
     // No acknowledged command lost.
     for (const t of acked.transfers) {
       const [u, id] = t.split("|") as [string, string];
       const w = wallets.get(u);
       if (!w || !(w.outgoing[id] || records.sent(u, id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
     }
-    for (const [id, w] of acked.withdrawals) if (!wallets.get(w.key)?.withdrawals[id]) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
+    for (const [id, w] of acked.withdrawals) if (!withdrawalIn(w.key, id)) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
     // Each payout on chain once: a destination never received more than its amount.
     for (const [id, w] of acked.withdrawals) {
       const got = BigInt(Math.round((await node.rpc<number>("getreceivedbyaddress", [w.dest, 0], "outside")) * 1e8));
       if (got > w.amount) problems.push(`withdrawal ${id} paid ${got} sats for ${w.amount}`);
-      if (final && wallets.get(w.key)?.withdrawals[id]?.status === "sent" && got !== w.amount) problems.push(`withdrawal ${id} settled but the chain shows ${got}`);
+      if (final && withdrawalIn(w.key, id)?.status === "sent" && got !== w.amount) problems.push(`withdrawal ${id} settled but the chain shows ${got}`);
     }
     // No satoshi created: what the books owe never exceeds what the node holds. Money in flight between two
     // journals after a kill (a debit whose credit is not acknowledged yet) must be counted exactly once.
@@ -377,11 +379,11 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for (const [id, p] of Object.entries(payouts.payouts)) {
       // Paid by the node and still reserved in the wallet: signed or broadcast, or confirmed with the wallet's
       // settlement not journalled yet when the engine died (the payout book re-sends it at the next start).
-      if (p.status === "confirmed" && ["reserved", "broadcast"].includes(wallets.get(p.userKey)?.withdrawals[id]?.status ?? "")) confirmedUnsettled.add(id);
+      if (p.status === "confirmed" && ["reserved", "broadcast"].includes(withdrawalIn(p.userKey, id)?.status ?? "")) confirmedUnsettled.add(id);
       if (p.status === "signed" || p.status === "broadcast" || confirmedUnsettled.has(id)) inFlight += p.amount + (p.fee ?? p.quotedFee);
       if (found && (p.status === "signed" || p.status === "broadcast")) found.payouts++;
       // The payout book records a wallet's settlement only once the wallet has journalled it.
-      const inWallet = wallets.get(p.userKey)?.withdrawals[id]?.status;
+      const inWallet = withdrawalIn(p.userKey, id)?.status;
       if (p.walletSettled && inWallet !== "sent") problems.push(`payout ${id} is recorded as settled in its wallet, whose journal has it ${inWallet ?? "missing"}`);
     }
     // ...and re-sent it is: one left over from the previous kill must be settled after the restart in between.

@@ -7,7 +7,6 @@ import type { Logger } from "./log.ts";
 import { parseAmount } from "./domain/money.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
-import { own } from "./actors/wallet.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
@@ -154,7 +153,7 @@ export class EngineRelay implements Relay {
       request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: BigInt(w.dustSats), dailyLimit: BigInt(w.dailyLimitSats) },
     });
     if (isRefusal(r)) return r;
-    return { id: q.id, repeated: r.repeated, amount: r.withdrawal.amount, fee: r.withdrawal.quotedFee, status: r.withdrawal.status, ...(r.withdrawal.txid ? { txid: r.withdrawal.txid } : {}), balance: r.balance };
+    return { id: q.id, repeated: r.repeated, amount: r.withdrawal.amount, fee: r.withdrawal.fee ?? r.withdrawal.quotedFee, status: r.withdrawal.status, ...(r.withdrawal.txid ? { txid: r.withdrawal.txid } : {}), balance: r.balance };
   }
 
   async cancelQuote(userKey: string, quoteId: string): Promise<Result<{ cancelled: boolean }>> {
@@ -222,12 +221,10 @@ export class EngineRelay implements Relay {
   }
 
   async #knownWithdrawal(userKey: string, id: string): Promise<Result<ConfirmedWithdrawal> | undefined> {
-    const state = await this.#o.registry.send(userKey, "state", {});
-    if (isRefusal(state)) return undefined;
-    const w = own(state.withdrawals, id);
-    if (!w) return undefined;
-    return { id, repeated: true, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}),
-      balance: { available: state.available, pending: state.pending, reserved: state.reserved } };
+    const r = await this.#o.registry.send(userKey, "withdrawal", { id });
+    if (isRefusal(r) || !r.withdrawal) return undefined;
+    const w = r.withdrawal;
+    return { id, repeated: true, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}), balance: r.balance };
   }
 
   #expireQuotes(): void {

@@ -23,6 +23,7 @@ export interface ConfirmedWithdrawal {
   /** true when this quote had already been confirmed: nothing new happened. */
   repeated: boolean;
   amount: bigint;
+  /** The fee charged once sent; the quoted fee until then. */
   fee: bigint;
   status: "reserved" | "broadcast" | "sent" | "released";
   txid?: string;

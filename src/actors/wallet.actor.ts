@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import { sumsDelta, type WalletRecords } from "./wallet.records.ts";
 import {
-  checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own,
+  checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own, restoreWallet,
   type WalletCommand, type WalletEvent, type WalletNotice, type WalletState, type Withdrawal,
 } from "./wallet.ts";
 
@@ -56,17 +56,16 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
   return {
     initial: (key) => emptyWallet(key.slice(WALLET_KEY_PREFIX.length)),
     // Every field present again, as in a new wallet (see emptyWallet: it keeps the state's hidden class shared).
-    restore: (data) => ({ ...emptyWallet(data.userKey), ...data }),
+    restore: restoreWallet,
     evolve,
     snapshotEvery: o.snapshotEvery,
     async handle(state, cmd, persist) {
       // The wallet's identity is in its state (from `initial`), so one handler serves every wallet.
       const userKey = state.userKey;
       o.publish?.(userKey, state);
-      // Transfer ids are looked up in the wallet's index: a repeat is answered, never applied twice.
-      const decision = decide(state, cmd as WalletCommand, {
-        now: now(), sent: (id) => o.records.sent(userKey, id), received: (from, id) => o.records.received(userKey, from, id),
-      });
+      // Transfer ids, and finished deposits and withdrawals, are looked up in the wallet's records: a repeat is
+      // answered, never applied twice.
+      const decision = decide(state, cmd as WalletCommand, { now: now(), index: o.records });
       if (isRefusal(decision)) {
         (cmd.reply as (r: unknown) => void)(decision);
         return state;

@@ -57,7 +57,15 @@ export interface WalletState {
   pending: bigint;
   reserved: bigint;
   addresses: string[];
+  /** Whether a deposit has been seen on the newest address (then `/deposit` hands out a new one). */
+  addressUsed: boolean;
+  /**
+   * Pending deposits, by outpoint. A deposit leaves the state once confirmed, dropped or reversed (and a withdrawal
+   * once sent or released): its final version is a record beside the journal (wallet.records.ts), where a repeat is
+   * answered from. So a wallet's state, and the cost of each of its commands, do not grow with its past.
+   */
   deposits: Record<string, Deposit>;
+  /** Reserved and broadcast withdrawals, by id (see `deposits`). */
   withdrawals: Record<string, Withdrawal>;
   /** Transfers debited here whose credit the receiver has not acknowledged yet: re-sent after a restart. */
   outgoing: Record<string, OutgoingTransfer>;
@@ -131,6 +139,8 @@ export type WalletCommand =
   /** How many history entries are committed (the relay reads the page itself: see WalletRecords.page). */
   | { type: "history"; reply: Reply<Answer<{ total: number }>> }
   | { type: "state"; reply: Reply<WalletState> }
+  /** A withdrawal by id, open or finished (a repeated confirmation answers from it). */
+  | { type: "withdrawal"; id: string; reply: Reply<Answer<{ withdrawal?: Withdrawal; balance: BalanceView }>> }
   | { type: "current_address"; reply: Reply<Answer<{ address?: string }>> }
   | { type: "add_address"; address: string; reply: Reply<Answer<{ address: string }>> }
   | { type: "deposit"; deposit: DepositNotice; target: number; reply: Reply<Answer<{ status: Deposit["status"] }>> }

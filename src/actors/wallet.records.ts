@@ -7,9 +7,10 @@
 // (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry.
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
-import { emptyWallet, evolve, historyEntryOf } from "./wallet.ts";
+import { changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, restoreWallet, type WalletIndex } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
-import type { HistoryEntry, WalletEvent, WalletState } from "./wallet.messages.ts";
+import { idMap } from "./idmap.ts";
+import type { Deposit, HistoryEntry, WalletEvent, WalletState, Withdrawal } from "./wallet.messages.ts";
 import type { HistoryPage } from "../relay.types.ts";
 
 /** Format 4's balance record of a wallet, `balances/<userKey>` (format 5 deletes them: the sums replace them). */
@@ -27,6 +28,9 @@ interface WalletView {
  */
 const HISTORY = "history";
 const TRANSFERS = "xfer";
+/** Finished deposits and withdrawals (format 7), keyed by a MAC of the wallet and the outpoint or id. */
+const DEPOSITS = "deposit-done";
+const WITHDRAWALS = "withdrawal-done";
 const SEP = "\u0001";
 const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 
@@ -77,7 +81,7 @@ function hasOpenWork(s: WalletState): boolean {
   return false;
 }
 
-export class WalletRecords {
+export class WalletRecords implements WalletIndex {
   readonly #store: EncryptedStore;
   /** Entries a history shows: the newest `limit`. */
   readonly limit: number;
@@ -98,18 +102,41 @@ export class WalletRecords {
     return this.#store.getSync<number>(TRANSFERS, this.#transferKey(inboundInput(userKey, from, id))) !== undefined;
   }
 
+  /** A deposit of this wallet that has left its state: confirmed, dropped or reversed. */
+  deposit(userKey: string, outpoint: string): Deposit | undefined {
+    return this.#store.getSync<Deposit>(DEPOSITS, this.#store.mac("wallet-deposit", userKey + SEP + outpoint));
+  }
+
+  /** A withdrawal of this wallet that has left its state: sent or released. */
+  withdrawal(userKey: string, id: string): Withdrawal | undefined {
+    return this.#store.getSync<Withdrawal>(WITHDRAWALS, this.#store.mac("wallet-withdrawal", userKey + SEP + id));
+  }
+
+  /** The record of a finished deposit (by outpoint) or withdrawal (by id). */
+  finishedOp(userKey: string, ref: string, x: Deposit | Withdrawal): StoreOp {
+    return "vout" in x
+      ? { type: "put", ns: DEPOSITS, key: this.#store.mac("wallet-deposit", userKey + SEP + ref), value: x }
+      : { type: "put", ns: WITHDRAWALS, key: this.#store.mac("wallet-withdrawal", userKey + SEP + ref), value: x };
+  }
+
   /**
-   * What goes with one command's events: the store records (the transfer index, the outbox flag when it changes)
-   * and the history entries the events created or rewrote (often none: an empty list, journalled all the same).
+   * What goes with one command's events: the store records (the transfer index, the deposits and withdrawals it
+   * finished, the outbox flag when it changes) and the history entries the events created or rewrote (often none: an
+   * empty list, journalled all the same).
    */
   forCommand(before: WalletState, events: readonly WalletEvent[], states: readonly WalletState[]): { ops: StoreOp[]; history: HistoryChanges } {
     const userKey = before.userKey;
     const ops: StoreOp[] = [];
     let history = NO_CHANGES;
     for (let i = 0; i < events.length; i++) {
-      const e = events[i]!, after = states[i]!;
-      const entry = historyEntryOf(after, e);
-      if (entry) history = history === NO_CHANGES ? [entry] : [...history, entry];
+      const e = events[i]!, was = i === 0 ? before : states[i - 1]!, after = states[i]!;
+      // A reversal finds its deposit in the records: it left the state when it was confirmed.
+      const changed = changedBy(was, after, e, e.t === "deposit_reversed" && !own(was.deposits, e.outpoint) ? this.deposit(userKey, e.outpoint) : undefined);
+      if (changed && isFinished(changed)) ops.push(this.finishedOp(userKey, "outpoint" in e ? e.outpoint : (e as { id: string }).id, changed));
+      const entry = historyEntryOf(after, e, changed);
+      // One version of an entry per record, the newest (a deposit seen and confirmed at once): a page takes the first
+      // version of an entry it meets in a record.
+      if (entry) history = history === NO_CHANGES ? [entry] : [...history.filter(([n]) => n !== entry[0]), entry];
       if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)), value: after.historyTotal });
       else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
     }
@@ -188,16 +215,20 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
  * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
  * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
- * their own.
+ * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own.
  */
-export const STORE_FORMAT = 6;
+export const STORE_FORMAT = 7;
 
-/** What an upgrade did: wallets whose journals were replayed, wallets counted into the sums, records deleted. */
+/**
+ * What an upgrade did: wallets whose journals were replayed, wallets counted into the sums, records deleted, wallets
+ * whose finished deposits and withdrawals moved out of their state (format 7).
+ */
 export interface UpgradeReport {
   from: number;
   replayed: number;
   counted: number;
   deleted: number;
+  moved: number;
 }
 
 const BALANCES = "balances";
@@ -218,7 +249,7 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
   const store = journal.store;
   const format = (await store.get<number>(META, "format")) ?? 0;
   if (format >= STORE_FORMAT) return undefined;
-  const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0 };
+  const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0, moved: 0 };
   if (format < 4) {
     const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
     const add = (a: bigint, p: bigint, r: bigint) => {
@@ -234,8 +265,51 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
   }
   if (format < 3) report.deleted += await deleteAll(store, HISTORY);
   if (format < 5) report.deleted += await deleteAll(store, BALANCES);
+  // Before format 3 the replay above wrote the records of finished deposits and withdrawals, as a command does now.
+  if (format >= 3 && format < 7) report.moved = await moveFinished(journal, records);
   await store.put(META, "format", STORE_FORMAT);
   return report;
+}
+
+/**
+ * Before format 7: a wallet's state kept every deposit and withdrawal it ever had. Each wallet is brought up as an
+ * activation would (its snapshot, then the journal after it); the deposits and withdrawals finished in the snapshot
+ * or by the events after it get their records, and a snapshot without them is written last, so a crash part-way
+ * leaves the old snapshot and a repeat writes the same records again. Returns the wallets that had any.
+ */
+async function moveFinished(journal: Journal, records: WalletRecords): Promise<number> {
+  const store = journal.store;
+  let moved = 0;
+  const prefix = walletJournalKey("");
+  for await (const key of journal.keys(prefix)) {
+    const userKey = key.slice(prefix.length);
+    const snapshot = await journal.latestSnapshot(key);
+    let s = snapshot ? restoreWallet(snapshot.data as WalletState) : emptyWallet(userKey);
+    const events = await journal.readEvents(key, snapshot?.sequenceNumber ?? 0);
+    const finished = new Map<string, Deposit | Withdrawal>();
+    for (const ev of events) {
+      for (const e of (ev.data as WalletRecordData).e) {
+        const after = evolve(s, e);
+        const changed = changedBy(s, after, e, e.t === "deposit_reversed" ? (finished.get(e.outpoint) as Deposit | undefined) : undefined);
+        if (changed && isFinished(changed)) finished.set("outpoint" in e ? e.outpoint : (e as { id: string }).id, changed);
+        s = after;
+      }
+    }
+    for (const [outpoint, d] of Object.entries(s.deposits)) if (isFinished(d)) finished.set(outpoint, d);
+    for (const [id, w] of Object.entries(s.withdrawals)) if (isFinished(w)) finished.set(id, w);
+    if (finished.size === 0) continue;
+    const open = <T extends Deposit | Withdrawal>(m: Record<string, T>) => {
+      const kept = idMap<T>();
+      for (const [k, x] of Object.entries(m)) if (!isFinished(x)) kept[k] = x;
+      return kept;
+    };
+    const last = events.at(-1)?.sequenceNumber ?? snapshot!.sequenceNumber;
+    const ops = [...finished].map(([ref, x]) => records.finishedOp(userKey, ref, x));
+    ops.push(Journal.snapshotOp({ key, sequenceNumber: last, data: { ...s, deposits: open(s.deposits), withdrawals: open(s.withdrawals) }, createdAt: Date.now() }));
+    for (let i = 0; i < ops.length; i += 1000) await store.batch(ops.slice(i, i + 1000));
+    moved++;
+  }
+  return moved;
 }
 
 /** Deletes every record of a namespace, 1,000 to a batch, in one pass (a seek from the start would step over the deleted ones again). */
@@ -265,6 +339,8 @@ async function replayWallets(journal: Journal, records: WalletRecords, format: n
     const ops: StoreOp[] = [];
     for (const ev of events) {
       const data = ev.data as WalletRecordData;
+      // A reversal reads its confirmed deposit's record (forCommand): write what came before it first.
+      if (data.e.some((x) => x.t === "deposit_reversed")) await store.batch(ops.splice(0));
       const states = [];
       let s = state;
       for (const x of data.e) {

@@ -11,15 +11,22 @@ import type {
 
 export * from "./wallet.messages.ts";
 
+/**
+ * What a wallet's records beside its journal know (wallet.records.ts): the transfers it has sent, or received from a
+ * sender, by id; its deposits and withdrawals once finished (they have left the state). A repeat is answered from
+ * them, never applied again.
+ */
+export interface WalletIndex {
+  sent(userKey: string, id: string): boolean;
+  received(userKey: string, from: string, id: string): boolean;
+  deposit(userKey: string, outpoint: string): Deposit | undefined;
+  withdrawal(userKey: string, id: string): Withdrawal | undefined;
+}
+
 export interface DecideContext {
   now: number;
-  /**
-   * Whether this wallet's transfer index already holds a transfer it sent with this id, or one it received from this
-   * sender with this id: the actor passes its index (WalletRecords); reads need none. A repeat is answered, never
-   * applied.
-   */
-  sent?: (id: string) => boolean;
-  received?: (from: string, id: string) => boolean;
+  /** The wallet's records: the actor passes them (WalletRecords); reads need none. */
+  index?: WalletIndex;
 }
 
 /** A decision: the events to journal, and how to answer once they are applied. */
@@ -42,8 +49,18 @@ const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 export function emptyWallet(userKey: string): WalletState {
   return {
     userKey, opened: false, openedAt: undefined, chatHandle: undefined, frozen: undefined, available: 0n, pending: 0n, reserved: 0n,
-    addresses: NO_LIST, deposits: NONE, withdrawals: NONE, outgoing: NONE, historyTotal: 0, day: NO_DAY, told: undefined,
+    addresses: NO_LIST, addressUsed: false, deposits: NONE, withdrawals: NONE, outgoing: NONE, historyTotal: 0, day: NO_DAY, told: undefined,
   };
+}
+
+/**
+ * A state from a snapshot's data, with every field again (JSON drops those set to undefined). A snapshot from before
+ * format 7 has no `addressUsed`, and every deposit the wallet had.
+ */
+export function restoreWallet(data: WalletState): WalletState {
+  const s = { ...emptyWallet(data.userKey), ...data };
+  if (data.addressUsed === undefined) s.addressUsed = Object.values(s.deposits).some((d) => d.address === s.addresses.at(-1));
+  return s;
 }
 
 export const balanceOf = (s: WalletState): BalanceView => ({ available: s.available, pending: s.pending, reserved: s.reserved });
@@ -76,6 +93,10 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return noChange((a) => ({ total: a.historyTotal }));
     case "state":
       return noChange((a) => a);
+    case "withdrawal": {
+      const w = withdrawalOf(s, cmd.id, ctx);
+      return noChange((a) => ({ ...(w ? { withdrawal: w } : {}), balance: balanceOf(a) }));
+    }
     case "resume":
       return noChange((a) => ({ transfers: Object.keys(a.outgoing).length, withdrawals: Object.values(a.withdrawals).filter((w) => w.status === "reserved" || w.status === "broadcast").length }));
     case "crash":
@@ -83,16 +104,15 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "current_address": {
       // The newest address is reused until a deposit arrives on it, so /deposit does not burn addresses.
       const last = s.addresses.at(-1);
-      const used = last !== undefined && Object.values(s.deposits).some((d) => d.address === last);
-      return noChange(() => (last && !used ? { address: last } : {}));
+      return noChange(() => (last && !s.addressUsed ? { address: last } : {}));
     }
     case "add_address":
       if (s.addresses.includes(cmd.address)) return noChange(() => ({ address: cmd.address }));
       return { events: [{ t: "address_added", address: cmd.address, at }], answer: () => ({ address: cmd.address }) };
     case "deposit":
-      return decideDeposit(s, cmd, at);
+      return decideDeposit(s, cmd, at, ctx);
     case "deposit_removed": {
-      const d = own(s.deposits, cmd.outpoint);
+      const d = own(s.deposits, cmd.outpoint) ?? ctx.index?.deposit(s.userKey, cmd.outpoint);
       if (!d) return noChange(() => ({ status: "unknown" as const }));
       if (d.status === "pending") return { events: [{ t: "deposit_dropped", outpoint: cmd.outpoint, at }], answer: () => ({ status: "dropped" as const }) };
       if (d.status === "confirmed") {
@@ -102,16 +122,16 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return noChange(() => ({ status: d.status }));
     }
     case "reserve_withdrawal":
-      return decideWithdrawal(s, cmd.request, at);
+      return decideWithdrawal(s, cmd.request, at, ctx);
     case "withdrawal_broadcast": {
-      const w = own(s.withdrawals, cmd.id);
+      const w = withdrawalOf(s, cmd.id, ctx);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status !== "reserved" && w.status !== "broadcast") return noChange(() => ({ ok: true as const }));
       if (w.status === "broadcast" && w.txid === cmd.txid) return noChange(() => ({ ok: true as const }));
       return { events: [{ t: "withdrawal_broadcast", id: cmd.id, txid: cmd.txid, at }], answer: () => ({ ok: true as const }) };
     }
     case "withdrawal_settled": {
-      const w = own(s.withdrawals, cmd.id);
+      const w = withdrawalOf(s, cmd.id, ctx);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status === "sent" || w.status === "released") return noChange(() => ({ ok: true as const }));
       if (cmd.fee < 0n) return refuse("bad_input", "A settled fee cannot be negative.");
@@ -120,15 +140,15 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "withdrawal_settled", id: cmd.id, txid: cmd.txid, fee: fee.toString(), at }], answer: () => ({ ok: true as const }) };
     }
     case "withdrawal_released": {
-      const w = own(s.withdrawals, cmd.id);
+      const w = withdrawalOf(s, cmd.id, ctx);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
       if (w.status !== "reserved") return noChange(() => ({ ok: true as const }));
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
     }
     case "send_transfer":
-      return decideSend(s, cmd, at, ctx.sent?.(cmd.id) === true);
+      return decideSend(s, cmd, at, ctx.index?.sent(s.userKey, cmd.id) === true);
     case "receive_transfer": {
-      if (ctx.received?.(cmd.from, cmd.id)) return noChange(() => ({ repeated: true }));
+      if (ctx.index?.received(s.userKey, cmd.from, cmd.id)) return noChange(() => ({ repeated: true }));
       if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
       const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
       events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
@@ -140,7 +160,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       const fresh = new Set<string>();
       const repeated = cmd.transfers.map((x) => {
         const both = x.from + "\u0000" + x.id;
-        if (fresh.has(both) || ctx.received?.(x.from, x.id)) return true;
+        if (fresh.has(both) || ctx.index?.received(s.userKey, x.from, x.id)) return true;
         fresh.add(both);
         return false;
       });
@@ -166,11 +186,17 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
   }
 }
 
-function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "deposit" }>, at: number): Decision<unknown> | Refusal {
+/** A withdrawal of this wallet: open (in the state) or finished (in its records). */
+function withdrawalOf(s: WalletState, id: string, ctx: DecideContext): Withdrawal | undefined {
+  return own(s.withdrawals, id) ?? ctx.index?.withdrawal(s.userKey, id);
+}
+
+function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "deposit" }>, at: number, ctx: DecideContext): Decision<unknown> | Refusal {
   const { txid, vout, address, amount, confirmations } = cmd.deposit;
   if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
   const outpoint = outpointOf(txid, vout);
-  const known = own(s.deposits, outpoint);
+  // Pending in the state; confirmed, dropped or reversed in the records (a block scanned again lists it again).
+  const known = own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
   const events: WalletEvent[] = [];
   // A dropped deposit that comes back (re-mined after a reorg) is pending again.
   if (!known || known.status === "dropped") {
@@ -178,14 +204,17 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   } else if (known.amount !== amount) {
     return refuse("bad_input", `Deposit ${outpoint} was seen with a different amount; refusing to change it.`);
   }
-  const status = known && known.status !== "dropped" ? known.status : "pending";
-  if (status === "pending" && confirmations >= cmd.target) events.push({ t: "deposit_confirmed", outpoint, at });
-  return { events, answer: (a) => ({ status: a.deposits[outpoint]!.status }) };
+  let status = known && known.status !== "dropped" ? known.status : "pending";
+  if (status === "pending" && confirmations >= cmd.target) {
+    events.push({ t: "deposit_confirmed", outpoint, at });
+    status = "confirmed";
+  }
+  return { events, answer: () => ({ status }) };
 }
 
-function decideWithdrawal(s: WalletState, r: { id: string; address: string; amount: bigint; fee: bigint; dustLimit: bigint; dailyLimit: bigint }, at: number): Decision<unknown> | Refusal {
-  const existing = own(s.withdrawals, r.id);
-  if (existing) return noChange((a) => ({ withdrawal: a.withdrawals[r.id]!, repeated: true, balance: balanceOf(a) }));
+function decideWithdrawal(s: WalletState, r: { id: string; address: string; amount: bigint; fee: bigint; dustLimit: bigint; dailyLimit: bigint }, at: number, ctx: DecideContext): Decision<unknown> | Refusal {
+  const existing = withdrawalOf(s, r.id, ctx);
+  if (existing) return noChange((a) => ({ withdrawal: existing, repeated: true, balance: balanceOf(a) }));
   if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
   if (r.amount <= r.dustLimit) return refuse("below_dust", `The amount must be more than ${describeAmount(r.dustLimit)} (the network's dust limit).`);
   if (r.fee < 0n) return refuse("bad_input", "The fee cannot be negative.");
@@ -234,28 +263,28 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     case "handle_set":
       return { ...s, chatHandle: e.chatHandle };
     case "address_added":
-      return { ...s, addresses: [...s.addresses, e.address] };
+      return { ...s, addresses: [...s.addresses, e.address], addressUsed: false };
     case "deposit_seen": {
       const amount = BigInt(e.amount);
       const h = s.historyTotal + 1;
       // Every field from the start, as for the state (see emptyWallet): the deposit stays in the state.
       const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, confirmedAt: undefined, h };
-      return { ...s, pending: s.pending + amount, deposits: withKey(s.deposits, e.outpoint, d), historyTotal: h };
+      return { ...s, pending: s.pending + amount, deposits: withKey(s.deposits, e.outpoint, d), historyTotal: h,
+        addressUsed: s.addressUsed || e.address === s.addresses.at(-1) };
     }
+    // A deposit that is no longer pending leaves the state (its record keeps it: see WalletState.deposits).
     case "deposit_confirmed": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, pending: s.pending - d.amount, available: s.available + d.amount,
-        deposits: withKey(s.deposits, e.outpoint, { ...d, status: "confirmed", confirmedAt: e.at }) };
+      return { ...s, pending: s.pending - d.amount, available: s.available + d.amount, deposits: withKey(s.deposits, e.outpoint, undefined) };
     }
     case "deposit_dropped": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, pending: s.pending - d.amount, deposits: withKey(s.deposits, e.outpoint, { ...d, status: "dropped" }) };
+      return { ...s, pending: s.pending - d.amount, deposits: withKey(s.deposits, e.outpoint, undefined) };
     }
-    case "deposit_reversed": {
-      const d = s.deposits[e.outpoint]!;
-      return { ...s, deposits: withKey(s.deposits, e.outpoint, { ...d, status: "reversed" }),
+    case "deposit_reversed":
+      // Confirmed before, so in the records (a store before format 7 kept it in the state too).
+      return { ...s, deposits: own(s.deposits, e.outpoint) ? withKey(s.deposits, e.outpoint, undefined) : s.deposits,
         frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
-    }
     case "withdrawal_reserved": {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);
       const today = dayOf(e.at);
@@ -273,16 +302,14 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     }
     case "withdrawal_settled": {
       const w = s.withdrawals[e.id]!;
-      const fee = BigInt(e.fee);
-      const refund = w.quotedFee - fee;
-      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund,
-        withdrawals: withKey(s.withdrawals, e.id, { ...w, status: "sent", txid: e.txid, fee }) };
+      const refund = w.quotedFee - BigInt(e.fee);
+      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + refund, withdrawals: withKey(s.withdrawals, e.id, undefined) };
     }
     case "withdrawal_released": {
       const w = s.withdrawals[e.id]!;
       const today = s.day.date === dayOf(w.at) ? { date: s.day.date, withdrawn: s.day.withdrawn - w.amount } : s.day;
       return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
-        withdrawals: withKey(s.withdrawals, e.id, { ...w, status: "released" }) };
+        withdrawals: withKey(s.withdrawals, e.id, undefined) };
     }
     case "transfer_sent": {
       const amount = BigInt(e.amount);
@@ -305,23 +332,63 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
 }
 
 /**
- * The history entry an event writes or rewrites, as [its number, the entry], read from the state after the event:
- * a deposit's or a withdrawal's entry follows its record (status, and the fee once settled); a transfer adds one.
+ * The deposit or withdrawal an event created or changed, as the event leaves it: the state's own while it is open;
+ * built here when the event finishes it (it leaves the state, and its record keeps this version). `before` is the
+ * state before the event, `after` after it; `finished` is the record of a deposit that had already left the state
+ * (a confirmed deposit reversed by a reorg). Undefined for other events.
  */
-export function historyEntryOf(after: WalletState, e: WalletEvent): [number, HistoryEntry] | undefined {
+export function changedBy(before: WalletState, after: WalletState, e: WalletEvent, finished?: Deposit): Deposit | Withdrawal | undefined {
+  switch (e.t) {
+    case "deposit_seen":
+      return after.deposits[e.outpoint];
+    case "deposit_confirmed":
+    case "deposit_dropped":
+    case "deposit_reversed": {
+      const d = own(before.deposits, e.outpoint) ?? finished;
+      if (!d) return undefined;
+      return e.t === "deposit_confirmed" ? { ...d, status: "confirmed", confirmedAt: e.at } : { ...d, status: e.t === "deposit_dropped" ? "dropped" : "reversed" };
+    }
+    case "withdrawal_reserved":
+    case "withdrawal_broadcast":
+      return after.withdrawals[e.id];
+    case "withdrawal_settled": {
+      const w = own(before.withdrawals, e.id);
+      return w && { ...w, status: "sent", txid: e.txid, fee: BigInt(e.fee) };
+    }
+    case "withdrawal_released": {
+      const w = own(before.withdrawals, e.id);
+      return w && { ...w, status: "released" };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Whether a deposit or withdrawal is finished: it has left the state, for its record (see WalletState.deposits). */
+export function isFinished(x: Deposit | Withdrawal): boolean {
+  return x.status !== "pending" && x.status !== "reserved" && x.status !== "broadcast";
+}
+
+/**
+ * The history entry an event writes or rewrites, as [its number, the entry]: a deposit's or a withdrawal's entry
+ * follows it (`changed`, from changedBy: status, and the fee once settled); a transfer adds one, numbered in the
+ * state after the event.
+ */
+export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Deposit | Withdrawal | undefined): [number, HistoryEntry] | undefined {
   switch (e.t) {
     case "deposit_seen":
     case "deposit_confirmed":
     case "deposit_dropped":
     case "deposit_reversed": {
-      const d = after.deposits[e.outpoint]!;
-      return [d.h, { at: d.seenAt, kind: "deposit", amount: d.amount, ref: e.outpoint, status: d.status }];
+      const d = changed as Deposit | undefined;
+      return d && [d.h, { at: d.seenAt, kind: "deposit", amount: d.amount, ref: e.outpoint, status: d.status }];
     }
     case "withdrawal_reserved":
     case "withdrawal_broadcast":
     case "withdrawal_settled":
     case "withdrawal_released": {
-      const w = after.withdrawals[e.id]!;
+      const w = changed as Withdrawal | undefined;
+      if (!w) return undefined;
       // What left the user's total: the quote while open, the charged fee once sent, nothing once released.
       const amount = w.status === "sent" ? -(w.amount + w.fee!) : w.status === "released" ? 0n : -(w.amount + w.quotedFee);
       return [w.h, { at: w.at, kind: "withdrawal", amount, ref: e.id, status: w.status }];

@@ -27,7 +27,15 @@ async function withdraw(relay: Relay, key: string, address: string, amount: stri
   return { quote: q, confirmed: c };
 }
 
+/** A wallet's withdrawal as the wallet answers it (open, or finished in its records), with the wallet's balance. */
+async function withdrawalOf(te: TestEngine, key: string, id: string) {
+  const r = await te.engine.registry.send(key, "withdrawal", { id });
+  if (isRefusal(r) || !r.withdrawal) throw new Error(`no withdrawal ${id} in ${key}`);
+  return { w: r.withdrawal, ...r.balance };
+}
+
 /** What the outside wallet has received on an address, in sats, counting unconfirmed payments too. */
+
 async function received(te: TestEngine, address: string): Promise<bigint> {
   const btc = await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside");
   return BigInt(Math.round(btc * 1e8));
@@ -53,12 +61,16 @@ t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the c
   await te.engine.payouts.flush();
   t.equal(await received(te, dest), 25_000_000n, "broadcast: the destination sees exactly the amount");
   await settle(te);
-  const st = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(st)) throw new Error(st.message);
-  const w = st.withdrawals[quote.id]!;
+  const st = await withdrawalOf(te, key, quote.id);
+  const { w } = st;
   t.equal(w.status, "sent");
   t.ok(w.fee! > 0n && w.fee! <= quote.fee, `charged ${w.fee} sats of a ${quote.fee}-sat quote`);
   t.same([st.available, st.reserved], [100_000_000n - 25_000_000n - w.fee!, 0n], "debited amount + actual fee, once");
+  // Settled, it has left the wallet's state for its record: a confirm of the quote (a button pressed again after the
+  // quote left the relay's memory, or not) is answered from that, and reserves nothing again.
+  t.match(await te.engine.relay.confirmWithdrawal(key, quote.id), { repeated: true, status: "sent", fee: w.fee, balance: { reserved: 0n } }, "a confirm after the settlement");
+  await te.restart();
+  t.match(await te.engine.relay.confirmWithdrawal(key, quote.id), { repeated: true, status: "sent", txid: w.txid }, "and after a restart");
   const h = await te.engine.relay.history(key, 0);
   if (isRefusal(h)) throw new Error(h.message);
   t.same(h.entries.filter((e) => e.ref === quote.id).map((e) => [e.status, e.amount]), [["sent", -(25_000_000n + w.fee!)]], "history shows what left, once");
@@ -95,9 +107,8 @@ for (const step of ["funded", "signed", "recorded", "sent"] as Step[]) {
     await te.engine.payouts.flush();
     await settle(te);
     t.equal(await received(te, dest), 10_000_000n, "the destination was paid exactly once");
-    const st = await te.engine.registry.send(key, "state", {});
-    if (isRefusal(st)) throw new Error(st.message);
-    const w = st.withdrawals[quote.id]!;
+    const st = await withdrawalOf(te, key, quote.id);
+    const { w } = st;
     t.equal(w.status, "sent");
     t.same([st.available, st.reserved], [100_000_000n - 10_000_000n - w.fee!, 0n], "debited once");
     const unspent = await te.node.rpc<Array<{ amount: number }>>("listunspent", [0], "engine");
@@ -127,9 +138,7 @@ t.test("ten withdrawals inside one batch window: one transaction, ten outputs, f
   await settle(te);
   let charged = 0n;
   for (const [i, u] of users.entries()) {
-    const st = await te.engine.registry.send(u, "state", {});
-    if (isRefusal(st)) throw new Error(st.message);
-    const w = st.withdrawals[quotes[i]!.id]!;
+    const { w } = await withdrawalOf(te, u, quotes[i]!.id);
     t.ok(w.status === "sent" && w.fee! <= quotes[i]!.fee, `user ${i} charged ${w.fee} ≤ quoted ${quotes[i]!.fee}`);
     charged += w.fee!;
   }
@@ -183,17 +192,15 @@ t.test("a payout confirmed before its wallet is told is in flight, not a hole: t
   await te.mine(1);
   const p = (await te.engine.payouts.state()).payouts[quote.id]!;
   t.same([p.status, p.walletSettled], ["confirmed", undefined], "confirmed in the payout book; the wallet has not acknowledged");
-  const st = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(st)) throw new Error(st.message);
-  t.equal(st.withdrawals[quote.id]!.status, "broadcast", "still reserved in the wallet");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.equal(st.w.status, "broadcast", "still reserved in the wallet");
   t.equal(te.engine.payouts.paused, undefined, "the watchdog did not pause payouts");
   t.ok(te.engine.lastSolvency?.ok, "its report is ok");
   t.equal(te.engine.lastSolvency?.liabilities.inFlightPayouts, 10_000_000n + p.fee!, "the payout counts as in flight");
   t.match(await te.engine.payouts.sync(), { confirmed: 0, settled: 1 }, "the next sync tells the wallet and records its answer");
   t.equal((await te.engine.payouts.state()).payouts[quote.id]!.walletSettled, true);
-  const after = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(after)) throw new Error(after.message);
-  t.equal(after.withdrawals[quote.id]!.status, "sent");
+  const after = await withdrawalOf(te, key, quote.id);
+  t.equal(after.w.status, "sent");
   const r = await te.engine.solvency();
   t.ok(r.ok && r.liabilities.inFlightPayouts === 0n, "settled: nothing in flight, and the books agree");
   t.match(await te.engine.payouts.sync(), { settled: 0 }, "told once");
@@ -223,9 +230,8 @@ t.test("the engine crashes after recording a confirmation and before the wallet 
   await te.restart();
   const p = (await te.engine.payouts.state()).payouts[quote.id]!;
   t.same([p.status, p.walletSettled], ["confirmed", true], "the start-up sync told the wallet and recorded its answer");
-  const st = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(st)) throw new Error(st.message);
-  t.equal(st.withdrawals[quote.id]!.status, "sent");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.equal(st.w.status, "sent");
   t.same([st.available, st.reserved], [50_000_000n - 10_000_000n - p.fee!, 0n], "debited once");
   t.ok((await te.engine.watchdog())?.ok, "the books agree");
   t.equal(te.engine.payouts.paused, undefined);
@@ -251,9 +257,8 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.same(after.replaced, [before[1].txid]);
   await settle(te);
   t.equal(await received(te, dest), 5_000_000n, "paid once");
-  const st = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(st)) throw new Error(st.message);
-  const w = st.withdrawals[quote.id]!;
+  const st = await withdrawalOf(te, key, quote.id);
+  const { w } = st;
   t.equal(w.txid, bumped.txid, "the wallet knows the txid that confirmed");
   t.equal(w.status, "sent");
   t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}; the service paid the rest of the bump`);
@@ -299,9 +304,8 @@ t.test("finished payouts beyond the retained number leave the book; a late re-su
   const book = await te.engine.payouts.state();
   t.same(Object.keys(book.payouts), [second.id], "the older finished payout left the book");
   t.equal(Object.keys(book.batches).length, 1, "and so did its batch");
-  const st = await te.engine.registry.send(key, "state", {});
-  if (isRefusal(st)) throw new Error(st.message);
-  const w1 = st.withdrawals[first.id]!;
+  const st = await withdrawalOf(te, key, first.id);
+  const w1 = st.w;
   t.equal(w1.status, "sent");
 
   // The wallet's own submission of that withdrawal, arriving late (a message from before its settlement).

@@ -1,19 +1,48 @@
 // decide/evolve are pure: these tests drive them directly, without actors or disks.
 import t from "tap";
-import { decide, evolve, emptyWallet, checkInvariants, isRefusal, type WalletCommand, type WalletState } from "../../src/actors/wallet.ts";
+import {
+  changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal,
+  type Deposit, type WalletCommand, type WalletIndex, type WalletState, type Withdrawal,
+} from "../../src/actors/wallet.ts";
 
 const ctx = { now: Date.parse("2026-11-24T12:00:00Z") };
 const noop = () => undefined;
 /** A command without its reply channel (distributes over the union). */
 type Cmd = WalletCommand extends infer C ? (C extends WalletCommand ? Omit<C, "reply"> : never) : never;
 
+/**
+ * The finished deposits and withdrawals each state's wallet has in its records (wallet.records.ts keeps them in the
+ * store), by outpoint or id: copied for each new state, so two states of one test never share them.
+ */
+const finished = new WeakMap<WalletState, ReadonlyMap<string, Deposit | Withdrawal>>();
+
+/** The wallet's records as the actor's index: finished entries as above; transfer ids all seen, or none (`seen`). */
+function indexOf(s: WalletState, seen?: boolean): WalletIndex {
+  const book = finished.get(s);
+  return {
+    sent: () => seen === true, received: () => seen === true,
+    deposit: (_u, outpoint) => book?.get(outpoint) as Deposit | undefined,
+    withdrawal: (_u, id) => book?.get(id) as Withdrawal | undefined,
+  };
+}
+
 /** Applies a command the way the actor does; returns the new state and the answer (or the refusal). */
 function run(s: WalletState, cmd: Cmd, now = ctx.now, seen?: boolean): { s: WalletState; answer: unknown } {
-  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, sent: () => seen === true, received: () => seen === true });
+  const index = indexOf(s, seen);
+  const d = decide(s, { ...cmd, reply: noop } as WalletCommand, { now, index });
   if (isRefusal(d)) return { s, answer: d };
-  const after = d.events.reduce((x, e) => evolve(x, e), s);
+  const book = new Map(finished.get(s));
+  let after = s;
+  for (const e of d.events) {
+    const next = evolve(after, e);
+    // What WalletRecords.forCommand writes: an entry the event finished leaves the state for the records.
+    const changed = changedBy(after, next, e, e.t === "deposit_reversed" ? index.deposit(s.userKey, e.outpoint) : undefined);
+    if (changed && isFinished(changed)) book.set("outpoint" in e ? e.outpoint : (e as { id: string }).id, changed);
+    after = next;
+  }
   const broken = checkInvariants(after);
   if (broken) throw new Error(broken);
+  if (after !== s) finished.set(after, book);
   return { s: after, answer: d.answer(after) };
 }
 
@@ -123,12 +152,12 @@ t.test("transfers: debit once per id, credit once per id (the index says seen), 
 t.test("history: each deposit, withdrawal and transfer takes the next entry number; status changes keep theirs", async (t) => {
   let s = funded(100_000n);
   t.equal(s.historyTotal, 1);
-  t.equal(Object.values(s.deposits)[0]!.h, 1);
+  t.equal(finished.get(s)?.get(`${"aa".repeat(32)}:0`)?.h, 1, "the confirmed deposit's entry (in its record)");
   s = run(s, { type: "receive_transfer", id: "t0", from: "x", amount: 5n }).s;
   s = run(s, { type: "reserve_withdrawal", request: { id: "w1", address: "bcrt1qd", amount: 10_000n, fee: 500n, dustLimit: 546n, dailyLimit: 10n ** 9n } }).s;
   t.equal(s.withdrawals.w1!.h, 3);
   s = run(s, { type: "withdrawal_settled", id: "w1", txid: "bb".repeat(32), fee: 300n }).s;
-  t.equal(s.withdrawals.w1!.h, 3, "settling rewrites entry 3");
+  t.equal(finished.get(s)?.get("w1")?.h, 3, "settling rewrites entry 3");
   t.equal(s.historyTotal, 3);
   t.same(run(s, { type: "history" }).answer, { total: 3 }, "a history read answers the committed count");
 });
@@ -145,7 +174,8 @@ t.test("addresses: the newest unused address is reused", async (t) => {
 t.test("gathered credits: one record for many, each id once (in the index or twice in the batch), opening the wallet", async (t) => {
   const s = emptyWallet("u_r");
   const transfers = [{ id: "a", from: "u_1", amount: 5n }, { id: "b", from: "u_2", amount: 7n }, { id: "a", from: "u_1", amount: 5n }, { id: "old", from: "u_3", amount: 9n }];
-  const d = decide(s, { type: "receive_transfers", transfers, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" });
+  const index: WalletIndex = { ...indexOf(s), received: (_u, from, id) => from === "u_3" && id === "old" };
+  const d = decide(s, { type: "receive_transfers", transfers, reply: noop }, { now: ctx.now, index });
   if (isRefusal(d)) throw new Error(d.message);
   t.same(d.events.map((e) => e.t), ["opened", "transfer_received", "transfer_received"]);
   const after = d.events.reduce((x, e) => evolve(x, e), s);
@@ -153,10 +183,10 @@ t.test("gathered credits: one record for many, each id once (in the index or twi
   t.same(d.answer(after), { repeated: [false, false, true, true] });
   // An id is the sender's own: another sender's "a" (in the batch) or "old" (in the index) is another transfer.
   const others = [{ id: "a", from: "u_1", amount: 5n }, { id: "a", from: "u_9", amount: 3n }, { id: "old", from: "u_9", amount: 2n }];
-  const o = decide(s, { type: "receive_transfers", transfers: others, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" });
+  const o = decide(s, { type: "receive_transfers", transfers: others, reply: noop }, { now: ctx.now, index });
   if (isRefusal(o)) throw new Error(o.message);
   t.same(o.answer(o.events.reduce((x, e) => evolve(x, e), s)), { repeated: [false, false, false] }, "the same id from two senders: two credits");
-  t.match(decide(s, { type: "receive_transfer", id: "old", from: "u_9", amount: 2n, reply: noop }, { now: ctx.now, received: (from, id) => from === "u_3" && id === "old" }),
+  t.match(decide(s, { type: "receive_transfer", id: "old", from: "u_9", amount: 2n, reply: noop }, { now: ctx.now, index }),
     { events: [{ t: "opened", at: ctx.now }, { t: "transfer_received", id: "old", from: "u_9", amount: "2", at: ctx.now }] }, "one by one too");
   t.match(decide(s, { type: "receive_transfers", transfers: [{ id: "z", from: "u_1", amount: 0n }], reply: noop }, { now: ctx.now }), { code: "bad_amount" }, "a zero credit refuses the whole command");
 });
@@ -175,5 +205,35 @@ t.test("ids are ordinary keys of the wallet's maps, \"__proto__\" and \"construc
   t.same(Object.keys(mid.outgoing).length, 3, "still in the one before");
   t.equal(({} as Record<string, unknown>).to, undefined, "nothing reached Object.prototype");
   const r = run(a, { type: "deposit", deposit: { txid: "bb".repeat(32), vout: 1, address: "bcrt1qx", amount: 5n, confirmations: 0 }, target: 1 }).s;
-  t.equal(Object.keys(r.deposits).length, 2, "deposits are keyed the same way");
+  t.same(Object.keys(r.deposits), [`${"bb".repeat(32)}:1`], "deposits are keyed the same way (the funding one, confirmed, has left)");
+});
+
+t.test("finished deposits and withdrawals leave the state; a repeat is answered from the records, never applied", async (t) => {
+  let s = opened();
+  const dep = (i: number, confirmations: number) => ({ txid: i.toString(16).padStart(64, "0"), vout: 0, address: "bcrt1qx", amount: 1_000n, confirmations });
+  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 0), target: 1 }).s;
+  t.equal(Object.keys(s.deposits).length, 50, "pending: in the state");
+  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 1), target: 1 }).s;
+  t.same([Object.keys(s.deposits).length, s.available, s.pending], [0, 50_000n, 0n], "confirmed: credited, and gone from the state");
+  const again = run(s, { type: "deposit", deposit: dep(7, 3), target: 1 });
+  t.same([again.answer, again.s], [{ status: "confirmed" }, s], "listed again: answered from its record, nothing applied");
+  t.match(run(s, { type: "deposit", deposit: { ...dep(7, 3), amount: 5n }, target: 1 }).answer, { code: "bad_input" }, "another amount for it is still refused");
+
+  const req = { id: "w1", address: "bcrt1qdest", amount: 10_000n, fee: 100n, dustLimit: 546n, dailyLimit: 10n ** 9n };
+  s = run(s, { type: "reserve_withdrawal", request: req }).s;
+  s = run(s, { type: "withdrawal_settled", id: "w1", txid: "dd".repeat(32), fee: 60n }).s;
+  t.same([Object.keys(s.withdrawals), s.available, s.reserved], [[], 39_940n, 0n], "settled: charged, refunded, and gone from the state");
+  const repeat = run(s, { type: "reserve_withdrawal", request: req });
+  t.match(repeat.answer, { repeated: true, withdrawal: { status: "sent", fee: 60n, txid: "dd".repeat(32) } }, "a repeated reservation is answered with the sent withdrawal");
+  t.equal(repeat.s, s, "and changes nothing");
+  t.same(run(s, { type: "withdrawal_settled", id: "w1", txid: "dd".repeat(32), fee: 60n }), { s, answer: { ok: true } }, "a repeated settlement too");
+  t.match(run(s, { type: "withdrawal", id: "w1" }).answer, { withdrawal: { status: "sent" }, balance: { available: 39_940n } });
+  t.same(run(s, { type: "withdrawal", id: "w9" }).answer, { balance: { available: 39_940n, pending: 0n, reserved: 0n } }, "an unknown id: no withdrawal");
+  t.match(run(s, { type: "withdrawal_broadcast", id: "w9", txid: "ee".repeat(32) }).answer, { code: "not_found" });
+
+  // A confirmed deposit reversed by a reorg deeper than the target: found in its record, the wallet freezes.
+  const reversed = run(s, { type: "deposit_removed", outpoint: `${dep(7, 0).txid}:0` });
+  t.same(reversed.answer, { status: "reversed" });
+  t.ok(reversed.s.frozen, "frozen for review");
+  t.equal(finished.get(reversed.s)?.get(`${dep(7, 0).txid}:0`)?.status, "reversed", "its record says so");
 });

@@ -130,7 +130,7 @@ t.test("a store from before format 2 is upgraded once: history, index, snapshots
   ];
   const { store, journal } = await oldStore(dir, "u_old", old, at);
   await journal.takeSnapshot({ key: "wallet:u_old", sequenceNumber: 3, data: { userKey: "u_old", opened: true, history: [{ ref: "in-1" }], incoming: { "in-1": 1 } }, createdAt: at });
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1, deleted: 0 }, "one wallet upgraded");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1, deleted: 0, moved: 0 }, "one wallet upgraded");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   t.same(walletSums(store.sums), { available: 24_000n, pending: 0n, reserved: 0n, wallets: 1n }, "its balance counted into the sums");
   const snap = await journal.latestSnapshot("wallet:u_old");
@@ -162,7 +162,7 @@ t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, 
     { type: "put", ns: "xfer", key: store.mac("transfer", "u_two\u0001out\u0001out-1"), value: 2 },
     { type: "put", ns: META, key: "format", value: 2 },
   ]);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 2, replayed: 1, counted: 1, deleted: 0 }, "one wallet upgraded");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 2, replayed: 1, counted: 1, deleted: 0, moved: 0 }, "one wallet upgraded");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   t.equal(await store.get(META, "format"), STORE_FORMAT);
   t.equal(await store.get("xfer", legacy), undefined, "the id-only entry is gone");
@@ -216,12 +216,12 @@ t.test("the store's running sums follow every wallet's balance, through a restar
     ...views.map((b, i) => ({ type: "put" as const, ns: "balances", key: users[i]!, value: { a: b.available, p: b.pending, r: b.reserved, o: false } })),
     { type: "put", ns: META, key: "format", value: 3 },
   ]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4, deleted: 4 }, "no journal replayed, four wallets counted, four balance records deleted");
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4, deleted: 4, moved: 1 }, "no journal replayed, four wallets counted, four balance records deleted, one settled withdrawal moved out of its wallet's state");
   t.same(walletSums(w.store.sums), balances);
   t.equal(await w.store.get(META, "format"), STORE_FORMAT);
   // Interrupted after the sums were written (format 4), before every record was deleted: the rest goes, the sums stay.
   await w.store.batch([{ type: "put", ns: "balances", key: "u_g", value: { a: 1n, p: 0n, r: 0n, o: false } }, { type: "put", ns: META, key: "format", value: 4 }]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 0, counted: 0, deleted: 1 });
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 0, counted: 0, deleted: 1, moved: 0 });
   t.same(walletSums(w.store.sums), balances, "not counted again");
   await w.close();
 });
@@ -245,7 +245,7 @@ t.test("a format-5 store is upgraded at no cost: pages read its history records 
     entry(3, { at, kind: "transfer_out", amount: -700n, ref: "out-1", status: "sent", counterparty: "u_dst" }),
     { type: "put", ns: META, key: "format", value: 5 },
   ]);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 5, replayed: 0, counted: 0, deleted: 0 }, "nothing replayed, nothing deleted");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 5, replayed: 0, counted: 0, deleted: 0, moved: 1 }, "nothing replayed, nothing deleted; the settled withdrawal moved out of the wallet's state");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   t.same(walletSums(store.sums), { available: 3950n, pending: 0n, reserved: 0n, wallets: 1n }, "the sums are not counted again");
   await store.close();
@@ -264,4 +264,62 @@ t.test("a format-5 store is upgraded at no cost: pages read its history records 
     [["in-2", "received", 50n], ["w2", "released", 0n], ["out-1", "sent", -700n], ["w1", "sent", -1150n], ["in-1", "received", 5000n]]);
   t.same(ok(await w.registry.history("u_five", 0, 3)).entries.map((e) => e.ref), ["in-2", "w2", "out-1"], "a page across the journal and the old records");
   t.same(ok(await w.registry.history("u_five", 1, 3)).entries.map((e) => e.ref), ["w1", "in-1"], "a page from the old records alone");
+});
+
+t.test("a format-6 store is upgraded once: finished deposits and withdrawals leave the wallets' states for their records", async (t) => {
+  const dir = t.testdir();
+  const at = 1_700_000_000_000;
+  const deposit = (id: string, amount: string, address = "bcrt1qa") => ({ t: "deposit_seen", outpoint: `${id}:0`, txid: id, vout: 0, address, amount, at });
+  const events = [
+    [{ t: "opened", at }, { t: "address_added", address: "bcrt1qa", at }],
+    [deposit("aa", "20000"), { t: "deposit_confirmed", outpoint: "aa:0", at }],
+    [{ t: "withdrawal_reserved", id: "w1", address: "bcrt1qd", amount: "1000", fee: "100", at }],
+    [{ t: "withdrawal_settled", id: "w1", txid: "ee".repeat(32), fee: "80", at }],
+    // After the snapshot below: a deposit confirmed, then reversed by a deep reorg; one pending; one withdrawal open.
+    [deposit("cc", "30000", "bcrt1qc"), { t: "deposit_confirmed", outpoint: "cc:0", at }],
+    [{ t: "deposit_reversed", outpoint: "cc:0", at }],
+    [deposit("dd", "5000", "bcrt1qc")],
+    [{ t: "withdrawal_reserved", id: "w2", address: "bcrt1qd", amount: "2000", fee: "100", at }],
+  ];
+  const { store, journal } = await oldStore(dir, "u_six", events, at);
+  // Format 6's snapshot after the fourth record: every deposit and withdrawal the wallet ever had, no address flag.
+  await journal.takeSnapshot({ key: "wallet:u_six", sequenceNumber: 4, createdAt: at, data: {
+    userKey: "u_six", opened: true, openedAt: at, available: 18_920n, pending: 0n, reserved: 0n, addresses: ["bcrt1qa"], historyTotal: 2,
+    deposits: { "aa:0": { txid: "aa", vout: 0, address: "bcrt1qa", amount: 20_000n, status: "confirmed", seenAt: at, confirmedAt: at, h: 1 } },
+    withdrawals: { w1: { address: "bcrt1qd", amount: 1000n, quotedFee: 100n, status: "sent", txid: "ee".repeat(32), fee: 80n, at, h: 2 } },
+    outgoing: {}, day: { date: "2023-11-14", withdrawn: 1000n },
+  } });
+  await store.put(META, "format", 6);
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 1 }, "one wallet had finished ones");
+  t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
+  const snap = (await journal.latestSnapshot("wallet:u_six"))!;
+  const state = snap.data as { deposits: object; withdrawals: object; addressUsed: boolean; available: bigint };
+  t.same([snap.sequenceNumber, Object.keys(state.deposits), Object.keys(state.withdrawals), state.addressUsed, state.available],
+    [8, ["dd:0"], ["w2"], true, 46_820n], "a new snapshot at the last record keeps the open ones only, and the address flag");
+  await store.put(META, "format", 6);
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 0 }, "repeated: nothing left to move");
+  await store.close();
+
+  const w = await open(dir, 100);
+  t.teardown(() => w.close());
+  t.match(w.records.deposit("u_six", "aa:0"), { status: "confirmed", amount: 20_000n, h: 1 }, "from the old snapshot");
+  t.match(w.records.deposit("u_six", "cc:0"), { status: "reversed", amount: 30_000n, h: 3 }, "confirmed and reversed after it");
+  t.match(w.records.withdrawal("u_six", "w1"), { status: "sent", fee: 80n });
+  t.same(ok(await w.registry.send("u_six", "deposit", { deposit: { txid: "aa", vout: 0, address: "bcrt1qa", amount: 20_000n, confirmations: 50 }, target: 3 })), { status: "confirmed" },
+    "an old deposit listed again is answered from its record");
+  t.same(ok(await w.registry.send("u_six", "deposit_removed", { outpoint: "cc:0" })), { status: "reversed" }, "a reversed one too");
+  t.match(ok(await w.registry.send("u_six", "withdrawal", { id: "w1" })), { withdrawal: { status: "sent", fee: 80n } });
+  t.same(ok(await w.registry.read("u_six", "balance", {})), { available: 46_820n, pending: 5000n, reserved: 2100n, frozen: "deposit cc:0 left the chain after it was confirmed; an operator must review" },
+    "nothing credited twice");
+  t.same(ok(await w.registry.read("u_six", "current_address", {})), {}, "the newest address had a deposit: a new one is needed");
+});
+
+t.test("a deposit seen and confirmed in one command has one history entry, confirmed; its record keeps it", async (t) => {
+  const w = await open(t.testdir());
+  t.teardown(() => w.close());
+  ok(await w.registry.send("u_dep", "open", {}));
+  t.same(ok(await w.registry.send("u_dep", "deposit", { deposit: { txid: "ab".repeat(32), vout: 1, address: "bcrt1qa", amount: 7000n, confirmations: 6 }, target: 3 })), { status: "confirmed" });
+  t.same(ok(await w.registry.history("u_dep", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]), [[`${"ab".repeat(32)}:1`, "confirmed", 7000n]]);
+  t.match(w.records.deposit("u_dep", `${"ab".repeat(32)}:1`), { status: "confirmed", amount: 7000n });
+  t.same(Object.keys(ok(await w.registry.send("u_dep", "state", {})).deposits), [], "not in the state");
 });
