@@ -70,9 +70,10 @@ export interface WalletState {
   /** Transfers debited here whose credit the receiver has not acknowledged yet: re-sent after a restart. */
   outgoing: Record<string, OutgoingTransfer>;
   /**
-   * How many history entries the wallet has made; entry n is the record `history/<userKey>\u0001<n>` (see
-   * wallet.records.ts). The entries, and the index of transfer ids that makes a re-sent transfer count once, are
-   * records written with the events — not state — so a long history costs neither memory nor activation time.
+   * How many history entries the wallet has made, numbered from 1. The entries ride in the journal records of the
+   * commands that made or changed them, and the index of transfer ids that makes a re-sent transfer count once is
+   * records written with the events (wallet.records.ts) — not state — so a long history costs neither memory nor
+   * activation time.
    */
   historyTotal: number;
   day: { date: string; withdrawn: bigint };

@@ -1,9 +1,10 @@
 // What a wallet writes with its journal, in the same atomic batch as the events: records beside it (the journal
-// applies a record's `r`) — its outbox flag (the start-up outbox scan) and the index of transfer ids it has sent or
-// received; what its balance parts add to the store's running sums (`s`: the solvency watchdog); and the history
-// entries the command created or rewrote, kept in the journal record itself (`h`), where a history page reads them.
-// None of this is in the actor's state, so a wallet with a long history activates, snapshots and evolves as fast as
-// a new one, and a transfer id is recognised however old it is. Each record costs ~20 µs of CPU all told
+// applies a record's `r`) — its outbox flag (the start-up outbox scan), the index of transfer ids it has sent or
+// received, and its deposits and withdrawals once finished (they leave the state then); what its balance parts add
+// to the store's running sums (`s`: the solvency watchdog); and the history entries the command created or rewrote,
+// kept in the journal record itself (`h`), where a history page reads them. None of this is in the actor's state,
+// so a wallet with a long past activates, snapshots and evolves as fast as a new one, and a transfer id, an outpoint
+// or a withdrawal id is recognised however old it is. Each record costs ~20 µs of CPU all told
 // (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry.
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
