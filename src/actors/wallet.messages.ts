@@ -56,6 +56,10 @@ export interface WalletState {
   available: bigint;
   pending: bigint;
   reserved: bigint;
+  /**
+   * The deposit addresses handed out to this wallet, the newest last: the newest `ADDRESSES_KEPT` (wallet.ts). The
+   * deposit watcher's address index, not this list, finds an address's owner.
+   */
   addresses: string[];
   /** Whether a deposit has been seen on the newest address (then `/deposit` hands out a new one). */
   addressUsed: boolean;

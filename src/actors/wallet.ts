@@ -55,13 +55,21 @@ export function emptyWallet(userKey: string): WalletState {
 
 /**
  * A state from a snapshot's data, with every field again (JSON drops those set to undefined). A snapshot from before
- * format 7 has no `addressUsed`, and every deposit the wallet had.
+ * format 7 has no `addressUsed`, every deposit the wallet had, and every address.
  */
 export function restoreWallet(data: WalletState): WalletState {
   const s = { ...emptyWallet(data.userKey), ...data };
   if (data.addressUsed === undefined) s.addressUsed = Object.values(s.deposits).some((d) => d.address === s.addresses.at(-1));
+  // A snapshot from before the state kept ADDRESSES_KEPT of them.
+  if (s.addresses.length > ADDRESSES_KEPT) s.addresses = s.addresses.slice(-ADDRESSES_KEPT);
   return s;
 }
+
+/**
+ * How many of its deposit addresses a wallet's state keeps (the newest): `/deposit` needs the last one, a repeated
+ * `add_address` is recognised among them, and the state stays as small as a new wallet's however many it was given.
+ */
+export const ADDRESSES_KEPT = 20;
 
 export const balanceOf = (s: WalletState): BalanceView => ({ available: s.available, pending: s.pending, reserved: s.reserved });
 
@@ -263,7 +271,7 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     case "handle_set":
       return { ...s, chatHandle: e.chatHandle };
     case "address_added":
-      return { ...s, addresses: [...s.addresses, e.address], addressUsed: false };
+      return { ...s, addresses: [...s.addresses.slice(1 - ADDRESSES_KEPT), e.address], addressUsed: false };
     case "deposit_seen": {
       const amount = BigInt(e.amount);
       const h = s.historyTotal + 1;

@@ -4,7 +4,7 @@
 import t from "tap";
 import { decode, encode } from "../../src/store/codec.ts";
 import { walletBehaviour, type WalletOptions } from "../../src/actors/wallet.actor.ts";
-import { emptyWallet, evolve } from "../../src/actors/wallet.ts";
+import { ADDRESSES_KEPT, emptyWallet, evolve } from "../../src/actors/wallet.ts";
 import { emptyPayouts, evolvePayouts, payoutBehaviour, type PayoutOptions } from "../../src/actors/payout.ts";
 import { chequeBehaviour, emptyCheques, evolveCheques, type ChequeBookOptions } from "../../src/actors/cheques.ts";
 
@@ -19,6 +19,18 @@ t.test("a wallet's snapshot: every field present again, values kept", async (t) 
   t.same(Object.keys(back), Object.keys(emptyWallet("u_snap")), "the same fields, in the same order, as a new wallet");
   t.equal(back.available, 5n);
   t.equal(back.historyTotal, 1);
+});
+
+t.test("a wallet's snapshot from before format 7: the address flag worked out, the newest ADDRESSES_KEPT addresses kept", async (t) => {
+  const b = walletBehaviour("u_old", {} as WalletOptions);
+  const addresses = Array.from({ length: ADDRESSES_KEPT + 5 }, (_, i) => `bcrt1q${i}`);
+  const last = addresses.at(-1)!;
+  const deposit = { txid: "aa", vout: 0, address: last, amount: 5n, status: "confirmed", seenAt: 1, h: 1 };
+  const { addressUsed: _, ...old } = { ...emptyWallet("u_old"), opened: true, addresses, deposits: { "aa:0": deposit } };
+  const back = b.restore!(roundTrip(old) as never);
+  t.same([back.addressUsed, back.addresses.length, back.addresses.at(-1)], [true, ADDRESSES_KEPT, last], "a deposit arrived on the newest address");
+  const unused = b.restore!(roundTrip({ ...old, deposits: {} }) as never);
+  t.equal(unused.addressUsed, false, "none did");
 });
 
 t.test("the payout and cheque books' snapshots: dictionaries without a prototype, ids as ordinary keys", async (t) => {

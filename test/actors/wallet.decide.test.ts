@@ -1,7 +1,7 @@
 // decide/evolve are pure: these tests drive them directly, without actors or disks.
 import t from "tap";
 import {
-  changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal,
+  ADDRESSES_KEPT, changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal,
   type Deposit, type WalletCommand, type WalletIndex, type WalletState, type Withdrawal,
 } from "../../src/actors/wallet.ts";
 
@@ -169,6 +169,15 @@ t.test("addresses: the newest unused address is reused", async (t) => {
   t.same(run(s, { type: "current_address" }).answer, { address: "bcrt1qa" });
   s = run(s, { type: "deposit", deposit: { txid: "ff".repeat(32), vout: 0, address: "bcrt1qa", amount: 10n, confirmations: 0 }, target: 1 }).s;
   t.same(run(s, { type: "current_address" }).answer, {}, "used: a new one is needed");
+});
+
+t.test("addresses: the state keeps the newest ADDRESSES_KEPT, the newest last", async (t) => {
+  let s = opened();
+  for (let i = 0; i < ADDRESSES_KEPT + 10; i++) s = run(s, { type: "add_address", address: `bcrt1q${i}` }).s;
+  t.equal(s.addresses.length, ADDRESSES_KEPT);
+  t.same([s.addresses[0], s.addresses.at(-1)], ["bcrt1q10", `bcrt1q${ADDRESSES_KEPT + 9}`]);
+  t.same(run(s, { type: "current_address" }).answer, { address: `bcrt1q${ADDRESSES_KEPT + 9}` }, "the newest is handed out");
+  t.equal(run(s, { type: "add_address", address: "bcrt1q12" }).s, s, "a recent one added again changes nothing");
 });
 
 t.test("gathered credits: one record for many, each id once (in the index or twice in the batch), opening the wallet", async (t) => {
