@@ -7,6 +7,7 @@ import type { Logger } from "./log.ts";
 import { parseAmount } from "./domain/money.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
+import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
@@ -153,7 +154,7 @@ export class EngineRelay implements Relay {
       request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: BigInt(w.dustSats), dailyLimit: BigInt(w.dailyLimitSats) },
     });
     if (isRefusal(r)) return r;
-    return { id: q.id, repeated: r.repeated, amount: r.withdrawal.amount, fee: r.withdrawal.fee ?? r.withdrawal.quotedFee, status: r.withdrawal.status, ...(r.withdrawal.txid ? { txid: r.withdrawal.txid } : {}), balance: r.balance };
+    return confirmed(q.id, r.repeated, r.withdrawal, r.balance);
   }
 
   async cancelQuote(userKey: string, quoteId: string): Promise<Result<{ cancelled: boolean }>> {
@@ -223,8 +224,7 @@ export class EngineRelay implements Relay {
   async #knownWithdrawal(userKey: string, id: string): Promise<Result<ConfirmedWithdrawal> | undefined> {
     const r = await this.#o.registry.send(userKey, "withdrawal", { id });
     if (isRefusal(r) || !r.withdrawal) return undefined;
-    const w = r.withdrawal;
-    return { id, repeated: true, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}), balance: r.balance };
+    return confirmed(id, true, r.withdrawal, r.balance);
   }
 
   #expireQuotes(): void {
@@ -239,4 +239,9 @@ export class EngineRelay implements Relay {
   #now(): number {
     return (this.#o.now ?? Date.now)();
   }
+}
+
+/** A confirmed withdrawal as the relay answers it: the fee charged once sent, the quoted fee until then. */
+function confirmed(id: string, repeated: boolean, w: Withdrawal, balance: BalanceView): ConfirmedWithdrawal {
+  return { id, repeated, amount: w.amount, fee: w.fee ?? w.quotedFee, status: w.status, ...(w.txid ? { txid: w.txid } : {}), balance };
 }
