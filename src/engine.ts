@@ -173,7 +173,7 @@ export class Engine {
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
     // A store from before the current format is brought up to it once (wallet records rebuilt, running sums counted).
-    const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records);
+    const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records, e.log);
     if (upgraded && (upgraded.from > 0 || upgraded.replayed > 0)) e.log.info({ ...upgraded, format: STORE_FORMAT }, "store upgraded: wallet records rebuilt from the journals where needed, balances summed");
     // A store just restored from a backup pays nothing until it has been compared with the chain.
     const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
