@@ -24,7 +24,7 @@ export interface TestEngine {
   keyring: KeyRing;
   identity: Identity;
   handleKey: Buffer;
-  /** Scan the chain now and wait for it (instead of waiting for the poll timer). */
+  /** Scan the chain now and wait for it, scanning again if a scan ends incomplete (instead of waiting for the poll timer). */
   poke(): Promise<void>;
   /** Mine n blocks and let the engine process them. */
   mine(n: number): Promise<void>;
@@ -79,7 +79,14 @@ export async function startTestEngine(overrides: DeepPartial<ConfigFile> = {}, o
     engine: undefined as unknown as Engine,
     node, config, dataPath, keyring, identity, handleKey,
     async poke() {
-      await t.engine.watcher.poke();
+      // A scan can end incomplete (a node call failed, a wallet did not answer in time on a loaded machine): the
+      // engine retries it on a backoff timer, and the deposits of the block wait for that. A test that poked means
+      // "the chain is read": it scans again at once, a few times at most, until a scan completes.
+      for (let i = 0; i < 5; i++) {
+        const s = t.engine.watcher.stats, setbacks = s.failedScans + s.incompleteScans;
+        await t.engine.watcher.poke();
+        if (s.failedScans + s.incompleteScans === setbacks) break;
+      }
       await t.engine.blockWorkDone();
     },
     async mine(n) {
