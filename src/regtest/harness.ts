@@ -133,6 +133,14 @@ export class RegtestNode {
     if (!BTC_AMOUNT.test(btc)) throw new Error(`fund: "${btc}" is not a BTC amount with at most 8 decimals`);
     await this.ensureMatureCoins();
     const r = await this.rpc<{ txid: string; complete: boolean }>("send", [{ [address]: Number(btc) }], "outside");
+    // A wallet keeps and returns a transaction its node's mempool did not take: say so here, with the node's reason,
+    // rather than as a deposit missing from the next block. One the mempool takes now is sent again.
+    if (!(await this.rpc("getmempoolentry", [r.txid]).then(() => true, () => false))) {
+      const { hex } = await this.rpc<{ hex: string }>("gettransaction", [r.txid], "outside");
+      const [test] = await this.rpc<Array<{ allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[hex]]);
+      if (!test?.allowed) throw new Error(`fund: the node's mempool refused transaction ${r.txid}: ${test?.["reject-reason"] ?? "no reason given"}`);
+      await this.rpc("sendrawtransaction", [hex]);
+    }
     return r.txid;
   }
 
