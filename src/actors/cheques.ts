@@ -6,6 +6,7 @@ import type { PersistentBehaviour, Reply } from "./runtime.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
+import { Shelf } from "../store/shelf.ts";
 
 export interface ChequeRecord {
   creator: string;
@@ -87,20 +88,9 @@ export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
  * HMAC of the code), written in the same batch as the event. The book answers from it as from the cheque itself: a
  * claim or revoke of an old code, a re-sent funding transfer, a repeated /cheque command.
  */
-export class FinishedCheques {
-  static readonly NS = "cheque-done";
-  readonly #store: EncryptedStore;
-
+export class FinishedCheques extends Shelf<ChequeRecord> {
   constructor(store: EncryptedStore) {
-    this.#store = store;
-  }
-
-  get(hash: string): ChequeRecord | undefined {
-    return this.#store.getSync<ChequeRecord>(FinishedCheques.NS, hash);
-  }
-
-  op(hash: string, c: ChequeRecord): StoreOp {
-    return { type: "put", ns: FinishedCheques.NS, key: hash, value: c };
+    super(store, "cheque-done");
   }
 }
 

@@ -9,6 +9,7 @@ import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap, withKey } from "./idmap.ts";
+import { Shelf } from "../store/shelf.ts";
 import type { Batch, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
@@ -42,38 +43,33 @@ export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed"
  * in the same batch as the event. A wallet re-submitting one (its message was late) is told it is confirmed.
  */
 export class FinishedPayouts {
-  static readonly NS = "paid";
-  readonly #store: EncryptedStore;
+  /** By payout id: its transaction and fee. */
+  readonly #paid: Shelf<{ txid: string; fee: bigint }>;
+  /** By transaction id: the pruned batches' transactions. */
+  readonly #txs: Shelf<true>;
 
   constructor(store: EncryptedStore) {
-    this.#store = store;
+    this.#paid = new Shelf(store, "paid", (id) => store.mac("payout", id));
+    this.#txs = new Shelf(store, "paid", (txid) => store.mac("payout-tx", txid));
   }
 
   get(id: string): PayoutSummary | undefined {
-    const r = this.#store.getSync<{ txid: string; fee: bigint }>(FinishedPayouts.NS, this.#key(id));
+    const r = this.#paid.get(id);
     return r && { id, status: "confirmed", txid: r.txid, fee: r.fee };
   }
 
   op(id: string, txid: string, fee: bigint): StoreOp {
-    return { type: "put", ns: FinishedPayouts.NS, key: this.#key(id), value: { txid, fee } };
+    return this.#paid.op(id, { txid, fee });
   }
 
   /** Whether this transaction is one of a batch that left the book (a restore's reconciliation asks). */
   paidBy(txid: string): boolean {
-    return this.#store.getSync<true>(FinishedPayouts.NS, this.#txKey(txid)) !== undefined;
+    return this.#txs.get(txid) !== undefined;
   }
 
   /** A pruned batch's transaction, and those its fee bumps replaced. */
   txOps(b: Batch): StoreOp[] {
-    return [b.txid, ...b.replaced].map((txid) => ({ type: "put", ns: FinishedPayouts.NS, key: this.#txKey(txid), value: true }));
-  }
-
-  #key(id: string): string {
-    return this.#store.mac("payout", id);
-  }
-
-  #txKey(txid: string): string {
-    return this.#store.mac("payout-tx", txid);
+    return [b.txid, ...b.replaced].map((txid) => this.#txs.op(txid, true));
   }
 }
 

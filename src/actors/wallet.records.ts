@@ -9,9 +9,10 @@
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
-import { changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, restoreWallet, type WalletIndex } from "./wallet.ts";
+import { changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
 import { idMap } from "./idmap.ts";
+import { Shelf } from "../store/shelf.ts";
 import type { Deposit, HistoryEntry, WalletEvent, WalletState, Withdrawal } from "./wallet.messages.ts";
 import type { HistoryPage } from "../relay.types.ts";
 
@@ -88,10 +89,15 @@ export class WalletRecords implements WalletIndex {
   /** Entries a history shows: the newest `limit`. */
   readonly limit: number;
   readonly #recent = new Map<string, string>();
+  /** Finished deposits by wallet and outpoint, finished withdrawals by wallet and id (format 7). */
+  readonly #deposits: Shelf<Deposit>;
+  readonly #withdrawals: Shelf<Withdrawal>;
 
   constructor(store: EncryptedStore, limit: number) {
     this.#store = store;
     this.limit = limit;
+    this.#deposits = new Shelf(store, DEPOSITS, (ref) => store.mac("wallet-deposit", ref));
+    this.#withdrawals = new Shelf(store, WITHDRAWALS, (ref) => store.mac("wallet-withdrawal", ref));
   }
 
   /** Whether this wallet has already sent a transfer with this id. */
@@ -106,19 +112,17 @@ export class WalletRecords implements WalletIndex {
 
   /** A deposit of this wallet that has left its state: confirmed, dropped or reversed. */
   deposit(userKey: string, outpoint: string): Deposit | undefined {
-    return this.#store.getSync<Deposit>(DEPOSITS, this.#store.mac("wallet-deposit", userKey + SEP + outpoint));
+    return this.#deposits.get(userKey + SEP + outpoint);
   }
 
   /** A withdrawal of this wallet that has left its state: sent or released. */
   withdrawal(userKey: string, id: string): Withdrawal | undefined {
-    return this.#store.getSync<Withdrawal>(WITHDRAWALS, this.#store.mac("wallet-withdrawal", userKey + SEP + id));
+    return this.#withdrawals.get(userKey + SEP + id);
   }
 
   /** The record of a finished deposit (by outpoint) or withdrawal (by id). */
   finishedOp(userKey: string, ref: string, x: Deposit | Withdrawal): StoreOp {
-    return "vout" in x
-      ? { type: "put", ns: DEPOSITS, key: this.#store.mac("wallet-deposit", userKey + SEP + ref), value: x }
-      : { type: "put", ns: WITHDRAWALS, key: this.#store.mac("wallet-withdrawal", userKey + SEP + ref), value: x };
+    return "vout" in x ? this.#deposits.op(userKey + SEP + ref, x) : this.#withdrawals.op(userKey + SEP + ref, x);
   }
 
   /**
@@ -134,7 +138,7 @@ export class WalletRecords implements WalletIndex {
       const e = events[i]!, was = i === 0 ? before : states[i - 1]!, after = states[i]!;
       // A reversal finds its deposit in the records: it left the state when it was confirmed.
       const changed = changedBy(was, after, e, e.t === "deposit_reversed" && !own(was.deposits, e.outpoint) ? this.deposit(userKey, e.outpoint) : undefined);
-      if (changed && isFinished(changed)) ops.push(this.finishedOp(userKey, "outpoint" in e ? e.outpoint : (e as { id: string }).id, changed));
+      if (changed && isFinished(changed)) ops.push(this.finishedOp(userKey, refOf(e), changed));
       const entry = historyEntryOf(after, e, changed);
       // One version of an entry per record, the newest (a deposit seen and confirmed at once): a page takes the first
       // version of an entry it meets in a record.
@@ -296,7 +300,7 @@ async function moveFinished(journal: Journal, records: WalletRecords, log?: Pick
       for (const e of (ev.data as WalletRecordData).e) {
         const after = evolve(s, e);
         const changed = changedBy(s, after, e, e.t === "deposit_reversed" ? (finished.get(e.outpoint) as Deposit | undefined) : undefined);
-        if (changed && isFinished(changed)) finished.set("outpoint" in e ? e.outpoint : (e as { id: string }).id, changed);
+        if (changed && isFinished(changed)) finished.set(refOf(e), changed);
         s = after;
       }
     }

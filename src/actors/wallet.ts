@@ -372,6 +372,11 @@ export function changedBy(before: WalletState, after: WalletState, e: WalletEven
   }
 }
 
+/** What a deposit's or withdrawal's event names it by: its outpoint or its id (its record's key). */
+export function refOf(e: WalletEvent): string {
+  return "outpoint" in e ? e.outpoint : "id" in e ? e.id : "";
+}
+
 /** Whether a deposit or withdrawal is finished: it has left the state, for its record (see WalletState.deposits). */
 export function isFinished(x: Deposit | Withdrawal): boolean {
   return x.status !== "pending" && x.status !== "reserved" && x.status !== "broadcast";

@@ -1,7 +1,7 @@
 // decide/evolve are pure: these tests drive them directly, without actors or disks.
 import t from "tap";
 import {
-  ADDRESSES_KEPT, changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal,
+  ADDRESSES_KEPT, changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal, refOf,
   type Deposit, type WalletCommand, type WalletIndex, type WalletState, type Withdrawal,
 } from "../../src/actors/wallet.ts";
 
@@ -37,7 +37,7 @@ function run(s: WalletState, cmd: Cmd, now = ctx.now, seen?: boolean): { s: Wall
     const next = evolve(after, e);
     // What WalletRecords.forCommand writes: an entry the event finished leaves the state for the records.
     const changed = changedBy(after, next, e, e.t === "deposit_reversed" ? index.deposit(s.userKey, e.outpoint) : undefined);
-    if (changed && isFinished(changed)) book.set("outpoint" in e ? e.outpoint : (e as { id: string }).id, changed);
+    if (changed && isFinished(changed)) book.set(refOf(e), changed);
     after = next;
   }
   const broken = checkInvariants(after);
