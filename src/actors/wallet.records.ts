@@ -5,7 +5,8 @@
 // kept in the journal record itself (`h`), where a history page reads them. None of this is in the actor's state,
 // so a wallet with a long past activates, snapshots and evolves as fast as a new one, and a transfer id, an outpoint
 // or a withdrawal id is recognised however old it is. Each record costs ~20 µs of CPU all told
-// (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry.
+// (encoding, sealing, the disk, the collector), so a command writes no record that its journal record can carry, and
+// the transfer index, which only needs to say "this id was used", writes marks: a key and no value, nothing sealed.
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
@@ -102,12 +103,12 @@ export class WalletRecords implements WalletIndex {
 
   /** Whether this wallet has already sent a transfer with this id. */
   sent(userKey: string, id: string): boolean {
-    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(outboundInput(userKey, id))) !== undefined;
+    return this.#store.hasSync(TRANSFERS, this.#transferKey(outboundInput(userKey, id)));
   }
 
   /** Whether this wallet has already been credited this sender's transfer with this id (ids are the sender's own). */
   received(userKey: string, from: string, id: string): boolean {
-    return this.#store.getSync<number>(TRANSFERS, this.#transferKey(inboundInput(userKey, from, id))) !== undefined;
+    return this.#store.hasSync(TRANSFERS, this.#transferKey(inboundInput(userKey, from, id)));
   }
 
   /** A deposit of this wallet that has left its state: confirmed, dropped or reversed. */
@@ -143,8 +144,10 @@ export class WalletRecords implements WalletIndex {
       // One version of an entry per record, the newest (a deposit seen and confirmed at once): a page takes the first
       // version of an entry it meets in a record.
       if (entry) history = history === NO_CHANGES ? [entry] : [...history.filter(([n]) => n !== entry[0]), entry];
-      if (e.t === "transfer_sent") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)), value: after.historyTotal });
-      else if (e.t === "transfer_received") ops.push({ type: "put", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)), value: after.historyTotal });
+      // The index holds a mark per id (a key, no value: nothing to seal). Before format 8 it held the entry's number,
+      // sealed, which nothing read; those records count as marks.
+      if (e.t === "transfer_sent") ops.push({ type: "mark", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)) });
+      else if (e.t === "transfer_received") ops.push({ type: "mark", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)) });
     }
     const was = hasOpenWork(before), now = hasOpenWork(states[states.length - 1] ?? before);
     if (was !== now) ops.push(now ? { type: "put", ns: "outbox", key: userKey, value: true } : { type: "del", ns: "outbox", key: userKey });
@@ -221,9 +224,11 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
  * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
  * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
- * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own.
+ * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own; 8 since the transfer
+ * index holds marks (a key and an empty value, db.ts) instead of sealed values — nothing to rewrite, but code before
+ * it cannot read them.
  */
-export const STORE_FORMAT = 7;
+export const STORE_FORMAT = 8;
 
 /**
  * What an upgrade did: wallets whose journals were replayed, wallets counted into the sums, records deleted, wallets

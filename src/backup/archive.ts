@@ -122,7 +122,8 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
       for (let entries = await it.nextv(1000); entries.length > 0; entries = await it.nextv(1000)) {
         for (const [k, v] of entries) {
           const ns = k.slice(0, k.indexOf(SEP));
-          keyIds.add(keyIdOf(v, ns));
+          // A mark (an empty value) is sealed under no key.
+          if (v.length > 0) keyIds.add(keyIdOf(v, ns));
           if (k === POSITION_KEY) position = o.store.openValue<number>(META, "position", v);
           else if (k === TIMELINE_KEY) timeline = o.store.openValue<string>(META, "timeline", v);
           const klen = Buffer.byteLength(k, "utf8");

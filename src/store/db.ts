@@ -17,7 +17,12 @@ const TIMELINE = "timeline";
 
 export type StoreOp =
   | { type: "put"; ns: string; key: string; value: unknown }
-  | { type: "del"; ns: string; key: string };
+  | { type: "del"; ns: string; key: string }
+  /**
+   * A record whose presence is all it says (an id already used): its key, which names nothing in the clear (an HMAC),
+   * and an empty value, so there is nothing to encode or seal. Read it with `hasSync`; `get` and `iterate` refuse it.
+   */
+  | { type: "mark"; ns: string; key: string };
 
 /** A write as it goes to disk (sealed), for listeners such as continuous backup. */
 export interface RawOp {
@@ -160,6 +165,11 @@ export class EncryptedStore {
     return raw === undefined ? undefined : this.openValue<T>(ns, key, raw);
   }
 
+  /** Whether a record is there, on the calling thread, without opening it (a mark: see StoreOp). */
+  hasSync(ns: string, key: string): boolean {
+    return this.db.getSync(EncryptedStore.recordKey(ns, key)) !== undefined;
+  }
+
   put(ns: string, key: string, value: unknown): Promise<void> {
     return this.batch([{ type: "put", ns, key, value }]);
   }
@@ -180,7 +190,7 @@ export class EncryptedStore {
   encodeOps(ops: StoreOp[]): EncodedOp[] {
     return ops.map((op) => {
       const key = EncryptedStore.recordKey(op.ns, op.key);
-      return op.type === "put" ? { type: "put", key, text: encodeText(op.value) } : { type: "del", key };
+      return op.type === "put" ? { type: "put", key, text: encodeText(op.value) } : { type: op.type, key };
     });
   }
 

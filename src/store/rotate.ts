@@ -34,7 +34,8 @@ export async function rotateStore(store: EncryptedStore, o: RotateOptions = {}):
       const sep = k.indexOf(SEP);
       const ns = k.slice(0, sep);
       const key = k.slice(sep + 1);
-      if (keyIdOf(v, ns) === to) {
+      // A mark (an empty value) has nothing sealed to rotate.
+      if (v.length === 0 || keyIdOf(v, ns) === to) {
         progress.skipped++;
         continue;
       }

@@ -9,12 +9,21 @@ import { Worker } from "node:worker_threads";
 import { HEADER, seal, TAG } from "./envelope-core.mjs";
 import { StoreError } from "./errors.ts";
 
-/** A write with its value encoded (JSON text, sealed as UTF-8) and not yet sealed; `key` is the record key (`ns \0 key`). */
+/**
+ * A write with its value encoded (JSON text, sealed as UTF-8) and not yet sealed; `key` is the record key (`ns \0 key`).
+ * A mark (db.ts, StoreOp) has no value: it goes to disk as a put of an empty one, unsealed.
+ */
 export interface EncodedOp {
-  type: "put" | "del";
+  type: "put" | "del" | "mark";
   key: string;
   text?: string;
 }
+
+/** What a mark stores: nothing (LevelDB copies it). */
+const MARK_VALUE = Buffer.alloc(0);
+
+/** A write with nothing to seal (a delete or a mark) as it goes to disk. */
+const unsealed = (op: EncodedOp): SealedOp => (op.type === "mark" ? { type: "put", key: op.key, value: MARK_VALUE } : { type: "del", key: op.key });
 
 /** The same write sealed, as it goes to disk. */
 export interface SealedOp {
@@ -112,9 +121,9 @@ export class Sealer {
   sealHere(ops: EncodedOp[]): SealedOp[] {
     this.stats.inline++;
     return ops.map((op) => {
-      if (op.text === undefined) return { type: op.type, key: op.key };
+      if (op.text === undefined) return unsealed(op);
       const sep = op.key.indexOf("\u0000");
-      return { type: op.type, key: op.key, value: seal(this.#o.dataKey, this.#o.keyId, op.key.slice(0, sep), op.key.slice(sep + 1), Buffer.from(op.text, "utf8")) };
+      return { type: "put", key: op.key, value: seal(this.#o.dataKey, this.#o.keyId, op.key.slice(0, sep), op.key.slice(sep + 1), Buffer.from(op.text, "utf8")) };
     });
   }
 
@@ -133,11 +142,11 @@ export class Sealer {
       for (let i = 0; i < r.ops.length; i++) {
         const op = r.ops[i]!;
         if (op.text === undefined) {
-          out[i] = { type: op.type, key: op.key };
+          out[i] = unsealed(op);
           continue;
         }
         const n = HEADER + m.lengths![v++]! + TAG;
-        out[i] = { type: op.type, key: op.key, value: Buffer.from(m.sealed, at, n) };
+        out[i] = { type: "put", key: op.key, value: Buffer.from(m.sealed, at, n) };
         at += n;
       }
       r.resolve(out);

@@ -101,6 +101,29 @@ t.test("a transfer id counts once after its acknowledgement, a passivation and a
   const keys = [];
   for await (const k of w.store.keys("xfer")) keys.push(k);
   t.ok(keys.length > 0 && keys.every((k) => /^[\w-]{43}$/.test(k) && !k.includes("pay-1")), "record keys are MACs (HMAC-SHA256, base64url), not ids");
+  let empty = 0;
+  for (const k of keys) if ((await w.store.db.get(EncryptedStore.recordKey("xfer", k)))!.length === 0) empty++;
+  t.equal(empty, keys.length, "and each is a mark: a key with nothing in its value");
+});
+
+t.test("a format-7 store's sealed index entries count as marks; its upgrade rewrites nothing", async (t) => {
+  const dir = t.testdir();
+  const at = 1_700_000_000_000;
+  const { store, journal } = await oldStore(dir, "u_s", [[{ t: "opened", at }, { t: "transfer_received", id: "in-1", from: "u_r", amount: "500", at }], [{ t: "transfer_sent", id: "out-1", to: "u_r", amount: "100", at }]], at);
+  // What format 7 wrote beside those records: each index entry sealed, holding its history entry's number.
+  await store.batch([
+    { type: "put", ns: "xfer", key: store.mac("transfer", "u_s\u0001in\u0001u_r\u0001in-1"), value: 1 },
+    { type: "put", ns: "xfer", key: store.mac("transfer", "u_s\u0001out\u0001out-1"), value: 2 },
+    { type: "put", ns: META, key: "format", value: 7 },
+  ]);
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 7, replayed: 0, counted: 0, deleted: 0, moved: 0 }, "nothing to rewrite");
+  t.equal(await store.get(META, "format"), STORE_FORMAT);
+  await store.close();
+  const w = await open(dir, 100);
+  t.teardown(() => w.close());
+  t.same(ok(await w.registry.send("u_s", "send_transfer", { id: "out-1", to: "u_r", amount: 100n, maxAmount: 10n ** 9n })).repeated, true, "a sent id is known");
+  t.same(ok(await w.registry.send("u_s", "receive_transfer", { id: "in-1", from: "u_r", amount: 500n })).repeated, true, "a credit too");
+  t.same(ok(await w.registry.read("u_s", "balance", {})), { available: 400n, pending: 0n, reserved: 0n }, "each counted once");
 });
 
 t.test("the outbox flag is written when it changes; no balance record per wallet", async (t) => {

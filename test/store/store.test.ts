@@ -119,6 +119,27 @@ t.test("rotation interrupted midway resumes after a restart and leaves nothing u
   t.same(await s.get("wallet", "u_02499"), { n: 2499n });
 });
 
+t.test("a mark is a key with an empty value: seen by hasSync, refused by get, skipped by rotation", async (t) => {
+  const dir = t.testdir({ db: {} });
+  const file = join(dir, "master.key");
+  const first = generateKeyRingFile(file);
+  let s = await EncryptedStore.open({ path: join(dir, "db"), keyring: first });
+  const key = s.mac("transfer", "u_a\u0001out\u0001t1");
+  await s.batch([{ type: "mark", ns: "xfer", key }, { type: "put", ns: "wallet", key: "u_a", value: 1 }]);
+  t.ok(s.hasSync("xfer", key), "there");
+  t.notOk(s.hasSync("xfer", s.mac("transfer", "u_a\u0001out\u0001t2")), "another id is not");
+  t.equal((await s.db.get(EncryptedStore.recordKey("xfer", key)))!.length, 0, "nothing stored but the key");
+  await t.rejects(s.get("xfer", key), { code: "bad_format" }, "a mark has no value to read");
+  await s.close();
+  writeKeyRingFile(file, first.withNewKey());
+  s = await EncryptedStore.open({ path: join(dir, "db"), keyring: loadKeyRingFile(file) });
+  t.teardown(() => s.close());
+  const rotated = await rotateStore(s);
+  t.ok(rotated.done);
+  t.ok(s.hasSync("xfer", key), "still there after the rotation");
+  t.same(await s.get("wallet", "u_a"), 1);
+});
+
 t.test("nothing private in the bytes on disk", async (t) => {
   const dir = t.testdir();
   const s = await EncryptedStore.open({ path: dir, keyring: ring() });
