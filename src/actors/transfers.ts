@@ -28,6 +28,7 @@ export interface CourierOptions {
 
 export class TransferCourier {
   readonly #o: CourierOptions;
+  /** Deliveries under way, by sender and transfer id. */
   readonly #inFlight = new Map<string, Promise<void>>();
   /**
    * Credits to one receiver gather while a command for that wallet is being journalled and go together as the next:
@@ -63,13 +64,15 @@ export class TransferCourier {
    * when this delivery is over: credited (its acknowledgement waiting for a record), refused, or left in the outbox.
    */
   deliver(from: string, id: string, to: string, amount: bigint): Promise<void> {
-    const running = this.#inFlight.get(id);
+    // A transfer is its sender and id: ids are each sender's own, and two senders may use the same one at once.
+    const transfer = from + "\u0000" + id;
+    const running = this.#inFlight.get(transfer);
     if (running) return running;
     const delivery = this.#run(from, id, to, amount).finally(() => {
-      this.#inFlight.delete(id);
+      this.#inFlight.delete(transfer);
       this.#maybeIdle();
     });
-    this.#inFlight.set(id, delivery);
+    this.#inFlight.set(transfer, delivery);
     return delivery;
   }
 

@@ -202,6 +202,25 @@ t.test("an acknowledgement rides on the sender's next record; settled() sends th
   t.same(await registry.read("u_b", "balance", {}), { available: 30n, pending: 0n, reserved: 0n });
 });
 
+t.test("two senders' transfers with the same id, delivered at once: each is its own delivery, credited and acknowledged", async (t) => {
+  const { registry, courier } = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000 });
+  await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  await registry.send("u_c", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  // Ids are the sender's own (the script and internal edges take them from the caller): "t1" from u_a is not "t1" from u_c.
+  const sent = await Promise.all([
+    registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n }),
+    registry.send("u_c", "send_transfer", { id: "t1", to: "u_d", amount: 20n, maxAmount: 1000n }),
+  ]);
+  t.notOk(sent.some(isRefusal));
+  await courier.settled();
+  t.same(await registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "u_a's transfer credited");
+  t.same(await registry.read("u_d", "balance", {}), { available: 20n, pending: 0n, reserved: 0n }, "and u_c's");
+  for (const u of ["u_a", "u_c"]) {
+    const st = await registry.send(u, "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), [], `${u}'s outbox is empty`);
+  }
+});
+
 t.test("a sender that journals nothing more is acknowledged by a record of its own after ackDelayMs", async (t) => {
   const { journal, registry, store } = await courierOnDisk(t, { carry: true, ackDelayMs: 20 });
   await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
