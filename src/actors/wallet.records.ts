@@ -150,7 +150,8 @@ export class WalletRecords implements WalletIndex {
       else if (e.t === "transfer_received") ops.push({ type: "mark", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)) });
     }
     const was = hasOpenWork(before), now = hasOpenWork(states[states.length - 1] ?? before);
-    if (was !== now) ops.push(now ? { type: "put", ns: "outbox", key: userKey, value: true } : { type: "del", ns: "outbox", key: userKey });
+    // A mark (the engine's start lists their keys); before format 8 a sealed `true`.
+    if (was !== now) ops.push(now ? { type: "mark", ns: "outbox", key: userKey } : { type: "del", ns: "outbox", key: userKey });
     return { ops, history };
   }
 
@@ -225,8 +226,8 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
  * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
  * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own; 8 since the transfer
- * index holds marks (a key and an empty value, db.ts) instead of sealed values — nothing to rewrite, but code before
- * it cannot read them.
+ * index and the outbox flags are marks (a key and an empty value, db.ts) instead of sealed values — nothing to
+ * rewrite, but code before it cannot read them.
  */
 export const STORE_FORMAT = 8;
 
