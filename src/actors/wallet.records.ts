@@ -225,9 +225,9 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * a credit's index entry is keyed by its sender and id (format 2 keyed it by the id alone); 4 since the store keeps
  * the wallets' running sums; 5 since the per-wallet balance records are gone (nothing reads them but the sums did);
  * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
- * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own; 8 since the transfer
- * index and the outbox flags are marks (a key and an empty value, db.ts) instead of sealed values — nothing to
- * rewrite, but code before it cannot read them.
+ * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own; 8 since
+ * the transfer index and the outbox flags are marks (a key and an empty value, db.ts) instead of sealed values —
+ * nothing to rewrite, but code before it cannot read them.
  */
 export const STORE_FORMAT = 8;
 

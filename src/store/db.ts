@@ -19,8 +19,9 @@ export type StoreOp =
   | { type: "put"; ns: string; key: string; value: unknown }
   | { type: "del"; ns: string; key: string }
   /**
-   * A record whose presence is all it says (an id already used): its key, which names nothing in the clear (an HMAC),
-   * and an empty value, so there is nothing to encode or seal. Read it with `hasSync`; `get` and `iterate` refuse it.
+   * A record whose presence is all it says (an id already used, a wallet with unfinished work): its key, which must
+   * name nothing in the clear (an HMAC, a user key), and an empty value, so there is nothing to encode or seal. Read
+   * it with `hasSync` or `keys`; `get` and `iterate` refuse it (a sealed value is never empty).
    */
   | { type: "mark"; ns: string; key: string };
 
