@@ -301,8 +301,7 @@ export class Engine {
 
   async #resumeOutboxes(): Promise<void> {
     const keys: string[] = [];
-    // The flags are marks: their keys are all they say (format 7's sealed ones too).
-    for await (const userKey of this.storage.store.keys("outbox")) keys.push(userKey);
+    for await (const userKey of this.registry.records.flagged()) keys.push(userKey);
     await Promise.all(keys.map((k) => this.registry.send(k, "resume", {})));
     if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
   }

@@ -32,6 +32,8 @@ interface WalletView {
  */
 const HISTORY = "history";
 const TRANSFERS = "xfer";
+/** Wallets with unfinished transfers or withdrawals, which the engine resumes at start: marks keyed by the user key. */
+const OUTBOX = "outbox";
 /** Finished deposits and withdrawals (format 7), keyed by a MAC of the wallet and the outpoint or id. */
 const DEPOSITS = "deposit-done";
 const WITHDRAWALS = "withdrawal-done";
@@ -90,6 +92,8 @@ export class WalletRecords implements WalletIndex {
   /** Entries a history shows: the newest `limit`. */
   readonly limit: number;
   readonly #recent = new Map<string, string>();
+  /** The transfer index: a mark per id sent, and per sender and id received (see #transferKey). */
+  readonly #transfers: Shelf<never>;
   /** Finished deposits by wallet and outpoint, finished withdrawals by wallet and id (format 7). */
   readonly #deposits: Shelf<Deposit>;
   readonly #withdrawals: Shelf<Withdrawal>;
@@ -97,18 +101,19 @@ export class WalletRecords implements WalletIndex {
   constructor(store: EncryptedStore, limit: number) {
     this.#store = store;
     this.limit = limit;
+    this.#transfers = new Shelf(store, TRANSFERS, (input) => this.#transferKey(input));
     this.#deposits = new Shelf(store, DEPOSITS, (ref) => store.mac("wallet-deposit", ref));
     this.#withdrawals = new Shelf(store, WITHDRAWALS, (ref) => store.mac("wallet-withdrawal", ref));
   }
 
   /** Whether this wallet has already sent a transfer with this id. */
   sent(userKey: string, id: string): boolean {
-    return this.#store.hasSync(TRANSFERS, this.#transferKey(outboundInput(userKey, id)));
+    return this.#transfers.has(outboundInput(userKey, id));
   }
 
   /** Whether this wallet has already been credited this sender's transfer with this id (ids are the sender's own). */
   received(userKey: string, from: string, id: string): boolean {
-    return this.#store.hasSync(TRANSFERS, this.#transferKey(inboundInput(userKey, from, id)));
+    return this.#transfers.has(inboundInput(userKey, from, id));
   }
 
   /** A deposit of this wallet that has left its state: confirmed, dropped or reversed. */
@@ -146,13 +151,18 @@ export class WalletRecords implements WalletIndex {
       if (entry) history = history === NO_CHANGES ? [entry] : [...history.filter(([n]) => n !== entry[0]), entry];
       // The index holds a mark per id (a key, no value: nothing to seal). Before format 8 it held the entry's number,
       // sealed, which nothing read; those records count as marks.
-      if (e.t === "transfer_sent") ops.push({ type: "mark", ns: TRANSFERS, key: this.#transferKey(outboundInput(userKey, e.id)) });
-      else if (e.t === "transfer_received") ops.push({ type: "mark", ns: TRANSFERS, key: this.#transferKey(inboundInput(userKey, e.from, e.id)) });
+      if (e.t === "transfer_sent") ops.push(this.#transfers.mark(outboundInput(userKey, e.id)));
+      else if (e.t === "transfer_received") ops.push(this.#transfers.mark(inboundInput(userKey, e.from, e.id)));
     }
     const was = hasOpenWork(before), now = hasOpenWork(states[states.length - 1] ?? before);
-    // A mark (the engine's start lists their keys); before format 8 a sealed `true`.
-    if (was !== now) ops.push(now ? { type: "mark", ns: "outbox", key: userKey } : { type: "del", ns: "outbox", key: userKey });
+    // A mark (`flagged` lists their keys); before format 8 a sealed `true`.
+    if (was !== now) ops.push(now ? { type: "mark", ns: OUTBOX, key: userKey } : { type: "del", ns: OUTBOX, key: userKey });
     return { ops, history };
+  }
+
+  /** The wallets flagged with unfinished transfers or withdrawals (the engine resumes them at start). */
+  async *flagged(): AsyncGenerator<string> {
+    yield* this.#store.keys(OUTBOX);
   }
 
   /**

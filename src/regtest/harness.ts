@@ -28,7 +28,7 @@ export class RpcError extends Error {
 }
 
 const BTC_AMOUNT = /^\d{1,8}(\.\d{1,8})?$/;
-/** The lowest tip from which no anti-fee-sniping nLockTime can be 21 (see ensureMatureCoins). */
+/** A tip from which no anti-fee-sniping nLockTime can be 21 (see ensureMatureCoins): 99 below it is 23. */
 export const SAFE_HEIGHT = 122;
 const running = new Set<ChildProcess>();
 let exitHook = false;
@@ -123,7 +123,7 @@ export class RegtestNode {
 
   /**
    * Mines 101 blocks to the outside wallet once, so it has spendable coins, and at least up to SAFE_HEIGHT. A
-   * wallet's anti-fee-sniping sets a transaction's nLockTime to the tip's height or, one time in ten, up to 100 blocks
+   * wallet's anti-fee-sniping sets a transaction's nLockTime to the tip's height or, one time in ten, up to 99 blocks
    * below it; Knots' parasite filter (`-rejectparasites`, on by default) refuses nLockTime 21 as a CAT-21 mint. So
    * below height 122 about one wallet transaction in a thousand stays out of the mempool and out of every block:
    * a deposit that never confirms, a test that fails once in a few runs.
@@ -143,13 +143,12 @@ export class RegtestNode {
     if (!BTC_AMOUNT.test(btc)) throw new Error(`fund: "${btc}" is not a BTC amount with at most 8 decimals`);
     await this.ensureMatureCoins();
     const r = await this.rpc<{ txid: string; complete: boolean }>("send", [{ [address]: Number(btc) }], "outside");
-    // A wallet keeps and returns a transaction its node's mempool did not take: say so here, with the node's reason,
-    // rather than as a deposit missing from the next block. One the mempool takes now is sent again.
+    // A wallet keeps and returns a transaction its node's mempool did not take (see ensureMatureCoins): say so here,
+    // with the node's reason, rather than as a deposit missing from the next block.
     if (!(await this.rpc("getmempoolentry", [r.txid]).then(() => true, () => false))) {
       const { hex } = await this.rpc<{ hex: string }>("gettransaction", [r.txid], "outside");
       const [test] = await this.rpc<Array<{ allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[hex]]);
-      if (!test?.allowed) throw new Error(`fund: the node's mempool refused transaction ${r.txid}: ${test?.["reject-reason"] ?? "no reason given"}`);
-      await this.rpc("sendrawtransaction", [hex]);
+      throw new Error(`fund: the node's mempool does not hold transaction ${r.txid}: ${test?.["reject-reason"] ?? "it would take it now"}`);
     }
     return r.txid;
   }

@@ -1,6 +1,7 @@
-// Records of one namespace that an actor writes beside its journal, in the same batch as the event (`op`), and reads
-// back on the calling thread on a hot path (`get`: a lookup LevelDB's bloom filters mostly answer from memory). A
-// record key that would reveal something (an id, an outpoint) goes through `key`, an HMAC (EncryptedStore.mac).
+// Records of one namespace that an actor writes beside its journal, in the same batch as the event (`op`, or `mark`
+// for a record whose presence is all it says), and reads back on the calling thread on a hot path (`get`, `has`: a
+// lookup LevelDB's bloom filters mostly answer from memory). A record key that would reveal something (an id, an
+// outpoint) goes through `key`, an HMAC (EncryptedStore.mac).
 import type { EncryptedStore, StoreOp } from "./db.ts";
 
 export class Shelf<T> {
@@ -20,5 +21,15 @@ export class Shelf<T> {
 
   op(ref: string, value: T): StoreOp {
     return { type: "put", ns: this.#ns, key: this.#key(ref), value };
+  }
+
+  /** Whether the record is there, without opening it (a mark has nothing to open). */
+  has(ref: string): boolean {
+    return this.#store.hasSync(this.#ns, this.#key(ref));
+  }
+
+  /** A mark (db.ts, StoreOp): the key alone. */
+  mark(ref: string): StoreOp {
+    return { type: "mark", ns: this.#ns, key: this.#key(ref) };
   }
 }
