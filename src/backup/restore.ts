@@ -51,7 +51,8 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
   let nodeWallet: Buffer | undefined;
   try {
     const raw = new Level<string, Uint8Array>(tmp, { keyEncoding: "utf8", valueEncoding: "view" });
-    await raw.open();
+    // Written as the store writes: the restored files are the store's from now on.
+    await raw.open(EncryptedStore.levelOptions);
     try {
       ({ nodeWallet } = await readArchive(o.archive, o.keyring, async (batch) => {
         await writeBatch(raw, batch.map((r) => ({ type: "put" as const, key: r.key, value: r.value })), false);
