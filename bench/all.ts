@@ -64,7 +64,6 @@ async function replayRecords(journal: Journal, records: JournalEvent[], numbers:
   }));
 }
 
-
 // 1. Read path: /balance through the registry to resident wallets, 10k users, 256 in flight.
 if (want("read")) {
   const users = Math.round(10_000 * scale);

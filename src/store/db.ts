@@ -112,10 +112,9 @@ export class EncryptedStore {
   /**
    * LevelDB's settings for a store whose values are ciphertext. Compression off: sealed values never compress, and
    * compressing them was wasted work at every flush and compaction. A 16 MB write buffer (the default is 4 MB; two
-   * may be in memory at once): fewer, larger level-0 files, so a lookup on the hot path (a transfer id) checks fewer
-   * tables, and records are rewritten less often by compaction. In `npm run bench:write-rounds` (bench/README.md,
-   * "write"), the fourth round of 20,000 transfers on a growing store took 150–160 µs of CPU per transfer instead of
-   * 175–204, most of it the other threads' (compaction).
+   * may be in memory at once): fewer, larger level-0 files, and records rewritten less often by compaction. In
+   * `npm run bench:write-rounds` (bench/README.md, "write"), the fourth round of 20,000 transfers on a growing store
+   * took 150–160 µs of CPU per transfer instead of 175–204, most of the saving compaction's.
    */
   static readonly levelOptions = Object.freeze({ compression: false, writeBufferSize: 16 * 1024 * 1024 });
 
