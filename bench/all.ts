@@ -172,10 +172,10 @@ if (want("write")) {
   bareRegistry.close();
   bare.shutdown();
   // The store's share alone: the journal records of the same two rounds (events, history entries, index marks, outbox
-  // flags), taken from another run of them (kept in memory during the measured run, they slowed it by holding the
-  // collector back), written again through a journal and an encrypted store of their own, 512 in flight, each
-  // wallet's in order, with the index lookups the wallets made (a MAC and a read per transfer id): no actors,
-  // courier or decisions. The first round fills the store, the second is measured, as above.
+  // flags), taken from another run of them (captured during the measured run, they slowed it), written again through
+  // a journal and an encrypted store of their own, 512 in flight, each wallet's in order, with the index lookups the
+  // wallets made (a MAC and a read per transfer id): no actors, courier or decisions. The first round fills the
+  // store, the second is measured, as above.
   const journalled: JournalEvent[][] = [[], []];
   {
     let capture: TransferCourier | undefined;
