@@ -64,7 +64,7 @@ export class FinishedPayouts {
 
   /** Whether this transaction is one of a batch that left the book (a restore's reconciliation asks). */
   paidBy(txid: string): boolean {
-    return this.#txs.get(txid) !== undefined;
+    return this.#txs.has(txid);
   }
 
   /** A pruned batch's transaction, and those its fee bumps replaced. */
