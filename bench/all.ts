@@ -7,7 +7,6 @@ import { join } from "node:path";
 import { Level } from "level";
 import { ActorSystem, type Reply } from "../src/actors/runtime.ts";
 import { WalletRegistry } from "../src/actors/registry.ts";
-import { TransferCourier } from "../src/actors/transfers.ts";
 import { EncryptedStore } from "../src/store/db.ts";
 import { Journal, type JournalEvent, type JournalRecord } from "../src/store/journal.ts";
 import { KeyRing } from "../src/store/keyring.ts";
@@ -19,7 +18,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { buildTelegramEdge } from "../src/edges/telegram/bot.ts";
 import { fmt, percentile, table, writeResults } from "./lib/report.ts";
-import { courierHooks, fundUsers, hooks, load, openRegistry, registryDefaults, sendTransfers, type RegistryOverrides } from "./lib/transfers.ts";
+import { load, openRegistry, registryDefaults, sendTransfers, withCourier, type RegistryOverrides } from "./lib/transfers.ts";
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const only = process.env.BENCH_ONLY?.split(",");
@@ -116,10 +115,8 @@ if (want("read")) {
 // as the engine wires them.
 if (want("write")) {
   const users = Math.round(1000 * scale);
-  let courier: TransferCourier | undefined;
-  const r = await registryOn("write", true, { hooks: courierHooks(() => courier!) });
-  courier = new TransferCourier({ registry: r.registry, log: silentLogger });
-  await fundUsers(r.registry, users);
+  const r = await withCourier(users, (o) => registryOn("write", true, o));
+  const { courier } = r;
   const N = users * 20;
   // The size of every record the store writes in a round (journal events, history, index, commit positions), kept as
   // numbers so the bookkeeping does not weigh on the run: the baseline writes as many records of the same sizes raw.
@@ -158,13 +155,12 @@ if (want("write")) {
   // and wallets with no records (no encoding, sealing, index lookups or disk).
   const nothing = { events: () => ({ reduce: async <T>(_f: unknown, init: T) => init }), latestSnapshot: async () => undefined, takeSnapshot: async () => undefined, persist: async () => undefined };
   const bare = new ActorSystem(nothing);
-  let bareCourier: TransferCourier | undefined;
-  const bareRegistry = new WalletRegistry({
-    ...registryDefaults, system: bare, records: { sent: () => false, received: () => false, forCommand: () => ({ ops: [], history: undefined }) } as unknown as WalletRecords, hooks: courierHooks(() => bareCourier!),
-  });
-  bareCourier = new TransferCourier({ registry: bareRegistry, log: silentLogger });
-  await fundUsers(bareRegistry, users);
-  const transfers = (round: string) => sendTransfers(bareRegistry, users, N, round).then(() => bareCourier!.settled());
+  const { registry: bareRegistry, courier: bareCourier } = await withCourier(users, async (o) => ({
+    registry: new WalletRegistry({
+      ...registryDefaults, system: bare, records: { sent: () => false, received: () => false, forCommand: () => ({ ops: [], history: undefined }) } as unknown as WalletRecords, ...o,
+    }),
+  }));
+  const transfers = (round: string) => sendTransfers(bareRegistry, users, N, round).then(() => bareCourier.settled());
   await transfers("warm");
   const c0 = performance.now();
   await transfers("t");
@@ -178,18 +174,15 @@ if (want("write")) {
   // store, the second is measured, as above.
   const journalled: JournalEvent[][] = [[], []];
   {
-    let capture: TransferCourier | undefined;
-    const c = await registryOn("write-capture", true, { hooks: courierHooks(() => capture!) });
-    capture = new TransferCourier({ registry: c.registry, log: silentLogger });
-    await fundUsers(c.registry, users);
+    const c = await withCourier(users, (o) => registryOn("write-capture", true, o));
     const persist = c.journal.persist.bind(c.journal);
     let round = 0;
     c.journal.persist = (ev) => (journalled[round]!.push(ev), persist(ev));
     await sendTransfers(c.registry, users, N, "w");
-    await capture.settled();
+    await c.courier.settled();
     round = 1;
     await sendTransfers(c.registry, users, N, "t");
-    await capture.settled();
+    await c.courier.settled();
     await c.close();
   }
   const alone = await registryOn("write-store", true);

@@ -6,10 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { TransferCourier } from "../src/actors/transfers.ts";
 import { KeyRing } from "../src/store/keyring.ts";
-import { silentLogger } from "../src/log.ts";
-import { courierHooks, fundUsers, openRegistry, sendTransfers } from "./lib/transfers.ts";
+import { openRegistry, sendTransfers, withCourier } from "./lib/transfers.ts";
 import { fmt } from "./lib/report.ts";
 
 const rounds = Number(process.env.WRITE_ROUNDS ?? 4);
@@ -36,11 +34,9 @@ function threadCpu(): { main: number; others: number } {
   return t;
 }
 
-let courier: TransferCourier | undefined;
-const r = await openRegistry(join(root, "store"), new KeyRing(new Map([[1, randomBytes(32)]]), 1), true, { hooks: courierHooks(() => courier!) });
-courier = new TransferCourier({ registry: r.registry, log: silentLogger });
+const r = await withCourier(users, (o) => openRegistry(join(root, "store"), new KeyRing(new Map([[1, randomBytes(32)]]), 1), true, o));
+const { courier } = r;
 try {
-  await fundUsers(r.registry, users);
   console.log(`${rounds} rounds of ${fmt(N)} transfers among ${fmt(users)} wallets, 512 in flight (CPU per transfer: the engine's thread + the others)`);
   for (let round = 1; round <= rounds; round++) {
     const before = threadCpu(), t0 = performance.now();

@@ -2,7 +2,7 @@
 // write figure's transfers, run with a bounded number in flight.
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
-import type { TransferCourier } from "../../src/actors/transfers.ts";
+import { TransferCourier } from "../../src/actors/transfers.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { Journal } from "../../src/store/journal.ts";
@@ -10,7 +10,7 @@ import type { KeyRing } from "../../src/store/keyring.ts";
 import { silentLogger } from "../../src/log.ts";
 import { percentile } from "./report.ts";
 
-export const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
+const hooks = { notice: () => undefined, deliverTransfer: () => undefined, submitWithdrawal: () => undefined };
 
 /** The registry settings of every bench: nothing passivated or refused for being busy during a run. */
 export const registryDefaults = {
@@ -28,13 +28,20 @@ export async function openRegistry(path: string, keyring: KeyRing, sync: boolean
   return { store, journal, system, registry, async close() { registry.close(); system.shutdown(); await journal.flushed(); await store.close(); } };
 }
 
-/** Hooks that wire wallets to a courier as the engine does: durable debits delivered, acknowledgements carried. */
-export const courierHooks = (courier: () => TransferCourier) => ({
-  ...hooks, deliverTransfer: (from: string, id: string, to: string, amount: bigint) => courier().deliver(from, id, to, amount), takeAcks: (from: string) => courier().takeAcks(from),
-});
 /** Every user gets enough to send for the whole run. */
-export const fundUsers = (registry: WalletRegistry, users: number) =>
+const fundUsers = (registry: WalletRegistry, users: number) =>
   Promise.all(Array.from({ length: users }, (_, i) => registry.send(`u_${i}`, "receive_transfer", { id: `seed${i}`, from: "u_bank", amount: 10n ** 12n })));
+/**
+ * A registry (opened by `open` with the overrides it is given) whose wallets are wired to a courier as the engine
+ * wires them: durable debits delivered, acknowledgements carried. Its users are funded for a whole run.
+ */
+export async function withCourier<R extends { registry: WalletRegistry }>(users: number, open: (o: RegistryOverrides) => Promise<R>): Promise<R & { courier: TransferCourier }> {
+  let courier: TransferCourier | undefined;
+  const r = await open({ hooks: { ...hooks, deliverTransfer: (from, id, to, amount) => courier!.deliver(from, id, to, amount), takeAcks: (from) => courier!.takeAcks(from) } });
+  courier = new TransferCourier({ registry: r.registry, log: silentLogger });
+  await fundUsers(r.registry, users);
+  return Object.assign(r, { courier });
+}
 /** The write figure's transfers: `n` of them, 512 in flight, user i → user 7i + 1. */
 export const sendTransfers = (registry: WalletRegistry, users: number, n: number, round: string) =>
   load(n, 512, (i) => registry.send(`u_${i % users}`, "send_transfer", { id: `${round}${i}`, to: `u_${(i * 7 + 1) % users}`, amount: 1000n, maxAmount: 10n ** 12n }));
