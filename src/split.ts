@@ -21,7 +21,10 @@ export async function startAdmin(config: Config, engine: Engine, log: Logger): P
   await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
   const app = await buildAdmin({
     config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },
-    operators: new OperatorStore(engine.storage.store), audit: new AuditLog(engine.storage.store), port: enginePort(engine),
+    operators: new OperatorStore(engine.storage.store, {
+      onTotpPause: (operator, ms) => log.warn({ operator, pause_s: Math.round(ms / 1000) }, "admin API: wrong TOTP codes in a row; codes are not checked for a while"),
+    }),
+    audit: new AuditLog(engine.storage.store), port: enginePort(engine),
   });
   return { app, port: await listenAdmin(app, config) };
 }

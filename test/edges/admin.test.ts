@@ -58,6 +58,13 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const replay = await call(port, ca, "/health", { client: cert, totp: good });
   t.equal(replay.status, 401, "the same code again is refused");
   t.match(replay.body, /already used/);
+  // The request limit counts requests refused for their TOTP code too (it once ran after the factors were checked).
+  const limited = await buildAdmin({ config: te.config, log: silentLogger, tls: { ...server, ca }, operators: new OperatorStore(store), audit, port: enginePort(te.engine), clock: () => now, rateLimit: 3 });
+  const limitedPort = await listenAdmin(limited, te.config);
+  t.teardown(() => limited.close());
+  const tries = [];
+  for (let i = 0; i < 4; i++) tries.push((await call(limitedPort, ca, "/health", { client: cert, totp: "000000" })).status);
+  t.same(tries, [401, 401, 401, 429], "wrong codes count against the request limit");
 
   const userKey = "u_frozenwallet0001";
   await te.engine.relay.start(userKey);

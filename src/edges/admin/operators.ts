@@ -39,8 +39,30 @@ export interface SecurityKey {
 const NS = "operators";
 const NAME_RE = /^[a-z][a-z0-9_-]{1,31}$/;
 
+/** Wrong TOTP codes an operator may send in a row before the API stops checking codes for a while. */
+export const TOTP_FREE_FAILURES = 5;
+/** The first pause after them, doubled at every further wrong code up to TOTP_MAX_PAUSE_MS. */
+const TOTP_FIRST_PAUSE_MS = 60_000;
+const TOTP_MAX_PAUSE_MS = 60 * 60_000;
+
+export interface OperatorStoreOptions {
+  /** Told once each time an operator's wrong TOTP codes start a pause (the operator's name, the pause). */
+  onTotpPause?: (name: string, pauseMs: number) => void;
+}
+
 export class OperatorStore {
-  constructor(private readonly store: EncryptedStore) {}
+  /**
+   * Each operator's record changes one change at a time (a TOTP step consumed, a key added or touched): two requests
+   * with the same code must not both pass, and no change may write back a step an earlier one consumed.
+   */
+  readonly #turns = new Map<string, Promise<unknown>>();
+  /**
+   * Wrong TOTP codes in a row per operator, and until when codes are not checked at all. Kept in memory: only a
+   * holder of an operator's certificate gets this far, and a restart does not come from them.
+   */
+  readonly #failures = new Map<string, { count: number; until: number }>();
+
+  constructor(private readonly store: EncryptedStore, private readonly o: OperatorStoreOptions = {}) {}
 
   get(fp: string): Promise<Operator | undefined> {
     return this.store.get<Operator>(NS, fp);
@@ -58,11 +80,13 @@ export class OperatorStore {
 
   async revoke(name: string): Promise<boolean> {
     let done = false;
-    for (const op of await this.list()) {
-      if (op.name === name && !op.revoked) {
-        await this.put({ ...op, revoked: true });
+    for (const listed of await this.list()) {
+      if (listed.name !== name) continue;
+      await this.#change(listed.fingerprint, (op) => {
+        if (op.revoked) return undefined;
         done = true;
-      }
+        return { ...op, revoked: true };
+      });
     }
     return done;
   }
@@ -72,11 +96,14 @@ export class OperatorStore {
    * hash is stored; the token itself goes into the link printed once for the operator.
    */
   async issueEnrollment(fp: string, o: { ttlMs: number; now?: number }): Promise<{ token: string; expiresAt: number }> {
-    const op = await this.get(fp);
-    if (!op || op.revoked) throw Object.assign(new Error("no such active operator"), { code: "setup" });
     const token = randomBytes(32).toString("base64url");
     const expiresAt = (o.now ?? Date.now()) + o.ttlMs;
-    await this.put({ ...op, enroll: { tokenHash: hashToken(token), expiresAt } });
+    await this.#change(fp, (op) => {
+      if (op.revoked) throw Object.assign(new Error("no such active operator"), { code: "setup" });
+      return { ...op, enroll: { tokenHash: hashToken(token), expiresAt } };
+    }, () => {
+      throw Object.assign(new Error("no such active operator"), { code: "setup" });
+    });
     return { token, expiresAt };
   }
 
@@ -91,42 +118,94 @@ export class OperatorStore {
 
   /** Adds a security key; `consumeEnrollment` makes the enrollment link useless from now on. */
   async addKey(fp: string, key: SecurityKey, o: { consumeEnrollment?: boolean } = {}): Promise<Operator> {
-    const op = await this.get(fp);
-    if (!op || op.revoked) throw new Error("no such operator");
-    const next: Operator = { ...op, keys: [...(op.keys ?? []).filter((k) => k.id !== key.id), key] };
-    if (o.consumeEnrollment) delete next.enroll;
-    await this.put(next);
-    return next;
+    return this.#change(fp, (op) => {
+      if (op.revoked) throw new Error("no such operator");
+      const next: Operator = { ...op, keys: [...(op.keys ?? []).filter((k) => k.id !== key.id), key] };
+      if (o.consumeEnrollment) delete next.enroll;
+      return next;
+    });
   }
 
   async removeKey(fp: string, id: string): Promise<Operator> {
-    const op = await this.get(fp);
-    if (!op) throw new Error("no such operator");
-    const next = { ...op, keys: (op.keys ?? []).filter((k) => k.id !== id) };
-    await this.put(next);
-    return next;
+    return this.#change(fp, (op) => ({ ...op, keys: (op.keys ?? []).filter((k) => k.id !== id) }));
   }
 
   /** Records a key's new signature counter after a verified login. */
   async touchKey(fp: string, id: string, counter: number, now = Date.now()): Promise<void> {
-    const op = await this.get(fp);
-    if (!op) return;
-    await this.put({ ...op, keys: (op.keys ?? []).map((k) => (k.id === id ? { ...k, counter, lastUsedAt: now } : k)) });
+    await this.#change(fp, (op) => ({ ...op, keys: (op.keys ?? []).map((k) => (k.id === id ? { ...k, counter, lastUsedAt: now } : k)) }), () => undefined);
   }
 
   /**
    * Checks a TOTP code for the operator (RFC 6238, ±1 step) and consumes its time step: a code, or an older
-   * one, is never accepted twice. Returns why not, or undefined when accepted.
+   * one, is never accepted twice, also by requests that arrive together. After TOTP_FREE_FAILURES wrong codes in a
+   * row, codes are not checked for a minute, doubled at every further wrong code up to an hour (a six-digit code
+   * cannot be guessed by trying them all); a right code ends that. Returns why not, or undefined when accepted.
    */
-  async checkTotp(op: Operator, code: string | undefined, now = Date.now()): Promise<string | undefined> {
+  async checkTotp(op: Pick<Operator, "fingerprint">, code: string | undefined, now = Date.now()): Promise<string | undefined> {
     if (!code || !/^\d{6}$/.test(code)) return "a six-digit TOTP code is required in the X-TOTP header";
-    const totp = totpFor(op);
-    const delta = totp.validate({ token: code, timestamp: now, window: 1 });
-    if (delta === null) return "the TOTP code is wrong";
-    const step = Math.floor(now / 1000 / totp.period) + delta;
-    if (step <= op.lastStep) return "that TOTP code was already used; wait for the next one";
-    await this.put({ ...op, lastStep: step });
-    return undefined;
+    let why: string | undefined;
+    await this.#change(op.fingerprint, (fresh) => {
+      if (fresh.revoked) {
+        why = "this certificate is not (or no longer) an operator's";
+        return undefined;
+      }
+      const failed = this.#failures.get(fresh.fingerprint);
+      if (failed && now < failed.until) {
+        why = `too many wrong TOTP codes; try again in ${Math.ceil((failed.until - now) / 1000)} s`;
+        return undefined;
+      }
+      const totp = totpFor(fresh);
+      const delta = totp.validate({ token: code, timestamp: now, window: 1 });
+      if (delta === null) {
+        why = this.#wrongCode(fresh, now);
+        return undefined;
+      }
+      const step = Math.floor(now / 1000 / totp.period) + delta;
+      if (step <= fresh.lastStep) {
+        why = "that TOTP code was already used; wait for the next one";
+        return undefined;
+      }
+      this.#failures.delete(fresh.fingerprint);
+      return { ...fresh, lastStep: step };
+    }, () => {
+      why = "this certificate is not (or no longer) an operator's";
+    });
+    return why;
+  }
+
+  #wrongCode(op: Operator, now: number): string {
+    const count = (this.#failures.get(op.fingerprint)?.count ?? 0) + 1;
+    const over = count - TOTP_FREE_FAILURES;
+    const pause = over < 0 ? 0 : Math.min(TOTP_MAX_PAUSE_MS, TOTP_FIRST_PAUSE_MS * 2 ** Math.min(over, 20));
+    this.#failures.set(op.fingerprint, { count, until: now + pause });
+    if (pause === 0) return "the TOTP code is wrong";
+    this.o.onTotpPause?.(op.name, pause);
+    return `the TOTP code is wrong; after ${count} wrong codes in a row, codes are not checked for ${Math.round(pause / 1000)} s`;
+  }
+
+  /**
+   * Changes the operator's record, one change at a time per operator: `f` gets the record as stored now and returns
+   * the new one (undefined: no change). `missing` answers when there is no such operator (default: an error).
+   */
+  async #change<T = Operator>(fp: string, f: (op: Operator) => Operator | undefined, missing?: () => T): Promise<Operator | T> {
+    const before = this.#turns.get(fp) ?? Promise.resolve();
+    const turn = before.then(async () => {
+      const op = await this.get(fp);
+      if (!op) {
+        if (missing) return missing();
+        throw new Error("no such operator");
+      }
+      const next = f(op);
+      if (next === undefined) return op;
+      await this.put(next);
+      return next;
+    });
+    const settled = turn.then(() => undefined, () => undefined);
+    this.#turns.set(fp, settled);
+    void settled.then(() => {
+      if (this.#turns.get(fp) === settled) this.#turns.delete(fp);
+    });
+    return turn;
   }
 }
 

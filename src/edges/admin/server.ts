@@ -62,14 +62,19 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url, schema: r.schema });
   });
 
+  // Not per route (the plugin's default): its route hooks run after the factors are checked below, so a request
+  // refused for a wrong TOTP code would never be counted. The limit is taken first, in the same hook.
   await app.register(rateLimit, {
+    global: false,
     max: o.rateLimit ?? 120,
     timeWindow: 60_000,
     keyGenerator: (req) => fingerprintOf(req) ?? req.ip,
   });
+  const limit = app.rateLimit();
 
   // Both factors, on every request. TLS already refused anyone without a certificate from the operators' CA.
   app.addHook("onRequest", async (req, reply) => {
+    if ((req.routeOptions.config as { rateLimit?: unknown }).rateLimit !== false) await limit.call(app, req, reply);
     const fp = fingerprintOf(req);
     const op = fp ? await o.operators.get(fp) : undefined;
     if (!op || op.revoked) {
