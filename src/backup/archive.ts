@@ -17,7 +17,7 @@ import type { EncryptedStore } from "../store/db.ts";
 import { META, POSITION_KEY } from "../store/db.ts";
 import { keyIdOf, open as openEnvelope, seal } from "../store/envelope.ts";
 import type { KeyRing } from "../store/keyring.ts";
-import { BackupError, backupMacKey, keyCheck } from "./format.ts";
+import { BackupError, backupMacKey, keyCheck, writeFully } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-ARCHIVE\n", "latin1");
 const VERSION = 1;
@@ -89,7 +89,7 @@ class ChunkWriter {
     if (this.#at === 0) return;
     const block = this.#buf.subarray(0, this.#at);
     this.hash.update(block);
-    await this.fh.write(block, 0, block.length, HEADER + this.written);
+    await writeFully(this.fh, block, HEADER + this.written);
     this.written += block.length;
     this.#at = 0;
     // The block may still be referenced by the write until it resolves (it has): reuse it.
@@ -165,8 +165,8 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
     keyCheck(keyring, keyId).copy(header, MAGIC.length + 5);
     header.writeBigUInt64BE(BigInt(total), MAGIC.length + 13);
     const mac = createHmac("sha256", backupMacKey(keyring, keyId, "archive")).update(header).update(w.hash.digest()).digest();
-    await fh.write(header, 0, HEADER, 0);
-    await fh.write(mac, 0, TRAILER, HEADER + w.written);
+    await writeFully(fh, header, 0);
+    await writeFully(fh, mac, HEADER + w.written);
     await fh.sync();
     await fh.close();
     const path = o.name ? join(dirname(o.path), o.name(manifest)) : o.path;

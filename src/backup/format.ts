@@ -24,6 +24,19 @@ export function keyCheck(keyring: KeyRing, keyId: number): Buffer {
   return createHmac("sha256", keyring.dataKey("backup", keyId)).update("runigun-backup-key-check-v1").digest().subarray(0, 8);
 }
 
+/**
+ * Writes all of `buf` (at `position`, or at the end of a file opened to append). A write may take fewer bytes than it
+ * was given and still succeed — a disk or quota nearly full — and the rest must not be counted as written: this writes
+ * again until every byte is taken, so a full disk surfaces as the error of the next write (ENOSPC).
+ */
+export async function writeFully(fh: FileHandle, buf: Uint8Array, position?: number): Promise<void> {
+  for (let at = 0; at < buf.length;) {
+    const { bytesWritten } = await fh.write(buf, at, buf.length - at, position === undefined ? null : position + at);
+    if (bytesWritten <= 0) throw new BackupError("io", `a write to the backup disk took no bytes (${buf.length - at} left); is it full?`);
+    at += bytesWritten;
+  }
+}
+
 /** Reads a file through a buffer; `take` fails with "truncated" when the file ends early. */
 export class FileReader {
   #buf = Buffer.alloc(0);

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import type { EncryptedStore, RawOp } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
-import { BackupError, FileReader, backupMacKey, keyCheck } from "./format.ts";
+import { BackupError, FileReader, backupMacKey, keyCheck, writeFully } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-SEGMENT\n", "latin1");
 const HEADER = MAGIC.length + 4 + 8;
@@ -242,11 +242,15 @@ export class SegmentShipper {
     this.#frames = [];
     this.#bufferedBytes = 0;
     const started = performance.now();
+    /** The file's length before this write, when the write may have left part of it there. */
+    let torn: number | undefined;
     try {
       if (!this.#fh || this.#fileBytes > (this.#o.maxFileBytes ?? 64 << 20)) await this.#newFile(first);
       const buf = Buffer.concat(frames);
-      await this.#fh!.write(buf);
+      torn = this.#fileBytes;
+      await writeFully(this.#fh!, buf);
       await this.#fh!.datasync();
+      torn = undefined;
       this.#fileBytes += buf.length;
       this.stats.frames += frames.length;
       this.stats.bytes += buf.length;
@@ -259,6 +263,10 @@ export class SegmentShipper {
       this.#frames = [...frames, ...this.#frames];
       this.#firstBuffered = first;
       this.#bufferedBytes += frames.reduce((n, f) => n + f.length, 0);
+      // Part of the frames may be in the file (a disk filling up takes what fits): cut them off, so the file ends on a
+      // whole frame and the retry, in a new file, starts where this one stops. Should that fail too, a restore reads
+      // the torn tail as the end of this file and the next file as what follows.
+      if (torn !== undefined) await this.#fh?.truncate(torn).catch(() => undefined);
       await this.#fh?.close().catch(() => undefined);
       this.#fh = undefined;
       this.#o.log.error({ err: (e as Error).message, alert: true }, "continuous backup could not write its segment; retrying");
@@ -269,13 +277,18 @@ export class SegmentShipper {
     await this.#fh?.close();
     const path = join(this.#o.dir, segmentName(this.#timeline, first));
     const fh = await open(path, "a", 0o600);
-    const size = (await stat(path)).size;
+    let size = (await stat(path)).size;
+    // A header cut short by a full disk (an earlier try at this file): written again whole.
+    if (size > 0 && size < HEADER) {
+      await fh.truncate(0);
+      size = 0;
+    }
     if (size === 0) {
       const header = Buffer.alloc(HEADER);
       MAGIC.copy(header, 0);
       header.writeUInt32BE(this.#keyId, MAGIC.length);
       keyCheck(this.#o.keyring, this.#keyId).copy(header, MAGIC.length + 4);
-      await fh.write(header);
+      await writeFully(fh, header);
     }
     this.#fh = fh;
     this.#fileBytes = Math.max(size, HEADER);

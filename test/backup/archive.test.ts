@@ -2,7 +2,7 @@
 // from; a damaged, truncated or foreign archive is refused with its own message and the data directory is
 // left as it was; a backup killed mid-write leaves the previous archive whole.
 import t from "tap";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
@@ -229,6 +229,39 @@ t.test("a torn frame at the end of a file the next file takes over from (a write
   const r = await restoreArchive({ archive, segmentsDir: segs, dataPath: join(dir, "r"), keyring: ring(), network: "regtest" });
   t.notOk(r.segments?.stop, "the next file continues where the torn frame stopped");
   t.same(await contents(join(dir, "r", "store")), await contents(join(dir, "store")));
+});
+
+t.test("a backup disk that fills up mid-write: what did not fit is not counted as shipped, and is written again once there is room", async (t) => {
+  const { dir, segs, store, shipper, archive } = await shippingFromArchive(t.testdir({ backups: {} }));
+  await fill(store, 5);
+  await shipper.flush();
+  const before = shipper.shipped;
+  await fill(store, 100, 5);
+  const file = join(segs, listSegments(segs, store.timeline)[0]!.name);
+  const size = statSync(file).size;
+  // The kernel's limit on file size, for this process only (the soft limit; the hard one stays): a write crossing it
+  // takes what fits and reports that as success — as a disk filling up does — and the next one fails (EFBIG).
+  const limit = (soft: string) => execFileSync("prlimit", ["--pid", String(process.pid), `--fsize=${soft}:unlimited`]);
+  // Crossing it also raises SIGXFSZ, whose default ends the process: caught, the write fails with EFBIG instead.
+  const ignore = () => undefined;
+  process.on("SIGXFSZ", ignore);
+  limit(String(size + 3000));
+  try {
+    await shipper.flush();
+  } finally {
+    limit("unlimited");
+    process.off("SIGXFSZ", ignore);
+  }
+  t.equal(shipper.stats.failures, 1, "the write failed");
+  t.equal(shipper.shipped, before, "nothing of it counts as shipped");
+  t.equal(statSync(file).size, size, "the part that fitted was cut off again: the file ends on a whole frame");
+  await shipper.flush();
+  t.ok(shipper.shipped > before, "once there is room, the frames are written");
+  await shipper.close();
+  await store.close();
+  const r = await restoreArchive({ archive, segmentsDir: segs, dataPath: join(dir, "r"), keyring: ring(), network: "regtest" });
+  t.notOk(r.segments?.stop, "the segments reach the end");
+  t.same(await contents(join(dir, "r", "store")), await contents(join(dir, "store")), "and restore every record");
 });
 
 t.test("a rollover and a flush asked at the same time take turns: no write lands on the file being closed", async (t) => {
