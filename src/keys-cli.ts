@@ -1,6 +1,7 @@
 // `runigun keys …`: master key rings, peppers, rotation. Secrets are written 0600 and never printed.
 import { randomBytes } from "node:crypto";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { writeFileDurably } from "./store/files.ts";
 import { loadConfig } from "./config.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
 import { EncryptedStore } from "./store/db.ts";
@@ -25,7 +26,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     case "pepper": {
       if (!opts.out) throw new SetupError("say where: runigun keys pepper --out /path/to/pepper");
       if (existsSync(opts.out)) throw new SetupError(`${opts.out} exists; refusing to overwrite a secret (every user key depends on it)`);
-      writeFileSync(opts.out, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
+      writeFileDurably(opts.out, randomBytes(32).toString("hex") + "\n");
       say(`wrote a new 32-byte secret to ${opts.out} (mode 0600)`);
       return 0;
     }
@@ -35,7 +36,14 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       const ring = loadKeyRingFile(file);
       // Resumable: if the current key has not finished rotating everything, carry on with it.
       const next = rest.includes("--resume") ? ring : ring.withNewKey();
-      if (next !== ring) writeKeyRingFile(file, next);
+      if (next !== ring) {
+        writeKeyRingFile(file, next);
+        // Nothing is sealed under the new key before the file is known to hold it.
+        const back = loadKeyRingFile(file);
+        if (back.current !== next.current || !back.has(next.current) || !back.dataKey("store").equals(next.dataKey("store"))) {
+          throw new SetupError(`${file} did not read back with the new key ${next.current}; nothing was re-encrypted. Check the disk and run the rotation again`);
+        }
+      }
       const store = await openStoreForKeys(join(config.dataPath, "store"), next);
       try {
         const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });

@@ -2,7 +2,8 @@
 // environment variables the configuration names. On regtest only, missing ones are created in the data
 // directory (0600) so `npm start` works on a fresh clone; elsewhere a missing secret stops the start.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
+import { writeFileDurably } from "./store/files.ts";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { readSecretFile } from "./config.ts";
@@ -31,7 +32,7 @@ function hexSecret(name: string, file: string | undefined, value: string | undef
 
 function devFile(path: string, bytes: number, log: Logger, what: string): string {
   if (!existsSync(path)) {
-    writeFileSync(path, randomBytes(bytes).toString("hex") + "\n", { mode: 0o600 });
+    writeFileDurably(path, randomBytes(bytes).toString("hex") + "\n");
     log.warn({ path }, `created a ${what} for this regtest data directory (never do this on mainnet)`);
   }
   return path;

@@ -2,7 +2,8 @@
 // per purpose with HKDF, so the master key itself never encrypts anything. Loaded from a 0600 file or
 // from the environment; written atomically (temp file + rename).
 import { hkdfSync, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { writeFileDurably } from "./files.ts";
 import { StoreError } from "./errors.ts";
 
 export type KeyPurpose = "store" | "audit" | "backup" | "handle";
@@ -97,12 +98,9 @@ export function loadKeyRing(opts: { file?: string; value?: string }): KeyRing {
   throw new StoreError("missing_key", "no master key: set RUNIGUN_MASTER_KEY_FILE (see `runigun keys generate`) or RUNIGUN_MASTER_KEY");
 }
 
-/** Writes a key ring atomically with mode 0600. */
+/** Writes a key ring atomically and durably (files.ts) with mode 0600. */
 export function writeKeyRingFile(path: string, ring: KeyRing): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(ring.toJSON(), null, 2) + "\n", { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writeFileDurably(path, JSON.stringify(ring.toJSON(), null, 2) + "\n");
 }
 
 export function generateKeyRingFile(path: string): KeyRing {

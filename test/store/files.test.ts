@@ -1,0 +1,35 @@
+// Secret files written durably: the content under the name, mode 0600 whatever the umask, nothing left beside it,
+// a replacement atomic (the old content or the new, never a mix), a failure leaving the old file as it was.
+import t from "tap";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileDurably } from "../../src/store/files.ts";
+import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
+
+t.test("writeFileDurably", async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, "pepper");
+  const umask = process.umask(0);
+  t.teardown(() => void process.umask(umask));
+  writeFileDurably(path, "first\n");
+  t.equal(readFileSync(path, "utf8"), "first\n");
+  t.equal(statSync(path).mode & 0o777, 0o600, "0600 even with an umask of 0");
+  writeFileSync(path, "old\n", { mode: 0o644 });
+  writeFileDurably(path, "second\n");
+  t.equal(readFileSync(path, "utf8"), "second\n", "replaced");
+  t.equal(statSync(path).mode & 0o777, 0o600, "and its mode set again");
+  t.same(readdirSync(dir), ["pepper"], "no temporary file left");
+  t.throws(() => writeFileDurably(join(dir, "missing", "x"), "y"), /ENOENT/, "a directory that does not exist is an error");
+  t.same(readdirSync(dir), ["pepper"]);
+});
+
+t.test("a key ring written with a new key reads back with it", async (t) => {
+  const path = join(t.testdir(), "master.key");
+  const ring = generateKeyRingFile(path);
+  const next = ring.withNewKey();
+  writeKeyRingFile(path, next);
+  const back = loadKeyRingFile(path);
+  t.equal(back.current, next.current);
+  t.ok(back.dataKey("store").equals(next.dataKey("store")));
+  t.ok(back.dataKey("store", ring.current).equals(ring.dataKey("store")), "the old key kept");
+});
