@@ -64,7 +64,7 @@ export class DepositWatcher {
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
   #setbacks = 0;
-  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
+  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, remined: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
 
   constructor(o: WatcherOptions) {
     this.#o = o;
@@ -226,6 +226,13 @@ export class DepositWatcher {
     }
     for (const tx of r.removed ?? []) {
       if (tx.category !== "receive" || !tx.address) continue;
+      // The node lists here every transaction of the blocks that left the chain, also those mined again in the
+      // blocks that replaced them, with their confirmations now (listsinceblock's help): those did not leave, and
+      // `transactions` lists them as they are. Only one that is in no block any more (confirmations 0 or less) left.
+      if (tx.confirmations > 0) {
+        this.stats.remined++;
+        continue;
+      }
       work.push((async () => {
         const owner = await this.ownerOf(tx.address!);
         if (owner && !(await this.#removed(owner, `${tx.txid}:${tx.vout}`, tx.txid, tx.vout, btcNumberToSats(tx.amount), tx.confirmations))) complete = false;

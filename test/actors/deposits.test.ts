@@ -108,6 +108,30 @@ t.test("reorgs and double spends: a pending deposit leaves; a confirmed one that
   t.equal(te.engine.watcher.stats.deepReorgs, 1, "reported to operators");
 });
 
+t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const e = await user(te, "e");
+  const txid = await te.node.fund(e.address, "0.25");
+  await te.mine(1);
+  t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "confirmed at the target of one");
+  const orphaned = await te.node.rpc<string>("getbestblockhash");
+  await te.node.rpc("invalidateblock", [orphaned]);
+  // The next block takes the deposit from the mempool: the node lists it both as removed (with its block) and as
+  // confirmed again (listsinceblock's "removed" keeps transactions mined again, with their new confirmations). Its
+  // coinbase pays another address, or it would be the invalidated block again.
+  await te.node.mine(1, await te.node.outsideAddress());
+  await te.poke();
+  const tx = await te.node.rpc<{ blockhash?: string; confirmations: number }>("gettransaction", [txid], "outside");
+  t.ok(tx.confirmations === 1 && tx.blockhash !== orphaned, "mined again in another block");
+  const st = await te.engine.registry.send(e.key, "state", {});
+  t.ok(!isRefusal(st) && !st.frozen, "the wallet is not frozen");
+  t.same(await balance(te, e.key), [25_000_000n, 0n, 0n], "and the deposit is still credited once");
+  t.equal(te.engine.watcher.stats.deepReorgs, 0, "no deep reorg reported");
+  t.equal(te.engine.watcher.stats.remined, 1, "the deposit mined again is counted");
+});
+
 t.test("an RBF replacement that still pays the user is counted once", async (t) => {
   const te = await startTestEngine({ deposits: { confirmations: 1 } });
   t.teardown(() => te.stop());
