@@ -145,12 +145,23 @@ export class ActorSystem {
       const current = state ?? initial(behaviour.key);
       replaying = ctx.recovering === true;
       if (ctx.recovering) return (msg as JournalRecord<E>).e.reduce(evolve, current);
+      let failed: { error: unknown } | undefined;
       const persist = async (events: E[], extras?: JournalExtras): Promise<void> => {
         if (events.length === 0) return;
-        // A record of its own shape (a spread adding `e` would give every record a hidden class of its own).
-        await ctx.persist(extras ? { e: events, r: extras.r, s: extras.s, h: extras.h } : { e: events });
+        try {
+          // A record of its own shape (a spread adding `e` would give every record a hidden class of its own).
+          await ctx.persist(extras ? { e: events, r: extras.r, s: extras.s, h: extras.h } : { e: events });
+        } catch (e) {
+          failed ??= { error: e };
+          throw e;
+        }
       };
-      return handle(current, msg as M, persist);
+      const next = await handle(current, msg as M, persist);
+      // A handler may catch a failed persist to answer its caller; the actor is reset all the same. nact counted the
+      // event's number before the write: kept, every later persist would be refused as a gap, and a snapshot taken
+      // after this turn would claim the lost event.
+      if (failed) throw failed.error;
+      return next;
     };
     let ref: Ref<M>;
     const inner = spawnPersistent(this.#system, f, behaviour.key, name, {

@@ -98,6 +98,61 @@ t.test("a nact persistent actor recovers from the journal after the system resta
   t.ok(second.n < 120, `replayed ${second.n} events after the snapshot instead of 120`);
 });
 
+t.test("a handler that catches a failed persist to answer its caller: the actor is reset all the same, no gap, no snapshot past the disk", async (t) => {
+  const dir = t.testdir();
+  let crashes = 0;
+  const behaviour = {
+    key: "book",
+    initial: () => 0n,
+    evolve: (s: bigint, e: bigint) => s + e,
+    snapshotEvery: 2,
+    async handle(s: bigint, m: Cmd, persist: (e: bigint[]) => Promise<void>) {
+      if (!("add" in m)) return (m.reply(s), s);
+      try {
+        await persist([m.add]);
+      } catch {
+        // As the payout book does: the caller is told, the state is kept.
+        m.reply(-1n);
+        return s;
+      }
+      m.reply(s + m.add);
+      return s + m.add;
+    },
+  };
+  let j = await openJournal(dir);
+  let system = new ActorSystem(j);
+  let ref = system.spawnPersistent("book", behaviour, { onCrash: () => (crashes++, "reset") });
+  const add = (n: bigint) => system.ask<Cmd, bigint>(ref, (reply) => ({ add: n, reply }), 5000);
+  t.equal(await add(1n), 1n);
+  await j.store.db.close();
+  t.equal(await add(2n), -1n, "the failed persist is answered by the handler");
+  await j.store.db.open();
+  t.equal(await add(4n), 5n, "the next command is journalled: the actor was reset, its numbers match the disk");
+  t.equal(await add(8n), 13n);
+  t.ok(crashes >= 1, "reset for the failed persist (its replay may fail too, and be reset again, while the store is closed)");
+  t.same((await j.readEvents("book")).map((e) => [e.sequenceNumber, e.data]), [[1, { e: [1n] }], [2, { e: [4n] }], [3, { e: [8n] }]], "no gap in the journal");
+  system.shutdown();
+  await j.flushed();
+  await j.store.close();
+  j = await openJournal(dir);
+  system = new ActorSystem(j);
+  t.teardown(async () => (system.shutdown(), await j.store.close()));
+  ref = system.spawnPersistent("book", behaviour, { onCrash: () => "reset" });
+  t.equal(await system.ask<Cmd, bigint>(ref, (reply) => ({ get: true, reply }), 5000), 13n, "replayed after a restart to the same sum");
+  t.equal(j.stats.snapshotFailures, 0);
+});
+
+t.test("a snapshot past a key's last event is refused", async (t) => {
+  const j = await openJournal(t.testdir());
+  t.teardown(() => j.store.close());
+  await j.persist(ev("k", 1, "a"));
+  await j.takeSnapshot({ key: "k", sequenceNumber: 2, data: "ab", createdAt: 1 });
+  t.equal(j.stats.snapshotFailures, 1, "counted as a failure");
+  t.equal(await j.latestSnapshot("k"), undefined, "and not written");
+  await j.takeSnapshot({ key: "k", sequenceNumber: 1, data: "a", createdAt: 1 });
+  t.equal((await j.latestSnapshot("k"))?.sequenceNumber, 1, "one at the last event is");
+});
+
 t.test("a turn's batch is sealed on the thread when nothing is on its way to disk, on the worker while an earlier one is", async (t) => {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring(), sealInWorkerFrom: 2 });
   t.teardown(() => store.close());
