@@ -73,6 +73,8 @@ export class Sealer {
         return Promise.reject(e);
       }
     }
+    // Closing: nothing more goes to the worker (it is about to end); sealed here once the earlier batches are back.
+    if (this.#closed) return this.#track(Promise.allSettled([...this.#inFlight]).then(() => this.sealHere(ops)));
     this.stats.offThread++;
     // One message: the record keys as one string with their lengths, the values' UTF-8 back to back with theirs.
     const keys: string[] = new Array(values);
@@ -97,6 +99,10 @@ export class Sealer {
       w.ref();
       w.postMessage({ id, keys: keys.join(""), keyLengths, plain: plain.buffer, lengths }, [plain.buffer, keyLengths.buffer, lengths.buffer]);
     });
+    return this.#track(sealed);
+  }
+
+  #track(sealed: Promise<SealedOp[]>): Promise<SealedOp[]> {
     this.#inFlight.add(sealed);
     const done = () => void this.#inFlight.delete(sealed);
     sealed.then(done, done);
@@ -106,7 +112,8 @@ export class Sealer {
   /** Waits for the batches being sealed, then ends the worker. Later batches are sealed on the calling thread. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.allSettled(this.#inFlight);
+    // Batches asked meanwhile are sealed here, after the ones before them: wait for those too.
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     const w = this.#worker;
     this.#worker = undefined;
     if (w) await w.terminate();

@@ -56,3 +56,18 @@ t.test("a worker that dies fails its batches by name; the next batch gets a new 
   const again = ops("again", 10);
   check(t, again, await sealer.seal(again), 1);
 });
+
+t.test("a batch asked while the sealer closes is sealed, after the ones before it, and close waits for it", async (t) => {
+  const sealer = new Sealer({ dataKey: key, keyId: 2, workerFrom: 1 });
+  const first = ops("first", 2000);
+  const order: string[] = [];
+  const a = sealer.seal(first).then((s) => (order.push("first"), s));
+  const closing = sealer.close().then(() => order.push("closed"));
+  const late = ops("late", 300);
+  const b = sealer.seal(late).then((s) => (order.push("late"), s));
+  check(t, first, await a, 2);
+  check(t, late, await b, 2);
+  await closing;
+  t.same(order, ["first", "late", "closed"], "in order, and the close came last");
+  t.equal(sealer.worker, undefined, "the worker has ended");
+});
