@@ -5,7 +5,8 @@ import { PassThrough } from "node:stream";
 import { startTestEngine, testLog, type TestEngine } from "../support/engine.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
 import { startLocalChat } from "../../src/edges/chat/local-chat.ts";
-import { LOCAL_BOT } from "../../src/edges/chat/transport.ts";
+import { InProcessTelegram, LOCAL_BOT } from "../../src/edges/chat/transport.ts";
+import { deriveCommandId } from "../../src/edges/telegram/context.ts";
 
 /** The Telegram edge in manual mode, a local chat on streams in front of it, and what it has printed so far. */
 function chatOn(te: TestEngine, userId: number, chain?: Parameters<typeof startLocalChat>[0]["chain"]) {
@@ -88,4 +89,17 @@ t.test("piped input: every line is answered before the chat ends, and the end of
   t.match(out.text, /Welcome|wallet/i, "/start was answered");
   t.match(out.text, /0(\.0+)? BTC/, "/balance was answered");
   t.match(out.text, /No transactions yet/, "/history was answered, after the input had already ended");
+});
+
+t.test("a restarted local chat's commands are new ones: message ids go on past the last run's", async (t) => {
+  const started = Date.now();
+  const first = new InProcessTelegram();
+  const before = [first.message("ann", "/balance"), first.message("ann", "/cheque 1000 sats")].map((u) => u.message!);
+  const second = new InProcessTelegram();
+  const after = second.message("ann", "/cheque 1000 sats").message!;
+  t.ok(before[0]!.message_id >= started * 1000, "they start at the clock (µs), so a run after a restart starts past the last");
+  t.ok(after.message_id > before[1]!.message_id, "and past every id an earlier transport of this process gave");
+  t.equal(after.chat.id, before[1]!.chat.id, "the same person in the same chat");
+  const key = Buffer.alloc(32, 1);
+  t.not(deriveCommandId(key, after.chat.id, after.message_id), deriveCommandId(key, before[1]!.chat.id, before[1]!.message_id), "so the same command typed again is a new command");
 });

@@ -23,13 +23,22 @@ interface Person {
   name: string;
 }
 
+/** The last message id any transport of this process gave. */
+let lastMessageId = 0;
+
 export class InProcessTelegram {
   readonly botInfo: UserFromGetMe;
   readonly log: Outgoing[] = [];
   /** How many messages the bot has sent in all (positions for `since`). */
   sent = 0;
   #updateId = 1;
-  #messageId = 1;
+  /**
+   * Message ids go on past the last run's: a command's id is derived from its chat and message id
+   * (telegram/context.ts), and ids that started at 1 again after a restart made a new `/cheque` or `/withdraw` a
+   * repeat of the last run's command with the same number, answered with its old result. They start at the clock in
+   * µs (a run would have to send more than a message a µs to overtake it) and past any earlier transport's in this process.
+   */
+  #messageId = Math.max(Date.now() * 1000, lastMessageId + 1);
   #nextUser = 5_000_000_000;
   readonly #people = new Map<string, Person>();
   readonly #groups = new Map<string, number>();
@@ -41,6 +50,10 @@ export class InProcessTelegram {
 
   constructor(botInfo: UserFromGetMe = LOCAL_BOT) {
     this.botInfo = botInfo;
+  }
+
+  #nextMessageId(): number {
+    return (lastMessageId = this.#messageId++);
   }
 
   /** The grammY transformer that answers every API call locally. */
@@ -72,7 +85,7 @@ export class InProcessTelegram {
       ? { id: this.#groupId(opts.group), type: "group" as const, title: opts.group }
       : { id: from.id, type: "private" as const, first_name: from.name };
     const msg: Message = {
-      message_id: this.#messageId++, date: Math.floor(Date.now() / 1000), chat,
+      message_id: this.#nextMessageId(), date: Math.floor(Date.now() / 1000), chat,
       from: { id: from.id, is_bot: false, first_name: from.name }, text,
     } as Message;
     const cmd = /^\/[A-Za-z0-9_]+(@\w+)?/.exec(text);
@@ -132,7 +145,7 @@ export class InProcessTelegram {
   #chatter(group: string, user: string): Message {
     const from = this.person(user);
     const msg = {
-      message_id: this.#messageId++, date: Math.floor(Date.now() / 1000), text: "…",
+      message_id: this.#nextMessageId(), date: Math.floor(Date.now() / 1000), text: "…",
       chat: { id: this.#groupId(group), type: "group", title: group }, from: { id: from.id, is_bot: false, first_name: from.name },
     } as Message;
     this.#lastInGroup.set(`${group}/${user}`, msg);
@@ -173,12 +186,12 @@ export class InProcessTelegram {
     const message = (id: number, text: string) => ({ message_id: id, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: chatId < 0 ? "group" : "private" }, text });
     switch (method) {
       case "sendMessage": {
-        const id = this.#messageId++;
+        const id = this.#nextMessageId();
         this.#emit({ chatId, messageId: id, kind: "message", text: String(p.text), buttons });
         return message(id, String(p.text));
       }
       case "sendPhoto": {
-        const id = this.#messageId++;
+        const id = this.#nextMessageId();
         this.#emit({ chatId, messageId: id, kind: "photo", text: `[QR code image for ${String(p.caption ?? "")}]`, buttons });
         return { ...message(id, ""), photo: [] };
       }
