@@ -46,7 +46,11 @@ export type PayoutEvent =
   | { t: "queued"; id: string; userKey: string; address: string; amount: string; quotedFee: string; at: number }
   | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number }
   | { t: "broadcast"; batch: string; at: number }
-  | { t: "confirmed"; batch: string; at: number }
+  /**
+   * The batch's transaction has its confirmations. `txid` (with its `fee` and per-payout `shares`) when the one in the
+   * block is not the batch's latest: a transaction its fee bump replaced, mined first.
+   */
+  | { t: "confirmed"; batch: string; at: number; txid?: string; fee?: string; shares?: string[] }
   | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
   | { t: "stuck"; batch: string; reason: string; at: number }
   /** These confirmed payouts' wallets answered that they have journalled the settlement. */

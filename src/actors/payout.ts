@@ -124,6 +124,13 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
     case "confirmed":
     case "stuck": {
       const b = s.batches[e.batch]!;
+      if (e.t === "confirmed" && e.txid !== undefined && e.txid !== b.txid) {
+        // An earlier transaction of the batch is the one in the block: its fee, split as it was.
+        const payouts = idMap(s.payouts);
+        b.ids.forEach((id, i) => (payouts[id] = { ...payouts[id]!, fee: BigInt(e.shares![i]!), status: "confirmed" }));
+        const batch: Batch = { ...b, txid: e.txid, fee: BigInt(e.fee!), status: "confirmed", replaced: [...b.replaced.filter((t) => t !== e.txid), b.txid] };
+        return { ...s, payouts, batches: withKey(s.batches, e.batch, batch) };
+      }
       const status = e.t === "broadcast" ? "broadcast" : e.t === "confirmed" ? "confirmed" : "stuck";
       const payouts = idMap(s.payouts);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
@@ -319,6 +326,9 @@ async function broadcast(batch: string, get: () => PayoutState, commit: (e: Payo
     // -27: already in the chain (or its outputs are already in the UTXO set): it went out before. Success.
     if (err.code !== -27) {
       if (err.code === -25 || err.code === -26) {
+        // Refused because one of its transactions is already in a block (the one a fee bump replaced, mined first;
+        // or this one, its outputs since spent): not stuck; `sync` confirms it with the one mined.
+        if (await minedTx(b, o)) return false;
         await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}`, get, commit, o, now);
         return false;
       }
@@ -345,17 +355,42 @@ async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[])
   return n;
 }
 
+/**
+ * The first of a batch's transactions — its latest, then those its fee bumps replaced — that is in a block, with
+ * its confirmations and fee; undefined when none is (a transaction the node's wallet never saw counts as not mined).
+ */
+async function minedTx(b: Batch, o: PayoutOptions): Promise<{ txid: string; confirmations: number; fee: bigint } | undefined> {
+  for (const txid of [b.txid, ...b.replaced]) {
+    let tx: { confirmations: number; fee?: number };
+    try {
+      tx = await o.node.call<{ confirmations: number; fee?: number }>("gettransaction", [txid]);
+    } catch (e) {
+      if ((e as RpcError).code === -5) continue;
+      throw e;
+    }
+    if (tx.confirmations > 0) return { txid, confirmations: tx.confirmations, fee: btcNumberToSats(Math.abs(tx.fee ?? 0)) };
+  }
+  return undefined;
+}
+
 async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
   const rebroadcast = await rebroadcastAll(get, commit, o, now);
   let confirmed = 0;
   for (const [batch, b] of Object.entries(get().batches)) {
-    if (b.status !== "broadcast") continue;
-    const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
-    if (tx.confirmations >= o.confirmations) {
-      await commit([{ t: "confirmed", batch, at: now() }]);
+    // A stuck batch too: its broadcast may have been refused because one of its transactions was already mined, or
+    // it may be mined from other nodes' mempools after ours dropped it. Its wallets are then settled like any other.
+    if (b.status !== "broadcast" && b.status !== "stuck") continue;
+    const mined = await minedTx(b, o);
+    if (mined && mined.confirmations >= o.confirmations) {
+      const earlier = mined.txid !== b.txid
+        ? { txid: mined.txid, fee: mined.fee.toString(), shares: feeShares(mined.fee, b.ids.map((id) => get().payouts[id]!.quotedFee)).map(String) }
+        : {};
+      await commit([{ t: "confirmed", batch, at: now(), ...earlier }]);
+      if (b.status === "stuck") o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is confirmed on chain after all");
       confirmed++;
-    } else if (tx.confirmations < 0 && !tx.replaced_by_txid) {
-      o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
+    } else if (!mined && b.status === "broadcast") {
+      const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
+      if (tx.confirmations < 0 && !tx.replaced_by_txid) o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
   }
   if (confirmed > 0) step("confirmed");
@@ -427,7 +462,9 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
   await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
   if (!(await broadcast(batch, get, commit, o, now))) {
-    return refuse("not_allowed", `The node refused the replacement (${get().batches[batch]?.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);
+    const after = get().batches[batch];
+    if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);
+    return refuse("not_allowed", `The node refused the replacement (${after.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);
   }
   return { txid: decoded.txid, fee };
 }

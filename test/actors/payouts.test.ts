@@ -265,6 +265,38 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
 });
 
+t.test("a fee bump that loses the race (the transaction it replaced is mined first): confirmed with the mined one, never stuck, paid and charged once", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "race", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.04");
+  await te.engine.payouts.flush();
+  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const bumped = await te.engine.payouts.bump(batch, 60n);
+  if (isRefusal(bumped)) throw new Error(bumped.message);
+  // A miner that had the original and not the replacement: a block with the original's bytes.
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), [original.hex]]);
+  await te.poke();
+  const synced = await te.engine.payouts.sync();
+  t.notOk(isRefusal(synced), "sync answers");
+  const after = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(after.status, "confirmed", "the batch is confirmed, not stuck (its replacement's broadcast is refused: inputs spent)");
+  t.equal(after.txid, original.txid, "with the transaction that is in the block");
+  t.same(after.replaced, [bumped.txid], "the replacement is remembered as replaced");
+  t.equal(after.fee, original.fee, "and its fee is the mined one's");
+  t.equal(await received(te, dest), 4_000_000n, "paid once");
+  const { w, reserved } = await withdrawalOf(te, key, quote.id);
+  t.equal(w.status, "sent", "the wallet is settled");
+  t.equal(w.txid, original.txid, "with the mined txid");
+  t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}`);
+  t.equal(reserved, 0n, "nothing left reserved");
+  t.notOk(te.engine.payouts.paused, "payouts are not paused");
+  t.match(await te.engine.payouts.bump(batch, 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
+});
+
 t.test("the node's wallet is encrypted and locked except while signing; payouts still work after a restart", async (t) => {
   const te = await startTestEngine({}, { walletPassphrase: "correct horse battery staple 7" });
   t.teardown(() => te.stop());
