@@ -23,6 +23,9 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
 
+/** A wallet's refusals of a transfer, decided before anything is journalled (wallet.ts, decideSend): final. */
+const FUNDING_REFUSED = new Set(["insufficient_funds", "frozen", "bad_amount", "over_limit", "self_transfer", "not_found"]);
+
 export class ChequeService implements ChequePort, TransferSink {
   readonly #o: ChequeServiceOptions;
   readonly #ref: Ref<ChequeCommand>;
@@ -55,7 +58,12 @@ export class ChequeService implements ChequePort, TransferSink {
     const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, amount, expiresAt, reply }));
     if (isRefusal(created)) return created;
     const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount, maxAmount: this.#o.maxAmount });
-    if (isRefusal(funded)) return funded;
+    if (isRefusal(funded)) {
+      // Refused by the wallet itself: nothing was sent, and the cheque would wait for funds forever. A busy or failed
+      // wallet may still send them (a timeout, a crash after the journal): that cheque stays, to be funded.
+      if (FUNDING_REFUSED.has(funded.code)) await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
+      return funded;
+    }
     // The cheque as the book has it: a repeated command, a day later, gets the expiry it was made with.
     return { code, amount: created.amount, expiresAt: created.expiresAt };
   }

@@ -28,6 +28,8 @@ export type ChequeEvent =
   | { t: "claimed"; hash: string; by: string }
   | { t: "revoked"; hash: string }
   | { t: "paid"; hash: string }
+  /** A cheque whose funding its creator's wallet refused outright (nothing was sent): it leaves the book. */
+  | { t: "dropped"; hash: string }
   /**
    * Finished cheques (paid out, to the claimant or back to the creator) beyond the newest `retainFinished` leave the
    * book; the record of each that stays in the store answers whatever still names it.
@@ -41,6 +43,8 @@ export type ChequeCommand =
   | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "paid"; hash: string; reply: Reply<{ ok: true } | Refusal> }
+  /** The creator's wallet refused to fund it, for good (insufficient funds, frozen…): forget it. */
+  | { type: "drop"; hash: string; creator: string; reply: Reply<{ ok: true }> }
   /** Re-sends every payout not yet acknowledged (after a restart). */
   | { type: "resume"; reply: Reply<{ resent: number }> }
   | { type: "state"; reply: Reply<ChequeState> };
@@ -60,6 +64,10 @@ export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
   const cheques = idMap(s.cheques);
   if (e.t === "pruned") {
     for (const h of e.hashes) delete cheques[h];
+    return { cheques };
+  }
+  if (e.t === "dropped") {
+    delete cheques[e.hash];
     return { cheques };
   }
   const c = s.cheques[e.hash];
@@ -177,6 +185,13 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           const next = await commit({ t: "revoked", hash: cmd.hash });
           cmd.reply({ amount: c.amount });
           hooks.pay(cmd.hash, c.creator, c.amount);
+          return next;
+        }
+        case "drop": {
+          // Only a cheque still waiting for its funds, and only its creator's: one funded since is kept.
+          if (!c || c.status !== "awaiting_funds" || c.creator !== cmd.creator) return answer(s, cmd.reply, { ok: true as const });
+          const next = await commit({ t: "dropped", hash: cmd.hash });
+          cmd.reply({ ok: true });
           return next;
         }
         case "paid": {

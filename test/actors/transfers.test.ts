@@ -136,6 +136,12 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
     t.same(await c.create("u_alice", "cmd1", 30_000n), made, `${label}: the same /cheque command again, hours later: the same cheque, its expiry unchanged`);
     t.same(await c.receive("u_alice", `chqfund:${madeHash}`, `cheque:${madeHash}`, 30_000n), { ok: true }, `${label}: a re-sent funding transfer is acknowledged`);
   };
+  // A cheque its creator's wallet refuses to fund (more than it holds, no wallet at all) leaves nothing behind: a
+  // refused /cheque, however often, does not grow the book.
+  const before = Object.keys((await cheques.state()).cheques).length;
+  for (let i = 0; i < 5; i++) t.match(await cheques.create("u_alice", `broke${i}`, 1_000_000n), { code: "insufficient_funds" });
+  t.match(await cheques.create("u_nobody", "cmd1", 1_000n), { code: "not_found" });
+  t.equal(Object.keys((await cheques.state()).cheques).length, before, "no cheque waits for funds that will never come");
   await left("live", cheques);
   // Replayed from the journal by a new book on the same store.
   const again = new ActorSystem(journal);
