@@ -443,6 +443,8 @@ export class Engine {
     this.watcher.stop();
     this.payouts.close();
     this.relay.close();
+    // Deliveries waiting to be tried again stay in their senders' outboxes for the next start.
+    this.courier.stopRetrying();
     await this.courier.settled();
     this.registry.close();
     // Everything written so far reaches the backup disk before it closes (a snapshot in progress finishes).

@@ -24,7 +24,15 @@ export interface CourierOptions {
   retries?: number;
   /** How long an acknowledgement waits for the sender's next record before it is sent on its own (default 250). */
   ackDelayMs?: number;
+  /**
+   * A delivery that found its receiver busy through every retry (or failed) is tried again after this, doubling up
+   * to five minutes, for as long as the engine runs (default 5,000 ms): a sender that stays resident is not
+   * activated again, and its transfer would wait in the outbox for the next start.
+   */
+  retryLaterMs?: number;
 }
+
+const RETRY_LATER_MAX_MS = 5 * 60_000;
 
 export class TransferCourier {
   readonly #o: CourierOptions;
@@ -45,6 +53,9 @@ export class TransferCourier {
   #ackTimer: NodeJS.Timeout | undefined;
   /** Acknowledgement records being sent on their own. */
   #acking = 0;
+  /** Deliveries to try again later (busy receivers), by transfer. */
+  readonly #later = new Map<string, NodeJS.Timeout>();
+  #retrying = true;
 
   constructor(o: CourierOptions) {
     this.#o = o;
@@ -63,12 +74,17 @@ export class TransferCourier {
    * Fire and forget: the outbox makes delivery durable, this makes it prompt. The promise (never rejected) settles
    * when this delivery is over: credited (its acknowledgement waiting for a record), refused, or left in the outbox.
    */
-  deliver(from: string, id: string, to: string, amount: bigint): Promise<void> {
+  deliver(from: string, id: string, to: string, amount: bigint, round = 0): Promise<void> {
     // A transfer is its sender and id: ids are each sender's own, and two senders may use the same one at once.
     const transfer = from + "\u0000" + id;
     const running = this.#inFlight.get(transfer);
     if (running) return running;
-    const delivery = this.#run(from, id, to, amount).finally(() => {
+    const later = this.#later.get(transfer);
+    if (later) {
+      clearTimeout(later);
+      this.#later.delete(transfer);
+    }
+    const delivery = this.#run(from, id, to, amount, round).finally(() => {
       this.#inFlight.delete(transfer);
       this.#maybeIdle();
     });
@@ -81,20 +97,37 @@ export class TransferCourier {
    * senders' next activation): for an engine that stops without settling.
    */
   abandon(): void {
+    this.stopRetrying();
     if (this.#ackTimer) clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     this.#acks.clear();
     this.#maybeIdle();
   }
 
-  /** Resolves when no delivery is in flight and every acknowledgement is journalled (tests, shutdown). */
+  /**
+   * Drops the deliveries waiting to be tried again (they stay in their senders' outboxes, re-sent at the next
+   * start): for a stop, before `settled`.
+   */
+  stopRetrying(): void {
+    this.#retrying = false;
+    for (const timer of this.#later.values()) clearTimeout(timer);
+    this.#later.clear();
+    this.#maybeIdle();
+  }
+
+  /**
+   * Resolves when no delivery is in flight or waiting to be tried again, and every acknowledgement is journalled
+   * (tests, shutdown).
+   */
   settled(): Promise<void> {
     this.#flushAcks();
+    // Someone waits for them now: the retries keep the process alive.
+    for (const timer of this.#later.values()) timer.ref();
     return this.#busy() ? new Promise((r) => this.#idle.push(r)) : Promise.resolve();
   }
 
   #busy(): boolean {
-    return this.#inFlight.size > 0 || this.#acking > 0 || this.#acks.size > 0;
+    return this.#inFlight.size > 0 || this.#acking > 0 || this.#acks.size > 0 || this.#later.size > 0;
   }
 
   #maybeIdle(): void {
@@ -141,7 +174,7 @@ export class TransferCourier {
     if (why) this.#o.log.warn({ from, transfers: ids.length, ...why }, "transfer acknowledgements not recorded; they will be re-sent");
   }
 
-  async #run(from: string, id: string, to: string, amount: bigint): Promise<void> {
+  async #run(from: string, id: string, to: string, amount: bigint, round: number): Promise<void> {
     const sink = this.#o.sinks?.find((s) => s.accepts(to));
     const attempts = (this.#o.retries ?? 3) + 1;
     for (let i = 0; i < attempts; i++) {
@@ -150,8 +183,8 @@ export class TransferCourier {
           ? await sink.receive(from, id, to, amount)
           : await this.#credit(to, { id, from, amount });
         if (isRefusal(r)) {
-          if (r.code === "busy" && i + 1 < attempts) {
-            await new Promise((res) => setTimeout(res, 50 * 2 ** i));
+          if (r.code === "busy") {
+            if (i + 1 < attempts) await new Promise((res) => setTimeout(res, 50 * 2 ** i));
             continue;
           }
           // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
@@ -167,6 +200,20 @@ export class TransferCourier {
       }
     }
     this.stats.deferred++;
+    this.#tryLater(from, id, to, amount, round);
+  }
+
+  #tryLater(from: string, id: string, to: string, amount: bigint, round: number): void {
+    if (!this.#retrying) return;
+    const transfer = from + "\u0000" + id;
+    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), RETRY_LATER_MAX_MS);
+    const timer = setTimeout(() => {
+      this.#later.delete(transfer);
+      void this.deliver(from, id, to, amount, round + 1);
+    }, delay);
+    // The outbox keeps the transfer: a pending retry does not keep the process alive (unless settled() waits for it).
+    if (this.#idle.length === 0) timer.unref();
+    this.#later.set(transfer, timer);
   }
 }
 

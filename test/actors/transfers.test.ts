@@ -2,7 +2,7 @@
 import t from "tap";
 import { randomBytes } from "node:crypto";
 import { startTestEngine } from "../support/engine.ts";
-import { isRefusal } from "../../src/domain/refusals.ts";
+import { isRefusal, refuse } from "../../src/domain/refusals.ts";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
@@ -209,6 +209,30 @@ t.test("an acknowledgement rides on the sender's next record; settled() sends th
   const st = await registry.send("u_a", "state", {});
   t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the outbox is empty");
   t.same(await registry.read("u_b", "balance", {}), { available: 30n, pending: 0n, reserved: 0n });
+});
+
+t.test("a receiver busy through every retry: the delivery is tried again later, not left for the next start", async (t) => {
+  const { registry } = await courierOnDisk(t);
+  let calls = 0;
+  // A receiver that stays busy for longer than the courier's own retries (four tries), then takes the credit.
+  const sink = {
+    accepts: (to: string) => to === "sink:busy",
+    receive: async () => (++calls <= 6 ? refuse("busy", "busy for now") : { ok: true as const }),
+  };
+  const courier = new TransferCourier({ registry, log: silentLogger, sinks: [sink], retries: 1, retryLaterMs: 5 });
+  await courier.deliver("u_a", "t1", "sink:busy", 10n);
+  t.equal(courier.stats.deferred, 1, "deferred after its retries");
+  t.equal(courier.stats.refused, 0, "not counted as refused");
+  await courier.settled();
+  t.equal(calls, 7, "tried again until the receiver took it");
+  t.equal(courier.stats.delivered, 1, "delivered once");
+  t.equal(courier.stats.deferred, 3);
+  // A stop drops what waits (the outbox keeps it): settled() does not wait for a receiver that never frees up.
+  calls = -1000;
+  await courier.deliver("u_a", "t2", "sink:busy", 10n);
+  courier.stopRetrying();
+  await courier.settled();
+  t.equal(courier.stats.delivered, 1, "t2 waits in the outbox");
 });
 
 t.test("two senders' transfers with the same id, delivered at once: each is its own delivery, credited and acknowledged", async (t) => {
