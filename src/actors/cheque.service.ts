@@ -19,6 +19,11 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
   /** HMAC under a key derived from the master key: codes and their hashes. */
   mac: (purpose: string, data: string) => string;
   now?: () => number;
+  /**
+   * A payout its payee's wallet did not take (busy, failing) is sent again after this, doubling up to five minutes,
+   * while the engine runs (default 5,000 ms); `resume` at the next start sends whatever is still unpaid.
+   */
+  retryLaterMs?: number;
 }
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -30,12 +35,13 @@ export class ChequeService implements ChequePort, TransferSink {
   readonly #o: ChequeServiceOptions;
   readonly #ref: Ref<ChequeCommand>;
   readonly #paying = new Set<Promise<unknown>>();
+  readonly stats = { payoutRetries: 0 };
 
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
     const log = o.log.child({ actor: "cheques" });
     let crashes: number[] = [];
-    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount).catch((e: unknown) => log.warn({ err: e }, "cheque payout not delivered yet; it is re-sent at the next start"))) }, o), {
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
       onCrash: (r) => {
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
         const now = Date.now();
@@ -111,13 +117,23 @@ export class ChequeService implements ChequePort, TransferSink {
     void p.finally(() => this.#paying.delete(p));
   }
 
-  async #pay(hash: string, payee: string, amount: bigint): Promise<void> {
-    const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount });
-    if (isRefusal(r)) {
-      this.#o.log.warn({ refusal: r.code }, "cheque payout not credited yet; it will be re-sent");
-      return;
+  /** Credits the payee (who dedupes by the payout's id) and records the cheque paid; tried again later if not. */
+  async #pay(hash: string, payee: string, amount: bigint, round: number): Promise<void> {
+    try {
+      const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount });
+      if (!isRefusal(r)) {
+        await this.#ask((reply) => ({ type: "paid", hash, reply }));
+        return;
+      }
+      this.#o.log.warn({ refusal: r.code }, "cheque payout not credited yet; it will be sent again");
+    } catch (e) {
+      this.#o.log.warn({ err: e }, "cheque payout not delivered yet; it will be sent again");
     }
-    await this.#ask((reply) => ({ type: "paid", hash, reply }));
+    this.stats.payoutRetries++;
+    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), 5 * 60_000);
+    // Not tracked by settled() (the watchdog waits for that) and not keeping the process alive: the book keeps the
+    // payout owed, and `resume` sends it at the next start.
+    setTimeout(() => this.#track(this.#pay(hash, payee, amount, round + 1)), delay).unref();
   }
 
   #hash(code: string): string {

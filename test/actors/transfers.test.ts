@@ -157,6 +157,56 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
  * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
  * journal waiting acknowledgements with their next record, as the engine wires them.
  */
+t.test("a cheque payout its payee's wallet does not take at once is sent again later, and paid once", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+  const journal = new Journal(store);
+  const system = new ActorSystem(journal);
+  let cheques!: ChequeService;
+  let courier!: TransferCourier;
+  const registry = new WalletRegistry({
+    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
+    records: new WalletRecords(store, 100), snapshotEvery: 50,
+    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+  });
+  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  // The payee's wallet answers busy to the first two payouts (a crowd of commands at once), then takes the third.
+  let payouts = 0;
+  let third!: () => void;
+  const thirdSent = new Promise<void>((resolve) => (third = resolve));
+  const crowded = new Proxy(registry, {
+    get(target, prop) {
+      if (prop === "send") {
+        return (u: string, type: string, args: unknown) => {
+          if (type === "receive_transfer" && u === "u_bob") {
+            if (++payouts <= 2) return Promise.resolve(refuse("busy", "Too many requests at once for this wallet; try again in a moment."));
+            if (payouts === 3) third();
+          }
+          const send = target.send.bind(target) as unknown as (u: string, type: string, args: unknown) => unknown;
+          return send(u, type, args);
+        };
+      }
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10, retryLaterMs: 5 };
+  cheques = new ChequeService({ system, registry: crowded, log: silentLogger, ...book });
+  courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 50_000n });
+  const made = await cheques.create("u_alice", "cmd1", 20_000n);
+  if (isRefusal(made)) throw new Error(made.message);
+  await courier.settled();
+  t.match(await cheques.claim("u_bob", made.code), { amount: 20_000n }, "claimed");
+  // The retries do not keep a process alive (the engine's servers do): this test's interval does, meanwhile.
+  const alive = setInterval(() => undefined, 60_000);
+  await thirdSent.finally(() => clearInterval(alive));
+  await cheques.settled();
+  t.equal(payouts, 3, "sent three times");
+  t.equal(cheques.stats.payoutRetries, 2);
+  t.same(await registry.read("u_bob", "balance", {}), { available: 20_000n, pending: 0n, reserved: 0n }, "credited once");
+  t.equal(await cheques.escrow(), 0n, "nothing left owed");
+});
+
 async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }, o: { carry?: boolean; ackDelayMs?: number; dir?: string; keyring?: KeyRing } = {}) {
   const keyring = o.keyring ?? new KeyRing(new Map([[1, randomBytes(32)]]), 1);
   const store = await EncryptedStore.open({ path: o.dir ?? t.testdir(), keyring, sync: false });
