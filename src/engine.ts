@@ -186,7 +186,8 @@ export class Engine {
     e.#draining = await store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
     e.restoreIncident = await store.get<Incident>(ENGINE_NS, "restore_incident");
     const cursorAtRestore = restored ? await store.get<{ hash: string }>("watcher", "cursor") : undefined;
-    await e.node.start();
+    // The books are new when no deposit scan has ever run on them: only then may a missing node wallet be created.
+    await e.node.start({ mayCreate: (await store.get("watcher", "cursor")) === undefined });
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
     await e.#resumeOutboxes();
     await e.cheques.resume();

@@ -108,8 +108,11 @@ export class NodeGateway {
     return { ...this.stats, state: this.#state, queue: this.#queue.length, addressPool: this.#pool.length };
   }
 
-  /** Loads or creates the engine's descriptor wallet, then fills the address pool. */
-  async start(): Promise<void> {
+  /**
+   * Loads or creates the engine's descriptor wallet, then fills the address pool. `mayCreate`: the books are new (no
+   * deposit scan ever ran), so a missing wallet is created; otherwise it must be the one the books were kept with.
+   */
+  async start(o: { mayCreate?: boolean } = {}): Promise<void> {
     const name = this.#o.config.node.wallet;
     const loaded = await this.call<string[]>("listwallets", []);
     if (!loaded.includes(name)) {
@@ -118,6 +121,10 @@ export class NodeGateway {
       } catch (e) {
         const code = (e as NodeError).code;
         if (code !== -18 && code !== -4) throw e;
+        if (o.mayCreate === false) {
+          // A new, empty wallet would issue addresses nobody funded and scan past the deposits to the real one's.
+          throw new NodeError("wallet_missing", `bitcoind could not load the engine's wallet "${name}" (${(e as Error).message}); this store already has books, so no new wallet is created. Check node.wallet and bitcoind's -walletdir, then start again`, "loadwallet");
+        }
         await this.call("createwallet", [name, false, false, "", false, true]);
         this.#log.info({ wallet: name }, "created the engine's descriptor wallet");
       }
@@ -140,13 +147,20 @@ export class NodeGateway {
 
   /** Any allowlisted RPC, through the mailbox. */
   call<T = unknown>(method: string, params: unknown[] = []): Promise<T> {
+    return this.#enqueue<T>(method, params, false);
+  }
+
+  /** `first`: ahead of everything queued and never refused for a full queue (locking the wallet again). */
+  #enqueue<T>(method: string, params: unknown[], first: boolean): Promise<T> {
     if (!ALLOWED[method]) return Promise.reject(new NodeError("not_allowed", `${method} is not an RPC the engine may call`, method));
     if (this.#closed) return Promise.reject(new NodeUnavailable("the engine is shutting down"));
-    if (this.#queue.length >= this.#o.config.node.maxQueue) {
+    if (!first && this.#queue.length >= this.#o.config.node.maxQueue) {
       return Promise.reject(new NodeUnavailable(`the node's queue is full (${this.#queue.length} calls waiting); try again shortly`));
     }
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ method, params, resolve: resolve as (v: unknown) => void, reject, deadline: Date.now() + (this.#o.maxWaitMs ?? 60_000), attempts: 0 });
+      const c: Call = { method, params, resolve: resolve as (v: unknown) => void, reject, deadline: Date.now() + (this.#o.maxWaitMs ?? 60_000), attempts: 0 };
+      if (first) this.#queue.unshift(c);
+      else this.#queue.push(c);
       this.stats.calls++;
       this.#kick();
     });
@@ -165,11 +179,12 @@ export class NodeGateway {
    */
   async signing<T>(sign: () => Promise<T>): Promise<T> {
     if (!this.#o.walletPassphrase) return sign();
-    await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
     try {
+      // Inside the try: an unlock that timed out here may still have been done by the node, and is locked again.
+      await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
       return await sign();
     } finally {
-      await this.call("walletlock").catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
+      await this.#enqueue("walletlock", [], true).catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
     }
   }
 

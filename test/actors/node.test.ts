@@ -36,3 +36,21 @@ t.test("one mailbox: concurrent calls go out as JSON-RPC batches; only allowlist
   t.equal(gw.state, "ready");
   t.ok(gw.snapshot().retries > 0, "it was retried, not failed");
 });
+
+t.test("an engine with books never replaces a node wallet it cannot load with a new, empty one", async (t) => {
+  const { startTestEngine } = await import("../support/engine.ts");
+  const { openStorage } = await import("../../src/storage.ts");
+  const { Engine } = await import("../../src/engine.ts");
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  t.ok(await te.engine.storage.store.get("watcher", "cursor"), "the books have been kept (a deposit scan ran)");
+  await te.engine.close();
+  await te.engine.storage.close();
+  // As after a typo in node.wallet, or bitcoind started with another -walletdir: the wallet is not there.
+  const config = { ...te.config, node: { ...te.config.node, wallet: "runigun-typo" } };
+  const storage = await openStorage({ dataPath: te.dataPath, keyring: te.keyring, sync: false, log: silentLogger });
+  t.teardown(() => storage.close().catch(() => undefined));
+  await t.rejects(Engine.start({ config, log: silentLogger, storage, rpc: { url: te.node.rpcUrl, user: te.node.user, password: te.node.password } }),
+    /could not load the engine's wallet "runigun-typo".*no new wallet is created/, "the start is refused, naming the wallet and what to check");
+  t.notOk((await te.node.rpc<string[]>("listwallets")).includes("runigun-typo"), "and no wallet was created");
+});
