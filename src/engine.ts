@@ -25,6 +25,9 @@ import { reconcileAfterRestore, type Incident } from "./backup/reconcile.ts";
 import { RESTORED_KEY, type RestoredMark } from "./backup/restore.ts";
 import { META } from "./store/db.ts";
 
+/** Where the comparison of a restored store with the chain starts (META; deleted with the restore mark). */
+const RECONCILE_FROM = "reconcile_from";
+
 export interface EngineOptions {
   config: Config;
   log: Logger;
@@ -185,7 +188,18 @@ export class Engine {
     if (paused) e.payouts.pause(paused.reason);
     e.#draining = await store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
     e.restoreIncident = await store.get<Incident>(ENGINE_NS, "restore_incident");
-    const cursorAtRestore = restored ? await store.get<{ hash: string }>("watcher", "cursor") : undefined;
+    // Where the comparison with the chain starts: the watcher's cursor as the backup left it, kept at the first start
+    // (the watcher moves its cursor on as soon as it scans; a start interrupted before the comparison finished must
+    // compare from the same block, or the spends before the new cursor would go unseen).
+    let cursorAtRestore: { hash?: string } | undefined;
+    if (restored) {
+      cursorAtRestore = await store.get<{ hash?: string }>(META, RECONCILE_FROM);
+      if (!cursorAtRestore) {
+        const cursor = await store.get<{ hash: string }>("watcher", "cursor");
+        cursorAtRestore = cursor ? { hash: cursor.hash } : {};
+        await store.put(META, RECONCILE_FROM, cursorAtRestore);
+      }
+    }
     // The books are new when no deposit scan has ever run on them: only then may a missing node wallet be created.
     await e.node.start({ mayCreate: (await store.get("watcher", "cursor")) === undefined });
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
@@ -217,7 +231,16 @@ export class Engine {
       listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
       payouts: () => this.payouts.state(),
       paidBy: (txid) => this.#finishedPayouts.paidBy(txid),
-      freeze: (userKey, reason) => this.registry.send(userKey, "freeze", { reason, by: "restore" }),
+      freeze: async (userKey, reason) => {
+        // Every wallet concerned must be frozen before payouts can resume: a refusal (busy, failing) is tried again, and
+        // one that stays refused fails the comparison, which the next start repeats (payouts stay paused meanwhile).
+        for (let i = 0; ; i++) {
+          const r = await this.registry.send(userKey, "freeze", { reason, by: "restore" });
+          if (!isRefusal(r)) return;
+          if (i === 4) throw new Error(`wallet ${userKey} could not be frozen after the restore (${r.code}: ${r.message}); the comparison with the chain runs again at the next start`);
+          await new Promise((res) => setTimeout(res, 200 * 2 ** i));
+        }
+      },
       holdings: () => this.#holdings(),
     }, { sinceBlock, archive: mark.archive });
     if (incident) {
@@ -226,12 +249,13 @@ export class Engine {
         { type: "put", ns: ENGINE_NS, key: "restore_incident", value: incident },
         { type: "put", ns: ENGINE_NS, key: "payouts_paused", value: { reason, at: Date.now() } },
         { type: "del", ns: META, key: RESTORED_KEY },
+        { type: "del", ns: META, key: RECONCILE_FROM },
       ]);
       this.restoreIncident = incident;
       this.payouts.pause(reason);
       return;
     }
-    const ops: StoreOp[] = [{ type: "del", ns: META, key: RESTORED_KEY }];
+    const ops: StoreOp[] = [{ type: "del", ns: META, key: RESTORED_KEY }, { type: "del", ns: META, key: RECONCILE_FROM }];
     if (this.payouts.paused === RECONCILING) ops.push({ type: "del", ns: ENGINE_NS, key: "payouts_paused" });
     await store.batch(ops);
     if (this.payouts.paused === RECONCILING) this.payouts.resume();

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fundedWallet, startTestEngine, withdrawToOutside, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { restoreArchive } from "../../src/backup/restore.ts";
+import { pino } from "pino";
 
 const funded = fundedWallet;
 
@@ -19,9 +20,9 @@ async function withdraw(te: TestEngine, key: string, amount: string) {
 }
 
 /** A test engine that ships backups to a directory of its own; the engine stops before the directory goes. */
-async function backedUpEngine(t: { teardown(fn: () => unknown): void }): Promise<{ te: TestEngine; backupDir: string }> {
+async function backedUpEngine(t: { teardown(fn: () => unknown): void }, log?: Parameters<typeof startTestEngine>[1] extends infer O ? O extends { log?: infer L } ? L : never : never): Promise<{ te: TestEngine; backupDir: string }> {
   const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
-  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } });
+  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } }, log ? { log } : {});
   t.teardown(async () => {
     await te.stop();
     rmSync(backupDir, { recursive: true, force: true });
@@ -124,4 +125,40 @@ t.test("restore without the later segments while a payout happened after the bac
   t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed" }, "the books owe more than the node holds: no resume until an operator settles it");
   await te.restart();
   t.ok(te.engine.restoreIncident && te.engine.payouts.paused, "the incident and the pause survive a restart");
+});
+
+t.test("a start after a restore that dies before its comparison with the chain is done: the next start compares from the same block", async (t) => {
+  // The engine dies right after its comparison found the unknown spend and froze the wallets, before it recorded
+  // the incident (here: the log line it writes then throws, once). Its watcher had scanned meanwhile, moving its cursor.
+  let dieAtReport = false;
+  const log = pino({
+    level: "error",
+    hooks: {
+      logMethod(args, method) {
+        if (dieAtReport && args.some((a) => typeof a === "string" && a.includes("spent coins the restored books do not know"))) {
+          dieAtReport = false;
+          throw new Error("the engine dies here");
+        }
+        return method.apply(this, args);
+      },
+    },
+  }, pino.destination("/dev/null"));
+  const { te } = await backedUpEngine(t, log);
+  await funded(te, "u_rich", "1");
+  await te.mine(1);
+  const snap = await te.engine.backup.snapshot();
+  await withdraw(te, "u_rich", "0.4");
+  await te.engine.payouts.flush();
+  await te.mine(2);
+  const paid = await sends(te);
+  await te.crash();
+  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
+  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  dieAtReport = true;
+  await t.rejects(te.restart(), /the engine dies here/, "the first start dies part-way through the comparison");
+  await te.restart();
+  t.same(te.engine.restoreIncident?.unknownSpends.map((u) => u.txid), paid, "the second start still finds the spend the backup does not know");
+  t.match(te.engine.payouts.paused, /restored from a backup: 1 spend/, "and payouts stay paused");
+  await te.mine(1);
+  t.same(await sends(te), paid, "nothing was paid twice");
 });
