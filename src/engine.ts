@@ -242,6 +242,10 @@ export class Engine {
         }
       },
       holdings: () => this.#holdings(),
+      adopt: async (txid, ids) => {
+        const r = await this.payouts.adopt(txid, ids);
+        if (isRefusal(r)) throw new Error(`queued payouts paid by ${txid} could not be recorded (${r.message}); the comparison with the chain runs again at the next start`);
+      },
     }, { sinceBlock, archive: mark.archive });
     if (incident) {
       const reason = `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen — review, then resume payouts`;

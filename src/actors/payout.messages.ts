@@ -81,5 +81,11 @@ export type PayoutCommand =
   /** Operator: RBF a stuck batch; the replacement's txid replaces the old one. */
   | { type: "bump"; batch: string; feeRateSatVb: bigint; reply: Reply<{ txid: string; fee: bigint } | Refusal> }
   | { type: "state"; reply: Reply<PayoutState> }
+  /**
+   * After a restore: queued payouts that a transaction the node made after the backup already paid (found by
+   * address and amount) become a batch of that transaction, broadcast, so they are confirmed and settled, never
+   * paid again. Idempotent per transaction.
+   */
+  | { type: "adopt"; txid: string; ids: string[]; reply: Reply<{ batch: string } | Refusal> }
   /** Runs `read` with the payout book's state while holding it still: no payout moves until it is done. */
   | { type: "hold"; read: (s: PayoutState) => Promise<unknown>; reply: Reply<{ value: unknown } | { error: unknown }> };

@@ -86,6 +86,11 @@ export class PayoutService {
     return this.#ask((reply) => ({ type: "state", reply }));
   }
 
+  /** After a restore: queued payouts a transaction made after the backup paid (see PayoutCommand "adopt"). */
+  adopt(txid: string, ids: string[]): Promise<{ batch: string } | Refusal> {
+    return this.#ask((reply) => ({ type: "adopt", txid, ids, reply }), 120_000);
+  }
+
   /**
    * Runs `read` with the payout book's state, and no payout moves (built, broadcast, confirmed, settled) until it
    * is done: for readings that must agree with the book. `read` must not wait on this service.

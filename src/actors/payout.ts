@@ -203,6 +203,13 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         case "state":
           cmd.reply(s);
           return s;
+        case "adopt":
+          try {
+            cmd.reply(await adopt(cmd.txid, cmd.ids, () => s, commit, o, now));
+          } catch (e) {
+            cmd.reply(refuse("node_unavailable", `the transaction could not be read from the node: ${(e as Error).message}`));
+          }
+          return s;
         case "hold":
           try {
             cmd.reply({ value: await cmd.read(s) });
@@ -446,6 +453,25 @@ async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) 
     settled += ids.length;
   }
   return settled;
+}
+
+async function adopt(txid: string, ids: string[], get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<{ batch: string } | Refusal> {
+  const had = Object.entries(get().batches).find(([, b]) => b.txid === txid || b.replaced.includes(txid));
+  if (had) return { batch: had[0] };
+  const payouts = ids.map((id) => get().payouts[id]);
+  if (ids.length === 0 || payouts.some((p) => p?.status !== "queued")) return refuse("not_allowed", `Only queued payouts can be adopted by ${txid}.`);
+  // The node's own record of its send: its bytes (for the book) and the fee it paid.
+  const tx = await o.node.call<{ hex: string; fee?: number }>("gettransaction", [txid]);
+  const fee = btcNumberToSats(Math.abs(tx.fee ?? 0));
+  const shares = feeShares(fee, payouts.map((p) => p!.quotedFee));
+  const batch = `b${get().seq + 1}`;
+  await commit([
+    { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now() },
+    { t: "broadcast", batch, at: now() },
+  ]);
+  for (const id of ids) o.hooks.broadcast(get().payouts[id]!.userKey, id, txid);
+  o.log.warn({ batch, txid, payouts: ids.length }, "queued payouts found paid by a transaction made after the backup: recorded as its batch");
+  return { batch };
 }
 
 async function bump(batch: string, feeRate: bigint, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<{ txid: string; fee: bigint } | Refusal> {

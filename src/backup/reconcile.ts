@@ -20,6 +20,8 @@ export interface Incident {
   unknownSpends: UnknownSpend[];
   /** Wallets frozen because an unknown spend may have paid their money out. */
   frozen: string[];
+  /** Queued payouts an unknown spend paid (one output to the same address and amount, and no other payout so): recorded as its batch. */
+  adopted?: Array<{ txid: string; ids: string[] }>;
 }
 
 export interface ReconcileDeps {
@@ -30,6 +32,8 @@ export interface ReconcileDeps {
   /** Whether a transaction paid a batch that has left the payout book (finished, pruned: see payout.ts). */
   paidBy: (txid: string) => boolean;
   freeze: (userKey: string, reason: string) => Promise<unknown>;
+  /** Records queued payouts as paid by a transaction of the node (payout.ts, "adopt"); throws if it cannot. */
+  adopt: (txid: string, ids: string[]) => Promise<unknown>;
   /** Every wallet and what it holds that a payout could take (available + reserved; undefined: unknown). */
   holdings: () => AsyncIterable<[userKey: string, sats: bigint | undefined]>;
 }
@@ -59,15 +63,22 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
 
   const concerned = new Set<string>();
   const unexplained: bigint[] = [];
-  const queued = Object.values(state.payouts).filter((p) => p.status === "queued");
+  const queued = Object.entries(state.payouts).filter(([, p]) => p.status === "queued");
+  const adopted: Array<{ txid: string; ids: string[] }> = [];
   for (const u of unknown) {
+    const ids: string[] = [];
     for (const out of u.outputs) {
       const sats = BigInt(out.sats);
-      const match = queued.filter((p) => p.address === out.address && p.amount === sats);
-      if (match.length) for (const p of match) concerned.add(p.userKey);
-      else unexplained.push(sats);
+      const match = queued.filter(([, p]) => p.address === out.address && p.amount === sats);
+      for (const [, p] of match) concerned.add(p.userKey);
+      if (match.length === 0) unexplained.push(sats);
+      // Paid by this output, beyond doubt: it must not stay queued (a resume would pay it again). Two payouts alike
+      // stay queued, their wallets frozen, for an operator.
+      else if (match.length === 1 && !adopted.some((a) => a.ids.includes(match[0]![0]))) ids.push(match[0]![0]);
     }
+    if (ids.length) adopted.push({ txid: u.txid, ids });
   }
+  for (const a of adopted) await d.adopt(a.txid, a.ids);
   if (unexplained.length) {
     const smallest = unexplained.reduce((a, b) => (b < a ? b : a));
     // A wallet that cannot be read is frozen too: it may hold that much.
@@ -77,7 +88,7 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   for (const userKey of concerned) {
     await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
   }
-  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned] };
+  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted } : {}) };
   d.log.error({
     alert: true, txids, frozen: concerned.size,
     sent: unknown.map((u) => formatBtc(u.outputs.reduce((n, x) => n + BigInt(x.sats), 0n))),

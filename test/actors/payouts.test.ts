@@ -360,7 +360,7 @@ t.test("finished payouts beyond the retained number leave the book; a late re-su
   t.ok(finished.paidBy(w1.txid!), "the pruned batch's txid is remembered");
   const incident = await reconcileAfterRestore({
     log: silentLogger, listSinceBlock: (hash) => te.engine.node.listSinceBlock(hash, 1), payouts: () => te.engine.payouts.state(),
-    paidBy: (txid) => finished.paidBy(txid), freeze: async () => t.fail("nothing to freeze"), holdings: async function* () {},
+    paidBy: (txid) => finished.paidBy(txid), freeze: async () => t.fail("nothing to freeze"), adopt: async () => t.fail("nothing to adopt"), holdings: async function* () {},
   }, { sinceBlock: undefined, archive: "test" });
   t.equal(incident, undefined, "no unknown spend");
 });

@@ -162,3 +162,35 @@ t.test("a start after a restore that dies before its comparison with the chain i
   await te.mine(1);
   t.same(await sends(te), paid, "nothing was paid twice");
 });
+
+t.test("a payout queued in the backup and paid after it: the restore records it as paid by that transaction, so resuming never pays it again", async (t) => {
+  const { te } = await backedUpEngine(t);
+  await funded(te, "u_rich", "1");
+  await te.mine(1);
+  const w = await withdraw(te, "u_rich", "0.3");
+  const id = w.id;
+  t.equal((await te.engine.payouts.state()).payouts[id]?.status, "queued", "queued when the backup is taken");
+  const snap = await te.engine.backup.snapshot();
+  await te.engine.payouts.flush();
+  await te.mine(1);
+  const paid = await sends(te);
+  t.equal(paid.length, 1);
+
+  await te.crash();
+  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
+  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await te.restart();
+  const incident = te.engine.restoreIncident;
+  t.same(incident?.unknownSpends.map((u) => u.txid), paid, "the spend after the backup is reported");
+  t.same(incident?.adopted, [{ txid: paid[0], ids: [id] }], "and the queued payout it paid is recorded as its batch");
+  await te.engine.payouts.sync();
+  const p = (await te.engine.payouts.state()).payouts[id];
+  t.equal(p?.status, "confirmed", "confirmed with that transaction");
+  const st = await te.engine.registry.send("u_rich", "withdrawal", { id });
+  t.ok(!isRefusal(st) && st.withdrawal?.status === "sent" && st.withdrawal.txid === paid[0], "the wallet has it sent, with the txid that paid it");
+  // An operator reviews and resumes: the books agree with the node, and nothing is paid again.
+  t.match(await te.engine.resumePayouts("alice"), { resumed: true });
+  await te.engine.payouts.flush();
+  await te.mine(2);
+  t.same(await sends(te), paid, "nothing was paid twice");
+});
