@@ -395,6 +395,10 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
       await commit([{ t: "confirmed", batch, at: now(), ...earlier }]);
       if (b.status === "stuck") o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is confirmed on chain after all");
       confirmed++;
+    } else if (mined && b.status === "stuck") {
+      // In a block, not deep enough yet: out of the node's wallet, so in flight for the watchdog, as a broadcast one.
+      await commit([{ t: "broadcast", batch, at: now() }]);
+      o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is in a block after all");
     } else if (!mined && b.status === "broadcast") {
       const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
       if (tx.confirmations < 0 && !tx.replaced_by_txid) o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });

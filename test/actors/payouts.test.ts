@@ -297,6 +297,30 @@ t.test("a fee bump that loses the race (the transaction it replaced is mined fir
   t.match(await te.engine.payouts.bump(batch, 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
 });
 
+t.test("the same race below the confirmation target: the batch stays broadcast (in flight for the watchdog), then is confirmed with the mined transaction", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "race2", "0.5");
+  await te.mine(2);
+  const dest = await te.node.outsideAddress();
+  await withdraw(te.engine.relay, key, dest, "0.04");
+  await te.engine.payouts.flush();
+  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const bumped = await te.engine.payouts.bump(batch, 60n);
+  if (isRefusal(bumped)) throw new Error(bumped.message);
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), [original.hex]]);
+  await te.poke();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "broadcast", "one confirmation of two: broadcast, not stuck");
+  const r = await te.engine.solvency();
+  t.ok(r.ok, "the watchdog counts it in flight: no hole");
+  t.notOk(te.engine.payouts.paused, "payouts are not paused");
+  await te.mine(1);
+  const after = (await te.engine.payouts.state()).batches[batch]!;
+  t.same([after.status, after.txid], ["confirmed", original.txid], "then confirmed, with the mined transaction");
+  t.equal(await received(te, dest), 4_000_000n, "paid once");
+});
+
 t.test("the node's wallet is encrypted and locked except while signing; payouts still work after a restart", async (t) => {
   const te = await startTestEngine({}, { walletPassphrase: "correct horse battery staple 7" });
   t.teardown(() => te.stop());
