@@ -238,18 +238,25 @@ t.test("the engine crashes after recording a confirmation and before the wallet 
   t.equal(await received(te, dest), 10_000_000n, "paid once");
 });
 
-t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old one, paid once, never charged above the quote", async (t) => {
-  const te = await startTestEngine();
+/** An engine with one withdrawal flushed into a batch, and that batch's fee bumped (RBF) to 60 sat/vB. */
+async function bumpedBatch(t: { teardown(f: () => unknown): void }, name: string, amount: string, confirmations?: number) {
+  const te = await startTestEngine(confirmations ? { deposits: { confirmations } } : {});
   t.teardown(() => te.stop());
   await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "rbf", "0.5");
-  await te.mine(1);
+  const key = await fundedUser(te, name, "0.5");
+  await te.mine(confirmations ?? 1);
   const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
+  const { quote } = await withdraw(te.engine.relay, key, dest, amount);
   await te.engine.payouts.flush();
-  const before = Object.entries((await te.engine.payouts.state()).batches)[0]!;
-  const bumped = await te.engine.payouts.bump(before[0], 60n);
+  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const bumped = await te.engine.payouts.bump(batch, 60n);
   if (isRefusal(bumped)) throw new Error(bumped.message);
+  return { te, key, dest, quote, batch, original, bumped };
+}
+
+t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old one, paid once, never charged above the quote", async (t) => {
+  const { te, key, dest, quote, batch, original, bumped } = await bumpedBatch(t, "rbf", "0.05");
+  const before = [batch, original] as const;
   t.not(bumped.txid, before[1].txid, "a new txid");
   t.ok(bumped.fee > before[1].fee, `fee ${before[1].fee} → ${bumped.fee} sats`);
   const after = (await te.engine.payouts.state()).batches[before[0]]!;
@@ -266,17 +273,7 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
 });
 
 t.test("a fee bump that loses the race (the transaction it replaced is mined first): confirmed with the mined one, never stuck, paid and charged once", async (t) => {
-  const te = await startTestEngine();
-  t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "race", "0.5");
-  await te.mine(1);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.04");
-  await te.engine.payouts.flush();
-  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
-  const bumped = await te.engine.payouts.bump(batch, 60n);
-  if (isRefusal(bumped)) throw new Error(bumped.message);
+  const { te, key, dest, quote, batch, original, bumped } = await bumpedBatch(t, "race", "0.04");
   // A miner that had the original and not the replacement: a block with the original's bytes.
   await te.node.rpc("generateblock", [await te.node.outsideAddress(), [original.hex]]);
   await te.poke();
@@ -298,17 +295,7 @@ t.test("a fee bump that loses the race (the transaction it replaced is mined fir
 });
 
 t.test("the same race below the confirmation target: the batch stays broadcast (in flight for the watchdog), then is confirmed with the mined transaction", async (t) => {
-  const te = await startTestEngine({ deposits: { confirmations: 2 } });
-  t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "race2", "0.5");
-  await te.mine(2);
-  const dest = await te.node.outsideAddress();
-  await withdraw(te.engine.relay, key, dest, "0.04");
-  await te.engine.payouts.flush();
-  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
-  const bumped = await te.engine.payouts.bump(batch, 60n);
-  if (isRefusal(bumped)) throw new Error(bumped.message);
+  const { te, dest, batch, original } = await bumpedBatch(t, "race2", "0.04", 2);
   await te.node.rpc("generateblock", [await te.node.outsideAddress(), [original.hex]]);
   await te.poke();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "broadcast", "one confirmation of two: broadcast, not stuck");

@@ -62,6 +62,17 @@ t.test("a record's store operations are written atomically with its event, and n
   t.same((await j.readEvents("w")).map((e) => e.data), [{ e: ["x"] }], "the journal keeps the events only");
 });
 
+/** A clean stop of an actor system and its journal, and a new one on the same directory (a restart). */
+async function restartOn(t: { teardown(f: () => unknown): void }, dir: string, system: ActorSystem, j: Journal) {
+  system.shutdown();
+  await j.flushed();
+  await j.store.close();
+  const journal = await openJournal(dir);
+  const again = new ActorSystem(journal);
+  t.teardown(async () => (again.shutdown(), await journal.store.close()));
+  return { j: journal, system: again };
+}
+
 type Cmd = { add: bigint; reply: Reply<bigint> } | { get: true; reply: Reply<bigint> };
 
 t.test("a nact persistent actor recovers from the journal after the system restarts; snapshots shorten replay", async (t) => {
@@ -86,12 +97,7 @@ t.test("a nact persistent actor recovers from the journal after the system resta
   const first = { n: 0 };
   let ref = system.spawnPersistent("c", behaviour(first), { onCrash: () => "reset" });
   for (let i = 1n; i <= 120n; i++) await system.ask<Cmd, bigint>(ref, (reply) => ({ add: i, reply }), 5000);
-  system.shutdown();
-  await j.flushed();
-  await j.store.close();
-  j = await openJournal(dir);
-  system = new ActorSystem(j);
-  t.teardown(async () => (system.shutdown(), await j.store.close()));
+  ({ j, system } = await restartOn(t, dir, system, j));
   const second = { n: 0 };
   ref = system.spawnPersistent("c", behaviour(second), { onCrash: () => "reset" });
   t.equal(await system.ask<Cmd, bigint>(ref, (reply) => ({ get: true, reply }), 5000), 7260n, "sum of 1..120 survived");
@@ -131,12 +137,7 @@ t.test("a handler that catches a failed persist to answer its caller: the actor 
   t.equal(await add(8n), 13n);
   t.ok(crashes >= 1, "reset for the failed persist (its replay may fail too, and be reset again, while the store is closed)");
   t.same((await j.readEvents("book")).map((e) => [e.sequenceNumber, e.data]), [[1, { e: [1n] }], [2, { e: [4n] }], [3, { e: [8n] }]], "no gap in the journal");
-  system.shutdown();
-  await j.flushed();
-  await j.store.close();
-  j = await openJournal(dir);
-  system = new ActorSystem(j);
-  t.teardown(async () => (system.shutdown(), await j.store.close()));
+  ({ j, system } = await restartOn(t, dir, system, j));
   ref = system.spawnPersistent("book", behaviour, { onCrash: () => "reset" });
   t.equal(await system.ask<Cmd, bigint>(ref, (reply) => ({ get: true, reply }), 5000), 13n, "replayed after a restart to the same sum");
   t.equal(j.stats.snapshotFailures, 0);
