@@ -214,7 +214,7 @@ function checkBindAddresses(c: ConfigFile): void {
     throw new ConfigError(`config key internal.host: ${c.internal.host} is not a local address; the engine has no public interface`);
   }
   // The webhook's listener is plain HTTP behind the reverse proxy that Telegram reaches (telegram.webhookUrl).
-  if (!allowed(c.telegram.webhookHost)) {
+  if (c.telegram.mode === "webhook" && !allowed(c.telegram.webhookHost)) {
     throw new ConfigError(
       `config key telegram.webhookHost: ${c.telegram.webhookHost} is not a loopback or VPN address; the webhook listens behind your HTTPS reverse proxy, never publicly`,
     );

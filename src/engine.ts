@@ -242,8 +242,8 @@ export class Engine {
         }
       },
       holdings: () => this.#holdings(),
-      adopt: async (txid, ids) => {
-        const r = await this.payouts.adopt(txid, ids);
+      adopt: async (txid, ids, outputs) => {
+        const r = await this.payouts.adopt(txid, ids, outputs);
         if (isRefusal(r)) throw new Error(`queued payouts paid by ${txid} could not be recorded (${r.message}); the comparison with the chain runs again at the next start`);
       },
     }, { sinceBlock, archive: mark.archive });
@@ -460,6 +460,7 @@ export class Engine {
     this.watcher.stop();
     this.backup.abandon();
     this.courier.abandon();
+    this.cheques.stopRetrying();
     this.payouts.close();
     this.registry.close();
     this.system.shutdown();
@@ -472,8 +473,9 @@ export class Engine {
     this.watcher.stop();
     this.payouts.close();
     this.relay.close();
-    // Deliveries waiting to be tried again stay in their senders' outboxes for the next start.
+    // Deliveries waiting to be tried again stay in their senders' outboxes for the next start; cheque payouts, in the book.
     this.courier.stopRetrying();
+    this.cheques.stopRetrying();
     await this.courier.settled();
     this.registry.close();
     // Everything written so far reaches the backup disk before it closes (a snapshot in progress finishes).

@@ -36,6 +36,9 @@ export class ChequeService implements ChequePort, TransferSink {
   readonly #ref: Ref<ChequeCommand>;
   readonly #paying = new Set<Promise<unknown>>();
   readonly stats = { payoutRetries: 0 };
+  /** Payouts waiting to be sent again. */
+  readonly #later = new Set<NodeJS.Timeout>();
+  #retrying = true;
 
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
@@ -129,11 +132,24 @@ export class ChequeService implements ChequePort, TransferSink {
     } catch (e) {
       this.#o.log.warn({ err: e }, "cheque payout not delivered yet; it will be sent again");
     }
+    if (!this.#retrying) return;
     this.stats.payoutRetries++;
     const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), 5 * 60_000);
     // Not tracked by settled() (the watchdog waits for that) and not keeping the process alive: the book keeps the
     // payout owed, and `resume` sends it at the next start.
-    setTimeout(() => this.#track(this.#pay(hash, payee, amount, round + 1)), delay).unref();
+    const timer = setTimeout(() => {
+      this.#later.delete(timer);
+      this.#track(this.#pay(hash, payee, amount, round + 1));
+    }, delay);
+    timer.unref();
+    this.#later.add(timer);
+  }
+
+  /** For a stop: payouts waiting to be sent again stay owed in the book (`resume` sends them at the next start). */
+  stopRetrying(): void {
+    this.#retrying = false;
+    for (const timer of this.#later) clearTimeout(timer);
+    this.#later.clear();
   }
 
   #hash(code: string): string {

@@ -34,6 +34,8 @@ export interface Batch {
   replaced: string[];
   at: number;
   reason?: string;
+  /** Made after a restore from a transaction the node sent after the backup (the "adopt" command), not built here. */
+  adopted?: true;
 }
 
 export interface PayoutState {
@@ -44,7 +46,7 @@ export interface PayoutState {
 
 export type PayoutEvent =
   | { t: "queued"; id: string; userKey: string; address: string; amount: string; quotedFee: string; at: number }
-  | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number }
+  | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number; adopted?: true }
   | { t: "broadcast"; batch: string; at: number }
   /**
    * The batch's transaction has its confirmations. `txid` (with its `fee` and per-payout `shares`) when the one in the
@@ -86,6 +88,6 @@ export type PayoutCommand =
    * address and amount) become a batch of that transaction, broadcast, so they are confirmed and settled, never
    * paid again. Idempotent per transaction.
    */
-  | { type: "adopt"; txid: string; ids: string[]; reply: Reply<{ batch: string } | Refusal> }
+  | { type: "adopt"; txid: string; ids: string[]; outputs: number; reply: Reply<{ batch: string } | Refusal> }
   /** Runs `read` with the payout book's state while holding it still: no payout moves until it is done. */
   | { type: "hold"; read: (s: PayoutState) => Promise<unknown>; reply: Reply<{ value: unknown } | { error: unknown }> };

@@ -87,8 +87,8 @@ export class PayoutService {
   }
 
   /** After a restore: queued payouts a transaction made after the backup paid (see PayoutCommand "adopt"). */
-  adopt(txid: string, ids: string[]): Promise<{ batch: string } | Refusal> {
-    return this.#ask((reply) => ({ type: "adopt", txid, ids, reply }), 120_000);
+  adopt(txid: string, ids: string[], outputs: number): Promise<{ batch: string } | Refusal> {
+    return this.#ask((reply) => ({ type: "adopt", txid, ids, outputs, reply }), 120_000);
   }
 
   /**

@@ -117,7 +117,7 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
         quoted += p.quotedFee;
         payouts[id] = { ...p, status: "signed", batch: e.batch, fee: BigInt(e.shares[i]!) };
       });
-      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined };
+      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined, ...(e.adopted ? { adopted: true as const } : {}) };
       return { ...s, seq: s.seq + 1, payouts, batches: withKey(s.batches, e.batch, b) };
     }
     case "broadcast":
@@ -205,7 +205,7 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
           return s;
         case "adopt":
           try {
-            cmd.reply(await adopt(cmd.txid, cmd.ids, () => s, commit, o, now));
+            cmd.reply(await adopt(cmd.txid, cmd.ids, cmd.outputs, () => s, commit, o, now));
           } catch (e) {
             cmd.reply(refuse("node_unavailable", `the transaction could not be read from the node: ${(e as Error).message}`));
           }
@@ -335,7 +335,11 @@ async function broadcast(batch: string, get: () => PayoutState, commit: (e: Payo
       if (err.code === -25 || err.code === -26) {
         // Refused because one of its transactions is already in a block (the one a fee bump replaced, mined first;
         // or this one, its outputs since spent): not stuck; `sync` confirms it with the one mined.
-        if (await minedTx(b, o)) return false;
+        if (await minedTx(b, o)) {
+          // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it.
+          if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
+          return false;
+        }
         await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}`, get, commit, o, now);
         return false;
       }
@@ -459,18 +463,19 @@ async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) 
   return settled;
 }
 
-async function adopt(txid: string, ids: string[], get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<{ batch: string } | Refusal> {
+async function adopt(txid: string, ids: string[], outputs: number, get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<{ batch: string } | Refusal> {
   const had = Object.entries(get().batches).find(([, b]) => b.txid === txid || b.replaced.includes(txid));
   if (had) return { batch: had[0] };
   const payouts = ids.map((id) => get().payouts[id]);
   if (ids.length === 0 || payouts.some((p) => p?.status !== "queued")) return refuse("not_allowed", `Only queued payouts can be adopted by ${txid}.`);
   // The node's own record of its send: its bytes (for the book) and the fee it paid.
   const tx = await o.node.call<{ hex: string; fee?: number }>("gettransaction", [txid]);
-  const fee = btcNumberToSats(Math.abs(tx.fee ?? 0));
+  // The adopted payouts' part of the fee: the transaction also paid outputs the restored books do not know.
+  const fee = btcNumberToSats(Math.abs(tx.fee ?? 0)) * BigInt(ids.length) / BigInt(Math.max(outputs, ids.length));
   const shares = feeShares(fee, payouts.map((p) => p!.quotedFee));
   const batch = `b${get().seq + 1}`;
   await commit([
-    { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now() },
+    { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now(), adopted: true },
     { t: "broadcast", batch, at: now() },
   ]);
   for (const id of ids) o.hooks.broadcast(get().payouts[id]!.userKey, id, txid);

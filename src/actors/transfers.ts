@@ -206,7 +206,8 @@ export class TransferCourier {
   #tryLater(from: string, id: string, to: string, amount: bigint, round: number): void {
     if (!this.#retrying) return;
     const transfer = from + "\u0000" + id;
-    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), RETRY_LATER_MAX_MS);
+    // Jittered (±20%): the transfers a busy receiver deferred together do not all come back at the same moment.
+    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), RETRY_LATER_MAX_MS) * (0.8 + Math.random() * 0.4);
     const timer = setTimeout(() => {
       this.#later.delete(transfer);
       void this.deliver(from, id, to, amount, round + 1);

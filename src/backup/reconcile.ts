@@ -32,8 +32,11 @@ export interface ReconcileDeps {
   /** Whether a transaction paid a batch that has left the payout book (finished, pruned: see payout.ts). */
   paidBy: (txid: string) => boolean;
   freeze: (userKey: string, reason: string) => Promise<unknown>;
-  /** Records queued payouts as paid by a transaction of the node (payout.ts, "adopt"); throws if it cannot. */
-  adopt: (txid: string, ids: string[]) => Promise<unknown>;
+  /**
+   * Records queued payouts as paid by a transaction of the node with `outputs` outputs to others (payout.ts,
+   * "adopt"); throws if it cannot. Idempotent per transaction.
+   */
+  adopt: (txid: string, ids: string[], outputs: number) => Promise<unknown>;
   /** Every wallet and what it holds that a payout could take (available + reserved; undefined: unknown). */
   holdings: () => AsyncIterable<[userKey: string, sats: bigint | undefined]>;
 }
@@ -45,8 +48,15 @@ export interface ReconcileDeps {
  */
 export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: string | undefined; archive: string }): Promise<Incident | undefined> {
   const state = await d.payouts();
+  // A batch adopted by an earlier run of this comparison (one that died before it finished) is no explanation: its
+  // transaction is still a spend the backup did not know, and is reported again.
   const known = new Set<string>();
-  for (const b of Object.values(state.batches)) {
+  const adoptedBy = new Map<string, Set<string>>();
+  for (const [, b] of Object.entries(state.batches)) {
+    if (b.adopted) {
+      adoptedBy.set(b.txid, new Set(b.ids));
+      continue;
+    }
     known.add(b.txid);
     for (const r of b.replaced) known.add(r);
   }
@@ -64,21 +74,35 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   const concerned = new Set<string>();
   const unexplained: bigint[] = [];
   const queued = Object.entries(state.payouts).filter(([, p]) => p.status === "queued");
-  const adopted: Array<{ txid: string; ids: string[] }> = [];
+  const adopted: Array<{ txid: string; ids: string[]; outputs: number }> = [];
+  const taken = new Set<string>();
   for (const u of unknown) {
     const ids: string[] = [];
+    const before = adoptedBy.get(u.txid);
     for (const out of u.outputs) {
       const sats = BigInt(out.sats);
-      const match = queued.filter(([, p]) => p.address === out.address && p.amount === sats);
+      const alike = ([id, p]: [string, (typeof state.payouts)[string]]) => p.address === out.address && p.amount === sats && !taken.has(id);
+      // Adopted by an earlier run: explained as then (its wallet frozen again).
+      const earlier = before ? Object.entries(state.payouts).find(([id, p]) => before.has(id) && alike([id, p])) : undefined;
+      if (earlier) {
+        taken.add(earlier[0]);
+        concerned.add(earlier[1].userKey);
+        continue;
+      }
+      const match = queued.filter(alike);
       for (const [, p] of match) concerned.add(p.userKey);
-      if (match.length === 0) unexplained.push(sats);
       // Paid by this output, beyond doubt: it must not stay queued (a resume would pay it again). Two payouts alike
-      // stay queued, their wallets frozen, for an operator.
-      else if (match.length === 1 && !adopted.some((a) => a.ids.includes(match[0]![0]))) ids.push(match[0]![0]);
+      // stay queued, their wallets frozen, for an operator; an output no payout explains freezes the wallets that
+      // could have paid it.
+      if (match.length === 1) {
+        taken.add(match[0]![0]);
+        ids.push(match[0]![0]);
+      } else if (match.length === 0) unexplained.push(sats);
     }
-    if (ids.length) adopted.push({ txid: u.txid, ids });
+    if (ids.length) adopted.push({ txid: u.txid, ids, outputs: u.outputs.length });
+    else if (before) adopted.push({ txid: u.txid, ids: [...before], outputs: u.outputs.length });
   }
-  for (const a of adopted) await d.adopt(a.txid, a.ids);
+  for (const a of adopted) await d.adopt(a.txid, a.ids, a.outputs);
   if (unexplained.length) {
     const smallest = unexplained.reduce((a, b) => (b < a ? b : a));
     // A wallet that cannot be read is frozen too: it may hold that much.
@@ -88,7 +112,7 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   for (const userKey of concerned) {
     await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
   }
-  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted } : {}) };
+  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted: adopted.map(({ txid, ids }) => ({ txid, ids })) } : {}) };
   d.log.error({
     alert: true, txids, frozen: concerned.size,
     sent: unknown.map((u) => formatBtc(u.outputs.reduce((n, x) => n + BigInt(x.sats), 0n))),

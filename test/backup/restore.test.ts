@@ -19,6 +19,27 @@ async function withdraw(te: TestEngine, key: string, amount: string) {
   return w;
 }
 
+/**
+ * A logger that makes the engine die once, when armed, at the line the comparison with the chain logs after it froze
+ * the wallets (and recorded the payouts it adopted), before it records the incident.
+ */
+function dyingAtReport() {
+  let armed = false;
+  const log = pino({
+    level: "error",
+    hooks: {
+      logMethod(args, method) {
+        if (armed && args.some((a) => typeof a === "string" && a.includes("spent coins the restored books do not know"))) {
+          armed = false;
+          throw new Error("the engine dies here");
+        }
+        return method.apply(this, args);
+      },
+    },
+  }, pino.destination("/dev/null"));
+  return { log, arm: () => void (armed = true) };
+}
+
 /** A test engine that ships backups to a directory of its own; the engine stops before the directory goes. */
 async function backedUpEngine(t: { teardown(fn: () => unknown): void }, log?: Parameters<typeof startTestEngine>[1] extends infer O ? O extends { log?: infer L } ? L : never : never): Promise<{ te: TestEngine; backupDir: string }> {
   const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
@@ -130,20 +151,8 @@ t.test("restore without the later segments while a payout happened after the bac
 t.test("a start after a restore that dies before its comparison with the chain is done: the next start compares from the same block", async (t) => {
   // The engine dies right after its comparison found the unknown spend and froze the wallets, before it recorded
   // the incident (here: the log line it writes then throws, once). Its watcher had scanned meanwhile, moving its cursor.
-  let dieAtReport = false;
-  const log = pino({
-    level: "error",
-    hooks: {
-      logMethod(args, method) {
-        if (dieAtReport && args.some((a) => typeof a === "string" && a.includes("spent coins the restored books do not know"))) {
-          dieAtReport = false;
-          throw new Error("the engine dies here");
-        }
-        return method.apply(this, args);
-      },
-    },
-  }, pino.destination("/dev/null"));
-  const { te } = await backedUpEngine(t, log);
+  const dying = dyingAtReport();
+  const { te } = await backedUpEngine(t, dying.log);
   await funded(te, "u_rich", "1");
   await te.mine(1);
   const snap = await te.engine.backup.snapshot();
@@ -154,7 +163,7 @@ t.test("a start after a restore that dies before its comparison with the chain i
   await te.crash();
   rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
   await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
-  dieAtReport = true;
+  dying.arm();
   await t.rejects(te.restart(), /the engine dies here/, "the first start dies part-way through the comparison");
   await te.restart();
   t.same(te.engine.restoreIncident?.unknownSpends.map((u) => u.txid), paid, "the second start still finds the spend the backup does not know");
@@ -164,7 +173,8 @@ t.test("a start after a restore that dies before its comparison with the chain i
 });
 
 t.test("a payout queued in the backup and paid after it: the restore records it as paid by that transaction, so resuming never pays it again", async (t) => {
-  const { te } = await backedUpEngine(t);
+  const dying = dyingAtReport();
+  const { te } = await backedUpEngine(t, dying.log);
   await funded(te, "u_rich", "1");
   await te.mine(1);
   const w = await withdraw(te, "u_rich", "0.3");
@@ -179,9 +189,14 @@ t.test("a payout queued in the backup and paid after it: the restore records it 
   await te.crash();
   rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
   await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  // The first start records the payout as paid by that transaction, then dies before it records the incident.
+  dying.arm();
+  await t.rejects(te.restart(), /the engine dies here/);
   await te.restart();
   const incident = te.engine.restoreIncident;
-  t.same(incident?.unknownSpends.map((u) => u.txid), paid, "the spend after the backup is reported");
+  t.same(incident?.unknownSpends.map((u) => u.txid), paid, "the spend after the backup is reported, also by the start after the one that adopted it");
+  t.match(te.engine.payouts.paused, /restored from a backup: 1 spend/, "payouts stay paused until an operator resumes them");
+  t.same(incident?.frozen, ["u_rich"], "its wallet is frozen for review");
   t.same(incident?.adopted, [{ txid: paid[0], ids: [id] }], "and the queued payout it paid is recorded as its batch");
   await te.engine.payouts.sync();
   const p = (await te.engine.payouts.state()).payouts[id];

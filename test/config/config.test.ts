@@ -33,9 +33,11 @@ t.test("the admin edge may only bind to loopback or a configured VPN range", asy
 });
 
 t.test("the Telegram webhook's listener binds to loopback or a VPN range too (its public side is the reverse proxy)", async (t) => {
-  t.throws(() => loadConfig({ env: { RUNIGUN_TELEGRAM_WEBHOOK_HOST: "0.0.0.0" } }), /telegram\.webhookHost: 0\.0\.0\.0 is not a loopback or VPN address/);
-  t.equal(loadConfig({ env: {} }).telegram.webhookHost, "127.0.0.1", "loopback by default");
-  t.equal(loadConfig({ env: { RUNIGUN_TELEGRAM_WEBHOOK_HOST: "10.8.0.7", RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/24" } }).telegram.webhookHost, "10.8.0.7");
+  const webhook = { RUNIGUN_TELEGRAM_MODE: "webhook" };
+  t.throws(() => loadConfig({ env: { ...webhook, RUNIGUN_TELEGRAM_WEBHOOK_HOST: "0.0.0.0" } }), /telegram\.webhookHost: 0\.0\.0\.0 is not a loopback or VPN address/);
+  t.equal(loadConfig({ env: webhook }).telegram.webhookHost, "127.0.0.1", "loopback by default");
+  t.equal(loadConfig({ env: { ...webhook, RUNIGUN_TELEGRAM_WEBHOOK_HOST: "10.8.0.7", RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/24" } }).telegram.webhookHost, "10.8.0.7");
+  t.equal(loadConfig({ env: { RUNIGUN_TELEGRAM_WEBHOOK_HOST: "0.0.0.0" } }).telegram.mode, "polling", "in polling mode nothing listens there: not checked");
 });
 
 t.test("secrets come only from the environment and from private files", async (t) => {
