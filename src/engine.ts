@@ -205,6 +205,7 @@ export class Engine {
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
     await e.#resumeOutboxes();
     await e.cheques.resume();
+    await e.#expireCheques();
     const synced = await e.payouts.sync();
     if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
     else if (synced.settled > 0) e.log.info({ payouts: synced.settled }, "confirmed payouts whose wallets had not acknowledged the settlement: told, and recorded");
@@ -335,7 +336,18 @@ export class Engine {
     if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
   }
 
+  /** Cheques past their expiry go back to their creators; a failure is logged, and tried again at the next block. */
+  async #expireCheques(): Promise<void> {
+    try {
+      const { expired } = await this.cheques.expire();
+      if (expired > 0) this.log.info({ cheques: expired }, "expired cheques returned to their creators");
+    } catch (err) {
+      this.log.warn({ err }, "expired cheques not returned yet; the next block tries again");
+    }
+  }
+
   async #afterBlock(): Promise<void> {
+    await this.#expireCheques();
     const r = await this.payouts.sync();
     if (isRefusal(r)) this.log.warn({ why: r.message }, "payout sync after block failed");
     await this.watchdog();

@@ -96,6 +96,11 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#ask<{ ok: true } | Refusal>((reply) => ({ type: "fund", hash: to.slice("cheque:".length), from, amount, reply }));
   }
 
+  /** Returns the funded cheques past their expiry to their creators (the engine asks at start and at every block). */
+  expire() {
+    return this.#ask<{ expired: number }>((reply) => ({ type: "expire", now: this.#now(), reply }));
+  }
+
   /** Re-sends payouts of claimed or revoked cheques that were not acknowledged before a restart. */
   resume() {
     return this.#ask<{ resent: number }>((reply) => ({ type: "resume", reply }));

@@ -45,11 +45,15 @@ export type ChequeCommand =
   | { type: "paid"; hash: string; reply: Reply<{ ok: true } | Refusal> }
   /** The creator's wallet refused to fund it, for good (insufficient funds, frozen…): forget it. */
   | { type: "drop"; hash: string; creator: string; reply: Reply<{ ok: true }> }
+  /** Returns every funded cheque past its expiry to its creator (at each block, and at start). */
+  | { type: "expire"; now: number; reply: Reply<{ expired: number }> }
   /** Re-sends every payout not yet acknowledged (after a restart). */
   | { type: "resume"; reply: Reply<{ resent: number }> }
   | { type: "state"; reply: Reply<ChequeState> };
 
 export const CHEQUE_JOURNAL_KEY = "cheques";
+/** Expired cheques returned in one turn at most. */
+const EXPIRE_CHUNK = 500;
 export const chequeUserKey = (hash: string) => `cheque:${hash}`;
 /** The transfer id of a cheque's payout: derived, so a re-sent payout is credited once. */
 export const chequePayoutId = (hash: string) => `chq:${hash}`;
@@ -169,9 +173,10 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         case "claim": {
           if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
           if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
+          // Past its expiry a cheque goes back to its creator (the "expire" command): expired, whether that happened yet.
+          if (cmd.now > c.expiresAt) return answer(s, cmd.reply, refuse("expired", "This cheque has expired; its amount went back to its creator."));
           if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was revoked by its creator."));
           if (c.creator === cmd.by) return answer(s, cmd.reply, refuse("not_allowed", "You cannot claim your own cheque; use /cheque revoke to take it back."));
-          if (cmd.now > c.expiresAt) return answer(s, cmd.reply, refuse("expired", "This cheque has expired."));
           const next = await commit({ t: "claimed", hash: cmd.hash, by: cmd.by });
           cmd.reply({ amount: c.amount });
           hooks.pay(cmd.hash, cmd.by, c.amount);
@@ -199,6 +204,21 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           const next = await commit({ t: "paid", hash: cmd.hash });
           cmd.reply({ ok: true });
           return prune(next, persist, o);
+        }
+        case "expire": {
+          // At most EXPIRE_CHUNK a turn (one journal record): the rest at the next block.
+          const due: string[] = [];
+          for (const [hash, x] of Object.entries(s.cheques)) {
+            if (x.status === "open" && cmd.now > x.expiresAt) due.push(hash);
+            if (due.length === EXPIRE_CHUNK) break;
+          }
+          if (due.length === 0) return answer(s, cmd.reply, { expired: 0 });
+          const events: ChequeEvent[] = due.map((hash) => ({ t: "revoked", hash }));
+          await persist(events);
+          const next = events.reduce(evolveCheques, s);
+          cmd.reply({ expired: due.length });
+          for (const hash of due) hooks.pay(hash, next.cheques[hash]!.creator, next.cheques[hash]!.amount);
+          return next;
         }
         case "resume": {
           let resent = 0;

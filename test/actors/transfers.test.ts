@@ -120,7 +120,8 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.match(await cheques.claim("u_bob", late.code), { code: "expired" });
   t.match(await cheques.revoke("u_bob", late.code), { code: "not_found" }, "only the creator can revoke");
   t.match(await cheques.revoke("u_alice", late.code), { amount: 10_000n }, "the creator takes an expired cheque back");
-  t.match(await cheques.claim("u_bob", late.code), { code: "revoked" });
+  t.match(await cheques.claim("u_bob", late.code), { code: "expired" }, "still expired (taken back)");
+  t.same(await cheques.expire(), { expired: 0 }, "nothing left to return: the creator took it back");
   await cheques.settled();
   const a = await registry.send("u_alice", "balance", {});
   const b = await registry.send("u_bob", "balance", {});
@@ -157,6 +158,38 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
  * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
  * journal waiting acknowledgements with their next record, as the engine wires them.
  */
+t.test("a funded cheque nobody claims goes back to its creator once it has expired, once", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
+  const journal = new Journal(store);
+  const system = new ActorSystem(journal);
+  let now = Date.parse("2026-11-28T12:00:00Z");
+  let courier!: TransferCourier;
+  const registry = new WalletRegistry({
+    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
+    records: new WalletRecords(store, 100), snapshotEvery: 50, now: () => now,
+    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+  });
+  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 10 });
+  courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 50_000n });
+  const kept = await cheques.create("u_alice", "c1", 20_000n);
+  const lost = await cheques.create("u_alice", "c2", 5_000n);
+  if (isRefusal(kept) || isRefusal(lost)) throw new Error("not created");
+  await courier.settled();
+  t.same(await registry.read("u_alice", "balance", {}), { available: 25_000n, pending: 0n, reserved: 0n }, "both funded");
+  t.same(await cheques.expire(), { expired: 0 }, "nothing expires before its time");
+  t.match(await cheques.claim("u_bob", kept.code), { amount: 20_000n });
+  now += 3601_000;
+  t.same(await cheques.expire(), { expired: 1 }, "the unclaimed one expires");
+  t.same(await cheques.expire(), { expired: 0 }, "once");
+  await cheques.settled();
+  t.same(await registry.read("u_alice", "balance", {}), { available: 30_000n, pending: 0n, reserved: 0n }, "its amount is back with its creator");
+  t.same(await registry.read("u_bob", "balance", {}), { available: 20_000n, pending: 0n, reserved: 0n }, "the claimed one is the claimant's");
+  t.equal(await cheques.escrow(), 0n, "nothing left in escrow");
+  t.match(await cheques.claim("u_bob", lost.code), { code: "expired" });
+});
+
 t.test("a cheque payout its payee's wallet does not take at once is sent again later, and paid once", async (t) => {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
   const journal = new Journal(store);

@@ -119,7 +119,7 @@ export function confirmed(r: ConfirmedWithdrawal): string {
 }
 
 export function cheque(c: Cheque, link: string): string {
-  return `🧾 Cheque for ${btc(c.amount)} — anyone can claim it once:\n${link}\n\nIt expires ${new Date(c.expiresAt).toISOString().slice(0, 10)}. Take it back with /cheque revoke ${c.code}`;
+  return `🧾 Cheque for ${btc(c.amount)} — anyone can claim it once:\n${link}\n\nIt expires ${new Date(c.expiresAt).toISOString().slice(0, 10)}; unclaimed by then, it comes back to you. Take it back sooner with /cheque revoke ${c.code}`;
 }
 
 export function chequeClaimed(amount: bigint, b: BalanceView): string {
