@@ -83,23 +83,31 @@ t.test("1,000 random transfers among 50 users with crashes injected: the sum is 
   })()), "the balance projection agrees with the wallets");
 });
 
-t.test("cheques: claimed once, never by the creator, not after expiry or revoke", async (t) => {
+/**
+ * Wallets on a real store for the cheque tests, their transfers delivered by the courier set in `wiring` once it is
+ * made (a cheque book is one of its sinks).
+ */
+async function chequeWallets(t: { testdir(): string; teardown(f: () => unknown): void }, now?: () => number) {
   const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
   const journal = new Journal(store);
   const system = new ActorSystem(journal);
-  let now = Date.parse("2026-11-24T12:00:00Z");
-  let cheques!: ChequeService;
-  let courier!: TransferCourier;
+  const wiring: { courier?: TransferCourier } = {};
   const registry = new WalletRegistry({
     system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
-    records: new WalletRecords(store, 100), snapshotEvery: 50, now: () => now,
-    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
+    records: new WalletRecords(store, 100), snapshotEvery: 50, ...(now ? { now } : {}),
+    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => wiring.courier!.deliver(f, id, to, a) },
   });
+  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  return { store, journal, system, registry, wiring };
+}
+
+t.test("cheques: claimed once, never by the creator, not after expiry or revoke", async (t) => {
+  let now = Date.parse("2026-11-24T12:00:00Z");
+  const { store, journal, system, registry, wiring } = await chequeWallets(t, () => now);
   // The book keeps one finished cheque: the first one paid leaves it when the second is paid.
   const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 1 };
-  cheques = new ChequeService({ system, registry, log: silentLogger, ...book });
-  courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
-  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ...book });
+  const courier = (wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] }));
   await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
   const made = await cheques.create("u_alice", "cmd1", 30_000n);
   if (isRefusal(made)) throw new Error(made.message);
@@ -154,24 +162,11 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.equal(await cheques.escrow(), 0n);
 });
 
-/**
- * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
- * journal waiting acknowledgements with their next record, as the engine wires them.
- */
 t.test("a funded cheque nobody claims goes back to its creator once it has expired, once", async (t) => {
-  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
-  const journal = new Journal(store);
-  const system = new ActorSystem(journal);
   let now = Date.parse("2026-11-28T12:00:00Z");
-  let courier!: TransferCourier;
-  const registry = new WalletRegistry({
-    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
-    records: new WalletRecords(store, 100), snapshotEvery: 50, now: () => now,
-    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
-  });
-  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const { store, system, registry, wiring } = await chequeWallets(t, () => now);
   const cheques = new ChequeService({ system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 10 });
-  courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  const courier = (wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] }));
   await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 50_000n });
   const kept = await cheques.create("u_alice", "c1", 20_000n);
   const lost = await cheques.create("u_alice", "c2", 5_000n);
@@ -191,17 +186,7 @@ t.test("a funded cheque nobody claims goes back to its creator once it has expir
 });
 
 t.test("a cheque payout its payee's wallet does not take at once is sent again later, and paid once", async (t) => {
-  const store = await EncryptedStore.open({ path: t.testdir(), keyring: new KeyRing(new Map([[1, randomBytes(32)]]), 1), sync: false });
-  const journal = new Journal(store);
-  const system = new ActorSystem(journal);
-  let cheques!: ChequeService;
-  let courier!: TransferCourier;
-  const registry = new WalletRegistry({
-    system, log: silentLogger, idleMs: 60_000, maxResident: 1000, maxInFlight: 64, askTimeoutMs: 5000, crashBudget: 3, crashWindowMs: 60_000,
-    records: new WalletRecords(store, 100), snapshotEvery: 50,
-    hooks: { notice: () => undefined, submitWithdrawal: () => undefined, deliverTransfer: (f, id, to, a) => courier.deliver(f, id, to, a) },
-  });
-  t.teardown(async () => (registry.close(), system.shutdown(), await journal.flushed(), await store.close()));
+  const { store, system, registry, wiring } = await chequeWallets(t);
   // The payee's wallet answers busy to the first two payouts (a crowd of commands at once), then takes the third.
   let payouts = 0;
   let third!: () => void;
@@ -223,8 +208,8 @@ t.test("a cheque payout its payee's wallet does not take at once is sent again l
     },
   });
   const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10, retryLaterMs: 5 };
-  cheques = new ChequeService({ system, registry: crowded, log: silentLogger, ...book });
-  courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  const cheques = new ChequeService({ system, registry: crowded, log: silentLogger, ...book });
+  const courier = (wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] }));
   await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 50_000n });
   const made = await cheques.create("u_alice", "cmd1", 20_000n);
   if (isRefusal(made)) throw new Error(made.message);
@@ -240,6 +225,10 @@ t.test("a cheque payout its payee's wallet does not take at once is sent again l
   t.equal(await cheques.escrow(), 0n, "nothing left owed");
 });
 
+/**
+ * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
+ * journal waiting acknowledgements with their next record, as the engine wires them.
+ */
 async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }, o: { carry?: boolean; ackDelayMs?: number; dir?: string; keyring?: KeyRing } = {}) {
   const keyring = o.keyring ?? new KeyRing(new Map([[1, randomBytes(32)]]), 1);
   const store = await EncryptedStore.open({ path: o.dir ?? t.testdir(), keyring, sync: false });
