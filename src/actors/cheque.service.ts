@@ -8,6 +8,7 @@ import type { ChequePort } from "../relay.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
 import type { WalletRegistry } from "./registry.ts";
 import type { TransferSink } from "./transfers.ts";
+import { Later } from "./later.ts";
 import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState } from "./cheques.ts";
 
 export interface ChequeServiceOptions extends ChequeBookOptions {
@@ -36,12 +37,12 @@ export class ChequeService implements ChequePort, TransferSink {
   readonly #ref: Ref<ChequeCommand>;
   readonly #paying = new Set<Promise<unknown>>();
   readonly stats = { payoutRetries: 0 };
-  /** Payouts waiting to be sent again. */
-  readonly #later = new Set<NodeJS.Timeout>();
-  #retrying = true;
+  /** Payouts waiting to be sent again, by cheque. Not waited for by settled() (the watchdog waits for that). */
+  readonly #later: Later;
 
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
+    this.#later = new Later(o.retryLaterMs ?? 5000);
     const log = o.log.child({ actor: "cheques" });
     let crashes: number[] = [];
     this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
@@ -137,24 +138,13 @@ export class ChequeService implements ChequePort, TransferSink {
     } catch (e) {
       this.#o.log.warn({ err: e }, "cheque payout not delivered yet; it will be sent again");
     }
-    if (!this.#retrying) return;
     this.stats.payoutRetries++;
-    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), 5 * 60_000);
-    // Not tracked by settled() (the watchdog waits for that) and not keeping the process alive: the book keeps the
-    // payout owed, and `resume` sends it at the next start.
-    const timer = setTimeout(() => {
-      this.#later.delete(timer);
-      this.#track(this.#pay(hash, payee, amount, round + 1));
-    }, delay);
-    timer.unref();
-    this.#later.add(timer);
+    this.#later.schedule(hash, round, () => this.#track(this.#pay(hash, payee, amount, round + 1)));
   }
 
   /** For a stop: payouts waiting to be sent again stay owed in the book (`resume` sends them at the next start). */
   stopRetrying(): void {
-    this.#retrying = false;
-    for (const timer of this.#later) clearTimeout(timer);
-    this.#later.clear();
+    this.#later.stop();
   }
 
   #hash(code: string): string {

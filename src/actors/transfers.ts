@@ -9,6 +9,7 @@
 import type { Logger } from "../log.ts";
 import { isRefusal, type Refusal } from "../domain/refusals.ts";
 import type { WalletRegistry } from "./registry.ts";
+import { Later } from "./later.ts";
 
 /** Somewhere other than a wallet that can receive a transfer (the cheque book's escrow). */
 export interface TransferSink {
@@ -32,8 +33,6 @@ export interface CourierOptions {
   retryLaterMs?: number;
 }
 
-const RETRY_LATER_MAX_MS = 5 * 60_000;
-
 export class TransferCourier {
   readonly #o: CourierOptions;
   /** Deliveries under way, by sender and transfer id. */
@@ -54,11 +53,11 @@ export class TransferCourier {
   /** Acknowledgement records being sent on their own. */
   #acking = 0;
   /** Deliveries to try again later (busy receivers), by transfer. */
-  readonly #later = new Map<string, NodeJS.Timeout>();
-  #retrying = true;
+  readonly #later: Later;
 
   constructor(o: CourierOptions) {
     this.#o = o;
+    this.#later = new Later(o.retryLaterMs ?? 5000);
   }
 
   /** The sender's acknowledgements waiting for a record: the wallet journals them with the one it is writing. */
@@ -79,11 +78,7 @@ export class TransferCourier {
     const transfer = from + "\u0000" + id;
     const running = this.#inFlight.get(transfer);
     if (running) return running;
-    const later = this.#later.get(transfer);
-    if (later) {
-      clearTimeout(later);
-      this.#later.delete(transfer);
-    }
+    this.#later.cancel(transfer);
     const delivery = this.#run(from, id, to, amount, round).finally(() => {
       this.#inFlight.delete(transfer);
       this.#maybeIdle();
@@ -109,9 +104,7 @@ export class TransferCourier {
    * start): for a stop, before `settled`.
    */
   stopRetrying(): void {
-    this.#retrying = false;
-    for (const timer of this.#later.values()) clearTimeout(timer);
-    this.#later.clear();
+    this.#later.stop();
     this.#maybeIdle();
   }
 
@@ -122,7 +115,7 @@ export class TransferCourier {
   settled(): Promise<void> {
     this.#flushAcks();
     // Someone waits for them now: the retries keep the process alive.
-    for (const timer of this.#later.values()) timer.ref();
+    this.#later.keepAlive();
     return this.#busy() ? new Promise((r) => this.#idle.push(r)) : Promise.resolve();
   }
 
@@ -200,21 +193,7 @@ export class TransferCourier {
       }
     }
     this.stats.deferred++;
-    this.#tryLater(from, id, to, amount, round);
-  }
-
-  #tryLater(from: string, id: string, to: string, amount: bigint, round: number): void {
-    if (!this.#retrying) return;
-    const transfer = from + "\u0000" + id;
-    // Jittered (±20%): the transfers a busy receiver deferred together do not all come back at the same moment.
-    const delay = Math.min((this.#o.retryLaterMs ?? 5000) * 2 ** Math.min(round, 20), RETRY_LATER_MAX_MS) * (0.8 + Math.random() * 0.4);
-    const timer = setTimeout(() => {
-      this.#later.delete(transfer);
-      void this.deliver(from, id, to, amount, round + 1);
-    }, delay);
-    // The outbox keeps the transfer: a pending retry does not keep the process alive (unless settled() waits for it).
-    if (this.#idle.length === 0) timer.unref();
-    this.#later.set(transfer, timer);
+    this.#later.schedule(from + "\u0000" + id, round, () => void this.deliver(from, id, to, amount, round + 1));
   }
 }
 
