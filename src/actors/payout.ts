@@ -335,7 +335,7 @@ async function broadcast(batch: string, get: () => PayoutState, commit: (e: Payo
       if (err.code === -25 || err.code === -26) {
         // Refused because one of its transactions is already in a block (the one a fee bump replaced, mined first;
         // or this one, its outputs since spent): not stuck; `sync` confirms it with the one mined.
-        if (await minedTx(b, o)) {
+        if ((await minedTx(b, o)).mined) {
           // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it.
           if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
           return false;
@@ -366,22 +366,31 @@ async function rebroadcastAll(get: () => PayoutState, commit: (e: PayoutEvent[])
   return n;
 }
 
+interface WalletTx {
+  confirmations: number;
+  fee?: number;
+  replaced_by_txid?: string;
+}
+
 /**
  * The first of a batch's transactions — its latest, then those its fee bumps replaced — that is in a block, with
- * its confirmations and fee; undefined when none is (a transaction the node's wallet never saw counts as not mined).
+ * its confirmations and fee (`mined`; none: a transaction the node's wallet never saw counts as not mined), and the
+ * node's record of the latest (`latest`, when the wallet has it).
  */
-async function minedTx(b: Batch, o: PayoutOptions): Promise<{ txid: string; confirmations: number; fee: bigint } | undefined> {
+async function minedTx(b: Batch, o: PayoutOptions): Promise<{ mined?: { txid: string; confirmations: number; fee: bigint }; latest?: WalletTx }> {
+  let latest: WalletTx | undefined;
   for (const txid of [b.txid, ...b.replaced]) {
-    let tx: { confirmations: number; fee?: number };
+    let tx: WalletTx;
     try {
-      tx = await o.node.call<{ confirmations: number; fee?: number }>("gettransaction", [txid]);
+      tx = await o.node.call<WalletTx>("gettransaction", [txid]);
     } catch (e) {
       if ((e as RpcError).code === -5) continue;
       throw e;
     }
-    if (tx.confirmations > 0) return { txid, confirmations: tx.confirmations, fee: btcNumberToSats(Math.abs(tx.fee ?? 0)) };
+    if (txid === b.txid) latest = tx;
+    if (tx.confirmations > 0) return { mined: { txid, confirmations: tx.confirmations, fee: btcNumberToSats(Math.abs(tx.fee ?? 0)) }, latest };
   }
-  return undefined;
+  return { latest };
 }
 
 async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
@@ -391,7 +400,7 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
     // A stuck batch too: its broadcast may have been refused because one of its transactions was already mined, or
     // it may be mined from other nodes' mempools after ours dropped it. Its wallets are then settled like any other.
     if (b.status !== "broadcast" && b.status !== "stuck") continue;
-    const mined = await minedTx(b, o);
+    const { mined, latest } = await minedTx(b, o);
     if (mined && mined.confirmations >= o.confirmations) {
       const earlier = mined.txid !== b.txid
         ? { txid: mined.txid, fee: mined.fee.toString(), shares: feeShares(mined.fee, b.ids.map((id) => get().payouts[id]!.quotedFee)).map(String) }
@@ -403,9 +412,8 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
       // In a block, not deep enough yet: out of the node's wallet, so in flight for the watchdog, as a broadcast one.
       await commit([{ t: "broadcast", batch, at: now() }]);
       o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is in a block after all");
-    } else if (!mined && b.status === "broadcast") {
-      const tx = await o.node.call<{ confirmations: number; replaced_by_txid?: string }>("gettransaction", [b.txid]);
-      if (tx.confirmations < 0 && !tx.replaced_by_txid) o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
+    } else if (!mined && b.status === "broadcast" && latest && latest.confirmations < 0 && !latest.replaced_by_txid) {
+      o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
   }
   if (confirmed > 0) step("confirmed");
