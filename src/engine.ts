@@ -191,17 +191,17 @@ export class Engine {
     // Where the comparison with the chain starts: the watcher's cursor as the backup left it, kept at the first start
     // (the watcher moves its cursor on as soon as it scans; a start interrupted before the comparison finished must
     // compare from the same block, or the spends before the new cursor would go unseen).
+    const cursor = await store.get<{ hash: string }>("watcher", "cursor");
     let cursorAtRestore: { hash?: string } | undefined;
     if (restored) {
       cursorAtRestore = await store.get<{ hash?: string }>(META, RECONCILE_FROM);
       if (!cursorAtRestore) {
-        const cursor = await store.get<{ hash: string }>("watcher", "cursor");
         cursorAtRestore = cursor ? { hash: cursor.hash } : {};
         await store.put(META, RECONCILE_FROM, cursorAtRestore);
       }
     }
     // The books are new when no deposit scan has ever run on them: only then may a missing node wallet be created.
-    await e.node.start({ mayCreate: (await store.get("watcher", "cursor")) === undefined });
+    await e.node.start({ mayCreate: cursor === undefined });
     // Unfinished work first: wallets with an outbox re-send their transfers and withdrawals on activation.
     await e.#resumeOutboxes();
     await e.cheques.resume();
