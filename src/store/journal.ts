@@ -195,7 +195,7 @@ export class Journal {
   async takeSnapshot(s: JournalSnapshot): Promise<void> {
     try {
       // A snapshot past the key's last event (one that failed to persist) would make replay skip it for good.
-      const last = this.#last.get(s.key) ?? (await this.lastSequence(s.key));
+      const last = await this.lastSequence(s.key);
       if (s.sequenceNumber > last) throw new StoreError("sequence_gap", `snapshot of ${s.key} at ${s.sequenceNumber} is past its last event ${last}; not taken`);
       await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), [], undefined);
       this.stats.snapshots++;
