@@ -2,11 +2,12 @@
 // beside the data directory's, replay the journal segments that follow its position, mark the store as
 // restored (the engine reconciles it with the chain before serving) and only then move it into place.
 // Nothing in the data directory is touched until everything has been checked and written.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Level } from "level";
 import { EncryptedStore, META, writeBatch } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
+import { syncDirSync } from "../store/files.ts";
 import { readArchive, verifyArchive, type Manifest } from "./archive.ts";
 import { BackupError } from "./format.ts";
 import { readSegments, type SegmentsEnd } from "./segments.ts";
@@ -83,12 +84,7 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
     if (existsSync(target)) rmSync(target, { recursive: true, force: true }); // empty, checked above
     renameSync(tmp, target);
     // The rename itself must survive a power cut.
-    const d = openSync(o.dataPath, "r");
-    try {
-      fsyncSync(d);
-    } finally {
-      closeSync(d);
-    }
+    syncDirSync(o.dataPath);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -20,10 +20,15 @@ export function writeFileDurably(path: string, text: string, mode = 0o600): void
   }
   closeSync(fd);
   renameSync(tmp, path);
-  const dir = openSync(dirname(path), "r");
+  syncDirSync(dirname(path));
+}
+
+/** Makes a directory's entries (a rename, a new file) survive a power cut. */
+export function syncDirSync(dir: string): void {
+  const fd = openSync(dir, "r");
   try {
-    fsyncSync(dir);
+    fsyncSync(fd);
   } finally {
-    closeSync(dir);
+    closeSync(fd);
   }
 }
