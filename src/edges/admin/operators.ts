@@ -38,6 +38,8 @@ export interface SecurityKey {
 
 const NS = "operators";
 const NAME_RE = /^[a-z][a-z0-9_-]{1,31}$/;
+/** The answer to a certificate that names no active operator. */
+export const NOT_AN_OPERATOR = "this certificate is not (or no longer) an operator's";
 
 /** Wrong TOTP codes an operator may send in a row before the API stops checking codes for a while. */
 export const TOTP_FREE_FAILURES = 5;
@@ -146,7 +148,7 @@ export class OperatorStore {
     let why: string | undefined;
     await this.#change(op.fingerprint, (fresh) => {
       if (fresh.revoked) {
-        why = "this certificate is not (or no longer) an operator's";
+        why = NOT_AN_OPERATOR;
         return undefined;
       }
       const failed = this.#failures.get(fresh.fingerprint);
@@ -168,7 +170,7 @@ export class OperatorStore {
       this.#failures.delete(fresh.fingerprint);
       return { ...fresh, lastStep: step };
     }, () => {
-      why = "this certificate is not (or no longer) an operator's";
+      why = NOT_AN_OPERATOR;
     });
     return why;
   }

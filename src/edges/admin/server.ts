@@ -12,7 +12,7 @@ import { isLoopback } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import { isRefusal, type Refusal } from "../../domain/refusals.ts";
 import type { AuditLog } from "./audit.ts";
-import type { Operator, OperatorStore } from "./operators.ts";
+import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
 
@@ -79,7 +79,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     const op = fp ? await o.operators.get(fp) : undefined;
     if (!op || op.revoked) {
       log.warn({ fingerprint: fp?.slice(0, 16) }, "admin request with an unknown or revoked certificate");
-      return reply.code(401).send({ error: "this certificate is not (or no longer) an operator's" });
+      return reply.code(401).send({ error: NOT_AN_OPERATOR });
     }
     req.operator = op;
     // The console's second factor is a security key, checked by its own guard (console/index.ts); TOTP stays the
