@@ -124,6 +124,10 @@ export class Engine {
           const r = await this.registry.send(userKey, "withdrawal_settled", { id, txid, fee });
           return isRefusal(r) ? r : true;
         },
+        released: async (userKey, id, reason) => {
+          const r = await this.registry.send(userKey, "withdrawal_released", { id, reason });
+          return isRefusal(r) ? r : true;
+        },
         alert: alerter(log),
       },
     });

@@ -3,7 +3,7 @@
 import type { Reply } from "./runtime.ts";
 import type { Refusal } from "../domain/refusals.ts";
 
-export type PayoutStatus = "queued" | "signed" | "broadcast" | "confirmed" | "stuck";
+export type PayoutStatus = "queued" | "signed" | "broadcast" | "confirmed" | "stuck" | "cancelling" | "released";
 
 export interface Payout {
   userKey: string;
@@ -16,7 +16,8 @@ export interface Payout {
   fee?: bigint;
   /**
    * Confirmed, and its wallet has journalled the settlement (the reservation is gone). Until then the coins have
-   * left the node but are still reserved in the wallet: the watchdog counts such a payout as in flight.
+   * left the node but are still reserved in the wallet: the watchdog counts such a payout as in flight. For a
+   * released payout: its wallet has journalled the release (the amount is available to the user again).
    */
   walletSettled?: true;
   at: number;
@@ -29,13 +30,32 @@ export interface Batch {
   fee: bigint;
   /** Sum of the quoted fees: what the batch saves is quoted − fee. */
   quoted: bigint;
-  status: "signed" | "broadcast" | "confirmed" | "stuck";
+  status: "signed" | "broadcast" | "confirmed" | "stuck" | "cancelling" | "released";
   /** Earlier txids of this batch, replaced by fee bumps. */
   replaced: string[];
   at: number;
   reason?: string;
   /** Made after a restore from a transaction the node sent after the backup (the "adopt" command), not built here. */
   adopted?: true;
+  /** A stuck batch an operator is releasing (see the "cancelling" event), and why. */
+  cancel?: Cancel;
+}
+
+/**
+ * How a stuck batch is made impossible to mine before its payouts are released: a transaction of the engine's own
+ * (`txid`, `hex`, `fee`; `earlier`: the ones its fee bumps replaced) spends its inputs back to the node's wallet; or,
+ * when one of its inputs was already spent in a block (`spentAt`: the height of the tip when that was seen), that
+ * spend, once the tip is deep enough.
+ */
+export interface Cancel {
+  reason: string;
+  /** An input of the batch's transaction, "txid:vout": the one the cancellation (or the earlier spend) spends. */
+  input: string;
+  txid?: string;
+  hex?: string;
+  fee?: bigint;
+  earlier: string[];
+  spentAt?: number;
 }
 
 export interface PayoutState {
@@ -55,13 +75,33 @@ export type PayoutEvent =
   | { t: "confirmed"; batch: string; at: number; txid?: string; fee?: string; shares?: string[] }
   | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
   | { t: "stuck"; batch: string; reason: string; at: number }
-  /** These confirmed payouts' wallets answered that they have journalled the settlement. */
+  /**
+   * An operator releases a stuck batch. Either the engine spends the batch's inputs back to its own wallet (`hex`,
+   * `txid`, `fee`: journalled before it is broadcast, as a batch is), or one of them was already spent in a block,
+   * seen at height `spentAt`. Recorded again when the cancellation's fee is bumped.
+   */
+  | { t: "cancelling"; batch: string; reason: string; input: string; hex?: string; txid?: string; fee?: string; spentAt?: number; at: number }
+  /**
+   * The batch can never be mined: the cancellation (`txid`) or the earlier spend of its input is deep enough. Its
+   * payouts go back to their wallets (the reservations are released), never paid.
+   */
+  | { t: "released"; batch: string; txid?: string; at: number }
+  /** These confirmed (or released) payouts' wallets answered that they have journalled the settlement. */
   | { t: "wallet_settled"; ids: string[]; at: number }
   /**
    * Finished payouts (confirmed, their wallets settled) beyond the newest `retainFinished` leave the book, with the
    * batches left with none; the record of each that stays in the store answers a late re-submission.
    */
   | { t: "pruned"; ids: string[]; batches: string[]; at: number };
+
+/** Where a release stands: waiting for the cancellation (or the earlier spend) to be deep enough, or done. */
+export interface ReleaseAnswer {
+  batch: string;
+  status: "cancelling" | "released";
+  /** The cancelling transaction and its fee (paid by the service), when the engine made one. */
+  txid?: string;
+  fee?: bigint;
+}
 
 export interface PayoutSummary {
   id: string;
@@ -82,6 +122,12 @@ export type PayoutCommand =
   | { type: "sync"; reply: Reply<{ confirmed: number; rebroadcast: number; settled: number } | Refusal> }
   /** Operator: RBF a stuck batch; the replacement's txid replaces the old one. */
   | { type: "bump"; batch: string; feeRateSatVb: bigint; reply: Reply<{ txid: string; fee: bigint } | Refusal> }
+  /**
+   * Operator: give up a stuck batch that is in no block and no mempool. Its inputs are spent back to the node's
+   * wallet at this fee rate (again, with a higher rate, while that is unconfirmed); once that is deep enough, its
+   * payouts are released to their wallets. Never a payout released while its transaction could still be mined.
+   */
+  | { type: "release"; batch: string; feeRateSatVb: bigint; reason: string; reply: Reply<ReleaseAnswer | Refusal> }
   | { type: "state"; reply: Reply<PayoutState> }
   /**
    * After a restore: queued payouts that a transaction the node made after the backup already paid (found by

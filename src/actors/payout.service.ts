@@ -3,7 +3,7 @@
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
-import { payoutBehaviour, type PayoutCommand, type PayoutOptions, type PayoutState, type PayoutSummary } from "./payout.ts";
+import { payoutBehaviour, type PayoutCommand, type PayoutOptions, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.ts";
 import type { Withdrawal } from "./wallet.messages.ts";
 
 export interface PayoutServiceOptions extends PayoutOptions {
@@ -80,6 +80,11 @@ export class PayoutService {
 
   bump(batch: string, feeRateSatVb: bigint): Promise<{ txid: string; fee: bigint } | Refusal> {
     return this.#ask((reply) => ({ type: "bump", batch, feeRateSatVb, reply }), 120_000);
+  }
+
+  /** Operator: give up a stuck batch (see PayoutCommand "release"); again while cancelling, a higher fee rate. */
+  release(batch: string, feeRateSatVb: bigint, reason: string): Promise<ReleaseAnswer | Refusal> {
+    return this.#ask((reply) => ({ type: "release", batch, feeRateSatVb, reason, reply }), 120_000);
   }
 
   state(): Promise<PayoutState> {

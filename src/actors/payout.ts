@@ -10,7 +10,7 @@ import type { PersistentBehaviour } from "./runtime.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap, withKey } from "./idmap.ts";
 import { Shelf } from "../store/shelf.ts";
-import type { Batch, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary } from "./payout.messages.ts";
+import type { Batch, Cancel, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary, ReleaseAnswer } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
 
@@ -29,6 +29,11 @@ export interface PayoutHooks {
    * the settlement (or had already), a refusal if it will not.
    */
   settled(userKey: string, id: string, txid: string, fee: bigint): Promise<true | Refusal>;
+  /**
+   * Tell the owning wallet its payout will never be paid (an operator released its stuck batch): the reservation
+   * goes back to the user. As `settled`: true once the wallet has journalled it.
+   */
+  released(userKey: string, id: string, reason: string): Promise<true | Refusal>;
   /** Operators must look: a batch could not be broadcast or funded. */
   alert(reason: string, detail: Record<string, unknown>): void;
   /** A batch went out: how much the users were quoted and what it cost. */
@@ -147,6 +152,24 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       for (const b of e.batches) delete batches[b];
       return { ...s, payouts, batches };
     }
+    case "cancelling": {
+      const b = s.batches[e.batch]!, was = b.cancel;
+      // A cancellation whose fee was bumped: any of them in a block releases the batch.
+      const earlier = was?.txid !== undefined && was.txid !== e.txid ? [...was.earlier, was.txid] : (was?.earlier ?? []);
+      const cancel: Cancel = {
+        reason: e.reason, input: e.input, earlier,
+        ...(e.txid !== undefined ? { txid: e.txid, hex: e.hex!, fee: BigInt(e.fee!) } : {}), ...(e.spentAt !== undefined ? { spentAt: e.spentAt } : {}),
+      };
+      const payouts = idMap(s.payouts);
+      for (const id of b.ids) payouts[id] = { ...payouts[id]!, status: "cancelling" };
+      return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status: "cancelling", cancel }) };
+    }
+    case "released": {
+      const b = s.batches[e.batch]!;
+      const payouts = idMap(s.payouts);
+      for (const id of b.ids) payouts[id] = { ...payouts[id]!, status: "released" };
+      return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status: "released" }) };
+    }
     case "replaced": {
       const b = s.batches[e.batch]!;
       const payouts = idMap(s.payouts);
@@ -254,6 +277,14 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
             cmd.reply(await bump(cmd.batch, cmd.feeRateSatVb, () => s, commit, o, now));
           } catch (e) {
             cmd.reply(refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
+          }
+          return s;
+        }
+        case "release": {
+          try {
+            cmd.reply(await release(cmd.batch, cmd.feeRateSatVb, cmd.reason, () => s, commit, o, now));
+          } catch (e) {
+            cmd.reply(refuse("node_unavailable", `the batch could not be released now: ${(e as Error).message}`));
           }
           return s;
         }
@@ -399,19 +430,21 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
   for (const [batch, b] of Object.entries(get().batches)) {
     // A stuck batch too: its broadcast may have been refused because one of its transactions was already mined, or
     // it may be mined from other nodes' mempools after ours dropped it. Its wallets are then settled like any other.
-    if (b.status !== "broadcast" && b.status !== "stuck") continue;
+    if (b.status !== "broadcast" && b.status !== "stuck" && b.status !== "cancelling") continue;
     const { mined, latest } = await minedTx(b, o);
     if (mined && mined.confirmations >= o.confirmations) {
       const earlier = mined.txid !== b.txid
         ? { txid: mined.txid, fee: mined.fee.toString(), shares: feeShares(mined.fee, b.ids.map((id) => get().payouts[id]!.quotedFee)).map(String) }
         : {};
       await commit([{ t: "confirmed", batch, at: now(), ...earlier }]);
-      if (b.status === "stuck") o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is confirmed on chain after all");
+      if (b.status !== "broadcast") o.log.warn({ batch, txid: mined.txid }, `a payout batch marked ${b.status} is confirmed on chain after all`);
       confirmed++;
-    } else if (mined && b.status === "stuck") {
+    } else if (mined && b.status !== "broadcast") {
       // In a block, not deep enough yet: out of the node's wallet, so in flight for the watchdog, as a broadcast one.
       await commit([{ t: "broadcast", batch, at: now() }]);
-      o.log.warn({ batch, txid: mined.txid }, "a payout batch marked stuck is in a block after all");
+      o.log.warn({ batch, txid: mined.txid }, `a payout batch marked ${b.status} is in a block after all`);
+    } else if (b.status === "cancelling") {
+      await followCancel(batch, b, commit, o, now);
     } else if (!mined && b.status === "broadcast" && latest && latest.confirmations < 0 && !latest.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
@@ -455,15 +488,23 @@ const SETTLE_CONCURRENCY = 64;
  * payout counted in flight by the watchdog, and operators are told.
  */
 async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<number> {
-  const open = Object.entries(get().payouts).filter(([, p]) => p.status === "confirmed" && !p.walletSettled);
+  const open = Object.entries(get().payouts).filter(([, p]) => (p.status === "confirmed" || p.status === "released") && !p.walletSettled);
   let settled = 0;
+  const tell = (id: string, p: Payout) => {
+    const b = get().batches[p.batch!]!;
+    return p.status === "released"
+      ? o.hooks.released(p.userKey, id, `its transaction could not be sent (${b.cancel?.reason ?? b.reason ?? "released by an operator"})`)
+      : o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
+  };
   for (let i = 0; i < open.length; i += SETTLE_CONCURRENCY) {
     const chunk = open.slice(i, i + SETTLE_CONCURRENCY);
-    const answers = await Promise.all(chunk.map(([id, p]) => o.hooks.settled(p.userKey, id, get().batches[p.batch!]!.txid, p.fee ?? p.quotedFee)
-      .catch((e: unknown) => refuse("internal", (e as Error).message))));
+    const answers = await Promise.all(chunk.map(([id, p]) => tell(id, p).catch((e: unknown) => refuse("internal", (e as Error).message))));
     const ids = chunk.filter((_, j) => answers[j] === true).map(([id]) => id);
     answers.forEach((a, j) => {
-      if (a !== true) o.hooks.alert("a wallet did not settle a confirmed payout; it stays counted as in flight", { id: chunk[j]![0], refusal: a.code, why: a.message });
+      if (a === true) return;
+      const [id, p] = chunk[j]!;
+      const what = p.status === "released" ? "a wallet did not release a released payout; it is told again at the next block" : "a wallet did not settle a confirmed payout; it stays counted as in flight";
+      o.hooks.alert(what, { id, refusal: a.code, why: a.message });
     });
     if (ids.length) await commit([{ t: "wallet_settled", ids, at: now() }]);
     settled += ids.length;
@@ -489,6 +530,155 @@ async function adopt(txid: string, ids: string[], outputs: number, get: () => Pa
   for (const id of ids) o.hooks.broadcast(get().payouts[id]!.userKey, id, txid);
   o.log.warn({ batch, txid, payouts: ids.length }, "queued payouts found paid by a transaction made after the backup: recorded as its batch");
   return { batch };
+}
+
+/**
+ * What the node says of one of its transaction's inputs: unspent (with its value), spent by a transaction in its
+ * mempool, spent in a block, or made by a transaction in no block (after a reorg).
+ */
+type InputState = { state: "unspent"; value: bigint } | { state: "spent_in_mempool"; value: bigint } | { state: "spent_in_block" } | { state: "unconfirmed" };
+
+async function inputState(input: { txid: string; vout: number }, o: PayoutOptions): Promise<InputState> {
+  // gettxout answers null for an output spent (or never made): without the mempool, for one spent in a block — if the
+  // transaction that made it is in a block (a reorg can send it back to the mempool, and the output with it).
+  const inChain = await o.node.call<{ value: number } | null>("gettxout", [input.txid, input.vout, false]);
+  if (inChain === null) {
+    const made = await o.node.call<WalletTx>("gettransaction", [input.txid]);
+    return made.confirmations > 0 ? { state: "spent_in_block" } : { state: "unconfirmed" };
+  }
+  const withMempool = await o.node.call<{ value: number } | null>("gettxout", [input.txid, input.vout, true]);
+  const value = btcNumberToSats(inChain.value);
+  return withMempool === null ? { state: "spent_in_mempool", value } : { state: "unspent", value };
+}
+
+/** Whether the node's mempool holds one of the batch's transactions (it may still be mined: bump it instead). */
+async function inMempool(b: Batch, o: PayoutOptions): Promise<string | undefined> {
+  for (const txid of [b.txid, ...b.replaced]) {
+    try {
+      await o.node.call("getmempoolentry", [txid]);
+      return txid;
+    } catch (e) {
+      if ((e as RpcError).code !== -5) throw e;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Operator: a stuck batch's payouts go back to their wallets — but only once its transaction can never be mined.
+ * The batch must be in no block and no mempool. If one of its inputs is already spent in a block, that spend is
+ * waited for until it is as deep as a deposit must be. Otherwise the engine spends all the batch's inputs back to its
+ * own wallet (so every version of the batch conflicts with it: a fee bump keeps the inputs it replaced), journalled
+ * before it is broadcast, and waits for that. `sync` (every block) finishes it: the batch is released and its
+ * wallets told. Called again while the cancellation is unconfirmed, it bumps the cancellation's fee.
+ */
+async function release(batch: string, feeRate: bigint, reason: string, get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<ReleaseAnswer | Refusal> {
+  const b = get().batches[batch];
+  if (!b) return refuse("not_found", `No payout batch ${batch}.`);
+  if (b.status === "released") return { batch, status: "released" };
+  if (b.status !== "stuck" && b.status !== "cancelling") {
+    return refuse("not_allowed", `Batch ${batch} is ${b.status}, not stuck: only a stuck batch can be released (a batch in the mempool can have its fee bumped).`);
+  }
+  const { mined } = await minedTx(b, o);
+  if (mined) return refuse("not_allowed", `Batch ${batch} is in a block (${mined.txid}): it is paid, and confirmed at the next blocks.`);
+  const pooled = await inMempool(b, o);
+  if (pooled) return refuse("not_allowed", `Batch ${batch} is in the node's mempool (${pooled}) and may still be mined: bump its fee instead.`);
+  const c = b.cancel;
+  // Waiting for the earlier spend of an input to be deep enough: nothing to add.
+  if (b.status === "cancelling" && c?.spentAt !== undefined) return { batch, status: "cancelling" };
+  if (c?.txid !== undefined) {
+    // A cancellation is out: wait for it, or bump its fee.
+    const tx = await o.node.call<WalletTx>("gettransaction", [c.txid]).catch(() => undefined);
+    if (tx && tx.confirmations > 0) return { batch, status: "cancelling", txid: c.txid, fee: c.fee! };
+    const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [c.txid, { fee_rate: Number(feeRate) }]);
+    return cancelWith(batch, c.input, reason, bumped.psbt, btcNumberToSats(bumped.fee), commit, o, now);
+  }
+  const inputs = (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
+  const states = await Promise.all(inputs.map((i) => inputState(i, o)));
+  if (states.some((x) => x.state === "unconfirmed")) {
+    return refuse("not_allowed", `An input of batch ${batch} comes from a transaction in no block (a reorg?); try again once it is mined.`);
+  }
+  const spent = states.findIndex((x) => x.state === "spent_in_block");
+  if (spent >= 0) {
+    const height = await o.node.call<number>("getblockcount", []);
+    const input = inputs[spent]!;
+    await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt: height, at: now() }]);
+    o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is already spent in a block; released once that is deep enough");
+    return { batch, status: "cancelling" };
+  }
+  if (states.some((x) => x.state === "spent_in_mempool")) {
+    return refuse("not_allowed", `An input of batch ${batch} is spent by a transaction in the node's mempool; try again once that is mined.`);
+  }
+  // Everything back to one change address of the node's wallet, the fee taken from it.
+  const total = states.reduce((sum, x) => sum + (x as { value: bigint }).value, 0n);
+  const to = await o.node.call<string>("getrawchangeaddress", ["bech32"]);
+  const funded = await o.node.call<{ psbt: string; fee: number }>("walletcreatefundedpsbt", [
+    inputs.map((i) => ({ txid: i.txid, vout: i.vout })), [{ [to]: satsToBtcString(total) }], 0,
+    { add_inputs: false, subtractFeeFromOutputs: [0], fee_rate: Number(feeRate), replaceable: true },
+  ]);
+  return cancelWith(batch, `${inputs[0]!.txid}:${inputs[0]!.vout}`, reason, funded.psbt, btcNumberToSats(funded.fee), commit, o, now);
+}
+
+/** Signs a cancellation, journals it (its bytes, before the broadcast: a restart sends the same ones) and sends it. */
+async function cancelWith(batch: string, input: string, reason: string, psbt: string, fee: bigint, commit: Commit, o: PayoutOptions, now: () => number): Promise<ReleaseAnswer | Refusal> {
+  const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [psbt, true, "ALL", true]));
+  const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
+  if (!final.complete || !final.hex) throw new Error("the node could not sign the cancelling transaction (is the wallet locked?)");
+  const verdict = (await o.node.call<Array<{ txid: string; allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[final.hex]]))[0]!;
+  // Refused now: nothing journalled, nothing changed; the operator may try a higher fee rate.
+  if (!verdict.allowed) return refuse("not_allowed", `The node refuses the cancelling transaction (${verdict["reject-reason"] ?? "no reason given"}); try a higher fee rate.`);
+  await commit([{ t: "cancelling", batch, reason, input, hex: final.hex, txid: verdict.txid, fee: fee.toString(), at: now() }]);
+  o.log.warn({ batch, txid: verdict.txid, fee: fee.toString() }, "releasing a stuck payout batch: its inputs are spent back to the node's wallet (the service pays this fee); released once that is deep enough");
+  await sendCancel(batch, final.hex, o);
+  return { batch, status: "cancelling", txid: verdict.txid, fee };
+}
+
+async function sendCancel(batch: string, hex: string, o: PayoutOptions): Promise<void> {
+  try {
+    await o.node.call("sendrawtransaction", [hex]);
+  } catch (e) {
+    const err = e as RpcError;
+    if (err.code === -27) return;
+    if (err.code === -25 || err.code === -26) {
+      o.hooks.alert("a stuck batch's cancellation was refused; release it again with a higher fee rate", { batch, why: err.message ?? "" });
+      return;
+    }
+    throw e;
+  }
+}
+
+/** At every block: a releasing batch whose cancellation (or the earlier spend of its input) is deep enough is released. */
+async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+  const c = b.cancel!;
+  if (c.txid !== undefined) {
+    for (const txid of [c.txid, ...c.earlier]) {
+      const tx = await o.node.call<WalletTx>("gettransaction", [txid]).catch((e: RpcError) => {
+        if (e.code === -5) return undefined;
+        throw e;
+      });
+      if (tx && tx.confirmations >= o.confirmations) {
+        await commit([{ t: "released", batch, txid, at: now() }]);
+        o.log.warn({ batch, txid, payouts: b.ids.length }, "a stuck payout batch is released: its cancellation is confirmed; its wallets get the amounts back");
+        return;
+      }
+      if (tx && tx.confirmations > 0) return;
+    }
+    await sendCancel(batch, c.hex!, o);
+    return;
+  }
+  const [txid, vout] = c.input.split(":");
+  const state = await inputState({ txid: txid!, vout: Number(vout) }, o);
+  if (state.state !== "spent_in_block") {
+    // The block that spent it (or made it) left the chain: back to stuck, for the operator to release again.
+    await commit([{ t: "stuck", batch, reason: `the spend of its input ${c.input} left the chain; release it again`, at: now() }]);
+    o.hooks.alert("payout batch stuck", { batch, reason: "the spend of its input left the chain" });
+    return;
+  }
+  const height = await o.node.call<number>("getblockcount", []);
+  if (height - c.spentAt! + 1 >= o.confirmations) {
+    await commit([{ t: "released", batch, at: now() }]);
+    o.log.warn({ batch, payouts: b.ids.length }, "a stuck payout batch is released: its input was spent elsewhere, deep enough; its wallets get the amounts back");
+  }
 }
 
 async function bump(batch: string, feeRate: bigint, get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<{ txid: string; fee: bigint } | Refusal> {

@@ -150,7 +150,8 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "withdrawal_released": {
       const w = withdrawalOf(s, cmd.id, ctx);
       if (!w) return refuse("not_found", `No withdrawal ${cmd.id} in this wallet.`);
-      if (w.status !== "reserved") return noChange(() => ({ ok: true as const }));
+      // Broadcast too: the payout side releases a batch only once its transaction can never be mined.
+      if (w.status !== "reserved" && w.status !== "broadcast") return noChange(() => ({ ok: true as const }));
       return { events: [{ t: "withdrawal_released", id: cmd.id, reason: cmd.reason, at }], answer: () => ({ ok: true as const }) };
     }
     case "send_transfer":

@@ -59,6 +59,8 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
     }
     known.add(b.txid);
     for (const r of b.replaced) known.add(r);
+    // A released batch's cancellation: the engine's own spend back to its wallet.
+    if (b.cancel?.txid !== undefined) for (const c of [b.cancel.txid, ...b.cancel.earlier]) known.add(c);
   }
   const since = await d.listSinceBlock(o.sinceBlock);
   const byTx = new Map<string, UnknownSpend>();

@@ -82,6 +82,12 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const log = JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as { entries: Array<{ operator: string; action: string; reason: string; outcome?: string }> };
   t.match(log.entries.find((e) => e.action === "freeze"), { operator: "alice", reason: "suspicious login reported by the user" });
   t.match(log.entries.find((e) => e.action === "freeze:outcome"), { outcome: "done" });
+  const release = await call(port, ca, "/payouts/b404/release", { client: cert, totp: code(), method: "POST", body: { reason: "refused by every mempool", feeRateSatVb: 5 } });
+  t.equal(release.status, 409, "releasing a batch that does not exist is refused");
+  t.match(release.body, /No payout batch b404/);
+  t.equal((await call(port, ca, "/payouts/b1/release", { client: cert, totp: code(), method: "POST", body: { reason: "no fee rate" } })).status, 400, "a release names its fee rate");
+  const released = (JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries;
+  t.match(released.find((e) => e.action === "release-payout"), { operator: "alice", reason: "refused by every mempool" }, "audited");
   const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };
   t.ok(api.paths["/wallets/{userKey}/freeze"] && api.paths["/solvency"], "OpenAPI lists the routes");
   const metrics = await call(port, ca, "/metrics", { client: cert, totp: code() });

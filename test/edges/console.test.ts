@@ -270,7 +270,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     const csrf = (await a.page.getAttribute('meta[name="csrf-token"]', "content"))!;
     const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
     // Every operator action of the console, and every confirmation page on the way to one.
-    const actions = [`/console/payouts/${batchId}/bump`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
+    const actions = [`/console/payouts/${batchId}/bump`, `/console/payouts/${batchId}/release`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
       "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
     for (const path of [...actions, ...actions.map((p) => `${p}/review`)]) {
       const post = (headers: Record<string, string>, body: string) =>
@@ -355,6 +355,21 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.goto(`${origin}/console/audit`);
     t.match(await a.page.textContent("main"), /bump-fee.*stuck in the mempool at 3 a\.m\./s);
     await shot(a.page, "13-audit");
+  });
+
+  await t.test("a release from the console goes through the same review, and the payout actor's refusal is shown and audited", async (t) => {
+    // A confirmed batch is not offered for release; asked anyway, the actor refuses and says why.
+    await a.page.goto(`${origin}/console/payouts/${batchId}/release`);
+    t.match(await a.page.textContent("main"), /spent back to the node's wallet/, "the page says what a release does");
+    await a.page.fill('input[name="feeRateSatVb"]', "5");
+    await a.page.fill('textarea[name="reason"]', "refused by every mempool");
+    await a.page.click('button[type="submit"]:has-text("Review")');
+    t.match(await a.page.textContent("main"), /Confirm: give up/);
+    await a.page.click('button:has-text("Confirm release")');
+    t.match(await a.page.textContent("main"), /confirmed, not stuck: only a stuck batch can be released/);
+    t.equal((await te.engine.payouts.state()).batches[batchId]!.status, "confirmed", "nothing changed");
+    const log = await audit.list(10);
+    t.match(log.find((e) => e.action === "release-payout:outcome"), { outcome: /^refused: Batch .* is confirmed, not stuck/ });
   });
 
   await t.test("freeze and unfreeze from the wallet page: reason, confirmation, audited; withdrawals stop, then work again", async (t) => {

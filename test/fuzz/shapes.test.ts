@@ -52,7 +52,7 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   };
   const paths = fc.constantFrom(
     `/wallets/${victim}/freeze`, `/wallets/${victim}/unfreeze`, "/wallets/u_nobodyhere0001/freeze", "/wallets/%00/freeze", "/wallets/../../etc/freeze",
-    "/payouts/b1/bump", "/payouts/x/bump", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
+    "/payouts/b1/bump", "/payouts/x/bump", "/payouts/b1/release", "/payouts/x/release", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
   );
   const bodies = fc.oneof(
     fc.jsonValue().map((v) => JSON.stringify(v)),

@@ -113,6 +113,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const r = await e.payouts.bump(batch, feeRate);
       return isRefusal(r) ? r : toJson(r);
     },
+    async releasePayout(batch, feeRate, reason) {
+      const r = await e.payouts.release(batch, feeRate, reason);
+      return isRefusal(r) ? r : toJson(r);
+    },
     async resumePayouts(operator) {
       const r = await e.resumePayouts(operator);
       return isRefusal(r) ? r : toJson(r);

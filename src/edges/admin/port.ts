@@ -15,6 +15,8 @@ export interface AdminPort {
   freeze(userKey: string, reason: string, operator: string): Promise<Json | Refusal>;
   unfreeze(userKey: string, operator: string): Promise<Json | Refusal>;
   bumpPayout(batch: string, feeRateSatVb: bigint): Promise<Json | Refusal>;
+  /** A stuck batch given up: made impossible to mine, then its payouts go back to their wallets (payout.ts, "release"). */
+  releasePayout(batch: string, feeRateSatVb: bigint, reason: string): Promise<Json | Refusal>;
   rescanFrom(height: number): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;

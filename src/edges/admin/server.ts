@@ -143,12 +143,18 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
         const r = await act(req, "unfreeze", userKey, (req.body as { reason: string }).reason, () => o.port.unfreeze(userKey, req.operator!.name));
         return isRefusal(r) ? reply.code(409).send(send(r)) : r;
       });
-    f.post("/payouts/:batch/bump", {
-      schema: { params: Type.Object({ batch: Type.String({ pattern: "^b\\d{1,12}$" }) }), body: Type.Object({ feeRateSatVb: Type.Integer({ minimum: 1, maximum: 10_000 }), reason: Reason }, { additionalProperties: false }) },
-    }, async (req, reply) => {
+    // A batch and a fee rate: the fee bump, and the release of a stuck batch (its cancellation's fee rate).
+    const batchAtRate = { params: Type.Object({ batch: Type.String({ pattern: "^b\\d{1,12}$" }) }), body: Type.Object({ feeRateSatVb: Type.Integer({ minimum: 1, maximum: 10_000 }), reason: Reason }, { additionalProperties: false }) };
+    f.post("/payouts/:batch/bump", { schema: batchAtRate }, async (req, reply) => {
       const { batch } = req.params as { batch: string };
       const body = req.body as { feeRateSatVb: number; reason: string };
       const r = await act(req, "bump-fee", batch, body.reason, () => o.port.bumpPayout(batch, BigInt(body.feeRateSatVb)));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
+    f.post("/payouts/:batch/release", { schema: batchAtRate }, async (req, reply) => {
+      const { batch } = req.params as { batch: string };
+      const body = req.body as { feeRateSatVb: number; reason: string };
+      const r = await act(req, "release-payout", batch, body.reason, () => o.port.releasePayout(batch, BigInt(body.feeRateSatVb), body.reason));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
     f.post("/payouts/resume", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {

@@ -3,7 +3,7 @@
 // actions (freeze, resume payouts, drain mode, backup now) are offered here and run in actions.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
-import { isRefusal } from "../../../domain/refusals.ts";
+import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
 import type { Json } from "../port.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
@@ -13,9 +13,25 @@ import { Reason, USER_KEY } from "./actions.ts";
 
 const BATCH = "^b\\d{1,12}$";
 const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
-const PAYOUT_STATUSES = ["queued", "signed", "broadcast", "confirmed", "stuck"];
-/** Batches an operator may try to bump (the payout actor decides whether it really can). */
+const PAYOUT_STATUSES = ["queued", "signed", "broadcast", "confirmed", "stuck", "cancelling", "released"];
+/** Batches an operator may try to bump or release (the payout actor decides whether it really can). */
 const BUMPABLE = new Set(["signed", "broadcast", "stuck"]);
+const RELEASABLE = new Set(["stuck", "cancelling"]);
+
+/** An operator action on a batch at a fee rate, offered beside the batches whose status is in `statuses`. */
+interface BatchAction {
+  path: string;
+  /** The audit log's name for it. */
+  action: string;
+  noun: string;
+  title: string;
+  rateLabel: string;
+  statuses: Set<string>;
+  explain: string;
+  review: (batch: string, b: Row, rate: number) => Html;
+  run: (batch: string, rate: bigint, reason: string) => Promise<Json | Refusal>;
+  done: (batch: string, r: Json) => Html;
+}
 const FeeRate = Type.String({ pattern: "^[0-9]{1,5}$" });
 
 type Row = { [k: string]: Json };
@@ -114,7 +130,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       ["Batch", (r) => r.id], ["Status", (r) => html`<span class="status-${r.status}">${r.status}</span>`], ["Txid", (r) => html`<code class="txid">${r.txid}</code>`],
       ["Fee", (r) => btc(r.fee)], ["Payouts", (r) => (Array.isArray(r.ids) ? r.ids.length : 0)], ["Fee bumps", (r) => (Array.isArray(r.replaced) ? r.replaced.length : 0)],
       ["Since", (r) => when(r.at)], ["Note", (r) => r.reason ?? ""],
-      ["", (r) => (BUMPABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/bump">Bump fee…</a>` : "")],
+      ["", (r) => html`${BUMPABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/bump">Bump fee…</a>` : ""} ${RELEASABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/release">Release…</a>` : ""}`],
     ], "No batches with this status.")}
 <h2>Payouts</h2>${table(rows(at(p, "payouts")), [
       ["Id", (r) => short(r.id, 20)], ["User key", (r) => r.userKey], ["Address", (r) => short(r.address, 20)], ["Amount", (r) => btc(r.amount)],
@@ -123,54 +139,73 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
     return send(req, reply, "Payouts", "payouts", body);
   });
 
-  // The fee bump: a form, a review page that says exactly what will happen, and only then the action.
+  // The fee bump and the release of a stuck batch: a form, a review page that says exactly what will happen, and only
+  // then the action, through the same audited `act` and port method as the JSON API.
   const findBatch = async (id: string): Promise<Row | undefined> => rows(at(await c.port.payouts(), "batches")).find((b) => b.id === id);
   const BatchParams = Type.Object({ batch: Type.String({ pattern: BATCH }) });
-
-  f.get("/console/payouts/:batch/bump", { schema: { params: BatchParams } }, async (req, reply) => {
-    const { batch } = req.params as { batch: string };
-    const b = await findBatch(batch);
-    if (!b) return send(req, reply, "Bump a payout's fee", "payouts", html`<p class="error" role="alert">No batch ${batch}.</p>`, 404);
-    const csrf = c.session(req)!.csrf;
-    const body = html`${facts([["Batch", batch], ["Status", b.status], ["Txid", html`<code>${b.txid}</code>`], ["Current fee", btc(b.fee)], ["Payouts in it", Array.isArray(b.ids) ? b.ids.length : 0]])}
-<form method="post" action="/console/payouts/${batch}/bump/review" class="action"><input type="hidden" name="_csrf" value="${csrf}">
-<label>New fee rate (sat/vB) <input type="number" name="feeRateSatVb" min="1" max="10000" required></label>
-<label>Reason (goes into the audit log) <textarea name="reason" minlength="3" maxlength="500" required></textarea></label>
-<button type="submit">Review the fee bump</button></form>`;
-    return send(req, reply, `Bump the fee of ${batch}`, "payouts", body);
-  });
-
-  const BumpBody = Type.Object({ _csrf: Type.String(), feeRateSatVb: FeeRate, reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
+  const RateBody = Type.Object({ _csrf: Type.String(), feeRateSatVb: FeeRate, reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
   const checkRate = (s: string) => {
     const n = Number(s);
     return Number.isInteger(n) && n >= 1 && n <= 10_000 ? n : undefined;
   };
+  const BATCH_ACTIONS: BatchAction[] = [
+    {
+      path: "bump", action: "bump-fee", noun: "fee bump", title: "Bump a payout's fee", rateLabel: "New fee rate", statuses: BUMPABLE,
+      explain: "Replaces the batch's transaction by one paying more (RBF), for a batch in the node's mempool.",
+      review: (batch, b, rate) => html`replace the transaction of <strong>${batch}</strong> (<code>${b.txid}</code>, fee ${btc(b.fee)}) by one paying <strong>${rate} sat/vB</strong>. The service pays the difference; users are never charged above their quotes.`,
+      run: (batch, rate) => c.port.bumpPayout(batch, rate),
+      done: (batch, r) => html`The fee of ${batch} was bumped: new transaction <code>${at(r, "txid")}</code>, fee ${btc(at(r, "fee"))}.`,
+    },
+    {
+      path: "release", action: "release-payout", noun: "release", title: "Release a stuck payout batch", rateLabel: "Fee rate of the cancellation", statuses: RELEASABLE,
+      explain: "Gives up a stuck batch that is in no block and no mempool: its inputs are spent back to the node's wallet, and once that is confirmed its payouts are released (the users get the amounts and quoted fees back). Again while that is unconfirmed: a higher fee rate.",
+      review: (batch, b, rate) => html`give up <strong>${batch}</strong> (<code>${b.txid}</code>, ${Array.isArray(b.ids) ? b.ids.length : 0} payouts): its inputs are spent back to the node's wallet at <strong>${rate} sat/vB</strong> (the service pays that fee), and once that is confirmed the users get their reservations back. Nothing is paid to them.`,
+      run: (batch, rate, reason) => c.port.releasePayout(batch, rate, reason),
+      done: (batch, r) => at(r, "status") === "released"
+        ? html`${batch} is released: its payouts are back in their wallets.`
+        : html`${batch} is being released${at(r, "txid") ? html`: cancellation <code>${at(r, "txid")}</code>, fee ${btc(at(r, "fee"))}` : ": one of its inputs is already spent in a block"}. Its payouts are released once that is confirmed.`,
+    },
+  ];
+  for (const a of BATCH_ACTIONS) {
+    f.get(`/console/payouts/:batch/${a.path}`, { schema: { params: BatchParams } }, async (req, reply) => {
+      const { batch } = req.params as { batch: string };
+      const b = await findBatch(batch);
+      if (!b) return send(req, reply, a.title, "payouts", html`<p class="error" role="alert">No batch ${batch}.</p>`, 404);
+      const csrf = c.session(req)!.csrf;
+      const body = html`${facts([["Batch", batch], ["Status", b.status], ["Txid", html`<code>${b.txid}</code>`], ["Current fee", btc(b.fee)], ["Payouts in it", Array.isArray(b.ids) ? b.ids.length : 0]])}
+<p>${a.explain}</p>
+<form method="post" action="/console/payouts/${batch}/${a.path}/review" class="action"><input type="hidden" name="_csrf" value="${csrf}">
+<label>${a.rateLabel} (sat/vB) <input type="number" name="feeRateSatVb" min="1" max="10000" required></label>
+<label>Reason (goes into the audit log) <textarea name="reason" minlength="3" maxlength="500" required></textarea></label>
+<button type="submit">Review the ${a.noun}</button></form>`;
+      return send(req, reply, `${a.title}: ${batch}`, "payouts", body);
+    });
 
-  f.post("/console/payouts/:batch/bump/review", { schema: { params: BatchParams, body: BumpBody } }, async (req, reply) => {
-    const { batch } = req.params as { batch: string };
-    const body = req.body as { feeRateSatVb: string; reason: string };
-    const rate = checkRate(body.feeRateSatVb);
-    const b = await findBatch(batch);
-    if (!b || rate === undefined) return send(req, reply, `Bump the fee of ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : "A fee rate is 1 to 10000 sat/vB."}</p>`, 400);
-    const csrf = c.session(req)!.csrf;
-    const out = html`<p class="warn">Confirm: replace the transaction of <strong>${batch}</strong> (<code>${b.txid}</code>, fee ${btc(b.fee)}) by one paying <strong>${rate} sat/vB</strong>. The service pays the difference; users are never charged above their quotes.</p>
+    f.post(`/console/payouts/:batch/${a.path}/review`, { schema: { params: BatchParams, body: RateBody } }, async (req, reply) => {
+      const { batch } = req.params as { batch: string };
+      const body = req.body as { feeRateSatVb: string; reason: string };
+      const rate = checkRate(body.feeRateSatVb);
+      const b = await findBatch(batch);
+      if (!b || rate === undefined) return send(req, reply, `${a.title}: ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : "A fee rate is 1 to 10000 sat/vB."}</p>`, 400);
+      const csrf = c.session(req)!.csrf;
+      const out = html`<p class="warn">Confirm: ${a.review(batch, b, rate)}</p>
 ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
-<form method="post" action="/console/payouts/${batch}/bump" class="action"><input type="hidden" name="_csrf" value="${csrf}">
+<form method="post" action="/console/payouts/${batch}/${a.path}" class="action"><input type="hidden" name="_csrf" value="${csrf}">
 <input type="hidden" name="feeRateSatVb" value="${rate}"><input type="hidden" name="reason" value="${body.reason}"><input type="hidden" name="confirm" value="yes">
-<button type="submit" class="danger">Confirm fee bump</button> <a href="/console/payouts">Cancel</a></form>`;
-    return send(req, reply, `Confirm the fee bump of ${batch}`, "payouts", out);
-  });
+<button type="submit" class="danger">Confirm ${a.noun}</button> <a href="/console/payouts">Cancel</a></form>`;
+      return send(req, reply, `Confirm the ${a.noun} of ${batch}`, "payouts", out);
+    });
 
-  f.post("/console/payouts/:batch/bump", { schema: { params: BatchParams, body: BumpBody } }, async (req, reply) => {
-    const { batch } = req.params as { batch: string };
-    const body = req.body as { feeRateSatVb: string; reason: string; confirm?: string };
-    const rate = checkRate(body.feeRateSatVb);
-    if (body.confirm !== "yes" || rate === undefined) return send(req, reply, "Fee bump", "payouts", html`<p class="error" role="alert">Not confirmed: nothing was done. Review the fee bump first.</p>`, 400);
-    // The same action, audit entry and port method as POST /payouts/:batch/bump in the JSON API.
-    const r = await c.act(req, "bump-fee", batch, body.reason, () => c.port.bumpPayout(batch, BigInt(rate)));
-    if (isRefusal(r)) return send(req, reply, "Fee bump refused", "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
-    return send(req, reply, "Fee bumped", "payouts", html`<p class="ok" role="status">The fee of ${batch} was bumped: new transaction <code>${at(r as Json, "txid")}</code>, fee ${btc(at(r as Json, "fee"))}.</p><p><a href="/console/payouts">Back to payouts</a></p>`);
-  });
+    f.post(`/console/payouts/:batch/${a.path}`, { schema: { params: BatchParams, body: RateBody } }, async (req, reply) => {
+      const { batch } = req.params as { batch: string };
+      const body = req.body as { feeRateSatVb: string; reason: string; confirm?: string };
+      const rate = checkRate(body.feeRateSatVb);
+      if (body.confirm !== "yes" || rate === undefined) return send(req, reply, a.title, "payouts", html`<p class="error" role="alert">Not confirmed: nothing was done. Review the ${a.noun} first.</p>`, 400);
+      const r = await c.act(req, a.action, batch, body.reason, () => a.run(batch, BigInt(rate), body.reason));
+      if (isRefusal(r)) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
+      return send(req, reply, a.title, "payouts", html`<p class="ok" role="status">${a.done(batch, r as Json)}</p><p><a href="/console/payouts">Back to payouts</a></p>`);
+    });
+  }
 
   f.get("/console/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }) } }, async (req, reply) => {
     const entries = await c.audit.list((req.query as { limit?: number }).limit ?? 100);

@@ -1,0 +1,131 @@
+// A stuck payout batch released by an operator, on a real regtest node: its transaction is made impossible to mine
+// first (spent back to the node's wallet, or already spent in a block and waited for), then the users get their
+// reservations back. Never paid, never released while it could still be mined.
+import t from "tap";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { isRefusal } from "../../src/domain/refusals.ts";
+
+async function fundedUser(te: TestEngine, name: string, btc: string): Promise<string> {
+  const key = `u_${name}`;
+  await te.engine.relay.start(key);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+  return key;
+}
+
+async function withdraw(te: TestEngine, key: string, address: string, amount: string) {
+  const q = await te.engine.relay.quoteWithdrawal(key, address, amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  const c = await te.engine.relay.confirmWithdrawal(key, q.id);
+  if (isRefusal(c)) throw new Error(c.message);
+  return q;
+}
+
+async function walletOf(te: TestEngine, key: string, id: string) {
+  const r = await te.engine.registry.send(key, "withdrawal", { id });
+  if (isRefusal(r) || !r.withdrawal) throw new Error(`no withdrawal ${id} in ${key}`);
+  return { w: r.withdrawal, ...r.balance };
+}
+
+const receivedBy = async (te: TestEngine, address: string) => BigInt(Math.round((await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside")) * 1e8));
+
+t.test("a batch the node's mempool refuses: stuck; released by an operator, its inputs are spent back first, then the user has it back; never paid", async (t) => {
+  // A fee rate over what the node relays (testmempoolaccept's maximum, 10,000 sat/vB): the signed batch is refused.
+  const te = await startTestEngine({ withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "stuck", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const quote = await withdraw(te, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  t.equal(b.status, "stuck", "the node refused it");
+  t.match(b.reason, /max-fee-exceeded/);
+  t.match(await te.engine.payouts.bump(batch, 5n), { code: "bad_input" }, "a fee bump cannot help: the node's wallet never had it");
+
+  t.match(await te.engine.payouts.release("b999", 5n, "no such batch"), { code: "not_found" });
+  // The block with the coins it spends taken away (a reorg): those coins are not spent, and may come back.
+  const tip = await te.node.rpc<string>("getbestblockhash", []);
+  await te.node.rpc("invalidateblock", [tip]);
+  t.match(await te.engine.payouts.release(batch, 5n, "during a reorg"), { code: "not_allowed", message: /comes from a transaction in no block/ }, "not released while its coins are in no block");
+  await te.node.rpc("reconsiderblock", [tip]);
+  const r = await te.engine.payouts.release(batch, 5n, "refused by the node's mempool");
+  if (isRefusal(r)) throw new Error(r.message);
+  t.equal(r.status, "cancelling", "not released yet: the cancellation must be mined first");
+  t.ok(r.fee! > 0n, `the cancellation pays ${r.fee} sats (the service's)`);
+  const spent = await te.node.rpc<Array<{ allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[b.hex]], "engine");
+  t.match(spent[0], { allowed: false }, "the batch's own transaction conflicts with the cancellation now");
+  let st = await walletOf(te, key, quote.id);
+  t.equal(st.w.status, "reserved", "the user's reservation stays while the cancellation is unconfirmed");
+
+  // A higher fee rate while it is unconfirmed: the cancellation is replaced, and either one mined releases the batch.
+  const again = await te.engine.payouts.release(batch, 12n, "faster");
+  if (isRefusal(again)) throw new Error(again.message);
+  t.not(again.txid, r.txid, "a replacement cancellation");
+  t.ok(again.fee! > r.fee!, "with a higher fee");
+  t.same((await te.engine.payouts.state()).batches[batch]!.cancel!.earlier, [r.txid], "the one it replaced is remembered");
+  t.match(await te.engine.payouts.sync(), { settled: 0 }, "nothing released before a block");
+
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  const after = await te.engine.payouts.state();
+  t.equal(after.batches[batch]!.status, "released");
+  t.same([after.payouts[quote.id]!.status, after.payouts[quote.id]!.walletSettled], ["released", true], "the wallet journalled the release");
+  st = await walletOf(te, key, quote.id);
+  t.equal(st.w.status, "released");
+  t.same([st.available, st.reserved], [50_000_000n, 0n], "the whole reservation is back: amount and quoted fee");
+  t.equal(await receivedBy(te, dest), 0n, "the destination was never paid");
+  const s = await te.engine.solvency();
+  t.equal(s.surplus, -again.fee!, "the books differ by exactly the cancellation's fee, which the service pays");
+
+  await te.restart();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "after a restart too");
+  t.match(await te.engine.payouts.release(batch, 5n, "again"), { status: "released" }, "releasing again changes nothing");
+  st = await walletOf(te, key, quote.id);
+  t.same([st.w.status, st.available], ["released", 50_000_000n], "and nothing is paid or returned twice");
+  const h = await te.engine.relay.history(key, 0);
+  if (isRefusal(h)) throw new Error(h.message);
+  t.same(h.entries.filter((e) => e.ref === quote.id).map((e) => [e.status, e.amount]), [["released", 0n]], "the history shows it released, costing nothing");
+});
+
+t.test("a sent batch whose input is spent by another transaction in a block: stuck, and released once that spend is as deep as the confirmation target", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "spent", "0.5");
+  await te.mine(2);
+  const dest = await te.node.outsideAddress();
+  const quote = await withdraw(te, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  t.equal(b.status, "broadcast");
+  t.match(await te.engine.payouts.release(batch, 5n, "not stuck"), { code: "not_allowed", message: /broadcast, not stuck/ }, "a batch that may still be mined is not released");
+  t.equal((await walletOf(te, key, quote.id)).w.status, "broadcast");
+
+  // Its input spent behind the engine's back by a transaction paying more (it replaces the batch), mined.
+  const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
+  const prev = await te.node.rpc<{ details: unknown; hex: string }>("gettransaction", [input.txid], "engine");
+  const value = (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [prev.hex], "engine")).vout[input.vout]!.value;
+  const raw = await te.node.rpc<string>("createrawtransaction", [[input], [{ [await te.node.outsideAddress()]: (value - 0.001).toFixed(8) }]], "engine");
+  const signed = await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "engine");
+  await te.node.rpc("sendrawtransaction", [signed.hex], "engine");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck", "its rebroadcast is refused: its input is spent");
+  t.match(await te.engine.payouts.bump(batch, 50n), { code: "bad_input" }, "and it cannot be bumped");
+
+  const r = await te.engine.payouts.release(batch, 5n, "input spent elsewhere");
+  t.match(r, { status: "cancelling" }, "no cancellation needed, but the spend is one block deep of two");
+  t.equal((r as { txid?: string }).txid, undefined, "the engine made no transaction");
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "cancelling", "still one block deep");
+  t.equal((await walletOf(te, key, quote.id)).w.status, "broadcast", "the wallet still has it reserved");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "two blocks deep: released");
+  const st = await walletOf(te, key, quote.id);
+  t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back, though the wallet had it as broadcast");
+  t.equal(await receivedBy(te, dest), 0n, "never paid");
+});
