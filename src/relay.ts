@@ -124,7 +124,8 @@ export class EngineRelay implements Relay {
     }
     const fee = rate * SOLO_WITHDRAWAL_VBYTES;
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
-    if (amount <= dust) return refuse("below_dust", `The amount must be more than ${dust} sats (the network's dust limit).`);
+    // Dust is below the limit, as for bitcoind (and for deposits, which are credited from the limit up).
+    if (amount < dust) return refuse("below_dust", `The amount must be at least ${dust} sats (the network's dust limit).`);
     if (amount + fee > balance.available) {
       return refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
     }

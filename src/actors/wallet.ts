@@ -225,7 +225,7 @@ function decideWithdrawal(s: WalletState, r: { id: string; address: string; amou
   const existing = withdrawalOf(s, r.id, ctx);
   if (existing) return noChange((a) => ({ withdrawal: existing, repeated: true, balance: balanceOf(a) }));
   if (s.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
-  if (r.amount <= r.dustLimit) return refuse("below_dust", `The amount must be more than ${describeAmount(r.dustLimit)} (the network's dust limit).`);
+  if (r.amount < r.dustLimit) return refuse("below_dust", `The amount must be at least ${describeAmount(r.dustLimit)} (the network's dust limit).`);
   if (r.fee < 0n) return refuse("bad_input", "The fee cannot be negative.");
   const total = r.amount + r.fee;
   if (total > s.available) {

@@ -97,7 +97,8 @@ t.test("reorg: a pending deposit leaves; a confirmed one freezes the wallet for 
 t.test("withdrawal: reserve, refusals, settle with a fee share never above the quote", async (t) => {
   let s = funded(100_000n);
   const req = { id: "w1", address: "bcrt1qdest", amount: 50_000n, fee: 1_000n, dustLimit: 546n, dailyLimit: 80_000n };
-  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 500n } }).answer, { code: "below_dust" });
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 545n } }).answer, { code: "below_dust", message: /at least 0\.00000546 BTC \(546 sats\)/ });
+  t.match(run(s, { type: "reserve_withdrawal", request: { ...req, id: "w0", amount: 546n } }).s.withdrawals.w0, { amount: 546n, status: "reserved" }, "the limit itself is not dust (a deposit of it is credited too)");
   t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 99_500n } }).answer, { code: "insufficient_funds" });
   t.match(run(s, { type: "reserve_withdrawal", request: { ...req, amount: 90_000n } }).answer, { code: "over_limit" });
   s = run(s, { type: "reserve_withdrawal", request: req }).s;
