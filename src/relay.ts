@@ -9,7 +9,7 @@ import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
 import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
-  Cheque, ConfirmedWithdrawal, HistoryPage, Notification, Relay, Result, WithdrawalQuote,
+  Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
@@ -31,6 +31,7 @@ export interface ChequePort {
   create(userKey: string, id: string, amount: bigint): Promise<Result<Cheque>>;
   claim(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
   revoke(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
+  mine(userKey: string): Promise<MyChequeView[]>;
 }
 
 export interface RelayOptions {
@@ -192,6 +193,11 @@ export class EngineRelay implements Relay {
   async revokeCheque(userKey: string, code: string) {
     if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
     return this.#withBalance(userKey, await this.#o.cheques.revoke(userKey, code));
+  }
+
+  async myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[] }>> {
+    if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    return { cheques: await this.#o.cheques.mine(userKey) };
   }
 
   onNotification(listener: (n: Notification) => void): () => void {

@@ -36,6 +36,16 @@ export interface Cheque {
   expiresAt: number;
 }
 
+/** One of a creator's cheques that can still be claimed (or waits for its funds). */
+export interface MyChequeView {
+  amount: bigint;
+  expiresAt: number;
+  /** False while its funding transfer has not reached the cheque (the amount left the wallet, or will). */
+  funded: boolean;
+  /** Undefined for a cheque made before the engine kept what derives it. */
+  code: string | undefined;
+}
+
 export interface HistoryPage {
   entries: HistoryEntry[];
   page: number;
@@ -67,6 +77,8 @@ export interface Relay {
   createCheque(userKey: string, id: string, amount: string): Promise<Result<Cheque>>;
   claimCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
   revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
+  /** The user's own cheques that can still be claimed, newest first, with their codes (to share again or revoke). */
+  myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[] }>>;
   /** Subscribes to notifications; returns an unsubscribe function. */
   onNotification(listener: (n: Notification) => void): () => void;
   /** Facts an edge may show (network name, confirmation target…). */

@@ -9,7 +9,8 @@ import type { ActorSystem, Ref } from "./runtime.ts";
 import type { WalletRegistry } from "./registry.ts";
 import type { TransferSink } from "./transfers.ts";
 import { Later } from "./later.ts";
-import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState } from "./cheques.ts";
+import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState, type MyCheque } from "./cheques.ts";
+import type { MyChequeView } from "../relay.types.ts";
 
 export interface ChequeServiceOptions extends ChequeBookOptions {
   system: ActorSystem;
@@ -28,6 +29,8 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
 }
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
+/** The most cheques a creator's list shows (the newest). */
+const MINE_LIMIT = 20;
 
 /** A wallet's refusals of a transfer, decided before anything is journalled (wallet.ts, decideSend): final. */
 const FUNDING_REFUSED = new Set(["insufficient_funds", "frozen", "bad_amount", "over_limit", "self_transfer", "not_found"]);
@@ -62,20 +65,29 @@ export class ChequeService implements ChequePort, TransferSink {
 
   async create(userKey: string, id: string, amount: bigint): Promise<Cheque | Refusal> {
     if (amount > this.#o.maxAmount) return refuse("over_limit", "That is more than a single cheque may carry.");
-    const code = this.#o.mac("cheque-code", `${userKey}\u0000${id}`).slice(0, 22);
+    const code = this.#code(userKey, id);
     const hash = this.#hash(code);
     const expiresAt = this.#now() + this.#o.ttlSec * 1000;
-    const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, amount, expiresAt, reply }));
+    const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, id, amount, expiresAt, reply }));
     if (isRefusal(created)) return created;
     const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount, maxAmount: this.#o.maxAmount });
     if (isRefusal(funded)) {
       // Refused by the wallet itself: nothing was sent, and the cheque would wait for funds forever. A busy or failed
       // wallet may still send them (a timeout, a crash after the journal): that cheque stays, to be funded.
-      if (FUNDING_REFUSED.has(funded.code)) await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
-      return funded;
+      if (FUNDING_REFUSED.has(funded.code)) {
+        await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
+        return funded;
+      }
+      return refuse(funded.code, `${funded.message} If the amount still leaves your balance, the cheque is made: /cheque list shows it and its link.`);
     }
     // The cheque as the book has it: a repeated command, a day later, gets the expiry it was made with.
     return { code, amount: created.amount, expiresAt: created.expiresAt };
+  }
+
+  /** The creator's cheques that can still be claimed (or are waiting for their funds), newest first, with their codes. */
+  async mine(userKey: string): Promise<MyChequeView[]> {
+    const mine = await this.#ask<MyCheque[]>((reply) => ({ type: "mine", creator: userKey, now: this.#now(), limit: MINE_LIMIT, reply }));
+    return mine.map((c) => ({ amount: c.amount, expiresAt: c.expiresAt, funded: c.funded, code: c.id === undefined ? undefined : this.#code(userKey, c.id) }));
   }
 
   async claim(userKey: string, code: string) {
@@ -145,6 +157,11 @@ export class ChequeService implements ChequePort, TransferSink {
   /** For a stop: payouts waiting to be sent again stay owed in the book (`resume` sends them at the next start). */
   stopRetrying(): void {
     this.#later.stop();
+  }
+
+  /** A cheque's claim code: derived from its creator and command id, so a repeated command makes the same cheque. */
+  #code(userKey: string, id: string): string {
+    return this.#o.mac("cheque-code", `${userKey}\u0000${id}`).slice(0, 22);
   }
 
   #hash(code: string): string {

@@ -16,6 +16,11 @@ export interface ChequeRecord {
   /** Who receives the payout (claimant or, after a revoke, the creator) and whether they acknowledged it. */
   payee?: string;
   paid?: boolean;
+  /**
+   * The creator's command id, from which the engine derives the claim code again for its creator's list (an HMAC
+   * under a key sealed in the store: the journal alone still gives no code). Absent for cheques made before.
+   */
+  id?: string;
 }
 
 export interface ChequeState {
@@ -23,7 +28,7 @@ export interface ChequeState {
 }
 
 export type ChequeEvent =
-  | { t: "created"; hash: string; creator: string; amount: string; expiresAt: number }
+  | { t: "created"; hash: string; creator: string; amount: string; expiresAt: number; id?: string }
   | { t: "funded"; hash: string }
   | { t: "claimed"; hash: string; by: string }
   | { t: "revoked"; hash: string }
@@ -38,7 +43,9 @@ export type ChequeEvent =
 
 export type ChequeCommand =
   /** Answers the cheque as it stands: as it was made, when the same command comes again later. */
-  | { type: "create"; hash: string; creator: string; amount: bigint; expiresAt: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
+  | { type: "create"; hash: string; creator: string; id: string; amount: bigint; expiresAt: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
+  /** A creator's cheques that can still be claimed or funded, newest first (at most `limit`). */
+  | { type: "mine"; creator: string; now: number; limit: number; reply: Reply<MyCheque[]> }
   | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
   | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
@@ -50,6 +57,14 @@ export type ChequeCommand =
   /** Re-sends every payout not yet acknowledged (after a restart). */
   | { type: "resume"; reply: Reply<{ resent: number }> }
   | { type: "state"; reply: Reply<ChequeState> };
+
+/** One of a creator's cheques as the book has it (no code: the service derives it from `id`). */
+export interface MyCheque {
+  amount: bigint;
+  expiresAt: number;
+  funded: boolean;
+  id: string | undefined;
+}
 
 export const CHEQUE_JOURNAL_KEY = "cheques";
 /** Expired cheques returned in one turn at most. */
@@ -77,7 +92,7 @@ export function evolveCheques(s: ChequeState, e: ChequeEvent): ChequeState {
   const c = s.cheques[e.hash];
   switch (e.t) {
     case "created":
-      cheques[e.hash] = { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined };
+      cheques[e.hash] = { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id };
       break;
     case "funded":
       cheques[e.hash] = { ...c!, status: "open" };
@@ -147,12 +162,27 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         case "state":
           cmd.reply(s);
           return s;
+        case "mine": {
+          const mine: Array<MyCheque & { order: number }> = [];
+          let order = 0;
+          for (const h in s.cheques) {
+            const x = s.cheques[h]!;
+            order++;
+            if (x.creator !== cmd.creator) continue;
+            // Open, or awaiting its funding transfer, until it expires (a funded one then goes back to its creator).
+            if ((x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) {
+              mine.push({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id, order });
+            }
+          }
+          cmd.reply(mine.sort((a, b) => b.order - a.order).slice(0, cmd.limit).map(({ order: _o, ...c }) => c));
+          return s;
+        }
         case "create": {
           if (c) {
             cmd.reply(c.creator === cmd.creator ? { amount: c.amount, expiresAt: c.expiresAt } : refuse("duplicate", "That cheque code is taken; try again."));
             return s;
           }
-          const next = await commit({ t: "created", hash: cmd.hash, creator: cmd.creator, amount: cmd.amount.toString(), expiresAt: cmd.expiresAt });
+          const next = await commit({ t: "created", hash: cmd.hash, creator: cmd.creator, amount: cmd.amount.toString(), expiresAt: cmd.expiresAt, id: cmd.id });
           cmd.reply({ amount: cmd.amount, expiresAt: cmd.expiresAt });
           return next;
         }

@@ -185,6 +185,53 @@ t.test("a funded cheque nobody claims goes back to its creator once it has expir
   t.match(await cheques.claim("u_bob", lost.code), { code: "expired" });
 });
 
+t.test("a creator's cheque list: each open cheque's link again (the same code), newest first; never another's; gone once claimed, revoked or expired", async (t) => {
+  let now = Date.parse("2026-11-28T12:00:00Z");
+  const { store, journal, system, registry, wiring } = await chequeWallets(t, () => now);
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 10 };
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ...book });
+  const courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  // Funding transfers held back until the test lets them go: a cheque whose funds have not arrived yet.
+  let held: Array<Parameters<TransferCourier["deliver"]>> | undefined;
+  wiring.courier = { deliver: (...a: Parameters<TransferCourier["deliver"]>) => (held ? held.push(a) : courier.deliver(...a)) } as TransferCourier;
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  await registry.send("u_bob", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  t.same(await cheques.mine("u_alice"), [], "none yet");
+  const made: string[] = [];
+  for (const [id, amount] of [["c1", 1_000n], ["c2", 2_000n], ["c3", 3_000n]] as const) {
+    const c = await cheques.create("u_alice", id, amount);
+    if (isRefusal(c)) throw new Error(c.message);
+    made.push(c.code);
+    now += 1000;
+  }
+  await courier.settled();
+  const bobs = await cheques.create("u_bob", "c1", 4_000n);
+  if (isRefusal(bobs)) throw new Error(bobs.message);
+  held = [];
+  const late = await cheques.create("u_alice", "c4", 5_000n);
+  if (isRefusal(late)) throw new Error(late.message);
+  await courier.settled();
+  t.match(await cheques.mine("u_alice"), [
+    { amount: 5_000n, funded: false, code: late.code },
+    { amount: 3_000n, funded: true, code: made[2] }, { amount: 2_000n, funded: true, code: made[1] }, { amount: 1_000n, funded: true, code: made[0] },
+  ], "the creator's own, newest first, with their codes; the one whose funds have not arrived says so");
+  t.same((await cheques.mine("u_bob")).map((c) => c.code), [bobs.code], "never someone else's");
+  for (const a of held) courier.deliver(...a);
+  held = undefined;
+  await courier.settled();
+  t.match((await cheques.mine("u_alice"))[0], { code: late.code, funded: true }, "funded once its transfer arrives");
+
+  t.match(await cheques.claim("u_bob", made[0]!), { amount: 1_000n });
+  t.match(await cheques.revoke("u_alice", made[1]!), { amount: 2_000n });
+  await cheques.settled();
+  t.same((await cheques.mine("u_alice")).map((c) => c.code), [late.code, made[2]], "claimed and revoked ones leave the list");
+  const replayed = new ActorSystem(journal);
+  t.teardown(() => replayed.shutdown());
+  t.same((await new ChequeService({ system: replayed, registry, log: silentLogger, ...book }).mine("u_alice")).map((c) => c.code), [late.code, made[2]], "the same after a replay");
+  now += 3601_000;
+  t.same(await cheques.mine("u_alice"), [], "expired ones too (they go back to their creator)");
+});
+
 t.test("a cheque payout its payee's wallet does not take at once is sent again later, and paid once", async (t) => {
   const { store, system, registry, wiring } = await chequeWallets(t);
   // The payee's wallet answers busy to the first two payouts (a crowd of commands at once), then takes the third.

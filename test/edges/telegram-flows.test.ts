@@ -96,11 +96,16 @@ t.test("with the real engine", async (t) => {
     const made = await dm(ALICE, "/cheque 10k sats");
     const code = /https:\/\/t\.me\/runigun_test_bot\?start=([\w-]+)/.exec(made)?.[1];
     t.ok(code, "a t.me link with the bot's username");
+    const listed = await dm(ALICE, "/cheque list");
+    t.match(listed, /Your open cheques[\s\S]*0\.0001 BTC/, "the creator's list shows it");
+    t.ok(listed.includes(`https://t.me/runigun_test_bot?start=${code}`) && listed.includes(`/cheque revoke ${code}`), "with its link and how to take it back");
+    t.match(await dm(BOB, "/cheque list"), /no open cheques/, "not in anyone else's");
     // The claim is also announced as money received: the two messages may arrive in either order.
     t.match(txt(await say(api.message(BOB, `/start ${code}`), (c) => /Cheque claimed/.test(txt(c)))), /Cheque claimed: 0\.0001 BTC/);
     await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /You received 0\.0001 BTC/.test(txt(c)));
     t.match(await dm(MALLORY, `/start ${code}`), /already been claimed/);
     t.match(await dm(ALICE, `/cheque revoke ${code}`), /already been claimed/);
+    t.match(await dm(ALICE, "/cheque list"), /no open cheques/, "a claimed cheque leaves the list");
     t.match(await dm(ALICE, "/cheque revoke"), /Which cheque/);
     t.match(await dm(ALICE, "/cheque"), /How much/);
   });
@@ -126,7 +131,7 @@ function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): v
   const base: Relay = {
     start: async () => ({ created: true, balance: { available: 0n, pending: 0n, reserved: 0n } }),
     balance: no, history: no, depositAddress: no, quoteWithdrawal: no, confirmWithdrawal: no, cancelQuote: no,
-    transfer: no, createCheque: no, claimCheque: no, revokeCheque: no,
+    transfer: no, createCheque: no, claimCheque: no, revokeCheque: no, myCheques: no,
     onNotification: (l) => (listeners.add(l), () => listeners.delete(l)),
     info: () => ({ network: "regtest", confirmations: 1, draining: false }),
   };

@@ -50,6 +50,7 @@ export class RemoteRelay implements Relay {
   createCheque(userKey: string, id: string, amount: string) { return this.#call("createCheque", userKey, id, amount); }
   claimCheque(userKey: string, code: string) { return this.#call("claimCheque", userKey, code); }
   revokeCheque(userKey: string, code: string) { return this.#call("revokeCheque", userKey, code); }
+  myCheques(userKey: string) { return this.#call("myCheques", userKey); }
 
   onNotification(listener: (n: Notification) => void): () => void {
     this.#listeners.add(listener);

@@ -12,6 +12,7 @@ export const RELAY_METHODS = {
   createCheque: ["string", "string", "string"],
   claimCheque: ["string", "string"],
   revokeCheque: ["string", "string"],
+  myCheques: ["string"],
 } as const;
 
 export type RelayMethod = keyof typeof RELAY_METHODS;

@@ -2,7 +2,7 @@
 // Every refusal code has the edge's own words; the engine's message adds specifics where it is safe to show.
 import { describeAmount, formatBtc, groupDigits } from "../../domain/money.ts";
 import type { RefusalCode } from "../../domain/refusals.ts";
-import type { BalanceView, Cheque, ConfirmedWithdrawal, HistoryEntry, HistoryPage, Refusal, WalletNotice, WithdrawalQuote } from "../../relay.types.ts";
+import type { BalanceView, Cheque, ConfirmedWithdrawal, HistoryEntry, HistoryPage, MyChequeView, Refusal, WalletNotice, WithdrawalQuote } from "../../relay.types.ts";
 
 /** The edge's words and mark for each refusal code (a Record, so a new code cannot go unrendered). */
 const WORDS: Record<RefusalCode, [mark: string, words: string]> = {
@@ -93,7 +93,7 @@ export const HELP = [
   "/balance — available, pending and reserved",
   "/history — your transactions, newest first",
   "/withdraw <address> <amount> — amounts like 0.001, 0.001 BTC, 100000 sats, 100k sats",
-  "/cheque <amount> — a claim link; /cheque revoke <code> takes it back",
+  "/cheque <amount> — a claim link; /cheque list shows yours; /cheque revoke <code> takes one back",
   "/send — how to send to someone",
   "In a group: reply to someone's message with /tip <amount>",
 ].join("\n");
@@ -120,6 +120,19 @@ export function confirmed(r: ConfirmedWithdrawal): string {
 
 export function cheque(c: Cheque, link: string): string {
   return `🧾 Cheque for ${btc(c.amount)} — anyone can claim it once:\n${link}\n\nIt expires ${new Date(c.expiresAt).toISOString().slice(0, 10)}; unclaimed by then, it comes back to you. Take it back sooner with /cheque revoke ${c.code}`;
+}
+
+/** A creator's open cheques, each with its link (`link(code)`) and how to take it back. */
+export function myCheques(cheques: readonly MyChequeView[], link: (code: string) => string): string {
+  if (cheques.length === 0) return "You have no open cheques. /cheque <amount> makes one.";
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  const lines = cheques.map((c) => {
+    if (!c.funded) return `• ${btc(c.amount)}, not funded yet: if the amount left your balance, its link shows here once it arrives`;
+    const head = `• ${btc(c.amount)}, expires ${day(c.expiresAt)}`;
+    if (c.code === undefined) return `${head}\n  (made before links could be shown again; unclaimed, it comes back to you when it expires)`;
+    return `${head}\n  ${link(c.code)}\n  take it back: /cheque revoke ${c.code}`;
+  });
+  return `🧾 Your open cheques (newest first):\n\n${lines.join("\n\n")}`;
 }
 
 export function chequeClaimed(amount: bigint, b: BalanceView): string {
