@@ -129,3 +129,36 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back, though the wallet had it as broadcast");
   t.equal(await receivedBy(te, dest), 0n, "never paid");
 });
+
+t.test("a batch being released whose own transaction is mined after all (it beat its cancellation): in flight below the target, then paid and settled, never released", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "race", "0.5");
+  await te.mine(2);
+  const dest = await te.node.outsideAddress();
+  const quote = await withdraw(te, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  t.equal(b.status, "stuck");
+  const r = await te.engine.payouts.release(batch, 5n, "refused by the node");
+  if (isRefusal(r)) throw new Error(r.message);
+  t.equal(r.status, "cancelling");
+  // A miner with the batch's own bytes (mempool policy is not consensus): its block leaves the cancellation out.
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), [b.hex]]);
+  await te.poke();
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "broadcast", "in a block, one of two: in flight for the watchdog");
+  t.match(await te.engine.payouts.release(batch, 10n, "again"), { code: "not_allowed" }, "no release once it is mined");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  const after = await te.engine.payouts.state();
+  t.same([after.batches[batch]!.status, after.payouts[quote.id]!.status, after.payouts[quote.id]!.walletSettled], ["confirmed", "confirmed", true], "confirmed and settled");
+  const st = await walletOf(te, key, quote.id);
+  t.equal(st.w.status, "sent", "the wallet has it sent, not released");
+  t.ok(st.w.fee! <= quote.fee, `charged ${st.w.fee} ≤ quoted ${quote.fee}`);
+  t.same([st.available, st.reserved], [50_000_000n - 5_000_000n - st.w.fee!, 0n], "debited once");
+  t.equal(await receivedBy(te, dest), 5_000_000n, "paid once");
+  const cancel = await te.node.rpc<{ confirmations: number }>("gettransaction", [r.txid], "engine");
+  t.ok(cancel.confirmations < 0, "the cancellation lost: it conflicts with a transaction in a block");
+});
