@@ -2,33 +2,9 @@
 // first (spent back to the node's wallet, or already spent in a block and waited for), then the users get their
 // reservations back. Never paid, never released while it could still be mined.
 import t from "tap";
-import { startTestEngine, type TestEngine } from "../support/engine.ts";
+import { startTestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
-
-async function fundedUser(te: TestEngine, name: string, btc: string): Promise<string> {
-  const key = `u_${name}`;
-  await te.engine.relay.start(key);
-  const a = await te.engine.relay.depositAddress(key);
-  if (isRefusal(a)) throw new Error(a.message);
-  await te.node.fund(a.address, btc);
-  return key;
-}
-
-async function withdraw(te: TestEngine, key: string, address: string, amount: string) {
-  const q = await te.engine.relay.quoteWithdrawal(key, address, amount);
-  if (isRefusal(q)) throw new Error(q.message);
-  const c = await te.engine.relay.confirmWithdrawal(key, q.id);
-  if (isRefusal(c)) throw new Error(c.message);
-  return q;
-}
-
-async function walletOf(te: TestEngine, key: string, id: string) {
-  const r = await te.engine.registry.send(key, "withdrawal", { id });
-  if (isRefusal(r) || !r.withdrawal) throw new Error(`no withdrawal ${id} in ${key}`);
-  return { w: r.withdrawal, ...r.balance };
-}
-
-const receivedBy = async (te: TestEngine, address: string) => BigInt(Math.round((await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside")) * 1e8));
+import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 
 t.test("a batch the node's mempool refuses: stuck; released by an operator, its inputs are spent back first, then the user has it back; never paid", async (t) => {
   // A fee rate over what the node relays (testmempoolaccept's maximum, 10,000 sat/vB): the signed batch is refused.
@@ -38,7 +14,7 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   const key = await fundedUser(te, "stuck", "0.5");
   await te.mine(1);
   const dest = await te.node.outsideAddress();
-  const quote = await withdraw(te, key, dest, "0.05");
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
   await te.engine.payouts.flush();
   const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
   t.equal(b.status, "stuck", "the node refused it");
@@ -57,7 +33,7 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   t.ok(r.fee! > 0n, `the cancellation pays ${r.fee} sats (the service's)`);
   const spent = await te.node.rpc<Array<{ allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[b.hex]], "engine");
   t.match(spent[0], { allowed: false }, "the batch's own transaction conflicts with the cancellation now");
-  let st = await walletOf(te, key, quote.id);
+  let st = await withdrawalOf(te, key, quote.id);
   t.equal(st.w.status, "reserved", "the user's reservation stays while the cancellation is unconfirmed");
 
   // A higher fee rate while it is unconfirmed: the cancellation is replaced, and either one mined releases the batch.
@@ -73,17 +49,17 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   const after = await te.engine.payouts.state();
   t.equal(after.batches[batch]!.status, "released");
   t.same([after.payouts[quote.id]!.status, after.payouts[quote.id]!.walletSettled], ["released", true], "the wallet journalled the release");
-  st = await walletOf(te, key, quote.id);
+  st = await withdrawalOf(te, key, quote.id);
   t.equal(st.w.status, "released");
   t.same([st.available, st.reserved], [50_000_000n, 0n], "the whole reservation is back: amount and quoted fee");
-  t.equal(await receivedBy(te, dest), 0n, "the destination was never paid");
+  t.equal(await received(te, dest), 0n, "the destination was never paid");
   const s = await te.engine.solvency();
   t.equal(s.surplus, -again.fee!, "the books differ by exactly the cancellation's fee, which the service pays");
 
   await te.restart();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "after a restart too");
   t.match(await te.engine.payouts.release(batch, 5n, "again"), { status: "released" }, "releasing again changes nothing");
-  st = await walletOf(te, key, quote.id);
+  st = await withdrawalOf(te, key, quote.id);
   t.same([st.w.status, st.available], ["released", 50_000_000n], "and nothing is paid or returned twice");
   const h = await te.engine.relay.history(key, 0);
   if (isRefusal(h)) throw new Error(h.message);
@@ -97,12 +73,12 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   const key = await fundedUser(te, "spent", "0.5");
   await te.mine(2);
   const dest = await te.node.outsideAddress();
-  const quote = await withdraw(te, key, dest, "0.05");
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
   await te.engine.payouts.flush();
   const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
   t.equal(b.status, "broadcast");
   t.match(await te.engine.payouts.release(batch, 5n, "not stuck"), { code: "not_allowed", message: /broadcast, not stuck/ }, "a batch that may still be mined is not released");
-  t.equal((await walletOf(te, key, quote.id)).w.status, "broadcast");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast");
 
   // Its input spent behind the engine's back by a transaction paying more (it replaces the batch), mined.
   const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
@@ -121,13 +97,13 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   t.equal((r as { txid?: string }).txid, undefined, "the engine made no transaction");
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "cancelling", "still one block deep");
-  t.equal((await walletOf(te, key, quote.id)).w.status, "broadcast", "the wallet still has it reserved");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast", "the wallet still has it reserved");
   await te.mine(1);
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "two blocks deep: released");
-  const st = await walletOf(te, key, quote.id);
+  const st = await withdrawalOf(te, key, quote.id);
   t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back, though the wallet had it as broadcast");
-  t.equal(await receivedBy(te, dest), 0n, "never paid");
+  t.equal(await received(te, dest), 0n, "never paid");
 });
 
 t.test("a batch being released whose own transaction is mined after all (it beat its cancellation): in flight below the target, then paid and settled, never released", async (t) => {
@@ -137,7 +113,7 @@ t.test("a batch being released whose own transaction is mined after all (it beat
   const key = await fundedUser(te, "race", "0.5");
   await te.mine(2);
   const dest = await te.node.outsideAddress();
-  const quote = await withdraw(te, key, dest, "0.05");
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
   await te.engine.payouts.flush();
   const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
   t.equal(b.status, "stuck");
@@ -154,11 +130,11 @@ t.test("a batch being released whose own transaction is mined after all (it beat
   await te.engine.payouts.sync();
   const after = await te.engine.payouts.state();
   t.same([after.batches[batch]!.status, after.payouts[quote.id]!.status, after.payouts[quote.id]!.walletSettled], ["confirmed", "confirmed", true], "confirmed and settled");
-  const st = await walletOf(te, key, quote.id);
+  const st = await withdrawalOf(te, key, quote.id);
   t.equal(st.w.status, "sent", "the wallet has it sent, not released");
   t.ok(st.w.fee! <= quote.fee, `charged ${st.w.fee} ≤ quoted ${quote.fee}`);
   t.same([st.available, st.reserved], [50_000_000n - 5_000_000n - st.w.fee!, 0n], "debited once");
-  t.equal(await receivedBy(te, dest), 5_000_000n, "paid once");
+  t.equal(await received(te, dest), 5_000_000n, "paid once");
   const cancel = await te.node.rpc<{ confirmations: number }>("gettransaction", [r.txid], "engine");
   t.ok(cancel.confirmations < 0, "the cancellation lost: it conflicts with a transaction in a block");
 });

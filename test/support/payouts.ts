@@ -1,0 +1,36 @@
+// What the payout tests share: a user funded on chain, a withdrawal quoted and confirmed through the relay, a
+// wallet's withdrawal as the wallet answers it, and what the outside wallet received.
+import { isRefusal } from "../../src/domain/refusals.ts";
+import type { Relay } from "../../src/relay.types.ts";
+import type { TestEngine } from "./engine.ts";
+
+/** A user `u_<name>` with a wallet and `btc` sent to its deposit address (mine to credit it). */
+export async function fundedUser(te: TestEngine, name: string, btc: string): Promise<string> {
+  const key = `u_${name}`;
+  await te.engine.relay.start(key);
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  await te.node.fund(a.address, btc);
+  return key;
+}
+
+export async function withdraw(relay: Relay, key: string, address: string, amount: string) {
+  const q = await relay.quoteWithdrawal(key, address, amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  const c = await relay.confirmWithdrawal(key, q.id);
+  if (isRefusal(c)) throw new Error(c.message);
+  return { quote: q, confirmed: c };
+}
+
+/** A wallet's withdrawal as the wallet answers it (open, or finished in its records), with the wallet's balance. */
+export async function withdrawalOf(te: TestEngine, key: string, id: string) {
+  const r = await te.engine.registry.send(key, "withdrawal", { id });
+  if (isRefusal(r) || !r.withdrawal) throw new Error(`no withdrawal ${id} in ${key}`);
+  return { w: r.withdrawal, ...r.balance };
+}
+
+/** What the outside wallet has received on an address, in sats, counting unconfirmed payments too. */
+export async function received(te: TestEngine, address: string): Promise<bigint> {
+  const btc = await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside");
+  return BigInt(Math.round(btc * 1e8));
+}
