@@ -5,6 +5,7 @@ import t from "tap";
 import { startTestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
 
 t.test("a batch the node's mempool refuses: stuck; released by an operator, its inputs are spent back first, then the user has it back; never paid", async (t) => {
   // A fee rate over what the node relays (testmempoolaccept's maximum, 10,000 sat/vB): the signed batch is refused.
@@ -20,6 +21,8 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   t.equal(b.status, "stuck", "the node refused it");
   t.match(b.reason, /max-fee-exceeded/);
   t.match(await te.engine.payouts.bump(batch, 5n), { code: "bad_input" }, "a fee bump cannot help: the node's wallet never had it");
+  const admin = enginePort(te.engine);
+  t.match(await admin.metrics(), /runigun_payout_batches_stuck 1\n[\s\S]*runigun_payout_batches_releasing 0\n/, "the metrics count it, for an alert");
 
   t.match(await te.engine.payouts.release("b999", 5n, "no such batch"), { code: "not_found" });
   // The block with the coins it spends taken away (a reorg): those coins are not spent, and may come back.
@@ -30,6 +33,10 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   const r = await te.engine.payouts.release(batch, 5n, "refused by the node's mempool");
   if (isRefusal(r)) throw new Error(r.message);
   t.equal(r.status, "cancelling", "not released yet: the cancellation must be mined first");
+  t.match(await admin.metrics(), /runigun_payout_batches_stuck 0\n[\s\S]*runigun_payout_batches_releasing 1\n/);
+  const shown = await admin.payouts("cancelling") as { batches: Array<{ id: string; cancel: { txid: string; reason: string } }> };
+  t.match(shown.batches, [{ id: batch, cancel: { txid: r.txid, reason: "refused by the node's mempool" } }], "the admin API shows the release");
+  t.notMatch(JSON.stringify(shown), /"hex"/, "without the signed bytes");
   t.ok(r.fee! > 0n, `the cancellation pays ${r.fee} sats (the service's)`);
   const spent = await te.node.rpc<Array<{ allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[b.hex]], "engine");
   t.match(spent[0], { allowed: false }, "the batch's own transaction conflicts with the cancellation now");

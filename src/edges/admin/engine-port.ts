@@ -77,12 +77,20 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     },
     async payouts(status) {
       const s = await e.payouts.state();
-      const batches = Object.entries(s.batches).filter(([, b]) => !status || b.status === status).map(([id, b]) => ({ id, ...b, hex: undefined }));
+      // Without the signed bytes (a cancellation's too): the txids name them.
+      const batches = Object.entries(s.batches).filter(([, b]) => !status || b.status === status)
+        .map(([id, b]) => ({ id, ...b, hex: undefined, ...(b.cancel ? { cancel: { ...b.cancel, hex: undefined } } : {}) }));
       const payouts = Object.entries(s.payouts).filter(([, p]) => !status || p.status === status).map(([id, p]) => ({ id, ...p }));
       return toJson({ batches, payouts });
     },
     async metrics() {
       const r = e.registry.stats, j = e.storage.journal.stats, n = e.node.snapshot(), w = e.watcher.stats, p = e.payouts.stats;
+      // Batches that need an operator (stuck: bump or release it) or are being released: worth an alert when above 0.
+      let stuck = 0, releasing = 0;
+      for (const b of Object.values((await e.payouts.state()).batches)) {
+        if (b.status === "stuck") stuck++;
+        else if (b.status === "cancelling") releasing++;
+      }
       const lines: Array<[string, string, number | bigint]> = [
         ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
         ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
@@ -95,7 +103,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_deposits_remined_total", "counter", w.remined],
         ["runigun_deposit_scans_failed_total", "counter", w.failedScans], ["runigun_deposit_scans_incomplete_total", "counter", w.incompleteScans], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
-        ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+        ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0], ["runigun_payout_batches_stuck", "gauge", stuck], ["runigun_payout_batches_releasing", "gauge", releasing],
         ["runigun_store_write_failing", "gauge", e.storage.store.writeHealth.failing ? 1 : 0], ["runigun_store_write_failures_total", "counter", e.storage.store.writeHealth.failures],
         ...backupMetrics(e),
       ];

@@ -129,7 +129,12 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
 <h2>Batches (transactions)</h2>${table(rows(at(p, "batches")), [
       ["Batch", (r) => r.id], ["Status", (r) => html`<span class="status-${r.status}">${r.status}</span>`], ["Txid", (r) => html`<code class="txid">${r.txid}</code>`],
       ["Fee", (r) => btc(r.fee)], ["Payouts", (r) => (Array.isArray(r.ids) ? r.ids.length : 0)], ["Fee bumps", (r) => (Array.isArray(r.replaced) ? r.replaced.length : 0)],
-      ["Since", (r) => when(r.at)], ["Note", (r) => r.reason ?? ""],
+      ["Since", (r) => when(r.at)], ["Note", (r) => {
+        const cancel = at(r, "cancel");
+        if (!cancel) return r.reason ?? "";
+        const txid = at(cancel, "txid");
+        return html`releasing: ${at(cancel, "reason")} — ${txid ? html`cancellation <code class="txid">${txid}</code>, fee ${btc(at(cancel, "fee"))}` : "its input was spent in a block; waiting for that to be deep enough"}`;
+      }],
       ["", (r) => html`${BUMPABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/bump">Bump fee…</a>` : ""} ${RELEASABLE.has(String(r.status)) ? html`<a class="button" href="/console/payouts/${r.id}/release">Release…</a>` : ""}`],
     ], "No batches with this status.")}
 <h2>Payouts</h2>${table(rows(at(p, "payouts")), [
