@@ -411,17 +411,22 @@ interface WalletTx {
 async function minedTx(b: Batch, o: PayoutOptions): Promise<{ mined?: { txid: string; confirmations: number; fee: bigint }; latest?: WalletTx }> {
   let latest: WalletTx | undefined;
   for (const txid of [b.txid, ...b.replaced]) {
-    let tx: WalletTx;
-    try {
-      tx = await o.node.call<WalletTx>("gettransaction", [txid]);
-    } catch (e) {
-      if ((e as RpcError).code === -5) continue;
-      throw e;
-    }
+    const tx = await walletTx(txid, o);
+    if (!tx) continue;
     if (txid === b.txid) latest = tx;
     if (tx.confirmations > 0) return { mined: { txid, confirmations: tx.confirmations, fee: btcNumberToSats(Math.abs(tx.fee ?? 0)) }, latest };
   }
   return { latest };
+}
+
+/** The node wallet's record of a transaction; undefined for one it never took (refused, never sent). */
+async function walletTx(txid: string, o: PayoutOptions): Promise<WalletTx | undefined> {
+  try {
+    return await o.node.call<WalletTx>("gettransaction", [txid]);
+  } catch (e) {
+    if ((e as RpcError).code === -5) return undefined;
+    throw e;
+  }
 }
 
 async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
@@ -587,23 +592,22 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
   // Waiting for the earlier spend of an input to be deep enough: nothing to add.
   if (b.status === "cancelling" && c?.spentAt !== undefined) return { batch, status: "cancelling" };
   if (c?.txid !== undefined) {
-    // A cancellation is out: wait for it, or bump its fee.
-    const tx = await o.node.call<WalletTx>("gettransaction", [c.txid]).catch(() => undefined);
+    // A cancellation is out: wait for it, or bump its fee. One the node's wallet never took (its broadcast refused) or
+    // one a transaction in a block conflicts with: the inputs are looked at again, below.
+    const tx = await walletTx(c.txid, o);
     if (tx && tx.confirmations > 0) return { batch, status: "cancelling", txid: c.txid, fee: c.fee! };
-    const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [c.txid, { fee_rate: Number(feeRate) }]);
-    return cancelWith(batch, c.input, reason, bumped.psbt, btcNumberToSats(bumped.fee), commit, o, now);
+    if (tx?.confirmations === 0) {
+      const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [c.txid, { fee_rate: Number(feeRate) }]);
+      return cancelWith(batch, c.input, reason, bumped.psbt, btcNumberToSats(bumped.fee), commit, o, now);
+    }
   }
-  const inputs = (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
-  const states = await Promise.all(inputs.map((i) => inputState(i, o)));
+  const { inputs, states } = await inputsOf(b, o);
   if (states.some((x) => x.state === "unconfirmed")) {
     return refuse("not_allowed", `An input of batch ${batch} comes from a transaction in no block (a reorg?); try again once it is mined.`);
   }
   const spent = states.findIndex((x) => x.state === "spent_in_block");
   if (spent >= 0) {
-    const height = await o.node.call<number>("getblockcount", []);
-    const input = inputs[spent]!;
-    await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt: height, at: now() }]);
-    o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is already spent in a block; released once that is deep enough");
+    await waitForSpend(batch, reason, inputs[spent]!, commit, o, now);
     return { batch, status: "cancelling" };
   }
   if (states.some((x) => x.state === "spent_in_mempool")) {
@@ -617,6 +621,19 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
     { add_inputs: false, subtractFeeFromOutputs: [0], fee_rate: Number(feeRate), replaceable: true },
   ]);
   return cancelWith(batch, `${inputs[0]!.txid}:${inputs[0]!.vout}`, reason, funded.psbt, btcNumberToSats(funded.fee), commit, o, now);
+}
+
+/** The inputs of a batch's transaction and what the node says of each. */
+async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Array<{ txid: string; vout: number }>; states: InputState[] }> {
+  const inputs = (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
+  return { inputs, states: await Promise.all(inputs.map((i) => inputState(i, o))) };
+}
+
+/** One of the batch's inputs is spent in a block: the release waits for that spend to be deep enough. */
+async function waitForSpend(batch: string, reason: string, input: { txid: string; vout: number }, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+  const height = await o.node.call<number>("getblockcount", []);
+  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt: height, at: now() }]);
+  o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
 }
 
 /** Signs a cancellation, journals it (its bytes, before the broadcast: a restart sends the same ones) and sends it. */
@@ -651,17 +668,26 @@ async function sendCancel(batch: string, hex: string, o: PayoutOptions): Promise
 async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
   const c = b.cancel!;
   if (c.txid !== undefined) {
+    let latest: WalletTx | undefined;
     for (const txid of [c.txid, ...c.earlier]) {
-      const tx = await o.node.call<WalletTx>("gettransaction", [txid]).catch((e: RpcError) => {
-        if (e.code === -5) return undefined;
-        throw e;
-      });
+      const tx = await walletTx(txid, o);
+      if (txid === c.txid) latest = tx;
       if (tx && tx.confirmations >= o.confirmations) {
         await commit([{ t: "released", batch, txid, at: now() }]);
         o.log.warn({ batch, txid, payouts: b.ids.length }, "a stuck payout batch is released: its cancellation is confirmed; its wallets get the amounts back");
         return;
       }
       if (tx && tx.confirmations > 0) return;
+    }
+    if (latest && latest.confirmations < 0) {
+      // Another transaction in a block spent one of the inputs first: the batch can never be mined while that holds;
+      // wait for it to be deep enough instead.
+      const { inputs, states } = await inputsOf(b, o);
+      const spent = states.findIndex((x) => x.state === "spent_in_block");
+      if (spent >= 0) {
+        await waitForSpend(batch, c.reason, inputs[spent]!, commit, o, now);
+        return;
+      }
     }
     await sendCancel(batch, c.hex!, o);
     return;

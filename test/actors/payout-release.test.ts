@@ -145,3 +145,36 @@ t.test("a batch being released whose own transaction is mined after all (it beat
   const cancel = await te.node.rpc<{ confirmations: number }>("gettransaction", [r.txid], "engine");
   t.ok(cancel.confirmations < 0, "the cancellation lost: it conflicts with a transaction in a block");
 });
+
+t.test("a cancellation that loses to another spend of the batch's inputs: the release waits for that spend instead, then completes", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 2 }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "lost", "0.5");
+  await te.mine(2);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const r = await te.engine.payouts.release(batch, 2n, "refused by the node");
+  if (isRefusal(r)) throw new Error(r.message);
+  // The same input spent by a transaction paying more (it replaces the cancellation), mined.
+  const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
+  const prev = await te.node.rpc<{ hex: string }>("gettransaction", [input.txid], "engine");
+  const value = (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [prev.hex], "engine")).vout[input.vout]!.value;
+  const raw = await te.node.rpc<string>("createrawtransaction", [[input], [{ [await te.node.outsideAddress()]: (value - 0.001).toFixed(8) }]], "engine");
+  await te.node.rpc("sendrawtransaction", [(await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "engine")).hex], "engine");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  const waiting = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(waiting.status, "cancelling");
+  t.match(waiting.cancel, { txid: undefined, earlier: [r.txid], spentAt: Number }, "the lost cancellation is remembered; the release waits for the spend that won");
+  t.match(await te.engine.payouts.release(batch, 5n, "again"), { status: "cancelling" }, "releasing again just waits");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "reserved", "one block deep of two: still reserved");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back");
+  t.equal(await received(te, dest), 0n, "never paid");
+});
