@@ -62,6 +62,10 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   t.equal(await received(te, dest), 0n, "the destination was never paid");
   const s = await te.engine.solvency();
   t.equal(s.surplus, -again.fee!, "the books differ by exactly the cancellation's fee, which the service pays");
+  // A restore's comparison with the chain reads the wallet's sends (backup/reconcile.ts): a cancellation, all change,
+  // is none, so a restore from before it does not take it for money sent out.
+  const since = await te.node.rpc<{ transactions: Array<{ txid: string; category: string }> }>("listsinceblock", [], "engine");
+  t.same(since.transactions.filter((x) => x.txid === again.txid || x.txid === r.txid), [], "the cancellation is not listed as a send");
 
   await te.restart();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "after a restart too");
