@@ -87,8 +87,9 @@ export class PayoutService {
     return this.#ask((reply) => ({ type: "release", batch, feeRateSatVb, reason, reply }), 120_000);
   }
 
-  state(): Promise<PayoutState> {
-    return this.#ask((reply) => ({ type: "state", reply }));
+  /** The book as it stands; `timeoutMs` for a reader that would rather not wait behind a flush or a release. */
+  state(timeoutMs?: number): Promise<PayoutState> {
+    return this.#ask((reply) => ({ type: "state", reply }), timeoutMs);
   }
 
   /** After a restore: queued payouts a transaction made after the backup paid (see PayoutCommand "adopt"). */

@@ -401,6 +401,7 @@ interface WalletTx {
   confirmations: number;
   fee?: number;
   replaced_by_txid?: string;
+  blockheight?: number;
 }
 
 /**
@@ -435,6 +436,13 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
   for (const [batch, b] of Object.entries(get().batches)) {
     // A stuck batch too: its broadcast may have been refused because one of its transactions was already mined, or
     // it may be mined from other nodes' mempools after ours dropped it. Its wallets are then settled like any other.
+    if (b.status === "released") {
+      // Released when its cancellation (or another spend) was deep enough: mined now, only a reorg deeper than the
+      // confirmation target did it, and its users have been paid and given the amount back. Operators must know.
+      const { mined } = await minedTx(b, o);
+      if (mined) o.hooks.alert("a released payout batch is in a block after a deep reorg: its payouts were paid and released", { batch, txid: mined.txid });
+      continue;
+    }
     if (b.status !== "broadcast" && b.status !== "stuck" && b.status !== "cancelling") continue;
     const { mined, latest } = await minedTx(b, o);
     if (mined && mined.confirmations >= o.confirmations) {
@@ -448,8 +456,9 @@ async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, no
       // In a block, not deep enough yet: out of the node's wallet, so in flight for the watchdog, as a broadcast one.
       await commit([{ t: "broadcast", batch, at: now() }]);
       o.log.warn({ batch, txid: mined.txid }, `a payout batch marked ${b.status} is in a block after all`);
-    } else if (b.status === "cancelling") {
-      await followCancel(batch, b, commit, o, now);
+    } else if (b.status === "cancelling" || (b.status === "stuck" && b.cancel?.txid !== undefined)) {
+      // A stuck batch with a cancellation out: marked stuck again after its release began (a reorg, a fee bump).
+      await followCancel(batch, b, get, commit, o, now);
     } else if (!mined && b.status === "broadcast" && latest && latest.confirmations < 0 && !latest.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
@@ -541,15 +550,26 @@ async function adopt(txid: string, ids: string[], outputs: number, get: () => Pa
  * What the node says of one of its transaction's inputs: unspent (with its value), spent by a transaction in its
  * mempool, spent in a block, or made by a transaction in no block (after a reorg).
  */
-type InputState = { state: "unspent"; value: bigint } | { state: "spent_in_mempool"; value: bigint } | { state: "spent_in_block" } | { state: "unconfirmed" };
+type InputState =
+  | { state: "unspent"; value: bigint }
+  | { state: "spent_in_mempool"; value: bigint }
+  | { state: "spent_in_block" }
+  /** Made by a transaction a block conflicts with (a reorg double-spent it), that block `depth` deep: it never will be. */
+  | { state: "gone"; depth: number }
+  | { state: "unconfirmed" };
+
+/** Whether an input can never be spent by the batch again, as long as the chain keeps what makes it so. */
+const isDead = (x: InputState) => x.state === "spent_in_block" || x.state === "gone";
 
 async function inputState(input: { txid: string; vout: number }, o: PayoutOptions): Promise<InputState> {
   // gettxout answers null for an output spent (or never made): without the mempool, for one spent in a block — if the
-  // transaction that made it is in a block (a reorg can send it back to the mempool, and the output with it).
+  // transaction that made it is in a block (a reorg can send it back to the mempool, and the output with it). A
+  // negative count of confirmations is the depth of a block that conflicts with that transaction.
   const inChain = await o.node.call<{ value: number } | null>("gettxout", [input.txid, input.vout, false]);
   if (inChain === null) {
     const made = await o.node.call<WalletTx>("gettransaction", [input.txid]);
-    return made.confirmations > 0 ? { state: "spent_in_block" } : { state: "unconfirmed" };
+    if (made.confirmations > 0) return { state: "spent_in_block" };
+    return made.confirmations < 0 ? { state: "gone", depth: -made.confirmations } : { state: "unconfirmed" };
   }
   const withMempool = await o.node.call<{ value: number } | null>("gettxout", [input.txid, input.vout, true]);
   const value = btcNumberToSats(inChain.value);
@@ -595,7 +615,11 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
     // A cancellation is out: wait for it, or bump its fee. One the node's wallet never took (its broadcast refused) or
     // one a transaction in a block conflicts with: the inputs are looked at again, below.
     const tx = await walletTx(c.txid, o);
-    if (tx && tx.confirmations > 0) return { batch, status: "cancelling", txid: c.txid, fee: c.fee! };
+    if (tx && tx.confirmations > 0) {
+      // In a block while the batch was marked stuck again (a reorg, a fee bump in between): follow it again.
+      if (b.status !== "cancelling") await commit([{ t: "cancelling", batch, reason: c.reason, input: c.input, hex: c.hex!, txid: c.txid, fee: c.fee!.toString(), at: now() }]);
+      return { batch, status: "cancelling", txid: c.txid, fee: c.fee! };
+    }
     if (tx?.confirmations === 0) {
       const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [c.txid, { fee_rate: Number(feeRate) }]);
       return cancelWith(batch, c.input, reason, bumped.psbt, btcNumberToSats(bumped.fee), commit, o, now);
@@ -605,9 +629,13 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
   if (states.some((x) => x.state === "unconfirmed")) {
     return refuse("not_allowed", `An input of batch ${batch} comes from a transaction in no block (a reorg?); try again once it is mined.`);
   }
-  const spent = states.findIndex((x) => x.state === "spent_in_block");
+  const spent = states.findIndex(isDead);
   if (spent >= 0) {
-    await waitForSpend(batch, reason, inputs[spent]!, commit, o, now);
+    // Spent by something in a block: by a version of this batch the book does not know (a fee bump made on the node
+    // by hand, a restore from before one), its payouts are paid, and must not be given back too.
+    const paid = await paidElsewhere(b, inputs, get, o);
+    if (paid) return refuse("not_allowed", `Batch ${batch} looks paid by ${paid}, a transaction in a block that pays one of its payouts: it is not released. Check that transaction.`);
+    await waitForSpend(batch, reason, inputs[spent]!, states[spent]!, commit, o, now);
     return { batch, status: "cancelling" };
   }
   if (states.some((x) => x.state === "spent_in_mempool")) {
@@ -629,11 +657,36 @@ async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Array<{ t
   return { inputs, states: await Promise.all(inputs.map((i) => inputState(i, o))) };
 }
 
-/** One of the batch's inputs is spent in a block: the release waits for that spend to be deep enough. */
-async function waitForSpend(batch: string, reason: string, input: { txid: string; vout: number }, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+/**
+ * One of the batch's inputs is dead (spent in a block, or made by a transaction a block conflicts with): the release
+ * waits for that to be deep enough. `spentAt` is the tip when it was seen (for a conflicted one, the conflicting
+ * block's height), so the wait counts from there.
+ */
+async function waitForSpend(batch: string, reason: string, input: { txid: string; vout: number }, state: InputState, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
   const height = await o.node.call<number>("getblockcount", []);
-  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt: height, at: now() }]);
+  const spentAt = state.state === "gone" ? height - state.depth + 1 : height;
+  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt, at: now() }]);
   o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
+}
+
+/**
+ * A transaction of the node's wallet, in a block, that pays one of the batch's payouts (its address and amount) and is
+ * none of the batch's known versions: looked for among the wallet's sends since the coins the batch spends were mined.
+ */
+async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string }>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
+  let from: number | undefined;
+  for (const i of inputs) {
+    const made = await walletTx(i.txid, o);
+    if (made?.blockheight !== undefined) from = from === undefined ? made.blockheight : Math.min(from, made.blockheight);
+  }
+  const since = from === undefined ? [] : [await o.node.call<string>("getblockhash", [Math.max(0, from - 1)])];
+  const sends = await o.node.call<{ transactions: Array<{ txid: string; category: string; address?: string; amount: number; confirmations: number }> }>("listsinceblock", since);
+  const payouts = new Set(b.ids.map((id) => get().payouts[id]!).map((p) => `${p.address} ${p.amount}`));
+  const known = new Set([b.txid, ...b.replaced, ...(b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [])]);
+  for (const t of sends.transactions) {
+    if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) return t.txid;
+  }
+  return undefined;
 }
 
 /** Signs a cancellation, journals it (its bytes, before the broadcast: a restart sends the same ones) and sends it. */
@@ -665,7 +718,7 @@ async function sendCancel(batch: string, hex: string, o: PayoutOptions): Promise
 }
 
 /** At every block: a releasing batch whose cancellation (or the earlier spend of its input) is deep enough is released. */
-async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+async function followCancel(batch: string, b: Batch, get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
   const c = b.cancel!;
   if (c.txid !== undefined) {
     let latest: WalletTx | undefined;
@@ -679,13 +732,13 @@ async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOp
       }
       if (tx && tx.confirmations > 0) return;
     }
-    if (latest && latest.confirmations < 0) {
-      // Another transaction in a block spent one of the inputs first: the batch can never be mined while that holds;
-      // wait for it to be deep enough instead.
+    if (!latest || latest.confirmations < 0) {
+      // Another transaction in a block spent one of the inputs first (or the node never took the cancellation and
+      // something else spent them since): the batch can never be mined while that holds; wait for it instead.
       const { inputs, states } = await inputsOf(b, o);
-      const spent = states.findIndex((x) => x.state === "spent_in_block");
+      const spent = states.findIndex(isDead);
       if (spent >= 0) {
-        await waitForSpend(batch, c.reason, inputs[spent]!, commit, o, now);
+        await waitForSpend(batch, c.reason, inputs[spent]!, states[spent]!, commit, o, now);
         return;
       }
     }
@@ -694,7 +747,7 @@ async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOp
   }
   const [txid, vout] = c.input.split(":");
   const state = await inputState({ txid: txid!, vout: Number(vout) }, o);
-  if (state.state !== "spent_in_block") {
+  if (!isDead(state)) {
     // The block that spent it (or made it) left the chain: back to stuck, for the operator to release again.
     await commit([{ t: "stuck", batch, reason: `the spend of its input ${c.input} left the chain; release it again`, at: now() }]);
     o.hooks.alert("payout batch stuck", { batch, reason: "the spend of its input left the chain" });
@@ -702,6 +755,14 @@ async function followCancel(batch: string, b: Batch, commit: Commit, o: PayoutOp
   }
   const height = await o.node.call<number>("getblockcount", []);
   if (height - c.spentAt! + 1 >= o.confirmations) {
+    const { inputs } = await inputsOf(b, o);
+    const paid = await paidElsewhere(b, inputs, get, o);
+    if (paid) {
+      // A version of the batch the book does not know is in a block: its payouts are paid; never give them back too.
+      await commit([{ t: "stuck", batch, reason: `its payouts look paid by ${paid}, a transaction the book does not know; not released: an operator must check it`, at: now() }]);
+      o.hooks.alert("a payout batch being released looks paid by a transaction the book does not know; not released", { batch, txid: paid });
+      return;
+    }
     await commit([{ t: "released", batch, at: now() }]);
     o.log.warn({ batch, payouts: b.ids.length }, "a stuck payout batch is released: its input was spent elsewhere, deep enough; its wallets get the amounts back");
   }
@@ -711,6 +772,7 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const b = get().batches[batch];
   if (!b) return refuse("not_found", `No payout batch ${batch}.`);
   if (b.status === "confirmed") return refuse("not_allowed", `Batch ${batch} is already confirmed; there is nothing to bump.`);
+  if (b.status === "cancelling" || b.status === "released") return refuse("not_allowed", `Batch ${batch} is ${b.status === "released" ? "released" : "being released"}; it is not bumped.`);
   // psbtbumpfee gives an unsigned replacement, so the replacement is journalled before it is broadcast.
   const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
   const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]));

@@ -43,6 +43,7 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   let st = await withdrawalOf(te, key, quote.id);
   t.equal(st.w.status, "reserved", "the user's reservation stays while the cancellation is unconfirmed");
 
+  t.match(await te.engine.payouts.bump(batch, 50n), { code: "not_allowed", message: /being released/ }, "a batch being released is not bumped");
   // A higher fee rate while it is unconfirmed: the cancellation is replaced, and either one mined releases the batch.
   const again = await te.engine.payouts.release(batch, 12n, "faster");
   if (isRefusal(again)) throw new Error(again.message);
@@ -181,4 +182,26 @@ t.test("a cancellation that loses to another spend of the batch's inputs: the re
   const st = await withdrawalOf(te, key, quote.id);
   t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back");
   t.equal(await received(te, dest), 0n, "never paid");
+});
+
+t.test("a batch paid by a version the book does not know (a fee bump made on the node by hand) is never released", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "byhand", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  // An operator bumps the fee with bitcoin-cli, behind the engine's back, and that version is mined.
+  const byHand = await te.node.rpc<{ txid: string }>("bumpfee", [b.txid, { fee_rate: 40 }], "engine");
+  await te.mine(1);
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck", "its own transaction cannot be sent any more");
+  const r = await te.engine.payouts.release(batch, 5n, "looks dead");
+  t.match(r, { code: "not_allowed", message: new RegExp(`looks paid by ${byHand.txid}`) }, "refused: the payout is paid by that transaction");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.reserved > 0n], ["broadcast", true], "the user's withdrawal is not given back");
+  t.equal(await received(te, dest), 5_000_000n, "paid once, by the hand-made version");
 });

@@ -42,6 +42,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   const sampleMs = o.sampleMs ?? 60_000;
   const ring = new SampleRing(e, o.capacity);
   ring.take();
+  let batchCounts = { stuck: 0, releasing: 0 };
   const sampling = setInterval(() => (e.running ? ring.take() : clearInterval(sampling)), sampleMs);
   sampling.unref();
   return {
@@ -86,11 +87,18 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     async metrics() {
       const r = e.registry.stats, j = e.storage.journal.stats, n = e.node.snapshot(), w = e.watcher.stats, p = e.payouts.stats;
       // Batches that need an operator (stuck: bump or release it) or are being released: worth an alert when above 0.
-      let stuck = 0, releasing = 0;
-      for (const b of Object.values((await e.payouts.state()).batches)) {
-        if (b.status === "stuck") stuck++;
-        else if (b.status === "cancelling") releasing++;
+      // A scrape does not wait behind a flush or a release (the book answers between commands): the last count then.
+      try {
+        let stuck = 0, releasing = 0;
+        for (const b of Object.values((await e.payouts.state(2000)).batches)) {
+          if (b.status === "stuck") stuck++;
+          else if (b.status === "cancelling") releasing++;
+        }
+        batchCounts = { stuck, releasing };
+      } catch {
+        // The last count stands.
       }
+      const { stuck, releasing } = batchCounts;
       const lines: Array<[string, string, number | bigint]> = [
         ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
         ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
