@@ -86,8 +86,15 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal(release.status, 409, "releasing a batch that does not exist is refused");
   t.match(release.body, /No payout batch b404/);
   t.equal((await call(port, ca, "/payouts/b1/release", { client: cert, totp: code(), method: "POST", body: { reason: "no fee rate" } })).status, 400, "a release names its fee rate");
+  // After a restore, nothing is given back before the incident is reviewed.
+  te.engine.restoreIncident = { at: Date.now(), archive: "snapshot-test", unknownSpends: [], frozen: [] };
+  const during = await call(port, ca, "/payouts/b404/release", { client: cert, totp: code(), method: "POST", body: { reason: "after the restore", feeRateSatVb: 5 } });
+  te.engine.restoreIncident = undefined;
+  t.equal(during.status, 409, "no release while a restore incident is open");
+  t.match(during.body, /restore incident is open/);
   const released = (JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries;
-  t.match(released.find((e) => e.action === "release-payout"), { operator: "alice", reason: "refused by every mempool" }, "audited");
+  t.ok(released.some((e) => e.action === "release-payout" && e.operator === "alice" && e.reason === "refused by every mempool"), "audited");
+  t.ok(released.some((e) => e.action === "release-payout:outcome" && /^refused: A restore incident/.test(e.outcome ?? "")), "the refusal during the incident too");
   const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };
   t.ok(api.paths["/wallets/{userKey}/freeze"] && api.paths["/solvency"], "OpenAPI lists the routes");
   const metrics = await call(port, ca, "/metrics", { client: cert, totp: code() });

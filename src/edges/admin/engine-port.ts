@@ -130,6 +130,9 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       return isRefusal(r) ? r : toJson(r);
     },
     async releasePayout(batch, feeRate, reason) {
+      // After a restore, a batch stuck in the restored book may have been released (and its amounts withdrawn again)
+      // after the backup: nothing is given back until the incident is reviewed and payouts resumed.
+      if (e.restoreIncident) return refuse("not_allowed", "A restore incident is open: review its unknown spends and resume payouts before releasing a batch.");
       const r = await e.payouts.release(batch, feeRate, reason);
       return isRefusal(r) ? r : toJson(r);
     },
