@@ -669,24 +669,30 @@ async function waitForSpend(batch: string, reason: string, input: { txid: string
   o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
 }
 
+/** Wallet entries read per `listtransactions` call while looking for a payout paid elsewhere. */
+const HISTORY_PAGE = 500;
+
 /**
  * A transaction of the node's wallet, in a block, that pays one of the batch's payouts (its address and amount) and is
- * none of the batch's known versions: looked for among the wallet's sends since the coins the batch spends were mined.
+ * none of the batch's known versions: looked for among the wallet's entries, newest first, a page at a time, back to
+ * the block that made the oldest of the coins the batch spends (nothing before it can have spent them).
  */
 async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string }>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
-  let from: number | undefined;
-  for (const i of inputs) {
-    const made = await walletTx(i.txid, o);
-    if (made?.blockheight !== undefined) from = from === undefined ? made.blockheight : Math.min(from, made.blockheight);
-  }
-  const since = from === undefined ? [] : [await o.node.call<string>("getblockhash", [Math.max(0, from - 1)])];
-  const sends = await o.node.call<{ transactions: Array<{ txid: string; category: string; address?: string; amount: number; confirmations: number }> }>("listsinceblock", since);
+  let from = Infinity;
+  for (const i of inputs) from = Math.min(from, (await walletTx(i.txid, o))?.blockheight ?? 0);
   const payouts = new Set(b.ids.map((id) => get().payouts[id]!).map((p) => `${p.address} ${p.amount}`));
   const known = new Set([b.txid, ...b.replaced, ...(b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [])]);
-  for (const t of sends.transactions) {
-    if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) return t.txid;
+  type Entry = { txid: string; category: string; address?: string; amount: number; confirmations: number; blockheight?: number };
+  for (let skip = 0; ; skip += HISTORY_PAGE) {
+    // Oldest first within a page; `skip` steps back from the newest.
+    const page = await o.node.call<Entry[]>("listtransactions", ["*", HISTORY_PAGE, skip, false]);
+    let older = false;
+    for (const t of page) {
+      if (t.blockheight !== undefined && t.blockheight < from) older = true;
+      if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) return t.txid;
+    }
+    if (page.length < HISTORY_PAGE || older) return undefined;
   }
-  return undefined;
 }
 
 /** Signs a cancellation, journals it (its bytes, before the broadcast: a restart sends the same ones) and sends it. */
