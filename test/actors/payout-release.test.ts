@@ -2,22 +2,36 @@
 // first (spent back to the node's wallet, or already spent in a block and waited for), then the users get their
 // reservations back. Never paid, never released while it could still be mined.
 import t from "tap";
-import { startTestEngine } from "../support/engine.ts";
+import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 
-t.test("a batch the node's mempool refuses: stuck; released by an operator, its inputs are spent back first, then the user has it back; never paid", async (t) => {
-  // A fee rate over what the node relays (testmempoolaccept's maximum, 10,000 sat/vB): the signed batch is refused.
-  const te = await startTestEngine({ withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
+/** An engine whose node refuses the fee rate (testmempoolaccept's maximum is 10,000 sat/vB): one withdrawal, stuck. */
+async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string, confirmations = 1) {
+  const te = await startTestEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
   t.teardown(() => te.stop());
   await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "stuck", "0.5");
-  await te.mine(1);
+  const key = await fundedUser(te, name, "0.5");
+  await te.mine(confirmations);
   const dest = await te.node.outsideAddress();
   const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
   await te.engine.payouts.flush();
   const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  return { te, key, dest, quote, batch, b };
+}
+
+/** Spends the first input of a transaction behind the engine's back, paying more than it (a replacement), to an outside address. */
+async function spendFirstInput(te: TestEngine, hex: string): Promise<void> {
+  const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [hex], "engine")).vin[0]!;
+  const prev = await te.node.rpc<{ hex: string }>("gettransaction", [input.txid], "engine");
+  const value = (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [prev.hex], "engine")).vout[input.vout]!.value;
+  const raw = await te.node.rpc<string>("createrawtransaction", [[input], [{ [await te.node.outsideAddress()]: (value - 0.001).toFixed(8) }]], "engine");
+  await te.node.rpc("sendrawtransaction", [(await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "engine")).hex], "engine");
+}
+
+t.test("a batch the node's mempool refuses: stuck; released by an operator, its inputs are spent back first, then the user has it back; never paid", async (t) => {
+  const { te, key, dest, quote, batch, b } = await stuckBatch(t, "stuck");
   t.equal(b.status, "stuck", "the node refused it");
   t.match(b.reason, /max-fee-exceeded/);
   t.match(await te.engine.payouts.bump(batch, 5n), { code: "bad_input" }, "a fee bump cannot help: the node's wallet never had it");
@@ -93,12 +107,7 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast");
 
   // Its input spent behind the engine's back by a transaction paying more (it replaces the batch), mined.
-  const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
-  const prev = await te.node.rpc<{ details: unknown; hex: string }>("gettransaction", [input.txid], "engine");
-  const value = (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [prev.hex], "engine")).vout[input.vout]!.value;
-  const raw = await te.node.rpc<string>("createrawtransaction", [[input], [{ [await te.node.outsideAddress()]: (value - 0.001).toFixed(8) }]], "engine");
-  const signed = await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "engine");
-  await te.node.rpc("sendrawtransaction", [signed.hex], "engine");
+  await spendFirstInput(te, b.hex);
   await te.mine(1);
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck", "its rebroadcast is refused: its input is spent");
@@ -119,15 +128,7 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
 });
 
 t.test("a batch being released whose own transaction is mined after all (it beat its cancellation): in flight below the target, then paid and settled, never released", async (t) => {
-  const te = await startTestEngine({ deposits: { confirmations: 2 }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
-  t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "race", "0.5");
-  await te.mine(2);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { te, key, dest, quote, batch, b } = await stuckBatch(t, "race", 2);
   t.equal(b.status, "stuck");
   const r = await te.engine.payouts.release(batch, 5n, "refused by the node");
   if (isRefusal(r)) throw new Error(r.message);
@@ -152,23 +153,11 @@ t.test("a batch being released whose own transaction is mined after all (it beat
 });
 
 t.test("a cancellation that loses to another spend of the batch's inputs: the release waits for that spend instead, then completes", async (t) => {
-  const te = await startTestEngine({ deposits: { confirmations: 2 }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
-  t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "lost", "0.5");
-  await te.mine(2);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { te, key, dest, quote, batch, b } = await stuckBatch(t, "lost", 2);
   const r = await te.engine.payouts.release(batch, 2n, "refused by the node");
   if (isRefusal(r)) throw new Error(r.message);
   // The same input spent by a transaction paying more (it replaces the cancellation), mined.
-  const input = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
-  const prev = await te.node.rpc<{ hex: string }>("gettransaction", [input.txid], "engine");
-  const value = (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [prev.hex], "engine")).vout[input.vout]!.value;
-  const raw = await te.node.rpc<string>("createrawtransaction", [[input], [{ [await te.node.outsideAddress()]: (value - 0.001).toFixed(8) }]], "engine");
-  await te.node.rpc("sendrawtransaction", [(await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "engine")).hex], "engine");
+  await spendFirstInput(te, b.hex);
   await te.mine(1);
   await te.engine.payouts.sync();
   const waiting = (await te.engine.payouts.state()).batches[batch]!;
