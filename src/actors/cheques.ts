@@ -163,18 +163,16 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           cmd.reply(s);
           return s;
         case "mine": {
-          const mine: Array<MyCheque & { order: number }> = [];
-          let order = 0;
+          // The book keeps cheques in the order they were made: newest first is that order reversed.
+          const mine: MyCheque[] = [];
           for (const h in s.cheques) {
             const x = s.cheques[h]!;
-            order++;
-            if (x.creator !== cmd.creator) continue;
             // Open, or awaiting its funding transfer, until it expires (a funded one then goes back to its creator).
-            if ((x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) {
-              mine.push({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id, order });
+            if (x.creator === cmd.creator && (x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) {
+              mine.push({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id });
             }
           }
-          cmd.reply(mine.sort((a, b) => b.order - a.order).slice(0, cmd.limit).map(({ order: _o, ...c }) => c));
+          cmd.reply(mine.reverse().slice(0, cmd.limit));
           return s;
         }
         case "create": {
