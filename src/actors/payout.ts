@@ -127,7 +127,8 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
     }
     case "broadcast":
     case "confirmed":
-    case "stuck": {
+    case "stuck":
+    case "released": {
       const b = s.batches[e.batch]!;
       if (e.t === "confirmed" && e.txid !== undefined && e.txid !== b.txid) {
         // An earlier transaction of the batch is the one in the block: its fee, split as it was.
@@ -136,7 +137,8 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
         const batch: Batch = { ...b, txid: e.txid, fee: BigInt(e.fee!), status: "confirmed", replaced: [...b.replaced.filter((t) => t !== e.txid), b.txid] };
         return { ...s, payouts, batches: withKey(s.batches, e.batch, batch) };
       }
-      const status = e.t === "broadcast" ? "broadcast" : e.t === "confirmed" ? "confirmed" : "stuck";
+      // The event names the status the batch and its payouts move to.
+      const status = e.t;
       const payouts = idMap(s.payouts);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
       return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) }) };
@@ -163,12 +165,6 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       const payouts = idMap(s.payouts);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status: "cancelling" };
       return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status: "cancelling", cancel }) };
-    }
-    case "released": {
-      const b = s.batches[e.batch]!;
-      const payouts = idMap(s.payouts);
-      for (const id of b.ids) payouts[id] = { ...payouts[id]!, status: "released" };
-      return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status: "released" }) };
     }
     case "replaced": {
       const b = s.batches[e.batch]!;
@@ -420,15 +416,18 @@ async function minedTx(b: Batch, o: PayoutOptions): Promise<{ mined?: { txid: st
   return { latest };
 }
 
-/** The node wallet's record of a transaction; undefined for one it never took (refused, never sent). */
-async function walletTx(txid: string, o: PayoutOptions): Promise<WalletTx | undefined> {
+/** An RPC's answer, or undefined where the node says it does not know the transaction (-5). */
+async function unlessUnknown<T>(call: Promise<T>): Promise<T | undefined> {
   try {
-    return await o.node.call<WalletTx>("gettransaction", [txid]);
+    return await call;
   } catch (e) {
     if ((e as RpcError).code === -5) return undefined;
     throw e;
   }
 }
+
+/** The node wallet's record of a transaction; undefined for one it never took (refused, never sent). */
+const walletTx = (txid: string, o: PayoutOptions) => unlessUnknown(o.node.call<WalletTx>("gettransaction", [txid]));
 
 async function sync(get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>) {
   const rebroadcast = await rebroadcastAll(get, commit, o, now);
@@ -578,14 +577,7 @@ async function inputState(input: { txid: string; vout: number }, o: PayoutOption
 
 /** Whether the node's mempool holds one of the batch's transactions (it may still be mined: bump it instead). */
 async function inMempool(b: Batch, o: PayoutOptions): Promise<string | undefined> {
-  for (const txid of [b.txid, ...b.replaced]) {
-    try {
-      await o.node.call("getmempoolentry", [txid]);
-      return txid;
-    } catch (e) {
-      if ((e as RpcError).code !== -5) throw e;
-    }
-  }
+  for (const txid of [b.txid, ...b.replaced]) if (await unlessUnknown(o.node.call("getmempoolentry", [txid]))) return txid;
   return undefined;
 }
 
@@ -651,9 +643,12 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
   return cancelWith(batch, `${inputs[0]!.txid}:${inputs[0]!.vout}`, reason, funded.psbt, btcNumberToSats(funded.fee), commit, o, now);
 }
 
+/** The inputs of a batch's transaction. */
+const batchInputs = async (b: Batch, o: PayoutOptions) => (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
+
 /** The inputs of a batch's transaction and what the node says of each. */
 async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Array<{ txid: string; vout: number }>; states: InputState[] }> {
-  const inputs = (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
+  const inputs = await batchInputs(b, o);
   return { inputs, states: await Promise.all(inputs.map((i) => inputState(i, o))) };
 }
 
@@ -761,8 +756,7 @@ async function followCancel(batch: string, b: Batch, get: () => PayoutState, com
   }
   const height = await o.node.call<number>("getblockcount", []);
   if (height - c.spentAt! + 1 >= o.confirmations) {
-    const { inputs } = await inputsOf(b, o);
-    const paid = await paidElsewhere(b, inputs, get, o);
+    const paid = await paidElsewhere(b, await batchInputs(b, o), get, o);
     if (paid) {
       // A version of the batch the book does not know is in a block: its payouts are paid; never give them back too.
       await commit([{ t: "stuck", batch, reason: `its payouts look paid by ${paid}, a transaction the book does not know; not released: an operator must check it`, at: now() }]);
