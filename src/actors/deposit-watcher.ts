@@ -60,7 +60,7 @@ export class DepositWatcher {
   #timer: NodeJS.Timeout | undefined;
   #scanning: Promise<void> | undefined;
   #again = false;
-  #tip = -1;
+  #tip = "";
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
   #setbacks = 0;
@@ -247,8 +247,9 @@ export class DepositWatcher {
     if (!complete) return false;
     if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     this.stats.height = info.blocks;
-    if (info.blocks !== this.#tip) {
-      this.#tip = info.blocks;
+    // A new tip, by its hash: a reorg can replace the tip with another block at the same height.
+    if (info.bestblockhash !== this.#tip) {
+      this.#tip = info.bestblockhash;
       this.#o.onBlock?.(info.blocks);
     }
     return true;

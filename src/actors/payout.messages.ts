@@ -44,8 +44,8 @@ export interface Batch {
 /**
  * How a stuck batch is made impossible to mine before its payouts are released: a transaction of the engine's own
  * (`txid`, `hex`, `fee`; `earlier`: the ones its fee bumps replaced) spends its inputs back to the node's wallet; or,
- * when one of its inputs was already spent in a block (`spentAt`: the height of the tip when that was seen), that
- * spend, once the tip is deep enough.
+ * when one of its inputs was already spent in a block (`spentAt`: the height of the tip when that was seen; `spentIn`:
+ * that block's hash), that spend, once the tip is deep enough.
  */
 export interface Cancel {
   reason: string;
@@ -56,6 +56,7 @@ export interface Cancel {
   fee?: bigint;
   earlier: string[];
   spentAt?: number;
+  spentIn?: string;
 }
 
 export interface PayoutState {
@@ -78,9 +79,10 @@ export type PayoutEvent =
   /**
    * An operator releases a stuck batch. Either the engine spends the batch's inputs back to its own wallet (`hex`,
    * `txid`, `fee`: journalled before it is broadcast, as a batch is), or one of them was already spent in a block,
-   * seen at height `spentAt`. Recorded again when the cancellation's fee is bumped.
+   * seen at height `spentAt` (block `spentIn`; recorded again, from the tip, if that block leaves the chain). Recorded
+   * again when the cancellation's fee is bumped.
    */
-  | { t: "cancelling"; batch: string; reason: string; input: string; hex?: string; txid?: string; fee?: string; spentAt?: number; at: number }
+  | { t: "cancelling"; batch: string; reason: string; input: string; hex?: string; txid?: string; fee?: string; spentAt?: number; spentIn?: string; at: number }
   /**
    * The batch can never be mined: the cancellation (`txid`) or the earlier spend of its input is deep enough. Its
    * payouts go back to their wallets (the reservations are released), never paid.

@@ -160,7 +160,7 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       const earlier = was?.txid !== undefined && was.txid !== e.txid ? [...was.earlier, was.txid] : (was?.earlier ?? []);
       const cancel: Cancel = {
         reason: e.reason, input: e.input, earlier,
-        ...(e.txid !== undefined ? { txid: e.txid, hex: e.hex!, fee: BigInt(e.fee!) } : {}), ...(e.spentAt !== undefined ? { spentAt: e.spentAt } : {}),
+        ...(e.txid !== undefined ? { txid: e.txid, hex: e.hex!, fee: BigInt(e.fee!) } : {}), ...(e.spentAt !== undefined ? { spentAt: e.spentAt } : {}), ...(e.spentIn !== undefined ? { spentIn: e.spentIn } : {}),
       };
       const payouts = idMap(s.payouts);
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status: "cancelling" };
@@ -660,7 +660,8 @@ async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Array<{ t
 async function waitForSpend(batch: string, reason: string, input: { txid: string; vout: number }, state: InputState, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
   const height = await o.node.call<number>("getblockcount", []);
   const spentAt = state.state === "gone" ? height - state.depth + 1 : height;
-  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt, at: now() }]);
+  const spentIn = await o.node.call<string>("getblockhash", [spentAt]);
+  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt, spentIn, at: now() }]);
   o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
 }
 
@@ -752,6 +753,13 @@ async function followCancel(batch: string, b: Batch, get: () => PayoutState, com
     // The block that spent it (or made it) left the chain: back to stuck, for the operator to release again.
     await commit([{ t: "stuck", batch, reason: `the spend of its input ${c.input} left the chain; release it again`, at: now() }]);
     o.hooks.alert("payout batch stuck", { batch, reason: "the spend of its input left the chain" });
+    return;
+  }
+  if (c.spentIn !== undefined && (await o.node.call<{ confirmations: number }>("getblockheader", [c.spentIn])).confirmations < 1) {
+    // The block the count started from left the chain (a reorg): the spend may be in a later block now, and which one
+    // takes an index to find. Counted again from the tip: a later start only waits longer.
+    o.log.warn({ batch, input: c.input }, "releasing a stuck payout batch: a reorg went below the block its wait counts from; counting again from the tip");
+    await waitForSpend(batch, c.reason, { txid: txid!, vout: Number(vout) }, state, commit, o, now);
     return;
   }
   const height = await o.node.call<number>("getblockcount", []);

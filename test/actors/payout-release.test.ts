@@ -6,10 +6,11 @@ import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
 
 /** An engine whose node refuses the fee rate (testmempoolaccept's maximum is 10,000 sat/vB): one withdrawal, stuck. */
-async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string, confirmations = 1) {
-  const te = await startTestEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } });
+async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string, confirmations = 1, log?: Logger) {
+  const te = await startTestEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } }, { log });
   t.teardown(() => te.stop());
   await te.node.ensureMatureCoins();
   const key = await fundedUser(te, name, "0.5");
@@ -119,6 +120,22 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "cancelling", "still one block deep");
   t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast", "the wallet still has it reserved");
+
+  // A reorg takes the spend's block away and two blocks come in its place, the spend in the second, seen in one scan:
+  // the spend is one block deep, though the tip is two above where the wait began.
+  const before = (await te.engine.payouts.state()).batches[batch]!.cancel!;
+  const spendBlock = await te.node.rpc<string>("getblockhash", [before.spentAt]);
+  t.equal(before.spentIn, spendBlock, "the wait counts from the block the spend was seen in");
+  await te.node.rpc("invalidateblock", [spendBlock]);
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), []]);
+  await te.node.mine(1);
+  await te.poke();
+  const moved = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(moved.status, "cancelling", "not released: the block the wait counted from left the chain");
+  t.equal(moved.cancel!.spentAt, before.spentAt! + 1, "the wait counts again from the new tip");
+  t.not(moved.cancel!.spentIn, before.spentIn);
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast", "the wallet still has it reserved");
+
   await te.mine(1);
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "two blocks deep: released");
@@ -150,6 +167,83 @@ t.test("a batch being released whose own transaction is mined after all (it beat
   t.equal(await received(te, dest), 5_000_000n, "paid once");
   const cancel = await te.node.rpc<{ confirmations: number }>("gettransaction", [r.txid], "engine");
   t.ok(cancel.confirmations < 0, "the cancellation lost: it conflicts with a transaction in a block");
+});
+
+t.test("a batch mined after all, then reorged out for its cancellation: stuck again, its cancellation followed, released once that is deep enough", async (t) => {
+  const { te, key, dest, quote, batch, b } = await stuckBatch(t, "reorged", 2);
+  const r = await te.engine.payouts.release(batch, 5n, "refused by the node");
+  if (isRefusal(r)) throw new Error(r.message);
+  const cancel = (await te.engine.payouts.state()).batches[batch]!.cancel!;
+  const mined = (await te.node.rpc<{ hash: string }>("generateblock", [await te.node.outsideAddress(), [b.hex]])).hash;
+  await te.poke();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "broadcast", "the batch's own transaction is in a block, one of two");
+  // A reorg: that block is replaced by one with the cancellation, which the batch's transaction conflicts with.
+  await te.node.rpc("invalidateblock", [mined]);
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), [cancel.hex]]);
+  await te.poke();
+  let now = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(now.status, "stuck", "its rebroadcast is refused: its inputs are spent by the cancellation");
+  t.equal(now.cancel!.txid, r.txid, "the cancellation is still the book's");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast", "the wallet holds it as sent out (it was in a block): one block deep of two, not released");
+  t.match(await te.engine.payouts.release(batch, 5n, "again"), { status: "cancelling", txid: r.txid }, "releasing again follows the cancellation in its block, nothing new is signed");
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "cancelling");
+  await te.mine(1);
+  now = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(now.status, "released", "the cancellation two blocks deep: released");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back");
+  t.equal(await received(te, dest), 0n, "never paid: the block that paid it left the chain");
+  t.equal((await te.engine.solvency()).surplus, -r.fee!, "the books differ by exactly the cancellation's fee");
+});
+
+t.test("a released batch whose own transaction is mined after a reorg deeper than the target: operators are alerted", async (t) => {
+  const lines: Array<{ alert?: boolean; msg: string; batch?: string; txid?: string }> = [];
+  const log = createLogger({ level: "warn", destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+  const { te, key, dest, quote, batch, b } = await stuckBatch(t, "deep", 1, log);
+  const r = await te.engine.payouts.release(batch, 5n, "refused by the node");
+  if (isRefusal(r)) throw new Error(r.message);
+  await te.mine(1);
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.status, "released");
+  // The block with the cancellation is replaced by one with the batch's own bytes.
+  await te.node.rpc("invalidateblock", [await te.node.rpc<string>("getbestblockhash")]);
+  await te.node.rpc("generateblock", [await te.node.outsideAddress(), [b.hex]]);
+  await te.poke();
+  t.match(lines.filter((l) => l.alert && /released payout batch/.test(l.msg)), [{ msg: /a released payout batch is in a block after a deep reorg/, batch, txid: b.txid }], "an alert names the batch and its transaction");
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "the book does not pretend otherwise: released, and paid");
+  t.equal(await received(te, dest), 5_000_000n, "the destination was paid");
+  t.equal((await te.engine.solvency()).surplus, -(5_000_000n + b.fee), "the loss is the payout and its fee, which the watchdog sees");
+  t.ok(te.engine.payouts.paused, "and payouts are paused");
+});
+
+t.test("a stuck batch whose coin a reorg double-spent: waited for from the conflicting block, then released; the deposit's wallet frozen for review", async (t) => {
+  const { te, key, quote, batch, b } = await stuckBatch(t, "gone", 2);
+  // The batch spends the user's deposit. Its block is taken away and the outside wallet spends the deposit's own coins
+  // elsewhere, mined: the deposit, and the coin the batch spends, can never be in the chain again.
+  const input = (await te.node.rpc<{ vin: Array<{ txid: string }> }>("decoderawtransaction", [b.hex], "engine")).vin[0]!;
+  const deposit = await te.node.rpc<{ blockhash: string; hex: string }>("gettransaction", [input.txid], "outside");
+  await te.node.rpc("invalidateblock", [deposit.blockhash]);
+  const coins = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [deposit.hex], "outside")).vin;
+  const spent = await Promise.all(coins.map(async (c) => (await te.node.rpc<{ vout: Array<{ value: number }> }>("decoderawtransaction", [(await te.node.rpc<{ hex: string }>("gettransaction", [c.txid], "outside")).hex], "outside")).vout[c.vout]!.value));
+  const total = spent.reduce((a, v) => a + v, 0);
+  const raw = await te.node.rpc<string>("createrawtransaction", [coins, [{ [await te.node.outsideAddress()]: (total - 0.01).toFixed(8) }]], "outside");
+  await te.node.rpc("sendrawtransaction", [(await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "outside")).hex], "outside");
+  await te.mine(1);
+  t.ok((await te.node.rpc<{ confirmations: number }>("gettransaction", [input.txid], "engine")).confirmations < 0, "the deposit conflicts with a block");
+  const frozen = await te.engine.relay.balance(key);
+  t.match(frozen, { frozen: /left the chain after it was confirmed/ }, "the user's wallet is frozen for review (its deposit was confirmed)");
+
+  const r = await te.engine.payouts.release(batch, 5n, "its coin is gone");
+  t.match(r, { status: "cancelling" }, "nothing to spend: the batch's coin is gone");
+  t.equal((r as { txid?: string }).txid, undefined, "the engine made no transaction");
+  const c = (await te.engine.payouts.state()).batches[batch]!.cancel!;
+  t.equal(c.spentAt, await te.node.rpc<number>("getblockcount", []), "the wait counts from the conflicting block");
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "cancelling", "one block deep of two");
+  await te.mine(1);
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released", "two deep: released");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.reserved], ["released", 0n], "the reservation is back in the wallet, which stays frozen until an operator looks");
 });
 
 t.test("a cancellation that loses to another spend of the batch's inputs: the release waits for that spend instead, then completes", async (t) => {
