@@ -40,8 +40,11 @@ export interface PayoutHooks {
   batchSent?(info: { batch: string; outputs: number; fee: bigint; quoted: bigint }): void;
 }
 
-/** The pipeline's steps, for tests that crash at each: a batch funded, signed, recorded, sent; sync's confirmations recorded. */
-export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed";
+/**
+ * The pipeline's steps, for tests that crash at each: a batch funded, signed, recorded, sent; sync's confirmations
+ * recorded; a fee bump's replacement, a release's cancellation journalled (not yet broadcast).
+ */
+export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed" | "bump_recorded" | "cancel_recorded";
 
 /**
  * Payouts that left the book (see the "pruned" event): one store record each, keyed by an HMAC of its id, written
@@ -701,6 +704,7 @@ async function cancelWith(batch: string, input: string, reason: string, psbt: st
   if (!verdict.allowed) return refuse("not_allowed", `The node refuses the cancelling transaction (${verdict["reject-reason"] ?? "no reason given"}); try a higher fee rate.`);
   await commit([{ t: "cancelling", batch, reason, input, hex: final.hex, txid: verdict.txid, fee: fee.toString(), at: now() }]);
   o.log.warn({ batch, txid: verdict.txid, fee: fee.toString() }, "releasing a stuck payout batch: its inputs are spent back to the node's wallet (the service pays this fee); released once that is deep enough");
+  o.step?.("cancel_recorded");
   await sendCancel(batch, final.hex, o);
   return { batch, status: "cancelling", txid: verdict.txid, fee };
 }
@@ -790,6 +794,7 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const fee = btcNumberToSats(bumped.fee);
   const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
   await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
+  o.step?.("bump_recorded");
   if (!(await broadcast(batch, get, commit, o, now))) {
     const after = get().batches[batch];
     if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);

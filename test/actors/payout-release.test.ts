@@ -4,13 +4,13 @@
 import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
-import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
+import { crashingEngine, fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 
 /** An engine whose node refuses the fee rate (testmempoolaccept's maximum is 10,000 sat/vB): one withdrawal, stuck. */
 async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string, confirmations = 1, log?: Logger) {
-  const te = await startTestEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } }, { log });
+  const { te, crash } = await crashingEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } }, { log });
   t.teardown(() => te.stop());
   await te.node.ensureMatureCoins();
   const key = await fundedUser(te, name, "0.5");
@@ -19,7 +19,7 @@ async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string,
   const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
   await te.engine.payouts.flush();
   const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
-  return { te, key, dest, quote, batch, b };
+  return { te, key, dest, quote, batch, b, crash };
 }
 
 /** Spends the first input of a transaction behind the engine's back, paying more than it (a replacement), to an outside address. */
@@ -91,6 +91,23 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   const h = await te.engine.relay.history(key, 0);
   if (isRefusal(h)) throw new Error(h.message);
   t.same(h.entries.filter((e) => e.ref === quote.id).map((e) => [e.status, e.amount]), [["released", 0n]], "the history shows it released, costing nothing");
+});
+
+t.test("the engine crashes between journalling a cancellation and broadcasting it: the start-up sends it; released once, never paid", async (t) => {
+  const { te, key, dest, quote, batch, crash } = await stuckBatch(t, "crash_cancel");
+  crash.at = "cancel_recorded";
+  await te.engine.payouts.release(batch, 5n, "refused by the node").catch(() => undefined);
+  t.equal(crash.hits, 1, "crashed with the cancellation journalled");
+  await te.restart();
+  const b = (await te.engine.payouts.state()).batches[batch]!;
+  t.equal(b.status, "cancelling");
+  t.ok(await te.node.rpc("getmempoolentry", [b.cancel!.txid]), "the journalled cancellation was sent at the start-up");
+  await te.mine(1);
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back, once");
+  t.equal(await received(te, dest), 0n, "never paid");
+  t.equal((await te.engine.solvency()).surplus, -b.cancel!.fee!, "the books differ by exactly the cancellation's fee");
 });
 
 t.test("a sent batch whose input is spent by another transaction in a block: stuck, and released once that spend is as deep as the confirmation target", async (t) => {

@@ -6,9 +6,8 @@ import { isRefusal } from "../../src/domain/refusals.ts";
 import { FinishedPayouts } from "../../src/actors/payout.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
 import { silentLogger } from "../../src/log.ts";
-import { fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
+import { crashingEngine, fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 
-type Step = "funded" | "signed" | "recorded" | "sent";
 
 async function settle(te: TestEngine): Promise<void> {
   await te.mine(1);
@@ -48,30 +47,18 @@ t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the c
   t.equal(await received(te, dest), 25_000_000n, "still exactly once");
 });
 
-for (const step of ["funded", "signed", "recorded", "sent"] as Step[]) {
+for (const step of ["funded", "signed", "recorded", "sent"] as const) {
   t.test(`the engine crashes at "${step}" and restarts: paid exactly once, debited exactly once`, async (t) => {
-    let crashAt: Step | undefined;
-    let te!: TestEngine;
-    const hit = { n: 0 };
-    te = await startTestEngine({}, {
-      payoutStep: (s) => {
-        if (s !== crashAt) return;
-        crashAt = undefined;
-        hit.n++;
-        // Die here: nothing after this point of the pipeline happens in this life of the engine.
-        void te.crash();
-        throw new Error(`simulated crash at ${s}`);
-      },
-    });
+    const { te, crash } = await crashingEngine();
     t.teardown(() => te.stop());
     await te.node.ensureMatureCoins();
     const key = await fundedUser(te, `c_${step}`, "1");
     await te.mine(1);
     const dest = await te.node.outsideAddress();
-    crashAt = step;
+    crash.at = step;
     const { quote } = await withdraw(te.engine.relay, key, dest, "0.1");
     await te.engine.payouts.flush().catch(() => undefined);
-    t.equal(hit.n, 1, `crashed at ${step}`);
+    t.equal(crash.hits, 1, `crashed at ${step}`);
     await te.restart();
     await te.engine.payouts.flush();
     await settle(te);
@@ -176,16 +163,7 @@ t.test("a payout confirmed before its wallet is told is in flight, not a hole: t
 });
 
 t.test("the engine crashes after recording a confirmation and before the wallet journals the settlement: the restart settles it", async (t) => {
-  let crashAt: "confirmed" | undefined;
-  let te!: TestEngine;
-  te = await startTestEngine({}, {
-    payoutStep: (s) => {
-      if (s !== crashAt) return;
-      crashAt = undefined;
-      void te.crash();
-      throw new Error(`simulated crash at ${s}`);
-    },
-  });
+  const { te, crash } = await crashingEngine();
   t.teardown(() => te.stop());
   await te.node.ensureMatureCoins();
   const key = await fundedUser(te, "crash_settle", "0.5");
@@ -194,8 +172,9 @@ t.test("the engine crashes after recording a confirmation and before the wallet 
   const { quote } = await withdraw(te.engine.relay, key, dest, "0.1");
   await te.engine.payouts.flush();
   await te.node.mine(1);
-  crashAt = "confirmed";
+  crash.at = "confirmed";
   await te.engine.payouts.sync().catch(() => undefined);
+  t.equal(crash.hits, 1, "crashed after recording the confirmation");
   await te.restart();
   const p = (await te.engine.payouts.state()).payouts[quote.id]!;
   t.same([p.status, p.walletSettled], ["confirmed", true], "the start-up sync told the wallet and recorded its answer");
@@ -239,6 +218,35 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.equal(w.status, "sent");
   t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}; the service paid the rest of the bump`);
   t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
+});
+
+t.test("the engine crashes between journalling a fee bump and broadcasting it: the restart sends the replacement; paid and charged once", async (t) => {
+  const { te, crash } = await crashingEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "crash_bump", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  crash.at = "bump_recorded";
+  await te.engine.payouts.bump(batch, 60n).catch(() => undefined);
+  t.equal(crash.hits, 1, "crashed with the replacement journalled");
+  t.ok(await te.node.rpc("getmempoolentry", [original.txid]), "the node still has the original: the replacement never left");
+  await te.restart();
+  const b = (await te.engine.payouts.state()).batches[batch]!;
+  t.not(b.txid, original.txid, "the book has the replacement");
+  t.same(b.replaced, [original.txid]);
+  t.equal(b.status, "broadcast", "sent at the start-up");
+  t.ok(await te.node.rpc("getmempoolentry", [b.txid]), "the replacement is in the node's mempool");
+  await t.rejects(te.node.rpc("getmempoolentry", [original.txid]), "the original is not: replaced");
+  await settle(te);
+  t.equal(await received(te, dest), 5_000_000n, "paid once");
+  const st = await withdrawalOf(te, key, quote.id);
+  t.same([st.w.status, st.w.txid], ["sent", b.txid], "settled with the replacement");
+  t.ok(st.w.fee! <= quote.fee, `charged ${st.w.fee} ≤ quoted ${quote.fee}`);
+  t.equal((await te.engine.solvency()).surplus, -(b.fee - st.w.fee!), "the books differ by exactly the part of the bump the service pays");
 });
 
 t.test("a fee bump that loses the race (the transaction it replaced is mined first): confirmed with the mined one, never stuck, paid and charged once", async (t) => {

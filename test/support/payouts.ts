@@ -2,7 +2,8 @@
 // wallet's withdrawal as the wallet answers it, and what the outside wallet received.
 import { isRefusal } from "../../src/domain/refusals.ts";
 import type { Relay } from "../../src/relay.types.ts";
-import type { TestEngine } from "./engine.ts";
+import { startTestEngine, type TestEngine } from "./engine.ts";
+import type { PayoutStep } from "../../src/actors/payout.ts";
 
 /** A user `u_<name>` with a wallet and `btc` sent to its deposit address (mine to credit it). */
 export async function fundedUser(te: TestEngine, name: string, btc: string): Promise<string> {
@@ -33,4 +34,25 @@ export async function withdrawalOf(te: TestEngine, key: string, id: string) {
 export async function received(te: TestEngine, address: string): Promise<bigint> {
   const btc = await te.node.rpc<number>("getreceivedbyaddress", [address, 0], "outside");
   return BigInt(Math.round(btc * 1e8));
+}
+
+/**
+ * An engine that dies at the payout step it is told to (`crash.at`, once), as a crash would: nothing after that point
+ * happens in this life of the engine. `crash.hits` counts the crashes.
+ */
+export async function crashingEngine(...args: Parameters<typeof startTestEngine>) {
+  const [overrides, opts] = args;
+  const crash: { at?: PayoutStep; hits: number } = { hits: 0 };
+  let te!: TestEngine;
+  te = await startTestEngine(overrides, {
+    ...opts,
+    payoutStep: (s) => {
+      if (s !== crash.at) return;
+      crash.at = undefined;
+      crash.hits++;
+      void te.crash();
+      throw new Error(`simulated crash at ${s}`);
+    },
+  });
+  return { te, crash };
 }
