@@ -60,6 +60,8 @@ export class DepositWatcher {
   #timer: NodeJS.Timeout | undefined;
   #scanning: Promise<void> | undefined;
   #again = false;
+  /** Where an operator's rescan starts (see rescanFrom). */
+  #rescan: Cursor | undefined;
   #tip = "";
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
@@ -105,8 +107,8 @@ export class DepositWatcher {
   /** Re-runs the scan from a height (operators): wallets dedupe what they already have. */
   async rescanFrom(height: number): Promise<void> {
     const hash = await this.#o.node.blockHash(Math.max(0, height - 1));
-    await this.#saveCursor({ hash, height: height - 1 });
-    this.#known.clear();
+    // Taken by the next scan, before it reads anything: a scan under way would save its own cursor over this one.
+    this.#rescan = { hash, height: height - 1 };
     await this.poke();
   }
 
@@ -179,11 +181,18 @@ export class DepositWatcher {
     const { node, registry } = this.#o;
     const target = this.#o.config.deposits.confirmations;
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
+    const rescan = this.#rescan;
+    if (rescan) {
+      await this.#saveCursor(rescan);
+      this.#known.clear();
+      this.#rescan = undefined;
+    }
     const info = await node.blockchainInfo();
     const r = await node.listSinceBlock(this.#cursor?.hash, target);
     this.stats.scans++;
     let complete = true;
     const work: Promise<void>[] = [];
+    const inLane = oneAtATimePerWallet();
     const listed = new Set<string>();
     for (const tx of r.transactions) {
       if (tx.category !== "receive" || !tx.address) continue;
@@ -197,7 +206,7 @@ export class DepositWatcher {
         const amount = btcNumberToSats(tx.amount);
         if (tx.confirmations < 0) {
           // Conflicted (double-spent or replaced): it is not coming.
-          if (!(await this.#removed(owner, outpoint, tx.txid, tx.vout, amount, tx.confirmations))) complete = false;
+          if (!(await inLane(owner, () => this.#removed(owner, outpoint, tx.txid, tx.vout, amount, tx.confirmations)))) complete = false;
           return;
         }
         if (amount < dust) {
@@ -208,7 +217,7 @@ export class DepositWatcher {
           }
           return;
         }
-        const res = await registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target });
+        const res = await inLane(owner, () => registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target }));
         if (isRefusal(res)) {
           complete = false;
           this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit yet; the scan repeats");
@@ -235,23 +244,25 @@ export class DepositWatcher {
       }
       work.push((async () => {
         const owner = await this.ownerOf(tx.address!);
-        if (owner && !(await this.#removed(owner, `${tx.txid}:${tx.vout}`, tx.txid, tx.vout, btcNumberToSats(tx.amount), tx.confirmations))) complete = false;
+        if (owner && !(await inLane(owner, () => this.#removed(owner, `${tx.txid}:${tx.vout}`, tx.txid, tx.vout, btcNumberToSats(tx.amount), tx.confirmations)))) complete = false;
       })());
     }
     await Promise.all(work);
     // listsinceblock does not list every way a deposit can vanish (a double spend confirmed after the cursor,
     // an RBF replacement in the mempool): every open deposit it did not list is asked about directly.
     await Promise.all([...this.#open].filter(([op]) => !listed.has(op)).map(async ([outpoint, d]) => {
-      if (!(await this.#checkOpen(outpoint, d, target))) complete = false;
+      if (!(await inLane(d.owner, () => this.#checkOpen(outpoint, d, target)))) complete = false;
     }));
-    if (!complete) return false;
-    if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     this.stats.height = info.blocks;
-    // A new tip, by its hash: a reorg can replace the tip with another block at the same height.
+    // A new tip, by its hash (a reorg can replace the tip with another block at the same height). The work after a
+    // block (payouts, the watchdog, expired cheques) does not wait for every wallet to take its deposits: a wallet that
+    // keeps refusing must not hold up everyone's payouts.
     if (info.bestblockhash !== this.#tip) {
       this.#tip = info.bestblockhash;
       this.#o.onBlock?.(info.blocks);
     }
+    if (!complete) return false;
+    if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     return true;
   }
 
@@ -315,4 +326,18 @@ export class DepositWatcher {
   #mac(purpose: string, data: string): string {
     return (this.#o.mac ?? ((p, d) => this.#o.store.mac(p, d)))(purpose, data);
   }
+}
+
+/**
+ * Per wallet, one command at a time. A block can pay one wallet hundreds of outputs: sent at once they would pass the
+ * registry's in-flight limit per wallet, be refused as busy, and the scan would never complete. A wallet handles its
+ * commands one at a time anyway.
+ */
+function oneAtATimePerWallet(): <T>(owner: string, f: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (owner, f) => {
+    const run = (tails.get(owner) ?? Promise.resolve()).then(f);
+    tails.set(owner, run.catch(() => undefined));
+    return run;
+  };
 }

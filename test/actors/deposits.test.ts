@@ -66,6 +66,19 @@ t.test("two deposits to one address, one tx paying two users, dust, and an unrel
   t.equal(liab.available, 33_000_000n, "the balance projection sums to the wallets");
 });
 
+t.test("a block paying one wallet more outputs than it takes commands at once: all credited in one scan, each once", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 }, wallet: { maxInFlight: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const a = await user(te, "many");
+  for (let i = 1; i <= 6; i++) await te.node.fund(a.address, `0.0${i}`);
+  await te.mine(1);
+  t.equal(te.engine.watcher.stats.incompleteScans, 0, "no scan was left incomplete by a wallet refusing as busy");
+  t.same(await balance(te, a.key), [21_000_000n, 0n, 0n], "0.01 + 0.02 + … + 0.06");
+  await te.engine.watcher.rescanFrom(await te.node.rpc<number>("getblockcount", []));
+  t.same(await balance(te, a.key), [21_000_000n, 0n, 0n], "scanned again: credited once");
+});
+
 /**
  * The outside party double-spends one of its own unconfirmed payments: the same inputs, paid back to itself
  * with a higher fee (a real RBF replacement, as an attacker or a wallet "cancel" would do).
@@ -188,6 +201,8 @@ t.test("a scan that fails comes back soon, not a poll later: the deposit is cred
   await te.node.rpc("loadwallet", ["engine"]);
   await confirmed;
   t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "credited by a retry nobody asked for");
+  // The wallet's notice comes before the watcher has its answer: the watcher's count is read once a scan is over.
+  await te.engine.watcher.poke();
   t.equal(te.engine.watcher.stats.confirmed, 1);
   await te.mine(1);
   t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "and only once");
