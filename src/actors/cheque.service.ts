@@ -70,7 +70,8 @@ export class ChequeService implements ChequePort, TransferSink {
     const expiresAt = this.#now() + this.#o.ttlSec * 1000;
     const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, id, amount, expiresAt, reply }));
     if (isRefusal(created)) return created;
-    const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount, maxAmount: this.#o.maxAmount });
+    // The amount the book has: a repeated command with another amount must not send a funding the book refuses.
+    const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount: created.amount, maxAmount: this.#o.maxAmount });
     if (isRefusal(funded)) {
       // Refused by the wallet itself: nothing was sent, and the cheque would wait for funds forever. A busy or failed
       // wallet may still send them (a timeout, a crash after the journal): that cheque stays, to be funded.

@@ -33,6 +33,12 @@ export interface CourierOptions {
   retryLaterMs?: number;
 }
 
+/**
+ * Refusals of a credit that another try cannot change (a malformed transfer; a cheque the book does not know as
+ * awaiting these funds). Any other (busy, internal, unavailable) is a passing state of the receiver.
+ */
+const REFUSED_FOR_GOOD = new Set(["bad_amount", "bad_input", "not_found"]);
+
 export class TransferCourier {
   readonly #o: CourierOptions;
   /** Deliveries under way, by sender and transfer id. */
@@ -180,10 +186,15 @@ export class TransferCourier {
             if (i + 1 < attempts) await new Promise((res) => setTimeout(res, 50 * 2 ** i));
             continue;
           }
-          // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
-          this.stats.refused++;
-          this.#o.log.error({ from, to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
-          return;
+          if (REFUSED_FOR_GOOD.has(r.code)) {
+            // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
+            this.stats.refused++;
+            this.#o.log.error({ from, to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
+            return;
+          }
+          // A passing fault (a wallet blocked for a while after repeated errors, a write that failed): tried later.
+          this.#o.log.warn({ from, to, id, refusal: r.code }, "transfer credit not taken yet; it will be re-sent");
+          break;
         }
         this.#acknowledge(from, id);
         this.stats.delivered++;

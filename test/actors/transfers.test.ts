@@ -113,7 +113,9 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   if (isRefusal(made)) throw new Error(made.message);
   await courier.settled();
   t.same(await cheques.create("u_alice", "cmd1", 30_000n), made, "the same command makes the same cheque, not a second one");
+  t.same(await cheques.create("u_alice", "cmd1", 50_000n), made, "the same command id with another amount: the cheque as it was made");
   await courier.settled();
+  t.same(await registry.read("u_alice", "balance", {}), { available: 70_000n, pending: 0n, reserved: 0n }, "funded once, with its own amount");
   t.equal(await cheques.escrow(), 30_000n, "held in escrow once");
   t.match(await cheques.claim("u_alice", made.code), { code: "not_allowed" }, "not by its creator");
   t.match(await cheques.claim("u_bob", made.code), { amount: 30_000n });
@@ -352,6 +354,23 @@ t.test("a receiver busy through every retry: the delivery is tried again later, 
   courier.stopRetrying();
   await courier.settled();
   t.equal(courier.stats.delivered, 1, "t2 waits in the outbox");
+});
+
+t.test("a receiver failing for a while (blocked after repeated errors, a write that failed): tried again later; one refused for good is not", async (t) => {
+  const { registry } = await courierOnDisk(t);
+  let calls = 0, never = 0;
+  const sinks = [
+    { accepts: (to: string) => to === "sink:failing", receive: async () => (++calls <= 3 ? refuse("internal", "unavailable for now") : { ok: true as const }) },
+    { accepts: (to: string) => to === "sink:unknown", receive: async () => (never++, refuse("not_found", "No such cheque awaiting these funds.")) },
+  ];
+  const courier = new TransferCourier({ registry, log: silentLogger, sinks, retries: 1, retryLaterMs: 5 });
+  await courier.deliver("u_a", "t1", "sink:failing", 10n);
+  t.equal(courier.stats.deferred, 1, "deferred at the first failure, not given up");
+  await courier.settled();
+  t.same([calls, courier.stats.delivered, courier.stats.refused], [4, 1, 0], "tried again until the receiver took it, delivered once");
+  await courier.deliver("u_a", "t2", "sink:unknown", 10n);
+  await courier.settled();
+  t.same([never, courier.stats.refused, courier.stats.deferred], [1, 1, 3], "a refusal for good is asked once and left in the outbox");
 });
 
 t.test("two senders' transfers with the same id, delivered at once: each is its own delivery, credited and acknowledged", async (t) => {
