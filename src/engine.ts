@@ -103,12 +103,14 @@ export class Engine {
       system: this.system, registry: this.registry, log, ttlSec: config.transfers.chequeTtlSec,
       maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
       finished: new FinishedCheques(storage.store), retainFinished: config.transfers.retainFinishedCheques,
+      storeFailing: () => storage.store.writeHealth.failing,
     });
     this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });
     this.#finishedPayouts = new FinishedPayouts(storage.store);
     this.payouts = new PayoutService({
       system: this.system,
       log,
+      storeFailing: () => storage.store.writeHealth.failing,
       node: { call: (method, params) => this.node.rawCall(method, params), signing: (sign) => this.node.signing(sign) },
       confirmations: config.deposits.confirmations,
       maxOutputsPerBatch: config.withdrawals.maxOutputsPerBatch,

@@ -1,6 +1,7 @@
 // Cheques seen from the relay: create (escrow funded by a transfer from the creator), claim, revoke.
 // The claim code is derived from the creator's command id, so a repeated /cheque command yields the same
 // cheque instead of a second, unfunded one; only an HMAC of the code is ever stored.
+import { crashBudget } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { Cheque } from "../relay.types.ts";
@@ -26,6 +27,8 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
    * while the engine runs (default 5,000 ms); `resume` at the next start sends whatever is still unpaid.
    */
   retryLaterMs?: number;
+  /** Whether the store's writes are failing now: a crash then is not counted against the book (crash-budget.ts). */
+  storeFailing?: () => boolean;
 }
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -46,19 +49,13 @@ export class ChequeService implements ChequePort, TransferSink {
   constructor(o: ChequeServiceOptions) {
     this.#o = o;
     this.#later = new Later(o.retryLaterMs ?? 5000);
-    const log = o.log.child({ actor: "cheques" });
-    let crashes: number[] = [];
+    const afterCrash = crashBudget({
+      log: o.log.child({ actor: "cheques" }), what: "cheque book", stopped: "cheque book stopped after repeated crashes; it needs an operator and a restart", storeFailing: o.storeFailing,
+    });
     this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
       onCrash: (r) => {
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
-        const now = Date.now();
-        crashes = [...crashes.filter((t) => now - t < 60_000), now];
-        if (crashes.length > 5) {
-          log.error({ alert: true, err: r.error }, "cheque book stopped after repeated crashes; it needs an operator and a restart");
-          return "stop";
-        }
-        log.error({ err: r.error }, "cheque book crashed; replaying its journal");
-        return "reset";
+        return afterCrash(r.error);
       },
     });
   }

@@ -1,5 +1,6 @@
 // Drives the payout actor: submits reserved withdrawals, flushes them in batches after the batch window,
 // and syncs (rebroadcast + confirmations) after every block. Pausing stops new batches, never tracking.
+import { crashBudget } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
@@ -12,6 +13,8 @@ export interface PayoutServiceOptions extends PayoutOptions {
   askTimeoutMs?: number;
   /** After every batch that went out (the watchdog checks the books). */
   afterBatch?: () => Promise<unknown>;
+  /** Whether the store's writes are failing now: a crash then is not counted against the actor (crash-budget.ts). */
+  storeFailing?: () => boolean;
 }
 
 export class PayoutService {
@@ -19,7 +22,6 @@ export class PayoutService {
   readonly #ref: Ref<PayoutCommand>;
   #timer: NodeJS.Timeout | undefined;
   #paused: string | undefined;
-  #crashTimes: number[] = [];
   readonly stats = { batches: 0, outputs: 0, feePaid: 0n, feeQuoted: 0n, crashes: 0 };
   readonly #log: Logger;
 
@@ -27,6 +29,9 @@ export class PayoutService {
     this.#o = o;
     this.#log = o.log.child({ actor: "payouts" });
     const hooks = o.hooks;
+    const afterCrash = crashBudget({
+      log: this.#log, what: "payout actor", stopped: "payout actor stopped after repeated crashes; payouts need an operator and a restart", storeFailing: o.storeFailing,
+    });
     this.#ref = o.system.spawnPersistent("payouts", payoutBehaviour({
       ...o,
       log: this.#log,
@@ -45,15 +50,7 @@ export class PayoutService {
         this.stats.crashes++;
         const reply = (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply;
         reply?.(refuse("internal", "The payout step failed; nothing was sent twice. It will be retried."));
-        // A crash budget: replaying forever against a broken store or journal would only spin.
-        const now = Date.now();
-        this.#crashTimes = [...this.#crashTimes.filter((t) => now - t < 60_000), now];
-        if (this.#crashTimes.length > 5) {
-          this.#log.error({ alert: true, err: r.error }, "payout actor stopped after repeated crashes; payouts need an operator and a restart");
-          return "stop";
-        }
-        this.#log.error({ err: r.error }, "payout actor crashed; replaying its journal");
-        return "reset";
+        return afterCrash(r.error);
       },
     });
   }

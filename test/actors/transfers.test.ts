@@ -332,6 +332,31 @@ t.test("an acknowledgement rides on the sender's next record; settled() sends th
   t.same(await registry.read("u_b", "balance", {}), { available: 30n, pending: 0n, reserved: 0n });
 });
 
+t.test("a full disk does not stop the cheque book: its crashes while the store cannot write are not counted, and it works once writes do", async (t) => {
+  const { store, system, registry, wiring } = await chequeWallets(t);
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10 };
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ...book, storeFailing: () => store.writeHealth.failing });
+  wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  // The disk is full: every write fails, reads work.
+  const batch = store.db.batch.bind(store.db);
+  store.db.batch = (() => {
+    const b = batch();
+    b.write = async () => {
+      await b.close();
+      throw new Error("IO error: No space left on device");
+    };
+    return b;
+  }) as typeof store.db.batch;
+  for (let i = 0; i < 8; i++) t.match(await cheques.create("u_alice", `full${i}`, 1_000n), { code: "internal" }, `a /cheque during the outage fails (${i + 1})`);
+  store.db.batch = batch;
+  const made = await cheques.create("u_alice", "after", 1_000n);
+  if (isRefusal(made)) throw new Error(made.message);
+  await wiring.courier.settled();
+  t.equal(await cheques.escrow(), 1_000n, "the book works again once writes do");
+  t.match(await cheques.claim("u_bob", made.code), { amount: 1_000n });
+});
+
 t.test("a receiver busy through every retry: the delivery is tried again later, not left for the next start", async (t) => {
   const { registry } = await courierOnDisk(t);
   let calls = 0;

@@ -1,0 +1,37 @@
+// What a singleton actor (the payout actor, the cheque book) does after a crash: replay its journal and go on; after
+// more than `max` crashes within a minute, stop (replaying forever against a broken journal would only spin). A crash
+// while the store cannot write (a full disk) is not counted: it is not the actor's doing, writes resume by themselves
+// once space is freed, and the actor must still be there then.
+import type { Logger } from "../log.ts";
+
+export interface CrashBudgetOptions {
+  log: Logger;
+  /** The actor, in log lines: "payout actor". */
+  what: string;
+  /** The alert when it stops: what stops working, and what to do. */
+  stopped: string;
+  /** Whether the store's writes are failing now (EncryptedStore.writeHealth). */
+  storeFailing?: () => boolean;
+  max?: number;
+  windowMs?: number;
+  now?: () => number;
+}
+
+export function crashBudget(o: CrashBudgetOptions): (err: unknown) => "reset" | "stop" {
+  const max = o.max ?? 5, windowMs = o.windowMs ?? 60_000, now = o.now ?? Date.now;
+  let times: number[] = [];
+  return (err) => {
+    if (o.storeFailing?.()) {
+      o.log.warn({ err }, `${o.what} crashed: the store cannot write; replaying its journal (not counted against its crash budget)`);
+      return "reset";
+    }
+    const t = now();
+    times = [...times.filter((x) => t - x < windowMs), t];
+    if (times.length > max) {
+      o.log.error({ alert: true, err }, o.stopped);
+      return "stop";
+    }
+    o.log.error({ err }, `${o.what} crashed; replaying its journal`);
+    return "reset";
+  };
+}
