@@ -369,7 +369,8 @@ export class Engine {
    * A reading is not one atomic cut: sats on their way between two journals can be counted twice for a moment (a
    * cheque's payee credited before the cheque book records it paid), and an unconfirmed deposit that leaves the
    * node's mempool leaves its wallet only at the next scan. So a hole is read again, once the cheque payouts under
-   * way have landed, and only a hole seen both times pauses payouts: a real one does not go away by itself.
+   * way, and those waiting to be tried again, have been sent, and only a hole seen both times pauses payouts: a real
+   * one does not go away by itself.
    */
   async watchdog(): Promise<SolvencyReport | undefined> {
     const read = async () => {
@@ -383,7 +384,7 @@ export class Engine {
     let report = await read();
     if (report && !report.ok && !this.payouts.paused) {
       const first = report.reason;
-      await this.cheques.settled();
+      await this.cheques.payNow();
       report = await read();
       if (report?.ok) this.log.info({ first }, "the watchdog saw a difference that was gone at the second reading (sats between two journals)");
     }

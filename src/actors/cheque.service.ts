@@ -122,6 +122,16 @@ export class ChequeService implements ChequePort, TransferSink {
     while (this.#paying.size > 0) await Promise.all([...this.#paying]);
   }
 
+  /**
+   * Sends every payout waiting to be tried again now, and resolves when none is being delivered: for the watchdog's
+   * second reading. A payout whose credit landed after its answer timed out counts twice until it is recorded paid
+   * (in its payee's balance and in the escrow), and its retry may be minutes away.
+   */
+  async payNow(): Promise<void> {
+    this.#later.runNow();
+    await this.settled();
+  }
+
   async escrow(): Promise<bigint> {
     return escrowOf(await this.state());
   }

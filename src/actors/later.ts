@@ -7,6 +7,7 @@ const MAX_MS = 5 * 60_000;
 
 export class Later {
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #runs = new Map<string, () => void>();
   #stopped = false;
   #alive = false;
 
@@ -19,10 +20,12 @@ export class Later {
     const delay = Math.min(this.baseMs * 2 ** Math.min(round, 20), MAX_MS) * (0.8 + Math.random() * 0.4);
     const timer = setTimeout(() => {
       this.#timers.delete(key);
+      this.#runs.delete(key);
       run();
     }, delay);
     if (!this.#alive) timer.unref();
     this.#timers.set(key, timer);
+    this.#runs.set(key, run);
   }
 
   /** Drops the waiting try for `key` (it is being done now). */
@@ -31,6 +34,15 @@ export class Later {
     if (!timer) return;
     clearTimeout(timer);
     this.#timers.delete(key);
+    this.#runs.delete(key);
+  }
+
+  /** Does every waiting try now, instead of at its time; returns how many. */
+  runNow(): number {
+    const runs = [...this.#runs.values()];
+    for (const key of [...this.#timers.keys()]) this.cancel(key);
+    for (const run of runs) run();
+    return runs.length;
   }
 
   /** From now on, the waiting tries keep the process alive (someone waits for them to be done). */
@@ -44,6 +56,7 @@ export class Later {
     this.#stopped = true;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
+    this.#runs.clear();
   }
 
   get size(): number {

@@ -357,6 +357,29 @@ t.test("a full disk does not stop the cheque book: its crashes while the store c
   t.match(await cheques.claim("u_bob", made.code), { amount: 1_000n });
 });
 
+t.test("a cheque payout its payee's wallet did not take waits to be tried again; payNow (the watchdog's second reading) sends it at once", async (t) => {
+  let now = Date.parse("2026-11-24T12:00:00Z");
+  const { store, system, registry, wiring } = await chequeWallets(t, () => now);
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), now: () => now, finished: new FinishedCheques(store), retainFinished: 10 };
+  // Tried again only after ten minutes, on its own.
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ...book, retryLaterMs: 600_000 });
+  wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  const made = await cheques.create("u_alice", "c1", 5_000n);
+  if (isRefusal(made)) throw new Error(made.message);
+  await wiring.courier.settled();
+  await registry.send("u_bob", "open", {});
+  // Bob's wallet fails over and over: the registry refuses it for a while (crashWindowMs).
+  for (let i = 0; i < 4; i++) await registry.send("u_bob", "crash", {});
+  t.match(await cheques.claim("u_bob", made.code), { amount: 5_000n }, "claimed");
+  await cheques.settled();
+  t.equal(await cheques.escrow(), 5_000n, "not paid yet: still in escrow");
+  now += 61_000;
+  await cheques.payNow();
+  t.equal(await cheques.escrow(), 0n, "sent at once, and recorded paid");
+  t.match(await registry.read("u_bob", "balance", {}), { available: 5_000n }, "credited once");
+});
+
 t.test("a receiver busy through every retry: the delivery is tried again later, not left for the next start", async (t) => {
   const { registry } = await courierOnDisk(t);
   let calls = 0;
