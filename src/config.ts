@@ -50,7 +50,11 @@ export const ConfigSchema = Obj(
       addressPoolSize: Int(0, 100_000),
       extraArgs: Type.Array(Type.String()),
     }),
-    deposits: Obj({ confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String() }),
+    deposits: Obj({
+      confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String(),
+      /** How long a pending deposit may be missing from the node's mempool (in no block) before it is dropped. */
+      mempoolGraceMs: Int(0),
+    }),
     withdrawals: Obj({
       dustSats: Sats,
       dailyLimitSats: Sats,

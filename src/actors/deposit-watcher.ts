@@ -62,6 +62,8 @@ export class DepositWatcher {
   #again = false;
   /** Where an operator's rescan starts (see rescanFrom). */
   #rescan: Cursor | undefined;
+  /** Pending deposits found missing from the node's mempool, since when (see #missingFromMempool). */
+  readonly #missing = new Map<string, number>();
   #tip = "";
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
@@ -217,6 +219,12 @@ export class DepositWatcher {
           }
           return;
         }
+        if (tx.confirmations === 0 && !(await this.#inMempool(tx.txid))) {
+          listed.add(outpoint);
+          if (!(await this.#missingFromMempool(owner, outpoint, tx.txid, tx.vout, amount, inLane))) complete = false;
+          return;
+        }
+        this.#missing.delete(outpoint);
         const res = await inLane(owner, () => registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target }));
         if (isRefusal(res)) {
           complete = false;
@@ -266,14 +274,45 @@ export class DepositWatcher {
     return true;
   }
 
-  async #checkOpen(outpoint: string, d: OpenDeposit, target: number): Promise<boolean> {
-    let tx: { confirmations: number; in_mempool?: boolean } | undefined;
+  /**
+   * A deposit the node's wallet lists in no block that is not in the node's mempool either: evicted (too low a fee,
+   * expired), or a transaction it spends was replaced (the wallet does not know that one, so it never marks the deposit
+   * conflicted). One never credited is not credited now (mined later, it is listed in its block). One pending is
+   * dropped once it has been missing for `deposits.mempoolGraceMs` (if it comes back, it is pending again). False if
+   * the wallet did not answer.
+   */
+  async #missingFromMempool(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, inLane: Lane): Promise<boolean> {
+    if (!this.#open.has(outpoint)) return true;
+    const now = Date.now();
+    const since = this.#missing.get(outpoint) ?? now;
+    this.#missing.set(outpoint, since);
+    if (now - since < this.#o.config.deposits.mempoolGraceMs) return true;
+    this.#o.log.warn({ userKey: owner, outpoint, missingMs: now - since }, "a pending deposit left the node's mempool without being mined; dropped (it is pending again if it comes back)");
+    const answered = await inLane(owner, () => this.#removed(owner, outpoint, txid, vout, amount, 0));
+    if (answered) this.#missing.delete(outpoint);
+    return answered;
+  }
+
+  async #inMempool(txid: string): Promise<boolean> {
     try {
-      tx = await this.#o.node.call<{ confirmations: number; in_mempool?: boolean }>("gettransaction", [d.txid]);
+      await this.#o.node.call("getmempoolentry", [txid]);
+      return true;
+    } catch (e) {
+      if ((e as { code?: number }).code === -5) return false;
+      throw e;
+    }
+  }
+
+  async #checkOpen(outpoint: string, d: OpenDeposit, target: number): Promise<boolean> {
+    let tx: { confirmations: number } | undefined;
+    try {
+      tx = await this.#o.node.call<{ confirmations: number }>("gettransaction", [d.txid]);
     } catch (e) {
       if ((e as { code?: number }).code !== -5) return false;
     }
-    const gone = !tx || tx.confirmations < 0 || (tx.confirmations === 0 && tx.in_mempool === false);
+    // Listed by listsinceblock unless conflicted (or unknown to the wallet): a pending one in no mempool is handled in
+    // the scan (#missingFromMempool).
+    const gone = !tx || tx.confirmations < 0;
     if (gone) return this.#removed(d.owner, outpoint, d.txid, d.vout, d.amount, tx?.confirmations ?? 0);
     if (tx!.confirmations < target) return true;
     const res = await this.#o.registry.send(d.owner, "deposit", { deposit: { txid: d.txid, vout: d.vout, address: d.address, amount: d.amount, confirmations: tx!.confirmations }, target });
@@ -333,7 +372,9 @@ export class DepositWatcher {
  * registry's in-flight limit per wallet, be refused as busy, and the scan would never complete. A wallet handles its
  * commands one at a time anyway.
  */
-function oneAtATimePerWallet(): <T>(owner: string, f: () => Promise<T>) => Promise<T> {
+type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
+
+function oneAtATimePerWallet(): Lane {
   const tails = new Map<string, Promise<unknown>>();
   return (owner, f) => {
     const run = (tails.get(owner) ?? Promise.resolve()).then(f);

@@ -121,6 +121,33 @@ t.test("reorgs and double spends: a pending deposit leaves; a confirmed one that
   t.equal(te.engine.watcher.stats.deepReorgs, 1, "reported to operators");
 });
 
+t.test("a pending deposit whose parent is replaced leaves the node's mempool, never conflicted in its wallet: dropped, not pending forever", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1, mempoolGraceMs: 0 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const u = await user(te, "orphan");
+  // The payer pays itself (P), then the user from P's unconfirmed output (D).
+  const own = await te.node.outsideAddress();
+  const parent = await te.node.fund(own, "1");
+  const decoded = await te.node.rpc<{ vout: Array<{ n: number; scriptPubKey: { address?: string } }> }>("decoderawtransaction", [(await te.node.rpc<{ hex: string }>("gettransaction", [parent], "outside")).hex]);
+  const vout = decoded.vout.find((o) => o.scriptPubKey.address === own)!.n;
+  const raw = await te.node.rpc<string>("createrawtransaction", [[{ txid: parent, vout }], [{ [u.address]: 0.5 }, { [await te.node.outsideAddress()]: 0.4999 }]]);
+  await te.node.rpc("sendrawtransaction", [(await te.node.rpc<{ hex: string }>("signrawtransactionwithwallet", [raw], "outside")).hex]);
+  await te.poke();
+  t.same(await balance(te, u.key), [0n, 50_000_000n, 0n], "pending");
+  // P is replaced (its inputs paid elsewhere at a higher fee): D leaves the mempool with it. The engine's wallet does
+  // not know P, so it never marks D conflicted: it stays at 0 confirmations, listed at every scan.
+  await doubleSpend(te, parent);
+  await te.poke();
+  t.same(await balance(te, u.key), [0n, 0n, 0n], "dropped once it is missing from the mempool");
+  await te.mine(2);
+  t.same(await balance(te, u.key), [0n, 0n, 0n], "and not credited again at the next scans");
+  t.equal(te.engine.watcher.stats.dropped, 1);
+  const h = await te.engine.relay.history(u.key, 0);
+  if (isRefusal(h)) throw new Error(h.message);
+  t.match(h.entries, [{ status: "dropped" }], "the history shows it dropped");
+});
+
 t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
   const te = await startTestEngine({ deposits: { confirmations: 1 } });
   t.teardown(() => te.stop());
