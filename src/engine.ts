@@ -490,6 +490,9 @@ export class Engine {
     if (this.#closed) return;
     this.#closed = true;
     this.watcher.stop();
+    // The work after the last block (payout sync, the watchdog, expired cheques) writes: it finishes before the
+    // backup closes, or the store would end ahead of it.
+    await this.#blockWork;
     this.payouts.close();
     this.relay.close();
     // Deliveries waiting to be tried again stay in their senders' outboxes for the next start; cheque payouts, in the book.

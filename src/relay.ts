@@ -156,19 +156,27 @@ export class EngineRelay implements Relay {
       request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: BigInt(w.dustSats), dailyLimit: BigInt(w.dailyLimitSats) },
     });
     if (isRefusal(r)) return r;
+    // Confirmed: a press of either button from now on asks the wallet, which knows it.
+    this.#quotes.delete(quoteId);
     return confirmed(q.id, r.repeated, r.withdrawal, r.balance);
   }
 
+  /**
+   * Cancelled only if the wallet has no withdrawal of this quote: a confirm whose answer timed out may still be
+   * reserving it (its command is in the wallet's mailbox before this question), and a confirmed withdrawal is never
+   * called cancelled. The quote leaves at once, so no confirm starts meanwhile; it comes back if the wallet cannot say.
+   */
   async cancelQuote(userKey: string, quoteId: string): Promise<Result<{ cancelled: boolean }>> {
     const q = this.#quotes.get(quoteId);
-    if (!q) {
-      const known = await this.#knownWithdrawal(userKey, quoteId);
-      if (known && !isRefusal(known)) return refuse("not_allowed", "This withdrawal was already confirmed; it cannot be cancelled here.");
-      return { cancelled: false };
+    if (q && q.userKey !== userKey) return refuse("not_allowed", "This button belongs to someone else's withdrawal.");
+    if (q) this.#quotes.delete(quoteId);
+    const r = await this.#o.registry.send(userKey, "withdrawal", { id: quoteId });
+    if (isRefusal(r)) {
+      if (q) this.#quotes.set(quoteId, q);
+      return r;
     }
-    if (q.userKey !== userKey) return refuse("not_allowed", "This button belongs to someone else's withdrawal.");
-    this.#quotes.delete(quoteId);
-    return { cancelled: true };
+    if (r.withdrawal) return refuse("not_allowed", "This withdrawal was already confirmed; it cannot be cancelled here.");
+    return { cancelled: q !== undefined };
   }
 
   async transfer(userKey: string, id: string, toUserKey: string, amountText: string) {

@@ -26,6 +26,13 @@ t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the c
   t.same([confirmed.balance.available, confirmed.balance.reserved], [100_000_000n - 25_000_000n - quote.fee, 25_000_000n + quote.fee], "reserved amount + quoted fee");
   const again = await te.engine.relay.confirmWithdrawal(key, quote.id);
   t.ok(!isRefusal(again) && again.repeated, "a second confirm of the same quote does nothing");
+  t.match(await te.engine.relay.cancelQuote(key, quote.id), { code: "not_allowed", message: /already confirmed/ }, "Cancel pressed after Confirm never says it was cancelled");
+  const other = await te.engine.relay.quoteWithdrawal(key, dest, "0.01");
+  if (isRefusal(other)) throw new Error(other.message);
+  t.match(await te.engine.relay.cancelQuote("u_someone", other.id), { code: "not_allowed" }, "not someone else's quote");
+  t.same(await te.engine.relay.cancelQuote(key, other.id), { cancelled: true }, "an unconfirmed quote is cancelled");
+  t.match(await te.engine.relay.confirmWithdrawal(key, other.id), { code: "stale" }, "and cannot be confirmed after");
+  t.same(await te.engine.relay.cancelQuote(key, other.id), { cancelled: false }, "cancelling it again: nothing to cancel");
   await te.engine.payouts.flush();
   t.equal(await received(te, dest), 25_000_000n, "broadcast: the destination sees exactly the amount");
   await settle(te);

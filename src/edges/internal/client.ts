@@ -14,6 +14,9 @@ export interface RemoteRelayOptions {
   timeoutMs?: number;
 }
 
+/** Connection errors before a request goes out: the engine never saw it. */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN", "CERT_HAS_EXPIRED"]);
+
 export class RemoteRelay implements Relay {
   readonly #o: RemoteRelayOptions;
   readonly #agent: Agent;
@@ -63,13 +66,19 @@ export class RemoteRelay implements Relay {
     this.#agent.destroy();
   }
 
-  // The engine's answer, or a refusal that says the engine could not be reached (nothing was moved by us).
+  /**
+   * The engine's answer, or a refusal: "unreachable" when the request never reached it (nothing was moved); "busy"
+   * when it may have (no answer in time, the connection lost after the request went out): the command may still be
+   * carried out, so the user is not told that nothing moved.
+   */
   #call<M extends RelayMethod>(method: M, ...args: Parameters<Relay[M]>): ReturnType<Relay[M]> {
     const list: unknown[] = [...args];
     while (list.length && list[list.length - 1] === undefined) list.pop();
     return this.#send("POST", `/relay/${method}`, { args: list }).catch((e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
       this.#o.log.warn({ method, err: (e as Error).message }, "engine unreachable");
-      return refuse("node_unavailable", "The wallet service is unreachable right now; try again in a minute.");
+      if (code !== undefined && NOT_SENT.has(code)) return refuse("node_unavailable", "The wallet service is unreachable right now; nothing was moved. Try again in a minute.");
+      return refuse("busy", "The wallet service did not answer; this may still go through. Check /balance before you try again.");
     }) as ReturnType<Relay[M]>;
   }
 

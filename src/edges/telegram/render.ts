@@ -23,7 +23,8 @@ const WORDS: Record<RefusalCode, [mark: string, words: string]> = {
   revoked: ["⚠️", "That was revoked."],
   not_allowed: ["⛔", "That is not allowed."],
   stale: ["⌛", "That button has expired. Start again."],
-  busy: ["⏳", "Busy right now; nothing was moved. Try again in a moment."],
+  // A wallet that did not answer in time may still do it: never "nothing was moved" here.
+  busy: ["⏳", "Busy right now; it may still go through. Check /balance before you try again."],
   node_unavailable: ["⏳", "The Bitcoin node is unavailable; try again in a minute."],
   draining: ["🚪", "This service is winding down."],
   paused: ["⏸", "Withdrawals are paused for now; your money is safe."],

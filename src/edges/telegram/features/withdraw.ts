@@ -87,8 +87,8 @@ export function withdrawFeature(o: WithdrawOptions = {}): Composer<EdgeContext> 
     if (action === "no") {
       const r = await relay.cancelQuote(userKey, id!);
       if (isRefusal(r)) return ctx.answerCallbackQuery({ text: say.refusal(r), show_alert: true });
-      await ctx.answerCallbackQuery({ text: "Cancelled" });
-      return ctx.editMessageText("Withdrawal cancelled. Nothing was moved.");
+      await ctx.answerCallbackQuery({ text: r.cancelled ? "Cancelled" : "Expired" });
+      return ctx.editMessageText(r.cancelled ? "Withdrawal cancelled. Nothing was moved." : "This quote had expired. Nothing was moved.");
     }
     const r = await relay.confirmWithdrawal(userKey, id!);
     if (isRefusal(r)) return ctx.answerCallbackQuery({ text: say.refusal(r), show_alert: true });
