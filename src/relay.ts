@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { parseAmount } from "./domain/money.ts";
+import { canonicalAddress } from "./domain/address.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
 import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
@@ -108,7 +109,7 @@ export class EngineRelay implements Relay {
   }
 
   async quoteWithdrawal(userKey: string, addressText: string, amountText: string): Promise<Result<WithdrawalQuote>> {
-    const address = addressText.trim();
+    const address = canonicalAddress(addressText);
     if (address.length === 0 || address.length > 100) return refuse("bad_address", "That is not a Bitcoin address.");
     const amount = parseAmount(amountText);
     if (isRefusal(amount)) return amount;

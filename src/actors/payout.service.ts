@@ -34,6 +34,7 @@ export class PayoutService {
     });
     this.#ref = o.system.spawnPersistent("payouts", payoutBehaviour({
       ...o,
+      paused: () => this.#paused !== undefined,
       log: this.#log,
       hooks: {
         ...hooks,

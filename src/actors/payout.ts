@@ -6,6 +6,7 @@
 import type { Logger } from "../log.ts";
 import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
+import { canonicalAddress } from "../domain/address.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap, withKey } from "./idmap.ts";
@@ -95,6 +96,8 @@ export interface PayoutOptions {
   confirmations: number;
   maxOutputsPerBatch: number;
   feeRate: () => Promise<bigint>;
+  /** Whether payouts are paused now (checked before each batch a flush builds). */
+  paused?: () => boolean;
   now?: () => number;
   /** Test hook: called at each pipeline step; throwing simulates a crash at that point. */
   step?: (name: PayoutStep) => void;
@@ -314,19 +317,44 @@ async function flush(
   // Anything signed but not yet broadcast goes out first: those coins are spoken for.
   await rebroadcastAll(get, commit, o, now);
   let built = 0;
+  // Payouts the node would not fund even alone, this time: they wait for the next flush and hold no one else up.
+  const unfunded = new Set<string>();
+  let most = o.maxOutputsPerBatch;
   for (;;) {
-    const queued = Object.entries(get().payouts).filter(([, p]) => p.status === "queued").sort((a, b) => a[1].at - b[1].at);
+    // Paused meanwhile (the watchdog found a hole while this flush waited its turn): nothing more goes out.
+    if (o.paused?.()) return built;
+    const queued = Object.entries(get().payouts).filter(([id, p]) => p.status === "queued" && !unfunded.has(id)).sort((a, b) => a[1].at - b[1].at);
     if (queued.length === 0) return built;
-    // One output per address per transaction: bitcoind refuses duplicated addresses.
+    // One output per address per transaction: bitcoind refuses a destination twice, however it is spelled.
     const seen = new Set<string>();
-    const pick = queued.filter(([, p]) => (seen.has(p.address) ? false : (seen.add(p.address), true))).slice(0, o.maxOutputsPerBatch);
+    const pick = queued.filter(([, p]) => {
+      const to = canonicalAddress(p.address);
+      return seen.has(to) ? false : (seen.add(to), true);
+    }).slice(0, most);
     const rate = await o.feeRate();
     const outputs = pick.map(([, p]) => ({ [p.address]: satsToBtcString(p.amount) }));
-    const funded = await o.node.call<{ psbt: string; fee: number; changepos: number }>("walletcreatefundedpsbt", [
-      // No lockUnspents: this actor is the only spender and works one batch at a time, and locks that
-      // outlive a crash would strand coins. Signed-but-unsent batches are rebroadcast before any new build.
-      [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
-    ]);
+    let funded: { psbt: string; fee: number; changepos: number };
+    try {
+      funded = await o.node.call<{ psbt: string; fee: number; changepos: number }>("walletcreatefundedpsbt", [
+        // No lockUnspents: this actor is the only spender and works one batch at a time, and locks that
+        // outlive a crash would strand coins. Signed-but-unsent batches are rebroadcast before any new build.
+        [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
+      ]);
+    } catch (e) {
+      // The node could not be asked: the whole flush waits.
+      if (typeof (e as RpcError).code !== "number") throw e;
+      // The node will not fund these together (not enough confirmed coins for one of them, a transaction over the
+      // size limit, an address it refuses): half as many, down to the one it refuses alone, which is left out.
+      if (pick.length > 1) {
+        most = Math.ceil(pick.length / 2);
+        continue;
+      }
+      const [id] = pick[0]!;
+      unfunded.add(id);
+      most = o.maxOutputsPerBatch;
+      o.hooks.alert("a payout cannot be funded now; it waits for the next flush, the others go", { id, why: (e as RpcError).message ?? "" });
+      continue;
+    }
     step("funded");
     const processed = await o.node.signing(() => o.node.call<{ psbt: string; complete: boolean }>("walletprocesspsbt", [funded.psbt, true, "ALL", true]));
     const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
@@ -365,12 +393,17 @@ async function broadcast(batch: string, get: () => PayoutState, commit: (e: Payo
       if (err.code === -25 || err.code === -26) {
         // Refused because one of its transactions is already in a block (the one a fee bump replaced, mined first;
         // or this one, its outputs since spent): not stuck; `sync` confirms it with the one mined.
-        if ((await minedTx(b, o)).mined) {
+        const { mined, latest } = await minedTx(b, o);
+        if (mined) {
           // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it.
           if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
           return false;
         }
-        await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}`, get, commit, o, now);
+        // The node's wallet has it, in no block (sent before, then dropped from the mempool: fees rose, it expired):
+        // a fee bump sends it again and pays the users. One the wallet never had can only be released.
+        const next = !latest ? "the node's wallet never had it: release it"
+          : latest.confirmations < 0 ? "it conflicts with a transaction in a block: release it" : "the node's wallet has it: bump its fee";
+        await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}; ${next}`, get, commit, o, now);
         return false;
       }
       throw e;
@@ -672,15 +705,18 @@ async function waitForSpend(batch: string, reason: string, input: { txid: string
 const HISTORY_PAGE = 500;
 
 /**
- * A transaction of the node's wallet, in a block, that pays one of the batch's payouts (its address and amount) and is
- * none of the batch's known versions: looked for among the wallet's entries, newest first, a page at a time, back to
- * the block that made the oldest of the coins the batch spends (nothing before it can have spent them).
+ * A transaction of the node's wallet, in a block, that spends one of the batch's coins and pays one of its payouts (its
+ * address and amount) and is none of the batch's known versions: a version of the batch the book does not know. Looked
+ * for among the wallet's entries, newest first, a page at a time, back to the block that made the oldest of the coins
+ * the batch spends (nothing before it can have spent them). A payment of the same amount to the same address that
+ * spends none of the batch's coins is another payout (the same user withdrawing the same again), not this one.
  */
-async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string }>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
+async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string; vout: number }>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
   let from = Infinity;
   for (const i of inputs) from = Math.min(from, (await walletTx(i.txid, o))?.blockheight ?? 0);
   const payouts = new Set(b.ids.map((id) => get().payouts[id]!).map((p) => `${p.address} ${p.amount}`));
   const known = new Set([b.txid, ...b.replaced, ...(b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [])]);
+  const coins = new Set(inputs.map((i) => `${i.txid}:${i.vout}`));
   type Entry = { txid: string; category: string; address?: string; amount: number; confirmations: number; blockheight?: number };
   for (let skip = 0; ; skip += HISTORY_PAGE) {
     // Oldest first within a page; `skip` steps back from the newest.
@@ -688,7 +724,11 @@ async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string }>, 
     let older = false;
     for (const t of page) {
       if (t.blockheight !== undefined && t.blockheight < from) older = true;
-      if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) return t.txid;
+      if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) {
+        const spends = (await o.node.call<{ decoded: { vin: Array<{ txid: string; vout: number }> } }>("gettransaction", [t.txid, false, true])).decoded.vin;
+        if (spends.some((x) => coins.has(`${x.txid}:${x.vout}`))) return t.txid;
+        known.add(t.txid);
+      }
     }
     if (page.length < HISTORY_PAGE || older) return undefined;
   }

@@ -58,6 +58,17 @@ export function parseAddress(input: string): ParsedAddress | Refusal {
   return { network, kind: bytes[0] === 0x00 || bytes[0] === 0x6f ? "p2pkh" : "p2sh" };
 }
 
+/**
+ * One spelling per destination: a bech32 address in lower case (BIP 173 allows all upper case too, the QR-code form),
+ * anything else as given (base58 is case-sensitive). bitcoind refuses a transaction that pays one destination twice,
+ * however it is spelled.
+ */
+export function canonicalAddress(input: string): string {
+  const addr = input.trim();
+  const sep = addr.lastIndexOf("1");
+  return sep > 0 && HRP[addr.slice(0, sep).toLowerCase()] ? addr.toLowerCase() : addr;
+}
+
 /** true, or a refusal that says why this service cannot pay the address. */
 export function checkAddressFor(network: Network, input: string): true | Refusal {
   const p = parseAddress(input);

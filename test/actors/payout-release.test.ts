@@ -128,7 +128,7 @@ t.test("a sent batch whose input is spent by another transaction in a block: stu
   await spendFirstInput(te, b.hex);
   await te.mine(1);
   await te.engine.payouts.sync();
-  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck", "its rebroadcast is refused: its input is spent");
+  t.match((await te.engine.payouts.state()).batches[batch]!, { status: "stuck", reason: /conflicts with a transaction in a block: release it/ }, "its rebroadcast is refused: its input is spent");
   t.match(await te.engine.payouts.bump(batch, 50n), { code: "bad_input" }, "and it cannot be bumped");
 
   const r = await te.engine.payouts.release(batch, 5n, "input spent elsewhere");
@@ -282,6 +282,36 @@ t.test("a cancellation that loses to another spend of the batch's inputs: the re
   const st = await withdrawalOf(te, key, quote.id);
   t.same([st.w.status, st.available, st.reserved], ["released", 50_000_000n, 0n], "the user has it all back");
   t.equal(await received(te, dest), 0n, "never paid");
+});
+
+t.test("a stuck batch whose payout another batch paid again (the same user, amount and address) is released: that payment spends none of its coins", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  // A house float in the node's wallet, owned by no user.
+  await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "1");
+  const key = await fundedUser(te, "again", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  const first = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  await spendFirstInput(te, b.hex);
+  await te.mine(1);
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck");
+  // The user withdraws the same amount to the same address again; that batch is mined.
+  const second = await withdraw(te.engine.relay, key, dest, "0.05");
+  await te.engine.payouts.flush();
+  await te.mine(1);
+  t.equal(await received(te, dest), 5_000_000n, "the second withdrawal is paid");
+  const r = await te.engine.payouts.release(batch, 5n, "input spent elsewhere");
+  t.match(r, { status: "cancelling" }, "not mistaken for a payment of the stuck batch");
+  await te.mine(1);
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "released");
+  const st = await withdrawalOf(te, key, first.quote.id);
+  t.equal(st.w.status, "released", "the first withdrawal is given back");
+  t.equal((await withdrawalOf(te, key, second.quote.id)).w.status, "sent", "the second stays paid");
+  t.equal(await received(te, dest), 5_000_000n, "paid once in all");
 });
 
 t.test("a batch paid by a version the book does not know (a fee bump made on the node by hand) is never released", async (t) => {

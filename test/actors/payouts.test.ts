@@ -5,7 +5,7 @@ import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { FinishedPayouts } from "../../src/actors/payout.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
-import { silentLogger } from "../../src/log.ts";
+import { createLogger, silentLogger } from "../../src/log.ts";
 import { crashingEngine, fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
 
 
@@ -106,6 +106,47 @@ t.test("ten withdrawals inside one batch window: one transaction, ten outputs, f
     charged += w.fee!;
   }
   t.equal(charged, batch.fee, "the shares add up to the fee paid");
+});
+
+t.test("two withdrawals to one bech32 address, one written in upper case: two batches, both paid; never a flush the node refuses", async (t) => {
+  // Both queued before a flush: the batch timer waits a minute.
+  const te = await startTestEngine({ withdrawals: { batchWindowMs: 60_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "upper", "0.5");
+  await te.mine(1);
+  const dest = await te.node.outsideAddress();
+  await withdraw(te.engine.relay, key, dest, "0.01");
+  const { quote } = await withdraw(te.engine.relay, key, dest.toUpperCase(), "0.02");
+  t.equal((await withdrawalOf(te, key, quote.id)).w.address, dest, "kept in one spelling");
+  await te.engine.payouts.flush();
+  // The user's coins are one deposit: the second batch spends the first's change, once it is confirmed.
+  await te.mine(1);
+  await te.engine.payouts.flush();
+  t.equal(await received(te, dest), 3_000_000n, "both paid");
+  const batches = Object.values((await te.engine.payouts.state()).batches);
+  t.same(batches.map((b) => b.ids.length), [1, 1], "one output per destination per transaction");
+});
+
+t.test("a payout the node cannot fund does not hold up those queued after it: they go, it waits, operators are told", async (t) => {
+  const lines: Array<{ alert?: boolean; msg: string; id?: string }> = [];
+  const te = await startTestEngine({}, { log: createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } }) });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const big = await fundedUser(te, "big", "1");
+  const small = await fundedUser(te, "small", "0.1");
+  await te.mine(1);
+  // Someone with the node's keys spends the 1 BTC deposit elsewhere: the node has 0.1 BTC of confirmed coins left.
+  const coin = (await te.node.rpc<Array<{ txid: string; vout: number; amount: number }>>("listunspent", [1], "engine")).find((u) => u.amount === 1)!;
+  await te.node.rpc("send", [{ [await te.node.outsideAddress()]: 1 }, null, "unset", 2, { inputs: [{ txid: coin.txid, vout: coin.vout }], add_inputs: false, subtract_fee_from_outputs: [0] }], "engine");
+  const dest = await te.node.outsideAddress(), dest2 = await te.node.outsideAddress();
+  const first = await withdraw(te.engine.relay, big, dest, "0.5");
+  const second = await withdraw(te.engine.relay, small, dest2, "0.05");
+  t.match(await te.engine.payouts.flush(), { batches: 1 }, "the flush goes on without the first");
+  t.equal(await received(te, dest2), 5_000_000n, "the payout queued after it is paid");
+  const book = await te.engine.payouts.state();
+  t.same([book.payouts[first.quote.id]!.status, book.payouts[second.quote.id]!.status], ["queued", "broadcast"], "the first waits in the queue");
+  t.match(lines.filter((l) => l.alert && /cannot be funded/.test(l.msg)), [{ id: first.quote.id }], "operators are told which");
 });
 
 t.test("solvency holds through deposits and a payout in flight; coins taken behind the engine's back show as a hole", async (t) => {
