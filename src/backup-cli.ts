@@ -59,6 +59,7 @@ export async function runRestore(args: string[]): Promise<number> {
   say(`restored ${r.records} records from ${archive} (taken ${r.manifest.createdAt}, position ${r.manifest.position}) into ${join(config.dataPath, "store")}`);
   if (segments) {
     say(`replayed ${r.replayed} journal segment batches, up to position ${r.segments!.last}`);
+    if (r.replayed === 0 && !r.segments!.stop) say(`WARNING: ${segments} holds nothing written after this snapshot. If the engine wrote after it, this is not its segments directory (<backup.dir>/segments), and what came after is not restored.`);
     if (r.segments!.stop) say(`WARNING: the segments stop early — ${r.segments!.stop.file}: ${r.segments!.stop.reason}. What came after is not restored; the chain reconciliation at start will show what is missing.`);
   } else {
     say("no segments given: everything after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start");

@@ -2,7 +2,7 @@
 // beside the data directory's, replay the journal segments that follow its position, mark the store as
 // restored (the engine reconciles it with the chain before serving) and only then move it into place.
 // Nothing in the data directory is touched until everything has been checked and written.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Level } from "level";
 import { EncryptedStore, META, writeBatch } from "../store/db.ts";
@@ -38,6 +38,9 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
   const target = join(o.dataPath, "store");
   if (existsSync(target) && readdirSync(target).length > 0) {
     throw new BackupError("not_empty", `${target} is not empty; restore only into an empty data directory (move the old store aside first — never delete what might still be needed)`);
+  }
+  if (o.segmentsDir !== undefined && !existsSync(o.segmentsDir)) {
+    throw new BackupError("no_target", `no directory ${o.segmentsDir}: give the backup's segments directory (<backup.dir>/segments), or no directory to restore the snapshot alone`);
   }
   const manifest = await verifyArchive(o.archive, o.keyring);
   if (manifest.network !== o.network) {
@@ -81,7 +84,9 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
     } finally {
       await store.close();
     }
-    if (existsSync(target)) rmSync(target, { recursive: true, force: true }); // empty, checked above
+    // Empty at the start; anything in it now (an engine started meanwhile, a second restore) is not ours to delete:
+    // rmdir refuses a directory that is not empty, and the restore fails with the restored copy removed.
+    if (existsSync(target)) rmdirSync(target);
     renameSync(tmp, target);
     // The rename itself must survive a power cut.
     syncDirSync(o.dataPath);

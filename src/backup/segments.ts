@@ -173,6 +173,8 @@ export interface ShipperOptions {
   maxFileBytes?: number;
   /** Frames kept in memory while the backup disk fails, before giving up on continuity (a snapshot heals it). */
   maxBufferedBytes?: number;
+  /** Called once when frames are first dropped (continuity broken). */
+  onBroken?: () => void;
 }
 
 /** Ships a store's durable batches to segment files. */
@@ -215,8 +217,10 @@ export class SegmentShipper {
         // The backup disk has been failing for a while: drop the buffer rather than the engine's memory.
         this.#frames = [];
         this.#bufferedBytes = 0;
+        const first = !this.broken;
         this.broken = true;
         this.#o.log.error({ alert: true }, "continuous backup dropped frames (backup disk failing); a snapshot will restore continuity");
+        if (first) this.#o.onBroken?.();
       }
     });
     this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);

@@ -5,14 +5,15 @@
 //   <backup.dir>/segments/seg-<timeline>-<position>.rgs
 //   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
 // A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { EncryptedStore } from "../store/db.ts";
+import { META, type EncryptedStore } from "../store/db.ts";
 import { writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
-import { listSegments, SegmentShipper } from "./segments.ts";
+import { lastShipped, listSegments, SegmentShipper } from "./segments.ts";
 
 const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-([0-9a-f]{12})-p(\d+)\.rga$/;
 
@@ -41,6 +42,14 @@ export interface BackupServiceOptions {
 export function snapshotName(network: string, at: Date, timeline: string, position: number): string {
   return `runigun-${network}-${at.toISOString().replace(/[:.]/g, "-")}-${timeline}-p${position}.rga`;
 }
+
+/** A gap in continuous backup no snapshot covers yet (see #markGap). */
+interface Gap {
+  from: number;
+  upTo: number;
+  at: number;
+}
+const GAP_KEY = "backup-gap";
 
 export class BackupService {
   readonly #o: BackupServiceOptions;
@@ -74,16 +83,39 @@ export class BackupService {
     if (!this.dir) return { needsSnapshot: false };
     const cfg = this.#o.config.backup;
     mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
-    this.#shipper = new SegmentShipper({ dir: this.segmentsDir!, keyring: this.#o.store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log });
-    const shipped = await this.#shipper.attach(this.#o.store);
-    const newest = this.#snapshots().filter((x) => x.timeline === this.#o.store.timeline).at(-1);
+    const store = this.#o.store;
+    const ahead = await lastShipped(this.segmentsDir!, store.keyring, store.timeline);
+    if (ahead > store.position) {
+      // The store is behind its own continuous backup (a copy of an older store put back by hand, a power cut with
+      // sync off): its next commits would reuse positions the segments already hold, and a restore would mix the two
+      // histories. It goes on under a new timeline, from a new snapshot.
+      this.#log.error({ alert: true, shipped: ahead, store: store.position }, "the store is behind its own continuous backup; starting a new backup timeline with a snapshot");
+      await store.newTimeline();
+      await this.#markGap(0);
+    }
+    this.#shipper = new SegmentShipper({
+      dir: this.segmentsDir!, keyring: store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log,
+      onBroken: () => {
+        void this.#markGap(this.#shipper?.shipped ?? 0).then(() => this.snapshot()).catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "the snapshot after a gap in continuous backup failed; the scheduled one tries again"));
+      },
+    });
+    const shipped = await this.#shipper.attach(store);
+    const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
     if (newest) {
       const s = await stat(join(this.snapshotsDir!, newest.name)).catch(() => undefined);
       if (s) this.#lastGood = { at: s.mtimeMs, path: join(this.snapshotsDir!, newest.name), position: newest.position, bytes: s.size };
     }
     const covered = Math.max(shipped, newest?.position ?? 0);
-    const needsSnapshot = covered < this.#o.store.position;
-    if (needsSnapshot) this.#log.warn({ shipped, snapshot: newest?.position ?? 0, store: this.#o.store.position }, "continuous backup does not reach the store's position (first run, or a crash lost the last interval); taking a snapshot");
+    let needsSnapshot = covered < store.position;
+    if (needsSnapshot) {
+      this.#log.warn({ shipped, snapshot: newest?.position ?? 0, store: store.position }, "continuous backup does not reach the store's position (first run, or a crash lost the last interval); taking a snapshot");
+      await this.#markGap(covered);
+    } else if (await store.get(META, GAP_KEY)) {
+      // A gap seen before (in this run or one that died before its snapshot): the segments after it do not make up
+      // for it, only a snapshot does.
+      this.#log.warn({ store: store.position }, "continuous backup has a gap no snapshot covers yet; taking a snapshot");
+      needsSnapshot = true;
+    }
     if (cfg.snapshotIntervalMs > 0) {
       this.#timer = setInterval(() => {
         this.snapshot().catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "scheduled backup failed; the previous one is still whole"));
@@ -110,7 +142,7 @@ export class BackupService {
     const network = this.#o.config.network;
     const at = new Date();
     const path = out ?? join(this.snapshotsDir!, "snapshot.rga");
-    const nodeWallet = await this.#nodeWallet(path);
+    const nodeWallet = await this.#nodeWallet();
     // A scheduled snapshot is named after the timeline and position it holds, read from its manifest.
     const info = await writeArchive({
       store: this.#o.store, path, network, nodeWallet,
@@ -120,15 +152,31 @@ export class BackupService {
       this.#lastGood = { at: Date.now(), path: info.path, position: info.manifest.position, bytes: info.bytes };
       await this.#shipper?.rollover();
       this.prune();
+      const gap = await this.#o.store.get<Gap>(META, GAP_KEY);
+      if (gap && info.manifest.position >= gap.upTo) await this.#o.store.del(META, GAP_KEY);
     }
     this.#log.info({ bytes: info.bytes, records: info.manifest.records, position: info.manifest.position, ms: Math.round(info.ms), nodeWallet: info.manifest.nodeWallet.included }, "backup snapshot written");
     return info;
   }
 
-  async #nodeWallet(archivePath: string): Promise<{ bytes: Buffer } | { absent: string } | undefined> {
+  /**
+   * Commits after `from` may be missing from the segments, up to the store's position now: kept in the store until a
+   * snapshot at or after that position is written, so a restart in between does not forget it.
+   */
+  async #markGap(from: number): Promise<void> {
+    if (await this.#o.store.get(META, GAP_KEY)) return;
+    const gap: Gap = { from, upTo: this.#o.store.position, at: Date.now() };
+    await this.#o.store.put(META, GAP_KEY, gap);
+  }
+
+  async #nodeWallet(): Promise<{ bytes: Buffer } | { absent: string } | undefined> {
     if (!this.#o.config.backup.nodeWallet) return { absent: "backup.nodeWallet is off" };
     if (!this.#o.backupNodeWallet) return { absent: "no node to ask (engine not running)" };
-    const tmp = `${archivePath}.node-wallet-${process.pid}.tmp`;
+    // The node's wallet file, unsealed, lives for a moment in a private directory of the engine's own disk (never
+    // beside the archive: `--out` may be a removable disk, where even a deleted file can be read back).
+    const dir = join(this.#o.config.dataPath, "tmp");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const tmp = join(dir, `node-wallet-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
     try {
       await this.#o.backupNodeWallet(tmp);
       return { bytes: await readFile(tmp) };
@@ -137,6 +185,8 @@ export class BackupService {
       return { absent: `backupwallet failed: ${(e as Error).message}` };
     } finally {
       await rm(tmp, { force: true });
+      // Left by a backup that died before its clean-up (kill -9).
+      for (const name of readdirSync(dir)) if (name.startsWith("node-wallet-") && !name.startsWith(`node-wallet-${process.pid}-`)) rmSync(join(dir, name), { force: true });
     }
   }
 

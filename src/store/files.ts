@@ -2,16 +2,21 @@
 // written: a temporary file, fsync, rename over the name, fsync of the directory. Without the two fsyncs, records
 // re-encrypted under a new key (fsync'ed by LevelDB) can reach the disk before the key file does, and a crash then
 // leaves them sealed under a key that no longer exists.
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
-/** Writes `text` to `path` (replacing it atomically) with `mode`, durably. */
+/**
+ * Writes `text` to `path` (replacing it atomically) with `mode`, durably. The temporary file is a new one of our own:
+ * an unpredictable name, created exclusively and never through a symbolic link (in a directory others can write to,
+ * a file or link planted under a predictable name would receive the secret), its mode set before anything is written.
+ */
 export function writeFileDurably(path: string, text: string, mode = 0o600): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w", mode);
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
-    writeFileSync(fd, text);
     fchmodSync(fd, mode);
+    writeFileSync(fd, text);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

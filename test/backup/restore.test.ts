@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fundedWallet, startTestEngine, withdrawToOutside, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { restoreArchive } from "../../src/backup/restore.ts";
+import { KeyRing } from "../../src/store/keyring.ts";
 import { pino } from "pino";
 
 const funded = fundedWallet;
@@ -208,4 +209,11 @@ t.test("a payout queued in the backup and paid after it: the restore records it 
   await te.engine.payouts.flush();
   await te.mine(2);
   t.same(await sends(te), paid, "nothing was paid twice");
+});
+
+t.test("a restore given a segments directory that is not there stops before anything is written (a typo must not drop every later write)", async (t) => {
+  const dir = t.testdir();
+  const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 7)]]), 1);
+  await t.rejects(restoreArchive({ archive: join(dir, "x.rga"), segmentsDir: join(dir, "segmnets"), dataPath: join(dir, "data"), keyring, network: "regtest" }), { code: "no_target", message: /segments directory/ });
+  t.same(readdirSync(dir), [], "nothing written");
 });

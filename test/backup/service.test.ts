@@ -3,7 +3,7 @@
 // that notices when continuous backup does not reach the store (first run, or a crash lost the interval).
 import t from "tap";
 import { randomBytes } from "node:crypto";
-import { readdirSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
@@ -61,6 +61,50 @@ t.test("retention, age, and a start that knows when a snapshot is needed", async
   store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
   svc = new BackupService({ config, store, log: silentLogger });
   t.same(await svc.start(), { needsSnapshot: true }, "the lost interval is noticed: a snapshot heals it");
+
+  // The engine writes on and dies again before that snapshot: the newest segment file now starts after the hole, and
+  // reaches the store. The hole is remembered all the same.
+  await write(store, 3, "after-hole");
+  await svc.flush();
+  svc.abandon();
+  await store.close();
+  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  svc = new BackupService({ config, store, log: silentLogger });
+  t.same(await svc.start(), { needsSnapshot: true }, "a restart before the snapshot does not forget the hole");
+  await svc.snapshot();
+  await svc.close();
+  await store.close();
+  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  svc = new BackupService({ config, store, log: silentLogger });
+  t.same(await svc.start(), { needsSnapshot: false }, "the snapshot covered it");
+  await svc.close();
+  await store.close();
+});
+
+t.test("a store behind its own continuous backup (an older copy put back): a new timeline and a snapshot, never the old positions reused", async (t) => {
+  const dir = t.testdir();
+  const config = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: join(dir, "backup"), segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+  let store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  let svc = new BackupService({ config, store, log: silentLogger });
+  await svc.start();
+  await svc.snapshot();
+  await svc.close();
+  await store.close();
+  cpSync(join(dir, "store"), join(dir, "older"), { recursive: true });
+  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  svc = new BackupService({ config, store, log: silentLogger });
+  await svc.start();
+  await write(store, 5, "later");
+  await svc.close();
+  await store.close();
+  // The older copy is put back by hand.
+  rmSync(join(dir, "store"), { recursive: true });
+  renameSync(join(dir, "older"), join(dir, "store"));
+  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  const timeline = store.timeline;
+  svc = new BackupService({ config, store, log: silentLogger });
+  t.same(await svc.start(), { needsSnapshot: true });
+  t.not(store.timeline, timeline, "a new timeline: the old one's segments are never continued");
   await svc.close();
   await store.close();
 });

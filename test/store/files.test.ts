@@ -1,7 +1,7 @@
 // Secret files written durably: the content under the name, mode 0600 whatever the umask, nothing left beside it,
 // a replacement atomic (the old content or the new, never a mix), a failure leaving the old file as it was.
 import t from "tap";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileDurably } from "../../src/store/files.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
@@ -21,6 +21,16 @@ t.test("writeFileDurably", async (t) => {
   t.same(readdirSync(dir), ["pepper"], "no temporary file left");
   t.throws(() => writeFileDurably(join(dir, "missing", "x"), "y"), /ENOENT/, "a directory that does not exist is an error");
   t.same(readdirSync(dir), ["pepper"]);
+});
+
+t.test("a file or link planted beside the secret (a directory others can write to) never receives it", async (t) => {
+  const dir = t.testdir({ victim: "theirs\n" });
+  const path = join(dir, "pepper");
+  // The name a temporary file once had, `<path>.tmp-<pid>`, is predictable: a link there must not be followed.
+  symlinkSync(join(dir, "victim"), `${path}.tmp-${process.pid}`);
+  writeFileDurably(path, "secret\n");
+  t.equal(readFileSync(path, "utf8"), "secret\n");
+  t.equal(readFileSync(join(dir, "victim"), "utf8"), "theirs\n", "the linked file is untouched");
 });
 
 t.test("a key ring written with a new key reads back with it", async (t) => {
