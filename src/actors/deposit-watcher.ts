@@ -197,6 +197,7 @@ export class DepositWatcher {
     const inLane = oneAtATimePerWallet();
     const listed = new Set<string>();
     for (const tx of r.transactions) {
+      if ((tx.category === "immature" || tx.category === "generate") && tx.address) work.push(this.#coinbase(tx.txid, tx.vout, tx.address, tx.amount));
       if (tx.category !== "receive" || !tx.address) continue;
       const outpoint = `${tx.txid}:${tx.vout}`;
       work.push((async () => {
@@ -272,6 +273,20 @@ export class DepositWatcher {
     if (!complete) return false;
     if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     return true;
+  }
+
+  /**
+   * A block's coinbase paying a user's deposit address (a solo miner, a pool that pays in the coinbase): not credited,
+   * since it cannot be spent for 100 blocks and vanishes with its block in a reorg. The coins stay in the node's wallet,
+   * owned by no one: operators are told once (per run), to settle it with the user.
+   */
+  async #coinbase(txid: string, vout: number, address: string, btc: number): Promise<void> {
+    const outpoint = `${txid}:${vout}`;
+    if (this.#known.get(outpoint) === "coinbase") return;
+    const owner = await this.ownerOf(address);
+    if (!owner) return;
+    this.#known.set(outpoint, "coinbase");
+    this.#o.log.error({ alert: true, userKey: owner, outpoint, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user");
   }
 
   /**

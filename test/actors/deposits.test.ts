@@ -3,6 +3,7 @@ import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
+import { createLogger } from "../../src/log.ts";
 
 async function user(te: TestEngine, name: string): Promise<{ key: string; address: string }> {
   const key = `u_${name}`;
@@ -146,6 +147,20 @@ t.test("a pending deposit whose parent is replaced leaves the node's mempool, ne
   const h = await te.engine.relay.history(u.key, 0);
   if (isRefusal(h)) throw new Error(h.message);
   t.match(h.entries, [{ status: "dropped" }], "the history shows it dropped");
+});
+
+t.test("a block's coinbase paying a deposit address: not credited, and operators are told once", async (t) => {
+  const lines: Array<{ alert?: boolean; msg: string; userKey?: string }> = [];
+  const te = await startTestEngine({ deposits: { confirmations: 1 } }, { log: createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } }) });
+  t.teardown(() => te.stop());
+  const u = await user(te, "miner");
+  await te.node.rpc("generatetoaddress", [1, u.address]);
+  await te.poke();
+  await te.mine(1);
+  t.same(await balance(te, u.key), [0n, 0n, 0n], "not credited");
+  const alerts = lines.filter((l) => l.alert && /coinbase/.test(l.msg));
+  t.equal(alerts.length, 1, "one alert, though two scans listed it");
+  t.match(alerts[0], { userKey: u.key }, "naming the wallet");
 });
 
 t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
