@@ -70,6 +70,13 @@ export interface RegistryStats {
 /** A message constructor: the registry supplies the reply channel. */
 export type WalletMessage<R> = (reply: Reply<R>) => WalletCommand;
 
+/**
+ * Whether a wallet's actor has work: commands in flight, or commands whose caller stopped waiting (an ask that timed
+ * out) that the actor has not answered yet, which it may still be journalling. Such a wallet is not passivated or
+ * evicted (a second actor would replay a journal the first is still writing) and its reads go through its mailbox.
+ */
+const busy = (e: Entry) => e.inFlight > 0 || e.pending !== undefined;
+
 export class WalletRegistry {
   readonly #o: RegistryOptions;
   /** Insertion order is recency: a touched entry is moved to the end, so the first entries are the LRU. */
@@ -119,7 +126,7 @@ export class WalletRegistry {
     const e = this.#closed ? undefined : this.#entries.get(userKey);
     // Only an idle wallet: a command already in its mailbox (a transfer's credit, a cheque's refund) must be seen
     // by a read that comes after it, as the mailbox's order guarantees.
-    if (!e?.state || e.inFlight > 0) return this.send(userKey, type, args);
+    if (!e?.state || busy(e)) return this.send(userKey, type, args);
     // A committed state never changes, so neither do the answers to reads of it: each is decided once, frozen,
     // and handed out as the same settled promise until the wallet commits again (no garbage per read).
     let answers = this.#answers.get(e.state);
@@ -185,7 +192,7 @@ export class WalletRegistry {
         (e: unknown) => {
           settle();
           if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
-          if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; nothing was moved. Try again in a minute.");
+          if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; this may still have been done. Check /balance in a minute before trying again.");
           throw e;
         },
       );
@@ -214,7 +221,7 @@ export class WalletRegistry {
     let n = 0;
     for (const [userKey, e] of this.#entries) {
       if (now - e.lastUsed < this.#o.idleMs) break;
-      if (e.inFlight === 0) {
+      if (!busy(e)) {
         this.#passivate(userKey, e);
         n++;
       }
@@ -224,13 +231,14 @@ export class WalletRegistry {
 
   /** Passivates every idle wallet now (tests, shutdown). */
   passivateAll(): void {
-    for (const [userKey, e] of this.#entries) if (e.inFlight === 0) this.#passivate(userKey, e);
+    for (const [userKey, e] of this.#entries) if (!busy(e)) this.#passivate(userKey, e);
   }
 
   close(): void {
     this.#closed = true;
     clearInterval(this.#sweep);
-    for (const [userKey, e] of this.#entries) this.#stop(userKey, e, "The engine is shutting down; nothing was moved. Try again in a minute.");
+    // A command being journalled now may still be committed: the caller is not told that nothing was moved.
+    for (const [userKey, e] of this.#entries) this.#stop(userKey, e, "The engine is shutting down; this may still have been done. Check /balance in a minute before trying again.");
   }
 
   #activate(userKey: string): Entry {
@@ -277,7 +285,7 @@ export class WalletRegistry {
     if (this.#entries.size <= this.#o.maxResident) return;
     for (const [userKey, e] of this.#entries) {
       if (this.#entries.size <= this.#o.maxResident) break;
-      if (e.inFlight === 0) this.#passivate(userKey, e);
+      if (!busy(e)) this.#passivate(userKey, e);
     }
   }
 

@@ -92,6 +92,30 @@ t.test("a wallet that keeps crashing is stopped and reported, not looped", async
   t.match(await registry.send("u_d", "balance", {}), { refused: true, code: "internal", message: /operators have been told/ });
 });
 
+t.test("a wallet whose command outlived its caller's wait is not passivated, and its reads wait for it: never two actors on one journal", async (t) => {
+  const { journal, registry } = await setup(t);
+  await registry.send("u_a", "open", {});
+  // The disk stalls: the next journal record waits until released.
+  let release!: () => void;
+  const stalled = new Promise<void>((r) => (release = r));
+  const persist = journal.persist.bind(journal);
+  journal.persist = async (ev) => {
+    await stalled;
+    return persist(ev);
+  };
+  t.match(await registry.send("u_a", "receive_transfer", { id: "t1", from: "u_src", amount: 500n }, 50), { code: "busy", message: /may/ }, "the caller stops waiting");
+  registry.passivateAll();
+  registry.passivateIdle(Date.now() + 3_600_000);
+  t.ok(registry.isResident("u_a"), "not passivated while its command may still be journalled");
+  const read = registry.read("u_a", "balance", {});
+  release();
+  t.match(await read, { available: 500n }, "a read after it sees it");
+  journal.persist = persist;
+  registry.passivateAll();
+  t.notOk(registry.isResident("u_a"), "passivated once it is done");
+  t.match(await registry.send("u_a", "balance", {}), { available: 500n }, "and its journal holds it once");
+});
+
 t.test("in-flight commands per wallet are bounded; the excess is refused early", async (t) => {
   const { registry } = await setup(t, { maxInFlight: 8 });
   await registry.send("u_e", "open", {});
