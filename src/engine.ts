@@ -65,6 +65,8 @@ export class Engine {
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
   #blockWork: Promise<void> = Promise.resolve();
+  /** A comparison with the chain after a restore that waits for the node to catch up (see #reconcile). */
+  #reconciling: { mark: RestoredMark; sinceBlock: string | undefined } | undefined;
   /** Payouts that left the payout book, remembered in the store. */
   readonly #finishedPayouts: FinishedPayouts;
   #announcing: Promise<void> = Promise.resolve();
@@ -142,7 +144,7 @@ export class Engine {
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
-      addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey) },
+      addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey), ownerOf: (address) => this.watcher.ownerOf(address) },
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
         feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
@@ -232,6 +234,17 @@ export class Engine {
    */
   async #reconcile(mark: RestoredMark, sinceBlock: string | undefined): Promise<void> {
     const store = this.storage.store;
+    // A node still catching up with the chain (a new bitcoind, a wallet restored and rescanning) does not know the
+    // spends made since the backup: compared now, it would show none, and payouts paid since would be paid again.
+    // Payouts stay paused and the comparison waits, tried again after each block.
+    const info = await this.node.call<{ initialblockdownload: boolean; blocks: number; headers: number }>("getblockchaininfo");
+    const wallet = await this.node.call<{ scanning?: unknown }>("getwalletinfo");
+    if (info.initialblockdownload || info.blocks < info.headers || wallet.scanning) {
+      this.#reconciling = { mark, sinceBlock };
+      this.log.warn({ blocks: info.blocks, headers: info.headers, scanning: Boolean(wallet.scanning) }, "restored store: the node is still catching up with the chain; the comparison with it waits (payouts stay paused)");
+      return;
+    }
+    this.#reconciling = undefined;
     await this.watcher.poke();
     const incident = await reconcileAfterRestore({
       log: this.log,
@@ -266,11 +279,15 @@ export class Engine {
       this.payouts.pause(reason);
       return;
     }
+    // Nothing unknown was spent; the books must still cover what they owe before payouts resume (a hole found now
+    // replaces the reconciliation's pause with the watchdog's own).
+    await this.watchdog();
     const ops: StoreOp[] = [{ type: "del", ns: META, key: RESTORED_KEY }, { type: "del", ns: META, key: RECONCILE_FROM }];
     if (this.payouts.paused === RECONCILING) ops.push({ type: "del", ns: ENGINE_NS, key: "payouts_paused" });
     await store.batch(ops);
-    if (this.payouts.paused === RECONCILING) this.payouts.resume();
-    this.log.info({ archivePosition: mark.archivePosition, position: mark.position }, "restored store reconciled with the chain: nothing unknown was spent; payouts resume");
+    const resumed = this.payouts.paused === RECONCILING;
+    if (resumed) this.payouts.resume();
+    this.log.info({ archivePosition: mark.archivePosition, position: mark.position, paused: this.payouts.paused }, `restored store reconciled with the chain: nothing unknown was spent; ${resumed ? "payouts resume" : "payouts stay paused"}`);
   }
 
   /**
@@ -353,6 +370,7 @@ export class Engine {
   }
 
   async #afterBlock(): Promise<void> {
+    if (this.#reconciling) await this.#reconcile(this.#reconciling.mark, this.#reconciling.sinceBlock);
     await this.#expireCheques();
     const r = await this.payouts.sync();
     if (isRefusal(r)) this.log.warn({ why: r.message }, "payout sync after block failed");
@@ -381,8 +399,10 @@ export class Engine {
         return undefined;
       }
     };
+    // The reconciliation after a restore pauses payouts until it is done; a hole found meanwhile is the watchdog's own.
+    const mayPause = () => !this.payouts.paused || this.payouts.paused === RECONCILING;
     let report = await read();
-    if (report && !report.ok && !this.payouts.paused) {
+    if (report && !report.ok && mayPause()) {
       const first = report.reason;
       await this.cheques.payNow();
       report = await read();
@@ -391,7 +411,7 @@ export class Engine {
     if (!report) return undefined;
     this.lastSolvency = report;
     if (report.warning) this.log.warn({ surplus: report.surplus.toString() }, `the watchdog: ${report.warning}`);
-    if (!report.ok && !this.payouts.paused) {
+    if (!report.ok && mayPause()) {
       const reason = `watchdog: ${report.reason}`;
       await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });
       this.payouts.pause(reason);

@@ -25,7 +25,11 @@ export interface ChainPort {
 /** Where a handed-out address is recorded so deposits find their owner. */
 export interface AddressIndexPort {
   record(address: string, userKey: string): Promise<void>;
+  ownerOf(address: string): Promise<string | undefined>;
 }
+
+/** Addresses the node hands out that someone already owns, skipped in a row before /deposit gives up. */
+const OWNED_SKIPS = 20;
 
 /** Cheques live in their own actors (money-out issue); the relay only forwards. */
 export interface ChequePort {
@@ -96,13 +100,22 @@ export class EngineRelay implements Relay {
     const current = await this.#o.registry.read(userKey, "current_address", {});
     if (isRefusal(current)) return current;
     if (current.address) return { address: current.address };
-    let address: string;
-    try {
-      address = await this.#o.chain.takeDepositAddress(userKey);
-    } catch (e) {
-      this.#o.log.warn({ userKey, err: e }, "no deposit address available");
-      return refuse("node_unavailable", "Deposit addresses are unavailable right now; try again in a minute.");
+    let address: string | undefined;
+    for (let i = 0; i < OWNED_SKIPS && address === undefined; i++) {
+      let next: string;
+      try {
+        next = await this.#o.chain.takeDepositAddress(userKey);
+      } catch (e) {
+        this.#o.log.warn({ userKey, err: e }, "no deposit address available");
+        return refuse("node_unavailable", "Deposit addresses are unavailable right now; try again in a minute.");
+      }
+      // Never one someone owns: a node wallet restored from an older backup hands out again the addresses given to
+      // users since, and a deposit to one would be credited to its new owner.
+      const owner = await this.#o.addresses.ownerOf(next);
+      if (owner === undefined || owner === userKey) address = next;
+      else this.#o.log.error({ alert: true, userKey, owner }, "the node handed out a deposit address a user already owns (its wallet restored from an older backup?); skipped");
     }
+    if (address === undefined) return refuse("node_unavailable", "Deposit addresses are unavailable right now; operators have been told.");
     // Index first: a deposit to an address must always find its owner, even if the wallet write fails.
     await this.#o.addresses.record(address, userKey);
     return this.#o.registry.send(userKey, "add_address", { address });

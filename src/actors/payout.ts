@@ -311,6 +311,14 @@ function reannounce(id: string, p: Payout, s: PayoutState, o: PayoutOptions): vo
   if (b?.status === "broadcast") o.hooks.broadcast(p.userKey, id, b.txid);
 }
 
+/**
+ * bitcoind's answers to walletcreatefundedpsbt that refuse these outputs, not the node's state: a wallet error
+ * (insufficient funds, a transaction over the weight limit), insufficient funds, an invalid parameter (a duplicated
+ * destination, an amount), an invalid address, a type error. Anything else (HTTP 401/503 while it restarts, -18 its
+ * wallet not loaded, -28 still warming up) is the node, and the flush waits.
+ */
+const FUNDING_REFUSED = new Set([-3, -4, -5, -6, -8]);
+
 async function flush(
   get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>,
 ): Promise<number> {
@@ -341,8 +349,8 @@ async function flush(
         [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
       ]);
     } catch (e) {
-      // The node could not be asked: the whole flush waits.
-      if (typeof (e as RpcError).code !== "number") throw e;
+      // The node could not be asked, or cannot answer now (restarting, its wallet not loaded): the whole flush waits.
+      if (!FUNDING_REFUSED.has((e as RpcError).code as number)) throw e;
       // The node will not fund these together (not enough confirmed coins for one of them, a transaction over the
       // size limit, an address it refuses): half as many, down to the one it refuses alone, which is left out.
       if (pick.length > 1) {
