@@ -20,8 +20,16 @@ export interface Incident {
   unknownSpends: UnknownSpend[];
   /** Wallets frozen because an unknown spend may have paid their money out. */
   frozen: string[];
-  /** Queued payouts an unknown spend paid (one output to the same address and amount, and no other payout so): recorded as its batch. */
+  /**
+   * Queued payouts an unknown spend paid (an output to the same address and amount; of several such payouts of one
+   * wallet, the oldest): recorded as its batch.
+   */
   adopted?: Array<{ txid: string; ids: string[] }>;
+  /**
+   * Queued payouts of several wallets alike (address and amount) to an output of an unknown spend: one of them was
+   * paid, which one the chain cannot say. They stay queued: an operator must settle them before payouts resume.
+   */
+  ambiguous?: string[];
 }
 
 export interface ReconcileDeps {
@@ -78,6 +86,7 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   const queued = Object.entries(state.payouts).filter(([, p]) => p.status === "queued");
   const adopted: Array<{ txid: string; ids: string[]; outputs: number }> = [];
   const taken = new Set<string>();
+  const ambiguous = new Set<string>();
   for (const u of unknown) {
     const ids: string[] = [];
     const before = adoptedBy.get(u.txid);
@@ -91,15 +100,18 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
         concerned.add(earlier[1].userKey);
         continue;
       }
-      const match = queued.filter(alike);
+      const match = queued.filter(alike).sort((a, b) => a[1].at - b[1].at);
       for (const [, p] of match) concerned.add(p.userKey);
-      // Paid by this output, beyond doubt: it must not stay queued (a resume would pay it again). Two payouts alike
-      // stay queued, their wallets frozen, for an operator; an output no payout explains freezes the wallets that
-      // could have paid it.
-      if (match.length === 1) {
+      // Paid by this output: it must not stay queued (a resume would pay it again). Several payouts alike of one
+      // wallet (the same withdrawal asked twice) are the same to it: the oldest not yet taken is this one. Payouts
+      // alike of several wallets stay queued, their wallets frozen, and are named in the incident for an operator;
+      // an output no payout explains freezes the wallets that could have paid it.
+      if (match.length > 0 && new Set(match.map(([, p]) => p.userKey)).size === 1) {
         taken.add(match[0]![0]);
         ids.push(match[0]![0]);
-      } else if (match.length === 0) unexplained.push(sats);
+      } else if (match.length > 0) {
+        for (const [id] of match) ambiguous.add(id);
+      } else unexplained.push(sats);
     }
     if (ids.length) adopted.push({ txid: u.txid, ids, outputs: u.outputs.length });
     else if (before) adopted.push({ txid: u.txid, ids: [...before], outputs: u.outputs.length });
@@ -114,7 +126,11 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   for (const userKey of concerned) {
     await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
   }
-  const incident: Incident = { at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted: adopted.map(({ txid, ids }) => ({ txid, ids })) } : {}) };
+  for (const id of taken) ambiguous.delete(id);
+  const incident: Incident = {
+    at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted: adopted.map(({ txid, ids }) => ({ txid, ids })) } : {}),
+    ...(ambiguous.size ? { ambiguous: [...ambiguous] } : {}),
+  };
   d.log.error({
     alert: true, txids, frozen: concerned.size,
     sent: unknown.map((u) => formatBtc(u.outputs.reduce((n, x) => n + BigInt(x.sats), 0n))),
