@@ -244,8 +244,20 @@ export class Engine {
       this.log.warn({ blocks: info.blocks, headers: info.headers, scanning: Boolean(wallet.scanning) }, "restored store: the node is still catching up with the chain; the comparison with it waits (payouts stay paused)");
       return;
     }
+    // The deposits made since the backup first: the wallets to freeze are chosen by what they hold. A scan left
+    // incomplete (a wallet busy, a node call failed) would leave some of them out: the comparison waits for a whole one.
+    let whole = await this.watcher.poke();
+    // A wallet busy for a moment (the start resumes every outbox) leaves a scan incomplete: a few tries first.
+    for (let i = 0; i < 4 && !whole; i++) {
+      await new Promise((res) => setTimeout(res, 100 * 2 ** i));
+      whole = await this.watcher.poke();
+    }
+    if (!whole) {
+      this.#reconciling = { mark, sinceBlock };
+      this.log.warn("restored store: the deposit scan before the comparison with the chain did not complete; the comparison waits for the next block (payouts stay paused)");
+      return;
+    }
     this.#reconciling = undefined;
-    await this.watcher.poke();
     const incident = await reconcileAfterRestore({
       log: this.log,
       listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
@@ -269,6 +281,10 @@ export class Engine {
     }, { sinceBlock, archive: mark.archive });
     if (incident) {
       const reason = `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen — review, then resume payouts`;
+      // An incident still open from an earlier restore is kept with this one: its spends are before this comparison's
+      // block, and its findings must not leave the operators' view.
+      const open = this.restoreIncident;
+      if (open) incident.earlier = [...(open.earlier ?? []), { ...open, earlier: undefined }];
       await store.batch([
         { type: "put", ns: ENGINE_NS, key: "restore_incident", value: incident },
         { type: "put", ns: ENGINE_NS, key: "payouts_paused", value: { reason, at: Date.now() } },

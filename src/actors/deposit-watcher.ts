@@ -9,7 +9,7 @@ import { btcNumberToSats } from "../domain/money.ts";
 import { isRefusal } from "../domain/refusals.ts";
 import type { EncryptedStore } from "../store/db.ts";
 import type { WalletRegistry } from "./registry.ts";
-import type { NodeGateway } from "./node.ts";
+import { POOL_LABEL, type NodeGateway } from "./node.ts";
 
 export interface DepositRecord {
   userKey: string;
@@ -96,14 +96,18 @@ export class DepositWatcher {
     this.#timer = undefined;
   }
 
-  /** Scan now; resolves when a full scan that started after this call has finished. */
-  async poke(): Promise<void> {
+  /**
+   * Scan now; resolves when a full scan that started after this call has finished: true if it completed (every
+   * wallet took its deposits), false if it was left incomplete or failed (it is tried again on its own).
+   */
+  async poke(): Promise<boolean> {
     if (this.#scanning) {
       this.#again = true;
       await this.#scanning;
     }
     if (!this.#scanning) this.#scanning = this.#scan().finally(() => (this.#scanning = undefined));
     await this.#scanning;
+    return this.#setbacks === 0;
   }
 
   /** Re-runs the scan from a height (operators): wallets dedupe what they already have. */
@@ -201,7 +205,7 @@ export class DepositWatcher {
       if (tx.category !== "receive" || !tx.address) continue;
       const outpoint = `${tx.txid}:${tx.vout}`;
       work.push((async () => {
-        const owner = await this.ownerOf(tx.address!);
+        const owner = (await this.ownerOf(tx.address!)) ?? (await this.#ownerFromLabel(outpoint, tx.address!, tx.label));
         if (!owner) {
           this.stats.unrelated++;
           return;
@@ -273,6 +277,28 @@ export class DepositWatcher {
     if (!complete) return false;
     if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     return true;
+  }
+
+  /**
+   * A payment to an address of the node's wallet that the owner index does not know. Deposit addresses are labelled
+   * with their owner in the node's wallet when handed out: an owner record lost with the store (a restore from before
+   * it was backed up) is taken back from that label, with an alert, so the deposit is credited. Otherwise (a house
+   * float, an operator's address) it is no one's: said once per payment.
+   */
+  async #ownerFromLabel(outpoint: string, address: string, label: string | undefined): Promise<string | undefined> {
+    if (label && label !== POOL_LABEL) {
+      const opened = await this.#o.registry.read(label, "balance", {});
+      if (!isRefusal(opened)) {
+        await this.recordOwner(address, label);
+        this.#o.log.error({ alert: true, userKey: label, outpoint }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label");
+        return label;
+      }
+    }
+    if (this.#known.get(outpoint) !== "unowned") {
+      this.#known.set(outpoint, "unowned");
+      this.#o.log.warn({ outpoint }, "a payment to an address of the node's wallet that no user owns (a house float, an operator's address): not credited to anyone");
+    }
+    return undefined;
   }
 
   /**

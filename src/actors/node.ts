@@ -359,13 +359,16 @@ export class NodeGateway {
   #refill(): Promise<void> {
     if (this.#refilling) return this.#refilling;
     const want = Math.max(1, this.#o.config.node.addressPoolSize - this.#pool.length);
-    this.#refilling = this.newAddresses(want, "pool")
+    this.#refilling = this.newAddresses(want, POOL_LABEL)
       .then((addrs) => void this.#pool.push(...addrs))
       .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
       .finally(() => (this.#refilling = undefined));
     return this.#refilling;
   }
 }
+
+/** The node wallet's label of deposit addresses not handed out yet (one handed out is labelled with its owner). */
+export const POOL_LABEL = "pool";
 
 export interface ListSinceBlock {
   transactions: Array<{ address?: string; category: string; amount: number; vout: number; txid: string; confirmations: number; blockhash?: string; blockheight?: number; label?: string; abandoned?: boolean }>;

@@ -30,6 +30,8 @@ export interface Incident {
    * paid, which one the chain cannot say. They stay queued: an operator must settle them before payouts resume.
    */
   ambiguous?: string[];
+  /** Incidents of earlier restores still open when this one was found (nothing of theirs is dropped). */
+  earlier?: Incident[];
 }
 
 export interface ReconcileDeps {

@@ -163,6 +163,27 @@ t.test("a block's coinbase paying a deposit address: not credited, and operators
   t.match(alerts[0], { userKey: u.key }, "naming the wallet");
 });
 
+t.test("a deposit to an address whose owner record was lost (a store restored from before it): credited to the owner the node's label names, with an alert", async (t) => {
+  const lines: Array<{ alert?: boolean; msg: string; userKey?: string }> = [];
+  const te = await startTestEngine({ deposits: { confirmations: 1 } }, { log: createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } }) });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const u = await user(te, "lost");
+  await te.engine.storage.store.del("addr", te.engine.storage.mac("address", u.address));
+  await te.restart();
+  t.equal(await te.engine.watcher.ownerOf(u.address), undefined, "the owner index does not know the address");
+  await te.node.fund(u.address, "0.2");
+  await te.mine(1);
+  t.same(await balance(te, u.key), [20_000_000n, 0n, 0n], "credited to its owner");
+  t.equal(await te.engine.watcher.ownerOf(u.address), u.key, "and the owner recorded again");
+  t.match(lines.filter((l) => l.alert && /no owner record/.test(l.msg)), [{ userKey: u.key }], "operators are told");
+  // An address of the node's wallet no user was given: no one's, said once.
+  await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "0.1");
+  await te.mine(1);
+  await te.engine.watcher.poke();
+  t.equal(lines.filter((l) => /no user owns/.test(l.msg)).length, 1, "a house float payment: one warning");
+});
+
 t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
   const te = await startTestEngine({ deposits: { confirmations: 1 } });
   t.teardown(() => te.stop());
