@@ -450,14 +450,16 @@ export class Engine {
 
   /** Operator switch: drain mode on or off (persisted). */
   async setDraining(on: boolean, reason: string, operator: string): Promise<{ draining: boolean }> {
+    // Stored first: a write that fails changes nothing, here or after a restart.
     if (on) {
       if (this.#draining) return { draining: true };
-      this.#draining = { reason, at: Date.now() };
-      await this.storage.store.put(ENGINE_NS, "draining", this.#draining);
-      this.#announcing = this.#announceDrain(this.#draining.at);
+      const draining = { reason, at: Date.now() };
+      await this.storage.store.put(ENGINE_NS, "draining", draining);
+      this.#draining = draining;
+      this.#announcing = this.#announceDrain(draining.at);
     } else {
-      this.#draining = undefined;
       await this.storage.store.del(ENGINE_NS, "draining");
+      this.#draining = undefined;
     }
     this.log.warn({ operator, draining: on }, "drain mode changed");
     return { draining: on };

@@ -179,12 +179,18 @@ export class NodeGateway {
    */
   async signing<T>(sign: () => Promise<T>): Promise<T> {
     if (!this.#o.walletPassphrase) return sign();
+    const lock = () => this.#enqueue("walletlock", [], true).catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
+    let answered = false;
     try {
       // Inside the try: an unlock that timed out here may still have been done by the node, and is locked again.
       await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
+      answered = true;
       return await sign();
     } finally {
-      await this.#enqueue("walletlock", [], true).catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
+      await lock();
+      // An unlock without an answer may still be carried out after that lock (bitcoind runs requests on several
+      // threads): locked once more when it must have been, well before its own 30 s.
+      if (!answered) setTimeout(() => void (this.#closed || lock()), this.#o.config.node.timeoutMs).unref();
     }
   }
 

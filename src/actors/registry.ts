@@ -218,6 +218,10 @@ export class WalletRegistry {
 
   /** Passivates wallets idle for longer than idleMs (oldest first; stops at the first recent one). */
   passivateIdle(now = this.#now()): number {
+    // Crash records past their window, and blocks past their time, are forgotten (else one entry per wallet that ever
+    // crashed, for as long as the engine runs).
+    for (const [userKey, times] of this.#crashes) if (now - times[times.length - 1]! >= this.#o.crashWindowMs) this.#crashes.delete(userKey);
+    for (const [userKey, until] of this.#failedUntil) if (now >= until) this.#failedUntil.delete(userKey);
     let n = 0;
     for (const [userKey, e] of this.#entries) {
       if (now - e.lastUsed < this.#o.idleMs) break;
