@@ -438,6 +438,10 @@ export class Engine {
 
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
   async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
+    const ambiguous = this.restoreIncident?.ambiguous ?? [];
+    if (ambiguous.length > 0) {
+      return refuse("not_allowed", `Payouts stay paused: queued payouts ${ambiguous.join(", ")} are alike to a spend the restored books do not know, and one of them was paid by it. Record which (POST /payouts/adopt) first.`);
+    }
     const report = await this.solvency(BigInt(this.config.watchdog.toleranceSats));
     this.lastSolvency = report;
     if (!report.ok) return refuse("not_allowed", `Payouts stay paused: ${report.reason}. Cover the hole first.`);
@@ -446,6 +450,47 @@ export class Engine {
     this.payouts.resume();
     this.log.warn({ operator }, "payouts resumed by an operator");
     return { resumed: true };
+  }
+
+  /**
+   * Operator, after a restore: which of the queued payouts the incident names as ambiguous (payouts of several wallets
+   * alike to an output of an unknown spend: the chain cannot say which it paid) that spend paid. The payout becomes
+   * the spend's batch, settled with it as any other; the others alike leave the list once no output alike is left
+   * unexplained (they were not paid, and go out when payouts resume).
+   */
+  async adoptPayout(id: string, txid: string, operator: string): Promise<{ batch: string; ambiguous: string[] } | Refusal> {
+    const incident = this.restoreIncident;
+    if (!incident?.ambiguous?.includes(id)) return refuse("not_allowed", `Payout ${id} is not one the open restore incident names as ambiguous.`);
+    const spend = incident.unknownSpends.find((u) => u.txid === txid);
+    if (!spend) return refuse("not_found", `${txid} is not one of the restore incident's unknown spends.`);
+    const p = (await this.payouts.state()).payouts[id];
+    if (!p || p.status !== "queued") return refuse("not_allowed", `Payout ${id} is not queued.`);
+    const pays = (o: { address: string; sats: string }) => o.address === p.address && BigInt(o.sats) === p.amount;
+    if (!spend.outputs.some(pays)) return refuse("not_allowed", `${txid} pays no output to that payout's address and amount.`);
+    const r = await this.payouts.adopt(txid, [id], spend.outputs.length);
+    if (isRefusal(r)) return r;
+    const after = await this.payouts.state();
+    if (after.batches[r.batch]?.ids.includes(id) !== true) {
+      return refuse("not_allowed", `${txid} is already recorded as batch ${r.batch} for other payouts; payout ${id} could not be added to it.`);
+    }
+    // Outputs alike to this payout across the unknown spends, against the payouts alike that are no longer queued.
+    const outputs = incident.unknownSpends.reduce((n, u) => n + u.outputs.filter(pays).length, 0);
+    const ambiguous = incident.ambiguous.filter((q) => {
+      if (q === id) return false;
+      const x = after.payouts[q];
+      if (!x || x.status !== "queued") return false;
+      if (x.address !== p.address || x.amount !== p.amount) return true;
+      const paid = incident.ambiguous!.filter((y) => {
+        const z = after.payouts[y];
+        return z !== undefined && z.status !== "queued" && z.address === p.address && z.amount === p.amount;
+      }).length;
+      return paid < outputs;
+    });
+    const updated: Incident = { ...incident, ambiguous, adopted: [...(incident.adopted ?? []), { txid, ids: [id] }] };
+    await this.storage.store.put(ENGINE_NS, "restore_incident", updated);
+    this.restoreIncident = updated;
+    this.log.warn({ operator, id, txid, batch: r.batch, ambiguous: ambiguous.length }, "after the restore: an operator recorded which ambiguous queued payout an unknown spend paid");
+    return { batch: r.batch, ambiguous };
   }
 
   /** Operator switch: drain mode on or off (persisted). */

@@ -10,9 +10,20 @@ import { fundedWallet, startTestEngine, withdrawToOutside, type TestEngine } fro
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { restoreArchive } from "../../src/backup/restore.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
+import { received } from "../support/payouts.ts";
 import { pino } from "pino";
 
 const funded = fundedWallet;
+
+/** A withdrawal of `amount` to `address`, confirmed: its payout id. */
+async function withdrawTo(te: TestEngine, key: string, address: string, amount: string): Promise<string> {
+  const q = await te.engine.relay.quoteWithdrawal(key, address, amount);
+  if (isRefusal(q)) throw new Error(q.message);
+  const c = await te.engine.relay.confirmWithdrawal(key, q.id);
+  if (isRefusal(c)) throw new Error(c.message);
+  return q.id;
+}
 
 async function withdraw(te: TestEngine, key: string, amount: string) {
   const w = await withdrawToOutside(te, key, amount);
@@ -216,4 +227,40 @@ t.test("a restore given a segments directory that is not there stops before anyt
   const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 7)]]), 1);
   await t.rejects(restoreArchive({ archive: join(dir, "x.rga"), segmentsDir: join(dir, "segmnets"), dataPath: join(dir, "data"), keyring, network: "regtest" }), { code: "no_target", message: /segments directory/ });
   t.same(readdirSync(dir), [], "nothing written");
+});
+
+t.test("two wallets' payouts alike, queued in the backup and paid after it: named in the incident, no resume until an operator records which spend paid which; never paid again", async (t) => {
+  const { te } = await backedUpEngine(t);
+  await funded(te, "u_b", "0.5");
+  await funded(te, "u_c", "0.5");
+  await te.mine(1);
+  const shop = await te.node.outsideAddress();
+  const b = await withdrawTo(te, "u_b", shop, "0.05");
+  const c = await withdrawTo(te, "u_c", shop, "0.05");
+  const snap = await te.engine.backup.snapshot();
+  // After the backup both are paid, one transaction each (one output per address per transaction).
+  await te.engine.payouts.flush();
+  await te.mine(1);
+  await te.engine.payouts.flush();
+  await te.mine(1);
+  const paid = await sends(te);
+  t.equal(paid.length, 2);
+
+  await te.crash();
+  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
+  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await te.restart();
+  const incident = te.engine.restoreIncident!;
+  t.same([...(incident.ambiguous ?? [])].sort(), [b, c].sort(), "both named: which spend paid which, the chain cannot say");
+  t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /adopt/ }, "no resume before an operator says");
+  const admin = enginePort(te.engine);
+  t.match(await admin.adoptPayout(b, "00".repeat(32), "alice"), { code: "not_found" }, "only one of the incident's spends");
+  t.match(await admin.adoptPayout(b, paid[0]!, "alice"), { ambiguous: [c] }, "one recorded: the other is still one of two alike");
+  t.match(await admin.adoptPayout(c, paid[1]!, "alice"), { ambiguous: [] }, "both recorded");
+  await te.engine.payouts.sync();
+  t.match(await te.engine.resumePayouts("alice"), { resumed: true }, "the books agree with the node: resumed");
+  await te.engine.payouts.flush();
+  await te.mine(1);
+  t.same((await sends(te)).sort(), [...paid].sort(), "nothing was paid again");
+  t.equal(await received(te, shop), 10_000_000n, "the shop got each once");
 });

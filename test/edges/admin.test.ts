@@ -92,7 +92,14 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   te.engine.restoreIncident = undefined;
   t.equal(during.status, 409, "no release while a restore incident is open");
   t.match(during.body, /restore incident is open/);
+  // Which ambiguous payout an unknown spend paid: only one the open incident names, with a well-formed txid.
+  const txid = "ab".repeat(32);
+  t.equal((await call(port, ca, "/payouts/adopt", { client: cert, totp: code(), method: "POST", body: { id: "wd_x", txid: "not-a-txid", reason: "asked the users" } })).status, 400, "a txid is 64 hex digits");
+  const adopt = await call(port, ca, "/payouts/adopt", { client: cert, totp: code(), method: "POST", body: { id: "wd_x", txid, reason: "asked the users" } });
+  t.equal(adopt.status, 409, "no incident names it");
+  t.match(adopt.body, /not one the open restore incident names/);
   const released = (JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries;
+  t.ok(released.some((e) => e.action === "adopt-payout" && e.operator === "alice" && e.reason === "asked the users"), "the adoption is audited");
   t.ok(released.some((e) => e.action === "release-payout" && e.operator === "alice" && e.reason === "refused by every mempool"), "audited");
   t.ok(released.some((e) => e.action === "release-payout:outcome" && /^refused: A restore incident/.test(e.outcome ?? "")), "the refusal during the incident too");
   const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };

@@ -52,12 +52,15 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   };
   const paths = fc.constantFrom(
     `/wallets/${victim}/freeze`, `/wallets/${victim}/unfreeze`, "/wallets/u_nobodyhere0001/freeze", "/wallets/%00/freeze", "/wallets/../../etc/freeze",
-    "/payouts/b1/bump", "/payouts/x/bump", "/payouts/b1/release", "/payouts/x/release", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
+    "/payouts/b1/bump", "/payouts/x/bump", "/payouts/b1/release", "/payouts/x/release", "/payouts/adopt", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
   );
   const bodies = fc.oneof(
     fc.jsonValue().map((v) => JSON.stringify(v)),
     fc.string({ maxLength: 200 }),
-    fc.record({ reason: fc.string({ maxLength: 4 }), on: fc.anything(), feeRateSatVb: fc.oneof(fc.integer(), fc.double(), fc.string()), height: fc.oneof(fc.integer(), fc.string()) }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+    fc.record({
+      reason: fc.string({ maxLength: 4 }), on: fc.anything(), feeRateSatVb: fc.oneof(fc.integer(), fc.double(), fc.string()), height: fc.oneof(fc.integer(), fc.string()),
+      id: fc.string({ maxLength: 20 }), txid: fc.oneof(fc.string({ maxLength: 70 }), fc.stringMatching(/^[0-9a-f]{64}$/)),
+    }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
   );
   const statuses = new Map<number, number>();
   await fc.assert(fc.asyncProperty(paths, bodies, async (path, body) => {

@@ -136,6 +136,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const r = await e.payouts.release(batch, feeRate, reason);
       return isRefusal(r) ? r : toJson(r);
     },
+    async adoptPayout(id, txid, operator) {
+      const r = await e.adoptPayout(id, txid, operator);
+      return isRefusal(r) ? r : toJson(r);
+    },
     async resumePayouts(operator) {
       const r = await e.resumePayouts(operator);
       return isRefusal(r) ? r : toJson(r);

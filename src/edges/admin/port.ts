@@ -18,6 +18,8 @@ export interface AdminPort {
   /** A stuck batch given up: made impossible to mine, then its payouts go back to their wallets (payout.ts, "release"). */
   releasePayout(batch: string, feeRateSatVb: bigint, reason: string): Promise<Json | Refusal>;
   rescanFrom(height: number): Promise<Json | Refusal>;
+  /** After a restore: which ambiguous queued payout an unknown spend paid (engine.ts, adoptPayout). */
+  adoptPayout(id: string, txid: string, operator: string): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
   /** Takes a snapshot archive now (into backup.dir/snapshots; the node wallet's backup included). */

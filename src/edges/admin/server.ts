@@ -157,6 +157,11 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const r = await act(req, "release-payout", batch, body.reason, () => o.port.releasePayout(batch, BigInt(body.feeRateSatVb), body.reason));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
+    f.post("/payouts/adopt", { schema: { body: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: "^[\\w:.-]+$" }), txid: Type.String({ pattern: "^[0-9a-f]{64}$" }), reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
+      const body = req.body as { id: string; txid: string; reason: string };
+      const r = await act(req, "adopt-payout", body.id, body.reason, () => o.port.adoptPayout(body.id, body.txid, req.operator!.name));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
     f.post("/payouts/resume", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
       const r = await act(req, "resume-payouts", "payouts", (req.body as { reason: string }).reason, () => o.port.resumePayouts(req.operator!.name));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
