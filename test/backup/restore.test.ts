@@ -16,6 +16,13 @@ import { pino } from "pino";
 
 const funded = fundedWallet;
 
+/** The engine dies, its store is lost, and the archive (with the segments, if given) is restored in its place. */
+async function crashAndRestore(te: TestEngine, archive: string, segmentsDir?: string) {
+  await te.crash();
+  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
+  return restoreArchive({ archive, ...(segmentsDir ? { segmentsDir } : {}), dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+}
+
 /** A withdrawal of `amount` to `address`, confirmed: its payout id. */
 async function withdrawTo(te: TestEngine, key: string, address: string, amount: string): Promise<string> {
   const q = await te.engine.relay.quoteWithdrawal(key, address, amount);
@@ -53,9 +60,9 @@ function dyingAtReport() {
 }
 
 /** A test engine that ships backups to a directory of its own; the engine stops before the directory goes. */
-async function backedUpEngine(t: { teardown(fn: () => unknown): void }, log?: Parameters<typeof startTestEngine>[1] extends infer O ? O extends { log?: infer L } ? L : never : never): Promise<{ te: TestEngine; backupDir: string }> {
+async function backedUpEngine(t: { teardown(fn: () => unknown): void }, log?: Parameters<typeof startTestEngine>[1] extends infer O ? O extends { log?: infer L } ? L : never : never, withdrawals?: { batchWindowMs: number }): Promise<{ te: TestEngine; backupDir: string }> {
   const backupDir = mkdtempSync(join(tmpdir(), "runigun-backup-"));
-  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 } }, log ? { log } : {});
+  const te = await startTestEngine({ backup: { dir: backupDir, segmentIntervalMs: 20, snapshotIntervalMs: 0 }, ...(withdrawals ? { withdrawals } : {}) }, log ? { log } : {});
   t.teardown(async () => {
     await te.stop();
     rmSync(backupDir, { recursive: true, force: true });
@@ -108,9 +115,7 @@ t.test("restore drill: snapshot mid-way + segments after it, kill -9, wipe, rest
   await te.engine.backup.flush();
   t.equal(te.engine.backup.status().shippingLag, 0, "every durable batch is on the backup disk");
 
-  await te.crash();
-  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
-  const r = await restoreArchive({ archive: snap.path, segmentsDir: join(backupDir, "segments"), dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  const r = await crashAndRestore(te, snap.path, join(backupDir, "segments"));
   t.ok(r.replayed > 0, `${r.replayed} batches replayed on top of the snapshot`);
   t.notOk(r.segments?.stop, "the segments reach the crash");
   await te.restart();
@@ -140,9 +145,7 @@ t.test("restore without the later segments while a payout happened after the bac
   const paid = await sends(te);
   t.equal(paid.length, 1, "one payout on chain");
 
-  await te.crash();
-  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
-  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await crashAndRestore(te, snap.path);
   await te.restart();
 
   const incident = te.engine.restoreIncident;
@@ -172,9 +175,7 @@ t.test("a start after a restore that dies before its comparison with the chain i
   await te.engine.payouts.flush();
   await te.mine(2);
   const paid = await sends(te);
-  await te.crash();
-  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
-  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await crashAndRestore(te, snap.path);
   dying.arm();
   await t.rejects(te.restart(), /the engine dies here/, "the first start dies part-way through the comparison");
   await te.restart();
@@ -198,9 +199,7 @@ t.test("a payout queued in the backup and paid after it: the restore records it 
   const paid = await sends(te);
   t.equal(paid.length, 1);
 
-  await te.crash();
-  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
-  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await crashAndRestore(te, snap.path);
   // The first start records the payout as paid by that transaction, then dies before it records the incident.
   dying.arm();
   await t.rejects(te.restart(), /the engine dies here/);
@@ -230,13 +229,16 @@ t.test("a restore given a segments directory that is not there stops before anyt
 });
 
 t.test("two wallets' payouts alike, queued in the backup and paid after it: named in the incident, no resume until an operator records which spend paid which; never paid again", async (t) => {
-  const { te } = await backedUpEngine(t);
+  // Both stay queued until the flush below: the batch timer waits a minute.
+  const { te } = await backedUpEngine(t, undefined, { batchWindowMs: 60_000 });
   await funded(te, "u_b", "0.5");
   await funded(te, "u_c", "0.5");
   await te.mine(1);
   const shop = await te.node.outsideAddress();
   const b = await withdrawTo(te, "u_b", shop, "0.05");
   const c = await withdrawTo(te, "u_c", shop, "0.05");
+  const book = (await te.engine.payouts.state()).payouts;
+  t.same([book[b]?.status, book[c]?.status], ["queued", "queued"], "both queued when the backup is taken");
   const snap = await te.engine.backup.snapshot();
   // After the backup both are paid, one transaction each (one output per address per transaction).
   await te.engine.payouts.flush();
@@ -246,9 +248,7 @@ t.test("two wallets' payouts alike, queued in the backup and paid after it: name
   const paid = await sends(te);
   t.equal(paid.length, 2);
 
-  await te.crash();
-  rmSync(join(te.dataPath, "store"), { recursive: true, force: true });
-  await restoreArchive({ archive: snap.path, dataPath: te.dataPath, keyring: te.keyring, network: "regtest" });
+  await crashAndRestore(te, snap.path);
   await te.restart();
   const incident = te.engine.restoreIncident!;
   t.same([...(incident.ambiguous ?? [])].sort(), [b, c].sort(), "both named: which spend paid which, the chain cannot say");
