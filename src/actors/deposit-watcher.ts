@@ -64,6 +64,8 @@ export class DepositWatcher {
   #rescan: Cursor | undefined;
   /** Pending deposits found missing from the node's mempool, since when (see #missingFromMempool). */
   readonly #missing = new Map<string, number>();
+  /** When each pending deposit was last looked for in the node's mempool. */
+  readonly #mempoolChecked = new Map<string, number>();
   #tip = "";
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
@@ -224,10 +226,21 @@ export class DepositWatcher {
           }
           return;
         }
-        if (tx.confirmations === 0 && !(await this.#inMempool(tx.txid))) {
-          listed.add(outpoint);
-          if (!(await this.#missingFromMempool(owner, outpoint, tx.txid, tx.vout, amount, inLane))) complete = false;
-          return;
+        if (tx.confirmations === 0) {
+          // Still in the node's mempool? Asked for a pending deposit (to drop one that left it) and for a dropped one
+          // listed again (credited again only if it came back), at most every MEMPOOL_CHECK_MS each: a scan runs every
+          // poll, and there may be many.
+          const open = this.#open.has(outpoint), dropped = this.#known.get(outpoint) === "dropped";
+          if (open || dropped) {
+            const due = this.#mempoolCheckDue(outpoint);
+            const gone = due && !(await this.#inMempool(tx.txid));
+            if (dropped && !gone && !due) return;
+            if (gone) {
+              listed.add(outpoint);
+              if (open && !(await this.#missingFromMempool(owner, outpoint, tx.txid, tx.vout, amount, inLane))) complete = false;
+              return;
+            }
+          }
         }
         this.#missing.delete(outpoint);
         const res = await inLane(owner, () => registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target }));
@@ -286,7 +299,7 @@ export class DepositWatcher {
    * float, an operator's address) it is no one's: said once per payment.
    */
   async #ownerFromLabel(outpoint: string, address: string, label: string | undefined): Promise<string | undefined> {
-    if (label && label !== POOL_LABEL) {
+    if (label && label !== POOL_LABEL && USER_KEY.test(label)) {
       const opened = await this.#o.registry.read(label, "balance", {});
       if (!isRefusal(opened)) {
         await this.recordOwner(address, label);
@@ -323,7 +336,6 @@ export class DepositWatcher {
    * the wallet did not answer.
    */
   async #missingFromMempool(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, inLane: Lane): Promise<boolean> {
-    if (!this.#open.has(outpoint)) return true;
     const now = Date.now();
     const since = this.#missing.get(outpoint) ?? now;
     this.#missing.set(outpoint, since);
@@ -332,6 +344,13 @@ export class DepositWatcher {
     const answered = await inLane(owner, () => this.#removed(owner, outpoint, txid, vout, amount, 0));
     if (answered) this.#missing.delete(outpoint);
     return answered;
+  }
+
+  #mempoolCheckDue(outpoint: string): boolean {
+    const now = Date.now(), last = this.#mempoolChecked.get(outpoint);
+    if (last !== undefined && now - last < MEMPOOL_CHECK_MS) return false;
+    this.#mempoolChecked.set(outpoint, now);
+    return true;
   }
 
   async #inMempool(txid: string): Promise<boolean> {
@@ -371,6 +390,8 @@ export class DepositWatcher {
         this.#open.set(outpoint, d);
       }
     } else if (this.#open.delete(outpoint)) {
+      this.#missing.delete(outpoint);
+      this.#mempoolChecked.delete(outpoint);
       await this.#o.store.del(NS_OPEN, key);
     }
   }
@@ -414,6 +435,11 @@ export class DepositWatcher {
  * commands one at a time anyway.
  */
 type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
+
+/** How often a pending deposit is looked for in the node's mempool, at most. */
+const MEMPOOL_CHECK_MS = 30_000;
+/** A user key (identity.ts): what a deposit address's label names once it is handed out. */
+const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
 
 function oneAtATimePerWallet(): Lane {
   const tails = new Map<string, Promise<unknown>>();
