@@ -67,6 +67,7 @@ export class Engine {
   #blockWork: Promise<void> = Promise.resolve();
   /** A comparison with the chain after a restore that waits for the node to catch up (see #reconcile). */
   #reconciling: { mark: RestoredMark; sinceBlock: string | undefined } | undefined;
+  #reconcileRun: Promise<void> | undefined;
   /** Payouts that left the payout book, remembered in the store. */
   readonly #finishedPayouts: FinishedPayouts;
   #announcing: Promise<void> = Promise.resolve();
@@ -218,13 +219,19 @@ export class Engine {
     if (isRefusal(synced)) e.log.warn({ why: synced.message }, "payouts not synced at start; retrying after the next block");
     else if (synced.settled > 0) e.log.info({ payouts: synced.settled }, "confirmed payouts whose wallets had not acknowledged the settlement: told, and recorded");
     await e.watcher.start();
-    if (restored) await e.#reconcile(restored, cursorAtRestore?.hash);
+    if (restored) await e.#reconcileOnce(restored, cursorAtRestore?.hash);
     // Drain mode switched on before a restart that came before everyone was told: carry on telling.
     if (e.#draining) e.#announcing = e.#announceDrain(e.#draining.at);
     if (needsSnapshot) {
       e.backup.snapshot().catch((err: unknown) => e.log.error({ err: (err as Error).message, alert: true }, "the start-up backup snapshot failed; continuous backup is not restorable until one succeeds"));
     }
     return e;
+  }
+
+  /** #reconcile, one at a time. */
+  #reconcileOnce(mark: RestoredMark, sinceBlock: string | undefined): Promise<void> {
+    this.#reconcileRun ??= this.#reconcile(mark, sinceBlock).finally(() => (this.#reconcileRun = undefined));
+    return this.#reconcileRun;
   }
 
   /**
@@ -234,13 +241,14 @@ export class Engine {
    */
   async #reconcile(mark: RestoredMark, sinceBlock: string | undefined): Promise<void> {
     const store = this.storage.store;
+    // Until it is done (and whatever fails on the way), it runs again after each block.
+    this.#reconciling = { mark, sinceBlock };
     // A node still catching up with the chain (a new bitcoind, a wallet restored and rescanning) does not know the
     // spends made since the backup: compared now, it would show none, and payouts paid since would be paid again.
     // Payouts stay paused and the comparison waits, tried again after each block.
     const info = await this.node.call<{ initialblockdownload: boolean; blocks: number; headers: number }>("getblockchaininfo");
     const wallet = await this.node.call<{ scanning?: unknown }>("getwalletinfo");
     if (info.initialblockdownload || info.blocks < info.headers || wallet.scanning) {
-      this.#reconciling = { mark, sinceBlock };
       this.log.warn({ blocks: info.blocks, headers: info.headers, scanning: Boolean(wallet.scanning) }, "restored store: the node is still catching up with the chain; the comparison with it waits (payouts stay paused)");
       return;
     }
@@ -253,11 +261,9 @@ export class Engine {
       whole = await this.watcher.poke();
     }
     if (!whole) {
-      this.#reconciling = { mark, sinceBlock };
       this.log.warn("restored store: the deposit scan before the comparison with the chain did not complete; the comparison waits for the next block (payouts stay paused)");
       return;
     }
-    this.#reconciling = undefined;
     const incident = await reconcileAfterRestore({
       log: this.log,
       listSinceBlock: (hash) => this.node.listSinceBlock(hash, 1),
@@ -293,6 +299,7 @@ export class Engine {
       ]);
       this.restoreIncident = incident;
       this.payouts.pause(reason);
+      this.#reconciling = undefined;
       return;
     }
     // Nothing unknown was spent; the books must still cover what they owe before payouts resume (a hole found now
@@ -301,6 +308,7 @@ export class Engine {
     const ops: StoreOp[] = [{ type: "del", ns: META, key: RESTORED_KEY }, { type: "del", ns: META, key: RECONCILE_FROM }];
     if (this.payouts.paused === RECONCILING) ops.push({ type: "del", ns: ENGINE_NS, key: "payouts_paused" });
     await store.batch(ops);
+    this.#reconciling = undefined;
     const resumed = this.payouts.paused === RECONCILING;
     if (resumed) this.payouts.resume();
     this.log.info({ archivePosition: mark.archivePosition, position: mark.position, paused: this.payouts.paused }, `restored store reconciled with the chain: nothing unknown was spent; ${resumed ? "payouts resume" : "payouts stay paused"}`);
@@ -386,7 +394,9 @@ export class Engine {
   }
 
   async #afterBlock(): Promise<void> {
-    if (this.#reconciling) await this.#reconcile(this.#reconciling.mark, this.#reconciling.sinceBlock);
+    // One that waits (for the node, for a whole scan) or failed: again now, unless one is under way (the start's own
+    // scan brings the first block here while it runs).
+    if (this.#reconciling && !this.#reconcileRun) await this.#reconcileOnce(this.#reconciling.mark, this.#reconciling.sinceBlock);
     await this.#expireCheques();
     const r = await this.payouts.sync();
     if (isRefusal(r)) this.log.warn({ why: r.message }, "payout sync after block failed");
