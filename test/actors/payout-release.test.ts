@@ -4,7 +4,7 @@
 import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
-import { crashingEngine, fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
+import { crashingEngine, fundedUser, received, sentBatch, withdraw, withdrawalOf } from "../support/payouts.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 
@@ -12,14 +12,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 async function stuckBatch(t: { teardown(f: () => unknown): void }, name: string, confirmations = 1, log?: Logger) {
   const { te, crash } = await crashingEngine({ deposits: { confirmations }, withdrawals: { fallbackFeeRateSatVb: 20_000, maxFeeRateSatVb: 50_000 } }, { log });
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, name, "0.5");
-  await te.mine(confirmations);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
-  return { te, key, dest, quote, batch, b, crash };
+  return { te, crash, ...(await sentBatch(te, name, "0.05", { confirmations })) };
 }
 
 /** Spends the first input of a transaction behind the engine's back, paying more than it (a replacement), to an outside address. */
@@ -113,13 +106,7 @@ t.test("the engine crashes between journalling a cancellation and broadcasting i
 t.test("a sent batch whose input is spent by another transaction in a block: stuck, and released once that spend is as deep as the confirmation target", async (t) => {
   const te = await startTestEngine({ deposits: { confirmations: 2 } });
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "spent", "0.5");
-  await te.mine(2);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { key, dest, quote, batch, b } = await sentBatch(te, "spent", "0.05", { confirmations: 2 });
   t.equal(b.status, "broadcast");
   t.match(await te.engine.payouts.release(batch, 5n, "not stuck"), { code: "not_allowed", message: /broadcast, not stuck/ }, "a batch that may still be mined is not released");
   t.equal((await withdrawalOf(te, key, quote.id)).w.status, "broadcast");
@@ -317,13 +304,7 @@ t.test("a stuck batch whose payout another batch paid again (the same user, amou
 t.test("a batch paid by a version the book does not know (a fee bump made on the node by hand) is never released", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "byhand", "0.5");
-  await te.mine(1);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { key, dest, quote, batch, b } = await sentBatch(te, "byhand", "0.05");
   // An operator bumps the fee with bitcoin-cli, behind the engine's back, and that version is mined.
   const byHand = await te.node.rpc<{ txid: string }>("bumpfee", [b.txid, { fee_rate: 40 }], "engine");
   await te.mine(1);

@@ -6,7 +6,7 @@ import { isRefusal } from "../../src/domain/refusals.ts";
 import { FinishedPayouts } from "../../src/actors/payout.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
 import { createLogger, silentLogger } from "../../src/log.ts";
-import { crashingEngine, fundedUser, received, withdraw, withdrawalOf } from "../support/payouts.ts";
+import { crashingEngine, fundedUser, received, sentBatch, withdraw, withdrawalOf } from "../support/payouts.ts";
 
 
 async function settle(te: TestEngine): Promise<void> {
@@ -213,12 +213,7 @@ t.test("a payout confirmed before its wallet is told is in flight, not a hole: t
 t.test("the engine crashes after recording a confirmation and before the wallet journals the settlement: the restart settles it", async (t) => {
   const { te, crash } = await crashingEngine();
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "crash_settle", "0.5");
-  await te.mine(1);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.1");
-  await te.engine.payouts.flush();
+  const { key, dest, quote } = await sentBatch(te, "crash_settle", "0.1");
   await te.node.mine(1);
   crash.at = "confirmed";
   await te.engine.payouts.sync().catch(() => undefined);
@@ -238,13 +233,7 @@ t.test("the engine crashes after recording a confirmation and before the wallet 
 async function bumpedBatch(t: { teardown(f: () => unknown): void }, name: string, amount: string, confirmations?: number) {
   const te = await startTestEngine(confirmations ? { deposits: { confirmations } } : {});
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, name, "0.5");
-  await te.mine(confirmations ?? 1);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, amount);
-  await te.engine.payouts.flush();
-  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { key, dest, quote, batch, b: original } = await sentBatch(te, name, amount, { confirmations });
   const bumped = await te.engine.payouts.bump(batch, 60n);
   if (isRefusal(bumped)) throw new Error(bumped.message);
   return { te, key, dest, quote, batch, original, bumped };
@@ -271,13 +260,7 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
 t.test("the engine crashes between journalling a fee bump and broadcasting it: the restart sends the replacement; paid and charged once", async (t) => {
   const { te, crash } = await crashingEngine();
   t.teardown(() => te.stop());
-  await te.node.ensureMatureCoins();
-  const key = await fundedUser(te, "crash_bump", "0.5");
-  await te.mine(1);
-  const dest = await te.node.outsideAddress();
-  const { quote } = await withdraw(te.engine.relay, key, dest, "0.05");
-  await te.engine.payouts.flush();
-  const [batch, original] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  const { key, dest, quote, batch, b: original } = await sentBatch(te, "crash_bump", "0.05");
   crash.at = "bump_recorded";
   await te.engine.payouts.bump(batch, 60n).catch(() => undefined);
   t.equal(crash.hits, 1, "crashed with the replacement journalled");

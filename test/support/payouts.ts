@@ -37,6 +37,21 @@ export async function received(te: TestEngine, address: string): Promise<bigint>
 }
 
 /**
+ * A user `u_<name>` funded with `btc`, `confirmations` deep, and one withdrawal of `amount` to a fresh outside address,
+ * flushed: the engine's first payout batch.
+ */
+export async function sentBatch(te: TestEngine, name: string, amount: string, o: { btc?: string; confirmations?: number } = {}) {
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, name, o.btc ?? "0.5");
+  await te.mine(o.confirmations ?? 1);
+  const dest = await te.node.outsideAddress();
+  const { quote } = await withdraw(te.engine.relay, key, dest, amount);
+  await te.engine.payouts.flush();
+  const [batch, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
+  return { key, dest, quote, batch, b };
+}
+
+/**
  * An engine that dies at the payout step it is told to (`crash.at`, once), as a crash would: nothing after that point
  * happens in this life of the engine. `crash.hits` counts the crashes.
  */
