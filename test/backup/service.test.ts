@@ -46,37 +46,30 @@ t.test("retention, age, and a start that knows when a snapshot is needed", async
   t.ok(status.lastBackupAgeS !== undefined && status.lastBackupAgeS <= 1, "the last good backup is seconds old");
   t.equal(status.lastGood?.position, snaps[2]!.manifest.position);
 
+  // The engine stops (cleanly, or as a crash: nothing more shipped) and starts again on the same store.
+  const restart = async (how: "clean" | "crash") => {
+    if (how === "clean") await svc.close();
+    else svc.abandon();
+    await store.close();
+    store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+    svc = new BackupService({ config, store, log: silentLogger });
+    return svc.start();
+  };
   // A clean stop: everything shipped; the next start needs no snapshot.
-  await svc.close();
-  await store.close();
-  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  svc = new BackupService({ config, store, log: silentLogger });
-  t.same(await svc.start(), { needsSnapshot: false }, "segments reach the store: continuity holds");
+  t.same(await restart("clean"), { needsSnapshot: false }, "segments reach the store: continuity holds");
   t.equal(svc.status().shippingLag, 0);
 
   // A crash with an unshipped interval: the next start sees the hole.
   await write(store, 3, "lost");
-  svc.abandon();
-  await store.close();
-  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  svc = new BackupService({ config, store, log: silentLogger });
-  t.same(await svc.start(), { needsSnapshot: true }, "the lost interval is noticed: a snapshot heals it");
+  t.same(await restart("crash"), { needsSnapshot: true }, "the lost interval is noticed: a snapshot heals it");
 
   // The engine writes on and dies again before that snapshot: the newest segment file now starts after the hole, and
   // reaches the store. The hole is remembered all the same.
   await write(store, 3, "after-hole");
   await svc.flush();
-  svc.abandon();
-  await store.close();
-  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  svc = new BackupService({ config, store, log: silentLogger });
-  t.same(await svc.start(), { needsSnapshot: true }, "a restart before the snapshot does not forget the hole");
+  t.same(await restart("crash"), { needsSnapshot: true }, "a restart before the snapshot does not forget the hole");
   await svc.snapshot();
-  await svc.close();
-  await store.close();
-  store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  svc = new BackupService({ config, store, log: silentLogger });
-  t.same(await svc.start(), { needsSnapshot: false }, "the snapshot covered it");
+  t.same(await restart("clean"), { needsSnapshot: false }, "the snapshot covered it");
   await svc.close();
   await store.close();
 });
