@@ -246,7 +246,7 @@ export class Engine {
     // A node still catching up with the chain (a new bitcoind, a wallet restored and rescanning) does not know the
     // spends made since the backup: compared now, it would show none, and payouts paid since would be paid again.
     // Payouts stay paused and the comparison waits, tried again after each block.
-    const info = await this.node.call<{ initialblockdownload: boolean; blocks: number; headers: number }>("getblockchaininfo");
+    const info = await this.node.blockchainInfo();
     const wallet = await this.node.call<{ scanning?: unknown }>("getwalletinfo");
     if (info.initialblockdownload || info.blocks < info.headers || wallet.scanning) {
       this.log.warn({ blocks: info.blocks, headers: info.headers, scanning: Boolean(wallet.scanning) }, "restored store: the node is still catching up with the chain; the comparison with it waits (payouts stay paused)");

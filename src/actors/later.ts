@@ -6,8 +6,8 @@
 const MAX_MS = 5 * 60_000;
 
 export class Later {
-  readonly #timers = new Map<string, NodeJS.Timeout>();
-  readonly #runs = new Map<string, () => void>();
+  /** The waiting tries, by key: each one's timer and what it runs. */
+  readonly #waiting = new Map<string, { timer: NodeJS.Timeout; run: () => void }>();
   #stopped = false;
   #alive = false;
 
@@ -19,47 +19,44 @@ export class Later {
     this.cancel(key);
     const delay = Math.min(this.baseMs * 2 ** Math.min(round, 20), MAX_MS) * (0.8 + Math.random() * 0.4);
     const timer = setTimeout(() => {
-      this.#timers.delete(key);
-      this.#runs.delete(key);
+      this.#waiting.delete(key);
       run();
     }, delay);
     if (!this.#alive) timer.unref();
-    this.#timers.set(key, timer);
-    this.#runs.set(key, run);
+    this.#waiting.set(key, { timer, run });
   }
 
   /** Drops the waiting try for `key` (it is being done now). */
   cancel(key: string): void {
-    const timer = this.#timers.get(key);
-    if (!timer) return;
-    clearTimeout(timer);
-    this.#timers.delete(key);
-    this.#runs.delete(key);
+    const waiting = this.#waiting.get(key);
+    if (!waiting) return;
+    clearTimeout(waiting.timer);
+    this.#waiting.delete(key);
   }
 
   /** Does every waiting try now, instead of at its time; returns how many. */
   runNow(): number {
-    const runs = [...this.#runs.values()];
-    for (const key of [...this.#timers.keys()]) this.cancel(key);
-    for (const run of runs) run();
-    return runs.length;
+    const all = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const { timer } of all) clearTimeout(timer);
+    for (const { run } of all) run();
+    return all.length;
   }
 
   /** From now on, the waiting tries keep the process alive (someone waits for them to be done). */
   keepAlive(): void {
     this.#alive = true;
-    for (const timer of this.#timers.values()) timer.ref();
+    for (const { timer } of this.#waiting.values()) timer.ref();
   }
 
   /** Drops every waiting try, and schedules none from now on. */
   stop(): void {
     this.#stopped = true;
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    this.#timers.clear();
-    this.#runs.clear();
+    for (const { timer } of this.#waiting.values()) clearTimeout(timer);
+    this.#waiting.clear();
   }
 
   get size(): number {
-    return this.#timers.size;
+    return this.#waiting.size;
   }
 }
