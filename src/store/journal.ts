@@ -47,6 +47,12 @@ export interface JournalOptions {
   log?: Pick<Logger, "warn" | "error">;
   /** Queued store operations that start a batch at once, without waiting for the end of the turn (default 512). */
   cutAt?: number;
+  /**
+   * How many keys' last sequence numbers are kept in memory before the oldest half is forgotten (default 100,000;
+   * a forgotten one is read from disk again when needed). Without a bound, every wallet the process ever touched
+   * would stay in this map.
+   */
+  remember?: number;
 }
 
 export interface JournalStats {
@@ -72,7 +78,10 @@ export class Journal {
   readonly store: EncryptedStore;
   readonly stats: JournalStats = { batches: 0, events: 0, snapshots: 0, snapshotFailures: 0, lastCommitMs: 0, maxBatch: 0 };
   readonly #o: JournalOptions;
-  readonly #last = new Map<string, number>();
+  /** The last sequence number of each recently used key, in two generations (see `remember`). */
+  #last = new Map<string, number>();
+  #older = new Map<string, number>();
+  readonly #remember: number;
   #queue: Pending[] = [];
   #queuedOps = 0;
   readonly #cutAt: number;
@@ -86,6 +95,36 @@ export class Journal {
     this.store = store;
     this.#o = o;
     this.#cutAt = o.cutAt ?? 512;
+    this.#remember = Math.max(1, o.remember ?? 100_000);
+  }
+
+  /** How many keys' last sequence numbers are in memory. */
+  get remembered(): number {
+    return this.#last.size + this.#older.size;
+  }
+
+  #lastOf(key: string): number | undefined {
+    const n = this.#last.get(key);
+    if (n !== undefined) return n;
+    const old = this.#older.get(key);
+    if (old !== undefined) this.#setLast(key, old);
+    return old;
+  }
+
+  #setLast(key: string, n: number): void {
+    if (this.#last.size >= this.#remember && !this.#last.has(key)) {
+      // A generation is full: the older one is forgotten. A key has at most one event in flight and that is in the
+      // newer generation, unless as many other keys were used since it was claimed; a persist after a forgotten
+      // claim reads the disk, and if its event is still on the way, is refused as a gap and the actor replays.
+      this.#older = this.#last;
+      this.#last = new Map();
+    }
+    this.#last.set(key, n);
+  }
+
+  #forget(key: string): void {
+    this.#last.delete(key);
+    this.#older.delete(key);
   }
 
   /** nact: the events of `key` with sequence number > offset, as something with an async `reduce`. */
@@ -101,7 +140,7 @@ export class Journal {
   async readEvents(key: string, offset = 0): Promise<JournalEvent[]> {
     // This process wrote the key's last event (or read it before): when that is the offset, there is nothing after
     // it — an activation after a passivation reads no range at all.
-    if (this.#last.get(key) === offset) return [];
+    if (this.#lastOf(key) === offset) return [];
     const out: JournalEvent[] = [];
     let expected = offset + 1;
     for await (const [k, v] of this.store.iterate<{ d: unknown; t: number; g?: string[] }>(EVENTS, { gt: key + SEP + pad(offset), lt: key + SEP + "~" })) {
@@ -111,19 +150,19 @@ export class Journal {
       out.push({ data: v.d, sequenceNumber: seq, key, tags: v.g ?? [], createdAt: v.t, isDeleted: false });
     }
     // The scan reached the end: its last number is the key's last (unless a persist claimed a newer one meanwhile).
-    if (!this.#last.has(key)) this.#last.set(key, expected - 1);
+    if (this.#lastOf(key) === undefined) this.#setLast(key, expected - 1);
     return out;
   }
 
   async lastSequence(key: string): Promise<number> {
-    const cached = this.#last.get(key);
+    const cached = this.#lastOf(key);
     if (cached !== undefined) return cached;
     let last = 0;
     for await (const k of this.store.keys(EVENTS, { gt: key + SEP, lt: key + SEP + "~", reverse: true, limit: 1 })) last = Number(k.slice(key.length + 1));
     // Someone may have claimed a number while we read the disk: keep the larger.
-    const now = this.#last.get(key);
+    const now = this.#lastOf(key);
     if (now !== undefined) return now;
-    this.#last.set(key, last);
+    this.#setLast(key, last);
     return last;
   }
 
@@ -136,7 +175,7 @@ export class Journal {
   /** nact: persists one event; resolves once it is durable. Refuses anything but last + 1. */
   async persist(ev: JournalEvent): Promise<void> {
     // Known keys are queued before persist returns (no await on the way): a flushed() called after it covers it.
-    const last = this.#last.get(ev.key) ?? (await this.lastSequence(ev.key));
+    const last = this.#lastOf(ev.key) ?? (await this.lastSequence(ev.key));
     if (ev.sequenceNumber !== last + 1) {
       // The actor's counter is ahead of the disk (an earlier persist failed): make it replay.
       throw new StoreError("sequence_gap", `journal ${ev.key}: event ${ev.sequenceNumber} does not follow ${last}; the actor must replay`);
@@ -154,7 +193,7 @@ export class Journal {
     if (records) for (const op of records) ops.push(op);
     // Encoded before the number is claimed: a record that cannot be stored fails here and claims nothing.
     const encoded = this.store.encodeOps(ops);
-    this.#last.set(ev.key, ev.sequenceNumber);
+    this.#setLast(ev.key, ev.sequenceNumber);
     return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]], add);
   }
 
@@ -269,7 +308,7 @@ export class Journal {
 
   #failed(batch: Pending[], e: unknown): void {
     // Nothing of this batch is on disk: release the claimed numbers so the actors' replays see the truth.
-    for (const p of batch) for (const [k] of p.claims) this.#last.delete(k);
+    for (const p of batch) for (const [k] of p.claims) this.#forget(k);
     for (const p of batch) p.reject(e);
   }
 }

@@ -36,6 +36,19 @@ t.test("10k events over 100 keys: durable, replayed in order after a restart, gr
   t.same(after, [91, 92, 93, 94, 95, 96, 97, 98, 99, 100], "events after an offset");
 });
 
+t.test("the last sequence numbers kept in memory are bounded; a forgotten key reads its number from disk", async (t) => {
+  const j = await openJournal(t.testdir(), { remember: 4 });
+  t.teardown(() => j.store.close());
+  for (let k = 0; k < 20; k++) for (let seq = 1; seq <= 2; seq++) await j.persist(ev(`w${k}`, seq, { k, seq }));
+  t.ok(j.remembered <= 8, `${j.remembered} keys remembered after 20 were written (two generations of 4 at most)`);
+  // w0 was forgotten long ago: its next number is read from disk, a wrong one is still refused.
+  await t.rejects(j.persist(ev("w0", 2, "again")), { code: "sequence_gap" }, "a number already on disk is refused");
+  await j.persist(ev("w0", 3, "next"));
+  t.same((await j.readEvents("w0")).map((e) => e.sequenceNumber), [1, 2, 3], "no gap, nothing lost");
+  // A recently used key is still answered from memory: an activation at its last number reads nothing.
+  t.same(await j.readEvents("w0", 3), []);
+});
+
 t.test("a sequence gap is refused; snapshots are stored and counted", async (t) => {
   const j = await openJournal(t.testdir());
   t.teardown(() => j.store.close());
