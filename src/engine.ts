@@ -8,7 +8,7 @@ import { ActorSystem } from "./actors/runtime.ts";
 import { WalletRegistry } from "./actors/registry.ts";
 import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
-import { FinishedPayouts, type PayoutState, type PayoutStep } from "./actors/payout.ts";
+import { FinishedPayouts, strandedCoins, type PayoutState, type PayoutStep } from "./actors/payout.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
@@ -339,7 +339,8 @@ export class Engine {
     return this.payouts.hold(async (payouts: PayoutState) => {
       const liabilities = await this.liabilities();
       const node = await this.node.balances();
-      return assessSolvency({ liabilities, node, payouts, toleranceSats });
+      const stranded = await strandedCoins(payouts, this.node);
+      return assessSolvency({ liabilities, node, stranded, payouts, toleranceSats });
     });
   }
 

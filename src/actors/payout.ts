@@ -460,6 +460,38 @@ async function minedTx(b: Batch, o: PayoutOptions): Promise<{ mined?: { txid: st
   return { latest };
 }
 
+/**
+ * What the node's wallet holds but does not count in its balances: the coins of stuck (or releasing) batches whose
+ * transaction it still has, in no block and no mempool (dropped: fees rose, it expired). The wallet counts their
+ * inputs as spent and their change as nothing (a transaction in no block and no mempool is not trusted), yet they
+ * are the engine's coins until a fee bump pays the users or a release spends them back. Without them the watchdog
+ * would see a hole of the whole batch, and pause every payout, for one batch waiting for a bump.
+ * `sats`: the sum of those transactions' inputs (their outputs plus their fee); `batches`: which.
+ */
+export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "call">): Promise<{ sats: bigint; batches: string[] }> {
+  let sats = 0n;
+  const batches: string[] = [];
+  for (const [batch, b] of Object.entries(state.batches)) {
+    if (b.status !== "stuck" && b.status !== "cancelling") continue;
+    // One of these holds the batch's coins in the wallet's view; they all spend the same coins (a fee bump and a
+    // cancellation spend them again), so at most one counts.
+    const candidates = [...(b.cancel?.txid ? [b.cancel.txid, ...(b.cancel.earlier ?? [])] : []), b.txid, ...b.replaced];
+    for (const txid of candidates) {
+      const tx = await unlessUnknown(node.call<WalletTx & { hex: string; details?: Array<{ abandoned?: boolean }> }>("gettransaction", [txid]));
+      if (!tx || tx.confirmations !== 0 || tx.details?.some((d) => d.abandoned)) continue;
+      // In the mempool: the wallet counts its change already, and the batch may still be mined; nothing stranded.
+      if (await unlessUnknown(node.call("getmempoolentry", [txid]))) break;
+      const decoded = await node.call<{ vout: Array<{ value: number }> }>("decoderawtransaction", [tx.hex]);
+      let value = btcNumberToSats(Math.abs(tx.fee ?? 0));
+      for (const out of decoded.vout) value += btcNumberToSats(out.value);
+      sats += value;
+      batches.push(batch);
+      break;
+    }
+  }
+  return { sats, batches };
+}
+
 /** An RPC's answer, or undefined where the node says it does not know the transaction (-5). */
 async function unlessUnknown<T>(call: Promise<T>): Promise<T | undefined> {
   try {

@@ -6,7 +6,11 @@ import type { PayoutState } from "./payout.messages.ts";
 
 export interface SolvencyReport {
   liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; inFlightPayouts: bigint; total: bigint; wallets: number };
-  node: { trusted: bigint; untrustedPending: bigint; immature: bigint };
+  /**
+   * The node wallet's balances, and `stranded`: coins of stuck batches it holds but does not count (see
+   * payout.ts, strandedCoins), counted here with the trusted ones.
+   */
+  node: { trusted: bigint; untrustedPending: bigint; immature: bigint; stranded: bigint; strandedBatches: string[] };
   /** What must be covered by confirmed (or our own change) coins: available + reserved − in flight + escrow. */
   firm: bigint;
   surplus: bigint;
@@ -25,6 +29,8 @@ export interface SolvencyReport {
 export interface SolvencyInputs {
   liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; wallets: number };
   node: { trusted: bigint; untrustedPending: bigint; immature: bigint };
+  /** Coins of stuck batches the node's wallet holds and does not count (payout.ts, strandedCoins). */
+  stranded?: { sats: bigint; batches: string[] };
   payouts: PayoutState;
   toleranceSats?: bigint;
   now?: number;
@@ -39,15 +45,18 @@ export function assessSolvency(i: SolvencyInputs): SolvencyReport {
   const firm = l.available + l.reserved - inFlight + l.escrow;
   const total = firm + l.pending;
   const tolerance = i.toleranceSats ?? 0n;
-  const surplus = i.node.trusted + i.node.untrustedPending - total;
+  const stranded = i.stranded?.sats ?? 0n;
+  const trusted = i.node.trusted + stranded;
+  const surplus = trusted + i.node.untrustedPending - total;
   let reason: string | undefined, warning: string | undefined;
-  if (firm > i.node.trusted + tolerance) {
-    reason = `the wallets' firm balances (${firm} sats) exceed the node's trusted balance (${i.node.trusted} sats) by ${firm - i.node.trusted} sats`;
-  } else if (total > i.node.trusted + i.node.untrustedPending + tolerance) {
-    warning = `all liabilities (${total} sats) exceed everything the node holds (${i.node.trusted + i.node.untrustedPending} sats): pending deposits the node no longer holds, until the deposit watcher drops them`;
+  const strandedText = stranded > 0n ? `, ${stranded} of them in stuck batches it holds` : "";
+  if (firm > trusted + tolerance) {
+    reason = `the wallets' firm balances (${firm} sats) exceed the node's trusted balance (${trusted} sats${strandedText}) by ${firm - trusted} sats`;
+  } else if (total > trusted + i.node.untrustedPending + tolerance) {
+    warning = `all liabilities (${total} sats) exceed everything the node holds (${trusted + i.node.untrustedPending} sats${strandedText}): pending deposits the node no longer holds, until the deposit watcher drops them`;
   }
   return {
     liabilities: { ...l, inFlightPayouts: inFlight, total },
-    node: i.node, firm, surplus, ok: reason === undefined, ...(reason ? { reason } : {}), ...(warning ? { warning } : {}), checkedAt: i.now ?? Date.now(),
+    node: { ...i.node, stranded, strandedBatches: i.stranded?.batches ?? [] }, firm, surplus, ok: reason === undefined, ...(reason ? { reason } : {}), ...(warning ? { warning } : {}), checkedAt: i.now ?? Date.now(),
   };
 }

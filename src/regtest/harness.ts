@@ -177,13 +177,14 @@ export class RegtestNode {
     await this.#exited;
   }
 
-  async restart(): Promise<void> {
+  /** SIGKILL and start again on the same datadir; `extraArgs` for this start only (e.g. a higher relay fee floor). */
+  async restart(extraArgs: string[] = []): Promise<void> {
     if (this.running) await this.kill();
-    await this.#launch();
+    await this.#launch(extraArgs);
     for (const w of [this.walletName, "outside"]) await this.#ensureWallet(w);
   }
 
-  async #launch(): Promise<void> {
+  async #launch(extraArgs: string[] = []): Promise<void> {
     const cmd = resolveBitcoind();
     const args = [
       ...cmd.bitcoind.slice(1),
@@ -191,7 +192,7 @@ export class RegtestNode {
       `-rpcport=${this.rpcPort}`, "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", `-rpcuser=${this.user}`, `-rpcpassword=${this.password}`,
       "-fallbackfee=0.0002", "-addresstype=bech32", "-changetype=bech32", "-unsafesqlitesync=1", "-printtoconsole=0",
       "-txindex=0", "-rpcworkqueue=256", "-rpcthreads=8", "-debuglogfile=debug.log",
-      ...(this.o.extraArgs ?? []),
+      ...(this.o.extraArgs ?? []), ...extraArgs,
     ];
     const child = spawn(cmd.bitcoind[0]!, args, { stdio: "ignore" });
     this.#child = child;

@@ -257,6 +257,37 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
 });
 
+t.test("a sent batch dropped from the node's mempool (its fee under the node's new floor): stuck, 'bump its fee'; the watchdog counts its coins and does not pause payouts; bumped, paid once", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const { key, dest, quote, batch, b: sent } = await sentBatch(te, "dropped", "0.05");
+  t.equal(sent.status, "broadcast");
+  // The node restarts with a relay fee floor above the batch's 20 sat/vB and an empty mempool: its wallet keeps the
+  // transaction, which it can no longer send again. (Its chain state is flushed first: a SIGKILL loses what is not.)
+  await te.node.flush();
+  await te.node.restart(["-minrelaytxfee=0.0003", "-persistmempool=0"]);
+  await t.rejects(te.node.rpc("getmempoolentry", [sent.txid]), "not in the node's mempool");
+  t.equal((await te.node.rpc<{ confirmations: number }>("gettransaction", [sent.txid], "engine")).confirmations, 0, "the node's wallet still has it, in no block");
+  t.same(await te.engine.payouts.sync(), { confirmed: 0, rebroadcast: 0, settled: 0 });
+  const stuck = (await te.engine.payouts.state()).batches[batch]!;
+  t.match(stuck, { status: "stuck", reason: /the node's wallet has it: bump its fee/ });
+  const report = await te.engine.watchdog();
+  t.ok(report?.ok, `the books still cover the wallets: ${report?.reason ?? "ok"}`);
+  t.same(report?.node.strandedBatches, [batch], "the stuck batch's coins are counted");
+  t.ok(report!.node.stranded > 5_000_000n, `${report!.node.stranded} sats: the batch's inputs`);
+  t.equal(te.engine.payouts.paused, undefined, "payouts are not paused for a batch waiting for a fee bump");
+  const bumped = await te.engine.payouts.bump(batch, 60n);
+  if (isRefusal(bumped)) throw new Error(bumped.message);
+  t.ok(await te.node.rpc("getmempoolentry", [bumped.txid]), "the bump is in the node's mempool");
+  t.same((await te.engine.watchdog())?.node.strandedBatches, [], "nothing stranded once it is back in the mempool");
+  await settle(te);
+  t.equal(await received(te, dest), 5_000_000n, "paid once");
+  const { w } = await withdrawalOf(te, key, quote.id);
+  t.same([w.status, w.txid], ["sent", bumped.txid]);
+  t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}`);
+  t.equal((await te.engine.solvency()).surplus, -(bumped.fee - w.fee!), "the books differ by exactly the part of the bump the house pays (no house float here)");
+});
+
 t.test("the engine crashes between journalling a fee bump and broadcasting it: the restart sends the replacement; paid and charged once", async (t) => {
   const { te, crash } = await crashingEngine();
   t.teardown(() => te.stop());
