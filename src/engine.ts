@@ -171,8 +171,9 @@ export class Engine {
   static async start(o: EngineOptions): Promise<Engine> {
     const e = new Engine(o);
     const store = e.storage.store;
-    // A write that does not reach the disk (a full disk, an I/O error) fails its commands — nothing of it is
-    // durable, and their callers are told so — and operators are told once, then again when writes succeed.
+    // A write that does not reach the disk (a full disk, an I/O error) fails its commands — their callers are told
+    // whether it may still be on disk (the store reopens LevelDB to learn it, db.ts #drain) — and operators are told
+    // once, then again when writes succeed.
     store.onWriteHealth((h) => {
       if (h.failing) {
         e.log.error({ alert: true, err: h.lastError?.message }, "the store cannot write (disk full or I/O error?): commands are refused, nothing is lost; free space or fix the disk — writes resume by themselves");

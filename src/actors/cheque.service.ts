@@ -1,7 +1,7 @@
 // Cheques seen from the relay: create (escrow funded by a transfer from the creator), claim, revoke.
 // The claim code is derived from the creator's command id, so a repeated /cheque command yields the same
 // cheque instead of a second, unfunded one; only an HMAC of the code is ever stored.
-import { crashBudget } from "./crash-budget.ts";
+import { crashBudget, crashRefusal } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { Cheque } from "../relay.types.ts";
@@ -54,7 +54,7 @@ export class ChequeService implements ChequePort, TransferSink {
     });
     this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
       onCrash: (r) => {
-        (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(refuse("internal", "Something went wrong; nothing was moved."));
+        (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(crashRefusal(r.error));
         return afterCrash(r.error);
       },
     });

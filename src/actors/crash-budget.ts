@@ -3,6 +3,20 @@
 // while the store cannot write (a full disk) is not counted: it is not the actor's doing, writes resume by themselves
 // once space is freed, and the actor must still be there then.
 import type { Logger } from "../log.ts";
+import { refuse, type Refusal } from "../domain/refusals.ts";
+import { StoreError } from "../store/errors.ts";
+
+/**
+ * The answer to a command whose handling crashed. Its effects were not journalled — unless the crash was a write
+ * whose fate the store could not learn (a disk failing under it): then it may still have been done, and the caller
+ * must look before trying again (a retry with a new id would do it twice).
+ */
+export function crashRefusal(err: unknown): Refusal {
+  if (err instanceof StoreError && err.code === "write_failed" && err.written === "unknown") {
+    return refuse("busy", "It could not be confirmed as saved (a disk problem on the server); it may still have been done. Check your balance before you try again.");
+  }
+  return refuse("internal", "Something went wrong; nothing was moved. Please try again.");
+}
 
 export interface CrashBudgetOptions {
   log: Logger;

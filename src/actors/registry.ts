@@ -6,6 +6,7 @@
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
+import { crashRefusal } from "./crash-budget.ts";
 import { walletBehaviour, type WalletHooks, type WalletOptions } from "./wallet.actor.ts";
 import type { WalletCommand, WalletCommandType, WalletState } from "./wallet.messages.ts";
 import { decide } from "./wallet.ts";
@@ -314,8 +315,9 @@ export class WalletRegistry {
     const recent = (this.#crashes.get(userKey) ?? []).filter((t) => now - t < this.#o.crashWindowMs);
     recent.push(now);
     this.#crashes.set(userKey, recent);
-    // The crashing command is answered, never dropped: its effects were not journalled.
-    if (message) (message.reply as Reply<Refusal>)(refuse("internal", "Something went wrong; nothing was moved. Please try again."));
+    // The crashing command is answered, never dropped: its effects were not journalled (or, after a write the store
+    // could not confirm, may have been: crashRefusal says which).
+    if (message) (message.reply as Reply<Refusal>)(crashRefusal(error));
     const entry = this.#entries.get(userKey);
     // The actor replays its journal: until it handles a message again, reads go through it.
     if (entry) entry.state = undefined;

@@ -2,6 +2,8 @@
 // bound to its namespace and key. Record keys are `ns \0 key`; keys that would reveal something (addresses,
 // outpoints, cheque codes) go through `mac()` first, an HMAC under a random index key kept sealed in the store.
 import { createHmac, randomBytes } from "node:crypto";
+import { readdirSync, statSync, statfsSync } from "node:fs";
+import { join } from "node:path";
 import { Level } from "level";
 import { decode, encode, encodeText } from "./codec.ts";
 import { keyIdOf, open as openEnvelope, seal } from "./envelope.ts";
@@ -55,7 +57,7 @@ export type WriteListener = (position: number, ops: readonly RawOp[]) => void;
 
 /**
  * Whether writes reach the disk: a failed batch (a full disk, an I/O error) leaves `failing` set until a batch
- * succeeds again. Nothing of a failed batch is on disk; its writers got the error.
+ * succeeds again. Its writers got a `write_failed` error saying whether it is known not to be on disk (see #drain).
  */
 export interface WriteHealth {
   failing: boolean;
@@ -103,6 +105,22 @@ export class EncryptedStore {
   #idle: Promise<void> = Promise.resolve();
   #position = 0;
   #sums: Sums = {};
+  /** A write failed: the database must be reopened before anything else is written (see #drain). */
+  #mustReopen = false;
+  #reopenTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  readonly #path: string;
+  /**
+   * Free bytes on the store's disk (statfs). A reopen is tried only with room for LevelDB's recovery: one that fails
+   * leaves the database closed, reads included, where waiting keeps it open for reads. Tests set it to simulate a
+   * full disk.
+   */
+  freeBytes: () => number = () => {
+    const f = statfsSync(this.#path);
+    return Number(f.bavail) * Number(f.bsize);
+  };
+  /** The failed batch whose fate is not known yet (it may be on disk): settled by the next successful reopen. */
+  #unsure: { position: number; ops: RawOp[]; sums: Sums } | undefined;
   #timeline = "";
   readonly #listeners = new Set<WriteListener>();
   readonly #healthListeners = new Set<(health: WriteHealth) => void>();
@@ -120,6 +138,7 @@ export class EncryptedStore {
 
   private constructor(o: StoreOptions) {
     this.db = new Level<string, Uint8Array>(o.path, { keyEncoding: "utf8", valueEncoding: "view" });
+    this.#path = o.path;
     this.keyring = o.keyring;
     this.sync = o.sync ?? true;
     this.sealer = new Sealer({ dataKey: o.keyring.dataKey("store"), keyId: o.keyring.current, workerFrom: o.sealInWorkerFrom });
@@ -290,11 +309,25 @@ export class EncryptedStore {
     }
   }
 
+  /**
+   * The one writer. After a failed write, LevelDB must not be written again through the same handle: it goes on
+   * appending to its log out of step with the log's blocks (a failed append still moves its offset), and the next
+   * open's recovery silently drops the records written after it — acknowledged ones included; after a failed fsync
+   * it refuses every write. So a failure reopens the database first (its recovery keeps what reached the log and drops
+   * a torn tail), and the store's position then tells whether the failed batch is on disk. Until a reopen succeeds
+   * (the disk still full: tried at each write, and every second), every write is refused; reads go on meanwhile.
+   */
   async #drain(): Promise<void> {
     this.#writing = true;
+    if (this.#mustReopen) await this.#reopen();
     while (this.#queue.length > 0) {
       const batch = this.#queue;
       this.#queue = [];
+      if (this.#mustReopen) {
+        const e = new StoreError("write_failed", `the store cannot be written (${this.writeHealth.lastError?.message ?? "unknown error"}); nothing was written`, { written: "no" });
+        for (const w of batch) w.reject(e);
+        continue;
+      }
       const position = this.#position + 1;
       const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
       let sums = this.#sums;
@@ -305,25 +338,84 @@ export class EncryptedStore {
         await writeBatch(this.db, ops, this.sync);
       } catch (e) {
         this.#setFailing(e);
-        for (const w of batch) w.reject(e);
+        this.#mustReopen = true;
+        this.#unsure = { position, ops, sums };
+        const known = await this.#reopen();
+        // A batch is atomic: after a reopen, the position on disk says whether it is there.
+        if (known && this.#position === position) {
+          this.writeHealth.failing = false;
+          this.#tellHealth();
+          for (const w of batch) w.resolve();
+          continue;
+        }
+        const written = known ? "no" : "unknown";
+        const err = new StoreError("write_failed", `a write failed (${e instanceof Error ? e.message : String(e)}); ${known ? "nothing of it is on disk" : "whether it reached the disk is not known until the store can be reopened"}`, { cause: e, written });
+        for (const w of batch) w.reject(err);
         continue;
       }
       if (this.writeHealth.failing) {
         this.writeHealth.failing = false;
         this.#tellHealth();
       }
-      this.#position = position;
-      this.#sums = sums;
-      for (const l of this.#listeners) {
-        try {
-          l(position, ops);
-        } catch {
-          // A listener (backup shipping) must never fail a write that is already durable; it reports its own errors.
-        }
-      }
+      this.#durable(position, ops, sums);
       for (const w of batch) w.resolve();
     }
     this.#writing = false;
+    if (this.#mustReopen && !this.#reopenTimer && !this.#closing) {
+      this.#reopenTimer = setTimeout(() => {
+        this.#reopenTimer = undefined;
+        if (!this.#writing && !this.#closing) this.#idle = this.#drain();
+      }, 1000).unref();
+    }
+  }
+
+  /** What LevelDB's recovery writes at most: its logs' size again (as a table; values are not compressed), and 4 MB. */
+  #recoveryRoom(): number {
+    let logs = 0;
+    for (const f of readdirSync(this.#path)) if (f.endsWith(".log")) logs += statSync(join(this.#path, f)).size;
+    return logs + 4 * 1024 * 1024;
+  }
+
+  #durable(position: number, ops: RawOp[], sums: Sums): void {
+    this.#position = position;
+    this.#sums = sums;
+    for (const l of this.#listeners) {
+      try {
+        l(position, ops);
+      } catch {
+        // A listener (backup shipping) must never fail a write that is already durable; it reports its own errors.
+      }
+    }
+  }
+
+  /**
+   * Closes and opens the database again (LevelDB's recovery), then settles the batch whose write failed: on disk
+   * (the position there is its own), it counts as written, listeners included; else it is gone for good (recovery
+   * dropped it; a later open cannot bring it back). False while the database cannot be opened.
+   */
+  async #reopen(): Promise<boolean> {
+    try {
+      // Room for recovery (a table of what the logs hold, a new log, a manifest): else wait, open for reads.
+      if (this.db.status === "open" && this.freeBytes() < this.#recoveryRoom()) return false;
+    } catch {
+      // No statfs here: try.
+    }
+    try {
+      if (this.db.status === "open") await this.db.close();
+      await this.db.open(EncryptedStore.levelOptions);
+    } catch (e) {
+      this.#setFailing(e);
+      return false;
+    }
+    this.#mustReopen = false;
+    const unsure = this.#unsure;
+    this.#unsure = undefined;
+    if (unsure) {
+      const raw = this.db.getSync(POSITION_KEY);
+      const onDisk = raw === undefined ? 0 : this.openValue<number>(META, "position", raw);
+      if (onDisk === unsure.position) this.#durable(unsure.position, unsure.ops, unsure.sums);
+    }
+    return true;
   }
 
   /** Decrypted records of one namespace, in key order. */
@@ -361,6 +453,8 @@ export class EncryptedStore {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#reopenTimer);
     await this.sealer.close();
     await this.#idle;
     if (this.db.status === "open") await this.db.close();

@@ -307,7 +307,8 @@ export class Journal {
   }
 
   #failed(batch: Pending[], e: unknown): void {
-    // Nothing of this batch is on disk: release the claimed numbers so the actors' replays see the truth.
+    // This batch is not on disk, or not known to be (the store says which): forget the claimed numbers, so the next
+    // persist and the actors' replays read the disk.
     for (const p of batch) for (const [k] of p.claims) this.#forget(k);
     for (const p of batch) p.reject(e);
   }

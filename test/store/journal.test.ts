@@ -5,6 +5,7 @@ import { EncryptedStore, POSITION_KEY } from "../../src/store/db.ts";
 import { Journal, type JournalEvent } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem, type Reply } from "../../src/actors/runtime.ts";
+import { fillDisk } from "../support/store.ts";
 
 const ring = () => new KeyRing(new Map([[1, Buffer.alloc(32, 3)]]), 1);
 const ev = (key: string, seq: number, data: unknown): JournalEvent => ({ key, sequenceNumber: seq, data, tags: [], createdAt: 1, isDeleted: false });
@@ -143,9 +144,9 @@ t.test("a handler that catches a failed persist to answer its caller: the actor 
   let ref = system.spawnPersistent("book", behaviour, { onCrash: () => (crashes++, "reset") });
   const add = (n: bigint) => system.ask<Cmd, bigint>(ref, (reply) => ({ add: n, reply }), 5000);
   t.equal(await add(1n), 1n);
-  await j.store.db.close();
+  const disk = fillDisk(j.store);
   t.equal(await add(2n), -1n, "the failed persist is answered by the handler");
-  await j.store.db.open();
+  disk.free();
   t.equal(await add(4n), 5n, "the next command is journalled: the actor was reset, its numbers match the disk");
   t.equal(await add(8n), 13n);
   t.ok(crashes >= 1, "reset for the failed persist (its replay may fail too, and be reset again, while the store is closed)");
@@ -229,10 +230,10 @@ t.test("a failed batch releases its sequence numbers: the same numbers are taken
   const j = new Journal(store, { cutAt: 4 });
   t.teardown(() => store.close());
   await Promise.all(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 1, "ok"))));
-  await store.db.close();
+  const disk = fillDisk(store);
   const failed = await Promise.allSettled(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 2, "lost"))));
   t.ok(failed.every((r) => r.status === "rejected"), "every writer of the failed batches is told");
-  await store.db.open();
+  disk.free();
   await Promise.all(Array.from({ length: 20 }, (_, k) => j.persist(ev(`k${k}`, 2, "again"))));
   t.same((await j.readEvents("k3")).map((e) => e.data), ["ok", "again"]);
 });
