@@ -124,6 +124,36 @@ t.test("with the real engine", async (t) => {
   });
 });
 
+t.test("polling: a webhook left registered is removed first; a 409 from getUpdates stops this edge with an alert, never the process", async (t) => {
+  const api = await withStandIn(t);
+  const lines: string[] = [];
+  const config = loadConfig({ env: {}, overrides: {} });
+  const identity = { userKey: async (id: number) => `u_${id}` };
+  // Another process polls with the same token: Telegram answers 409 for good.
+  api.failNext("getUpdates", { error_code: 409, description: "Conflict: terminated by other getUpdates request" }, 1000);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => void unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  t.teardown(() => void process.off("unhandledRejection", onUnhandled));
+  let stopped!: () => void;
+  const seen = new Promise<void>((r) => (stopped = r));
+  const logger = pino({ level: "debug" }, {
+    write: (s: string) => {
+      lines.push(s);
+      if (s.includes("Telegram polling stopped")) stopped();
+    },
+  });
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay: scriptedRelay({}), identity, handleKey: randomBytes(32), log: logger, mode: "polling" });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  t.ok(api.calls.some((c) => c.method === "deleteWebhook"), "deleteWebhook was called before polling");
+  await seen;
+  const line = JSON.parse(lines.find((l) => l.includes("Telegram polling stopped"))!) as { level: number; alert: boolean };
+  t.match(line, { level: 50, alert: true }, "one error line, an alert");
+  await new Promise((r) => setImmediate(r));
+  t.same(unhandled, [], "no unhandled rejection: the process goes on");
+});
+
 /** A relay whose every answer is scripted by the test; the rest refuse. */
 function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): void } {
   const listeners = new Set<(n: Notification) => void>();

@@ -120,8 +120,18 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         .catch((e: unknown) => log.warn({ err: errorSummary(e) }, "setMyCommands failed"));
       unsubscribe ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log });
       if (mode === "polling") {
-        // Edited messages are not even fetched: an edit never moves money (nor does anything else here).
-        runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] } } });
+        // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
+        // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
+        await bot.api.deleteWebhook();
+        // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: the
+        // runner's own error lines go to the console, with the error's whole text.
+        runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true } });
+        // The runner gives up for good on 401 (a revoked token) and 409 (another process polling, or a webhook set
+        // meanwhile), and after retrying getUpdates too long: this edge stops answering, the rest of the process
+        // (the engine, payouts, the admin edge) goes on. Unhandled, that rejection would end the whole process.
+        void runner.task()?.catch((e: unknown) => {
+          log.error({ alert: true, err: errorSummary(e) }, "Telegram polling stopped (a revoked token, another process polling with the same token, or a webhook set): the bot answers nobody until this edge is restarted");
+        });
         log.info({ bot: bot.botInfo.username }, "Telegram edge polling");
         return {};
       }
