@@ -118,6 +118,28 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal(above.status, 409, "a rescan above the chain tip is refused");
   t.match(above.body, /above the chain tip/);
   t.equal((await call(port, ca, "/deposits/rescan", { client: cert, totp: code(), method: "POST", body: { reason: "   ", height: 0 } })).status, 400, "a reason must say something");
+  // Found by a review: the validator bent bad values into good ones — `null` became a rescan from the genesis block,
+  // drain `{"on": null}` switched drain mode off, extra keys were dropped silently. Each is a 400 that changes nothing.
+  const auditBefore = (JSON.parse((await call(port, ca, "/audit?limit=500", { client: cert, totp: code() })).body) as typeof log).entries.length;
+  for (const [url, body] of [
+    ["/deposits/rescan", { height: null, reason: "missed deposits" }],
+    ["/deposits/rescan", { height: false, reason: "missed deposits" }],
+    ["/deposits/rescan", { height: "0", reason: "missed deposits" }],
+    ["/deposits/rescan", { height: 0, reason: "missed deposits", extra: 1 }],
+    ["/drain", { on: null, reason: "winding down" }],
+    ["/drain", { on: 0, reason: "winding down" }],
+    ["/payouts/b1/release", { feeRateSatVb: true, reason: "refused by every mempool" }],
+    ["/payouts/b1/bump", { feeRateSatVb: [7], reason: "fees rose" }],
+    ["/wallets/u_aaaaaaaaaaaa/freeze", { reason: 1234 }],
+  ] as const) {
+    const r = await call(port, ca, url, { client: cert, totp: code(), method: "POST", body });
+    t.equal(r.status, 400, `${url} ${JSON.stringify(body)} is refused`);
+  }
+  const auditAfter = (JSON.parse((await call(port, ca, "/audit?limit=500", { client: cert, totp: code() })).body) as typeof log).entries.length;
+  t.equal(auditAfter, auditBefore, "nothing was done or audited");
+  t.equal(te.engine.draining, undefined, "drain mode was not touched");
+  t.equal((await call(port, ca, "/audit?limit=2", { client: cert, totp: code() })).status, 200, "a number in a query string is still read");
+  t.equal((await call(port, ca, "/audit?limit=two", { client: cert, totp: code() })).status, 400);
 
   await operators.revoke("alice");
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");

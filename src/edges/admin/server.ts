@@ -15,6 +15,7 @@ import type { AuditLog } from "./audit.ts";
 import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
+import { NumberText, numberText } from "./schemas.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -54,6 +55,10 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     logger: false,
     https: { key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" },
     bodyLimit: 16 * 1024,
+    // Bad input is refused, never bent into something else: fastify's default validator turns `null` into 0 or false,
+    // `"7"` into 7, `[7]` into 7, and drops unknown keys — `{"height": null}` was a rescan from the genesis block.
+    // Query strings are text, so their numbers are declared as digits (NumberText) and read in the handler.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   const log = o.log.child({ edge: "admin" });
   const consoleOn = o.config.admin.console.enabled;
@@ -101,18 +106,18 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     f.get("/actors", { schema: { response: { 200: AnyObject } } }, () => o.port.actors());
     f.get("/solvency", { schema: { response: { 200: AnyObject } } }, () => o.port.solvency());
     f.get("/wallets/:userKey", {
-      schema: { params: Type.Object({ userKey: UserKey }), querystring: Type.Object({ page: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })) }) },
+      schema: { params: Type.Object({ userKey: UserKey }), querystring: Type.Object({ page: Type.Optional(NumberText) }) },
     }, async (req, reply) => {
       const { userKey } = req.params as { userKey: string };
-      const r = await o.port.wallet(userKey, (req.query as { page?: number }).page ?? 0);
+      const r = await o.port.wallet(userKey, numberText((req.query as { page?: string }).page, 0, 100_000));
       if (isRefusal(r)) return reply.code(404).send(send(r));
       return r;
     });
     f.get("/deposits", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.deposits((req.query as { status?: string }).status));
     f.get("/payouts", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.payouts((req.query as { status?: string }).status));
     f.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(await o.port.metrics()));
-    f.get("/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }) } },
-      async (req) => ({ entries: await o.audit.list((req.query as { limit?: number }).limit ?? 100) }));
+    f.get("/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(NumberText) }) } },
+      async (req) => ({ entries: await o.audit.list(Math.max(1, numberText((req.query as { limit?: string }).limit, 100, 500))) }));
   };
 
   /** Runs an operator action: audited first, then done, then its outcome audited. */

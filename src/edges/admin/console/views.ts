@@ -10,6 +10,7 @@ import { Html, age, at, badge, btc, facts, html, page, table, when } from "./htm
 import { charts } from "./charts.ts";
 import { incidentAlert, reasonForm, storeAlert } from "./forms.ts";
 import { Reason, USER_KEY } from "./actions.ts";
+import { NumberText, numberText } from "../schemas.ts";
 
 const BATCH = "^b\\d{1,12}$";
 const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
@@ -85,13 +86,13 @@ ${reasonForm({ action: "/console/backup", csrf, button: "Back up now…", label:
   f.get("/console", async (_req, reply) => reply.redirect("/console/", 303));
 
   f.get("/console/wallets", {
-    schema: { querystring: Type.Object({ userKey: Type.Optional(Type.String({ maxLength: 80 })), page: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })) }) },
+    schema: { querystring: Type.Object({ userKey: Type.Optional(Type.String({ maxLength: 80 })), page: Type.Optional(NumberText) }) },
   }, async (req, reply) => {
-    const q = req.query as { userKey?: string; page?: number };
+    const q = req.query as { userKey?: string; page?: string };
     const form = html`<form method="get" action="/console/wallets" class="lookup"><label>User key <input name="userKey" value="${q.userKey ?? ""}" pattern="${USER_KEY}" required placeholder="u_…"></label> <button type="submit">Look up</button></form>`;
     if (!q.userKey) return send(req, reply, "Wallets", "wallets", form);
     if (!new RegExp(USER_KEY).test(q.userKey)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">That is not a user key (u_ followed by 10–64 letters, digits, - or _).</p>`, 400);
-    const w = await c.port.wallet(q.userKey, q.page ?? 0);
+    const w = await c.port.wallet(q.userKey, numberText(q.page, 0, 100_000));
     if (isRefusal(w)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">${w.message}</p>`, 404);
     const hist = at(w, "history");
     const p = Number(at(hist, "page") ?? 0), pages = Number(at(hist, "pages") ?? 1);
@@ -212,8 +213,8 @@ ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
     });
   }
 
-  f.get("/console/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }) } }, async (req, reply) => {
-    const entries = await c.audit.list((req.query as { limit?: number }).limit ?? 100);
+  f.get("/console/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(NumberText) }) } }, async (req, reply) => {
+    const entries = await c.audit.list(Math.max(1, numberText((req.query as { limit?: string }).limit, 100, 500)));
     const body = table(entries, [
       ["#", (e) => e.seq], ["When", (e) => when(e.at)], ["Operator", (e) => e.operator], ["Action", (e) => e.action], ["Target", (e) => e.target], ["Why", (e) => e.reason], ["Outcome", (e) => e.outcome ?? ""],
     ], "The audit log is empty.");
