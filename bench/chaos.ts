@@ -19,15 +19,51 @@ import { WalletRecords, walletSums } from "../src/actors/wallet.records.ts";
 import { Journal } from "../src/store/journal.ts";
 import { generateKeyRingFile, loadKeyRingFile } from "../src/store/keyring.ts";
 import { emptyWallet, evolve, checkInvariants, own, type WalletEvent, type WalletState } from "../src/actors/wallet.ts";
-import { emptyPayouts, evolvePayouts, type PayoutEvent } from "../src/actors/payout.ts";
-import { chequePayoutId, chequeUserKey, escrowOf, evolveCheques, type ChequeEvent } from "../src/actors/cheques.ts";
+import { emptyPayouts, evolvePayouts, FinishedPayouts, type PayoutEvent, type PayoutStatus } from "../src/actors/payout.ts";
+import { chequePayoutId, chequeUserKey, escrowOf, evolveCheques, FinishedCheques, type ChequeEvent } from "../src/actors/cheques.ts";
 import type { JournalRecord } from "../src/actors/runtime.ts";
 
 const bin = new URL("../bin/runigun.js", import.meta.url).pathname;
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+/**
+ * A generator of its own for each (seed, round, command), mulberry32 seeded with a hash of the three: an engine that
+ * answers differently (a refusal, an early end of a burst) changes what later commands draw from nothing.
+ */
+function rng(...parts: number[]): () => number {
+  let s = 0x9e3779b9;
+  for (const p of parts) s = fmix(s ^ fmix(p | 0));
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** MurmurHash3's finaliser: every input bit moves every output bit. */
+function fmix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}
+
+/** A deposit the outside party sent to a user's deposit address; `vout` once read from the outside wallet. */
+interface MadeDeposit {
+  address: string;
+  user: string;
+  amount: bigint;
+  /** Undefined when the send failed part-way (bitcoind killed under it): it may or may not have gone out. */
+  txid?: string;
+  vout?: number;
+}
+
+/** What the harness knows happened: the commands the engine acknowledged, and the deposits it made. */
+interface Known {
+  transfers: Set<string>;
+  withdrawals: Map<string, { key: string; dest: string; amount: bigint }>;
+  /** Cheques whose creation was acknowledged, by code; `claimedBy` once a claim of it was acknowledged. */
+  cheques: Map<string, { creator: string; id: string; amount: bigint; claimedBy?: string }>;
+  deposits: MadeDeposit[];
 }
 
 export interface ChaosResult {
@@ -40,8 +76,15 @@ export interface ChaosResult {
   restoreLag?: number;
   /** bitcoind SIGKILLed and restarted mid-workload. */
   bitcoindKills: number;
-  /** Kills that found a payout signed or broadcast and not yet confirmed in the dead engine's store. */
+  /**
+   * Kills that found a payout signed or broadcast since the previous kill's check (and not yet confirmed) in the dead
+   * engine's store; `killsSignedNotBroadcast` those that found one signed and not yet recorded as broadcast.
+   */
   killsDuringPayout: number;
+  killsSignedNotBroadcast: number;
+  /** Deposits the outside party made (each must be credited once), and the fees the house paid beyond the quotes. */
+  deposits: number;
+  housePaid?: bigint;
   /** The master key rotation killed part-way and resumed (once per run). */
   rotation?: { interrupted: boolean; resumed: boolean };
   /** Acknowledged withdrawals, and the finished payouts that left the payout book (its retention is 5 here). */
@@ -53,8 +96,7 @@ export interface ChaosResult {
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
   const log = o.log ?? (() => undefined);
-  const random = rng(o.seed);
-  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
+  const pick = <T>(xs: T[], r: number) => xs[Math.floor(r * xs.length)]!;
   const node: RegtestNode = await startRegtest();
   const dir = mkdtempSync(join(tmpdir(), "runigun-chaos-"));
   const pki = join(dir, "pki");
@@ -121,15 +163,19 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   };
 
   const users = Array.from({ length: o.users ?? 12 }, (_, i) => `u_chaos${String(i).padStart(4, "0")}`);
-  const acked = { transfers: new Set<string>(), withdrawals: new Map<string, { key: string; dest: string; amount: bigint }>() };
+  const known: Known = { transfers: new Set(), withdrawals: new Map(), cheques: new Map(), deposits: [] };
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
-  const final = { payouts: 0, pruned: 0, cheques: 0 };
+  const final = newFindings();
   let bitcoindKills = 0;
-  let killsDuringPayout = 0;
+  let killsDuringPayout = 0, killsSignedNotBroadcast = 0;
   let rotation: ChaosResult["rotation"];
   /** Payouts confirmed on chain whose wallet had not settled them at the last kill (see check). */
   const unsettled = new Set<string>();
+  /** Each payout's status at the last kill's check, to tell the payouts signed or broadcast since. */
+  const statuses = new Map<string, PayoutStatus>();
+  /** Deposits (by outpoint) the last kill's check found credited and confirmed. */
+  let confirmed = new Set<string>();
   const bounceRound = Math.floor(o.kills / 3);
   const rotateRound = Math.floor(o.kills / 2);
   const violations: string[] = [];
@@ -143,53 +189,67 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       const a = await relay!.depositAddress(u);
       if (isRefusal(a)) throw new Error(`no address: ${a.message}`);
       outputs[a.address] = 0.05;
+      known.deposits.push({ address: a.address, user: u, amount: 5_000_000n });
     }
-    await node.rpc("send", [outputs], "outside");
+    const { txid } = await node.rpc<{ txid: string }>("send", [outputs], "outside");
+    for (const d of known.deposits) d.txid = txid;
     await node.mine(1);
     for (let k = 0; k < o.kills; k++) {
       // A burst of work, killed at a random moment: while the command numbered `killAt` is in flight, after a
       // random delay of up to 30 ms (a count rather than a wall-clock window, so a slow machine still does work).
-      const killAt = 2 + Math.floor(random() * 30);
+      const killAt = 2 + Math.floor(rng(o.seed, k)() * 30);
       let killing: Promise<void> | undefined;
       // Every fourth round the kill comes instead 0–10 ms after the first withdrawal acknowledged: while its payout is
       // being signed and broadcast (withdrawals are paid at once, `withdrawals.batchWindowMs` 0).
       const payoutRound = k % 4 === 1;
-      // Once per run, bitcoind itself dies (SIGKILL, chain flushed, mempool lost) and comes back mid-burst.
-      let bounce: Promise<void> | undefined;
+      // Once per run, bitcoind itself dies (SIGKILL, chain flushed, mempool lost) and comes back, while the burst's
+      // first command is in flight: started here, not from the loop, which a kill may end before any given command.
+      const bounce = k === bounceRound ? (async () => { await node.flush(); await node.kill(); await node.restart(); bitcoindKills++; })() : undefined;
       const burst = (async () => {
         for (let i = 0; i < 40 && !killing; i++) {
-          if (k === bounceRound && i === 1) bounce = (async () => { await node.flush(); await node.kill(); await node.restart(); bitcoindKills++; })();
-          if (i === killAt) killing = new Promise((r) => setTimeout(r, random() * 30)).then(kill);
-          const u = pick(users);
-          const r = random();
+          // Every command draws the same values from its own generator, whether it uses them or not.
+          const draw = rng(o.seed, k, i);
+          const x = { user: draw(), kind: draw(), amount: draw(), other: draw(), delay: draw() };
+          if (i === killAt) killing = new Promise((r) => setTimeout(r, x.delay * 30)).then(kill);
+          const u = pick(users, x.user);
           try {
-            if (r < 0.55) {
+            if (x.kind < 0.55) {
               const id = `c${o.seed}:${k}:${i}`;
-              const t = await relay!.transfer(u, id, pick(users), `${1 + Math.floor(random() * 20_000)} sats`);
+              const t = await relay!.transfer(u, id, pick(users, x.other), `${1 + Math.floor(x.amount * 20_000)} sats`);
               if (isRefusal(t)) refused++;
-              else (acked.transfers.add(`${u}|${id}`), acknowledged++);
-            } else if (r < 0.75) {
+              else (known.transfers.add(`${u}|${id}`), acknowledged++);
+            } else if (x.kind < 0.75) {
               const dest = await node.outsideAddress();
-              const q = await relay!.quoteWithdrawal(u, dest, `${20_000 + Math.floor(random() * 50_000)} sats`);
+              const q = await relay!.quoteWithdrawal(u, dest, `${20_000 + Math.floor(x.amount * 50_000)} sats`);
               if (isRefusal(q)) { refused++; continue; }
               const c = await relay!.confirmWithdrawal(u, q.id);
               if (isRefusal(c)) refused++;
               else {
-                acked.withdrawals.set(q.id, { key: u, dest, amount: q.amount });
+                known.withdrawals.set(q.id, { key: u, dest, amount: q.amount });
                 acknowledged++;
-                if (payoutRound && !killing) killing = new Promise((r) => setTimeout(r, random() * 10)).then(kill);
+                if (payoutRound && !killing) killing = new Promise((r) => setTimeout(r, x.delay * 10)).then(kill);
               }
-            } else if (r < 0.85) {
-              const ch = await relay!.createCheque(u, `q${o.seed}:${k}:${i}`, "5000 sats");
+            } else if (x.kind < 0.85) {
+              const id = `q${o.seed}:${k}:${i}`;
+              const ch = await relay!.createCheque(u, id, "5000 sats");
               if (isRefusal(ch)) refused++;
               else {
                 acknowledged++;
-                const cl = await relay!.claimCheque(pick(users), ch.code);
+                const cheque = { creator: u, id, amount: ch.amount, claimedBy: undefined as string | undefined };
+                known.cheques.set(ch.code, cheque);
+                const claimer = pick(users, x.other);
+                const cl = await relay!.claimCheque(claimer, ch.code);
                 if (isRefusal(cl)) refused++;
+                else (cheque.claimedBy = claimer, acknowledged++);
               }
-            } else if (r < 0.95) {
+            } else if (x.kind < 0.95) {
               const a = await relay!.depositAddress(u);
-              if (!isRefusal(a)) await node.fund(a.address, "0.001");
+              if (!isRefusal(a)) {
+                // Known before the send: a send that fails part-way may still have gone out.
+                const d: MadeDeposit = { address: a.address, user: u, amount: 100_000n };
+                known.deposits.push(d);
+                d.txid = await node.fund(a.address, "0.001");
+              }
             } else {
               await node.mine(1);
             }
@@ -202,20 +262,32 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       await (killing ?? kill());
       await bounce;
       if (k === rotateRound) rotation = await rotateKilled(env, log);
-      const inFlight = { payouts: 0, pruned: 0, cheques: 0 };
-      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, false, unsettled, inFlight)).map((v) => `kill ${k + 1}: ${v}`));
-      if (inFlight.payouts > 0) killsDuringPayout++;
+      const found = newFindings();
+      violations.push(...(await check(join(dir, "data", "store"), masterKey, node, known, { unsettled, statuses, found })).map((v) => `kill ${k + 1}: ${v}`));
+      if (found.payouts > 0) killsDuringPayout++;
+      if (found.signed > 0) killsSignedNotBroadcast++;
+      confirmed = found.confirmed;
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
       await start();
     }
-    // Liveness: every acknowledged withdrawal goes out and is settled in its wallet within a few blocks.
-    const reserved = await settleAll(relay!, users, node);
+    // What the run was meant to go through: one bitcoind kill, and a key rotation killed part-way and then finished.
+    if (bounceRound < o.kills && bitcoindKills !== 1) violations.push(`bitcoind was killed ${bitcoindKills} times, not once`);
+    if (rotation && !rotation.interrupted) violations.push("the key rotation finished before its kill landed: nothing was resumed");
+    if (rotation && !rotation.resumed) violations.push("the key rotation's --resume did not complete it");
+    // Liveness: every acknowledged withdrawal goes out and is settled in its wallet, and every deposit is credited
+    // and confirmed, within a few blocks.
+    const waiting = new Map<string, Set<string>>();
+    for (const d of known.deposits) {
+      const op = await outpointOf(node, d);
+      if (op && !confirmed.has(op)) waiting.set(d.user, (waiting.get(d.user) ?? new Set()).add(op));
+    }
+    const reserved = await settleAll(relay!, users, node, waiting);
     if (reserved.length) violations.push(`final: withdrawals still reserved after ${SETTLE_BLOCKS} blocks for ${reserved.length} users (e.g. ${reserved[0]})`);
     // A clean stop, then the checks once more with payouts confirmed, and the restore drill: a clean stop ships
     // everything, so the backup must hold the store's last commit.
     if (!(await stop())) violations.push("final: the engine did not stop within 30 s of SIGTERM");
-    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, acked, true, unsettled, final)).map((v) => `final: ${v}`));
-    const drill = await restoreDrill(dir, masterKey, node, acked);
+    violations.push(...(await check(join(dir, "data", "store"), masterKey, node, known, { final: true, unsettled, found: final })).map((v) => `final: ${v}`));
+    const drill = await restoreDrill(dir, masterKey, node, known);
     restoreLag = drill.lag;
     if (drill.lag !== 0) violations.push(`restore drill: the backup is ${drill.lag} commits behind the store after a clean stop`);
     violations.push(...drill.problems.map((v) => `restore drill: ${v}`));
@@ -224,16 +296,23 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, withdrawals: acked.withdrawals.size, pruned: final.pruned, chequesPruned: final.cheques, ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}) };
+  return {
+    seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, killsSignedNotBroadcast, deposits: known.deposits.length,
+    withdrawals: known.withdrawals.size, pruned: final.pruned, chequesPruned: final.cheques,
+    ...(final.housePaid !== undefined ? { housePaid: final.housePaid } : {}), ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}),
+  };
 }
 
 const SETTLE_BLOCKS = 6;
 
 /**
  * Mines a block at a time until no user has anything reserved (every withdrawal broadcast, confirmed and settled in
- * its wallet), reading the balances through the engine every 50 ms, at most 2 s per block. Returns who still has.
+ * its wallet) and every deposit in `deposits` (outpoints by user, taken off as they are seen) shows confirmed in its
+ * user's history, reading through the engine every 50 ms, at most 2 s per block. Returns who still has a reservation;
+ * a deposit never credited is the final check's to report. Only the newest 200 entries of a history are read: the
+ * deposits waited for are those not yet confirmed at the last kill, made or seen in the last round or two.
  */
-async function settleAll(relay: RemoteRelay, users: string[], node: RegtestNode): Promise<string[]> {
+async function settleAll(relay: RemoteRelay, users: string[], node: RegtestNode, deposits: Map<string, Set<string>>): Promise<string[]> {
   let waiting: string[] = [];
   for (let block = 0; block < SETTLE_BLOCKS; block++) {
     await node.mine(1);
@@ -243,7 +322,16 @@ async function settleAll(relay: RemoteRelay, users: string[], node: RegtestNode)
         const b = await relay.balance(u);
         if (isRefusal(b) || b.reserved > 0n) waiting.push(u);
       }
-      if (waiting.length === 0) return [];
+      for (const [u, outpoints] of deposits) {
+        for (let page = 0; page < 4 && outpoints.size > 0; page++) {
+          const h = await relay.history(u, page, 50);
+          if (isRefusal(h)) break;
+          for (const e of h.entries) if (e.kind === "deposit" && e.status === "confirmed") outpoints.delete(e.ref);
+          if (page + 1 >= h.pages) break;
+        }
+        if (outpoints.size === 0) deposits.delete(u);
+      }
+      if (waiting.length === 0 && deposits.size === 0) return [];
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -268,7 +356,8 @@ async function rotateKilled(env: NodeJS.ProcessEnv, log: (s: string) => void): P
     };
     c.stdout!.on("data", onData);
     c.stderr!.on("data", onData);
-    c.once("exit", () => resolve({ out, killed }));
+    // "close", not "exit": the output may still be on its way when the process has exited.
+    c.once("close", () => resolve({ out, killed }));
   });
   const first = await run([], true);
   const interrupted = first.killed && !/complete/.test(first.out);
@@ -283,7 +372,7 @@ async function rotateKilled(env: NodeJS.ProcessEnv, log: (s: string) => void): P
  * restored into a new data directory, must pass the same checks and hold the store's records byte for byte.
  * `lag` is how many commits the backup is behind the store (the caller requires 0 after a clean stop).
  */
-async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, acked: Parameters<typeof check>[3]): Promise<{ problems: string[]; lag: number }> {
+async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, known: Known): Promise<{ problems: string[]; lag: number }> {
   const snapshots = readdirSync(join(dir, "backup", "snapshots")).filter((n) => n.endsWith(".rga")).sort();
   const newest = snapshots.at(-1);
   if (!newest) return { problems: ["no snapshot was ever taken"], lag: -1 };
@@ -310,18 +399,57 @@ async function restoreDrill(dir: string, masterKey: string, node: RegtestNode, a
     const differ = [...new Set([...live.m.keys(), ...restored.m.keys()])].filter((k) => live.m.get(k) !== restored.m.get(k));
     if (differ.length) problems.push(`${differ.length} records differ from the killed store (e.g. ${differ[0]!.split("\u0000")[0]})`);
   }
-  problems.push(...(await check(join(dir, "restored", "store"), masterKey, node, acked, lag === 0)));
+  problems.push(...(await check(join(dir, "restored", "store"), masterKey, node, known, { final: lag === 0 })));
   return { problems, lag };
 }
 
 /** JSON.stringify's replacer for bigint amounts (in messages). */
 const big = (_k: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v);
 
-/**
- * Reads the dead engine's store and checks the invariants; `found.payouts` counts the payouts it had in flight,
- * `found.pruned` those that had left the payout book, `found.cheques` the cheques that had left the cheque book.
- */
-async function check(path: string, masterKey: string, node: RegtestNode, acked: { transfers: Set<string>; withdrawals: Map<string, { key: string; dest: string; amount: bigint }> }, final = false, unsettled?: Set<string>, found?: { payouts: number; pruned: number; cheques: number }): Promise<string[]> {
+/** What a check found besides its problems. */
+interface Findings {
+  /**
+   * Payouts signed or broadcast and not yet confirmed that were neither at the previous check (the last kill came
+   * while they were being paid); `signed` those of them not yet recorded as broadcast.
+   */
+  payouts: number;
+  signed: number;
+  /** Payouts that have left the payout book, paid cheques that have left the cheque book. */
+  pruned: number;
+  cheques: number;
+  /** Deposits credited and confirmed, by outpoint. */
+  confirmed: Set<string>;
+  /** At the end: what the payout transactions paid in fees beyond their users' charges (the house's part). */
+  housePaid?: bigint;
+}
+
+const newFindings = (): Findings => ({ payouts: 0, signed: 0, pruned: 0, cheques: 0, confirmed: new Set() });
+
+/** A deposit's outpoint, read once from the outside wallet's own record of its send; none when the send failed part-way. */
+async function outpointOf(node: RegtestNode, d: MadeDeposit): Promise<string | undefined> {
+  if (d.txid === undefined) return undefined;
+  if (d.vout === undefined) {
+    const tx = await node.rpc<{ decoded: { vout: Array<{ n: number; scriptPubKey: { address?: string } }> } }>("gettransaction", [d.txid, false, true], "outside");
+    const out = tx.decoded.vout.find((v) => v.scriptPubKey.address === d.address);
+    if (!out) throw new Error(`deposit transaction ${d.txid} pays nothing to ${d.address}`);
+    d.vout = out.n;
+  }
+  return `${d.txid}:${d.vout}`;
+}
+
+interface CheckOptions {
+  /** After the clean stop at the end: everything must have landed, and the books must equal the node. */
+  final?: boolean;
+  /** Payouts confirmed on chain whose wallet had not settled them at the last kill (see below). */
+  unsettled?: Set<string>;
+  /** Each payout's status at the previous check; replaced by this check's. */
+  statuses?: Map<string, PayoutStatus>;
+  found?: Findings;
+}
+
+/** Reads the dead engine's store and checks the invariants against it, the node, and what the harness knows. */
+async function check(path: string, masterKey: string, node: RegtestNode, known: Known, o: CheckOptions = {}): Promise<string[]> {
+  const { final = false, unsettled, statuses, found } = o;
   const problems: string[] = [];
   const store = await EncryptedStore.open({ path, keyring: loadKeyRingFile(masterKey), sync: false });
   try {
@@ -333,12 +461,31 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     for await (const k of store.keys("journal")) keys.add(k.slice(0, k.indexOf("\u0001")));
     let payouts = emptyPayouts();
     let cheques = { cheques: {} } as Parameters<typeof escrowOf>[0];
+    /** Each deposit's credits by wallet, from the wallets' own events: seen adds one, dropped takes it back. */
+    const credits = new Map<string, { address: string; amount: bigint; by: Map<string, number> }>();
+    /** Every settlement the wallets journalled: the transaction and the fee charged. */
+    const settled: Array<{ userKey: string; id: string; txid: string; fee: bigint }> = [];
+    /** Every cheque ever made, by creator and command id (the book keeps the id; a pruned one has left the state). */
+    const chequeHashes = new Map<string, string>();
     for (const key of keys) {
       const records = await journal.readEvents(key);
       if (key.startsWith("wallet:")) {
         const userKey = key.slice(7);
         let s = emptyWallet(userKey);
-        for (const r of records) for (const e of (r.data as JournalRecord<WalletEvent>).e) s = evolve(s, e);
+        for (const r of records) {
+          for (const e of (r.data as JournalRecord<WalletEvent>).e) {
+            s = evolve(s, e);
+            if (e.t === "deposit_seen") {
+              const c = credits.get(e.outpoint) ?? { address: e.address, amount: BigInt(e.amount), by: new Map<string, number>() };
+              credits.set(e.outpoint, c);
+              c.by.set(userKey, (c.by.get(userKey) ?? 0) + 1);
+            } else if (e.t === "deposit_dropped") {
+              // Seen in this wallet before (evolve has just taken it from the wallet's pending deposits).
+              const by = credits.get(e.outpoint)!.by;
+              by.set(userKey, by.get(userKey)! - 1);
+            } else if (e.t === "withdrawal_settled") settled.push({ userKey, id: e.id, txid: e.txid, fee: BigInt(e.fee) });
+          }
+        }
         const broken = checkInvariants(s);
         if (broken) problems.push(`${userKey}: ${broken}`);
         wallets.set(userKey, s);
@@ -351,25 +498,77 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
       } else if (key === "cheques") {
         for (const r of records) {
           const events = (r.data as JournalRecord<ChequeEvent>).e;
-          for (const e of events) if (e.t === "pruned" && found) found.cheques += e.hashes.length;
+          for (const e of events) {
+            if (e.t === "pruned" && found) found.cheques += e.hashes.length;
+            if (e.t === "created" && e.id !== undefined) chequeHashes.set(`${e.creator}\u0000${e.id}`, e.hash);
+          }
           cheques = events.reduce(evolveCheques, cheques);
         }
       }
     }
     // A withdrawal, open in its wallet's state or finished in the wallet's records.
     const withdrawalIn = (u: string, id: string) => own(wallets.get(u)?.withdrawals ?? {}, id) ?? records.withdrawal(u, id);
+    // A cheque in the book, or in its finished record once paid and pruned from the book.
+    const finishedCheques = new FinishedCheques(store);
+    const chequeIn = (hash: string) => own(cheques.cheques, hash) ?? finishedCheques.get(hash);
     // No acknowledged command lost.
-    for (const t of acked.transfers) {
+    for (const t of known.transfers) {
       const [u, id] = t.split("|") as [string, string];
       const w = wallets.get(u);
       if (!w || !(w.outgoing[id] || records.sent(u, id))) problems.push(`acknowledged transfer ${id} is not in ${u}'s journal`);
     }
-    for (const [id, w] of acked.withdrawals) if (!withdrawalIn(w.key, id)) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
+    for (const [id, w] of known.withdrawals) if (!withdrawalIn(w.key, id)) problems.push(`acknowledged withdrawal ${id} is not in ${w.key}'s journal`);
+    // An acknowledged cheque is made (its funding debited), funded by the end, and claimed by whoever's claim was
+    // acknowledged, who is paid by the end.
+    for (const c of known.cheques.values()) {
+      const hash = chequeHashes.get(`${c.creator}\u0000${c.id}`);
+      const x = hash === undefined ? undefined : chequeIn(hash);
+      if (hash === undefined || !x) {
+        problems.push(`acknowledged cheque ${c.id} of ${c.creator} is not in the cheque book`);
+        continue;
+      }
+      if (x.amount !== c.amount) problems.push(`acknowledged cheque ${c.id} of ${c.amount} sats is in the cheque book for ${x.amount}`);
+      // Until its funding lands, the debit waits in the creator's outbox (a transfer to the cheque, re-sent at start).
+      if (x.status === "awaiting_funds" && (final || !Object.values(wallets.get(c.creator)?.outgoing ?? {}).some((t) => t.to === chequeUserKey(hash)))) {
+        problems.push(`acknowledged cheque ${c.id} of ${c.creator} awaits its funds, ${final ? "at the end" : "and its creator's journal has no debit for it"}`);
+      }
+      if (c.claimedBy === undefined) continue;
+      if (x.status !== "claimed" || x.payee !== c.claimedBy) problems.push(`cheque ${c.id} of ${c.creator}, whose claim by ${c.claimedBy} was acknowledged, is ${x.status}${x.payee ? ` to ${x.payee}` : ""}`);
+      else if (final && !records.received(c.claimedBy, chequeUserKey(hash), chequePayoutId(hash))) problems.push(`cheque ${c.id} of ${c.creator}, claimed by ${c.claimedBy}, was never paid to them`);
+    }
     // Each payout on chain once: a destination never received more than its amount.
-    for (const [id, w] of acked.withdrawals) {
+    for (const [id, w] of known.withdrawals) {
       const got = BigInt(Math.round((await node.rpc<number>("getreceivedbyaddress", [w.dest, 0], "outside")) * 1e8));
       if (got > w.amount) problems.push(`withdrawal ${id} paid ${got} sats for ${w.amount}`);
       if (final && withdrawalIn(w.key, id)?.status === "sent" && got !== w.amount) problems.push(`withdrawal ${id} settled but the chain shows ${got}`);
+    }
+    // Each deposit credited at most once, to the user it was made to (a send that failed part-way is known by its
+    // address only), and every deposit exactly once and confirmed at the end.
+    const made = new Map<string, MadeDeposit>();
+    for (const d of known.deposits) {
+      const op = await outpointOf(node, d);
+      if (op) made.set(op, d);
+    }
+    const times = (op: string) => [...(credits.get(op)?.by.values() ?? [])].reduce((a, b) => a + b, 0);
+    for (const [op, c] of credits) {
+      const to = [...c.by].filter(([, n]) => n > 0).map(([u]) => u);
+      if (times(op) > 1) problems.push(`deposit ${op} is credited ${times(op)} times (${to.join(", ")})`);
+      const d = made.get(op) ?? known.deposits.find((x) => x.txid === undefined && x.address === c.address);
+      if (!d) {
+        if (to.length) problems.push(`deposit ${op} of ${c.amount} sats credited to ${to.join(", ")} was never made`);
+        continue;
+      }
+      if (to.some((u) => u !== d.user)) problems.push(`deposit ${op} made to ${d.user} is credited to ${to.join(", ")}`);
+      if (c.amount !== d.amount) problems.push(`deposit ${op} of ${d.amount} sats is credited as ${c.amount}`);
+    }
+    for (const [op, d] of made) {
+      const pending = own(wallets.get(d.user)?.deposits ?? {}, op)?.status === "pending";
+      const record = records.deposit(d.user, op);
+      // What a wallet answers a deposit seen again from: pending in its state, or its record once confirmed. One
+      // credited and in neither would be credited again by the next scan that lists it.
+      if (times(op) === 1 && !pending && record?.status !== "confirmed") problems.push(`deposit ${op} is credited to ${d.user}, whose wallet has it neither pending nor confirmed (${record?.status ?? "no record"})`);
+      if (times(op) === 1 && record?.status === "confirmed") found?.confirmed.add(op);
+      else if (final) problems.push(`deposit ${op} of ${d.amount} sats to ${d.user} is credited ${times(op)} times and ${pending ? "pending" : (record?.status ?? "unknown to its wallet")} at the end`);
     }
     // No satoshi created: what the books owe never exceeds what the node holds. Money in flight between two
     // journals after a kill (a debit whose credit is not acknowledged yet) must be counted exactly once.
@@ -381,10 +580,20 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
       // settlement not journalled yet when the engine died (the payout book re-sends it at the next start).
       if (p.status === "confirmed" && ["reserved", "broadcast"].includes(withdrawalIn(p.userKey, id)?.status ?? "")) confirmedUnsettled.add(id);
       if (p.status === "signed" || p.status === "broadcast" || confirmedUnsettled.has(id)) inFlight += p.amount + (p.fee ?? p.quotedFee);
-      if (found && (p.status === "signed" || p.status === "broadcast")) found.payouts++;
+      // Being paid when the engine died: signed or broadcast since the previous check (one broadcast in an earlier
+      // round, waiting for a block, says nothing about this kill).
+      const before = statuses?.get(id);
+      if (found && (p.status === "signed" || p.status === "broadcast") && before !== "signed" && before !== "broadcast") {
+        found.payouts++;
+        if (p.status === "signed") found.signed++;
+      }
       // The payout book records a wallet's settlement only once the wallet has journalled it.
       const inWallet = withdrawalIn(p.userKey, id)?.status;
       if (p.walletSettled && inWallet !== "sent") problems.push(`payout ${id} is recorded as settled in its wallet, whose journal has it ${inWallet ?? "missing"}`);
+    }
+    if (statuses) {
+      statuses.clear();
+      for (const [id, p] of Object.entries(payouts.payouts)) statuses.set(id, p.status);
     }
     // ...and re-sent it is: one left over from the previous kill must be settled after the restart in between.
     if (unsettled) {
@@ -396,8 +605,9 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
       owed += w.available + w.pending + w.reserved;
       for (const [id, t] of Object.entries(w.outgoing)) {
         // Debited for a cheque the cheque book has not recorded as funded (the escrow does not count it yet), or for a
-        // user whose credit is not applied yet: in flight, counted here once.
-        const landed = t.to.startsWith("cheque:") ? cheques.cheques[t.to.slice(7)]?.status !== "awaiting_funds" : records.received(t.to, w.userKey, id);
+        // user whose credit is not applied yet: in flight, counted here once. A cheque missing from the book has
+        // landed only if it was paid and pruned (its finished record); one never made has not.
+        const landed = t.to.startsWith("cheque:") ? (chequeIn(t.to.slice(7))?.status ?? "awaiting_funds") !== "awaiting_funds" : records.received(t.to, w.userKey, id);
         if (landed) continue;
         owed += t.amount;
         // Liveness: a debit's credit is re-sent after every restart until it lands, so none is left at the end.
@@ -424,9 +634,32 @@ async function check(path: string, masterKey: string, node: RegtestNode, acked: 
     // resumes them, and every later withdrawal would wait in the queue).
     const paused = await store.get<{ reason: string }>("engine", "payouts_paused");
     if (paused) problems.push(`payouts are paused (${paused.reason}); withdrawals queued: ${Object.values(payouts.payouts).filter((p) => p.status === "queued").length}`);
-    const b = await node.rpc<{ mine: { trusted: number; untrusted_pending: number } }>("getbalances", [], "engine");
+    const b = await node.rpc<{ mine: { trusted: number; untrusted_pending: number } }>("getbalances", [], node.walletName);
     const held = BigInt(Math.round(b.mine.trusted * 1e8)) + BigInt(Math.round(b.mine.untrusted_pending * 1e8));
     if (owed - inFlight > held) problems.push(`the books owe ${owed - inFlight} sats but the node holds ${held}`);
+    if (final) {
+      // At the end nothing is in flight, and the books and the node agree to the satoshi but for the house's part: the
+      // fee of a payout transaction beyond its users' shares (a share is capped at its user's quote, payout.ts
+      // feeShares), read from the node's record of each transaction the wallets settled. The users pay their shares,
+      // nothing else: each charge is compared with its payout's share, so the house's part cannot hide another loss.
+      const finishedPayouts = new FinishedPayouts(store);
+      const charged = new Map<string, bigint>();
+      for (const w of settled) {
+        const share = own(payouts.payouts, w.id)?.fee ?? finishedPayouts.get(w.id)?.fee;
+        if (share !== w.fee) problems.push(`withdrawal ${w.id} of ${w.userKey} was charged a fee of ${w.fee} sats, its payout's share is ${share ?? "unknown"}`);
+        charged.set(w.txid, (charged.get(w.txid) ?? 0n) + w.fee);
+      }
+      let housePaid = 0n;
+      for (const [txid, fees] of charged) {
+        const tx = await node.rpc<{ fee: number }>("gettransaction", [txid], node.walletName);
+        const fee = BigInt(Math.round(-tx.fee * 1e8));
+        if (fee < fees) problems.push(`payout transaction ${txid} paid a fee of ${fee} sats, less than its users were charged (${fees})`);
+        housePaid += fee - fees;
+      }
+      if (found) found.housePaid = housePaid;
+      const gap = held + housePaid - (owed - inFlight);
+      if (gap !== 0n) problems.push(`the books owe ${owed - inFlight} sats, the node holds ${held} and the house paid ${housePaid} in fees: ${gap > 0n ? `${gap} sats more than anyone is owed` : `${-gap} sats missing`}`);
+    }
   } finally {
     await store.close();
   }
@@ -439,6 +672,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book, ${r.chequesPruned} paid cheques the cheque book), ${r.refused} refusals, ${r.violations.length} invariant violations; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast, not yet confirmed; key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book, ${r.chequesPruned} paid cheques the cheque book), ${r.deposits} deposits, ${r.refused} refusals, ${r.violations.length} invariant violations; fees paid by the house ${r.housePaid ?? "?"} sats; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast since the previous kill, not yet confirmed (${r.killsSignedNotBroadcast} signed, not yet broadcast); key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }
