@@ -12,6 +12,7 @@ import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
+import { Held } from "./held.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
 export interface ChainPort {
@@ -67,6 +68,8 @@ export class EngineRelay implements Relay {
   readonly #o: RelayOptions;
   readonly #quotes = new Map<string, QuoteRecord>();
   readonly #listeners = new Set<(n: Notification) => void>();
+  /** Notices made while no edge listened (the start-up catch-up runs before the edges subscribe). */
+  readonly #held = new Held<Notification>(10_000);
   readonly #sweep: NodeJS.Timeout;
 
   constructor(o: RelayOptions) {
@@ -222,25 +225,39 @@ export class EngineRelay implements Relay {
     return { cheques: await this.#o.cheques.mine(userKey) };
   }
 
+  /** The first listener also gets, at once, the notices made while nobody listened (see Held). */
   onNotification(listener: (n: Notification) => void): () => void {
     this.#listeners.add(listener);
+    if (this.#held.size > 0) {
+      const held = this.#held.take();
+      queueMicrotask(() => {
+        for (const n of held) this.#tell(listener, n);
+      });
+    }
     return () => this.#listeners.delete(listener);
   }
 
   /** Called by the wallets' notice hook. A failing listener never blocks the others. */
   notify(n: Notification): void {
-    for (const l of this.#listeners) {
-      try {
-        l(n);
-      } catch (e) {
-        this.#o.log.warn({ err: e }, "notification listener failed");
-      }
+    if (this.#listeners.size === 0) {
+      if (this.#held.hold(n)) this.#o.log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
+      return;
+    }
+    for (const l of this.#listeners) this.#tell(l, n);
+  }
+
+  #tell(l: (n: Notification) => void, n: Notification): void {
+    try {
+      l(n);
+    } catch (e) {
+      this.#o.log.warn({ err: e }, "notification listener failed");
     }
   }
 
   close(): void {
     clearInterval(this.#sweep);
     this.#listeners.clear();
+    this.#held.take();
   }
 
   async #withBalance(userKey: string, r: Result<{ amount: bigint }>) {

@@ -6,6 +6,7 @@ import { isRefusal } from "../../src/domain/refusals.ts";
 import { FinishedPayouts } from "../../src/actors/payout.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
 import { createLogger, silentLogger } from "../../src/log.ts";
+import type { Notification } from "../../src/relay.types.ts";
 import { crashingEngine, fundedUser, received, sentBatch, withdraw, withdrawalOf } from "../support/payouts.ts";
 
 
@@ -286,6 +287,26 @@ t.test("a sent batch dropped from the node's mempool (its fee under the node's n
   t.same([w.status, w.txid], ["sent", bumped.txid]);
   t.ok(w.fee! <= quote.fee, `charged ${w.fee} ≤ quoted ${quote.fee}`);
   t.equal((await te.engine.solvency()).surplus, -(bumped.fee - w.fee!), "the books differ by exactly the part of the bump the house pays (no house float here)");
+});
+
+t.test("a payout confirmed while the engine was down: its user is told, though the edges listen only after the start", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const { key, quote, b } = await sentBatch(te, "told", "0.05");
+  await te.crash();
+  await te.node.mine(1);
+  // The start-up catch-up settles the payout in its wallet before anything listens for notices.
+  await te.restart();
+  const notices: Notification[] = [];
+  await new Promise<void>((resolve) => {
+    te.engine.relay.onNotification((n) => {
+      if (n.userKey !== key) return;
+      notices.push(n);
+      if (n.notice.kind === "withdrawal_sent") resolve();
+    });
+  });
+  t.match(notices.at(-1)!.notice, { kind: "withdrawal_sent", id: quote.id, txid: b.txid }, "told it was sent");
+  t.equal(notices.filter((n) => n.notice.kind === "withdrawal_sent").length, 1, "once");
 });
 
 t.test("the engine crashes between journalling a fee bump and broadcasting it: the restart sends the replacement; paid and charged once", async (t) => {

@@ -8,6 +8,7 @@ import type { Logger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import { RELAY_METHODS, checkArgs, type RelayMethod } from "./protocol.ts";
+import { Held } from "../../held.ts";
 
 export interface InternalEdgeOptions {
   relay: Relay;
@@ -37,14 +38,21 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
   });
   app.get("/relay/info", async (_req, reply) => reply.type("application/json").send(encode({ result: o.relay.info() })));
   const streams = new Set<ServerResponse>();
+  // Notices made while no bot is connected (it connects after the engine is up, or reconnects): kept for the next.
+  const held = new Held<string>(10_000);
   const off = o.relay.onNotification((n) => {
     const line = `data: ${encode(n).toString("utf8")}\n\n`;
+    if (streams.size === 0) {
+      if (held.hold(line)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
+      return;
+    }
     for (const s of streams) s.write(line);
   });
   app.get("/relay/notifications", (req, reply) => {
     reply.hijack();
     reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     reply.raw.write(": connected\n\n");
+    for (const line of held.take()) reply.raw.write(line);
     streams.add(reply.raw);
     req.raw.on("close", () => streams.delete(reply.raw));
   });

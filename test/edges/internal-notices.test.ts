@@ -1,0 +1,30 @@
+// The engine's notice stream to a bot process: notices made while no bot is connected (it connects after the engine
+// is up, or reconnects after a restart) are kept and sent to the next one that connects, over the real TLS link.
+import t from "tap";
+import { RemoteRelay } from "../../src/edges/internal/client.ts";
+import { buildInternalEdge, listenInternal } from "../../src/edges/internal/server.ts";
+import { createCA, issue } from "../../src/tls/certs.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import type { Notification, Relay } from "../../src/relay.types.ts";
+
+t.test("a notice made before the bot connects reaches it once it does", async (t) => {
+  const ca = await createCA("internal-test");
+  const server = await issue(ca, { name: "engine", kind: "server", hosts: ["localhost", "127.0.0.1"] });
+  const client = await issue(ca, { name: "bot", kind: "client" });
+  const listeners = new Set<(n: Notification) => void>();
+  const relay = {
+    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
+    onNotification: (l: (n: Notification) => void) => (listeners.add(l), () => listeners.delete(l)),
+  } as unknown as Relay;
+  const app = await buildInternalEdge({ relay, log: silentLogger, tls: { key: server.key, cert: server.cert, ca: ca.cert } });
+  const config = loadConfig({ env: {}, overrides: {} });
+  const port = await listenInternal(app, { ...config, internal: { ...config.internal, host: "127.0.0.1", port: 0 } });
+  t.teardown(() => app.close());
+  const notice: Notification = { userKey: "u_aaaaaaaaaaaa", chatHandle: "a sealed handle", notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } };
+  for (const l of listeners) l(notice);
+  const remote = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
+  t.teardown(() => remote.close());
+  const got = await new Promise<Notification>((resolve) => remote.onNotification(resolve));
+  t.same(got, notice, "delivered, amounts as bigints");
+});
