@@ -185,6 +185,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   (merged as Record<string, Json>).network = network;
   const file = validate(merged);
   checkBindAddresses(file);
+  checkSafety(file);
   const secrets = readSecrets(env);
   const dataPath = resolve(opts.cwd ?? process.cwd(), file.dataDir);
   // A relative backup directory lives under the data directory (regtest's default); production names another disk.
@@ -203,11 +204,23 @@ function validate(value: Json): ConfigFile {
   throw new ConfigError(`config key ${key}: ${what} (env ${envName(key.split("."))})${secretHint}`);
 }
 
+/** Settings that are for tests and benches only, refused where real money is. */
+function checkSafety(c: ConfigFile): void {
+  if (c.network === "regtest") return;
+  if (!c.store.sync) {
+    throw new ConfigError(`config key store.sync: false is for tests and benches; on ${c.network} an acknowledged command must be on disk (env RUNIGUN_STORE_SYNC)`);
+  }
+  // OWASP's argon2id minimum: with less, a leaked pepper makes every Telegram id cheap to find from its user key.
+  if (c.identity.timeCost < 2 || c.identity.memoryKiB < 19_456) {
+    throw new ConfigError(`config keys identity.timeCost and identity.memoryKiB: at least 2 and 19456 on ${c.network} (argon2id's minimum; env RUNIGUN_IDENTITY_TIME_COST, RUNIGUN_IDENTITY_MEMORY_KI_B)`);
+  }
+}
+
 /** The admin edge must stay reachable only from loopback or the configured VPN ranges. */
 function checkBindAddresses(c: ConfigFile): void {
-  const allowed = (host: string) => isLoopback(host) || c.admin.vpnCidrs.some((cidr) => inCidr(host, cidr));
+  const allowed = (host: string) => bindAllowed(host, c.admin.vpnCidrs);
   for (const cidr of c.admin.vpnCidrs) {
-    if (!parseCidr(cidr)) throw new ConfigError(`config key admin.vpnCidrs: "${cidr}" is not an IPv4 CIDR like 10.8.0.0/24`);
+    if (!parseCidr(cidr)) throw new ConfigError(`config key admin.vpnCidrs: "${cidr}" is not an IPv4 CIDR like 10.8.0.0/24 (a VPN's range: /8 or narrower)`);
   }
   if (!allowed(c.admin.host)) {
     throw new ConfigError(
@@ -225,6 +238,15 @@ function checkBindAddresses(c: ConfigFile): void {
   }
 }
 
+/**
+ * Whether a listener may bind `host`: loopback, or an address inside one of the VPN ranges. Never a wildcard: it
+ * listens on every interface, the public ones included, whatever range it falls in.
+ */
+export function bindAllowed(host: string, vpnCidrs: readonly string[]): boolean {
+  if (["0.0.0.0", "::", ""].includes(host)) return false;
+  return isLoopback(host) || vpnCidrs.some((cidr) => inCidr(host, cidr));
+}
+
 export function isLoopback(host: string): boolean {
   if (host === "::1" || host === "localhost") return true;
   return isIP(host) === 4 && host.startsWith("127.");
@@ -232,7 +254,8 @@ export function isLoopback(host: string): boolean {
 
 function parseCidr(cidr: string): [number, number] | undefined {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
-  if (!m || isIP(m[1]!) !== 4 || Number(m[2]) > 32) return undefined;
+  // Narrower than /8: a VPN's range, not the internet (0.0.0.0/0 would let anything through).
+  if (!m || isIP(m[1]!) !== 4 || Number(m[2]) > 32 || Number(m[2]) < 8) return undefined;
   return [ipv4(m[1]!), Number(m[2])];
 }
 function ipv4(ip: string): number {

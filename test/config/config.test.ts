@@ -30,6 +30,18 @@ t.test("the admin edge may only bind to loopback or a configured VPN range", asy
   t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "10.8.0.5", RUNIGUN_ADMIN_VPN_CIDRS: "10.9.0.0/24" } }), /admin\.host/);
   t.equal(loadConfig({ env: { RUNIGUN_ADMIN_HOST: "10.8.0.5", RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/24" } }).admin.host, "10.8.0.5");
   t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_VPN_CIDRS: "10.8.0.0/99" } }), /vpnCidrs/);
+  // Found by a review: a range as wide as the internet, or a wildcard inside one, passed every check.
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_VPN_CIDRS: "0.0.0.0/0", RUNIGUN_ADMIN_HOST: "8.8.8.8" } }), /vpnCidrs.*\/8 or narrower/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_VPN_CIDRS: "0.0.0.0/8", RUNIGUN_INTERNAL_HOST: "0.0.0.0" } }), /internal\.host/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_VPN_CIDRS: "0.0.0.0/8", RUNIGUN_ADMIN_HOST: "0.0.0.0" } }), /admin\.host/);
+});
+
+t.test("settings for tests only are refused where real money is", async (t) => {
+  t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_STORE_SYNC: "false" } }), /store\.sync: false is for tests/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "signet", RUNIGUN_IDENTITY_TIME_COST: "1" } }), /identity\.timeCost/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_IDENTITY_MEMORY_KI_B: "8" } }), /identity\.timeCost and identity\.memoryKiB/);
+  t.equal(loadConfig({ env: { RUNIGUN_STORE_SYNC: "false", RUNIGUN_IDENTITY_TIME_COST: "1" } }).store.sync, false, "regtest: allowed, for tests and benches");
+  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } }).store.sync, true);
 });
 
 t.test("the Telegram webhook's listener binds to loopback or a VPN range too (its public side is the reverse proxy)", async (t) => {

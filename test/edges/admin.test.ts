@@ -33,6 +33,8 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
   t.ok(readFileSync(join(alice.dir, "alice-totp.png")).subarray(1, 4).toString() === "PNG", "a QR code of the otpauth URI");
   t.match(alice.uri, /^otpauth:\/\/totp\/RuniGun:alice\?/);
+  await t.rejects(addOperator({ pkiDir: pki, store: operators, name: "alice" }), { code: "setup", message: /revoke it first/ }, "an active name is not given a second certificate");
+  t.equal((await operators.list()).filter((o) => o.name === "alice").length, 1);
   const audit = new AuditLog(store);
   let now = Date.now();
   const server = readPem(pki, "admin-server");
@@ -82,6 +84,18 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const log = JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as { entries: Array<{ operator: string; action: string; reason: string; outcome?: string }> };
   t.match(log.entries.find((e) => e.action === "freeze"), { operator: "alice", reason: "suspicious login reported by the user" });
   t.match(log.entries.find((e) => e.action === "freeze:outcome"), { outcome: "done" });
+  // Found by a review: an outcome that could not be recorded turned a done action into "internal error; nothing was
+  // changed", and a second "failed" outcome.
+  const outcome = audit.outcome.bind(audit);
+  audit.outcome = async () => {
+    audit.outcome = outcome;
+    throw new Error("the store cannot write (simulated)");
+  };
+  const unfrozen = await call(port, ca, `/wallets/${userKey}/unfreeze`, { client: cert, totp: code(), method: "POST", body: { reason: "the user confirmed the login" } });
+  t.equal(unfrozen.status, 200, "done is done, though its outcome was not recorded");
+  t.ok(!isRefusal(await te.engine.relay.quoteWithdrawal(userKey, await te.node.outsideAddress(), "0.001")), "and the wallet is unfrozen");
+  t.equal((JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries.filter((e) => e.action === "unfreeze:outcome").length, 0, "no outcome claims it failed");
+  await call(port, ca, `/wallets/${userKey}/freeze`, { client: cert, totp: code(), method: "POST", body: { reason: "suspicious login reported by the user" } });
   const release = await call(port, ca, "/payouts/b404/release", { client: cert, totp: code(), method: "POST", body: { reason: "refused by every mempool", feeRateSatVb: 5 } });
   t.equal(release.status, 409, "releasing a batch that does not exist is refused");
   t.match(release.body, /No payout batch b404/);
@@ -143,6 +157,8 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
 
   await operators.revoke("alice");
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");
+  const again = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  t.not(again.fingerprint, alice.fingerprint, "once revoked, the name can be given a new certificate");
 
   await te.engine.storage.journal.flushed();
   const bytes = Buffer.concat(readdirSync(join(te.dataPath, "store")).map((f) => readFileSync(join(te.dataPath, "store", f))));

@@ -1,6 +1,7 @@
 // The console's small parts without a browser: escaping, exact BTC formatting, sessions (expiry, certificate
 // binding, single-use challenges, a fresh id after login), enrollment tokens, and the SVG charts.
 import t from "tap";
+import { isRefusal } from "../../src/domain/refusals.ts";
 import { Sessions, sameToken } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
 import { chart, charts } from "../../src/edges/admin/console/charts.ts";
@@ -70,8 +71,17 @@ t.test("enrollment tokens: hashed, one operator, expiring, replaced by a newer o
   t.match(ops.checkEnrollment(stored, "x".repeat(43), 1), /not valid/);
   const second = await ops.issueEnrollment("aa", { ttlMs: 60_000, now: 0 });
   t.match(ops.checkEnrollment((await ops.get("aa"))!, first.token, 1), /not valid/, "a newer link replaces the old one");
-  await ops.addKey("aa", { id: "k1", publicKey: "p", counter: 0, label: "key", addedAt: 1 }, { consumeEnrollment: true });
+  // Two requests holding the same link at once (both checked it before either registered): one key is added.
+  const [a, b] = await Promise.all(["k1", "k2"].map((id) => ops.addKey("aa", { id, publicKey: "p", counter: 0, label: "key", addedAt: 1 }, { enrollment: { token: second.token, now: 1 } })));
+  t.notOk(isRefusal(a), "the first registration through the link is taken");
+  t.match(b, { code: "not_allowed", message: /not valid/ }, "the second, racing it, is refused");
+  t.same((await ops.get("aa"))!.keys!.map((k) => k.id), ["k1"]);
   t.match(ops.checkEnrollment((await ops.get("aa"))!, second.token, 1), /not valid/, "consumed by a registration");
+  // Two removals racing for the last two keys: one stays.
+  await ops.addKey("aa", { id: "k2", publicKey: "p", counter: 0, label: "key 2", addedAt: 2 });
+  const removed = await Promise.all(["k1", "k2"].map((id) => ops.removeKey("aa", id)));
+  t.equal(removed.filter((r) => isRefusal(r)).length, 1, "one removal is refused: it would leave no key");
+  t.equal((await ops.get("aa"))!.keys!.length, 1);
 });
 
 t.test("charts: SVG only, labelled, numbers escaped, bounded by the data", async (t) => {

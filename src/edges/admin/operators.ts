@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { Secret, TOTP } from "otpauth";
 import QRCode from "qrcode";
 import type { EncryptedStore } from "../../store/db.ts";
+import { refuse, type Refusal } from "../../domain/refusals.ts";
 import { fingerprint, issue, readPem, writePem } from "../../tls/certs.ts";
 
 export interface Operator {
@@ -118,18 +119,32 @@ export class OperatorStore {
     return undefined;
   }
 
-  /** Adds a security key; `consumeEnrollment` makes the enrollment link useless from now on. */
-  async addKey(fp: string, key: SecurityKey, o: { consumeEnrollment?: boolean } = {}): Promise<Operator> {
-    return this.#change(fp, (op) => {
+  /**
+   * Adds a security key. Through an enrollment link (`enrollment`), the link is checked again in the operator's turn
+   * and used up: two requests holding the same link add one key, and the other is refused.
+   */
+  async addKey(fp: string, key: SecurityKey, o: { enrollment?: { token: string; now: number } } = {}): Promise<Operator | Refusal> {
+    let why: string | undefined;
+    const r = await this.#change(fp, (op) => {
       if (op.revoked) throw new Error("no such operator");
+      if (o.enrollment && (why = this.checkEnrollment(op, o.enrollment.token, o.enrollment.now))) return undefined;
       const next: Operator = { ...op, keys: [...(op.keys ?? []).filter((k) => k.id !== key.id), key] };
-      if (o.consumeEnrollment) delete next.enroll;
+      if (o.enrollment) delete next.enroll;
       return next;
     });
+    return why ? refuse("not_allowed", why) : r;
   }
 
-  async removeKey(fp: string, id: string): Promise<Operator> {
-    return this.#change(fp, (op) => ({ ...op, keys: (op.keys ?? []).filter((k) => k.id !== id) }));
+  /** Removes a security key, never the operator's last one (checked in the operator's turn: two removals race). */
+  async removeKey(fp: string, id: string): Promise<Operator | Refusal> {
+    let why: string | undefined;
+    const r = await this.#change(fp, (op) => {
+      const keys = op.keys ?? [];
+      if (!keys.some((k) => k.id === id)) return void (why = "no such security key");
+      if (keys.length === 1) return void (why = "this is your only security key; add another before removing it");
+      return { ...op, keys: keys.filter((k) => k.id !== id) };
+    });
+    return why ? refuse("not_allowed", why) : r;
   }
 
   /** Records a key's new signature counter after a verified login. */
@@ -226,6 +241,11 @@ export function totpFor(op: Pick<Operator, "name" | "totpSecret">): TOTP {
  */
 export async function addOperator(o: { pkiDir: string; store: OperatorStore; name: string; enrollTtlMs?: number; now?: number }): Promise<{ dir: string; uri: string; fingerprint: string; enrollment?: { token: string; expiresAt: number } }> {
   if (!NAME_RE.test(o.name)) throw Object.assign(new Error("an operator name is 2–32 lowercase letters, digits, - or _"), { code: "setup" });
+  // Another certificate for an active name would leave the first one (and its TOTP secret) working, unseen in the audit
+  // log, which names operators: a lost laptop's certificate must be revoked, not shadowed.
+  if ((await o.store.list()).some((op) => op.name === o.name && !op.revoked)) {
+    throw Object.assign(new Error(`operator ${o.name} exists; to replace a lost certificate, revoke it first (runigun keys operator revoke ${o.name}), then add ${o.name} again`), { code: "setup" });
+  }
   const ca = readPem(o.pkiDir, "operators-ca");
   const pem = await issue(ca, { name: o.name, kind: "client", years: 1 });
   const dir = join(o.pkiDir, "operators");

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReq
 import rateLimit from "@fastify/rate-limit";
 import { Type } from "@sinclair/typebox";
 import type { Config } from "../../config.ts";
-import { isLoopback } from "../../config.ts";
+import { bindAllowed } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import { isRefusal, type Refusal } from "../../domain/refusals.ts";
 import type { AuditLog } from "./audit.ts";
@@ -121,17 +121,23 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
   };
 
   /** Runs an operator action: audited first, then done, then its outcome audited. */
+  // The action is recorded before it runs (no record, no action); its outcome after. An outcome that cannot be recorded
+  // (the store failing meanwhile) never turns a done action into an error answer: the operator would retry a fee bump.
   const act = async (req: FastifyRequest, action: string, target: string, reason: string, run: () => Promise<unknown>) => {
     const entry = await o.audit.append({ operator: req.operator!.name, action, target, reason });
     log.info({ operator: req.operator!.name, action, target }, "operator action");
+    const record = (outcome: string) => o.audit.outcome(entry, outcome).catch((e: unknown) => {
+      log.error({ alert: true, err: (e as Error).message, operator: req.operator!.name, action, target, outcome }, "an operator action's outcome could not be recorded in the audit log");
+    });
+    let r: unknown;
     try {
-      const r = await run();
-      await o.audit.outcome(entry, isRefusal(r) ? `refused: ${r.message}` : "done");
-      return r;
+      r = await run();
     } catch (e) {
-      await o.audit.outcome(entry, `failed: ${(e as Error).message}`);
+      await record(`failed: ${(e as Error).message}`);
       throw e;
     }
+    await record(isRefusal(r) ? `refused: ${r.message}` : "done");
+    return r;
   };
 
   const actions: FastifyPluginAsync = async (f) => {
@@ -211,7 +217,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
 /** Listens on the configured VPN address only (validated in config; checked again here). */
 export async function listenAdmin(app: FastifyInstance, config: Config): Promise<number> {
   const host = config.admin.host;
-  if (host === "0.0.0.0" || host === "::" || (!isLoopback(host) && config.admin.vpnCidrs.length === 0)) {
+  if (!bindAllowed(host, config.admin.vpnCidrs)) {
     throw Object.assign(new Error(`admin.host ${host} is not a VPN or loopback address`), { code: "config_invalid" });
   }
   await app.listen({ host, port: config.admin.port });

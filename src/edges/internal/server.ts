@@ -3,7 +3,7 @@
 import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Config } from "../../config.ts";
-import { isLoopback } from "../../config.ts";
+import { bindAllowed } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
@@ -69,7 +69,7 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
 }
 
 export async function listenInternal(app: FastifyInstance, config: Config): Promise<number> {
-  if (!isLoopback(config.internal.host) && !config.admin.vpnCidrs.length) {
+  if (!bindAllowed(config.internal.host, config.admin.vpnCidrs)) {
     throw Object.assign(new Error(`internal.host ${config.internal.host} is not a local address`), { code: "config_invalid" });
   }
   await app.listen({ host: config.internal.host, port: config.internal.port });

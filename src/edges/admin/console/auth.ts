@@ -10,6 +10,8 @@ import {
 import type { Operator, SecurityKey } from "../operators.ts";
 import { refuse, type ConsoleContext } from "./index.ts";
 import { html, page } from "./html.ts";
+import { Reason } from "./actions.ts";
+import { isRefusal } from "../../../domain/refusals.ts";
 
 const Token = Type.String({ minLength: 20, maxLength: 100, pattern: "^[A-Za-z0-9_-]+$" });
 const Label = Type.String({ minLength: 1, maxLength: 60 });
@@ -74,7 +76,8 @@ export function authRoutes(f: FastifyInstance, c: ConsoleContext): void {
     if (why) return refuse(req, reply, 403, why);
     const key = await verifyNewKey(req, "enroll", body.response, body.label);
     if (typeof key === "string") return refuse(req, reply, 400, key);
-    await c.act(req, "console-key-enroll", op(req).name, `security key "${body.label}" registered through the enrollment link`, () => c.operators.addKey(op(req).fingerprint, key, { consumeEnrollment: true }));
+    const added = await c.act(req, "console-key-enroll", op(req).name, `security key "${body.label}" registered through the enrollment link`, () => c.operators.addKey(op(req).fingerprint, key, { enrollment: { token: body.token, now: c.clock!() } }));
+    if (isRefusal(added)) return refuse(req, reply, 403, added.message);
     return { ok: true, next: "/console/login" };
   });
 
@@ -154,13 +157,11 @@ ${hasKeys ? html`<button type="button" id="login">Sign in with security key</but
     return { ok: true, next: "/console/keys" };
   });
 
-  f.post("/console/keys/remove", { schema: { body: Type.Object({ _csrf: Type.String(), id: Type.String({ minLength: 1, maxLength: 1024 }), reason: Type.String({ minLength: 3, maxLength: 500 }) }) } }, async (req, reply) => {
+  f.post("/console/keys/remove", { schema: { body: Type.Object({ _csrf: Type.String(), id: Type.String({ minLength: 1, maxLength: 1024 }), reason: Reason }) } }, async (req, reply) => {
     const { id, reason } = req.body as { id: string; reason: string };
-    const keys = op(req).keys ?? [];
-    const key = keys.find((k) => k.id === id);
-    if (!key) return refuse(req, reply, 404, "no such security key");
-    if (keys.length === 1) return refuse(req, reply, 409, "this is your only security key; add another before removing it");
-    await c.act(req, "console-key-remove", op(req).name, reason, () => c.operators.removeKey(op(req).fingerprint, id));
+    if (!(op(req).keys ?? []).some((k) => k.id === id)) return refuse(req, reply, 404, "no such security key");
+    const removed = await c.act(req, "console-key-remove", op(req).name, reason, () => c.operators.removeKey(op(req).fingerprint, id));
+    if (isRefusal(removed)) return refuse(req, reply, 409, removed.message);
     // Sessions opened with that key end now, this one included if it was.
     c.sessions.closeAllOf(op(req).fingerprint, id);
     return reply.redirect(c.session(req)?.keyId === id ? "/console/login" : "/console/keys", 303);
