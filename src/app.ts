@@ -8,7 +8,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { Engine } from "./engine.ts";
 import { openStorage, type EngineStorage } from "./storage.ts";
 import { loadSecrets, SetupError } from "./secrets.ts";
-import { Identity } from "./store/identity.ts";
+import { Identity, pinIdentity } from "./store/identity.ts";
 import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
 import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
 import { InProcessTelegram } from "./edges/chat/transport.ts";
@@ -43,8 +43,17 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
   let storage: EngineStorage | undefined;
   try {
     storage = await openStorage({ dataPath: config.dataPath, keyring: secrets.keyring, sync: config.store.sync, log });
-    const engine = await Engine.start({ config, log, storage, rpc });
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+    try {
+      await pinIdentity(identity, config.dataPath);
+    } catch (e) {
+      await identity.close();
+      throw e;
+    }
+    const engine = await Engine.start({ config, log, storage, rpc }).catch(async (e: unknown) => {
+      await identity.close();
+      throw e;
+    });
     const st = storage;
     // `runigun backup` on this host reaches the running engine here.
     const control = await serveControl(config.dataPath, { backup: (out) => engine.backup.snapshot(out), status: () => engine.backup.status() }, log).catch((e: unknown) => {

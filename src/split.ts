@@ -13,7 +13,7 @@ import { AuditLog } from "./edges/admin/audit.ts";
 import { buildInternalEdge, listenInternal } from "./edges/internal/server.ts";
 import { RemoteRelay } from "./edges/internal/client.ts";
 import { buildTelegramEdge } from "./edges/telegram/bot.ts";
-import { Identity } from "./store/identity.ts";
+import { Identity, pinIdentity } from "./store/identity.ts";
 import { loadEdgeSecrets, SetupError } from "./secrets.ts";
 
 /** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
@@ -63,6 +63,13 @@ export async function runBotOnly(): Promise<number> {
     tls: { ...readPem(config.pkiPath, "bot-client"), ca: readPem(config.pkiPath, "internal-ca").cert },
   });
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+  try {
+    await pinIdentity(identity, config.dataPath);
+  } catch (e) {
+    relay.close();
+    await identity.close();
+    throw e;
+  }
   const edge = buildTelegramEdge({ token, config, relay, identity, handleKey: secrets.handleKey, log });
   await edge.start();
   process.stdout.write(`bot ready: @${edge.bot.botInfo.username} → engine https://${config.internal.host}:${config.internal.port}\n`);

@@ -2,6 +2,9 @@
 // Derivations run in worker threads; a bounded LRU keyed by an HMAC of the id (not the id itself) makes a
 // busy user pay the cost once without a raw id sitting in the heap as a cache key.
 import { createHmac } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileDurably } from "./files.ts";
 import { Worker } from "node:worker_threads";
 import { StoreError } from "./errors.ts";
 
@@ -95,5 +98,30 @@ export class Identity {
       w.ref();
       w.postMessage({ id: reqId, input: Buffer.from(id), pepper: this.#pepper, salt: SALT, t: this.#o.timeCost, m: this.#o.memoryKiB, p: this.#o.parallelism });
     });
+  }
+}
+
+/**
+ * Pins the identity settings (the pepper and the KDF's parameters) to a data directory: its first start records a
+ * check value (a MAC of the user key of Telegram id 1), every later start must derive the same. Changed settings
+ * give every Telegram user another user key — a new, empty wallet, their money left behind — so a start with them
+ * is refused, naming what to do.
+ */
+export async function pinIdentity(identity: Identity, dir: string): Promise<void> {
+  const path = join(dir, "identity.pin");
+  const check = createHmac("sha256", "runigun/identity-pin").update(await identity.userKey(1)).digest("hex");
+  let pinned: string | undefined;
+  try {
+    pinned = readFileSync(path, "utf8").trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  if (pinned === undefined) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileDurably(path, `${check}\n`);
+    return;
+  }
+  if (pinned !== check) {
+    throw new StoreError("wrong_key", `the identity settings differ from those this data directory's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original settings (${path} holds their check value; delete it only to abandon every wallet made so far)`);
   }
 }

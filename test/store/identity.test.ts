@@ -1,6 +1,8 @@
 // Identity: keyed argon2id in worker threads, cached by an HMAC of the id.
 import t from "tap";
-import { Identity } from "../../src/store/identity.ts";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { Identity, pinIdentity } from "../../src/store/identity.ts";
 import { openHandle, sealHandle } from "../../src/store/sealed.ts";
 
 const params = { timeCost: 2, memoryKiB: 8192, parallelism: 1, cacheSize: 100 };
@@ -45,4 +47,23 @@ t.test("chat handles are sealed with the edge's key", async (t) => {
   t.equal(sealHandle(key, { chatId: 5550001234 }), sealed, "the same handle seals to the same text (the engine sees \"unchanged\")");
   t.not(sealHandle(key, { chatId: 5550001235 }), sealed, "another handle does not");
   t.not(sealHandle(Buffer.alloc(32, 8), { chatId: 5550001234 }), sealed, "nor the same handle under another edge key");
+});
+
+t.test("the identity settings are pinned to the data directory: other settings (every user a new, empty wallet) refuse to start", async (t) => {
+  const dir = t.testdir();
+  const start = async (o: Partial<typeof params> & { pepper: string }) => {
+    const id = new Identity({ ...params, ...o });
+    try {
+      await pinIdentity(id, dir);
+    } finally {
+      await id.close();
+    }
+  };
+  await start({ pepper: "pepper-one-0123456789" });
+  t.equal((statSync(join(dir, "identity.pin")).mode & 0o777).toString(8), "600", "the check value is written privately");
+  await start({ pepper: "pepper-one-0123456789" });
+  t.pass("the same settings start again");
+  await t.rejects(start({ pepper: "pepper-one-0123456789", timeCost: 3 }), { code: "wrong_key", message: /new, empty wallet/ }, "another cost");
+  await t.rejects(start({ pepper: "pepper-two-0123456789" }), { code: "wrong_key" }, "another pepper");
+  t.notMatch(readFileSync(join(dir, "identity.pin"), "utf8"), /u_/, "no user key in the file");
 });
