@@ -8,6 +8,7 @@ import type { Update } from "grammy/types";
 import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
 import { startTestEngine } from "../support/engine.ts";
 import { buildTelegramEdge, SOMETHING_WRONG, SOMETHING_WRONG_AFTER } from "../../src/edges/telegram/bot.ts";
+import { refusalInGroup } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -152,6 +153,12 @@ t.test("polling: a webhook left registered is removed first; a 409 from getUpdat
   t.match(line, { level: 50, alert: true }, "one error line, an alert");
   await new Promise((r) => setImmediate(r));
   t.same(unhandled, [], "no unhandled rejection: the process goes on");
+});
+
+t.test("a refusal said in a group never tells the state of anyone's wallet", async (t) => {
+  const frozen = refusalInGroup(refuse("frozen", "This wallet is frozen by an operator: suspicious login"));
+  t.notMatch(frozen, /frozen|operator|suspicious/i, frozen);
+  t.match(frozen, /private chat/);
 });
 
 /** A relay whose every answer is scripted by the test; the rest refuse. */

@@ -58,6 +58,8 @@ export function refusal(r: Refusal): string {
 export function refusalInGroup(r: Refusal): string {
   if (r.code === "insufficient_funds") return "💸 Not enough available for that tip.";
   if (r.code === "not_found") return "❓ Open your wallet first: send me /start in a private chat.";
+  // The state of the tipper's wallet is theirs alone: send /balance in private to see it.
+  if (r.code === "frozen") return "⚠️ That tip could not be sent; send me /balance in a private chat to see why.";
   const [mark, words] = WORDS[r.code] ?? WORDS.internal;
   return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }
