@@ -161,6 +161,33 @@ t.test("a refusal said in a group never tells the state of anyone's wallet", asy
   t.match(frozen, /private chat/);
 });
 
+t.test("a notice whose sendMessage Telegram took but whose answer was lost (the network cut) is not sent again: never twice", async (t) => {
+  const api = await withStandIn(t);
+  const lines: string[] = [];
+  let failed!: () => void;
+  const reported = new Promise<void>((r) => (failed = r));
+  const log = pino({ level: "debug" }, {
+    write: (s: string) => {
+      lines.push(s);
+      if (s.includes("notification not delivered")) failed();
+    },
+  });
+  const handleKey = randomBytes(32);
+  const relay = scriptedRelay({});
+  const config = loadConfig({ env: {}, overrides: {} });
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay, identity: { userKey: async (id: number) => `u_${id}` }, handleKey, log, mode: "polling" });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  api.cutAfterTaking("sendMessage");
+  const since = api.calls.length;
+  relay.emit({ userKey: "u_x", chatHandle: sealHandle(handleKey, { chatId: 812345678 }), notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } });
+  // Either the failure is reported, or a second sendMessage arrives (a retry): whichever comes first.
+  const sends = () => api.calls.slice(since).filter((c) => c.method === "sendMessage").length;
+  await Promise.race([reported, api.waitForCall((c) => c.method === "sendMessage" && sends() >= 2, since)]);
+  t.equal(sends(), 1, "sent once");
+  t.ok(lines.some((l) => l.includes("notification not delivered")), "the lost answer is logged");
+});
+
 /** A relay whose every answer is scripted by the test; the rest refuse. */
 function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): void } {
   const listeners = new Set<(n: Notification) => void>();

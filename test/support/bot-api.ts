@@ -34,6 +34,7 @@ export class BotApiStandIn {
   onCall: ((c: RecordedCall) => void) | undefined;
   onServe: ((updates: Update[]) => void) | undefined;
   #fail = new Map<string, { times: number; error: { error_code: number; description: string; parameters?: Record<string, unknown> } }>();
+  #cut = new Map<string, number>();
   #messageId = 1;
   #updateId = 1000;
   #userMessageId = 100_000;
@@ -129,6 +130,14 @@ export class BotApiStandIn {
     this.#fail.set(method, { times, error });
   }
 
+  /**
+   * The next `times` calls of `method` are taken (recorded, as Telegram would carry them out) and never answered: the
+   * connection is cut, as when a network fails after the request arrived.
+   */
+  cutAfterTaking(method: string, times = 1): void {
+    this.#cut.set(method, times);
+  }
+
   /** Resolves with the first call (already made from index `since` on, or future) that matches. Bounded. */
   waitForCall(match: (c: RecordedCall) => boolean, since = 0, timeoutMs = 15_000): Promise<RecordedCall> {
     const found = this.calls.slice(since).find(match);
@@ -178,6 +187,12 @@ export class BotApiStandIn {
         this.#callWaiters = this.#callWaiters.filter((x) => x !== w);
         w.resolve(call);
       }
+    }
+    const cut = this.#cut.get(method) ?? 0;
+    if (cut > 0) {
+      this.#cut.set(method, cut - 1);
+      req.socket.destroy();
+      return;
     }
     const chat = { id: Number(params.chat_id), type: Number(params.chat_id) < 0 ? "group" : "private" };
     const message = { message_id: this.#messageId++, date: Math.floor(Date.now() / 1000), chat, text: params.text };

@@ -75,7 +75,10 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     ...(o.botInfo ? { botInfo: o.botInfo } : {}),
   });
   if (o.transport) bot.api.config.use(o.transport);
-  bot.api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60 }));
+  // Telegram's "retry after" (429) and its 5xx are retried, three times at most. A network error is not: the request
+  // may have been carried out (a message sent twice), and auto-retry's own network retries have no bound (doubling up
+  // to an hour). Polling retries getUpdates itself, every 2 s (the runner's options below).
+  bot.api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowHttpErrors: true }));
   const mode = o.mode ?? o.config.telegram.mode;
   // Outgoing calls stay inside Telegram's limits (30/s overall, ~1/s per chat); in-process there is no limit.
   if (o.throttle ?? mode !== "manual") bot.api.config.use(apiThrottler());
@@ -125,7 +128,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         await bot.api.deleteWebhook();
         // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: the
         // runner's own error lines go to the console, with the error's whole text.
-        runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true } });
+        runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true, retryInterval: 2000 } });
         // The runner gives up for good on 401 (a revoked token) and 409 (another process polling, or a webhook set
         // meanwhile), and after retrying getUpdates too long: this edge stops answering, the rest of the process
         // (the engine, payouts, the admin edge) goes on. Unhandled, that rejection would end the whole process.
