@@ -19,6 +19,7 @@ import type { StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
+import { pace } from "./pace.ts";
 import { assessSolvency, type SolvencyReport } from "./actors/solvency.ts";
 import { BackupService } from "./backup/service.ts";
 import { reconcileAfterRestore, type Incident } from "./backup/reconcile.ts";
@@ -537,6 +538,8 @@ export class Engine {
     const saved = await store.get<{ id: string; after: string }>(ENGINE_NS, "drain_told");
     let after = saved?.id === id ? saved.after : "";
     let told = 0;
+    // Below Telegram's 30 messages a second, leaving room for the others (see pace.ts).
+    const paced = pace(20);
     try {
       for (;;) {
         if (this.#closed || this.#draining?.at !== at) return;
@@ -544,9 +547,11 @@ export class Engine {
         for await (const k of this.#walletKeys(after || undefined)) if (keys.push(k) === 64) break;
         if (keys.length === 0) break;
         const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
-        told += results.filter((r) => !isRefusal(r) && r.told).length;
+        const now = results.filter((r) => !isRefusal(r) && r.told).length;
+        told += now;
         after = keys.at(-1)!;
         await store.put(ENGINE_NS, "drain_told", { id, after });
+        await paced(now);
       }
       await store.put(ENGINE_NS, "drain_told", { id, after: "\uffff" });
       this.log.info({ told }, "drain mode: existing users told");
