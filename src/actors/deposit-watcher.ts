@@ -303,7 +303,7 @@ export class DepositWatcher {
       const opened = await this.#o.registry.read(label, "balance", {});
       if (!isRefusal(opened)) {
         await this.recordOwner(address, label);
-        this.#o.log.error({ alert: true, userKey: label, outpoint }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label");
+        this.#o.log.error({ alert: true, outpoint }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the wallet: /deposits)");
         return label;
       }
     }
@@ -325,7 +325,7 @@ export class DepositWatcher {
     const owner = await this.ownerOf(address);
     if (!owner) return;
     this.#known.set(outpoint, "coinbase");
-    this.#o.log.error({ alert: true, userKey: owner, outpoint, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user");
+    this.#o.log.error({ alert: true, outpoint, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user (who: the address's label in the node wallet)");
   }
 
   /**
@@ -340,7 +340,7 @@ export class DepositWatcher {
     const since = this.#missing.get(outpoint) ?? now;
     this.#missing.set(outpoint, since);
     if (now - since < this.#o.config.deposits.mempoolGraceMs) return true;
-    this.#o.log.warn({ userKey: owner, outpoint, missingMs: now - since }, "a pending deposit left the node's mempool without being mined; dropped (it is pending again if it comes back)");
+    this.#o.log.warn({ outpoint, missingMs: now - since }, "a pending deposit left the node's mempool without being mined; dropped (it is pending again if it comes back)");
     const answered = await inLane(owner, () => this.#removed(owner, outpoint, txid, vout, amount, 0));
     if (answered) this.#missing.delete(outpoint);
     return answered;
@@ -407,7 +407,7 @@ export class DepositWatcher {
     if (res.status === "dropped") this.stats.dropped++;
     if (res.status === "reversed") {
       this.stats.deepReorgs++;
-      this.#o.log.error({ userKey: owner, outpoint }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review");
+      this.#o.log.error({ userKey: owner }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review (its deposits: /wallets/<userKey>)");
     }
     await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: res.status, confirmations, seenAt: Date.now() });
     return true;

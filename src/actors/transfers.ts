@@ -170,7 +170,7 @@ export class TransferCourier {
     } catch (e) {
       why = { err: e };
     }
-    if (why) this.#o.log.warn({ from, transfers: ids.length, ...why }, "transfer acknowledgements not recorded; they will be re-sent");
+    if (why) this.#o.log.warn({ sender: from, transfers: ids.length, ...why }, "transfer acknowledgements not recorded; they will be re-sent");
   }
 
   async #run(from: string, id: string, to: string, amount: bigint, round: number): Promise<void> {
@@ -189,18 +189,18 @@ export class TransferCourier {
           if (REFUSED_FOR_GOOD.has(r.code)) {
             // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
             this.stats.refused++;
-            this.#o.log.error({ from, to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
+            this.#o.log.error({ sender: from, receiver: to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
             return;
           }
           // A passing fault (a wallet blocked for a while after repeated errors, a write that failed): tried later.
-          this.#o.log.warn({ from, to, id, refusal: r.code }, "transfer credit not taken yet; it will be re-sent");
+          this.#o.log.warn({ sender: from, receiver: to, id, refusal: r.code }, "transfer credit not taken yet; it will be re-sent");
           break;
         }
         this.#acknowledge(from, id);
         this.stats.delivered++;
         return;
       } catch (e) {
-        this.#o.log.warn({ from, to, id, err: e }, "transfer delivery failed; it will be re-sent");
+        this.#o.log.warn({ sender: from, receiver: to, id, err: e }, "transfer delivery failed; it will be re-sent");
       }
     }
     this.stats.deferred++;

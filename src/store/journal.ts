@@ -240,7 +240,7 @@ export class Journal {
       this.stats.snapshots++;
     } catch (e) {
       this.stats.snapshotFailures++;
-      this.#o.log?.error({ err: e, key: s.key }, "snapshot failed; replay will be longer until the next one");
+      this.#o.log?.error({ err: e, journal: s.key }, "snapshot failed; replay will be longer until the next one");
     }
   }
 

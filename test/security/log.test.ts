@@ -53,3 +53,20 @@ t.test("an alert that stays true alerts once, then counts its repeats at warn le
   alert("a wallet did not settle", { id: "p2" });
   t.same(lines.slice(-1).map((l) => [l.level, l.alert]), [[50, true]], "the oldest key is forgotten beyond `max`");
 });
+
+t.test("no log line ties a user to an address: never a user key beside an outpoint, an address or a txid", async (t) => {
+  const { readFileSync, readdirSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const root = new URL("../../src/", import.meta.url).pathname;
+  const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => join(root, f));
+  const call = /log\??\.(?:trace|debug|info|warn|error|fatal)\(\{([^}]*)\}/g;
+  const offenders: string[] = [];
+  for (const file of files) {
+    for (const m of readFileSync(file, "utf8").matchAll(call)) {
+      const fields = m[1]!;
+      if (/\buserKey\b|\bowner\b/.test(fields) && /\b(outpoint|address|txid)\b/.test(fields)) offenders.push(`${file.slice(root.length)}: ${m[0].slice(0, 120)}`);
+    }
+  }
+  t.ok(files.length > 50, `${files.length} source files read`);
+  t.same(offenders, [], "DESIGN: logs redact addresses' owners (an operator finds the wallet through the admin edge)");
+});
