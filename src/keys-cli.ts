@@ -1,7 +1,6 @@
 // `runigun keys …`: master key rings, peppers, rotation. Secrets are written 0600 and never printed.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { writeFileDurably } from "./store/files.ts";
+import { createFileDurably } from "./store/files.ts";
 import { loadConfig } from "./config.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
 import { EncryptedStore } from "./store/db.ts";
@@ -25,8 +24,12 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "pepper": {
       if (!opts.out) throw new SetupError("say where: runigun keys pepper --out /path/to/pepper");
-      if (existsSync(opts.out)) throw new SetupError(`${opts.out} exists; refusing to overwrite a secret (every user key depends on it)`);
-      writeFileDurably(opts.out, randomBytes(32).toString("hex") + "\n");
+      try {
+        createFileDurably(opts.out, randomBytes(32).toString("hex") + "\n");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new SetupError(`${opts.out} exists; refusing to overwrite a secret (every user key depends on it)`);
+        throw e;
+      }
       say(`wrote a new 32-byte secret to ${opts.out} (mode 0600)`);
       return 0;
     }

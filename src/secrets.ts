@@ -3,7 +3,7 @@
 // directory (0600) so `npm start` works on a fresh clone; elsewhere a missing secret stops the start.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
-import { writeFileDurably } from "./store/files.ts";
+import { createFileDurably } from "./store/files.ts";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { readSecretFile } from "./config.ts";
@@ -31,9 +31,12 @@ function hexSecret(name: string, file: string | undefined, value: string | undef
 }
 
 function devFile(path: string, bytes: number, log: Logger, what: string): string {
-  if (!existsSync(path)) {
-    writeFileDurably(path, randomBytes(bytes).toString("hex") + "\n");
+  try {
+    createFileDurably(path, randomBytes(bytes).toString("hex") + "\n");
     log.warn({ path }, `created a ${what} for this regtest data directory (never do this on mainnet)`);
+  } catch (e) {
+    // Already there (made by an earlier start, or by another process starting at the same moment): that one is used.
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
   }
   return path;
 }
@@ -47,8 +50,13 @@ export function loadSecrets(config: Config, log: Logger): EngineSecrets {
     if (!dev) throw new SetupError("no master key: set RUNIGUN_MASTER_KEY_FILE (create one with `runigun keys generate --out FILE`)");
     keyFile = join(config.dataPath, "master.key");
     if (!existsSync(keyFile)) {
-      generateKeyRingFile(keyFile);
-      log.warn({ path: keyFile }, "created a master key for this regtest data directory (never do this on mainnet)");
+      try {
+        generateKeyRingFile(keyFile);
+        log.warn({ path: keyFile }, "created a master key for this regtest data directory (never do this on mainnet)");
+      } catch (e) {
+        // Another process starting at the same moment made it first: theirs is the one, read below.
+        if (!existsSync(keyFile)) throw e;
+      }
     }
   }
   const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}) });

@@ -3,7 +3,7 @@
 // re-encrypted under a new key (fsync'ed by LevelDB) can reach the disk before the key file does, and a crash then
 // leaves them sealed under a key that no longer exists.
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fsyncSync, linkSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
 /**
@@ -12,6 +12,27 @@ import { dirname } from "node:path";
  * a file or link planted under a predictable name would receive the secret), its mode set before anything is written.
  */
 export function writeFileDurably(path: string, text: string, mode = 0o600): void {
+  const tmp = writeTemporary(path, text, mode);
+  renameSync(tmp, path);
+  syncDirSync(dirname(path));
+}
+
+/**
+ * Creates `path` with `text`, durably, only if nothing is there: a second process creating the same secret at the same
+ * moment (two commands started together on a new data directory) gets EEXIST instead of replacing a key already in
+ * use. Like writeFileDurably, but the complete temporary file is linked to the name (a link never replaces).
+ */
+export function createFileDurably(path: string, text: string, mode = 0o600): void {
+  const tmp = writeTemporary(path, text, mode);
+  try {
+    linkSync(tmp, path);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  syncDirSync(dirname(path));
+}
+
+function writeTemporary(path: string, text: string, mode: number): string {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
@@ -24,8 +45,7 @@ export function writeFileDurably(path: string, text: string, mode = 0o600): void
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
-  syncDirSync(dirname(path));
+  return tmp;
 }
 
 /** Makes a directory's entries (a rename, a new file) survive a power cut. */

@@ -3,7 +3,7 @@
 // from the environment; written atomically (temp file + rename).
 import { hkdfSync, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { writeFileDurably } from "./files.ts";
+import { createFileDurably, writeFileDurably } from "./files.ts";
 import { StoreError } from "./errors.ts";
 
 export type KeyPurpose = "store" | "audit" | "backup" | "handle";
@@ -104,8 +104,12 @@ export function writeKeyRingFile(path: string, ring: KeyRing): void {
 }
 
 export function generateKeyRingFile(path: string): KeyRing {
-  if (existsSync(path)) throw new StoreError("bad_input", `${path} already exists; refusing to overwrite a master key`);
   const ring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
-  writeKeyRingFile(path, ring);
+  try {
+    createFileDurably(path, JSON.stringify(ring.toJSON(), null, 2) + "\n");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new StoreError("bad_input", `${path} already exists; refusing to overwrite a master key`);
+    throw e;
+  }
   return ring;
 }

@@ -3,7 +3,7 @@
 import t from "tap";
 import { readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileDurably } from "../../src/store/files.ts";
+import { createFileDurably, writeFileDurably } from "../../src/store/files.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
 
 t.test("writeFileDurably", async (t) => {
@@ -42,4 +42,24 @@ t.test("a key ring written with a new key reads back with it", async (t) => {
   t.equal(back.current, next.current);
   t.ok(back.dataKey("store").equals(next.dataKey("store")));
   t.ok(back.dataKey("store", ring.current).equals(ring.dataKey("store")), "the old key kept");
+});
+
+t.test("a secret is created only where nothing is: two processes making the same key ring at once, one wins, whole", async (t) => {
+  const path = join(t.testdir(), "master.key");
+  // Two children race to create the same file (as two commands started together on a new data directory).
+  const { execFile } = await import("node:child_process");
+  const register = new URL("../../bin/ts-register.mjs", import.meta.url).pathname;
+  const files = new URL("../../src/store/files.ts", import.meta.url).pathname;
+  const run = (tag: string) => new Promise<string>((resolve) => {
+    const code = `import { createFileDurably } from ${JSON.stringify(files)}; try { createFileDurably(${JSON.stringify(path)}, ${JSON.stringify(tag)} + "\\n"); console.log("created"); } catch (e) { console.log(e.code); }`;
+    execFile(process.execPath, ["--import", register, "--input-type=module", "-e", code], (_e, out) => resolve(out.trim()));
+  });
+  const outcomes = await Promise.all(Array.from({ length: 6 }, (_, i) => run(`ring-${i}`)));
+  t.equal(outcomes.filter((o) => o === "created").length, 1, `one created it: ${outcomes.join(", ")}`);
+  t.equal(outcomes.filter((o) => o === "EEXIST").length, 5, "the others were told it exists");
+  const winner = outcomes.indexOf("created");
+  t.equal(readFileSync(path, "utf8"), `ring-${winner}\n`, "the file is the winner's, whole");
+  t.throws(() => createFileDurably(path, "again\n"), { code: "EEXIST" });
+  t.equal(readFileSync(path, "utf8"), `ring-${winner}\n`);
+  t.throws(() => generateKeyRingFile(path), /already exists; refusing to overwrite/);
 });
