@@ -185,6 +185,27 @@ t.test("a start after a restore that dies before its comparison with the chain i
   t.same(await sends(te), paid, "nothing was paid twice");
 });
 
+t.test("a restore while the node is behind the chain it knows of (a header ahead of its blocks): payouts stay paused and the comparison waits; once it has the block, it compares and payouts resume", async (t) => {
+  const { te } = await backedUpEngine(t);
+  await funded(te, "u_rich", "1");
+  await te.mine(1);
+  const snap = await te.engine.backup.snapshot();
+  await crashAndRestore(te, snap.path);
+  // A block the node has the header of and not yet the block: as a node catching up after a restore of its own.
+  const block = await te.node.rpc<{ hex: string }>("generateblock", [await te.node.outsideAddress(), [], false]);
+  await te.node.rpc("submitheader", [block.hex.slice(0, 160)]);
+  const info = await te.node.rpc<{ blocks: number; headers: number }>("getblockchaininfo", []);
+  t.equal(info.headers, info.blocks + 1, "the node knows a header it has no block for");
+  await te.restart();
+  t.match(te.engine.payouts.paused, /reconciling with the chain/, "payouts stay paused: a node behind does not know every spend yet");
+  await te.poke();
+  t.match(te.engine.payouts.paused, /reconciling with the chain/, "still, after another look");
+  t.equal(te.engine.restoreIncident, undefined);
+  await te.node.rpc("submitblock", [block.hex]);
+  await te.poke();
+  t.equal(te.engine.payouts.paused, undefined, "caught up: nothing unknown was spent, payouts resume");
+});
+
 t.test("a payout queued in the backup and paid after it: the restore records it as paid by that transaction, so resuming never pays it again", async (t) => {
   const dying = dyingAtReport();
   const { te } = await backedUpEngine(t, dying.log);
