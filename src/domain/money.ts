@@ -7,7 +7,7 @@ export const SATS_PER_BTC = 100_000_000n;
 export const MAX_SATS = 21_000_000n * SATS_PER_BTC;
 
 const BTC_RE = /^(\d{1,8})(?:\.(\d{1,8}))?$|^\.(\d{1,8})$/;
-const SATS_RE = /^(\d{1,16})(?:\.(\d{1,3}))?\s*([km])?$/i;
+const SATS_RE = /^(\d{1,16})(?:\.(\d{1,3}))?([km])?$/i;
 
 /** Parses a user's amount text; the unit defaults to BTC. Returns sats or a refusal saying what is wrong. */
 export function parseAmount(input: string): bigint | Refusal {
@@ -15,10 +15,14 @@ export function parseAmount(input: string): bigint | Refusal {
   if (text.length === 0) return refuse("bad_amount", "No amount given. Write it like 0.001 BTC or 100000 sats.");
   if (text.length > 40) return refuse("bad_amount", "That amount is too long. Write it like 0.001 BTC or 100000 sats.");
   if (text.startsWith("-")) return refuse("bad_amount", "An amount cannot be negative.");
+  // "msat" is Lightning's millisatoshi: read as "m" (a million) and "sat", 100 msat would be 1 BTC.
+  if (/msats?$|millisat/.test(text)) return refuse("bad_amount", "Millisatoshis are not used here: write whole satoshis, like 100000 sats.");
   let sats: bigint | undefined;
   const satsMatch = /^(.*?)\s*(sats?|satoshis?)$/.exec(text);
   if (satsMatch) {
-    const m = SATS_RE.exec(satsMatch[1]!.replace(/\s/g, ""));
+    // Spaces only between groups of three digits ("1 000 000 sats"); the multiplier right after the digits ("100k").
+    const number = /^\d{1,3}( \d{3})+$/.test(satsMatch[1]!) ? satsMatch[1]!.replace(/ /g, "") : satsMatch[1]!;
+    const m = SATS_RE.exec(number);
     if (m) {
       const mult = m[3] === "k" ? 1000n : m[3] === "m" ? 1_000_000n : 1n;
       const frac = m[2] ?? "";
