@@ -166,7 +166,8 @@ export class EngineRelay implements Relay {
     if (q.userKey !== userKey) return refuse("not_allowed", "This button belongs to someone else's withdrawal.");
     if (q.expiresAt < this.#now()) {
       this.#quotes.delete(quoteId);
-      return refuse("stale", "This quote has expired. Send /withdraw again for a fresh one.");
+      // An earlier press whose answer timed out may have reserved it: the wallet says, before "send /withdraw again".
+      return (await this.#knownWithdrawal(userKey, quoteId)) ?? refuse("stale", "This quote has expired. Send /withdraw again for a fresh one.");
     }
     const w = this.#o.config.withdrawals;
     const r = await this.#o.registry.send(userKey, "reserve_withdrawal", {
@@ -267,9 +268,14 @@ export class EngineRelay implements Relay {
     return { amount: r.amount, balance };
   }
 
+  /**
+   * The wallet's withdrawal of this quote, if it has one; undefined if it has none. A wallet that cannot say (busy)
+   * answers with its refusal: never "expired, send /withdraw again" while the withdrawal may be there.
+   */
   async #knownWithdrawal(userKey: string, id: string): Promise<Result<ConfirmedWithdrawal> | undefined> {
     const r = await this.#o.registry.send(userKey, "withdrawal", { id });
-    if (isRefusal(r) || !r.withdrawal) return undefined;
+    if (isRefusal(r)) return r.code === "not_found" ? undefined : r;
+    if (!r.withdrawal) return undefined;
     return confirmed(id, true, r.withdrawal, r.balance);
   }
 

@@ -1,0 +1,50 @@
+// The relay's withdrawal quotes against a wallet whose answers are scripted: a confirm whose answer timed out (the
+// wallet reserved it all the same) must never be followed by "expired, send /withdraw again".
+import t from "tap";
+import { EngineRelay, type ChainPort } from "../../src/relay.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import { isRefusal, refuse } from "../../src/domain/refusals.ts";
+import type { WalletRegistry } from "../../src/actors/registry.ts";
+
+t.test("a confirm pressed again after the quote expired, the first press's answer lost: the wallet's withdrawal, not 'expired'", async (t) => {
+  const balance = { available: 10_000_000n, pending: 0n, reserved: 0n };
+  const reserved = new Map<string, { amount: bigint; quotedFee: bigint; status: string }>();
+  let busy: "reserve" | "all" | undefined = "reserve";
+  const registry = {
+    read: async () => balance,
+    send: async (_userKey: string, type: string, payload: { request?: { id: string; amount: bigint; fee: bigint }; id?: string }) => {
+      if (busy === "all") return refuse("busy", "Busy right now; it may still go through.");
+      if (type === "reserve_withdrawal") {
+        const r = payload.request!;
+        reserved.set(r.id, { amount: r.amount, quotedFee: r.fee, status: "reserved" });
+        // Reserved, and the answer lost: the ask timed out.
+        if (busy === "reserve") return refuse("busy", "Busy right now; it may still go through.");
+        return { repeated: false, withdrawal: reserved.get(r.id), balance };
+      }
+      if (type === "withdrawal") return { withdrawal: reserved.get(payload.id!), balance };
+      throw new Error(`unexpected ${type}`);
+    },
+  } as unknown as WalletRegistry;
+  let now = 1_000_000;
+  const relay = new EngineRelay({
+    config: loadConfig({ env: {} }), log: silentLogger, registry, now: () => now, quoteTtlMs: 60_000,
+    chain: { checkWithdrawalAddress: async () => true, feeRate: async () => 2n } as unknown as ChainPort,
+    addresses: { record: async () => undefined, ownerOf: async () => undefined },
+  });
+  t.teardown(() => relay.close());
+  const quote = await relay.quoteWithdrawal("u_alice", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "0.01");
+  if (isRefusal(quote)) throw new Error(quote.message);
+  t.match(await relay.confirmWithdrawal("u_alice", quote.id), { code: "busy" }, "the first press: no answer in time");
+  now += 61_000; // the quote expires before the second press
+  busy = undefined;
+  t.match(await relay.confirmWithdrawal("u_alice", quote.id), { id: quote.id, repeated: true, status: "reserved" }, "the second press: the wallet has it, and says so");
+
+  busy = "reserve";
+  const other = await relay.quoteWithdrawal("u_alice", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "0.02");
+  if (isRefusal(other)) throw new Error(other.message);
+  await relay.confirmWithdrawal("u_alice", other.id);
+  now += 61_000;
+  busy = "all";
+  t.match(await relay.confirmWithdrawal("u_alice", other.id), { code: "busy" }, "the wallet cannot say yet: busy, never 'expired'");
+});
