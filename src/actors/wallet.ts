@@ -395,7 +395,8 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
     case "deposit_dropped":
     case "deposit_reversed": {
       const d = changed as Deposit | undefined;
-      return d && [d.h, { at: d.seenAt, kind: "deposit", amount: d.amount, ref: e.outpoint, status: d.status }];
+      // A dropped deposit left the user's total as it came: it shows 0, as a released withdrawal does.
+      return d && [d.h, { at: d.seenAt, kind: "deposit", amount: d.status === "dropped" ? 0n : d.amount, ref: e.outpoint, status: d.status }];
     }
     case "withdrawal_reserved":
     case "withdrawal_broadcast":
