@@ -184,6 +184,14 @@ export class Engine {
       // Credits refused while the store failed wait in their senders' outboxes: send them now, not at the next start.
       if (!e.#closed) void e.#resumeOutboxes().catch((err: unknown) => e.log.warn({ err }, "re-sending outboxes after the store recovered failed; they go at the next start"));
     });
+    // A batch the store could not say was written turned out to be on disk when it reopened: wallets read meanwhile
+    // (replays during the outage) lack it. Idle ones are passivated (their next use replays from disk); a busy one,
+    // and the payout and cheque actors, replay at their next write, refused as a gap (journal.ts, #uncertain).
+    store.onUnsureSettled((landed) => {
+      if (!landed) return;
+      e.log.warn("a write that failed during the store's outage was found on disk when it reopened; wallets replay their journals");
+      e.registry.passivateAll();
+    });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
     // A store from before the current format is brought up to it once (wallet records rebuilt, running sums counted).

@@ -56,6 +56,11 @@ export interface PersistenceEngine {
   latestSnapshot(key: string): Promise<PersistedSnapshotLike | undefined>;
   takeSnapshot(snapshot: PersistedSnapshotLike): Promise<unknown>;
   persist(event: PersistedEventLike): Promise<unknown>;
+  /**
+   * Undefined when the store can be read; else resolves once it can. A crashed actor's replay waits for it: replaying
+   * against a closed store (reopened after a failed write) would crash at once, again and again.
+   */
+  readable?(): Promise<void> | undefined;
 }
 /** nact's event and snapshot shapes, declared once beside the journal that stores them. */
 export type PersistedEventLike = JournalEvent;
@@ -107,7 +112,10 @@ export class ActorSystem {
   readonly #waiting = new Map<(e: Error) => void, { deadline: number; name: string; timeoutMs: number }>();
   #sweeper: NodeJS.Timeout | undefined;
 
+  readonly #persistence: PersistenceEngine | undefined;
+
   constructor(persistence?: PersistenceEngine) {
+    this.#persistence = persistence;
     this.#system = persistence ? start(configurePersistence(persistence)) : start();
   }
 
@@ -174,7 +182,11 @@ export class ActorSystem {
           (live as { reply?: (r: unknown) => void } | undefined)?.reply?.(refuse("busy", "The engine is stopping; nothing was moved. Try again in a minute."));
           return ctx.stop;
         }
-        if (policy.onCrash({ name, message: live, error }) === "reset") return ctx.reset;
+        if (policy.onCrash({ name, message: live, error }) === "reset") {
+          // nact waits for the decision: messages queue in the mailbox meanwhile.
+          const readable = this.#persistence?.readable?.();
+          return readable ? readable.then(() => ctx.reset) : ctx.reset;
+        }
         markStopped(ref);
         return ctx.stop;
       },

@@ -109,6 +109,8 @@ export class EncryptedStore {
   #mustReopen = false;
   #reopenTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  readonly #settledListeners = new Set<(landed: boolean) => void>();
+  readonly #openWaiters: Array<() => void> = [];
   readonly #path: string;
   /**
    * Free bytes on the store's disk (statfs). A reopen is tried only with room for LevelDB's recovery: one that fails
@@ -319,12 +321,15 @@ export class EncryptedStore {
    */
   async #drain(): Promise<void> {
     this.#writing = true;
-    if (this.#mustReopen) await this.#reopen();
+    // A batch that failed earlier and is found on disk now: what was queued since was built without it (a journal that
+    // read the disk meanwhile took its sequence numbers again), so none of it is written; its writers try again.
+    const landedLate = this.#mustReopen && !this.#closing && (await this.#reopen()) === "landed";
     while (this.#queue.length > 0) {
       const batch = this.#queue;
       this.#queue = [];
-      if (this.#mustReopen) {
-        const e = new StoreError("write_failed", `the store cannot be written (${this.writeHealth.lastError?.message ?? "unknown error"}); nothing was written`, { written: "no" });
+      if (this.#mustReopen || landedLate || this.#closing) {
+        const why = this.#closing ? "the store is closed" : landedLate ? "an earlier write turned out to be on disk when the store reopened; this one was built without it" : `the store cannot be written (${this.writeHealth.lastError?.message ?? "unknown error"})`;
+        const e = new StoreError("write_failed", `${why}; nothing was written`, { written: "no" });
         for (const w of batch) w.reject(e);
         continue;
       }
@@ -337,17 +342,24 @@ export class EncryptedStore {
       try {
         await writeBatch(this.db, ops, this.sync);
       } catch (e) {
+        if (this.#closing) {
+          // Closed under it (a shutdown, a simulated crash): nothing was written, and nothing is reopened.
+          const err = new StoreError("write_failed", "the store is closed; nothing was written", { cause: e, written: "no" });
+          for (const w of batch) w.reject(err);
+          continue;
+        }
         this.#setFailing(e);
         this.#mustReopen = true;
         this.#unsure = { position, ops, sums };
-        const known = await this.#reopen();
         // A batch is atomic: after a reopen, the position on disk says whether it is there.
-        if (known && this.#position === position) {
+        const settled = await this.#reopen();
+        if (settled === "landed") {
           this.writeHealth.failing = false;
           this.#tellHealth();
           for (const w of batch) w.resolve();
           continue;
         }
+        const known = settled === "absent";
         const written = known ? "no" : "unknown";
         const err = new StoreError("write_failed", `a write failed (${e instanceof Error ? e.message : String(e)}); ${known ? "nothing of it is on disk" : "whether it reached the disk is not known until the store can be reopened"}`, { cause: e, written });
         for (const w of batch) w.reject(err);
@@ -365,7 +377,7 @@ export class EncryptedStore {
       this.#reopenTimer = setTimeout(() => {
         this.#reopenTimer = undefined;
         if (!this.#writing && !this.#closing) this.#idle = this.#drain();
-      }, 1000).unref();
+      }, 1000);
     }
   }
 
@@ -390,13 +402,15 @@ export class EncryptedStore {
 
   /**
    * Closes and opens the database again (LevelDB's recovery), then settles the batch whose write failed: on disk
-   * (the position there is its own), it counts as written, listeners included; else it is gone for good (recovery
-   * dropped it; a later open cannot bring it back). False while the database cannot be opened.
+   * (the position there is its own), it counts as written, listeners included ("landed"); else it is gone for good
+   * ("absent": recovery dropped it; a later open cannot bring it back). "failed" while the database cannot be opened.
+   * Those waiting for the store to be readable again (whenOpen) go on once it is.
    */
-  async #reopen(): Promise<boolean> {
+  async #reopen(): Promise<"failed" | "landed" | "absent"> {
+    if (this.#closing) return "failed";
     try {
       // Room for recovery (a table of what the logs hold, a new log, a manifest): else wait, open for reads.
-      if (this.db.status === "open" && this.freeBytes() < this.#recoveryRoom()) return false;
+      if (this.db.status === "open" && this.freeBytes() < this.#recoveryRoom()) return "failed";
     } catch {
       // No statfs here: try.
     }
@@ -405,17 +419,41 @@ export class EncryptedStore {
       await this.db.open(EncryptedStore.levelOptions);
     } catch (e) {
       this.#setFailing(e);
-      return false;
+      return "failed";
     }
     this.#mustReopen = false;
+    for (const w of this.#openWaiters.splice(0)) w();
     const unsure = this.#unsure;
     this.#unsure = undefined;
-    if (unsure) {
-      const raw = this.db.getSync(POSITION_KEY);
-      const onDisk = raw === undefined ? 0 : this.openValue<number>(META, "position", raw);
-      if (onDisk === unsure.position) this.#durable(unsure.position, unsure.ops, unsure.sums);
+    if (!unsure) return "absent";
+    const raw = this.db.getSync(POSITION_KEY);
+    const onDisk = raw === undefined ? 0 : this.openValue<number>(META, "position", raw);
+    const landed = onDisk === unsure.position;
+    if (landed) this.#durable(unsure.position, unsure.ops, unsure.sums);
+    for (const l of this.#settledListeners) {
+      try {
+        l(landed);
+      } catch {
+        // A listener must not stop the writer.
+      }
     }
-    return true;
+    return landed ? "landed" : "absent";
+  }
+
+  /**
+   * Told when a batch whose fate was not known (a failed write, then no room to reopen) is settled by a reopen:
+   * `landed` if it is on disk after all — its writers were told it may not be, and whoever read the disk meanwhile
+   * (a journal, an actor's replay) read it without the batch.
+   */
+  onUnsureSettled(listener: (landed: boolean) => void): () => void {
+    this.#settledListeners.add(listener);
+    return () => this.#settledListeners.delete(listener);
+  }
+
+  /** Undefined while the store can be read; else resolves once it can again (reopened after a failure) or is closed. */
+  whenOpen(): Promise<void> | undefined {
+    if (this.db.status === "open" || this.#closing) return undefined;
+    return new Promise<void>((resolve) => this.#openWaiters.push(resolve));
   }
 
   /** Decrypted records of one namespace, in key order. */
@@ -455,6 +493,7 @@ export class EncryptedStore {
   async close(): Promise<void> {
     this.#closing = true;
     clearTimeout(this.#reopenTimer);
+    for (const w of this.#openWaiters.splice(0)) w();
     await this.sealer.close();
     await this.#idle;
     if (this.db.status === "open") await this.db.close();

@@ -91,11 +91,28 @@ export class Journal {
   /** Batches cut and not yet durable (or failed). */
   #unsettled = 0;
 
+  /**
+   * Keys whose last event was in a batch the store could not say was written (a failed write, no room to reopen):
+   * their numbers are not remembered from reads until the store settles it — a read meanwhile does not see the batch,
+   * which may be on disk once the store reopens (then the next persist of the same number is refused as a gap, and
+   * the actor replays with it).
+   */
+  readonly #uncertain = new Set<string>();
+
   constructor(store: EncryptedStore, o: JournalOptions = {}) {
     this.store = store;
     this.#o = o;
     this.#cutAt = o.cutAt ?? 512;
     this.#remember = Math.max(1, o.remember ?? 100_000);
+    store.onUnsureSettled(() => {
+      for (const k of this.#uncertain) this.#forget(k);
+      this.#uncertain.clear();
+    });
+  }
+
+  /** nact: a crashed actor's replay waits until the store can be read (see PersistenceEngine.readable). */
+  readable(): Promise<void> | undefined {
+    return this.store.whenOpen();
   }
 
   /** How many keys' last sequence numbers are in memory. */
@@ -150,7 +167,7 @@ export class Journal {
       out.push({ data: v.d, sequenceNumber: seq, key, tags: v.g ?? [], createdAt: v.t, isDeleted: false });
     }
     // The scan reached the end: its last number is the key's last (unless a persist claimed a newer one meanwhile).
-    if (this.#lastOf(key) === undefined) this.#setLast(key, expected - 1);
+    if (this.#lastOf(key) === undefined && !this.#uncertain.has(key)) this.#setLast(key, expected - 1);
     return out;
   }
 
@@ -162,7 +179,7 @@ export class Journal {
     // Someone may have claimed a number while we read the disk: keep the larger.
     const now = this.#lastOf(key);
     if (now !== undefined) return now;
-    this.#setLast(key, last);
+    if (!this.#uncertain.has(key)) this.#setLast(key, last);
     return last;
   }
 
@@ -309,7 +326,13 @@ export class Journal {
   #failed(batch: Pending[], e: unknown): void {
     // This batch is not on disk, or not known to be (the store says which): forget the claimed numbers, so the next
     // persist and the actors' replays read the disk.
-    for (const p of batch) for (const [k] of p.claims) this.#forget(k);
+    const unsure = e instanceof StoreError && e.code === "write_failed" && e.written === "unknown";
+    for (const p of batch) {
+      for (const [k] of p.claims) {
+        this.#forget(k);
+        if (unsure) this.#uncertain.add(k);
+      }
+    }
     for (const p of batch) p.reject(e);
   }
 }

@@ -244,3 +244,17 @@ t.test("a write that fails (the file-size limit reached, as a full disk would) a
   t.equal(await store.get("things", `a${failedAt}`), undefined, "the failed write is not");
   t.equal(await store.get<string>("things", `a${failedAt - 1}`), "x".repeat(1000), "the one before it is");
 });
+
+t.test("a write after close is refused and does not reopen the store (a late write at shutdown would hold LevelDB's lock)", async (t) => {
+  const path = t.testdir();
+  const store = await EncryptedStore.open({ path, keyring: ring() });
+  await store.put("t", "a", 1);
+  await store.close();
+  await t.rejects(store.put("t", "b", 2), { code: "write_failed", written: "no" });
+  await t.rejects(store.put("t", "c", 3), { code: "write_failed", written: "no" });
+  t.equal(store.db.status, "closed", "still closed");
+  t.equal(store.writeHealth.failing, false, "a closed store is not an outage");
+  const again = await EncryptedStore.open({ path, keyring: ring() });
+  t.teardown(() => again.close());
+  t.equal(await again.get("t", "a"), 1, "the next open takes the lock");
+});

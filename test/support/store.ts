@@ -2,7 +2,7 @@
 // store waits to reopen its LevelDB, open for reads), until `free()`, as when space is freed.
 import type { EncryptedStore } from "../../src/store/db.ts";
 
-export function fillDisk(store: EncryptedStore): { free(): void } {
+export function fillDisk(store: EncryptedStore): { free(): void; readonly full: boolean } {
   const db = store.db;
   const batch = db.batch.bind(db);
   const freeBytes = store.freeBytes;
@@ -15,10 +15,15 @@ export function fillDisk(store: EncryptedStore): { free(): void } {
     return b;
   }) as typeof db.batch;
   store.freeBytes = () => 0;
+  let full = true;
   return {
     free: () => {
+      full = false;
       db.batch = batch;
       store.freeBytes = freeBytes;
+    },
+    get full() {
+      return full;
     },
   };
 }
