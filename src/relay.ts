@@ -70,6 +70,8 @@ export class EngineRelay implements Relay {
   readonly #listeners = new Set<(n: Notification) => void>();
   /** Notices made while no edge listened (the start-up catch-up runs before the edges subscribe). */
   readonly #held = new Held<Notification>(10_000);
+  /** The listeners that deliver notices (edges), as opposed to observers. */
+  readonly #deliverers = new Set<(n: Notification) => void>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(o: RelayOptions) {
@@ -226,21 +228,26 @@ export class EngineRelay implements Relay {
     return { cheques: await this.#o.cheques.mine(userKey) };
   }
 
-  /** The first listener also gets, at once, the notices made while nobody listened (see Held). */
-  onNotification(listener: (n: Notification) => void): () => void {
+  /** See Relay.onNotification: the first edge to subscribe releases the held notices, to every listener there is. */
+  onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
     this.#listeners.add(listener);
-    if (this.#held.size > 0) {
-      const held = this.#held.take();
-      queueMicrotask(() => {
-        for (const n of held) this.#tell(listener, n);
-      });
+    if (!o.observer) {
+      this.#deliverers.add(listener);
+      if (this.#held.size > 0) {
+        const held = this.#held.take();
+        // Delivered in order, before anything notified after this subscription (which waits behind them).
+        for (const n of held) for (const l of this.#listeners) this.#tell(l, n);
+      }
     }
-    return () => this.#listeners.delete(listener);
+    return () => {
+      this.#listeners.delete(listener);
+      this.#deliverers.delete(listener);
+    };
   }
 
   /** Called by the wallets' notice hook. A failing listener never blocks the others. */
   notify(n: Notification): void {
-    if (this.#listeners.size === 0) {
+    if (this.#deliverers.size === 0) {
       if (this.#held.hold(n)) this.#o.log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
       return;
     }
@@ -258,6 +265,7 @@ export class EngineRelay implements Relay {
   close(): void {
     clearInterval(this.#sweep);
     this.#listeners.clear();
+    this.#deliverers.clear();
     this.#held.take();
   }
 

@@ -79,8 +79,12 @@ export interface Relay {
   revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
   /** The user's own cheques that can still be claimed, newest first, with their codes (to share again or revoke). */
   myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[] }>>;
-  /** Subscribes to notifications; returns an unsubscribe function. */
-  onNotification(listener: (n: Notification) => void): () => void;
+  /**
+   * Subscribes to notifications; returns an unsubscribe function. Notices made while no edge listens are held, and
+   * given to every listener there is when the first one that delivers them subscribes. `observer`: a listener that only
+   * watches (a test script's inbox): it neither receives nor releases held notices before an edge subscribes.
+   */
+  onNotification(listener: (n: Notification) => void, o?: { observer?: boolean }): () => void;
   /** Facts an edge may show (network name, confirmation target…). */
   info(): { network: string; confirmations: number; draining: boolean };
 }

@@ -6,6 +6,7 @@ import { refuse } from "../../domain/refusals.ts";
 import type { Notification, Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import type { RelayMethod } from "./protocol.ts";
+import { Held } from "../../held.ts";
 
 export interface RemoteRelayOptions {
   url: string;
@@ -21,6 +22,8 @@ export class RemoteRelay implements Relay {
   readonly #o: RemoteRelayOptions;
   readonly #agent: Agent;
   readonly #listeners = new Set<(n: Notification) => void>();
+  readonly #deliverers = new Set<(n: Notification) => void>();
+  readonly #held = new Held<Notification>(10_000);
   #info: ReturnType<Relay["info"]> = { network: "unknown", confirmations: 1, draining: false };
   #closed = false;
   #stream: import("node:http").ClientRequest | undefined;
@@ -55,9 +58,25 @@ export class RemoteRelay implements Relay {
   revokeCheque(userKey: string, code: string) { return this.#call("revokeCheque", userKey, code); }
   myCheques(userKey: string) { return this.#call("myCheques", userKey); }
 
-  onNotification(listener: (n: Notification) => void): () => void {
+  /** Notices received and waiting for an edge to subscribe. */
+  get heldNotices(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * The stream opens at connect, before the edge subscribes (after its own start-up calls): notices arriving meanwhile
+   * (the engine's held ones come first) are kept for the first listener that delivers them, as the engine does.
+   */
+  onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
     this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    if (!o.observer) {
+      this.#deliverers.add(listener);
+      for (const n of this.#held.take()) for (const l of this.#listeners) l(n);
+    }
+    return () => {
+      this.#listeners.delete(listener);
+      this.#deliverers.delete(listener);
+    };
   }
 
   close(): void {
@@ -118,6 +137,10 @@ export class RemoteRelay implements Relay {
           const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
           if (!data) continue;
           const n = decode<Notification>(Buffer.from(data));
+          if (this.#deliverers.size === 0) {
+            if (this.#held.hold(n)) this.#o.log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
+            continue;
+          }
           for (const l of this.#listeners) l(n);
         }
       });

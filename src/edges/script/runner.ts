@@ -199,6 +199,7 @@ class Inbox {
 
   watch(relay: Relay, handleKey: Uint8Array): void {
     this.#unwatch?.();
+    // An observer: the notices held while nothing listened go to the edge (which sends them) and to this inbox together.
     this.#unwatch = relay.onNotification((n) => {
       if (!n.chatHandle) return;
       try {
@@ -208,7 +209,7 @@ class Inbox {
       } catch {
         // Not a handle of this edge: the edge will not send it either.
       }
-    });
+    }, { observer: true });
   }
 
   takeReplies(): Outgoing[] {
