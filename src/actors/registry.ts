@@ -243,7 +243,8 @@ export class WalletRegistry {
     this.#closed = true;
     clearInterval(this.#sweep);
     // A command being journalled now may still be committed: the caller is not told that nothing was moved.
-    for (const [userKey, e] of this.#entries) this.#stop(userKey, e, "The engine is shutting down; this may still have been done. Check /balance in a minute before trying again.");
+    // "busy": an edge says "it may still go through" for it (its words for "internal" are "nothing was moved").
+    for (const [userKey, e] of this.#entries) this.#stop(userKey, e, refuse("busy", "The engine is shutting down; this may still have been done. Check /balance in a minute before trying again."));
   }
 
   #activate(userKey: string): Entry {
@@ -301,10 +302,10 @@ export class WalletRegistry {
     this.stats.resident = this.#entries.size;
   }
 
-  #stop(userKey: string, e: Entry, why: string): void {
+  #stop(userKey: string, e: Entry, answer: Refusal): void {
     this.#entries.delete(userKey);
     this.#o.system.stop(e.ref);
-    for (const reply of [...(e.pending ?? [])]) (reply as Reply<Refusal>)(refuse("internal", why));
+    for (const reply of [...(e.pending ?? [])]) (reply as Reply<Refusal>)(answer);
     e.pending = undefined;
     this.stats.resident = this.#entries.size;
   }

@@ -155,3 +155,23 @@ t.test("reads are answered from the committed state: the same answers as the mai
   t.match(await registry.read("u_r", "balance", {}), { available: 725n, frozen: "review" });
   t.equal(registry.stats.reads, before, "after a crash the read went through the actor");
 });
+
+t.test("a command in flight at shutdown is told it may still have been done, never 'nothing was moved'", async (t) => {
+  const { registry, journal } = await setup(t);
+  await registry.send("u_a", "open", {});
+  // The journal holds the write (as a slow disk would) while the engine shuts down.
+  const persist = journal.persist.bind(journal);
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  journal.persist = async (ev) => {
+    await held;
+    return persist(ev);
+  };
+  const answer = credit(registry, "u_a", "t1", 500n);
+  await new Promise((r) => setImmediate(r));
+  registry.close();
+  const r = await answer;
+  t.match(r, { code: "busy", message: /may still have been done/ }, "busy: an edge says it may still go through (its words for 'internal' are 'nothing was moved')");
+  release();
+  journal.persist = persist;
+});
