@@ -477,10 +477,20 @@ export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "
     // cancellation spend them again), so at most one counts.
     const candidates = [...(b.cancel?.txid ? [b.cancel.txid, ...(b.cancel.earlier ?? [])] : []), b.txid, ...b.replaced];
     for (const txid of candidates) {
-      const tx = await unlessUnknown(node.call<WalletTx & { hex: string; details?: Array<{ abandoned?: boolean }> }>("gettransaction", [txid]));
+      const tx = await unlessUnknown(node.call<WalletTx & { hex: string; walletconflicts?: string[]; details?: Array<{ abandoned?: boolean }> }>("gettransaction", [txid]));
       if (!tx || tx.confirmations !== 0 || tx.details?.some((d) => d.abandoned)) continue;
       // In the mempool: the wallet counts its change already, and the batch may still be mined; nothing stranded.
       if (await unlessUnknown(node.call("getmempoolentry", [txid]))) break;
+      // Another transaction spending the same coins is in the mempool or a block (a fee bump made on the node by hand,
+      // which the book does not know): that one holds them, and the wallet counts its change.
+      const rivals = [...(tx.replaced_by_txid ? [tx.replaced_by_txid] : []), ...(tx.walletconflicts ?? [])];
+      let held = false;
+      for (const rival of rivals) {
+        if (await unlessUnknown(node.call("getmempoolentry", [rival]))) held = true;
+        else if (((await unlessUnknown(node.call<WalletTx>("gettransaction", [rival])))?.confirmations ?? 0) > 0) held = true;
+        if (held) break;
+      }
+      if (held) break;
       const decoded = await node.call<{ vout: Array<{ value: number }> }>("decoderawtransaction", [tx.hex]);
       let value = btcNumberToSats(Math.abs(tx.fee ?? 0));
       for (const out of decoded.vout) value += btcNumberToSats(out.value);

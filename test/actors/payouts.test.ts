@@ -289,6 +289,22 @@ t.test("a sent batch dropped from the node's mempool (its fee under the node's n
   t.equal((await te.engine.solvency()).surplus, -(bumped.fee - w.fee!), "the books differ by exactly the part of the bump the house pays (no house float here)");
 });
 
+t.test("a dropped batch bumped by hand on the node (the book does not know the replacement): its coins are not counted as stranded", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const { batch, b: sent } = await sentBatch(te, "handbump", "0.05");
+  await te.node.flush();
+  await te.node.restart(["-minrelaytxfee=0.0003", "-persistmempool=0"]);
+  await te.engine.payouts.sync();
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck");
+  t.same((await te.engine.watchdog())?.node.strandedBatches, [batch], "stranded while nothing else holds its coins");
+  const bumped = await te.node.rpc<{ txid: string }>("bumpfee", [sent.txid, { fee_rate: 60 }], "engine");
+  t.ok(await te.node.rpc("getmempoolentry", [bumped.txid]), "the replacement is in the mempool");
+  const report = await te.engine.solvency();
+  t.same(report.node.strandedBatches, [], "the replacement holds the coins, and the node counts its change: nothing stranded");
+  t.equal(report.node.stranded, 0n);
+});
+
 t.test("a payout confirmed while the engine was down: its user is told, though the edges listen only after the start", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
