@@ -26,10 +26,26 @@ export function createFileDurably(path: string, text: string, mode = 0o600): voi
   const tmp = writeTemporary(path, text, mode);
   try {
     linkSync(tmp, path);
+  } catch (e) {
+    // A file system without hard links (some FUSE, SMB or shared-folder mounts): the name is created exclusively
+    // and written in place (a crash part-way leaves a short file, which the loaders refuse as malformed).
+    if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes((e as NodeJS.ErrnoException).code ?? "")) throw e;
+    writeExclusively(path, text, mode);
   } finally {
     rmSync(tmp, { force: true });
   }
   syncDirSync(dirname(path));
+}
+
+function writeExclusively(path: string, text: string, mode: number): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    fchmodSync(fd, mode);
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function writeTemporary(path: string, text: string, mode: number): string {
