@@ -91,14 +91,32 @@ export async function runAllInOne(): Promise<number> {
   // With the local chat on this terminal, engine logs go to a file so they do not interleave with the chat.
   const logFile = join(config.dataPath, "engine.log");
   const log = token ? createLogger({ level: config.log.level }) : createLogger({ level: config.log.level, destination: pino.destination({ dest: logFile, mkdir: true, sync: false }) });
+  // What the edge will need, checked before anything starts (bitcoind, the engine).
+  if (token && config.telegram.mode === "webhook" && (config.secrets.telegramWebhookSecret ?? "").length < 16) {
+    throw new SetupError("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)");
+  }
+  // A signal during the start is acted on once it is done (the engine closed in order), not by dying part-way.
+  const signals = new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
   const app = await startEngine(config, log);
   const telegram = token ? undefined : new InProcessTelegram();
   const edge: TelegramEdge = buildTelegramEdge({
     token: token ?? "0:local", config, relay: app.engine.relay, identity: app.identity, handleKey: app.handleKey, log,
     ...(telegram ? { transport: telegram.transformer, botInfo: telegram.botInfo, mode: "manual" as const } : {}),
   });
-  await edge.start();
-  const admin = config.admin.enabled ? await (await import("./split.ts")).startAdmin(config, app.engine, log) : undefined;
+  let admin: Awaited<ReturnType<typeof import("./split.ts")["startAdmin"]>> | undefined;
+  try {
+    await edge.start();
+    admin = config.admin.enabled ? await (await import("./split.ts")).startAdmin(config, app.engine, log) : undefined;
+  } catch (e) {
+    // A start that fails after the engine is up (a refused token, a busy port) stops what did start: else the process
+    // stays up without a bot, holding bitcoind, the store and the control socket.
+    await edge.stop().catch(() => undefined);
+    await app.stop().catch(() => undefined);
+    throw e;
+  }
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
     out.write("\nstopping…\n");
@@ -118,10 +136,6 @@ export async function runAllInOne(): Promise<number> {
     config.backup.dir ? `  backups:     ${config.backup.dir} (segments every ${config.backup.segmentIntervalMs} ms; \`runigun backup\` for a snapshot now)` : "  backups:     off (set RUNIGUN_BACKUP_DIR)",
     "",
   ].filter((l) => l !== "").join("\n") + "\n\n");
-  const signals = new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
   if (telegram) {
     const chat = startLocalChat({
       bot: edge.bot, telegram, input: process.stdin, output: out,

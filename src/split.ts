@@ -37,13 +37,27 @@ const signals = () => new Promise<void>((resolve) => {
 export async function runEngineOnly(): Promise<number> {
   const config = loadConfig();
   const log = createLogger({ level: config.log.level });
+  // The internal API's certificates, made here on a first start (the admin edge's start made them only when it is on).
+  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+  const stopped = signals();
   const app = await startEngine(config, log);
-  const admin = config.admin.enabled ? await startAdmin(config, app.engine, log) : undefined;
-  const internal = await buildInternalEdge({ relay: app.engine.relay, log, tls: { ...readPem(config.pkiPath, "internal-server"), ca: readPem(config.pkiPath, "internal-ca").cert } });
-  const port = await listenInternal(internal, config);
+  let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
+  let internal: FastifyInstance | undefined;
+  let port: number;
+  try {
+    admin = config.admin.enabled ? await startAdmin(config, app.engine, log) : undefined;
+    internal = await buildInternalEdge({ relay: app.engine.relay, log, tls: { ...readPem(config.pkiPath, "internal-server"), ca: readPem(config.pkiPath, "internal-ca").cert } });
+    port = await listenInternal(internal, config);
+  } catch (e) {
+    // A start that fails after the engine is up (a busy port) stops what did start, instead of staying up headless.
+    await internal?.close().catch(() => undefined);
+    await admin?.app.close().catch(() => undefined);
+    await app.stop().catch(() => undefined);
+    throw e;
+  }
   log.info({ internal: `${config.internal.host}:${port}`, admin: admin ? `${config.admin.host}:${admin.port}` : "off" }, "engine ready (split shape)");
   process.stdout.write(`engine ready: internal API https://${config.internal.host}:${port} (client certificates from ${config.pkiPath}/internal-ca)${admin ? `, admin edge https://${config.admin.host}:${admin.port}` : ""}\n`);
-  await signals();
+  await stopped;
   await internal.close();
   await admin?.app.close();
   await app.stop();
@@ -58,10 +72,14 @@ export async function runBotOnly(): Promise<number> {
   if (!config.internal.port) throw new SetupError("set internal.port (RUNIGUN_INTERNAL_PORT) to the engine's internal API port");
   // The edge's own secrets: the pepper that turns Telegram ids into user keys, and the chat-handle key.
   const secrets = loadEdgeSecrets(config, log);
-  const relay = await RemoteRelay.connect({
-    url: `https://${config.internal.host}:${config.internal.port}`, log,
-    tls: { ...readPem(config.pkiPath, "bot-client"), ca: readPem(config.pkiPath, "internal-ca").cert },
-  });
+  let tls: { key: string; cert: string; ca: string };
+  try {
+    tls = { ...readPem(config.pkiPath, "bot-client"), ca: readPem(config.pkiPath, "internal-ca").cert };
+  } catch {
+    throw new SetupError(`no bot client certificate in ${config.pkiPath}: copy internal-ca.crt and bot-client.crt/.key from the engine's pkiDir (made by \`runigun engine\` or \`runigun keys pki\`), or set RUNIGUN_PKI_DIR`);
+  }
+  const stopped = signals();
+  const relay = await RemoteRelay.connect({ url: `https://${config.internal.host}:${config.internal.port}`, log, tls });
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
   try {
     await pinIdentity(identity, config.dataPath);
@@ -71,9 +89,16 @@ export async function runBotOnly(): Promise<number> {
     throw e;
   }
   const edge = buildTelegramEdge({ token, config, relay, identity, handleKey: secrets.handleKey, log });
-  await edge.start();
+  try {
+    await edge.start();
+  } catch (e) {
+    await edge.stop().catch(() => undefined);
+    relay.close();
+    await identity.close();
+    throw e;
+  }
   process.stdout.write(`bot ready: @${edge.bot.botInfo.username} → engine https://${config.internal.host}:${config.internal.port}\n`);
-  await signals();
+  await stopped;
   await edge.stop();
   relay.close();
   await identity.close();

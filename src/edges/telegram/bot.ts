@@ -117,7 +117,27 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   return {
     bot,
     async start() {
-      await bot.init();
+      // The calls a start makes are tried again on a network error (a few times, 1 s to 8 s apart): auto-retry no
+      // longer does (a message could be sent twice), and a blip must not end the start of the whole process.
+      const startupCall = async <T>(call: () => Promise<T>): Promise<T> => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await call();
+          } catch (e) {
+            if (!(e instanceof HttpError) || attempt >= 4) throw e;
+            log.warn({ err: errorSummary(e), attempt: attempt + 1 }, "Telegram unreachable at start; trying again");
+            await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+          }
+        }
+      };
+      try {
+        await startupCall(() => bot.init());
+      } catch (e) {
+        if (e instanceof GrammyError && e.error_code === 401) {
+          throw Object.assign(new Error("Telegram refused the bot token (401 Unauthorized): check RUNIGUN_TELEGRAM_TOKEN (from @BotFather)"), { code: "setup" });
+        }
+        throw e;
+      }
       await bot.api.setMyCommands(COMMANDS, { scope: { type: "all_private_chats" } })
         .then(() => bot.api.setMyCommands(GROUP_COMMANDS, { scope: { type: "all_group_chats" } }))
         .catch((e: unknown) => log.warn({ err: errorSummary(e) }, "setMyCommands failed"));
@@ -125,7 +145,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       if (mode === "polling") {
         // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
         // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
-        await bot.api.deleteWebhook();
+        await startupCall(() => bot.api.deleteWebhook());
         // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: the
         // runner's own error lines go to the console, with the error's whole text.
         runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true, retryInterval: 2000 } });
