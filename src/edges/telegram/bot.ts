@@ -92,7 +92,12 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   bot.use(limit<EdgeContext, never>({
     timeFrame: 60_000,
     limit: o.config.telegram.commandsPerMinute,
-    keyGenerator: (ctx) => (ctx.from ? createHmac("sha256", limiterKey).update(String(ctx.from.id)).digest("base64url") : undefined),
+    // What is addressed to the bot counts (a private message, a command, a button press); a group's chatter does not:
+    // a talkative member would use up their commands and have "too many requests" posted into the group.
+    keyGenerator: (ctx) => {
+      const addressed = ctx.callbackQuery !== undefined || ctx.chat?.type === "private" || ctx.msg?.text?.startsWith("/") === true;
+      return ctx.from && addressed ? createHmac("sha256", limiterKey).update(String(ctx.from.id)).digest("base64url") : undefined;
+    },
     onLimitExceeded: (ctx) => void answer(ctx, "⏳ Too many requests; wait a minute and try again. Nothing was moved.").catch(() => undefined),
   }));
   bot.on("message:text", async (ctx, next) => {
