@@ -34,15 +34,25 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
   let rpc: { url: string; user: string; password: string };
   if (config.node.managed) {
     if (config.network !== "regtest") throw new SetupError("node.managed starts a regtest node only; point node.rpcUrl at your own node for signet or mainnet");
-    node = await startRegtest({ dataDir: join(config.dataPath, "bitcoind"), keepDataDir: true, extraArgs: config.node.extraArgs });
-    rpc = { url: node.rpcUrl, user: node.user, password: node.password };
-  } else {
-    if (!config.node.rpcUrl || !config.secrets.rpcPassword) throw new SetupError("set node.rpcUrl (RUNIGUN_NODE_RPC_URL), node.rpcUser and RUNIGUN_NODE_RPC_PASSWORD(_FILE) to reach your bitcoind");
-    rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword };
+  } else if (!config.node.rpcUrl || !config.secrets.rpcPassword) {
+    throw new SetupError("set node.rpcUrl (RUNIGUN_NODE_RPC_URL), node.rpcUser and RUNIGUN_NODE_RPC_PASSWORD(_FILE) to reach your bitcoind");
   }
   let storage: EngineStorage | undefined;
   try {
-    storage = await openStorage({ dataPath: config.dataPath, keyring: secrets.keyring, sync: config.store.sync, log });
+    // The store first: its lock says whether another engine runs on this data directory, before a bitcoind is started.
+    storage = await openStorage({ dataPath: config.dataPath, keyring: secrets.keyring, sync: config.store.sync, log }).catch((e: unknown) => {
+      const err = e as Error & { cause?: Error };
+      if (/LOCK|already held|temporarily unavailable/i.test(`${err.message} ${err.cause?.message ?? ""}`)) {
+        throw new SetupError(`another RuniGun engine is running on ${config.dataPath} (its store is locked); stop it first, or give this one another RUNIGUN_DATA_DIR`);
+      }
+      throw e;
+    });
+    if (config.node.managed) {
+      node = await startRegtest({ dataDir: join(config.dataPath, "bitcoind"), keepDataDir: true, extraArgs: config.node.extraArgs });
+      rpc = { url: node.rpcUrl, user: node.user, password: node.password };
+    } else {
+      rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword! };
+    }
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
     try {
       await pinIdentity(identity, config.dataPath);

@@ -27,3 +27,24 @@ t.test("a bot token Telegram refuses: the start says so, stops what it started a
   t.notMatch(r.out, /at .*\.ts:\d+/, "a sentence, not a stack trace");
   t.ok(readdirSync(dir).includes("bitcoind"), "the engine had started (bitcoind included)");
 });
+
+t.test("a second start on a data directory in use: says another engine runs there, starts no bitcoind of its own", { timeout: 120_000 }, async (t) => {
+  const { spawn } = await import("node:child_process");
+  const { runigunBin } = await import("../support/cli.ts");
+  const dir = t.testdir();
+  const env = { ...process.env, ...base, RUNIGUN_DATA_DIR: dir, RUNIGUN_ADMIN_ENABLED: "false" };
+  const first = spawn(process.execPath, [runigunBin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => first.once("exit", r));
+  t.teardown(() => void first.kill("SIGKILL"));
+  let out = "";
+  await new Promise<void>((resolve, reject) => {
+    first.stdout.on("data", (d: Buffer) => (out += d.toString(), /local chat:/.test(out) && resolve()));
+    first.once("exit", (code) => reject(new Error(`the first start exited (${code}): ${out}`)));
+  });
+  const second = await runigun(["start"], { ...base, RUNIGUN_DATA_DIR: dir, RUNIGUN_ADMIN_ENABLED: "false" });
+  t.equal(second.code, 1, second.out);
+  t.match(second.out, /another RuniGun engine is running on .*stop it first/);
+  t.notMatch(second.out, /debug\.log|bitcoind exited/, "not bitcoind's lock error");
+  first.kill("SIGTERM");
+  t.equal(await exited, 0, "the first one stops cleanly");
+});
