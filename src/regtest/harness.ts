@@ -194,7 +194,8 @@ export class RegtestNode {
       "-txindex=0", "-rpcworkqueue=256", "-rpcthreads=8", "-debuglogfile=debug.log",
       ...(this.o.extraArgs ?? []), ...extraArgs,
     ];
-    const child = spawn(cmd.bitcoind[0]!, args, { stdio: "ignore" });
+    // A process group of its own: a terminal's Ctrl-C reaches the engine, which stops bitcoind after itself, in order.
+    const child = spawn(cmd.bitcoind[0]!, args, { stdio: "ignore", detached: true });
     this.#child = child;
     running.add(child);
     // A reaper outside this process: if we die in a way that runs no exit hook (SIGKILL, a test runner's

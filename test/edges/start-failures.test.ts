@@ -48,3 +48,23 @@ t.test("a second start on a data directory in use: says another engine runs ther
   first.kill("SIGTERM");
   t.equal(await exited, 0, "the first one stops cleanly");
 });
+
+t.test("Ctrl-C at a terminal (SIGINT to the whole process group): a clean stop, exit 0, no error logged", { timeout: 120_000 }, async (t) => {
+  const { spawn } = await import("node:child_process");
+  const { runigunBin } = await import("../support/cli.ts");
+  const dir = t.testdir();
+  const env = { ...process.env, ...base, RUNIGUN_DATA_DIR: dir, RUNIGUN_ADMIN_ENABLED: "false", RUNIGUN_LOG_LEVEL: "info" };
+  // A process group of its own, as a terminal gives a command.
+  const run = spawn(process.execPath, [runigunBin, "start"], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const exited = new Promise<number | null>((r) => run.once("exit", r));
+  t.teardown(() => void run.kill("SIGKILL"));
+  let out = "";
+  run.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((resolve) => run.stdout.on("data", (d: Buffer) => (out += d.toString(), /local chat:/.test(out) && resolve())));
+  process.kill(-run.pid!, "SIGINT");
+  t.equal(await exited, 0, out);
+  t.match(out, /stopped \(bitcoind included\)/);
+  const { readFileSync } = await import("node:fs");
+  const engineLog = readFileSync(join(dir, "engine.log"), "utf8");
+  t.notMatch(engineLog, /"level":50/, "no error while stopping");
+});
