@@ -146,6 +146,14 @@ export class Engine {
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
+      identityPins: {
+        pin: async (check) => {
+          const pinned = await this.storage.store.get<string>(ENGINE_NS, "identity_pin");
+          if (pinned !== undefined) return pinned === check;
+          await this.storage.store.put(ENGINE_NS, "identity_pin", check);
+          return true;
+        },
+      },
       addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey), ownerOf: (address) => this.watcher.ownerOf(address) },
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),

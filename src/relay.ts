@@ -51,6 +51,8 @@ export interface RelayOptions {
   isDraining?: () => boolean;
   now?: () => number;
   quoteTtlMs?: number;
+  /** Where the identity settings' check value is pinned (Relay.identityPin): true when `check` is (now) the pinned one. */
+  identityPins?: { pin(check: string): Promise<boolean> };
 }
 
 /**
@@ -78,6 +80,13 @@ export class EngineRelay implements Relay {
     this.#o = o;
     this.#sweep = setInterval(() => this.#expireQuotes(), 60_000);
     this.#sweep.unref();
+  }
+
+  async identityPin(check: string): Promise<Result<{ pinned: true }>> {
+    if (!/^[0-9a-f]{64}$/.test(check)) return refuse("bad_input", "An identity check value is 64 hex digits.");
+    if (!this.#o.identityPins) return refuse("not_allowed", "This engine does not pin identity settings.");
+    if (await this.#o.identityPins.pin(check)) return { pinned: true };
+    return refuse("not_allowed", "This engine's wallets were made with other identity settings (the pepper, or identity.timeCost / memoryKiB / parallelism): every user would get a new, empty wallet. Start the bot with the settings the engine's wallets were made with.");
   }
 
   info() {

@@ -85,6 +85,12 @@ export interface Relay {
    * watches (a test script's inbox): it neither receives nor releases held notices before an edge subscribes.
    */
   onNotification(listener: (n: Notification) => void, o?: { observer?: boolean }): () => void;
+  /**
+   * Pins the identity settings of the edge that turns Telegram ids into user keys (`check`: store/identity.ts,
+   * identityCheck) to the engine's store: the first edge's are recorded, an edge with others is refused — its users
+   * would all get new, empty wallets. (A bot in the split shape; its own data directory may be new.)
+   */
+  identityPin(check: string): Promise<Result<{ pinned: true }>>;
   /** Facts an edge may show (network name, confirmation target…). */
   info(): { network: string; confirmations: number; draining: boolean };
 }

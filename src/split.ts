@@ -13,8 +13,9 @@ import { AuditLog } from "./edges/admin/audit.ts";
 import { buildInternalEdge, listenInternal } from "./edges/internal/server.ts";
 import { RemoteRelay } from "./edges/internal/client.ts";
 import { buildTelegramEdge } from "./edges/telegram/bot.ts";
-import { Identity, pinIdentity } from "./store/identity.ts";
+import { Identity, identityCheck, pinIdentity } from "./store/identity.ts";
 import { loadEdgeSecrets, SetupError } from "./secrets.ts";
+import { isRefusal } from "./domain/refusals.ts";
 
 /** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
 export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
@@ -83,6 +84,9 @@ export async function runBotOnly(): Promise<number> {
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
   try {
     await pinIdentity(identity, config.dataPath);
+    // And to the engine's store: this bot's data directory may be new, and another bot may have made the wallets.
+    const pinned = await relay.identityPin(await identityCheck(identity));
+    if (isRefusal(pinned)) throw new SetupError(`the engine refused this bot's identity settings: ${pinned.message}`);
   } catch (e) {
     relay.close();
     await identity.close();

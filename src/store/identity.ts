@@ -109,7 +109,7 @@ export class Identity {
  */
 export async function pinIdentity(identity: Identity, dir: string): Promise<void> {
   const path = join(dir, "identity.pin");
-  const check = createHmac("sha256", "runigun/identity-pin").update(await identity.userKey(1)).digest("hex");
+  const check = await identityCheck(identity);
   let pinned: string | undefined;
   try {
     pinned = readFileSync(path, "utf8").trim();
@@ -124,4 +124,9 @@ export async function pinIdentity(identity: Identity, dir: string): Promise<void
   if (pinned !== check) {
     throw new StoreError("wrong_key", `the identity settings differ from those this data directory's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original settings (${path} holds their check value; delete it only to abandon every wallet made so far)`);
   }
+}
+
+/** The check value of an identity's settings: a MAC of the user key of Telegram id 1 (no user key itself). */
+export async function identityCheck(identity: Identity): Promise<string> {
+  return createHmac("sha256", "runigun/identity-pin").update(await identity.userKey(1)).digest("hex");
 }

@@ -95,4 +95,18 @@ t.test("split: bot process → TLS → engine; the deposit → withdraw story; k
   api.push({ update_id: updateId++, callback_query: { id: "cb1", chat_instance: "c", from: { id: ALICE, is_bot: false, first_name: "a" }, data: kb[0]!.callback_data, message: { message_id: 1, date: 0, chat: { id: ALICE, type: "private", first_name: "a" }, text: "" } } } as Update);
   await api.waitForCall((c) => /broadcast/.test(String(c.params.text)), since);
   t.pass("the withdrawal went out through the split shape");
+
+  // Another bot, on a new data directory, with another pepper: every user would get a new, empty wallet. The engine
+  // pinned the first bot's identity settings and refuses it.
+  bot!.kill("SIGKILL");
+  await new Promise((r) => bot!.once("exit", r));
+  const other = spawn(process.execPath, [runigunBin, "bot"], {
+    env: { ...env, RUNIGUN_DATA_DIR: join(dir, "bot2"), RUNIGUN_PEPPER: randomBytes(32).toString("hex") }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let said = "";
+  other.stdout!.on("data", (d: Buffer) => (said += d.toString()));
+  other.stderr!.on("data", (d: Buffer) => (said += d.toString()));
+  const code = await new Promise<number | null>((r) => other.once("exit", r));
+  t.equal(code, 1, said);
+  t.match(said, /the engine refused this bot's identity settings: .*new, empty wallet/);
 });

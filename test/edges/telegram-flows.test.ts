@@ -195,7 +195,7 @@ function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): v
   const base: Relay = {
     start: async () => ({ created: true, balance: { available: 0n, pending: 0n, reserved: 0n } }),
     balance: no, history: no, depositAddress: no, quoteWithdrawal: no, confirmWithdrawal: no, cancelQuote: no,
-    transfer: no, createCheque: no, claimCheque: no, revokeCheque: no, myCheques: no,
+    transfer: no, createCheque: no, claimCheque: no, revokeCheque: no, myCheques: no, identityPin: no,
     onNotification: (l) => (listeners.add(l), () => listeners.delete(l)),
     info: () => ({ network: "regtest", confirmations: 1, draining: false }),
   };

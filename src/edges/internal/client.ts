@@ -57,6 +57,7 @@ export class RemoteRelay implements Relay {
   claimCheque(userKey: string, code: string) { return this.#call("claimCheque", userKey, code); }
   revokeCheque(userKey: string, code: string) { return this.#call("revokeCheque", userKey, code); }
   myCheques(userKey: string) { return this.#call("myCheques", userKey); }
+  identityPin(check: string) { return this.#call("identityPin", check); }
 
   /** Notices received and waiting for an edge to subscribe. */
   get heldNotices(): number {

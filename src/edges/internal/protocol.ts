@@ -13,6 +13,7 @@ export const RELAY_METHODS = {
   claimCheque: ["string", "string"],
   revokeCheque: ["string", "string"],
   myCheques: ["string"],
+  identityPin: ["string"],
 } as const;
 
 export type RelayMethod = keyof typeof RELAY_METHODS;
