@@ -16,7 +16,7 @@ export function parseAmount(input: string): bigint | Refusal {
   if (text.length > 40) return refuse("bad_amount", "That amount is too long. Write it like 0.001 BTC or 100000 sats.");
   if (text.startsWith("-")) return refuse("bad_amount", "An amount cannot be negative.");
   // "msat" is Lightning's millisatoshi: read as "m" (a million) and "sat", 100 msat would be 1 BTC.
-  if (/msats?$|millisat/.test(text)) return refuse("bad_amount", "Millisatoshis are not used here: write whole satoshis, like 100000 sats.");
+  if (/msat|millisat/.test(text)) return refuse("bad_amount", "Millisatoshis are not used here: write whole satoshis, like 100000 sats.");
   let sats: bigint | undefined;
   const satsMatch = /^(.*?)\s*(sats?|satoshis?)$/.exec(text);
   if (satsMatch) {

@@ -89,6 +89,8 @@ export function addSums(a: Sums, b: Sums | undefined): Sums {
 interface QueuedWrite {
   ops: RawOp[];
   add: Sums | undefined;
+  /** The store's epoch its writer read the disk in (see `epoch`); undefined: written whatever happened since. */
+  epoch: number | undefined;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -111,6 +113,10 @@ export class EncryptedStore {
   #closing = false;
   readonly #settledListeners = new Set<(landed: boolean) => void>();
   readonly #openWaiters: Array<() => void> = [];
+  #epoch = 0;
+  #readers = 0;
+  #noReaders: (() => void) | undefined;
+  #reopening: Promise<void> | undefined;
   readonly #path: string;
   /**
    * Free bytes on the store's disk (statfs). A reopen is tried only with room for LevelDB's recovery: one that fails
@@ -159,7 +165,8 @@ export class EncryptedStore {
       if (timeline) s.#timeline = timeline;
       else await s.newTimeline();
     } catch (e) {
-      await s.db.close();
+      // The whole store: its sealer, and a reopen timer a failed first write may have armed.
+      await s.close();
       throw e;
     }
     return s;
@@ -239,10 +246,10 @@ export class EncryptedStore {
    * Each batch also records its position (and the new sums when a write adds to them: `add`), and listeners see
    * exactly what reached the disk, in order.
    */
-  writeRaw(ops: RawOp[], add?: Sums): Promise<void> {
+  writeRaw(ops: RawOp[], add?: Sums, epoch?: number): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ops, add, resolve, reject });
+      this.#queue.push({ ops, add, epoch, resolve, reject });
       if (!this.#writing) this.#idle = this.#drain();
     });
   }
@@ -321,17 +328,23 @@ export class EncryptedStore {
    */
   async #drain(): Promise<void> {
     this.#writing = true;
-    // A batch that failed earlier and is found on disk now: what was queued since was built without it (a journal that
-    // read the disk meanwhile took its sequence numbers again), so none of it is written; its writers try again.
-    const landedLate = this.#mustReopen && !this.#closing && (await this.#reopen()) === "landed";
+    if (this.#mustReopen && !this.#closing) await this.#reopen();
     while (this.#queue.length > 0) {
-      const batch = this.#queue;
+      let batch = this.#queue;
       this.#queue = [];
-      if (this.#mustReopen || landedLate || this.#closing) {
-        const why = this.#closing ? "the store is closed" : landedLate ? "an earlier write turned out to be on disk when the store reopened; this one was built without it" : `the store cannot be written (${this.writeHealth.lastError?.message ?? "unknown error"})`;
+      if (this.#mustReopen || this.#closing) {
+        const why = this.#closing ? "the store is closed" : `the store cannot be written (${this.writeHealth.lastError?.message ?? "unknown error"})`;
         const e = new StoreError("write_failed", `${why}; nothing was written`, { written: "no" });
         for (const w of batch) w.reject(e);
         continue;
+      }
+      // Built on a read of the disk from before a failed batch was found on it (a journal's sequence numbers): written
+      // now, it could take that batch's numbers again. Not written; its writers read again and retry.
+      if (batch.some((w) => w.epoch !== undefined && w.epoch !== this.#epoch)) {
+        const stale = new StoreError("write_failed", "an earlier write turned out to be on disk when the store reopened, and this one was built without it; nothing was written", { written: "no" });
+        for (const w of batch) if (w.epoch !== undefined && w.epoch !== this.#epoch) w.reject(stale);
+        batch = batch.filter((w) => w.epoch === undefined || w.epoch === this.#epoch);
+        if (batch.length === 0) continue;
       }
       const position = this.#position + 1;
       const ops = batch.length === 1 ? [...batch[0]!.ops] : batch.flatMap((w) => w.ops);
@@ -414,12 +427,26 @@ export class EncryptedStore {
     } catch {
       // No statfs here: try.
     }
+    let done!: () => void;
+    this.#reopening = new Promise<void>((r) => (done = r));
     try {
+      if (this.#readers > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((r) => (this.#noReaders = r)),
+          new Promise<void>((r) => (timer = setTimeout(r, 10_000))),
+        ]);
+        clearTimeout(timer);
+        this.#noReaders = undefined;
+      }
       if (this.db.status === "open") await this.db.close();
       await this.db.open(EncryptedStore.levelOptions);
     } catch (e) {
       this.#setFailing(e);
       return "failed";
+    } finally {
+      this.#reopening = undefined;
+      done();
     }
     this.#mustReopen = false;
     for (const w of this.#openWaiters.splice(0)) w();
@@ -429,7 +456,10 @@ export class EncryptedStore {
     const raw = this.db.getSync(POSITION_KEY);
     const onDisk = raw === undefined ? 0 : this.openValue<number>(META, "position", raw);
     const landed = onDisk === unsure.position;
-    if (landed) this.#durable(unsure.position, unsure.ops, unsure.sums);
+    if (landed) {
+      this.#durable(unsure.position, unsure.ops, unsure.sums);
+      this.#epoch++;
+    }
     for (const l of this.#settledListeners) {
       try {
         l(landed);
@@ -450,25 +480,60 @@ export class EncryptedStore {
     return () => this.#settledListeners.delete(listener);
   }
 
-  /** Undefined while the store can be read; else resolves once it can again (reopened after a failure) or is closed. */
+  /**
+   * Undefined while the store can be read; else resolves once it can again (reopened after a failure). Never, once it
+   * is closing: a replay against a closed store would only crash again, at once.
+   */
   whenOpen(): Promise<void> | undefined {
-    if (this.db.status === "open" || this.#closing) return undefined;
+    if (this.#closing) return new Promise<void>(() => undefined);
+    if (this.db.status === "open") return undefined;
     return new Promise<void>((resolve) => this.#openWaiters.push(resolve));
+  }
+
+  /**
+   * Goes up each time a batch whose fate was not known is found on disk by a reopen: a writer that read the disk in an
+   * older epoch (a journal claiming sequence numbers) may have read it without that batch; its writes are refused.
+   */
+  get epoch(): number {
+    return this.#epoch;
   }
 
   /** Decrypted records of one namespace, in key order. */
   async *iterate<T>(ns: string, range: Range = {}): AsyncGenerator<[string, T]> {
     const prefix = EncryptedStore.recordKey(ns, "x").slice(0, -1);
-    for await (const [k, v] of this.db.iterator(this.#bounds(prefix, range))) {
-      const key = k.slice(prefix.length);
-      yield [key, this.openValue<T>(ns, key, v)];
+    await this.#enterRead();
+    try {
+      for await (const [k, v] of this.db.iterator(this.#bounds(prefix, range))) {
+        const key = k.slice(prefix.length);
+        yield [key, this.openValue<T>(ns, key, v)];
+      }
+    } finally {
+      this.#leaveRead();
     }
   }
 
   /** Keys of one namespace without decrypting anything. */
   async *keys(ns: string, range: Range = {}): AsyncGenerator<string> {
     const prefix = EncryptedStore.recordKey(ns, "x").slice(0, -1);
-    for await (const k of this.db.keys(this.#bounds(prefix, range))) yield k.slice(prefix.length);
+    await this.#enterRead();
+    try {
+      for await (const k of this.db.keys(this.#bounds(prefix, range))) yield k.slice(prefix.length);
+    } finally {
+      this.#leaveRead();
+    }
+  }
+
+  /**
+   * The read gate around a reopen (#reopen): a reader starting meanwhile waits for it, and the reopen waits for the
+   * readers already going (10 s at most) — closing LevelDB would close their iterators under them.
+   */
+  async #enterRead(): Promise<void> {
+    while (this.#reopening) await this.#reopening;
+    this.#readers++;
+  }
+
+  #leaveRead(): void {
+    if (--this.#readers === 0) this.#noReaders?.();
   }
 
   /**
@@ -493,7 +558,8 @@ export class EncryptedStore {
   async close(): Promise<void> {
     this.#closing = true;
     clearTimeout(this.#reopenTimer);
-    for (const w of this.#openWaiters.splice(0)) w();
+    // Those waiting for a reopen are left waiting: the store will not be read again.
+    this.#openWaiters.splice(0);
     await this.sealer.close();
     await this.#idle;
     if (this.db.status === "open") await this.db.close();

@@ -70,6 +70,8 @@ interface Pending {
   add: Sums | undefined;
   /** Sequence numbers this entry claims, to release them if the batch fails. */
   claims: Array<[string, number]>;
+  /** The store's epoch when they were claimed (EncryptedStore.epoch). */
+  epoch: number;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -191,6 +193,8 @@ export class Journal {
 
   /** nact: persists one event; resolves once it is durable. Refuses anything but last + 1. */
   async persist(ev: JournalEvent): Promise<void> {
+    // Before the number is read: a reopen that finds a lost write during that read makes this claim stale.
+    const epoch = this.store.epoch;
     // Known keys are queued before persist returns (no await on the way): a flushed() called after it covers it.
     const last = this.#lastOf(ev.key) ?? (await this.lastSequence(ev.key));
     if (ev.sequenceNumber !== last + 1) {
@@ -211,7 +215,7 @@ export class Journal {
     // Encoded before the number is claimed: a record that cannot be stored fails here and claims nothing.
     const encoded = this.store.encodeOps(ops);
     this.#setLast(ev.key, ev.sequenceNumber);
-    return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]], add);
+    return this.#enqueue(encoded, [[ev.key, ev.sequenceNumber]], add, epoch);
   }
 
   /**
@@ -250,10 +254,11 @@ export class Journal {
   /** nact: snapshots are fire-and-forget upstream; here a failure is logged and counted, never silent. */
   async takeSnapshot(s: JournalSnapshot): Promise<void> {
     try {
+      const epoch = this.store.epoch;
       // A snapshot past the key's last event (one that failed to persist) would make replay skip it for good.
       const last = await this.lastSequence(s.key);
       if (s.sequenceNumber > last) throw new StoreError("sequence_gap", `snapshot of ${s.key} at ${s.sequenceNumber} is past its last event ${last}; not taken`);
-      await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), [], undefined);
+      await this.#enqueue(this.store.encodeOps([Journal.snapshotOp(s)]), [], undefined, epoch);
       this.stats.snapshots++;
     } catch (e) {
       this.stats.snapshotFailures++;
@@ -267,9 +272,9 @@ export class Journal {
     await this.#tail;
   }
 
-  #enqueue(ops: EncodedOp[], claims: Array<[string, number]>, add: Sums | undefined): Promise<void> {
+  #enqueue(ops: EncodedOp[], claims: Array<[string, number]>, add: Sums | undefined, epoch = this.store.epoch): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ops, add, claims, resolve, reject });
+      this.#queue.push({ ops, add, claims, epoch, resolve, reject });
       this.#queuedOps += ops.length;
       if (this.#queuedOps >= this.#cutAt) {
         // A burst (hundreds of wallets answering in one turn): this part is sealed on the worker while the rest is decided.
@@ -310,7 +315,10 @@ export class Journal {
     for (const p of batch) if (p.add) add = addSums(add ?? {}, p.add);
     const before = this.#tail;
     // Nothing to write (a flush marker alone): done when the batches before it are.
-    const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed, add) : before));
+    // The oldest epoch of the batch's claims: a batch built on a read from before a reopen found a lost write is refused.
+    let epoch = batch[0]!.epoch;
+    for (const p of batch) if (p.epoch < epoch) epoch = p.epoch;
+    const write = sealing.then((sealed) => (sealed.length > 0 ? this.store.writeRaw(sealed, add, epoch) : before));
     this.#unsettled++;
     this.#tail = write.then(() => this.#committed(batch, started), (e: unknown) => this.#failed(batch, e)).finally(() => void this.#unsettled--);
   }

@@ -3,7 +3,7 @@ import t from "tap";
 import { createCipheriv } from "node:crypto";
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { EncryptedStore } from "../../src/store/db.ts";
+import { EncryptedStore, writeBatch, type RawOp } from "../../src/store/db.ts";
 import { open, seal } from "../../src/store/envelope.ts";
 import { KeyRing, generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
 import { rotateStore } from "../../src/store/rotate.ts";
@@ -257,4 +257,38 @@ t.test("a write after close is refused and does not reopen the store (a late wri
   const again = await EncryptedStore.open({ path, keyring: ring() });
   t.teardown(() => again.close());
   t.equal(await again.get("t", "a"), 1, "the next open takes the lock");
+});
+
+t.test("a write built on a read from before a reopen found a lost batch on disk is refused; one built after is written", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring() });
+  t.teardown(() => store.close());
+  await store.put("t", "a", 1);
+  const before = store.epoch;
+  // A write fails without a reopen (no room); its bytes are found on disk by the reopen (LevelDB's recovery).
+  const disk = fillDisk(store);
+  const batch = store.db.batch.bind(store.db);
+  let lost: RawOp[] = [];
+  store.db.batch = (() => {
+    const b = batch();
+    const put = b.put.bind(b);
+    b.put = ((key: string, value: Uint8Array) => (lost.push({ type: "put", key, value: value as Buffer }), put(key, value))) as typeof b.put;
+    return b;
+  }) as typeof store.db.batch;
+  await t.rejects(store.put("t", "b", 2), { code: "write_failed", written: "unknown" });
+  store.db.batch = batch;
+  disk.free();
+  const open = store.db.open.bind(store.db);
+  store.db.open = (async (...a: Parameters<typeof open>) => {
+    await open(...a);
+    store.db.open = open;
+    await writeBatch(store.db, lost, true);
+    lost = [];
+  }) as typeof open;
+  const settled = new Promise<boolean>((resolve) => store.onUnsureSettled(resolve));
+  t.equal(await settled, true);
+  t.equal(store.epoch, before + 1, "a new epoch");
+  const seal = (k: string, v: unknown) => [{ type: "put" as const, key: EncryptedStore.recordKey("t", k), value: store.sealValue("t", k, v) }];
+  await t.rejects(store.writeRaw(seal("c", 3), undefined, before), { code: "write_failed", written: "no" }, "built in the old epoch: refused");
+  await store.writeRaw(seal("d", 4), undefined, store.epoch);
+  t.same([await store.get("t", "b"), await store.get("t", "c"), await store.get("t", "d")], [2, undefined, 4]);
 });
