@@ -303,7 +303,7 @@ export class DepositWatcher {
       const opened = await this.#o.registry.read(label, "balance", {});
       if (!isRefusal(opened)) {
         await this.recordOwner(address, label);
-        this.#o.log.error({ alert: true, outpoint }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the wallet: /deposits)");
+        this.#o.log.error({ alert: true, userKey: label }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the deposit: /wallets/<userKey>)");
         return label;
       }
     }
@@ -325,7 +325,7 @@ export class DepositWatcher {
     const owner = await this.ownerOf(address);
     if (!owner) return;
     this.#known.set(outpoint, "coinbase");
-    this.#o.log.error({ alert: true, outpoint, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user (who: the address's label in the node wallet)");
+    this.#o.log.error({ alert: true, userKey: owner, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user (the output: listsinceblock, category immature, for the wallet's addresses)");
   }
 
   /**
