@@ -37,7 +37,6 @@ export class RemoteRelay implements Relay {
   static async connect(o: RemoteRelayOptions): Promise<RemoteRelay> {
     const r = new RemoteRelay(o);
     r.#info = (await r.#send("GET", "/relay/info")) as ReturnType<Relay["info"]>;
-    r.#listen();
     return r;
   }
 
@@ -73,6 +72,9 @@ export class RemoteRelay implements Relay {
     if (!o.observer) {
       this.#deliverers.add(listener);
       for (const n of this.#held.take()) for (const l of this.#listeners) l(n);
+      // The stream opens with the first edge that delivers notices, not at connect: the engine hands its held notices
+      // to the first stream, and a bot whose start fails before its edge subscribes must leave them to the next one.
+      if (!this.#stream && !this.#closed) this.#listen();
     }
     return () => {
       this.#listeners.delete(listener);
