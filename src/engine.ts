@@ -179,6 +179,16 @@ export class Engine {
 
   static async start(o: EngineOptions): Promise<Engine> {
     const e = new Engine(o);
+    try {
+      return await Engine.#boot(e);
+    } catch (err) {
+      // A start that fails part-way (the store failing, the node refusing) leaves no actor, timer or node call behind.
+      await e.halt().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  static async #boot(e: Engine): Promise<Engine> {
     const store = e.storage.store;
     // A write that does not reach the disk (a full disk, an I/O error) fails its commands — their callers are told
     // whether it may still be on disk (the store reopens LevelDB to learn it, db.ts #drain) — and operators are told
