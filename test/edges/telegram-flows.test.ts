@@ -136,14 +136,7 @@ t.test("polling: a webhook left registered is removed first; a 409 from getUpdat
   const onUnhandled = (e: unknown) => void unhandled.push(e);
   process.on("unhandledRejection", onUnhandled);
   t.teardown(() => void process.off("unhandledRejection", onUnhandled));
-  let stopped!: () => void;
-  const seen = new Promise<void>((r) => (stopped = r));
-  const logger = pino({ level: "debug" }, {
-    write: (s: string) => {
-      lines.push(s);
-      if (s.includes("Telegram polling stopped")) stopped();
-    },
-  });
+  const { log: logger, seen } = watchedLog("Telegram polling stopped", lines);
   const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay: scriptedRelay({}), identity, handleKey: randomBytes(32), log: logger, mode: "polling" });
   await edge.start();
   t.teardown(() => edge.stop());
@@ -164,14 +157,7 @@ t.test("a refusal said in a group never tells the state of anyone's wallet", asy
 t.test("a notice whose sendMessage Telegram took but whose answer was lost (the network cut) is not sent again: never twice", async (t) => {
   const api = await withStandIn(t);
   const lines: string[] = [];
-  let failed!: () => void;
-  const reported = new Promise<void>((r) => (failed = r));
-  const log = pino({ level: "debug" }, {
-    write: (s: string) => {
-      lines.push(s);
-      if (s.includes("notification not delivered")) failed();
-    },
-  });
+  const { log, seen: reported } = watchedLog("notification not delivered", lines);
   const handleKey = randomBytes(32);
   const relay = scriptedRelay({});
   const config = loadConfig({ env: {}, overrides: {} });
@@ -187,6 +173,19 @@ t.test("a notice whose sendMessage Telegram took but whose answer was lost (the 
   t.equal(sends(), 1, "sent once");
   t.ok(lines.some((l) => l.includes("notification not delivered")), "the lost answer is logged");
 });
+
+/** A logger keeping its lines in `lines`; `seen` resolves at the first line that contains `text`. */
+function watchedLog(text: string, lines: string[]) {
+  let saw!: () => void;
+  const seen = new Promise<void>((r) => (saw = r));
+  const log = pino({ level: "debug" }, {
+    write: (s: string) => {
+      lines.push(s);
+      if (s.includes(text)) saw();
+    },
+  });
+  return { log, seen };
+}
 
 /** A relay whose every answer is scripted by the test; the rest refuse. */
 function scriptedRelay(over: Partial<Relay>): Relay & { emit(n: Notification): void } {

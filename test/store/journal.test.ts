@@ -118,13 +118,14 @@ t.test("a nact persistent actor recovers from the journal after the system resta
   t.ok(second.n < 120, `replayed ${second.n} events after the snapshot instead of 120`);
 });
 
+/** A persistent actor summing what it is given: the key, start and fold the actor tests below share. */
+const book = { key: "book", initial: () => 0n, evolve: (s: bigint, e: bigint) => s + e };
+
 t.test("a handler that catches a failed persist to answer its caller: the actor is reset all the same, no gap, no snapshot past the disk", async (t) => {
   const dir = t.testdir();
   let crashes = 0;
   const behaviour = {
-    key: "book",
-    initial: () => 0n,
-    evolve: (s: bigint, e: bigint) => s + e,
+    ...book,
     snapshotEvery: 2,
     async handle(s: bigint, m: Cmd, persist: (e: bigint[]) => Promise<void>) {
       if (!("add" in m)) return (m.reply(s), s);
@@ -161,9 +162,7 @@ t.test("a crashed actor's replay waits while the store is closed (a reopen after
   const dir = t.testdir();
   let crashes = 0;
   const behaviour = {
-    key: "book",
-    initial: () => 0n,
-    evolve: (s: bigint, e: bigint) => s + e,
+    ...book,
     async handle(s: bigint, m: Cmd, persist: (e: bigint[]) => Promise<void>) {
       if (!("add" in m)) return (m.reply(s), s);
       await persist([m.add]);
