@@ -44,19 +44,33 @@ async function withdraw(te: TestEngine, key: string, amount: string) {
  */
 function dyingAtReport() {
   let armed = false;
+  let died = false;
   const log = pino({
     level: "error",
     hooks: {
       logMethod(args, method) {
         if (armed && args.some((a) => typeof a === "string" && a.includes("spent coins the restored books do not know"))) {
           armed = false;
+          died = true;
           throw new Error("the engine dies here");
         }
         return method.apply(this, args);
       },
     },
   }, pino.destination("/dev/null"));
-  return { log, arm: () => void (armed = true) };
+  return { log, arm: () => void (armed = true), died: () => died };
+}
+
+/**
+ * A restart whose comparison with the chain dies part-way (dyingAtReport). On a loaded machine the start may defer the
+ * comparison (a scan left incomplete by a busy wallet waits for a complete one, at the next block: one is mined): then it dies
+ * at a later look, before it records anything, which is the same point in the comparison.
+ */
+async function restartDying(te: TestEngine, dying: ReturnType<typeof dyingAtReport>): Promise<boolean> {
+  dying.arm();
+  const failed = await te.restart().then(() => false, (e: Error) => /the engine dies here/.test(e.message));
+  for (let i = 0; i < 10 && !failed && !dying.died(); i++) await te.mine(1).catch(() => undefined);
+  return dying.died();
 }
 
 /** A test engine that ships backups to a directory of its own; the engine stops before the directory goes. */
@@ -176,8 +190,7 @@ t.test("a start after a restore that dies before its comparison with the chain i
   await te.mine(2);
   const paid = await sends(te);
   await crashAndRestore(te, snap.path);
-  dying.arm();
-  await t.rejects(te.restart(), /the engine dies here/, "the first start dies part-way through the comparison");
+  t.ok(await restartDying(te, dying), "the first start dies part-way through the comparison");
   await te.restart();
   t.same(te.engine.restoreIncident?.unknownSpends.map((u) => u.txid), paid, "the second start still finds the spend the backup does not know");
   t.match(te.engine.payouts.paused, /restored from a backup: 1 spend/, "and payouts stay paused");
@@ -222,8 +235,7 @@ t.test("a payout queued in the backup and paid after it: the restore records it 
 
   await crashAndRestore(te, snap.path);
   // The first start records the payout as paid by that transaction, then dies before it records the incident.
-  dying.arm();
-  await t.rejects(te.restart(), /the engine dies here/);
+  t.ok(await restartDying(te, dying), "the first start dies part-way through the comparison");
   await te.restart();
   const incident = te.engine.restoreIncident;
   t.same(incident?.unknownSpends.map((u) => u.txid), paid, "the spend after the backup is reported, also by the start after the one that adopted it");
