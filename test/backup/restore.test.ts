@@ -221,7 +221,9 @@ t.test("a restore while the node is behind the chain it knows of (a header ahead
 
 t.test("a payout queued in the backup and paid after it: the restore records it as paid by that transaction, so resuming never pays it again", async (t) => {
   const dying = dyingAtReport();
-  const { te } = await backedUpEngine(t, dying.log);
+  // A long batch window: the payout stays queued until the test flushes it, after the backup (on a loaded machine the
+  // default window's flush could come first, and the backup would hold the batch: nothing left to find).
+  const { te } = await backedUpEngine(t, dying.log, { batchWindowMs: 600_000 });
   await funded(te, "u_rich", "1");
   await te.mine(1);
   const w = await withdraw(te, "u_rich", "0.3");
