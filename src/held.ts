@@ -28,3 +28,61 @@ export class Held<T> {
     return this.#items.length;
   }
 }
+
+/**
+ * Who hears notices, and the notices held until an edge does (the engine's relay and the bot's side of the internal
+ * link share it). A listener that delivers them (an edge) releases what is held, to every listener there is; an
+ * observer (a test script's inbox) only watches: it neither receives nor releases held notices on its own.
+ */
+export class Notices<T> {
+  readonly #listeners = new Set<(n: T) => void>();
+  readonly #deliverers = new Set<(n: T) => void>();
+  readonly #held: Held<T>;
+  readonly #log: { warn(o: object, msg: string): void };
+
+  constructor(log: { warn(o: object, msg: string): void }, max = 10_000) {
+    this.#log = log;
+    this.#held = new Held<T>(max);
+  }
+
+  subscribe(listener: (n: T) => void, o: { observer?: boolean } = {}): () => void {
+    this.#listeners.add(listener);
+    if (!o.observer) {
+      this.#deliverers.add(listener);
+      // In order, before anything published after this subscription.
+      for (const n of this.#held.take()) for (const l of this.#listeners) this.#tell(l, n);
+    }
+    return () => {
+      this.#listeners.delete(listener);
+      this.#deliverers.delete(listener);
+    };
+  }
+
+  /** A failing listener never blocks the others. */
+  publish(n: T): void {
+    if (this.#deliverers.size === 0) {
+      if (this.#held.hold(n)) this.#log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
+      return;
+    }
+    for (const l of this.#listeners) this.#tell(l, n);
+  }
+
+  /** How many wait for an edge. */
+  get held(): number {
+    return this.#held.size;
+  }
+
+  clear(): void {
+    this.#listeners.clear();
+    this.#deliverers.clear();
+    this.#held.take();
+  }
+
+  #tell(l: (n: T) => void, n: T): void {
+    try {
+      l(n);
+    } catch (e) {
+      this.#log.warn({ err: e }, "notification listener failed");
+    }
+  }
+}

@@ -12,7 +12,7 @@ import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
-import { Held } from "./held.ts";
+import { Notices } from "./held.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
 export interface ChainPort {
@@ -69,15 +69,13 @@ interface QuoteRecord extends WithdrawalQuote {
 export class EngineRelay implements Relay {
   readonly #o: RelayOptions;
   readonly #quotes = new Map<string, QuoteRecord>();
-  readonly #listeners = new Set<(n: Notification) => void>();
-  /** Notices made while no edge listened (the start-up catch-up runs before the edges subscribe). */
-  readonly #held = new Held<Notification>(10_000);
-  /** The listeners that deliver notices (edges), as opposed to observers. */
-  readonly #deliverers = new Set<(n: Notification) => void>();
+  /** Held while no edge listens: the start-up catch-up runs before the edges subscribe. */
+  readonly #notices: Notices<Notification>;
   readonly #sweep: NodeJS.Timeout;
 
   constructor(o: RelayOptions) {
     this.#o = o;
+    this.#notices = new Notices(o.log);
     this.#sweep = setInterval(() => this.#expireQuotes(), 60_000);
     this.#sweep.unref();
   }
@@ -239,43 +237,17 @@ export class EngineRelay implements Relay {
 
   /** See Relay.onNotification: the first edge to subscribe releases the held notices, to every listener there is. */
   onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
-    this.#listeners.add(listener);
-    if (!o.observer) {
-      this.#deliverers.add(listener);
-      if (this.#held.size > 0) {
-        const held = this.#held.take();
-        // Delivered in order, before anything notified after this subscription (which waits behind them).
-        for (const n of held) for (const l of this.#listeners) this.#tell(l, n);
-      }
-    }
-    return () => {
-      this.#listeners.delete(listener);
-      this.#deliverers.delete(listener);
-    };
+    return this.#notices.subscribe(listener, o);
   }
 
-  /** Called by the wallets' notice hook. A failing listener never blocks the others. */
+  /** Called by the wallets' notice hook. */
   notify(n: Notification): void {
-    if (this.#deliverers.size === 0) {
-      if (this.#held.hold(n)) this.#o.log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
-      return;
-    }
-    for (const l of this.#listeners) this.#tell(l, n);
-  }
-
-  #tell(l: (n: Notification) => void, n: Notification): void {
-    try {
-      l(n);
-    } catch (e) {
-      this.#o.log.warn({ err: e }, "notification listener failed");
-    }
+    this.#notices.publish(n);
   }
 
   close(): void {
     clearInterval(this.#sweep);
-    this.#listeners.clear();
-    this.#deliverers.clear();
-    this.#held.take();
+    this.#notices.clear();
   }
 
   async #withBalance(userKey: string, r: Result<{ amount: bigint }>) {

@@ -6,7 +6,7 @@ import { refuse } from "../../domain/refusals.ts";
 import type { Notification, Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import type { RelayMethod } from "./protocol.ts";
-import { Held } from "../../held.ts";
+import { Notices } from "../../held.ts";
 
 export interface RemoteRelayOptions {
   url: string;
@@ -21,15 +21,14 @@ const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNRE
 export class RemoteRelay implements Relay {
   readonly #o: RemoteRelayOptions;
   readonly #agent: Agent;
-  readonly #listeners = new Set<(n: Notification) => void>();
-  readonly #deliverers = new Set<(n: Notification) => void>();
-  readonly #held = new Held<Notification>(10_000);
+  readonly #notices: Notices<Notification>;
   #info: ReturnType<Relay["info"]> = { network: "unknown", confirmations: 1, draining: false };
   #closed = false;
   #stream: import("node:http").ClientRequest | undefined;
 
   private constructor(o: RemoteRelayOptions) {
     this.#o = o;
+    this.#notices = new Notices(o.log);
     this.#agent = new Agent({ keepAlive: true, key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, servername: "localhost", maxSockets: 64 });
   }
 
@@ -60,26 +59,18 @@ export class RemoteRelay implements Relay {
 
   /** Notices received and waiting for an edge to subscribe. */
   get heldNotices(): number {
-    return this.#held.size;
+    return this.#notices.held;
   }
 
   /**
-   * The stream opens at connect, before the edge subscribes (after its own start-up calls): notices arriving meanwhile
-   * (the engine's held ones come first) are kept for the first listener that delivers them, as the engine does.
+   * As the engine's relay (Notices). The stream opens with the first edge that delivers notices, not at connect: the
+   * engine hands its held notices to the first stream, and a bot whose start fails before its edge subscribes must
+   * leave them to the next one.
    */
   onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
-    this.#listeners.add(listener);
-    if (!o.observer) {
-      this.#deliverers.add(listener);
-      for (const n of this.#held.take()) for (const l of this.#listeners) l(n);
-      // The stream opens with the first edge that delivers notices, not at connect: the engine hands its held notices
-      // to the first stream, and a bot whose start fails before its edge subscribes must leave them to the next one.
-      if (!this.#stream && !this.#closed) this.#listen();
-    }
-    return () => {
-      this.#listeners.delete(listener);
-      this.#deliverers.delete(listener);
-    };
+    const off = this.#notices.subscribe(listener, o);
+    if (!o.observer && !this.#stream && !this.#closed) this.#listen();
+    return off;
   }
 
   close(): void {
@@ -139,12 +130,7 @@ export class RemoteRelay implements Relay {
           buffer = buffer.slice(i + 2);
           const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
           if (!data) continue;
-          const n = decode<Notification>(Buffer.from(data));
-          if (this.#deliverers.size === 0) {
-            if (this.#held.hold(n)) this.#o.log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
-            continue;
-          }
-          for (const l of this.#listeners) l(n);
+          this.#notices.publish(decode<Notification>(Buffer.from(data)));
         }
       });
       res.on("end", () => this.#retry(delay));
