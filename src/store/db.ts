@@ -128,7 +128,7 @@ export class EncryptedStore {
     return Number(f.bavail) * Number(f.bsize);
   };
   /** The failed batch whose fate is not known yet (it may be on disk): settled by the next successful reopen. */
-  #unsure: { position: number; ops: RawOp[]; sums: Sums } | undefined;
+  #unsure: { position: number; ops: RawOp[]; sums: Sums; told?: true } | undefined;
   #timeline = "";
   readonly #listeners = new Set<WriteListener>();
   readonly #healthListeners = new Set<(health: WriteHealth) => void>();
@@ -340,10 +340,11 @@ export class EncryptedStore {
       }
       // Built on a read of the disk from before a failed batch was found on it (a journal's sequence numbers): written
       // now, it could take that batch's numbers again. Not written; its writers read again and retry.
-      if (batch.some((w) => w.epoch !== undefined && w.epoch !== this.#epoch)) {
-        const stale = new StoreError("write_failed", "an earlier write turned out to be on disk when the store reopened, and this one was built without it; nothing was written", { written: "no" });
-        for (const w of batch) if (w.epoch !== undefined && w.epoch !== this.#epoch) w.reject(stale);
-        batch = batch.filter((w) => w.epoch === undefined || w.epoch === this.#epoch);
+      const stale = (w: QueuedWrite) => w.epoch !== undefined && w.epoch !== this.#epoch;
+      if (batch.some(stale)) {
+        const e = new StoreError("write_failed", "an earlier write turned out to be on disk when the store reopened, and this one was built without it; nothing was written", { written: "no" });
+        for (const w of batch) if (stale(w)) w.reject(e);
+        batch = batch.filter((w) => !stale(w));
         if (batch.length === 0) continue;
       }
       const position = this.#position + 1;
@@ -374,6 +375,8 @@ export class EncryptedStore {
         }
         const known = settled === "absent";
         const written = known ? "no" : "unknown";
+        // Its writers are told it may not be on disk: whoever reads the disk from now on may read it without it.
+        if (!known) this.#unsure!.told = true;
         const err = new StoreError("write_failed", `a write failed (${e instanceof Error ? e.message : String(e)}); ${known ? "nothing of it is on disk" : "whether it reached the disk is not known until the store can be reopened"}`, { cause: e, written });
         for (const w of batch) w.reject(err);
         continue;
@@ -458,7 +461,9 @@ export class EncryptedStore {
     const landed = onDisk === unsure.position;
     if (landed) {
       this.#durable(unsure.position, unsure.ops, unsure.sums);
-      this.#epoch++;
+      // Only a batch whose writers were told it may not be written could have been read around meanwhile; one found at
+      // once (the reopen right after its failure) was not, and the writes queued behind it stay good.
+      if (unsure.told) this.#epoch++;
     }
     for (const l of this.#settledListeners) {
       try {
