@@ -54,16 +54,14 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
       rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword! };
     }
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+    let engine: Engine;
     try {
       await pinIdentity(identity, config.dataPath);
+      engine = await Engine.start({ config, log, storage, rpc });
     } catch (e) {
       await identity.close();
       throw e;
     }
-    const engine = await Engine.start({ config, log, storage, rpc }).catch(async (e: unknown) => {
-      await identity.close();
-      throw e;
-    });
     const st = storage;
     // `runigun backup` on this host reaches the running engine here.
     const control = await serveControl(config.dataPath, { backup: (out) => engine.backup.snapshot(out), status: () => engine.backup.status() }, log).catch((e: unknown) => {

@@ -573,11 +573,11 @@ export class Engine {
         for await (const k of this.#walletKeys(after || undefined)) if (keys.push(k) === 64) break;
         if (keys.length === 0) break;
         const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
-        const now = results.filter((r) => !isRefusal(r) && r.told).length;
-        told += now;
+        const toldNow = results.filter((r) => !isRefusal(r) && r.told).length;
+        told += toldNow;
         after = keys.at(-1)!;
         await store.put(ENGINE_NS, "drain_told", { id, after });
-        await paced(now);
+        await paced(toldNow);
       }
       await store.put(ENGINE_NS, "drain_told", { id, after: "\uffff" });
       this.log.info({ told }, "drain mode: existing users told");

@@ -481,16 +481,7 @@ export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "
       if (!tx || tx.confirmations !== 0 || tx.details?.some((d) => d.abandoned)) continue;
       // In the mempool: the wallet counts its change already, and the batch may still be mined; nothing stranded.
       if (await unlessUnknown(node.call("getmempoolentry", [txid]))) break;
-      // Another transaction spending the same coins is in the mempool or a block (a fee bump made on the node by hand,
-      // which the book does not know): that one holds them, and the wallet counts its change.
-      const rivals = [...(tx.replaced_by_txid ? [tx.replaced_by_txid] : []), ...(tx.walletconflicts ?? [])];
-      let held = false;
-      for (const rival of rivals) {
-        if (await unlessUnknown(node.call("getmempoolentry", [rival]))) held = true;
-        else if (((await unlessUnknown(node.call<WalletTx>("gettransaction", [rival])))?.confirmations ?? 0) > 0) held = true;
-        if (held) break;
-      }
-      if (held) break;
+      if (await heldByRival(tx, node)) break;
       const decoded = await node.call<{ vout: Array<{ value: number }> }>("decoderawtransaction", [tx.hex]);
       let value = btcNumberToSats(Math.abs(tx.fee ?? 0));
       for (const out of decoded.vout) value += btcNumberToSats(out.value);
@@ -500,6 +491,18 @@ export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "
     }
   }
   return { sats, batches };
+}
+
+/**
+ * Whether another transaction spending the same coins is in the mempool or a block (a fee bump made on the node by
+ * hand, which the book does not know): that one holds them, and the wallet counts its change.
+ */
+async function heldByRival(tx: WalletTx & { walletconflicts?: string[] }, node: Pick<PayoutNode, "call">): Promise<boolean> {
+  for (const rival of [...(tx.replaced_by_txid ? [tx.replaced_by_txid] : []), ...(tx.walletconflicts ?? [])]) {
+    if (await unlessUnknown(node.call("getmempoolentry", [rival]))) return true;
+    if (((await unlessUnknown(node.call<WalletTx>("gettransaction", [rival])))?.confirmations ?? 0) > 0) return true;
+  }
+  return false;
 }
 
 /** An RPC's answer, or undefined where the node says it does not know the transaction (-5). */
