@@ -37,6 +37,7 @@ export function createFileDurably(path: string, text: string, mode = 0o600): voi
   syncDirSync(dirname(path));
 }
 
+/** A new file of our own (created exclusively, never through a symbolic link), its mode set before it is written, fsynced. */
 function writeExclusively(path: string, text: string, mode: number): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
@@ -50,17 +51,12 @@ function writeExclusively(path: string, text: string, mode: number): void {
 
 function writeTemporary(path: string, text: string, mode: number): string {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
-    fchmodSync(fd, mode);
-    writeFileSync(fd, text);
-    fsyncSync(fd);
+    writeExclusively(tmp, text, mode);
   } catch (e) {
-    closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
   }
-  closeSync(fd);
   return tmp;
 }
 

@@ -151,8 +151,8 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
         // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
         await startupCall(() => bot.api.deleteWebhook());
-        // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: the
-        // runner's own error lines go to the console, with the error's whole text.
+        // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: else
+        // the runner writes its errors, whole, to the console, outside the log and its redaction.
         runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true, retryInterval: 2000 } });
         // The runner gives up for good on 401 (a revoked token) and 409 (another process polling, or a webhook set
         // meanwhile), and after retrying getUpdates too long: this edge stops answering, the rest of the process
