@@ -204,7 +204,7 @@ export class Engine {
     });
     // A batch the store could not say was written turned out to be on disk when it reopened: wallets read meanwhile
     // (replays during the outage) lack it. Idle ones are passivated (their next use replays from disk); a busy one,
-    // and the payout and cheque actors, replay at their next write, refused as a gap (journal.ts, #uncertain).
+    // and the payout and cheque actors, replay at their next write, refused as a gap (journal.ts: numbers are read again from disk).
     store.onUnsureSettled((landed) => {
       if (!landed) return;
       e.log.warn("a write that failed during the store's outage was found on disk when it reopened; wallets replay their journals");

@@ -93,22 +93,18 @@ export class Journal {
   /** Batches cut and not yet durable (or failed). */
   #unsettled = 0;
 
-  /**
-   * Keys whose last event was in a batch the store could not say was written (a failed write, no room to reopen):
-   * their numbers are not remembered from reads until the store settles it — a read meanwhile does not see the batch,
-   * which may be on disk once the store reopens (then the next persist of the same number is refused as a gap, and
-   * the actor replays with it).
-   */
-  readonly #uncertain = new Set<string>();
-
   constructor(store: EncryptedStore, o: JournalOptions = {}) {
     this.store = store;
     this.#o = o;
     this.#cutAt = o.cutAt ?? 512;
     this.#remember = Math.max(1, o.remember ?? 100_000);
-    store.onUnsureSettled(() => {
-      for (const k of this.#uncertain) this.#forget(k);
-      this.#uncertain.clear();
+    // A batch the store could not say was written turned out to be on disk: numbers read meanwhile (an actor's replay
+    // during the outage) may lack its events. All are read from disk again; the claims made on them are refused by
+    // the store (their epoch is older), and the next persist of such a number is refused as a gap: the actor replays.
+    store.onUnsureSettled((landed) => {
+      if (!landed) return;
+      this.#last.clear();
+      this.#older.clear();
     });
   }
 
@@ -169,7 +165,7 @@ export class Journal {
       out.push({ data: v.d, sequenceNumber: seq, key, tags: v.g ?? [], createdAt: v.t, isDeleted: false });
     }
     // The scan reached the end: its last number is the key's last (unless a persist claimed a newer one meanwhile).
-    if (this.#lastOf(key) === undefined && !this.#uncertain.has(key)) this.#setLast(key, expected - 1);
+    if (this.#lastOf(key) === undefined) this.#setLast(key, expected - 1);
     return out;
   }
 
@@ -181,7 +177,7 @@ export class Journal {
     // Someone may have claimed a number while we read the disk: keep the larger.
     const now = this.#lastOf(key);
     if (now !== undefined) return now;
-    if (!this.#uncertain.has(key)) this.#setLast(key, last);
+    this.#setLast(key, last);
     return last;
   }
 
@@ -332,15 +328,9 @@ export class Journal {
   }
 
   #failed(batch: Pending[], e: unknown): void {
-    // This batch is not on disk, or not known to be (the store says which): forget the claimed numbers, so the next
-    // persist and the actors' replays read the disk.
-    const unsure = e instanceof StoreError && e.code === "write_failed" && e.written === "unknown";
-    for (const p of batch) {
-      for (const [k] of p.claims) {
-        this.#forget(k);
-        if (unsure) this.#uncertain.add(k);
-      }
-    }
+    // This batch is not on disk, or not known to be (the store says which; if it turns up, see the constructor):
+    // forget the claimed numbers, so the next persist and the actors' replays read the disk.
+    for (const p of batch) for (const [k] of p.claims) this.#forget(k);
     for (const p of batch) p.reject(e);
   }
 }
