@@ -22,7 +22,7 @@ import { checkAddressFor } from "./domain/address.ts";
 import { pace } from "./pace.ts";
 import { assessSolvency, type SolvencyReport } from "./actors/solvency.ts";
 import { BackupService } from "./backup/service.ts";
-import { reconcileAfterRestore, type Incident } from "./backup/reconcile.ts";
+import { reconcileAfterRestore, stillAmbiguous, type Incident } from "./backup/reconcile.ts";
 import { RESTORED_KEY, type RestoredMark } from "./backup/restore.ts";
 import { META } from "./store/db.ts";
 
@@ -248,6 +248,8 @@ export class Engine {
     else if (synced.settled > 0) e.log.info({ payouts: synced.settled }, "confirmed payouts whose wallets had not acknowledged the settlement: told, and recorded");
     await e.watcher.start();
     if (restored) await e.#reconcileOnce(restored, cursorAtRestore?.hash);
+    // An adoption recorded in the payout book just before a crash, its incident not updated yet: the incident follows.
+    if (e.restoreIncident?.ambiguous?.length) await e.#settleIncident();
     // Drain mode switched on before a restart that came before everyone was told: carry on telling.
     if (e.#draining) e.#announcing = e.#announceDrain(e.#draining.at);
     if (needsSnapshot) {
@@ -477,7 +479,7 @@ export class Engine {
 
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
   async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
-    const ambiguous = this.restoreIncident?.ambiguous ?? [];
+    const ambiguous = (await this.#settleIncident())?.ambiguous ?? [];
     if (ambiguous.length > 0) {
       return refuse("not_allowed", `Payouts stay paused: queued payouts ${ambiguous.join(", ")} are alike to a spend the restored books do not know, and one of them was paid by it. Record which (POST /payouts/adopt) first.`);
     }
@@ -498,11 +500,19 @@ export class Engine {
    * unexplained (they were not paid, and go out when payouts resume).
    */
   async adoptPayout(id: string, txid: string, operator: string): Promise<{ batch: string; ambiguous: string[] } | Refusal> {
-    const incident = this.restoreIncident;
+    // An adoption the book recorded before a crash (or a failed write) kept the incident from being updated: it is
+    // brought up to date first, and the operator's repeat of the same adoption is answered as done.
+    const incident = await this.#settleIncident();
+    const before = await this.payouts.state();
+    const done = incident?.adopted?.find((a) => a.txid === txid && a.ids.includes(id));
+    if (incident && done) {
+      const batch = before.payouts[id]?.batch;
+      if (batch !== undefined) return { batch, ambiguous: incident.ambiguous ?? [] };
+    }
     if (!incident?.ambiguous?.includes(id)) return refuse("not_allowed", `Payout ${id} is not one the open restore incident names as ambiguous.`);
     const spend = incident.unknownSpends.find((u) => u.txid === txid);
     if (!spend) return refuse("not_found", `${txid} is not one of the restore incident's unknown spends.`);
-    const p = (await this.payouts.state()).payouts[id];
+    const p = before.payouts[id];
     if (!p || p.status !== "queued") return refuse("not_allowed", `Payout ${id} is not queued.`);
     const pays = (o: { address: string; sats: string }) => o.address === p.address && BigInt(o.sats) === p.amount;
     if (!spend.outputs.some(pays)) return refuse("not_allowed", `${txid} pays no output to that payout's address and amount.`);
@@ -512,24 +522,37 @@ export class Engine {
     if (after.batches[r.batch]?.ids.includes(id) !== true) {
       return refuse("not_allowed", `${txid} is already recorded as batch ${r.batch} for other payouts; payout ${id} could not be added to it.`);
     }
-    // Outputs alike to this payout across the unknown spends, against the payouts alike that are no longer queued.
-    const outputs = incident.unknownSpends.reduce((n, u) => n + u.outputs.filter(pays).length, 0);
-    const ambiguous = incident.ambiguous.filter((q) => {
-      if (q === id) return false;
-      const x = after.payouts[q];
-      if (!x || x.status !== "queued") return false;
-      if (x.address !== p.address || x.amount !== p.amount) return true;
-      const paid = incident.ambiguous!.filter((y) => {
-        const z = after.payouts[y];
-        return z !== undefined && z.status !== "queued" && z.address === p.address && z.amount === p.amount;
-      }).length;
-      return paid < outputs;
-    });
-    const updated: Incident = { ...incident, ambiguous, adopted: [...(incident.adopted ?? []), { txid, ids: [id] }] };
-    await this.storage.store.put(ENGINE_NS, "restore_incident", updated);
-    this.restoreIncident = updated;
+    const updated = await this.#settleIncident(after);
+    const ambiguous = updated?.ambiguous ?? [];
     this.log.warn({ operator, id, txid, batch: r.batch, ambiguous: ambiguous.length }, "after the restore: an operator recorded which ambiguous queued payout an unknown spend paid");
     return { batch: r.batch, ambiguous };
+  }
+
+  /**
+   * Brings the open restore incident up to date with the payout book: an ambiguous payout the book now holds in a
+   * batch adopted from one of the incident's unknown spends is recorded as adopted, and the payouts alike to it leave
+   * the list once no output alike is left unexplained (they were not paid, and go out when payouts resume). Stored
+   * when it changed. The book is the truth: its adoption and this record are two writes, and a crash between them
+   * must not leave payouts paused for good.
+   */
+  async #settleIncident(state?: PayoutState): Promise<Incident | undefined> {
+    const incident = this.restoreIncident;
+    if (!incident?.ambiguous?.length) return incident;
+    const book = state ?? (await this.payouts.state());
+    const adopted = [...(incident.adopted ?? [])];
+    for (const id of incident.ambiguous) {
+      const batchId = book.payouts[id]?.batch;
+      const batch = batchId === undefined ? undefined : book.batches[batchId];
+      if (!batch?.adopted || !incident.unknownSpends.some((u) => u.txid === batch.txid)) continue;
+      if (!adopted.some((a) => a.txid === batch.txid && a.ids.includes(id))) adopted.push({ txid: batch.txid, ids: [id] });
+    }
+    const ambiguous = stillAmbiguous(incident, book);
+    if (ambiguous.length === incident.ambiguous.length && adopted.length === (incident.adopted ?? []).length) return incident;
+    const updated: Incident = { ...incident, ambiguous, adopted };
+    await this.storage.store.put(ENGINE_NS, "restore_incident", updated);
+    // Another settling may have run meanwhile (the book only moves forward): the newer of the two stays.
+    if (this.restoreIncident === incident) this.restoreIncident = updated;
+    return this.restoreIncident;
   }
 
   /** Operator switch: drain mode on or off (persisted). */

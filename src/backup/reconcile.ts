@@ -139,3 +139,22 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
   }, "after the restore: the node wallet spent coins the restored books do not know; wallets frozen and payouts paused for an operator");
   return incident;
 }
+
+/**
+ * The incident's ambiguous payouts still to be settled by an operator, as the payout book now stands: each one still
+ * queued while fewer of the payouts alike to it (address and amount) have left the queue (adopted) than the unknown
+ * spends have outputs alike to it.
+ */
+export function stillAmbiguous(incident: Incident, book: Pick<PayoutState, "payouts">): string[] {
+  const listed = incident.ambiguous ?? [];
+  return listed.filter((q) => {
+    const x = book.payouts[q];
+    if (!x || x.status !== "queued") return false;
+    const outputs = incident.unknownSpends.reduce((n, u) => n + u.outputs.filter((o) => o.address === x.address && BigInt(o.sats) === x.amount).length, 0);
+    const paid = listed.filter((y) => {
+      const z = book.payouts[y];
+      return z !== undefined && z.status !== "queued" && z.address === x.address && z.amount === x.amount;
+    }).length;
+    return paid < outputs;
+  });
+}

@@ -288,9 +288,15 @@ t.test("two wallets' payouts alike, queued in the backup and paid after it: name
   const incident = te.engine.restoreIncident!;
   t.same([...(incident.ambiguous ?? [])].sort(), [b, c].sort(), "both named: which spend paid which, the chain cannot say");
   t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /adopt/ }, "no resume before an operator says");
+  t.match(await enginePort(te.engine).adoptPayout(b, "00".repeat(32), "alice"), { code: "not_found" }, "only one of the incident's spends");
+  // The operator's adoption: the payout book records it, then the engine dies before the incident says so.
+  const spend = incident.unknownSpends.find((u) => u.txid === paid[0])!;
+  t.match(await te.engine.payouts.adopt(paid[0]!, [b], spend.outputs.length), { batch: String });
+  await te.restart({ crash: true });
+  t.same(te.engine.restoreIncident?.ambiguous, [c], "the start after the crash brings the incident up to date with the book");
   const admin = enginePort(te.engine);
-  t.match(await admin.adoptPayout(b, "00".repeat(32), "alice"), { code: "not_found" }, "only one of the incident's spends");
-  t.match(await admin.adoptPayout(b, paid[0]!, "alice"), { ambiguous: [c] }, "one recorded: the other is still one of two alike");
+  t.match(await admin.adoptPayout(b, paid[0]!, "alice"), { ambiguous: [c] }, "the operator's repeat is answered as done: the other is still one of two alike");
+  t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /adopt/ }, "still no resume");
   t.match(await admin.adoptPayout(c, paid[1]!, "alice"), { ambiguous: [] }, "both recorded");
   await te.engine.payouts.sync();
   t.match(await te.engine.resumePayouts("alice"), { resumed: true }, "the books agree with the node: resumed");
