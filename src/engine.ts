@@ -479,6 +479,11 @@ export class Engine {
 
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
   async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
+    // After a restore the books may owe a payout the node has already paid since the backup: only the comparison with
+    // the chain can tell (it waits while the node catches up), and it resumes payouts itself when nothing is amiss.
+    if (this.#reconciling || this.payouts.paused === RECONCILING) {
+      return refuse("not_allowed", "Payouts stay paused: the restored books have not been compared with the chain yet (the node may still be catching up; it is tried again after each block). They resume on their own when nothing unknown was spent; see the log and GET /solvency.");
+    }
     const ambiguous = (await this.#settleIncident())?.ambiguous ?? [];
     if (ambiguous.length > 0) {
       return refuse("not_allowed", `Payouts stay paused: queued payouts ${ambiguous.join(", ")} are alike to a spend the restored books do not know, and one of them was paid by it. Record which (POST /payouts/adopt) first.`);

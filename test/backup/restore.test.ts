@@ -214,6 +214,9 @@ t.test("a restore while the node is behind the chain it knows of (a header ahead
   await te.poke();
   t.match(te.engine.payouts.paused, /reconciling with the chain/, "still, after another look");
   t.equal(te.engine.restoreIncident, undefined);
+  // The books cover what they owe, but a payout paid since the backup would only be known after the comparison.
+  t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /not been compared with the chain/ }, "no operator resume before the comparison");
+  t.match(te.engine.payouts.paused, /reconciling with the chain/, "payouts still paused");
   await te.node.rpc("submitblock", [block.hex]);
   await te.poke();
   t.equal(te.engine.payouts.paused, undefined, "caught up: nothing unknown was spent, payouts resume");
