@@ -324,7 +324,7 @@ export class WalletRegistry {
     if (entry) entry.state = undefined;
     if (recent.length > this.#o.crashBudget) {
       this.stats.stoppedAfterCrashes++;
-      this.#o.log.error({ userKey, crashes: recent.length, err: error }, "wallet stopped after repeated crashes; operator attention needed");
+      this.#o.log.error({ alert: true, userKey, ...crashedCommand(message), crashes: recent.length, err: error }, "wallet stopped after repeated crashes; operator attention needed");
       this.#failedUntil.set(userKey, now + this.#o.crashWindowMs);
       if (entry) {
         // nact stops the actor itself on "stop"; answer what was queued behind the crash.
@@ -336,11 +336,18 @@ export class WalletRegistry {
       }
       return "stop";
     }
-    this.#o.log.warn({ userKey, err: error }, "wallet crashed; replaying it from its journal");
+    this.#o.log.warn({ userKey, ...crashedCommand(message), err: error }, "wallet crashed; replaying it from its journal");
     return "reset";
   }
 
   #now(): number {
     return (this.#o.now ?? Date.now)();
   }
+}
+
+/** The command a wallet crashed on, for its log lines: its type and, when it has one, its id. */
+function crashedCommand(m: WalletCommand | undefined): { command?: string; id?: string } {
+  if (!m) return {};
+  const id = "id" in m && typeof m.id === "string" ? m.id : m.type === "reserve_withdrawal" ? m.request.id : undefined;
+  return { command: m.type, ...(id !== undefined ? { id } : {}) };
 }

@@ -7,7 +7,7 @@ import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry, type RegistryOptions } from "../../src/actors/registry.ts";
-import { silentLogger } from "../../src/log.ts";
+import { createLogger, silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { setFlagsFromString } from "node:v8";
@@ -90,6 +90,19 @@ t.test("a wallet that keeps crashing is stopped and reported, not looped", async
   for (let i = 0; i < 3; i++) await registry.send("u_d", "crash", {});
   t.equal(registry.stats.stoppedAfterCrashes, 1);
   t.match(await registry.send("u_d", "balance", {}), { refused: true, code: "internal", message: /operators have been told/ });
+});
+
+t.test("a crash's log lines name the command and its id; a wallet stopped after repeated crashes is an alert", async (t) => {
+  const lines: Array<{ level: number; msg: string; command?: string; id?: string; alert?: boolean }> = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const { registry } = await setup(t, { crashBudget: 1, log });
+  await registry.send("u_e", "open", {});
+  // The test hook's command carries no id of its own: one is added, as every money-moving command has one.
+  for (let i = 0; i < 2; i++) await registry.send("u_e", "crash", { id: `c${i}` } as never);
+  const crashed = lines.find((l) => /wallet crashed/.test(l.msg));
+  t.match(crashed, { level: 40, command: "crash", id: "c0" }, "the first crash: which command, which id");
+  const stopped = lines.find((l) => /wallet stopped after repeated crashes/.test(l.msg));
+  t.match(stopped, { level: 50, command: "crash", id: "c1", alert: true }, "the stop: an alert naming the command");
 });
 
 t.test("a wallet whose command outlived its caller's wait is not passivated, and its reads wait for it: never two actors on one journal", async (t) => {
