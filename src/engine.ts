@@ -123,6 +123,7 @@ export class Engine {
       batchWindowMs: config.withdrawals.batchWindowMs,
       afterBatch: () => this.watchdog(),
       feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
+      held: (userKeys) => this.#frozenOf(userKeys),
       ...(o.payoutStep ? { step: o.payoutStep } : {}),
       hooks: {
         broadcast: (userKey, id, txid) => void this.registry.send(userKey, "withdrawal_broadcast", { id, txid }),
@@ -475,6 +476,19 @@ export class Engine {
       this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString() }, "payouts paused: the books and the node wallet disagree");
     }
     return report;
+  }
+
+  /**
+   * The users among `userKeys` whose queued payouts must wait: their wallets are frozen, or cannot say now (asked again
+   * at the next flush). Read from each wallet's committed state.
+   */
+  async #frozenOf(userKeys: string[]): Promise<Set<string>> {
+    const held = new Set<string>();
+    await Promise.all(userKeys.map(async (userKey) => {
+      const r = await this.registry.send(userKey, "balance", {}).catch(() => undefined);
+      if (r === undefined || isRefusal(r) || (r as { frozen?: string }).frozen !== undefined) held.add(userKey);
+    }));
+    return held;
   }
 
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */

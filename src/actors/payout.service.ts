@@ -123,6 +123,11 @@ export class PayoutService {
     this.#timer = undefined;
   }
 
+  /** Payouts held back may go now (a wallet unfrozen): a flush after the batch window. */
+  schedule(): void {
+    this.#schedule();
+  }
+
   #schedule(): void {
     if (this.#timer || this.#paused) return;
     this.#timer = setTimeout(() => {

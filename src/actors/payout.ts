@@ -98,6 +98,12 @@ export interface PayoutOptions {
   feeRate: () => Promise<bigint>;
   /** Whether payouts are paused now (checked before each batch a flush builds). */
   paused?: () => boolean;
+  /**
+   * The users among `userKeys` whose payouts are held now: their wallets are frozen (by an operator, a reorg, a
+   * restore's comparison). Asked once per flush; a queued payout of a held user stays queued until a flush after the
+   * wallet is unfrozen. A payout already signed when the wallet is frozen still goes out (its coins are spoken for).
+   */
+  held?: (userKeys: string[]) => Promise<Set<string>>;
   now?: () => number;
   /** Test hook: called at each pipeline step; throwing simulates a crash at that point. */
   step?: (name: PayoutStep) => void;
@@ -327,6 +333,19 @@ async function flush(
   let built = 0;
   // Payouts the node would not fund even alone, this time: they wait for the next flush and hold no one else up.
   const unfunded = new Set<string>();
+  // Payouts of frozen wallets wait too, for a flush after the wallet is unfrozen.
+  if (o.held) {
+    const users = new Set<string>();
+    for (const id in get().payouts) {
+      const p = get().payouts[id]!;
+      if (p.status === "queued") users.add(p.userKey);
+    }
+    const held = users.size > 0 ? await o.held([...users]) : new Set<string>();
+    for (const id in get().payouts) {
+      const p = get().payouts[id]!;
+      if (p.status === "queued" && held.has(p.userKey)) unfunded.add(id);
+    }
+  }
   let most = o.maxOutputsPerBatch;
   for (;;) {
     // Paused meanwhile (the watchdog found a hole while this flush waited its turn): nothing more goes out.

@@ -6,6 +6,7 @@ import { isRefusal } from "../../src/domain/refusals.ts";
 import { FinishedPayouts } from "../../src/actors/payout.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
 import { createLogger, silentLogger } from "../../src/log.ts";
+import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import type { Notification } from "../../src/relay.types.ts";
 import { crashingEngine, fundedUser, received, sentBatch, withdraw, withdrawalOf } from "../support/payouts.ts";
 
@@ -107,6 +108,31 @@ t.test("ten withdrawals inside one batch window: one transaction, ten outputs, f
     charged += w.fee!;
   }
   t.equal(charged, batch.fee, "the shares add up to the fee paid");
+});
+
+t.test("a wallet frozen while its withdrawal waits in the queue: the payout is held, the others go; unfrozen, it goes with the next batch", async (t) => {
+  const te = await startTestEngine({ withdrawals: { batchWindowMs: 60_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const held = await fundedUser(te, "frozen", "0.5");
+  const other = await fundedUser(te, "other", "0.5");
+  await te.mine(1);
+  const shopA = await te.node.outsideAddress(), shopB = await te.node.outsideAddress();
+  const a = (await withdraw(te.engine.relay, held, shopA, "0.1")).quote;
+  const b = (await withdraw(te.engine.relay, other, shopB, "0.2")).quote;
+  const admin = enginePort(te.engine);
+  t.match(await admin.freeze(held, "review", "alice"), { frozen: true });
+  t.same(await te.engine.payouts.flush(), { batches: 1 }, "one batch: the other wallet's");
+  let book = await te.engine.payouts.state();
+  t.equal(book.payouts[a.id]?.status, "queued", "the frozen wallet's payout stays queued");
+  t.not(book.payouts[b.id]?.status, "queued", "the other one went");
+  t.same(await te.engine.payouts.flush(), { batches: 0 }, "still held at the next flush");
+  t.match(await admin.unfreeze(held, "alice"), { frozen: false });
+  await te.engine.payouts.flush();
+  book = await te.engine.payouts.state();
+  t.not(book.payouts[a.id]?.status, "queued", "unfrozen: it went");
+  await settle(te);
+  t.same([await received(te, shopA), await received(te, shopB)], [10_000_000n, 20_000_000n], "each paid once");
 });
 
 t.test("two withdrawals to one bech32 address, one written in upper case: two batches, both paid; never a flush the node refuses", async (t) => {

@@ -123,6 +123,8 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     },
     async unfreeze(userKey, operator) {
       const r = await e.registry.send(userKey, "unfreeze", { by: operator });
+      // Its queued withdrawals were held while it was frozen: they go with the next batch.
+      if (!isRefusal(r)) e.payouts.schedule();
       return isRefusal(r) ? r : toJson(r);
     },
     async bumpPayout(batch, feeRate) {

@@ -49,7 +49,7 @@ export const ACTIONS = [
     path: "/console/wallets/:userKey/freeze", params: Type.Object({ userKey: Type.String({ pattern: USER_KEY }) }), page: "wallets",
     audit: (p) => ({ action: "freeze", target: p.userKey }),
     title: (p) => `Freeze ${p.userKey}`,
-    confirm: (_c, p) => html`Confirm: freeze the wallet <strong>${p.userKey}</strong>. Its withdrawals and transfers out are refused until an operator unfreezes it; deposits are still credited.`,
+    confirm: (_c, p) => html`Confirm: freeze the wallet <strong>${p.userKey}</strong>. Its withdrawals and transfers out are refused and its queued withdrawals wait (one already signed still goes) until an operator unfreezes it; deposits are still credited.`,
     button: () => "Confirm freeze",
     run: (c, p, reason, operator) => c.port.freeze(p.userKey, reason, operator),
     done: (p) => html`The wallet ${p.userKey} is frozen.`,
