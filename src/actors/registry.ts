@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
 import { crashRefusal } from "./crash-budget.ts";
+import { StoreError } from "../store/errors.ts";
 import { walletBehaviour, type WalletHooks, type WalletOptions } from "./wallet.actor.ts";
 import type { WalletCommand, WalletCommandType, WalletState } from "./wallet.messages.ts";
 import { decide } from "./wallet.ts";
@@ -314,7 +315,10 @@ export class WalletRegistry {
     this.stats.crashes++;
     const now = this.#now();
     const recent = (this.#crashes.get(userKey) ?? []).filter((t) => now - t < this.#o.crashWindowMs);
-    recent.push(now);
+    // A write the store could not make (a full disk, an I/O error) is not the wallet's doing: not counted, or a disk
+    // filling up would stop every busy wallet until the crash window passed, long after the space was freed.
+    const storeFault = error instanceof StoreError && error.code === "write_failed";
+    if (!storeFault) recent.push(now);
     this.#crashes.set(userKey, recent);
     // The crashing command is answered, never dropped: its effects were not journalled (or, after a write the store
     // could not confirm, may have been: crashRefusal says which).

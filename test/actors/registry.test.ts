@@ -10,6 +10,7 @@ import { WalletRegistry, type RegistryOptions } from "../../src/actors/registry.
 import { createLogger, silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
+import { fillDisk } from "../support/store.ts";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
@@ -90,6 +91,17 @@ t.test("a wallet that keeps crashing is stopped and reported, not looped", async
   for (let i = 0; i < 3; i++) await registry.send("u_d", "crash", {});
   t.equal(registry.stats.stoppedAfterCrashes, 1);
   t.match(await registry.send("u_d", "balance", {}), { refused: true, code: "internal", message: /operators have been told/ });
+});
+
+t.test("crashes while the disk is full are not the wallet's doing: not counted against its crash budget, and it serves again once space is freed", async (t) => {
+  const { store, registry } = await setup(t, { crashBudget: 2 });
+  await registry.send("u_f", "open", {});
+  const disk = fillDisk(store);
+  for (let i = 0; i < 4; i++) t.ok(isRefusal(await credit(registry, "u_f", `t${i}`, 5n)), `credit ${i} refused while the disk is full`);
+  disk.free();
+  t.match(await credit(registry, "u_f", "t9", 5n), { repeated: false }, "space freed: the next credit is taken");
+  t.equal(registry.stats.stoppedAfterCrashes, 0, "never stopped");
+  t.match(await registry.send("u_f", "balance", {}), { available: 5n });
 });
 
 t.test("a crash's log lines name the command and its id; a wallet stopped after repeated crashes is an alert", async (t) => {
