@@ -14,7 +14,9 @@ Commands:
   simulate FILE...      Run YAML scenario scripts against a fresh regtest node and engine.
   keys generate         Write a new master key file (0600) for the encrypted store.
   keys pepper           Write a new identity pepper file (0600) for the Telegram id KDF.
-  keys rotate           Add a new master key and re-encrypt the whole store under it (resumable).
+  keys rotate [--resume]
+                        Add a new master key to RUNIGUN_MASTER_KEY_FILE and re-encrypt the whole store
+                        under it (engine stopped); --resume finishes one cut short, adding no key.
   keys operator add NAME
                         Provision an operator: client certificate + key, TOTP secret and QR code.
   keys operator enroll NAME
@@ -32,6 +34,7 @@ Options:
   --network NAME        regtest (default), signet or mainnet (same as RUNIGUN_NETWORK)
   --data-dir PATH       where the encrypted store lives (same as RUNIGUN_DATA_DIR)
   --out PATH            for keys and backup: where to write the file
+  --resume              for keys rotate: finish a rotation that was cut short (no new key)
 
 Configuration: config/default.json, config/<network>.json, then RUNIGUN_* environment variables.
 Secrets only from the environment: RUNIGUN_MASTER_KEY_FILE, RUNIGUN_PEPPER_FILE, RUNIGUN_TELEGRAM_TOKEN…

@@ -1,5 +1,6 @@
 // `runigun keys …`: master key rings, peppers, rotation. Secrets are written 0600 and never printed.
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { createFileDurably } from "./store/files.ts";
 import { loadConfig } from "./config.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
@@ -35,8 +36,19 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "rotate": {
       const config = loadConfig();
+      // A mistyped data directory must not get a new, empty store (reported as a rotation of nothing).
+      const storePath = join(config.dataPath, "store");
+      if (!existsSync(storePath)) throw new SetupError(`no store at ${storePath}: nothing to rotate (check RUNIGUN_DATA_DIR or --data-dir)`);
+      // The new key goes into the ring file; an inline key cannot be rewritten, and the data directory's master.key
+      // (regtest's own) is not the ring such a store was opened with.
+      if (!config.secrets.masterKeyFile && config.secrets.masterKey) {
+        throw new SetupError("rotation writes the new key into the key ring file: put the ring now in RUNIGUN_MASTER_KEY into a 0600 file, set RUNIGUN_MASTER_KEY_FILE to it (and unset RUNIGUN_MASTER_KEY), and run this again");
+      }
+      if (!config.secrets.masterKeyFile && config.network !== "regtest") throw new SetupError("set RUNIGUN_MASTER_KEY_FILE to the store's key ring file");
       const file = config.secrets.masterKeyFile ?? join(config.dataPath, "master.key");
-      const ring = loadKeyRingFile(file);
+      const ring = loadKeyRingFile(file, { storePath });
+      // The store must open with the ring as it is (the right ring, no engine holding it) before the ring gets a new key.
+      await (await openStoreForKeys(storePath, ring)).close();
       // Resumable: if the current key has not finished rotating everything, carry on with it.
       const next = rest.includes("--resume") ? ring : ring.withNewKey();
       if (next !== ring) {
@@ -47,10 +59,12 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           throw new SetupError(`${file} did not read back with the new key ${next.current}; nothing was re-encrypted. Check the disk and run the rotation again`);
         }
       }
-      const store = await openStoreForKeys(join(config.dataPath, "store"), next);
+      const store = await openStoreForKeys(storePath, next);
       try {
         const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });
-        say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current. Keep the old key until your backups made before now have expired.`);
+        say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current.`);
+        say(`Copy ${file} to your offline copies now: a copy made before holds no key ${next.current} and cannot open the store or the backups made from now on.`);
+        say(`Then start the engine and take a backup (runigun backup): archives made before now need the old keys, so keep them in the ring until those backups have expired.`);
       } finally {
         await store.close();
       }

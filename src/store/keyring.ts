@@ -82,9 +82,13 @@ export class KeyRing {
   }
 }
 
-/** Reads a key ring from a file, refusing one that others can read. */
-export function loadKeyRingFile(path: string): KeyRing {
-  if (!existsSync(path)) throw new StoreError("missing_key", `master key file ${path} does not exist; create one with "runigun keys generate --out ${path}"`);
+/**
+ * Reads a key ring from a file, refusing one that others can read. `storePath`: the store this ring opens, so that a
+ * missing file is answered for what it is (a new key is advice only where no store exists yet: for a store sealed
+ * with the lost one, a new key opens nothing, and the engine would refuse it).
+ */
+export function loadKeyRingFile(path: string, o: { storePath?: string } = {}): KeyRing {
+  if (!existsSync(path)) throw new StoreError("missing_key", missingKeyFile(path, o.storePath));
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) {
     throw new StoreError("key_file_permissions", `master key file ${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 ${path}`);
@@ -92,8 +96,17 @@ export function loadKeyRingFile(path: string): KeyRing {
   return KeyRing.parse(readFileSync(path, "utf8"), path);
 }
 
-export function loadKeyRing(opts: { file?: string; value?: string }): KeyRing {
-  if (opts.file) return loadKeyRingFile(opts.file);
+function missingKeyFile(path: string, storePath: string | undefined): string {
+  const restore = `restore it from your offline copy to ${path} (or point RUNIGUN_MASTER_KEY_FILE at it): a new key cannot open a store sealed with the old one`;
+  if (storePath === undefined) {
+    return `master key file ${path} does not exist. If a store was made with it, ${restore}. Only for a new installation with no store yet: create one with "runigun keys generate --out ${path}"`;
+  }
+  if (existsSync(storePath)) return `master key file ${path} does not exist, but the store at ${storePath} was sealed with it: ${restore}`;
+  return `master key file ${path} does not exist; create one with "runigun keys generate --out ${path}" (there is no store at ${storePath} yet)`;
+}
+
+export function loadKeyRing(opts: { file?: string; value?: string; storePath?: string }): KeyRing {
+  if (opts.file) return loadKeyRingFile(opts.file, opts.storePath === undefined ? {} : { storePath: opts.storePath });
   if (opts.value) return KeyRing.parse(opts.value, "RUNIGUN_MASTER_KEY");
   throw new StoreError("missing_key", "no master key: set RUNIGUN_MASTER_KEY_FILE (see `runigun keys generate`) or RUNIGUN_MASTER_KEY");
 }

@@ -1,0 +1,87 @@
+// `runigun keys rotate` as an operator runs it at 3 a.m.: a mistyped data directory, an inline key, a missing key
+// file or an engine still running are refused without touching the ring file; a rotation that completes says to copy
+// the ring to the offline copies now.
+import t from "tap";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { runigun } from "../support/cli.ts";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { generateKeyRingFile, loadKeyRingFile } from "../../src/store/keyring.ts";
+
+const base = { RUNIGUN_NETWORK: "regtest", RUNIGUN_LOG_LEVEL: "error" };
+
+/** A data directory with a store in it, sealed under a ring in `<dir>/ring.key`. */
+async function withStore(dir: string) {
+  const ring = join(dir, "ring.key");
+  const store = await EncryptedStore.open({ path: join(dir, "data", "store"), keyring: generateKeyRingFile(ring) });
+  await store.put("test", "a", { n: 1 });
+  await store.close();
+  return { ring, data: join(dir, "data") };
+}
+
+t.test("a data directory without a store: refused, no store made, the ring file untouched", async (t) => {
+  const dir = t.testdir();
+  const { ring } = await withStore(dir);
+  const before = readFileSync(ring, "utf8");
+  const r = await runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: join(dir, "dta"), RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(r.code, 1, r.out);
+  t.match(r.out, /no store at .*dta\/store.*RUNIGUN_DATA_DIR/);
+  t.notMatch(r.out, /complete/);
+  t.notOk(existsSync(join(dir, "dta", "store")), "no empty store was made");
+  t.equal(readFileSync(ring, "utf8"), before, "the ring file was not rewritten");
+});
+
+t.test("an inline RUNIGUN_MASTER_KEY: refused (rotation writes the ring to a file), no master.key made", async (t) => {
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  const r = await runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY: readFileSync(ring, "utf8") });
+  t.equal(r.code, 1, r.out);
+  t.match(r.out, /RUNIGUN_MASTER_KEY_FILE/);
+  t.notMatch(r.out, /keys generate/, "no advice to make a new key");
+  t.notOk(existsSync(join(data, "master.key")));
+});
+
+t.test("a key file that is not there, for a store that exists: restore it, never 'create one'", async (t) => {
+  const dir = t.testdir();
+  const { data } = await withStore(dir);
+  const r = await runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: join(dir, "gone.key") });
+  t.equal(r.code, 1, r.out);
+  t.match(r.out, /gone\.key does not exist.*restore it from your offline copy/);
+  t.notMatch(r.out, /keys generate/);
+  t.notOk(existsSync(join(dir, "gone.key")));
+});
+
+t.test("the missing-key-file hint: 'create one' only where no store exists yet", async (t) => {
+  const dir = t.testdir({ store: {} });
+  t.throws(() => loadKeyRingFile(join(dir, "nope"), { storePath: join(dir, "nostore") }), { code: "missing_key", message: /create one with "runigun keys generate/ });
+  t.throws(() => loadKeyRingFile(join(dir, "nope"), { storePath: join(dir, "store") }), { code: "missing_key", message: /restore it from your offline copy/ });
+  const unknown = t.throws(() => loadKeyRingFile(join(dir, "nope"))) as unknown as Error;
+  t.match(unknown?.message, /restore it from your offline copy/, "not knowing the store: the restore advice comes first");
+});
+
+t.test("an engine holding the store: refused before the ring file gets a new key", async (t) => {
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  const held = await EncryptedStore.open({ path: join(data, "store"), keyring: loadKeyRingFile(ring) });
+  t.teardown(() => held.close());
+  const r = await runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(r.code, 1, r.out);
+  t.match(r.out, /in use by a running engine/);
+  t.equal(loadKeyRingFile(ring).current, 1, "no key was added");
+});
+
+t.test("a rotation that completes says to copy the ring file to the offline copies now; help shows --resume", async (t) => {
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  const r = await runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(r.code, 0, r.out);
+  t.match(r.out, /rotation to key 2 complete: [1-9]\d* re-encrypted/);
+  t.match(r.out, /Copy .*ring\.key to your offline copies now/);
+  t.equal(loadKeyRingFile(ring).current, 2);
+  const again = await runigun(["keys", "rotate", "--resume"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(again.code, 0, again.out);
+  t.equal(loadKeyRingFile(ring).current, 2, "--resume adds no key");
+  const help = await runigun(["help"], {});
+  t.match(help.out, /keys rotate \[--resume\]/);
+  t.match(help.out, /--resume .*cut short/);
+});
