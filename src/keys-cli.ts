@@ -80,13 +80,21 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       const [verb, name] = rest;
       if ((verb !== "add" && verb !== "revoke" && verb !== "enroll") || !name) throw new SetupError("usage: runigun keys operator add|enroll|revoke NAME");
       const config = loadConfig();
+      const storePath = join(config.dataPath, "store");
+      // Only `add` may be the first use of a data directory: revoke and enroll on a mistyped one would make an empty
+      // store (and on regtest its secrets) and find nobody there.
+      if (verb !== "add" && !existsSync(storePath)) throw new SetupError(`no store at ${storePath}: no operators there (check RUNIGUN_DATA_DIR or --data-dir)`);
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
-      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
-      const store = await openStoreForKeys(join(config.dataPath, "store"), secrets.keyring);
+      if (verb === "add") await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+      const store = await openStoreForKeys(storePath, secrets.keyring);
       try {
         const operators = new OperatorStore(store);
         if (verb === "revoke") {
-          say((await operators.revoke(name)) ? `operator ${name} revoked` : `no active operator ${name}`);
+          if (!(await operators.revoke(name))) {
+            process.stderr.write(`no active operator ${name}: nothing was revoked (check the name, and RUNIGUN_DATA_DIR)\n`);
+            return 1;
+          }
+          say(`operator ${name} revoked`);
           return 0;
         }
         const cons = config.admin.console;

@@ -33,3 +33,25 @@ t.test("keys operator add, enroll, revoke", async (t) => {
   const usage = await runigun(["keys", "operator", "promote", "alice"], env);
   t.match(usage.out, /usage: runigun keys operator add\|enroll\|revoke NAME/);
 });
+
+t.test("keys operator revoke on a wrong data directory, or of nobody: refused, exit 1, nothing made", async (t) => {
+  const { existsSync, readdirSync } = await import("node:fs");
+  const dir = t.testdir();
+  const env = { RUNIGUN_NETWORK: "regtest", RUNIGUN_LOG_LEVEL: "error" };
+  const wrong = await runigun(["keys", "operator", "revoke", "alice"], { ...env, RUNIGUN_DATA_DIR: join(dir, "dta") });
+  t.equal(wrong.code, 1, wrong.out);
+  t.match(wrong.out, /no store at .*dta\/store.*RUNIGUN_DATA_DIR/);
+  t.notOk(existsSync(join(dir, "dta")) && readdirSync(join(dir, "dta")).length > 0, "no store, PKI or secrets were made there");
+  const enroll = await runigun(["keys", "operator", "enroll", "alice"], { ...env, RUNIGUN_DATA_DIR: join(dir, "dta") });
+  t.equal(enroll.code, 1, enroll.out);
+  t.match(enroll.out, /no store at/);
+  const data = { ...env, RUNIGUN_DATA_DIR: join(dir, "data") };
+  t.equal((await runigun(["keys", "operator", "add", "bob"], data)).code, 0, "add makes the store on a first setup");
+  const nobody = await runigun(["keys", "operator", "revoke", "alice"], data);
+  t.equal(nobody.code, 1, nobody.out);
+  t.match(nobody.out, /no active operator alice: nothing was revoked/);
+  const bob = await runigun(["keys", "operator", "revoke", "bob"], data);
+  t.equal(bob.code, 0, bob.out);
+  t.match(bob.out, /operator bob revoked/);
+  t.equal((await runigun(["keys", "operator", "revoke", "bob"], data)).code, 1, "revoking again revokes nothing");
+});
