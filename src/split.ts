@@ -1,5 +1,7 @@
 // The split shape and the admin edge's start-up: `runigun engine` (actors + admin edge + internal TLS API,
 // no other port) and `runigun bot` (the Telegram edge, reaching the engine only through that API).
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -75,9 +77,11 @@ export async function runBotOnly(): Promise<number> {
   const secrets = loadEdgeSecrets(config, log);
   let tls: { key: string; cert: string; ca: string };
   try {
-    tls = { ...readPem(config.pkiPath, "bot-client"), ca: readPem(config.pkiPath, "internal-ca").cert };
-  } catch {
-    throw new SetupError(`no bot client certificate in ${config.pkiPath}: copy internal-ca.crt and bot-client.crt/.key from the engine's pkiDir (made by \`runigun engine\` or \`runigun keys pki\`), or set RUNIGUN_PKI_DIR`);
+    // The internal CA's certificate only: its private key stays on the engine's host.
+    tls = { ...readPem(config.pkiPath, "bot-client"), ca: readFileSync(join(config.pkiPath, "internal-ca.crt"), "utf8") };
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).path ?? config.pkiPath;
+    throw new SetupError(`cannot read ${missing}: copy internal-ca.crt and bot-client.crt/.key (only these; never internal-ca.key) from the engine's pkiDir (made by \`runigun engine\` or \`runigun keys pki\`) into ${config.pkiPath}, or set RUNIGUN_PKI_DIR`);
   }
   const stopped = signals();
   const relay = await RemoteRelay.connect({ url: `https://${config.internal.host}:${config.internal.port}`, log, tls });

@@ -4,6 +4,7 @@ import t from "tap";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { request } from "node:https";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Update } from "grammy/types";
 import { BotApiStandIn } from "../support/bot-api.ts";
@@ -46,9 +47,13 @@ t.test("split: bot process → TLS → engine; the deposit → withdraw story; k
     req.end();
   }), "a client certificate from another CA is refused");
 
+  // The bot's host gets what the README says to copy, and nothing else: never the internal CA's private key.
+  const botPki = join(dir, "bot-pki");
+  mkdirSync(botPki, { mode: 0o700 });
+  for (const f of ["internal-ca.crt", "bot-client.crt", "bot-client.key"]) copyFileSync(join(pki, f), join(botPki, f));
   const pepper = randomBytes(32).toString("hex");
   const env = {
-    ...process.env, RUNIGUN_TELEGRAM_TOKEN: api.token, RUNIGUN_TELEGRAM_API_ROOT: api.apiRoot, RUNIGUN_PKI_DIR: pki,
+    ...process.env, RUNIGUN_TELEGRAM_TOKEN: api.token, RUNIGUN_TELEGRAM_API_ROOT: api.apiRoot, RUNIGUN_PKI_DIR: botPki,
     RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_DATA_DIR: join(dir, "bot"), RUNIGUN_PEPPER: pepper, RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
     RUNIGUN_IDENTITY_MEMORY_KI_B: "1024", RUNIGUN_IDENTITY_TIME_COST: "1", RUNIGUN_LOG_LEVEL: "warn", NODE_ENV: "production",
   };
