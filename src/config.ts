@@ -71,6 +71,8 @@ export const ConfigSchema = Obj(
       maxTransferSats: Sats,
       /** Finished cheques the cheque book keeps (the newest); older ones leave it, remembered in the store. */
       retainFinishedCheques: Int(1, 1_000_000),
+      /** Cheques one user may have that nobody has claimed yet (and not revoked or expired). */
+      maxOpenChequesPerUser: Int(1, 10_000),
     }),
     telegram: Obj({
       apiRoot: Type.String({ pattern: "^https?://" }),

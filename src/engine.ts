@@ -107,6 +107,7 @@ export class Engine {
       system: this.system, registry: this.registry, log, ttlSec: config.transfers.chequeTtlSec,
       maxAmount: BigInt(config.transfers.maxTransferSats), mac: storage.mac,
       finished: new FinishedCheques(storage.store), retainFinished: config.transfers.retainFinishedCheques,
+      maxOpenPerCreator: config.transfers.maxOpenChequesPerUser,
       storeFailing: () => storage.store.writeHealth.failing,
     });
     this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });

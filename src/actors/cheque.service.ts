@@ -6,7 +6,7 @@ import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { Cheque } from "../relay.types.ts";
 import type { ChequePort } from "../relay.ts";
-import type { ActorSystem, Ref } from "./runtime.ts";
+import { ActorStopped, AskTimeout, type ActorSystem, type Ref } from "./runtime.ts";
 import type { WalletRegistry } from "./registry.ts";
 import type { TransferSink } from "./transfers.ts";
 import { Later } from "./later.ts";
@@ -29,6 +29,8 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
   retryLaterMs?: number;
   /** Whether the store's writes are failing now: a crash then is not counted against the book (crash-budget.ts). */
   storeFailing?: () => boolean;
+  /** How long a command waits for the book (default 10,000 ms). */
+  askTimeoutMs?: number;
 }
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -64,8 +66,9 @@ export class ChequeService implements ChequePort, TransferSink {
     if (amount > this.#o.maxAmount) return refuse("over_limit", "That is more than a single cheque may carry.");
     const code = this.#code(userKey, id);
     const hash = this.#hash(code);
-    const expiresAt = this.#now() + this.#o.ttlSec * 1000;
-    const created = await this.#ask<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, id, amount, expiresAt, reply }));
+    const now = this.#now();
+    const expiresAt = now + this.#o.ttlSec * 1000;
+    const created = await this.#askUser<{ amount: bigint; expiresAt: number } | Refusal>((reply) => ({ type: "create", hash, creator: userKey, id, amount, expiresAt, now, reply }));
     if (isRefusal(created)) return created;
     // The amount the book has: a repeated command with another amount must not send a funding the book refuses.
     const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount: created.amount, maxAmount: this.#o.maxAmount });
@@ -90,12 +93,12 @@ export class ChequeService implements ChequePort, TransferSink {
 
   async claim(userKey: string, code: string) {
     if (!CODE_RE.test(code)) return refuse("not_found", "That is not a cheque code.");
-    return this.#ask<{ amount: bigint } | Refusal>((reply) => ({ type: "claim", hash: this.#hash(code), by: userKey, now: this.#now(), reply }));
+    return this.#askUser<{ amount: bigint } | Refusal>((reply) => ({ type: "claim", hash: this.#hash(code), by: userKey, now: this.#now(), reply }));
   }
 
   async revoke(userKey: string, code: string) {
     if (!CODE_RE.test(code)) return refuse("not_found", "That is not a cheque code.");
-    return this.#ask<{ amount: bigint } | Refusal>((reply) => ({ type: "revoke", hash: this.#hash(code), by: userKey, reply }));
+    return this.#askUser<{ amount: bigint } | Refusal>((reply) => ({ type: "revoke", hash: this.#hash(code), by: userKey, reply }));
   }
 
   /** TransferSink: funding transfers addressed to "cheque:<hash>". */
@@ -176,8 +179,22 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#o.mac("cheque-hash", code).slice(0, 32);
   }
 
+  /**
+   * A user's command to the book: one that times out or meets a stopping engine is still in the book's mailbox and
+   * may yet be done (a claim then credits its claimant), so its caller is told so, never "nothing was moved".
+   */
+  async #askUser<R>(make: (reply: (r: R) => void) => ChequeCommand): Promise<R | Refusal> {
+    try {
+      return await this.#ask(make);
+    } catch (e) {
+      if (e instanceof AskTimeout) return refuse("busy", "The cheque book did not answer in time; this may still be done. Check /balance and /cheque list in a moment before trying again.");
+      if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; this may still have been done. Check /balance in a minute before trying again.");
+      throw e;
+    }
+  }
+
   #ask<R>(make: (reply: (r: R) => void) => ChequeCommand): Promise<R> {
-    return this.#o.system.ask<ChequeCommand, R>(this.#ref, make as never, 10_000);
+    return this.#o.system.ask<ChequeCommand, R>(this.#ref, make as never, this.#o.askTimeoutMs ?? 10_000);
   }
 
   #now(): number {

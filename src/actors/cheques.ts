@@ -43,7 +43,7 @@ export type ChequeEvent =
 
 export type ChequeCommand =
   /** Answers the cheque as it stands: as it was made, when the same command comes again later. */
-  | { type: "create"; hash: string; creator: string; id: string; amount: bigint; expiresAt: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
+  | { type: "create"; hash: string; creator: string; id: string; amount: bigint; expiresAt: number; now: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
   /** A creator's cheques that can still be claimed or funded, newest first (at most `limit`). */
   | { type: "mine"; creator: string; now: number; limit: number; reply: Reply<MyCheque[]> }
   | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
@@ -125,6 +125,11 @@ export interface ChequeBookOptions {
   finished: FinishedCheques;
   /** Finished cheques the book keeps (the newest); the rest leave it, remembered in the store. */
   retainFinished: number;
+  /**
+   * Cheques one creator may have that are not yet claimed, revoked or expired (default 50): every cheque lives in
+   * the book, which every event copies, so one account making cheques of a satoshi could slow everyone's.
+   */
+  maxOpenPerCreator?: number;
 }
 
 /** At most this many cheques leave the book in one event. */
@@ -180,6 +185,16 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
             cmd.reply(c.creator === cmd.creator ? { amount: c.amount, expiresAt: c.expiresAt } : refuse("duplicate", "That cheque code is taken; try again."));
             return s;
           }
+          const most = o.maxOpenPerCreator ?? 50;
+          let open = 0;
+          for (const h in s.cheques) {
+            const x = s.cheques[h]!;
+            if (x.creator === cmd.creator && (x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) open++;
+          }
+          if (open >= most) {
+            cmd.reply(refuse("over_limit", `You have ${open} cheques nobody has claimed yet, the most one account may have. Revoke one (/cheque list shows them) or wait until one is claimed or expires.`));
+            return s;
+          }
           const next = await commit({ t: "created", hash: cmd.hash, creator: cmd.creator, amount: cmd.amount.toString(), expiresAt: cmd.expiresAt, id: cmd.id });
           cmd.reply({ amount: cmd.amount, expiresAt: cmd.expiresAt });
           return next;
@@ -200,7 +215,8 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         }
         case "claim": {
           if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
-          if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
+          // The claimant again (the answer to the first claim was lost: a crash, a timeout): the same answer.
+          if (c.status === "claimed") return answer(s, cmd.reply, c.payee === cmd.by ? { amount: c.amount } : refuse("already_claimed", "This cheque has already been claimed."));
           // Past its expiry a cheque goes back to its creator (the "expire" command): expired, whether that happened yet.
           if (cmd.now > c.expiresAt) return answer(s, cmd.reply, refuse("expired", "This cheque has expired; its amount went back to its creator."));
           if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was revoked by its creator."));

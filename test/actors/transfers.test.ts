@@ -119,6 +119,7 @@ t.test("cheques: claimed once, never by the creator, not after expiry or revoke"
   t.equal(await cheques.escrow(), 30_000n, "held in escrow once");
   t.match(await cheques.claim("u_alice", made.code), { code: "not_allowed" }, "not by its creator");
   t.match(await cheques.claim("u_bob", made.code), { amount: 30_000n });
+  t.match(await cheques.claim("u_bob", made.code), { amount: 30_000n }, "its claimant again (the first answer lost): the same answer, not 'claimed by someone'");
   t.match(await cheques.claim("u_carol", made.code), { code: "already_claimed" });
   t.match(await cheques.revoke("u_alice", made.code), { code: "already_claimed" });
   await cheques.settled();
@@ -330,6 +331,66 @@ t.test("an acknowledgement rides on the sender's next record; settled() sends th
   const st = await registry.send("u_a", "state", {});
   t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the outbox is empty");
   t.same(await registry.read("u_b", "balance", {}), { available: 30n, pending: 0n, reserved: 0n });
+});
+
+t.test("a creator may have so many cheques nobody has claimed; claimed, revoked or expired ones do not count", async (t) => {
+  let now = Date.parse("2026-11-24T12:00:00Z");
+  const { store, system, registry, wiring } = await chequeWallets(t, () => now);
+  const cheques = new ChequeService({
+    system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), now: () => now,
+    finished: new FinishedCheques(store), retainFinished: 10, maxOpenPerCreator: 2,
+  });
+  const courier = (wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] }));
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  const make = async (id: string) => {
+    const c = await cheques.create("u_alice", id, 1_000n);
+    await courier.settled();
+    return c;
+  };
+  const [a, b] = [await make("a"), await make("b")];
+  if (isRefusal(a) || isRefusal(b)) throw new Error("not made");
+  t.match(await make("c"), { code: "over_limit", message: /Revoke one/ }, "a third is refused, saying what to do");
+  t.same(await make("a"), a, "the same command again is still answered with its cheque");
+  t.match(await cheques.claim("u_bob", a.code), { amount: 1_000n });
+  t.match(await make("c"), { amount: 1_000n }, "one claimed: room for another");
+  now += 3601_000;
+  t.match(await make("d"), { amount: 1_000n }, "expired ones do not count either");
+  await cheques.settled();
+  t.match(await registry.read("u_alice", "balance", {}), { available: 96_000n }, "four made, each funded once; the refused one took nothing");
+});
+
+t.test("a claim the cheque book does not answer in time is told it may still be done (never 'nothing was moved'); it is, once", async (t) => {
+  const { store, journal, registry, wiring } = await chequeWallets(t);
+  // The book's journal writes wait for a gate: the claim is queued, its answer late.
+  let open: () => void = () => undefined;
+  let gate: Promise<void> | undefined;
+  const gated = new Proxy(journal, {
+    get(target, prop, receiver) {
+      if (prop === "persist") return async (ev: Parameters<Journal["persist"]>[0]) => {
+        if (gate && ev.key === "cheques") await gate;
+        return target.persist(ev);
+      };
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const system = new ActorSystem(gated);
+  t.teardown(() => system.shutdown());
+  const cheques = new ChequeService({
+    system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10, askTimeoutMs: 300,
+  });
+  wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  const made = await cheques.create("u_alice", "cmd", 5_000n);
+  if (isRefusal(made)) throw new Error(made.message);
+  await wiring.courier.settled();
+  gate = new Promise((r) => (open = r));
+  t.match(await cheques.claim("u_bob", made.code), { code: "busy", message: /may still be done/ }, "busy: it may still be done");
+  open();
+  gate = undefined;
+  t.match(await cheques.claim("u_bob", made.code), { amount: 5_000n }, "it was: the claimant's repeat is answered with the amount");
+  await cheques.settled();
+  t.match(await registry.read("u_bob", "balance", {}), { available: 5_000n }, "credited once");
 });
 
 t.test("a full disk does not stop the cheque book: its crashes while the store cannot write are not counted, and it works once writes do", async (t) => {
