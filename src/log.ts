@@ -4,11 +4,16 @@ import { pino, type Logger, type LoggerOptions } from "pino";
 
 export type { Logger };
 
-/** Field names that must never be logged in clear, at any of the first three levels of nesting. */
+/**
+ * Field names that must never be logged in clear, at any of the first three levels of nesting. Not `code`: it is
+ * how errors say what happened (`err.code`: ENOSPC, ECONNREFUSED, Telegram's 401 or 409), and nothing secret is
+ * logged under that name (a cheque's claim code or a TOTP code never reaches a log call; test/security/log.test.ts
+ * checks the sources).
+ */
 export const REDACTED_FIELDS = [
   "token", "botToken", "telegramToken", "secret", "password", "rpcPassword", "pepper", "masterKey", "key",
   "privateKey", "seed", "mnemonic", "passphrase", "telegramId", "telegramUserId", "chatId", "chat", "from",
-  "text", "message_text", "handle", "chatHandle", "authorization", "cookie", "totp", "code",
+  "text", "message_text", "handle", "chatHandle", "authorization", "cookie", "totp",
 ];
 
 const paths = REDACTED_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);

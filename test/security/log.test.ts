@@ -21,7 +21,7 @@ t.test("every redacted field is censored at the first three levels of nesting", 
 });
 
 t.test("the fields a telegram update or a chat would bring are among them", async (t) => {
-  for (const f of ["telegramId", "chatId", "from", "chat", "text", "token", "pepper", "masterKey", "chatHandle", "totp", "code"]) {
+  for (const f of ["telegramId", "chatId", "from", "chat", "text", "token", "pepper", "masterKey", "chatHandle", "totp"]) {
     t.ok(REDACTED_FIELDS.includes(f), f);
   }
 });
@@ -33,6 +33,34 @@ t.test("refusal codes and error messages stay readable for operators", async (t)
   t.equal(line.refusal, "busy");
   t.equal(line.userKey, "u_1", "user keys are derived, not raw ids: they stay");
   t.match(line.err.message, /ECONNREFUSED/);
+});
+
+t.test("error codes stay readable: a full disk, a refused connection, Telegram's 401 or 409", async (t) => {
+  const { log, text } = capture();
+  log.error({ err: Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }) }, "disk");
+  log.warn({ err: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:18443"), { code: "ECONNREFUSED" }) }, "node");
+  log.error({ err: { name: "GrammyError", method: "getUpdates", code: 409 } }, "telegram");
+  const lines = text().trim().split("\n").map((l) => JSON.parse(l) as { err: { code: unknown } });
+  t.same(lines.map((l) => l.err.code), ["ENOSPC", "ECONNREFUSED", 409]);
+});
+
+t.test("nothing is logged under a field named code but error codes (a cheque's claim code is a secret)", async (t) => {
+  const { readFileSync, readdirSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const root = new URL("../../src/", import.meta.url).pathname;
+  const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => join(root, f));
+  const call = /log\??\.(?:trace|debug|info|warn|error|fatal)\(\{([^}]*)\}/g;
+  const offenders: string[] = [];
+  for (const file of files) {
+    for (const m of readFileSync(file, "utf8").matchAll(call)) {
+      // `code: …` or a shorthand `code`, unless inside the `err` summary (`err: { name, code: e.error_code }`);
+      // `refusal: r.code` (a refusal's code, public) is not a field named code.
+      const at = m[1]!.search(/(?:^|[{,\s])code\s*(?::|,|$)/);
+      const err = m[1]!.search(/\berr\s*:/);
+      if (at >= 0 && !(err >= 0 && err < at)) offenders.push(`${file.slice(root.length)}: ${m[0].slice(0, 120)}`);
+    }
+  }
+  t.same(offenders, []);
 });
 
 t.test("an alert that stays true alerts once, then counts its repeats at warn level, then reminds after the interval", async (t) => {
