@@ -254,9 +254,13 @@ export function audit({ lock, snapshot, exceptions: exceptionsFile, today, stric
   const total = byKey.size;
   const lookedProd = prodTotal - uncoveredProd.length;
   const lookedAll = total - notLookedUp.length;
+  // Only an OSV answer is complete; a hand lookup finds what public material names, not every advisory there is.
+  const partlyProd = count(classes.partial, true);
   const gap = uncoveredProd.length
     ? `coverage INCOMPLETE: ${uncoveredProd.length} of ${prodTotal} production name@versions NOT looked up`
-    : `every production name@version looked up`;
+    : partlyProd > 0
+      ? `coverage INCOMPLETE: every production name@version looked up, ${partlyProd} of ${prodTotal} only partly`
+      : `every production name@version looked up completely`;
   out.push(
     `coverage: production ${lookedProd}/${prodTotal} name@versions looked up (${count(classes.complete, true)} complete, ${count(classes.partial, true)} partial), ` +
       `all ${lookedAll}/${total} (${classes.complete.length} complete, ${classes.partial.length} partial); snapshot taken ${snapshot.taken}` +

@@ -117,6 +117,10 @@ t.test("coverage is counted per installed name@version", async (t) => {
     t.match(strict.out, /FAIL \(--strict\): left-pad@1\.3\.0 was never looked up/);
     t.match(strict.out, /FAIL \(--strict\): qs@6\.14\.1 was only partly looked up/);
     t.notMatch(strict.out, /devpkg/, "dev packages do not fail --strict");
+
+    // Every production package looked up, but by hand: still not a complete audit, and the summary says so.
+    const partlyOnly = write(t, { lockfileVersion: 3, packages: { "": { name: "fixture" }, "node_modules/qs": { version: "6.14.1" } } });
+    t.match(audit(["--lock", partlyOnly, ...args.slice(2)]).out, /coverage INCOMPLETE: every production name@version looked up, 1 of 1 only partly/);
   });
 
   t.test("full coverage says so", async (t) => {
