@@ -57,6 +57,9 @@ export function encodeFrame(macKey: Buffer, position: number, ops: readonly RawO
   return out;
 }
 
+/** The position in an encoded frame (after its length). */
+const framePosition = (frame: Buffer): number => Number(frame.readBigUInt64BE(4));
+
 export interface SegmentFrame {
   position: number;
   ops: RawOp[];
@@ -173,7 +176,10 @@ export interface ShipperOptions {
   maxFileBytes?: number;
   /** Frames kept in memory while the backup disk fails, before giving up on continuity (a snapshot heals it). */
   maxBufferedBytes?: number;
-  /** Called once when frames are first dropped (continuity broken). */
+  /**
+   * Called every time frames are dropped (continuity broken), even while an earlier break waits for its repair: only a
+   * snapshot taken after this drop covers it (see `repaired`).
+   */
   onBroken?: () => void;
 }
 
@@ -182,9 +188,9 @@ export class SegmentShipper {
   readonly #o: ShipperOptions;
   readonly #macKey: Buffer;
   readonly #keyId: number;
+  /** Frames not yet on the backup disk, in position order (not always consecutive: frames may be dropped between them). */
   #frames: Buffer[] = [];
   #bufferedBytes = 0;
-  #firstBuffered = 0;
   #fh: FileHandle | undefined;
   #fileBytes = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -193,8 +199,9 @@ export class SegmentShipper {
   #timeline = "";
   /** The last position on the backup disk (fdatasync'ed). */
   shipped = 0;
-  /** Positions lost to a failing backup disk since the last snapshot: a snapshot is needed to heal it. */
-  broken = false;
+  #broken = false;
+  /** The last position dropped. */
+  #lostUpTo = 0;
   readonly stats = { frames: 0, bytes: 0, flushes: 0, failures: 0, lastFlushMs: 0 };
 
   constructor(o: ShipperOptions) {
@@ -204,23 +211,41 @@ export class SegmentShipper {
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   }
 
+  /** Positions were lost to a failing backup disk, and no snapshot since covers them: one is needed to heal it. */
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  /**
+   * A snapshot at `position` is written: the positions dropped up to it are in it. Continuity is whole again when no
+   * position was dropped after it (a break during the snapshot waits for the next one). Returns whether it is broken.
+   */
+  repaired(position: number): boolean {
+    if (this.#broken && position >= this.#lostUpTo) {
+      this.#broken = false;
+      this.#o.log.warn({ position, lostUpTo: this.#lostUpTo }, "continuous backup is whole again: a snapshot covers the frames it dropped");
+    }
+    return this.#broken;
+  }
+
   /** Starts shipping the store's writes; returns the last position already on the backup disk. */
   async attach(store: EncryptedStore): Promise<number> {
     this.#timeline = store.timeline;
     this.shipped = await lastShipped(this.#o.dir, this.#o.keyring, this.#timeline);
     this.#detach = store.onWrite((position, ops) => {
-      if (this.#frames.length === 0) this.#firstBuffered = position;
       const f = encodeFrame(this.#macKey, position, ops);
       this.#frames.push(f);
       this.#bufferedBytes += f.length;
       if (this.#bufferedBytes > (this.#o.maxBufferedBytes ?? 256 << 20)) {
-        // The backup disk has been failing for a while: drop the buffer rather than the engine's memory.
+        // The backup disk has been failing for a while: drop the buffer rather than the engine's memory. Every drop is
+        // a break of its own, also one while an earlier break is still unrepaired: a snapshot taken before it does not
+        // hold what it dropped.
         this.#frames = [];
         this.#bufferedBytes = 0;
-        const first = !this.broken;
-        this.broken = true;
-        this.#o.log.error({ alert: true }, "continuous backup dropped frames (backup disk failing); a snapshot will restore continuity");
-        if (first) this.#o.onBroken?.();
+        this.#broken = true;
+        this.#lostUpTo = position;
+        this.#o.log.error({ alert: true, lostUpTo: position }, "continuous backup dropped frames (backup disk failing); a snapshot will restore continuity");
+        this.#o.onBroken?.();
       }
     });
     this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
@@ -242,7 +267,7 @@ export class SegmentShipper {
   async #flushNow(): Promise<void> {
     if (this.#frames.length === 0) return;
     const frames = this.#frames;
-    const first = this.#firstBuffered;
+    const first = framePosition(frames[0]!);
     this.#frames = [];
     this.#bufferedBytes = 0;
     const started = performance.now();
@@ -260,12 +285,13 @@ export class SegmentShipper {
       this.stats.bytes += buf.length;
       this.stats.flushes++;
       this.stats.lastFlushMs = performance.now() - started;
-      this.shipped = first + frames.length - 1;
+      // The last frame's own position: frames dropped while this write was under way may leave a gap after the ones
+      // it had taken, and a failed write puts those back ahead of the ones that followed the gap.
+      this.shipped = framePosition(frames.at(-1)!);
     } catch (e) {
       this.stats.failures++;
       // Keep the frames for the next try, in order, ahead of anything that arrived meanwhile.
       this.#frames = [...frames, ...this.#frames];
-      this.#firstBuffered = first;
       this.#bufferedBytes += frames.reduce((n, f) => n + f.length, 0);
       // Part of the frames may be in the file (a disk filling up takes what fits): cut them off, so the file ends on a
       // whole frame and the retry, in a new file, starts where this one stops. Should that fail too, a restore reads

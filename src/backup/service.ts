@@ -13,7 +13,7 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
 import { writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
-import { lastShipped, listSegments, SegmentShipper } from "./segments.ts";
+import { lastShipped, listSegments, SegmentShipper, type ShipperOptions } from "./segments.ts";
 
 const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-([0-9a-f]{12})-p(\d+)\.rga$/;
 
@@ -37,6 +37,8 @@ export interface BackupServiceOptions {
   log: Logger;
   /** Writes the node wallet's backup to `path` (bitcoind's `backupwallet`), when there is a node to ask. */
   backupNodeWallet?: (path: string) => Promise<void>;
+  /** Tests: the shipper's limits (a small buffer overflows, as a long backup-disk outage would make it). */
+  segments?: Pick<ShipperOptions, "maxBufferedBytes" | "maxFileBytes">;
 }
 
 export function snapshotName(network: string, at: Date, timeline: string, position: number): string {
@@ -57,7 +59,16 @@ export class BackupService {
   readonly dir: string | undefined;
   #shipper: SegmentShipper | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #running: Promise<ArchiveInfo> | undefined;
+  /** Snapshots run one after another, each after the one before it ends. */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** The newest snapshot into the backup directory, waiting its turn or running. */
+  #current: Promise<ArchiveInfo> | undefined;
+  /** The newest snapshot into the backup directory that has not started yet. */
+  #waiting: Promise<ArchiveInfo> | undefined;
+  /** Snapshots waiting or running, any destination. */
+  #inProgress = 0;
+  /** Reads and writes of the gap record take turns (a snapshot's clearing must not drop a later break's extension). */
+  #gapTurn: Promise<unknown> = Promise.resolve();
   #lastGood: BackupStatus["lastGood"];
   #closed = false;
 
@@ -94,10 +105,8 @@ export class BackupService {
       await this.#markGap(0);
     }
     this.#shipper = new SegmentShipper({
-      dir: this.segmentsDir!, keyring: store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log,
-      onBroken: () => {
-        void this.#markGap(this.#shipper?.shipped ?? 0).then(() => this.snapshot()).catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "the snapshot after a gap in continuous backup failed; the scheduled one tries again"));
-      },
+      dir: this.segmentsDir!, keyring: store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log, ...this.#o.segments,
+      onBroken: () => this.#repair(),
     });
     const shipped = await this.#shipper.attach(store);
     const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
@@ -125,14 +134,38 @@ export class BackupService {
     return { needsSnapshot };
   }
 
-  /** One snapshot at a time; a second caller gets the one in progress. */
+  /** One snapshot at a time; a second caller gets the one in progress (or waiting its turn). */
   snapshot(out?: string): Promise<ArchiveInfo> {
     if (this.#closed) return Promise.reject(new Error("the engine is shutting down"));
-    if (this.#running && !out) return this.#running;
-    const run = (this.#running ?? Promise.resolve()).catch(() => undefined).then(() => this.#snapshotNow(out));
-    this.#running = run;
+    if (!out && this.#current) return this.#current;
+    return this.#enqueue(out);
+  }
+
+  /**
+   * Frames were dropped: the gap is recorded, and a snapshot that starts after now covers it — the one waiting its
+   * turn, or a new one after the one running (which started before the drop, and may not hold what it dropped).
+   */
+  #repair(): void {
+    void this.#markGap(this.#shipper?.shipped ?? 0)
+      .catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "a gap in continuous backup could not be recorded in the store; a snapshot is taken all the same"))
+      .then(() => {
+        if (this.#closed) return;
+        return this.#waiting ?? this.#enqueue();
+      })
+      .catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "the snapshot after a gap in continuous backup failed; the scheduled one tries again"));
+  }
+
+  #enqueue(out?: string): Promise<ArchiveInfo> {
+    this.#inProgress++;
+    const run: Promise<ArchiveInfo> = this.#tail.then(() => {
+      if (this.#waiting === run) this.#waiting = undefined;
+      return this.#snapshotNow(out);
+    });
+    this.#tail = run.catch(() => undefined);
+    if (!out) this.#current = this.#waiting = run;
     void run.finally(() => {
-      if (this.#running === run) this.#running = undefined;
+      this.#inProgress--;
+      if (this.#current === run) this.#current = undefined;
     }).catch(() => undefined);
     return run;
   }
@@ -150,10 +183,13 @@ export class BackupService {
     });
     if (!out) {
       this.#lastGood = { at: Date.now(), path: info.path, position: info.manifest.position, bytes: info.bytes };
+      this.#shipper?.repaired(info.manifest.position);
       await this.#shipper?.rollover();
       this.prune();
-      const gap = await this.#o.store.get<Gap>(META, GAP_KEY);
-      if (gap && info.manifest.position >= gap.upTo) await this.#o.store.del(META, GAP_KEY);
+      await this.#inGapTurn(async () => {
+        const gap = await this.#o.store.get<Gap>(META, GAP_KEY);
+        if (gap && info.manifest.position >= gap.upTo) await this.#o.store.del(META, GAP_KEY);
+      });
     }
     this.#log.info({ bytes: info.bytes, records: info.manifest.records, position: info.manifest.position, ms: Math.round(info.ms), nodeWallet: info.manifest.nodeWallet.included }, "backup snapshot written");
     return info;
@@ -163,10 +199,21 @@ export class BackupService {
    * Commits after `from` may be missing from the segments, up to the store's position now: kept in the store until a
    * snapshot at or after that position is written, so a restart in between does not forget it.
    */
-  async #markGap(from: number): Promise<void> {
-    if (await this.#o.store.get(META, GAP_KEY)) return;
-    const gap: Gap = { from, upTo: this.#o.store.position, at: Date.now() };
-    await this.#o.store.put(META, GAP_KEY, gap);
+  #markGap(from: number): Promise<void> {
+    return this.#inGapTurn(async () => {
+      // A gap already recorded grows to the store's position now: a snapshot before this break does not cover it.
+      const old = await this.#o.store.get<Gap>(META, GAP_KEY);
+      const upTo = this.#o.store.position;
+      if (old && old.upTo >= upTo) return;
+      const gap: Gap = { from: old ? Math.min(old.from, from) : from, upTo, at: old?.at ?? Date.now() };
+      await this.#o.store.put(META, GAP_KEY, gap);
+    });
+  }
+
+  #inGapTurn(step: () => Promise<void>): Promise<void> {
+    const run = this.#gapTurn.then(step);
+    this.#gapTurn = run.catch(() => undefined);
+    return run;
   }
 
   async #nodeWallet(): Promise<{ bytes: Buffer } | { absent: string } | undefined> {
@@ -181,7 +228,14 @@ export class BackupService {
       await this.#o.backupNodeWallet(tmp);
       return { bytes: await readFile(tmp) };
     } catch (e) {
-      this.#log.warn({ err: (e as Error).message }, "the node wallet's backup could not be read (is bitcoind on another host?); the archive goes without it");
+      // bitcoind writes the file itself: it must run on this host and be able to write into this directory (0700,
+      // the engine's user), and the engine read what it wrote. A node run as another user or elsewhere cannot, and
+      // every archive then lacks the node's keys: with real money, an alert.
+      const alert = this.#o.config.network !== "regtest";
+      const line = { err: (e as Error).message, dir, ...(alert ? { alert: true } : {}) };
+      const msg = "the node wallet's backup could not be written or read: bitcoind must run on this host, able to write into <dataDir>/tmp (as the engine's user); the archive goes without it";
+      if (alert) this.#log.error(line, msg);
+      else this.#log.warn(line, msg);
       return { absent: `backupwallet failed: ${(e as Error).message}` };
     } finally {
       await rm(tmp, { force: true });
@@ -238,7 +292,7 @@ export class BackupService {
   }
 
   status(): BackupStatus {
-    const s: BackupStatus = { enabled: this.dir !== undefined, storePosition: this.#o.store.position, snapshotInProgress: this.#running !== undefined };
+    const s: BackupStatus = { enabled: this.dir !== undefined, storePosition: this.#o.store.position, snapshotInProgress: this.#inProgress > 0 };
     if (this.dir) s.dir = this.dir;
     if (this.#lastGood) {
       s.lastGood = this.#lastGood;
@@ -261,7 +315,7 @@ export class BackupService {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    await this.#running?.catch(() => undefined);
+    await this.#tail;
     await this.#shipper?.close();
   }
 
