@@ -14,6 +14,9 @@ export interface UnknownSpend {
   outputs: Array<{ address: string; sats: string }>;
 }
 
+/** Readings of every wallet's holdings after a restore, at most (see reconcileAfterRestore). */
+const MAX_FREEZE_ROUNDS = 5;
+
 export interface Incident {
   at: number;
   archive: string;
@@ -119,15 +122,29 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
     else if (before) adopted.push({ txid: u.txid, ids: [...before], outputs: u.outputs.length });
   }
   for (const a of adopted) await d.adopt(a.txid, a.ids, a.outputs);
+  const txids = unknown.map((u) => u.txid);
+  const frozen = new Set<string>();
+  const freezeAll = async () => {
+    for (const userKey of concerned) {
+      if (frozen.has(userKey)) continue;
+      await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
+      frozen.add(userKey);
+    }
+  };
   if (unexplained.length) {
     const smallest = unexplained.reduce((a, b) => (b < a ? b : a));
-    // A wallet that cannot be read is frozen too: it may hold that much.
-    for await (const [userKey, sats] of d.holdings()) if (sats === undefined || sats >= smallest) concerned.add(userKey);
+    // Wallets are read, then frozen: meanwhile one read with the amount may have sent it to one read without. The
+    // reading is repeated until it finds no wallet not yet frozen that holds as much (money moves only among wallets
+    // not frozen yet, so each round leaves it fewer places; a bounded number of rounds, then it is frozen anyway).
+    for (let round = 0; round < MAX_FREEZE_ROUNDS; round++) {
+      const before = concerned.size;
+      // A wallet that cannot be read is frozen too: it may hold that much.
+      for await (const [userKey, sats] of d.holdings()) if (sats === undefined || sats >= smallest) concerned.add(userKey);
+      await freezeAll();
+      if (round > 0 && concerned.size === before) break;
+    }
   }
-  const txids = unknown.map((u) => u.txid);
-  for (const userKey of concerned) {
-    await d.freeze(userKey, `restored from a backup: spend ${txids.join(", ")} is not in the restored books and may have paid this wallet's money`);
-  }
+  await freezeAll();
   for (const id of taken) ambiguous.delete(id);
   const incident: Incident = {
     at: Date.now(), archive: o.archive, unknownSpends: unknown, frozen: [...concerned], ...(adopted.length ? { adopted: adopted.map(({ txid, ids }) => ({ txid, ids })) } : {}),

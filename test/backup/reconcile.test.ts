@@ -33,3 +33,30 @@ t.test("payouts alike: one wallet's adopted oldest first, several wallets' left 
   t.same(incident?.ambiguous, ["p3", "p4"], "u_b's and u_c's alike: which one t3 paid is not guessed");
   t.same(frozen.sort(), ["u_a", "u_b", "u_c"], "every wallet concerned is frozen");
 });
+
+t.test("a spend no payout explains: wallets holding as much are frozen, also one that received it from another while the wallets were read", async (t) => {
+  const held = new Map<string, bigint>([["u_a", 200_000n], ["u_b", 0n], ["u_c", 10n]]);
+  const frozen: string[] = [];
+  let moved = false;
+  const incident = await reconcileAfterRestore({
+    log: silentLogger,
+    listSinceBlock: async () => ({ transactions: [send("t1", "bcrt1qz", 150_000)], lastblock: "h" }),
+    payouts: async () => emptyPayouts(), paidBy: () => false,
+    freeze: async (userKey) => void frozen.push(userKey),
+    adopt: async () => undefined,
+    holdings: async function* () {
+      for (const [userKey, sats] of held) {
+        yield [userKey, sats] as [string, bigint];
+        // u_a sends its money to u_b after being read, before anything is frozen (u_b was not read yet: moved after
+        // the whole first reading, as the worst case — u_b read with nothing).
+        if (userKey === "u_c" && !moved) {
+          moved = true;
+          held.set("u_a", 0n);
+          held.set("u_b", 200_000n);
+        }
+      }
+    },
+  }, { sinceBlock: undefined, archive: "test" });
+  t.same(frozen, ["u_a", "u_b"], "u_a as read first, then u_b, which holds it now; u_c never held as much");
+  t.same(incident?.frozen, ["u_a", "u_b"]);
+});
