@@ -61,6 +61,15 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   const log = o.log.child({ edge: "admin" });
+  // Set before any plugin is registered: a plugin keeps the error handler it was registered under (set after them,
+  // this one was never used for their routes, and a 500 sent the error's own message).
+  app.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, req, reply) => {
+    if (err.validation) return reply.code(400).send({ error: `bad request: ${err.message}` });
+    if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
+    // The route's pattern (`/wallets/:userKey/freeze`), not its URL: no user key beside what failed.
+    log.error({ route: req.routeOptions.url ?? "(no route)", method: req.method, operator: req.operator?.name, err: err.message }, "admin request failed");
+    return reply.code(500).send({ error: "internal error; nothing was changed by this request" });
+  });
   const consoleOn = o.config.admin.console.enabled;
   const routes: Array<{ method: string; url: string; schema?: unknown }> = [];
   app.addHook("onRoute", (r) => {
@@ -205,12 +214,6 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, origins, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
   }
   app.get("/openapi.json", () => openApi(routes));
-  app.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, _req, reply) => {
-    if (err.validation) return reply.code(400).send({ error: `bad request: ${err.message}` });
-    if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
-    log.error({ err: err.message }, "admin request failed");
-    return reply.code(500).send({ error: "internal error; nothing was changed by this request" });
-  });
   return app;
 }
 

@@ -60,9 +60,11 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     off();
     for (const s of streams) s.end();
   });
-  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+  app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
-    log.error({ err: err.message }, "internal relay call failed");
+    // Which relay method failed (a known name only: never the arguments, which carry user keys and cheque codes).
+    const method = (req.params as { method?: string } | undefined)?.method;
+    log.error({ method: method !== undefined && Object.hasOwn(RELAY_METHODS, method) ? method : req.url.slice(0, 80), err: err.message }, "internal relay call failed");
     return reply.code(500).send({ error: "the engine failed this request; nothing was moved" });
   });
   return app;
