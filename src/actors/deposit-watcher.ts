@@ -407,7 +407,7 @@ export class DepositWatcher {
     if (res.status === "dropped") this.stats.dropped++;
     if (res.status === "reversed") {
       this.stats.deepReorgs++;
-      this.#o.log.error({ userKey: owner }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review (its deposits: /wallets/<userKey>)");
+      this.#o.log.error({ alert: true, userKey: owner }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review (its deposits: /wallets/<userKey>)");
     }
     await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: res.status, confirmations, seenAt: Date.now() });
     return true;

@@ -351,7 +351,7 @@ export class NodeGateway {
     if (this.#state === "unavailable") return;
     this.#state = "unavailable";
     this.stats.unavailableSince = Date.now();
-    this.#log.error({ lastError: this.stats.lastError }, "bitcoind is unavailable; money-moving work waits for it");
+    this.#log.error({ alert: true, lastError: this.stats.lastError }, "bitcoind is unavailable; money-moving work waits for it");
   }
 
   #markReady(): void {

@@ -189,7 +189,7 @@ export class TransferCourier {
           if (REFUSED_FOR_GOOD.has(r.code)) {
             // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
             this.stats.refused++;
-            this.#o.log.error({ sender: from, receiver: to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
+            this.#o.log.error({ alert: true, sender: from, receiver: to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
             return;
           }
           // A passing fault (a wallet blocked for a while after repeated errors, a write that failed): tried later.

@@ -119,7 +119,7 @@ function afterCommit(userKey: string, states: WalletState[], events: WalletEvent
     if (n) o.hooks.notice(userKey, n, after.chatHandle);
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
-    if (e.t === "deposit_reversed") o.log.error({ userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>)");
+    if (e.t === "deposit_reversed") o.log.error({ alert: true, userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>)");
   }
   if (cmd.type === "resume") {
     for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);
