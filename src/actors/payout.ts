@@ -284,7 +284,10 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
           try {
             cmd.reply(await bump(cmd.batch, cmd.feeRateSatVb, () => s, commit, o, now));
           } catch (e) {
-            cmd.reply(refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
+            // Recorded before it failed (the node did not take the replacement now): it is sent again after each block.
+            cmd.reply(s !== state
+              ? refuse("node_unavailable", `the fee bump is recorded but the node did not take it now (${(e as Error).message}); it is sent again after each block. Check GET /payouts before bumping again.`)
+              : refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
           }
           return s;
         }
@@ -292,7 +295,9 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
           try {
             cmd.reply(await release(cmd.batch, cmd.feeRateSatVb, cmd.reason, () => s, commit, o, now));
           } catch (e) {
-            cmd.reply(refuse("node_unavailable", `the batch could not be released now: ${(e as Error).message}`));
+            cmd.reply(s !== state
+              ? refuse("node_unavailable", `the release is recorded but the node did not take its cancelling transaction now (${(e as Error).message}); it is sent again after each block. Check GET /payouts.`)
+              : refuse("node_unavailable", `the batch could not be released now: ${(e as Error).message}`));
           }
           return s;
         }

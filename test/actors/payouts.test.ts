@@ -374,6 +374,27 @@ t.test("the engine crashes between journalling a fee bump and broadcasting it: t
   t.equal((await te.engine.solvency()).surplus, -(b.fee - st.w.fee!), "the books differ by exactly the part of the bump the service pays");
 });
 
+t.test("a fee bump recorded and then not sent (the node failed to answer): the operator is told it is recorded and goes after the next block, not that it failed", async (t) => {
+  let failAt: string | undefined;
+  const te = await startTestEngine({}, {
+    payoutStep: (s) => {
+      if (s !== failAt) return;
+      failAt = undefined;
+      throw new Error("the node did not answer");
+    },
+  });
+  t.teardown(() => te.stop());
+  const { dest, batch, b: original } = await sentBatch(te, "bump_unsent", "0.05");
+  failAt = "bump_recorded";
+  t.match(await te.engine.payouts.bump(batch, 60n), { code: "node_unavailable", message: /recorded.*sent again/ });
+  const b = (await te.engine.payouts.state()).batches[batch]!;
+  t.not(b.txid, original.txid, "the book has the replacement");
+  await te.engine.payouts.sync();
+  t.ok(await te.node.rpc("getmempoolentry", [b.txid]), "sent by the next sync");
+  await settle(te);
+  t.equal(await received(te, dest), 5_000_000n, "paid once");
+});
+
 t.test("a fee bump that loses the race (the transaction it replaced is mined first): confirmed with the mined one, never stuck, paid and charged once", async (t) => {
   const { te, key, dest, quote, batch, original, bumped } = await bumpedBatch(t, "race", "0.04");
   // A miner that had the original and not the replacement: a block with the original's bytes.
