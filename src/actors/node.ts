@@ -197,7 +197,7 @@ export class NodeGateway {
   // --- typed calls ---
 
   blockchainInfo() {
-    return this.call<{ chain: string; blocks: number; headers: number; bestblockhash: string; mediantime: number; initialblockdownload: boolean }>("getblockchaininfo");
+    return this.call<{ chain: string; blocks: number; headers: number; bestblockhash: string; time?: number; mediantime: number; initialblockdownload: boolean }>("getblockchaininfo");
   }
 
   async balances(): Promise<{ trusted: bigint; untrustedPending: bigint; immature: bigint }> {

@@ -38,6 +38,9 @@ export class SampleRing {
   }
 }
 
+/** Headers the node may know ahead of its blocks before /health says it is behind (a block being fetched is one). */
+const BEHIND_BLOCKS = 2;
+
 export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number } = {}): AdminPort {
   const sampleMs = o.sampleMs ?? 60_000;
   const ring = new SampleRing(e, o.capacity);
@@ -45,12 +48,27 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   let batchCounts = { stuck: 0, releasing: 0 };
   const sampling = setInterval(() => (e.running ? ring.take() : clearInterval(sampling)), sampleMs);
   sampling.unref();
+  /**
+   * Where the node stands: its blocks against the headers it knows, and how old its tip is (its block time; on
+   * mainnet a tip an hour old or more says the node has stopped hearing of blocks). null when the node cannot say.
+   */
+  const chainState = async () => {
+    const info = await e.node.blockchainInfo().catch(() => undefined);
+    if (!info) return null;
+    return {
+      blocks: info.blocks, headersBehind: Math.max(0, info.headers - info.blocks), initialBlockDownload: info.initialblockdownload,
+      tipAgeS: info.time === undefined ? null : Math.max(0, Math.round(Date.now() / 1000 - info.time)),
+    };
+  };
   return {
     async health() {
       const b = e.backup.status();
       const store = e.storage.store.writeHealth;
+      const chain = await chainState();
+      // A node that is behind the chain it knows of (syncing, or its blocks not arriving) sees deposits and spends late.
+      const behind = chain !== null && (chain.initialBlockDownload || chain.headersBehind > BEHIND_BLOCKS);
       return toJson({
-        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing, node: e.node.state, network: e.config.network, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind, node: e.node.state, network: e.config.network, chain, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
         store, lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
       });
     },
@@ -99,6 +117,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         // The last count stands.
       }
       const { stuck, releasing } = batchCounts;
+      const chain = await chainState();
       const lines: Array<[string, string, number | bigint]> = [
         ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
         ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
@@ -107,7 +126,8 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_journal_last_commit_ms", "gauge", j.lastCommitMs], ["runigun_journal_snapshot_failures_total", "counter", j.snapshotFailures],
         ["runigun_node_ready", "gauge", n.state === "ready" ? 1 : 0], ["runigun_node_queue", "gauge", n.queue], ["runigun_node_calls_total", "counter", n.calls],
         ["runigun_node_errors_total", "counter", n.errors], ["runigun_deposit_pool_addresses", "gauge", n.addressPool],
-        ["runigun_chain_height", "gauge", w.height], ["runigun_deposits_credited_total", "counter", w.credited], ["runigun_deposits_confirmed_total", "counter", w.confirmed],
+        ["runigun_chain_height", "gauge", w.height],
+        ...(chain ? [["runigun_chain_headers_behind", "gauge", chain.headersBehind], ["runigun_chain_tip_age_seconds", "gauge", chain.tipAgeS ?? -1]] as Array<[string, string, number]> : []), ["runigun_deposits_credited_total", "counter", w.credited], ["runigun_deposits_confirmed_total", "counter", w.confirmed],
         ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_deposits_remined_total", "counter", w.remined],
         ["runigun_deposit_scans_failed_total", "counter", w.failedScans], ["runigun_deposit_scans_incomplete_total", "counter", w.incompleteScans], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
