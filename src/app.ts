@@ -34,8 +34,12 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
   let rpc: { url: string; user: string; password: string };
   if (config.node.managed) {
     if (config.network !== "regtest") throw new SetupError("node.managed starts a regtest node only; point node.rpcUrl at your own node for signet or mainnet");
-  } else if (!config.node.rpcUrl || !config.secrets.rpcPassword) {
-    throw new SetupError("set node.rpcUrl (RUNIGUN_NODE_RPC_URL), node.rpcUser and RUNIGUN_NODE_RPC_PASSWORD(_FILE) to reach your bitcoind");
+  } else if (!config.node.rpcUrl || !config.node.rpcUser || !config.secrets.rpcPassword) {
+    const missing = [
+      !config.node.rpcUrl && "node.rpcUrl (RUNIGUN_NODE_RPC_URL)", !config.node.rpcUser && "node.rpcUser (RUNIGUN_NODE_RPC_USER)",
+      !config.secrets.rpcPassword && "RUNIGUN_NODE_RPC_PASSWORD(_FILE)",
+    ].filter(Boolean);
+    throw new SetupError(`set ${missing.join(", ")} to reach your bitcoind (its -rpcauth user and password); or, on regtest only, node.managed to start one`);
   }
   let storage: EngineStorage | undefined;
   try {
@@ -60,7 +64,7 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
       engine = await Engine.start({ config, log, storage, rpc });
     } catch (e) {
       await identity.close();
-      throw e;
+      throw (config.node.managed ? undefined : nodeSetupError(e, rpc.url)) ?? e;
     }
     const st = storage;
     // `runigun backup` on this host reaches the running engine here.
@@ -90,6 +94,30 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     await node?.stop();
     throw e;
   }
+}
+
+/** The start's failure to reach an operator's own bitcoind, as what to fix (the URL without any password in it). */
+function nodeSetupError(e: unknown, url: string): SetupError | undefined {
+  const err = e as Error & { code?: unknown };
+  let where = url;
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    where = u.toString();
+  } catch {
+    // Not a URL: shown as configured.
+  }
+  if (err.code === "node_unavailable") {
+    return new SetupError(`bitcoind at ${where} is not answering (waited a minute; the log's "bitcoind is unavailable" line has its last error): start it and let it load, or check node.rpcUrl (RUNIGUN_NODE_RPC_URL) and that bitcoind's -rpcbind and -rpcallowip let this host in`);
+  }
+  if (err.code === 401) {
+    return new SetupError(`bitcoind at ${where} refused the RPC user and password (401): check node.rpcUser (RUNIGUN_NODE_RPC_USER) and RUNIGUN_NODE_RPC_PASSWORD(_FILE) against bitcoind's -rpcauth`);
+  }
+  if (err.code === 403) return new SetupError(`bitcoind at ${where} refused this host (403): let it in with bitcoind's -rpcallowip (and -rpcbind)`);
+  // Already written for the operator (node.ts): the wallet this store was kept with is missing.
+  if (err.code === "wallet_missing") return new SetupError(err.message);
+  return undefined;
 }
 
 export async function runAllInOne(): Promise<number> {

@@ -84,7 +84,10 @@ export async function runBotOnly(): Promise<number> {
     throw new SetupError(`cannot read ${missing}: copy internal-ca.crt and bot-client.crt/.key (only these; never internal-ca.key) from the engine's pkiDir (made by \`runigun engine\` or \`runigun keys pki\`) into ${config.pkiPath}, or set RUNIGUN_PKI_DIR`);
   }
   const stopped = signals();
-  const relay = await RemoteRelay.connect({ url: `https://${config.internal.host}:${config.internal.port}`, log, tls });
+  const url = `https://${config.internal.host}:${config.internal.port}`;
+  const relay = await RemoteRelay.connect({ url, log, tls }).catch((e: unknown) => {
+    throw engineSetupError(e, url, config.pkiPath);
+  });
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
   try {
     await pinIdentity(identity, config.dataPath);
@@ -111,4 +114,17 @@ export async function runBotOnly(): Promise<number> {
   relay.close();
   await identity.close();
   return 0;
+}
+
+/** The bot's first call to the engine failed: what to start, set or copy. */
+function engineSetupError(e: unknown, url: string, pkiPath: string): SetupError {
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code ?? "";
+  if (["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ETIMEDOUT"].includes(code)) {
+    return new SetupError(`cannot reach the engine's internal API at ${url} (${code}): start \`runigun engine\` first (it prints this address when ready), or check internal.host and internal.port (RUNIGUN_INTERNAL_HOST, RUNIGUN_INTERNAL_PORT)`);
+  }
+  if (/CERT|SSL|TLS|certificate|alert/i.test(`${code} ${err.message}`) || code === "ECONNRESET") {
+    return new SetupError(`the engine at ${url} and this bot did not agree on TLS (${code || err.message}): internal-ca.crt and bot-client.crt/.key in ${pkiPath} must come from the pkiDir of the engine at that address`);
+  }
+  return new SetupError(`the engine's internal API at ${url} did not answer (${err.message}): is \`runigun engine\` running there?`);
 }
