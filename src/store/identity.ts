@@ -1,6 +1,7 @@
 // Identity: Telegram user id → user key by argon2id keyed with a secret pepper (never in the database).
-// Derivations run in worker threads; a bounded LRU keyed by an HMAC of the id (not the id itself) makes a
-// busy user pay the cost once without a raw id sitting in the heap as a cache key.
+// Derivations run in worker threads behind a bounded queue (a lookup beyond it is refused as busy, at once); a
+// bounded LRU keyed by an HMAC of the id (not the id itself) makes a busy user pay the cost once without a raw id
+// sitting in the heap as a cache key.
 import { createHmac } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +21,25 @@ export interface IdentityOptions extends KdfParams {
   pepper: string | Uint8Array;
   cacheSize: number;
   workers?: number;
+  /** Derivations running or waiting at most, all workers together (default: DERIVATIONS_PER_WORKER per worker). */
+  maxQueued?: number;
+}
+
+/**
+ * Derivations waiting per worker before new ones are refused. One argon2id derivation takes ≈ 213–270 ms here (OWASP's
+ * minimum cost), so a worker does about four a second whatever the queue: a longer queue adds waiting, not answers.
+ * With 16, the last in line is answered within about 4 s — what a person waits for, and inside Telegram's webhook
+ * timeout — and a burst of strangers (a busy group's tips) cannot put minutes of derivations in front of everyone.
+ */
+export const DERIVATIONS_PER_WORKER = 16;
+
+/** The derivation queue is full: the caller should tell the person to try again in a moment. Nothing was derived. */
+export class IdentityBusy extends Error {
+  override readonly name = "IdentityBusy";
+  readonly code = "busy";
+  constructor() {
+    super("the identity service is busy deriving user keys; try again in a moment");
+  }
 }
 
 const SALT = Buffer.from("runigun/telegram-user-key/v1");
@@ -32,9 +52,12 @@ export class Identity {
   readonly #cache = new Map<string, string>();
   readonly #workers: Worker[] = [];
   readonly #pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
+  /** Lookups being derived, by cache key: a second lookup of the same id waits for the first's derivation. */
+  readonly #deriving = new Map<string, Promise<string>>();
+  readonly #maxQueued: number;
   #next = 0;
   #seq = 0;
-  readonly stats = { derivations: 0, hits: 0 };
+  readonly stats = { derivations: 0, hits: 0, refusedBusy: 0 };
 
   constructor(o: IdentityOptions) {
     const pepper = typeof o.pepper === "string" ? Buffer.from(o.pepper, "utf8") : Buffer.from(o.pepper);
@@ -43,6 +66,7 @@ export class Identity {
     this.#pepper = pepper;
     this.#cacheMac = createHmac("sha256", pepper).update("runigun/identity-cache").digest();
     const n = Math.max(1, o.workers ?? 1);
+    this.#maxQueued = Math.max(1, o.maxQueued ?? DERIVATIONS_PER_WORKER * n);
     for (let i = 0; i < n; i++) {
       const w = new Worker(new URL("./kdf-worker.mjs", import.meta.url));
       w.on("message", (m: { id: number; out?: Uint8Array; error?: string }) => {
@@ -75,14 +99,24 @@ export class Identity {
       this.#cache.set(cacheKey, hit);
       return hit;
     }
-    const out = await this.#derive(id);
-    const key = `u_${Buffer.from(out).toString("base64url")}`;
-    this.stats.derivations++;
-    if (this.#o.cacheSize > 0) {
-      this.#cache.set(cacheKey, key);
-      if (this.#cache.size > this.#o.cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+    const deriving = this.#deriving.get(cacheKey);
+    if (deriving) return deriving;
+    // Refused before anything is queued: the queue is bounded (see DERIVATIONS_PER_WORKER).
+    if (this.#pending.size >= this.#maxQueued) {
+      this.stats.refusedBusy++;
+      throw new IdentityBusy();
     }
-    return key;
+    const derived = this.#derive(id).then((out) => {
+      const key = `u_${Buffer.from(out).toString("base64url")}`;
+      this.stats.derivations++;
+      if (this.#o.cacheSize > 0) {
+        this.#cache.set(cacheKey, key);
+        if (this.#cache.size > this.#o.cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+      }
+      return key;
+    }).finally(() => this.#deriving.delete(cacheKey));
+    this.#deriving.set(cacheKey, derived);
+    return derived;
   }
 
   async close(): Promise<void> {

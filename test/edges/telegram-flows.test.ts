@@ -13,9 +13,10 @@ import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
 import { sealHandle } from "../../src/store/sealed.ts";
+import { IdentityBusy } from "../../src/store/identity.ts";
 import type { Notification, Relay } from "../../src/relay.types.ts";
 
-const ALICE = 7101, BOB = 7102, MALLORY = 7103;
+const ALICE = 7101, BOB = 7102, MALLORY = 7103, GROUP = -9101;
 const txt = BotApiStandIn.text;
 const answerOf = (c: RecordedCall) => String(c.params.text ?? "");
 const isAnswer = (c: RecordedCall) => c.method === "answerCallbackQuery";
@@ -243,4 +244,17 @@ t.test("the error boundary answers one line and logs nothing personal; notificat
   t.notMatch(all, new RegExp(String(WHO)), "no Telegram id in the logs");
   t.notMatch(all, /please|\/balance|\/cheque/, "no message text in the logs");
   t.notMatch(all, /TEST-TOKEN/, "no token in the logs");
+});
+
+t.test("when the identity's derivation queue is full, the person is told to try again in a moment", async (t) => {
+  const api = await withStandIn(t);
+  const config = loadConfig({ env: {}, overrides: {} });
+  // Every lookup refused as busy (store/identity.ts: the queue of derivations is bounded).
+  const identity = { userKey: () => Promise.reject(new IdentityBusy()) };
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay: scriptedRelay({}), identity, handleKey: randomBytes(32), log: silentLogger, mode: "polling" });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  t.match(txt(await api.exchange(api.message(ALICE, "/balance"))), /^⏳ .*busy.*try again in a moment\. Nothing was moved\.$/);
+  const tip = api.message(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 9 } });
+  t.match(txt(await api.exchange(tip)), /^⏳ .*busy.*try again in a moment/, "in a group too");
 });

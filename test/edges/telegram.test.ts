@@ -8,7 +8,7 @@ import { buildTelegramEdge, type TelegramEdge } from "../../src/edges/telegram/b
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 
-const ALICE = 7001, BOB = 7002, MALLORY = 7003, GROUP = -9001;
+const ALICE = 7001, BOB = 7002, MALLORY = 7003, CAROL = 7004, GROUP = -9001;
 const api0 = new BotApiStandIn(); // update builders only (ids are per instance; one builder keeps them unique)
 const text = (from: number, body: string, opts: Parameters<BotApiStandIn["message"]>[2] = {}): Update => api0.message(from, body, opts);
 const press = (from: number, data: string): Update => api0.press(from, data);
@@ -118,6 +118,13 @@ t.test("groups: only /tip as a reply; never a balance or an address", async (t) 
   await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /You received 0\.00001 BTC/.test(txt(c)));
   t.pass("the receiver is notified in private");
   t.match(txt(await say(text(ALICE, "/tip 1 BTC", { chat: GROUP, replyTo: { from: BOB, id: 78 } }))), /Not enough available for that tip\.$/);
+  // The sender is checked before the receiver's key is derived (argon2id, a quarter of a second of a worker): a tip that
+  // cannot be paid costs no derivation. Carol has never been seen; Mallory has no wallet.
+  await te.identity.userKey(MALLORY);
+  const derived = te.identity.stats.derivations;
+  t.match(txt(await say(text(MALLORY, "/tip 1000 sats", { chat: GROUP, replyTo: { from: CAROL, id: 83 } }))), /Open your wallet first/);
+  t.match(txt(await say(text(ALICE, "/tip 1 BTC", { chat: GROUP, replyTo: { from: CAROL, id: 84 } }))), /Not enough available for that tip\.$/);
+  t.equal(te.identity.stats.derivations, derived, "no derivation for the receiver of a tip that cannot be paid");
   t.match(txt(await say(text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: ALICE, id: 79 } }))), /yourself/);
   t.match(txt(await say(text(ALICE, "/tip lots", { chat: GROUP, replyTo: { from: BOB, id: 80 } }))), /not an amount/);
   const anonymous = text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 82 } });

@@ -67,3 +67,16 @@ t.test("the identity settings are pinned to the data directory: other settings (
   await t.rejects(start({ pepper: "pepper-two-0123456789" }), { code: "wrong_key" }, "another pepper");
   t.notMatch(readFileSync(join(dir, "identity.pin"), "utf8"), /u_/, "no user key in the file");
 });
+
+t.test("the derivation queue is bounded: beyond it a lookup is refused at once as busy; one id being derived is derived once", async (t) => {
+  const id = new Identity({ ...params, pepper: "pepper-four-0123456789", maxQueued: 2 });
+  t.teardown(() => id.close());
+  const a = id.userKey(1001), b = id.userKey(1002);
+  // Before: a third (and a thousandth) lookup joined the one worker's queue, each waiting for all before it.
+  await t.rejects(id.userKey(1003), { name: "IdentityBusy", code: "busy", message: /busy.*try again in a moment/ }, "a third waiting derivation is refused");
+  t.equal(await id.userKey(1001), await a, "a lookup of an id already being derived waits for that derivation, and is no new one in the queue");
+  await b;
+  t.equal(id.stats.derivations, 2, "1001 derived once");
+  t.equal(id.stats.refusedBusy, 1);
+  t.match(await id.userKey(1003), /^u_/, "once the queue has room, the refused id is derived");
+});

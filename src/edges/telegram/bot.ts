@@ -12,6 +12,7 @@ import { autoRetry } from "@grammyjs/auto-retry";
 import { apiThrottler } from "@grammyjs/transformer-throttler";
 import { limit } from "@grammyjs/ratelimiter";
 import type { Config } from "../../config.ts";
+import { IdentityBusy } from "../../store/identity.ts";
 import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "./context.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { listenForWebhooks } from "./webhook.ts";
@@ -65,6 +66,7 @@ export const GROUP_COMMANDS = [{ command: "tip", description: "Reply to a messag
 export const SOMETHING_WRONG = "⚠️ Something went wrong; nothing was moved. Please try again.";
 /** When the failure came after the engine accepted a money command: saying "nothing was moved" would be false. */
 export const SOMETHING_WRONG_AFTER = "⚠️ Something went wrong showing the result, but your request went through. Check /balance.";
+export const BUSY = "⏳ I'm busy right now; try again in a moment. Nothing was moved.";
 const MAX_TEXT = 1000;
 
 export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
@@ -112,6 +114,12 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   // The one error boundary: the person gets one line, the log gets what failed without who or what was said.
   bot.catch(async (err) => {
     const ctx = err.ctx;
+    if (err.error instanceof IdentityBusy && !ctx.moved) {
+      // Not a failure: the user-key derivations are queued to their bound (store/identity.ts). Counted there.
+      log.debug({ updateKind: updateKind(ctx) }, "identity busy: update answered 'try again'");
+      await answer(ctx, BUSY).catch(() => undefined);
+      return;
+    }
     log.error({ err: errorSummary(err.error), updateId: ctx.update.update_id, updateKind: updateKind(ctx) }, "update failed");
     await answer(ctx, ctx.moved ? SOMETHING_WRONG_AFTER : SOMETHING_WRONG).catch(() => undefined);
   });

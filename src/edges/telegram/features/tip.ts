@@ -2,7 +2,7 @@
 // replied-to message's author); in private chat /send and /tip explain how. A group never sees a balance
 // or an address, not even in a refusal.
 import { Composer } from "grammy";
-import { isRefusal } from "../../../domain/refusals.ts";
+import { isRefusal, refuse } from "../../../domain/refusals.ts";
 import { parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
 import { args, type EdgeContext } from "../context.ts";
@@ -28,6 +28,17 @@ export function tipFeature(): Composer<EdgeContext> {
     if (isRefusal(shown)) return ctx.reply(say.refusal(shown));
     const { relay, identity } = ctx.deps;
     const from = await ctx.userKey();
+    // The sender first: the receiver's key costs an argon2id derivation (a quarter of a second of the identity's
+    // worker, store/identity.ts), which a tip from someone without a wallet, or without the money, must not cost. The
+    // refusals are the engine's own, in its order (no wallet, oneself, frozen, not enough); it checks all of it again
+    // (this is a read: money may move meanwhile). Two differ: a tip over the per-transfer limit that is also more than
+    // the tipper has is answered "not enough", not "over a limit"; and a tip already sent, redelivered after a restart
+    // to a tipper who now has less than its amount, "not enough" instead of "already sent".
+    const mine = await relay.balance(from);
+    if (isRefusal(mine)) return ctx.reply(say.refusalInGroup(mine));
+    if (target.id === ctx.from.id) return ctx.reply(say.refusalInGroup(refuse("self_transfer", "You cannot send to yourself.")));
+    if (mine.frozen) return ctx.reply(say.refusalInGroup(refuse("frozen", mine.frozen)));
+    if (shown > mine.available) return ctx.reply(say.refusalInGroup(refuse("insufficient_funds", "")));
     const to = await identity.userKey(target.id);
     const r = await relay.transfer(from, ctx.commandId(), to, amount);
     if (isRefusal(r)) return ctx.reply(say.refusalInGroup(r));
