@@ -1,19 +1,25 @@
 // The Telegram edge: one grammY bot with a composer per feature, grammY's own plugins for the plumbing
-// (runner with per-chat order, 429 retries, outgoing throttling, per-user rate limit), undici as its HTTP
-// client (http.ts), one error boundary, and notifications sent through the chat handle sealed at /start.
-// Updates come by long polling, a webhook, or — for the local chat, scripts and tests — straight into
-// `bot.handleUpdate`.
+// (runner, 429 retries, outgoing throttling, per-user rate limit), per-sender order with a bound (order.ts), a
+// bounded outbox per group (outbox.ts), undici as its HTTP client (http.ts), one error boundary, and notifications
+// sent through the chat handle sealed at /start. Updates come by long polling, a webhook, or — for the local chat,
+// scripts and tests — straight into `bot.handleUpdate`.
+//
+// No chat waits for another: all chats share the updates in flight (MAX_UPDATES_IN_FLIGHT), so an update may hold one
+// only while it is worked on or waits for its own sender's previous update. A group's chatter is dropped before
+// anything; a group's replies go out from its outbox without holding their update; a sender's line is bounded.
 import { createHmac, randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { Bot, Composer, GrammyError, HttpError, type Transformer } from "grammy";
-import type { UserFromGetMe } from "grammy/types";
-import { run, sequentialize, type RunnerHandle } from "@grammyjs/runner";
+import type { Message, UserFromGetMe } from "grammy/types";
+import { run, type RunnerHandle } from "@grammyjs/runner";
 import { autoRetry } from "@grammyjs/auto-retry";
 import { apiThrottler } from "@grammyjs/transformer-throttler";
 import { limit } from "@grammyjs/ratelimiter";
 import type { Config } from "../../config.ts";
 import { IdentityBusy } from "../../store/identity.ts";
 import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "./context.ts";
+import { orderedPerKey } from "./order.ts";
+import { GroupOutbox } from "./outbox.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { listenForWebhooks } from "./webhook.ts";
 import { botApiFetch } from "./http.ts";
@@ -43,13 +49,41 @@ export interface TelegramEdgeOptions extends EdgeDeps {
   dedupeWindow?: number;
   /** Keep outgoing calls within Telegram's limits (default: yes, except in "manual" mode). Off only for a stand-in. */
   throttle?: boolean;
+  /** Updates handled at once, all chats together (default MAX_UPDATES_IN_FLIGHT). */
+  maxUpdatesInFlight?: number;
+  /** Webhook mode: Telegram gets its 200 after this long even if the update is still being handled (default 9 s). */
+  webhookTimeoutMs?: number;
 }
 
 export interface TelegramEdge {
   bot: Bot<EdgeContext>;
   start(): Promise<{ webhookPort?: number }>;
   stop(): Promise<void>;
+  readonly stats: {
+    /** Updates dropped because their sender already had MAX_PER_SENDER in line. */
+    readonly droppedUpdates: number;
+    /** Updates being handled now. */
+    readonly inFlight: number;
+  };
 }
+
+/**
+ * Updates handled at once, all chats together: the runner's slots (long polling fetches no more beyond it) and, in
+ * webhook mode, the handlers that may still run after Telegram got its answer (beyond it Telegram is answered 503 and
+ * delivers the update again later). The runner's own default, now explicit; it is enough because an update holds one
+ * only while it is worked on or waits behind its own sender's previous update (at most MAX_PER_SENDER of those), never
+ * while its group's reply waits for the group's send budget.
+ */
+export const MAX_UPDATES_IN_FLIGHT = 500;
+/**
+ * Updates of one sender (one private chat) running or waiting at once. Replies to a person go out at about one a second
+ * (Telegram's pace per chat) and nobody sends ten commands before the first is answered: beyond it is a flood, and what
+ * would wait is dropped (counted in the log) instead of holding more of the slots everybody shares.
+ */
+export const MAX_PER_SENDER = 10;
+/** Telegram's webhook request is answered after this long even if its update is still being handled (it retries at ~10 s). */
+const WEBHOOK_TIMEOUT_MS = 9_000;
+export const BUSY = "⏳ I'm busy right now; try again in a moment. Nothing was moved.";
 
 export const COMMANDS = [
   { command: "start", description: "Create or open your wallet" },
@@ -66,7 +100,6 @@ export const GROUP_COMMANDS = [{ command: "tip", description: "Reply to a messag
 export const SOMETHING_WRONG = "⚠️ Something went wrong; nothing was moved. Please try again.";
 /** When the failure came after the engine accepted a money command: saying "nothing was moved" would be false. */
 export const SOMETHING_WRONG_AFTER = "⚠️ Something went wrong showing the result, but your request went through. Check /balance.";
-export const BUSY = "⏳ I'm busy right now; try again in a moment. Nothing was moved.";
 const MAX_TEXT = 1000;
 
 export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
@@ -82,14 +115,28 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   // to an hour). Polling retries getUpdates itself, every 2 s (the runner's options below).
   bot.api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowHttpErrors: true }));
   const mode = o.mode ?? o.config.telegram.mode;
-  // Outgoing calls stay inside Telegram's limits (30/s overall, ~1/s per chat); in-process there is no limit.
-  if (o.throttle ?? mode !== "manual") bot.api.config.use(apiThrottler());
+  // Outgoing calls stay inside Telegram's limits (30/s overall, ~1/s per chat, ~20/min per group); in-process there is
+  // no limit. A group's replies then go out from its outbox, so that no update waits for its group's budget.
+  const throttled = o.throttle ?? mode !== "manual";
+  if (throttled) bot.api.config.use(apiThrottler());
+  const outbox = throttled ? new GroupOutbox(bot.api, log) : undefined;
+  const maxInFlight = o.maxUpdatesInFlight ?? MAX_UPDATES_IN_FLIGHT;
 
+  let inFlight = 0;
+  bot.use(async (_ctx, next) => {
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
+  // A group's chatter (and other bots' commands) is none of the bot's business: dropped before any line or limit.
+  bot.use((ctx, next) => (ctx.update.message && isGroup(ctx.update.message.chat) && !commandForMe(ctx.update.message, ctx.me.username) ? undefined : next()));
   bot.use(dedupe(o.dedupeWindow ?? 50_000));
-  // Per chat and per sender, in order: a user's commands never race each other (prefixes keep ids apart).
-  bot.use(sequentialize((ctx) => [ctx.chat && `c${ctx.chat.id}`, ctx.from && `u${ctx.from.id}`].filter((k): k is string => !!k)));
-  bot.use(edgeContext(o));
-  // The limiter's keys are HMACs of the id under a per-process key: no raw id as a map key.
+  bot.use(edgeContext(o, outbox));
+  // The limiter's keys are HMACs of the id under a per-process key: no raw id as a map key. It comes before the
+  // sender's line: a flood beyond the limit is refused without waiting in it.
   const limiterKey = randomBytes(32);
   bot.use(limit<EdgeContext, never>({
     timeFrame: 60_000,
@@ -102,10 +149,27 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     },
     onLimitExceeded: (ctx) => void answer(ctx, "⏳ Too many requests; wait a minute and try again. Nothing was moved.").catch(() => undefined),
   }));
+  // One at a time per person, in order: a user's commands never race each other, in private or in a group (the same
+  // wallet answers both). In a group the line is the sender's, not the group's: its members do not wait for each
+  // other. Prefixes keep chat and user ids apart.
+  let reportedDrops = 0, reportedAt = 0;
+  const ordered = orderedPerKey<EdgeContext>(
+    (ctx) => [ctx.chat && !isGroup(ctx.chat) && `c${ctx.chat.id}`, ctx.from && `u${ctx.from.id}`].filter((k): k is string => !!k),
+    MAX_PER_SENDER,
+    (dropped) => {
+      // The first drop, then at most a line every 10 s with the count since the last one.
+      const now = Date.now();
+      if (reportedDrops > 0 && now - reportedAt < 10_000) return;
+      log.warn({ dropped: dropped - reportedDrops, perSender: MAX_PER_SENDER }, "updates dropped: a sender had too many waiting (a flood)");
+      reportedDrops = dropped;
+      reportedAt = now;
+    },
+  );
+  bot.use(ordered.middleware);
   bot.on("message:text", async (ctx, next) => {
     if (ctx.msg.text.length <= MAX_TEXT) return next();
     // Long chatter in a group is none of the bot's business; a long command or private message gets one line.
-    if (ctx.chat.type === "private" || ctx.msg.text.startsWith("/")) return ctx.reply("⚠️ That message is too long for me. Send one command at a time.");
+    if (ctx.chat.type === "private" || ctx.msg.text.startsWith("/")) return ctx.tell("⚠️ That message is too long for me. Send one command at a time.");
   });
 
   bot.use(startFeature(), depositFeature(), balanceFeature(), historyFeature(), withdrawFeature(), tipFeature(), chequeFeature());
@@ -129,6 +193,14 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   let server: Server | undefined;
   return {
     bot,
+    stats: {
+      get droppedUpdates() {
+        return ordered.stats.dropped;
+      },
+      get inFlight() {
+        return inFlight;
+      },
+    },
     async start() {
       // The calls a start makes are tried again on a network error (a few times, 1 s to 8 s apart): auto-retry no
       // longer does (a message could be sent twice), and a blip must not end the start of the whole process.
@@ -161,7 +233,12 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         await startupCall(() => bot.api.deleteWebhook());
         // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: else
         // the runner writes its errors, whole, to the console, outside the log and its redaction.
-        runner = run(bot, { runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true, retryInterval: 2000 } });
+        // At most maxInFlight updates at once (see MAX_UPDATES_IN_FLIGHT); no timeout: one would free the slot of an
+        // update still being handled, and such handlers would then pile up without bound.
+        runner = run(bot, {
+          runner: { fetch: { allowed_updates: ["message", "callback_query"] }, silent: true, retryInterval: 2000 },
+          sink: { concurrency: maxInFlight },
+        });
         // The runner gives up for good on 401 (a revoked token) and 409 (another process polling, or a webhook set
         // meanwhile), and after retrying getUpdates too long: this edge stops answering, the rest of the process
         // (the engine, payouts, the admin edge) goes on. Unhandled, that rejection would end the whole process.
@@ -174,7 +251,10 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       if (mode === "webhook") {
         const secret = o.webhookSecret ?? o.config.secrets?.telegramWebhookSecret ?? "";
         if (secret.length < 16) throw Object.assign(new Error("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)"), { code: "setup" });
-        const listening = await listenForWebhooks(bot, { host: o.config.telegram.webhookHost, port: o.config.telegram.webhookPort, secret, log });
+        const listening = await listenForWebhooks(bot, {
+          host: o.config.telegram.webhookHost, port: o.config.telegram.webhookPort, secret, log,
+          timeoutMs: o.webhookTimeoutMs ?? WEBHOOK_TIMEOUT_MS, busy: () => inFlight >= maxInFlight,
+        });
         server = listening.server;
         const url = o.config.telegram.webhookUrl;
         if (url) {
@@ -191,6 +271,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     async stop() {
       unsubscribe?.();
       unsubscribe = undefined;
+      outbox?.close();
       if (runner?.isRunning()) await runner.stop();
       if (server) {
         server.closeAllConnections();
@@ -215,12 +296,16 @@ function dedupe(window: number) {
   };
 }
 
-/** The edge's additions to the context: deps, the sender's user key (derived at most once), command ids. */
-function edgeContext(o: EdgeDeps) {
+/** The edge's additions to the context: deps, the sender's user key (derived at most once), command ids, `tell`. */
+function edgeContext(o: EdgeDeps, outbox: GroupOutbox | undefined) {
   const idKey = commandIdKey(o.handleKey);
   return async (ctx: EdgeContext, next: () => Promise<void>) => {
     ctx.deps = o;
     ctx.moved = false;
+    const chat = ctx.chat;
+    ctx.tell = outbox && chat && isGroup(chat)
+      ? async (text) => outbox.post(chat.id, text)
+      : async (text) => void (await ctx.reply(text));
     let key: Promise<string> | undefined;
     ctx.userKey = () => {
       const from = ctx.from;
@@ -241,21 +326,30 @@ function fallbacks(): Composer<EdgeContext> {
   c.chatType("private").on("message", (ctx) =>
     ctx.reply(ctx.msg.text?.startsWith("/") ? "❓ I don't know that command. Send /help for the list." : "❓ I don't understand that. Send /help for what I can do."));
   // In a group only commands meant for this bot get an answer: `/x@other_bot` belongs to another bot.
-  c.chatType(["group", "supergroup"]).on("message:entities:bot_command", (ctx) => {
-    const first = ctx.msg.entities.find((e) => e.type === "bot_command" && e.offset === 0);
-    const addressee = first ? ctx.msg.text.slice(0, first.length).split("@")[1] : undefined;
-    if (!first || (addressee && addressee.toLowerCase() !== ctx.me.username.toLowerCase())) return;
-    return ctx.reply("I only take /tip in groups (as a reply). Talk to me in a private chat for everything else.");
+  c.chatType(["group", "supergroup"]).on("message", (ctx) => {
+    if (!commandForMe(ctx.msg, ctx.me.username)) return;
+    return ctx.tell("I only take /tip in groups (as a reply). Talk to me in a private chat for everything else.");
   });
   c.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "This button is no longer valid." }));
   return c;
 }
 
-/** A button press is answered on the button; anything else in the chat. */
+/** A button press is answered on the button; anything else in the chat (a group's through its outbox). */
 async function answer(ctx: EdgeContext, text: string): Promise<unknown> {
   if (ctx.callbackQuery) return ctx.answerCallbackQuery({ text, show_alert: true });
-  if (ctx.chat) return ctx.reply(text);
+  if (ctx.chat) return ctx.tell ? ctx.tell(text) : ctx.reply(text);
   return undefined;
+}
+
+const isGroup = (chat: { type: string }) => chat.type === "group" || chat.type === "supergroup";
+
+/** A message that starts with a command for this bot: `/x`, or `/x@this_bot` (`/x@other_bot` is another bot's). */
+function commandForMe(m: Message, me: string): boolean {
+  const text = m.text ?? m.caption;
+  const first = (m.entities ?? m.caption_entities)?.find((e) => e.type === "bot_command" && e.offset === 0);
+  if (!text || !first) return false;
+  const addressee = text.slice(0, first.length).split("@")[1];
+  return !addressee || addressee.toLowerCase() === me.toLowerCase();
 }
 
 function updateKind(ctx: EdgeContext): string {

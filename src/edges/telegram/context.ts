@@ -21,6 +21,12 @@ export interface EdgeFlavor {
    * cannot pay twice), and opaque: an HMAC of chat and message ids, never the raw ids themselves.
    */
   commandId(): string;
+  /**
+   * Answers in this update's chat. In a private chat the reply is sent before this resolves (the person's next update
+   * waits for it: one at a time per person). In a group it is handed to the group's outbox and this resolves at once:
+   * a group's replies wait for the group's send budget (~20 a minute), and the update must not wait with them.
+   */
+  tell(text: string): Promise<void>;
   /** Set once the engine has accepted a money command in this update, so the error boundary tells the truth. */
   moved: boolean;
   deps: EdgeDeps;

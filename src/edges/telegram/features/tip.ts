@@ -12,20 +12,22 @@ export function tipFeature(): Composer<EdgeContext> {
   const group = feature.chatType(["group", "supergroup"]);
   const dm = feature.chatType("private");
 
+  // Every answer in the group goes through ctx.tell: the group's outbox, so this update never waits for the group's
+  // send budget (~20 messages a minute).
   group.command("tip", async (ctx) => {
     // An anonymous admin or a channel speaks as a bot account: their money would be someone else's.
-    if (ctx.msg.sender_chat || ctx.from.is_bot) return ctx.reply("Tip as yourself: anonymous admins and channels cannot tip.");
+    if (ctx.msg.sender_chat || ctx.from.is_bot) return ctx.tell("Tip as yourself: anonymous admins and channels cannot tip.");
     const reply = ctx.msg.reply_to_message;
     // In a forum topic every message "replies" to the topic's first message: that is not a choice of receiver.
     const topicStarter = ctx.msg.is_topic_message && reply?.message_id === ctx.msg.message_thread_id;
     const target = topicStarter ? undefined : reply?.from;
-    if (!target) return ctx.reply("Reply to someone's message with /tip <amount> to tip them.");
-    if (target.is_bot || reply?.sender_chat) return ctx.reply("Only people can receive tips.");
+    if (!target) return ctx.tell("Reply to someone's message with /tip <amount> to tip them.");
+    if (target.is_bot || reply?.sender_chat) return ctx.tell("Only people can receive tips.");
     const amount = args(ctx).join(" ");
-    if (!amount) return ctx.reply("How much? Reply with /tip 1000 sats, for example.");
+    if (!amount) return ctx.tell("How much? Reply with /tip 1000 sats, for example.");
     // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
     const shown = parseAmount(amount);
-    if (isRefusal(shown)) return ctx.reply(say.refusal(shown));
+    if (isRefusal(shown)) return ctx.tell(say.refusal(shown));
     const { relay, identity } = ctx.deps;
     const from = await ctx.userKey();
     // The sender first: the receiver's key costs an argon2id derivation (a quarter of a second of the identity's
@@ -35,15 +37,15 @@ export function tipFeature(): Composer<EdgeContext> {
     // the tipper has is answered "not enough", not "over a limit"; and a tip already sent, redelivered after a restart
     // to a tipper who now has less than its amount, "not enough" instead of "already sent".
     const mine = await relay.balance(from);
-    if (isRefusal(mine)) return ctx.reply(say.refusalInGroup(mine));
-    if (target.id === ctx.from.id) return ctx.reply(say.refusalInGroup(refuse("self_transfer", "You cannot send to yourself.")));
-    if (mine.frozen) return ctx.reply(say.refusalInGroup(refuse("frozen", mine.frozen)));
-    if (shown > mine.available) return ctx.reply(say.refusalInGroup(refuse("insufficient_funds", "")));
+    if (isRefusal(mine)) return ctx.tell(say.refusalInGroup(mine));
+    if (target.id === ctx.from.id) return ctx.tell(say.refusalInGroup(refuse("self_transfer", "You cannot send to yourself.")));
+    if (mine.frozen) return ctx.tell(say.refusalInGroup(refuse("frozen", mine.frozen)));
+    if (shown > mine.available) return ctx.tell(say.refusalInGroup(refuse("insufficient_funds", "")));
     const to = await identity.userKey(target.id);
     const r = await relay.transfer(from, ctx.commandId(), to, amount);
-    if (isRefusal(r)) return ctx.reply(say.refusalInGroup(r));
+    if (isRefusal(r)) return ctx.tell(say.refusalInGroup(r));
     ctx.moved = true;
-    return ctx.reply(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`);
+    return ctx.tell(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`);
   });
 
   dm.command("send", (ctx) => ctx.reply("To send to someone, reply to their message in a group with /tip <amount>, or make a link with /cheque <amount>."));
