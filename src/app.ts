@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Engine } from "./engine.ts";
+import { Engine, pinIdentityInStore, storedIdentityPin } from "./engine.ts";
 import { openStorage, type EngineStorage } from "./storage.ts";
 import { loadSecrets, SetupError } from "./secrets.ts";
-import { Identity, pinIdentity } from "./store/identity.ts";
+import { Identity, identityCheck, pinIdentity } from "./store/identity.ts";
 import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
 import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
 import { InProcessTelegram } from "./edges/chat/transport.ts";
@@ -60,7 +60,15 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
     let engine: Engine;
     try {
+      // Pinned both in the store (it travels in backups: a restore into a new data directory keeps it) and in the data
+      // directory; each is checked before either is recorded, so a refused start leaves neither changed.
+      const check = await identityCheck(identity);
+      const stored = await storedIdentityPin(storage.store);
+      if (stored !== undefined && stored !== check) {
+        throw new SetupError("the identity settings differ from those this store's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original pepper and settings (the store, and each backup of it, holds their check value)");
+      }
       await pinIdentity(identity, config.dataPath);
+      if (stored === undefined) await pinIdentityInStore(storage.store, check);
       engine = await Engine.start({ config, log, storage, rpc });
     } catch (e) {
       await identity.close();

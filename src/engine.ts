@@ -15,7 +15,7 @@ import { EngineRelay } from "./relay.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import { walletJournalKey } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
-import type { StoreOp } from "./store/db.ts";
+import type { EncryptedStore, StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
@@ -148,14 +148,7 @@ export class Engine {
     });
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
-      identityPins: {
-        pin: async (check) => {
-          const pinned = await this.storage.store.get<string>(ENGINE_NS, "identity_pin");
-          if (pinned !== undefined) return pinned === check;
-          await this.storage.store.put(ENGINE_NS, "identity_pin", check);
-          return true;
-        },
-      },
+      identityPins: { pin: (check) => pinIdentityInStore(this.storage.store, check) },
       addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey), ownerOf: (address) => this.watcher.ownerOf(address) },
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
@@ -679,6 +672,23 @@ export class Engine {
 
 /** Engine-wide switches in the store. */
 const ENGINE_NS = "engine";
+
+/** The identity settings' check value pinned in the engine's store, if any (see pinIdentityInStore). */
+export function storedIdentityPin(store: EncryptedStore): Promise<string | undefined> {
+  return store.get<string>(ENGINE_NS, "identity_pin");
+}
+
+/**
+ * Pins the identity settings' check value (store/identity.ts, identityCheck) to the engine's store: the first caller's
+ * is recorded; true when `check` is (now) the pinned one. The store travels in backups, so a restore into a new data
+ * directory keeps the pin, where the data directory's own (pinIdentity) would start afresh.
+ */
+export async function pinIdentityInStore(store: EncryptedStore, check: string): Promise<boolean> {
+  const pinned = await storedIdentityPin(store);
+  if (pinned !== undefined) return pinned === check;
+  await store.put(ENGINE_NS, "identity_pin", check);
+  return true;
+}
 const DRAIN_TEXT = "This service is winding down: deposits are closed and no new wallets are opened. Your balance is safe — take it out with /withdraw.";
 const RECONCILING = "restored from a backup: reconciling with the chain before paying anything";
 

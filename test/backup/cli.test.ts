@@ -3,7 +3,7 @@
 // engine: the store is read directly), and restore's refusals with their exit codes and messages.
 import t from "tap";
 import { runigun } from "../support/cli.ts";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { startEngine } from "../../src/app.ts";
@@ -67,6 +67,11 @@ t.test("runigun backup (online and offline) and runigun restore, with their refu
   const usage = await runigun(["restore"], env);
   t.equal(usage.code, 1);
   t.match(usage.out, /usage: runigun restore ARCHIVE \[SEGMENTS_DIR\]/);
+
+  // The restored store with another pepper (a lost or regenerated secret): refused, not every user a new empty wallet;
+  // the new data directory's own pin is not written by the refused start.
+  await t.rejects(startEngine(loadConfig({ env: { ...env2, RUNIGUN_PEPPER: randomBytes(32).toString("hex") } }), silentLogger), { message: /identity settings differ from those this store's wallets were made with/ });
+  t.notOk(existsSync(join(dir, "data2", "identity.pin")), "nothing pinned by the refused start");
 
   // The restored store starts: it reconciles with the chain and serves the wallet as it was.
   const r2 = await startEngine(loadConfig({ env: env2 }), silentLogger);
