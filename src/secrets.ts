@@ -59,7 +59,8 @@ export function loadSecrets(config: Config, log: Logger): EngineSecrets {
       }
     }
   }
-  const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}) });
+  // The store's path: for a store that exists, a missing key file must be restored, never made anew.
+  const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}), storePath: join(config.dataPath, "store") });
   const passFile = dev && !s.walletPassphrase ? devFile(join(config.dataPath, "wallet.passphrase"), 24, log, "node wallet passphrase") : undefined;
   const walletPassphrase = s.walletPassphrase ?? (passFile ? readSecretFile(passFile, "wallet passphrase") : undefined);
   return { keyring, pepper, handleKey, ...(walletPassphrase ? { walletPassphrase } : {}) };

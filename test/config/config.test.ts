@@ -2,6 +2,8 @@ import t from "tap";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, envName, defaultConfigDir } from "../../src/config.ts";
+import { loadSecrets } from "../../src/secrets.ts";
+import { silentLogger } from "../../src/log.ts";
 
 t.test("defaults load, the network file applies, env overrides by documented names", async (t) => {
   const c = loadConfig({ env: {} });
@@ -63,4 +65,14 @@ t.test("secrets come only from the environment and from private files", async (t
   t.equal(loadConfig({ env: { RUNIGUN_PEPPER: "p" } }).secrets.pepper, "p");
   writeFileSync(join(dir, "regtest.json"), JSON.stringify({ telegram: { token: "leak" } }));
   t.throws(() => loadConfig({ env: {}, configDir: dir }), /secrets are not read from config files/);
+});
+
+t.test("a missing master key file for a store that exists: restore it, never 'create one' (a new key opens nothing)", async (t) => {
+  const dir = t.testdir({ store: {} });
+  const env = {
+    RUNIGUN_NETWORK: "signet", RUNIGUN_DATA_DIR: dir, RUNIGUN_MASTER_KEY_FILE: join(dir, "master.key"),
+    RUNIGUN_PEPPER: "p".repeat(32), RUNIGUN_EDGE_KEY: "e".repeat(64),
+  };
+  t.throws(() => loadSecrets(loadConfig({ env }), silentLogger), { message: /does not exist, but the store at .* was sealed with it: restore it from your offline copy/ });
+  t.throws(() => loadSecrets(loadConfig({ env: { ...env, RUNIGUN_DATA_DIR: join(dir, "new") } }), silentLogger), { message: /create one with "runigun keys generate/ }, "no store yet: a new key is the advice");
 });
