@@ -37,7 +37,7 @@ export interface ChequePort {
   create(userKey: string, id: string, amount: bigint): Promise<Result<Cheque>>;
   claim(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
   revoke(userKey: string, code: string): Promise<Result<{ amount: bigint }>>;
-  mine(userKey: string): Promise<MyChequeView[]>;
+  mine(userKey: string): Promise<{ cheques: MyChequeView[]; more: number }>;
 }
 
 export interface RelayOptions {
@@ -230,9 +230,9 @@ export class EngineRelay implements Relay {
     return this.#withBalance(userKey, await this.#o.cheques.revoke(userKey, code));
   }
 
-  async myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[] }>> {
+  async myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[]; more: number }>> {
     if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
-    return { cheques: await this.#o.cheques.mine(userKey) };
+    return this.#o.cheques.mine(userKey);
   }
 
   /** See Relay.onNotification: the first edge to subscribe releases the held notices, to every listener there is. */

@@ -77,8 +77,11 @@ export interface Relay {
   createCheque(userKey: string, id: string, amount: string): Promise<Result<Cheque>>;
   claimCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
   revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
-  /** The user's own cheques that can still be claimed, newest first, with their codes (to share again or revoke). */
-  myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[] }>>;
+  /**
+   * The user's own cheques that can still be claimed, newest first, with their codes (to share again or revoke): the
+   * newest that fit one message, and how many older ones there are besides.
+   */
+  myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[]; more: number }>>;
   /**
    * Subscribes to notifications; returns an unsubscribe function. Notices made while no edge listens are held, and
    * given to every listener there is when the first one that delivers them subscribes. `observer`: a listener that only

@@ -85,10 +85,14 @@ export class ChequeService implements ChequePort, TransferSink {
     return { code, amount: created.amount, expiresAt: created.expiresAt };
   }
 
-  /** The creator's cheques that can still be claimed (or are waiting for their funds), newest first, with their codes. */
-  async mine(userKey: string): Promise<MyChequeView[]> {
-    const mine = await this.#ask<MyCheque[]>((reply) => ({ type: "mine", creator: userKey, now: this.#now(), limit: MINE_LIMIT, reply }));
-    return mine.map((c) => ({ amount: c.amount, expiresAt: c.expiresAt, funded: c.funded, code: c.id === undefined ? undefined : this.#code(userKey, c.id) }));
+  /**
+   * The creator's cheques that can still be claimed (or are waiting for their funds), newest first, with their codes:
+   * at most `MINE_LIMIT` (one chat message), and how many older ones are not shown.
+   */
+  async mine(userKey: string): Promise<{ cheques: MyChequeView[]; more: number }> {
+    const mine = await this.#ask<{ cheques: MyCheque[]; total: number }>((reply) => ({ type: "mine", creator: userKey, now: this.#now(), limit: MINE_LIMIT, reply }));
+    const cheques = mine.cheques.map((c) => ({ amount: c.amount, expiresAt: c.expiresAt, funded: c.funded, code: c.id === undefined ? undefined : this.#code(userKey, c.id) }));
+    return { cheques, more: mine.total - cheques.length };
   }
 
   async claim(userKey: string, code: string) {

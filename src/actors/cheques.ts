@@ -44,8 +44,8 @@ export type ChequeEvent =
 export type ChequeCommand =
   /** Answers the cheque as it stands: as it was made, when the same command comes again later. */
   | { type: "create"; hash: string; creator: string; id: string; amount: bigint; expiresAt: number; now: number; reply: Reply<{ amount: bigint; expiresAt: number } | Refusal> }
-  /** A creator's cheques that can still be claimed or funded, newest first (at most `limit`). */
-  | { type: "mine"; creator: string; now: number; limit: number; reply: Reply<MyCheque[]> }
+  /** A creator's cheques that can still be claimed or funded, newest first (at most `limit`), and how many there are. */
+  | { type: "mine"; creator: string; now: number; limit: number; reply: Reply<{ cheques: MyCheque[]; total: number }> }
   | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
   | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
@@ -177,7 +177,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
               mine.push({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id });
             }
           }
-          cmd.reply(mine.reverse().slice(0, cmd.limit));
+          cmd.reply({ cheques: mine.reverse().slice(0, cmd.limit), total: mine.length });
           return s;
         }
         case "create": {

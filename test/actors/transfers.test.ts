@@ -10,6 +10,7 @@ import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
 import { TransferCourier, gathered } from "../../src/actors/transfers.ts";
 import { ChequeService } from "../../src/actors/cheque.service.ts";
+import { myCheques as myChequesText } from "../../src/edges/telegram/render.ts";
 import { FinishedCheques } from "../../src/actors/cheques.ts";
 import { silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
@@ -199,7 +200,7 @@ t.test("a creator's cheque list: each open cheque's link again (the same code), 
   wiring.courier = { deliver: (...a: Parameters<TransferCourier["deliver"]>) => (held ? held.push(a) : courier.deliver(...a)) } as TransferCourier;
   await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
   await registry.send("u_bob", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
-  t.same(await cheques.mine("u_alice"), [], "none yet");
+  t.same(await cheques.mine("u_alice"), { cheques: [], more: 0 }, "none yet");
   const made: string[] = [];
   for (const [id, amount] of [["c1", 1_000n], ["c2", 2_000n], ["c3", 3_000n]] as const) {
     const c = await cheques.create("u_alice", id, amount);
@@ -214,25 +215,25 @@ t.test("a creator's cheque list: each open cheque's link again (the same code), 
   const late = await cheques.create("u_alice", "c4", 5_000n);
   if (isRefusal(late)) throw new Error(late.message);
   await courier.settled();
-  t.match(await cheques.mine("u_alice"), [
+  t.match((await cheques.mine("u_alice")).cheques, [
     { amount: 5_000n, funded: false, code: late.code },
     { amount: 3_000n, funded: true, code: made[2] }, { amount: 2_000n, funded: true, code: made[1] }, { amount: 1_000n, funded: true, code: made[0] },
   ], "the creator's own, newest first, with their codes; the one whose funds have not arrived says so");
-  t.same((await cheques.mine("u_bob")).map((c) => c.code), [bobs.code], "never someone else's");
+  t.same((await cheques.mine("u_bob")).cheques.map((c) => c.code), [bobs.code], "never someone else's");
   for (const a of held) courier.deliver(...a);
   held = undefined;
   await courier.settled();
-  t.match((await cheques.mine("u_alice"))[0], { code: late.code, funded: true }, "funded once its transfer arrives");
+  t.match((await cheques.mine("u_alice")).cheques[0], { code: late.code, funded: true }, "funded once its transfer arrives");
 
   t.match(await cheques.claim("u_bob", made[0]!), { amount: 1_000n });
   t.match(await cheques.revoke("u_alice", made[1]!), { amount: 2_000n });
   await cheques.settled();
-  t.same((await cheques.mine("u_alice")).map((c) => c.code), [late.code, made[2]], "claimed and revoked ones leave the list");
+  t.same((await cheques.mine("u_alice")).cheques.map((c) => c.code), [late.code, made[2]], "claimed and revoked ones leave the list");
   const replayed = new ActorSystem(journal);
   t.teardown(() => replayed.shutdown());
-  t.same((await new ChequeService({ system: replayed, registry, log: silentLogger, ...book }).mine("u_alice")).map((c) => c.code), [late.code, made[2]], "the same after a replay");
+  t.same((await new ChequeService({ system: replayed, registry, log: silentLogger, ...book }).mine("u_alice")).cheques.map((c) => c.code), [late.code, made[2]], "the same after a replay");
   now += 3601_000;
-  t.same(await cheques.mine("u_alice"), [], "expired ones too (they go back to their creator)");
+  t.same(await cheques.mine("u_alice"), { cheques: [], more: 0 }, "expired ones too (they go back to their creator)");
 });
 
 t.test("a cheque payout its payee's wallet does not take at once is sent again later, and paid once", async (t) => {
@@ -357,6 +358,20 @@ t.test("a creator may have so many cheques nobody has claimed; claimed, revoked 
   t.match(await make("d"), { amount: 1_000n }, "expired ones do not count either");
   await cheques.settled();
   t.match(await registry.read("u_alice", "balance", {}), { available: 96_000n }, "four made, each funded once; the refused one took nothing");
+});
+
+t.test("a creator's cheque list shows the newest that fit one message and says how many more there are", async (t) => {
+  const { store, system, registry, wiring } = await chequeWallets(t);
+  const cheques = new ChequeService({
+    system, registry, log: silentLogger, ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p, d) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10,
+  });
+  wiring.courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  for (let i = 0; i < 23; i++) if (isRefusal(await cheques.create("u_alice", `c${i}`, 100n))) throw new Error("not made");
+  await wiring.courier.settled();
+  const mine = await cheques.mine("u_alice");
+  t.same([mine.cheques.length, mine.more], [20, 3], "twenty shown, three more counted");
+  t.match(myChequesText(mine.cheques, (c) => c, mine.more), /…and 3 older ones, shown here once newer ones are claimed, revoked or expired\.$/);
 });
 
 t.test("a claim the cheque book does not answer in time is told it may still be done (never 'nothing was moved'); it is, once", async (t) => {

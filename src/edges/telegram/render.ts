@@ -126,7 +126,7 @@ export function cheque(c: Cheque, link: string): string {
 }
 
 /** A creator's open cheques, each with its link (`link(code)`) and how to take it back. */
-export function myCheques(cheques: readonly MyChequeView[], link: (code: string) => string): string {
+export function myCheques(cheques: readonly MyChequeView[], link: (code: string) => string, more = 0): string {
   if (cheques.length === 0) return "You have no open cheques. /cheque <amount> makes one.";
   const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   const lines = cheques.map((c) => {
@@ -135,7 +135,8 @@ export function myCheques(cheques: readonly MyChequeView[], link: (code: string)
     if (c.code === undefined) return `${head}\n  (made before links could be shown again; unclaimed, it comes back to you when it expires)`;
     return `${head}\n  ${link(c.code)}\n  take it back: /cheque revoke ${c.code}`;
   });
-  return `🧾 Your open cheques (newest first):\n\n${lines.join("\n\n")}`;
+  const rest = more > 0 ? `\n\n…and ${more} older ${more === 1 ? "one" : "ones"}, shown here once newer ones are claimed, revoked or expired.` : "";
+  return `🧾 Your open cheques (newest first):\n\n${lines.join("\n\n")}${rest}`;
 }
 
 export function chequeClaimed(amount: bigint, b: BalanceView): string {

@@ -24,7 +24,7 @@ export function chequeFeature(): Composer<EdgeContext> {
     if (words[0]?.toLowerCase() === "list") {
       const r = await relay.myCheques(userKey);
       if (isRefusal(r)) return ctx.reply(say.refusal(r));
-      return ctx.reply(say.myCheques(r.cheques, link));
+      return ctx.reply(say.myCheques(r.cheques, link, r.more));
     }
     const amount = words.join(" ");
     if (!amount) return ctx.reply("How much? /cheque 0.001 BTC or /cheque 100k sats");
