@@ -81,7 +81,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.notMatch(wallet.body, /chatHandle/, "never a chat handle");
   t.equal((await call(port, ca, "/wallets/not-a-key", { client: cert, totp: code() })).status, 400, "bad input is refused by the schema");
   t.equal((await call(port, ca, `/wallets/${userKey}/freeze`, { client: cert, totp: code(), method: "POST", body: { reason: "x" } })).status, 400, "a reason is required");
-  const log = JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as { entries: Array<{ operator: string; action: string; reason: string; outcome?: string }> };
+  const log = JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as { entries: Array<{ operator: string; action: string; target?: string; reason: string; outcome?: string }> };
   t.match(log.entries.find((e) => e.action === "freeze"), { operator: "alice", reason: "suspicious login reported by the user" });
   t.match(log.entries.find((e) => e.action === "freeze:outcome"), { outcome: "done" });
   // Found by a review: an outcome that could not be recorded turned a done action into "internal error; nothing was
@@ -155,8 +155,24 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal((await call(port, ca, "/audit?limit=2", { client: cert, totp: code() })).status, 200, "a number in a query string is still read");
   t.equal((await call(port, ca, "/audit?limit=two", { client: cert, totp: code() })).status, 400);
 
-  await operators.revoke("alice");
+  // Revoked online, by another operator, while the engine runs; never the last one.
+  const last = await call(port, ca, "/operators/alice/revoke", { client: cert, totp: code(), method: "POST", body: { reason: "laptop stolen" } });
+  t.equal(last.status, 409, "the last active operator is not revoked online");
+  t.match(last.body, /last active operator/);
+  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob" });
+  const bobCert = readPem(join(pki, "operators"), "bob");
+  const bobOp = (await operators.get(bob.fingerprint))!;
+  const bobCode = () => {
+    now += 30_000;
+    return totpFor(bobOp).generate({ timestamp: now });
+  };
+  t.equal((await call(port, ca, "/operators/nobody/revoke", { client: bobCert, totp: bobCode(), method: "POST", body: { reason: "laptop stolen" } })).status, 409, "no such operator");
+  const revoked = await call(port, ca, "/operators/alice/revoke", { client: bobCert, totp: bobCode(), method: "POST", body: { reason: "laptop stolen" } });
+  t.equal(revoked.status, 200, revoked.body);
+  t.same(JSON.parse(revoked.body), { revoked: "alice" });
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");
+  const trail = (JSON.parse((await call(port, ca, "/audit", { client: bobCert, totp: bobCode() })).body) as typeof log).entries;
+  t.ok(trail.some((e) => e.action === "revoke-operator" && e.operator === "bob" && e.target === "alice" && e.reason === "laptop stolen"), "audited");
   const again = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
   t.not(again.fingerprint, alice.fingerprint, "once revoked, the name can be given a new certificate");
 

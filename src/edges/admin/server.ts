@@ -10,7 +10,7 @@ import { Type } from "@sinclair/typebox";
 import type { Config } from "../../config.ts";
 import { bindAllowed } from "../../config.ts";
 import type { Logger } from "../../log.ts";
-import { isRefusal, type Refusal } from "../../domain/refusals.ts";
+import { isRefusal, refuse, type Refusal } from "../../domain/refusals.ts";
 import type { AuditLog } from "./audit.ts";
 import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
@@ -149,7 +149,32 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     return r;
   };
 
+  /** One revocation at a time: two operators revoking each other at once must not leave nobody. */
+  let revoking: Promise<unknown> = Promise.resolve();
+  const revokeOperator = (name: string): Promise<{ revoked: string } | Refusal> => {
+    const turn = revoking.then(async () => {
+      const active = (await o.operators.list()).filter((op) => !op.revoked);
+      if (!active.some((op) => op.name === name)) return refuse("not_found", `No active operator ${name}.`);
+      if (active.every((op) => op.name === name)) {
+        return refuse("not_allowed", `${name} is the last active operator: revoking it here would lock every operator out. Add another first (runigun keys operator add NAME), or revoke it with the engine stopped (runigun keys operator revoke ${name}).`);
+      }
+      await o.operators.revoke(name);
+      return { revoked: name };
+    });
+    revoking = turn.catch(() => undefined);
+    return turn;
+  };
+
   const actions: FastifyPluginAsync = async (f) => {
+    // A lost or compromised operator certificate, revoked while the engine runs: refused from the next request on
+    // (every request reads the operator's record), console sessions included.
+    f.post("/operators/:name/revoke", { schema: { params: Type.Object({ name: Type.String({ pattern: "^[a-z][a-z0-9_-]{1,31}$" }) }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
+      async (req, reply) => {
+        const { name } = req.params as { name: string };
+        const r = await act(req, "revoke-operator", name, (req.body as { reason: string }).reason, () => revokeOperator(name));
+        if (!isRefusal(r)) log.warn({ operator: req.operator!.name, revoked: name }, "an operator's certificate was revoked");
+        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+      });
     f.post("/wallets/:userKey/freeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
       async (req, reply) => {
         const { userKey } = req.params as { userKey: string };
