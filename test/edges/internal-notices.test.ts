@@ -1,6 +1,7 @@
 // The engine's notice stream to a bot process: notices made while no bot is connected (it connects after the engine
 // is up, or reconnects after a restart) are kept and sent to the next one that connects, over the real TLS link.
 import t from "tap";
+import { request } from "node:https";
 import { RemoteRelay } from "../../src/edges/internal/client.ts";
 import { buildInternalEdge, listenInternal } from "../../src/edges/internal/server.ts";
 import { createCA, issue } from "../../src/tls/certs.ts";
@@ -42,4 +43,52 @@ t.test("a notice made before the bot connects reaches it once it does", async (t
   await both;
   t.same(got, [notice, later], "delivered in order, amounts as bigints");
   t.same(observed, [notice, later], "an observer sees them too, once");
+});
+
+t.test("a bot that stops reading its notice stream: the stream is closed once too much waits for it, and later notices are held for the next connection", async (t) => {
+  const ca = await createCA("internal-test");
+  const server = await issue(ca, { name: "engine", kind: "server", hosts: ["localhost", "127.0.0.1"] });
+  const client = await issue(ca, { name: "bot", kind: "client" });
+  const listeners = new Set<(n: Notification) => void>();
+  const relay = {
+    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
+    onNotification: (l: (n: Notification) => void) => (listeners.add(l), () => listeners.delete(l)),
+  } as unknown as Relay;
+  const app = await buildInternalEdge({ relay, log: silentLogger, tls: { key: server.key, cert: server.cert, ca: ca.cert }, maxStreamBufferBytes: 64 * 1024 });
+  const config = loadConfig({ env: {}, overrides: {} });
+  const port = await listenInternal(app, { ...config, internal: { ...config.internal, host: "127.0.0.1", port: 0 } });
+  t.teardown(() => app.close());
+  // A reader that connects, reads the greeting, and then reads nothing more.
+  let greeted!: () => void;
+  const connected = new Promise<void>((r) => (greeted = r));
+  const closed = new Promise<void>((resolve) => {
+    const req = request({ host: "127.0.0.1", port, path: "/relay/notifications", key: client.key, cert: client.cert, ca: ca.cert, servername: "localhost" }, (res) => {
+      res.once("data", () => {
+        res.pause();
+        greeted();
+      });
+      res.on("close", resolve);
+      res.on("error", () => resolve());
+    });
+    req.on("error", () => resolve());
+    req.end();
+  });
+  await connected;
+  const notice: Notification = { userKey: "u_aaaaaaaaaaaa", chatHandle: "a sealed handle", notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } };
+  let ended = false;
+  void closed.then(() => (ended = true));
+  // Bounded: 100,000 notices of ~250 bytes are far more than the socket buffers and the 64 KB allowed.
+  for (let i = 0; i < 100 && !ended; i++) {
+    for (let j = 0; j < 1000; j++) for (const l of listeners) l(notice);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  t.ok(ended, "the stalled stream was closed");
+  const later: Notification = { ...notice, notice: { kind: "deposit_seen", amount: 1n, txid: "cd".repeat(32) } };
+  for (const l of listeners) l(later);
+  const remote = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
+  t.teardown(() => remote.close());
+  // What came after the close (the rest of that burst, then `later`) was held for it, oldest first.
+  const got: Notification[] = [];
+  await new Promise<void>((resolve) => remote.onNotification((n) => void (got.push(n), n.notice.kind === "deposit_seen" && resolve())));
+  t.same(got.at(-1), later, "the next bot to connect gets what came after, in order");
 });

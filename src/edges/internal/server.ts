@@ -14,6 +14,11 @@ export interface InternalEdgeOptions {
   relay: Relay;
   log: Logger;
   tls: { key: string; cert: string; ca: string };
+  /**
+   * Notice bytes waiting for a bot that does not read its stream (stalled, its network gone quiet) before that stream
+   * is closed (default 8 MB): the bot reconnects, and notices are held for it meanwhile, as when none is connected.
+   */
+  maxStreamBufferBytes?: number;
 }
 
 export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
@@ -40,8 +45,16 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
   const streams = new Set<ServerResponse>();
   // Notices made while no bot is connected (it connects after the engine is up, or reconnects): kept for the next.
   const held = new Held<string>(10_000);
+  const maxBuffered = o.maxStreamBufferBytes ?? 8 * 1024 * 1024;
   const off = o.relay.onNotification((n) => {
     const line = `data: ${encode(n).toString("utf8")}\n\n`;
+    for (const s of streams) {
+      if (s.writableLength <= maxBuffered) continue;
+      // Without this, every notice would wait in memory for a reader that is not reading, without end.
+      log.warn({ bufferedBytes: s.writableLength }, "a bot is not reading its notice stream: closed (notices are held until it reconnects; those still buffered for it are lost)");
+      streams.delete(s);
+      s.destroy();
+    }
     if (streams.size === 0) {
       if (held.hold(line)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
       return;
