@@ -17,6 +17,7 @@ import { walletJournalKey } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { EncryptedStore, StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
+import { ownerLabel } from "./actors/owner-label.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
 import { pace } from "./pace.ts";
@@ -101,6 +102,7 @@ export class Engine {
     });
     this.node = new NodeGateway({
       config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc,
+      ownerLabel: (address, userKey) => ownerLabel(storage.store, address, userKey),
       ...(config.secrets.walletPassphrase ? { walletPassphrase: config.secrets.walletPassphrase } : {}),
     });
     this.cheques = new ChequeService({

@@ -10,6 +10,7 @@ import { isRefusal } from "../domain/refusals.ts";
 import type { EncryptedStore } from "../store/db.ts";
 import type { WalletRegistry } from "./registry.ts";
 import { POOL_LABEL, type NodeGateway } from "./node.ts";
+import { ownerOfLabel } from "./owner-label.ts";
 
 export interface DepositRecord {
   userKey: string;
@@ -299,12 +300,13 @@ export class DepositWatcher {
    * float, an operator's address) it is no one's: said once per payment.
    */
   async #ownerFromLabel(outpoint: string, address: string, label: string | undefined): Promise<string | undefined> {
-    if (label && label !== POOL_LABEL && USER_KEY.test(label)) {
-      const opened = await this.#o.registry.read(label, "balance", {});
+    const owner = label && label !== POOL_LABEL ? ownerOfLabel(this.#o.store, address, label) : undefined;
+    if (owner) {
+      const opened = await this.#o.registry.read(owner, "balance", {});
       if (!isRefusal(opened)) {
-        await this.recordOwner(address, label);
-        this.#o.log.error({ alert: true, userKey: label }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the deposit: /wallets/<userKey>)");
-        return label;
+        await this.recordOwner(address, owner);
+        this.#o.log.error({ alert: true, userKey: owner }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the deposit: /wallets/<userKey>)");
+        return owner;
       }
     }
     if (this.#known.get(outpoint) !== "unowned") {
@@ -439,7 +441,6 @@ type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
 /** How often a pending deposit is looked for in the node's mempool, at most. */
 const MEMPOOL_CHECK_MS = 30_000;
 /** A user key (identity.ts): what a deposit address's label names once it is handed out. */
-const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
 
 function oneAtATimePerWallet(): Lane {
   const tails = new Map<string, Promise<unknown>>();

@@ -55,6 +55,8 @@ export interface NodeOptions {
   maxWaitMs?: number;
   /** The wallet's passphrase: the wallet is encrypted with it at start and unlocked only inside `signing`. */
   walletPassphrase?: string;
+  /** The node wallet's label of a deposit address handed out to a user (owner-label.ts; default: the user key). */
+  ownerLabel?: (address: string, userKey: string) => string;
 }
 
 export interface NodeStats {
@@ -210,13 +212,13 @@ export class NodeGateway {
     return Promise.all(Array.from({ length: n }, () => this.call<string>("getnewaddress", [label, "bech32"])));
   }
 
-  /** A deposit address from the pool (refilled in the background), labelled with the user key. */
+  /** A deposit address from the pool (refilled in the background), labelled with its owner (sealed: owner-label.ts). */
   async takeDepositAddress(userKey: string): Promise<string> {
     if (this.#pool.length === 0) await this.#refill();
     const address = this.#pool.shift();
     if (!address) throw new NodeUnavailable("no deposit address could be made");
     if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
-    this.call("setlabel", [address, userKey]).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address"));
+    this.call("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey]).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address"));
     return address;
   }
 

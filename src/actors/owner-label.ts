@@ -1,0 +1,31 @@
+// The node wallet's label of a deposit address handed out: its owner, sealed. The node's wallet.dat and RPC keep labels
+// in clear; with the user key as the label, anyone with the node's files could list every user's deposit addresses
+// (and so their coins on chain), which the store's MACed address index exists to prevent. Sealed under the store's
+// data key with the address as associated data (a label moved to another address does not open), it still gives the
+// owner back to the engine when the store's own record of it was lost (a restore from before it was written).
+import type { EncryptedStore } from "../store/db.ts";
+
+const NS = "owner-label";
+const PREFIX = "rg1:";
+const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
+
+/** The label for `address` handed out to `userKey`. */
+export function ownerLabel(store: EncryptedStore, address: string, userKey: string): string {
+  return PREFIX + store.sealValue(NS, address, userKey).toString("base64url");
+}
+
+/**
+ * The owner a label names, or undefined (another label, one that does not open for this address). A label that is a
+ * user key in clear (written before labels were sealed) is read too.
+ */
+export function ownerOfLabel(store: EncryptedStore, address: string, label: string): string | undefined {
+  if (label.startsWith(PREFIX)) {
+    try {
+      const owner = store.openValue<unknown>(NS, address, Buffer.from(label.slice(PREFIX.length), "base64url"));
+      return typeof owner === "string" && USER_KEY.test(owner) ? owner : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return USER_KEY.test(label) ? label : undefined;
+}
