@@ -208,6 +208,11 @@ export class WalletRegistry {
     return this.#entries.has(userKey);
   }
 
+  /** Wallets whose recent crashes are kept (counted against their crash budget): diagnostics and tests. */
+  get crashRecords(): number {
+    return this.#crashes.size;
+  }
+
   get resident(): number {
     return this.#entries.size;
   }
@@ -222,7 +227,7 @@ export class WalletRegistry {
   passivateIdle(now = this.#now()): number {
     // Crash records past their window, and blocks past their time, are forgotten (else one entry per wallet that ever
     // crashed, for as long as the engine runs).
-    for (const [userKey, times] of this.#crashes) if (now - times[times.length - 1]! >= this.#o.crashWindowMs) this.#crashes.delete(userKey);
+    for (const [userKey, times] of this.#crashes) if (times.length === 0 || now - times[times.length - 1]! >= this.#o.crashWindowMs) this.#crashes.delete(userKey);
     for (const [userKey, until] of this.#failedUntil) if (now >= until) this.#failedUntil.delete(userKey);
     let n = 0;
     for (const [userKey, e] of this.#entries) {
@@ -319,7 +324,8 @@ export class WalletRegistry {
     // filling up would stop every busy wallet until the crash window passed, long after the space was freed.
     const storeFault = error instanceof StoreError && error.code === "write_failed";
     if (!storeFault) recent.push(now);
-    this.#crashes.set(userKey, recent);
+    if (recent.length > 0) this.#crashes.set(userKey, recent);
+    else this.#crashes.delete(userKey);
     // The crashing command is answered, never dropped: its effects were not journalled (or, after a write the store
     // could not confirm, may have been: crashRefusal says which).
     if (message) (message.reply as Reply<Refusal>)(crashRefusal(error));

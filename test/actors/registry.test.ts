@@ -101,6 +101,7 @@ t.test("crashes while the disk is full are not the wallet's doing: not counted a
   disk.free();
   t.match(await credit(registry, "u_f", "t9", 5n), { repeated: false }, "space freed: the next credit is taken");
   t.equal(registry.stats.stoppedAfterCrashes, 0, "never stopped");
+  t.equal(registry.crashRecords, 0, "and nothing kept for crashes that did not count");
   t.match(await registry.send("u_f", "balance", {}), { available: 5n });
 });
 

@@ -42,3 +42,19 @@ t.test("where the node stands: /health is not ok while it is in initial block do
   await te.node.rpc("submitblock", [b.hex]);
   t.match(await port.health(), { ok: true, chain: { headersBehind: 0 } }, "caught up");
 });
+
+t.test("bitcoind down: /health and /metrics still answer (not after the node's minute of retries), saying the node cannot be read", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.mine(1);
+  const port = enginePort(te.engine);
+  await te.node.flush();
+  await te.node.kill();
+  // A call to the node now waits for it to come back; the probes must not.
+  const direct = te.engine.node.blockchainInfo().then(() => "node", () => "node");
+  t.equal(await Promise.race([port.health().then(() => "health"), direct]), "health", "/health answered first");
+  t.match(await port.health(), { ok: false, chain: null });
+  t.equal(await Promise.race([port.metrics().then(() => "metrics"), direct]), "metrics", "/metrics too");
+  await te.node.restart();
+  t.equal(await direct, "node");
+});

@@ -53,7 +53,12 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
    * mainnet a tip an hour old or more says the node has stopped hearing of blocks). null when the node cannot say.
    */
   const chainState = async () => {
-    const info = await e.node.blockchainInfo().catch(() => undefined);
+    // Asked only of a node that answers, and for a second at most: a probe must answer while the node is down (a call
+    // to it then waits up to a minute in the node's queue).
+    if (e.node.state !== "ready") return null;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)));
+    const info = await Promise.race([e.node.blockchainInfo().catch(() => undefined), late]).finally(() => clearTimeout(timer));
     if (!info) return null;
     return {
       blocks: info.blocks, headersBehind: Math.max(0, info.headers - info.blocks), initialBlockDownload: info.initialblockdownload,

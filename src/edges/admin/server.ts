@@ -68,7 +68,9 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
     // The route's pattern (`/wallets/:userKey/freeze`), not its URL: no user key beside what failed.
     log.error({ route: req.routeOptions.url ?? "(no route)", method: req.method, operator: req.operator?.name, err: err.message }, "admin request failed");
-    return reply.code(500).send({ error: "internal error; nothing was changed by this request" });
+    // Not "nothing was changed": an action can fail after part of it was written (a full disk after the payout book's
+    // record); the operator looks before trying again.
+    return reply.code(500).send({ error: "internal error: this request may have been applied in part or in full; check its state (and GET /audit) before trying again" });
   });
   const consoleOn = o.config.admin.console.enabled;
   const routes: Array<{ method: string; url: string; schema?: unknown }> = [];
@@ -172,7 +174,8 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       async (req, reply) => {
         const { name } = req.params as { name: string };
         const r = await act(req, "revoke-operator", name, (req.body as { reason: string }).reason, () => revokeOperator(name));
-        if (!isRefusal(r)) log.warn({ operator: req.operator!.name, revoked: name }, "an operator's certificate was revoked");
+        // An alert: one stolen certificate (and its TOTP) could revoke the other operators.
+        if (!isRefusal(r)) log.error({ alert: true, operator: req.operator!.name, revoked: name }, "an operator's certificate was revoked online; if nobody meant to, stop the engine and check the operators (runigun keys operator …)");
         return isRefusal(r) ? reply.code(409).send(send(r)) : r;
       });
     f.post("/wallets/:userKey/freeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
