@@ -480,10 +480,13 @@ export class Engine {
    */
   async #frozenOf(userKeys: string[]): Promise<Set<string>> {
     const held = new Set<string>();
-    await Promise.all(userKeys.map(async (userKey) => {
-      const r = await this.registry.send(userKey, "balance", {}).catch(() => undefined);
-      if (r === undefined || isRefusal(r) || (r as { frozen?: string }).frozen !== undefined) held.add(userKey);
-    }));
+    // 32 wallets asked at a time: thousands queued (a drain) must not activate thousands of wallets at once.
+    for (let i = 0; i < userKeys.length; i += 32) {
+      await Promise.all(userKeys.slice(i, i + 32).map(async (userKey) => {
+        const r = await this.registry.send(userKey, "balance", {}).catch(() => undefined);
+        if (r === undefined || isRefusal(r) || (r as { frozen?: string }).frozen !== undefined) held.add(userKey);
+      }));
+    }
     return held;
   }
 
@@ -512,7 +515,7 @@ export class Engine {
    * Operator, after a restore: which of the queued payouts the incident names as ambiguous (payouts of several wallets
    * alike to an output of an unknown spend: the chain cannot say which it paid) that spend paid. The payout becomes
    * the spend's batch, settled with it as any other; the others alike leave the list once no output alike is left
-   * unexplained (they were not paid, and go out when payouts resume).
+   * unexplained (they were not paid, and go out once payouts resume and an operator unfreezes their wallets).
    */
   async adoptPayout(id: string, txid: string, operator: string): Promise<{ batch: string; ambiguous: string[] } | Refusal> {
     // An adoption the book recorded before a crash (or a failed write) kept the incident from being updated: it is
@@ -546,7 +549,7 @@ export class Engine {
   /**
    * Brings the open restore incident up to date with the payout book: an ambiguous payout the book now holds in a
    * batch adopted from one of the incident's unknown spends is recorded as adopted, and the payouts alike to it leave
-   * the list once no output alike is left unexplained (they were not paid, and go out when payouts resume). Stored
+   * the list once no output alike is left unexplained (they were not paid, and go out once payouts resume and an operator unfreezes their wallets). Stored
    * when it changed. The book is the truth: its adoption and this record are two writes, and a crash between them
    * must not leave payouts paused for good.
    */
