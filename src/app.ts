@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Engine, pinIdentityInStore, storedIdentityPin } from "./engine.ts";
+import { Engine, storedIdentityPin } from "./engine.ts";
 import { openStorage, type EngineStorage } from "./storage.ts";
 import { loadSecrets, SetupError } from "./secrets.ts";
 import { Identity, identityCheck, pinIdentity } from "./store/identity.ts";
@@ -68,8 +68,8 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
         throw new SetupError("the identity settings differ from those this store's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original pepper and settings (the store, and each backup of it, holds their check value)");
       }
       await pinIdentity(identity, config.dataPath);
-      if (stored === undefined) await pinIdentityInStore(storage.store, check);
-      engine = await Engine.start({ config, log, storage, rpc });
+      // The store's pin is written by the engine once backups ship (a write before that would leave a gap in them).
+      engine = await Engine.start({ config, log, storage, rpc, ...(stored === undefined ? { identityPin: check } : {}) });
     } catch (e) {
       await identity.close();
       throw (config.node.managed ? undefined : nodeSetupError(e, rpc.url)) ?? e;

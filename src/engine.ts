@@ -38,6 +38,11 @@ export interface EngineOptions {
   now?: () => number;
   /** Tests: called at each payout pipeline step; a crash test stops the engine there. */
   payoutStep?: (step: PayoutStep) => void;
+  /**
+   * The identity settings' check value to pin in the store when none is (the all-in-one shape; the caller has checked
+   * that a pinned one matches): written once backups ship, so the write is in the segments like any other.
+   */
+  identityPin?: string;
 }
 
 export interface Liabilities {
@@ -66,6 +71,7 @@ export class Engine {
   #closed = false;
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
+  readonly #identityPin: string | undefined;
   #blockWork: Promise<void> = Promise.resolve();
   /** A comparison with the chain after a restore that waits for the node to catch up (see #reconcile). */
   #reconciling: { mark: RestoredMark; sinceBlock: string | undefined } | undefined;
@@ -81,6 +87,7 @@ export class Engine {
     this.config = config;
     this.log = log;
     this.storage = storage;
+    this.#identityPin = o.identityPin;
     this.system = new ActorSystem(storage.journal);
     const w = config.wallet;
     let relay!: EngineRelay;
@@ -209,6 +216,9 @@ export class Engine {
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
+    if (e.#identityPin !== undefined && !(await pinIdentityInStore(store, e.#identityPin))) {
+      throw new Error("the identity settings differ from those this store's wallets were made with (pinned meanwhile by another start)");
+    }
     // A store from before the current format is brought up to it once (wallet records rebuilt, running sums counted).
     const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records, e.log);
     if (upgraded && (upgraded.from > 0 || upgraded.replayed > 0)) e.log.info({ ...upgraded, format: STORE_FORMAT }, "store upgraded: wallet records rebuilt from the journals where needed, balances summed");
