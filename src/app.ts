@@ -117,7 +117,7 @@ function nodeSetupError(e: unknown, url: string): SetupError | undefined {
     // Not a URL: shown as configured.
   }
   if (err.code === "node_unavailable") {
-    return new SetupError(`bitcoind at ${where} is not answering (waited a minute; the log's "bitcoind is unavailable" line has its last error): start it and let it load, or check node.rpcUrl (RUNIGUN_NODE_RPC_URL) and that bitcoind's -rpcbind and -rpcallowip let this host in`);
+    return new SetupError(`bitcoind at ${where} is not answering (waited node.waitForNodeMs; the log's "bitcoind is unavailable" line has its last error): start it and let it load, or check node.rpcUrl (RUNIGUN_NODE_RPC_URL) and that bitcoind's -rpcbind and -rpcallowip let this host in`);
   }
   if (err.code === 401) {
     return new SetupError(`bitcoind at ${where} refused the RPC user and password (401): check node.rpcUser (RUNIGUN_NODE_RPC_USER) and RUNIGUN_NODE_RPC_PASSWORD(_FILE) against bitcoind's -rpcauth`);

@@ -47,6 +47,8 @@ export const ConfigSchema = Obj(
       maxQueue: Int(1),
       batchMax: Int(1, 10_000),
       retries: Int(0, 20),
+      /** How long a call waits for an unavailable bitcoind to come back before it fails (the start's, too). */
+      waitForNodeMs: Int(1000, 3_600_000),
       addressPoolSize: Int(0, 100_000),
       extraArgs: Type.Array(Type.String()),
     }),

@@ -108,7 +108,7 @@ export class Engine {
       },
     });
     this.node = new NodeGateway({
-      config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc,
+      config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc, maxWaitMs: config.node.waitForNodeMs,
       ownerLabel: (address, userKey) => ownerLabel(storage.store, address, userKey),
       ...(config.secrets.walletPassphrase ? { walletPassphrase: config.secrets.walletPassphrase } : {}),
     });
