@@ -143,6 +143,12 @@ t.test("groups: only /tip as a reply; never a balance or an address", async (t) 
   t.equal(api.textsTo(GROUP, quiet).length, 0, "no answer to another bot's command nor to an edit");
   t.match(txt(await say(text(BOB, "/balance"))), /Available: 0\.00001 BTC/, "still credited once");
   t.notMatch(api.textsTo(GROUP).join("\n"), /Available|bcrt1/, "nothing private in the group");
+  // A tip in a forum topic (a reply to someone's message there): answered in that topic, not in the group's General.
+  const topicTip = text(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 90 } });
+  Object.assign(topicTip.message!, { is_topic_message: true, message_thread_id: 55 });
+  const answered = await say(topicTip);
+  t.match(txt(answered), /Tip sent/);
+  t.equal(answered.params.message_thread_id, 55, "answered in the topic it was asked in");
 });
 
 t.test("rate limit per user, and 429s from Telegram are retried", async (t) => {

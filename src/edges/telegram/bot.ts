@@ -304,7 +304,17 @@ function edgeContext(o: EdgeDeps, outbox: GroupOutbox | undefined) {
     ctx.moved = false;
     const chat = ctx.chat;
     ctx.tell = outbox && chat && isGroup(chat)
-      ? async (text) => outbox.post(chat.id, text)
+      ? async (text, t) => {
+        // In a forum topic, the answer goes to that topic (as ctx.reply would send it).
+        const threadId = ctx.msg?.is_topic_message ? ctx.msg.message_thread_id : undefined;
+        const from = ctx.from;
+        // Money moved: its answer is never lost to a full outbox; the person is told in private instead.
+        const otherwise = t?.moved && from ? () => {
+          const where = "title" in chat && chat.title ? chat.title : "the group";
+          ctx.api.sendMessage(from.id, `${text} (in ${where})`).catch((e: unknown) => o.log.warn({ err: errorSummary(e) }, "a group answer that money moved could be sent neither in the group nor in private"));
+        } : undefined;
+        outbox.post(chat.id, text, { ...(threadId !== undefined ? { threadId } : {}), ...(otherwise ? { otherwise } : {}) });
+      }
       : async (text) => void (await ctx.reply(text));
     let key: Promise<string> | undefined;
     ctx.userKey = () => {

@@ -25,8 +25,10 @@ export interface EdgeFlavor {
    * Answers in this update's chat. In a private chat the reply is sent before this resolves (the person's next update
    * waits for it: one at a time per person). In a group it is handed to the group's outbox and this resolves at once:
    * a group's replies wait for the group's send budget (~20 a minute), and the update must not wait with them.
+   * `moved`: the answer says money moved; in a group whose outbox is full it is sent to the person in private, never
+   * dropped (unanswered, they would send the command again: a new command, paid twice).
    */
-  tell(text: string): Promise<void>;
+  tell(text: string, o?: { moved?: boolean }): Promise<void>;
   /** Set once the engine has accepted a money command in this update, so the error boundary tells the truth. */
   moved: boolean;
   deps: EdgeDeps;

@@ -16,10 +16,27 @@ export const GROUP_OUTBOX_SIZE = 5;
 /** Replies waiting in all groups together: a bound on memory however many groups are busy at once. */
 export const ALL_OUTBOXES_SIZE = 5_000;
 
+interface Reply {
+  text: string;
+  /** The forum topic the update came from: the reply goes there, not to the group's General topic. */
+  threadId: number | undefined;
+}
+
 interface GroupBox {
-  waiting: string[];
+  waiting: Reply[];
   dropped: number;
   merged: number;
+}
+
+/** How a reply that must not be lost is handled when the group's outbox cannot take it. */
+export interface PostOptions {
+  threadId?: number;
+  /**
+   * The reply says money moved (a tip sent): it is never merged with another (each tipper's own) nor dropped; when the
+   * outbox is full this is called instead (the edge tells the tipper in private), so that nobody sends it again for
+   * want of an answer.
+   */
+  otherwise?: () => void;
 }
 
 export class GroupOutbox {
@@ -28,7 +45,7 @@ export class GroupOutbox {
   readonly #boxes = new Map<number, GroupBox>();
   #waiting = 0;
   #closed = false;
-  readonly stats = { queued: 0, sent: 0, dropped: 0, merged: 0, failed: 0 };
+  readonly stats = { queued: 0, sent: 0, dropped: 0, merged: 0, failed: 0, redirected: 0 };
 
   constructor(api: Api, log: Logger) {
     this.#api = api;
@@ -36,22 +53,35 @@ export class GroupOutbox {
   }
 
   /** Queues `text` for group `chatId` and returns at once (the reply goes out when the group's budget allows). */
-  post(chatId: number, text: string): void {
-    if (this.#closed) return;
+  post(chatId: number, text: string, o: PostOptions = {}): void {
+    const full = () => {
+      if (o.otherwise) {
+        this.stats.redirected++;
+        o.otherwise();
+        return true;
+      }
+      return false;
+    };
+    if (this.#closed) {
+      full();
+      return;
+    }
     let box = this.#boxes.get(chatId);
     if (!box) {
       box = { waiting: [], dropped: 0, merged: 0 };
       this.#boxes.set(chatId, box);
       void this.#pump(chatId, box);
     }
-    if (box.waiting.includes(text)) {
+    const threadId = o.threadId;
+    if (!o.otherwise && box.waiting.some((r) => r.text === text && r.threadId === threadId)) {
       box.merged++;
       this.stats.merged++;
     } else if (box.waiting.length >= GROUP_OUTBOX_SIZE || this.#waiting >= ALL_OUTBOXES_SIZE) {
+      if (full()) return;
       box.dropped++;
       this.stats.dropped++;
     } else {
-      box.waiting.push(text);
+      box.waiting.push({ text, threadId });
       this.#waiting++;
       this.stats.queued++;
     }
@@ -72,13 +102,13 @@ export class GroupOutbox {
     // Posted replies are pushed right after this starts: begin on the next turn.
     await Promise.resolve();
     while (!this.#closed) {
-      const text = box.waiting.shift();
-      if (text === undefined) break;
+      const reply = box.waiting.shift();
+      if (reply === undefined) break;
       this.#waiting--;
       // A group that never quiets down is reported as it goes, not only when its outbox empties.
       if (box.dropped + box.merged >= 100) this.#report(box);
       try {
-        await this.#api.sendMessage(chatId, text);
+        await this.#api.sendMessage(chatId, reply.text, reply.threadId === undefined ? undefined : { message_thread_id: reply.threadId });
         this.stats.sent++;
       } catch (e) {
         this.stats.failed++;

@@ -45,7 +45,7 @@ export function tipFeature(): Composer<EdgeContext> {
     const r = await relay.transfer(from, ctx.commandId(), to, amount);
     if (isRefusal(r)) return ctx.tell(say.refusalInGroup(r));
     ctx.moved = true;
-    return ctx.tell(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`);
+    return ctx.tell(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`, { moved: true });
   });
 
   dm.command("send", (ctx) => ctx.reply("To send to someone, reply to their message in a group with /tip <amount>, or make a link with /cheque <amount>."));
