@@ -8,7 +8,7 @@ import type { Update } from "grammy/types";
 import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
 import { startTestEngine } from "../support/engine.ts";
 import { buildTelegramEdge, SOMETHING_WRONG, SOMETHING_WRONG_AFTER } from "../../src/edges/telegram/bot.ts";
-import { refusalInGroup } from "../../src/edges/telegram/render.ts";
+import { balance, refusalInGroup } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -153,6 +153,13 @@ t.test("a refusal said in a group never tells the state of anyone's wallet", asy
   const frozen = refusalInGroup(refuse("frozen", "This wallet is frozen by an operator: suspicious login"));
   t.notMatch(frozen, /frozen|operator|suspicious/i, frozen);
   t.match(frozen, /private chat/);
+});
+
+t.test("a frozen wallet's balance says it is frozen, not the freeze's reason (written for operators: after a restore it names other users' transactions)", async (t) => {
+  const txid = "ab".repeat(32);
+  const shown = balance({ available: 1n, pending: 0n, reserved: 0n, frozen: `restored from a backup: spend ${txid} is not in the restored books and may have paid this wallet's money` });
+  t.match(shown, /Frozen for review/);
+  t.notMatch(shown, /[0-9a-f]{64}|restored|spend/, shown);
 });
 
 t.test("a notice whose sendMessage Telegram took but whose answer was lost (the network cut) is not sent again: never twice", async (t) => {

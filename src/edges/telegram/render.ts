@@ -72,7 +72,9 @@ export function balance(b: BalanceView & { frozen?: string }): string {
     `Pending: ${btc(b.pending)}`,
     `Reserved: ${btc(b.reserved)}`,
   ];
-  if (b.frozen) lines.push(`🧊 Frozen by an operator: ${oneLine(b.frozen)}`);
+  // Not the freeze's own reason: written for operators, it can name what is not this user's (after a restore, the
+  // transactions of other users' withdrawals).
+  if (b.frozen) lines.push("🧊 Frozen for review: withdrawals and sending are paused until support has looked. Deposits are still credited. Contact support.");
   return lines.join("\n");
 }
 
