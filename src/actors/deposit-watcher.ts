@@ -222,7 +222,8 @@ export class DepositWatcher {
         if (amount < dust) {
           if (this.#known.get(outpoint) !== "ignored_dust") {
             this.stats.ignoredDust++;
-            this.#o.log.warn({ userKey: owner, sats: amount.toString() }, "deposit below the dust limit not credited");
+            // No amount beside the user key: with the line's time, it would point at the output on chain (GET /deposits has it).
+            this.#o.log.warn({ userKey: owner }, "deposit below the dust limit not credited (GET /deposits?status=ignored_dust)");
             await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: "ignored_dust", confirmations: tx.confirmations, seenAt: Date.now() });
           }
           return;
@@ -327,7 +328,7 @@ export class DepositWatcher {
     const owner = await this.ownerOf(address);
     if (!owner) return;
     this.#known.set(outpoint, "coinbase");
-    this.#o.log.error({ alert: true, userKey: owner, sats: btcNumberToSats(btc).toString() }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user (the output: listsinceblock, category immature, for the wallet's addresses)");
+    this.#o.log.error({ alert: true, userKey: owner }, "a coinbase output pays a user's deposit address; it is not credited (mined coins are not taken as deposits): settle it with the user (the output: listsinceblock, category immature, for the wallet's addresses)");
   }
 
   /**
