@@ -153,6 +153,7 @@ t.test("a refusal said in a group never tells the state of anyone's wallet", asy
   const frozen = refusalInGroup(refuse("frozen", "This wallet is frozen by an operator: suspicious login"));
   t.notMatch(frozen, /frozen|operator|suspicious/i, frozen);
   t.match(frozen, /private chat/);
+  t.same(new Set([frozen, refusalInGroup(refuse("not_found", "no wallet")), refusalInGroup(refuse("insufficient_funds", "short"))]).size, 1, "frozen, no wallet and not enough sound the same");
 });
 
 t.test("a frozen wallet's balance says it is frozen, not the freeze's reason (written for operators: after a restore it names other users' transactions)", async (t) => {

@@ -54,12 +54,13 @@ export function refusal(r: Refusal): string {
   return `${mark} ${OWN_WORDS_ONLY.has(r.code) || !r.message ? words : oneLine(r.message)}`;
 }
 
+export const TIP_NOT_SENT = "⚠️ That tip could not be sent; send me /balance (or /start) in a private chat to see why.";
+
 /** A refusal said in a group: never a balance, an address or the state of someone's wallet. */
 export function refusalInGroup(r: Refusal): string {
-  if (r.code === "insufficient_funds") return "💸 Not enough available for that tip.";
-  if (r.code === "not_found") return "❓ Open your wallet first: send me /start in a private chat.";
-  // The state of the tipper's wallet is theirs alone: send /balance in private to see it.
-  if (r.code === "frozen") return "⚠️ That tip could not be sent; send me /balance in a private chat to see why.";
+  // The state of the tipper's wallet is theirs alone — none, frozen or short of the amount, the group hears the same
+  // words (distinct ones would tell it which, and bound the tipper's balance); /balance in private says why.
+  if (r.code === "insufficient_funds" || r.code === "not_found" || r.code === "frozen") return TIP_NOT_SENT;
   const [mark, words] = WORDS[r.code] ?? WORDS.internal;
   return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }
