@@ -9,7 +9,8 @@ import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Notification, Relay } from "../../src/relay.types.ts";
 
-t.test("a notice made before the bot connects reaches it once it does", async (t) => {
+/** The internal edge over real TLS on a relay that only emits notices (`emit`); the bot's client certificate. */
+async function noticeEdge(t: { teardown(f: () => unknown): void }, o: { maxStreamBufferBytes?: number } = {}) {
   const ca = await createCA("internal-test");
   const server = await issue(ca, { name: "engine", kind: "server", hosts: ["localhost", "127.0.0.1"] });
   const client = await issue(ca, { name: "bot", kind: "client" });
@@ -18,12 +19,20 @@ t.test("a notice made before the bot connects reaches it once it does", async (t
     info: () => ({ network: "regtest", confirmations: 1, draining: false }),
     onNotification: (l: (n: Notification) => void) => (listeners.add(l), () => listeners.delete(l)),
   } as unknown as Relay;
-  const app = await buildInternalEdge({ relay, log: silentLogger, tls: { key: server.key, cert: server.cert, ca: ca.cert } });
+  const app = await buildInternalEdge({ relay, log: silentLogger, tls: { key: server.key, cert: server.cert, ca: ca.cert }, ...o });
   const config = loadConfig({ env: {}, overrides: {} });
   const port = await listenInternal(app, { ...config, internal: { ...config.internal, host: "127.0.0.1", port: 0 } });
   t.teardown(() => app.close());
+  const emit = (n: Notification) => {
+    for (const l of listeners) l(n);
+  };
+  return { ca, client, port, emit };
+}
+
+t.test("a notice made before the bot connects reaches it once it does", async (t) => {
+  const { ca, client, port, emit } = await noticeEdge(t);
   const notice: Notification = { userKey: "u_aaaaaaaaaaaa", chatHandle: "a sealed handle", notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } };
-  for (const l of listeners) l(notice);
+  emit(notice);
   const connect = () => RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
   // A bot whose start fails before its edge subscribes (a refused token): it must not take the held notices with it
   // (found by a review: its stream, opened at connect, had them).
@@ -39,25 +48,14 @@ t.test("a notice made before the bot connects reaches it once it does", async (t
   remote.onNotification((n) => void observed.push(n), { observer: true });
   const got: Notification[] = [];
   const both = new Promise<void>((resolve) => remote.onNotification((n) => void (got.push(n) === 2 && resolve())));
-  for (const l of listeners) l(later);
+  emit(later);
   await both;
   t.same(got, [notice, later], "delivered in order, amounts as bigints");
   t.same(observed, [notice, later], "an observer sees them too, once");
 });
 
 t.test("a bot that stops reading its notice stream: the stream is closed once too much waits for it, and later notices are held for the next connection", async (t) => {
-  const ca = await createCA("internal-test");
-  const server = await issue(ca, { name: "engine", kind: "server", hosts: ["localhost", "127.0.0.1"] });
-  const client = await issue(ca, { name: "bot", kind: "client" });
-  const listeners = new Set<(n: Notification) => void>();
-  const relay = {
-    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
-    onNotification: (l: (n: Notification) => void) => (listeners.add(l), () => listeners.delete(l)),
-  } as unknown as Relay;
-  const app = await buildInternalEdge({ relay, log: silentLogger, tls: { key: server.key, cert: server.cert, ca: ca.cert }, maxStreamBufferBytes: 64 * 1024 });
-  const config = loadConfig({ env: {}, overrides: {} });
-  const port = await listenInternal(app, { ...config, internal: { ...config.internal, host: "127.0.0.1", port: 0 } });
-  t.teardown(() => app.close());
+  const { ca, client, port, emit } = await noticeEdge(t, { maxStreamBufferBytes: 64 * 1024 });
   // A reader that connects, reads the greeting, and then reads nothing more.
   let greeted!: () => void;
   const connected = new Promise<void>((r) => (greeted = r));
@@ -79,12 +77,12 @@ t.test("a bot that stops reading its notice stream: the stream is closed once to
   void closed.then(() => (ended = true));
   // Bounded: 100,000 notices of ~250 bytes are far more than the socket buffers and the 64 KB allowed.
   for (let i = 0; i < 100 && !ended; i++) {
-    for (let j = 0; j < 1000; j++) for (const l of listeners) l(notice);
+    for (let j = 0; j < 1000; j++) emit(notice);
     await new Promise((r) => setTimeout(r, 5));
   }
   t.ok(ended, "the stalled stream was closed");
   const later: Notification = { ...notice, notice: { kind: "deposit_seen", amount: 1n, txid: "cd".repeat(32) } };
-  for (const l of listeners) l(later);
+  emit(later);
   const remote = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
   t.teardown(() => remote.close());
   // What came after the close (the rest of that burst, then `later`) was held for it, oldest first.

@@ -44,21 +44,25 @@ t.test("error codes stay readable: a full disk, a refused connection, Telegram's
   t.same(lines.map((l) => l.err.code), ["ENOSPC", "ECONNREFUSED", 409]);
 });
 
-t.test("nothing is logged under a field named code but error codes (a cheque's claim code is a secret)", async (t) => {
+/** Every log call in the sources with its object's fields (up to the first `}`), where it is, and its start. */
+async function logCalls(): Promise<{ files: number; calls: Array<{ where: string; fields: string; text: string }> }> {
   const { readFileSync, readdirSync } = await import("node:fs");
   const { join } = await import("node:path");
   const root = new URL("../../src/", import.meta.url).pathname;
   const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => join(root, f));
   const call = /log\??\.(?:trace|debug|info|warn|error|fatal)\(\{([^}]*)\}/g;
+  const calls = files.flatMap((file) => [...readFileSync(file, "utf8").matchAll(call)].map((m) => ({ where: file.slice(root.length), fields: m[1]!, text: m[0].slice(0, 120) })));
+  return { files: files.length, calls };
+}
+
+t.test("nothing is logged under a field named code but error codes (a cheque's claim code is a secret)", async (t) => {
   const offenders: string[] = [];
-  for (const file of files) {
-    for (const m of readFileSync(file, "utf8").matchAll(call)) {
-      // `code: …` or a shorthand `code`, unless inside the `err` summary (`err: { name, code: e.error_code }`);
-      // `refusal: r.code` (a refusal's code, public) is not a field named code.
-      const at = m[1]!.search(/(?:^|[{,\s])code\s*(?::|,|$)/);
-      const err = m[1]!.search(/\berr\s*:/);
-      if (at >= 0 && !(err >= 0 && err < at)) offenders.push(`${file.slice(root.length)}: ${m[0].slice(0, 120)}`);
-    }
+  for (const c of (await logCalls()).calls) {
+    // `code: …` or a shorthand `code`, unless inside the `err` summary (`err: { name, code: e.error_code }`);
+    // `refusal: r.code` (a refusal's code, public) is not a field named code.
+    const at = c.fields.search(/(?:^|[{,\s])code\s*(?::|,|$)/);
+    const err = c.fields.search(/\berr\s*:/);
+    if (at >= 0 && !(err >= 0 && err < at)) offenders.push(`${c.where}: ${c.text}`);
   }
   t.same(offenders, []);
 });
@@ -83,19 +87,12 @@ t.test("an alert that stays true alerts once, then counts its repeats at warn le
 });
 
 t.test("no log line ties a user to an address: never a user key beside an outpoint, an address, a txid or an amount", async (t) => {
-  const { readFileSync, readdirSync } = await import("node:fs");
-  const { join } = await import("node:path");
-  const root = new URL("../../src/", import.meta.url).pathname;
-  const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => join(root, f));
-  const call = /log\??\.(?:trace|debug|info|warn|error|fatal)\(\{([^}]*)\}/g;
+  const { files, calls } = await logCalls();
   const offenders: string[] = [];
-  for (const file of files) {
-    for (const m of readFileSync(file, "utf8").matchAll(call)) {
-      const fields = m[1]!;
-      // An exact amount with the line's time points at an output on chain as surely as its outpoint.
-      if (/\buserKey\b|\bowner\b/.test(fields) && /\b(outpoint|address|txid|sats|amount)\b/.test(fields)) offenders.push(`${file.slice(root.length)}: ${m[0].slice(0, 120)}`);
-    }
+  for (const c of calls) {
+    // An exact amount with the line's time points at an output on chain as surely as its outpoint.
+    if (/\buserKey\b|\bowner\b/.test(c.fields) && /\b(outpoint|address|txid|sats|amount)\b/.test(c.fields)) offenders.push(`${c.where}: ${c.text}`);
   }
-  t.ok(files.length > 50, `${files.length} source files read`);
+  t.ok(files > 50, `${files} source files read`);
   t.same(offenders, [], "DESIGN: logs redact addresses' owners (an operator finds the wallet through the admin edge)");
 });
