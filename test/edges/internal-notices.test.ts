@@ -90,3 +90,24 @@ t.test("a bot that stops reading its notice stream: the stream is closed once to
   await new Promise<void>((resolve) => remote.onNotification((n) => void (got.push(n), n.notice.kind === "deposit_seen" && resolve())));
   t.same(got.at(-1), later, "the next bot to connect gets what came after, in order");
 });
+
+t.test("the bot's own stream closed by the engine (it fell behind): the bot connects again and gets what came after", async (t) => {
+  const { ca, client, port, emit } = await noticeEdge(t, { maxStreamBufferBytes: 64 * 1024 });
+  const remote = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
+  t.teardown(() => remote.close());
+  const notice: Notification = { userKey: "u_aaaaaaaaaaaa", chatHandle: "a sealed handle", notice: { kind: "deposit_confirmed", amount: 150_000n, txid: "ab".repeat(32) } };
+  const later: Notification = { ...notice, notice: { kind: "deposit_seen", amount: 1n, txid: "cd".repeat(32) } };
+  let connected!: () => void;
+  const first = new Promise<void>((r) => (connected = r));
+  const gotLater = new Promise<void>((resolve) => remote.onNotification((n) => {
+    if (n.notice.kind === "deposit_seen") resolve();
+    else connected();
+  }));
+  emit(notice);
+  await first;
+  // A burst the bot cannot read while it happens (this thread emits it without a pause): far past the 64 KB allowed.
+  for (let i = 0; i < 200_000; i++) emit(notice);
+  emit(later);
+  await gotLater;
+  t.pass("the same bot got the notice that came after its stream was closed");
+});

@@ -119,6 +119,14 @@ export class RemoteRelay implements Relay {
 
   #listen(delay = 200): void {
     if (this.#closed) return;
+    // Once per stream, however it ended: a clean end, an error, or the engine closing it (a stream it gave up on
+    // emits 'close' and no 'end').
+    let over = false;
+    const again = () => {
+      if (over) return;
+      over = true;
+      this.#retry(delay);
+    };
     const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream" } }, (res) => {
       let buffer = "";
       res.setEncoding("utf8");
@@ -133,9 +141,9 @@ export class RemoteRelay implements Relay {
           this.#notices.publish(decode<Notification>(Buffer.from(data)));
         }
       });
-      res.on("end", () => this.#retry(delay));
+      res.on("close", again);
     });
-    req.on("error", () => this.#retry(delay));
+    req.on("error", again);
     req.end();
     this.#stream = req;
   }
