@@ -417,7 +417,8 @@ export class Engine {
   async #resumeOutboxes(): Promise<void> {
     const keys: string[] = [];
     for await (const userKey of this.registry.records.flagged()) keys.push(userKey);
-    await Promise.all(keys.map((k) => this.registry.send(k, "resume", {})));
+    // 256 at a time: a start with a large outbox must not activate every such wallet at once.
+    for (let i = 0; i < keys.length; i += 256) await Promise.all(keys.slice(i, i + 256).map((k) => this.registry.send(k, "resume", {})));
     if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
   }
 

@@ -441,7 +441,6 @@ type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
 
 /** How often a pending deposit is looked for in the node's mempool, at most. */
 const MEMPOOL_CHECK_MS = 30_000;
-/** A user key (identity.ts): what a deposit address's label names once it is handed out. */
 
 function oneAtATimePerWallet(): Lane {
   const tails = new Map<string, Promise<unknown>>();

@@ -20,6 +20,8 @@ interface Reply {
   text: string;
   /** The forum topic the update came from: the reply goes there, not to the group's General topic. */
   threadId: number | undefined;
+  /** For an answer that money moved: how else to say it when it cannot be said in the group (see PostOptions). */
+  otherwise: (() => void) | undefined;
 }
 
 interface GroupBox {
@@ -33,8 +35,8 @@ export interface PostOptions {
   threadId?: number;
   /**
    * The reply says money moved (a tip sent): it is never merged with another (each tipper's own) nor dropped; when the
-   * outbox is full this is called instead (the edge tells the tipper in private), so that nobody sends it again for
-   * want of an answer.
+   * outbox is full, when the outbox closes before sending it, or when the group refuses it (a topic closed since),
+   * this is called instead (the edge tells the tipper in private), so that nobody sends it again for want of an answer.
    */
   otherwise?: () => void;
 }
@@ -81,7 +83,7 @@ export class GroupOutbox {
       box.dropped++;
       this.stats.dropped++;
     } else {
-      box.waiting.push({ text, threadId });
+      box.waiting.push({ text, threadId, otherwise: o.otherwise });
       this.#waiting++;
       this.stats.queued++;
     }
@@ -92,7 +94,10 @@ export class GroupOutbox {
     this.#closed = true;
     for (const box of this.#boxes.values()) {
       this.#waiting -= box.waiting.length;
-      box.dropped += box.waiting.length;
+      for (const r of box.waiting) {
+        if (r.otherwise) this.#redirect(r);
+        else box.dropped++;
+      }
       box.waiting.length = 0;
     }
   }
@@ -112,12 +117,18 @@ export class GroupOutbox {
         this.stats.sent++;
       } catch (e) {
         this.stats.failed++;
+        if (reply.otherwise) this.#redirect(reply);
         // Its kind and code only: an error may quote the chat.
         this.#log.warn({ err: e instanceof GrammyError ? { name: e.name, code: e.error_code } : { name: (e as Error).name } }, "a group reply was not delivered");
       }
     }
     this.#boxes.delete(chatId);
     this.#report(box);
+  }
+
+  #redirect(r: Reply): void {
+    this.stats.redirected++;
+    r.otherwise!();
   }
 
   /** One line for what a group's outbox dropped and merged; no chat id (which group was busy is no log's business). */

@@ -161,7 +161,8 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
     if (err.validation) return refuse(req, reply, 400, `bad request: ${err.message}`);
     if ((err.statusCode ?? 500) < 500) return refuse(req, reply, err.statusCode!, err.message);
     log.error({ err: err.message, url: req.routeOptions.url }, "console request failed");
-    return refuse(req, reply, 500, "internal error; nothing was changed by this request");
+    // Not "nothing was changed": an action can fail after part of it was written.
+    return refuse(req, reply, 500, "internal error: this action may have been applied in part or in full; check its state (and the audit log) before trying again");
   });
 }
 
