@@ -61,6 +61,8 @@ export class Engine {
   readonly registry: WalletRegistry;
   readonly node: NodeGateway;
   readonly watcher: DepositWatcher;
+  /** Settles once deposit address labels written in clear before labels were sealed are sealed (see #sealOwnerLabels). */
+  labelsSealed: Promise<void> = Promise.resolve();
   readonly payouts: PayoutService;
   readonly cheques: ChequeService;
   readonly courier: TransferCourier;
@@ -262,7 +264,27 @@ export class Engine {
     if (needsSnapshot) {
       e.backup.snapshot().catch((err: unknown) => e.log.error({ err: (err as Error).message, alert: true }, "the start-up backup snapshot failed; continuous backup is not restorable until one succeeds"));
     }
+    // In the background: a node wallet with many users' addresses takes a while, and nothing waits for it.
+    e.labelsSealed = e.#sealOwnerLabels().catch((err: unknown) => e.log.warn({ err: (err as Error).message }, "deposit address labels in clear could not all be sealed now; tried again at the next start"));
     return e;
+  }
+
+  /**
+   * Deposit addresses handed out before labels were sealed carry their owner's user key in clear in the node wallet
+   * (owner-label.ts): each is labelled again, sealed.
+   */
+  async #sealOwnerLabels(): Promise<void> {
+    const labels = await this.node.call<string[]>("listlabels");
+    let sealed = 0;
+    for (const label of labels) {
+      if (!/^u_[A-Za-z0-9_-]{1,64}$/.test(label)) continue;
+      const addresses = await this.node.call<Record<string, unknown>>("getaddressesbylabel", [label]);
+      for (const address of Object.keys(addresses)) {
+        await this.node.call("setlabel", [address, ownerLabel(this.storage.store, address, label)]);
+        sealed++;
+      }
+    }
+    if (sealed > 0) this.log.info({ addresses: sealed }, "deposit address labels that named their owners in clear are sealed");
   }
 
   /** #reconcile, one at a time. */

@@ -10,7 +10,7 @@ import { isRefusal } from "../domain/refusals.ts";
 import type { EncryptedStore } from "../store/db.ts";
 import type { WalletRegistry } from "./registry.ts";
 import { POOL_LABEL, type NodeGateway } from "./node.ts";
-import { ownerOfLabel } from "./owner-label.ts";
+import { isSealedLabel, ownerOfLabel } from "./owner-label.ts";
 
 export interface DepositRecord {
   userKey: string;
@@ -302,6 +302,10 @@ export class DepositWatcher {
    */
   async #ownerFromLabel(outpoint: string, address: string, label: string | undefined): Promise<string | undefined> {
     const owner = label && label !== POOL_LABEL ? ownerOfLabel(this.#o.store, address, label) : undefined;
+    if (label && !owner && isSealedLabel(label) && this.#known.get(outpoint) !== "unowned") {
+      // Sealed by this engine and not opened: the key it was sealed with has left the key ring (or the label was altered).
+      this.#o.log.error({ alert: true, outpoint }, "a deposit to an address whose owner label cannot be opened (its key is no longer in the key ring?): not credited; put the key back in the ring, or find the owner through the audit");
+    }
     if (owner) {
       const opened = await this.#o.registry.read(owner, "balance", {});
       if (!isRefusal(opened)) {

@@ -18,6 +18,7 @@ const ALLOWED: Record<string, { safe: boolean }> = {
   gettransaction: { safe: true }, validateaddress: { safe: true }, getaddressinfo: { safe: true }, estimatesmartfee: { safe: true },
   decoderawtransaction: { safe: true }, decodepsbt: { safe: true }, testmempoolaccept: { safe: true }, getmempoolentry: { safe: true },
   listunspent: { safe: true }, listdescriptors: { safe: true }, gettxout: { safe: true }, listtransactions: { safe: true },
+  listlabels: { safe: true }, getaddressesbylabel: { safe: true },
   // A repeated getnewaddress or getrawchangeaddress only skips an address; a repeated sendrawtransaction of the same signed bytes
   // cannot pay twice; setlabel is idempotent.
   getnewaddress: { safe: true }, getrawchangeaddress: { safe: true }, sendrawtransaction: { safe: true }, setlabel: { safe: true },

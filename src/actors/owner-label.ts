@@ -9,6 +9,11 @@ const NS = "owner-label";
 const PREFIX = "rg1:";
 const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
 
+/** Whether a label is one of this engine's sealed owner labels (whether or not it opens). */
+export function isSealedLabel(label: string): boolean {
+  return label.startsWith(PREFIX);
+}
+
 /** The label for `address` handed out to `userKey`. */
 export function ownerLabel(store: EncryptedStore, address: string, userKey: string): string {
   return PREFIX + store.sealValue(NS, address, userKey).toString("base64url");

@@ -173,19 +173,35 @@ t.test("a deposit to an address whose owner record was lost (a store restored fr
   const info = await te.node.rpc<{ labels: string[] }>("getaddressinfo", [u.address], "engine");
   t.equal(info.labels.length, 1);
   t.notOk(info.labels[0]!.includes(u.key), "the label is sealed, not the user key");
+  // A label from before labels were sealed (the user key in clear) is sealed at the next start.
+  await te.node.rpc("setlabel", [u.address, u.key], "engine");
   await te.engine.storage.store.del("addr", te.engine.storage.mac("address", u.address));
+  // And one whose sealed label does not open (its key gone from the ring, or altered): said, not guessed.
+  const v = await user(te, "garbled");
+  await te.node.rpc("setlabel", [v.address, "rg1:" + "A".repeat(60)], "engine");
+  await te.engine.storage.store.del("addr", te.engine.storage.mac("address", v.address));
   await te.restart();
+  await te.engine.labelsSealed;
+  const relabelled = (await te.node.rpc<{ labels: string[] }>("getaddressinfo", [u.address], "engine")).labels;
+  t.equal(relabelled.length, 1);
+  t.notOk(relabelled[0]!.includes(u.key), "an old clear label is sealed at start");
   t.equal(await te.engine.watcher.ownerOf(u.address), undefined, "the owner index does not know the address");
   await te.node.fund(u.address, "0.2");
   await te.mine(1);
   t.same(await balance(te, u.key), [20_000_000n, 0n, 0n], "credited to its owner");
   t.equal(await te.engine.watcher.ownerOf(u.address), u.key, "and the owner recorded again");
   t.match(lines.filter((l) => l.alert && /no owner record/.test(l.msg)), [{ userKey: u.key }], "operators are told");
+  await te.node.fund(v.address, "0.1");
+  await te.mine(1);
+  await te.engine.watcher.poke();
+  t.same(await balance(te, v.key), [0n, 0n, 0n], "a label that does not open credits no one");
+  t.equal(lines.filter((l) => l.alert && /owner label cannot be opened/.test(l.msg)).length, 1, "and operators are told, once");
   // An address of the node's wallet no user was given: no one's, said once.
+  const unowned = lines.filter((l) => /no user owns/.test(l.msg)).length;
   await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "0.1");
   await te.mine(1);
   await te.engine.watcher.poke();
-  t.equal(lines.filter((l) => /no user owns/.test(l.msg)).length, 1, "a house float payment: one warning");
+  t.equal(lines.filter((l) => /no user owns/.test(l.msg)).length - unowned, 1, "a house float payment: one warning");
 });
 
 t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
