@@ -17,7 +17,7 @@ import { walletJournalKey } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
 import type { EncryptedStore, StoreOp } from "./store/db.ts";
 import { NodeGateway } from "./actors/node.ts";
-import { ownerLabel } from "./actors/owner-label.ts";
+import { ownerLabel, resealLabels } from "./actors/owner-label.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
 import { pace } from "./pace.ts";
@@ -270,21 +270,12 @@ export class Engine {
   }
 
   /**
-   * Deposit addresses handed out before labels were sealed carry their owner's user key in clear in the node wallet
-   * (owner-label.ts): each is labelled again, sealed.
+   * Deposit addresses handed out before labels were sealed carry their owner's user key in clear in the node wallet,
+   * and those sealed before a key rotation are sealed under the old key (owner-label.ts): each is labelled again.
    */
   async #sealOwnerLabels(): Promise<void> {
-    const labels = await this.node.call<string[]>("listlabels");
-    let sealed = 0;
-    for (const label of labels) {
-      if (!/^u_[A-Za-z0-9_-]{1,64}$/.test(label)) continue;
-      const addresses = await this.node.call<Record<string, unknown>>("getaddressesbylabel", [label]);
-      for (const address of Object.keys(addresses)) {
-        await this.node.call("setlabel", [address, ownerLabel(this.storage.store, address, label)]);
-        sealed++;
-      }
-    }
-    if (sealed > 0) this.log.info({ addresses: sealed }, "deposit address labels that named their owners in clear are sealed");
+    const sealed = await resealLabels(this.storage.store, (method, params) => this.node.call(method, params));
+    if (sealed > 0) this.log.info({ addresses: sealed }, "deposit address labels in clear or under an older key are sealed under the current one");
   }
 
   /** #reconcile, one at a time. */
