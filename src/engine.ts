@@ -431,7 +431,7 @@ export class Engine {
     const keys: string[] = [];
     for await (const userKey of this.registry.records.flagged()) keys.push(userKey);
     // 256 at a time: a start with a large outbox must not activate every such wallet at once.
-    for (let i = 0; i < keys.length; i += 256) await Promise.all(keys.slice(i, i + 256).map((k) => this.registry.send(k, "resume", {})));
+    await inTurns(keys, 256, (k) => this.registry.send(k, "resume", {}));
     if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
   }
 
@@ -505,12 +505,10 @@ export class Engine {
   async #frozenOf(userKeys: string[]): Promise<Set<string>> {
     const held = new Set<string>();
     // 32 wallets asked at a time: thousands queued (a drain) must not activate thousands of wallets at once.
-    for (let i = 0; i < userKeys.length; i += 32) {
-      await Promise.all(userKeys.slice(i, i + 32).map(async (userKey) => {
-        const r = await this.registry.send(userKey, "balance", {}).catch(() => undefined);
-        if (r === undefined || isRefusal(r) || (r as { frozen?: string }).frozen !== undefined) held.add(userKey);
-      }));
-    }
+    await inTurns(userKeys, 32, async (userKey) => {
+      const r = await this.registry.read(userKey, "balance", {}).catch(() => undefined);
+      if (r === undefined || isRefusal(r) || r.frozen !== undefined) held.add(userKey);
+    });
     return held;
   }
 
@@ -701,6 +699,11 @@ export class Engine {
 
 /** Engine-wide switches in the store. */
 const ENGINE_NS = "engine";
+
+/** `f` for each item, `size` at a time: work over many wallets that must not activate them all at once. */
+async function inTurns<T>(items: readonly T[], size: number, f: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(f));
+}
 
 /** The identity settings' check value pinned in the engine's store, if any (see pinIdentityInStore). */
 export function storedIdentityPin(store: EncryptedStore): Promise<string | undefined> {

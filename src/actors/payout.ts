@@ -339,17 +339,10 @@ async function flush(
   // Payouts the node would not fund even alone, this time: they wait for the next flush and hold no one else up.
   const unfunded = new Set<string>();
   // Payouts of frozen wallets wait too, for a flush after the wallet is unfrozen.
-  if (o.held) {
-    const users = new Set<string>();
-    for (const id in get().payouts) {
-      const p = get().payouts[id]!;
-      if (p.status === "queued") users.add(p.userKey);
-    }
-    const held = users.size > 0 ? await o.held([...users]) : new Set<string>();
-    for (const id in get().payouts) {
-      const p = get().payouts[id]!;
-      if (p.status === "queued" && held.has(p.userKey)) unfunded.add(id);
-    }
+  const waiting = o.held ? Object.entries(get().payouts).filter(([, p]) => p.status === "queued") : [];
+  if (o.held && waiting.length > 0) {
+    const held = await o.held([...new Set(waiting.map(([, p]) => p.userKey))]);
+    for (const [id, p] of waiting) if (held.has(p.userKey)) unfunded.add(id);
   }
   let most = o.maxOutputsPerBatch;
   for (;;) {
