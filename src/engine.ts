@@ -512,6 +512,23 @@ export class Engine {
     return held;
   }
 
+  /**
+   * Operator action: pause payouts now (a hot wallet being drained, a suspicious withdrawal, a node to be checked).
+   * Persisted, so a restart keeps them paused, and lifted only by `resumePayouts`. No new batch is built; a batch
+   * already signed still goes out, and tracking, fee bumps and deposits go on. Already paused (by the watchdog, a
+   * restore, another operator): that pause and its reason stay, and the answer says so. A pause while a restored store
+   * is still being compared with the chain outlasts the comparison: it then says "payouts stay paused".
+   */
+  async pausePayouts(reason: string, operator: string): Promise<{ paused: string; already: boolean }> {
+    const current = this.payouts.paused;
+    if (current !== undefined && current !== RECONCILING) return { paused: current, already: true };
+    const why = `paused by operator ${operator}: ${reason}`;
+    await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason: why, at: Date.now() });
+    this.payouts.pause(why);
+    this.log.warn({ operator }, "payouts paused by an operator");
+    return { paused: why, already: false };
+  }
+
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
   async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
     // After a restore the books may owe a payout the node has already paid since the backup: only the comparison with

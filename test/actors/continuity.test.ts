@@ -34,6 +34,26 @@ t.test("watchdog: coins taken behind the engine's back pause payouts until an op
   t.match(await te.engine.payouts.flush(), { batches: 1 }, "the waiting withdrawal goes out");
 });
 
+t.test("an operator's pause: no batch goes out, a restart keeps it, a second pause keeps the first reason, resume lets the queue go", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  await funded(te, "u_hold", "1");
+  await te.mine(1);
+  const first = await te.engine.pausePayouts("withdrawals look wrong", "alice");
+  t.same(first, { paused: "paused by operator alice: withdrawals look wrong", already: false });
+  const w = await withdraw(te, "u_hold", "0.1");
+  t.ok(!isRefusal(w) && w.status === "reserved", "a withdrawal is still accepted and reserved; it waits");
+  t.match(await te.engine.payouts.flush(), { code: "paused" }, "nothing goes out");
+  t.same(await te.engine.pausePayouts("me too", "bob"), { paused: first.paused, already: true }, "a second pause keeps the first one's reason");
+  await te.restart();
+  t.equal(te.engine.payouts.paused, first.paused, "a restart keeps payouts paused, with the operator's reason");
+  t.match((await te.engine.payouts.state()).payouts, { [isRefusal(w) ? "" : w.id]: { status: "queued" } }, "the withdrawal is still queued");
+  t.same(await te.engine.resumePayouts("alice"), { resumed: true }, "the books agree: the operator resumes");
+  t.match(await te.engine.payouts.flush(), { batches: 1 }, "the waiting withdrawal goes out");
+  t.same(await te.engine.pausePayouts("again", "alice"), { paused: "paused by operator alice: again", already: false }, "and payouts can be paused again");
+});
+
 t.test("watchdog: a hole seen once and gone at the second reading (sats between two journals) does not pause payouts", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());

@@ -116,6 +116,23 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.ok(released.some((e) => e.action === "adopt-payout" && e.operator === "alice" && e.reason === "asked the users"), "the adoption is audited");
   t.ok(released.some((e) => e.action === "release-payout" && e.operator === "alice" && e.reason === "refused by every mempool"), "audited");
   t.ok(released.some((e) => e.action === "release-payout:outcome" && /^refused: A restore incident/.test(e.outcome ?? "")), "the refusal during the incident too");
+  t.ok(released.some((e) => e.action === "read-wallet" && e.operator === "alice" && e.target === userKey), "an operator's look at a wallet is on file");
+  // An operator's pause: audited, shown by /health, kept until an operator resumes.
+  const paused = await call(port, ca, "/payouts/pause", { client: cert, totp: code(), method: "POST", body: { reason: "a withdrawal looks wrong" } });
+  t.equal(paused.status, 200, paused.body);
+  t.same(JSON.parse(paused.body), { paused: "paused by operator alice: a withdrawal looks wrong", already: false });
+  t.equal(te.engine.payouts.paused, "paused by operator alice: a withdrawal looks wrong");
+  t.match(JSON.parse((await call(port, ca, "/health", { client: cert, totp: code() })).body), { ok: false, payoutsPaused: "paused by operator alice: a withdrawal looks wrong" });
+  t.equal((await call(port, ca, "/payouts/pause", { client: cert, totp: code(), method: "POST", body: {} })).status, 400, "a pause gives its reason");
+  // This test's wallet was credited without coins on the node: the resume finds the hole and refuses (the resume of an
+  // operator's pause with the books covered: test/actors/continuity.test.ts).
+  const resumed = await call(port, ca, "/payouts/resume", { client: cert, totp: code(), method: "POST", body: { reason: "checked it, all good" } });
+  t.equal(resumed.status, 409, resumed.body);
+  t.match(resumed.body, /Cover the hole/);
+  t.equal(te.engine.payouts.paused, "paused by operator alice: a withdrawal looks wrong", "still paused, for the operator's reason");
+  const entries = (JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries;
+  t.ok(entries.some((e) => e.action === "pause-payouts" && e.operator === "alice" && e.reason === "a withdrawal looks wrong"), "the pause is audited");
+  t.ok(entries.some((e) => e.action === "pause-payouts:outcome" && e.outcome === "done"));
   const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };
   t.ok(api.paths["/wallets/{userKey}/freeze"] && api.paths["/solvency"], "OpenAPI lists the routes");
   const metrics = await call(port, ca, "/metrics", { client: cert, totp: code() });

@@ -126,6 +126,7 @@ t.test("every console action uses the JSON API's audit action and target", async
   t.same(audited, [
     ["/console/wallets/:userKey/freeze", { action: "freeze", target: "u_k" }, undefined],
     ["/console/wallets/:userKey/unfreeze", { action: "unfreeze", target: "u_k" }, undefined],
+    ["/console/payouts/pause", { action: "pause-payouts", target: "payouts" }, undefined],
     ["/console/payouts/resume", { action: "resume-payouts", target: "payouts" }, undefined],
     ["/console/drain/:mode", { action: "drain-on", target: "engine" }, { action: "drain-off", target: "engine" }],
     ["/console/backup", { action: "backup", target: "store" }, undefined],

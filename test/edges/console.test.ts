@@ -271,7 +271,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
     // Every operator action of the console, and every confirmation page on the way to one.
     const actions = [`/console/payouts/${batchId}/bump`, `/console/payouts/${batchId}/release`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
-      "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
+      "/console/payouts/pause", "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
     for (const path of [...actions, ...actions.map((p) => `${p}/review`)]) {
       const post = (headers: Record<string, string>, body: string) =>
         call(port, ca, path, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
@@ -310,6 +310,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.goto(`${origin}/console/`);
     t.equal(te.engine.payouts.paused, undefined, "payouts run");
     t.equal(await a.page.locator('form[action="/console/payouts/resume/review"]').count(), 0, "no resume button while payouts run");
+    t.equal(await a.page.locator('form[action="/console/payouts/pause/review"]').count(), 1, "a pause button instead");
     t.equal(await a.page.locator("#restore-incident").count(), 0, "no incident box without an incident");
     // The review says so; the confirmed action is the engine's to judge (audited like the API's), and changes nothing.
     let r = await sameSitePost("/console/payouts/resume/review", "reason=just+in+case");
@@ -469,6 +470,14 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.ok(te.engine.restoreIncident, "the incident stays");
     t.match((await audit.list(10)).find((e) => e.action === "resume-payouts:outcome"), { outcome: /^refused: Payouts stay paused/ });
 
+    // An operator's pause on top of the watchdog's (from an old tab: the page offers no pause while paused): the first
+    // reason stays, and the answer says so.
+    t.equal(await a.page.locator('form[action="/console/payouts/pause/review"]').count(), 0, "no pause button while paused");
+    const again = await sameSitePost("/console/payouts/pause", "reason=checking+the+node&confirm=yes");
+    t.equal(again.status, 200);
+    t.match(again.body, /Payouts were already paused: watchdog: /);
+    t.match(te.engine.payouts.paused, /watchdog: /, "the watchdog's reason stays");
+
     // Covered: the resume goes through, and the incident is settled with it.
     await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "0.3");
     await te.mine(1);
@@ -482,6 +491,20 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.goto(`${origin}/console/`);
     t.equal(await a.page.locator("#restore-incident").count(), 0, "the incident box is gone");
     t.match((await audit.list(10)).find((e) => e.action === "resume-payouts"), { operator: "alice", reason: "hole covered from the reserve" });
+
+    // Paused by hand from the overview, shown there, and resumed from it.
+    await toReview("/console/payouts/pause", "a withdrawal looks wrong");
+    const paused = await confirm("/console/payouts/pause");
+    t.equal(paused.status, 200);
+    t.match(paused.text, /Payouts are paused\./);
+    t.equal(te.engine.payouts.paused, "paused by operator alice: a withdrawal looks wrong");
+    await a.page.goto(`${origin}/console/`);
+    t.match(await a.page.locator("body").textContent(), /paused by operator alice: a withdrawal looks wrong/, "the overview shows who paused them, and why");
+    await shot(a.page, "20b-overview-paused-by-operator");
+    await toReview("/console/payouts/resume", "checked, all good");
+    t.equal((await confirm("/console/payouts/resume")).status, 200);
+    t.equal(te.engine.payouts.paused, undefined, "running again");
+    t.match((await audit.list(10)).find((e) => e.action === "pause-payouts"), { operator: "alice", target: "payouts", reason: "a withdrawal looks wrong" });
   });
 
   const b = await seat("bob");

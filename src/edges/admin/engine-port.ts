@@ -167,6 +167,9 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const r = await e.adoptPayout(id, txid, operator);
       return isRefusal(r) ? r : toJson(r);
     },
+    async pausePayouts(reason, operator) {
+      return toJson(await e.pausePayouts(reason, operator));
+    },
     async resumePayouts(operator) {
       const r = await e.resumePayouts(operator);
       return isRefusal(r) ? r : toJson(r);

@@ -20,6 +20,8 @@ export interface AdminPort {
   rescanFrom(height: number): Promise<Json | Refusal>;
   /** After a restore: which ambiguous queued payout an unknown spend paid (engine.ts, adoptPayout). */
   adoptPayout(id: string, txid: string, operator: string): Promise<Json | Refusal>;
+  /** Stops new payout batches until an operator resumes them (engine.ts, pausePayouts). */
+  pausePayouts(reason: string, operator: string): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
   /** Takes a snapshot archive now (into backup.dir/snapshots; the node wallet's backup included). */

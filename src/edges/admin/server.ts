@@ -11,7 +11,7 @@ import type { Config } from "../../config.ts";
 import { bindAllowed } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import { isRefusal, refuse, type Refusal } from "../../domain/refusals.ts";
-import type { AuditLog } from "./audit.ts";
+import { auditRead, type AuditLog } from "./audit.ts";
 import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
@@ -120,6 +120,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       schema: { params: Type.Object({ userKey: UserKey }), querystring: Type.Object({ page: Type.Optional(NumberText) }) },
     }, async (req, reply) => {
       const { userKey } = req.params as { userKey: string };
+      await auditRead(log, o.audit, req.operator!.name, userKey);
       const r = await o.port.wallet(userKey, numberText((req.query as { page?: string }).page, 0, 100_000));
       if (isRefusal(r)) return reply.code(404).send(send(r));
       return r;
@@ -209,6 +210,10 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const body = req.body as { id: string; txid: string; reason: string };
       const r = await act(req, "adopt-payout", body.id, body.reason, () => o.port.adoptPayout(body.id, body.txid, req.operator!.name));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
+    f.post("/payouts/pause", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req) => {
+      const { reason } = req.body as { reason: string };
+      return act(req, "pause-payouts", "payouts", reason, () => o.port.pausePayouts(reason, req.operator!.name));
     });
     f.post("/payouts/resume", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
       const r = await act(req, "resume-payouts", "payouts", (req.body as { reason: string }).reason, () => o.port.resumePayouts(req.operator!.name));

@@ -1,4 +1,4 @@
-// The console's operator actions besides the fee bump (views.ts): freeze / unfreeze a wallet, resume payouts,
+// The console's operator actions besides the fee bump (views.ts): freeze / unfreeze a wallet, pause / resume payouts,
 // drain mode on / off, a backup now. Each one is built the same way as the fee bump: a reason on the page that
 // offers it, POST …/review shows exactly what will happen (nothing happens yet), and only the confirmation's POST
 // runs it — through server.ts's audited `act` and the same AdminPort method, action name and target as the JSON
@@ -64,6 +64,16 @@ export const ACTIONS = [
     run: (c, p, _reason, operator) => c.port.unfreeze(p.userKey, operator),
     done: (p) => html`The wallet ${p.userKey} is open again.`,
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
+  }),
+  action<Params>({
+    path: "/console/payouts/pause", page: "overview",
+    audit: () => ({ action: "pause-payouts", target: "payouts" }),
+    title: () => "Pause payouts",
+    confirm: () => html`Confirm: pause payouts. No new batch is built until an operator resumes them (a restart keeps them paused); a batch already signed still goes out, and deposits, transfers and reservations go on. Resuming checks the books against the node first.`,
+    button: () => "Confirm pause payouts",
+    run: (c, _p, reason, operator) => c.port.pausePayouts(reason, operator),
+    done: (_p, r) => (at(r, "already") === true ? html`Payouts were already paused: ${at(r, "paused")}` : html`Payouts are paused.`),
+    back: () => "/console/",
   }),
   action<Params>({
     path: "/console/payouts/resume", page: "overview",

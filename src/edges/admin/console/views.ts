@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
 import type { Json } from "../port.ts";
+import { auditRead } from "../audit.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
@@ -78,7 +79,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Drain mode", draining ? html`<span class="badge warn">on</span> ${draining}` : "off"],
       ["Last backup", age(at(health, "lastBackupAgeS") ?? undefined)],
     ])}
-${paused ? reasonForm({ action: "/console/payouts/resume", csrf, button: "Resume payouts…", label: "Reason to resume payouts" }) : ""}
+${paused ? reasonForm({ action: "/console/payouts/resume", csrf, button: "Resume payouts…", label: "Reason to resume payouts" }) : reasonForm({ action: "/console/payouts/pause", csrf, button: "Pause payouts…", label: "Reason to pause payouts", danger: true })}
 ${reasonForm({ action: `/console/drain/${draining ? "off" : "on"}`, csrf, button: draining ? "Drain mode off…" : "Drain mode on…", label: `Reason to switch drain mode ${draining ? "off" : "on"}`, danger: !draining })}
 ${reasonForm({ action: "/console/backup", csrf, button: "Back up now…", label: "Reason for a backup now" })}</article></section>`;
     return send(req, reply, "Overview", "overview", body);
@@ -92,6 +93,7 @@ ${reasonForm({ action: "/console/backup", csrf, button: "Back up now…", label:
     const form = html`<form method="get" action="/console/wallets" class="lookup"><label>User key <input name="userKey" value="${q.userKey ?? ""}" pattern="${USER_KEY}" required placeholder="u_…"></label> <button type="submit">Look up</button></form>`;
     if (!q.userKey) return send(req, reply, "Wallets", "wallets", form);
     if (!new RegExp(USER_KEY).test(q.userKey)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">That is not a user key (u_ followed by 10–64 letters, digits, - or _).</p>`, 400);
+    await auditRead(c.log, c.audit, req.operator!.name, q.userKey);
     const w = await c.port.wallet(q.userKey, numberText(q.page, 0, 100_000));
     if (isRefusal(w)) return send(req, reply, "Wallets", "wallets", html`${form}<p class="error" role="alert">${w.message}</p>`, 404);
     const hist = at(w, "history");
