@@ -77,6 +77,8 @@ export class Engine {
   #blockWork: Promise<void> = Promise.resolve();
   /** A comparison with the chain after a restore that waits for the node to catch up (see #reconcile). */
   #reconciling: { mark: RestoredMark; sinceBlock: string | undefined } | undefined;
+  /** The last watchdog reading found a hole (and said so): not said again until a reading agrees. */
+  #holeTold = false;
   #reconcileRun: Promise<void> | undefined;
   /** Payouts that left the payout book, remembered in the store. */
   readonly #finishedPayouts: FinishedPayouts;
@@ -494,7 +496,13 @@ export class Engine {
       await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });
       this.payouts.pause(reason);
       this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString() }, "payouts paused: the books and the node wallet disagree");
+    } else if (!report.ok && !this.#holeTold && !this.payouts.paused?.startsWith("watchdog: ")) {
+      // Paused already for another reason (an operator, a restore incident): the pause stays as it is, but a hole is
+      // news to whoever paused, and resuming will be refused until it is covered.
+      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString(), paused: this.payouts.paused }, "the books and the node wallet disagree (payouts were already paused)");
     }
+    // Said once per hole: again only after a reading that agreed.
+    this.#holeTold = !report.ok;
     return report;
   }
 

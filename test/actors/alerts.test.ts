@@ -9,6 +9,7 @@ const MUST_ALERT: Array<[file: string, message: string]> = [
   ["actors/deposit-watcher.ts", "a confirmed deposit left the chain (reorg deeper"],
   ["actors/transfers.ts", "transfer credit refused; it stays in the sender's outbox"],
   ["actors/node.ts", "bitcoind is unavailable"],
+  ["engine.ts", "the books and the node wallet disagree (payouts were already paused)"],
 ];
 
 for (const [file, message] of MUST_ALERT) {

@@ -3,6 +3,7 @@
 import t from "tap";
 import { fundedWallet, startTestEngine, withdrawToOutside } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
+import { createLogger } from "../../src/log.ts";
 
 const funded = fundedWallet;
 const withdraw = withdrawToOutside;
@@ -52,6 +53,28 @@ t.test("an operator's pause: no batch goes out, a restart keeps it, a second pau
   t.same(await te.engine.resumePayouts("alice"), { resumed: true }, "the books agree: the operator resumes");
   t.match(await te.engine.payouts.flush(), { batches: 1 }, "the waiting withdrawal goes out");
   t.same(await te.engine.pausePayouts("again", "alice"), { paused: "paused by operator alice: again", already: false }, "and payouts can be paused again");
+});
+
+t.test("watchdog: a hole while an operator has paused payouts keeps the operator's pause and is an alert, once per hole", async (t) => {
+  const lines: Array<{ level: number; msg: string; alert?: boolean }> = [];
+  const log = createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+  const te = await startTestEngine({}, { log });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  await funded(te, "u_paused", "1");
+  await te.mine(1);
+  await te.engine.pausePayouts("checking the node", "alice");
+  const alerts = () => lines.filter((l) => l.alert && /the books and the node wallet disagree/.test(l.msg));
+  t.equal(alerts().length, 0);
+  await te.node.rpc("send", [{ [await te.node.outsideAddress()]: 0.6 }], "engine");
+  await te.node.mine(1);
+  t.notOk((await te.engine.watchdog())?.ok, "a hole");
+  t.equal(te.engine.payouts.paused, "paused by operator alice: checking the node", "the operator's pause stays as it is");
+  t.equal(alerts().length, 1, "and the hole is an alert");
+  t.match(alerts()[0], { level: 50, msg: /payouts were already paused/ });
+  t.notOk((await te.engine.watchdog())?.ok);
+  t.equal(alerts().length, 1, "said once per hole");
+  t.match(await te.engine.resumePayouts("alice"), { code: "not_allowed", message: /Cover the hole/ }, "resuming waits for the hole to be covered");
 });
 
 t.test("watchdog: a hole seen once and gone at the second reading (sats between two journals) does not pause payouts", async (t) => {
