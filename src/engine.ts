@@ -166,6 +166,7 @@ export class Engine {
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
         feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
+        soloFee: (address, amount, rate) => this.node.soloFee(address, amount, rate),
         checkWithdrawalAddress: async (address) => {
           const local = checkAddressFor(config.network, address);
           if (local !== true) return local;

@@ -21,6 +21,11 @@ export interface ChainPort {
   checkWithdrawalAddress(address: string): Promise<true | Refusal>;
   /** sat/vB for the configured confirmation target. */
   feeRate(): Promise<bigint>;
+  /**
+   * The fee the node's wallet would pay to send this withdrawal alone now, from the coins it holds (a dry run):
+   * `too_large` when those coins do not fit one transaction, undefined when it cannot fund it now.
+   */
+  soloFee(address: string, amount: bigint, feeRateSatVb: bigint): Promise<bigint | "too_large" | undefined>;
 }
 
 /** Where a handed-out address is recorded so deposits find their owner. */
@@ -57,8 +62,9 @@ export interface RelayOptions {
 
 /**
  * vbytes one P2WPKH withdrawal adds to a transaction when it goes out alone: overhead, two inputs,
- * the destination and a change output. The quote covers this worst common case; in a batch the
- * user's share is smaller and only the share is charged.
+ * the destination and a change output. The least a quote covers; one whose coins take more inputs (many small deposits
+ * in the node's wallet) is quoted what the node would pay to send it alone (ChainPort.soloFee). In a batch the user's
+ * share is smaller and only the share is charged.
  */
 export const SOLO_WITHDRAWAL_VBYTES = 11n + 2n * 68n + 43n + 31n;
 
@@ -149,13 +155,26 @@ export class EngineRelay implements Relay {
     } catch {
       return refuse("node_unavailable", "Fees cannot be estimated right now; try again in a minute.");
     }
-    const fee = rate * SOLO_WITHDRAWAL_VBYTES;
+    let fee = rate * SOLO_WITHDRAWAL_VBYTES;
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
     // Dust is below the limit, as for bitcoind (and for deposits, which are credited from the limit up).
     if (amount < dust) return refuse("below_dust", `The amount must be at least ${dust} sats (the network's dust limit).`);
-    if (amount + fee > balance.available) {
-      return refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
+    const short = () => refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
+    if (amount + fee > balance.available) return short();
+    // What sending it costs from the coins the node holds: a withdrawal that takes many small coins must not be quoted
+    // two inputs' worth, with the service paying the rest (and the watchdog then pausing everyone's payouts for the hole).
+    let solo: bigint | "too_large" | undefined;
+    try {
+      solo = await this.#o.chain.soloFee(address, amount, rate);
+    } catch {
+      return refuse("node_unavailable", "Fees cannot be estimated right now; try again in a minute.");
     }
+    if (solo === "too_large") {
+      return refuse("over_limit", "That amount needs more coins than fit in one Bitcoin transaction; withdraw a smaller amount (half, say), then the rest.");
+    }
+    // Undefined: the node cannot fund it now (its coins are short); it is quoted at least the usual, and waits in the queue.
+    if (solo !== undefined && solo > fee) fee = solo;
+    if (amount + fee > balance.available) return short();
     const quote: QuoteRecord = {
       id: `wd_${randomBytes(12).toString("base64url")}`, userKey, address, amount, fee, total: amount + fee, feeRateSatVb: rate,
       expiresAt: this.#now() + (this.#o.quoteTtlMs ?? 5 * 60_000),

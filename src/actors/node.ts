@@ -6,7 +6,7 @@
 import BitcoinCore from "bitcoin-core";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { btcNumberToSats } from "../domain/money.ts";
+import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
 
 export type NodeState = "starting" | "ready" | "unavailable";
@@ -240,6 +240,28 @@ export class NodeGateway {
     const satPerVb = (btcNumberToSats(r.feerate) + 999n) / 1000n;
     const max = BigInt(w.maxFeeRateSatVb);
     return satPerVb < 1n ? 1n : satPerVb > max ? max : satPerVb;
+  }
+
+  /**
+   * What the node's wallet would pay now to send `sats` to `address` alone at `rate` sat/vB, with the options a payout
+   * batch is funded with: a dry run (nothing is signed, locked or broadcast). Coins confirmed first, as a batch takes
+   * them; if those are short (the change of the last batch not mined yet), unconfirmed ones too, to price it. `too_large`:
+   * the coins it needs do not fit one standard transaction; undefined: the wallet cannot fund it now.
+   */
+  async soloFee(address: string, sats: bigint, rate: bigint): Promise<bigint | "too_large" | undefined> {
+    for (const minconf of [1, 0]) {
+      try {
+        const funded = await this.call<{ fee: number }>("walletcreatefundedpsbt", [
+          [], [{ [address]: satsToBtcString(sats) }], 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf },
+        ]);
+        return btcNumberToSats(funded.fee);
+      } catch (e) {
+        const err = e as { code?: number; message?: string };
+        if (/maximum weight|too large/i.test(err.message ?? "")) return "too_large";
+        if (err.code !== -4 && err.code !== -6) throw e;
+      }
+    }
+    return undefined;
   }
 
   getTransaction(txid: string) {

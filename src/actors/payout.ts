@@ -189,21 +189,23 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
 }
 
 /**
- * Splits a batch's fee into per-output shares: equal parts (the remainder to the first outputs), each capped
- * at what that user was quoted. Whatever the caps cut is paid by the service, never by another user.
+ * Splits a batch's fee into per-output shares in proportion to what each user was quoted (the remainder, a sat each,
+ * to the first outputs), so each pays the same fraction of their quote: a withdrawal quoted many inputs' worth pays for
+ * them, not the others in its batch. Never above a user's quote: a fee beyond the quotes (a fee bump) is the service's.
  */
 export function feeShares(fee: bigint, quoted: bigint[]): bigint[] {
-  const n = BigInt(quoted.length);
-  const base = fee / n;
-  let rest = fee % n;
-  return quoted.map((q) => {
-    let share = base;
-    if (rest > 0n) {
-      share += 1n;
+  const total = quoted.reduce((sum, q) => sum + q, 0n);
+  if (fee >= total) return [...quoted];
+  const shares = quoted.map((q) => (fee * q) / total);
+  let rest = fee - shares.reduce((sum, x) => sum + x, 0n);
+  // Fewer sats left than outputs; each share is below its quote here (fee < total), so one more sat fits.
+  for (let i = 0; rest > 0n && i < shares.length; i++) {
+    if (shares[i]! < quoted[i]!) {
+      shares[i]! += 1n;
       rest -= 1n;
     }
-    return share > q ? q : share;
-  });
+  }
+  return shares;
 }
 
 /** Journals events (with store records written in the same batch) and moves the book on. */
@@ -330,6 +332,9 @@ function reannounce(id: string, p: Payout, s: PayoutState, o: PayoutOptions): vo
  */
 const FUNDING_REFUSED = new Set([-3, -4, -5, -6, -8]);
 
+/** The node's answer that its coins (confirmed ones: payouts are funded with those) do not cover what was asked. */
+const insufficient = (e: RpcError) => e.code === -6 || /insufficient funds/i.test(e.message ?? "");
+
 async function flush(
   get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>,
 ): Promise<number> {
@@ -345,10 +350,14 @@ async function flush(
     for (const [id, p] of waiting) if (held.has(p.userKey)) unfunded.add(id);
   }
   let most = o.maxOutputsPerBatch;
+  /** A payout the node's coins cannot cover alone: none as large is tried again in this flush (see below). */
+  let tooMuch: bigint | undefined;
   for (;;) {
     // Paused meanwhile (the watchdog found a hole while this flush waited its turn): nothing more goes out.
     if (o.paused?.()) return built;
-    const queued = Object.entries(get().payouts).filter(([id, p]) => p.status === "queued" && !unfunded.has(id)).sort((a, b) => a[1].at - b[1].at);
+    const queued = Object.entries(get().payouts)
+      .filter(([id, p]) => p.status === "queued" && !unfunded.has(id) && (tooMuch === undefined || p.amount < tooMuch))
+      .sort((a, b) => a[1].at - b[1].at);
     if (queued.length === 0) return built;
     // One output per address per transaction: bitcoind refuses a destination twice, however it is spelled.
     const seen = new Set<string>();
@@ -374,8 +383,12 @@ async function flush(
         most = Math.ceil(pick.length / 2);
         continue;
       }
-      const [id] = pick[0]!;
+      const [id, p] = pick[0]!;
       unfunded.add(id);
+      // Not enough coins for it alone: none as large can be funded either, in this flush (the coins do not change
+      // meanwhile). Without this, a queue the coins cannot cover (the last batch's change not mined yet, a hot wallet
+      // run low) took a descent by halves per payout: 673 funding calls for 100 queued, 7,873 for 1,000.
+      if (insufficient(e as RpcError) && (tooMuch === undefined || p.amount < tooMuch)) tooMuch = p.amount;
       most = o.maxOutputsPerBatch;
       o.hooks.alert("a payout cannot be funded now; it waits for the next flush, the others go", { id, why: (e as RpcError).message ?? "" });
       continue;

@@ -3,7 +3,9 @@
 import t from "tap";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
-import { FinishedPayouts } from "../../src/actors/payout.ts";
+import { SOLO_WITHDRAWAL_VBYTES } from "../../src/relay.ts";
+import { FinishedPayouts, emptyPayouts, feeShares, payoutBehaviour, type PayoutOptions } from "../../src/actors/payout.ts";
+import type { PayoutCommand, PayoutEvent } from "../../src/actors/payout.messages.ts";
 import { reconcileAfterRestore } from "../../src/backup/reconcile.ts";
 import { createLogger, silentLogger } from "../../src/log.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
@@ -15,6 +17,62 @@ async function settle(te: TestEngine): Promise<void> {
   await te.mine(1);
   await te.engine.payouts.sync();
 }
+
+t.test("fee shares: in proportion to the quotes, never above one, adding up to the fee (or to the quotes, the service paying the rest)", async (t) => {
+  t.same(feeShares(1000n, [500n, 500n, 500n]), [334n, 333n, 333n], "equal quotes: equal parts, the remainder to the first");
+  // A withdrawal quoted 40 inputs' worth beside two quoted two: equal parts would have charged each of the two its
+  // whole quote for the big one's inputs.
+  t.same(feeShares(6000n, [55_660n, 4420n, 4420n]), [5178n, 411n, 411n]);
+  t.same(feeShares(70_000n, [55_660n, 4420n, 4420n]), [55_660n, 4420n, 4420n], "a fee beyond the quotes: each pays its quote");
+  t.same(feeShares(10n, [0n, 40n]), [0n, 10n], "a zero quote pays nothing");
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  for (let i = 0; i < 2000; i++) {
+    const quoted = Array.from({ length: 1 + rnd(12) }, () => BigInt(rnd(100_000)));
+    const total = quoted.reduce((a, q) => a + q, 0n);
+    const fee = BigInt(rnd(Number(total) + 5000));
+    const shares = feeShares(fee, quoted);
+    const sum = shares.reduce((a, x) => a + x, 0n);
+    if (sum !== (fee < total ? fee : total) || shares.some((x, j) => x < 0n || x > quoted[j]!)) {
+      t.fail(`fee ${fee}, quotes ${quoted.join(",")}: shares ${shares.join(",")}`);
+      return;
+    }
+  }
+  t.pass("2,000 random batches: the shares add up, none above its quote");
+});
+
+t.test("a queue the node's coins cannot cover: a few funding calls per flush, not a descent by halves per payout; smaller payouts are still tried", async (t) => {
+  // Found by a review: with no confirmed coins, one flush of 100 queued payouts made 673 funding calls (1,000: 7,873).
+  const asked: string[][] = [];
+  const alerts: string[] = [];
+  const node = {
+    async call(method: string, params: unknown[]) {
+      if (method !== "walletcreatefundedpsbt") throw new Error(`unexpected ${method}`);
+      const amounts = (params[1] as Array<Record<string, string>>).map((o) => Object.values(o)[0]!);
+      asked.push(amounts);
+      // Coins for less than 0.001 BTC; the small payout is refused for another reason, so that it is set aside too.
+      if (amounts.some((a) => Number(a) >= 0.001)) throw Object.assign(new Error("Insufficient funds"), { code: -6 });
+      throw Object.assign(new Error("Invalid address"), { code: -5 });
+    },
+    signing: <T>(f: () => Promise<T>) => f(),
+  };
+  const b = payoutBehaviour({
+    node, finished: { get: () => undefined }, retainFinished: 10, log: silentLogger, confirmations: 1, maxOutputsPerBatch: 100, feeRate: async () => 10n,
+    hooks: { broadcast: () => undefined, settled: async () => true, released: async () => true, alert: (_why: string, d: { id: string }) => void alerts.push(d.id) },
+  } as unknown as PayoutOptions);
+  let s = emptyPayouts();
+  const persist = async (events: PayoutEvent[]) => void (s = events.reduce(b.evolve, s));
+  const submit = async (id: string, amount: bigint) => (s = await b.handle(s, { type: "submit", id, userKey: `u_${id}`, address: `bcrt1q${id}`, amount, quotedFee: 2210n, reply: () => undefined } as unknown as PayoutCommand, persist));
+  for (let i = 0; i < 100; i++) await submit(`big${i}`, 100_000n);
+  await submit("small", 1_000n);
+  let reply: unknown;
+  s = await b.handle(s, { type: "flush", reply: (r: unknown) => (reply = r) } as unknown as PayoutCommand, persist);
+  t.same(reply, { batches: 0 });
+  t.ok(asked.length <= 10, `${asked.length} funding calls`);
+  t.same(asked.at(-1), ["0.00001000"], "the smaller payout was still tried, alone");
+  t.same(alerts, ["big0", "small"], "operators are told of the first that could not be funded, and of the small one");
+  t.ok(Object.values(s.payouts).every((p) => p.status === "queued"), "everything waits in the queue");
+});
 
 t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the chain pays exactly the amount", async (t) => {
   const te = await startTestEngine();
@@ -153,6 +211,32 @@ t.test("two withdrawals to one bech32 address, one written in upper case: two ba
   t.equal(await received(te, dest), 3_000_000n, "both paid");
   const batches = Object.values((await te.engine.payouts.state()).batches);
   t.same(batches.map((b) => b.ids.length), [1, 1], "one output per destination per transaction");
+});
+
+t.test("a withdrawal that takes many small coins is quoted what it costs: the service pays nothing and the watchdog finds no hole", async (t) => {
+  const te = await startTestEngine({ withdrawals: { batchWindowMs: 600_000 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  // Found by a review: 40 deposits of 0.01 BTC, then 0.39 BTC out. Quoted two inputs' worth (4,420 sats), the batch
+  // took 40 inputs and paid 55,660; the service paid the rest, and the watchdog paused everyone's payouts for it.
+  const key = await fundedUser(te, "crumbs", "0.01");
+  const a = await te.engine.relay.depositAddress(key);
+  if (isRefusal(a)) throw new Error(a.message);
+  for (let i = 1; i < 40; i++) await te.node.fund(a.address, "0.01");
+  await te.mine(1);
+  const { quote } = await withdraw(te.engine.relay, key, await te.node.outsideAddress(), "0.39");
+  t.ok(quote.fee > quote.feeRateSatVb * SOLO_WITHDRAWAL_VBYTES, `quoted ${quote.fee} sats: more than two inputs' worth`);
+  t.match(await te.engine.payouts.flush(), { batches: 1 });
+  const batch = Object.values((await te.engine.payouts.state()).batches)[0]!;
+  const decoded = await te.node.rpc<{ vin: unknown[] }>("decoderawtransaction", [batch.hex]);
+  t.ok(decoded.vin.length >= 39, `the batch took ${decoded.vin.length} coins`);
+  t.ok(batch.fee <= quote.fee, `it paid ${batch.fee} sats, within the quote of ${quote.fee}`);
+  const report = await te.engine.watchdog();
+  t.ok(report?.ok, report?.reason ?? "no hole");
+  t.equal(te.engine.payouts.paused, undefined, "payouts keep going");
+  await settle(te);
+  const { w } = await withdrawalOf(te, key, quote.id);
+  t.equal(w.fee, batch.fee, "the user is charged what the batch paid (its only output)");
 });
 
 t.test("a payout the node cannot fund does not hold up those queued after it: they go, it waits, operators are told", async (t) => {

@@ -1,7 +1,7 @@
 // The relay's withdrawal quotes against a wallet whose answers are scripted: a confirm whose answer timed out (the
 // wallet reserved it all the same) must never be followed by "expired, send /withdraw again".
 import t from "tap";
-import { EngineRelay, type ChainPort } from "../../src/relay.ts";
+import { EngineRelay, SOLO_WITHDRAWAL_VBYTES, type ChainPort } from "../../src/relay.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { isRefusal, refuse } from "../../src/domain/refusals.ts";
@@ -29,7 +29,7 @@ t.test("a confirm pressed again after the quote expired, the first press's answe
   let now = 1_000_000;
   const relay = new EngineRelay({
     config: loadConfig({ env: {} }), log: silentLogger, registry, now: () => now, quoteTtlMs: 60_000,
-    chain: { checkWithdrawalAddress: async () => true, feeRate: async () => 2n } as unknown as ChainPort,
+    chain: { checkWithdrawalAddress: async () => true, feeRate: async () => 2n, soloFee: async () => undefined } as unknown as ChainPort,
     addresses: { record: async () => undefined, ownerOf: async () => undefined },
   });
   t.teardown(() => relay.close());
@@ -47,4 +47,40 @@ t.test("a confirm pressed again after the quote expired, the first press's answe
   now += 61_000;
   busy = "all";
   t.match(await relay.confirmWithdrawal("u_alice", other.id), { code: "busy" }, "the wallet cannot say yet: busy, never 'expired'");
+});
+
+t.test("a quote covers what the node would pay to send the withdrawal alone; too many coins for one transaction is refused", async (t) => {
+  let available = 10_000_000n;
+  const registry = { read: async () => ({ available, pending: 0n, reserved: 0n }) } as unknown as WalletRegistry;
+  let solo: () => Promise<bigint | "too_large" | undefined> = async () => undefined;
+  const asked: Array<[string, bigint, bigint]> = [];
+  const relay = new EngineRelay({
+    config: loadConfig({ env: {} }), log: silentLogger, registry,
+    chain: {
+      checkWithdrawalAddress: async () => true, feeRate: async () => 3n,
+      soloFee: (address: string, amount: bigint, rate: bigint) => (asked.push([address, amount, rate]), solo()),
+    } as unknown as ChainPort,
+    addresses: { record: async () => undefined, ownerOf: async () => undefined },
+  });
+  t.teardown(() => relay.close());
+  const to = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+  const floor = 3n * SOLO_WITHDRAWAL_VBYTES;
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { fee: floor, total: 1_000_000n + floor }, "the node cannot fund it now: the usual quote (it waits in the queue)");
+  t.same(asked, [[to, 1_000_000n, 3n]], "asked for this address, amount and fee rate");
+  solo = async () => 500n;
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { fee: floor }, "a cheaper dry run never lowers the quote below two inputs' worth");
+  solo = async () => 55_660n;
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { fee: 55_660n, total: 1_055_660n }, "many small coins: the quote is what sending it costs");
+  available = 1_050_000n;
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "insufficient_funds", message: /a fee of 55660 sats/ }, "and the balance must cover that fee");
+  solo = async () => "too_large";
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "over_limit", message: /more coins than fit in one Bitcoin transaction; withdraw a smaller amount/ });
+  solo = async () => {
+    throw new Error("connect ECONNREFUSED");
+  };
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "node_unavailable" }, "the node cannot be asked: no quote");
+  asked.length = 0;
+  available = 10_000_000n;
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.2"), { code: "insufficient_funds" }, "short before any fee: the node is not asked");
+  t.equal(asked.length, 0);
 });
