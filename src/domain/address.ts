@@ -23,6 +23,7 @@ const NAME: Record<AddressNetwork, string> = { mainnet: "a mainnet", testnet: "a
 
 export interface ParsedAddress {
   network: AddressNetwork;
+  /** `segwit`: a witness version or program size no output type has yet (v2–16, or v1 not 32 bytes). */
   kind: "segwit-v0" | "taproot" | "segwit" | "p2pkh" | "p2sh";
 }
 
@@ -45,7 +46,7 @@ export function parseAddress(input: string): ParsedAddress | Refusal {
     const program = (v0 ? bech32 : bech32m).fromWordsUnsafe(decoded.words.slice(1));
     if (!program || program.length < 2 || program.length > 40 || version > 16) return refuse("bad_address", "That is not a valid SegWit address.");
     if (version === 0 && program.length !== 20 && program.length !== 32) return refuse("bad_address", "That is not a valid SegWit address.");
-    return { network: HRP[hrp]!, kind: version === 0 ? "segwit-v0" : version === 1 ? "taproot" : "segwit" };
+    return { network: HRP[hrp]!, kind: version === 0 ? "segwit-v0" : version === 1 && program.length === 32 ? "taproot" : "segwit" };
   }
   let bytes: Uint8Array;
   try {
@@ -75,6 +76,11 @@ export function checkAddressFor(network: Network, input: string): true | Refusal
   if ("refused" in p) return p;
   if (!accepts(network, p)) {
     return refuse("wrong_network", `That is ${NAME[p.network]} address; this service runs on ${network}. Send an address for ${network}.`);
+  }
+  // Valid by BIP 350, and anyone-can-spend by today's consensus rules: bitcoind pays them, and whoever sees the output
+  // first could take it. No wallet hands such addresses out; one pasted is a mistake or a trap.
+  if (p.kind === "segwit") {
+    return refuse("bad_address", "That address uses a SegWit version that no wallet uses yet: coins sent to it could be taken by anyone. Send an address your wallet gave you (bc1q… or bc1p…).");
   }
   return true;
 }
