@@ -264,7 +264,7 @@ if (want("past")) {
     return x;
   };
   const deposit = async (u: string, tag: string, i: number) =>
-    done(await r.registry.send(u, "deposit", { deposit: { txid: txid(tag, i), vout: 0, address: "bcrt1qbench", amount: 100_000n, confirmations: 6 }, target: 3 }));
+    done(await r.registry.send(u, "deposit", { deposit: { txid: txid(tag, i), vout: 0, address: "bcrt1qbench", amount: 100_000n, confirmations: 6 }, target: 3, maxPending: 1000 }));
   for (const u of ["u_old", "u_new"]) done(await r.registry.send(u, "open", {}));
   for (let i = 0; i < deposits; i++) await deposit("u_old", "a", i);
   for (let i = 0; i < withdrawals; i++) {

@@ -56,6 +56,11 @@ export const ConfigSchema = Obj(
       confirmations: Int(1, 1000), pollMs: Int(10), zmq: Type.String(),
       /** How long a pending deposit may be missing from the node's mempool (in no block) before it is dropped. */
       mempoolGraceMs: Int(0),
+      /**
+       * Unconfirmed deposits one wallet holds at most (each of its deposit events copies them all): a further one is
+       * credited once it has `confirmations`, in one go.
+       */
+      maxPendingPerWallet: Int(1, 100_000),
     }),
     withdrawals: Obj({
       dustSats: Sats,

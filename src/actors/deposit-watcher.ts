@@ -71,7 +71,13 @@ export class DepositWatcher {
   #running = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
   #setbacks = 0;
-  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, remined: 0, ignoredDust: 0, unrelated: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
+  /** Deposits a wallet refused for holding `deposits.maxPendingPerWallet` unconfirmed ones already: said once each (per run). */
+  readonly #heldBack = new Set<string>();
+  /**
+   * `heldBack`: deposits (once each per run) a wallet did not take while unconfirmed, holding as many unconfirmed ones as
+   * it may; each is credited once it has the confirmations.
+   */
+  readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, remined: 0, ignoredDust: 0, unrelated: 0, heldBack: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
 
   constructor(o: WatcherOptions) {
     this.#o = o;
@@ -189,6 +195,7 @@ export class DepositWatcher {
   async #scanOnce(): Promise<boolean> {
     const { node, registry } = this.#o;
     const target = this.#o.config.deposits.confirmations;
+    const maxPending = this.#o.config.deposits.maxPendingPerWallet;
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
     const rescan = this.#rescan;
     if (rescan) {
@@ -245,12 +252,19 @@ export class DepositWatcher {
           }
         }
         this.#missing.delete(outpoint);
-        const res = await inLane(owner, () => registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target }));
+        const res = await inLane(owner, () => registry.send(owner, "deposit", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, target, maxPending }));
+        if (isRefusal(res) && res.code === "too_many_pending") {
+          // Not a failed scan: the cursor trails the tip by target−1 blocks, so it is listed again until it has `target`
+          // confirmations, and then credited confirmed in one go (a wallet always takes those).
+          this.#heldBackOnce(owner, outpoint);
+          return;
+        }
         if (isRefusal(res)) {
           complete = false;
           this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit yet; the scan repeats");
           return;
         }
+        this.#heldBack.delete(outpoint);
         const before = this.#known.get(outpoint);
         listed.add(outpoint);
         await this.#track(outpoint, { owner, txid: tx.txid, vout: tx.vout, address: tx.address!, amount }, res.status);
@@ -279,7 +293,7 @@ export class DepositWatcher {
     // listsinceblock does not list every way a deposit can vanish (a double spend confirmed after the cursor,
     // an RBF replacement in the mempool): every open deposit it did not list is asked about directly.
     await Promise.all([...this.#open].filter(([op]) => !listed.has(op)).map(async ([outpoint, d]) => {
-      if (!(await inLane(d.owner, () => this.#checkOpen(outpoint, d, target)))) complete = false;
+      if (!(await inLane(d.owner, () => this.#checkOpen(outpoint, d, target, maxPending)))) complete = false;
     }));
     this.stats.height = info.blocks;
     // A new tip, by its hash (a reorg can replace the tip with another block at the same height). The work after a
@@ -370,7 +384,7 @@ export class DepositWatcher {
     }
   }
 
-  async #checkOpen(outpoint: string, d: OpenDeposit, target: number): Promise<boolean> {
+  async #checkOpen(outpoint: string, d: OpenDeposit, target: number, maxPending: number): Promise<boolean> {
     let tx: { confirmations: number } | undefined;
     try {
       tx = await this.#o.node.call<{ confirmations: number }>("gettransaction", [d.txid]);
@@ -382,10 +396,24 @@ export class DepositWatcher {
     const gone = !tx || tx.confirmations < 0;
     if (gone) return this.#removed(d.owner, outpoint, d.txid, d.vout, d.amount, tx?.confirmations ?? 0);
     if (tx!.confirmations < target) return true;
-    const res = await this.#o.registry.send(d.owner, "deposit", { deposit: { txid: d.txid, vout: d.vout, address: d.address, amount: d.amount, confirmations: tx!.confirmations }, target });
+    // The wallet holds it (pending): confirming it is never refused for the cap.
+    const res = await this.#o.registry.send(d.owner, "deposit", { deposit: { txid: d.txid, vout: d.vout, address: d.address, amount: d.amount, confirmations: tx!.confirmations }, target, maxPending });
     if (isRefusal(res)) return false;
     await this.#track(outpoint, d, res.status);
     return true;
+  }
+
+  /**
+   * A wallet holding `deposits.maxPendingPerWallet` unconfirmed deposits did not take another: said once per outpoint.
+   * The user key alone: no amount, address or txid beside it (with the line's time, they would point at the output on
+   * chain, as for dust).
+   */
+  #heldBackOnce(owner: string, outpoint: string): void {
+    if (this.#heldBack.has(outpoint)) return;
+    if (this.#heldBack.size >= 200_000) this.#heldBack.clear();
+    this.#heldBack.add(outpoint);
+    this.stats.heldBack++;
+    this.#o.log.warn({ userKey: owner }, "a wallet holds as many unconfirmed deposits as it may (deposits.maxPendingPerWallet): a new one is credited once it is confirmed");
   }
 
   /** Keeps the open-deposit set (memory and disk) in step with the wallet's answer. */

@@ -148,7 +148,12 @@ export type WalletCommand =
   | { type: "withdrawal"; id: string; reply: Reply<Answer<{ withdrawal?: Withdrawal; balance: BalanceView }>> }
   | { type: "current_address"; reply: Reply<Answer<{ address?: string }>> }
   | { type: "add_address"; address: string; reply: Reply<Answer<{ address: string }>> }
-  | { type: "deposit"; deposit: DepositNotice; target: number; reply: Reply<Answer<{ status: Deposit["status"] }>> }
+  /**
+   * `target`: the confirmations that make it available (deposits.confirmations). `maxPending`: the unconfirmed deposits
+   * the wallet may hold (deposits.maxPendingPerWallet); a new one beyond them is refused ("too_many_pending") until it
+   * has `target`.
+   */
+  | { type: "deposit"; deposit: DepositNotice; target: number; maxPending: number; reply: Reply<Answer<{ status: Deposit["status"] }>> }
   | { type: "deposit_removed"; outpoint: string; reply: Reply<Answer<{ status: Deposit["status"] | "unknown" }>> }
   | { type: "reserve_withdrawal"; request: WithdrawalRequest; reply: Reply<Answer<{ withdrawal: Withdrawal; repeated: boolean; balance: BalanceView }>> }
   | { type: "withdrawal_broadcast"; id: string; txid: string; reply: Reply<Answer<{ ok: true }>> }

@@ -213,6 +213,13 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   } else if (known.amount !== amount) {
     return refuse("bad_input", `Deposit ${outpoint} was seen with a different amount; refusing to change it.`);
   }
+  // Each of the wallet's deposit events copies its pending deposits, and a snapshot writes them all: a wallet holds at
+  // most `maxPending`. One more that is not confirmed yet waits outside (the watcher lists it again until it has
+  // `target`, and it is then credited confirmed in one go, never entering the state); repeats and confirmations of the
+  // deposits it holds, and deposits that arrive confirmed, are always taken.
+  if ((!known || known.status === "dropped") && confirmations < cmd.target && pendingDeposits(s.deposits) >= cmd.maxPending) {
+    return refuse("too_many_pending", `This wallet already holds ${cmd.maxPending} unconfirmed deposits; a new one is credited once it is confirmed.`);
+  }
   let status = known && known.status !== "dropped" ? known.status : "pending";
   if (status === "pending" && confirmations >= cmd.target) {
     events.push({ t: "deposit_confirmed", outpoint, at });
@@ -257,6 +264,33 @@ function decideSend(s: WalletState, cmd: Extract<WalletCommand, { type: "send_tr
 }
 
 /**
+ * How many pending deposits each deposits map holds, counted once per map: evolve never changes a map, it copies it,
+ * so a count stays true as long as its map lives, and the copies evolve makes carry it on (withDeposit). A refused
+ * deposit (one beyond the cap, listed again at every scan) costs no walk over the wallet's deposits. A cache of a pure
+ * function, outside the state: decide stays pure, and snapshots and replay are as before.
+ */
+const pendingCounts = new WeakMap<Readonly<Record<string, Deposit>>, number>();
+
+/** The pending deposits of a wallet's deposits map (the state holds only pending ones; a count, for the cap). */
+export function pendingDeposits(deposits: Readonly<Record<string, Deposit>>): number {
+  let n = pendingCounts.get(deposits);
+  if (n === undefined) {
+    n = 0;
+    for (const k in deposits) if (deposits[k]!.status === "pending") n++;
+    pendingCounts.set(deposits, n);
+  }
+  return n;
+}
+
+/** withKey for a deposits map, carrying its pending count on to the copy when it is known. */
+function withDeposit(m: Readonly<Record<string, Deposit>>, outpoint: string, d: Deposit | undefined): Record<string, Deposit> {
+  const c = withKey(m, outpoint, d);
+  const n = pendingCounts.get(m);
+  if (n !== undefined) pendingCounts.set(c, n - (own(m, outpoint)?.status === "pending" ? 1 : 0) + (d?.status === "pending" ? 1 : 0));
+  return c;
+}
+
+/**
  * The entry of a map keyed by ids, if it has one of its own: an id is whatever an edge sent, and "__proto__" or
  * "toString" must not find Object.prototype's (a map read back from a snapshot has that prototype).
  */
@@ -278,21 +312,21 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       const h = s.historyTotal + 1;
       // Every field from the start, as for the state (see emptyWallet): the deposit stays in the state.
       const d: Deposit = { txid: e.txid, vout: e.vout, address: e.address, amount, status: "pending", seenAt: e.at, confirmedAt: undefined, h };
-      return { ...s, pending: s.pending + amount, deposits: withKey(s.deposits, e.outpoint, d), historyTotal: h,
+      return { ...s, pending: s.pending + amount, deposits: withDeposit(s.deposits, e.outpoint, d), historyTotal: h,
         addressUsed: s.addressUsed || e.address === s.addresses.at(-1) };
     }
     // A deposit that is no longer pending leaves the state (its record keeps it: see WalletState.deposits).
     case "deposit_confirmed": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, pending: s.pending - d.amount, available: s.available + d.amount, deposits: withKey(s.deposits, e.outpoint, undefined) };
+      return { ...s, pending: s.pending - d.amount, available: s.available + d.amount, deposits: withDeposit(s.deposits, e.outpoint, undefined) };
     }
     case "deposit_dropped": {
       const d = s.deposits[e.outpoint]!;
-      return { ...s, pending: s.pending - d.amount, deposits: withKey(s.deposits, e.outpoint, undefined) };
+      return { ...s, pending: s.pending - d.amount, deposits: withDeposit(s.deposits, e.outpoint, undefined) };
     }
     case "deposit_reversed":
       // Confirmed before, so in the records (a store before format 7 kept it in the state too).
-      return { ...s, deposits: own(s.deposits, e.outpoint) ? withKey(s.deposits, e.outpoint, undefined) : s.deposits,
+      return { ...s, deposits: own(s.deposits, e.outpoint) ? withDeposit(s.deposits, e.outpoint, undefined) : s.deposits,
         frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
     case "withdrawal_reserved": {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);

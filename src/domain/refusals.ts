@@ -22,6 +22,8 @@ export const REFUSAL_CODES = [
   "node_unavailable",
   "draining",
   "paused",
+  /** A wallet holds as many unconfirmed deposits as it may (deposits.maxPendingPerWallet): a new one waits for its confirmations. */
+  "too_many_pending",
   "internal",
 ] as const;
 

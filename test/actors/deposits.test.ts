@@ -80,6 +80,57 @@ t.test("a block paying one wallet more outputs than it takes commands at once: a
   t.same(await balance(te, a.key), [21_000_000n, 0n, 0n], "scanned again: credited once");
 });
 
+t.test("one wallet paid more unconfirmed outputs than it may hold: the rest wait for their confirmations, the scan completes, each credited once", async (t) => {
+  const lines: Array<Record<string, unknown> & { msg: string }> = [];
+  const te = await startTestEngine({ deposits: { confirmations: 2, maxPendingPerWallet: 3 } },
+    { log: createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } }) });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const a = await user(te, "flooded");
+  // Six transactions (bitcoind pays an address once per transaction), 0.01 … 0.06 BTC.
+  const txids: string[] = [];
+  for (let i = 1; i <= 6; i++) txids.push(await te.node.fund(a.address, `0.0${i}`));
+  const pendingState = async () => {
+    const st = await te.engine.registry.send(a.key, "state", {});
+    if (isRefusal(st)) throw new Error(st.message);
+    return { held: Object.keys(st.deposits).length, sum: Object.values(st.deposits).reduce((x, d) => x + d.amount, 0n) };
+  };
+  t.equal(await te.engine.watcher.poke(), true, "the scan completes: a deposit held back is no failure");
+  t.equal(await te.engine.watcher.poke(), true, "and the next one");
+  const first = await pendingState();
+  t.equal(first.held, 3, "the wallet holds exactly three pending");
+  t.same(await balance(te, a.key), [0n, first.sum, 0n], "its pending balance is theirs");
+  t.equal(te.engine.watcher.stats.heldBack, 3, "three held back, counted once each");
+  t.equal(te.engine.watcher.stats.incompleteScans + te.engine.watcher.stats.failedScans, 0);
+  const said = lines.filter((l) => /maxPendingPerWallet/.test(l.msg));
+  t.equal(said.length, 3, "said once per output, though two scans listed them");
+  for (const l of said) {
+    t.equal(l.userKey, a.key, "naming the wallet");
+    const text = JSON.stringify(l);
+    t.notOk(["amount", "txid", "outpoint", "address"].some((k) => k in l) || txids.some((x) => text.includes(x)) || text.includes(a.address),
+      "and nothing else: no amount, txid or address beside the user key");
+  }
+
+  await te.node.mine(1);
+  t.equal(await te.engine.watcher.poke(), true, "one confirmation of two: the scan completes");
+  t.equal((await pendingState()).held, 3, "still three pending; the rest still wait");
+  t.equal((await balance(te, a.key))[0], 0n, "nothing available yet");
+
+  await te.node.mine(1);
+  t.equal(await te.engine.watcher.poke(), true);
+  t.same(await balance(te, a.key), [21_000_000n, 0n, 0n], "at the target all six are available: 0.01 + … + 0.06, to the satoshi");
+  t.equal((await pendingState()).held, 0, "none left in the state");
+  const h = await te.engine.relay.history(a.key, 0, 10);
+  if (isRefusal(h)) throw new Error(h.message);
+  t.equal(h.total, 6, "six history entries, each deposit once");
+  t.same(h.entries.map((e) => [e.status, e.amount]).sort((x, y) => Number((x[1] as bigint) - (y[1] as bigint))),
+    [1, 2, 3, 4, 5, 6].map((i) => ["confirmed", BigInt(i) * 1_000_000n]), "each confirmed, with its amount");
+  t.equal(te.engine.watcher.stats.heldBack, 3, "none held back again");
+  await te.engine.watcher.rescanFrom(await te.node.rpc<number>("getblockcount", []) - 2);
+  await te.mine(1);
+  t.same(await balance(te, a.key), [21_000_000n, 0n, 0n], "scanned again and mined on: credited once");
+});
+
 /**
  * The outside party double-spends one of its own unconfirmed payments: the same inputs, paid back to itself
  * with a higher fee (a real RBF replacement, as an attacker or a wallet "cancel" would do).

@@ -1,7 +1,7 @@
 // decide/evolve are pure: these tests drive them directly, without actors or disks.
 import t from "tap";
 import {
-  ADDRESSES_KEPT, changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal, refOf,
+  ADDRESSES_KEPT, changedBy, checkInvariants, decide, emptyWallet, evolve, isFinished, isRefusal, pendingDeposits, refOf, restoreWallet,
   type Deposit, type WalletCommand, type WalletIndex, type WalletState, type Withdrawal,
 } from "../../src/actors/wallet.ts";
 
@@ -52,7 +52,7 @@ function opened(): WalletState {
 
 function funded(sats: bigint): WalletState {
   let s = opened();
-  s = run(s, { type: "deposit", deposit: { txid: "aa".repeat(32), vout: 0, address: "bcrt1qx", amount: sats, confirmations: 1 }, target: 1 }).s;
+  s = run(s, { type: "deposit", deposit: { txid: "aa".repeat(32), vout: 0, address: "bcrt1qx", amount: sats, confirmations: 1 }, target: 1, maxPending: 1000 }).s;
   return s;
 }
 
@@ -67,27 +67,27 @@ t.test("a wallet must be opened first, and opening twice does not reset it", asy
 t.test("deposit: pending until the target, then available, once per outpoint", async (t) => {
   let s = opened();
   const dep = { txid: "bb".repeat(32), vout: 1, address: "bcrt1qy", amount: 5000n, confirmations: 0 };
-  s = run(s, { type: "deposit", deposit: dep, target: 2 }).s;
+  s = run(s, { type: "deposit", deposit: dep, target: 2, maxPending: 1000 }).s;
   t.same([s.pending, s.available], [5000n, 0n]);
-  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 2 }).s;
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 2, maxPending: 1000 }).s;
   t.same([s.pending, s.available], [5000n, 0n], "below target: still pending, not counted twice");
-  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 2 }, target: 2 }).s;
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 2 }, target: 2, maxPending: 1000 }).s;
   t.same([s.pending, s.available], [0n, 5000n]);
-  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 3 }, target: 2 }).s;
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 3 }, target: 2, maxPending: 1000 }).s;
   t.same([s.pending, s.available], [0n, 5000n], "seen again after confirmation: no double credit");
-  const other = run(s, { type: "deposit", deposit: { ...dep, amount: 1n, confirmations: 3 }, target: 2 });
+  const other = run(s, { type: "deposit", deposit: { ...dep, amount: 1n, confirmations: 3 }, target: 2, maxPending: 1000 });
   t.match(other.answer, { refused: true }, "the same outpoint with another amount is refused");
-  s = run(s, { type: "deposit", deposit: { ...dep, vout: 2, confirmations: 5 }, target: 2 }).s;
+  s = run(s, { type: "deposit", deposit: { ...dep, vout: 2, confirmations: 5 }, target: 2, maxPending: 1000 }).s;
   t.equal(s.available, 10000n, "another output of the same tx is another deposit");
 });
 
 t.test("reorg: a pending deposit leaves; a confirmed one freezes the wallet for review", async (t) => {
   let s = opened();
   const dep = { txid: "cc".repeat(32), vout: 0, address: "a", amount: 700n, confirmations: 0 };
-  s = run(s, { type: "deposit", deposit: dep, target: 1 }).s;
+  s = run(s, { type: "deposit", deposit: dep, target: 1, maxPending: 1000 }).s;
   s = run(s, { type: "deposit_removed", outpoint: `${dep.txid}:0` }).s;
   t.same([s.pending, s.available], [0n, 0n]);
-  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 1 }).s;
+  s = run(s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 1, maxPending: 1000 }).s;
   t.equal(s.available, 700n, "re-mined after the reorg: credited once");
   s = run(s, { type: "deposit_removed", outpoint: `${dep.txid}:0` }).s;
   t.ok(s.frozen, "frozen");
@@ -168,7 +168,7 @@ t.test("addresses: the newest unused address is reused", async (t) => {
   t.same(run(s, { type: "current_address" }).answer, {});
   s = run(s, { type: "add_address", address: "bcrt1qa" }).s;
   t.same(run(s, { type: "current_address" }).answer, { address: "bcrt1qa" });
-  s = run(s, { type: "deposit", deposit: { txid: "ff".repeat(32), vout: 0, address: "bcrt1qa", amount: 10n, confirmations: 0 }, target: 1 }).s;
+  s = run(s, { type: "deposit", deposit: { txid: "ff".repeat(32), vout: 0, address: "bcrt1qa", amount: 10n, confirmations: 0 }, target: 1, maxPending: 1000 }).s;
   t.same(run(s, { type: "current_address" }).answer, {}, "used: a new one is needed");
 });
 
@@ -214,20 +214,20 @@ t.test("ids are ordinary keys of the wallet's maps, \"__proto__\" and \"construc
   t.same(Object.keys(a.outgoing).sort(), ["constructor", "toString"], "acknowledged: gone from this state");
   t.same(Object.keys(mid.outgoing).length, 3, "still in the one before");
   t.equal(({} as Record<string, unknown>).to, undefined, "nothing reached Object.prototype");
-  const r = run(a, { type: "deposit", deposit: { txid: "bb".repeat(32), vout: 1, address: "bcrt1qx", amount: 5n, confirmations: 0 }, target: 1 }).s;
+  const r = run(a, { type: "deposit", deposit: { txid: "bb".repeat(32), vout: 1, address: "bcrt1qx", amount: 5n, confirmations: 0 }, target: 1, maxPending: 1000 }).s;
   t.same(Object.keys(r.deposits), [`${"bb".repeat(32)}:1`], "deposits are keyed the same way (the funding one, confirmed, has left)");
 });
 
 t.test("finished deposits and withdrawals leave the state; a repeat is answered from the records, never applied", async (t) => {
   let s = opened();
   const dep = (i: number, confirmations: number) => ({ txid: i.toString(16).padStart(64, "0"), vout: 0, address: "bcrt1qx", amount: 1_000n, confirmations });
-  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 0), target: 1 }).s;
+  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 0), target: 1, maxPending: 1000 }).s;
   t.equal(Object.keys(s.deposits).length, 50, "pending: in the state");
-  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 1), target: 1 }).s;
+  for (let i = 0; i < 50; i++) s = run(s, { type: "deposit", deposit: dep(i, 1), target: 1, maxPending: 1000 }).s;
   t.same([Object.keys(s.deposits).length, s.available, s.pending], [0, 50_000n, 0n], "confirmed: credited, and gone from the state");
-  const again = run(s, { type: "deposit", deposit: dep(7, 3), target: 1 });
+  const again = run(s, { type: "deposit", deposit: dep(7, 3), target: 1, maxPending: 1000 });
   t.same([again.answer, again.s], [{ status: "confirmed" }, s], "listed again: answered from its record, nothing applied");
-  t.match(run(s, { type: "deposit", deposit: { ...dep(7, 3), amount: 5n }, target: 1 }).answer, { code: "bad_input" }, "another amount for it is still refused");
+  t.match(run(s, { type: "deposit", deposit: { ...dep(7, 3), amount: 5n }, target: 1, maxPending: 1000 }).answer, { code: "bad_input" }, "another amount for it is still refused");
 
   const req = { id: "w1", address: "bcrt1qdest", amount: 10_000n, fee: 100n, dustLimit: 546n, dailyLimit: 10n ** 9n };
   s = run(s, { type: "reserve_withdrawal", request: req }).s;
@@ -246,4 +246,55 @@ t.test("finished deposits and withdrawals leave the state; a repeat is answered 
   t.same(reversed.answer, { status: "reversed" });
   t.ok(reversed.s.frozen, "frozen for review");
   t.equal(finished.get(reversed.s)?.get(`${dep(7, 0).txid}:0`)?.status, "reversed", "its record says so");
+});
+
+t.test("at most maxPending unconfirmed deposits in the state: a new one beyond waits for its confirmations; repeats and confirmations pass", async (t) => {
+  const cap = 3, target = 2;
+  const dep = (i: number, confirmations: number) => ({ txid: (0xd0 + i).toString(16).repeat(32), vout: i, address: "bcrt1qmany", amount: 1_000n * BigInt(i + 1), confirmations });
+  const deposit = (s: WalletState, i: number, confirmations: number) => run(s, { type: "deposit", deposit: dep(i, confirmations), target, maxPending: cap });
+  const held = (s: WalletState) => [Object.keys(s.deposits).length, pendingDeposits(s.deposits), s.pending, s.available];
+  let s = opened();
+  for (let i = 0; i < cap; i++) {
+    const r = deposit(s, i, i % 2);
+    t.same(r.answer, { status: "pending" }, `pending deposit ${i + 1} of ${cap} taken`);
+    s = r.s;
+  }
+  t.same(held(s), [3, 3, 6_000n, 0n], "three pending, 1,000 + 2,000 + 3,000");
+
+  const fourth = deposit(s, 3, 1);
+  t.match(fourth.answer, { refused: true, code: "too_many_pending", message: /already holds 3 unconfirmed deposits/ }, "a fourth pending one is refused");
+  t.equal(fourth.s, s, "and changes nothing");
+  t.notOk(/d3d3|4000|4,000|bcrt1q/.test((fourth.answer as { message: string }).message), "its message names no txid, amount or address");
+  t.match(decide(s, { type: "deposit", deposit: dep(3, 0), target, maxPending: cap, reply: noop }, ctx), { code: "too_many_pending" }, "also at 0 confirmations");
+
+  const confirmed = deposit(s, 3, target);
+  t.same(confirmed.answer, { status: "confirmed" }, "the same fourth, arriving confirmed, is taken");
+  t.same(held(confirmed.s), [3, 3, 6_000n, 4_000n], "credited at once, never held in the state");
+  t.equal(finished.get(confirmed.s)?.get(`${dep(3, 0).txid}:3`)?.status, "confirmed", "its record says confirmed");
+  t.same(deposit(confirmed.s, 3, target + 1), { s: confirmed.s, answer: { status: "confirmed" } }, "and listed again, answered from its record");
+
+  t.same(deposit(s, 1, 0), { s, answer: { status: "pending" } }, "a repeat of a held one is taken (nothing changes)");
+  t.same(deposit(s, 1, 1), { s, answer: { status: "pending" } }, "so is one more confirmation below the target");
+  const one = deposit(s, 1, target);
+  t.same(one.answer, { status: "confirmed" }, "the confirmation of a held one is taken at the cap");
+  s = one.s;
+  t.same(held(s), [2, 2, 4_000n, 2_000n], "it left the state: two pending");
+
+  const again = deposit(s, 3, 0);
+  t.same(again.answer, { status: "pending" }, "with room again, a new pending one is taken");
+  s = again.s;
+  t.same(held(s), [3, 3, 8_000n, 2_000n]);
+  t.match(deposit(s, 4, 1).answer, { code: "too_many_pending" }, "and the next one beyond is refused again");
+
+  // A dropped deposit listed again (mined after all) would enter the state again: it counts as new.
+  s = run(s, { type: "deposit_removed", outpoint: `${dep(0, 0).txid}:0` }).s;
+  t.same(held(s), [2, 2, 7_000n, 2_000n], "one dropped: two pending");
+  s = deposit(s, 4, 0).s;
+  t.match(deposit(s, 0, 1).answer, { code: "too_many_pending" }, "the dropped one coming back pending is refused at the cap");
+  t.same(deposit(s, 0, target).answer, { status: "confirmed" }, "and taken once it is confirmed");
+
+  // The count follows every copy of the map, and is the same counted afresh (a state read back from a snapshot).
+  const restored = restoreWallet({ ...s, deposits: { ...s.deposits } });
+  t.equal(pendingDeposits(restored.deposits), 3, "a map without a known count is counted");
+  t.equal(pendingDeposits(s.deposits), Object.keys(s.deposits).length, "the carried count is the map's");
 });

@@ -328,7 +328,7 @@ t.test("a format-6 store is upgraded once: finished deposits and withdrawals lea
   t.match(w.records.deposit("u_six", "aa:0"), { status: "confirmed", amount: 20_000n, h: 1 }, "from the old snapshot");
   t.match(w.records.deposit("u_six", "cc:0"), { status: "reversed", amount: 30_000n, h: 3 }, "confirmed and reversed after it");
   t.match(w.records.withdrawal("u_six", "w1"), { status: "sent", fee: 80n });
-  t.same(ok(await w.registry.send("u_six", "deposit", { deposit: { txid: "aa", vout: 0, address: "bcrt1qa", amount: 20_000n, confirmations: 50 }, target: 3 })), { status: "confirmed" },
+  t.same(ok(await w.registry.send("u_six", "deposit", { deposit: { txid: "aa", vout: 0, address: "bcrt1qa", amount: 20_000n, confirmations: 50 }, target: 3, maxPending: 1000 })), { status: "confirmed" },
     "an old deposit listed again is answered from its record");
   t.same(ok(await w.registry.send("u_six", "deposit_removed", { outpoint: "cc:0" })), { status: "reversed" }, "a reversed one too");
   t.match(ok(await w.registry.send("u_six", "withdrawal", { id: "w1" })), { withdrawal: { status: "sent", fee: 80n } });
@@ -341,7 +341,7 @@ t.test("a deposit seen and confirmed in one command has one history entry, confi
   const w = await open(t.testdir());
   t.teardown(() => w.close());
   ok(await w.registry.send("u_dep", "open", {}));
-  t.same(ok(await w.registry.send("u_dep", "deposit", { deposit: { txid: "ab".repeat(32), vout: 1, address: "bcrt1qa", amount: 7000n, confirmations: 6 }, target: 3 })), { status: "confirmed" });
+  t.same(ok(await w.registry.send("u_dep", "deposit", { deposit: { txid: "ab".repeat(32), vout: 1, address: "bcrt1qa", amount: 7000n, confirmations: 6 }, target: 3, maxPending: 1000 })), { status: "confirmed" });
   t.same(ok(await w.registry.history("u_dep", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]), [[`${"ab".repeat(32)}:1`, "confirmed", 7000n]]);
   t.match(w.records.deposit("u_dep", `${"ab".repeat(32)}:1`), { status: "confirmed", amount: 7000n });
   t.same(Object.keys(ok(await w.registry.send("u_dep", "state", {})).deposits), [], "not in the state");

@@ -26,6 +26,19 @@ t.test("bad values are refused with the key's name", async (t) => {
   t.throws(() => loadConfig({ env: {}, overrides: { withdrawals: { dustSats: "-5" } } }), /withdrawals\.dustSats/);
 });
 
+t.test("deposits.maxPendingPerWallet: 1000 by default, a whole number of at least 1, set by its environment variable", async (t) => {
+  t.equal(loadConfig({ env: {} }).deposits.maxPendingPerWallet, 1000);
+  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } }).deposits.maxPendingPerWallet, 1000, "on every network");
+  t.equal(envName(["deposits", "maxPendingPerWallet"]), "RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET");
+  t.equal(loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "3" } }).deposits.maxPendingPerWallet, 3);
+  t.equal(loadConfig({ env: {}, overrides: { deposits: { maxPendingPerWallet: 1 } } }).deposits.maxPendingPerWallet, 1, "one is allowed");
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "0" } }), /config key deposits\.maxPendingPerWallet: .*RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "-1" } }), /deposits\.maxPendingPerWallet/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "2.5" } }), /RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "2\.5" is not a whole number/);
+  t.throws(() => loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "many" } }), /not a whole number/);
+  t.throws(() => loadConfig({ env: {}, overrides: { deposits: { maxPendingPerWallet: 1.5 } } }), /deposits\.maxPendingPerWallet/);
+});
+
 t.test("the admin edge may only bind to loopback or a configured VPN range", async (t) => {
   t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "0.0.0.0" } }), { code: "config_invalid" });
   t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_HOST: "8.8.8.8" } }), /admin\.host/);

@@ -133,7 +133,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_node_errors_total", "counter", n.errors], ["runigun_deposit_pool_addresses", "gauge", n.addressPool],
         ["runigun_chain_height", "gauge", w.height],
         ...(chain ? [["runigun_chain_headers_behind", "gauge", chain.headersBehind], ["runigun_chain_tip_age_seconds", "gauge", chain.tipAgeS ?? -1]] as Array<[string, string, number]> : []), ["runigun_deposits_credited_total", "counter", w.credited], ["runigun_deposits_confirmed_total", "counter", w.confirmed],
-        ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_deposits_remined_total", "counter", w.remined],
+        ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_deposits_remined_total", "counter", w.remined], ["runigun_deposits_held_back_total", "counter", w.heldBack],
         ["runigun_deposit_scans_failed_total", "counter", w.failedScans], ["runigun_deposit_scans_incomplete_total", "counter", w.incompleteScans], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0], ["runigun_payout_batches_stuck", "gauge", stuck], ["runigun_payout_batches_releasing", "gauge", releasing],

@@ -28,6 +28,7 @@ const WORDS: Record<RefusalCode, [mark: string, words: string]> = {
   node_unavailable: ["⏳", "The Bitcoin node is unavailable; try again in a minute."],
   draining: ["🚪", "This service is winding down."],
   paused: ["⏸", "Withdrawals are paused for now; your money is safe."],
+  too_many_pending: ["⏳", "Too many unconfirmed deposits; the next is credited once it is confirmed."],
   internal: ["⚠️", "Something went wrong; nothing was moved."],
 };
 
