@@ -18,7 +18,7 @@ const ALLOWED: Record<string, { safe: boolean }> = {
   gettransaction: { safe: true }, validateaddress: { safe: true }, getaddressinfo: { safe: true }, estimatesmartfee: { safe: true },
   decoderawtransaction: { safe: true }, decodepsbt: { safe: true }, testmempoolaccept: { safe: true }, getmempoolentry: { safe: true },
   listunspent: { safe: true }, listdescriptors: { safe: true }, gettxout: { safe: true }, listtransactions: { safe: true },
-  listlabels: { safe: true }, getaddressesbylabel: { safe: true },
+  listlabels: { safe: true }, getaddressesbylabel: { safe: true }, getmempoolinfo: { safe: true },
   // A repeated getnewaddress or getrawchangeaddress only skips an address; a repeated sendrawtransaction of the same signed bytes
   // cannot pay twice; setlabel is idempotent.
   getnewaddress: { safe: true }, getrawchangeaddress: { safe: true }, sendrawtransaction: { safe: true }, setlabel: { safe: true },
@@ -231,15 +231,24 @@ export class NodeGateway {
     return this.call<ListSinceBlock>("listsinceblock", [blockhash ?? "", targetConfirmations, false, true]);
   }
 
-  /** sat/vB for the target; regtest has no estimate, so the configured fallback applies (and says so). */
+  /**
+   * sat/vB for the target; without an estimate (regtest, a node that has not watched the mempool for long) the
+   * configured fallback. Never below the node's mempool minimum fee (a full mempool raises it): a batch under it would
+   * be refused at build time and left stuck, every one of a flush. Capped at `withdrawals.maxFeeRateSatVb`.
+   */
   async estimateFeeRate(confTarget: number): Promise<bigint> {
     const w = this.#o.config.withdrawals;
-    const r = await this.call<{ feerate?: number; errors?: string[] }>("estimatesmartfee", [confTarget]);
-    if (r.feerate === undefined) return BigInt(w.fallbackFeeRateSatVb);
+    const [r, pool] = await Promise.all([
+      this.call<{ feerate?: number; errors?: string[] }>("estimatesmartfee", [confTarget]),
+      this.call<{ mempoolminfee?: number }>("getmempoolinfo", []).catch(() => undefined),
+    ]);
     // BTC/kvB → sat/vB, rounded up so a quote never undershoots.
-    const satPerVb = (btcNumberToSats(r.feerate) + 999n) / 1000n;
+    const perVb = (btcPerKvb: number) => (btcNumberToSats(btcPerKvb) + 999n) / 1000n;
+    let rate = r.feerate === undefined ? BigInt(w.fallbackFeeRateSatVb) : perVb(r.feerate);
+    const floor = pool?.mempoolminfee === undefined ? 0n : perVb(pool.mempoolminfee);
+    if (rate < floor) rate = floor;
     const max = BigInt(w.maxFeeRateSatVb);
-    return satPerVb < 1n ? 1n : satPerVb > max ? max : satPerVb;
+    return rate < 1n ? 1n : rate > max ? max : rate;
   }
 
   /**

@@ -37,6 +37,22 @@ t.test("one mailbox: concurrent calls go out as JSON-RPC batches; only allowlist
   t.ok(gw.snapshot().retries > 0, "it was retried, not failed");
 });
 
+t.test("the fee rate is never below the node's mempool minimum (a full mempool raises it), nor above the configured cap", async (t) => {
+  // The floor that a full mempool raises, set here as the node's relay minimum: 50 sat/vB, over the fallback of 20.
+  const node = await startRegtest({ extraArgs: ["-minrelaytxfee=0.0005"] });
+  const system = new ActorSystem();
+  const config = loadConfig({ env: {}, overrides: { withdrawals: { fallbackFeeRateSatVb: 20 } } });
+  const gw = new NodeGateway({ config, log: silentLogger, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password } });
+  t.teardown(async () => (await gw.stop(), system.shutdown(), await node.stop()));
+  await gw.start();
+  t.equal(await gw.estimateFeeRate(6), 50n, "no estimate: the fallback, raised to the mempool's minimum");
+  const other = new ActorSystem();
+  const capped = new NodeGateway({ config: loadConfig({ env: {}, overrides: { withdrawals: { maxFeeRateSatVb: 30 } } }), log: silentLogger, system: other, rpc: { url: node.rpcUrl, user: node.user, password: node.password } });
+  t.teardown(async () => (await capped.stop(), other.shutdown()));
+  await capped.start();
+  t.equal(await capped.estimateFeeRate(6), 30n, "capped at withdrawals.maxFeeRateSatVb (a batch then waits, stuck, for the operator)");
+});
+
 t.test("an engine with books never replaces a node wallet it cannot load with a new, empty one", async (t) => {
   const { startTestEngine } = await import("../support/engine.ts");
   const { openStorage } = await import("../../src/storage.ts");
