@@ -9,6 +9,7 @@ import { WalletRegistry } from "./actors/registry.ts";
 import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
 import { FinishedPayouts, strandedCoins, type PayoutState, type PayoutStep } from "./actors/payout.ts";
+import type { PayoutSummary } from "./actors/payout.messages.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
@@ -536,6 +537,21 @@ export class Engine {
     this.payouts.pause(why);
     this.log.warn({ operator }, "payouts paused by an operator");
     return { paused: why, already: false };
+  }
+
+  /**
+   * Operator action: give back a payout that is still queued (one the node cannot fund, or one that must not go): its
+   * wallet gets the amount and the quoted fee back, and its user is told the withdrawal could not be sent. Never one
+   * in a batch. Refused after a restore until the comparison with the chain is done and its incident reviewed: a
+   * payout queued in the restored book may have been paid after the backup.
+   */
+  async unqueuePayout(id: string, operator: string): Promise<PayoutSummary | Refusal> {
+    if (this.#reconciling || this.payouts.paused === RECONCILING || this.restoreIncident) {
+      return refuse("not_allowed", "After a restore, a queued payout may have been paid since the backup: none is given back until the comparison with the chain is done and its incident reviewed (payouts resumed).");
+    }
+    const r = await this.payouts.unqueue(id);
+    if (!isRefusal(r)) this.log.warn({ operator, payout: id }, "a queued payout was given back to its wallet by an operator");
+    return r;
   }
 
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */

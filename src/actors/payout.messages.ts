@@ -88,6 +88,11 @@ export type PayoutEvent =
    * payouts go back to their wallets (the reservations are released), never paid.
    */
   | { t: "released"; batch: string; txid?: string; at: number }
+  /**
+   * An operator gave back a queued payout (never in a batch, so never signed: nothing of it can be mined). Its status
+   * is `released`, without a batch; its wallet is told, as for a released batch.
+   */
+  | { t: "unqueued"; id: string; at: number }
   /** These confirmed (or released) payouts' wallets answered that they have journalled the settlement. */
   | { t: "wallet_settled"; ids: string[]; at: number }
   /**
@@ -130,6 +135,11 @@ export type PayoutCommand =
    * payouts are released to their wallets. Never a payout released while its transaction could still be mined.
    */
   | { type: "release"; batch: string; feeRateSatVb: bigint; reason: string; reply: Reply<ReleaseAnswer | Refusal> }
+  /**
+   * Operator: give back a payout that is still queued (the node cannot fund it, or it should not go): released to its
+   * wallet at once. Refused for one in a batch (a signed transaction may still be mined: release the batch instead).
+   */
+  | { type: "unqueue"; id: string; reply: Reply<PayoutSummary | Refusal> }
   | { type: "state"; reply: Reply<PayoutState> }
   /**
    * After a restore: queued payouts that a transaction the node made after the backup already paid (found by

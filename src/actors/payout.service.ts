@@ -85,6 +85,11 @@ export class PayoutService {
     return this.#ask((reply) => ({ type: "release", batch, feeRateSatVb, reason, reply }), 120_000);
   }
 
+  /** Operator: give back a payout still queued (see PayoutCommand "unqueue"). */
+  unqueue(id: string): Promise<PayoutSummary | Refusal> {
+    return this.#ask((reply) => ({ type: "unqueue", id, reply }), 120_000);
+  }
+
   /** The book as it stands; `timeoutMs` for a reader that would rather not wait behind a flush or a release. */
   state(timeoutMs?: number): Promise<PayoutState> {
     return this.#ask((reply) => ({ type: "state", reply }), timeoutMs);

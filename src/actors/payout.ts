@@ -155,6 +155,10 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       for (const id of b.ids) payouts[id] = { ...payouts[id]!, status };
       return { ...s, payouts, batches: withKey(s.batches, e.batch, { ...b, status, ...(e.t === "stuck" ? { reason: e.reason } : {}) }) };
     }
+    case "unqueued": {
+      const p = s.payouts[e.id]!;
+      return { ...s, payouts: withKey(s.payouts, e.id, { ...p, status: "released" }) };
+    }
     case "wallet_settled": {
       const payouts = idMap(s.payouts);
       for (const id of e.ids) payouts[id] = { ...payouts[id]!, walletSettled: true };
@@ -261,6 +265,24 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
             await commit([{ t: "queued", id: cmd.id, userKey: cmd.userKey, address: cmd.address, amount: cmd.amount.toString(), quotedFee: cmd.quotedFee.toString(), at: now() }]);
           } else {
             reannounce(cmd.id, known, s, o);
+          }
+          cmd.reply(summary(cmd.id, s));
+          return s;
+        }
+        case "unqueue": {
+          const p = Object.hasOwn(s.payouts, cmd.id) ? s.payouts[cmd.id] : undefined;
+          if (!p) {
+            cmd.reply(refuse("not_found", `No payout ${cmd.id} in the book (GET /payouts?status=queued lists those that can be given back).`));
+            return s;
+          }
+          if (p.status !== "queued" && !(p.status === "released" && p.batch === undefined)) {
+            cmd.reply(refuse("not_allowed", `Payout ${cmd.id} is ${p.status}${p.batch ? ` in batch ${p.batch}` : ""}, not queued: only a payout in no batch can be given back (a stuck batch is released as a whole).`));
+            return s;
+          }
+          if (p.status === "queued") await commit([{ t: "unqueued", id: cmd.id, at: now() }]);
+          // Its wallet is told now (and again at every block until it has journalled the release: settleWallets).
+          if (!s.payouts[cmd.id]!.walletSettled && (await tellReleased(cmd.id, s.payouts[cmd.id]!, () => s, o)) === true) {
+            await commit([{ t: "wallet_settled", ids: [cmd.id], at: now() }]);
           }
           cmd.reply(summary(cmd.id, s));
           return s;
@@ -622,12 +644,7 @@ const SETTLE_CONCURRENCY = 64;
 async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<number> {
   const open = Object.entries(get().payouts).filter(([, p]) => (p.status === "confirmed" || p.status === "released") && !p.walletSettled);
   let settled = 0;
-  const tell = (id: string, p: Payout) => {
-    const b = get().batches[p.batch!]!;
-    return p.status === "released"
-      ? o.hooks.released(p.userKey, id, `its transaction could not be sent (${b.cancel?.reason ?? b.reason ?? "released by an operator"})`)
-      : o.hooks.settled(p.userKey, id, b.txid, p.fee ?? p.quotedFee);
-  };
+  const tell = (id: string, p: Payout) => (p.status === "released" ? tellReleased(id, p, get, o) : o.hooks.settled(p.userKey, id, get().batches[p.batch!]!.txid, p.fee ?? p.quotedFee));
   for (let i = 0; i < open.length; i += SETTLE_CONCURRENCY) {
     const chunk = open.slice(i, i + SETTLE_CONCURRENCY);
     const answers = await Promise.all(chunk.map(([id, p]) => tell(id, p).catch((e: unknown) => refuse("internal", (e as Error).message))));
@@ -642,6 +659,12 @@ async function settleWallets(get: () => PayoutState, commit: (e: PayoutEvent[]) 
     settled += ids.length;
   }
   return settled;
+}
+
+/** Tells a released payout's wallet that it will never be paid: its batch was released, or it was given back queued. */
+function tellReleased(id: string, p: Payout, get: () => PayoutState, o: PayoutOptions): Promise<true | Refusal> {
+  const b = p.batch === undefined ? undefined : get().batches[p.batch]!;
+  return o.hooks.released(p.userKey, id, b ? `its transaction could not be sent (${b.cancel?.reason ?? b.reason ?? "released by an operator"})` : "given back by an operator before it was sent");
 }
 
 async function adopt(txid: string, ids: string[], outputs: number, get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<{ batch: string } | Refusal> {

@@ -258,6 +258,31 @@ t.test("a payout the node cannot fund does not hold up those queued after it: th
   const book = await te.engine.payouts.state();
   t.same([book.payouts[first.quote.id]!.status, book.payouts[second.quote.id]!.status], ["queued", "broadcast"], "the first waits in the queue");
   t.match(lines.filter((l) => l.alert && /cannot be funded/.test(l.msg)), [{ id: first.quote.id }], "operators are told which");
+
+  // An operator gives it back: the wallet has its amount and quoted fee again, its user is told, the book never pays it.
+  const notices: Notification[] = [];
+  te.engine.relay.onNotification((n) => void notices.push(n));
+  const before = await withdrawalOf(te, big, first.quote.id);
+  t.match(await te.engine.unqueuePayout(second.quote.id, "alice"), { code: "not_allowed", message: /is broadcast in batch b1, not queued/ }, "never one in a batch");
+  t.match(await te.engine.unqueuePayout("wd_nobody", "alice"), { code: "not_found" });
+  te.engine.restoreIncident = { at: Date.now(), archive: "snapshot-test", unknownSpends: [], frozen: [] };
+  t.match(await te.engine.unqueuePayout(first.quote.id, "alice"), { code: "not_allowed", message: /After a restore/ }, "none while a restore incident is open");
+  te.engine.restoreIncident = undefined;
+  t.match(await te.engine.unqueuePayout(first.quote.id, "alice"), { id: first.quote.id, status: "released" });
+  const after = await withdrawalOf(te, big, first.quote.id);
+  t.equal(after.w.status, "released");
+  t.equal(after.available, before.available + first.quote.amount + first.quote.fee, "the amount and the quoted fee are available again");
+  t.equal(after.reserved, before.reserved - first.quote.amount - first.quote.fee);
+  t.match(notices.filter((n) => n.notice.kind === "withdrawal_released"), [{ userKey: big, notice: { id: first.quote.id } }], "the user is told");
+  t.match(await te.engine.unqueuePayout(first.quote.id, "alice"), { id: first.quote.id, status: "released" }, "a repeat is answered the same");
+  t.equal(notices.filter((n) => n.notice.kind === "withdrawal_released").length, 1, "and tells nobody twice");
+  await te.node.fund(await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine"), "2");
+  await te.mine(1);
+  // The deposit spent behind the engine's back was a hole, covered now: the watchdog's pause is lifted.
+  if (te.engine.payouts.paused) t.same(await te.engine.resumePayouts("alice"), { resumed: true });
+  t.match(await te.engine.payouts.flush(), { batches: 0 }, "coins back: nothing is paid for it");
+  t.equal(await received(te, dest), 0n, "its address never sees a satoshi");
+  t.ok((await te.engine.watchdog())?.ok, "the books and the node agree");
 });
 
 t.test("solvency holds through deposits and a payout in flight; coins taken behind the engine's back show as a hole", async (t) => {

@@ -130,9 +130,14 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal(resumed.status, 409, resumed.body);
   t.match(resumed.body, /Cover the hole/);
   t.equal(te.engine.payouts.paused, "paused by operator alice: a withdrawal looks wrong", "still paused, for the operator's reason");
+  const unqueue = await call(port, ca, "/payouts/unqueue", { client: cert, totp: code(), method: "POST", body: { id: "wd_nobody", reason: "the user asked" } });
+  t.equal(unqueue.status, 409, "giving back a payout the book does not have is refused");
+  t.match(unqueue.body, /No payout wd_nobody/);
+  t.equal((await call(port, ca, "/payouts/unqueue", { client: cert, totp: code(), method: "POST", body: { id: "wd x", reason: "the user asked" } })).status, 400, "an id is checked by the schema");
   const entries = (JSON.parse((await call(port, ca, "/audit", { client: cert, totp: code() })).body) as typeof log).entries;
   t.ok(entries.some((e) => e.action === "pause-payouts" && e.operator === "alice" && e.reason === "a withdrawal looks wrong"), "the pause is audited");
   t.ok(entries.some((e) => e.action === "pause-payouts:outcome" && e.outcome === "done"));
+  t.ok(entries.some((e) => e.action === "unqueue-payout" && e.target === "wd_nobody" && e.reason === "the user asked"), "audited");
   const api = JSON.parse((await call(port, ca, "/openapi.json", { client: cert, totp: code() })).body) as { paths: Record<string, unknown> };
   t.ok(api.paths["/wallets/{userKey}/freeze"] && api.paths["/solvency"], "OpenAPI lists the routes");
   const metrics = await call(port, ca, "/metrics", { client: cert, totp: code() });

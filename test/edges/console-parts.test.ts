@@ -122,10 +122,11 @@ t.test("action forms: a required reason and the CSRF token, a confirmation that 
 });
 
 t.test("every console action uses the JSON API's audit action and target", async (t) => {
-  const audited = ACTIONS.map((a) => [a.path, a.audit({ userKey: "u_k", mode: "on" }), a.path.includes(":mode") ? a.audit({ userKey: "u_k", mode: "off" }) : undefined]);
+  const audited = ACTIONS.map((a) => [a.path, a.audit({ userKey: "u_k", mode: "on", id: "wd_k" }), a.path.includes(":mode") ? a.audit({ userKey: "u_k", mode: "off", id: "wd_k" }) : undefined]);
   t.same(audited, [
     ["/console/wallets/:userKey/freeze", { action: "freeze", target: "u_k" }, undefined],
     ["/console/wallets/:userKey/unfreeze", { action: "unfreeze", target: "u_k" }, undefined],
+    ["/console/payouts/queued/:id/unqueue", { action: "unqueue-payout", target: "wd_k" }, undefined],
     ["/console/payouts/pause", { action: "pause-payouts", target: "payouts" }, undefined],
     ["/console/payouts/resume", { action: "resume-payouts", target: "payouts" }, undefined],
     ["/console/drain/:mode", { action: "drain-on", target: "engine" }, { action: "drain-off", target: "engine" }],

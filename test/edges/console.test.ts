@@ -271,7 +271,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
     // Every operator action of the console, and every confirmation page on the way to one.
     const actions = [`/console/payouts/${batchId}/bump`, `/console/payouts/${batchId}/release`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
-      "/console/payouts/pause", "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
+      "/console/payouts/queued/wd_test/unqueue", "/console/payouts/pause", "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
     for (const path of [...actions, ...actions.map((p) => `${p}/review`)]) {
       const post = (headers: Record<string, string>, body: string) =>
         call(port, ca, path, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
@@ -325,6 +325,13 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.match(r.body, /Payouts are running/);
     t.equal(te.engine.payouts.paused, undefined, "still running, nothing changed");
     t.match((await audit.list(5)).find((e) => e.action === "resume-payouts"), { operator: "alice", target: "payouts", reason: "just in case" });
+    // Giving back a queued payout: the engine's refusal for one it does not have, shown as its message, and audited.
+    r = await sameSitePost("/console/payouts/queued/wd_nobody/unqueue/review", "reason=the+user+asked");
+    t.match(r.body, /Confirm: give back the queued payout/);
+    r = await sameSitePost("/console/payouts/queued/wd_nobody/unqueue", "reason=the+user+asked&confirm=yes");
+    t.equal(r.status, 409);
+    t.match(r.body, /No payout wd_nobody in the book/);
+    t.match((await audit.list(5)).find((e) => e.action === "unqueue-payout"), { operator: "alice", target: "wd_nobody", reason: "the user asked" });
   });
 
   await t.test("a fee bump from the console: reason, confirmation step, audited, shown after the next block", async (t) => {

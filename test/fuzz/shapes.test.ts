@@ -78,11 +78,11 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   };
   const paths = fc.constantFrom(
     `/wallets/${victim}/freeze`, `/wallets/${victim}/unfreeze`, "/wallets/u_nobodyhere0001/freeze", "/wallets/%00/freeze", "/wallets/../../etc/freeze",
-    `/payouts/${batch}/bump`, "/payouts/x/bump", `/payouts/${batch}/release`, "/payouts/b999/release", "/payouts/x/release", "/payouts/adopt", "/payouts/pause", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
+    `/payouts/${batch}/bump`, "/payouts/x/bump", `/payouts/${batch}/release`, "/payouts/b999/release", "/payouts/x/release", "/payouts/adopt", "/payouts/unqueue", "/payouts/pause", "/payouts/resume", "/drain", "/deposits/rescan", "/backup", "/nope",
   );
   /** The fields each action takes: a well-shaped body carries those only (the schemas refuse any other). */
   const fieldsOf = (path: string): string[] =>
-    /\/(bump|release)$/.test(path) ? ["feeRateSatVb", "reason"] : path === "/payouts/adopt" ? ["id", "txid", "reason"] : path === "/drain" ? ["on", "reason"]
+    /\/(bump|release)$/.test(path) ? ["feeRateSatVb", "reason"] : path === "/payouts/adopt" ? ["id", "txid", "reason"] : path === "/payouts/unqueue" ? ["id", "reason"] : path === "/drain" ? ["on", "reason"]
       : path === "/deposits/rescan" ? ["height", "reason"] : ["reason"];
   const bodies: fc.Arbitrary<(path: string) => string> = fc.oneof(
     fc.jsonValue().map((v) => () => JSON.stringify(v)),

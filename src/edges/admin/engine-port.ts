@@ -170,6 +170,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     async pausePayouts(reason, operator) {
       return toJson(await e.pausePayouts(reason, operator));
     },
+    async unqueuePayout(id, operator) {
+      const r = await e.unqueuePayout(id, operator);
+      return isRefusal(r) ? r : toJson(r);
+    },
     async resumePayouts(operator) {
       const r = await e.resumePayouts(operator);
       return isRefusal(r) ? r : toJson(r);

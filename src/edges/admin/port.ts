@@ -22,6 +22,8 @@ export interface AdminPort {
   adoptPayout(id: string, txid: string, operator: string): Promise<Json | Refusal>;
   /** Stops new payout batches until an operator resumes them (engine.ts, pausePayouts). */
   pausePayouts(reason: string, operator: string): Promise<Json | Refusal>;
+  /** A payout still queued given back to its wallet (engine.ts, unqueuePayout). */
+  unqueuePayout(id: string, operator: string): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
   /** Takes a snapshot archive now (into backup.dir/snapshots; the node wallet's backup included). */

@@ -211,6 +211,11 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const r = await act(req, "adopt-payout", body.id, body.reason, () => o.port.adoptPayout(body.id, body.txid, req.operator!.name));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
+    f.post("/payouts/unqueue", { schema: { body: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: "^[\\w:.-]+$" }), reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
+      const body = req.body as { id: string; reason: string };
+      const r = await act(req, "unqueue-payout", body.id, body.reason, () => o.port.unqueuePayout(body.id, req.operator!.name));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
     f.post("/payouts/pause", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req) => {
       const { reason } = req.body as { reason: string };
       return act(req, "pause-payouts", "payouts", reason, () => o.port.pausePayouts(reason, req.operator!.name));

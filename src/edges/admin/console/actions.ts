@@ -1,9 +1,9 @@
-// The console's operator actions besides the fee bump (views.ts): freeze / unfreeze a wallet, pause / resume payouts,
-// drain mode on / off, a backup now. Each one is built the same way as the fee bump: a reason on the page that
-// offers it, POST …/review shows exactly what will happen (nothing happens yet), and only the confirmation's POST
-// runs it — through server.ts's audited `act` and the same AdminPort method, action name and target as the JSON
-// API. The guard in index.ts checks the session, the Origin and the CSRF token of every one of these POSTs first.
-// The console adds no rule: a refusal is the port's, shown as its message.
+// The console's operator actions besides the fee bump (views.ts): freeze / unfreeze a wallet, give back a queued
+// payout, pause / resume payouts, drain mode on / off, a backup now. Each one is built the same way as the fee bump: a
+// reason on the page that offers it, POST …/review shows exactly what will happen (nothing happens yet), and only the
+// confirmation's POST runs it — through server.ts's audited `act` and the same AdminPort method, action name and target
+// as the JSON API. The guard in index.ts checks the session, the Origin and the CSRF token of every one of these POSTs
+// first. The console adds no rule: a refusal is the port's, shown as its message.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type, type TSchema } from "@sinclair/typebox";
 import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
@@ -64,6 +64,16 @@ export const ACTIONS = [
     run: (c, p, _reason, operator) => c.port.unfreeze(p.userKey, operator),
     done: (p) => html`The wallet ${p.userKey} is open again.`,
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
+  }),
+  action<{ id: string }>({
+    path: "/console/payouts/queued/:id/unqueue", params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: "^[\\w:.-]+$" }) }), page: "payouts",
+    audit: (p) => ({ action: "unqueue-payout", target: p.id }),
+    title: (p) => `Give back ${p.id}`,
+    confirm: (_c, p) => html`Confirm: give back the queued payout <strong>${p.id}</strong>. It is never sent: its wallet gets the amount and the quoted fee back, and its user is told the withdrawal could not be sent. Refused if it is in a batch by now.`,
+    button: () => "Confirm give back",
+    run: (c, p, _reason, operator) => c.port.unqueuePayout(p.id, operator),
+    done: (p) => html`${p.id} is given back to its wallet.`,
+    back: () => "/console/payouts?status=queued",
   }),
   action<Params>({
     path: "/console/payouts/pause", page: "overview",

@@ -143,6 +143,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
 <h2>Payouts</h2>${table(rows(at(p, "payouts")), [
       ["Id", (r) => short(r.id, 20)], ["User key", (r) => r.userKey], ["Address", (r) => short(r.address, 20)], ["Amount", (r) => btc(r.amount)],
       ["Status", (r) => r.status], ["Batch", (r) => r.batch ?? ""], ["Fee share", (r) => btc(r.fee ?? r.quotedFee)], ["Queued", (r) => when(r.at)],
+      ["", (r) => (r.status === "queued" ? reasonForm({ action: `/console/payouts/queued/${encodeURIComponent(String(r.id))}/unqueue`, csrf: c.session(req)!.csrf, button: "Give back…", label: "Reason to give it back", danger: true }) : "")],
     ], "No payouts with this status.")}`;
     return send(req, reply, "Payouts", "payouts", body);
   });
