@@ -69,6 +69,8 @@ export class DepositWatcher {
   readonly #mempoolChecked = new Map<string, number>();
   #tip = "";
   #running = false;
+  /** The node was syncing at the last scan (said once until it has caught up). */
+  #syncingSaid = false;
   /** Scans in a row that failed or were left incomplete; the next one comes sooner than the poll while > 0. */
   #setbacks = 0;
   /** Deposits a wallet refused for holding `deposits.maxPendingPerWallet` unconfirmed ones already: said once each (per run). */
@@ -204,6 +206,15 @@ export class DepositWatcher {
       this.#rescan = undefined;
     }
     const info = await node.blockchainInfo();
+    // A node in initial block download (catching up after downtime, rebuilding its chain with -reindex) lists what it
+    // has not connected yet as if it had left the chain: a confirmed deposit would read as reorged out and freeze its
+    // wallet. No scan until it has caught up; the watcher tries again soon (and /health says why).
+    if (info.initialblockdownload) {
+      if (!this.#syncingSaid) this.#o.log.warn({ blocks: info.blocks, headers: info.headers }, "the node is still syncing (initial block download): deposit scans wait until it has caught up");
+      this.#syncingSaid = true;
+      return false;
+    }
+    this.#syncingSaid = false;
     const r = await node.listSinceBlock(this.#cursor?.hash, target);
     this.stats.scans++;
     let complete = true;
@@ -215,7 +226,11 @@ export class DepositWatcher {
       if (tx.category !== "receive" || !tx.address) continue;
       const outpoint = `${tx.txid}:${tx.vout}`;
       work.push((async () => {
-        const owner = (await this.ownerOf(tx.address!)) ?? (await this.#ownerFromLabel(outpoint, tx.address!, tx.label));
+        const owner = (await this.ownerOf(tx.address!)) ?? (await this.#ownerFromLabel(outpoint, tx.address!, tx.label, inLane));
+        if (owner === RETRY) {
+          complete = false;
+          return;
+        }
         if (!owner) {
           this.stats.unrelated++;
           return;
@@ -239,7 +254,9 @@ export class DepositWatcher {
           // Still in the node's mempool? Asked for a pending deposit (to drop one that left it) and for a dropped one
           // listed again (credited again only if it came back), at most every MEMPOOL_CHECK_MS each: a scan runs every
           // poll, and there may be many.
-          const open = this.#open.has(outpoint), dropped = this.#known.get(outpoint) === "dropped";
+          const open = this.#open.has(outpoint);
+          // A drop is remembered on disk too (a restart, or a full memory, would otherwise credit it as pending again).
+          const dropped = (this.#known.get(outpoint) ?? (open ? undefined : (await this.#recorded(outpoint))?.status)) === "dropped";
           if (open || dropped) {
             const due = this.#mempoolCheckDue(outpoint);
             const gone = due && !(await this.#inMempool(tx.txid));
@@ -312,21 +329,28 @@ export class DepositWatcher {
    * A payment to an address of the node's wallet that the owner index does not know. Deposit addresses are labelled
    * with their owner in the node's wallet when handed out: an owner record lost with the store (a restore from before
    * it was backed up) is taken back from that label, with an alert, so the deposit is credited. Otherwise (a house
-   * float, an operator's address) it is no one's: said once per payment.
+   * float, an operator's address) it is no one's: said once per payment. RETRY: the label names an owner whose wallet
+   * cannot answer now (busy, restarting): the scan is left incomplete and repeated, never the deposit written off.
    */
-  async #ownerFromLabel(outpoint: string, address: string, label: string | undefined): Promise<string | undefined> {
+  async #ownerFromLabel(outpoint: string, address: string, label: string | undefined, inLane: Lane): Promise<string | typeof RETRY | undefined> {
     const owner = label && label !== POOL_LABEL ? ownerOfLabel(this.#o.store, address, label) : undefined;
     if (label && !owner && isSealedLabel(label) && this.#known.get(outpoint) !== "unowned") {
       // Sealed by this engine and not opened: the key it was sealed with has left the key ring (or the label was altered).
       this.#o.log.error({ alert: true, outpoint }, "a deposit to an address whose owner label cannot be opened (its key is no longer in the key ring?): not credited; put the key back in the ring, or find the owner through the audit");
     }
     if (owner) {
-      const opened = await this.#o.registry.read(owner, "balance", {});
-      if (!isRefusal(opened)) {
-        await this.recordOwner(address, owner);
-        this.#o.log.error({ alert: true, userKey: owner }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the deposit: /wallets/<userKey>)");
-        return owner;
+      // The label was sealed by this engine for a user it gave the address to. A wallet opened after the backup the store
+      // was restored from is not in the store: it is opened again, so that the deposit is credited (its user finds it at
+      // /start). In the wallet's lane, as the scan's other commands to it.
+      let opened: unknown = await inLane(owner, () => this.#o.registry.read(owner, "balance", {}));
+      if (isRefusal(opened) && opened.code === "not_found") opened = await inLane(owner, () => this.#o.registry.send(owner, "open", {}));
+      if (isRefusal(opened)) {
+        this.#o.log.warn({ userKey: owner, refusal: opened.code }, "a deposit to an address whose owner record was lost: its owner's wallet cannot answer now; the scan repeats");
+        return RETRY;
       }
+      await this.recordOwner(address, owner);
+      this.#o.log.error({ alert: true, userKey: owner }, "a deposit to an address with no owner record (lost with a restored store?); its owner taken back from the node wallet's label (the deposit: /wallets/<userKey>)");
+      return owner;
     }
     if (this.#known.get(outpoint) !== "unowned") {
       this.#known.set(outpoint, "unowned");
@@ -448,6 +472,13 @@ export class DepositWatcher {
     return true;
   }
 
+  /** The deposit's record, if the watcher wrote one; its status is remembered (`#known`). */
+  async #recorded(outpoint: string): Promise<DepositRecord | undefined> {
+    const d = await this.#o.store.get<DepositRecord>(NS_DEPOSITS, this.#mac("outpoint", outpoint));
+    if (d && !this.#known.has(outpoint)) this.#known.set(outpoint, d.status);
+    return d;
+  }
+
   async #record(outpoint: string, d: DepositRecord): Promise<void> {
     this.#known.set(outpoint, d.status);
     if (this.#known.size > 200_000) this.#known.clear();
@@ -470,6 +501,9 @@ export class DepositWatcher {
  * commands one at a time anyway.
  */
 type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
+
+/** A deposit's owner cannot be settled now: the scan is repeated (see #ownerFromLabel). */
+const RETRY = Symbol("retry");
 
 /** How often a pending deposit is looked for in the node's mempool, at most. */
 const MEMPOOL_CHECK_MS = 30_000;

@@ -4,6 +4,7 @@ import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { createLogger } from "../../src/log.ts";
+import { ownerLabel } from "../../src/actors/owner-label.ts";
 
 async function user(te: TestEngine, name: string): Promise<{ key: string; address: string }> {
   const key = `u_${name}`;
@@ -198,6 +199,15 @@ t.test("a pending deposit whose parent is replaced leaves the node's mempool, ne
   const h = await te.engine.relay.history(u.key, 0);
   if (isRefusal(h)) throw new Error(h.message);
   t.match(h.entries, [{ status: "dropped", amount: 0n }], "the history shows it dropped, adding nothing to the total");
+  // Found by a review: the watcher remembered the drop in memory only, so every restart credited it as pending again
+  // (a "deposit seen" notice, a new history entry, an hour of pending, then dropped again).
+  await te.restart();
+  await te.poke();
+  await te.poke();
+  t.same(await balance(te, u.key), [0n, 0n, 0n], "a restart does not bring it back");
+  const again = await te.engine.relay.history(u.key, 0);
+  if (isRefusal(again)) throw new Error(again.message);
+  t.equal(again.total, 1, "nor a second history entry");
 });
 
 t.test("a block's coinbase paying a deposit address: not credited, and operators are told once", async (t) => {
@@ -253,6 +263,51 @@ t.test("a deposit to an address whose owner record was lost (a store restored fr
   await te.mine(1);
   await te.engine.watcher.poke();
   t.equal(lines.filter((l) => /no user owns/.test(l.msg)).length - unowned, 1, "a house float payment: one warning");
+});
+
+t.test("an owner taken back from the node's label whose wallet is busy: the scan repeats until every deposit is credited; one the restored store lacks is opened again", async (t) => {
+  // Found by a review: a busy wallet made the deposit "no one's", the scan complete, and the cursor pass it for good
+  // (1 of 6 credited). Two commands in flight per wallet at most, and six outputs to its address in one block.
+  const te = await startTestEngine({ deposits: { confirmations: 1 }, wallet: { maxInFlight: 2 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const u = await user(te, "lostowner");
+  await te.engine.storage.store.del("addr", te.engine.storage.mac("address", u.address));
+  // A user given an address after the backup the store was restored from: the label names them, the store has no wallet.
+  const later = "u_openedafterbackup";
+  const laterAddress = await te.node.rpc<string>("getnewaddress", ["", "bech32"], "engine");
+  await te.node.rpc("setlabel", [laterAddress, ownerLabel(te.engine.storage.store, laterAddress, later)], "engine");
+  await te.restart();
+  await te.engine.labelsSealed;
+  for (let i = 1; i <= 6; i++) await te.node.fund(u.address, `0.0${i}`);
+  await te.node.fund(laterAddress, "0.3");
+  await te.node.mine(1);
+  for (let i = 0; i < 20 && !(await te.engine.watcher.poke()); i++);
+  t.same(await balance(te, u.key), [21_000_000n, 0n, 0n], "all six credited, each once");
+  t.same(await balance(te, later), [30_000_000n, 0n, 0n], "the wallet the restored store lacked is opened again and credited");
+  t.equal(te.engine.watcher.stats.unrelated, 0, "none written off as no one's");
+  await te.mine(2);
+  t.same(await balance(te, u.key), [21_000_000n, 0n, 0n], "and never again");
+});
+
+t.test("a node in initial block download (rebuilding or catching up): no deposit scan until it has caught up, said once", async (t) => {
+  const lines: Array<{ msg: string }> = [];
+  const te = await startTestEngine({ deposits: { confirmations: 1 } }, { log: createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } }) });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const u = await user(te, "syncing");
+  await te.node.fund(u.address, "0.1");
+  await te.mine(1);
+  t.same(await balance(te, u.key), [10_000_000n, 0n, 0n]);
+  // The node starts again with its clock three days ahead: its tip looks three days old, so it is in initial block download.
+  await te.node.flush();
+  await te.node.restart([`-mocktime=${Math.floor(Date.now() / 1000) + 3 * 86_400}`]);
+  t.equal(await te.engine.watcher.poke(), false, "the scan waits");
+  t.equal(await te.engine.watcher.poke(), false, "and waits");
+  t.equal(lines.filter((l) => /still syncing/.test(l.msg)).length, 1, "said once");
+  await te.node.mine(1); // a block at the node's own time: it has caught up
+  t.equal(await te.engine.watcher.poke(), true, "caught up: the scan runs");
+  t.same(await balance(te, u.key), [10_000_000n, 0n, 0n], "nothing moved meanwhile");
 });
 
 t.test("a reorg that mines a confirmed deposit again in the block that replaces its own: still confirmed, nothing frozen", async (t) => {
