@@ -246,11 +246,16 @@ export class EngineRelay implements Relay {
 
   async revokeCheque(userKey: string, code: string) {
     if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    const frozen = await this.#chequesFrozen(userKey);
+    if (frozen) return frozen;
     return this.#withBalance(userKey, await this.#o.cheques.revoke(userKey, code));
   }
 
   async myCheques(userKey: string): Promise<Result<{ cheques: MyChequeView[]; more: number }>> {
     if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    // A frozen wallet (a takeover reported, say) gets no cheque links back: they are claimable by anyone it gives them.
+    const frozen = await this.#chequesFrozen(userKey);
+    if (frozen) return frozen;
     return this.#o.cheques.mine(userKey);
   }
 
@@ -267,6 +272,17 @@ export class EngineRelay implements Relay {
   close(): void {
     clearInterval(this.#sweep);
     this.#notices.clear();
+  }
+
+  /**
+   * The refusal for a creator's cheque command (list, revoke) when their wallet is frozen, or cannot say now; undefined
+   * when it may go on. No wallet at all is not frozen: the book answers (no cheques).
+   */
+  async #chequesFrozen(userKey: string): Promise<Refusal | undefined> {
+    const b = await this.balance(userKey);
+    if (isRefusal(b)) return b.code === "not_found" ? undefined : b;
+    if (b.frozen) return refuse("frozen", "This wallet is frozen by an operator; its cheques are on hold. Contact support.");
+    return undefined;
   }
 
   async #withBalance(userKey: string, r: Result<{ amount: bigint }>) {

@@ -3,7 +3,7 @@
 // cheque instead of a second, unfunded one; only an HMAC of the code is ever stored.
 import { crashBudget, crashRefusal } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
-import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
+import { isRefusal, refuse, refuseUnsent, type Refusal } from "../domain/refusals.ts";
 import type { Cheque } from "../relay.types.ts";
 import type { ChequePort } from "../relay.ts";
 import { ActorStopped, AskTimeout, type ActorSystem, type Ref } from "./runtime.ts";
@@ -12,6 +12,7 @@ import type { TransferSink } from "./transfers.ts";
 import { Later } from "./later.ts";
 import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState, type MyCheque } from "./cheques.ts";
 import type { MyChequeView } from "../relay.types.ts";
+import { describeAmount } from "../domain/money.ts";
 
 export interface ChequeServiceOptions extends ChequeBookOptions {
   system: ActorSystem;
@@ -63,7 +64,7 @@ export class ChequeService implements ChequePort, TransferSink {
   }
 
   async create(userKey: string, id: string, amount: bigint): Promise<Cheque | Refusal> {
-    if (amount > this.#o.maxAmount) return refuse("over_limit", "That is more than a single cheque may carry.");
+    if (amount > this.#o.maxAmount) return refuse("over_limit", `A single cheque can carry at most ${describeAmount(this.#o.maxAmount)}; make one for less.`);
     const code = this.#code(userKey, id);
     const hash = this.#hash(code);
     const now = this.#now();
@@ -73,13 +74,15 @@ export class ChequeService implements ChequePort, TransferSink {
     // The amount the book has: a repeated command with another amount must not send a funding the book refuses.
     const funded = await this.#o.registry.send(userKey, "send_transfer", { id: `chqfund:${hash}`, to: chequeUserKey(hash), amount: created.amount, maxAmount: this.#o.maxAmount });
     if (isRefusal(funded)) {
-      // Refused by the wallet itself: nothing was sent, and the cheque would wait for funds forever. A busy or failed
-      // wallet may still send them (a timeout, a crash after the journal): that cheque stays, to be funded.
-      if (FUNDING_REFUSED.has(funded.code)) {
+      // Refused by the wallet itself, or before the command reached it (too many in flight, shutting down): nothing was
+      // sent, and the cheque would wait for funds forever. A wallet that answered late or failed may still send them (a
+      // timeout, a crash after the journal): that cheque stays, to be funded (or dropped at its expiry if never).
+      if (FUNDING_REFUSED.has(funded.code) || funded.unsent) {
         await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
-        return funded;
+        return funded.unsent ? refuseUnsent(funded.code, `No cheque was made and nothing was moved: ${funded.message}`) : funded;
       }
-      return refuse(funded.code, `${funded.message} If the amount still leaves your balance, the cheque is made: /cheque list shows it and its link.`);
+      // What to look at first: an edge shows one line of bounded length (the reason after it may be cut).
+      return refuse(funded.code, `The cheque may still be made: once the amount leaves your balance, /cheque list shows it and its link. ${funded.message}`);
     }
     // The cheque as the book has it: a repeated command, a day later, gets the expiry it was made with.
     return { code, amount: created.amount, expiresAt: created.expiresAt };
@@ -97,7 +100,29 @@ export class ChequeService implements ChequePort, TransferSink {
 
   async claim(userKey: string, code: string) {
     if (!CODE_RE.test(code)) return refuse("not_found", "That is not a cheque code.");
-    return this.#askUser<{ amount: bigint } | Refusal>((reply) => ({ type: "claim", hash: this.#hash(code), by: userKey, now: this.#now(), reply }));
+    const hash = this.#hash(code);
+    // A cheque whose creator's wallet is frozen (a takeover reported, say) is not paid out: the claimant is told it is on
+    // hold, nothing about the creator's wallet. A claim the book refuses anyway (claimed, expired…) is answered below.
+    let open: { creator: string } | undefined;
+    try {
+      open = await this.#ask<{ creator: string } | undefined>((reply) => ({ type: "creator", hash, now: this.#now(), reply }));
+    } catch (e) {
+      if (e instanceof AskTimeout || e instanceof ActorStopped) return refuse("busy", "The cheque book is busy; nothing was moved. Try the link again in a moment.");
+      throw e;
+    }
+    if (open) {
+      const held = await this.#creatorFrozen(open.creator);
+      if (held === undefined) return refuse("busy", "This cheque cannot be checked right now; nothing was moved. Try the link again in a moment.");
+      if (held) return refuse("not_allowed", "This cheque is on hold; ask the person who sent it.");
+    }
+    return this.#askUser<{ amount: bigint } | Refusal>((reply) => ({ type: "claim", hash, by: userKey, now: this.#now(), reply }));
+  }
+
+  /** Whether a creator's wallet is frozen; undefined when it cannot say now (busy, unavailable). */
+  async #creatorFrozen(creator: string): Promise<boolean | undefined> {
+    const b = await this.#o.registry.read(creator, "balance", {});
+    if (isRefusal(b)) return undefined;
+    return b.frozen !== undefined;
   }
 
   async revoke(userKey: string, code: string) {
@@ -114,9 +139,24 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#ask<{ ok: true } | Refusal>((reply) => ({ type: "fund", hash: to.slice("cheque:".length), from, amount, reply }));
   }
 
-  /** Returns the funded cheques past their expiry to their creators (the engine asks at start and at every block). */
-  expire() {
-    return this.#ask<{ expired: number }>((reply) => ({ type: "expire", now: this.#now(), reply }));
+  /**
+   * Returns the funded cheques past their expiry to their creators (the engine asks at start and at every block), and
+   * drops those past their expiry still waiting for funds that are not on their way: no funding transfer for them in
+   * their creator's outbox (journalled, it would have been delivered or be waiting there). A creator's wallet that
+   * cannot say now is asked again at the next block.
+   */
+  async expire(): Promise<{ expired: number }> {
+    const r = await this.#ask<{ expired: number; stale: Array<{ hash: string; creator: string }> }>((reply) => ({ type: "expire", now: this.#now(), reply }));
+    let dropped = 0;
+    for (const { hash, creator } of r.stale) {
+      // Through the wallet's mailbox: a funding command still waiting there is answered first.
+      const w = await this.#o.registry.send(creator, "state", {});
+      if (isRefusal(w) || Object.hasOwn(w.outgoing, `chqfund:${hash}`)) continue;
+      await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator, reply }));
+      dropped++;
+    }
+    if (dropped > 0) this.#o.log.info({ dropped }, "cheques never funded by their expiry left the book");
+    return { expired: r.expired };
   }
 
   /** Re-sends payouts of claimed or revoked cheques that were not acknowledged before a restart. */

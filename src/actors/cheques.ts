@@ -47,13 +47,21 @@ export type ChequeCommand =
   /** A creator's cheques that can still be claimed or funded, newest first (at most `limit`), and how many there are. */
   | { type: "mine"; creator: string; now: number; limit: number; reply: Reply<{ cheques: MyCheque[]; total: number }> }
   | { type: "fund"; hash: string; from: string; amount: bigint; reply: Reply<{ ok: true } | Refusal> }
+  /**
+   * The creator of a cheque that can be claimed now (open, not expired), undefined for any other: a claim first checks
+   * that its creator's wallet is not frozen (the book holds no wallet state).
+   */
+  | { type: "creator"; hash: string; now: number; reply: Reply<{ creator: string } | undefined> }
   | { type: "claim"; hash: string; by: string; now: number; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "revoke"; hash: string; by: string; reply: Reply<{ amount: bigint } | Refusal> }
   | { type: "paid"; hash: string; reply: Reply<{ ok: true } | Refusal> }
   /** The creator's wallet refused to fund it, for good (insufficient funds, frozen…): forget it. */
   | { type: "drop"; hash: string; creator: string; reply: Reply<{ ok: true }> }
-  /** Returns every funded cheque past its expiry to its creator (at each block, and at start). */
-  | { type: "expire"; now: number; reply: Reply<{ expired: number }> }
+  /**
+   * Returns every funded cheque past its expiry to its creator (at each block, and at start), and names the cheques
+   * past their expiry still waiting for their funds (`stale`): the service drops those whose funding is not on its way.
+   */
+  | { type: "expire"; now: number; reply: Reply<{ expired: number; stale: Array<{ hash: string; creator: string }> }> }
   /** Re-sends every payout not yet acknowledged (after a restart). */
   | { type: "resume"; reply: Reply<{ resent: number }> }
   | { type: "state"; reply: Reply<ChequeState> };
@@ -213,6 +221,9 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           cmd.reply({ ok: true });
           return next;
         }
+        case "creator":
+          cmd.reply(c && c.status === "open" && cmd.now <= c.expiresAt ? { creator: c.creator } : undefined);
+          return s;
         case "claim": {
           if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
           // The claimant again (the answer to the first claim was lost: a crash, a timeout): the same answer.
@@ -230,7 +241,11 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           if (!c || c.creator !== cmd.by) return answer(s, cmd.reply, refuse("not_found", "You have no such cheque."));
           if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
           if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was already revoked."));
-          if (c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque was never funded."));
+          // Its funding may be on its way (a wallet that answered late): revoked now, the funds would then make it
+          // claimable again. Nothing to take back yet; once they arrive, a revoke returns them.
+          if (c.status === "awaiting_funds") {
+            return answer(s, cmd.reply, refuse("busy", "This cheque is still waiting for its funds; try /cheque revoke again in a moment. If the amount never left your balance, there is nothing to take back."));
+          }
           const next = await commit({ t: "revoked", hash: cmd.hash });
           cmd.reply({ amount: c.amount });
           hooks.pay(cmd.hash, c.creator, c.amount);
@@ -252,15 +267,18 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         case "expire": {
           // At most EXPIRE_CHUNK a turn (one journal record): the rest at the next block.
           const due: string[] = [];
+          const stale: Array<{ hash: string; creator: string }> = [];
           for (const [hash, x] of Object.entries(s.cheques)) {
-            if (x.status === "open" && cmd.now > x.expiresAt) due.push(hash);
-            if (due.length === EXPIRE_CHUNK) break;
+            if (x.status === "open" && cmd.now > x.expiresAt && due.length < EXPIRE_CHUNK) due.push(hash);
+            // Never funded by its expiry: its funding was refused late, or never sent (a /cheque that timed out).
+            if (x.status === "awaiting_funds" && cmd.now > x.expiresAt && stale.length < EXPIRE_CHUNK) stale.push({ hash, creator: x.creator });
+            if (due.length === EXPIRE_CHUNK && stale.length === EXPIRE_CHUNK) break;
           }
-          if (due.length === 0) return answer(s, cmd.reply, { expired: 0 });
+          if (due.length === 0) return answer(s, cmd.reply, { expired: 0, stale });
           const events: ChequeEvent[] = due.map((hash) => ({ t: "revoked", hash }));
           await persist(events);
           const next = events.reduce(evolveCheques, s);
-          cmd.reply({ expired: due.length });
+          cmd.reply({ expired: due.length, stale });
           for (const hash of due) hooks.pay(hash, next.cheques[hash]!.creator, next.cheques[hash]!.amount);
           return next;
         }

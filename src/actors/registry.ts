@@ -4,7 +4,7 @@
 // that keeps crashing is stopped and reported instead of looping. Wallet refs never leave this file, so
 // nothing can send to a passivated actor (nact would drop the message silently).
 import type { Logger } from "../log.ts";
-import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
+import { isRefusal, refuse, refuseUnsent, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, ActorSystem, AskTimeout, type Ref, type Reply } from "./runtime.ts";
 import { crashRefusal } from "./crash-budget.ts";
 import { StoreError } from "../store/errors.ts";
@@ -157,18 +157,18 @@ export class WalletRegistry {
 
   /** Sends a command to a wallet (activating it if needed) and waits for its answer. */
   ask<R>(userKey: string, make: WalletMessage<R>, timeoutMs = this.#o.askTimeoutMs): Promise<R | Refusal> {
-    if (this.#closed) return Promise.resolve(refuse("busy", "The engine is shutting down; try again in a minute."));
+    if (this.#closed) return Promise.resolve(refuseUnsent("busy", "The engine is shutting down; try again in a minute."));
     const failed = this.#failedUntil.get(userKey);
     if (failed !== undefined) {
       if (this.#now() < failed) {
-        return Promise.resolve(refuse("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
+        return Promise.resolve(refuseUnsent("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
       }
       this.#failedUntil.delete(userKey);
     }
     const entry = this.#activate(userKey);
     if (entry.inFlight >= this.#o.maxInFlight) {
       this.stats.refusedBusy++;
-      return Promise.resolve(refuse("busy", "Too many requests at once for this wallet; try again in a moment."));
+      return Promise.resolve(refuseUnsent("busy", "Too many requests at once for this wallet; try again in a moment."));
     }
     entry.inFlight++;
     this.stats.inFlight++;

@@ -54,6 +54,17 @@ export function parseAmount(input: string): bigint | Refusal {
   return sats;
 }
 
+/**
+ * The unit an amount's text names, as parseAmount reads it ("sats", "sat", "satoshis", "btc", "₿"), or undefined for a
+ * bare number (which parseAmount takes as BTC): for commands where a forgotten unit must not mean bitcoin (a tip).
+ */
+export function amountUnit(input: string): "btc" | "sats" | undefined {
+  const text = input.trim().toLowerCase();
+  if (/(sats?|satoshis?)$/.test(text)) return "sats";
+  if (/(btc|₿)$/.test(text)) return "btc";
+  return undefined;
+}
+
 /** "0.00123456" — exact, always 8 decimals trimmed to at least one. */
 export function formatBtc(sats: bigint): string {
   const neg = sats < 0n;

@@ -33,10 +33,20 @@ export interface Refusal {
   readonly refused: true;
   readonly code: RefusalCode;
   readonly message: string;
+  /**
+   * Refused before the command reached its wallet (the engine shutting down, too many commands in flight, a wallet
+   * blocked after repeated errors): certainly nothing was done. Absent when it may still have been.
+   */
+  readonly unsent?: true;
 }
 
 export function refuse(code: RefusalCode, message: string): Refusal {
   return { refused: true, code, message };
+}
+
+/** A refusal given before the command reached its wallet: nothing was done, for certain (see Refusal.unsent). */
+export function refuseUnsent(code: RefusalCode, message: string): Refusal {
+  return { refused: true, code, message, unsent: true };
 }
 
 export function isRefusal(v: unknown): v is Refusal {

@@ -8,7 +8,7 @@ import type { Update } from "grammy/types";
 import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
 import { startTestEngine } from "../support/engine.ts";
 import { buildTelegramEdge, SOMETHING_WRONG, SOMETHING_WRONG_AFTER } from "../../src/edges/telegram/bot.ts";
-import { balance, refusalInGroup } from "../../src/edges/telegram/render.ts";
+import { balance, refusalInGroup, CHEQUE_CODE_IN_GROUP, TIP_UNIT } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -16,7 +16,7 @@ import { sealHandle } from "../../src/store/sealed.ts";
 import { IdentityBusy } from "../../src/store/identity.ts";
 import type { Notification, Relay } from "../../src/relay.types.ts";
 
-const ALICE = 7101, BOB = 7102, MALLORY = 7103, GROUP = -9101;
+const ALICE = 7101, BOB = 7102, MALLORY = 7103, CAROL = 7104, DAVE = 7105, ERIN = 7106, GROUP = -9101;
 const txt = BotApiStandIn.text;
 const answerOf = (c: RecordedCall) => String(c.params.text ?? "");
 const isAnswer = (c: RecordedCall) => c.method === "answerCallbackQuery";
@@ -123,6 +123,72 @@ t.test("with the real engine", async (t) => {
     t.match(txt(await say(sticker)), /don't understand/);
     const commands = api.calls.filter((c) => c.method === "setMyCommands").map((c) => (c.params.scope as { type: string }).type);
     t.same(commands.sort(), ["all_group_chats", "all_private_chats"], "commands registered for private chats and for groups");
+  });
+
+  /** A user with a wallet holding `sats`, its credit's notice already delivered (so it is not taken for an answer). */
+  const funded = async (who: number, sats: bigint) => {
+    await dm(who, "/start");
+    const since = api.calls.length;
+    await te.engine.registry.send(await te.identity.userKey(who), "receive_transfer", { id: `seed-${who}`, from: "u_bank", amount: sats });
+    await api.waitForCall((c) => Number(c.params.chat_id) === who && /You received/.test(txt(c)), since);
+  };
+  const chequeOf = async (who: number, amount: string) => {
+    const code = /start=([\w-]+)/.exec(await dm(who, `/cheque ${amount}`))?.[1];
+    if (!code) throw new Error("no cheque made");
+    return code;
+  };
+  let groupMessageId = 7000;
+  const inGroup = (from: number, body: string, replyTo?: number) => api.message(from, body, { chat: GROUP, ...(replyTo ? { replyTo: { from: replyTo, id: groupMessageId++ } } : {}) });
+
+  // Each user below is new here: Alice has used up most of her commands a minute (telegram.commandsPerMinute).
+  await t.test("a tip says its unit: a bare number is refused, never read as bitcoin", async (t) => {
+    await funded(ERIN, 150_000_000n);
+    t.equal(txt(await say(inGroup(ERIN, "/tip 1", MALLORY))), TIP_UNIT, "/tip 1 sends nothing, and says what to type");
+    t.equal(txt(await say(inGroup(ERIN, "/tip 0.0001", MALLORY))), TIP_UNIT);
+    t.match(await dm(ERIN, "/balance"), /^Available: 1\.5 BTC/, "nothing moved");
+    t.match(txt(await say(inGroup(ERIN, "/tip 1k sats", MALLORY))), /Tip sent: 0\.00001 BTC \(1,000 sats\)/, "with its unit it goes");
+    t.match(txt(await say(inGroup(ERIN, "/tip 0.00001 btc", MALLORY))), /Tip sent: 0\.00001 BTC/);
+    t.match(await dm(ERIN, "/help"), /\/tip <amount> and its unit/);
+  });
+
+  await t.test("a frozen creator's cheques: no list, no revoke, and a claim is on hold until unfrozen", async (t) => {
+    await funded(DAVE, 50_000n);
+    const code = await chequeOf(DAVE, "20k sats");
+    const dave = await te.identity.userKey(DAVE);
+    await te.engine.registry.send(dave, "freeze", { reason: "account takeover reported", by: "op" });
+    const listed = await dm(DAVE, "/cheque list");
+    t.match(listed, /^🧊 This wallet is frozen by an operator/, "no list");
+    t.notOk(listed.includes(code), "no link handed out again");
+    t.match(await dm(DAVE, `/cheque revoke ${code}`), /^🧊 This wallet is frozen by an operator/, "no revoke");
+    const bob = await dm(BOB, "/balance");
+    const held = await dm(BOB, `/start ${code}`);
+    t.match(held, /This cheque is on hold; ask the person who sent it/, "the claim is on hold");
+    t.notMatch(held, /frozen|operator|takeover/i, "nothing about the creator's wallet");
+    t.equal(await dm(BOB, "/balance"), bob, "Bob got nothing from it");
+    await te.engine.registry.send(dave, "unfreeze", { by: "op" });
+    t.match(txt(await say(api.message(BOB, `/start ${code}`), (c) => /Cheque claimed|on hold/.test(txt(c)))), /Cheque claimed: 0\.0002 BTC/, "claimed once unfrozen");
+  });
+
+  await t.test("a cheque code posted in a group: its sender's cheque is revoked, told in private, the code never repeated", async (t) => {
+    await funded(CAROL, 50_000n);
+    const code = await chequeOf(CAROL, "20k sats");
+    let since = api.calls.length;
+    const groupLine = txt(await say(inGroup(CAROL, `/cheque revoke ${code}`)));
+    t.equal(groupLine, CHEQUE_CODE_IN_GROUP, "the group hears the same words whatever happened");
+    const told = txt(await api.waitForCall((c) => Number(c.params.chat_id) === CAROL && /Cheque|cheque code/.test(txt(c)), since));
+    t.match(told, /Cheque revoked: You posted a cheque code in a group, where others can see it, so I took it back[\s\S]*0\.0002 BTC[\s\S]*Available: 0\.0005 BTC/, "revoked, said in private, with why");
+    t.match(await dm(MALLORY, `/start ${code}`), /revoked/, "nobody in the group can claim it");
+
+    // Someone else's code (a link), posted by Bob: not his to revoke; he is told generically, in private.
+    const other = await chequeOf(CAROL, "10k sats");
+    since = api.calls.length;
+    t.equal(txt(await say(inGroup(BOB, `/cheque https://t.me/runigun_test_bot?start=${other}`))), CHEQUE_CODE_IN_GROUP);
+    const toBob = txt(await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /cheque code/.test(txt(c)), since));
+    t.match(toBob, /It was not taken back: it is not one of your open cheques/);
+    t.match(await dm(CAROL, "/cheque list"), /0\.0001 BTC/, "Carol's cheque is untouched");
+    t.notOk(told.includes(code) || toBob.includes(other), "the private answers do not repeat the code");
+    t.notOk(api.textsTo(GROUP).some((x) => x.includes(code) || x.includes(other)), "nor does anything said in the group");
+    t.match(txt(await say(inGroup(CAROL, "/cheque list"))), /only take \/tip/, "a /cheque without a code in a group: as before");
   });
 });
 

@@ -95,7 +95,7 @@ export const COMMANDS = [
   { command: "send", description: "How to send to someone" },
   { command: "help", description: "What I can do" },
 ];
-export const GROUP_COMMANDS = [{ command: "tip", description: "Reply to a message: /tip <amount>" }];
+export const GROUP_COMMANDS = [{ command: "tip", description: "Reply to a message: /tip 1000 sats (say sats or btc)" }];
 
 export const SOMETHING_WRONG = "⚠️ Something went wrong; nothing was moved. Please try again.";
 /** When the failure came after the engine accepted a money command: saying "nothing was moved" would be false. */

@@ -55,6 +55,9 @@ export function refusal(r: Refusal): string {
   return `${mark} ${OWN_WORDS_ONLY.has(r.code) || !r.message ? words : oneLine(r.message)}`;
 }
 
+/** A tip's amount without its unit: nothing is sent (a bare number would be bitcoin). */
+export const TIP_UNIT = "⚠️ Say the unit: /tip 1000 sats or /tip 0.00001 btc. Nothing was sent.";
+
 export const TIP_NOT_SENT = "⚠️ That tip could not be sent; send me /balance (or /start) in a private chat to see why.";
 
 /** A refusal said in a group: never a balance, an address or the state of someone's wallet. */
@@ -102,7 +105,7 @@ export const HELP = [
   "/withdraw <address> <amount> — amounts like 0.001, 0.001 BTC, 100000 sats, 100k sats",
   "/cheque <amount> — a claim link; /cheque list shows yours; /cheque revoke <code> takes one back",
   "/send — how to send to someone",
-  "In a group: reply to someone's message with /tip <amount>",
+  "In a group: reply to someone's message with /tip <amount> and its unit, like /tip 1000 sats or /tip 0.00001 btc",
 ].join("\n");
 
 export function deposit(address: string, confirmations: number): string {
@@ -149,6 +152,28 @@ export function chequeClaimed(amount: bigint, b: BalanceView): string {
 
 export function chequeRevoked(amount: bigint, b: BalanceView): string {
   return `↩️ Cheque revoked: ${btc(amount)} is back.\n\n${balance(b)}`;
+}
+
+/** A cheque code posted in a group (a revoke typed in the wrong chat): the group's answer, the same whatever happened. */
+export const CHEQUE_CODE_IN_GROUP = "🔒 Cheque codes are not for groups: anyone here could claim one. I answered you in a private chat.";
+/** The same, when the private answer could not be sent (no private chat with the bot yet, or the bot blocked). */
+export const CHEQUE_CODE_IN_GROUP_NOT_TOLD = "🔒 Cheque codes are not for groups: anyone here could claim one. A cheque of yours whose code you post here is taken back; talk to me in a private chat to see your balance.";
+/** The same, from an anonymous admin or a channel: nobody to take it back for. */
+export const CHEQUE_CODE_IN_GROUP_ANONYMOUS = "🔒 Cheque codes are not for groups: anyone here could claim one. Its maker should take it back now, in a private chat with me: /cheque revoke <code>.";
+
+const POSTED_IN_GROUP = "You posted a cheque code in a group, where others can see it";
+
+/** In private, to the one who posted their cheque's code in a group: taken back (the code is never repeated). */
+export function chequeRevokedInGroup(amount: bigint, b: BalanceView): string {
+  return `↩️ Cheque revoked: ${POSTED_IN_GROUP}, so I took it back before anyone could claim it. ${btc(amount)} is back.\n\n${balance(b)}`;
+}
+
+/** In private, when a code posted in a group was not taken back: why only if it is the poster's own state. */
+export function chequeCodeInGroupNotRevoked(r: Refusal): string {
+  // Busy (try again) or frozen: the poster's own state, theirs to know. Anything else — someone else's code, one
+  // claimed, revoked or expired — gets the same words: this never tells anyone about another's cheque.
+  if (r.code === "busy" || r.code === "frozen") return `${refusal(r)}\n(${POSTED_IN_GROUP}: take it back here with /cheque revoke and its code.)`;
+  return `⚠️ ${POSTED_IN_GROUP}. It was not taken back: it is not one of your open cheques (someone else's, or one already claimed, revoked or expired). /cheque list shows yours.`;
 }
 
 function entry(e: HistoryEntry): string {

@@ -1,13 +1,33 @@
 // /cheque <amount>: a one-time claim link t.me/<bot>?start=<code>; `/cheque list` shows the user's open ones with
-// their links again; `/cheque revoke <code>` takes one back.
-import { Composer } from "grammy";
+// their links again; `/cheque revoke <code>` takes one back. In a group, a /cheque carrying a code (a revoke typed in
+// the wrong chat, a link pasted) has made that code public: its sender's cheque is revoked at once, and they are
+// answered in private, never with the code.
+import { Composer, GrammyError } from "grammy";
 import { isRefusal } from "../../../domain/refusals.ts";
 import * as say from "../render.ts";
 import { args, type EdgeContext } from "../context.ts";
 
+/** What a cheque code looks like (the engine's own check: cheque.service.ts), alone or as a link's start parameter. */
+const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
+const LINK_RE = /[?&]start=([A-Za-z0-9_-]{16,64})(?:$|[&#])/;
+/** Codes taken back from one group message at most (each costs a command to the cheque book). */
+const MOST_CODES = 5;
+
+/** The cheque codes a message's words carry: bare, or as the start parameter of a claim link. */
+export function chequeCodes(words: readonly string[]): string[] {
+  const codes = new Set<string>();
+  for (const w of words) {
+    const code = LINK_RE.exec(w)?.[1] ?? (CODE_RE.test(w) ? w : undefined);
+    if (code !== undefined) codes.add(code);
+    if (codes.size === MOST_CODES) break;
+  }
+  return [...codes];
+}
+
 export function chequeFeature(): Composer<EdgeContext> {
   const feature = new Composer<EdgeContext>();
   const dm = feature.chatType("private");
+  const group = feature.chatType(["group", "supergroup"]);
 
   dm.command("cheque", async (ctx) => {
     const words = args(ctx);
@@ -33,6 +53,37 @@ export function chequeFeature(): Composer<EdgeContext> {
     if (isRefusal(r)) return ctx.reply(say.refusal(r));
     ctx.moved = true;
     return ctx.reply(say.cheque(r, link(r.code)));
+  });
+
+  // A code posted in a group can be claimed by anyone there: taken back on its sender's behalf (only the creator's
+  // own revoke succeeds, as in private). Without a code, the group's usual answer (the fallback: "only /tip").
+  group.command("cheque", async (ctx, next) => {
+    const codes = chequeCodes(args(ctx));
+    if (codes.length === 0) return next();
+    // An anonymous admin or a channel: nobody to revoke for, nor to answer in private.
+    if (ctx.msg.sender_chat || ctx.from.is_bot) return ctx.tell(say.CHEQUE_CODE_IN_GROUP_ANONYMOUS);
+    const { relay } = ctx.deps;
+    const userKey = await ctx.userKey();
+    const answers: string[] = [];
+    for (const code of codes) {
+      const r = await relay.revokeCheque(userKey, code);
+      if (isRefusal(r)) {
+        answers.push(say.chequeCodeInGroupNotRevoked(r));
+        continue;
+      }
+      ctx.moved = true;
+      answers.push(say.chequeRevokedInGroup(r.amount, r.balance));
+    }
+    let toldInPrivate = true;
+    try {
+      await ctx.api.sendMessage(ctx.from.id, answers.join("\n\n"));
+    } catch (e) {
+      // Never started a private chat with the bot, or blocked it: the group gets the general words instead.
+      toldInPrivate = false;
+      ctx.deps.log.warn({ err: e instanceof GrammyError ? { name: e.name, code: e.error_code } : { name: (e as Error).name } }, "the answer to a cheque code posted in a group could not be sent in private");
+    }
+    // Said in the group whatever happened: never whether the code was the sender's, nor what the cheque held.
+    return ctx.tell(toldInPrivate ? say.CHEQUE_CODE_IN_GROUP : say.CHEQUE_CODE_IN_GROUP_NOT_TOLD);
   });
   return feature;
 }

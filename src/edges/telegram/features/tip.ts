@@ -1,9 +1,9 @@
-// Money between users by Telegram identity: in groups only `/tip <amount>` as a reply (the receiver is the
-// replied-to message's author); in private chat /send and /tip explain how. A group never sees a balance
-// or an address, not even in a refusal.
+// Money between users by Telegram identity: in groups only `/tip <amount> <unit>` as a reply (the receiver is the
+// replied-to message's author; the unit, sats or btc, is required: a tip has no confirmation step); in private chat
+// /send and /tip explain how. A group never sees a balance or an address, not even in a refusal.
 import { Composer } from "grammy";
 import { isRefusal, refuse } from "../../../domain/refusals.ts";
-import { parseAmount } from "../../../domain/money.ts";
+import { amountUnit, parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
 import { args, type EdgeContext } from "../context.ts";
 
@@ -21,13 +21,16 @@ export function tipFeature(): Composer<EdgeContext> {
     // In a forum topic every message "replies" to the topic's first message: that is not a choice of receiver.
     const topicStarter = ctx.msg.is_topic_message && reply?.message_id === ctx.msg.message_thread_id;
     const target = topicStarter ? undefined : reply?.from;
-    if (!target) return ctx.tell("Reply to someone's message with /tip <amount> to tip them.");
+    if (!target) return ctx.tell("Reply to someone's message with /tip <amount> and its unit (/tip 1000 sats) to tip them.");
     if (target.is_bot || reply?.sender_chat) return ctx.tell("Only people can receive tips.");
     const amount = args(ctx).join(" ");
     if (!amount) return ctx.tell("How much? Reply with /tip 1000 sats, for example.");
     // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
     const shown = parseAmount(amount);
     if (isRefusal(shown)) return ctx.tell(say.refusal(shown));
+    // A tip goes at once, with no confirmation: a bare number (bitcoin, for parseAmount) is refused, not read as BTC —
+    // "/tip 1" meant as a satoshi or a dollar would send a whole bitcoin.
+    if (amountUnit(amount) === undefined) return ctx.tell(say.TIP_UNIT);
     const { relay, identity } = ctx.deps;
     const from = await ctx.userKey();
     // The sender first: the receiver's key costs an argon2id derivation (a quarter of a second of the identity's
@@ -48,7 +51,7 @@ export function tipFeature(): Composer<EdgeContext> {
     return ctx.tell(r.repeated ? "That tip was already sent." : `🎁 Tip sent: ${say.btc(shown)}`, { moved: true });
   });
 
-  dm.command("send", (ctx) => ctx.reply("To send to someone, reply to their message in a group with /tip <amount>, or make a link with /cheque <amount>."));
-  dm.command("tip", (ctx) => ctx.reply("Tips work in groups: reply to someone's message there with /tip <amount>. Here, /cheque <amount> makes a link."));
+  dm.command("send", (ctx) => ctx.reply("To send to someone, reply to their message in a group with /tip <amount> and its unit (/tip 1000 sats), or make a link with /cheque <amount>."));
+  dm.command("tip", (ctx) => ctx.reply("Tips work in groups: reply to someone's message there with /tip <amount> and its unit (/tip 1000 sats or /tip 0.00001 btc). Here, /cheque <amount> makes a link."));
   return feature;
 }
