@@ -229,6 +229,10 @@ export class EngineRelay implements Relay {
     const amount = parseAmount(amountText);
     if (isRefusal(amount)) return amount;
     if (!/^[\w:.-]{1,128}$/.test(id)) return refuse("bad_input", "A transfer needs a valid id.");
+    // Winding down: no new wallets, and a tip to someone without one would open one (and a liability nobody closes).
+    if (this.#draining() && isRefusal(await this.#o.registry.read(toUserKey, "balance", {}))) {
+      return refuse("draining", "This service is winding down: tips go only to people who already have a wallet here.");
+    }
     return this.#o.registry.send(userKey, "send_transfer", { id, to: toUserKey, amount, maxAmount: BigInt(this.#o.config.transfers.maxTransferSats) });
   }
 

@@ -131,6 +131,10 @@ t.test("drain mode: no new wallets or deposit addresses, withdrawals keep workin
   t.match(await te.engine.relay.depositAddress("u_leaving"), { code: "draining", message: /winding down.*withdraw/ });
   t.match(await te.engine.relay.start("u_newcomer"), { code: "draining" }, "no new wallets");
   t.match(await te.engine.relay.start("u_leaving"), { created: false }, "existing users still get in");
+  // Found by a review: a tip opened a new wallet while draining (a liability nobody would close).
+  t.match(await te.engine.relay.transfer("u_leaving", "tip1", "u_newcomer", "1000 sats"), { code: "draining", message: /only to people who already have a wallet/ }, "no tip opens a new wallet");
+  t.match(await te.engine.relay.balance("u_newcomer"), { code: "not_found" }, "none was opened");
+  t.match(await te.engine.relay.transfer("u_leaving", "tip2", "u_staying", "1000 sats"), { repeated: false }, "tips between existing users still go");
   t.equal(te.engine.relay.info().draining, true);
   const w = await withdraw(te, "u_leaving", "0.2");
   t.ok(!isRefusal(w), "withdrawals work");
