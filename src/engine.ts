@@ -483,8 +483,11 @@ export class Engine {
     };
     // The reconciliation after a restore pauses payouts until it is done; a hole found meanwhile is the watchdog's own.
     const mayPause = () => !this.payouts.paused || this.payouts.paused === RECONCILING;
+    // Paused for another reason (an operator, a restore incident): a new hole is still said, once (below).
+    const mayTell = () => !this.#holeTold && !this.payouts.paused?.startsWith("watchdog: ");
     let report = await read();
-    if (report && !report.ok && mayPause()) {
+    // Read twice before acting on a hole, pausing or alerting: sats between two journals look like one for a moment.
+    if (report && !report.ok && (mayPause() || mayTell())) {
       const first = report.reason;
       await this.cheques.payNow();
       report = await read();
@@ -498,7 +501,7 @@ export class Engine {
       await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });
       this.payouts.pause(reason);
       this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString() }, "payouts paused: the books and the node wallet disagree");
-    } else if (!report.ok && !this.#holeTold && !this.payouts.paused?.startsWith("watchdog: ")) {
+    } else if (!report.ok && mayTell()) {
       // Paused already for another reason (an operator, a restore incident): the pause stays as it is, but a hole is
       // news to whoever paused, and resuming will be refused until it is covered.
       this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString(), paused: this.payouts.paused }, "the books and the node wallet disagree (payouts were already paused)");

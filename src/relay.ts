@@ -230,9 +230,8 @@ export class EngineRelay implements Relay {
     if (isRefusal(amount)) return amount;
     if (!/^[\w:.-]{1,128}$/.test(id)) return refuse("bad_input", "A transfer needs a valid id.");
     // Winding down: no new wallets, and a tip to someone without one would open one (and a liability nobody closes).
-    if (this.#draining() && isRefusal(await this.#o.registry.read(toUserKey, "balance", {}))) {
-      return refuse("draining", "This service is winding down: tips go only to people who already have a wallet here.");
-    }
+    const closed = await this.#noNewWallet(toUserKey, "tips go only to people who already have a wallet here");
+    if (closed) return closed;
     return this.#o.registry.send(userKey, "send_transfer", { id, to: toUserKey, amount, maxAmount: BigInt(this.#o.config.transfers.maxTransferSats) });
   }
 
@@ -245,6 +244,9 @@ export class EngineRelay implements Relay {
 
   async claimCheque(userKey: string, code: string) {
     if (!this.#o.cheques) return refuse("not_allowed", "Cheques are not available on this service yet.");
+    // A claim pays the claimant's wallet, opening one if they have none: not while winding down.
+    const closed = await this.#noNewWallet(userKey, "a cheque can be claimed only by someone who already has a wallet here; it goes back to its sender when it expires");
+    if (closed) return closed;
     return this.#withBalance(userKey, await this.#o.cheques.claim(userKey, code));
   }
 
@@ -276,6 +278,17 @@ export class EngineRelay implements Relay {
   close(): void {
     clearInterval(this.#sweep);
     this.#notices.clear();
+  }
+
+  /**
+   * In drain mode, the refusal for money that would open a wallet for `userKey` (who has none), or the wallet's own
+   * refusal when it cannot say now; undefined otherwise.
+   */
+  async #noNewWallet(userKey: string, what: string): Promise<Refusal | undefined> {
+    if (!this.#draining()) return undefined;
+    const b = await this.#o.registry.read(userKey, "balance", {});
+    if (!isRefusal(b)) return undefined;
+    return b.code === "not_found" ? refuse("draining", `This service is winding down: ${what}.`) : b;
   }
 
   /**

@@ -77,9 +77,17 @@ export class ChequeService implements ChequePort, TransferSink {
       // Refused by the wallet itself, or before the command reached it (too many in flight, shutting down): nothing was
       // sent, and the cheque would wait for funds forever. A wallet that answered late or failed may still send them (a
       // timeout, a crash after the journal): that cheque stays, to be funded (or dropped at its expiry if never).
-      if (FUNDING_REFUSED.has(funded.code) || funded.unsent) {
+      if (FUNDING_REFUSED.has(funded.code)) {
         await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
-        return funded.unsent ? refuseUnsent(funded.code, `No cheque was made and nothing was moved: ${funded.message}`) : funded;
+        return funded;
+      }
+      if (funded.unsent) {
+        // This request moved nothing, but another with the same id may be funding the cheque now: it is dropped only if
+        // its funding is not in the creator's outbox (asked through the wallet's mailbox, after any send already there);
+        // when that cannot be told, it is left to its expiry. A repeat of the command gives back the cheque if it is made.
+        const w = await this.#o.registry.send(userKey, "state", {});
+        if (!isRefusal(w) && !Object.hasOwn(w.outgoing, `chqfund:${hash}`)) await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
+        return refuseUnsent(funded.code, `Nothing was moved by this request: ${funded.message} Send the same /cheque again in a moment.`);
       }
       // What to look at first: an edge shows one line of bounded length (the reason after it may be cut).
       return refuse(funded.code, `The cheque may still be made: once the amount leaves your balance, /cheque list shows it and its link. ${funded.message}`);

@@ -87,6 +87,8 @@ export class NodeGateway {
   #refilling: Promise<void> | undefined;
   #backoff = 100;
   #closed = false;
+  /** The change address of every withdrawal quote's dry run (see soloFee). */
+  #dryRunChange: string | undefined;
   readonly stats: Omit<NodeStats, "state" | "queue" | "addressPool"> = { calls: 0, batches: 0, roundTrips: 0, errors: 0, retries: 0 };
 
   constructor(o: NodeOptions) {
@@ -258,10 +260,14 @@ export class NodeGateway {
    * the coins it needs do not fit one standard transaction; undefined: the wallet cannot fund it now.
    */
   async soloFee(address: string, sats: bigint, rate: bigint): Promise<bigint | "too_large" | undefined> {
+    // One change address for every dry run, of the type a batch's change is: left to itself, each funding takes a new
+    // one from the wallet's change chain, and a quote per /withdraw would walk that chain past what a restored copy of the
+    // wallet looks ahead for.
+    this.#dryRunChange ??= await this.call<string>("getrawchangeaddress", ["bech32"]);
     for (const minconf of [1, 0]) {
       try {
         const funded = await this.call<{ fee: number }>("walletcreatefundedpsbt", [
-          [], [{ [address]: satsToBtcString(sats) }], 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf },
+          [], [{ [address]: satsToBtcString(sats) }], 0, { fee_rate: Number(rate), replaceable: true, changeAddress: this.#dryRunChange, minconf },
         ]);
         return btcNumberToSats(funded.fee);
       } catch (e) {
