@@ -85,8 +85,7 @@ export class ChequeService implements ChequePort, TransferSink {
         // This request moved nothing, but another with the same id may be funding the cheque now: it is dropped only if
         // its funding is not in the creator's outbox (asked through the wallet's mailbox, after any send already there);
         // when that cannot be told, it is left to its expiry. A repeat of the command gives back the cheque if it is made.
-        const w = await this.#o.registry.send(userKey, "state", {});
-        if (!isRefusal(w) && !Object.hasOwn(w.outgoing, `chqfund:${hash}`)) await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator: userKey, reply }));
+        await this.#dropUnlessFunding(hash, userKey);
         return refuseUnsent(funded.code, `Nothing was moved by this request: ${funded.message} Send the same /cheque again in a moment.`);
       }
       // What to look at first: an edge shows one line of bounded length (the reason after it may be cut).
@@ -156,15 +155,21 @@ export class ChequeService implements ChequePort, TransferSink {
   async expire(): Promise<{ expired: number }> {
     const r = await this.#ask<{ expired: number; stale: Array<{ hash: string; creator: string }> }>((reply) => ({ type: "expire", now: this.#now(), reply }));
     let dropped = 0;
-    for (const { hash, creator } of r.stale) {
-      // Through the wallet's mailbox: a funding command still waiting there is answered first.
-      const w = await this.#o.registry.send(creator, "state", {});
-      if (isRefusal(w) || Object.hasOwn(w.outgoing, `chqfund:${hash}`)) continue;
-      await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator, reply }));
-      dropped++;
-    }
+    for (const { hash, creator } of r.stale) if (await this.#dropUnlessFunding(hash, creator)) dropped++;
     if (dropped > 0) this.#o.log.info({ dropped }, "cheques never funded by their expiry left the book");
     return { expired: r.expired };
+  }
+
+  /**
+   * Drops a cheque still waiting for its funds unless its funding transfer is in its creator's outbox (on its way):
+   * asked through the wallet's mailbox, so a funding command still waiting there is answered first. A wallet that
+   * cannot say now keeps the cheque (false). The book drops only a cheque still waiting for funds.
+   */
+  async #dropUnlessFunding(hash: string, creator: string): Promise<boolean> {
+    const w = await this.#o.registry.send(creator, "state", {});
+    if (isRefusal(w) || Object.hasOwn(w.outgoing, `chqfund:${hash}`)) return false;
+    await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator, reply }));
+    return true;
   }
 
   /** Re-sends payouts of claimed or revoked cheques that were not acknowledged before a restart. */

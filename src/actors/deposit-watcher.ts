@@ -256,7 +256,9 @@ export class DepositWatcher {
           // poll, and there may be many.
           const open = this.#open.has(outpoint);
           // A drop is remembered on disk too (a restart, or a full memory, would otherwise credit it as pending again).
-          const dropped = (this.#known.get(outpoint) ?? (open ? undefined : (await this.#recorded(outpoint))?.status)) === "dropped";
+          // One held back by the cap was never credited, so never dropped: no read of the disk at every scan for it.
+          const known = this.#known.get(outpoint) ?? (open || this.#heldBack.has(outpoint) ? undefined : (await this.#recorded(outpoint))?.status);
+          const dropped = known === "dropped";
           if (open || dropped) {
             const due = this.#mempoolCheckDue(outpoint);
             const gone = due && !(await this.#inMempool(tx.txid));

@@ -46,15 +46,6 @@ export class AuditLog {
     return this.append({ operator: entry.operator, action: `${entry.action}:outcome`, target: entry.target, reason: `#${entry.seq}`, outcome });
   }
 
-  /**
-   * An operator looked at one user's wallet (balance parts, history): recorded before the answer is sent, so who
-   * looked at whom, and when, is on file. A store that cannot write must not keep an operator from looking (the
-   * caller logs the failure and answers).
-   */
-  read(operator: string, userKey: string): Promise<AuditEntry> {
-    return this.append({ operator, action: "read-wallet", target: userKey, reason: "looked at the wallet" });
-  }
-
   async list(limit = 100, before?: number): Promise<AuditEntry[]> {
     const out: AuditEntry[] = [];
     for await (const [, v] of this.store.iterate<AuditEntry>(NS, { reverse: true, limit, ...(before ? { lt: key(before) } : {}) })) out.push(v);
@@ -62,9 +53,13 @@ export class AuditLog {
   }
 }
 
-/** Records an operator's look at a wallet (AuditLog.read); a record that cannot be written is logged, and the look goes on. */
+/**
+ * An operator looked at one user's wallet (balance parts, history): recorded before the answer is sent, so who looked
+ * at whom, and when, is on file. A store that cannot write must not keep an operator from looking: the failure is an
+ * alert, and the look goes on.
+ */
 export async function auditRead(log: Pick<Logger, "error">, audit: AuditLog, operator: string, userKey: string): Promise<void> {
-  await audit.read(operator, userKey).catch((e: unknown) => {
+  await audit.append({ operator, action: "read-wallet", target: userKey, reason: "looked at the wallet" }).catch((e: unknown) => {
     log.error({ alert: true, err: (e as Error).message, operator, action: "read-wallet", target: userKey }, "an operator's look at a wallet could not be recorded in the audit log");
   });
 }
