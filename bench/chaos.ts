@@ -601,6 +601,8 @@ async function check(path: string, masterKey: string, node: RegtestNode, known: 
       unsettled.clear();
       for (const id of confirmedUnsettled) unsettled.add(id);
     }
+    // What the store's sums count as sent between users and not yet credited: the debits found in flight here.
+    let inTransit = 0n;
     for (const w of wallets.values()) {
       owed += w.available + w.pending + w.reserved;
       for (const [id, t] of Object.entries(w.outgoing)) {
@@ -610,12 +612,13 @@ async function check(path: string, masterKey: string, node: RegtestNode, known: 
         const landed = t.to.startsWith("cheque:") ? (chequeIn(t.to.slice(7))?.status ?? "awaiting_funds") !== "awaiting_funds" : records.received(t.to, w.userKey, id);
         if (landed) continue;
         owed += t.amount;
+        inTransit += t.amount;
         // Liveness: a debit's credit is re-sent after every restart until it lands, so none is left at the end.
         if (final) problems.push(`transfer ${id} from ${w.userKey} to ${t.to} was debited and never credited`);
       }
     }
     // The running sums the watchdog reads are written in the same batches as the journals: always equal to them.
-    const replayed = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+    const replayed = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n, transit: inTransit };
     for (const w of wallets.values()) {
       replayed.available += w.available;
       replayed.pending += w.pending;

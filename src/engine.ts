@@ -51,6 +51,8 @@ export interface Liabilities {
   pending: bigint;
   reserved: bigint;
   escrow: bigint;
+  /** Sent from one user to another (or to a cheque) and not yet credited: in no balance, still owed. */
+  transit: bigint;
   wallets: number;
 }
 
@@ -226,7 +228,7 @@ export class Engine {
       throw new Error("the identity settings differ from those this store's wallets were made with (pinned meanwhile by another start)");
     }
     // A store from before the current format is brought up to it once (wallet records rebuilt, running sums counted).
-    const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records, e.log);
+    const upgraded = await upgradeWalletRecords(e.storage.journal, e.registry.records, e.log, () => e.cheques.fundedNow());
     if (upgraded && (upgraded.from > 0 || upgraded.replayed > 0)) e.log.info({ ...upgraded, format: STORE_FORMAT }, "store upgraded: wallet records rebuilt from the journals where needed, balances summed");
     // A store just restored from a backup pays nothing until it has been compared with the chain.
     const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
@@ -370,12 +372,12 @@ export class Engine {
 
   /**
    * Every wallet's balance parts summed, as of the last durable write: the store's running sums (kept with each
-   * journal record, in the same batch), plus the cheques' escrow.
+   * journal record, in the same batch), the transfers between users in flight (the same sums), and the cheques' escrow.
    */
   async liabilities(): Promise<Liabilities> {
     const escrow = await this.cheques.escrow();
     const s = walletSums(this.storage.store.sums);
-    return { available: s.available, pending: s.pending, reserved: s.reserved, escrow, wallets: Number(s.wallets) };
+    return { available: s.available, pending: s.pending, reserved: s.reserved, escrow, transit: s.transit, wallets: Number(s.wallets) };
   }
 
   /** Resolves when the work triggered by the blocks seen so far (payout sync, watchdog, flush) is done. */

@@ -137,6 +137,18 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#askUser<{ amount: bigint } | Refusal>((reply) => ({ type: "revoke", hash: this.#hash(code), by: userKey, reply }));
   }
 
+  /**
+   * Whether a cheque's funding has reached the book, from one reading of it (and the records of cheques that left it):
+   * for a store upgrade counting the transfers in flight, before anything else runs.
+   */
+  async fundedNow(): Promise<(hash: string) => boolean> {
+    const book = await this.#ask<ChequeState>((reply) => ({ type: "state", reply }));
+    return (hash) => {
+      const c = book.cheques[hash] ?? this.#o.finished.get(hash);
+      return c !== undefined && c.status !== "awaiting_funds";
+    };
+  }
+
   /** TransferSink: funding transfers addressed to "cheque:<hash>". */
   accepts(to: string): boolean {
     return to.startsWith("cheque:");

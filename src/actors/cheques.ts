@@ -217,9 +217,11 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
             cmd.reply({ ok: true });
             return s;
           }
-          const next = await commit({ t: "funded", hash: cmd.hash });
+          // The funding leaves the transfers in flight as it enters the escrow, in the same record.
+          const funded: ChequeEvent = { t: "funded", hash: cmd.hash };
+          await persist([funded], { s: { transit: -cmd.amount } });
           cmd.reply({ ok: true });
-          return next;
+          return evolveCheques(s, funded);
         }
         case "creator":
           cmd.reply(c && c.status === "open" && cmd.now <= c.expiresAt ? { creator: c.creator } : undefined);

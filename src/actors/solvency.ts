@@ -1,17 +1,18 @@
-// Solvency: what the engine owes (every wallet's available + pending + reserved, plus cheque escrow) against
+// Solvency: what the engine owes (every wallet's available + pending + reserved, plus cheque escrow and the
+// transfers between users that have left their senders and not reached their receivers yet) against
 // what the node's wallet holds. Reservations whose payout already left the node (signed, broadcast, or confirmed
 // with the wallet's settlement not acknowledged yet) are counted as paid, so a payout in flight does not look
 // like a hole.
 import type { PayoutState } from "./payout.messages.ts";
 
 export interface SolvencyReport {
-  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; inFlightPayouts: bigint; total: bigint; wallets: number };
+  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; transit: bigint; inFlightPayouts: bigint; total: bigint; wallets: number };
   /**
    * The node wallet's balances, and `stranded`: coins of stuck batches it holds but does not count (see
    * payout.ts, strandedCoins), counted here with the trusted ones.
    */
   node: { trusted: bigint; untrustedPending: bigint; immature: bigint; stranded: bigint; strandedBatches: string[] };
-  /** What must be covered by confirmed (or our own change) coins: available + reserved − in flight + escrow. */
+  /** What must be covered by confirmed (or our own change) coins: available + reserved − payouts in flight + escrow + transit. */
   firm: bigint;
   surplus: bigint;
   /** Whether the node covers the firm balances; `reason` says why not. Only this pauses payouts. */
@@ -27,7 +28,8 @@ export interface SolvencyReport {
 }
 
 export interface SolvencyInputs {
-  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; wallets: number };
+  /** `transit`: transfers between users debited and not yet credited (absent: none). */
+  liabilities: { available: bigint; pending: bigint; reserved: bigint; escrow: bigint; transit?: bigint; wallets: number };
   node: { trusted: bigint; untrustedPending: bigint; immature: bigint };
   /** Coins of stuck batches the node's wallet holds and does not count (payout.ts, strandedCoins). */
   stranded?: { sats: bigint; batches: string[] };
@@ -41,8 +43,8 @@ export function assessSolvency(i: SolvencyInputs): SolvencyReport {
   for (const p of Object.values(i.payouts.payouts)) {
     if (p.status === "signed" || p.status === "broadcast" || (p.status === "confirmed" && !p.walletSettled)) inFlight += p.amount + (p.fee ?? p.quotedFee);
   }
-  const l = i.liabilities;
-  const firm = l.available + l.reserved - inFlight + l.escrow;
+  const l = { ...i.liabilities, transit: i.liabilities.transit ?? 0n };
+  const firm = l.available + l.reserved - inFlight + l.escrow + l.transit;
   const total = firm + l.pending;
   const tolerance = i.toleranceSats ?? 0n;
   const stranded = i.stranded?.sats ?? 0n;

@@ -87,13 +87,28 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
       if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
       const { ops, history } = o.records.forCommand(state, events, states);
-      await persist(events, { r: ops, s: sumsDelta(state, after), h: history });
+      await persist(events, { r: ops, s: sumsDelta(state, after, transitDelta(cmd as WalletCommand, events)), h: history });
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, [state, ...states], events, cmd, o);
       return after;
     },
   };
+}
+
+/**
+ * What a command adds to the transfers in flight between users (wallet.records.ts, `WalletSums`): a debit its
+ * amount; a credit of another wallet's debit (the courier's `receive_transfers`, the only command that delivers them)
+ * takes it out. A single `receive_transfer` is a credit from outside the wallets (a cheque's payout, which the cheque
+ * book's escrow held): it was never in flight.
+ */
+function transitDelta(cmd: WalletCommand, events: readonly WalletEvent[]): bigint {
+  let d = 0n;
+  for (const e of events) {
+    if (e.t === "transfer_sent") d += BigInt(e.amount);
+    else if (e.t === "transfer_received" && cmd.type === "receive_transfers") d -= BigInt(e.amount);
+  }
+  return d;
 }
 
 /** The decision's events, then acknowledgements of transfers still in the outbox that it does not acknowledge itself. */

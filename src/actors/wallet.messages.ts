@@ -160,8 +160,12 @@ export type WalletCommand =
   | { type: "withdrawal_settled"; id: string; txid: string; fee: bigint; reply: Reply<Answer<{ ok: true }>> }
   | { type: "withdrawal_released"; id: string; reason: string; reply: Reply<Answer<{ ok: true }>> }
   | { type: "send_transfer"; id: string; to: string; amount: bigint; maxAmount: bigint; reply: Reply<Answer<{ repeated: boolean; balance: BalanceView }>> }
+  /** A credit from outside the wallets (a cheque's payout): never counted in the transfers in flight. */
   | { type: "receive_transfer"; id: string; from: string; amount: bigint; reply: Reply<Answer<{ repeated: boolean }>> }
-  /** Credits gathered for one receiver: one journal record for all; `repeated[i]` answers transfers[i]. */
+  /**
+   * Credits of other wallets' debits, gathered for one receiver (the courier's, and only the courier's): one journal
+   * record for all, each fresh one taken out of the transfers in flight; `repeated[i]` answers transfers[i].
+   */
   | { type: "receive_transfers"; transfers: Array<{ id: string; from: string; amount: bigint }>; reply: Reply<Answer<{ repeated: boolean[] }>> }
   /** The receivers have the credits of these transfers: they leave the outbox (one journal record for them all). */
   | { type: "transfer_acked"; ids: string[]; reply: Reply<Answer<{ ok: true }>> }

@@ -10,9 +10,11 @@
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
+import { StoreError } from "../store/errors.ts";
 import { changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
 import { idMap } from "./idmap.ts";
+import { chequeUserKey } from "./cheques.ts";
 import { Shelf } from "../store/shelf.ts";
 import type { Deposit, HistoryEntry, WalletEvent, WalletState, Withdrawal } from "./wallet.messages.ts";
 import type { HistoryPage } from "../relay.types.ts";
@@ -38,6 +40,8 @@ const OUTBOX = "outbox";
 const DEPOSITS = "deposit-done";
 const WITHDRAWALS = "withdrawal-done";
 const SEP = "\u0001";
+/** A transfer to a cheque is addressed to its pseudo-user. */
+const CHEQUE_PREFIX = chequeUserKey("");
 const seqKey = (userKey: string, n: number) => userKey + SEP + n.toString().padStart(12, "0");
 
 /** The history entries one command created or rewrote, by entry number (1 = the wallet's first). */
@@ -56,25 +60,29 @@ interface WalletRecordData {
 
 /**
  * The store's running sums over every wallet (db.ts, `Sums`): what the solvency watchdog reads instead of summing
- * the balance views. `wallets` counts the opened ones.
+ * the balance views. `wallets` counts the opened ones. `transit` is what users have sent each other that has left
+ * the sender and not yet reached the receiver (a wallet, or a cheque's escrow): a debit adds its amount, the one
+ * credit that takes it (the courier's, or the cheque book's funding) takes it out. Between the two the money is in
+ * no balance, and still owed (format 9; see `transitNow` for a store written before).
  */
 export interface WalletSums {
   available: bigint;
   pending: bigint;
   reserved: bigint;
   wallets: bigint;
+  transit: bigint;
 }
 
-/** What one command adds to the wallets' sums (undefined: nothing). */
-export function sumsDelta(before: WalletState, after: WalletState): Sums | undefined {
+/** What one command adds to the wallets' sums (undefined: nothing); `transit`: what it adds to the transfers in flight. */
+export function sumsDelta(before: WalletState, after: WalletState, transit = 0n): Sums | undefined {
   const opened = !before.opened && after.opened ? 1n : 0n;
-  if (opened === 0n && before.available === after.available && before.pending === after.pending && before.reserved === after.reserved) return undefined;
-  return { available: after.available - before.available, pending: after.pending - before.pending, reserved: after.reserved - before.reserved, wallets: opened };
+  if (opened === 0n && transit === 0n && before.available === after.available && before.pending === after.pending && before.reserved === after.reserved) return undefined;
+  return { available: after.available - before.available, pending: after.pending - before.pending, reserved: after.reserved - before.reserved, wallets: opened, transit };
 }
 
 /** The wallets' sums as the store holds them (parts never written are 0). */
 export function walletSums(s: Sums): WalletSums {
-  return { available: s.available ?? 0n, pending: s.pending ?? 0n, reserved: s.reserved ?? 0n, wallets: s.wallets ?? 0n };
+  return { available: s.available ?? 0n, pending: s.pending ?? 0n, reserved: s.reserved ?? 0n, wallets: s.wallets ?? 0n, transit: s.transit ?? 0n };
 }
 
 /** Transfers awaiting acknowledgement or withdrawals awaiting settlement (twice per command: no arrays made). */
@@ -237,13 +245,14 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * 6 since history entries ride in the journal records (every wallet record has its `h`) instead of records of
  * their own; 7 since finished deposits and withdrawals leave the wallets' states for records of their own; 8 since
  * the transfer index and the outbox flags are marks (a key and an empty value, db.ts) instead of sealed values —
- * nothing to rewrite, but code before it cannot read them.
+ * nothing to rewrite, but code before it cannot read them; 9 since the sums count the transfers between users in
+ * flight (`transit`).
  */
-export const STORE_FORMAT = 8;
+export const STORE_FORMAT = 9;
 
 /**
  * What an upgrade did: wallets whose journals were replayed, wallets counted into the sums, records deleted, wallets
- * whose finished deposits and withdrawals moved out of their state (format 7).
+ * whose finished deposits and withdrawals moved out of their state (format 7), transfers found in flight (format 9).
  */
 export interface UpgradeReport {
   from: number;
@@ -251,6 +260,7 @@ export interface UpgradeReport {
   counted: number;
   deleted: number;
   moved: number;
+  inFlight: number;
 }
 
 const BALANCES = "balances";
@@ -264,14 +274,21 @@ const BALANCES = "balances";
  * deleted. Before format 4 the running sums are counted, from the replayed states or from format 3's balance
  * records, and written with format 4 (an interrupted upgrade does not count them twice). Before format 5 the
  * balance records are deleted. Formats 3 to 5 keep their history records, which pages read below the journal
- * records written since: nothing is replayed (a replay costs ~50 µs per journal record here). Repeatable after a
- * crash: every write is a put of the same value or a delete. Undefined when the store is current.
+ * records written since: nothing is replayed (a replay costs ~50 µs per journal record here). Before format 9 the
+ * transfers in flight are counted into the sums (`countTransit`; `chequeFunded` reads the cheque book once and says
+ * whether a cheque's funding reached it; without it, none did). Repeatable after a crash: every write is a put of the same value or a delete, and the sums
+ * change in one batch with the format that says they did. Undefined when the store is current.
  */
-export async function upgradeWalletRecords(journal: Journal, records: WalletRecords, log?: Pick<Logger, "info">): Promise<UpgradeReport | undefined> {
+export async function upgradeWalletRecords(journal: Journal, records: WalletRecords, log?: Pick<Logger, "info">, chequeFunded?: () => Promise<(hash: string) => boolean>): Promise<UpgradeReport | undefined> {
   const store = journal.store;
   const format = (await store.get<number>(META, "format")) ?? 0;
-  if (format >= STORE_FORMAT) return undefined;
-  const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0, moved: 0 };
+  if (format > STORE_FORMAT) {
+    // A version rolled back over a store a newer one has upgraded: it would write records (the sums among them) the
+    // way it knows, and the newer version would read them wrong later.
+    throw new StoreError("bad_format", `this store has format ${format}, written by a newer RuniGun; this one knows formats up to ${STORE_FORMAT}. Start the newer version (or restore a backup taken before the upgrade)`);
+  }
+  if (format === STORE_FORMAT) return undefined;
+  const report: UpgradeReport = { from: format, replayed: 0, counted: 0, deleted: 0, moved: 0, inFlight: 0 };
   if (format < 4) {
     const sums = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
     const add = (a: bigint, p: bigint, r: bigint) => {
@@ -289,8 +306,36 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
   if (format < 5) report.deleted += await deleteAll(store, BALANCES);
   // Before format 3 the replay above wrote the records of finished deposits and withdrawals, as a command does now.
   if (format >= 3 && format < 7) report.moved = await moveFinished(journal, records, log);
+  if (format < 9) {
+    const transit = await countTransit(journal, records, chequeFunded ? await chequeFunded() : () => false);
+    report.inFlight = transit.transfers;
+    await store.resetSums({ ...store.sums, transit: transit.sats }, [{ type: "put", ns: META, key: "format", value: 9 }]);
+  }
   await store.put(META, "format", STORE_FORMAT);
   return report;
+}
+
+/**
+ * Before format 9: the transfers between users in flight, from the outboxes. Each wallet flagged with unfinished work
+ * is brought up as an activation would (its snapshot, then the journal after it); a transfer in its outbox counts
+ * unless its receiver has it: a wallet's transfer index knows the sender and id, a cheque is past waiting for funds.
+ * (One credited and not yet acknowledged is still in the outbox.)
+ */
+async function countTransit(journal: Journal, records: WalletRecords, chequeFunded: (hash: string) => boolean): Promise<{ sats: bigint; transfers: number }> {
+  let sats = 0n, transfers = 0;
+  for await (const userKey of records.flagged()) {
+    const key = walletJournalKey(userKey);
+    const snapshot = await journal.latestSnapshot(key);
+    let s = snapshot ? restoreWallet(snapshot.data as WalletState) : emptyWallet(userKey);
+    for (const ev of await journal.readEvents(key, snapshot?.sequenceNumber ?? 0)) for (const e of (ev.data as WalletRecordData).e) s = evolve(s, e);
+    for (const [id, t] of Object.entries(s.outgoing)) {
+      const landed = t.to.startsWith(CHEQUE_PREFIX) ? chequeFunded(t.to.slice(CHEQUE_PREFIX.length)) : records.received(t.to, userKey, id);
+      if (landed) continue;
+      sats += t.amount;
+      transfers++;
+    }
+  }
+  return { sats, transfers };
 }
 
 /**

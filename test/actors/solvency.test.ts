@@ -18,6 +18,15 @@ t.test("a reservation whose payout has not left the node must be covered by the 
   t.match(r.reason, /firm balances \(1105000 sats\) exceed the node's trusted balance \(1104999 sats\) by 1 sats/);
 });
 
+t.test("money between two users (debited, not yet credited) is owed firmly: a hole of its size is seen", async (t) => {
+  const sending = { ...liabilities, available: 990_000n, transit: 10_000n };
+  t.ok(assessSolvency({ liabilities: sending, node: node(1_105_000n), payouts: book(payout("queued")) }).ok);
+  const r = assessSolvency({ liabilities: sending, node: node(1_095_000n), payouts: book(payout("queued")) });
+  t.notOk(r.ok, "the node short by the amount in flight");
+  t.equal(r.liabilities.transit, 10_000n);
+  t.equal(r.firm, 1_105_000n);
+});
+
 t.test("signed, broadcast, or confirmed with the wallet not yet settled: the coins have left, counted once at the fee paid", async (t) => {
   // The node paid 100,000 + 3,000; the 2,000 left of the quote goes back to the user at settlement.
   for (const p of [payout("signed"), payout("broadcast"), payout("confirmed")]) {

@@ -13,7 +13,7 @@ import { ChequeService } from "../../src/actors/cheque.service.ts";
 import { myCheques as myChequesText } from "../../src/edges/telegram/render.ts";
 import { FinishedCheques } from "../../src/actors/cheques.ts";
 import { silentLogger } from "../../src/log.ts";
-import { WalletRecords } from "../../src/actors/wallet.records.ts";
+import { WalletRecords, walletSums } from "../../src/actors/wallet.records.ts";
 
 /** A small deterministic generator, so a failing run can be replayed with the same seed. */
 function rng(seed: number) {
@@ -454,6 +454,47 @@ t.test("a cheque payout its payee's wallet did not take waits to be tried again;
   await cheques.payNow();
   t.equal(await cheques.escrow(), 0n, "sent at once, and recorded paid");
   t.match(await registry.read("u_bob", "balance", {}), { available: 5_000n }, "credited once");
+});
+
+t.test("money sent from one user to another counts in the liabilities until it is credited: to a wallet, to a cheque, held up, repeated, refused", async (t) => {
+  const { store, system, registry, wiring } = await chequeWallets(t);
+  const book = { ttlSec: 3600, maxAmount: 10n ** 8n, mac: (p: string, d: string) => store.mac(p, d), finished: new FinishedCheques(store), retainFinished: 10 };
+  const cheques = new ChequeService({ system, registry, log: silentLogger, ...book });
+  // Deliveries are held until the test lets them go: the debits are durable, the credits not yet made.
+  const held: Array<[string, string, string, bigint]> = [];
+  const courier = new TransferCourier({ registry, log: silentLogger, sinks: [cheques] });
+  wiring.courier = { deliver: (from: string, id: string, to: string, amount: bigint) => (held.push([from, id, to, amount]), Promise.resolve()) } as unknown as TransferCourier;
+  await registry.send("u_alice", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  // Everything the users are owed, as the watchdog sums it.
+  const owed = async () => {
+    const s = walletSums(store.sums);
+    return s.available + s.pending + s.reserved + s.transit + (await cheques.escrow());
+  };
+  t.equal(await owed(), 100_000n, "a credit from outside the wallets (a seed, a cheque's payout) was never in flight");
+  t.match(await registry.send("u_alice", "send_transfer", { id: "to-bob", to: "u_bob", amount: 7_000n, maxAmount: 10n ** 9n }), { repeated: false });
+  const made = await cheques.create("u_alice", "chq", 5_000n);
+  if (isRefusal(made)) throw new Error(made.message);
+  t.equal(held.length, 2, "both debits durable, neither credited");
+  t.equal(walletSums(store.sums).transit, 12_000n, "both in flight");
+  t.equal(await owed(), 100_000n, "still owed while in no balance");
+  for (const [from, id, to, amount] of held.splice(0)) await courier.deliver(from, id, to, amount);
+  await courier.settled();
+  t.equal(walletSums(store.sums).transit, 0n, "each taken out of flight by the credit that took it");
+  t.equal(await cheques.escrow(), 5_000n);
+  t.equal(await owed(), 100_000n, "owed once: in bob's balance and the cheque's escrow");
+  // A credit delivered again (its acknowledgement lost with a crash) is answered as a repeat: nothing leaves flight twice.
+  await courier.deliver("u_alice", "to-bob", "u_bob", 7_000n);
+  const [hash] = Object.keys((await cheques.state()).cheques);
+  await courier.deliver("u_alice", `chqfund:${hash}`, `cheque:${hash}`, 5_000n);
+  await courier.settled();
+  t.equal(walletSums(store.sums).transit, 0n, "repeats change nothing");
+  // A transfer to a cheque the book does not know stays in its sender's outbox, and stays owed.
+  t.match(await registry.send("u_alice", "send_transfer", { id: "lost", to: "cheque:unknown", amount: 1_000n, maxAmount: 10n ** 9n }), { repeated: false });
+  for (const [from, id, to, amount] of held.splice(0)) await courier.deliver(from, id, to, amount);
+  await courier.settled();
+  t.equal(courier.stats.refused, 1, "refused for good by the book");
+  t.equal(walletSums(store.sums).transit, 1_000n, "still in flight");
+  t.equal(await owed(), 100_000n, "and still owed");
 });
 
 t.test("a receiver busy through every retry: the delivery is tried again later, not left for the next start", async (t) => {

@@ -116,7 +116,7 @@ t.test("a format-7 store's sealed index entries count as marks; its upgrade rewr
     { type: "put", ns: "xfer", key: store.mac("transfer", "u_s\u0001out\u0001out-1"), value: 2 },
     { type: "put", ns: META, key: "format", value: 7 },
   ]);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 7, replayed: 0, counted: 0, deleted: 0, moved: 0 }, "nothing to rewrite");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 7, replayed: 0, counted: 0, deleted: 0, moved: 0, inFlight: 0 }, "nothing to rewrite");
   t.equal(await store.get(META, "format"), STORE_FORMAT);
   await store.close();
   const w = await open(dir, 100);
@@ -153,9 +153,9 @@ t.test("a store from before format 2 is upgraded once: history, index, snapshots
   ];
   const { store, journal } = await oldStore(dir, "u_old", old, at);
   await journal.takeSnapshot({ key: "wallet:u_old", sequenceNumber: 3, data: { userKey: "u_old", opened: true, history: [{ ref: "in-1" }], incoming: { "in-1": 1 } }, createdAt: at });
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1, deleted: 0, moved: 0 }, "one wallet upgraded");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 0, replayed: 1, counted: 1, deleted: 0, moved: 0, inFlight: 0 }, "one wallet upgraded");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
-  t.same(walletSums(store.sums), { available: 24_000n, pending: 0n, reserved: 0n, wallets: 1n }, "its balance counted into the sums");
+  t.same(walletSums(store.sums), { available: 24_000n, pending: 0n, reserved: 0n, wallets: 1n, transit: 0n }, "its balance counted into the sums");
   const snap = await journal.latestSnapshot("wallet:u_old");
   t.equal(snap?.sequenceNumber, 5, "the snapshot is the replayed state");
   t.notOk("history" in (snap!.data as object), "without the history inside");
@@ -185,7 +185,8 @@ t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, 
     { type: "put", ns: "xfer", key: store.mac("transfer", "u_two\u0001out\u0001out-1"), value: 2 },
     { type: "put", ns: META, key: "format", value: 2 },
   ]);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 2, replayed: 1, counted: 1, deleted: 0, moved: 0 }, "one wallet upgraded");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 2, replayed: 1, counted: 1, deleted: 0, moved: 0, inFlight: 1 }, "one wallet upgraded");
+  t.equal(walletSums(store.sums).transit, 100n, "its transfer, never credited, counted in flight");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   t.equal(await store.get(META, "format"), STORE_FORMAT);
   t.equal(await store.get("xfer", legacy), undefined, "the id-only entry is gone");
@@ -202,7 +203,8 @@ t.test("a format-2 store is upgraded once: credits re-indexed by sender and id, 
 
 /** The wallets' balances read one by one: what the running sums must always equal. */
 async function recount(w: Awaited<ReturnType<typeof open>>, users: string[]) {
-  const sum = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n };
+  // Nothing in flight where this is asked: every debit has been credited.
+  const sum = { available: 0n, pending: 0n, reserved: 0n, wallets: 0n, transit: 0n };
   for (const u of users) {
     const b = ok(await w.registry.read(u, "balance", {}));
     sum.available += b.available;
@@ -217,19 +219,21 @@ t.test("the store's running sums follow every wallet's balance, through a restar
   const users = ["u_g", "u_h1", "u_h2", "u_h3"];
   const dir = t.testdir();
   let w = await open(dir, 100);
-  t.same(walletSums(w.store.sums), { available: 0n, pending: 0n, reserved: 0n, wallets: 0n });
+  t.same(walletSums(w.store.sums), { available: 0n, pending: 0n, reserved: 0n, wallets: 0n, transit: 0n });
   ok(await w.registry.send("u_g", "open", {}));
   ok(await w.registry.send("u_g", "receive_transfer", { id: "fund", from: "u_src", amount: 100_000n }));
   await Promise.all([1, 2, 3].map((i) => w.registry.send("u_g", "send_transfer", { id: `s${i}`, to: `u_h${i}`, amount: 1_000n * BigInt(i), maxAmount: 10n ** 9n })));
-  await Promise.all([1, 2, 3].map((i) => w.registry.send(`u_h${i}`, "receive_transfer", { id: `s${i}`, from: "u_g", amount: 1_000n * BigInt(i) })));
+  t.equal(walletSums(w.store.sums).transit, 6_000n, "the debits are in flight until credited");
+  // Credited as the courier credits them.
+  await Promise.all([1, 2, 3].map((i) => w.registry.send(`u_h${i}`, "receive_transfers", { transfers: [{ id: `s${i}`, from: "u_g", amount: 1_000n * BigInt(i) }] })));
   ok(await w.registry.send("u_g", "reserve_withdrawal", { request: { id: "w1", address: "bcrt1qd", amount: 10_000n, fee: 500n, dustLimit: 546n, dailyLimit: 10n ** 9n } }));
-  t.same(walletSums(w.store.sums), { available: 100_000n - 6_000n - 10_500n + 6_000n, pending: 0n, reserved: 10_500n, wallets: 4n });
+  t.same(walletSums(w.store.sums), { available: 100_000n - 6_000n - 10_500n + 6_000n, pending: 0n, reserved: 10_500n, wallets: 4n, transit: 0n });
   t.same(walletSums(w.store.sums), await recount(w, users), "equal to the balances read one by one");
   ok(await w.registry.send("u_g", "withdrawal_settled", { id: "w1", txid: "aa".repeat(32), fee: 300n }));
   t.match(await w.registry.send("u_g", "send_transfer", { id: "too-much", to: "u_h1", amount: 10n ** 8n, maxAmount: 10n ** 9n }), { code: "insufficient_funds" });
   await w.close();
   w = await open(dir, 100);
-  t.same(walletSums(w.store.sums), { available: 89_700n, pending: 0n, reserved: 0n, wallets: 4n }, "a settlement refunds the fee it did not use; a refusal adds nothing");
+  t.same(walletSums(w.store.sums), { available: 89_700n, pending: 0n, reserved: 0n, wallets: 4n, transit: 0n }, "a settlement refunds the fee it did not use; a refusal adds nothing");
   const balances = await recount(w, users);
   t.same(walletSums(w.store.sums), balances, "still equal after a restart");
   // A store of format 3: a balance record per wallet (a, p, r and the outbox flag), no sums. The upgrade counts the
@@ -239,12 +243,12 @@ t.test("the store's running sums follow every wallet's balance, through a restar
     ...views.map((b, i) => ({ type: "put" as const, ns: "balances", key: users[i]!, value: { a: b.available, p: b.pending, r: b.reserved, o: false } })),
     { type: "put", ns: META, key: "format", value: 3 },
   ]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4, deleted: 4, moved: 1 }, "no journal replayed, four wallets counted, four balance records deleted, one settled withdrawal moved out of its wallet's state");
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 3, replayed: 0, counted: 4, deleted: 4, moved: 1, inFlight: 0 }, "no journal replayed, four wallets counted, four balance records deleted, one settled withdrawal moved out of its wallet's state");
   t.same(walletSums(w.store.sums), balances);
   t.equal(await w.store.get(META, "format"), STORE_FORMAT);
   // Interrupted after the sums were written (format 4), before every record was deleted: the rest goes, the sums stay.
   await w.store.batch([{ type: "put", ns: "balances", key: "u_g", value: { a: 1n, p: 0n, r: 0n, o: false } }, { type: "put", ns: META, key: "format", value: 4 }]);
-  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 0, counted: 0, deleted: 1, moved: 0 });
+  t.same(await upgradeWalletRecords(new Journal(w.store), w.records), { from: 4, replayed: 0, counted: 0, deleted: 1, moved: 0, inFlight: 0 });
   t.same(walletSums(w.store.sums), balances, "not counted again");
   await w.close();
 });
@@ -268,9 +272,9 @@ t.test("a format-5 store is upgraded at no cost: pages read its history records 
     entry(3, { at, kind: "transfer_out", amount: -700n, ref: "out-1", status: "sent", counterparty: "u_dst" }),
     { type: "put", ns: META, key: "format", value: 5 },
   ]);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 5, replayed: 0, counted: 0, deleted: 0, moved: 1 }, "nothing replayed, nothing deleted; the settled withdrawal moved out of the wallet's state");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 5, replayed: 0, counted: 0, deleted: 0, moved: 1, inFlight: 0 }, "nothing replayed, nothing deleted; the settled withdrawal moved out of the wallet's state");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
-  t.same(walletSums(store.sums), { available: 3950n, pending: 0n, reserved: 0n, wallets: 1n }, "the sums are not counted again");
+  t.same(walletSums(store.sums), { available: 3950n, pending: 0n, reserved: 0n, wallets: 1n, transit: 0n }, "the sums are not counted again");
   await store.close();
 
   const w = await open(dir, 100);
@@ -313,14 +317,14 @@ t.test("a format-6 store is upgraded once: finished deposits and withdrawals lea
     outgoing: {}, day: { date: "2023-11-14", withdrawn: 1000n },
   } });
   await store.put(META, "format", 6);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 1 }, "one wallet had finished ones");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 1, inFlight: 0 }, "one wallet had finished ones");
   t.equal(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), undefined, "and only once");
   const snap = (await journal.latestSnapshot("wallet:u_six"))!;
   const state = snap.data as { deposits: object; withdrawals: object; addressUsed: boolean; available: bigint };
   t.same([snap.sequenceNumber, Object.keys(state.deposits), Object.keys(state.withdrawals), state.addressUsed, state.available],
     [8, ["dd:0"], ["w2"], true, 46_820n], "a new snapshot at the last record keeps the open ones only, and the address flag");
   await store.put(META, "format", 6);
-  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 0 }, "repeated: nothing left to move");
+  t.same(await upgradeWalletRecords(journal, new WalletRecords(store, 100)), { from: 6, replayed: 0, counted: 0, deleted: 0, moved: 0, inFlight: 0 }, "repeated: nothing left to move");
   await store.close();
 
   const w = await open(dir, 100);
@@ -345,4 +349,37 @@ t.test("a deposit seen and confirmed in one command has one history entry, confi
   t.same(ok(await w.registry.history("u_dep", 0, 10)).entries.map((e) => [e.ref, e.status, e.amount]), [[`${"ab".repeat(32)}:1`, "confirmed", 7000n]]);
   t.match(w.records.deposit("u_dep", `${"ab".repeat(32)}:1`), { status: "confirmed", amount: 7000n });
   t.same(Object.keys(ok(await w.registry.send("u_dep", "state", {})).deposits), [], "not in the state");
+});
+
+t.test("a format-8 store gets the transfers in flight counted into its sums, once: from the outboxes, less what the receivers have", async (t) => {
+  const dir = t.testdir();
+  let w = await open(dir, 100);
+  ok(await w.registry.send("u_a", "receive_transfer", { id: "seed", from: "u_src", amount: 20_000n }));
+  const send = (id: string, to: string, amount: bigint) => w.registry.send("u_a", "send_transfer", { id, to, amount, maxAmount: 10n ** 9n });
+  ok(await send("t1", "u_b", 1_000n));
+  ok(await send("t2", "u_c", 2_000n));
+  ok(await send("chqfund:h1", "cheque:h1", 3_000n));
+  ok(await send("chqfund:h2", "cheque:h2", 4_000n));
+  // t2 credited (not yet acknowledged: still in the outbox); the first cheque funded, as the book will say.
+  ok(await w.registry.send("u_c", "receive_transfers", { transfers: [{ id: "t2", from: "u_a", amount: 2_000n }] }));
+  const before = walletSums(w.store.sums);
+  // The sums as format 8 kept them: no transit.
+  await w.store.resetSums({ available: before.available, pending: before.pending, reserved: before.reserved, wallets: before.wallets }, [{ type: "put", ns: META, key: "format", value: 8 }]);
+  await w.close();
+  w = await open(dir, 100);
+  t.teardown(() => w.close());
+  const journal = new Journal(w.store);
+  t.same(await upgradeWalletRecords(journal, w.records, undefined, async () => (hash) => hash === "h1"), { from: 8, replayed: 0, counted: 0, deleted: 0, moved: 0, inFlight: 2 }, "t1 and the second cheque's funding");
+  t.same(walletSums(w.store.sums), { ...before, transit: 5_000n }, "counted into the sums, nothing else changed");
+  t.equal(await upgradeWalletRecords(journal, w.records), undefined, "and only once");
+  ok(await w.registry.send("u_b", "receive_transfers", { transfers: [{ id: "t1", from: "u_a", amount: 1_000n }] }));
+  t.equal(walletSums(w.store.sums).transit, 4_000n, "a credit after the upgrade takes its transfer out");
+});
+
+t.test("a store a newer version has upgraded is refused, untouched: rolling back would write it the old way", async (t) => {
+  const w = await open(t.testdir(), 100);
+  t.teardown(() => w.close());
+  await w.store.put(META, "format", STORE_FORMAT + 1);
+  await t.rejects(upgradeWalletRecords(new Journal(w.store), w.records), { code: "bad_format", message: new RegExp(`format ${STORE_FORMAT + 1}, written by a newer RuniGun; this one knows formats up to ${STORE_FORMAT}`) });
+  t.equal(await w.store.get(META, "format"), STORE_FORMAT + 1, "left as it was");
 });

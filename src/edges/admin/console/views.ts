@@ -71,6 +71,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Status", badge(at(solvency, "ok") === true, "solvent", "HOLE")], ...(at(solvency, "reason") ? [["Why", at(solvency, "reason")] as [string, unknown]] : []),
       ...(at(solvency, "warning") ? [["Warning", at(solvency, "warning")] as [string, unknown]] : []),
       ["Users' available", btc(l("available"))], ["Users' pending", btc(l("pending"))], ["Users' reserved", btc(l("reserved"))], ["Cheque escrow", btc(l("escrow"))],
+      ["Transfers between users in flight", btc(l("transit"))],
       ["Payouts in flight", btc(l("inFlightPayouts"))], ["Firm liabilities", btc(at(solvency, "firm"))],
       ["Node trusted", btc(n("trusted"))], ["Node untrusted pending", btc(n("untrustedPending"))], ["Surplus", btc(at(solvency, "surplus"))],
     ])}</article>
