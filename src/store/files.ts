@@ -3,18 +3,22 @@
 // re-encrypted under a new key (fsync'ed by LevelDB) can reach the disk before the key file does, and a crash then
 // leaves them sealed under a key that no longer exists.
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, fchmodSync, fsyncSync, linkSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fsyncSync, linkSync, lstatSync, openSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
 /**
  * Writes `text` to `path` (replacing it atomically) with `mode`, durably. The temporary file is a new one of our own:
  * an unpredictable name, created exclusively and never through a symbolic link (in a directory others can write to,
  * a file or link planted under a predictable name would receive the secret), its mode set before anything is written.
+ * A name that is itself a symbolic link (a key ring kept on another disk, linked from where the engine looks) is
+ * written through: replacing the link with a file would leave its target, the copy the operator keeps and backs up,
+ * without the new content (a new master key, and the records re-encrypted under it).
  */
 export function writeFileDurably(path: string, text: string, mode = 0o600): void {
-  const tmp = writeTemporary(path, text, mode);
-  renameSync(tmp, path);
-  syncDirSync(dirname(path));
+  const target = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() ? realpathSync(path) : path;
+  const tmp = writeTemporary(target, text, mode);
+  renameSync(tmp, target);
+  syncDirSync(dirname(target));
 }
 
 /**

@@ -1,7 +1,7 @@
 // Secret files written durably: the content under the name, mode 0600 whatever the umask, nothing left beside it,
 // a replacement atomic (the old content or the new, never a mix), a failure leaving the old file as it was.
 import t from "tap";
-import { readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createFileDurably, writeFileDurably } from "../../src/store/files.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
@@ -31,6 +31,19 @@ t.test("a file or link planted beside the secret (a directory others can write t
   writeFileDurably(path, "secret\n");
   t.equal(readFileSync(path, "utf8"), "secret\n");
   t.equal(readFileSync(join(dir, "victim"), "utf8"), "theirs\n", "the linked file is untouched");
+});
+
+t.test("a secret whose name is a symbolic link is written through it: the link stays, its target gets the content", async (t) => {
+  const dir = t.testdir({ safe: {}, data: {} });
+  const real = join(dir, "safe", "master.key"), link = join(dir, "data", "master.key");
+  const ring = generateKeyRingFile(real);
+  symlinkSync(real, link);
+  const next = ring.withNewKey();
+  writeKeyRingFile(link, next);
+  t.ok(lstatSync(link).isSymbolicLink(), "still a link");
+  t.equal(loadKeyRingFile(real).current, next.current, "the linked file holds the new key");
+  t.equal(statSync(real).mode & 0o777, 0o600);
+  t.same(readdirSync(join(dir, "safe")), ["master.key"], "no temporary file left beside it");
 });
 
 t.test("a key ring written with a new key reads back with it", async (t) => {
