@@ -7,6 +7,7 @@ import type { Logger } from "./log.ts";
 import { EncryptedStore } from "./store/db.ts";
 import { Journal } from "./store/journal.ts";
 import type { KeyRing } from "./store/keyring.ts";
+import { rotationCutShort } from "./store/rotate.ts";
 
 export interface EngineStorage {
   store: EncryptedStore;
@@ -19,6 +20,10 @@ export async function openStorage(o: { dataPath: string; keyring: KeyRing; sync:
   mkdirSync(o.dataPath, { recursive: true });
   const store = await EncryptedStore.open({ path: join(o.dataPath, "store"), keyring: o.keyring, sync: o.sync });
   const journal = new Journal(store, { log: o.log.child({ part: "journal" }) });
+  const rotating = await rotationCutShort(store);
+  if (rotating !== undefined) {
+    o.log.warn({ alert: true, toKeyId: rotating }, `a master key rotation to key ${rotating} was cut short: part of the store is still sealed under an older key. Stop the engine and run "runigun keys rotate --resume"`);
+  }
   return {
     store,
     journal,

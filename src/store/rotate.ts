@@ -19,6 +19,14 @@ export interface RotateOptions {
 const SEP = "\u0000";
 const CURSOR_KEY = EncryptedStore.recordKey(META, "rotation");
 
+/**
+ * The key a rotation was moving the store to, when it was cut short (a crash, Ctrl-C) and not resumed: part of the
+ * store is still sealed under the older key, which a rotation after a leak means to leave behind.
+ */
+export async function rotationCutShort(store: EncryptedStore): Promise<number | undefined> {
+  return (await store.get<{ to: number }>(META, "rotation"))?.to;
+}
+
 export async function rotateStore(store: EncryptedStore, o: RotateOptions = {}): Promise<RotationProgress> {
   const to = store.keyring.current;
   const saved = await store.get<{ to: number; after: string }>(META, "rotation");

@@ -1,6 +1,6 @@
 // The encrypted store on a real LevelDB in a temp dir: sealing, binding, tamper detection, keys, rotation.
 import t from "tap";
-import { createCipheriv } from "node:crypto";
+import { createCipheriv, randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore, writeBatch, type RawOp } from "../../src/store/db.ts";
@@ -8,6 +8,8 @@ import { open, seal } from "../../src/store/envelope.ts";
 import { KeyRing, generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
 import { rotateStore } from "../../src/store/rotate.ts";
 import { fillDisk } from "../support/store.ts";
+import { openStorage } from "../../src/storage.ts";
+import { createLogger } from "../../src/log.ts";
 
 const vectors = JSON.parse(readFileSync(new URL("./envelope.vectors.json", import.meta.url), "utf8")) as {
   vectors: Array<{ key: string; keyId: number; ns: string; rk: string; nonce: string; plaintext: string; sealed: string }>;
@@ -118,6 +120,28 @@ t.test("rotation interrupted midway resumes after a restart and leaves nothing u
   }
   t.equal(old, 0, `all ${total} records are under key 2`);
   t.same(await s.get("wallet", "u_02499"), { n: 2499n });
+});
+
+t.test("a store whose rotation was cut short says so at every start until it is resumed", async (t) => {
+  const dir = t.testdir();
+  const lines: Array<{ msg: string; toKeyId?: number; alert?: boolean }> = [];
+  const log = createLogger({ level: "info", destination: { write: (x: string) => void lines.push(JSON.parse(x)) } });
+  const first = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
+  let storage = await openStorage({ dataPath: dir, keyring: first, sync: false, log });
+  await storage.store.batch(Array.from({ length: 30 }, (_, i) => ({ type: "put" as const, ns: "wallet", key: `u_${i}`, value: i })));
+  await storage.close();
+  t.same(lines.filter((l) => l.alert), [], "nothing to say before any rotation");
+  const second = first.withNewKey();
+  storage = await openStorage({ dataPath: dir, keyring: second, sync: false, log });
+  await t.rejects(rotateStore(storage.store, { batchSize: 10, onBatch: () => { throw new Error("power cut"); } }), /power cut/);
+  await storage.close();
+  storage = await openStorage({ dataPath: dir, keyring: second, sync: false, log });
+  t.match(lines.filter((l) => l.alert), [{ toKeyId: 2, msg: /rotation to key 2 was cut short.*runigun keys rotate --resume/ }], "an alert naming the key and the command");
+  t.ok((await rotateStore(storage.store)).done);
+  await storage.close();
+  lines.length = 0;
+  await (await openStorage({ dataPath: dir, keyring: second, sync: false, log })).close();
+  t.same(lines.filter((l) => l.alert), [], "nothing once it is resumed");
 });
 
 t.test("a mark is a key with an empty value: seen by hasSync, refused by get, skipped by rotation", async (t) => {
