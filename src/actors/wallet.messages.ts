@@ -80,7 +80,12 @@ export interface WalletState {
    * activation time.
    */
   historyTotal: number;
-  day: { date: string; withdrawn: bigint };
+  /**
+   * What the wallet's withdrawals reserved, per hour (hours since 1970, UTC), over the last 24 hours as of its newest
+   * reservation, oldest first: the daily limit counts the last 24 hours (to the hour), not the calendar day, so it
+   * cannot be drawn twice across a midnight. At most 25 entries however many withdrawals.
+   */
+  withdrawnByHour: ReadonlyArray<readonly [number, bigint]>;
   /** Ids of the announcements this user has been told (the newest few), so each is told once. */
   told?: string[];
 }

@@ -39,7 +39,6 @@ export interface Decision<R> {
 // empty maps until its first deposit, transfer or withdrawal — a few hundred bytes per idle wallet.
 const NONE = Object.freeze(Object.create(null)) as Record<string, never>;
 const NO_LIST = Object.freeze([]) as unknown as never[];
-const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 
 /**
  * Every field of the state, the optional ones as undefined: a spread that adds a field the source lacks
@@ -49,7 +48,7 @@ const NO_DAY = Object.freeze({ date: "", withdrawn: 0n });
 export function emptyWallet(userKey: string): WalletState {
   return {
     userKey, opened: false, openedAt: undefined, chatHandle: undefined, frozen: undefined, available: 0n, pending: 0n, reserved: 0n,
-    addresses: NO_LIST, addressUsed: false, deposits: NONE, withdrawals: NONE, outgoing: NONE, historyTotal: 0, day: NO_DAY, told: undefined,
+    addresses: NO_LIST, addressUsed: false, deposits: NONE, withdrawals: NONE, outgoing: NONE, historyTotal: 0, withdrawnByHour: NO_LIST, told: undefined,
   };
 }
 
@@ -58,7 +57,10 @@ export function emptyWallet(userKey: string): WalletState {
  * format 7 has no `addressUsed`, every deposit the wallet had, and every address.
  */
 export function restoreWallet(data: WalletState): WalletState {
-  const s = { ...emptyWallet(data.userKey), ...data };
+  // Before the 24-hour window, a snapshot held the calendar day's total (`day`): it counts from that day's start.
+  const { day, ...rest } = data as WalletState & { day?: { date: string; withdrawn: bigint } };
+  const s = { ...emptyWallet(data.userKey), ...rest };
+  if (day && day.withdrawn > 0n && !data.withdrawnByHour) s.withdrawnByHour = [[hourOf(Date.parse(`${day.date}T00:00:00Z`)), day.withdrawn]];
   if (data.addressUsed === undefined) s.addressUsed = Object.values(s.deposits).some((d) => d.address === s.addresses.at(-1));
   // A snapshot from before the state kept ADDRESSES_KEPT of them.
   if (s.addresses.length > ADDRESSES_KEPT) s.addresses = s.addresses.slice(-ADDRESSES_KEPT);
@@ -74,7 +76,44 @@ export const ADDRESSES_KEPT = 20;
 export const balanceOf = (s: WalletState): BalanceView => ({ available: s.available, pending: s.pending, reserved: s.reserved });
 
 const outpointOf = (txid: string, vout: number) => `${txid}:${vout}`;
-const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+const HOUR_MS = 3_600_000;
+const hourOf = (ms: number) => Math.floor(ms / HOUR_MS);
+/** The hours a withdrawal counts against the daily limit: the 24 up to and including the current one. */
+const LIMIT_HOURS = 24;
+
+/** What the wallet's withdrawals reserved in the 24 hours up to `at` (to the hour), and when the oldest of it stops counting. */
+function withdrawnInWindow(s: WalletState, at: number): { sats: bigint; freesAt: number | undefined } {
+  const first = hourOf(at) - LIMIT_HOURS + 1;
+  let sats = 0n, freesAt: number | undefined;
+  for (const [h, x] of s.withdrawnByHour) {
+    if (h < first || x <= 0n) continue;
+    sats += x;
+    freesAt ??= (h + LIMIT_HOURS) * HOUR_MS;
+  }
+  return { sats, freesAt };
+}
+
+/** The window with `sats` added to hour `hour` (negative: taken back), as of `at`: the hours before it dropped. */
+function inWindow(list: WalletState["withdrawnByHour"], at: number, hour: number, sats: bigint): WalletState["withdrawnByHour"] {
+  const first = hourOf(at) - LIMIT_HOURS + 1;
+  const out: Array<readonly [number, bigint]> = [];
+  let added = hour < first;
+  for (const [h, x] of list) {
+    if (h < first) continue;
+    if (h === hour) {
+      added = true;
+      if (x + sats !== 0n) out.push([h, x + sats]);
+    } else {
+      if (!added && h > hour) {
+        added = true;
+        if (sats > 0n) out.push([hour, sats]);
+      }
+      out.push([h, x]);
+    }
+  }
+  if (!added && sats > 0n) out.push([hour, sats]);
+  return out.length === 0 ? NO_LIST : out;
+}
 const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [], answer });
 
 /**
@@ -238,11 +277,11 @@ function decideWithdrawal(s: WalletState, r: { id: string; address: string; amou
   if (total > s.available) {
     return refuse("insufficient_funds", `Not enough available: ${describeAmount(r.amount)} plus a fee of ${describeAmount(r.fee)} is more than your ${describeAmount(s.available)}.`);
   }
-  const today = dayOf(at);
-  const usedToday = s.day.date === today ? s.day.withdrawn : 0n;
-  if (usedToday + r.amount > r.dailyLimit) {
-    const left = r.dailyLimit > usedToday ? r.dailyLimit - usedToday : 0n;
-    return refuse("over_limit", `That is over your daily withdrawal limit; you can still withdraw ${describeAmount(left)} today.`);
+  const used = withdrawnInWindow(s, at);
+  if (used.sats + r.amount > r.dailyLimit) {
+    const left = r.dailyLimit > used.sats ? r.dailyLimit - used.sats : 0n;
+    const more = used.freesAt === undefined ? "" : `, and more from ${new Date(used.freesAt).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    return refuse("over_limit", `That is over your withdrawal limit of ${describeAmount(r.dailyLimit)} in 24 hours; you can withdraw ${describeAmount(left)} now${more}.`);
   }
   return {
     events: [{ t: "withdrawal_reserved", id: r.id, address: r.address, amount: r.amount.toString(), fee: r.fee.toString(), at }],
@@ -330,13 +369,12 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
         frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
     case "withdrawal_reserved": {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);
-      const today = dayOf(e.at);
       const h = s.historyTotal + 1;
       const w: Withdrawal = { address: e.address, amount, quotedFee: fee, status: "reserved", txid: undefined, fee: undefined, at: e.at, h };
       return {
         ...s, available: s.available - amount - fee, reserved: s.reserved + amount + fee,
         withdrawals: withKey(s.withdrawals, e.id, w), historyTotal: h,
-        day: { date: today, withdrawn: (s.day.date === today ? s.day.withdrawn : 0n) + amount },
+        withdrawnByHour: inWindow(s.withdrawnByHour, e.at, hourOf(e.at), amount),
       };
     }
     case "withdrawal_broadcast": {
@@ -350,8 +388,8 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     }
     case "withdrawal_released": {
       const w = s.withdrawals[e.id]!;
-      const today = s.day.date === dayOf(w.at) ? { date: s.day.date, withdrawn: s.day.withdrawn - w.amount } : s.day;
-      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, day: today,
+      // Given back: it no longer counts against the limit (if it still did).
+      return { ...s, reserved: s.reserved - w.amount - w.quotedFee, available: s.available + w.amount + w.quotedFee, withdrawnByHour: inWindow(s.withdrawnByHour, e.at, hourOf(w.at), -w.amount),
         withdrawals: withKey(s.withdrawals, e.id, undefined) };
     }
     case "transfer_sent": {

@@ -118,6 +118,36 @@ t.test("withdrawal: reserve, refusals, settle with a fee share never above the q
   t.same([s3.available, s3.reserved], [100_000n, 0n], "a released reservation returns everything");
 });
 
+t.test("the daily withdrawal limit counts the last 24 hours, not the calendar day: not drawn twice across a midnight", async (t) => {
+  const at = (iso: string) => Date.parse(iso);
+  const req = { id: "w1", address: "bcrt1qdest", amount: 60_000n, fee: 1_000n, dustLimit: 546n, dailyLimit: 100_000n };
+  let s = run(funded(1_000_000n), { type: "reserve_withdrawal", request: req }, at("2026-11-24T23:30:00Z")).s;
+  const second = { type: "reserve_withdrawal" as const, request: { ...req, id: "w2" } };
+  t.match(run(s, second, at("2026-11-25T00:30:00Z")).answer, {
+    code: "over_limit", message: /limit of 0\.001 BTC \(100,000 sats\) in 24 hours; you can withdraw 0\.0004 BTC \(40,000 sats\) now, and more from 2026-11-25 23:00 UTC/,
+  }, "an hour later, on the next calendar day: still counted");
+  t.match(run(s, { ...second, request: { ...second.request, amount: 40_000n } }, at("2026-11-25T00:30:00Z")).s.withdrawals.w2, { status: "reserved" }, "what is left may go");
+  t.match(run(s, second, at("2026-11-25T23:00:00Z")).s.withdrawals.w2, { status: "reserved" }, "24 hours on (to the hour), it no longer counts");
+  // Given back (released): it stops counting at once.
+  s = run(s, { type: "withdrawal_released", id: "w1", reason: "operator gave it back" }, at("2026-11-25T00:10:00Z")).s;
+  t.match(run(s, second, at("2026-11-25T00:30:00Z")).s.withdrawals.w2, { status: "reserved" });
+  t.same(s.withdrawnByHour, [], "nothing left in the window");
+  // Many withdrawals keep at most one entry per hour.
+  let m = funded(10_000_000n);
+  for (let i = 0; i < 200; i++) m = run(m, { type: "reserve_withdrawal", request: { ...req, id: `m${i}`, amount: 1_000n, dailyLimit: 10n ** 9n } }, at("2026-11-24T00:00:00Z") + i * 15 * 60_000).s;
+  t.ok(m.withdrawnByHour.length <= 24, `${m.withdrawnByHour.length} hours kept for 200 withdrawals over 50 hours`);
+  t.equal(m.withdrawnByHour.reduce((a, [, x]) => a + x, 0n), 96_000n, "the last 24 hours' 96 withdrawals");
+});
+
+t.test("a snapshot from before the 24-hour window: its calendar day's total counts from that day's start", async (t) => {
+  const { withdrawnByHour: _none, ...before } = funded(1_000_000n);
+  const s = restoreWallet({ ...before, day: { date: "2026-11-24", withdrawn: 70_000n } } as unknown as WalletState);
+  t.notOk("day" in s, "the old field is gone");
+  const req = { id: "w", address: "bcrt1qdest", amount: 40_000n, fee: 1_000n, dustLimit: 546n, dailyLimit: 100_000n };
+  t.match(run(s, { type: "reserve_withdrawal", request: req }, Date.parse("2026-11-24T20:00:00Z")).answer, { code: "over_limit" });
+  t.match(run(s, { type: "reserve_withdrawal", request: req }, Date.parse("2026-11-25T00:00:00Z")).s.withdrawals.w, { status: "reserved" }, "as the day rule did");
+});
+
 t.test("frozen wallets refuse money out but keep receiving", async (t) => {
   let s = funded(10_000n);
   s = run(s, { type: "freeze", reason: "review", by: "op" }).s;
