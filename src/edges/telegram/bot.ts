@@ -84,6 +84,8 @@ export const MAX_PER_SENDER = 10;
 /** Telegram's webhook request is answered after this long even if its update is still being handled (it retries at ~10 s). */
 const WEBHOOK_TIMEOUT_MS = 9_000;
 export const BUSY = "⏳ I'm busy right now; try again in a moment. Nothing was moved.";
+/** To a command forwarded into the private chat, or sent through another bot: someone else chose its words. */
+export const NOT_TYPED = "⚠️ I don't act on forwarded commands or commands sent through another bot: type the command yourself. Nothing was moved.";
 
 export const COMMANDS = [
   { command: "start", description: "Create or open your wallet" },
@@ -166,6 +168,14 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     },
   );
   bot.use(ordered.middleware);
+  // A command forwarded (someone else's words: "/cheque 0.5" would be funded from the forwarder's balance) or sent
+  // through an inline bot (whose text that bot chose) is not the sender's request: no feature sees it. A group hears
+  // nothing (the same as its chatter); the person is told in private. After the limit and the sender's line, so a flood
+  // of them is bounded like any other. Forwarded text that is no command goes on as before.
+  bot.on("message", (ctx, next) => {
+    if (!relayed(ctx.msg) || !commandForMe(ctx.msg, ctx.me.username)) return next();
+    if (ctx.chat.type === "private") return ctx.tell(NOT_TYPED);
+  });
   bot.on("message:text", async (ctx, next) => {
     if (ctx.msg.text.length <= MAX_TEXT) return next();
     // Long chatter in a group is none of the bot's business; a long command or private message gets one line.
@@ -360,6 +370,11 @@ function commandForMe(m: Message, me: string): boolean {
   if (!text || !first) return false;
   const addressee = text.slice(0, first.length).split("@")[1];
   return !addressee || addressee.toLowerCase() === me.toLowerCase();
+}
+
+/** A message someone else wrote or chose: forwarded (or a channel's post copied into its discussion group), or sent through an inline bot. */
+function relayed(m: Message): boolean {
+  return m.forward_origin !== undefined || m.via_bot !== undefined;
 }
 
 function updateKind(ctx: EdgeContext): string {

@@ -168,6 +168,9 @@ export function chequeRevokedInGroup(amount: bigint, b: BalanceView): string {
   return `↩️ Cheque revoked: ${POSTED_IN_GROUP}, so I took it back before anyone could claim it. ${btc(amount)} is back.\n\n${balance(b)}`;
 }
 
+/** In private, when a code posted in a group could not be checked (the engine failed): the code is not repeated. */
+export const CHEQUE_CODE_IN_GROUP_NOT_CHECKED = `⚠️ ${POSTED_IN_GROUP}. I could not check this one just now: if it is yours, revoke it here with /cheque revoke <code> (/cheque list shows your open cheques).`;
+
 /** In private, when a code posted in a group was not taken back: why only if it is the poster's own state. */
 export function chequeCodeInGroupNotRevoked(r: Refusal): string {
   // Busy (try again) or frozen: the poster's own state, theirs to know. Anything else — someone else's code, one

@@ -62,17 +62,22 @@ export function chequeFeature(): Composer<EdgeContext> {
     if (codes.length === 0) return next();
     // An anonymous admin or a channel: nobody to revoke for, nor to answer in private.
     if (ctx.msg.sender_chat || ctx.from.is_bot) return ctx.tell(say.CHEQUE_CODE_IN_GROUP_ANONYMOUS);
-    const { relay } = ctx.deps;
+    const { relay, log } = ctx.deps;
     const userKey = await ctx.userKey();
     const answers: string[] = [];
+    // Each code on its own: a failure is never left to the error boundary, whose line in the group would say whether an
+    // earlier code was the poster's own live cheque ("went through" or "nothing was moved"). For the same reason
+    // ctx.moved stays unset here: what was taken back is said in private only.
     for (const code of codes) {
-      const r = await relay.revokeCheque(userKey, code);
-      if (isRefusal(r)) {
-        answers.push(say.chequeCodeInGroupNotRevoked(r));
+      let r: Awaited<ReturnType<typeof relay.revokeCheque>>;
+      try {
+        r = await relay.revokeCheque(userKey, code);
+      } catch (e) {
+        log.warn({ err: errorKind(e) }, "a cheque code posted in a group could not be checked");
+        answers.push(say.CHEQUE_CODE_IN_GROUP_NOT_CHECKED);
         continue;
       }
-      ctx.moved = true;
-      answers.push(say.chequeRevokedInGroup(r.amount, r.balance));
+      answers.push(isRefusal(r) ? say.chequeCodeInGroupNotRevoked(r) : say.chequeRevokedInGroup(r.amount, r.balance));
     }
     let toldInPrivate = true;
     try {
@@ -80,10 +85,15 @@ export function chequeFeature(): Composer<EdgeContext> {
     } catch (e) {
       // Never started a private chat with the bot, or blocked it: the group gets the general words instead.
       toldInPrivate = false;
-      ctx.deps.log.warn({ err: e instanceof GrammyError ? { name: e.name, code: e.error_code } : { name: (e as Error).name } }, "the answer to a cheque code posted in a group could not be sent in private");
+      log.warn({ err: errorKind(e) }, "the answer to a cheque code posted in a group could not be sent in private");
     }
     // Said in the group whatever happened: never whether the code was the sender's, nor what the cheque held.
     return ctx.tell(toldInPrivate ? say.CHEQUE_CODE_IN_GROUP : say.CHEQUE_CODE_IN_GROUP_NOT_TOLD);
   });
   return feature;
+}
+
+/** What failed, without its message (it may quote a code). */
+function errorKind(e: unknown): { name: string; code?: number } {
+  return e instanceof GrammyError ? { name: e.name, code: e.error_code } : { name: e instanceof Error ? e.name : typeof e };
 }

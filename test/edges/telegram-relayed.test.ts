@@ -1,0 +1,115 @@
+// The Telegram edge against a Bot API stand-in on 127.0.0.1 and a scripted relay (no engine): commands someone else
+// wrote (forwarded, or sent through an inline bot) are not acted on, and a cheque code posted in a group tells the
+// group nothing about whose it was, even when checking it fails.
+import t from "tap";
+import { randomBytes } from "node:crypto";
+import type { Update } from "grammy/types";
+import { BotApiStandIn } from "../support/bot-api.ts";
+import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
+import { CHEQUE_CODE_IN_GROUP, CHEQUE_CODE_IN_GROUP_NOT_CHECKED } from "../../src/edges/telegram/render.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import { refuse } from "../../src/domain/refusals.ts";
+import type { Relay } from "../../src/relay.types.ts";
+
+const ALICE = 7401, BOB = 7402, GROUP = -9401;
+const txt = BotApiStandIn.text;
+const person = (id: number) => ({ id, is_bot: false, first_name: `p${id}` });
+const balance = { available: 100_000_000n, pending: 0n, reserved: 0n };
+
+/** A relay that answers every call the same way and records which were made. */
+function recordingRelay(revokeCheque: Relay["revokeCheque"] = async () => refuse("not_found", "no")) {
+  const calls: string[] = [];
+  const rec = <K extends keyof Relay>(m: K, f: Relay[K]): Relay[K] => ((...a: unknown[]) => (calls.push(m), (f as (...a: unknown[]) => unknown)(...a))) as Relay[K];
+  const no = async () => refuse("not_found", "no");
+  const relay: Relay = {
+    start: rec("start", async () => ({ created: false, balance })),
+    balance: rec("balance", async () => balance),
+    history: rec("history", no),
+    depositAddress: rec("depositAddress", no),
+    quoteWithdrawal: rec("quoteWithdrawal", no),
+    confirmWithdrawal: rec("confirmWithdrawal", no),
+    cancelQuote: rec("cancelQuote", no),
+    transfer: rec("transfer", async () => ({ repeated: false, balance })),
+    createCheque: rec("createCheque", async () => ({ code: "C".repeat(22), amount: 50_000_000n, expiresAt: Date.now() + 86_400_000 })),
+    claimCheque: rec("claimCheque", no),
+    revokeCheque: rec("revokeCheque", revokeCheque),
+    myCheques: rec("myCheques", async () => ({ cheques: [], more: 0 })),
+    identityPin: rec("identityPin", async () => ({ pinned: true })),
+    onNotification: () => () => undefined,
+    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
+  } as Relay;
+  return { relay, calls };
+}
+
+async function setup(t: { teardown(f: () => unknown): void }, revokeCheque?: Relay["revokeCheque"]) {
+  const api = new BotApiStandIn();
+  await api.start();
+  t.teardown(() => api.stop());
+  const { relay, calls } = recordingRelay(revokeCheque);
+  const config = loadConfig({ env: {}, overrides: { telegram: { commandsPerMinute: 1000 } } });
+  const edge = buildTelegramEdge({
+    token: api.token, apiRoot: api.apiRoot, config, relay, identity: { userKey: async (id: number) => `u_${id}` },
+    handleKey: randomBytes(32), log: silentLogger, mode: "polling",
+  });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  return { api, calls };
+}
+
+const forwarded = (u: Update): Update => (Object.assign(u.message!, { forward_origin: { type: "user", date: 1, sender_user: person(BOB) } }), u);
+const viaBot = (u: Update): Update => (Object.assign(u.message!, { via_bot: { id: 999, is_bot: true, first_name: "Memes", username: "meme_bot" } }), u);
+
+t.test("a /tip sent through another bot's inline result moves nothing, and the group hears nothing", async (t) => {
+  const { api, calls } = await setup(t);
+  const since = api.calls.length;
+  api.push(viaBot(api.message(ALICE, "/tip 5000 sats", { chat: GROUP, replyTo: { from: BOB, id: 77 } })));
+  api.push(forwarded(api.message(ALICE, "/tip 5000 sats", { chat: GROUP, replyTo: { from: BOB, id: 78 } })));
+  // The same sender's next update runs after those (one line per sender) and the group's answers keep their order:
+  // once its answer is out, any answer to the two above would be out too.
+  const after = await api.exchange(api.message(ALICE, "/tip 5000 sats", { chat: GROUP }), (c) => /Reply to someone's message/.test(txt(c)));
+  t.same(api.textsTo(GROUP, since), [txt(after)], "nothing said in the group about the relayed ones");
+  t.notOk(calls.includes("transfer"), "no transfer");
+  // Chatter sent through an inline bot (no command) is still none of the bot's business.
+  const quiet = api.calls.length;
+  api.push(viaBot(api.message(ALICE, "look at this", { chat: GROUP })));
+  await api.exchange(api.message(ALICE, "/balance", { chat: GROUP }));
+  t.equal(api.textsTo(GROUP, quiet).length, 1, "no answer to inline-bot chatter");
+});
+
+t.test("a forwarded /cheque in private creates nothing; the person is told to type it; other forwards as before", async (t) => {
+  const { api, calls } = await setup(t);
+  // Matched by its words, not imported: the same test runs (and fails) against the edge before the fix.
+  const notTyped = /don't act on forwarded commands .*type the command yourself/;
+  t.match(txt(await api.exchange(forwarded(api.message(ALICE, "/cheque 0.5")))), notTyped);
+  t.match(txt(await api.exchange(viaBot(api.message(ALICE, "/cheque 0.5")))), notTyped, "sent through an inline bot: the same");
+  t.notOk(calls.includes("createCheque"), "no cheque created");
+  // A forwarded message that is no command is answered as it was before.
+  t.match(txt(await api.exchange(forwarded(api.message(ALICE, "hello there")))), /don't understand/, "forwarded text: as before");
+  // Typed by the person, the same command works.
+  t.match(txt(await api.exchange(api.message(ALICE, "/cheque 0.5"))), /C{22}/, "typed: the cheque's link");
+  t.ok(calls.includes("createCheque"), "created when typed");
+});
+
+t.test("a cheque code in a group whose check fails: the group hears the usual line, whoever's code it was", async (t) => {
+  const A = "A".repeat(22), B = "B".repeat(22), X = "X".repeat(22);
+  const fails = new Error("engine unreachable");
+  /** What the group and the poster hear for `/cheque <first> <B>`: the first code is answered by `first`, B fails. */
+  async function post(first: Relay["revokeCheque"], code: string) {
+    const { api } = await setup(t, async (u, c) => (c === code ? first(u, c) : Promise.reject(fails)));
+    const since = api.calls.length;
+    const group = await api.exchange(api.message(ALICE, `/cheque ${code} ${B}`, { chat: GROUP }));
+    // The private answer is sent before the group's line: it is in by now, if there is one.
+    return { group: txt(group), inPrivate: api.textsTo(ALICE, since).join("\n"), groupTexts: api.textsTo(GROUP, since).join("\n") };
+  }
+  const own = await post(async () => ({ amount: 1000n, balance }), A);
+  const other = await post(async () => refuse("not_found", "no"), X);
+  t.equal(own.group, CHEQUE_CODE_IN_GROUP, "the poster's own cheque taken back: the usual line");
+  t.equal(other.group, CHEQUE_CODE_IN_GROUP, "someone else's code: the same line");
+  t.match(own.inPrivate, /Cheque revoked/, "in private: what was taken back");
+  t.ok(own.inPrivate.includes(CHEQUE_CODE_IN_GROUP_NOT_CHECKED), "in private: the code that could not be checked");
+  t.ok(other.inPrivate.includes(CHEQUE_CODE_IN_GROUP_NOT_CHECKED), "the same for someone else's code");
+  for (const r of [own, other]) {
+    for (const code of [A, B, X]) t.notOk(r.groupTexts.includes(code) || r.inPrivate.includes(code), "no code repeated");
+  }
+});
