@@ -2,9 +2,18 @@
 // backup directory (a second disk in production). Frames are buffered and written + fdatasync'ed once per
 // interval, so the write path never waits for the backup disk and a restore loses at most one interval.
 //
-// File:   "RUNIGUN-SEGMENT\n" | key id u32 | key check 8     named seg-<first position, 16 digits>.rgs
-// Frame:  u32 body length | body | HMAC-SHA256(segment key, body)
+// File:   "RUNIGUN-SEGMENT" | version u8 (2) | key id u32 | key check 8 | timeline 12 | header MAC 16
+//         named seg-<timeline>-<first position, 16 digits>.rgs
+// Frame:  u32 body length | length check 4 | body | HMAC-SHA256(frame key, u32 body length | body)
 // Body:   u64 position | u32 op count | ops: u8 type (1 put, 2 del) | u32 key length | key | [u32 length | value]
+// The header MAC is under the segment key; the frame key is the segment key bound to the timeline, and the length
+// check is HMAC-SHA256(frame key, u32 body length)'s first 4 bytes. A damaged length is found before it is trusted,
+// and a file of another timeline (another history, or another store under the same master key) fails under this one.
+//
+// Version 1, the first format (its magic ended in "\n", read as the version byte), is still read:
+//   "RUNIGUN-SEGMENT\n" | key id u32 | key check 8, frames u32 body length | body | HMAC-SHA256(segment key, body).
+// Nothing in it covers the length or names the timeline, so a version-1 file cannot tell a damaged length (in its
+// newest file) from a crash's torn tail, nor a file of another timeline renamed into this one's name from its own.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { mkdirSync, readdirSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
@@ -14,9 +23,15 @@ import type { EncryptedStore, RawOp } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
 import { BackupError, FileReader, backupMacKey, keyCheck, writeFully } from "./format.ts";
 
-const MAGIC = Buffer.from("RUNIGUN-SEGMENT\n", "latin1");
-const HEADER = MAGIC.length + 4 + 8;
+const MAGIC = Buffer.from("RUNIGUN-SEGMENT", "latin1");
+const V1 = 0x0a;
+const VERSION = 2;
+const HEADER_V1 = MAGIC.length + 1 + 4 + 8;
+const TIMELINE_RE = /^[0-9a-f]{12}$/;
+const HEADER_MAC = 16;
+const HEADER = HEADER_V1 + 12 + HEADER_MAC;
 const NAME_RE = /^seg-([0-9a-f]{12})-(\d{16})\.rgs$/;
+const LENGTH_CHECK = 4;
 const MAC = 32;
 
 export const segmentName = (timeline: string, firstPosition: number) => `seg-${timeline}-${String(firstPosition).padStart(16, "0")}.rgs`;
@@ -35,13 +50,20 @@ export function listSegments(dir: string, timeline?: string): Array<{ name: stri
   }).sort((a, b) => a.first - b.first);
 }
 
-export function encodeFrame(macKey: Buffer, position: number, ops: readonly RawOp[]): Buffer {
+/** The key of one timeline's frames: a frame MACs only under the timeline it was written for. */
+export const frameKey = (macKey: Buffer, timeline: string): Buffer => createHmac("sha256", macKey).update(`runigun-segment-timeline-${timeline}`).digest();
+
+const lengthCheck = (key: Buffer, length: Buffer): Buffer => createHmac("sha256", key).update(length).digest().subarray(0, LENGTH_CHECK);
+
+/** One frame of the current version, under the timeline's `frameKey`. */
+export function encodeFrame(key: Buffer, position: number, ops: readonly RawOp[]): Buffer {
   let size = 8 + 4;
   const keys = ops.map((o) => Buffer.from(o.key, "utf8"));
   ops.forEach((o, i) => (size += 1 + 4 + keys[i]!.length + (o.type === "put" ? 4 + o.value!.length : 0)));
-  const out = Buffer.allocUnsafe(4 + size + MAC);
-  let at = out.writeUInt32BE(size, 0);
-  const bodyStart = at;
+  const out = Buffer.allocUnsafe(4 + LENGTH_CHECK + size + MAC);
+  out.writeUInt32BE(size, 0);
+  lengthCheck(key, out.subarray(0, 4)).copy(out, 4);
+  let at = 4 + LENGTH_CHECK;
   at = out.writeBigUInt64BE(BigInt(position), at);
   at = out.writeUInt32BE(ops.length, at);
   ops.forEach((o, i) => {
@@ -53,12 +75,49 @@ export function encodeFrame(macKey: Buffer, position: number, ops: readonly RawO
       at += o.value!.copy(out, at);
     }
   });
-  createHmac("sha256", macKey).update(out.subarray(bodyStart, at)).digest().copy(out, at);
+  createHmac("sha256", key).update(out.subarray(0, 4)).update(out.subarray(4 + LENGTH_CHECK, at)).digest().copy(out, at);
   return out;
 }
 
-/** The position in an encoded frame (after its length). */
-const framePosition = (frame: Buffer): number => Number(frame.readBigUInt64BE(4));
+/** The position in an encoded frame (after its length and length check). */
+const framePosition = (frame: Buffer): number => Number(frame.readBigUInt64BE(4 + LENGTH_CHECK));
+
+/** The current version's file header for `timeline`, authenticated under the segment key. */
+function encodeHeader(keyring: KeyRing, keyId: number, macKey: Buffer, timeline: string): Buffer {
+  const h = Buffer.alloc(HEADER);
+  let at = MAGIC.copy(h, 0);
+  at = h.writeUInt8(VERSION, at);
+  at = h.writeUInt32BE(keyId, at);
+  at += keyCheck(keyring, keyId).copy(h, at);
+  at += h.write(timeline, at, "latin1");
+  createHmac("sha256", macKey).update(h.subarray(0, at)).digest().copy(h, at, 0, HEADER_MAC);
+  return h;
+}
+
+/**
+ * Checks a segment file's header: the key that wrote it (another master key throws), and for the current version that
+ * it is whole and belongs to `timeline`. Returns the header's length and the frames' key, or why the file is refused.
+ */
+function checkHeader(header: Buffer, keyring: KeyRing, name: string, timeline: string): { version: number; start: number; key: Buffer } | { refused: string } {
+  const version = header.length >= HEADER_V1 && header.subarray(0, MAGIC.length).equals(MAGIC) ? header[MAGIC.length]! : undefined;
+  if (version !== V1 && version !== VERSION) {
+    return { refused: version === undefined ? "not a segment file (bad header)" : `segment format ${version} is not one this version of RuniGun reads; restore with the version that wrote it` };
+  }
+  if (version === VERSION && header.length < HEADER) return { refused: "not a segment file (bad header)" };
+  const keyId = header.readUInt32BE(MAGIC.length + 1);
+  if (!keyring.has(keyId) || !timingSafeEqual(header.subarray(MAGIC.length + 1 + 4, HEADER_V1), keyCheck(keyring, keyId))) {
+    throw new BackupError("foreign_key", `segment ${name} was written under another master key (id ${keyId}); use the key ring that wrote it`);
+  }
+  const macKey = backupMacKey(keyring, keyId, "segments");
+  if (version === V1) return { version, start: HEADER_V1, key: macKey };
+  const mac = createHmac("sha256", macKey).update(header.subarray(0, HEADER - HEADER_MAC)).digest().subarray(0, HEADER_MAC);
+  if (!timingSafeEqual(header.subarray(HEADER - HEADER_MAC, HEADER), mac)) return { refused: "its header failed authentication (damaged or altered)" };
+  const own = header.toString("latin1", HEADER_V1, HEADER - HEADER_MAC);
+  if (own !== timeline) {
+    return { refused: `it belongs to timeline ${own}, not ${timeline}: a file of another history under this one's name; move it out of the segments directory` };
+  }
+  return { version, start: HEADER, key: frameKey(macKey, timeline) };
+}
 
 export interface SegmentFrame {
   position: number;
@@ -89,32 +148,41 @@ export async function readSegments(dir: string, keyring: KeyRing, timeline: stri
     const fh = await open(path, "r");
     try {
       const size = (await fh.stat()).size;
-      const header = Buffer.alloc(HEADER);
-      await fh.read(header, 0, HEADER, 0);
-      if (size < HEADER || !header.subarray(0, MAGIC.length).equals(MAGIC)) return { last, stop: { file: name, reason: "not a segment file (bad header)" } };
-      const keyId = header.readUInt32BE(MAGIC.length);
-      if (!keyring.has(keyId) || !timingSafeEqual(header.subarray(MAGIC.length + 4, HEADER), keyCheck(keyring, keyId))) {
-        throw new BackupError("foreign_key", `segment ${name} was written under another master key (id ${keyId}); use the key ring that wrote it`);
-      }
-      const macKey = backupMacKey(keyring, keyId, "segments");
-      const r = new FileReader(fh, `segment ${name}`, HEADER);
+      const header = Buffer.alloc(Math.min(size, HEADER));
+      await fh.read(header, 0, header.length, 0);
+      const h = checkHeader(header, keyring, name, timeline);
+      if ("refused" in h) return { last, stop: { file: name, reason: h.refused } };
+      // Version 1 has no length check: whatever its length says is believed (see the top of this file).
+      const head = h.version === V1 ? 4 : 4 + LENGTH_CHECK;
+      const r = new FileReader(fh, `segment ${name}`, h.start);
       while (!(await r.atEnd())) {
+        const at = h.start + r.consumed;
         let frame: SegmentFrame;
         try {
-          const len = (await r.take(4)).readUInt32BE();
+          // Lengths are checked against what the file holds before anything is read: a frame longer than the rest of
+          // the file is cut short, without reading (or allocating) what its length claims.
+          if (size - at < head) throw new BackupError("truncated", `segment ${name} ends inside a frame`);
+          const length = await r.take(head);
+          const len = length.readUInt32BE();
+          if (h.version !== V1 && !timingSafeEqual(length.subarray(4), lengthCheck(h.key, length.subarray(0, 4)))) {
+            return { last, stop: { file: name, reason: `the length of the frame after position ${last} (at byte ${at}) is damaged (its check fails); what follows it cannot be read` } };
+          }
+          if (size - at < head + len + MAC) throw new BackupError("truncated", `segment ${name} ends inside a frame`);
           const body = await r.take(len);
-          const mac = await r.take(MAC);
-          if (!timingSafeEqual(mac, createHmac("sha256", macKey).update(body).digest())) {
-            return { last, stop: { file: name, reason: `a frame after position ${last} failed authentication (damaged or altered)` } };
+          const mac = createHmac("sha256", h.key);
+          if (h.version !== V1) mac.update(length.subarray(0, 4));
+          if (!timingSafeEqual(await r.take(MAC), mac.update(body).digest())) {
+            return { last, stop: { file: name, reason: `a frame after position ${last} (at byte ${at}) failed authentication (damaged or altered)` } };
           }
           frame = decodeBody(body);
         } catch (e) {
           if (e instanceof BackupError && e.code === "truncated") {
             // A torn tail is what a crash (or a failed write, retried in a new file) leaves mid-append: normal at
-            // the end, or when the next file takes over from here; anything else is damage.
+            // the end of the newest file, or when the next file takes over from here; anything else is damage. (In
+            // the current version the length was checked first: a damaged one never gets here.)
             if (i === files.length - 1) return { last };
             if (next !== undefined && next <= last + 1) break;
-            return { last, stop: { file: name, reason: `a frame after position ${last} is cut short` } };
+            return { last, stop: { file: name, reason: `a frame after position ${last} (at byte ${at}) is cut short` } };
           }
           throw e;
         }
@@ -188,6 +256,8 @@ export class SegmentShipper {
   readonly #o: ShipperOptions;
   readonly #macKey: Buffer;
   readonly #keyId: number;
+  /** The frames' key, bound to the store's timeline (known once attached). */
+  #frameKey: Buffer = Buffer.alloc(0);
   /** Frames not yet on the backup disk, in position order (not always consecutive: frames may be dropped between them). */
   #frames: Buffer[] = [];
   #bufferedBytes = 0;
@@ -230,10 +300,12 @@ export class SegmentShipper {
 
   /** Starts shipping the store's writes; returns the last position already on the backup disk. */
   async attach(store: EncryptedStore): Promise<number> {
+    if (!TIMELINE_RE.test(store.timeline)) throw new BackupError("bad_format", `the store's timeline "${store.timeline}" is not 12 hex digits; segments could not be named after it`);
     this.#timeline = store.timeline;
+    this.#frameKey = frameKey(this.#macKey, this.#timeline);
     this.shipped = await lastShipped(this.#o.dir, this.#o.keyring, this.#timeline);
     this.#detach = store.onWrite((position, ops) => {
-      const f = encodeFrame(this.#macKey, position, ops);
+      const f = encodeFrame(this.#frameKey, position, ops);
       this.#frames.push(f);
       this.#bufferedBytes += f.length;
       if (this.#bufferedBytes > (this.#o.maxBufferedBytes ?? 256 << 20)) {
@@ -306,20 +378,28 @@ export class SegmentShipper {
   async #newFile(first: number): Promise<void> {
     await this.#fh?.close();
     const path = join(this.#o.dir, segmentName(this.#timeline, first));
-    const fh = await open(path, "a", 0o600);
+    const header = encodeHeader(this.#o.keyring, this.#keyId, this.#macKey, this.#timeline);
+    // Appends, and reads what an earlier try left at this name.
+    const fh = await open(path, "a+", 0o600);
     let size = (await stat(path)).size;
-    // A header cut short by a full disk (an earlier try at this file): written again whole.
-    if (size > 0 && size < HEADER) {
-      await fh.truncate(0);
-      size = 0;
+    if (size > 0) {
+      const had = Buffer.alloc(Math.min(size, HEADER));
+      await fh.read(had, 0, had.length, 0);
+      const ours = had.equals(header.subarray(0, had.length));
+      // Frames of two versions or keys never share a file: one that holds more than a header not ours (an earlier
+      // run's, before an upgrade or a key rotation) is left as it is, and this write fails, loudly.
+      if (!ours && size > HEADER) {
+        await fh.close();
+        throw new BackupError("bad_format", `${path} already holds frames of another segment version, master key or timeline; move it aside so continuous backup can go on`);
+      }
+      // A header cut short by a full disk (an earlier try at this file), or one of another version or key with no
+      // whole frame after it (a run that died before its first flush): written again whole.
+      if (!ours || size < HEADER) {
+        await fh.truncate(0);
+        size = 0;
+      }
     }
-    if (size === 0) {
-      const header = Buffer.alloc(HEADER);
-      MAGIC.copy(header, 0);
-      header.writeUInt32BE(this.#keyId, MAGIC.length);
-      keyCheck(this.#o.keyring, this.#keyId).copy(header, MAGIC.length + 4);
-      await writeFully(fh, header);
-    }
+    if (size === 0) await writeFully(fh, header);
     this.#fh = fh;
     this.#fileBytes = Math.max(size, HEADER);
     // The directory entry must survive a power cut too.
