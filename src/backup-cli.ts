@@ -3,9 +3,10 @@
 // with no engine running it opens the store itself (the node wallet is then left out, and says so).
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadConfig } from "./config.ts";
+import { loadConfig, type Config } from "./config.ts";
 import { createLogger } from "./log.ts";
-import { loadSecrets, SetupError } from "./secrets.ts";
+import { SetupError } from "./secrets.ts";
+import { loadKeyRing, type KeyRing } from "./store/keyring.ts";
 import { openStoreForKeys } from "./keys-cli.ts";
 import { askControl } from "./backup/control.ts";
 import { BackupService } from "./backup/service.ts";
@@ -13,6 +14,23 @@ import { restoreArchive } from "./backup/restore.ts";
 import type { ArchiveInfo } from "./backup/archive.ts";
 
 const say = (s: string) => process.stdout.write(s + "\n");
+
+/**
+ * The master key ring alone: all a backup or a restore reads the store with. The engine's other secrets (pepper, edge
+ * key, wallet passphrase) are neither needed nor made here — on regtest loadSecrets would create them in the data
+ * directory, before a restore has checked anything. Never a new ring: only the one that sealed the store opens it.
+ */
+function loadStoreKeyRing(config: Config, restoring: boolean): KeyRing {
+  const s = config.secrets;
+  const storePath = join(config.dataPath, "store");
+  // Regtest's own ring lives in the data directory when none is configured (as the engine's start makes it).
+  const file = s.masterKeyFile ?? (!s.masterKey && config.network === "regtest" ? join(config.dataPath, "master.key") : undefined);
+  if (!file && !s.masterKey) throw new SetupError(`no master key: set RUNIGUN_MASTER_KEY_FILE to the key ring ${restoring ? "that made the archive" : "the store was sealed with"}`);
+  if (restoring && file && !existsSync(file)) {
+    throw new SetupError(`master key file ${file} does not exist: a restore needs the key ring that made the archive (from your offline copy); point RUNIGUN_MASTER_KEY_FILE at it. A new key opens nothing`);
+  }
+  return loadKeyRing({ ...(file ? { file } : {}), ...(s.masterKey ? { value: s.masterKey } : {}), storePath });
+}
 
 function describe(info: ArchiveInfo): string {
   const m = info.manifest;
@@ -34,10 +52,10 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
     return 0;
   }
   // No engine running: take it from the store directly.
-  const secrets = loadSecrets(config, createLogger({ level: "warn" }));
   const path = join(config.dataPath, "store");
   if (!existsSync(path)) throw new SetupError(`no store at ${path}: nothing to back up (check RUNIGUN_DATA_DIR)`);
-  const store = await openStoreForKeys(path, secrets.keyring, `the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
+  const keyring = loadStoreKeyRing(config, false);
+  const store = await openStoreForKeys(path, keyring, `the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
   try {
     const service = new BackupService({ config, store, log: createLogger({ level: "warn" }) });
     say(describe(await service.snapshot(out)));
@@ -51,16 +69,17 @@ export async function runRestore(args: string[]): Promise<number> {
   const [archive, segments] = args;
   if (!archive) throw new SetupError("usage: runigun restore ARCHIVE [SEGMENTS_DIR]");
   const config = loadConfig();
-  const secrets = loadSecrets(config, createLogger({ level: "warn" }));
   const r = await restoreArchive({
     archive: resolve(archive), ...(segments ? { segmentsDir: resolve(segments) } : {}),
-    dataPath: config.dataPath, keyring: secrets.keyring, network: config.network,
+    dataPath: config.dataPath, keyring: loadStoreKeyRing(config, true), network: config.network,
   });
   say(`restored ${r.records} records from ${archive} (taken ${r.manifest.createdAt}, position ${r.manifest.position}) into ${join(config.dataPath, "store")}`);
-  if (segments) {
-    say(`replayed ${r.replayed} journal segment batches, up to position ${r.segments!.last}`);
-    if (r.replayed === 0 && !r.segments!.stop) say(`WARNING: ${segments} holds nothing written after this snapshot. If the engine wrote after it, this is not its segments directory (<backup.dir>/segments), and what came after is not restored.`);
-    if (r.segments!.stop) say(`WARNING: the segments stop early — ${r.segments!.stop.file}: ${r.segments!.stop.reason}. What came after is not restored; the chain reconciliation at start will show what is missing.`);
+  if (r.segments) {
+    say(`replayed ${r.replayed} journal segment batches, up to position ${r.segments.last}`);
+    if (r.replayed === 0 && !r.segments.stop) say(`WARNING: ${segments} holds nothing written after this snapshot. If the engine wrote after it, this is not its segments directory (<backup.dir>/segments), and what came after is not restored.`);
+    if (r.segments.stop) say(`WARNING: the segments stop early — ${r.segments.stop.file}: ${r.segments.stop.reason}. What came after is not restored; the chain reconciliation at start will show what is missing.`);
+  } else if (segments) {
+    say(`WARNING: ${r.segmentsSkipped ?? `the segments in ${segments} were not replayed`}.`);
   } else {
     say("no segments given: everything after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start");
   }

@@ -10,8 +10,9 @@
 //   trailer HMAC-SHA256(archive key, header | SHA-256(frames))
 // Values stay sealed under the store's keys, so an archive is as private as the store. It is written to a
 // temporary name, synced and renamed: a crash mid-backup leaves the previous archive whole.
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-import { open, rename, rm, stat } from "node:fs/promises";
+import { createHash, createHmac, randomBytes, timingSafeEqual, type Hash } from "node:crypto";
+import { constants } from "node:fs";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { EncryptedStore } from "../store/db.ts";
 import { META, POSITION_KEY } from "../store/db.ts";
@@ -26,6 +27,12 @@ const TRAILER = 32;
 const REC = 1, BLOB = 2, MANIFEST = 3;
 const SEP = "\u0000";
 const TIMELINE_KEY = META + SEP + "timeline";
+
+/**
+ * Names this process's temporary files (archives being written, here and in the backup service): drawn at each start,
+ * so a file left by a process killed with -9 is told from ours even when the pid repeats (PID 1 in a container).
+ */
+export const runToken = randomBytes(6).toString("hex");
 
 export interface Manifest {
   format: "runigun-archive-1";
@@ -108,8 +115,10 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
   const started = performance.now();
   const keyring = o.store.keyring;
   const keyId = keyring.current;
-  const tmp = join(dirname(o.path), `.${basename(o.path)}.partial-${process.pid}`);
-  const fh = await open(tmp, "w", 0o600);
+  // A new file of our own: an unpredictable name, created exclusively and never through a symbolic link (`--out` may
+  // point into a directory others can write to, where a link planted under the name would receive the archive).
+  const tmp = join(dirname(o.path), `.${basename(o.path)}.partial-${runToken}-${randomBytes(4).toString("hex")}`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     const w = new ChunkWriter(fh, o.onChunk);
     let records = 0;
@@ -189,16 +198,39 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** An archive checked end to end and still open: what `load` reads is the file that was checked. */
+export interface OpenedArchive {
+  readonly path: string;
+  readonly manifest: Manifest;
+  /**
+   * Reads the records in batches, and the node wallet's file if the archive holds one, through the handle that was
+   * checked, hashing every byte again: refused (after the last batch, so before the caller uses what it loaded) unless
+   * what was read has the tag that was checked and as many records as the manifest says.
+   */
+  load(onRecords: (batch: Array<{ key: string; value: Buffer }>) => Promise<void>): Promise<{ nodeWallet?: Buffer; records: number }>;
+  close(): Promise<void>;
+}
+
 /**
  * Checks an archive end to end before anything is restored from it: its length, that it was sealed under a
  * master key of this ring, and its authentication tag over every byte. Returns its manifest.
  */
 export async function verifyArchive(path: string, keyring: KeyRing): Promise<Manifest> {
-  const size = (await stat(path).catch(() => {
-    throw new BackupError("bad_format", `no archive at ${path}`);
-  })).size;
-  const fh = await open(path, "r");
+  const archive = await openArchive(path, keyring);
+  await archive.close();
+  return archive.manifest;
+}
+
+/**
+ * Opens an archive once and checks it as verifyArchive does. A restore loads it through the same handle: a file put
+ * at the path after the check is never read, and one rewritten in place fails the load's second tag check.
+ */
+export async function openArchive(path: string, keyring: KeyRing): Promise<OpenedArchive> {
+  const fh = await open(path, "r").catch((e: NodeJS.ErrnoException) => {
+    throw e.code === "ENOENT" ? new BackupError("bad_format", `no archive at ${path}`) : e;
+  });
   try {
+    const size = (await fh.stat()).size;
     if (size < HEADER + TRAILER) throw new BackupError("truncated", `${path} is only ${size} bytes: truncated, or not an archive`);
     const header = Buffer.alloc(HEADER);
     await fh.read(header, 0, HEADER, 0);
@@ -212,6 +244,7 @@ export async function verifyArchive(path: string, keyring: KeyRing): Promise<Man
     if (!timingSafeEqual(header.subarray(MAGIC.length + 5, MAGIC.length + 13), keyCheck(keyring, keyId))) {
       throw new BackupError("foreign_key", `${path} was sealed under another master key (with id ${keyId}); restore with the key ring that made it`);
     }
+    const macKey = backupMacKey(keyring, keyId, "archive");
     const hash = createHash("sha256");
     const buf = Buffer.allocUnsafe(1 << 20);
     for (let at = HEADER; at < total - TRAILER;) {
@@ -223,7 +256,7 @@ export async function verifyArchive(path: string, keyring: KeyRing): Promise<Man
     }
     const tag = Buffer.alloc(TRAILER);
     await fh.read(tag, 0, TRAILER, total - TRAILER);
-    const mac = createHmac("sha256", backupMacKey(keyring, keyId, "archive")).update(header).update(hash.digest()).digest();
+    const mac = createHmac("sha256", macKey).update(header).update(hash.digest()).digest();
     if (!timingSafeEqual(tag, mac)) throw new BackupError("tampered", `${path} failed authentication: a byte was changed after it was written; use another copy`);
     let manifest: Manifest | undefined;
     let records = 0;
@@ -238,9 +271,16 @@ export async function verifyArchive(path: string, keyring: KeyRing): Promise<Man
     for (const id of manifest.keyIds) {
       if (!keyring.has(id)) throw new BackupError("foreign_key", `${path} holds records sealed under master key ${id}, which this key ring does not have`);
     }
-    return manifest;
-  } finally {
+    const checked = manifest;
+    return {
+      path,
+      manifest: checked,
+      load: (onRecords) => loadArchive(fh, path, keyring, { header, tag, macKey, total, keyId, manifest: checked }, onRecords),
+      close: () => fh.close(),
+    };
+  } catch (e) {
     await fh.close();
+    throw e;
   }
 }
 
@@ -253,7 +293,7 @@ type Frame =
  * The frames of an archive, parsed synchronously from 4 MiB blocks (a frame cut by a block's end waits for
  * the next block). Only for archives whose length and tag were checked: a frame running past the end is damage.
  */
-async function* frames(fh: import("node:fs/promises").FileHandle, path: string, total: number): AsyncGenerator<Frame[]> {
+async function* frames(fh: FileHandle, path: string, total: number, hash?: Hash): AsyncGenerator<Frame[]> {
   const end = total - TRAILER;
   let filePos = HEADER;
   let carry = Buffer.alloc(0);
@@ -263,6 +303,9 @@ async function* frames(fh: import("node:fs/promises").FileHandle, path: string, 
     if (want > 0) {
       const block = Buffer.allocUnsafe(want);
       const { bytesRead } = await fh.read(block, 0, want, filePos);
+      // Shorter than the length checked (cut while being read): nothing more will come.
+      if (bytesRead === 0) throw new BackupError("truncated", `${path} ends early; use an intact copy`);
+      hash?.update(block.subarray(0, bytesRead));
       filePos += bytesRead;
       buf = carry.length ? Buffer.concat([carry, block.subarray(0, bytesRead)]) : block.subarray(0, bytesRead);
     }
@@ -294,7 +337,13 @@ async function* frames(fh: import("node:fs/promises").FileHandle, path: string, 
       } else if (kind === MANIFEST) {
         const manifest = field(4);
         if (!manifest) { at = start; break; }
-        out.push({ kind: MANIFEST, manifest: JSON.parse(manifest.toString("utf8")) as Manifest });
+        let parsed: Manifest;
+        try {
+          parsed = JSON.parse(manifest.toString("utf8")) as Manifest;
+        } catch {
+          throw new BackupError("bad_format", `${path} has a manifest that is not JSON`);
+        }
+        out.push({ kind: MANIFEST, manifest: parsed });
       } else {
         throw new BackupError("bad_format", `${path} has an unknown frame kind ${kind}`);
       }
@@ -305,32 +354,44 @@ async function* frames(fh: import("node:fs/promises").FileHandle, path: string, 
   }
 }
 
-/** Reads a verified archive: its records in batches, and the node wallet's file if it holds one. */
-export async function readArchive(path: string, keyring: KeyRing, onRecords: (batch: Array<{ key: string; value: Buffer }>) => Promise<void>): Promise<{ nodeWallet?: Buffer }> {
-  const total = (await stat(path)).size;
-  const fh = await open(path, "r");
-  const header = Buffer.alloc(HEADER);
-  await fh.read(header, 0, HEADER, 0);
-  const keyId = header.readUInt32BE(MAGIC.length + 1);
+/** What openArchive checked, kept to check the load against: the header, the tag, and the manifest's record count. */
+interface Checked {
+  header: Buffer;
+  tag: Buffer;
+  macKey: Buffer;
+  total: number;
+  keyId: number;
+  manifest: Manifest;
+}
+
+async function loadArchive(fh: FileHandle, path: string, keyring: KeyRing, c: Checked, onRecords: (batch: Array<{ key: string; value: Buffer }>) => Promise<void>): Promise<{ nodeWallet?: Buffer; records: number }> {
+  const hash = createHash("sha256");
   let batch: Array<{ key: string; value: Buffer }> = [];
+  let records = 0;
   let nodeWallet: Buffer | undefined;
-  try {
-    for await (const block of frames(fh, path, total)) {
-      for (const f of block) {
-        if (f.kind === REC) {
-          batch.push({ key: f.key, value: f.value });
-          if (batch.length >= 5000) {
-            await onRecords(batch);
-            batch = [];
-          }
-        } else if (f.kind === BLOB && f.name === "node-wallet") {
-          nodeWallet = openEnvelope(keyring.dataKey("backup", keyId), "backup", "node-wallet", f.sealed);
+  for await (const block of frames(fh, path, c.total, hash)) {
+    for (const f of block) {
+      if (f.kind === REC) {
+        batch.push({ key: f.key, value: f.value });
+        records++;
+        if (batch.length >= 5000) {
+          await onRecords(batch);
+          batch = [];
         }
+      } else if (f.kind === BLOB && f.name === "node-wallet") {
+        nodeWallet = openEnvelope(keyring.dataKey("backup", c.keyId), "backup", "node-wallet", f.sealed);
       }
     }
-    if (batch.length) await onRecords(batch);
-  } finally {
-    await fh.close();
   }
-  return nodeWallet ? { nodeWallet } : {};
+  if (batch.length) await onRecords(batch);
+  // The bytes loaded must be the bytes checked: a file rewritten in place since (another archive copied over it)
+  // would otherwise be loaded under the manifest — position, timeline — of the one that was checked.
+  const mac = createHmac("sha256", c.macKey).update(c.header).update(hash.digest()).digest();
+  if (!timingSafeEqual(mac, c.tag)) {
+    throw new BackupError("tampered", `${path} changed while it was being restored (what was loaded is not what was checked); nothing was restored: restore from a copy nothing writes to`);
+  }
+  if (records !== c.manifest.records) {
+    throw new BackupError("tampered", `${path} gave ${records} records while being restored but its manifest says ${c.manifest.records}; nothing was restored: restore from a copy nothing writes to`);
+  }
+  return nodeWallet ? { nodeWallet, records } : { records };
 }

@@ -1,6 +1,7 @@
-// `runigun restore ARCHIVE [SEGMENTS_DIR]`: verify the archive completely, then load it into a new store
-// beside the data directory's, replay the journal segments that follow its position, mark the store as
-// restored (the engine reconciles it with the chain before serving) and only then move it into place.
+// `runigun restore ARCHIVE [SEGMENTS_DIR]`: verify the archive completely, then load it (through the same open file,
+// checked again as it is read) into a new store beside the data directory's, replay the journal segments that follow
+// its position, mark the store as restored (the engine reconciles it with the chain before serving) and only then move
+// it into place.
 // Nothing in the data directory is touched until everything has been checked and written.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import { Level } from "level";
 import { EncryptedStore, META, writeBatch } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
 import { syncDirSync } from "../store/files.ts";
-import { readArchive, verifyArchive, type Manifest } from "./archive.ts";
+import { openArchive, type Manifest, type OpenedArchive } from "./archive.ts";
 import { BackupError } from "./format.ts";
 import { readSegments, type SegmentsEnd } from "./segments.ts";
 
@@ -29,11 +30,21 @@ export interface RestoreReport {
   records: number;
   replayed: number;
   segments?: SegmentsEnd;
+  /** Why the segments given were not replayed (an archive they cannot be matched to). */
+  segmentsSkipped?: string;
   nodeWalletFile?: string;
   ms: number;
 }
 
-export async function restoreArchive(o: { archive: string; segmentsDir?: string; dataPath: string; keyring: KeyRing; network: string }): Promise<RestoreReport> {
+export interface RestoreOptions {
+  archive: string;
+  segmentsDir?: string;
+  dataPath: string;
+  keyring: KeyRing;
+  network: string;
+}
+
+export async function restoreArchive(o: RestoreOptions): Promise<RestoreReport> {
   const started = performance.now();
   const target = join(o.dataPath, "store");
   if (existsSync(target) && readdirSync(target).length > 0) {
@@ -42,7 +53,19 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
   if (o.segmentsDir !== undefined && !existsSync(o.segmentsDir)) {
     throw new BackupError("no_target", `no directory ${o.segmentsDir}: give the backup's segments directory (<backup.dir>/segments), or no directory to restore the snapshot alone`);
   }
-  const manifest = await verifyArchive(o.archive, o.keyring);
+  // Checked and loaded through one open file: a file put at the path meanwhile is never what gets loaded, and the
+  // load checks the tag and the record count again over what it read (a file rewritten in place is refused).
+  const archive = await openArchive(o.archive, o.keyring);
+  try {
+    return await restoreFrom(archive, o, started);
+  } finally {
+    await archive.close();
+  }
+}
+
+async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: number): Promise<RestoreReport> {
+  const target = join(o.dataPath, "store");
+  const manifest = archive.manifest;
   if (manifest.network !== o.network) {
     throw new BackupError("bad_format", `the archive is of ${manifest.network} but this engine runs ${o.network}; set RUNIGUN_NETWORK=${manifest.network}`);
   }
@@ -52,13 +75,14 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
   let records = 0;
   let replayed = 0;
   let segments: SegmentsEnd | undefined;
+  let segmentsSkipped: string | undefined;
   let nodeWallet: Buffer | undefined;
   try {
     const raw = new Level<string, Uint8Array>(tmp, { keyEncoding: "utf8", valueEncoding: "view" });
     // Written as the store writes: the restored files are the store's from now on.
     await raw.open(EncryptedStore.levelOptions);
     try {
-      ({ nodeWallet } = await readArchive(o.archive, o.keyring, async (batch) => {
+      ({ nodeWallet } = await archive.load(async (batch) => {
         await writeBatch(raw, batch.map((r) => ({ type: "put" as const, key: r.key, value: r.value })), false);
         records += batch.length;
       }));
@@ -67,6 +91,10 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
           await writeBatch(raw, f.ops, false);
           replayed++;
         });
+      } else if (o.segmentsDir) {
+        // Segments are matched to a snapshot by its timeline; an archive written before timelines existed names none,
+        // and positions of another history would replay on top of it as if they followed it.
+        segmentsSkipped = `${o.archive} was written before backup timelines existed: the segments in ${o.segmentsDir} cannot be matched to it, so none were replayed. What came after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start`;
       }
     } finally {
       await raw.close();
@@ -99,5 +127,8 @@ export async function restoreArchive(o: { archive: string; segmentsDir?: string;
     nodeWalletFile = join(o.dataPath, `node-wallet-restored-${manifest.createdAt.replace(/[:.]/g, "-")}.dat`);
     writeFileSync(nodeWalletFile, nodeWallet, { mode: 0o600 });
   }
-  return { manifest, records, replayed, ...(segments ? { segments } : {}), ...(nodeWalletFile ? { nodeWalletFile } : {}), ms: performance.now() - started };
+  return {
+    manifest, records, replayed, ...(segments ? { segments } : {}), ...(segmentsSkipped ? { segmentsSkipped } : {}),
+    ...(nodeWalletFile ? { nodeWalletFile } : {}), ms: performance.now() - started,
+  };
 }

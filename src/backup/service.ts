@@ -12,10 +12,10 @@ import { join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
-import { writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
+import { runToken, writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
 import { lastShipped, listSegments, SegmentShipper, type ShipperOptions } from "./segments.ts";
 
-const SNAP_RE = /^runigun-[a-z]+-[0-9TZ-]+-([0-9a-f]{12})-p(\d+)\.rga$/;
+const SNAP_RE = /^runigun-[a-z]+-([0-9TZ-]+)-([0-9a-f]{12})-p(\d+)\.rga$/;
 
 export interface BackupStatus {
   enabled: boolean;
@@ -182,10 +182,12 @@ export class BackupService {
       ...(out ? {} : { name: (m: Manifest) => snapshotName(network, at, m.timeline, m.position) }),
     });
     if (!out) {
+      await this.#shipper?.rollover();
+      // The archive just written is never pruned; what it makes good (the last backup, a gap, a break) is recorded
+      // once the prune is done, so nothing points at a file the prune removed.
+      this.prune(info.path);
       this.#lastGood = { at: Date.now(), path: info.path, position: info.manifest.position, bytes: info.bytes };
       this.#shipper?.repaired(info.manifest.position);
-      await this.#shipper?.rollover();
-      this.prune();
       await this.#inGapTurn(async () => {
         const gap = await this.#o.store.get<Gap>(META, GAP_KEY);
         if (gap && info.manifest.position >= gap.upTo) await this.#o.store.del(META, GAP_KEY);
@@ -223,7 +225,7 @@ export class BackupService {
     // beside the archive: `--out` may be a removable disk, where even a deleted file can be read back).
     const dir = join(this.#o.config.dataPath, "tmp");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const tmp = join(dir, `node-wallet-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
+    const tmp = join(dir, `node-wallet-${runToken}-${randomBytes(6).toString("hex")}.tmp`);
     try {
       await this.#o.backupNodeWallet(tmp);
       return { bytes: await readFile(tmp) };
@@ -239,12 +241,18 @@ export class BackupService {
       return { absent: `backupwallet failed: ${(e as Error).message}` };
     } finally {
       await rm(tmp, { force: true });
-      // Left by a backup that died before its clean-up (kill -9).
-      for (const name of readdirSync(dir)) if (name.startsWith("node-wallet-") && !name.startsWith(`node-wallet-${process.pid}-`)) rmSync(join(dir, name), { force: true });
+      // Left by a backup that died before its clean-up (kill -9), told from ours by this start's token: a pid repeats
+      // (an engine that is PID 1 in its container has the same one at every start).
+      for (const name of readdirSync(dir)) if (name.startsWith("node-wallet-") && !name.startsWith(`node-wallet-${runToken}-`)) rmSync(join(dir, name), { force: true });
     }
   }
 
-  /** Snapshots in the directory, oldest first (by time: the name starts with it). */
+  /**
+   * Snapshots in the directory, oldest first: within a timeline by commit position, never by the clock (a clock that
+   * was ahead, then corrected, would make every later snapshot sort as older). The store's own timeline is the newest
+   * history; other timelines (histories a restore or a new timeline left behind) come before it, ordered by the time
+   * in their newest name — the only order there is between histories, and it only decides which of them go first.
+   */
   #snapshots(): Array<{ name: string; position: number; timeline: string }> {
     if (!this.snapshotsDir) return [];
     let names: string[] = [];
@@ -253,24 +261,39 @@ export class BackupService {
     } catch {
       return [];
     }
-    return names.flatMap((name) => {
+    const snaps = names.flatMap((name) => {
       const m = SNAP_RE.exec(name);
-      return m ? [{ name, timeline: m[1]!, position: Number(m[2]) }] : [];
-    }).sort((a, b) => a.name.localeCompare(b.name));
+      return m ? [{ name, time: m[1]!, timeline: m[2]!, position: Number(m[3]) }] : [];
+    });
+    const current = this.#o.store.timeline;
+    const latest = new Map<string, string>();
+    for (const s of snaps) if ((latest.get(s.timeline) ?? "") < s.time) latest.set(s.timeline, s.time);
+    const history = (s: { timeline: string }) => (s.timeline === current ? "~" : `${latest.get(s.timeline)!}-${s.timeline}`);
+    const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    return snaps
+      .sort((a, b) => cmp(history(a), history(b)) || a.position - b.position || cmp(a.name, b.name))
+      .map(({ name, timeline, position }) => ({ name, timeline, position }));
   }
 
-  /** Keeps the newest `backup.keep` snapshots and the segments after the oldest of them; drops stale partials. */
-  prune(): { snapshots: number; segments: number } {
+  /**
+   * Keeps the newest `backup.keep` snapshots (`written`, the one just written, always among them) and the segments
+   * after the oldest of them; drops stale partials.
+   */
+  prune(written?: string): { snapshots: number; segments: number } {
     if (!this.dir) return { snapshots: 0, segments: 0 };
     const keep = this.#o.config.backup.keep;
     const snaps = this.#snapshots();
+    // The one just written counts as the newest, even beside another of the same position.
+    const mine = snaps.findIndex((s) => written !== undefined && join(this.snapshotsDir!, s.name) === written);
+    if (mine >= 0) snaps.push(...snaps.splice(mine, 1));
     const drop = snaps.slice(0, Math.max(0, snaps.length - keep));
     for (const s of drop) rmSync(join(this.snapshotsDir!, s.name), { force: true });
     for (const name of readdirSync(this.snapshotsDir!)) {
-      // Temporary files of a backup that died (kill -9): never a valid archive, never needed.
-      if (name.includes(".partial-") && !name.endsWith(`.partial-${process.pid}`)) rmSync(join(this.snapshotsDir!, name), { force: true });
+      // Temporary files of a backup that died (kill -9): never a valid archive, never needed. Ours carry this start's
+      // token (a pid repeats across starts: PID 1 in a container).
+      if (name.includes(".partial-") && !name.includes(`.partial-${runToken}-`)) rmSync(join(this.snapshotsDir!, name), { force: true });
     }
-    const kept = snaps.slice(snaps.length - Math.min(keep, snaps.length));
+    const kept = snaps.slice(drop.length);
     let segments = 0;
     // Per timeline: a file is needed while any of its frames is after the oldest kept snapshot of that timeline;
     // a timeline no kept snapshot continues is not needed at all (except the one being written now).
@@ -278,7 +301,8 @@ export class BackupService {
     for (const timeline of timelines) {
       const files = listSegments(this.segmentsDir!, timeline);
       const current = timeline === this.#o.store.timeline;
-      const oldestKept = kept.find((k) => k.timeline === timeline)?.position;
+      const positions = kept.filter((k) => k.timeline === timeline).map((k) => k.position);
+      const oldestKept = positions.length ? Math.min(...positions) : undefined;
       for (let i = 0; i < files.length; i++) {
         const hasNext = i + 1 < files.length;
         const unneeded = oldestKept === undefined ? !current : hasNext && files[i + 1]!.first - 1 <= oldestKept;
