@@ -94,7 +94,7 @@ export class EngineRelay implements Relay {
   }
 
   info() {
-    return { network: this.#o.config.network, confirmations: this.#o.config.deposits.confirmations, draining: this.#draining() };
+    return { network: this.#o.config.network, confirmations: this.#o.config.deposits.confirmations, draining: this.#draining(), minDepositSats: BigInt(this.#o.config.withdrawals.dustSats) };
   }
 
   async start(userKey: string, chatHandle?: string) {

@@ -95,5 +95,6 @@ export interface Relay {
    */
   identityPin(check: string): Promise<Result<{ pinned: true }>>;
   /** Facts an edge may show (network name, confirmation target…). */
-  info(): { network: string; confirmations: number; draining: boolean };
+  /** `minDepositSats`: a deposit below it (the dust limit) is not credited; the deposit answer says so. */
+  info(): { network: string; confirmations: number; draining: boolean; minDepositSats?: bigint };
 }

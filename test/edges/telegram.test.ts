@@ -39,6 +39,7 @@ t.test("the story through Telegram: start, deposit with QR, notifications, withd
   t.ok(photo.raw && photo.raw.includes(Buffer.from([0x89, 0x50, 0x4e, 0x47])), "a PNG QR code was uploaded");
   const addrMsg = await api.waitForCall((c) => /Send bitcoin to/.test(txt(c)));
   const address = /(bcrt1[0-9a-z]+)/.exec(txt(addrMsg))![1]!;
+  t.match(txt(addrMsg), /Deposits under 0\.00000546 BTC \(546 sats\) are not credited\./, "the least that is credited, said before anything is sent");
   await te.node.ensureMatureCoins();
   const since = api.calls.length;
   await te.node.fund(address, "0.3");

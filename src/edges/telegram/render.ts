@@ -108,8 +108,10 @@ export const HELP = [
   "In a group: reply to someone's message with /tip <amount> and its unit, like /tip 1000 sats or /tip 0.00001 btc",
 ].join("\n");
 
-export function deposit(address: string, confirmations: number): string {
-  return `Send bitcoin to:\n${address}\n\nIt shows as pending at once and becomes available after ${confirmations} confirmation${confirmations === 1 ? "" : "s"}.`;
+export function deposit(address: string, confirmations: number, minSats?: bigint): string {
+  // A deposit below the dust limit is not credited (it would cost more to spend than it holds): said before it is sent.
+  const least = minSats ? ` Deposits under ${btc(minSats)} are not credited.` : "";
+  return `Send bitcoin to:\n${address}\n\nIt shows as pending at once and becomes available after ${confirmations} confirmation${confirmations === 1 ? "" : "s"}.${least}`;
 }
 
 export function quote(q: WithdrawalQuote): string {

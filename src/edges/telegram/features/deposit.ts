@@ -14,7 +14,8 @@ export function depositFeature(): Composer<EdgeContext> {
     // BIP-21 URI: wallets that scan it open a payment to this address.
     const png = await QRCode.toBuffer(`bitcoin:${a.address}`, { type: "png", margin: 2, scale: 6 });
     await ctx.replyWithPhoto(new InputFile(png, "deposit.png"), { caption: a.address });
-    return ctx.reply(say.deposit(a.address, relay.info().confirmations));
+    const info = relay.info();
+    return ctx.reply(say.deposit(a.address, info.confirmations, info.minDepositSats));
   });
   return feature;
 }
