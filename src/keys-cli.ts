@@ -12,6 +12,7 @@ import { createLogger } from "./log.ts";
 import { loadSecrets } from "./secrets.ts";
 import { ensurePki } from "./tls/certs.ts";
 import { OperatorStore, addOperator } from "./edges/admin/operators.ts";
+import { AuditLog } from "./edges/admin/audit.ts";
 
 export async function runKeys(args: string[], opts: { out?: string | undefined }): Promise<number> {
   const [what, ...rest] = args;
@@ -89,8 +90,10 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       const store = await openStoreForKeys(storePath, secrets.keyring);
       try {
         const operators = new OperatorStore(store);
+        const audit = new AuditLog(store);
         if (verb === "revoke") {
-          if (!(await operators.revoke(name))) {
+          const revoked = await audited(audit, "revoke-operator", name, "runigun keys operator revoke", () => operators.revoke(name), (done) => (done ? undefined : `no active operator ${name}`));
+          if (!revoked) {
             process.stderr.write(`no active operator ${name}: nothing was revoked (check the name, and RUNIGUN_DATA_DIR)\n`);
             return 1;
           }
@@ -104,12 +107,14 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           if (!cons.enabled) throw new SetupError("the operator console is off (admin.console.enabled); nothing to enroll for");
           const found = (await operators.list()).find((o) => o.name === name && !o.revoked);
           if (!found) throw new SetupError(`no active operator ${name}; add one with \`runigun keys operator add ${name}\``);
-          const e = await operators.issueEnrollment(found.fingerprint, { ttlMs: cons.enrollTtlMs });
+          // Audited: whoever opens the link can register a security key for the console.
+          const e = await audited(audit, "console-enroll-link", name, "runigun keys operator enroll: a one-time link to register security keys (older links stop working)", () => operators.issueEnrollment(found.fingerprint, { ttlMs: cons.enrollTtlMs }));
           say(`operator console: register ${name}'s FIDO2 security key(s) at this one-time link (with the certificate installed in the browser), before ${new Date(e.expiresAt).toISOString()}:`);
           say(`  ${linkBase}/console/enroll#t=${e.token}`);
           return 0;
         }
-        const op = await addOperator({ pkiDir: config.pkiPath, store: operators, name, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) });
+        const op = await audited(audit, "add-operator", name, `runigun keys operator add: a client certificate and a TOTP secret${cons.enabled ? ", and a one-time link to register console security keys" : ""}`,
+          () => addOperator({ pkiDir: config.pkiPath, store: operators, name, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) }));
         say(`operator ${name}: certificate and key in ${op.dir} (${name}.crt, ${name}.key); TOTP QR code ${name}-totp.png, URI in ${name}.otpauth.`);
         say(`certificate fingerprint (sha256): ${op.fingerprint}. Hand these over offline; every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
         if (op.enrollment) {
@@ -128,6 +133,25 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|enroll|revoke NAME\n");
       return 2;
   }
+}
+
+/**
+ * An operator change made here, written to the audit log the way the admin edge writes its actions (server.ts `act`):
+ * the entry before the change (no record, no change), its outcome after. The actor is "cli": whoever can run commands
+ * on the engine's host with its keys. `refused` says why a result is a refusal, if it is one.
+ */
+async function audited<T>(audit: AuditLog, action: string, target: string, reason: string, run: () => Promise<T>, refused: (r: T) => string | undefined = () => undefined): Promise<T> {
+  const entry = await audit.append({ operator: "cli", action, target, reason });
+  let r: T;
+  try {
+    r = await run();
+  } catch (e) {
+    await audit.outcome(entry, `failed: ${(e as Error).message}`);
+    throw e;
+  }
+  const why = refused(r);
+  await audit.outcome(entry, why ? `refused: ${why}` : "done");
+  return r;
 }
 
 /** The store, or a plain answer when a running engine holds it (LevelDB allows one process). */

@@ -1,11 +1,13 @@
 // The operators' second factor on a real encrypted store: a TOTP code passes once however many requests carry it
 // at the same moment, and wrong codes in a row stop the checking for a while (a six-digit code cannot be guessed
-// by trying them all), told to the operator and to the log.
+// by trying them all), told to the operator and to the log. The files `keys operator add` writes are 0600.
 import t, { type Test } from "tap";
+import { chmodSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { generateKeyRingFile } from "../../src/store/keyring.ts";
-import { OperatorStore, TOTP_FREE_FAILURES, totpFor, type Operator } from "../../src/edges/admin/operators.ts";
+import { OperatorStore, TOTP_FREE_FAILURES, addOperator, totpFor, type Operator } from "../../src/edges/admin/operators.ts";
+import { ensurePki } from "../../src/tls/certs.ts";
 
 async function setup(t: Test) {
   const dir = t.testdir();
@@ -67,4 +69,23 @@ t.test("a revoked or unknown operator's code is refused", async (t) => {
   t.match(await ops.checkTotp(alice, totpFor(alice).generate({ timestamp: now }), now), /not \(or no longer\) an operator's/);
   t.match(await ops.checkTotp({ fingerprint: "cd".repeat(32) }, "123456", now), /not \(or no longer\) an operator's/);
   t.equal(await ops.revoke("alice"), false, "revoking twice says nobody was revoked");
+});
+
+t.test("keys operator add: the TOTP secret's files, QR code included, are the operator's only (0600), also when a revoked name is added again", async (t) => {
+  const { ops } = await setup(t);
+  const pki = t.testdir();
+  await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const dir = join(pki, "operators");
+  const mode = (f: string) => (statSync(join(dir, f)).mode & 0o777).toString(8);
+  const png = await addOperator({ pkiDir: pki, store: ops, name: "carol" });
+  t.equal(mode("carol.otpauth"), "600");
+  t.equal(mode("carol-totp.png"), "600", "the QR code holds the TOTP secret too");
+  t.equal(readFileSync(join(dir, "carol-totp.png")).subarray(1, 4).toString(), "PNG");
+  // A QR code left by an older version (0644) for a certificate since revoked: the new operator's is a new file.
+  chmodSync(join(dir, "carol-totp.png"), 0o644);
+  await ops.revoke("carol");
+  const again = await addOperator({ pkiDir: pki, store: ops, name: "carol" });
+  t.not(again.uri, png.uri, "a new TOTP secret");
+  t.equal(mode("carol-totp.png"), "600");
+  t.equal(mode("carol.otpauth"), "600");
 });

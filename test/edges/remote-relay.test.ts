@@ -34,3 +34,25 @@ t.test("no answer in time: 'busy', it may still go through; the engine gone: 'un
   });
   t.match(await relay.balance("u_a"), { code: "node_unavailable", message: /nothing was moved/ }, "refused at the door: nothing reached the engine");
 });
+
+t.test("the engine's certificate is checked against the host in the URL (internal.host), not a fixed name", async (t) => {
+  const ca = await createCA("internal-test");
+  const client = await issue(ca, { name: "bot", kind: "client" });
+  /** An engine stand-in on 127.0.0.1 whose certificate names `hosts`; what RemoteRelay.connect makes of it. */
+  const connectTo = async (hosts: string[]) => {
+    const server = await issue(ca, { name: "engine", kind: "server", hosts });
+    const https: Server = createServer({ key: server.key, cert: server.cert, ca: ca.cert, requestCert: true, rejectUnauthorized: true }, (_req, res) => {
+      res.end(encode({ result: { network: "regtest", confirmations: 1, draining: false } }));
+    });
+    await new Promise<void>((r) => https.listen(0, "127.0.0.1", r));
+    t.teardown(() => new Promise<void>((r) => https.close(() => r())));
+    const { port } = https.address() as { port: number };
+    return RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger }).then(
+      (relay) => (relay.close(), "connected"),
+      (e: NodeJS.ErrnoException) => e.code ?? e.message,
+    );
+  };
+  t.equal(await connectTo(["127.0.0.1"]), "connected", "a certificate naming the URL's host");
+  t.equal(await connectTo(["localhost"]), "ERR_TLS_CERT_ALTNAME_INVALID", "one naming only another host (localhost) is refused");
+  t.equal(await connectTo(["engine.internal", "10.8.0.1"]), "ERR_TLS_CERT_ALTNAME_INVALID");
+});

@@ -1,5 +1,6 @@
 // `runigun keys operator …` as an operator runs it: add prints the certificate and a one-time console link;
-// enroll issues a new link that replaces the old one; revoke refuses the operator; bad usage says what to type.
+// enroll issues a new link that replaces the old one; revoke refuses the operator; bad usage says what to type; each
+// change is written to the audit log.
 import t from "tap";
 import { runigun } from "../support/cli.ts";
 import { join } from "node:path";
@@ -54,4 +55,26 @@ t.test("keys operator revoke on a wrong data directory, or of nobody: refused, e
   t.equal(bob.code, 0, bob.out);
   t.match(bob.out, /operator bob revoked/);
   t.equal((await runigun(["keys", "operator", "revoke", "bob"], data)).code, 1, "revoking again revokes nothing");
+});
+
+t.test("keys operator add, enroll, revoke are written to the audit log, by \"cli\", with their outcomes", async (t) => {
+  const { AuditLog } = await import("../../src/edges/admin/audit.ts");
+  const dir = t.testdir();
+  const env = { RUNIGUN_NETWORK: "regtest", RUNIGUN_DATA_DIR: join(dir, "data"), RUNIGUN_LOG_LEVEL: "error" };
+  for (const args of [["add", "alice"], ["enroll", "alice"], ["revoke", "alice"], ["revoke", "alice"]]) await runigun(["keys", "operator", ...args], env);
+  const store = await EncryptedStore.open({ path: join(dir, "data", "store"), keyring: loadKeyRingFile(join(dir, "data", "master.key")) });
+  t.teardown(() => store.close());
+  const entries = (await new AuditLog(store).list(20)).reverse().map((e) => ({ operator: e.operator, action: e.action, target: e.target, reason: e.reason, outcome: e.outcome }));
+  t.match(entries, [
+    { operator: "cli", action: "add-operator", target: "alice", reason: /keys operator add.*one-time link/ },
+    { operator: "cli", action: "add-operator:outcome", target: "alice", outcome: "done" },
+    { operator: "cli", action: "console-enroll-link", target: "alice", reason: /keys operator enroll/ },
+    { operator: "cli", action: "console-enroll-link:outcome", outcome: "done" },
+    { operator: "cli", action: "revoke-operator", target: "alice" },
+    { operator: "cli", action: "revoke-operator:outcome", outcome: "done" },
+    { operator: "cli", action: "revoke-operator", target: "alice" },
+    { operator: "cli", action: "revoke-operator:outcome", outcome: "refused: no active operator alice" },
+  ]);
+  t.equal(entries.length, 8);
+  t.notMatch(JSON.stringify(entries), /enroll#t=|secret=/, "no link token or TOTP secret in the log");
 });

@@ -5,7 +5,7 @@
 // a hash of the link's token is stored. Stored in the encrypted store.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { join } from "node:path";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { Secret, TOTP } from "otpauth";
 import QRCode from "qrcode";
 import type { EncryptedStore } from "../../store/db.ts";
@@ -64,6 +64,8 @@ export class OperatorStore {
    * holder of an operator's certificate gets this far, and a restart does not come from them.
    */
   readonly #failures = new Map<string, { count: number; until: number }>();
+  /** Who else is told when a pause starts (the admin edge's audit log), besides `onTotpPause`. */
+  readonly #pauseWatchers = new Set<(name: string, pauseMs: number) => void>();
 
   constructor(private readonly store: EncryptedStore, private readonly o: OperatorStoreOptions = {}) {}
 
@@ -190,6 +192,12 @@ export class OperatorStore {
     return why;
   }
 
+  /** Calls `f` each time an operator's wrong TOTP codes start a pause; returns how to stop. */
+  watchTotpPauses(f: (name: string, pauseMs: number) => void): () => void {
+    this.#pauseWatchers.add(f);
+    return () => void this.#pauseWatchers.delete(f);
+  }
+
   #wrongCode(op: Operator, now: number): string {
     const count = (this.#failures.get(op.fingerprint)?.count ?? 0) + 1;
     const over = count - TOTP_FREE_FAILURES;
@@ -197,6 +205,7 @@ export class OperatorStore {
     this.#failures.set(op.fingerprint, { count, until: now + pause });
     if (pause === 0) return "the TOTP code is wrong";
     this.o.onTotpPause?.(op.name, pause);
+    for (const f of this.#pauseWatchers) f(op.name, pause);
     return `the TOTP code is wrong; after ${count} wrong codes in a row, codes are not checked for ${Math.round(pause / 1000)} s`;
   }
 
@@ -254,10 +263,20 @@ export async function addOperator(o: { pkiDir: string; store: OperatorStore; nam
   const secret = new Secret({ size: 20 });
   const op: Operator = { name: o.name, fingerprint: fingerprint(pem.cert), totpSecret: secret.base32, lastStep: 0, addedAt: Date.now() };
   const uri = totpFor(op).toString();
-  writeFileSync(join(dir, `${o.name}.otpauth`), uri + "\n", { mode: 0o600 });
-  await QRCode.toFile(join(dir, `${o.name}-totp.png`), uri, { type: "png" });
+  writeSecretFile(join(dir, `${o.name}.otpauth`), uri + "\n");
+  // The QR code is the TOTP secret too: as private as the URI beside it.
+  writeSecretFile(join(dir, `${o.name}-totp.png`), await QRCode.toBuffer(uri, { type: "png" }));
   await o.store.put(op);
   if (o.enrollTtlMs === undefined) return { dir, uri, fingerprint: op.fingerprint };
   const enrollment = await o.store.issueEnrollment(op.fingerprint, { ttlMs: o.enrollTtlMs, ...(o.now !== undefined ? { now: o.now } : {}) });
   return { dir, uri, fingerprint: op.fingerprint, enrollment };
+}
+
+/**
+ * An operator's secret file, 0600 from its creation: created exclusively (never through a link planted under its name),
+ * after removing the file a revoked certificate of the same name left (writing over it would keep that file's mode).
+ */
+function writeSecretFile(path: string, data: string | Buffer): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, data, { mode: 0o600, flag: "wx" });
 }

@@ -15,6 +15,7 @@ import { auditRead, type AuditLog } from "./audit.ts";
 import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.ts";
 import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
+import { Sessions } from "./console/session.ts";
 import { NumberText, numberText } from "./schemas.ts";
 
 export interface AdminOptions {
@@ -30,6 +31,10 @@ export interface AdminOptions {
   clock?: () => number;
   /** The console's clock (sessions, enrollment links); the wall clock unless a test sets it. */
   consoleClock?: () => number;
+  /** The console's sessions: made here unless a test brings its own (to sign in without a browser). */
+  consoleSessions?: Sessions;
+  /** How long a request may take to arrive, headers and body (30 s unless a test shortens it). */
+  requestTimeoutMs?: number;
 }
 
 const isConsolePath = (url: string) => url === "/console" || url.startsWith("/console/") || url.startsWith("/console?");
@@ -51,10 +56,23 @@ function fingerprintOf(req: FastifyRequest): string | undefined {
 }
 
 export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const app = Fastify({
     logger: false,
-    https: { key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" },
+    // Node checks the request timeout every connectionsCheckingInterval (30 s by default): every second instead, so a
+    // request is cut off close to its limit, not up to half a minute later. The headers' timeout no longer than the
+    // request's: Node swaps the two when it is longer (its default 60 s would have become the request's limit).
+    https: {
+      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
+      headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout),
+    },
     bodyLimit: 16 * 1024,
+    // The factors are checked when the headers arrive: without a limit, a request could hold its body back for hours
+    // and act after its operator was revoked (it is checked again after the body, but the wait has no purpose). An idle
+    // connection is closed after ten minutes: longer than any action takes (a backup, a rescan), whose answer would be
+    // lost with it.
+    requestTimeout,
+    connectionTimeout: 10 * 60_000,
     // Bad input is refused, never bent into something else: fastify's default validator turns `null` into 0 or false,
     // `"7"` into 7, `[7]` into 7, and drops unknown keys — `{"height": null}` was a rescan from the genesis block.
     // Query strings are text, so their numbers are declared as digits (NumberText) and read in the handler.
@@ -88,6 +106,32 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
   });
   const limit = app.rateLimit();
 
+  /** The request certificate's operator as stored now, or undefined when there is none or it is revoked. */
+  const current = async (req: FastifyRequest): Promise<Operator | undefined> => {
+    const fp = fingerprintOf(req);
+    const op = fp ? await o.operators.get(fp) : undefined;
+    return op && !op.revoked ? op : undefined;
+  };
+  const notAnOperator = () => Object.assign(new Error(NOT_AN_OPERATOR), { statusCode: 401 });
+
+  // The first refusal of each unknown or revoked certificate since the start is written to the audit log (a stolen
+  // certificate still in use); the rest go to the log only. Only certificates from the operators' CA get this far, so
+  // the entries are bounded by the certificates ever issued, and the requests cannot flood the store.
+  const refusedCertificates = new Set<string>();
+  const auditRefusedCertificate = (fp: string, op: Operator | undefined) => {
+    if (refusedCertificates.has(fp)) return;
+    refusedCertificates.add(fp);
+    o.audit.append({ operator: op?.name ?? "(unknown certificate)", action: "refused-certificate", target: fp.slice(0, 16), reason: op ? "a request with a revoked operator's certificate" : "a request with a certificate from the operators' CA that names no operator" })
+      .catch((e: unknown) => log.error({ alert: true, err: (e as Error).message }, "a refused certificate could not be recorded in the audit log"));
+  };
+  // A TOTP pause (wrong codes in a row) is written to the audit log as it starts: at most one entry per pause, and the
+  // pauses double, so wrong codes cannot flood the store. Single wrong codes go to the log only.
+  const unwatch = o.operators.watchTotpPauses((name, pauseMs) => {
+    o.audit.append({ operator: name, action: "totp-paused", target: name, reason: `wrong TOTP codes in a row; codes are not checked for ${Math.round(pauseMs / 1000)} s` })
+      .catch((e: unknown) => log.error({ alert: true, err: (e as Error).message, operator: name }, "a TOTP pause could not be recorded in the audit log"));
+  });
+  app.addHook("onClose", async () => unwatch());
+
   // Both factors, on every request. TLS already refused anyone without a certificate from the operators' CA.
   app.addHook("onRequest", async (req, reply) => {
     if ((req.routeOptions.config as { rateLimit?: unknown }).rateLimit !== false) await limit.call(app, req, reply);
@@ -95,6 +139,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     const op = fp ? await o.operators.get(fp) : undefined;
     if (!op || op.revoked) {
       log.warn({ fingerprint: fp?.slice(0, 16) }, "admin request with an unknown or revoked certificate");
+      if (fp) auditRefusedCertificate(fp, op);
       return reply.code(401).send({ error: NOT_AN_OPERATOR });
     }
     req.operator = op;
@@ -107,6 +152,17 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       delete req.operator;
       return reply.code(401).send({ error: why });
     }
+  });
+
+  // Again once the body is in: a request whose headers came before its operator was revoked, and whose body came
+  // after, must not act for them. The console's guard (console/index.ts) does the same for its routes, earlier.
+  app.addHook("preHandler", async (req, reply) => {
+    const op = await current(req);
+    if (!op) {
+      log.warn({ fingerprint: fingerprintOf(req)?.slice(0, 16) }, "admin request refused: its operator was revoked while it arrived");
+      return reply.code(401).send({ error: NOT_AN_OPERATOR });
+    }
+    req.operator = op;
   });
 
   const send = (r: unknown | Refusal) => (isRefusal(r) ? { error: r.message, code: r.code } : r);
@@ -141,27 +197,42 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     const record = (outcome: string) => o.audit.outcome(entry, outcome).catch((e: unknown) => {
       log.error({ alert: true, err: (e as Error).message, operator: req.operator!.name, action, target, outcome }, "an operator action's outcome could not be recorded in the audit log");
     });
+    // Checked once more after the entry's write, with nothing awaited between this check and the action: an operator
+    // revoked while the request was on its way (or its entry was being written) acts no more.
+    if (!(await current(req))) {
+      log.warn({ operator: req.operator!.name, action, target }, "operator action refused: its operator was revoked meanwhile");
+      await record(`refused: ${NOT_AN_OPERATOR}`);
+      throw notAnOperator();
+    }
     let r: unknown;
     try {
       r = await run();
     } catch (e) {
-      await record(`failed: ${(e as Error).message}`);
+      // 401: the operator was found revoked in the action's own turn (revokeOperator), so it did not act.
+      await record(`${(e as { statusCode?: number }).statusCode === 401 ? "refused" : "failed"}: ${(e as Error).message}`);
       throw e;
     }
     await record(isRefusal(r) ? `refused: ${r.message}` : "done");
     return r;
   };
 
-  /** One revocation at a time: two operators revoking each other at once must not leave nobody. */
+  const sessions = consoleOn ? (o.consoleSessions ?? new Sessions(o.config.admin.console.sessionTtlMs, o.consoleClock ?? Date.now)) : undefined;
+
+  /**
+   * One revocation at a time: two operators revoking each other at once must not leave nobody, nor both revoked (the
+   * one revoked first no longer acts). The revoked operator's console sessions end with it.
+   */
   let revoking: Promise<unknown> = Promise.resolve();
-  const revokeOperator = (name: string): Promise<{ revoked: string } | Refusal> => {
+  const revokeOperator = (name: string, by: Operator): Promise<{ revoked: string } | Refusal> => {
     const turn = revoking.then(async () => {
       const active = (await o.operators.list()).filter((op) => !op.revoked);
+      if (!active.some((op) => op.fingerprint === by.fingerprint)) throw notAnOperator();
       if (!active.some((op) => op.name === name)) return refuse("not_found", `No active operator ${name}.`);
       if (active.every((op) => op.name === name)) {
         return refuse("not_allowed", `${name} is the last active operator: revoking it here would lock every operator out. Add another first (runigun keys operator add NAME), or revoke it with the engine stopped (runigun keys operator revoke ${name}).`);
       }
       await o.operators.revoke(name);
+      for (const op of active) if (op.name === name) sessions?.closeAllOf(op.fingerprint);
       return { revoked: name };
     });
     revoking = turn.catch(() => undefined);
@@ -174,7 +245,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     f.post("/operators/:name/revoke", { schema: { params: Type.Object({ name: Type.String({ pattern: "^[a-z][a-z0-9_-]{1,31}$" }) }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
       async (req, reply) => {
         const { name } = req.params as { name: string };
-        const r = await act(req, "revoke-operator", name, (req.body as { reason: string }).reason, () => revokeOperator(name));
+        const r = await act(req, "revoke-operator", name, (req.body as { reason: string }).reason, () => revokeOperator(name, req.operator!));
         // An alert: one stolen certificate (and its TOTP) could revoke the other operators.
         if (!isRefusal(r)) log.error({ alert: true, operator: req.operator!.name, revoked: name }, "an operator's certificate was revoked online; if nobody meant to, stop the engine and check the operators (runigun keys operator …)");
         return isRefusal(r) ? reply.code(409).send(send(r)) : r;
@@ -249,7 +320,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const port = (app.server.address() as { port?: number } | null)?.port;
       return port ? [port === 443 ? `https://${cfg.rpId}` : `https://${cfg.rpId}:${port}`] : [];
     };
-    await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, origins, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
+    await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, origins, sessions: sessions!, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
   }
   app.get("/openapi.json", () => openApi(routes));
   return app;

@@ -29,7 +29,9 @@ export class RemoteRelay implements Relay {
   private constructor(o: RemoteRelayOptions) {
     this.#o = o;
     this.#notices = new Notices(o.log);
-    this.#agent = new Agent({ keepAlive: true, key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, servername: "localhost", maxSockets: 64 });
+    // No fixed servername: the engine's certificate is checked against the host in the URL (internal.host), which
+    // the certificate names (tls/certs.ts, ensurePki).
+    this.#agent = new Agent({ keepAlive: true, key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, maxSockets: 64 });
   }
 
   /** Connects: reads the engine's facts and opens the notification stream. */

@@ -12,7 +12,7 @@ import cookie from "@fastify/cookie";
 import type { Config } from "../../../config.ts";
 import type { Logger } from "../../../log.ts";
 import type { AuditLog } from "../audit.ts";
-import type { OperatorStore } from "../operators.ts";
+import { NOT_AN_OPERATOR, type OperatorStore } from "../operators.ts";
 import type { AdminPort } from "../port.ts";
 import { COOKIE, Sessions, sameToken, type Session } from "./session.ts";
 import { authRoutes } from "./auth.ts";
@@ -32,11 +32,12 @@ export interface ConsoleDeps {
   act: Act;
   /** The origins the console accepts (config, or https://<rpId>:<listening port>). */
   origins: () => string[];
+  /** Shared with the admin edge, which ends an operator's sessions when it revokes them. */
+  sessions: Sessions;
   clock?: () => number;
 }
 
 export interface ConsoleContext extends ConsoleDeps {
-  sessions: Sessions;
   /** The request's session (set by the guard) or undefined. */
   session(req: FastifyRequest): Session | undefined;
   /** Starts (or keeps) an unauthenticated session for the login and enrollment pages. */
@@ -81,7 +82,7 @@ const CSP = [
 export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Promise<void> {
   const cfg = deps.config.admin.console;
   const clock = deps.clock ?? Date.now;
-  const sessions = new Sessions(cfg.sessionTtlMs, clock);
+  const sessions = deps.sessions;
   const log = deps.log.child({ edge: "console" });
   await f.register(cookie);
   f.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: 16 * 1024 }, (_req, body, done) => {
@@ -119,11 +120,20 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
     return payload;
   });
 
-  // The guard: the client certificate was checked by the admin edge already (req.operator). Here: the session,
-  // and for anything that changes state, the Origin and the CSRF token.
+  // The guard: the client certificate was checked by the admin edge already (req.operator), when the headers came.
+  // Here: the operator again (the body is in, and the operator may have been revoked since), the session, and for
+  // anything that changes state, the Origin and the CSRF token.
   // preValidation: before the body schema, so a forged request is told "forbidden", not "bad request".
   f.addHook("preValidation", async (req, reply) => {
-    const op = req.operator!;
+    const fresh = await deps.operators.get(req.operator!.fingerprint);
+    if (!fresh || fresh.revoked) {
+      // Its sessions end here too, should one have been opened while the revocation was under way.
+      sessions.closeAllOf(req.operator!.fingerprint);
+      ctx.clearCookie(reply);
+      log.warn({ operator: req.operator!.name, url: req.routeOptions.url }, "console request refused: the operator was revoked");
+      return refuse(req, reply, 401, NOT_AN_OPERATOR);
+    }
+    const op = (req.operator = fresh);
     const s = sessions.find(req.cookies[COOKIE], op.fingerprint);
     if (s) req.consoleSession = s;
     const changes = req.method !== "GET" && req.method !== "HEAD";
