@@ -123,6 +123,9 @@ function engineSetupError(e: unknown, url: string, pkiPath: string): SetupError 
   if (["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ETIMEDOUT"].includes(code)) {
     return new SetupError(`cannot reach the engine's internal API at ${url} (${code}): start \`runigun engine\` first (it prints this address when ready), or check internal.host and internal.port (RUNIGUN_INTERNAL_HOST, RUNIGUN_INTERNAL_PORT)`);
   }
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return new SetupError(`the engine's certificate at ${url} does not name that host (${err.message}): it was made for another internal.host. On the engine's host, move ${pkiPath}/internal-server.* aside and run \`runigun keys pki\`, then start the engine again`);
+  }
   if (/CERT|SSL|TLS|certificate|alert/i.test(`${code} ${err.message}`) || code === "ECONNRESET") {
     return new SetupError(`the engine at ${url} and this bot did not agree on TLS (${code || err.message}): internal-ca.crt and bot-client.crt/.key in ${pkiPath} must come from the pkiDir of the engine at that address`);
   }

@@ -3,6 +3,8 @@
 // start, exit 1, never a stack trace.
 import t from "tap";
 import { createServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { runigun } from "../support/cli.ts";
@@ -54,5 +56,23 @@ t.test("the bot started before the engine: says to start the engine first, or ch
   });
   t.equal(r.code, 1, r.out);
   t.match(r.out, new RegExp(`cannot reach the engine's internal API at https://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\).*runigun engine.*RUNIGUN_INTERNAL_PORT`));
+  t.notMatch(r.out, STACK);
+});
+
+t.test("the engine's certificate made for another internal.host: says to remake it, not that the CAs differ", async (t) => {
+  const dir = t.testdir();
+  // The engine's certificate names localhost only (made when internal.host was localhost); the bot dials 127.0.0.1.
+  await ensurePki(join(dir, "pki"), { admin: "127.0.0.1", internal: "localhost" });
+  const pem = (name: string) => readFileSync(join(dir, "pki", name));
+  const server = createHttpsServer({ key: pem("internal-server.key"), cert: pem("internal-server.crt") }, (_req, res) => void res.end("{}"));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const port = (server.address() as { port: number }).port;
+  const r = await runigun(["bot"], {
+    ...base, RUNIGUN_DATA_DIR: join(dir, "bot"), RUNIGUN_PKI_DIR: join(dir, "pki"), RUNIGUN_TELEGRAM_TOKEN: "4242:TEST-TOKEN",
+    RUNIGUN_INTERNAL_PORT: String(port), RUNIGUN_PEPPER: randomBytes(32).toString("hex"), RUNIGUN_EDGE_KEY: randomBytes(32).toString("hex"),
+  });
+  t.equal(r.code, 1, r.out);
+  t.match(r.out, /certificate at https:\/\/127\.0\.0\.1:\d+ does not name that host.*internal-server\.\* aside and run `runigun keys pki`/);
   t.notMatch(r.out, STACK);
 });
