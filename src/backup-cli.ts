@@ -65,13 +65,23 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
   return 0;
 }
 
-export async function runRestore(args: string[]): Promise<number> {
-  const [archive, segments] = args;
-  if (!archive) throw new SetupError("usage: runigun restore ARCHIVE [SEGMENTS_DIR]");
+const RESTORE_USAGE = "usage: runigun restore ARCHIVE [SEGMENTS_DIR] [--allow-retired-key ID]...";
+
+/** `allowRetired`: the --allow-retired-key values, the keys a rotation retired that this restore may trust. */
+export async function runRestore(args: string[], allowRetired: readonly string[] = []): Promise<number> {
+  // A backup sealed under a key a rotation retired is restored only when the operator names that key (KeyRing.retired).
+  const allowed = allowRetired.map((text) => {
+    const id = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(id) || id < 1) throw new SetupError(`--allow-retired-key needs a key id (a whole number from 1), not "${text}"; ${RESTORE_USAGE}`);
+    return id;
+  });
+  const [archive, segments, extra] = args;
+  if (!archive || extra !== undefined) throw new SetupError(RESTORE_USAGE);
   const config = loadConfig();
+  const keyring = loadStoreKeyRing(config, true);
   const r = await restoreArchive({
     archive: resolve(archive), ...(segments ? { segmentsDir: resolve(segments) } : {}),
-    dataPath: config.dataPath, keyring: loadStoreKeyRing(config, true), network: config.network,
+    dataPath: config.dataPath, keyring: allowed.length > 0 ? keyring.allowing(allowed) : keyring, network: config.network,
   });
   say(`restored ${r.records} records from ${archive} (taken ${r.manifest.createdAt}, position ${r.manifest.position}) into ${join(config.dataPath, "store")}`);
   if (r.segments) {

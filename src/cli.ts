@@ -26,8 +26,9 @@ Commands:
   keys pki              Create the operators' CA, the internal CA and the engine's certificates.
   backup [--out FILE]   Take an online snapshot of the store (and the node wallet) into one
                         authenticated archive; asks the running engine, or reads the store if none runs.
-  restore ARCHIVE [SEGMENTS_DIR]
-                        Restore a snapshot (+ journal segments) into an empty data directory.
+  restore ARCHIVE [SEGMENTS_DIR] [--allow-retired-key ID]
+                        Restore a snapshot (+ journal segments) into an empty data directory; one
+                        sealed under a key a rotation retired only when that key is named.
   help                  This text.
 
 Options:
@@ -51,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
         "data-dir": { type: "string" },
         out: { type: "string" },
         resume: { type: "boolean" },
+        "allow-retired-key": { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -81,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       case "backup":
         return await (await import("./backup-cli.ts")).runBackup({ out: values.out });
       case "restore":
-        return await (await import("./backup-cli.ts")).runRestore(rest);
+        return await (await import("./backup-cli.ts")).runRestore(rest, values["allow-retired-key"] ?? []);
       default:
         process.stderr.write(`Unknown command "${command}". Run "runigun help" for the list.\n`);
         return 2;

@@ -64,6 +64,13 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       try {
         const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });
         say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current.`);
+        // Everything is under the new key now: the older ones only open what was sealed before (archives, segments),
+        // and a backup sealed under one is restored only when the operator names it (a leaked key forges no archive).
+        const retired = next.withRetired();
+        if (retired.retired.size > next.retired.size) {
+          writeKeyRingFile(file, retired);
+          say(`key${retired.retired.size === 1 ? "" : "s"} ${[...retired.retired].join(", ")} retired: kept in the ring to open the backups made before, which a restore takes only with --allow-retired-key <id>.`);
+        }
         say(`Copy ${file} to your offline copies now: a copy made before holds no key ${next.current} and cannot open the store or the backups made from now on.`);
         say(`Then start the engine and take a backup (runigun backup): archives made before now need the old keys, so keep them in the ring until those backups have expired.`);
       } finally {

@@ -18,7 +18,7 @@ import type { EncryptedStore } from "../store/db.ts";
 import { META, POSITION_KEY } from "../store/db.ts";
 import { keyIdOf, open as openEnvelope, seal } from "../store/envelope.ts";
 import type { KeyRing } from "../store/keyring.ts";
-import { BackupError, backupMacKey, keyCheck, writeFully } from "./format.ts";
+import { BackupError, backupMacKey, keyCheck, refuseRetired, writeFully } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-ARCHIVE\n", "latin1");
 const VERSION = 1;
@@ -241,6 +241,7 @@ export async function openArchive(path: string, keyring: KeyRing): Promise<Opene
     if (size < total) throw new BackupError("truncated", `${path} is truncated: ${size} of ${total} bytes; use an intact copy`);
     if (size > total) throw new BackupError("tampered", `${path} has ${size - total} bytes more than its header says; it was altered`);
     if (!keyring.has(keyId)) throw new BackupError("foreign_key", `${path} was sealed under master key ${keyId}, which this key ring does not have; restore with the key ring that made it`);
+    refuseRetired(keyring, keyId, path);
     if (!timingSafeEqual(header.subarray(MAGIC.length + 5, MAGIC.length + 13), keyCheck(keyring, keyId))) {
       throw new BackupError("foreign_key", `${path} was sealed under another master key (with id ${keyId}); restore with the key ring that made it`);
     }
@@ -270,6 +271,7 @@ export async function openArchive(path: string, keyring: KeyRing): Promise<Opene
     if (manifest.records !== records) throw new BackupError("bad_format", `${path} holds ${records} records but its manifest says ${manifest.records}`);
     for (const id of manifest.keyIds) {
       if (!keyring.has(id)) throw new BackupError("foreign_key", `${path} holds records sealed under master key ${id}, which this key ring does not have`);
+      refuseRetired(keyring, id, `records of ${path}`);
     }
     const checked = manifest;
     return {

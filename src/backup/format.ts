@@ -5,13 +5,22 @@ import { createHmac } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { KeyRing } from "../store/keyring.ts";
 
-export type BackupErrorCode = "truncated" | "tampered" | "foreign_key" | "bad_format" | "not_empty" | "in_use" | "no_target" | "io";
+export type BackupErrorCode = "truncated" | "tampered" | "foreign_key" | "retired_key" | "bad_format" | "not_empty" | "in_use" | "no_target" | "io";
 
 export class BackupError extends Error {
   override readonly name = "BackupError";
   constructor(readonly code: BackupErrorCode, message: string) {
     super(message);
   }
+}
+
+/**
+ * Refuses a backup sealed under a key a rotation retired (KeyRing.retired) unless the ring allows it: one made before
+ * the rotation, or one forged with a leaked key; only the operator can tell.
+ */
+export function refuseRetired(keyring: KeyRing, keyId: number, what: string): void {
+  if (!keyring.retired.has(keyId)) return;
+  throw new BackupError("retired_key", `${what}: sealed under master key ${keyId}, which a key rotation retired. It was made before that rotation, or forged with a leaked key. If it is yours and from before the rotation, restore with --allow-retired-key ${keyId}`);
 }
 
 /** The MAC key for one backup format under master key `keyId` (domain-separated per format). */

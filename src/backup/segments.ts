@@ -21,7 +21,7 @@ import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import type { EncryptedStore, RawOp } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
-import { BackupError, FileReader, backupMacKey, keyCheck, writeFully } from "./format.ts";
+import { BackupError, FileReader, backupMacKey, keyCheck, refuseRetired, writeFully } from "./format.ts";
 
 const MAGIC = Buffer.from("RUNIGUN-SEGMENT", "latin1");
 const V1 = 0x0a;
@@ -108,6 +108,7 @@ function checkHeader(header: Buffer, keyring: KeyRing, name: string, timeline: s
   if (!keyring.has(keyId) || !timingSafeEqual(header.subarray(MAGIC.length + 1 + 4, HEADER_V1), keyCheck(keyring, keyId))) {
     throw new BackupError("foreign_key", `segment ${name} was written under another master key (id ${keyId}); use the key ring that wrote it`);
   }
+  refuseRetired(keyring, keyId, `segment ${name}`);
   const macKey = backupMacKey(keyring, keyId, "segments");
   if (version === V1) return { version, start: HEADER_V1, key: macKey };
   const mac = createHmac("sha256", macKey).update(header.subarray(0, HEADER - HEADER_MAC)).digest().subarray(0, HEADER_MAC);
@@ -229,7 +230,9 @@ export async function lastShipped(dir: string, keyring: KeyRing, timeline: strin
   const newest = files.at(-1);
   if (!newest) return 0;
   let last = newest.first - 1;
-  const end = await readSegments(dir, keyring, timeline, last, async (f) => {
+  // The newest file may predate a rotation (written under the key it retired): where the shipping goes on from, not
+  // what a restore would trust.
+  const end = await readSegments(dir, keyring.allowing([...keyring.retired]), timeline, last, async (f) => {
     last = f.position;
   }).catch(() => ({ last }));
   return Math.max(last, end.last);

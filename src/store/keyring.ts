@@ -12,14 +12,22 @@ interface KeyFile {
   format: "runigun-keyring-1";
   current: number;
   keys: Record<string, string>;
+  /** Keys a completed rotation replaced (absent: none). */
+  retired?: number[];
 }
 
 export class KeyRing {
   readonly #masters = new Map<number, Buffer>();
   readonly #derived = new Map<string, Buffer>();
   readonly current: number;
+  /**
+   * Keys a completed rotation replaced: kept to open what was sealed under them before (archives, segments), but
+   * a backup sealed under one is refused unless a restore names it (`allowing`): after a rotation for a suspected leak,
+   * an archive forged with the leaked key must not pass for the operator's own.
+   */
+  readonly retired: ReadonlySet<number>;
 
-  constructor(keys: Map<number, Uint8Array>, current: number) {
+  constructor(keys: Map<number, Uint8Array>, current: number, retired: Iterable<number> = []) {
     if (!keys.has(current)) throw new StoreError("missing_key", `the key ring has no key ${current} although it is marked current`);
     for (const [id, k] of keys) {
       if (k.length !== 32) throw new StoreError("bad_format", `master key ${id} is ${k.length} bytes; it must be 32`);
@@ -27,6 +35,18 @@ export class KeyRing {
       this.#masters.set(id, Buffer.from(k));
     }
     this.current = current;
+    this.retired = new Set([...retired].filter((id) => id !== current && keys.has(id)));
+  }
+
+  /** Every key but the current one retired (a rotation has re-sealed everything under the current one). */
+  withRetired(): KeyRing {
+    return new KeyRing(this.#masters, this.current, this.ids.filter((id) => id !== this.current));
+  }
+
+  /** The same ring, trusting these retired keys again for one use (a restore of an archive made before a rotation). */
+  allowing(ids: readonly number[]): KeyRing {
+    for (const id of ids) if (!this.#masters.has(id)) throw new StoreError("missing_key", `the key ring has no key ${id} to allow`);
+    return new KeyRing(this.#masters, this.current, [...this.retired].filter((id) => !ids.includes(id)));
   }
 
   get ids(): number[] {
@@ -62,7 +82,8 @@ export class KeyRing {
       }
       if (f.format !== "runigun-keyring-1" || typeof f.keys !== "object") throw new StoreError("bad_format", `${source} is not a RuniGun key ring`);
       const keys = new Map(Object.entries(f.keys).map(([id, b64]) => [Number(id), Buffer.from(b64, "base64")] as const));
-      return new KeyRing(keys, f.current);
+      if (f.retired !== undefined && (!Array.isArray(f.retired) || !f.retired.every((id) => Number.isInteger(id)))) throw new StoreError("bad_format", `${source}: "retired" must be a list of key ids`);
+      return new KeyRing(keys, f.current, f.retired ?? []);
     }
     const raw = /^[0-9a-f]{64}$/i.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64");
     if (raw.length !== 32) throw new StoreError("bad_format", `${source} does not hold a 32-byte key (hex or base64)`);
@@ -70,7 +91,8 @@ export class KeyRing {
   }
 
   toJSON(): KeyFile {
-    return { format: "runigun-keyring-1", current: this.current, keys: Object.fromEntries([...this.#masters].map(([id, k]) => [String(id), k.toString("base64")])) };
+    const keys = Object.fromEntries([...this.#masters].map(([id, k]) => [String(id), k.toString("base64")]));
+    return this.retired.size === 0 ? { format: "runigun-keyring-1", current: this.current, keys } : { format: "runigun-keyring-1", current: this.current, keys, retired: [...this.retired].sort((a, b) => a - b) };
   }
 
   /** A ring with one more key, which becomes current (for rotation). */
@@ -78,7 +100,7 @@ export class KeyRing {
     const next = Math.max(...this.ids) + 1;
     const keys = new Map<number, Uint8Array>(this.#masters);
     keys.set(next, randomBytes(32));
-    return new KeyRing(keys, next);
+    return new KeyRing(keys, next, this.retired);
   }
 }
 

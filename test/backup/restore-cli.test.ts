@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { runigun } from "../support/cli.ts";
 import { EncryptedStore, META } from "../../src/store/db.ts";
-import { generateKeyRingFile } from "../../src/store/keyring.ts";
+import { generateKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
 import { writeArchive } from "../../src/backup/archive.ts";
 import { SegmentShipper } from "../../src/backup/segments.ts";
 import { silentLogger } from "../../src/log.ts";
@@ -65,4 +65,23 @@ t.test("an archive written before timelines existed: restored, its segments not 
   t.match(r.out, /restored \d+ records/);
   t.match(r.out, /WARNING: .*old\.rga was written before backup timelines existed: the segments in .*segments cannot be matched to it, so none were replayed/);
   t.ok(existsSync(join(dir, "data", "store")), "the store is in place");
+});
+
+t.test("an archive sealed under a retired key: refused with the flag to name it; restored once named", async (t) => {
+  const dir = t.testdir();
+  const ring = generateKeyRingFile(join(dir, "ring.key"));
+  const s = await EncryptedStore.open({ path: join(dir, "data", "store"), keyring: ring });
+  await s.put("j", "a", 1);
+  await writeArchive({ store: s, path: join(dir, "old.rga"), network: "mainnet" });
+  await s.close();
+  writeKeyRingFile(join(dir, "ring.key"), ring.withNewKey().withRetired());
+  const refused = await runigun(["restore", join(dir, "old.rga")], env(dir, "mainnet", "r1"));
+  t.equal(refused.code, 1, refused.out);
+  t.match(refused.out, /sealed under master key 1, which a key rotation retired.*--allow-retired-key 1/);
+  t.notOk(existsSync(join(dir, "r1", "store")), "nothing restored");
+  const bad = await runigun(["restore", join(dir, "old.rga"), "--allow-retired-key", "one"], env(dir, "mainnet", "r1"));
+  t.match(bad.out, /--allow-retired-key needs a key id/);
+  const named = await runigun(["restore", join(dir, "old.rga"), "--allow-retired-key", "1"], env(dir, "mainnet", "r2"));
+  t.equal(named.code, 0, named.out);
+  t.match(named.out, /restored \d+ records from .*old\.rga/);
 });

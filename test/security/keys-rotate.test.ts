@@ -78,6 +78,8 @@ t.test("a rotation that completes says to copy the ring file to the offline copi
   t.match(r.out, /rotation to key 2 complete: [1-9]\d* re-encrypted/);
   t.match(r.out, /Copy .*ring\.key to your offline copies now/);
   t.equal(loadKeyRingFile(ring).current, 2);
+  t.same([...loadKeyRingFile(ring).retired], [1], "the replaced key is retired in the ring file");
+  t.match(r.out, /key 1 retired: kept in the ring to open the backups made before, which a restore takes only with --allow-retired-key/);
   const again = await runigun(["keys", "rotate", "--resume"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
   t.equal(again.code, 0, again.out);
   t.equal(loadKeyRingFile(ring).current, 2, "--resume adds no key");
