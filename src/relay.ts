@@ -140,8 +140,12 @@ export class EngineRelay implements Relay {
   }
 
   async quoteWithdrawal(userKey: string, addressText: string, amountText: string): Promise<Result<WithdrawalQuote>> {
-    const address = canonicalAddress(addressText);
+    const text = addressText.trim();
+    const address = canonicalAddress(text);
     if (address.length === 0 || address.length > 100) return refuse("bad_address", "That is not a Bitcoin address.");
+    // A bech32 address is all lower case, or all upper case (a QR code's): mixed case is a typo BIP 173 says to refuse,
+    // not to mend (canonicalAddress lower-cases it for the checks below).
+    if (address !== text && text !== text.toUpperCase()) return refuse("bad_address", "That address mixes upper and lower case letters; copy it again exactly as it was given to you.");
     const amount = parseAmount(amountText);
     if (isRefusal(amount)) return amount;
     const balance = await this.balance(userKey);

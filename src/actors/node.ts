@@ -229,6 +229,11 @@ export class NodeGateway {
     return this.call<{ isvalid: boolean; address?: string; iswitness?: boolean; error?: string }>("validateaddress", [address]);
   }
 
+  /** Whether the node's wallet owns the address (a deposit address handed out, or a change address). */
+  async isMine(address: string): Promise<boolean> {
+    return (await this.call<{ ismine: boolean }>("getaddressinfo", [address])).ismine;
+  }
+
   listSinceBlock(blockhash: string | undefined, targetConfirmations: number) {
     return this.call<ListSinceBlock>("listsinceblock", [blockhash ?? "", targetConfirmations, false, true]);
   }

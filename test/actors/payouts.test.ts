@@ -115,6 +115,22 @@ t.test("a withdrawal end to end: quote, reserve, sign, broadcast, confirm; the c
   t.equal(await received(te, dest), 25_000_000n, "still exactly once");
 });
 
+t.test("a withdrawal to one of the service's own addresses (a user's deposit address, a change address) is refused", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const key = await fundedUser(te, "own", "1");
+  await te.mine(1);
+  await te.engine.relay.start("u_other_own");
+  const deposit = await te.engine.relay.depositAddress("u_other_own");
+  if (isRefusal(deposit)) throw new Error(deposit.message);
+  const change = await te.node.rpc<string>("getrawchangeaddress", [], te.node.walletName);
+  for (const [what, address] of [["another user's deposit address", deposit.address], ["a change address", change]] as const) {
+    t.match(await te.engine.relay.quoteWithdrawal(key, address, "0.01"), { code: "bad_address", message: /belongs to this service's own wallet/ }, what);
+  }
+  t.notOk(isRefusal(await te.engine.relay.quoteWithdrawal(key, await te.node.outsideAddress(), "0.01")), "an address outside is quoted");
+});
+
 for (const step of ["funded", "signed", "recorded", "sent"] as const) {
   t.test(`the engine crashes at "${step}" and restarts: paid exactly once, debited exactly once`, async (t) => {
     const { te, crash } = await crashingEngine();

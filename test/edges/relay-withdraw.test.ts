@@ -84,3 +84,20 @@ t.test("a quote covers what the node would pay to send the withdrawal alone; too
   t.match(await relay.quoteWithdrawal("u_a", to, "0.2"), { code: "insufficient_funds" }, "short before any fee: the node is not asked");
   t.equal(asked.length, 0);
 });
+
+t.test("a bech32 address in mixed case is refused, not mended; all upper case (a QR code's) is taken", async (t) => {
+  const registry = { read: async () => ({ available: 10_000_000n, pending: 0n, reserved: 0n }) } as unknown as WalletRegistry;
+  const checked: string[] = [];
+  const relay = new EngineRelay({
+    config: loadConfig({ env: {} }), log: silentLogger, registry,
+    chain: { checkWithdrawalAddress: async (a: string) => (checked.push(a), true), feeRate: async () => 2n, soloFee: async () => undefined } as unknown as ChainPort,
+    addresses: { record: async () => undefined, ownerOf: async () => undefined },
+  });
+  t.teardown(() => relay.close());
+  const lower = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+  t.match(await relay.quoteWithdrawal("u_a", "bcrt1qw508d6qejxtdg4y5r3zarVARY0c5xw7kygt080", "0.01"), { code: "bad_address", message: /mixes upper and lower case/ });
+  t.same(checked, [], "refused before the node is asked");
+  t.notOk(isRefusal(await relay.quoteWithdrawal("u_a", lower.toUpperCase(), "0.01")), "upper case is a QR code's form");
+  t.notOk(isRefusal(await relay.quoteWithdrawal("u_a", `  ${lower} `, "0.01")), "spaces around it are not a change of case");
+  t.same(checked, [lower, lower], "checked in its canonical form");
+});
