@@ -86,6 +86,8 @@ export class Engine {
   /** Payouts that left the payout book, remembered in the store. */
   readonly #finishedPayouts: FinishedPayouts;
   #announcing: Promise<void> = Promise.resolve();
+  /** Waits (#nap) a close cuts short. */
+  readonly #wakers = new Set<() => void>();
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
 
@@ -677,29 +679,71 @@ export class Engine {
   async #announceDrain(at: number): Promise<void> {
     const id = `drain-${at}`;
     const store = this.storage.store;
-    const saved = await store.get<{ id: string; after: string }>(ENGINE_NS, "drain_told");
+    const saved = await store.get<{ id: string; after: string; retry?: string[] }>(ENGINE_NS, "drain_told");
     let after = saved?.id === id ? saved.after : "";
+    // Wallets that could not take the announcement when their turn came (busy, blocked for a while after errors): the
+    // cursor goes on past them, and they are asked again after the pass, with the cursor's record, until each is told.
+    const retry = new Set(saved?.id === id ? (saved.retry ?? []) : []);
     let told = 0;
     // Below Telegram's 30 messages a second, leaving room for the others (see pace.ts).
     const paced = pace(20);
+    const going = () => !this.#closed && this.#draining?.at === at;
+    const tell = async (keys: string[]) => {
+      const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
+      let toldNow = 0;
+      results.forEach((r, i) => {
+        if (isRefusal(r)) retry.add(keys[i]!);
+        else {
+          retry.delete(keys[i]!);
+          if (r.told) toldNow++;
+        }
+      });
+      told += toldNow;
+      return toldNow;
+    };
+    const save = () => store.put(ENGINE_NS, "drain_told", { id, after, retry: [...retry] });
     try {
       for (;;) {
-        if (this.#closed || this.#draining?.at !== at) return;
+        if (!going()) return;
         const keys: string[] = [];
         for await (const k of this.#walletKeys(after || undefined)) if (keys.push(k) === 64) break;
         if (keys.length === 0) break;
-        const results = await Promise.all(keys.map((k) => this.registry.send(k, "announce", { id, text: DRAIN_TEXT })));
-        const toldNow = results.filter((r) => !isRefusal(r) && r.told).length;
-        told += toldNow;
+        const toldNow = await tell(keys);
+        // Refusals from a stopping engine are not the wallets': nothing of this page is recorded, it is asked again.
+        if (!going()) return;
         after = keys.at(-1)!;
-        await store.put(ENGINE_NS, "drain_told", { id, after });
+        await save();
         await paced(toldNow);
       }
-      await store.put(ENGINE_NS, "drain_told", { id, after: "\uffff" });
+      after = "\uffff";
+      for (let wait = 1000; retry.size > 0; wait = Math.min(wait * 2, 60_000)) {
+        await save();
+        if (!going() || !(await this.#nap(wait)) || !going()) return;
+        const keys = [...retry];
+        for (let i = 0; i < keys.length && going(); i += 64) await paced(await tell(keys.slice(i, i + 64)));
+        if (!going()) return;
+      }
+      await save();
       this.log.info({ told }, "drain mode: existing users told");
     } catch (e) {
       if (!this.#closed) this.log.warn({ err: e }, "drain mode: telling users stopped; it carries on at the next start");
     }
+  }
+
+  /** Waits `ms`, or less when the engine closes: false then. */
+  #nap(ms: number): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wakers.delete(wake);
+        resolve(true);
+      }, ms);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      this.#wakers.add(wake);
+    });
   }
 
   get draining(): { reason: string; at: number } | undefined {
@@ -722,7 +766,7 @@ export class Engine {
     this.backup.abandon();
     this.courier.abandon();
     this.cheques.stopRetrying();
-    this.payouts.close();
+    void this.payouts.close();
     this.registry.close();
     this.system.shutdown();
     await this.node.stop();
@@ -731,11 +775,16 @@ export class Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const wake of this.#wakers) wake();
+    this.#wakers.clear();
     this.watcher.stop();
-    // The work after the last block (payout sync, the watchdog, expired cheques) writes: it finishes before the
-    // backup closes, or the store would end ahead of it.
+    // What is under way writes: the work after the last block (payout sync, the watchdog, expired cheques), a deposit
+    // scan, a payout flush (whose signing unlocks the node's wallet: it locks it again before the node stops), the
+    // drain announcement's page. It finishes before the backup closes, or the store would end ahead of it.
     await this.#blockWork;
-    this.payouts.close();
+    await this.watcher.idle();
+    await this.payouts.close();
+    await this.#announcing;
     this.relay.close();
     // Deliveries waiting to be tried again stay in their senders' outboxes for the next start; cheque payouts, in the book.
     this.courier.stopRetrying();

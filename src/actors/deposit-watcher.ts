@@ -107,6 +107,11 @@ export class DepositWatcher {
     this.#timer = undefined;
   }
 
+  /** Resolves once no scan is running (after `stop`, none starts again): its writes are done. */
+  async idle(): Promise<void> {
+    while (this.#scanning) await this.#scanning.catch(() => undefined);
+  }
+
   /**
    * Scan now; resolves when a full scan that started after this call has finished: true if it completed (every
    * wallet took its deposits), false if it was left incomplete or failed (it is tried again on its own).

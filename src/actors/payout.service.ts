@@ -21,6 +21,9 @@ export class PayoutService {
   readonly #o: PayoutServiceOptions;
   readonly #ref: Ref<PayoutCommand>;
   #timer: NodeJS.Timeout | undefined;
+  /** The flush the batch timer started last (settled: never rejects). */
+  #flushing: Promise<void> = Promise.resolve();
+  #closed = false;
   #paused: string | undefined;
   readonly stats = { batches: 0, outputs: 0, feePaid: 0n, feeQuoted: 0n, crashes: 0 };
   readonly #log: Logger;
@@ -123,9 +126,12 @@ export class PayoutService {
     return this.#paused;
   }
 
-  close(): void {
+  /** No more flushes from the batch timer; resolves once the one it started (if any) is over. */
+  async close(): Promise<void> {
+    this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.#flushing;
   }
 
   /** Payouts held back may go now (a wallet unfrozen): a flush after the batch window. */
@@ -134,10 +140,10 @@ export class PayoutService {
   }
 
   #schedule(): void {
-    if (this.#timer || this.#paused) return;
+    if (this.#timer || this.#paused || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.flush().then((r) => {
+      this.#flushing = this.flush().then((r) => {
         if (isRefusal(r) && r.code !== "paused") this.#log.warn({ refusal: r.code, why: r.message }, "payout flush failed; retrying at the next block");
       }, (e: unknown) => this.#log.warn({ err: e }, "payout flush did not run; retrying at the next block"));
     }, this.#o.batchWindowMs);

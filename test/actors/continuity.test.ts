@@ -114,6 +114,60 @@ t.test("watchdog: a hole seen once and gone at the second reading (sats between 
   t.match(te.engine.payouts.paused, /watchdog: a phantom hole/, "seen at both readings: paused");
 });
 
+/** Whether each wallet had been told the announcement `id` (asking again answers told: true only if it had not). */
+async function toldBefore(te: Awaited<ReturnType<typeof startTestEngine>>, id: string, keys: string[]) {
+  const out: Record<string, boolean | string> = {};
+  for (const k of keys) {
+    const r = await te.engine.registry.send(k, "announce", { id, text: "probe" });
+    out[k] = isRefusal(r) ? r.code : !r.told;
+  }
+  return out;
+}
+
+t.test("drain mode: a wallet that could not take the announcement is asked again; a stop mid-page leaves nobody out", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const keys = ["u_d1", "u_d2", "u_d3"];
+  for (const k of keys) await te.engine.relay.start(k);
+  const registry = te.engine.registry as unknown as { send: (...a: unknown[]) => Promise<unknown> };
+  const real = registry.send.bind(registry);
+  let refused = 0;
+  // u_d2 busy when its turn comes.
+  registry.send = (k: unknown, type: unknown, ...rest: unknown[]) =>
+    type === "announce" && k === "u_d2" && refused++ === 0 ? Promise.resolve({ refused: true, code: "busy", message: "busy" }) : real(k, type, ...rest);
+  await te.engine.setDraining(true, "winding down", "alice");
+  await te.engine.drainAnnounced();
+  registry.send = real;
+  t.equal(refused, 2, "refused once, asked again");
+  t.same(await toldBefore(te, `drain-${te.engine.draining!.at}`, keys), { u_d1: true, u_d2: true, u_d3: true }, "everyone told");
+  await te.engine.setDraining(false, "not yet", "alice");
+
+  // A stop while a page is in flight: its refusals are the stopping engine's, and the next start asks that page again.
+  const more = ["u_d4", "u_d5"];
+  for (const k of more) await te.engine.relay.start(k);
+  let release!: () => void, entered!: () => void;
+  const gate = new Promise<void>((r) => (release = r)), inFlight = new Promise<void>((r) => (entered = r));
+  const current = te.engine.registry as unknown as { send: (...a: unknown[]) => Promise<unknown> };
+  const send = current.send.bind(current);
+  current.send = async (k: unknown, type: unknown, ...rest: unknown[]) => {
+    if (type === "announce") {
+      entered();
+      await gate;
+      return { refused: true, code: "busy", message: "The engine is stopping" };
+    }
+    return send(k, type, ...rest);
+  };
+  await te.engine.setDraining(true, "winding down, really", "alice");
+  const at = te.engine.draining!.at;
+  await inFlight;
+  const closing = te.engine.close();
+  release();
+  await closing;
+  await te.restart();
+  await te.engine.drainAnnounced();
+  t.same(await toldBefore(te, `drain-${at}`, [...keys, ...more]), { u_d1: true, u_d2: true, u_d3: true, u_d4: true, u_d5: true }, "told after the restart");
+});
+
 t.test("drain mode: no new wallets or deposit addresses, withdrawals keep working, and it survives a restart", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
