@@ -1,13 +1,24 @@
 // The console's small parts without a browser: escaping, exact BTC formatting, sessions (expiry, certificate
-// binding, single-use challenges, a fresh id after login), enrollment tokens, and the SVG charts.
-import t from "tap";
-import { isRefusal } from "../../src/domain/refusals.ts";
-import { Sessions, sameToken } from "../../src/edges/admin/console/session.ts";
+// binding, single-use challenges, a fresh id after login), enrollment tokens, and the SVG charts. Then its routes
+// for operators and an ambiguous payout's adoption, driven over mutual TLS without a browser.
+import t, { type Test } from "tap";
+import { join } from "node:path";
+import { isRefusal, refuse } from "../../src/domain/refusals.ts";
+import { Sessions, sameToken, type Session } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
 import { chart, charts } from "../../src/edges/admin/console/charts.ts";
 import { confirmForm, incidentAlert, reasonForm, storeAlert } from "../../src/edges/admin/console/forms.ts";
 import { ACTIONS, fill } from "../../src/edges/admin/console/actions.ts";
-import { OperatorStore, hashToken, type Operator } from "../../src/edges/admin/operators.ts";
+import { OperatorStore, addOperator, hashToken, totpFor, type Operator } from "../../src/edges/admin/operators.ts";
+import { AuditLog, type AuditEntry } from "../../src/edges/admin/audit.ts";
+import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
+import type { AdminPort } from "../../src/edges/admin/port.ts";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { generateKeyRingFile } from "../../src/store/keyring.ts";
+import { ensurePki, readPem, type Pem } from "../../src/tls/certs.ts";
+import { loadConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { mtls } from "../support/https.ts";
 
 t.test("html escapes every interpolation; btc formats exactly", async (t) => {
   const evil = `<script>alert("x")</script>&'`;
@@ -122,7 +133,8 @@ t.test("action forms: a required reason and the CSRF token, a confirmation that 
 });
 
 t.test("every console action uses the JSON API's audit action and target", async (t) => {
-  const audited = ACTIONS.map((a) => [a.path, a.audit({ userKey: "u_k", mode: "on", id: "wd_k" }), a.path.includes(":mode") ? a.audit({ userKey: "u_k", mode: "off", id: "wd_k" }) : undefined]);
+  const p = { userKey: "u_k", mode: "on", id: "wd_k", name: "bob", txid: "ab".repeat(32) };
+  const audited = ACTIONS.map((a) => [a.path, a.audit(p), a.path.includes(":mode") ? a.audit({ ...p, mode: "off" }) : undefined]);
   t.same(audited, [
     ["/console/wallets/:userKey/freeze", { action: "freeze", target: "u_k" }, undefined],
     ["/console/wallets/:userKey/unfreeze", { action: "unfreeze", target: "u_k" }, undefined],
@@ -131,6 +143,8 @@ t.test("every console action uses the JSON API's audit action and target", async
     ["/console/payouts/resume", { action: "resume-payouts", target: "payouts" }, undefined],
     ["/console/drain/:mode", { action: "drain-on", target: "engine" }, { action: "drain-off", target: "engine" }],
     ["/console/backup", { action: "backup", target: "store" }, undefined],
+    ["/console/operators/:name/revoke", { action: "revoke-operator", target: "bob" }, undefined],
+    ["/console/payouts/ambiguous/:id/adopt", { action: "adopt-payout", target: "wd_k" }, undefined],
   ]);
 });
 
@@ -156,4 +170,244 @@ t.test("a store that cannot write: a visible alert with the error, escaped; noth
   t.match(box, /class="alert" role="alert" id="store-failing"/);
   t.match(box, /&lt;disk&gt; No space left on device/, "the error, escaped");
   t.match(box, /2 failed write\(s\)/);
+});
+
+t.test("restore incident: each ambiguous payout gets an adoption form, its candidate spends to choose from or a txid field", async (t) => {
+  const [t1, t2] = ["a1".repeat(32), "b2".repeat(32)];
+  const incident = {
+    unknownSpends: [{ txid: t1, confirmations: 3, outputs: [{ address: "bcrt1qalike", sats: "150000" }] }, { txid: t2, confirmations: 1, outputs: [{ address: "bcrt1qother", sats: "7" }] }],
+    frozen: ["u_one", "u_two"], ambiguous: ["wd_one", "wd_two"],
+  };
+  const queued = { payouts: [{ id: "wd_one", userKey: "u_one", address: "bcrt1qalike", amount: "150000" }, { id: "wd_two", userKey: "u_two", address: "bcrt1qalike", amount: "150000" }] };
+  t.match(incidentAlert(incident).text, /Ambiguous payouts \(2\).*wd_one.*wd_two/s, "listed without forms when the page gives no token");
+  t.notMatch(incidentAlert(incident).text, /<form/);
+  const box = incidentAlert(incident, { csrf: "tok", queued }).text;
+  const forms = box.match(/<form[\s\S]*?<\/form>/g) ?? [];
+  t.equal(forms.length, 2, "one form per ambiguous payout");
+  t.match(forms[0], /action="\/console\/payouts\/ambiguous\/wd_one\/adopt\/review"/, "it leads to the review only");
+  t.match(forms[0], /name="_csrf" value="tok"/);
+  t.match(forms[0], /0\.00150000 BTC to <code>bcrt1qalike<\/code>/, "what the payout is");
+  t.match(forms[0], new RegExp(`<select name="txid" required><option value="">choose its txid</option><option value="${t1}">`), "the spend paying its address and amount is offered");
+  t.notMatch(forms[0], t2, "a spend with no output alike is not");
+  t.match(forms[0], /<input name="reason" minlength="3" maxlength="500" required>/);
+  t.notMatch(box, /name="confirm"/, "never a confirmation");
+  // An incident that lists no spend to choose from: the txid is typed in, 64 hex digits.
+  const bare = incidentAlert({ unknownSpends: [], frozen: [], ambiguous: ["wd_one"] }, { csrf: "tok" }).text;
+  t.match(bare, /<input name="txid" required minlength="64" maxlength="64" pattern="\[0-9a-f\]\{64\}"/);
+  t.match(bare, /not among the queued payouts now/);
+});
+
+// The console's routes without a browser: the real admin edge over mutual TLS on 127.0.0.1, a real encrypted store,
+// sessions opened as a security key's login would open them (AdminOptions.consoleSessions), a fake engine.
+const COOKIE = "__Host-runigun-console";
+const TXID = "c3".repeat(32), OTHER_TXID = "d4".repeat(32);
+
+async function edge(t: Test, names: string[]) {
+  const dir = t.testdir();
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: generateKeyRingFile(join(dir, "master.key")) });
+  const pki = join(dir, "pki");
+  await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const operators = new OperatorStore(store);
+  const audit = new AuditLog(store);
+  let now = Date.now();
+  const ops: Record<string, { fp: string; cert: Pem; code: () => string }> = {};
+  for (const name of names) {
+    const added = await addOperator({ pkiDir: pki, store: operators, name });
+    const rec = (await operators.get(added.fingerprint))!;
+    ops[name] = { fp: added.fingerprint, cert: readPem(join(pki, "operators"), name), code: () => totpFor(rec).generate({ timestamp: (now += 30_000) }) };
+  }
+  // A restore incident with two payouts of two wallets alike to one output of an unknown spend.
+  const incident = {
+    at: 0, archive: "snapshot-0001.rgs", frozen: ["u_walletone01", "u_wallettwo02"], ambiguous: ["wd_one", "wd_two"],
+    unknownSpends: [{ txid: TXID, confirmations: 2, outputs: [{ address: "bcrt1qalike", sats: "150000" }] }, { txid: OTHER_TXID, confirmations: 1, outputs: [{ address: "bcrt1qother", sats: "9" }] }],
+  };
+  const queued = [{ id: "wd_one", userKey: "u_walletone01", address: "bcrt1qalike", amount: "150000", status: "queued" }, { id: "wd_two", userKey: "u_wallettwo02", address: "bcrt1qalike", amount: "150000", status: "queued" }];
+  const adopted: Array<[string, string, string]> = [];
+  const port = {
+    health: async () => ({ ok: false, payoutsPaused: "restore", draining: null, restoreIncident: incident }),
+    node: async () => ({}), tip: async () => ({ height: 1 }), solvency: async () => ({ ok: true }), actors: () => ({}),
+    payouts: async () => ({ batches: [], payouts: queued }),
+    adoptPayout: async (id: string, txid: string, operator: string) => {
+      if (!incident.ambiguous.includes(id)) return refuse("not_allowed", `Payout ${id} is not one the open restore incident names as ambiguous.`);
+      adopted.push([id, txid, operator]);
+      return { batch: "b7", ambiguous: [] };
+    },
+  } as unknown as AdminPort;
+  const sessions = new Sessions(15 * 60_000);
+  const config = loadConfig({ env: {} });
+  const lines: Array<{ level: number; alert?: boolean; msg: string; operator?: string; revoked?: string }> = [];
+  const log = createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+  const app = await buildAdmin({ config, log, tls: { ...readPem(pki, "admin-server"), ca: readPem(pki, "operators-ca").cert }, operators, audit, port, clock: () => now, consoleSessions: sessions });
+  const listening = await listenAdmin(app, config);
+  t.teardown(async () => {
+    await app.close();
+    await store.close();
+  });
+  const ca = readPem(pki, "operators-ca").cert;
+  const origin = `https://localhost:${listening}`;
+  /** A session as a security key's login leaves it. */
+  const signIn = (who: string) => sessions.open(ops[who]!.fp, who, true, `key-${who}`);
+  const get = (who: string, s: Session, path: string) => mtls(listening, ca, path, { client: ops[who]!.cert, headers: { cookie: `${COOKIE}=${s.id}` } });
+  /** A form post as the console's page sends it: the session's cookie and CSRF token, the console's origin. */
+  const post = (who: string, s: Session, path: string, form: Record<string, string>, o: { csrf?: string | null; origin?: string } = {}) => {
+    const csrf = o.csrf === undefined ? s.csrf : o.csrf;
+    return mtls(listening, ca, path, {
+      client: ops[who]!.cert, method: "POST", body: new URLSearchParams({ ...(csrf === null ? {} : { _csrf: csrf }), ...form }).toString(),
+      headers: { cookie: `${COOKIE}=${s.id}`, origin: o.origin ?? origin, "content-type": "application/x-www-form-urlencoded" },
+    });
+  };
+  /** A JSON API request with a fresh TOTP code. */
+  const api = (who: string, path: string, body: unknown) => mtls(listening, ca, path, {
+    client: ops[who]!.cert, method: "POST", body: JSON.stringify(body), headers: { "x-totp": ops[who]!.code(), "content-type": "application/json" },
+  });
+  return { operators, audit, ops, sessions, signIn, get, post, api, adopted, lines };
+}
+
+const activeNames = async (operators: OperatorStore) => (await operators.list()).filter((o) => !o.revoked).map((o) => o.name).sort();
+/** An audit entry without its number, time and free text: what the action was, on whom, by whom, how it ended. */
+const shape = (e: AuditEntry | undefined) => e && { operator: e.operator, action: e.action, target: e.target, outcome: e.outcome };
+
+t.test("operators page: every operator with its state, a fingerprint prefix, when added; never a secret", async (t) => {
+  const h = await edge(t, ["alice", "bob", "carol"]);
+  await h.operators.revoke("carol");
+  const link = await h.operators.issueEnrollment(h.ops.bob!.fp, { ttlMs: 60_000 });
+  const r = await h.get("alice", h.signIn("alice"), "/console/operators");
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, /<a href="\/console\/operators" aria-current="page">Operators<\/a>/, "a navigation entry");
+  for (const [name, op] of Object.entries(h.ops)) {
+    const rec = (await h.operators.get(op.fp))!;
+    t.ok(r.body.includes(`<code>${op.fp.slice(0, 16)}…</code>`), `${name}: its certificate's fingerprint prefix`);
+    t.notOk(r.body.includes(op.fp), `${name}: not the whole fingerprint`);
+    t.notOk(r.body.includes(rec.totpSecret), `${name}: never the TOTP secret`);
+  }
+  t.notOk(r.body.includes(link.token) || r.body.includes((await h.operators.get(h.ops.bob!.fp))!.enroll!.tokenHash), "nor an enrollment link or its hash");
+  t.match(r.body, /<td>alice <span class="badge ok">you<\/span><\/td><td><span class="badge ok">active<\/span>/);
+  t.match(r.body, /<td>carol<\/td><td><span class="badge bad">revoked<\/span>/);
+  t.match(r.body, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/, "when each was added");
+  t.match(r.body, /yourself included, except the last active one/, "the rule, as the JSON API has it");
+  t.match(r.body, /action="\/console\/operators\/alice\/revoke\/review"/, "the signed-in operator may revoke themself, as with the JSON API");
+  t.match(r.body, /action="\/console\/operators\/bob\/revoke\/review"/);
+  t.notMatch(r.body, /operators\/carol\/revoke/, "nothing to revoke on a revoked operator");
+});
+
+t.test("revoke from the console: refused without the confirmation, done with it, audited like the JSON API, the sessions end", async (t) => {
+  const h = await edge(t, ["alice", "bob", "carol", "dave"]);
+  const alice = h.signIn("alice"), bob = h.signIn("bob");
+  const reason = "bob's laptop was stolen";
+
+  let r = await h.post("alice", alice, "/console/operators/bob/revoke/review", { reason });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, /Confirm: revoke the operator <strong>bob<\/strong>/);
+  t.match(r.body, /<form method="post" action="\/console\/operators\/bob\/revoke" class="action">/, "the confirmation's form");
+  t.match(r.body, /name="confirm" value="yes"/);
+  r = await h.post("alice", alice, "/console/operators/bob/revoke", { reason });
+  t.equal(r.status, 400, "without the confirmation");
+  t.match(r.body, /Not confirmed: nothing was done/);
+  t.same(await activeNames(h.operators), ["alice", "bob", "carol", "dave"], "nothing happened before the confirmation");
+  t.same(await h.audit.list(10), [], "not even attempted");
+
+  r = await h.post("alice", alice, "/console/operators/bob/revoke", { reason, confirm: "yes" });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, /bob is revoked/);
+  t.same(await activeNames(h.operators), ["alice", "carol", "dave"]);
+  t.equal(h.sessions.find(bob.id, h.ops.bob!.fp), undefined, "bob's console session ended with it");
+  t.equal((await h.get("bob", bob, "/console/")).status, 401, "bob's certificate opens nothing");
+  // Found by action and target: the refused certificate's own entry is written beside the answer, not before it.
+  const find = async (action: string, target: string) => (await h.audit.list(20)).find((e) => e.action === action && e.target === target);
+  const [entry, outcome] = [await find("revoke-operator", "bob"), await find("revoke-operator:outcome", "bob")];
+  t.match(entry, { operator: "alice", action: "revoke-operator", target: "bob", reason });
+  t.match(outcome, { operator: "alice", action: "revoke-operator:outcome", target: "bob", outcome: "done" });
+
+  // The JSON API's revocation, for comparison: the same two entries, bar the names.
+  t.equal((await h.api("carol", "/operators/dave/revoke", { reason: "dave left the company" })).status, 200);
+  const [apiEntry, apiOutcome] = [await find("revoke-operator", "dave"), await find("revoke-operator:outcome", "dave")];
+  t.same([shape(entry), shape(outcome)].map((e) => ({ ...e, operator: "X", target: "Y" })), [shape(apiEntry), shape(apiOutcome)].map((e) => ({ ...e, operator: "X", target: "Y" })));
+  t.match(apiEntry, { operator: "carol", action: "revoke-operator", target: "dave" });
+  t.match(h.lines.filter((l) => l.alert), [{ level: 50, operator: "alice", revoked: "bob", msg: /revoked online/ }, { level: 50, operator: "carol", revoked: "dave", msg: /revoked online/ }], "each raises the same alert");
+});
+
+t.test("revoke from the console: yourself as the JSON API allows, never the last active operator (the port's refusal)", async (t) => {
+  const h = await edge(t, ["alice", "bob"]);
+  const alice = h.signIn("alice"), bob = h.signIn("bob");
+  let r = await h.post("bob", bob, "/console/operators/bob/revoke/review", { reason: "handing over my duties" });
+  t.match(r.body, /<strong>This is you:<\/strong>/, "the review says it is the operator themself");
+  r = await h.post("bob", bob, "/console/operators/bob/revoke", { reason: "handing over my duties", confirm: "yes" });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, /You revoked yourself/);
+  t.equal(h.sessions.find(bob.id, h.ops.bob!.fp), undefined, "their own session ended");
+  t.same(await activeNames(h.operators), ["alice"]);
+
+  r = await h.post("alice", alice, "/console/operators/alice/revoke", { reason: "testing the last one", confirm: "yes" });
+  t.equal(r.status, 409);
+  t.match(r.body, /alice is the last active operator: revoking it here would lock every operator out\. Add another first/, "the port's own message");
+  t.same(await activeNames(h.operators), ["alice"], "alice stays");
+  t.ok(h.sessions.find(alice.id, h.ops.alice!.fp), "and so does her session");
+  t.match((await h.audit.list(1))[0], { operator: "alice", action: "revoke-operator:outcome", target: "alice", outcome: /^refused: alice is the last active operator/ });
+});
+
+t.test("adopt an ambiguous payout from the restore incident: the txid checked, the confirmation, the port called and audited like the JSON API", async (t) => {
+  const h = await edge(t, ["alice", "bob"]);
+  const alice = h.signIn("alice");
+  const reason = "the node's wallet shows wd_one's address in that spend";
+  const overview = await h.get("alice", alice, "/console/");
+  t.equal(overview.status, 200, "answered", { body: overview.body });
+  const form = /<form method="post" action="\/console\/payouts\/ambiguous\/wd_one\/adopt\/review"[\s\S]*?<\/form>/.exec(overview.body)?.[0] ?? "";
+  t.match(form, new RegExp(`<option value="${TXID}">`), "the incident's spend paying its address and amount is offered");
+  t.notMatch(form, OTHER_TXID, "the other is not");
+  t.match(overview.body, /action="\/console\/payouts\/ambiguous\/wd_two\/adopt\/review"/, "each ambiguous payout has its form");
+
+  const path = "/console/payouts/ambiguous/wd_one/adopt";
+  for (const txid of ["", "xyz", TXID.toUpperCase(), TXID.slice(1), `${TXID}00`]) {
+    for (const [p, form] of [[`${path}/review`, { txid, reason }], [path, { txid, reason, confirm: "yes" }]] as const) {
+      const r = await h.post("alice", alice, p, form);
+      t.equal(r.status, 400, `${p}: ${JSON.stringify(txid)} is refused`);
+      t.match(r.body, /A txid is 64 hexadecimal digits/);
+    }
+  }
+  let r = await h.post("alice", alice, `${path}/review`, { txid: ` ${TXID} `, reason });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, new RegExp(`Confirm: record that the unknown spend <code>${TXID}</code> paid the queued payout <strong>wd_one</strong> \\(0\\.00150000 BTC to <code>bcrt1qalike</code>, wallet u_walletone01\\)`));
+  t.ok(r.body.includes(`<input type="hidden" name="txid" value="${TXID}">`), "the txid travels on to the confirmation (trimmed)");
+  r = await h.post("alice", alice, path, { txid: TXID, reason });
+  t.equal(r.status, 400, "without the confirmation");
+  t.same(h.adopted, [], "the port was not asked");
+  t.same(await h.audit.list(10), [], "nothing attempted");
+
+  r = await h.post("alice", alice, path, { txid: TXID, reason, confirm: "yes" });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, new RegExp(`wd_one is recorded as paid by <code>${TXID}</code> \\(batch b7\\)`));
+  t.same(h.adopted, [["wd_one", TXID, "alice"]], "the port's adoptPayout, with the id and the txid");
+  const [outcome, entry] = await h.audit.list(2);
+  t.match(entry, { operator: "alice", action: "adopt-payout", target: "wd_one", reason });
+  t.match(outcome, { operator: "alice", action: "adopt-payout:outcome", target: "wd_one", outcome: "done" });
+
+  t.equal((await h.api("bob", "/payouts/adopt", { id: "wd_two", txid: TXID, reason: "checked against the node" })).status, 200);
+  const [apiOutcome, apiEntry] = await h.audit.list(2);
+  t.same([shape(entry), shape(outcome)].map((e) => ({ ...e, operator: "X", target: "Y" })), [shape(apiEntry), shape(apiOutcome)].map((e) => ({ ...e, operator: "X", target: "Y" })), "the same entries as the JSON API's");
+
+  r = await h.post("alice", alice, "/console/payouts/ambiguous/wd_nobody/adopt", { txid: TXID, reason, confirm: "yes" });
+  t.equal(r.status, 409);
+  t.match(r.body, /Payout wd_nobody is not one the open restore incident names as ambiguous\./, "the port's refusal, as its message");
+  t.match((await h.audit.list(1))[0], { action: "adopt-payout:outcome", target: "wd_nobody", outcome: /^refused: Payout wd_nobody/ });
+});
+
+t.test("the new actions' POSTs keep the guard: no CSRF token, a wrong one or another origin is refused; nothing happens", async (t) => {
+  const h = await edge(t, ["alice", "bob"]);
+  const alice = h.signIn("alice");
+  const posts: Array<[string, Record<string, string>]> = [
+    ["/console/operators/bob/revoke/review", { reason: "not really me" }], ["/console/operators/bob/revoke", { reason: "not really me", confirm: "yes" }],
+    ["/console/payouts/ambiguous/wd_one/adopt/review", { txid: TXID, reason: "not really me" }], ["/console/payouts/ambiguous/wd_one/adopt", { txid: TXID, reason: "not really me", confirm: "yes" }],
+  ];
+  for (const [path, form] of posts) {
+    let r = await h.post("alice", alice, path, form, { csrf: null });
+    t.equal(r.status, 403, `${path}: no CSRF token`);
+    t.match(r.body, /missing or wrong CSRF token/);
+    t.equal((await h.post("alice", alice, path, form, { csrf: "wrong" })).status, 403, `${path}: a wrong CSRF token`);
+    r = await h.post("alice", alice, path, form, { origin: "https://evil.example" });
+    t.equal(r.status, 403, `${path}: another origin, even with the token`);
+    t.match(r.body, /cross-origin request refused/);
+  }
+  t.same(await activeNames(h.operators), ["alice", "bob"]);
+  t.same(h.adopted, []);
+  t.same(await h.audit.list(10), [], "nothing attempted");
 });

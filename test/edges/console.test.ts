@@ -52,6 +52,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
   const ttl = te.config.admin.console.enrollTtlMs;
   const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", enrollTtlMs: ttl });
   const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob", enrollTtlMs: ttl });
+  const carol = await addOperator({ pkiDir: pki, store: operators, name: "carol" });
   const audit = new AuditLog(store);
   let skew = 0;
   const app = await buildAdmin({
@@ -271,7 +272,8 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     const form = (extra: string) => `feeRateSatVb=70&reason=${encodeURIComponent("not really me")}&confirm=yes${extra}`;
     // Every operator action of the console, and every confirmation page on the way to one.
     const actions = [`/console/payouts/${batchId}/bump`, `/console/payouts/${batchId}/release`, `/console/wallets/${userKey}/freeze`, `/console/wallets/${userKey}/unfreeze`,
-      "/console/payouts/queued/wd_test/unqueue", "/console/payouts/pause", "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup"];
+      "/console/payouts/queued/wd_test/unqueue", "/console/payouts/pause", "/console/payouts/resume", "/console/drain/on", "/console/drain/off", "/console/backup",
+      "/console/operators/bob/revoke", "/console/payouts/ambiguous/wd_test/adopt"];
     for (const path of [...actions, ...actions.map((p) => `${p}/review`)]) {
       const post = (headers: Record<string, string>, body: string) =>
         call(port, ca, path, { client: certs.alice, method: "POST", headers: { cookie: `${COOKIE}=${ck}`, "content-type": "application/x-www-form-urlencoded", ...headers }, body });
@@ -304,6 +306,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.ok(!isRefusal(balance) && balance.frozen === undefined, "the wallet is not frozen");
     t.equal(te.engine.draining, undefined, "drain mode is off");
     t.equal(te.engine.payouts.paused, undefined, "payouts are not paused");
+    t.notOk((await operators.get(bob.fingerprint))!.revoked, "bob is not revoked");
   });
 
   await t.test("resume payouts while they run: no button; an old tab's request changes nothing", async (t) => {
@@ -558,6 +561,27 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.same(await forcedLogin(old, aliceKey1), { status: 401, error: "this security key is not registered for alice" }, "the removed key is refused");
     await login(a);
     t.match(await a.page.textContent("main"), /Tip height/, "the spare key signs in");
+  });
+
+  await t.test("an operator revoked from the Operators page: reason, confirmation, audited like the API", async (t) => {
+    await a.page.click('nav a[href="/console/operators"]');
+    const list = (await a.page.textContent("main"))!;
+    t.match(list, /alice\s*you\s*active/);
+    t.notMatch(await a.page.content(), (await operators.get(carol.fingerprint))!.totpSecret, "never a TOTP secret");
+    await shot(a.page, "21-operators");
+    t.match(await toReview("/console/operators/carol/revoke", "carol's laptop was stolen"), /Confirm: revoke the operator carol/);
+    t.notOk((await operators.get(carol.fingerprint))!.revoked, "nothing happens before the confirmation");
+    const done = await confirm("/console/operators/carol/revoke");
+    t.equal(done.status, 200);
+    t.match(done.text, /carol is revoked/);
+    t.ok((await operators.get(carol.fingerprint))!.revoked);
+    await a.page.goto(`${origin}/console/operators`);
+    t.match(await a.page.textContent("main"), /carol\s*revoked/);
+    t.equal(await a.page.locator('form[action="/console/operators/carol/revoke/review"]').count(), 0, "nothing more to revoke on carol");
+    await shot(a.page, "22-operator-revoked");
+    const log = await audit.list(10);
+    t.match(log.find((e) => e.action === "revoke-operator"), { operator: "alice", target: "carol", reason: "carol's laptop was stolen" });
+    t.match(log.find((e) => e.action === "revoke-operator:outcome"), { operator: "alice", target: "carol", outcome: "done" });
   });
 
   await t.test("sessions are short, and logging out ends them", async (t) => {

@@ -233,6 +233,9 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       }
       await o.operators.revoke(name);
       for (const op of active) if (op.name === name) sessions?.closeAllOf(op.fingerprint);
+      // An alert, from the API and the console alike: one stolen certificate (and its TOTP or security key) could revoke
+      // the other operators.
+      log.error({ alert: true, operator: by.name, revoked: name }, "an operator's certificate was revoked online; if nobody meant to, stop the engine and check the operators (runigun keys operator …)");
       return { revoked: name };
     });
     revoking = turn.catch(() => undefined);
@@ -246,8 +249,6 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       async (req, reply) => {
         const { name } = req.params as { name: string };
         const r = await act(req, "revoke-operator", name, (req.body as { reason: string }).reason, () => revokeOperator(name, req.operator!));
-        // An alert: one stolen certificate (and its TOTP) could revoke the other operators.
-        if (!isRefusal(r)) log.error({ alert: true, operator: req.operator!.name, revoked: name }, "an operator's certificate was revoked online; if nobody meant to, stop the engine and check the operators (runigun keys operator …)");
         return isRefusal(r) ? reply.code(409).send(send(r)) : r;
       });
     f.post("/wallets/:userKey/freeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
@@ -320,7 +321,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       const port = (app.server.address() as { port?: number } | null)?.port;
       return port ? [port === 443 ? `https://${cfg.rpId}` : `https://${cfg.rpId}:${port}`] : [];
     };
-    await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, origins, sessions: sessions!, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
+    await app.register(consolePlugin, { config: o.config, log, operators: o.operators, audit: o.audit, port: o.port, act, revokeOperator, origins, sessions: sessions!, ...(o.consoleClock ? { clock: o.consoleClock } : {}) });
   }
   app.get("/openapi.json", () => openApi(routes));
   return app;

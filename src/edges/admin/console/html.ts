@@ -82,7 +82,7 @@ export function badge(ok: boolean, yes: string, no: string): Html {
 }
 
 const NAV: Array<[string, string]> = [
-  ["overview", "Overview"], ["wallets", "Wallets"], ["deposits", "Deposits"], ["payouts", "Payouts"], ["audit", "Audit log"], ["charts", "Charts"], ["keys", "Security keys"],
+  ["overview", "Overview"], ["wallets", "Wallets"], ["deposits", "Deposits"], ["payouts", "Payouts"], ["audit", "Audit log"], ["charts", "Charts"], ["operators", "Operators"], ["keys", "Security keys"],
 ];
 
 export interface PageOptions {

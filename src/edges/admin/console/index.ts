@@ -12,7 +12,8 @@ import cookie from "@fastify/cookie";
 import type { Config } from "../../../config.ts";
 import type { Logger } from "../../../log.ts";
 import type { AuditLog } from "../audit.ts";
-import { NOT_AN_OPERATOR, type OperatorStore } from "../operators.ts";
+import type { Refusal } from "../../../domain/refusals.ts";
+import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "../operators.ts";
 import type { AdminPort } from "../port.ts";
 import { COOKIE, Sessions, sameToken, type Session } from "./session.ts";
 import { authRoutes } from "./auth.ts";
@@ -30,6 +31,11 @@ export interface ConsoleDeps {
   audit: AuditLog;
   port: AdminPort;
   act: Act;
+  /**
+   * The admin edge's online revocation (server.ts, the JSON API's own): one at a time, never the last active operator,
+   * the revoked operator's sessions closed. Run inside `act`, as the API runs it.
+   */
+  revokeOperator(name: string, by: Operator): Promise<{ revoked: string } | Refusal>;
   /** The origins the console accepts (config, or https://<rpId>:<listening port>). */
   origins: () => string[];
   /** Shared with the admin edge, which ends an operator's sessions when it revokes them. */

@@ -1,6 +1,7 @@
 // The console's pages: reads through the AdminPort (the same views the JSON API serves), and a stuck payout's
 // fee bump through the same audited `act` as the API, with a reason and a confirmation step. The other operator
-// actions (freeze, resume payouts, drain mode, backup now) are offered here and run in actions.ts.
+// actions (freeze, resume payouts, drain mode, backup now, revoke an operator, adopt an ambiguous payout after a
+// restore) are offered here and run in actions.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
@@ -53,7 +54,11 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     const paused = at(health, "payoutsPaused"), draining = at(health, "draining");
     const csrf = c.session(req)!.csrf;
     const l = (k: string) => at(solvency, "liabilities", k), n = (k: string) => at(solvency, "node", k);
-    const body = html`${storeAlert(at(health, "store"))}${incidentAlert(at(health, "restoreIncident"))}<section class="cards">
+    const incident = at(health, "restoreIncident");
+    // The queued payouts only when the incident names ambiguous ones: their forms show what each one is.
+    const ambiguous = at(incident, "ambiguous");
+    const queued = Array.isArray(ambiguous) && ambiguous.length ? await c.port.payouts("queued") : undefined;
+    const body = html`${storeAlert(at(health, "store"))}${incidentAlert(incident, { csrf, ...(queued !== undefined ? { queued } : {}) })}<section class="cards">
 <article><h2>Chain</h2>${facts([
       ["Network", at(health, "network")], ["Tip height", at(tip, "height") ?? "unknown"],
       ["Tip age", html`${age(at(tip, "ageS") ?? undefined)} <small>(${at(tip, "from") ?? "node unreachable"})</small>`],
@@ -223,6 +228,26 @@ ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
       ["#", (e) => e.seq], ["When", (e) => when(e.at)], ["Operator", (e) => e.operator], ["Action", (e) => e.action], ["Target", (e) => e.target], ["Why", (e) => e.reason], ["Outcome", (e) => e.outcome ?? ""],
     ], "The audit log is empty.");
     return send(req, reply, "Audit log", "audit", body);
+  });
+
+  // Who may use the admin edge, never their TOTP secret (nor its time step, nor an enrollment link's hash), and the
+  // online revocation (actions.ts). The JSON API's rule: any active operator, yourself included, never the last one.
+  f.get("/console/operators", async (req, reply) => {
+    const me = req.operator!;
+    const all = (await c.operators.list()).sort((a, b) => Number(!!a.revoked) - Number(!!b.revoked) || a.name.localeCompare(b.name) || a.addedAt - b.addedAt);
+    const csrf = c.session(req)!.csrf;
+    const body = html`<p>A revoked operator's certificate is refused from the next request on (the JSON API and this console), and their
+console sessions end at once. Any active operator may be revoked here, yourself included, except the last active one.
+Adding an operator, or a new certificate for a revoked one: <code>runigun keys operator add NAME</code> with the engine stopped.</p>
+${table(all, [
+      ["Name", (op) => html`${op.name}${op.fingerprint === me.fingerprint ? html` <span class="badge ok">you</span>` : ""}`],
+      ["State", (op) => badge(!op.revoked, "active", "revoked")],
+      ["Certificate (SHA-256)", (op) => html`<code>${op.fingerprint.slice(0, 16)}…</code>`],
+      ["Added", (op) => when(op.addedAt)],
+      ["Security keys", (op) => (op.keys ?? []).length],
+      ["", (op) => (op.revoked ? "" : reasonForm({ action: `/console/operators/${encodeURIComponent(op.name)}/revoke`, csrf, button: "Revoke…", label: `Reason to revoke ${op.name}`, danger: true }))],
+    ], "No operators.")}`;
+    return send(req, reply, "Operators", "operators", body);
   });
 
   f.get("/console/charts", async (req, reply) => send(req, reply, "Charts", "charts", charts(await c.port.series())));
