@@ -1,5 +1,5 @@
 // `runigun start`: the all-in-one shape. A regtest bitcoind when the node is managed, the engine, and the
-// Telegram edge — polling Telegram with a token, or the local chat in this terminal without one. Ctrl-C
+// Telegram edge — polling Telegram with a token, or (on regtest only) the local chat in this terminal without one. Ctrl-C
 // (SIGINT/SIGTERM) stops everything it started, bitcoind included.
 import { join } from "node:path";
 import { pino } from "pino";
@@ -131,6 +131,11 @@ function nodeSetupError(e: unknown, url: string): SetupError | undefined {
 export async function runAllInOne(): Promise<number> {
   const config = loadConfig();
   const token = config.secrets.telegramToken;
+  // The local chat is a tester's tool: its people are not Telegram accounts, so off regtest it would keep real money
+  // in wallets no one can reach from Telegram. Refused before anything starts (no log file, no engine).
+  if (!token && config.network !== "regtest") {
+    throw new SetupError(`the local chat (what start opens without RUNIGUN_TELEGRAM_TOKEN) runs on regtest only: on ${config.network}, set RUNIGUN_TELEGRAM_TOKEN (or RUNIGUN_TELEGRAM_TOKEN_FILE) to serve the bot on Telegram, or RUNIGUN_NETWORK=regtest to try it locally`);
+  }
   const out = process.stdout;
   // With the local chat on this terminal, engine logs go to a file so they do not interleave with the chat.
   const logFile = join(config.dataPath, "engine.log");

@@ -3,7 +3,8 @@
 // takes 30 a second: the rest would wait in the edge's send queue, in memory, and be lost with a restart, though
 // every wallet already records them as told.
 export function pace(perSecond: number, o: { now?: () => number; sleep?: (ms: number) => Promise<void> } = {}): (items: number) => Promise<void> {
-  const now = o.now ?? Date.now;
+  // A monotonic clock: a wall clock set back an hour would make the next wait an hour long.
+  const now = o.now ?? (() => performance.now());
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()));
   const started = now();
   let done = 0;

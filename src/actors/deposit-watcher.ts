@@ -388,7 +388,8 @@ export class DepositWatcher {
    * the wallet did not answer.
    */
   async #missingFromMempool(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, inLane: Lane): Promise<boolean> {
-    const now = Date.now();
+    // Durations on a monotonic clock: a wall clock set back would keep a vanished deposit pending for as long.
+    const now = performance.now();
     const since = this.#missing.get(outpoint) ?? now;
     this.#missing.set(outpoint, since);
     if (now - since < this.#o.config.deposits.mempoolGraceMs) return true;
@@ -399,7 +400,7 @@ export class DepositWatcher {
   }
 
   #mempoolCheckDue(outpoint: string): boolean {
-    const now = Date.now(), last = this.#mempoolChecked.get(outpoint);
+    const now = performance.now(), last = this.#mempoolChecked.get(outpoint);
     if (last !== undefined && now - last < MEMPOOL_CHECK_MS) return false;
     this.#mempoolChecked.set(outpoint, now);
     return true;

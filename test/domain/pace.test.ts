@@ -16,3 +16,16 @@ t.test("waits only as long as the items so far are ahead of the pace", async (t)
   await paced(0);
   t.same(waits, [3200, 5500], "nothing told, nothing to wait for");
 });
+
+t.test("the wall clock set back does not lengthen the wait: the pace keeps its own time", async (t) => {
+  const waits: number[] = [];
+  const realNow = Date.now;
+  t.teardown(() => void (Date.now = realNow));
+  let offset = 0;
+  Date.now = () => realNow() + offset;
+  const paced = pace(20, { sleep: async (ms) => void waits.push(ms) });
+  offset = -3_600_000; // an hour back, as an NTP step would
+  await paced(64);
+  t.equal(waits.length, 1);
+  t.ok(waits[0]! <= 3200, `waited ${Math.round(waits[0]!)} ms for 64 items at 20/s, not an hour more`);
+});

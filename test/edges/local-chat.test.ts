@@ -1,15 +1,18 @@
 // The local chat driven through streams, as a newcomer would type it: the same grammY bot, its API calls
 // answered in process, buttons as numbers, and :fund / :mine moving a real regtest chain.
 import t from "tap";
+import { spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import { startTestEngine, testLog, type TestEngine } from "../support/engine.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
 import { startLocalChat } from "../../src/edges/chat/local-chat.ts";
 import { InProcessTelegram, LOCAL_BOT } from "../../src/edges/chat/transport.ts";
 import { deriveCommandId } from "../../src/edges/telegram/context.ts";
+import { runigun, runigunBin } from "../support/cli.ts";
 
 /** The Telegram edge in manual mode, a local chat on streams in front of it, and what it has printed so far. */
-function chatOn(te: TestEngine, userId: number, chain?: Parameters<typeof startLocalChat>[0]["chain"]) {
+function chatOn(te: TestEngine, userId: number | undefined, chain?: Parameters<typeof startLocalChat>[0]["chain"]) {
   const edge = buildTelegramEdge({
     token: "0:local", config: te.config, relay: te.engine.relay, identity: te.identity, handleKey: te.handleKey, log: testLog(),
     botInfo: LOCAL_BOT, mode: "manual",
@@ -18,7 +21,7 @@ function chatOn(te: TestEngine, userId: number, chain?: Parameters<typeof startL
   const output = new PassThrough();
   const out = { text: "" };
   output.on("data", (d: Buffer) => (out.text += d.toString()));
-  const chat = startLocalChat({ bot: edge.bot, input, output, userId, ...(chain ? { chain } : {}) });
+  const chat = startLocalChat({ bot: edge.bot, input, output, ...(userId !== undefined ? { userId } : {}), ...(chain ? { chain } : {}) });
   return { edge, input, output, out, chat };
 }
 
@@ -102,4 +105,55 @@ t.test("a restarted local chat's commands are new ones: message ids go on past t
   t.equal(after.chat.id, before[1]!.chat.id, "the same person in the same chat");
   const key = Buffer.alloc(32, 1);
   t.not(deriveCommandId(key, after.chat.id, after.message_id), deriveCommandId(key, before[1]!.chat.id, before[1]!.message_id), "so the same command typed again is a new command");
+});
+
+t.test("local people have ids no Telegram account can have: past 2^52, and the wallet works with them", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const { edge, input, out, chat } = chatOn(te, undefined);
+  await edge.start();
+  t.teardown(() => edge.stop());
+  input.end("/start\n/balance\n");
+  t.equal(await chat.done, "eof");
+  t.match(out.text, /Your wallet is ready/, "the identity code takes the id: /start made a wallet");
+  t.match(out.text, /Available: 0(\.0+)? BTC/, "and /balance reads it");
+  // Real Telegram ids fit in 52 bits: anything at or below 2^52 may be a real person's wallet.
+  const you = chat.telegram.chatOf("you");
+  const other = chat.telegram.chatOf("bea");
+  for (const [name, id] of [["you", you], ["bea", other]] as const) t.ok(id > 2 ** 52 && Number.isSafeInteger(id), `${name}'s id is past 52 bits and a safe integer`);
+  t.not(you, other, "several local people still get ids of their own");
+  t.ok(new InProcessTelegram().chatOf("you") > 2 ** 52, "the script edge's transport too");
+});
+
+t.test("start without a token off regtest: refused before anything starts, naming RUNIGUN_TELEGRAM_TOKEN", async (t) => {
+  for (const network of ["signet", "mainnet"]) {
+    const dir = t.testdir();
+    const r = await runigun(["start"], { RUNIGUN_NETWORK: network, RUNIGUN_DATA_DIR: dir, RUNIGUN_TELEGRAM_TOKEN: "", RUNIGUN_TELEGRAM_TOKEN_FILE: "" });
+    t.equal(r.code, 1, r.out);
+    t.match(r.out, new RegExp(`runigun start: the local chat .* runs on regtest only: on ${network}, set RUNIGUN_TELEGRAM_TOKEN`), network);
+    t.notMatch(r.out, /at .*\.ts:\d+/, "a sentence, not a stack trace");
+    t.same(readdirSync(dir), [], "nothing was started or written (no engine log, no store)");
+  }
+});
+
+t.test("start without a token on regtest (the default, as on a fresh machine) still opens the local chat", { timeout: 120_000 }, async (t) => {
+  const dir = t.testdir();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env, RUNIGUN_DATA_DIR: dir, RUNIGUN_TELEGRAM_TOKEN: "", RUNIGUN_TELEGRAM_TOKEN_FILE: "", RUNIGUN_ADMIN_ENABLED: "false",
+    RUNIGUN_IDENTITY_MEMORY_KI_B: "1024", RUNIGUN_IDENTITY_TIME_COST: "1", RUNIGUN_LOG_LEVEL: "fatal",
+  };
+  delete env.RUNIGUN_NETWORK; // the default network, as `npm start` on a fresh machine has it
+  const run = spawn(process.execPath, [runigunBin, "start"], { env, stdio: ["pipe", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => run.once("exit", r));
+  t.teardown(() => void run.kill("SIGKILL"));
+  let out = "";
+  run.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    run.stdout.on("data", (d: Buffer) => (out += d.toString(), /Your wallet is ready/.test(out) && resolve()));
+    run.once("exit", (code) => reject(new Error(`start exited (${code}): ${out}`)));
+    run.stdin.write("/start\n");
+  });
+  t.match(out, /RuniGun on regtest[\s\S]*local chat: {2}this terminal/);
+  run.stdin.end(":quit\n");
+  t.equal(await exited, 0, "and :quit stops it cleanly");
 });

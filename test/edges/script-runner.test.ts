@@ -73,6 +73,26 @@ t.test("the format is checked before an engine starts", async (t) => {
   t.equal(await runScripts([], { output: c.out }), 2, "usage without files");
 });
 
+t.test("numbers in steps are the text as written, never a double's rendering of it", async (t) => {
+  const step = (yaml: string) => parseScript(`name: n\nsteps:\n  - ${yaml}\n`).steps[0]!;
+  const valueOrError = (f: () => unknown) => {
+    try {
+      return f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  t.equal(step("{ user: a, says: 0.00000500 }").says, "0.00000500", "says sends the trailing zeros, not 0.000005");
+  t.throws(() => step("{ chain: { fund: x, btc: 0x10 } }"), /step 1: `chain.fund` needs `btc` as decimal text/, "0x10 is not decimal text (not 16 BTC)");
+  t.same(valueOrError(() => step("{ chain: { fund: x, btc: 0.00000001 } }").chain), { fund: "x", btc: "0.00000001" }, "one satoshi is decimal text (not 1e-8)");
+  const expect = step("{ user: a, says: /balance, expect: 1.50000000 }").expect!;
+  t.equal(expect, "1.50000000");
+  t.notOk(matches(expect, "Available: 1.55 BTC"), "so 1.55 does not pass for 1.50000000");
+  t.same(step("{ user: a, says: true, expect: 1e3, timeout_ms: 10 }"), { user: "a", says: "true", expect: "1e3", timeout_ms: 10 }, "booleans too; counts are still numbers");
+  const typed = parseScript("name: n\nconfig: { confirmations: 2, telegram: { commandsPerMinute: 100 }, admin: { enabled: false } }\nsteps:\n  - { chain: { mine: 1 } }\n");
+  t.same(typed.config, { confirmations: 2, telegram: { commandsPerMinute: 100 }, admin: { enabled: false } }, "config: keeps its numbers and booleans");
+});
+
 t.test("expectations: a substring, or /regex/flags", async (t) => {
   t.ok(matches("0.5 BTC", "Available: 0.5 BTC (…)"));
   t.notOk(matches("0.5 BTC", "Available: 0.25 BTC"));

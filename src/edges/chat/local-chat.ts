@@ -23,7 +23,7 @@ export interface LocalChatOptions {
   telegram?: InProcessTelegram;
   /** The regtest chain, when there is one. */
   chain?: LocalChain;
-  /** The person typing: a name (default "you") and, optionally, their Telegram id. */
+  /** The person typing: a name (default "you") and, optionally, their Telegram id (default: one past 2^52, which no Telegram account has). */
   user?: string;
   userId?: number;
   onQuit?: () => void;

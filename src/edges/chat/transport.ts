@@ -18,6 +18,9 @@ export const LOCAL_BOT: UserFromGetMe = {
   can_connect_to_business: false, has_main_web_app: false, has_topics_enabled: false,
 } as UserFromGetMe;
 
+/** The first id given to a local person: just past 2^52, beyond every real Telegram account's id. */
+export const LOCAL_USER_IDS_FROM = 2 ** 52 + 1;
+
 interface Person {
   id: number;
   name: string;
@@ -39,7 +42,12 @@ export class InProcessTelegram {
    * µs (a run would have to send more than a message a µs to overtake it) and past any earlier transport's in this process.
    */
   #messageId = Math.max(Date.now() * 1000, lastMessageId + 1);
-  #nextUser = 5_000_000_000;
+  /**
+   * Past 2^52, where no Telegram account's id can be (real ids fit in 52 bits): an id below it may be a real
+   * person's, whose wallet the terminal would then spend or fill. Still safe integers (up to 2^53 - 1), which the
+   * identity code and the notices accept.
+   */
+  #nextUser = LOCAL_USER_IDS_FROM;
   readonly #people = new Map<string, Person>();
   readonly #groups = new Map<string, number>();
   /** Last message each person sent in each group, to reply to. */
@@ -68,7 +76,7 @@ export class InProcessTelegram {
     return () => this.#listeners.delete(listener);
   }
 
-  /** The person called `name`, created on first use (with `id` as their Telegram id, if given). */
+  /** The person called `name`, created on first use (with `id` as their Telegram id, if given: tests choose one). */
   person(name: string, id?: number): Person {
     let p = this.#people.get(name);
     if (!p) {

@@ -1,6 +1,6 @@
 // The scenario format of the script edge (docs/scripts.md): parsing, a strict check of every step before
 // anything runs (a typo such as `expcet:` must fail loudly, not pass silently), and expectation matching.
-import { parse } from "yaml";
+import { isNode, parseDocument, visit } from "yaml";
 import type { ConfigFile, DeepPartial } from "../../config.ts";
 
 export interface Step {
@@ -33,17 +33,23 @@ const TEXT_KEYS = ["user", "says", "press", "notified", "group", "reply_to", "ex
 const NAME = /^[A-Za-z_]\w{0,63}$/;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-/** YAML turns `btc: 0.5` or `expect: 100` into numbers; scripts mean the text. */
-const scalar = (v: unknown) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v);
 
 /** Parses and checks a whole script; throws a ScriptError naming the step and the key at fault. */
 export function parseScript(text: string): Script {
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (e) {
-    throw new ScriptError(`not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  const parsed = parseDocument(text);
+  if (parsed.errors.length) throw new ScriptError(`not valid YAML: ${parsed.errors[0]!.message.split("\n")[0]}`);
+  // Steps mean the text as written: YAML would read `says: 0.00000500` as 0.000005, `btc: 0x10` as 16 and
+  // `expect: 1.50000000` as 1.5 (which 1.55 matches), all through a double. Every number or boolean in them gets its
+  // source text back; `config:` keeps its types (engine settings are numbers and booleans).
+  const stepNodes = parsed.get("steps", true);
+  if (isNode(stepNodes)) {
+    visit(stepNodes, {
+      Scalar(_key, node) {
+        if (typeof node.value === "number" || typeof node.value === "boolean") node.value = node.source ?? String(node.value);
+      },
+    });
   }
+  const doc: unknown = parsed.toJS();
   if (!isObject(doc)) throw new ScriptError("a script is a mapping with `name` and `steps`");
   for (const k of Object.keys(doc)) if (!["name", "config", "steps"].includes(k)) throw new ScriptError(`unknown top-level key \`${k}\` (name, config, steps)`);
   if (typeof doc.name !== "string" || !doc.name.trim()) throw new ScriptError("a script needs a `name`");
@@ -61,7 +67,7 @@ function checkStep(raw: unknown, n: number): Step {
   const step: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (!STEP_KEYS.has(k)) bad(`unknown key \`${k}\``);
-    step[k] = scalar(v);
+    step[k] = v;
   }
   for (const k of TEXT_KEYS) if (step[k] !== undefined && typeof step[k] !== "string") bad(`\`${k}\` must be text`);
   const actions = ACTIONS.filter((a) => step[a] !== undefined);
@@ -100,13 +106,13 @@ function checkChain(raw: unknown, bad: (why: string) => never): Step["chain"] {
   const c: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (!["fund", "btc", "mine", "address"].includes(k)) bad(`unknown chain key \`${k}\``);
-    c[k] = scalar(v);
+    c[k] = v;
   }
   const kinds = ["fund", "mine", "address"].filter((k) => c[k] !== undefined);
   if (kinds.length !== 1) bad("`chain` does one of fund, mine, address");
   if (c.fund !== undefined) {
     if (typeof c.fund !== "string") bad("`chain.fund` is an address (or ${var})");
-    if (typeof c.btc !== "string" || !/^(\d{1,8}(\.\d{1,8})?|\$\{\w+\})$/.test(c.btc)) bad("`chain.fund` needs `btc` as decimal text, e.g. \"0.5\"");
+    if (typeof c.btc !== "string" || !/^(\d{1,8}(\.\d{1,8})?|\$\{\w+\})$/.test(c.btc)) bad("`chain.fund` needs `btc` as decimal text with at most 8 decimals, e.g. \"0.5\"");
   } else if (c.btc !== undefined) bad("`btc` goes with `fund`");
   if (c.mine !== undefined) {
     const n = Number(c.mine);
