@@ -104,18 +104,23 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
   }
 }
 
-/** The start's failure to reach an operator's own bitcoind, as what to fix (the URL without any password in it). */
-function nodeSetupError(e: unknown, url: string): SetupError | undefined {
-  const err = e as Error & { code?: unknown };
-  let where = url;
+/** A node URL as it may be shown: without a user or password written into it. */
+export function withoutCredentials(url: string): string {
   try {
     const u = new URL(url);
     u.username = "";
     u.password = "";
-    where = u.toString();
+    return u.toString();
   } catch {
     // Not a URL: shown as configured.
+    return url;
   }
+}
+
+/** The start's failure to reach an operator's own bitcoind, as what to fix (the URL without any password in it). */
+function nodeSetupError(e: unknown, url: string): SetupError | undefined {
+  const err = e as Error & { code?: unknown };
+  const where = withoutCredentials(url);
   if (err.code === "node_unavailable") {
     return new SetupError(`bitcoind at ${where} is not answering (waited node.waitForNodeMs; the log's "bitcoind is unavailable" line has its last error): start it and let it load, or check node.rpcUrl (RUNIGUN_NODE_RPC_URL) and that bitcoind's -rpcbind and -rpcallowip let this host in`);
   }
@@ -177,7 +182,7 @@ export async function runAllInOne(): Promise<number> {
   out.write([
     `RuniGun on ${config.network}`,
     `  data:        ${config.dataPath}`,
-    app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RuniGun)` : `  bitcoind:    ${config.node.rpcUrl}`,
+    app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RuniGun)` : `  bitcoind:    ${withoutCredentials(config.node.rpcUrl ?? "")}`,
     token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
     token ? "" : `  logs:        ${logFile}`,
     admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME\`)` : "  admin edge:  off",
