@@ -57,7 +57,7 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     } else {
       rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword! };
     }
-    const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+    const identity = new Identity({ ...config.identity, pepper: secrets.pepper, log: log.child({ actor: "identity" }) });
     let engine: Engine;
     try {
       // Pinned both in the store (it travels in backups: a restore into a new data directory keeps it) and in the data

@@ -88,7 +88,7 @@ export async function runBotOnly(): Promise<number> {
   const relay = await RemoteRelay.connect({ url, log, tls }).catch((e: unknown) => {
     throw engineSetupError(e, url, config.pkiPath);
   });
-  const identity = new Identity({ ...config.identity, pepper: secrets.pepper });
+  const identity = new Identity({ ...config.identity, pepper: secrets.pepper, log: log.child({ actor: "identity" }) });
   try {
     await pinIdentity(identity, config.dataPath);
     // And to the engine's store: this bot's data directory may be new, and another bot may have made the wallets.
