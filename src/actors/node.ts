@@ -43,8 +43,11 @@ interface Call {
   params: unknown[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+  /** performance.now() by which it fails: monotonic, so a step of the wall clock does not fail every waiting call. */
   deadline: number;
   attempts: number;
+  /** Sent again once after bitcoind was found without the engine's wallet and it was loaded (see #rpcError). */
+  reloaded?: boolean;
 }
 
 export interface NodeOptions {
@@ -87,6 +90,21 @@ export class NodeGateway {
   #refilling: Promise<void> | undefined;
   #backoff = 100;
   #closed = false;
+  #stopping: Promise<void> | undefined;
+  /** The round trip on its way to bitcoind (stop waits for it before it locks the wallet). */
+  #inFlight: Promise<void> | undefined;
+  /** start() has the engine's wallet: from then on a call that finds it not loaded loads it again. */
+  #hasWallet = false;
+  /** A call found bitcoind without the engine's wallet (restarted without it): loaded before the next round trip. */
+  #walletMissing = false;
+  /** Why bitcoind refused to load it: the node stays `unavailable` until a load succeeds. */
+  #walletError: string | undefined;
+  /** Signings run one at a time: one's lock must not land in the middle of another. */
+  #signingTurn: Promise<void> = Promise.resolve();
+  /** A signing unlocked the wallet and no lock has been answered since. */
+  #mayBeUnlocked = false;
+  /** The late re-lock after an unlock that got no answer (see #relockLater). */
+  #relock: Promise<void> | undefined;
   /** The change address of every withdrawal quote's dry run (see soloFee). */
   #dryRunChange: string | undefined;
   readonly stats: Omit<NodeStats, "state" | "queue" | "addressPool"> = { calls: 0, batches: 0, roundTrips: 0, errors: 0, retries: 0 };
@@ -122,7 +140,8 @@ export class NodeGateway {
     const loaded = await this.call<string[]>("listwallets", []);
     if (!loaded.includes(name)) {
       try {
-        await this.call("loadwallet", [name]);
+        // load_on_startup: bitcoind loads it itself when it starts again (a service manager restarting it knows nothing of wallets).
+        await this.call("loadwallet", [name, true]);
       } catch (e) {
         const code = (e as NodeError).code;
         if (code !== -18 && code !== -4) throw e;
@@ -130,10 +149,11 @@ export class NodeGateway {
           // A new, empty wallet would issue addresses nobody funded and scan past the deposits to the real one's.
           throw new NodeError("wallet_missing", `bitcoind could not load the engine's wallet "${name}" (${(e as Error).message}); this store already has books, so no new wallet is created. Check node.wallet and bitcoind's -walletdir, then start again`, "loadwallet");
         }
-        await this.call("createwallet", [name, false, false, "", false, true]);
+        await this.call("createwallet", [name, false, false, "", false, true, true]);
         this.#log.info({ wallet: name }, "created the engine's descriptor wallet");
       }
     }
+    this.#hasWallet = true;
     if (this.#o.walletPassphrase) {
       const info = await this.call<{ unlocked_until?: number }>("getwalletinfo");
       if (info.unlocked_until === undefined) {
@@ -145,9 +165,26 @@ export class NodeGateway {
     void this.#refill();
   }
 
-  async stop(): Promise<void> {
+  /** Refuses further calls, except locks of the wallet: one is sent here if a signing may have left it unlocked. */
+  stop(): Promise<void> {
+    return (this.#stopping ??= this.#stop());
+  }
+
+  async #stop(): Promise<void> {
     this.#closed = true;
-    for (const c of this.#queue.splice(0)) c.reject(new NodeUnavailable("the engine is shutting down"));
+    const locks: Call[] = [];
+    for (const c of this.#queue.splice(0)) {
+      if (c.method === "walletlock") locks.push(c);
+      else c.reject(new NodeUnavailable("the engine is shutting down"));
+    }
+    if (this.#mayBeUnlocked || locks.length > 0) {
+      // What is on its way ends first: an unlock among it could land after a lock sent now.
+      await this.#inFlight;
+      const locked = this.#enqueue("walletlock", [], true);
+      for (const c of locks) locked.then(c.resolve, c.reject);
+      await this.#locked(locked, "while stopping");
+    }
+    await this.#relock;
   }
 
   /** Any allowlisted RPC, through the mailbox. */
@@ -155,15 +192,18 @@ export class NodeGateway {
     return this.#enqueue<T>(method, params, false);
   }
 
-  /** `first`: ahead of everything queued and never refused for a full queue (locking the wallet again). */
+  /**
+   * `first`: ahead of everything queued and never refused for a full queue (locking the wallet again). After stop() a
+   * lock still goes, straight to bitcoind: the mailbox no longer drains, and the wallet must not stay unlocked.
+   */
   #enqueue<T>(method: string, params: unknown[], first: boolean): Promise<T> {
     if (!ALLOWED[method]) return Promise.reject(new NodeError("not_allowed", `${method} is not an RPC the engine may call`, method));
-    if (this.#closed) return Promise.reject(new NodeUnavailable("the engine is shutting down"));
+    if (this.#closed) return method === "walletlock" ? this.#direct<T>(method, params) : Promise.reject(new NodeUnavailable("the engine is shutting down"));
     if (!first && this.#queue.length >= this.#o.config.node.maxQueue) {
       return Promise.reject(new NodeUnavailable(`the node's queue is full (${this.#queue.length} calls waiting); try again shortly`));
     }
     return new Promise<T>((resolve, reject) => {
-      const c: Call = { method, params, resolve: resolve as (v: unknown) => void, reject, deadline: Date.now() + (this.#o.maxWaitMs ?? 60_000), attempts: 0 };
+      const c: Call = { method, params, resolve: resolve as (v: unknown) => void, reject, deadline: performance.now() + (this.#o.maxWaitMs ?? 60_000), attempts: 0 };
       if (first) this.#queue.unshift(c);
       else this.#queue.push(c);
       this.stats.calls++;
@@ -180,23 +220,60 @@ export class NodeGateway {
 
   /**
    * Runs `sign` with the wallet unlocked for a few seconds, and locks it again right after, whatever happens.
-   * Signing runs one at a time (the payout actor is serial), so the unlocked window is never shared.
+   * Signings run one at a time, after the late re-lock of an earlier unlock, so the unlocked window is never shared.
    */
   async signing<T>(sign: () => Promise<T>): Promise<T> {
     if (!this.#o.walletPassphrase) return sign();
-    const lock = () => this.#enqueue("walletlock", [], true).catch((e: unknown) => this.#log.error({ err: e }, "could not lock the wallet after signing"));
-    let answered = false;
+    const previous = this.#signingTurn;
+    let done!: () => void;
+    this.#signingTurn = new Promise<void>((r) => (done = r));
     try {
-      // Inside the try: an unlock that timed out here may still have been done by the node, and is locked again.
-      await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
-      answered = true;
-      return await sign();
+      await previous;
+      // The late re-lock of an earlier unlock (see #relockLater) goes first: it would otherwise land in the middle of this one.
+      await this.#relock;
+      try {
+        this.#mayBeUnlocked = true;
+        // Inside the try: an unlock that timed out here may still have been done by the node, and is locked again.
+        await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
+        return await sign();
+      } finally {
+        await this.#lock("after signing");
+      }
     } finally {
-      await lock();
-      // An unlock without an answer may still be carried out after that lock (bitcoind runs requests on several
-      // threads): locked once more when it must have been, well before its own 30 s.
-      if (!answered) setTimeout(() => void (this.#closed || lock()), this.#o.config.node.timeoutMs).unref();
+      done();
     }
+  }
+
+  #lock(when: string): Promise<void> {
+    return this.#locked(this.#enqueue("walletlock", [], true), when);
+  }
+
+  #locked(lock: Promise<unknown>, when: string): Promise<void> {
+    return lock.then(
+      () => void (this.#mayBeUnlocked = false),
+      (e: unknown) => this.#log.error({ err: e }, `could not lock the wallet ${when}; it locks itself at most 30 s after the unlock`),
+    );
+  }
+
+  /**
+   * An unlock without an answer may still be carried out after the signing's own lock (bitcoind runs requests on
+   * several threads): locked once more when it must have been, well before its own 30 s. Set inside the round trip
+   * that failed, so the next signing and stop() find it and wait for it.
+   */
+  #relockLater(): void {
+    const relock: Promise<void> = new Promise((r) => setTimeout(r, this.#o.config.node.timeoutMs))
+      .then(() => this.#lock("after an unlock that got no answer"))
+      .finally(() => void (this.#relock === relock && (this.#relock = undefined)));
+    this.#relock = relock;
+  }
+
+  /** A call sent at once, outside the mailbox: only a lock after stop(), when the mailbox no longer drains. */
+  #direct<T>(method: string, params: unknown[]): Promise<T> {
+    this.stats.calls++;
+    this.stats.roundTrips++;
+    return withTimeout(this.#client.command(method, ...params), this.#o.config.node.timeoutMs + 1000).catch((e: unknown) => {
+      throw new NodeError((e as { code?: number | string }).code ?? "transport", `${method} failed: ${(e as Error).message}`, method);
+    }) as Promise<T>;
   }
 
   // --- typed calls ---
@@ -309,18 +386,31 @@ export class NodeGateway {
           await new Promise((r) => setTimeout(r, this.#backoff));
           this.#backoff = Math.min(this.#backoff * 2, 5000);
           this.#expire();
-          if (this.#queue.length === 0) break;
+          if (this.#queue.length === 0 || this.#closed) break;
+        }
+        if (this.#walletMissing) {
+          await (this.#inFlight = this.#loadWallet());
+          if (this.#closed) break;
         }
         const batch = this.#queue.splice(0, this.#o.config.node.batchMax);
-        await this.#send(batch);
+        await (this.#inFlight = this.#send(batch));
       }
     } finally {
       this.#draining = false;
+      // Calls sent again by a round trip that ended after stop(): nothing will send them now.
+      if (this.#closed) for (const c of this.#queue.splice(0)) c.reject(new NodeUnavailable("the engine is shutting down"));
       if (this.#queue.length > 0 && !this.#closed) this.#kick();
     }
   }
 
   async #send(batch: Call[]): Promise<void> {
+    const again: Call[] = [];
+    await this.#roundTrip(batch, again);
+    // Ahead of what was queued meanwhile, in their order: they were sent before it.
+    this.#queue.unshift(...again);
+  }
+
+  async #roundTrip(batch: Call[], again: Call[]): Promise<void> {
     this.stats.roundTrips++;
     if (batch.length > 1) this.stats.batches++;
     let results: unknown[];
@@ -333,7 +423,7 @@ export class NodeGateway {
       const rpcCode = (e as { code?: unknown }).code;
       if (batch.length === 1 && typeof rpcCode === "number" && rpcCode < 0) {
         // A single call's JSON-RPC error comes back as a rejection: bitcoind answered, the call failed.
-        this.#rpcError(batch[0]!, rpcCode, (e as Error).message);
+        this.#rpcError(batch[0]!, rpcCode, (e as Error).message, again);
         return;
       }
       // The whole round trip failed: bitcoind unreachable, or it timed out.
@@ -343,12 +433,13 @@ export class NodeGateway {
     if (this.#state !== "ready") this.#markReady();
     batch.forEach((c, i) => {
       const r = results[i];
-      if (r instanceof Error) this.#rpcError(c, (r as { code?: number }).code, r.message);
+      if (r instanceof Error) this.#rpcError(c, (r as { code?: number }).code, r.message, again);
       else c.resolve(r);
     });
   }
 
-  #rpcError(c: Call, code: number | undefined, message: string): void {
+  /** `again`: calls to send once more, first (bitcoind was found without the engine's wallet). */
+  #rpcError(c: Call, code: number | undefined, message: string, again: Call[]): void {
     if (code === -28) {
       // Still warming up (after a restart): bitcoind ran nothing, so any call waits and goes again, with backoff.
       this.stats.lastError = message;
@@ -357,8 +448,51 @@ export class NodeGateway {
       return;
     }
     if (this.#state !== "ready") this.#markReady();
+    if (code === -18 && this.#hasWallet && c.method !== "loadwallet" && c.method !== "createwallet") {
+      // bitcoind has not loaded the engine's wallet (it was restarted, and the wallet was not flagged to load at its
+      // start): the call did nothing. The wallet is loaded again before the next round trip, and the call goes once more.
+      this.#walletMissing = true;
+      if (!c.reloaded && this.#walletError === undefined) {
+        c.reloaded = true;
+        this.stats.retries++;
+        again.push(c);
+        return;
+      }
+      message = `${message}: bitcoind has not loaded the engine's wallet "${this.#o.config.node.wallet}"${this.#walletError ? ` and could not load it (${this.#walletError})` : ""}; check bitcoind's -walletdir and the wallet's files`;
+    }
     this.stats.errors++;
     c.reject(new NodeError(code ?? "rpc", message, c.method));
+  }
+
+  /** One loadwallet of the engine's wallet, in the mailbox's turn (nothing else is on its way meanwhile). */
+  async #loadWallet(): Promise<void> {
+    const name = this.#o.config.node.wallet;
+    this.stats.roundTrips++;
+    try {
+      // load_on_startup: bitcoind loads it itself at its next start.
+      await withTimeout(this.#client.command("loadwallet", name, true), this.#o.config.node.timeoutMs + 1000);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code, message = (e as Error).message;
+      if (typeof code !== "number" || code >= 0) return this.#transportFailure([], e);
+      // -35: loaded meanwhile (by an operator). "Already loading": a load that timed out here is still under way.
+      if (code !== -35) {
+        this.stats.errors++;
+        this.stats.lastError = message;
+        if (/already loading/i.test(message)) return this.#markUnavailable();
+        const first = this.#walletError === undefined;
+        this.#walletError = message;
+        this.#markUnavailable(false);
+        if (first) {
+          this.#log.error({ alert: true, wallet: name, lastError: message }, "bitcoind has not loaded the engine's wallet and could not load it: deposits and payouts wait. Check bitcoind's -walletdir and the wallet's files, then load it (`bitcoin-cli loadwallet <name> true`) or restart bitcoind");
+        }
+        return;
+      }
+    }
+    const after = this.#walletError === undefined ? "bitcoind had not loaded the engine's wallet (restarted without it?): loaded it again" : "the engine's wallet is loaded again: deposits and payouts resume";
+    this.#walletMissing = false;
+    this.#walletError = undefined;
+    this.#log.warn({ wallet: name }, after);
+    this.#markReady();
   }
 
   #transportFailure(batch: Call[], e: unknown): void {
@@ -372,7 +506,11 @@ export class NodeGateway {
       // A refused connection never reached bitcoind: any call may go again. A timeout is ambiguous: only safe ones.
       // A refused call waits for bitcoind until its deadline; a timed-out safe call gets `retries` more tries.
       if (refused || (ALLOWED[c.method]!.safe && c.attempts < this.#o.config.node.retries)) this.#retry(c);
-      else c.reject(new NodeError(code || "transport", `${c.method} failed: ${this.stats.lastError}`, c.method));
+      else {
+        // An unlock that may have reached bitcoind: its answer is lost, not the unlock.
+        if (c.method === "walletpassphrase") this.#relockLater();
+        c.reject(new NodeError(code || "transport", `${c.method} failed: ${this.stats.lastError}`, c.method));
+      }
     }
   }
 
@@ -383,7 +521,7 @@ export class NodeGateway {
   }
 
   #expire(): void {
-    const now = Date.now();
+    const now = performance.now();
     const keep: Call[] = [];
     for (const c of this.#queue) {
       if (c.deadline < now) c.reject(new NodeUnavailable(`bitcoind did not answer ${c.method} in time (it is ${this.#state})`));
@@ -392,14 +530,17 @@ export class NodeGateway {
     this.#queue = keep;
   }
 
-  #markUnavailable(): void {
+  /** `alert`: false when the caller says why itself. */
+  #markUnavailable(alert = true): void {
     if (this.#state === "unavailable") return;
     this.#state = "unavailable";
     this.stats.unavailableSince = Date.now();
-    this.#log.error({ alert: true, lastError: this.stats.lastError }, "bitcoind is unavailable; money-moving work waits for it");
+    if (alert) this.#log.error({ alert: true, lastError: this.stats.lastError }, "bitcoind is unavailable; money-moving work waits for it");
   }
 
   #markReady(): void {
+    // bitcoind answers, but without the engine's wallet no deposit is seen and no payout signed.
+    if (this.#walletError !== undefined) return;
     const was = this.#state;
     this.#state = "ready";
     this.#backoff = 100;

@@ -177,11 +177,15 @@ export class RegtestNode {
     await this.#exited;
   }
 
-  /** SIGKILL and start again on the same datadir; `extraArgs` for this start only (e.g. a higher relay fee floor). */
+  /**
+   * SIGKILL and start again on the same datadir, as a service manager would; `extraArgs` for this start only (e.g. a
+   * higher relay fee floor). The engine's wallet is left to bitcoind (it loads wallets flagged load_on_startup) and to
+   * the engine; only the test's outside wallet is loaded here.
+   */
   async restart(extraArgs: string[] = []): Promise<void> {
     if (this.running) await this.kill();
     await this.#launch(extraArgs);
-    for (const w of [this.walletName, "outside"]) await this.#ensureWallet(w);
+    await this.#ensureWallet("outside");
   }
 
   async #launch(extraArgs: string[] = []): Promise<void> {
@@ -227,14 +231,15 @@ export class RegtestNode {
     }
   }
 
+  /** Loaded or created with load_on_startup, as the engine does with its own: bitcoind loads it again when it restarts. */
   async #ensureWallet(name: string): Promise<void> {
     const loaded = await this.rpc<string[]>("listwallets");
     if (loaded.includes(name)) return;
     try {
-      await this.rpc("loadwallet", [name]);
+      await this.rpc("loadwallet", [name, true]);
     } catch (e) {
       if (!(e instanceof RpcError) || (e.code !== -18 && e.code !== -4)) throw e;
-      await this.rpc("createwallet", [name, false, false, "", false, true]);
+      await this.rpc("createwallet", [name, false, false, "", false, true, true]);
     }
   }
 

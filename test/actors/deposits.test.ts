@@ -1,5 +1,7 @@
 // From a deposit on chain to a balance the user can trust: real regtest bitcoind, real store, real actors.
 import t from "tap";
+import { renameSync } from "node:fs";
+import { join } from "node:path";
 import { startTestEngine, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
@@ -379,15 +381,17 @@ t.test("a scan that fails comes back soon, not a poll later: the deposit is cred
   });
   await te.node.fund(f.address, "0.125");
   await te.node.mine(1);
-  // The engine's wallet is unloaded (an operator's slip, or bitcoind restarted without it): bitcoind answers every
-  // wallet call with an error at once.
+  // The engine's wallet is unloaded and cannot be loaded again (its directory gone: a disk not mounted yet): every
+  // wallet call fails at once. (Only unloaded, the node actor would load it again by itself.)
+  const dir = join(te.node.dataDir, "regtest", "wallets", te.node.walletName);
   await te.node.rpc("unloadwallet", ["engine"]);
+  renameSync(dir, `${dir}.away`);
   await te.engine.watcher.poke();
   t.equal(te.engine.watcher.stats.failedScans, 1, "the scan failed");
   // (The retries, while the wallet stays unloaded, may have failed again by the time the metrics are read.)
   t.match(await enginePort(te.engine).metrics(), /runigun_deposit_scans_failed_total [1-9]\d*\n/, "operators can alert on it");
   t.same(await balance(te, f.key), [0n, 0n, 0n], "nothing credited yet");
-  await te.node.rpc("loadwallet", ["engine"]);
+  renameSync(`${dir}.away`, dir);
   await confirmed;
   t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "credited by a retry nobody asked for");
   // The wallet's notice comes before the watcher has its answer: the watcher's count is read once a scan is over.
