@@ -71,7 +71,9 @@ export class Identity {
   /** One slot per worker; empty while a dead worker waits to be replaced. */
   readonly #workers: (Worker | undefined)[] = [];
   /** Requests in flight, each with the worker it went to: a worker's death refuses its own and no others. */
-  readonly #pending = new Map<number, { worker: Worker; timer: NodeJS.Timeout; resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<number, { worker: Worker; timer: NodeJS.Timeout | undefined; resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
+  /** Workers that have loaded (their first message): a lookup's time limit counts from then, not from their start-up. */
+  readonly #online = new WeakSet<Worker>();
   /** Lookups being derived, by cache key: a second lookup of the same id waits for the first's derivation. */
   readonly #deriving = new Map<string, Promise<string>>();
   readonly #maxQueued: number;
@@ -138,7 +140,12 @@ export class Identity {
 
   #spawn(slot: number): void {
     const w = new Worker(new URL("./kdf-worker.mjs", import.meta.url));
-    w.on("message", (m: { id: number; out?: Uint8Array; error?: string }) => {
+    w.on("message", (m: { id: number; out?: Uint8Array; error?: string; ready?: true }) => {
+      if (m.ready) {
+        this.#online.add(w);
+        w.emit("ready");
+        return;
+      }
       const p = this.#pending.get(m.id);
       if (!p || p.worker !== w) return;
       this.#settled(m.id, p.timer);
@@ -152,7 +159,7 @@ export class Identity {
     this.#workers[slot] = w;
   }
 
-  #settled(reqId: number, timer: NodeJS.Timeout): void {
+  #settled(reqId: number, timer: NodeJS.Timeout | undefined): void {
     clearTimeout(timer);
     this.#pending.delete(reqId);
     // Idle workers must not keep the process alive; busy ones must.
@@ -198,10 +205,17 @@ export class Identity {
     const slot = this.#workers.indexOf(w);
     return new Promise((resolve, reject) => {
       // A worker that does not answer in time is treated as stuck: replaced like a dead one, which refuses this
-      // lookup and clears it from #deriving, so the same id's next lookup derives again.
-      const timer = setTimeout(() => this.#lost(slot, w, `no answer within ${this.#timeoutMs} ms`), this.#timeoutMs);
-      timer.unref();
-      this.#pending.set(reqId, { worker: w, timer, resolve, reject });
+      // lookup and clears it from #deriving, so the same id's next lookup derives again. The time counts once the
+      // worker runs: a replacement still starting (seconds on a loaded host) is not stuck.
+      const entry: { worker: Worker; timer: NodeJS.Timeout | undefined; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } = { worker: w, timer: undefined, resolve, reject };
+      const limit = () => {
+        if (this.#pending.get(reqId) !== entry) return;
+        entry.timer = setTimeout(() => this.#lost(slot, w, `no answer within ${this.#timeoutMs} ms`), this.#timeoutMs);
+        entry.timer.unref();
+      };
+      this.#pending.set(reqId, entry);
+      if (this.#online.has(w)) limit();
+      else w.once("ready", limit);
       w.ref();
       w.postMessage({ id: reqId, input: Buffer.from(id), pepper: this.#pepper, salt: SALT, t: this.#o.timeCost, m: this.#o.memoryKiB, p: this.#o.parallelism });
     });

@@ -11,3 +11,5 @@ parentPort.on("message", ({ id, input, pepper, salt, t, m, p }) => {
     parentPort.postMessage({ id, error: String(e && e.message ? e.message : e) });
   }
 });
+// Loaded and listening: the engine counts a lookup's time limit from here (start-up can take seconds on a busy host).
+parentPort.postMessage({ ready: true });
