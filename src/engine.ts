@@ -175,14 +175,12 @@ export class Engine {
         checkWithdrawalAddress: async (address) => {
           const local = checkAddressFor(config.network, address);
           if (local !== true) return local;
-          const v = await this.node.validateAddress(address).catch(() => undefined);
+          const v = await this.node.addressInfo(address).catch(() => undefined);
           if (!v) return refuse("node_unavailable", "Addresses cannot be checked right now; try again in a minute.");
-          if (!v.isvalid) return refuse("bad_address", "That address is not valid (its checksum or format is wrong).");
+          if (!v.valid) return refuse("bad_address", "That address is not valid (its checksum or format is wrong).");
           // One of the service's own (a user's deposit address, or a change address seen on chain in an earlier payout):
           // paying it on chain only costs a fee, and a change address is credited to nobody.
-          const mine = await this.node.isMine(address).catch(() => undefined);
-          if (mine === undefined) return refuse("node_unavailable", "Addresses cannot be checked right now; try again in a minute.");
-          if (mine) return refuse("bad_address", "That address belongs to this service's own wallet, so a withdrawal there would only cost a fee. To pay someone who uses this bot, send it to them here instead.");
+          if (v.mine) return refuse("bad_address", "That address belongs to this service's own wallet, so a withdrawal there would only cost a fee. To pay someone who uses this bot, send it to them here instead.");
           return true;
         },
       },

@@ -17,7 +17,7 @@ import { Notices } from "./held.ts";
 /** What the relay needs from the chain side (the node actor implements it). */
 export interface ChainPort {
   takeDepositAddress(userKey: string): Promise<string>;
-  /** Network and checksum check, then bitcoind's own validateaddress. */
+  /** Network and checksum check, then bitcoind's own (getaddressinfo): valid, and not one of the node wallet's own addresses. */
   checkWithdrawalAddress(address: string): Promise<true | Refusal>;
   /** sat/vB for the configured confirmation target. */
   feeRate(): Promise<bigint>;

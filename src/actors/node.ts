@@ -15,7 +15,7 @@ export type NodeState = "starting" | "ready" | "unavailable";
 const ALLOWED: Record<string, { safe: boolean }> = {
   getblockchaininfo: { safe: true }, getblockcount: { safe: true }, getblockhash: { safe: true }, getblockheader: { safe: true },
   getbalances: { safe: true }, getwalletinfo: { safe: true }, listwallets: { safe: true }, listsinceblock: { safe: true },
-  gettransaction: { safe: true }, validateaddress: { safe: true }, getaddressinfo: { safe: true }, estimatesmartfee: { safe: true },
+  gettransaction: { safe: true }, getaddressinfo: { safe: true }, estimatesmartfee: { safe: true },
   decoderawtransaction: { safe: true }, decodepsbt: { safe: true }, testmempoolaccept: { safe: true }, getmempoolentry: { safe: true },
   listunspent: { safe: true }, listdescriptors: { safe: true }, gettxout: { safe: true }, listtransactions: { safe: true },
   listlabels: { safe: true }, getaddressesbylabel: { safe: true }, getmempoolinfo: { safe: true },
@@ -302,13 +302,17 @@ export class NodeGateway {
     return address;
   }
 
-  validateAddress(address: string) {
-    return this.call<{ isvalid: boolean; address?: string; iswitness?: boolean; error?: string }>("validateaddress", [address]);
-  }
-
-  /** Whether the node's wallet owns the address (a deposit address handed out, or a change address). */
-  async isMine(address: string): Promise<boolean> {
-    return (await this.call<{ ismine: boolean }>("getaddressinfo", [address])).ismine;
+  /**
+   * Whether bitcoind takes the address (its checksum and format), and whether the node's wallet owns it (a deposit
+   * address handed out, or a change address): one call, `getaddressinfo`, which refuses an invalid address (-5).
+   */
+  async addressInfo(address: string): Promise<{ valid: false } | { valid: true; mine: boolean }> {
+    try {
+      return { valid: true, mine: (await this.call<{ ismine: boolean }>("getaddressinfo", [address])).ismine };
+    } catch (e) {
+      if ((e as NodeError).code === -5) return { valid: false };
+      throw e;
+    }
   }
 
   listSinceBlock(blockhash: string | undefined, targetConfirmations: number) {

@@ -1,6 +1,6 @@
 // Destination checks before bitcoind is asked: which network an address belongs to (bech32 HRP or base58
 // version byte) and whether its checksum holds, so a person hears "this is a mainnet address, this service
-// runs on regtest" rather than a generic "invalid". bitcoind's validateaddress runs after this, as well.
+// runs on regtest" rather than a generic "invalid". bitcoind's getaddressinfo runs after this, as well.
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bech32, bech32m, createBase58check } from "@scure/base";
 import { refuse, type Refusal } from "./refusals.ts";
