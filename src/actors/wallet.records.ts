@@ -63,7 +63,7 @@ interface WalletRecordData {
  * the balance views. `wallets` counts the opened ones. `transit` is what users have sent each other that has left
  * the sender and not yet reached the receiver (a wallet, or a cheque's escrow): a debit adds its amount, the one
  * credit that takes it (the courier's, or the cheque book's funding) takes it out. Between the two the money is in
- * no balance, and still owed (format 9; see `transitNow` for a store written before).
+ * no balance, and still owed (format 9; see `countTransit` for a store written before).
  */
 export interface WalletSums {
   available: bigint;
@@ -315,6 +315,14 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
   return report;
 }
 
+/** A wallet as an activation brings it up: its snapshot's state (a new wallet's without one), and the journal records after it. */
+async function storedWallet(journal: Journal, userKey: string) {
+  const key = walletJournalKey(userKey);
+  const snapshot = await journal.latestSnapshot(key);
+  const state = snapshot ? restoreWallet(snapshot.data as WalletState) : emptyWallet(userKey);
+  return { key, snapshot, state, events: await journal.readEvents(key, snapshot?.sequenceNumber ?? 0) };
+}
+
 /**
  * Before format 9: the transfers between users in flight, from the outboxes. Each wallet flagged with unfinished work
  * is brought up as an activation would (its snapshot, then the journal after it); a transfer in its outbox counts
@@ -324,10 +332,9 @@ export async function upgradeWalletRecords(journal: Journal, records: WalletReco
 async function countTransit(journal: Journal, records: WalletRecords, chequeFunded: (hash: string) => boolean): Promise<{ sats: bigint; transfers: number }> {
   let sats = 0n, transfers = 0;
   for await (const userKey of records.flagged()) {
-    const key = walletJournalKey(userKey);
-    const snapshot = await journal.latestSnapshot(key);
-    let s = snapshot ? restoreWallet(snapshot.data as WalletState) : emptyWallet(userKey);
-    for (const ev of await journal.readEvents(key, snapshot?.sequenceNumber ?? 0)) for (const e of (ev.data as WalletRecordData).e) s = evolve(s, e);
+    const stored = await storedWallet(journal, userKey);
+    let s = stored.state;
+    for (const ev of stored.events) for (const e of (ev.data as WalletRecordData).e) s = evolve(s, e);
     for (const [id, t] of Object.entries(s.outgoing)) {
       const landed = t.to.startsWith(CHEQUE_PREFIX) ? chequeFunded(t.to.slice(CHEQUE_PREFIX.length)) : records.received(t.to, userKey, id);
       if (landed) continue;
@@ -353,9 +360,8 @@ async function moveFinished(journal: Journal, records: WalletRecords, log?: Pick
   for await (const key of journal.keys(prefix)) {
     if (++seen % 100_000 === 0) log?.info({ wallets: seen, moved }, "store upgrade to format 7: finished deposits and withdrawals leaving the wallets' states");
     const userKey = key.slice(prefix.length);
-    const snapshot = await journal.latestSnapshot(key);
-    let s = snapshot ? restoreWallet(snapshot.data as WalletState) : emptyWallet(userKey);
-    const events = await journal.readEvents(key, snapshot?.sequenceNumber ?? 0);
+    const { snapshot, state, events } = await storedWallet(journal, userKey);
+    let s = state;
     const finished = new Map<string, Deposit | Withdrawal>();
     for (const ev of events) {
       for (const e of (ev.data as WalletRecordData).e) {
