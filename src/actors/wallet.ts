@@ -96,22 +96,10 @@ function withdrawnInWindow(s: WalletState, at: number): { sats: bigint; freesAt:
 /** The window with `sats` added to hour `hour` (negative: taken back), as of `at`: the hours before it dropped. */
 function inWindow(list: WalletState["withdrawnByHour"], at: number, hour: number, sats: bigint): WalletState["withdrawnByHour"] {
   const first = hourOf(at) - LIMIT_HOURS + 1;
-  const out: Array<readonly [number, bigint]> = [];
-  let added = hour < first;
-  for (const [h, x] of list) {
-    if (h < first) continue;
-    if (h === hour) {
-      added = true;
-      if (x + sats !== 0n) out.push([h, x + sats]);
-    } else {
-      if (!added && h > hour) {
-        added = true;
-        if (sats > 0n) out.push([hour, sats]);
-      }
-      out.push([h, x]);
-    }
-  }
-  if (!added && sats > 0n) out.push([hour, sats]);
+  const out = list.filter(([h]) => h >= first && h !== hour);
+  const total = (list.find(([h]) => h === hour)?.[1] ?? 0n) + sats;
+  if (hour >= first && total > 0n) out.push([hour, total]);
+  out.sort((a, b) => a[0] - b[0]);
   return out.length === 0 ? NO_LIST : out;
 }
 const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [], answer });
