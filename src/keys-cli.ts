@@ -10,7 +10,7 @@ import { SetupError } from "./secrets.ts";
 import { join } from "node:path";
 import { createLogger } from "./log.ts";
 import { loadSecrets } from "./secrets.ts";
-import { ensurePki } from "./tls/certs.ts";
+import { ensureEnginePki } from "./tls/certs.ts";
 import { OperatorStore, addOperator } from "./edges/admin/operators.ts";
 import { AuditLog } from "./edges/admin/audit.ts";
 
@@ -80,8 +80,9 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "pki": {
       const config = loadConfig();
-      await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
-      say(`certificates in ${config.pkiPath}: operators-ca, internal-ca, admin-server, internal-server, bot-client (keys 0600)`);
+      const { warnings } = await ensureEnginePki(config);
+      say(`certificates in ${config.pkiPath}: operators-ca, admin-server-ca, admin-server, internal-ca, internal-server, bot-client (keys 0600); operators trust admin-server-ca.crt for the admin edge`);
+      for (const warning of warnings) say(`warning: ${warning}`);
       return 0;
     }
     case "operator": {
@@ -93,7 +94,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       // store (and on regtest its secrets) and find nobody there.
       if (verb !== "add" && !existsSync(storePath)) throw new SetupError(`no store at ${storePath}: no operators there (check RUNIGUN_DATA_DIR or --data-dir)`);
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
-      if (verb === "add") await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+      if (verb === "add") await ensureEnginePki(config);
       const store = await openStoreForKeys(storePath, secrets.keyring);
       try {
         const operators = new OperatorStore(store);

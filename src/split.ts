@@ -7,7 +7,7 @@ import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Engine } from "./engine.ts";
 import { startEngine } from "./app.ts";
-import { ensurePki, readPem } from "./tls/certs.ts";
+import { ensureEnginePki, readPem } from "./tls/certs.ts";
 import { buildAdmin, listenAdmin } from "./edges/admin/server.ts";
 import { enginePort } from "./edges/admin/engine-port.ts";
 import { OperatorStore } from "./edges/admin/operators.ts";
@@ -21,7 +21,7 @@ import { isRefusal } from "./domain/refusals.ts";
 
 /** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
 export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
-  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+  for (const warning of (await ensureEnginePki(config)).warnings) log.warn(`admin edge: ${warning}`);
   const app = await buildAdmin({
     config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },
     operators: new OperatorStore(engine.storage.store, {
@@ -41,7 +41,7 @@ export async function runEngineOnly(): Promise<number> {
   const config = loadConfig();
   const log = createLogger({ level: config.log.level });
   // The internal API's certificates, made here on a first start (the admin edge's start made them only when it is on).
-  await ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+  await ensureEnginePki(config);
   const stopped = signals();
   const app = await startEngine(config, log);
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;

@@ -1,12 +1,17 @@
-// Certificates for the engine's two private PKIs: the operators' CA (client certificates for the admin edge)
-// and the internal CA (the bot ⇄ engine link in the split shape). ECDSA P-256 via WebCrypto and
-// @peculiar/x509; keys are written 0600 and never leave the machine that made them.
+// Certificates for the engine's private PKIs: the operators' CA (client certificates for the admin edge), the admin
+// server's CA (the one operators' browsers and curl trust for the admin edge) and the internal CA (the bot ⇄ engine
+// link in the split shape). ECDSA P-256 via WebCrypto and @peculiar/x509; keys are written 0600 and never leave the
+// machine that made them. The CAs people install (the admin server's) or might (the operators') are name-constrained
+// (RFC 5280 4.2.1.10): their keys sit online in pkiDir, and a CA trusted as an authority must vouch for no other site.
 import { createHash, webcrypto } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { BlockList } from "node:net";
 import { join } from "node:path";
 // @peculiar/x509 uses tsyringe, which needs the Reflect metadata polyfill loaded first.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from "@peculiar/asn1-x509";
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -32,7 +37,23 @@ async function importKey(pem: string): Promise<CryptoKey> {
 const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString("hex").replace(/^[89a-f]/, "1");
 const years = (n: number) => new Date(Date.now() + n * 365 * 24 * 3600 * 1000);
 
-export async function createCA(name: string): Promise<Pem> {
+const isIp = (h: string) => /^[\d.]+$|:/.test(h);
+
+/**
+ * A critical name-constraints extension permitting only `names` (DNS names, each with its subdomains; IP addresses,
+ * each alone). OpenSSL, browsers and curl then refuse any certificate under the CA that names something else — and a
+ * client certificate naming no host (a subject CN without a dot, no alternative names) is not a name they check.
+ */
+function permitOnly(names: readonly string[]): x509.Extension {
+  const subtrees = names.map((n) => new GeneralSubtree({ base: new GeneralName(isIp(n) ? { iPAddress: `${n}/${n.includes(":") ? 128 : 32}` } : { dNSName: n }) }));
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(new NameConstraints({ permittedSubtrees: new GeneralSubtrees(subtrees) })));
+}
+
+/**
+ * A self-signed CA. `permit`: the only names it may vouch for (see permitOnly); `use`: the one purpose of the
+ * certificates it signs (an extended key usage on the CA itself, which verifiers apply to the chain below it).
+ */
+export async function createCA(name: string, o: { permit?: readonly string[]; use?: "client" | "server" } = {}): Promise<Pem> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(), name: `CN=${name}`, notBefore: new Date(Date.now() - 60_000), notAfter: years(10), keys: keys as never, signingAlgorithm: ALG,
@@ -40,6 +61,8 @@ export async function createCA(name: string): Promise<Pem> {
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as never),
+      ...(o.permit ? [permitOnly(o.permit)] : []),
+      ...(o.use ? [new x509.ExtendedKeyUsageExtension([o.use === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth])] : []),
     ],
   });
   return { cert: cert.toString("pem") + "\n", key: await keyPem(keys.privateKey) };
@@ -49,7 +72,7 @@ export async function createCA(name: string): Promise<Pem> {
 export async function issue(ca: Pem, o: { name: string; kind: "client" | "server"; hosts?: string[]; years?: number }): Promise<Pem> {
   const caCert = new x509.X509Certificate(ca.cert);
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
-  const sans = (o.hosts ?? []).map((h) => (/^[\d.]+$|:/.test(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }));
+  const sans = (o.hosts ?? []).map((h) => (isIp(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(), subject: `CN=${o.name}`, issuer: caCert.subject, notBefore: new Date(Date.now() - 60_000), notAfter: years(o.years ?? 2),
     publicKey: keys.publicKey as never, signingKey: (await importKey(ca.key)) as never, signingAlgorithm: ALG,
@@ -81,20 +104,64 @@ export function readPem(dir: string, base: string): Pem {
 }
 
 /**
- * The engine's PKI in `dir`: both CAs, the admin edge's and the internal API's server certificates, and the
- * bot's client certificate. Made once; later calls read what is there.
+ * A name no certificate an operator's browser checks can carry: the operators' CA is constrained to it, so that CA,
+ * which signs client certificates only, vouches for no site even where someone installed it as an authority.
  */
+export const OPERATORS_ONLY_NAME = "operators.runigun.invalid";
+
 /**
- * The two private CAs and the engine's certificates, made once. `adminNames` are extra DNS names for the admin
- * edge's certificate — the console's WebAuthn relying party id must be a name the browser reached it by.
+ * The engine's PKI in `dir`, made once (later calls read what is there): the operators' CA (client certificates; it
+ * vouches for no host), the admin server's CA (constrained to the admin edge's names: what operators' browsers and
+ * curl trust) and its certificate, the internal CA (which only the bot trusts) with the internal API's certificate
+ * and the bot's client certificate. `adminNames` are extra DNS names for the admin edge's certificate — the console's
+ * WebAuthn relying party id must be a name the browser reached it by.
+ *
+ * Returns what an operator should know about the PKI found there: an admin certificate made before the admin server
+ * had a CA of its own is signed by the operators' CA, which then has to be trusted as an authority for any site.
  */
-export async function ensurePki(dir: string, hosts: { admin: string; internal: string; adminNames?: string[] }): Promise<void> {
+export async function ensurePki(dir: string, hosts: { admin: string; internal: string; adminNames?: string[] }): Promise<{ warnings: string[] }> {
   const make = async (base: string, f: () => Promise<Pem>) => {
     if (!existsSync(join(dir, `${base}.crt`))) writePem(dir, base, await f());
   };
-  await make("operators-ca", () => createCA("RuniGun operators CA"));
+  const adminHosts = [...new Set([hosts.admin, "localhost", ...(hosts.adminNames ?? [])])];
+  await make("operators-ca", () => createCA("RuniGun operators CA", { permit: [OPERATORS_ONLY_NAME], use: "client" }));
+  const legacyAdmin = existsSync(join(dir, "admin-server.crt")) && !existsSync(join(dir, "admin-server-ca.crt"));
+  const warnings: string[] = [];
+  if (!legacyAdmin && !existsSync(join(dir, "admin-server.crt"))) {
+    // A renewal (the old certificate moved aside) stays under the CA operators already trust while its constraints
+    // permit the names; names it does not permit (admin.host or the console's name changed) need a new CA.
+    const caPath = join(dir, "admin-server-ca.crt");
+    if (existsSync(caPath) && !permitsAll(readFileSync(caPath, "utf8"), adminHosts)) {
+      rmSync(caPath);
+      warnings.push(`the admin server's CA in ${dir} did not permit ${adminHosts.join(", ")}: a new admin-server-ca.crt was made; give it to operators to trust instead of the old one`);
+    }
+    await make("admin-server-ca", () => createCA("RuniGun admin server CA", { permit: adminHosts, use: "server" }));
+    await make("admin-server", () => issue(readPem(dir, "admin-server-ca"), { name: "runigun-admin", kind: "server", hosts: adminHosts }));
+  }
+  // Not name-constrained: only the bot trusts it, and a new internal.host is a new certificate under the same CA.
   await make("internal-ca", () => createCA("RuniGun internal CA"));
-  await make("admin-server", () => issue(readPem(dir, "operators-ca"), { name: "runigun-admin", kind: "server", hosts: [...new Set([hosts.admin, "localhost", ...(hosts.adminNames ?? [])])] }));
   await make("internal-server", () => issue(readPem(dir, "internal-ca"), { name: "runigun-engine", kind: "server", hosts: [hosts.internal, "localhost"] }));
   await make("bot-client", () => issue(readPem(dir, "internal-ca"), { name: "runigun-bot", kind: "client" }));
+  if (legacyAdmin) {
+    warnings.push(`the admin edge's certificate in ${dir} is signed by the operators' CA, so operators' browsers and curl trust that CA, whose key is online here, for any site: move admin-server.crt and admin-server.key aside and start again (a name-constrained admin-server-ca.crt and a new certificate are made), then give operators admin-server-ca.crt to trust instead, and have them remove the operators' CA from what they trust`);
+  }
+  return { warnings };
+}
+
+/** Whether a CA's name constraints permit every one of `hosts` (a CA without constraints permits anything). */
+export function permitsAll(caPem: string, hosts: readonly string[]): boolean {
+  const ext = new x509.X509Certificate(caPem).getExtension(id_ce_nameConstraints);
+  if (!ext) return true;
+  const ips = new BlockList(), dns: string[] = [];
+  for (const { base } of AsnConvert.parse(ext.value, NameConstraints).permittedSubtrees ?? []) {
+    if (base.dNSName !== undefined) dns.push(base.dNSName);
+    const [address, prefix] = base.iPAddress?.split("/") ?? [];
+    if (address && prefix) ips.addSubnet(address, Number(prefix), address.includes(":") ? "ipv6" : "ipv4");
+  }
+  return hosts.every((h) => (isIp(h) ? ips.check(h, h.includes(":") ? "ipv6" : "ipv4") : dns.some((d) => h === d || h.endsWith(`.${d}`))));
+}
+
+/** The engine's PKI for its settings (ensurePki with the configured names): what the engine, `keys pki` and `keys operator add` make. */
+export function ensureEnginePki(config: { pkiPath: string; admin: { host: string; console: { rpId: string } }; internal: { host: string } }): Promise<{ warnings: string[] }> {
+  return ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
 }

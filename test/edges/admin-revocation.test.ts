@@ -96,7 +96,7 @@ async function setup(t: Test, names: string[], o: { requestTimeoutMs?: number } 
     await app.close();
     await store.close();
   });
-  const ca = readPem(pki, "operators-ca").cert;
+  const ca = readPem(pki, "admin-server-ca").cert;
   /** A whole API request with a fresh TOTP code. */
   const api = (who: string, path: string, body?: unknown) => mtls(listening, ca, path, {
     client: ops[who]!.cert, ...(body ? { method: "POST", body: JSON.stringify(body) } : {}),

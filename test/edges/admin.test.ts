@@ -41,7 +41,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const app = await buildAdmin({ config: te.config, log: silentLogger, tls: { ...server, ca: readPem(pki, "operators-ca").cert }, operators, audit, port: enginePort(te.engine), clock: () => now });
   const port = await listenAdmin(app, te.config);
   t.teardown(() => app.close());
-  const ca = readPem(pki, "operators-ca").cert;
+  const ca = readPem(pki, "admin-server-ca").cert;
   const cert = readPem(join(pki, "operators"), "alice");
   const op = (await operators.get(alice.fingerprint))!;
   /** A fresh code for the next 30-second step (each code is good once). */
@@ -61,7 +61,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal(replay.status, 401, "the same code again is refused");
   t.match(replay.body, /already used/);
   // The request limit counts requests refused for their TOTP code too (it once ran after the factors were checked).
-  const limited = await buildAdmin({ config: te.config, log: silentLogger, tls: { ...server, ca }, operators: new OperatorStore(store), audit, port: enginePort(te.engine), clock: () => now, rateLimit: 3 });
+  const limited = await buildAdmin({ config: te.config, log: silentLogger, tls: { ...server, ca: readPem(pki, "operators-ca").cert }, operators: new OperatorStore(store), audit, port: enginePort(te.engine), clock: () => now, rateLimit: 3 });
   const limitedPort = await listenAdmin(limited, te.config);
   t.teardown(() => limited.close());
   const tries = [];

@@ -243,7 +243,7 @@ async function edge(t: Test, names: string[]) {
     await app.close();
     await store.close();
   });
-  const ca = readPem(pki, "operators-ca").cert;
+  const ca = readPem(pki, "admin-server-ca").cert;
   const origin = `https://localhost:${listening}`;
   /** A session as a security key's login leaves it. */
   const signIn = (who: string) => sessions.open(ops[who]!.fp, who, true, `key-${who}`);

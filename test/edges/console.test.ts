@@ -62,7 +62,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
   const port = await listenAdmin(app, te.config);
   t.teardown(() => app.close());
   const origin = `https://localhost:${port}`;
-  const ca = readPem(pki, "operators-ca").cert;
+  const ca = readPem(pki, "admin-server-ca").cert;
   const certs = { alice: readPem(join(pki, "operators"), "alice"), bob: readPem(join(pki, "operators"), "bob") };
 
   // Money to look at: a user with a deposit (and a sealed chat handle that must never show), and a payout in flight.

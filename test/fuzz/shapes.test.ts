@@ -40,7 +40,7 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   });
   const port = await listenAdmin(app, te.config);
   t.teardown(() => app.close());
-  const ca = readPem(pki, "operators-ca").cert;
+  const ca = readPem(pki, "admin-server-ca").cert;
   const cert = readPem(join(pki, "operators"), "alice");
   const op = (await operators.get(alice.fingerprint))!;
   const code = () => totpFor(op).generate({ timestamp: (now += 30_000) });

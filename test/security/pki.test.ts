@@ -1,11 +1,36 @@
 // The private PKI: the admin edge's certificate names what operators' browsers reach it by (the console's
 // WebAuthn relying party id must be such a name), the internal API's names internal.host (the bot checks it against
-// the host it connects to), and certificates are made once, never silently replaced.
+// the host it connects to), and certificates are made once, never silently replaced. The CAs an operator installs
+// (the admin server's) or might (the operators') vouch for no other site: they are name-constrained.
 import t from "tap";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync } from "node:fs";
+import { connect, createServer } from "node:tls";
 import { join } from "node:path";
-import { ensurePki } from "../../src/tls/certs.ts";
+import { createCA, ensurePki, issue, readPem, writePem, type Pem } from "../../src/tls/certs.ts";
+
+/** Whether a TLS client trusting `ca` (and presenting `client`, if given) accepts `server` as `name`; the server's `trust` checks clients. */
+async function handshake(o: { server: Pem; ca: string; name: string; client?: Pem; trust?: string }): Promise<{ client: string; server?: string }> {
+  let seen: string | undefined;
+  const srv = createServer({ ...o.server, ...(o.trust ? { ca: o.trust, requestCert: true, rejectUnauthorized: false } : {}) }, (sock) => {
+    seen = sock.authorized ? "authorized" : String(sock.authorizationError);
+    sock.end();
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  try {
+    const client = await new Promise<string>((resolve) => {
+      const c = connect({ host: "127.0.0.1", port, servername: /^[\d.]+$/.test(o.name) ? undefined : o.name, ca: o.ca, ...(o.client ?? {}), checkServerIdentity: () => undefined }, () => {
+        c.once("close", () => resolve("accepted"));
+        c.resume();
+      });
+      c.once("error", (e) => resolve(e.message));
+    });
+    return seen === undefined ? { client } : { client, server: seen };
+  } finally {
+    srv.close();
+  }
+}
 
 t.test("ensurePki: the admin certificate carries the console's name; keys are 0600; a second run keeps them", async (t) => {
   const dir = t.testdir();
@@ -15,7 +40,8 @@ t.test("ensurePki: the admin certificate carries the console's name; keys are 06
   t.match(admin.subjectAltName ?? "", /DNS:ops\.runigun\.vpn/, "the console's relying party id");
   t.match(admin.subjectAltName ?? "", /DNS:localhost/);
   t.equal(statSync(join(dir, "admin-server.key")).mode & 0o777, 0o600, "private keys are 0600");
-  t.ok(admin.verify(new X509Certificate(readFileSync(join(dir, "operators-ca.crt"))).publicKey), "issued by the operators' CA");
+  t.ok(admin.verify(new X509Certificate(readFileSync(join(dir, "admin-server-ca.crt"))).publicKey), "issued by the admin server's CA");
+  t.notOk(admin.verify(new X509Certificate(readFileSync(join(dir, "operators-ca.crt"))).publicKey), "not by the operators' CA");
   const before = readFileSync(join(dir, "admin-server.crt"), "utf8");
   await ensurePki(dir, { admin: "10.8.0.2", internal: "127.0.0.1" });
   t.equal(readFileSync(join(dir, "admin-server.crt"), "utf8"), before, "existing certificates are kept (rotate them on purpose, not by a config change)");
@@ -28,4 +54,57 @@ t.test("ensurePki: the internal API's certificate names internal.host, which the
   t.match(internal.subjectAltName ?? "", /IP Address:10\.8\.0\.7/);
   t.ok(internal.checkIP("10.8.0.7"), "valid for a connection to https://10.8.0.7:…");
   t.notOk(internal.checkIP("10.8.0.8"));
+});
+
+t.test("the admin server's CA vouches for the admin edge's names only, the operators' CA for no server; operators' certificates still work", async (t) => {
+  const dir = t.testdir();
+  t.same((await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1", adminNames: ["ops.runigun.vpn"] })).warnings, [], "a new PKI: nothing to warn about");
+  const serverCa = readPem(dir, "admin-server-ca"), operatorsCa = readPem(dir, "operators-ca");
+  t.equal((await handshake({ server: readPem(dir, "admin-server"), ca: serverCa.cert, name: "127.0.0.1" })).client, "accepted", "the admin edge's own certificate");
+  // What a thief of the CA keys in pkiDir could sign: a certificate for any site.
+  const forged = await issue(serverCa, { name: "bank", kind: "server", hosts: ["bank.example"] });
+  t.match((await handshake({ server: forged, ca: serverCa.cert, name: "bank.example" })).client, /permitted subtree violation/, "another site under the admin server's CA: refused");
+  const sub = await issue(serverCa, { name: "sub", kind: "server", hosts: ["x.ops.runigun.vpn"] });
+  t.equal((await handshake({ server: sub, ca: serverCa.cert, name: "x.ops.runigun.vpn" })).client, "accepted", "a name under the console's name is the console's");
+  const viaOperators = await issue(operatorsCa, { name: "bank", kind: "server", hosts: ["bank.example", "127.0.0.1"] });
+  t.match((await handshake({ server: viaOperators, ca: operatorsCa.cert, name: "bank.example" })).client, /permitted subtree violation|unsuitable certificate purpose/, "a server under the operators' CA: refused");
+  const alice = await issue(operatorsCa, { name: "alice", kind: "client" });
+  const r = await handshake({ server: readPem(dir, "admin-server"), ca: serverCa.cert, name: "127.0.0.1", client: alice, trust: operatorsCa.cert });
+  t.same(r, { client: "accepted", server: "authorized" }, "an operator's client certificate is accepted under the constrained operators' CA");
+});
+
+t.test("a renewal stays under the admin server's CA while it permits the names; other names get a new CA and a warning", async (t) => {
+  const dir = t.testdir();
+  await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const ca = readFileSync(join(dir, "admin-server-ca.crt"), "utf8");
+  const aside = (base: string) => {
+    renameSync(join(dir, `${base}.crt`), join(dir, `${base}.old.crt`));
+    renameSync(join(dir, `${base}.key`), join(dir, `${base}.old.key`));
+  };
+  aside("admin-server");
+  t.same((await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" })).warnings, [], "same names: no warning");
+  t.equal(readFileSync(join(dir, "admin-server-ca.crt"), "utf8"), ca, "same names: the CA operators trust is kept");
+  t.ok(existsSync(join(dir, "admin-server.crt")), "a new certificate");
+  aside("admin-server");
+  const { warnings } = await ensurePki(dir, { admin: "10.8.0.1", internal: "127.0.0.1" });
+  t.match(warnings.join("\n"), /did not permit 10\.8\.0\.1, localhost: a new admin-server-ca\.crt was made/);
+  t.not(readFileSync(join(dir, "admin-server-ca.crt"), "utf8"), ca, "a new CA");
+  t.equal((await handshake({ server: readPem(dir, "admin-server"), ca: readPem(dir, "admin-server-ca").cert, name: "10.8.0.1" })).client, "accepted", "the new certificate is valid under it");
+});
+
+t.test("an admin certificate from before the admin server's CA is kept, with a warning until it is moved aside", async (t) => {
+  const dir = t.testdir();
+  // The layout older versions made: the admin edge's certificate signed by the operators' CA, which had no constraints.
+  const operatorsCa = await createCA("RuniGun operators CA");
+  writePem(dir, "operators-ca", operatorsCa);
+  writePem(dir, "admin-server", await issue(operatorsCa, { name: "runigun-admin", kind: "server", hosts: ["127.0.0.1", "localhost"] }));
+  const before = readFileSync(join(dir, "admin-server.crt"), "utf8");
+  const { warnings } = await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  t.match(warnings.join("\n"), /signed by the operators' CA.*move admin-server\.crt and admin-server\.key aside and start again/);
+  t.equal(readFileSync(join(dir, "admin-server.crt"), "utf8"), before, "kept: operators' curl and browsers still reach it");
+  t.notOk(existsSync(join(dir, "admin-server-ca.crt")), "no CA made beside it");
+  renameSync(join(dir, "admin-server.crt"), join(dir, "admin-server.old.crt"));
+  renameSync(join(dir, "admin-server.key"), join(dir, "admin-server.old.key"));
+  t.same((await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" })).warnings, [], "moved aside: a new layout, no warning");
+  t.ok(new X509Certificate(readFileSync(join(dir, "admin-server.crt"))).verify(new X509Certificate(readFileSync(join(dir, "admin-server-ca.crt"))).publicKey));
 });
