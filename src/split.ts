@@ -7,7 +7,7 @@ import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Engine } from "./engine.ts";
 import { startEngine } from "./app.ts";
-import { ensureEnginePki, readPem } from "./tls/certs.ts";
+import { ensureEnginePki, expiringCertificates, readPem } from "./tls/certs.ts";
 import { buildAdmin, listenAdmin } from "./edges/admin/server.ts";
 import { enginePort } from "./edges/admin/engine-port.ts";
 import { OperatorStore } from "./edges/admin/operators.ts";
@@ -22,14 +22,29 @@ import { isRefusal } from "./domain/refusals.ts";
 /** Starts the admin edge on the VPN address with the operators' CA; returns the app and its port. */
 export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
   for (const warning of (await ensureEnginePki(config)).warnings) log.warn(`admin edge: ${warning}`);
+  const operators = new OperatorStore(engine.storage.store, {
+    onTotpPause: (operator, ms) => log.warn({ operator, pause_s: Math.round(ms / 1000) }, "admin API: wrong TOTP codes in a row; codes are not checked for a while"),
+  });
   const app = await buildAdmin({
     config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },
-    operators: new OperatorStore(engine.storage.store, {
-      onTotpPause: (operator, ms) => log.warn({ operator, pause_s: Math.round(ms / 1000) }, "admin API: wrong TOTP codes in a row; codes are not checked for a while"),
-    }),
-    audit: new AuditLog(engine.storage.store), port: enginePort(engine),
+    operators, audit: new AuditLog(engine.storage.store), port: enginePort(engine),
   });
-  return { app, port: await listenAdmin(app, config) };
+  // Certificates expire silently otherwise (an operator's after a year, the servers' after two): said at start, then daily.
+  const checkCertificates = () => void watchCertificates(config.pkiPath, operators, log).catch((err: unknown) => log.warn({ err }, "certificate expiry check failed"));
+  const daily = setInterval(checkCertificates, 24 * 3600_000).unref();
+  app.addHook("onClose", async () => clearInterval(daily));
+  const port = await listenAdmin(app, config);
+  checkCertificates();
+  return { app, port };
+}
+
+/** Logs each certificate in pkiDir that expires within 30 days (an alert within 7, or once expired). */
+export async function watchCertificates(pkiDir: string, operators: OperatorStore, log: Logger, now = Date.now()): Promise<void> {
+  const active = new Set((await operators.list()).filter((op) => !op.revoked).map((op) => op.fingerprint));
+  for (const c of expiringCertificates(pkiDir, active, now)) {
+    if (c.alert) log.error({ alert: true, certificate: c.file, notAfter: c.notAfter }, c.message);
+    else log.warn({ certificate: c.file, notAfter: c.notAfter }, c.message);
+  }
 }
 
 const signals = () => new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@
 // machine that made them. The CAs people install (the admin server's) or might (the operators') are name-constrained
 // (RFC 5280 4.2.1.10): their keys sit online in pkiDir, and a CA trusted as an authority must vouch for no other site.
 import { createHash, webcrypto } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { BlockList } from "node:net";
 import { join } from "node:path";
 // @peculiar/x509 uses tsyringe, which needs the Reflect metadata polyfill loaded first.
@@ -164,4 +164,47 @@ export function permitsAll(caPem: string, hosts: readonly string[]): boolean {
 /** The engine's PKI for its settings (ensurePki with the configured names): what the engine, `keys pki` and `keys operator add` make. */
 export function ensureEnginePki(config: { pkiPath: string; admin: { host: string; console: { rpId: string } }; internal: { host: string } }): Promise<{ warnings: string[] }> {
   return ensurePki(config.pkiPath, { admin: config.admin.host, internal: config.internal.host, adminNames: [config.admin.console.rpId] });
+}
+
+/** How long before a certificate expires the engine starts saying so (warnings), and when it becomes an alert. */
+export const EXPIRY_WARN_MS = 30 * 24 * 3600_000;
+export const EXPIRY_ALERT_MS = 7 * 24 * 3600_000;
+
+export interface CertificateNotice {
+  /** Its path under pkiDir (an operator's: `operators/NAME.crt`). */
+  file: string;
+  notAfter: string;
+  alert: boolean;
+  message: string;
+}
+
+/**
+ * The certificates in `dir` (the engine's, and the operators' under `operators/`, only those whose fingerprint is in
+ * `activeOperators`: a revoked operator's file stays behind) that expire within EXPIRY_WARN_MS of `now`, or have: each
+ * with what to do. Within EXPIRY_ALERT_MS, or expired, it is an alert: an expired admin certificate or CA locks every
+ * operator out, an expired internal one cuts the bot off, an operator's own locks that operator out.
+ */
+export function expiringCertificates(dir: string, activeOperators: ReadonlySet<string>, now = Date.now()): CertificateNotice[] {
+  const files = ["operators-ca", "admin-server-ca", "admin-server", "internal-ca", "internal-server", "bot-client"].map((b) => `${b}.crt`);
+  const opsDir = join(dir, "operators");
+  if (existsSync(opsDir)) for (const f of readdirSync(opsDir)) if (f.endsWith(".crt")) files.push(`operators/${f}`);
+  const out: CertificateNotice[] = [];
+  for (const file of files) {
+    const path = join(dir, file);
+    if (!existsSync(path)) continue;
+    const pem = readFileSync(path, "utf8");
+    if (file.startsWith("operators/") && !activeOperators.has(fingerprint(pem))) continue;
+    const notAfter = new x509.X509Certificate(pem).notAfter;
+    const left = notAfter.getTime() - now;
+    if (left > EXPIRY_WARN_MS) continue;
+    const days = Math.floor(left / (24 * 3600_000));
+    const when = left <= 0 ? `expired on ${notAfter.toISOString().slice(0, 10)}` : `expires on ${notAfter.toISOString().slice(0, 10)} (in ${days} day${days === 1 ? "" : "s"})`;
+    const renew = file.startsWith("operators/")
+      ? `revoke and add the operator again (runigun keys operator revoke|add ${file.slice("operators/".length, -".crt".length)})`
+      : file.endsWith("-ca.crt")
+        ? "a new CA means new certificates under it: see README, \"Certificates\""
+        : `with the engine stopped, move ${file.replace(/\.crt$/, ".*")} aside and run runigun keys pki (README, "Certificates")`;
+    out.push({ file, notAfter: notAfter.toISOString(), alert: left <= EXPIRY_ALERT_MS, message: `certificate ${file} in ${dir} ${when}: ${renew}` });
+  }
+  return out;
 }

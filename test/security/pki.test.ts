@@ -7,7 +7,12 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, renameSync, statSync } from "node:fs";
 import { connect, createServer } from "node:tls";
 import { join } from "node:path";
-import { createCA, ensurePki, issue, readPem, writePem, type Pem } from "../../src/tls/certs.ts";
+import { EncryptedStore } from "../../src/store/db.ts";
+import { generateKeyRingFile } from "../../src/store/keyring.ts";
+import { OperatorStore, addOperator } from "../../src/edges/admin/operators.ts";
+import { createLogger } from "../../src/log.ts";
+import { watchCertificates } from "../../src/split.ts";
+import { createCA, ensurePki, expiringCertificates, fingerprint, issue, readPem, writePem, type Pem } from "../../src/tls/certs.ts";
 
 /** Whether a TLS client trusting `ca` (and presenting `client`, if given) accepts `server` as `name`; the server's `trust` checks clients. */
 async function handshake(o: { server: Pem; ca: string; name: string; client?: Pem; trust?: string }): Promise<{ client: string; server?: string }> {
@@ -107,4 +112,47 @@ t.test("an admin certificate from before the admin server's CA is kept, with a w
   renameSync(join(dir, "admin-server.key"), join(dir, "admin-server.old.key"));
   t.same((await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" })).warnings, [], "moved aside: a new layout, no warning");
   t.ok(new X509Certificate(readFileSync(join(dir, "admin-server.crt"))).verify(new X509Certificate(readFileSync(join(dir, "admin-server-ca.crt"))).publicKey));
+});
+
+t.test("certificates about to expire are named with what to do: a warning within 30 days, an alert within 7 or once expired", async (t) => {
+  const dir = t.testdir();
+  await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const day = 24 * 3600_000, now = Date.now();
+  // An operator's certificate valid for 20 more days, and a revoked operator's file left behind, valid for 1.
+  const alice = await issue(readPem(dir, "operators-ca"), { name: "alice", kind: "client", years: 20 / 365 });
+  writePem(join(dir, "operators"), "alice", alice);
+  writePem(join(dir, "operators"), "bob", await issue(readPem(dir, "operators-ca"), { name: "bob", kind: "client", years: 1 / 365 }));
+  const active = new Set([fingerprint(alice.cert)]);
+  t.same(expiringCertificates(dir, active, now - 60 * day), [], "nothing within 30 days");
+  const soon = expiringCertificates(dir, active, now);
+  t.same(soon.map((c) => [c.file, c.alert]), [["operators/alice.crt", false]], "the active operator's, a warning; not the revoked one's");
+  t.match(soon[0]!.message, /expires on \d{4}-\d\d-\d\d \(in 19 days\): revoke and add the operator again \(runigun keys operator revoke\|add alice\)/);
+  const late = expiringCertificates(dir, active, now + 15 * day);
+  t.same(late.map((c) => [c.file, c.alert]), [["operators/alice.crt", true]], "within 7 days: an alert");
+  t.match(expiringCertificates(dir, active, now + 25 * day)[0]!.message, /operators\/alice\.crt in .* expired on /);
+  // Two years on, the engine's own certificates (made for 2 years) are due; the CAs (10 years) are not.
+  const engine = expiringCertificates(dir, new Set(), now + 2 * 365 * day - 10 * day);
+  t.same(engine.map((c) => c.file).sort(), ["admin-server.crt", "bot-client.crt", "internal-server.crt"]);
+  t.match(engine.find((c) => c.file === "admin-server.crt")!.message, /move admin-server\.\* aside and run runigun keys pki/);
+  t.notOk(engine.some((c) => c.alert), "10 days left: warnings");
+});
+
+t.test("the engine's check logs an active operator's certificate, not a revoked one's, an alert once within 7 days", async (t) => {
+  const dir = t.testdir();
+  await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: generateKeyRingFile(join(dir, "master.key")) });
+  t.teardown(() => store.close());
+  const operators = new OperatorStore(store);
+  await addOperator({ pkiDir: dir, store: operators, name: "alice" });
+  await addOperator({ pkiDir: dir, store: operators, name: "bob" });
+  await operators.revoke("bob");
+  const lines: Array<{ level: number; msg: string; alert?: boolean; certificate?: string }> = [];
+  const log = createLogger({ level: "info", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+  const day = 24 * 3600_000;
+  // Operators' certificates are made for a year.
+  await watchCertificates(dir, operators, log, Date.now() + 365 * day - 20 * day);
+  t.same(lines.map((l) => [l.certificate, l.level, l.alert]), [["operators/alice.crt", 40, undefined]], "a warning for alice; bob is revoked");
+  lines.length = 0;
+  await watchCertificates(dir, operators, log, Date.now() + 365 * day - 3 * day);
+  t.same(lines.map((l) => [l.certificate, l.level, l.alert]), [["operators/alice.crt", 50, true]], "an alert 3 days before");
 });
