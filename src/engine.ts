@@ -217,8 +217,10 @@ export class Engine {
         return;
       }
       e.log.warn({ failures: h.failures }, "the store writes again; re-sending what waits in outboxes");
-      // Credits refused while the store failed wait in their senders' outboxes: send them now, not at the next start.
+      // Credits refused while the store failed wait in their senders' outboxes, cheque payouts in the cheque book: send
+      // them now, not at the next start.
       if (!e.#closed) void e.#resumeOutboxes().catch((err: unknown) => e.log.warn({ err }, "re-sending outboxes after the store recovered failed; they go at the next start"));
+      if (!e.#closed) e.#resumeCheques(false);
     });
     // A batch the store could not say was written turned out to be on disk when it reopened: wallets read meanwhile
     // (replays during the outage) lack it. Idle ones are passivated (their next use replays from disk); a busy one,
@@ -227,6 +229,8 @@ export class Engine {
       if (!landed) return;
       e.log.warn("a write that failed during the store's outage was found on disk when it reopened; wallets replay their journals");
       e.registry.passivateAll();
+      // It may be a claim, revoke or expiry the cheque book replayed without: the book reads its journal again and pays.
+      if (!e.#closed) e.#resumeCheques(true);
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
@@ -445,6 +449,16 @@ export class Engine {
     // 256 at a time: a start with a large outbox must not activate every such wallet at once.
     await inTurns(keys, 256, (k) => this.registry.send(k, "resume", {}));
     if (keys.length) this.log.info({ wallets: keys.length }, "resumed wallets with unfinished transfers or withdrawals");
+  }
+
+  /** Cheque payouts not acknowledged yet, sent again after a store outage (see ChequeService.resume); else at the next start. */
+  #resumeCheques(replay: boolean): void {
+    void this.cheques.resume({ replay }).then(
+      ({ resent }) => {
+        if (resent > 0) this.log.info({ cheques: resent }, "cheque payouts not acknowledged yet sent again after the store's outage");
+      },
+      (err: unknown) => this.log.warn({ err }, "re-sending cheque payouts after the store recovered failed; they go at the next start"),
+    );
   }
 
   /** Cheques past their expiry go back to their creators; a failure is logged, and tried again at the next block. */

@@ -37,6 +37,13 @@ export interface AddressIndexPort {
 /** Addresses the node hands out that someone already owns, skipped in a row before /deposit gives up. */
 const OWNED_SKIPS = 20;
 
+/**
+ * A user key as the edges make them (store/identity.ts: `u_` and base64url). Nothing else may receive a transfer: a
+ * cheque's pseudo-user (`cheque:<hash>`) takes only its own funding, and anything else would leave the amount in the
+ * sender's outbox for good (the courier's sink refuses it).
+ */
+const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
+
 /** Cheques live in their own actors (money-out issue); the relay only forwards. */
 export interface ChequePort {
   create(userKey: string, id: string, amount: bigint): Promise<Result<Cheque>>;
@@ -94,7 +101,10 @@ export class EngineRelay implements Relay {
   }
 
   info() {
-    return { network: this.#o.config.network, confirmations: this.#o.config.deposits.confirmations, draining: this.#draining(), minDepositSats: BigInt(this.#o.config.withdrawals.dustSats) };
+    return {
+      network: this.#o.config.network, confirmations: this.#o.config.deposits.confirmations, draining: this.#draining(),
+      minDepositSats: BigInt(this.#o.config.withdrawals.dustSats), maxTransferSats: BigInt(this.#o.config.transfers.maxTransferSats),
+    };
   }
 
   async start(userKey: string, chatHandle?: string) {
@@ -233,6 +243,7 @@ export class EngineRelay implements Relay {
     const amount = parseAmount(amountText);
     if (isRefusal(amount)) return amount;
     if (!/^[\w:.-]{1,128}$/.test(id)) return refuse("bad_input", "A transfer needs a valid id.");
+    if (!USER_KEY.test(toUserKey)) return refuse("bad_input", "A transfer goes to a user of this service; that is not one. Nothing was sent.");
     // Winding down: no new wallets, and a tip to someone without one would open one (and a liability nobody closes).
     const closed = await this.#noNewWallet(toUserKey, "tips go only to people who already have a wallet here");
     if (closed) return closed;

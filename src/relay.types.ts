@@ -96,5 +96,6 @@ export interface Relay {
   identityPin(check: string): Promise<Result<{ pinned: true }>>;
   /** Facts an edge may show (network name, confirmation target…). */
   /** `minDepositSats`: a deposit below it (the dust limit) is not credited; the deposit answer says so. */
-  info(): { network: string; confirmations: number; draining: boolean; minDepositSats?: bigint };
+  /** `maxTransferSats`: the most one transfer may move; a tip over it is refused before the tipper's balance is read. */
+  info(): { network: string; confirmations: number; draining: boolean; minDepositSats?: bigint; maxTransferSats?: bigint };
 }

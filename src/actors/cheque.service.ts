@@ -10,7 +10,7 @@ import { ActorStopped, AskTimeout, type ActorSystem, type Ref } from "./runtime.
 import type { WalletRegistry } from "./registry.ts";
 import type { TransferSink } from "./transfers.ts";
 import { Later } from "./later.ts";
-import { chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState, type MyCheque } from "./cheques.ts";
+import { BookReplay, chequeBehaviour, chequePayoutId, chequeUserKey, escrowOf, type ChequeBookOptions, type ChequeCommand, type ChequeState, type MyCheque } from "./cheques.ts";
 import type { MyChequeView } from "../relay.types.ts";
 import { describeAmount } from "../domain/money.ts";
 
@@ -57,6 +57,11 @@ export class ChequeService implements ChequePort, TransferSink {
     });
     this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
       onCrash: (r) => {
+        // Asked for (resume after a store outage): not a crash, nothing to count or log.
+        if (r.error instanceof BookReplay) {
+          (r.message as { reply?: (x: { ok: true }) => void } | undefined)?.reply?.({ ok: true });
+          return "reset";
+        }
         (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply?.(crashRefusal(r.error));
         return afterCrash(r.error);
       },
@@ -184,8 +189,14 @@ export class ChequeService implements ChequePort, TransferSink {
     return true;
   }
 
-  /** Re-sends payouts of claimed or revoked cheques that were not acknowledged before a restart. */
-  resume() {
+  /**
+   * Re-sends payouts of claimed or revoked cheques not acknowledged yet: at start, and when the store writes again
+   * after an outage. `replay`: the book first reads its journal again — a write the store could not confirm, found on
+   * disk when it reopened, may be a claim or revoke the book as it stands does not have (it replayed without it).
+   * A payout sent twice is credited once: its payee's wallet knows its id (the transfer index, wallet.ts).
+   */
+  async resume(o: { replay?: boolean } = {}): Promise<{ resent: number }> {
+    if (o.replay) await this.#ask<{ ok: true }>((reply) => ({ type: "replay", reply }));
     return this.#ask<{ resent: number }>((reply) => ({ type: "resume", reply }));
   }
 

@@ -62,8 +62,13 @@ export type ChequeCommand =
    * past their expiry still waiting for their funds (`stale`): the service drops those whose funding is not on its way.
    */
   | { type: "expire"; now: number; reply: Reply<{ expired: number; stale: Array<{ hash: string; creator: string }> }> }
-  /** Re-sends every payout not yet acknowledged (after a restart). */
+  /** Re-sends every payout not yet acknowledged (after a restart, or a store outage). */
   | { type: "resume"; reply: Reply<{ resent: number }> }
+  /**
+   * Resets the book from its journal (BookReplay): after a write the store could not confirm turned out to be on
+   * disk, the book as it stands may lack it (a claim, a revoke), until it writes again.
+   */
+  | { type: "replay"; reply: Reply<{ ok: true }> }
   | { type: "state"; reply: Reply<ChequeState> };
 
 /** One of a creator's cheques as the book has it (no code: the service derives it from `id`). */
@@ -82,6 +87,13 @@ export const chequeUserKey = (hash: string) => `cheque:${hash}`;
 export const chequePayoutId = (hash: string) => `chq:${hash}`;
 
 export const emptyCheques = (): ChequeState => ({ cheques: idMap() });
+
+/** Thrown by the book on a "replay" command: its owner answers it and resets the book from its journal. */
+export class BookReplay extends Error {
+  constructor() {
+    super("the cheque book reads its journal again");
+  }
+}
 
 /**
  * Pure: applies one event. The map of cheques is copied as a dictionary (idmap.ts); a cheque has every field from
@@ -228,8 +240,14 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           return s;
         case "claim": {
           if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
-          // The claimant again (the answer to the first claim was lost: a crash, a timeout): the same answer.
-          if (c.status === "claimed") return answer(s, cmd.reply, c.payee === cmd.by ? { amount: c.amount } : refuse("already_claimed", "This cheque has already been claimed."));
+          // The claimant again (the answer to the first claim was lost: a crash, a timeout): the same answer, and the
+          // payout again while it is not acknowledged (a claim saved during a disk fault, its payout never sent).
+          if (c.status === "claimed") {
+            if (c.payee !== cmd.by) return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
+            cmd.reply({ amount: c.amount });
+            payAgain(hooks, cmd.hash, c);
+            return s;
+          }
           // Past its expiry a cheque goes back to its creator (the "expire" command): expired, whether that happened yet.
           if (cmd.now > c.expiresAt) return answer(s, cmd.reply, refuse("expired", "This cheque has expired; its amount went back to its creator."));
           if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was revoked by its creator."));
@@ -242,7 +260,12 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         case "revoke": {
           if (!c || c.creator !== cmd.by) return answer(s, cmd.reply, refuse("not_found", "You have no such cheque."));
           if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
-          if (c.status === "revoked") return answer(s, cmd.reply, refuse("revoked", "This cheque was already revoked."));
+          if (c.status === "revoked") {
+            // Its creator again: the payout back to them again while it is not acknowledged (see "claim").
+            cmd.reply(refuse("revoked", "This cheque was already revoked."));
+            payAgain(hooks, cmd.hash, c);
+            return s;
+          }
           // Its funding may be on its way (a wallet that answered late): revoked now, the funds would then make it
           // claimable again. Nothing to take back yet; once they arrive, a revoke returns them.
           if (c.status === "awaiting_funds") {
@@ -284,6 +307,8 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           for (const hash of due) hooks.pay(hash, next.cheques[hash]!.creator, next.cheques[hash]!.amount);
           return next;
         }
+        case "replay":
+          throw new BookReplay();
         case "resume": {
           let resent = 0;
           for (const [hash, x] of Object.entries(s.cheques)) {
@@ -312,6 +337,11 @@ async function prune(s: ChequeState, persist: (events: ChequeEvent[], extras?: {
     s = evolveCheques(s, e);
   }
   return s;
+}
+
+/** A claimed or revoked cheque's payout, sent again if not acknowledged yet (the payee's wallet credits its id once). */
+function payAgain(hooks: ChequeHooks, hash: string, c: ChequeRecord): void {
+  if (c.paid === false && c.payee !== undefined) hooks.pay(hash, c.payee, c.amount);
 }
 
 function answer<R>(s: ChequeState, reply: Reply<R>, r: R): ChequeState {

@@ -35,7 +35,7 @@ const WORDS: Record<RefusalCode, [mark: string, words: string]> = {
 /** Codes whose engine message may carry internals (an operator's reason, an RPC error): own words only. */
 const OWN_WORDS_ONLY = new Set<RefusalCode>(["internal", "paused"]);
 /** In a group only these engine messages are shown: they speak of the command, never of anyone's wallet. */
-const GROUP_SAFE = new Set<RefusalCode>(["bad_amount", "self_transfer", "over_limit"]);
+const GROUP_SAFE = new Set<RefusalCode>(["bad_amount", "self_transfer"]);
 
 /** The marks a refusal line starts with (the script edge's `expect_error` looks for them). */
 export const REFUSAL_MARKS: readonly string[] = [...new Set(Object.values(WORDS).map(([m]) => m))];
@@ -63,8 +63,10 @@ export const TIP_NOT_SENT = "⚠️ That tip could not be sent; send me /balance
 /** A refusal said in a group: never a balance, an address or the state of someone's wallet. */
 export function refusalInGroup(r: Refusal): string {
   // The state of the tipper's wallet is theirs alone — none, frozen or short of the amount, the group hears the same
-  // words (distinct ones would tell it which, and bound the tipper's balance); /balance in private says why.
-  if (r.code === "insufficient_funds" || r.code === "not_found" || r.code === "frozen") return TIP_NOT_SENT;
+  // words (distinct ones would tell it which, and bound the tipper's balance); /balance in private says why. The
+  // wallet checks the per-transfer limit before the balance, so its "over the limit" would tell the group the tipper
+  // has the amount: the edge says the limit before it reads the balance (tip.ts), and the wallet's own is these words.
+  if (r.code === "insufficient_funds" || r.code === "not_found" || r.code === "frozen" || r.code === "over_limit") return TIP_NOT_SENT;
   const [mark, words] = WORDS[r.code] ?? WORDS.internal;
   return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }

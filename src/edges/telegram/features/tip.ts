@@ -32,13 +32,17 @@ export function tipFeature(): Composer<EdgeContext> {
     // "/tip 1" meant as a satoshi or a dollar would send a whole bitcoin.
     if (amountUnit(amount) === undefined) return ctx.tell(say.TIP_UNIT);
     const { relay, identity } = ctx.deps;
+    // Over the per-transfer limit: said before anything about the tipper is read, so the group hears the same whatever
+    // they have (the wallet checks the limit before the balance: its refusal would tell the group they have the amount).
+    const most = relay.info().maxTransferSats;
+    if (most !== undefined && shown > most) return ctx.tell(say.refusal(refuse("over_limit", `A single transfer can move at most ${say.btc(most)}; nothing was sent.`)));
     const from = await ctx.userKey();
     // The sender first: the receiver's key costs an argon2id derivation (a quarter of a second of the identity's
     // worker, store/identity.ts), which a tip from someone without a wallet, or without the money, must not cost. The
     // refusals are the engine's own, in its order (no wallet, oneself, frozen, not enough); it checks all of it again
-    // (this is a read: money may move meanwhile). Two differ: a tip over the per-transfer limit that is also more than
-    // the tipper has is answered "not enough", not "over a limit"; and a tip already sent, redelivered after a restart
-    // to a tipper who now has less than its amount, "not enough" instead of "already sent".
+    // (this is a read: money may move meanwhile), after the limit, said above. One differs: a tip already sent,
+    // redelivered after a restart to a tipper who now has less than its amount, is answered "not enough" instead of
+    // "already sent".
     const mine = await relay.balance(from);
     if (isRefusal(mine)) return ctx.tell(say.refusalInGroup(mine));
     if (target.id === ctx.from.id) return ctx.tell(say.refusalInGroup(refuse("self_transfer", "You cannot send to yourself.")));
