@@ -35,6 +35,13 @@ export interface Batch {
   replaced: string[];
   at: number;
   reason?: string;
+  /**
+   * The coins each version of the batch spends ("txid:vout"), by the version's txid: the first and every fee bump's
+   * replacement, as journalled. A fee bump may add inputs, so one coin spent elsewhere kills only the versions that
+   * spend it. A version journalled before this was recorded (an older journal or snapshot) has no entry: its inputs
+   * are asked of the node's wallet, and if it does not have them, nothing spent elsewhere proves the batch dead.
+   */
+  inputs?: Record<string, string[]>;
   /** Made after a restore from a transaction the node sent after the backup (the "adopt" command), not built here. */
   adopted?: true;
   /** A stuck batch an operator is releasing (see the "cancelling" event), and why. */
@@ -49,7 +56,10 @@ export interface Batch {
  */
 export interface Cancel {
   reason: string;
-  /** An input of the batch's transaction, "txid:vout": the one the cancellation (or the earlier spend) spends. */
+  /**
+   * "txid:vout": with a cancellation, the first of the coins it spends; waiting for an earlier spend, the coin spent —
+   * one every version of the batch spends, so that spend kills them all.
+   */
   input: string;
   txid?: string;
   hex?: string;
@@ -67,14 +77,16 @@ export interface PayoutState {
 
 export type PayoutEvent =
   | { t: "queued"; id: string; userKey: string; address: string; amount: string; quotedFee: string; at: number }
-  | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number; adopted?: true }
+  /** A batch built (or adopted); `inputs`: the coins it spends, "txid:vout" (absent in journals from before they were recorded). */
+  | { t: "signed"; batch: string; ids: string[]; hex: string; txid: string; fee: string; shares: string[]; at: number; adopted?: true; inputs?: string[] }
   | { t: "broadcast"; batch: string; at: number }
   /**
    * The batch's transaction has its confirmations. `txid` (with its `fee` and per-payout `shares`) when the one in the
    * block is not the batch's latest: a transaction its fee bump replaced, mined first.
    */
   | { t: "confirmed"; batch: string; at: number; txid?: string; fee?: string; shares?: string[] }
-  | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number }
+  /** A fee bump's replacement; `inputs` as for "signed" (a bump may add coins to those it replaces). */
+  | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number; inputs?: string[] }
   | { t: "stuck"; batch: string; reason: string; at: number }
   /**
    * An operator releases a stuck batch. Either the engine spends the batch's inputs back to its own wallet (`hex`,

@@ -52,8 +52,12 @@ export class PayoutService {
     }), {
       onCrash: (r) => {
         this.stats.crashes++;
-        const reply = (r.message as { reply?: (x: Refusal) => void } | undefined)?.reply;
-        reply?.(refuse("internal", "The payout step failed; nothing was sent twice. It will be retried."));
+        const msg = r.message as { type?: PayoutCommand["type"]; reply?: (x: Refusal) => void } | undefined;
+        // Flushes and syncs run again by themselves (the batch timer, every block); an operator's command does not.
+        const retried = msg?.type === "submit" || msg?.type === "flush" || msg?.type === "sync";
+        msg?.reply?.(refuse("internal", retried
+          ? "The payout step failed; nothing was sent twice. It will be retried."
+          : "The payout step failed; nothing was sent twice. Check GET /payouts and repeat the command if it did not happen."));
         return afterCrash(r.error);
       },
     });

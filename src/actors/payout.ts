@@ -134,7 +134,10 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
         quoted += p.quotedFee;
         payouts[id] = { ...p, status: "signed", batch: e.batch, fee: BigInt(e.shares[i]!) };
       });
-      const b: Batch = { ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined, ...(e.adopted ? { adopted: true as const } : {}) };
+      const b: Batch = {
+        ids: e.ids, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), quoted, status: "signed", replaced: [], at: e.at, reason: undefined,
+        inputs: e.inputs ? { [e.txid]: e.inputs } : undefined, ...(e.adopted ? { adopted: true as const } : {}),
+      };
       return { ...s, seq: s.seq + 1, payouts, batches: withKey(s.batches, e.batch, b) };
     }
     case "broadcast":
@@ -186,7 +189,9 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
       const b = s.batches[e.batch]!;
       const payouts = idMap(s.payouts);
       b.ids.forEach((id, i) => (payouts[id] = { ...payouts[id]!, fee: BigInt(e.shares[i]!), status: "signed" }));
-      const batch: Batch = { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid] };
+      // Every version's inputs are kept: the one replaced may still be mined, and a bump may have added coins to it.
+      const inputs = e.inputs ? { ...b.inputs, [e.txid]: e.inputs } : b.inputs;
+      const batch: Batch = { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid], inputs };
       return { ...s, payouts, batches: withKey(s.batches, e.batch, batch) };
     }
   }
@@ -211,6 +216,9 @@ export function feeShares(fee: bigint, quoted: bigint[]): bigint[] {
   }
   return shares;
 }
+
+/** psbtbumpfee's answer for a transaction the node's wallet does not have (-5: "Invalid or non-wallet transaction id"). */
+const notInWallet = (e: RpcError) => e.code === -5 || /non-wallet transaction/i.test(e.message ?? "");
 
 /** Journals events (with store records written in the same batch) and moves the book on. */
 type Commit = (events: PayoutEvent[], records?: StoreOp[]) => Promise<void>;
@@ -311,7 +319,9 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
             // Recorded before it failed (the node did not take the replacement now): it is sent again after each block.
             cmd.reply(s !== state
               ? refuse("node_unavailable", `the fee bump is recorded but the node did not take it now (${(e as Error).message}); it is sent again after each block. Check GET /payouts before bumping again.`)
-              : refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
+              : notInWallet(e as RpcError)
+                ? refuse("bad_input", `Batch ${cmd.batch} cannot be bumped: the node's wallet does not have its transaction (the node never took it). Release it instead.`)
+                : refuse("bad_input", `the fee bump failed: ${(e as Error).message}`));
           }
           return s;
         }
@@ -354,7 +364,10 @@ function reannounce(id: string, p: Payout, s: PayoutState, o: PayoutOptions): vo
  */
 const FUNDING_REFUSED = new Set([-3, -4, -5, -6, -8]);
 
-/** The node's answer that its coins (confirmed ones: payouts are funded with those) do not cover what was asked. */
+/**
+ * The node's answer that its coins (those with the deposits' confirmations: payouts are funded with those) do not
+ * cover what was asked.
+ */
 const insufficient = (e: RpcError) => e.code === -6 || /insufficient funds/i.test(e.message ?? "");
 
 async function flush(
@@ -394,7 +407,10 @@ async function flush(
       funded = await o.node.call<{ psbt: string; fee: number; changepos: number }>("walletcreatefundedpsbt", [
         // No lockUnspents: this actor is the only spender and works one batch at a time, and locks that
         // outlive a crash would strand coins. Signed-but-unsent batches are rebroadcast before any new build.
-        [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: 1 },
+        // Only coins as deep as a deposit must be to be credited: a younger one is a deposit nobody has yet (a reorg
+        // that double-spends it would invalidate the batch, and every payout in it). bitcoind applies this to every
+        // coin, the batches' own change too: that waits as long (and never was spent unconfirmed: minconf 1 before).
+        [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: o.confirmations },
       ]);
     } catch (e) {
       // The node could not be asked, or cannot answer now (restarting, its wallet not loaded): the whole flush waits.
@@ -426,8 +442,9 @@ async function flush(
     const ids = pick.map(([id]) => id);
     const shares = feeShares(fee, pick.map(([, p]) => p.quotedFee));
     const batch = `b${get().seq + 1}`;
+    const inputs = outpoints(await batchInputs(final.hex, o));
     // Journal the signed bytes and txid BEFORE broadcasting: after a crash we rebroadcast these, never re-sign.
-    await commit([{ t: "signed", batch, ids, hex: final.hex, txid: verdict.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
+    await commit([{ t: "signed", batch, ids, hex: final.hex, txid: verdict.txid, fee: fee.toString(), shares: shares.map(String), at: now(), inputs }]);
     step("recorded");
     if (!verdict.allowed) {
       await markStuck(batch, `the node's mempool refuses it: ${verdict["reject-reason"] ?? "unknown reason"}`, get, commit, o, now);
@@ -494,6 +511,7 @@ interface WalletTx {
   fee?: number;
   replaced_by_txid?: string;
   blockheight?: number;
+  hex?: string;
 }
 
 /**
@@ -679,7 +697,7 @@ async function adopt(txid: string, ids: string[], outputs: number, get: () => Pa
   const shares = feeShares(fee, payouts.map((p) => p!.quotedFee));
   const batch = `b${get().seq + 1}`;
   await commit([
-    { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now(), adopted: true },
+    { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now(), adopted: true, inputs: outpoints(await batchInputs(tx.hex, o)) },
     { t: "broadcast", batch, at: now() },
   ]);
   for (const id of ids) o.hooks.broadcast(get().payouts[id]!.userKey, id, txid);
@@ -725,10 +743,11 @@ async function inMempool(b: Batch, o: PayoutOptions): Promise<string | undefined
 
 /**
  * Operator: a stuck batch's payouts go back to their wallets — but only once its transaction can never be mined.
- * The batch must be in no block and no mempool. If one of its inputs is already spent in a block, that spend is
- * waited for until it is as deep as a deposit must be. Otherwise the engine spends all the batch's inputs back to its
- * own wallet (so every version of the batch conflicts with it: a fee bump keeps the inputs it replaced), journalled
- * before it is broadcast, and waits for that. `sync` (every block) finishes it: the batch is released and its
+ * The batch must be in no block and no mempool. If a coin that every version of it spends is already spent in a
+ * block, that spend is waited for until it is as deep as a deposit must be (a coin a fee bump added kills only the
+ * versions that spend it). Otherwise the engine spends every coin still live of all its versions back to its own
+ * wallet (so every version of the batch conflicts with it or is dead already), journalled before it is broadcast, and
+ * waits for that. `sync` (every block) finishes it: the batch is released and its
  * wallets told. Called again while the cancellation is unconfirmed, it bumps the cancellation's fee.
  */
 async function release(batch: string, feeRate: bigint, reason: string, get: () => PayoutState, commit: Commit, o: PayoutOptions, now: () => number): Promise<ReleaseAnswer | Refusal> {
@@ -759,40 +778,82 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
       return cancelWith(batch, c.input, reason, bumped.psbt, btcNumberToSats(bumped.fee), commit, o, now);
     }
   }
-  const { inputs, states } = await inputsOf(b, o);
+  const { inputs, everyVersion, states } = await inputsOf(b, o);
   if (states.some((x) => x.state === "unconfirmed")) {
     return refuse("not_allowed", `An input of batch ${batch} comes from a transaction in no block (a reorg?); try again once it is mined.`);
   }
-  const spent = states.findIndex(isDead);
-  if (spent >= 0) {
+  if (states.some(isDead)) {
     // Spent by something in a block: by a version of this batch the book does not know (a fee bump made on the node
     // by hand, a restore from before one), its payouts are paid, and must not be given back too.
     const paid = await paidElsewhere(b, inputs, get, o);
     if (paid) return refuse("not_allowed", `Batch ${batch} looks paid by ${paid}, a transaction in a block that pays one of its payouts: it is not released. Check that transaction.`);
+  }
+  // Only a coin every version of the batch spends proves, spent elsewhere, that none of them can be mined. One a fee
+  // bump added kills the replacement alone: the version it replaced is still valid, and is cancelled like any other.
+  const spent = provenDead(states, everyVersion);
+  if (spent >= 0) {
     await waitForSpend(batch, reason, inputs[spent]!, states[spent]!, commit, o, now);
     return { batch, status: "cancelling" };
   }
-  if (states.some((x) => x.state === "spent_in_mempool")) {
+  // The coins still live, of every version: the cancellation spends them all, so each version conflicts with it.
+  const live = inputs.map((input, i) => ({ input, state: states[i]! })).filter((x) => !isDead(x.state));
+  if (live.some((x) => x.state.state === "spent_in_mempool")) {
     return refuse("not_allowed", `An input of batch ${batch} is spent by a transaction in the node's mempool; try again once that is mined.`);
   }
+  if (live.length === 0) {
+    return refuse("not_allowed", `Every coin batch ${batch} spends is spent in a block, but none by every version of it (or a version's coins are unknown to the book and the node's wallet): it is not released. An operator must check that no version of it can still be mined.`);
+  }
   // Everything back to one change address of the node's wallet, the fee taken from it.
-  const total = states.reduce((sum, x) => sum + (x as { value: bigint }).value, 0n);
+  const total = live.reduce((sum, x) => sum + (x.state as { value: bigint }).value, 0n);
   const to = await o.node.call<string>("getrawchangeaddress", ["bech32"]);
   const funded = await o.node.call<{ psbt: string; fee: number }>("walletcreatefundedpsbt", [
-    inputs.map((i) => ({ txid: i.txid, vout: i.vout })), [{ [to]: satsToBtcString(total) }], 0,
+    live.map(({ input }) => ({ txid: input.txid, vout: input.vout })), [{ [to]: satsToBtcString(total) }], 0,
     { add_inputs: false, subtractFeeFromOutputs: [0], fee_rate: Number(feeRate), replaceable: true },
   ]);
-  return cancelWith(batch, `${inputs[0]!.txid}:${inputs[0]!.vout}`, reason, funded.psbt, btcNumberToSats(funded.fee), commit, o, now);
+  return cancelWith(batch, key(live[0]!.input), reason, funded.psbt, btcNumberToSats(funded.fee), commit, o, now);
 }
 
-/** The inputs of a batch's transaction. */
-const batchInputs = async (b: Batch, o: PayoutOptions) => (await o.node.call<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b.hex])).vin;
-
-/** The inputs of a batch's transaction and what the node says of each. */
-async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Array<{ txid: string; vout: number }>; states: InputState[] }> {
-  const inputs = await batchInputs(b, o);
-  return { inputs, states: await Promise.all(inputs.map((i) => inputState(i, o))) };
+type Outpoint = { txid: string; vout: number };
+const key = (i: Outpoint) => `${i.txid}:${i.vout}`;
+const outpoints = (vin: ReadonlyArray<Outpoint>) => vin.map(key);
+function outpoint(k: string): Outpoint {
+  const at = k.lastIndexOf(":");
+  return { txid: k.slice(0, at), vout: Number(k.slice(at + 1)) };
 }
+
+/** The inputs of a signed transaction. */
+const batchInputs = async (hex: string, o: PayoutOptions) => (await o.node.call<{ vin: Outpoint[] }>("decoderawtransaction", [hex])).vin;
+
+/**
+ * The coins the batch's versions spend — its latest and those its fee bumps replaced: each may still be mined until
+ * one of its own coins is spent elsewhere — all of them (`inputs`, the latest's first), and for each whether every
+ * version spends it (`everyVersion`). A version the book has no inputs for (journalled before they were recorded)
+ * is read from the node's wallet; one the wallet does not have either is unknown, and then no coin is known to be
+ * spent by every version.
+ */
+async function versionsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Outpoint[]; everyVersion: boolean[] }> {
+  const versions: Array<string[] | undefined> = [];
+  for (const txid of [b.txid, ...b.replaced]) {
+    let ins = b.inputs?.[txid];
+    if (!ins && txid === b.txid) ins = outpoints(await batchInputs(b.hex, o));
+    if (!ins) {
+      const tx = await walletTx(txid, o);
+      if (tx?.hex) ins = outpoints(await batchInputs(tx.hex, o));
+    }
+    versions.push(ins);
+  }
+  const all = [...new Set(versions.flatMap((v) => v ?? []))];
+  return { inputs: all.map(outpoint), everyVersion: all.map((k) => versions.every((v) => v?.includes(k) === true)) };
+}
+
+/** The coins of every version of a batch (see versionsOf) and what the node says of each. */
+async function inputsOf(b: Batch, o: PayoutOptions): Promise<{ inputs: Outpoint[]; everyVersion: boolean[]; states: InputState[] }> {
+  const v = await versionsOf(b, o);
+  return { ...v, states: await Promise.all(v.inputs.map((i) => inputState(i, o))) };
+}
+
+/** A coin that every version of the batch spends and that is dead: none of them can ever be mined (its index, or -1). */
+const provenDead = (states: InputState[], everyVersion: boolean[]) => states.findIndex((x, i) => everyVersion[i] === true && isDead(x));
 
 /**
  * One of the batch's inputs is dead (spent in a block, or made by a transaction a block conflicts with): the release
@@ -886,19 +947,41 @@ async function followCancel(batch: string, b: Batch, get: () => PayoutState, com
     }
     if (!latest || latest.confirmations < 0) {
       // Another transaction in a block spent one of the inputs first (or the node never took the cancellation and
-      // something else spent them since): the batch can never be mined while that holds; wait for it instead.
-      const { inputs, states } = await inputsOf(b, o);
-      const spent = states.findIndex(isDead);
+      // something else spent them since): if every version of the batch spends that coin, none can be mined while
+      // that holds; wait for it instead.
+      const { inputs, everyVersion, states } = await inputsOf(b, o);
+      const spent = provenDead(states, everyVersion);
       if (spent >= 0) {
         await waitForSpend(batch, c.reason, inputs[spent]!, states[spent]!, commit, o, now);
+        return;
+      }
+      if (latest) {
+        // The cancellation can never be mined, and a version of the batch without the coin that beat it still can:
+        // a new cancellation must spend the coins still live. Sending this one again is useless.
+        if (b.status !== "stuck") {
+          const why = `its cancellation ${c.txid} conflicts with a transaction in a block, which spends a coin not every version of it spends: a version may still be mined; release it again (a new cancellation spends the coins still live)`;
+          await commit([{ t: "stuck", batch, reason: why, at: now() }]);
+          o.hooks.alert("payout batch stuck", { batch, reason: why });
+        }
         return;
       }
     }
     await sendCancel(batch, c.hex!, o);
     return;
   }
-  const [txid, vout] = c.input.split(":");
-  const state = await inputState({ txid: txid!, vout: Number(vout) }, o);
+  const { txid, vout } = outpoint(c.input);
+  const versions = await versionsOf(b, o);
+  const k = versions.inputs.findIndex((i) => key(i) === c.input);
+  if (k < 0 || !versions.everyVersion[k]) {
+    // Waiting for a spend of a coin not every version spends (a fee bump added it; a wait begun before versions were
+    // told apart): that spend does not stop the others being mined. Back to stuck: released again, a cancellation
+    // spends the coins still live.
+    const why = `the coin its release waited for (${c.input}) is not spent by every version of it: a version may still be mined; release it again (a cancellation spends the coins still live)`;
+    await commit([{ t: "stuck", batch, reason: why, at: now() }]);
+    o.hooks.alert("payout batch stuck", { batch, reason: why });
+    return;
+  }
+  const state = await inputState({ txid, vout }, o);
   if (!isDead(state)) {
     // The block that spent it (or made it) left the chain: back to stuck, for the operator to release again.
     await commit([{ t: "stuck", batch, reason: `the spend of its input ${c.input} left the chain; release it again`, at: now() }]);
@@ -909,12 +992,12 @@ async function followCancel(batch: string, b: Batch, get: () => PayoutState, com
     // The block the count started from left the chain (a reorg): the spend may be in a later block now, and which one
     // takes an index to find. Counted again from the tip: a later start only waits longer.
     o.log.warn({ batch, input: c.input }, "releasing a stuck payout batch: a reorg went below the block its wait counts from; counting again from the tip");
-    await waitForSpend(batch, c.reason, { txid: txid!, vout: Number(vout) }, state, commit, o, now);
+    await waitForSpend(batch, c.reason, { txid, vout }, state, commit, o, now);
     return;
   }
   const height = await o.node.call<number>("getblockcount", []);
   if (height - c.spentAt! + 1 >= o.confirmations) {
-    const paid = await paidElsewhere(b, await batchInputs(b, o), get, o);
+    const paid = await paidElsewhere(b, versions.inputs, get, o);
     if (paid) {
       // A version of the batch the book does not know is in a block: its payouts are paid; never give them back too.
       await commit([{ t: "stuck", batch, reason: `its payouts look paid by ${paid}, a transaction the book does not know; not released: an operator must check it`, at: now() }]);
@@ -936,10 +1019,11 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]));
   const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
   if (!final.complete || !final.hex) throw new Error("the node could not sign the replacement");
-  const decoded = await o.node.call<{ txid: string }>("decoderawtransaction", [final.hex]);
+  const decoded = await o.node.call<{ txid: string; vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [final.hex]);
   const fee = btcNumberToSats(bumped.fee);
   const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
-  await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now() }]);
+  // With its inputs: a bump may add coins, and the version it replaces stays valid (and may be mined) without them.
+  await commit([{ t: "replaced", batch, hex: final.hex, txid: decoded.txid, fee: fee.toString(), shares: shares.map(String), at: now(), inputs: outpoints(decoded.vin) }]);
   o.step?.("bump_recorded");
   if (!(await broadcast(batch, get, commit, o, now))) {
     const after = get().batches[batch];

@@ -28,7 +28,7 @@ t.test("a batch the node's mempool refuses: stuck; released by an operator, its 
   const { te, key, dest, quote, batch, b } = await stuckBatch(t, "stuck");
   t.equal(b.status, "stuck", "the node refused it");
   t.match(b.reason, /max-fee-exceeded/);
-  t.match(await te.engine.payouts.bump(batch, 5n), { code: "bad_input" }, "a fee bump cannot help: the node's wallet never had it");
+  t.match(await te.engine.payouts.bump(batch, 5n), { code: "bad_input", message: new RegExp(`^Batch ${batch} cannot be bumped: the node's wallet does not have its transaction .*Release it instead\\.$`) }, "a fee bump cannot help: the node's wallet never had it; the answer says to release it");
   const admin = enginePort(te.engine);
   t.match(await admin.metrics(), /runigun_payout_batches_stuck 1\n[\s\S]*runigun_payout_batches_releasing 0\n/, "the metrics count it, for an alert");
 
