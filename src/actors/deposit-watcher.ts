@@ -29,8 +29,32 @@ export interface WatcherOptions {
   registry: WalletRegistry;
   store: EncryptedStore;
   mac?: (purpose: string, data: string) => string;
-  /** After each scan that saw a new tip (payouts and the watchdog hook in here). */
+  /**
+   * After each scan that saw a new tip (payouts and the watchdog hook in here): also when the scan then failed or was
+   * left incomplete, as long as the node answered getblockchaininfo and is not in initial block download.
+   */
   onBlock?: (height: number) => void;
+  /** Milliseconds on a monotonic clock (tests); performance.now() by default. */
+  clock?: () => number;
+}
+
+/** How the deposit scans stand, for /health and the metrics (see DepositWatcher.health). */
+export interface WatcherHealth {
+  /** False while the scans are stalled (alerted once): deposits are not credited or confirmed. */
+  ok: boolean;
+  /** `cursor_unknown`: the node does not know the cursor's block; `failing`: scans fail; `stalled`: none completes. */
+  cause: "cursor_unknown" | "failing" | "stalled" | null;
+  reason: string | null;
+  action: string | null;
+  /** Scans that failed (the node answering) since the last complete one. */
+  failedSinceComplete: number;
+  /** Seconds since the last complete scan (since the start, before the first). */
+  lastCompleteAgeS: number;
+  /** The chain tip at the last scan, the cursor's height, and the difference (confirmations − 1 when all is well). */
+  tipHeight: number;
+  cursorHeight: number | null;
+  lagBlocks: number | null;
+  lastError: string | null;
 }
 
 interface Cursor {
@@ -79,10 +103,42 @@ export class DepositWatcher {
    * `heldBack`: deposits (once each per run) a wallet did not take while unconfirmed, holding as many unconfirmed ones as
    * it may; each is credited once it has the confirmations.
    */
+  /** Failed scans (the node answering: an unavailable node is the node actor's own alert) since the last complete one. */
+  #failed = 0;
+  /** When the last scan completed (or the watcher started), and since when no scan has made progress (see #checkStall). */
+  #completeAt = 0;
+  #stallFrom = 0;
+  #lastError: { message: string; cursorUnknown: boolean } | undefined;
+  /** The stall alerted (once), until a scan completes again. */
+  #stall: { cause: NonNullable<WatcherHealth["cause"]>; reason: string; action: string; at: number } | undefined;
   readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, remined: 0, ignoredDust: 0, unrelated: 0, heldBack: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
 
   constructor(o: WatcherOptions) {
     this.#o = o;
+    this.#completeAt = this.#stallFrom = this.#now();
+  }
+
+  #now(): number {
+    return this.#o.clock?.() ?? performance.now();
+  }
+
+  /**
+   * How the scans stand. Not ok once they are stalled: STALL_FAILURES scans in a row failed with the node answering,
+   * or none completed for STALL_MS (see #checkStall); ok again after the next complete scan.
+   */
+  health(): WatcherHealth {
+    const tip = this.stats.height, cursor = this.#cursor?.height ?? null;
+    return {
+      ok: this.#stall === undefined, cause: this.#stall?.cause ?? null, reason: this.#stall?.reason ?? null, action: this.#stall?.action ?? null,
+      failedSinceComplete: this.#failed, lastCompleteAgeS: Math.max(0, Math.round((this.#now() - this.#completeAt) / 1000)),
+      tipHeight: tip, cursorHeight: cursor, lagBlocks: cursor === null || tip < 0 ? null : Math.max(0, tip - cursor),
+      lastError: this.#lastError?.message ?? null,
+    };
+  }
+
+  /** Entries the watcher keeps in memory for pending deposits (tests: they follow the open deposits). */
+  get tracked(): { open: number; mempoolChecked: number; missing: number } {
+    return { open: this.#open.size, mempoolChecked: this.#mempoolChecked.size, missing: this.#missing.size };
   }
 
   get cursor(): Cursor | undefined {
@@ -98,6 +154,7 @@ export class DepositWatcher {
       if (info) await this.#saveCursor({ hash: info.bestblockhash, height: info.blocks });
     }
     this.#running = true;
+    this.#completeAt = this.#stallFrom = this.#now();
     this.#schedule();
   }
 
@@ -182,20 +239,70 @@ export class DepositWatcher {
           if (!complete) this.stats.incompleteScans++;
         } catch (e) {
           this.stats.failedScans++;
+          // Counted only while the node answers: an unavailable bitcoind has its own alert (the time limit still applies).
+          if (this.#o.node.state === "ready") this.#failed++;
+          this.#lastError = { message: errorText(e), cursorUnknown: isUnknownBlock(e) };
           this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
         } finally {
           this.stats.lastScanMs = performance.now() - started;
         }
         if (!complete) {
           this.#setbacks++;
+          this.#checkStall();
           return;
         }
-        if (this.#setbacks > 0) this.#o.log.info({ setbacks: this.#setbacks }, "deposit scans complete again");
-        this.#setbacks = 0;
+        this.#completed();
       } while (this.#again);
     } finally {
       this.#schedule();
     }
+  }
+
+  /**
+   * After a scan that failed or was left incomplete: once STALL_FAILURES of them in a row have failed with the node
+   * answering, or none has completed for STALL_MS, one alert line (no user key or outpoint: the cause, counts and
+   * heights) and /health is not ok until a scan completes again.
+   */
+  #checkStall(): void {
+    if (this.#stall) return;
+    const now = this.#now();
+    const stalledMs = now - this.#stallFrom;
+    if (this.#failed < STALL_FAILURES && stalledMs < STALL_MS) return;
+    const cursorHeight = this.#cursor?.height ?? null;
+    const fields = { failedScans: this.#failed, sinceLastCompleteS: Math.round((now - this.#completeAt) / 1000), cursorHeight, tipHeight: this.stats.height };
+    if (this.#failed >= STALL_FAILURES && this.#lastError?.cursorUnknown) {
+      this.#stall = {
+        cause: "cursor_unknown", at: now,
+        reason: `the node does not know the block the deposit cursor is on (height ${cursorHeight ?? "?"}): its chain was rebuilt (a reindex) or it is another node. No deposit is credited or confirmed until the cursor moves.`,
+        action: `Rescan from a height at or a few blocks below ${cursorHeight ?? "the last height scanned"} (and at or below the node's tip): POST /deposits/rescan {"height": H, "reason": "..."}. Deposits already credited are not credited twice.`,
+      };
+      this.#o.log.error({ alert: true, ...fields }, "deposit scans stalled: the node does not know the deposit cursor's block (a reindex, another node?); no deposit is credited until an operator rescans (POST /deposits/rescan with a height at or below the cursor's; see /health)");
+    } else if (this.#failed >= STALL_FAILURES) {
+      this.#stall = {
+        cause: "failing", at: now,
+        reason: `${this.#failed} deposit scans in a row failed (last: ${this.#lastError?.message ?? "?"}): no deposit is credited or confirmed meanwhile.`,
+        action: "See lastError and /node; the scans go on by themselves and /health is ok again after the next complete one.",
+      };
+      this.#o.log.error({ alert: true, ...fields, lastError: this.#lastError?.message }, "deposit scans stalled: they keep failing; no deposit is credited or confirmed until one completes (see /health and lastError)");
+    } else {
+      this.#stall = {
+        cause: "stalled", at: now,
+        reason: `no deposit scan has completed for ${Math.round(stalledMs / 60_000)} minutes (${this.#lastError ? `last error: ${this.#lastError.message}` : "a wallet keeps refusing its deposits, or the node is unavailable"}): the cursor does not move.`,
+        action: "See the warnings of the deposits actor (a wallet that does not take a deposit, a failing scan) and /node.",
+      };
+      this.#o.log.error({ alert: true, ...fields, lastError: this.#lastError?.message }, "deposit scans stalled: none has completed for a long time; the deposit cursor does not move (see /health)");
+    }
+  }
+
+  #completed(): void {
+    const now = this.#now();
+    if (this.#stall) this.#o.log.warn({ stalledS: Math.round((now - this.#stall.at) / 1000), failedScans: this.#failed, cause: this.#stall.cause }, "deposit scans complete again after the stall alerted earlier: deposits are credited again");
+    else if (this.#setbacks > 0) this.#o.log.info({ setbacks: this.#setbacks }, "deposit scans complete again");
+    this.#setbacks = 0;
+    this.#failed = 0;
+    this.#lastError = undefined;
+    this.#stall = undefined;
+    this.#completeAt = this.#stallFrom = now;
   }
 
   /** One pass; false when some wallet did not answer or the node failed a check (the cursor then stays). */
@@ -217,20 +324,63 @@ export class DepositWatcher {
     if (info.initialblockdownload) {
       if (!this.#syncingSaid) this.#o.log.warn({ blocks: info.blocks, headers: info.headers }, "the node is still syncing (initial block download): deposit scans wait until it has caught up");
       this.#syncingSaid = true;
+      // Not a stall of the scans: /health says the node is behind (chain.initialBlockDownload).
+      this.#stallFrom = this.#now();
       return false;
     }
     this.#syncingSaid = false;
+    this.stats.height = info.blocks;
+    try {
+      return await this.#scanFrom(info, target, maxPending, dust);
+    } finally {
+      // A new tip, by its hash (a reorg can replace the tip with another block at the same height). The work after a
+      // block (payouts, the watchdog, expired cheques) waits neither for every wallet to take its deposits (a wallet
+      // that keeps refusing must not hold up everyone's payouts) nor for the scan to succeed (a cursor the node does not
+      // know fails every scan: withdrawals would never settle). None of it needs the deposits of the block credited.
+      if (info.bestblockhash !== this.#tip) {
+        this.#tip = info.bestblockhash;
+        this.#o.onBlock?.(info.blocks);
+      }
+    }
+  }
+
+  async #scanFrom(info: { blocks: number; bestblockhash: string }, target: number, maxPending: number, dust: bigint): Promise<boolean> {
+    const { node, registry } = this.#o;
     const r = await node.listSinceBlock(this.#cursor?.hash, target);
     this.stats.scans++;
     let complete = true;
-    const work: Promise<void>[] = [];
+    // Each work item is a thunk, run SCAN_CONCURRENCY at a time; the scan's own node calls (mempool checks, the open
+    // deposits' gettransaction) take at most a quarter of the node's queue: a scan of many pending deposits must
+    // neither overflow it (the node refuses calls beyond node.maxQueue: the scan would fail, and every payout, deposit
+    // address and quote meanwhile be refused) nor crowd everyone else out of it.
+    const work: Array<() => Promise<void>> = [];
     const inLane = oneAtATimePerWallet();
+    const nodeSlots = limiter(Math.max(1, Math.min(NODE_CALLS_AT_ONCE, Math.floor(this.#o.config.node.maxQueue / 4))));
     const listed = new Set<string>();
+    /** Unconfirmed transactions listed by this scan: their mempool check times are kept (see #prune). */
+    const unconfirmed = new Set<string>();
+    // One getmempoolentry per transaction per scan, however many of its outputs are deposits. undefined: the node
+    // could not say (the deposit is left as it is, and the scan repeats).
+    const checks = new Map<string, Promise<boolean | undefined>>();
+    let checkFailed: unknown;
+    const lookInMempool = (txid: string): Promise<boolean | undefined> | undefined => {
+      let check = checks.get(txid);
+      if (!check && this.#mempoolCheckDue(txid)) {
+        check = nodeSlots(() => this.#inMempool(txid)).catch((e: unknown) => {
+          checkFailed ??= e;
+          this.#mempoolChecked.delete(txid);
+          return undefined;
+        });
+        checks.set(txid, check);
+      }
+      return check;
+    };
     for (const tx of r.transactions) {
-      if ((tx.category === "immature" || tx.category === "generate") && tx.address) work.push(this.#coinbase(tx.txid, tx.vout, tx.address, tx.amount));
+      if ((tx.category === "immature" || tx.category === "generate") && tx.address) work.push(() => this.#coinbase(tx.txid, tx.vout, tx.address!, tx.amount));
       if (tx.category !== "receive" || !tx.address) continue;
       const outpoint = `${tx.txid}:${tx.vout}`;
-      work.push((async () => {
+      if (tx.confirmations === 0) unconfirmed.add(tx.txid);
+      work.push(async () => {
         const owner = (await this.ownerOf(tx.address!)) ?? (await this.#ownerFromLabel(outpoint, tx.address!, tx.label, inLane));
         if (owner === RETRY) {
           complete = false;
@@ -265,8 +415,16 @@ export class DepositWatcher {
           const known = this.#known.get(outpoint) ?? (open || this.#heldBack.has(outpoint) ? undefined : (await this.#recorded(outpoint))?.status);
           const dropped = known === "dropped";
           if (open || dropped) {
-            const due = this.#mempoolCheckDue(outpoint);
-            const gone = due && !(await this.#inMempool(tx.txid));
+            const check = lookInMempool(tx.txid);
+            const due = check !== undefined;
+            const present = due ? await check : undefined;
+            if (due && present === undefined) {
+              // Left as it is (not asked about again below); the scan repeats soon.
+              listed.add(outpoint);
+              complete = false;
+              return;
+            }
+            const gone = due && present === false;
             if (dropped && !gone && !due) return;
             if (gone) {
               listed.add(outpoint);
@@ -297,7 +455,7 @@ export class DepositWatcher {
           if (res.status === "confirmed") this.stats.confirmed++;
           await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: res.status, confirmations: tx.confirmations, seenAt: Date.now() });
         }
-      })());
+      });
     }
     for (const tx of r.removed ?? []) {
       if (tx.category !== "receive" || !tx.address) continue;
@@ -308,25 +466,26 @@ export class DepositWatcher {
         this.stats.remined++;
         continue;
       }
-      work.push((async () => {
+      work.push(async () => {
         const owner = await this.ownerOf(tx.address!);
         if (owner && !(await inLane(owner, () => this.#removed(owner, `${tx.txid}:${tx.vout}`, tx.txid, tx.vout, btcNumberToSats(tx.amount), tx.confirmations)))) complete = false;
-      })());
+      });
     }
-    await Promise.all(work);
+    await eachAtMost(work, SCAN_CONCURRENCY, (job) => job());
     // listsinceblock does not list every way a deposit can vanish (a double spend confirmed after the cursor,
-    // an RBF replacement in the mempool): every open deposit it did not list is asked about directly.
-    await Promise.all([...this.#open].filter(([op]) => !listed.has(op)).map(async ([outpoint, d]) => {
-      if (!(await inLane(d.owner, () => this.#checkOpen(outpoint, d, target, maxPending)))) complete = false;
-    }));
-    this.stats.height = info.blocks;
-    // A new tip, by its hash (a reorg can replace the tip with another block at the same height). The work after a
-    // block (payouts, the watchdog, expired cheques) does not wait for every wallet to take its deposits: a wallet that
-    // keeps refusing must not hold up everyone's payouts.
-    if (info.bestblockhash !== this.#tip) {
-      this.#tip = info.bestblockhash;
-      this.#o.onBlock?.(info.blocks);
-    }
+    // an RBF replacement in the mempool): every open deposit it did not list is asked about directly, once per
+    // transaction.
+    const looked = new Map<string, Promise<TxLookup>>();
+    const lookUp = (txid: string) => {
+      let l = looked.get(txid);
+      if (!l) looked.set(txid, (l = nodeSlots(() => this.#transaction(txid))));
+      return l;
+    };
+    await eachAtMost([...this.#open].filter(([op]) => !listed.has(op)), SCAN_CONCURRENCY, async ([outpoint, d]) => {
+      if (!(await inLane(d.owner, async () => this.#checkOpen(outpoint, d, await lookUp(d.txid), target, maxPending)))) complete = false;
+    });
+    if (checkFailed !== undefined) this.#o.log.warn({ err: checkFailed }, "the node could not say whether pending deposits are still in its mempool; the scan repeats");
+    this.#prune(unconfirmed);
     if (!complete) return false;
     if (r.lastblock !== this.#cursor?.hash) await this.#saveCursor({ hash: r.lastblock, height: Math.max(0, info.blocks - target + 1) });
     return true;
@@ -399,11 +558,23 @@ export class DepositWatcher {
     return answered;
   }
 
-  #mempoolCheckDue(outpoint: string): boolean {
-    const now = performance.now(), last = this.#mempoolChecked.get(outpoint);
+  /** Whether a transaction is due to be looked for in the node's mempool (at most every MEMPOOL_CHECK_MS): now marked. */
+  #mempoolCheckDue(txid: string): boolean {
+    const now = performance.now(), last = this.#mempoolChecked.get(txid);
     if (last !== undefined && now - last < MEMPOOL_CHECK_MS) return false;
-    this.#mempoolChecked.set(outpoint, now);
+    this.#mempoolChecked.set(txid, now);
     return true;
+  }
+
+  /**
+   * The in-memory marks of deposits no longer pending go: the mempool check times of transactions neither open nor
+   * listed unconfirmed (a dropped one listed again keeps its own), and the missing-since times of deposits not open.
+   */
+  #prune(unconfirmed: Set<string>): void {
+    const open = new Set<string>();
+    for (const d of this.#open.values()) open.add(d.txid);
+    for (const txid of this.#mempoolChecked.keys()) if (!open.has(txid) && !unconfirmed.has(txid)) this.#mempoolChecked.delete(txid);
+    for (const outpoint of this.#missing.keys()) if (!this.#open.has(outpoint)) this.#missing.delete(outpoint);
   }
 
   async #inMempool(txid: string): Promise<boolean> {
@@ -416,13 +587,17 @@ export class DepositWatcher {
     }
   }
 
-  async #checkOpen(outpoint: string, d: OpenDeposit, target: number, maxPending: number): Promise<boolean> {
-    let tx: { confirmations: number } | undefined;
+  /** The node wallet's view of a transaction: undefined if it does not know it, "failed" if it could not say. */
+  async #transaction(txid: string): Promise<TxLookup> {
     try {
-      tx = await this.#o.node.call<{ confirmations: number }>("gettransaction", [d.txid]);
+      return await this.#o.node.call<{ confirmations: number }>("gettransaction", [txid]);
     } catch (e) {
-      if ((e as { code?: number }).code !== -5) return false;
+      return (e as { code?: number }).code === -5 ? undefined : "failed";
     }
+  }
+
+  async #checkOpen(outpoint: string, d: OpenDeposit, tx: TxLookup, target: number, maxPending: number): Promise<boolean> {
+    if (tx === "failed") return false;
     // Listed by listsinceblock unless conflicted (or unknown to the wallet): a pending one in no mempool is handled in
     // the scan (#missingFromMempool).
     const gone = !tx || tx.confirmations < 0;
@@ -457,8 +632,8 @@ export class DepositWatcher {
         this.#open.set(outpoint, d);
       }
     } else if (this.#open.delete(outpoint)) {
+      // Its mempool check time goes with the scan's #prune (another output of its transaction may still be open).
       this.#missing.delete(outpoint);
-      this.#mempoolChecked.delete(outpoint);
       await this.#o.store.del(NS_OPEN, key);
     }
   }
@@ -513,8 +688,74 @@ type Lane = <T>(owner: string, f: () => Promise<T>) => Promise<T>;
 /** A deposit's owner cannot be settled now: the scan is repeated (see #ownerFromLabel). */
 const RETRY = Symbol("retry");
 
-/** How often a pending deposit is looked for in the node's mempool, at most. */
+/** How often a pending deposit's transaction is looked for in the node's mempool, at most. */
 const MEMPOOL_CHECK_MS = 30_000;
+
+/** Work items (a listed output, an open deposit asked about) a scan runs at once. */
+const SCAN_CONCURRENCY = 32;
+
+/** The scan's node calls in flight at most (and never more than a quarter of node.maxQueue). */
+const NODE_CALLS_AT_ONCE = 16;
+
+/**
+ * Scans stalled: this many in a row failed with the node answering (with the retry backoff, 250 ms doubling, the
+ * fifth comes ≥ 4 s after the first, and a passing fault — a wallet reloading, a full queue — is over by then; one that
+ * fails five times at once, such as a cursor on a block the node does not know, fails for ever), or none completed
+ * for STALL_MS (any cause: a wallet that keeps refusing, a node that answers too slowly) — 10 minutes, one mainnet
+ * block on average, longer than any deposit should wait for its credit.
+ */
+const STALL_FAILURES = 5;
+const STALL_MS = 10 * 60_000;
+
+type TxLookup = { confirmations: number } | undefined | "failed";
+
+/** listsinceblock refused the cursor's block: the node does not know it (RPC_INVALID_ADDRESS_OR_KEY, "Block not found"). */
+function isUnknownBlock(e: unknown): boolean {
+  const n = e as { code?: unknown; method?: unknown };
+  return n.method === "listsinceblock" && n.code === -5;
+}
+
+/** An error's message for /health and the alert, without a stack (bitcoind's messages name no user, address or txid). */
+function errorText(e: unknown): string {
+  return String((e as Error)?.message ?? e).slice(0, 300);
+}
+
+/** At most n of the calls run at once; the others wait their turn. */
+function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(f: () => Promise<T>): Promise<T> => {
+    if (running >= n) await new Promise<void>((r) => waiting.push(r));
+    else running++;
+    try {
+      return await f();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+}
+
+/**
+ * f over every item, at most n at once; resolves once all have finished (none left running behind a failed scan),
+ * rejecting with the first error, if any.
+ */
+async function eachAtMost<T>(items: readonly T[], n: number, f: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0, failed = false, first: unknown;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await f(item);
+      } catch (e) {
+        if (!failed) (failed = true), (first = e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failed) throw first;
+}
 
 function oneAtATimePerWallet(): Lane {
   const tails = new Map<string, Promise<unknown>>();

@@ -9,6 +9,9 @@ const MUST_ALERT: Array<[file: string, message: string]> = [
   ["actors/deposit-watcher.ts", "a confirmed deposit left the chain (reorg deeper"],
   ["actors/transfers.ts", "transfer credit refused; it stays in the sender's outbox"],
   ["actors/node.ts", "bitcoind is unavailable"],
+  ["actors/deposit-watcher.ts", "deposit scans stalled: the node does not know"],
+  ["actors/deposit-watcher.ts", "deposit scans stalled: they keep failing"],
+  ["actors/deposit-watcher.ts", "deposit scans stalled: none has completed"],
   ["engine.ts", "the books and the node wallet disagree (payouts were already paused)"],
 ];
 

@@ -72,8 +72,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const chain = await chainState();
       // A node that is behind the chain it knows of (syncing, or its blocks not arriving) sees deposits and spends late.
       const behind = chain !== null && (chain.initialBlockDownload || chain.headersBehind > BEHIND_BLOCKS);
+      // Deposit scans stalled (failing, or none complete): deposits are not credited; `watcher.reason` and `.action` say why and what to do.
+      const watcher = e.watcher.health();
       return toJson({
-        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind, node: e.node.state, network: e.config.network, chain, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind && watcher.ok, node: e.node.state, network: e.config.network, chain, watcher, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
         store, lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
       });
     },
@@ -123,6 +125,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       }
       const { stuck, releasing } = batchCounts;
       const chain = await chainState();
+      const wh = e.watcher.health();
       const lines: Array<[string, string, number | bigint]> = [
         ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
         ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
@@ -134,7 +137,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_chain_height", "gauge", w.height],
         ...(chain ? [["runigun_chain_headers_behind", "gauge", chain.headersBehind], ["runigun_chain_tip_age_seconds", "gauge", chain.tipAgeS ?? -1]] as Array<[string, string, number]> : []), ["runigun_deposits_credited_total", "counter", w.credited], ["runigun_deposits_confirmed_total", "counter", w.confirmed],
         ["runigun_deep_reorgs_total", "counter", w.deepReorgs], ["runigun_deposits_remined_total", "counter", w.remined], ["runigun_deposits_held_back_total", "counter", w.heldBack],
-        ["runigun_deposit_scans_failed_total", "counter", w.failedScans], ["runigun_deposit_scans_incomplete_total", "counter", w.incompleteScans], ["runigun_payout_batches_total", "counter", p.batches],
+        ["runigun_deposit_scans_failed_total", "counter", w.failedScans], ["runigun_deposit_scans_incomplete_total", "counter", w.incompleteScans],
+        // The deposit cursor behind the tip (confirmations − 1 when all is well; −1 unknown), the age of the last complete scan, and whether the scans are stalled (alerted).
+        ["runigun_deposit_scan_lag_blocks", "gauge", wh.lagBlocks ?? -1], ["runigun_deposit_scan_age_seconds", "gauge", wh.lastCompleteAgeS],
+        ["runigun_deposit_scans_stalled", "gauge", wh.ok ? 0 : 1], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0], ["runigun_payout_batches_stuck", "gauge", stuck], ["runigun_payout_batches_releasing", "gauge", releasing],
         ["runigun_store_write_failing", "gauge", e.storage.store.writeHealth.failing ? 1 : 0], ["runigun_store_write_failures_total", "counter", e.storage.store.writeHealth.failures],
