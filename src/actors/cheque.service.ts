@@ -149,7 +149,7 @@ export class ChequeService implements ChequePort, TransferSink {
   async fundedNow(): Promise<(hash: string) => boolean> {
     const book = await this.#ask<ChequeState>((reply) => ({ type: "state", reply }));
     return (hash) => {
-      const c = book.cheques[hash] ?? this.#o.finished.get(hash);
+      const c = book.get(hash) ?? this.#o.finished.get(hash);
       return c !== undefined && c.status !== "awaiting_funds";
     };
   }
@@ -219,7 +219,7 @@ export class ChequeService implements ChequePort, TransferSink {
     return escrowOf(await this.state());
   }
 
-  /** The cheque book as it stands (by hash of the code; no codes). */
+  /** The cheque book as it stands (by hash of the code; no codes). Its `cheques` is a flat copy, built on first use. */
   state(): Promise<ChequeState> {
     return this.#ask<ChequeState>((reply) => ({ type: "state", reply }));
   }
