@@ -83,14 +83,18 @@ t.test("the derivation queue is bounded: beyond it a lookup is refused at once a
   t.match(await id.userKey(1003), /^u_/, "once the queue has room, the refused id is derived");
 });
 
-// Worker deaths are simulated the way they reach the identity: the next message posted to a worker makes it die (a crash:
-// `error` then `exit`; a kill from outside: `exit` only) or vanish unanswered (a hung worker). Identity's own workers are
-// private, so the hook sits on Worker.prototype for the length of one test.
+// Worker deaths are simulated the way they reach the identity: the next derivation posted to a worker makes it die (a
+// crash: `error` then `exit`; a kill from outside: `exit` only) or vanish unanswered (a hung worker). Identity's own
+// workers are private, so the hook sits on Worker.prototype for the length of one test, and takes only derivation
+// requests (they carry the pepper): Node's module loader posts to its hooks thread through the same prototype (with a
+// transfer list), and a fault injected there (an import made meanwhile) killed the loader and threw an `error` nobody
+// listens to.
 type Fault = "crash" | "killed" | "silent";
 function injectFaults(t: Test): { next: Fault[]; always?: Fault } {
   const faults: { next: Fault[]; always?: Fault } = { next: [] };
   const post = Worker.prototype.postMessage;
-  Worker.prototype.postMessage = function (this: Worker, m: unknown) {
+  Worker.prototype.postMessage = function (this: Worker, m: unknown, transfer?: Parameters<Worker["postMessage"]>[1]) {
+    if (m === null || typeof m !== "object" || !("pepper" in m)) return post.call(this, m, transfer);
     const fault = faults.next.shift() ?? faults.always;
     if (fault === "silent") return;
     post.call(this, m);
