@@ -12,7 +12,7 @@ import { generateKeyRingFile } from "../../src/store/keyring.ts";
 import { OperatorStore, addOperator } from "../../src/edges/admin/operators.ts";
 import { createLogger } from "../../src/log.ts";
 import { watchCertificates } from "../../src/split.ts";
-import { createCA, ensurePki, expiringCertificates, fingerprint, issue, readPem, writePem, type Pem } from "../../src/tls/certs.ts";
+import { createCA, ensurePki, expiringCertificates, fingerprint, issue, permitsAll, readPem, writePem, type Pem } from "../../src/tls/certs.ts";
 
 /** Whether a TLS client trusting `ca` (and presenting `client`, if given) accepts `server` as `name`; the server's `trust` checks clients. */
 async function handshake(o: { server: Pem; ca: string; name: string; client?: Pem; trust?: string }): Promise<{ client: string; server?: string }> {
@@ -155,4 +155,11 @@ t.test("the engine's check logs an active operator's certificate, not a revoked 
   lines.length = 0;
   await watchCertificates(dir, operators, log, Date.now() + 365 * day - 3 * day);
   t.same(lines.map((l) => [l.certificate, l.level, l.alert]), [["operators/alice.crt", 50, true]], "an alert 3 days before");
+});
+
+t.test("a CA's name constraints, read back: IPv4 and IPv6 addresses alone, DNS names with the names under them", async (t) => {
+  const ca = (await createCA("test", { permit: ["10.8.0.1", "fd00::1", "ops.runigun.vpn"] })).cert;
+  t.ok(permitsAll(ca, ["10.8.0.1", "fd00:0:0:0:0:0:0:1", "ops.runigun.vpn", "a.ops.runigun.vpn"]), "the names it was made for (an IPv6 address however written)");
+  for (const other of ["10.8.0.2", "fd00::2", "runigun.vpn", "xops.runigun.vpn", "localhost"]) t.notOk(permitsAll(ca, [other]), `not ${other}`);
+  t.ok(permitsAll((await createCA("unconstrained")).cert, ["anything.example"]), "a CA without constraints permits anything");
 });
