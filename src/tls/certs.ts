@@ -42,11 +42,20 @@ const isIp = (h: string) => /^[\d.]+$|:/.test(h);
 /**
  * A critical name-constraints extension permitting only `names` (DNS names, each with its subdomains; IP addresses,
  * each alone). OpenSSL, browsers and curl then refuse any certificate under the CA that names something else — and a
- * client certificate naming no host (a subject CN without a dot, no alternative names) is not a name they check.
+ * client certificate naming no host (a subject CN without a dot, no alternative names) is not a name they check. A
+ * name type with no permitted entry is not constrained at all (RFC 5280 4.2.1.10), so an IP family none of `names` is
+ * in is excluded whole: a CA permitting only DNS names would otherwise vouch for every IP address.
  */
 function permitOnly(names: readonly string[]): x509.Extension {
-  const subtrees = names.map((n) => new GeneralSubtree({ base: new GeneralName(isIp(n) ? { iPAddress: `${n}/${n.includes(":") ? 128 : 32}` } : { dNSName: n }) }));
-  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(new NameConstraints({ permittedSubtrees: new GeneralSubtrees(subtrees) })));
+  // An address alone, or a whole family ("0.0.0.0/0", "::/0": the exclusions below).
+  const subtree = (n: string) => new GeneralSubtree({ base: new GeneralName(isIp(n.split("/")[0]!) ? { iPAddress: n.includes("/") ? n : `${n}/${n.includes(":") ? 128 : 32}` } : { dNSName: n }) });
+  const v6 = (n: string) => isIp(n) && n.includes(":");
+  const excluded = [...(names.some((n) => isIp(n) && !v6(n)) ? [] : ["0.0.0.0/0"]), ...(names.some(v6) ? [] : ["::/0"])];
+  const constraints = new NameConstraints({
+    permittedSubtrees: new GeneralSubtrees(names.map(subtree)),
+    ...(excluded.length ? { excludedSubtrees: new GeneralSubtrees(excluded.map(subtree)) } : {}),
+  });
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(constraints));
 }
 
 /**

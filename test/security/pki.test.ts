@@ -71,6 +71,8 @@ t.test("the admin server's CA vouches for the admin edge's names only, the opera
   t.match((await handshake({ server: forged, ca: serverCa.cert, name: "bank.example" })).client, /permitted subtree violation/, "another site under the admin server's CA: refused");
   const sub = await issue(serverCa, { name: "sub", kind: "server", hosts: ["x.ops.runigun.vpn"] });
   t.equal((await handshake({ server: sub, ca: serverCa.cert, name: "x.ops.runigun.vpn" })).client, "accepted", "a name under the console's name is the console's");
+  const anyIp = await issue(serverCa, { name: "ip", kind: "server", hosts: ["10.9.9.9"] });
+  t.match((await handshake({ server: anyIp, ca: serverCa.cert, name: "10.9.9.9" })).client, /permitted subtree violation/, "another IP address under the admin server's CA: refused");
   const viaOperators = await issue(operatorsCa, { name: "bank", kind: "server", hosts: ["bank.example", "127.0.0.1"] });
   t.match((await handshake({ server: viaOperators, ca: operatorsCa.cert, name: "bank.example" })).client, /permitted subtree violation|unsuitable certificate purpose/, "a server under the operators' CA: refused");
   const alice = await issue(operatorsCa, { name: "alice", kind: "client" });
@@ -162,4 +164,20 @@ t.test("a CA's name constraints, read back: IPv4 and IPv6 addresses alone, DNS n
   t.ok(permitsAll(ca, ["10.8.0.1", "fd00:0:0:0:0:0:0:1", "ops.runigun.vpn", "a.ops.runigun.vpn"]), "the names it was made for (an IPv6 address however written)");
   for (const other of ["10.8.0.2", "fd00::2", "runigun.vpn", "xops.runigun.vpn", "localhost"]) t.notOk(permitsAll(ca, [other]), `not ${other}`);
   t.ok(permitsAll((await createCA("unconstrained")).cert, ["anything.example"]), "a CA without constraints permits anything");
+});
+
+t.test("a CA permitting DNS names only vouches for no IP address, of either family; one permitting IPv4 only, for no IPv6", async (t) => {
+  // What operators' browsers would accept from a thief of the CA's key: a name type with no permitted entry is
+  // unconstrained unless excluded.
+  const dnsOnly = await createCA("dns only", { permit: ["admin.vpn.example", "localhost"], use: "server" });
+  for (const ip of ["127.0.0.1", "::1"]) {
+    const leaf = await issue(dnsOnly, { name: "x", kind: "server", hosts: [ip] });
+    t.match((await handshake({ server: leaf, ca: dnsOnly.cert, name: ip })).client, /excluded subtree violation|permitted subtree violation/, `${ip}: refused`);
+  }
+  const v4 = await createCA("v4", { permit: ["127.0.0.1", "localhost"], use: "server" });
+  t.equal((await handshake({ server: await issue(v4, { name: "x", kind: "server", hosts: ["127.0.0.1"] }), ca: v4.cert, name: "127.0.0.1" })).client, "accepted", "its own address");
+  t.match((await handshake({ server: await issue(v4, { name: "x", kind: "server", hosts: ["::1"] }), ca: v4.cert, name: "::1" })).client, /excluded subtree violation|permitted subtree violation/, "an IPv6 address: refused");
+  // The operators' CA, as ensurePki makes it, without its client-only purpose (which a browser might not apply to a root).
+  const bare = await createCA("operators, no purpose", { permit: ["operators.runigun.invalid"] });
+  t.match((await handshake({ server: await issue(bare, { name: "x", kind: "server", hosts: ["127.0.0.1"] }), ca: bare.cert, name: "127.0.0.1" })).client, /subtree violation/, "the operators' constraints alone refuse an address");
 });
