@@ -13,6 +13,7 @@ import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
 import { Notices } from "./held.ts";
+import { USER_KEY } from "./store/identity.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
 export interface ChainPort {
@@ -37,12 +38,6 @@ export interface AddressIndexPort {
 /** Addresses the node hands out that someone already owns, skipped in a row before /deposit gives up. */
 const OWNED_SKIPS = 20;
 
-/**
- * A user key as the edges make them (store/identity.ts: `u_` and base64url). Nothing else may receive a transfer: a
- * cheque's pseudo-user (`cheque:<hash>`) takes only its own funding, and anything else would leave the amount in the
- * sender's outbox for good (the courier's sink refuses it).
- */
-const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
 
 /** Cheques live in their own actors (money-out issue); the relay only forwards. */
 export interface ChequePort {
@@ -243,6 +238,8 @@ export class EngineRelay implements Relay {
     const amount = parseAmount(amountText);
     if (isRefusal(amount)) return amount;
     if (!/^[\w:.-]{1,128}$/.test(id)) return refuse("bad_input", "A transfer needs a valid id.");
+    // Only a user key receives a transfer: a cheque's pseudo-user (`cheque:<hash>`) takes only its own funding, and
+    // anything else would leave the amount in the sender's outbox for good (the courier's sink refuses it).
     if (!USER_KEY.test(toUserKey)) return refuse("bad_input", "A transfer goes to a user of this service; that is not one. Nothing was sent.");
     // Winding down: no new wallets, and a tip to someone without one would open one (and a liability nobody closes).
     const closed = await this.#noNewWallet(toUserKey, "tips go only to people who already have a wallet here");

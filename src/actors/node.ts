@@ -341,16 +341,17 @@ export class NodeGateway {
 
   /**
    * What the node's wallet would pay now to send `sats` to `address` alone at `rate` sat/vB, with the options a payout
-   * batch is funded with: a dry run (nothing is signed, locked or broadcast). Coins confirmed first, as a batch takes
-   * them; if those are short (the change of the last batch not mined yet), unconfirmed ones too, to price it. `too_large`:
-   * the coins it needs do not fit one standard transaction; undefined: the wallet cannot fund it now.
+   * batch is funded with: a dry run (nothing is signed, locked or broadcast). Coins as deep as a deposit must be first,
+   * as a batch takes them (payout.ts, flush); if those are short (the change of the last batch not that deep yet),
+   * younger ones too, to price it. `too_large`: the coins it needs do not fit one standard transaction; undefined: the
+   * wallet cannot fund it now.
    */
   async soloFee(address: string, sats: bigint, rate: bigint): Promise<bigint | "too_large" | undefined> {
     // One change address for every dry run, of the type a batch's change is: left to itself, each funding takes a new
     // one from the wallet's change chain, and a quote per /withdraw would walk that chain past what a restored copy of the
     // wallet looks ahead for.
     this.#dryRunChange ??= await this.call<string>("getrawchangeaddress", ["bech32"]);
-    for (const minconf of [1, 0]) {
+    for (const minconf of new Set([this.#o.config.deposits.confirmations, 0])) {
       try {
         const funded = await this.call<{ fee: number }>("walletcreatefundedpsbt", [
           [], [{ [address]: satsToBtcString(sats) }], 0, { fee_rate: Number(rate), replaceable: true, changeAddress: this.#dryRunChange, minconf },

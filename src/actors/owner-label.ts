@@ -5,10 +5,10 @@
 // owner back to the engine when the store's own record of it was lost (a restore from before it was written).
 import type { EncryptedStore } from "../store/db.ts";
 import { keyIdOf } from "../store/envelope.ts";
+import { USER_KEY } from "../store/identity.ts";
 
 const NS = "owner-label";
 const PREFIX = "rg1:";
-const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
 
 /** Whether a label is one of this engine's sealed owner labels (whether or not it opens). */
 export function isSealedLabel(label: string): boolean {

@@ -37,6 +37,12 @@ export interface IdentityOptions extends KdfParams {
  * With 16, the last in line is answered within about 4 s — what a person waits for, and inside Telegram's webhook
  * timeout — and a burst of strangers (a busy group's tips) cannot put minutes of derivations in front of everyone.
  */
+/**
+ * What a user key looks like (Identity.userKey makes `u_` + 22 base64url characters; tests and the script edge use
+ * shorter ones): the owner labels read back from the node, and the relay's transfer receivers, are checked against it.
+ */
+export const USER_KEY = /^u_[A-Za-z0-9_-]{1,64}$/;
+
 export const DERIVATIONS_PER_WORKER = 16;
 
 /**
