@@ -418,6 +418,12 @@ export class DepositWatcher {
             const check = lookInMempool(tx.txid);
             const due = check !== undefined;
             const present = due ? await check : undefined;
+            // Between two checks a deposit missing from the mempool stays missing: its time counts on (mempoolGraceMs),
+            // and its wallet, which holds it pending, is not asked again.
+            if (open && !due && this.#missing.has(outpoint)) {
+              listed.add(outpoint);
+              return;
+            }
             if (due && present === undefined) {
               // Left as it is (not asked about again below); the scan repeats soon.
               listed.add(outpoint);
@@ -548,7 +554,7 @@ export class DepositWatcher {
    */
   async #missingFromMempool(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, inLane: Lane): Promise<boolean> {
     // Durations on a monotonic clock: a wall clock set back would keep a vanished deposit pending for as long.
-    const now = performance.now();
+    const now = this.#now();
     const since = this.#missing.get(outpoint) ?? now;
     this.#missing.set(outpoint, since);
     if (now - since < this.#o.config.deposits.mempoolGraceMs) return true;
@@ -560,7 +566,7 @@ export class DepositWatcher {
 
   /** Whether a transaction is due to be looked for in the node's mempool (at most every MEMPOOL_CHECK_MS): now marked. */
   #mempoolCheckDue(txid: string): boolean {
-    const now = performance.now(), last = this.#mempoolChecked.get(txid);
+    const now = this.#now(), last = this.#mempoolChecked.get(txid);
     if (last !== undefined && now - last < MEMPOOL_CHECK_MS) return false;
     this.#mempoolChecked.set(txid, now);
     return true;
