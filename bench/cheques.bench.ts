@@ -6,43 +6,11 @@
 // a cheque made and funded, an older one claimed, paid out and pruned — five journal events, as a claim in steady
 // state writes with `retainFinishedCheques` reached. Also: `create`'s per-creator check (the flat book scanned every
 // cheque), and what a snapshot (every 1,000 journal records; 200 before) and a restore from one cost.
-import { idMap } from "../src/actors/idmap.ts";
 import { decode, encode, encodeText } from "../src/store/codec.ts";
 import { ChequeBook, evolveCheques, type ChequeEvent, type ChequeRecord } from "../src/actors/cheques.ts";
+import { idMap } from "../src/actors/idmap.ts";
+import { flatEvolve, type Flat } from "./lib/flat-cheques.ts";
 
-type Flat = Record<string, ChequeRecord>;
-
-/** The flat book's evolve (before the book was sharded). */
-function flatEvolve(m: Flat, e: ChequeEvent): Flat {
-  const cheques = idMap(m);
-  if (e.t === "pruned") {
-    for (const h of e.hashes) delete cheques[h];
-    return cheques;
-  }
-  if (e.t === "dropped") {
-    delete cheques[e.hash];
-    return cheques;
-  }
-  const c = m[e.hash];
-  switch (e.t) {
-    case "created":
-      cheques[e.hash] = { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id };
-      break;
-    case "funded":
-      cheques[e.hash] = { ...c!, status: "open" };
-      break;
-    case "claimed":
-      cheques[e.hash] = { ...c!, status: "claimed", payee: e.by, paid: false };
-      break;
-    case "revoked":
-      cheques[e.hash] = { ...c!, status: "revoked", payee: c!.creator, paid: false };
-      break;
-    case "paid":
-      cheques[e.hash] = { ...c!, paid: true };
-      break;
-  }
-  return cheques;
-}
 
 const hashOf = (i: number) => `${((i * 2654435761) >>> 0).toString(16).padStart(8, "0")}${i.toString(16).padStart(24, "0")}`;
 const creatorOf = (i: number, n: number) => `u_${(i % Math.max(1, n / 50)).toString(16).padStart(40, "0")}`;

@@ -5,41 +5,9 @@
 import t from "tap";
 import { decode, encode, encodeText } from "../../src/store/codec.ts";
 import { idMap } from "../../src/actors/idmap.ts";
+import { flatEvolve, type Flat } from "../../bench/lib/flat-cheques.ts";
 import { bookWork, ChequeBook, chequeBehaviour, emptyCheques, escrowOf, evolveCheques, type ChequeBookOptions, type ChequeCommand, type ChequeEvent, type ChequeRecord, type ChequeState } from "../../src/actors/cheques.ts";
 
-type Flat = Record<string, ChequeRecord>;
-
-/** The book's evolve before it was sharded (git history): the whole map copied on every event. */
-function flatEvolve(m: Flat, e: ChequeEvent): Flat {
-  const cheques = idMap(m);
-  if (e.t === "pruned") {
-    for (const h of e.hashes) delete cheques[h];
-    return cheques;
-  }
-  if (e.t === "dropped") {
-    delete cheques[e.hash];
-    return cheques;
-  }
-  const c = m[e.hash];
-  switch (e.t) {
-    case "created":
-      cheques[e.hash] = { creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id };
-      break;
-    case "funded":
-      cheques[e.hash] = { ...c!, status: "open" };
-      break;
-    case "claimed":
-      cheques[e.hash] = { ...c!, status: "claimed", payee: e.by, paid: false };
-      break;
-    case "revoked":
-      cheques[e.hash] = { ...c!, status: "revoked", payee: c!.creator, paid: false };
-      break;
-    case "paid":
-      cheques[e.hash] = { ...c!, paid: true };
-      break;
-  }
-  return cheques;
-}
 
 const live = (x: ChequeRecord) => x.status === "open" || x.status === "awaiting_funds";
 
