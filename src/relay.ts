@@ -38,7 +38,6 @@ export interface AddressIndexPort {
 /** Addresses the node hands out that someone already owns, skipped in a row before /deposit gives up. */
 const OWNED_SKIPS = 20;
 
-
 /** Cheques live in their own actors (money-out issue); the relay only forwards. */
 export interface ChequePort {
   create(userKey: string, id: string, amount: bigint): Promise<Result<Cheque>>;

@@ -268,13 +268,6 @@ export class ChequeBook implements FlatCheques {
   #ordered(): Array<[string, Entry]> {
     const all: Array<[string, Entry]> = [];
     for (const row of this.#p.cheques) for (const shard of row) for (const x of shard) all.push(x);
-    // By number, as packed doubles (a native numeric sort, several times faster than a comparator) while they fit.
-    if (all.length < 2 ** 21 && this.#p.next < 2 ** 31) {
-      const keys = new Float64Array(all.length);
-      for (let i = 0; i < all.length; i++) keys[i] = all[i]![1].n * 2 ** 21 + i;
-      keys.sort();
-      return Array.from(keys, (k) => all[k % 2 ** 21]!);
-    }
     return all.sort((a, b) => a[1].n - b[1].n);
   }
 
@@ -283,8 +276,7 @@ export class ChequeBook implements FlatCheques {
     if (k <= 0) return [];
     const { paid } = this.#p;
     const nOf = (h: string) => lookup(this.#p.cheques, h)!.n;
-    if (k > 16) return paid.flat().map((h) => [nOf(h), h] as const).sort((a, b) => a[0] - b[0]).slice(0, k).map(([, h]) => h);
-    // The common case (one cheque over the limit after a payout): the oldest of the buckets' oldest, k times.
+    // The oldest of the buckets' oldest, k times (usually once: one cheque over the limit after a payout).
     const at = new Array<number>(FAN).fill(0);
     const out: string[] = [];
     while (out.length < k) {
@@ -322,7 +314,7 @@ export class ChequeBook implements FlatCheques {
     switch (e.t) {
       case "created": {
         const old = d.get(e.hash);
-        d.put(e.hash, entry({ creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id }, old ? old.n : d.next++));
+        d.put(e.hash, entry({ creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id }, old ? old.n : d.p.next++));
         break;
       }
       case "funded":
@@ -347,7 +339,7 @@ export class ChequeBook implements FlatCheques {
         for (const h of e.hashes) d.remove(h);
         break;
     }
-    return new ChequeBook(d.parts());
+    return new ChequeBook(d.p);
   }
 }
 
@@ -355,35 +347,26 @@ export class ChequeBook implements FlatCheques {
  * The next book's parts while one event (or a snapshot's cheques) is applied: each array, shard and list is copied on
  * its first write in this draft and written in place after that (a copy is the draft's own until `parts`).
  */
-class Draft implements Parts {
-  cheques: Level<Entry>;
-  live: Level<readonly string[]>;
-  paid: ReadonlyArray<readonly string[]>;
-  size: number;
-  paidCount: number;
-  held: bigint;
-  next: number;
+class Draft {
+  /** The parts being written: the book's at first, each replaced by this draft's copy when it first writes it. */
+  readonly p: Parts;
   /** What this draft copied (its own to write). */
   readonly #own = new Set<object>();
 
   constructor(p: Readonly<Parts>) {
-    ({ cheques: this.cheques, live: this.live, paid: this.paid, size: this.size, paidCount: this.paidCount, held: this.held, next: this.next } = p);
-  }
-
-  parts(): Parts {
-    return { cheques: this.cheques, live: this.live, paid: this.paid, size: this.size, paidCount: this.paidCount, held: this.held, next: this.next };
+    this.p = { ...p };
   }
 
   get(hash: string): Entry | undefined {
-    return lookup(this.cheques, hash);
+    return lookup(this.p.cheques, hash);
   }
 
   /** Sets a cheque (new, or changed), keeping the indexes, the counts and the escrow's total. */
   put(hash: string, c: Entry): void {
     const old = this.get(hash);
-    this.cheques = this.#write(this.cheques, hash, (m) => m.set(hash, c));
-    if (!old) this.size++;
-    this.held += heldBy(c) - heldBy(old);
+    this.p.cheques = this.#write(this.p.cheques, hash, (m) => m.set(hash, c));
+    if (!old) this.p.size++;
+    this.p.held += heldBy(c) - heldBy(old);
     if (isLive(old) && (!isLive(c) || old!.creator !== c.creator)) this.#unlive(old!.creator, hash);
     if (isLive(c) && !(isLive(old) && old!.creator === c.creator)) this.#enlive(c.creator, hash, c.n);
     if (old?.paid === true && c.paid !== true) this.#unpay(hash);
@@ -394,9 +377,9 @@ class Draft implements Parts {
   remove(hash: string): void {
     const old = this.get(hash);
     if (!old) return;
-    this.cheques = this.#write(this.cheques, hash, (m) => m.delete(hash));
-    this.size--;
-    this.held -= heldBy(old);
+    this.p.cheques = this.#write(this.p.cheques, hash, (m) => m.delete(hash));
+    this.p.size--;
+    this.p.held -= heldBy(old);
     if (isLive(old)) this.#unlive(old.creator, hash);
     if (old.paid === true) this.#unpay(hash);
   }
@@ -422,22 +405,22 @@ class Draft implements Parts {
   }
 
   #enlive(creator: string, hash: string, n: number): void {
-    const hashes = lookup(this.live, creator) ?? NO_HASHES;
+    const hashes = lookup(this.p.live, creator) ?? NO_HASHES;
     // Oldest first: a new cheque goes last; one made again in place of an old one (never in practice) where it was.
     let at = hashes.length;
     while (at > 0 && (this.get(hashes[at - 1]!)?.n ?? -1) > n) at--;
     const next = [...hashes.slice(0, at), hash, ...hashes.slice(at)];
-    this.live = this.#write(this.live, creator, (m) => m.set(creator, next));
+    this.p.live = this.#write(this.p.live, creator, (m) => m.set(creator, next));
   }
 
   #unlive(creator: string, hash: string): void {
-    const hashes = (lookup(this.live, creator) ?? NO_HASHES).filter((h) => h !== hash);
-    this.live = this.#write(this.live, creator, (m) => (hashes.length > 0 ? m.set(creator, hashes) : m.delete(creator)));
+    const hashes = (lookup(this.p.live, creator) ?? NO_HASHES).filter((h) => h !== hash);
+    this.p.live = this.#write(this.p.live, creator, (m) => (hashes.length > 0 ? m.set(creator, hashes) : m.delete(creator)));
   }
 
   #paidList(hash: string): string[] {
     const b = slotOf(hash) >>> 6;
-    const paid = (this.paid = this.#mine(this.paid, (x) => x.slice())) as Array<readonly string[]>;
+    const paid = (this.p.paid = this.#mine(this.p.paid, (x) => x.slice())) as Array<readonly string[]>;
     return (paid[b] = this.#mine(paid[b]!, (x) => x.slice())) as string[];
   }
 
@@ -451,7 +434,7 @@ class Draft implements Parts {
       else hi = mid;
     }
     list.splice(lo, 0, hash);
-    this.paidCount++;
+    this.p.paidCount++;
   }
 
   #unpay(hash: string): void {
@@ -459,7 +442,7 @@ class Draft implements Parts {
     const at = list.indexOf(hash);
     if (at >= 0) {
       list.splice(at, 1);
-      this.paidCount--;
+      this.p.paidCount--;
     }
   }
 }
@@ -528,14 +511,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           return s;
         case "mine": {
           // The creator's index keeps their cheques in the order they were made: newest first is that order reversed.
-          const mine: MyCheque[] = [];
-          for (const h of s.liveOf(cmd.creator)) {
-            const x = s.get(h)!;
-            // Open, or awaiting its funding transfer, until it expires (a funded one then goes back to its creator).
-            if (x.creator === cmd.creator && (x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) {
-              mine.push({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id });
-            }
-          }
+          const mine = openOf(s, cmd.creator, cmd.now).map((x): MyCheque => ({ amount: x.amount, expiresAt: x.expiresAt, funded: x.status === "open", id: x.id }));
           cmd.reply({ cheques: mine.reverse().slice(0, cmd.limit), total: mine.length });
           return s;
         }
@@ -545,11 +521,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
             return s;
           }
           const most = o.maxOpenPerCreator ?? 50;
-          let open = 0;
-          for (const h of s.liveOf(cmd.creator)) {
-            const x = s.get(h)!;
-            if (x.creator === cmd.creator && (x.status === "open" || x.status === "awaiting_funds") && cmd.now <= x.expiresAt) open++;
-          }
+          const open = openOf(s, cmd.creator, cmd.now).length;
           if (open >= most) {
             cmd.reply(refuse("over_limit", `You have ${open} cheques nobody has claimed yet, the most one account may have. Revoke one (/cheque list shows them) or wait until one is claimed or expires.`));
             return s;
@@ -678,6 +650,14 @@ async function prune(s: ChequeState, persist: (events: ChequeEvent[], extras?: {
     s = evolveCheques(s, e);
   }
   return s;
+}
+
+/**
+ * A creator's cheques open, or awaiting their funding transfer, until they expire (a funded one then goes back to its
+ * creator), in the order they were made: their list, and what counts against their limit.
+ */
+function openOf(s: ChequeBook, creator: string, now: number): ChequeRecord[] {
+  return s.liveOf(creator).map((h) => s.get(h)!).filter((x) => now <= x.expiresAt);
 }
 
 /** A claimed or revoked cheque's payout, sent again if not acknowledged yet (the payee's wallet credits its id once). */
