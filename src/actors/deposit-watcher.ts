@@ -744,23 +744,13 @@ function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
 }
 
 /**
- * f over every item, at most n at once; resolves once all have finished (none left running behind a failed scan),
- * rejecting with the first error, if any.
+ * f over every item, at most n at once (limiter); resolves once all have finished (none left running behind a failed
+ * scan), rejecting with the first error, if any.
  */
 async function eachAtMost<T>(items: readonly T[], n: number, f: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0, failed = false, first: unknown;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await f(item);
-      } catch (e) {
-        if (!failed) (failed = true), (first = e);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  if (failed) throw first;
+  const turn = limiter(n);
+  const failed = (await Promise.allSettled(items.map((item) => turn(() => f(item))))).find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 function oneAtATimePerWallet(): Lane {
