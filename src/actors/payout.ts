@@ -864,8 +864,8 @@ async function waitForSpend(batch: string, reason: string, input: { txid: string
   const height = await o.node.call<number>("getblockcount", []);
   const spentAt = state.state === "gone" ? height - state.depth + 1 : height;
   const spentIn = await o.node.call<string>("getblockhash", [spentAt]);
-  await commit([{ t: "cancelling", batch, reason, input: `${input.txid}:${input.vout}`, spentAt, spentIn, at: now() }]);
-  o.log.warn({ batch, input: `${input.txid}:${input.vout}` }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
+  await commit([{ t: "cancelling", batch, reason, input: key(input), spentAt, spentIn, at: now() }]);
+  o.log.warn({ batch, input: key(input) }, "releasing a stuck payout batch: one of its inputs is spent in a block; released once that is deep enough");
 }
 
 /** Wallet entries read per `listtransactions` call while looking for a payout paid elsewhere. */
@@ -878,12 +878,12 @@ const HISTORY_PAGE = 500;
  * the batch spends (nothing before it can have spent them). A payment of the same amount to the same address that
  * spends none of the batch's coins is another payout (the same user withdrawing the same again), not this one.
  */
-async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string; vout: number }>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
+async function paidElsewhere(b: Batch, inputs: ReadonlyArray<Outpoint>, get: () => PayoutState, o: PayoutOptions): Promise<string | undefined> {
   let from = Infinity;
   for (const i of inputs) from = Math.min(from, (await walletTx(i.txid, o))?.blockheight ?? 0);
   const payouts = new Set(b.ids.map((id) => get().payouts[id]!).map((p) => `${p.address} ${p.amount}`));
   const known = new Set([b.txid, ...b.replaced, ...(b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [])]);
-  const coins = new Set(inputs.map((i) => `${i.txid}:${i.vout}`));
+  const coins = new Set(outpoints(inputs));
   type Entry = { txid: string; category: string; address?: string; amount: number; confirmations: number; blockheight?: number };
   for (let skip = 0; ; skip += HISTORY_PAGE) {
     // Oldest first within a page; `skip` steps back from the newest.
@@ -893,7 +893,7 @@ async function paidElsewhere(b: Batch, inputs: ReadonlyArray<{ txid: string; vou
       if (t.blockheight !== undefined && t.blockheight < from) older = true;
       if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) {
         const spends = (await o.node.call<{ decoded: { vin: Array<{ txid: string; vout: number }> } }>("gettransaction", [t.txid, false, true])).decoded.vin;
-        if (spends.some((x) => coins.has(`${x.txid}:${x.vout}`))) return t.txid;
+        if (spends.some((x) => coins.has(key(x)))) return t.txid;
         known.add(t.txid);
       }
     }
@@ -1019,7 +1019,7 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutState, comm
   const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]));
   const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
   if (!final.complete || !final.hex) throw new Error("the node could not sign the replacement");
-  const decoded = await o.node.call<{ txid: string; vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [final.hex]);
+  const decoded = await o.node.call<{ txid: string; vin: Outpoint[] }>("decoderawtransaction", [final.hex]);
   const fee = btcNumberToSats(bumped.fee);
   const shares = feeShares(fee, b.ids.map((id) => get().payouts[id]!.quotedFee));
   // With its inputs: a bump may add coins, and the version it replaces stays valid (and may be mined) without them.
