@@ -240,9 +240,9 @@ export class EngineRelay implements Relay {
     // Only a user key receives a transfer: a cheque's pseudo-user (`cheque:<hash>`) takes only its own funding, and
     // anything else would leave the amount in the sender's outbox for good (the courier's sink refuses it).
     if (!USER_KEY.test(toUserKey)) return refuse("bad_input", "A transfer goes to a user of this service; that is not one. Nothing was sent.");
-    // Winding down: no new wallets, and a tip to someone without one would open one (and a liability nobody closes).
-    const closed = await this.#noNewWallet(toUserKey, "tips go only to people who already have a wallet here");
-    if (closed) return closed;
+    // Winding down: tips are closed, whoever the receiver. Refusing only those to someone without a wallet (a tip would
+    // open one, and a liability nobody closes) told the tipper, and the group, who has a wallet here.
+    if (this.#draining()) return refuse("draining", "This service is winding down: tips are closed. Nothing was sent; take your balance out with /withdraw.");
     return this.#o.registry.send(userKey, "send_transfer", { id, to: toUserKey, amount, maxAmount: BigInt(this.#o.config.transfers.maxTransferSats) });
   }
 

@@ -196,9 +196,12 @@ t.test("drain mode: no new wallets or deposit addresses, withdrawals keep workin
   t.match(await te.engine.relay.start("u_newcomer"), { code: "draining" }, "no new wallets");
   t.match(await te.engine.relay.start("u_leaving"), { created: false }, "existing users still get in");
   // Found by a review: a tip opened a new wallet while draining (a liability nobody would close).
-  t.match(await te.engine.relay.transfer("u_leaving", "tip1", "u_newcomer", "1000 sats"), { code: "draining", message: /only to people who already have a wallet/ }, "no tip opens a new wallet");
+  t.match(await te.engine.relay.transfer("u_leaving", "tip1", "u_newcomer", "1000 sats"), { code: "draining", message: /tips are closed/ }, "no tip opens a new wallet");
   t.match(await te.engine.relay.balance("u_newcomer"), { code: "not_found" }, "none was opened");
-  t.match(await te.engine.relay.transfer("u_leaving", "tip2", "u_staying", "1000 sats"), { repeated: false }, "tips between existing users still go");
+  // Found by a later review: refusing only those told the tipper (and the group) who has a wallet here. All are refused.
+  const before = await te.engine.relay.balance("u_staying");
+  t.match(await te.engine.relay.transfer("u_leaving", "tip2", "u_staying", "1000 sats"), { code: "draining", message: /tips are closed/ }, "a tip to an existing wallet: the same refusal");
+  t.same(await te.engine.relay.balance("u_staying"), before, "nothing moved");
   // Found by a re-review: a cheque claim opened the claimant's wallet the same way.
   const cheque = await te.engine.relay.createCheque("u_leaving", "chq1", "10000 sats");
   if (isRefusal(cheque)) throw new Error(cheque.message);

@@ -56,3 +56,36 @@ t.test("the engine's certificate is checked against the host in the URL (interna
   t.equal(await connectTo(["localhost"]), "ERR_TLS_CERT_ALTNAME_INVALID", "one naming only another host (localhost) is refused");
   t.equal(await connectTo(["engine.internal", "10.8.0.1"]), "ERR_TLS_CERT_ALTNAME_INVALID");
 });
+
+t.test("a bot outliving an engine restart reads the engine's facts again when its stream reopens", async (t) => {
+  const ca = await createCA("internal-test");
+  const server = await issue(ca, { name: "engine", kind: "server", hosts: ["127.0.0.1"] });
+  const client = await issue(ca, { name: "bot", kind: "client" });
+  // Found by a review: the bot kept the facts read at connect (the per-transfer limit, drain mode) for good.
+  let facts = { network: "regtest", confirmations: 1, draining: false, maxTransferSats: 1000n };
+  let streams = 0;
+  let reopened!: () => void;
+  const reopen = new Promise<void>((r) => (reopened = r));
+  const https: Server = createServer({ key: server.key, cert: server.cert, ca: ca.cert, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    if (req.url === "/relay/info") return res.end(encode({ result: facts }));
+    if (req.url === "/relay/notifications") {
+      res.writeHead(200, { "content-type": "text/event-stream" }).flushHeaders();
+      // The first stream ends, as an engine's restart ends it, and the engine comes back with other facts.
+      if (++streams === 1) {
+        facts = { ...facts, draining: true, maxTransferSats: 5000n };
+        res.end();
+      } else reopened();
+    }
+  });
+  await new Promise<void>((r) => https.listen(0, "127.0.0.1", r));
+  t.teardown(() => new Promise<void>((r) => https.close(() => r())));
+  const { port } = https.address() as { port: number };
+  const relay = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, tls: { key: client.key, cert: client.cert, ca: ca.cert }, log: silentLogger });
+  t.teardown(() => relay.close());
+  t.match(relay.info(), { draining: false, maxTransferSats: 1000n }, "the facts at connect");
+  relay.onNotification(() => undefined);
+  await reopen;
+  // The second stream asked for the facts as it opened; their answer is on its way (bounded wait, no fixed sleep).
+  for (let i = 0; i < 1000 && !relay.info().draining; i++) await new Promise((r) => setTimeout(r, 5));
+  t.match(relay.info(), { draining: true, maxTransferSats: 5000n }, "the engine's facts now");
+});

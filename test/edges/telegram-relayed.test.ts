@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { Update } from "grammy/types";
 import { BotApiStandIn } from "../support/bot-api.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
-import { CHEQUE_CODE_IN_GROUP, CHEQUE_CODE_IN_GROUP_NOT_CHECKED } from "../../src/edges/telegram/render.ts";
+import { CAPTION_COMMAND, CHEQUE_CODE_IN_GROUP, CHEQUE_CODE_IN_GROUP_NOT_CHECKED, TIP_FORWARDED, TIPS_CLOSED } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -18,7 +18,7 @@ const person = (id: number) => ({ id, is_bot: false, first_name: `p${id}` });
 const balance = { available: 100_000_000n, pending: 0n, reserved: 0n };
 
 /** A relay that answers every call the same way and records which were made. */
-function recordingRelay(revokeCheque: Relay["revokeCheque"] = async () => refuse("not_found", "no")) {
+function recordingRelay(revokeCheque: Relay["revokeCheque"] = async () => refuse("not_found", "no"), draining = false) {
   const calls: string[] = [];
   const rec = <K extends keyof Relay>(m: K, f: Relay[K]): Relay[K] => ((...a: unknown[]) => (calls.push(m), (f as (...a: unknown[]) => unknown)(...a))) as Relay[K];
   const no = async () => refuse("not_found", "no");
@@ -37,16 +37,16 @@ function recordingRelay(revokeCheque: Relay["revokeCheque"] = async () => refuse
     myCheques: rec("myCheques", async () => ({ cheques: [], more: 0 })),
     identityPin: rec("identityPin", async () => ({ pinned: true })),
     onNotification: () => () => undefined,
-    info: () => ({ network: "regtest", confirmations: 1, draining: false }),
+    info: () => ({ network: "regtest", confirmations: 1, draining }),
   } as Relay;
   return { relay, calls };
 }
 
-async function setup(t: { teardown(f: () => unknown): void }, revokeCheque?: Relay["revokeCheque"]) {
+async function setup(t: { teardown(f: () => unknown): void }, revokeCheque?: Relay["revokeCheque"], draining = false) {
   const api = new BotApiStandIn();
   await api.start();
   t.teardown(() => api.stop());
-  const { relay, calls } = recordingRelay(revokeCheque);
+  const { relay, calls } = recordingRelay(revokeCheque, draining);
   const config = loadConfig({ env: {}, overrides: { telegram: { commandsPerMinute: 1000 } } });
   const edge = buildTelegramEdge({
     token: api.token, apiRoot: api.apiRoot, config, relay, identity: { userKey: async (id: number) => `u_${id}` },
@@ -57,6 +57,14 @@ async function setup(t: { teardown(f: () => unknown): void }, revokeCheque?: Rel
   return { api, calls };
 }
 
+/** The same message with its text as a photo's caption (grammY's commands read text only). */
+const captioned = (u: Update): Update => {
+  const m = u.message as unknown as Record<string, unknown>;
+  Object.assign(m, { caption: m.text, caption_entities: m.entities, photo: [{ file_id: "f", file_unique_id: "u", width: 1, height: 1 }] });
+  delete m.text;
+  delete m.entities;
+  return u;
+};
 const forwarded = (u: Update): Update => (Object.assign(u.message!, { forward_origin: { type: "user", date: 1, sender_user: person(BOB) } }), u);
 const viaBot = (u: Update): Update => (Object.assign(u.message!, { via_bot: { id: 999, is_bot: true, first_name: "Memes", username: "meme_bot" } }), u);
 
@@ -112,4 +120,41 @@ t.test("a cheque code in a group whose check fails: the group hears the usual li
   for (const r of [own, other]) {
     for (const code of [A, B, X]) t.notOk(r.groupTexts.includes(code) || r.inPrivate.includes(code), "no code repeated");
   }
+});
+
+t.test("a /tip in reply to a forwarded message pays nobody: its sender is the forwarder, not the author shown", async (t) => {
+  const MALLORY = 7404, CAROL = 7405;
+  const { api, calls } = await setup(t);
+  const since = api.calls.length;
+  // Found by a review: Mallory forwards Carol's post into the group; Bob tips it; the tip went to Mallory.
+  const tip = api.message(BOB, "/tip 5000 sats", { chat: GROUP, replyTo: { from: MALLORY, id: 90 } });
+  Object.assign(tip.message!.reply_to_message!, { forward_origin: { type: "user", date: 1, sender_user: person(CAROL) } });
+  t.equal(txt(await api.exchange(tip)), TIP_FORWARDED, "the group is told why, and that nothing was sent");
+  t.notOk(calls.includes("transfer"), "no transfer");
+  t.notOk(calls.includes("balance"), "nothing about the tipper read");
+  t.same(api.textsTo(GROUP, since), [TIP_FORWARDED]);
+  // A reply to the author's own message tips as before.
+  t.match(txt(await api.exchange(api.message(BOB, "/tip 5000 sats", { chat: GROUP, replyTo: { from: CAROL, id: 91 } }))), /Tip sent/);
+  t.ok(calls.includes("transfer"), "the tip to the author's own message went");
+});
+
+t.test("while the service winds down every tip is refused with one line, before anything about the tipper is read", async (t) => {
+  const { api, calls } = await setup(t, undefined, true);
+  // Found by a review: only a tip to someone without a wallet was refused, which told the group who has one here.
+  t.equal(txt(await api.exchange(api.message(ALICE, "/tip 5000 sats", { chat: GROUP, replyTo: { from: BOB, id: 92 } }))), TIPS_CLOSED);
+  t.notOk(calls.includes("transfer"), "no transfer");
+  t.notOk(calls.includes("balance"), "the tipper's balance not read");
+});
+
+t.test("a command in a photo's caption is answered as such, and runs nothing", async (t) => {
+  const { api, calls } = await setup(t);
+  const inGroup = captioned(api.message(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 93 } }));
+  t.equal(txt(await api.exchange(inGroup)), CAPTION_COMMAND, "in a group: send it as text (not: I only take /tip in groups)");
+  t.equal(txt(await api.exchange(captioned(api.message(ALICE, "/balance")))), CAPTION_COMMAND, "in private: the same");
+  t.notOk(calls.includes("transfer") || calls.includes("balance"), "nothing ran");
+  // A captioned command for another bot is none of this one's business.
+  const since = api.calls.length;
+  api.push(captioned(api.message(ALICE, "/tip@other_bot 1000 sats", { chat: GROUP })));
+  await api.exchange(api.message(ALICE, "/balance", { chat: GROUP }));
+  t.equal(api.textsTo(GROUP, since).length, 1, "no answer to another bot's captioned command");
 });

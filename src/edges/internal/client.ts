@@ -15,6 +15,9 @@ export interface RemoteRelayOptions {
   timeoutMs?: number;
 }
 
+/** How often a bot reads the engine's facts (limits, drain mode) again, besides each time its stream reopens. */
+const INFO_REFRESH_MS = 30_000;
+
 /** Connection errors before a request goes out: the engine never saw it. */
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN", "CERT_HAS_EXPIRED"]);
 
@@ -25,6 +28,8 @@ export class RemoteRelay implements Relay {
   #info: ReturnType<Relay["info"]> = { network: "unknown", confirmations: 1, draining: false };
   #closed = false;
   #stream: import("node:http").ClientRequest | undefined;
+  #infoTimer: NodeJS.Timeout | undefined;
+  #streamsOpened = 0;
 
   private constructor(o: RemoteRelayOptions) {
     this.#o = o;
@@ -34,11 +39,25 @@ export class RemoteRelay implements Relay {
     this.#agent = new Agent({ keepAlive: true, key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, maxSockets: 64 });
   }
 
-  /** Connects: reads the engine's facts and opens the notification stream. */
+  /**
+   * Connects: reads the engine's facts (read again every `INFO_REFRESH_MS` and whenever the notification stream
+   * opens again, so a bot outliving an engine restart follows its limits and drain mode).
+   */
   static async connect(o: RemoteRelayOptions): Promise<RemoteRelay> {
     const r = new RemoteRelay(o);
     r.#info = (await r.#send("GET", "/relay/info")) as ReturnType<Relay["info"]>;
+    r.#infoTimer = setInterval(() => r.#refreshInfo(), INFO_REFRESH_MS);
+    r.#infoTimer.unref();
     return r;
+  }
+
+  /** Reads the engine's facts again; until it answers, the last ones stand. */
+  #refreshInfo(): void {
+    if (this.#closed) return;
+    this.#send("GET", "/relay/info").then(
+      (info) => void (this.#info = info as ReturnType<Relay["info"]>),
+      (e: unknown) => this.#o.log.warn({ err: (e as Error).message }, "could not read the engine's facts again; the last ones stand"),
+    );
   }
 
   info() {
@@ -77,6 +96,7 @@ export class RemoteRelay implements Relay {
 
   close(): void {
     this.#closed = true;
+    clearInterval(this.#infoTimer);
     this.#stream?.destroy();
     this.#agent.destroy();
   }
@@ -130,6 +150,8 @@ export class RemoteRelay implements Relay {
       this.#retry(delay);
     };
     const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream" } }, (res) => {
+      // A stream opened again: the engine may have restarted with other limits, or in drain mode.
+      if (this.#streamsOpened++ > 0) this.#refreshInfo();
       let buffer = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {

@@ -20,6 +20,7 @@ import { IdentityBusy } from "../../store/identity.ts";
 import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "./context.ts";
 import { orderedPerKey } from "./order.ts";
 import { GroupOutbox } from "./outbox.ts";
+import { CAPTION_COMMAND } from "./render.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { listenForWebhooks } from "./webhook.ts";
 import { botApiFetch } from "./http.ts";
@@ -154,9 +155,11 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
   // One at a time per person, in order: a user's commands never race each other, in private or in a group (the same
   // wallet answers both). In a group the line is the sender's, not the group's: its members do not wait for each
   // other. Prefixes keep chat and user ids apart.
+  // Keyed by HMACs of the ids under the limiter's key, as the limiter is: no raw id as a map key.
+  const tag = (prefix: string, id: number) => createHmac("sha256", limiterKey).update(prefix + id).digest("base64url");
   let reportedDrops = 0, reportedAt = 0;
   const ordered = orderedPerKey<EdgeContext>(
-    (ctx) => [ctx.chat && !isGroup(ctx.chat) && `c${ctx.chat.id}`, ctx.from && `u${ctx.from.id}`].filter((k): k is string => !!k),
+    (ctx) => [ctx.chat && !isGroup(ctx.chat) && tag("c", ctx.chat.id), ctx.from && tag("u", ctx.from.id)].filter((k): k is string => !!k),
     MAX_PER_SENDER,
     (dropped) => {
       // The first drop, then at most a line every 10 s with the count since the last one.
@@ -343,11 +346,15 @@ function edgeContext(o: EdgeDeps, outbox: GroupOutbox | undefined) {
 /** What nobody else answered: one line each, nothing changes. */
 function fallbacks(): Composer<EdgeContext> {
   const c = new Composer<EdgeContext>();
-  c.chatType("private").on("message", (ctx) =>
-    ctx.reply(ctx.msg.text?.startsWith("/") ? "❓ I don't know that command. Send /help for the list." : "❓ I don't understand that. Send /help for what I can do."));
+  c.chatType("private").on("message", (ctx) => {
+    if (ctx.msg.text === undefined && commandForMe(ctx.msg, ctx.me.username)) return ctx.reply(CAPTION_COMMAND);
+    return ctx.reply(ctx.msg.text?.startsWith("/") ? "❓ I don't know that command. Send /help for the list." : "❓ I don't understand that. Send /help for what I can do.");
+  });
   // In a group only commands meant for this bot get an answer: `/x@other_bot` belongs to another bot.
   c.chatType(["group", "supergroup"]).on("message", (ctx) => {
     if (!commandForMe(ctx.msg, ctx.me.username)) return;
+    // A photo captioned "/tip 1000 sats" reaches no feature (commands are read from a message's text only).
+    if (ctx.msg.text === undefined) return ctx.tell(CAPTION_COMMAND);
     return ctx.tell("I only take /tip in groups (as a reply). Talk to me in a private chat for everything else.");
   });
   c.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "This button is no longer valid." }));

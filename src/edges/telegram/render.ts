@@ -58,6 +58,15 @@ export function refusal(r: Refusal): string {
 /** A tip's amount without its unit: nothing is sent (a bare number would be bitcoin). */
 export const TIP_UNIT = "⚠️ Say the unit: /tip 1000 sats or /tip 0.00001 btc. Nothing was sent.";
 
+/** A tip in reply to a forwarded message: its sender is the forwarder, not the author the group sees. */
+export const TIP_FORWARDED = "⚠️ That message was forwarded: reply to a message its author wrote here to tip them. Nothing was sent.";
+
+/** Tips while the service winds down (drain mode): closed for everyone, whoever the receiver. */
+export const TIPS_CLOSED = "🚪 This service is winding down: tips are closed. Nothing was sent.";
+
+/** A command in a photo's (or a file's) caption: grammY's commands read only a message's text. */
+export const CAPTION_COMMAND = "⚠️ Send the command as a text message of its own: I do not read commands in captions. Nothing was done.";
+
 export const TIP_NOT_SENT = "⚠️ That tip could not be sent; send me /balance (or /start) in a private chat to see why.";
 
 /** A refusal said in a group: never a balance, an address or the state of someone's wallet. */
@@ -66,7 +75,9 @@ export function refusalInGroup(r: Refusal): string {
   // words (distinct ones would tell it which, and bound the tipper's balance); /balance in private says why. The
   // wallet checks the per-transfer limit before the balance, so its "over the limit" would tell the group the tipper
   // has the amount: the edge says the limit before it reads the balance (tip.ts), and the wallet's own is these words.
-  if (r.code === "insufficient_funds" || r.code === "not_found" || r.code === "frozen" || r.code === "over_limit") return TIP_NOT_SENT;
+  // `draining` too: the edge says the service is winding down before it reads anything (tip.ts); the engine's own
+  // refusal comes after the balance check, so in its own words it would tell the group the tipper has the amount.
+  if (r.code === "insufficient_funds" || r.code === "not_found" || r.code === "frozen" || r.code === "over_limit" || r.code === "draining") return TIP_NOT_SENT;
   const [mark, words] = WORDS[r.code] ?? WORDS.internal;
   return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }

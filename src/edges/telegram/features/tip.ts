@@ -23,6 +23,9 @@ export function tipFeature(): Composer<EdgeContext> {
     const target = topicStarter ? undefined : reply?.from;
     if (!target) return ctx.tell("Reply to someone's message with /tip <amount> and its unit (/tip 1000 sats) to tip them.");
     if (target.is_bot || reply?.sender_chat) return ctx.tell("Only people can receive tips.");
+    // A forwarded message's `from` is who forwarded it, not the author the group sees ("Forwarded from Carol"): a tip
+    // there would pay the forwarder. Nothing is read or sent.
+    if (reply?.forward_origin) return ctx.tell(say.TIP_FORWARDED);
     const amount = args(ctx).join(" ");
     if (!amount) return ctx.tell("How much? Reply with /tip 1000 sats, for example.");
     // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
@@ -32,6 +35,9 @@ export function tipFeature(): Composer<EdgeContext> {
     // "/tip 1" meant as a satoshi or a dollar would send a whole bitcoin.
     if (amountUnit(amount) === undefined) return ctx.tell(say.TIP_UNIT);
     const { relay, identity } = ctx.deps;
+    // Winding down: tips are closed for everyone, said before anything is read (whether one went through would tell the
+    // group who has a wallet here, and a refusal after the balance check that the tipper has the amount).
+    if (relay.info().draining) return ctx.tell(say.TIPS_CLOSED);
     // Over the per-transfer limit: said before anything about the tipper is read, so the group hears the same whatever
     // they have (the wallet checks the limit before the balance: its refusal would tell the group they have the amount).
     const most = relay.info().maxTransferSats;
