@@ -6,6 +6,9 @@
 // An acknowledgement waits up to `ackDelayMs` for the sender's next journal record, which carries it (the wallet
 // takes it through `takeAcks`); only a sender that journals nothing meanwhile gets a record of its own. One lost
 // with a crash is harmless: the transfer is re-sent, the receiver answers "repeated", the sender is acknowledged.
+// One the sender's wallet did not record (busy, blocked after repeated errors, an ask that timed out) is tried again
+// later, as a delivery is; meanwhile the sender's next record still carries it. A repeat is harmless: the wallet
+// acknowledges only what is still in its outbox.
 import type { Logger } from "../log.ts";
 import { isRefusal, type Refusal } from "../domain/refusals.ts";
 import type { WalletRegistry } from "./registry.ts";
@@ -28,7 +31,8 @@ export interface CourierOptions {
   /**
    * A delivery that found its receiver busy through every retry (or failed) is tried again after this, doubling up
    * to five minutes, for as long as the engine runs (default 5,000 ms): a sender that stays resident is not
-   * activated again, and its transfer would wait in the outbox for the next start.
+   * activated again, and its transfer would wait in the outbox for the next start. So is an acknowledgement record
+   * its sender's wallet did not take.
    */
   retryLaterMs?: number;
 }
@@ -58,7 +62,11 @@ export class TransferCourier {
   #ackTimer: NodeJS.Timeout | undefined;
   /** Acknowledgement records being sent on their own. */
   #acking = 0;
-  /** Deliveries to try again later (busy receivers), by transfer. */
+  /** Acknowledgements a sender's wallet did not record, per sender: tried again later (`#later`), or carried sooner. */
+  readonly #ackRetry = new Map<string, { ids: string[]; round: number }>();
+  /** After `stopRetrying`: nothing is scheduled again; an acknowledgement not recorded is left to the outbox. */
+  #stopped = false;
+  /** Deliveries to try again later (busy receivers), by transfer; acknowledgements not recorded, by sender. */
   readonly #later: Later;
 
   constructor(o: CourierOptions) {
@@ -68,9 +76,19 @@ export class TransferCourier {
 
   /** The sender's acknowledgements waiting for a record: the wallet journals them with the one it is writing. */
   takeAcks(from: string): string[] | undefined {
-    const ids = this.#acks.get(from);
-    if (!ids) return undefined;
+    const fresh = this.#acks.get(from);
+    const retry = this.#ackRetry.get(from);
+    if (!fresh && !retry) return undefined;
     this.#acks.delete(from);
+    let ids = fresh ?? [];
+    if (retry) {
+      // Carried by this record instead of one of their own later.
+      this.#ackRetry.delete(from);
+      this.#later.cancel(ackKey(from));
+      ids = [...retry.ids, ...ids];
+      // Called from the wallet's handler: a settled() waiting on these is told afterwards, not from inside it.
+      queueMicrotask(() => this.#maybeIdle());
+    }
     this.stats.acksCarried += ids.length;
     return ids;
   }
@@ -107,10 +125,14 @@ export class TransferCourier {
 
   /**
    * Drops the deliveries waiting to be tried again (they stay in their senders' outboxes, re-sent at the next
-   * start): for a stop, before `settled`.
+   * start): for a stop, before `settled`. Acknowledgements waiting to be tried again get one last try with the
+   * others (the stop's `settled`); one not recorded from now on is left to the outbox.
    */
   stopRetrying(): void {
+    this.#stopped = true;
     this.#later.stop();
+    for (const [from, { ids }] of this.#ackRetry) this.#queueAcks(from, ids);
+    this.#ackRetry.clear();
     this.#maybeIdle();
   }
 
@@ -126,7 +148,7 @@ export class TransferCourier {
   }
 
   #busy(): boolean {
-    return this.#inFlight.size > 0 || this.#acking > 0 || this.#acks.size > 0 || this.#later.size > 0;
+    return this.#inFlight.size > 0 || this.#acking > 0 || this.#acks.size > 0 || this.#ackRetry.size > 0 || this.#later.size > 0;
   }
 
   #maybeIdle(): void {
@@ -137,9 +159,15 @@ export class TransferCourier {
   }
 
   #acknowledge(from: string, id: string): void {
+    this.#queueAcks(from, [id]);
+  }
+
+  /** Acknowledgements waiting for the sender's next record, or for one of their own after `ackDelayMs`. */
+  #queueAcks(from: string, add: string[]): void {
+    if (add.length === 0) return;
     const ids = this.#acks.get(from);
-    if (ids) ids.push(id);
-    else this.#acks.set(from, [id]);
+    if (ids) ids.push(...add);
+    else this.#acks.set(from, [...add]);
     this.#ackTimer ??= setTimeout(() => {
       this.#ackTimer = undefined;
       this.#flushAcks();
@@ -152,17 +180,26 @@ export class TransferCourier {
     this.#ackTimer = undefined;
     for (const [from, ids] of this.#acks) {
       this.#acks.delete(from);
-      this.#acking++;
-      this.stats.acksSent += ids.length;
-      void this.#ack(from, ids).finally(() => {
-        this.#acking--;
-        this.#maybeIdle();
-      });
+      this.#sendAcks(from, ids, 0);
     }
   }
 
-  /** One acknowledgement record; one not recorded (refused or failed) is only logged: the outbox re-sends it. */
-  async #ack(from: string, ids: string[]): Promise<void> {
+  #sendAcks(from: string, ids: string[], round: number): void {
+    this.#acking++;
+    this.stats.acksSent += ids.length;
+    void this.#ack(from, ids, round).finally(() => {
+      this.#acking--;
+      this.#maybeIdle();
+    });
+  }
+
+  /**
+   * One acknowledgement record. One not recorded (refused, or no answer in time: it may have been recorded, and a
+   * repeat then changes nothing) is tried again after a while, doubling up to five minutes, unless the sender's next
+   * record carries it first (`takeAcks`); after a stop, or refused for good, it is left to the outbox (re-sent at the
+   * sender's next activation, and acknowledged then).
+   */
+  async #ack(from: string, ids: string[], round: number): Promise<void> {
     let why: { refusal: string } | { err: unknown } | undefined;
     try {
       const r = await this.#o.registry.send(from, "transfer_acked", { ids });
@@ -170,7 +207,21 @@ export class TransferCourier {
     } catch (e) {
       why = { err: e };
     }
-    if (why) this.#o.log.warn({ sender: from, transfers: ids.length, ...why }, "transfer acknowledgements not recorded; they will be re-sent");
+    if (!why) return;
+    const again = !this.#stopped && !("refusal" in why && REFUSED_FOR_GOOD.has(why.refusal));
+    this.#o.log.warn({ sender: from, transfers: ids.length, round, ...why },
+      again ? "transfer acknowledgements not recorded; tried again later" : "transfer acknowledgements not recorded; their transfers are re-sent at the sender's next activation");
+    if (!again) return;
+    // Acknowledgements of this sender already waiting to be tried again (another record that failed meanwhile) go with these.
+    const waiting = this.#ackRetry.get(from);
+    const retry = { ids: waiting ? [...waiting.ids, ...ids] : ids, round: Math.max(round, waiting?.round ?? 0) };
+    this.#ackRetry.set(from, retry);
+    this.#later.schedule(ackKey(from), retry.round, () => {
+      const due = this.#ackRetry.get(from);
+      if (!due) return;
+      this.#ackRetry.delete(from);
+      this.#sendAcks(from, due.ids, due.round + 1);
+    });
   }
 
   async #run(from: string, id: string, to: string, amount: bigint, round: number): Promise<void> {
@@ -206,6 +257,11 @@ export class TransferCourier {
     this.stats.deferred++;
     this.#later.schedule(from + "\u0000" + id, round, () => void this.deliver(from, id, to, amount, round + 1));
   }
+}
+
+/** The `Later` key of a sender's acknowledgements waiting to be tried again (a delivery's key starts with its sender). */
+function ackKey(from: string): string {
+  return "\u0000acks\u0000" + from;
 }
 
 /**

@@ -280,7 +280,10 @@ t.test("a cheque payout its payee's wallet does not take at once is sent again l
  * Wallets on a real store, with the courier delivering their transfers (`deliveries` in order). `carry`: wallets
  * journal waiting acknowledgements with their next record, as the engine wires them.
  */
-async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown): void }, o: { carry?: boolean; ackDelayMs?: number; dir?: string; keyring?: KeyRing } = {}) {
+async function courierOnDisk(
+  t: { testdir(): string; teardown(f: () => unknown): void },
+  o: { carry?: boolean; ackDelayMs?: number; dir?: string; keyring?: KeyRing; retryLaterMs?: number; courierRegistry?: (r: WalletRegistry) => WalletRegistry } = {},
+) {
   const keyring = o.keyring ?? new KeyRing(new Map([[1, randomBytes(32)]]), 1);
   const store = await EncryptedStore.open({ path: o.dir ?? t.testdir(), keyring, sync: false });
   const journal = new Journal(store);
@@ -296,7 +299,10 @@ async function courierOnDisk(t: { testdir(): string; teardown(f: () => unknown):
       ...(o.carry ? { takeAcks: (f: string) => courier.takeAcks(f) } : {}),
     },
   });
-  courier = new TransferCourier({ registry, log: silentLogger, ...(o.ackDelayMs !== undefined ? { ackDelayMs: o.ackDelayMs } : {}) });
+  courier = new TransferCourier({
+    registry: o.courierRegistry ? o.courierRegistry(registry) : registry, log: silentLogger,
+    ...(o.ackDelayMs !== undefined ? { ackDelayMs: o.ackDelayMs } : {}), ...(o.retryLaterMs !== undefined ? { retryLaterMs: o.retryLaterMs } : {}),
+  });
   let closed = false;
   /** Stops everything without waiting for the courier (as a crash would, after the journal's last write). */
   const crash = async () => {
@@ -642,4 +648,139 @@ t.test("gathering: per key, what waits goes as the next call, at most `most` at 
   release();
   t.same(await Promise.all([first, ...rest, other]), [10, 20, 30, 40, 50, 60, 70, 90]);
   t.same(calls, [["a", [1]], ["b", [9]], ["a", [2, 3, 4]], ["a", [5, 6, 7]]], "one call at a time per key, three items at most");
+});
+
+/**
+ * The courier's way to the wallets, refusing (or answering as a timed-out ask would, after the wallet took it) the
+ * first `refuse` acknowledgement records: the sender's wallet busy, blocked after repeated errors, or slow to answer.
+ * `first` resolves once the first has been turned away, `refused` once the last has.
+ */
+function refusingAcks(o: { refuse: number; afterRecording?: boolean }) {
+  let left = o.refuse;
+  let done!: () => void, began!: () => void;
+  const refused = new Promise<void>((r) => (done = r));
+  const first = new Promise<void>((r) => (began = r));
+  const seen: string[][] = [];
+  const wrap = (registry: WalletRegistry): WalletRegistry => {
+    type Send = (k: string, ty: string, p: unknown) => Promise<unknown>;
+    const send: Send = (k, ty, p) => (registry.send as unknown as Send).call(registry, k, ty, p);
+    return { send: async (userKey: string, type: string, payload: unknown): Promise<unknown> => {
+      if (type !== "transfer_acked") return send(userKey, type, payload);
+      seen.push([...(payload as { ids: string[] }).ids]);
+      if (left <= 0) return send(userKey, type, payload);
+      if (o.afterRecording) await send(userKey, type, payload);
+      if (left-- === o.refuse) setImmediate(began);
+      if (left === 0) setImmediate(done);
+      return refuse("busy", "Too many requests at once for this wallet; try again in a moment.");
+    } } as unknown as WalletRegistry;
+  };
+  return { wrap, first, refused, seen };
+}
+
+/** Resolves when the journal writes a record of `userKey`'s holding `event` (e.g. "transfer_acked t1"). */
+function journalled(store: EncryptedStore, journal: Journal, userKey: string, event: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let done = false;
+    store.onWrite((_p, ops) => {
+      if (done || !ops.some((op) => op.key.startsWith(`journal\u0000wallet:${userKey}\u0001`))) return;
+      void recordsOf(journal, userKey).then((rs) => {
+        if (!done && rs.some((r) => r.includes(event))) (done = true), resolve();
+      });
+    });
+  });
+}
+
+t.test("an acknowledgement record the sender's wallet refused is tried again while the engine runs: the outbox empties, no activation", { timeout: 10_000 }, async (t) => {
+  const refusing = refusingAcks({ refuse: 1 });
+  const { journal, registry, courier, store } = await courierOnDisk(t, { ackDelayMs: 5, retryLaterMs: 10, courierRegistry: refusing.wrap });
+  await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  const acked = journalled(store, journal, "u_a", "transfer_acked t1");
+  t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+  // A running engine's process stays up (its servers, the chain poll); a retry waiting alone does not hold it.
+  const running = setInterval(() => undefined, 60_000);
+  t.teardown(() => clearInterval(running));
+  await refusing.refused;
+  const activations = registry.stats.activations;
+  // Neither settled() nor another command of the sender: the courier tries again on its own.
+  await acked;
+  t.same(refusing.seen, [["t1"], ["t1"]], "refused once, then recorded by a second record");
+  t.equal(registry.stats.activations, activations, "no activation re-sent it: the sender stayed resident");
+  const st = await registry.send("u_a", "state", {});
+  t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the sender's outbox is empty");
+  await courier.settled();
+  t.same(await registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "credited once");
+  t.same((await recordsOf(journal, "u_b")).flat().filter((e) => e.startsWith("transfer_received")), ["transfer_received t1"]);
+  t.same((await recordsOf(journal, "u_a")).flat().filter((e) => e.startsWith("transfer_acked")), ["transfer_acked t1"], "acknowledged once");
+});
+
+t.test("acknowledgements waiting to be tried again: settled() waits for them; the sender's next record carries them; a repeat is harmless", { timeout: 10_000 }, async (t) => {
+  await t.test("settled() resolves once the retry is recorded", async (t) => {
+    const refusing = refusingAcks({ refuse: 2 });
+    const { registry, courier, journal } = await courierOnDisk(t, { ackDelayMs: 600_000, retryLaterMs: 5, courierRegistry: refusing.wrap });
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await courier.settled();
+    t.same(refusing.seen, [["t1"], ["t1"], ["t1"]], "refused twice, tried until recorded");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the outbox is empty when settled() resolves");
+    t.same((await recordsOf(journal, "u_a")).flat().filter((e) => e.startsWith("transfer_acked")), ["transfer_acked t1"]);
+  });
+
+  await t.test("the sender's next record carries an acknowledgement waiting to be tried again", async (t) => {
+    const refusing = refusingAcks({ refuse: 1 });
+    const { registry, courier, journal } = await courierOnDisk(t, { carry: true, ackDelayMs: 5, retryLaterMs: 600_000, courierRegistry: refusing.wrap });
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await refusing.refused;
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t2", to: "u_b", amount: 20n, maxAmount: 1000n })));
+    t.same((await recordsOf(journal, "u_a")).at(-1), ["transfer_sent t2", "transfer_acked t1"], "t1's acknowledgement rides on t2's record");
+    // Its retry (ten minutes away) was dropped with it: settled() waits only for t2's.
+    await courier.settled();
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "both acknowledged");
+    t.same((await recordsOf(journal, "u_a")).flat().filter((e) => e.startsWith("transfer_acked")), ["transfer_acked t1", "transfer_acked t2"], "each once");
+  });
+
+  await t.test("an acknowledgement the wallet recorded but did not answer in time: the repeat changes nothing", async (t) => {
+    const refusing = refusingAcks({ refuse: 1, afterRecording: true });
+    const { registry, courier, journal } = await courierOnDisk(t, { ackDelayMs: 5, retryLaterMs: 5, courierRegistry: refusing.wrap });
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await refusing.refused;
+    const records = (await recordsOf(journal, "u_a")).length;
+    await courier.settled();
+    t.same(refusing.seen, [["t1"], ["t1"]], "sent again");
+    t.equal((await recordsOf(journal, "u_a")).length, records, "no record for the repeat");
+    t.same(await registry.send("u_a", "transfer_acked", { ids: ["t1", "t1", "nope"] }), { ok: true }, "a repeat (and an id never sent) is answered ok");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the outbox is empty");
+  });
+});
+
+t.test("acknowledgements waiting to be tried again at a stop: one last try, then left to the outbox; abandon drops them", { timeout: 10_000 }, async (t) => {
+  await t.test("stopRetrying: tried once more by the stop's settled(), not again", async (t) => {
+    const refusing = refusingAcks({ refuse: 1_000 });
+    const { registry, courier } = await courierOnDisk(t, { ackDelayMs: 5, retryLaterMs: 600_000, courierRegistry: refusing.wrap });
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await refusing.first;
+    courier.stopRetrying();
+    await courier.settled();
+    t.same(refusing.seen, [["t1"], ["t1"]], "one last try at the stop, refused, not tried again");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), ["t1"], "left in the outbox for the next start");
+  });
+
+  await t.test("abandon: dropped, as a crash would", async (t) => {
+    const refusing = refusingAcks({ refuse: 1 });
+    const { registry, courier } = await courierOnDisk(t, { ackDelayMs: 5, retryLaterMs: 600_000, courierRegistry: refusing.wrap });
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await refusing.refused;
+    courier.abandon();
+    await courier.settled();
+    t.same(refusing.seen, [["t1"]], "not tried again");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), ["t1"], "left in the outbox for the next start");
+  });
 });
