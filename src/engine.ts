@@ -22,7 +22,7 @@ import { ownerLabel, resealLabels } from "./actors/owner-label.ts";
 import { DepositWatcher } from "./actors/deposit-watcher.ts";
 import { checkAddressFor } from "./domain/address.ts";
 import { pace } from "./pace.ts";
-import { assessSolvency, type SolvencyReport } from "./actors/solvency.ts";
+import { assessSolvency, maturingDeposits, type SolvencyReport } from "./actors/solvency.ts";
 import { BackupService } from "./backup/service.ts";
 import { reconcileAfterRestore, stillAmbiguous, type Incident } from "./backup/reconcile.ts";
 import { RESTORED_KEY, type RestoredMark } from "./backup/restore.ts";
@@ -116,9 +116,16 @@ export class Engine {
         },
       },
     });
+    // The owner index (the deposit watcher's): the relay records deposit addresses in it and asks it, and so does the node
+    // actor before it takes back an address an earlier run left in the pool.
+    const addresses = {
+      record: (address: string, userKey: string) => this.watcher.recordOwner(address, userKey),
+      ownerOf: (address: string) => this.watcher.ownerOf(address),
+    };
     this.node = new NodeGateway({
       config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc, maxWaitMs: config.node.waitForNodeMs,
       ownerLabel: (address, userKey) => ownerLabel(storage.store, address, userKey),
+      owned: async (address) => (await addresses.ownerOf(address)) !== undefined,
       ...(config.secrets.walletPassphrase ? { walletPassphrase: config.secrets.walletPassphrase } : {}),
     });
     this.cheques = new ChequeService({
@@ -167,7 +174,7 @@ export class Engine {
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
       identityPins: { pin: (check) => pinIdentityInStore(this.storage.store, check) },
-      addresses: { record: (address, userKey) => this.watcher.recordOwner(address, userKey), ownerOf: (address) => this.watcher.ownerOf(address) },
+      addresses,
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
         feeRate: () => this.node.estimateFeeRate(config.withdrawals.confTarget),
@@ -399,14 +406,26 @@ export class Engine {
    * Liabilities against the node wallet's balances (see solvency.ts), taken while the payout book holds still (no
    * payout built, broadcast, confirmed or settled in a wallet meanwhile), the wallets before the node: a deposit
    * reaches the node's balances before any wallet's, so one arriving between the two readings cannot look like a
-   * hole. The wallets' part is the store's running sums, so holding the book costs one node call.
+   * hole. The wallets' part is the store's running sums, so holding the book costs one node call (two with a
+   * confirmation target above 1).
+   *
+   * The coins of deposits still pending (confirmed, below the target) are listed before the balances are read: a coin
+   * listed is confirmed, so the balances read after count it as trusted (a block meanwhile only deepens it; nothing
+   * spends it, payouts take coins as deep as the target only, and the book holds still), while a deposit mined meanwhile
+   * is in the balances only, which hides nothing for longer than this reading and never shows a hole that is not there.
+   * The other order would: a deposit mined between the two calls would be taken off a balance that did not count it.
+   * (A reorg between the two calls could too, for one reading: the watchdog reads a hole twice before it acts.)
+   * Which of them are pending is the deposit watcher's set of open deposits, written after their wallets credit them
+   * and deleted after they confirm them: one credited after the liabilities were read is taken off coins that cover
+   * nothing, one confirmed meanwhile is as deep as the target and not listed.
    */
   async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
     return this.payouts.hold(async (payouts: PayoutState) => {
       const liabilities = await this.liabilities();
+      const maturing = await maturingDeposits(this.config.deposits.confirmations, this.node, async (outpoint) => this.watcher.isOpen(outpoint));
       const node = await this.node.balances();
       const stranded = await strandedCoins(payouts, this.node);
-      return assessSolvency({ liabilities, node, stranded, payouts, toleranceSats });
+      return assessSolvency({ liabilities, node, stranded, maturingDeposits: maturing, payouts, toleranceSats });
     });
   }
 
@@ -522,11 +541,11 @@ export class Engine {
       const reason = `watchdog: ${report.reason}`;
       await this.storage.store.put(ENGINE_NS, "payouts_paused", { reason, at: Date.now() });
       this.payouts.pause(reason);
-      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString() }, "payouts paused: the books and the node wallet disagree");
+      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString(), maturingDeposits: report.node.maturingDeposits.toString() }, "payouts paused: the books and the node wallet disagree");
     } else if (!report.ok && mayTell()) {
       // Paused already for another reason (an operator, a restore incident): the pause stays as it is, but a hole is
       // news to whoever paused, and resuming will be refused until it is covered.
-      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString(), paused: this.payouts.paused }, "the books and the node wallet disagree (payouts were already paused)");
+      this.log.error({ alert: true, firm: report.firm.toString(), trusted: report.node.trusted.toString(), maturingDeposits: report.node.maturingDeposits.toString(), paused: this.payouts.paused }, "the books and the node wallet disagree (payouts were already paused)");
     }
     // Said once per hole: again only after a reading that agreed.
     this.#holeTold = !report.ok;

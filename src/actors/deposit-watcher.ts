@@ -141,6 +141,14 @@ export class DepositWatcher {
     return { open: this.#open.size, mempoolChecked: this.#mempoolChecked.size, missing: this.#missing.size };
   }
 
+  /**
+   * Whether the deposit paid to this outpoint (txid:vout) is open: credited to its wallet as pending, not yet confirmed
+   * there (the watchdog takes such coins off what covers the firm balances). Kept with the store's open records.
+   */
+  isOpen(outpoint: string): boolean {
+    return this.#open.has(outpoint);
+  }
+
   get cursor(): Cursor | undefined {
     return this.#cursor;
   }

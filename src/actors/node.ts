@@ -19,6 +19,7 @@ const ALLOWED: Record<string, { safe: boolean }> = {
   decoderawtransaction: { safe: true }, decodepsbt: { safe: true }, testmempoolaccept: { safe: true }, getmempoolentry: { safe: true },
   listunspent: { safe: true }, listdescriptors: { safe: true }, gettxout: { safe: true }, listtransactions: { safe: true },
   listlabels: { safe: true }, getaddressesbylabel: { safe: true }, getmempoolinfo: { safe: true },
+  getreceivedbylabel: { safe: true }, getreceivedbyaddress: { safe: true },
   // A repeated getnewaddress or getrawchangeaddress only skips an address; a repeated sendrawtransaction of the same signed bytes
   // cannot pay twice; setlabel is idempotent.
   getnewaddress: { safe: true }, getrawchangeaddress: { safe: true }, sendrawtransaction: { safe: true }, setlabel: { safe: true },
@@ -61,6 +62,11 @@ export interface NodeOptions {
   walletPassphrase?: string;
   /** The node wallet's label of a deposit address handed out to a user (owner-label.ts; default: the user key). */
   ownerLabel?: (address: string, userKey: string) => string;
+  /**
+   * Whether the owner index knows the address (it was handed out to a user). Without it, the deposit addresses an
+   * earlier run left in the pool are not taken back at start: new ones are made.
+   */
+  owned?: (address: string) => Promise<boolean>;
 }
 
 export interface NodeStats {
@@ -162,7 +168,7 @@ export class NodeGateway {
         this.#log.warn({ wallet: name }, "encrypted the engine's wallet with the configured passphrase");
       } else if (info.unlocked_until > 0) await this.call("walletlock");
     }
-    void this.#refill();
+    void this.#refill(true);
   }
 
   /** Refuses further calls, except locks of the wallet: one is sent here if a signing may have left it unlocked. */
@@ -292,13 +298,23 @@ export class NodeGateway {
     return Promise.all(Array.from({ length: n }, () => this.call<string>("getnewaddress", [label, "bech32"])));
   }
 
-  /** A deposit address from the pool (refilled in the background), labelled with its owner (sealed: owner-label.ts). */
+  /**
+   * A deposit address from the pool (refilled in the background), labelled with its owner (sealed: owner-label.ts)
+   * before anyone sees it. So an address the node's wallet still labels as the pool's was never handed out: a start
+   * takes those back (#reclaim), and one given to a user whose owner record a restored store lost is never among them.
+   * One that cannot be labelled is not handed out (it stays the pool's, taken back at the next start).
+   */
   async takeDepositAddress(userKey: string): Promise<string> {
     if (this.#pool.length === 0) await this.#refill();
     const address = this.#pool.shift();
     if (!address) throw new NodeUnavailable("no deposit address could be made");
     if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
-    this.call("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey]).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address"));
+    try {
+      await this.call("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey]);
+    } catch (e) {
+      this.#log.warn({ err: e }, "could not label a deposit address with its owner; it is not handed out");
+      throw new NodeUnavailable("the deposit address could not be labelled with its owner");
+    }
     return address;
   }
 
@@ -553,14 +569,58 @@ export class NodeGateway {
     if (was === "unavailable") this.#log.info("bitcoind is back");
   }
 
-  #refill(): Promise<void> {
+  /** `reclaim` (at start): the addresses an earlier run left in the pool first (see #reclaim), then new ones for the rest. */
+  #refill(reclaim = false): Promise<void> {
     if (this.#refilling) return this.#refilling;
-    const want = Math.max(1, this.#o.config.node.addressPoolSize - this.#pool.length);
-    this.#refilling = this.newAddresses(want, POOL_LABEL)
-      .then((addrs) => void this.#pool.push(...addrs))
+    this.#refilling = (async () => {
+      if (reclaim) {
+        await this.#reclaim().catch((e: unknown) => this.#log.warn({ err: e }, "could not take back the deposit addresses an earlier run left in the pool; new ones are made"));
+      }
+      const want = this.#o.config.node.addressPoolSize - this.#pool.length;
+      if (want <= 0 && this.#pool.length > 0) return;
+      this.#pool.push(...(await this.newAddresses(Math.max(1, want), POOL_LABEL)));
+    })()
       .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
       .finally(() => (this.#refilling = undefined));
     return this.#refilling;
+  }
+
+  /**
+   * The deposit addresses an earlier run left in the pool (still labelled POOL_LABEL), up to addressPoolSize, taken back
+   * before any new one is made: otherwise every start makes addressPoolSize new ones, and a few restarts walk the
+   * wallet's chain past what a restored copy of it looks ahead for (README, restore). Never one the owner index knows
+   * (handed out, its owner's label never set), nor one that received anything, even unconfirmed (a payment to an address
+   * nobody owns must not be credited to a user given it later). Without the owner check, none. Addresses are checked
+   * only as far as needed: a wallet may hold thousands labelled so, from releases that did not take them back.
+   */
+  async #reclaim(): Promise<void> {
+    const owned = this.#o.owned;
+    const size = this.#o.config.node.addressPoolSize;
+    if (!owned || size <= 0) return;
+    let labelled: string[];
+    try {
+      labelled = Object.keys(await this.call<Record<string, unknown>>("getaddressesbylabel", [POOL_LABEL]));
+    } catch (e) {
+      if ((e as NodeError).code === -11) return; // no address has the label
+      throw e;
+    }
+    if (labelled.length === 0) return;
+    // One pass over the wallet's transactions for all of them: when none received anything (as a rule), no address is
+    // asked about one by one (getreceivedbyaddress makes that pass for each).
+    const anyPaid = (await this.call<number>("getreceivedbylabel", [POOL_LABEL, 0])) !== 0;
+    const reused: string[] = [];
+    let checked = 0;
+    while (reused.length < size && checked < labelled.length) {
+      const batch = labelled.slice(checked, checked + size - reused.length);
+      checked += batch.length;
+      const known = await Promise.all(batch.map((a) => owned(a)));
+      const free = batch.filter((_, i) => !known[i]);
+      // Queued together: they go out as one JSON-RPC batch (or a few).
+      const paid = anyPaid ? await Promise.all(free.map((a) => this.call<number>("getreceivedbyaddress", [a, 0]))) : [];
+      reused.push(...free.filter((_, i) => !anyPaid || paid[i] === 0));
+    }
+    this.#pool.push(...reused);
+    this.#log.info({ reused: reused.length, checked }, "deposit addresses an earlier run left in the pool are used again");
   }
 }
 

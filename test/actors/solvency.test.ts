@@ -1,6 +1,6 @@
 // The watchdog's arithmetic: what the books owe against what the node holds, with payouts in flight counted once.
 import t from "tap";
-import { assessSolvency } from "../../src/actors/solvency.ts";
+import { assessSolvency, maturingDeposits } from "../../src/actors/solvency.ts";
 import { emptyPayouts, type Payout, type PayoutState } from "../../src/actors/payout.ts";
 
 const payout = (status: Payout["status"], extra: Partial<Payout> = {}): Payout => ({
@@ -57,4 +57,40 @@ t.test("a pending deposit the node no longer holds is a warning, not a hole: nob
   t.equal(assessSolvency({ liabilities: withPending, node: { trusted: 1_000_000n, untrustedPending: 49_000n, immature: 0n }, payouts: emptyPayouts(), toleranceSats: 1_000n }).warning, undefined, "within the tolerance");
   // The firm part is still checked: a confirmed balance the node does not hold is a hole, whatever is pending.
   t.notOk(assessSolvency({ liabilities: withPending, node: { trusted: 999_999n, untrustedPending: 100_000n, immature: 0n }, payouts: emptyPayouts() }).ok);
+});
+
+t.test("deposits confirmed but below the target back only their pending balances: a hole of their size is seen", async (t) => {
+  // 1,000,000 available (firm) and 300,000 pending, all the node's coins confirmed: 300,000 of them are deposits one
+  // or two blocks deep of a target of 3, which the node trusts and the wallets hold as pending.
+  const withPending = { ...liabilities, reserved: 0n, pending: 300_000n };
+  const whole = { trusted: 1_300_000n, untrustedPending: 0n, immature: 0n };
+  const ok = assessSolvency({ liabilities: withPending, node: whole, maturingDeposits: 300_000n, payouts: emptyPayouts() });
+  t.ok(ok.ok, "every balance covered");
+  t.equal(ok.node.maturingDeposits, 300_000n, "reported with the node's balances");
+  t.equal(ok.surplus, 0n, "the surplus counts them (they are the node's, and owed)");
+  // 300,000 of other coins gone from the node: the trusted balance still exceeds the firm balances, but only because
+  // of the pending deposits' coins.
+  const robbed = { ...whole, trusted: 1_000_000n };
+  const hole = assessSolvency({ liabilities: withPending, node: robbed, maturingDeposits: 300_000n, payouts: emptyPayouts() });
+  t.notOk(hole.ok, "a hole, although trusted ≥ firm");
+  t.equal(hole.reason, "the wallets' firm balances (1000000 sats) exceed the node's trusted balance (1000000 sats, less 300000 sats of deposits not yet at the confirmation target, which back only pending balances) by 300000 sats");
+  t.equal(hole.node.maturingDeposits, 300_000n);
+  t.equal(assessSolvency({ liabilities: withPending, node: robbed, maturingDeposits: 300_000n, payouts: emptyPayouts(), toleranceSats: 300_000n }).ok, true, "within the tolerance");
+  t.ok(assessSolvency({ liabilities: withPending, node: robbed, payouts: emptyPayouts() }).ok, "without the figure the hole hides behind them (as it did)");
+  t.equal(assessSolvency({ liabilities: withPending, node: robbed, payouts: emptyPayouts() }).node.maturingDeposits, 0n, "absent: none");
+});
+
+t.test("maturing deposits: listed 1 to target − 1 deep, counted only where the deposit is pending in its wallet", async (t) => {
+  const calls: unknown[][] = [];
+  const coins = [
+    { txid: "a", vout: 0, amount: 0.001 }, // a pending deposit
+    { txid: "a", vout: 1, amount: 0.5 }, // change, or a house float, or dust: no open deposit
+    { txid: "b", vout: 2, amount: 0.00000123 }, // a pending deposit
+  ];
+  const node = { call: async <T>(method: string, params: unknown[] = []) => (calls.push([method, ...params]), coins as T) };
+  const open = new Set(["a:0", "b:2"]);
+  t.equal(await maturingDeposits(3, node, async (o) => open.has(o)), 100_123n);
+  t.same(calls, [["listunspent", 1, 2]], "coins at least one and at most target − 1 deep");
+  t.equal(await maturingDeposits(1, node, async () => true), 0n, "a target of 1: nothing is confirmed and pending");
+  t.equal(calls.length, 1, "and the node is not asked");
 });

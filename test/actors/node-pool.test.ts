@@ -1,0 +1,160 @@
+// The deposit address pool across restarts of the engine: the addresses an earlier run left in the pool (still labelled
+// "pool" in the node's wallet) are taken back, not replaced by new ones — each start would otherwise walk the wallet's
+// chain addressPoolSize addresses further, past what a restored copy of it looks ahead for — but never one the owner
+// index knows, nor one that received anything.
+import t from "tap";
+import { ActorSystem } from "../../src/actors/runtime.ts";
+import { NodeGateway, POOL_LABEL } from "../../src/actors/node.ts";
+import { loadConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { startRegtest, type RegtestNode } from "../../src/regtest/harness.ts";
+
+const SIZE = 6;
+type Line = { msg: string; reused?: number };
+
+function gateway(node: RegtestNode, owned?: (address: string) => Promise<boolean>) {
+  const lines: Line[] = [];
+  const raw: string[] = [];
+  const log = createLogger({ level: "info", destination: { write: (l: string) => void (raw.push(l), lines.push(JSON.parse(l) as Line)) } });
+  const system = new ActorSystem();
+  const config = loadConfig({ env: {}, overrides: { node: { addressPoolSize: SIZE, timeoutMs: 5000 } } });
+  const gw = new NodeGateway({ config, log, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ...(owned ? { owned } : {}) });
+  return { gw, lines, raw, close: async () => (await gw.stop(), system.shutdown()) };
+}
+
+/** start() fills the pool in the background: waits until it is full. */
+async function filled(gw: NodeGateway): Promise<void> {
+  const until = Date.now() + 20_000;
+  while (gw.snapshot().addressPool < SIZE) {
+    if (Date.now() > until) throw new Error(`the pool holds ${gw.snapshot().addressPool} addresses, not ${SIZE}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const labelled = async (node: RegtestNode) => Object.keys(await node.rpc<Record<string, unknown>>("getaddressesbylabel", [POOL_LABEL], node.walletName)).sort();
+
+/** The pool's addresses, in the order they are handed out (taking them all, before a refill's new ones come after them). */
+async function takeAll(gw: NodeGateway): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < SIZE; i++) out.push(await gw.takeDepositAddress(`u_pool${i}`));
+  return out;
+}
+
+t.test("a restart takes back the addresses the last run left in the pool: no new ones are made for it", async (t) => {
+  const node = await startRegtest();
+  let g = gateway(node, async () => false);
+  t.teardown(async () => (await g.close(), await node.stop()));
+  await g.gw.start();
+  await filled(g.gw);
+  const before = await labelled(node);
+  t.equal(before.length, SIZE, "the first run made a pool");
+  await g.close();
+
+  g = gateway(node, async () => false);
+  await g.gw.start();
+  await filled(g.gw);
+  t.same(await labelled(node), before, "no new address was made at the second start");
+  const reused = g.lines.filter((l) => /left in the pool are used again/.test(l.msg));
+  t.equal(reused.length, 1, "one info line");
+  t.equal(reused[0]?.reused, SIZE, "with the count");
+  t.notOk(g.raw.some((l) => before.some((a) => l.includes(a))), "never an address in the logs");
+  t.same((await takeAll(g.gw)).sort(), before, "the pool hands out the addresses of the last run");
+});
+
+t.test("an address the owner index knows, or that received coins, is not taken back; without the owner check none is", async (t) => {
+  const node = await startRegtest();
+  let g = gateway(node, async () => false);
+  t.teardown(async () => (await g.close(), await node.stop()));
+  await g.gw.start();
+  await filled(g.gw);
+  await g.close();
+  const before = await labelled(node);
+  t.equal(before.length, SIZE, "the first run made a pool");
+  // Handed out to a user whose owner label never reached the node (setlabel lost): still labelled "pool".
+  const owned = before[0]!;
+  // Paid by someone, though nobody was given it: unconfirmed yet, it must not be handed out either.
+  const paid = before[1]!;
+  await node.ensureMatureCoins();
+  await node.fund(paid, "0.01");
+
+  g = gateway(node, async (a) => a === owned);
+  await g.gw.start();
+  await filled(g.gw);
+  t.equal(g.lines.find((l) => /left in the pool are used again/.test(l.msg))?.reused, SIZE - 2, "all but those two taken back");
+  t.equal((await labelled(node)).filter((a) => !before.includes(a)).length, 2, "new addresses only for the two left out");
+  const taken = await takeAll(g.gw);
+  t.notOk(taken.includes(owned), "not the address the owner index knows");
+  t.notOk(taken.includes(paid), "not the address that received coins");
+  t.same(taken.slice(0, SIZE - 2).sort(), before.slice(2).sort(), "the others first");
+  await g.gw.blockchainInfo(); // the mailbox is ordered: the refill the takes started is done before the count below
+  await g.close();
+
+  // Without a way to ask the owner index: as before, a new pool.
+  const count = (await labelled(node)).length;
+  g = gateway(node);
+  await g.gw.start();
+  await filled(g.gw);
+  t.equal((await labelled(node)).length, count + SIZE, "a whole new pool");
+  t.notOk(g.lines.some((l) => /left in the pool are used again/.test(l.msg)), "nothing taken back");
+
+  // The owner check failing (the store cannot answer): none either.
+  await g.close();
+  g = gateway(node, async () => { throw new Error("store unavailable"); });
+  await g.gw.start();
+  await filled(g.gw);
+  t.equal((await labelled(node)).length, count + 2 * SIZE, "a whole new pool again");
+  await g.close();
+
+  // Many more labelled "pool" than the pool holds (as after restarts under releases that made a new pool each time):
+  // only as many are checked as it takes to fill it.
+  t.ok((await labelled(node)).length >= 3 * SIZE, "three pools' worth labelled \"pool\"");
+  g = gateway(node, async (a) => a === owned);
+  await g.gw.start();
+  await filled(g.gw);
+  const line = g.lines.find((l) => /left in the pool are used again/.test(l.msg)) as Line & { checked?: number };
+  t.equal(line?.reused, SIZE, "a whole pool taken back");
+  t.ok(line.checked! <= SIZE + 2, `${line.checked} checked`);
+  t.equal((await labelled(node)).length, count + 2 * SIZE, "no new address made");
+});
+
+t.test("the engine asks its owner index: an address handed out whose owner label never reached the node is not taken back", async (t) => {
+  const { startTestEngine } = await import("../support/engine.ts");
+  const { isRefusal } = await import("../../src/domain/refusals.ts");
+  const lines: Line[] = [];
+  const te = await startTestEngine({ node: { addressPoolSize: SIZE } }, { log: createLogger({ level: "info", destination: { write: (l: string) => void lines.push(JSON.parse(l) as Line) } }) });
+  t.teardown(() => te.stop());
+  await filled(te.engine.node);
+  await te.engine.relay.start("u_alice");
+  const given = await te.engine.relay.depositAddress("u_alice");
+  if (isRefusal(given)) throw new Error(given.message);
+  await te.engine.node.blockchainInfo(); // the mailbox is ordered: the owner's label is set
+  // As if that setlabel had been lost (bitcoind away at the time): the address still says "pool".
+  await te.node.rpc("setlabel", [given.address, POOL_LABEL], te.node.walletName);
+  const before = await labelled(te.node);
+  t.equal(before.length, SIZE, "the pool's others and Alice's");
+  await te.restart();
+  await filled(te.engine.node);
+  t.equal(lines.find((l) => /left in the pool are used again/.test(l.msg))?.reused, SIZE - 1, "all but Alice's taken back");
+  const after = await labelled(te.node);
+  t.equal(after.filter((a) => !before.includes(a)).length, 1, "one new address, in place of Alice's");
+});
+
+t.test("an address is labelled with its owner before it is handed out; one that cannot be is not handed out", async (t) => {
+  const node = await startRegtest();
+  const system = new ActorSystem();
+  const config = loadConfig({ env: {}, overrides: { node: { addressPoolSize: SIZE, timeoutMs: 5000 } } });
+  let label = (_a: string, userKey: string) => userKey;
+  const gw = new NodeGateway({ config, log: createLogger({ level: "silent" }), system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ownerLabel: (a, u) => label(a, u), owned: async () => false });
+  t.teardown(async () => (await gw.stop(), system.shutdown(), await node.stop()));
+  await gw.start();
+  await filled(gw);
+  // Found by a review of the pool's reuse: the label was set after the address was handed out (fire and forget), so one
+  // handed out just before a crash could keep the pool's label; with its owner record lost too (a store restored from
+  // before), the next start would hand it to someone else.
+  const a = await gw.takeDepositAddress("u_owner");
+  t.same((await node.rpc<{ labels: string[] }>("getaddressinfo", [a], node.walletName)).labels, ["u_owner"], "labelled by the time it is handed out");
+  label = () => "*"; // a label bitcoind refuses
+  const pool = await labelled(node);
+  await t.rejects(gw.takeDepositAddress("u_other"), { code: "node_unavailable" }, "not handed out");
+  t.same(await labelled(node), pool, "it is still the pool's (taken back at the next start)");
+});
