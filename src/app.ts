@@ -185,7 +185,7 @@ export async function runAllInOne(): Promise<number> {
     app.node ? `  bitcoind:    regtest, RPC on 127.0.0.1:${app.node.rpcPort} (started by RuniGun)` : `  bitcoind:    ${withoutCredentials(config.node.rpcUrl ?? "")}`,
     token ? `  telegram:    polling as @${edge.bot.botInfo.username}` : `  local chat:  this terminal (no RUNIGUN_TELEGRAM_TOKEN set)`,
     token ? "" : `  logs:        ${logFile}`,
-    admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME\`)` : "  admin edge:  off",
+    admin ? `  admin edge:  https://${config.admin.host}:${admin.port} (client certificate + TOTP; add an operator with \`runigun keys operator add NAME --out DIR\`)` : "  admin edge:  off",
     admin && config.admin.console.enabled ? `  console:     https://${config.admin.console.rpId}:${admin.port}/console/ (client certificate + FIDO2 security key)` : "",
     config.backup.dir ? `  backups:     ${config.backup.dir} (segments every ${config.backup.segmentIntervalMs} ms; \`runigun backup\` for a snapshot now)` : "  backups:     off (set RUNIGUN_BACKUP_DIR)",
     "",

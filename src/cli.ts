@@ -17,8 +17,10 @@ Commands:
   keys rotate [--resume]
                         Add a new master key to RUNIGUN_MASTER_KEY_FILE and re-encrypt the whole store
                         under it (engine stopped); --resume finishes one cut short, adding no key.
-  keys operator add NAME
-                        Provision an operator: client certificate + key, TOTP secret and QR code.
+  keys operator add NAME --out DIR
+                        Provision an operator: client certificate + key, TOTP secret and QR code,
+                        into DIR (new, 0700) to hand over offline and then delete; the engine keeps
+                        only the certificate.
   keys operator enroll NAME
                         A new one-time link to register the operator's console security keys.
   keys operator revoke NAME
@@ -34,7 +36,7 @@ Commands:
 Options:
   --network NAME        regtest (default), signet or mainnet (same as RUNIGUN_NETWORK)
   --data-dir PATH       where the encrypted store lives (same as RUNIGUN_DATA_DIR)
-  --out PATH            for keys and backup: where to write the file
+  --out PATH            for keys and backup: where to write the file (keys operator add: the directory)
   --resume              for keys rotate: finish a rotation that was cut short (no new key)
 
 Configuration: config/default.json, config/<network>.json, then RUNIGUN_* environment variables.

@@ -10,7 +10,7 @@ import { SetupError } from "./secrets.ts";
 import { join } from "node:path";
 import { createLogger } from "./log.ts";
 import { loadSecrets } from "./secrets.ts";
-import { ensureEnginePki } from "./tls/certs.ts";
+import { ensureEnginePki, operatorSecretsWarning } from "./tls/certs.ts";
 import { OperatorStore, addOperator } from "./edges/admin/operators.ts";
 import { AuditLog } from "./edges/admin/audit.ts";
 
@@ -87,14 +87,19 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "operator": {
       const [verb, name] = rest;
-      if ((verb !== "add" && verb !== "revoke" && verb !== "enroll") || !name) throw new SetupError("usage: runigun keys operator add|enroll|revoke NAME");
+      if ((verb !== "add" && verb !== "revoke" && verb !== "enroll") || !name) throw new SetupError("usage: runigun keys operator add|enroll|revoke NAME (add: --out DIR, a new directory for the operator's credentials)");
+      // Both of the operator's factors go to a directory for them, never to the engine's host: no default that could land
+      // in the data directory, the install directory or anywhere a host backup covers.
+      if (verb === "add" && !opts.out) throw new SetupError(`say where ${name}'s credentials go: runigun keys operator add ${name} --out DIR (a new directory off the data directory, e.g. on a USB stick: /media/usb/operator-${name}); hand it to ${name} offline, then delete it`);
       const config = loadConfig();
       const storePath = join(config.dataPath, "store");
       // Only `add` may be the first use of a data directory: revoke and enroll on a mistyped one would make an empty
       // store (and on regtest its secrets) and find nobody there.
       if (verb !== "add" && !existsSync(storePath)) throw new SetupError(`no store at ${storePath}: no operators there (check RUNIGUN_DATA_DIR or --data-dir)`);
       const secrets = loadSecrets(config, createLogger({ level: "warn" }));
-      if (verb === "add") await ensureEnginePki(config);
+      // Said at every `keys operator` command (and at start): operators' secrets an older version left in pkiDir.
+      const warnings = verb === "add" ? (await ensureEnginePki(config)).warnings : [operatorSecretsWarning(config.pkiPath)];
+      for (const warning of warnings) if (warning) say(`warning: ${warning}`);
       const store = await openStoreForKeys(storePath, secrets.keyring);
       try {
         const operators = new OperatorStore(store);
@@ -114,7 +119,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           // A lost or new security key: a fresh one-time link (any older link stops working).
           if (!cons.enabled) throw new SetupError("the operator console is off (admin.console.enabled); nothing to enroll for");
           const found = (await operators.list()).find((o) => o.name === name && !o.revoked);
-          if (!found) throw new SetupError(`no active operator ${name}; add one with \`runigun keys operator add ${name}\``);
+          if (!found) throw new SetupError(`no active operator ${name}; add one with \`runigun keys operator add ${name} --out DIR\``);
           // Audited: whoever opens the link can register a security key for the console.
           const e = await audited(audit, "console-enroll-link", name, "runigun keys operator enroll: a one-time link to register security keys (older links stop working)", () => operators.issueEnrollment(found.fingerprint, { ttlMs: cons.enrollTtlMs }));
           say(`operator console: register ${name}'s FIDO2 security key(s) at this one-time link (with the certificate installed in the browser), before ${new Date(e.expiresAt).toISOString()}:`);
@@ -122,9 +127,11 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           return 0;
         }
         const op = await audited(audit, "add-operator", name, `runigun keys operator add: a client certificate and a TOTP secret${cons.enabled ? ", and a one-time link to register console security keys" : ""}`,
-          () => addOperator({ pkiDir: config.pkiPath, store: operators, name, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) }));
-        say(`operator ${name}: certificate and key in ${op.dir} (${name}.crt, ${name}.key); TOTP QR code ${name}-totp.png, URI in ${name}.otpauth.`);
-        say(`certificate fingerprint (sha256): ${op.fingerprint}. Hand these over offline; every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
+          () => addOperator({ pkiDir: config.pkiPath, hostDirs: [config.dataPath], store: operators, name, out: opts.out!, ...(cons.enabled ? { enrollTtlMs: cons.enrollTtlMs } : {}) }));
+        say(`operator ${name} added; certificate fingerprint (sha256): ${op.fingerprint}.`);
+        say(`${name}'s credentials are in ${op.dir} (readable by you only): ${name}.crt and ${name}.key, the client certificate and its private key; ${name}.otpauth and ${name}-totp.png, the TOTP secret (scan the QR code into an authenticator app).`);
+        say(`Hand this directory to ${name} offline (in person, on a USB stick), then delete it here: rm -r ${shellWord(op.dir)}. It holds both of ${name}'s factors; the engine keeps only the certificate (${op.cert}).`);
+        say(`Every admin request needs the certificate and a fresh TOTP code (X-TOTP header).`);
         if (op.enrollment) {
           // The one-time link for the console's security keys; shown once, only its hash is stored.
           const base = linkBase;
@@ -138,7 +145,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       return 0;
     }
     default:
-      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add|enroll|revoke NAME\n");
+      process.stderr.write("usage: runigun keys generate|pepper --out FILE | rotate [--resume] | pki | operator add NAME --out DIR | operator enroll|revoke NAME\n");
       return 2;
   }
 }
@@ -160,6 +167,11 @@ async function audited<T>(audit: AuditLog, action: string, target: string, reaso
   const why = refused(r);
   await audit.outcome(entry, why ? `refused: ${why}` : "done");
   return r;
+}
+
+/** A path as one word for a shell command line the operator may copy. */
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The store, or a plain answer when a running engine holds it (LevelDB allows one process). */

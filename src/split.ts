@@ -23,7 +23,7 @@ import { isRefusal } from "./domain/refusals.ts";
 export async function startAdmin(config: Config, engine: Engine, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
   for (const warning of (await ensureEnginePki(config)).warnings) log.warn(`admin edge: ${warning}`);
   const operators = new OperatorStore(engine.storage.store, {
-    onTotpPause: (operator, ms) => log.warn({ operator, pause_s: Math.round(ms / 1000) }, "admin API: wrong TOTP codes in a row; codes are not checked for a while"),
+    onTotpPause: (operator, ms) => log.error({ alert: true, operator, pause_s: Math.round(ms / 1000) }, "admin API: too many wrong TOTP codes within 24 h; this operator's codes are not checked for a while (someone may hold their certificate)"),
   });
   const app = await buildAdmin({
     config, log, tls: { ...readPem(config.pkiPath, "admin-server"), ca: readPem(config.pkiPath, "operators-ca").cert },

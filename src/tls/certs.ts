@@ -1,8 +1,9 @@
 // Certificates for the engine's private PKIs: the operators' CA (client certificates for the admin edge), the admin
 // server's CA (the one operators' browsers and curl trust for the admin edge) and the internal CA (the bot ⇄ engine
 // link in the split shape). ECDSA P-256 via WebCrypto and @peculiar/x509; keys are written 0600 and never leave the
-// machine that made them. The CAs people install (the admin server's) or might (the operators') are name-constrained
-// (RFC 5280 4.2.1.10): their keys sit online in pkiDir, and a CA trusted as an authority must vouch for no other site.
+// machine that made them (an operator's goes to an export directory for the operator, never into pkiDir). The CAs
+// people install (the admin server's) or might (the operators') are name-constrained (RFC 5280 4.2.1.10): their keys
+// sit online in pkiDir, and a CA trusted as an authority must vouch for no other site.
 import { createHash, webcrypto } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { BlockList } from "node:net";
@@ -102,10 +103,20 @@ export function fingerprint(certPem: string): string {
   return createHash("sha256").update(der).digest("hex");
 }
 
+/**
+ * A new file of ours under `path`, `mode` from its creation (0600 unless said): created exclusively, so never through a
+ * link planted under its name, after removing whatever was there (writing over an old file would keep that file's mode:
+ * a key left 0644 by an older version, or a revoked certificate's, would stay readable).
+ */
+export function writeNewFile(path: string, data: string | Buffer, mode = 0o600): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, data, { mode, flag: "wx" });
+}
+
 export function writePem(dir: string, base: string, pem: Pem): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(dir, `${base}.crt`), pem.cert, { mode: 0o644 });
-  writeFileSync(join(dir, `${base}.key`), pem.key, { mode: 0o600 });
+  writeNewFile(join(dir, `${base}.crt`), pem.cert, 0o644);
+  writeNewFile(join(dir, `${base}.key`), pem.key);
 }
 
 export function readPem(dir: string, base: string): Pem {
@@ -151,10 +162,29 @@ export async function ensurePki(dir: string, hosts: { admin: string; internal: s
   await make("internal-ca", () => createCA("RuniGun internal CA"));
   await make("internal-server", () => issue(readPem(dir, "internal-ca"), { name: "runigun-engine", kind: "server", hosts: [hosts.internal, "localhost"] }));
   await make("bot-client", () => issue(readPem(dir, "internal-ca"), { name: "runigun-bot", kind: "client" }));
+  const leftovers = operatorSecretsWarning(dir);
+  if (leftovers) warnings.push(leftovers);
   if (legacyAdmin) {
     warnings.push(`the admin edge's certificate in ${dir} is signed by the operators' CA, so operators' browsers and curl trust that CA, whose key is online here, for any site: move admin-server.crt and admin-server.key aside and start again (a name-constrained admin-server-ca.crt and a new certificate are made), then give operators admin-server-ca.crt to trust instead, and have them remove the operators' CA from what they trust`);
   }
   return { warnings };
+}
+
+/**
+ * What older versions of `keys operator add` left under `<dir>/operators/` besides the certificate: the operator's private
+ * key and TOTP secret (URI and QR code). Named (`operators/NAME.key`, …), never read.
+ */
+export function operatorSecretsIn(dir: string): string[] {
+  const opsDir = join(dir, "operators");
+  if (!existsSync(opsDir)) return [];
+  return readdirSync(opsDir).filter((f) => /\.key$|\.otpauth$|-totp\.png$/.test(f)).sort().map((f) => `operators/${f}`);
+}
+
+/** What to tell about operatorSecretsIn(dir) (at start, and by `keys pki` and `keys operator`), if anything is there. */
+export function operatorSecretsWarning(dir: string): string | undefined {
+  const files = operatorSecretsIn(dir);
+  if (!files.length) return undefined;
+  return `operators' secrets from an older version are in ${dir}: ${files.join(", ")} (client-certificate private keys and TOTP secrets: whoever reads this host or its backups gets both factors of those operators). The engine needs only the operators' .crt files: make sure each operator has their own copy, then move these files off this host (nothing deletes them for you)`;
 }
 
 /** Whether a CA's name constraints permit every one of `hosts` (a CA without constraints permits anything). */

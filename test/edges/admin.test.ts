@@ -26,14 +26,14 @@ function call(port: number, ca: string, path: string, o: { client?: Pem; totp?: 
 t.test("admin edge: certificate and TOTP on every request; audited actions; a freeze stops withdrawals", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
-  const pki = t.testdir();
+  const base = t.testdir(), pki = join(base, "pki");
   await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
   const store = te.engine.storage.store;
   const operators = new OperatorStore(store);
-  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(base, "operator-alice") });
   t.ok(readFileSync(join(alice.dir, "alice-totp.png")).subarray(1, 4).toString() === "PNG", "a QR code of the otpauth URI");
   t.match(alice.uri, /^otpauth:\/\/totp\/RuniGun:alice\?/);
-  await t.rejects(addOperator({ pkiDir: pki, store: operators, name: "alice" }), { code: "setup", message: /revoke it first/ }, "an active name is not given a second certificate");
+  await t.rejects(addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(base, "operator-alice-2") }), { code: "setup", message: /revoke it first/ }, "an active name is not given a second certificate");
   t.equal((await operators.list()).filter((o) => o.name === "alice").length, 1);
   const audit = new AuditLog(store);
   let now = Date.now();
@@ -42,7 +42,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const port = await listenAdmin(app, te.config);
   t.teardown(() => app.close());
   const ca = readPem(pki, "admin-server-ca").cert;
-  const cert = readPem(join(pki, "operators"), "alice");
+  const cert = readPem(alice.dir, "alice");
   const op = (await operators.get(alice.fingerprint))!;
   /** A fresh code for the next 30-second step (each code is good once). */
   const code = () => {
@@ -181,8 +181,8 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   const last = await call(port, ca, "/operators/alice/revoke", { client: cert, totp: code(), method: "POST", body: { reason: "laptop stolen" } });
   t.equal(last.status, 409, "the last active operator is not revoked online");
   t.match(last.body, /last active operator/);
-  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob" });
-  const bobCert = readPem(join(pki, "operators"), "bob");
+  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob", out: join(base, "operator-bob") });
+  const bobCert = readPem(bob.dir, "bob");
   const bobOp = (await operators.get(bob.fingerprint))!;
   const bobCode = () => {
     now += 30_000;
@@ -195,7 +195,7 @@ t.test("admin edge: certificate and TOTP on every request; audited actions; a fr
   t.equal((await call(port, ca, "/health", { client: cert, totp: code() })).status, 401, "a revoked operator is refused despite a CA-valid certificate");
   const trail = (JSON.parse((await call(port, ca, "/audit", { client: bobCert, totp: bobCode() })).body) as typeof log).entries;
   t.ok(trail.some((e) => e.action === "revoke-operator" && e.operator === "bob" && e.target === "alice" && e.reason === "laptop stolen"), "audited");
-  const again = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  const again = await addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(base, "operator-alice-3") });
   t.not(again.fingerprint, alice.fingerprint, "once revoked, the name can be given a new certificate");
 
   await te.engine.storage.journal.flushed();

@@ -3,6 +3,7 @@
 // for operators and an ambiguous payout's adoption, driven over mutual TLS without a browser.
 import t, { type Test } from "tap";
 import { join } from "node:path";
+import { connect } from "node:tls";
 import { isRefusal, refuse } from "../../src/domain/refusals.ts";
 import { Sessions, sameToken, type Session } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
@@ -202,7 +203,7 @@ t.test("restore incident: each ambiguous payout gets an adoption form, its candi
 const COOKIE = "__Host-runigun-console";
 const TXID = "c3".repeat(32), OTHER_TXID = "d4".repeat(32);
 
-async function edge(t: Test, names: string[]) {
+async function edge(t: Test, names: string[], extra: Partial<AdminPort> = {}) {
   const dir = t.testdir();
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: generateKeyRingFile(join(dir, "master.key")) });
   const pki = join(dir, "pki");
@@ -212,9 +213,9 @@ async function edge(t: Test, names: string[]) {
   let now = Date.now();
   const ops: Record<string, { fp: string; cert: Pem; code: () => string }> = {};
   for (const name of names) {
-    const added = await addOperator({ pkiDir: pki, store: operators, name });
+    const added = await addOperator({ pkiDir: pki, store: operators, name, out: join(dir, `operator-${name}`) });
     const rec = (await operators.get(added.fingerprint))!;
-    ops[name] = { fp: added.fingerprint, cert: readPem(join(pki, "operators"), name), code: () => totpFor(rec).generate({ timestamp: (now += 30_000) }) };
+    ops[name] = { fp: added.fingerprint, cert: readPem(added.dir, name), code: () => totpFor(rec).generate({ timestamp: (now += 30_000) }) };
   }
   // A restore incident with two payouts of two wallets alike to one output of an unknown spend.
   const incident = {
@@ -232,6 +233,7 @@ async function edge(t: Test, names: string[]) {
       adopted.push([id, txid, operator]);
       return { batch: "b7", ambiguous: [] };
     },
+    ...extra,
   } as unknown as AdminPort;
   const sessions = new Sessions(15 * 60_000);
   const config = loadConfig({ env: {} });
@@ -260,7 +262,9 @@ async function edge(t: Test, names: string[]) {
   const api = (who: string, path: string, body: unknown) => mtls(listening, ca, path, {
     client: ops[who]!.cert, method: "POST", body: JSON.stringify(body), headers: { "x-totp": ops[who]!.code(), "content-type": "application/json" },
   });
-  return { operators, audit, ops, sessions, signIn, get, post, api, adopted, lines };
+  /** A JSON API read with a fresh TOTP code. */
+  const apiGet = (who: string, path: string) => mtls(listening, ca, path, { client: ops[who]!.cert, headers: { "x-totp": ops[who]!.code() } });
+  return { operators, audit, ops, sessions, signIn, get, post, api, apiGet, adopted, lines, listening, ca };
 }
 
 const activeNames = async (operators: OperatorStore) => (await operators.list()).filter((o) => !o.revoked).map((o) => o.name).sort();
@@ -410,4 +414,103 @@ t.test("the new actions' POSTs keep the guard: no CSRF token, a wrong one or ano
   t.same(await activeNames(h.operators), ["alice", "bob"]);
   t.same(h.adopted, []);
   t.same(await h.audit.list(10), [], "nothing attempted");
+});
+
+t.test("a fee rate above withdrawals.maxFeeRateSatVb: the JSON API refuses it without aboveMaxFeeRate, the console's review says so and asks for a tick", async (t) => {
+  const asked: Array<[string, string, bigint]> = [];
+  const batch = { id: "b3", status: "broadcast", txid: "e5".repeat(32), fee: "4200", ids: ["wd_a", "wd_b"], replaced: [] };
+  const h = await edge(t, ["alice"], {
+    payouts: async () => ({ batches: [batch], payouts: [] }),
+    bumpPayout: async (b: string, rate: bigint) => (asked.push(["bump", b, rate]), { txid: "f6".repeat(32), fee: "9000" }),
+    releasePayout: async (b: string, rate: bigint) => (asked.push(["release", b, rate]), { status: "cancelling", txid: "f7".repeat(32), fee: "800" }),
+  });
+  const max = loadConfig({ env: {} }).withdrawals.maxFeeRateSatVb;
+  t.equal(max, 500, "the default ceiling");
+  const reason = "stuck in the mempool at 3 a.m.";
+
+  // The JSON API: refused with what the limit is and how to go above it; nothing asked of the engine, nothing audited.
+  for (const [path, body] of [
+    ["/payouts/b3/bump", { feeRateSatVb: 5000, reason }], ["/payouts/b3/release", { feeRateSatVb: 501, reason }],
+    ["/payouts/b3/bump", { feeRateSatVb: 5000, aboveMaxFeeRate: false, reason }],
+  ] as const) {
+    const r = await h.api("alice", path, body);
+    t.equal(r.status, 422, `${path} ${JSON.stringify(body)} is refused`);
+    t.match(JSON.parse(r.body), { code: "over_limit", error: /is above withdrawals\.maxFeeRateSatVb \(500 sat\/vB\).*"aboveMaxFeeRate": true/ });
+  }
+  t.same(asked, [], "the engine was not asked");
+  t.same(await h.audit.list(10), [], "nothing attempted");
+  t.equal((await h.api("alice", "/payouts/b3/bump", { feeRateSatVb: max, reason })).status, 200, "the ceiling itself needs no override");
+  t.equal((await h.api("alice", "/payouts/b3/bump", { feeRateSatVb: 5000, aboveMaxFeeRate: true, reason })).status, 200, "above it with the override");
+  t.equal((await h.api("alice", "/payouts/b3/release", { feeRateSatVb: 600, aboveMaxFeeRate: true, reason })).status, 200);
+  t.equal((await h.api("alice", "/payouts/b3/bump", { feeRateSatVb: 10_001, aboveMaxFeeRate: true, reason })).status, 400, "never above the hard limit");
+  t.same(asked, [["bump", "b3", 500n], ["bump", "b3", 5000n], ["release", "b3", 600n]]);
+  t.match((await h.audit.list(10)).find((e) => e.action === "bump-fee"), { operator: "alice", target: "b3", reason });
+  const overrides = (await h.audit.list(10)).filter((e) => / above withdrawals\.maxFeeRateSatVb 500: confirmed\]$/.test(e.reason));
+  t.same(overrides.map((e) => [e.action, e.reason.startsWith(`${reason} [`)]).sort(), [["bump-fee", true], ["release-payout", true]], "an override is on file with its rate");
+  t.ok(overrides.some((e) => e.reason.includes("[5000 sat/vB")) && overrides.some((e) => e.reason.includes("[600 sat/vB")), "the rates it let through");
+
+  // The console: the form says what the ceiling is; the review says the rate is above it and asks for a tick.
+  asked.length = 0;
+  const actions = async () => (await h.audit.list(50)).filter((e) => e.action === "bump-fee" || e.action === "release-payout").length;
+  const before = await actions();
+  const alice = h.signIn("alice");
+  t.match((await h.get("alice", alice, "/console/payouts/b3/bump")).body, /the engine's own batches pay at most 500\) <input type="number" name="feeRateSatVb" min="1" max="10000" required>/);
+  let r = await h.post("alice", alice, "/console/payouts/b3/bump/review", { feeRateSatVb: "60", reason });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.notMatch(r.body, /above-max-fee-rate|aboveMaxFeeRate/, "below the ceiling: no warning, no box");
+  for (const action of ["bump", "release"]) {
+    r = await h.post("alice", alice, `/console/payouts/b3/${action}/review`, { feeRateSatVb: "5000", reason });
+    t.equal(r.status, 200, "answered", { body: r.body });
+    t.match(r.body, /<p class="error" role="alert" id="above-max-fee-rate"><strong>5000 sat\/vB is above the configured maximum<\/strong> of 500 sat\/vB \(<code>withdrawals\.maxFeeRateSatVb<\/code>\).*10\.0 times it/, `${action}: the review says so`);
+    t.match(r.body, /<input type="checkbox" name="aboveMaxFeeRate" value="yes" required> I mean 5000 sat\/vB/, `${action}: a box to tick`);
+    const refused = await h.post("alice", alice, `/console/payouts/b3/${action}`, { feeRateSatVb: "5000", reason, confirm: "yes" });
+    t.equal(refused.status, 422, `${action}: confirmed without the tick`);
+    t.match(refused.body, /5000 sat\/vB is above the configured maximum.*nothing was done/s);
+  }
+  t.same(asked, [], "the engine was not asked");
+  t.equal(await actions(), before, "nor anything audited");
+  r = await h.post("alice", alice, "/console/payouts/b3/bump", { feeRateSatVb: "5000", reason, confirm: "yes", aboveMaxFeeRate: "yes" });
+  t.equal(r.status, 200, "answered", { body: r.body });
+  t.match(r.body, /was bumped/);
+  t.equal((await h.post("alice", alice, "/console/payouts/b3/bump/review", { feeRateSatVb: "10001", reason })).status, 400, "never above the hard limit");
+  t.same(asked, [["bump", "b3", 5000n]], "with the tick");
+});
+
+t.test("lists of every user's deposits or payouts are audited: one entry per request, with the operator, the route and the filter", async (t) => {
+  const h = await edge(t, ["alice", "bob"], { deposits: async () => ({ deposits: [] }) });
+  t.equal((await h.apiGet("alice", "/deposits?status=pending")).status, 200);
+  t.equal((await h.apiGet("bob", "/payouts")).status, 200);
+  const alice = h.signIn("alice");
+  t.equal((await h.get("alice", alice, "/console/deposits?status=confirmed")).status, 200);
+  t.equal((await h.get("alice", alice, "/console/payouts")).status, 200);
+  t.equal((await h.apiGet("alice", "/deposits?status=nope!")).status, 400, "a bad filter is refused first");
+  const shown = (await h.audit.list(10)).reverse().map((e) => ({ operator: e.operator, action: e.action, target: e.target, reason: e.reason }));
+  t.same(shown, [
+    { operator: "alice", action: "read-list", target: "/deposits", reason: "listed them with status pending" },
+    { operator: "bob", action: "read-list", target: "/payouts", reason: "listed them all" },
+    { operator: "alice", action: "read-list", target: "/console/deposits", reason: "listed them with status confirmed" },
+    { operator: "alice", action: "read-list", target: "/console/payouts", reason: "listed them all" },
+  ]);
+  // A store that cannot write: an alert, and the list all the same.
+  const append = h.audit.append.bind(h.audit);
+  h.audit.append = async () => {
+    throw new Error("the store cannot write (simulated)");
+  };
+  t.teardown(() => void (h.audit.append = append));
+  t.equal((await h.apiGet("alice", "/payouts")).status, 200);
+  t.match(h.lines.filter((l) => l.alert), [{ level: 50, operator: "alice", msg: /list of deposits or payouts could not be recorded/ }]);
+});
+
+t.test("the admin edge speaks TLS 1.3 only: under 1.2 the operator's certificate would cross the VPN in the clear", async (t) => {
+  const h = await edge(t, ["alice"]);
+  const handshake = (maxVersion: "TLSv1.2" | "TLSv1.3") => new Promise<string>((resolve, reject) => {
+    const s = connect({ host: "127.0.0.1", port: h.listening, servername: "localhost", ca: h.ca, ...h.ops.alice!.cert, maxVersion }, () => {
+      const v = s.getProtocol() ?? "";
+      s.end();
+      resolve(v);
+    });
+    s.on("error", reject);
+  });
+  t.equal(await handshake("TLSv1.3"), "TLSv1.3");
+  await t.rejects(handshake("TLSv1.2"), /protocol version|wrong version|no protocols/i, "a TLS 1.2 client is refused");
 });

@@ -45,14 +45,14 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
 
   const te = await startTestEngine();
   t.teardown(() => te.stop());
-  const pki = t.testdir();
+  const base = t.testdir(), pki = join(base, "pki");
   await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
   const store = te.engine.storage.store;
   const operators = new OperatorStore(store);
   const ttl = te.config.admin.console.enrollTtlMs;
-  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", enrollTtlMs: ttl });
-  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob", enrollTtlMs: ttl });
-  const carol = await addOperator({ pkiDir: pki, store: operators, name: "carol" });
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(base, "operator-alice"), enrollTtlMs: ttl });
+  const bob = await addOperator({ pkiDir: pki, store: operators, name: "bob", out: join(base, "operator-bob"), enrollTtlMs: ttl });
+  const carol = await addOperator({ pkiDir: pki, store: operators, name: "carol", out: join(base, "operator-carol") });
   const audit = new AuditLog(store);
   let skew = 0;
   const app = await buildAdmin({
@@ -63,7 +63,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
   t.teardown(() => app.close());
   const origin = `https://localhost:${port}`;
   const ca = readPem(pki, "admin-server-ca").cert;
-  const certs = { alice: readPem(join(pki, "operators"), "alice"), bob: readPem(join(pki, "operators"), "bob") };
+  const certs = { alice: readPem(alice.dir, "alice"), bob: readPem(bob.dir, "bob") };
 
   // Money to look at: a user with a deposit (and a sealed chat handle that must never show), and a payout in flight.
   await te.node.ensureMatureCoins();

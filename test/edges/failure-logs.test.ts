@@ -49,7 +49,7 @@ t.test("admin edge: a request that fails is logged with its route and operator",
   const pki = join(dir, "pki");
   await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
   const operators = new OperatorStore(store);
-  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(dir, "operator-alice") });
   const port = { solvency: async () => { throw new Error("the node actor is gone"); } } as unknown as AdminPort;
   const { lines, log } = capture();
   const config = loadConfig({ env: {}, overrides: {} });
@@ -57,7 +57,7 @@ t.test("admin edge: a request that fails is logged with its route and operator",
   const listening = await listenAdmin(app, { ...config, admin: { ...config.admin, host: "127.0.0.1", port: 0 } });
   t.teardown(() => app.close());
   const op = (await operators.get(alice.fingerprint))!;
-  const r = await mtls(listening, readPem(pki, "admin-server-ca").cert, "/solvency", { client: readPem(join(pki, "operators"), "alice"), headers: { "x-totp": totpFor(op).generate() } });
+  const r = await mtls(listening, readPem(pki, "admin-server-ca").cert, "/solvency", { client: readPem(alice.dir, "alice"), headers: { "x-totp": totpFor(op).generate() } });
   t.equal(r.status, 500, r.body);
   t.notMatch(r.body, /node actor/, "the operator's client is not told the engine's insides (the log has them)");
   t.notMatch(r.body, /nothing was changed/, "nor that nothing changed: a failed action may have been applied in part");

@@ -29,10 +29,10 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   // first accepted /deposits/rescan, a change that a later refusal would be blamed for. It tolerates them here.
   const te = await startTestEngine({ watchdog: { toleranceSats: "1000000" } });
   t.teardown(() => te.stop());
-  const pki = t.testdir();
+  const base = t.testdir(), pki = join(base, "pki");
   await ensurePki(pki, { admin: "127.0.0.1", internal: "127.0.0.1" });
   const operators = new OperatorStore(te.engine.storage.store);
-  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice" });
+  const alice = await addOperator({ pkiDir: pki, store: operators, name: "alice", out: join(base, "operator-alice") });
   let now = Date.now();
   const app = await buildAdmin({
     config: te.config, log: silentLogger, tls: { ...readPem(pki, "admin-server"), ca: readPem(pki, "operators-ca").cert },
@@ -41,7 +41,7 @@ t.test("admin request bodies: random JSON to every action gets 2xx/4xx, never a 
   const port = await listenAdmin(app, te.config);
   t.teardown(() => app.close());
   const ca = readPem(pki, "admin-server-ca").cert;
-  const cert = readPem(join(pki, "operators"), "alice");
+  const cert = readPem(alice.dir, "alice");
   const op = (await operators.get(alice.fingerprint))!;
   const code = () => totpFor(op).generate({ timestamp: (now += 30_000) });
   const victim = "u_fuzzadminvictim1";

@@ -4,7 +4,7 @@
 // (the admin server's) or might (the operators') vouch for no other site: they are name-constrained.
 import t from "tap";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync, renameSync, statSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:tls";
 import { join } from "node:path";
 import { EncryptedStore } from "../../src/store/db.ts";
@@ -50,6 +50,28 @@ t.test("ensurePki: the admin certificate carries the console's name; keys are 06
   const before = readFileSync(join(dir, "admin-server.crt"), "utf8");
   await ensurePki(dir, { admin: "10.8.0.2", internal: "127.0.0.1" });
   t.equal(readFileSync(join(dir, "admin-server.crt"), "utf8"), before, "existing certificates are kept (rotate them on purpose, not by a config change)");
+});
+
+t.test("a key written again (its certificate moved aside for a renewal) is a new 0600 file: not the old file's mode, not through a link", async (t) => {
+  const base = t.testdir(), dir = join(base, "pki");
+  await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  // admin-server.key left 0644 (a copy made by hand, an older version); internal-server.key a link planted to elsewhere.
+  renameSync(join(dir, "admin-server.crt"), join(base, "admin-server.crt.old"));
+  chmodSync(join(dir, "admin-server.key"), 0o644);
+  renameSync(join(dir, "internal-server.crt"), join(base, "internal-server.crt.old"));
+  const elsewhere = join(base, "elsewhere.txt");
+  writeFileSync(elsewhere, "not a key\n", { mode: 0o644 });
+  rmSync(join(dir, "internal-server.key"));
+  symlinkSync(elsewhere, join(dir, "internal-server.key"));
+  await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
+  t.equal(statSync(join(dir, "admin-server.key")).mode & 0o777, 0o600, "the renewed key is 0600, whatever the old file's mode");
+  t.notOk(lstatSync(join(dir, "internal-server.key")).isSymbolicLink(), "the link is replaced by a file of ours");
+  t.equal(statSync(join(dir, "internal-server.key")).mode & 0o777, 0o600);
+  t.equal(readFileSync(elsewhere, "utf8"), "not a key\n", "nothing written where the link led");
+  t.equal(statSync(join(dir, "admin-server.crt")).mode & 0o777, 0o644, "certificates stay readable");
+  const renewed = readPem(dir, "internal-server");
+  t.match(renewed.key, /BEGIN PRIVATE KEY/);
+  t.not(readFileSync(join(dir, "admin-server.crt"), "utf8"), readFileSync(join(base, "admin-server.crt.old"), "utf8"), "a new certificate");
 });
 
 t.test("ensurePki: the internal API's certificate names internal.host, which the bot checks it against", async (t) => {
@@ -140,13 +162,13 @@ t.test("certificates about to expire are named with what to do: a warning within
 });
 
 t.test("the engine's check logs an active operator's certificate, not a revoked one's, an alert once within 7 days", async (t) => {
-  const dir = t.testdir();
+  const base = t.testdir(), dir = join(base, "pki");
   await ensurePki(dir, { admin: "127.0.0.1", internal: "127.0.0.1" });
-  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: generateKeyRingFile(join(dir, "master.key")) });
+  const store = await EncryptedStore.open({ path: join(base, "store"), keyring: generateKeyRingFile(join(base, "master.key")) });
   t.teardown(() => store.close());
   const operators = new OperatorStore(store);
-  await addOperator({ pkiDir: dir, store: operators, name: "alice" });
-  await addOperator({ pkiDir: dir, store: operators, name: "bob" });
+  await addOperator({ pkiDir: dir, store: operators, name: "alice", out: join(base, "operator-alice") });
+  await addOperator({ pkiDir: dir, store: operators, name: "bob", out: join(base, "operator-bob") });
   await operators.revoke("bob");
   const lines: Array<{ level: number; msg: string; alert?: boolean; certificate?: string }> = [];
   const log = createLogger({ level: "info", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });

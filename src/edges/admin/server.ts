@@ -17,6 +17,7 @@ import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
 import { Sessions } from "./console/session.ts";
 import { NumberText, numberText } from "./schemas.ts";
+import { aboveMaxNote, auditList, hardMaxFeeRate } from "./console/views.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -63,7 +64,9 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     // request is cut off close to its limit, not up to half a minute later. The headers' timeout no longer than the
     // request's: Node swaps the two when it is longer (its default 60 s would have become the request's limit).
     https: {
-      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
+      // TLS 1.3 only, as the internal API: under 1.2 the client certificate, which names the operator, crosses the VPN
+      // in the clear.
+      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3",
       headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout),
     },
     bodyLimit: 16 * 1024,
@@ -124,11 +127,16 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     o.audit.append({ operator: op?.name ?? "(unknown certificate)", action: "refused-certificate", target: fp.slice(0, 16), reason: op ? "a request with a revoked operator's certificate" : "a request with a certificate from the operators' CA that names no operator" })
       .catch((e: unknown) => log.error({ alert: true, err: (e as Error).message }, "a refused certificate could not be recorded in the audit log"));
   };
-  // A TOTP pause (wrong codes in a row) is written to the audit log as it starts: at most one entry per pause, and the
-  // pauses double, so wrong codes cannot flood the store. Single wrong codes go to the log only.
-  const unwatch = o.operators.watchTotpPauses((name, pauseMs) => {
-    o.audit.append({ operator: name, action: "totp-paused", target: name, reason: `wrong TOTP codes in a row; codes are not checked for ${Math.round(pauseMs / 1000)} s` })
-      .catch((e: unknown) => log.error({ alert: true, err: (e as Error).message, operator: name }, "a TOTP pause could not be recorded in the audit log"));
+  // Wrong TOTP codes, on file: the first from a certificate in each 24 h window, and each pause (the pauses double, so
+  // wrong codes cannot flood the store). Never the code itself; the fingerprint shortened as in the logs.
+  const unwatch = o.operators.watchTotpFailures((e) => {
+    const paused = e.pauseMs > 0;
+    o.audit.append({
+      operator: e.name, action: paused ? "totp-paused" : "totp-wrong-code", target: e.name,
+      reason: paused
+        ? `${e.wrongCodes} wrong TOTP codes within 24 h from certificate ${e.fingerprint}; codes are not checked for ${Math.round(e.pauseMs / 1000)} s`
+        : `a wrong TOTP code, the first from certificate ${e.fingerprint} within 24 h`,
+    }).catch((err: unknown) => log.error({ alert: true, err: (err as Error).message, operator: e.name }, "a wrong TOTP code could not be recorded in the audit log"));
   });
   app.addHook("onClose", async () => unwatch());
 
@@ -181,8 +189,14 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       if (isRefusal(r)) return reply.code(404).send(send(r));
       return r;
     });
-    f.get("/deposits", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.deposits((req.query as { status?: string }).status));
-    f.get("/payouts", { schema: { querystring: Type.Object({ status: Status }) } }, (req) => o.port.payouts((req.query as { status?: string }).status));
+    // Every user's keys, addresses and amounts at once: on file like a look at one wallet, one entry per request.
+    for (const list of ["deposits", "payouts"] as const) {
+      f.get(`/${list}`, { schema: { querystring: Type.Object({ status: Status }) } }, async (req) => {
+        const { status } = req.query as { status?: string };
+        await auditList(log, o.audit, req.operator!.name, `/${list}`, status);
+        return o.port[list](status);
+      });
+    }
     f.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(await o.port.metrics()));
     f.get("/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(NumberText) }) } },
       async (req) => ({ entries: await o.audit.list(Math.max(1, numberText((req.query as { limit?: string }).limit, 100, 500))) }));
@@ -229,7 +243,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       if (!active.some((op) => op.fingerprint === by.fingerprint)) throw notAnOperator();
       if (!active.some((op) => op.name === name)) return refuse("not_found", `No active operator ${name}.`);
       if (active.every((op) => op.name === name)) {
-        return refuse("not_allowed", `${name} is the last active operator: revoking it here would lock every operator out. Add another first (runigun keys operator add NAME), or revoke it with the engine stopped (runigun keys operator revoke ${name}).`);
+        return refuse("not_allowed", `${name} is the last active operator: revoking it here would lock every operator out. Add another first (runigun keys operator add NAME --out DIR), or revoke it with the engine stopped (runigun keys operator revoke ${name}).`);
       }
       await o.operators.revoke(name);
       for (const op of active) if (op.name === name) sessions?.closeAllOf(op.fingerprint);
@@ -264,18 +278,34 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
         const r = await act(req, "unfreeze", userKey, (req.body as { reason: string }).reason, () => o.port.unfreeze(userKey, req.operator!.name));
         return isRefusal(r) ? reply.code(409).send(send(r)) : r;
       });
-    // A batch and a fee rate: the fee bump, and the release of a stuck batch (its cancellation's fee rate).
-    const batchAtRate = { params: Type.Object({ batch: Type.String({ pattern: "^b\\d{1,12}$" }) }), body: Type.Object({ feeRateSatVb: Type.Integer({ minimum: 1, maximum: 10_000 }), reason: Reason }, { additionalProperties: false }) };
+    // A batch and a fee rate: the fee bump, and the release of a stuck batch (its cancellation's fee rate). Above the
+    // engine's own ceiling for its batches only with `aboveMaxFeeRate: true`: 5000 typed for 500 on a large batch would
+    // pay up to bitcoind's -maxtxfee.
+    const maxRate = o.config.withdrawals.maxFeeRateSatVb;
+    const batchAtRate = {
+      params: Type.Object({ batch: Type.String({ pattern: "^b\\d{1,12}$" }) }),
+      body: Type.Object({ feeRateSatVb: Type.Integer({ minimum: 1, maximum: hardMaxFeeRate(o.config) }), aboveMaxFeeRate: Type.Optional(Type.Boolean()), reason: Reason }, { additionalProperties: false }),
+    };
+    type AtRate = { feeRateSatVb: number; aboveMaxFeeRate?: boolean; reason: string };
+    const aboveMax = (body: AtRate) => body.feeRateSatVb > maxRate && body.aboveMaxFeeRate !== true
+      ? refuse("over_limit", `feeRateSatVb ${body.feeRateSatVb} is above withdrawals.maxFeeRateSatVb (${maxRate} sat/vB), the most the engine pays for its own batches: nothing was done. If you mean ${body.feeRateSatVb} sat/vB, send the request again with "aboveMaxFeeRate": true.`)
+      : undefined;
+    /** The audit log's reason: an override of the maximum is on file with the rate it let through. */
+    const withOverride = (body: AtRate) => (body.feeRateSatVb > maxRate ? `${body.reason} [${aboveMaxNote(body.feeRateSatVb, maxRate)}]` : body.reason);
     f.post("/payouts/:batch/bump", { schema: batchAtRate }, async (req, reply) => {
       const { batch } = req.params as { batch: string };
-      const body = req.body as { feeRateSatVb: number; reason: string };
-      const r = await act(req, "bump-fee", batch, body.reason, () => o.port.bumpPayout(batch, BigInt(body.feeRateSatVb)));
+      const body = req.body as AtRate;
+      const over = aboveMax(body);
+      if (over) return reply.code(422).send(send(over));
+      const r = await act(req, "bump-fee", batch, withOverride(body), () => o.port.bumpPayout(batch, BigInt(body.feeRateSatVb)));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
     f.post("/payouts/:batch/release", { schema: batchAtRate }, async (req, reply) => {
       const { batch } = req.params as { batch: string };
-      const body = req.body as { feeRateSatVb: number; reason: string };
-      const r = await act(req, "release-payout", batch, body.reason, () => o.port.releasePayout(batch, BigInt(body.feeRateSatVb), body.reason));
+      const body = req.body as AtRate;
+      const over = aboveMax(body);
+      if (over) return reply.code(422).send(send(over));
+      const r = await act(req, "release-payout", batch, withOverride(body), () => o.port.releasePayout(batch, BigInt(body.feeRateSatVb), body.reason));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
     f.post("/payouts/adopt", { schema: { body: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: "^[\\w:.-]+$" }), txid: Type.String({ pattern: "^[0-9a-f]{64}$" }), reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {

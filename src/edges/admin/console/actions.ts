@@ -142,7 +142,7 @@ export const ACTIONS = [
     async confirm(c, p, by) {
       // Shown, not decided here: revokeOperator checks again in its own turn.
       if (!(await c.operators.list()).some((op) => op.name === p.name && !op.revoked)) return html`There is no active operator <strong>${p.name}</strong>: nothing to revoke.`;
-      return html`Confirm: revoke the operator <strong>${p.name}</strong>. Their certificate is refused from the next request on (the JSON API and this console), their console sessions end now, and their requests still on the way do not act. Undoing it means a new certificate, TOTP secret and security key: <code>runigun keys operator add ${p.name}</code> with the engine stopped.${p.name === by.name ? html` <strong>This is you:</strong> your own session ends with it, and this certificate opens nothing afterwards.` : ""}`;
+      return html`Confirm: revoke the operator <strong>${p.name}</strong>. Their certificate is refused from the next request on (the JSON API and this console), their console sessions end now, and their requests still on the way do not act. Undoing it means a new certificate, TOTP secret and security key: <code>runigun keys operator add ${p.name} --out DIR</code> with the engine stopped.${p.name === by.name ? html` <strong>This is you:</strong> your own session ends with it, and this certificate opens nothing afterwards.` : ""}`;
     },
     button: (p) => `Confirm revoke ${p.name}`,
     run: (c, p, _reason, by) => c.revokeOperator(p.name, by),

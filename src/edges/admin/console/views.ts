@@ -4,9 +4,11 @@
 // restore) are offered here and run in actions.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
+import type { Config } from "../../../config.ts";
+import type { Logger } from "../../../log.ts";
 import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
 import type { Json } from "../port.ts";
-import { auditRead } from "../audit.ts";
+import { auditRead, type AuditLog } from "../audit.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
@@ -35,7 +37,28 @@ interface BatchAction {
   run: (batch: string, rate: bigint, reason: string) => Promise<Json | Refusal>;
   done: (batch: string, r: Json) => Html;
 }
-const FeeRate = Type.String({ pattern: "^[0-9]{1,5}$" });
+const FeeRate = Type.String({ pattern: "^[0-9]{1,6}$" });
+
+/**
+ * The highest fee rate an operator may give a batch at all (sat/vB), with the override for a rate above
+ * `withdrawals.maxFeeRateSatVb` (the engine's own ceiling for its batches, which may be configured higher).
+ */
+export const hardMaxFeeRate = (config: Config): number => Math.max(10_000, config.withdrawals.maxFeeRateSatVb);
+
+/** What the audit log's reason adds when an operator confirmed a rate above the configured maximum. */
+export const aboveMaxNote = (rate: number, max: number): string => `${rate} sat/vB, above withdrawals.maxFeeRateSatVb ${max}: confirmed`;
+
+/**
+ * An operator listed every user's deposits or payouts (their keys, addresses, amounts): recorded before the answer
+ * is sent, as a look at one wallet is (auditRead), one entry per request. A store that cannot write is an alert,
+ * and the list is shown all the same.
+ */
+export async function auditList(log: Pick<Logger, "error">, audit: AuditLog, operator: string, route: string, status: string | undefined): Promise<void> {
+  const reason = status ? `listed them with status ${status}` : "listed them all";
+  await audit.append({ operator, action: "read-list", target: route, reason }).catch((e: unknown) => {
+    log.error({ alert: true, err: (e as Error).message, operator, action: "read-list", target: route }, "an operator's list of deposits or payouts could not be recorded in the audit log");
+  });
+}
 
 type Row = { [k: string]: Json };
 const rows = (j: Json | undefined): Row[] => (Array.isArray(j) ? (j.filter((x) => x && typeof x === "object" && !Array.isArray(x)) as Row[]) : []);
@@ -78,7 +101,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Users' available", btc(l("available"))], ["Users' pending", btc(l("pending"))], ["Users' reserved", btc(l("reserved"))], ["Cheque escrow", btc(l("escrow"))],
       ["Transfers between users in flight", btc(l("transit"))],
       ["Payouts in flight", btc(l("inFlightPayouts"))], ["Firm liabilities", btc(at(solvency, "firm"))],
-      ["Node trusted", btc(n("trusted"))], ["Node untrusted pending", btc(n("untrustedPending"))], ["Surplus", btc(at(solvency, "surplus"))],
+      ["Node trusted", btc(n("trusted"))], ["Of it, deposits pending below the target", btc(n("maturingDeposits"))], ["Node untrusted pending", btc(n("untrustedPending"))], ["Surplus", btc(at(solvency, "surplus"))],
     ])}</article>
 <article><h2>Safety switches</h2>${facts([
       ["Watchdog / payouts", paused ? html`<span class="badge bad">paused</span> ${paused}` : badge(true, "running", "")],
@@ -123,6 +146,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
 
   f.get("/console/deposits", { schema: { querystring: Type.Object({ status: Type.Optional(Type.Union(DEPOSIT_STATUSES.map((s) => Type.Literal(s)))) }) } }, async (req, reply) => {
     const { status } = req.query as { status?: string };
+    await auditList(c.log, c.audit, req.operator!.name, "/console/deposits", status);
     const d = await c.port.deposits(status);
     const body = html`${filters("/console/deposits", DEPOSIT_STATUSES, status)}${table(rows(at(d, "deposits")), [
       ["Seen", (r) => when(r.seenAt)], ["User key", (r) => html`<a href="/console/wallets?userKey=${encodeURIComponent(String(r.userKey))}">${r.userKey}</a>`],
@@ -133,6 +157,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
 
   f.get("/console/payouts", { schema: { querystring: Type.Object({ status: Type.Optional(Type.Union(PAYOUT_STATUSES.map((s) => Type.Literal(s)))) }) } }, async (req, reply) => {
     const { status } = req.query as { status?: string };
+    await auditList(c.log, c.audit, req.operator!.name, "/console/payouts", status);
     const p = await c.port.payouts(status);
     const body = html`${filters("/console/payouts", PAYOUT_STATUSES, status)}
 <h2>Batches (transactions)</h2>${table(rows(at(p, "batches")), [
@@ -158,11 +183,16 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
   // then the action, through the same audited `act` and port method as the JSON API.
   const findBatch = async (id: string): Promise<Row | undefined> => rows(at(await c.port.payouts(), "batches")).find((b) => b.id === id);
   const BatchParams = Type.Object({ batch: Type.String({ pattern: BATCH }) });
-  const RateBody = Type.Object({ _csrf: Type.String(), feeRateSatVb: FeeRate, reason: Reason, confirm: Type.Optional(Type.Literal("yes")) });
+  const RateBody = Type.Object({ _csrf: Type.String(), feeRateSatVb: FeeRate, reason: Reason, confirm: Type.Optional(Type.Literal("yes")), aboveMaxFeeRate: Type.Optional(Type.Literal("yes")) });
+  // The engine's own ceiling for its batches; above it only with the review page's checkbox (the JSON API's
+  // `aboveMaxFeeRate`): 5000 typed for 500 on a large batch pays up to bitcoind's -maxtxfee.
+  const maxRate = c.config.withdrawals.maxFeeRateSatVb, hardMax = hardMaxFeeRate(c.config);
   const checkRate = (s: string) => {
     const n = Number(s);
-    return Number.isInteger(n) && n >= 1 && n <= 10_000 ? n : undefined;
+    return Number.isInteger(n) && n >= 1 && n <= hardMax ? n : undefined;
   };
+  const aboveMaxText = (rate: number) =>
+    html`<strong>${rate} sat/vB is above the configured maximum</strong> of ${maxRate} sat/vB (<code>withdrawals.maxFeeRateSatVb</code>), the most the engine pays for its own batches`;
   const BATCH_ACTIONS: BatchAction[] = [
     {
       path: "bump", action: "bump-fee", noun: "fee bump", title: "Bump a payout's fee", rateLabel: "New fee rate", statuses: BUMPABLE,
@@ -190,7 +220,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       const body = html`${facts([["Batch", batch], ["Status", b.status], ["Txid", html`<code>${b.txid}</code>`], ["Current fee", btc(b.fee)], ["Payouts in it", Array.isArray(b.ids) ? b.ids.length : 0]])}
 <p>${a.explain}</p>
 <form method="post" action="/console/payouts/${batch}/${a.path}/review" class="action"><input type="hidden" name="_csrf" value="${csrf}">
-<label>${a.rateLabel} (sat/vB) <input type="number" name="feeRateSatVb" min="1" max="10000" required></label>
+<label>${a.rateLabel} (sat/vB; the engine's own batches pay at most ${maxRate}) <input type="number" name="feeRateSatVb" min="1" max="${hardMax}" required></label>
 <label>Reason (goes into the audit log) <textarea name="reason" minlength="3" maxlength="500" required></textarea></label>
 <button type="submit">Review the ${a.noun}</button></form>`;
       return send(req, reply, `${a.title}: ${batch}`, "payouts", body);
@@ -201,22 +231,31 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       const body = req.body as { feeRateSatVb: string; reason: string };
       const rate = checkRate(body.feeRateSatVb);
       const b = await findBatch(batch);
-      if (!b || rate === undefined) return send(req, reply, `${a.title}: ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : "A fee rate is 1 to 10000 sat/vB."}</p>`, 400);
+      if (!b || rate === undefined) return send(req, reply, `${a.title}: ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : `A fee rate is 1 to ${hardMax} sat/vB.`}</p>`, 400);
       const csrf = c.session(req)!.csrf;
+      const above = rate > maxRate;
+      // The absolute fee is not shown: the batch's size is not in what the page has (the port gives its fee, not its
+      // vsize or rate), and asking the node for it here would be a node call per review.
       const out = html`<p class="warn">Confirm: ${a.review(batch, b, rate)}</p>
+${above ? html`<p class="error" role="alert" id="above-max-fee-rate">${aboveMaxText(rate)}: ${(rate / maxRate).toFixed(1)} times it. Check the rate; to go on anyway, tick the box below.</p>` : ""}
 ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
 <form method="post" action="/console/payouts/${batch}/${a.path}" class="action"><input type="hidden" name="_csrf" value="${csrf}">
 <input type="hidden" name="feeRateSatVb" value="${rate}"><input type="hidden" name="reason" value="${body.reason}"><input type="hidden" name="confirm" value="yes">
+${above ? html`<label><input type="checkbox" name="aboveMaxFeeRate" value="yes" required> I mean ${rate} sat/vB, above the configured maximum of ${maxRate} sat/vB</label>` : ""}
 <button type="submit" class="danger">Confirm ${a.noun}</button> <a href="/console/payouts">Cancel</a></form>`;
       return send(req, reply, `Confirm the ${a.noun} of ${batch}`, "payouts", out);
     });
 
     f.post(`/console/payouts/:batch/${a.path}`, { schema: { params: BatchParams, body: RateBody } }, async (req, reply) => {
       const { batch } = req.params as { batch: string };
-      const body = req.body as { feeRateSatVb: string; reason: string; confirm?: string };
+      const body = req.body as { feeRateSatVb: string; reason: string; confirm?: string; aboveMaxFeeRate?: string };
       const rate = checkRate(body.feeRateSatVb);
       if (body.confirm !== "yes" || rate === undefined) return send(req, reply, a.title, "payouts", html`<p class="error" role="alert">Not confirmed: nothing was done. Review the ${a.noun} first.</p>`, 400);
-      const r = await c.act(req, a.action, batch, body.reason, () => a.run(batch, BigInt(rate), body.reason));
+      if (rate > maxRate && body.aboveMaxFeeRate !== "yes") {
+        return send(req, reply, a.title, "payouts", html`<p class="error" role="alert">${aboveMaxText(rate)}: nothing was done. Review the ${a.noun} again, and tick the box if you mean it.</p><p><a href="/console/payouts">Back to payouts</a></p>`, 422);
+      }
+      const reason = rate > maxRate ? `${body.reason} [${aboveMaxNote(rate, maxRate)}]` : body.reason;
+      const r = await c.act(req, a.action, batch, reason, () => a.run(batch, BigInt(rate), body.reason));
       if (isRefusal(r)) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
       return send(req, reply, a.title, "payouts", html`<p class="ok" role="status">${a.done(batch, r as Json)}</p><p><a href="/console/payouts">Back to payouts</a></p>`);
     });
@@ -238,7 +277,7 @@ ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
     const csrf = c.session(req)!.csrf;
     const body = html`<p>A revoked operator's certificate is refused from the next request on (the JSON API and this console), and their
 console sessions end at once. Any active operator may be revoked here, yourself included, except the last active one.
-Adding an operator, or a new certificate for a revoked one: <code>runigun keys operator add NAME</code> with the engine stopped.</p>
+Adding an operator, or a new certificate for a revoked one: <code>runigun keys operator add NAME --out DIR</code> with the engine stopped.</p>
 ${table(all, [
       ["Name", (op) => html`${op.name}${op.fingerprint === me.fingerprint ? html` <span class="badge ok">you</span>` : ""}`],
       ["State", (op) => badge(!op.revoked, "active", "revoked")],
