@@ -12,6 +12,11 @@ const Int = (min: number, max = Number.MAX_SAFE_INTEGER) => Type.Integer({ minim
 /** Objects refuse unknown keys, so a typo or a secret pasted into a config file is caught by name. */
 const Obj = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false });
 const Sats = Type.String({ pattern: "^[0-9]{1,16}$", description: "satoshis as a decimal string" });
+/**
+ * The longest console session (admin.console.sessionTtlMs): one hour. A session left open in a browser is what an
+ * unlocked laptop hands over; its actions need a fresh touch of a security key, but what it shows does not.
+ */
+export const MAX_CONSOLE_SESSION_TTL_MS = 3_600_000;
 
 export const ConfigSchema = Obj(
   {
@@ -103,7 +108,7 @@ export const ConfigSchema = Obj(
         rpId: Type.String({ pattern: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$" }),
         /** Origins the console is opened from (https://host[:port]); empty means https://<rpId>:<the admin port>. */
         origins: Type.Array(Type.String({ pattern: "^https://[^/]+$" })),
-        sessionTtlMs: Int(60_000, 24 * 3600_000),
+        sessionTtlMs: Int(60_000, MAX_CONSOLE_SESSION_TTL_MS),
         enrollTtlMs: Int(60_000, 30 * 24 * 3600_000),
         userVerification: Type.Union([Type.Literal("required"), Type.Literal("preferred"), Type.Literal("discouraged")]),
       }),
@@ -113,7 +118,7 @@ export const ConfigSchema = Obj(
      * Continuous backup (journal segments) and scheduled snapshots into `dir` — a second disk in production;
      * empty turns backups off. `snapshotIntervalMs` 0 means on demand only; `keep` snapshots are retained.
      */
-    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1, 60_000), snapshotIntervalMs: Int(0), keep: Int(1, 1000), nodeWallet: Type.Boolean() }),
+    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1, 60_000), snapshotIntervalMs: Int(0), keep: Int(1, 1000), nodeWallet: Type.Boolean(), acceptOlderStore: Type.Boolean() }),
     /** Payouts pause when liabilities exceed the node wallet by more than this. */
     watchdog: Obj({ toleranceSats: Sats }),
   },
@@ -206,7 +211,10 @@ function validate(value: Json): ConfigFile {
   if (Value.Check(ConfigSchema, value)) return value;
   const first = [...Value.Errors(ConfigSchema, value)][0];
   const key = (first?.path ?? "").replace(/^\//, "").replaceAll("/", ".") || "(root)";
-  const what = first?.message ?? "invalid";
+  const tooLong = key === "admin.console.sessionTtlMs" && typeof first?.value === "number" && first.value > MAX_CONSOLE_SESSION_TTL_MS;
+  const what = tooLong
+    ? `${first!.value} is above the limit of ${MAX_CONSOLE_SESSION_TTL_MS} ms (1 hour): a console session left open is what an unlocked laptop hands over`
+    : first?.message ?? "invalid";
   const secretHint = /secret|token|pepper|masterKey|password/i.test(key)
     ? " — secrets are not read from config files; use the RUNIGUN_* environment variables"
     : "";

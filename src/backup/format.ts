@@ -5,7 +5,7 @@ import { createHmac } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { KeyRing } from "../store/keyring.ts";
 
-export type BackupErrorCode = "truncated" | "tampered" | "foreign_key" | "retired_key" | "bad_format" | "not_empty" | "in_use" | "no_target" | "io";
+export type BackupErrorCode = "truncated" | "tampered" | "foreign_key" | "retired_key" | "bad_format" | "not_empty" | "in_use" | "no_target" | "io" | "store_behind";
 
 export class BackupError extends Error {
   override readonly name = "BackupError";

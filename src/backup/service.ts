@@ -14,6 +14,8 @@ import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
 import { runToken, writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
 import { lastShipped, listSegments, SegmentShipper, type ShipperOptions } from "./segments.ts";
+import { BackupError } from "./format.ts";
+import { RESTORED_KEY, type RestoredMark } from "./restore.ts";
 
 const SNAP_RE = /^runigun-[a-z]+-([0-9TZ-]+)-([0-9a-f]{12})-p(\d+)\.rga$/;
 
@@ -97,10 +99,18 @@ export class BackupService {
     const store = this.#o.store;
     const ahead = await lastShipped(this.segmentsDir!, store.keyring, store.timeline);
     if (ahead > store.position) {
-      // The store is behind its own continuous backup (a copy of an older store put back by hand, a power cut with
-      // sync off): its next commits would reuse positions the segments already hold, and a restore would mix the two
-      // histories. It goes on under a new timeline, from a new snapshot.
-      this.#log.error({ alert: true, shipped: ahead, store: store.position }, "the store is behind its own continuous backup; starting a new backup timeline with a snapshot");
+      // The store is behind its own continuous backup: an older copy of it put back (a VM or volume snapshot rolled
+      // back, a copy restored by hand), or writes lost with sync off. Started on as it is, the engine would forget what
+      // came after — a withdrawal paid since would be paid again — so it does not start, unless told to take the store
+      // as it is; then as after a restore: payouts paused until compared with the chain, a new timeline and snapshot
+      // (its next commits would otherwise reuse positions the segments hold, and a restore would mix two histories).
+      const what = `the store (position ${store.position}) is behind its own continuous backup (segments up to ${ahead})`;
+      if (!cfg.acceptOlderStore) {
+        throw new BackupError("store_behind", `${what}: an older copy of the store was put back (a VM or volume snapshot rolled back, a copy restored by hand), or writes were lost with store.sync off. Started on it, the engine would forget what came after it, and withdrawals paid since would be paid again. Move the store directory aside and restore the newest snapshot with the segments: runigun restore <newest archive in ${this.snapshotsDir}> ${this.segmentsDir} (README, "Restore"). To start on this store as it is instead (what came after it is lost; payouts stay paused until it is compared with the chain, as after a restore), start once with RUNIGUN_BACKUP_ACCEPT_OLDER_STORE=true.`);
+      }
+      this.#log.error({ alert: true, shipped: ahead, store: store.position }, `${what}: taken as it is (backup.acceptOlderStore), as after a restore: payouts paused until it is compared with the chain; a new backup timeline with a snapshot. Unset RUNIGUN_BACKUP_ACCEPT_OLDER_STORE`);
+      const mark: RestoredMark = { at: Date.now(), archive: `an older copy of the store, put back (at position ${store.position}; its backup reached ${ahead})`, archivePosition: store.position, position: store.position };
+      await store.put(META, RESTORED_KEY, mark);
       await store.newTimeline();
       await this.#markGap(0);
     }
