@@ -1,11 +1,13 @@
 // The console's small parts without a browser: escaping, exact BTC formatting, sessions (expiry, certificate
-// binding, single-use challenges, a fresh id after login), enrollment tokens, and the SVG charts. Then its routes
-// for operators and an ambiguous payout's adoption, driven over mutual TLS without a browser.
+// binding, single-use challenges, a fresh id after login, step-ups), enrollment tokens, and the SVG charts. Then its
+// routes for operators and an ambiguous payout's adoption, driven over mutual TLS without a browser, with a security
+// key in software (an ES256 key answering WebAuthn's ceremonies as an authenticator would) for the step-ups.
 import t, { type Test } from "tap";
 import { join } from "node:path";
 import { connect } from "node:tls";
+import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
 import { isRefusal, refuse } from "../../src/domain/refusals.ts";
-import { Sessions, sameToken, type Session } from "../../src/edges/admin/console/session.ts";
+import { STEP_UP_MAX_AGE_MS, Sessions, sameToken, type Session } from "../../src/edges/admin/console/session.ts";
 import { btc, esc, html } from "../../src/edges/admin/console/html.ts";
 import { chart, charts } from "../../src/edges/admin/console/charts.ts";
 import { confirmForm, incidentAlert, reasonForm, storeAlert } from "../../src/edges/admin/console/forms.ts";
@@ -13,11 +15,11 @@ import { ACTIONS, fill } from "../../src/edges/admin/console/actions.ts";
 import { OperatorStore, addOperator, hashToken, totpFor, type Operator } from "../../src/edges/admin/operators.ts";
 import { AuditLog, type AuditEntry } from "../../src/edges/admin/audit.ts";
 import { buildAdmin, listenAdmin } from "../../src/edges/admin/server.ts";
-import type { AdminPort } from "../../src/edges/admin/port.ts";
+import type { AdminPort, Json } from "../../src/edges/admin/port.ts";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { generateKeyRingFile } from "../../src/store/keyring.ts";
 import { ensurePki, readPem, type Pem } from "../../src/tls/certs.ts";
-import { loadConfig } from "../../src/config.ts";
+import { MAX_CONSOLE_SESSION_TTL_MS, loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { mtls } from "../support/https.ts";
 
@@ -60,6 +62,50 @@ t.test("sessions: bound to a certificate, absolute expiry, single-use challenges
   t.ok(sameToken(d.csrf, d.csrf));
   t.notOk(sameToken(undefined, d.csrf));
   t.notOk(sameToken(d.csrf.slice(1), d.csrf));
+});
+
+t.test("step-ups: for one path, on one session, fresh for two minutes, used once; their challenges say what they are for", async (t) => {
+  let now = 1_000_000;
+  const s = new Sessions(15 * 60_000, () => now);
+  const a = s.open("fp-alice", "alice", true, "key1"), b = s.open("fp-alice", "alice", true, "key1");
+  s.setChallenge(a, "step-up", "c1", "/console/drain/on");
+  t.equal(s.takeChallenge(a, "login"), undefined, "a step-up's challenge is no sign-in's…");
+  s.setChallenge(a, "login", "c2");
+  t.equal(s.takeStepUpChallenge(a), undefined, "…nor a sign-in's a step-up's");
+  s.setChallenge(a, "step-up", "c3", "/console/drain/on");
+  t.same(s.takeStepUpChallenge(a), { value: "c3", for: "/console/drain/on" }, "with what it is for");
+  t.equal(s.takeStepUpChallenge(a), undefined, "once");
+  s.setChallenge(a, "step-up", "c4", "/console/drain/on");
+  now += STEP_UP_MAX_AGE_MS + 1;
+  t.equal(s.takeStepUpChallenge(a), undefined, "and waits two minutes for the touch, no more");
+
+  s.recordStepUp(a, "key2", "/console/drain/on");
+  t.equal(s.peekStepUp(b, "/console/drain/on"), undefined, "another session of the same operator has none");
+  t.equal(s.peekStepUp(a, "/console/drain/off"), undefined, "nothing for another path");
+  t.match(s.peekStepUp(a, "/console/drain/on"), { keyId: "key2", for: "/console/drain/on" }, "a look leaves it");
+  t.match(s.takeStepUp(a, "/console/drain/on"), { keyId: "key2" });
+  t.equal(s.takeStepUp(a, "/console/drain/on"), undefined, "one touch, one action");
+  s.recordStepUp(a, "key2", "/console/drain/on");
+  t.equal(s.takeStepUp(a, "/console/drain/off"), undefined, "asked for another path…");
+  t.equal(s.takeStepUp(a, "/console/drain/on"), undefined, "…it is gone all the same");
+  s.recordStepUp(a, "key2", "/console/drain/on");
+  now += STEP_UP_MAX_AGE_MS;
+  t.ok(s.peekStepUp(a, "/console/drain/on"), "two minutes old: still fresh");
+  now += 1;
+  t.equal(s.takeStepUp(a, "/console/drain/on"), undefined, "older: not");
+  s.recordStepUp(a, "key2", "/console/drain/on");
+  const c = s.promote(a, "key2");
+  t.equal(c.stepUp, undefined, "a new session starts without one");
+});
+
+t.test("admin.console.sessionTtlMs: at most one hour, refused above it with the limit named", async (t) => {
+  t.equal(MAX_CONSOLE_SESSION_TTL_MS, 3_600_000);
+  t.equal(loadConfig({ env: {} }).admin.console.sessionTtlMs, 900_000, "15 minutes by default");
+  t.equal(loadConfig({ env: { RUNIGUN_ADMIN_CONSOLE_SESSION_TTL_MS: "3600000" } }).admin.console.sessionTtlMs, 3_600_000, "one hour is allowed");
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_CONSOLE_SESSION_TTL_MS: "3600001" } }),
+    /config key admin\.console\.sessionTtlMs: 3600001 is above the limit of 3600000 ms \(1 hour\).*RUNIGUN_ADMIN_CONSOLE_SESSION_TTL_MS/);
+  t.throws(() => loadConfig({ env: {}, overrides: { admin: { console: { sessionTtlMs: 24 * 3_600_000 } } } }), /86400000 is above the limit of 3600000 ms \(1 hour\)/, "a day, allowed before, is not");
+  t.throws(() => loadConfig({ env: { RUNIGUN_ADMIN_CONSOLE_SESSION_TTL_MS: "1000" } }), /config key admin\.console\.sessionTtlMs: /, "nor under a minute, as before");
 });
 
 t.test("enrollment tokens: hashed, one operator, expiring, replaced by a newer one", async (t) => {
@@ -203,6 +249,47 @@ t.test("restore incident: each ambiguous payout gets an adoption form, its candi
 const COOKIE = "__Host-runigun-console";
 const TXID = "c3".repeat(32), OTHER_TXID = "d4".repeat(32);
 
+/** A FIDO2 security key in software: an ES256 credential that signs what a real key would sign. */
+interface SoftKey { id: string; key: KeyObject; cose: Buffer; counter: number }
+const b64u = (b: Buffer) => b.toString("base64url");
+const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest();
+/** A CBOR byte string's or text string's header (major type 2 or 3), for lengths up to 65535. */
+const cborHead = (major: number, n: number) => (n < 24 ? Buffer.from([(major << 5) | n]) : n < 256 ? Buffer.from([(major << 5) | 24, n]) : Buffer.from([(major << 5) | 25, n >> 8, n & 255]));
+const cborText = (x: string) => Buffer.concat([cborHead(3, Buffer.byteLength(x)), Buffer.from(x)]);
+const cborBytes = (b: Buffer) => Buffer.concat([cborHead(2, b.length), b]);
+
+function softKey(): SoftKey {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const jwk = publicKey.export({ format: "jwk" });
+  // COSE_Key {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}
+  const cose = Buffer.concat([Buffer.from([0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21]), cborBytes(Buffer.from(jwk.x!, "base64url")), Buffer.from([0x22]), cborBytes(Buffer.from(jwk.y!, "base64url"))]);
+  return { id: b64u(randomBytes(16)), key: privateKey, cose, counter: 0 };
+}
+
+/** Authenticator data: the RP id's hash, the flags (user present; `uv`: verified), the counter, and what follows. */
+function authData(k: SoftKey, uv: boolean, extra: Buffer = Buffer.alloc(0), at = false): Buffer {
+  const counter = Buffer.alloc(4);
+  counter.writeUInt32BE(++k.counter);
+  return Buffer.concat([sha256("localhost"), Buffer.from([0x01 | (uv ? 0x04 : 0) | (at ? 0x40 : 0)]), counter, extra]);
+}
+
+/** The answer of `navigator.credentials.get()` with this key to a challenge. */
+function assertion(k: SoftKey, challenge: string, origin: string, o: { uv?: boolean } = {}) {
+  const data = authData(k, o.uv !== false);
+  const clientData = Buffer.from(JSON.stringify({ type: "webauthn.get", challenge, origin, crossOrigin: false }));
+  const signature = sign("sha256", Buffer.concat([data, sha256(clientData)]), k.key);
+  return { id: k.id, rawId: k.id, type: "public-key", response: { authenticatorData: b64u(data), clientDataJSON: b64u(clientData), signature: b64u(signature) }, clientExtensionResults: {} };
+}
+
+/** The answer of `navigator.credentials.create()` with this (new) key, attestation "none". */
+function attestation(k: SoftKey, challenge: string, origin: string) {
+  const id = Buffer.from(k.id, "base64url");
+  const data = authData(k, true, Buffer.concat([Buffer.alloc(16), Buffer.from([id.length >> 8, id.length & 255]), id, k.cose]), true);
+  const attestationObject = Buffer.concat([Buffer.from([0xa3]), cborText("fmt"), cborText("none"), cborText("attStmt"), Buffer.from([0xa0]), cborText("authData"), cborBytes(data)]);
+  const clientData = Buffer.from(JSON.stringify({ type: "webauthn.create", challenge, origin, crossOrigin: false }));
+  return { id: k.id, rawId: k.id, type: "public-key", response: { clientDataJSON: b64u(clientData), attestationObject: b64u(attestationObject), transports: ["usb"] }, clientExtensionResults: {} };
+}
+
 async function edge(t: Test, names: string[], extra: Partial<AdminPort> = {}) {
   const dir = t.testdir();
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: generateKeyRingFile(join(dir, "master.key")) });
@@ -211,11 +298,14 @@ async function edge(t: Test, names: string[], extra: Partial<AdminPort> = {}) {
   const operators = new OperatorStore(store);
   const audit = new AuditLog(store);
   let now = Date.now();
-  const ops: Record<string, { fp: string; cert: Pem; code: () => string }> = {};
+  const ops: Record<string, { fp: string; cert: Pem; code: () => string; key: SoftKey }> = {};
   for (const name of names) {
     const added = await addOperator({ pkiDir: pki, store: operators, name, out: join(dir, `operator-${name}`) });
     const rec = (await operators.get(added.fingerprint))!;
-    ops[name] = { fp: added.fingerprint, cert: readPem(added.dir, name), code: () => totpFor(rec).generate({ timestamp: (now += 30_000) }) };
+    // Each operator has a security key registered (in software), as enrollment leaves it.
+    const key = softKey();
+    await operators.addKey(added.fingerprint, { id: key.id, publicKey: b64u(key.cose), counter: 0, label: `${name}'s key`, addedAt: 1 });
+    ops[name] = { fp: added.fingerprint, cert: readPem(added.dir, name), code: () => totpFor(rec).generate({ timestamp: (now += 30_000) }), key };
   }
   // A restore incident with two payouts of two wallets alike to one output of an unknown spend.
   const incident = {
@@ -235,7 +325,9 @@ async function edge(t: Test, names: string[], extra: Partial<AdminPort> = {}) {
     },
     ...extra,
   } as unknown as AdminPort;
-  const sessions = new Sessions(15 * 60_000);
+  // The console's clock, moved on by a test (`h.later(ms)`) to age a step-up.
+  let skew = 0;
+  const sessions = new Sessions(15 * 60_000, () => Date.now() + skew);
   const config = loadConfig({ env: {} });
   const lines: Array<{ level: number; alert?: boolean; msg: string; operator?: string; revoked?: string }> = [];
   const log = createLogger({ level: "warn", destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
@@ -258,13 +350,29 @@ async function edge(t: Test, names: string[], extra: Partial<AdminPort> = {}) {
       headers: { cookie: `${COOKIE}=${s.id}`, origin: o.origin ?? origin, "content-type": "application/x-www-form-urlencoded" },
     });
   };
+  /** A request as the console's script sends it: JSON, the CSRF token in a header. */
+  const json = (who: string, s: Session, path: string, body: unknown) => mtls(listening, ca, path, {
+    client: ops[who]!.cert, method: "POST", body: JSON.stringify(body),
+    headers: { cookie: `${COOKIE}=${s.id}`, origin, "x-csrf-token": s.csrf, "content-type": "application/json", accept: "application/json" },
+  });
+  /**
+   * The step-up as the page's script makes it: options for `forPath`, a touch of `key` (the operator's own unless
+   * said), the answer checked. Returns the answer to the assertion.
+   */
+  const touch = async (who: string, s: Session, forPath: string, o: { key?: SoftKey; uv?: boolean; challenge?: (c: string) => string } = {}) => {
+    const r = await json(who, s, "/console/step-up/options", { for: forPath });
+    if (r.status !== 200) return r;
+    const { challenge } = JSON.parse(r.body) as { challenge: string };
+    return json(who, s, "/console/step-up/verify", { response: assertion(o.key ?? ops[who]!.key, o.challenge ? o.challenge(challenge) : challenge, origin, o.uv === undefined ? {} : { uv: o.uv }) });
+  };
   /** A JSON API request with a fresh TOTP code. */
   const api = (who: string, path: string, body: unknown) => mtls(listening, ca, path, {
     client: ops[who]!.cert, method: "POST", body: JSON.stringify(body), headers: { "x-totp": ops[who]!.code(), "content-type": "application/json" },
   });
   /** A JSON API read with a fresh TOTP code. */
   const apiGet = (who: string, path: string) => mtls(listening, ca, path, { client: ops[who]!.cert, headers: { "x-totp": ops[who]!.code() } });
-  return { operators, audit, ops, sessions, signIn, get, post, api, apiGet, adopted, lines, listening, ca };
+  const later = (ms: number) => void (skew += ms);
+  return { operators, audit, ops, sessions, signIn, get, post, json, touch, later, api, apiGet, adopted, lines, listening, ca, origin };
 }
 
 const activeNames = async (operators: OperatorStore) => (await operators.list()).filter((o) => !o.revoked).map((o) => o.name).sort();
@@ -302,7 +410,7 @@ t.test("revoke from the console: refused without the confirmation, done with it,
   let r = await h.post("alice", alice, "/console/operators/bob/revoke/review", { reason });
   t.equal(r.status, 200, "answered", { body: r.body });
   t.match(r.body, /Confirm: revoke the operator <strong>bob<\/strong>/);
-  t.match(r.body, /<form method="post" action="\/console\/operators\/bob\/revoke" class="action">/, "the confirmation's form");
+  t.match(r.body, /<form method="post" action="\/console\/operators\/bob\/revoke" class="action" data-step-up>/, "the confirmation's form (it asks for a touch)");
   t.match(r.body, /name="confirm" value="yes"/);
   r = await h.post("alice", alice, "/console/operators/bob/revoke", { reason });
   t.equal(r.status, 400, "without the confirmation");
@@ -310,6 +418,7 @@ t.test("revoke from the console: refused without the confirmation, done with it,
   t.same(await activeNames(h.operators), ["alice", "bob", "carol", "dave"], "nothing happened before the confirmation");
   t.same(await h.audit.list(10), [], "not even attempted");
 
+  t.equal((await h.touch("alice", alice, "/console/operators/bob/revoke")).status, 200, "a touch of alice's key for it");
   r = await h.post("alice", alice, "/console/operators/bob/revoke", { reason, confirm: "yes" });
   t.equal(r.status, 200, "answered", { body: r.body });
   t.match(r.body, /bob is revoked/);
@@ -335,12 +444,14 @@ t.test("revoke from the console: yourself as the JSON API allows, never the last
   const alice = h.signIn("alice"), bob = h.signIn("bob");
   let r = await h.post("bob", bob, "/console/operators/bob/revoke/review", { reason: "handing over my duties" });
   t.match(r.body, /<strong>This is you:<\/strong>/, "the review says it is the operator themself");
+  await h.touch("bob", bob, "/console/operators/bob/revoke");
   r = await h.post("bob", bob, "/console/operators/bob/revoke", { reason: "handing over my duties", confirm: "yes" });
   t.equal(r.status, 200, "answered", { body: r.body });
   t.match(r.body, /You revoked yourself/);
   t.equal(h.sessions.find(bob.id, h.ops.bob!.fp), undefined, "their own session ended");
   t.same(await activeNames(h.operators), ["alice"]);
 
+  await h.touch("alice", alice, "/console/operators/alice/revoke");
   r = await h.post("alice", alice, "/console/operators/alice/revoke", { reason: "testing the last one", confirm: "yes" });
   t.equal(r.status, 409);
   t.match(r.body, /alice is the last active operator: revoking it here would lock every operator out\. Add another first/, "the port's own message");
@@ -377,6 +488,7 @@ t.test("adopt an ambiguous payout from the restore incident: the txid checked, t
   t.same(h.adopted, [], "the port was not asked");
   t.same(await h.audit.list(10), [], "nothing attempted");
 
+  await h.touch("alice", alice, path);
   r = await h.post("alice", alice, path, { txid: TXID, reason, confirm: "yes" });
   t.equal(r.status, 200, "answered", { body: r.body });
   t.match(r.body, new RegExp(`wd_one is recorded as paid by <code>${TXID}</code> \\(batch b7\\)`));
@@ -389,6 +501,7 @@ t.test("adopt an ambiguous payout from the restore incident: the txid checked, t
   const [apiOutcome, apiEntry] = await h.audit.list(2);
   t.same([shape(entry), shape(outcome)].map((e) => ({ ...e, operator: "X", target: "Y" })), [shape(apiEntry), shape(apiOutcome)].map((e) => ({ ...e, operator: "X", target: "Y" })), "the same entries as the JSON API's");
 
+  await h.touch("alice", alice, "/console/payouts/ambiguous/wd_nobody/adopt");
   r = await h.post("alice", alice, "/console/payouts/ambiguous/wd_nobody/adopt", { txid: TXID, reason, confirm: "yes" });
   t.equal(r.status, 409);
   t.match(r.body, /Payout wd_nobody is not one the open restore incident names as ambiguous\./, "the port's refusal, as its message");
@@ -469,11 +582,172 @@ t.test("a fee rate above withdrawals.maxFeeRateSatVb: the JSON API refuses it wi
   }
   t.same(asked, [], "the engine was not asked");
   t.equal(await actions(), before, "nor anything audited");
+  await h.touch("alice", alice, "/console/payouts/b3/bump");
   r = await h.post("alice", alice, "/console/payouts/b3/bump", { feeRateSatVb: "5000", reason, confirm: "yes", aboveMaxFeeRate: "yes" });
   t.equal(r.status, 200, "answered", { body: r.body });
   t.match(r.body, /was bumped/);
   t.equal((await h.post("alice", alice, "/console/payouts/b3/bump/review", { feeRateSatVb: "10001", reason })).status, 400, "never above the hard limit");
   t.same(asked, [["bump", "b3", 5000n]], "with the tick");
+});
+
+t.test("step-up: the actions that move money or change who can do what need a fresh touch of a key for them; without it nothing runs, nothing is audited", async (t) => {
+  const ran: string[] = [];
+  const did = (what: string, answer: Json = {}) => async () => (ran.push(what), answer);
+  const h = await edge(t, ["alice", "bob", "carol"], {
+    payouts: async () => ({ batches: [{ id: "b3", status: "stuck", txid: "e5".repeat(32), fee: "4200", ids: ["wd_a"], replaced: [] }], payouts: [] }),
+    freeze: did("freeze"), unfreeze: did("unfreeze"), unqueuePayout: did("unqueue"), pausePayouts: did("pause"), resumePayouts: did("resume"),
+    setDraining: async (on: boolean) => (ran.push(on ? "drain-on" : "drain-off"), { draining: on }), backup: did("backup", { path: "/b/s.rgs", bytes: 1, ms: 1 }),
+    adoptPayout: did("adopt", { batch: "b7", ambiguous: [] }), bumpPayout: did("bump", { txid: "f6".repeat(32), fee: "9000" }), releasePayout: did("release", { status: "cancelling", txid: "f7".repeat(32), fee: "800" }),
+  });
+  const alice = h.signIn("alice");
+  const reason = "an unlocked laptop, say";
+  const needed: Array<[string, Record<string, string>]> = [
+    ["/console/wallets/u_walletone01/unfreeze", {}], ["/console/payouts/queued/wd_one/unqueue", {}], ["/console/payouts/resume", {}],
+    ["/console/drain/on", {}], ["/console/drain/off", {}], ["/console/operators/bob/revoke", {}], ["/console/payouts/ambiguous/wd_one/adopt", { txid: TXID }],
+    ["/console/payouts/b3/bump", { feeRateSatVb: "60" }], ["/console/payouts/b3/release", { feeRateSatVb: "5" }],
+  ];
+  for (const [path, fields] of needed) {
+    const review = await h.post("alice", alice, `${path}/review`, { reason, ...fields });
+    t.equal(review.status, 200, `${path}: its review`, { body: review.body });
+    t.match(review.body, new RegExp(`<form method="post" action="${path}" class="action" data-step-up>`), `${path}: the confirmation asks for the touch`);
+    t.match(review.body, /Confirming asks for a touch of your security key/);
+    t.match(review.body, /<script src="\/console\/static\/simplewebauthn-browser\.js" defer><\/script>\s*<script src="\/console\/static\/webauthn-pages\.js" defer><\/script>/, `${path}: with the scripts that make it (no inline script)`);
+    const r = await h.post("alice", alice, path, { reason, confirm: "yes", ...fields });
+    t.equal(r.status, 403, `${path}: refused without a touch`);
+    t.match(r.body, /This action needs a fresh touch of one of your security keys .* nothing was done/, `${path}: and says why`);
+  }
+  t.same(ran, [], "nothing ran");
+  t.same(await h.audit.list(10), [], "nothing was audited");
+  t.same(await activeNames(h.operators), ["alice", "bob", "carol"], "bob is not revoked");
+  t.match(h.lines.filter((l) => /no fresh touch/.test(l.msg)), Array(needed.length).fill({ operator: "alice" }), "each refusal is a warning");
+
+  // Freeze, pause payouts and back up now only stop things or copy the store: no touch.
+  for (const path of ["/console/wallets/u_walletone01/freeze", "/console/payouts/pause", "/console/backup"]) {
+    const review = await h.post("alice", alice, `${path}/review`, { reason });
+    t.notMatch(review.body, /data-step-up|<script/, `${path}: no touch asked`);
+    t.equal((await h.post("alice", alice, path, { reason, confirm: "yes" })).status, 200, `${path}: done without a touch`);
+  }
+  t.same(ran, ["freeze", "pause", "backup"]);
+
+  // With a touch for it: done, once.
+  ran.length = 0;
+  const unfreeze = "/console/wallets/u_walletone01/unfreeze";
+  t.same(JSON.parse((await h.touch("alice", alice, unfreeze)).body), { ok: true });
+  t.equal((await h.post("alice", alice, unfreeze, { reason, confirm: "yes" })).status, 200, "touched: done");
+  t.equal((await h.post("alice", alice, unfreeze, { reason, confirm: "yes" })).status, 403, "one touch, one action");
+  for (const [path, fields] of needed.filter(([p]) => p !== "/console/operators/bob/revoke")) {
+    t.equal((await h.touch("alice", alice, path)).status, 200);
+    const r = await h.post("alice", alice, path, { reason, confirm: "yes", ...fields });
+    t.equal(r.status, 200, `${path}: done with a touch`, { body: r.body });
+  }
+  t.same(ran, ["unfreeze", "unfreeze", "unqueue", "resume", "drain-on", "drain-off", "adopt", "bump", "release"]);
+  t.match((await h.audit.list(50)).find((e) => e.action === "release-payout"), { operator: "alice", target: "b3", reason });
+
+  ran.length = 0;
+  const drainOn = "/console/drain/on", drainOff = "/console/drain/off";
+  await h.touch("alice", alice, drainOn);
+  t.equal((await h.post("alice", alice, drainOff, { reason, confirm: "yes" })).status, 403, "a touch for drain on does not switch it off");
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 403, "and is gone after that attempt");
+  await h.touch("alice", alice, drainOn);
+  h.later(STEP_UP_MAX_AGE_MS + 1000);
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 403, "more than two minutes old: refused");
+  const other = h.signIn("alice");
+  await h.touch("alice", other, drainOn);
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 403, "a touch on another session of the same operator does not count");
+
+  // The touch itself: a registered key of this operator, with user verification, answering this session's challenge once.
+  let r = await h.touch("alice", alice, drainOn, { uv: false });
+  t.equal(r.status, 401);
+  t.match(JSON.parse(r.body).error, /User verification required/, "without user verification (PIN, fingerprint): refused");
+  r = await h.touch("alice", alice, drainOn, { key: h.ops.bob!.key });
+  t.same(JSON.parse(r.body), { error: "this security key is not registered for alice" }, "bob's key does not touch for alice");
+  r = await h.touch("alice", alice, drainOn, { key: softKey() });
+  t.equal(r.status, 401, "nor a key nobody registered");
+  r = await h.touch("alice", alice, drainOn, { challenge: () => b64u(randomBytes(32)) });
+  t.equal(r.status, 401, "nor an answer to another challenge");
+  const opts = JSON.parse((await h.json("alice", alice, "/console/step-up/options", { for: drainOn })).body) as { challenge: string; userVerification: string; allowCredentials: Array<{ id: string }> };
+  t.equal(opts.userVerification, "required");
+  t.same(opts.allowCredentials.map((c) => c.id), [h.ops.alice!.key.id], "alice's keys only");
+  const answer = assertion(h.ops.alice!.key, opts.challenge, h.origin);
+  t.equal((await h.json("alice", alice, "/console/step-up/verify", { response: answer })).status, 200);
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 200, "the real answer allows it");
+  t.same(ran, ["drain-on"]);
+  r = await h.json("alice", alice, "/console/step-up/verify", { response: answer });
+  t.equal(r.status, 401, "a replayed answer is refused");
+  t.match(JSON.parse(r.body).error, /no confirmation with a security key in progress/);
+  await h.json("alice", alice, "/console/step-up/options", { for: drainOn });
+  t.equal((await h.json("alice", alice, "/console/step-up/verify", { response: answer })).status, 401, "also against a new challenge");
+  const login = JSON.parse((await h.json("alice", alice, "/console/login/options", {})).body) as { challenge: string };
+  t.equal((await h.json("alice", alice, "/console/step-up/verify", { response: assertion(h.ops.alice!.key, login.challenge, h.origin) })).status, 401, "a sign-in's challenge is not a step-up's");
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 403, "none of those left a step-up");
+  const preLogin = h.sessions.open(h.ops.alice!.fp, "alice");
+  t.equal((await h.json("alice", preLogin, "/console/step-up/options", { for: drainOn })).status, 401, "not before signing in");
+  t.equal((await h.json("alice", alice, "/console/step-up/options", { for: "https://evil.example/" })).status, 400, "for a console path only");
+
+  // A key removed after its touch no longer allows anything.
+  const spare = softKey();
+  await h.operators.addKey(h.ops.alice!.fp, { id: spare.id, publicKey: b64u(spare.cose), counter: 0, label: "spare", addedAt: 2 });
+  t.equal((await h.touch("alice", alice, drainOn, { key: spare })).status, 200, "any registered key of hers touches");
+  await h.operators.removeKey(h.ops.alice!.fp, spare.id);
+  t.equal((await h.post("alice", alice, drainOn, { reason, confirm: "yes" })).status, 403, "the key was removed since");
+  t.same(ran, ["drain-on"], "none of the others ran");
+});
+
+t.test("step-up: adding a security key needs a touch of one already registered, on this session, within two minutes; removing one too; enrollment links stay as they were", async (t) => {
+  const h = await edge(t, ["alice", "bob"]);
+  const alice = h.signIn("alice");
+  const keys = async (who: string) => ((await h.operators.get(h.ops[who]!.fp))!.keys ?? []).map((k) => k.label);
+  /** A new key's registration, as the keys page's script makes it once the touch is done. */
+  const register = async (s: Session, k: SoftKey, label: string) => {
+    const o = await h.json("alice", s, "/console/keys/options", {});
+    if (o.status !== 200) return o;
+    return h.json("alice", s, "/console/keys/verify", { label, response: attestation(k, (JSON.parse(o.body) as { challenge: string }).challenge, h.origin) });
+  };
+  const intruder = softKey();
+  let r = await h.json("alice", alice, "/console/keys/options", {});
+  t.equal(r.status, 403, "no registration options without a touch");
+  t.match(JSON.parse(r.body).error, /needs a fresh touch of one of your security keys/);
+  r = await h.json("alice", alice, "/console/keys/verify", { label: "mine now", response: attestation(intruder, b64u(randomBytes(32)), h.origin) });
+  t.equal(r.status, 403, "nor a registration");
+  await h.touch("alice", alice, "/console/drain/on");
+  t.equal((await register(alice, intruder, "mine now")).status, 403, "a touch for another action does not add a key");
+  // The touch for the options, then more than two minutes until the new key answers: refused.
+  await h.touch("alice", alice, "/console/keys/verify");
+  const o = JSON.parse((await h.json("alice", alice, "/console/keys/options", {})).body) as { challenge: string; excludeCredentials: Array<{ id: string }> };
+  t.same(o.excludeCredentials.map((c) => c.id), [h.ops.alice!.key.id]);
+  h.later(STEP_UP_MAX_AGE_MS + 1000);
+  t.equal((await h.json("alice", alice, "/console/keys/verify", { label: "mine now", response: attestation(intruder, o.challenge, h.origin) })).status, 403, "too late");
+  t.same(await keys("alice"), ["alice's key"], "no key was added");
+  t.same(await h.audit.list(10), [], "nothing audited");
+
+  // Touched with her key: the new key is added, once.
+  const spare = softKey();
+  t.equal((await h.touch("alice", alice, "/console/keys/verify")).status, 200);
+  r = await register(alice, spare, "spare key in the safe");
+  t.equal(r.status, 200, "added", { body: r.body });
+  t.same(await keys("alice"), ["alice's key", "spare key in the safe"]);
+  t.match((await h.audit.list(2)).find((e) => e.action === "console-key-add"), { operator: "alice", target: "alice" });
+  t.equal((await register(alice, softKey(), "a third")).status, 403, "a second key needs a second touch");
+
+  // Removing a key: a touch for it too.
+  const remove = (id: string) => h.post("alice", alice, "/console/keys/remove", { id, reason: "lost it on the train" });
+  r = await remove(spare.id);
+  t.equal(r.status, 403, "refused without a touch");
+  t.match(r.body, /needs a fresh touch/);
+  t.same(await keys("alice"), ["alice's key", "spare key in the safe"], "both keys stay");
+  t.equal((await h.touch("alice", alice, "/console/keys/remove", { key: spare })).status, 200, "the new key touches too");
+  t.equal((await remove(spare.id)).status, 303, "removed with a touch");
+  t.same(await keys("alice"), ["alice's key"]);
+
+  // Enrollment through a one-time link (a first key, before any sign-in): no touch of an older key, as before.
+  const link = await h.operators.issueEnrollment(h.ops.bob!.fp, { ttlMs: 60_000 });
+  const pre = h.sessions.open(h.ops.bob!.fp, "bob");
+  const e = await h.json("bob", pre, "/console/enroll/options", { token: link.token });
+  t.equal(e.status, 200, "enrollment options", { body: e.body });
+  const bobNew = softKey();
+  r = await h.json("bob", pre, "/console/enroll/verify", { token: link.token, label: "bob's second", response: attestation(bobNew, (JSON.parse(e.body) as { challenge: string }).challenge, h.origin) });
+  t.equal(r.status, 200, "enrolled through the link", { body: r.body });
+  t.same(await keys("bob"), ["bob's key", "bob's second"]);
 });
 
 t.test("lists of every user's deposits or payouts are audited: one entry per request, with the operator, the route and the filter", async (t) => {

@@ -1,6 +1,8 @@
 // The operator console in a real browser: Debian's chromium driven by playwright-core, the client certificate
 // presented by playwright (`clientCertificates`), FIDO2 security keys from DevTools' virtual authenticator, and
 // the real engine on a regtest node behind the admin edge. Screenshots of every page go to test-output/console/.
+// The actions that move money or change who can do what need a step-up: the confirmation page's script asks the
+// authenticator for a touch of a registered key for that action before it sends the form.
 import t from "tap";
 import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
@@ -125,6 +127,28 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
       const r = await post("/console/login/verify", { response });
       return { status: r.status, error: ((await r.json()) as { error?: string }).error };
     }, credentialId);
+  };
+  /**
+   * A step-up for `forPath` made in the page (the keys page loads the scripts), as a confirmation page's script makes
+   * it: what the server answered to its verification, or what the authenticator said.
+   */
+  const touch = async (s: Seat, forPath: string): Promise<{ status: number; error?: string }> => {
+    await s.page.goto(`${origin}/console/keys`);
+    return s.page.evaluate(async (forPath) => {
+      const w = globalThis as unknown as Win;
+      const csrf = w.document.querySelector('meta[name="csrf-token"]')!.getAttribute("content")!;
+      const post = (u: string, b: unknown) => fetch(u, { method: "POST", headers: { "content-type": "application/json", "x-csrf-token": csrf }, body: JSON.stringify(b) });
+      const options = await post("/console/step-up/options", { for: forPath });
+      if (!options.ok) return { status: options.status, error: ((await options.json()) as { error?: string }).error };
+      let response: unknown;
+      try {
+        response = await w.SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: await options.json() });
+      } catch (e) {
+        return { status: 0, error: (e as Error).name };
+      }
+      const r = await post("/console/step-up/verify", { response });
+      return { status: r.status, error: ((await r.json()) as { error?: string }).error };
+    }, forPath);
   };
   const credentials = async (s: Seat) =>
     (await s.cdp.send("WebAuthn.getCredentials", { authenticatorId: s.authenticator })).credentials;
@@ -323,6 +347,12 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.equal(r.status, 400, "without the confirmation step");
     t.match(r.body, /Not confirmed: nothing was done/);
     t.notOk((await audit.list(5)).some((e) => e.action === "resume-payouts"), "not even attempted");
+    // Confirmed, but without a touch of a security key for it (an old tab, a script, a page without its script): refused.
+    r = await sameSitePost("/console/payouts/resume", "reason=just+in+case&confirm=yes");
+    t.equal(r.status, 403, "no touch for it");
+    t.match(r.body, /needs a fresh touch of one of your security keys .* nothing was done/);
+    t.notOk((await audit.list(5)).some((e) => e.action === "resume-payouts"), "not even attempted");
+    t.same(await touch(a, "/console/payouts/resume"), { status: 200 }, "touched for it");
     r = await sameSitePost("/console/payouts/resume", "reason=just+in+case&confirm=yes");
     t.equal(r.status, 200);
     t.match(r.body, /Payouts are running/);
@@ -331,6 +361,8 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     // Giving back a queued payout: the engine's refusal for one it does not have, shown as its message, and audited.
     r = await sameSitePost("/console/payouts/queued/wd_nobody/unqueue/review", "reason=the+user+asked");
     t.match(r.body, /Confirm: give back the queued payout/);
+    t.match(r.body, /data-step-up/, "its confirmation asks for a touch");
+    await touch(a, "/console/payouts/queued/wd_nobody/unqueue");
     r = await sameSitePost("/console/payouts/queued/wd_nobody/unqueue", "reason=the+user+asked&confirm=yes");
     t.equal(r.status, 409);
     t.match(r.body, /No payout wd_nobody in the book/);
@@ -346,8 +378,12 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.click('button[type="submit"]:has-text("Review")');
     t.match(await a.page.textContent("main"), /Confirm: replace the transaction/);
     t.equal((await te.engine.payouts.state()).batches[batchId]!.txid, batchBefore.txid, "nothing happens before the confirmation");
+    t.match(await a.page.textContent("main"), /Confirming asks for a touch of your security key/);
     await shot(a.page, "10-bump-confirm");
-    await a.page.click('button:has-text("Confirm fee bump")');
+    // The page's script asks the authenticator for the touch, then sends the form.
+    const touched = a.page.waitForResponse((r) => r.url() === `${origin}/console/step-up/verify`);
+    await Promise.all([a.page.waitForURL(`${origin}/console/payouts/${batchId}/bump`), a.page.click('button:has-text("Confirm fee bump")')]);
+    t.equal((await touched).status(), 200, "touched first");
     t.match(await a.page.textContent("main"), /was bumped/);
     await shot(a.page, "11-bump-done");
     const after = (await te.engine.payouts.state()).batches[batchId]!;
@@ -376,7 +412,7 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await a.page.fill('textarea[name="reason"]', "refused by every mempool");
     await a.page.click('button[type="submit"]:has-text("Review")');
     t.match(await a.page.textContent("main"), /Confirm: give up/);
-    await a.page.click('button:has-text("Confirm release")');
+    await Promise.all([a.page.waitForURL(`${origin}/console/payouts/${batchId}/release`), a.page.click('button:has-text("Confirm release")')]);
     t.match(await a.page.textContent("main"), /confirmed, not stuck: only a stuck batch can be released/);
     t.equal((await te.engine.payouts.state()).batches[batchId]!.status, "confirmed", "nothing changed");
     const log = await audit.list(10);
@@ -537,18 +573,69 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     t.equal(mallory.page.url(), `${origin}/console/login`);
   });
 
-  await t.test("a second key is added; a removed key is refused from then on", async (t) => {
+  await t.test("an unlocked laptop: someone else's authenticator is not added, and confirmations do nothing without alice's key", async (t) => {
+    // Alice's signed-in session, in a browser with only the passer-by's own authenticator (no credential of alice's).
+    const laptop = await seat("alice");
+    t.teardown(() => laptop.ctx.close());
+    await laptop.ctx.addCookies(await a.ctx.cookies(origin));
+    const entries = await auditCount();
+    await laptop.page.goto(`${origin}/console/keys`);
+    t.equal(laptop.page.url(), `${origin}/console/keys`, "the session opens the keys page");
+    t.ok(await laptop.page.locator("#add-key").isDisabled(), "registering waits for the touch of a registered key");
+    await laptop.page.click("#step-up-key");
+    await laptop.page.waitForFunction(SETTLED);
+    t.match(await status(laptop.page), /^Not confirmed/, "no key of alice's answers");
+    t.ok(await laptop.page.locator("#add-key").isDisabled());
+    await shot(laptop.page, "23-keys-no-touch");
+    // Straight to the server, as a script in that browser could.
+    const asked = await laptop.page.evaluate(async () => {
+      const w = globalThis as unknown as Win;
+      const csrf = w.document.querySelector('meta[name="csrf-token"]')!.getAttribute("content")!;
+      const r = await fetch("/console/keys/options", { method: "POST", headers: { "content-type": "application/json", "x-csrf-token": csrf }, body: "{}" });
+      return { status: r.status, error: ((await r.json()) as { error?: string }).error };
+    });
+    t.equal(asked.status, 403, "no registration options without the touch");
+    t.match(asked.error, /needs a fresh touch of one of your security keys/);
+    t.equal((await operators.get(alice.fingerprint))!.keys?.length, 1, "no key was added");
+
+    // A confirmation page in that browser: its touch fails, so the form is never sent.
+    await laptop.page.goto(`${origin}/console/`);
+    const form = laptop.page.locator('form[action="/console/drain/on/review"]');
+    await form.locator('input[name="reason"]').fill("not alice");
+    await Promise.all([laptop.page.waitForURL(`${origin}/console/drain/on/review`), form.locator("button").click()]);
+    let sent = false;
+    laptop.page.on("request", (r) => {
+      if (r.url() === `${origin}/console/drain/on`) sent = true;
+    });
+    await laptop.page.click('button:has-text("Confirm drain mode on")');
+    await laptop.page.waitForFunction(SETTLED);
+    t.match(await status(laptop.page), /^Not confirmed, nothing was done/);
+    await shot(laptop.page, "24-confirm-no-touch");
+    t.notOk(sent, "the confirmation was not sent");
+    t.equal(te.engine.draining, undefined, "drain mode stays off");
+    t.same(await touch(laptop, "/console/drain/on"), { status: 0, error: "NotAllowedError" }, "the authenticator has nothing to answer with");
+    t.equal((await sameSitePost("/console/drain/on", "reason=not+alice&confirm=yes")).status, 403, "and the POST alone is refused");
+    t.equal(te.engine.draining, undefined);
+    t.equal(await auditCount(), entries, "nothing audited");
+  });
+
+  await t.test("a second key is added after a touch of the first; a removed key is refused from then on", async (t) => {
     const first = (await credentials(a))[0]!;
+    await a.page.goto(`${origin}/console/keys`);
+    t.match(await a.page.textContent("main"), /First confirm it is you with a key already registered for you/);
+    await a.page.click("#step-up-key");
+    await a.page.waitForFunction(SETTLED);
+    t.match(await status(a.page), /Confirmed\. Now insert the new security key/, "touched with the first key");
     // A second physical key: the first one is unplugged while the second is registered.
     await a.cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: a.authenticator });
     a.authenticator = (await a.cdp.send("WebAuthn.addVirtualAuthenticator", { options: { protocol: "ctap2", transport: "usb", hasResidentKey: true, hasUserVerification: true, isUserVerified: true } })).authenticatorId;
-    await a.page.goto(`${origin}/console/keys`);
     await a.page.fill("#key-label", "spare key in the safe");
     await Promise.all([a.page.waitForURL(`${origin}/console/keys`), a.page.click("#add-key")]);
     await a.page.waitForSelector("text=spare key in the safe");
     t.equal((await operators.get(alice.fingerprint))!.keys?.length, 2);
     await shot(a.page, "14-keys");
-    // Remove the first key (the one this session signed in with): this session ends with it.
+    t.match((await audit.list(5)).find((e) => e.action === "console-key-add"), { operator: "alice", target: "alice" });
+    // Remove the first key (the one this session signed in with), with a touch of the spare: this session ends with it.
     const row = a.page.locator("tr", { hasText: "security key" }).filter({ hasNotText: "spare" });
     await row.locator('input[name="reason"]').fill("key lost on the train");
     await Promise.all([a.page.waitForURL(`${origin}/console/login`), row.locator("button").click()]);

@@ -5,6 +5,10 @@
 // confirmation's POST runs it — through server.ts's audited `act` and the same AdminPort method, action name and target
 // as the JSON API. The guard in index.ts checks the session, the Origin and the CSRF token of every one of these POSTs
 // first. The console adds no rule: a refusal is the port's, shown as its message.
+// An action that moves money or changes who can do what (`stepUp: true`) also needs a fresh touch of a security key
+// for it (auth.ts, session.ts), as the JSON API needs a fresh TOTP code per request: the confirmation page asks for
+// it, and its POST without one is refused before anything is run or audited. Freeze, pause payouts and back up now
+// do not: they only stop things or copy the store, and what undoes them (unfreeze, resume) needs the touch.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type, type TSchema } from "@sinclair/typebox";
 import { isRefusal, type Refusal } from "../../../domain/refusals.ts";
@@ -12,7 +16,7 @@ import type { Json } from "../port.ts";
 import type { Operator } from "../operators.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, at, btc, facts, html, page } from "./html.ts";
-import { confirmForm } from "./forms.ts";
+import { STEP_UP_SCRIPTS, confirmForm } from "./forms.ts";
 
 export const USER_KEY = "^u_[A-Za-z0-9_-]{10,64}$";
 /** The JSON API's patterns (server.ts): an operator's name, a payout id, a txid. */
@@ -35,6 +39,8 @@ interface ActionSpec<P extends Params> {
   check?(p: P): P | string;
   /** The navigation entry the pages belong to. */
   page: string;
+  /** Whether the confirmation needs a fresh touch of a security key (a step-up); see the top of this file. */
+  stepUp: boolean;
   /** The audit entry's action and target: the JSON API's, exactly (server.ts). */
   audit(p: P): { action: string; target: string };
   title(p: P): string;
@@ -56,7 +62,7 @@ const action = <P extends Params>(a: ActionSpec<P>) => a;
 
 export const ACTIONS = [
   action<{ userKey: string }>({
-    path: "/console/wallets/:userKey/freeze", params: Type.Object({ userKey: Type.String({ pattern: USER_KEY }) }), page: "wallets",
+    path: "/console/wallets/:userKey/freeze", params: Type.Object({ userKey: Type.String({ pattern: USER_KEY }) }), page: "wallets", stepUp: false,
     audit: (p) => ({ action: "freeze", target: p.userKey }),
     title: (p) => `Freeze ${p.userKey}`,
     confirm: (_c, p) => html`Confirm: freeze the wallet <strong>${p.userKey}</strong>. Its withdrawals and transfers out are refused and its queued withdrawals wait (one already signed still goes) until an operator unfreezes it; deposits are still credited.`,
@@ -66,7 +72,7 @@ export const ACTIONS = [
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
   }),
   action<{ userKey: string }>({
-    path: "/console/wallets/:userKey/unfreeze", params: Type.Object({ userKey: Type.String({ pattern: USER_KEY }) }), page: "wallets",
+    path: "/console/wallets/:userKey/unfreeze", params: Type.Object({ userKey: Type.String({ pattern: USER_KEY }) }), page: "wallets", stepUp: true,
     audit: (p) => ({ action: "unfreeze", target: p.userKey }),
     title: (p) => `Unfreeze ${p.userKey}`,
     confirm: (_c, p) => html`Confirm: unfreeze the wallet <strong>${p.userKey}</strong>. Its owner can withdraw and send again.`,
@@ -76,7 +82,7 @@ export const ACTIONS = [
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
   }),
   action<{ id: string }>({
-    path: "/console/payouts/queued/:id/unqueue", params: Type.Object({ id: PAYOUT_ID }), page: "payouts",
+    path: "/console/payouts/queued/:id/unqueue", params: Type.Object({ id: PAYOUT_ID }), page: "payouts", stepUp: true,
     audit: (p) => ({ action: "unqueue-payout", target: p.id }),
     title: (p) => `Give back ${p.id}`,
     confirm: (_c, p) => html`Confirm: give back the queued payout <strong>${p.id}</strong>. It is never sent: its wallet gets the amount and the quoted fee back, and its user is told the withdrawal could not be sent. Refused if it is in a batch by now.`,
@@ -86,7 +92,7 @@ export const ACTIONS = [
     back: () => "/console/payouts?status=queued",
   }),
   action<Params>({
-    path: "/console/payouts/pause", page: "overview",
+    path: "/console/payouts/pause", page: "overview", stepUp: false,
     audit: () => ({ action: "pause-payouts", target: "payouts" }),
     title: () => "Pause payouts",
     confirm: () => html`Confirm: pause payouts. No new batch is built until an operator resumes them (a restart keeps them paused); a batch already signed still goes out, and deposits, transfers and reservations go on. Resuming checks the books against the node first.`,
@@ -96,7 +102,7 @@ export const ACTIONS = [
     back: () => "/console/",
   }),
   action<Params>({
-    path: "/console/payouts/resume", page: "overview",
+    path: "/console/payouts/resume", page: "overview", stepUp: true,
     audit: () => ({ action: "resume-payouts", target: "payouts" }),
     title: () => "Resume payouts",
     async confirm(c) {
@@ -112,7 +118,7 @@ export const ACTIONS = [
     back: () => "/console/",
   }),
   action<{ mode: string }>({
-    path: "/console/drain/:mode", params: Type.Object({ mode: Type.Union([Type.Literal("on"), Type.Literal("off")]) }), page: "overview",
+    path: "/console/drain/:mode", params: Type.Object({ mode: Type.Union([Type.Literal("on"), Type.Literal("off")]) }), page: "overview", stepUp: true,
     audit: (p) => ({ action: p.mode === "on" ? "drain-on" : "drain-off", target: "engine" }),
     title: (p) => `Drain mode ${p.mode}`,
     confirm: (_c, p) => (p.mode === "on"
@@ -124,7 +130,7 @@ export const ACTIONS = [
     back: () => "/console/",
   }),
   action<Params>({
-    path: "/console/backup", page: "overview",
+    path: "/console/backup", page: "overview", stepUp: false,
     audit: () => ({ action: "backup", target: "store" }),
     title: () => "Back up now",
     confirm: () => html`Confirm: write a snapshot archive of the store now (the node wallet's backup included).`,
@@ -136,7 +142,7 @@ export const ACTIONS = [
   // The JSON API lets an operator revoke any active operator, themself included, but never the last active one
   // (server.ts revokeOperator): the console offers the same, and says so when it is the operator's own name.
   action<{ name: string }>({
-    path: "/console/operators/:name/revoke", params: Type.Object({ name: Type.String({ pattern: OPERATOR_NAME }) }), page: "operators",
+    path: "/console/operators/:name/revoke", params: Type.Object({ name: Type.String({ pattern: OPERATOR_NAME }) }), page: "operators", stepUp: true,
     audit: (p) => ({ action: "revoke-operator", target: p.name }),
     title: (p) => `Revoke ${p.name}`,
     async confirm(c, p, by) {
@@ -152,7 +158,7 @@ export const ACTIONS = [
     back: () => "/console/operators",
   }),
   action<{ id: string; txid: string }>({
-    path: "/console/payouts/ambiguous/:id/adopt", params: Type.Object({ id: PAYOUT_ID }), fields: { txid: Type.String({ maxLength: 200 }) }, page: "overview",
+    path: "/console/payouts/ambiguous/:id/adopt", params: Type.Object({ id: PAYOUT_ID }), fields: { txid: Type.String({ maxLength: 200 }) }, page: "overview", stepUp: true,
     // Refused here, as the JSON API's schema refuses it: a txid as bitcoin-cli shows it (spaces around a pasted one aside).
     check: (p) => (TXID.test(p.txid.trim()) ? { ...p, txid: p.txid.trim() } : "A txid is 64 hexadecimal digits (0-9, a-f in lowercase), as bitcoin-cli shows it: nothing was done."),
     audit: (p) => ({ action: "adopt-payout", target: p.id }),
@@ -174,8 +180,8 @@ export const ACTIONS = [
 ];
 
 export function actionRoutes(f: FastifyInstance, c: ConsoleContext): void {
-  const send = (req: FastifyRequest, reply: FastifyReply, title: string, pageName: string, body: Html, code = 200) =>
-    reply.code(code).type("text/html; charset=utf-8").send(page({ title, page: pageName, csrf: c.session(req)!.csrf, operator: req.operator!.name, nav: true, body }));
+  const send = (req: FastifyRequest, reply: FastifyReply, title: string, pageName: string, body: Html, code = 200, scripts?: string[]) =>
+    reply.code(code).type("text/html; charset=utf-8").send(page({ title, page: pageName, csrf: c.session(req)!.csrf, operator: req.operator!.name, nav: true, body, ...(scripts ? { scripts } : {}) }));
 
   for (const a of ACTIONS as Array<ActionSpec<Params>>) {
     const fields = Object.keys(a.fields ?? {});
@@ -196,8 +202,8 @@ export function actionRoutes(f: FastifyInstance, c: ConsoleContext): void {
       const { reason } = req.body as { reason: string };
       const body = html`<p class="warn">${await a.confirm(c, p, req.operator!)}</p>
 ${facts([["Reason", reason], ["Operator", req.operator!.name]])}
-${confirmForm({ action: fill(a.path, p), csrf: c.session(req)!.csrf, reason, button: a.button(p), cancel: a.back(p), fields: Object.fromEntries(fields.map((k) => [k, p[k]!])) })}`;
-      return send(req, reply, `Confirm: ${a.title(p)}`, a.page, body);
+${confirmForm({ action: fill(a.path, p), csrf: c.session(req)!.csrf, reason, button: a.button(p), cancel: a.back(p), fields: Object.fromEntries(fields.map((k) => [k, p[k]!])), stepUp: a.stepUp })}`;
+      return send(req, reply, `Confirm: ${a.title(p)}`, a.page, body, 200, a.stepUp ? STEP_UP_SCRIPTS : undefined);
     });
 
     f.post(a.path, { schema }, async (req, reply) => {
@@ -206,6 +212,9 @@ ${confirmForm({ action: fill(a.path, p), csrf: c.session(req)!.csrf, reason, but
       const p = input(req);
       if (typeof p === "string") return invalid(req, reply, p);
       const back = html`<p><a href="${a.back(p)}">Back</a></p>`;
+      // The step-up, used up here: for this very path (the route's own parameters), on this session, fresh.
+      const why = a.stepUp ? c.stepUp(req, fill(a.path, params(req))) : undefined;
+      if (why) return send(req, reply, `${a.title(p)}: refused`, a.page, html`<p class="error" role="alert">${why}</p>${back}`, 403);
       const { action: name, target } = a.audit(p);
       // The same action name, target, audit entry and port method as the JSON API's route.
       const r = await c.act(req, name, target, reason, () => a.run(c, p, reason, req.operator!));

@@ -16,12 +16,21 @@ export function reasonForm(o: { action: string; csrf: string; button: string; la
 
 /**
  * The confirmation step: the reason (and the action's other fields, such as a txid) travel on, with confirm=yes; only
- * this form's POST runs the action.
+ * this form's POST runs the action. With `stepUp`, the page's script asks for a touch of a security key for this
+ * action before it sends the form (the page must load the WebAuthn scripts: STEP_UP_SCRIPTS).
  */
-export function confirmForm(o: { action: string; csrf: string; reason: string; button: string; cancel: string; fields?: Record<string, string> }): Html {
-  return html`<form method="post" action="${o.action}" class="action"><input type="hidden" name="_csrf" value="${o.csrf}">
+export function confirmForm(o: { action: string; csrf: string; reason: string; button: string; cancel: string; fields?: Record<string, string>; stepUp?: boolean }): Html {
+  return html`<form method="post" action="${o.action}" class="action"${new Html(o.stepUp ? " data-step-up" : "")}><input type="hidden" name="_csrf" value="${o.csrf}">
 ${Object.entries(o.fields ?? {}).map(([k, v]) => html`<input type="hidden" name="${k}" value="${v}">`)}<input type="hidden" name="reason" value="${o.reason}"><input type="hidden" name="confirm" value="yes">
-<button type="submit" class="danger">${o.button}</button> <a href="${o.cancel}">Cancel</a></form>`;
+${o.stepUp ? stepUpNote() : ""}<button type="submit" class="danger">${o.button}</button> <a href="${o.cancel}">Cancel</a></form>${o.stepUp ? html`<p id="status" role="status"></p>` : ""}`;
+}
+
+/** The scripts a page with a step-up form loads (no inline script: the CSP forbids it). */
+export const STEP_UP_SCRIPTS = ["simplewebauthn-browser.js", "webauthn-pages.js"];
+
+/** Said above a confirmation that needs a touch. */
+export function stepUpNote(): Html {
+  return html`<p class="step-up">Confirming asks for a touch of your security key (with its PIN or fingerprint): the action runs only with it.</p>`;
 }
 
 const MAX_LISTED = 50;

@@ -2,7 +2,9 @@
 // security key (WebAuthn) as the second factor instead of TOTP. Everything the page needs ships with the project.
 // Every state-changing request needs the session cookie (HttpOnly, Secure, SameSite=Strict), an allowed Origin
 // and the session's CSRF token. Operator actions go through the same AdminPort methods and the same audited
-// `act` as the JSON API: the console adds no rule of its own.
+// `act` as the JSON API: the console adds no rule of its own. Those that move money or change who can do what also
+// need a step-up (auth.ts): a fresh touch of a registered key for that action, as the JSON API needs a fresh TOTP code
+// for each request; without it the action is refused before anything is run or audited.
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -15,7 +17,7 @@ import type { AuditLog } from "../audit.ts";
 import type { Refusal } from "../../../domain/refusals.ts";
 import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "../operators.ts";
 import type { AdminPort } from "../port.ts";
-import { COOKIE, Sessions, sameToken, type Session } from "./session.ts";
+import { COOKIE, STEP_UP_MAX_AGE_MS, Sessions, sameToken, type Session } from "./session.ts";
 import { authRoutes } from "./auth.ts";
 import { viewRoutes } from "./views.ts";
 import { actionRoutes } from "./actions.ts";
@@ -50,7 +52,16 @@ export interface ConsoleContext extends ConsoleDeps {
   ensureSession(req: FastifyRequest, reply: FastifyReply): Session;
   setCookie(reply: FastifyReply, s: Session): void;
   clearCookie(reply: FastifyReply): void;
+  /**
+   * The step-up for `forPath` (the POST path of the action about to run): undefined when the session has a fresh one,
+   * made with a key the operator still has; otherwise why not, to show (nothing may run then). `take` (the default)
+   * uses it up, so one touch allows one action.
+   */
+  stepUp(req: FastifyRequest, forPath: string, o?: { take?: boolean }): string | undefined;
 }
+
+/** What an action refused for want of a step-up says. */
+export const STEP_UP_NEEDED = `This action needs a fresh touch of one of your security keys (with its PIN or fingerprint) within ${STEP_UP_MAX_AGE_MS / 60_000} minutes before it is confirmed, on this page, for this action: nothing was done. Review it again and confirm it with your security key.`;
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -110,6 +121,14 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
     },
     clearCookie(reply) {
       reply.clearCookie(COOKIE, { path: "/", httpOnly: true, secure: true, sameSite: "strict" });
+    },
+    stepUp(req, forPath, o = {}) {
+      const s = req.consoleSession;
+      const up = s && (o.take === false ? sessions.peekStepUp(s, forPath) : sessions.takeStepUp(s, forPath));
+      // The key that was touched must still be the operator's (req.operator is read afresh by the guard).
+      if (up && (req.operator!.keys ?? []).some((k) => k.id === up.keyId)) return undefined;
+      log.warn({ operator: req.operator!.name, url: req.routeOptions.url }, "console action refused: no fresh touch of a security key for it");
+      return STEP_UP_NEEDED;
     },
   };
 

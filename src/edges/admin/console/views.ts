@@ -1,7 +1,8 @@
 // The console's pages: reads through the AdminPort (the same views the JSON API serves), and a stuck payout's
 // fee bump through the same audited `act` as the API, with a reason and a confirmation step. The other operator
 // actions (freeze, resume payouts, drain mode, backup now, revoke an operator, adopt an ambiguous payout after a
-// restore) are offered here and run in actions.ts.
+// restore) are offered here and run in actions.ts. The fee bump and the release move money: their confirmation needs
+// a fresh touch of a security key for it (a step-up, auth.ts), as the JSON API needs a fresh TOTP code.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
 import type { Config } from "../../../config.ts";
@@ -12,8 +13,12 @@ import { auditRead, type AuditLog } from "../audit.ts";
 import type { ConsoleContext } from "./index.ts";
 import { Html, age, at, badge, btc, facts, html, page, table, when } from "./html.ts";
 import { charts } from "./charts.ts";
-import { incidentAlert, reasonForm, storeAlert } from "./forms.ts";
+import { STEP_UP_SCRIPTS, incidentAlert, reasonForm, stepUpNote, storeAlert } from "./forms.ts";
+import { ADD_KEY } from "./auth.ts";
 import { Reason, USER_KEY } from "./actions.ts";
+import { STEP_UP_MAX_AGE_MS } from "./session.ts";
+
+const STEP_UP_MINUTES = STEP_UP_MAX_AGE_MS / 60_000;
 import { NumberText, numberText } from "../schemas.ts";
 
 const BATCH = "^b\\d{1,12}$";
@@ -65,8 +70,8 @@ const rows = (j: Json | undefined): Row[] => (Array.isArray(j) ? (j.filter((x) =
 const short = (s: Json | undefined, n = 16) => (typeof s === "string" && s.length > n ? `${s.slice(0, n)}…` : (s ?? "—"));
 
 export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
-  const send = (req: FastifyRequest, reply: FastifyReply, title: string, pageName: string, body: Html, code = 200) =>
-    reply.code(code).type("text/html; charset=utf-8").send(page({ title, page: pageName, csrf: c.session(req)!.csrf, operator: req.operator!.name, nav: true, body }));
+  const send = (req: FastifyRequest, reply: FastifyReply, title: string, pageName: string, body: Html, code = 200, scripts?: string[]) =>
+    reply.code(code).type("text/html; charset=utf-8").send(page({ title, page: pageName, csrf: c.session(req)!.csrf, operator: req.operator!.name, nav: true, body, ...(scripts ? { scripts } : {}) }));
 
   const filters = (base: string, statuses: string[], current: string | undefined) =>
     html`<p class="filters">Status: ${[undefined, ...statuses].map((st) => html`<a href="${st ? `${base}?status=${st}` : base}"${new Html(st === current ? ' aria-current="true"' : "")}>${st ?? "all"}</a> `)}</p>`;
@@ -239,11 +244,11 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       const out = html`<p class="warn">Confirm: ${a.review(batch, b, rate)}</p>
 ${above ? html`<p class="error" role="alert" id="above-max-fee-rate">${aboveMaxText(rate)}: ${(rate / maxRate).toFixed(1)} times it. Check the rate; to go on anyway, tick the box below.</p>` : ""}
 ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
-<form method="post" action="/console/payouts/${batch}/${a.path}" class="action"><input type="hidden" name="_csrf" value="${csrf}">
+<form method="post" action="/console/payouts/${batch}/${a.path}" class="action" data-step-up><input type="hidden" name="_csrf" value="${csrf}">
 <input type="hidden" name="feeRateSatVb" value="${rate}"><input type="hidden" name="reason" value="${body.reason}"><input type="hidden" name="confirm" value="yes">
 ${above ? html`<label><input type="checkbox" name="aboveMaxFeeRate" value="yes" required> I mean ${rate} sat/vB, above the configured maximum of ${maxRate} sat/vB</label>` : ""}
-<button type="submit" class="danger">Confirm ${a.noun}</button> <a href="/console/payouts">Cancel</a></form>`;
-      return send(req, reply, `Confirm the ${a.noun} of ${batch}`, "payouts", out);
+${stepUpNote()}<button type="submit" class="danger">Confirm ${a.noun}</button> <a href="/console/payouts">Cancel</a></form><p id="status" role="status"></p>`;
+      return send(req, reply, `Confirm the ${a.noun} of ${batch}`, "payouts", out, 200, STEP_UP_SCRIPTS);
     });
 
     f.post(`/console/payouts/:batch/${a.path}`, { schema: { params: BatchParams, body: RateBody } }, async (req, reply) => {
@@ -254,6 +259,9 @@ ${above ? html`<label><input type="checkbox" name="aboveMaxFeeRate" value="yes" 
       if (rate > maxRate && body.aboveMaxFeeRate !== "yes") {
         return send(req, reply, a.title, "payouts", html`<p class="error" role="alert">${aboveMaxText(rate)}: nothing was done. Review the ${a.noun} again, and tick the box if you mean it.</p><p><a href="/console/payouts">Back to payouts</a></p>`, 422);
       }
+      // The step-up, used up here: for this batch's bump (or release), on this session, fresh.
+      const why = c.stepUp(req, `/console/payouts/${batch}/${a.path}`);
+      if (why) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${why}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 403);
       const reason = rate > maxRate ? `${body.reason} [${aboveMaxNote(rate, maxRate)}]` : body.reason;
       const r = await c.act(req, a.action, batch, reason, () => a.run(batch, BigInt(rate), body.reason));
       if (isRefusal(r)) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
@@ -296,9 +304,13 @@ ${table(all, [
     const keys = req.operator!.keys ?? [];
     const body = html`${table(keys, [
       ["Name", (k) => html`${k.label}${k.id === s.keyId ? html` <span class="badge ok">this session</span>` : ""}`], ["Added", (k) => when(k.addedAt)], ["Last used", (k) => when(k.lastUsedAt)],
-      ["Remove", (k) => (keys.length > 1 ? html`<form method="post" action="/console/keys/remove" class="inline"><input type="hidden" name="_csrf" value="${s.csrf}"><input type="hidden" name="id" value="${k.id}"><input name="reason" required minlength="3" placeholder="reason"> <button type="submit" class="danger">Remove</button></form>` : "your only key")],
+      ["Remove", (k) => (keys.length > 1 ? html`<form method="post" action="/console/keys/remove" class="inline" data-step-up><input type="hidden" name="_csrf" value="${s.csrf}"><input type="hidden" name="id" value="${k.id}"><input name="reason" required minlength="3" placeholder="reason"> <button type="submit" class="danger">Remove</button></form>` : "your only key")],
     ])}
-<h2>Add another security key</h2><form id="add-key-form"><label>Name <input id="key-label" required maxlength="60" value="spare key"></label> <button type="submit" id="add-key">Register another key</button></form><p id="status" role="status"></p>`;
+<p>Removing a key, like adding one, asks for a touch of a key registered for you (with its PIN or fingerprint).</p>
+<h2>Add another security key</h2>
+<p>First confirm it is you with a key already registered for you (with its PIN or fingerprint); then, within ${STEP_UP_MINUTES} minutes, insert the new key and register it.</p>
+<form id="add-key-form" data-step-up-for="${ADD_KEY}"><label>Name <input id="key-label" required maxlength="60" value="spare key"></label>
+<button type="button" id="step-up-key">1. Confirm with a registered key</button> <button type="submit" id="add-key" disabled>2. Register the new key</button></form><p id="status" role="status"></p>`;
     return reply.type("text/html; charset=utf-8").send(page({ title: "Security keys", page: "keys", csrf: s.csrf, operator: req.operator!.name, nav: true, body, scripts: ["simplewebauthn-browser.js", "webauthn-pages.js"] }));
   });
 }

@@ -1,5 +1,5 @@
-// The console's only behaviour: the security-key ceremonies (enroll, sign in, add a key) on the pages that need
-// them. Served as a file (the Content-Security-Policy allows no inline script); talks to the console's own routes
+// The console's only behaviour: the security-key ceremonies (enroll, sign in, add a key, and the step-up: a touch
+// of a registered key before an action that needs one) on the pages that need them. Served as a file (the Content-Security-Policy allows no inline script); talks to the console's own routes
 // with the page's CSRF token. window.SimpleWebAuthnBrowser comes from @simplewebauthn/browser's bundle.
 "use strict";
 (function () {
@@ -43,6 +43,39 @@
     }
   }
 
+  // The step-up: a touch of one of the operator's registered keys (with user verification) for one action, named by
+  // the POST path it allows. The server keeps it for that path, on this session, for two minutes, once.
+  async function stepUp(forPath) {
+    const optionsJSON = await post("/console/step-up/options", { for: forPath });
+    let response;
+    try {
+      response = await wa.startAuthentication({ optionsJSON });
+    } catch (e) {
+      if (e && e.name === "NotAllowedError") throw new Error("no security key registered for you answered (or the touch was cancelled, or timed out).");
+      throw e;
+    }
+    await post("/console/step-up/verify", { response });
+  }
+
+  // A form marked data-step-up (an action's confirmation, a key's removal): the touch first, then the form is sent as
+  // it is. Without this script (or without the touch) the server refuses the form's POST.
+  document.querySelectorAll("form[data-step-up]").forEach((form) => {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const button = form.querySelector('button[type="submit"]');
+      if (button) button.disabled = true;
+      say("Touch your security key to confirm…");
+      try {
+        await stepUp(form.getAttribute("action"));
+        say("Confirmed with your security key.", "ok");
+        form.submit();
+      } catch (e) {
+        say("Not confirmed, nothing was done: " + e.message, "error");
+        if (button) button.disabled = false;
+      }
+    });
+  });
+
   async function register(optionsUrl, verifyUrl, extra) {
     const label = document.getElementById("key-label").value.trim() || "security key";
     say("Touch your security key…");
@@ -79,8 +112,25 @@
       }
     });
   } else if (pageName === "keys") {
-    document.getElementById("add-key-form").addEventListener("submit", async (ev) => {
+    // Two touches, two keys: first one already registered (the step-up), then the new one (often after swapping them).
+    const form = document.getElementById("add-key-form");
+    const confirmButton = document.getElementById("step-up-key");
+    const addButton = document.getElementById("add-key");
+    confirmButton.addEventListener("click", async () => {
+      confirmButton.disabled = true;
+      say("Touch your registered security key…");
+      try {
+        await stepUp(form.dataset.stepUpFor);
+        say("Confirmed. Now insert the new security key and press \u201c2. Register the new key\u201d (within 2 minutes).", "ok");
+        addButton.disabled = false;
+      } catch (e) {
+        say("Not confirmed: " + e.message, "error");
+      }
+      confirmButton.disabled = false;
+    });
+    form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      addButton.disabled = true;
       const done = await register("/console/keys/options", "/console/keys/verify", {});
       if (done) window.location.assign(done.next);
     });
