@@ -299,22 +299,18 @@ export class NodeGateway {
   }
 
   /**
-   * A deposit address from the pool (refilled in the background), labelled with its owner (sealed: owner-label.ts)
-   * before anyone sees it. So an address the node's wallet still labels as the pool's was never handed out: a start
-   * takes those back (#reclaim), and one given to a user whose owner record a restored store lost is never among them.
-   * One that cannot be labelled is not handed out (it stays the pool's, taken back at the next start).
+   * A deposit address from the pool (refilled in the background), labelled with its owner (sealed: owner-label.ts),
+   * ahead of every call queued (a refill's hundreds of getnewaddress): an address the node's wallet still labels as
+   * the pool's was, but for that moment, never handed out, and a start takes those back (#reclaim). Not awaited:
+   * `/deposit` is answered from the pool in a fraction of a millisecond, where the label's round trip would wait for
+   * the batch in flight (tens of milliseconds during a refill).
    */
   async takeDepositAddress(userKey: string): Promise<string> {
     if (this.#pool.length === 0) await this.#refill();
     const address = this.#pool.shift();
     if (!address) throw new NodeUnavailable("no deposit address could be made");
     if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
-    try {
-      await this.call("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey]);
-    } catch (e) {
-      this.#log.warn({ err: e }, "could not label a deposit address with its owner; it is not handed out");
-      throw new NodeUnavailable("the deposit address could not be labelled with its owner");
-    }
+    this.#enqueue("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey], true).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address with its owner"));
     return address;
   }
 
