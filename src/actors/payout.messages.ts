@@ -69,6 +69,11 @@ export interface Cancel {
   spentIn?: string;
 }
 
+/**
+ * The payout book as its readers see it: every payout and batch by id, live and finished. The actor's state is a
+ * PayoutBook (payout.ts), which keeps finished ones apart (an event does not copy them) and builds these two maps on
+ * first use; its snapshots are this shape. Read one payout with `payoutOf`, the ones still moving with `livePayouts`.
+ */
 export interface PayoutState {
   payouts: Record<string, Payout>;
   batches: Record<string, Batch>;

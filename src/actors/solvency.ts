@@ -5,6 +5,7 @@
 // like a hole. The node counts a deposit's coin as trusted from its first confirmation, its wallet as available only
 // from `deposits.confirmations`: in between that coin backs a pending balance only, so it covers no firm one.
 import type { PayoutState } from "./payout.messages.ts";
+import { livePayouts } from "./payout.ts";
 import { btcNumberToSats } from "../domain/money.ts";
 
 export interface SolvencyReport {
@@ -52,7 +53,8 @@ export interface SolvencyInputs {
 
 export function assessSolvency(i: SolvencyInputs): SolvencyReport {
   let inFlight = 0n;
-  for (const p of Object.values(i.payouts.payouts)) {
+  // In flight: signed, broadcast, or confirmed and not settled — live payouts all (the finished ones are not read).
+  for (const p of Object.values(livePayouts(i.payouts))) {
     if (p.status === "signed" || p.status === "broadcast" || (p.status === "confirmed" && !p.walletSettled)) inFlight += p.amount + (p.fee ?? p.quotedFee);
   }
   const l = { ...i.liabilities, transit: i.liabilities.transit ?? 0n };
