@@ -94,6 +94,17 @@ export async function runRestore(args: string[], allowRetired: readonly string[]
     say("no segments given: everything after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start");
   }
   if (r.nodeWalletFile) say(`the node wallet's backup (still encrypted with its passphrase) is in ${r.nodeWalletFile}; if the node was lost too, load it with bitcoind's restorewallet`);
+  for (const dir of r.staleRemoved ?? []) say(`removed ${dir}, left by a restore that died before it finished`);
+  for (const dir of r.staleKept ?? []) say(`WARNING: ${dir} was left by a restore whose process id is in use now; if no other restore is running, delete it`);
+  if (r.olderKeyIds) {
+    const ids = r.olderKeyIds;
+    const retired = ids.filter((id) => keyring.retired.has(id));
+    const which = `master key${ids.length === 1 ? "" : "s"} ${ids.join(", ")}`;
+    const why = retired.length > 0 ? `, which a key rotation retired (perhaps the key it meant to leave behind)` : `, older than the key ring's current key ${keyring.current}`;
+    say(`WARNING: the restored store holds records sealed under ${which}${why}. They stay so until a rotation re-seals them: new writes use key ${keyring.current}, and every backup would list the old key too. Run \`runigun keys rotate --resume\` before starting (it re-seals them under key ${keyring.current}, adding no key); until then the engine raises an alert at every start.`);
+    say("next: run `runigun keys rotate --resume`, then start the engine. It compares the restored books with the chain before paying anything; payouts stay paused if something is unknown.");
+    return 0;
+  }
   say("next: start the engine. It compares the restored books with the chain before paying anything; payouts stay paused if something is unknown.");
   return 0;
 }

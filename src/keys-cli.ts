@@ -62,13 +62,22 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       }
       const store = await openStoreForKeys(storePath, next);
       try {
-        const p = await rotateStore(store, { onBatch: (b) => say(`… ${b.rotated} records re-encrypted`) });
-        say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current.`);
         // Everything is under the new key now: the older ones only open what was sealed before (archives, segments),
         // and a backup sealed under one is restored only when the operator names it (a leaked key forges no archive).
+        // Written as the rotation's last step, before its cursor goes: a crash before it is said at the next start.
         const retired = next.withRetired();
-        if (retired.retired.size > next.retired.size) {
-          writeKeyRingFile(file, retired);
+        let retiredNow = false;
+        const p = await rotateStore(store, {
+          onBatch: (b) => say(`… ${b.rotated} records re-encrypted`),
+          beforeDone: () => {
+            if (retired.retired.size > next.retired.size) {
+              writeKeyRingFile(file, retired);
+              retiredNow = true;
+            }
+          },
+        });
+        say(`rotation to key ${next.current} complete: ${p.rotated} re-encrypted, ${p.skipped} already current.`);
+        if (retiredNow) {
           say(`key${retired.retired.size === 1 ? "" : "s"} ${[...retired.retired].join(", ")} retired: kept in the ring to open the backups made before, which a restore takes only with --allow-retired-key <id>.`);
         }
         say(`Copy ${file} to your offline copies now: a copy made before holds no key ${next.current} and cannot open the store or the backups made from now on.`);

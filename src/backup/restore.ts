@@ -3,12 +3,15 @@
 // its position, mark the store as restored (the engine reconciles it with the chain before serving) and only then move
 // it into place.
 // Nothing in the data directory is touched until everything has been checked and written.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Level } from "level";
 import { EncryptedStore, META, writeBatch } from "../store/db.ts";
+import { keyIdOf } from "../store/envelope.ts";
 import type { KeyRing } from "../store/keyring.ts";
 import { syncDirSync } from "../store/files.ts";
+import { markForReseal } from "../store/rotate.ts";
 import { openArchive, type Manifest, type OpenedArchive } from "./archive.ts";
 import { BackupError } from "./format.ts";
 import { readSegments, type SegmentsEnd } from "./segments.ts";
@@ -33,6 +36,15 @@ export interface RestoreReport {
   /** Why the segments given were not replayed (an archive they cannot be matched to). */
   segmentsSkipped?: string;
   nodeWalletFile?: string;
+  /**
+   * Older master keys than the ring's current one that records of the restored store are sealed under (an archive made
+   * before a rotation): recorded as a rotation to finish, which the engine's start says until it is done.
+   */
+  olderKeyIds?: number[];
+  /** Directories left by restores that died (their process is gone), removed. */
+  staleRemoved?: string[];
+  /** Directories of restores whose process id is running (another restore, or a process that reuses the id): kept. */
+  staleKept?: string[];
   ms: number;
 }
 
@@ -72,11 +84,15 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
   mkdirSync(o.dataPath, { recursive: true });
   const tmp = join(o.dataPath, `store.restoring-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
+  const stale = removeStaleRestores(o.dataPath);
   let records = 0;
   let replayed = 0;
   let segments: SegmentsEnd | undefined;
   let segmentsSkipped: string | undefined;
   let nodeWallet: Buffer | undefined;
+  const older = new Set<number>();
+  let nodeWalletFile: string | undefined;
+  let madeNodeWalletFile = false;
   try {
     const raw = new Level<string, Uint8Array>(tmp, { keyEncoding: "utf8", valueEncoding: "view" });
     // Written as the store writes: the restored files are the store's from now on.
@@ -96,6 +112,17 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
         // and positions of another history would replay on top of it as if they followed it.
         segmentsSkipped = `${o.archive} was written before backup timelines existed: the segments in ${o.segmentsDir} cannot be matched to it, so none were replayed. What came after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start`;
       }
+      // The keys the restored records are sealed under: an archive made before a rotation brings back records under the
+      // key it left behind (perhaps a leaked one), which stay so until a rotation re-seals them.
+      for await (const [k, v] of raw.iterator()) {
+        if (v.length === 0) continue; // a mark: nothing sealed
+        try {
+          const id = keyIdOf(v, k.slice(0, k.indexOf("\u0000")));
+          if (id !== o.keyring.current) older.add(id);
+        } catch {
+          // Not an envelope: opening the store below says what is wrong, if anything.
+        }
+      }
     } finally {
       await raw.close();
     }
@@ -109,8 +136,16 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
       await store.put(META, RESTORED_KEY, mark);
       // From here on this store has a history of its own: its new segments must never be read as the old one's.
       await store.newTimeline();
+      if (older.size > 0) await markForReseal(store, [...older].sort((a, b) => a - b));
     } finally {
       await store.close();
+    }
+    // The node wallet's file before the store: once the store is in place a second restore is refused, so a crash
+    // between the two must not leave the store without it.
+    if (nodeWallet) {
+      nodeWalletFile = join(o.dataPath, `node-wallet-restored-${manifest.createdAt.replace(/[:.]/g, "-")}.dat`);
+      madeNodeWalletFile = !existsSync(nodeWalletFile);
+      writeDurably(nodeWalletFile, nodeWallet);
     }
     // Empty at the start; anything in it now (an engine started meanwhile, a second restore) is not ours to delete:
     // rmdir refuses a directory that is not empty, and the restore fails with the restored copy removed.
@@ -120,15 +155,61 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
     syncDirSync(o.dataPath);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    if (madeNodeWalletFile && nodeWalletFile) rmSync(nodeWalletFile, { force: true });
     throw e;
-  }
-  let nodeWalletFile: string | undefined;
-  if (nodeWallet) {
-    nodeWalletFile = join(o.dataPath, `node-wallet-restored-${manifest.createdAt.replace(/[:.]/g, "-")}.dat`);
-    writeFileSync(nodeWalletFile, nodeWallet, { mode: 0o600 });
   }
   return {
     manifest, records, replayed, ...(segments ? { segments } : {}), ...(segmentsSkipped ? { segmentsSkipped } : {}),
-    ...(nodeWalletFile ? { nodeWalletFile } : {}), ms: performance.now() - started,
+    ...(nodeWalletFile ? { nodeWalletFile } : {}), ...(older.size > 0 ? { olderKeyIds: [...older].sort((a, b) => a - b) } : {}),
+    ...(stale.removed.length ? { staleRemoved: stale.removed } : {}), ...(stale.kept.length ? { staleKept: stale.kept } : {}),
+    ms: performance.now() - started,
   };
+}
+
+/** `bytes` at `path` (0600), whole once the name is there: a temporary file, fsync, rename, fsync of the directory. */
+function writeDurably(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  try {
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeFileSync(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  syncDirSync(dirname(path));
+}
+
+/**
+ * `store.restoring-<pid>` directories a restore that died left behind (kill -9, a power cut): removed when no process
+ * has that id; kept (and named) when one does — another restore running now, or a process that reuses the id.
+ */
+function removeStaleRestores(dataPath: string): { removed: string[]; kept: string[] } {
+  const removed: string[] = [], kept: string[] = [];
+  for (const name of readdirSync(dataPath)) {
+    const m = /^store\.restoring-(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    if (processRuns(Number(m[1]))) {
+      kept.push(join(dataPath, name));
+    } else {
+      rmSync(join(dataPath, name), { recursive: true, force: true });
+      removed.push(join(dataPath, name));
+    }
+  }
+  return { removed, kept };
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, as another user.
+    return (e as NodeJS.ErrnoException).code !== "ESRCH";
+  }
 }

@@ -15,9 +15,9 @@
 // Nothing in it covers the length or names the timeline, so a version-1 file cannot tell a damaged length (in its
 // newest file) from a crash's torn tail, nor a file of another timeline renamed into this one's name from its own.
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { mkdirSync, readdirSync } from "node:fs";
-import { open, stat, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { mkdir, open, stat, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import type { EncryptedStore, RawOp } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
@@ -33,6 +33,31 @@ const HEADER = HEADER_V1 + 12 + HEADER_MAC;
 const NAME_RE = /^seg-([0-9a-f]{12})-(\d{16})\.rgs$/;
 const LENGTH_CHECK = 4;
 const MAC = 32;
+
+/** What an operator is told when the backup directory itself is not there (a disk not mounted, its mount point gone). */
+export const missingBackupDir = (dir: string): string =>
+  `backup directory ${dir} is missing or not mounted: mount the backup disk there (or create the directory, 0700, on it); backups resume by themselves once it is there`;
+
+/**
+ * Makes `sub` (snapshots/, segments/) inside the backup directory `dir` where a file is about to be created in it: a
+ * new, empty backup disk mounted at `dir` while the engine runs gets them again. `dir` itself is never made here — a
+ * missing one is a disk not mounted, and backups written in its place would land on the engine's own disk — it is a
+ * BackupError ("no_target") that says so. Returns whether `sub` had to be made.
+ */
+export async function ensureBackupSubdir(dir: string, sub: string): Promise<boolean> {
+  if (existsSync(sub)) return false;
+  if (!existsSync(dir)) throw new BackupError("no_target", missingBackupDir(dir));
+  try {
+    await mkdir(sub, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new BackupError("no_target", missingBackupDir(dir));
+    throw e;
+  }
+  // The new directory's entry must survive a power cut, as the files written into it do.
+  const d = await open(dir, "r");
+  await d.sync().finally(() => d.close());
+  return true;
+}
 
 export const segmentName = (timeline: string, firstPosition: number) => `seg-${timeline}-${String(firstPosition).padStart(16, "0")}.rgs`;
 
@@ -248,8 +273,14 @@ export interface ShipperOptions {
   /** Frames kept in memory while the backup disk fails, before giving up on continuity (a snapshot heals it). */
   maxBufferedBytes?: number;
   /**
+   * Called when the segments directory was missing at a write and has been made again (a new, empty backup disk
+   * mounted while the engine runs): the earlier segments are not on it, and only a snapshot makes it a backup again.
+   */
+  onDirRecreated?: () => void;
+  /**
    * Called every time frames are dropped (continuity broken), even while an earlier break waits for its repair: only a
-   * snapshot taken after this drop covers it (see `repaired`).
+   * snapshot taken after this drop covers it (see `repaired`). Called again when writes resume after the backup
+   * directory was missing while broken (the snapshot asked for meanwhile could not be written there).
    */
   onBroken?: () => void;
 }
@@ -265,6 +296,8 @@ export class SegmentShipper {
   #frames: Buffer[] = [];
   #bufferedBytes = 0;
   #fh: FileHandle | undefined;
+  /** The open file's path: a write checks that it is still the file there (see #stillThere). */
+  #path = "";
   #fileBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
@@ -275,6 +308,8 @@ export class SegmentShipper {
   #broken = false;
   /** The last position dropped. */
   #lostUpTo = 0;
+  /** The backup directory is missing (said once, with an alert, until a write succeeds again). */
+  #dirMissing = false;
   readonly stats = { frames: 0, bytes: 0, flushes: 0, failures: 0, lastFlushMs: 0 };
 
   constructor(o: ShipperOptions) {
@@ -349,7 +384,7 @@ export class SegmentShipper {
     /** The file's length before this write, when the write may have left part of it there. */
     let torn: number | undefined;
     try {
-      if (!this.#fh || this.#fileBytes > (this.#o.maxFileBytes ?? 64 << 20)) await this.#newFile(first);
+      if (!this.#fh || this.#fileBytes > (this.#o.maxFileBytes ?? 64 << 20) || !(await this.#stillThere())) await this.#newFile(first);
       const buf = Buffer.concat(frames);
       torn = this.#fileBytes;
       await writeFully(this.#fh!, buf);
@@ -363,6 +398,12 @@ export class SegmentShipper {
       // The last frame's own position: frames dropped while this write was under way may leave a gap after the ones
       // it had taken, and a failed write puts those back ahead of the ones that followed the gap.
       this.shipped = framePosition(frames.at(-1)!);
+      if (this.#dirMissing) {
+        this.#dirMissing = false;
+        this.#o.log.warn({ dir: dirname(this.#o.dir), shipped: this.shipped }, "the backup directory is back: continuous backup resumed");
+        // The snapshot asked for at a drop could not be written while the directory was missing: asked again.
+        if (this.#broken) this.#o.onBroken?.();
+      }
     } catch (e) {
       this.stats.failures++;
       // Keep the frames for the next try, in order, ahead of anything that arrived meanwhile.
@@ -374,12 +415,34 @@ export class SegmentShipper {
       if (torn !== undefined) await this.#fh?.truncate(torn).catch(() => undefined);
       await this.#fh?.close().catch(() => undefined);
       this.#fh = undefined;
+      if (e instanceof BackupError && e.code === "no_target") {
+        // Every interval retries; the operator is told once, not at every retry.
+        if (!this.#dirMissing) this.#o.log.error({ err: e.message, dir: dirname(this.#o.dir), alert: true }, `${e.message}. Continuous backup keeps the frames in memory meanwhile (up to its limit, then a snapshot is needed and taken once the directory is back)`);
+        this.#dirMissing = true;
+        return;
+      }
       this.#o.log.error({ err: (e as Error).message, alert: true }, "continuous backup could not write its segment; retrying");
     }
   }
 
+  /**
+   * Whether the open file is still the one at its name: a backup disk swapped under the engine (a new one mounted at
+   * the backup directory, the directory removed) leaves it writing, without an error, into a file nobody will read.
+   */
+  async #stillThere(): Promise<boolean> {
+    const [open, named] = await Promise.all([this.#fh!.stat().catch(() => undefined), stat(this.#path).catch(() => undefined)]);
+    return open !== undefined && named !== undefined && open.ino === named.ino && open.dev === named.dev;
+  }
+
   async #newFile(first: number): Promise<void> {
     await this.#fh?.close();
+    this.#fh = undefined;
+    // The directory is made again here, not only at the start: a new, empty disk mounted at the backup directory while
+    // the engine runs would otherwise fail every write until a restart.
+    if (await ensureBackupSubdir(dirname(this.#o.dir), this.#o.dir)) {
+      this.#o.log.warn({ dir: this.#o.dir }, "the segments directory was missing (a new or empty backup disk?) and was made again; a snapshot is taken to make it a backup again");
+      this.#o.onDirRecreated?.();
+    }
     const path = join(this.#o.dir, segmentName(this.#timeline, first));
     const header = encodeHeader(this.#o.keyring, this.#keyId, this.#macKey, this.#timeline);
     // Appends, and reads what an earlier try left at this name.
@@ -404,6 +467,7 @@ export class SegmentShipper {
     }
     if (size === 0) await writeFully(fh, header);
     this.#fh = fh;
+    this.#path = path;
     this.#fileBytes = Math.max(size, HEADER);
     // The directory entry must survive a power cut too.
     const d = await open(this.#o.dir, "r");

@@ -6,14 +6,14 @@
 //   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
 // A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
 import { runToken, writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
-import { lastShipped, listSegments, SegmentShipper, type ShipperOptions } from "./segments.ts";
+import { ensureBackupSubdir, lastShipped, listSegments, missingBackupDir, SegmentShipper, type ShipperOptions } from "./segments.ts";
 import { BackupError } from "./format.ts";
 import { RESTORED_KEY, type RestoredMark } from "./restore.ts";
 
@@ -117,6 +117,8 @@ export class BackupService {
     this.#shipper = new SegmentShipper({
       dir: this.segmentsDir!, keyring: store.keyring, intervalMs: cfg.segmentIntervalMs, log: this.#log, ...this.#o.segments,
       onBroken: () => this.#repair(),
+      // A new, empty disk mounted at the backup directory: none of what came before is on it until a snapshot is.
+      onDirRecreated: () => this.#repair(0),
     });
     const shipped = await this.#shipper.attach(store);
     const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
@@ -155,8 +157,8 @@ export class BackupService {
    * Frames were dropped: the gap is recorded, and a snapshot that starts after now covers it — the one waiting its
    * turn, or a new one after the one running (which started before the drop, and may not hold what it dropped).
    */
-  #repair(): void {
-    void this.#markGap(this.#shipper?.shipped ?? 0)
+  #repair(from = this.#shipper?.shipped ?? 0): void {
+    void this.#markGap(from)
       .catch((e: unknown) => this.#log.error({ err: (e as Error).message, alert: true }, "a gap in continuous backup could not be recorded in the store; a snapshot is taken all the same"))
       .then(() => {
         if (this.#closed) return;
@@ -185,11 +187,23 @@ export class BackupService {
     const network = this.#o.config.network;
     const at = new Date();
     const path = out ?? join(this.snapshotsDir!, "snapshot.rga");
+    // Made here, not only at the start: `runigun backup` with no engine running never starts the service, and a new,
+    // empty disk mounted at the backup directory while the engine runs has no snapshots/ (a missing backup directory
+    // itself is said as such: a disk not mounted).
+    if (out) {
+      if (!existsSync(dirname(out))) throw new BackupError("no_target", `no directory ${dirname(out)} to write ${out} into`);
+    } else {
+      await ensureBackupSubdir(this.dir!, this.snapshotsDir!);
+    }
     const nodeWallet = await this.#nodeWallet();
     // A scheduled snapshot is named after the timeline and position it holds, read from its manifest.
     const info = await writeArchive({
       store: this.#o.store, path, network, nodeWallet,
       ...(out ? {} : { name: (m: Manifest) => snapshotName(network, at, m.timeline, m.position) }),
+    }).catch((e: NodeJS.ErrnoException) => {
+      // The disk went away during the snapshot.
+      if (e.code === "ENOENT" && !out && !existsSync(this.dir!)) throw new BackupError("no_target", missingBackupDir(this.dir!));
+      throw e;
     });
     if (!out) {
       await this.#shipper?.rollover();

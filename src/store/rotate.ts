@@ -14,6 +14,19 @@ export interface RotateOptions {
   batchSize?: number;
   /** Called after each durable batch (tests interrupt here). */
   onBatch?: (p: RotationProgress) => void;
+  /**
+   * The rotation's last step, after every record is re-sealed and the old ciphertext compacted away, before the cursor
+   * is removed (`runigun keys rotate` retires the old keys in the ring file here): a crash before it is done still
+   * leaves the rotation cut short, said at every start until `--resume` finishes it.
+   */
+  beforeDone?: () => void | Promise<void>;
+}
+
+/** The rotation cursor: how far a rotation to key `to` got; `restoredUnder`, written by a restore (markForReseal). */
+interface Cursor {
+  to: number;
+  after: string;
+  restoredUnder?: number[];
 }
 
 const SEP = "\u0000";
@@ -24,12 +37,31 @@ const CURSOR_KEY = EncryptedStore.recordKey(META, "rotation");
  * store is still sealed under the older key, which a rotation after a leak means to leave behind.
  */
 export async function rotationCutShort(store: EncryptedStore): Promise<number | undefined> {
-  return (await store.get<{ to: number }>(META, "rotation"))?.to;
+  return (await resealPending(store))?.to;
+}
+
+/**
+ * What the start says must be re-sealed: a rotation cut short, or a restore that brought back records sealed under
+ * older keys (`restoredUnder`: their ids), both finished by `runigun keys rotate --resume`.
+ */
+export async function resealPending(store: EncryptedStore): Promise<{ to: number; restoredUnder?: number[] } | undefined> {
+  const c = await store.get<Cursor>(META, "rotation");
+  return c && { to: c.to, ...(c.restoredUnder?.length ? { restoredUnder: c.restoredUnder } : {}) };
+}
+
+/**
+ * A restored store holds records sealed under `keyIds`, older keys than the ring's current one (an archive made before
+ * a rotation, restored with --allow-retired-key): a rotation to the current key is recorded as started and not
+ * finished, so the start raises its alert until `runigun keys rotate --resume` re-seals them all.
+ */
+export async function markForReseal(store: EncryptedStore, keyIds: readonly number[]): Promise<void> {
+  const cursor: Cursor = { to: store.keyring.current, after: "", restoredUnder: [...keyIds] };
+  await store.put(META, "rotation", cursor);
 }
 
 export async function rotateStore(store: EncryptedStore, o: RotateOptions = {}): Promise<RotationProgress> {
   const to = store.keyring.current;
-  const saved = await store.get<{ to: number; after: string }>(META, "rotation");
+  const saved = await store.get<Cursor>(META, "rotation");
   let after = saved && saved.to === to ? saved.after : "";
   const progress: RotationProgress = { rotated: 0, skipped: 0, done: false };
   const size = o.batchSize ?? 1000;
@@ -56,8 +88,11 @@ export async function rotateStore(store: EncryptedStore, o: RotateOptions = {}):
     await store.writeRaw(ops);
     o.onBatch?.({ ...progress });
   }
-  await store.del(META, "rotation");
+  // The old ciphertext leaves the disk, the old keys are retired (beforeDone), and only then does the cursor go: a crash
+  // between these steps leaves it, and the start says the rotation was cut short until --resume finishes them.
   await store.compact();
+  await o.beforeDone?.();
+  await store.del(META, "rotation");
   progress.done = true;
   return progress;
 }

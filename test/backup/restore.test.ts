@@ -308,3 +308,54 @@ t.test("two wallets' payouts alike, queued in the backup and paid after it: name
   t.same((await sends(te)).sort(), [...paid].sort(), "nothing was paid again");
   t.equal(await received(te, shop), 10_000_000n, "the shop got each once");
 });
+
+t.test("a restore that fails between the store and the node wallet's file leaves neither: run again, it restores both", async (t) => {
+  const { existsSync, mkdirSync, readFileSync, rmdirSync } = await import("node:fs");
+  const { EncryptedStore } = await import("../../src/store/db.ts");
+  const { writeArchive } = await import("../../src/backup/archive.ts");
+  const dir = t.testdir();
+  const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
+  await store.put("journal", "a", { n: 1 });
+  const archive = join(dir, "a.rga");
+  const info = await writeArchive({ store, path: archive, network: "regtest", nodeWallet: { bytes: Buffer.from("the node's wallet file") } });
+  await store.close();
+  const data = join(dir, "data");
+  const walletFile = join(data, `node-wallet-restored-${info.manifest.createdAt.replace(/[:.]/g, "-")}.dat`);
+  // The wallet file cannot be written (here: a directory in its way), as a crash at that point would leave it.
+  mkdirSync(walletFile, { recursive: true });
+  await t.rejects(restoreArchive({ archive, dataPath: data, keyring, network: "regtest" }));
+  t.notOk(existsSync(join(data, "store")), "the store is not put in place without the node wallet's file (a second restore would be refused)");
+  rmdirSync(walletFile);
+  const r = await restoreArchive({ archive, dataPath: data, keyring, network: "regtest" });
+  t.equal(r.nodeWalletFile, walletFile);
+  t.equal(readFileSync(walletFile, "utf8"), "the node's wallet file");
+  t.ok(existsSync(join(data, "store")));
+  t.same(readdirSync(data).sort(), ["node-wallet-restored-" + info.manifest.createdAt.replace(/[:.]/g, "-") + ".dat", "store"], "nothing else left behind");
+});
+
+t.test("a restore removes what a restore that died left (store.restoring-<pid> of a process that is gone), and keeps one whose process runs", async (t) => {
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const { spawnSync, spawn } = await import("node:child_process");
+  const { EncryptedStore } = await import("../../src/store/db.ts");
+  const { writeArchive } = await import("../../src/backup/archive.ts");
+  const dir = t.testdir();
+  const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
+  await store.put("journal", "a", { n: 1 });
+  const archive = join(dir, "a.rga");
+  await writeArchive({ store, path: archive, network: "regtest" });
+  await store.close();
+  const data = join(dir, "data");
+  const dead = spawnSync(process.execPath, ["-e", ""]).pid!; // a process id that has exited
+  const alive = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
+  t.teardown(() => alive.kill());
+  for (const pid of [dead, alive.pid!]) {
+    mkdirSync(join(data, `store.restoring-${pid}`), { recursive: true });
+    writeFileSync(join(data, `store.restoring-${pid}`, "000005.ldb"), "half a restored store: user records, sealed");
+  }
+  const r = await restoreArchive({ archive, dataPath: data, keyring, network: "regtest" });
+  t.same(r.staleRemoved, [join(data, `store.restoring-${dead}`)], "the dead restore's directory is removed");
+  t.same(r.staleKept, [join(data, `store.restoring-${alive.pid}`)], "a running process's is kept, and named");
+  t.same(readdirSync(data).sort(), ["store", `store.restoring-${alive.pid}`].sort());
+});

@@ -47,3 +47,51 @@ t.test("a ring without retired keys is written as before", async (t) => {
   t.notOk("retired" in ring.toJSON());
   t.throws(() => KeyRing.parse(JSON.stringify({ ...ring.toJSON(), retired: "1" }), "x"), { code: "bad_format", message: /"retired" must be a list of key ids/ });
 });
+
+t.test("an archive from before a rotation, restored: the store is marked to re-seal, the start alerts until a rotation re-seals it", async (t) => {
+  const { openStorage } = await import("../../src/storage.ts");
+  const { rotateStore } = await import("../../src/store/rotate.ts");
+  const { createLogger } = await import("../../src/log.ts");
+  const dir = t.testdir();
+  const file = join(dir, "ring.key");
+  const first = generateKeyRingFile(file);
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: first });
+  for (let i = 0; i < 20; i++) await store.put("journal", `w:${i}`, { i });
+  const archive = join(dir, "before.rga");
+  await writeArchive({ store, path: archive, network: "regtest" });
+  await store.close();
+  writeKeyRingFile(file, first.withNewKey().withRetired());
+  const ring = loadKeyRingFile(file);
+  const data = join(dir, "restored");
+  const r = await restoreArchive({ archive, dataPath: data, keyring: ring.allowing([1]), network: "regtest" });
+  t.same(r.olderKeyIds, [1], "the restore reports the records under the retired key");
+
+  const lines: Array<{ msg: string; alert?: boolean; keyIds?: number[] }> = [];
+  const log = createLogger({ level: "info", destination: { write: (x: string) => void lines.push(JSON.parse(x)) } });
+  let storage = await openStorage({ dataPath: data, keyring: ring, sync: false, log });
+  t.match(lines.filter((l) => l.alert), [{ keyIds: [1], msg: /restored store holds records sealed under master key 1 \(retired by a rotation.*runigun keys rotate --resume/ }], "an alert at start");
+  await storage.close();
+  lines.length = 0;
+  storage = await openStorage({ dataPath: data, keyring: ring, sync: false, log });
+  t.equal(lines.filter((l) => l.alert).length, 1, "at every start, until re-sealed");
+  // What `runigun keys rotate --resume` does: re-seal everything under the current key.
+  const p = await rotateStore(storage.store);
+  t.ok(p.rotated >= 20, `${p.rotated} records re-sealed`);
+  let old = 0;
+  for await (const v of storage.store.db.values()) if (v.length > 0 && Buffer.from(v).readUInt32BE(1) !== 2) old++;
+  t.equal(old, 0, "nothing left under key 1");
+  await storage.close();
+  lines.length = 0;
+  await (await openStorage({ dataPath: data, keyring: ring, sync: false, log })).close();
+  t.same(lines.filter((l) => l.alert), [], "no alert once re-sealed");
+  // An archive made under the current key needs nothing.
+  const fresh = await restoreArchive({ archive: await (async () => {
+    const s = await EncryptedStore.open({ path: join(data, "store"), keyring: ring });
+    try {
+      return (await writeArchive({ store: s, path: join(dir, "after.rga"), network: "regtest" })).path;
+    } finally {
+      await s.close();
+    }
+  })(), dataPath: join(dir, "r3"), keyring: ring, network: "regtest" });
+  t.equal(fresh.olderKeyIds, undefined, "an archive under the current key: nothing to re-seal");
+});

@@ -113,3 +113,66 @@ t.test("a store behind its own continuous backup (an older copy put back): no st
   await svc.close();
   await store.close();
 });
+
+t.test("a new, empty backup disk mounted while the engine runs: the directories are made again and a snapshot makes it a backup; a missing backup directory is said once, clearly", async (t) => {
+  const { existsSync, mkdirSync, statSync } = await import("node:fs");
+  const { createLogger } = await import("../../src/log.ts");
+  const { restoreArchive } = await import("../../src/backup/restore.ts");
+  const until = async (what: string, cond: () => boolean, ms = 10_000) => {
+    for (const end = Date.now() + ms; !cond();) {
+      if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const dir = t.testdir();
+  const backup = join(dir, "backup");
+  const config = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: backup, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+  const lines: Array<{ level: number; msg: string; alert?: boolean }> = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  const svc = new BackupService({ config, store, log });
+  await svc.start();
+  await svc.snapshot();
+  await write(store, 5, "a");
+  await svc.flush();
+  const snapshots = () => (existsSync(join(backup, "snapshots")) ? readdirSync(join(backup, "snapshots")).filter((n) => n.endsWith(".rga")) : []);
+
+  // The old disk goes, a new empty one is mounted at the same place (here: the directory emptied under the engine).
+  for (const name of readdirSync(backup)) rmSync(join(backup, name), { recursive: true });
+  await write(store, 5, "b");
+  await svc.flush();
+  t.equal(statSync(join(backup, "segments")).mode & 0o777, 0o700, "segments/ made again, 0700");
+  await until("a snapshot on the new disk", () => snapshots().length === 1 && !svc.status().snapshotInProgress);
+  t.equal(statSync(join(backup, "snapshots")).mode & 0o777, 0o700, "snapshots/ made again, 0700");
+  await write(store, 5, "c");
+  await svc.flush();
+  // The new disk alone restores the store as it is.
+  const r = await restoreArchive({ archive: join(backup, "snapshots", snapshots()[0]!), segmentsDir: join(backup, "segments"), dataPath: join(dir, "r1"), keyring: ring, network: "regtest" });
+  t.equal(r.segments?.last, store.position, "the new disk's snapshot and segments reach the store");
+  t.same(lines.filter((l) => l.alert), [], "nothing lost, nothing to alert");
+
+  // The mount point itself gone: a clear message, once, not one per retry; a snapshot says the same.
+  rmSync(backup, { recursive: true });
+  for (let i = 0; i < 3; i++) {
+    await write(store, 2, `d${i}`);
+    await svc.flush();
+  }
+  const alerts = lines.filter((l) => l.alert);
+  t.equal(alerts.length, 1, "one alert for the outage");
+  t.match(alerts[0]?.msg, new RegExp(`backup directory ${backup} is missing or not mounted`));
+  t.notMatch(JSON.stringify(lines), /ENOENT/, "no raw error");
+  await t.rejects(svc.snapshot(), { name: "BackupError", code: "no_target", message: /backup directory .* is missing or not mounted/ });
+  t.notOk(existsSync(backup), "never made in its place (the engine's own disk)");
+
+  // The disk is back: shipping resumes by itself and a snapshot makes it a backup again.
+  mkdirSync(backup);
+  await svc.flush();
+  await until("a snapshot once the directory is back", () => snapshots().length === 1 && !svc.status().snapshotInProgress);
+  t.ok(lines.some((l) => /the backup directory is back/.test(l.msg)), "said when it is back");
+  await svc.flush(); // the snapshot's own write (the gap it covered, cleared)
+  t.equal(svc.status().shippingLag, 0);
+  const r2 = await restoreArchive({ archive: join(backup, "snapshots", snapshots()[0]!), segmentsDir: join(backup, "segments"), dataPath: join(dir, "r2"), keyring: ring, network: "regtest" });
+  t.equal(r2.segments?.last, store.position, "restorable from the disk that came back");
+  await svc.close();
+  await store.close();
+});

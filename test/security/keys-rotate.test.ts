@@ -87,3 +87,31 @@ t.test("a rotation that completes says to copy the ring file to the offline copi
   t.match(help.out, /keys rotate \[--resume\]/);
   t.match(help.out, /--resume .*cut short/);
 });
+
+t.test("a rotation killed after its last re-seal, before the old key is retired: the next start says it was cut short, and --resume retires it", async (t) => {
+  const { openStorage } = await import("../../src/storage.ts");
+  const { rotateStore } = await import("../../src/store/rotate.ts");
+  const { createLogger } = await import("../../src/log.ts");
+  const { writeKeyRingFile } = await import("../../src/store/keyring.ts");
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  // What `runigun keys rotate` does, killed at its last step (compacted, the old key not yet retired in the ring file).
+  const next = loadKeyRingFile(ring).withNewKey();
+  writeKeyRingFile(ring, next);
+  const lines: Array<{ msg: string; alert?: boolean; toKeyId?: number }> = [];
+  const log = createLogger({ level: "info", destination: { write: (x: string) => void lines.push(JSON.parse(x)) } });
+  let storage = await openStorage({ dataPath: data, keyring: next, sync: false, log });
+  await t.rejects(rotateStore(storage.store, { beforeDone: () => { throw new Error("killed"); } }), /killed/);
+  await storage.close();
+  t.same([...loadKeyRingFile(ring).retired], [], "the old key is not retired");
+  storage = await openStorage({ dataPath: data, keyring: loadKeyRingFile(ring), sync: false, log });
+  await storage.close();
+  t.match(lines.filter((l) => l.alert), [{ toKeyId: 2, msg: /rotation to key 2 was cut short.*runigun keys rotate --resume/ }], "the start says so, naming the command");
+  const resumed = await runigun(["keys", "rotate", "--resume"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(resumed.code, 0, resumed.out);
+  t.match(resumed.out, /key 1 retired/);
+  t.same([...loadKeyRingFile(ring).retired], [1], "retired in the ring file");
+  lines.length = 0;
+  await (await openStorage({ dataPath: data, keyring: loadKeyRingFile(ring), sync: false, log })).close();
+  t.same(lines.filter((l) => l.alert), [], "nothing to say once finished");
+});
