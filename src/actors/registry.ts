@@ -245,6 +245,11 @@ export class WalletRegistry {
     for (const [userKey, e] of this.#entries) if (!busy(e)) this.#passivate(userKey, e);
   }
 
+  /** Closed (the engine stopping): every command is refused from now on. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   close(): void {
     this.#closed = true;
     clearInterval(this.#sweep);

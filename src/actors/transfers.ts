@@ -208,7 +208,9 @@ export class TransferCourier {
       why = { err: e };
     }
     if (!why) return;
-    const again = !this.#stopped && !("refusal" in why && REFUSED_FOR_GOOD.has(why.refusal));
+    // Not once the registry is closed (the engine stopping): nothing records it any more, and a retry's timer would
+    // keep a process alive whose settled() was waited for once.
+    const again = !this.#stopped && !this.#o.registry.closed && !("refusal" in why && REFUSED_FOR_GOOD.has(why.refusal));
     this.#o.log.warn({ sender: from, transfers: ids.length, round, ...why },
       again ? "transfer acknowledgements not recorded; tried again later" : "transfer acknowledgements not recorded; their transfers are re-sent at the sender's next activation");
     if (!again) return;
@@ -255,6 +257,8 @@ export class TransferCourier {
       }
     }
     this.stats.deferred++;
+    // The engine stopping: it stays in the sender's outbox for the next start.
+    if (this.#o.registry.closed) return;
     this.#later.schedule(from + "\u0000" + id, round, () => void this.deliver(from, id, to, amount, round + 1));
   }
 }

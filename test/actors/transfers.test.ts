@@ -784,3 +784,15 @@ t.test("acknowledgements waiting to be tried again at a stop: one last try, then
     t.same(!isRefusal(st) && Object.keys(st.outgoing), ["t1"], "left in the outbox for the next start");
   });
 });
+
+t.test("once the registry is closed (the engine stopping), an acknowledgement it refuses is left to the outbox, not tried again", { timeout: 10_000 }, async (t) => {
+  // Found by CI: an ack refused by a closed registry was tried again forever, and once someone had waited for settled()
+  // its timer kept the process alive (a test file that never exited).
+  const { registry, courier, deliveries } = await courierOnDisk(t, { ackDelayMs: 600_000, retryLaterMs: 5 });
+  await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+  t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+  await deliveries[0];
+  registry.close();
+  await courier.settled();
+  t.equal(courier.stats.acksSent, 1, "sent once, refused, not again");
+});
