@@ -568,14 +568,15 @@ export class NodeGateway {
   /** `reclaim` (at start): the addresses an earlier run left in the pool first (see #reclaim), then new ones for the rest. */
   #refill(reclaim = false): Promise<void> {
     if (this.#refilling) return this.#refilling;
-    this.#refilling = (async () => {
-      if (reclaim) {
-        await this.#reclaim().catch((e: unknown) => this.#log.warn({ err: e }, "could not take back the deposit addresses an earlier run left in the pool; new ones are made"));
-      }
+    const fill = async () => {
       const want = this.#o.config.node.addressPoolSize - this.#pool.length;
       if (want <= 0 && this.#pool.length > 0) return;
       this.#pool.push(...(await this.newAddresses(Math.max(1, want), POOL_LABEL)));
-    })()
+    };
+    // Without anything to take back, the new addresses are queued at once (before any call made after this one).
+    this.#refilling = (reclaim && this.#o.owned
+      ? this.#reclaim().catch((e: unknown) => this.#log.warn({ err: e }, "could not take back the deposit addresses an earlier run left in the pool; new ones are made")).then(fill)
+      : fill())
       .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
       .finally(() => (this.#refilling = undefined));
     return this.#refilling;
