@@ -6,6 +6,7 @@ import type { PersistentBehaviour, Reply } from "./runtime.ts";
 import { refuse, type Refusal } from "../domain/refusals.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
+import { CopyOnWrite, emptyLevel, FAN, levelOf, lookup, slotOf, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
 
 export interface ChequeRecord {
@@ -116,32 +117,8 @@ interface Entry extends ChequeRecord {
   readonly n: number;
 }
 
-/**
- * Keys (cheque hashes, creators) are spread over FAN × FAN shards by a hash of the key, in two levels of arrays: an
- * event copies the two arrays on its shard's path (FAN pointers each) and the shard (a Map of about book/4,096 entries:
- * ~12 at 50,000 cheques, ~250 at a million). A Map copies at roughly 0.2–1 µs an entry here, so one level of 256
- * shards would still cost ~50–100 µs an event at 50,000 cheques.
- */
-const FAN = 64;
-/** Paid cheques are listed in FAN buckets (by the first level of their hash's shard), each oldest first. */
-type Level<V> = ReadonlyArray<ReadonlyArray<ReadonlyMap<string, V>>>;
-/** One empty shard, and one empty row of them, shared by every empty slot: copied before any write, never written. */
-const NONE: ReadonlyMap<string, never> = new Map<string, never>();
-const EMPTY_ROW: ReadonlyArray<ReadonlyMap<string, never>> = Object.freeze(new Array<ReadonlyMap<string, never>>(FAN).fill(NONE));
+/** Keys (cheque hashes, creators) are spread over shards (shards.ts). Paid cheques are listed in FAN buckets (by the first level of their hash's shard), each oldest first. */
 const NO_HASHES: readonly string[] = Object.freeze([]);
-const emptyLevel = <V>(): Level<V> => Object.freeze(new Array<ReadonlyArray<ReadonlyMap<string, V>>>(FAN).fill(EMPTY_ROW));
-
-/** FNV-1a of a key, to a shard (0 … FAN² − 1). Hashes are HMACs already; creators, and tests' hashes, need not be. */
-function slotOf(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % (FAN * FAN);
-}
-
-function lookup<V>(level: Level<V>, key: string): V | undefined {
-  const slot = slotOf(key);
-  return level[slot >>> 6]![slot & (FAN - 1)]!.get(key);
-}
 
 /** Every field, in one order (one hidden class for every entry: a spread adding a field gives each its own). */
 function entry(c: ChequeRecord, n: number): Entry {
@@ -209,7 +186,7 @@ export class ChequeBook implements FlatCheques {
    * built in one pass, every part new (no copy on write), each cheque numbered in the map's order.
    */
   static fromFlat(flat: Readonly<Record<string, ChequeRecord>> | undefined): ChequeBook {
-    const shards = new Array<Map<string, Entry> | undefined>(FAN * FAN);
+    const cheques: Array<[string, Entry]> = [];
     const creators = new Map<string, string[]>();
     const paid = Array.from({ length: FAN }, (): string[] => []);
     let n = 0, paidCount = 0, held = 0n;
@@ -217,21 +194,16 @@ export class ChequeBook implements FlatCheques {
       const r = flat[h]!;
       // A bigint already (the codec revives it); a number or text only from a caller that made the map by hand.
       const c = entry(typeof r.amount === "bigint" ? r : { ...r, amount: BigInt(r.amount) }, n++);
-      const slot = slotOf(h);
-      (shards[slot] ??= new Map()).set(h, c);
+      cheques.push([h, c]);
       held += heldBy(c);
       if (isLive(c)) {
         const mine = creators.get(c.creator);
         if (mine) mine.push(h);
         else creators.set(c.creator, [h]);
       }
-      if (c.paid === true) paid[slot >>> 6]!.push(h), paidCount++;
+      if (c.paid === true) paid[slotOf(h) >>> 6]!.push(h), paidCount++;
     }
-    const live = new Array<Map<string, readonly string[]> | undefined>(FAN * FAN);
-    for (const [creator, hashes] of creators) (live[slotOf(creator)] ??= new Map()).set(creator, hashes);
-    const level = <V>(a: Array<ReadonlyMap<string, V> | undefined>): Level<V> =>
-      Array.from({ length: FAN }, (_, i) => (a.slice(i * FAN, (i + 1) * FAN).some((x) => x) ? Array.from({ length: FAN }, (_, j) => a[i * FAN + j] ?? NONE) : EMPTY_ROW));
-    return new ChequeBook({ cheques: level(shards), live: level(live), paid: paid.map((x) => (x.length > 0 ? x : NO_HASHES)), size: n, paidCount, held, next: n });
+    return new ChequeBook({ cheques: levelOf(cheques), live: levelOf<readonly string[]>(creators), paid: paid.map((x) => (x.length > 0 ? x : NO_HASHES)), size: n, paidCount, held, next: n });
   }
 
   /** Cheques in the book. */
@@ -351,7 +323,7 @@ class Draft {
   /** The parts being written: the book's at first, each replaced by this draft's copy when it first writes it. */
   readonly p: Parts;
   /** What this draft copied (its own to write). */
-  readonly #own = new Set<object>();
+  readonly #w = new CopyOnWrite(bookWork);
 
   constructor(p: Readonly<Parts>) {
     this.p = { ...p };
@@ -364,7 +336,7 @@ class Draft {
   /** Sets a cheque (new, or changed), keeping the indexes, the counts and the escrow's total. */
   put(hash: string, c: Entry): void {
     const old = this.get(hash);
-    this.p.cheques = this.#write(this.p.cheques, hash, (m) => m.set(hash, c));
+    this.p.cheques = this.#w.write(this.p.cheques, hash, (m) => m.set(hash, c));
     if (!old) this.p.size++;
     this.p.held += heldBy(c) - heldBy(old);
     if (isLive(old) && (!isLive(c) || old!.creator !== c.creator)) this.#unlive(old!.creator, hash);
@@ -377,31 +349,11 @@ class Draft {
   remove(hash: string): void {
     const old = this.get(hash);
     if (!old) return;
-    this.p.cheques = this.#write(this.p.cheques, hash, (m) => m.delete(hash));
+    this.p.cheques = this.#w.write(this.p.cheques, hash, (m) => m.delete(hash));
     this.p.size--;
     this.p.held -= heldBy(old);
     if (isLive(old)) this.#unlive(old.creator, hash);
     if (old.paid === true) this.#unpay(hash);
-  }
-
-  /** `x` itself if this draft made it, else a copy this draft owns from now on. */
-  #mine<T extends object>(x: T, copy: (x: T) => T): T {
-    if (this.#own.has(x)) return x;
-    const c = copy(x);
-    this.#own.add(c);
-    return c;
-  }
-
-  /** The level with `key`'s shard written by `f`: the path to it (two arrays and the shard) copied once per draft. */
-  #write<V>(level: Level<V>, key: string, f: (shard: Map<string, V>) => unknown): Level<V> {
-    const slot = slotOf(key);
-    const top = this.#mine(level, (x) => x.slice()) as Array<ReadonlyArray<ReadonlyMap<string, V>>>;
-    const row = this.#mine(top[slot >>> 6]!, (x) => x.slice()) as Array<ReadonlyMap<string, V>>;
-    const shard = this.#mine(row[slot & (FAN - 1)]!, (x) => ((bookWork.copied += x.size), new Map(x))) as Map<string, V>;
-    top[slot >>> 6] = row;
-    row[slot & (FAN - 1)] = shard;
-    f(shard);
-    return top;
   }
 
   #enlive(creator: string, hash: string, n: number): void {
@@ -410,18 +362,18 @@ class Draft {
     let at = hashes.length;
     while (at > 0 && (this.get(hashes[at - 1]!)?.n ?? -1) > n) at--;
     const next = [...hashes.slice(0, at), hash, ...hashes.slice(at)];
-    this.p.live = this.#write(this.p.live, creator, (m) => m.set(creator, next));
+    this.p.live = this.#w.write(this.p.live, creator, (m) => m.set(creator, next));
   }
 
   #unlive(creator: string, hash: string): void {
     const hashes = (lookup(this.p.live, creator) ?? NO_HASHES).filter((h) => h !== hash);
-    this.p.live = this.#write(this.p.live, creator, (m) => (hashes.length > 0 ? m.set(creator, hashes) : m.delete(creator)));
+    this.p.live = this.#w.write(this.p.live, creator, (m) => (hashes.length > 0 ? m.set(creator, hashes) : m.delete(creator)));
   }
 
   #paidList(hash: string): string[] {
     const b = slotOf(hash) >>> 6;
-    const paid = (this.p.paid = this.#mine(this.p.paid, (x) => x.slice())) as Array<readonly string[]>;
-    return (paid[b] = this.#mine(paid[b]!, (x) => x.slice())) as string[];
+    const paid = (this.p.paid = this.#w.mine(this.p.paid, (x) => x.slice())) as Array<readonly string[]>;
+    return (paid[b] = this.#w.mine(paid[b]!, (x) => x.slice())) as string[];
   }
 
   #pay(hash: string, n: number): void {

@@ -10,6 +10,7 @@ import { canonicalAddress } from "../domain/address.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
+import { CopyOnWrite, EMPTY_ROW, emptyLevel, entriesOf, levelOf, lookup, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
 import type { Batch, Cancel, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary, ReleaseAnswer } from "./payout.messages.ts";
 
@@ -133,51 +134,12 @@ const payoutFinished = (p: Payout) => (p.status === "confirmed" || p.status === 
 const batchFinished = (b: Batch) => b.status === "confirmed" || b.status === "released";
 
 /**
- * Finished payouts and batches are spread over FAN × FAN shards by a hash of their id, in two levels of arrays, as in
- * the cheque book (cheques.ts): an event that finishes or prunes one copies the two arrays on its shard's path (FAN
- * pointers each) and the shard (a Map of about book/4,096 entries: 2–3 at 10,000).
+ * Finished payouts and batches are spread over shards (shards.ts), as the cheque book keeps its cheques: an event that
+ * finishes or prunes one copies the path to its shard and the shard (2–3 entries at 10,000).
  */
-const FAN = 64;
-type Level<V> = ReadonlyArray<ReadonlyArray<ReadonlyMap<string, V>>>;
-/** One empty shard, and one empty row of them, shared by every empty slot: copied before any write, never written. */
-const NONE: ReadonlyMap<string, never> = new Map<string, never>();
-const EMPTY_ROW: ReadonlyArray<ReadonlyMap<string, never>> = Object.freeze(new Array<ReadonlyMap<string, never>>(FAN).fill(NONE));
-const emptyLevel = <V>(): Level<V> => Object.freeze(new Array<ReadonlyArray<ReadonlyMap<string, V>>>(FAN).fill(EMPTY_ROW));
-
-/** FNV-1a of an id, to a shard (0 … FAN² − 1). */
-function slotOf(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % (FAN * FAN);
-}
-
-function lookup<V>(level: Level<V>, key: string): V | undefined {
-  const slot = slotOf(key);
-  return level[slot >>> 6]![slot & (FAN - 1)]!.get(key);
-}
-
-/** Every entry of a level, in an array (without a generator's step per entry). */
-function entriesOf<V>(level: Level<V>, keep?: (v: V) => boolean): Array<[string, V]> {
-  const all: Array<[string, V]> = [];
-  for (const row of level) {
-    if (row === EMPTY_ROW) continue;
-    for (const shard of row) for (const x of shard) if (!keep || keep(x[1])) all.push(x);
-  }
-  return all;
-}
 
 /** Oldest first: by `at`, then by id. */
 const byAt = <V extends { at: number }>(a: [string, V], b: [string, V]) => a[1].at - b[1].at || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
-
-/** A level built in one pass (a snapshot), every part new. */
-function levelOf<V>(entries: Iterable<[string, V]>): Level<V> {
-  const shards = new Array<Map<string, V> | undefined>(FAN * FAN);
-  for (const [k, v] of entries) (shards[slotOf(k)] ??= new Map()).set(k, v);
-  return Array.from({ length: FAN }, (_, i) => {
-    const row = Array.from({ length: FAN }, (_, j): ReadonlyMap<string, V> => shards[i * FAN + j] ?? NONE);
-    return row.some((x) => x !== NONE) ? row : EMPTY_ROW;
-  });
-}
 
 /** Every field, in one order (one hidden class for every payout: a snapshot's JSON dropped the undefined ones). */
 function payoutOfRecord(p: Payout): Payout {
@@ -214,7 +176,7 @@ interface Parts {
  * The payout book's state, immutable: applying an event gives a new book and never writes to a map or array a
  * previous book (or a snapshot being encoded, or a handler) still holds. Live payouts and batches — those still
  * moving, a few — are two small dictionaries copied by the events that touch them, in the order the flat book kept
- * them; finished ones — up to `retainFinished` confirmed payouts, with their batches — are sharded (see FAN) and
+ * them; finished ones — up to `retainFinished` confirmed payouts, with their batches — are sharded (shards.ts) and
  * touched only by the events that finish or prune them (a batch's "confirmed" or "released", "wallet_settled",
  * "pruned"), one small shard each. A payout's event (`queued` above all) copies none of them.
  *
@@ -436,7 +398,7 @@ export class PayoutBook implements PayoutState {
  */
 class Draft {
   readonly p: Parts;
-  readonly #own = new Set<object>();
+  readonly #w = new CopyOnWrite(payoutBookWork);
 
   constructor(p: Readonly<Parts>) {
     this.p = { ...p };
@@ -455,7 +417,7 @@ class Draft {
     if (payoutFinished(p)) {
       if (id in this.p.live) delete this.#live()[id];
       const old = lookup(this.p.done, id);
-      this.p.done = this.#write(this.p.done, id, (m) => m.set(id, p));
+      this.p.done = this.#w.write(this.p.done, id, (m) => m.set(id, p));
       if (!old) this.p.doneCount++;
       this.p.doneConfirmed += (p.status === "confirmed" ? 1 : 0) - (old?.status === "confirmed" ? 1 : 0);
       return;
@@ -477,7 +439,7 @@ class Draft {
     if (batchFinished(b)) {
       if (id in this.p.liveBatches) delete this.#liveBatches()[id];
       if (!lookup(this.p.doneBatches, id)) this.p.doneBatchCount++;
-      this.p.doneBatches = this.#write(this.p.doneBatches, id, (m) => m.set(id, b));
+      this.p.doneBatches = this.#w.write(this.p.doneBatches, id, (m) => m.set(id, b));
       return;
     }
     this.#unfinishBatch(id);
@@ -494,43 +456,23 @@ class Draft {
   #unfinish(id: string): void {
     const old = lookup(this.p.done, id);
     if (!old) return;
-    this.p.done = this.#write(this.p.done, id, (m) => m.delete(id));
+    this.p.done = this.#w.write(this.p.done, id, (m) => m.delete(id));
     this.p.doneCount--;
     if (old.status === "confirmed") this.p.doneConfirmed--;
   }
 
   #unfinishBatch(id: string): void {
     if (!lookup(this.p.doneBatches, id)) return;
-    this.p.doneBatches = this.#write(this.p.doneBatches, id, (m) => m.delete(id));
+    this.p.doneBatches = this.#w.write(this.p.doneBatches, id, (m) => m.delete(id));
     this.p.doneBatchCount--;
   }
 
   #live(): Record<string, Payout> {
-    return (this.p.live = this.#mine(this.p.live, (x) => idMap(x))) as Record<string, Payout>;
+    return (this.p.live = this.#w.mine(this.p.live, (x) => idMap(x))) as Record<string, Payout>;
   }
 
   #liveBatches(): Record<string, Batch> {
-    return (this.p.liveBatches = this.#mine(this.p.liveBatches, (x) => idMap(x))) as Record<string, Batch>;
-  }
-
-  /** `x` itself if this draft made it, else a copy this draft owns from now on. */
-  #mine<T extends object>(x: T, copy: (x: T) => T): T {
-    if (this.#own.has(x)) return x;
-    const c = copy(x);
-    this.#own.add(c);
-    return c;
-  }
-
-  /** The level with `key`'s shard written by `f`: the path to it (two arrays and the shard) copied once per draft. */
-  #write<V>(level: Level<V>, key: string, f: (shard: Map<string, V>) => unknown): Level<V> {
-    const slot = slotOf(key);
-    const top = this.#mine(level, (x) => x.slice()) as Array<ReadonlyArray<ReadonlyMap<string, V>>>;
-    const row = this.#mine(top[slot >>> 6]!, (x) => x.slice()) as Array<ReadonlyMap<string, V>>;
-    const shard = this.#mine(row[slot & (FAN - 1)]!, (x) => ((payoutBookWork.copied += x.size), new Map(x))) as Map<string, V>;
-    top[slot >>> 6] = row;
-    row[slot & (FAN - 1)] = shard;
-    f(shard);
-    return top;
+    return (this.p.liveBatches = this.#w.mine(this.p.liveBatches, (x) => idMap(x))) as Record<string, Batch>;
   }
 }
 

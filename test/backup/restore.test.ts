@@ -3,12 +3,15 @@
 // agreeing. And the hard case: a payout made after the only backup is found on the chain at start, the
 // wallets it may concern are frozen, payouts stay paused, nothing is paid twice.
 import t from "tap";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fundedWallet, startTestEngine, withdrawToOutside, type TestEngine } from "../support/engine.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
 import { restoreArchive } from "../../src/backup/restore.ts";
+import { writeArchive } from "../../src/backup/archive.ts";
+import { EncryptedStore } from "../../src/store/db.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { enginePort } from "../../src/edges/admin/engine-port.ts";
 import { received } from "../support/payouts.ts";
@@ -310,9 +313,6 @@ t.test("two wallets' payouts alike, queued in the backup and paid after it: name
 });
 
 t.test("a restore that fails between the store and the node wallet's file leaves neither: run again, it restores both", async (t) => {
-  const { existsSync, mkdirSync, readFileSync, rmdirSync } = await import("node:fs");
-  const { EncryptedStore } = await import("../../src/store/db.ts");
-  const { writeArchive } = await import("../../src/backup/archive.ts");
   const dir = t.testdir();
   const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
@@ -335,10 +335,6 @@ t.test("a restore that fails between the store and the node wallet's file leaves
 });
 
 t.test("a restore removes what a restore that died left (store.restoring-<pid> of a process that is gone), and keeps one whose process runs", async (t) => {
-  const { mkdirSync, writeFileSync } = await import("node:fs");
-  const { spawnSync, spawn } = await import("node:child_process");
-  const { EncryptedStore } = await import("../../src/store/db.ts");
-  const { writeArchive } = await import("../../src/backup/archive.ts");
   const dir = t.testdir();
   const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
