@@ -14,6 +14,9 @@ async function user(te: TestEngine, name: string): Promise<{ key: string; addres
   if (isRefusal(opened)) throw new Error(opened.message);
   const a = await te.engine.relay.depositAddress(key);
   if (isRefusal(a)) throw new Error(a.message);
+  // The owner's label is not awaited by /deposit; it goes ahead of the node actor's queued calls, so it has landed once
+  // a call made after it is answered (a test that relabels the address must not race it).
+  await te.engine.node.call("getblockcount");
   return { key, address: a.address };
 }
 
