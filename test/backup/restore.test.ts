@@ -312,14 +312,20 @@ t.test("two wallets' payouts alike, queued in the backup and paid after it: name
   t.equal(await received(te, shop), 10_000_000n, "the shop got each once");
 });
 
-t.test("a restore that fails between the store and the node wallet's file leaves neither: run again, it restores both", async (t) => {
-  const dir = t.testdir();
+/** An archive of a store of one record (and of a node wallet's file when given), under `dir`. */
+async function smallArchive(dir: string, nodeWallet?: Buffer) {
   const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
   await store.put("journal", "a", { n: 1 });
   const archive = join(dir, "a.rga");
-  const info = await writeArchive({ store, path: archive, network: "regtest", nodeWallet: { bytes: Buffer.from("the node's wallet file") } });
+  const info = await writeArchive({ store, path: archive, network: "regtest", ...(nodeWallet ? { nodeWallet: { bytes: nodeWallet } } : {}) });
   await store.close();
+  return { keyring, archive, info };
+}
+
+t.test("a restore that fails between the store and the node wallet's file leaves neither: run again, it restores both", async (t) => {
+  const dir = t.testdir();
+  const { keyring, archive, info } = await smallArchive(dir, Buffer.from("the node's wallet file"));
   const data = join(dir, "data");
   const walletFile = join(data, `node-wallet-restored-${info.manifest.createdAt.replace(/[:.]/g, "-")}.dat`);
   // The wallet file cannot be written (here: a directory in its way), as a crash at that point would leave it.
@@ -336,12 +342,7 @@ t.test("a restore that fails between the store and the node wallet's file leaves
 
 t.test("a restore removes what a restore that died left (store.restoring-<pid> of a process that is gone), and keeps one whose process runs", async (t) => {
   const dir = t.testdir();
-  const keyring = new KeyRing(new Map([[1, Buffer.alloc(32, 9)]]), 1);
-  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring });
-  await store.put("journal", "a", { n: 1 });
-  const archive = join(dir, "a.rga");
-  await writeArchive({ store, path: archive, network: "regtest" });
-  await store.close();
+  const { keyring, archive } = await smallArchive(dir);
   const data = join(dir, "data");
   const dead = spawnSync(process.execPath, ["-e", ""]).pid!; // a process id that has exited
   const alive = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });

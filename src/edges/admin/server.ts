@@ -17,7 +17,7 @@ import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
 import { Sessions } from "./console/session.ts";
 import { NumberText, numberText } from "./schemas.ts";
-import { aboveMaxNote, auditList, hardMaxFeeRate } from "./console/views.ts";
+import { auditList, hardMaxFeeRate, rateReason } from "./console/views.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -291,7 +291,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       ? refuse("over_limit", `feeRateSatVb ${body.feeRateSatVb} is above withdrawals.maxFeeRateSatVb (${maxRate} sat/vB), the most the engine pays for its own batches: nothing was done. If you mean ${body.feeRateSatVb} sat/vB, send the request again with "aboveMaxFeeRate": true.`)
       : undefined;
     /** The audit log's reason: an override of the maximum is on file with the rate it let through. */
-    const withOverride = (body: AtRate) => (body.feeRateSatVb > maxRate ? `${body.reason} [${aboveMaxNote(body.feeRateSatVb, maxRate)}]` : body.reason);
+    const withOverride = (body: AtRate) => rateReason(body.reason, body.feeRateSatVb, maxRate);
     f.post("/payouts/:batch/bump", { schema: batchAtRate }, async (req, reply) => {
       const { batch } = req.params as { batch: string };
       const body = req.body as AtRate;

@@ -50,8 +50,9 @@ const FeeRate = Type.String({ pattern: "^[0-9]{1,6}$" });
  */
 export const hardMaxFeeRate = (config: Config): number => Math.max(10_000, config.withdrawals.maxFeeRateSatVb);
 
-/** What the audit log's reason adds when an operator confirmed a rate above the configured maximum. */
-export const aboveMaxNote = (rate: number, max: number): string => `${rate} sat/vB, above withdrawals.maxFeeRateSatVb ${max}: confirmed`;
+/** A fee action's audit reason: the operator's, and, for a rate above the configured maximum, that it was confirmed. */
+export const rateReason = (reason: string, rate: number, max: number): string =>
+  rate > max ? `${reason} [${rate} sat/vB, above withdrawals.maxFeeRateSatVb ${max}: confirmed]` : reason;
 
 /**
  * An operator listed every user's deposits or payouts (their keys, addresses, amounts): recorded before the answer
@@ -262,8 +263,7 @@ ${stepUpNote()}<button type="submit" class="danger">Confirm ${a.noun}</button> <
       // The step-up, used up here: for this batch's bump (or release), on this session, fresh.
       const why = c.stepUp(req, `/console/payouts/${batch}/${a.path}`);
       if (why) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${why}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 403);
-      const reason = rate > maxRate ? `${body.reason} [${aboveMaxNote(rate, maxRate)}]` : body.reason;
-      const r = await c.act(req, a.action, batch, reason, () => a.run(batch, BigInt(rate), body.reason));
+      const r = await c.act(req, a.action, batch, rateReason(body.reason, rate, maxRate), () => a.run(batch, BigInt(rate), body.reason));
       if (isRefusal(r)) return send(req, reply, `${a.title}: refused`, "payouts", html`<p class="error" role="alert">${r.message}</p><p><a href="/console/payouts">Back to payouts</a></p>`, 409);
       return send(req, reply, a.title, "payouts", html`<p class="ok" role="status">${a.done(batch, r as Json)}</p><p><a href="/console/payouts">Back to payouts</a></p>`);
     });
