@@ -316,7 +316,8 @@ export class SegmentShipper {
     this.#o = o;
     this.#keyId = o.keyring.current;
     this.#macKey = backupMacKey(o.keyring, this.#keyId, "segments");
-    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    // Never the backup directory itself (a disk not mounted: see ensureBackupSubdir); the first write says it is missing.
+    if (existsSync(dirname(o.dir))) mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   }
 
   /** Positions were lost to a failing backup disk, and no snapshot since covers them: one is needed to heal it. */

@@ -6,12 +6,13 @@
 //   <backup.dir>/snapshots/runigun-<network>-<time>-<timeline>-p<position>.rga
 // A timeline is one history of the store: a restore starts a new one, so positions never mix across it.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
+import { writeFileDurably } from "../store/files.ts";
 import { runToken, writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
 import { ensureBackupSubdir, lastShipped, listSegments, missingBackupDir, SegmentShipper, type ShipperOptions } from "./segments.ts";
 import { BackupError } from "./format.ts";
@@ -55,6 +56,17 @@ interface Gap {
 }
 const GAP_KEY = "backup-gap";
 
+/**
+ * Which backup directory this store backs up to: the id in the directory's marker file (MARKER), also kept in the
+ * store. An empty mount point (the backup disk not mounted) or a missing backup directory at start is told apart from
+ * a first run by it — backups written there would land on the engine's own disk and die with it.
+ */
+const TARGET_KEY = "backup-target";
+const MARKER = "RUNIGUN-BACKUP";
+interface Target {
+  id: string;
+}
+
 export class BackupService {
   readonly #o: BackupServiceOptions;
   readonly #log: Logger;
@@ -93,10 +105,22 @@ export class BackupService {
    * (commits that never reached the backup disk and that no snapshot covers): the caller then snapshots.
    */
   async start(): Promise<{ needsSnapshot: boolean }> {
-    if (!this.dir) return { needsSnapshot: false };
+    // Real money with nothing restorable, or backups on the disk whose failure they are for: said at every start.
+    const real = this.#o.config.network !== "regtest";
+    if (!this.dir) {
+      if (real) this.#log.error({ alert: true }, `backups are off (backup.dir is not set) on ${this.#o.config.network}: a lost data disk loses every wallet. Set RUNIGUN_BACKUP_DIR to a directory on another disk`);
+      return { needsSnapshot: false };
+    }
     const cfg = this.#o.config.backup;
-    mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
     const store = this.#o.store;
+    const known = await store.get<Target>(META, TARGET_KEY);
+    const adopt = this.#checkTarget(known);
+    if (existsSync(this.dir)) {
+      mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
+      if (real && statSync(this.dir).dev === statSync(this.#o.config.dataPath, { throwIfNoEntry: false })?.dev) {
+        this.#log.error({ alert: true, dir: this.dir }, `backup directory ${this.dir} is on the same disk as the data directory ${this.#o.config.dataPath}: a failure of that disk loses both. Mount another disk at ${this.dir}`);
+      }
+    }
     const ahead = await lastShipped(this.segmentsDir!, store.keyring, store.timeline);
     if (ahead > store.position) {
       // The store is behind its own continuous backup: an older copy of it put back (a VM or volume snapshot rolled
@@ -121,6 +145,8 @@ export class BackupService {
       onDirRecreated: () => this.#repair(0),
     });
     const shipped = await this.#shipper.attach(store);
+    // Kept in the store once (after attaching, so the record is shipped like any other).
+    if (adopt) await store.put(META, TARGET_KEY, { id: adopt } satisfies Target);
     const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
     if (newest) {
       const s = await stat(join(this.snapshotsDir!, newest.name)).catch(() => undefined);
@@ -144,6 +170,44 @@ export class BackupService {
       this.#timer.unref();
     }
     return { needsSnapshot };
+  }
+
+  /**
+   * Checks that the backup directory is the one this store has been backing up to (`known`: the id its marker held),
+   * and marks a directory that has no marker yet. A store that has backed up before never makes a missing backup
+   * directory (a disk not mounted): an alert, and backups resume by themselves once it is there. A directory without
+   * this store's marker (an empty mount point, a new disk) is an alert too, and used from now on. Returns the id to
+   * keep in the store when it keeps none yet (a first run, or a store from before the marker).
+   */
+  #checkTarget(known: Target | undefined): string | undefined {
+    const dir = this.dir!;
+    if (!existsSync(dir)) {
+      if (known) {
+        this.#log.error({ alert: true, dir }, `${missingBackupDir(dir)}; this store has been backing up there before, so it is not made on the engine's own disk`);
+        return undefined;
+      }
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    }
+    const path = join(dir, MARKER);
+    let marker: Target | undefined;
+    try {
+      const m = JSON.parse(readFileSync(path, "utf8")) as Partial<Target>;
+      if (typeof m.id === "string" && m.id) marker = { id: m.id };
+    } catch {
+      // None (or unreadable: written again below).
+    }
+    if (known && marker?.id !== known.id) {
+      this.#log.error(
+        { alert: true, dir },
+        marker
+          ? `backup directory ${dir} holds another store's backups (its ${MARKER} file is not this store's): two engines back up to one directory, or the wrong disk is mounted there. Give each engine its own backup.dir`
+          : `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. Backups go there from now on, starting with a snapshot; if the backup disk is elsewhere, stop the engine, mount it at ${dir} and start again`,
+      );
+    }
+    if (marker) return known ? undefined : marker.id;
+    const id = known?.id ?? randomBytes(8).toString("hex");
+    writeFileDurably(path, JSON.stringify({ id }) + "\n", 0o600);
+    return known ? undefined : id;
   }
 
   /** One snapshot at a time; a second caller gets the one in progress (or waiting its turn). */

@@ -4,7 +4,7 @@
 // by earlier releases) still restore, also when a newer release carries on the same timeline in new files.
 import t from "tap";
 import { createHmac, randomBytes } from "node:crypto";
-import { appendFileSync, copyFileSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore, type RawOp } from "../../src/store/db.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
@@ -35,6 +35,7 @@ function frames(bytes: Buffer): Array<{ at: number; position: number }> {
 /** A store shipping its writes to segments, with a snapshot archive taken before its `n` writes. */
 async function shipped(dir: string, n: number, tag = "w") {
   const segs = join(dir, "backups", "segments");
+  mkdirSync(join(dir, "backups"), { recursive: true }); // the backup disk, mounted (the shipper never makes it)
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
   const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
   await shipper.attach(store);
@@ -104,6 +105,7 @@ t.test("a torn tail a crash leaves is still a normal end, in the length or in th
 t.test("a torn frame at the end of a file the next file takes over from (a write retried in a new file) is not damage", async (t) => {
   const dir = t.testdir({ backups: {} });
   const segs = join(dir, "backups", "segments");
+  mkdirSync(join(dir, "backups"), { recursive: true }); // the backup disk, mounted (the shipper never makes it)
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
   const shipper = new SegmentShipper({ dir: segs, keyring: ring(), intervalMs: 60_000, log: silentLogger });
   await shipper.attach(store);
@@ -181,6 +183,7 @@ function versionOneFile(frames: Array<{ position: number; ops: readonly RawOp[] 
 t.test("segment files of the first version still restore, also when a newer release carries on the timeline", async (t) => {
   const dir = t.testdir({ backups: { segments: {} } });
   const segs = join(dir, "backups", "segments");
+  mkdirSync(join(dir, "backups"), { recursive: true }); // the backup disk, mounted (the shipper never makes it)
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring() });
   const archive = join(dir, "backups", "a.rga");
   const snap = await writeArchive({ store, path: archive, network: "regtest" });

@@ -3,16 +3,16 @@
 // that notices when continuous backup does not reach the store (first run, or a crash lost the interval).
 import t from "tap";
 import { randomBytes } from "node:crypto";
-import { cpSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore, META } from "../../src/store/db.ts";
-import { RESTORED_KEY } from "../../src/backup/restore.ts";
+import { RESTORED_KEY, restoreArchive } from "../../src/backup/restore.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
 import { BackupService } from "../../src/backup/service.ts";
 import { listSegments } from "../../src/backup/segments.ts";
 import { verifyArchive } from "../../src/backup/archive.ts";
 import { loadConfig } from "../../src/config.ts";
-import { silentLogger } from "../../src/log.ts";
+import { createLogger, silentLogger } from "../../src/log.ts";
 
 const ring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
 
@@ -115,9 +115,6 @@ t.test("a store behind its own continuous backup (an older copy put back): no st
 });
 
 t.test("a new, empty backup disk mounted while the engine runs: the directories are made again and a snapshot makes it a backup; a missing backup directory is said once, clearly", async (t) => {
-  const { existsSync, mkdirSync, statSync } = await import("node:fs");
-  const { createLogger } = await import("../../src/log.ts");
-  const { restoreArchive } = await import("../../src/backup/restore.ts");
   const until = async (what: string, cond: () => boolean, ms = 10_000) => {
     for (const end = Date.now() + ms; !cond();) {
       if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
@@ -174,5 +171,93 @@ t.test("a new, empty backup disk mounted while the engine runs: the directories 
   const r2 = await restoreArchive({ archive: join(backup, "snapshots", snapshots()[0]!), segmentsDir: join(backup, "segments"), dataPath: join(dir, "r2"), keyring: ring, network: "regtest" });
   t.equal(r2.segments?.last, store.position, "restorable from the disk that came back");
   await svc.close();
+  await store.close();
+});
+
+t.test("at start, a backup directory that is not this store's (a disk not mounted) is an alert, and a missing one is not made on the engine's disk", async (t) => {
+  const dir = t.testdir();
+  const backup = join(dir, "backup"), disk = join(dir, "the-backup-disk");
+  const config = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: backup, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+  const lines: Array<{ level: number; msg: string; alert?: boolean }> = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const alerts = () => lines.filter((l) => l.alert).map((l) => l.msg);
+  let store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  let svc = new BackupService({ config, store, log });
+  const start = async () => {
+    await svc.close();
+    await store.close();
+    lines.length = 0;
+    store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+    svc = new BackupService({ config, store, log });
+    return svc.start();
+  };
+
+  // A first run makes the directory and marks it, quietly.
+  await svc.start();
+  await svc.snapshot();
+  await write(store, 5, "a");
+  t.ok(existsSync(join(backup, "RUNIGUN-BACKUP")), "the directory is marked");
+  t.same(alerts(), []);
+  t.same(await start(), { needsSnapshot: false }, "the same directory again: nothing to say");
+  t.same(alerts(), []);
+
+  // The backup disk not mounted, its mount point empty: the engine's own disk under the same name.
+  renameSync(backup, disk);
+  mkdirSync(backup);
+  t.same(await start(), { needsSnapshot: true });
+  t.equal(alerts().length, 1, "one alert");
+  t.match(alerts()[0], /holds none of this store's backups .*not mounted/);
+  // Used from now on (marked with this store's id): the next start is quiet.
+  t.same(await start(), { needsSnapshot: true });
+  t.same(alerts(), [], "said once: the directory is this store's now");
+
+  // The mount point itself gone: an alert, and it is not made.
+  rmSync(backup, { recursive: true });
+  t.same(await start(), { needsSnapshot: true });
+  t.equal(alerts().length, 1);
+  t.match(alerts()[0], /missing or not mounted.*not made on the engine's own disk/);
+  t.notOk(existsSync(backup), "not made in its place");
+  // The disk is mounted again: shipping goes on where it is, quietly at the next start.
+  renameSync(disk, backup);
+  await write(store, 3, "b");
+  await svc.flush();
+  await svc.snapshot();
+  lines.length = 0;
+  t.same(await start(), { needsSnapshot: false });
+  t.same(alerts(), []);
+
+  // A store from before the marker (none kept) adopts the directory's marker; another store's directory is said.
+  const other = join(dir, "other-store");
+  const otherStore = await EncryptedStore.open({ path: other, keyring: ring });
+  const otherSvc = new BackupService({ config, store: otherStore, log });
+  lines.length = 0;
+  await otherSvc.start();
+  t.same(alerts(), [], "a store that kept no directory takes this one's marker");
+  await otherSvc.close();
+  await otherStore.close();
+  writeFileSync(join(backup, "RUNIGUN-BACKUP"), JSON.stringify({ id: "0123456789abcdef" }) + "\n");
+  await start();
+  t.match(alerts()[0], /holds another store's backups/);
+  await svc.close();
+  await store.close();
+});
+
+t.test("with real money, backups off or on the data directory's own disk are an alert at every start", async (t) => {
+  const dir = t.testdir();
+  const lines: Array<{ msg: string; alert?: boolean }> = [];
+  const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
+  const on = async (network: "signet" | "regtest", backupDir: string) => {
+    lines.length = 0;
+    const config = loadConfig({ env: {}, cwd: dir, overrides: { network, dataDir: ".", backup: { dir: backupDir, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+    const svc = new BackupService({ config, store, log });
+    await svc.start();
+    await svc.close();
+    return lines.filter((l) => l.alert).map((l) => l.msg);
+  };
+  t.match(await on("signet", ""), [/backups are off \(backup.dir is not set\) on signet/]);
+  t.match(await on("signet", join(dir, "backup")), [/is on the same disk as the data directory/]);
+  t.same(await on("regtest", ""), [], "regtest: nothing said");
+  t.same(await on("regtest", join(dir, "backup")), []);
   await store.close();
 });
