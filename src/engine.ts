@@ -422,7 +422,7 @@ export class Engine {
   async solvency(toleranceSats = 0n): Promise<SolvencyReport> {
     return this.payouts.hold(async (payouts: PayoutState) => {
       const liabilities = await this.liabilities();
-      const maturing = await maturingDeposits(this.config.deposits.confirmations, this.node, async (outpoint) => this.watcher.isOpen(outpoint));
+      const maturing = await maturingDeposits(this.config.deposits.confirmations, this.node, (outpoint) => this.watcher.isOpen(outpoint));
       const node = await this.node.balances();
       const stranded = await strandedCoins(payouts, this.node);
       return assessSolvency({ liabilities, node, stranded, maturingDeposits: maturing, payouts, toleranceSats });

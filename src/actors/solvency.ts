@@ -92,10 +92,9 @@ export function assessSolvency(i: SolvencyInputs): SolvencyReport {
 export async function maturingDeposits(
   confirmations: number,
   node: { call<T>(method: string, params?: unknown[]): Promise<T> },
-  isPending: (outpoint: string) => Promise<boolean>,
+  isPending: (outpoint: string) => boolean,
 ): Promise<bigint> {
   if (confirmations <= 1) return 0n;
   const coins = await node.call<Array<{ txid: string; vout: number; amount: number }>>("listunspent", [1, confirmations - 1]);
-  const backing = await Promise.all(coins.map(async (c) => ((await isPending(`${c.txid}:${c.vout}`)) ? btcNumberToSats(c.amount) : 0n)));
-  return backing.reduce((sum, v) => sum + v, 0n);
+  return coins.reduce((sum, c) => (isPending(`${c.txid}:${c.vout}`) ? sum + btcNumberToSats(c.amount) : sum), 0n);
 }

@@ -89,8 +89,8 @@ t.test("maturing deposits: listed 1 to target − 1 deep, counted only where the
   ];
   const node = { call: async <T>(method: string, params: unknown[] = []) => (calls.push([method, ...params]), coins as T) };
   const open = new Set(["a:0", "b:2"]);
-  t.equal(await maturingDeposits(3, node, async (o) => open.has(o)), 100_123n);
+  t.equal(await maturingDeposits(3, node, (o) => open.has(o)), 100_123n);
   t.same(calls, [["listunspent", 1, 2]], "coins at least one and at most target − 1 deep");
-  t.equal(await maturingDeposits(1, node, async () => true), 0n, "a target of 1: nothing is confirmed and pending");
+  t.equal(await maturingDeposits(1, node, () => true), 0n, "a target of 1: nothing is confirmed and pending");
   t.equal(calls.length, 1, "and the node is not asked");
 });
