@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import { isRefusal, type Refusal } from "../domain/refusals.ts";
 import type { WalletRegistry } from "./registry.ts";
 import { Later } from "./later.ts";
+import type { CarriedAcks } from "./wallet.actor.ts";
 
 /** Somewhere other than a wallet that can receive a transfer (the cheque book's escrow). */
 export interface TransferSink {
@@ -74,23 +75,41 @@ export class TransferCourier {
     this.#later = new Later(o.retryLaterMs ?? 5000);
   }
 
-  /** The sender's acknowledgements waiting for a record: the wallet journals them with the one it is writing. */
-  takeAcks(from: string): string[] | undefined {
+  /**
+   * The sender's acknowledgements waiting for a record: the wallet journals them with the one it is writing. A record
+   * that is not written (the store refused it, an invariant check threw) gives them back (`giveBack`): nothing else
+   * would send them again while the sender stays resident, and its transfers would wait in the outbox for the next
+   * activation.
+   */
+  takeAcks(from: string): CarriedAcks | undefined {
     const fresh = this.#acks.get(from);
     const retry = this.#ackRetry.get(from);
     if (!fresh && !retry) return undefined;
     this.#acks.delete(from);
     let ids = fresh ?? [];
+    let round = 0;
     if (retry) {
       // Carried by this record instead of one of their own later.
       this.#ackRetry.delete(from);
       this.#later.cancel(ackKey(from));
       ids = [...retry.ids, ...ids];
+      round = retry.round;
       // Called from the wallet's handler: a settled() waiting on these is told afterwards, not from inside it.
       queueMicrotask(() => this.#maybeIdle());
     }
     this.stats.acksCarried += ids.length;
-    return ids;
+    let given = false;
+    return {
+      ids,
+      giveBack: (err) => {
+        if (given) return;
+        given = true;
+        this.stats.acksCarried -= ids.length;
+        this.#notRecorded(from, ids, round, { err });
+        // Also called from the wallet's handler (its failed turn).
+        queueMicrotask(() => this.#maybeIdle());
+      },
+    };
   }
 
   /**
@@ -208,8 +227,16 @@ export class TransferCourier {
       why = { err: e };
     }
     if (!why) return;
-    // Not once the registry is closed (the engine stopping): nothing records it any more, and a retry's timer would
-    // keep a process alive whose settled() was waited for once.
+    this.#notRecorded(from, ids, round, why);
+  }
+
+  /**
+   * Acknowledgements the sender's wallet did not record (a record of their own, or the sender's record that carried
+   * them): tried again later, unless the sender's next record carries them first. Not once the courier is stopped or
+   * the registry closed (the engine stopping): nothing records them any more, and a retry's timer would keep a
+   * process alive whose settled() was waited for once. Then, or refused for good, they are left to the outbox.
+   */
+  #notRecorded(from: string, ids: string[], round: number, why: { refusal: string } | { err: unknown }): void {
     const again = !this.#stopped && !this.#o.registry.closed && !("refusal" in why && REFUSED_FOR_GOOD.has(why.refusal));
     this.#o.log.warn({ sender: from, transfers: ids.length, round, ...why },
       again ? "transfer acknowledgements not recorded; tried again later" : "transfer acknowledgements not recorded; their transfers are re-sent at the sender's next activation");

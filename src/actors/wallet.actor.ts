@@ -19,7 +19,18 @@ export interface WalletHooks {
    * Transfers of this wallet whose receivers have them, not journalled as acknowledged yet: the wallet journals
    * them with the record it is writing (the courier sends them on their own when no record comes soon).
    */
-  takeAcks?(userKey: string): string[] | undefined;
+  takeAcks?(userKey: string): CarriedAcks | undefined;
+}
+
+/** Acknowledgements a wallet's record carries (`WalletHooks.takeAcks`). */
+export interface CarriedAcks {
+  ids: string[];
+  /**
+   * The record carrying them was not written (`err`: why): they are the courier's again, to send on their own later
+   * or with the sender's next record. Some may have been on disk after all (a write whose outcome was unknown): a
+   * repeat is harmless, the wallet acknowledges only what is still in its outbox.
+   */
+  giveBack(err: unknown): void;
 }
 
 export interface WalletOptions {
@@ -76,18 +87,25 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
         if (cmd.type === "resume") afterCommit(userKey, [state], [], cmd, o);
         return state;
       }
-      // Acknowledgements taken here live in this record only; if it fails they are lost with it, harmlessly: their
-      // transfers stay in the outbox, which the engine re-sends when the store writes again (and at every activation),
-      // the receivers answer "repeated", and the courier acknowledges them again.
-      const events = withAcks(state, decision.events, o.hooks.takeAcks?.(userKey));
-      const states: WalletState[] = [];
-      let after = state;
-      for (const e of events) states.push(after = evolve(after, e));
-      const broken = checkInvariants(after);
-      // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
-      if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
-      const { ops, history } = o.records.forCommand(state, events, states);
-      await persist(events, { r: ops, s: sumsDelta(state, after, transitDelta(cmd as WalletCommand, events)), h: history });
+      // Acknowledgements taken here live in this record only: if it is not written (the store refused it, an invariant
+      // or its records threw), they go back to the courier, which sends them again. Left lost, nothing would while the
+      // sender stays resident: their transfers would wait in the outbox for its next activation or the next start.
+      const carried = o.hooks.takeAcks?.(userKey);
+      let events: WalletEvent[], after: WalletState, states: WalletState[];
+      try {
+        events = withAcks(state, decision.events, carried?.ids);
+        states = [];
+        after = state;
+        for (const e of events) states.push(after = evolve(after, e));
+        const broken = checkInvariants(after);
+        // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
+        if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
+        const { ops, history } = o.records.forCommand(state, events, states);
+        await persist(events, { r: ops, s: sumsDelta(state, after, transitDelta(cmd as WalletCommand, events)), h: history });
+      } catch (e) {
+        carried?.giveBack(e);
+        throw e;
+      }
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
       afterCommit(userKey, [state, ...states], events, cmd, o);

@@ -6,6 +6,7 @@ import { isRefusal, refuse } from "../../src/domain/refusals.ts";
 import { EncryptedStore } from "../../src/store/db.ts";
 import { Journal } from "../../src/store/journal.ts";
 import { KeyRing } from "../../src/store/keyring.ts";
+import { StoreError } from "../../src/store/errors.ts";
 import { ActorSystem } from "../../src/actors/runtime.ts";
 import { WalletRegistry } from "../../src/actors/registry.ts";
 import { TransferCourier, gathered } from "../../src/actors/transfers.ts";
@@ -712,6 +713,74 @@ t.test("an acknowledgement record the sender's wallet refused is tried again whi
   t.same((await recordsOf(journal, "u_b")).flat().filter((e) => e.startsWith("transfer_received")), ["transfer_received t1"]);
   t.same((await recordsOf(journal, "u_a")).flat().filter((e) => e.startsWith("transfer_acked")), ["transfer_acked t1"], "acknowledged once");
 });
+
+t.test("acknowledgements a sender's failed record carried go back to the courier", { timeout: 10_000 }, async (t) => {
+  await t.test("tried again while the engine runs: the outbox empties, no activation", async (t) => {
+    // Found by review: the courier dropped the acknowledgements when the wallet took them, so a record that then
+    // failed lost them, and the credited transfer stayed in the sender's outbox until its next activation.
+    const { journal, registry, courier, store, deliveries } = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000, retryLaterMs: 10 });
+    const refusing = refusingRecord(journal, "u_a");
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await deliveries[0];
+    t.same(await registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "credited; its acknowledgement waits for u_a's next record");
+    // A running engine's process stays up (its servers, the chain poll); a retry waiting alone does not hold it.
+    const running = setInterval(() => undefined, 60_000);
+    t.teardown(() => clearInterval(running));
+    const acked = journalled(store, journal, "u_a", "transfer_acked t1");
+    const activations = registry.stats.activations;
+    refusing.arm();
+    t.match(await registry.send("u_a", "send_transfer", { id: "t2", to: "u_b", amount: 20n, maxAmount: 1000n }), { refused: true },
+      "t2's record, carrying t1's acknowledgement, is refused by the store");
+    t.equal(refusing.refused, 1, "the store refused one record");
+    // Neither settled() nor another command of the sender: the courier sends it again on its own.
+    await acked;
+    t.equal(registry.stats.activations, activations, "no activation re-sent it: the sender stayed resident");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), [], "the sender's outbox is empty");
+    t.same(!isRefusal(st) && st.available, 990n, "t2 was not debited");
+    await courier.settled();
+    t.same((await recordsOf(journal, "u_a")).flat().filter((e) => e.startsWith("transfer_")), ["transfer_received seed", "transfer_sent t1", "transfer_acked t1"],
+      "t1 acknowledged once, by a record of its own; nothing of t2's");
+    t.same(await registry.read("u_b", "balance", {}), { available: 10n, pending: 0n, reserved: 0n }, "credited once");
+  });
+
+  await t.test("after a stop: left to the outbox, settled() resolves", async (t) => {
+    const { journal, registry, courier, deliveries } = await courierOnDisk(t, { carry: true, ackDelayMs: 600_000, retryLaterMs: 10 });
+    const refusing = refusingRecord(journal, "u_a");
+    await registry.send("u_a", "receive_transfer", { id: "seed", from: "u_bank", amount: 1000n });
+    t.notOk(isRefusal(await registry.send("u_a", "send_transfer", { id: "t1", to: "u_b", amount: 10n, maxAmount: 1000n })));
+    await deliveries[0];
+    courier.stopRetrying();
+    refusing.arm();
+    t.match(await registry.send("u_a", "send_transfer", { id: "t2", to: "u_b", amount: 20n, maxAmount: 1000n }), { refused: true },
+      "t2's record, carrying t1's acknowledgement, is refused by the store");
+    // Scheduled again, it would never run (the stop dropped the timers) and settled() would wait for it for ever.
+    await courier.settled();
+    t.equal(courier.stats.acksSent, 0, "not sent again");
+    const st = await registry.send("u_a", "state", {});
+    t.same(!isRefusal(st) && Object.keys(st.outgoing), ["t1"], "left in the outbox for the next start");
+  });
+});
+
+/**
+ * Makes the journal refuse `userKey`'s next wallet record once armed, as the store refuses a write it knows did not
+ * happen (a stale epoch): written "no", the store's health unchanged.
+ */
+function refusingRecord(journal: Journal, userKey: string) {
+  let armed = false;
+  const state = { refused: 0, arm: () => void (armed = true) };
+  const persist = journal.persist.bind(journal);
+  journal.persist = async (ev) => {
+    if (armed && ev.key === `wallet:${userKey}`) {
+      armed = false;
+      state.refused++;
+      throw new StoreError("write_failed", "an earlier write turned out to be on disk; nothing was written", { written: "no" });
+    }
+    return persist(ev);
+  };
+  return state;
+}
 
 t.test("acknowledgements waiting to be tried again: settled() waits for them; the sender's next record carries them; a repeat is harmless", { timeout: 10_000 }, async (t) => {
   await t.test("settled() resolves once the retry is recorded", async (t) => {
