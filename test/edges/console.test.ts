@@ -19,6 +19,7 @@ import { AuditLog } from "../../src/edges/admin/audit.ts";
 import { ensurePki, readPem, type Pem } from "../../src/tls/certs.ts";
 import { silentLogger } from "../../src/log.ts";
 import { isRefusal } from "../../src/domain/refusals.ts";
+import { btc } from "../../src/edges/admin/console/html.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHOTS = join(repo, "test-output", "console");
@@ -377,6 +378,9 @@ t.test("operator console: client certificate + FIDO2 key, pages, an audited fee 
     await shot(a.page, "09-bump-form");
     await a.page.click('button[type="submit"]:has-text("Review")');
     t.match(await a.page.textContent("main"), /Confirm: replace the transaction/);
+    // The fee it comes to, in BTC: the rate times the transaction's size (bitcoind's own count of it).
+    const { vsize } = await te.node.rpc<{ vsize: number }>("decoderawtransaction", [batchBefore.hex]);
+    t.equal(await a.page.textContent("#bump-fee"), btc(String(60n * BigInt(vsize))), "the fee in all, before confirming");
     t.equal((await te.engine.payouts.state()).batches[batchId]!.txid, batchBefore.txid, "nothing happens before the confirmation");
     t.match(await a.page.textContent("main"), /Confirming asks for a touch of your security key/);
     await shot(a.page, "10-bump-confirm");

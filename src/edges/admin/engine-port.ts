@@ -3,6 +3,16 @@
 import type { Engine } from "../../engine.ts";
 import { isRefusal, refuse } from "../../domain/refusals.ts";
 import type { AdminPort, EngineSample, Json } from "./port.ts";
+import { vsizeOf } from "../../domain/tx.ts";
+
+/** A batch's vsize for the console, or nothing (bytes that do not parse must not take the payouts page down). */
+const sizeOf = (hex: string): number | undefined => {
+  try {
+    return vsizeOf(hex);
+  } catch {
+    return undefined;
+  }
+};
 
 /** bigint → decimal string, recursively; drops undefined. */
 export function toJson(v: unknown): Json {
@@ -103,9 +113,13 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     },
     async payouts(status) {
       const s = await e.payouts.state();
-      // Without the signed bytes (a cancellation's too): the txids name them.
+      // Without the signed bytes (a cancellation's too): the txids name them. A batch still to be mined has its size
+      // (vsize, vB), what a fee bump's review needs to show the fee it comes to.
       const batches = Object.entries(s.batches).filter(([, b]) => !status || b.status === status)
-        .map(([id, b]) => ({ id, ...b, hex: undefined, ...(b.cancel ? { cancel: { ...b.cancel, hex: undefined } } : {}) }));
+        .map(([id, b]) => ({
+          id, ...b, hex: undefined, ...(b.cancel ? { cancel: { ...b.cancel, hex: undefined } } : {}),
+          ...(b.status === "signed" || b.status === "broadcast" || b.status === "stuck" ? { vsize: sizeOf(b.hex) } : {}),
+        }));
       const payouts = Object.entries(s.payouts).filter(([, p]) => !status || p.status === status).map(([id, p]) => ({ id, ...p }));
       return toJson({ batches, payouts });
     },

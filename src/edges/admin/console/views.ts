@@ -203,7 +203,7 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
     {
       path: "bump", action: "bump-fee", noun: "fee bump", title: "Bump a payout's fee", rateLabel: "New fee rate", statuses: BUMPABLE,
       explain: "Replaces the batch's transaction by one paying more (RBF), for a batch in the node's mempool.",
-      review: (batch, b, rate) => html`replace the transaction of <strong>${batch}</strong> (<code>${b.txid}</code>, fee ${btc(b.fee)}) by one paying <strong>${rate} sat/vB</strong>. The service pays the difference; users are never charged above their quotes.`,
+      review: (batch, b, rate) => html`replace the transaction of <strong>${batch}</strong> (<code>${b.txid}</code>, fee ${btc(b.fee)}) by one paying <strong>${rate} sat/vB</strong>${typeof b.vsize === "number" ? html`: a fee of <strong id="bump-fee">${btc(String(BigInt(rate) * BigInt(b.vsize)))}</strong> for its ${b.vsize} vB (more if the node must add a coin to pay it)` : ""}. The service pays the difference; users are never charged above their quotes.`,
       run: (batch, rate) => c.port.bumpPayout(batch, rate),
       done: (batch, r) => html`The fee of ${batch} was bumped: new transaction <code>${at(r, "txid")}</code>, fee ${btc(at(r, "fee"))}.`,
     },
@@ -240,8 +240,6 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
       if (!b || rate === undefined) return send(req, reply, `${a.title}: ${batch}`, "payouts", html`<p class="error" role="alert">${!b ? `No batch ${batch}.` : `A fee rate is 1 to ${hardMax} sat/vB.`}</p>`, 400);
       const csrf = c.session(req)!.csrf;
       const above = rate > maxRate;
-      // The absolute fee is not shown: the batch's size is not in what the page has (the port gives its fee, not its
-      // vsize or rate), and asking the node for it here would be a node call per review.
       const out = html`<p class="warn">Confirm: ${a.review(batch, b, rate)}</p>
 ${above ? html`<p class="error" role="alert" id="above-max-fee-rate">${aboveMaxText(rate)}: ${(rate / maxRate).toFixed(1)} times it. Check the rate; to go on anyway, tick the box below.</p>` : ""}
 ${facts([["Reason", body.reason], ["Operator", req.operator!.name]])}
