@@ -13,6 +13,7 @@ import type { PayoutSummary } from "./actors/payout.messages.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
+import type { Notification } from "./relay.types.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import { walletJournalKey } from "./actors/wallet.actor.ts";
 import type { EngineStorage } from "./storage.ts";
@@ -30,6 +31,8 @@ import { META } from "./store/db.ts";
 
 /** Where the comparison of a restored store with the chain starts (META; deleted with the restore mark). */
 const RECONCILE_FROM = "reconcile_from";
+/** Notices kept for a write whose outcome is unknown, at most (one group-commit batch's wallets). */
+const MAX_UNSURE_NOTICES = 10_000;
 
 export interface EngineOptions {
   config: Config;
@@ -88,6 +91,8 @@ export class Engine {
   #announcing: Promise<void> = Promise.resolve();
   /** Waits (#nap) a close cuts short. */
   readonly #wakers = new Set<() => void>();
+  /** The notices of the wallets' records in the batch whose write's outcome the store does not know yet. */
+  readonly #unsureNotices: Notification[] = [];
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
 
@@ -109,6 +114,10 @@ export class Engine {
         notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
         takeAcks: (userKey) => this.courier.takeAcks(userKey),
+        unsureNotices: (userKey, notices, chatHandle) => {
+          // One batch at most is unsure at a time (the store refuses writes until it knows): these are its notices.
+          for (const notice of notices) if (this.#unsureNotices.length < MAX_UNSURE_NOTICES) this.#unsureNotices.push({ userKey, chatHandle, notice });
+        },
         submitWithdrawal: (userKey, id, withdrawal) => {
           this.payouts.submit(userKey, id, withdrawal).then((r) => {
             if (isRefusal(r)) log.warn({ userKey, id, refusal: r.code }, "payout not recorded yet; the wallet re-submits it on its next activation");
@@ -233,7 +242,11 @@ export class Engine {
     // (replays during the outage) lack it. Idle ones are passivated (their next use replays from disk); a busy one,
     // and the payout and cheque actors, replay at their next write, refused as a gap (journal.ts: numbers are read again from disk).
     store.onUnsureSettled((landed) => {
+      // The notices of the wallets' records in that batch: sent if it landed (their repeats make none), else dropped
+      // (a retry that is written tells its user then).
+      const notices = e.#unsureNotices.splice(0);
       if (!landed) return;
+      for (const n of notices) e.relay.notify(n);
       e.log.warn("a write that failed during the store's outage was found on disk when it reopened; wallets replay their journals");
       e.registry.passivateAll();
       // It may be a claim, revoke or expiry the cheque book replayed without: the book reads its journal again and pays.

@@ -2,6 +2,7 @@
 // record, answer, then hand notices and outbox work to the hooks (never during replay).
 import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
+import { StoreError } from "../store/errors.ts";
 import { sumsDelta, type WalletRecords } from "./wallet.records.ts";
 import {
   checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own, restoreWallet,
@@ -20,6 +21,12 @@ export interface WalletHooks {
    * them with the record it is writing (the courier sends them on their own when no record comes soon).
    */
   takeAcks?(userKey: string): CarriedAcks | undefined;
+  /**
+   * The notices of a record whose write's outcome is unknown (a disk fault): to send if the store finds it on disk
+   * when it reopens, and drop if not. Left out, a credit that landed never told its user: the courier's repeat of it
+   * is answered "repeated", with no events and so no notice.
+   */
+  unsureNotices?(userKey: string, notices: WalletNotice[], chatHandle: string | undefined): void;
 }
 
 /** Acknowledgements a wallet's record carries (`WalletHooks.takeAcks`). */
@@ -91,11 +98,10 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       // or its records threw), they go back to the courier, which sends them again. Left lost, nothing would while the
       // sender stays resident: their transfers would wait in the outbox for its next activation or the next start.
       const carried = o.hooks.takeAcks?.(userKey);
-      let events: WalletEvent[], after: WalletState, states: WalletState[];
+      let events: WalletEvent[] = [], after = state;
+      const states: WalletState[] = [];
       try {
         events = withAcks(state, decision.events, carried?.ids);
-        states = [];
-        after = state;
         for (const e of events) states.push(after = evolve(after, e));
         const broken = checkInvariants(after);
         // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
@@ -104,6 +110,10 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
         await persist(events, { r: ops, s: sumsDelta(state, after, transitDelta(cmd as WalletCommand, events)), h: history });
       } catch (e) {
         carried?.giveBack(e);
+        if (e instanceof StoreError && e.written === "unknown" && o.hooks.unsureNotices && states.length === events.length) {
+          const notices = noticesOf([state, ...states], events);
+          if (notices.length > 0) o.hooks.unsureNotices(userKey, notices, after.chatHandle);
+        }
         throw e;
       }
       o.publish?.(userKey, after);
@@ -143,11 +153,22 @@ function withAcks(state: WalletState, events: WalletEvent[], acks: string[] | un
   return out;
 }
 
+/** The notices of a command's events; `states` are the state before it, then after each of its events. */
+function noticesOf(states: readonly WalletState[], events: readonly WalletEvent[]): WalletNotice[] {
+  const out: WalletNotice[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const n = noticeOf(states[i]!, events[i]!);
+    if (n) out.push(n);
+  }
+  return out;
+}
+
 /** `states` are the state before the command, then after each of its events. */
 function afterCommit(userKey: string, states: WalletState[], events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
   const after = states[states.length - 1]!;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
+    // As noticesOf, without an array per command on the write path.
     const n = noticeOf(states[i]!, e);
     if (n) o.hooks.notice(userKey, n, after.chatHandle);
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));

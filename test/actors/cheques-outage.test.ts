@@ -155,3 +155,26 @@ t.test("the engine: a claim found on disk when the store reopens is paid at once
   while ((await available(registry, "u_bob_outage")) !== 110_000n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.equal(await available(registry, "u_bob_outage"), 110_000n, "the claimant is paid while the engine runs");
 });
+
+t.test("the engine: a credit found on disk when the store reopens tells its user (its repeat makes no notice)", async (t) => {
+  const te = await startTestEngine();
+  t.teardown(() => te.stop());
+  const { registry, relay } = te.engine;
+  const told: string[] = [];
+  const off = relay.onNotification((n) => {
+    if (n.userKey === "u_dave_outage" && n.notice.kind === "transfer_received") told.push(n.notice.id);
+  });
+  t.teardown(off);
+  await registry.send("u_dave_outage", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
+  t.same(told, ["seed"]);
+  // A credit (a cheque's payout, say) whose record reaches the disk while the store is told the write failed.
+  const fault = faultThatLands(te.engine.storage.store);
+  t.match(await registry.send("u_dave_outage", "receive_transfer", { id: "pay-1", from: "cheque:x", amount: 7_000n }), { code: "busy" });
+  t.same(told, ["seed"], "nothing said while the outcome is unknown");
+  await fault.land();
+  t.same(told, ["seed", "pay-1"], "told once the store found it on disk");
+  t.equal(await available(registry, "u_dave_outage"), 107_000n);
+  // Asked again (as its sender does): a repeat, no second notice.
+  t.match(await registry.send("u_dave_outage", "receive_transfer", { id: "pay-1", from: "cheque:x", amount: 7_000n }), { repeated: true });
+  t.same(told, ["seed", "pay-1"]);
+});
