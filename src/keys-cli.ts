@@ -5,7 +5,7 @@ import { createFileDurably } from "./store/files.ts";
 import { loadConfig } from "./config.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
 import { EncryptedStore } from "./store/db.ts";
-import { rotateStore } from "./store/rotate.ts";
+import { beginRotation, rotateStore, rotationWithoutKey } from "./store/rotate.ts";
 import { SetupError } from "./secrets.ts";
 import { join } from "node:path";
 import { createLogger } from "./log.ts";
@@ -49,9 +49,22 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       const file = config.secrets.masterKeyFile ?? join(config.dataPath, "master.key");
       const ring = loadKeyRingFile(file, { storePath });
       // The store must open with the ring as it is (the right ring, no engine holding it) before the ring gets a new key.
-      await (await openStoreForKeys(storePath, ring)).close();
-      // Resumable: if the current key has not finished rotating everything, carry on with it.
-      const next = rest.includes("--resume") ? ring : ring.withNewKey();
+      const before = await openStoreForKeys(storePath, ring);
+      let next = ring;
+      try {
+        // Resumable: if the current key has not finished rotating everything, carry on with it. A rotation stopped
+        // before its key reached the ring file has sealed nothing under that key: it starts again, with a new one.
+        const unwritten = rest.includes("--resume") ? await rotationWithoutKey(before) : undefined;
+        if (unwritten !== undefined) say(`the rotation to key ${unwritten} was stopped before the key ring file got that key; nothing was re-encrypted under it. Starting it again with a new key.`);
+        if (!rest.includes("--resume") || unwritten !== undefined) {
+          next = ring.withNewKey();
+          // The rotation is recorded in the store before the ring file gets its key: stopped anywhere from here on
+          // (before the first re-encrypted batch too), every start says it was cut short until --resume finishes it.
+          await beginRotation(before, next.current);
+        }
+      } finally {
+        await before.close();
+      }
       if (next !== ring) {
         writeKeyRingFile(file, next);
         // Nothing is sealed under the new key before the file is known to hold it.

@@ -57,7 +57,8 @@ export type WriteListener = (position: number, ops: readonly RawOp[]) => void;
 
 /**
  * Whether writes reach the disk: a failed batch (a full disk, an I/O error) leaves `failing` set until a batch
- * succeeds again. Its writers got a `write_failed` error saying whether it is known not to be on disk (see #drain).
+ * succeeds again, or the store reopens its database with nothing waiting to be written (see #drain). Its writers got a
+ * `write_failed` error saying whether it is known not to be on disk.
  */
 export interface WriteHealth {
   failing: boolean;
@@ -216,9 +217,13 @@ export class EncryptedStore {
     return this.batch([{ type: "del", ns, key }]);
   }
 
-  /** Atomic: all or nothing, one fsync. */
-  async batch(ops: StoreOp[]): Promise<void> {
-    await this.writeRaw(this.sealer.sealHere(this.encodeOps(ops)));
+  /**
+   * Atomic: all or nothing, one fsync. `epoch`: the store's epoch (see `epoch`) in which the caller read what these
+   * writes are built on (the last number of a numbered log); refused, nothing written, if a write of unknown fate has
+   * turned up on disk since — it may be what the read missed.
+   */
+  async batch(ops: StoreOp[], epoch?: number): Promise<void> {
+    await this.writeRaw(this.sealer.sealHere(this.encodeOps(ops)), undefined, epoch);
   }
 
   /**
@@ -293,7 +298,7 @@ export class EncryptedStore {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Called when writes start failing and when they succeed again (`writeHealth.failing` tells which). */
+  /** Called when writes start failing and when they can succeed again (`writeHealth.failing` tells which). */
   onWriteHealth(listener: (health: WriteHealth) => void): () => void {
     this.#healthListeners.add(listener);
     return () => this.#healthListeners.delete(listener);
@@ -328,7 +333,14 @@ export class EncryptedStore {
    */
   async #drain(): Promise<void> {
     this.#writing = true;
-    if (this.#mustReopen && !this.#closing) await this.#reopen();
+    if (this.#mustReopen && !this.#closing && (await this.#reopen()) !== "failed" && this.#queue.length === 0 && this.writeHealth.failing) {
+      // Reopened with nothing waiting to be written (the reopen timer): the store can write again, and the batch whose
+      // fate was unknown is settled (its position counted if it landed), so the disk and the position agree. Said now,
+      // not at the next write: the outboxes waiting for it (engine.ts) must not wait for unrelated traffic. With a
+      // write waiting, its own outcome says it.
+      this.writeHealth.failing = false;
+      this.#tellHealth();
+    }
     while (this.#queue.length > 0) {
       let batch = this.#queue;
       this.#queue = [];
@@ -357,8 +369,10 @@ export class EncryptedStore {
         await writeBatch(this.db, ops, this.sync);
       } catch (e) {
         if (this.#closing) {
-          // Closed under it (a shutdown, a simulated crash): nothing was written, and nothing is reopened.
-          const err = new StoreError("write_failed", "the store is closed; nothing was written", { cause: e, written: "no" });
+          // Failed while the store closes (a shutdown, a simulated crash): nothing is reopened, so nothing settles
+          // whether the batch reached the log before it failed — the next open's recovery keeps it or drops it. Its
+          // writers must not be told it is not there (a caller told "nothing was done" may do it again).
+          const err = new StoreError("write_failed", `a write failed while the store was closing (${e instanceof Error ? e.message : String(e)}); whether it reached the disk is known only at the next start`, { cause: e, written: "unknown" });
           for (const w of batch) w.reject(err);
           continue;
         }

@@ -59,6 +59,27 @@ export async function markForReseal(store: EncryptedStore, keyIds: readonly numb
   await store.put(META, "rotation", cursor);
 }
 
+/**
+ * Records a rotation to key `to` as started, in the store while it is still open with the ring that lacks that key:
+ * `runigun keys rotate` does this before the ring file gets the key, so a kill at any point after it (before the first
+ * re-sealed batch included) leaves the cursor, and every start says the rotation was cut short until `--resume`
+ * finishes it. Replaces a cursor already there (a rotation cut short, a restore's): the new rotation re-seals everything.
+ */
+export async function beginRotation(store: EncryptedStore, to: number): Promise<void> {
+  const cursor: Cursor = { to, after: "" };
+  await store.put(META, "rotation", cursor);
+}
+
+/**
+ * The key of a rotation recorded as started (beginRotation) that never reached the ring file: the command was stopped
+ * between the two, and nothing is sealed under that key — the first re-sealed batch moves `after` on, in a cursor sealed
+ * under the new key, which a ring without it could not read. Undefined for any other store.
+ */
+export async function rotationWithoutKey(store: EncryptedStore): Promise<number | undefined> {
+  const c = await store.get<Cursor>(META, "rotation");
+  return c && c.after === "" && !store.keyring.has(c.to) ? c.to : undefined;
+}
+
 export async function rotateStore(store: EncryptedStore, o: RotateOptions = {}): Promise<RotationProgress> {
   const to = store.keyring.current;
   const saved = await store.get<Cursor>(META, "rotation");

@@ -115,3 +115,57 @@ t.test("a rotation killed after its last re-seal, before the old key is retired:
   await (await openStorage({ dataPath: data, keyring: loadKeyRingFile(ring), sync: false, log })).close();
   t.same(lines.filter((l) => l.alert), [], "nothing to say once finished");
 });
+
+/** Runs `runigun keys rotate` SIGKILLed just before or just after its new key ring replaces the ring file. */
+function killedAtRingWrite(ring: string, data: string, when: "before" | "after") {
+  const preload = new URL("./fixtures/kill-at-rename.mjs", import.meta.url).pathname;
+  return runigun(["keys", "rotate"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring, NODE_OPTIONS: `--import=${preload}`, KILL_AT_RENAME_TO: ring, KILL_AT_RENAME_WHEN: when });
+}
+
+/** The start's alerts, and the key ids sealing the store's records. */
+async function atStart(ring: string, data: string) {
+  const { openStorage } = await import("../../src/storage.ts");
+  const { createLogger } = await import("../../src/log.ts");
+  const { keyIdOf } = await import("../../src/store/envelope.ts");
+  const lines: Array<{ msg: string; alert?: boolean; toKeyId?: number }> = [];
+  const log = createLogger({ level: "info", destination: { write: (x: string) => void lines.push(JSON.parse(x)) } });
+  const storage = await openStorage({ dataPath: data, keyring: loadKeyRingFile(ring), sync: false, log });
+  const ids = new Set<number>();
+  for await (const [k, v] of storage.store.db.iterator()) if (v.length) ids.add(keyIdOf(v, k.slice(0, k.indexOf("\u0000"))));
+  await storage.close();
+  return { alerts: lines.filter((l) => l.alert), keyIds: [...ids].sort() };
+}
+
+t.test("a rotation killed once the ring file has the new key, before any record is re-encrypted: the start says it was cut short, --resume finishes it", async (t) => {
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  const killed = await killedAtRingWrite(ring, data, "after");
+  t.equal(killed.code, null, `killed: ${killed.out}`);
+  t.equal(loadKeyRingFile(ring).current, 2, "the ring file has the new key");
+  const cut = await atStart(ring, data);
+  t.same(cut.keyIds, [1], "every record is still under the old key");
+  t.match(cut.alerts, [{ toKeyId: 2, msg: /rotation to key 2 was cut short.*runigun keys rotate --resume/ }], "the start says so, naming the command");
+  const resumed = await runigun(["keys", "rotate", "--resume"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(resumed.code, 0, resumed.out);
+  t.match(resumed.out, /rotation to key 2 complete: [1-9]\d* re-encrypted/);
+  t.same([...loadKeyRingFile(ring).retired], [1]);
+  t.same(await atStart(ring, data), { alerts: [], keyIds: [2] }, "all under key 2, nothing more to say");
+});
+
+t.test("a rotation killed just before the ring file got the new key: the start says so, and --resume starts it again with a new key", async (t) => {
+  const dir = t.testdir();
+  const { ring, data } = await withStore(dir);
+  const killed = await killedAtRingWrite(ring, data, "before");
+  t.equal(killed.code, null, `killed: ${killed.out}`);
+  t.equal(loadKeyRingFile(ring).current, 1, "the ring file is as it was");
+  const cut = await atStart(ring, data);
+  t.same(cut.keyIds, [1]);
+  t.match(cut.alerts, [{ toKeyId: 2, msg: /rotation to key 2 was cut short.*runigun keys rotate --resume/ }]);
+  const resumed = await runigun(["keys", "rotate", "--resume"], { ...base, RUNIGUN_DATA_DIR: data, RUNIGUN_MASTER_KEY_FILE: ring });
+  t.equal(resumed.code, 0, resumed.out);
+  t.match(resumed.out, /rotation to key 2 was stopped before the key ring file got that key; nothing was re-encrypted under it/);
+  t.match(resumed.out, /rotation to key 2 complete: [1-9]\d* re-encrypted/);
+  t.equal(loadKeyRingFile(ring).current, 2);
+  t.same([...loadKeyRingFile(ring).retired], [1]);
+  t.same(await atStart(ring, data), { alerts: [], keyIds: [2] }, "all under key 2, nothing more to say");
+});

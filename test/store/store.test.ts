@@ -316,3 +316,76 @@ t.test("a write built on a read from before a reopen found a lost batch on disk 
   await store.writeRaw(seal("d", 4), undefined, store.epoch);
   t.same([await store.get("t", "b"), await store.get("t", "c"), await store.get("t", "d")], [2, undefined, 4]);
 });
+
+/** Makes each batch's write reach LevelDB and then report an I/O error (a failed fsync), until the returned undo. */
+function failAfterWrite(store: EncryptedStore, before: () => Promise<void> = async () => undefined): () => void {
+  const batch = store.db.batch.bind(store.db);
+  store.db.batch = (() => {
+    const b = batch();
+    const write = b.write.bind(b);
+    b.write = (async (...w: Parameters<typeof write>): Promise<void> => {
+      await before();
+      await write(...w);
+      throw new Error("IO error: fsync failed (simulated, after the write)");
+    }) as typeof write;
+    return b;
+  }) as typeof store.db.batch;
+  return () => void (store.db.batch = batch);
+}
+
+t.test("the reopen timer reopens the store with nothing waiting to be written: it says at once that writes work again", async (t) => {
+  const store = await EncryptedStore.open({ path: t.testdir(), keyring: ring() });
+  t.teardown(() => store.close());
+  const seen: boolean[] = [];
+  store.onWriteHealth((h) => seen.push(h.failing));
+  await store.put("t", "a", 1);
+  const position = store.position;
+  // A full disk: the write fails, and no reopen is tried without room for LevelDB's recovery.
+  const disk = fillDisk(store);
+  await t.rejects(store.put("t", "b", 2), { code: "write_failed", written: "unknown" });
+  t.equal(store.writeHealth.failing, true);
+  let settled = new Promise<boolean>((resolve) => { const off = store.onUnsureSettled((landed) => (off(), resolve(landed))); });
+  disk.free();
+  t.equal(await settled, false, "the timer's reopen settles the failed batch: not on disk");
+  await new Promise(setImmediate);
+  t.equal(store.writeHealth.failing, false, "no write needed to say the store writes again");
+  t.same(seen, [true, false], "listeners (the outboxes' re-send) are told at once");
+  t.equal(store.position, position);
+  // A batch that reached the disk before its write failed, found there by the timer's reopen: counted, then said.
+  const freeBytes = store.freeBytes;
+  store.freeBytes = () => 0;
+  const undo = failAfterWrite(store);
+  await t.rejects(store.put("t", "c", 3), { code: "write_failed", written: "unknown" });
+  undo();
+  store.freeBytes = freeBytes;
+  settled = new Promise<boolean>((resolve) => { const off = store.onUnsureSettled((landed) => (off(), resolve(landed))); });
+  t.equal(await settled, true, "found on disk");
+  await new Promise(setImmediate);
+  t.equal(store.writeHealth.failing, false);
+  t.same(seen, [true, false, true, false]);
+  t.equal(store.position, position + 1, "its position counted before the store says it writes again");
+  t.equal(await store.get("t", "c"), 3);
+});
+
+t.test("a batch whose write fails while the store is closing: its writers are told its fate is unknown, never that nothing was written", async (t) => {
+  const path = t.testdir();
+  const store = await EncryptedStore.open({ path, keyring: ring() });
+  await store.put("t", "a", 1);
+  let reached!: () => void;
+  const writing = new Promise<void>((r) => (reached = r));
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  failAfterWrite(store, async () => {
+    reached();
+    await held;
+  });
+  const put = store.put("t", "b", 2);
+  await writing;
+  const closed = store.close();
+  release();
+  await t.rejects(put, { code: "write_failed", written: "unknown", message: /while the store was closing.*known only at the next start/ });
+  await closed;
+  const again = await EncryptedStore.open({ path, keyring: ring() });
+  t.teardown(() => again.close());
+  t.equal(await again.get("t", "b"), 2, "it is on disk after all: 'nothing was written' would have been wrong");
+});

@@ -3,6 +3,7 @@
 // crashed midway still shows that it was attempted.
 import type { Logger } from "../../log.ts";
 import type { EncryptedStore } from "../../store/db.ts";
+import { StoreError } from "../../store/errors.ts";
 
 export interface AuditEntry {
   seq: number;
@@ -23,19 +24,35 @@ export class AuditLog {
 
   constructor(private readonly store: EncryptedStore) {}
 
-  /** Appends an entry; entries are never overwritten. */
+  /**
+   * Appends an entry; entries are never overwritten. After a failed append the next number is read from the disk again:
+   * a put whose fate the store could not learn (a disk fault) may be found there when the store reopens, and its number
+   * is then taken.
+   */
   append(e: Omit<AuditEntry, "seq" | "at">): Promise<AuditEntry> {
     const run = this.#chain.then(async () => {
-      if (this.#next === undefined) {
-        let last = 0;
-        for await (const k of this.store.keys(NS, { reverse: true, limit: 1 })) last = Number(k);
-        this.#next = last + 1;
+      for (let again = true; ; again = false) {
+        // The epoch the number is read in: if such a put turns up on disk before this one is written, the store refuses
+        // this one (nothing written) rather than let it take, and overwrite, the number the read did not see.
+        const epoch = this.store.epoch;
+        try {
+          if (this.#next === undefined) {
+            let last = 0;
+            for await (const k of this.store.keys(NS, { reverse: true, limit: 1 })) last = Number(k);
+            this.#next = last + 1;
+          }
+          const entry: AuditEntry = { ...e, seq: this.#next, at: Date.now() };
+          if ((await this.store.get(NS, key(entry.seq))) !== undefined) throw new Error(`audit entry ${entry.seq} exists; refusing to overwrite it (the next entry reads the last number from the store again)`);
+          await this.store.batch([{ type: "put", ns: NS, key: key(entry.seq), value: entry }], epoch);
+          this.#next++;
+          return entry;
+        } catch (err) {
+          this.#next = undefined;
+          // Refused, nothing written, because a put of unknown fate turned up meanwhile: numbered again, once, after it.
+          if (again && this.store.epoch !== epoch && err instanceof StoreError && err.written === "no") continue;
+          throw err;
+        }
       }
-      const entry: AuditEntry = { ...e, seq: this.#next, at: Date.now() };
-      if ((await this.store.get(NS, key(entry.seq))) !== undefined) throw new Error(`audit entry ${entry.seq} exists; refusing to overwrite it`);
-      await this.store.put(NS, key(entry.seq), entry);
-      this.#next++;
-      return entry;
     });
     this.#chain = run.then(() => undefined, () => undefined);
     return run;
