@@ -3,11 +3,11 @@ import t from "tap";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { EncryptedStore, writeBatch, type RawOp } from "../../src/store/db.ts";
+import { EncryptedStore } from "../../src/store/db.ts";
 import { open, seal } from "../../src/store/envelope.ts";
 import { KeyRing, generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "../../src/store/keyring.ts";
 import { rotateStore } from "../../src/store/rotate.ts";
-import { fillDisk } from "../support/store.ts";
+import { fillDisk, lostUntilReopen } from "../support/store.ts";
 import { openStorage } from "../../src/storage.ts";
 import { createLogger } from "../../src/log.ts";
 
@@ -289,25 +289,9 @@ t.test("a write built on a read from before a reopen found a lost batch on disk 
   await store.put("t", "a", 1);
   const before = store.epoch;
   // A write fails without a reopen (no room); its bytes are found on disk by the reopen (LevelDB's recovery).
-  const disk = fillDisk(store);
-  const batch = store.db.batch.bind(store.db);
-  let lost: RawOp[] = [];
-  store.db.batch = (() => {
-    const b = batch();
-    const put = b.put.bind(b);
-    b.put = ((key: string, value: Uint8Array) => (lost.push({ type: "put", key, value: value as Buffer }), put(key, value))) as typeof b.put;
-    return b;
-  }) as typeof store.db.batch;
+  const lost = lostUntilReopen(store);
   await t.rejects(store.put("t", "b", 2), { code: "write_failed", written: "unknown" });
-  store.db.batch = batch;
-  disk.free();
-  const open = store.db.open.bind(store.db);
-  store.db.open = (async (...a: Parameters<typeof open>) => {
-    await open(...a);
-    store.db.open = open;
-    await writeBatch(store.db, lost, true);
-    lost = [];
-  }) as typeof open;
+  lost.free();
   const settled = new Promise<boolean>((resolve) => store.onUnsureSettled(resolve));
   t.equal(await settled, true);
   t.equal(store.epoch, before + 1, "a new epoch");

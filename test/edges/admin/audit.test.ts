@@ -2,10 +2,10 @@
 // that the store later finds on disk, keeps its number, and the entries after it are numbered after it — never refused
 // ("exists") until a restart, never written over it.
 import t from "tap";
-import { EncryptedStore, writeBatch, type RawOp } from "../../../src/store/db.ts";
+import { EncryptedStore } from "../../../src/store/db.ts";
 import { KeyRing } from "../../../src/store/keyring.ts";
 import { AuditLog } from "../../../src/edges/admin/audit.ts";
-import { fillDisk } from "../../support/store.ts";
+import { fillDisk, lostUntilReopen } from "../../support/store.ts";
 
 function ring(): KeyRing {
   return new KeyRing(new Map([[1, Buffer.alloc(32, 5)]]), 1);
@@ -50,25 +50,9 @@ t.test("an entry that turns up only when the store reopens, after the next appen
   await audit.append(act("a1"));
   // The put fails on a full disk with its fate unknown; LevelDB's recovery at the reopen brings it back (simulated by
   // writing its bytes as the database opens again), so until then no read sees it.
-  const disk = fillDisk(store);
-  const batch = store.db.batch.bind(store.db);
-  let lost: RawOp[] = [];
-  store.db.batch = (() => {
-    const b = batch();
-    const put = b.put.bind(b);
-    b.put = ((key: string, value: Uint8Array) => (lost.push({ type: "put", key, value: value as Buffer }), put(key, value))) as typeof b.put;
-    return b;
-  }) as typeof store.db.batch;
+  const lost = lostUntilReopen(store);
   await t.rejects(audit.append(act("a2")), { code: "write_failed", written: "unknown" });
-  store.db.batch = batch;
-  disk.free();
-  const open = store.db.open.bind(store.db);
-  store.db.open = (async (...a: Parameters<typeof open>) => {
-    await open(...a);
-    store.db.open = open;
-    await writeBatch(store.db, lost, true);
-    lost = [];
-  }) as typeof open;
+  lost.free();
   const settled = new Promise<boolean>((resolve) => store.onUnsureSettled(resolve));
   // Before the reopen timer: this append reads the disk without entry 2, and its write reopens the store, which finds it.
   const third = await audit.append(act("a3"));
