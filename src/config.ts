@@ -330,7 +330,9 @@ function coerce(raw: string, sample: Json, name: string): Json {
 function readSecrets(env: NodeJS.ProcessEnv): Secrets {
   const s: Secrets = {};
   for (const [name, key] of Object.entries(SECRET_ENV)) {
-    const v = env[name];
+    // The wallet passphrase is trimmed, as its _FILE form is: the same value with a trailing newline (from a secret
+    // manager, an env file) must be the same passphrase, not encrypt the wallet with one nobody can type.
+    const v = key === "walletPassphrase" ? env[name]?.trim() : env[name];
     if (v !== undefined && v !== "") s[key] = v;
   }
   // Token and RPC password may also come from files, like the master key.

@@ -7,6 +7,7 @@ import BitcoinCore from "bitcoin-core";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { btcNumberToSats, satsToBtcString } from "../domain/money.ts";
+import { SetupError } from "../secrets.ts";
 import type { ActorSystem, Ref } from "./runtime.ts";
 
 export type NodeState = "starting" | "ready" | "unavailable";
@@ -143,6 +144,25 @@ export class NodeGateway {
    */
   async start(o: { mayCreate?: boolean } = {}): Promise<void> {
     const name = this.#o.config.node.wallet;
+    const network = this.#o.config.network;
+    // Where real money is, the wallet's keys are encrypted and usable only inside `signing`: a wallet left in clear
+    // would sign for anyone who reads bitcoind's wallet directory or reaches its RPC port.
+    if (network !== "regtest" && !this.#o.walletPassphrase) {
+      throw new SetupError(`no node wallet passphrase on ${network}: the engine's bitcoind wallet "${name}" must be encrypted and unlocked only to sign. Set RUNIGUN_NODE_WALLET_PASSPHRASE_FILE to a file (mode 600) holding its passphrase; a wallet not encrypted yet is encrypted with it at this start (keep a copy of the passphrase offline)`);
+    }
+    // Before any wallet is loaded or created: an engine on the wrong chain hands out addresses of another network, and
+    // regtest settings against a mainnet node would skip every mainnet check.
+    const chain = await this.blockchainInfo();
+    if (chain.chain !== CHAIN_OF[network]) {
+      const theirs = Object.entries(CHAIN_OF).find(([, c]) => c === chain.chain)?.[0];
+      throw new SetupError(`bitcoind is on chain "${chain.chain}" but this engine is configured for ${network} (it expects "${CHAIN_OF[network]}"): ${theirs ? `set RUNIGUN_NETWORK=${theirs} if that node is the one meant, or ` : `RuniGun runs on regtest, signet and mainnet only; `}point node.rpcUrl (RUNIGUN_NODE_RPC_URL) at a ${network} node`);
+    }
+    // regtest's clock is whatever the tests mine. A node still catching up has an old tip: it says nothing of the host's
+    // clock being ahead.
+    if (network !== "regtest") {
+      const skew = clockSkew(Date.now(), chain.mediantime, chain.initialblockdownload);
+      if (skew) this.#log.error({ alert: true, skewMinutes: Math.round(skew.ms / 60_000), direction: skew.direction }, skew.message);
+    }
     const loaded = await this.call<string[]>("listwallets", []);
     if (!loaded.includes(name)) {
       try {
@@ -160,13 +180,25 @@ export class NodeGateway {
       }
     }
     this.#hasWallet = true;
-    if (this.#o.walletPassphrase) {
-      const info = await this.call<{ unlocked_until?: number }>("getwalletinfo");
-      if (info.unlocked_until === undefined) {
-        // Not encrypted yet: encrypt it now; from here on its keys are only usable inside `signing`.
-        await this.call("encryptwallet", [this.#o.walletPassphrase]);
-        this.#log.warn({ wallet: name }, "encrypted the engine's wallet with the configured passphrase");
-      } else if (info.unlocked_until > 0) await this.call("walletlock");
+    // unlocked_until is there only for an encrypted wallet.
+    const encrypted = (await this.call<{ unlocked_until?: number }>("getwalletinfo")).unlocked_until !== undefined;
+    if (!this.#o.walletPassphrase) {
+      // Every signing would fail, once per block, with nothing said at start.
+      if (encrypted) throw new SetupError(`the node wallet "${name}" is encrypted but no passphrase is configured, so nothing could be signed: set RUNIGUN_NODE_WALLET_PASSPHRASE_FILE to a file (mode 600) holding the passphrase it was encrypted with`);
+    } else if (!encrypted) {
+      // Not encrypted yet: encrypt it now; from here on its keys are only usable inside `signing`.
+      await this.call("encryptwallet", [this.#o.walletPassphrase]);
+      this.#log.warn({ wallet: name }, "encrypted the engine's wallet with the configured passphrase");
+    } else {
+      // A wrong passphrase would otherwise be found by the first payout, and by every one after it, quietly. Checked by
+      // an unlock as short as bitcoind allows, in a signing's turn and with its lock right after: the wallet is locked
+      // when the start goes on (also if an operator had left it unlocked).
+      try {
+        await this.#unlocked(1, "after checking the passphrase", async () => undefined);
+      } catch (e) {
+        if ((e as NodeError).code !== -14) throw e;
+        throw new SetupError(`wrong passphrase for node wallet "${name}" (RUNIGUN_NODE_WALLET_PASSPHRASE[_FILE]): bitcoind refused it, so no payout could be signed. Set the passphrase the wallet was encrypted with`);
+      }
     }
     void this.#refill(true);
   }
@@ -230,6 +262,11 @@ export class NodeGateway {
    */
   async signing<T>(sign: () => Promise<T>): Promise<T> {
     if (!this.#o.walletPassphrase) return sign();
+    return this.#unlocked(30, "after signing", sign);
+  }
+
+  /** `run` with the wallet unlocked for at most `seconds`, in the signings' turn, and locked again right after. */
+  async #unlocked<T>(seconds: number, when: string, run: () => Promise<T>): Promise<T> {
     const previous = this.#signingTurn;
     let done!: () => void;
     this.#signingTurn = new Promise<void>((r) => (done = r));
@@ -240,10 +277,10 @@ export class NodeGateway {
       try {
         this.#mayBeUnlocked = true;
         // Inside the try: an unlock that timed out here may still have been done by the node, and is locked again.
-        await this.call("walletpassphrase", [this.#o.walletPassphrase, 30]);
-        return await sign();
+        await this.call("walletpassphrase", [this.#o.walletPassphrase, seconds]);
+        return await run();
       } finally {
-        await this.#lock("after signing");
+        await this.#lock(when);
       }
     } finally {
       done();
@@ -409,7 +446,11 @@ export class NodeGateway {
           await (this.#inFlight = this.#loadWallet());
           if (this.#closed) break;
         }
-        const batch = this.#queue.splice(0, this.#o.config.node.batchMax);
+        // An unlock goes in a round trip of its own, never in a batch behind the calls queued before it (a refill's
+        // hundreds of getnewaddress): the signing waiting for it has its answer as soon as bitcoind has done it, and a
+        // timeout of such a batch is not also the unlock's (a lost unlock fails the signing and is re-locked late).
+        const unlock = this.#queue.findIndex((c) => c.method === "walletpassphrase");
+        const batch = this.#queue.splice(0, unlock === 0 ? 1 : unlock > 0 ? Math.min(unlock, this.#o.config.node.batchMax) : this.#o.config.node.batchMax);
         await (this.#inFlight = this.#send(batch));
       }
     } finally {
@@ -619,6 +660,31 @@ export class NodeGateway {
     this.#pool.push(...reused);
     this.#log.info({ reused: reused.length, checked }, "deposit addresses an earlier run left in the pool are used again");
   }
+}
+
+/** The `chain` getblockchaininfo reports for each network the engine runs on (never "test" or "testnet4"). */
+const CHAIN_OF: Record<Config["network"], string> = { regtest: "regtest", signet: "signet", mainnet: "main" };
+
+/** How far the host clock may be behind the tip's median time, and ahead of it (that time trails the tip's by ~1 hour). */
+export const CLOCK_BEHIND_MAX_MS = 2 * 3600_000;
+export const CLOCK_AHEAD_MAX_MS = 6 * 3600_000;
+
+/**
+ * The host clock against the chain: TOTP codes and cheque expiry go by the host clock, and a clock hours off makes
+ * codes fail and cheques expire early or late. `mediantime` in seconds (getblockchaininfo); `syncing`: the node is in
+ * initial block download, its tip old, so a clock ahead of it is not a finding.
+ */
+export function clockSkew(nowMs: number, mediantime: number, syncing = false): { direction: "behind" | "ahead"; ms: number; message: string } | undefined {
+  const ms = nowMs - mediantime * 1000;
+  const hours = (x: number) => `${(Math.abs(x) / 3600_000).toFixed(1)} h`;
+  const why = "TOTP codes and cheque expiry depend on it: set the host's clock (NTP)";
+  if (-ms > CLOCK_BEHIND_MAX_MS) {
+    return { direction: "behind", ms: -ms, message: `the host clock is ${hours(ms)} behind the median time of bitcoind's tip (a right clock never is by more than ${hours(CLOCK_BEHIND_MAX_MS)}: no block is stamped further ahead): ${why}` };
+  }
+  if (ms > CLOCK_AHEAD_MAX_MS && !syncing) {
+    return { direction: "ahead", ms, message: `the host clock is ${hours(ms)} ahead of the median time of bitcoind's tip (more than ${hours(CLOCK_AHEAD_MAX_MS)}): ${why}, or see why bitcoind is that far behind the chain (no peers?)` };
+  }
+  return undefined;
 }
 
 /** The node wallet's label of deposit addresses not handed out yet (one handed out is labelled with its owner). */
