@@ -134,7 +134,7 @@ export class Engine {
     this.node = new NodeGateway({
       config, log: log.child({ actor: "node" }), system: this.system, rpc: o.rpc, maxWaitMs: config.node.waitForNodeMs,
       ownerLabel: (address, userKey) => ownerLabel(storage.store, address, userKey),
-      owned: async (address) => (await addresses.ownerOf(address)) !== undefined,
+      ownerOf: (address) => addresses.ownerOf(address),
       ...(config.secrets.walletPassphrase ? { walletPassphrase: config.secrets.walletPassphrase } : {}),
     });
     this.cheques = new ChequeService({

@@ -64,10 +64,10 @@ export interface NodeOptions {
   /** The node wallet's label of a deposit address handed out to a user (owner-label.ts; default: the user key). */
   ownerLabel?: (address: string, userKey: string) => string;
   /**
-   * Whether the owner index knows the address (it was handed out to a user). Without it, the deposit addresses an
-   * earlier run left in the pool are not taken back at start: new ones are made.
+   * The user the owner index says the address was handed out to, if any. Without it, the deposit addresses an earlier
+   * run left in the pool are not taken back at start: new ones are made.
    */
-  owned?: (address: string) => Promise<boolean>;
+  ownerOf?: (address: string) => Promise<string | undefined>;
 }
 
 export interface NodeStats {
@@ -615,7 +615,7 @@ export class NodeGateway {
       this.#pool.push(...(await this.newAddresses(Math.max(1, want), POOL_LABEL)));
     };
     // Without anything to take back, the new addresses are queued at once (before any call made after this one).
-    this.#refilling = (reclaim && this.#o.owned
+    this.#refilling = (reclaim && this.#o.ownerOf
       ? this.#reclaim().catch((e: unknown) => this.#log.warn({ err: e }, "could not take back the deposit addresses an earlier run left in the pool; new ones are made")).then(fill)
       : fill())
       .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
@@ -629,12 +629,14 @@ export class NodeGateway {
    * wallet's chain past what a restored copy of it looks ahead for (README, restore). Never one the owner index knows
    * (handed out, its owner's label never set), nor one that received anything, even unconfirmed (a payment to an address
    * nobody owns must not be credited to a user given it later). Without the owner check, none. Addresses are checked
-   * only as far as needed: a wallet may hold thousands labelled so, from releases that did not take them back.
+   * only as far as needed: a wallet may hold thousands labelled so, from releases that did not take them back. Those
+   * left out lose the pool's label, so no later start asks about them again: one handed out gets its owner's, one paid
+   * that nobody owns UNOWNED_PAID_LABEL (an operator finds it by that label).
    */
   async #reclaim(): Promise<void> {
-    const owned = this.#o.owned;
+    const ownerOf = this.#o.ownerOf;
     const size = this.#o.config.node.addressPoolSize;
-    if (!owned || size <= 0) return;
+    if (!ownerOf || size <= 0) return;
     let labelled: string[];
     try {
       labelled = Object.keys(await this.call<Record<string, unknown>>("getaddressesbylabel", [POOL_LABEL]));
@@ -647,18 +649,26 @@ export class NodeGateway {
     // asked about one by one (getreceivedbyaddress makes that pass for each).
     const anyPaid = (await this.call<number>("getreceivedbylabel", [POOL_LABEL, 0])) !== 0;
     const reused: string[] = [];
-    let checked = 0;
+    let checked = 0, handedOut = 0, paidUnowned = 0;
     while (reused.length < size && checked < labelled.length) {
       const batch = labelled.slice(checked, checked + size - reused.length);
       checked += batch.length;
-      const known = await Promise.all(batch.map((a) => owned(a)));
-      const free = batch.filter((_, i) => !known[i]);
+      const owners = await Promise.all(batch.map((a) => ownerOf(a)));
+      const free = batch.filter((_, i) => owners[i] === undefined);
       // Queued together: they go out as one JSON-RPC batch (or a few).
       const paid = anyPaid ? await Promise.all(free.map((a) => this.call<number>("getreceivedbyaddress", [a, 0]))) : [];
       reused.push(...free.filter((_, i) => !anyPaid || paid[i] === 0));
+      const relabel: Array<[string, string]> = [];
+      batch.forEach((a, i) => owners[i] !== undefined && relabel.push([a, this.#o.ownerLabel?.(a, owners[i]!) ?? owners[i]!]));
+      free.forEach((a, i) => anyPaid && paid[i] !== 0 && relabel.push([a, UNOWNED_PAID_LABEL]));
+      await Promise.all(relabel.map((args) => this.call("setlabel", args)));
+      handedOut += owners.filter((o) => o !== undefined).length;
+      paidUnowned += relabel.length - owners.filter((o) => o !== undefined).length;
     }
     this.#pool.push(...reused);
     this.#log.info({ reused: reused.length, checked }, "deposit addresses an earlier run left in the pool are used again");
+    if (handedOut > 0) this.#log.warn({ addresses: handedOut }, "deposit addresses handed out whose owner label had not reached the node (still labelled as the pool's) are labelled with their owners now");
+    if (paidUnowned > 0) this.#log.warn({ addresses: paidUnowned, label: UNOWNED_PAID_LABEL }, `deposit addresses nobody was given received coins: never handed out; labelled "${UNOWNED_PAID_LABEL}" in the node wallet for an operator to look at`);
   }
 }
 
@@ -689,6 +699,8 @@ export function clockSkew(nowMs: number, mediantime: number, syncing = false): {
 
 /** The node wallet's label of deposit addresses not handed out yet (one handed out is labelled with its owner). */
 export const POOL_LABEL = "pool";
+/** The label of a pool address that received coins though the owner index knows no one it was given to (see #reclaim). */
+export const UNOWNED_PAID_LABEL = "paid-unowned";
 
 export interface ListSinceBlock {
   transactions: Array<{ address?: string; category: string; amount: number; vout: number; txid: string; confirmations: number; blockhash?: string; blockheight?: number; label?: string; abandoned?: boolean }>;

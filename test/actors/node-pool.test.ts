@@ -4,7 +4,8 @@
 // index knows, nor one that received anything.
 import t from "tap";
 import { ActorSystem } from "../../src/actors/runtime.ts";
-import { NodeGateway, POOL_LABEL } from "../../src/actors/node.ts";
+import { NodeGateway, POOL_LABEL, UNOWNED_PAID_LABEL } from "../../src/actors/node.ts";
+import { ownerOfLabel } from "../../src/actors/owner-label.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { startRegtest, type RegtestNode } from "../../src/regtest/harness.ts";
@@ -12,13 +13,13 @@ import { startRegtest, type RegtestNode } from "../../src/regtest/harness.ts";
 const SIZE = 6;
 type Line = { msg: string; reused?: number };
 
-function gateway(node: RegtestNode, owned?: (address: string) => Promise<boolean>) {
+function gateway(node: RegtestNode, ownerOf?: (address: string) => Promise<string | undefined>) {
   const lines: Line[] = [];
   const raw: string[] = [];
   const log = createLogger({ level: "info", destination: { write: (l: string) => void (raw.push(l), lines.push(JSON.parse(l) as Line)) } });
   const system = new ActorSystem();
   const config = loadConfig({ env: {}, overrides: { node: { addressPoolSize: SIZE, timeoutMs: 5000 } } });
-  const gw = new NodeGateway({ config, log, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ...(owned ? { owned } : {}) });
+  const gw = new NodeGateway({ config, log, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ...(ownerOf ? { ownerOf } : {}) });
   return { gw, lines, raw, close: async () => (await gw.stop(), system.shutdown()) };
 }
 
@@ -42,7 +43,7 @@ async function takeAll(gw: NodeGateway): Promise<string[]> {
 
 t.test("a restart takes back the addresses the last run left in the pool: no new ones are made for it", async (t) => {
   const node = await startRegtest();
-  let g = gateway(node, async () => false);
+  let g = gateway(node, async () => undefined);
   t.teardown(async () => (await g.close(), await node.stop()));
   await g.gw.start();
   await filled(g.gw);
@@ -50,7 +51,7 @@ t.test("a restart takes back the addresses the last run left in the pool: no new
   t.equal(before.length, SIZE, "the first run made a pool");
   await g.close();
 
-  g = gateway(node, async () => false);
+  g = gateway(node, async () => undefined);
   await g.gw.start();
   await filled(g.gw);
   t.same(await labelled(node), before, "no new address was made at the second start");
@@ -63,7 +64,7 @@ t.test("a restart takes back the addresses the last run left in the pool: no new
 
 t.test("an address the owner index knows, or that received coins, is not taken back; without the owner check none is", async (t) => {
   const node = await startRegtest();
-  let g = gateway(node, async () => false);
+  let g = gateway(node, async () => undefined);
   t.teardown(async () => (await g.close(), await node.stop()));
   await g.gw.start();
   await filled(g.gw);
@@ -77,7 +78,7 @@ t.test("an address the owner index knows, or that received coins, is not taken b
   await node.ensureMatureCoins();
   await node.fund(paid, "0.01");
 
-  g = gateway(node, async (a) => a === owned);
+  g = gateway(node, async (a) => (a === owned ? "u_owner" : undefined));
   await g.gw.start();
   await filled(g.gw);
   t.equal(g.lines.find((l) => /left in the pool are used again/.test(l.msg))?.reused, SIZE - 2, "all but those two taken back");
@@ -86,6 +87,11 @@ t.test("an address the owner index knows, or that received coins, is not taken b
   t.notOk(taken.includes(owned), "not the address the owner index knows");
   t.notOk(taken.includes(paid), "not the address that received coins");
   t.same(taken.slice(0, SIZE - 2).sort(), before.slice(2).sort(), "the others first");
+  // Neither keeps the pool's label, so no later start asks about them again.
+  const labels = async (a: string) => (await node.rpc<{ labels: string[] }>("getaddressinfo", [a], node.walletName)).labels;
+  t.same(await labels(owned), ["u_owner"], "the one handed out now has its owner's label");
+  t.same(await labels(paid), [UNOWNED_PAID_LABEL], "the one paid that nobody owns is set apart");
+  t.ok(g.lines.some((l) => /nobody was given received coins/.test(l.msg)), "said, without the address");
   await g.gw.blockchainInfo(); // the mailbox is ordered: the refill the takes started is done before the count below
   await g.close();
 
@@ -107,13 +113,14 @@ t.test("an address the owner index knows, or that received coins, is not taken b
 
   // Many more labelled "pool" than the pool holds (as after restarts under releases that made a new pool each time):
   // only as many are checked as it takes to fill it.
-  t.ok((await labelled(node)).length >= 3 * SIZE, "three pools' worth labelled \"pool\"");
-  g = gateway(node, async (a) => a === owned);
+  const many = (await labelled(node)).length;
+  t.ok(many > 2 * SIZE, `${many} labelled "pool", more than twice the pool's size`);
+  g = gateway(node, async (a) => (a === owned ? "u_owner" : undefined));
   await g.gw.start();
   await filled(g.gw);
   const line = g.lines.find((l) => /left in the pool are used again/.test(l.msg)) as Line & { checked?: number };
   t.equal(line?.reused, SIZE, "a whole pool taken back");
-  t.ok(line.checked! <= SIZE + 2, `${line.checked} checked`);
+  t.equal(line.checked, SIZE, "only as many checked as the pool takes (the two set apart are not asked about again)");
   t.equal((await labelled(node)).length, count + 2 * SIZE, "no new address made");
 });
 
@@ -137,13 +144,16 @@ t.test("the engine asks its owner index: an address handed out whose owner label
   t.equal(lines.find((l) => /left in the pool are used again/.test(l.msg))?.reused, SIZE - 1, "all but Alice's taken back");
   const after = await labelled(te.node);
   t.equal(after.filter((a) => !before.includes(a)).length, 1, "one new address, in place of Alice's");
+  t.notOk(after.includes(given.address), "Alice's is no longer the pool's");
+  const [label] = (await te.node.rpc<{ labels: string[] }>("getaddressinfo", [given.address], te.node.walletName)).labels;
+  t.equal(ownerOfLabel(te.engine.storage.store, given.address, label!), "u_alice", "it has her sealed owner label");
 });
 
 t.test("an address is labelled with its owner ahead of the calls queued (a refill's), so a start never takes it back", async (t) => {
   const node = await startRegtest();
   const system = new ActorSystem();
   const config = loadConfig({ env: {}, overrides: { node: { addressPoolSize: SIZE, timeoutMs: 5000 } } });
-  const gw = new NodeGateway({ config, log: createLogger({ level: "silent" }), system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, owned: async () => false });
+  const gw = new NodeGateway({ config, log: createLogger({ level: "silent" }), system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ownerOf: async () => undefined });
   t.teardown(async () => (await gw.stop(), system.shutdown(), await node.stop()));
   await gw.start();
   await filled(gw);
