@@ -133,6 +133,68 @@ function nodeSetupError(e: unknown, url: string): SetupError | undefined {
   return undefined;
 }
 
+/** How long an orderly stop may take before the process gives up on it (see `stopSignals`). */
+export const STOP_DEADLINE_MS = 60_000;
+
+export interface StopSignals {
+  /** Settles at the first SIGINT or SIGTERM. */
+  readonly signalled: Promise<void>;
+  /** Names what the stop waits for now: said if the deadline passes or a second signal forces the exit. */
+  step(what: string): void;
+  /** Arms the deadline for a stop begun without a signal (the local chat's :quit); a signal arms it too. */
+  begin(): void;
+  /** The stop is done: the deadline is disarmed and the signal handlers removed. */
+  done(): void;
+}
+
+/**
+ * SIGINT and SIGTERM, once each process: the first asks for an orderly stop (said on `say`, the operator's terminal
+ * or journal). A stop that hangs (a node call that never returns, a connection that never closes) must not leave a
+ * service manager waiting without a word: after `deadlineMs` the process says what it was still waiting for and exits
+ * with 1, and a second signal, of either kind, does the same at once (as the operator asked). The exit is abrupt: the
+ * store's journal is written before each answer, so only what was not yet acknowledged is lost.
+ */
+export function stopSignals(log: Logger, o: { deadlineMs?: number; say?: (line: string) => void; signals?: NodeJS.EventEmitter; exit?: (code: number) => void } = {}): StopSignals {
+  const deadlineMs = o.deadlineMs ?? STOP_DEADLINE_MS;
+  const say = o.say ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  const events: NodeJS.EventEmitter = o.signals ?? process;
+  const exit = o.exit ?? ((code: number) => process.exit(code));
+  let waitingFor = "the start to finish";
+  let timer: NodeJS.Timeout | undefined;
+  let signalled!: () => void;
+  const signalledOnce = new Promise<void>((resolve) => (signalled = resolve));
+  let received = 0;
+  const giveUp = (why: string) => {
+    log.error({ waitingFor }, `${why}: exiting without finishing the stop`);
+    say(`${why}; was waiting for ${waitingFor}. Exiting now.`);
+    exit(1);
+  };
+  // Not unref'd: a stop stuck on a promise that nothing will settle (no socket, no timer left) would otherwise end the
+  // process without a word, as if it had stopped.
+  const begin = () => void (timer ??= setTimeout(() => giveUp(`the stop took longer than ${Math.round(deadlineMs / 1000)} s`), deadlineMs));
+  const onSignal = (signal: string) => {
+    if (++received > 1) return giveUp(`${signal} again: stop forced`);
+    log.info({ signal }, "stopping (send SIGINT or SIGTERM again to force)");
+    say(`stopping (${signal}; send it again to force)…`);
+    begin();
+    signalled();
+  };
+  const onInt = () => onSignal("SIGINT");
+  const onTerm = () => onSignal("SIGTERM");
+  events.on("SIGINT", onInt);
+  events.on("SIGTERM", onTerm);
+  return {
+    signalled: signalledOnce,
+    step: (what) => void (waitingFor = what),
+    begin,
+    done() {
+      clearTimeout(timer);
+      events.off("SIGINT", onInt);
+      events.off("SIGTERM", onTerm);
+    },
+  };
+}
+
 export async function runAllInOne(): Promise<number> {
   const config = loadConfig();
   const token = config.secrets.telegramToken;
@@ -149,12 +211,13 @@ export async function runAllInOne(): Promise<number> {
   if (token && config.telegram.mode === "webhook" && (config.secrets.telegramWebhookSecret ?? "").length < 16) {
     throw new SetupError("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)");
   }
-  // A signal during the start is acted on once it is done (the engine closed in order), not by dying part-way.
-  const signals = new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
+  // A signal during the start is acted on once it is done (the engine closed in order), not by dying part-way; a
+  // second one, or a stop past its deadline, ends the process anyway (stopSignals).
+  const signals = stopSignals(log, { say: (line) => void out.write(`\n${line}\n`) });
+  const app = await startEngine(config, log).catch((e: unknown) => {
+    signals.done();
+    throw e;
   });
-  const app = await startEngine(config, log);
   const telegram = token ? undefined : new InProcessTelegram();
   const edge: TelegramEdge = buildTelegramEdge({
     token: token ?? "0:local", config, relay: app.engine.relay, identity: app.identity, handleKey: app.handleKey, log,
@@ -169,14 +232,22 @@ export async function runAllInOne(): Promise<number> {
     // stays up without a bot, holding bitcoind, the store and the control socket.
     await edge.stop().catch(() => undefined);
     await app.stop().catch(() => undefined);
+    signals.done();
     throw e;
   }
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
-    out.write("\nstopping…\n");
-    await edge.stop();
-    await admin?.app.close();
-    await app.stop();
+    signals.begin();
+    try {
+      signals.step("the Telegram edge to stop (updates being handled)");
+      await edge.stop();
+      signals.step("the admin edge to close (requests being answered)");
+      await admin?.app.close();
+      signals.step("the engine to stop (actors, the store, bitcoind)");
+      await app.stop();
+    } finally {
+      signals.done();
+    }
     out.write("stopped (bitcoind included).\n");
   })());
   out.write([
@@ -201,10 +272,11 @@ export async function runAllInOne(): Promise<number> {
       if (why === "quit" || process.stdin.isTTY) return;
       return new Promise<void>(() => undefined);
     });
-    await Promise.race([signals, quit]);
+    const how = await Promise.race([signals.signalled.then(() => "signal"), quit.then(() => "quit")]);
     chat.close();
+    if (how === "quit") out.write("\nstopping…\n");
   } else {
-    await signals;
+    await signals.signalled;
   }
   await stop();
   return 0;

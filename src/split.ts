@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Engine } from "./engine.ts";
-import { startEngine } from "./app.ts";
+import { startEngine, stopSignals } from "./app.ts";
 import { ensureEnginePki, expiringCertificates, readPem } from "./tls/certs.ts";
 import { buildAdmin, listenAdmin } from "./edges/admin/server.ts";
 import { enginePort } from "./edges/admin/engine-port.ts";
@@ -47,18 +47,18 @@ export async function watchCertificates(pkiDir: string, operators: OperatorStore
   }
 }
 
-const signals = () => new Promise<void>((resolve) => {
-  process.once("SIGINT", resolve);
-  process.once("SIGTERM", resolve);
-});
-
 export async function runEngineOnly(): Promise<number> {
   const config = loadConfig();
   const log = createLogger({ level: config.log.level });
   // The internal API's certificates, made here on a first start (the admin edge's start made them only when it is on).
   await ensureEnginePki(config);
-  const stopped = signals();
-  const app = await startEngine(config, log);
+  // A signal during the start is acted on once it is done; a second one, or a stop past its deadline, ends the
+  // process anyway (stopSignals).
+  const signals = stopSignals(log);
+  const app = await startEngine(config, log).catch((e: unknown) => {
+    signals.done();
+    throw e;
+  });
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
   let internal: FastifyInstance | undefined;
   let port: number;
@@ -71,14 +71,22 @@ export async function runEngineOnly(): Promise<number> {
     await internal?.close().catch(() => undefined);
     await admin?.app.close().catch(() => undefined);
     await app.stop().catch(() => undefined);
+    signals.done();
     throw e;
   }
   log.info({ internal: `${config.internal.host}:${port}`, admin: admin ? `${config.admin.host}:${admin.port}` : "off" }, "engine ready (split shape)");
   process.stdout.write(`engine ready: internal API https://${config.internal.host}:${port} (client certificates from ${config.pkiPath}/internal-ca)${admin ? `, admin edge https://${config.admin.host}:${admin.port}` : ""}\n`);
-  await stopped;
-  await internal.close();
-  await admin?.app.close();
-  await app.stop();
+  await signals.signalled;
+  try {
+    signals.step("the internal API to close (the bot's calls being answered)");
+    await internal.close();
+    signals.step("the admin edge to close (requests being answered)");
+    await admin?.app.close();
+    signals.step("the engine to stop (actors, the store)");
+    await app.stop();
+  } finally {
+    signals.done();
+  }
   return 0;
 }
 
@@ -98,9 +106,10 @@ export async function runBotOnly(): Promise<number> {
     const missing = (e as NodeJS.ErrnoException).path ?? config.pkiPath;
     throw new SetupError(`cannot read ${missing}: copy internal-ca.crt and bot-client.crt/.key (only these; never internal-ca.key) from the engine's pkiDir (made by \`runigun engine\` or \`runigun keys pki\`) into ${config.pkiPath}, or set RUNIGUN_PKI_DIR`);
   }
-  const stopped = signals();
+  const signals = stopSignals(log);
   const url = `https://${config.internal.host}:${config.internal.port}`;
   const relay = await RemoteRelay.connect({ url, log, tls }).catch((e: unknown) => {
+    signals.done();
     throw engineSetupError(e, url, config.pkiPath);
   });
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper, log: log.child({ actor: "identity" }) });
@@ -112,6 +121,7 @@ export async function runBotOnly(): Promise<number> {
   } catch (e) {
     relay.close();
     await identity.close();
+    signals.done();
     throw e;
   }
   const edge = buildTelegramEdge({ token, config, relay, identity, handleKey: secrets.handleKey, log });
@@ -121,13 +131,20 @@ export async function runBotOnly(): Promise<number> {
     await edge.stop().catch(() => undefined);
     relay.close();
     await identity.close();
+    signals.done();
     throw e;
   }
   process.stdout.write(`bot ready: @${edge.bot.botInfo.username} → engine https://${config.internal.host}:${config.internal.port}\n`);
-  await stopped;
-  await edge.stop();
-  relay.close();
-  await identity.close();
+  await signals.signalled;
+  try {
+    signals.step("the Telegram edge to stop (updates being handled)");
+    await edge.stop();
+    relay.close();
+    signals.step("the identity worker to close");
+    await identity.close();
+  } finally {
+    signals.done();
+  }
   return 0;
 }
 

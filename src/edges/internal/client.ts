@@ -30,6 +30,8 @@ export class RemoteRelay implements Relay {
   #stream: import("node:http").ClientRequest | undefined;
   #infoTimer: NodeJS.Timeout | undefined;
   #streamsOpened = 0;
+  /** Subscribed edges that deliver notices (not observers): the stream is open while there is one. */
+  #deliverers = 0;
 
   private constructor(o: RemoteRelayOptions) {
     this.#o = o;
@@ -84,21 +86,39 @@ export class RemoteRelay implements Relay {
   }
 
   /**
-   * As the engine's relay (Notices). The stream opens with the first edge that delivers notices, not at connect: the
-   * engine hands its held notices to the first stream, and a bot whose start fails before its edge subscribes must
-   * leave them to the next one.
+   * As the engine's relay (Notices). The stream is open while an edge that delivers notices is subscribed, not from
+   * connect on: the engine hands its held notices to the first stream, and a bot whose start fails before its edge
+   * subscribes must leave them to the next one. It closes when the last such edge unsubscribes (a bot stopping): the
+   * engine then holds what comes next for the next bot, instead of sending it here to be dropped.
    */
   onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
     const off = this.#notices.subscribe(listener, o);
-    if (!o.observer && !this.#stream && !this.#closed) this.#listen();
-    return off;
+    if (o.observer) return off;
+    this.#deliverers++;
+    if (!this.#stream && !this.#closed) this.#listen();
+    let subscribed = true;
+    return () => {
+      off();
+      if (!subscribed) return;
+      subscribed = false;
+      if (--this.#deliverers > 0) return;
+      const stream = this.#stream;
+      this.#stream = undefined;
+      stream?.destroy();
+    };
   }
 
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#infoTimer);
     this.#stream?.destroy();
+    this.#stream = undefined;
     this.#agent.destroy();
+    // Received from the engine (it counts them as delivered) after the last edge unsubscribed: gone with this process.
+    // A count only: a notice names a user key and carries a sealed chat handle.
+    const undelivered = this.#notices.held;
+    if (undelivered > 0) this.#o.log.warn({ undelivered }, "notices received from the engine but not delivered before this bot stopped are lost");
   }
 
   /**
@@ -122,6 +142,13 @@ export class RemoteRelay implements Relay {
     return new Promise((resolve, reject) => {
       const req = request(url, { method, agent: this.#agent, timeout: this.#o.timeoutMs ?? 30_000, headers: body === undefined ? {} : { "content-type": "application/json" } }, (res) => {
         const chunks: Buffer[] = [];
+        // An answer cut off mid-body (the engine killed, the link dropped) ends in 'aborted', 'error' or 'close' without
+        // 'end', and the request's idle timer went with its socket: without these, the call never settled. A rejection
+        // here becomes "busy" (the command may have been carried out). After 'end' they change nothing.
+        const cut = (e?: Error) => reject(e ?? new Error("the engine's answer was cut off"));
+        res.on("aborted", () => cut());
+        res.on("error", cut);
+        res.on("close", () => cut());
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           const buf = Buffer.concat(chunks);
@@ -147,6 +174,9 @@ export class RemoteRelay implements Relay {
     const again = () => {
       if (over) return;
       over = true;
+      // Not when this stream was closed on purpose (the last edge unsubscribed), nor replaced by a newer one.
+      if (this.#stream !== req) return;
+      this.#stream = undefined;
       this.#retry(delay);
     };
     const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream" } }, (res) => {
@@ -174,6 +204,10 @@ export class RemoteRelay implements Relay {
 
   #retry(delay: number): void {
     if (this.#closed) return;
-    setTimeout(() => this.#listen(Math.min(delay * 2, 5000)), delay).unref();
+    setTimeout(() => {
+      // An edge subscribing meanwhile opened one already; with none left, the engine holds the notices.
+      if (this.#stream || this.#deliverers === 0) return;
+      this.#listen(Math.min(delay * 2, 5000));
+    }, delay).unref();
   }
 }

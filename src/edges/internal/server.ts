@@ -19,10 +19,26 @@ export interface InternalEdgeOptions {
    * is closed (default 8 MB): the bot reconnects, and notices are held for it meanwhile, as when none is connected.
    */
   maxStreamBufferBytes?: number;
+  /** How long a request may take to arrive, headers and body (30 s, as the admin edge's, unless a test shortens it). */
+  requestTimeoutMs?: number;
 }
 
 export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, https: { key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, bodyLimit: 64 * 1024 });
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  // The admin edge's limits (see there): a request must arrive whole within requestTimeout, its headers too (checked
+  // every second, not every 30 s), and an idle connection goes after ten minutes. Without them, a local process with
+  // a stolen bot certificate, or a bot wedged mid-request, could hold sockets open without end. The notice stream is
+  // exempt from the idle limit (below): it is quiet whenever nothing happens.
+  const app = Fastify({
+    logger: false,
+    https: {
+      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3",
+      headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout),
+    },
+    bodyLimit: 64 * 1024,
+    requestTimeout,
+    connectionTimeout: 10 * 60_000,
+  });
   const log = o.log.child({ edge: "internal" });
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     try {
@@ -63,15 +79,32 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
   });
   app.get("/relay/notifications", (req, reply) => {
     reply.hijack();
+    // Quiet for as long as no notice is made: not an idle connection to be closed.
+    req.raw.socket.setTimeout(0);
     reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     reply.raw.write(": connected\n\n");
     for (const line of held.take()) reply.raw.write(line);
     streams.add(reply.raw);
     req.raw.on("close", () => streams.delete(reply.raw));
   });
-  app.addHook("onClose", async () => {
+  // In preClose, not onClose: Fastify's close waits for every open connection before its onClose hooks run, and a
+  // bot's notice stream stays open until it is ended here, so `runigun engine` never finished a SIGTERM while a bot
+  // was connected. Ended cleanly, the bot sees the stream end and connects again (to this engine once it is back).
+  // The socket goes with it (a keep-alive socket would keep the close waiting too), at once for a bot not reading.
+  app.addHook("preClose", async () => {
     off();
-    for (const s of streams) s.end();
+    for (const s of streams) {
+      const socket = s.socket;
+      if (!socket || s.writableLength > 0) {
+        s.destroy();
+        continue;
+      }
+      s.end(() => socket.destroy());
+    }
+    streams.clear();
+    // Made while no bot was connected, and now gone with this process: counted, so the operator knows.
+    const undelivered = held.take().length;
+    if (undelivered > 0) log.warn({ undelivered }, "notices kept for a bot that never connected are lost with this stop");
   });
   app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });

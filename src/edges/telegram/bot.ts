@@ -239,7 +239,10 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       await bot.api.setMyCommands(COMMANDS, { scope: { type: "all_private_chats" } })
         .then(() => bot.api.setMyCommands(GROUP_COMMANDS, { scope: { type: "all_group_chats" } }))
         .catch((e: unknown) => log.warn({ err: errorSummary(e) }, "setMyCommands failed"));
-      unsubscribe ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log });
+      // Notices are taken (from the engine, or its stream in the split shape) only once this edge can serve: a start
+      // that fails after subscribing left them taken and never sent, where the engine would have kept them for the
+      // next start.
+      const subscribe = () => void (unsubscribe ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log }));
       if (mode === "polling") {
         // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
         // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
@@ -258,6 +261,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         void runner.task()?.catch((e: unknown) => {
           log.error({ alert: true, err: errorSummary(e) }, "Telegram polling stopped (a revoked token, another process polling with the same token, or a webhook set): the bot answers nobody until this edge is restarted");
         });
+        subscribe();
         log.info({ bot: bot.botInfo.username }, "Telegram edge polling");
         return {};
       }
@@ -277,8 +281,10 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         } else {
           log.info({ port: listening.port }, "Telegram edge listening for webhooks (telegram.webhookUrl is empty: register the webhook with Telegram yourself)");
         }
+        subscribe();
         return { webhookPort: listening.port };
       }
+      subscribe();
       return {};
     },
     async stop() {
