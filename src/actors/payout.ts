@@ -134,6 +134,13 @@ const payoutFinished = (p: Payout) => (p.status === "confirmed" || p.status === 
 const batchFinished = (b: Batch) => b.status === "confirmed" || b.status === "released";
 
 /**
+ * A finished batch as the book keeps it: without its signed bytes (nor its cancellation's). A confirmed or released
+ * batch is never sent, bumped or released again (the journal keeps them), and kept they weighed ~1 KB a batch in
+ * memory and in every snapshot (10 MB at 10,000 retained).
+ */
+const withoutBytes = (b: Batch): Batch => (b.hex === "" && !b.cancel?.hex ? b : { ...b, hex: "", ...(b.cancel?.hex ? { cancel: { ...b.cancel, hex: "" } } : {}) });
+
+/**
  * Finished payouts and batches are spread over shards (shards.ts), as the cheque book keeps its cheques: an event that
  * finishes or prunes one copies the path to its shard and the shard (2–3 entries at 10,000).
  */
@@ -222,7 +229,7 @@ export class PayoutBook implements PayoutState {
     }
     for (const id in flat.batches) {
       const b = flat.batches[id]!;
-      if (batchFinished(b)) doneBatches.push([id, b]);
+      if (batchFinished(b)) doneBatches.push([id, withoutBytes(b)]);
       else liveBatches[id] = b;
     }
     return new PayoutBook({
@@ -439,7 +446,7 @@ class Draft {
     if (batchFinished(b)) {
       if (id in this.p.liveBatches) delete this.#liveBatches()[id];
       if (!lookup(this.p.doneBatches, id)) this.p.doneBatchCount++;
-      this.p.doneBatches = this.#w.write(this.p.doneBatches, id, (m) => m.set(id, b));
+      this.p.doneBatches = this.#w.write(this.p.doneBatches, id, (m) => m.set(id, withoutBytes(b)));
       return;
     }
     this.#unfinishBatch(id);
