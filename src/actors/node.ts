@@ -347,8 +347,27 @@ export class NodeGateway {
     const address = this.#pool.shift();
     if (!address) throw new NodeUnavailable("no deposit address could be made");
     if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
-    this.#enqueue("setlabel", [address, this.#o.ownerLabel?.(address, userKey) ?? userKey], true).catch((e: unknown) => this.#log.warn({ err: e }, "could not label a deposit address with its owner"));
+    this.#label(address, this.#o.ownerLabel?.(address, userKey) ?? userKey);
     return address;
+  }
+
+  /**
+   * Sets a deposit address's owner label, ahead of the calls queued, and again (backing off to a minute) until bitcoind
+   * takes it: one that never landed (bitcoind away longer than `maxWaitMs`) leaves the address labelled as the pool's,
+   * and after a restore that lost its owner record a start would hand it to someone else. A start labels those the owner
+   * index knows (#reclaim); this covers the run itself.
+   */
+  #label(address: string, label: string, delayMs = 1000, tries = 1): void {
+    this.#enqueue("setlabel", [address, label], true).then(
+      () => {
+        if (tries > 1) this.#log.info({ tries }, "a deposit address's owner label reached the node");
+      },
+      (e: unknown) => {
+        if (this.#closed) return void this.#log.warn({ err: e }, "could not label a deposit address with its owner; the next start does");
+        this.#log.warn({ err: e, retryInS: delayMs / 1000 }, "could not label a deposit address with its owner; trying again");
+        setTimeout(() => this.#label(address, label, Math.min(delayMs * 2, 60_000), tries + 1), delayMs).unref();
+      },
+    );
   }
 
   /**
@@ -438,7 +457,9 @@ export class NodeGateway {
         if (this.#queue.length === 0) break;
         if (this.#state === "unavailable") {
           await new Promise((r) => setTimeout(r, this.#backoff));
-          this.#backoff = Math.min(this.#backoff * 2, 5000);
+          // Never past half of what a call waits: calls that expire during the wait are dropped unsent, and with nothing
+          // sent bitcoind's return would never be seen (a lone retried call, waitForNodeMs under the cap).
+          this.#backoff = Math.min(this.#backoff * 2, 5000, Math.max(50, (this.#o.maxWaitMs ?? 60_000) / 2));
           this.#expire();
           if (this.#queue.length === 0 || this.#closed) break;
         }

@@ -166,3 +166,30 @@ t.test("an address is labelled with its owner ahead of the calls queued (a refil
   await Promise.all(crowd);
   t.notOk((await labelled(node)).includes(a), "no longer the pool's");
 });
+
+t.test("an owner label bitcoind could not take (away longer than the calls wait) is set again once it is back", { timeout: 60_000 }, async (t) => {
+  const node = await startRegtest();
+  const waiters: Array<[RegExp, () => void]> = [];
+  const log = createLogger({
+    level: "info",
+    destination: { write: (l: string) => {
+      const msg = (JSON.parse(l) as Line).msg;
+      for (const w of [...waiters]) if (w[0].test(msg)) (waiters.splice(waiters.indexOf(w), 1), w[1]());
+    } },
+  });
+  const said = (re: RegExp) => new Promise<void>((resolve) => waiters.push([re, resolve]));
+  const system = new ActorSystem();
+  const config = loadConfig({ env: {}, overrides: { node: { addressPoolSize: SIZE, timeoutMs: 2000 } } });
+  const gw = new NodeGateway({ config, log, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ownerOf: async () => undefined, maxWaitMs: 300 });
+  t.teardown(async () => (await gw.stop(), system.shutdown(), await node.stop()));
+  await gw.start();
+  await filled(gw);
+  await node.kill();
+  const failed = said(/could not label a deposit address with its owner; trying again/);
+  const landed = said(/owner label reached the node/);
+  const a = await gw.takeDepositAddress("u_late");
+  await failed;
+  await node.restart();
+  await landed;
+  t.same((await node.rpc<{ labels: string[] }>("getaddressinfo", [a], node.walletName)).labels, ["u_late"], "labelled with its owner, not the pool's");
+});
