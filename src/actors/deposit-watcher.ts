@@ -404,7 +404,9 @@ export class DepositWatcher {
           if (!(await inLane(owner, () => this.#removed(owner, outpoint, tx.txid, tx.vout, amount, tx.confirmations)))) complete = false;
           return;
         }
-        if (amount < dust) {
+        // Zero too, whatever the limit (withdrawals.dustSats may be "0"): a wallet refuses a deposit of nothing, and a
+        // refusal leaves the scan to repeat for ever.
+        if (amount <= 0n || amount < dust) {
           if (this.#known.get(outpoint) !== "ignored_dust") {
             this.stats.ignoredDust++;
             // No amount beside the user key: with the line's time, it would point at the output on chain (GET /deposits has it).
@@ -654,18 +656,26 @@ export class DepositWatcher {
 
   /** A deposit left the chain or was double-spent. Returns false if the wallet did not answer. */
   async #removed(owner: string, outpoint: string, txid: string, vout: number, amount: bigint, confirmations: number): Promise<boolean> {
-    if (this.#known.get(outpoint) === "dropped" || this.#known.get(outpoint) === "reversed") return true;
+    const known = this.#known.get(outpoint);
+    if (known === "dropped" || known === "reversed") {
+      // Its record written, and a crash before it left the open set (below): it leaves it now.
+      const open = this.#open.get(outpoint);
+      if (open) await this.#track(outpoint, open, known);
+      return true;
+    }
     const res = await this.#o.registry.send(owner, "deposit_removed", { outpoint });
     if (isRefusal(res)) return false;
     if (res.status === "unknown") return true;
-    const open = this.#open.get(outpoint);
-    if (open) await this.#track(outpoint, open, res.status);
     if (res.status === "dropped") this.stats.dropped++;
     if (res.status === "reversed") {
       this.stats.deepReorgs++;
       this.#o.log.error({ alert: true, userKey: owner }, "a confirmed deposit left the chain (reorg deeper than the confirmation target); wallet frozen for review (its deposits: /wallets/<userKey>)");
     }
+    // The record first, then out of the open set: the other way round, a crash between the two left a deposit neither
+    // open nor recorded as gone, and the next scan credited it as pending again (a "seen" notice, then a second "dropped").
     await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: res.status, confirmations, seenAt: Date.now() });
+    const open = this.#open.get(outpoint);
+    if (open) await this.#track(outpoint, open, res.status);
     return true;
   }
 

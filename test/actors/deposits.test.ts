@@ -403,3 +403,22 @@ t.test("a scan that fails comes back soon, not a poll later: the deposit is cred
   await te.mine(1);
   t.same(await balance(te, f.key), [12_500_000n, 0n, 0n], "and only once");
 });
+
+t.test("a zero-value output to a deposit address (mined without the mempool's dust rule) is set aside as dust; the scan completes", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 1 }, withdrawals: { dustSats: "0" } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const z = await user(te, "zero");
+  // Consensus allows an output of 0; relay policy does not, so it is mined directly (generateblock takes raw txs).
+  const [coin] = await te.node.rpc<Array<{ txid: string; vout: number; amount: number }>>("listunspent", [1], "outside");
+  const change = await te.node.outsideAddress();
+  const raw = await te.node.rpc<string>("createrawtransaction", [[{ txid: coin!.txid, vout: coin!.vout }], [{ [z.address]: 0 }, { [change]: Number((coin!.amount - 0.001).toFixed(8)) }]]);
+  const signed = await te.node.rpc<{ hex: string; complete: boolean }>("signrawtransactionwithwallet", [raw], "outside");
+  t.ok(signed.complete);
+  await te.node.rpc("generateblock", [change, [signed.hex]]);
+  const before = te.engine.watcher.stats.incompleteScans + te.engine.watcher.stats.failedScans;
+  t.equal(await te.engine.watcher.poke(), true, "the scan completes");
+  t.equal(te.engine.watcher.stats.incompleteScans + te.engine.watcher.stats.failedScans, before, "not left incomplete");
+  t.equal(te.engine.watcher.stats.ignoredDust, 1, "set aside as dust");
+  t.same(await balance(te, z.key), [0n, 0n, 0n]);
+});
