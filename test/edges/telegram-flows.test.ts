@@ -8,7 +8,7 @@ import type { Update } from "grammy/types";
 import { BotApiStandIn, type RecordedCall } from "../support/bot-api.ts";
 import { startTestEngine } from "../support/engine.ts";
 import { buildTelegramEdge, SOMETHING_WRONG, SOMETHING_WRONG_AFTER } from "../../src/edges/telegram/bot.ts";
-import { balance, refusalInGroup, CHEQUE_CODE_IN_GROUP, TIP_UNIT } from "../../src/edges/telegram/render.ts";
+import { balance, refusalInGroup, CHEQUE_CODE_IN_GROUP, TIP_NOT_SENT, TIP_UNIT } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -16,7 +16,7 @@ import { sealHandle } from "../../src/store/sealed.ts";
 import { IdentityBusy } from "../../src/store/identity.ts";
 import type { Notification, Relay } from "../../src/relay.types.ts";
 
-const ALICE = 7101, BOB = 7102, MALLORY = 7103, CAROL = 7104, DAVE = 7105, ERIN = 7106, GROUP = -9101;
+const ALICE = 7101, BOB = 7102, MALLORY = 7103, CAROL = 7104, DAVE = 7105, ERIN = 7106, FRANK = 7107, GROUP = -9101;
 const txt = BotApiStandIn.text;
 const answerOf = (c: RecordedCall) => String(c.params.text ?? "");
 const isAnswer = (c: RecordedCall) => c.method === "answerCallbackQuery";
@@ -149,6 +149,32 @@ t.test("with the real engine", async (t) => {
     t.match(txt(await say(inGroup(ERIN, "/tip 1k sats", MALLORY))), /Tip sent: 0\.00001 BTC \(1,000 sats\)/, "with its unit it goes");
     t.match(txt(await say(inGroup(ERIN, "/tip 0.00001 btc", MALLORY))), /Tip sent: 0\.00001 BTC/);
     t.match(await dm(ERIN, "/help"), /\/tip <amount> and its unit/);
+  });
+
+  await t.test("a tip redelivered after a restart, its tipper since short of its amount or frozen, is answered as sent, and paid once", async (t) => {
+    await funded(FRANK, 30_000n);
+    const mallory = await dm(MALLORY, "/balance");
+    const tip = inGroup(FRANK, "/tip 20k sats", MALLORY);
+    const sinceTip = api.calls.length;
+    t.match(txt(await say(tip)), /Tip sent: 0\.0002 BTC/);
+    // Frank spends the rest: he now has less than the tip.
+    await chequeOf(FRANK, "10k sats");
+    t.match(await dm(FRANK, "/balance"), /^Available: 0\.0 BTC/);
+    // Telegram sends the same message again (the edge restarted before it acknowledged the update: its memory of
+    // update ids is gone, so only the message's own ids say it is the same).
+    const again = () => ({ ...api.message(FRANK, "-"), message: tip.message });
+    // Found by a review: answered "That tip could not be sent" though it had gone, and Frank could tip again.
+    t.equal(txt(await say(again())), "That tip was already sent.", "short of the amount: the truth");
+    await te.engine.registry.send(await te.identity.userKey(FRANK), "freeze", { reason: "test", by: "op" });
+    t.equal(txt(await say(again())), "That tip was already sent.", "frozen since: the same");
+    await te.engine.registry.send(await te.identity.userKey(FRANK), "unfreeze", { by: "op" });
+    // Paid once: Mallory has the 20k once more than before, no more (its notice in first, not taken for an answer).
+    await api.waitForCall((c) => Number(c.params.chat_id) === MALLORY && /You received 0\.0002 BTC/.test(txt(c)), sinceTip);
+    const before = /Available: ([\d.]+) BTC/.exec(mallory)![1]!;
+    const after = /Available: ([\d.]+) BTC/.exec(await dm(MALLORY, "/balance"))![1]!;
+    t.equal(Math.round((Number(after) - Number(before)) * 1e8), 20_000, "Mallory credited once");
+    // A tip that never went, short of its amount, is refused as before.
+    t.equal(txt(await say(inGroup(FRANK, "/tip 20k sats", MALLORY))), TIP_NOT_SENT, "a new tip: not enough");
   });
 
   await t.test("a frozen creator's cheques: no list, no revoke, and a claim is on hold until unfrozen", async (t) => {

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { Update } from "grammy/types";
 import { BotApiStandIn } from "../support/bot-api.ts";
 import { buildTelegramEdge } from "../../src/edges/telegram/bot.ts";
-import { CAPTION_COMMAND, CHEQUE_CODE_IN_GROUP, CHEQUE_CODE_IN_GROUP_NOT_CHECKED, TIP_FORWARDED, TIPS_CLOSED } from "../../src/edges/telegram/render.ts";
+import { CAPTION_COMMAND, CHEQUE_CODE_IN_GROUP, CHEQUE_CODE_IN_GROUP_NOT_CHECKED, CHEQUE_UNIT, TIP_FORWARDED, TIP_NOT_AUTHORED, TIPS_CLOSED } from "../../src/edges/telegram/render.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { refuse } from "../../src/domain/refusals.ts";
@@ -89,13 +89,13 @@ t.test("a forwarded /cheque in private creates nothing; the person is told to ty
   const { api, calls } = await setup(t);
   // Matched by its words, not imported: the same test runs (and fails) against the edge before the fix.
   const notTyped = /don't act on forwarded commands .*type the command yourself/;
-  t.match(txt(await api.exchange(forwarded(api.message(ALICE, "/cheque 0.5")))), notTyped);
-  t.match(txt(await api.exchange(viaBot(api.message(ALICE, "/cheque 0.5")))), notTyped, "sent through an inline bot: the same");
+  t.match(txt(await api.exchange(forwarded(api.message(ALICE, "/cheque 0.5 btc")))), notTyped);
+  t.match(txt(await api.exchange(viaBot(api.message(ALICE, "/cheque 0.5 btc")))), notTyped, "sent through an inline bot: the same");
   t.notOk(calls.includes("createCheque"), "no cheque created");
   // A forwarded message that is no command is answered as it was before.
   t.match(txt(await api.exchange(forwarded(api.message(ALICE, "hello there")))), /don't understand/, "forwarded text: as before");
   // Typed by the person, the same command works.
-  t.match(txt(await api.exchange(api.message(ALICE, "/cheque 0.5"))), /C{22}/, "typed: the cheque's link");
+  t.match(txt(await api.exchange(api.message(ALICE, "/cheque 0.5 btc"))), /C{22}/, "typed: the cheque's link");
   t.ok(calls.includes("createCheque"), "created when typed");
 });
 
@@ -157,4 +157,52 @@ t.test("a command in a photo's caption is answered as such, and runs nothing", a
   api.push(captioned(api.message(ALICE, "/tip@other_bot 1000 sats", { chat: GROUP })));
   await api.exchange(api.message(ALICE, "/balance", { chat: GROUP }));
   t.equal(api.textsTo(GROUP, since).length, 1, "no answer to another bot's captioned command");
+});
+
+t.test("a /tip in reply to a service message pays nobody: its sender caused it, it is about someone else", async (t) => {
+  const CAROL = 7405;
+  const { api, calls } = await setup(t);
+  const since = api.calls.length;
+  /** Alice's /tip in reply to a message from Bob that is not text Bob wrote, but `kind` (a service message). */
+  const replyTo = (kind: Record<string, unknown>, id: number) => {
+    const u = api.message(ALICE, "/tip 5000 sats", { chat: GROUP, replyTo: { from: BOB, id } });
+    const r = u.message!.reply_to_message as unknown as Record<string, unknown>;
+    delete r.text;
+    Object.assign(r, kind);
+    return u;
+  };
+  // Found by a review: Bob adds Carol ("Bob added Carol", from Bob); Alice welcomes Carol with a tip; Bob got it.
+  t.equal(txt(await api.exchange(replyTo({ new_chat_members: [person(CAROL)] }, 50))), TIP_NOT_AUTHORED, "someone added: refused");
+  // "Bob pinned «Carol's post»": the pin is Bob's, the post Carol's.
+  const pinned = { message_id: 40, date: 0, chat: { id: GROUP, type: "group", title: "g" }, from: person(CAROL), text: "great post" };
+  t.equal(txt(await api.exchange(replyTo({ pinned_message: pinned }, 51))), TIP_NOT_AUTHORED, "a pin: refused");
+  t.equal(txt(await api.exchange(replyTo({ left_chat_member: person(CAROL) }, 52))), TIP_NOT_AUTHORED, "someone removed: refused");
+  t.equal(txt(await api.exchange(replyTo({ video_chat_participants_invited: { users: [person(CAROL)] } }, 53))), TIP_NOT_AUTHORED);
+  // A story Bob shared is Carol's, as the group sees it: not Bob's to be tipped for.
+  t.equal(txt(await api.exchange(replyTo({ story: { chat: { id: CAROL, type: "private", first_name: "c" }, id: 1 } }, 54))), TIP_NOT_AUTHORED, "someone else's story: refused");
+  t.notOk(calls.includes("transfer"), "no transfer");
+  t.notOk(calls.includes("balance"), "nothing about the tipper read");
+  t.same(api.textsTo(GROUP, since), Array(5).fill(TIP_NOT_AUTHORED), "one line each, nothing else said");
+  // What Bob wrote or sent himself tips him, as before: text, a photo with or without a caption, a sticker.
+  t.match(txt(await api.exchange(api.message(ALICE, "/tip 5000 sats", { chat: GROUP, replyTo: { from: BOB, id: 55 } }))), /Tip sent/, "text");
+  t.equal(calls.filter((c) => c === "transfer").length, 1, "the tip to Bob's own words went");
+  t.match(txt(await api.exchange(replyTo({ photo: [{ file_id: "f", file_unique_id: "u", width: 1, height: 1 }], caption: "me" }, 56))), /Tip sent/, "a photo");
+  t.match(txt(await api.exchange(replyTo({ sticker: { file_id: "s", file_unique_id: "s", type: "regular", width: 1, height: 1, is_animated: false, is_video: false } }, 57))), /Tip sent/, "a sticker");
+  t.match(txt(await api.exchange(replyTo({ story: { chat: { id: BOB, type: "private", first_name: "b" }, id: 2 } }, 58))), /Tip sent/, "his own story");
+  t.equal(calls.filter((c) => c === "transfer").length, 4);
+});
+
+t.test("a /cheque with a bare number makes nothing: it would be bitcoin, and a cheque has no confirmation step", async (t) => {
+  const { api, calls } = await setup(t);
+  // Found by a review: "/cheque 1" (or "1.000", a thousand the European way) made a cheque of a whole bitcoin.
+  for (const amount of ["1", "1.000", "1000", "0.5"]) {
+    t.equal(txt(await api.exchange(api.message(ALICE, `/cheque ${amount}`))), CHEQUE_UNIT, `/cheque ${amount}: says what to type`);
+  }
+  t.notOk(calls.includes("createCheque"), "no cheque created");
+  t.match(txt(await api.exchange(api.message(ALICE, "/cheque lots"))), /not an amount/, "no amount at all: the engine's own words, said without asking it");
+  t.notOk(calls.includes("createCheque"));
+  // With its unit it goes.
+  t.match(txt(await api.exchange(api.message(ALICE, "/cheque 1000 sats"))), /C{22}/, "sats");
+  t.match(txt(await api.exchange(api.message(ALICE, "/cheque 0.00001 btc"))), /C{22}/, "btc");
+  t.equal(calls.filter((c) => c === "createCheque").length, 2);
 });

@@ -61,6 +61,15 @@ export const TIP_UNIT = "⚠️ Say the unit: /tip 1000 sats or /tip 0.00001 btc
 /** A tip in reply to a forwarded message: its sender is the forwarder, not the author the group sees. */
 export const TIP_FORWARDED = "⚠️ That message was forwarded: reply to a message its author wrote here to tip them. Nothing was sent.";
 
+/**
+ * A tip in reply to a service message ("Bob added Carol", "Bob pinned …"): its sender is who caused it, not the person
+ * it is about.
+ */
+export const TIP_NOT_AUTHORED = "⚠️ Reply to a message its author wrote to tip them (not to a join, a pin or another notice). Nothing was sent.";
+
+/** A cheque's amount without its unit: nothing is made (a bare number would be bitcoin, and a cheque has no confirmation step). */
+export const CHEQUE_UNIT = "⚠️ Say the unit: /cheque 1000 sats or /cheque 0.00001 btc. No cheque was made.";
+
 /** Tips while the service winds down (drain mode): closed for everyone, whoever the receiver. */
 export const TIPS_CLOSED = "🚪 This service is winding down: tips are closed. Nothing was sent.";
 
@@ -104,7 +113,7 @@ export function welcome(created: boolean, network: string, confirmations: number
     "/balance — what you have",
     "/withdraw <address> <amount> — send bitcoin out",
     "/history — what happened",
-    "/cheque <amount> — a one-time link anyone can claim",
+    "/cheque <amount> <unit> — a one-time link anyone can claim (/cheque 1000 sats)",
     "/help — this list",
     network === "mainnet" ? "" : `\nThis service runs on ${network}: its coins have no value.`,
   ].join("\n").trim();
@@ -116,7 +125,7 @@ export const HELP = [
   "/balance — available, pending and reserved",
   "/history — your transactions, newest first",
   "/withdraw <address> <amount> — amounts like 0.001, 0.001 BTC, 100000 sats, 100k sats",
-  "/cheque <amount> — a claim link; /cheque list shows yours; /cheque revoke <code> takes one back",
+  "/cheque <amount> <unit> — a claim link (/cheque 1000 sats); /cheque list shows yours; /cheque revoke <code> takes one back",
   "/send — how to send to someone",
   "In a group: reply to someone's message with /tip <amount> and its unit, like /tip 1000 sats or /tip 0.00001 btc",
 ].join("\n");
@@ -149,7 +158,7 @@ export function cheque(c: Cheque, link: string): string {
 
 /** A creator's open cheques, each with its link (`link(code)`) and how to take it back. */
 export function myCheques(cheques: readonly MyChequeView[], link: (code: string) => string, more = 0): string {
-  if (cheques.length === 0) return "You have no open cheques. /cheque <amount> makes one.";
+  if (cheques.length === 0) return "You have no open cheques. /cheque 1000 sats makes one.";
   const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   const lines = cheques.map((c) => {
     if (!c.funded) return `• ${btc(c.amount)}, not funded yet: if the amount left your balance, its link shows here once it arrives`;

@@ -1,9 +1,11 @@
-// /cheque <amount>: a one-time claim link t.me/<bot>?start=<code>; `/cheque list` shows the user's open ones with
-// their links again; `/cheque revoke <code>` takes one back. In a group, a /cheque carrying a code (a revoke typed in
-// the wrong chat, a link pasted) has made that code public: its sender's cheque is revoked at once, and they are
-// answered in private, never with the code.
+// /cheque <amount> <unit>: a one-time claim link t.me/<bot>?start=<code> (the unit, sats or btc, is required, as for a
+// tip: a cheque has no confirmation step); `/cheque list` shows the user's open ones with their links again; `/cheque
+// revoke <code>` takes one back. In a group, a /cheque carrying a code (a revoke typed in the wrong chat, a link pasted)
+// has made that code public: its sender's cheque is revoked at once, and they are answered in private, never with the
+// code.
 import { Composer, GrammyError } from "grammy";
 import { isRefusal } from "../../../domain/refusals.ts";
+import { amountUnit, parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
 import { args, type EdgeContext } from "../context.ts";
 
@@ -48,6 +50,13 @@ export function chequeFeature(): Composer<EdgeContext> {
     }
     const amount = words.join(" ");
     if (!amount) return ctx.reply("How much? /cheque 0.001 BTC or /cheque 100k sats");
+    // A cheque is made at once, with no confirmation step, and its amount leaves the wallet: a bare number (bitcoin,
+    // for parseAmount) is refused, as for a tip. "/cheque 1000" meant as satoshis would ask for 1,000 bitcoin, and
+    // "/cheque 1" (or "1.000", a thousand written the European way) would put a whole bitcoin into a link. An amount
+    // that is no amount at all gets the engine's own words first.
+    const parsed = parseAmount(amount);
+    if (isRefusal(parsed)) return ctx.reply(say.refusal(parsed));
+    if (amountUnit(amount) === undefined) return ctx.reply(say.CHEQUE_UNIT);
     // The command id makes a redelivered /cheque return the same cheque instead of a second one.
     const r = await relay.createCheque(userKey, ctx.commandId(), amount);
     if (isRefusal(r)) return ctx.reply(say.refusal(r));

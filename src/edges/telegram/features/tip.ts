@@ -6,6 +6,27 @@ import { isRefusal, refuse } from "../../../domain/refusals.ts";
 import { amountUnit, parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
 import { args, type EdgeContext } from "../context.ts";
+import type { Message } from "grammy/types";
+
+/**
+ * What a message's sender wrote or sent themselves. A service message has a sender too, but it is who caused it, not
+ * whom it is about: "Bob added Carol" (new_chat_members) and "Bob pinned «Carol's post»" come from Bob, and a tip in
+ * reply to either, meant for Carol, would pay Bob. Only these kinds name a receiver; anything else (a service message,
+ * a kind Telegram adds later) is refused. A shared story is someone's only if it is their own: its message comes from
+ * whoever shared it, while the group sees the story's poster.
+ */
+const AUTHORED: ReadonlyArray<keyof Message> = [
+  "text", "photo", "animation", "audio", "document", "paid_media", "sticker", "video", "video_note", "voice",
+  "contact", "dice", "game", "poll", "venue", "location", "checklist",
+];
+function authoredBySender(msg: Message): boolean {
+  // Optional chains: an update's shape is Telegram's word, not checked (a story without its chat is nobody's).
+  if (msg.story) return msg.story.chat?.id !== undefined && msg.story.chat.id === msg.from?.id;
+  return AUTHORED.some((k) => msg[k] !== undefined);
+}
+
+/** The newest history entries searched for a redelivered tip's id (the relay's largest page). */
+const RECENT = 50;
 
 export function tipFeature(): Composer<EdgeContext> {
   const feature = new Composer<EdgeContext>();
@@ -26,6 +47,8 @@ export function tipFeature(): Composer<EdgeContext> {
     // A forwarded message's `from` is who forwarded it, not the author the group sees ("Forwarded from Carol"): a tip
     // there would pay the forwarder. Nothing is read or sent.
     if (reply?.forward_origin) return ctx.tell(say.TIP_FORWARDED);
+    // A service message ("Bob added Carol", a pin) comes from who caused it, not whom it is about: the same.
+    if (reply && !authoredBySender(reply)) return ctx.tell(say.TIP_NOT_AUTHORED);
     const amount = args(ctx).join(" ");
     if (!amount) return ctx.tell("How much? Reply with /tip 1000 sats, for example.");
     // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
@@ -46,14 +69,27 @@ export function tipFeature(): Composer<EdgeContext> {
     // The sender first: the receiver's key costs an argon2id derivation (a quarter of a second of the identity's
     // worker, store/identity.ts), which a tip from someone without a wallet, or without the money, must not cost. The
     // refusals are the engine's own, in its order (no wallet, oneself, frozen, not enough); it checks all of it again
-    // (this is a read: money may move meanwhile), after the limit, said above. One differs: a tip already sent,
-    // redelivered after a restart to a tipper who now has less than its amount, is answered "not enough" instead of
-    // "already sent".
+    // (this is a read: money may move meanwhile), after the limit, said above.
     const mine = await relay.balance(from);
     if (isRefusal(mine)) return ctx.tell(say.refusalInGroup(mine));
     if (target.id === ctx.from.id) return ctx.tell(say.refusalInGroup(refuse("self_transfer", "You cannot send to yourself.")));
-    if (mine.frozen) return ctx.tell(say.refusalInGroup(refuse("frozen", mine.frozen)));
-    if (shown > mine.available) return ctx.tell(say.refusalInGroup(refuse("insufficient_funds", "")));
+    const short = mine.frozen ? refuse("frozen", mine.frozen) : shown > mine.available ? refuse("insufficient_funds", "") : undefined;
+    if (short) {
+      // The engine answers a repeated id before it looks at the balance; this read-ahead must too. A tip redelivered
+      // after a restart (Telegram sends again what it did not see acknowledged) to a tipper who has since spent, or been
+      // frozen, was answered "could not be sent" though it had gone. Looked up only here, in the tipper's newest entries
+      // (a redelivery comes minutes after the tip, not a page of history later): a tip that goes costs nothing more.
+      // A lookup that fails leaves the answer as it was without it (the tipper's /balance says the rest).
+      const id = ctx.commandId();
+      const recent = await relay.history(from, 0, RECENT).catch((e: unknown) => {
+        ctx.deps.log.warn({ err: e instanceof Error ? e.name : typeof e }, "a tip's history lookup failed");
+        return undefined;
+      });
+      const sent = recent !== undefined && !isRefusal(recent) && recent.entries.some((e) => e.kind === "transfer_out" && e.ref === id);
+      if (!sent) return ctx.tell(say.refusalInGroup(short));
+      ctx.moved = true;
+      return ctx.tell("That tip was already sent.", { moved: true });
+    }
     const to = await identity.userKey(target.id);
     const r = await relay.transfer(from, ctx.commandId(), to, amount);
     if (isRefusal(r)) return ctx.tell(say.refusalInGroup(r));
