@@ -71,6 +71,11 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
     escrow: bigint;
     chequeBook: string;
     payoutBook: string;
+    /**
+     * The transfer ids (of all those V and O have tried) the wallets' transfer index holds as sent, as `who:id`: a
+     * refusal that marked its id would answer the user's corrected retry "repeated" and never run it.
+     */
+    sent: string[];
   }
   /**
    * Everything a command could change, read once the engine is still: transfers delivered and acknowledged (courier),
@@ -85,7 +90,8 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
       const b = await relay.balance(key);
       u[label] = isRefusal(b) ? `refused: ${b.code}` : { available: b.available, pending: b.pending, reserved: b.reserved, frozen: b.frozen ?? null };
     }
-    return { users: u, escrow: await te.engine.cheques.escrow(), chequeBook: json(await te.engine.cheques.state()), payoutBook: json((await te.engine.payouts.state()).payouts) };
+    const sent = (["V", "O"] as const).flatMap((w) => [...tried[w]].filter((id) => te.engine.registry.records.sent(users[w], id)).map((id) => `${w}:${id}`));
+    return { users: u, escrow: await te.engine.cheques.escrow(), chequeBook: json(await te.engine.cheques.state()), payoutBook: json((await te.engine.payouts.state()).payouts), sent: sent.sort() };
   };
   /** What an accepted command changes; anything not named here must stay as it was. */
   interface Effect {
@@ -93,6 +99,8 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
     moves?: Partial<Record<Label, { available?: bigint; reserved?: bigint }>>;
     frozen?: string | null;
     escrow?: bigint;
+    /** A transfer id newly marked sent (`who:id`). */
+    sent?: string;
     chequeBook?: "may change";
     payoutBook?: "may change";
   }
@@ -106,7 +114,7 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
       users[label] = p;
     }
     if (e.frozen !== undefined && typeof users.V !== "string") users.V = { ...users.V, frozen: e.frozen };
-    return { ...s, users, escrow: s.escrow + (e.escrow ?? 0n) };
+    return { ...s, users, escrow: s.escrow + (e.escrow ?? 0n), sent: e.sent ? [...s.sent, e.sent].sort() : s.sent };
   };
 
   // What commands refer to: each user's quotes (open, confirmed, cancelled or expired), transfer ids, cheque codes.
@@ -114,7 +122,12 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
   const confirmed = { V: [] as string[], O: [] as string[] };
   const dead = { V: [] as string[], O: [] as string[] };
   const quotes = new Map<string, WithdrawalQuote & { owner: Who }>();
+  /** Ids of commands (transfers and cheques) accepted, and of those refused: "again" names either. */
   const usedIds = { V: [] as string[], O: [] as string[] };
+  const refusedIds = { V: [] as string[], O: [] as string[] };
+  /** Transfer ids each user sent (accepted), and every transfer id each tried (what the snapshot looks up). */
+  const sentIds = { V: new Set<string>(), O: new Set<string>() };
+  const tried = { V: new Set<string>(), O: new Set<string>() };
   const codes = new Map<string, Who>();
   /** Who claimed each cheque (by code) that was claimed. */
   const claimedBy = new Map<string, string>();
@@ -207,9 +220,10 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
   let ids = 0;
   const freshId = (w: Who) => `fz:${w}:${ids++}`;
   const commandId = (w: Who, x: { fresh: true } | { again: number } | { text: string }) =>
-    "fresh" in x ? freshId(w) : "again" in x ? (pick(usedIds[w], x.again) ?? freshId(w)) : x.text;
+    "fresh" in x ? freshId(w) : "again" in x ? (pick([...usedIds[w], ...refusedIds[w]], x.again) ?? freshId(w)) : x.text;
 
-  type Outcome = { what: string; r: unknown; effect: Effect };
+  /** `tag` names an acceptance of a kind the counts below report apart ("accepted" otherwise). */
+  type Outcome = { what: string; r: unknown; effect: Effect; tag?: string };
   /** Prepares a command (the quotes, cancellations and money it needs: before its snapshot) and returns how to run it. */
   const prepare = async (c: Command): Promise<() => Promise<Outcome>> => {
     switch (c.k) {
@@ -231,7 +245,11 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
             if (r.code === "stale" && q?.owner === c.who) gone(c.who, qid);
             return { what, r, effect: {} };
           }
-          if (r.repeated) return { what, r, effect: {} };
+          // "Already done" only for a quote this user confirmed before: never a first confirm that did nothing.
+          if (r.repeated) {
+            if (!confirmed[c.who].includes(qid)) throw new Error(`${what} was answered "repeated", but that quote was never confirmed: ${json(r)}`);
+            return { what, r, effect: {} };
+          }
           // A new reservation: only of an open quote of this user's, in time, for exactly what was quoted.
           if (!q || q.owner !== c.who || late || !open[c.who].some((x) => x.id === qid)) throw new Error(`${what} reserved a withdrawal: ${json(r)}`);
           if (r.amount + r.fee !== q.total) throw new Error(`${what} reserved ${r.amount} + ${r.fee} sats, not the ${q.total} quoted`);
@@ -251,15 +269,27 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
       case "transfer": {
         await topUp(c.who);
         const tid = commandId(c.who, c.id);
+        tried[c.who].add(tid);
         const to: Label = c.to === "fresh" ? "F" : c.to === "self" ? c.who : otherOf(c.who);
         const what = `${c.who} transfer(${JSON.stringify(tid)}, to ${to}, ${JSON.stringify(c.amount)})`;
         return async () => {
           const r = await relay.transfer(users[c.who], tid, users[to], c.amount);
-          if (isRefusal(r) || r.repeated) return { what, r, effect: {} };
+          if (isRefusal(r)) {
+            refusedIds[c.who].push(tid);
+            return { what, r, effect: {} };
+          }
+          // "Already sent" only for an id this user's transfer was accepted with: a refused one, sent again (corrected),
+          // must run.
+          if (r.repeated) {
+            if (!sentIds[c.who].has(tid)) throw new Error(`${what} was answered "repeated", but no transfer with that id was accepted before`);
+            return { what, r, effect: {}, tag: "repeated" };
+          }
+          const retried = refusedIds[c.who].includes(tid);
           usedIds[c.who].push(tid);
+          sentIds[c.who].add(tid);
           const sats = parseAmount(c.amount);
           if (isRefusal(sats)) throw new Error(`${what} was accepted with an amount the parser refuses`);
-          return { what, r, effect: { moves: { [c.who]: { available: -sats }, [to]: { available: sats } } } };
+          return { what, r, effect: { moves: { [c.who]: { available: -sats }, [to]: { available: sats } }, sent: `${c.who}:${tid}` }, tag: retried ? "accepted with a refused id" : undefined };
         };
       }
       case "cheque": {
@@ -269,7 +299,11 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
         return async () => {
           const r = await relay.createCheque(users[c.who], cid, c.amount);
           // A cheque already made (the same command again) is given back as it is: nothing new.
-          if (isRefusal(r) || codes.has(r.code)) return { what, r, effect: {} };
+          if (isRefusal(r)) {
+            refusedIds[c.who].push(cid);
+            return { what, r, effect: {} };
+          }
+          if (codes.has(r.code)) return { what, r, effect: {} };
           codes.set(r.code, c.who);
           usedIds[c.who].push(cid);
           return { what, r, effect: { moves: { [c.who]: { available: -r.amount } }, escrow: r.amount, chequeBook: "may change" } };
@@ -307,16 +341,19 @@ t.test("the relay and the bot: random commands never crash; a refusal changes no
     for (const c of commands) {
       const go = await prepare(c);
       const before = await snapshot();
-      const { what, r, effect } = await go();
+      const { what, r, effect, tag } = await go();
       if (r === undefined || r === null) throw new Error(`${what} gave no answer`);
       const after = await snapshot();
       const refusal = isRefusal(r) ? r : undefined;
-      const key = `${c.k} ${refusal ? refusal.code : "accepted"}`;
+      const key = `${c.k} ${refusal ? refusal.code : (tag ?? "accepted")}`;
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
       // A refusal changes nothing at all; an acceptance changes exactly what it says, and no one else's money.
       const e = refusal ? {} : effect;
       const want = expected(before, e);
       const wrong = changes({ users: want.users, escrow: want.escrow }, { users: after.users, escrow: after.escrow });
+      const marked = new Set(after.sent);
+      wrong.push(...after.sent.filter((x) => !want.sent.includes(x)).map((x) => `transfer index: ${JSON.stringify(x)} not sent → marked sent`));
+      wrong.push(...want.sent.filter((x) => !marked.has(x)).map((x) => `transfer index: ${JSON.stringify(x)} marked sent → not marked`));
       if (!e.chequeBook) wrong.push(...changes(JSON.parse(want.chequeBook), JSON.parse(after.chequeBook)).map((x) => `cheque book ${x}`));
       if (!e.payoutBook) wrong.push(...changes(JSON.parse(want.payoutBook), JSON.parse(after.payoutBook)).map((x) => `payout book ${x}`));
       if (wrong.length > 0) {
