@@ -90,7 +90,11 @@ export type PayoutEvent =
    * block is not the batch's latest: a transaction its fee bump replaced, mined first.
    */
   | { t: "confirmed"; batch: string; at: number; txid?: string; fee?: string; shares?: string[] }
-  /** A fee bump's replacement; `inputs` as for "signed" (a bump may add coins to those it replaces). */
+  /**
+   * The version the batch follows from now on: a fee bump's replacement, or an earlier version found in the node's
+   * mempool after a replacement was refused (it leaves `replaced`; the one it takes over from joins it). `inputs` as
+   * for "signed" (a bump may add coins to those it replaces).
+   */
   | { t: "replaced"; batch: string; hex: string; txid: string; fee: string; shares: string[]; at: number; inputs?: string[] }
   | { t: "stuck"; batch: string; reason: string; at: number }
   /**

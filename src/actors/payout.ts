@@ -390,7 +390,11 @@ export class PayoutBook implements PayoutState {
         b.ids.forEach((id, i) => d.setPayout(id, { ...d.payout(id)!, fee: BigInt(e.shares[i]!), status: "signed" }));
         // Every version's inputs are kept: the one replaced may still be mined, and a bump may have added coins to it.
         const inputs = e.inputs ? { ...b.inputs, [e.txid]: e.inputs } : b.inputs;
-        d.setBatch(e.batch, { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced: [...b.replaced, b.txid], inputs });
+        // A fee bump's replacement is a new transaction. An earlier version can be followed again too (sync: the node
+        // refused a bump's replacement, and the version it replaced is in the mempool): it leaves `replaced`, the one
+        // it takes over from joins it. Journals from before that never name an earlier version, and replay the same.
+        const replaced = [...b.replaced.filter((t) => t !== e.txid), b.txid];
+        d.setBatch(e.batch, { ...b, hex: e.hex, txid: e.txid, fee: BigInt(e.fee), status: "signed", replaced, inputs });
         break;
       }
     }
@@ -936,6 +940,10 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
     } else if (b.status === "cancelling" || (b.status === "stuck" && b.cancel?.txid !== undefined)) {
       // A stuck batch with a cancellation out: marked stuck again after its release began (a reorg, a fee bump).
       await followCancel(batch, b, get, commit, o, now);
+    } else if (!mined && b.status === "stuck") {
+      // Stuck, yet one of its versions may be back in the node's mempool: see backInMempool.
+      const pooled = await inMempool(b, o);
+      if (pooled) await backInMempool(batch, b, pooled, get, commit, o, now);
     } else if (!mined && b.status === "broadcast" && latest && latest.confirmations < 0 && !latest.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
@@ -944,6 +952,34 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
   const settled = await settleWallets(get, commit, o, now);
   await prune(get, commit, o, now);
   return { confirmed, rebroadcast, settled };
+}
+
+/**
+ * A stuck batch one of whose versions is in the node's mempool after all: broadcast again, followed as any other. It
+ * got there by itself — dropped (the fee floor rose, the node restarted without its mempool) and marked stuck, then
+ * put back by the node's wallet, which resubmits its own transactions, or relayed back by a peer — or never left: a
+ * fee bump whose replacement the node refused marks the batch stuck with the replacement's txid while the version it
+ * replaced is still in the mempool. Left stuck, its coins were neither stranded (the mempool holds them) nor in flight
+ * (stuck payouts are not): the watchdog saw a hole of its amount and fee and paused every payout, and neither a
+ * release (it is in the mempool) nor a resume (the hole) was allowed. An earlier version is followed again, with its
+ * bytes and fee as the node has them (the book keeps only the latest's bytes); the refused one stays among `replaced`.
+ */
+async function backInMempool(batch: string, b: Batch, txid: string, get: () => PayoutBook, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
+  const events: PayoutEvent[] = [];
+  if (txid !== b.txid) {
+    // The node's wallet has it: it spends the wallet's coins, and the wallet saw it enter the mempool.
+    const tx = await walletTx(txid, o);
+    // Not in the wallet's view, or in a block meanwhile: the next sync sees where it is.
+    if (!tx?.hex || tx.fee === undefined || tx.confirmations !== 0) return;
+    const hex = tx.hex;
+    const fee = btcNumberToSats(Math.abs(tx.fee));
+    const shares = feeShares(fee, b.ids.map((id) => get().payout(id)!.quotedFee));
+    events.push({ t: "replaced", batch, hex, txid, fee: fee.toString(), shares: shares.map(String), at: now(), inputs: outpoints(await batchInputs(hex, o)) });
+  }
+  events.push({ t: "broadcast", batch, at: now() });
+  await commit(events);
+  for (const id of b.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
+  o.log.warn({ batch, txid }, "a payout batch marked stuck is in the node's mempool after all: broadcast again, and followed until it is confirmed");
 }
 
 /** At most this many payouts leave the book in one event (one journal record, one store batch). */
@@ -1192,18 +1228,38 @@ async function waitForSpend(batch: string, reason: string, input: { txid: string
 const HISTORY_PAGE = 500;
 
 /**
+ * Every transaction the book made: each batch's versions (its latest and those its fee bumps replaced) and
+ * cancellations, live or finished. Batches pruned from the book are asked of FinishedPayouts (`paidBy`).
+ */
+function bookTxids(s: PayoutBook): Set<string> {
+  const txids = new Set<string>();
+  for (const b of [...Object.values(s.liveBatches), ...s.finishedBatches().map(([, b]) => b)]) {
+    txids.add(b.txid);
+    for (const t of b.replaced) txids.add(t);
+    if (b.cancel?.txid !== undefined) for (const t of [b.cancel.txid, ...b.cancel.earlier]) txids.add(t);
+  }
+  return txids;
+}
+
+/**
  * A transaction of the node's wallet, in a block, that spends one of the batch's coins and pays one of its payouts (its
- * address and amount) and is none of the batch's known versions: a version of the batch the book does not know. Looked
- * for among the wallet's entries, newest first, a page at a time, back to the block that made the oldest of the coins
- * the batch spends (nothing before it can have spent them). A payment of the same amount to the same address that
- * spends none of the batch's coins is another payout (the same user withdrawing the same again), not this one.
+ * address and amount) and is none of the transactions the book made: a version of the batch the book does not know.
+ * Looked for among the wallet's entries, newest first, a page at a time, back to the block that made the oldest of the
+ * coins the batch spends (nothing before it can have spent them). A payment of the same amount to the same address that
+ * spends none of the batch's coins is another payout (the same user withdrawing the same again), not this one; so is
+ * one that is another batch's (that user's later withdrawal, built with a coin of this batch that the node never took:
+ * the batch was refused at build or broadcast), live, finished or pruned.
  */
 async function paidElsewhere(b: Batch, inputs: ReadonlyArray<Outpoint>, get: () => PayoutBook, o: PayoutOptions): Promise<string | undefined> {
   let from = Infinity;
   for (const i of inputs) from = Math.min(from, (await walletTx(i.txid, o))?.blockheight ?? 0);
   const payouts = new Set(b.ids.map((id) => get().payout(id)!).map((p) => `${p.address} ${p.amount}`));
-  const known = new Set([b.txid, ...b.replaced, ...(b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [])]);
+  // Read once the wallet has a payment that looks like one of the batch's (rarely: a release that finds none reads none).
+  let ours: Set<string> | undefined;
+  const known = (txid: string) => (ours ??= bookTxids(get())).has(txid) || o.finished.paidBy(txid);
   const coins = new Set(outpoints(inputs));
+  // Payments already looked at (a transaction has an entry per output; pages can overlap as the wallet grows).
+  const seen = new Set<string>();
   type Entry = { txid: string; category: string; address?: string; amount: number; confirmations: number; blockheight?: number };
   for (let skip = 0; ; skip += HISTORY_PAGE) {
     // Oldest first within a page; `skip` steps back from the newest.
@@ -1211,10 +1267,10 @@ async function paidElsewhere(b: Batch, inputs: ReadonlyArray<Outpoint>, get: () 
     let older = false;
     for (const t of page) {
       if (t.blockheight !== undefined && t.blockheight < from) older = true;
-      if (t.category === "send" && t.confirmations > 0 && !known.has(t.txid) && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`)) {
+      if (t.category === "send" && t.confirmations > 0 && payouts.has(`${t.address} ${-btcNumberToSats(t.amount)}`) && !seen.has(t.txid) && !known(t.txid)) {
         const spends = (await o.node.call<{ decoded: { vin: Array<{ txid: string; vout: number }> } }>("gettransaction", [t.txid, false, true])).decoded.vin;
         if (spends.some((x) => coins.has(key(x)))) return t.txid;
-        known.add(t.txid);
+        seen.add(t.txid);
       }
     }
     if (page.length < HISTORY_PAGE || older) return undefined;
