@@ -1,17 +1,19 @@
 // npm run chaos [-- --kills N] — crash injection. The engine runs as a child process (`runigun engine`) on a real
 // regtest node; a mixed workload from simulated users (deposits, transfers, withdrawals, cheques) reaches it
 // through its internal TLS API; the harness SIGKILLs it at random moments, and after each kill reads the
-// engine's own store (the process is dead, so the store is free) and checks the money invariants. Seeded by
+// engine's own store (the process is dead, so the store is free) and checks the money invariants. An exit of the
+// engine the harness did not cause, or a burst it ended by hanging, is a violation, not a kill. Seeded by
 // CHAOS_SEED; prints one summary line. Exported for the CI test, which runs a short version.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer, connect, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino } from "pino";
 import { startRegtest, freePort, type RegtestNode } from "../src/regtest/harness.ts";
 import { ensurePki, readPem } from "../src/tls/certs.ts";
 import { RemoteRelay } from "../src/edges/internal/client.ts";
-import { silentLogger } from "../src/log.ts";
 import { isRefusal } from "../src/domain/refusals.ts";
 import { EncryptedStore, META, POSITION_KEY } from "../src/store/db.ts";
 import { restoreArchive } from "../src/backup/restore.ts";
@@ -58,9 +60,20 @@ interface MadeDeposit {
 }
 
 /** What the harness knows happened: the commands the engine acknowledged, and the deposits it made. */
+interface KnownWithdrawal {
+  key: string;
+  dest: string;
+  amount: bigint;
+}
+
 interface Known {
   transfers: Set<string>;
-  withdrawals: Map<string, { key: string; dest: string; amount: bigint }>;
+  withdrawals: Map<string, KnownWithdrawal>;
+  /**
+   * Withdrawals whose confirmation was in flight when the harness killed the engine (the aimed kill often comes
+   * first): the engine may have made one. If the wallet has it, it is held to what an acknowledged one is.
+   */
+  uncertain: Map<string, KnownWithdrawal>;
   /** Cheques whose creation was acknowledged, by code; `claimedBy` once a claim of it was acknowledged. */
   cheques: Map<string, { creator: string; id: string; amount: bigint; claimedBy?: string }>;
   deposits: MadeDeposit[];
@@ -68,7 +81,12 @@ interface Known {
 
 export interface ChaosResult {
   seed: number;
+  /** SIGKILLs that ended a live engine (an engine that had exited by itself is not counted: see `violations`). */
   kills: number;
+  /** Of them, the payout rounds' kills that the tap fired at a new batch's broadcast (see rpcTap). */
+  aimedKills: number;
+  /** Bursts that ended on the relay's 10 s timeout with no kill (the engine hung); each is also a violation. */
+  hangs: number;
   acknowledged: number;
   refused: number;
   violations: string[];
@@ -77,10 +95,12 @@ export interface ChaosResult {
   /** bitcoind SIGKILLed and restarted mid-workload. */
   bitcoindKills: number;
   /**
-   * Kills that found a payout signed or broadcast since the previous kill's check (and not yet confirmed) in the dead
-   * engine's store; `killsSignedNotBroadcast` those that found one signed and not yet recorded as broadcast.
+   * Kills after which the dead engine's store has a payout signed or broadcast since the previous kill's check and
+   * not yet confirmed. Most kills do (withdrawals are paid at once and blocks are rare), so this says a payout was
+   * unconfirmed at the kill, not that the kill interrupted its signing or broadcast.
    */
-  killsDuringPayout: number;
+  killsWithPayoutInFlight: number;
+  /** Kills after which the store has a payout signed and not yet recorded as broadcast: the window the aimed kills hit. */
   killsSignedNotBroadcast: number;
   /** Deposits the outside party made (each must be credited once), and the fees the house paid beyond the quotes. */
   deposits: number;
@@ -93,6 +113,148 @@ export interface ChaosResult {
   /** Paid cheques that left the cheque book (its retention is 3 here). */
   chequesPruned: number;
 }
+
+/**
+ * The engine's process as the harness sees it. An exit the harness did not cause (an exit code, or a signal it did
+ * not send) is written to `unexpected`: without that, an engine that died or exited by itself looked like one more
+ * kill (the kill found nothing to kill and said nothing). `kill()` answers whether its SIGKILL ended a live process.
+ */
+export class EngineProcess {
+  readonly #child: ChildProcess;
+  readonly #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last signal the harness sent; none while the engine is meant to be running. */
+  #sent: NodeJS.Signals | undefined;
+  #killing: Promise<boolean> | undefined;
+  #ready = false;
+  /** The output's last 4,000 characters (error-level log lines here), for the messages. */
+  #out = "";
+
+  private constructor(args: string[], env: NodeJS.ProcessEnv, unexpected: string[], logFile?: string) {
+    this.#child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    for (const s of [this.#child.stdout!, this.#child.stderr!]) {
+      s.on("data", (d: Buffer) => (this.#out = (this.#out + d.toString()).slice(-4000)));
+      if (logFile) s.on("data", (d: Buffer) => appendFileSync(logFile, d));
+    }
+    this.#exit = new Promise((resolve) => this.#child.once("exit", (code, signal) => {
+      // Before it was ready, start() reports the exit (as an error).
+      if (this.#ready && !(signal === "SIGKILL" && this.#sent === "SIGKILL") && this.#sent !== "SIGTERM") {
+        unexpected.push(`the engine exited by itself (${code !== null ? `exit code ${code}` : `signal ${signal}`}), not killed by the harness: ${this.#out.slice(-400)}`);
+      }
+      resolve({ code, signal });
+    }));
+  }
+
+  /** Spawns `node <args>` and waits for its output to match `ready`; an exit or `timeoutMs` first is an error. */
+  static async start(args: string[], env: NodeJS.ProcessEnv, unexpected: string[], o: { ready: RegExp; timeoutMs: number; logFile?: string }): Promise<EngineProcess> {
+    const p = new EngineProcess(args, env, unexpected, o.logFile);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        p.#child.stdout!.on("data", () => o.ready.test(p.#out) && resolve());
+        void p.#exit.then(({ code, signal }) => reject(new Error(`the engine exited (${code ?? signal}) before it was ready: ${p.#out.slice(-400)}`)));
+        timer = setTimeout(() => reject(new Error(`the engine was not ready within ${o.timeoutMs / 1000} s (it hung at start-up): ${p.#out.slice(-400)}`)), o.timeoutMs);
+      });
+    } catch (e) {
+      if (p.alive) (p.#sent = "SIGKILL", p.#child.kill("SIGKILL"), await p.#exit);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    p.#ready = true;
+    return p;
+  }
+
+  /** Settles when the process has exited, however. */
+  get exited(): Promise<unknown> {
+    return this.#exit;
+  }
+
+  get alive(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** Whether the harness has sent it a signal: an error on its connection after that is the harness's doing. */
+  get signalled(): boolean {
+    return this.#sent !== undefined;
+  }
+
+  /**
+   * SIGKILL, sent at once (synchronously: a caller that must stop the engine before it does anything more relies on
+   * that); true when it ended a live process, false when the engine had already exited (its exit is in `unexpected`).
+   */
+  kill(): Promise<boolean> {
+    if (this.#killing) return this.#killing;
+    if (!this.alive) return (this.#killing = Promise.resolve(false));
+    this.#sent = "SIGKILL";
+    this.#child.kill("SIGKILL");
+    return (this.#killing = this.#exit.then(({ signal }) => signal === "SIGKILL"));
+  }
+
+  /** A clean stop: SIGTERM, exit code 0 within `ms`; otherwise SIGKILL, and what went wrong. */
+  async stop(ms: number): Promise<{ clean: true } | { clean: false; why: string }> {
+    if (!this.alive) return { clean: false, why: "the engine had already exited" };
+    this.#sent = "SIGTERM";
+    this.#child.kill("SIGTERM");
+    const r = await Promise.race([this.#exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+    if (!r) {
+      await this.kill();
+      return { clean: false, why: `the engine did not stop within ${ms / 1000} s of SIGTERM` };
+    }
+    return r.code === 0 ? { clean: true } : { clean: false, why: `the engine stopped with ${r.code !== null ? `exit code ${r.code}` : `signal ${r.signal}`} after SIGTERM: ${this.#out.slice(-400)}` };
+  }
+}
+
+/**
+ * A TCP relay between the engine and bitcoind's RPC port, to kill the engine at one precise moment. Once armed, a
+ * `testmempoolaccept` (the payout book's last call before it commits a new batch's "signed" record) primes it, and
+ * the next request carrying a `sendrawtransaction` (that batch's broadcast; the payout actor makes one call at a
+ * time) calls `onSend`, which SIGKILLs the engine, and goes no further: bitcoind never receives it. The store
+ * syncs each commit, so the kill lands after the signed record is durable and before the broadcast. Everything else
+ * passes through byte for byte; a refused connection to bitcoind (killed and restarting) closes the engine's.
+ */
+async function rpcTap(port: () => number): Promise<{ url: string; arm(onSend: () => void): void; disarm(): void; close(): Promise<void> }> {
+  let armed: { onSend: () => void; primed: boolean } | undefined;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(port(), "127.0.0.1");
+    for (const s of [client, upstream]) (sockets.add(s), s.once("close", () => sockets.delete(s)));
+    const drop = () => (client.destroy(), upstream.destroy());
+    // The last bytes of the previous chunk: a method name split between two chunks is still seen.
+    let tail = "";
+    client.on("data", (d: Buffer) => {
+      const text = tail + d.toString("latin1");
+      tail = text.slice(-40);
+      if (armed) {
+        if (/"testmempoolaccept"/.test(text)) armed.primed = true;
+        else if (armed.primed && /"sendrawtransaction"/.test(text)) {
+          const { onSend } = armed;
+          armed = undefined;
+          onSend();
+          return drop();
+        }
+      }
+      upstream.write(d);
+    });
+    upstream.on("data", (d: Buffer) => client.write(d));
+    client.on("end", () => upstream.end());
+    upstream.on("end", () => client.end());
+    client.on("error", drop);
+    upstream.on("error", drop);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    arm: (onSend) => void (armed = { onSend, primed: false }),
+    disarm: () => void (armed = undefined),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** The engine's answer never came (a timeout) or its connection failed, and the harness had not killed it. */
+class EngineUnreachable extends Error {}
 
 export async function chaos(o: { kills: number; seed: number; users?: number; log?: (s: string) => void }): Promise<ChaosResult> {
   const log = o.log ?? (() => undefined);
@@ -116,8 +278,23 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     // below), a pruned cheque paid twice in the balances.
     RUNIGUN_WITHDRAWALS_RETAIN_FINISHED_PAYOUTS: "5", RUNIGUN_TRANSFERS_RETAIN_FINISHED_CHEQUES: "3",
   };
-  let child: ChildProcess | undefined;
+  // The engine reaches bitcoind through the tap (see rpcTap), which aims the payout rounds' kills.
+  const tap = await rpcTap(() => node.rpcPort);
+  env.RUNIGUN_NODE_RPC_URL = tap.url;
+  let engine: EngineProcess | undefined;
   let relay: RemoteRelay | undefined;
+  /** Exits of the engine the harness did not cause; moved into `violations` after each round. */
+  const unexpected: string[] = [];
+  /**
+   * The relay answers a request that failed in transport (no answer within its 10 s, the connection lost or refused)
+   * with a refusal, "busy" or "node_unavailable", and logs why: read here, so the burst can tell those from the
+   * engine's own refusals and end on them (see `ask`).
+   */
+  let relayError: string | undefined;
+  const relayLog = pino({ level: "warn" }, { write: (line: string) => {
+    const m = JSON.parse(line) as { msg?: string; err?: string };
+    if (m.msg === "engine unreachable") relayError = String(m.err);
+  } });
   const start = async (): Promise<void> => {
     try {
       await startOnce();
@@ -130,45 +307,29 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
   };
   const startOnce = async () => {
     const port = Number(env.RUNIGUN_INTERNAL_PORT);
-    child = spawn(process.execPath, [bin, "engine"], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-    const engineLog = process.env.CHAOS_ENGINE_LOG;
-    if (engineLog) for (const s of [child.stdout!, child.stderr!]) s.on("data", (d: Buffer) => appendFileSync(engineLog, d));
-    await new Promise<void>((resolve, reject) => {
-      child!.stdout!.on("data", () => /engine ready/.test(out) && resolve());
-      child!.once("exit", (code) => reject(new Error(`the engine exited (${code}): ${out.slice(-400)}`)));
-    });
-    relay = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, log: silentLogger, tls: { ...readPem(pki, "bot-client"), ca: readPem(pki, "internal-ca").cert }, timeoutMs: 10_000 });
+    engine = await EngineProcess.start([bin, "engine"], env, unexpected, { ready: /engine ready/, timeoutMs: 120_000, ...(process.env.CHAOS_ENGINE_LOG ? { logFile: process.env.CHAOS_ENGINE_LOG } : {}) });
+    relay = await RemoteRelay.connect({ url: `https://127.0.0.1:${port}`, log: relayLog, tls: { ...readPem(pki, "bot-client"), ca: readPem(pki, "internal-ca").cert }, timeoutMs: 10_000 });
   };
   /** A clean stop (SIGTERM): the engine closes its store and ships the rest of its journal to the backup. */
-  const stop = async (): Promise<boolean> => {
+  const stop = async () => {
     relay?.close();
-    const c = child!;
-    if (c.exitCode !== null || c.signalCode !== null) return true;
-    const exited = new Promise((r) => c.once("exit", r));
-    c.kill("SIGTERM");
-    const clean = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000).unref())]);
-    if (!clean) await kill();
-    return clean;
+    return engine!.stop(30_000);
   };
-  const kill = async () => {
+  /** SIGKILL (sent before this returns); true when it ended a live engine. The relay's calls then fail. */
+  const kill = (): Promise<boolean> => {
+    const killed = engine!.kill();
     relay?.close();
-    const c = child!;
-    if (c.exitCode === null && c.signalCode === null) {
-      c.kill("SIGKILL");
-      await new Promise((r) => c.once("exit", r));
-    }
+    return killed;
   };
 
   const users = Array.from({ length: o.users ?? 12 }, (_, i) => `u_chaos${String(i).padStart(4, "0")}`);
-  const known: Known = { transfers: new Set(), withdrawals: new Map(), cheques: new Map(), deposits: [] };
+  const known: Known = { transfers: new Set(), withdrawals: new Map(), uncertain: new Map(), cheques: new Map(), deposits: [] };
   let acknowledged = 0, refused = 0;
   let restoreLag: number | undefined;
   const final = newFindings();
   let bitcoindKills = 0;
-  let killsDuringPayout = 0, killsSignedNotBroadcast = 0;
+  let kills = 0, aimedKills = 0, hangs = 0;
+  let killsWithPayoutInFlight = 0, killsSignedNotBroadcast = 0;
   let rotation: ChaosResult["rotation"];
   /** Payouts confirmed on chain whose wallet had not settled them at the last kill (see check). */
   const unsettled = new Set<string>();
@@ -198,52 +359,67 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
       // A burst of work, killed at a random moment: while the command numbered `killAt` is in flight, after a
       // random delay of up to 30 ms (a count rather than a wall-clock window, so a slow machine still does work).
       const killAt = 2 + Math.floor(rng(o.seed, k)() * 30);
-      let killing: Promise<void> | undefined;
-      // Every fourth round the kill comes instead 0–10 ms after the first withdrawal acknowledged: while its payout is
-      // being signed and broadcast (withdrawals are paid at once, `withdrawals.batchWindowMs` 0).
+      let killing: Promise<boolean> | undefined;
+      // Every fourth round the kill is aimed instead: at the first new payout batch's broadcast, after its "signed"
+      // record (see rpcTap; withdrawals are paid at once, `withdrawals.batchWindowMs` 0). The burst runs its 40
+      // commands until then, and is killed at its end if no batch was built.
       const payoutRound = k % 4 === 1;
+      if (payoutRound) tap.arm(() => void (aimedKills++, (killing ??= kill())));
       // Once per run, bitcoind itself dies (SIGKILL, chain flushed, mempool lost) and comes back, while the burst's
       // first command is in flight: started here, not from the loop, which a kill may end before any given command.
-      const bounce = k === bounceRound ? (async () => { await node.flush(); await node.kill(); await node.restart(); bitcoindKills++; })() : undefined;
+      let bouncing = k === bounceRound;
+      const bounce = bouncing ? (async () => { await node.flush(); await node.kill(); await node.restart(); bitcoindKills++; })().finally(() => (bouncing = false)) : undefined;
+      /** A relay call's answer; a transport failure (which the relay answers as a refusal) thrown, with its cause. */
+      const ask = async <T>(call: Promise<T>): Promise<T> => {
+        relayError = undefined;
+        const r = await call;
+        if (relayError !== undefined) throw new EngineUnreachable(relayError);
+        return r;
+      };
+      /** Why the burst ended early, when not by the harness's kill. */
+      const burstProblems: string[] = [];
       const burst = (async () => {
         for (let i = 0; i < 40 && !killing; i++) {
           // Every command draws the same values from its own generator, whether it uses them or not.
           const draw = rng(o.seed, k, i);
           const x = { user: draw(), kind: draw(), amount: draw(), other: draw(), delay: draw() };
-          if (i === killAt) killing = new Promise((r) => setTimeout(r, x.delay * 30)).then(kill);
+          if (i === killAt && !payoutRound) killing = new Promise((r) => setTimeout(r, x.delay * 30)).then(kill);
           const u = pick(users, x.user);
+          /** A withdrawal whose confirmation is on its way: if a kill cuts its answer off, it may have been made. */
+          let confirming: ({ id: string } & KnownWithdrawal) | undefined;
           try {
             if (x.kind < 0.55) {
               const id = `c${o.seed}:${k}:${i}`;
-              const t = await relay!.transfer(u, id, pick(users, x.other), `${1 + Math.floor(x.amount * 20_000)} sats`);
+              const t = await ask(relay!.transfer(u, id, pick(users, x.other), `${1 + Math.floor(x.amount * 20_000)} sats`));
               if (isRefusal(t)) refused++;
               else (known.transfers.add(`${u}|${id}`), acknowledged++);
             } else if (x.kind < 0.75) {
               const dest = await node.outsideAddress();
-              const q = await relay!.quoteWithdrawal(u, dest, `${20_000 + Math.floor(x.amount * 50_000)} sats`);
+              const q = await ask(relay!.quoteWithdrawal(u, dest, `${20_000 + Math.floor(x.amount * 50_000)} sats`));
               if (isRefusal(q)) { refused++; continue; }
-              const c = await relay!.confirmWithdrawal(u, q.id);
+              confirming = { id: q.id, key: u, dest, amount: q.amount };
+              const c = await ask(relay!.confirmWithdrawal(u, q.id));
+              confirming = undefined;
               if (isRefusal(c)) refused++;
               else {
                 known.withdrawals.set(q.id, { key: u, dest, amount: q.amount });
                 acknowledged++;
-                if (payoutRound && !killing) killing = new Promise((r) => setTimeout(r, x.delay * 10)).then(kill);
               }
             } else if (x.kind < 0.85) {
               const id = `q${o.seed}:${k}:${i}`;
-              const ch = await relay!.createCheque(u, id, "5000 sats");
+              const ch = await ask(relay!.createCheque(u, id, "5000 sats"));
               if (isRefusal(ch)) refused++;
               else {
                 acknowledged++;
                 const cheque = { creator: u, id, amount: ch.amount, claimedBy: undefined as string | undefined };
                 known.cheques.set(ch.code, cheque);
                 const claimer = pick(users, x.other);
-                const cl = await relay!.claimCheque(claimer, ch.code);
+                const cl = await ask(relay!.claimCheque(claimer, ch.code));
                 if (isRefusal(cl)) refused++;
                 else (cheque.claimedBy = claimer, acknowledged++);
               }
             } else if (x.kind < 0.95) {
-              const a = await relay!.depositAddress(u);
+              const a = await ask(relay!.depositAddress(u));
               if (!isRefusal(a)) {
                 // Known before the send: a send that fails part-way may still have gone out.
                 const d: MadeDeposit = { address: a.address, user: u, amount: 100_000n };
@@ -253,18 +429,36 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
             } else {
               await node.mine(1);
             }
-          } catch {
-            return; // the engine died under us: an unacknowledged command, nothing to expect
+          } catch (e) {
+            // Killed under us: an unacknowledged command, nothing to expect (but a withdrawal it may have made).
+            if (engine!.signalled) {
+              if (confirming) known.uncertain.set(confirming.id, confirming);
+              return;
+            }
+            // Nobody killed it: the engine stopped answering (a hang), or its connection failed (its exit, if it
+            // exited, is reported as well). Either ends the burst, and is a finding, not a kill.
+            if (e instanceof EngineUnreachable) {
+              const hung = /did not answer in time/.test(e.message);
+              if (hung) hangs++;
+              burstProblems.push(hung ? `the engine did not answer within 10 s and had not been killed: it hung (command ${i} of the burst)` : `the engine's connection failed and it had not been killed (command ${i} of the burst): ${e.message}`);
+              return;
+            }
+            // bitcoind, killed on purpose, failed one of the harness's own calls to it.
+            if (bouncing) return;
+            burstProblems.push(`the burst ended on an error at command ${i}: ${(e as Error).message}`);
+            return;
           }
         }
       })();
       await burst;
-      await (killing ?? kill());
+      if (await (killing ?? kill())) kills++;
+      tap.disarm();
       await bounce;
+      violations.push(...[...burstProblems, ...unexpected.splice(0)].map((v) => `kill ${k + 1}: ${v}`));
       if (k === rotateRound) rotation = await rotateKilled(env, log);
       const found = newFindings();
       violations.push(...(await check(join(dir, "data", "store"), masterKey, node, known, { unsettled, statuses, found })).map((v) => `kill ${k + 1}: ${v}`));
-      if (found.payouts > 0) killsDuringPayout++;
+      if (found.payouts > 0) killsWithPayoutInFlight++;
       if (found.signed > 0) killsSignedNotBroadcast++;
       confirmed = found.confirmed;
       log(`kill ${k + 1}/${o.kills}: ${acknowledged} acknowledged so far, ${violations.length} violations`);
@@ -285,19 +479,22 @@ export async function chaos(o: { kills: number; seed: number; users?: number; lo
     if (reserved.length) violations.push(`final: withdrawals still reserved after ${SETTLE_BLOCKS} blocks for ${reserved.length} users (e.g. ${reserved[0]})`);
     // A clean stop, then the checks once more with payouts confirmed, and the restore drill: a clean stop ships
     // everything, so the backup must hold the store's last commit.
-    if (!(await stop())) violations.push("final: the engine did not stop within 30 s of SIGTERM");
+    const stopped = await stop();
+    if (!stopped.clean) violations.push(`final: ${stopped.why}`);
+    violations.push(...unexpected.splice(0).map((v) => `final: ${v}`));
     violations.push(...(await check(join(dir, "data", "store"), masterKey, node, known, { final: true, unsettled, found: final })).map((v) => `final: ${v}`));
     const drill = await restoreDrill(dir, masterKey, node, known);
     restoreLag = drill.lag;
     if (drill.lag !== 0) violations.push(`restore drill: the backup is ${drill.lag} commits behind the store after a clean stop`);
     violations.push(...drill.problems.map((v) => `restore drill: ${v}`));
   } finally {
-    await kill().catch(() => undefined);
+    await engine?.kill();
+    await tap.close();
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   return {
-    seed: o.seed, kills: o.kills, acknowledged, refused, violations, bitcoindKills, killsDuringPayout, killsSignedNotBroadcast, deposits: known.deposits.length,
+    seed: o.seed, kills, aimedKills, hangs, acknowledged, refused, violations, bitcoindKills, killsWithPayoutInFlight, killsSignedNotBroadcast, deposits: known.deposits.length,
     withdrawals: known.withdrawals.size, pruned: final.pruned, chequesPruned: final.cheques,
     ...(final.housePaid !== undefined ? { housePaid: final.housePaid } : {}), ...(rotation ? { rotation } : {}), ...(restoreLag !== undefined ? { restoreLag } : {}),
   };
@@ -536,11 +733,18 @@ async function check(path: string, masterKey: string, node: RegtestNode, known: 
       if (x.status !== "claimed" || x.payee !== c.claimedBy) problems.push(`cheque ${c.id} of ${c.creator}, whose claim by ${c.claimedBy} was acknowledged, is ${x.status}${x.payee ? ` to ${x.payee}` : ""}`);
       else if (final && !records.received(c.claimedBy, chequeUserKey(hash), chequePayoutId(hash))) problems.push(`cheque ${c.id} of ${c.creator}, claimed by ${c.claimedBy}, was never paid to them`);
     }
-    // Each payout on chain once: a destination never received more than its amount.
-    for (const [id, w] of known.withdrawals) {
+    // Each payout on chain once: a destination never received more than its amount. At the end, every acknowledged
+    // withdrawal is paid: sent in its wallet, and its amount on chain exactly. Nobody plays operator here, so none
+    // may have been given back (released) instead; one whose confirmation our kill cut off is held to the same
+    // once its wallet has it, and without it nothing may have gone out.
+    for (const [id, w] of [...known.withdrawals, ...known.uncertain]) {
       const got = BigInt(Math.round((await node.rpc<number>("getreceivedbyaddress", [w.dest, 0], "outside")) * 1e8));
       if (got > w.amount) problems.push(`withdrawal ${id} paid ${got} sats for ${w.amount}`);
-      if (final && withdrawalIn(w.key, id)?.status === "sent" && got !== w.amount) problems.push(`withdrawal ${id} settled but the chain shows ${got}`);
+      if (!final) continue;
+      const status = withdrawalIn(w.key, id)?.status;
+      if (known.withdrawals.has(id) || status !== undefined) {
+        if (status !== "sent" || got !== w.amount) problems.push(`${known.withdrawals.has(id) ? "acknowledged" : "unacknowledged"} withdrawal ${id} of ${w.amount} sats is ${status ?? "missing"} in its wallet at the end, and the chain shows ${got} sats paid`);
+      } else if (got !== 0n) problems.push(`withdrawal ${id}, never made in its wallet, was paid ${got} sats on chain`);
     }
     // Each deposit credited at most once, to the user it was made to (a send that failed part-way is known by its
     // address only), and every deposit exactly once and confirmed at the end.
@@ -675,6 +879,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
   const r = await chaos({ kills, seed, log: (s) => process.stderr.write(s + "\n") });
   for (const v of r.violations.slice(0, 20)) console.log(`VIOLATION ${v}`);
-  console.log(`chaos: seed ${r.seed}, ${r.kills} kills, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book, ${r.chequesPruned} paid cheques the cheque book), ${r.deposits} deposits, ${r.refused} refusals, ${r.violations.length} invariant violations; fees paid by the house ${r.housePaid ?? "?"} sats; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsDuringPayout} kills with a payout signed or broadcast since the previous kill, not yet confirmed (${r.killsSignedNotBroadcast} signed, not yet broadcast); key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
+  console.log(`chaos: seed ${r.seed}, ${r.kills} of ${kills} kills delivered to a live engine (${r.aimedKills} aimed at a payout's broadcast), ${r.hangs} hangs, ${r.acknowledged} acknowledged commands (${r.withdrawals} withdrawals; ${r.pruned} finished payouts left the payout book, ${r.chequesPruned} paid cheques the cheque book), ${r.deposits} deposits, ${r.refused} refusals, ${r.violations.length} invariant violations; fees paid by the house ${r.housePaid ?? "?"} sats; restore drill: backup ${r.restoreLag ?? "?"} commits behind the store after a clean stop; bitcoind killed ${r.bitcoindKills}×; ${r.killsSignedNotBroadcast} kills between a payout's signed record and its broadcast; ${r.killsWithPayoutInFlight} kills with a payout signed or broadcast in the round and not yet confirmed (most are: withdrawals go out at once, blocks are rare); key rotation ${r.rotation ? `${r.rotation.interrupted ? "killed part-way" : "not interrupted"}, resumed ${r.rotation.resumed}` : "not run"}`);
   process.exit(r.violations.length ? 1 : 0);
 }
