@@ -15,7 +15,10 @@ t.test("a sealed owner label opens for its address only; a label from before (th
   t.not(ownerLabel(store, "bcrt1qaddressone", "u_alice0000001"), label, "a fresh seal each time: two labels of one owner do not match");
   t.equal(ownerOfLabel(store, "bcrt1qaddressone", label), "u_alice0000001");
   t.equal(ownerOfLabel(store, "bcrt1qaddresstwo", label), undefined, "moved to another address, it opens nothing");
-  t.equal(ownerOfLabel(store, "bcrt1qaddressone", label.slice(0, -2) + "AA"), undefined, "altered, nothing");
+  // A character in the middle (six whole bits of the seal): the last ones may carry only padding bits, or already be
+  // what they are replaced with.
+  const at = label.length - 10;
+  t.equal(ownerOfLabel(store, "bcrt1qaddressone", label.slice(0, at) + (label[at] === "A" ? "B" : "A") + label.slice(at + 1)), undefined, "altered, nothing");
   t.equal(ownerOfLabel(store, "bcrt1qaddressone", "u_bob000000001"), "u_bob000000001", "a label from before labels were sealed");
   t.equal(ownerOfLabel(store, "bcrt1qaddressone", "house float"), undefined, "anything else is no one's");
 });

@@ -48,7 +48,9 @@ t.test("runigun backup (online and offline) and runigun restore, with their refu
   t.match(offline.out, /node wallet not included \(no node to ask/);
 
   // Restore into a fresh data directory with the same key ring.
-  const env2 = { ...env, RUNIGUN_DATA_DIR: join(dir, "data2") };
+  // A new data directory, with the secrets an operator keeps (the node wallet's passphrase among them: on regtest the
+  // first data directory made it).
+  const env2 = { ...env, RUNIGUN_DATA_DIR: join(dir, "data2"), RUNIGUN_NODE_WALLET_PASSPHRASE_FILE: join(dir, "data", "wallet.passphrase") };
   const restored = await runigun(["restore", join(dir, "online.rga"), join(dir, "backup", "segments")], env2);
   t.equal(restored.code, 0, restored.out);
   t.match(restored.out, /restored \d+ records/);
