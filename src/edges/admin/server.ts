@@ -18,6 +18,7 @@ import { consolePlugin } from "./console/index.ts";
 import { Sessions } from "./console/session.ts";
 import { NumberText, numberText } from "./schemas.ts";
 import { auditList, hardMaxFeeRate, rateReason } from "./console/views.ts";
+import { mtlsServer } from "../../tls/mtls.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -60,22 +61,11 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const app = Fastify({
     logger: false,
-    // Node checks the request timeout every connectionsCheckingInterval (30 s by default): every second instead, so a
-    // request is cut off close to its limit, not up to half a minute later. The headers' timeout no longer than the
-    // request's: Node swaps the two when it is longer (its default 60 s would have become the request's limit).
-    https: {
-      // TLS 1.3 only, as the internal API: under 1.2 the client certificate, which names the operator, crosses the VPN
-      // in the clear.
-      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3",
-      headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout),
-    },
+    // TLS 1.3 with the operator's client certificate, and the request limits (tls/mtls.ts). The factors are checked when
+    // the headers arrive: without the limits a request could hold its body back for hours and act after its operator
+    // was revoked (it is checked again after the body, but the wait has no purpose).
+    ...mtlsServer(o.tls, requestTimeout),
     bodyLimit: 16 * 1024,
-    // The factors are checked when the headers arrive: without a limit, a request could hold its body back for hours
-    // and act after its operator was revoked (it is checked again after the body, but the wait has no purpose). An idle
-    // connection is closed after ten minutes: longer than any action takes (a backup, a rescan), whose answer would be
-    // lost with it.
-    requestTimeout,
-    connectionTimeout: 10 * 60_000,
     // Bad input is refused, never bent into something else: fastify's default validator turns `null` into 0 or false,
     // `"7"` into 7, `[7]` into 7, and drops unknown keys — `{"height": null}` was a rescan from the genesis block.
     // Query strings are text, so their numbers are declared as digits (NumberText) and read in the handler.

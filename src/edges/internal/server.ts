@@ -9,6 +9,7 @@ import type { Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import { RELAY_METHODS, checkArgs, type RelayMethod } from "./protocol.ts";
 import { Held } from "../../held.ts";
+import { mtlsServer } from "../../tls/mtls.ts";
 
 export interface InternalEdgeOptions {
   relay: Relay;
@@ -25,20 +26,10 @@ export interface InternalEdgeOptions {
 
 export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
-  // The admin edge's limits (see there): a request must arrive whole within requestTimeout, its headers too (checked
-  // every second, not every 30 s), and an idle connection goes after ten minutes. Without them, a local process with
-  // a stolen bot certificate, or a bot wedged mid-request, could hold sockets open without end. The notice stream is
-  // exempt from the idle limit (below): it is quiet whenever nothing happens.
-  const app = Fastify({
-    logger: false,
-    https: {
-      key: o.tls.key, cert: o.tls.cert, ca: [o.tls.ca], requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3",
-      headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout),
-    },
-    bodyLimit: 64 * 1024,
-    requestTimeout,
-    connectionTimeout: 10 * 60_000,
-  });
+  // The admin edge's TLS and request limits (tls/mtls.ts): without them, a local process with a stolen bot certificate,
+  // or a bot wedged mid-request, could hold sockets open without end. The notice stream is exempt from the idle limit
+  // (below): it is quiet whenever nothing happens.
+  const app = Fastify({ logger: false, ...mtlsServer(o.tls, requestTimeout), bodyLimit: 64 * 1024 });
   const log = o.log.child({ edge: "internal" });
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     try {
