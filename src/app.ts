@@ -137,11 +137,11 @@ function nodeSetupError(e: unknown, url: string): SetupError | undefined {
 export const STOP_DEADLINE_MS = 60_000;
 
 export interface StopSignals {
-  /** Settles at the first SIGINT or SIGTERM. */
+  /** Settles at the first SIGINT or SIGTERM (the stop then calls `begin`). */
   readonly signalled: Promise<void>;
   /** Names what the stop waits for now: said if the deadline passes or a second signal forces the exit. */
   step(what: string): void;
-  /** Arms the deadline for a stop begun without a signal (the local chat's :quit); a signal arms it too. */
+  /** The stop begins: arms its deadline (a signal during the start does not: the start finishes first). */
   begin(): void;
   /** The stop is done: the deadline is disarmed and the signal handlers removed. */
   done(): void;
@@ -172,11 +172,13 @@ export function stopSignals(log: Logger, o: { deadlineMs?: number; say?: (line: 
   // Not unref'd: a stop stuck on a promise that nothing will settle (no socket, no timer left) would otherwise end the
   // process without a word, as if it had stopped.
   const begin = () => void (timer ??= setTimeout(() => giveUp(`the stop took longer than ${Math.round(deadlineMs / 1000)} s`), deadlineMs));
+  // The deadline is armed by the stop itself (begin), not by the signal: a signal during the start is acted on once the
+  // start is done, and a start that takes long (bitcoind warming up, a store upgrade) must not be cut off part-way by
+  // the stop's deadline. A second signal still forces the exit at any time.
   const onSignal = (signal: string) => {
     if (++received > 1) return giveUp(`${signal} again: stop forced`);
     log.info({ signal }, "stopping (send SIGINT or SIGTERM again to force)");
     say(`stopping (${signal}; send it again to force)…`);
-    begin();
     signalled();
   };
   const onInt = () => onSignal("SIGINT");

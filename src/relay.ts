@@ -313,11 +313,15 @@ export class EngineRelay implements Relay {
     return undefined;
   }
 
-  async #withBalance(userKey: string, r: Result<{ amount: bigint }>) {
+  /**
+   * A claim's or revoke's answer with the balance after it. The book has recorded it: a balance read refused now (the
+   * wallet busy, held off after errors) must not turn it into a refusal — "nothing was moved" to a user who was paid, a
+   * creator told a revoke failed who then trusts a link that is dead. Answered without the balance then.
+   */
+  async #withBalance(userKey: string, r: Result<{ amount: bigint }>): Promise<Result<{ amount: bigint; balance?: BalanceView }>> {
     if (isRefusal(r)) return r;
     const balance = await this.balance(userKey);
-    if (isRefusal(balance)) return balance;
-    return { amount: r.amount, balance };
+    return isRefusal(balance) ? { amount: r.amount } : { amount: r.amount, balance };
   }
 
   /**

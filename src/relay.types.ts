@@ -75,8 +75,9 @@ export interface Relay {
   /** Off-chain transfer to another user key; `id` makes it take effect once (e.g. the Telegram update id). */
   transfer(userKey: string, id: string, toUserKey: string, amount: string): Promise<Result<{ repeated: boolean; balance: BalanceView }>>;
   createCheque(userKey: string, id: string, amount: string): Promise<Result<Cheque>>;
-  claimCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
-  revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance: BalanceView }>>;
+  /** `balance` after it, when the wallet could say (the claim or revoke is done either way). */
+  claimCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance?: BalanceView }>>;
+  revokeCheque(userKey: string, code: string): Promise<Result<{ amount: bigint; balance?: BalanceView }>>;
   /**
    * The user's own cheques that can still be claimed, newest first, with their codes (to share again or revoke): the
    * newest that fit one message, and how many older ones there are besides.

@@ -77,6 +77,7 @@ export async function runEngineOnly(): Promise<number> {
   log.info({ internal: `${config.internal.host}:${port}`, admin: admin ? `${config.admin.host}:${admin.port}` : "off" }, "engine ready (split shape)");
   process.stdout.write(`engine ready: internal API https://${config.internal.host}:${port} (client certificates from ${config.pkiPath}/internal-ca)${admin ? `, admin edge https://${config.admin.host}:${admin.port}` : ""}\n`);
   await signals.signalled;
+  signals.begin();
   try {
     signals.step("the internal API to close (the bot's calls being answered)");
     await internal.close();
@@ -136,6 +137,7 @@ export async function runBotOnly(): Promise<number> {
   }
   process.stdout.write(`bot ready: @${edge.bot.botInfo.username} → engine https://${config.internal.host}:${config.internal.port}\n`);
   await signals.signalled;
+  signals.begin();
   try {
     signals.step("the Telegram edge to stop (updates being handled)");
     await edge.stop();

@@ -687,9 +687,11 @@ export class DepositWatcher {
   }
 
   async #record(outpoint: string, d: DepositRecord): Promise<void> {
-    this.#known.set(outpoint, d.status);
-    if (this.#known.size > 200_000) this.#known.clear();
     await this.#o.store.put(NS_DEPOSITS, this.#mac("outpoint", outpoint), d);
+    // Known once on disk: a status known but not written (the put failed) would let #removed take the deposit out of
+    // the open set with nothing on disk saying it is gone.
+    if (this.#known.size >= 200_000) this.#known.clear();
+    this.#known.set(outpoint, d.status);
   }
 
   async #saveCursor(c: Cursor): Promise<void> {

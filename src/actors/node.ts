@@ -197,7 +197,7 @@ export class NodeGateway {
         await this.#unlocked(1, "after checking the passphrase", async () => undefined);
       } catch (e) {
         if ((e as NodeError).code !== -14) throw e;
-        throw new SetupError(`wrong passphrase for node wallet "${name}" (RUNIGUN_NODE_WALLET_PASSPHRASE[_FILE]): bitcoind refused it, so no payout could be signed. Set the passphrase the wallet was encrypted with`);
+        throw new SetupError(`wrong passphrase for node wallet "${name}" (RUNIGUN_NODE_WALLET_PASSPHRASE[_FILE]): bitcoind refused it, so no payout could be signed. Set the passphrase the wallet was encrypted with (the engine trims spaces and line ends around it: a wallet encrypted with such a passphrase needs bitcoin-cli -rpcwallet=${name} walletpassphrasechange "<old>" "<trimmed>")`);
       }
     }
     void this.#refill(true);

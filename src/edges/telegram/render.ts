@@ -170,12 +170,15 @@ export function myCheques(cheques: readonly MyChequeView[], link: (code: string)
   return `🧾 Your open cheques (newest first):\n\n${lines.join("\n\n")}${rest}`;
 }
 
-export function chequeClaimed(amount: bigint, b: BalanceView): string {
-  return `🎁 Cheque claimed: ${btc(amount)} is yours.\n\n${balance(b)}`;
+/** The balance after a claim or revoke, when the wallet could say (the claim or revoke is done either way). */
+const after = (b: BalanceView | undefined) => (b ? `\n\n${balance(b)}` : "\n\n/balance shows your balance.");
+
+export function chequeClaimed(amount: bigint, b: BalanceView | undefined): string {
+  return `🎁 Cheque claimed: ${btc(amount)} is yours.${after(b)}`;
 }
 
-export function chequeRevoked(amount: bigint, b: BalanceView): string {
-  return `↩️ Cheque revoked: ${btc(amount)} is back.\n\n${balance(b)}`;
+export function chequeRevoked(amount: bigint, b: BalanceView | undefined): string {
+  return `↩️ Cheque revoked: ${btc(amount)} is back.${after(b)}`;
 }
 
 /** A cheque code posted in a group (a revoke typed in the wrong chat): the group's answer, the same whatever happened. */
@@ -188,18 +191,24 @@ export const CHEQUE_CODE_IN_GROUP_ANONYMOUS = "🔒 Cheque codes are not for gro
 const POSTED_IN_GROUP = "You posted a cheque code in a group, where others can see it";
 
 /** In private, to the one who posted their cheque's code in a group: taken back (the code is never repeated). */
-export function chequeRevokedInGroup(amount: bigint, b: BalanceView): string {
-  return `↩️ Cheque revoked: ${POSTED_IN_GROUP}, so I took it back before anyone could claim it. ${btc(amount)} is back.\n\n${balance(b)}`;
+export function chequeRevokedInGroup(amount: bigint, b: BalanceView | undefined): string {
+  return `↩️ Cheque revoked: ${POSTED_IN_GROUP}, so I took it back before anyone could claim it. ${btc(amount)} is back.${after(b)}`;
 }
 
 /** In private, when a code posted in a group could not be checked (the engine failed): the code is not repeated. */
 export const CHEQUE_CODE_IN_GROUP_NOT_CHECKED = `⚠️ ${POSTED_IN_GROUP}. I could not check this one just now: if it is yours, revoke it here with /cheque revoke <code> (/cheque list shows your open cheques).`;
 
+/** The cheque book's answers to a revoke that say the code is no open cheque of the poster's. */
+const NOT_AN_OPEN_CHEQUE: ReadonlySet<string> = new Set(["not_found", "already_claimed", "revoked", "expired"]);
+
 /** In private, when a code posted in a group was not taken back: why only if it is the poster's own state. */
 export function chequeCodeInGroupNotRevoked(r: Refusal): string {
-  // Busy (try again) or frozen: the poster's own state, theirs to know. Anything else — someone else's code, one
-  // claimed, revoked or expired — gets the same words: this never tells anyone about another's cheque.
+  // Busy (try again) or frozen: the poster's own state, theirs to know. The book's own answers about the code —
+  // someone else's, one claimed, revoked or expired — get the same words: this never tells anyone about another's
+  // cheque. Anything else (the wallet held off after errors, a failed write) says nothing of the code: "not yours"
+  // there left a poster's own live cheque claimable by the group, its poster told to do nothing.
   if (r.code === "busy" || r.code === "frozen") return `${refusal(r)}\n(${POSTED_IN_GROUP}: take it back here with /cheque revoke and its code.)`;
+  if (!NOT_AN_OPEN_CHEQUE.has(r.code)) return CHEQUE_CODE_IN_GROUP_NOT_CHECKED;
   return `⚠️ ${POSTED_IN_GROUP}. It was not taken back: it is not one of your open cheques (someone else's, or one already claimed, revoked or expired). /cheque list shows yours.`;
 }
 
