@@ -143,6 +143,8 @@ export class Engine {
       finished: new FinishedCheques(storage.store), retainFinished: config.transfers.retainFinishedCheques,
       maxOpenPerCreator: config.transfers.maxOpenChequesPerUser,
       storeFailing: () => storage.store.writeHealth.failing,
+      // A creator told their cheque was claimed goes out as the wallets' notices do.
+      notify: (n) => relay.notify(n),
     });
     this.courier = new TransferCourier({ registry: this.registry, log: log.child({ actor: "courier" }), sinks: [this.cheques] });
     this.#finishedPayouts = new FinishedPayouts(storage.store);

@@ -4,7 +4,8 @@
 import { crashBudget, crashRefusal } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, refuseUnsent, type Refusal } from "../domain/refusals.ts";
-import type { Cheque } from "../relay.types.ts";
+import type { Cheque, Notification } from "../relay.types.ts";
+import type { ChequePayoutReason } from "./wallet.messages.ts";
 import type { ChequePort } from "../relay.ts";
 import { ActorStopped, AskTimeout, type ActorSystem, type Ref } from "./runtime.ts";
 import type { WalletRegistry } from "./registry.ts";
@@ -32,6 +33,11 @@ export interface ChequeServiceOptions extends ChequeBookOptions {
   storeFailing?: () => boolean;
   /** How long a command waits for the book (default 10,000 ms). */
   askTimeoutMs?: number;
+  /**
+   * Tells a user something (the engine's relay.notify, as the wallets' notices): a creator that their cheque was
+   * claimed. Without it nobody is told.
+   */
+  notify?: (n: Notification) => void;
 }
 
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -45,6 +51,8 @@ export class ChequeService implements ChequePort, TransferSink {
   readonly #o: ChequeServiceOptions;
   readonly #ref: Ref<ChequeCommand>;
   readonly #paying = new Set<Promise<unknown>>();
+  /** Creators being told their cheque was claimed (settled() waits for these too; payNow() does not). */
+  readonly #telling = new Set<Promise<unknown>>();
   readonly stats = { payoutRetries: 0 };
   /** Payouts waiting to be sent again, by cheque. Not waited for by settled() (the watchdog waits for that). */
   readonly #later: Later;
@@ -55,7 +63,11 @@ export class ChequeService implements ChequePort, TransferSink {
     const afterCrash = crashBudget({
       log: o.log.child({ actor: "cheques" }), what: "cheque book", stopped: "cheque book stopped after repeated crashes; it needs an operator and a restart", storeFailing: o.storeFailing,
     });
-    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour({ pay: (hash, payee, amount) => this.#track(this.#pay(hash, payee, amount, 0)) }, o), {
+    const hooks = {
+      pay: (hash: string, payee: string, amount: bigint, why: ChequePayoutReason) => this.#track(this.#pay(hash, payee, amount, why, 0)),
+      claimed: (creator: string, amount: bigint) => this.#tellClaimed(creator, amount),
+    };
+    this.#ref = o.system.spawnPersistent("cheques", chequeBehaviour(hooks, o), {
       onCrash: (r) => {
         // Asked for (resume after a store outage): not a crash, nothing to count or log.
         if (r.error instanceof BookReplay) {
@@ -200,19 +212,20 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#ask<{ resent: number }>((reply) => ({ type: "resume", reply }));
   }
 
-  /** Resolves when no cheque payout is being delivered (tests, shutdown). */
+  /** Resolves when no cheque payout is being delivered and no creator is being told of a claim (tests, shutdown). */
   async settled(): Promise<void> {
-    while (this.#paying.size > 0) await Promise.all([...this.#paying]);
+    while (this.#paying.size > 0 || this.#telling.size > 0) await Promise.all([...this.#paying, ...this.#telling]);
   }
 
   /**
    * Sends every payout waiting to be tried again now, and resolves when none is being delivered: for the watchdog's
    * second reading. A payout whose credit landed after its answer timed out counts twice until it is recorded paid
-   * (in its payee's balance and in the escrow), and its retry may be minutes away.
+   * (in its payee's balance and in the escrow), and its retry may be minutes away. Not the creators being told of
+   * claims: no money there.
    */
   async payNow(): Promise<void> {
     this.#later.runNow();
-    await this.settled();
+    while (this.#paying.size > 0) await Promise.all([...this.#paying]);
   }
 
   async escrow(): Promise<bigint> {
@@ -229,10 +242,31 @@ export class ChequeService implements ChequePort, TransferSink {
     void p.finally(() => this.#paying.delete(p));
   }
 
+  /**
+   * Tells a cheque's creator it was claimed: the book calls this once, as it commits the claim (never on replay, nor
+   * when the payout is sent again). The chat to tell is known to the creator's wallet only (its sealed handle), so it is
+   * read there; a wallet that cannot answer now means this one notice is not sent (the claim and payout are not held
+   * up for it). Nothing about the cheque but its amount: never its code.
+   */
+  #tellClaimed(creator: string, amount: bigint): void {
+    const notify = this.#o.notify;
+    if (!notify) return;
+    const p = this.#o.registry.send(creator, "state", {}).then((w) => {
+      if (isRefusal(w)) {
+        this.#o.log.warn({ refusal: w.code }, "a cheque's creator was not told it was claimed: their wallet did not answer");
+        return;
+      }
+      notify({ userKey: creator, chatHandle: w.chatHandle, notice: { kind: "cheque_claimed", amount } });
+    }, (e: unknown) => this.#o.log.warn({ err: e }, "a cheque's creator was not told it was claimed: their wallet did not answer"));
+    this.#telling.add(p);
+    void p.finally(() => this.#telling.delete(p));
+  }
+
   /** Credits the payee (who dedupes by the payout's id) and records the cheque paid; tried again later if not. */
-  async #pay(hash: string, payee: string, amount: bigint, round: number): Promise<void> {
+  async #pay(hash: string, payee: string, amount: bigint, why: ChequePayoutReason, round: number): Promise<void> {
     try {
-      const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount });
+      // `why` is what the payee is told (nothing after their own claim or revoke); the id alone makes a repeat.
+      const r = await this.#o.registry.send(payee, "receive_transfer", { id: chequePayoutId(hash), from: chequeUserKey(hash), amount, cheque: why });
       if (!isRefusal(r)) {
         await this.#ask((reply) => ({ type: "paid", hash, reply }));
         return;
@@ -242,7 +276,7 @@ export class ChequeService implements ChequePort, TransferSink {
       this.#o.log.warn({ err: e }, "cheque payout not delivered yet; it will be sent again");
     }
     this.stats.payoutRetries++;
-    this.#later.schedule(hash, round, () => this.#track(this.#pay(hash, payee, amount, round + 1)));
+    this.#later.schedule(hash, round, () => this.#track(this.#pay(hash, payee, amount, why, round + 1)));
   }
 
   /** For a stop: payouts waiting to be sent again stay owed in the book (`resume` sends them at the next start). */

@@ -8,6 +8,7 @@ import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
 import { CopyOnWrite, emptyLevel, FAN, levelOf, lookup, slotOf, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
+import type { ChequePayoutReason } from "./wallet.messages.ts";
 
 export interface ChequeRecord {
   creator: string;
@@ -22,6 +23,11 @@ export interface ChequeRecord {
    * under a key sealed in the store: the journal alone still gives no code). Absent for cheques made before.
    */
   id?: string;
+  /**
+   * Revoked because it expired unclaimed (not by its creator's command): its payout back says so, and its creator is
+   * told. Absent for a revoke, and for cheques returned at their expiry before this was recorded.
+   */
+  expired?: boolean;
 }
 
 /**
@@ -39,7 +45,8 @@ export type ChequeEvent =
   | { t: "created"; hash: string; creator: string; amount: string; expiresAt: number; id?: string }
   | { t: "funded"; hash: string }
   | { t: "claimed"; hash: string; by: string }
-  | { t: "revoked"; hash: string }
+  /** `expired`: returned at its expiry (the "expire" command), not revoked by its creator; absent in older journals. */
+  | { t: "revoked"; hash: string; expired?: true }
   | { t: "paid"; hash: string }
   /** A cheque whose funding its creator's wallet refused outright (nothing was sent): it leaves the book. */
   | { t: "dropped"; hash: string }
@@ -122,12 +129,12 @@ const NO_HASHES: readonly string[] = Object.freeze([]);
 
 /** Every field, in one order (one hidden class for every entry: a spread adding a field gives each its own). */
 function entry(c: ChequeRecord, n: number): Entry {
-  return { creator: c.creator, amount: c.amount, expiresAt: c.expiresAt, status: c.status, payee: c.payee, paid: c.paid, id: c.id, n };
+  return { creator: c.creator, amount: c.amount, expiresAt: c.expiresAt, status: c.status, payee: c.payee, paid: c.paid, id: c.id, expired: c.expired, n };
 }
 
 /** The record of an entry, as the book had it before entries had a number: for snapshots, views, the store. */
 function recordOf(c: ChequeRecord): ChequeRecord {
-  return { creator: c.creator, amount: c.amount, expiresAt: c.expiresAt, status: c.status, payee: c.payee, paid: c.paid, id: c.id };
+  return { creator: c.creator, amount: c.amount, expiresAt: c.expiresAt, status: c.status, payee: c.payee, paid: c.paid, id: c.id, expired: c.expired };
 }
 
 /** What a cheque holds in escrow (escrowOf): open, or claimed or revoked and not yet paid out. */
@@ -286,7 +293,7 @@ export class ChequeBook implements FlatCheques {
     switch (e.t) {
       case "created": {
         const old = d.get(e.hash);
-        d.put(e.hash, entry({ creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id }, old ? old.n : d.p.next++));
+        d.put(e.hash, entry({ creator: e.creator, amount: BigInt(e.amount), expiresAt: e.expiresAt, status: "awaiting_funds", payee: undefined, paid: undefined, id: e.id, expired: undefined }, old ? old.n : d.p.next++));
         break;
       }
       case "funded":
@@ -299,7 +306,7 @@ export class ChequeBook implements FlatCheques {
         const changed =
           e.t === "funded" ? { ...c, status: "open" as const }
           : e.t === "claimed" ? { ...c, status: "claimed" as const, payee: e.by, paid: false }
-          : e.t === "revoked" ? { ...c, status: "revoked" as const, payee: c.creator, paid: false }
+          : e.t === "revoked" ? { ...c, status: "revoked" as const, payee: c.creator, paid: false, expired: e.expired === true ? true : undefined }
           : { ...c, paid: true };
         d.put(e.hash, entry(changed, c.n));
         break;
@@ -434,8 +441,16 @@ export function escrowOf(s: ChequeState | FlatCheques): bigint {
 }
 
 export interface ChequeHooks {
-  /** Deliver a cheque's payout as a transfer from the cheque to the payee (the wallet dedupes by id). */
-  pay(hash: string, payee: string, amount: bigint): void;
+  /**
+   * Deliver a cheque's payout as a transfer from the cheque to the payee (the wallet dedupes by id). `why`: claimed,
+   * revoked or expired (what the payee is told; see noticeOf in wallet.ts).
+   */
+  pay(hash: string, payee: string, amount: bigint, why: ChequePayoutReason): void;
+  /**
+   * A claim was just committed (live: never on replay, nor when its payout is sent again): its creator is told, once.
+   * Optional: a book without it tells nobody.
+   */
+  claimed?(creator: string, amount: bigint): void;
 }
 
 export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): PersistentBehaviour<ChequeState, ChequeCommand, ChequeEvent> {
@@ -517,7 +532,8 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           if (c.creator === cmd.by) return answer(s, cmd.reply, refuse("not_allowed", "You cannot claim your own cheque; use /cheque revoke to take it back."));
           const next = await commit({ t: "claimed", hash: cmd.hash, by: cmd.by });
           cmd.reply({ amount: c.amount });
-          hooks.pay(cmd.hash, cmd.by, c.amount);
+          hooks.pay(cmd.hash, cmd.by, c.amount, "claim");
+          hooks.claimed?.(c.creator, c.amount);
           return next;
         }
         case "revoke": {
@@ -536,7 +552,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           }
           const next = await commit({ t: "revoked", hash: cmd.hash });
           cmd.reply({ amount: c.amount });
-          hooks.pay(cmd.hash, c.creator, c.amount);
+          hooks.pay(cmd.hash, c.creator, c.amount, "revoke");
           return next;
         }
         case "drop": {
@@ -564,11 +580,11 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           const due = dueAll.sort((a, b) => a[1] - b[1]).slice(0, EXPIRE_CHUNK).map(([hash]) => hash);
           const stale = staleAll.sort((a, b) => a[1] - b[1]).slice(0, EXPIRE_CHUNK).map(([hash, , creator]) => ({ hash, creator }));
           if (due.length === 0) return answer(s, cmd.reply, { expired: 0, stale });
-          const events: ChequeEvent[] = due.map((hash) => ({ t: "revoked", hash }));
+          const events: ChequeEvent[] = due.map((hash) => ({ t: "revoked", hash, expired: true }));
           await persist(events);
           const next = events.reduce(evolveCheques, s);
           cmd.reply({ expired: due.length, stale });
-          for (const hash of due) hooks.pay(hash, next.get(hash)!.creator, next.get(hash)!.amount);
+          for (const hash of due) hooks.pay(hash, next.get(hash)!.creator, next.get(hash)!.amount, "expiry");
           return next;
         }
         case "replay":
@@ -578,7 +594,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           const owed: Array<[string, number, ChequeRecord]> = [];
           for (const [hash, x] of s.entries()) if (x.paid === false && x.payee) owed.push([hash, x.n, x]);
           owed.sort((a, b) => a[1] - b[1]);
-          for (const [hash, , x] of owed) hooks.pay(hash, x.payee!, x.amount);
+          for (const [hash, , x] of owed) hooks.pay(hash, x.payee!, x.amount, payoutReason(x));
           const resent = owed.length;
           cmd.reply({ resent });
           return s;
@@ -614,7 +630,12 @@ function openOf(s: ChequeBook, creator: string, now: number): ChequeRecord[] {
 
 /** A claimed or revoked cheque's payout, sent again if not acknowledged yet (the payee's wallet credits its id once). */
 function payAgain(hooks: ChequeHooks, hash: string, c: ChequeRecord): void {
-  if (c.paid === false && c.payee !== undefined) hooks.pay(hash, c.payee, c.amount);
+  if (c.paid === false && c.payee !== undefined) hooks.pay(hash, c.payee, c.amount, payoutReason(c));
+}
+
+/** Why a claimed or revoked cheque pays out, from its record (a payout sent again says what the first said). */
+function payoutReason(c: ChequeRecord): ChequePayoutReason {
+  return c.status === "claimed" ? "claim" : c.expired === true ? "expiry" : "revoke";
 }
 
 function answer<R>(s: ChequeState, reply: Reply<R>, r: R): ChequeState {

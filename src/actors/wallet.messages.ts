@@ -104,10 +104,21 @@ export type WalletEvent =
   | { t: "withdrawal_released"; id: string; reason: string; at: number }
   | { t: "transfer_sent"; id: string; to: string; amount: string; at: number }
   | { t: "transfer_acked"; id: string }
-  | { t: "transfer_received"; id: string; from: string; amount: string; at: number }
+  /**
+   * `cheque`: why a cheque's payout (from "cheque:<hash>") pays, for what its payee is told; absent for every other
+   * credit, and for payouts journalled before it was recorded.
+   */
+  | { t: "transfer_received"; id: string; from: string; amount: string; at: number; cheque?: ChequePayoutReason }
   | { t: "frozen"; reason: string; by: string; at: number }
   | { t: "unfrozen"; by: string; at: number }
   | { t: "told"; id: string; text: string; at: number };
+
+/**
+ * Why a cheque pays out: claimed (to its claimant), revoked or expired (back to its creator). The claimant and the
+ * revoker had the command's answer, so their credit makes no notice; an expiry is nobody's command, so its creator is
+ * told.
+ */
+export type ChequePayoutReason = "claim" | "revoke" | "expiry";
 
 export interface BalanceView {
   available: bigint;
@@ -141,6 +152,10 @@ export type WalletNotice =
   | { kind: "withdrawal_sent"; id: string; amount: bigint; fee: bigint; txid: string }
   | { kind: "withdrawal_released"; id: string; amount: bigint; reason: string }
   | { kind: "transfer_received"; id: string; amount: bigint; from: string }
+  /** A cheque of this user's that nobody claimed before it expired: its amount is back in their balance. */
+  | { kind: "cheque_expired"; amount: bigint }
+  /** A cheque of this user's was claimed (told once, by the cheque book, as the claim is committed: cheque.service.ts). */
+  | { kind: "cheque_claimed"; amount: bigint }
   | { kind: "announcement"; id: string; text: string };
 
 export type WalletCommand =
@@ -165,8 +180,11 @@ export type WalletCommand =
   | { type: "withdrawal_settled"; id: string; txid: string; fee: bigint; reply: Reply<Answer<{ ok: true }>> }
   | { type: "withdrawal_released"; id: string; reason: string; reply: Reply<Answer<{ ok: true }>> }
   | { type: "send_transfer"; id: string; to: string; amount: bigint; maxAmount: bigint; reply: Reply<Answer<{ repeated: boolean; balance: BalanceView }>> }
-  /** A credit from outside the wallets (a cheque's payout): never counted in the transfers in flight. */
-  | { type: "receive_transfer"; id: string; from: string; amount: bigint; reply: Reply<Answer<{ repeated: boolean }>> }
+  /**
+   * A credit from outside the wallets (a cheque's payout): never counted in the transfers in flight. `cheque`: why a
+   * cheque pays (its event keeps it, for the notice); not part of what makes a repeat (the id and sender are).
+   */
+  | { type: "receive_transfer"; id: string; from: string; amount: bigint; cheque?: ChequePayoutReason; reply: Reply<Answer<{ repeated: boolean }>> }
   /**
    * Credits of other wallets' debits, gathered for one receiver (the courier's, and only the courier's): one journal
    * record for all, each fresh one taken out of the transfers in flight; `repeated[i]` answers transfers[i].

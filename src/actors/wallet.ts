@@ -187,7 +187,10 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       if (ctx.index?.received(s.userKey, cmd.from, cmd.id)) return noChange(() => ({ repeated: true }));
       if (cmd.amount <= 0n) return refuse("bad_amount", "A transfer must move more than zero.");
       const events: WalletEvent[] = s.opened ? [] : [{ t: "opened", at }];
-      events.push({ t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
+      // Why a cheque pays rides in the event (noticeOf reads it); only a cheque's payout has one.
+      events.push(cmd.cheque !== undefined && cmd.from.startsWith("cheque:")
+        ? { t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at, cheque: cmd.cheque }
+        : { t: "transfer_received", id: cmd.id, from: cmd.from, amount: cmd.amount.toString(), at });
       return { events, answer: () => ({ repeated: false }) };
     }
     case "receive_transfers": {
@@ -503,6 +506,11 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
       return w && { kind: "withdrawal_released", id: e.id, amount: w.amount + w.quotedFee, reason: e.reason };
     }
     case "transfer_received":
+      // A cheque's payout to whoever claimed or revoked it: their command's answer said so already (a second message
+      // would read as a gift). An expiry is no one's command: its creator is told the cheque came back. A payout
+      // journalled without its reason (before it was recorded) is told as any credit, as it was.
+      if (e.cheque === "claim" || e.cheque === "revoke") return undefined;
+      if (e.cheque === "expiry") return { kind: "cheque_expired", amount: BigInt(e.amount) };
       return { kind: "transfer_received", id: e.id, amount: BigInt(e.amount), from: e.from };
     case "told":
       return { kind: "announcement", id: e.id, text: e.text };

@@ -102,14 +102,24 @@ t.test("with the real engine", async (t) => {
     t.match(listed, /Your open cheques[\s\S]*0\.0001 BTC/, "the creator's list shows it");
     t.ok(listed.includes(`https://t.me/runigun_test_bot?start=${code}`) && listed.includes(`/cheque revoke ${code}`), "with its link and how to take it back");
     t.match(await dm(BOB, "/cheque list"), /no open cheques/, "not in anyone else's");
-    // The claim is also announced as money received: the two messages may arrive in either order.
+    // The claimant has the answer only (found by a review: a "You received" came on top of it); the creator is told,
+    // once, that it was claimed (found by the same review: never before).
+    const bob = await te.identity.userKey(BOB);
+    const toBob: string[] = [];
+    const off = te.engine.relay.onNotification((n) => void (n.userKey === bob && toBob.push(n.notice.kind)), { observer: true });
+    t.teardown(off);
+    const since = api.calls.length;
     t.match(txt(await say(api.message(BOB, `/start ${code}`), (c) => /Cheque claimed/.test(txt(c)))), /Cheque claimed: 0\.0001 BTC/);
-    await api.waitForCall((c) => Number(c.params.chat_id) === BOB && /You received 0\.0001 BTC/.test(txt(c)));
+    t.equal(txt(await api.waitForCall((c) => Number(c.params.chat_id) === ALICE && /was claimed/.test(txt(c)), since)), "🧾 Your cheque for 0.0001 BTC (10,000 sats) was claimed", "the creator told");
+    await te.engine.cheques.settled();
+    t.same(toBob, [], "no notice for the claimant: the payout is credited");
     t.match(await dm(MALLORY, `/start ${code}`), /already been claimed/);
     t.match(await dm(ALICE, `/cheque revoke ${code}`), /already been claimed/);
     t.match(await dm(ALICE, "/cheque list"), /no open cheques/, "a claimed cheque leaves the list");
     t.match(await dm(ALICE, "/cheque revoke"), /Which cheque/);
     t.match(await dm(ALICE, "/cheque"), /How much/);
+    t.same(api.textsTo(ALICE, since).filter((x) => /was claimed/.test(x)).length, 1, "told once");
+    t.notOk(api.textsTo(BOB, since).some((x) => /You received/.test(x)), "the claimant got one message");
   });
 
   await t.test("private chat explains what only works elsewhere; non-text gets one line", async (t) => {
@@ -198,11 +208,16 @@ t.test("with the real engine", async (t) => {
   await t.test("a cheque code posted in a group: its sender's cheque is revoked, told in private, the code never repeated", async (t) => {
     await funded(CAROL, 50_000n);
     const code = await chequeOf(CAROL, "20k sats");
+    const carol = await te.identity.userKey(CAROL);
+    const toCarol: string[] = [];
+    t.teardown(te.engine.relay.onNotification((n) => void (n.userKey === carol && toCarol.push(n.notice.kind)), { observer: true }));
     let since = api.calls.length;
     const groupLine = txt(await say(inGroup(CAROL, `/cheque revoke ${code}`)));
     t.equal(groupLine, CHEQUE_CODE_IN_GROUP, "the group hears the same words whatever happened");
     const told = txt(await api.waitForCall((c) => Number(c.params.chat_id) === CAROL && /Cheque|cheque code/.test(txt(c)), since));
     t.match(told, /Cheque revoked: You posted a cheque code in a group, where others can see it, so I took it back[\s\S]*0\.0002 BTC[\s\S]*Available: 0\.0005 BTC/, "revoked, said in private, with why");
+    await te.engine.cheques.settled();
+    t.same(toCarol, [], "the private answer only: no \"You received\" besides (found by a review)");
     t.match(await dm(MALLORY, `/start ${code}`), /revoked/, "nobody in the group can claim it");
 
     // Someone else's code (a link), posted by Bob: not his to revoke; he is told generically, in private.

@@ -241,6 +241,10 @@ export function notice(n: WalletNotice): string {
       return `↩️ A withdrawal could not be sent; ${btc(n.amount)} is available again`;
     case "transfer_received":
       return `🎁 You received ${btc(n.amount)}`;
+    case "cheque_expired":
+      return `⌛ Your cheque for ${btc(n.amount)} expired unclaimed: ${btc(n.amount)} is back in your balance`;
+    case "cheque_claimed":
+      return `🧾 Your cheque for ${btc(n.amount)} was claimed`;
     case "announcement":
       return `📢 ${n.text}`;
   }
