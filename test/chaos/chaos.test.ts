@@ -8,6 +8,11 @@
 import t from "tap";
 import { chaos, EngineProcess } from "../../bench/chaos.ts";
 
+// This file's own time limit (tap's runner takes it from the root test): 20 rounds of an engine process's start, burst
+// and kill take 2.5–4 minutes beside the other test files tap runs at the same time, near the limit for a file
+// (package.json, 240 s), which cut it off once.
+t.setTimeout(600_000);
+
 t.test("the harness tells its own kills from an engine that exits by itself", async (t) => {
   // Stand-ins for the engine, real processes: one that waits to be killed, one that exits by itself once ready.
   const waits = `process.stdout.write("engine ready\\n"); setInterval(() => undefined, 1000);`;
