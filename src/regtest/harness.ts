@@ -82,8 +82,14 @@ export class RegtestNode {
         node.p2pPort = await freePort();
       }
     }
-    await node.#ensureWallet(node.walletName);
-    await node.#ensureWallet("outside");
+    try {
+      await node.#ensureWallet(node.walletName);
+      await node.#ensureWallet("outside");
+    } catch (e) {
+      // A bitcoind left running would keep the caller's process alive (a test file then waits for its time limit).
+      await node.stop().catch(() => undefined);
+      throw e;
+    }
     return node;
   }
 
@@ -233,13 +239,26 @@ export class RegtestNode {
 
   /** Loaded or created with load_on_startup, as the engine does with its own: bitcoind loads it again when it restarts. */
   async #ensureWallet(name: string): Promise<void> {
-    const loaded = await this.rpc<string[]>("listwallets");
-    if (loaded.includes(name)) return;
-    try {
-      await this.rpc("loadwallet", [name, true]);
-    } catch (e) {
-      if (!(e instanceof RpcError) || (e.code !== -18 && e.code !== -4)) throw e;
-      await this.rpc("createwallet", [name, false, false, "", false, true, true]);
+    for (let attempt = 1; ; attempt++) {
+      const loaded = await this.rpc<string[]>("listwallets");
+      if (loaded.includes(name)) return;
+      try {
+        await this.rpc("loadwallet", [name, true]);
+        return;
+      } catch (e) {
+        if (!(e instanceof RpcError) || (e.code !== -18 && e.code !== -4)) throw e;
+      }
+      try {
+        await this.rpc("createwallet", [name, false, false, "", false, true, true]);
+        return;
+      } catch (e) {
+        // -4 (a wallet error: seen once on a loaded machine, its reason not kept) is tried again twice, then said with
+        // bitcoind's own log.
+        if (!(e instanceof RpcError) || e.code !== -4 || attempt >= 3) {
+          throw new Error(`the regtest node could not load or create wallet "${name}": ${(e as Error).message} (debug.log: ${this.#debugTail()})`, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
     }
   }
 
