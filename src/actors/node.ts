@@ -678,13 +678,16 @@ export class NodeGateway {
       const free = batch.filter((_, i) => owners[i] === undefined);
       // Queued together: they go out as one JSON-RPC batch (or a few).
       const paid = anyPaid ? await Promise.all(free.map((a) => this.call<number>("getreceivedbyaddress", [a, 0]))) : [];
-      reused.push(...free.filter((_, i) => !anyPaid || paid[i] === 0));
-      const relabel: Array<[string, string]> = [];
-      batch.forEach((a, i) => owners[i] !== undefined && relabel.push([a, this.#o.ownerLabel?.(a, owners[i]!) ?? owners[i]!]));
-      free.forEach((a, i) => anyPaid && paid[i] !== 0 && relabel.push([a, UNOWNED_PAID_LABEL]));
+      const taken = free.filter((_, i) => !anyPaid || paid[i] === 0);
+      reused.push(...taken);
+      // The rest lose the pool's label: the owner's (sealed), or UNOWNED_PAID_LABEL for one paid that nobody owns.
+      const relabel: Array<[string, string]> = [
+        ...batch.flatMap((a, i): Array<[string, string]> => (owners[i] === undefined ? [] : [[a, this.#o.ownerLabel?.(a, owners[i]!) ?? owners[i]!]])),
+        ...free.filter((a) => !taken.includes(a)).map((a): [string, string] => [a, UNOWNED_PAID_LABEL]),
+      ];
       await Promise.all(relabel.map((args) => this.call("setlabel", args)));
-      handedOut += owners.filter((o) => o !== undefined).length;
-      paidUnowned += relabel.length - owners.filter((o) => o !== undefined).length;
+      handedOut += batch.length - free.length;
+      paidUnowned += free.length - taken.length;
     }
     this.#pool.push(...reused);
     this.#log.info({ reused: reused.length, checked }, "deposit addresses an earlier run left in the pool are used again");
