@@ -66,6 +66,13 @@ const MARKER = "RUNIGUN-BACKUP";
 interface Target {
   id: string;
 }
+/**
+ * The marker file's content: the target id, and the timeline of the store that wrote it. A store that keeps no id
+ * yet tells its own marker (written just before a crash kept the id in the store) from another store's by it.
+ */
+interface Marker extends Target {
+  timeline?: string;
+}
 
 export class BackupService {
   readonly #o: BackupServiceOptions;
@@ -177,7 +184,11 @@ export class BackupService {
    * and marks a directory that has no marker yet. A store that has backed up before never makes a missing backup
    * directory (a disk not mounted): an alert, and backups resume by themselves once it is there. A directory without
    * this store's marker (an empty mount point, a new disk) is an alert too, and used from now on. Returns the id to
-   * keep in the store when it keeps none yet (a first run, or a store from before the marker).
+   * keep in the store when it keeps none yet (a first run, or a store from before the marker). A store that keeps
+   * none takes a marker it finds only when it is its own: written with its timeline, or where its backups already
+   * are (a store from before the marker). Another store's marker (two engines given one directory) is an alert, and
+   * the store keeps an id of its own, so every later start says it again (taken, both stores would think the
+   * directory theirs and never say a word).
    */
   #checkTarget(known: Target | undefined): string | undefined {
     const dir = this.dir!;
@@ -189,10 +200,10 @@ export class BackupService {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
     const path = join(dir, MARKER);
-    let marker: Target | undefined;
+    let marker: Marker | undefined;
     try {
-      const m = JSON.parse(readFileSync(path, "utf8")) as Partial<Target>;
-      if (typeof m.id === "string" && m.id) marker = { id: m.id };
+      const m = JSON.parse(readFileSync(path, "utf8")) as Partial<Marker>;
+      if (typeof m.id === "string" && m.id) marker = { id: m.id, ...(typeof m.timeline === "string" ? { timeline: m.timeline } : {}) };
     } catch {
       // None (or unreadable: written again below).
     }
@@ -204,9 +215,18 @@ export class BackupService {
           : `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. Backups go there from now on, starting with a snapshot; if the backup disk is elsewhere, stop the engine, mount it at ${dir} and start again`,
       );
     }
-    if (marker) return known ? undefined : marker.id;
+    const timeline = this.#o.store.timeline;
+    if (marker) {
+      if (known) return undefined;
+      if (marker.timeline === timeline || this.#holdsBackupsOf(timeline)) return marker.id;
+      this.#log.error(
+        { alert: true, dir },
+        `backup directory ${dir} already holds another store's backups (its ${MARKER} file was written by another store, and none of this store's backups are there): two engines back up to one directory, or the wrong disk is mounted there. Give each engine its own backup.dir. If the backups there are of a store this one replaced and are no longer wanted, move them and the ${MARKER} file aside`,
+      );
+      return randomBytes(8).toString("hex");
+    }
     const id = known?.id ?? randomBytes(8).toString("hex");
-    writeFileDurably(path, JSON.stringify({ id }) + "\n", 0o600);
+    writeFileDurably(path, JSON.stringify({ id, timeline } satisfies Marker) + "\n", 0o600);
     return known ? undefined : id;
   }
 
@@ -333,6 +353,11 @@ export class BackupService {
       // (an engine that is PID 1 in its container has the same one at every start).
       for (const name of readdirSync(dir)) if (name.startsWith("node-wallet-") && !name.startsWith(`node-wallet-${runToken}-`)) rmSync(join(dir, name), { force: true });
     }
+  }
+
+  /** Whether the backup directory holds segments or snapshots of this timeline. */
+  #holdsBackupsOf(timeline: string): boolean {
+    return listSegments(this.segmentsDir!, timeline).length > 0 || this.#snapshots().some((x) => x.timeline === timeline);
   }
 
   /**

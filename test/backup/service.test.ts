@@ -3,7 +3,7 @@
 // that notices when continuous backup does not reach the store (first run, or a crash lost the interval).
 import t from "tap";
 import { randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptedStore, META } from "../../src/store/db.ts";
 import { RESTORED_KEY, restoreArchive } from "../../src/backup/restore.ts";
@@ -226,20 +226,56 @@ t.test("at start, a backup directory that is not this store's (a disk not mounte
   t.same(await start(), { needsSnapshot: false });
   t.same(alerts(), []);
 
-  // A store from before the marker (none kept) adopts the directory's marker; another store's directory is said.
+  // A store from before the marker (none kept) takes the directory's marker: its backups are there.
+  await store.del(META, "backup-target");
+  await start();
+  t.same(alerts(), [], "a store that kept no directory and has backups there takes its marker");
+  t.same(await store.get(META, "backup-target"), await readMarkerId(), "and keeps its id");
+
+  // Another store given the same directory on its first start: said, and at every start after (it keeps an id of its
+  // own; taking the marker, both would think the directory theirs and say nothing ever again).
   const other = join(dir, "other-store");
-  const otherStore = await EncryptedStore.open({ path: other, keyring: ring });
-  const otherSvc = new BackupService({ config, store: otherStore, log });
+  const startOther = async () => {
+    const otherStore = await EncryptedStore.open({ path: other, keyring: ring });
+    const otherSvc = new BackupService({ config, store: otherStore, log });
+    lines.length = 0;
+    await otherSvc.start();
+    const kept = await otherStore.get<{ id: string }>(META, "backup-target");
+    await otherSvc.close();
+    await otherStore.close();
+    return kept;
+  };
+  const kept = await startOther();
+  t.match(alerts(), [/already holds another store's backups/], "a store new to the directory says whose it is");
+  t.not(kept?.id, (await readMarkerId()).id, "it does not take the other store's id");
+  await startOther();
+  t.match(alerts(), [/holds another store's backups/], "and says it again at its next start");
+  await start();
+  t.same(alerts(), [], "the directory is still the first store's");
+
+  // A first start that marked the directory and died before keeping the id: its own marker (its timeline), taken.
+  const third = await EncryptedStore.open({ path: join(dir, "third-store"), keyring: ring });
+  const thirdBackup = join(dir, "third-backup");
+  mkdirSync(thirdBackup);
+  writeFileSync(join(thirdBackup, "RUNIGUN-BACKUP"), JSON.stringify({ id: "00aa00aa00aa00aa", timeline: third.timeline }) + "\n");
+  const thirdConfig = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: thirdBackup, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+  const thirdSvc = new BackupService({ config: thirdConfig, store: third, log });
   lines.length = 0;
-  await otherSvc.start();
-  t.same(alerts(), [], "a store that kept no directory takes this one's marker");
-  await otherSvc.close();
-  await otherStore.close();
+  await thirdSvc.start();
+  t.same(alerts(), [], "its own marker: nothing to say");
+  t.same(await third.get(META, "backup-target"), { id: "00aa00aa00aa00aa" });
+  await thirdSvc.close();
+  await third.close();
+
   writeFileSync(join(backup, "RUNIGUN-BACKUP"), JSON.stringify({ id: "0123456789abcdef" }) + "\n");
   await start();
   t.match(alerts()[0], /holds another store's backups/);
   await svc.close();
   await store.close();
+
+  async function readMarkerId(): Promise<{ id: string }> {
+    return { id: (JSON.parse(readFileSync(join(backup, "RUNIGUN-BACKUP"), "utf8")) as { id: string }).id };
+  }
 });
 
 t.test("with real money, backups off or on the data directory's own disk are an alert at every start", async (t) => {
