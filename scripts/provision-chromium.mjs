@@ -49,12 +49,15 @@ export function provisionChromium(env = process.env) {
   }
   say("installing Debian's chromium with apt-get (one time, about 100 MB)…");
   const aptEnv = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  const install = () => execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], { stdio: ["ignore", "inherit", "inherit"], env: aptEnv });
+  // apt-get's own output goes to stderr: run directly, this script's stdout is the path alone (a test reads it; apt's
+  // output there once made the path a page of package lists, on the first run of a fresh machine).
+  const aptIo = ["ignore", 2, "inherit"];
+  const install = () => execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], { stdio: aptIo, env: aptEnv });
   try {
     install();
   } catch {
     // A fresh machine may have no package lists yet.
-    execFileSync("apt-get", ["update"], { stdio: ["ignore", "inherit", "inherit"], env: aptEnv });
+    execFileSync("apt-get", ["update"], { stdio: aptIo, env: aptEnv });
     install();
   }
   const after = findChromium(env);
