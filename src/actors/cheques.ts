@@ -499,7 +499,10 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         }
         case "fund": {
           if (!c || c.amount !== cmd.amount || c.creator !== cmd.from) {
-            // Money arrived for a cheque we do not know as such: refuse, the sender's transfer stays unacknowledged.
+            // Money arrived for a cheque we do not know as such (dropped, or never made): refused for good, and the courier
+            // gives it back to its sender (transfers.ts, REFUSED_FOR_GOOD). So this answer is only for a funding the book
+            // can never take: one it took is answered "ok" below (a funded cheque never waits for funds again, and one
+            // that left the book is found in its record), whatever its status now.
             cmd.reply(refuse("not_found", "No such cheque awaiting these funds."));
             return s;
           }

@@ -8,9 +8,11 @@
 // with a crash is harmless: the transfer is re-sent, the receiver answers "repeated", the sender is acknowledged.
 // One the sender's wallet did not record (busy, blocked after repeated errors, an ask that timed out) is tried again
 // later, as a delivery is; meanwhile the sender's next record still carries it. A repeat is harmless: the wallet
-// acknowledges only what is still in its outbox.
+// acknowledges only what is still in its outbox. A credit its receiver refuses for good (REFUSED_FOR_GOOD) is given
+// back: the sender's wallet journals its return (`return_transfer`), which takes it out of the outbox and makes its
+// amount available again, once; left in the outbox it was refused again at every start, and owed for ever.
 import type { Logger } from "../log.ts";
-import { isRefusal, type Refusal } from "../domain/refusals.ts";
+import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import type { WalletRegistry } from "./registry.ts";
 import { Later } from "./later.ts";
 import type { CarriedAcks } from "./wallet.actor.ts";
@@ -39,8 +41,20 @@ export interface CourierOptions {
 }
 
 /**
- * Refusals of a credit that another try cannot change (a malformed transfer; a cheque the book does not know as
- * awaiting these funds). Any other (busy, internal, unavailable) is a passing state of the receiver.
+ * Refusals of a credit that another try cannot change, on which the transfer is given back to its sender. Any other
+ * (busy, internal, unavailable) is a passing state of the receiver, and the credit is tried again. Where each comes from:
+ * - bad_amount: a wallet's, for an amount of zero or less (which no debit has: decideSend refuses it). The courier says
+ *   it itself for such a transfer, never gathering it with others (`#run`): a wallet refuses a gathered batch as a
+ *   whole, and a good credit must not be refused, and returned, for another's amount.
+ * - not_found: the cheque book's, for a funding it has no cheque awaiting from this creator with this amount: the
+ *   cheque was dropped (its /cheque was answered as failed, or it expired unfunded). Only the same /cheque command
+ *   again (same creator and id: the same cheque) makes it again; returned by then, its funding is not sent twice (the
+ *   wallet answers the repeated transfer id as sent), and the new cheque, never funded, is dropped at its expiry: no
+ *   money moves twice. A wallet never refuses a credit with it (an unopened wallet takes it, and opens).
+ * - bad_input: no receiver refuses a credit with it now; a sink that did would be saying the transfer is malformed.
+ * A receiver that has taken a credit answers its repeat as taken, never with one of these: a wallet looks its transfer
+ * index up before anything else but the amount; the cheque book answers a funding it took "ok" (a funded cheque never
+ * waits for funds again, and one that left the book is answered from its record).
  */
 const REFUSED_FOR_GOOD = new Set(["bad_amount", "bad_input", "not_found"]);
 
@@ -56,7 +70,7 @@ export class TransferCourier {
     const r = await this.#o.registry.send(to, "receive_transfers", { transfers });
     return isRefusal(r) ? transfers.map(() => r) : r.repeated.map((repeated) => ({ repeated }));
   });
-  readonly stats = { delivered: 0, refused: 0, deferred: 0, acksCarried: 0, acksSent: 0 };
+  readonly stats = { delivered: 0, refused: 0, returned: 0, deferred: 0, acksCarried: 0, acksSent: 0 };
   #idle: Array<() => void> = [];
   /** Acknowledgements not journalled yet, per sender. */
   readonly #acks = new Map<string, string[]>();
@@ -69,6 +83,12 @@ export class TransferCourier {
   #stopped = false;
   /** Deliveries to try again later (busy receivers), by transfer; acknowledgements not recorded, by sender. */
   readonly #later: Later;
+  /**
+   * Transfers refused for good whose return their sender's wallet has not answered yet (or answered that it could not
+   * take now), with the refusal's code, by transfer: from the refusal on, this courier only tries to give them back,
+   * never to credit them again (see `#giveBack`).
+   */
+  readonly #returning = new Map<string, string>();
 
   constructor(o: CourierOptions) {
     this.#o = o;
@@ -254,12 +274,17 @@ export class TransferCourier {
   }
 
   async #run(from: string, id: string, to: string, amount: bigint, round: number): Promise<void> {
+    // Refused for good already, its return not answered: never credited again, only given back.
+    const refused = this.#returning.get(from + "\u0000" + id);
+    if (refused !== undefined) return this.#giveBack(from, id, to, amount, refused, round);
     const sink = this.#o.sinks?.find((s) => s.accepts(to));
     const attempts = (this.#o.retries ?? 3) + 1;
     for (let i = 0; i < attempts; i++) {
       try {
         const r = sink
           ? await sink.receive(from, id, to, amount)
+          // Never gathered with others: a wallet refuses a batch with a bad amount in it as a whole (REFUSED_FOR_GOOD).
+          : amount <= 0n ? refuse("bad_amount", "A transfer must move more than zero.")
           : await this.#credit(to, { id, from, amount });
         if (isRefusal(r)) {
           if (r.code === "busy") {
@@ -267,10 +292,8 @@ export class TransferCourier {
             continue;
           }
           if (REFUSED_FOR_GOOD.has(r.code)) {
-            // A refused credit stays in the sender's outbox: operators see it, nothing is lost.
             this.stats.refused++;
-            this.#o.log.error({ alert: true, sender: from, receiver: to, id, refusal: r.code }, "transfer credit refused; it stays in the sender's outbox");
-            return;
+            return this.#giveBack(from, id, to, amount, r.code, round);
           }
           // A passing fault (a wallet blocked for a while after repeated errors, a write that failed): tried later.
           this.#o.log.warn({ sender: from, receiver: to, id, refusal: r.code }, "transfer credit not taken yet; it will be re-sent");
@@ -287,6 +310,54 @@ export class TransferCourier {
     // The engine stopping: it stays in the sender's outbox for the next start.
     if (this.#o.registry.closed) return;
     this.#later.schedule(from + "\u0000" + id, round, () => void this.deliver(from, id, to, amount, round + 1));
+  }
+
+  /**
+   * Gives a transfer refused for good back to its sender: its wallet journals the return (out of the outbox, the amount
+   * available again, out of the transfers in flight), once — a repeat, or a transfer no longer in the outbox, changes
+   * nothing. Why no credit of it can land after its return:
+   * - only this courier credits a transfer, from its sender's outbox (as it is debited, at each activation) or from
+   *   its own retries; one delivery of a transfer at a time (`#inFlight`, which this runs inside);
+   * - from the refusal on, every delivery of it in this process comes here (`#returning`), also when the return's
+   *   answer was lost (an ask that timed out: the wallet may still journal it) — so no credit can race a return
+   *   that may yet be journalled;
+   * - once journalled, the return has taken it out of the outbox: nothing sends it again, after a restart either;
+   * - a crash before it is journalled leaves it in the outbox: re-sent at the next start as any other, the receiver is
+   *   asked again (no return is pending any more), and it is credited (then acknowledged) or refused and given back.
+   * A return the sender's wallet did not record now (busy, blocked for a while after errors, an ask that timed out) is
+   * tried again later, as a delivery is; after a stop it is left to the outbox (refused again, and returned, at the
+   * next start). A warning, once, when it is returned: nothing is left for an operator to do.
+   */
+  async #giveBack(from: string, id: string, to: string, amount: bigint, reason: string, round: number): Promise<void> {
+    const transfer = from + "\u0000" + id;
+    // Asked for before, without an answer that said it was done: not in the outbox now means that ask journalled it.
+    const again = this.#returning.has(transfer);
+    this.#returning.set(transfer, reason);
+    let why: { refusal: string } | { err: unknown };
+    try {
+      const r = await this.#o.registry.send(from, "return_transfer", { id, reason });
+      if (!isRefusal(r)) {
+        this.#returning.delete(transfer);
+        if (r.returned || again) {
+          this.stats.returned++;
+          this.#o.log.warn({ sender: from, receiver: to, id, refusal: reason }, "transfer credit refused for good; given back to its sender");
+        }
+        return;
+      }
+      // Only the registry's refusals (busy, a wallet blocked after errors) or a crash's: the wallet never refuses a return.
+      if (r.code !== "busy" && r.code !== "internal") {
+        this.#returning.delete(transfer);
+        this.#o.log.error({ alert: true, sender: from, receiver: to, id, refusal: reason, returnRefused: r.code }, "transfer credit refused; it stays in the sender's outbox, and its return was refused too");
+        return;
+      }
+      why = { refusal: r.code };
+    } catch (e) {
+      why = { err: e };
+    }
+    this.stats.deferred++;
+    this.#o.log.warn({ sender: from, receiver: to, id, refusal: reason, round, ...why }, "transfer credit refused for good; its return is not recorded yet, tried again later");
+    if (this.#o.registry.closed) return;
+    this.#later.schedule(transfer, round, () => void this.deliver(from, id, to, amount, round + 1));
   }
 }
 

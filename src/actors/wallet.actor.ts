@@ -127,24 +127,30 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
 /**
  * What a command adds to the transfers in flight between users (wallet.records.ts, `WalletSums`): a debit its
  * amount; a credit of another wallet's debit (the courier's `receive_transfers`, the only command that delivers them)
- * takes it out. A single `receive_transfer` is a credit from outside the wallets (a cheque's payout, which the cheque
- * book's escrow held): it was never in flight.
+ * takes it out, and so does its return to the sender when its receiver refused it for good (`transfer_returned`: it
+ * will never be credited). A single `receive_transfer` is a credit from outside the wallets (a cheque's payout, which
+ * the cheque book's escrow held): it was never in flight.
  */
 function transitDelta(cmd: WalletCommand, events: readonly WalletEvent[]): bigint {
   let d = 0n;
   for (const e of events) {
     if (e.t === "transfer_sent") d += BigInt(e.amount);
+    else if (e.t === "transfer_returned") d -= BigInt(e.amount);
     else if (e.t === "transfer_received" && cmd.type === "receive_transfers") d -= BigInt(e.amount);
   }
   return d;
 }
 
-/** The decision's events, then acknowledgements of transfers still in the outbox that it does not acknowledge itself. */
+/**
+ * The decision's events, then acknowledgements of transfers still in the outbox that it does not acknowledge or give
+ * back itself (a transfer the courier returns was refused, never credited, so it has no acknowledgement to carry; one
+ * would only find it gone).
+ */
 function withAcks(state: WalletState, events: WalletEvent[], acks: string[] | undefined): WalletEvent[] {
   if (!acks) return events;
   const out = [...events];
   const done = new Set<string>();
-  for (const e of events) if (e.t === "transfer_acked") done.add(e.id);
+  for (const e of events) if (e.t === "transfer_acked" || e.t === "transfer_returned") done.add(e.id);
   for (const id of acks) {
     if (done.has(id) || own(state.outgoing, id) === undefined) continue;
     done.add(id);

@@ -105,6 +105,12 @@ export type WalletEvent =
   | { t: "transfer_sent"; id: string; to: string; amount: string; at: number }
   | { t: "transfer_acked"; id: string }
   /**
+   * A transfer its receiver refused for good (`reason`: the receiver's refusal code) leaves the outbox and its amount
+   * is back in available, as a new history entry. `to` and `amount` are the outbox entry's, so history, the notice and
+   * the transfers in flight read them from the event.
+   */
+  | { t: "transfer_returned"; id: string; to: string; amount: string; reason: string; at: number }
+  /**
    * `cheque`: why a cheque's payout (from "cheque:<hash>") pays, for what its payee is told; absent for every other
    * credit, and for payouts journalled before it was recorded.
    */
@@ -152,6 +158,8 @@ export type WalletNotice =
   | { kind: "withdrawal_sent"; id: string; amount: bigint; fee: bigint; txid: string }
   | { kind: "withdrawal_released"; id: string; amount: bigint; reason: string }
   | { kind: "transfer_received"; id: string; amount: bigint; from: string }
+  /** A transfer of this user's that its receiver refused for good (`reason`: the refusal's code): the amount is back. */
+  | { kind: "transfer_returned"; id: string; amount: bigint; to: string; reason: string }
   /** A cheque of this user's that nobody claimed before it expired: its amount is back in their balance. */
   | { kind: "cheque_expired"; amount: bigint }
   /** A cheque of this user's was claimed (told once, by the cheque book, as the claim is committed: cheque.service.ts). */
@@ -192,6 +200,12 @@ export type WalletCommand =
   | { type: "receive_transfers"; transfers: Array<{ id: string; from: string; amount: bigint }>; reply: Reply<Answer<{ repeated: boolean[] }>> }
   /** The receivers have the credits of these transfers: they leave the outbox (one journal record for them all). */
   | { type: "transfer_acked"; ids: string[]; reply: Reply<Answer<{ ok: true }>> }
+  /**
+   * The receiver refused this transfer's credit for good (the courier's, and only the courier's; `reason`: the
+   * refusal's code): it leaves the outbox and its amount is available again. `returned`: false when it is not in the
+   * outbox (a repeat, or acknowledged): nothing changed.
+   */
+  | { type: "return_transfer"; id: string; reason: string; reply: Reply<Answer<{ returned: boolean }>> }
   | { type: "freeze"; reason: string; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
   | { type: "unfreeze"; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
   /** An operator's announcement (e.g. drain mode): told once per wallet, whatever the restarts. */

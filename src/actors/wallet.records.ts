@@ -62,8 +62,9 @@ interface WalletRecordData {
  * The store's running sums over every wallet (db.ts, `Sums`): what the solvency watchdog reads instead of summing
  * the balance views. `wallets` counts the opened ones. `transit` is what users have sent each other that has left
  * the sender and not yet reached the receiver (a wallet, or a cheque's escrow): a debit adds its amount, the one
- * credit that takes it (the courier's, or the cheque book's funding) takes it out. Between the two the money is in
- * no balance, and still owed (format 9; see `countTransit` for a store written before).
+ * credit that takes it (the courier's, or the cheque book's funding) takes it out — or its return to the sender, when
+ * the receiver refused it for good (`transfer_returned`). Between the two the money is in no balance, and still owed
+ * (format 9; see `countTransit` for a store written before).
  */
 export interface WalletSums {
   available: bigint;
@@ -247,6 +248,13 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * the transfer index and the outbox flags are marks (a key and an empty value, db.ts) instead of sealed values —
  * nothing to rewrite, but code before it cannot read them; 9 since the sums count the transfers between users in
  * flight (`transit`).
+ *
+ * A new kind of event is not a new format: the records around it are as they were, and a store that never had one
+ * is read by the code before it as ever. `transfer_returned` (a transfer its receiver refused for good, given back to
+ * its sender) is one, as `told` was: code from before it cannot activate a wallet whose journal holds one after its
+ * latest snapshot (its `evolve` does not know the event; that wallet crashes and is stopped, the others work), so
+ * going back to such a version takes the version that knows it. Bumping the format for it would refuse every store
+ * to the older code, whether it ever returned a transfer or not.
  */
 export const STORE_FORMAT = 9;
 

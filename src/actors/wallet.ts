@@ -110,7 +110,7 @@ const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [
  */
 export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): Decision<unknown> | Refusal {
   const at = ctx.now;
-  if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "receive_transfers" && cmd.type !== "crash") {
+  if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "receive_transfers" && cmd.type !== "return_transfer" && cmd.type !== "crash") {
     // Transfers may reach a user who has not opened yet (a tip): it opens the wallet implicitly below.
     return refuse("not_found", "You have no wallet yet. Send /start to create one.");
   }
@@ -212,6 +212,16 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "transfer_acked": {
       const ids = [...new Set(cmd.ids)].filter((id) => own(s.outgoing, id) !== undefined);
       return { events: ids.map((id) => ({ t: "transfer_acked", id })), answer: () => ({ ok: true as const }) };
+    }
+    case "return_transfer": {
+      // Only what is still in the outbox: a repeat (the first answer lost), or a transfer acknowledged meanwhile,
+      // changes nothing. An unopened wallet has nothing in it (answered so, not "no wallet").
+      const out = own(s.outgoing, cmd.id);
+      if (!out) return noChange(() => ({ returned: false }));
+      return {
+        events: [{ t: "transfer_returned", id: cmd.id, to: out.to, amount: out.amount.toString(), reason: cmd.reason, at }],
+        answer: () => ({ returned: true }),
+      };
     }
     case "freeze":
       if (s.frozen) return noChange(() => ({ frozen: true }));
@@ -389,6 +399,10 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     }
     case "transfer_acked":
       return { ...s, outgoing: withKey(s.outgoing, e.id, undefined) };
+    case "transfer_returned":
+      // Out of the outbox, back in available, and an entry of its own in the history (decide returns only what is in
+      // the outbox, with its amount).
+      return { ...s, available: s.available + BigInt(e.amount), outgoing: withKey(s.outgoing, e.id, undefined), historyTotal: s.historyTotal + 1 };
     case "transfer_received": {
       return { ...s, available: s.available + BigInt(e.amount), historyTotal: s.historyTotal + 1 };
     }
@@ -475,6 +489,10 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
       return [after.historyTotal, { at: e.at, kind: "transfer_out", amount: -BigInt(e.amount), ref: e.id, status: "sent", counterparty: e.to }];
     case "transfer_received":
       return [after.historyTotal, { at: e.at, kind: "transfer_in", amount: BigInt(e.amount), ref: e.id, status: "received", counterparty: e.from }];
+    case "transfer_returned":
+      // A transfer adds one entry per movement: its "sent" entry stays as it was (the money did leave then), and this
+      // one, under the same ref and receiver, says it came back (status "returned", the amount back).
+      return [after.historyTotal, { at: e.at, kind: "transfer_out", amount: BigInt(e.amount), ref: e.id, status: "returned", counterparty: e.to }];
     default:
       return undefined;
   }
@@ -512,6 +530,8 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
       if (e.cheque === "claim" || e.cheque === "revoke") return undefined;
       if (e.cheque === "expiry") return { kind: "cheque_expired", amount: BigInt(e.amount) };
       return { kind: "transfer_received", id: e.id, amount: BigInt(e.amount), from: e.from };
+    case "transfer_returned":
+      return { kind: "transfer_returned", id: e.id, amount: BigInt(e.amount), to: e.to, reason: e.reason };
     case "told":
       return { kind: "announcement", id: e.id, text: e.text };
     default:

@@ -495,13 +495,15 @@ t.test("money sent from one user to another counts in the liabilities until it i
   await courier.deliver("u_alice", `chqfund:${hash}`, `cheque:${hash}`, 5_000n);
   await courier.settled();
   t.equal(walletSums(store.sums).transit, 0n, "repeats change nothing");
-  // A transfer to a cheque the book does not know stays in its sender's outbox, and stays owed.
+  // A transfer to a cheque the book does not know is refused for good and given back to its sender: out of flight,
+  // owed as available.
   t.match(await registry.send("u_alice", "send_transfer", { id: "lost", to: "cheque:unknown", amount: 1_000n, maxAmount: 10n ** 9n }), { repeated: false });
   for (const [from, id, to, amount] of held.splice(0)) await courier.deliver(from, id, to, amount);
   await courier.settled();
   t.equal(courier.stats.refused, 1, "refused for good by the book");
-  t.equal(walletSums(store.sums).transit, 1_000n, "still in flight");
-  t.equal(await owed(), 100_000n, "and still owed");
+  t.equal(courier.stats.returned, 1, "given back to its sender");
+  t.equal(walletSums(store.sums).transit, 0n, "out of flight");
+  t.equal(await owed(), 100_000n, "and still owed, as available");
 });
 
 t.test("a receiver busy through every retry: the delivery is tried again later, not left for the next start", async (t) => {

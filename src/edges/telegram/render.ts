@@ -216,8 +216,21 @@ function entry(e: HistoryEntry): string {
   const when = new Date(e.at).toISOString().slice(0, 16).replace("T", " ");
   const sign = e.amount < 0n ? "−" : "+";
   const abs = e.amount < 0n ? -e.amount : e.amount;
+  // A transfer its receiver refused, back with its sender: an entry of its own after the one that sent it.
+  if (e.kind === "transfer_out" && e.status === "returned") return `${when}  ${sign}${formatBtc(abs)} BTC  sent, not delivered (returned)`;
   const what = { deposit: "deposit", withdrawal: "withdrawal", transfer_in: "received", transfer_out: "sent", adjustment: "adjustment" }[e.kind];
   return `${when}  ${sign}${formatBtc(abs)} BTC  ${what} (${e.status})`;
+}
+
+/**
+ * Why a transfer came back, in plain words, from its receiver's refusal code. A cheque's funding is refused only when
+ * the cheque is gone (its /cheque was answered as failed, or it expired waiting for the funds).
+ */
+function returnedWhy(toCheque: boolean, reason: string): string {
+  if (toCheque) return reason === "not_found" ? "the cheque it was to fund no longer exists (its /cheque did not go through)" : "the cheque book refused it";
+  if (reason === "bad_amount") return "its amount could not be taken";
+  if (reason === "not_found") return "its receiver could not be found";
+  return "its receiver refused it";
 }
 
 export function history(h: HistoryPage): string {
@@ -241,6 +254,10 @@ export function notice(n: WalletNotice): string {
       return `↩️ A withdrawal could not be sent; ${btc(n.amount)} is available again`;
     case "transfer_received":
       return `🎁 You received ${btc(n.amount)}`;
+    case "transfer_returned": {
+      const toCheque = n.to.startsWith("cheque:");
+      return `↩️ ${toCheque ? `The ${btc(n.amount)} for your cheque` : `A transfer of ${btc(n.amount)} you sent`} could not be delivered: ${returnedWhy(toCheque, n.reason)}. ${btc(n.amount)} is back in your balance`;
+    }
     case "cheque_expired":
       return `⌛ Your cheque for ${btc(n.amount)} expired unclaimed: ${btc(n.amount)} is back in your balance`;
     case "cheque_claimed":
