@@ -28,11 +28,12 @@ export interface CrashBudgetOptions {
   storeFailing?: () => boolean;
   max?: number;
   windowMs?: number;
+  /** A monotonic clock (default performance.now): a step of the wall clock must not forget crashes, nor keep old ones. */
   now?: () => number;
 }
 
 export function crashBudget(o: CrashBudgetOptions): (err: unknown) => "reset" | "stop" {
-  const max = o.max ?? 5, windowMs = o.windowMs ?? 60_000, now = o.now ?? Date.now;
+  const max = o.max ?? 5, windowMs = o.windowMs ?? 60_000, now = o.now ?? (() => performance.now());
   let times: number[] = [];
   return (err) => {
     if (o.storeFailing?.()) {

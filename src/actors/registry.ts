@@ -42,12 +42,21 @@ export interface RegistryOptions {
   /** The wallets' records beside their journals (history, transfer index, balances). */
   records: WalletRecords;
   snapshotEvery: number;
+  /**
+   * A test's clock, which moves only as the test says: then the one clock of the registry. Without it, a read is decided
+   * at Date.now(), as the wallet decides its commands (the time is compared with times the wallet keeps), while
+   * idleness, crash windows and blocks go by performance.now(): monotonic, so a step of the wall clock (NTP setting a
+   * skewed clock right) neither lifts a wallet's block or forgets its crashes, nor keeps them for hours.
+   */
   now?: () => number;
 }
 
 interface Entry {
   ref: Ref<WalletCommand>;
   inFlight: number;
+  /** Commands in `pending` whose caller stopped waiting (its ask timed out): the wallet may still carry them out. */
+  gaveUp: number;
+  /** When it was last used, by the monotonic clock (#clock), as movedAt. */
   lastUsed: number;
   /** When the entry last moved to the recent end of the LRU order (see #touch). */
   movedAt: number;
@@ -113,6 +122,15 @@ export class WalletRegistry {
 
   /** Sends a typed command to a wallet and waits for its answer (or a refusal). */
   send<T extends WalletCommandType>(userKey: string, type: T, args: ArgsOf<T>, timeoutMs?: number): Promise<AnswerOf<T> | Refusal> {
+    // A debit the user starts, while a command whose caller was told "did not answer in time; nothing may have happened
+    // yet" is still in the wallet: that caller may be sending it again with a new id, and the first may still be
+    // carried out, so both would be. Refused unsent (nothing done, for certain) until the wallet has answered it: the
+    // first is then seen in /balance. Only these two: credits, settlements and the courier's commands are each repeated
+    // with their own id, and a read must still reach a slow wallet.
+    if ((type === "send_transfer" || type === "reserve_withdrawal") && (this.#entries.get(userKey)?.gaveUp ?? 0) > 0) {
+      this.stats.refusedBusy++;
+      return Promise.resolve(refuseUnsent("busy", "An earlier request to this wallet is still being carried out; nothing was done by this one. Check /balance in a moment before you try again."));
+    }
     // Not `{ ...args, type, reply }`: a spread that adds fields its source lacks gives each object a hidden class of its
     // own in V8 (~2 µs, and every reader of the command megamorphic); assigning onto a literal follows shared ones.
     return this.ask<AnswerOf<T>>(userKey, (reply) => Object.assign({ type, reply }, args) as unknown as WalletCommand, timeoutMs);
@@ -160,28 +178,33 @@ export class WalletRegistry {
     if (this.#closed) return Promise.resolve(refuseUnsent("busy", "The engine is shutting down; try again in a minute."));
     const failed = this.#failedUntil.get(userKey);
     if (failed !== undefined) {
-      if (this.#now() < failed) {
+      if (this.#clock() < failed) {
         return Promise.resolve(refuseUnsent("internal", "This wallet is unavailable after repeated errors; operators have been told. Nothing was moved."));
       }
       this.#failedUntil.delete(userKey);
     }
     const entry = this.#activate(userKey);
-    if (entry.inFlight >= this.#o.maxInFlight) {
+    // Every command the wallet has not answered counts, also one whose caller stopped waiting: it stays in the mailbox
+    // and is still carried out. Counting only the callers still waiting, a wallet stuck behind a hung journal write took
+    // commands without bound while each caller was told "nothing may have happened yet" (and sent again, with new ids),
+    // and carried every one out when the store came back.
+    if (entry.inFlight >= this.#o.maxInFlight || (entry.pending?.size ?? 0) >= this.#o.maxInFlight) {
       this.stats.refusedBusy++;
       return Promise.resolve(refuseUnsent("busy", "Too many requests at once for this wallet; try again in a moment."));
     }
     entry.inFlight++;
     this.stats.inFlight++;
-    entry.lastUsed = this.#now();
+    entry.lastUsed = this.#clock();
     const settle = () => {
       entry.inFlight--;
       this.stats.inFlight--;
-      entry.lastUsed = this.#now();
+      entry.lastUsed = this.#clock();
     };
+    let tracked: Reply<R> | undefined, gaveUp = false;
     return this.#o.system
       .ask<WalletCommand, R>(entry.ref, (reply) => {
-        const tracked: Reply<R> = (r) => {
-          entry.pending?.delete(tracked as Reply<never>);
+        tracked = (r) => {
+          if (entry.pending?.delete(tracked as Reply<never>) && gaveUp) entry.gaveUp--;
           // Most wallets sit idle: keep no empty set around for them.
           if (entry.pending?.size === 0) entry.pending = undefined;
           reply(r);
@@ -193,6 +216,10 @@ export class WalletRegistry {
         (r) => (settle(), r),
         (e: unknown) => {
           settle();
+          if (e instanceof AskTimeout && entry.pending?.has(tracked as Reply<never>)) {
+            gaveUp = true;
+            entry.gaveUp++;
+          }
           if (e instanceof AskTimeout) return refuse("busy", "The wallet did not answer in time; nothing may have happened yet. Check /balance in a moment.");
           if (e instanceof ActorStopped) return refuse("busy", "The engine is restarting; this may still have been done. Check /balance in a minute before trying again.");
           throw e;
@@ -219,12 +246,16 @@ export class WalletRegistry {
 
   /** Mailbox depth per resident wallet (in-flight commands), deepest first, for operators. */
   busiest(limit = 20): Array<{ userKey: string; inFlight: number }> {
-    return [...this.#entries].map(([userKey, e]) => ({ userKey, inFlight: e.inFlight })).filter((x) => x.inFlight > 0)
+    // Commands whose callers stopped waiting count too: a wallet stuck behind them is what an operator looks for here.
+    return [...this.#entries].map(([userKey, e]) => ({ userKey, inFlight: Math.max(e.inFlight, e.pending?.size ?? 0) })).filter((x) => x.inFlight > 0)
       .sort((a, b) => b.inFlight - a.inFlight).slice(0, limit);
   }
 
-  /** Passivates wallets idle for longer than idleMs (oldest first; stops at the first recent one). */
-  passivateIdle(now = this.#now()): number {
+  /**
+   * Passivates wallets idle for longer than idleMs (oldest first; stops at the first recent one). `now`: a time of the
+   * monotonic clock (#clock: performance.now() unless a test gave its own).
+   */
+  passivateIdle(now = this.#clock()): number {
     // Crash records past their window, and blocks past their time, are forgotten (else one entry per wallet that ever
     // crashed, for as long as the engine runs).
     for (const [userKey, times] of this.#crashes) if (times.length === 0 || now - times[times.length - 1]! >= this.#o.crashWindowMs) this.#crashes.delete(userKey);
@@ -270,10 +301,10 @@ export class WalletRegistry {
       walletBehaviour(userKey, this.#walletOptions),
       { onCrash: (report) => this.#onCrash(userKey, report.message, report.error) },
     );
-    const now = this.#now();
+    const now = this.#clock();
     // Every field from the start, and none ever deleted: a delete turns the object into a dictionary with a shape of
     // its own (~400 bytes more for each resident wallet, in a heap snapshot of 10k wallets).
-    const entry: Entry = { ref, inFlight: 0, lastUsed: now, movedAt: now, pending: undefined, state: undefined };
+    const entry: Entry = { ref, inFlight: 0, gaveUp: 0, lastUsed: now, movedAt: now, pending: undefined, state: undefined };
     this.#entries.set(userKey, entry);
     this.stats.activations++;
     this.stats.resident = this.#entries.size;
@@ -290,7 +321,7 @@ export class WalletRegistry {
    * the order within that slack.
    */
   #touch(userKey: string, e: Entry): void {
-    const now = this.#now();
+    const now = this.#clock();
     e.lastUsed = now;
     if (now - e.movedAt < this.#recencyMs) return;
     this.#entries.delete(userKey);
@@ -323,7 +354,7 @@ export class WalletRegistry {
 
   #onCrash(userKey: string, message: WalletCommand | undefined, error: unknown): "reset" | "stop" {
     this.stats.crashes++;
-    const now = this.#now();
+    const now = this.#clock();
     const recent = (this.#crashes.get(userKey) ?? []).filter((t) => now - t < this.#o.crashWindowMs);
     // A write the store could not make (a full disk, an I/O error) is not the wallet's doing: not counted, or a disk
     // filling up would stop every busy wallet until the crash window passed, long after the space was freed.
@@ -355,8 +386,14 @@ export class WalletRegistry {
     return "reset";
   }
 
+  /** The wall clock: only for what a read is decided at (see RegistryOptions.now). */
   #now(): number {
     return (this.#o.now ?? Date.now)();
+  }
+
+  /** Monotonic: idleness, recency, crash windows and blocks (see RegistryOptions.now). */
+  #clock(): number {
+    return this.#o.now ? this.#o.now() : performance.now();
   }
 }
 

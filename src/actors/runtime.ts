@@ -108,7 +108,11 @@ export interface CrashPolicy<M> {
 export class ActorSystem {
   readonly #system: NactRef;
   #stopped = false;
-  /** Asks waiting for an answer, by their fail function: the sweeper times them out, a shutdown fails them. */
+  /**
+   * Asks waiting for an answer, by their fail function: the sweeper times them out, a shutdown fails them. Deadlines are
+   * performance.now() times: monotonic, so a step of the wall clock (NTP setting a skewed clock right) neither keeps every
+   * ask waiting for hours (a step back) nor fails them all at once (a step forward).
+   */
   readonly #waiting = new Map<(e: Error) => void, { deadline: number; name: string; timeoutMs: number }>();
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -225,7 +229,7 @@ export class ActorSystem {
         this.#waiting.delete(fail);
         resolve(result);
       };
-      this.#waiting.set(fail, { deadline: Date.now() + timeoutMs, name: ref.name, timeoutMs });
+      this.#waiting.set(fail, { deadline: performance.now() + timeoutMs, name: ref.name, timeoutMs });
       this.#sweep();
       try {
         this.tell(ref, make(reply));
@@ -242,7 +246,7 @@ export class ActorSystem {
   #sweep(): void {
     if (this.#sweeper) return;
     this.#sweeper = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now();
       for (const [fail, w] of this.#waiting) if (w.deadline <= now) fail(new AskTimeout(w.name, w.timeoutMs));
       if (this.#waiting.size === 0) {
         clearInterval(this.#sweeper);
