@@ -95,6 +95,8 @@ export class NodeGateway {
   #state: NodeState = "starting";
   #pool: string[] = [];
   #refilling: Promise<void> | undefined;
+  /** Addresses ever put in the pool: a caller waiting for a refill tells by it whether the refill made any. */
+  #pooled = 0;
   #backoff = 100;
   #closed = false;
   #stopping: Promise<void> | undefined;
@@ -343,7 +345,16 @@ export class NodeGateway {
    * the batch in flight (tens of milliseconds during a refill).
    */
   async takeDepositAddress(userKey: string): Promise<string> {
-    if (this.#pool.length === 0) await this.#refill();
+    // A refill is sized when it starts, and every caller that finds the pool empty meanwhile waits for it: in a burst
+    // there are more of them than it makes. Those left without one wait for the next refill, as long as refills make
+    // addresses and within the time a call waits for bitcoind; a refill that made none (bitcoind away, or refusing)
+    // ends it. The shift below is synchronous: no address goes to two callers.
+    const until = performance.now() + (this.#o.maxWaitMs ?? 60_000);
+    while (this.#pool.length === 0 && !this.#closed) {
+      const before = this.#pooled;
+      await this.#refill();
+      if (this.#pooled === before || performance.now() >= until) break;
+    }
     const address = this.#pool.shift();
     if (!address) throw new NodeUnavailable("no deposit address could be made");
     if (this.#pool.length < this.#o.config.node.addressPoolSize / 2) void this.#refill();
@@ -633,7 +644,7 @@ export class NodeGateway {
     const fill = async () => {
       const want = this.#o.config.node.addressPoolSize - this.#pool.length;
       if (want <= 0 && this.#pool.length > 0) return;
-      this.#pool.push(...(await this.newAddresses(Math.max(1, want), POOL_LABEL)));
+      this.#put(await this.newAddresses(Math.max(1, want), POOL_LABEL));
     };
     // Without anything to take back, the new addresses are queued at once (before any call made after this one).
     this.#refilling = (reclaim && this.#o.ownerOf
@@ -642,6 +653,11 @@ export class NodeGateway {
       .catch((e: unknown) => this.#log.warn({ err: e }, "could not refill the deposit address pool"))
       .finally(() => (this.#refilling = undefined));
     return this.#refilling;
+  }
+
+  #put(addresses: string[]): void {
+    this.#pool.push(...addresses);
+    this.#pooled += addresses.length;
   }
 
   /**
@@ -689,7 +705,7 @@ export class NodeGateway {
       handedOut += batch.length - free.length;
       paidUnowned += free.length - taken.length;
     }
-    this.#pool.push(...reused);
+    this.#put(reused);
     this.#log.info({ reused: reused.length, checked }, "deposit addresses an earlier run left in the pool are used again");
     if (handedOut > 0) this.#log.warn({ addresses: handedOut }, "deposit addresses handed out whose owner label had not reached the node (still labelled as the pool's) are labelled with their owners now");
     if (paidUnowned > 0) this.#log.warn({ addresses: paidUnowned, label: UNOWNED_PAID_LABEL }, `deposit addresses nobody was given received coins: never handed out; labelled "${UNOWNED_PAID_LABEL}" in the node wallet for an operator to look at`);
