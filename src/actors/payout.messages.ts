@@ -117,8 +117,9 @@ export type PayoutEvent =
   /** These confirmed (or released) payouts' wallets answered that they have journalled the settlement. */
   | { t: "wallet_settled"; ids: string[]; at: number }
   /**
-   * Finished payouts (confirmed, their wallets settled) beyond the newest `retainFinished` leave the book, with the
-   * batches left with none; the record of each that stays in the store answers a late re-submission.
+   * Finished payouts (confirmed or released, their wallets settled; a released batch's once the spend that killed it
+   * is deep) beyond the newest `retainFinished` leave the book, with the batches left with none; the record of each
+   * that stays in the store answers a late re-submission.
    */
   | { t: "pruned"; ids: string[]; batches: string[]; at: number };
 

@@ -50,11 +50,12 @@ export type PayoutStep = "funded" | "signed" | "recorded" | "sent" | "confirmed"
 
 /**
  * Payouts that left the book (see the "pruned" event): one store record each, keyed by an HMAC of its id, written
- * in the same batch as the event. A wallet re-submitting one (its message was late) is told it is confirmed.
+ * in the same batch as the event. A wallet re-submitting one (its message was late) is told it is confirmed, or, for
+ * one released, that it is released: never queued, so never paid, again.
  */
 export class FinishedPayouts {
-  /** By payout id: its transaction and fee. */
-  readonly #paid: Shelf<{ txid: string; fee: bigint }>;
+  /** By payout id: its transaction and fee; for a released one (never paid, its amount given back), that alone. */
+  readonly #paid: Shelf<{ txid: string; fee: bigint } | { released: true }>;
   /** By transaction id: the pruned batches' transactions. */
   readonly #txs: Shelf<true>;
 
@@ -65,11 +66,17 @@ export class FinishedPayouts {
 
   get(id: string): PayoutSummary | undefined {
     const r = this.#paid.get(id);
-    return r && { id, status: "confirmed", txid: r.txid, fee: r.fee };
+    if (!r) return undefined;
+    return "released" in r ? { id, status: "released" } : { id, status: "confirmed", txid: r.txid, fee: r.fee };
   }
 
   op(id: string, txid: string, fee: bigint): StoreOp {
     return this.#paid.op(id, { txid, fee });
+  }
+
+  /** The record of a released payout that leaves the book (its batch released, or given back while queued). */
+  releasedOp(id: string): StoreOp {
+    return this.#paid.op(id, { released: true });
   }
 
   /** Whether this transaction is one of a batch that left the book (a restore's reconciliation asks). */
@@ -77,9 +84,13 @@ export class FinishedPayouts {
     return this.#txs.has(txid);
   }
 
-  /** A pruned batch's transaction, and those its fee bumps replaced. */
+  /**
+   * A pruned batch's transaction, those its fee bumps replaced and, for a released one, its cancellations: the book's
+   * own spends, which a restore's reconciliation must not take for spends it does not know.
+   */
   txOps(b: Batch): StoreOp[] {
-    return [b.txid, ...b.replaced].map((txid) => this.#txs.op(txid, true));
+    const cancels = b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [];
+    return [b.txid, ...b.replaced, ...cancels].map((txid) => this.#txs.op(txid, true));
   }
 }
 
@@ -127,7 +138,8 @@ export function evolvePayouts(s: PayoutState, e: PayoutEvent): PayoutState {
 
 /**
  * Finished: confirmed or released, and its wallet has journalled that (walletSettled). Nothing moves it again: a
- * confirmed batch is never looked at again, a released one only for an alert. Only a late re-submission asks.
+ * batch of them is looked at only for an alert (a deep reorg that mines a released one, or takes a recently confirmed
+ * one out of the chain: see sync). Only a late re-submission asks.
  */
 const payoutFinished = (p: Payout) => (p.status === "confirmed" || p.status === "released") && p.walletSettled === true;
 /** A batch confirmed or released: no event of the payout actor changes it again (see sync, bump, release). */
@@ -173,7 +185,7 @@ interface Parts {
   done: Level<Payout>;
   doneBatches: Level<Batch>;
   doneCount: number;
-  /** Finished payouts that are confirmed: those pruning takes out beyond the newest `retainFinished`. */
+  /** Finished payouts that are confirmed (the rest of `doneCount` are released). */
   doneConfirmed: number;
   doneBatchCount: number;
   seq: number;
@@ -277,15 +289,19 @@ export class PayoutBook implements PayoutState {
    * the finished ones, keeping the k oldest (usually a few: those over the limit since the last block).
    */
   oldestConfirmed(k: number): Array<[string, Payout]> {
+    return this.oldestFinished(k, (p) => p.status === "confirmed");
+  }
+
+  /** The `k` oldest finished payouts that `keep` keeps (every one: confirmed and released), as oldestConfirmed. */
+  oldestFinished(k: number, keep: (p: Payout) => boolean = () => true): Array<[string, Payout]> {
     if (k <= 0) return [];
-    const confirmed = (p: Payout) => p.status === "confirmed";
-    if (k > 64) return entriesOf(this.#p.done, confirmed).sort(byAt).slice(0, k);
+    if (k > 64) return entriesOf(this.#p.done, keep).sort(byAt).slice(0, k);
     const out: Array<[string, Payout]> = [];
     for (const row of this.#p.done) {
       if (row === EMPTY_ROW) continue;
       for (const shard of row) {
         for (const x of shard) {
-          if (!confirmed(x[1]) || (out.length === k && byAt(x, out[k - 1]!) >= 0)) continue;
+          if (!keep(x[1]) || (out.length === k && byAt(x, out[k - 1]!) >= 0)) continue;
           let i = out.length === k ? k - 1 : out.length;
           while (i > 0 && byAt(x, out[i - 1]!) < 0) (out[i] = out[i - 1]!), i--;
           out[i] = x;
@@ -797,6 +813,9 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
           if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
           return false;
         }
+        // Replaced by a transaction of the node's wallet the book did not make (a fee bump made on the node by hand):
+        // followed from now on if it pays the batch's payouts exactly (see adoptRival).
+        if (await adoptRival(batch, get, commit, o, now)) return false;
         // The node's wallet has it, in no block (sent before, then dropped from the mempool: fees rose, it expired):
         // a fee bump sends it again and pays the users. One the wallet never had can only be released.
         const next = !latest ? "the node's wallet never had it: release it"
@@ -831,6 +850,8 @@ interface WalletTx {
   confirmations: number;
   fee?: number;
   replaced_by_txid?: string;
+  /** The wallet's transactions that spend a coin this one spends. */
+  walletconflicts?: string[];
   blockheight?: number;
   hex?: string;
 }
@@ -944,6 +965,8 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
       // Stuck, yet one of its versions may be back in the node's mempool: see backInMempool.
       const pooled = await inMempool(b, o);
       if (pooled) await backInMempool(batch, b, pooled, get, commit, o, now);
+      // Or replaced by a fee bump made on the node outside the engine, in the mempool or a block: see adoptRival.
+      else await adoptRival(batch, get, commit, o, now);
     } else if (!mined && b.status === "broadcast" && latest && latest.confirmations < 0 && !latest.replaced_by_txid) {
       o.hooks.alert("payout conflicted on chain", { batch, txid: b.txid });
     }
@@ -951,7 +974,163 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
   if (confirmed > 0) step("confirmed");
   const settled = await settleWallets(get, commit, o, now);
   await prune(get, commit, o, now);
+  await watchConfirmed(get, o);
   return { confirmed, rebroadcast, settled };
+}
+
+/**
+ * A confirmed batch is asked of the node at every block until it is this deep; a released one leaves the book only once
+ * the spend that killed it is this deep (see prune). 100 blocks is the depth at which the protocol itself lets a miner
+ * spend a new coinbase: no reorg has come near it, and one beyond it is a catastrophe operators hear of another way.
+ */
+const REORG_WATCH_DEPTH = 100;
+
+/**
+ * Confirmed batches asked of the node in one sync at most (one JSON-RPC batch through the node actor). After a start
+ * none is known deep yet: the newest are asked first, the older ones at the next blocks.
+ */
+const REORG_WATCH_PER_SYNC = 200;
+
+/**
+ * What syncs found out about batches in this life of the engine, kept in memory only, per payout actor (its options):
+ * which confirmed batches are deep enough to be left alone, and what operators were told already, so that a finding
+ * is alerted once rather than at every block. A restart asks again, and tells once more what still holds.
+ */
+interface Watch {
+  /** Confirmed batches REORG_WATCH_DEPTH deep or more when asked (or whose transaction the node's wallet lacks). */
+  deep: Set<string>;
+  /** Confirmed batches found in no block, and where their transaction was then (see watchConfirmed). */
+  unmined: Map<string, string>;
+  /** "batch txid": transactions that replaced a batch's and were not adopted, operators told (see adoptRival). */
+  rivals: Set<string>;
+}
+
+const watches = new WeakMap<PayoutOptions, Watch>();
+
+function watchOf(o: PayoutOptions): Watch {
+  let w = watches.get(o);
+  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set() }));
+  return w;
+}
+
+/**
+ * Confirmed batches not yet REORG_WATCH_DEPTH deep: one whose transaction a reorg deeper than the confirmation target
+ * took out of the chain has users who were told they were paid, and are not. The book cannot pay them again by
+ * itself (the batch is done, its wallets settled): operators are told, once per batch and finding, what to do. Per
+ * block this asks the node about the batches confirmed in the last REORG_WATCH_DEPTH blocks, at most
+ * REORG_WATCH_PER_SYNC of them (the deeper ones are remembered as such and not asked again).
+ */
+async function watchConfirmed(get: () => PayoutBook, o: PayoutOptions): Promise<void> {
+  const w = watchOf(o);
+  const recent = get().finishedBatches((b) => b.status === "confirmed").filter(([id]) => !w.deep.has(id))
+    .sort((a, b) => byAt(b, a)).slice(0, REORG_WATCH_PER_SYNC);
+  if (recent.length === 0) return;
+  const txs = await Promise.all(recent.map(([, b]) => walletTx(b.txid, o)));
+  for (let i = 0; i < recent.length; i++) {
+    const [batch, b] = recent[i]!, tx = txs[i];
+    // Deep enough to be left alone; or a transaction the node's wallet does not have (adopted after a restore from
+    // another wallet?): nothing to watch it by.
+    if (!tx || tx.confirmations >= REORG_WATCH_DEPTH) {
+      w.deep.add(batch);
+      continue;
+    }
+    if (tx.confirmations > 0) {
+      if (w.unmined.delete(batch)) o.log.warn({ batch, txid: b.txid }, "a confirmed payout batch that a reorg took out of the chain is in a block again: its payouts are paid");
+      continue;
+    }
+    // An earlier version of it (one a fee bump replaced) may be in the new chain instead: paid all the same.
+    const { mined } = await minedTx(b, o);
+    const where = mined ? "another version" : tx.confirmations < 0 ? "conflicted" : (await unlessUnknown(o.node.call("getmempoolentry", [b.txid]))) ? "mempool" : "dropped";
+    if (w.unmined.get(batch) === where) continue;
+    w.unmined.set(batch, where);
+    if (mined) {
+      o.log.warn({ batch, txid: b.txid, mined: mined.txid }, "after a reorg, a confirmed payout batch is in a block by another of its versions: its payouts are paid, by that transaction, not the one the book names");
+      continue;
+    }
+    const detail = { batch, txid: b.txid, payouts: b.ids.length, ...(tx.walletconflicts?.length ? { conflicts: tx.walletconflicts } : {}) };
+    o.hooks.alert(where === "conflicted"
+      ? "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and conflicts with a transaction in a block, so it can never be mined: its users were told they were paid and are not. Check the conflicting transaction, then pay each payout again by hand or give its amount back (the book still says confirmed)"
+      : where === "mempool"
+        ? "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and is back in the node's mempool: its users were told they were paid and are not until it is mined again. Watch its transaction; if it is not mined, pay each payout again by hand"
+        : "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and is in no block and not in the node's mempool: its users were told they were paid and are not. Send its transaction again from the node's wallet, or pay each payout again by hand (the book still says confirmed)", detail);
+  }
+}
+
+/**
+ * A transaction of the node's wallet that replaced one of the batch's versions and that the book did not make — a fee
+ * bump an operator made on the node (bumpfee) — in the mempool or a block. Not followed, the batch looked stuck while
+ * its payouts were being paid: the watchdog saw their amount gone from the node's wallet and not in flight, and paused
+ * every payout. One the wallet made itself (it knows its fee), that spends every coin of a version of the batch (a
+ * replacement keeps them all and may add some) and pays each of its payouts exactly — address and amount; only its
+ * change and fee differ — is the batch: adopted as its new version, journalled as the engine's own fee bump is
+ * ("replaced", then "broadcast"), so its fee and the payouts' shares of it are in the book. Any other is not the
+ * batch's to follow: operators are told (once) which transaction it is, and the batch stays as it was. True if adopted.
+ */
+async function adoptRival(batch: string, get: () => PayoutBook, commit: Commit, o: PayoutOptions, now: () => number): Promise<boolean> {
+  const b = get().batch(batch)!;
+  const w = watchOf(o);
+  const own = bookTxids(get());
+  const rivals = new Set<string>();
+  const versions: Array<[string, WalletTx | undefined]> = [];
+  for (const txid of [b.txid, ...b.replaced]) {
+    const tx = await walletTx(txid, o);
+    versions.push([txid, tx]);
+    for (const r of [...(tx?.replaced_by_txid ? [tx.replaced_by_txid] : []), ...(tx?.walletconflicts ?? [])]) if (!own.has(r)) rivals.add(r);
+  }
+  if (rivals.size === 0) return false;
+  const inputs: string[][] = [];
+  for (const [txid, tx] of versions) {
+    const hex = txid === b.txid ? b.hex : tx?.hex;
+    const ins = b.inputs?.[txid] ?? (hex ? outpoints(await batchInputs(hex, o)) : undefined);
+    if (ins?.length) inputs.push(ins);
+  }
+  for (const rival of rivals) {
+    const tx = await walletTx(rival, o);
+    // In no block and no mempool (replaced in turn, conflicted): nothing to follow; or another batch's (pruned).
+    if (!tx?.hex || tx.confirmations < 0 || o.finished.paidBy(rival)) continue;
+    if (tx.confirmations === 0 && !(await unlessUnknown(o.node.call("getmempoolentry", [rival])))) continue;
+    const decoded = await o.node.call<{ vin: Outpoint[]; vout: RawOutput[] }>("decoderawtransaction", [tx.hex]);
+    const spends = new Set(outpoints(decoded.vin));
+    const why = tx.fee === undefined ? "it spends coins that are not the node wallet's"
+      : !inputs.some((v) => v.every((i) => spends.has(i))) ? "it does not spend every coin of a version of the batch"
+        : !(await paysExactly(b, decoded.vout, get, o)) ? "it does not pay each of the batch's payouts exactly (address and amount), with only change besides"
+          : undefined;
+    if (why !== undefined) {
+      if (!w.rivals.has(`${batch} ${rival}`)) {
+        w.rivals.add(`${batch} ${rival}`);
+        o.hooks.alert("a transaction the book did not make replaced a payout batch's and is not adopted: the batch's payouts may not be paid by it; check it, and release or bump the batch as it stands", { batch, txid: rival, why });
+      }
+      continue;
+    }
+    const fee = btcNumberToSats(Math.abs(tx.fee!));
+    const shares = feeShares(fee, b.ids.map((id) => get().payout(id)!.quotedFee));
+    await commit([
+      { t: "replaced", batch, hex: tx.hex, txid: rival, fee: fee.toString(), shares: shares.map(String), at: now(), inputs: outpoints(decoded.vin) },
+      { t: "broadcast", batch, at: now() },
+    ]);
+    for (const id of b.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, rival);
+    o.log.warn({ batch, txid: rival, replaced: b.txid, fee: fee.toString() }, "a fee bump made on the node outside the engine pays every payout of a batch exactly: adopted as the batch's new version, followed until it is confirmed");
+    return true;
+  }
+  return false;
+}
+
+type RawOutput = { value: number; scriptPubKey: { address?: string } };
+
+/**
+ * Whether a transaction's outputs pay each of the batch's payouts once, to its address and its amount, and nothing
+ * else but change (outputs to the node's own wallet).
+ */
+async function paysExactly(b: Batch, vout: RawOutput[], get: () => PayoutBook, o: PayoutOptions): Promise<boolean> {
+  const owed = new Set(b.ids.map((id) => get().payout(id)!).map((p) => `${canonicalAddress(p.address)} ${p.amount}`));
+  for (const out of vout) {
+    const to = out.scriptPubKey.address;
+    if (to === undefined) return false;
+    const k = `${canonicalAddress(to)} ${btcNumberToSats(out.value)}`;
+    if (owed.delete(k)) continue;
+    if (!(await o.node.call<{ ismine?: boolean }>("getaddressinfo", [to])).ismine) return false;
+  }
+  return owed.size === 0;
 }
 
 /**
@@ -986,23 +1165,53 @@ async function backInMempool(batch: string, b: Batch, txid: string, get: () => P
 const PRUNE_CHUNK = 1000;
 
 /**
- * Finished payouts — confirmed, and their wallets have journalled the settlement, so nothing will ask about them
- * but a late re-submission — beyond the newest `retainFinished` leave the book, oldest first, each remembered by
- * a store record written in the same batch; so do the confirmed batches left with no payout.
+ * Finished payouts — confirmed or released, and their wallets have journalled the settlement (or the release), so
+ * nothing will ask about them but a late re-submission — beyond the newest `retainFinished` leave the book, oldest
+ * first, each remembered by a store record written in the same batch (a released one as released: a re-submission is
+ * answered so, never queued and paid); so do the batches left with no payout. A released batch's payouts stay until
+ * the spend that killed the batch is REORG_WATCH_DEPTH deep: until then sync looks at it for a deep reorg that mines
+ * it after all, which needs the batch in the book. Released payouts never in a batch (given back queued) go at once.
  */
 async function prune(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now: () => number): Promise<void> {
   // Counted as they finish: the finished ones are read only when some must go.
-  const excess = get().oldestConfirmed(get().finishedCount.confirmed - o.retainFinished);
-  for (let i = 0; i < excess.length; i += PRUNE_CHUNK) {
-    const chunk = excess.slice(i, i + PRUNE_CHUNK);
+  const excess = get().oldestFinished(get().finishedCount.payouts - o.retainFinished);
+  if (excess.length === 0) return;
+  // Released batches among them whose end is not deep yet: asked once each; their payouts wait for a later block.
+  const shallow = new Set<string>(), asked = new Set<string>();
+  let tip: number | undefined;
+  const height = async () => (tip ??= await o.node.call<number>("getblockcount", []));
+  for (const [, p] of excess) {
+    if (p.status !== "released" || p.batch === undefined || asked.has(p.batch)) continue;
+    asked.add(p.batch);
+    if (!(await releaseDeep(get().batch(p.batch)!, o, height))) shallow.add(p.batch);
+  }
+  const going = excess.filter(([, p]) => p.batch === undefined || !shallow.has(p.batch));
+  for (let i = 0; i < going.length; i += PRUNE_CHUNK) {
+    const chunk = going.slice(i, i + PRUNE_CHUNK);
     const s = get();
-    const records = chunk.map(([id, p]) => o.finished.op(id, s.batch(p.batch!)!.txid, p.fee ?? p.quotedFee));
+    const records = chunk.map(([id, p]) => (p.status === "released" ? o.finished.releasedOp(id) : o.finished.op(id, s.batch(p.batch!)!.txid, p.fee ?? p.quotedFee)));
     const leaving = new Set(chunk.map(([id]) => id));
-    const batches = [...new Set(chunk.map(([, p]) => p.batch!))]
-      .filter((b) => s.batch(b)!.status === "confirmed" && s.batch(b)!.ids.every((id) => leaving.has(id) || !s.payout(id)));
+    const batches = [...new Set(chunk.flatMap(([, p]) => (p.batch === undefined ? [] : [p.batch])))]
+      .filter((b) => batchFinished(s.batch(b)!) && s.batch(b)!.ids.every((id) => leaving.has(id) || !s.payout(id)));
     for (const b of batches) records.push(...o.finished.txOps(s.batch(b)!));
     await commit([{ t: "pruned", ids: chunk.map(([id]) => id), batches, at: now() }], records);
+    for (const b of batches) watchOf(o).deep.delete(b);
   }
+}
+
+/**
+ * Whether the spend that made a released batch impossible to mine — its cancellation (any of them: a fee bump's, or
+ * the one it replaced), or the earlier spend of an input, seen at `spentAt` — is REORG_WATCH_DEPTH deep.
+ */
+async function releaseDeep(b: Batch, o: PayoutOptions, height: () => Promise<number>): Promise<boolean> {
+  const c = b.cancel;
+  // Every release goes through "cancelling", which records this; without it, nothing says how deep its end is: kept.
+  if (!c) return false;
+  if (c.txid !== undefined) {
+    for (const txid of [c.txid, ...c.earlier]) if (((await walletTx(txid, o))?.confirmations ?? 0) >= REORG_WATCH_DEPTH) return true;
+    return false;
+  }
+  return c.spentAt !== undefined && (await height()) - c.spentAt + 1 >= REORG_WATCH_DEPTH;
 }
 
 /** Wallets told at once; more would activate a crowd of wallets together (after an upgrade, every old payout). */
@@ -1392,6 +1601,15 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
   if (b.status === "cancelling" || b.status === "released") return refuse("not_allowed", `Batch ${batch} is ${b.status === "released" ? "released" : "being released"}; it is not bumped.`);
   // psbtbumpfee gives an unsigned replacement, so the replacement is journalled before it is broadcast.
   const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
+  // psbtbumpfee adds coins of the node's wallet when the batch's change cannot pay the higher fee: any confirmed one
+  // (it has no minconf). One less deep than a deposit must be to be credited is a deposit nobody has yet, and a reorg
+  // that double-spends it would take the replacement, and every payout in it, away; the flush never spends such a
+  // coin (minconf), nor may a bump. Refused before anything is signed or journalled: nothing changes. (Locking the
+  // young coins around psbtbumpfee would avoid them, but a lock that outlives a crash strands them: see flush.)
+  const young = await youngCoinAdded(b, bumped.psbt, o);
+  if (young) {
+    return refuse("not_allowed", `The fee bump of batch ${batch} would add coin ${young.coin}, ${Math.max(young.depth, 0)} block(s) deep: payouts spend only coins ${o.confirmations} deep, as deposits must be to be credited (a reorg could take a younger one away, and the batch with it). Nothing was changed; bump again in ${o.confirmations - Math.max(young.depth, 0)} block(s), or at a fee rate the batch's own change can pay.`);
+  }
   const processed = await o.node.signing(() => o.node.call<{ psbt: string }>("walletprocesspsbt", [bumped.psbt, true, "ALL", true]));
   const final = await o.node.call<{ hex?: string; complete: boolean }>("finalizepsbt", [processed.psbt]);
   if (!final.complete || !final.hex) throw new Error("the node could not sign the replacement");
@@ -1403,8 +1621,23 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
   o.step?.("bump_recorded");
   if (!(await broadcast(batch, get, commit, o, now))) {
     const after = get().batch(batch);
+    if (after && after.txid !== decoded.txid) {
+      return refuse("not_allowed", `The node has another fee bump of batch ${batch} (${after.txid}), made outside the engine, which pays its payouts exactly: the batch follows it now; check GET /payouts before bumping again.`);
+    }
     if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);
     return refuse("not_allowed", `The node refused the replacement (${after.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);
   }
   return { txid: decoded.txid, fee };
+}
+
+/** A coin a fee bump's replacement (`psbt`) adds to those of the version it replaces that is less deep than deposits must be, if any. */
+async function youngCoinAdded(b: Batch, psbt: string, o: PayoutOptions): Promise<{ coin: string; depth: number } | undefined> {
+  const had = new Set(b.inputs?.[b.txid] ?? outpoints(await batchInputs(b.hex, o)));
+  const { tx } = await o.node.call<{ tx: { vin: Outpoint[] } }>("decodepsbt", [psbt]);
+  for (const i of tx.vin) {
+    if (had.has(key(i))) continue;
+    const depth = (await walletTx(i.txid, o))?.confirmations ?? 0;
+    if (depth < o.confirmations) return { coin: key(i), depth };
+  }
+  return undefined;
 }
