@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
@@ -32,6 +32,8 @@ export interface BackupStatus {
   shippingLag?: number;
   shippingBroken?: boolean;
   snapshotInProgress: boolean;
+  /** Why backups are off with a backup directory set (it holds another store's backups). */
+  off?: string;
 }
 
 export interface BackupServiceOptions {
@@ -79,6 +81,8 @@ export class BackupService {
   readonly #log: Logger;
   readonly dir: string | undefined;
   #shipper: SegmentShipper | undefined;
+  /** Why this store does not back up to backup.dir (another store's backups are there: see #checkTarget). */
+  #foreign: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** Snapshots run one after another, each after the one before it ends. */
   #tail: Promise<unknown> = Promise.resolve();
@@ -121,7 +125,14 @@ export class BackupService {
     const cfg = this.#o.config.backup;
     const store = this.#o.store;
     const known = await store.get<Target>(META, TARGET_KEY);
-    const adopt = this.#checkTarget(known);
+    // A restored store's archive: its timeline is in its name (a restore starts a new one).
+    const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
+    const adopt = this.#checkTarget(known, restored && SNAP_RE.exec(basename(restored.archive))?.[2]);
+    if (this.#foreign) {
+      // Nothing of this store goes there (see #checkTarget); a start after the directory is fixed ships and snapshots again.
+      if (adopt) await store.put(META, TARGET_KEY, { id: adopt } satisfies Target);
+      return { needsSnapshot: false };
+    }
     if (existsSync(this.dir)) {
       mkdirSync(this.snapshotsDir!, { recursive: true, mode: 0o700 });
       if (real && statSync(this.dir).dev === statSync(this.#o.config.dataPath, { throwIfNoEntry: false })?.dev) {
@@ -183,14 +194,17 @@ export class BackupService {
    * Checks that the backup directory is the one this store has been backing up to (`known`: the id its marker held),
    * and marks a directory that has no marker yet. A store that has backed up before never makes a missing backup
    * directory (a disk not mounted): an alert, and backups resume by themselves once it is there. A directory without
-   * this store's marker (an empty mount point, a new disk) is an alert too, and used from now on. Returns the id to
-   * keep in the store when it keeps none yet (a first run, or a store from before the marker). A store that keeps
-   * none takes a marker it finds only when it is its own: written with its timeline, or where its backups already
-   * are (a store from before the marker). Another store's marker (two engines given one directory) is an alert, and
-   * the store keeps an id of its own, so every later start says it again (taken, both stores would think the
-   * directory theirs and never say a word).
+   * any marker (an empty mount point, a new disk) is an alert too, and used from now on. Returns the id to keep in the
+   * store when it keeps none yet (a first run, or a store from before the marker).
+   *
+   * A store that keeps none takes a marker it finds only when it is its own: written with its timeline, where its
+   * backups already are (a store from before the marker), or where the archive it was restored from is (`restoredFrom`:
+   * that archive's timeline; a restore starts a new one). Any other marker is another store's (two engines given one
+   * directory, or the wrong disk mounted there): this store does not back up there at all (`#foreign`) — each prunes
+   * what is not its own history, so the two would delete each other's backups — and says so at every start; it keeps
+   * an id of its own, so a later start finds the marker is not its own either.
    */
-  #checkTarget(known: Target | undefined): string | undefined {
+  #checkTarget(known: Target | undefined, restoredFrom: string | undefined): string | undefined {
     const dir = this.dir!;
     if (!existsSync(dir)) {
       if (known) {
@@ -207,23 +221,17 @@ export class BackupService {
     } catch {
       // None (or unreadable: written again below).
     }
-    if (known && marker?.id !== known.id) {
-      this.#log.error(
-        { alert: true, dir },
-        marker
-          ? `backup directory ${dir} holds another store's backups (its ${MARKER} file is not this store's): two engines back up to one directory, or the wrong disk is mounted there. Give each engine its own backup.dir`
-          : `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. Backups go there from now on, starting with a snapshot; if the backup disk is elsewhere, stop the engine, mount it at ${dir} and start again`,
-      );
-    }
     const timeline = this.#o.store.timeline;
-    if (marker) {
-      if (known) return undefined;
-      if (marker.timeline === timeline || this.#holdsBackupsOf(timeline)) return marker.id;
-      this.#log.error(
-        { alert: true, dir },
-        `backup directory ${dir} already holds another store's backups (its ${MARKER} file was written by another store, and none of this store's backups are there): two engines back up to one directory, or the wrong disk is mounted there. Give each engine its own backup.dir. If the backups there are of a store this one replaced and are no longer wanted, move them and the ${MARKER} file aside`,
-      );
-      return randomBytes(8).toString("hex");
+    if (marker && marker.id !== known?.id) {
+      const ours = !known && (marker.timeline === timeline || this.#holdsBackupsOf(timeline) || (restoredFrom !== undefined && this.#holdsBackupsOf(restoredFrom)));
+      if (ours) return marker.id;
+      this.#foreign = `backup directory ${dir} holds another store's backups (its ${MARKER} file is not this store's): two engines were given one backup directory, or the wrong disk is mounted there. This store does NOT back up there (each engine prunes what is not its own history: the two would delete each other's backups), so it has no backups now. Give each engine its own backup.dir and restart. If the backups there are of a store this one replaced and are no longer wanted, move them and the ${MARKER} file aside and restart`;
+      this.#log.error({ alert: true, dir }, this.#foreign);
+      return known ? undefined : randomBytes(8).toString("hex");
+    }
+    if (marker) return undefined;
+    if (known) {
+      this.#log.error({ alert: true, dir }, `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. Backups go there from now on, starting with a snapshot; if the backup disk is elsewhere, stop the engine, mount it at ${dir} and start again`);
     }
     const id = known?.id ?? randomBytes(8).toString("hex");
     writeFileDurably(path, JSON.stringify({ id, timeline } satisfies Marker) + "\n", 0o600);
@@ -268,6 +276,7 @@ export class BackupService {
 
   async #snapshotNow(out?: string): Promise<ArchiveInfo> {
     if (!out && !this.dir) throw Object.assign(new Error("no backup directory: set backup.dir (RUNIGUN_BACKUP_DIR) or give --out FILE"), { code: "setup" });
+    if (!out && this.#foreign) throw Object.assign(new Error(`${this.#foreign}; or give --out FILE`), { code: "setup" });
     const network = this.#o.config.network;
     const at = new Date();
     const path = out ?? join(this.snapshotsDir!, "snapshot.rga");
@@ -393,7 +402,7 @@ export class BackupService {
    * after the oldest of them; drops stale partials.
    */
   prune(written?: string): { snapshots: number; segments: number } {
-    if (!this.dir) return { snapshots: 0, segments: 0 };
+    if (!this.dir || this.#foreign) return { snapshots: 0, segments: 0 };
     const keep = this.#o.config.backup.keep;
     const snaps = this.#snapshots();
     // The one just written counts as the newest, even beside another of the same position.
@@ -429,7 +438,8 @@ export class BackupService {
   }
 
   status(): BackupStatus {
-    const s: BackupStatus = { enabled: this.dir !== undefined, storePosition: this.#o.store.position, snapshotInProgress: this.#inProgress > 0 };
+    const s: BackupStatus = { enabled: this.dir !== undefined && !this.#foreign, storePosition: this.#o.store.position, snapshotInProgress: this.#inProgress > 0 };
+    if (this.#foreign) s.off = this.#foreign;
     if (this.dir) s.dir = this.dir;
     if (this.#lastGood) {
       s.lastGood = this.#lastGood;

@@ -235,23 +235,47 @@ t.test("at start, a backup directory that is not this store's (a disk not mounte
   // Another store given the same directory on its first start: said, and at every start after (it keeps an id of its
   // own; taking the marker, both would think the directory theirs and say nothing ever again).
   const other = join(dir, "other-store");
-  const startOther = async () => {
+  const startOther = async (check?: (svc: BackupService) => Promise<void>) => {
     const otherStore = await EncryptedStore.open({ path: other, keyring: ring });
     const otherSvc = new BackupService({ config, store: otherStore, log });
     lines.length = 0;
-    await otherSvc.start();
+    t.same(await otherSvc.start(), { needsSnapshot: false }, "no snapshot asked for: there is nowhere to put it");
+    await write(otherStore, 3, "other");
+    await otherSvc.flush();
+    await check?.(otherSvc);
     const kept = await otherStore.get<{ id: string }>(META, "backup-target");
     await otherSvc.close();
     await otherStore.close();
     return kept;
   };
+  const before = { snapshots: readdirSync(join(backup, "snapshots")).sort(), segments: readdirSync(join(backup, "segments")).sort() };
   const kept = await startOther();
-  t.match(alerts(), [/already holds another store's backups/], "a store new to the directory says whose it is");
+  t.match(alerts(), [/holds another store's backups .*does NOT back up there/], "a store new to the directory says whose it is, and that it has no backups");
   t.not(kept?.id, (await readMarkerId()).id, "it does not take the other store's id");
-  await startOther();
+  const second = await startOther(async (svc) => {
+    t.equal(svc.status().enabled, false, "its status says backups are off");
+    t.match(svc.status().off, /another store's backups/, "and why");
+    await t.rejects(svc.snapshot(), /holds another store's backups/, "a snapshot there is refused");
+    t.same(svc.prune(), { snapshots: 0, segments: 0 }, "and it prunes nothing of the other store's");
+  });
+  t.not(second?.id, (await readMarkerId()).id);
   t.match(alerts(), [/holds another store's backups/], "and says it again at its next start");
+  t.same({ snapshots: readdirSync(join(backup, "snapshots")).sort(), segments: readdirSync(join(backup, "segments")).sort() }, before, "nothing of it was written there, nothing of the first store's removed");
   await start();
   t.same(alerts(), [], "the directory is still the first store's");
+
+  // A store restored from an archive taken before the marker (it keeps no id; a restore starts a new timeline) takes
+  // the marker of the directory its archive is in.
+  const archive = readdirSync(join(backup, "snapshots")).find((n) => n.endsWith(".rga"))!;
+  const restored = await EncryptedStore.open({ path: join(dir, "restored-store"), keyring: ring });
+  await restored.put(META, RESTORED_KEY, { at: Date.now(), archive: join(backup, "snapshots", archive), archivePosition: 1, position: 1 });
+  const restoredSvc = new BackupService({ config, store: restored, log });
+  lines.length = 0;
+  await restoredSvc.start();
+  t.same(alerts(), [], "restored from an archive of this directory: its marker is taken, nothing to say");
+  t.same(await restored.get(META, "backup-target"), await readMarkerId());
+  await restoredSvc.close();
+  await restored.close();
 
   // A first start that marked the directory and died before keeping the id: its own marker (its timeline), taken.
   const third = await EncryptedStore.open({ path: join(dir, "third-store"), keyring: ring });
@@ -285,7 +309,7 @@ t.test("with real money, backups off or on the data directory's own disk are an 
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
   const on = async (network: "signet" | "regtest", backupDir: string) => {
     lines.length = 0;
-    const config = loadConfig({ env: {}, cwd: dir, overrides: { network, dataDir: ".", backup: { dir: backupDir, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+    const config = loadConfig({ env: {}, cwd: dir, overrides: { network, dataDir: dir, backup: { dir: backupDir, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
     const svc = new BackupService({ config, store, log });
     await svc.start();
     await svc.close();
