@@ -3,7 +3,7 @@
 // Secrets never come from the JSON files: only from the environment or from files named there.
 import { readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Type, type Static, type TProperties } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -21,9 +21,13 @@ export const MAX_CONSOLE_SESSION_TTL_MS = 3_600_000;
 export const ConfigSchema = Obj(
   {
     network: Type.Union([Type.Literal("regtest"), Type.Literal("signet"), Type.Literal("mainnet")]),
-    dataDir: Type.String({ minLength: 1 }),
-    /** Certificates and keys of the two private CAs; empty means <dataDir>/pki. */
-    pkiDir: Type.String(),
+    /**
+     * Where the store lives. Off regtest there is no default and it must be an absolute path (checkPaths): a relative
+     * one would be resolved against whatever directory the command happens to be run from.
+     */
+    dataDir: Type.String({ description: "a directory; absolute off regtest, where it has no default and must be set" }),
+    /** Certificates and keys of the two private CAs; empty means <dataDir>/pki. Absolute off regtest, as dataDir. */
+    pkiDir: Type.String({ description: "a directory; empty: `<dataDir>/pki`; absolute off regtest" }),
     log: Obj({ level: Type.Union(["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l))) }),
     store: Obj({ sync: Type.Boolean() }),
     identity: Obj({
@@ -68,6 +72,11 @@ export const ConfigSchema = Obj(
       maxPendingPerWallet: Int(1, 100_000),
     }),
     withdrawals: Obj({
+      /**
+       * The smallest deposit credited, and the smallest withdrawal — but a withdrawal is never below
+       * MIN_WITHDRAWAL_SATS (relay.ts, 546), bitcoind's own dust limit, whatever this says: it may be set lower for
+       * deposits alone.
+       */
       dustSats: Sats,
       dailyLimitSats: Sats,
       confTarget: Int(1, 1008),
@@ -118,7 +127,7 @@ export const ConfigSchema = Obj(
      * Continuous backup (journal segments) and scheduled snapshots into `dir` — a second disk in production;
      * empty turns backups off. `snapshotIntervalMs` 0 means on demand only; `keep` snapshots are retained.
      */
-    backup: Obj({ dir: Type.String(), segmentIntervalMs: Int(1, 60_000), snapshotIntervalMs: Int(0), keep: Int(1, 1000), nodeWallet: Type.Boolean(), acceptOlderStore: Type.Boolean() }),
+    backup: Obj({ dir: Type.String({ description: "a directory; relative: under dataDir; empty: backups off" }), segmentIntervalMs: Int(1, 60_000), snapshotIntervalMs: Int(0), keep: Int(1, 1000), nodeWallet: Type.Boolean(), acceptOlderStore: Type.Boolean() }),
     /** Payouts pause when liabilities exceed the node wallet by more than this. */
     watchdog: Obj({ toleranceSats: Sats }),
   },
@@ -200,6 +209,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const file = validate(merged);
   checkBindAddresses(file);
   checkSafety(file);
+  checkPaths(file);
   const secrets = readSecrets(env);
   const dataPath = resolve(opts.cwd ?? process.cwd(), file.dataDir);
   // A relative backup directory lives under the data directory (regtest's default); production names another disk.
@@ -210,11 +220,21 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 function validate(value: Json): ConfigFile {
   if (Value.Check(ConfigSchema, value)) return value;
   const first = [...Value.Errors(ConfigSchema, value)][0];
-  const key = (first?.path ?? "").replace(/^\//, "").replaceAll("/", ".") || "(root)";
+  const path = (first?.path ?? "").split("/").filter(Boolean);
+  // A list's bad item is named by its setting, whose one variable holds the whole list (there is no RUNIGUN_X_0).
+  const item = path.findIndex((p) => /^\d+$/.test(p));
+  const key = (item === -1 ? path : path.slice(0, item)).join(".") || "(root)";
   const tooLong = key === "admin.console.sessionTtlMs" && typeof first?.value === "number" && first.value > MAX_CONSOLE_SESSION_TTL_MS;
+  // A choice among words says which words: "Expected union value" leaves the operator guessing.
+  const choices = (first?.schema as { anyOf?: Array<{ const?: unknown }> } | undefined)?.anyOf;
+  const literals = choices?.every((c) => typeof c.const === "string") ? choices.map((c) => c.const as string) : undefined;
   const what = tooLong
     ? `${first!.value} is above the limit of ${MAX_CONSOLE_SESSION_TTL_MS} ms (1 hour): a console session left open is what an unlocked laptop hands over`
-    : first?.message ?? "invalid";
+    : literals
+      ? `${JSON.stringify(first!.value)} is not one of ${literals.join(", ")}`
+      : item !== -1
+        ? `item ${Number(path[item]) + 1} (${JSON.stringify(first!.value)}): ${first!.message}`
+        : first?.message ?? "invalid";
   const secretHint = /secret|token|pepper|masterKey|password/i.test(key)
     ? " — secrets are not read from config files; use the RUNIGUN_* environment variables"
     : "";
@@ -230,6 +250,31 @@ function checkSafety(c: ConfigFile): void {
   // OWASP's argon2id minimum: with less, a leaked pepper makes every Telegram id cheap to find from its user key.
   if (c.identity.timeCost < 2 || c.identity.memoryKiB < 19_456) {
     throw new ConfigError(`config keys identity.timeCost and identity.memoryKiB: at least 2 and 19456 on ${c.network} (argon2id's minimum; env RUNIGUN_IDENTITY_TIME_COST, RUNIGUN_IDENTITY_MEMORY_KI_B)`);
+  }
+}
+
+/**
+ * Directories that hold state are absolute off regtest. A relative one is resolved against the directory the command
+ * is run from (the config directory is found from the install directory, so it would not fail): `runigun start` from
+ * another directory, or a service unit without WorkingDirectory, would open a new, empty store against the live node
+ * wallet — users see empty wallets, and deposits to its addresses are credited to nobody. Regtest keeps its relative
+ * default, for `npm start` and the tests. backup.dir may stay relative: it is under the data directory.
+ */
+function checkPaths(c: ConfigFile): void {
+  const where = `on ${c.network} give an absolute path`;
+  if (c.dataDir === "") {
+    throw new ConfigError(
+      `config key dataDir is not set: ${c.network === "regtest" ? "give the data directory" : `${where}, e.g. /var/lib/runigun/${c.network}`} (env RUNIGUN_DATA_DIR, or --data-dir)` +
+        (c.network === "regtest" ? "" : `; an engine that ran with the old default (data/${c.network}) has its store under data/${c.network} in the directory it was started from: give that, made absolute`),
+    );
+  }
+  if (c.network === "regtest") return;
+  for (const [key, dir] of [["dataDir", c.dataDir], ["pkiDir", c.pkiDir]] as const) {
+    if (dir !== "" && !isAbsolute(dir)) {
+      throw new ConfigError(
+        `config key ${key}: "${dir}" is a relative path; ${where} (env ${envName([key])}${key === "dataDir" ? ", or --data-dir" : ""}): a relative one depends on the directory the command is run from, and from another one the engine would open a new, empty store`,
+      );
+    }
   }
 }
 
@@ -305,13 +350,88 @@ function envOverrides(base: Json, env: NodeJS.ProcessEnv): Json {
     if (name in SECRET_ENV || LOADER_ENV.has(name)) continue;
     const entry = known.get(name);
     if (!entry) {
-      throw new ConfigError(`environment variable ${name} is not a RuniGun setting (see README "Configuration" for the list)`);
+      const near = closest(name, [...known.keys(), ...Object.keys(SECRET_ENV), ...LOADER_ENV]);
+      throw new ConfigError(`environment variable ${name} is not a RuniGun setting${near ? `; did you mean ${near}?` : ""} (see README "Configuration" for the list)`);
     }
     let cursor = out;
     entry.path.slice(0, -1).forEach((p) => (cursor = (cursor[p] ??= {}) as Record<string, Json>));
     cursor[entry.path.at(-1)!] = coerce(raw, entry.sample, name);
   }
   return out;
+}
+
+/**
+ * The known variable nearest to a mistyped one, if one is near: compared without underscores, since where the words
+ * split is the usual slip (memoryKiB is RUNIGUN_IDENTITY_MEMORY_KI_B), or one whose tail it is (a section left out).
+ */
+function closest(name: string, known: string[]): string | undefined {
+  const bare = (n: string) => n.replace(/^RUNIGUN_/, "").replaceAll("_", "");
+  const want = bare(name);
+  let best: { name: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(want, bare(k));
+    if (!best || d < best.d) best = { name: k, d };
+  }
+  if (best && best.d <= Math.max(2, Math.floor(want.length / 4))) return best.name;
+  if (want.length < 4) return undefined;
+  const tails = known.filter((k) => bare(k).endsWith(want));
+  return tails.length === 1 ? tails[0] : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/**
+ * The settings' variables as the README's table (section "Configuration", between its config-variables markers):
+ * made from the schema and the network files, and checked against the README by test/config/review-readme-list.test.ts,
+ * so the list cannot drift. Print it with
+ * `node --import ./bin/ts-register.mjs -e 'import("./src/config.ts").then((m) => console.log(m.configVariablesTable()))'`.
+ */
+export function configVariablesTable(configDir = defaultConfigDir): string {
+  const base = readJson(join(configDir, "default.json"));
+  const networks = ["regtest", "signet", "mainnet"] as const;
+  const files = networks.map((n) => merge(base, readJson(join(configDir, `${n}.json`))));
+  const rows: string[] = ["| variable | setting | takes | default |", "|---|---|---|---|"];
+  const at = (node: Json, path: string[]): Json | undefined =>
+    path.reduce<Json | undefined>((n, p) => (n && typeof n === "object" && !Array.isArray(n) ? n[p] : undefined), node);
+  const walk = (schema: Record<string, unknown>, path: string[]) => {
+    const props = schema.properties as Record<string, Record<string, unknown>> | undefined;
+    if (schema.type === "object" && props) {
+      for (const [k, v] of Object.entries(props)) walk(v, [...path, k]);
+      return;
+    }
+    // The network is what picks the file: its default is default.json's.
+    const values = path[0] === "network" ? files.map(() => at(base, path)) : files.map((f) => at(f, path));
+    const shown = values.map((v) => {
+      const text = Array.isArray(v) ? v.join(",") : String(v);
+      return text === "" ? "(empty)" : `\`${text}\``;
+    });
+    const def = shown.every((v) => v === shown[0]) ? shown[0] : networks.map((n, i) => `${n}: ${shown[i]}`).join("; ");
+    rows.push(`| \`${envName(path)}\` | \`${path.join(".")}\` | ${takes(schema)} | ${def} |`);
+  };
+  walk(ConfigSchema as unknown as Record<string, unknown>, []);
+  return rows.join("\n");
+}
+
+function takes(s: Record<string, unknown>): string {
+  const anyOf = s.anyOf as Array<{ const?: unknown }> | undefined;
+  if (anyOf) return `one of ${anyOf.map((c) => `\`${String(c.const)}\``).join(", ")}`;
+  if (s.type === "boolean") return "`true` or `false`";
+  if (s.type === "array") return "a comma-separated list";
+  if (s.type === "integer") {
+    const [min, max] = [s.minimum, s.maximum].map((n) => Number(n).toLocaleString("en-US"));
+    return s.maximum === Number.MAX_SAFE_INTEGER ? `a whole number, at least ${min}` : `a whole number, ${min}–${max}`;
+  }
+  if (typeof s.description === "string") return s.description.replace("decimal string", "whole number, up to 16 digits");
+  if (typeof s.pattern === "string") return `text matching \`${s.pattern.replaceAll("|", "\\|")}\``;
+  return "text";
 }
 
 function coerce(raw: string, sample: Json, name: string): Json {
@@ -350,12 +470,16 @@ function readSecrets(env: NodeJS.ProcessEnv): Secrets {
 
 /** Reads a secret file, refusing one that other users can read. */
 export function readSecretFile(path: string, what: string): string {
-  let mode: number;
+  let st: ReturnType<typeof statSync>;
   try {
-    mode = statSync(path).mode;
+    st = statSync(path);
   } catch {
     throw new ConfigError(`${what}: cannot read ${path} (does it exist?)`);
   }
+  // A directory named by mistake: said as such (its mode would be reported as "readable by others", or reading it fail
+  // with EISDIR and no path).
+  if (!st.isFile()) throw new ConfigError(`${what}: ${path} is ${st.isDirectory() ? "a directory" : "not a regular file"}; point ${what} at the file that holds the secret`);
+  const mode = st.mode;
   if ((mode & 0o077) !== 0) {
     throw new ConfigError(`${what}: ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); run chmod 600 ${path}`);
   }

@@ -69,6 +69,14 @@ export interface RelayOptions {
  */
 export const SOLO_WITHDRAWAL_VBYTES = 11n + 2n * 68n + 43n + 31n;
 
+/**
+ * The smallest withdrawal, whatever withdrawals.dustSats says: bitcoind's dust limit for a P2PKH output at its default
+ * dustrelayfee, the largest of the standard address types' (P2WPKH's is 294, P2TR's 330). Below its address's limit
+ * bitcoind refuses to fund an output ("Transaction amount too small"): such a withdrawal would be quoted and reserved,
+ * then refused by every flush for ever. dustSats may be set lower, since it is also the smallest deposit credited.
+ */
+export const MIN_WITHDRAWAL_SATS = 546n;
+
 interface QuoteRecord extends WithdrawalQuote {
   userKey: string;
 }
@@ -164,7 +172,7 @@ export class EngineRelay implements Relay {
       return refuse("node_unavailable", "Fees cannot be estimated right now; try again in a minute.");
     }
     let fee = rate * SOLO_WITHDRAWAL_VBYTES;
-    const dust = BigInt(this.#o.config.withdrawals.dustSats);
+    const dust = this.#minWithdrawal();
     // Dust is below the limit, as for bitcoind (and for deposits, which are credited from the limit up).
     if (amount < dust) return refuse("below_dust", `The amount must be at least ${dust} sats (the network's dust limit).`);
     const short = () => refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
@@ -192,6 +200,12 @@ export class EngineRelay implements Relay {
     return pub;
   }
 
+  /** withdrawals.dustSats, never below what bitcoind sends (MIN_WITHDRAWAL_SATS). */
+  #minWithdrawal(): bigint {
+    const dust = BigInt(this.#o.config.withdrawals.dustSats);
+    return dust > MIN_WITHDRAWAL_SATS ? dust : MIN_WITHDRAWAL_SATS;
+  }
+
   async confirmWithdrawal(userKey: string, quoteId: string): Promise<Result<ConfirmedWithdrawal>> {
     const q = this.#quotes.get(quoteId);
     if (!q) {
@@ -207,7 +221,7 @@ export class EngineRelay implements Relay {
     }
     const w = this.#o.config.withdrawals;
     const r = await this.#o.registry.send(userKey, "reserve_withdrawal", {
-      request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: BigInt(w.dustSats), dailyLimit: BigInt(w.dailyLimitSats) },
+      request: { id: q.id, address: q.address, amount: q.amount, fee: q.fee, dustLimit: this.#minWithdrawal(), dailyLimit: BigInt(w.dailyLimitSats) },
     });
     if (isRefusal(r)) return r;
     // Confirmed: a press of either button from now on asks the wallet, which knows it.

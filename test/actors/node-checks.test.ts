@@ -23,7 +23,7 @@ t.test("start refuses a node on another chain, a missing passphrase where real m
   });
   const start = (overrides: DeepPartial<ConfigFile>, walletPassphrase?: string) => {
     const system = new ActorSystem();
-    const config = loadConfig({ env: {}, overrides: { ...overrides, node: { addressPoolSize: 1, timeoutMs: 5000, ...overrides.node } } });
+    const config = loadConfig({ env: {}, overrides: { dataDir: "/srv/runigun", ...overrides, node: { addressPoolSize: 1, timeoutMs: 5000, ...overrides.node } } });
     const gw = new NodeGateway({ config, log: silentLogger, system, rpc: { url: node.rpcUrl, user: node.user, password: node.password }, ...(walletPassphrase ? { walletPassphrase } : {}) });
     systems.push(system);
     gateways.push(gw);

@@ -31,7 +31,7 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
 function serviceConfig(dir: string, o: { nodeWallet?: boolean; network?: "regtest" | "signet" } = {}) {
   return loadConfig({
     env: {}, cwd: dir,
-    overrides: { ...(o.network ? { network: o.network } : {}), backup: { dir: join(dir, "backup"), segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 10, nodeWallet: o.nodeWallet ?? false } },
+    overrides: { ...(o.network ? { network: o.network, dataDir: join(dir, "data", o.network) } : {}), backup: { dir: join(dir, "backup"), segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 10, nodeWallet: o.nodeWallet ?? false } },
   });
 }
 

@@ -9,7 +9,7 @@ t.test("defaults load, the network file applies, env overrides by documented nam
   const c = loadConfig({ env: {} });
   t.equal(c.network, "regtest");
   t.equal(c.deposits.confirmations, 1);
-  const main = loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } });
+  const main = loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_DATA_DIR: "/srv/runigun" } });
   t.equal(main.deposits.confirmations, 3, "mainnet waits for 3 confirmations");
   const o = loadConfig({ env: { RUNIGUN_DEPOSITS_CONFIRMATIONS: "6", RUNIGUN_TELEGRAM_API_ROOT: "http://127.0.0.1:9", RUNIGUN_STORE_SYNC: "false" } });
   t.equal(o.deposits.confirmations, 6);
@@ -28,7 +28,7 @@ t.test("bad values are refused with the key's name", async (t) => {
 
 t.test("deposits.maxPendingPerWallet: 1000 by default, a whole number of at least 1, set by its environment variable", async (t) => {
   t.equal(loadConfig({ env: {} }).deposits.maxPendingPerWallet, 1000);
-  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } }).deposits.maxPendingPerWallet, 1000, "on every network");
+  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_DATA_DIR: "/srv/runigun" } }).deposits.maxPendingPerWallet, 1000, "on every network");
   t.equal(envName(["deposits", "maxPendingPerWallet"]), "RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET");
   t.equal(loadConfig({ env: { RUNIGUN_DEPOSITS_MAX_PENDING_PER_WALLET: "3" } }).deposits.maxPendingPerWallet, 3);
   t.equal(loadConfig({ env: {}, overrides: { deposits: { maxPendingPerWallet: 1 } } }).deposits.maxPendingPerWallet, 1, "one is allowed");
@@ -56,7 +56,7 @@ t.test("settings for tests only are refused where real money is", async (t) => {
   t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "signet", RUNIGUN_IDENTITY_TIME_COST: "1" } }), /identity\.timeCost/);
   t.throws(() => loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_IDENTITY_MEMORY_KI_B: "8" } }), /identity\.timeCost and identity\.memoryKiB/);
   t.equal(loadConfig({ env: { RUNIGUN_STORE_SYNC: "false", RUNIGUN_IDENTITY_TIME_COST: "1" } }).store.sync, false, "regtest: allowed, for tests and benches");
-  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet" } }).store.sync, true);
+  t.equal(loadConfig({ env: { RUNIGUN_NETWORK: "mainnet", RUNIGUN_DATA_DIR: "/srv/runigun" } }).store.sync, true);
 });
 
 t.test("the Telegram webhook's listener binds to loopback or a VPN range too (its public side is the reverse proxy)", async (t) => {
