@@ -43,11 +43,16 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
   const out = o.out ? resolve(o.out) : undefined;
   if (!out && !config.backup.dir) throw new SetupError("no backup directory: set backup.dir (RUNIGUN_BACKUP_DIR) or give --out FILE");
   const online = await askControl(config.dataPath, { cmd: "backup", ...(out ? { out } : {}) });
+  // Which store was backed up, said with the archive: one run from the wrong directory (a relative RUNIGUN_DATA_DIR,
+  // the default ./data) would otherwise back up another store without a word about which. (A refusal says what it
+  // refuses, as its one line.)
+  const from = (how: string) => `data directory ${config.dataPath} (store ${join(config.dataPath, "store")}, ${how})`;
   if (online) {
     if (!online.ok) {
       process.stderr.write(`runigun backup: the engine could not take the snapshot: ${online.error}. The previous backup is untouched.\n`);
       return 1;
     }
+    say(from("through the engine running on it"));
     say(describe(online.result as ArchiveInfo));
     return 0;
   }
@@ -58,7 +63,9 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
   const store = await openStoreForKeys(path, keyring, `the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
   try {
     const service = new BackupService({ config, store, log: createLogger({ level: "warn" }) });
-    say(describe(await service.snapshot(out)));
+    const info = await service.snapshot(out);
+    say(from("read directly: no engine answered on its control socket"));
+    say(describe(info));
   } finally {
     await store.close();
   }
@@ -78,6 +85,7 @@ export async function runRestore(args: string[], allowRetired: readonly string[]
   const [archive, segments, extra] = args;
   if (!archive || extra !== undefined) throw new SetupError(RESTORE_USAGE);
   const config = loadConfig();
+  say(`data directory ${config.dataPath} (store ${join(config.dataPath, "store")})`);
   const keyring = loadStoreKeyRing(config, true);
   const r = await restoreArchive({
     archive: resolve(archive), ...(segments ? { segmentsDir: resolve(segments) } : {}),
@@ -94,6 +102,7 @@ export async function runRestore(args: string[], allowRetired: readonly string[]
     say("no segments given: everything after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start");
   }
   if (r.nodeWalletFile) say(`the node wallet's backup (still encrypted with its passphrase) is in ${r.nodeWalletFile}; if the node was lost too, load it with bitcoind's restorewallet`);
+  if (r.madePrivate) say(`the data directory ${config.dataPath} was open to other users (mode ${r.madePrivate}); made it 0700 (only this user)`);
   for (const dir of r.staleRemoved ?? []) say(`removed ${dir}, left by a restore that died before it finished`);
   for (const dir of r.staleKept ?? []) say(`WARNING: ${dir} was left by a restore whose process id is in use now; if no other restore is running, delete it`);
   if (r.olderKeyIds) {

@@ -97,6 +97,33 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`runigun ${command}: ${err.message}\n`);
       return 1;
     }
+    // A path the operator gave that is wrong (a directory for a file, a missing directory, no permission) is theirs to
+    // fix as well: one line naming the path, not a stack trace in which it is hard to find.
+    const fsErr = e as NodeJS.ErrnoException & { dest?: string };
+    const why = fsErr.code ? FS_REASONS[fsErr.code] : undefined;
+    const path = fsErr.dest ?? fsErr.path;
+    if (why) {
+      // Some reads name no path (readFileSync of a directory): the reason, and Node's words for the call that failed.
+      process.stderr.write(`runigun ${command}: ${path ? `${operatorPath(path)}: ${why}` : `${why} (${fsErr.message})`}\n`);
+      return 1;
+    }
     throw e;
   }
+}
+
+const FS_REASONS: Record<string, string> = {
+  ENOENT: "no such file or directory; check the path (a file's directory must exist: create it first)",
+  ENOTDIR: "a part of this path is a file, not a directory; check the path",
+  EISDIR: "is a directory; give the path of a file",
+  EACCES: "permission denied; check its owner and mode (and its directories'), or run this as the user that owns them",
+  EPERM: "operation not permitted; check its owner and mode, or run this as the user that owns it",
+  EROFS: "on a read-only file system; give a path on a writable disk",
+};
+
+/**
+ * The name the operator gave, not the temporary file beside it (files.ts `name.tmp-<pid>-<hex>`, an archive's
+ * `.name.partial-<run>-<hex>`) through which a new file is written.
+ */
+function operatorPath(path: string): string {
+  return path.replace(/\.tmp-\d+-[0-9a-f]+$/, "").replace(/(^|\/)\.([^/]+)\.partial-[0-9a-f]+-[0-9a-f]+$/, "$1$2");
 }

@@ -1,13 +1,13 @@
 // `runigun keys …`: master key rings, peppers, rotation. Secrets are written 0600 and never printed.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { createFileDurably } from "./store/files.ts";
 import { loadConfig } from "./config.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
 import { EncryptedStore } from "./store/db.ts";
 import { beginRotation, rotateStore, rotationWithoutKey } from "./store/rotate.ts";
 import { SetupError } from "./secrets.ts";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createLogger } from "./log.ts";
 import { loadSecrets } from "./secrets.ts";
 import { ensureEnginePki, operatorSecretsWarning } from "./tls/certs.ts";
@@ -17,26 +17,33 @@ import { AuditLog } from "./edges/admin/audit.ts";
 export async function runKeys(args: string[], opts: { out?: string | undefined }): Promise<number> {
   const [what, ...rest] = args;
   const say = (s: string) => process.stdout.write(s + "\n");
+  // Which data directory a command works on, said first: one run from the wrong directory (a relative
+  // RUNIGUN_DATA_DIR, the default ./data) shows it before anything else. generate and pepper use none: they say the
+  // whole path of what they wrote.
+  const where = (config: { dataPath: string }) => say(`data directory ${config.dataPath} (store ${join(config.dataPath, "store")})`);
   switch (what) {
     case "generate": {
       if (!opts.out) throw new SetupError("say where: runigun keys generate --out /path/to/master.key");
-      generateKeyRingFile(opts.out);
-      say(`wrote a new master key ring to ${opts.out} (mode 0600); point RUNIGUN_MASTER_KEY_FILE at it and back it up offline`);
+      const out = newFilePath(opts.out, "master.key");
+      generateKeyRingFile(out);
+      say(`wrote a new master key ring to ${out} (mode 0600); point RUNIGUN_MASTER_KEY_FILE at it and back it up offline`);
       return 0;
     }
     case "pepper": {
       if (!opts.out) throw new SetupError("say where: runigun keys pepper --out /path/to/pepper");
+      const out = newFilePath(opts.out, "pepper");
       try {
-        createFileDurably(opts.out, randomBytes(32).toString("hex") + "\n");
+        createFileDurably(out, randomBytes(32).toString("hex") + "\n");
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new SetupError(`${opts.out} exists; refusing to overwrite a secret (every user key depends on it)`);
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new SetupError(`${out} exists; refusing to overwrite a secret (every user key depends on it)`);
         throw e;
       }
-      say(`wrote a new 32-byte secret to ${opts.out} (mode 0600)`);
+      say(`wrote a new 32-byte secret to ${out} (mode 0600)`);
       return 0;
     }
     case "rotate": {
       const config = loadConfig();
+      where(config);
       // A mistyped data directory must not get a new, empty store (reported as a rotation of nothing).
       const storePath = join(config.dataPath, "store");
       if (!existsSync(storePath)) throw new SetupError(`no store at ${storePath}: nothing to rotate (check RUNIGUN_DATA_DIR or --data-dir)`);
@@ -102,6 +109,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
     }
     case "pki": {
       const config = loadConfig();
+      where(config);
       const { warnings } = await ensureEnginePki(config);
       say(`certificates in ${config.pkiPath}: operators-ca, admin-server-ca, admin-server, internal-ca, internal-server, bot-client (keys 0600); operators trust admin-server-ca.crt for the admin edge`);
       for (const warning of warnings) say(`warning: ${warning}`);
@@ -114,6 +122,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       // in the data directory, the install directory or anywhere a host backup covers.
       if (verb === "add" && !opts.out) throw new SetupError(`say where ${name}'s credentials go: runigun keys operator add ${name} --out DIR (a new directory off the data directory, e.g. on a USB stick: /media/usb/operator-${name}); hand it to ${name} offline, then delete it`);
       const config = loadConfig();
+      where(config);
       const storePath = join(config.dataPath, "store");
       // Only `add` may be the first use of a data directory: revoke and enroll on a mistyped one would make an empty
       // store (and on regtest its secrets) and find nobody there.
@@ -189,6 +198,20 @@ async function audited<T>(audit: AuditLog, action: string, target: string, reaso
   const why = refused(r);
   await audit.outcome(entry, why ? `refused: ${why}` : "done");
   return r;
+}
+
+/**
+ * `--out` for a new secret file, whole: its directory must be there (none is made for a key: a mistyped path would
+ * put it where nobody looks) and the name must not be a directory. Said as one line, not as the write's ENOENT or
+ * EISDIR on a temporary name.
+ */
+function newFilePath(out: string, example: string): string {
+  const path = resolve(out);
+  const dir = statSync(dirname(path), { throwIfNoEntry: false });
+  if (!dir) throw new SetupError(`${path}: there is no directory ${dirname(path)}; create it first (mkdir -p ${shellWord(dirname(path))}) or give another --out`);
+  if (!dir.isDirectory()) throw new SetupError(`${path}: ${dirname(path)} is not a directory; give another --out`);
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new SetupError(`${path} is a directory; give the path of a new file, e.g. --out ${shellWord(join(path, example))}`);
+  return path;
 }
 
 /** A path as one word for a shell command line the operator may copy. */

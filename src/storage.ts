@@ -2,12 +2,13 @@
 // (balances, outbox flag, history, transfer index: wallet.records.ts) in the same atomic batch as their
 // events, so solvency sums, the start-up outbox scan and /history never disagree with the journals.
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync } from "node:fs";
 import type { Logger } from "./log.ts";
 import { EncryptedStore } from "./store/db.ts";
 import { Journal } from "./store/journal.ts";
 import type { KeyRing } from "./store/keyring.ts";
 import { resealPending } from "./store/rotate.ts";
+import { SetupError } from "./secrets.ts";
 
 export interface EngineStorage {
   store: EncryptedStore;
@@ -16,8 +17,33 @@ export interface EngineStorage {
   close(): Promise<void>;
 }
 
+/**
+ * Makes `path` a directory that only this user can enter: created 0700, or, when it is there and open to others (a
+ * `mkdir` with the usual umask, a restore by an older version, a copy), changed to 0700 — `mkdir`'s mode changes no
+ * directory that exists. Returns the mode it had when it was changed (for the caller to say so), else undefined.
+ *
+ * Changed rather than refused: nothing of RuniGun reaches into the data directory as another user (the control socket
+ * is 0600, the secrets there 0600), so closing it takes nothing away, and the engine can do it itself; a refusal would
+ * stop a running installation at its first start after an upgrade for something one chmod fixes. It is said, so that
+ * an arrangement made on purpose is known to be undone. Refused only when this user cannot change it (not the owner).
+ */
+export function makePrivateDir(path: string): string | undefined {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) === 0) return undefined;
+  try {
+    chmodSync(path, 0o700);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
+    throw new SetupError(`the data directory ${path} is open to other users (mode ${mode.toString(8)}) and this user cannot change that (it is not its owner); as its owner, run chmod 700 ${path}`);
+  }
+  return mode.toString(8);
+}
+
 export async function openStorage(o: { dataPath: string; keyring: KeyRing; sync: boolean; log: Logger }): Promise<EngineStorage> {
-  mkdirSync(o.dataPath, { recursive: true });
+  const was = makePrivateDir(o.dataPath);
+  if (was) o.log.warn({ path: o.dataPath, mode: was }, `the data directory ${o.dataPath} was open to other users (mode ${was}); made it 0700 (only this user): its store holds every record's key in the clear (user keys among them) beside the sealed values`);
+  // The store inside (LevelDB makes it, and its files, with the umask's modes) is then reached by nobody else either.
   const store = await EncryptedStore.open({ path: join(o.dataPath, "store"), keyring: o.keyring, sync: o.sync });
   const journal = new Journal(store, { log: o.log.child({ part: "journal" }) });
   const pending = await resealPending(store);

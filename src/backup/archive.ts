@@ -12,7 +12,7 @@
 // temporary name, synced and renamed: a crash mid-backup leaves the previous archive whole.
 import { createHash, createHmac, randomBytes, timingSafeEqual, type Hash } from "node:crypto";
 import { constants } from "node:fs";
-import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { lstat, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { EncryptedStore } from "../store/db.ts";
 import { META, POSITION_KEY } from "../store/db.ts";
@@ -115,6 +115,9 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
   const started = performance.now();
   const keyring = o.store.keyring;
   const keyId = keyring.current;
+  // The rename at the end replaces whatever has the name: a path given by hand (`--out`) may be a file that is not a
+  // backup at all. Named by the manifest, it is one of the service's own archives.
+  if (!o.name) await refuseToReplace(o.path);
   // A new file of our own: an unpredictable name, created exclusively and never through a symbolic link (`--out` may
   // point into a directory others can write to, where a link planted under the name would receive the archive).
   const tmp = join(dirname(o.path), `.${basename(o.path)}.partial-${runToken}-${randomBytes(4).toString("hex")}`);
@@ -189,6 +192,25 @@ export async function writeArchive(o: WriteArchiveOptions): Promise<ArchiveInfo>
   }
 }
 
+/** Only an archive (an older one, under the same name) may be replaced by a new one; anything else is refused. */
+async function refuseToReplace(path: string): Promise<void> {
+  const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw e;
+  });
+  if (!st) return;
+  if (st.isDirectory()) throw new BackupError("no_target", `${path} is a directory; give the path of the archive to write, e.g. --out ${join(path, "runigun.rga")}`);
+  if (!st.isFile()) throw new BackupError("no_target", `${path} exists and is not a regular file; give the path of a new file`);
+  const fh = await open(path, "r");
+  const head = Buffer.alloc(MAGIC.length);
+  try {
+    await fh.read(head, 0, MAGIC.length, 0);
+  } finally {
+    await fh.close();
+  }
+  if (!head.equals(MAGIC)) throw new BackupError("no_target", `${path} exists and is not a RuniGun archive; nothing was written. Give the path of a new file, or remove that one first if it is not needed`);
+}
+
 async function syncDir(dir: string): Promise<void> {
   const d = await open(dir, "r");
   try {
@@ -230,7 +252,10 @@ export async function openArchive(path: string, keyring: KeyRing): Promise<Opene
     throw e.code === "ENOENT" ? new BackupError("bad_format", `no archive at ${path}`) : e;
   });
   try {
-    const size = (await fh.stat()).size;
+    const st = await fh.stat();
+    // A directory opens for reading too, and fails only at the first read, with EISDIR and no word of what was meant.
+    if (!st.isFile()) throw new BackupError("bad_format", `${path} is ${st.isDirectory() ? "a directory" : "not a regular file"}, not an archive; give the archive's file (a backup's snapshots/runigun-….rga)`);
+    const size = st.size;
     if (size < HEADER + TRAILER) throw new BackupError("truncated", `${path} is only ${size} bytes: truncated, or not an archive`);
     const header = Buffer.alloc(HEADER);
     await fh.read(header, 0, HEADER, 0);

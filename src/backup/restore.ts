@@ -4,7 +4,7 @@
 // it into place.
 // Nothing in the data directory is touched until everything has been checked and written.
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Level } from "level";
 import { EncryptedStore, META, writeBatch } from "../store/db.ts";
@@ -15,6 +15,7 @@ import { markForReseal } from "../store/rotate.ts";
 import { openArchive, type Manifest, type OpenedArchive } from "./archive.ts";
 import { BackupError } from "./format.ts";
 import { readSegments, type SegmentsEnd } from "./segments.ts";
+import { makePrivateDir } from "../storage.ts";
 
 /** What the engine reads at its next start to reconcile a restored store with the chain. */
 export interface RestoredMark {
@@ -45,6 +46,8 @@ export interface RestoreReport {
   staleRemoved?: string[];
   /** Directories of restores whose process id is running (another restore, or a process that reuses the id): kept. */
   staleKept?: string[];
+  /** The data directory was there and open to other users: its mode then (it is 0700 now). */
+  madePrivate?: string;
   ms: number;
 }
 
@@ -62,8 +65,8 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreReport> 
   if (existsSync(target) && readdirSync(target).length > 0) {
     throw new BackupError("not_empty", `${target} is not empty; restore only into an empty data directory (move the old store aside first — never delete what might still be needed)`);
   }
-  if (o.segmentsDir !== undefined && !existsSync(o.segmentsDir)) {
-    throw new BackupError("no_target", `no directory ${o.segmentsDir}: give the backup's segments directory (<backup.dir>/segments), or no directory to restore the snapshot alone`);
+  if (o.segmentsDir !== undefined && !statSync(o.segmentsDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new BackupError("no_target", `${existsSync(o.segmentsDir) ? `${o.segmentsDir} is not a directory` : `no directory ${o.segmentsDir}`}: give the backup's segments directory (<backup.dir>/segments), or no directory to restore the snapshot alone`);
   }
   // Checked and loaded through one open file: a file put at the path meanwhile is never what gets loaded, and the
   // load checks the tag and the record count again over what it read (a file rewritten in place is refused).
@@ -81,7 +84,10 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
   if (manifest.network !== o.network) {
     throw new BackupError("bad_format", `the archive is of ${manifest.network} but this engine runs ${o.network}; set RUNIGUN_NETWORK=${manifest.network}`);
   }
-  mkdirSync(o.dataPath, { recursive: true });
+  // Only this user may enter the data directory and the store (LevelDB makes its files with the umask's modes, 0644):
+  // the store holds every record's key in the clear. The engine's start does the same, but the restored store should
+  // not wait for it, nor depend on the version that starts it.
+  const madePrivate = makePrivateDir(o.dataPath);
   const tmp = join(o.dataPath, `store.restoring-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   const stale = removeStaleRestores(o.dataPath);
@@ -94,6 +100,7 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
   let nodeWalletFile: string | undefined;
   let madeNodeWalletFile = false;
   try {
+    mkdirSync(tmp, { mode: 0o700 });
     const raw = new Level<string, Uint8Array>(tmp, { keyEncoding: "utf8", valueEncoding: "view" });
     // Written as the store writes: the restored files are the store's from now on.
     await raw.open(EncryptedStore.levelOptions);
@@ -162,6 +169,7 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
     manifest, records, replayed, ...(segments ? { segments } : {}), ...(segmentsSkipped ? { segmentsSkipped } : {}),
     ...(nodeWalletFile ? { nodeWalletFile } : {}), ...(older.size > 0 ? { olderKeyIds: [...older].sort((a, b) => a - b) } : {}),
     ...(stale.removed.length ? { staleRemoved: stale.removed } : {}), ...(stale.kept.length ? { staleKept: stale.kept } : {}),
+    ...(madePrivate ? { madePrivate } : {}),
     ms: performance.now() - started,
   };
 }
