@@ -50,7 +50,8 @@ export interface Batch {
 
 /**
  * How a stuck batch is made impossible to mine before its payouts are released: a transaction of the engine's own
- * (`txid`, `hex`, `fee`; `earlier`: the ones its fee bumps replaced) spends its inputs back to the node's wallet; or,
+ * (`txid`, `hex`, `fee`; `earlier`: the ones its fee bumps replaced, and, after a release went on to wait for the spend
+ * of an input (no `txid`), the cancellation that lost to it) spends its inputs back to the node's wallet; or,
  * when one of its inputs was already spent in a block (`spentAt`: the height of the tip when that was seen; `spentIn`:
  * that block's hash), that spend, once the tip is deep enough.
  */

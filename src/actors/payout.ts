@@ -89,7 +89,8 @@ export class FinishedPayouts {
    * own spends, which a restore's reconciliation must not take for spends it does not know.
    */
   txOps(b: Batch): StoreOp[] {
-    const cancels = b.cancel?.txid !== undefined ? [b.cancel.txid, ...b.cancel.earlier] : [];
+    // `earlier` even without `txid`: a release that went on to wait for a spend keeps its cancellations there.
+    const cancels = b.cancel ? [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])] : [];
     return [b.txid, ...b.replaced, ...cancels].map((txid) => this.#txs.op(txid, true));
   }
 }
@@ -992,15 +993,29 @@ const REORG_WATCH_DEPTH = 100;
 const REORG_WATCH_PER_SYNC = 200;
 
 /**
+ * Blocks a confirmed batch that a reorg took out of the chain may stay out of a block — while it can still be mined: in
+ * the node's mempool, or sent again by the engine — before operators are alerted, counted from the tip when it was
+ * first seen out. A reorg's transactions go back to the mempools, with the fee that was good enough for a block a
+ * moment ago, and are mined again at the next block or two: at the default target (1 block) a one-block reorg, which
+ * happens, must not call anyone. 6 blocks (an hour on average) is past a run of slow blocks and a fee market that
+ * moved a little, and short enough that users told they were paid are not left unpaid long without anyone looking.
+ */
+const REORG_UNMINED_BLOCKS = 6;
+
+/**
  * What syncs found out about batches in this life of the engine, kept in memory only, per payout actor (its options):
  * which confirmed batches are deep enough to be left alone, and what operators were told already, so that a finding
- * is alerted once rather than at every block. A restart asks again, and tells once more what still holds.
+ * is told once rather than at every block. A restart asks again, tells once more what still holds, and counts a
+ * confirmed batch's blocks out of the chain again from its tip then (a later alert, never an earlier one).
  */
 interface Watch {
   /** Confirmed batches REORG_WATCH_DEPTH deep or more when asked (or whose transaction the node's wallet lacks). */
   deep: Set<string>;
-  /** Confirmed batches found in no block, and where their transaction was then (see watchConfirmed). */
-  unmined: Map<string, string>;
+  /**
+   * Confirmed batches found in no block (see watchConfirmed): the tip when that was first seen (`since`), and the
+   * findings operators were told of since (each once).
+   */
+  unmined: Map<string, { since: number; told: Set<string> }>;
   /** "batch txid": transactions that replaced a batch's and were not adopted, operators told (see adoptRival). */
   rivals: Set<string>;
 }
@@ -1014,11 +1029,17 @@ function watchOf(o: PayoutOptions): Watch {
 }
 
 /**
- * Confirmed batches not yet REORG_WATCH_DEPTH deep: one whose transaction a reorg deeper than the confirmation target
- * took out of the chain has users who were told they were paid, and are not. The book cannot pay them again by
- * itself (the batch is done, its wallets settled): operators are told, once per batch and finding, what to do. Per
- * block this asks the node about the batches confirmed in the last REORG_WATCH_DEPTH blocks, at most
- * REORG_WATCH_PER_SYNC of them (the deeper ones are remembered as such and not asked again).
+ * Confirmed batches not yet REORG_WATCH_DEPTH deep: one whose transaction a reorg took out of the chain has users who
+ * were told they were paid, and are not until it is mined again. The book cannot pay them again by itself (the batch
+ * is done, its wallets settled), and nobody may while its transaction can still be mined: a payment by hand, then the
+ * original mined, pays them twice. So: back in the node's mempool, a warning (usually mined again at the next block),
+ * an alert only if it is still in no block REORG_UNMINED_BLOCKS later; in no block and no mempool of ours (dropped),
+ * the engine sends the same transaction again, from the node wallet's copy (the book keeps no bytes of a finished
+ * batch), with a warning, and alerts if the node refuses it; only one a block conflicts with (it can never be mined)
+ * is for operators to pay again, once they have checked the conflicting transaction (a fee bump made on the node pays
+ * the same payouts). Each finding is told once per batch. Per block this asks the node about the batches confirmed in
+ * the last REORG_WATCH_DEPTH blocks, at most REORG_WATCH_PER_SYNC of them (the deeper ones are remembered as such and
+ * not asked again).
  */
 async function watchConfirmed(get: () => PayoutBook, o: PayoutOptions): Promise<void> {
   const w = watchOf(o);
@@ -1026,6 +1047,8 @@ async function watchConfirmed(get: () => PayoutBook, o: PayoutOptions): Promise<
     .sort((a, b) => byAt(b, a)).slice(0, REORG_WATCH_PER_SYNC);
   if (recent.length === 0) return;
   const txs = await Promise.all(recent.map(([, b]) => walletTx(b.txid, o)));
+  let tip: number | undefined;
+  const height = async () => (tip ??= await o.node.call<number>("getblockcount", []));
   for (let i = 0; i < recent.length; i++) {
     const [batch, b] = recent[i]!, tx = txs[i];
     // Deep enough to be left alone; or a transaction the node's wallet does not have (adopted after a restore from
@@ -1038,21 +1061,60 @@ async function watchConfirmed(get: () => PayoutBook, o: PayoutOptions): Promise<
       if (w.unmined.delete(batch)) o.log.warn({ batch, txid: b.txid }, "a confirmed payout batch that a reorg took out of the chain is in a block again: its payouts are paid");
       continue;
     }
+    let u = w.unmined.get(batch);
+    if (!u) w.unmined.set(batch, (u = { since: await height(), told: new Set() }));
+    const told = u.told;
+    const first = (finding: string) => {
+      if (told.has(finding)) return false;
+      told.add(finding);
+      return true;
+    };
+    const detail = { batch, txid: b.txid, payouts: b.ids.length };
     // An earlier version of it (one a fee bump replaced) may be in the new chain instead: paid all the same.
     const { mined } = await minedTx(b, o);
-    const where = mined ? "another version" : tx.confirmations < 0 ? "conflicted" : (await unlessUnknown(o.node.call("getmempoolentry", [b.txid]))) ? "mempool" : "dropped";
-    if (w.unmined.get(batch) === where) continue;
-    w.unmined.set(batch, where);
     if (mined) {
-      o.log.warn({ batch, txid: b.txid, mined: mined.txid }, "after a reorg, a confirmed payout batch is in a block by another of its versions: its payouts are paid, by that transaction, not the one the book names");
+      if (first("another version")) o.log.warn({ ...detail, mined: mined.txid }, "after a reorg, a confirmed payout batch is in a block by another of its versions: its payouts are paid, by that transaction, not the one the book names");
       continue;
     }
-    const detail = { batch, txid: b.txid, payouts: b.ids.length, ...(tx.walletconflicts?.length ? { conflicts: tx.walletconflicts } : {}) };
-    o.hooks.alert(where === "conflicted"
-      ? "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and conflicts with a transaction in a block, so it can never be mined: its users were told they were paid and are not. Check the conflicting transaction, then pay each payout again by hand or give its amount back (the book still says confirmed)"
-      : where === "mempool"
-        ? "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and is back in the node's mempool: its users were told they were paid and are not until it is mined again. Watch its transaction; if it is not mined, pay each payout again by hand"
-        : "a confirmed payout batch left the chain in a reorg deeper than the confirmation target and is in no block and not in the node's mempool: its users were told they were paid and are not. Send its transaction again from the node's wallet, or pay each payout again by hand (the book still says confirmed)", detail);
+    if (tx.confirmations < 0) {
+      if (first("conflicted")) {
+        o.hooks.alert("a confirmed payout batch left the chain in a reorg and conflicts with a transaction in a block, so it can never be mined while that block stands: its users were told they were paid. Check the conflicting transaction first: if it pays the batch's payouts (a fee bump made on the node), they are paid; if not, pay each payout again by hand or give its amount back (the book still says confirmed)", { ...detail, ...(tx.walletconflicts?.length ? { conflicts: tx.walletconflicts } : {}) });
+      }
+      continue;
+    }
+    if (await unlessUnknown(o.node.call("getmempoolentry", [b.txid]))) {
+      if (first("mempool")) o.log.warn(detail, `a confirmed payout batch left the chain in a reorg and is back in the node's mempool: it is paid once mined again, usually at the next block; operators are alerted if it is not within ${REORG_UNMINED_BLOCKS} blocks`);
+    } else {
+      // Dropped (the node restarted without its mempool, the fee floor rose): the same transaction, sent again. It is
+      // still valid, and may be in other nodes' mempools: sending it is the only safe way to get it mined.
+      const refused = tx.hex ? await resend(tx.hex, o) : "the node's wallet has no copy of it";
+      if (refused === undefined) {
+        if (first("sent again")) o.log.warn(detail, "a confirmed payout batch left the chain in a reorg and was in no block and not in the node's mempool: sent again (the same transaction, from the node's wallet); it is paid once mined");
+      } else if (first("refused")) {
+        o.hooks.alert("a confirmed payout batch left the chain in a reorg, is in no block and not in the node's mempool, and the node refuses to take it again: its users were told they were paid and are not until it is mined. It is still valid (other nodes may hold it), so do not pay its payouts again by hand: check why it is refused (a fee below the node's floor: raise it on the node with bumpfee); the engine sends it again at every block, and says so if a block ever conflicts with it", { ...detail, why: refused });
+      }
+    }
+    if ((await height()) - u.since >= REORG_UNMINED_BLOCKS && first("unmined")) {
+      o.hooks.alert(`a confirmed payout batch that a reorg took out of the chain is still in no block ${REORG_UNMINED_BLOCKS} blocks later: its users were told they were paid and are not until it is mined. It can still be mined, so do not pay its payouts again by hand: check its fee rate against the mempool's and raise it on the node (bumpfee) if it is too low; the engine says so if a block ever conflicts with it`, detail);
+    }
+  }
+}
+
+/**
+ * Sends a transaction that is in no block again (the same bytes: it can only pay what it paid). Undefined once the
+ * node has it (or has it already); the node's reason if it refuses it. Anything else (the node not answering) throws:
+ * the sync is tried again at the next block.
+ */
+async function resend(hex: string, o: PayoutOptions): Promise<string | undefined> {
+  try {
+    await o.node.call("sendrawtransaction", [hex]);
+    return undefined;
+  } catch (e) {
+    const err = e as RpcError;
+    // -27: already in the mempool or the chain.
+    if (err.code === -27) return undefined;
+    if (err.code === -25 || err.code === -26) return `${err.code}: ${err.message ?? ""}`;
+    throw e;
   }
 }
 
@@ -1195,7 +1257,10 @@ async function prune(get: () => PayoutBook, commit: Commit, o: PayoutOptions, no
       .filter((b) => batchFinished(s.batch(b)!) && s.batch(b)!.ids.every((id) => leaving.has(id) || !s.payout(id)));
     for (const b of batches) records.push(...o.finished.txOps(s.batch(b)!));
     await commit([{ t: "pruned", ids: chunk.map(([id]) => id), batches, at: now() }], records);
-    for (const b of batches) watchOf(o).deep.delete(b);
+    for (const b of batches) {
+      watchOf(o).deep.delete(b);
+      watchOf(o).unmined.delete(b);
+    }
   }
 }
 
@@ -1445,7 +1510,10 @@ function bookTxids(s: PayoutBook): Set<string> {
   for (const b of [...Object.values(s.liveBatches), ...s.finishedBatches().map(([, b]) => b)]) {
     txids.add(b.txid);
     for (const t of b.replaced) txids.add(t);
-    if (b.cancel?.txid !== undefined) for (const t of [b.cancel.txid, ...b.cancel.earlier]) txids.add(t);
+    // Its cancellations: `txid`, and `earlier` even without it — a release that went on to wait for the spend of an
+    // input moves its cancellation there ("cancelling" without a txid), and a reorg that undoes that spend puts the
+    // batch back to stuck: that cancellation is still the engine's own, never a rival to alert about.
+    if (b.cancel) for (const t of [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])]) txids.add(t);
   }
   return txids;
 }

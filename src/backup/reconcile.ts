@@ -72,8 +72,9 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
     }
     known.add(b.txid);
     for (const r of b.replaced) known.add(r);
-    // A released batch's cancellation: the engine's own spend back to its wallet.
-    if (b.cancel?.txid !== undefined) for (const c of [b.cancel.txid, ...b.cancel.earlier]) known.add(c);
+    // A released batch's cancellations: the engine's own spends back to its wallet. `earlier` even without `txid`: a
+    // release that went on to wait for the spend of an input keeps its cancellation there.
+    if (b.cancel) for (const c of [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])]) known.add(c);
   }
   const since = await d.listSinceBlock(o.sinceBlock);
   const byTx = new Map<string, UnknownSpend>();
