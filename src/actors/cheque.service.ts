@@ -108,8 +108,31 @@ export class ChequeService implements ChequePort, TransferSink {
       // What to look at first: an edge shows one line of bounded length (the reason after it may be cut).
       return refuse(funded.code, `The cheque may still be made: once the amount leaves your balance, /cheque list shows it and its link. ${funded.message}`);
     }
+    // A repeat of a command whose funding was given back (refused by the book, it came back to the creator: see
+    // transfers.ts) made the cheque again, waiting for funds the wallet will never send (its transfer index answers the
+    // same funding "repeated"): a link that could never be claimed, counted against the creator's open cheques.
+    if (funded.repeated && (await this.#fundingGivenBack(hash, userKey))) {
+      return refuse("not_allowed", "This cheque's funds were given back to you earlier, so it cannot be made again: make a new cheque. Nothing was moved.");
+    }
     // The cheque as the book has it: a repeated command, a day later, gets the expiry it was made with.
     return { code, amount: created.amount, expiresAt: created.expiresAt };
+  }
+
+  /**
+   * After a funding answered "repeated": whether the cheque waits for funds that are no longer on their way, and was
+   * dropped for it. The creator's outbox is read first, through the wallet's mailbox (after the funding, which that
+   * answer proves was sent): a funding not in it then was either taken by the book (funded by then, for good) or given
+   * back. So a cheque found waiting after that is dropped — the book drops only one still waiting, never one funded
+   * meanwhile — and it is gone if it was dropped. A funding still in the outbox is on its way (delivered, or given back
+   * later: the book drops that cheque at its expiry). A wallet that cannot say now: false, the cheque kept as before.
+   */
+  async #fundingGivenBack(hash: string, creator: string): Promise<boolean> {
+    if ((await this.state()).get(hash)?.status !== "awaiting_funds") return false;
+    const w = await this.#o.registry.send(creator, "state", {});
+    if (isRefusal(w) || Object.hasOwn(w.outgoing, `chqfund:${hash}`)) return false;
+    await this.#ask<{ ok: true }>((reply) => ({ type: "drop", hash, creator, reply }));
+    // Gone from the book and from the records of cheques that left it (one funded, claimed and pruned meanwhile).
+    return ((await this.state()).get(hash) ?? this.#o.finished.get(hash)) === undefined;
   }
 
   /**
