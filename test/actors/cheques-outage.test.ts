@@ -12,7 +12,7 @@ import { WalletRegistry } from "../../src/actors/registry.ts";
 import { TransferCourier } from "../../src/actors/transfers.ts";
 import { ChequeService } from "../../src/actors/cheque.service.ts";
 import { FinishedCheques } from "../../src/actors/cheques.ts";
-import { silentLogger } from "../../src/log.ts";
+import { createLogger, silentLogger } from "../../src/log.ts";
 import { WalletRecords } from "../../src/actors/wallet.records.ts";
 import { fillDisk } from "../support/store.ts";
 import { startTestEngine } from "../support/engine.ts";
@@ -138,8 +138,32 @@ t.test("resume with a replay pays a claim the book replayed without (found on di
   t.match(await cheques.resume(), { resent: 0 }, "nothing owed any more");
 });
 
+/**
+ * A logger; `said(re)`, asked before what makes the line, resolves at the first line matching `re` from then on, and
+ * fails after `ms` saying what it waited for.
+ */
+function watchedLog() {
+  const waiters = new Set<{ re: RegExp; resolve: () => void }>();
+  const log = createLogger({
+    level: "info",
+    destination: { write: (l: string) => {
+      const msg = (JSON.parse(l) as { msg: string }).msg;
+      for (const w of waiters) if (w.re.test(msg)) (waiters.delete(w), w.resolve());
+    } },
+  });
+  const said = (re: RegExp, ms = 10_000) => {
+    let timer: NodeJS.Timeout | undefined;
+    return new Promise<void>((resolve, reject) => {
+      waiters.add({ re, resolve });
+      timer = setTimeout(() => reject(new Error(`no log line ${re} within ${ms} ms`)), ms);
+    }).finally(() => clearTimeout(timer));
+  };
+  return { log, said };
+}
+
 t.test("the engine: a claim found on disk when the store reopens is paid at once, not at the next start", async (t) => {
-  const te = await startTestEngine();
+  const { log, said } = watchedLog();
+  const te = await startTestEngine({}, { log });
   t.teardown(() => te.stop());
   const { registry, cheques, courier } = te.engine;
   for (const u of ["u_alice_outage", "u_bob_outage"]) await registry.send(u, "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
@@ -149,10 +173,12 @@ t.test("the engine: a claim found on disk when the store reopens is paid at once
   await cheques.settled();
   const fault = faultThatLands(te.engine.storage.store);
   t.match(await cheques.claim("u_bob_outage", c.code), { code: "busy" });
+  // Nobody asks again: the engine's own resume after the store reopened sends it (it says so once the book has handed
+  // the payout to the cheque service, which settled() then waits for).
+  const resent = said(/cheque payouts not acknowledged yet sent again after the store's outage/);
   await fault.land();
-  // Nobody asks again: the engine's own resume after the store reopened sends it.
-  const deadline = Date.now() + 10_000;
-  while ((await available(registry, "u_bob_outage")) !== 110_000n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await resent;
+  await cheques.settled();
   t.equal(await available(registry, "u_bob_outage"), 110_000n, "the claimant is paid while the engine runs");
 });
 

@@ -38,18 +38,25 @@ t.test("more open pending deposits than node.maxQueue: every scan completes, and
   t.equal(await te.engine.watcher.poke(), true, "and the third");
   await te.restart();
   const s2 = te.engine.watcher.stats;
-  // Others' calls while the scan runs (a quote's fee estimate, a deposit address): the scan leaves room for them.
+  // Others' calls while the scan runs (a quote's fee estimate, a deposit address): the scan leaves room for them. One
+  // is made each time the scan puts a mempool check or transaction lookup in the node's queue, when the queue holds
+  // the most of the scan's calls (not on a timer, which may fall between them).
   let scanning = true;
   const refused: string[] = [];
-  const others = (async () => {
-    while (scanning) {
-      await te.engine.node.blockchainInfo().catch((e: Error) => refused.push(e.message));
-      await new Promise((r) => setTimeout(r, 2));
+  const others: Array<Promise<unknown>> = [];
+  const node = te.engine.node;
+  const call = node.call.bind(node);
+  node.call = (<T>(method: string, params: unknown[] = []) => {
+    const own = call<T>(method, params);
+    if (scanning && (method === "getmempoolentry" || method === "gettransaction")) {
+      others.push(call("getblockchaininfo").catch((e: Error) => refused.push(e.message)));
     }
-  })();
+    return own;
+  }) as typeof node.call;
   t.equal(await te.engine.watcher.poke(), true, "after a restart, the first scan (every check due) completes");
   scanning = false;
-  await others;
+  await Promise.all(others);
+  t.ok(others.length >= 15, `a call made beside each of the scan's (${others.length})`);
   t.same(refused, [], "calls made during the scan are not refused");
   t.equal(s.failedScans + s2.failedScans, 0, "no scan failed");
   const b = await te.engine.relay.balance(u.key);

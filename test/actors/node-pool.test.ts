@@ -23,7 +23,10 @@ function gateway(node: RegtestNode, ownerOf?: (address: string) => Promise<strin
   return { gw, lines, raw, close: async () => (await gw.stop(), system.shutdown()) };
 }
 
-/** start() fills the pool in the background: waits until it is full. */
+/**
+ * start() fills the pool in the background: waits until it is full. Polled, bounded: the gateway says nothing when a
+ * refill ends (#refilling is private, and a refill logs nothing once its new addresses are in the pool).
+ */
 async function filled(gw: NodeGateway): Promise<void> {
   const until = Date.now() + 20_000;
   while (gw.snapshot().addressPool < SIZE) {

@@ -20,12 +20,29 @@ import { createLogger, silentLogger } from "../../src/log.ts";
 const ring = new KeyRing(new Map([[1, randomBytes(32)]]), 1);
 const GAP_KEY = "backup-gap";
 
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** `p`, or a failure saying what was waited for once `ms` have passed (a deadline: nothing waits for time to pass). */
+function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for: ${what}`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The node wallet's backup (backupNodeWallet), the first step of every snapshot the service takes, as the moment a
+ * snapshot starts: `next(what)`, asked before what starts one, resolves when the next one does. From then on until it
+ * ends it is the snapshot in progress, which `svc.snapshot()` returns (one at a time: a second caller gets it), so
+ * that call waits for a snapshot the service took by itself. Made right after the step runs, with nothing between but
+ * promise callbacks: the snapshot cannot end before (it reads the file and writes the archive after it).
+ */
+function snapshotStarts(step: (path: string) => Promise<void> = async (path) => writeFileSync(path, "node wallet")) {
+  const waiting: Array<() => void> = [];
+  return {
+    backupNodeWallet: async (path: string) => {
+      for (const started of waiting.splice(0)) started();
+      await step(path);
+    },
+    next: (what: string) => within(what, new Promise<void>((r) => waiting.push(r))),
+  };
 }
 
 function serviceConfig(dir: string, o: { nodeWallet?: boolean; network?: "regtest" | "signet" } = {}) {
@@ -78,9 +95,11 @@ t.test("the shipper: an overflow after a repair is a break of its own, reported 
 
 t.test("two breaks: each repaired by a snapshot taken after it, broken cleared after each; a restore from the newest archive and the segments has every acknowledged write", async (t) => {
   const dir = t.testdir();
-  const config = serviceConfig(dir);
+  // With a node wallet: its backup step tells when the repair starts.
+  const config = serviceConfig(dir, { nodeWallet: true });
+  const starts = snapshotStarts();
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  const svc = new BackupService({ config, store, log: silentLogger, segments: { maxBufferedBytes: 4000 } });
+  const svc = new BackupService({ config, store, log: silentLogger, backupNodeWallet: starts.backupNodeWallet, segments: { maxBufferedBytes: 4000 } });
   await svc.start();
   await svc.snapshot();
   const acked = new Map<string, string>();
@@ -89,9 +108,13 @@ t.test("two breaks: each repaired by a snapshot taken after it, broken cleared a
     for (let i = 0; i < 5; i++) await put(store, `before-${round}:${i}`, acked);
     await svc.flush();
     t.notOk(svc.status().shippingBroken, `round ${round}: continuity holds before the break`);
+    const started = starts.next(`round ${round}: the repair to start`);
     const lost = await overflow(store, () => svc.status().shippingBroken === true, `burst-${round}`, acked);
     t.equal(svc.status().shippingBroken, true, `round ${round}: broken (runigun_backup_segments_broken 1)`);
-    await until(`round ${round}: the repair`, () => svc.status().shippingBroken === false && !svc.status().snapshotInProgress);
+    await started;
+    await svc.snapshot(); // the repair, in progress
+    t.equal(svc.status().shippingBroken, false, `round ${round}: not broken once the repair is written`);
+    t.notOk(svc.status().snapshotInProgress, `round ${round}: no other snapshot running or waiting`);
     const repair = svc.status().lastGood!.position;
     t.ok(repair >= lost, `round ${round}: repaired by a snapshot at ${repair}, past the lost positions (up to ${lost})`);
     t.equal(await store.get(META, GAP_KEY), undefined, `round ${round}: the gap record is gone`);
@@ -121,20 +144,25 @@ t.test("a break while a snapshot runs: another snapshot is taken after it", asyn
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   // The node's backupwallet is the first step of a snapshot: held here, the first snapshot is running when the break comes.
-  const backupNodeWallet = async (path: string) => {
+  const starts = snapshotStarts(async (path) => {
     events.push(["snapshot", store.position]);
     await gate;
     writeFileSync(path, "node wallet");
-  };
-  const svc = new BackupService({ config, store, log: silentLogger, backupNodeWallet, segments: { maxBufferedBytes: 4000 } });
+  });
+  const svc = new BackupService({ config, store, log: silentLogger, backupNodeWallet: starts.backupNodeWallet, segments: { maxBufferedBytes: 4000 } });
   await svc.start();
+  const firstStarted = starts.next("the first snapshot to start");
   const first = svc.snapshot();
-  await until("the first snapshot to start", () => events.length === 1);
+  await firstStarted;
+  const repairStarted = starts.next("the repair to start");
   const lost = await overflow(store, () => svc.status().shippingBroken === true, "burst", new Map());
   events.push(["break", lost]);
   release();
   await first;
-  await until("the repair", () => svc.status().shippingBroken === false && !svc.status().snapshotInProgress);
+  await repairStarted;
+  await svc.snapshot(); // the repair, in progress
+  t.equal(svc.status().shippingBroken, false, "not broken once the repair is written");
+  t.notOk(svc.status().snapshotInProgress, "no other snapshot running or waiting");
   t.same(events.map(([what]) => what), ["snapshot", "break", "snapshot"], "a second snapshot, started after the break");
   t.ok(events[2]![1] >= lost, "at the store's position after it");
   t.ok(svc.status().lastGood!.position >= lost, "which covers it");

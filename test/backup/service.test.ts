@@ -115,19 +115,27 @@ t.test("a store behind its own continuous backup (an older copy put back): no st
 });
 
 t.test("a new, empty backup disk mounted while the engine runs: the directories are made again and a snapshot makes it a backup; a missing backup directory is said once, clearly", async (t) => {
-  const until = async (what: string, cond: () => boolean, ms = 10_000) => {
-    for (const end = Date.now() + ms; !cond();) {
-      if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  // The node wallet's backup, the first step of every snapshot, tells when the service starts one by itself: from then
+  // on it is the snapshot in progress, which snapshot() returns (a second caller gets it) — asked right after the step,
+  // with nothing between but promise callbacks, so before it can end. The deadline only makes a missing one fail clearly.
+  const starting: Array<() => void> = [];
+  const backupNodeWallet = async (path: string) => {
+    for (const started of starting.splice(0)) started();
+    writeFileSync(path, "node wallet");
+  };
+  const nextSnapshot = async (what: string, ms = 10_000) => {
+    let timer: NodeJS.Timeout | undefined;
+    const started = new Promise<void>((r) => starting.push(r));
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for: ${what}`)), ms)));
+    return Promise.race([started, late]).finally(() => clearTimeout(timer));
   };
   const dir = t.testdir();
   const backup = join(dir, "backup");
-  const config = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: backup, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: false } } });
+  const config = loadConfig({ env: {}, cwd: dir, overrides: { backup: { dir: backup, segmentIntervalMs: 60_000, snapshotIntervalMs: 0, keep: 2, nodeWallet: true } } });
   const lines: Array<{ level: number; msg: string; alert?: boolean }> = [];
   const log = createLogger({ level: "info", destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
   const store = await EncryptedStore.open({ path: join(dir, "store"), keyring: ring });
-  const svc = new BackupService({ config, store, log });
+  const svc = new BackupService({ config, store, log, backupNodeWallet });
   await svc.start();
   await svc.snapshot();
   await write(store, 5, "a");
@@ -135,11 +143,15 @@ t.test("a new, empty backup disk mounted while the engine runs: the directories 
   const snapshots = () => (existsSync(join(backup, "snapshots")) ? readdirSync(join(backup, "snapshots")).filter((n) => n.endsWith(".rga")) : []);
 
   // The old disk goes, a new empty one is mounted at the same place (here: the directory emptied under the engine).
+  const onNewDisk = nextSnapshot("a snapshot on the new disk");
   for (const name of readdirSync(backup)) rmSync(join(backup, name), { recursive: true });
   await write(store, 5, "b");
   await svc.flush();
   t.equal(statSync(join(backup, "segments")).mode & 0o777, 0o700, "segments/ made again, 0700");
-  await until("a snapshot on the new disk", () => snapshots().length === 1 && !svc.status().snapshotInProgress);
+  await onNewDisk;
+  await svc.snapshot(); // the one the service started by itself
+  t.equal(snapshots().length, 1, "a snapshot on the new disk");
+  t.notOk(svc.status().snapshotInProgress, "and no other running or waiting");
   t.equal(statSync(join(backup, "snapshots")).mode & 0o777, 0o700, "snapshots/ made again, 0700");
   await write(store, 5, "c");
   await svc.flush();
@@ -162,9 +174,13 @@ t.test("a new, empty backup disk mounted while the engine runs: the directories 
   t.notOk(existsSync(backup), "never made in its place (the engine's own disk)");
 
   // The disk is back: shipping resumes by itself and a snapshot makes it a backup again.
+  const onBack = nextSnapshot("a snapshot once the directory is back");
   mkdirSync(backup);
   await svc.flush();
-  await until("a snapshot once the directory is back", () => snapshots().length === 1 && !svc.status().snapshotInProgress);
+  await onBack;
+  await svc.snapshot(); // the one the service started by itself
+  t.equal(snapshots().length, 1, "a snapshot once the directory is back");
+  t.notOk(svc.status().snapshotInProgress, "and no other running or waiting");
   t.ok(lines.some((l) => /the backup directory is back/.test(l.msg)), "said when it is back");
   await svc.flush(); // the snapshot's own write (the gap it covered, cleared)
   t.equal(svc.status().shippingLag, 0);

@@ -85,7 +85,8 @@ t.test("a bot outliving an engine restart reads the engine's facts again when it
   t.match(relay.info(), { draining: false, maxTransferSats: 1000n }, "the facts at connect");
   relay.onNotification(() => undefined);
   await reopen;
-  // The second stream asked for the facts as it opened; their answer is on its way (bounded wait, no fixed sleep).
+  // The second stream asked for the facts as it opened; their answer is on its way. Polled, bounded: RemoteRelay tells
+  // nobody when it has read its facts again (#refreshInfo is private and silent when it succeeds).
   for (let i = 0; i < 1000 && !relay.info().draining; i++) await new Promise((r) => setTimeout(r, 5));
   t.match(relay.info(), { draining: true, maxTransferSats: 5000n }, "the engine's facts now");
 });
