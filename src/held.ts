@@ -16,6 +16,21 @@ export class Held<T> {
     return ++this.dropped === 1;
   }
 
+  /**
+   * Keeps `items` before everything kept, in their order (older than anything kept: notices handed to a bot that never
+   * acknowledged them); true as `hold`. Past `max`, the oldest go, these first.
+   */
+  putBack(items: T[]): boolean {
+    if (items.length === 0) return false;
+    this.#items = [...items, ...this.#items];
+    const over = this.#items.length - this.max;
+    if (over <= 0) return false;
+    this.#items.splice(0, over);
+    const first = this.dropped === 0;
+    this.dropped += over;
+    return first;
+  }
+
   /** Everything kept, oldest first; keeps nothing after. */
   take(): T[] {
     const items = this.#items;

@@ -5,7 +5,7 @@ import type { Logger } from "../../log.ts";
 import { refuse } from "../../domain/refusals.ts";
 import type { Notification, Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
-import type { RelayMethod } from "./protocol.ts";
+import { NOTICE_ACK_PATH, NOTICE_ACKS_HEADER, NOTICE_STREAM_HEADER, type RelayMethod } from "./protocol.ts";
 import { Notices } from "../../held.ts";
 
 export interface RemoteRelayOptions {
@@ -18,6 +18,12 @@ export interface RemoteRelayOptions {
 /** How often a bot reads the engine's facts (limits, drain mode) again, besides each time its stream reopens. */
 const INFO_REFRESH_MS = 30_000;
 
+/**
+ * The longest an acknowledgement of notices may take (protocol.ts). A stream whose last edge unsubscribed stays open
+ * until its acknowledgement is answered, at most this long; close() ends it at once.
+ */
+const ACK_TIMEOUT_MS = 5_000;
+
 /** Connection errors before a request goes out: the engine never saw it. */
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN", "CERT_HAS_EXPIRED"]);
 
@@ -28,6 +34,10 @@ export class RemoteRelay implements Relay {
   #info: ReturnType<Relay["info"]> = { network: "unknown", confirmations: 1, draining: false };
   #closed = false;
   #stream: import("node:http").ClientRequest | undefined;
+  /** The open stream's acknowledgements, once the engine named the stream (an older engine does not). */
+  #acks: StreamAcks | undefined;
+  /** Streams whose last edge unsubscribed, open until their last acknowledgement is answered. */
+  readonly #ending = new Set<import("node:http").ClientRequest>();
   #infoTimer: NodeJS.Timeout | undefined;
   #streamsOpened = 0;
   /** Subscribed edges that deliver notices (not observers): the stream is open while there is one. */
@@ -103,8 +113,18 @@ export class RemoteRelay implements Relay {
       subscribed = false;
       if (--this.#deliverers > 0) return;
       const stream = this.#stream;
+      const acks = this.#acks;
       this.#stream = undefined;
-      stream?.destroy();
+      this.#acks = undefined;
+      if (!stream) return;
+      // What reaches it from now on is neither handed over nor acknowledged (#listen): the engine holds it for the next
+      // bot once the stream ends. What was handed over is acknowledged first: closed before, the engine could see the
+      // end before the acknowledgement and send those notices again to the next bot (a user told twice).
+      this.#ending.add(stream);
+      void (acks?.push() ?? Promise.resolve()).then(() => {
+        this.#ending.delete(stream);
+        stream.destroy();
+      });
     };
   }
 
@@ -114,9 +134,12 @@ export class RemoteRelay implements Relay {
     clearInterval(this.#infoTimer);
     this.#stream?.destroy();
     this.#stream = undefined;
+    for (const stream of this.#ending) stream.destroy();
+    this.#ending.clear();
     this.#agent.destroy();
-    // Received from the engine (it counts them as delivered) after the last edge unsubscribed: gone with this process.
-    // A count only: a notice names a user key and carries a sealed chat handle.
+    // Received from the engine while no edge was subscribed, and acknowledged (not expected: #listen takes nothing once
+    // the last one unsubscribes): gone with this process. A count only: a notice names a user key and carries a sealed
+    // chat handle.
     const undelivered = this.#notices.held;
     if (undelivered > 0) this.#o.log.warn({ undelivered }, "notices received from the engine but not delivered before this bot stopped are lost");
   }
@@ -137,10 +160,10 @@ export class RemoteRelay implements Relay {
     }) as ReturnType<Relay[M]>;
   }
 
-  #send(method: string, path: string, body?: unknown): Promise<unknown> {
+  #send(method: string, path: string, body?: unknown, timeoutMs = this.#o.timeoutMs ?? 30_000): Promise<unknown> {
     const url = new URL(path, this.#o.url);
     return new Promise((resolve, reject) => {
-      const req = request(url, { method, agent: this.#agent, timeout: this.#o.timeoutMs ?? 30_000, headers: body === undefined ? {} : { "content-type": "application/json" } }, (res) => {
+      const req = request(url, { method, agent: this.#agent, timeout: timeoutMs, headers: body === undefined ? {} : { "content-type": "application/json" } }, (res) => {
         const chunks: Buffer[] = [];
         // An answer cut off mid-body (the engine killed, the link dropped) ends in 'aborted', 'error' or 'close' without
         // 'end', and the request's idle timer went with its socket: without these, the call never settled. A rejection
@@ -179,21 +202,47 @@ export class RemoteRelay implements Relay {
       this.#stream = undefined;
       this.#retry(delay);
     };
-    const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream" } }, (res) => {
+    const req = request(new URL("/relay/notifications", this.#o.url), { agent: this.#agent, headers: { accept: "text/event-stream", [NOTICE_ACKS_HEADER]: "1" } }, (res) => {
       // A stream opened again: the engine may have restarted with other limits, or in drain mode.
       if (this.#streamsOpened++ > 0) this.#refreshInfo();
+      const name = res.headers[NOTICE_STREAM_HEADER];
+      const acks = typeof name === "string" && this.#stream === req
+        ? new StreamAcks((upTo) => this.#send("POST", NOTICE_ACK_PATH, { stream: name, upTo }, Math.min(ACK_TIMEOUT_MS, this.#o.timeoutMs ?? ACK_TIMEOUT_MS)), this.#o.log)
+        : undefined;
+      if (acks) this.#acks = acks;
       let buffer = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {
         buffer += chunk;
         let i;
         while ((i = buffer.indexOf("\n\n")) >= 0) {
+          // Its last edge unsubscribed: not handed over, so not acknowledged; the engine holds these for the next bot.
+          if (this.#stream !== req) return;
           const event = buffer.slice(0, i);
           buffer = buffer.slice(i + 2);
-          const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-          if (!data) continue;
-          this.#notices.publish(decode<Notification>(Buffer.from(data)));
+          const data: string[] = [];
+          let id: number | undefined;
+          for (const l of event.split("\n")) {
+            if (l.startsWith("data: ")) data.push(l.slice(6));
+            else if (l.startsWith("id: ")) id = Number(l.slice(4));
+          }
+          if (data.length > 0) {
+            let n: Notification | undefined;
+            try {
+              n = decode<Notification>(Buffer.from(data.join("\n")));
+            } catch {
+              // Acknowledged all the same: sent again, it would fail again on every reconnect.
+              this.#o.log.warn("a notice from the engine could not be read; skipped");
+            }
+            // Handed over: given to every edge subscribed (the Telegram edge queues its message, and that send has
+            // its own handling). Acknowledged from here, not once Telegram took the message: a user who blocked the
+            // bot would have the engine send that notice again for ever.
+            if (n) this.#notices.publish(n);
+          }
+          if (id !== undefined && Number.isSafeInteger(id)) acks?.handedOver(id);
         }
+        // One acknowledgement for all this read handed over (and for more, if one is already on its way).
+        void acks?.push();
       });
       res.on("close", again);
     });
@@ -209,5 +258,44 @@ export class RemoteRelay implements Relay {
       if (this.#stream || this.#deliverers === 0) return;
       this.#listen(Math.min(delay * 2, 5000));
     }, delay).unref();
+  }
+}
+
+/**
+ * One notice stream's acknowledgements (protocol.ts): cumulative, up to the last id handed over, one request at a time,
+ * so a burst costs a few requests rather than one a notice, and what is handed over while one is on its way goes in
+ * the next. The window where a notice reaches a user twice is that of one request: handed over, and the stream ended
+ * before its acknowledgement arrived.
+ */
+class StreamAcks {
+  #handed = 0;
+  #acked = 0;
+  #inFlight: Promise<void> | undefined;
+
+  constructor(private readonly post: (upTo: number) => Promise<unknown>, private readonly log: Logger) {}
+
+  handedOver(id: number): void {
+    if (id > this.#handed) this.#handed = id;
+  }
+
+  /** Acknowledges what was handed over; settles once nothing more is to be sent (never rejects). */
+  push(): Promise<void> {
+    if (!this.#inFlight && this.#handed > this.#acked) {
+      const upTo = this.#handed;
+      this.#inFlight = this.post(upTo).then(
+        () => {
+          this.#acked = upTo;
+          this.#inFlight = undefined;
+          return this.push();
+        },
+        (e: unknown) => {
+          // Not again until more is handed over (or the stream closes): the engine keeps them meanwhile, and the next
+          // acknowledgement, cumulative, covers them.
+          this.#inFlight = undefined;
+          this.log.warn({ err: (e as Error).message }, "could not acknowledge notices to the engine: if their stream ends first, it sends them again (a user may get one twice)");
+        },
+      );
+    }
+    return this.#inFlight ?? Promise.resolve();
   }
 }

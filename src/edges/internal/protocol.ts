@@ -35,3 +35,23 @@ export function checkArgs(method: RelayMethod, args: unknown): string | undefine
   }
   return undefined;
 }
+
+/**
+ * Acknowledged notices (at least once). A bot that asks for them (`NOTICE_ACKS_HEADER: 1` on its stream request) gets
+ * its stream's name in `NOTICE_STREAM_HEADER` and each notice with an SSE `id:` (1, 2, … on that stream), and posts to
+ * `NOTICE_ACK_PATH` `{ stream, upTo }` once it has handed the notices up to `upTo` over to its Telegram side. The
+ * engine keeps what it wrote and was not acknowledged, and holds it for the next bot when the stream ends. A bot that
+ * does not ask (one older than this engine) gets the stream as before, at most once; a bot talking to an older engine
+ * gets no stream name and acknowledges nothing.
+ */
+export const NOTICE_ACKS_HEADER = "x-runigun-notice-acks";
+export const NOTICE_STREAM_HEADER = "x-runigun-notice-stream";
+export const NOTICE_ACK_PATH = "/relay/notifications/ack";
+
+/** An acknowledgement's body, checked; undefined when it is not one. */
+export function checkAck(body: unknown): { stream: string; upTo: number } | undefined {
+  const b = body as { stream?: unknown; upTo?: unknown } | undefined;
+  if (typeof b?.stream !== "string" || b.stream.length === 0 || b.stream.length > 64) return undefined;
+  if (typeof b.upTo !== "number" || !Number.isSafeInteger(b.upTo) || b.upTo < 0) return undefined;
+  return { stream: b.stream, upTo: b.upTo };
+}

@@ -1,5 +1,6 @@
 // The internal API edge (split shape): the engine's relay over HTTPS with client certificates from the internal
 // CA, on a local address only. It relays; it decides nothing.
+import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Config } from "../../config.ts";
@@ -7,7 +8,7 @@ import { bindAllowed } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
-import { RELAY_METHODS, checkArgs, type RelayMethod } from "./protocol.ts";
+import { NOTICE_ACK_PATH, NOTICE_ACKS_HEADER, NOTICE_STREAM_HEADER, RELAY_METHODS, checkAck, checkArgs, type RelayMethod } from "./protocol.ts";
 import { Held } from "../../held.ts";
 import { mtlsServer } from "../../tls/mtls.ts";
 
@@ -22,6 +23,29 @@ export interface InternalEdgeOptions {
   maxStreamBufferBytes?: number;
   /** How long a request may take to arrive, headers and body (30 s, as the admin edge's, unless a test shortens it). */
   requestTimeoutMs?: number;
+  /** Notices written to one bot's stream and not yet acknowledged, kept to be sent again (default 10,000, as held). */
+  maxUnackedNotices?: number;
+}
+
+/** A notice written to bots that acknowledge, until one of them does. */
+interface Written {
+  data: string;
+  /** A bot it was written to acknowledged it: never sent again. */
+  acked: boolean;
+  /** Streams it was written to that have neither acknowledged it, nor ended, nor dropped it for room. */
+  owed: number;
+}
+
+interface NoticeStream {
+  /** Random: what the bot names in its acknowledgements (NOTICE_STREAM_HEADER). */
+  name: string;
+  res: ServerResponse;
+  /** The last SSE id written on it. */
+  lastId: number;
+  /** Written and not acknowledged, oldest first (bounded); undefined for a bot that does not acknowledge. */
+  unacked: { id: number; notice: Written }[] | undefined;
+  /** How many of those were dropped for room. */
+  dropped: number;
 }
 
 export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
@@ -49,34 +73,103 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     return reply.type("application/json").send(encode({ result }));
   });
   app.get("/relay/info", async (_req, reply) => reply.type("application/json").send(encode({ result: o.relay.info() })));
-  const streams = new Set<ServerResponse>();
+  // Notices are at least once to a bot that acknowledges them (protocol.ts, NOTICE_ACKS_HEADER): each is kept from
+  // its write until the bot says it has handed it to its Telegram side, and one written to a stream that ends first
+  // (the bot stopping or failing, the link dropping, the stream closed below for not being read) is held for the next
+  // stream, before what came after it. Before, a notice counted as delivered once written, and one written in the
+  // instant a bot dropped its stream, or still buffered in a stream closed for not reading, was lost. The cost: a
+  // notice the bot handed over but whose acknowledgement did not arrive before its stream ended reaches the user twice;
+  // the bot acknowledges after each read, one request at a time, and before it closes its stream, so only a bot or link
+  // failing in that instant makes one.
+  const streams = new Map<string, NoticeStream>();
   // Notices made while no bot is connected (it connects after the engine is up, or reconnects): kept for the next.
   const held = new Held<string>(10_000);
   const maxBuffered = o.maxStreamBufferBytes ?? 8 * 1024 * 1024;
-  const off = o.relay.onNotification((n) => {
-    const line = `data: ${encode(n).toString("utf8")}\n\n`;
-    for (const s of streams) {
-      if (s.writableLength <= maxBuffered) continue;
-      // Without this, every notice would wait in memory for a reader that is not reading, without end.
-      log.warn({ bufferedBytes: s.writableLength }, "a bot is not reading its notice stream: closed (notices are held until it reconnects; those still buffered for it are lost)");
-      streams.delete(s);
-      s.destroy();
-    }
+  const maxUnacked = o.maxUnackedNotices ?? 10_000;
+  let stopping = false;
+  let unackedAtStop = 0;
+  const write = (s: NoticeStream, notice: Written): void => {
+    const id = ++s.lastId;
+    s.res.write(`id: ${id}\ndata: ${notice.data}\n\n`);
+    if (!s.unacked) return;
+    notice.owed++;
+    s.unacked.push({ id, notice });
+    if (s.unacked.length <= maxUnacked) return;
+    // A bot that reads and never acknowledges (a fault in it) would otherwise make the engine keep every notice.
+    s.unacked.shift()!.notice.owed--;
+    if (++s.dropped === 1) log.warn({ kept: maxUnacked }, "a bot is not acknowledging its notices: the oldest written to it are no longer kept to be sent again (lost if it did not deliver them)");
+  };
+  /** Writes to every open stream, or holds when there is none. */
+  const deliver = (data: string[]): void => {
     if (streams.size === 0) {
-      if (held.hold(line)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
+      for (const d of data) if (held.hold(d)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
       return;
     }
-    for (const s of streams) s.write(line);
+    for (const d of data) {
+      const notice: Written = { data: d, acked: false, owed: 0 };
+      for (const s of streams.values()) write(s, notice);
+    }
+  };
+  /** Once per stream, however it ended: what it was written and did not acknowledge goes to the next. */
+  const endStream = (s: NoticeStream): void => {
+    if (!streams.delete(s.name)) return;
+    const unacked = s.unacked ?? [];
+    s.unacked = [];
+    if (s.dropped > 0) log.warn({ dropped: s.dropped }, "notices written to a bot that ended its stream without acknowledging them were dropped for room: lost if it did not deliver them");
+    // Not those another open stream still owes an acknowledgement for (two bots connected, or a bot reconnected before
+    // the engine saw its old stream end): they come back when that one ends unacknowledged.
+    const back = unacked.filter((u) => --u.notice.owed === 0 && !u.notice.acked).map((u) => u.notice.data);
+    if (back.length === 0) return;
+    if (stopping) {
+      unackedAtStop += back.length;
+      return;
+    }
+    // Another bot's stream open: to it now (after what it already has), else held before anything made since.
+    if (streams.size > 0) return deliver(back);
+    if (held.putBack(back)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
+  };
+  const off = o.relay.onNotification((n) => {
+    for (const s of [...streams.values()]) {
+      if (s.res.writableLength <= maxBuffered) continue;
+      // Without this, every notice would wait in memory for a reader that is not reading, without end.
+      log.warn({ bufferedBytes: s.res.writableLength }, s.unacked
+        ? "a bot is not reading its notice stream: closed (what it did not acknowledge is held until it reconnects)"
+        : "a bot is not reading its notice stream: closed (notices are held until it reconnects; this bot does not acknowledge notices, and those still buffered for it are lost)");
+      endStream(s);
+      s.res.destroy();
+    }
+    deliver([encode(n).toString("utf8")]);
   });
   app.get("/relay/notifications", (req, reply) => {
     reply.hijack();
     // Quiet for as long as no notice is made: not an idle connection to be closed.
     req.raw.socket.setTimeout(0);
-    reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+    const acks = req.headers[NOTICE_ACKS_HEADER] === "1";
+    const s: NoticeStream = { name: randomUUID(), res: reply.raw, lastId: 0, unacked: acks ? [] : undefined, dropped: 0 };
+    reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", ...(acks ? { [NOTICE_STREAM_HEADER]: s.name } : {}) });
     reply.raw.write(": connected\n\n");
-    for (const line of held.take()) reply.raw.write(line);
-    streams.add(reply.raw);
-    req.raw.on("close", () => streams.delete(reply.raw));
+    // Held only while no stream is open: this is the only one.
+    const waiting = held.take();
+    streams.set(s.name, s);
+    deliver(waiting);
+    req.raw.on("close", () => endStream(s));
+  });
+  app.post(NOTICE_ACK_PATH, async (req, reply) => {
+    const ack = checkAck(req.body);
+    if (!ack) return reply.code(400).send({ error: "an acknowledgement is { stream, upTo }" });
+    // A stream that ended meanwhile (or one of an engine before a restart): what it had not acknowledged went on.
+    const s = streams.get(ack.stream);
+    let acked = 0;
+    if (s?.unacked) {
+      const after = s.unacked.findIndex((u) => u.id > ack.upTo);
+      const done = s.unacked.splice(0, after < 0 ? s.unacked.length : after);
+      for (const u of done) {
+        u.notice.acked = true;
+        u.notice.owed--;
+      }
+      acked = done.length;
+    }
+    return reply.type("application/json").send(encode({ result: { acked } }));
   });
   // In preClose, not onClose: Fastify's close waits for every open connection before its onClose hooks run, and a
   // bot's notice stream stays open until it is ended here, so `runigun engine` never finished a SIGTERM while a bot
@@ -84,18 +177,20 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
   // The socket goes with it (a keep-alive socket would keep the close waiting too), at once for a bot not reading.
   app.addHook("preClose", async () => {
     off();
-    for (const s of streams) {
-      const socket = s.socket;
-      if (!socket || s.writableLength > 0) {
-        s.destroy();
+    stopping = true;
+    for (const s of [...streams.values()]) {
+      endStream(s);
+      const socket = s.res.socket;
+      if (!socket || s.res.writableLength > 0) {
+        s.res.destroy();
         continue;
       }
-      s.end(() => socket.destroy());
+      s.res.end(() => socket.destroy());
     }
-    streams.clear();
-    // Made while no bot was connected, and now gone with this process: counted, so the operator knows.
+    // Made while no bot was connected, or written to one that had not acknowledged them (it may have delivered those),
+    // and now gone with this process: counted, so the operator knows.
     const undelivered = held.take().length;
-    if (undelivered > 0) log.warn({ undelivered }, "notices kept for a bot that never connected are lost with this stop");
+    if (undelivered > 0 || unackedAtStop > 0) log.warn({ undelivered, unacknowledged: unackedAtStop }, "notices kept for a bot, or sent to one and not acknowledged, are lost with this stop");
   });
   app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
