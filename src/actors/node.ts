@@ -655,6 +655,11 @@ export class NodeGateway {
     return this.#refilling;
   }
 
+  /** Settles when the pool's refill under way, if any, has ended (never rejects; tests wait for the pool by it). */
+  refilled(): Promise<void> {
+    return this.#refilling ?? Promise.resolve();
+  }
+
   #put(addresses: string[]): void {
     this.#pool.push(...addresses);
     this.#pooled += addresses.length;

@@ -24,15 +24,12 @@ function gateway(node: RegtestNode, ownerOf?: (address: string) => Promise<strin
 }
 
 /**
- * start() fills the pool in the background: waits until it is full. Polled, bounded: the gateway says nothing when a
- * refill ends (#refilling is private, and a refill logs nothing once its new addresses are in the pool).
+ * start() fills the pool in the background (and a take that leaves it half empty refills it): waits for the refills
+ * under way, and fails if the pool is not full once they have ended.
  */
 async function filled(gw: NodeGateway): Promise<void> {
-  const until = Date.now() + 20_000;
-  while (gw.snapshot().addressPool < SIZE) {
-    if (Date.now() > until) throw new Error(`the pool holds ${gw.snapshot().addressPool} addresses, not ${SIZE}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  for (let i = 0; i < 5 && gw.snapshot().addressPool < SIZE; i++) await gw.refilled();
+  if (gw.snapshot().addressPool < SIZE) throw new Error(`the pool holds ${gw.snapshot().addressPool} addresses, not ${SIZE}`);
 }
 
 const labelled = async (node: RegtestNode) => Object.keys(await node.rpc<Record<string, unknown>>("getaddressesbylabel", [POOL_LABEL], node.walletName)).sort();
