@@ -855,6 +855,8 @@ interface WalletTx {
   walletconflicts?: string[];
   blockheight?: number;
   hex?: string;
+  /** `abandoned`: someone ran abandontransaction on it (the node's wallet will not send it, nor count its coins spent). */
+  details?: Array<{ abandoned?: boolean }>;
 }
 
 /**
@@ -1086,7 +1088,15 @@ async function watchConfirmed(get: () => PayoutBook, o: PayoutOptions): Promise<
       if (first("mempool")) o.log.warn(detail, `a confirmed payout batch left the chain in a reorg and is back in the node's mempool: it is paid once mined again, usually at the next block; operators are alerted if it is not within ${REORG_UNMINED_BLOCKS} blocks`);
     } else {
       // Dropped (the node restarted without its mempool, the fee floor rose): the same transaction, sent again. It is
-      // still valid, and may be in other nodes' mempools: sending it is the only safe way to get it mined.
+      // still valid, and may be in other nodes' mempools: sending it is the only safe way to get it mined. Not one an
+      // operator abandoned on the node (abandontransaction): that is someone deciding it must not be mined — its
+      // payouts paid by hand, perhaps — and sending it would pay them twice.
+      if (tx.details?.some((d) => d.abandoned)) {
+        if (first("abandoned")) {
+          o.hooks.alert("a confirmed payout batch left the chain in a reorg, and its transaction is abandoned on the node (abandontransaction): the engine does not send it again. Its users were told they were paid: if its payouts were not paid another way, pay them (the book still says confirmed); if they were, leave it abandoned", detail);
+        }
+        continue;
+      }
       const refused = tx.hex ? await resend(tx.hex, o) : "the node's wallet has no copy of it";
       if (refused === undefined) {
         if (first("sent again")) o.log.warn(detail, "a confirmed payout batch left the chain in a reorg and was in no block and not in the node's mempool: sent again (the same transaction, from the node's wallet); it is paid once mined");

@@ -56,3 +56,27 @@ t.test("a confirmed batch reorged out and dropped: sent again by the engine; an 
   t.equal(await received(te, dest), 5_000_000n, "paid once");
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "confirmed");
 });
+
+t.test("a confirmed batch reorged out, dropped, and abandoned on the node by an operator: never sent again by the engine; one alert", async (t) => {
+  const lines: Line[] = [];
+  const log = createLogger({ level: "warn", destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+  const te = await startTestEngine({}, { log });
+  t.teardown(() => te.stop());
+  const { batch, b } = await sentBatch(te, "abandoned", "0.05");
+  await te.mine(1);
+  const alerts = () => lines.filter((l) => l.batch === batch && l.alert);
+  const pooled = () => te.node.rpc("getmempoolentry", [b.txid]).then(() => true, () => false);
+  const { blockhash } = await te.node.rpc<{ blockhash: string }>("gettransaction", [b.txid], "engine");
+  await te.node.rpc("invalidateblock", [blockhash]);
+  await te.node.flush();
+  // Without its mempool, and a wallet that does not resubmit by itself: in no block, nowhere, until someone sends it.
+  await te.node.restart(["-persistmempool=0", "-walletbroadcast=0"]);
+  t.notOk(await pooled(), "dropped");
+  // The operator, having paid its payouts another way, abandons it on the node.
+  await te.node.rpc("abandontransaction", [b.txid], "engine");
+  await te.engine.payouts.sync();
+  await te.engine.payouts.sync();
+  t.notOk(await pooled(), "the engine did not send it again");
+  t.equal(alerts().length, 1, "one alert for two syncs");
+  t.match(alerts()[0], { txid: b.txid, msg: /abandoned on the node \(abandontransaction\): the engine does not send it again/ });
+});
