@@ -74,7 +74,9 @@ function keepAsHex(file: string | undefined, env: string, bytes?: number): strin
   const source = file ? `require("fs").readFileSync(${JSON.stringify(file)},"utf8")` : `process.env.${env}`;
   const js = `process.stdout.write(Buffer.from(${source}.trim())${bytes ? `.subarray(0,${bytes})` : ""}.toString("hex")+"\\n")`;
   // One shell word however the path is spelled; from the environment, the variable must be exported where it is run.
-  return `(umask 077; node -e '${js.replace(/'/g, `'\\''`)}' > NEWFILE)${file ? "" : ` (then unset ${env})`}`;
+  // `set -C`: NEWFILE must be a new file. Pointed at the secret's own file, `>` would empty it before node read it, and
+  // the secret this command is for would be gone.
+  return `(umask 077; set -C; node -e '${js.replace(/'/g, `'\\''`)}' > NEWFILE)${file ? "" : ` (then unset ${env})`} — NEWFILE a path that does not exist yet`;
 }
 
 function devFile(path: string, bytes: number, log: Logger, what: string): string {

@@ -35,8 +35,16 @@ function secretFile(path: string, text: string): string {
 
 /** Runs the command a refusal gives to keep the secret, writing to `out`; `env`: where the secret was given in. */
 function keep(t: Test, message: string, out: string, env: Record<string, string> = {}): string {
-  const cmd = /: (\(umask 077; node -e .*> NEWFILE\))/.exec(message)?.[1];
+  const cmd = /: (\(umask 077; set -C; node -e .*> NEWFILE\))/.exec(message)?.[1];
   if (!cmd) return "no command in the message";
+  // Pointed at the secret's own file (an operator converting in place), it refuses: that file stays as it was.
+  // (The path as the shell word has it: a quote in it is written '\''.)
+  const source = /readFileSync\("([^"]+)"/.exec(cmd)?.[1]?.replaceAll("'\\''", "'");
+  if (source) {
+    const before = readFileSync(source);
+    t.throws(() => execFileSync("sh", ["-c", cmd.replace("NEWFILE", `'${source}'`)], { stdio: "ignore", env: { ...process.env, ...env } }), "in place: refused");
+    t.same(readFileSync(source), before, "and the secret's own file is untouched");
+  }
   execFileSync("sh", ["-c", cmd.replace("NEWFILE", `'${out}'`)], { env: { ...process.env, ...env } });
   t.equal((statSync(out).mode & 0o777).toString(8), "600", "the kept secret's file is 0600, as the loader wants");
   return out;
