@@ -2,6 +2,7 @@
 // (balances, outbox flag, history, transfer index: wallet.records.ts) in the same atomic batch as their
 // events, so solvency sums, the start-up outbox scan and /history never disagree with the journals.
 import { join } from "node:path";
+import { userInfo } from "node:os";
 import { chmodSync, mkdirSync, statSync } from "node:fs";
 import type { Logger } from "./log.ts";
 import { EncryptedStore } from "./store/db.ts";
@@ -35,13 +36,31 @@ export function makePrivateDir(path: string): string | undefined {
     chmodSync(path, 0o700);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
-    throw new SetupError(`the data directory ${path} is open to other users (mode ${mode.toString(8)}) and this user cannot change that (it is not its owner); as its owner, run chmod 700 ${path}`);
+    // Not this user's (a mount point owned by root, shared with the engine's group): `chmod 700` by its owner would
+    // shut the engine out. Its owner must hand it over first.
+    throw new SetupError(`the data directory ${path} is open to other users (mode ${mode.toString(8)}) and this user cannot change that (it is not its owner): as root, run chown ${userName()} ${path} && chmod 700 ${path} (in that order: chmod alone would shut this user out)`);
   }
   return mode.toString(8);
 }
 
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? "THE_ENGINE_USER");
+  }
+}
+
 export async function openStorage(o: { dataPath: string; keyring: KeyRing; sync: boolean; log: Logger }): Promise<EngineStorage> {
-  const was = makePrivateDir(o.dataPath);
+  let was: string | undefined;
+  try {
+    was = makePrivateDir(o.dataPath);
+  } catch (e) {
+    // One this user cannot close (a shared mount point) ran before: said, not refused — a start after an upgrade must
+    // not stop the service for an arrangement its owner made. `runigun restore` refuses (someone is there to fix it).
+    if (!(e instanceof SetupError)) throw e;
+    o.log.warn({ path: o.dataPath }, `${e.message}; the engine runs on as before`);
+  }
   if (was) o.log.warn({ path: o.dataPath, mode: was }, `the data directory ${o.dataPath} was open to other users (mode ${was}); made it 0700 (only this user): its store holds every record's key in the clear (user keys among them) beside the sealed values`);
   // The store inside (LevelDB makes it, and its files, with the umask's modes) is then reached by nobody else either.
   const store = await EncryptedStore.open({ path: join(o.dataPath, "store"), keyring: o.keyring, sync: o.sync });
