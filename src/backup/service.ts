@@ -130,7 +130,6 @@ export class BackupService {
     const adopt = this.#checkTarget(known, restored && SNAP_RE.exec(basename(restored.archive))?.[2]);
     if (this.#foreign) {
       // Nothing of this store goes there (see #checkTarget); a start after the directory is fixed ships and snapshots again.
-      if (adopt) await store.put(META, TARGET_KEY, { id: adopt } satisfies Target);
       return { needsSnapshot: false };
     }
     if (existsSync(this.dir)) {
@@ -201,8 +200,8 @@ export class BackupService {
    * backups already are (a store from before the marker), or where the archive it was restored from is (`restoredFrom`:
    * that archive's timeline; a restore starts a new one). Any other marker is another store's (two engines given one
    * directory, or the wrong disk mounted there): this store does not back up there at all (`#foreign`) — each prunes
-   * what is not its own history, so the two would delete each other's backups — and says so at every start; it keeps
-   * an id of its own, so a later start finds the marker is not its own either.
+   * what is not its own history, so the two would delete each other's backups — and says so at every start (a store
+   * that keeps no id gets none then: the right disk, mounted later, is still recognised as its own).
    */
   #checkTarget(known: Target | undefined, restoredFrom: string | undefined): string | undefined {
     const dir = this.dir!;
@@ -227,7 +226,9 @@ export class BackupService {
       if (ours) return marker.id;
       this.#foreign = `backup directory ${dir} holds another store's backups (its ${MARKER} file is not this store's): two engines were given one backup directory, or the wrong disk is mounted there. This store does NOT back up there (each engine prunes what is not its own history: the two would delete each other's backups), so it has no backups now. Give each engine its own backup.dir and restart. If the backups there are of a store this one replaced and are no longer wanted, move them and the ${MARKER} file aside and restart`;
       this.#log.error({ alert: true, dir }, this.#foreign);
-      return known ? undefined : randomBytes(8).toString("hex");
+      // No id kept for a store that has none: one kept now would make the right disk, once mounted (its marker this
+      // store's, or found to be by its backups), look like another store's for ever.
+      return undefined;
     }
     if (marker) return undefined;
     if (known) {
