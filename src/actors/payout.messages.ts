@@ -23,6 +23,17 @@ export interface Payout {
   at: number;
 }
 
+/**
+ * A batch's cancellations, the engine's own spends back to its wallet: `txid` when there is one, and `earlier` also
+ * without it (a release that went on to wait for the spend of an input keeps its cancellation there). The book, the
+ * pruned batches' records and a restore's comparison all count them as the engine's own.
+ */
+export function cancelTxids(b: Pick<Batch, "cancel">): string[] {
+  const c = b.cancel;
+  if (!c) return [];
+  return [...(c.txid !== undefined ? [c.txid] : []), ...(c.earlier ?? [])];
+}
+
 export interface Batch {
   ids: string[];
   hex: string;

@@ -12,7 +12,7 @@ import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
 import { CopyOnWrite, EMPTY_ROW, emptyLevel, entriesOf, levelOf, lookup, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
-import type { Batch, Cancel, Payout, PayoutCommand, PayoutEvent, PayoutState, PayoutSummary, ReleaseAnswer } from "./payout.messages.ts";
+import { cancelTxids, type Batch, type Cancel, type Payout, type PayoutCommand, type PayoutEvent, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
 
@@ -89,9 +89,7 @@ export class FinishedPayouts {
    * own spends, which a restore's reconciliation must not take for spends it does not know.
    */
   txOps(b: Batch): StoreOp[] {
-    // `earlier` even without `txid`: a release that went on to wait for a spend keeps its cancellations there.
-    const cancels = b.cancel ? [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])] : [];
-    return [b.txid, ...b.replaced, ...cancels].map((txid) => this.#txs.op(txid, true));
+    return [b.txid, ...b.replaced, ...cancelTxids(b)].map((txid) => this.#txs.op(txid, true));
   }
 }
 
@@ -1520,10 +1518,9 @@ function bookTxids(s: PayoutBook): Set<string> {
   for (const b of [...Object.values(s.liveBatches), ...s.finishedBatches().map(([, b]) => b)]) {
     txids.add(b.txid);
     for (const t of b.replaced) txids.add(t);
-    // Its cancellations: `txid`, and `earlier` even without it — a release that went on to wait for the spend of an
-    // input moves its cancellation there ("cancelling" without a txid), and a reorg that undoes that spend puts the
-    // batch back to stuck: that cancellation is still the engine's own, never a rival to alert about.
-    if (b.cancel) for (const t of [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])]) txids.add(t);
+    // Its cancellations (also one a release moved to `earlier` to wait for a spend: a reorg that undoes that spend puts
+    // the batch back to stuck, and that cancellation is still the engine's own, never a rival to alert about).
+    for (const t of cancelTxids(b)) txids.add(t);
   }
   return txids;
 }

@@ -6,7 +6,7 @@
 import type { Logger } from "../log.ts";
 import { btcNumberToSats, formatBtc } from "../domain/money.ts";
 import type { ListSinceBlock } from "../actors/node.ts";
-import type { PayoutState } from "../actors/payout.messages.ts";
+import { cancelTxids, type PayoutState } from "../actors/payout.messages.ts";
 
 export interface UnknownSpend {
   txid: string;
@@ -72,9 +72,8 @@ export async function reconcileAfterRestore(d: ReconcileDeps, o: { sinceBlock: s
     }
     known.add(b.txid);
     for (const r of b.replaced) known.add(r);
-    // A released batch's cancellations: the engine's own spends back to its wallet. `earlier` even without `txid`: a
-    // release that went on to wait for the spend of an input keeps its cancellation there.
-    if (b.cancel) for (const c of [...(b.cancel.txid !== undefined ? [b.cancel.txid] : []), ...(b.cancel.earlier ?? [])]) known.add(c);
+    // A released batch's cancellations: the engine's own spends back to its wallet.
+    for (const c of cancelTxids(b)) known.add(c);
   }
   const since = await d.listSinceBlock(o.sinceBlock);
   const byTx = new Map<string, UnknownSpend>();
