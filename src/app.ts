@@ -241,7 +241,7 @@ export async function runAllInOne(): Promise<number> {
   const stop = () => (stopping ??= (async () => {
     signals.begin();
     try {
-      signals.step("the Telegram edge to stop (updates being handled)");
+      signals.step("the Telegram edge to stop (updates being handled, notices being sent: a few seconds at most)");
       await edge.stop();
       signals.step("the admin edge to close (requests being answered)");
       await admin?.app.close();

@@ -13,6 +13,7 @@ import type { PayoutSummary } from "./actors/payout.messages.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
+import { KeptNotices } from "./held.ts";
 import type { Notification } from "./relay.types.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import { walletJournalKey } from "./actors/wallet.actor.ts";
@@ -185,6 +186,8 @@ export class Engine {
     relay = new EngineRelay({
       config, log: log.child({ actor: "relay" }), registry: this.registry, cheques: this.cheques, isDraining: () => this.#draining !== undefined,
       identityPins: { pin: (check) => pinIdentityInStore(this.storage.store, check) },
+      // Notices survive a crash or a restart until an edge has delivered them (held.ts, KeptNotices).
+      kept: new KeptNotices<Notification>(storage.store, log.child({ actor: "notices" })),
       addresses,
       chain: {
         takeDepositAddress: (userKey) => this.node.takeDepositAddress(userKey),
@@ -256,6 +259,11 @@ export class Engine {
     });
     // Continuous backup ships from the first write of this run on.
     const { needsSnapshot } = await e.backup.start();
+    // The notices the last run did not deliver (held for a bot, or on their way to one, when it stopped or died): held
+    // for the first edge before anything the catch-up below makes. Their deletes and the new notices' records are
+    // written from here on, after the backup ships.
+    const kept = await e.relay.restoreNotices();
+    if (kept > 0) e.log.info({ notices: kept }, "notices kept from the last run, not delivered then: sent first to the first edge");
     if (e.#identityPin !== undefined && !(await pinIdentityInStore(store, e.#identityPin))) {
       throw new Error("the identity settings differ from those this store's wallets were made with (pinned meanwhile by another start)");
     }
@@ -814,6 +822,7 @@ export class Engine {
     this.cheques.stopRetrying();
     void this.payouts.close();
     this.registry.close();
+    this.relay.abandonNotices();
     this.system.shutdown();
     await this.node.stop();
   }
@@ -837,6 +846,8 @@ export class Engine {
     this.cheques.stopRetrying();
     await this.courier.settled();
     this.registry.close();
+    // The kept notices' last records (those made and delivered until now), before the store and the backup close.
+    await this.relay.closeNotices();
     // Everything written so far reaches the backup disk before it closes (a snapshot in progress finishes).
     await this.storage.journal.flushed();
     await this.backup.close();

@@ -1,18 +1,24 @@
 // Notices kept while nobody is there to take them — the engine's start-up catch-up (payouts confirmed while it was
 // down, outbox re-sends, a drain's announcements) runs before the edges subscribe, and a bot connects to the engine's
 // notice stream after the engine is up — then handed to the first taker. Bounded: the oldest go first, counted.
+// The engine also keeps each notice in its store until it is delivered (KeptNotices, below), so that what is held or
+// on its way when the process dies is sent after its next start.
+import type { EncryptedStore, StoreOp } from "./store/db.ts";
+
 export class Held<T> {
   #items: T[] = [];
   /** How many were dropped for room since the last take. */
   dropped = 0;
 
-  constructor(readonly max: number) {}
+  /** `onDrop`: told of what is dropped for room (to let go of what it holds elsewhere). */
+  constructor(readonly max: number, readonly onDrop?: (items: T[]) => void) {}
 
   /** Keeps `item`; true when an older one was dropped for it (the first drop since the last take: worth a log line). */
   hold(item: T): boolean {
     this.#items.push(item);
     if (this.#items.length <= this.max) return false;
-    this.#items.shift();
+    const gone = this.#items.shift()!;
+    this.onDrop?.([gone]);
     return ++this.dropped === 1;
   }
 
@@ -25,7 +31,8 @@ export class Held<T> {
     this.#items = [...items, ...this.#items];
     const over = this.#items.length - this.max;
     if (over <= 0) return false;
-    this.#items.splice(0, over);
+    const gone = this.#items.splice(0, over);
+    this.onDrop?.(gone);
     const first = this.dropped === 0;
     this.dropped += over;
     return first;
@@ -45,41 +52,81 @@ export class Held<T> {
 }
 
 /**
+ * How a listener hears notices. An observer (a test script's inbox) only watches. A deliverer (an edge) releases
+ * what is held when it subscribes; one that `settles` calls the `settled` it is given with each notice once it is done
+ * with it (the Telegram edge: once its send was answered, or refused for good), and what it has not settled when it
+ * unsubscribes goes back to be held for the next deliverer. A deliverer that does not settle is done with a notice
+ * once it was handed to it.
+ */
+export interface NoticeListening {
+  observer?: boolean;
+  settles?: boolean;
+}
+
+/** A notice on its way: `release` is the owner's (the engine's store record, a bot's acknowledgement), called once it is settled. */
+interface Entry<T> {
+  n: T;
+  release: (() => void) | undefined;
+  /** Deliverers that settle, told it and not done with it yet. */
+  owed: number;
+  settled: boolean;
+}
+
+interface Subscriber<T> {
+  listener: (n: T, settled: () => void) => void;
+  deliverer: boolean;
+  settles: boolean;
+  /** What this deliverer was told and has not settled, oldest first. */
+  owes: Set<Entry<T>>;
+}
+
+const nothing = () => undefined;
+
+/** Notices held for an edge, at most (the engine's relay, its internal edge, a bot's side of the link). */
+export const HELD_NOTICES = 10_000;
+
+/**
  * Who hears notices, and the notices held until an edge does (the engine's relay and the bot's side of the internal
  * link share it). A listener that delivers them (an edge) releases what is held, to every listener there is; an
- * observer (a test script's inbox) only watches: it neither receives nor releases held notices on its own.
+ * observer (a test script's inbox) only watches: it neither receives nor releases held notices on its own. A notice
+ * is settled once every deliverer that settles has settled it (see NoticeListening): its `release` is called then,
+ * once. One dropped for room, or still held when this closes, is never released: its owner keeps it (the engine's
+ * store, bounded on its own; the engine, for a bot's notice that was not acknowledged).
  */
 export class Notices<T> {
-  readonly #listeners = new Set<(n: T) => void>();
-  readonly #deliverers = new Set<(n: T) => void>();
-  readonly #held: Held<T>;
+  readonly #subscribers = new Set<Subscriber<T>>();
+  readonly #held: Held<Entry<T>>;
   readonly #log: { warn(o: object, msg: string): void };
 
-  constructor(log: { warn(o: object, msg: string): void }, max = 10_000) {
+  constructor(log: { warn(o: object, msg: string): void }, max = HELD_NOTICES) {
     this.#log = log;
-    this.#held = new Held<T>(max);
+    this.#held = new Held<Entry<T>>(max);
   }
 
-  subscribe(listener: (n: T) => void, o: { observer?: boolean } = {}): () => void {
-    this.#listeners.add(listener);
-    if (!o.observer) {
-      this.#deliverers.add(listener);
-      // In order, before anything published after this subscription.
-      for (const n of this.#held.take()) for (const l of this.#listeners) this.#tell(l, n);
-    }
+  subscribe(listener: (n: T, settled: () => void) => void, o: NoticeListening = {}): () => void {
+    const sub: Subscriber<T> = { listener, deliverer: !o.observer, settles: !o.observer && o.settles === true, owes: new Set() };
+    this.#subscribers.add(sub);
+    // In order, before anything published after this subscription.
+    if (sub.deliverer) for (const e of this.#held.take()) if (!e.settled) this.#tell(e);
     return () => {
-      this.#listeners.delete(listener);
-      this.#deliverers.delete(listener);
+      if (!this.#subscribers.delete(sub)) return;
+      // Told and not settled (a send still queued when its edge stopped): held again, or to the deliverers still here.
+      const back = [...sub.owes].filter((e) => --e.owed === 0 && !e.settled);
+      sub.owes.clear();
+      if (back.length === 0) return;
+      if (this.#deliverers() > 0) for (const e of back) this.#tell(e);
+      else if (this.#held.putBack(back)) this.#warnDropped();
     };
   }
 
-  /** A failing listener never blocks the others. */
-  publish(n: T): void {
-    if (this.#deliverers.size === 0) {
-      if (this.#held.hold(n)) this.#log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
+  /** A failing listener never blocks the others. `release`: called once the notice is settled (see the class). */
+  publish(n: T, release?: () => void): void {
+    const e: Entry<T> = { n, release, owed: 0, settled: false };
+    if (this.#deliverers() === 0) {
+      if (this.#held.hold(e)) this.#warnDropped();
       return;
     }
-    for (const l of this.#listeners) this.#tell(l, n);
+    this.#tell(e);
   }
 
   /** How many wait for an edge. */
@@ -88,16 +135,246 @@ export class Notices<T> {
   }
 
   clear(): void {
-    this.#listeners.clear();
-    this.#deliverers.clear();
+    this.#subscribers.clear();
     this.#held.take();
   }
 
-  #tell(l: (n: T) => void, n: T): void {
+  /** Forgets what is held, none of it released (its owner keeps it: the engine, for a bot that did not acknowledge it); how many. */
+  dropHeld(): number {
+    return this.#held.take().length;
+  }
+
+  #deliverers(): number {
+    let n = 0;
+    for (const s of this.#subscribers) if (s.deliverer) n++;
+    return n;
+  }
+
+  #warnDropped(): void {
+    this.#log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
+  }
+
+  #tell(e: Entry<T>): void {
+    const subs = [...this.#subscribers];
+    // Every settling deliverer counted before any is told: one that settles at once must not release it for the others.
+    for (const s of subs) {
+      if (!s.settles) continue;
+      e.owed++;
+      s.owes.add(e);
+    }
+    for (const s of subs) {
+      const settled = s.settles ? this.#settler(s, e) : nothing;
+      try {
+        s.listener(e.n, settled);
+      } catch (err) {
+        // Settled all the same: told again, it would fail again.
+        this.#log.warn({ err }, "notification listener failed");
+        settled();
+      }
+    }
+    if (e.owed === 0) this.#settle(e);
+  }
+
+  /** `sub`'s settle function for `e`: once; after `sub` unsubscribed it still counts (the notice was delivered late). */
+  #settler(sub: Subscriber<T>, e: Entry<T>): () => void {
+    let once = false;
+    return () => {
+      if (once) return;
+      once = true;
+      if (sub.owes.delete(e) && --e.owed > 0) return;
+      this.#settle(e);
+    };
+  }
+
+  #settle(e: Entry<T>): void {
+    if (e.settled) return;
+    e.settled = true;
     try {
-      l(n);
-    } catch (e) {
-      this.#log.warn({ err: e }, "notification listener failed");
+      e.release?.();
+    } catch (err) {
+      this.#log.warn({ err }, "releasing a settled notice failed");
+    }
+  }
+}
+
+/** The parts of the engine's store (db.ts) the kept notices use: its public API only. */
+export type NoticeStore = Pick<EncryptedStore, "encodeOps" | "sealEncoded" | "writeRaw" | "iterate" | "keys">;
+
+/** The store's namespace of kept notices: one record a notice, keyed by its number (ordered), its value sealed. */
+export const NOTICES_NS = "notices";
+/** Kept notices at most: what the engine holds for a bot (10,000) and what one bot has not acknowledged (10,000). */
+export const MAX_KEPT_NOTICES = 20_000;
+/** A write of kept notices that failed is tried again this much later (or with the next notice, if sooner). */
+const RETRY_WRITE_MS = 1_000;
+
+const keyOf = (seq: number) => String(seq).padStart(16, "0");
+
+/**
+ * The engine's notices until they are delivered, in its encrypted store (sealed values, in their own namespace,
+ * ordered): written when published, deleted once delivered (the Telegram edge's send answered, or refused for good, in
+ * the all-in-one shape; acknowledged by the bot in the split shape). What is left at a start was held for a bot, or
+ * on its way to one, when the engine stopped or died: sent first, in order, to the first edge.
+ *
+ * Off the money path: a notice is published after its wallet's command is durable and answered, and its record is
+ * written later (the next turn, many together), so a write never delays, fails or rolls back a command; a failed write
+ * is logged and tried again, the notice still goes out from memory. The window that remains: a crash after the wallet's
+ * commit and before the notice's own write reaches the disk (a turn and one group commit, a few milliseconds) loses
+ * that notice, as before. Bounded (MAX_KEPT_NOTICES): past it the oldest record is deleted, counted in a log line.
+ */
+export class KeptNotices<T> {
+  readonly #store: NoticeStore;
+  readonly #log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  readonly max: number;
+  /** Records not released, by number, oldest first. */
+  readonly #live = new Set<number>();
+  /** Puts waiting for the next write, and the numbers whose put was written (or tried): a delete is needed for those. */
+  readonly #puts = new Map<number, T>();
+  readonly #written = new Set<number>();
+  readonly #dels = new Set<number>();
+  #next = 1;
+  #writing: Promise<void> | undefined;
+  #scheduled = false;
+  #retry: NodeJS.Timeout | undefined;
+  #failing = false;
+  #closed = false;
+  /** Deleted for room since the start (a log line at the first, the total at close). */
+  dropped = 0;
+
+  constructor(store: NoticeStore, log: { warn(o: object, msg: string): void; info(o: object, msg: string): void }, max = MAX_KEPT_NOTICES) {
+    this.#store = store;
+    this.#log = log;
+    this.max = max;
+  }
+
+  /**
+   * What the last run left, oldest first, each with its release (to publish before anything new); past `max`, the
+   * oldest are deleted, counted in one line. A record that cannot be read stops the reading there (logged): the start
+   * goes on, and those records stay until a later start reads them.
+   */
+  async load(): Promise<{ n: T; release: () => void }[]> {
+    for await (const k of this.#store.keys(NOTICES_NS, { reverse: true, limit: 1 })) this.#next = Number(k) + 1;
+    const found: { seq: number; n: T }[] = [];
+    try {
+      for await (const [k, n] of this.#store.iterate<T>(NOTICES_NS)) found.push({ seq: Number(k), n });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message, read: found.length }, "kept notices could not all be read; those read are sent, the rest stay in the store");
+    }
+    const over = Math.max(0, found.length - this.max);
+    for (const { seq } of found.splice(0, over)) {
+      this.#dels.add(seq);
+    }
+    if (over > 0) this.#log.warn({ dropped: over, kept: this.max }, "more notices were kept than the bound: the oldest are deleted, not sent");
+    for (const { seq } of found) {
+      this.#live.add(seq);
+      this.#written.add(seq);
+    }
+    if (over > 0) this.#schedule();
+    return found.map(({ seq, n }) => ({ n, release: () => this.#release(seq) }));
+  }
+
+  /** Keeps `n` (written with the next batch); returns its release. */
+  add(n: T): () => void {
+    if (this.#closed) return nothing;
+    const seq = this.#next++;
+    this.#live.add(seq);
+    this.#puts.set(seq, n);
+    if (this.#live.size > this.max) {
+      const oldest = this.#live.values().next().value!;
+      this.#release(oldest);
+      if (++this.dropped === 1) this.#log.warn({ kept: this.max }, "more notices wait for delivery than are kept in the store: the oldest records are deleted (those notices are not sent again after a restart)");
+    }
+    this.#schedule();
+    return () => this.#release(seq);
+  }
+
+  /** How many are kept and not released. */
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Settles once what was added and released so far is written (tests; the engine's close). */
+  async flushed(): Promise<void> {
+    while (this.#writing || (!this.#closed && (this.#puts.size > 0 || this.#dels.size > 0))) {
+      await (this.#writing ?? this.#startWrite());
+      // A write that failed leaves its work queued: tried once here, not again and again.
+      if (this.#failing) return;
+    }
+  }
+
+  /** Writes what waits, then nothing more (the engine's clean stop; its store closes next). */
+  async close(): Promise<void> {
+    clearTimeout(this.#retry);
+    await this.flushed().catch(() => undefined);
+    this.#closed = true;
+    if (this.dropped > 0) this.#log.warn({ dropped: this.dropped }, "kept notices deleted for room during this run");
+  }
+
+  /** A crash (tests, a failed start): nothing more is written; what waited to be written is lost. */
+  abandon(): void {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    this.#puts.clear();
+    this.#dels.clear();
+  }
+
+  #release(seq: number): void {
+    if (!this.#live.delete(seq)) return;
+    // Not written yet: nothing to write for it at all.
+    this.#puts.delete(seq);
+    if (this.#written.delete(seq)) this.#dels.add(seq);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    // The next turn: every notice of this one in one write, and never inside the command that made it.
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#writing && !this.#closed) void this.#startWrite();
+    });
+  }
+
+  /** One write at a time: what comes meanwhile goes in the next, after it (a delete never overtakes its put). */
+  #startWrite(): Promise<void> {
+    const w: Promise<void> = this.#write().finally(() => {
+      if (this.#writing === w) this.#writing = undefined;
+    });
+    this.#writing = w;
+    return w;
+  }
+
+  async #write(): Promise<void> {
+    while ((this.#puts.size > 0 || this.#dels.size > 0) && !this.#closed) {
+      const puts = [...this.#puts];
+      const dels = [...this.#dels];
+      this.#puts.clear();
+      this.#dels.clear();
+      const ops: StoreOp[] = [
+        ...puts.map(([seq, value]): StoreOp => ({ type: "put", ns: NOTICES_NS, key: keyOf(seq), value })),
+        ...dels.map((seq): StoreOp => ({ type: "del", ns: NOTICES_NS, key: keyOf(seq) })),
+      ];
+      for (const [seq] of puts) this.#written.add(seq);
+      try {
+        // Sealed beside this thread when there are many (sealer.ts), as the journal's group commits are.
+        await this.#store.writeRaw(await this.#store.sealEncoded(this.#store.encodeOps(ops)));
+        if (this.#failing) {
+          this.#failing = false;
+          this.#log.info({}, "kept notices are written again");
+        }
+      } catch (err) {
+        if (this.#closed) return;
+        // Queued again (a put may have reached the disk after all: its delete is queued when it is released, as for
+        // one written), for the next write: with the next notice, or in a second.
+        for (const [seq, value] of puts) if (this.#live.has(seq)) this.#puts.set(seq, value);
+        for (const seq of dels) this.#dels.add(seq);
+        if (!this.#failing) this.#log.warn({ err: (err as Error).message }, "kept notices could not be written (they are still sent from memory, but not after a restart until a write succeeds); tried again");
+        this.#failing = true;
+        clearTimeout(this.#retry);
+        this.#retry = setTimeout(() => this.#schedule(), RETRY_WRITE_MS);
+        this.#retry.unref();
+        return;
+      }
     }
   }
 }

@@ -12,7 +12,7 @@ import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
-import { Notices } from "./held.ts";
+import { HELD_NOTICES, KeptNotices, Notices, type NoticeListening } from "./held.ts";
 import { USER_KEY } from "./store/identity.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
@@ -59,6 +59,8 @@ export interface RelayOptions {
   quoteTtlMs?: number;
   /** Where the identity settings' check value is pinned (Relay.identityPin): true when `check` is (now) the pinned one. */
   identityPins?: { pin(check: string): Promise<boolean> };
+  /** Where notices are kept until delivered, across restarts (the engine's store); without it, in memory only. */
+  kept?: KeptNotices<Notification>;
 }
 
 /**
@@ -291,18 +293,53 @@ export class EngineRelay implements Relay {
   }
 
   /** See Relay.onNotification: the first edge to subscribe releases the held notices, to every listener there is. */
-  onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
+  onNotification(listener: (n: Notification, settled: () => void) => void, o: NoticeListening = {}): () => void {
     return this.#notices.subscribe(listener, o);
   }
 
-  /** Called by the wallets' notice hook. */
+  /**
+   * Called by the wallets' notice hook (after the command is durable and answered). Kept in the store until an edge
+   * settles it (KeptNotices: written on the next turn, never in the command's way).
+   */
   notify(n: Notification): void {
-    this.#notices.publish(n);
+    this.#notices.publish(n, this.#o.kept?.add(n));
   }
 
+  /**
+   * The notices the last run kept and did not deliver, held (before anything new) for the first edge, in order. Called
+   * by the engine's start before its catch-up makes new ones, and before any edge subscribes. Returns how many.
+   */
+  async restoreNotices(): Promise<number> {
+    const kept = (await this.#o.kept?.load()) ?? [];
+    // No more than are held for an edge (the store keeps more: those a bot had not acknowledged too): the oldest go.
+    const over = kept.length - HELD_NOTICES;
+    if (over > 0) {
+      for (const { release } of kept.splice(0, over)) release();
+      this.#o.log.warn({ dropped: over, kept: HELD_NOTICES }, "more notices were kept from the last run than are held for an edge: the oldest are deleted, not sent");
+    }
+    for (const { n, release } of kept) this.#notices.publish(n, release);
+    return kept.length;
+  }
+
+  /** Settles once the kept notices' writes so far are on disk (tests, before a crash they mean to survive). */
+  noticesWritten(): Promise<void> {
+    return this.#o.kept?.flushed() ?? Promise.resolve();
+  }
+
+  /** Stops listeners and quote expiry; notices not delivered stay in the store for the next start (see closeNotices). */
   close(): void {
     clearInterval(this.#sweep);
     this.#notices.clear();
+  }
+
+  /** Writes what the kept notices still have to write, then nothing more (the engine's stop, before its store closes). */
+  closeNotices(): Promise<void> {
+    return this.#o.kept?.close() ?? Promise.resolve();
+  }
+
+  /** A crash: the kept notices write nothing more. */
+  abandonNotices(): void {
+    this.#o.kept?.abandon();
   }
 
   /**

@@ -87,8 +87,13 @@ export interface Relay {
    * Subscribes to notifications; returns an unsubscribe function. Notices made while no edge listens are held, and
    * given to every listener there is when the first one that delivers them subscribes. `observer`: a listener that only
    * watches (a test script's inbox): it neither receives nor releases held notices before an edge subscribes.
+   * `settles`: a listener that delivers calls `settled` once it is done with each notice (the Telegram edge: its send
+   * was answered, or refused for good); only then does the engine forget it (its store record deleted, or the bot's
+   * acknowledgement sent), and what it has not settled when it unsubscribes is held for the next edge. Without
+   * `settles`, a notice is done with once it is handed over. (`settled` is optional to a listener's eye: a relay
+   * written before it, a test's stand-in, may not pass it.)
    */
-  onNotification(listener: (n: Notification) => void, o?: { observer?: boolean }): () => void;
+  onNotification(listener: (n: Notification, settled?: () => void) => void, o?: { observer?: boolean; settles?: boolean }): () => void;
   /**
    * Pins the identity settings of the edge that turns Telegram ids into user keys (`check`: store/identity.ts,
    * identityCheck) to the engine's store: the first edge's are recorded, an edge with others is refused — its users

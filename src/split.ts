@@ -139,7 +139,7 @@ export async function runBotOnly(): Promise<number> {
   await signals.signalled;
   signals.begin();
   try {
-    signals.step("the Telegram edge to stop (updates being handled)");
+    signals.step("the Telegram edge to stop (updates being handled, notices being sent: a few seconds at most)");
     await edge.stop();
     relay.close();
     signals.step("the identity worker to close");

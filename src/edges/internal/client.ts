@@ -6,7 +6,7 @@ import { refuse } from "../../domain/refusals.ts";
 import type { Notification, Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import { NOTICE_ACK_PATH, NOTICE_ACKS_HEADER, NOTICE_STREAM_HEADER, type RelayMethod } from "./protocol.ts";
-import { Notices } from "../../held.ts";
+import { Notices, type NoticeListening } from "../../held.ts";
 
 export interface RemoteRelayOptions {
   url: string;
@@ -99,9 +99,10 @@ export class RemoteRelay implements Relay {
    * As the engine's relay (Notices). The stream is open while an edge that delivers notices is subscribed, not from
    * connect on: the engine hands its held notices to the first stream, and a bot whose start fails before its edge
    * subscribes must leave them to the next one. It closes when the last such edge unsubscribes (a bot stopping): the
-   * engine then holds what comes next for the next bot, instead of sending it here to be dropped.
+   * engine then holds what comes next for the next bot, instead of sending it here to be dropped. A notice is
+   * acknowledged once it is settled (an edge that `settles`: once its send was answered, or refused for good).
    */
-  onNotification(listener: (n: Notification) => void, o: { observer?: boolean } = {}): () => void {
+  onNotification(listener: (n: Notification, settled: () => void) => void, o: NoticeListening = {}): () => void {
     const off = this.#notices.subscribe(listener, o);
     if (o.observer) return off;
     this.#deliverers++;
@@ -112,16 +113,22 @@ export class RemoteRelay implements Relay {
       if (!subscribed) return;
       subscribed = false;
       if (--this.#deliverers > 0) return;
+      // Handed over and not settled (put back by the edge's unsubscribe), or never handed over: not acknowledged, so the
+      // engine gives them to the next stream; kept here too, they would be delivered twice if an edge subscribed again.
+      this.#notices.dropHeld();
       const stream = this.#stream;
       const acks = this.#acks;
       this.#stream = undefined;
       this.#acks = undefined;
       if (!stream) return;
       // What reaches it from now on is neither handed over nor acknowledged (#listen): the engine holds it for the next
-      // bot once the stream ends. What was handed over is acknowledged first: closed before, the engine could see the
-      // end before the acknowledgement and send those notices again to the next bot (a user told twice).
+      // bot once the stream ends. What was settled is acknowledged first: closed before, the engine could see the end
+      // before the acknowledgement and send those notices again to the next bot (a user told twice). What was handed
+      // over and not settled (a send still queued: the Telegram edge waits for those a few seconds before it
+      // unsubscribes) is not acknowledged: the engine gives it to the next bot.
       this.#ending.add(stream);
       void (acks?.push() ?? Promise.resolve()).then(() => {
+        acks?.close();
         this.#ending.delete(stream);
         stream.destroy();
       });
@@ -134,14 +141,15 @@ export class RemoteRelay implements Relay {
     clearInterval(this.#infoTimer);
     this.#stream?.destroy();
     this.#stream = undefined;
+    this.#acks?.close();
     for (const stream of this.#ending) stream.destroy();
     this.#ending.clear();
     this.#agent.destroy();
-    // Received from the engine while no edge was subscribed, and acknowledged (not expected: #listen takes nothing once
-    // the last one unsubscribes): gone with this process. A count only: a notice names a user key and carries a sealed
-    // chat handle.
+    // Received from the engine while no edge was subscribed (not expected: the stream is open only while one is):
+    // never settled, so never acknowledged; the engine gives them to the next bot. A count only: a notice names a user
+    // key and carries a sealed chat handle.
     const undelivered = this.#notices.held;
-    if (undelivered > 0) this.#o.log.warn({ undelivered }, "notices received from the engine but not delivered before this bot stopped are lost");
+    if (undelivered > 0) this.#o.log.warn({ undelivered }, "notices received from the engine and not delivered before this bot stopped were not acknowledged: the engine sends them to the next bot");
   }
 
   /**
@@ -227,6 +235,7 @@ export class RemoteRelay implements Relay {
             else if (l.startsWith("id: ")) id = Number(l.slice(4));
           }
           if (data.length > 0) {
+            const handed = id !== undefined && Number.isSafeInteger(id) ? acks?.handedOver(id) : undefined;
             let n: Notification | undefined;
             try {
               n = decode<Notification>(Buffer.from(data.join("\n")));
@@ -234,17 +243,21 @@ export class RemoteRelay implements Relay {
               // Acknowledged all the same: sent again, it would fail again on every reconnect.
               this.#o.log.warn("a notice from the engine could not be read; skipped");
             }
-            // Handed over: given to every edge subscribed (the Telegram edge queues its message, and that send has
-            // its own handling). Acknowledged from here, not once Telegram took the message: a user who blocked the
-            // bot would have the engine send that notice again for ever.
-            if (n) this.#notices.publish(n);
+            // Handed over: given to every edge subscribed. Acknowledged once settled: the Telegram edge settles a
+            // notice once its send settled — sent, or refused for good (the user blocked the bot: 403; the chat is
+            // gone: 400), which is acknowledged all the same, or the engine would send that notice again for ever —
+            // not when its message is only queued (behind the throttler): a bot stopped with sends still queued
+            // leaves those to the next bot.
+            if (n) this.#notices.publish(n, handed && (() => acks!.settled(handed)));
+            else if (handed) acks!.settled(handed);
           }
-          if (id !== undefined && Number.isSafeInteger(id)) acks?.handedOver(id);
         }
-        // One acknowledgement for all this read handed over (and for more, if one is already on its way).
-        void acks?.push();
       });
-      res.on("close", again);
+      res.on("close", () => {
+        // The engine no longer knows this stream: what it did not acknowledge goes to the next (late settles say nothing).
+        acks?.close();
+        again();
+      });
     });
     req.on("error", again);
     req.end();
@@ -261,27 +274,58 @@ export class RemoteRelay implements Relay {
   }
 }
 
+/** A notice handed over on a stream, until it is in the settled prefix. */
+interface Handed {
+  id: number;
+  settled: boolean;
+}
+
 /**
- * One notice stream's acknowledgements (protocol.ts): cumulative, up to the last id handed over, one request at a time,
- * so a burst costs a few requests rather than one a notice, and what is handed over while one is on its way goes in
- * the next. The window where a notice reaches a user twice is that of one request: handed over, and the stream ended
- * before its acknowledgement arrived.
+ * One notice stream's acknowledgements (protocol.ts): cumulative, up to the last id of the notices handed over that are
+ * all settled (the engine's protocol acknowledges a prefix: one settled after an unsettled one waits for it), one
+ * request at a time, so a burst costs a few requests rather than one a notice, and what settles while one is on its
+ * way goes in the next. The window where a notice reaches a user twice is that of one request: sent, and the stream
+ * ended before its acknowledgement arrived; and a notice sent after one before it that was not: both come again.
  */
 class StreamAcks {
-  #handed = 0;
+  /** Handed over and not yet in the settled prefix, in the stream's order. */
+  readonly #handed: Handed[] = [];
+  /** The last id of the settled prefix. */
+  #ready = 0;
   #acked = 0;
   #inFlight: Promise<void> | undefined;
+  #pushSoon = false;
+  #closed = false;
 
   constructor(private readonly post: (upTo: number) => Promise<unknown>, private readonly log: Logger) {}
 
-  handedOver(id: number): void {
-    if (id > this.#handed) this.#handed = id;
+  handedOver(id: number): Handed {
+    const h = { id, settled: false };
+    this.#handed.push(h);
+    return h;
   }
 
-  /** Acknowledges what was handed over; settles once nothing more is to be sent (never rejects). */
+  /** `h` is settled: acknowledged with the settled prefix, soon (those settled in the same turn together). */
+  settled(h: Handed): void {
+    h.settled = true;
+    while (this.#handed[0]?.settled) this.#ready = this.#handed.shift()!.id;
+    if (this.#pushSoon || this.#closed) return;
+    this.#pushSoon = true;
+    queueMicrotask(() => {
+      this.#pushSoon = false;
+      void this.push();
+    });
+  }
+
+  /** Its stream is gone: nothing more is acknowledged (the engine no longer knows the stream). */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Acknowledges what was settled; settles once nothing more is to be sent (never rejects). */
   push(): Promise<void> {
-    if (!this.#inFlight && this.#handed > this.#acked) {
-      const upTo = this.#handed;
+    if (!this.#inFlight && !this.#closed && this.#ready > this.#acked) {
+      const upTo = this.#ready;
       this.#inFlight = this.post(upTo).then(
         () => {
           this.#acked = upTo;
@@ -289,7 +333,7 @@ class StreamAcks {
           return this.push();
         },
         (e: unknown) => {
-          // Not again until more is handed over (or the stream closes): the engine keeps them meanwhile, and the next
+          // Not again until more settles (or the stream closes): the engine keeps them meanwhile, and the next
           // acknowledgement, cumulative, covers them.
           this.#inFlight = undefined;
           this.log.warn({ err: (e as Error).message }, "could not acknowledge notices to the engine: if their stream ends first, it sends them again (a user may get one twice)");

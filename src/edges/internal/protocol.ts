@@ -39,8 +39,11 @@ export function checkArgs(method: RelayMethod, args: unknown): string | undefine
 /**
  * Acknowledged notices (at least once). A bot that asks for them (`NOTICE_ACKS_HEADER: 1` on its stream request) gets
  * its stream's name in `NOTICE_STREAM_HEADER` and each notice with an SSE `id:` (1, 2, … on that stream), and posts to
- * `NOTICE_ACK_PATH` `{ stream, upTo }` once it has handed the notices up to `upTo` over to its Telegram side. The
- * engine keeps what it wrote and was not acknowledged, and holds it for the next bot when the stream ends. A bot that
+ * `NOTICE_ACK_PATH` `{ stream, upTo }` once the notices up to `upTo` are settled at its Telegram side (each sent, or
+ * refused for good; one not settled holds back the acknowledgement of those after it). The engine keeps what it wrote
+ * and was not acknowledged, and holds it for the next bot when the stream ends (and, in its store, for its own next
+ * start). A bot of an earlier version acknowledged once it had handed the notices over: the engine cannot tell, and
+ * need not. A bot that
  * does not ask (one older than this engine) gets the stream as before, at most once; a bot talking to an older engine
  * gets no stream name and acknowledges nothing.
  */

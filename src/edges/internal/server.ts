@@ -9,7 +9,7 @@ import type { Logger } from "../../log.ts";
 import type { Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import { NOTICE_ACK_PATH, NOTICE_ACKS_HEADER, NOTICE_STREAM_HEADER, RELAY_METHODS, checkAck, checkArgs, type RelayMethod } from "./protocol.ts";
-import { Held } from "../../held.ts";
+import { HELD_NOTICES, Held } from "../../held.ts";
 import { mtlsServer } from "../../tls/mtls.ts";
 
 export interface InternalEdgeOptions {
@@ -27,9 +27,14 @@ export interface InternalEdgeOptions {
   maxUnackedNotices?: number;
 }
 
-/** A notice written to bots that acknowledge, until one of them does. */
-interface Written {
+/** A notice for the bots, and how to tell the engine's relay it is done with (its store record deleted). */
+interface Pending {
   data: string;
+  settle: () => void;
+}
+
+/** A notice written to bots that acknowledge, until one of them does. */
+interface Written extends Pending {
   /** A bot it was written to acknowledged it: never sent again. */
   acked: boolean;
   /** Streams it was written to that have neither acknowledged it, nor ended, nor dropped it for room. */
@@ -74,16 +79,21 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
   });
   app.get("/relay/info", async (_req, reply) => reply.type("application/json").send(encode({ result: o.relay.info() })));
   // Notices are at least once to a bot that acknowledges them (protocol.ts, NOTICE_ACKS_HEADER): each is kept from
-  // its write until the bot says it has handed it to its Telegram side, and one written to a stream that ends first
-  // (the bot stopping or failing, the link dropping, the stream closed below for not being read) is held for the next
-  // stream, before what came after it. Before, a notice counted as delivered once written, and one written in the
-  // instant a bot dropped its stream, or still buffered in a stream closed for not reading, was lost. The cost: a
-  // notice the bot handed over but whose acknowledgement did not arrive before its stream ended reaches the user twice;
-  // the bot acknowledges after each read, one request at a time, and before it closes its stream, so only a bot or link
-  // failing in that instant makes one.
+  // its write until the bot says its Telegram send settled (sent, or refused for good), and one written to a stream
+  // that ends first (the bot stopping or failing, the link dropping, the stream closed below for not being read) is
+  // held for the next stream, before what came after it. Before, a notice counted as delivered once written, and one
+  // written in the instant a bot dropped its stream, or still buffered in a stream closed for not reading, was lost.
+  // Only once acknowledged is it settled with the relay, which deletes its record in the engine's store: until then a
+  // crash or restart of the engine leaves it there, for the first bot after the next start. The cost: a notice sent
+  // whose acknowledgement did not arrive before its stream ended (or the engine died) reaches the user twice; the bot
+  // acknowledges as its sends settle, one request at a time, and before it closes its stream, so only a bot, link or
+  // engine failing in that instant makes one (and a bot that stops with sends of uncertain fate: client.ts).
   const streams = new Map<string, NoticeStream>();
   // Notices made while no bot is connected (it connects after the engine is up, or reconnects): kept for the next.
-  const held = new Held<string>(10_000);
+  // One dropped here for room is settled: lost (counted), its record deleted, so the store holds no more than this.
+  const held = new Held<Pending>(HELD_NOTICES, (dropped) => {
+    for (const p of dropped) p.settle();
+  });
   const maxBuffered = o.maxStreamBufferBytes ?? 8 * 1024 * 1024;
   const maxUnacked = o.maxUnackedNotices ?? 10_000;
   let stopping = false;
@@ -95,19 +105,23 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     notice.owed++;
     s.unacked.push({ id, notice });
     if (s.unacked.length <= maxUnacked) return;
-    // A bot that reads and never acknowledges (a fault in it) would otherwise make the engine keep every notice.
-    s.unacked.shift()!.notice.owed--;
+    // A bot that reads and never acknowledges (a fault in it) would otherwise make the engine keep every notice. Settled
+    // once no stream owes it: no longer kept, in memory or in the engine's store.
+    const gone = s.unacked.shift()!.notice;
+    if (--gone.owed === 0 && !gone.acked) gone.settle();
     if (++s.dropped === 1) log.warn({ kept: maxUnacked }, "a bot is not acknowledging its notices: the oldest written to it are no longer kept to be sent again (lost if it did not deliver them)");
   };
   /** Writes to every open stream, or holds when there is none. */
-  const deliver = (data: string[]): void => {
+  const deliver = (pending: Pending[]): void => {
     if (streams.size === 0) {
-      for (const d of data) if (held.hold(d)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
+      for (const p of pending) if (held.hold(p)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
       return;
     }
-    for (const d of data) {
-      const notice: Written = { data: d, acked: false, owed: 0 };
+    for (const p of pending) {
+      const notice: Written = { data: p.data, settle: p.settle, acked: false, owed: 0 };
       for (const s of streams.values()) write(s, notice);
+      // Written only to bots that do not acknowledge (older than this engine): at most once, as before.
+      if (notice.owed === 0) notice.settle();
     }
   };
   /** Once per stream, however it ended: what it was written and did not acknowledge goes to the next. */
@@ -118,7 +132,7 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     if (s.dropped > 0) log.warn({ dropped: s.dropped }, "notices written to a bot that ended its stream without acknowledging them were dropped for room: lost if it did not deliver them");
     // Not those another open stream still owes an acknowledgement for (two bots connected, or a bot reconnected before
     // the engine saw its old stream end): they come back when that one ends unacknowledged.
-    const back = unacked.filter((u) => --u.notice.owed === 0 && !u.notice.acked).map((u) => u.notice.data);
+    const back: Pending[] = unacked.filter((u) => --u.notice.owed === 0 && !u.notice.acked).map((u) => ({ data: u.notice.data, settle: u.notice.settle }));
     if (back.length === 0) return;
     if (stopping) {
       unackedAtStop += back.length;
@@ -128,7 +142,7 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     if (streams.size > 0) return deliver(back);
     if (held.putBack(back)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
   };
-  const off = o.relay.onNotification((n) => {
+  const off = o.relay.onNotification((n, settle) => {
     for (const s of [...streams.values()]) {
       if (s.res.writableLength <= maxBuffered) continue;
       // Without this, every notice would wait in memory for a reader that is not reading, without end.
@@ -138,8 +152,8 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
       endStream(s);
       s.res.destroy();
     }
-    deliver([encode(n).toString("utf8")]);
-  });
+    deliver([{ data: encode(n).toString("utf8"), settle: settle ?? (() => undefined) }]);
+  }, { settles: true });
   app.get("/relay/notifications", (req, reply) => {
     reply.hijack();
     // Quiet for as long as no notice is made: not an idle connection to be closed.
@@ -166,6 +180,8 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
       for (const u of done) {
         u.notice.acked = true;
         u.notice.owed--;
+        // Delivered: the relay forgets it (its record in the engine's store is deleted).
+        u.notice.settle();
       }
       acked = done.length;
     }
@@ -187,10 +203,10 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
       }
       s.res.end(() => socket.destroy());
     }
-    // Made while no bot was connected, or written to one that had not acknowledged them (it may have delivered those),
-    // and now gone with this process: counted, so the operator knows.
+    // Made while no bot was connected, or written to one that had not acknowledged them (it may have delivered those):
+    // not settled, so the engine's store keeps them, and the first bot after the next start gets them. Counted.
     const undelivered = held.take().length;
-    if (undelivered > 0 || unackedAtStop > 0) log.warn({ undelivered, unacknowledged: unackedAtStop }, "notices kept for a bot, or sent to one and not acknowledged, are lost with this stop");
+    if (undelivered > 0 || unackedAtStop > 0) log.warn({ undelivered, unacknowledged: unackedAtStop }, "notices kept for a bot, or sent to one and not acknowledged, are not delivered by this run: the engine's store keeps them for the next start");
   });
   app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });

@@ -21,7 +21,7 @@ import { commandIdKey, deriveCommandId, type EdgeContext, type EdgeDeps } from "
 import { orderedPerKey } from "./order.ts";
 import { GroupOutbox } from "./outbox.ts";
 import { CAPTION_COMMAND } from "./render.ts";
-import { forwardNotifications } from "./notifications.ts";
+import { forwardNotifications, type NoticeForwarder } from "./notifications.ts";
 import { listenForWebhooks } from "./webhook.ts";
 import { botApiFetch } from "./http.ts";
 import { startFeature } from "./features/start.ts";
@@ -54,6 +54,8 @@ export interface TelegramEdgeOptions extends EdgeDeps {
   maxUpdatesInFlight?: number;
   /** Webhook mode: Telegram gets its 200 after this long even if the update is still being handled (default 9 s). */
   webhookTimeoutMs?: number;
+  /** How long `stop()` waits for notice sends under way or queued (default NOTICE_STOP_WAIT_MS). */
+  noticeStopWaitMs?: number;
 }
 
 export interface TelegramEdge {
@@ -84,6 +86,12 @@ export const MAX_UPDATES_IN_FLIGHT = 500;
 export const MAX_PER_SENDER = 10;
 /** Telegram's webhook request is answered after this long even if its update is still being handled (it retries at ~10 s). */
 const WEBHOOK_TIMEOUT_MS = 9_000;
+/**
+ * How long a stop waits for the notices being sent or queued behind the throttler (about one a second per chat): a
+ * few seconds, well inside the process's stop deadline (app.ts, STOP_DEADLINE_MS). What is not sent by then is not
+ * acknowledged: the engine keeps it for the next bot, or its own next start.
+ */
+export const NOTICE_STOP_WAIT_MS = 5_000;
 export const BUSY = "⏳ I'm busy right now; try again in a moment. Nothing was moved.";
 /** To a command forwarded into the private chat, or sent through another bot: someone else chose its words. */
 export const NOT_TYPED = "⚠️ I don't act on forwarded commands or commands sent through another bot: type the command yourself. Nothing was moved.";
@@ -201,7 +209,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     await answer(ctx, ctx.moved ? SOMETHING_WRONG_AFTER : SOMETHING_WRONG).catch(() => undefined);
   });
 
-  let unsubscribe: (() => void) | undefined;
+  let notices: NoticeForwarder | undefined;
   let runner: RunnerHandle | undefined;
   let server: Server | undefined;
   return {
@@ -242,7 +250,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       // Notices are taken (from the engine, or its stream in the split shape) only once this edge can serve: a start
       // that fails after subscribing left them taken and never sent, where the engine would have kept them for the
       // next start.
-      const subscribe = () => void (unsubscribe ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log }));
+      const subscribe = () => void (notices ??= forwardNotifications({ relay: o.relay, api: bot.api, handleKey: o.handleKey, log }));
       if (mode === "polling") {
         // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
         // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
@@ -288,10 +296,15 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       return {};
     },
     async stop() {
-      unsubscribe?.();
-      unsubscribe = undefined;
+      // Notices first stop being taken (what comes now is left to the engine), and the sends under way get a few
+      // seconds to settle while the updates in flight finish: settled ones are released (acknowledged to the engine in
+      // the split shape), the rest are not, and go to the next bot.
+      const forwarder = notices;
+      notices = undefined;
+      const sent = forwarder?.stop(o.noticeStopWaitMs ?? NOTICE_STOP_WAIT_MS);
       outbox?.close();
       if (runner?.isRunning()) await runner.stop();
+      await sent;
       if (server) {
         server.closeAllConnections();
         await new Promise((r) => server!.close(r));
