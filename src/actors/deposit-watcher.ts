@@ -9,6 +9,7 @@ import { btcNumberToSats } from "../domain/money.ts";
 import { isRefusal } from "../domain/refusals.ts";
 import type { EncryptedStore } from "../store/db.ts";
 import type { WalletRegistry } from "./registry.ts";
+import type { Deposit } from "./wallet.messages.ts";
 import { POOL_LABEL, type NodeGateway } from "./node.ts";
 import { isSealedLabel, ownerOfLabel } from "./owner-label.ts";
 
@@ -21,6 +22,9 @@ export interface DepositRecord {
   confirmations: number;
   seenAt: number;
 }
+
+/** The watcher's name for a wallet's deposit status (a wallet's "ignored" is the watcher's older "ignored_dust"). */
+const recordStatus = (s: Deposit["status"]): DepositRecord["status"] => (s === "ignored" ? "ignored_dust" : s);
 
 export interface WatcherOptions {
   config: Config;
@@ -109,6 +113,9 @@ export class DepositWatcher {
   #completeAt = 0;
   #stallFrom = 0;
   #lastError: { message: string; cursorUnknown: boolean } | undefined;
+  /** When a failed scan was last logged, and how many failed the same way since, unlogged. */
+  #failureLoggedAt = -Infinity;
+  #failuresUnlogged = 0;
   /** The stall alerted (once), until a scan completes again. */
   #stall: { cause: NonNullable<WatcherHealth["cause"]>; reason: string; action: string; at: number } | undefined;
   readonly stats = { scans: 0, credited: 0, confirmed: 0, dropped: 0, deepReorgs: 0, remined: 0, ignoredDust: 0, unrelated: 0, heldBack: 0, failedScans: 0, incompleteScans: 0, lastScanMs: 0, height: -1 };
@@ -249,8 +256,16 @@ export class DepositWatcher {
           this.stats.failedScans++;
           // Counted only while the node answers: an unavailable bitcoind has its own alert (the time limit still applies).
           if (this.#o.node.state === "ready") this.#failed++;
-          this.#lastError = { message: errorText(e), cursorUnknown: isUnknownBlock(e) };
-          this.#o.log.warn({ err: e }, "deposit scan failed; it will run again");
+          const message = errorText(e), at = this.#now();
+          // Retried within a second while the poll is short (regtest): the same failure is logged once a minute, with
+          // how many were not, not twice a second with its stack (the stall has its own alert).
+          // (A clock stepped back logs at once.)
+          if (message !== this.#lastError?.message || at - this.#failureLoggedAt >= FAILURE_LOG_MS || at < this.#failureLoggedAt) {
+            this.#o.log.warn({ err: e, ...(this.#failuresUnlogged ? { sameFailuresSinceLastLine: this.#failuresUnlogged } : {}) }, "deposit scan failed; it will run again");
+            this.#failureLoggedAt = at;
+            this.#failuresUnlogged = 0;
+          } else this.#failuresUnlogged++;
+          this.#lastError = { message, cursorUnknown: isUnknownBlock(e) };
         } finally {
           this.stats.lastScanMs = performance.now() - started;
         }
@@ -408,6 +423,16 @@ export class DepositWatcher {
         // refusal leaves the scan to repeat for ever.
         if (amount <= 0n || amount < dust) {
           if (this.#known.get(outpoint) !== "ignored_dust") {
+            // Its user is told, and it has an entry in their history (a zero-value output, nobody's payment, has
+            // neither): coins sent to their address never vanish without a word. Once per outpoint, in the wallet.
+            if (amount > 0n) {
+              const res = await inLane(owner, () => registry.send(owner, "deposit_ignored", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, minimum: dust }));
+              if (isRefusal(res)) {
+                complete = false;
+                this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit below the dust limit yet; the scan repeats");
+                return;
+              }
+            }
             this.stats.ignoredDust++;
             // No amount beside the user key: with the line's time, it would point at the output on chain (GET /deposits has it).
             this.#o.log.warn({ userKey: owner }, "deposit below the dust limit not credited (GET /deposits?status=ignored_dust)");
@@ -469,7 +494,7 @@ export class DepositWatcher {
         if (before !== res.status) {
           if (res.status === "pending" && before === undefined) this.stats.credited++;
           if (res.status === "confirmed") this.stats.confirmed++;
-          await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: res.status, confirmations: tx.confirmations, seenAt: Date.now() });
+          await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: recordStatus(res.status), confirmations: tx.confirmations, seenAt: Date.now() });
         }
       });
     }
@@ -673,7 +698,7 @@ export class DepositWatcher {
     }
     // The record first, then out of the open set: the other way round, a crash between the two left a deposit neither
     // open nor recorded as gone, and the next scan credited it as pending again (a "seen" notice, then a second "dropped").
-    await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: res.status, confirmations, seenAt: Date.now() });
+    await this.#record(outpoint, { userKey: owner, txid, vout, amount, status: recordStatus(res.status), confirmations, seenAt: Date.now() });
     const open = this.#open.get(outpoint);
     if (open) await this.#track(outpoint, open, res.status);
     return true;
@@ -731,6 +756,8 @@ const NODE_CALLS_AT_ONCE = 16;
  * block on average, longer than any deposit should wait for its credit.
  */
 const STALL_FAILURES = 5;
+/** A scan failing the same way again is logged at most this often. */
+const FAILURE_LOG_MS = 60_000;
 const STALL_MS = 10 * 60_000;
 
 type TxLookup = { confirmations: number } | undefined | "failed";

@@ -10,7 +10,8 @@ export interface Deposit {
   vout: number;
   address: string;
   amount: bigint;
-  status: "pending" | "confirmed" | "dropped" | "reversed";
+  /** "ignored": below the deposit minimum (withdrawals.dustSats) when it arrived: never credited, shown in history. */
+  status: "pending" | "confirmed" | "dropped" | "reversed" | "ignored";
   seenAt: number;
   confirmedAt?: number;
   /** The number of this deposit's entry in the wallet's history (its status is shown there). */
@@ -98,6 +99,11 @@ export type WalletEvent =
   | { t: "deposit_confirmed"; outpoint: string; at: number }
   | { t: "deposit_dropped"; outpoint: string; at: number }
   | { t: "deposit_reversed"; outpoint: string; at: number }
+  /**
+   * A deposit below the minimum credited (`minimum`, withdrawals.dustSats then): not credited, but its user is told and
+   * it has a history entry (amount 0, status "ignored"), so coins sent to their address never vanish without a word.
+   */
+  | { t: "deposit_ignored"; outpoint: string; txid: string; vout: number; address: string; amount: string; minimum: string; at: number }
   | { t: "withdrawal_reserved"; id: string; address: string; amount: string; fee: string; at: number }
   | { t: "withdrawal_broadcast"; id: string; txid: string; at: number }
   | { t: "withdrawal_settled"; id: string; txid: string; fee: string; at: number }
@@ -154,6 +160,8 @@ export type WalletNotice =
   | { kind: "deposit_seen"; amount: bigint; txid: string }
   | { kind: "deposit_confirmed"; amount: bigint; txid: string }
   | { kind: "deposit_dropped"; amount: bigint; txid: string }
+  /** A deposit below `minimum`: not credited (see the deposit_ignored event). */
+  | { kind: "deposit_ignored"; amount: bigint; txid: string; minimum: bigint }
   | { kind: "withdrawal_broadcast"; id: string; amount: bigint; txid: string }
   | { kind: "withdrawal_sent"; id: string; amount: bigint; fee: bigint; txid: string }
   | { kind: "withdrawal_released"; id: string; amount: bigint; reason: string }
@@ -182,6 +190,8 @@ export type WalletCommand =
    * has `target`.
    */
   | { type: "deposit"; deposit: DepositNotice; target: number; maxPending: number; reply: Reply<Answer<{ status: Deposit["status"] }>> }
+  /** A deposit below `minimum` (the deposit watcher's dust limit): recorded and told, never credited (once per outpoint). */
+  | { type: "deposit_ignored"; deposit: DepositNotice; minimum: bigint; reply: Reply<Answer<{ status: Deposit["status"] }>> }
   | { type: "deposit_removed"; outpoint: string; reply: Reply<Answer<{ status: Deposit["status"] | "unknown" }>> }
   | { type: "reserve_withdrawal"; request: WithdrawalRequest; reply: Reply<Answer<{ withdrawal: Withdrawal; repeated: boolean; balance: BalanceView }>> }
   | { type: "withdrawal_broadcast"; id: string; txid: string; reply: Reply<Answer<{ ok: true }>> }

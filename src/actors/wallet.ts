@@ -146,6 +146,19 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       return { events: [{ t: "address_added", address: cmd.address, at }], answer: () => ({ address: cmd.address }) };
     case "deposit":
       return decideDeposit(s, cmd, at, ctx);
+    case "deposit_ignored": {
+      const { txid, vout, address, amount } = cmd.deposit;
+      const outpoint = outpointOf(txid, vout);
+      const known = own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
+      // Once per outpoint (a scan lists it again); one already credited or pending stays as it is.
+      if (known) return noChange(() => ({ status: known.status }));
+      if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
+      if (amount >= cmd.minimum) return refuse("bad_input", `A deposit of ${amount} sats is not below the minimum of ${cmd.minimum}; credit it instead.`);
+      return {
+        events: [{ t: "deposit_ignored", outpoint, txid, vout, address, amount: amount.toString(), minimum: cmd.minimum.toString(), at }],
+        answer: () => ({ status: "ignored" as const }),
+      };
+    }
     case "deposit_removed": {
       const d = own(s.deposits, cmd.outpoint) ?? ctx.index?.deposit(s.userKey, cmd.outpoint);
       if (!d) return noChange(() => ({ status: "unknown" as const }));
@@ -247,8 +260,10 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   // Pending in the state; confirmed, dropped or reversed in the records (a block scanned again lists it again).
   const known = own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
   const events: WalletEvent[] = [];
-  // A dropped deposit that comes back (re-mined after a reorg) is pending again.
-  if (!known || known.status === "dropped") {
+  // A dropped deposit that comes back (re-mined after a reorg) is pending again; an ignored one (below the minimum then)
+  // is credited if the watcher now sends it as a deposit (the minimum was lowered), as a new entry.
+  const again = !known || known.status === "dropped" || known.status === "ignored";
+  if (again) {
     events.push({ t: "deposit_seen", outpoint, txid, vout, address, amount: amount.toString(), at });
   } else if (known.amount !== amount) {
     return refuse("bad_input", `Deposit ${outpoint} was seen with a different amount; refusing to change it.`);
@@ -257,10 +272,10 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   // most `maxPending`. One more that is not confirmed yet waits outside (the watcher lists it again until it has
   // `target`, and it is then credited confirmed in one go, never entering the state); repeats and confirmations of the
   // deposits it holds, and deposits that arrive confirmed, are always taken.
-  if ((!known || known.status === "dropped") && confirmations < cmd.target && pendingDeposits(s.deposits) >= cmd.maxPending) {
+  if (again && confirmations < cmd.target && pendingDeposits(s.deposits) >= cmd.maxPending) {
     return refuse("too_many_pending", `This wallet already holds ${cmd.maxPending} unconfirmed deposits; a new one is credited once it is confirmed.`);
   }
-  let status = known && known.status !== "dropped" ? known.status : "pending";
+  let status = again ? "pending" : known.status;
   if (status === "pending" && confirmations >= cmd.target) {
     events.push({ t: "deposit_confirmed", outpoint, at });
     status = "confirmed";
@@ -355,6 +370,9 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       return { ...s, pending: s.pending + amount, deposits: withDeposit(s.deposits, e.outpoint, d), historyTotal: h,
         addressUsed: s.addressUsed || e.address === s.addresses.at(-1) };
     }
+    case "deposit_ignored":
+      // Never in the state: its record (changedBy) keeps it. It has an entry, and its address counts as used.
+      return { ...s, historyTotal: s.historyTotal + 1, addressUsed: s.addressUsed || e.address === s.addresses.at(-1) };
     // A deposit that is no longer pending leaves the state (its record keeps it: see WalletState.deposits).
     case "deposit_confirmed": {
       const d = s.deposits[e.outpoint]!;
@@ -427,6 +445,8 @@ export function changedBy(before: WalletState, after: WalletState, e: WalletEven
   switch (e.t) {
     case "deposit_seen":
       return after.deposits[e.outpoint];
+    case "deposit_ignored":
+      return { txid: e.txid, vout: e.vout, address: e.address, amount: BigInt(e.amount), status: "ignored", seenAt: e.at, confirmedAt: undefined, h: after.historyTotal };
     case "deposit_confirmed":
     case "deposit_dropped":
     case "deposit_reversed": {
@@ -470,10 +490,12 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
     case "deposit_seen":
     case "deposit_confirmed":
     case "deposit_dropped":
-    case "deposit_reversed": {
+    case "deposit_reversed":
+    case "deposit_ignored": {
       const d = changed as Deposit | undefined;
-      // A dropped deposit left the user's total as it came: it shows 0, as a released withdrawal does.
-      return d && [d.h, { at: d.seenAt, kind: "deposit", amount: d.status === "dropped" ? 0n : d.amount, ref: e.outpoint, status: d.status }];
+      // A dropped deposit left the user's total as it came: it shows 0, as a released withdrawal does; an ignored one
+      // never entered it.
+      return d && [d.h, { at: d.seenAt, kind: "deposit", amount: d.status === "dropped" || d.status === "ignored" ? 0n : d.amount, ref: e.outpoint, status: d.status }];
     }
     case "withdrawal_reserved":
     case "withdrawal_broadcast":
@@ -511,6 +533,8 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
       const d = before.deposits[e.outpoint];
       return d && { kind: "deposit_dropped", amount: d.amount, txid: d.txid };
     }
+    case "deposit_ignored":
+      return { kind: "deposit_ignored", amount: BigInt(e.amount), txid: e.txid, minimum: BigInt(e.minimum) };
     case "withdrawal_broadcast": {
       const w = before.withdrawals[e.id];
       return w && { kind: "withdrawal_broadcast", id: e.id, amount: w.amount, txid: e.txid };

@@ -116,6 +116,15 @@ t.test("scans failing with an error (the node answering): the fifth in a row ale
   t.match(m.w.health(), { ok: false, cause: "failing", reason: /5 deposit scans in a row failed/, lastError: /Work queue depth exceeded/ });
   for (let i = 0; i < 3; i++) await m.w.poke();
   t.equal(m.lines.filter((l) => l.alert).length, 1, "said once");
+  // Retried at once (250 ms doubling) while the poll is short: the same failure is one line a minute, not one a retry.
+  const failedLines = () => m.lines.filter((l) => /deposit scan failed/.test(l.msg));
+  t.equal(failedLines().length, 1, "eight failures within the minute, the same error: one line");
+  m.tick(60_000);
+  await m.w.poke();
+  t.match(failedLines(), [{}, { sameFailuresSinceLastLine: 7 }], "a minute on: one more, counting those not logged");
+  m.state.listFails = Object.assign(new Error("listsinceblock failed: another error"), { code: -1, method: "listsinceblock" });
+  await m.w.poke();
+  t.equal(failedLines().length, 3, "another error is logged at once");
   delete m.state.listFails;
   t.equal(await m.w.poke(), true);
   t.match(m.w.health(), { ok: true, cause: null, failedSinceComplete: 0, lastError: null });

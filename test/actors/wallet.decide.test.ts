@@ -81,6 +81,20 @@ t.test("deposit: pending until the target, then available, once per outpoint", a
   t.equal(s.available, 10000n, "another output of the same tx is another deposit");
 });
 
+t.test("a deposit below the minimum: not credited, one history entry, once; credited if it is later sent as a deposit", async (t) => {
+  let s = opened();
+  s = run(s, { type: "add_address", address: "bcrt1qdust" }).s;
+  const dep = { txid: "dd".repeat(32), vout: 3, address: "bcrt1qdust", amount: 300n, confirmations: 0 };
+  const r = run(s, { type: "deposit_ignored", deposit: dep, minimum: 546n });
+  t.same(r.answer, { status: "ignored" });
+  t.same([r.s.available, r.s.pending, r.s.historyTotal, r.s.addressUsed], [0n, 0n, s.historyTotal + 1, true], "nothing credited; an entry; the address counts as used");
+  t.same(run(r.s, { type: "deposit_ignored", deposit: { ...dep, confirmations: 1 }, minimum: 546n }).s.historyTotal, r.s.historyTotal, "listed again: no second entry");
+  t.match(run(s, { type: "deposit_ignored", deposit: { ...dep, amount: 546n }, minimum: 546n }).answer, { refused: true, code: "bad_input" }, "the minimum itself is credited, not ignored");
+  t.match(run(s, { type: "deposit_ignored", deposit: { ...dep, amount: 0n }, minimum: 546n }).answer, { refused: true, code: "bad_amount" });
+  const credited = run(r.s, { type: "deposit", deposit: { ...dep, confirmations: 1 }, target: 1, maxPending: 1000 }).s;
+  t.same([credited.available, credited.historyTotal], [300n, r.s.historyTotal + 1], "the minimum lowered since: credited, as a new entry");
+});
+
 t.test("reorg: a pending deposit leaves; a confirmed one freezes the wallet for review", async (t) => {
   let s = opened();
   const dep = { txid: "cc".repeat(32), vout: 0, address: "a", amount: 700n, confirmations: 0 };

@@ -244,6 +244,8 @@ export function notice(n: WalletNotice): string {
       return `📥 Deposit seen: ${btc(n.amount)} (pending until confirmed)`;
     case "deposit_confirmed":
       return `✅ Deposit confirmed: ${btc(n.amount)} is now available`;
+    case "deposit_ignored":
+      return `⚠️ A deposit of ${btc(n.amount)} was not credited: the minimum is ${btc(n.minimum)} (less costs more to spend than it holds). Send at least that to your deposit address.`;
     case "deposit_dropped":
       return `⚠️ A pending deposit of ${btc(n.amount)} left the network and was not credited`;
     case "withdrawal_broadcast":
