@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { parseAmount } from "./domain/money.ts";
+import { describeAmount, parseAmount } from "./domain/money.ts";
 import { canonicalAddress } from "./domain/address.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import type { WalletRegistry } from "./actors/registry.ts";
@@ -160,13 +160,14 @@ export class EngineRelay implements Relay {
     // A bech32 address is all lower case, or all upper case (a QR code's): mixed case is a typo BIP 173 says to refuse,
     // not to mend (canonicalAddress lower-cases it for the checks below).
     if (address !== text && text !== text.toUpperCase()) return refuse("bad_address", "That address mixes upper and lower case letters; copy it again exactly as it was given to you.");
-    const amount = parseAmount(amountText);
-    if (isRefusal(amount)) return amount;
     const balance = await this.balance(userKey);
     if (isRefusal(balance)) return balance;
     if (balance.frozen) return refuse("frozen", "This wallet is frozen by an operator; withdrawals are paused. Contact support.");
+    // The address before the amount: "/withdraw 0.001 bcrt1q…" was answered "That amount is too long" about the address.
     const checked = await this.#o.chain.checkWithdrawalAddress(address);
     if (checked !== true) return checked;
+    const amount = parseAmount(amountText);
+    if (isRefusal(amount)) return amount;
     let rate: bigint;
     try {
       rate = await this.#o.chain.feeRate();
@@ -177,7 +178,7 @@ export class EngineRelay implements Relay {
     const dust = this.#minWithdrawal();
     // Dust is below the limit, as for bitcoind (and for deposits, which are credited from the limit up).
     if (amount < dust) return refuse("below_dust", `The amount must be at least ${dust} sats (the network's dust limit).`);
-    const short = () => refuse("insufficient_funds", `Not enough available: ${amount} sats plus a fee of ${fee} sats is more than your ${balance.available} sats.`);
+    const short = () => refuse("insufficient_funds", `Not enough available: ${describeAmount(amount)} plus a fee of ${describeAmount(fee)} is more than your ${describeAmount(balance.available)}.`);
     if (amount + fee > balance.available) return short();
     // What sending it costs from the coins the node holds: a withdrawal that takes many small coins must not be quoted
     // two inputs' worth, with the service paying the rest (and the watchdog then pausing everyone's payouts for the hole).

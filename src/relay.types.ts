@@ -62,7 +62,8 @@ export interface Notification {
 
 export interface Relay {
   /** Creates the wallet if needed and remembers the (sealed) chat handle for notifications. */
-  start(userKey: string, chatHandle?: string): Promise<Result<{ created: boolean; balance: BalanceView }>>;
+  /** `firstStart`: this start set the wallet's first chat handle (its owner's first /start, the wallet made earlier by a tip). */
+  start(userKey: string, chatHandle?: string): Promise<Result<{ created: boolean; firstStart?: boolean; balance: BalanceView }>>;
   balance(userKey: string): Promise<Result<BalanceView & { frozen?: string }>>;
   history(userKey: string, page: number, pageSize?: number): Promise<Result<HistoryPage>>;
   /** A bech32 deposit address of this user's (reused until something arrives on it). */

@@ -175,7 +175,8 @@ export type WalletNotice =
   | { kind: "announcement"; id: string; text: string };
 
 export type WalletCommand =
-  | { type: "open"; chatHandle?: string; reply: Reply<Answer<{ created: boolean; balance: BalanceView }>> }
+  /** `firstStart`: this open set the wallet's first chat handle (a wallet opened earlier by a transfer, or made now). */
+  | { type: "open"; chatHandle?: string; reply: Reply<Answer<{ created: boolean; firstStart?: boolean; balance: BalanceView }>> }
   | { type: "balance"; reply: Reply<Answer<BalanceView & { frozen?: string }>> }
   /** How many history entries are committed (the relay reads the page itself: see WalletRecords.page). */
   | { type: "history"; reply: Reply<Answer<{ total: number }>> }

@@ -118,7 +118,10 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "open": {
       if (s.opened) {
         const events: WalletEvent[] = cmd.chatHandle && cmd.chatHandle !== s.chatHandle ? [{ t: "handle_set", chatHandle: cmd.chatHandle }] : [];
-        return { events, answer: (a) => ({ created: false, balance: balanceOf(a) }) };
+        // A wallet opened by a transfer (a tip, a cheque payout) to someone who had not started the bot has no chat
+        // handle: this /start is its owner's first, and the edge greets them as new and says what it already holds.
+        const firstStart = cmd.chatHandle !== undefined && s.chatHandle === undefined;
+        return { events, answer: (a) => ({ created: false, firstStart, balance: balanceOf(a) }) };
       }
       return { events: [{ t: "opened", at, ...(cmd.chatHandle ? { chatHandle: cmd.chatHandle } : {}) }], answer: (a) => ({ created: true, balance: balanceOf(a) }) };
     }

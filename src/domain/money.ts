@@ -76,7 +76,7 @@ export function formatBtc(sats: bigint): string {
 
 /** "0.001 BTC (100,000 sats)" — how amounts are shown to people. */
 export function describeAmount(sats: bigint): string {
-  return `${formatBtc(sats)} BTC (${groupDigits(sats)} sats)`;
+  return `${formatBtc(sats)} BTC (${groupDigits(sats)} ${sats === 1n || sats === -1n ? "sat" : "sats"})`;
 }
 
 export function groupDigits(n: bigint): string {

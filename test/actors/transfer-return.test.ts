@@ -145,7 +145,7 @@ t.test("a cheque's funding that a second request with the same command id brings
     { kind: "transfer_out", amount: -5_000n, ref: id, status: "sent" },
     { kind: "transfer_in", amount: 100_000n, status: "received" },
   ], "the history: sent, then returned");
-  t.match(historyText(page), /\+0\.00005 BTC {2}sent, not delivered \(returned\)/);
+  t.match(historyText(page), /\+0\.00005 BTC \(5,000 sats\) {2}cheque not made: back to you/);
 
   const told = w.notices.filter(([, n]) => n.kind === "transfer_returned");
   t.same(told, [["u_alice", { kind: "transfer_returned", id, amount: 5_000n, to: `cheque:${hash}`, reason: "not_found" }]], "its creator is told, once");

@@ -72,7 +72,7 @@ t.test("a quote covers what the node would pay to send the withdrawal alone; too
   solo = async () => 55_660n;
   t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { fee: 55_660n, total: 1_055_660n }, "many small coins: the quote is what sending it costs");
   available = 1_050_000n;
-  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "insufficient_funds", message: /a fee of 55660 sats/ }, "and the balance must cover that fee");
+  t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "insufficient_funds", message: /Not enough available: 0\.01 BTC \(1,000,000 sats\) plus a fee of 0\.0005566 BTC \(55,660 sats\) is more than your 0\.0105 BTC \(1,050,000 sats\)/ }, "and the balance must cover that fee (amounts as BTC and sats)");
   solo = async () => "too_large";
   t.match(await relay.quoteWithdrawal("u_a", to, "0.01"), { code: "over_limit", message: /more coins than fit in one Bitcoin transaction; withdraw a smaller amount/ });
   solo = async () => {

@@ -345,7 +345,9 @@ function edgeContext(o: EdgeDeps, outbox: GroupOutbox | undefined) {
           const where = "title" in chat && chat.title ? chat.title : "the group";
           ctx.api.sendMessage(from.id, `${text} (in ${where})`).catch((e: unknown) => o.log.warn({ err: errorSummary(e) }, "a group answer that money moved could be sent neither in the group nor in private"));
         } : undefined;
-        outbox.post(chat.id, text, { ...(threadId !== undefined ? { threadId } : {}), ...(otherwise ? { otherwise } : {}) });
+        // A reply to the command it answers: the group sees whose command this is.
+        const replyTo = ctx.message?.message_id;
+        outbox.post(chat.id, text, { ...(threadId !== undefined ? { threadId } : {}), ...(replyTo !== undefined ? { replyTo } : {}), ...(otherwise ? { otherwise } : {}) });
       }
       : async (text) => void (await ctx.reply(text));
     let key: Promise<string> | undefined;

@@ -42,6 +42,21 @@ export function args(ctx: Context): string[] {
   return text.split(/\s+/).slice(1).filter(Boolean);
 }
 
+/** A word that is an amount's unit on its own ("sats", "BTC"; "msat" too, so that parseAmount refuses it by name). */
+const UNIT_WORD = /^(m?sats?|satoshis?|millisat\w*|btc|₿)$/i;
+
+/**
+ * The amount a command's words begin with, as text: the number (with its groups of three digits, "1 000 000") and the
+ * unit word after it, if there is one. Words after that are a note ("/tip 1000 sats thanks for the help"): they are
+ * not part of the amount, and taking them for it answered "That is not an amount" to a valid one.
+ */
+export function amountWords(words: readonly string[]): string {
+  let n = Math.min(words.length, 1);
+  if (/^\d{1,3}$/.test(words[0] ?? "")) while (n < words.length && /^\d{3}$/.test(words[n]!)) n++;
+  if (n < words.length && UNIT_WORD.test(words[n]!)) n++;
+  return words.slice(0, n).join(" ");
+}
+
 /** The key command ids are derived with: bound to the edge's own secret, so ids are stable across restarts. */
 export function commandIdKey(handleKey: Uint8Array): Buffer {
   return createHmac("sha256", handleKey).update("runigun/telegram/command-id/v1").digest();

@@ -2,8 +2,9 @@
 // minute into one group (the throttler holds a group's sends to that); an update that awaited its group reply held
 // its runner slot — and, in order, every later update of its sender — until the group's budget allowed it. Here a
 // group reply is queued in that group's small outbox and sent from there, one at a time at the group's pace; the
-// update's handler goes on at once. The outbox is bounded: a reply the same as one still waiting is merged into it,
-// one beyond the bound is dropped, and both are counted in a log line when the group's outbox empties (and every
+// update's handler goes on at once. Each is sent as a reply to the command it answers, so the group sees whose it is.
+// The outbox is bounded: a reply the same as one still waiting for the same message is merged into it, one beyond the
+// bound is dropped, and both are counted in a log line when the group's outbox empties (and every
 // hundred or so while it never does).
 import { GrammyError, type Api } from "grammy";
 import type { Logger } from "../../log.ts";
@@ -20,6 +21,8 @@ interface Reply {
   text: string;
   /** The forum topic the update came from: the reply goes there, not to the group's General topic. */
   threadId: number | undefined;
+  /** The message (the command) this answers: the group sees it as a reply to that. */
+  replyTo: number | undefined;
   /** For an answer that money moved: how else to say it when it cannot be said in the group (see PostOptions). */
   otherwise: (() => void) | undefined;
 }
@@ -33,6 +36,12 @@ interface GroupBox {
 /** How a reply that must not be lost is handled when the group's outbox cannot take it. */
 export interface PostOptions {
   threadId?: number;
+  /**
+   * The id of the message this answers (the command): sent as a reply to it, so the group can tell whose command it
+   * answers ("Say the unit" to two people at once read as one answer to nobody), and merged only with the same text
+   * answering the same message. Sent even if that message was deleted meanwhile.
+   */
+  replyTo?: number;
   /**
    * The reply says money moved (a tip sent): it is never merged with another (each tipper's own) nor dropped; when the
    * outbox is full, when the outbox closes before sending it, or when the group refuses it (a topic closed since),
@@ -74,8 +83,8 @@ export class GroupOutbox {
       this.#boxes.set(chatId, box);
       void this.#pump(chatId, box);
     }
-    const threadId = o.threadId;
-    if (!o.otherwise && box.waiting.some((r) => r.text === text && r.threadId === threadId)) {
+    const { threadId, replyTo } = o;
+    if (!o.otherwise && box.waiting.some((r) => r.text === text && r.threadId === threadId && r.replyTo === replyTo)) {
       box.merged++;
       this.stats.merged++;
     } else if (box.waiting.length >= GROUP_OUTBOX_SIZE || this.#waiting >= ALL_OUTBOXES_SIZE) {
@@ -83,7 +92,7 @@ export class GroupOutbox {
       box.dropped++;
       this.stats.dropped++;
     } else {
-      box.waiting.push({ text, threadId, otherwise: o.otherwise });
+      box.waiting.push({ text, threadId, replyTo, otherwise: o.otherwise });
       this.#waiting++;
       this.stats.queued++;
     }
@@ -113,7 +122,7 @@ export class GroupOutbox {
       // A group that never quiets down is reported as it goes, not only when its outbox empties.
       if (box.dropped + box.merged >= 100) this.#report(box);
       try {
-        await this.#api.sendMessage(chatId, reply.text, reply.threadId === undefined ? undefined : { message_thread_id: reply.threadId });
+        await this.#api.sendMessage(chatId, reply.text, sendOptions(reply));
         this.stats.sent++;
       } catch (e) {
         this.stats.failed++;
@@ -138,4 +147,13 @@ export class GroupOutbox {
     box.dropped = 0;
     box.merged = 0;
   }
+}
+
+/** Where a group reply goes: its topic, and the message it answers (even if deleted since: the answer still counts). */
+function sendOptions(r: Reply): { message_thread_id?: number; reply_parameters?: { message_id: number; allow_sending_without_reply: true } } | undefined {
+  if (r.threadId === undefined && r.replyTo === undefined) return undefined;
+  return {
+    ...(r.threadId !== undefined ? { message_thread_id: r.threadId } : {}),
+    ...(r.replyTo !== undefined ? { reply_parameters: { message_id: r.replyTo, allow_sending_without_reply: true as const } } : {}),
+  };
 }

@@ -1,6 +1,6 @@
 // How the Telegram edge says things: short, plain, one line per refusal. No money rule lives here.
 // Every refusal code has the edge's own words; the engine's message adds specifics where it is safe to show.
-import { describeAmount, formatBtc, groupDigits } from "../../domain/money.ts";
+import { describeAmount, groupDigits } from "../../domain/money.ts";
 import type { RefusalCode } from "../../domain/refusals.ts";
 import type { BalanceView, Cheque, ConfirmedWithdrawal, HistoryEntry, HistoryPage, MyChequeView, Refusal, WalletNotice, WithdrawalQuote } from "../../relay.types.ts";
 
@@ -91,7 +91,18 @@ export function refusalInGroup(r: Refusal): string {
   return `${mark} ${GROUP_SAFE.has(r.code) && r.message ? oneLine(r.message) : words}`;
 }
 
+/** "0.001 BTC (100,000 sats)"; one satoshi is "1 sat" (describeAmount). */
 export const btc = (sats: bigint) => describeAmount(sats);
+
+/**
+ * How an amount written without a unit was read (a bare number is bitcoin), said beside the answer to it: "1000" meant
+ * as satoshis is a thousand bitcoin, and "Not enough available" alone would not tell the person why.
+ */
+export function readAsBtc(text: string, sats: bigint): string {
+  const words = oneLine(text);
+  const satoshis = /^\d+$/.test(words) ? `for satoshis, write ${words} ${words === "1" ? "sat" : "sats"}` : "write sats for satoshis (100000 sats)";
+  return `(${words} has no unit, so it was read as ${btc(sats)}: ${satoshis}.)`;
+}
 
 export function balance(b: BalanceView & { frozen?: string }): string {
   const lines = [
@@ -105,9 +116,20 @@ export function balance(b: BalanceView & { frozen?: string }): string {
   return lines.join("\n");
 }
 
-export function welcome(created: boolean, network: string, confirmations: number): string {
+/**
+ * The /start greeting. `first`: the first /start of this wallet (made now, or opened earlier by a tip or a cheque
+ * payout sent to someone who had not started the bot, who was told nothing then); undefined when the engine does not
+ * say, and then the words claim neither. What such a wallet already holds is said: nobody told its owner of it.
+ */
+export function welcome(first: boolean | undefined, b: BalanceView | undefined, network: string, confirmations: number): string {
+  const held = b && (b.available > 0n || b.pending > 0n)
+    ? `${btc(b.available)}${b.pending > 0n ? ` (and ${btc(b.pending)} pending)` : ""}`
+    : undefined;
+  const greeting = first === true
+    ? `Your wallet is ready.${held ? ` You have ${held} waiting: received before you started the bot.` : ""}`
+    : first === false ? "Welcome back." : `Your wallet is open.${held ? ` You have ${held}.` : ""}`;
   return [
-    created ? "Your wallet is ready." : "Welcome back.",
+    greeting,
     "",
     `/deposit — an address to send bitcoin to (credited after ${confirmations} confirmation${confirmations === 1 ? "" : "s"})`,
     "/balance — what you have",
@@ -136,16 +158,29 @@ export function deposit(address: string, confirmations: number, minSats?: bigint
   return `Send bitcoin to:\n${address}\n\nIt shows as pending at once and becomes available after ${confirmations} confirmation${confirmations === 1 ? "" : "s"}.${least}`;
 }
 
-export function quote(q: WithdrawalQuote): string {
+/** `readAs`: how an amount written without a unit was read (readAsBtc). */
+export function quote(q: WithdrawalQuote, readAs?: string): string {
   return [
     "Withdrawal quote",
     `To: ${q.address}`,
     `Amount: ${btc(q.amount)}`,
     `Network fee (at most): ${btc(q.fee)}`,
     `Total: ${btc(q.total)}`,
+    ...(readAs ? [readAs] : []),
     "",
     "Press Confirm to send. Nothing moves until you do.",
   ].join("\n");
+}
+
+/** /withdraw with its words the other way round ("/withdraw 0.001 bcrt1q…"): nothing is quoted. */
+export const WITHDRAW_ORDER = "⚠️ Address first, then amount: /withdraw <address> <amount>";
+
+/** An address sent when the step-by-step withdrawal asked for the amount (it has its address already). */
+export const ADDRESS_NOT_AMOUNT = "⚠️ That is an address; I have the address already and need the amount now.";
+
+/** "/withdraw 0.001": the amount is kept, and the address asked for. */
+export function askAddressFor(sats: bigint): string {
+  return `Which address should I send ${btc(sats)} to? (/cancel to stop)`;
 }
 
 export function confirmed(r: ConfirmedWithdrawal): string {
@@ -212,14 +247,52 @@ export function chequeCodeInGroupNotRevoked(r: Refusal): string {
   return `⚠️ ${POSTED_IN_GROUP}. It was not taken back: it is not one of your open cheques (someone else's, or one already claimed, revoked or expired). /cheque list shows yours.`;
 }
 
-function entry(e: HistoryEntry): string {
+/** A transfer's other side is a cheque (its escrow, "cheque:<hash>": cheques.ts), not a person. */
+export const isChequeSide = (counterparty: string | undefined) => counterparty?.startsWith("cheque:") === true;
+
+/**
+ * Which cheques the wallet whose history is shown made, as far as the edge looked (`cheques`: their counterparties), and
+ * whether it looked at all of that history (`complete`). A cheque's payout is one kind of entry whoever receives it:
+ * its claimant, or its maker when it was revoked or expired (a maker cannot claim their own). Only the maker has the
+ * entry that funded it.
+ */
+export interface ChequesMade {
+  cheques: ReadonlySet<string>;
+  complete: boolean;
+}
+
+/**
+ * What an entry was, in the words a person used for it: the counterparty tells a tip from a cheque (an entry without
+ * one, if any was ever written so, is only "sent" or "received").
+ */
+function what(e: HistoryEntry, made: ChequesMade | undefined): string {
+  // "cheque returned": taken back by its maker, or expired unclaimed (the entry does not say which).
+  const cheque = isChequeSide(e.counterparty);
+  const tip = e.counterparty === undefined ? "" : "tip ";
+  switch (e.kind) {
+    case "transfer_out":
+      // A transfer its receiver refused, back with its sender: an entry of its own after the one that sent it.
+      if (e.status === "returned") return cheque ? "cheque not made: back to you" : `${tip}not delivered: back to you`;
+      return cheque ? "cheque made" : `${tip}sent`;
+    case "transfer_in":
+      if (!cheque) return `${tip}received`;
+      if (made?.cheques.has(e.counterparty!)) return "cheque returned";
+      return made?.complete ? "cheque claimed" : "from a cheque";
+    case "deposit":
+      // Below the deposit minimum when it came (its amount is 0 here): never credited.
+      return e.status === "ignored" ? "deposit below the minimum (not credited)" : `deposit (${e.status})`;
+    case "withdrawal":
+      return `withdrawal (${e.status})`;
+    default:
+      return `${e.kind} (${e.status})`;
+  }
+}
+
+function entry(e: HistoryEntry, made: ChequesMade | undefined): string {
   const when = new Date(e.at).toISOString().slice(0, 16).replace("T", " ");
   const sign = e.amount < 0n ? "−" : "+";
   const abs = e.amount < 0n ? -e.amount : e.amount;
-  // A transfer its receiver refused, back with its sender: an entry of its own after the one that sent it.
-  if (e.kind === "transfer_out" && e.status === "returned") return `${when}  ${sign}${formatBtc(abs)} BTC  sent, not delivered (returned)`;
-  const what = { deposit: "deposit", withdrawal: "withdrawal", transfer_in: "received", transfer_out: "sent", adjustment: "adjustment" }[e.kind];
-  return `${when}  ${sign}${formatBtc(abs)} BTC  ${what} (${e.status})`;
+  return `${when}  ${sign}${btc(abs)}  ${what(e, made)}`;
 }
 
 /**
@@ -233,9 +306,9 @@ function returnedWhy(toCheque: boolean, reason: string): string {
   return "its receiver refused it";
 }
 
-export function history(h: HistoryPage): string {
+export function history(h: HistoryPage, made?: ChequesMade): string {
   if (h.total === 0) return "No transactions yet. Send /deposit to get an address.";
-  return [`History — page ${h.page + 1} of ${h.pages}`, ...h.entries.map(entry)].join("\n");
+  return [`History — page ${h.page + 1} of ${h.pages}`, ...h.entries.map((e) => entry(e, made))].join("\n");
 }
 
 export function notice(n: WalletNotice): string {

@@ -7,7 +7,7 @@ import { Composer, GrammyError } from "grammy";
 import { isRefusal } from "../../../domain/refusals.ts";
 import { amountUnit, parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
-import { args, type EdgeContext } from "../context.ts";
+import { amountWords, args, type EdgeContext } from "../context.ts";
 
 /** What a cheque code looks like (the engine's own check: cheque.service.ts), alone or as a link's start parameter. */
 const CODE_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -48,7 +48,8 @@ export function chequeFeature(): Composer<EdgeContext> {
       if (isRefusal(r)) return ctx.reply(say.refusal(r));
       return ctx.reply(say.myCheques(r.cheques, link, r.more));
     }
-    const amount = words.join(" ");
+    // The number and its unit; words after them are a note ("/cheque 1000 sats for Bob"), as for a tip.
+    const amount = amountWords(words);
     if (!amount) return ctx.reply("How much? /cheque 0.001 BTC or /cheque 100k sats");
     // A cheque is made at once, with no confirmation step, and its amount leaves the wallet: a bare number (bitcoin,
     // for parseAmount) is refused, as for a tip. "/cheque 1000" meant as satoshis would ask for 1,000 bitcoin, and

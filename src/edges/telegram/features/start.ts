@@ -4,9 +4,25 @@ import { isRefusal } from "../../../domain/refusals.ts";
 import { sealHandle } from "../../../store/sealed.ts";
 import * as say from "../render.ts";
 import type { EdgeContext } from "../context.ts";
+import { otherCommandEndsWithdrawal } from "./withdraw.ts";
+
+/**
+ * Whether this is the wallet's first /start: made now, or opened before by a tip or a cheque payout to someone who had
+ * never started the bot (no chat handle then, so nobody told them). `created` says only the first; the engine's
+ * `firstStart` says both (true when this /start sealed the wallet's first chat handle). Undefined when the engine does
+ * not say (an engine from before it did): the greeting then claims neither.
+ */
+function firstStart(opened: { created: boolean }): boolean | undefined {
+  if (opened.created) return true;
+  const first = (opened as { firstStart?: unknown }).firstStart;
+  return typeof first === "boolean" ? first : undefined;
+}
 
 export function startFeature(): Composer<EdgeContext> {
   const feature = new Composer<EdgeContext>();
+  // The first feature sees every command: one other than /withdraw or /cancel ends a step-by-step withdrawal here,
+  // before a feature that answers it (/balance, /history) keeps it from the withdrawal's own composer.
+  feature.use(otherCommandEndsWithdrawal);
   const dm = feature.chatType("private");
 
   dm.command("start", async (ctx) => {
@@ -24,7 +40,7 @@ export function startFeature(): Composer<EdgeContext> {
       return ctx.reply(say.chequeClaimed(claimed.amount, claimed.balance));
     }
     const info = relay.info();
-    return ctx.reply(say.welcome(opened.created, info.network, info.confirmations));
+    return ctx.reply(say.welcome(firstStart(opened), opened.balance, info.network, info.confirmations));
   });
 
   dm.command("help", (ctx) => ctx.reply(say.HELP));

@@ -5,7 +5,7 @@ import { Composer } from "grammy";
 import { isRefusal, refuse } from "../../../domain/refusals.ts";
 import { amountUnit, parseAmount } from "../../../domain/money.ts";
 import * as say from "../render.ts";
-import { args, type EdgeContext } from "../context.ts";
+import { amountWords, args, type EdgeContext } from "../context.ts";
 import type { Message } from "grammy/types";
 
 /**
@@ -49,7 +49,8 @@ export function tipFeature(): Composer<EdgeContext> {
     if (reply?.forward_origin) return ctx.tell(say.TIP_FORWARDED);
     // A service message ("Bob added Carol", a pin) comes from who caused it, not whom it is about: the same.
     if (reply && !authoredBySender(reply)) return ctx.tell(say.TIP_NOT_AUTHORED);
-    const amount = args(ctx).join(" ");
+    // The number and its unit; words after them are a note ("/tip 1000 sats thanks for the help"), not the amount.
+    const amount = amountWords(args(ctx));
     if (!amount) return ctx.tell("How much? Reply with /tip 1000 sats, for example.");
     // Parsed here only to say the amount back (the relay's answer has no amount); the engine parses on its own.
     const shown = parseAmount(amount);
