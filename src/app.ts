@@ -1,6 +1,6 @@
 // `runigun start`: the all-in-one shape. A regtest bitcoind when the node is managed, the engine, and the
 // Telegram edge — polling Telegram with a token, or (on regtest only) the local chat in this terminal without one. Ctrl-C
-// (SIGINT/SIGTERM) stops everything it started, bitcoind included.
+// (SIGINT/SIGTERM/SIGHUP) stops everything it started, bitcoind included.
 import { join } from "node:path";
 import { pino } from "pino";
 import { loadConfig, type Config } from "./config.ts";
@@ -12,7 +12,7 @@ import { Identity, identityCheck, pinIdentity } from "./store/identity.ts";
 import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
 import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
 import { InProcessTelegram } from "./edges/chat/transport.ts";
-import { startLocalChat } from "./edges/chat/local-chat.ts";
+import { alertEcho, startLocalChat } from "./edges/chat/local-chat.ts";
 import { serveControl } from "./backup/control.ts";
 
 export interface Running {
@@ -137,7 +137,7 @@ function nodeSetupError(e: unknown, url: string): SetupError | undefined {
 export const STOP_DEADLINE_MS = 60_000;
 
 export interface StopSignals {
-  /** Settles at the first SIGINT or SIGTERM (the stop then calls `begin`). */
+  /** Settles at the first SIGINT, SIGTERM or SIGHUP (the stop then calls `begin`). */
   readonly signalled: Promise<void>;
   /** Names what the stop waits for now: said if the deadline passes or a second signal forces the exit. */
   step(what: string): void;
@@ -148,17 +148,32 @@ export interface StopSignals {
 }
 
 /**
- * SIGINT and SIGTERM, once each process: the first asks for an orderly stop (said on `say`, the operator's terminal
- * or journal). A stop that hangs (a node call that never returns, a connection that never closes) must not leave a
- * service manager waiting without a word: after `deadlineMs` the process says what it was still waiting for and exits
- * with 1, and a second signal, of either kind, does the same at once (as the operator asked). The exit is abrupt: the
- * store's journal is written before each answer, so only what was not yet acknowledged is lost.
+ * Writes to this process's terminal (stdout, stderr) are best-effort: a reader that went away (`npm start | tee x.log`
+ * with tee killed by the same Ctrl-C: EPIPE; a closed terminal: EIO) must not crash the engine part-way through its
+ * stop with an unhandled 'error' event. What could not be said is lost; the log file or journal still has it.
+ */
+export function terminalWritesBestEffort(): void {
+  if (terminalErrorsIgnored) return;
+  terminalErrorsIgnored = true;
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
+}
+let terminalErrorsIgnored = false;
+
+/**
+ * SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped SSH session), once each process: the first asks for an
+ * orderly stop (said on `say`, the operator's terminal or journal). A stop that hangs (a node call that never returns,
+ * a connection that never closes) must not leave a service manager waiting without a word: after `deadlineMs` the
+ * process says what it was still waiting for and exits with 1, and a second signal, of any of them, does the same at
+ * once (as the operator asked). The exit is abrupt: the store's journal is written before each answer, so only what
+ * was not yet acknowledged is lost.
  */
 export function stopSignals(log: Logger, o: { deadlineMs?: number; say?: (line: string) => void; signals?: NodeJS.EventEmitter; exit?: (code: number) => void } = {}): StopSignals {
   const deadlineMs = o.deadlineMs ?? STOP_DEADLINE_MS;
   const say = o.say ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const events: NodeJS.EventEmitter = o.signals ?? process;
   const exit = o.exit ?? ((code: number) => process.exit(code));
+  // The stop says its steps on the terminal: a terminal gone must not cut it short.
+  if (!o.signals) terminalWritesBestEffort();
   let waitingFor = "the start to finish";
   let timer: NodeJS.Timeout | undefined;
   let signalled!: () => void;
@@ -183,8 +198,11 @@ export function stopSignals(log: Logger, o: { deadlineMs?: number; say?: (line: 
   };
   const onInt = () => onSignal("SIGINT");
   const onTerm = () => onSignal("SIGTERM");
+  // Its default would end the process at once, leaving bitcoind and the store unstopped.
+  const onHup = () => onSignal("SIGHUP");
   events.on("SIGINT", onInt);
   events.on("SIGTERM", onTerm);
+  events.on("SIGHUP", onHup);
   return {
     signalled: signalledOnce,
     step: (what) => void (waitingFor = what),
@@ -193,6 +211,7 @@ export function stopSignals(log: Logger, o: { deadlineMs?: number; say?: (line: 
       clearTimeout(timer);
       events.off("SIGINT", onInt);
       events.off("SIGTERM", onTerm);
+      events.off("SIGHUP", onHup);
     },
   };
 }
@@ -206,9 +225,17 @@ export async function runAllInOne(): Promise<number> {
     throw new SetupError(`the local chat (what start opens without RUNIGUN_TELEGRAM_TOKEN) runs on regtest only: on ${config.network}, set RUNIGUN_TELEGRAM_TOKEN (or RUNIGUN_TELEGRAM_TOKEN_FILE) to serve the bot on Telegram, or RUNIGUN_NETWORK=regtest to try it locally`);
   }
   const out = process.stdout;
-  // With the local chat on this terminal, engine logs go to a file so they do not interleave with the chat.
+  // With the local chat on this terminal, engine logs go to a file so they do not interleave with the chat; alert
+  // lines are said on the terminal too, the message only (in the chat once it is open: sayAlert).
   const logFile = join(config.dataPath, "engine.log");
-  const log = token ? createLogger({ level: config.log.level }) : createLogger({ level: config.log.level, destination: pino.destination({ dest: logFile, mkdir: true, sync: false }) });
+  let sayAlert: (line: string) => void = (line) => void out.write(`${line}\n`);
+  const log = token ? createLogger({ level: config.log.level }) : createLogger({
+    level: config.log.level,
+    destination: pino.multistream([
+      { level: "trace", stream: pino.destination({ dest: logFile, mkdir: true, sync: false }) },
+      { level: "warn", stream: alertEcho((line) => sayAlert(line)) },
+    ]),
+  });
   // What the edge will need, checked before anything starts (bitcoind, the engine).
   if (token && config.telegram.mode === "webhook" && (config.secrets.telegramWebhookSecret ?? "").length < 16) {
     throw new SetupError("webhook mode needs RUNIGUN_TELEGRAM_WEBHOOK_SECRET (16+ characters)");
@@ -266,8 +293,9 @@ export async function runAllInOne(): Promise<number> {
   if (telegram) {
     const chat = startLocalChat({
       bot: edge.bot, telegram, input: process.stdin, output: out,
-      ...(app.node ? { chain: { mine: async (n: number) => { await app.node!.mine(n); await app.engine.watcher.poke(); }, fund: (a: string, b: string) => app.node!.fund(a, b) } } : {}),
+      ...(app.node ? { chain: { mine: async (n: number) => { await app.node!.mine(n); await app.engine.watcher.poke(); }, fund: (a: string, b: string) => app.node!.fund(a, b), address: () => app.node!.outsideAddress() } } : {}),
     });
+    sayAlert = (line) => chat.say(line);
     // :quit ends the run; so does the end of input on a terminal. Input piped in and ended without :quit leaves
     // the engine serving (a service manager with no terminal must not stop it by closing stdin).
     const quit = chat.done.then((why) => {

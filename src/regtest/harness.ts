@@ -33,9 +33,21 @@ export const SAFE_HEIGHT = 122;
 const running = new Set<ChildProcess>();
 let exitHook = false;
 
-/** Kills every node this process started (last resort on exit; tests call stop()). */
+/**
+ * How long a node asked to stop by a signal (SIGTERM) has before it is killed (SIGKILL): as long as stop() gives one
+ * asked over RPC. A SIGKILLed bitcoind loses what it had not flushed — the last blocks, all of them on a young regtest
+ * chain — and the engine's deposit cursor is then above the node's tip (deposit scans stall until an operator rescans).
+ */
+export const STOP_GRACE_S = 20;
+
+/**
+ * Asks every node this process started to stop (last resort on exit; tests and the engine call stop()). SIGTERM, which
+ * bitcoind takes as `stop`: it flushes its chain and wallets and exits. An exit hook cannot wait for that, and need not:
+ * the node runs in a session of its own, finishes its shutdown after we are gone, and its reaper (#launch) kills it if
+ * it is still there STOP_GRACE_S later.
+ */
 export function stopAllRegtest(): void {
-  for (const c of running) c.kill("SIGKILL");
+  for (const c of running) c.kill("SIGTERM");
   running.clear();
 }
 
@@ -162,7 +174,7 @@ export class RegtestNode {
   async stop(): Promise<void> {
     if (this.running) {
       await this.rpc("stop").catch(() => undefined);
-      const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 20_000).unref());
+      const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_GRACE_S * 1000).unref());
       if ((await Promise.race([this.#exited.then(() => "done" as const), timeout])) === "timeout") this.#child?.kill("SIGKILL");
       await this.#exited;
     }
@@ -209,9 +221,12 @@ export class RegtestNode {
     this.#child = child;
     running.add(child);
     // A reaper outside this process: if we die in a way that runs no exit hook (SIGKILL, a test runner's
-    // timeout), it kills the bitcoind we started instead of leaving it behind. It ends with either of us.
+    // timeout), it stops the bitcoind we started instead of leaving it behind. It ends with either of us. SIGTERM
+    // first, so the node flushes its blocks (a SIGKILL loses them); SIGKILL only if it is still there after the grace.
     if (child.pid) {
-      spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done; kill -0 ${child.pid} 2>/dev/null && kill -9 ${child.pid}`], {
+      const alive = `kill -0 ${child.pid} 2>/dev/null`;
+      spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null && ${alive}; do sleep 1; done; ${alive} || exit 0; kill -TERM ${child.pid}; ` +
+        `i=0; while ${alive} && [ $i -lt ${STOP_GRACE_S} ]; do sleep 1; i=$((i+1)); done; ${alive} && kill -9 ${child.pid}`], {
         detached: true, stdio: "ignore",
       }).unref();
     }
