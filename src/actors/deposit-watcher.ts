@@ -261,7 +261,7 @@ export class DepositWatcher {
           // how many were not, not twice a second with its stack (the stall has its own alert).
           // (A clock stepped back logs at once.)
           if (message !== this.#lastError?.message || at - this.#failureLoggedAt >= FAILURE_LOG_MS || at < this.#failureLoggedAt) {
-            this.#o.log.warn({ err: e, ...(this.#failuresUnlogged ? { sameFailuresSinceLastLine: this.#failuresUnlogged } : {}) }, "deposit scan failed; it will run again");
+            this.#o.log.warn({ err: e, ...(this.#failuresUnlogged ? { failuresNotLoggedSinceLastLine: this.#failuresUnlogged } : {}) }, "deposit scan failed; it will run again");
             this.#failureLoggedAt = at;
             this.#failuresUnlogged = 0;
           } else this.#failuresUnlogged++;
@@ -324,6 +324,9 @@ export class DepositWatcher {
     this.#setbacks = 0;
     this.#failed = 0;
     this.#lastError = undefined;
+    // A failure after this one is logged as new (the count of the earlier ones not logged ends with them).
+    this.#failuresUnlogged = 0;
+    this.#failureLoggedAt = -Infinity;
     this.#stall = undefined;
     this.#completeAt = this.#stallFrom = now;
   }
@@ -420,25 +423,30 @@ export class DepositWatcher {
           return;
         }
         // Zero too, whatever the limit (withdrawals.dustSats may be "0"): a wallet refuses a deposit of nothing, and a
-        // refusal leaves the scan to repeat for ever.
-        if (amount <= 0n || amount < dust) {
-          if (this.#known.get(outpoint) !== "ignored_dust") {
-            // Its user is told, and it has an entry in their history (a zero-value output, nobody's payment, has
-            // neither): coins sent to their address never vanish without a word. Once per outpoint, in the wallet.
-            if (amount > 0n) {
-              const res = await inLane(owner, () => registry.send(owner, "deposit_ignored", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, minimum: dust }));
-              if (isRefusal(res)) {
-                complete = false;
-                this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit below the dust limit yet; the scan repeats");
-                return;
-              }
-            }
+        // refusal leaves the scan to repeat for ever. Not one its wallet already took (credited while the minimum was
+        // lower, then listed again, pending or on a rescan): that one goes on as any deposit (confirmed, dropped from
+        // the mempool), and is never recorded as dust (an operator reading that would pay it a second time).
+        const was = this.#known.get(outpoint);
+        if ((amount <= 0n || amount < dust) && (was === undefined || was === "ignored_dust")) {
+          if (was === "ignored_dust") return;
+          // Its user is told, and it has an entry in their history (a zero-value output, nobody's payment, has
+          // neither): coins sent to their address never vanish without a word. Once per outpoint, in the wallet.
+          const res = amount > 0n
+            ? await inLane(owner, () => registry.send(owner, "deposit_ignored", { deposit: { txid: tx.txid, vout: tx.vout, address: tx.address!, amount, confirmations: tx.confirmations }, minimum: dust }))
+            : undefined;
+          if (res && isRefusal(res)) {
+            complete = false;
+            this.#o.log.warn({ userKey: owner, refusal: res.code }, "a wallet did not take a deposit below the dust limit yet; the scan repeats");
+            return;
+          }
+          if (!res || res.status === "ignored") {
             this.stats.ignoredDust++;
             // No amount beside the user key: with the line's time, it would point at the output on chain (GET /deposits has it).
             this.#o.log.warn({ userKey: owner }, "deposit below the dust limit not credited (GET /deposits?status=ignored_dust)");
             await this.#record(outpoint, { userKey: owner, txid: tx.txid, vout: tx.vout, amount, status: "ignored_dust", confirmations: tx.confirmations, seenAt: Date.now() });
+            return;
           }
-          return;
+          // Its wallet has it already (this process had not met it yet): as any deposit, below (which records it).
         }
         if (tx.confirmations === 0) {
           // Still in the node's mempool? Asked for a pending deposit (to drop one that left it) and for a dropped one

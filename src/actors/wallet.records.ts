@@ -251,7 +251,8 @@ function inboundInput(userKey: string, from: string, id: string): string {
  *
  * A new kind of event is not a new format: the records around it are as they were, and a store that never had one
  * is read by the code before it as ever. `transfer_returned` (a transfer its receiver refused for good, given back to
- * its sender) is one, as `told` was: code from before it cannot activate a wallet whose journal holds one after its
+ * its sender) is one, as `told` was, and `deposit_ignored` (a deposit below the minimum, told and kept in history, with
+a finished-deposit record of status "ignored") another: code from before it cannot activate a wallet whose journal holds one after its
  * latest snapshot (its `evolve` does not know the event; that wallet crashes and is stopped, the others work), so
  * going back to such a version takes the version that knows it. Bumping the format for it would refuse every store
  * to the older code, whether it ever returned a transfer or not.

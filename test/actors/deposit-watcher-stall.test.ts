@@ -121,14 +121,24 @@ t.test("scans failing with an error (the node answering): the fifth in a row ale
   t.equal(failedLines().length, 1, "eight failures within the minute, the same error: one line");
   m.tick(60_000);
   await m.w.poke();
-  t.match(failedLines(), [{}, { sameFailuresSinceLastLine: 7 }], "a minute on: one more, counting those not logged");
+  t.match(failedLines(), [{}, { failuresNotLoggedSinceLastLine: 7 }], "a minute on: one more, counting those not logged");
   m.state.listFails = Object.assign(new Error("listsinceblock failed: another error"), { code: -1, method: "listsinceblock" });
   await m.w.poke();
   t.equal(failedLines().length, 3, "another error is logged at once");
+  await m.w.poke();
+  await m.w.poke();
+  t.equal(failedLines().length, 3, "and not again within the minute");
   delete m.state.listFails;
   t.equal(await m.w.poke(), true);
   t.match(m.w.health(), { ok: true, cause: null, failedSinceComplete: 0, lastError: null });
   t.equal(m.lines.filter((l) => /complete again after the stall/.test(l.msg)).length, 1, "the recovery is said");
+  // A failure after a complete scan is new: logged at once, with no count of the failures before the recovery.
+  const logged = failedLines().length;
+  m.state.listFails = Object.assign(new Error("listsinceblock failed: another error"), { code: -1, method: "listsinceblock" });
+  await m.w.poke();
+  t.equal(failedLines().length, logged + 1, "logged at once after a complete scan");
+  t.notOk("failuresNotLoggedSinceLastLine" in failedLines().at(-1)!, "no count carried over from before the recovery");
+  delete m.state.listFails;
 });
 
 t.test("scans left incomplete (a wallet that keeps refusing): an alert once none has completed for 10 minutes", async (t) => {

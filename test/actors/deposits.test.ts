@@ -438,3 +438,24 @@ t.test("a zero-value output to a deposit address (mined without the mempool's du
   t.equal(te.engine.watcher.stats.ignoredDust, 1, "set aside as dust");
   t.same(await balance(te, z.key), [0n, 0n, 0n]);
 });
+
+t.test("a deposit credited while the minimum was lower, listed again after it was raised: confirmed as any deposit, never recorded as dust", async (t) => {
+  const te = await startTestEngine({ deposits: { confirmations: 3 } });
+  t.teardown(() => te.stop());
+  await te.node.ensureMatureCoins();
+  const u = await user(te, "raised");
+  await te.node.fund(u.address, "0.00001000");
+  await te.mine(1);
+  t.same(await balance(te, u.key), [0n, 1000n, 0n], "1,000 sats pending above the 546-sat minimum");
+  // The operator raises the minimum above it and restarts, while it waits for its confirmations.
+  (te.config.withdrawals as { dustSats: string }).dustSats = "2000";
+  await te.restart();
+  await te.poke();
+  await te.mine(3);
+  await te.poke();
+  t.same(await balance(te, u.key), [1000n, 0n, 0n], "confirmed");
+  t.same((await te.engine.watcher.listDeposits()).map((d) => [d.amount, d.status]), [[1000n, "confirmed"]], "the watcher's record says confirmed, not ignored_dust");
+  t.equal(te.engine.watcher.stats.ignoredDust, 0, "not counted as dust");
+  const h = await te.engine.relay.history(u.key, 0);
+  t.same(!isRefusal(h) && h.entries.map((e) => [e.amount, e.status]), [[1000n, "confirmed"]], "one entry, confirmed");
+});

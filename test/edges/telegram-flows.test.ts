@@ -379,3 +379,18 @@ t.test("when the identity's derivation queue is full, the person is told to try 
   const tip = api.message(ALICE, "/tip 1000 sats", { chat: GROUP, replyTo: { from: BOB, id: 9 } });
   t.match(txt(await api.exchange(tip)), /^⏳ .*busy.*try again in a moment/, "in a group too");
 });
+
+t.test("/history says a cheque's payout came 'from a cheque' when the funding may lie beyond the entries kept, not 'cheque claimed'", async (t) => {
+  const api = await withStandIn(t);
+  const WHO = 812345679;
+  const payout = { at: Date.UTC(2026, 10, 29), kind: "transfer_in" as const, amount: 5_000n, ref: "c_payout", status: "received", counterparty: "cheque:abc" };
+  // The last page of the kept entries (a thousand of 1,500): the cheque's funding, older, is not among them.
+  const relay = scriptedRelay({ history: async (_u, page, size) => ({ entries: page === 0 && (size ?? 5) === 5 ? [payout] : [], page: 0, pages: 1, total: 1_500 }) });
+  const config = loadConfig({ env: {}, overrides: {} });
+  const edge = buildTelegramEdge({ token: api.token, apiRoot: api.apiRoot, config, relay, identity: { userKey: async (id: number) => `u_${id}` }, handleKey: randomBytes(32), log: silentLogger, mode: "polling" });
+  await edge.start();
+  t.teardown(() => edge.stop());
+  const shown = txt(await api.exchange(api.message(WHO, "/history")));
+  t.match(shown, /from a cheque/, shown);
+  t.notMatch(shown, /cheque claimed/, "not said claimed: this wallet may have made that cheque");
+});

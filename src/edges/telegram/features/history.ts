@@ -24,15 +24,18 @@ async function chequesMade(ctx: EdgeContext, userKey: string, h: HistoryPage): P
     for (const e of entries) if (e.kind === "transfer_out" && e.status === "sent" && say.isChequeSide(e.counterparty)) cheques.add(e.counterparty!);
   };
   note(h.entries);
+  // The whole history was read only when its oldest entry was: the pages cover the newest entries kept (a thousand by
+  // default), and a funding older than those would be missing, saying a cheque of this wallet's came from someone else.
+  const reachesFirst = (page: HistoryPage, size: number) => page.page + 1 >= page.pages && page.total <= (page.page + 1) * size;
   const payouts = h.entries.filter((e) => e.kind === "transfer_in" && say.isChequeSide(e.counterparty) && !cheques.has(e.counterparty!));
-  if (payouts.length === 0 || h.page + 1 >= h.pages) return { cheques, complete: h.page + 1 >= h.pages };
+  if (payouts.length === 0 || h.page + 1 >= h.pages) return { cheques, complete: reachesFirst(h, PAGE) };
   // The entries older than this page begin at this offset from the newest.
   const first = Math.floor(((h.page + 1) * PAGE) / LOOKBACK_PAGE);
   for (let page = first; page < first + 2; page++) {
     const older = await ctx.deps.relay.history(userKey, page, LOOKBACK_PAGE).catch(() => undefined);
     if (older === undefined || isRefusal(older)) return { cheques, complete: false };
     note(older.entries);
-    if (page + 1 >= older.pages) return { cheques, complete: true };
+    if (page + 1 >= older.pages) return { cheques, complete: reachesFirst(older, LOOKBACK_PAGE) };
     if (payouts.every((e) => cheques.has(e.counterparty!))) break;
   }
   return { cheques, complete: false };
