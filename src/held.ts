@@ -63,17 +63,35 @@ export interface NoticeListening {
   settles?: boolean;
 }
 
+/**
+ * A deliverer's word that it is done with a notice: delivered (or refused for good), so it is released. "given up":
+ * done with it without delivering it (the Telegram edge keeps no more failed sends than it can retry): not released,
+ * its owner keeps it (the engine's store, for its next start; a bot's stream, which does not acknowledge it).
+ */
+export type NoticeSettle = (outcome?: "given up") => void;
+
+/**
+ * How a notice reaches a listener: `settled` as above; `cancelled`, when its publisher may take it back before it is
+ * settled (a notice of the split link's stream: aborted when that stream closes, the engine then gives it to the next
+ * stream), so a send not gone out yet is dropped, not made twice.
+ */
+export type NoticeListener<T> = (n: T, settled: NoticeSettle, cancelled?: AbortSignal) => void;
+
 /** A notice on its way: `release` is the owner's (the engine's store record, a bot's acknowledgement), called once it is settled. */
 interface Entry<T> {
   n: T;
   release: (() => void) | undefined;
+  /** Aborted when its publisher takes it back (its stream closed): never released, held, or told again here. */
+  cancelled: AbortSignal | undefined;
   /** Deliverers that settle, told it and not done with it yet. */
   owed: number;
   settled: boolean;
+  /** A deliverer gave it up (NoticeSettle): never released here. */
+  givenUp: boolean;
 }
 
 interface Subscriber<T> {
-  listener: (n: T, settled: () => void) => void;
+  listener: NoticeListener<T>;
   deliverer: boolean;
   settles: boolean;
   /** What this deliverer was told and has not settled, oldest first. */
@@ -81,6 +99,8 @@ interface Subscriber<T> {
 }
 
 const nothing = () => undefined;
+/** Still to be delivered: neither settled nor taken back by its publisher. */
+const open = <T>(e: Entry<T>) => !e.settled && !e.cancelled?.aborted;
 
 /** Notices held for an edge, at most (the engine's relay, its internal edge, a bot's side of the link). */
 export const HELD_NOTICES = 10_000;
@@ -97,21 +117,23 @@ export class Notices<T> {
   readonly #subscribers = new Set<Subscriber<T>>();
   readonly #held: Held<Entry<T>>;
   readonly #log: { warn(o: object, msg: string): void };
+  /** Entries told or held and not settled, by the signal that takes them back (one a stream: one listener each). */
+  readonly #cancellable = new Map<AbortSignal, Set<Entry<T>>>();
 
   constructor(log: { warn(o: object, msg: string): void }, max = HELD_NOTICES) {
     this.#log = log;
     this.#held = new Held<Entry<T>>(max);
   }
 
-  subscribe(listener: (n: T, settled: () => void) => void, o: NoticeListening = {}): () => void {
+  subscribe(listener: NoticeListener<T>, o: NoticeListening = {}): () => void {
     const sub: Subscriber<T> = { listener, deliverer: !o.observer, settles: !o.observer && o.settles === true, owes: new Set() };
     this.#subscribers.add(sub);
     // In order, before anything published after this subscription.
-    if (sub.deliverer) for (const e of this.#held.take()) if (!e.settled) this.#tell(e);
+    if (sub.deliverer) for (const e of this.#held.take()) if (open(e)) this.#tell(e);
     return () => {
       if (!this.#subscribers.delete(sub)) return;
       // Told and not settled (a send still queued when its edge stopped): held again, or to the deliverers still here.
-      const back = [...sub.owes].filter((e) => --e.owed === 0 && !e.settled);
+      const back = [...sub.owes].filter((e) => --e.owed === 0 && open(e));
       sub.owes.clear();
       if (back.length === 0) return;
       if (this.#deliverers() > 0) for (const e of back) this.#tell(e);
@@ -119,9 +141,15 @@ export class Notices<T> {
     };
   }
 
-  /** A failing listener never blocks the others. `release`: called once the notice is settled (see the class). */
-  publish(n: T, release?: () => void): void {
-    const e: Entry<T> = { n, release, owed: 0, settled: false };
+  /**
+   * A failing listener never blocks the others. `release`: called once the notice is settled (see the class).
+   * `cancelled`: aborted when the publisher takes it back (NoticeListener): from then on it is neither released nor
+   * held nor told again, and its deliverers owe nothing for it.
+   */
+  publish(n: T, release?: () => void, cancelled?: AbortSignal): void {
+    if (cancelled?.aborted) return;
+    const e: Entry<T> = { n, release, cancelled, owed: 0, settled: false, givenUp: false };
+    if (cancelled) this.#track(e, cancelled);
     if (this.#deliverers() === 0) {
       if (this.#held.hold(e)) this.#warnDropped();
       return;
@@ -137,6 +165,7 @@ export class Notices<T> {
   clear(): void {
     this.#subscribers.clear();
     this.#held.take();
+    this.#cancellable.clear();
   }
 
   /** Forgets what is held, none of it released (its owner keeps it: the engine, for a bot that did not acknowledge it); how many. */
@@ -154,6 +183,26 @@ export class Notices<T> {
     this.#log.warn({ kept: this.#held.max }, "no edge has listened for notices yet: the oldest kept ones are dropped");
   }
 
+  #track(e: Entry<T>, signal: AbortSignal): void {
+    let entries = this.#cancellable.get(signal);
+    if (!entries) {
+      entries = new Set();
+      this.#cancellable.set(signal, entries);
+      signal.addEventListener("abort", () => this.#cancel(signal), { once: true });
+    }
+    entries.add(e);
+  }
+
+  /** Its publisher took these back: the deliverers owe nothing for them (their sends were dropped: NoticeListener). */
+  #cancel(signal: AbortSignal): void {
+    const entries = this.#cancellable.get(signal);
+    this.#cancellable.delete(signal);
+    for (const e of entries ?? []) {
+      if (e.settled) continue;
+      for (const s of this.#subscribers) if (s.owes.delete(e)) e.owed--;
+    }
+  }
+
   #tell(e: Entry<T>): void {
     const subs = [...this.#subscribers];
     // Every settling deliverer counted before any is told: one that settles at once must not release it for the others.
@@ -165,7 +214,7 @@ export class Notices<T> {
     for (const s of subs) {
       const settled = s.settles ? this.#settler(s, e) : nothing;
       try {
-        s.listener(e.n, settled);
+        s.listener(e.n, settled, e.cancelled);
       } catch (err) {
         // Settled all the same: told again, it would fail again.
         this.#log.warn({ err }, "notification listener failed");
@@ -175,13 +224,23 @@ export class Notices<T> {
     if (e.owed === 0) this.#settle(e);
   }
 
-  /** `sub`'s settle function for `e`: once; after `sub` unsubscribed it still counts (the notice was delivered late). */
-  #settler(sub: Subscriber<T>, e: Entry<T>): () => void {
+  /**
+   * `sub`'s settle function for `e`: once; after `sub` unsubscribed (or its publisher took it back) it still counts
+   * (the notice was delivered late). Given up: `sub` owes nothing more for it, and it is never released.
+   */
+  #settler(sub: Subscriber<T>, e: Entry<T>): NoticeSettle {
     let once = false;
-    return () => {
+    return (outcome) => {
       if (once) return;
       once = true;
-      if (sub.owes.delete(e) && --e.owed > 0) return;
+      const owed = sub.owes.delete(e);
+      if (owed) e.owed--;
+      if (outcome === "given up") {
+        e.givenUp = true;
+        if (e.cancelled) this.#cancellable.get(e.cancelled)?.delete(e);
+        return;
+      }
+      if (owed && e.owed > 0) return;
       this.#settle(e);
     };
   }
@@ -189,6 +248,8 @@ export class Notices<T> {
   #settle(e: Entry<T>): void {
     if (e.settled) return;
     e.settled = true;
+    if (e.cancelled) this.#cancellable.get(e.cancelled)?.delete(e);
+    if (e.givenUp) return;
     try {
       e.release?.();
     } catch (err) {
@@ -198,7 +259,7 @@ export class Notices<T> {
 }
 
 /** The parts of the engine's store (db.ts) the kept notices use: its public API only. */
-export type NoticeStore = Pick<EncryptedStore, "encodeOps" | "sealEncoded" | "writeRaw" | "iterate" | "keys">;
+export type NoticeStore = Pick<EncryptedStore, "encodeOps" | "sealEncoded" | "writeRaw" | "get" | "keys">;
 
 /** The store's namespace of kept notices: one record a notice, keyed by its number (ordered), its value sealed. */
 export const NOTICES_NS = "notices";
@@ -206,8 +267,20 @@ export const NOTICES_NS = "notices";
 export const MAX_KEPT_NOTICES = 20_000;
 /** A write of kept notices that failed is tried again this much later (or with the next notice, if sooner). */
 const RETRY_WRITE_MS = 1_000;
+/** Kept notices read at once at a start. */
+const LOAD_READS = 256;
 
 const keyOf = (seq: number) => String(seq).padStart(16, "0");
+
+/**
+ * A record that cannot be opened (store/errors.ts: modified, sealed under a key not in the ring, not an envelope; or
+ * its plaintext does not decode), as against the store failing to read (LevelDB's errors, LEVEL_*).
+ */
+function recordFault(err: unknown): boolean {
+  if (err instanceof SyntaxError) return true;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === "tampered" || code === "wrong_key" || code === "unknown_key_id" || code === "bad_format";
+}
 
 /**
  * The engine's notices until they are delivered, in its encrypted store (sealed values, in their own namespace,
@@ -248,17 +321,45 @@ export class KeptNotices<T> {
 
   /**
    * What the last run left, oldest first, each with its release (to publish before anything new); past `max`, the
-   * oldest are deleted, counted in one line. A record that cannot be read stops the reading there (logged): the start
-   * goes on, and those records stay until a later start reads them.
+   * oldest are deleted, counted in one line. Each record is opened on its own: one that cannot be (it fails
+   * authentication, is sealed under a key not in the ring, or does not decode) is deleted, counted in one line, and the
+   * reading goes on. Before, the first such record stopped the reading: those after it were never sent, never counted
+   * in the bound nor deleted, and each run's leftovers piled up behind it. A failure of the store itself (not of one
+   * record) stops the reading there (logged): the start goes on, and the rest stay until a later start reads them.
    */
   async load(): Promise<{ n: T; release: () => void }[]> {
-    for await (const k of this.#store.keys(NOTICES_NS, { reverse: true, limit: 1 })) this.#next = Number(k) + 1;
     const found: { seq: number; n: T }[] = [];
+    const unreadable: number[] = [];
+    let failure: unknown;
+    let read = 0;
     try {
-      for await (const [k, n] of this.#store.iterate<T>(NOTICES_NS)) found.push({ seq: Number(k), n });
+      // The keys first (nothing decrypted), then each value: a record's failure is that record's alone.
+      const keys: string[] = [];
+      for await (const k of this.#store.keys(NOTICES_NS)) keys.push(k);
+      if (keys.length > 0) this.#next = Number(keys[keys.length - 1]) + 1;
+      // A few hundred reads at a time (each a trip to LevelDB's thread pool), in order.
+      for (let i = 0; i < keys.length; i += LOAD_READS) {
+        const chunk = keys.slice(i, i + LOAD_READS);
+        const got = await Promise.allSettled(chunk.map((k) => this.#store.get<T>(NOTICES_NS, k)));
+        for (const [j, r] of got.entries()) {
+          const seq = Number(chunk[j]);
+          if (r.status === "rejected") {
+            if (!recordFault(r.reason)) throw r.reason;
+            failure ??= r.reason;
+            unreadable.push(seq);
+            continue;
+          }
+          read++;
+          // Deleted meanwhile (not expected: nothing else writes here before the start is over).
+          if (r.value !== undefined) found.push({ seq, n: r.value });
+        }
+      }
     } catch (err) {
-      this.#log.warn({ err: (err as Error).message, read: found.length }, "kept notices could not all be read; those read are sent, the rest stay in the store");
+      this.#log.warn({ err: (err as Error).message, read }, "kept notices could not all be read; those read are sent, the rest stay in the store");
     }
+    for (const seq of unreadable) this.#dels.add(seq);
+    // The first one's reason, as a code (the store's message for it asks for a restore: not for a notice).
+    if (unreadable.length > 0) this.#log.warn({ unreadable: unreadable.length, reason: (failure as { code?: string }).code ?? "undecodable" }, "kept notices that could not be opened (modified, or sealed under a key not in the ring) are deleted, not sent");
     const over = Math.max(0, found.length - this.max);
     for (const { seq } of found.splice(0, over)) {
       this.#dels.add(seq);
@@ -268,7 +369,7 @@ export class KeptNotices<T> {
       this.#live.add(seq);
       this.#written.add(seq);
     }
-    if (over > 0) this.#schedule();
+    if (this.#dels.size > 0) this.#schedule();
     return found.map(({ seq, n }) => ({ n, release: () => this.#release(seq) }));
   }
 

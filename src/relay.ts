@@ -12,7 +12,7 @@ import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
-import { HELD_NOTICES, KeptNotices, Notices, type NoticeListening } from "./held.ts";
+import { HELD_NOTICES, KeptNotices, Notices, type NoticeListener, type NoticeListening } from "./held.ts";
 import { USER_KEY } from "./store/identity.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
@@ -294,7 +294,7 @@ export class EngineRelay implements Relay {
   }
 
   /** See Relay.onNotification: the first edge to subscribe releases the held notices, to every listener there is. */
-  onNotification(listener: (n: Notification, settled: () => void) => void, o: NoticeListening = {}): () => void {
+  onNotification(listener: NoticeListener<Notification>, o: NoticeListening = {}): () => void {
     return this.#notices.subscribe(listener, o);
   }
 

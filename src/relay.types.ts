@@ -92,9 +92,11 @@ export interface Relay {
    * was answered, or refused for good); only then does the engine forget it (its store record deleted, or the bot's
    * acknowledgement sent), and what it has not settled when it unsubscribes is held for the next edge. Without
    * `settles`, a notice is done with once it is handed over. (`settled` is optional to a listener's eye: a relay
-   * written before it, a test's stand-in, may not pass it.)
+   * written before it, a test's stand-in, may not pass it.) `settled("given up")`: done with it undelivered; the
+   * engine keeps it (held.ts, NoticeSettle). `cancelled`: aborted when the notice is taken back before it settled (the
+   * bot's stream to the engine closed: the engine gives it to the next stream); a send not gone out yet is dropped.
    */
-  onNotification(listener: (n: Notification, settled?: () => void) => void, o?: { observer?: boolean; settles?: boolean }): () => void;
+  onNotification(listener: (n: Notification, settled?: (outcome?: "given up") => void, cancelled?: AbortSignal) => void, o?: { observer?: boolean; settles?: boolean }): () => void;
   /**
    * Pins the identity settings of the edge that turns Telegram ids into user keys (`check`: store/identity.ts,
    * identityCheck) to the engine's store: the first edge's are recorded, an edge with others is refused — its users

@@ -1,12 +1,13 @@
 // RemoteRelay: the Relay interface over the internal API (mutual TLS), so the Telegram edge cannot tell whether
 // the engine is in its process or behind a local TLS link.
+import { setMaxListeners } from "node:events";
 import { Agent, request } from "node:https";
 import type { Logger } from "../../log.ts";
 import { refuse } from "../../domain/refusals.ts";
 import type { Notification, Relay } from "../../relay.types.ts";
 import { decode, encode } from "../../store/codec.ts";
 import { NOTICE_ACK_PATH, NOTICE_ACKS_HEADER, NOTICE_STREAM_HEADER, type RelayMethod } from "./protocol.ts";
-import { Notices, type NoticeListening } from "../../held.ts";
+import { Notices, type NoticeListener, type NoticeListening } from "../../held.ts";
 
 export interface RemoteRelayOptions {
   url: string;
@@ -102,7 +103,7 @@ export class RemoteRelay implements Relay {
    * engine then holds what comes next for the next bot, instead of sending it here to be dropped. A notice is
    * acknowledged once it is settled (an edge that `settles`: once its send was answered, or refused for good).
    */
-  onNotification(listener: (n: Notification, settled: () => void) => void, o: NoticeListening = {}): () => void {
+  onNotification(listener: NoticeListener<Notification>, o: NoticeListening = {}): () => void {
     const off = this.#notices.subscribe(listener, o);
     if (o.observer) return off;
     this.#deliverers++;
@@ -218,6 +219,10 @@ export class RemoteRelay implements Relay {
         ? new StreamAcks((upTo) => this.#send("POST", NOTICE_ACK_PATH, { stream: name, upTo }, Math.min(ACK_TIMEOUT_MS, this.#o.timeoutMs ?? ACK_TIMEOUT_MS)), this.#o.log)
         : undefined;
       if (acks) this.#acks = acks;
+      // Aborted when this stream closes: what it handed over and is not settled is taken back (below).
+      const taken = new AbortController();
+      // One listener a send waiting on it (notifications.ts), thousands while Telegram is down: not a leak.
+      setMaxListeners(0, taken.signal);
       let buffer = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {
@@ -247,8 +252,8 @@ export class RemoteRelay implements Relay {
             // notice once its send settled — sent, or refused for good (the user blocked the bot: 403; the chat is
             // gone: 400), which is acknowledged all the same, or the engine would send that notice again for ever —
             // not when its message is only queued (behind the throttler): a bot stopped with sends still queued
-            // leaves those to the next bot.
-            if (n) this.#notices.publish(n, handed && (() => acks!.settled(handed)));
+            // leaves those to the next bot. Taken back when the stream closes (see 'close').
+            if (n) this.#notices.publish(n, handed && (() => acks!.settled(handed)), handed && taken.signal);
             else if (handed) acks!.settled(handed);
           }
         }
@@ -256,6 +261,13 @@ export class RemoteRelay implements Relay {
       res.on("close", () => {
         // The engine no longer knows this stream: what it did not acknowledge goes to the next (late settles say nothing).
         acks?.close();
+        // So what was handed over on it and has not settled is taken back: the Telegram edge drops those sends not gone
+        // out yet (queued behind the throttler, or waiting to be tried again), as its stop does, and sends the copies
+        // the engine gives the next stream. Before, it sent both: a link drop or an engine restart made most of the
+        // bot's queued notices reach their users twice. A send already on its way to Telegram may still go twice (its
+        // answer comes after the stream closed: not acknowledged, so the engine sends it again). Not on a stream of an
+        // engine that does not acknowledge (no name): it sends nothing again, so nothing is taken back.
+        taken.abort();
         again();
       });
     });
