@@ -37,7 +37,35 @@ export function createLogger(opts: LogOptions = {}): Logger {
   if (pretty) {
     return pino({ ...options, transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,app" } } });
   }
-  return pino(options);
+  // pino's own choice when something replaced process.stdout.write (a test capturing output): it writes through it.
+  if (process.stdout.write !== Object.getPrototypeOf(process.stdout).write) return pino(options);
+  return pino(options, stdoutDestination());
+}
+
+/**
+ * Standard output as pino's own default would write it (sonic-boom, asynchronous, flushed at exit), except when a
+ * write fails. pino stops writing on EPIPE only and raises every other error; a terminal that hung up (a closed
+ * window, a dropped SSH session: the SIGHUP that begins the stop) fails with EIO instead, and the flush at exit then
+ * retries that write every 100 ms for ever: the process never ends, whatever the stop's deadline or a second signal,
+ * and bitcoind and the store are left as they were. So on any write error the destination stops writing, at once
+ * and for good (what could not be written is lost, and the flush at exit has nothing left to retry); a reader gone
+ * (EIO: the terminal; EPIPE: a pipe's reader) is not the engine's fault and is not raised, anything else (a full disk
+ * under `> file`) still is, as pino raises it.
+ */
+function stdoutDestination(): pino.DestinationStream {
+  const stream = pino.destination({ dest: 1, sync: false });
+  const noop = () => undefined;
+  let stopped = false;
+  // Before pino's own listener, which re-emits what is not EPIPE and would throw it if nothing else listened.
+  stream.prependListener("error", (err: NodeJS.ErrnoException) => {
+    if (!stopped) {
+      stopped = true;
+      Object.assign(stream, { write: () => true, flushSync: noop, end: noop, destroy: noop, flush: (cb?: (e?: Error) => void) => void cb?.() });
+      if (err.code === "EIO" || err.code === "EPIPE") return;
+      throw err;
+    }
+  });
+  return stream;
 }
 
 /** A logger that writes nothing, for tests and library use. */
