@@ -23,7 +23,7 @@ export interface InternalEdgeOptions {
   maxStreamBufferBytes?: number;
   /** How long a request may take to arrive, headers and body (30 s, as the admin edge's, unless a test shortens it). */
   requestTimeoutMs?: number;
-  /** Notices written to one bot's stream and not yet acknowledged, kept to be sent again (default 10,000, as held). */
+  /** Notices written to one bot's stream and not yet acknowledged, at most (default 10,000, as held); more wait in the engine. */
   maxUnackedNotices?: number;
 }
 
@@ -37,7 +37,7 @@ interface Pending {
 interface Written extends Pending {
   /** A bot it was written to acknowledged it: never sent again. */
   acked: boolean;
-  /** Streams it was written to that have neither acknowledged it, nor ended, nor dropped it for room. */
+  /** Streams it was written to that have neither acknowledged it nor ended. */
   owed: number;
 }
 
@@ -49,8 +49,6 @@ interface NoticeStream {
   lastId: number;
   /** Written and not acknowledged, oldest first (bounded); undefined for a bot that does not acknowledge. */
   unacked: { id: number; notice: Written }[] | undefined;
-  /** How many of those were dropped for room. */
-  dropped: number;
 }
 
 export async function buildInternalEdge(o: InternalEdgeOptions): Promise<FastifyInstance> {
@@ -104,32 +102,42 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     if (!s.unacked) return;
     notice.owed++;
     s.unacked.push({ id, notice });
-    if (s.unacked.length <= maxUnacked) return;
-    // A bot that reads and never acknowledges (a fault in it) would otherwise make the engine keep every notice. Settled
-    // once no stream owes it: no longer kept, in memory or in the engine's store.
-    const gone = s.unacked.shift()!.notice;
-    if (--gone.owed === 0 && !gone.acked) gone.settle();
-    if (++s.dropped === 1) log.warn({ kept: maxUnacked }, "a bot is not acknowledging its notices: the oldest written to it are no longer kept to be sent again (lost if it did not deliver them)");
   };
-  /** Writes to every open stream, or holds when there is none. */
+  /**
+   * Whether a stream may be written another notice: a bot that acknowledges has at most `maxUnacked` unacknowledged.
+   * Past that the engine holds what comes (below) until acknowledgements make room, instead of writing on: a bot that
+   * cannot deliver (Telegram down) would otherwise be handed notices without end, keep a failing send for each, and have
+   * to give the oldest up while the engine had forgotten them (lost), or leave a gap no acknowledgement gets past (a
+   * whole tail sent twice after the next reconnect); and a bot that reads and never acknowledges (a fault in it)
+   * would make the engine keep every notice.
+   */
+  const hasRoom = (s: NoticeStream) => !s.unacked || s.unacked.length < maxUnacked;
+  const holdAll = (pending: Pending[]) => {
+    for (const p of pending) if (held.hold(p)) log.warn({ kept: held.max }, "notices are waiting for a bot to connect or to acknowledge those it has: the oldest kept ones are dropped");
+  };
+  /** Writes to every open stream with room; holds when there is none, or when older ones are held (kept in order). */
   const deliver = (pending: Pending[]): void => {
-    if (streams.size === 0) {
-      for (const p of pending) if (held.hold(p)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
-      return;
-    }
-    for (const p of pending) {
+    if (held.size > 0 || ![...streams.values()].some(hasRoom)) return holdAll(pending);
+    for (let i = 0; i < pending.length; i++) {
+      const open = [...streams.values()].filter(hasRoom);
+      if (open.length === 0) return holdAll(pending.slice(i));
+      const p = pending[i]!;
       const notice: Written = { data: p.data, settle: p.settle, acked: false, owed: 0 };
-      for (const s of streams.values()) write(s, notice);
+      for (const s of open) write(s, notice);
       // Written only to bots that do not acknowledge (older than this engine): at most once, as before.
       if (notice.owed === 0) notice.settle();
     }
+  };
+  /** What is held goes out, oldest first, as far as the open streams have room (a stream opened, acknowledgements came). */
+  const drain = (): void => {
+    if (held.size === 0 || ![...streams.values()].some(hasRoom)) return;
+    deliver(held.take());
   };
   /** Once per stream, however it ended: what it was written and did not acknowledge goes to the next. */
   const endStream = (s: NoticeStream): void => {
     if (!streams.delete(s.name)) return;
     const unacked = s.unacked ?? [];
     s.unacked = [];
-    if (s.dropped > 0) log.warn({ dropped: s.dropped }, "notices written to a bot that ended its stream without acknowledging them were dropped for room: lost if it did not deliver them");
     // Not those another open stream still owes an acknowledgement for (two bots connected, or a bot reconnected before
     // the engine saw its old stream end): they come back when that one ends unacknowledged.
     const back: Pending[] = unacked.filter((u) => --u.notice.owed === 0 && !u.notice.acked).map((u) => ({ data: u.notice.data, settle: u.notice.settle }));
@@ -138,9 +146,10 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
       unackedAtStop += back.length;
       return;
     }
-    // Another bot's stream open: to it now (after what it already has), else held before anything made since.
-    if (streams.size > 0) return deliver(back);
-    if (held.putBack(back)) log.warn({ kept: held.max }, "no bot has connected for notices: the oldest kept ones are dropped");
+    // Held before anything made since, and to another bot's stream now if one is open and has room (after what it
+    // already has).
+    if (held.putBack(back)) log.warn({ kept: held.max }, "notices are waiting for a bot to connect or to acknowledge those it has: the oldest kept ones are dropped");
+    drain();
   };
   const off = o.relay.onNotification((n, settle) => {
     for (const s of [...streams.values()]) {
@@ -159,13 +168,12 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     // Quiet for as long as no notice is made: not an idle connection to be closed.
     req.raw.socket.setTimeout(0);
     const acks = req.headers[NOTICE_ACKS_HEADER] === "1";
-    const s: NoticeStream = { name: randomUUID(), res: reply.raw, lastId: 0, unacked: acks ? [] : undefined, dropped: 0 };
+    const s: NoticeStream = { name: randomUUID(), res: reply.raw, lastId: 0, unacked: acks ? [] : undefined };
     reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", ...(acks ? { [NOTICE_STREAM_HEADER]: s.name } : {}) });
     reply.raw.write(": connected\n\n");
-    // Held only while no stream is open: this is the only one.
-    const waiting = held.take();
+    // Held while no stream was open, or none had room: this one has.
     streams.set(s.name, s);
-    deliver(waiting);
+    drain();
     req.raw.on("close", () => endStream(s));
   });
   app.post(NOTICE_ACK_PATH, async (req, reply) => {
@@ -184,6 +192,8 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
         u.notice.settle();
       }
       acked = done.length;
+      // Room again: what waited for it goes out.
+      if (acked > 0) drain();
     }
     return reply.type("application/json").send(encode({ result: { acked } }));
   });
