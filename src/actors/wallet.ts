@@ -152,7 +152,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "deposit_ignored": {
       const { txid, vout, address, amount } = cmd.deposit;
       const outpoint = outpointOf(txid, vout);
-      const known = own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
+      const known = depositOf(s, outpoint, ctx);
       // Once per outpoint (a scan lists it again); one already credited or pending stays as it is.
       if (known) return noChange(() => ({ status: known.status }));
       if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
@@ -163,7 +163,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
       };
     }
     case "deposit_removed": {
-      const d = own(s.deposits, cmd.outpoint) ?? ctx.index?.deposit(s.userKey, cmd.outpoint);
+      const d = depositOf(s, cmd.outpoint, ctx);
       if (!d) return noChange(() => ({ status: "unknown" as const }));
       if (d.status === "pending") return { events: [{ t: "deposit_dropped", outpoint: cmd.outpoint, at }], answer: () => ({ status: "dropped" as const }) };
       if (d.status === "confirmed") {
@@ -251,6 +251,11 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
   }
 }
 
+/** A deposit of this wallet: pending (in the state) or confirmed, dropped, reversed or ignored (in its records). */
+function depositOf(s: WalletState, outpoint: string, ctx: DecideContext): Deposit | undefined {
+  return own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
+}
+
 /** A withdrawal of this wallet: open (in the state) or finished (in its records). */
 function withdrawalOf(s: WalletState, id: string, ctx: DecideContext): Withdrawal | undefined {
   return own(s.withdrawals, id) ?? ctx.index?.withdrawal(s.userKey, id);
@@ -261,7 +266,7 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   if (amount <= 0n) return refuse("bad_amount", "A deposit must be more than zero.");
   const outpoint = outpointOf(txid, vout);
   // Pending in the state; confirmed, dropped or reversed in the records (a block scanned again lists it again).
-  const known = own(s.deposits, outpoint) ?? ctx.index?.deposit(s.userKey, outpoint);
+  const known = depositOf(s, outpoint, ctx);
   const events: WalletEvent[] = [];
   // A dropped deposit that comes back (re-mined after a reorg) is pending again; an ignored one (below the minimum then)
   // is credited if the watcher now sends it as a deposit (the minimum was lowered), as a new entry.

@@ -112,8 +112,10 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
    * would make the engine keep every notice.
    */
   const hasRoom = (s: NoticeStream) => !s.unacked || s.unacked.length < maxUnacked;
+  /** Said at the first drop for room since the held notices were last taken (Held counts them). */
+  const warnHeldDropped = () => log.warn({ kept: held.max }, "notices are waiting for a bot to connect or to acknowledge those it has: the oldest kept ones are dropped");
   const holdAll = (pending: Pending[]) => {
-    for (const p of pending) if (held.hold(p)) log.warn({ kept: held.max }, "notices are waiting for a bot to connect or to acknowledge those it has: the oldest kept ones are dropped");
+    for (const p of pending) if (held.hold(p)) warnHeldDropped();
   };
   /** Writes to every open stream with room; holds when there is none, or when older ones are held (kept in order). */
   const deliver = (pending: Pending[]): void => {
@@ -148,7 +150,7 @@ export async function buildInternalEdge(o: InternalEdgeOptions): Promise<Fastify
     }
     // Held before anything made since, and to another bot's stream now if one is open and has room (after what it
     // already has).
-    if (held.putBack(back)) log.warn({ kept: held.max }, "notices are waiting for a bot to connect or to acknowledge those it has: the oldest kept ones are dropped");
+    if (held.putBack(back)) warnHeldDropped();
     drain();
   };
   const off = o.relay.onNotification((n, settle) => {

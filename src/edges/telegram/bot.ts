@@ -28,7 +28,7 @@ import { startFeature } from "./features/start.ts";
 import { depositFeature } from "./features/deposit.ts";
 import { balanceFeature } from "./features/balance.ts";
 import { historyFeature } from "./features/history.ts";
-import { withdrawFeature } from "./features/withdraw.ts";
+import { otherCommandEndsWithdrawal, withdrawFeature } from "./features/withdraw.ts";
 import { tipFeature } from "./features/tip.ts";
 import { chequeFeature } from "./features/cheque.ts";
 
@@ -193,7 +193,9 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
     if (ctx.chat.type === "private" || ctx.msg.text.startsWith("/")) return ctx.tell("⚠️ That message is too long for me. Send one command at a time.");
   });
 
-  bot.use(startFeature(), depositFeature(), balanceFeature(), historyFeature(), withdrawFeature(), tipFeature(), chequeFeature());
+  // Before every feature, so that it sees every command: one other than /withdraw or /cancel ends a step-by-step
+  // withdrawal, also one a feature answers without passing it on (/balance, /history).
+  bot.use(otherCommandEndsWithdrawal, startFeature(), depositFeature(), balanceFeature(), historyFeature(), withdrawFeature(), tipFeature(), chequeFeature());
   bot.use(fallbacks());
 
   // The one error boundary: the person gets one line, the log gets what failed without who or what was said.

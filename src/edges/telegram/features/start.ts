@@ -4,7 +4,6 @@ import { isRefusal } from "../../../domain/refusals.ts";
 import { sealHandle } from "../../../store/sealed.ts";
 import * as say from "../render.ts";
 import type { EdgeContext } from "../context.ts";
-import { otherCommandEndsWithdrawal } from "./withdraw.ts";
 
 /**
  * Whether this is the wallet's first /start: made now, or opened before by a tip or a cheque payout to someone who had
@@ -20,9 +19,6 @@ function firstStart(opened: { created: boolean }): boolean | undefined {
 
 export function startFeature(): Composer<EdgeContext> {
   const feature = new Composer<EdgeContext>();
-  // The first feature sees every command: one other than /withdraw or /cancel ends a step-by-step withdrawal here,
-  // before a feature that answers it (/balance, /history) keeps it from the withdrawal's own composer.
-  feature.use(otherCommandEndsWithdrawal);
   const dm = feature.chatType("private");
 
   dm.command("start", async (ctx) => {

@@ -33,7 +33,8 @@ export const ASK_AMOUNT = "How much? (e.g. 0.001 BTC or 100000 sats, /cancel to 
 
 /**
  * The conversations of one edge (its deps), where any feature can end one: a command other than /withdraw or /cancel
- * ends it (otherCommandEndsWithdrawal), and the features before this one answer their commands without passing them on.
+ * ends it (otherCommandEndsWithdrawal, which the bot runs before every feature: the features before this one answer
+ * their commands without passing them on).
  * Keyed by an HMAC of the sender's Telegram id under a key of the edge's own, not by the user key: ending one must not
  * cost every other command a user-key derivation (argon2id, store/identity.ts).
  */
@@ -56,7 +57,7 @@ function senderTag(ctx: EdgeContext): string | undefined {
 /**
  * Ends the sender's step-by-step withdrawal when a private command other than /withdraw and /cancel comes: its next
  * plain text is no longer an answer to "Which address?" (a /balance between the steps left the conversation open, and
- * the next words were taken for an address). Used by the first feature, so that it sees every command.
+ * the next words were taken for an address). The bot runs it before every feature, so that it sees every command.
  */
 export async function otherCommandEndsWithdrawal(ctx: EdgeContext, next: () => Promise<void>): Promise<void> {
   // The update's own message only (a button press carries the bot's message, whose text is no command of the sender's).
@@ -85,8 +86,6 @@ export function withdrawFeature(o: WithdrawOptions = {}): Composer<EdgeContext> 
   const now = o.now ?? Date.now;
 
   const feature = new Composer<EdgeContext>();
-  // Commands that reach this feature (those after it) end a conversation too, whatever order the features are in.
-  feature.use(otherCommandEndsWithdrawal);
   const dm = feature.chatType("private");
 
   const remember = (ctx: EdgeContext, tag: string, c: Conversation) => {
