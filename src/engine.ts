@@ -13,7 +13,7 @@ import type { PayoutSummary } from "./actors/payout.messages.ts";
 import { ChequeService } from "./actors/cheque.service.ts";
 import { FinishedCheques } from "./actors/cheques.ts";
 import { EngineRelay } from "./relay.ts";
-import { KeptNotices } from "./held.ts";
+import { KeptNotices, type KeptRecord } from "./held.ts";
 import type { Notification } from "./relay.types.ts";
 import { STORE_FORMAT, upgradeWalletRecords, WalletRecords, walletSums } from "./actors/wallet.records.ts";
 import { walletJournalKey } from "./actors/wallet.actor.ts";
@@ -93,7 +93,7 @@ export class Engine {
   /** Waits (#nap) a close cuts short. */
   readonly #wakers = new Set<() => void>();
   /** The notices of the wallets' records in the batch whose write's outcome the store does not know yet. */
-  readonly #unsureNotices: Notification[] = [];
+  readonly #unsureNotices: { n: Notification; record: KeptRecord | undefined }[] = [];
   /** The watchdog's last verdict, for operators. */
   lastSolvency: SolvencyReport | undefined;
 
@@ -112,12 +112,14 @@ export class Engine {
       idleMs: w.idleMs, maxResident: w.maxResident, maxInFlight: w.maxInFlight, askTimeoutMs: w.askTimeoutMs,
       crashBudget: w.crashBudget, crashWindowMs: w.crashWindowMs, records: new WalletRecords(storage.store, w.historyLimit), snapshotEvery: w.snapshotEvery,
       hooks: {
-        notice: (userKey, notice, chatHandle) => relay.notify({ userKey, chatHandle, notice }),
+        notice: (userKey, notice, chatHandle, record) => relay.notify({ userKey, chatHandle, notice }, record),
+        // Written with the wallet's record: a crash leaves both or neither (held.ts, KeptNotices.reserve).
+        keepNotice: (userKey, notice, chatHandle) => relay.keep({ userKey, chatHandle, notice }),
         deliverTransfer: (from, id, to, amount) => this.courier.deliver(from, id, to, amount),
         takeAcks: (userKey) => this.courier.takeAcks(userKey),
         unsureNotices: (userKey, notices, chatHandle) => {
           // One batch at most is unsure at a time (the store refuses writes until it knows): these are its notices.
-          for (const notice of notices) if (this.#unsureNotices.length < MAX_UNSURE_NOTICES) this.#unsureNotices.push({ userKey, chatHandle, notice });
+          for (const { notice, record } of notices) if (this.#unsureNotices.length < MAX_UNSURE_NOTICES) this.#unsureNotices.push({ n: { userKey, chatHandle, notice }, record });
         },
         submitWithdrawal: (userKey, id, withdrawal) => {
           this.payouts.submit(userKey, id, withdrawal).then((r) => {
@@ -251,7 +253,7 @@ export class Engine {
       // (a retry that is written tells its user then).
       const notices = e.#unsureNotices.splice(0);
       if (!landed) return;
-      for (const n of notices) e.relay.notify(n);
+      for (const { n, record } of notices) e.relay.notify(n, record);
       e.log.warn("a write that failed during the store's outage was found on disk when it reopened; wallets replay their journals");
       e.registry.passivateAll();
       // It may be a claim, revoke or expiry the cheque book replayed without: the book reads its journal again and pays.

@@ -272,6 +272,13 @@ const LOAD_READS = 256;
 
 const keyOf = (seq: number) => String(seq).padStart(16, "0");
 
+/** A kept notice's record written by another write (KeptNotices.reserve). */
+export interface KeptRecord {
+  readonly op: StoreOp;
+  /** The write carrying `op` is durable: the notice is kept until released (the returned function). */
+  committed(): () => void;
+}
+
 /**
  * A record that cannot be opened (store/errors.ts: modified, sealed under a key not in the ring, not an envelope; or
  * its plaintext does not decode), as against the store failing to read (LevelDB's errors, LEVEL_*).
@@ -288,11 +295,11 @@ function recordFault(err: unknown): boolean {
  * the all-in-one shape; acknowledged by the bot in the split shape). What is left at a start was held for a bot, or
  * on its way to one, when the engine stopped or died: sent first, in order, to the first edge.
  *
- * Off the money path: a notice is published after its wallet's command is durable and answered, and its record is
- * written later (the next turn, many together), so a write never delays, fails or rolls back a command; a failed write
- * is logged and tried again, the notice still goes out from memory. The window that remains: a crash after the wallet's
- * commit and before the notice's own write reaches the disk (a turn and one group commit, a few milliseconds) loses
- * that notice, as before. Bounded (MAX_KEPT_NOTICES): past it the oldest record is deleted, counted in a log line.
+ * A wallet's notice is written with the journal record whose events make it, in the same atomic batch (`reserve`): a
+ * crash leaves both or neither. Other notices (a cheque's creator told it was claimed) are written later (`add`: the
+ * next turn, many together), so their write never delays, fails or rolls back a command; a failed write is logged and
+ * tried again, the notice still goes out from memory, and a crash before it reaches the disk (a turn and one group
+ * commit, a few milliseconds) loses that notice. Deletes are always written by this class, after the put is durable. Bounded (MAX_KEPT_NOTICES): past it the oldest record is deleted, counted in a log line.
  */
 export class KeptNotices<T> {
   readonly #store: NoticeStore;
@@ -379,13 +386,39 @@ export class KeptNotices<T> {
     const seq = this.#next++;
     this.#live.add(seq);
     this.#puts.set(seq, n);
-    if (this.#live.size > this.max) {
-      const oldest = this.#live.values().next().value!;
-      this.#release(oldest);
-      if (++this.dropped === 1) this.#log.warn({ kept: this.max }, "more notices wait for delivery than are kept in the store: the oldest records are deleted (those notices are not sent again after a restart)");
-    }
+    this.#bound();
     this.#schedule();
     return () => this.#release(seq);
+  }
+
+  /**
+   * A record for `n` that another write carries: a wallet's journal record, in the same atomic batch as the events
+   * that make the notice, so no crash falls between the two (with `add`, a crash in the turn after the commit lost
+   * it). `op` goes into that write; `committed()` once it is durable (or found on disk after a write whose outcome was
+   * unknown): from then on the notice is kept as an added one is, and `committed` returns its release. A write that
+   * failed put nothing on disk: nothing is owed, `committed` is never called. After `close` or `abandon` the record is
+   * still written if its write goes ahead, and the next start sends it (it was not delivered).
+   */
+  reserve(n: T): KeptRecord {
+    const seq = this.#next++;
+    return {
+      op: { type: "put", ns: NOTICES_NS, key: keyOf(seq), value: n },
+      committed: () => {
+        if (this.#closed) return nothing;
+        this.#live.add(seq);
+        this.#written.add(seq);
+        this.#bound();
+        return () => this.#release(seq);
+      },
+    };
+  }
+
+  /** Past `max`, the oldest record is deleted (counted; its delete is scheduled by the release). */
+  #bound(): void {
+    if (this.#live.size <= this.max) return;
+    const oldest = this.#live.values().next().value!;
+    this.#release(oldest);
+    if (++this.dropped === 1) this.#log.warn({ kept: this.max }, "more notices wait for delivery than are kept in the store: the oldest records are deleted (those notices are not sent again after a restart)");
   }
 
   /** How many are kept and not released. */

@@ -12,7 +12,7 @@ import type { BalanceView, Withdrawal } from "./actors/wallet.messages.ts";
 import type {
   Cheque, ConfirmedWithdrawal, HistoryPage, MyChequeView, Notification, Relay, Result, WithdrawalQuote,
 } from "./relay.types.ts";
-import { HELD_NOTICES, KeptNotices, Notices, type NoticeListener, type NoticeListening } from "./held.ts";
+import { HELD_NOTICES, KeptNotices, Notices, type KeptRecord, type NoticeListener, type NoticeListening } from "./held.ts";
 import { USER_KEY } from "./store/identity.ts";
 
 /** What the relay needs from the chain side (the node actor implements it). */
@@ -299,11 +299,20 @@ export class EngineRelay implements Relay {
   }
 
   /**
-   * Called by the wallets' notice hook (after the command is durable and answered). Kept in the store until an edge
-   * settles it (KeptNotices: written on the next turn, never in the command's way).
+   * Called by the wallets' notice hook (after the command is durable and answered) and the cheque book's. Kept in the
+   * store until an edge settles it: `record`, a wallet's, was written with the command (`keep`); otherwise it is written
+   * on the next turn (KeptNotices.add), never in the command's way.
    */
-  notify(n: Notification): void {
-    this.#notices.publish(n, this.#o.kept?.add(n));
+  notify(n: Notification, record?: KeptRecord): void {
+    this.#notices.publish(n, record ? record.committed() : this.#o.kept?.add(n));
+  }
+
+  /**
+   * A wallet's notice's record, to write with the wallet's own journal record (KeptNotices.reserve); `notify` it with
+   * the notice once that is durable. Undefined when notices are not kept in a store.
+   */
+  keep(n: Notification): KeptRecord | undefined {
+    return this.#o.kept?.reserve(n);
   }
 
   /**

@@ -3,6 +3,8 @@
 import type { Logger } from "../log.ts";
 import type { PersistentBehaviour } from "./runtime.ts";
 import { StoreError } from "../store/errors.ts";
+import type { KeptRecord } from "../held.ts";
+import type { StoreOp } from "../store/db.ts";
 import { sumsDelta, type WalletRecords } from "./wallet.records.ts";
 import {
   checkInvariants, decide, emptyWallet, evolve, isRefusal, noticeOf, own, restoreWallet,
@@ -11,7 +13,13 @@ import {
 
 /** What a wallet tells the rest of the engine once its events are durable. */
 export interface WalletHooks {
-  notice(userKey: string, notice: WalletNotice, chatHandle: string | undefined): void;
+  /** `record`: the notice's record, written with the command's own (`keepNotice`). */
+  notice(userKey: string, notice: WalletNotice, chatHandle: string | undefined, record?: KeptRecord): void;
+  /**
+   * A record keeping the notice until it is delivered (the engine's KeptNotices), to write in the same atomic batch as
+   * the command's journal record: a crash between the commit and a later write of its own lost the notice.
+   */
+  keepNotice?(userKey: string, notice: WalletNotice, chatHandle: string | undefined): KeptRecord | undefined;
   /** A debit is durable: deliver the credit to the receiver (at least once; the receiver dedupes). */
   deliverTransfer(from: string, id: string, to: string, amount: bigint): void;
   /** A reservation is durable: the payout side must pay it exactly once (it dedupes by id). */
@@ -22,11 +30,17 @@ export interface WalletHooks {
    */
   takeAcks?(userKey: string): CarriedAcks | undefined;
   /**
-   * The notices of a record whose write's outcome is unknown (a disk fault): to send if the store finds it on disk
-   * when it reopens, and drop if not. Left out, a credit that landed never told its user: the courier's repeat of it
-   * is answered "repeated", with no events and so no notice.
+   * The notices of a record whose write's outcome is unknown (a disk fault), with their records when they were written
+   * with it: to send if the store finds it on disk when it reopens, and drop if not. Left out, a credit that landed
+   * never told its user: the courier's repeat of it is answered "repeated", with no events and so no notice.
    */
-  unsureNotices?(userKey: string, notices: WalletNotice[], chatHandle: string | undefined): void;
+  unsureNotices?(userKey: string, notices: Notified[], chatHandle: string | undefined): void;
+}
+
+/** A notice an event makes, and its record when it is written with the command (`WalletHooks.keepNotice`). */
+export interface Notified {
+  notice: WalletNotice;
+  record: KeptRecord | undefined;
 }
 
 /** Acknowledgements a wallet's record carries (`WalletHooks.takeAcks`). */
@@ -100,6 +114,8 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
       const carried = o.hooks.takeAcks?.(userKey);
       let events: WalletEvent[] = [], after = state;
       const states: WalletState[] = [];
+      // Each event's notice with its record, when the notices are kept in the store (by event; undefined: none).
+      let notified: (Notified | undefined)[] | undefined;
       try {
         events = withAcks(state, decision.events, carried?.ids);
         for (const e of events) states.push(after = evolve(after, e));
@@ -107,18 +123,19 @@ function sharedBehaviour(o: WalletOptions): Omit<PersistentBehaviour<WalletState
         // A decision that would break an invariant is a bug: crash (the caller is answered, nothing persists).
         if (broken) throw new Error(`wallet invariant violated by ${cmd.type}: ${broken}`);
         const { ops, history } = o.records.forCommand(state, events, states);
+        if (o.hooks.keepNotice) notified = keepNotices(userKey, [state, ...states], events, after.chatHandle, o.hooks.keepNotice, ops);
         await persist(events, { r: ops, s: sumsDelta(state, after, transitDelta(cmd as WalletCommand, events)), h: history });
       } catch (e) {
         carried?.giveBack(e);
         if (e instanceof StoreError && e.written === "unknown" && o.hooks.unsureNotices && states.length === events.length) {
-          const notices = noticesOf([state, ...states], events);
+          const notices = notified ? notified.filter((n): n is Notified => n !== undefined) : noticesOf([state, ...states], events).map((notice) => ({ notice, record: undefined }));
           if (notices.length > 0) o.hooks.unsureNotices(userKey, notices, after.chatHandle);
         }
         throw e;
       }
       o.publish?.(userKey, after);
       (cmd.reply as (r: unknown) => void)(decision.answer(after));
-      afterCommit(userKey, [state, ...states], events, cmd, o);
+      afterCommit(userKey, [state, ...states], events, cmd, o, notified);
       return after;
     },
   };
@@ -169,14 +186,41 @@ function noticesOf(states: readonly WalletState[], events: readonly WalletEvent[
   return out;
 }
 
-/** `states` are the state before the command, then after each of its events. */
-function afterCommit(userKey: string, states: WalletState[], events: WalletEvent[], cmd: WalletCommand, o: WalletOptions): void {
+/**
+ * Each event's notice and a record for it, whose op joins the command's `ops` (WalletHooks.keepNotice); undefined when
+ * no event makes one.
+ */
+function keepNotices(
+  userKey: string, states: readonly WalletState[], events: readonly WalletEvent[], chatHandle: string | undefined,
+  keep: NonNullable<WalletHooks["keepNotice"]>, ops: StoreOp[],
+): (Notified | undefined)[] | undefined {
+  let out: (Notified | undefined)[] | undefined;
+  for (let i = 0; i < events.length; i++) {
+    const notice = noticeOf(states[i]!, events[i]!);
+    if (!notice) continue;
+    const record = keep(userKey, notice, chatHandle);
+    if (record) ops.push(record.op);
+    (out ??= new Array<Notified | undefined>(events.length))[i] = { notice, record };
+  }
+  return out;
+}
+
+/**
+ * `states` are the state before the command, then after each of its events; `notified`, the events' notices when
+ * they were made before the commit (keepNotices).
+ */
+function afterCommit(userKey: string, states: WalletState[], events: WalletEvent[], cmd: WalletCommand, o: WalletOptions, notified?: (Notified | undefined)[]): void {
   const after = states[states.length - 1]!;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    // As noticesOf, without an array per command on the write path.
-    const n = noticeOf(states[i]!, e);
-    if (n) o.hooks.notice(userKey, n, after.chatHandle);
+    if (notified) {
+      const n = notified[i];
+      if (n) o.hooks.notice(userKey, n.notice, after.chatHandle, n.record);
+    } else {
+      // As noticesOf, without an array per command on the write path.
+      const n = noticeOf(states[i]!, e);
+      if (n) o.hooks.notice(userKey, n, after.chatHandle);
+    }
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
     if (e.t === "deposit_reversed") o.log.error({ alert: true, userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>)");

@@ -193,6 +193,8 @@ t.test("the engine: a credit found on disk when the store reopens tells its user
   t.teardown(off);
   await registry.send("u_dave_outage", "receive_transfer", { id: "seed", from: "u_bank", amount: 100_000n });
   t.same(told, ["seed"]);
+  // The seed's notice was delivered: its kept record's delete is written before the fault, not taken for the credit's.
+  await relay.noticesWritten();
   // A credit (a cheque's payout, say) whose record reaches the disk while the store is told the write failed.
   const fault = faultThatLands(te.engine.storage.store);
   t.match(await registry.send("u_dave_outage", "receive_transfer", { id: "pay-1", from: "cheque:x", amount: 7_000n }), { code: "busy" });
