@@ -7,7 +7,7 @@ import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Engine, storedIdentityPin } from "./engine.ts";
 import { openStorage, type EngineStorage } from "./storage.ts";
-import { loadSecrets, SetupError } from "./secrets.ts";
+import { loadEdgeSecrets, loadEngineSecrets, SetupError, type EdgeSecrets, type EngineSecrets } from "./secrets.ts";
 import { Identity, identityCheck, pinIdentity } from "./store/identity.ts";
 import { startRegtest, type RegtestNode } from "./regtest/harness.ts";
 import { buildTelegramEdge, type TelegramEdge } from "./edges/telegram/bot.ts";
@@ -15,20 +15,40 @@ import { InProcessTelegram } from "./edges/chat/transport.ts";
 import { alertEcho, startLocalChat } from "./edges/chat/local-chat.ts";
 import { serveControl } from "./backup/control.ts";
 
-export interface Running {
+/** The engine alone, as the split shape's `runigun engine` runs it. */
+export interface RunningEngine {
   config: Config;
   engine: Engine;
   node?: RegtestNode;
-  identity: Identity;
-  handleKey: Buffer;
   stop(): Promise<void>;
   /** A crash, for scripts and tests: timers and actors die where they stand; only what reached the disk survives. */
   crash(): Promise<void>;
 }
 
-/** Starts node (if managed), storage and engine. Used by `start`, `simulate` and the chaos harness. */
+/** The engine with what an in-process Telegram edge needs beside it (the all-in-one shape). */
+export interface Running extends RunningEngine {
+  identity: Identity;
+  handleKey: Buffer;
+}
+
+/** Starts node (if managed), storage and engine, with the edge's secrets too. Used by `start`, `simulate` and the chaos harness. */
 export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
-  const secrets = loadSecrets(cfg, log);
+  // The edge's secrets first: a missing pepper is said before anything is made or opened.
+  const edge = loadEdgeSecrets(cfg, log);
+  const running = await launch(cfg, log, loadEngineSecrets(cfg, log), edge);
+  return { ...running, identity: running.identity!, handleKey: edge.handleKey };
+}
+
+/**
+ * Starts node (if managed), storage and engine without the edge's secrets: the split shape's engine (`runigun engine`)
+ * never holds the pepper nor the edge key. The identity settings are then pinned to the store by the bot, through the
+ * relay (Relay.identityPin, before it serves anyone): the first one's are recorded, and a bot with others is refused.
+ */
+export async function startEngineAlone(cfg: Config, log: Logger): Promise<RunningEngine> {
+  return await launch(cfg, log, loadEngineSecrets(cfg, log), undefined);
+}
+
+async function launch(cfg: Config, log: Logger, secrets: EngineSecrets, edge: EdgeSecrets | undefined): Promise<RunningEngine & { identity?: Identity }> {
   const config: Config = secrets.walletPassphrase ? { ...cfg, secrets: { ...cfg.secrets, walletPassphrase: secrets.walletPassphrase } } : cfg;
   let node: RegtestNode | undefined;
   let rpc: { url: string; user: string; password: string };
@@ -57,21 +77,26 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
     } else {
       rpc = { url: config.node.rpcUrl, user: config.node.rpcUser, password: config.secrets.rpcPassword! };
     }
-    const identity = new Identity({ ...config.identity, pepper: secrets.pepper, log: log.child({ actor: "identity" }) });
+    const identity = edge ? new Identity({ ...config.identity, pepper: edge.pepper, log: log.child({ actor: "identity" }) }) : undefined;
     let engine: Engine;
     try {
       // Pinned both in the store (it travels in backups: a restore into a new data directory keeps it) and in the data
-      // directory; each is checked before either is recorded, so a refused start leaves neither changed.
-      const check = await identityCheck(identity);
-      const stored = await storedIdentityPin(storage.store);
-      if (stored !== undefined && stored !== check) {
-        throw new SetupError("the identity settings differ from those this store's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original pepper and settings (the store, and each backup of it, holds their check value)");
+      // directory; each is checked before either is recorded, so a refused start leaves neither changed. The engine
+      // alone has no identity: its bot pins its own (see startEngineAlone).
+      let identityPin: string | undefined;
+      if (identity) {
+        const check = await identityCheck(identity);
+        const stored = await storedIdentityPin(storage.store);
+        if (stored !== undefined && stored !== check) {
+          throw new SetupError("the identity settings differ from those this store's wallets were made with (the pepper, or identity.timeCost / memoryKiB / parallelism): every Telegram user would get a new, empty wallet. Start with the original pepper and settings (the store, and each backup of it, holds their check value)");
+        }
+        await pinIdentity(identity, config.dataPath);
+        if (stored === undefined) identityPin = check;
       }
-      await pinIdentity(identity, config.dataPath);
       // The store's pin is written by the engine once backups ship (a write before that would leave a gap in them).
-      engine = await Engine.start({ config, log, storage, rpc, ...(stored === undefined ? { identityPin: check } : {}) });
+      engine = await Engine.start({ config, log, storage, rpc, ...(identityPin !== undefined ? { identityPin } : {}) });
     } catch (e) {
-      await identity.close();
+      await identity?.close();
       throw (config.node.managed ? undefined : nodeSetupError(e, rpc.url)) ?? e;
     }
     const st = storage;
@@ -82,18 +107,18 @@ export async function startEngine(cfg: Config, log: Logger): Promise<Running> {
       return { close: async () => undefined };
     });
     return {
-      config, engine, identity, handleKey: secrets.handleKey, ...(node ? { node } : {}),
+      config, engine, ...(identity ? { identity } : {}), ...(node ? { node } : {}),
       async crash() {
         await control.close();
         await engine.halt();
         await st.store.close();
-        await identity.close();
+        await identity?.close();
       },
       async stop() {
         await control.close();
         await engine.close();
         await st.close();
-        await identity.close();
+        await identity?.close();
         await node?.stop();
       },
     };

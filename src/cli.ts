@@ -97,6 +97,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`runigun ${command}: ${err.message}\n`);
       return 1;
     }
+    // A Bot API call's error (grammY's) that reached here unsummarised: its message only. Printed whole it would show
+    // the call's payload (setWebhook's holds the webhook secret).
+    if (err.name === "GrammyError" || err.name === "HttpError") {
+      process.stderr.write(`runigun ${command}: ${err.message}\n`);
+      return 1;
+    }
     // A path the operator gave that is wrong (a directory for a file, a missing directory, no permission) is theirs to
     // fix as well: one line naming the path, not a stack trace in which it is hard to find.
     const fsErr = e as NodeJS.ErrnoException & { dest?: string };

@@ -208,6 +208,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   (merged as Record<string, Json>).network = network;
   const file = validate(merged);
   checkBindAddresses(file);
+  checkLinks(file);
   checkSafety(file);
   checkPaths(file);
   const secrets = readSecrets(env);
@@ -283,6 +284,11 @@ function checkBindAddresses(c: ConfigFile): void {
   const allowed = (host: string) => bindAllowed(host, c.admin.vpnCidrs);
   for (const cidr of c.admin.vpnCidrs) {
     if (!parseCidr(cidr)) throw new ConfigError(`config key admin.vpnCidrs: "${cidr}" is not an IPv4 CIDR like 10.8.0.0/24 (a VPN's range: /8 or narrower)`);
+    // The ranges are what admin.host, internal.host and telegram.webhookHost may bind to, and where the node may be
+    // reached in clear (checkLinks): a public range would put them where anyone can reach them.
+    if (!privateRange(cidr)) {
+      throw new ConfigError(`config key admin.vpnCidrs: "${cidr}" is not a private range; a VPN's addresses are inside ${PRIVATE_RANGES.join(", ")} (or loopback), and a public range would let the admin edge, the engine's internal API, the webhook listener and the node's RPC be on addresses anyone can reach (env RUNIGUN_ADMIN_VPN_CIDRS)`);
+    }
   }
   if (!allowed(c.admin.host)) {
     throw new ConfigError(
@@ -297,6 +303,54 @@ function checkBindAddresses(c: ConfigFile): void {
     throw new ConfigError(
       `config key telegram.webhookHost: ${c.telegram.webhookHost} is not a loopback or VPN address; the webhook listens behind your HTTPS reverse proxy, never publicly`,
     );
+  }
+}
+
+/**
+ * Where the engine talks in clear. bitcoind's RPC is plain HTTP: every call carries its user and password (Basic), and
+ * signing sends the wallet passphrase (walletpassphrase); ZMQ is plain TCP. Off regtest they must stay on this host or
+ * inside the VPN. The Bot API's URLs carry the bot token in their path: plain HTTP only to a Bot API server on this host,
+ * on every network (a regtest bot may have a real token).
+ */
+function checkLinks(c: ConfigFile): void {
+  const api = urlOf(c.telegram.apiRoot);
+  if (!api) throw new ConfigError(`config key telegram.apiRoot: "${c.telegram.apiRoot}" is not a URL (env RUNIGUN_TELEGRAM_API_ROOT)`);
+  if (api.protocol === "http:" && !isLoopback(api.host)) {
+    throw new ConfigError(`config key telegram.apiRoot: plain http:// to ${api.host || "(no host)"} would send the bot token in clear (it is in every request's path): use https://, or http:// only to a Bot API server on this host (127.0.0.1) (env RUNIGUN_TELEGRAM_API_ROOT)`);
+  }
+  if (c.network === "regtest") return;
+  const refused = (key: string, host: string, why: string, example: string) => {
+    const named = isIP(host) === 0 && host !== "localhost";
+    return new ConfigError(
+      `config key ${key}: ${named ? `${host} is a name, not an address` : `${host || "(no host)"} is neither loopback nor inside admin.vpnCidrs`}; on ${c.network} ${why}. ` +
+        `Give the node's IP address: on this host (${example}), or on your VPN with the VPN's range in admin.vpnCidrs (env ${envName(key.split("."))})`,
+    );
+  };
+  if (c.node.rpcUrl !== "") {
+    // The value is not echoed: it may hold the RPC password (http://user:password@host).
+    const rpc = urlOf(c.node.rpcUrl);
+    if (!rpc) throw new ConfigError(`config key node.rpcUrl: not a URL like http://127.0.0.1:8332 (env RUNIGUN_NODE_RPC_URL)`);
+    if (!bindAllowed(rpc.host, c.admin.vpnCidrs)) {
+      throw refused("node.rpcUrl", rpc.host, "bitcoind's RPC is plain HTTP, and every call carries its user and password (signing, the wallet passphrase too) in clear", "http://127.0.0.1:8332");
+    }
+  }
+  if (c.deposits.zmq !== "") {
+    const zmq = urlOf(c.deposits.zmq);
+    if (!zmq) throw new ConfigError(`config key deposits.zmq: not an address like tcp://127.0.0.1:28332 (env RUNIGUN_DEPOSITS_ZMQ)`);
+    // ipc:// is a socket file on this host.
+    if (zmq.protocol !== "ipc:" && !bindAllowed(zmq.host, c.admin.vpnCidrs)) {
+      throw refused("deposits.zmq", zmq.host, "ZMQ is plain TCP: anyone on the way could read what the node publishes, or forge it", "tcp://127.0.0.1:28332");
+    }
+  }
+}
+
+/** A URL's scheme and bare host (an IPv6 address without its brackets), or undefined for what is not a URL. */
+function urlOf(value: string): { protocol: string; host: string } | undefined {
+  try {
+    const u = new URL(value);
+    return { protocol: u.protocol, host: u.hostname.replace(/^\[(.*)\]$/, "$1") };
+  } catch {
+    return undefined;
   }
 }
 
@@ -319,6 +373,19 @@ function parseCidr(cidr: string): [number, number] | undefined {
   // Narrower than /8: a VPN's range, not the internet (0.0.0.0/0 would let anything through).
   if (!m || isIP(m[1]!) !== 4 || Number(m[2]) > 32 || Number(m[2]) < 8) return undefined;
   return [ipv4(m[1]!), Number(m[2])];
+}
+/** The ranges a VPN's addresses come from (RFC 1918, and RFC 6598's shared range, which Tailscale uses), and loopback. */
+const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"];
+/** Whether the whole of `cidr` is inside one private range (or loopback, 127.0.0.0/8). */
+function privateRange(cidr: string): boolean {
+  const parsed = parseCidr(cidr);
+  if (!parsed) return false;
+  const [net, bits] = parsed;
+  return [...PRIVATE_RANGES, "127.0.0.0/8"].some((range) => {
+    const [rangeNet, rangeBits] = parseCidr(range)!;
+    const mask = (~0 << (32 - rangeBits)) >>> 0;
+    return bits >= rangeBits && ((net & mask) >>> 0) === rangeNet;
+  });
 }
 function ipv4(ip: string): number {
   return ip.split(".").reduce((acc, part) => (acc << 8) + Number(part), 0) >>> 0;

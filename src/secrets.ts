@@ -1,6 +1,7 @@
-// Loads the engine's secrets (master key ring, identity pepper, the edge's handle key) from the files or
-// environment variables the configuration names. On regtest only, missing ones are created in the data
-// directory (0600) so `npm start` works on a fresh clone; elsewhere a missing secret stops the start.
+// Loads the secrets from the files or environment variables the configuration names: the engine's (master key ring,
+// node wallet passphrase) and the Telegram edge's (identity pepper, handle key). Each process loads only its own: the
+// split shape's engine never holds the edge's, the bot never the engine's. On regtest only, missing ones are created in
+// the data directory (0600) so `npm start` works on a fresh clone; elsewhere a missing secret stops the start.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { createFileDurably } from "./store/files.ts";
@@ -10,12 +11,17 @@ import { readSecretFile } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { generateKeyRingFile, loadKeyRing, type KeyRing } from "./store/keyring.ts";
 
+/** What the engine itself uses. */
 export interface EngineSecrets {
   keyring: KeyRing;
-  pepper: Buffer;
-  handleKey: Buffer;
   /** The node wallet's passphrase (regtest: made once in the data directory). */
   walletPassphrase?: string;
+}
+
+/** What the Telegram edge uses: the engine stores chat handles sealed with the handle key, and never sees a Telegram id. */
+export interface EdgeSecrets {
+  pepper: Buffer;
+  handleKey: Buffer;
 }
 
 export class SetupError extends Error {
@@ -90,10 +96,21 @@ function devFile(path: string, bytes: number, log: Logger, what: string): string
   return path;
 }
 
-export function loadSecrets(config: Config, log: Logger): EngineSecrets {
-  const { pepper, handleKey } = loadEdgeSecrets(config, log);
+/** The all-in-one shape's: the edge's and the engine's (the edge's first: a missing pepper is said before the key). */
+export function loadSecrets(config: Config, log: Logger): EngineSecrets & EdgeSecrets {
+  const edge = loadEdgeSecrets(config, log);
+  return { ...loadEngineSecrets(config, log), ...edge };
+}
+
+/**
+ * The engine's own secrets (all the engine process needs in the split shape): the master key ring and the node wallet's
+ * passphrase. Never the pepper nor the edge key: there the bot turns Telegram ids into user keys and seals the chat
+ * handles, and pins its identity settings to the engine's store itself (Relay.identityPin).
+ */
+export function loadEngineSecrets(config: Config, log: Logger): EngineSecrets {
   const s = config.secrets;
   const dev = config.network === "regtest";
+  mkdirSync(config.dataPath, { recursive: true, mode: 0o700 });
   let keyFile = s.masterKeyFile;
   if (!keyFile && !s.masterKey) {
     if (!dev) throw new SetupError("no master key: set RUNIGUN_MASTER_KEY_FILE (create one with `runigun keys generate --out FILE`)");
@@ -112,11 +129,11 @@ export function loadSecrets(config: Config, log: Logger): EngineSecrets {
   const keyring = loadKeyRing({ ...(keyFile ? { file: keyFile } : {}), ...(s.masterKey ? { value: s.masterKey } : {}), storePath: join(config.dataPath, "store") });
   const passFile = dev && !s.walletPassphrase ? devFile(join(config.dataPath, "wallet.passphrase"), 24, log, "node wallet passphrase") : undefined;
   const walletPassphrase = s.walletPassphrase ?? (passFile ? readSecretFile(passFile, "wallet passphrase") : undefined);
-  return { keyring, pepper, handleKey, ...(walletPassphrase ? { walletPassphrase } : {}) };
+  return { keyring, ...(walletPassphrase ? { walletPassphrase } : {}) };
 }
 
 /** The Telegram edge's own secrets (all the bot process needs in the split shape): pepper and handle key. */
-export function loadEdgeSecrets(config: Config, log: Logger): Omit<EngineSecrets, "keyring"> {
+export function loadEdgeSecrets(config: Config, log: Logger): EdgeSecrets {
   const s = config.secrets;
   const dev = config.network === "regtest";
   mkdirSync(config.dataPath, { recursive: true, mode: 0o700 });

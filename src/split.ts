@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Engine } from "./engine.ts";
-import { startEngine, stopSignals } from "./app.ts";
+import { startEngineAlone, stopSignals } from "./app.ts";
 import { ensureEnginePki, expiringCertificates, readPem } from "./tls/certs.ts";
 import { buildAdmin, listenAdmin } from "./edges/admin/server.ts";
 import { enginePort } from "./edges/admin/engine-port.ts";
@@ -55,7 +55,8 @@ export async function runEngineOnly(): Promise<number> {
   // A signal during the start is acted on once it is done; a second one, or a stop past its deadline, ends the
   // process anyway (stopSignals).
   const signals = stopSignals(log);
-  const app = await startEngine(config, log).catch((e: unknown) => {
+  // Without the edge's secrets (the pepper, the edge key): they are the bot's, on its own host.
+  const app = await startEngineAlone(config, log).catch((e: unknown) => {
     signals.done();
     throw e;
   });

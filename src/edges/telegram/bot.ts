@@ -238,14 +238,17 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
           }
         }
       };
-      try {
-        await startupCall(() => bot.init());
-      } catch (e) {
-        if (e instanceof GrammyError && e.error_code === 401) {
-          throw Object.assign(new Error("Telegram refused the bot token (401 Unauthorized): check RUNIGUN_TELEGRAM_TOKEN (from @BotFather)"), { code: "setup" });
+      // A call that still fails ends the start with a setup error said from its summary, never with grammY's error: that
+      // carries the call's payload (setWebhook's: the webhook secret), and an error that ends the process is printed
+      // whole, payload and all.
+      const atStart = async <T>(method: string, call: () => Promise<T>): Promise<T> => {
+        try {
+          return await startupCall(call);
+        } catch (e) {
+          throw startError(method, e);
         }
-        throw e;
-      }
+      };
+      await atStart("getMe", () => bot.init());
       await bot.api.setMyCommands(COMMANDS, { scope: { type: "all_private_chats" } })
         .then(() => bot.api.setMyCommands(GROUP_COMMANDS, { scope: { type: "all_group_chats" } }))
         .catch((e: unknown) => log.warn({ err: errorSummary(e) }, "setMyCommands failed"));
@@ -256,7 +259,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
       if (mode === "polling") {
         // A webhook left registered (a switch from webhook mode) makes every getUpdates fail with 409: polling takes
         // over, as grammY's own bot.start() does. Updates waiting for the webhook are kept.
-        await startupCall(() => bot.api.deleteWebhook());
+        await atStart("deleteWebhook", () => bot.api.deleteWebhook());
         // Edited messages are not even fetched: an edit never moves money (nor does anything else here). Silent: else
         // the runner writes its errors, whole, to the console, outside the log and its redaction.
         // At most maxInFlight updates at once (see MAX_UPDATES_IN_FLIGHT); no timeout: one would free the slot of an
@@ -286,7 +289,7 @@ export function buildTelegramEdge(o: TelegramEdgeOptions): TelegramEdge {
         const url = o.config.telegram.webhookUrl;
         if (url) {
           // Telegram learns where to post, with the secret it must send back on every update.
-          await bot.api.setWebhook(url, { secret_token: secret, allowed_updates: ["message", "callback_query"] });
+          await atStart("setWebhook", () => bot.api.setWebhook(url, { secret_token: secret, allowed_updates: ["message", "callback_query"] }));
           log.info({ port: listening.port }, "Telegram edge listening for webhooks; webhook registered with Telegram");
         } else {
           log.info({ port: listening.port }, "Telegram edge listening for webhooks (telegram.webhookUrl is empty: register the webhook with Telegram yourself)");
@@ -409,6 +412,25 @@ function relayed(m: Message): boolean {
 
 function updateKind(ctx: EdgeContext): string {
   return Object.keys(ctx.update).find((k) => k !== "update_id") ?? "unknown";
+}
+
+/**
+ * A Bot API call at the edge's start that failed, as a setup error: the method, Telegram's code and its description (a
+ * line of Telegram's own, cut short), or the network error's kind. Never the error itself nor its payload.
+ */
+function startError(method: string, e: unknown): Error & { code: "setup" } {
+  const setup = (message: string) => Object.assign(new Error(message), { code: "setup" as const });
+  if (e instanceof GrammyError && e.error_code === 401) {
+    return setup("Telegram refused the bot token (401 Unauthorized): check RUNIGUN_TELEGRAM_TOKEN (from @BotFather)");
+  }
+  if (e instanceof GrammyError) {
+    const description = String(e.description).replace(/[\u0000-\u001f\u007f]+/g, " ").slice(0, 200);
+    return setup(`the Telegram edge could not start: Telegram refused ${method} (${e.error_code}: ${description})`);
+  }
+  const network = e instanceof HttpError;
+  const cause = errorSummary(network ? e.error : e);
+  const kind = [cause.name, cause.code].filter((v) => typeof v === "string").join(" ") || "unknown error";
+  return setup(`the Telegram edge could not start: ${method} failed (${kind})${network ? ": check that this host reaches telegram.apiRoot (RUNIGUN_TELEGRAM_API_ROOT)" : ""}`);
 }
 
 /**
