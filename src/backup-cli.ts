@@ -63,6 +63,16 @@ export async function runBackup(o: { out?: string | undefined }): Promise<number
   const store = await openStoreForKeys(path, keyring, `the store at ${path} is held by a running engine that did not answer on its control socket; try again, or stop it`);
   try {
     const service = new BackupService({ config, store, log: createLogger({ level: "warn" }) });
+    // Into the backup directory: the engine's start checks it is this store's before anything goes there (or is pruned
+    // there); with no engine running the same check is made here, read only.
+    if (!out) {
+      const target = await service.checkTargetReadOnly();
+      if (target.refused) {
+        process.stderr.write(`runigun backup: nothing was written or pruned: ${target.refused}. To back this store up meanwhile, give --out FILE.\n`);
+        return 1;
+      }
+      if (target.warning) say(`WARNING: ${target.warning}`);
+    }
     const info = await service.snapshot(out);
     say(from("read directly: no engine answered on its control socket"));
     say(describe(info));

@@ -27,11 +27,25 @@ import { pace } from "./pace.ts";
 import { assessSolvency, maturingDeposits, type SolvencyReport } from "./actors/solvency.ts";
 import { BackupService } from "./backup/service.ts";
 import { reconcileAfterRestore, stillAmbiguous, type Incident } from "./backup/reconcile.ts";
-import { RESTORED_KEY, type RestoredMark } from "./backup/restore.ts";
+import { RESTORED_KEY, restoreLoss, type RestoredMark } from "./backup/restore.ts";
 import { META } from "./store/db.ts";
 
 /** Where the comparison of a restored store with the chain starts (META; deleted with the restore mark). */
 const RECONCILE_FROM = "reconcile_from";
+/** The last restore incident payouts were resumed after (ENGINE_NS): kept, resolved, for the record. */
+const RESOLVED_INCIDENT = "restore_incident_resolved";
+/**
+ * The cheques held for review after a lossy restore (ENGINE_NS), until an operator releases them: those open (or waiting
+ * for their funds) in the restored books, by hash. `restoredAt`: the restore that held them (its mark's `at`), so a start
+ * that finds the same restore mark again adds none made since.
+ */
+const HELD_CHEQUES = "cheques_held";
+interface HeldCheques {
+  at: number;
+  restoredAt: number;
+  archive: string;
+  hashes: string[];
+}
 /** Notices kept for a write whose outcome is unknown, at most (one group-commit batch's wallets). */
 const MAX_UNSURE_NOTICES = 10_000;
 
@@ -77,6 +91,10 @@ export class Engine {
   readonly backup: BackupService;
   /** What the reconciliation after a restore found and could not settle alone (until an operator resumes). */
   restoreIncident: Incident | undefined;
+  /** The last restore incident an operator resumed payouts after, marked resolved (when, by whom): kept for the record. */
+  lastRestoreIncident: Incident | undefined;
+  /** Cheques held for review after a lossy restore (see #holdCheques); undefined when none is. */
+  #held: { record: HeldCheques; hashes: Set<string> } | undefined;
   #closed = false;
   /** Drain mode: no new wallets or deposit addresses; withdrawals keep working. Persisted. */
   #draining: { reason: string; at: number } | undefined;
@@ -146,6 +164,7 @@ export class Engine {
       finished: new FinishedCheques(storage.store), retainFinished: config.transfers.retainFinishedCheques,
       maxOpenPerCreator: config.transfers.maxOpenChequesPerUser,
       storeFailing: () => storage.store.writeHealth.failing,
+      held: (hash) => this.#held?.hashes.has(hash) === true,
       // A creator told their cheque was claimed goes out as the wallets' notices do.
       notify: (n) => relay.notify(n),
     });
@@ -277,11 +296,14 @@ export class Engine {
     if (restored && !(await store.get(ENGINE_NS, "payouts_paused"))) {
       await store.put(ENGINE_NS, "payouts_paused", { reason: RECONCILING, at: Date.now() });
     }
+    // Before anything can claim, revoke or expire a cheque (the edges are not served yet; expiry runs below).
+    await e.#holdCheques(restored);
     // Switches that must survive a restart: a paused payout queue stays paused, drain mode stays on.
     const paused = await store.get<{ reason: string }>(ENGINE_NS, "payouts_paused");
     if (paused) e.payouts.pause(paused.reason);
     e.#draining = await store.get<{ reason: string; at: number }>(ENGINE_NS, "draining");
     e.restoreIncident = await store.get<Incident>(ENGINE_NS, "restore_incident");
+    e.lastRestoreIncident = await store.get<Incident>(ENGINE_NS, RESOLVED_INCIDENT);
     // Where the comparison with the chain starts: the watcher's cursor as the backup left it, kept at the first start
     // (the watcher moves its cursor on as soon as it scans; a start interrupted before the comparison finished must
     // compare from the same block, or the spends before the new cursor would go unseen).
@@ -383,21 +405,40 @@ export class Engine {
         if (isRefusal(r)) throw new Error(`queued payouts paid by ${txid} could not be recorded (${r.message}); the comparison with the chain runs again at the next start`);
       },
     }, { sinceBlock, archive: mark.archive });
-    if (incident) {
-      const reason = `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen — review, then resume payouts`;
+    // A lossy restore (its segments do not reach the crash): a payout the engine sent after the backup and that is not
+    // mined yet is in no chain, and a new node's mempool never had it — the comparison cannot see it, and the restored
+    // queued payout it paid would be built again with other coins. So the comparison finding nothing proves nothing
+    // here: payouts stay paused, as an incident, until an operator resumes them (refused while the books and the node
+    // disagree: once that payout is mined, the node holds less than the books say).
+    const lost = restoreLoss(mark);
+    if (incident || lost) {
+      const found: Incident = incident ?? { at: Date.now(), archive: mark.archive, unknownSpends: [], frozen: [] };
+      if (lost) {
+        found.lost = lost;
+        if (this.#held?.hashes.size) found.heldCheques = this.#held.hashes.size;
+      }
+      const unsure = lost ? `; the backup may not reach the crash (${lost}): a payout sent after it and not mined yet is unknown to this node` : "";
+      const reason = incident
+        ? `restored from a backup: ${incident.unknownSpends.length} spend(s) not in the restored books (${incident.unknownSpends.map((u) => u.txid).join(", ")}); ${incident.frozen.length} wallet(s) frozen${unsure} — review, then resume payouts`
+        : `restored from a backup that may not reach the crash (${lost}): a payout sent after it and not mined yet is unknown to this node, and a resume would pay it again — wait until the old engine's last payouts would be mined, check the books against the node, then resume payouts`;
       // An incident still open from an earlier restore is kept with this one: its spends are before this comparison's
       // block, and its findings must not leave the operators' view.
       const open = this.restoreIncident;
-      if (open) incident.earlier = [...(open.earlier ?? []), { ...open, earlier: undefined }];
+      if (open) found.earlier = [...(open.earlier ?? []), { ...open, earlier: undefined }];
       await store.batch([
-        { type: "put", ns: ENGINE_NS, key: "restore_incident", value: incident },
+        { type: "put", ns: ENGINE_NS, key: "restore_incident", value: found },
         { type: "put", ns: ENGINE_NS, key: "payouts_paused", value: { reason, at: Date.now() } },
         { type: "del", ns: META, key: RESTORED_KEY },
         { type: "del", ns: META, key: RECONCILE_FROM },
       ]);
-      this.restoreIncident = incident;
+      this.restoreIncident = found;
       this.payouts.pause(reason);
       this.#reconciling = undefined;
+      if (!incident) {
+        this.log.error({ alert: true, heldCheques: found.heldCheques ?? 0 }, `after the restore: nothing unknown was spent on the chain, but ${reason}`);
+        // The books against the node now, for operators (a hole is said; the pause is the incident's).
+        await this.watchdog();
+      }
       return;
     }
     // Nothing unknown was spent; the books must still cover what they owe before payouts resume (a hole found now
@@ -637,11 +678,64 @@ export class Engine {
     const report = await this.solvency(BigInt(this.config.watchdog.toleranceSats));
     this.lastSolvency = report;
     if (!report.ok) return refuse("not_allowed", `Payouts stay paused: ${report.reason}. Cover the hole first.`);
-    await this.storage.store.batch([{ type: "del", ns: ENGINE_NS, key: "payouts_paused" }, { type: "del", ns: ENGINE_NS, key: "restore_incident" }]);
+    // The incident leaves the open view, and stays on record as resolved: when, and by whom.
+    const incident = this.restoreIncident;
+    const resolved: Incident | undefined = incident && { ...incident, resolved: { at: Date.now(), by: operator } };
+    await this.storage.store.batch([
+      { type: "del", ns: ENGINE_NS, key: "payouts_paused" }, { type: "del", ns: ENGINE_NS, key: "restore_incident" },
+      ...(resolved ? [{ type: "put" as const, ns: ENGINE_NS, key: RESOLVED_INCIDENT, value: resolved }] : []),
+    ]);
     this.restoreIncident = undefined;
+    if (resolved) this.lastRestoreIncident = resolved;
     this.payouts.resume();
     this.log.warn({ operator }, "payouts resumed by an operator");
     return { resumed: true };
+  }
+
+  /**
+   * A restore that may not reach the crash (restoreLoss): the cheques open (or waiting for their funds) in its books
+   * may have been claimed, paid out and withdrawn in the history it lost — nothing on the chain says by whom, so no
+   * wallet is frozen for it, and the same link would be paid again. They are held (see ChequeBookOptions.held: no
+   * claim, revoke or expiry) until an operator releases them (releaseHeldCheques). Recorded once per restore; a start
+   * that finds the record loads it.
+   */
+  async #holdCheques(restored: RestoredMark | undefined): Promise<void> {
+    const store = this.storage.store;
+    let record = await store.get<HeldCheques>(ENGINE_NS, HELD_CHEQUES);
+    const lost = restored && restoreLoss(restored);
+    if (restored && lost && record?.restoredAt !== restored.at) {
+      // Cheques still held from an earlier restore stay held.
+      const hashes = new Set(record?.hashes ?? []);
+      for (const [hash, c] of (await this.cheques.state()).entries()) if (c.status === "open" || c.status === "awaiting_funds") hashes.add(hash);
+      record = { at: Date.now(), restoredAt: restored.at, archive: restored.archive, hashes: [...hashes] };
+      await store.put(ENGINE_NS, HELD_CHEQUES, record);
+      if (hashes.size > 0) this.log.error({ alert: true, cheques: hashes.size }, `restored from a backup that may not reach the crash (${lost}): the cheques open in it may have been claimed and paid out since, so they are held — claims, revokes and expiry wait — until an operator releases them (POST /cheques/release-held)`);
+    }
+    this.#held = record && record.hashes.length > 0 ? { record, hashes: new Set(record.hashes) } : undefined;
+  }
+
+  /** The cheques held for review after a lossy restore: how many, since when, and from which restore. */
+  get heldCheques(): { count: number; at: number; archive: string } | undefined {
+    const h = this.#held;
+    return h && { count: h.hashes.size, at: h.record.at, archive: h.record.archive };
+  }
+
+  /**
+   * Operator, after a lossy restore: releases the cheques held for review (#holdCheques) — claims and revokes are taken
+   * again, and those past their expiry go back to their creators at the next block. Refused while the restored books
+   * are still being compared with the chain.
+   */
+  async releaseHeldCheques(operator: string): Promise<{ released: number } | Refusal> {
+    if (this.#reconciling || this.payouts.paused === RECONCILING) {
+      return refuse("not_allowed", "The held cheques stay held: the restored books have not been compared with the chain yet (see the log and GET /health).");
+    }
+    const held = this.#held;
+    // Stored first: a write that fails changes nothing.
+    await this.storage.store.del(ENGINE_NS, HELD_CHEQUES);
+    this.#held = undefined;
+    const released = held?.hashes.size ?? 0;
+    if (released > 0) this.log.warn({ operator, cheques: released }, "cheques held after a restore released by an operator: they can be claimed, revoked and expire again");
+    return { released };
   }
 
   /**

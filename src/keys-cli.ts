@@ -2,14 +2,15 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { createFileDurably } from "./store/files.ts";
-import { loadConfig } from "./config.ts";
+import { loadConfig, type Config } from "./config.ts";
+import { BackupService } from "./backup/service.ts";
 import { generateKeyRingFile, loadKeyRingFile, writeKeyRingFile } from "./store/keyring.ts";
 import { EncryptedStore } from "./store/db.ts";
 import { beginRotation, rotateStore, rotationWithoutKey } from "./store/rotate.ts";
 import { SetupError } from "./secrets.ts";
 import { dirname, join, resolve } from "node:path";
 import { createLogger } from "./log.ts";
-import { loadSecrets } from "./secrets.ts";
+import { loadEngineSecrets } from "./secrets.ts";
 import { ensureEnginePki, operatorSecretsWarning } from "./tls/certs.ts";
 import { OperatorStore, addOperator } from "./edges/admin/operators.ts";
 import { AuditLog } from "./edges/admin/audit.ts";
@@ -58,7 +59,10 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       // The store must open with the ring as it is (the right ring, no engine holding it) before the ring gets a new key.
       const before = await openStoreForKeys(storePath, ring);
       let next = ring;
+      // Shipped from its first write (the rotation's record) to its last, as the engine ships (see shippingBackup).
+      let backup: BackupService | undefined;
       try {
+        backup = await shippingBackup(config, before);
         // Resumable: if the current key has not finished rotating everything, carry on with it. A rotation stopped
         // before its key reached the ring file has sealed nothing under that key: it starts again, with a new one.
         const unwritten = rest.includes("--resume") ? await rotationWithoutKey(before) : undefined;
@@ -70,6 +74,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
           await beginRotation(before, next.current);
         }
       } finally {
+        await backup?.close();
         await before.close();
       }
       if (next !== ring) {
@@ -81,7 +86,9 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
         }
       }
       const store = await openStoreForKeys(storePath, next);
+      backup = undefined;
       try {
+        backup = await shippingBackup(config, store);
         // Everything is under the new key now: the older ones only open what was sealed before (archives, segments),
         // and a backup sealed under one is restored only when the operator names it (a leaked key forges no archive).
         // Written as the rotation's last step, before its cursor goes: a crash before it is said at the next start.
@@ -103,6 +110,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
         say(`Copy ${file} to your offline copies now: a copy made before holds no key ${next.current} and cannot open the store or the backups made from now on.`);
         say(`Then start the engine and take a backup (runigun backup): archives made before now need the old keys, so keep them in the ring until those backups have expired.`);
       } finally {
+        await backup?.close();
         await store.close();
       }
       return 0;
@@ -127,7 +135,7 @@ export async function runKeys(args: string[], opts: { out?: string | undefined }
       // Only `add` may be the first use of a data directory: revoke and enroll on a mistyped one would make an empty
       // store (and on regtest its secrets) and find nobody there.
       if (verb !== "add" && !existsSync(storePath)) throw new SetupError(`no store at ${storePath}: no operators there (check RUNIGUN_DATA_DIR or --data-dir)`);
-      const secrets = loadSecrets(config, createLogger({ level: "warn" }));
+      const secrets = loadEngineSecrets(config, createLogger({ level: "warn" }));
       // Said at every `keys operator` command (and at start): operators' secrets an older version left in pkiDir.
       const warnings = verb === "add" ? (await ensureEnginePki(config)).warnings : [operatorSecretsWarning(config.pkiPath)];
       for (const warning of warnings) if (warning) say(`warning: ${warning}`);
@@ -217,6 +225,26 @@ function newFilePath(out: string, example: string): string {
 /** A path as one word for a shell command line the operator may copy. */
 function shellWord(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * With backups on (backup.dir), a command that writes the store with no engine running ships its writes to the backup
+ * directory's segments as the engine does (the same start: the directory's check, where the segments stop, a gap
+ * recorded for the engine's next start to snapshot). A rotation rewrites every record and moves the store's position
+ * on: unshipped, its batches would be a gap in the segments, and a restore from an archive made before it would stop
+ * there, whatever the engine shipped after it. Shipped, the batches replay like any others (sealed under the new key,
+ * which the ring that restores has). No scheduled snapshot runs meanwhile. Undefined when backups are off.
+ */
+async function shippingBackup(config: Config, store: EncryptedStore): Promise<BackupService | undefined> {
+  if (!config.backup.dir) return undefined;
+  const backup = new BackupService({ config: { ...config, backup: { ...config.backup, snapshotIntervalMs: 0 } }, store, log: createLogger({ level: "warn" }) });
+  try {
+    await backup.start();
+  } catch (e) {
+    await backup.close();
+    throw e;
+  }
+  return backup;
 }
 
 /** The store, or a plain answer when a running engine holds it (LevelDB allows one process). */

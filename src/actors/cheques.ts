@@ -427,7 +427,17 @@ export interface ChequeBookOptions {
    * making cheques of a satoshi could slow everyone's.
    */
   maxOpenPerCreator?: number;
+  /**
+   * Whether a cheque is held for review after a restore that may not reach the crash (the engine keeps the list: see
+   * Engine, HELD_CHEQUES): it may have been claimed, paid out and withdrawn in the history the restore lost, so it is
+   * neither claimed, revoked nor returned at its expiry until an operator releases it. Asked in the book's turn, so a
+   * release takes effect between two commands.
+   */
+  held?: (hash: string) => boolean;
 }
+
+/** What a claim or revoke of a held cheque is told (see `held`). */
+export const HELD_FOR_REVIEW = "This cheque is held for review after a restore; ask support.";
 
 /** At most this many cheques leave the book in one event. */
 const PRUNE_CHUNK = 1000;
@@ -520,6 +530,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           cmd.reply(c && c.status === "open" && cmd.now <= c.expiresAt ? { creator: c.creator } : undefined);
           return s;
         case "claim": {
+          if (c && o.held?.(cmd.hash)) return answer(s, cmd.reply, refuse("not_allowed", HELD_FOR_REVIEW));
           if (!c || c.status === "awaiting_funds") return answer(s, cmd.reply, refuse("not_found", "This cheque does not exist or is not funded."));
           // The claimant again (the answer to the first claim was lost: a crash, a timeout): the same answer, and the
           // payout again while it is not acknowledged (a claim saved during a disk fault, its payout never sent).
@@ -541,6 +552,7 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
         }
         case "revoke": {
           if (!c || c.creator !== cmd.by) return answer(s, cmd.reply, refuse("not_found", "You have no such cheque."));
+          if (o.held?.(cmd.hash)) return answer(s, cmd.reply, refuse("not_allowed", HELD_FOR_REVIEW));
           if (c.status === "claimed") return answer(s, cmd.reply, refuse("already_claimed", "This cheque has already been claimed."));
           if (c.status === "revoked") {
             // Its creator again: the payout back to them again while it is not acknowledged (see "claim").
@@ -576,7 +588,8 @@ export function chequeBehaviour(hooks: ChequeHooks, o: ChequeBookOptions): Persi
           const dueAll: Array<[string, number]> = [];
           const staleAll: Array<[string, number, string]> = [];
           for (const [hash, x] of s.entries()) {
-            if (x.status === "open" && cmd.now > x.expiresAt) dueAll.push([hash, x.n]);
+            // A held one stays in escrow until released (see `held`); the first block after that returns it.
+            if (x.status === "open" && cmd.now > x.expiresAt && o.held?.(hash) !== true) dueAll.push([hash, x.n]);
             // Never funded by its expiry: its funding was refused late, or never sent (a /cheque that timed out).
             if (x.status === "awaiting_funds" && cmd.now > x.expiresAt) staleAll.push([hash, x.n, x.creator]);
           }

@@ -35,6 +35,15 @@ export interface Incident {
   ambiguous?: string[];
   /** Incidents of earlier restores still open when this one was found (nothing of theirs is dropped). */
   earlier?: Incident[];
+  /**
+   * Why the restored books may not reach the crash (restore.ts, restoreLoss): a lossy restore is an incident even when
+   * the chain shows no unknown spend, since a payout sent after the backup and not mined yet shows in no chain.
+   */
+  lost?: string;
+  /** Cheques open in the restored books held for review (Engine.releaseHeldCheques), when the comparison was made. */
+  heldCheques?: number;
+  /** When and by whom payouts were resumed: the incident is kept, resolved, for the record (Engine.lastRestoreIncident). */
+  resolved?: { at: number; by: string };
 }
 
 export interface ReconcileDeps {

@@ -29,6 +29,19 @@ export interface RestoredMark {
 
 export const RESTORED_KEY = "restored";
 
+/**
+ * Why a restored store may not reach the moment its engine died (a lossy restore), or undefined when the journal
+ * segments were replayed to their end. Lossy: no segments replayed (none given, or none that match the archive, or an
+ * older copy of the store put back), or segments that stop early (a gap, damage). What came after is then known only
+ * from the chain, and a payout the engine sent in that time and that is not mined yet is known to no one but the
+ * mempool of the node that sent it — not to a new node.
+ */
+export function restoreLoss(mark: RestoredMark): string | undefined {
+  if (!mark.segments) return `no journal segments were replayed after ${mark.archive}`;
+  if (mark.segments.stop) return `the journal segments stop early, at position ${mark.segments.last} (${mark.segments.stop.file}: ${mark.segments.stop.reason})`;
+  return undefined;
+}
+
 export interface RestoreReport {
   manifest: Manifest;
   records: number;

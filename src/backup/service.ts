@@ -96,6 +96,10 @@ export class BackupService {
   #gapTurn: Promise<unknown> = Promise.resolve();
   #lastGood: BackupStatus["lastGood"];
   #closed = false;
+  /** Checked read only (checkTargetReadOnly): a prune keeps to this store's own timeline. */
+  #readOnly = false;
+  /** What the read-only check found to say (a directory with no marker, for a store that has backed up before). */
+  #offlineWarning: string | undefined;
 
   constructor(o: BackupServiceOptions) {
     this.#o = o;
@@ -203,9 +207,11 @@ export class BackupService {
    * what is not its own history, so the two would delete each other's backups — and says so at every start (a store
    * that keeps no id gets none then: the right disk, mounted later, is still recognised as its own).
    */
-  #checkTarget(known: Target | undefined, restoredFrom: string | undefined): string | undefined {
+  #checkTarget(known: Target | undefined, restoredFrom: string | undefined, readOnly = false): string | undefined {
     const dir = this.dir!;
     if (!existsSync(dir)) {
+      // Read only: nothing is made (the snapshot then says the directory is missing or not mounted).
+      if (readOnly) return undefined;
       if (known) {
         this.#log.error({ alert: true, dir }, `${missingBackupDir(dir)}; this store has been backing up there before, so it is not made on the engine's own disk`);
         return undefined;
@@ -225,18 +231,43 @@ export class BackupService {
       const ours = !known && (marker.timeline === timeline || this.#holdsBackupsOf(timeline) || (restoredFrom !== undefined && this.#holdsBackupsOf(restoredFrom)));
       if (ours) return marker.id;
       this.#foreign = `backup directory ${dir} holds another store's backups (its ${MARKER} file is not this store's): two engines were given one backup directory, or the wrong disk is mounted there. This store does NOT back up there (each engine prunes what is not its own history: the two would delete each other's backups), so it has no backups now. Give each engine its own backup.dir and restart. If the backups there are of a store this one replaced and are no longer wanted, move them and the ${MARKER} file aside and restart`;
-      this.#log.error({ alert: true, dir }, this.#foreign);
+      // Read only (`runigun backup` with no engine running): its caller says it, as the command's answer.
+      if (!readOnly) this.#log.error({ alert: true, dir }, this.#foreign);
       // No id kept for a store that has none: one kept now would make the right disk, once mounted (its marker this
       // store's, or found to be by its backups), look like another store's for ever.
       return undefined;
     }
     if (marker) return undefined;
+    if (readOnly) {
+      // No marker is written here (the engine's start writes it): a first snapshot there is this store's, and the
+      // start that follows finds it so. One the store has an id for is said, as the engine's start says it.
+      if (known) this.#offlineWarning = `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. The snapshot goes there all the same; if the backup disk is elsewhere, mount it at ${dir} and take the backup again`;
+      return undefined;
+    }
     if (known) {
       this.#log.error({ alert: true, dir }, `backup directory ${dir} holds none of this store's backups (no ${MARKER} file): the backup disk is not mounted there, or it is a new disk. Backups go there from now on, starting with a snapshot; if the backup disk is elsewhere, stop the engine, mount it at ${dir} and start again`);
     }
     const id = known?.id ?? randomBytes(8).toString("hex");
     writeFileDurably(path, JSON.stringify({ id, timeline } satisfies Marker) + "\n", 0o600);
     return known ? undefined : id;
+  }
+
+  /**
+   * `runigun backup` with no engine running (the service is never started then): the check start() makes of the
+   * backup directory, read only — no marker written, no id kept in the store, nothing made; the engine's next start
+   * does that. A directory holding another store's backups is refused: the snapshot is not written there and nothing
+   * there is pruned (snapshot() answers why). And from here on a prune takes only this store's own timeline: without
+   * the start's check of the histories around it, another timeline in the directory is not known to be its own.
+   * Returns the refusal, or a warning for the command to say.
+   */
+  async checkTargetReadOnly(): Promise<{ refused?: string; warning?: string }> {
+    this.#readOnly = true;
+    if (!this.dir) return {};
+    const store = this.#o.store;
+    const known = await store.get<Target>(META, TARGET_KEY);
+    const restored = await store.get<RestoredMark>(META, RESTORED_KEY);
+    this.#checkTarget(known, restored && SNAP_RE.exec(basename(restored.archive))?.[2], true);
+    return { ...(this.#foreign ? { refused: this.#foreign } : {}), ...(this.#offlineWarning ? { warning: this.#offlineWarning } : {}) };
   }
 
   /** One snapshot at a time; a second caller gets the one in progress (or waiting its turn). */
@@ -405,7 +436,9 @@ export class BackupService {
   prune(written?: string): { snapshots: number; segments: number } {
     if (!this.dir || this.#foreign) return { snapshots: 0, segments: 0 };
     const keep = this.#o.config.backup.keep;
-    const snaps = this.#snapshots();
+    // Checked read only (checkTargetReadOnly): only this store's own timeline is known to be its own.
+    const ours = (timeline: string) => !this.#readOnly || timeline === this.#o.store.timeline;
+    const snaps = this.#snapshots().filter((s) => ours(s.timeline));
     // The one just written counts as the newest, even beside another of the same position.
     const mine = snaps.findIndex((s) => written !== undefined && join(this.snapshotsDir!, s.name) === written);
     if (mine >= 0) snaps.push(...snaps.splice(mine, 1));
@@ -420,7 +453,7 @@ export class BackupService {
     let segments = 0;
     // Per timeline: a file is needed while any of its frames is after the oldest kept snapshot of that timeline;
     // a timeline no kept snapshot continues is not needed at all (except the one being written now).
-    const timelines = new Set(listSegments(this.segmentsDir!).map((f) => f.timeline));
+    const timelines = new Set(listSegments(this.segmentsDir!).map((f) => f.timeline).filter(ours));
     for (const timeline of timelines) {
       const files = listSegments(this.segmentsDir!, timeline);
       const current = timeline === this.#o.store.timeline;
