@@ -223,7 +223,9 @@ function afterCommit(userKey: string, states: WalletState[], events: WalletEvent
     }
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
-    if (e.t === "deposit_reversed") o.log.error({ alert: true, userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>)");
+    if (e.t === "deposit_reversed") o.log.error({ alert: true, userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>; book the coins back: POST /wallets/<userKey>/adjust with the deposit's outpoint)");
+    // No reason here (the audit log has it, with the operator's words): the amount and who, for whoever reads the log.
+    if (e.t === "adjusted") o.log.warn({ userKey, id: e.id, amount: e.amount, by: e.by, ...(e.outpoint !== undefined ? { outpoint: e.outpoint } : {}) }, "wallet's books adjusted by an operator");
   }
   if (cmd.type === "resume") {
     for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);

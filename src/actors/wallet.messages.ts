@@ -16,6 +16,25 @@ export interface Deposit {
   confirmedAt?: number;
   /** The number of this deposit's entry in the wallet's history (its status is shown there). */
   h: number;
+  /**
+   * A reversed deposit only: what operator adjustments naming it have debited so far (the `adjust` command), kept on
+   * its record so the same vanished coins are never booked twice, under two ids.
+   */
+  adjusted?: bigint;
+}
+
+/**
+ * An operator's correction of a wallet's books (the `adjust` command), as its record keeps it: a repeat of its id is
+ * answered from it. `amount` is signed (negative: a debit); `outpoint`, the reversed deposit it books, if any; `h`, the
+ * number of its history entry.
+ */
+export interface Adjustment {
+  amount: bigint;
+  reason: string;
+  by: string;
+  outpoint?: string;
+  at: number;
+  h: number;
 }
 
 export interface Withdrawal {
@@ -123,7 +142,12 @@ export type WalletEvent =
   | { t: "transfer_received"; id: string; from: string; amount: string; at: number; cheque?: ChequePayoutReason }
   | { t: "frozen"; reason: string; by: string; at: number }
   | { t: "unfrozen"; by: string; at: number }
-  | { t: "told"; id: string; text: string; at: number };
+  | { t: "told"; id: string; text: string; at: number }
+  /**
+   * An operator's correction (`adjust`): `amount` (signed, satoshis) is added to available, as a history entry of its
+   * own; `outpoint`, present only when it books a reversed deposit (its record counts what was booked against it).
+   */
+  | { t: "adjusted"; id: string; amount: string; reason: string; by: string; outpoint?: string; at: number };
 
 /**
  * Why a cheque pays out: claimed (to its claimant), revoked or expired (back to its creator). The claimant and the
@@ -172,6 +196,8 @@ export type WalletNotice =
   | { kind: "cheque_expired"; amount: bigint }
   /** A cheque of this user's was claimed (told once, by the cheque book, as the claim is committed: cheque.service.ts). */
   | { kind: "cheque_claimed"; amount: bigint }
+  /** An operator corrected this user's balance by `amount` (signed): they are told the amount, never the reason. */
+  | { kind: "adjusted"; amount: bigint }
   | { kind: "announcement"; id: string; text: string };
 
 export type WalletCommand =
@@ -219,6 +245,13 @@ export type WalletCommand =
   | { type: "return_transfer"; id: string; reason: string; reply: Reply<Answer<{ returned: boolean }>> }
   | { type: "freeze"; reason: string; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
   | { type: "unfreeze"; by: string; reply: Reply<Answer<{ frozen: boolean }>> }
+  /**
+   * An operator's correction of the books, once per `id` whatever the crashes (a repeat, same amount and outpoint, is
+   * answered `repeated` from its record): `amount` signed satoshis added to available (a debit never beyond it);
+   * `reason` for operators (the user's history says "adjusted by support"); `outpoint`, the reversed deposit it books.
+   * Taken while the wallet is frozen (it is how a frozen wallet's books are settled); it does not unfreeze it.
+   */
+  | { type: "adjust"; id: string; amount: bigint; reason: string; by: string; outpoint?: string; reply: Reply<Answer<{ repeated: boolean; adjustment: Adjustment; balance: BalanceView }>> }
   /** An operator's announcement (e.g. drain mode): told once per wallet, whatever the restarts. */
   | { type: "announce"; id: string; text: string; reply: Reply<Answer<{ told: boolean }>> }
   /** After activation: re-send unacknowledged transfers and unsettled withdrawals (the wallet's outbox). */

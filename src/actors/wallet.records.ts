@@ -11,12 +11,12 @@ import type { Logger } from "../log.ts";
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
 import { StoreError } from "../store/errors.ts";
-import { changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
+import { adjustmentOf, changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
 import { idMap } from "./idmap.ts";
 import { chequeUserKey } from "./cheques.ts";
 import { Shelf } from "../store/shelf.ts";
-import type { Deposit, HistoryEntry, WalletEvent, WalletState, Withdrawal } from "./wallet.messages.ts";
+import type { Adjustment, Deposit, HistoryEntry, WalletEvent, WalletState, Withdrawal } from "./wallet.messages.ts";
 import type { HistoryPage } from "../relay.types.ts";
 
 /** Format 4's balance record of a wallet, `balances/<userKey>` (format 5 deletes them: the sums replace them). */
@@ -39,6 +39,8 @@ const OUTBOX = "outbox";
 /** Finished deposits and withdrawals (format 7), keyed by a MAC of the wallet and the outpoint or id. */
 const DEPOSITS = "deposit-done";
 const WITHDRAWALS = "withdrawal-done";
+/** Operators' adjustments (`adjust`), keyed by a MAC of the wallet and the adjustment's id: a repeat is answered from them. */
+const ADJUSTMENTS = "adjustment";
 const SEP = "\u0001";
 /** A transfer to a cheque is addressed to its pseudo-user. */
 const CHEQUE_PREFIX = chequeUserKey("");
@@ -106,6 +108,7 @@ export class WalletRecords implements WalletIndex {
   /** Finished deposits by wallet and outpoint, finished withdrawals by wallet and id (format 7). */
   readonly #deposits: Shelf<Deposit>;
   readonly #withdrawals: Shelf<Withdrawal>;
+  readonly #adjustments: Shelf<Adjustment>;
 
   constructor(store: EncryptedStore, limit: number) {
     this.#store = store;
@@ -113,6 +116,7 @@ export class WalletRecords implements WalletIndex {
     this.#transfers = new Shelf(store, TRANSFERS, (input) => this.#transferKey(input));
     this.#deposits = new Shelf(store, DEPOSITS, (ref) => store.mac("wallet-deposit", ref));
     this.#withdrawals = new Shelf(store, WITHDRAWALS, (ref) => store.mac("wallet-withdrawal", ref));
+    this.#adjustments = new Shelf(store, ADJUSTMENTS, (ref) => store.mac("wallet-adjustment", ref));
   }
 
   /** Whether this wallet has already sent a transfer with this id. */
@@ -135,6 +139,11 @@ export class WalletRecords implements WalletIndex {
     return this.#withdrawals.get(userKey + SEP + id);
   }
 
+  /** An operator's adjustment of this wallet, by its id. */
+  adjustment(userKey: string, id: string): Adjustment | undefined {
+    return this.#adjustments.get(userKey + SEP + id);
+  }
+
   /** The record of a finished deposit (by outpoint) or withdrawal (by id). */
   finishedOp(userKey: string, ref: string, x: Deposit | Withdrawal): StoreOp {
     return "vout" in x ? this.#deposits.op(userKey + SEP + ref, x) : this.#withdrawals.op(userKey + SEP + ref, x);
@@ -151,8 +160,11 @@ export class WalletRecords implements WalletIndex {
     let history = NO_CHANGES;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!, was = i === 0 ? before : states[i - 1]!, after = states[i]!;
-      // A reversal finds its deposit in the records: it left the state when it was confirmed.
-      const changed = changedBy(was, after, e, e.t === "deposit_reversed" && !own(was.deposits, e.outpoint) ? this.deposit(userKey, e.outpoint) : undefined);
+      // A reversal finds its deposit in the records: it left the state when it was confirmed; so does an adjustment that
+      // books a reversed deposit (its record counts what was booked against it: changedBy).
+      const finished = e.t === "deposit_reversed" && !own(was.deposits, e.outpoint) ? this.deposit(userKey, e.outpoint)
+        : e.t === "adjusted" && e.outpoint !== undefined ? this.deposit(userKey, e.outpoint) : undefined;
+      const changed = changedBy(was, after, e, finished);
       if (changed && isFinished(changed)) ops.push(this.finishedOp(userKey, refOf(e), changed));
       const entry = historyEntryOf(after, e, changed);
       // One version of an entry per record, the newest (a deposit seen and confirmed at once): a page takes the first
@@ -162,6 +174,7 @@ export class WalletRecords implements WalletIndex {
       // sealed, which nothing read; those records count as marks.
       if (e.t === "transfer_sent") ops.push(this.#transfers.mark(outboundInput(userKey, e.id)));
       else if (e.t === "transfer_received") ops.push(this.#transfers.mark(inboundInput(userKey, e.from, e.id)));
+      else if (e.t === "adjusted") ops.push(this.#adjustments.op(userKey + SEP + e.id, adjustmentOf(e, after.historyTotal)));
     }
     const was = hasOpenWork(before), now = hasOpenWork(states[states.length - 1] ?? before);
     // A mark (`flagged` lists their keys); before format 8 a sealed `true`.
@@ -252,7 +265,8 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * A new kind of event is not a new format: the records around it are as they were, and a store that never had one
  * is read by the code before it as ever. `transfer_returned` (a transfer its receiver refused for good, given back to
  * its sender) is one, as `told` was, and `deposit_ignored` (a deposit below the minimum, told and kept in history, with
-a finished-deposit record of status "ignored") another: code from before it cannot activate a wallet whose journal holds one after its
+ * a finished-deposit record of status "ignored") another, and `adjusted` (an operator's correction, with a record of
+ * its own, `adjustment`) a third: code from before it cannot activate a wallet whose journal holds one after its
  * latest snapshot (its `evolve` does not know the event; that wallet crashes and is stopped, the others work), so
  * going back to such a version takes the version that knows it. Bumping the format for it would refuse every store
  * to the older code, whether it ever returned a transfer or not.
@@ -429,8 +443,9 @@ async function replayWallets(journal: Journal, records: WalletRecords, format: n
     const ops: StoreOp[] = [];
     for (const ev of events) {
       const data = ev.data as WalletRecordData;
-      // A reversal reads its confirmed deposit's record (forCommand): write what came before it first.
-      if (data.e.some((x) => x.t === "deposit_reversed")) await store.batch(ops.splice(0));
+      // A reversal reads its confirmed deposit's record (forCommand), and an adjustment booking it the reversed one: write
+      // what came before it first.
+      if (data.e.some((x) => x.t === "deposit_reversed" || (x.t === "adjusted" && x.outpoint !== undefined))) await store.batch(ops.splice(0));
       const states = [];
       let s = state;
       for (const x of data.e) {

@@ -3,10 +3,10 @@
 // then answers — so an answered command is durable, and a repeated id is answered from the state (or, for a
 // transfer, from the wallet's transfer index: wallet.records.ts).
 import { refuse, type Refusal, isRefusal } from "../domain/refusals.ts";
-import { describeAmount } from "../domain/money.ts";
+import { describeAmount, MAX_SATS } from "../domain/money.ts";
 import { withKey } from "./idmap.ts";
 import type {
-  Answer, BalanceView, Deposit, HistoryEntry, WalletCommand, WalletEvent, WalletNotice, WalletState, Withdrawal,
+  Adjustment, Answer, BalanceView, Deposit, HistoryEntry, WalletCommand, WalletEvent, WalletNotice, WalletState, Withdrawal,
 } from "./wallet.messages.ts";
 
 export * from "./wallet.messages.ts";
@@ -21,6 +21,8 @@ export interface WalletIndex {
   received(userKey: string, from: string, id: string): boolean;
   deposit(userKey: string, outpoint: string): Deposit | undefined;
   withdrawal(userKey: string, id: string): Withdrawal | undefined;
+  /** An operator's adjustment of this wallet by id (`adjust`); without it, `adjust` is refused (it could not tell a repeat). */
+  adjustment?(userKey: string, id: string): Adjustment | undefined;
 }
 
 export interface DecideContext {
@@ -103,6 +105,17 @@ function inWindow(list: WalletState["withdrawnByHour"], at: number, hour: number
   return out.length === 0 ? NO_LIST : out;
 }
 const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [], answer });
+
+/** An adjustment's id: what the admin edge takes for its other ids. */
+const ADJUST_ID = /^[\w:.-]{1,128}$/;
+/** The longest reason an adjustment keeps (it rides in the wallet's journal, and operators read it). */
+export const ADJUST_REASON_MAX = 200;
+const OUTPOINT = /^[0-9a-f]{64}:\d{1,10}$/;
+
+/** An adjustment as its event says it and its record keeps it; `h`: its history entry's number. */
+export function adjustmentOf(e: Extract<WalletEvent, { t: "adjusted" }>, h: number): Adjustment {
+  return { amount: BigInt(e.amount), reason: e.reason, by: e.by, ...(e.outpoint !== undefined ? { outpoint: e.outpoint } : {}), at: e.at, h };
+}
 
 /**
  * Decides what a command does. Never reads the clock or the disk: `ctx` carries the time. The answer's
@@ -248,7 +261,53 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
     case "announce":
       if (!s.opened || s.told?.includes(cmd.id)) return noChange(() => ({ told: false }));
       return { events: [{ t: "told", id: cmd.id, text: cmd.text, at }], answer: () => ({ told: true }) };
+    case "adjust":
+      return decideAdjust(s, cmd, at, ctx);
   }
+}
+
+/**
+ * An operator's correction of the books: a confirmed deposit a deep reorg took back (still in available), a payout the
+ * restored books do not know (after a lossy restore), or a credit owed. Once per id: its record (written with the
+ * event) answers a repeat, however old. A debit takes only what is available: what is beyond it (the user withdrew or
+ * sent the coins meanwhile) is the house's loss, covered from the node wallet; the refusal says how much can be booked.
+ * Frozen wallets take it (settling one is what it is for), and stay frozen.
+ */
+function decideAdjust(s: WalletState, cmd: Extract<WalletCommand, { type: "adjust" }>, at: number, ctx: DecideContext): Decision<unknown> | Refusal {
+  if (typeof cmd.id !== "string" || !ADJUST_ID.test(cmd.id)) return refuse("bad_input", "An adjustment's id is 1 to 128 letters, digits, '_', ':', '.' or '-'.");
+  const lookup = ctx.index?.adjustment;
+  // Without the records a repeat cannot be told from a new one: nothing is booked blind.
+  if (!lookup) return refuse("internal", "This wallet's records are not available to check the adjustment's id; nothing was changed.");
+  const done = lookup.call(ctx.index, s.userKey, cmd.id);
+  if (done) {
+    if (done.amount !== cmd.amount || done.outpoint !== cmd.outpoint) {
+      return refuse("duplicate", `Adjustment ${cmd.id} was already booked, for ${describeAmount(done.amount)}${done.outpoint ? ` against deposit ${done.outpoint}` : ""}; nothing was changed. A new adjustment takes a new id.`);
+    }
+    return noChange((a) => ({ repeated: true, adjustment: done, balance: balanceOf(a) }));
+  }
+  if (typeof cmd.amount !== "bigint" || cmd.amount === 0n) return refuse("bad_amount", "An adjustment must move more than zero.");
+  const size = cmd.amount < 0n ? -cmd.amount : cmd.amount;
+  if (size > MAX_SATS) return refuse("bad_amount", "That is more bitcoin than will ever exist.");
+  const reason = typeof cmd.reason === "string" ? cmd.reason.trim() : "";
+  // One line: it is shown to operators in lists and logs of actions.
+  if (reason.length === 0 || reason.length > ADJUST_REASON_MAX || /[\u0000-\u001f\u007f]/.test(reason)) {
+    return refuse("bad_input", `An adjustment needs a reason of one line, 1 to ${ADJUST_REASON_MAX} characters.`);
+  }
+  if (typeof cmd.by !== "string" || cmd.by.length === 0) return refuse("bad_input", "An adjustment must name the operator who makes it.");
+  if (cmd.outpoint !== undefined) {
+    if (typeof cmd.outpoint !== "string" || !OUTPOINT.test(cmd.outpoint)) return refuse("bad_input", "A deposit is named by its outpoint, txid:vout.");
+    const d = depositOf(s, cmd.outpoint, ctx);
+    if (!d) return refuse("not_found", `No deposit ${cmd.outpoint} in this wallet.`);
+    if (d.status !== "reversed") return refuse("not_allowed", `Deposit ${cmd.outpoint} is ${d.status}, not reversed: only a deposit a reorg took back after it was confirmed is booked this way.`);
+    if (cmd.amount > 0n) return refuse("bad_amount", "An adjustment for a reversed deposit takes its coins back: a debit (a negative amount).");
+    const left = d.amount - (d.adjusted ?? 0n);
+    if (size > left) return refuse("over_limit", `Deposit ${cmd.outpoint} was ${describeAmount(d.amount)}, of which ${describeAmount(left)} is left to book; nothing was changed.`);
+  }
+  if (cmd.amount < 0n && size > s.available) {
+    return refuse("insufficient_funds", `Available is ${describeAmount(s.available)}: a debit of ${describeAmount(size)} would make it negative; nothing was changed. Book at most the available amount; the rest is a loss the house covers.`);
+  }
+  const e: Extract<WalletEvent, { t: "adjusted" }> = { t: "adjusted", id: cmd.id, amount: cmd.amount.toString(), reason, by: cmd.by, ...(cmd.outpoint !== undefined ? { outpoint: cmd.outpoint } : {}), at };
+  return { events: [e], answer: (a) => ({ repeated: false, adjustment: adjustmentOf(e, a.historyTotal), balance: balanceOf(a) }) };
 }
 
 /** A deposit of this wallet: pending (in the state) or confirmed, dropped, reversed or ignored (in its records). */
@@ -440,6 +499,10 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
     }
     case "told":
       return { ...s, told: [...(s.told ?? []).slice(-19), e.id] };
+    case "adjusted":
+      // Available only: a reversed deposit's coins are there (they left pending when it was confirmed), and so are a
+      // withdrawal's the restored books lost (its reservation is not in them). An entry of its own in the history.
+      return { ...s, available: s.available + BigInt(e.amount), historyTotal: s.historyTotal + 1 };
   }
 }
 
@@ -447,7 +510,8 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
  * The deposit or withdrawal an event created or changed, as the event leaves it: the state's own while it is open;
  * built here when the event finishes it (it leaves the state, and its record keeps this version). `before` is the
  * state before the event, `after` after it; `finished` is the record of a deposit that had already left the state
- * (a confirmed deposit reversed by a reorg). Undefined for other events.
+ * (a confirmed deposit reversed by a reorg, or a reversed one an adjustment books: its record then counts what was
+ * booked against it). Undefined for other events.
  */
 export function changedBy(before: WalletState, after: WalletState, e: WalletEvent, finished?: Deposit): Deposit | Withdrawal | undefined {
   switch (e.t) {
@@ -473,14 +537,20 @@ export function changedBy(before: WalletState, after: WalletState, e: WalletEven
       const w = own(before.withdrawals, e.id);
       return w && { ...w, status: "released" };
     }
+    case "adjusted":
+      // A debit (decide allows no other) against a reversed deposit: its record keeps the total booked.
+      return e.outpoint !== undefined && finished ? { ...finished, adjusted: (finished.adjusted ?? 0n) - BigInt(e.amount) } : undefined;
     default:
       return undefined;
   }
 }
 
-/** What a deposit's or withdrawal's event names it by: its outpoint or its id (its record's key). */
+/**
+ * What a deposit's or withdrawal's event names it by: its outpoint or its id (its record's key). An adjustment that
+ * books a reversed deposit changes that deposit's record: its outpoint.
+ */
 export function refOf(e: WalletEvent): string {
-  return "outpoint" in e ? e.outpoint : "id" in e ? e.id : "";
+  return "outpoint" in e && e.outpoint !== undefined ? e.outpoint : "id" in e ? e.id : "";
 }
 
 /** Whether a deposit or withdrawal is finished: it has left the state, for its record (see WalletState.deposits). */
@@ -523,6 +593,10 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
       // A transfer adds one entry per movement: its "sent" entry stays as it was (the money did leave then), and this
       // one, under the same ref and receiver, says it came back (status "returned", the amount back).
       return [after.historyTotal, { at: e.at, kind: "transfer_out", amount: BigInt(e.amount), ref: e.id, status: "returned", counterparty: e.to }];
+    case "adjusted":
+      // Its own entry (a reversed deposit's entry stays as the reorg left it). The reason is the operators' and stays
+      // out: the user's history says "adjusted by support"; the ref is the operator's id, for the console.
+      return [after.historyTotal, { at: e.at, kind: "adjustment", amount: BigInt(e.amount), ref: e.id, status: "adjusted" }];
     default:
       return undefined;
   }
@@ -566,6 +640,8 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
       return { kind: "transfer_returned", id: e.id, amount: BigInt(e.amount), to: e.to, reason: e.reason };
     case "told":
       return { kind: "announcement", id: e.id, text: e.text };
+    case "adjusted":
+      return { kind: "adjusted", amount: BigInt(e.amount) };
     default:
       return undefined;
   }

@@ -283,6 +283,9 @@ function what(e: HistoryEntry, made: ChequesMade | undefined): string {
       return e.status === "ignored" ? "deposit below the minimum (not credited)" : `deposit (${e.status})`;
     case "withdrawal":
       return `withdrawal (${e.status})`;
+    case "adjustment":
+      // An operator's correction: its reason is the operators' own and is not in the entry.
+      return "adjusted by support";
     default:
       return `${e.kind} (${e.status})`;
   }
@@ -337,6 +340,9 @@ export function notice(n: WalletNotice): string {
       return `⌛ Your cheque for ${btc(n.amount)} expired unclaimed: ${btc(n.amount)} is back in your balance`;
     case "cheque_claimed":
       return `🧾 Your cheque for ${btc(n.amount)} was claimed`;
+    case "adjusted":
+      // The amount and who, never the operators' reason (their words, about this user's account).
+      return `🛠 Support adjusted your balance: ${n.amount < 0n ? "−" : "+"}${btc(n.amount < 0n ? -n.amount : n.amount)}`;
     case "announcement":
       return `📢 ${n.text}`;
   }
