@@ -400,8 +400,10 @@ export class NodeGateway {
 
   /**
    * sat/vB for the target; without an estimate (regtest, a node that has not watched the mempool for long) the
-   * configured fallback. Never below the node's mempool minimum fee (a full mempool raises it): a batch under it would
-   * be refused at build time and left stuck, every one of a flush. Capped at `withdrawals.maxFeeRateSatVb`.
+   * configured fallback. Never below the node's mempool minimum fee (a full mempool raises it): a batch under it is
+   * refused at build time. Capped at `withdrawals.maxFeeRateSatVb`, after that floor: with the floor above the cap the
+   * rate is the cap, and the payout actor builds nothing while the mempool refuses it (payout.ts, flush: the payouts
+   * stay queued, operators are alerted once), rather than paying more than operators allowed.
    */
   async estimateFeeRate(confTarget: number): Promise<bigint> {
     const w = this.#o.config.withdrawals;

@@ -151,6 +151,30 @@ export interface PayoutSummary {
   fee?: bigint;
 }
 
+/**
+ * How the payouts are moving, for health and metrics: kept in memory by the payout actor (a restart counts afresh), read
+ * between its commands. Times are epoch milliseconds.
+ */
+export interface PayoutHealth {
+  /** Payouts waiting to be built into a batch (held ones too: a frozen wallet's wait in the queue). */
+  queued: number;
+  /** When the oldest of them was queued, and how long ago (seconds); null with none queued. */
+  oldestQueuedAt: number | null;
+  oldestQueuedAgeS: number | null;
+  /** Flushes that failed in a row (the node refused to sign, could not be asked...); 0 once one runs to its end. */
+  failedFlushes: number;
+  /** When the first of those failed; null with none failing. */
+  failingSince: number | null;
+  /** The last failed flush's error, as the node gave it. */
+  lastFlushError: string | null;
+  /**
+   * Flushes end without building anything because the node's mempool refuses a batch for its fee at the highest rate
+   * allowed (withdrawals.maxFeeRateSatVb below the mempool's minimum fee): since when, and the node's reason. Null
+   * once a batch is taken again.
+   */
+  feeWait: { since: number; why: string } | null;
+}
+
 export type PayoutCommand =
   /** A durable reservation to pay; idempotent per id (a repeat re-announces the current status). */
   | { type: "submit"; id: string; userKey: string; address: string; amount: bigint; quotedFee: bigint; reply: Reply<PayoutSummary | Refusal> }
@@ -175,6 +199,8 @@ export type PayoutCommand =
    */
   | { type: "unqueue"; id: string; reply: Reply<PayoutSummary | Refusal> }
   | { type: "state"; reply: Reply<PayoutState> }
+  /** How payouts are moving: what waits, since when, and whether flushes fail (for health and metrics). */
+  | { type: "status"; reply: Reply<PayoutHealth> }
   /**
    * After a restore: queued payouts that a transaction the node made after the backup already paid (found by
    * address and amount) become a batch of that transaction, broadcast, so they are confirmed and settled, never

@@ -12,7 +12,7 @@ import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
 import { CopyOnWrite, EMPTY_ROW, emptyLevel, entriesOf, levelOf, lookup, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
-import { cancelTxids, type Batch, type Cancel, type Payout, type PayoutCommand, type PayoutEvent, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.messages.ts";
+import { cancelTxids, type Batch, type Cancel, type Payout, type PayoutCommand, type PayoutEvent, type PayoutHealth, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
 
@@ -582,6 +582,9 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         case "state":
           cmd.reply(s);
           return s;
+        case "status":
+          cmd.reply(healthOf(s, o, now));
+          return s;
         case "adopt":
           try {
             cmd.reply(await adopt(cmd.txid, cmd.ids, cmd.outputs, () => s, commit, o, now));
@@ -633,8 +636,10 @@ export function payoutBehaviour(o: PayoutOptions): PersistentBehaviour<PayoutSta
         case "flush": {
           try {
             const batches = await flush(() => s, commit, o, now, step);
+            flushRan(o);
             cmd.reply({ batches });
           } catch (e) {
+            flushFailed(e as Error, s, o, now);
             cmd.reply(refuse("node_unavailable", `payouts could not be built now: ${(e as Error).message}`));
           }
           return s;
@@ -708,8 +713,9 @@ const insufficient = (e: RpcError) => e.code === -6 || /insufficient funds/i.tes
 async function flush(
   get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, step: NonNullable<PayoutOptions["step"]>,
 ): Promise<number> {
-  // Anything signed but not yet broadcast goes out first: those coins are spoken for.
-  await rebroadcastAll(get, commit, o, now);
+  // Anything signed but not yet broadcast goes out first: those coins are spoken for. Batches already broadcast are
+  // sent again by sync, once a block: sending each of them at every flush (the batch timer's too) did nothing more.
+  await rebroadcastAll(get, commit, o, now, "signed");
   let built = 0;
   // Payouts the node would not fund even alone, this time: they wait for the next flush and hold no one else up.
   const unfunded = new Set<string>();
@@ -729,7 +735,11 @@ async function flush(
     const queued = Object.entries(get().live)
       .filter(([id, p]) => p.status === "queued" && !unfunded.has(id) && (tooMuch === undefined || p.amount < tooMuch))
       .sort((a, b) => a[1].at - b[1].at);
-    if (queued.length === 0) return built;
+    if (queued.length === 0) {
+      // None left to build (given back, held): none waits for the fee floor either.
+      watchOf(o).feeWait = undefined;
+      return built;
+    }
     // One output per address per transaction: bitcoind refuses a destination twice, however it is spelled.
     const seen = new Set<string>();
     const pick = queued.filter(([, p]) => {
@@ -774,6 +784,18 @@ async function flush(
     const accept = await o.node.call<Array<{ txid: string; allowed: boolean; "reject-reason"?: string }>>("testmempoolaccept", [[final.hex]]);
     const verdict = accept[0]!;
     step("signed");
+    if (!verdict.allowed && feeRefused(verdict["reject-reason"])) {
+      // The mempool's minimum fee is above the rate the flush may pay (withdrawals.maxFeeRateSatVb caps it: node.ts,
+      // estimateFeeRate). Journalled and marked stuck, as before, the batch was never sent again, the next one was built
+      // from the same coins and stuck too, and so on through the queue: each needed an operator's release, paid by the
+      // house, and its users had to withdraw again. Nothing is journalled instead: these bytes went only to
+      // testmempoolaccept, which neither keeps nor relays them, and the funding locked no coin (no lockUnspents), so
+      // nothing of them is in the node's wallet; they are dropped here and can never be mined. The payouts stay queued,
+      // and a later flush builds them anew, at the rate of its time, once the mempool takes it.
+      waitForFees(verdict["reject-reason"]!, pick.length, rate, o, now);
+      return built;
+    }
+    watchOf(o).feeWait = undefined;
     const fee = btcNumberToSats(funded.fee);
     const ids = pick.map(([id]) => id);
     const shares = feeShares(fee, pick.map(([, p]) => p.quotedFee));
@@ -795,6 +817,71 @@ async function flush(
   }
 }
 
+/**
+ * Failed flushes in a row are alerted at the first (after one that ran) and then at most this often, with the node's
+ * error: a flush fails at every block while the cause lasts (the node wallet's passphrase changed on the node, say), and
+ * a warning per block was all operators had.
+ */
+const FLUSH_ALERT_EVERY_MS = 3600_000;
+
+/** A flush failed (thrown by the node, or the signing): counted, and alerted as FLUSH_ALERT_EVERY_MS says. */
+function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => number): void {
+  const w = watchOf(o), t = now(), why = e.message;
+  const f = (w.failing ??= { count: 0, since: t, lastError: why, alertedAt: -Infinity });
+  f.count++;
+  f.lastError = why;
+  const h = healthOf(s, o, now);
+  const detail = { failedFlushes: f.count, since: new Date(f.since).toISOString(), why, queued: h.queued, ...(h.oldestQueuedAgeS !== null ? { oldestQueuedAgeS: h.oldestQueuedAgeS } : {}) };
+  if (t - f.alertedAt < FLUSH_ALERT_EVERY_MS) {
+    o.log.warn(detail, "payout flush failed again; queued payouts wait, tried again at the next block");
+    return;
+  }
+  f.alertedAt = t;
+  o.hooks.alert("payouts are not being built: the flush failed (the node's error is `why`); queued payouts wait and are tried again at every block. Fix what the node says (the node wallet's passphrase changed on the node: configure the new one and restart; the wallet locked, missing, out of coins)", detail);
+}
+
+/** A flush ran to its end (whether it built anything or not): failures before it are over. */
+function flushRan(o: PayoutOptions): void {
+  const w = watchOf(o);
+  if (!w.failing) return;
+  o.log.warn({ failedFlushes: w.failing.count, since: new Date(w.failing.since).toISOString() }, "payout flushes run again after failing");
+  w.failing = undefined;
+}
+
+/** The "status" answer: the queue, and what this life of the actor saw of flushes (see PayoutHealth). */
+function healthOf(s: PayoutBook, o: PayoutOptions, now: () => number): PayoutHealth {
+  const w = watchOf(o);
+  let queued = 0, oldest: number | null = null;
+  for (const id in s.live) {
+    const p = s.live[id]!;
+    if (p.status !== "queued") continue;
+    queued++;
+    if (oldest === null || p.at < oldest) oldest = p.at;
+  }
+  return {
+    queued, oldestQueuedAt: oldest, oldestQueuedAgeS: oldest === null ? null : Math.max(0, Math.floor((now() - oldest) / 1000)),
+    failedFlushes: w.failing?.count ?? 0, failingSince: w.failing?.since ?? null, lastFlushError: w.failing?.lastError ?? null,
+    feeWait: w.feeWait ? { ...w.feeWait } : null,
+  };
+}
+
+/**
+ * testmempoolaccept's reasons for refusing a transaction for its fee alone, against the node's floor: the relay minimum
+ * ("min relay fee not met") or the mempool's minimum, raised while it is full ("mempool min fee not met", "mempool full").
+ */
+const feeRefused = (reason: string | undefined) => /min relay fee not met|mempool min fee not met|mempool full/i.test(reason ?? "");
+
+/** Once per wait (see Watch.feeWait): operators are told what holds the payouts and what to do. */
+function waitForFees(why: string, outputs: number, rate: bigint, o: PayoutOptions, now: () => number): void {
+  const w = watchOf(o);
+  if (w.feeWait) {
+    o.log.info({ why, outputs, feeRateSatVb: rate.toString() }, "payouts still wait: the node's mempool refuses a batch at the highest fee rate allowed");
+    return;
+  }
+  w.feeWait = { since: now(), why };
+  o.hooks.alert("payouts wait: the node's mempool refuses a batch at the highest fee rate allowed (withdrawals.maxFeeRateSatVb), its minimum fee is above it. Nothing was sent or recorded; the payouts stay queued and are built again at every block. Raise withdrawals.maxFeeRateSatVb above the mempool's minimum fee (getmempoolinfo: mempoolminfee) to pay them now, or wait for that minimum to fall", { why, feeRateSatVb: rate.toString() });
+}
+
 async function broadcast(batch: string, get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<boolean> {
   const b = get().batch(batch)!;
   try {
@@ -808,8 +895,10 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
         // or this one, its outputs since spent): not stuck; `sync` confirms it with the one mined.
         const { mined, latest } = await minedTx(b, o);
         if (mined) {
-          // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it.
+          // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it. Its
+          // wallets are told, with the transaction in the block.
           if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
+          tellBroadcast(batch, mined.txid, get, o);
           return false;
         }
         // Replaced by a transaction of the node's wallet the book did not make (a fee bump made on the node by hand):
@@ -826,8 +915,22 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
     }
   }
   if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
-  for (const id of b.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, b.txid);
+  tellBroadcast(batch, b.txid, get, o);
   return true;
+}
+
+/**
+ * Tells a batch's wallets it is out, with this transaction: once per batch and transaction in this life of the engine.
+ * Every send of it again (sync's, at every block) told them all again, and woke every one of those wallets each time,
+ * for nothing (they dedupe). A wallet still learns it after a crash: the first sync after the start sends every batch
+ * not yet confirmed and tells each once (this memory starts empty), and a wallet re-submitting the payout (at its
+ * activation) is answered by reannounce.
+ */
+function tellBroadcast(batch: string, txid: string, get: () => PayoutBook, o: PayoutOptions): void {
+  const told = watchOf(o).told;
+  if (told.get(batch) === txid) return;
+  told.set(batch, txid);
+  for (const id of get().batch(batch)!.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
 }
 
 async function markStuck(batch: string, reason: string, get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
@@ -835,10 +938,11 @@ async function markStuck(batch: string, reason: string, get: () => PayoutBook, c
   o.hooks.alert("payout batch stuck", { batch, reason });
 }
 
-async function rebroadcastAll(get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number): Promise<number> {
+/** Sends the batches signed (and, without `only`, those broadcast) again: the same bytes. */
+async function rebroadcastAll(get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number, only?: "signed"): Promise<number> {
   let n = 0;
   for (const [batch, b] of Object.entries(get().liveBatches)) {
-    if (b.status === "signed" || b.status === "broadcast") {
+    if (b.status === "signed" || (b.status === "broadcast" && only === undefined)) {
       if (await broadcast(batch, get, commit, o, now)) n++;
     }
   }
@@ -958,6 +1062,7 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
     } else if (mined && b.status !== "broadcast") {
       // In a block, not deep enough yet: out of the node's wallet, so in flight for the watchdog, as a broadcast one.
       await commit([{ t: "broadcast", batch, at: now() }]);
+      tellBroadcast(batch, mined.txid, get, o);
       o.log.warn({ batch, txid: mined.txid }, `a payout batch marked ${b.status} is in a block after all`);
     } else if (b.status === "cancelling" || (b.status === "stuck" && b.cancel?.txid !== undefined)) {
       // A stuck batch with a cancellation out: marked stuck again after its release began (a reorg, a fee bump).
@@ -973,6 +1078,9 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
     }
   }
   if (confirmed > 0) step("confirmed");
+  // Batches confirmed or released are not sent again: their wallets' "told" is forgotten.
+  const told = watchOf(o).told;
+  for (const batch of told.keys()) if (!(batch in get().liveBatches)) told.delete(batch);
   const settled = await settleWallets(get, commit, o, now);
   await prune(get, commit, o, now);
   await watchConfirmed(get, o);
@@ -1018,13 +1126,19 @@ interface Watch {
   unmined: Map<string, { since: number; told: Set<string> }>;
   /** "batch txid": transactions that replaced a batch's and were not adopted, operators told (see adoptRival). */
   rivals: Set<string>;
+  /** Live batches whose wallets were told they are out, with the transaction they were told of (see tellBroadcast). */
+  told: Map<string, string>;
+  /** Flushes failing in a row (see flushFailed); undefined once one runs to its end. */
+  failing?: { count: number; since: number; lastError: string; alertedAt: number };
+  /** Flushes ending without a batch because the mempool refuses the fee rate allowed (see waitForFees); since when, why. */
+  feeWait?: { since: number; why: string };
 }
 
 const watches = new WeakMap<PayoutOptions, Watch>();
 
 function watchOf(o: PayoutOptions): Watch {
   let w = watches.get(o);
-  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set() }));
+  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set(), told: new Map() }));
   return w;
 }
 
@@ -1178,7 +1292,7 @@ async function adoptRival(batch: string, get: () => PayoutBook, commit: Commit, 
       { t: "replaced", batch, hex: tx.hex, txid: rival, fee: fee.toString(), shares: shares.map(String), at: now(), inputs: outpoints(decoded.vin) },
       { t: "broadcast", batch, at: now() },
     ]);
-    for (const id of b.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, rival);
+    tellBroadcast(batch, rival, get, o);
     o.log.warn({ batch, txid: rival, replaced: b.txid, fee: fee.toString() }, "a fee bump made on the node outside the engine pays every payout of a batch exactly: adopted as the batch's new version, followed until it is confirmed");
     return true;
   }
@@ -1227,7 +1341,7 @@ async function backInMempool(batch: string, b: Batch, txid: string, get: () => P
   }
   events.push({ t: "broadcast", batch, at: now() });
   await commit(events);
-  for (const id of b.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
+  tellBroadcast(batch, txid, get, o);
   o.log.warn({ batch, txid }, "a payout batch marked stuck is in the node's mempool after all: broadcast again, and followed until it is confirmed");
 }
 
@@ -1338,7 +1452,7 @@ async function adopt(txid: string, ids: string[], outputs: number, get: () => Pa
     { t: "signed", batch, ids, hex: tx.hex, txid, fee: fee.toString(), shares: shares.map(String), at: now(), adopted: true, inputs: outpoints(await batchInputs(tx.hex, o)) },
     { t: "broadcast", batch, at: now() },
   ]);
-  for (const id of ids) o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
+  tellBroadcast(batch, txid, get, o);
   o.log.warn({ batch, txid, payouts: ids.length }, "queued payouts found paid by a transaction made after the backup: recorded as its batch");
   return { batch };
 }
