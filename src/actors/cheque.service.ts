@@ -260,6 +260,11 @@ export class ChequeService implements ChequePort, TransferSink {
     return this.#ask<ChequeState>((reply) => ({ type: "state", reply }));
   }
 
+  /** False once the book's actor stopped after repeated crashes (crash-budget.ts): only a restart brings it back. */
+  get running(): boolean {
+    return this.#o.system.isRunning(this.#ref);
+  }
+
   #track(p: Promise<unknown>): void {
     this.#paying.add(p);
     void p.finally(() => this.#paying.delete(p));

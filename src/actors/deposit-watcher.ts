@@ -198,11 +198,17 @@ export class DepositWatcher {
     return this.#setbacks === 0;
   }
 
-  /** Re-runs the scan from a height (operators): wallets dedupe what they already have. */
+  /**
+   * Re-runs the scan from a height (operators): wallets dedupe what they already have. Only back (or from the cursor's
+   * next block): a rescan from above the cursor would move it forward past blocks never scanned, and their deposits would
+   * never be credited. The admin edge refuses that with the cursor's height (engine-port.ts); one asked anyway is not
+   * taken (see #scanOnce).
+   */
   async rescanFrom(height: number): Promise<void> {
     const hash = await this.#o.node.blockHash(Math.max(0, height - 1));
-    // Taken by the next scan, before it reads anything: a scan under way would save its own cursor over this one.
-    this.#rescan = { hash, height: height - 1 };
+    // Taken by the next scan, before it reads anything: a scan under way would save its own cursor over this one. Two
+    // rescans asked before that scan: the lower one stands (the higher one's blocks are in it).
+    if (!this.#rescan || height - 1 < this.#rescan.height) this.#rescan = { hash, height: height - 1 };
     await this.poke();
   }
 
@@ -218,6 +224,23 @@ export class DepositWatcher {
     if (this.#owners.size > 200_000) this.#owners.clear();
     this.#owners.set(address, rec?.userKey ?? null);
     return rec?.userKey;
+  }
+
+  /**
+   * The deposit records matching every filter given, newest first (by when the watcher saw them), at most `limit`, and
+   * how many matched. Records are keyed by a MAC of their outpoint, in no useful order: every record is read.
+   */
+  async findDeposits(q: { status?: DepositRecord["status"]; userKey?: string; txid?: string }, limit: number): Promise<{ deposits: DepositRecord[]; matched: number }> {
+    let kept: DepositRecord[] = [], matched = 0;
+    const newestFirst = (a: DepositRecord, b: DepositRecord) => b.seenAt - a.seenAt || a.txid.localeCompare(b.txid) || a.vout - b.vout;
+    for await (const [, d] of this.#o.store.iterate<DepositRecord>(NS_DEPOSITS)) {
+      if ((q.status && d.status !== q.status) || (q.userKey && d.userKey !== q.userKey) || (q.txid && d.txid !== q.txid)) continue;
+      matched++;
+      kept.push(d);
+      // Memory bounded by the limit, not by the number of records.
+      if (kept.length >= 2 * limit + 1000) kept = kept.sort(newestFirst).slice(0, limit);
+    }
+    return { deposits: kept.sort(newestFirst).slice(0, limit), matched };
   }
 
   async listDeposits(status?: DepositRecord["status"], limit = 100): Promise<DepositRecord[]> {
@@ -339,9 +362,15 @@ export class DepositWatcher {
     const dust = BigInt(this.#o.config.withdrawals.dustSats);
     const rescan = this.#rescan;
     if (rescan) {
-      await this.#saveCursor(rescan);
-      this.#known.clear();
       this.#rescan = undefined;
+      // Never forward: the blocks between would be skipped for good. (A cursor that moved back since the rescan was
+      // asked, after a reorg, may stand above it now.)
+      if (this.#cursor && rescan.height > this.#cursor.height) {
+        this.#o.log.warn({ rescanFrom: rescan.height + 1, cursorHeight: this.#cursor.height }, "a deposit rescan from above the cursor was not taken: it would skip blocks never scanned");
+      } else {
+        await this.#saveCursor(rescan);
+        this.#known.clear();
+      }
     }
     const info = await node.blockchainInfo();
     // A node in initial block download (catching up after downtime, rebuilding its chain with -reindex) lists what it

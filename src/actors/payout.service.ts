@@ -3,7 +3,7 @@
 import { crashBudget } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
-import type { ActorSystem, Ref } from "./runtime.ts";
+import { ActorStopped, type ActorSystem, type Ref } from "./runtime.ts";
 import { payoutBehaviour, type PayoutCommand, type PayoutOptions, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.ts";
 import type { Withdrawal } from "./wallet.messages.ts";
 
@@ -15,6 +15,19 @@ export interface PayoutServiceOptions extends PayoutOptions {
   afterBatch?: () => Promise<unknown>;
   /** Whether the store's writes are failing now: a crash then is not counted against the actor (crash-budget.ts). */
   storeFailing?: () => boolean;
+}
+
+/**
+ * What every ask of a payout actor that has stopped (its crash budget spent) fails with: an ActorStopped (nothing reached
+ * the actor) that says what the operator can do about it, as the admin edge shows it.
+ */
+export const PAYOUT_ACTOR_STOPPED = "the payout actor has stopped after repeated crashes: restart the engine (runigun start, or runigun engine in the split shape); its book is replayed from its journal at start";
+
+export class PayoutActorStopped extends ActorStopped {
+  constructor() {
+    super("payouts");
+    this.message = PAYOUT_ACTOR_STOPPED;
+  }
 }
 
 export class PayoutService {
@@ -33,7 +46,7 @@ export class PayoutService {
     this.#log = o.log.child({ actor: "payouts" });
     const hooks = o.hooks;
     const afterCrash = crashBudget({
-      log: this.#log, what: "payout actor", stopped: "payout actor stopped after repeated crashes; payouts need an operator and a restart", storeFailing: o.storeFailing,
+      log: this.#log, what: "payout actor", stopped: "payout actor stopped after repeated crashes; no payout is built, sent or settled until the engine is restarted (runigun start, or runigun engine in the split shape; /health says singletons.payouts: \"stopped\")", storeFailing: o.storeFailing,
     });
     this.#ref = o.system.spawnPersistent("payouts", payoutBehaviour({
       ...o,
@@ -130,6 +143,11 @@ export class PayoutService {
     return this.#paused;
   }
 
+  /** False once the actor stopped after repeated crashes (crash-budget.ts): only a restart brings it back. */
+  get running(): boolean {
+    return this.#o.system.isRunning(this.#ref);
+  }
+
   /** No more flushes from the batch timer; resolves once the one it started (if any) is over. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -154,6 +172,8 @@ export class PayoutService {
   }
 
   #ask<R>(make: (reply: (r: R) => void) => PayoutCommand, timeoutMs = this.#o.askTimeoutMs ?? 30_000): Promise<R> {
+    // The runtime's own error names the actor only ("payouts is not running"); an operator reading it needs what to do.
+    if (!this.running) return Promise.reject(new PayoutActorStopped());
     return this.#o.system.ask<PayoutCommand, R>(this.#ref, make, timeoutMs);
   }
 }

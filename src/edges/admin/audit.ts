@@ -63,6 +63,30 @@ export class AuditLog {
     return this.append({ operator: entry.operator, action: `${entry.action}:outcome`, target: entry.target, reason: `#${entry.seq}`, outcome });
   }
 
+  /**
+   * One page of the log, newest first: entries numbered below `before` (all when absent), at most `limit`, and with
+   * `action` only those of that action and their outcomes (`freeze` and `freeze:outcome`), with `target` only those of
+   * that target. A filtered page reads at most `scan` entries (a filter that matches none of a long log must not read
+   * it all per request), so it may hold fewer than `limit`. `next` is the `before` of the page after it: null once the
+   * log's first entry was read.
+   */
+  async page(o: { limit: number; before?: number; action?: string; target?: string; scan?: number }): Promise<{ entries: AuditEntry[]; next: number | null }> {
+    const filtered = o.action !== undefined || o.target !== undefined;
+    const scan = filtered ? Math.max(o.limit, o.scan ?? 10_000) : o.limit;
+    const matches = (e: AuditEntry) => (o.action === undefined || e.action === o.action || e.action === `${o.action}:outcome`) && (o.target === undefined || e.target === o.target);
+    const entries: AuditEntry[] = [];
+    let read = 0, last: number | undefined;
+    for await (const [, v] of this.store.iterate<AuditEntry>(NS, { reverse: true, limit: scan, ...(o.before !== undefined ? { lt: key(o.before) } : {}) })) {
+      read++;
+      last = v.seq;
+      if (matches(v)) entries.push(v);
+      if (entries.length >= o.limit) break;
+    }
+    // Entries are numbered from 1: below the last one read there are more, unless it was the first.
+    const more = last !== undefined && last > 1 && (entries.length >= o.limit || read >= scan);
+    return { entries, next: more ? last! : null };
+  }
+
   async list(limit = 100, before?: number): Promise<AuditEntry[]> {
     const out: AuditEntry[] = [];
     for await (const [, v] of this.store.iterate<AuditEntry>(NS, { reverse: true, limit, ...(before ? { lt: key(before) } : {}) })) out.push(v);

@@ -4,6 +4,7 @@ import type { Engine } from "../../engine.ts";
 import { isRefusal, refuse } from "../../domain/refusals.ts";
 import type { AdminPort, EngineSample, Json } from "./port.ts";
 import { vsizeOf } from "../../domain/tx.ts";
+import { PAYOUT_ACTOR_STOPPED } from "../../actors/payout.service.ts";
 
 /** A batch's vsize for the console, or nothing (bytes that do not parse must not take the payouts page down). */
 const sizeOf = (hex: string): number | undefined => {
@@ -51,6 +52,17 @@ export class SampleRing {
 /** Headers the node may know ahead of its blocks before /health says it is behind (a block being fetched is one). */
 const BEHIND_BLOCKS = 2;
 
+const RESTART = "restart the engine (runigun start, or runigun engine in the split shape)";
+
+/** The singleton actors, which stop for good after repeated crashes (crash-budget.ts): "stopped" until a restart. */
+function singletons(e: Engine): { payouts: "running" | "stopped"; cheques: "running" | "stopped"; action: string | null } {
+  const payouts = e.payouts.running ? "running" : "stopped";
+  const cheques = e.cheques.running ? "running" : "stopped";
+  const action = payouts === "stopped" ? PAYOUT_ACTOR_STOPPED
+    : cheques === "stopped" ? `the cheque book has stopped after repeated crashes (no cheque is created, claimed or expired): ${RESTART}` : null;
+  return { payouts, cheques, action };
+}
+
 export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number } = {}): AdminPort {
   const sampleMs = o.sampleMs ?? 60_000;
   const ring = new SampleRing(e, o.capacity);
@@ -84,8 +96,11 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const behind = chain !== null && (chain.initialBlockDownload || chain.headersBehind > BEHIND_BLOCKS);
       // Deposit scans stalled (failing, or none complete): deposits are not credited; `watcher.reason` and `.action` say why and what to do.
       const watcher = e.watcher.health();
+      // A singleton actor stopped after repeated crashes: nothing it owns moves until a restart (`action` says so).
+      const actors = singletons(e);
       return toJson({
-        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind && watcher.ok, node: e.node.state, network: e.config.network, chain, watcher, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind && watcher.ok && actors.action === null, node: e.node.state, network: e.config.network, chain, watcher, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        singletons: actors,
         store, lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
       });
     },
@@ -108,8 +123,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     async solvency() {
       return toJson({ ...(await e.solvency(BigInt(e.config.watchdog.toleranceSats))), payoutsPaused: e.payouts.paused ?? null, draining: e.draining ?? null });
     },
-    async deposits(status) {
-      return toJson({ deposits: await e.watcher.listDeposits(status as never) });
+    async deposits(q = {}) {
+      const { deposits, matched } = await e.watcher.findDeposits({ ...(q.status ? { status: q.status as never } : {}), ...(q.userKey ? { userKey: q.userKey } : {}), ...(q.txid ? { txid: q.txid } : {}) }, q.limit ?? 100);
+      // Newest first; `truncated` when more matched than were listed (narrow it by userKey, txid or status).
+      return toJson({ deposits, matched, truncated: matched > deposits.length });
     },
     async payouts(status) {
       const s = await e.payouts.state();
@@ -140,6 +157,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const { stuck, releasing } = batchCounts;
       const chain = await chainState();
       const wh = e.watcher.health();
+      const actors = singletons(e);
       const lines: Array<[string, string, number | bigint]> = [
         ["runigun_wallets_resident", "gauge", r.resident], ["runigun_wallet_activations_total", "counter", r.activations],
         ["runigun_wallet_passivations_total", "counter", r.passivations], ["runigun_wallet_crashes_total", "counter", r.crashes],
@@ -156,21 +174,41 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_deposit_scan_lag_blocks", "gauge", wh.lagBlocks ?? -1], ["runigun_deposit_scan_age_seconds", "gauge", wh.lastCompleteAgeS],
         ["runigun_deposit_scans_stalled", "gauge", wh.ok ? 0 : 1], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
-        ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0], ["runigun_payout_batches_stuck", "gauge", stuck], ["runigun_payout_batches_releasing", "gauge", releasing],
+        ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+        // 1 once the actor stopped after repeated crashes (alerted): nothing is paid out until a restart.
+        ["runigun_payout_actor_stopped", "gauge", actors.payouts === "stopped" ? 1 : 0],
+        ["runigun_cheque_book_stopped", "gauge", actors.cheques === "stopped" ? 1 : 0],
+        ["runigun_payout_batches_stuck", "gauge", stuck], ["runigun_payout_batches_releasing", "gauge", releasing],
         ["runigun_store_write_failing", "gauge", e.storage.store.writeHealth.failing ? 1 : 0], ["runigun_store_write_failures_total", "counter", e.storage.store.writeHealth.failures],
         ...backupMetrics(e),
       ];
       return lines.map(([name, type, v]) => `# TYPE ${name} ${type}\n${name} ${typeof v === "number" ? Math.round(v * 1000) / 1000 : v}`).join("\n") + "\n";
     },
+    // A mistyped key must not read as done (the wallet's own refusal is the user's "Send /start"), and a second freeze
+    // keeps the first one's reason: the answer says which reason stands (`already`), as a second pause does.
     async freeze(userKey, reason, operator) {
+      const before = await e.registry.send(userKey, "state", {});
+      if (isRefusal(before)) return before;
+      if (!before.opened) return refuse("not_found", `no wallet ${userKey}`);
+      if (before.frozen) return toJson({ frozen: true, already: true, ...before.frozen });
       const r = await e.registry.send(userKey, "freeze", { reason, by: operator });
-      return isRefusal(r) ? r : toJson(r);
+      if (isRefusal(r)) return r.code === "not_found" ? refuse("not_found", `no wallet ${userKey}`) : r;
+      // Another freeze may have come between the read and this one: the wallet kept whichever came first.
+      const after = await e.registry.send(userKey, "state", {});
+      const kept = isRefusal(after) ? undefined : after.frozen;
+      if (kept && (kept.reason !== reason || kept.by !== operator)) return toJson({ frozen: true, already: true, ...kept });
+      return toJson({ frozen: true, reason, by: operator });
     },
     async unfreeze(userKey, operator) {
+      const before = await e.registry.send(userKey, "state", {});
+      if (isRefusal(before)) return before;
+      if (!before.opened) return refuse("not_found", `no wallet ${userKey}`);
+      if (!before.frozen) return toJson({ frozen: false, already: true });
       const r = await e.registry.send(userKey, "unfreeze", { by: operator });
+      if (isRefusal(r)) return r.code === "not_found" ? refuse("not_found", `no wallet ${userKey}`) : r;
       // Its queued withdrawals were held while it was frozen: they go with the next batch.
-      if (!isRefusal(r)) e.payouts.schedule();
-      return isRefusal(r) ? r : toJson(r);
+      e.payouts.schedule();
+      return toJson(r);
     },
     async bumpPayout(batch, feeRate) {
       const r = await e.payouts.bump(batch, feeRate);
@@ -225,6 +263,13 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const info = await e.node.blockchainInfo().catch(() => undefined);
       if (!info) return refuse("node_unavailable", "bitcoind is not answering; rescan when it is back (see /node).");
       if (height > info.blocks) return refuse("bad_input", `Height ${height} is above the chain tip (${info.blocks}); rescan from a height at or below it.`);
+      // A rescan moves the cursor to the block before `height`: from above the cursor's next block it would skip blocks
+      // never scanned, and their deposits would never be credited (with /health still ok).
+      const cursor = e.watcher.cursor;
+      if (!cursor) return refuse("not_allowed", "The deposit scan has no cursor yet (the node did not answer when it started): its next scan reads the node wallet's whole history. Nothing to rescan.");
+      if (height > cursor.height + 1) {
+        return refuse("not_allowed", `Height ${height} is above the deposit cursor's next block (${cursor.height + 1}; the cursor is at ${cursor.height}): a rescan from there would skip blocks ${cursor.height + 1} to ${height - 1}, and their deposits would never be credited. Nothing was done. Rescan from ${cursor.height + 1} or below (deposits already credited are not credited twice); blocks above the cursor are scanned anyway.`);
+      }
       await e.watcher.rescanFrom(height);
       return toJson({ rescannedFrom: height, cursor: e.watcher.cursor });
     },

@@ -9,9 +9,11 @@ export interface AdminPort {
   actors(): Json;
   wallet(userKey: string, page: number): Promise<Json | Refusal>;
   solvency(): Promise<Json>;
-  deposits(status?: string): Promise<Json>;
+  /** Deposit records matching every filter given, newest first, at most `limit`; `matched` and `truncated` say how many there were. */
+  deposits(q?: DepositQuery): Promise<Json>;
   payouts(status?: string): Promise<Json>;
   metrics(): Promise<string>;
+  /** `not_found` for a key with no wallet; a wallet frozen already keeps its first reason, and the answer says so (`already`). */
   freeze(userKey: string, reason: string, operator: string): Promise<Json | Refusal>;
   unfreeze(userKey: string, operator: string): Promise<Json | Refusal>;
   bumpPayout(batch: string, feeRateSatVb: bigint): Promise<Json | Refusal>;
@@ -32,6 +34,13 @@ export interface AdminPort {
   tip(): Promise<Json>;
   /** Data for the console's charts: per-hour deposits and payouts, and the bounded ring of engine samples. */
   series(): Promise<ChartSeries>;
+}
+
+export interface DepositQuery {
+  status?: string;
+  userKey?: string;
+  txid?: string;
+  limit?: number;
 }
 
 export interface EngineSample {

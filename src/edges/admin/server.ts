@@ -16,7 +16,7 @@ import { NOT_AN_OPERATOR, type Operator, type OperatorStore } from "./operators.
 import type { AdminPort } from "./port.ts";
 import { consolePlugin } from "./console/index.ts";
 import { Sessions } from "./console/session.ts";
-import { NumberText, numberText } from "./schemas.ts";
+import { AuditQuery, NumberText, auditQuery, numberText, type AuditQueryText } from "./schemas.ts";
 import { auditList, hardMaxFeeRate, rateReason } from "./console/views.ts";
 import { mtlsServer } from "../../tls/mtls.ts";
 
@@ -51,6 +51,9 @@ const UserKey = Type.String({ pattern: "^u_[A-Za-z0-9_-]{10,64}$" });
 const Reason = Type.String({ minLength: 3, maxLength: 500, pattern: "^\\s*\\S\\s*\\S\\s*\\S" }); // at least three visible characters (linear: no nested quantifier)
 const AnyObject = Type.Object({}, { additionalProperties: true });
 const Status = Type.Optional(Type.String({ pattern: "^[a-z_]{1,20}$" }));
+const Txid = Type.String({ pattern: "^[0-9a-f]{64}$" });
+/** A query string's parameters: one not declared is refused (400), never ignored (a mistyped filter would list everything). */
+const Query = (props: Parameters<typeof Type.Object>[0]) => Type.Object(props, { additionalProperties: false });
 
 function fingerprintOf(req: FastifyRequest): string | undefined {
   const cert = (req.raw.socket as TLSSocket).getPeerCertificate?.();
@@ -74,14 +77,23 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
   const log = o.log.child({ edge: "admin" });
   // Set before any plugin is registered: a plugin keeps the error handler it was registered under (set after them,
   // this one was never used for their routes, and a 500 sent the error's own message).
-  app.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, req, reply) => {
+  app.setErrorHandler((err: { validation?: unknown; statusCode?: number; code?: unknown; message: string }, req, reply) => {
     if (err.validation) return reply.code(400).send({ error: `bad request: ${err.message}` });
     if ((err.statusCode ?? 500) < 500) return reply.code(err.statusCode!).send({ error: err.message });
     // The route's pattern (`/wallets/:userKey/freeze`), not its URL: no user key beside what failed.
-    log.error({ route: req.routeOptions.url ?? "(no route)", method: req.method, operator: req.operator?.name, err: err.message }, "admin request failed");
+    const where = { route: req.routeOptions.url ?? "(no route)", method: req.method, operator: req.operator?.name, err: err.message };
+    // An actor the request needs has stopped (the payout actor after repeated crashes; every actor while the engine
+    // stops): the ask never reached it. Not an internal error to retry: what to do, as /health says it.
+    if (err.code === "actor_stopped") {
+      log.warn(where, "admin request refused: an actor it needs has stopped");
+      return reply.code(503).send({ error: err.message.endsWith(" is not running") ? `${err.message}: the engine is stopping, or the actor stopped after repeated crashes (see GET /health)` : err.message });
+    }
+    log.error(where, "admin request failed");
+    // A read changed nothing, whatever failed in it.
+    if (req.method === "GET" || req.method === "HEAD") return reply.code(500).send({ error: "internal error: this read changed nothing; try it again, and if it keeps failing see the engine's log (\"admin request failed\")" });
     // Not "nothing was changed": an action can fail after part of it was written (a full disk after the payout book's
     // record); the operator looks before trying again.
-    return reply.code(500).send({ error: "internal error: this request may have been applied in part or in full; check its state (and GET /audit) before trying again" });
+    return reply.code(500).send({ error: "internal error: this request may have been applied in part or in full; check its state (and GET /audit?action=… for its entry and outcome) before trying again" });
   });
   const consoleOn = o.config.admin.console.enabled;
   const routes: Array<{ method: string; url: string; schema?: unknown }> = [];
@@ -171,7 +183,7 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     f.get("/actors", { schema: { response: { 200: AnyObject } } }, () => o.port.actors());
     f.get("/solvency", { schema: { response: { 200: AnyObject } } }, () => o.port.solvency());
     f.get("/wallets/:userKey", {
-      schema: { params: Type.Object({ userKey: UserKey }), querystring: Type.Object({ page: Type.Optional(NumberText) }) },
+      schema: { params: Type.Object({ userKey: UserKey }), querystring: Query({ page: Type.Optional(NumberText) }) },
     }, async (req, reply) => {
       const { userKey } = req.params as { userKey: string };
       await auditRead(log, o.audit, req.operator!.name, userKey);
@@ -180,16 +192,20 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
       return r;
     });
     // Every user's keys, addresses and amounts at once: on file like a look at one wallet, one entry per request.
-    for (const list of ["deposits", "payouts"] as const) {
-      f.get(`/${list}`, { schema: { querystring: Type.Object({ status: Status }) } }, async (req) => {
-        const { status } = req.query as { status?: string };
-        await auditList(log, o.audit, req.operator!.name, `/${list}`, status);
-        return o.port[list](status);
-      });
-    }
+    f.get("/payouts", { schema: { querystring: Query({ status: Status }) } }, async (req) => {
+      const { status } = req.query as { status?: string };
+      await auditList(log, o.audit, req.operator!.name, "/payouts", status);
+      return o.port.payouts(status);
+    });
+    // Newest first, at most `limit` (100 by default, 1000 at most); `matched` and `truncated` say whether more matched.
+    f.get("/deposits", { schema: { querystring: Query({ status: Status, userKey: Type.Optional(UserKey), txid: Type.Optional(Txid), limit: Type.Optional(NumberText) }) } }, async (req) => {
+      const q = req.query as { status?: string; userKey?: string; txid?: string; limit?: string };
+      await auditList(log, o.audit, req.operator!.name, "/deposits", q.status, { userKey: q.userKey, txid: q.txid });
+      return o.port.deposits({ ...(q.status ? { status: q.status } : {}), ...(q.userKey ? { userKey: q.userKey } : {}), ...(q.txid ? { txid: q.txid } : {}), limit: Math.max(1, numberText(q.limit, 100, 1000)) });
+    });
     f.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(await o.port.metrics()));
-    f.get("/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(NumberText) }) } },
-      async (req) => ({ entries: await o.audit.list(Math.max(1, numberText((req.query as { limit?: string }).limit, 100, 500))) }));
+    // Newest first; `next` is the `before` of the page after (null: the log's first entry is in this one).
+    f.get("/audit", { schema: { querystring: AuditQuery } }, async (req) => o.audit.page(auditQuery(req.query as AuditQueryText)));
   };
 
   /** Runs an operator action: audited first, then done, then its outcome audited. */
@@ -260,13 +276,13 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
         const { userKey } = req.params as { userKey: string };
         const { reason } = req.body as { reason: string };
         const r = await act(req, "freeze", userKey, reason, () => o.port.freeze(userKey, reason, req.operator!.name));
-        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+        return isRefusal(r) ? reply.code(r.code === "not_found" ? 404 : 409).send(send(r)) : r;
       });
     f.post("/wallets/:userKey/unfreeze", { schema: { params: Type.Object({ userKey: UserKey }), body: Type.Object({ reason: Reason }, { additionalProperties: false }) } },
       async (req, reply) => {
         const { userKey } = req.params as { userKey: string };
         const r = await act(req, "unfreeze", userKey, (req.body as { reason: string }).reason, () => o.port.unfreeze(userKey, req.operator!.name));
-        return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+        return isRefusal(r) ? reply.code(r.code === "not_found" ? 404 : 409).send(send(r)) : r;
       });
     // A batch and a fee rate: the fee bump, and the release of a stuck batch (its cancellation's fee rate). Above the
     // engine's own ceiling for its batches only with `aboveMaxFeeRate: true`: 5000 typed for 500 on a large batch would

@@ -68,7 +68,8 @@ export const ACTIONS = [
     confirm: (_c, p) => html`Confirm: freeze the wallet <strong>${p.userKey}</strong>. Its withdrawals and transfers out are refused and its queued withdrawals wait (one already signed still goes) until an operator unfreezes it; deposits are still credited.`,
     button: () => "Confirm freeze",
     run: (c, p, reason, by) => c.port.freeze(p.userKey, reason, by.name),
-    done: (p) => html`The wallet ${p.userKey} is frozen.`,
+    // A second freeze keeps the first one's reason (the port says so): shown, so the operator knows which stands.
+    done: (p, r) => (at(r, "already") === true ? html`The wallet ${p.userKey} was already frozen, by ${at(r, "by")}: ${at(r, "reason")}. That reason stands.` : html`The wallet ${p.userKey} is frozen.`),
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
   }),
   action<{ userKey: string }>({
@@ -78,7 +79,7 @@ export const ACTIONS = [
     confirm: (_c, p) => html`Confirm: unfreeze the wallet <strong>${p.userKey}</strong>. Its owner can withdraw and send again.`,
     button: () => "Confirm unfreeze",
     run: (c, p, _reason, by) => c.port.unfreeze(p.userKey, by.name),
-    done: (p) => html`The wallet ${p.userKey} is open again.`,
+    done: (p, r) => (at(r, "already") === true ? html`The wallet ${p.userKey} was not frozen: nothing changed.` : html`The wallet ${p.userKey} is open again.`),
     back: (p) => `/console/wallets?userKey=${encodeURIComponent(p.userKey)}`,
   }),
   action<{ id: string }>({

@@ -192,10 +192,16 @@ export async function consolePlugin(f: FastifyInstance, deps: ConsoleDeps): Prom
   viewRoutes(f, ctx);
   actionRoutes(f, ctx);
 
-  f.setErrorHandler((err: { validation?: unknown; statusCode?: number; message: string }, req, reply) => {
+  f.setErrorHandler((err: { validation?: unknown; statusCode?: number; code?: unknown; message: string }, req, reply) => {
     if (err.validation) return refuse(req, reply, 400, `bad request: ${err.message}`);
     if ((err.statusCode ?? 500) < 500) return refuse(req, reply, err.statusCode!, err.message);
+    // An actor the page or action needs has stopped (the JSON API's answer, server.ts): what to do, not a retry.
+    if (err.code === "actor_stopped") {
+      log.warn({ err: err.message, url: req.routeOptions.url }, "console request refused: an actor it needs has stopped");
+      return refuse(req, reply, 503, err.message.endsWith(" is not running") ? `${err.message}: the engine is stopping, or the actor stopped after repeated crashes (see the overview)` : err.message);
+    }
     log.error({ err: err.message, url: req.routeOptions.url }, "console request failed");
+    if (req.method === "GET" || req.method === "HEAD") return refuse(req, reply, 500, "internal error: this page changed nothing; load it again, and if it keeps failing see the engine's log (\"console request failed\")");
     // Not "nothing was changed": an action can fail after part of it was written.
     return refuse(req, reply, 500, "internal error: this action may have been applied in part or in full; check its state (and the audit log) before trying again");
   });

@@ -19,7 +19,7 @@ import { Reason, USER_KEY } from "./actions.ts";
 import { STEP_UP_MAX_AGE_MS } from "./session.ts";
 
 const STEP_UP_MINUTES = STEP_UP_MAX_AGE_MS / 60_000;
-import { NumberText, numberText } from "../schemas.ts";
+import { AuditQuery, NumberText, auditQuery, numberText, type AuditQueryText } from "../schemas.ts";
 
 const BATCH = "^b\\d{1,12}$";
 const DEPOSIT_STATUSES = ["pending", "confirmed", "dropped", "reversed", "ignored_dust"];
@@ -59,8 +59,9 @@ export const rateReason = (reason: string, rate: number, max: number): string =>
  * is sent, as a look at one wallet is (auditRead), one entry per request. A store that cannot write is an alert,
  * and the list is shown all the same.
  */
-export async function auditList(log: Pick<Logger, "error">, audit: AuditLog, operator: string, route: string, status: string | undefined): Promise<void> {
-  const reason = status ? `listed them with status ${status}` : "listed them all";
+export async function auditList(log: Pick<Logger, "error">, audit: AuditLog, operator: string, route: string, status: string | undefined, filters: { userKey?: string | undefined; txid?: string | undefined } = {}): Promise<void> {
+  const by = [status && `status ${status}`, filters.userKey && `user ${filters.userKey}`, filters.txid && `txid ${filters.txid}`].filter((x): x is string => Boolean(x));
+  const reason = by.length ? `listed them with ${by.join(", ")}` : "listed them all";
   await audit.append({ operator, action: "read-list", target: route, reason }).catch((e: unknown) => {
     log.error({ alert: true, err: (e as Error).message, operator, action: "read-list", target: route }, "an operator's list of deposits or payouts could not be recorded in the audit log");
   });
@@ -78,7 +79,9 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     html`<p class="filters">Status: ${[undefined, ...statuses].map((st) => html`<a href="${st ? `${base}?status=${st}` : base}"${new Html(st === current ? ' aria-current="true"' : "")}>${st ?? "all"}</a> `)}</p>`;
 
   f.get("/console/", async (req, reply) => {
-    const [health, node, tip, solvency] = await Promise.all([c.port.health(), c.port.node(), c.port.tip(), c.port.solvency()]);
+    // The solvency check reads the payout book: with the payout actor stopped it cannot answer, and the page that says
+    // so (from /health) must still be shown.
+    const [health, node, tip, solvency] = await Promise.all([c.port.health(), c.port.node(), c.port.tip(), c.port.solvency().catch((e: unknown): Json => ({ unknown: (e as Error).message }))]);
     const actors = c.port.actors();
     const paused = at(health, "payoutsPaused"), draining = at(health, "draining");
     const csrf = c.session(req)!.csrf;
@@ -87,7 +90,10 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
     // The queued payouts only when the incident names ambiguous ones: their forms show what each one is.
     const ambiguous = at(incident, "ambiguous");
     const queued = Array.isArray(ambiguous) && ambiguous.length ? await c.port.payouts("queued") : undefined;
-    const body = html`${storeAlert(at(health, "store"))}${incidentAlert(incident, { csrf, ...(queued !== undefined ? { queued } : {}) })}<section class="cards">
+    const stopped = at(health, "singletons", "action");
+    // A singleton actor stopped after repeated crashes: its work waits for a restart, whatever else the page says.
+    const stoppedAlert = typeof stopped === "string" ? html`<section class="alert" role="alert" id="actor-stopped"><h2>An actor has stopped</h2><p>${stopped}.</p></section>` : "";
+    const body = html`${stoppedAlert}${storeAlert(at(health, "store"))}${incidentAlert(incident, { csrf, ...(queued !== undefined ? { queued } : {}) })}<section class="cards">
 <article><h2>Chain</h2>${facts([
       ["Network", at(health, "network")], ["Tip height", at(tip, "height") ?? "unknown"],
       ["Tip age", html`${age(at(tip, "ageS") ?? undefined)} <small>(${at(tip, "from") ?? "node unreachable"})</small>`],
@@ -102,7 +108,7 @@ export function viewRoutes(f: FastifyInstance, c: ConsoleContext): void {
       ["Commands in flight", at(actors, "wallets", "inFlight")], ["Journal batches", at(actors, "journal", "batches")],
     ])}</article>
 <article><h2>Solvency</h2>${facts([
-      ["Status", badge(at(solvency, "ok") === true, "solvent", "HOLE")], ...(at(solvency, "reason") ? [["Why", at(solvency, "reason")] as [string, unknown]] : []),
+      ["Status", at(solvency, "unknown") !== undefined ? html`<span class="badge warn">unknown</span> ${at(solvency, "unknown")}` : badge(at(solvency, "ok") === true, "solvent", "HOLE")], ...(at(solvency, "reason") ? [["Why", at(solvency, "reason")] as [string, unknown]] : []),
       ...(at(solvency, "warning") ? [["Warning", at(solvency, "warning")] as [string, unknown]] : []),
       ["Users' available", btc(l("available"))], ["Users' pending", btc(l("pending"))], ["Users' reserved", btc(l("reserved"))], ["Cheque escrow", btc(l("escrow"))],
       ["Transfers between users in flight", btc(l("transit"))],
@@ -150,14 +156,31 @@ ${table(rows(at(hist, "entries")), [["When", (r) => when(r.at)], ["Kind", (r) =>
     return send(req, reply, "Wallets", "wallets", body);
   });
 
-  f.get("/console/deposits", { schema: { querystring: Type.Object({ status: Type.Optional(Type.Union(DEPOSIT_STATUSES.map((s) => Type.Literal(s)))) }) } }, async (req, reply) => {
-    const { status } = req.query as { status?: string };
-    await auditList(c.log, c.audit, req.operator!.name, "/console/deposits", status);
-    const d = await c.port.deposits(status);
-    const body = html`${filters("/console/deposits", DEPOSIT_STATUSES, status)}${table(rows(at(d, "deposits")), [
+  // An empty field is no filter (the form sends every field).
+  const DepositsQuery = Type.Object({
+    status: Type.Optional(Type.Union(DEPOSIT_STATUSES.map((s) => Type.Literal(s)))),
+    userKey: Type.Optional(Type.String({ pattern: `^$|${USER_KEY}` })), txid: Type.Optional(Type.String({ pattern: "^([0-9a-f]{64})?$" })),
+  }, { additionalProperties: false });
+  f.get("/console/deposits", { schema: { querystring: DepositsQuery } }, async (req, reply) => {
+    const q = req.query as { status?: string; userKey?: string; txid?: string };
+    const status = q.status, userKey = q.userKey || undefined, txid = q.txid || undefined;
+    await auditList(c.log, c.audit, req.operator!.name, "/console/deposits", status, { userKey, txid });
+    const d = await c.port.deposits({ ...(status ? { status } : {}), ...(userKey ? { userKey } : {}), ...(txid ? { txid } : {}), limit: 100 });
+    const listed = rows(at(d, "deposits")).length;
+    // The status links keep the other filters.
+    const link = (st: string | undefined) => {
+      const qs = new URLSearchParams({ ...(st ? { status: st } : {}), ...(userKey ? { userKey } : {}), ...(txid ? { txid } : {}) }).toString();
+      return qs ? `/console/deposits?${qs}` : "/console/deposits";
+    };
+    const statusLinks = html`<p class="filters">Status: ${[undefined, ...DEPOSIT_STATUSES].map((st) => html`<a href="${link(st)}"${new Html(st === status ? ' aria-current="true"' : "")}>${st ?? "all"}</a> `)}</p>`;
+    const lookup = html`<form method="get" action="/console/deposits" class="lookup">${status ? html`<input type="hidden" name="status" value="${status}">` : ""}<label>User key <input name="userKey" value="${userKey ?? ""}" pattern="${USER_KEY}" placeholder="u_…"></label> <label>Txid <input name="txid" value="${txid ?? ""}" pattern="[0-9a-f]{64}" placeholder="64 hex digits"></label> <button type="submit">Filter</button></form>`;
+    const cut = at(d, "truncated") === true
+      ? html`<p class="warn" role="status" id="deposits-truncated">Showing the ${listed} newest of ${at(d, "matched")} deposits that match: narrow the list by user key, txid or status to see the others.</p>`
+      : html`<p>${listed} deposit(s).</p>`;
+    const body = html`${statusLinks}${lookup}${cut}${table(rows(at(d, "deposits")), [
       ["Seen", (r) => when(r.seenAt)], ["User key", (r) => html`<a href="/console/wallets?userKey=${encodeURIComponent(String(r.userKey))}">${r.userKey}</a>`],
       ["Outpoint", (r) => `${short(r.txid)}:${r.vout}`], ["Amount", (r) => btc(r.amount)], ["Status", (r) => r.status], ["Confirmations", (r) => r.confirmations],
-    ], "No deposits with this status.")}`;
+    ], "No deposits match.")}`;
     return send(req, reply, "Deposits", "deposits", body);
   });
 
@@ -267,11 +290,16 @@ ${stepUpNote()}<button type="submit" class="danger">Confirm ${a.noun}</button> <
     });
   }
 
-  f.get("/console/audit", { schema: { querystring: Type.Object({ limit: Type.Optional(NumberText) }) } }, async (req, reply) => {
-    const entries = await c.audit.list(Math.max(1, numberText((req.query as { limit?: string }).limit, 100, 500)));
-    const body = table(entries, [
+  // The JSON API's GET /audit: newest first, a page at a time (older →), by action and target.
+  f.get("/console/audit", { schema: { querystring: AuditQuery } }, async (req, reply) => {
+    const q = auditQuery(req.query as AuditQueryText);
+    const { entries, next } = await c.audit.page(q);
+    const keep = { ...(q.action ? { action: q.action } : {}), ...(q.target ? { target: q.target } : {}), ...(q.limit !== 100 ? { limit: String(q.limit) } : {}) };
+    const form = html`<form method="get" action="/console/audit" class="lookup"><label>Action <input name="action" value="${q.action ?? ""}" maxlength="40" placeholder="freeze, rescan, read-wallet…"></label> <label>Target <input name="target" value="${q.target ?? ""}" maxlength="200" placeholder="a user key, a batch, …"></label> <button type="submit">Filter</button></form>`;
+    const body = html`${form}${table(entries, [
       ["#", (e) => e.seq], ["When", (e) => when(e.at)], ["Operator", (e) => e.operator], ["Action", (e) => e.action], ["Target", (e) => e.target], ["Why", (e) => e.reason], ["Outcome", (e) => e.outcome ?? ""],
-    ], "The audit log is empty.");
+    ], q.action || q.target || q.before ? "No entries match here." : "The audit log is empty.")}
+<p class="pager">${q.before !== undefined ? html`<a href="/console/audit?${new URLSearchParams(keep).toString()}">← newest</a>` : ""} ${next !== null ? html`<a href="/console/audit?${new URLSearchParams({ ...keep, before: String(next) }).toString()}" id="audit-older">older →</a>` : ""}</p>`;
     return send(req, reply, "Audit log", "audit", body);
   });
 
