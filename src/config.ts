@@ -319,30 +319,44 @@ function checkLinks(c: ConfigFile): void {
     throw new ConfigError(`config key telegram.apiRoot: plain http:// to ${api.host || "(no host)"} would send the bot token in clear (it is in every request's path): use https://, or http:// only to a Bot API server on this host (127.0.0.1) (env RUNIGUN_TELEGRAM_API_ROOT)`);
   }
   if (c.network === "regtest") return;
+  // The example names this network's RPC port (bitcoind's default for it), so it can be copied as it is.
+  const rpcExample = `http://127.0.0.1:${RPC_PORTS[c.network]}`;
   const refused = (key: string, host: string, why: string, example: string) => {
-    const named = isIP(host) === 0 && host !== "localhost";
+    const named = host !== "" && isIP(host) === 0 && host !== "localhost";
     return new ConfigError(
       `config key ${key}: ${named ? `${host} is a name, not an address` : `${host || "(no host)"} is neither loopback nor inside admin.vpnCidrs`}; on ${c.network} ${why}. ` +
-        `Give the node's IP address: on this host (${example}), or on your VPN with the VPN's range in admin.vpnCidrs (env ${envName(key.split("."))})`,
+        `Give the node's IP address: on this host (${example}), or on your VPN with the VPN's range in admin.vpnCidrs; ` +
+        `for a node in a container, its fixed address on the docker network, with that network's range in admin.vpnCidrs (env ${envName(key.split("."))})`,
     );
   };
+  // No host at all: unix:/…, or user:password@127.0.0.1:8332 without its scheme (read as the scheme "user:"). The value
+  // is never echoed: it may hold the RPC password (http://user:password@host).
+  const hostless = (key: string, example: string) => new ConfigError(`config key ${key}: not a URL with a host, like ${example} (env ${envName(key.split("."))})`);
   if (c.node.rpcUrl !== "") {
-    // The value is not echoed: it may hold the RPC password (http://user:password@host).
     const rpc = urlOf(c.node.rpcUrl);
-    if (!rpc) throw new ConfigError(`config key node.rpcUrl: not a URL like http://127.0.0.1:8332 (env RUNIGUN_NODE_RPC_URL)`);
+    if (!rpc || rpc.host === "") throw hostless("node.rpcUrl", rpcExample);
     if (!bindAllowed(rpc.host, c.admin.vpnCidrs)) {
-      throw refused("node.rpcUrl", rpc.host, "bitcoind's RPC is plain HTTP, and every call carries its user and password (signing, the wallet passphrase too) in clear", "http://127.0.0.1:8332");
+      // https:// protects the credentials on the way, but not from the host they reach: off this machine and the VPN,
+      // that is someone else's (a TLS proxy anyone can reach sits in front of the node's wallet).
+      const why = rpc.protocol === "https:"
+        ? "every RPC call carries the node's user and password (signing, the wallet passphrase too): over https:// they would still reach a host outside this machine and the VPN"
+        : "bitcoind's RPC is plain HTTP, and every call carries its user and password (signing, the wallet passphrase too) in clear";
+      throw refused("node.rpcUrl", rpc.host, why, rpcExample);
     }
   }
   if (c.deposits.zmq !== "") {
     const zmq = urlOf(c.deposits.zmq);
     if (!zmq) throw new ConfigError(`config key deposits.zmq: not an address like tcp://127.0.0.1:28332 (env RUNIGUN_DEPOSITS_ZMQ)`);
     // ipc:// is a socket file on this host.
+    if (zmq.protocol !== "ipc:" && zmq.host === "") throw hostless("deposits.zmq", "tcp://127.0.0.1:28332");
     if (zmq.protocol !== "ipc:" && !bindAllowed(zmq.host, c.admin.vpnCidrs)) {
       throw refused("deposits.zmq", zmq.host, "ZMQ is plain TCP: anyone on the way could read what the node publishes, or forge it", "tcp://127.0.0.1:28332");
     }
   }
 }
+
+/** bitcoind's default RPC port on each network (its -rpcport when none is set). */
+const RPC_PORTS: Record<ConfigFile["network"], number> = { regtest: 18443, signet: 38332, mainnet: 8332 };
 
 /** A URL's scheme and bare host (an IPv6 address without its brackets), or undefined for what is not a URL. */
 function urlOf(value: string): { protocol: string; host: string } | undefined {

@@ -5,7 +5,7 @@ import type { Config } from "./config.ts";
 import { alerter, type Logger } from "./log.ts";
 import { isRefusal, refuse, type Refusal } from "./domain/refusals.ts";
 import { ActorSystem } from "./actors/runtime.ts";
-import { WalletRegistry } from "./actors/registry.ts";
+import { WalletRegistry, type AnswerOf } from "./actors/registry.ts";
 import { TransferCourier } from "./actors/transfers.ts";
 import { PayoutService } from "./actors/payout.service.ts";
 import { FinishedPayouts, strandedCoins, type PayoutState, type PayoutStep } from "./actors/payout.ts";
@@ -185,7 +185,8 @@ export class Engine {
       held: (userKeys) => this.#frozenOf(userKeys),
       ...(o.payoutStep ? { step: o.payoutStep } : {}),
       hooks: {
-        broadcast: (userKey, id, txid) => void this.registry.send(userKey, "withdrawal_broadcast", { id, txid }),
+        // True once the wallet took it: a wallet busy or failing is told again (payout.ts, tellBroadcast).
+        broadcast: (userKey, id, txid) => this.registry.send(userKey, "withdrawal_broadcast", { id, txid }).then((r) => !isRefusal(r), () => false),
         settled: async (userKey, id, txid, fee) => {
           const r = await this.registry.send(userKey, "withdrawal_settled", { id, txid, fee });
           return isRefusal(r) ? r : true;
@@ -664,6 +665,34 @@ export class Engine {
     return r;
   }
 
+  /**
+   * Operator action: correct a wallet's books (wallet.ts, `adjust`) — book out a confirmed deposit a deep reorg took
+   * back (`outpoint`: its record then counts what was booked, so it is never booked twice), a payout a lossy restore
+   * left out of the restored books, or credit what is owed. Once per id: the same adjustment sent again is answered
+   * `repeated`. A debit takes at most what is available: what is beyond it (the user spent the coins before the hole was
+   * seen) is the house's loss, covered by sending coins to the node wallet. Frozen wallets take it and stay frozen.
+   * A change is followed by a watchdog reading, so GET /solvency shows the books as they are now (a credit the node
+   * does not cover pauses payouts as any hole does; a closed hole leaves a pause to `resumePayouts`).
+   */
+  async adjustWallet(userKey: string, a: { id: string; amount: bigint; reason: string; outpoint?: string }, operator: string): Promise<AnswerOf<"adjust"> | Refusal> {
+    if (a.outpoint !== undefined) {
+      // A reversed deposit's transaction may be back: in the mempool (0 confirmations), or mined again. Booked out now,
+      // its coins would be the node's and the user's debit would stand. Only one the chain has given up on (conflicted:
+      // below 0) or that the node no longer knows is booked.
+      const txid = a.outpoint.slice(0, a.outpoint.lastIndexOf(":"));
+      const tx = await this.node.getTransaction(txid).catch((e: unknown) => ((e as { code?: number }).code === -5 ? undefined : Promise.reject(e)));
+      if (tx && tx.confirmations >= 0) {
+        return refuse("not_allowed", `The deposit's transaction is ${tx.confirmations === 0 ? "in the node's mempool" : `mined again (${tx.confirmations} confirmation(s))`}: it may confirm again, so it is not booked out; nothing was changed. Wait until the node shows it conflicted (gettransaction: confirmations below 0).`);
+      }
+    }
+    const r = await this.registry.send(userKey, "adjust", { id: a.id, amount: a.amount, reason: a.reason, by: operator, ...(a.outpoint !== undefined ? { outpoint: a.outpoint } : {}) });
+    if (isRefusal(r) || r.repeated) return r;
+    // The user key alone beside who and which id: the amount (and the audit's outpoint) would point at the chain.
+    this.log.warn({ operator, userKey, id: a.id }, "a wallet's books were adjusted by an operator");
+    await this.watchdog().catch((err: unknown) => this.log.warn({ err }, "the watchdog reading after an adjustment failed; it runs again after the next block"));
+    return r;
+  }
+
   /** Operator action: resume payouts after a watchdog pause, if the books and the node agree again. */
   async resumePayouts(operator: string): Promise<{ resumed: boolean } | Refusal> {
     // After a restore the books may owe a payout the node has already paid since the backup: only the comparison with
@@ -970,12 +999,21 @@ export function storedIdentityPin(store: EncryptedStore): Promise<string | undef
  * is recorded; true when `check` is (now) the pinned one. The store travels in backups, so a restore into a new data
  * directory keeps the pin, where the data directory's own (pinIdentity) would start afresh.
  */
-export async function pinIdentityInStore(store: EncryptedStore, check: string): Promise<boolean> {
-  const pinned = await storedIdentityPin(store);
-  if (pinned !== undefined) return pinned === check;
-  await store.put(ENGINE_NS, "identity_pin", check);
-  return true;
+export function pinIdentityInStore(store: EncryptedStore, check: string): Promise<boolean> {
+  // One at a time per store: the read and the write are two steps, and in the split shape bots pin while the engine
+  // serves (it holds no pepper of its own). Two bots with different peppers racing a fresh store were both told
+  // "pinned", and the pin was whichever write landed last.
+  const turn = (pinning.get(store) ?? Promise.resolve()).then(async () => {
+    const pinned = await storedIdentityPin(store);
+    if (pinned !== undefined) return pinned === check;
+    await store.put(ENGINE_NS, "identity_pin", check);
+    return true;
+  });
+  pinning.set(store, turn.catch(() => undefined));
+  return turn;
 }
+/** The pin in progress per store (pinIdentityInStore). */
+const pinning = new WeakMap<EncryptedStore, Promise<unknown>>();
 const DRAIN_TEXT = "This service is winding down: deposits are closed and no new wallets are opened. Your balance is safe — take it out with /withdraw.";
 const RECONCILING = "restored from a backup: reconciling with the chain before paying anything";
 

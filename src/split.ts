@@ -1,6 +1,6 @@
 // The split shape and the admin edge's start-up: `runigun engine` (actors + admin edge + internal TLS API,
 // no other port) and `runigun bot` (the Telegram edge, reaching the engine only through that API).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig, type Config } from "./config.ts";
@@ -116,10 +116,14 @@ export async function runBotOnly(): Promise<number> {
   });
   const identity = new Identity({ ...config.identity, pepper: secrets.pepper, log: log.child({ actor: "identity" }) });
   try {
-    await pinIdentity(identity, config.dataPath);
-    // And to the engine's store: this bot's data directory may be new, and another bot may have made the wallets.
+    // Pinned both in this data directory and in the engine's store (this directory may be new, and another bot may
+    // have made the wallets); each is checked before either is recorded, as `runigun start` does. A pin written here
+    // before the engine refused would stay: the same directory started again with the right pepper would then be
+    // refused by it, told to delete it "only to abandon every wallet made so far".
+    if (existsSync(join(config.dataPath, "identity.pin"))) await pinIdentity(identity, config.dataPath); // only compares: it writes a missing pin alone
     const pinned = await relay.identityPin(await identityCheck(identity));
     if (isRefusal(pinned)) throw new SetupError(`the engine refused this bot's identity settings: ${pinned.message}`);
+    await pinIdentity(identity, config.dataPath);
   } catch (e) {
     relay.close();
     await identity.close();

@@ -4,7 +4,7 @@ import { crashBudget } from "./crash-budget.ts";
 import type { Logger } from "../log.ts";
 import { isRefusal, refuse, type Refusal } from "../domain/refusals.ts";
 import { ActorStopped, type ActorSystem, type Ref } from "./runtime.ts";
-import { payoutBehaviour, type PayoutCommand, type PayoutOptions, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.ts";
+import { payoutBehaviour, type PayoutCommand, type PayoutHealth, type PayoutOptions, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.ts";
 import type { Withdrawal } from "./wallet.messages.ts";
 
 export interface PayoutServiceOptions extends PayoutOptions {
@@ -113,6 +113,11 @@ export class PayoutService {
   /** The book as it stands; `timeoutMs` for a reader that would rather not wait behind a flush or a release. */
   state(timeoutMs?: number): Promise<PayoutState> {
     return this.#ask((reply) => ({ type: "state", reply }), timeoutMs);
+  }
+
+  /** How payouts are moving (queue age, failing flushes, a fee wait: PayoutHealth); `timeoutMs` as for state(). */
+  status(timeoutMs?: number): Promise<PayoutHealth> {
+    return this.#ask((reply) => ({ type: "status", reply }), timeoutMs);
   }
 
   /** After a restore: queued payouts a transaction made after the backup paid (see PayoutCommand "adopt"). */

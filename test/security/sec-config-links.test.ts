@@ -11,7 +11,7 @@ t.test("off regtest, the node's RPC and ZMQ must be on loopback or inside admin.
   // The reviewer's probe: a public address, plain http and tcp.
   t.throws(() => loadConfig({ env: { ...mainnet, RUNIGUN_NODE_RPC_URL: "http://203.0.113.5:8332" } }), {
     code: "config_invalid",
-    message: /^config key node\.rpcUrl: 203\.0\.113\.5 is neither loopback nor inside admin\.vpnCidrs; on mainnet .*in clear\. Give the node's IP address: on this host \(http:\/\/127\.0\.0\.1:8332\), or on your VPN with the VPN's range in admin\.vpnCidrs \(env RUNIGUN_NODE_RPC_URL\)$/,
+    message: /^config key node\.rpcUrl: 203\.0\.113\.5 is neither loopback nor inside admin\.vpnCidrs; on mainnet .*in clear\. Give the node's IP address: on this host \(http:\/\/127\.0\.0\.1:8332\), or on your VPN with the VPN's range in admin\.vpnCidrs; for a node in a container, .*\(env RUNIGUN_NODE_RPC_URL\)$/,
   });
   t.throws(() => loadConfig({ env: { ...mainnet, RUNIGUN_DEPOSITS_ZMQ: "tcp://203.0.113.5:28332" } }), {
     message: /^config key deposits\.zmq: 203\.0\.113\.5 is neither loopback nor inside admin\.vpnCidrs.*\(env RUNIGUN_DEPOSITS_ZMQ\)$/,
@@ -22,7 +22,7 @@ t.test("off regtest, the node's RPC and ZMQ must be on loopback or inside admin.
   // A password written into the URL is never echoed.
   const err = t.throws(() => loadConfig({ env: { ...mainnet, RUNIGUN_NODE_RPC_URL: "http://engine:s3cret-pw@198.51.100.7:8332" } })) as Error;
   t.notMatch(err.message, /s3cret-pw/, "the URL's password is not in the message");
-  t.throws(() => loadConfig({ env: { ...mainnet, RUNIGUN_NODE_RPC_URL: "not a url s3cret-pw" } }), { message: /^config key node\.rpcUrl: not a URL like http:\/\/127\.0\.0\.1:8332/ });
+  t.throws(() => loadConfig({ env: { ...mainnet, RUNIGUN_NODE_RPC_URL: "not a url s3cret-pw" } }), { message: /^config key node\.rpcUrl: not a URL with a host, like http:\/\/127\.0\.0\.1:8332/ });
 
   // Loopback, the VPN, and a socket file are accepted.
   t.equal(loadConfig({ env: mainnet }).node.rpcUrl, "http://127.0.0.1:8332", "mainnet's default");

@@ -4,6 +4,7 @@ import type { Engine } from "../../engine.ts";
 import { isRefusal, refuse } from "../../domain/refusals.ts";
 import type { AdminPort, EngineSample, Json } from "./port.ts";
 import { vsizeOf } from "../../domain/tx.ts";
+import type { PayoutHealth } from "../../actors/payout.ts";
 import { PAYOUT_ACTOR_STOPPED } from "../../actors/payout.service.ts";
 
 /** A batch's vsize for the console, or nothing (bytes that do not parse must not take the payouts page down). */
@@ -68,6 +69,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
   const ring = new SampleRing(e, o.capacity);
   ring.take();
   let batchCounts = { stuck: 0, releasing: 0 };
+  let payoutHealth: PayoutHealth | undefined;
   const sampling = setInterval(() => (e.running ? ring.take() : clearInterval(sampling)), sampleMs);
   sampling.unref();
   /**
@@ -98,10 +100,16 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       const watcher = e.watcher.health();
       // A singleton actor stopped after repeated crashes: nothing it owns moves until a restart (`action` says so).
       const actors = singletons(e);
+      // Flushes failing (the node will not sign) or waiting for the mempool's fee floor: nothing is paid out. Not waited
+      // for behind a flush: null when the actor is busy (or stopped: `singletons` says so).
+      const payouts = actors.payouts === "running" ? await e.payouts.status(2000).catch(() => null) : null;
+      const payoutsMoving = payouts === null || (payouts.failedFlushes === 0 && payouts.feeWait === null);
       return toJson({
-        ok: e.node.state === "ready" && !e.payouts.paused && !store.failing && !behind && watcher.ok && actors.action === null, node: e.node.state, network: e.config.network, chain, watcher, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
-        singletons: actors,
+        ok: e.node.state === "ready" && !e.payouts.paused && payoutsMoving && !store.failing && !behind && watcher.ok && actors.action === null, node: e.node.state, network: e.config.network, chain, watcher, payoutsPaused: e.payouts.paused ?? null, draining: e.draining?.reason ?? null,
+        singletons: actors, payouts,
         store, lastBackupAgeS: b.lastBackupAgeS ?? null, backup: b, restoreIncident: e.restoreIncident ?? null,
+        // After a restore: the last incident resumed (kept, resolved), and the cheques held for review until released.
+        lastRestoreIncident: e.lastRestoreIncident ?? null, chequesHeld: e.heldCheques ?? null,
       });
     },
     async node() {
@@ -155,6 +163,13 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         // The last count stands.
       }
       const { stuck, releasing } = batchCounts;
+      if (e.payouts.running) {
+        try {
+          payoutHealth = await e.payouts.status(2000);
+        } catch {
+          // The last reading stands.
+        }
+      }
       const chain = await chainState();
       const wh = e.watcher.health();
       const actors = singletons(e);
@@ -175,6 +190,11 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
         ["runigun_deposit_scans_stalled", "gauge", wh.ok ? 0 : 1], ["runigun_payout_batches_total", "counter", p.batches],
         ["runigun_payout_fee_paid_sats_total", "counter", p.feePaid], ["runigun_payout_fee_saved_sats_total", "counter", p.feeQuoted - p.feePaid],
         ["runigun_payouts_paused", "gauge", e.payouts.paused ? 1 : 0],
+        // Flushes failed in a row (alerted at the first), the oldest queued payout's wait, and 1 while flushes build nothing
+        // because the mempool's minimum fee is above withdrawals.maxFeeRateSatVb (alerted once).
+        ["runigun_payout_flushes_failing", "gauge", payoutHealth?.failedFlushes ?? 0], ["runigun_payout_oldest_queued_seconds", "gauge", payoutHealth?.oldestQueuedAgeS ?? 0],
+        ["runigun_payouts_waiting_for_fee_floor", "gauge", payoutHealth?.feeWait ? 1 : 0],
+        ["runigun_cheques_held", "gauge", e.heldCheques?.count ?? 0],
         // 1 once the actor stopped after repeated crashes (alerted): nothing is paid out until a restart.
         ["runigun_payout_actor_stopped", "gauge", actors.payouts === "stopped" ? 1 : 0],
         ["runigun_cheque_book_stopped", "gauge", actors.cheques === "stopped" ? 1 : 0],
@@ -210,6 +230,12 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       e.payouts.schedule();
       return toJson(r);
     },
+    async adjustWallet(userKey, a, operator) {
+      const r = await e.adjustWallet(userKey, a, operator);
+      // As for a freeze: a mistyped key must not read as the wallet's "Send /start".
+      if (isRefusal(r)) return r.code === "not_found" && /no wallet yet/i.test(r.message) ? refuse("not_found", `no wallet ${userKey}`) : r;
+      return toJson(r);
+    },
     async bumpPayout(batch, feeRate) {
       const r = await e.payouts.bump(batch, feeRate);
       return isRefusal(r) ? r : toJson(r);
@@ -234,6 +260,10 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
     },
     async resumePayouts(operator) {
       const r = await e.resumePayouts(operator);
+      return isRefusal(r) ? r : toJson(r);
+    },
+    async releaseHeldCheques(operator) {
+      const r = await e.releaseHeldCheques(operator);
       return isRefusal(r) ? r : toJson(r);
     },
     async setDraining(on, reason, operator) {

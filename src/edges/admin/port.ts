@@ -16,6 +16,11 @@ export interface AdminPort {
   /** `not_found` for a key with no wallet; a wallet frozen already keeps its first reason, and the answer says so (`already`). */
   freeze(userKey: string, reason: string, operator: string): Promise<Json | Refusal>;
   unfreeze(userKey: string, operator: string): Promise<Json | Refusal>;
+  /**
+   * An operator's correction of a wallet's books, once per id (engine.ts, adjustWallet): `amount` signed satoshis (a
+   * debit never beyond available); `outpoint`, the reversed deposit it books.
+   */
+  adjustWallet(userKey: string, a: { id: string; amount: bigint; reason: string; outpoint?: string }, operator: string): Promise<Json | Refusal>;
   bumpPayout(batch: string, feeRateSatVb: bigint): Promise<Json | Refusal>;
   /** A stuck batch given up: made impossible to mine, then its payouts go back to their wallets (payout.ts, "release"). */
   releasePayout(batch: string, feeRateSatVb: bigint, reason: string): Promise<Json | Refusal>;
@@ -27,6 +32,8 @@ export interface AdminPort {
   /** A payout still queued given back to its wallet (engine.ts, unqueuePayout). */
   unqueuePayout(id: string, operator: string): Promise<Json | Refusal>;
   resumePayouts(operator: string): Promise<Json | Refusal>;
+  /** After a lossy restore: the cheques held for review can be claimed, revoked and expire again (engine.ts, releaseHeldCheques). */
+  releaseHeldCheques(operator: string): Promise<Json | Refusal>;
   setDraining(on: boolean, reason: string, operator: string): Promise<Json | Refusal>;
   /** Takes a snapshot archive now (into backup.dir/snapshots; the node wallet's backup included). */
   backup(): Promise<Json | Refusal>;

@@ -19,6 +19,8 @@ import { Sessions } from "./console/session.ts";
 import { AuditQuery, NumberText, auditQuery, numberText, type AuditQueryText } from "./schemas.ts";
 import { auditList, hardMaxFeeRate, rateReason } from "./console/views.ts";
 import { mtlsServer } from "../../tls/mtls.ts";
+import { amountUnit, formatBtc, parseAmount } from "../../domain/money.ts";
+import { ADJUST_REASON_MAX } from "../../actors/wallet.ts";
 
 export interface AdminOptions {
   config: Config;
@@ -54,6 +56,20 @@ const Status = Type.Optional(Type.String({ pattern: "^[a-z_]{1,20}$" }));
 const Txid = Type.String({ pattern: "^[0-9a-f]{64}$" });
 /** A query string's parameters: one not declared is refused (400), never ignored (a mistyped filter would list everything). */
 const Query = (props: Parameters<typeof Type.Object>[0]) => Type.Object(props, { additionalProperties: false });
+
+/**
+ * An adjustment's amount: "-" (a debit) or "+" (a credit), then the amount with its unit ("-0.001 BTC", "+100000 sats").
+ * A sign or a unit left out is refused, not guessed: a bare "100000" would be a hundred thousand bitcoin, and a debit
+ * typed without its sign a credit.
+ */
+export function signedAmount(text: string): bigint | Refusal {
+  const m = /^\s*([+-])\s*(\S.*)$/.exec(text);
+  if (!m) return refuse("bad_amount", 'Start the amount with "-" (a debit) or "+" (a credit): "-0.001 BTC", "+100000 sats".');
+  if (amountUnit(m[2]!) === undefined) return refuse("bad_amount", 'Give the amount with its unit, "BTC" or "sats": "-0.001 BTC", "+100000 sats".');
+  const sats = parseAmount(m[2]!);
+  if (isRefusal(sats)) return sats;
+  return m[1] === "-" ? -sats : sats;
+}
 
 function fingerprintOf(req: FastifyRequest): string | undefined {
   const cert = (req.raw.socket as TLSSocket).getPeerCertificate?.();
@@ -284,6 +300,27 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
         const r = await act(req, "unfreeze", userKey, (req.body as { reason: string }).reason, () => o.port.unfreeze(userKey, req.operator!.name));
         return isRefusal(r) ? reply.code(r.code === "not_found" ? 404 : 409).send(send(r)) : r;
       });
+    // An operator's correction of a wallet's books (engine.ts, adjustWallet), once per id. The reason goes to the audit
+    // log and the wallet's record; its user sees "adjusted by support" and the amount.
+    f.post("/wallets/:userKey/adjust", {
+      schema: {
+        params: Type.Object({ userKey: UserKey }),
+        body: Type.Object({
+          id: Type.String({ minLength: 1, maxLength: 128, pattern: "^[\\w:.-]+$" }),
+          amount: Type.String({ minLength: 2, maxLength: 48 }),
+          reason: Type.String({ minLength: 3, maxLength: ADJUST_REASON_MAX, pattern: "^\\s*\\S\\s*\\S\\s*\\S" }),
+          outpoint: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}:[0-9]{1,10}$" })),
+        }, { additionalProperties: false }),
+      },
+    }, async (req, reply) => {
+      const { userKey } = req.params as { userKey: string };
+      const body = req.body as { id: string; amount: string; reason: string; outpoint?: string };
+      const amount = signedAmount(body.amount);
+      if (isRefusal(amount)) return reply.code(422).send(send(amount));
+      const onFile = `${body.id}: ${amount > 0n ? "+" : ""}${formatBtc(amount)} BTC${body.outpoint ? ` (deposit ${body.outpoint})` : ""}: ${body.reason}`;
+      const r = await act(req, "adjust", userKey, onFile, () => o.port.adjustWallet(userKey, { id: body.id, amount, reason: body.reason, ...(body.outpoint ? { outpoint: body.outpoint } : {}) }, req.operator!.name));
+      return isRefusal(r) ? reply.code(r.code === "not_found" && r.message === `no wallet ${userKey}` ? 404 : 409).send(send(r)) : r;
+    });
     // A batch and a fee rate: the fee bump, and the release of a stuck batch (its cancellation's fee rate). Above the
     // engine's own ceiling for its batches only with `aboveMaxFeeRate: true`: 5000 typed for 500 on a large batch would
     // pay up to bitcoind's -maxtxfee.
@@ -330,6 +367,12 @@ export async function buildAdmin(o: AdminOptions): Promise<FastifyInstance> {
     });
     f.post("/payouts/resume", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
       const r = await act(req, "resume-payouts", "payouts", (req.body as { reason: string }).reason, () => o.port.resumePayouts(req.operator!.name));
+      return isRefusal(r) ? reply.code(409).send(send(r)) : r;
+    });
+    // After a lossy restore, the cheques open in the restored books are held (claims, revokes, expiry wait): released
+    // here once the operator has decided (see README, "Restore").
+    f.post("/cheques/release-held", { schema: { body: Type.Object({ reason: Reason }, { additionalProperties: false }) } }, async (req, reply) => {
+      const r = await act(req, "release-held-cheques", "cheques", (req.body as { reason: string }).reason, () => o.port.releaseHeldCheques(req.operator!.name));
       return isRefusal(r) ? reply.code(409).send(send(r)) : r;
     });
     f.post("/drain", { schema: { body: Type.Object({ on: Type.Boolean(), reason: Reason }, { additionalProperties: false }) } }, async (req) => {

@@ -58,10 +58,12 @@ export function incidentAlert(incident: Json | undefined, adopt?: { csrf: string
   const listed = at(incident, "ambiguous");
   const ambiguous = (Array.isArray(listed) ? listed : []).filter((x): x is string => typeof x === "string");
   const when = at(incident, "at");
+  const lost = at(incident, "lost"), held = at(incident, "heldCheques");
   return html`<section class="alert" role="alert" id="restore-incident"><h2>Restore incident: payouts stay paused</h2>
 <p>After the restore from <code>${at(incident, "archive") ?? "a backup"}</code>${typeof when === "number" ? ` (${new Date(when).toISOString().replace("T", " ").slice(0, 19)} UTC)` : ""}, the node wallet shows
 <strong>${txids.length} spend(s)</strong> the restored books do not know, and <strong>${wallets.length} wallet(s)</strong> were frozen because of them.
-Review them, settle the books, then resume payouts (refused while the books and the node disagree).</p>
+Review them, settle the books (a payout the restored books lost: debit its wallet, <code>POST /wallets/&lt;userKey&gt;/adjust</code>), then resume payouts (refused while the books and the node disagree).</p>
+${typeof lost === "string" ? html`<p><strong>The backup may not reach the crash</strong> (${lost}): a payout sent after it and not mined yet is in no chain this node sees, so finding no unknown spend proves nothing. Wait until the old engine's last payouts would be mined, compare again, then resume.${typeof held === "number" && held > 0 ? html` <strong>${held} cheque(s)</strong> open in the restored books are held (no claim, revoke or expiry) until you release them (<code>POST /cheques/release-held</code>).` : ""}</p>` : ""}
 <h3>Unknown spends</h3>${txids.length ? html`<ul class="txids">${txids.map((t) => html`<li><code class="txid">${t}</code></li>`)}</ul>` : html`<p class="empty">None listed.</p>`}
 <h3>Frozen wallets (${wallets.length})</h3>${wallets.length ? html`<p>${wallets.slice(0, MAX_LISTED).map((k) => html`<a href="/console/wallets?userKey=${encodeURIComponent(k)}">${k}</a> `)}${wallets.length > MAX_LISTED ? `and ${wallets.length - MAX_LISTED} more` : ""}</p>` : html`<p class="empty">None.</p>`}
 ${ambiguous.length ? html`<h3>Ambiguous payouts (${ambiguous.length})</h3>
