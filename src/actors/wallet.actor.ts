@@ -224,8 +224,17 @@ function afterCommit(userKey: string, states: WalletState[], events: WalletEvent
     if (e.t === "transfer_sent") o.hooks.deliverTransfer(userKey, e.id, e.to, BigInt(e.amount));
     if (e.t === "withdrawal_reserved") o.hooks.submitWithdrawal(userKey, e.id, after.withdrawals[e.id]!);
     if (e.t === "deposit_reversed") o.log.error({ alert: true, userKey }, "confirmed deposit left the chain; wallet frozen for operator review (its deposits: /wallets/<userKey>; book the coins back: POST /wallets/<userKey>/adjust with the deposit's outpoint)");
-    // No reason here (the audit log has it, with the operator's words): the amount and who, for whoever reads the log.
-    if (e.t === "adjusted") o.log.warn({ userKey, id: e.id, amount: e.amount, by: e.by, ...(e.outpoint !== undefined ? { outpoint: e.outpoint } : {}) }, "wallet's books adjusted by an operator");
+    // The user key, the adjustment's id and who, and nothing else beside the user key: an amount or an outpoint would,
+    // with the line's time, point at this user's output on chain (as for deposits: deposit-watcher.ts). The audit log
+    // keeps the rest, the operator's reason with it.
+    if (e.t === "adjusted") o.log.warn({ userKey, id: e.id, by: e.by }, "wallet's books adjusted by an operator");
+    // Once: the deposit's record is confirmed again with the event, and a later listing changes nothing. The user key
+    // alone (as above); the wallet's deposits say which one.
+    if (e.t === "deposit_rebooked") {
+      o.log.error({ alert: true, userKey }, BigInt(e.amount) === 0n
+        ? "a deposit a deep reorg took back is confirmed again; nothing was booked out naming it (its user kept the credit, unless an adjustment without its outpoint took it back); the wallet stays frozen: review and unfreeze it (its deposits: /wallets/<userKey>; POST /wallets/<userKey>/unfreeze)"
+        : "a deposit a deep reorg took back, booked out by an operator, is confirmed again: what was booked is credited back; the wallet stays frozen: review and unfreeze it (its deposits: /wallets/<userKey>; POST /wallets/<userKey>/unfreeze)");
+    }
   }
   if (cmd.type === "resume") {
     for (const [id, t] of Object.entries(after.outgoing)) o.hooks.deliverTransfer(userKey, id, t.to, t.amount);

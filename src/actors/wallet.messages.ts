@@ -18,7 +18,8 @@ export interface Deposit {
   h: number;
   /**
    * A reversed deposit only: what operator adjustments naming it have debited so far (the `adjust` command), kept on
-   * its record so the same vanished coins are never booked twice, under two ids.
+   * its record so the same vanished coins are never booked twice, under two ids. Gone once the deposit is confirmed
+   * again (`deposit_rebooked` credits it back): a later reversal is booked from nothing again.
    */
   adjusted?: bigint;
 }
@@ -119,6 +120,12 @@ export type WalletEvent =
   | { t: "deposit_dropped"; outpoint: string; at: number }
   | { t: "deposit_reversed"; outpoint: string; at: number }
   /**
+   * A reversed deposit mined again and confirmed (a deep reorg often puts its transaction back in the mempool, and a
+   * later block takes it): its record is confirmed again, and `amount` (satoshis, "0" when none), what operator
+   * adjustments had booked against it, is credited back to available, as a history entry of its own.
+   */
+  | { t: "deposit_rebooked"; outpoint: string; amount: string; at: number }
+  /**
    * A deposit below the minimum credited (`minimum`, withdrawals.dustSats then): not credited, but its user is told and
    * it has a history entry (amount 0, status "ignored"), so coins sent to their address never vanish without a word.
    */
@@ -184,6 +191,8 @@ export type WalletNotice =
   | { kind: "deposit_seen"; amount: bigint; txid: string }
   | { kind: "deposit_confirmed"; amount: bigint; txid: string }
   | { kind: "deposit_dropped"; amount: bigint; txid: string }
+  /** A deposit support booked out after a reorg took it back is confirmed again: `amount`, what was booked, is back. */
+  | { kind: "deposit_rebooked"; amount: bigint }
   /** A deposit below `minimum`: not credited (see the deposit_ignored event). */
   | { kind: "deposit_ignored"; amount: bigint; txid: string; minimum: bigint }
   | { kind: "withdrawal_broadcast"; id: string; amount: bigint; txid: string }

@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import { META, type EncryptedStore, type StoreOp, type Sums } from "../store/db.ts";
 import { Journal } from "../store/journal.ts";
 import { StoreError } from "../store/errors.ts";
-import { adjustmentOf, changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
+import { adjustmentOf, changedBy, emptyWallet, evolve, historyEntryOf, isFinished, own, rebookedEntryOf, refOf, restoreWallet, type WalletIndex } from "./wallet.ts";
 import { walletJournalKey } from "./wallet.actor.ts";
 import { idMap } from "./idmap.ts";
 import { chequeUserKey } from "./cheques.ts";
@@ -161,15 +161,18 @@ export class WalletRecords implements WalletIndex {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!, was = i === 0 ? before : states[i - 1]!, after = states[i]!;
       // A reversal finds its deposit in the records: it left the state when it was confirmed; so does an adjustment that
-      // books a reversed deposit (its record counts what was booked against it: changedBy).
+      // books a reversed deposit (its record counts what was booked against it: changedBy), and a reversed deposit
+      // confirmed again (its record, confirmed, no longer counts it: what a repeated listing is answered from).
       const finished = e.t === "deposit_reversed" && !own(was.deposits, e.outpoint) ? this.deposit(userKey, e.outpoint)
-        : e.t === "adjusted" && e.outpoint !== undefined ? this.deposit(userKey, e.outpoint) : undefined;
+        : e.t === "adjusted" && e.outpoint !== undefined ? this.deposit(userKey, e.outpoint)
+        : e.t === "deposit_rebooked" ? this.deposit(userKey, e.outpoint) : undefined;
       const changed = changedBy(was, after, e, finished);
       if (changed && isFinished(changed)) ops.push(this.finishedOp(userKey, refOf(e), changed));
       const entry = historyEntryOf(after, e, changed);
-      // One version of an entry per record, the newest (a deposit seen and confirmed at once): a page takes the first
-      // version of an entry it meets in a record.
-      if (entry) history = history === NO_CHANGES ? [entry] : [...history.filter(([n]) => n !== entry[0]), entry];
+      if (entry) history = withEntry(history, entry);
+      // A reversed deposit confirmed again writes a second: what it credits back.
+      const credit = e.t === "deposit_rebooked" ? rebookedEntryOf(after, e) : undefined;
+      if (credit) history = withEntry(history, credit);
       // The index holds a mark per id (a key, no value: nothing to seal). Before format 8 it held the entry's number,
       // sealed, which nothing read; those records count as marks.
       if (e.t === "transfer_sent") ops.push(this.#transfers.mark(outboundInput(userKey, e.id)));
@@ -243,6 +246,14 @@ export class WalletRecords implements WalletIndex {
   }
 }
 
+/**
+ * The entries with `entry` in: one version of an entry per record, the newest (a deposit seen and confirmed at once),
+ * for a page takes the first version of an entry it meets in a record.
+ */
+function withEntry(history: HistoryChanges, entry: readonly [number, HistoryEntry]): HistoryChanges {
+  return history === NO_CHANGES ? [entry] : [...history.filter(([n]) => n !== entry[0]), entry];
+}
+
 function outboundInput(userKey: string, id: string): string {
   return userKey + SEP + "out" + SEP + id;
 }
@@ -266,7 +277,7 @@ function inboundInput(userKey: string, from: string, id: string): string {
  * is read by the code before it as ever. `transfer_returned` (a transfer its receiver refused for good, given back to
  * its sender) is one, as `told` was, and `deposit_ignored` (a deposit below the minimum, told and kept in history, with
  * a finished-deposit record of status "ignored") another, and `adjusted` (an operator's correction, with a record of
- * its own, `adjustment`) a third: code from before it cannot activate a wallet whose journal holds one after its
+ * its own, `adjustment`) a third, and `deposit_rebooked` (a reversed deposit confirmed again) a fourth: code from before it cannot activate a wallet whose journal holds one after its
  * latest snapshot (its `evolve` does not know the event; that wallet crashes and is stopped, the others work), so
  * going back to such a version takes the version that knows it. Bumping the format for it would refuse every store
  * to the older code, whether it ever returned a transfer or not.
@@ -443,9 +454,9 @@ async function replayWallets(journal: Journal, records: WalletRecords, format: n
     const ops: StoreOp[] = [];
     for (const ev of events) {
       const data = ev.data as WalletRecordData;
-      // A reversal reads its confirmed deposit's record (forCommand), and an adjustment booking it the reversed one: write
-      // what came before it first.
-      if (data.e.some((x) => x.t === "deposit_reversed" || (x.t === "adjusted" && x.outpoint !== undefined))) await store.batch(ops.splice(0));
+      // A reversal reads its confirmed deposit's record (forCommand), and an adjustment booking it, or its confirmation
+      // again, the reversed one: write what came before it first.
+      if (data.e.some((x) => x.t === "deposit_reversed" || x.t === "deposit_rebooked" || (x.t === "adjusted" && x.outpoint !== undefined))) await store.batch(ops.splice(0));
       const states = [];
       let s = state;
       for (const x of data.e) {

@@ -342,6 +342,13 @@ function decideDeposit(s: WalletState, cmd: Extract<WalletCommand, { type: "depo
   if (again && confirmations < cmd.target && pendingDeposits(s.deposits) >= cmd.maxPending) {
     return refuse("too_many_pending", `This wallet already holds ${cmd.maxPending} unconfirmed deposits; a new one is credited once it is confirmed.`);
   }
+  if (known?.status === "reversed" && confirmations >= cmd.target) {
+    // A deep reorg took it back, and a block has it again (its transaction went back to the mempool): the node holds
+    // the coins again. What operators booked out for it is credited back, and the deposit is confirmed again, once (its
+    // record says so, and a later reversal books it from nothing). Nothing booked: the user kept the credit, and only
+    // the record changes. The wallet stays frozen either way: an operator reviews it, and unfreezes it.
+    return { events: [{ t: "deposit_rebooked", outpoint, amount: (known.adjusted ?? 0n).toString(), at }], answer: () => ({ status: "confirmed" as const }) };
+  }
   let status = again ? "pending" : known.status;
   if (status === "pending" && confirmations >= cmd.target) {
     events.push({ t: "deposit_confirmed", outpoint, at });
@@ -453,6 +460,12 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
       // Confirmed before, so in the records (a store before format 7 kept it in the state too).
       return { ...s, deposits: own(s.deposits, e.outpoint) ? withDeposit(s.deposits, e.outpoint, undefined) : s.deposits,
         frozen: s.frozen ?? { reason: `deposit ${e.outpoint} left the chain after it was confirmed; an operator must review`, by: "engine", at: e.at } };
+    case "deposit_rebooked": {
+      // In the records, not the state (it left it when it was confirmed); what was booked out comes back to available,
+      // as an entry of its own (none when nothing was booked).
+      const amount = BigInt(e.amount);
+      return amount === 0n ? s : { ...s, available: s.available + amount, historyTotal: s.historyTotal + 1 };
+    }
     case "withdrawal_reserved": {
       const amount = BigInt(e.amount), fee = BigInt(e.fee);
       const h = s.historyTotal + 1;
@@ -511,7 +524,7 @@ export function evolve(s: WalletState, e: WalletEvent): WalletState {
  * built here when the event finishes it (it leaves the state, and its record keeps this version). `before` is the
  * state before the event, `after` after it; `finished` is the record of a deposit that had already left the state
  * (a confirmed deposit reversed by a reorg, or a reversed one an adjustment books: its record then counts what was
- * booked against it). Undefined for other events.
+ * booked against it, or one confirmed again: its record drops that count). Undefined for other events.
  */
 export function changedBy(before: WalletState, after: WalletState, e: WalletEvent, finished?: Deposit): Deposit | Withdrawal | undefined {
   switch (e.t) {
@@ -525,6 +538,12 @@ export function changedBy(before: WalletState, after: WalletState, e: WalletEven
       const d = own(before.deposits, e.outpoint) ?? finished;
       if (!d) return undefined;
       return e.t === "deposit_confirmed" ? { ...d, status: "confirmed", confirmedAt: e.at } : { ...d, status: e.t === "deposit_dropped" ? "dropped" : "reversed" };
+    }
+    case "deposit_rebooked": {
+      if (!finished) return undefined;
+      // What was booked against it is credited back with this event: a later reversal starts from nothing booked.
+      const { adjusted: _booked, ...d } = finished;
+      return { ...d, status: "confirmed", confirmedAt: e.at };
     }
     case "withdrawal_reserved":
     case "withdrawal_broadcast":
@@ -569,7 +588,10 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
     case "deposit_confirmed":
     case "deposit_dropped":
     case "deposit_reversed":
+    case "deposit_rebooked":
     case "deposit_ignored": {
+      // A deposit confirmed again after a reversal: its entry says confirmed again (what it credits back has an entry
+      // of its own: rebookedEntryOf).
       const d = changed as Deposit | undefined;
       // A dropped deposit left the user's total as it came: it shows 0, as a released withdrawal does; an ignored one
       // never entered it.
@@ -602,6 +624,15 @@ export function historyEntryOf(after: WalletState, e: WalletEvent, changed: Depo
   }
 }
 
+/**
+ * The second entry a `deposit_rebooked` writes (historyEntryOf gives its deposit's, confirmed again): what operators had
+ * booked out for the deposit, credited back, numbered in the state after the event. None when nothing was booked.
+ */
+export function rebookedEntryOf(after: WalletState, e: WalletEvent): [number, HistoryEntry] | undefined {
+  if (e.t !== "deposit_rebooked" || BigInt(e.amount) === 0n) return undefined;
+  return [after.historyTotal, { at: e.at, kind: "deposit", amount: BigInt(e.amount), ref: e.outpoint, status: "rebooked" }];
+}
+
 /** What a person should be told about an event, if anything. */
 export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | undefined {
   switch (e.t) {
@@ -617,6 +648,9 @@ export function noticeOf(before: WalletState, e: WalletEvent): WalletNotice | un
     }
     case "deposit_ignored":
       return { kind: "deposit_ignored", amount: BigInt(e.amount), txid: e.txid, minimum: BigInt(e.minimum) };
+    case "deposit_rebooked":
+      // They were told of the adjustment that booked it out; a reversal nothing was booked for was never told.
+      return BigInt(e.amount) === 0n ? undefined : { kind: "deposit_rebooked", amount: BigInt(e.amount) };
     case "withdrawal_broadcast": {
       const w = before.withdrawals[e.id];
       return w && { kind: "withdrawal_broadcast", id: e.id, amount: w.amount, txid: e.txid };

@@ -279,8 +279,10 @@ function what(e: HistoryEntry, made: ChequesMade | undefined): string {
       if (made?.cheques.has(e.counterparty!)) return "cheque returned";
       return made?.complete ? "cheque claimed" : "from a cheque";
     case "deposit":
-      // Below the deposit minimum when it came (its amount is 0 here): never credited.
-      return e.status === "ignored" ? "deposit below the minimum (not credited)" : `deposit (${e.status})`;
+      // Below the deposit minimum when it came (its amount is 0 here): never credited. "rebooked": what support took
+      // back for a deposit that left the chain, back once a block had it again (an entry after the deposit's own).
+      if (e.status === "ignored") return "deposit below the minimum (not credited)";
+      return e.status === "rebooked" ? "deposit confirmed again: given back" : `deposit (${e.status})`;
     case "withdrawal":
       return `withdrawal (${e.status})`;
     case "adjustment":
@@ -324,6 +326,8 @@ export function notice(n: WalletNotice): string {
       return `⚠️ A deposit of ${btc(n.amount)} was not credited: the minimum is ${btc(n.minimum)} (less costs more to spend than it holds). Send at least that to your deposit address.`;
     case "deposit_dropped":
       return `⚠️ A pending deposit of ${btc(n.amount)} left the network and was not credited`;
+    case "deposit_rebooked":
+      return `✅ A deposit that support took back when it left the chain is confirmed again: ${btc(n.amount)} is back in your balance`;
     case "withdrawal_broadcast":
       return `📤 Withdrawal of ${btc(n.amount)} broadcast: ${n.txid}`;
     case "withdrawal_sent":
