@@ -100,17 +100,21 @@ export async function runRestore(args: string[], allowRetired: readonly string[]
   const r = await restoreArchive({
     archive: resolve(archive), ...(segments ? { segmentsDir: resolve(segments) } : {}),
     dataPath: config.dataPath, keyring: allowed.length > 0 ? keyring.allowing(allowed) : keyring, network: config.network,
+    segmentIntervalMs: config.backup.segmentIntervalMs,
   });
   say(`restored ${r.records} records from ${archive} (taken ${r.manifest.createdAt}, position ${r.manifest.position}) into ${join(config.dataPath, "store")}`);
   if (r.segments) {
     say(`replayed ${r.replayed} journal segment batches, up to position ${r.segments.last}`);
     if (r.replayed === 0 && !r.segments.stop) say(`WARNING: ${segments} holds nothing written after this snapshot. If the engine wrote after it, this is not its segments directory (<backup.dir>/segments), and what came after is not restored.`);
     if (r.segments.stop) say(`WARNING: the segments stop early — ${r.segments.stop.file}: ${r.segments.stop.reason}. What came after is not restored; the chain reconciliation at start will show what is missing.`);
+    if (r.segments.cleanStop) say("the segments end on the engine's clean stop: nothing was written after it");
   } else if (segments) {
     say(`WARNING: ${r.segmentsSkipped ?? `the segments in ${segments} were not replayed`}.`);
   } else {
     say("no segments given: everything after the snapshot is recovered from the chain (deposits) or reported (unknown spends) at start");
   }
+  // Said for every lossy restore, the snapshot alone too: what the engine does about it at start.
+  if (r.lost) say(`WARNING: this restore may not reach the moment the engine stopped: ${r.lost}. At start the engine holds the cheques open in its books and, after comparing with the chain, keeps payouts paused until an operator resumes them.`);
   if (r.nodeWalletFile) say(`the node wallet's backup (still encrypted with its passphrase) is in ${r.nodeWalletFile}; if the node was lost too, load it with bitcoind's restorewallet`);
   if (r.madePrivate) say(`the data directory ${config.dataPath} was open to other users (mode ${r.madePrivate}); made it 0700 (only this user)`);
   for (const dir of r.staleRemoved ?? []) say(`removed ${dir}, left by a restore that died before it finished`);

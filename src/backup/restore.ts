@@ -14,7 +14,7 @@ import { syncDirSync } from "../store/files.ts";
 import { markForReseal } from "../store/rotate.ts";
 import { openArchive, type Manifest, type OpenedArchive } from "./archive.ts";
 import { BackupError } from "./format.ts";
-import { readSegments, type SegmentsEnd } from "./segments.ts";
+import { readSegments, STOP_KEY, type SegmentsEnd } from "./segments.ts";
 import { makePrivateDir } from "../storage.ts";
 
 /** What the engine reads at its next start to reconcile a restored store with the chain. */
@@ -25,21 +25,30 @@ export interface RestoredMark {
   /** The position after replaying segments (the archive's, when none were given). */
   position: number;
   segments?: SegmentsEnd;
+  /** backup.segmentIntervalMs where the restore ran: how much a crash's unshipped tail normally is (see restoreLoss). */
+  segmentIntervalMs?: number;
 }
 
 export const RESTORED_KEY = "restored";
 
 /**
- * Why a restored store may not reach the moment its engine died (a lossy restore), or undefined when the journal
- * segments were replayed to their end. Lossy: no segments replayed (none given, or none that match the archive, or an
- * older copy of the store put back), or segments that stop early (a gap, damage). What came after is then known only
+ * Why a restored store may not reach the moment its engine died (a lossy restore), or undefined when it does: the
+ * journal segments were replayed to their end and that end is the record of a clean stop (segments.ts). Lossy: no
+ * segments replayed (none given, or none that match the archive, or an older copy of the store put back), segments
+ * that stop early (a gap, damage), segments that hold nothing from the archive's position on (a directory with no file
+ * of its timeline: the wrong one, or an empty one), and segments that end where the engine died — the frames of its
+ * last interval were never shipped (more while the backup disk was failing). What came after is then known only
  * from the chain, and a payout the engine sent in that time and that is not mined yet is known to no one but the
  * mempool of the node that sent it — not to a new node.
  */
 export function restoreLoss(mark: RestoredMark): string | undefined {
-  if (!mark.segments) return `no journal segments were replayed after ${mark.archive}`;
-  if (mark.segments.stop) return `the journal segments stop early, at position ${mark.segments.last} (${mark.segments.stop.file}: ${mark.segments.stop.reason})`;
-  return undefined;
+  const end = mark.segments;
+  if (!end) return `no journal segments were replayed after ${mark.archive}`;
+  if (end.stop) return `the journal segments stop early, at position ${end.last} (${end.stop.file}: ${end.stop.reason})`;
+  if (end.cleanStop) return undefined;
+  if (!end.holdsLast) return `the segments replayed nothing past the archive (${mark.archive}, position ${mark.archivePosition}) and hold nothing of its store from there on: not its store's segments directory, or one that lost them`;
+  const interval = mark.segmentIntervalMs === undefined ? "one backup.segmentIntervalMs" : `${mark.segmentIntervalMs} ms`;
+  return `the journal segments end at position ${end.last}, where the engine died, not at a clean stop: the last interval before the crash (up to ${interval}, more while the backup disk was failing) may be lost`;
 }
 
 export interface RestoreReport {
@@ -61,6 +70,8 @@ export interface RestoreReport {
   staleKept?: string[];
   /** The data directory was there and open to other users: its mode then (it is 0700 now). */
   madePrivate?: string;
+  /** Why the restored store may not reach the crash (restoreLoss); absent when it reaches a clean stop. */
+  lost?: string;
   ms: number;
 }
 
@@ -70,6 +81,8 @@ export interface RestoreOptions {
   dataPath: string;
   keyring: KeyRing;
   network: string;
+  /** backup.segmentIntervalMs: recorded with the restore, for what a lossy one says (restoreLoss). */
+  segmentIntervalMs?: number;
 }
 
 export async function restoreArchive(o: RestoreOptions): Promise<RestoreReport> {
@@ -112,6 +125,7 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
   const older = new Set<number>();
   let nodeWalletFile: string | undefined;
   let madeNodeWalletFile = false;
+  let lost: string | undefined;
   try {
     mkdirSync(tmp, { mode: 0o700 });
     const raw = new Level<string, Uint8Array>(tmp, { keyEncoding: "utf8", valueEncoding: "view" });
@@ -151,9 +165,11 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
     try {
       const mark: RestoredMark = {
         at: Date.now(), archive: o.archive, archivePosition: manifest.position, position: store.position,
-        ...(segments ? { segments } : {}),
+        ...(segments ? { segments } : {}), ...(o.segmentIntervalMs !== undefined ? { segmentIntervalMs: o.segmentIntervalMs } : {}),
       };
-      await store.put(META, RESTORED_KEY, mark);
+      lost = restoreLoss(mark);
+      // The old history's clean stop (replayed, or in the archive) is not this store's: its engine has not run yet.
+      await store.batch([{ type: "put", ns: META, key: RESTORED_KEY, value: mark }, { type: "del", ns: META, key: STOP_KEY }]);
       // From here on this store has a history of its own: its new segments must never be read as the old one's.
       await store.newTimeline();
       if (older.size > 0) await markForReseal(store, [...older].sort((a, b) => a - b));
@@ -182,7 +198,7 @@ async function restoreFrom(archive: OpenedArchive, o: RestoreOptions, started: n
     manifest, records, replayed, ...(segments ? { segments } : {}), ...(segmentsSkipped ? { segmentsSkipped } : {}),
     ...(nodeWalletFile ? { nodeWalletFile } : {}), ...(older.size > 0 ? { olderKeyIds: [...older].sort((a, b) => a - b) } : {}),
     ...(stale.removed.length ? { staleRemoved: stale.removed } : {}), ...(stale.kept.length ? { staleKept: stale.kept } : {}),
-    ...(madePrivate ? { madePrivate } : {}),
+    ...(madePrivate ? { madePrivate } : {}), ...(lost ? { lost } : {}),
     ms: performance.now() - started,
   };
 }

@@ -10,6 +10,12 @@
 // check is HMAC-SHA256(frame key, u32 body length)'s first 4 bytes. A damaged length is found before it is trusted,
 // and a file of another timeline (another history, or another store under the same master key) fails under this one.
 //
+// A clean stop: the backup service's last write before it closes is a put of META "backup-stop" (STOP_KEY), an
+// ordinary frame (a reader of any version replays it as a record). A reader recognises it by its key, which is in
+// the clear, and a timeline whose last frame is one ends where its engine stopped cleanly: nothing was written after
+// it. Segments that end on any other frame end where the engine died, with up to an interval (more while the backup
+// disk failed) written and never shipped.
+//
 // Version 1, the first format (its magic ended in "\n", read as the version byte), is still read:
 //   "RUNIGUN-SEGMENT\n" | key id u32 | key check 8, frames u32 body length | body | HMAC-SHA256(segment key, body).
 // Nothing in it covers the length or names the timeline, so a version-1 file cannot tell a damaged length (in its
@@ -19,7 +25,7 @@ import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { mkdir, open, stat, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
-import type { EncryptedStore, RawOp } from "../store/db.ts";
+import { EncryptedStore, META, type RawOp } from "../store/db.ts";
 import type { KeyRing } from "../store/keyring.ts";
 import { BackupError, FileReader, backupMacKey, keyCheck, refuseRetired, writeFully } from "./format.ts";
 
@@ -33,6 +39,13 @@ const HEADER = HEADER_V1 + 12 + HEADER_MAC;
 const NAME_RE = /^seg-([0-9a-f]{12})-(\d{16})\.rgs$/;
 const LENGTH_CHECK = 4;
 const MAC = 32;
+
+/** The store record (in META) of a clean stop: see the top of this file. */
+export const STOP_KEY = "backup-stop";
+const STOP_RECORD = EncryptedStore.recordKey(META, STOP_KEY);
+
+/** Whether a frame holds a clean stop's record (the last write of a clean close). */
+const isStop = (ops: readonly RawOp[]): boolean => ops.some((o) => o.type === "put" && o.key === STOP_RECORD);
 
 /** What an operator is told when the backup directory itself is not there (a disk not mounted, its mount point gone). */
 export const missingBackupDir = (dir: string): string =>
@@ -155,6 +168,17 @@ export interface SegmentsEnd {
   last: number;
   /** A torn last frame (the writer died mid-append) is normal; anything else is damage and is reported. */
   stop?: { file: string; reason: string };
+  /**
+   * The last frame, at `last` (replayed, or already in the archive at its position), is a clean stop's record: the
+   * engine wrote nothing after it. Absent when the segments end on anything else (a crash's end: the last interval
+   * before it may never have been shipped).
+   */
+  cleanStop?: true;
+  /**
+   * The segments hold the frame at `last` (replayed, or at the archive's position): they are this store's history up
+   * to there. Absent when they hold nothing of it from the archive's position on (another directory, an empty one).
+   */
+  holdsLast?: true;
 }
 
 /**
@@ -163,6 +187,10 @@ export interface SegmentsEnd {
  */
 export async function readSegments(dir: string, keyring: KeyRing, timeline: string, after: number, onFrame: (f: SegmentFrame) => Promise<void>): Promise<SegmentsEnd> {
   let last = after;
+  /** Whether the frame at `last` is a clean stop's record, and whether it was read at all (see SegmentsEnd). */
+  let clean = false;
+  let holds = false;
+  const end = (): SegmentsEnd => ({ last, ...(clean ? { cleanStop: true } : {}), ...(holds ? { holdsLast: true } : {}) });
   const files = listSegments(dir, timeline);
   for (let i = 0; i < files.length; i++) {
     const { name, first } = files[i]!;
@@ -206,22 +234,39 @@ export async function readSegments(dir: string, keyring: KeyRing, timeline: stri
             // A torn tail is what a crash (or a failed write, retried in a new file) leaves mid-append: normal at
             // the end of the newest file, or when the next file takes over from here; anything else is damage. (In
             // the current version the length was checked first: a damaged one never gets here.)
-            if (i === files.length - 1) return { last };
-            if (next !== undefined && next <= last + 1) break;
+            // Neither is a clean end: the torn frame was written after the one before it.
+            if (i === files.length - 1) {
+              clean = false;
+              return end();
+            }
+            if (next !== undefined && next <= last + 1) {
+              clean = false;
+              break;
+            }
             return { last, stop: { file: name, reason: `a frame after position ${last} (at byte ${at}) is cut short` } };
           }
           throw e;
         }
-        if (frame.position <= last) continue; // shipped twice (an earlier run's file overlaps): already applied
+        if (frame.position <= last) {
+          // Shipped twice (an earlier run's file overlaps): already applied. Or one the archive holds: the frame at its
+          // very position says whether the engine stopped cleanly there.
+          if (frame.position === last) {
+            clean = isStop(frame.ops);
+            holds = true;
+          }
+          continue;
+        }
         if (frame.position !== last + 1) return { last, stop: { file: name, reason: `positions ${last + 1}–${frame.position - 1} are missing (a gap in continuous backup)` } };
         await onFrame(frame);
         last = frame.position;
+        clean = isStop(frame.ops);
+        holds = true;
       }
     } finally {
       await fh.close();
     }
   }
-  return { last };
+  return end();
 }
 
 function decodeBody(body: Buffer): SegmentFrame {

@@ -14,7 +14,7 @@ import type { Logger } from "../log.ts";
 import { META, type EncryptedStore } from "../store/db.ts";
 import { writeFileDurably } from "../store/files.ts";
 import { runToken, writeArchive, type ArchiveInfo, type Manifest } from "./archive.ts";
-import { ensureBackupSubdir, lastShipped, listSegments, missingBackupDir, SegmentShipper, type ShipperOptions } from "./segments.ts";
+import { ensureBackupSubdir, lastShipped, listSegments, missingBackupDir, SegmentShipper, STOP_KEY, type ShipperOptions } from "./segments.ts";
 import { BackupError } from "./format.ts";
 import { RESTORED_KEY, type RestoredMark } from "./restore.ts";
 
@@ -165,7 +165,9 @@ export class BackupService {
       // A new, empty disk mounted at the backup directory: none of what came before is on it until a snapshot is.
       onDirRecreated: () => this.#repair(0),
     });
-    const shipped = await this.#shipper.attach(store);
+    await this.#shipper.attach(store);
+    await this.#endCleanStop();
+    const shipped = this.#shipper.shipped;
     // Kept in the store once (after attaching, so the record is shipped like any other).
     if (adopt) await store.put(META, TARGET_KEY, { id: adopt } satisfies Target);
     const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
@@ -191,6 +193,28 @@ export class BackupService {
       this.#timer.unref();
     }
     return { needsSnapshot };
+  }
+
+  /**
+   * The last run stopped cleanly (close): the backup disk's segments may end on its stop record, which tells a restore
+   * that nothing was written after it. Before this run writes anything more, a frame after it must be on the backup
+   * disk — a crash before the next interval's shipping, or while the backup disk is missing or failing, would
+   * otherwise restore as lossless and resume payouts with this run's writes unknown. The record is deleted (the frame)
+   * and shipped now; when that write does not reach the backup disk the engine does not start, and the record is put
+   * back, so the next start checks again.
+   */
+  async #endCleanStop(): Promise<void> {
+    const store = this.#o.store;
+    const stop = await store.get<unknown>(META, STOP_KEY);
+    if (stop === undefined) return;
+    await store.del(META, STOP_KEY);
+    const position = store.position;
+    await this.#shipper!.flush();
+    if (this.#shipper!.shipped >= position) return;
+    this.#shipper!.abandon();
+    this.#shipper = undefined;
+    await store.put(META, STOP_KEY, stop);
+    throw new BackupError("no_target", `continuous backup could not write to ${this.segmentsDir} at start (see the error before this). Its segments end on the last run's clean stop, so a restore from them would take this run's writes as never made, and resume payouts: the engine does not start until its first write is on the backup disk. Mount or fix the backup disk at ${this.dir}, then start again (or, to run without continuous backup until it is back, start with backup.dir empty: RUNIGUN_BACKUP_DIR=)`);
   }
 
   /**
@@ -497,6 +521,11 @@ export class BackupService {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     await this.#tail;
+    if (this.#shipper) {
+      // The last write of a clean stop, shipped with the rest (see segments.ts): a restore whose segments end on it
+      // knows nothing came after. Without it (this write failing, a crash) a restore says the last interval may be lost.
+      await this.#o.store.put(META, STOP_KEY, { at: Date.now() }).catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "the clean stop's record could not be written; a restore from this backup will say the last interval may be lost"));
+    }
     await this.#shipper?.close();
   }
 

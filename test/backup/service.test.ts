@@ -227,8 +227,14 @@ t.test("at start, a backup directory that is not this store's (a disk not mounte
   t.same(await start(), { needsSnapshot: true });
   t.same(alerts(), [], "said once: the directory is this store's now");
 
-  // The mount point itself gone: an alert, and it is not made.
+  // The mount point itself gone after a clean stop: the start is refused (its backup ends on that stop, and a crash of
+  // this run would restore from it as lossless), with the alert, and the directory is not made.
   rmSync(backup, { recursive: true });
+  await t.rejects(start(), { code: "no_target", message: /clean stop/ });
+  t.match(alerts()[0], /missing or not mounted.*not made on the engine's own disk/);
+  t.notOk(existsSync(backup), "not made in its place");
+  // After a run that died (no clean stop): an alert, and it is not made; the engine goes on.
+  await store.del(META, "backup-stop");
   t.same(await start(), { needsSnapshot: true });
   t.equal(alerts().length, 1);
   t.match(alerts()[0], /missing or not mounted.*not made on the engine's own disk/);
