@@ -402,19 +402,20 @@ export class NodeGateway {
    * sat/vB for the target; without an estimate (regtest, a node that has not watched the mempool for long) the
    * configured fallback. Never below the node's mempool minimum fee (a full mempool raises it): a batch under it is
    * refused at build time. Capped at `withdrawals.maxFeeRateSatVb`, after that floor: with the floor above the cap the
-   * rate is the cap, and the payout actor builds nothing while the mempool refuses it (payout.ts, flush: the payouts
-   * stay queued, operators are alerted once), rather than paying more than operators allowed.
+   * rate is the cap, and the payout actor, reading the same floor (feeFloorOf), funds nothing while the rate is below
+   * it (payout.ts, flush: the payouts stay queued, operators are alerted once), rather than paying more than operators
+   * allowed.
    */
   async estimateFeeRate(confTarget: number): Promise<bigint> {
     const w = this.#o.config.withdrawals;
     const [r, pool] = await Promise.all([
       this.call<{ feerate?: number; errors?: string[] }>("estimatesmartfee", [confTarget]),
-      this.call<{ mempoolminfee?: number }>("getmempoolinfo", []).catch(() => undefined),
+      this.call<MempoolInfo>("getmempoolinfo", []).catch(() => undefined),
     ]);
     // BTC/kvB → sat/vB, rounded up so a quote never undershoots.
     const perVb = (btcPerKvb: number) => (btcNumberToSats(btcPerKvb) + 999n) / 1000n;
     let rate = r.feerate === undefined ? BigInt(w.fallbackFeeRateSatVb) : perVb(r.feerate);
-    const floor = pool?.mempoolminfee === undefined ? 0n : perVb(pool.mempoolminfee);
+    const floor = (feeFloorOf(pool).satPerKvb + 999n) / 1000n;
     if (rate < floor) rate = floor;
     const max = BigInt(w.maxFeeRateSatVb);
     return rate < 1n ? 1n : rate > max ? max : rate;
@@ -742,6 +743,25 @@ export function clockSkew(nowMs: number, mediantime: number, syncing = false): {
     return { direction: "ahead", ms, message: `the host clock is ${hours(ms)} ahead of the median time of bitcoind's tip (more than ${hours(CLOCK_AHEAD_MAX_MS)}): ${why}, or see why bitcoind is that far behind the chain (no peers?)` };
   }
   return undefined;
+}
+
+/** What the engine reads of `getmempoolinfo`: BTC/kvB. */
+export interface MempoolInfo {
+  mempoolminfee?: number;
+  minrelaytxfee?: number;
+}
+
+/**
+ * The lowest fee rate the node's mempool takes now, in sat/kvB (0 when its answer says nothing): the higher of its
+ * relay minimum (-minrelaytxfee) and the mempool's own minimum, raised while it is full. `full`: whether the mempool's
+ * minimum is the higher (its reason is then "mempool min fee not met", else "min relay fee not met"). A transaction
+ * paying less is refused whatever else is right with it: estimateFeeRate never quotes below it, and the payout actor
+ * builds nothing while the rate it may pay (capped) is below it (payout.ts, flush).
+ */
+export function feeFloorOf(info: MempoolInfo | undefined): { satPerKvb: bigint; full: boolean } {
+  const relay = info?.minrelaytxfee === undefined ? 0n : btcNumberToSats(info.minrelaytxfee);
+  const pool = info?.mempoolminfee === undefined ? 0n : btcNumberToSats(info.mempoolminfee);
+  return pool > relay ? { satPerKvb: pool, full: true } : { satPerKvb: relay, full: false };
 }
 
 /** The node wallet's label of deposit addresses not handed out yet (one handed out is labelled with its owner). */

@@ -165,14 +165,15 @@ export interface PayoutHealth {
   failedFlushes: number;
   /** When the first of those failed; null with none failing. */
   failingSince: number | null;
-  /** The last failed flush's error, as the node gave it. */
+  /** The last failed flush's error, as the node (or the store, for a write that failed) gave it. */
   lastFlushError: string | null;
   /**
-   * Flushes end without building anything because the node's mempool refuses a batch for its fee at the highest rate
-   * allowed (withdrawals.maxFeeRateSatVb below the mempool's minimum fee): since when, and the node's reason. Null
-   * once a batch is taken again.
+   * Payouts wait for the node's fee floor: flushes end without building anything because the highest rate allowed
+   * (withdrawals.maxFeeRateSatVb) is below the mempool's minimum fee, and/or batches already signed and recorded
+   * (`batches`) are refused by the mempool for their fee alone — kept as they are and sent again at every block. Since
+   * when, and the node's reason (the latest). Null once a batch is taken again and none recorded is refused so.
    */
-  feeWait: { since: number; why: string } | null;
+  feeWait: { since: number; why: string; batches: string[] } | null;
 }
 
 export type PayoutCommand =

@@ -12,6 +12,8 @@ import type { EncryptedStore, StoreOp } from "../store/db.ts";
 import { idMap } from "./idmap.ts";
 import { CopyOnWrite, EMPTY_ROW, emptyLevel, entriesOf, levelOf, lookup, type Level } from "./shards.ts";
 import { Shelf } from "../store/shelf.ts";
+import { StoreError } from "../store/errors.ts";
+import { feeFloorOf, type MempoolInfo } from "./node.ts";
 import { cancelTxids, type Batch, type Cancel, type Payout, type PayoutCommand, type PayoutEvent, type PayoutHealth, type PayoutState, type PayoutSummary, type ReleaseAnswer } from "./payout.messages.ts";
 
 export * from "./payout.messages.ts";
@@ -24,8 +26,12 @@ export interface PayoutNode {
 }
 
 export interface PayoutHooks {
-  /** Tell the owning wallet; the wallet dedupes, so repeats are harmless. */
-  broadcast(userKey: string, id: string, txid: string): void;
+  /**
+   * Tell the owning wallet; the wallet dedupes, so repeats are harmless. Resolves true once the wallet took it, false
+   * if it did not (busy, timed out: it is told again at the next send of the batch, see tellBroadcast); a hook that
+   * returns nothing counts as delivered.
+   */
+  broadcast(userKey: string, id: string, txid: string): Promise<boolean> | void;
   /**
    * Tell the owning wallet the payout is settled. `sync` waits for the answer: true once the wallet has journalled
    * the settlement (or had already), a refusal if it will not.
@@ -693,7 +699,7 @@ function summary(id: string, s: PayoutBook): PayoutSummary {
  */
 function reannounce(id: string, p: Payout, s: PayoutBook, o: PayoutOptions): void {
   const b = p.batch ? s.batch(p.batch) : undefined;
-  if (b?.status === "broadcast") o.hooks.broadcast(p.userKey, id, b.txid);
+  if (b?.status === "broadcast") void o.hooks.broadcast(p.userKey, id, b.txid);
 }
 
 /**
@@ -716,6 +722,7 @@ async function flush(
   // Anything signed but not yet broadcast goes out first: those coins are spoken for. Batches already broadcast are
   // sent again by sync, once a block: sending each of them at every flush (the batch timer's too) did nothing more.
   await rebroadcastAll(get, commit, o, now, "signed");
+  const w = watchOf(o);
   let built = 0;
   // Payouts the node would not fund even alone, this time: they wait for the next flush and hold no one else up.
   const unfunded = new Set<string>();
@@ -737,7 +744,7 @@ async function flush(
       .sort((a, b) => a[1].at - b[1].at);
     if (queued.length === 0) {
       // None left to build (given back, held): none waits for the fee floor either.
-      watchOf(o).feeWait = undefined;
+      w.feeWait = undefined;
       return built;
     }
     // One output per address per transaction: bitcoind refuses a destination twice, however it is spelled.
@@ -746,7 +753,18 @@ async function flush(
       const to = canonicalAddress(p.address);
       return seen.has(to) ? false : (seen.add(to), true);
     }).slice(0, most);
-    const rate = await o.feeRate();
+    // The node's floor, read with the rate (one round trip): the rate is capped (withdrawals.maxFeeRateSatVb), the floor
+    // is not, and a batch below it is refused by the mempool whatever else is right with it.
+    const [rate, pool] = await Promise.all([o.feeRate(), mempoolInfo(o)]);
+    const floor = feeFloorOf(pool);
+    if (rate * 1000n < floor.satPerKvb) {
+      // Nothing is funded: each funding takes a new key from the node wallet's change chain (bitcoind keeps it even for a
+      // transaction nobody sends), and a flush per block through a long fee spike walked that chain past what a restored
+      // copy of the wallet looks ahead for, leaving its real change unseen (node.ts, soloFee). The payouts stay queued.
+      const why = `${floor.full ? "mempool min fee not met" : "min relay fee not met"}: the node's minimum is ${satPerVb(floor.satPerKvb)} sat/vB (getmempoolinfo), above the ${rate} sat/vB allowed`;
+      waitForFees(why, pick.length, rate, o, now);
+      return built;
+    }
     const outputs = pick.map(([, p]) => ({ [p.address]: satsToBtcString(p.amount) }));
     let funded: { psbt: string; fee: number; changepos: number };
     try {
@@ -756,7 +774,8 @@ async function flush(
         // Only coins as deep as a deposit must be to be credited: a younger one is a deposit nobody has yet (a reorg
         // that double-spends it would invalidate the batch, and every payout in it). bitcoind applies this to every
         // coin, the batches' own change too: that waits as long (and never was spent unconfirmed: minconf 1 before).
-        [], outputs, 0, { fee_rate: Number(rate), replaceable: true, change_type: "bech32", minconf: o.confirmations },
+        // The change address of a batch the mempool refused for its fee, if one is kept (see below); else bitcoind's next.
+        [], outputs, 0, { fee_rate: Number(rate), replaceable: true, ...(w.change ? { changeAddress: w.change } : { change_type: "bech32" }), minconf: o.confirmations },
       ]);
     } catch (e) {
       // The node could not be asked, or cannot answer now (restarting, its wallet not loaded): the whole flush waits.
@@ -791,11 +810,17 @@ async function flush(
       // house, and its users had to withdraw again. Nothing is journalled instead: these bytes went only to
       // testmempoolaccept, which neither keeps nor relays them, and the funding locked no coin (no lockUnspents), so
       // nothing of them is in the node's wallet; they are dropped here and can never be mined. The payouts stay queued,
-      // and a later flush builds them anew, at the rate of its time, once the mempool takes it.
+      // and a later flush builds them anew, at the rate of its time, once the mempool takes it. The floor was read
+      // above, so this is a floor that rose since (or a node that did not say): the change key this funding took is
+      // kept, and the next one pays its change there rather than taking another (see the check of the floor above).
+      if (funded.changepos >= 0) {
+        const out = (await o.node.call<{ vout: RawOutput[] }>("decoderawtransaction", [final.hex])).vout[funded.changepos];
+        w.change ??= out?.scriptPubKey.address;
+      }
       waitForFees(verdict["reject-reason"]!, pick.length, rate, o, now);
       return built;
     }
-    watchOf(o).feeWait = undefined;
+    w.feeWait = undefined;
     const fee = btcNumberToSats(funded.fee);
     const ids = pick.map(([id]) => id);
     const shares = feeShares(fee, pick.map(([, p]) => p.quotedFee));
@@ -803,6 +828,8 @@ async function flush(
     const inputs = outpoints(await batchInputs(final.hex, o));
     // Journal the signed bytes and txid BEFORE broadcasting: after a crash we rebroadcast these, never re-sign.
     await commit([{ t: "signed", batch, ids, hex: final.hex, txid: verdict.txid, fee: fee.toString(), shares: shares.map(String), at: now(), inputs }]);
+    // Its change went to the kept address: the next batch takes a fresh one (one without change leaves it unused, kept).
+    if (funded.changepos >= 0) w.change = undefined;
     step("recorded");
     if (!verdict.allowed) {
       await markStuck(batch, `the node's mempool refuses it: ${verdict["reject-reason"] ?? "unknown reason"}`, get, commit, o, now);
@@ -818,29 +845,37 @@ async function flush(
 }
 
 /**
- * Failed flushes in a row are alerted at the first (after one that ran) and then at most this often, with the node's
- * error: a flush fails at every block while the cause lasts (the node wallet's passphrase changed on the node, say), and
- * a warning per block was all operators had.
+ * Failed flushes are alerted at most this often, with the error: a flush fails at every block while the cause lasts
+ * (the node wallet's passphrase changed on the node, say), and a warning per block was all operators had. Counted
+ * across flushes that run in between: a node that fails one flush in two (timeouts) paged at every failure.
  */
 const FLUSH_ALERT_EVERY_MS = 3600_000;
 
-/** A flush failed (thrown by the node, or the signing): counted, and alerted as FLUSH_ALERT_EVERY_MS says. */
+/** A flush failed (thrown by the node, the signing, or the store): counted, and alerted as FLUSH_ALERT_EVERY_MS says. */
 function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => number): void {
   const w = watchOf(o), t = now(), why = e.message;
-  const f = (w.failing ??= { count: 0, since: t, lastError: why, alertedAt: -Infinity });
+  const f = (w.failing ??= { count: 0, since: t, lastError: why });
   f.count++;
   f.lastError = why;
   const h = healthOf(s, o, now);
   const detail = { failedFlushes: f.count, since: new Date(f.since).toISOString(), why, queued: h.queued, ...(h.oldestQueuedAgeS !== null ? { oldestQueuedAgeS: h.oldestQueuedAgeS } : {}) };
-  if (t - f.alertedAt < FLUSH_ALERT_EVERY_MS) {
+  if (t - w.flushAlertedAt < FLUSH_ALERT_EVERY_MS) {
     o.log.warn(detail, "payout flush failed again; queued payouts wait, tried again at the next block");
     return;
   }
-  f.alertedAt = t;
+  w.flushAlertedAt = t;
+  // The journal's write failed (the disk full or failing): the node did its part, and nothing was sent.
+  if (e instanceof StoreError) {
+    o.hooks.alert("payouts are not being built: the flush could not write to the store (the store's error is `why`); nothing was sent, queued payouts wait and are tried again at every block. Free space or fix the disk: writes resume by themselves", detail);
+    return;
+  }
   o.hooks.alert("payouts are not being built: the flush failed (the node's error is `why`); queued payouts wait and are tried again at every block. Fix what the node says (the node wallet's passphrase changed on the node: configure the new one and restart; the wallet locked, missing, out of coins)", detail);
 }
 
-/** A flush ran to its end (whether it built anything or not): failures before it are over. */
+/**
+ * A flush ran to its end (whether it built anything or not): failures before it are over. When the last alert was is
+ * kept (Watch.flushAlertedAt): a failure soon after is a warning, not another page.
+ */
 function flushRan(o: PayoutOptions): void {
   const w = watchOf(o);
   if (!w.failing) return;
@@ -861,8 +896,25 @@ function healthOf(s: PayoutBook, o: PayoutOptions, now: () => number): PayoutHea
   return {
     queued, oldestQueuedAt: oldest, oldestQueuedAgeS: oldest === null ? null : Math.max(0, Math.floor((now() - oldest) / 1000)),
     failedFlushes: w.failing?.count ?? 0, failingSince: w.failing?.since ?? null, lastFlushError: w.failing?.lastError ?? null,
-    feeWait: w.feeWait ? { ...w.feeWait } : null,
+    feeWait: feeWaitOf(w),
   };
+}
+
+/** The flush's wait and the recorded batches the mempool refuses for their fee, as one (see PayoutHealth.feeWait). */
+function feeWaitOf(w: Watch): PayoutHealth["feeWait"] {
+  const waits = [...(w.feeWait ? [w.feeWait] : []), ...w.feeRefused.values()];
+  if (waits.length === 0) return null;
+  const latest = waits.reduce((a, b) => (b.at > a.at ? b : a));
+  return { since: Math.min(...waits.map((x) => x.since)), why: latest.why, batches: [...w.feeRefused.keys()] };
+}
+
+/** The node's getmempoolinfo, or undefined where it does not answer it (testmempoolaccept is the guard then). */
+const mempoolInfo = (o: PayoutOptions) => o.node.call<MempoolInfo>("getmempoolinfo", []).catch(() => undefined);
+
+/** sat/kvB as sat/vB, to the sat/kvB ("5", "1.01"). */
+function satPerVb(satPerKvb: bigint): string {
+  const frac = (satPerKvb % 1000n).toString().padStart(3, "0").replace(/0+$/, "");
+  return `${satPerKvb / 1000n}${frac ? `.${frac}` : ""}`;
 }
 
 /**
@@ -875,10 +927,12 @@ const feeRefused = (reason: string | undefined) => /min relay fee not met|mempoo
 function waitForFees(why: string, outputs: number, rate: bigint, o: PayoutOptions, now: () => number): void {
   const w = watchOf(o);
   if (w.feeWait) {
+    w.feeWait.why = why;
+    w.feeWait.at = now();
     o.log.info({ why, outputs, feeRateSatVb: rate.toString() }, "payouts still wait: the node's mempool refuses a batch at the highest fee rate allowed");
     return;
   }
-  w.feeWait = { since: now(), why };
+  w.feeWait = { since: now(), at: now(), why };
   o.hooks.alert("payouts wait: the node's mempool refuses a batch at the highest fee rate allowed (withdrawals.maxFeeRateSatVb), its minimum fee is above it. Nothing was sent or recorded; the payouts stay queued and are built again at every block. Raise withdrawals.maxFeeRateSatVb above the mempool's minimum fee (getmempoolinfo: mempoolminfee) to pay them now, or wait for that minimum to fall", { why, feeRateSatVb: rate.toString() });
 }
 
@@ -897,13 +951,27 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
         if (mined) {
           // In a block already: out of the node's wallet (in flight for the watchdog) until sync confirms it. Its
           // wallets are told, with the transaction in the block.
+          watchOf(o).feeRefused.delete(batch);
           if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
           tellBroadcast(batch, mined.txid, get, o);
           return false;
         }
         // Replaced by a transaction of the node's wallet the book did not make (a fee bump made on the node by hand):
         // followed from now on if it pays the batch's payouts exactly (see adoptRival).
-        if (await adoptRival(batch, get, commit, o, now)) return false;
+        if (await adoptRival(batch, get, commit, o, now)) {
+          watchOf(o).feeRefused.delete(batch);
+          return false;
+        }
+        if (feeRefused(err.message)) {
+          // Refused for its fee alone: the mempool's floor is above what it pays (a node restarted with a higher
+          // -minrelaytxfee, a fee spike that evicted it). Nothing else is wrong with it (bitcoind checks its inputs
+          // first), and it is recorded: it stays as it is and is sent again at every block (sync), going out once the
+          // floor falls back. Marked stuck, it was never sent again, and each such batch needed an operator. One the
+          // node's wallet never took (signed) leaves its coins free in the wallet's eyes: a later batch may spend them,
+          // and its next send is then refused for that (missing inputs), and it is marked stuck below, as before.
+          feeRefusedBatch(batch, `${err.code}: ${err.message ?? ""}`, o, now);
+          return false;
+        }
         // The node's wallet has it, in no block (sent before, then dropped from the mempool: fees rose, it expired):
         // a fee bump sends it again and pays the users. One the wallet never had can only be released.
         const next = !latest ? "the node's wallet never had it: release it"
@@ -915,22 +983,55 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
     }
   }
   if (b.status === "signed") await commit([{ t: "broadcast", batch, at: now() }]);
+  const w = watchOf(o);
+  if (w.feeRefused.delete(batch)) o.log.warn({ batch, txid: b.txid }, "a payout batch the mempool refused for its fee is taken again");
   tellBroadcast(batch, b.txid, get, o);
   return true;
 }
 
 /**
- * Tells a batch's wallets it is out, with this transaction: once per batch and transaction in this life of the engine.
- * Every send of it again (sync's, at every block) told them all again, and woke every one of those wallets each time,
- * for nothing (they dedupe). A wallet still learns it after a crash: the first sync after the start sends every batch
- * not yet confirmed and tells each once (this memory starts empty), and a wallet re-submitting the payout (at its
- * activation) is answered by reannounce.
+ * A recorded batch whose (re)broadcast the mempool refuses for its fee alone: kept (signed or broadcast), under the
+ * fee wait (the status), sent again at every block. Operators are alerted once per batch while it lasts.
+ */
+function feeRefusedBatch(batch: string, why: string, o: PayoutOptions, now: () => number): void {
+  const w = watchOf(o), was = w.feeRefused.get(batch);
+  if (was) {
+    was.why = why;
+    was.at = now();
+    o.log.info({ batch, why }, "a payout batch is still refused by the node's mempool for its fee; sent again at the next block");
+    return;
+  }
+  w.feeRefused.set(batch, { since: now(), at: now(), why });
+  o.hooks.alert("a payout batch already signed is refused by the node's mempool for its fee alone: the mempool's minimum fee is above what it pays (raising withdrawals.maxFeeRateSatVb does not change a batch already signed). It is kept as it is and sent again at every block, and goes out once that minimum falls back; to send it sooner, bump its fee above the mempool's minimum (getmempoolinfo: mempoolminfee), if the node's wallet has it", { batch, why });
+}
+
+/**
+ * Tells a batch's wallets it is out, with this transaction: each once per batch and transaction in this life of the
+ * engine, once its wallet took it. Every send of it again (sync's, at every block) told them all again, and woke every
+ * one of those wallets each time, for nothing (they dedupe). A wallet that did not take it (busy, timed out: the hook
+ * answers false) is told at the next send; marked told before the answer, it missed it for the rest of the run. The
+ * send is not waited for (the flush goes on); one under way is not made again. A wallet still learns it after a crash:
+ * the first sync after the start sends every batch not yet confirmed and tells each once (this memory starts empty),
+ * and a wallet re-submitting the payout (at its activation) is answered by reannounce.
  */
 function tellBroadcast(batch: string, txid: string, get: () => PayoutBook, o: PayoutOptions): void {
   const told = watchOf(o).told;
-  if (told.get(batch) === txid) return;
-  told.set(batch, txid);
-  for (const id of get().batch(batch)!.ids) o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
+  let t = told.get(batch);
+  if (t?.txid !== txid) told.set(batch, (t = { txid, ids: new Set(), asking: new Set() }));
+  const entry = t;
+  for (const id of get().batch(batch)!.ids) {
+    if (entry.ids.has(id) || entry.asking.has(id)) continue;
+    const answer = o.hooks.broadcast(get().payout(id)!.userKey, id, txid);
+    if (!answer) {
+      entry.ids.add(id);
+      continue;
+    }
+    entry.asking.add(id);
+    void answer.then((took) => took, () => false).then((took) => {
+      entry.asking.delete(id);
+      if (took) entry.ids.add(id);
+    });
+  }
 }
 
 async function markStuck(batch: string, reason: string, get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
@@ -983,13 +1084,16 @@ async function minedTx(b: Batch, o: PayoutOptions): Promise<{ mined?: { txid: st
  * inputs as spent and their change as nothing (a transaction in no block and no mempool is not trusted), yet they
  * are the engine's coins until a fee bump pays the users or a release spends them back. Without them the watchdog
  * would see a hole of the whole batch, and pause every payout, for one batch waiting for a bump.
- * `sats`: the sum of those transactions' inputs (their outputs plus their fee); `batches`: which.
+ * `sats`: the sum of those transactions' inputs (their outputs plus their fee); `batches`: which. A batch still
+ * signed or broadcast that is dropped so (the mempool refuses it for its fee: it waits, sent again at every block; see
+ * broadcast) has its payouts in flight already, their amounts and fees off the books: only its change counts here.
  */
 export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "call">): Promise<{ sats: bigint; batches: string[] }> {
   let sats = 0n;
   const batches: string[] = [];
   for (const [batch, b] of Object.entries(liveBatches(state))) {
-    if (b.status !== "stuck" && b.status !== "cancelling") continue;
+    if (b.status === "confirmed" || b.status === "released") continue;
+    const inFlight = b.status === "signed" || b.status === "broadcast";
     // One of these holds the batch's coins in the wallet's view; they all spend the same coins (a fee bump and a
     // cancellation spend them again), so at most one counts.
     const candidates = [...(b.cancel?.txid ? [b.cancel.txid, ...(b.cancel.earlier ?? [])] : []), b.txid, ...b.replaced];
@@ -1000,8 +1104,10 @@ export async function strandedCoins(state: PayoutState, node: Pick<PayoutNode, "
       if (await unlessUnknown(node.call("getmempoolentry", [txid]))) break;
       if (await heldByRival(tx, node)) break;
       const decoded = await node.call<{ vout: Array<{ value: number }> }>("decoderawtransaction", [tx.hex]);
-      let value = btcNumberToSats(Math.abs(tx.fee ?? 0));
+      let value = inFlight ? 0n : btcNumberToSats(Math.abs(tx.fee ?? 0));
       for (const out of decoded.vout) value += btcNumberToSats(out.value);
+      // Every version pays the same payouts: what is left is its change.
+      if (inFlight) for (const id of b.ids) value -= payoutOf(state, id)?.amount ?? 0n;
       sats += value;
       batches.push(batch);
       break;
@@ -1078,9 +1184,14 @@ async function sync(get: () => PayoutBook, commit: Commit, o: PayoutOptions, now
     }
   }
   if (confirmed > 0) step("confirmed");
-  // Batches confirmed or released are not sent again: their wallets' "told" is forgotten.
-  const told = watchOf(o).told;
+  // Batches confirmed or released are not sent again: their wallets' "told" is forgotten. Nor is one that left the fee
+  // wait another way (in a block, stuck, released) still waiting for it.
+  const { told, feeRefused: refused } = watchOf(o);
   for (const batch of told.keys()) if (!(batch in get().liveBatches)) told.delete(batch);
+  for (const batch of refused.keys()) {
+    const status = get().liveBatches[batch]?.status;
+    if (status !== "signed" && status !== "broadcast") refused.delete(batch);
+  }
   const settled = await settleWallets(get, commit, o, now);
   await prune(get, commit, o, now);
   await watchConfirmed(get, o);
@@ -1126,19 +1237,34 @@ interface Watch {
   unmined: Map<string, { since: number; told: Set<string> }>;
   /** "batch txid": transactions that replaced a batch's and were not adopted, operators told (see adoptRival). */
   rivals: Set<string>;
-  /** Live batches whose wallets were told they are out, with the transaction they were told of (see tellBroadcast). */
-  told: Map<string, string>;
+  /**
+   * Live batches whose wallets were told they are out: the transaction they were told of, the payouts whose wallet
+   * took it, and those being told now (see tellBroadcast).
+   */
+  told: Map<string, { txid: string; ids: Set<string>; asking: Set<string> }>;
   /** Flushes failing in a row (see flushFailed); undefined once one runs to its end. */
-  failing?: { count: number; since: number; lastError: string; alertedAt: number };
-  /** Flushes ending without a batch because the mempool refuses the fee rate allowed (see waitForFees); since when, why. */
-  feeWait?: { since: number; why: string };
+  failing?: { count: number; since: number; lastError: string };
+  /** When a failed flush was last alerted; kept when flushes run again (see FLUSH_ALERT_EVERY_MS). */
+  flushAlertedAt: number;
+  /**
+   * Flushes ending without a batch because the mempool's floor is above the fee rate allowed (see waitForFees): since
+   * when, the latest reason and when it was seen.
+   */
+  feeWait?: { since: number; at: number; why: string };
+  /** Recorded batches whose (re)broadcast the mempool refuses for their fee alone (see feeRefusedBatch), as feeWait. */
+  feeRefused: Map<string, { since: number; at: number; why: string }>;
+  /**
+   * The change address of a batch the mempool refused for its fee after it was funded (see flush): the next batch pays
+   * its change there, so a run of such refusals takes one key of the node wallet's change chain, not one each.
+   */
+  change?: string;
 }
 
 const watches = new WeakMap<PayoutOptions, Watch>();
 
 function watchOf(o: PayoutOptions): Watch {
   let w = watches.get(o);
-  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set(), told: new Map() }));
+  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set(), told: new Map(), flushAlertedAt: -Infinity, feeRefused: new Map() }));
   return w;
 }
 
@@ -1506,8 +1632,12 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
   const b = get().batch(batch);
   if (!b) return refuse("not_found", `No payout batch ${batch}.`);
   if (b.status === "released") return { batch, status: "released" };
-  if (b.status !== "stuck" && b.status !== "cancelling") {
-    return refuse("not_allowed", `Batch ${batch} is ${b.status}, not stuck: only a stuck batch can be released (a batch in the mempool can have its fee bumped).`);
+  // One the mempool refuses for its fee alone waits for the floor, signed or broadcast, not stuck (see broadcast): an
+  // operator may still give it up rather than wait (a floor raised for good, a batch the node's wallet never took,
+  // which cannot be bumped).
+  const feeWait = (b.status === "signed" || b.status === "broadcast") && watchOf(o).feeRefused.has(batch);
+  if (b.status !== "stuck" && b.status !== "cancelling" && !feeWait) {
+    return refuse("not_allowed", `Batch ${batch} is ${b.status}, not stuck: only a stuck batch can be released (or one the mempool refuses for its fee; a batch in the mempool can have its fee bumped).`);
   }
   const { mined } = await minedTx(b, o);
   if (mined) return refuse("not_allowed", `Batch ${batch} is in a block (${mined.txid}): it is paid, and confirmed at the next blocks.`);
@@ -1812,6 +1942,10 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
     const after = get().batch(batch);
     if (after && after.txid !== decoded.txid) {
       return refuse("not_allowed", `The node has another fee bump of batch ${batch} (${after.txid}), made outside the engine, which pays its payouts exactly: the batch follows it now; check GET /payouts before bumping again.`);
+    }
+    const fees = watchOf(o).feeRefused.get(batch);
+    if (after?.txid === decoded.txid && fees) {
+      return refuse("not_allowed", `The node's mempool refuses the replacement for its fee (${fees.why}): its minimum fee is above ${feeRate} sat/vB. Batch ${batch} keeps it and sends it again at every block; bump again at a rate above the mempool's minimum (getmempoolinfo: mempoolminfee) to send it now.`);
     }
     if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);
     return refuse("not_allowed", `The node refused the replacement (${after.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);

@@ -29,30 +29,33 @@ t.test("release after a fee bump that added an input spent since by a later batc
   const ftx = await te.node.fund(addr2.address, "0.5");
   await te.node.rpc("generateblock", [await te.node.outsideAddress(), [ftx]]);
   await te.poke();
-  // A dropped from the node's mempool (the fee floor rose, a restart): stuck, "bump its fee".
+  // A dropped from the node's mempool (the fee floor rose, a restart): refused for its fee, it waits, broadcast.
   await te.node.flush();
   await te.node.restart(["-minrelaytxfee=0.0003", "-persistmempool=0"]);
   await te.engine.payouts.sync();
-  t.match((await te.engine.payouts.state()).batches[batch], { status: "stuck" });
+  t.match((await te.engine.payouts.state()).batches[batch], { status: "broadcast" });
   // The operator bumps; the engine dies right after journalling the replacement.
   crash.at = "bump_recorded";
   await te.engine.payouts.bump(batch, 60n).catch(() => undefined);
   t.equal(crash.hits, 1, "crashed with the replacement journalled, not sent");
-  // The node comes back with a higher floor still; the engine restarts: the replacement is refused at its broadcast.
+  // The node comes back with a higher floor still; the engine restarts: the replacement is refused at its broadcast,
+  // for its fee: it waits, signed (the node's wallet never took it, so its coins look free to the wallet).
   await te.node.flush();
   await te.node.restart(["-minrelaytxfee=0.001", "-persistmempool=0"]);
   await te.restart();
   const b1 = (await te.engine.payouts.state()).batches[batch]!;
-  t.equal(b1.status, "stuck");
+  t.equal(b1.status, "signed");
   t.same(b1.replaced, [a.txid], "the original is the version the bump replaced");
   const a2In = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b1.hex], "engine")).vin;
   t.equal(a2In.length, 2, "the replacement added an input");
   const added = a2In.find((i) => !aIn.some((x) => x.txid === i.txid && x.vout === i.vout))!;
-  // The next batch funds from the coin the bump had added (the node never took the replacement), and is mined.
+  // The next batch funds from the coin the bump had added (the node never took the replacement), and is mined; the
+  // block's sync sends the replacement again, refused now for that spend: stuck.
   await withdraw(te.engine.relay, u2, await te.node.outsideAddress(), "0.1");
   await te.engine.payouts.flush();
   await te.mine(1);
   t.equal(await te.node.rpc("gettxout", [added.txid, added.vout, false], "engine"), null, "the added coin is spent in a block");
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck", "the replacement can never be mined now: stuck");
   t.not(await te.node.rpc("gettxout", [aIn[0]!.txid, aIn[0]!.vout, true], "engine"), null, "the original's coin is unspent: it can still be mined");
 
   const r = await te.engine.payouts.release(batch, 110n, "never taken by the node");

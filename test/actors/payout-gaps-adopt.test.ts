@@ -67,7 +67,7 @@ t.test("a replacement made on the node that does not pay the batch's payouts: no
   t.same(lines.filter((l) => l.batch === batch && /not adopted.*still so/.test(l.msg)), [], "not repeated at the next sync");
 });
 
-t.test("an operator's bumpfee on the node of a stuck batch (dropped from the mempool), mined before the engine looks: adopted, then confirmed; paid once", async (t) => {
+t.test("an operator's bumpfee on the node of a batch dropped from the mempool (waiting for the fee floor), mined before the engine looks: adopted and confirmed; paid once", async (t) => {
   const { lines, log } = capture();
   const te = await startTestEngine({ watchdog: { toleranceSats: "20000" } }, { log });
   t.teardown(() => te.stop());
@@ -76,11 +76,14 @@ t.test("an operator's bumpfee on the node of a stuck batch (dropped from the mem
   await te.node.flush();
   await te.node.restart(["-minrelaytxfee=0.0003", "-persistmempool=0"]);
   await te.engine.payouts.sync();
-  t.match((await te.engine.payouts.state()).batches[batch], { status: "stuck", reason: /bump its fee/ });
+  // Refused for its fee alone: it waits, broadcast (payout-rereview-evict.test.ts).
+  t.match((await te.engine.payouts.state()).batches[batch], { status: "broadcast" });
   const bumped = await te.node.rpc<{ txid: string }>("bumpfee", [sent.txid, { fee_rate: 60 }], "engine");
   await te.mine(1);
   const now = (await te.engine.payouts.state()).batches[batch]!;
-  t.same([now.status, now.txid, now.replaced], ["broadcast", bumped.txid, [sent.txid]], "the replacement in a block is the batch's transaction now");
+  // The block's sync sends the original again, refused (its coin is spent in the block), adopts the replacement, and
+  // confirms the batch with it (one confirmation is the target here).
+  t.same([now.status, now.txid, now.replaced], ["confirmed", bumped.txid, [sent.txid]], "the replacement in a block is the batch's transaction now");
   t.match(lines.filter((l) => l.batch === batch && /adopted/.test(l.msg)), [{ txid: bumped.txid }], "a log line says it was adopted");
   await te.engine.payouts.sync();
   t.equal((await te.engine.payouts.state()).batches[batch]!.status, "confirmed");

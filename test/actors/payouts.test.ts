@@ -417,7 +417,7 @@ t.test("a stuck payout's fee bump (RBF): the replacement's txid replaces the old
   t.match(await te.engine.payouts.bump(before[0], 80n), { code: "not_allowed" }, "a confirmed batch cannot be bumped");
 });
 
-t.test("a sent batch dropped from the node's mempool (its fee under the node's new floor): stuck, 'bump its fee'; the watchdog counts its coins and does not pause payouts; bumped, paid once", async (t) => {
+t.test("a sent batch dropped from the node's mempool (its fee under the node's new floor): kept broadcast, sent again at every block; the watchdog counts its change and does not pause payouts; bumped, paid once", async (t) => {
   const te = await startTestEngine();
   t.teardown(() => te.stop());
   const { key, dest, quote, batch, b: sent } = await sentBatch(te, "dropped", "0.05");
@@ -429,13 +429,14 @@ t.test("a sent batch dropped from the node's mempool (its fee under the node's n
   await t.rejects(te.node.rpc("getmempoolentry", [sent.txid]), "not in the node's mempool");
   t.equal((await te.node.rpc<{ confirmations: number }>("gettransaction", [sent.txid], "engine")).confirmations, 0, "the node's wallet still has it, in no block");
   t.same(await te.engine.payouts.sync(), { confirmed: 0, rebroadcast: 0, settled: 0 });
-  const stuck = (await te.engine.payouts.state()).batches[batch]!;
-  t.match(stuck, { status: "stuck", reason: /the node's wallet has it: bump its fee/ });
+  // Refused for its fee alone: not stuck, it waits for the floor (payout-rereview-evict.test.ts follows it out).
+  t.match((await te.engine.payouts.state()).batches[batch]!, { status: "broadcast" });
   const report = await te.engine.watchdog();
   t.ok(report?.ok, `the books still cover the wallets: ${report?.reason ?? "ok"}`);
-  t.same(report?.node.strandedBatches, [batch], "the stuck batch's coins are counted");
-  t.ok(report!.node.stranded > 5_000_000n, `${report!.node.stranded} sats: the batch's inputs`);
-  t.equal(te.engine.payouts.paused, undefined, "payouts are not paused for a batch waiting for a fee bump");
+  t.same(report?.node.strandedBatches, [batch], "the dropped batch's change is counted");
+  const change = 50_000_000n - 5_000_000n - sent.fee;
+  t.equal(report!.node.stranded, change, `${report!.node.stranded} sats: the batch's change (its payout is in flight already)`);
+  t.equal(te.engine.payouts.paused, undefined, "payouts are not paused for a batch waiting for the fee floor");
   const bumped = await te.engine.payouts.bump(batch, 60n);
   if (isRefusal(bumped)) throw new Error(bumped.message);
   t.ok(await te.node.rpc("getmempoolentry", [bumped.txid]), "the bump is in the node's mempool");
@@ -455,8 +456,8 @@ t.test("a dropped batch bumped by hand on the node (the book does not know the r
   await te.node.flush();
   await te.node.restart(["-minrelaytxfee=0.0003", "-persistmempool=0"]);
   await te.engine.payouts.sync();
-  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "stuck");
-  t.same((await te.engine.watchdog())?.node.strandedBatches, [batch], "stranded while nothing else holds its coins");
+  t.equal((await te.engine.payouts.state()).batches[batch]!.status, "broadcast", "refused for its fee alone: it waits, broadcast");
+  t.same((await te.engine.watchdog())?.node.strandedBatches, [batch], "its change stranded while nothing else holds its coins");
   const bumped = await te.node.rpc<{ txid: string }>("bumpfee", [sent.txid, { fee_rate: 60 }], "engine");
   t.ok(await te.node.rpc("getmempoolentry", [bumped.txid]), "the replacement is in the mempool");
   const report = await te.engine.solvency();
