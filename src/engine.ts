@@ -667,7 +667,8 @@ export class Engine {
 
   /**
    * Operator action: correct a wallet's books (wallet.ts, `adjust`) — book out a confirmed deposit a deep reorg took
-   * back (`outpoint`: its record then counts what was booked, so it is never booked twice), a payout a lossy restore
+   * back (`outpoint`: its record then counts what was booked, so it is never booked twice; if its transaction is mined
+   * again, the wallet credits back what was booked: `deposit_rebooked`, so booking one still in the mempool is safe), a payout a lossy restore
    * left out of the restored books, or credit what is owed. Once per id: the same adjustment sent again is answered
    * `repeated`. A debit takes at most what is available: what is beyond it (the user spent the coins before the hole was
    * seen) is the house's loss, covered by sending coins to the node wallet. Frozen wallets take it and stay frozen.
@@ -675,16 +676,6 @@ export class Engine {
    * does not cover pauses payouts as any hole does; a closed hole leaves a pause to `resumePayouts`).
    */
   async adjustWallet(userKey: string, a: { id: string; amount: bigint; reason: string; outpoint?: string }, operator: string): Promise<AnswerOf<"adjust"> | Refusal> {
-    if (a.outpoint !== undefined) {
-      // A reversed deposit's transaction may be back: in the mempool (0 confirmations), or mined again. Booked out now,
-      // its coins would be the node's and the user's debit would stand. Only one the chain has given up on (conflicted:
-      // below 0) or that the node no longer knows is booked.
-      const txid = a.outpoint.slice(0, a.outpoint.lastIndexOf(":"));
-      const tx = await this.node.getTransaction(txid).catch((e: unknown) => ((e as { code?: number }).code === -5 ? undefined : Promise.reject(e)));
-      if (tx && tx.confirmations >= 0) {
-        return refuse("not_allowed", `The deposit's transaction is ${tx.confirmations === 0 ? "in the node's mempool" : `mined again (${tx.confirmations} confirmation(s))`}: it may confirm again, so it is not booked out; nothing was changed. Wait until the node shows it conflicted (gettransaction: confirmations below 0).`);
-      }
-    }
     const r = await this.registry.send(userKey, "adjust", { id: a.id, amount: a.amount, reason: a.reason, by: operator, ...(a.outpoint !== undefined ? { outpoint: a.outpoint } : {}) });
     if (isRefusal(r) || r.repeated) return r;
     // The user key alone beside who and which id: the amount (and the audit's outpoint) would point at the chain.
