@@ -847,7 +847,9 @@ async function flush(
 /**
  * Failed flushes are alerted at most this often, with the error: a flush fails at every block while the cause lasts
  * (the node wallet's passphrase changed on the node, say), and a warning per block was all operators had. Counted
- * across flushes that run in between: a node that fails one flush in two (timeouts) paged at every failure.
+ * across flushes that run in between: a node that fails one flush in two (timeouts) paged at every failure. A failure
+ * for another reason than the one last alerted is alerted at once: kept quiet for the hour, a lasting failure that
+ * began just after a blip (a timeout, then the wallet's passphrase changed) went unpaged that long.
  */
 const FLUSH_ALERT_EVERY_MS = 3600_000;
 
@@ -859,11 +861,12 @@ function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => numbe
   f.lastError = why;
   const h = healthOf(s, o, now);
   const detail = { failedFlushes: f.count, since: new Date(f.since).toISOString(), why, queued: h.queued, ...(h.oldestQueuedAgeS !== null ? { oldestQueuedAgeS: h.oldestQueuedAgeS } : {}) };
-  if (t - w.flushAlertedAt < FLUSH_ALERT_EVERY_MS) {
+  if (t - w.flushAlertedAt < FLUSH_ALERT_EVERY_MS && why === w.flushAlertedWhy) {
     o.log.warn(detail, "payout flush failed again; queued payouts wait, tried again at the next block");
     return;
   }
   w.flushAlertedAt = t;
+  w.flushAlertedWhy = why;
   // The journal's write failed (the disk full or failing): the node did its part, and nothing was sent.
   if (e instanceof StoreError) {
     o.hooks.alert("payouts are not being built: the flush could not write to the store (the store's error is `why`); nothing was sent, queued payouts wait and are tried again at every block. Free space or fix the disk: writes resume by themselves", detail);
@@ -962,13 +965,16 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
           watchOf(o).feeRefused.delete(batch);
           return false;
         }
-        if (feeRefused(err.message)) {
+        if (feeRefused(err.message) && latest && latest.confirmations >= 0) {
           // Refused for its fee alone: the mempool's floor is above what it pays (a node restarted with a higher
           // -minrelaytxfee, a fee spike that evicted it). Nothing else is wrong with it (bitcoind checks its inputs
           // first), and it is recorded: it stays as it is and is sent again at every block (sync), going out once the
-          // floor falls back. Marked stuck, it was never sent again, and each such batch needed an operator. One the
-          // node's wallet never took (signed) leaves its coins free in the wallet's eyes: a later batch may spend them,
-          // and its next send is then refused for that (missing inputs), and it is marked stuck below, as before.
+          // floor falls back. Marked stuck, it was never sent again, and each such batch needed an operator.
+          // Only one the node's wallet has: the wallet counts its coins as spent, so no later batch takes them. One it
+          // never took (a crash between recording and sending, a floor that rose between testmempoolaccept and the
+          // send, a fee bump's replacement) leaves its coins free in the wallet's eyes: the next flush spent them in
+          // another batch, this one could never go out, and meanwhile the watchdog counted its payouts as in flight
+          // while their coins still stood in the wallet. That one is stuck below, to be released, as before.
           feeRefusedBatch(batch, `${err.code}: ${err.message ?? ""}`, o, now);
           return false;
         }
@@ -1002,7 +1008,7 @@ function feeRefusedBatch(batch: string, why: string, o: PayoutOptions, now: () =
     return;
   }
   w.feeRefused.set(batch, { since: now(), at: now(), why });
-  o.hooks.alert("a payout batch already signed is refused by the node's mempool for its fee alone: the mempool's minimum fee is above what it pays (raising withdrawals.maxFeeRateSatVb does not change a batch already signed). It is kept as it is and sent again at every block, and goes out once that minimum falls back; to send it sooner, bump its fee above the mempool's minimum (getmempoolinfo: mempoolminfee), if the node's wallet has it", { batch, why });
+  o.hooks.alert("a payout batch already signed is refused by the node's mempool for its fee alone: the mempool's minimum fee is above what it pays (raising withdrawals.maxFeeRateSatVb does not change a batch already signed). It is kept as it is and sent again at every block, and goes out once that minimum falls back; to send it sooner, bump its fee above the mempool's minimum (getmempoolinfo: mempoolminfee)", { batch, why });
 }
 
 /**
@@ -1246,6 +1252,8 @@ interface Watch {
   failing?: { count: number; since: number; lastError: string };
   /** When a failed flush was last alerted; kept when flushes run again (see FLUSH_ALERT_EVERY_MS). */
   flushAlertedAt: number;
+  /** The error that alert carried: another one is alerted at once. */
+  flushAlertedWhy?: string;
   /**
    * Flushes ending without a batch because the mempool's floor is above the fee rate allowed (see waitForFees): since
    * when, the latest reason and when it was seen.
@@ -1633,8 +1641,7 @@ async function release(batch: string, feeRate: bigint, reason: string, get: () =
   if (!b) return refuse("not_found", `No payout batch ${batch}.`);
   if (b.status === "released") return { batch, status: "released" };
   // One the mempool refuses for its fee alone waits for the floor, signed or broadcast, not stuck (see broadcast): an
-  // operator may still give it up rather than wait (a floor raised for good, a batch the node's wallet never took,
-  // which cannot be bumped).
+  // operator may still give it up rather than wait (a floor raised for good).
   const feeWait = (b.status === "signed" || b.status === "broadcast") && watchOf(o).feeRefused.has(batch);
   if (b.status !== "stuck" && b.status !== "cancelling" && !feeWait) {
     return refuse("not_allowed", `Batch ${batch} is ${b.status}, not stuck: only a stuck batch can be released (or one the mempool refuses for its fee; a batch in the mempool can have its fee bumped).`);
@@ -1919,7 +1926,16 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
   if (b.status === "confirmed") return refuse("not_allowed", `Batch ${batch} is already confirmed; there is nothing to bump.`);
   if (b.status === "cancelling" || b.status === "released") return refuse("not_allowed", `Batch ${batch} is ${b.status === "released" ? "released" : "being released"}; it is not bumped.`);
   // psbtbumpfee gives an unsigned replacement, so the replacement is journalled before it is broadcast.
-  const bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
+  let bumped: { psbt: string; fee: number };
+  try {
+    bumped = await o.node.call<{ psbt: string; fee: number }>("psbtbumpfee", [b.txid, { fee_rate: Number(feeRate) }]);
+  } catch (e) {
+    // A replacement must pay the fee of the one it replaces plus the node's incremental fee on its size (BIP125), and
+    // the mempool's minimum: the node's own words gave the operator a total in BTC, not the rate to ask for.
+    if (!/Insufficient total fee|lower than the minimum fee rate/i.test((e as RpcError).message ?? "")) throw e;
+    const floor = feeFloorOf(await mempoolInfo(o));
+    return refuse("bad_input", `The node refuses a fee bump of batch ${batch} at ${feeRate} sat/vB: too low to replace it (${(e as RpcError).message}). A replacement pays more than the transaction it replaces, by the node's incremental fee on its size, and at least the node's minimum fee rate, ${satPerVb(floor.satPerKvb)} sat/vB now (getmempoolinfo: ${floor.full ? "mempoolminfee" : "minrelaytxfee"}). Nothing was changed; bump at a higher rate.`);
+  }
   // psbtbumpfee adds coins of the node's wallet when the batch's change cannot pay the higher fee: any confirmed one
   // (it has no minconf). One less deep than a deposit must be to be credited is a deposit nobody has yet, and a reorg
   // that double-spends it would take the replacement, and every payout in it, away; the flush never spends such a
@@ -1945,7 +1961,9 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
     }
     const fees = watchOf(o).feeRefused.get(batch);
     if (after?.txid === decoded.txid && fees) {
-      return refuse("not_allowed", `The node's mempool refuses the replacement for its fee (${fees.why}): its minimum fee is above ${feeRate} sat/vB. Batch ${batch} keeps it and sends it again at every block; bump again at a rate above the mempool's minimum (getmempoolinfo: mempoolminfee) to send it now.`);
+      // Bumped again, this replacement is one the node's wallet never took (psbtbumpfee knows only the wallet's own
+      // transactions): only a release gets its coins back before the floor falls.
+      return refuse("not_allowed", `The node's mempool refuses the replacement for its fee (${fees.why}): its minimum fee is above ${feeRate} sat/vB. Batch ${batch} keeps it and sends it again at every block, and it goes out once that minimum falls; it cannot be bumped again (the node's wallet never took it): to give its payouts back now, release it.`);
     }
     if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);
     return refuse("not_allowed", `The node refused the replacement (${after.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);

@@ -39,12 +39,13 @@ t.test("release after a fee bump that added an input spent since by a later batc
   await te.engine.payouts.bump(batch, 60n).catch(() => undefined);
   t.equal(crash.hits, 1, "crashed with the replacement journalled, not sent");
   // The node comes back with a higher floor still; the engine restarts: the replacement is refused at its broadcast,
-  // for its fee: it waits, signed (the node's wallet never took it, so its coins look free to the wallet).
+  // for its fee; the node's wallet never took it (its coins look free to the wallet): stuck, "release it".
   await te.node.flush();
   await te.node.restart(["-minrelaytxfee=0.001", "-persistmempool=0"]);
   await te.restart();
   const b1 = (await te.engine.payouts.state()).batches[batch]!;
-  t.equal(b1.status, "signed");
+  t.equal(b1.status, "stuck");
+  t.match(b1.reason, /never had it: release it/);
   t.same(b1.replaced, [a.txid], "the original is the version the bump replaced");
   const a2In = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b1.hex], "engine")).vin;
   t.equal(a2In.length, 2, "the replacement added an input");
