@@ -294,18 +294,31 @@ function decodeBody(body: Buffer): SegmentFrame {
   return { position, ops };
 }
 
-/** The last position held by the segments of a timeline in `dir` (0 if none), reading only the newest file. */
+/** The last position held by the segments of a timeline in `dir` (0 if none): see shippedEnd. */
 export async function lastShipped(dir: string, keyring: KeyRing, timeline: string): Promise<number> {
+  return (await shippedEnd(dir, keyring, timeline)).last;
+}
+
+/**
+ * Where the segments of a timeline in `dir` end: the last position they hold (0 if none), and whether the frame there
+ * is a clean stop's record (the last run stopped cleanly and nothing of a later run reached them). Reads the newest
+ * file that holds a frame: one with only its header (a write that failed or died after making it) says nothing of
+ * how the file before it ends.
+ */
+export async function shippedEnd(dir: string, keyring: KeyRing, timeline: string): Promise<{ last: number; cleanStop: boolean }> {
   const files = listSegments(dir, timeline);
-  const newest = files.at(-1);
-  if (!newest) return 0;
-  let last = newest.first - 1;
   // The newest file may predate a rotation (written under the key it retired): where the shipping goes on from, not
   // what a restore would trust.
-  const end = await readSegments(dir, keyring.allowing([...keyring.retired]), timeline, last, async (f) => {
-    last = f.position;
-  }).catch(() => ({ last }));
-  return Math.max(last, end.last);
+  const ring = keyring.allowing([...keyring.retired]);
+  for (let i = files.length - 1; i >= 0; i--) {
+    let last = files[i]!.first - 1;
+    const end = await readSegments(dir, ring, timeline, last, async (f) => {
+      last = f.position;
+    }).catch(() => undefined);
+    if (!end) return { last, cleanStop: false };
+    if (end.holdsLast || end.stop || i === 0) return { last: Math.max(last, end.last), cleanStop: end.cleanStop === true };
+  }
+  return { last: 0, cleanStop: false };
 }
 
 export interface ShipperOptions {
@@ -350,6 +363,8 @@ export class SegmentShipper {
   #timeline = "";
   /** The last position on the backup disk (fdatasync'ed). */
   shipped = 0;
+  /** At attach: the segments end on a clean stop's record (see shippedEnd). */
+  endsOnStop = false;
   #broken = false;
   /** The last position dropped. */
   #lostUpTo = 0;
@@ -387,7 +402,9 @@ export class SegmentShipper {
     if (!TIMELINE_RE.test(store.timeline)) throw new BackupError("bad_format", `the store's timeline "${store.timeline}" is not 12 hex digits; segments could not be named after it`);
     this.#timeline = store.timeline;
     this.#frameKey = frameKey(this.#macKey, this.#timeline);
-    this.shipped = await lastShipped(this.#o.dir, this.#o.keyring, this.#timeline);
+    const end = await shippedEnd(this.#o.dir, this.#o.keyring, this.#timeline);
+    this.shipped = end.last;
+    this.endsOnStop = end.cleanStop;
     this.#detach = store.onWrite((position, ops) => {
       const f = encodeFrame(this.#frameKey, position, ops);
       this.#frames.push(f);

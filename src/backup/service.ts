@@ -57,6 +57,8 @@ interface Gap {
   at: number;
 }
 const GAP_KEY = "backup-gap";
+/** The first write of a run after a clean stop, shipped before the run goes on (see #endCleanStop). */
+const START_KEY = "backup-start";
 
 /**
  * Which backup directory this store backs up to: the id in the directory's marker file (MARKER), also kept in the
@@ -124,6 +126,7 @@ export class BackupService {
     const real = this.#o.config.network !== "regtest";
     if (!this.dir) {
       if (real) this.#log.error({ alert: true }, `backups are off (backup.dir is not set) on ${this.#o.config.network}: a lost data disk loses every wallet. Set RUNIGUN_BACKUP_DIR to a directory on another disk`);
+      await this.#unshippedRun("backups are off (backup.dir is not set)");
       return { needsSnapshot: false };
     }
     const cfg = this.#o.config.backup;
@@ -134,6 +137,7 @@ export class BackupService {
     const adopt = this.#checkTarget(known, restored && SNAP_RE.exec(basename(restored.archive))?.[2]);
     if (this.#foreign) {
       // Nothing of this store goes there (see #checkTarget); a start after the directory is fixed ships and snapshots again.
+      await this.#unshippedRun(`backup directory ${this.dir} holds another store's backups`);
       return { needsSnapshot: false };
     }
     if (existsSync(this.dir)) {
@@ -165,9 +169,12 @@ export class BackupService {
       // A new, empty disk mounted at the backup directory: none of what came before is on it until a snapshot is.
       onDirRecreated: () => this.#repair(0),
     });
-    await this.#shipper.attach(store);
+    // Where the backup disk stands before this run writes anything (the clean stop's check below writes): what it
+    // holds is measured against the store as it is now. A frame shipped by that check does not make up for positions
+    // before it that never reached this disk (a new, empty disk; a run with backups off; the disk gone at the stop).
+    const shipped = await this.#shipper.attach(store);
+    const reached = store.position;
     await this.#endCleanStop();
-    const shipped = this.#shipper.shipped;
     // Kept in the store once (after attaching, so the record is shipped like any other).
     if (adopt) await store.put(META, TARGET_KEY, { id: adopt } satisfies Target);
     const newest = this.#snapshots().filter((x) => x.timeline === store.timeline).at(-1);
@@ -176,9 +183,9 @@ export class BackupService {
       if (s) this.#lastGood = { at: s.mtimeMs, path: join(this.snapshotsDir!, newest.name), position: newest.position, bytes: s.size };
     }
     const covered = Math.max(shipped, newest?.position ?? 0);
-    let needsSnapshot = covered < store.position;
+    let needsSnapshot = covered < reached;
     if (needsSnapshot) {
-      this.#log.warn({ shipped, snapshot: newest?.position ?? 0, store: store.position }, "continuous backup does not reach the store's position (first run, or a crash lost the last interval); taking a snapshot");
+      this.#log.warn({ shipped, snapshot: newest?.position ?? 0, store: reached }, "continuous backup does not reach the store's position (first run, or a crash lost the last interval); taking a snapshot");
       await this.#markGap(covered);
     } else if (await store.get(META, GAP_KEY)) {
       // A gap seen before (in this run or one that died before its snapshot): the segments after it do not make up
@@ -199,22 +206,40 @@ export class BackupService {
    * The last run stopped cleanly (close): the backup disk's segments may end on its stop record, which tells a restore
    * that nothing was written after it. Before this run writes anything more, a frame after it must be on the backup
    * disk — a crash before the next interval's shipping, or while the backup disk is missing or failing, would
-   * otherwise restore as lossless and resume payouts with this run's writes unknown. The record is deleted (the frame)
-   * and shipped now; when that write does not reach the backup disk the engine does not start, and the record is put
-   * back, so the next start checks again.
+   * otherwise restore as lossless and resume payouts with this run's writes unknown. Checked when the segments end on
+   * a stop record, whatever the store says, and when the store holds the record (the segments could not be read: a
+   * disk missing or hung). The frame is a put of START_KEY; the store's record is deleted only once that frame is on
+   * the backup disk, so a start that dies before (a hung disk, a forced exit) leaves it for the next start to check.
+   * When the frame does not reach the backup disk the engine does not start.
    */
   async #endCleanStop(): Promise<void> {
     const store = this.#o.store;
     const stop = await store.get<unknown>(META, STOP_KEY);
-    if (stop === undefined) return;
-    await store.del(META, STOP_KEY);
+    if (stop === undefined && !this.#shipper!.endsOnStop) return;
+    await store.put(META, START_KEY, { at: Date.now() });
     const position = store.position;
     await this.#shipper!.flush();
-    if (this.#shipper!.shipped >= position) return;
+    if (this.#shipper!.shipped >= position) {
+      // Shipped too (as it always was at a clean start: nothing of the start left buffered); not needed for the check.
+      if (stop !== undefined) await store.del(META, STOP_KEY).then(() => this.#shipper!.flush());
+      return;
+    }
     this.#shipper!.abandon();
     this.#shipper = undefined;
-    await store.put(META, STOP_KEY, stop);
-    throw new BackupError("no_target", `continuous backup could not write to ${this.segmentsDir} at start (see the error before this). Its segments end on the last run's clean stop, so a restore from them would take this run's writes as never made, and resume payouts: the engine does not start until its first write is on the backup disk. Mount or fix the backup disk at ${this.dir}, then start again (or, to run without continuous backup until it is back, start with backup.dir empty: RUNIGUN_BACKUP_DIR=)`);
+    throw new BackupError("no_target", `continuous backup could not write to ${this.segmentsDir} at start (see the error before this). Its segments end on the last run's clean stop, so a restore from them would take this run's writes as never made, and resume payouts: the engine does not start until its first write is on the backup disk. Mount or fix the backup disk at ${this.dir}, then start again`);
+  }
+
+  /**
+   * A start that ships nothing (backups off, or the directory another store's) after a clean stop: the old backup
+   * directory's segments end on that stop, and a restore from them would be taken as lossless with this run unknown.
+   * Not refused (the operator chose it); said at every such start, while the store keeps the record (the next start
+   * that ships deletes it).
+   */
+  async #unshippedRun(why: string): Promise<void> {
+    if ((await this.#o.store.get<unknown>(META, STOP_KEY)) === undefined) return;
+    // An alert with real money (as backups off is); on regtest a warning.
+    const say = this.#o.config.network !== "regtest" ? (m: string) => this.#log.error({ alert: true }, m) : (m: string) => this.#log.warn(m);
+    say(`${why}, and the last run stopped cleanly with continuous backup on: the backups in the old backup directory end on that clean stop, and a restore from them will not know of this run (it would be taken as lossless and resume payouts with this run's writes unknown). Turn backups on again at that directory: the first start that ships takes a snapshot`);
   }
 
   /**
