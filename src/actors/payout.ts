@@ -847,11 +847,13 @@ async function flush(
 /**
  * Failed flushes are alerted at most this often, with the error: a flush fails at every block while the cause lasts
  * (the node wallet's passphrase changed on the node, say), and a warning per block was all operators had. Counted
- * across flushes that run in between: a node that fails one flush in two (timeouts) paged at every failure. A failure
- * for another reason than the one last alerted is alerted at once: kept quiet for the hour, a lasting failure that
- * began just after a blip (a timeout, then the wallet's passphrase changed) went unpaged that long.
+ * across flushes that run in between: a node that fails one flush in two (timeouts) paged at every failure. Each reason
+ * has its own hour: a lasting failure that began just after a blip (a timeout, then the wallet's passphrase changed) is
+ * alerted at once, and a node flapping between two reasons pages twice an hour, not at every failure.
  */
 const FLUSH_ALERT_EVERY_MS = 3600_000;
+/** Reasons whose last alert is remembered, at most (the oldest forgotten first). */
+const FLUSH_ALERT_REASONS = 16;
 
 /** A flush failed (thrown by the node, the signing, or the store): counted, and alerted as FLUSH_ALERT_EVERY_MS says. */
 function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => number): void {
@@ -861,12 +863,13 @@ function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => numbe
   f.lastError = why;
   const h = healthOf(s, o, now);
   const detail = { failedFlushes: f.count, since: new Date(f.since).toISOString(), why, queued: h.queued, ...(h.oldestQueuedAgeS !== null ? { oldestQueuedAgeS: h.oldestQueuedAgeS } : {}) };
-  if (t - w.flushAlertedAt < FLUSH_ALERT_EVERY_MS && why === w.flushAlertedWhy) {
+  if (t - (w.flushAlerted.get(why) ?? -Infinity) < FLUSH_ALERT_EVERY_MS) {
     o.log.warn(detail, "payout flush failed again; queued payouts wait, tried again at the next block");
     return;
   }
-  w.flushAlertedAt = t;
-  w.flushAlertedWhy = why;
+  w.flushAlerted.delete(why);
+  w.flushAlerted.set(why, t);
+  if (w.flushAlerted.size > FLUSH_ALERT_REASONS) w.flushAlerted.delete(w.flushAlerted.keys().next().value!);
   // The journal's write failed (the disk full or failing): the node did its part, and nothing was sent.
   if (e instanceof StoreError) {
     o.hooks.alert("payouts are not being built: the flush could not write to the store (the store's error is `why`); nothing was sent, queued payouts wait and are tried again at every block. Free space or fix the disk: writes resume by themselves", detail);
@@ -877,7 +880,7 @@ function flushFailed(e: Error, s: PayoutBook, o: PayoutOptions, now: () => numbe
 
 /**
  * A flush ran to its end (whether it built anything or not): failures before it are over. When the last alert was is
- * kept (Watch.flushAlertedAt): a failure soon after is a warning, not another page.
+ * kept (Watch.flushAlerted): a failure soon after is a warning, not another page.
  */
 function flushRan(o: PayoutOptions): void {
   const w = watchOf(o);
@@ -980,7 +983,7 @@ async function broadcast(batch: string, get: () => PayoutBook, commit: (e: Payou
         }
         // The node's wallet has it, in no block (sent before, then dropped from the mempool: fees rose, it expired):
         // a fee bump sends it again and pays the users. One the wallet never had can only be released.
-        const next = !latest ? "the node's wallet never had it: release it"
+        const next = !latest ? "the node's wallet never had this version: release it"
           : latest.confirmations < 0 ? "it conflicts with a transaction in a block: release it" : "the node's wallet has it: bump its fee";
         await markStuck(batch, `broadcast refused (${err.code}): ${err.message ?? ""}; ${next}`, get, commit, o, now);
         return false;
@@ -1042,6 +1045,8 @@ function tellBroadcast(batch: string, txid: string, get: () => PayoutBook, o: Pa
 
 async function markStuck(batch: string, reason: string, get: () => PayoutBook, commit: (e: PayoutEvent[]) => Promise<void>, o: PayoutOptions, now: () => number) {
   if (get().batch(batch)?.status !== "stuck") await commit([{ t: "stuck", batch, reason, at: now() }]);
+  // No longer waiting for the fee floor (a stuck batch is never sent again): not listed in the fee wait any more.
+  watchOf(o).feeRefused.delete(batch);
   o.hooks.alert("payout batch stuck", { batch, reason });
 }
 
@@ -1250,10 +1255,8 @@ interface Watch {
   told: Map<string, { txid: string; ids: Set<string>; asking: Set<string> }>;
   /** Flushes failing in a row (see flushFailed); undefined once one runs to its end. */
   failing?: { count: number; since: number; lastError: string };
-  /** When a failed flush was last alerted; kept when flushes run again (see FLUSH_ALERT_EVERY_MS). */
-  flushAlertedAt: number;
-  /** The error that alert carried: another one is alerted at once. */
-  flushAlertedWhy?: string;
+  /** When a failed flush was last alerted, by its error; kept when flushes run again (see FLUSH_ALERT_EVERY_MS). */
+  flushAlerted: Map<string, number>;
   /**
    * Flushes ending without a batch because the mempool's floor is above the fee rate allowed (see waitForFees): since
    * when, the latest reason and when it was seen.
@@ -1272,7 +1275,7 @@ const watches = new WeakMap<PayoutOptions, Watch>();
 
 function watchOf(o: PayoutOptions): Watch {
   let w = watches.get(o);
-  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set(), told: new Map(), flushAlertedAt: -Infinity, feeRefused: new Map() }));
+  if (!w) watches.set(o, (w = { deep: new Set(), unmined: new Map(), rivals: new Set(), told: new Map(), flushAlerted: new Map(), feeRefused: new Map() }));
   return w;
 }
 
@@ -1958,12 +1961,6 @@ async function bump(batch: string, feeRate: bigint, get: () => PayoutBook, commi
     const after = get().batch(batch);
     if (after && after.txid !== decoded.txid) {
       return refuse("not_allowed", `The node has another fee bump of batch ${batch} (${after.txid}), made outside the engine, which pays its payouts exactly: the batch follows it now; check GET /payouts before bumping again.`);
-    }
-    const fees = watchOf(o).feeRefused.get(batch);
-    if (after?.txid === decoded.txid && fees) {
-      // Bumped again, this replacement is one the node's wallet never took (psbtbumpfee knows only the wallet's own
-      // transactions): only a release gets its coins back before the floor falls.
-      return refuse("not_allowed", `The node's mempool refuses the replacement for its fee (${fees.why}): its minimum fee is above ${feeRate} sat/vB. Batch ${batch} keeps it and sends it again at every block, and it goes out once that minimum falls; it cannot be bumped again (the node's wallet never took it): to give its payouts back now, release it.`);
     }
     if (after?.status !== "stuck") return refuse("not_allowed", `Batch ${batch} is already in a block (the transaction the bump replaced was mined first); it is confirmed at the next block.`);
     return refuse("not_allowed", `The node refused the replacement (${after.reason ?? "no reason given"}); batch ${batch} is marked stuck.`);

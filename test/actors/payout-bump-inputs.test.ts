@@ -45,7 +45,7 @@ t.test("release after a fee bump that added an input spent since by a later batc
   await te.restart();
   const b1 = (await te.engine.payouts.state()).batches[batch]!;
   t.equal(b1.status, "stuck");
-  t.match(b1.reason, /never had it: release it/);
+  t.match(b1.reason, /never had this version: release it/);
   t.same(b1.replaced, [a.txid], "the original is the version the bump replaced");
   const a2In = (await te.node.rpc<{ vin: Array<{ txid: string; vout: number }> }>("decoderawtransaction", [b1.hex], "engine")).vin;
   t.equal(a2In.length, 2, "the replacement added an input");

@@ -41,7 +41,7 @@ t.test("a batch recorded, never sent, then refused for its fee: stuck, release i
   const [bid, b] = Object.entries((await te.engine.payouts.state()).batches)[0]!;
   await t.rejects(node.rpc("gettransaction", [b.txid]), "the node's wallet never took it");
   t.equal(b.status, "stuck", "stuck, not waiting signed");
-  t.match(b.reason, /min relay fee not met.*the node's wallet never had it: release it/, "the reason says release it");
+  t.match(b.reason, /min relay fee not met.*the node's wallet never had this version: release it/, "the reason says release it");
   t.notOk((await payoutStatus(te)).feeWait?.batches.includes(bid), "not under the fee wait");
   t.equal((await te.engine.payouts.state()).payouts[q.id]!.status, "stuck", "its payout is not in flight");
   const wd = await te.engine.watchdog();
@@ -102,4 +102,11 @@ t.test("a blip, then a failure for another reason: both paged; the same reason a
   t.match(alerts, [{ why: /timed out/ }, { why: /passphrase/ }], "the blip and the new failure are both alerted");
   t.equal(alerts.length, 2, "the lasting failure's repeats are not");
   t.equal(lines.slice(mark).filter((l) => /payout flush failed again/.test(l.msg)).length, 2, "they are warnings");
+  // A node flapping between the two reasons: each has its own hour, so neither pages again (a re-review: alerting any
+  // reason other than the last one paged at every failure of a node alternating between two).
+  for (const why of ["walletcreatefundedpsbt failed: timed out after 5000 ms", "Error: Please enter the wallet passphrase with walletpassphrase first."]) {
+    fail = why;
+    t.match(await te.engine.payouts.flush(), { code: "node_unavailable" }, "a flapping failure");
+  }
+  t.equal(lines.slice(mark).filter((l) => l.alert && /^payouts are not being built/.test(l.msg)).length, 2, "no page for either again within its hour");
 });
