@@ -1036,7 +1036,7 @@ function tellBroadcast(batch: string, txid: string, get: () => PayoutBook, o: Pa
       continue;
     }
     entry.asking.add(id);
-    void answer.then((took) => took, () => false).then((took) => {
+    void answer.catch(() => false).then((took) => {
       entry.asking.delete(id);
       if (took) entry.ids.add(id);
     });

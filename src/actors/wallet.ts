@@ -106,6 +106,9 @@ function inWindow(list: WalletState["withdrawnByHour"], at: number, hour: number
 }
 const noChange = <R>(answer: (s: WalletState) => R): Decision<R> => ({ events: [], answer });
 
+/** A command to a wallet not opened yet (the user's own words: the admin edge names the key instead). */
+export const NO_WALLET = "You have no wallet yet. Send /start to create one.";
+
 /** An adjustment's id: what the admin edge takes for its other ids. */
 const ADJUST_ID = /^[\w:.-]{1,128}$/;
 /** The longest reason an adjustment keeps (it rides in the wallet's journal, and operators read it). */
@@ -125,7 +128,7 @@ export function decide(s: WalletState, cmd: WalletCommand, ctx: DecideContext): 
   const at = ctx.now;
   if (!s.opened && cmd.type !== "open" && cmd.type !== "state" && cmd.type !== "resume" && cmd.type !== "receive_transfer" && cmd.type !== "receive_transfers" && cmd.type !== "return_transfer" && cmd.type !== "crash") {
     // Transfers may reach a user who has not opened yet (a tip): it opens the wallet implicitly below.
-    return refuse("not_found", "You have no wallet yet. Send /start to create one.");
+    return refuse("not_found", NO_WALLET);
   }
   switch (cmd.type) {
     case "open": {

@@ -1,11 +1,12 @@
 // The engine behind the admin edge: read views (bigints as decimal strings, chat handles removed) and the
 // operator actions, each a message to the actor that owns the state — the admin edge adds no rule.
 import type { Engine } from "../../engine.ts";
-import { isRefusal, refuse } from "../../domain/refusals.ts";
+import { isRefusal, refuse, type Refusal } from "../../domain/refusals.ts";
 import type { AdminPort, EngineSample, Json } from "./port.ts";
 import { vsizeOf } from "../../domain/tx.ts";
 import type { PayoutHealth } from "../../actors/payout.ts";
 import { PAYOUT_ACTOR_STOPPED } from "../../actors/payout.service.ts";
+import { NO_WALLET } from "../../actors/wallet.ts";
 
 /** A batch's vsize for the console, or nothing (bytes that do not parse must not take the payouts page down). */
 const sizeOf = (hex: string): number | undefined => {
@@ -54,6 +55,11 @@ export class SampleRing {
 const BEHIND_BLOCKS = 2;
 
 const RESTART = "restart the engine (runigun start, or runigun engine in the split shape)";
+
+/** A wallet's refusal as an operator reads it: its "no wallet yet" (the user's "Send /start") names the key instead. */
+function operatorsRefusal(r: Refusal, userKey: string): Refusal {
+  return r.code === "not_found" && r.message === NO_WALLET ? refuse("not_found", `no wallet ${userKey}`) : r;
+}
 
 /** The singleton actors, which stop for good after repeated crashes (crash-budget.ts): "stopped" until a restart. */
 function singletons(e: Engine): { payouts: "running" | "stopped"; cheques: "running" | "stopped"; action: string | null } {
@@ -212,7 +218,7 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       if (!before.opened) return refuse("not_found", `no wallet ${userKey}`);
       if (before.frozen) return toJson({ frozen: true, already: true, ...before.frozen });
       const r = await e.registry.send(userKey, "freeze", { reason, by: operator });
-      if (isRefusal(r)) return r.code === "not_found" ? refuse("not_found", `no wallet ${userKey}`) : r;
+      if (isRefusal(r)) return operatorsRefusal(r, userKey);
       // Another freeze may have come between the read and this one: the wallet kept whichever came first.
       const after = await e.registry.send(userKey, "state", {});
       const kept = isRefusal(after) ? undefined : after.frozen;
@@ -225,15 +231,14 @@ export function enginePort(e: Engine, o: { sampleMs?: number; capacity?: number 
       if (!before.opened) return refuse("not_found", `no wallet ${userKey}`);
       if (!before.frozen) return toJson({ frozen: false, already: true });
       const r = await e.registry.send(userKey, "unfreeze", { by: operator });
-      if (isRefusal(r)) return r.code === "not_found" ? refuse("not_found", `no wallet ${userKey}`) : r;
+      if (isRefusal(r)) return operatorsRefusal(r, userKey);
       // Its queued withdrawals were held while it was frozen: they go with the next batch.
       e.payouts.schedule();
       return toJson(r);
     },
     async adjustWallet(userKey, a, operator) {
       const r = await e.adjustWallet(userKey, a, operator);
-      // As for a freeze: a mistyped key must not read as the wallet's "Send /start".
-      if (isRefusal(r)) return r.code === "not_found" && /no wallet yet/i.test(r.message) ? refuse("not_found", `no wallet ${userKey}`) : r;
+      if (isRefusal(r)) return operatorsRefusal(r, userKey);
       return toJson(r);
     },
     async bumpPayout(batch, feeRate) {
